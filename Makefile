@@ -1,0 +1,126 @@
+# DPR Cluster - top-level build.
+#
+#   make deps      install the Debian packages the project needs (root)
+#   make           build libraries, dpr-finder, tests, benchmarks
+#   make test      run every test suite (unit, unit under ASan/UBSan, server)
+#   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
+#   make bench     run the benchmarks (bench-finder)
+#   make install   install into $(DESTDIR)$(PREFIX)
+#
+# Objects go to $(BUILD) (build/ normally, build/asan for the sanitizer run).
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+SAN ?= 0
+FUZZ_SECONDS ?= 30
+PYTHON ?= /usr/bin/python3
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
+       -Wno-unused-parameter -Werror=implicit-function-declaration
+CPPFLAGS += -D_GNU_SOURCE -Ilibdpr/include -Ifinder/include -Ifinder/src
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -MMD -MP
+ifeq ($(SAN),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+LIBS = -luv -lhiredis -lz -lm -lpthread
+
+DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
+               libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
+               redis-server redis-tools python3 python3-pytest python3-redis
+
+LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
+FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
+UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIBDPR_A = $(BUILD)/libdpr.a
+FINDER_A = $(BUILD)/libdprfinder.a
+FINDER_BIN = $(BUILD)/dpr-finder
+BENCH_FINDER = $(BUILD)/bench-finder
+UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+FUZZ_BINS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps test test-unit test-server fuzz fuzz-build bench bench-finder install clean
+.DEFAULT_GOAL := all
+
+all: $(LIBDPR_A) $(FINDER_A) $(FINDER_BIN) $(UNIT_BINS) $(BENCH_FINDER)
+
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+# Installs the packages only when one is missing (so `make demo` works on a
+# fresh machine and costs nothing on a prepared one).
+.PHONY: deps-if-missing
+deps-if-missing:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "missing packages:" $$missing; $(MAKE) deps; fi
+
+$(LIBDPR_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FINDER_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(FINDER_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FINDER_BIN): $(BUILD)/obj/finder/src/main.o $(FINDER_A) $(LIBDPR_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(FINDER_A) $(LIBDPR_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BENCH_FINDER): $(BUILD)/obj/bench/bench_finder.o $(FINDER_A) $(LIBDPR_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# --- tests ---------------------------------------------------------------
+# tests/run.sh runs every suite and ends with the total "N passed, N failed".
+test:
+	$(MAKE) all
+	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst build/%,build/asan/%,$(UNIT_BINS))
+	BUILD=$(BUILD) PYTHON=$(PYTHON) tests/run.sh
+
+# --- fuzzing (clang libFuzzer) ---------------------------------------------
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)
+
+build/fuzz/%: tests/fuzz/%.c $(LIBDPR_SRC) $(FINDER_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# --- benchmarks (not tests) ------------------------------------------------
+bench: bench-finder
+
+bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
+	bench/finder.sh $(BUILD)
+
+# --- install ---------------------------------------------------------------
+install: $(LIBDPR_A) $(FINDER_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dpr
+	install -m 0755 $(FINDER_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-finder
+	install -m 0644 $(LIBDPR_A) $(DESTDIR)$(PREFIX)/lib/libdpr.a
+	install -m 0644 libdpr/include/dpr/*.h $(DESTDIR)$(PREFIX)/include/dpr/
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# --- the main job: a local finder driven like a cluster ----------------------
+.PHONY: demo
+demo: deps-if-missing
+	$(MAKE) all
+	examples/finder-demo.sh $(BUILD)

@@ -1,0 +1,52 @@
+/*
+ * store.h - where the finder's durable state lives.
+ *
+ * A small interface so that a replicated store (Raft, a later issue) can
+ * replace the local file without touching the finder. save() returns only
+ * when the state is durable; load() returns -ENOENT when there is no state
+ * yet (a fresh finder) and -EBADMSG when the state is corrupt or unreadable:
+ * the caller must stop then, never start over (that would lose committed
+ * data). Other errors are negative errno values.
+ */
+#ifndef DPR_STORE_H
+#define DPR_STORE_H
+
+#include "dpr/finder.h"
+
+typedef struct dpr_store dpr_store;
+
+typedef struct dpr_store_ops {
+    int (*load)(dpr_store *s, dpr_finder_state *out);
+    int (*save)(dpr_store *s, const dpr_finder_state *st);
+    void (*close)(dpr_store *s);
+} dpr_store_ops;
+
+struct dpr_store {
+    const dpr_store_ops *ops;
+};
+
+static inline int dpr_store_load(dpr_store *s, dpr_finder_state *out)
+{
+    return s->ops->load(s, out);
+}
+static inline int dpr_store_save(dpr_store *s, const dpr_finder_state *st)
+{
+    return s->ops->save(s, st);
+}
+static inline void dpr_store_close(dpr_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+/*
+ * File store in directory dir (created if missing): one file `finder.state`,
+ * replaced atomically (write a temporary file, fsync, rename, fsync the
+ * directory), with a magic, a format byte and a CRC-32 over the content.
+ * The directory is locked (flock on `finder.lock`): a second finder on the
+ * same directory gets -EBUSY. *err (may be NULL) gets a readable message on
+ * failure, valid until the store is closed or the next call.
+ */
+int dpr_store_file_open(const char *dir, dpr_store **out, const char **err);
+
+#endif

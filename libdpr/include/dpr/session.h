@@ -1,0 +1,129 @@
+/*
+ * session.h - the client session side of DPR, without I/O.
+ *
+ * A session numbers its operations 1, 2, 3, ... (sequence numbers). For every
+ * worker it keeps the highest version any of its answered operations ran in:
+ * the session's dependencies, sent with every batch. Given a cut (from the
+ * finder's DPR.SYNC) it computes the commit point; given a new world-line and
+ * its cut it computes exactly which operations survived a rollback.
+ *
+ * Ordering modes:
+ *  - strict (default): a batch to worker B may be started only when every
+ *    earlier batch to another worker has been answered (-EBUSY otherwise);
+ *    batches to one worker pipeline freely. Then every operation depends on
+ *    all earlier ones, so survivors after a rollback are always a prefix.
+ *  - relaxed (DPR_SESSION_RELAXED): batches to different workers may be in
+ *    flight together. The commit point is still a prefix, but operations
+ *    above it may commit on their own; they are listed as exceptions (like
+ *    libDPR's CommitPoint.ExcludedSerialNos, inverted), and after a rollback
+ *    survivors above lost_from are listed the same way.
+ *
+ * All functions return 0 or a negative errno unless said otherwise.
+ */
+#ifndef DPR_SESSION_H
+#define DPR_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dpr/depset.h"
+#include "dpr/wire.h"
+
+#define DPR_SESSION_RELAXED 0x1u
+
+/* One operation the session has not yet seen committed. */
+typedef struct dpr_session_op {
+    uint64_t seq;
+    uint64_t worker;
+    uint64_t batch_id;
+    uint64_t version; /* 0 until the batch's response arrives */
+    bool committed;   /* relaxed mode: committed above the commit point */
+} dpr_session_op;
+
+/* A batch sent and not yet answered. */
+typedef struct dpr_session_batch {
+    uint64_t batch_id;
+    uint64_t worker;
+    uint64_t first_seq;
+    uint32_t op_count;
+} dpr_session_batch;
+
+typedef struct dpr_session {
+    /* read-only for callers */
+    dpr_session_id id;
+    unsigned flags;
+    uint64_t world_line;
+    uint64_t next_seq;       /* sequence number the next operation gets */
+    uint64_t next_batch_id;
+    uint64_t commit_point;   /* every operation <= this is committed */
+    dpr_depset deps;         /* worker -> highest version seen (above the cut) */
+    /* operations above the commit point, in sequence order */
+    dpr_session_op *ops;
+    size_t ops_head, ops_len, ops_cap; /* ring buffer */
+    /* unanswered batches, in send order */
+    dpr_session_batch *batches;
+    size_t nbatches, batches_cap;
+} dpr_session;
+
+/* Result of a rollback. Operations < lost_from survived; lost_from itself
+ * was lost (lost_from == next_seq when nothing was lost). In relaxed mode
+ * `survived_above` lists operations > lost_from that survived anyway
+ * (always 0 entries in strict mode); the array belongs to the caller (free()). */
+typedef struct dpr_rollback_result {
+    uint64_t lost_from;
+    uint64_t lost_count;
+    uint64_t *survived_above;
+    size_t nsurvived_above;
+} dpr_rollback_result;
+
+int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t world_line,
+                     unsigned flags);
+void dpr_session_free(dpr_session *s);
+
+/*
+ * Starts a batch of op_count operations to worker: assigns them the
+ * sequence numbers *first_seq.. and fills *hdr (the dependencies to encode
+ * are s->deps; hdr->deps stays NULL). -EBUSY in strict mode while a batch to
+ * another worker is unanswered; -EINVAL for op_count 0 or above
+ * DPR_WIRE_MAX_OPS.
+ */
+int dpr_session_begin_batch(dpr_session *s, uint64_t worker, uint32_t op_count,
+                            dpr_request_hdr *hdr, uint64_t *first_seq);
+
+/*
+ * Applies a worker's answer. EXECUTED: records the versions and raises the
+ * session's dependency on that worker. REFUSED: returns -ESTALE (the worker
+ * is on world-line r->world_line; fetch its cut and call
+ * dpr_session_rollback). -ENOENT for an unknown batch id, -EBADMSG if the
+ * response does not match the batch (op count, version count).
+ */
+int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r);
+
+/*
+ * A batch whose answer will never come (connection lost): its operations are
+ * in doubt and count as lost at the next rollback; they never commit.
+ */
+int dpr_session_abandon_batch(dpr_session *s, uint64_t batch_id);
+
+/*
+ * Advances and returns the commit point for a cut of the session's
+ * world-line (worker -> cut version; absent workers are at 0). Committed
+ * operations are forgotten; dependencies at or below the cut are pruned.
+ */
+uint64_t dpr_session_commit_point(dpr_session *s, const dpr_depset *cut);
+
+/* Relaxed mode: is operation seq committed (at or below the commit point, or
+ * committed above it as an exception) under the last cut given? */
+bool dpr_session_is_committed(const dpr_session *s, uint64_t seq);
+
+/*
+ * The cluster rolled back to `cut` and moved to new_world_line (> the
+ * session's, else -EINVAL). Every unanswered batch must have been resolved
+ * or abandoned (-EBUSY otherwise). Fills *res, forgets lost operations,
+ * drops dependencies above the cut, and continues on the new world-line.
+ */
+int dpr_session_rollback(dpr_session *s, uint64_t new_world_line, const dpr_depset *cut,
+                         dpr_rollback_result *res);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * worker.h - the worker (cache-store shard) side of DPR, without I/O.
+ *
+ * The worker owns a sequence of versions. Batches execute in the *open*
+ * version. A checkpoint *seals* the open version v (the state image is taken
+ * at that boundary) and opens the next one; when the image of v is on disk
+ * the checkpoint *completes* and v is reported to the finder together with
+ * its dependency set. Version numbers only grow but may skip (fast-forward).
+ *
+ * Invariant that makes sparse version numbers safe: a version in which any
+ * operation executed is always sealed under exactly that number. The open
+ * version is relabelled upwards only while it is still empty; otherwise a
+ * fast-forward seals it first (dpr_worker_execute returns -EAGAIN). So
+ * checkpoint N holds every operation of every version <= N, and a cut
+ * version c is restored from the newest checkpoint <= c.
+ *
+ * The implicit edge from a version to the worker's own previous version is
+ * never stored: the finder applies it.
+ *
+ * All functions return 0 or a negative errno.
+ */
+#ifndef DPR_WORKER_H
+#define DPR_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dpr/depset.h"
+#include "dpr/wire.h"
+
+typedef struct dpr_worker_version {
+    uint64_t version;
+    bool durable;      /* checkpoint completed (on disk) */
+    dpr_depset deps;   /* other workers' versions this version depends on */
+} dpr_worker_version;
+
+typedef struct dpr_worker {
+    /* read-only for callers */
+    uint64_t id;
+    uint64_t world_line;
+    uint64_t version;        /* the open version */
+    uint64_t open_batches;   /* batches executed in the open version */
+    dpr_depset open_deps;    /* dependencies of the open version */
+    uint64_t durable;        /* newest completed checkpoint (0: none) */
+    uint64_t cut;            /* own entry of the newest cut seen */
+    /* sealed versions above the cut, oldest first */
+    dpr_worker_version *sealed;
+    size_t nsealed, cap;
+} dpr_worker;
+
+/* What to send to the finder after a checkpoint completes. */
+typedef struct dpr_worker_report {
+    uint64_t world_line;
+    uint64_t worker;
+    uint64_t version;
+    const dpr_depset *deps; /* valid until the next call that changes the worker */
+} dpr_worker_report;
+
+typedef enum dpr_admit {
+    DPR_ADMIT_EXECUTE,  /* same world-line: run it */
+    DPR_ADMIT_REFUSE,   /* batch from an older world-line: answer REFUSED with ours */
+    DPR_ADMIT_CATCH_UP, /* batch from a newer world-line: learn it (finder), roll back, retry */
+} dpr_admit;
+
+/* restored: the checkpoint version the worker restored (0: fresh start). */
+int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored);
+void dpr_worker_free(dpr_worker *w);
+
+dpr_admit dpr_worker_admit(const dpr_worker *w, uint64_t batch_world_line);
+
+/* Lowest version the batch may execute in: max(version_lb, its dependencies). */
+uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
+
+/*
+ * Executes a batch (the caller has admitted it): fast-forwards an empty open
+ * version to the batch's target, folds the batch's dependencies (other
+ * workers only) into the open version, and sets *version to the version the
+ * batch runs in. Returns -EAGAIN without changing anything if the open
+ * version is non-empty and below the target: the caller seals it with
+ * dpr_worker_checkpoint_begin(w, dpr_worker_batch_target(h), ...) and calls
+ * again. -ENOMEM on allocation failure. Plain (untracked) operations pass
+ * h == NULL.
+ */
+int dpr_worker_execute(dpr_worker *w, const dpr_request_hdr *h, uint64_t *version);
+
+/*
+ * Seals the open version (the caller snapshots its state at this instant)
+ * and opens max(sealed + 1, next_version). *sealed gets the sealed version.
+ */
+int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *sealed);
+
+/*
+ * The image of sealed version `version` is durable. Checkpoints complete in
+ * the order they were sealed (-EINVAL otherwise, or if unknown). Fills *out
+ * with the report to send.
+ */
+int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
+                                   dpr_worker_report *out);
+
+/* A newer cut names `cut_version` for this worker: forget durable versions <= it. */
+void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version);
+
+/*
+ * The finder moved to new_world_line (> world_line, else -EINVAL) and this
+ * worker restored the checkpoint for restore_version. Drops every sealed
+ * version above it; the next open version is above every number used so
+ * far, so no version number is reused within this process.
+ */
+int dpr_worker_rollback(dpr_worker *w, uint64_t new_world_line, uint64_t restore_version);
+
+#endif

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# tests/run.sh - run every test suite and print one total line at the end.
+#
+# Suites: each unit binary (normal build and ASan/UBSan build), the finder
+# server tests (pytest over TCP), and a short bounded run of every fuzz
+# target. Every suite prints "NAME: N passed, N failed"; the last line is the
+# total. Exit status is non-zero if any suite failed or did not report.
+#
+# Environment: BUILD (default build), PYTHON (default /usr/bin/python3),
+# FUZZ_SECONDS (default 30; 0 skips the fuzz suite).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+total_pass=0
+total_fail=0
+summaries=()
+
+# record SUITE PASSED FAILED
+record() {
+    summaries+=("$1: $2 passed, $3 failed")
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+}
+
+run_unit() { # run_unit LABEL BINARY
+    local label=$1 bin=$2 out rc line
+    out=$(mktemp)
+    "$bin" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    line=$(grep -E '^[A-Za-z0-9_-]+: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    rm -f "$out"
+    if [[ -z $line ]]; then
+        echo "$label: exited $rc without a summary line"
+        record "$label" 0 1
+        return
+    fi
+    local p f
+    p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
+    f=$(sed -E 's/.*, ([0-9]+) failed$/\1/' <<<"$line")
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi # crashed after its summary
+    record "$label" "$p" "$f"
+}
+
+echo "== unit tests"
+for bin in "$BUILD"/tests/test_*; do
+    [[ -x $bin ]] || continue
+    run_unit "unit/$(basename "$bin")" "$bin"
+done
+
+echo "== unit tests under ASan/UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for bin in build/asan/tests/test_*; do
+    [[ -x $bin ]] || continue
+    run_unit "asan/$(basename "$bin")" "$bin"
+done
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+if compgen -G "tests/finder/test_*.py" >/dev/null; then
+    echo "== finder server tests (pytest)"
+    out=$(mktemp)
+    DPR_BUILD=$BUILD "$PYTHON" -m pytest -q -p no:cacheprovider tests/finder 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    last=$(grep -E '[0-9]+ (passed|failed|error)' "$out" | tail -n 1)
+    p=$(grep -oE "[0-9]+ passed" <<<"$last" | awk "{s += \$1} END {print s + 0}")
+    f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$last" | awk '{s += $1} END {print s + 0}')
+    [[ -z $f ]] && f=0
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
+    rm -f "$out"
+    record "pytest/finder" "${p:-0}" "$f"
+fi
+
+if [[ $FUZZ_SECONDS != 0 ]] && compgen -G "build/fuzz/fuzz_*" >/dev/null; then
+    echo "== fuzz targets, ${FUZZ_SECONDS}s each"
+    out=$(mktemp)
+    tests/fuzz/run.sh "$FUZZ_SECONDS" build/fuzz/fuzz_* 2>&1 | tee "$out"
+    line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    rm -f "$out"
+    if [[ -z $line ]]; then
+        record fuzz 0 1
+    else
+        record fuzz "$(sed -E 's/fuzz: ([0-9]+) passed.*/\1/' <<<"$line")" \
+            "$(sed -E 's/.*, ([0-9]+) failed$/\1/' <<<"$line")"
+    fi
+fi
+
+echo "== summary"
+for s in "${summaries[@]}"; do echo "$s"; done
+if [[ ${#summaries[@]} -eq 0 ]]; then
+    echo "no test suite ran"
+    total_fail=1
+fi
+echo "${total_pass} passed, ${total_fail} failed"
+[[ $total_fail -eq 0 ]]
