@@ -151,6 +151,26 @@ int dpr_depset_merge(dpr_depset *dst, const dpr_depset *src)
     return 0;
 }
 
+size_t dpr_depset_prune(dpr_depset *s, const dpr_depset *cut)
+{
+    /* Walk the slots; after a removal the backward shift may have moved an
+     * unchecked entry into slot i, so look at i again. Entries shifted across
+     * the end of the table land at or after i, never before it, except ones
+     * that were already checked (and kept). */
+    size_t removed = 0;
+    size_t i = 0;
+    while (i < s->cap) {
+        dpr_dep d = s->slots[i];
+        if (d.version != 0 && d.version <= dpr_depset_get(cut, d.worker)) {
+            dpr_depset_remove(s, d.worker);
+            removed++;
+            continue;
+        }
+        i++;
+    }
+    return removed;
+}
+
 int dpr_depset_copy(dpr_depset *dst, const dpr_depset *src)
 {
     dpr_dep *slots = NULL;

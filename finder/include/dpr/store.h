@@ -19,6 +19,9 @@ typedef struct dpr_store_ops {
     int (*load)(dpr_store *s, dpr_finder_state *out);
     int (*save)(dpr_store *s, const dpr_finder_state *st);
     void (*close)(dpr_store *s);
+    /* Optional: a readable message about the last failed load or save
+     * (naming the file and the problem), or NULL. */
+    const char *(*error)(dpr_store *s);
 } dpr_store_ops;
 
 struct dpr_store {
@@ -32,6 +35,12 @@ static inline int dpr_store_load(dpr_store *s, dpr_finder_state *out)
 static inline int dpr_store_save(dpr_store *s, const dpr_finder_state *st)
 {
     return s->ops->save(s, st);
+}
+/* Message about the last failed load/save; never NULL. */
+static inline const char *dpr_store_error(dpr_store *s)
+{
+    const char *msg = s->ops->error ? s->ops->error(s) : NULL;
+    return msg ? msg : "store error";
 }
 static inline void dpr_store_close(dpr_store *s)
 {

@@ -45,6 +45,9 @@ int dpr_depset_put_max(dpr_depset *s, uint64_t worker, uint64_t version);
 bool dpr_depset_remove(dpr_depset *s, uint64_t worker);
 /* dst[w] = max(dst[w], src[w]) for every w in src. */
 int dpr_depset_merge(dpr_depset *dst, const dpr_depset *src);
+/* Removes every entry whose version is <= cut[worker] (absent: 0); returns
+ * how many were removed. Never allocates. */
+size_t dpr_depset_prune(dpr_depset *s, const dpr_depset *cut);
 /* Deep copy into dst (dst must be initialised; its old content is dropped). */
 int dpr_depset_copy(dpr_depset *dst, const dpr_depset *src);
 

@@ -41,6 +41,11 @@ typedef struct dpr_session_op {
     bool committed;   /* relaxed mode: committed above the commit point */
 } dpr_session_op;
 
+/* A range [from, to) of sequence numbers (private). */
+typedef struct dpr_seq_range {
+    uint64_t from, to;
+} dpr_seq_range;
+
 /* A batch sent and not yet answered. */
 typedef struct dpr_session_batch {
     uint64_t batch_id;
@@ -56,7 +61,8 @@ typedef struct dpr_session {
     uint64_t world_line;
     uint64_t next_seq;       /* sequence number the next operation gets */
     uint64_t next_batch_id;
-    uint64_t commit_point;   /* every operation <= this is committed */
+    uint64_t commit_point;   /* every operation <= this is committed, or was
+                              * reported lost by an earlier rollback */
     dpr_depset deps;         /* worker -> highest version seen (above the cut) */
     /* operations above the commit point, in sequence order */
     dpr_session_op *ops;
@@ -64,6 +70,12 @@ typedef struct dpr_session {
     /* unanswered batches, in send order */
     dpr_session_batch *batches;
     size_t nbatches, batches_cap;
+    /* private */
+    uint64_t seen_world_line; /* newest world-line a refusal named */
+    bool in_doubt;            /* strict mode: a batch was abandoned */
+    uint64_t deps_max;        /* highest version in deps */
+    dpr_seq_range *lost;      /* operations reported lost, ascending */
+    size_t nlost, lost_cap;
 } dpr_session;
 
 /* Result of a rollback. Operations < lost_from survived; lost_from itself
@@ -84,25 +96,36 @@ void dpr_session_free(dpr_session *s);
 /*
  * Starts a batch of op_count operations to worker: assigns them the
  * sequence numbers *first_seq.. and fills *hdr (the dependencies to encode
- * are s->deps; hdr->deps stays NULL). -EBUSY in strict mode while a batch to
- * another worker is unanswered; -EINVAL for op_count 0 or above
- * DPR_WIRE_MAX_OPS.
+ * are s->deps; hdr->deps stays NULL and hdr->dep_count 0, so pass &s->deps
+ * to dpr_wire_encode_request; hdr->version_lb is the highest version in
+ * s->deps). -EBUSY in strict mode while a batch to another worker is
+ * unanswered, and after an abandoned batch until the next rollback (its
+ * operations are in doubt: anything issued after them could survive while
+ * they are reported lost). -ESTALE after a refusal until the rollback.
+ * -EINVAL for op_count 0 or above DPR_WIRE_MAX_OPS.
  */
 int dpr_session_begin_batch(dpr_session *s, uint64_t worker, uint32_t op_count,
                             dpr_request_hdr *hdr, uint64_t *first_seq);
 
 /*
  * Applies a worker's answer. EXECUTED: records the versions and raises the
- * session's dependency on that worker. REFUSED: returns -ESTALE (the worker
- * is on world-line r->world_line; fetch its cut and call
- * dpr_session_rollback). -ENOENT for an unknown batch id, -EBADMSG if the
- * response does not match the batch (op count, version count).
+ * session's dependency on that worker. REFUSED: the batch's operations did
+ * not run and are lost; returns -ESTALE (the worker is on world-line
+ * r->world_line; resolve or abandon the other unanswered batches, fetch the
+ * rollback cut and call dpr_session_rollback). -ENOENT for an unknown batch
+ * id, -EBADMSG if the response does not match the batch (op count, version
+ * count, a version 0 or decreasing versions, an EXECUTED answer from another
+ * world-line, a refusal naming a world-line not newer than the session's).
+ * On -EBADMSG and -ENOMEM nothing changes.
  */
 int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r);
 
 /*
  * A batch whose answer will never come (connection lost): its operations are
- * in doubt and count as lost at the next rollback; they never commit.
+ * in doubt and count as lost at the next rollback; they never commit, so the
+ * commit point stops below them until then. In strict mode no new batch may
+ * start until the next rollback (see dpr_session_begin_batch); if the worker
+ * did not fail, no rollback comes: open a new session. -ENOENT if unknown.
  */
 int dpr_session_abandon_batch(dpr_session *s, uint64_t batch_id);
 
@@ -113,15 +136,26 @@ int dpr_session_abandon_batch(dpr_session *s, uint64_t batch_id);
  */
 uint64_t dpr_session_commit_point(dpr_session *s, const dpr_depset *cut);
 
-/* Relaxed mode: is operation seq committed (at or below the commit point, or
- * committed above it as an exception) under the last cut given? */
+/* Is operation seq committed (at or below the commit point and not reported
+ * lost, or - relaxed mode - committed above it as an exception) under the
+ * last cut given? */
 bool dpr_session_is_committed(const dpr_session *s, uint64_t seq);
 
 /*
  * The cluster rolled back to `cut` and moved to new_world_line (> the
  * session's, else -EINVAL). Every unanswered batch must have been resolved
- * or abandoned (-EBUSY otherwise). Fills *res, forgets lost operations,
- * drops dependencies above the cut, and continues on the new world-line.
+ * or abandoned (-EBUSY otherwise). An operation survived iff it was answered
+ * with a version v <= cut[its worker]. Fills *res, forgets lost operations,
+ * clears the dependencies (those at or below the cut are committed, those
+ * above it are gone), sets the commit point to next_seq - 1 (every earlier
+ * operation is now committed or reported lost) and continues on the new
+ * world-line. -ENOMEM leaves the session unchanged.
+ *
+ * `cut` must be the cut the cluster restored when it LEFT the session's
+ * world-line (the cut at the bump to s->world_line + 1), not a later one:
+ * versions numbered on the new world-line may equal or exceed the numbers of
+ * lost versions of the old one, so a later cut would count lost operations
+ * as survivors. (Later bumps never restore below it: the cut only grows.)
  */
 int dpr_session_rollback(dpr_session *s, uint64_t new_world_line, const dpr_depset *cut,
                          dpr_rollback_result *res);

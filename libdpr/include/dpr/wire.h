@@ -12,8 +12,16 @@
  *   -EAGAIN       buffer holds only a prefix of a valid header; *need (if not
  *                 NULL) is set to the total size needed when it is known
  *   -EPROTONOSUPPORT  unknown format byte
- *   -EBADMSG      malformed (wrong kind, reserved bits set, bad counts)
- *   -E2BIG        a count is above the limits below
+ *   -EBADMSG      malformed (wrong kind, reserved bits set, bad counts,
+ *                 batch id 0, a dependency with version 0, an executed
+ *                 response with a version 0 or decreasing versions)
+ *   -E2BIG        a count is above the limits below (checked before the
+ *                 length, so a huge count is rejected without waiting)
+ * The format and kind bytes are checked as soon as they are present, so
+ * even a short prefix of garbage is rejected. *need is set on -EAGAIN: to the
+ * fixed size while the fixed part is incomplete, then to the total size.
+ * A request may list a worker twice (tolerated; the worker max-merges);
+ * encoders built from a depset never do.
  * Encoders return bytes written, or -ENOBUFS if cap is too small, -EINVAL
  * for a header that breaks the rules, -E2BIG above the limits.
  */
@@ -49,7 +57,8 @@ typedef struct dpr_request_hdr {
     uint64_t batch_id;
     uint32_t op_count;
     uint32_t dep_count;   /* set by the decoder; the encoder takes it from the depset */
-    const uint8_t *deps;  /* decoder: dep_count * 16 bytes inside the buffer */
+    const uint8_t *deps;  /* decoder: dep_count * 16 bytes inside the buffer;
+                           * NULL when dep_count is 0 */
 } dpr_request_hdr;
 
 typedef enum dpr_wire_status {
@@ -69,9 +78,14 @@ typedef struct dpr_response_hdr {
     const uint64_t *versions_in; /* encoder: version_count values */
 } dpr_response_hdr;
 
+/* Encoded sizes (SIZE_MAX if the count is absurd). */
 size_t dpr_wire_request_size(size_t dep_count);
 size_t dpr_wire_response_size(size_t version_count);
 
+/* Encodes h with the dependencies of `deps`; with deps == NULL it copies
+ * h->dep_count raw entries from h->deps instead (re-encoding a decoded
+ * header byte for byte). -EINVAL for op_count 0, batch_id 0 or a raw
+ * dependency with version 0. */
 ssize_t dpr_wire_encode_request(const dpr_request_hdr *h, const dpr_depset *deps,
                                 uint8_t *buf, size_t cap);
 ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr *out,
@@ -80,10 +94,14 @@ ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr 
 void dpr_wire_request_dep(const dpr_request_hdr *h, uint32_t i, uint64_t *worker,
                           uint64_t *version);
 
+/* Takes the versions from versions_in, or (if NULL) from the raw `versions`
+ * bytes of a decoded header. -EINVAL when the header breaks the rules the
+ * decoder checks. */
 ssize_t dpr_wire_encode_response(const dpr_response_hdr *h, uint8_t *buf, size_t cap);
 ssize_t dpr_wire_decode_response(const uint8_t *buf, size_t len, dpr_response_hdr *out,
                                  size_t *need);
-/* Version operation i (i < op_count) of an executed, decoded response ran in. */
+/* Version operation i (i < op_count) of an executed response ran in (decoded,
+ * or built with versions_in); 0 for a refusal or i out of range. */
 uint64_t dpr_wire_response_version(const dpr_response_hdr *h, uint32_t i);
 
 /* Little-endian helpers, shared by the encoders and other wire code. */

@@ -46,6 +46,8 @@ typedef struct dpr_worker {
     /* sealed versions above the cut, oldest first */
     dpr_worker_version *sealed;
     size_t nsealed, cap;
+    /* private */
+    uint64_t highest;        /* highest version number opened so far */
 } dpr_worker;
 
 /* What to send to the finder after a checkpoint completes. */
@@ -62,7 +64,10 @@ typedef enum dpr_admit {
     DPR_ADMIT_CATCH_UP, /* batch from a newer world-line: learn it (finder), roll back, retry */
 } dpr_admit;
 
-/* restored: the checkpoint version the worker restored (0: fresh start). */
+/* restored: the checkpoint version the worker restored (0: fresh start),
+ * i.e. its cut entry (DPR.WORKER.ADD's version-to-restore) or, after a
+ * planned restart, a checkpoint already inside the cut. Opens restored + 1;
+ * durable and cut start at restored. */
 int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored);
 void dpr_worker_free(dpr_worker *w);
 
@@ -78,8 +83,13 @@ uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
  * batch runs in. Returns -EAGAIN without changing anything if the open
  * version is non-empty and below the target: the caller seals it with
  * dpr_worker_checkpoint_begin(w, dpr_worker_batch_target(h), ...) and calls
- * again. -ENOMEM on allocation failure. Plain (untracked) operations pass
- * h == NULL.
+ * again. -ENOMEM on allocation failure (the batch must not run; the open
+ * version may have been relabelled and may hold some of its dependencies,
+ * which is harmless). -EINVAL for dep_count > 0 with deps == NULL.
+ * Dependencies on this worker itself are ignored (the implicit edge covers
+ * them); duplicate workers in h's list are max-merged. Plain (untracked)
+ * operations pass h == NULL: they run in the open version but do not count
+ * as a batch, so they never prevent relabelling it (nobody depends on them).
  */
 int dpr_worker_execute(dpr_worker *w, const dpr_request_hdr *h, uint64_t *version);
 
@@ -91,8 +101,9 @@ int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *
 
 /*
  * The image of sealed version `version` is durable. Checkpoints complete in
- * the order they were sealed (-EINVAL otherwise, or if unknown). Fills *out
- * with the report to send.
+ * the order they were sealed (-EINVAL otherwise, or if unknown, e.g. dropped
+ * by a rollback). Fills *out with the report to send; every dependency in it
+ * is <= version (dependencies never point forward).
  */
 int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
                                    dpr_worker_report *out);
@@ -102,9 +113,14 @@ void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version);
 
 /*
  * The finder moved to new_world_line (> world_line, else -EINVAL) and this
- * worker restored the checkpoint for restore_version. Drops every sealed
- * version above it; the next open version is above every number used so
- * far, so no version number is reused within this process.
+ * worker restored the checkpoint for restore_version, its entry in the cut
+ * the cluster rolled back to (-EINVAL if below the cut already seen: the cut
+ * never goes backwards). Drops every sealed version above it and the open
+ * version (lost), forgets those at or below it (inside the cut), so nothing
+ * is left sealed; durable and cut become restore_version. The next open
+ * version is above every number used so far, so no version number is reused
+ * within this process. A checkpoint still being written for a dropped
+ * version must be discarded (checkpoint_complete then returns -EINVAL).
  */
 int dpr_worker_rollback(dpr_worker *w, uint64_t new_world_line, uint64_t restore_version);
 

@@ -1,0 +1,212 @@
+/* worker.c - the worker side of DPR (see worker.h). */
+#include "dpr/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored)
+{
+    int r = 0;
+    memset(w, 0, sizeof(*w));
+    dpr_depset_init(&w->open_deps);
+    if (restored == UINT64_MAX) {
+        r = -EOVERFLOW;
+        goto out;
+    }
+    w->id = id;
+    w->world_line = world_line;
+    w->version = restored + 1;
+    w->highest = w->version;
+    w->durable = restored;
+    w->cut = restored;
+out:
+    return r;
+}
+
+static void drop_sealed(dpr_worker *w, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        dpr_depset_free(&w->sealed[i].deps);
+}
+
+void dpr_worker_free(dpr_worker *w)
+{
+    drop_sealed(w, 0, w->nsealed);
+    free(w->sealed);
+    dpr_depset_free(&w->open_deps);
+    memset(w, 0, sizeof(*w));
+}
+
+dpr_admit dpr_worker_admit(const dpr_worker *w, uint64_t batch_world_line)
+{
+    if (batch_world_line == w->world_line)
+        return DPR_ADMIT_EXECUTE;
+    return batch_world_line < w->world_line ? DPR_ADMIT_REFUSE : DPR_ADMIT_CATCH_UP;
+}
+
+uint64_t dpr_worker_batch_target(const dpr_request_hdr *h)
+{
+    if (!h)
+        return 0;
+    uint64_t target = h->version_lb;
+    for (uint32_t i = 0; h->deps && i < h->dep_count; i++) {
+        uint64_t worker, version;
+        dpr_wire_request_dep(h, i, &worker, &version);
+        if (version > target)
+            target = version;
+    }
+    return target;
+}
+
+/* Folds the batch's dependencies on other workers into the open version. */
+static int fold_deps(dpr_worker *w, const dpr_request_hdr *h)
+{
+    int r = 0;
+    for (uint32_t i = 0; i < h->dep_count; i++) {
+        uint64_t worker, version;
+        dpr_wire_request_dep(h, i, &worker, &version);
+        if (worker == w->id)
+            continue;
+        r = dpr_depset_put_max(&w->open_deps, worker, version);
+        if (r < 0)
+            break;
+    }
+    return r;
+}
+
+int dpr_worker_execute(dpr_worker *w, const dpr_request_hdr *h, uint64_t *version)
+{
+    int r = 0;
+    if (!h)
+        goto done; /* untracked operation: does not pin the version number */
+    if (h->dep_count && !h->deps) {
+        r = -EINVAL;
+        goto out;
+    }
+    uint64_t target = dpr_worker_batch_target(h);
+    if (target > w->version) {
+        if (w->open_batches) {
+            r = -EAGAIN;
+            goto out;
+        }
+        /* relabel the empty open version before folding, so no stored
+         * dependency is ever above the version that holds it */
+        w->version = target;
+        if (target > w->highest)
+            w->highest = target;
+    }
+    r = fold_deps(w, h);
+    if (r < 0)
+        goto out; /* deps folded so far are <= version: harmless */
+    w->open_batches++;
+done:
+    *version = w->version;
+out:
+    return r;
+}
+
+static int reserve_sealed(dpr_worker *w)
+{
+    if (w->nsealed < w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap * 2 : 4;
+    dpr_worker_version *p = realloc(w->sealed, cap * sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    w->sealed = p;
+    w->cap = cap;
+    return 0;
+}
+
+int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *sealed)
+{
+    int r = 0;
+    if (w->version == UINT64_MAX) {
+        r = -EOVERFLOW;
+        goto out;
+    }
+    r = reserve_sealed(w);
+    if (r < 0)
+        goto out;
+    dpr_worker_version *v = &w->sealed[w->nsealed++];
+    v->version = w->version;
+    v->durable = false;
+    v->deps = w->open_deps; /* moved */
+    dpr_depset_init(&w->open_deps);
+    *sealed = w->version;
+    w->version = next_version > w->version + 1 ? next_version : w->version + 1;
+    if (w->version > w->highest)
+        w->highest = w->version;
+    w->open_batches = 0;
+out:
+    return r;
+}
+
+int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
+                                   dpr_worker_report *out)
+{
+    int r = -EINVAL;
+    for (size_t i = 0; i < w->nsealed; i++) {
+        dpr_worker_version *v = &w->sealed[i];
+        if (v->durable)
+            continue;
+        if (v->version != version)
+            break; /* not the oldest pending checkpoint */
+        v->durable = true;
+        w->durable = version;
+        out->world_line = w->world_line;
+        out->worker = w->id;
+        out->version = version;
+        out->deps = &v->deps;
+        r = 0;
+        break;
+    }
+    return r;
+}
+
+/* Drops the durable versions at or below the cut (a prefix of sealed[]). */
+static void prune_sealed(dpr_worker *w)
+{
+    size_t k = 0;
+    while (k < w->nsealed && w->sealed[k].durable && w->sealed[k].version <= w->cut)
+        k++;
+    if (k == 0)
+        return;
+    drop_sealed(w, 0, k);
+    memmove(w->sealed, w->sealed + k, (w->nsealed - k) * sizeof(*w->sealed));
+    w->nsealed -= k;
+}
+
+void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version)
+{
+    if (cut_version > w->cut)
+        w->cut = cut_version;
+    prune_sealed(w);
+}
+
+int dpr_worker_rollback(dpr_worker *w, uint64_t new_world_line, uint64_t restore_version)
+{
+    int r = 0;
+    uint64_t base = w->highest > restore_version ? w->highest : restore_version;
+    if (new_world_line <= w->world_line || restore_version < w->cut) {
+        r = -EINVAL;
+        goto out;
+    }
+    if (base == UINT64_MAX) {
+        r = -EOVERFLOW;
+        goto out;
+    }
+    /* above restore_version: lost; at or below: inside the cut, pruned */
+    drop_sealed(w, 0, w->nsealed);
+    w->nsealed = 0;
+    dpr_depset_clear(&w->open_deps);
+    w->open_batches = 0;
+    w->world_line = new_world_line;
+    w->version = base + 1;
+    w->highest = w->version;
+    w->durable = restore_version;
+    w->cut = restore_version;
+out:
+    return r;
+}

@@ -1,0 +1,415 @@
+/* test_worker.c - the worker side: versions, fast-forward, dependency
+ * folding, checkpoints and reports, pruning, rollback, admission. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "dpr/worker.h"
+
+#define SELF 100
+
+/* A request header whose dependency list lives in raw[] (n pairs). */
+typedef struct req {
+    dpr_request_hdr h;
+    uint8_t raw[16 * 8];
+} req;
+
+static void make_req(req *r, uint64_t world_line, uint64_t lb, size_t n,
+                     const uint64_t *pairs)
+{
+    memset(r, 0, sizeof(*r));
+    r->h.world_line = world_line;
+    r->h.version_lb = lb;
+    r->h.batch_id = 1;
+    r->h.op_count = 1;
+    r->h.dep_count = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        dpr_put_u64(r->raw + 16 * i, pairs[2 * i]);
+        dpr_put_u64(r->raw + 16 * i + 8, pairs[2 * i + 1]);
+    }
+    r->h.deps = n ? r->raw : NULL;
+}
+
+TEST(init_and_admission)
+{
+    dpr_worker w;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_U64(w.id, SELF);
+    CHECK_EQ_U64(w.world_line, 1);
+    CHECK_EQ_U64(w.version, 1);
+    CHECK_EQ_U64(w.durable, 0);
+    CHECK_EQ_U64(w.cut, 0);
+    CHECK_EQ_U64(w.open_batches, 0);
+    CHECK_EQ_INT(dpr_worker_admit(&w, 1), DPR_ADMIT_EXECUTE);
+    CHECK_EQ_INT(dpr_worker_admit(&w, 0), DPR_ADMIT_REFUSE);
+    CHECK_EQ_INT(dpr_worker_admit(&w, 2), DPR_ADMIT_CATCH_UP);
+    dpr_worker_free(&w);
+
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 4, 17), 0);
+    CHECK_EQ_U64(w.version, 18);
+    CHECK_EQ_U64(w.durable, 17);
+    CHECK_EQ_U64(w.cut, 17);
+    CHECK_EQ_INT(dpr_worker_admit(&w, 3), DPR_ADMIT_REFUSE);
+    CHECK_EQ_INT(dpr_worker_admit(&w, 5), DPR_ADMIT_CATCH_UP);
+    dpr_worker_free(&w);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, UINT64_MAX), -EOVERFLOW);
+    dpr_worker_free(&w);
+}
+
+TEST(batch_target)
+{
+    req r;
+    CHECK_EQ_U64(dpr_worker_batch_target(NULL), 0);
+    make_req(&r, 1, 4, 0, NULL);
+    CHECK_EQ_U64(dpr_worker_batch_target(&r.h), 4);
+    const uint64_t deps[] = {1, 3, 2, 9, SELF, 6};
+    make_req(&r, 1, 4, 3, deps);
+    CHECK_EQ_U64(dpr_worker_batch_target(&r.h), 9);
+    make_req(&r, 1, 12, 3, deps);
+    CHECK_EQ_U64(dpr_worker_batch_target(&r.h), 12);
+}
+
+TEST(fast_forward_relabels_empty_version)
+{
+    dpr_worker w;
+    uint64_t v = 0;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    const uint64_t deps[] = {7, 10};
+    make_req(&r, 1, 3, 1, deps);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 10);
+    CHECK_EQ_U64(w.version, 10);
+    CHECK_EQ_U64(w.open_batches, 1);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 7), 10);
+    /* a lower target runs in the open version */
+    make_req(&r, 1, 2, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 10);
+    CHECK_EQ_U64(w.open_batches, 2);
+    /* nothing sealed by the relabel: version 1 never held anything */
+    CHECK_EQ_U64(w.nsealed, 0);
+    dpr_worker_free(&w);
+}
+
+TEST(fast_forward_nonempty_needs_seal)
+{
+    dpr_worker w;
+    uint64_t v = 0, sealed = 0;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    const uint64_t d1[] = {7, 1};
+    make_req(&r, 1, 0, 1, d1);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 1);
+    const uint64_t d2[] = {8, 5};
+    make_req(&r, 1, 0, 1, d2);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), -EAGAIN);
+    /* nothing changed */
+    CHECK_EQ_U64(w.version, 1);
+    CHECK_EQ_U64(w.open_batches, 1);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 8), 0);
+    CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 1);
+    /* the caller seals and retries */
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, dpr_worker_batch_target(&r.h), &sealed), 0);
+    CHECK_EQ_U64(sealed, 1);
+    CHECK_EQ_U64(w.version, 5);
+    CHECK_EQ_U64(w.open_batches, 0);
+    CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 0);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 5);
+    CHECK_EQ_U64(w.nsealed, 1);
+    CHECK_EQ_U64(w.sealed[0].version, 1);
+    CHECK_EQ_U64(dpr_depset_get(&w.sealed[0].deps, 7), 1);
+    CHECK_EQ_U64(dpr_depset_get(&w.sealed[0].deps, 8), 0);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 8), 5);
+    dpr_worker_free(&w);
+}
+
+TEST(plain_operations_do_not_pin)
+{
+    dpr_worker w;
+    uint64_t v = 0;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_execute(&w, NULL, &v), 0);
+    CHECK_EQ_U64(v, 1);
+    CHECK_EQ_U64(w.open_batches, 0);
+    make_req(&r, 1, 7, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 7);
+    /* missing dependency list */
+    r.h.dep_count = 2;
+    r.h.deps = NULL;
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), -EINVAL);
+    dpr_worker_free(&w);
+}
+
+TEST(dependency_folding)
+{
+    dpr_worker w;
+    uint64_t v = 0;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    make_req(&r, 1, 0, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0); /* version 1 */
+    CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 0);
+    uint64_t sealed;
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &sealed), 0);
+    CHECK_EQ_U64(w.version, 2);
+    /* self-dependency ignored; duplicates max-merged; across batches max */
+    const uint64_t a[] = {SELF, 2, 1, 2, 3, 1, 1, 1};
+    make_req(&r, 1, 0, 4, a);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 2);
+    const uint64_t b[] = {3, 2, 4, 1};
+    make_req(&r, 1, 0, 2, b);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, SELF), 0);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 1), 2);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 3), 2);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 4), 1);
+    CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 3);
+    dpr_worker_free(&w);
+}
+
+TEST(checkpoint_order_and_reports)
+{
+    dpr_worker w;
+    uint64_t v, s1, s2, s3;
+    req r;
+    dpr_worker_report rep;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 3, 0), 0);
+    const uint64_t d[] = {9, 1};
+    make_req(&r, 3, 0, 1, d);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s1), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s2), 0); /* empty version */
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 10, &s3), 0); /* skips to 10 */
+    CHECK_EQ_U64(s1, 1);
+    CHECK_EQ_U64(s2, 2);
+    CHECK_EQ_U64(s3, 3);
+    CHECK_EQ_U64(w.version, 10);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 2, &rep), -EINVAL); /* out of order */
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 99, &rep), -EINVAL);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 10, &rep), -EINVAL); /* still open */
+    CHECK_EQ_U64(w.durable, 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 1, &rep), 0);
+    CHECK_EQ_U64(w.durable, 1);
+    CHECK_EQ_U64(rep.world_line, 3);
+    CHECK_EQ_U64(rep.worker, SELF);
+    CHECK_EQ_U64(rep.version, 1);
+    CHECK_EQ_U64(dpr_depset_count(rep.deps), 1);
+    CHECK_EQ_U64(dpr_depset_get(rep.deps, 9), 1);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 1, &rep), -EINVAL); /* twice */
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 2, &rep), 0);
+    CHECK_EQ_U64(dpr_depset_count(rep.deps), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 3, &rep), 0);
+    CHECK_EQ_U64(w.durable, 3);
+    CHECK_EQ_U64(w.nsealed, 3); /* kept until a cut covers them */
+    dpr_worker_free(&w);
+}
+
+TEST(pruning_by_cut)
+{
+    dpr_worker w;
+    uint64_t s;
+    dpr_worker_report rep;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0); /* seals 1..5 */
+    for (uint64_t i = 1; i <= 3; i++)
+        CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, i, &rep), 0);
+    dpr_worker_observe_cut(&w, 2);
+    CHECK_EQ_U64(w.cut, 2);
+    CHECK_EQ_U64(w.nsealed, 3);
+    CHECK_EQ_U64(w.sealed[0].version, 3);
+    dpr_worker_observe_cut(&w, 1); /* an older cut changes nothing */
+    CHECK_EQ_U64(w.cut, 2);
+    CHECK_EQ_U64(w.nsealed, 3);
+    dpr_worker_observe_cut(&w, 5); /* 4 and 5 are not durable yet */
+    CHECK_EQ_U64(w.nsealed, 2);
+    CHECK_EQ_U64(w.sealed[0].version, 4);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 4, &rep), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 5, &rep), 0);
+    dpr_worker_observe_cut(&w, 5);
+    CHECK_EQ_U64(w.nsealed, 0);
+    dpr_worker_free(&w);
+}
+
+TEST(rollback)
+{
+    dpr_worker w;
+    uint64_t v, s;
+    req r;
+    dpr_worker_report rep;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    const uint64_t d[] = {5, 1};
+    make_req(&r, 1, 0, 1, d);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+        CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0); /* seals 1..4 */
+    }
+    for (uint64_t i = 1; i <= 3; i++)
+        CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, i, &rep), 0);
+    dpr_worker_observe_cut(&w, 1);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0); /* open version 5 holds a batch */
+    CHECK_EQ_U64(v, 5);
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 1, 2), -EINVAL); /* same world-line */
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 2, 0), -EINVAL); /* below the cut seen */
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 2, 2), 0);
+    CHECK_EQ_U64(w.world_line, 2);
+    CHECK_EQ_U64(w.nsealed, 0);
+    CHECK_EQ_U64(w.durable, 2);
+    CHECK_EQ_U64(w.cut, 2);
+    CHECK_EQ_U64(w.version, 6); /* above every number used (5) */
+    CHECK_EQ_U64(w.open_batches, 0);
+    CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 4, &rep), -EINVAL); /* dropped */
+    CHECK_EQ_INT(dpr_worker_admit(&w, 1), DPR_ADMIT_REFUSE);
+    CHECK_EQ_INT(dpr_worker_admit(&w, 2), DPR_ADMIT_EXECUTE);
+    /* a fast-forward counts as a used number even if never sealed */
+    make_req(&r, 2, 100, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 100);
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 3, 2), 0);
+    CHECK_EQ_U64(w.version, 101);
+    /* a restore above everything used (the cut came from another process) */
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 4, 500), 0);
+    CHECK_EQ_U64(w.version, 501);
+    CHECK_EQ_U64(w.cut, 500);
+    dpr_worker_free(&w);
+}
+
+TEST(version_overflow)
+{
+    dpr_worker w;
+    uint64_t v, s;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    make_req(&r, 1, UINT64_MAX, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, UINT64_MAX);
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), -EOVERFLOW);
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 2, 1), -EOVERFLOW);
+    dpr_worker_free(&w);
+}
+
+/* Random schedule: every report's dependencies are <= its version, on other
+ * workers only, and equal the max over the batches that ran in it. */
+TEST(random_reports_never_point_forward)
+{
+    dpr_worker w;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    bool ok = dpr_worker_init(&w, 3, 1, 0) == 0;
+    dpr_depset expect[64]; /* per sealed version, by order */
+    uint64_t expect_version[64];
+    dpr_depset cur = DPR_DEPSET_INIT;
+    size_t nsealed = 0, ncompleted = 0;
+    for (int step = 0; step < 20000 && ok; step++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        unsigned what = (unsigned)(x % 10);
+        if (what < 6) {
+            uint64_t pairs[8];
+            size_t n = (x >> 8) % 4;
+            for (size_t i = 0; i < n; i++) {
+                pairs[2 * i] = (x >> (12 + 3 * i)) % 6;
+                pairs[2 * i + 1] = w.version + (x >> (20 + 4 * i)) % 3;
+            }
+            req r;
+            make_req(&r, 1, (x >> 40) % 2 ? w.version : 0, n, pairs);
+            uint64_t v;
+            int rc = dpr_worker_execute(&w, &r.h, &v);
+            if (rc == -EAGAIN && nsealed < 64) {
+                uint64_t s;
+                expect_version[nsealed] = w.version;
+                dpr_depset_init(&expect[nsealed]);
+                ok = ok && dpr_depset_copy(&expect[nsealed], &cur) == 0;
+                dpr_depset_clear(&cur);
+                nsealed++;
+                ok = ok && dpr_worker_checkpoint_begin(&w, dpr_worker_batch_target(&r.h), &s) == 0;
+                rc = dpr_worker_execute(&w, &r.h, &v);
+            }
+            if (rc == -EAGAIN)
+                continue;
+            ok = ok && rc == 0 && v >= dpr_worker_batch_target(&r.h);
+            for (size_t i = 0; i < n; i++)
+                if (pairs[2 * i] != 3)
+                    ok = ok && dpr_depset_put_max(&cur, pairs[2 * i], pairs[2 * i + 1]) == 0;
+        } else if (what < 8 && nsealed < 64) {
+            uint64_t s;
+            expect_version[nsealed] = w.version;
+            dpr_depset_init(&expect[nsealed]);
+            ok = ok && dpr_depset_copy(&expect[nsealed], &cur) == 0;
+            dpr_depset_clear(&cur);
+            nsealed++;
+            ok = ok && dpr_worker_checkpoint_begin(&w, 0, &s) == 0 &&
+                 s == expect_version[nsealed - 1];
+        } else if (ncompleted < nsealed) {
+            dpr_worker_report rep;
+            ok = ok && dpr_worker_checkpoint_complete(&w, expect_version[ncompleted], &rep) == 0;
+            size_t it = 0;
+            dpr_dep d;
+            while (ok && dpr_depset_next(rep.deps, &it, &d))
+                ok = d.version <= rep.version && d.worker != 3 &&
+                     dpr_depset_get(&expect[ncompleted], d.worker) == d.version;
+            ok = ok && dpr_depset_count(rep.deps) == dpr_depset_count(&expect[ncompleted]);
+            ncompleted++;
+            dpr_worker_observe_cut(&w, rep.version);
+        }
+    }
+    CHECK(ok);
+    CHECK(ncompleted > 10);
+    for (size_t i = 0; i < nsealed; i++)
+        dpr_depset_free(&expect[i]);
+    dpr_depset_free(&cur);
+    dpr_worker_free(&w);
+}
+
+/* 70,000 workers in one batch's dependencies and in the report. */
+TEST(many_workers)
+{
+    enum { N = 70000 };
+    dpr_worker w;
+    uint8_t *raw = malloc((size_t)N * 16);
+    CHECK(raw != NULL);
+    if (!raw)
+        return;
+    for (uint64_t i = 0; i < N; i++) {
+        dpr_put_u64(raw + 16 * i, i * 0x100000001ULL + 1);
+        dpr_put_u64(raw + 16 * i + 8, 1 + i % 50);
+    }
+    dpr_request_hdr h = {.world_line = 1, .batch_id = 1, .op_count = 1, .dep_count = N,
+                         .deps = raw};
+    uint64_t v, s;
+    dpr_worker_report rep;
+    CHECK_EQ_INT(dpr_worker_init(&w, 0, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &h, &v), 0);
+    CHECK_EQ_U64(v, 50);
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, s, &rep), 0);
+    CHECK_EQ_U64(dpr_depset_count(rep.deps), N);
+    CHECK_EQ_U64(dpr_depset_get(rep.deps, 69999 * 0x100000001ULL + 1), 1 + 69999 % 50);
+    dpr_worker_free(&w);
+    free(raw);
+}
+
+int main(void)
+{
+    RUN(init_and_admission);
+    RUN(batch_target);
+    RUN(fast_forward_relabels_empty_version);
+    RUN(fast_forward_nonempty_needs_seal);
+    RUN(plain_operations_do_not_pin);
+    RUN(dependency_folding);
+    RUN(checkpoint_order_and_reports);
+    RUN(pruning_by_cut);
+    RUN(rollback);
+    RUN(version_overflow);
+    RUN(random_reports_never_point_forward);
+    RUN(many_workers);
+    return check_summary("worker");
+}
