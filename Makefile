@@ -34,7 +34,8 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
 
 LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
 FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
-UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
+# test_kv_*: dpr-kv's unit tests, built with cachestore/ (not integrated yet)
+UNIT_SRC = $(filter-out tests/unit/test_kv_%,$(sort $(wildcard tests/unit/test_*.c)))
 FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 LIBDPR_A = $(BUILD)/libdpr.a
@@ -87,7 +88,8 @@ $(BENCH_FINDER): $(BUILD)/obj/bench/bench_finder.o $(FINDER_A) $(LIBDPR_A)
 test:
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst build/%,build/asan/%,$(UNIT_BINS))
-	BUILD=$(BUILD) PYTHON=$(PYTHON) tests/run.sh
+	$(MAKE) fuzz-build
+	BUILD=$(BUILD) PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
 
 # --- fuzzing (clang libFuzzer) ---------------------------------------------
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)

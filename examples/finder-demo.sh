@@ -34,7 +34,13 @@ start() {
 }
 
 cli() { redis-cli -p "$port" "$@"; }
-show() { echo "   cut: $(cli DPR.SYNC | tr '\n' ' ')  (world-line, max-version, worker version ...)"; }
+# DPR.SYNC -> world-line, max-version, then worker/version pairs of the cut
+show() {
+    cli DPR.SYNC | awk 'BEGIN { name[1] = "A"; name[2] = "B"; name[3] = "C" }
+        NR == 1 { wl = $1 } NR == 2 { mv = $1 }
+        NR > 2 && NR % 2 == 1 { w = $1 } NR > 2 && NR % 2 == 0 { cut[w] = $1 }
+        END { printf "   world-line %s, max version %s, cut: A=%d B=%d C=%d\n", wl, mv, cut[1], cut[2], cut[3] }'
+}
 step() { echo; echo "## $*"; }
 
 start

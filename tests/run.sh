@@ -72,10 +72,14 @@ if compgen -G "tests/finder/test_*.py" >/dev/null; then
     record "pytest/finder" "${p:-0}" "$f"
 fi
 
-if [[ $FUZZ_SECONDS != 0 ]] && compgen -G "build/fuzz/fuzz_*" >/dev/null; then
+fuzz_bins=()
+for bin in build/fuzz/fuzz_*; do
+    [[ -f $bin && -x $bin ]] && fuzz_bins+=("$bin")
+done
+if [[ $FUZZ_SECONDS != 0 && ${#fuzz_bins[@]} -gt 0 ]]; then
     echo "== fuzz targets, ${FUZZ_SECONDS}s each"
     out=$(mktemp)
-    tests/fuzz/run.sh "$FUZZ_SECONDS" build/fuzz/fuzz_* 2>&1 | tee "$out"
+    tests/fuzz/run.sh "$FUZZ_SECONDS" "${fuzz_bins[@]}" 2>&1 | tee "$out"
     line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     rm -f "$out"
     if [[ -z $line ]]; then

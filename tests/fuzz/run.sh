@@ -11,14 +11,14 @@ secs=$1
 shift
 pass=0
 fail=0
-mkdir -p build/fuzz/artifacts
+mkdir -p build/fuzz/artifacts build/fuzz/logs
 for bin in "$@"; do
     name=$(basename "$bin")
     corpus=$(mktemp -d)
     if [[ -d tests/fuzz/corpus/$name ]]; then
         cp -r "tests/fuzz/corpus/$name/." "$corpus/"
     fi
-    log=build/fuzz/$name.log
+    log=build/fuzz/logs/$name.log
     if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix=build/fuzz/artifacts/"$name"- "$corpus" >"$log" 2>&1; then
         echo "ok   $name: $(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1)"

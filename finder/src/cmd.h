@@ -1,0 +1,45 @@
+/*
+ * cmd.h - the finder's RESP commands, without any I/O.
+ *
+ * dpr_cmd_execute() runs one parsed request against a finder and appends
+ * the RESP reply to out. Commands (names case-insensitive, numbers as
+ * decimal text in 0..INT64_MAX; see docs/protocol.md "Finder commands"):
+ *
+ *   DPR.WORKER.ADD <worker>            -> *2 :world-line :version-to-restore
+ *   DPR.WORKER.REMOVE <worker>         -> +OK
+ *   DPR.REPORT <world-line> <worker> <version> [<dep-worker> <dep-version>]...
+ *                                      -> +OK
+ *   DPR.SYNC                           -> *3 :world-line :max-version *2n
+ *   DPR.PREFIX <world-line>            -> *2n (cut of an ended world-line)
+ *   PING [msg], COMMAND ..., QUIT
+ *
+ * Bad input never changes the finder.
+ */
+#ifndef DPR_FINDER_CMD_H
+#define DPR_FINDER_CMD_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "dpr/finder.h"
+
+/* Flags set by dpr_cmd_execute. */
+#define DPR_CMD_WAIT 0x1u  /* the reply may depend on the working state: send it
+                              only after that state is durable and published */
+#define DPR_CMD_CLOSE 0x2u /* close the connection after sending the reply */
+
+/* Most arguments a request may have: DPR.REPORT with one dependency on
+ * each of 65,536 workers. */
+#define DPR_CMD_MAX_ARGS (4 + 2 * 65536)
+
+/*
+ * Executes argv[0..argc) (argc >= 1). Returns 0 with the reply appended
+ * to out (errors are RESP error replies), or -ENOMEM with out unchanged.
+ */
+int dpr_cmd_execute(dpr_finder *f, int argc, char *const *argv, const size_t *argvlen,
+                    dpr_buf *out, unsigned *flags);
+
+/* Appends "-<msg>\r\n", with CR/LF in msg replaced by spaces. */
+int dpr_cmd_error(dpr_buf *out, const char *msg);
+
+#endif

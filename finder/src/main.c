@@ -1,0 +1,197 @@
+/* main.c - dpr-finder: the standalone DPR finder with a local state file. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "dpr/finder.h"
+#include "dpr/store.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"Usage: dpr-finder --listen ADDR:PORT --state DIR [options]\n"
+"\n"
+"The DPR finder: workers register and report durable checkpoints, the finder\n"
+"computes the DPR cut and the world-line and keeps them in DIR. It speaks\n"
+"RESP, so redis-cli can drive it (see docs/protocol.md, \"Finder commands\").\n"
+"\n"
+"Options:\n"
+"  -l, --listen ADDR:PORT      address to listen on: an IPv4 address, a host name,\n"
+"                              [IPv6], or * for every address; PORT 0 picks a free\n"
+"                              port (the one chosen is printed)\n"
+"  -s, --state DIR             state directory (created if missing): finder.state\n"
+"                              and finder.lock; one finder per directory\n"
+"  -c, --max-clients N         connections served at once (default %d); more are\n"
+"                              answered with an error and closed\n"
+"  -m, --max-request-bytes N   largest request accepted, in bytes of its RESP\n"
+"                              encoding (default %u, at least %d); a larger one is\n"
+"                              answered with an error and its connection closed\n"
+"  -h, --help                  show this help and exit\n"
+"\n"
+"On start the state in DIR is loaded; without one the finder starts fresh\n"
+"(world-line 1, no workers). A corrupt or unreadable state file is an error:\n"
+"the finder stops and never starts over, since that would lose committed data.\n"
+"Prints \"dpr-finder listening on ADDR:PORT\" to stderr when ready. SIGTERM or\n"
+"SIGINT stop it cleanly (exit 0). Exit status 1 on any error, 2 on bad usage.\n",
+            DPR_SERVER_DEFAULT_MAX_CLIENTS, DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES,
+            DPR_SERVER_MIN_REQUEST_BYTES);
+}
+
+/* Decimal, no sign, in [min, max]. */
+static int parse_size(const char *s, size_t min, size_t max, size_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+
+    if (!s || !*s || strspn(s, "0123456789") != strlen(s))
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -ERANGE;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* Room for max_clients sockets plus the few files of our own. */
+static void raise_fd_limit(size_t max_clients)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_clients + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        fprintf(stderr, "dpr-finder: warning: open file limit %llu is below "
+                "--max-clients %zu + 64\n", (unsigned long long)rl.rlim_cur, max_clients);
+}
+
+/* Loads the stored state or starts fresh; never starts over on damage. */
+static int open_finder(dpr_store *store, const char *dir, dpr_finder **out)
+{
+    dpr_finder_state st = { .workers = NULL };
+    int rc = dpr_store_load(store, &st);
+
+    if (rc == -ENOENT) {
+        rc = dpr_finder_new(out);
+        if (rc < 0) {
+            fprintf(stderr, "dpr-finder: cannot create the finder: %s\n", strerror(-rc));
+            return rc;
+        }
+        fprintf(stderr, "dpr-finder: no state in %s, starting fresh (world-line %d)\n", dir,
+                DPR_FINDER_FIRST_WORLD_LINE);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "dpr-finder: cannot load the state: %s\n", dpr_store_error(store));
+        fprintf(stderr, "dpr-finder: refusing to start: starting over would lose committed "
+                        "data; repair or restore %s/finder.state\n", dir);
+        return rc;
+    }
+    rc = dpr_finder_restore(&st, out);
+    if (rc < 0)
+        fprintf(stderr, "dpr-finder: cannot restore the state from %s/finder.state: %s\n", dir,
+                strerror(-rc));
+    else
+        fprintf(stderr, "dpr-finder: restored world-line %llu with %zu workers from %s\n",
+                (unsigned long long)st.world_line, st.nworkers, dir);
+    dpr_finder_state_free(&st);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "listen", required_argument, NULL, 'l' },
+        { "state", required_argument, NULL, 's' },
+        { "max-clients", required_argument, NULL, 'c' },
+        { "max-request-bytes", required_argument, NULL, 'm' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    dpr_server_config cfg = { NULL, DPR_SERVER_DEFAULT_MAX_CLIENTS,
+                              DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES };
+    const char *state = NULL, *err = NULL;
+    struct sockaddr_storage ss;
+    char msg[300];
+    dpr_store *store = NULL;
+    dpr_finder *f = NULL;
+    int opt, rc, status = 1;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":l:s:c:m:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            cfg.listen = optarg;
+            break;
+        case 's':
+            state = optarg;
+            break;
+        case 'c':
+            if (parse_size(optarg, 1, 1000000, &cfg.max_clients) < 0) {
+                fprintf(stderr, "dpr-finder: --max-clients: '%s' is not a number in "
+                        "1..1000000\n", optarg);
+                return 2;
+            }
+            break;
+        case 'm':
+            if (parse_size(optarg, DPR_SERVER_MIN_REQUEST_BYTES, (size_t)1 << 30,
+                           &cfg.max_request_bytes) < 0) {
+                fprintf(stderr, "dpr-finder: --max-request-bytes: '%s' is not a number in "
+                        "%d..%zu\n", optarg, DPR_SERVER_MIN_REQUEST_BYTES, (size_t)1 << 30);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "dpr-finder: option '%s' needs a value (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "dpr-finder: unknown option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dpr-finder: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!cfg.listen || !state) {
+        fprintf(stderr, "dpr-finder: --listen and --state are required (see --help)\n");
+        return 2;
+    }
+    if (dpr_server_parse_addr(cfg.listen, &ss, msg, sizeof(msg)) < 0) {
+        fprintf(stderr, "dpr-finder: --listen: %s\n", msg);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(cfg.max_clients);
+
+    rc = dpr_store_file_open(state, &store, &err);
+    if (rc < 0) {
+        fprintf(stderr, "dpr-finder: %s\n", err ? err : strerror(-rc));
+        goto out;
+    }
+    if (open_finder(store, state, &f) < 0)
+        goto out;
+    rc = dpr_server_run(f, store, &cfg);
+    if (rc == 0) {
+        fprintf(stderr, "dpr-finder: stopped\n");
+        status = 0;
+    }
+out:
+    if (f)
+        dpr_finder_free(f);
+    dpr_store_close(store);
+    return status;
+}

@@ -1,0 +1,719 @@
+/* server.c - dpr-finder's RESP server with group commit (see server.h). */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "cmd.h"
+#include "request.h"
+
+/* Stop reading from a client while this much output waits to be sent. */
+#define MAX_PENDING_OUTPUT (16u * 1024 * 1024)
+/* After SIGTERM, clients that do not take their replies are cut off. */
+#define STOP_GRACE_MS 2000
+#define READ_CHUNK (64 * 1024)
+
+typedef struct server server;
+typedef struct conn conn;
+
+struct conn {
+    uv_tcp_t tcp;
+    server *srv;
+    conn *prev, *next;      /* all connections */
+    conn *next_flush;       /* connections with held replies */
+    dpr_reqreader *rr;
+    dpr_buf out;            /* replies not yet released */
+    size_t writes_pending;
+    int in_flush_list;
+    int close_after_flush;  /* QUIT, protocol error, refused, EOF, stopping */
+    int closing;
+    int paused;             /* reading stopped for back-pressure */
+    int counted;            /* holds one of max_clients slots */
+    char peer[64];
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    dpr_buf buf;
+} write_req;
+
+struct server {
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t stop_timer;
+    int listener_open, check_open, idle_open, signals_open, timer_open;
+    dpr_finder *f;
+    dpr_store *store;
+    const dpr_server_config *cfg;
+    conn *conns;
+    size_t nconns;
+    conn *flush_list;
+    int stopping;
+    int fatal;            /* negative errno once a save failed */
+    char readbuf[READ_CHUNK];
+};
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void logf_(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("dpr-finder: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- addresses ---------------------------------------------------------- */
+
+static void format_addr(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, outlen, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, outlen, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, outlen, "?");
+    }
+}
+
+int dpr_server_parse_addr(const char *spec, struct sockaddr_storage *out, char *err,
+                          size_t errlen)
+{
+    char host[256];
+    const char *colon, *port, *h = host;
+    size_t hlen;
+    struct addrinfo hints, *res = NULL;
+    unsigned long p = 0;
+    int rc;
+
+    if (!spec || !*spec) {
+        snprintf(err, errlen, "empty listen address (expected ADDR:PORT)");
+        return -EINVAL;
+    }
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "bad listen address '%s' (expected [IPv6]:PORT)", spec);
+            return -EINVAL;
+        }
+        hlen = (size_t)(close - spec - 1);
+        colon = close + 1;
+        memcpy(host, spec + 1, hlen < sizeof(host) ? hlen : 0);
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon) {
+            snprintf(err, errlen, "bad listen address '%s' (expected ADDR:PORT)", spec);
+            return -EINVAL;
+        }
+        hlen = (size_t)(colon - spec);
+        memcpy(host, spec, hlen < sizeof(host) ? hlen : 0);
+    }
+    if (hlen >= sizeof(host)) {
+        snprintf(err, errlen, "bad listen address '%s': host name too long", spec);
+        return -EINVAL;
+    }
+    host[hlen] = '\0';
+    port = colon + 1;
+    if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
+        (p = strtoul(port, NULL, 10)) > 65535) {
+        snprintf(err, errlen, "bad port in listen address '%s' (expected 0..65535)", spec);
+        return -EINVAL;
+    }
+    if (hlen == 0 || strcmp(host, "*") == 0)
+        h = NULL; /* every address */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(h, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", spec,
+                 rc ? gai_strerror(rc) : "no address");
+        if (res)
+            freeaddrinfo(res);
+        return -EINVAL;
+    }
+    memset(out, 0, sizeof(*out));
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+
+    dpr_reqreader_free(c->rr);
+    dpr_buf_free(&c->out);
+    free(c);
+}
+
+/*
+ * Before closing a client we answered with an error, discard what it has
+ * already sent: closing a socket with unread input makes the kernel send
+ * a reset, which can destroy the error reply before the client reads it.
+ */
+static void discard_input(conn *c)
+{
+    uv_os_fd_t fd;
+    char sink[4096];
+
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+        return;
+    for (int i = 0; i < 256; i++)
+        if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
+            break;
+}
+
+static void conn_close(conn *c)
+{
+    server *srv = c->srv;
+
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->close_after_flush)
+        discard_input(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->counted)
+        srv->nconns--;
+    /* pending writes are cancelled; their callbacks run before ours */
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void stop_reading(conn *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void flush_conn(conn *c);
+
+static void on_idle(uv_idle_t *h)
+{
+    (void)h; /* only there to keep the loop from sleeping */
+}
+
+/*
+ * Queues c's replies for the next commit. Replies can be produced outside
+ * the poll phase too (a write callback resuming a throttled client runs in
+ * the pending phase): the idle handle makes sure the loop does not sleep
+ * before the check handle has committed and released them.
+ */
+static void mark_for_flush(conn *c)
+{
+    server *srv = c->srv;
+
+    if (c->in_flush_list)
+        return;
+    c->in_flush_list = 1;
+    c->next_flush = srv->flush_list;
+    srv->flush_list = c;
+    if (srv->idle_open && !uv_is_active((uv_handle_t *)&srv->idle))
+        uv_idle_start(&srv->idle, on_idle);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn *c = h->data;
+    server *srv = c->srv;
+
+    (void)suggested;
+    /* one read at a time on this thread: hiredis copies what we feed it */
+    buf->base = srv->readbuf;
+    buf->len = sizeof(srv->readbuf);
+}
+
+static void fail_conn(conn *c, const char *msg)
+{
+    /* a protocol error: answer it after the replies before it, then close */
+    if (dpr_cmd_error(&c->out, msg) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->close_after_flush = 1;
+    stop_reading(c);
+    mark_for_flush(c);
+}
+
+static void handle_requests(conn *c)
+{
+    server *srv = c->srv;
+    dpr_request req;
+    unsigned flags;
+    char msg[256];
+    int rc;
+
+    for (;;) {
+        /* back-pressure: a client that does not read its replies stops
+         * being served (its requests stay buffered) until it catches up */
+        if (c->out.len + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+            MAX_PENDING_OUTPUT) {
+            c->paused = 1;
+            stop_reading(c);
+            return;
+        }
+        rc = dpr_reqreader_next(c->rr, &req);
+        if (rc != 1)
+            break;
+        rc = dpr_cmd_execute(srv->f, req.argc, req.argv, req.argvlen, &c->out, &flags);
+        if (rc < 0) {
+            logf_("client %s: out of memory, closing", c->peer);
+            conn_close(c);
+            return;
+        }
+        mark_for_flush(c);
+        if (flags & DPR_CMD_CLOSE) {
+            c->close_after_flush = 1;
+            stop_reading(c);
+            return;
+        }
+    }
+    if (rc < 0) {
+        logf_("client %s: %s; closing", c->peer, dpr_reqreader_error(c->rr));
+        snprintf(msg, sizeof(msg), "ERR %s", dpr_reqreader_error(c->rr));
+        fail_conn(c, msg);
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = s->data;
+
+    (void)buf;
+    if (c->closing || c->close_after_flush || c->srv->stopping || c->srv->fatal)
+        return;
+    if (nread == UV_EOF) {
+        /* the client is done sending: answer what it sent, then close */
+        c->close_after_flush = 1;
+        stop_reading(c);
+        mark_for_flush(c);
+        return;
+    }
+    if (nread < 0) {
+        if (nread != UV_ECONNRESET)
+            logf_("client %s: read failed: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (dpr_reqreader_feed(c->rr, buf->base, (size_t)nread) < 0) {
+        fail_conn(c, "ERR out of memory");
+        return;
+    }
+    handle_requests(c);
+}
+
+static void resume_if_drained(conn *c)
+{
+    if (c->paused && !c->closing && !c->close_after_flush && !c->srv->stopping &&
+        !c->srv->fatal &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < MAX_PENDING_OUTPUT / 2) {
+        c->paused = 0;
+        handle_requests(c); /* the ones left buffered when we paused */
+        if (c->paused || c->closing || c->close_after_flush)
+            return;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+            conn_close(c);
+    }
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    write_req *wr = (write_req *)req;
+    conn *c = req->handle->data;
+
+    dpr_buf_free(&wr->buf);
+    free(wr);
+    c->writes_pending--;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        if (status != UV_ECANCELED && status != UV_EPIPE && status != UV_ECONNRESET)
+            logf_("client %s: write failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_flush && c->writes_pending == 0 && c->out.len == 0) {
+        conn_close(c);
+        return;
+    }
+    resume_if_drained(c);
+}
+
+/* Releases c's held replies. */
+static void flush_conn(conn *c)
+{
+    write_req *wr;
+    uv_buf_t b;
+    int rc;
+
+    if (c->closing)
+        return;
+    if (c->out.len > 0) {
+        wr = malloc(sizeof(*wr));
+        if (!wr) {
+            logf_("client %s: out of memory, closing", c->peer);
+            conn_close(c);
+            return;
+        }
+        wr->buf = c->out;
+        dpr_buf_init(&c->out);
+        b = uv_buf_init(wr->buf.data, (unsigned)wr->buf.len);
+        rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
+        if (rc < 0) {
+            dpr_buf_free(&wr->buf);
+            free(wr);
+            conn_close(c);
+            return;
+        }
+        c->writes_pending++;
+    }
+    if (c->close_after_flush && c->writes_pending == 0) {
+        conn_close(c);
+        return;
+    }
+    if (!c->paused && !c->close_after_flush &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > MAX_PENDING_OUTPUT) {
+        c->paused = 1;
+        stop_reading(c);
+    }
+}
+
+/* ---- group commit --------------------------------------------------------- */
+
+static void shut_down(server *srv);
+
+/* Makes the working state durable, publishes it, releases held replies. */
+static void commit_and_flush(server *srv)
+{
+    dpr_finder_state st;
+    conn *c, *next;
+    int rc;
+
+    if (srv->fatal)
+        return;
+    if (dpr_finder_dirty(srv->f)) {
+        rc = dpr_finder_get_state(srv->f, &st);
+        if (rc < 0) {
+            logf_("cannot copy the finder state: %s; exiting without answering", strerror(-rc));
+            srv->fatal = rc;
+            shut_down(srv);
+            return;
+        }
+        rc = dpr_store_save(srv->store, &st);
+        if (rc < 0) {
+            logf_("saving the state failed: %s; exiting without answering (the state "
+                  "is not durable)", dpr_store_error(srv->store));
+            dpr_finder_state_free(&st);
+            srv->fatal = rc;
+            shut_down(srv);
+            return;
+        }
+        /* the held replies may go out now even if publishing fails: they
+         * only show the working state, which is durable; SYNC from others
+         * stays on the old published view until a later publish works */
+        rc = dpr_finder_publish(srv->f, st.generation);
+        if (rc < 0)
+            logf_("publishing generation %llu failed: %s (will retry)",
+                  (unsigned long long)st.generation, strerror(-rc));
+        dpr_finder_state_free(&st);
+    }
+    c = srv->flush_list;
+    srv->flush_list = NULL;
+    if (srv->idle_open)
+        uv_idle_stop(&srv->idle);
+    for (; c; c = next) {
+        next = c->next_flush;
+        c->next_flush = NULL;
+        c->in_flush_list = 0;
+        flush_conn(c);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    commit_and_flush(h->data);
+}
+
+/* ---- accepting -------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *l, int status)
+{
+    server *srv = l->data;
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    conn *c;
+    int rc;
+
+    if (status < 0) {
+        logf_("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        logf_("out of memory accepting a client");
+        return;
+    }
+    c->srv = srv;
+    dpr_buf_init(&c->out);
+    snprintf(c->peer, sizeof(c->peer), "?");
+    rc = uv_tcp_init(&srv->loop, &c->tcp);
+    if (rc < 0) {
+        free(c);
+        logf_("accept failed: %s", uv_strerror(rc));
+        return;
+    }
+    c->tcp.data = c;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    rc = uv_accept(l, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        logf_("accept failed: %s", uv_strerror(rc));
+        conn_close(c);
+        return;
+    }
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0)
+        format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    if (srv->stopping || srv->nconns >= srv->cfg->max_clients) {
+        logf_("client %s refused: max number of clients (%zu) reached", c->peer,
+              srv->cfg->max_clients);
+        if (dpr_cmd_error(&c->out, "ERR max number of clients reached") < 0) {
+            conn_close(c);
+            return;
+        }
+        c->close_after_flush = 1;
+        mark_for_flush(c);
+        return;
+    }
+    c->counted = 1;
+    srv->nconns++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    rc = dpr_reqreader_new(DPR_CMD_MAX_ARGS, srv->cfg->max_request_bytes, &c->rr);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        logf_("client %s: cannot start reading: %s", c->peer,
+              rc == -ENOMEM ? "out of memory" : uv_strerror(rc));
+        conn_close(c);
+    }
+}
+
+/* ---- stopping ------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_service_handles(server *srv)
+{
+    if (srv->listener_open) {
+        srv->listener_open = 0;
+        uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
+    }
+    if (srv->signals_open) {
+        srv->signals_open = 0;
+        uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
+        uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
+    }
+    if (srv->check_open) {
+        srv->check_open = 0;
+        uv_close((uv_handle_t *)&srv->check, on_handle_closed);
+    }
+    if (srv->idle_open) {
+        srv->idle_open = 0;
+        uv_close((uv_handle_t *)&srv->idle, on_handle_closed);
+    }
+}
+
+static void close_timer(server *srv)
+{
+    if (srv->timer_open) {
+        srv->timer_open = 0;
+        uv_close((uv_handle_t *)&srv->stop_timer, on_handle_closed);
+    }
+}
+
+/* After a failed save: drop every held reply and close everything. */
+static void shut_down(server *srv)
+{
+    close_service_handles(srv);
+    close_timer(srv);
+    while (srv->conns)
+        conn_close(srv->conns);
+    srv->flush_list = NULL;
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    server *srv = t->data;
+
+    if (srv->conns)
+        logf_("closing %zu client(s) that did not take their replies", srv->nconns);
+    while (srv->conns)
+        conn_close(srv->conns);
+    close_timer(srv);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server *srv = h->data;
+    conn *c, *next;
+
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    logf_("%s received, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* requests already read get their (durable) replies */
+    commit_and_flush(srv);
+    if (srv->fatal)
+        return;
+    close_service_handles(srv);
+    for (c = srv->conns; c; c = next) {
+        next = c->next;
+        stop_reading(c);
+        c->close_after_flush = 1;
+        if (c->writes_pending == 0)
+            conn_close(c);
+    }
+    if (srv->conns && uv_timer_start(&srv->stop_timer, on_stop_timer, STOP_GRACE_MS, 0) == 0)
+        return;
+    close_timer(srv);
+}
+
+/* ---- running ---------------------------------------------------------------- */
+
+static int start(server *srv)
+{
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char err[300], shown[80];
+    int rc;
+
+    if (dpr_server_parse_addr(srv->cfg->listen, &ss, err, sizeof(err)) < 0) {
+        logf_("%s", err);
+        return -EINVAL;
+    }
+    rc = uv_tcp_init(&srv->loop, &srv->listener);
+    if (rc < 0)
+        goto uv_fail;
+    srv->listener_open = 1;
+    srv->listener.data = srv;
+    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+    if (rc < 0) {
+        logf_("cannot listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
+        return rc;
+    }
+    rc = uv_check_init(&srv->loop, &srv->check);
+    if (rc < 0)
+        goto uv_fail;
+    srv->check_open = 1;
+    srv->check.data = srv;
+    rc = uv_check_start(&srv->check, on_check);
+    if (rc < 0)
+        goto uv_fail;
+    rc = uv_idle_init(&srv->loop, &srv->idle);
+    if (rc < 0)
+        goto uv_fail;
+    srv->idle_open = 1;
+    srv->idle.data = srv;
+    rc = uv_timer_init(&srv->loop, &srv->stop_timer);
+    if (rc < 0)
+        goto uv_fail;
+    srv->timer_open = 1;
+    srv->stop_timer.data = srv;
+    rc = uv_signal_init(&srv->loop, &srv->sigterm);
+    if (rc == 0)
+        rc = uv_signal_init(&srv->loop, &srv->sigint);
+    if (rc < 0)
+        goto uv_fail;
+    srv->signals_open = 1;
+    srv->sigterm.data = srv;
+    srv->sigint.data = srv;
+    rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    if (rc == 0)
+        rc = uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    if (rc < 0)
+        goto uv_fail;
+    rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sslen);
+    if (rc < 0)
+        goto uv_fail;
+    format_addr((struct sockaddr *)&ss, shown, sizeof(shown));
+    fprintf(stderr, "dpr-finder listening on %s\n", shown);
+    fflush(stderr);
+    return 0;
+uv_fail:
+    logf_("cannot start the server: %s", uv_strerror(rc));
+    return rc;
+}
+
+int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg)
+{
+    server *srv = calloc(1, sizeof(*srv));
+    int rc;
+
+    if (!srv) {
+        logf_("out of memory");
+        return -ENOMEM;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    srv->f = f;
+    srv->store = store;
+    srv->cfg = cfg;
+    rc = uv_loop_init(&srv->loop);
+    if (rc < 0) {
+        logf_("cannot create the event loop: %s", uv_strerror(rc));
+        free(srv);
+        return rc;
+    }
+    rc = start(srv);
+    if (rc < 0) {
+        shut_down(srv);
+    } else {
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        rc = srv->fatal;
+    }
+    /* everything is closing: let the close callbacks run */
+    shut_down(srv);
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&srv->loop) != 0)
+        logf_("event loop still had handles at exit");
+    free(srv);
+    return rc;
+}

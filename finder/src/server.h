@@ -1,0 +1,48 @@
+/*
+ * server.h - dpr-finder's RESP server on libuv (one thread).
+ *
+ * Group commit: every request read in one loop iteration is executed
+ * against the finder's working state; its reply is held. Before the loop
+ * waits again (a uv_check handle), a changed working state is saved to the
+ * store and then published, and only then are the held replies written, in
+ * request order per connection. So no client ever hears of a cut or a
+ * world-line that is not durable. A failed save ends the server with an
+ * error (the held replies are never sent).
+ */
+#ifndef DPR_FINDER_SERVER_H
+#define DPR_FINDER_SERVER_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "dpr/finder.h"
+#include "dpr/store.h"
+
+#define DPR_SERVER_DEFAULT_MAX_CLIENTS 1024
+/* Fits a report with a dependency on each of 65,536 workers (~3.4 MB). */
+#define DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES (4u * 1024 * 1024)
+#define DPR_SERVER_MIN_REQUEST_BYTES 64
+
+typedef struct dpr_server_config {
+    const char *listen;       /* "ADDR:PORT", "[IPv6]:PORT"; port 0 = any */
+    size_t max_clients;       /* connections beyond it get an error and are closed */
+    size_t max_request_bytes; /* larger requests: error, connection closed */
+} dpr_server_config;
+
+/*
+ * Resolves "ADDR:PORT" (numeric or a host name; "[v6]:PORT"; "*:PORT" or
+ * ":PORT" for every address). 0 or -EINVAL with a message in err.
+ */
+int dpr_server_parse_addr(const char *spec, struct sockaddr_storage *out, char *err,
+                          size_t errlen);
+
+/*
+ * Listens and serves until SIGTERM or SIGINT (then stops accepting, sends
+ * the replies of requests already read, closes and returns 0). Prints
+ * "dpr-finder listening on ADDR:PORT" (the actual port) to stderr when
+ * ready. Returns a negative errno on failure (bind, save), after printing
+ * the reason to stderr.
+ */
+int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg);
+
+#endif

@@ -1,0 +1,705 @@
+"""Server tests for dpr-finder over TCP.
+
+Each test starts its own dpr-finder (port 0, temporary state directory),
+reads the chosen port from its stderr and kills it by PID at the end. The
+sequential scenario is driven only by redis-cli; other tests use raw
+sockets or python3-redis.
+"""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("DPR_BUILD", "build")
+FINDER = os.path.join(ROOT, BUILD, "dpr-finder") if not os.path.isabs(BUILD) \
+    else os.path.join(BUILD, "dpr-finder")
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+START_TIMEOUT = 10.0
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+class Finder:
+    """One dpr-finder process."""
+
+    def __init__(self, state_dir, log_path, extra_args=()):
+        self.state_dir = state_dir
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [FINDER, "--listen", "127.0.0.1:0", "--state", state_dir, *extra_args],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        self.port = None
+
+    def stderr(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for line in self.stderr().splitlines():
+                if line.startswith("dpr-finder listening on "):
+                    self.port = int(line.rsplit(":", 1)[1])
+                    return self
+            if self.proc.poll() is not None:
+                raise AssertionError("dpr-finder exited %d before listening:\n%s"
+                                     % (self.proc.returncode, self.stderr()))
+            time.sleep(0.02)
+        raise AssertionError("dpr-finder did not start:\n" + self.stderr())
+
+    def wait_exit(self, timeout=10.0):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("dpr-finder did not exit:\n" + self.stderr())
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        finally:
+            self.log.close()
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+
+
+TEST_TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    """Fails a test that hangs (python3-pytest has no timeout plugin here)."""
+    def expired(signum, frame):
+        raise AssertionError("test took longer than %d s" % TEST_TIMEOUT)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def tmpdir_path():
+    path = tempfile.mkdtemp(prefix="dpr-finder-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def finders(request, tmpdir_path):
+    """Factory: finders(state_dir=None, *args, ready=True) -> Finder."""
+    started = []
+    counter = [0]
+
+    def start(state_dir=None, *extra, ready=True):
+        counter[0] += 1
+        state_dir = state_dir or os.path.join(tmpdir_path, "state")
+        log = os.path.join(tmpdir_path, "finder-%d.log" % counter[0])
+        if not os.path.exists(FINDER):
+            pytest.fail("%s is missing: run make first" % FINDER)
+        f = Finder(state_dir, log, extra)
+        started.append(f)
+        return f.wait_ready() if ready else f
+
+    def stop_all():
+        for f in started:
+            f.cleanup()
+        # a sanitizer build reports memory errors, leaks and UB on stderr
+        for f in started:
+            log = f.stderr()
+            for marker in SANITIZER_MARKERS:
+                assert marker not in log, log
+
+    request.addfinalizer(stop_all)
+    return start
+
+
+def drop(client):
+    """Really closes a redis-py client's connections (close() only returns
+    them to the pool)."""
+    client.connection_pool.disconnect()
+
+
+def cli(port, *args):
+    """redis-cli -p PORT ARGS...; returns the non-empty output lines."""
+    out = subprocess.run([REDIS_CLI, "-p", str(port), *[str(a) for a in args]],
+                         stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                         check=True)
+    return [l for l in out.stdout.decode().splitlines() if l.strip()]
+
+
+def cli_ints(port, *args):
+    return [int(x) for x in cli(port, *args)]
+
+
+def sync(client):
+    wl, maxv, cut = client.execute_command("DPR.SYNC")
+    return wl, maxv, dict(zip(cut[0::2], cut[1::2]))
+
+
+def state_bytes(state_dir):
+    with open(os.path.join(state_dir, "finder.state"), "rb") as f:
+        return f.read()
+
+
+A, B, C = 1, 2, 3
+
+
+def test_sequential_scenario_with_redis_cli(finders):
+    f = finders()
+    p = f.port
+    assert cli(p, "PING") == ["PONG"]
+    assert cli_ints(p, "DPR.SYNC") == [1, 0]
+    for w in (A, B, C):
+        assert cli_ints(p, "DPR.WORKER.ADD", w) == [1, 0]
+    # A1
+    assert cli(p, "DPR.REPORT", 1, A, 1) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1]
+    # B1 <- A1
+    assert cli(p, "DPR.REPORT", 1, B, 1, A, 1) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1, B, 1]
+    # A2 <- {A1, B2}: B2 is not durable yet
+    assert cli(p, "DPR.REPORT", 1, A, 2, A, 1, B, 2) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1]
+    # B2 <- {B1, C2}: C2 is not durable yet
+    assert cli(p, "dpr.report", 1, B, 2, B, 1, C, 2) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1]
+    # C2 <- A2 closes the cycle: everything commits
+    assert cli(p, "DPR.REPORT", 1, C, 2, A, 2) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 2, B, 2, C, 2]
+    # bad input through redis-cli: errors, nothing changes
+    assert cli(p, "DPR.REPORT", 1, A, "x")[0].startswith("ERR invalid version")
+    assert cli(p, "DPR.WORKER.ADD", "-1")[0].startswith("ERR invalid worker id")
+    assert cli(p, "NOSUCH")[0].startswith("ERR unknown command")
+    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 2, B, 2, C, 2]
+
+
+def run_scenario(c):
+    for w in (A, B, C):
+        assert c.execute_command("DPR.WORKER.ADD", w) == [1, 0]
+    c.execute_command("DPR.REPORT", 1, A, 1)
+    c.execute_command("DPR.REPORT", 1, B, 1, A, 1)
+    c.execute_command("DPR.REPORT", 1, A, 2, A, 1, B, 2)
+    c.execute_command("DPR.REPORT", 1, B, 2, B, 1, C, 2)
+    c.execute_command("DPR.REPORT", 1, C, 2, A, 2)
+    c.execute_command("DPR.REPORT", 1, A, 3, A, 2)  # commits at once: A2 is committed
+
+
+def test_kill9_restart_keeps_world_line_and_cut(finders, tmpdir_path):
+    f = finders()
+    c = f.client()
+    run_scenario(c)
+    before = sync(c)
+    assert before[0] == 1
+    assert before[2][A] >= 2 and before[2][B] == 2 and before[2][C] == 2
+    drop(c)
+    f.kill(signal.SIGKILL)
+    assert f.wait_exit() == -signal.SIGKILL
+
+    g = finders(f.state_dir)
+    c = g.client()
+    after = sync(c)
+    assert after[0] == before[0]
+    assert after[2] == before[2]
+    # the restarted finder keeps working: B3, C3 durable -> min rule commits 3
+    c.execute_command("DPR.REPORT", 1, B, 3)
+    c.execute_command("DPR.REPORT", 1, C, 3)
+    wl, _, cut = sync(c)
+    assert wl == 1
+    assert all(cut[w] >= before[2][w] for w in (A, B, C))  # never goes back
+    assert cut == {A: 3, B: 3, C: 3}
+    drop(c)
+
+
+def test_readd_bumps_world_line_and_survives_kill9(finders):
+    f = finders()
+    c = f.client()
+    run_scenario(c)
+    wl, _, cut = sync(c)
+    assert wl == 1
+    # worker B crashed and registers again: world-line 2, restore its cut
+    assert c.execute_command("DPR.WORKER.ADD", B) == [2, cut[B]]
+    wl2, _, cut2 = sync(c)
+    assert wl2 == 2
+    assert cut2 == cut
+    # a report from world-line 1 above the cut is stale
+    with pytest.raises(redis.ResponseError, match="STALE world-line 2 is current"):
+        c.execute_command("DPR.REPORT", 1, A, 9)
+    # the surviving prefix of world-line 1 is the cut everybody rolled back to
+    prefix = c.execute_command("DPR.PREFIX", 1)
+    assert dict(zip(prefix[0::2], prefix[1::2])) == cut
+    with pytest.raises(redis.ResponseError, match="has not ended"):
+        c.execute_command("DPR.PREFIX", 2)
+    drop(c)
+    f.kill(signal.SIGKILL)
+    f.wait_exit()
+
+    g = finders(f.state_dir)
+    c = g.client()
+    assert sync(c)[0] == 2
+    assert sync(c)[2] == cut
+    assert c.execute_command("DPR.PREFIX", 1) == prefix
+    # the new world-line goes on
+    c.execute_command("DPR.REPORT", 2, B, cut[B] + 1)
+    drop(c)
+
+
+def raw_exchange(port, data, timeout=3.0):
+    """Sends data, returns (reply bytes, closed_by_server)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            if data:
+                s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return b"", True
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                return got, False
+            except ConnectionResetError:
+                return got, True
+            if not chunk:
+                return got, True
+            got += chunk
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            if got.endswith(b"\r\n") and got.startswith(b"-"):
+                # an error reply; see whether the server closes afterwards
+                s.settimeout(1.0)
+        return got, False
+    finally:
+        s.close()
+
+
+def bulk(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+GARBAGE = {
+    "random-binary": random.Random(1).randbytes(8192),
+    "random-binary-2": bytes(range(256)) * 8,
+    "inline-command": b"PING\r\n",
+    "broken-bulk-length": b"*2\r\n$4\r\nPING\r\n$abc\r\n",
+    "negative-bulk-length": b"*2\r\n$4\r\nPING\r\n$-7\r\n",
+    "null-bulk": b"*2\r\n$4\r\nPING\r\n$-1\r\n",
+    "huge-bulk-length": b"*2\r\n$4\r\nPING\r\n$99999999999\r\n",
+    "overflowing-bulk-length": b"*1\r\n$999999999999999999999999999\r\n",
+    "huge-array-count": b"*99999999999\r\n",
+    "int-truncating-array-count": b"*4294967297\r\n$4\r\nPING\r\n",
+    "negative-array-count": b"*-5\r\n",
+    "nested-array": b"*2\r\n*1\r\n$4\r\nPING\r\n$1\r\nx\r\n",
+    "integer-argument": b"*2\r\n$4\r\nPING\r\n:1\r\n",
+    "status-argument": b"*1\r\n+DPR.SYNC\r\n",
+    "top-level-bulk": b"$8\r\nDPR.SYNC\r\n",
+    "bad-line-end": b"*1\r\n$8\r\nDPR.SYNC\n\n",
+    "bulk-without-crlf": b"*1\r\n$8\r\nDPR.SYNCxx",
+    "valid-then-garbage": bulk("DPR.WORKER.ADD", "77")[:-3] + b"\x00\xff" * 10,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GARBAGE))
+def test_garbage_leaves_server_running_and_state_unchanged(finders, name):
+    f = finders()
+    c = f.client()
+    run_scenario(c)
+    before = sync(c)
+    file_before = state_bytes(f.state_dir)
+
+    reply, closed = raw_exchange(f.port, GARBAGE[name])
+    assert reply.startswith(b"-") or closed or reply == b"", reply
+    if reply.startswith(b"-ERR"):
+        assert reply.endswith(b"\r\n")
+
+    assert f.proc.poll() is None, f.stderr()
+    assert c.ping()
+    assert sync(c) == before
+    assert state_bytes(f.state_dir) == file_before  # nothing was even saved
+    drop(c)
+
+
+def test_protocol_errors_are_answered_then_closed(finders):
+    f = finders()
+    reply, closed = raw_exchange(f.port, b"*1\r\n$4\r\nPING\r\n*2\r\n*1\r\n")
+    assert reply.startswith(b"+PONG\r\n-ERR Protocol error")
+    assert closed
+    reply, closed = raw_exchange(f.port, b"*99999999999\r\n")
+    assert b"too many arguments" in reply and closed
+    reply, closed = raw_exchange(f.port, b"*2\r\n$4\r\nPING\r\n$99999999999\r\n")
+    assert b"exceeds the request limit" in reply and closed
+
+
+def test_oversized_request(finders):
+    f = finders(None, "--max-request-bytes", "4096")
+    c = f.client()
+    run_scenario(c)
+    before = sync(c)
+    file_before = state_bytes(f.state_dir)
+    # one big argument, announced
+    reply, closed = raw_exchange(f.port, bulk("PING", "x" * 5000))
+    assert reply.startswith(b"-ERR") and closed
+    # many small arguments adding up, streamed
+    many = ["DPR.REPORT", 1, A, 4] + [1, 1] * 600
+    reply, closed = raw_exchange(f.port, bulk(*many))
+    assert b"larger than 4096 bytes" in reply and closed
+    # just under the limit is fine
+    reply, closed = raw_exchange(f.port, bulk("PING", "y" * 3000), timeout=1.0)
+    assert reply == b"$3000\r\n" + b"y" * 3000 + b"\r\n" and not closed
+    assert sync(c) == before
+    assert state_bytes(f.state_dir) == file_before
+    assert f.proc.poll() is None
+    drop(c)
+
+
+BAD_COMMANDS = [
+    ("DPR.WORKER.ADD", "abc"),
+    ("DPR.WORKER.ADD", "-1"),
+    ("DPR.WORKER.ADD", "+1"),
+    ("DPR.WORKER.ADD", " 1"),
+    ("DPR.WORKER.ADD", "1 "),
+    ("DPR.WORKER.ADD", ""),
+    ("DPR.WORKER.ADD", "1.0"),
+    ("DPR.WORKER.ADD", "0x10"),
+    ("DPR.WORKER.ADD", "9223372036854775808"),
+    ("DPR.WORKER.ADD", "18446744073709551616"),
+    ("DPR.WORKER.ADD", "99999999999999999999999"),
+    ("DPR.WORKER.ADD", "1\x00"),
+    ("DPR.WORKER.ADD",),
+    ("DPR.WORKER.ADD", "1", "2"),
+    ("DPR.WORKER.REMOVE", "x"),
+    ("DPR.WORKER.REMOVE", "999"),
+    ("DPR.REPORT", "1", "1"),
+    ("DPR.REPORT", "1", "1", "x"),
+    ("DPR.REPORT", "1", "1", "0"),
+    ("DPR.REPORT", "0", "1", "5"),
+    ("DPR.REPORT", "1", "1", "5", "2"),
+    ("DPR.REPORT", "1", "1", "5", "2", "x"),
+    ("DPR.REPORT", "1", "1", "5", "2", "6"),
+    ("DPR.REPORT", "7", "1", "5"),
+    ("DPR.REPORT", "1", "999", "5"),
+    ("DPR.REPORT", "1", "-1", "5"),
+    ("DPR.SYNC", "extra"),
+    ("DPR.PREFIX",),
+    ("DPR.PREFIX", "1"),
+    ("DPR.PREFIX", "x"),
+    ("PING", "a", "b"),
+    ("SET", "k", "v"),
+    ("\xff\xfe",),
+]
+
+
+def test_wrong_arguments_get_errors_and_change_nothing(finders):
+    f = finders()
+    c = f.client()
+    run_scenario(c)
+    before = sync(c)
+    file_before = state_bytes(f.state_dir)
+    for cmd in BAD_COMMANDS:
+        with pytest.raises(redis.ResponseError):
+            c.execute_command(*cmd)
+        assert c.ping()  # the connection stays usable
+    assert sync(c) == before
+    assert state_bytes(f.state_dir) == file_before
+    with pytest.raises(redis.ResponseError, match="unknown worker 999"):
+        c.execute_command("DPR.WORKER.REMOVE", 999)
+    drop(c)
+
+
+def test_pipeline_replies_in_order(finders):
+    f = finders()
+    c = f.client()
+    for w in range(1, 9):
+        c.execute_command("DPR.WORKER.ADD", w)
+    p = c.pipeline(transaction=False)
+    for v in range(1, 51):
+        for w in range(1, 9):
+            p.execute_command("DPR.REPORT", 1, w, v, (w % 8) + 1, v)
+        p.execute_command("PING")
+        p.execute_command("DPR.SYNC")
+    res = p.execute()
+    i = 0
+    for v in range(1, 51):
+        assert res[i:i + 8] == [b"OK"] * 8
+        assert res[i + 8] is True  # redis-py turns any PING reply into True
+        wl, maxv, cut = res[i + 9]
+        # the sync sees every report before it in the pipeline as durable
+        assert wl == 1 and maxv == v
+        i += 10
+    assert sync(c)[2] == {w: 50 for w in range(1, 9)}
+    drop(c)
+
+
+def test_many_clients_concurrently(finders):
+    f = finders()
+    clients = [f.client() for _ in range(20)]
+    for i, c in enumerate(clients):
+        c.execute_command("DPR.WORKER.ADD", i + 1)
+    for v in range(1, 11):
+        for i, c in enumerate(clients):
+            c.execute_command("DPR.REPORT", 1, i + 1, v)
+    assert sync(clients[0])[2] == {i + 1: 10 for i in range(20)}
+    for c in clients:
+        drop(c)
+
+
+def test_corrupt_state_file_stops_the_finder(finders, tmpdir_path):
+    f = finders()
+    c = f.client()
+    run_scenario(c)
+    drop(c)
+    f.kill(signal.SIGTERM)
+    assert f.wait_exit() == 0
+    good = state_bytes(f.state_dir)
+    path = os.path.join(f.state_dir, "finder.state")
+    cases = {
+        "checksum": good[:40] + bytes([good[40] ^ 0x01]) + good[41:],
+        "truncated": good[:-5],
+        "empty": b"",
+        "magic": b"NOTAFILE" + good[8:],
+        "garbage": b"hello\n" * 20,
+    }
+    for name, content in cases.items():
+        with open(path, "wb") as fh:
+            fh.write(content)
+        g = finders(f.state_dir, ready=False)
+        rc = g.wait_exit()
+        err = g.stderr()
+        assert rc != 0, name
+        assert "finder.state" in err and "refusing to start" in err, err
+        assert "listening" not in err
+        with open(path, "rb") as fh:
+            assert fh.read() == content, "the damaged file must be left alone"
+    with open(path, "wb") as fh:
+        fh.write(good)
+    g = finders(f.state_dir)
+    c = g.client()
+    assert sync(c)[0] == 1
+    drop(c)
+
+
+def test_second_finder_on_same_state_dir_refuses(finders):
+    f = finders()
+    g = finders(f.state_dir, ready=False)
+    assert g.wait_exit() != 0
+    assert "in use by another dpr-finder" in g.stderr()
+    assert f.proc.poll() is None
+    assert f.client().ping()
+
+
+def test_sigterm_exits_zero_and_state_persists(finders):
+    f = finders()
+    c = f.client()
+    c.execute_command("DPR.WORKER.ADD", 5)
+    c.execute_command("DPR.REPORT", 1, 5, 3)
+    f.kill(signal.SIGTERM)
+    assert f.wait_exit() == 0
+    assert "stopped" in f.stderr()
+    drop(c)
+    g = finders(f.state_dir)
+    c = g.client()
+    assert sync(c) == (1, 3, {5: 3})
+    g.kill(signal.SIGINT)
+    assert g.wait_exit() == 0
+    drop(c)
+
+
+def test_max_clients_enforced(finders):
+    f = finders(None, "--max-clients", "2")
+    a, b = f.client(), f.client()
+    assert a.ping() and b.ping()
+    reply, closed = raw_exchange(f.port, b"")
+    assert reply.startswith(b"-ERR max number of clients") and closed
+    drop(a)
+    time.sleep(0.2)
+    c = f.client()
+    assert c.ping()
+    drop(b)
+    drop(c)
+
+
+def test_usage_errors(tmpdir_path):
+    def run(*args):
+        return subprocess.run([FINDER, *args], capture_output=True, timeout=10)
+
+    r = run("--help")
+    assert r.returncode == 0
+    for word in (b"--listen", b"--state", b"--max-clients", b"--max-request-bytes"):
+        assert word in r.stdout
+    state = os.path.join(tmpdir_path, "s")
+    for args in (["--state", state], ["--listen", "127.0.0.1:0"],
+                 ["--listen", "127.0.0.1", "--state", state],
+                 ["--listen", "127.0.0.1:70000", "--state", state],
+                 ["--listen", "127.0.0.1:0", "--state", state, "--max-clients", "0"],
+                 ["--listen", "127.0.0.1:0", "--state", state, "--max-clients", "x"],
+                 ["--listen", "127.0.0.1:0", "--state", state, "--max-request-bytes", "10"],
+                 ["--listen", "127.0.0.1:0", "--state", state, "--bogus"],
+                 ["--listen", "127.0.0.1:0", "--state", state, "extra"]):
+        r = run(*args)
+        assert r.returncode == 2, args
+        assert r.stderr.startswith(b"dpr-finder: "), r.stderr
+    assert not os.path.exists(state)
+
+
+def test_unusable_state_dir(finders, tmpdir_path):
+    plain = os.path.join(tmpdir_path, "plain")
+    with open(plain, "w") as fh:
+        fh.write("x")
+    g = finders(os.path.join(plain, "state"), ready=False)
+    assert g.wait_exit() != 0
+    assert "cannot create the state directory" in g.stderr()
+
+
+def test_kill9_under_load_never_loses_what_was_acknowledged(finders, tmpdir_path):
+    """Workers report as fast as they can while the finder is killed with
+    SIGKILL at random instants: after each restart the cut is at least every
+    cut a client saw and covers every acknowledged report (minimum rule)."""
+    workers = [1, 2, 3, 4]
+    rng = random.Random(7)
+    f = finders()
+    c = f.client()
+    for w in workers:
+        c.execute_command("DPR.WORKER.ADD", w)
+    drop(c)
+    acked = {w: 0 for w in workers}
+    seen_cut = {}
+    for round_ in range(4):
+        stop = threading.Event()
+
+        def report(w, port=f.port):
+            cl = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+            v = acked[w]
+            try:
+                while not stop.is_set():
+                    v += 1
+                    nxt = workers[(workers.index(w) + 1) % len(workers)]
+                    cl.execute_command("DPR.REPORT", 1, w, v, nxt, v - 1 if v > 1 else 1)
+                    acked[w] = v
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+            finally:
+                drop(cl)
+
+        def poll(port=f.port):
+            cl = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+            try:
+                while not stop.is_set():
+                    wl, _, cut = sync(cl)
+                    assert wl == 1
+                    seen_cut.update({w: max(v, seen_cut.get(w, 0)) for w, v in cut.items()})
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+            finally:
+                drop(cl)
+
+        threads = [threading.Thread(target=report, args=(w,), daemon=True) for w in workers]
+        threads.append(threading.Thread(target=poll, daemon=True))
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.2, 0.6))
+        f.kill(signal.SIGKILL)
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        f.wait_exit()
+
+        f = finders(f.state_dir)
+        c = f.client()
+        wl, _, cut = sync(c)
+        drop(c)
+        assert wl == 1
+        assert min(acked.values()) > 0
+        for w in workers:
+            assert cut.get(w, 0) >= seen_cut.get(w, 0), (round_, w, cut, seen_cut)
+            assert cut.get(w, 0) >= min(acked.values()), (round_, w, cut, acked)
+
+
+def test_number_edges(finders):
+    f = finders()
+    c = f.client()
+    big = 9223372036854775807
+    assert c.execute_command("DPR.WORKER.ADD", str(big)) == [1, 0]
+    assert c.execute_command("DPR.REPORT", "0001", str(big), "0005") == b"OK"
+    assert sync(c) == (1, 5, {big: 5})
+    with pytest.raises(redis.ResponseError, match="invalid worker id"):
+        c.execute_command("DPR.WORKER.ADD", str(big + 1))
+    drop(c)
+
+
+def test_client_that_does_not_read_is_throttled_not_fatal(finders):
+    """Pipelining without reading replies: the server stops reading from
+    that client (bounded memory), serves others, and answers every request
+    once the client reads."""
+    f = finders()
+    c = f.client()
+    for w in range(1, 51):
+        c.execute_command("DPR.WORKER.ADD", w)
+        c.execute_command("DPR.REPORT", 1, w, 5)
+    one = bulk("DPR.SYNC")
+    s = socket.create_connection(("127.0.0.1", f.port))
+    s.setblocking(False)
+    sent, t0 = 0, time.monotonic()
+    chunk = one * 1000
+    while time.monotonic() - t0 < 1.5:
+        try:
+            sent += s.send(chunk[sent % len(one):] if sent % len(one) else chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+    with open("/proc/%d/status" % f.proc.pid) as fh:
+        rss_kb = int([l for l in fh if l.startswith("VmRSS")][0].split()[1])
+    assert rss_kb < 256 * 1024
+    assert sync(c)[2] == {w: 5 for w in range(1, 51)}  # others are served
+    # read every reply while completing the last request (the server is
+    # not reading from us until we read, so do both at once)
+    want = -(-sent // len(one))
+    reply = b"*3\r\n:1\r\n:5\r\n*100\r\n" + b"".join(
+        b":%d\r\n:5\r\n" % w for w in range(1, 51))
+    got = [0]
+
+    def reader():
+        while got[0] < want * len(reply):
+            try:
+                data = s.recv(1 << 20)
+            except BlockingIOError:
+                time.sleep(0.005)
+                continue
+            if not data:
+                return
+            got[0] += len(data)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    rest = one[sent % len(one):] if sent % len(one) else b""
+    deadline = time.monotonic() + 30
+    while rest and time.monotonic() < deadline:
+        try:
+            rest = rest[s.send(rest):]
+        except BlockingIOError:
+            time.sleep(0.005)
+    t.join(timeout=30)
+    assert not t.is_alive(), "replies stopped after %d bytes" % got[0]
+    got = got[0]
+    assert got == want * len(reply)
+    s.close()
+    drop(c)

@@ -1,0 +1,239 @@
+/* test_cmd.c - the finder's RESP commands (finder/src/cmd.c) and the RESP
+ * request reader (finder/src/request.c), without sockets. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cmd.h"
+#include "request.h"
+
+static dpr_buf out;
+static unsigned flags;
+
+/* Runs one command given as separate strings; returns the reply text. */
+static const char *run(dpr_finder *f, int argc, ...)
+{
+    char *argv[16];
+    size_t lens[16];
+    va_list ap;
+
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++) {
+        argv[i] = va_arg(ap, char *);
+        lens[i] = strlen(argv[i]);
+    }
+    va_end(ap);
+    out.len = 0;
+    if (dpr_cmd_execute(f, argc, argv, lens, &out, &flags) < 0)
+        return "<enomem>";
+    if (dpr_buf_append(&out, "", 1) < 0)
+        return "<enomem>";
+    return out.data;
+}
+
+static void publish(dpr_finder *f)
+{
+    dpr_finder_state st;
+
+    if (!dpr_finder_dirty(f))
+        return;
+    if (dpr_finder_get_state(f, &st) == 0) {
+        dpr_finder_publish(f, st.generation);
+        dpr_finder_state_free(&st);
+    }
+}
+
+static int starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+TEST(scenario_replies)
+{
+    dpr_finder *f = NULL;
+
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:1\r\n:0\r\n*0\r\n") == 0);
+    CHECK(flags == 0);
+    CHECK(strcmp(run(f, 2, "dpr.worker.add", "1"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT);
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "2"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "3"), "*2\r\n:1\r\n:0\r\n") == 0);
+    publish(f);
+    CHECK(strcmp(run(f, 4, "DPR.REPORT", "1", "1", "1"), "+OK\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT);
+    /* unpublished: SYNC answers from the working state and must wait */
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:1\r\n:1\r\n*2\r\n:1\r\n:1\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT);
+    publish(f);
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:1\r\n:1\r\n*2\r\n:1\r\n:1\r\n") == 0);
+    CHECK(flags == 0);
+    run(f, 6, "DPR.REPORT", "1", "2", "1", "1", "1");
+    run(f, 8, "DPR.REPORT", "1", "1", "2", "1", "1", "2", "2");
+    run(f, 8, "DPR.REPORT", "1", "2", "2", "2", "1", "3", "2");
+    publish(f);
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+                 "*3\r\n:1\r\n:2\r\n*4\r\n:1\r\n:1\r\n:2\r\n:1\r\n") == 0);
+    CHECK(strcmp(run(f, 6, "DPR.REPORT", "1", "3", "2", "1", "2"), "+OK\r\n") == 0);
+    publish(f);
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+                 "*3\r\n:1\r\n:2\r\n*6\r\n:1\r\n:2\r\n:2\r\n:2\r\n:3\r\n:2\r\n") == 0);
+    /* re-add: new world-line, restore the cut; stale reports; the prefix */
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "2"), "*2\r\n:2\r\n:2\r\n") == 0);
+    CHECK(starts(run(f, 4, "DPR.REPORT", "1", "1", "9"), "-STALE world-line 2 is current"));
+    CHECK(flags & DPR_CMD_WAIT);
+    publish(f);
+    CHECK(strcmp(run(f, 2, "DPR.PREFIX", "1"), "*6\r\n:1\r\n:2\r\n:2\r\n:2\r\n:3\r\n:2\r\n") == 0);
+    CHECK(starts(run(f, 2, "DPR.PREFIX", "2"), "-ERR world-line 2 has not ended"));
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.REMOVE", "3"), "+OK\r\n") == 0);
+    CHECK(starts(run(f, 2, "DPR.WORKER.REMOVE", "3"), "-ERR unknown worker 3"));
+    dpr_finder_free(f);
+}
+
+TEST(bad_input_changes_nothing)
+{
+    static const char *const bad_numbers[] = {
+        "", "-1", "+1", " 1", "1 ", "1.0", "0x1", "abc", "9223372036854775808",
+        "18446744073709551616", "99999999999999999999999999",
+    };
+    dpr_finder *f = NULL;
+    dpr_finder_state before, after;
+
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    run(f, 2, "DPR.WORKER.ADD", "1");
+    run(f, 4, "DPR.REPORT", "1", "1", "3");
+    publish(f);
+    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    for (size_t i = 0; i < sizeof(bad_numbers) / sizeof(bad_numbers[0]); i++) {
+        const char *n = bad_numbers[i];
+        CHECK(starts(run(f, 2, "DPR.WORKER.ADD", n), "-ERR invalid worker id"));
+        CHECK(starts(run(f, 4, "DPR.REPORT", n, "1", "4"), "-ERR invalid world-line"));
+        CHECK(starts(run(f, 4, "DPR.REPORT", "1", "1", n), "-ERR invalid version"));
+        CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", n, "1"),
+                     "-ERR invalid dependency worker id"));
+        CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", "1", n),
+                     "-ERR invalid dependency version"));
+    }
+    CHECK(starts(run(f, 5, "DPR.REPORT", "1", "1", "4", "2"), "-ERR wrong number"));
+    CHECK(starts(run(f, 4, "DPR.REPORT", "0", "1", "4"), "-ERR invalid world-line 0"));
+    CHECK(starts(run(f, 4, "DPR.REPORT", "1", "1", "0"), "-ERR invalid version 0"));
+    CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", "2", "5"), "-ERR dependency (2, 5)"));
+    CHECK(starts(run(f, 4, "DPR.REPORT", "2", "1", "4"), "-ERR world-line 2 is newer"));
+    CHECK(starts(run(f, 4, "DPR.REPORT", "1", "7", "4"), "-ERR unknown worker 7"));
+    CHECK(starts(run(f, 1, "DPR.WORKER.ADD"), "-ERR wrong number of arguments for 'DPR.WORKER.ADD'"));
+    CHECK(starts(run(f, 2, "DPR.SYNC", "x"), "-ERR wrong number"));
+    CHECK(starts(run(f, 2, "SET\r\nX", "v"), "-ERR unknown command 'SET??X'"));
+    CHECK(strchr(out.data + 1, '\r') == out.data + out.len - 3); /* one line */
+    CHECK(!dpr_finder_dirty(f));
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK_EQ_U64(after.generation, before.generation);
+    dpr_finder_state_free(&before);
+    dpr_finder_state_free(&after);
+    /* numbers at the edges */
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "9223372036854775807"),
+                 "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(f, 4, "DPR.REPORT", "0001", "9223372036854775807", "007"), "+OK\r\n") == 0);
+    dpr_finder_free(f);
+}
+
+TEST(misc_commands)
+{
+    dpr_finder *f = NULL;
+
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK(strcmp(run(f, 1, "ping"), "+PONG\r\n") == 0);
+    CHECK(strcmp(run(f, 2, "PING", "hi"), "$2\r\nhi\r\n") == 0);
+    CHECK(strcmp(run(f, 2, "COMMAND", "DOCS"), "*0\r\n") == 0);
+    CHECK(strcmp(run(f, 1, "QUIT"), "+OK\r\n") == 0);
+    CHECK(flags == DPR_CMD_CLOSE);
+    dpr_finder_free(f);
+}
+
+/* Feeds text to a reader and collects the requests as "a|b|c;" lines. */
+static int parse(const char *in, size_t len, size_t chunk, size_t max_bytes, char *got,
+                 size_t gotlen, const char **err)
+{
+    dpr_reqreader *r = NULL;
+    dpr_request q;
+    size_t used = 0;
+    int rc = 0;
+
+    got[0] = '\0';
+    if (dpr_reqreader_new(8, max_bytes, &r) < 0)
+        return -ENOMEM;
+    for (size_t off = 0; off < len && rc >= 0; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        rc = dpr_reqreader_feed(r, in + off, n);
+        while (rc >= 0 && (rc = dpr_reqreader_next(r, &q)) == 1) {
+            for (int i = 0; i < q.argc; i++)
+                used += (size_t)snprintf(got + used, gotlen - used, "%s%.*s", i ? "|" : "",
+                                         (int)q.argvlen[i], q.argv[i]);
+            used += (size_t)snprintf(got + used, gotlen - used, ";");
+        }
+    }
+    if (rc < 0 && err) {
+        static char msg[256];
+        snprintf(msg, sizeof(msg), "%s", dpr_reqreader_error(r));
+        *err = msg;
+    }
+    dpr_reqreader_free(r);
+    return rc < 0 ? rc : 0;
+}
+
+#define IN(s) s, sizeof(s) - 1
+
+TEST(request_reader)
+{
+    char got[512];
+    const char *err = NULL;
+    static const char pipeline[] =
+        "*2\r\n$4\r\nPING\r\n$3\r\na\0b\r\n*0\r\n*1\r\n$8\r\nDPR.SYNC\r\n";
+
+    /* whole, and byte by byte */
+    CHECK_EQ_INT(parse(IN(pipeline), 1000, 100, got, sizeof(got), NULL), 0);
+    CHECK(memcmp(got, "PING|a", 6) == 0);
+    CHECK_EQ_INT(parse(IN(pipeline), 1, 100, got, sizeof(got), NULL), 0);
+    CHECK(strstr(got, "DPR.SYNC;") != NULL);
+
+    CHECK_EQ_INT(parse(IN("PING\r\n"), 100, 100, got, sizeof(got), &err), -EPROTO);
+    CHECK_EQ_INT(parse(IN("$4\r\nPING\r\n"), 100, 100, got, sizeof(got), &err), -EPROTO);
+    CHECK(strstr(err, "array of bulk strings") != NULL);
+    CHECK_EQ_INT(parse(IN("*2\r\n*1\r\n$1\r\na\r\n"), 100, 100, got, sizeof(got), &err),
+                 -EPROTO);
+    CHECK(strstr(err, "nested") != NULL);
+    CHECK_EQ_INT(parse(IN("*1\r\n:1\r\n"), 100, 100, got, sizeof(got), &err), -EPROTO);
+    CHECK_EQ_INT(parse(IN("*1\r\n$-1\r\n"), 100, 100, got, sizeof(got), &err), -EPROTO);
+    CHECK_EQ_INT(parse(IN("*1\r\n$2\r\nabXY"), 100, 100, got, sizeof(got), &err), -EPROTO);
+    CHECK(strstr(err, "CRLF") != NULL);
+    CHECK_EQ_INT(parse(IN("*9\r\n"), 100, 100, got, sizeof(got), &err), -E2BIG);
+    CHECK_EQ_INT(parse(IN("*4294967297\r\n$1\r\na\r\n"), 100, 100, got, sizeof(got), &err),
+                 -E2BIG);
+    CHECK_EQ_INT(parse(IN("*1\r\n$99999999999\r\n"), 100, 100, got, sizeof(got), &err),
+                 -E2BIG);
+    CHECK_EQ_INT(parse(IN("*1\r\n$1111111111111111111111111111"), 100, 100, got, sizeof(got),
+                       &err), -EPROTO);
+    /* many small arguments adding up over the limit */
+    CHECK_EQ_INT(parse(IN("*3\r\n$30\r\n012345678901234567890123456789\r\n"
+                          "$30\r\n012345678901234567890123456789\r\n"
+                          "$30\r\n012345678901234567890123456789\r\n"),
+                       7, 100, got, sizeof(got), &err), -E2BIG);
+    /* pipelined small requests above the limit in total are fine */
+    CHECK_EQ_INT(parse(IN("*1\r\n$30\r\n012345678901234567890123456789\r\n"
+                          "*1\r\n$30\r\n012345678901234567890123456789\r\n"
+                          "*1\r\n$30\r\n012345678901234567890123456789\r\n"),
+                       1000, 100, got, sizeof(got), &err), 0);
+}
+
+int main(void)
+{
+    dpr_buf_init(&out);
+    RUN(scenario_replies);
+    RUN(bad_input_changes_nothing);
+    RUN(misc_commands);
+    RUN(request_reader);
+    dpr_buf_free(&out);
+    return check_summary("cmd");
+}
