@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
        -Wno-unused-parameter -Werror=implicit-function-declaration
 CPPFLAGS += -D_GNU_SOURCE -Ilibdpr/include -Ifinder/include -Ifinder/src
-ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -MMD -MP
+ALL_CFLAGS = -std=c11 -fPIC $(WARN) $(CFLAGS) -MMD -MP
 ifeq ($(SAN),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -30,7 +30,7 @@ LIBS = -luv -lhiredis -lz -lm -lpthread
 
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
-               redis-server redis-tools python3 python3-pytest python3-redis
+               redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis
 
 LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
 FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
@@ -39,6 +39,7 @@ UNIT_SRC = $(filter-out tests/unit/test_kv_%,$(sort $(wildcard tests/unit/test_*
 FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 LIBDPR_A = $(BUILD)/libdpr.a
+LIBDPR_SO = $(BUILD)/libdpr.so
 FINDER_A = $(BUILD)/libdprfinder.a
 FINDER_BIN = $(BUILD)/dpr-finder
 BENCH_FINDER = $(BUILD)/bench-finder
@@ -48,7 +49,7 @@ FUZZ_BINS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 .PHONY: all deps test test-unit test-server fuzz fuzz-build bench bench-finder install clean
 .DEFAULT_GOAL := all
 
-all: $(LIBDPR_A) $(FINDER_A) $(FINDER_BIN) $(UNIT_BINS) $(BENCH_FINDER)
+all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_A) $(FINDER_BIN) $(UNIT_BINS) $(BENCH_FINDER)
 
 deps:
 	apt-get update
@@ -68,6 +69,10 @@ deps-if-missing:
 $(LIBDPR_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
 	@rm -f $@
 	ar rcs $@ $^
+
+# The shared library is what the Python package loads (ctypes).
+$(LIBDPR_SO): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $^
 
 $(FINDER_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(FINDER_SRC))
 	@rm -f $@
@@ -110,10 +115,11 @@ bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
 
 # --- install ---------------------------------------------------------------
-install: $(LIBDPR_A) $(FINDER_BIN)
+install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dpr
 	install -m 0755 $(FINDER_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-finder
 	install -m 0644 $(LIBDPR_A) $(DESTDIR)$(PREFIX)/lib/libdpr.a
+	install -m 0755 $(LIBDPR_SO) $(DESTDIR)$(PREFIX)/lib/libdpr.so
 	install -m 0644 libdpr/include/dpr/*.h $(DESTDIR)$(PREFIX)/include/dpr/
 
 clean:
