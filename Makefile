@@ -34,8 +34,7 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
 
 LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
 FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
-# test_kv_*: dpr-kv's unit tests, built with cachestore/ (not integrated yet)
-UNIT_SRC = $(filter-out tests/unit/test_kv_%,$(sort $(wildcard tests/unit/test_*.c)))
+UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 LIBDPR_A = $(BUILD)/libdpr.a
@@ -46,10 +45,12 @@ BENCH_FINDER = $(BUILD)/bench-finder
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZ_BINS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
+include cachestore/build.mk
+
 .PHONY: all deps test test-unit test-server fuzz fuzz-build bench bench-finder install clean
 .DEFAULT_GOAL := all
 
-all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_A) $(FINDER_BIN) $(UNIT_BINS) $(BENCH_FINDER)
+all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_A) $(FINDER_BIN) $(KV_BIN) $(UNIT_BINS) $(BENCH_FINDER)
 
 deps:
 	apt-get update
@@ -92,7 +93,8 @@ $(BENCH_FINDER): $(BUILD)/obj/bench/bench_finder.o $(FINDER_A) $(LIBDPR_A)
 # tests/run.sh runs every suite and ends with the total "N passed, N failed".
 test:
 	$(MAKE) all
-	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst build/%,build/asan/%,$(UNIT_BINS))
+	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst build/%,build/asan/%,$(UNIT_BINS)) \
+		build/asan/dpr-finder build/asan/dpr-kv
 	$(MAKE) fuzz-build
 	BUILD=$(BUILD) PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
 
@@ -102,6 +104,11 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)
 build/fuzz/%: tests/fuzz/%.c $(LIBDPR_SRC) $(FINDER_SRC)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+
+# dpr-kv's parsers: its sources (not its main) instead of the finder's
+build/fuzz/fuzz_kv_%: tests/fuzz/fuzz_kv_%.c $(LIBDPR_SRC) $(filter-out cachestore/src/kv_main.c,$(CACHESTORE_SRC))
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -Icachestore/src $(FUZZ_CFLAGS) -o $@ $^ $(LIBS) $(KV_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -115,9 +122,10 @@ bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
 
 # --- install ---------------------------------------------------------------
-install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN)
+install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dpr
 	install -m 0755 $(FINDER_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-finder
+	install -m 0755 $(KV_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-kv
 	install -m 0644 $(LIBDPR_A) $(DESTDIR)$(PREFIX)/lib/libdpr.a
 	install -m 0755 $(LIBDPR_SO) $(DESTDIR)$(PREFIX)/lib/libdpr.so
 	install -m 0644 libdpr/include/dpr/*.h $(DESTDIR)$(PREFIX)/include/dpr/

@@ -58,18 +58,27 @@ for bin in build/asan/tests/test_*; do
 done
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
-if compgen -G "tests/finder/test_*.py" >/dev/null; then
-    echo "== finder server tests (pytest)"
+run_pytest() { # run_pytest LABEL DIR [BUILD]
+    local label=$1 dir=$2 build=${3:-$BUILD} out rc last p f
+    compgen -G "$dir/test_*.py" >/dev/null || return 0
+    echo "== $label (pytest $dir)"
     out=$(mktemp)
-    DPR_BUILD=$BUILD "$PYTHON" -m pytest -q -p no:cacheprovider tests/finder 2>&1 | tee "$out"
+    DPR_BUILD=$build PYTHONPATH=python-dpr "$PYTHON" -m pytest -q -p no:cacheprovider "$dir" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     last=$(grep -E '[0-9]+ (passed|failed|error)' "$out" | tail -n 1)
-    p=$(grep -oE "[0-9]+ passed" <<<"$last" | awk "{s += \$1} END {print s + 0}")
+    p=$(grep -oE "[0-9]+ passed" <<<"$last" | awk '{s += $1} END {print s + 0}')
     f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$last" | awk '{s += $1} END {print s + 0}')
-    [[ -z $f ]] && f=0
     if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
     rm -f "$out"
-    record "pytest/finder" "${p:-0}" "$f"
+    record "pytest/$label" "$p" "$f"
+}
+
+run_pytest finder tests/finder
+run_pytest cachestore tests/cachestore
+# the same servers built with ASan/UBSan (the tests fail on sanitizer reports)
+if [[ -x build/asan/dpr-finder && -x build/asan/dpr-kv ]]; then
+    run_pytest finder-asan tests/finder build/asan
+    run_pytest cachestore-asan tests/cachestore build/asan
 fi
 
 fuzz_bins=()

@@ -1,0 +1,475 @@
+/* kv_ckpt.c - see kv_ckpt.h. */
+#include "kv_ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "dpr/wire.h" /* dpr_put_u64 & co. */
+
+#define WBUF_SIZE (1u << 20)
+#define CRC_CHUNK (1u << 30)
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uLong crc_update(uLong crc, const void *p, size_t n)
+{
+    const Bytef *b = p;
+    while (n > 0) {
+        uInt k = n > CRC_CHUNK ? CRC_CHUNK : (uInt)n;
+        crc = crc32(crc, b, k);
+        b += k;
+        n -= k;
+    }
+    return crc;
+}
+
+int kv_ckpt_path(char *buf, size_t cap, const char *dir, uint64_t version, int tmp)
+{
+    int n = snprintf(buf, cap, "%s/ckpt-%llu.kv%s", dir, (unsigned long long)version,
+                     tmp ? ".tmp" : "");
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+/* --- writing ------------------------------------------------------------ */
+
+typedef struct wbuf {
+    int fd;
+    char *buf;
+    size_t len;
+    uLong crc;
+} wbuf;
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int wflush(wbuf *w)
+{
+    int r = write_all(w->fd, w->buf, w->len);
+    w->len = 0;
+    return r;
+}
+
+static int wput(wbuf *w, const void *p, size_t n)
+{
+    int r = 0;
+    w->crc = crc_update(w->crc, p, n);
+    if (n > WBUF_SIZE / 2) {
+        r = wflush(w);
+        if (r == 0)
+            r = write_all(w->fd, p, n);
+        return r;
+    }
+    if (WBUF_SIZE - w->len < n)
+        r = wflush(w);
+    if (r == 0) {
+        memcpy(w->buf + w->len, p, n);
+        w->len += n;
+    }
+    return r;
+}
+
+static void encode_header(uint8_t h[KV_CKPT_HEADER], const kv_ckpt_meta *m)
+{
+    memcpy(h, KV_CKPT_MAGIC, 8);
+    dpr_put_u32(h + 8, KV_CKPT_FORMAT);
+    dpr_put_u32(h + 12, 0);
+    dpr_put_u64(h + 16, m->worker);
+    dpr_put_u64(h + 24, m->world_line);
+    dpr_put_u64(h + 32, m->version);
+    dpr_put_u64(h + 40, m->count);
+    dpr_put_u64(h + 48, m->created_ms);
+}
+
+static int write_records(wbuf *w, const kv_dict *d)
+{
+    size_t it[2] = {0, 0};
+    kv_entry *e = NULL;
+    uint8_t lens[8];
+    int r = 0;
+
+    while (r == 0 && (e = kv_dict_next(d, it, e))) {
+        dpr_put_u32(lens, e->klen);
+        dpr_put_u32(lens + 4, e->vlen);
+        r = wput(w, lens, 8);
+        if (r == 0)
+            r = wput(w, e->data, (size_t)e->klen + e->vlen);
+    }
+    return r;
+}
+
+int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, char *err,
+                  size_t errlen)
+{
+    char tmp[4096], final[4096];
+    uint8_t header[KV_CKPT_HEADER], crcb[4];
+    kv_ckpt_meta meta = *m;
+    wbuf w = {-1, NULL, 0, 0};
+    const char *step = "open";
+    int r;
+
+    r = kv_ckpt_path(tmp, sizeof(tmp), dir, m->version, 1);
+    if (r == 0)
+        r = kv_ckpt_path(final, sizeof(final), dir, m->version, 0);
+    if (r < 0) {
+        set_err(err, errlen, "state directory path too long");
+        return r;
+    }
+    w.buf = malloc(WBUF_SIZE);
+    if (!w.buf) {
+        r = -ENOMEM;
+        step = "allocate buffer for";
+        goto fail;
+    }
+    w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (w.fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    w.crc = crc32(0L, Z_NULL, 0);
+    meta.count = kv_dict_size(d);
+    encode_header(header, &meta);
+    step = "write";
+    r = wput(&w, header, sizeof(header));
+    if (r == 0)
+        r = write_records(&w, d);
+    if (r == 0)
+        r = wput(&w, KV_CKPT_END, 8);
+    if (r == 0) {
+        dpr_put_u32(crcb, (uint32_t)w.crc);
+        r = wput(&w, crcb, 4);
+    }
+    if (r == 0)
+        r = wflush(&w);
+    if (r < 0)
+        goto fail;
+    step = "fsync";
+    if (fsync(w.fd) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    step = "close";
+    r = close(w.fd);
+    w.fd = -1;
+    if (r < 0) {
+        r = -errno;
+        goto fail;
+    }
+    step = "rename";
+    if (rename(tmp, final) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    free(w.buf);
+    r = kv_fsync_dir(dir);
+    if (r < 0)
+        set_err(err, errlen, "fsync of directory %s failed: %s", dir, strerror(-r));
+    return r;
+fail:
+    set_err(err, errlen, "cannot %s %s: %s", step, tmp, strerror(-r));
+    if (w.fd >= 0)
+        close(w.fd);
+    unlink(tmp);
+    free(w.buf);
+    return r;
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+static int decode_header(const uint8_t *h, kv_ckpt_meta *m, const char *path, char *err,
+                         size_t errlen)
+{
+    if (memcmp(h, KV_CKPT_MAGIC, 8) != 0) {
+        set_err(err, errlen, "%s is not a dpr-kv checkpoint (bad magic)", path);
+        return -EBADMSG;
+    }
+    uint32_t format = dpr_get_u32(h + 8), flags = dpr_get_u32(h + 12);
+    if (format != KV_CKPT_FORMAT || flags != 0) {
+        set_err(err, errlen, "%s: unsupported checkpoint format %u (flags %u)", path,
+                (unsigned)format, (unsigned)flags);
+        return -EBADMSG;
+    }
+    m->worker = dpr_get_u64(h + 16);
+    m->world_line = dpr_get_u64(h + 24);
+    m->version = dpr_get_u64(h + 32);
+    m->count = dpr_get_u64(h + 40);
+    m->created_ms = dpr_get_u64(h + 48);
+    return 0;
+}
+
+int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, char *err, size_t errlen)
+{
+    uint8_t h[KV_CKPT_HEADER];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+    if (fd < 0) {
+        r = -errno;
+        set_err(err, errlen, "cannot open %s: %s", path, strerror(-r));
+        return r;
+    }
+    do {
+        n = pread(fd, h, sizeof(h), 0);
+    } while (n < 0 && errno == EINTR);
+    r = n < 0 ? -errno : 0;
+    close(fd);
+    if (r < 0) {
+        set_err(err, errlen, "cannot read %s: %s", path, strerror(-r));
+        return r;
+    }
+    if ((size_t)n < sizeof(h)) {
+        set_err(err, errlen, "%s is truncated (%zd bytes)", path, n);
+        return -EBADMSG;
+    }
+    return decode_header(h, m, path, err, errlen);
+}
+
+static int load_records(const uint8_t *p, size_t size, const kv_ckpt_meta *m, kv_dict *d,
+                        const char *path, char *err, size_t errlen)
+{
+    size_t pos = KV_CKPT_HEADER, end = size - KV_CKPT_TRAILER;
+    int r;
+
+    if (m->count > (end - pos) / 8) {
+        set_err(err, errlen, "%s: record count %llu does not fit the file", path,
+                (unsigned long long)m->count);
+        return -EBADMSG;
+    }
+    r = kv_dict_reserve(d, (size_t)m->count);
+    if (r < 0)
+        goto oom;
+    for (uint64_t i = 0; i < m->count; i++) {
+        if (end - pos < 8)
+            goto short_file;
+        size_t klen = dpr_get_u32(p + pos), vlen = dpr_get_u32(p + pos + 4);
+        pos += 8;
+        if (end - pos < klen || end - pos - klen < vlen)
+            goto short_file;
+        r = kv_dict_add_new(d, (const char *)p + pos, klen, (const char *)p + pos + klen, vlen);
+        if (r < 0)
+            goto oom;
+        pos += klen + vlen;
+    }
+    if (pos != end) {
+        set_err(err, errlen, "%s: %zu unexpected bytes after the last record", path, end - pos);
+        return -EBADMSG;
+    }
+    return 0;
+short_file:
+    set_err(err, errlen, "%s: record %zu runs past the end of the data", path,
+            kv_dict_size(d));
+    return -EBADMSG;
+oom:
+    set_err(err, errlen, "%s: out of memory while loading", path);
+    return r;
+}
+
+int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d,
+                 kv_ckpt_meta *m, char *err, size_t errlen)
+{
+    struct stat st;
+    uint8_t *p = MAP_FAILED;
+    size_t size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+    if (fd < 0) {
+        r = -errno;
+        set_err(err, errlen, "cannot open %s: %s", path, strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        set_err(err, errlen, "cannot stat %s: %s", path, strerror(-r));
+        goto out;
+    }
+    size = (size_t)st.st_size;
+    if (size < KV_CKPT_HEADER + KV_CKPT_TRAILER) {
+        set_err(err, errlen, "%s is truncated (%zu bytes)", path, size);
+        r = -EBADMSG;
+        goto out;
+    }
+    p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        r = -errno;
+        set_err(err, errlen, "cannot map %s: %s", path, strerror(-r));
+        goto out;
+    }
+    (void)madvise(p, size, MADV_SEQUENTIAL);
+    r = decode_header(p, m, path, err, errlen);
+    if (r < 0)
+        goto out;
+    if (memcmp(p + size - KV_CKPT_TRAILER, KV_CKPT_END, 8) != 0) {
+        set_err(err, errlen, "%s is truncated or damaged (no end marker)", path);
+        r = -EBADMSG;
+        goto out;
+    }
+    uint32_t want = dpr_get_u32(p + size - 4);
+    uint32_t got = (uint32_t)crc_update(crc32(0L, Z_NULL, 0), p, size - 4);
+    if (want != got) {
+        set_err(err, errlen, "%s is damaged: CRC-32 %08x, expected %08x", path,
+                (unsigned)got, (unsigned)want);
+        r = -EBADMSG;
+        goto out;
+    }
+    if (m->worker != worker) {
+        set_err(err, errlen, "%s belongs to worker %llu, not %llu", path,
+                (unsigned long long)m->worker, (unsigned long long)worker);
+        r = -EBADMSG;
+        goto out;
+    }
+    if (m->version != version) {
+        set_err(err, errlen, "%s holds version %llu, not %llu", path,
+                (unsigned long long)m->version, (unsigned long long)version);
+        r = -EBADMSG;
+        goto out;
+    }
+    r = load_records(p, size, m, d, path, err, errlen);
+out:
+    if (p != MAP_FAILED)
+        munmap(p, size);
+    close(fd);
+    return r;
+}
+
+/* --- the directory ------------------------------------------------------ */
+
+/* "ckpt-<digits>.kv" (tmp: "ckpt-<digits>.kv.tmp") -> version; 0 if not. */
+static uint64_t parse_name(const char *name, int tmp)
+{
+    const char *suffix = tmp ? ".kv.tmp" : ".kv";
+    uint64_t v = 0;
+    const char *p;
+
+    if (strncmp(name, "ckpt-", 5) != 0)
+        return 0;
+    p = name + 5;
+    if (*p < '1' || *p > '9')
+        return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return strcmp(p, suffix) == 0 ? v : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int kv_ckpt_list(const char *dir, uint64_t **out, size_t *nout)
+{
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0;
+
+    *out = NULL;
+    *nout = 0;
+    if (!dp)
+        return -errno;
+    while ((errno = 0, de = readdir(dp))) {
+        uint64_t ver = parse_name(de->d_name, 0);
+        if (!ver)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            uint64_t *nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv) {
+                r = -ENOMEM;
+                goto out;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[n++] = ver;
+    }
+    if (errno)
+        r = -errno;
+out:
+    closedir(dp);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    if (n)
+        qsort(v, n, sizeof(*v), cmp_u64);
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
+int kv_ckpt_remove_tmp(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    int r = 0;
+
+    if (!dp)
+        return -errno;
+    while ((de = readdir(dp))) {
+        if (!parse_name(de->d_name, 1))
+            continue;
+        if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT)
+            r = -errno;
+    }
+    closedir(dp);
+    return r;
+}
+
+int kv_ckpt_remove(const char *dir, uint64_t version)
+{
+    char path[4096];
+    int r = kv_ckpt_path(path, sizeof(path), dir, version, 0);
+    if (r < 0)
+        return r;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+int kv_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        r = -errno;
+    close(fd);
+    return r;
+}

@@ -1,0 +1,83 @@
+/*
+ * kv_ckpt.h - checkpoint files and the state directory.
+ *
+ * A checkpoint of version v is the file `ckpt-<v>.kv` (v in decimal) in the
+ * state directory. It is written as `ckpt-<v>.kv.tmp`, fsynced, renamed into
+ * place and the directory is fsynced, so a file with the final name is
+ * always complete. Layout (little-endian):
+ *
+ *   offset size
+ *   0      8    magic "DPRKVCKP"
+ *   8      4    format (1)
+ *   12     4    flags (0)
+ *   16     8    worker id
+ *   24     8    world-line the version was sealed in
+ *   32     8    version
+ *   40     8    number of records
+ *   48     8    creation time (Unix ms)
+ *   56          records: klen u32, vlen u32, key bytes, value bytes
+ *   end-12 8    trailer magic "DPRKVEND"
+ *   end-4  4    CRC-32 (zlib) of every byte before it
+ *
+ * Readers check every length against the file and the CRC before trusting
+ * anything; a damaged file is -EBADMSG with a readable message, never an
+ * empty store. Functions return 0 or a negative errno; where `err` is given
+ * it gets a message on failure.
+ */
+#ifndef KV_CKPT_H
+#define KV_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv_dict.h"
+
+#define KV_CKPT_MAGIC "DPRKVCKP"
+#define KV_CKPT_END "DPRKVEND"
+#define KV_CKPT_FORMAT 1
+#define KV_CKPT_HEADER 56
+#define KV_CKPT_TRAILER 12
+
+typedef struct kv_ckpt_meta {
+    uint64_t worker;
+    uint64_t world_line;
+    uint64_t version;
+    uint64_t count;
+    uint64_t created_ms;
+} kv_ckpt_meta;
+
+/* "<dir>/ckpt-<v>.kv" (tmp: with ".tmp"); -ENAMETOOLONG if it does not fit. */
+int kv_ckpt_path(char *buf, size_t cap, const char *dir, uint64_t version, int tmp);
+
+/*
+ * Writes the dict as checkpoint m->version (m->count is taken from the
+ * dict): temporary file, fsync, rename, directory fsync. On failure the
+ * temporary file is removed. Used by the snapshot child.
+ */
+int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, char *err,
+                  size_t errlen);
+
+/* Reads only and checks the header (not the CRC): for decisions at start-up. */
+int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, char *err, size_t errlen);
+
+/*
+ * Loads a checkpoint into d (which should be empty): checks size, magic,
+ * format, CRC, that it belongs to `worker` and holds `version`, and every
+ * record's bounds. On failure d may hold part of the data (free it).
+ */
+int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d,
+                 kv_ckpt_meta *m, char *err, size_t errlen);
+
+/* --- the state directory ---------------------------------------------- */
+
+/* Versions of the complete checkpoint files in dir, ascending (*v malloc'd,
+ * free it; NULL when *n == 0). */
+int kv_ckpt_list(const char *dir, uint64_t **v, size_t *n);
+/* Removes leftover temporary files (an interrupted checkpoint). */
+int kv_ckpt_remove_tmp(const char *dir);
+/* Removes checkpoint `version` (a missing file is fine). */
+int kv_ckpt_remove(const char *dir, uint64_t version);
+/* fsync the directory, so renames and removals are durable. */
+int kv_fsync_dir(const char *dir);
+
+#endif

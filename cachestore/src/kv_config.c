@@ -1,0 +1,270 @@
+/* kv_config.c - see kv_config.h. */
+#include "kv_config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char usage[] =
+    "Usage: dpr-kv [options]\n"
+    "\n"
+    "A Redis-protocol (RESP2) key-value cache-store with Distributed Prefix\n"
+    "Recovery: checkpoints every few milliseconds, reports them to a DPR finder,\n"
+    "restores and rolls back as the finder says. redis-cli, redis-py and\n"
+    "redis-benchmark work unchanged; DPR sessions use DPR.BATCH (docs/dpr-kv.md).\n"
+    "\n"
+    "Options (each also from the environment variable shown; a flag wins):\n"
+    "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN;\n"
+    "                              default 127.0.0.1:6379; port 0 picks a free port,\n"
+    "                              logged as 'listening on ...')\n"
+    "  --finder HOST:PORT          the DPR finder (DPR_KV_FINDER; required)\n"
+    "  --worker ID                 this shard's worker id, 64-bit, stable across\n"
+    "                              restarts (DPR_KV_WORKER; required)\n"
+    "  --dir DIR                   state directory for checkpoints (DPR_KV_DIR;\n"
+    "                              default $STATE_DIRECTORY, set by systemd's\n"
+    "                              StateDirectory=)\n"
+    "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
+    "                              default 100)\n"
+    "  --sync-interval-ms N        how often to ask the finder for the cut\n"
+    "                              (DPR_KV_SYNC_INTERVAL_MS; default: the checkpoint\n"
+    "                              interval)\n"
+    "  --max-clients N             connections served at once; more are refused with\n"
+    "                              an error (DPR_KV_MAX_CLIENTS; default 10000)\n"
+    "  --max-request-bytes N       largest request, or DPR batch, in bytes; larger\n"
+    "                              gets an error and the connection is closed\n"
+    "                              (DPR_KV_MAX_REQUEST_BYTES; default 67108864)\n"
+    "  --finder-timeout-ms N       give up start-up if the finder cannot be reached\n"
+    "                              in N ms (DPR_KV_FINDER_TIMEOUT_MS; default 0 =\n"
+    "                              keep trying)\n"
+    "  --shutdown-timeout-ms N     on SIGTERM, how long to wait for the last\n"
+    "                              checkpoint and its report (DPR_KV_SHUTDOWN_TIMEOUT_MS;\n"
+    "                              default 30000)\n"
+    "  --reset                     the finder does not know this worker but DIR holds\n"
+    "                              checkpoints (a new finder?): delete them and start\n"
+    "                              empty instead of refusing to start (DPR_KV_RESET=1)\n"
+    "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
+    "  --help                      this text\n"
+    "\n"
+    "Logs go to stderr. Under systemd (Type=notify) it sends READY=1 after recovery,\n"
+    "WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines. SIGTERM takes a last\n"
+    "checkpoint, reports it and exits 0.\n"
+    "\n"
+    "Exit status: 0 clean stop; 1 runtime failure (for instance a corrupt checkpoint,\n"
+    "a finder that cannot be reached within --finder-timeout-ms); 2 bad usage.\n";
+
+enum {
+    OPT_LISTEN = 1000,
+    OPT_FINDER,
+    OPT_WORKER,
+    OPT_DIR,
+    OPT_INTERVAL,
+    OPT_SYNC,
+    OPT_MAX_CLIENTS,
+    OPT_MAX_REQUEST,
+    OPT_FINDER_TIMEOUT,
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_RESET,
+    OPT_VERBOSE,
+    OPT_HELP,
+};
+
+typedef struct opt_def {
+    const char *name;
+    const char *env;
+    int id;
+    int has_arg;
+} opt_def;
+
+static const opt_def opts[] = {
+    {"listen", "DPR_KV_LISTEN", OPT_LISTEN, 1},
+    {"finder", "DPR_KV_FINDER", OPT_FINDER, 1},
+    {"worker", "DPR_KV_WORKER", OPT_WORKER, 1},
+    {"dir", "DPR_KV_DIR", OPT_DIR, 1},
+    {"checkpoint-interval-ms", "DPR_KV_CHECKPOINT_INTERVAL_MS", OPT_INTERVAL, 1},
+    {"sync-interval-ms", "DPR_KV_SYNC_INTERVAL_MS", OPT_SYNC, 1},
+    {"max-clients", "DPR_KV_MAX_CLIENTS", OPT_MAX_CLIENTS, 1},
+    {"max-request-bytes", "DPR_KV_MAX_REQUEST_BYTES", OPT_MAX_REQUEST, 1},
+    {"finder-timeout-ms", "DPR_KV_FINDER_TIMEOUT_MS", OPT_FINDER_TIMEOUT, 1},
+    {"shutdown-timeout-ms", "DPR_KV_SHUTDOWN_TIMEOUT_MS", OPT_SHUTDOWN_TIMEOUT, 1},
+    {"reset", "DPR_KV_RESET", OPT_RESET, 0},
+    {"verbose", "DPR_KV_VERBOSE", OPT_VERBOSE, 0},
+    {"help", NULL, OPT_HELP, 0},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!*s || strspn(s, "0123456789") != strlen(s))
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") ||
+        !strcasecmp(s, "on")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") ||
+        !strcasecmp(s, "off") || !*s) {
+        *out = false;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int copy_str(char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap)
+        return -EINVAL;
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+/* Applies one setting; returns 0 or -EINVAL with a message printed. */
+static int apply(kv_config *c, const opt_def *o, const char *val, const char *from)
+{
+    uint64_t v = 0;
+    int r = 0;
+
+    switch (o->id) {
+    case OPT_LISTEN:
+        r = copy_str(c->listen, sizeof(c->listen), val);
+        break;
+    case OPT_FINDER:
+        r = copy_str(c->finder, sizeof(c->finder), val);
+        break;
+    case OPT_WORKER:
+        r = parse_u64(val, UINT64_MAX, &c->worker);
+        c->worker_set = r == 0;
+        break;
+    case OPT_DIR:
+        r = copy_str(c->dir, sizeof(c->dir), val);
+        break;
+    case OPT_INTERVAL:
+        r = parse_u64(val, 3600000, &v);
+        if (r == 0 && v == 0)
+            r = -ERANGE;
+        c->checkpoint_interval_ms = (unsigned)v;
+        break;
+    case OPT_SYNC:
+        r = parse_u64(val, 3600000, &v);
+        if (r == 0 && v == 0)
+            r = -ERANGE;
+        c->sync_interval_ms = (unsigned)v;
+        break;
+    case OPT_MAX_CLIENTS:
+        r = parse_u64(val, 1000000, &v);
+        if (r == 0 && v == 0)
+            r = -ERANGE;
+        c->max_clients = (size_t)v;
+        break;
+    case OPT_MAX_REQUEST:
+        r = parse_u64(val, (uint64_t)1 << 32, &v);
+        if (r == 0 && v < 1024)
+            r = -ERANGE;
+        c->max_request_bytes = (size_t)v;
+        break;
+    case OPT_FINDER_TIMEOUT:
+        r = parse_u64(val, 86400000, &v);
+        c->finder_timeout_ms = (unsigned)v;
+        break;
+    case OPT_SHUTDOWN_TIMEOUT:
+        r = parse_u64(val, 86400000, &v);
+        c->shutdown_timeout_ms = (unsigned)v;
+        break;
+    case OPT_RESET:
+        r = val ? parse_bool(val, &c->reset) : (c->reset = true, 0);
+        break;
+    case OPT_VERBOSE:
+        r = val ? parse_bool(val, &c->verbose) : (c->verbose = true, 0);
+        break;
+    default:
+        r = -EINVAL;
+    }
+    if (r < 0)
+        fprintf(stderr, "dpr-kv: invalid value '%s' for %s%s\n", val ? val : "", from,
+                r == -ERANGE ? " (out of range)" : "");
+    return r;
+}
+
+enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
+{
+    struct option longopts[NOPTS + 1];
+    const char *state;
+    int ch;
+
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen, "127.0.0.1:6379");
+    c->checkpoint_interval_ms = 100;
+    c->shutdown_timeout_ms = 30000;
+    c->max_clients = 10000;
+    c->max_request_bytes = 64u << 20;
+    state = getenv("STATE_DIRECTORY");
+    if (state && *state) {
+        /* systemd passes a colon-separated list: the first is ours */
+        size_t n = strcspn(state, ":");
+        if (n < sizeof(c->dir)) {
+            memcpy(c->dir, state, n);
+            c->dir[n] = '\0';
+        }
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
+        if (v && apply(c, &opts[i], v, opts[i].env) < 0)
+            return KV_CONFIG_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        longopts[i].name = opts[i].name;
+        longopts[i].has_arg = opts[i].has_arg ? required_argument : no_argument;
+        longopts[i].flag = NULL;
+        longopts[i].val = opts[i].id;
+    }
+    memset(&longopts[NOPTS], 0, sizeof(longopts[NOPTS]));
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        const opt_def *o = NULL;
+        char from[64];
+        if (ch == 'h' || ch == OPT_HELP) {
+            fputs(usage, stdout);
+            return KV_CONFIG_EXIT_OK;
+        }
+        for (size_t i = 0; i < NOPTS; i++)
+            if (opts[i].id == ch)
+                o = &opts[i];
+        if (!o) {
+            fprintf(stderr, "Try 'dpr-kv --help'.\n");
+            return KV_CONFIG_EXIT_USAGE;
+        }
+        snprintf(from, sizeof(from), "--%s", o->name);
+        if (apply(c, o, o->has_arg ? optarg : NULL, from) < 0)
+            return KV_CONFIG_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dpr-kv: unexpected argument '%s'; try 'dpr-kv --help'.\n",
+                argv[optind]);
+        return KV_CONFIG_EXIT_USAGE;
+    }
+    if (!c->finder[0] || !c->worker_set || !c->dir[0]) {
+        fprintf(stderr, "dpr-kv: %s is required; try 'dpr-kv --help'.\n",
+                !c->finder[0] ? "--finder (or DPR_KV_FINDER)"
+                : !c->worker_set ? "--worker (or DPR_KV_WORKER)"
+                                 : "--dir (or DPR_KV_DIR or STATE_DIRECTORY)");
+        return KV_CONFIG_EXIT_USAGE;
+    }
+    if (!c->sync_interval_ms)
+        c->sync_interval_ms = c->checkpoint_interval_ms;
+    return KV_CONFIG_RUN;
+}

@@ -1,0 +1,36 @@
+/*
+ * kv_config.h - dpr-kv's settings: command-line flags, each with an
+ * environment variable (DPR_KV_*) for systemd units and instance files
+ * (EnvironmentFile=). A flag beats its variable.
+ */
+#ifndef KV_CONFIG_H
+#define KV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kv_config {
+    char listen[300];          /* ADDR:PORT; port 0 picks a free one */
+    char finder[300];          /* HOST:PORT */
+    uint64_t worker;
+    bool worker_set;
+    char dir[4096];            /* state directory */
+    unsigned checkpoint_interval_ms;
+    unsigned sync_interval_ms;
+    unsigned shutdown_timeout_ms;
+    unsigned finder_timeout_ms; /* start-up registration; 0: wait forever */
+    size_t max_clients;
+    size_t max_request_bytes;
+    bool reset;
+    bool verbose;
+} kv_config;
+
+/* What main should do after parsing. */
+enum kv_config_result { KV_CONFIG_RUN, KV_CONFIG_EXIT_OK, KV_CONFIG_EXIT_USAGE };
+
+/* Fills *c from defaults, the environment and argv; prints --help or the
+ * error (to stdout / stderr). */
+enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv);
+
+#endif

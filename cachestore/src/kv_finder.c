@@ -1,0 +1,667 @@
+/* kv_finder.c - see kv_finder.h. */
+#include "kv_finder.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv_log.h"
+
+#define TICK_MS 100
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+enum link_state { LINK_DOWN, LINK_RESOLVING, LINK_CONNECTING, LINK_UP };
+enum pend_kind { PEND_REPORT, PEND_SYNC };
+
+typedef struct pend {
+    enum pend_kind kind;
+    uint64_t sent_ms;
+} pend;
+
+/* One TCP connection; freed when its handle has closed. */
+typedef struct conn {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+} conn;
+
+typedef struct wreq {
+    uv_write_t req;
+    uv_buf_t buf;
+    char data[];
+} wreq;
+
+typedef struct gai_req {
+    uv_getaddrinfo_t req;
+    kv_finder *f;
+} gai_req;
+
+struct kv_finder {
+    uv_loop_t *loop;
+    char addr[300], host[256], port[16];
+    uint64_t worker;
+    kv_finder_cb cb;
+    void *ud;
+    enum link_state state;
+    uint64_t state_since_ms;
+    conn *c;
+    gai_req *gai;
+    uv_timer_t timer;
+    redisReader *reader;
+    /* reports in version order; the first nsent went out on this connection;
+     * the first ndropped of those were dropped by a rollback */
+    kv_queued_report *reports;
+    size_t nreports, cap, nsent, ndropped;
+    /* replies we wait for, in order */
+    pend *pend;
+    size_t pend_head, pend_len, pend_cap;
+    bool sync_inflight;
+    unsigned backoff_ms;
+    uint64_t next_attempt_ms;
+    bool closing;
+    char rbuf[65536];
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int kv_split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon, *h = s;
+    size_t hlen;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -EINVAL;
+        hlen = (size_t)(colon - s);
+        if (memchr(s, ':', hlen))
+            return -EINVAL; /* bare IPv6 needs brackets */
+    }
+    const char *p = colon + 1;
+    size_t plen = strlen(p);
+    if (hlen == 0 || hlen >= hcap || plen == 0 || plen >= pcap ||
+        strspn(p, "0123456789") != plen || atol(p) > 65535)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    memcpy(port, p, plen + 1);
+    return 0;
+}
+
+/* --- replies ------------------------------------------------------------ */
+
+/* An integer reply, or a bulk/status string holding a decimal number. */
+static int reply_u64(const redisReply *r, uint64_t *out)
+{
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+        *out = (uint64_t)r->integer;
+        return 0;
+    }
+    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->len > 0 &&
+        r->len <= 20) {
+        char buf[24], *end;
+        memcpy(buf, r->str, r->len);
+        buf[r->len] = '\0';
+        errno = 0;
+        unsigned long long v = strtoull(buf, &end, 10);
+        if (errno == 0 && *end == '\0' && buf[0] != '-') {
+            *out = v;
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
+/* --- start-up registration (blocking) ----------------------------------- */
+
+int kv_finder_register(const char *hostport, uint64_t worker, unsigned timeout_ms,
+                       uint64_t *world_line, uint64_t *restore, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    uint64_t start = now_ms(), last_log = 0;
+    int r = kv_split_hostport(hostport, host, sizeof(host), port, sizeof(port));
+
+    if (r < 0) {
+        snprintf(err, errlen, "bad finder address '%s' (want HOST:PORT)", hostport);
+        return r;
+    }
+    for (;;) {
+        struct timeval tv = {2, 0};
+        redisContext *c = redisConnectWithTimeout(host, atoi(port), tv);
+        redisReply *rep = NULL;
+        if (c && !c->err) {
+            redisSetTimeout(c, tv);
+            rep = redisCommand(c, "DPR.WORKER.ADD %" PRIu64, worker);
+        }
+        if (rep) {
+            r = -EPROTO;
+            if (rep->type == REDIS_REPLY_ERROR)
+                snprintf(err, errlen, "finder %s refused DPR.WORKER.ADD %" PRIu64 ": %s",
+                         hostport, worker, rep->str);
+            else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                     reply_u64(rep->element[0], world_line) < 0 ||
+                     reply_u64(rep->element[1], restore) < 0 || *world_line == 0)
+                snprintf(err, errlen, "finder %s gave a malformed answer to DPR.WORKER.ADD",
+                         hostport);
+            else
+                r = 0;
+            freeReplyObject(rep);
+            redisFree(c);
+            return r;
+        }
+        uint64_t now = now_ms();
+        if (now - last_log >= 5000) {
+            kv_warn("finder %s not reachable (%s); retrying", hostport,
+                    c ? c->errstr : "out of memory");
+            last_log = now;
+        }
+        if (c)
+            redisFree(c);
+        if (timeout_ms && now - start >= timeout_ms) {
+            snprintf(err, errlen, "finder %s not reachable within %u ms", hostport, timeout_ms);
+            return -ETIMEDOUT;
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* --- the asynchronous link ---------------------------------------------- */
+
+static void start_connect(kv_finder *f);
+
+static void conn_closed(uv_handle_t *h)
+{
+    free((conn *)(void *)h); /* the tcp handle is the first member of conn */
+}
+
+static void disconnect(kv_finder *f, const char *why)
+{
+    bool was_up = f->state == LINK_UP;
+
+    if (f->c) {
+        f->c->tcp.data = NULL;
+        uv_close((uv_handle_t *)&f->c->tcp, conn_closed);
+        f->c = NULL;
+    }
+    if (f->state != LINK_DOWN && !f->closing)
+        kv_warn("finder %s: connection lost (%s); reconnecting", f->addr, why);
+    f->state = LINK_DOWN;
+    /* every report goes out again on the next connection */
+    if (f->ndropped) {
+        for (size_t i = 0; i < f->ndropped; i++)
+            free(f->reports[i].cmd);
+        memmove(f->reports, f->reports + f->ndropped,
+                (f->nreports - f->ndropped) * sizeof(*f->reports));
+        f->nreports -= f->ndropped;
+        f->ndropped = 0;
+    }
+    f->nsent = 0;
+    f->pend_head = f->pend_len = 0;
+    f->sync_inflight = false;
+    if (f->reader) {
+        redisReaderFree(f->reader);
+        f->reader = NULL;
+    }
+    f->next_attempt_ms = now_ms() + f->backoff_ms;
+    f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
+    if (was_up && f->cb.on_connection && !f->closing)
+        f->cb.on_connection(f->ud, false);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+    kv_finder *f = req->handle->data;
+    free(req);
+    if (f && status < 0)
+        disconnect(f, uv_strerror(status));
+}
+
+static int send_bytes(kv_finder *f, const char *p, size_t n)
+{
+    wreq *w = malloc(sizeof(*w) + n);
+    int r;
+
+    if (!w)
+        return -ENOMEM;
+    memcpy(w->data, p, n);
+    w->buf = uv_buf_init(w->data, (unsigned)n);
+    r = uv_write(&w->req, (uv_stream_t *)&f->c->tcp, &w->buf, 1, write_done);
+    if (r < 0) {
+        free(w);
+        return r;
+    }
+    return 0;
+}
+
+static int push_pend(kv_finder *f, enum pend_kind kind)
+{
+    if (f->pend_len == f->pend_cap) {
+        size_t cap = f->pend_cap ? f->pend_cap * 2 : 16;
+        pend *p = malloc(cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        for (size_t i = 0; i < f->pend_len; i++)
+            p[i] = f->pend[(f->pend_head + i) % f->pend_cap];
+        free(f->pend);
+        f->pend = p;
+        f->pend_cap = cap;
+        f->pend_head = 0;
+    }
+    f->pend[(f->pend_head + f->pend_len) % f->pend_cap] = (pend){kind, now_ms()};
+    f->pend_len++;
+    return 0;
+}
+
+/* Sends the reports not yet sent on this connection. */
+static void send_reports(kv_finder *f)
+{
+    while (f->state == LINK_UP && f->nsent < f->nreports) {
+        kv_queued_report *rep = &f->reports[f->nsent];
+        int r = push_pend(f, PEND_REPORT);
+        if (r == 0)
+            r = send_bytes(f, rep->cmd, rep->len);
+        if (r < 0) {
+            disconnect(f, r == -ENOMEM ? "out of memory" : uv_strerror(r));
+            return;
+        }
+        f->nsent++;
+    }
+}
+
+static void on_report_reply(kv_finder *f, const redisReply *rep)
+{
+    kv_queued_report r = f->reports[0];
+    bool dropped = f->ndropped > 0, acked = rep->type == REDIS_REPLY_STATUS;
+
+    if (!acked && !dropped)
+        kv_warn("finder refused the report of checkpoint %" PRIu64 " (world-line %" PRIu64
+                "): %s; dropped",
+                r.version, r.world_line,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+    memmove(f->reports, f->reports + 1, (f->nreports - 1) * sizeof(*f->reports));
+    f->nreports--;
+    f->nsent--;
+    if (dropped)
+        f->ndropped--;
+    free(r.cmd);
+    if (!dropped && f->cb.on_report_done)
+        f->cb.on_report_done(f->ud, r.version, acked);
+}
+
+static int on_sync_reply(kv_finder *f, const redisReply *rep)
+{
+    uint64_t wl, maxv, cut = 0;
+
+    f->sync_inflight = false;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        kv_warn("finder %s: DPR.SYNC failed: %s", f->addr, rep->str);
+        return 0;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        reply_u64(rep->element[0], &wl) < 0 || reply_u64(rep->element[1], &maxv) < 0 ||
+        rep->element[2]->type != REDIS_REPLY_ARRAY || rep->element[2]->elements % 2)
+        return -EPROTO;
+    const redisReply *c = rep->element[2];
+    for (size_t i = 0; i < c->elements; i += 2) {
+        uint64_t w, v;
+        if (reply_u64(c->element[i], &w) < 0 || reply_u64(c->element[i + 1], &v) < 0)
+            return -EPROTO;
+        if (w == f->worker)
+            cut = v;
+    }
+    if (f->cb.on_sync)
+        f->cb.on_sync(f->ud, wl, maxv, cut);
+    return 0;
+}
+
+static void on_reply(kv_finder *f, redisReply *rep)
+{
+    if (f->pend_len == 0) {
+        disconnect(f, "unexpected reply");
+        return;
+    }
+    enum pend_kind kind = f->pend[f->pend_head].kind;
+    f->pend_head = (f->pend_head + 1) % f->pend_cap;
+    f->pend_len--;
+    if (kind == PEND_REPORT) {
+        on_report_reply(f, rep);
+    } else if (on_sync_reply(f, rep) < 0) {
+        disconnect(f, "malformed DPR.SYNC reply");
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    kv_finder *f = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(f->rbuf, sizeof(f->rbuf));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    kv_finder *f = s->data;
+    void *reply;
+
+    if (!f)
+        return;
+    if (nread < 0) {
+        disconnect(f, nread == UV_EOF ? "closed by the finder" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (redisReaderFeed(f->reader, buf->base, (size_t)nread) != REDIS_OK) {
+        disconnect(f, "out of memory");
+        return;
+    }
+    for (;;) {
+        if (redisReaderGetReply(f->reader, &reply) != REDIS_OK) {
+            disconnect(f, "protocol error");
+            return;
+        }
+        if (!reply)
+            break;
+        on_reply(f, reply);
+        freeReplyObject(reply);
+        if (f->state != LINK_UP) /* on_reply or a callback disconnected */
+            return;
+    }
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    kv_finder *f = req->handle->data;
+    int r;
+
+    if (!f)
+        return; /* closed meanwhile */
+    if (status < 0) {
+        kv_debug("finder %s: connect failed: %s", f->addr, uv_strerror(status));
+        disconnect(f, uv_strerror(status));
+        return;
+    }
+    f->reader = redisReaderCreate();
+    if (!f->reader) {
+        disconnect(f, "out of memory");
+        return;
+    }
+    r = uv_read_start((uv_stream_t *)&f->c->tcp, alloc_cb, read_cb);
+    if (r < 0) {
+        disconnect(f, uv_strerror(r));
+        return;
+    }
+    (void)uv_tcp_nodelay(&f->c->tcp, 1);
+    f->state = LINK_UP;
+    f->backoff_ms = BACKOFF_MIN_MS;
+    kv_info("finder %s: connected", f->addr);
+    if (f->cb.on_connection)
+        f->cb.on_connection(f->ud, true);
+    send_reports(f);
+}
+
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    gai_req *g = (gai_req *)req;
+    kv_finder *f = g->f;
+    int r;
+
+    free(g);
+    if (!f) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    f->gai = NULL;
+    if (status < 0) {
+        kv_debug("finder %s: cannot resolve: %s", f->addr, uv_strerror(status));
+        f->state = LINK_CONNECTING; /* so disconnect() schedules the retry quietly */
+        disconnect(f, uv_strerror(status));
+        return;
+    }
+    f->c = calloc(1, sizeof(*f->c));
+    if (!f->c) {
+        uv_freeaddrinfo(res);
+        disconnect(f, "out of memory");
+        return;
+    }
+    r = uv_tcp_init(f->loop, &f->c->tcp);
+    if (r < 0) {
+        free(f->c);
+        f->c = NULL;
+        uv_freeaddrinfo(res);
+        disconnect(f, uv_strerror(r));
+        return;
+    }
+    f->c->tcp.data = f;
+    f->state = LINK_CONNECTING;
+    f->state_since_ms = now_ms();
+    r = uv_tcp_connect(&f->c->req, &f->c->tcp, res->ai_addr, connect_cb);
+    uv_freeaddrinfo(res);
+    if (r < 0)
+        disconnect(f, uv_strerror(r));
+}
+
+static void start_connect(kv_finder *f)
+{
+    struct addrinfo hints;
+    int r;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    f->gai = malloc(sizeof(*f->gai));
+    if (!f->gai) {
+        f->next_attempt_ms = now_ms() + BACKOFF_MAX_MS;
+        return;
+    }
+    f->gai->f = f;
+    f->state = LINK_RESOLVING;
+    r = uv_getaddrinfo(f->loop, &f->gai->req, resolved, f->host, f->port, &hints);
+    if (r < 0) {
+        free(f->gai);
+        f->gai = NULL;
+        disconnect(f, uv_strerror(r));
+    }
+}
+
+static void tick(uv_timer_t *t)
+{
+    kv_finder *f = t->data;
+    uint64_t now = now_ms();
+
+    if (f->state == LINK_DOWN && now >= f->next_attempt_ms)
+        start_connect(f);
+    else if (f->state == LINK_UP && f->pend_len &&
+             now - f->pend[f->pend_head].sent_ms > KV_FINDER_TIMEOUT_MS)
+        disconnect(f, "no answer within the timeout");
+    else if (f->state == LINK_CONNECTING && now - f->state_since_ms > KV_FINDER_TIMEOUT_MS)
+        disconnect(f, "connect timed out");
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    kv_finder *f = h->data;
+    for (size_t i = 0; i < f->nreports; i++)
+        free(f->reports[i].cmd);
+    free(f->reports);
+    free(f->pend);
+    free(f);
+}
+
+int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
+                  const kv_finder_cb *cb, void *ud, kv_finder **out)
+{
+    kv_finder *f = calloc(1, sizeof(*f));
+    int r;
+
+    if (!f)
+        return -ENOMEM;
+    r = kv_split_hostport(hostport, f->host, sizeof(f->host), f->port, sizeof(f->port));
+    if (r < 0) {
+        free(f);
+        return r;
+    }
+    snprintf(f->addr, sizeof(f->addr), "%s", hostport);
+    f->loop = loop;
+    f->worker = worker;
+    f->cb = *cb;
+    f->ud = ud;
+    f->state = LINK_DOWN;
+    f->backoff_ms = BACKOFF_MIN_MS;
+    r = uv_timer_init(loop, &f->timer);
+    if (r < 0) {
+        free(f);
+        return r;
+    }
+    f->timer.data = f;
+    r = uv_timer_start(&f->timer, tick, 0, TICK_MS);
+    if (r < 0) {
+        f->closing = true;
+        uv_close((uv_handle_t *)&f->timer, timer_closed); /* frees f */
+        return r;
+    }
+    *out = f;
+    return 0;
+}
+
+void kv_finder_close(kv_finder *f)
+{
+    if (!f)
+        return;
+    f->closing = true;
+    if (f->gai) {
+        f->gai->f = NULL;
+        uv_cancel((uv_req_t *)&f->gai->req);
+        f->gai = NULL;
+    }
+    disconnect(f, "closing");
+    if (f->reader) {
+        redisReaderFree(f->reader);
+        f->reader = NULL;
+    }
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, timer_closed);
+}
+
+static int format_report(const dpr_worker_report *r, char **cmd, size_t *len)
+{
+    size_t ndeps = dpr_depset_count(r->deps), argc = 4 + 2 * ndeps, it = 0, i = 4;
+    const char **argv = malloc(argc * sizeof(*argv));
+    char (*nums)[24] = malloc(argc * sizeof(*nums));
+    dpr_dep d;
+    int n, rc = 0;
+
+    if (!argv || !nums) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    argv[0] = "DPR.REPORT";
+    snprintf(nums[1], sizeof(nums[1]), "%" PRIu64, r->world_line);
+    snprintf(nums[2], sizeof(nums[2]), "%" PRIu64, r->worker);
+    snprintf(nums[3], sizeof(nums[3]), "%" PRIu64, r->version);
+    for (int k = 1; k <= 3; k++)
+        argv[k] = nums[k];
+    while (i < argc && dpr_depset_next(r->deps, &it, &d)) {
+        snprintf(nums[i], sizeof(nums[i]), "%" PRIu64, d.worker);
+        argv[i] = nums[i];
+        snprintf(nums[i + 1], sizeof(nums[i + 1]), "%" PRIu64, d.version);
+        argv[i + 1] = nums[i + 1];
+        i += 2;
+    }
+    n = redisFormatCommandArgv(cmd, (int)i, argv, NULL);
+    if (n < 0)
+        rc = -ENOMEM;
+    else
+        *len = (size_t)n;
+out:
+    free(argv);
+    free(nums);
+    return rc;
+}
+
+int kv_finder_report(kv_finder *f, const dpr_worker_report *r)
+{
+    kv_queued_report rep = {r->world_line, r->version, NULL, 0};
+    int rc;
+
+    if (f->nreports == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        kv_queued_report *p = realloc(f->reports, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->reports = p;
+        f->cap = cap;
+    }
+    rc = format_report(r, &rep.cmd, &rep.len);
+    if (rc < 0)
+        return rc;
+    f->reports[f->nreports++] = rep;
+    send_reports(f);
+    return 0;
+}
+
+void kv_finder_sync(kv_finder *f)
+{
+    static const char cmd[] = "*1\r\n$8\r\nDPR.SYNC\r\n";
+    int r;
+
+    if (f->state != LINK_UP || f->sync_inflight)
+        return;
+    r = push_pend(f, PEND_SYNC);
+    if (r == 0)
+        r = send_bytes(f, cmd, sizeof(cmd) - 1);
+    if (r < 0) {
+        disconnect(f, r == -ENOMEM ? "out of memory" : uv_strerror(r));
+        return;
+    }
+    f->sync_inflight = true;
+}
+
+void kv_finder_drop_old(kv_finder *f, uint64_t world_line)
+{
+    size_t k = 0;
+    while (k < f->nreports && f->reports[k].world_line < world_line)
+        k++;
+    if (k <= f->nsent) {
+        if (k > f->ndropped)
+            f->ndropped = k;
+        return;
+    }
+    /* sent ones wait for their replies; unsent ones go now */
+    for (size_t i = f->nsent; i < k; i++)
+        free(f->reports[i].cmd);
+    memmove(f->reports + f->nsent, f->reports + k, (f->nreports - k) * sizeof(*f->reports));
+    f->nreports -= k - f->nsent;
+    f->ndropped = f->nsent;
+}
+
+size_t kv_finder_unacked(const kv_finder *f)
+{
+    return f->nreports - f->ndropped;
+}
+
+bool kv_finder_connected(const kv_finder *f)
+{
+    return f->state == LINK_UP;
+}
+
+const char *kv_finder_address(const kv_finder *f)
+{
+    return f->addr;
+}

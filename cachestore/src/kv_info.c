@@ -1,0 +1,251 @@
+/* kv_info.c - INFO, CONFIG GET and COMMAND (see kv_server.h). */
+#include "kv_server.h"
+
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define KV_VERSION "0.1.0"
+
+static void line(kv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void line(kv_buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    kv_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+    kv_buf_append(b, "\r\n", 2);
+}
+
+static void human(char *buf, size_t cap, uint64_t bytes)
+{
+    const char *unit = "B";
+    double v = (double)bytes;
+    if (v >= 1024.0 * 1024 * 1024) {
+        v /= 1024.0 * 1024 * 1024;
+        unit = "G";
+    } else if (v >= 1024.0 * 1024) {
+        v /= 1024.0 * 1024;
+        unit = "M";
+    } else if (v >= 1024.0) {
+        v /= 1024.0;
+        unit = "K";
+    }
+    snprintf(buf, cap, "%.2f%s", v, unit);
+}
+
+static void sec_server(kv_server *s, kv_buf *b)
+{
+    struct utsname u;
+    uint64_t up = (kv_wall_ms() - s->start_ms) / 1000;
+    if (uname(&u) < 0)
+        memset(&u, 0, sizeof(u));
+    line(b, "# Server");
+    /* clients that look at the version see a Redis 7.0 feature level */
+    line(b, "redis_version:7.0.0");
+    line(b, "dpr_kv_version:%s", KV_VERSION);
+    line(b, "redis_mode:standalone");
+    line(b, "os:%s %s %s", u.sysname, u.release, u.machine);
+    line(b, "arch_bits:%d", (int)(sizeof(void *) * 8));
+    line(b, "multiplexing_api:libuv %s", uv_version_string());
+    line(b, "process_id:%d", (int)getpid());
+    line(b, "listen:%s", s->bound);
+    const char *colon = strrchr(s->bound, ':');
+    line(b, "tcp_port:%s", colon ? colon + 1 : "0");
+    line(b, "uptime_in_seconds:%" PRIu64, up);
+    line(b, "uptime_in_days:%" PRIu64, up / 86400);
+}
+
+static void sec_clients(kv_server *s, kv_buf *b)
+{
+    size_t parked = 0;
+    for (kv_client *c = s->parked; c; c = c->park_next)
+        parked++;
+    line(b, "# Clients");
+    line(b, "connected_clients:%zu", s->nclients);
+    line(b, "maxclients:%zu", s->cfg->max_clients);
+    line(b, "blocked_clients:%zu", parked);
+}
+
+static void sec_memory(kv_server *s, kv_buf *b)
+{
+    struct mallinfo2 mi = mallinfo2();
+    uint64_t used = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+    char h[32];
+    human(h, sizeof(h), used);
+    line(b, "# Memory");
+    line(b, "used_memory:%" PRIu64, used);
+    line(b, "used_memory_human:%s", h);
+    line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
+    line(b, "mem_allocator:libc");
+}
+
+static void sec_stats(kv_server *s, kv_buf *b)
+{
+    line(b, "# Stats");
+    line(b, "total_connections_received:%" PRIu64, s->conns_total);
+    line(b, "total_commands_processed:%" PRIu64, s->cmds_total);
+    line(b, "rejected_connections:%" PRIu64, s->conns_rejected);
+    line(b, "total_writes:%" PRIu64, s->writes);
+}
+
+static void sec_dpr(kv_server *s, kv_buf *b)
+{
+    char err[320] = "";
+    uint64_t failures = kv_snap_failures(&s->snap, err, sizeof(err));
+    line(b, "# DPR");
+    line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
+    line(b, "dpr_world_line:%" PRIu64, s->worker.world_line);
+    line(b, "dpr_version:%" PRIu64, s->worker.version);
+    line(b, "dpr_durable_version:%" PRIu64, s->worker.durable);
+    line(b, "dpr_cut_version:%" PRIu64, s->worker.cut);
+    line(b, "dpr_restored_version:%" PRIu64, s->restored_version);
+    line(b, "dpr_finder:%s", s->cfg->finder);
+    line(b, "dpr_finder_connected:%d", s->finder && kv_finder_connected(s->finder) ? 1 : 0);
+    line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);
+    line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
+    line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
+    line(b, "dpr_checkpoints_pending:%zu", kv_snap_jobs(&s->snap));
+    line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
+    line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
+    line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
+    line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
+    line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
+    line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
+    line(b, "dpr_checkpoint_failures:%" PRIu64, failures + s->ckpts_forks_failed);
+    line(b, "dpr_last_checkpoint_error:%s", err);
+    line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
+    line(b, "dpr_batches:%" PRIu64, s->batches_total);
+    line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
+    line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
+}
+
+static void sec_keyspace(kv_server *s, kv_buf *b)
+{
+    line(b, "# Keyspace");
+    if (kv_dict_size(&s->dict))
+        line(b, "db0:keys=%zu,expires=0,avg_ttl=0", kv_dict_size(&s->dict));
+}
+
+typedef struct section {
+    const char *name;
+    void (*fn)(kv_server *s, kv_buf *b);
+} section;
+
+static const section sections[] = {
+    {"server", sec_server}, {"clients", sec_clients}, {"memory", sec_memory},
+    {"stats", sec_stats},   {"dpr", sec_dpr},         {"keyspace", sec_keyspace},
+};
+#define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
+
+void kv_info_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv)
+{
+    bool want[NSECTIONS];
+    kv_buf b;
+    bool all = argc == 1;
+
+    memset(want, 0, sizeof(want));
+    for (size_t i = 1; i < argc; i++) {
+        const kv_arg *a = &argv[i];
+        if ((a->n == 3 && !strncasecmp(a->p, "all", 3)) ||
+            (a->n == 7 && !strncasecmp(a->p, "default", 7)) ||
+            (a->n == 10 && !strncasecmp(a->p, "everything", 10)))
+            all = true;
+        for (size_t k = 0; k < NSECTIONS; k++)
+            if (a->n == strlen(sections[k].name) &&
+                !strncasecmp(a->p, sections[k].name, a->n))
+                want[k] = true;
+    }
+    kv_buf_init(&b);
+    for (size_t k = 0; k < NSECTIONS; k++) {
+        if (!all && !want[k])
+            continue;
+        if (b.len)
+            kv_buf_append(&b, "\r\n", 2);
+        sections[k].fn(s, &b);
+    }
+    if (b.oom)
+        kv_reply_error(out, "OOM command not allowed: out of memory");
+    else
+        kv_reply_bulk(out, b.data ? b.data : "", b.len);
+    kv_buf_free(&b);
+}
+
+/* CONFIG GET: the few parameters clients ask for (redis-benchmark reads
+ * "save" and "appendonly"); CONFIG SET changes nothing here. */
+void kv_config_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv)
+{
+    char pattern[256], maxclients[24], maxreq[24];
+    const kv_arg *sub = &argv[1];
+
+    if (sub->n == 9 && !strncasecmp(sub->p, "resetstat", 9) && argc == 2) {
+        kv_reply_raw(out, "+OK\r\n");
+        return;
+    }
+    if (!(sub->n == 3 && !strncasecmp(sub->p, "get", 3))) {
+        if (sub->n == 3 && !strncasecmp(sub->p, "set", 3))
+            kv_reply_error(out, "ERR CONFIG SET is not supported by dpr-kv: use its flags");
+        else
+            kv_reply_errorf(out, "ERR unknown subcommand '%.*s'. Try CONFIG HELP.",
+                            (int)(sub->n > 128 ? 128 : sub->n), sub->p);
+        return;
+    }
+    if (argc < 3) {
+        kv_reply_error(out, "ERR wrong number of arguments for 'config|get' command");
+        return;
+    }
+    snprintf(maxclients, sizeof(maxclients), "%zu", s->cfg->max_clients);
+    snprintf(maxreq, sizeof(maxreq), "%zu", s->cfg->max_request_bytes);
+    const char *colon = strrchr(s->bound, ':');
+    const char *params[][2] = {
+        {"save", ""},
+        {"appendonly", "no"},
+        {"databases", "1"},
+        {"maxmemory", "0"},
+        {"maxclients", maxclients},
+        {"proto-max-bulk-len", "536870912"},
+        {"client-query-buffer-limit", maxreq},
+        {"port", colon ? colon + 1 : "0"},
+        {"dir", s->cfg->dir},
+    };
+    size_t n = sizeof(params) / sizeof(params[0]), hits = 0;
+    bool hit[sizeof(params) / sizeof(params[0])];
+    memset(hit, 0, sizeof(hit));
+    for (size_t i = 2; i < argc; i++) {
+        size_t len = argv[i].n < sizeof(pattern) - 1 ? argv[i].n : sizeof(pattern) - 1;
+        memcpy(pattern, argv[i].p, len);
+        pattern[len] = '\0';
+        for (size_t k = 0; k < n; k++)
+            if (!hit[k] && fnmatch(pattern, params[k][0], FNM_CASEFOLD) == 0) {
+                hit[k] = true;
+                hits++;
+            }
+    }
+    kv_reply_array(out, 2 * hits);
+    for (size_t k = 0; k < n; k++) {
+        if (!hit[k])
+            continue;
+        kv_reply_bulk(out, params[k][0], strlen(params[k][0]));
+        kv_reply_bulk(out, params[k][1], strlen(params[k][1]));
+    }
+}
+
+/* COMMAND: enough for redis-cli and redis-benchmark (they only look). */
+void kv_command_reply(kv_buf *out, size_t argc, const kv_arg *argv)
+{
+    if (argc >= 2 && argv[1].n == 5 && !strncasecmp(argv[1].p, "count", 5))
+        kv_reply_int(out, (int64_t)kv_command_count());
+    else
+        kv_reply_array(out, 0);
+}

@@ -1,0 +1,769 @@
+/* kv_server.c - connections, request dispatch and DPR.BATCH (see kv_server.h). */
+#include "kv_server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "dpr/wire.h"
+#include "kv_log.h"
+
+#define READ_CHUNK (16u * 1024)
+#define OUT_HIGH_WATER (4u << 20) /* stop reading a client with this much unsent */
+#define BUF_KEEP (64u * 1024)     /* larger idle buffers are given back */
+#define MAX_ARGS (1u << 20)
+#define CRON_MS 50
+#define CRON_REHASH_USEC 1000
+
+static void client_process(kv_client *c);
+static void client_flush(kv_client *c);
+static void batch_run(kv_client *c);
+
+uint64_t kv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t kv_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* --- client lifetime ---------------------------------------------------- */
+
+static void unpark(kv_client *c)
+{
+    kv_client **pp = &c->srv->parked;
+    while (*pp && *pp != c)
+        pp = &(*pp)->park_next;
+    if (*pp)
+        *pp = c->park_next;
+    c->park_next = NULL;
+    c->parked = KV_PARK_NONE;
+}
+
+static void client_closed(uv_handle_t *h)
+{
+    kv_client *c = h->data;
+    kv_buf_free(&c->in);
+    kv_buf_free(&c->out);
+    kv_buf_free(&c->wbuf);
+    kv_buf_free(&c->batch_hdr);
+    kv_buf_free(&c->batch_ops);
+    kv_parser_free(&c->parser);
+    free(c);
+}
+
+static void client_close(kv_client *c)
+{
+    kv_server *s = c->srv;
+
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->parked)
+        unpark(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nclients--;
+    uv_close((uv_handle_t *)&c->tcp, client_closed);
+}
+
+static void set_reading(kv_client *c, bool on);
+
+static void park(kv_client *c, enum kv_park why)
+{
+    kv_server *s = c->srv;
+    c->parked = why;
+    c->park_next = s->parked;
+    s->parked = c;
+    set_reading(c, false);
+}
+
+void kv_client_resume(kv_client *c)
+{
+    c->parked = KV_PARK_NONE;
+    c->park_next = NULL;
+    if (c->closing)
+        return;
+    if (c->in_batch && c->batch_have == c->batch_want)
+        batch_run(c);
+    if (c->parked == KV_PARK_NONE)
+        client_process(c);
+    else
+        client_flush(c);
+}
+
+/* --- output ------------------------------------------------------------- */
+
+static void shrink(kv_buf *b)
+{
+    if (b->len == 0 && b->cap > BUF_KEEP)
+        kv_buf_free(b);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+    kv_client *c = req->data;
+    c->writing = false;
+    c->wbuf.len = 0;
+    shrink(&c->wbuf);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        client_close(c);
+        return;
+    }
+    if (c->parked == KV_PARK_NONE && !c->close_after_reply)
+        client_process(c); /* requests may wait in the buffer: output drained */
+    else
+        client_flush(c);
+}
+
+static void client_flush(kv_client *c)
+{
+    uv_buf_t b;
+    int n;
+
+    if (c->closing || c->writing)
+        return;
+    if (c->out.oom) {
+        kv_warn("client: out of memory building a reply; closing the connection");
+        client_close(c);
+        return;
+    }
+    if (c->out.len == 0) {
+        shrink(&c->out);
+        if (c->close_after_reply)
+            client_close(c);
+        return;
+    }
+    b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        client_close(c);
+        return;
+    }
+    if ((size_t)n == c->out.len) {
+        c->out.len = 0;
+        shrink(&c->out);
+        if (c->close_after_reply)
+            client_close(c);
+        return;
+    }
+    kv_buf_consume(&c->out, (size_t)n);
+    kv_buf tmp = c->wbuf; /* empty: swap so the unsent rest is written async */
+    c->wbuf = c->out;
+    c->out = tmp;
+    b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    n = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+    if (n < 0) {
+        client_close(c);
+        return;
+    }
+    c->writing = true;
+}
+
+/* --- input -------------------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    kv_client *c = h->data;
+    (void)suggested;
+    if (kv_buf_reserve(&c->in, READ_CHUNK) < 0) {
+        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+        return;
+    }
+    *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    kv_client *c = st->data;
+    (void)buf;
+    if (nread < 0) {
+        if (nread != UV_EOF && nread != UV_ECONNRESET)
+            kv_debug("client: read failed: %s", uv_strerror((int)nread));
+        client_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->in.len += (size_t)nread;
+    client_process(c);
+}
+
+static void set_reading(kv_client *c, bool on)
+{
+    if (c->closing || on == c->reading)
+        return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0) {
+            client_close(c);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = on;
+}
+
+/* --- commands ----------------------------------------------------------- */
+
+static void cmd_select(kv_client *c, const kv_arg *db)
+{
+    long long n;
+    if (kv_parse_ll(db->p, db->n, &n) < 0)
+        kv_reply_error(&c->out, "ERR value is not an integer or out of range");
+    else if (n != 0)
+        kv_reply_error(&c->out, "ERR DB index is out of range");
+    else
+        kv_reply_raw(&c->out, "+OK\r\n");
+}
+
+static void batch_start(kv_client *c, const kv_arg *hdr);
+
+/* Runs one command; in_batch: inside a DPR batch (already admitted). */
+static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_batch)
+{
+    kv_server *s = c->srv;
+    const kv_command *cmd = kv_command_lookup(argv[0].p, argv[0].n);
+
+    if (!cmd) {
+        kv_reply_unknown_command(&c->out, argc, argv);
+        return;
+    }
+    if (!kv_command_arity_ok(cmd, argc)) {
+        kv_reply_wrong_arity(&c->out, cmd);
+        return;
+    }
+    s->cmds_total++;
+    if (in_batch && (cmd->flags & KV_CMD_NOBATCH)) {
+        kv_reply_errorf(&c->out, "ERR '%s' is not allowed inside DPR.BATCH", cmd->name);
+        return;
+    }
+    if (cmd->flags & KV_CMD_SERVER) {
+        switch (cmd->id) {
+        case KV_SCMD_INFO:
+            kv_info_reply(s, &c->out, argc, argv);
+            break;
+        case KV_SCMD_QUIT:
+            kv_reply_raw(&c->out, "+OK\r\n");
+            c->close_after_reply = true;
+            break;
+        case KV_SCMD_COMMAND:
+            kv_command_reply(&c->out, argc, argv);
+            break;
+        case KV_SCMD_CONFIG:
+            kv_config_reply(s, &c->out, argc, argv);
+            break;
+        case KV_SCMD_SELECT:
+            cmd_select(c, &argv[1]);
+            break;
+        case KV_SCMD_DPR_BATCH:
+            batch_start(c, &argv[1]);
+            break;
+        case KV_SCMD_NONE:
+            break;
+        }
+        return;
+    }
+    if ((cmd->flags & KV_CMD_WRITE) && !in_batch) {
+        uint64_t v; /* untracked: runs in the open version, pins nothing */
+        (void)dpr_worker_execute(&s->worker, NULL, &v);
+    }
+    kv_cmd_ctx ctx = {&s->dict, &c->out, 0};
+    cmd->fn(&ctx, argc, argv);
+    s->writes += ctx.writes;
+}
+
+/* --- DPR batches -------------------------------------------------------- */
+
+static void batch_end(kv_client *c)
+{
+    c->in_batch = false;
+    c->batch_want = c->batch_have = 0;
+    c->batch_hdr.len = 0;
+    c->batch_ops.len = 0;
+    shrink(&c->batch_ops);
+}
+
+static void batch_start(kv_client *c, const kv_arg *hdr)
+{
+    dpr_request_hdr h;
+    ssize_t r = dpr_wire_decode_request((const uint8_t *)hdr->p, hdr->n, &h, NULL);
+
+    if (r < 0 || (size_t)r != hdr->n || h.op_count == 0) {
+        /* the commands that follow cannot be told apart from plain ones:
+         * the stream is lost */
+        kv_reply_errorf(&c->out, "ERR DPR.BATCH: malformed request header (%s)",
+                        r < 0 ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
+                        : h.op_count == 0 ? "no operations" : "trailing bytes");
+        c->close_after_reply = true;
+        return;
+    }
+    c->batch_hdr.len = 0;
+    c->batch_ops.len = 0;
+    kv_buf_append(&c->batch_hdr, hdr->p, hdr->n);
+    c->in_batch = true;
+    c->batch_want = h.op_count;
+    c->batch_have = 0;
+}
+
+static void put_u32(kv_buf *b, uint32_t v)
+{
+    uint8_t p[4];
+    dpr_put_u32(p, v);
+    kv_buf_append(b, p, 4);
+}
+
+static void batch_add(kv_client *c, size_t argc, const kv_arg *argv)
+{
+    size_t need = 4;
+    for (size_t i = 0; i < argc; i++)
+        need += 4 + argv[i].n;
+    if (c->batch_hdr.len + c->batch_ops.len + need > c->srv->cfg->max_request_bytes) {
+        kv_reply_error(&c->out, "ERR DPR.BATCH larger than the maximum request size "
+                                "(--max-request-bytes)");
+        c->close_after_reply = true;
+        batch_end(c);
+        return;
+    }
+    if (kv_buf_reserve(&c->batch_ops, need) < 0) {
+        c->out.oom = true; /* the batch cannot be kept: close the connection */
+        return;
+    }
+    put_u32(&c->batch_ops, (uint32_t)argc);
+    for (size_t i = 0; i < argc; i++) {
+        put_u32(&c->batch_ops, (uint32_t)argv[i].n);
+        kv_buf_append(&c->batch_ops, argv[i].p, argv[i].n);
+    }
+    if (++c->batch_have == c->batch_want)
+        batch_run(c);
+}
+
+static int scratch_reserve(kv_server *s, size_t n)
+{
+    if (n <= s->scratch_cap)
+        return 0;
+    size_t cap = s->scratch_cap ? s->scratch_cap : 16;
+    while (cap < n)
+        cap *= 2;
+    kv_arg *p = realloc(s->scratch, cap * sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    s->scratch = p;
+    s->scratch_cap = cap;
+    return 0;
+}
+
+static void reply_batch_header(kv_client *c, const dpr_response_hdr *rh)
+{
+    uint8_t buf[DPR_WIRE_RESPONSE_FIXED + DPR_WIRE_VERSION_SIZE];
+    ssize_t n = dpr_wire_encode_response(rh, buf, sizeof(buf));
+    if (n < 0) { /* cannot happen for the headers built here */
+        kv_err("cannot encode a DPR response header: %s", strerror((int)-n));
+        c->out.oom = true;
+        return;
+    }
+    kv_reply_array(&c->out, 2);
+    kv_reply_bulk(&c->out, (const char *)buf, (size_t)n);
+}
+
+static void run_ops(kv_client *c, uint32_t count)
+{
+    kv_server *s = c->srv;
+    const uint8_t *p = (const uint8_t *)c->batch_ops.data;
+
+    for (uint32_t k = 0; k < count; k++) {
+        size_t argc = dpr_get_u32(p);
+        p += 4;
+        if (scratch_reserve(s, argc) < 0) {
+            c->out.oom = true;
+            return;
+        }
+        for (size_t i = 0; i < argc; i++) {
+            s->scratch[i].n = dpr_get_u32(p);
+            s->scratch[i].p = (const char *)p + 4;
+            p += 4 + s->scratch[i].n;
+        }
+        exec_command(c, argc, s->scratch, true);
+    }
+}
+
+static void batch_run(kv_client *c)
+{
+    kv_server *s = c->srv;
+    dpr_request_hdr h;
+    dpr_response_hdr rh;
+    uint64_t version = 0;
+    int r;
+
+    if (c->batch_ops.oom || c->batch_hdr.oom ||
+        dpr_wire_decode_request((const uint8_t *)c->batch_hdr.data, c->batch_hdr.len, &h,
+                                NULL) < 0) {
+        c->out.oom = true; /* closes the connection */
+        batch_end(c);
+        return;
+    }
+    memset(&rh, 0, sizeof(rh));
+    rh.batch_id = h.batch_id;
+    rh.op_count = h.op_count;
+    switch (dpr_worker_admit(&s->worker, h.world_line)) {
+    case DPR_ADMIT_REFUSE:
+        c->catching_up = false;
+        rh.status = DPR_WIRE_REFUSED;
+        rh.world_line = s->worker.world_line;
+        reply_batch_header(c, &rh);
+        kv_reply_array(&c->out, 0);
+        s->batches_refused++;
+        batch_end(c);
+        return;
+    case DPR_ADMIT_CATCH_UP:
+        /* learn the new world-line from the finder (and roll back) first;
+         * a world-line the finder does not reach after a few answers is bogus */
+        if (!c->catching_up) {
+            c->catching_up = true;
+            c->catchup_syncs = s->syncs;
+        } else if (s->syncs - c->catchup_syncs >= 3) {
+            c->catching_up = false;
+            kv_reply_errorf(&c->out,
+                            "ERR DPR.BATCH world-line %llu is newer than the finder's (%llu)",
+                            (unsigned long long)h.world_line,
+                            (unsigned long long)s->finder_world_line);
+            batch_end(c);
+            return;
+        }
+        park(c, KV_PARK_CATCHUP);
+        kv_dpr_sync_now(s);
+        return;
+    case DPR_ADMIT_EXECUTE:
+        c->catching_up = false;
+        break;
+    }
+    r = dpr_worker_execute(&s->worker, &h, &version);
+    if (r == -EAGAIN) {
+        /* the open version holds batches and is below what this batch
+         * depends on: seal it now */
+        r = kv_dpr_checkpoint(s, dpr_worker_batch_target(&h));
+        if (r < 0) {
+            park(c, KV_PARK_SEAL);
+            return;
+        }
+        r = dpr_worker_execute(&s->worker, &h, &version);
+    }
+    if (r < 0) {
+        kv_reply_errorf(&c->out, "ERR DPR.BATCH not executed: %s", strerror(-r));
+        batch_end(c);
+        return;
+    }
+    rh.status = DPR_WIRE_EXECUTED;
+    rh.world_line = s->worker.world_line;
+    rh.version_count = 1;
+    rh.versions_in = &version;
+    reply_batch_header(c, &rh);
+    kv_reply_array(&c->out, h.op_count);
+    run_ops(c, h.op_count);
+    s->batches_total++;
+    batch_end(c);
+}
+
+/* --- the request loop --------------------------------------------------- */
+
+static void client_process(kv_client *c)
+{
+    size_t pos = 0;
+
+    while (!c->closing && !c->close_after_reply && c->parked == KV_PARK_NONE) {
+        size_t argc;
+        kv_arg *argv;
+        const char *err = NULL;
+        if (c->out.len + c->wbuf.len > OUT_HIGH_WATER) {
+            /* hand the replies to the kernel; if it cannot take them (the
+             * client does not read), stop until the write completes */
+            if (c->writing)
+                break;
+            client_flush(c);
+            if (c->closing)
+                return;
+            if (c->writing)
+                break;
+        }
+        ssize_t n = kv_parse(&c->parser, c->in.data + pos, c->in.len - pos, &argc, &argv, &err);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            kv_reply_errorf(&c->out, "ERR %s", n == -ENOMEM ? "out of memory" : err);
+            c->close_after_reply = true;
+            break;
+        }
+        pos += (size_t)n;
+        if (argc == 0)
+            continue;
+        if (c->in_batch)
+            batch_add(c, argc, argv);
+        else
+            exec_command(c, argc, argv, false);
+        if (c->out.oom)
+            break;
+    }
+    if (c->closing)
+        return;
+    if (pos)
+        kv_buf_consume(&c->in, pos);
+    if (c->in.len == 0)
+        shrink(&c->in);
+    set_reading(c, !c->close_after_reply && c->parked == KV_PARK_NONE &&
+                       c->out.len + c->wbuf.len <= OUT_HIGH_WATER);
+    client_flush(c);
+}
+
+/* --- accepting ---------------------------------------------------------- */
+
+static void reject_closed(uv_handle_t *h)
+{
+    free(h->data); /* the kv_client the handle is part of */
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    kv_server *s = server->data;
+    kv_client *c;
+
+    if (status < 0) {
+        kv_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c || uv_tcp_init(s->loop, &c->tcp) < 0) {
+        kv_err("out of memory accepting a connection");
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, reject_closed);
+        return;
+    }
+    if (s->nclients >= s->cfg->max_clients || s->stopping) {
+        static const char msg[] = "-ERR max number of clients reached\r\n";
+        uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+        if (!s->stopping)
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        s->conns_rejected++;
+        uv_close((uv_handle_t *)&c->tcp, reject_closed);
+        return;
+    }
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    c->srv = s;
+    kv_buf_init(&c->in);
+    kv_buf_init(&c->out);
+    kv_buf_init(&c->wbuf);
+    kv_buf_init(&c->batch_hdr);
+    kv_buf_init(&c->batch_ops);
+    kv_parser_init(&c->parser, s->cfg->max_request_bytes, MAX_ARGS);
+    c->next = s->clients;
+    if (s->clients)
+        s->clients->prev = c;
+    s->clients = c;
+    s->nclients++;
+    s->conns_total++;
+    set_reading(c, true);
+}
+
+static int resolve_listen(const char *spec, struct sockaddr_storage *ss)
+{
+    char host[256], port[16];
+    struct addrinfo hints, *res = NULL;
+    int r = kv_split_hostport(spec, host, sizeof(host), port, sizeof(port));
+
+    if (r < 0)
+        return r;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    r = getaddrinfo(host, port, &hints, &res);
+    if (r != 0 || !res)
+        return -EADDRNOTAVAIL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int start_listening(kv_server *s)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss), r;
+    char ip[64];
+
+    r = resolve_listen(s->cfg->listen, &ss);
+    if (r < 0) {
+        kv_err("cannot use listen address '%s'", s->cfg->listen);
+        return r;
+    }
+    r = uv_tcp_init(s->loop, &s->listener);
+    if (r < 0)
+        return r;
+    s->listener.data = s;
+    s->listening = true;
+    r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (r < 0) {
+        kv_err("cannot listen on %s: %s", s->cfg->listen, uv_strerror(r));
+        return r;
+    }
+    r = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    if (r < 0)
+        return r;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        snprintf(s->bound, sizeof(s->bound), "[%s]:%d", ip, ntohs(a->sin6_port));
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof(ip));
+        snprintf(s->bound, sizeof(s->bound), "%s:%d", ip, ntohs(a->sin_port));
+    }
+    kv_info("listening on %s", s->bound);
+    return 0;
+}
+
+void kv_server_stop_listening(kv_server *s)
+{
+    if (s->listening) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listening = false;
+    }
+}
+
+void kv_server_close_clients(kv_server *s)
+{
+    while (s->clients)
+        client_close(s->clients);
+}
+
+/* --- timers and signals ------------------------------------------------- */
+
+static void kick_parked(kv_server *s)
+{
+    kv_client *list = s->parked;
+    s->parked = NULL;
+    while (list) {
+        kv_client *c = list;
+        list = c->park_next;
+        kv_client_resume(c);
+    }
+}
+
+static void on_cron(uv_timer_t *t)
+{
+    kv_server *s = t->data;
+    kv_dict_cron(&s->dict, CRON_REHASH_USEC);
+    kv_dpr_reap(s); /* in case a SIGCHLD was coalesced */
+    if (s->parked)
+        kick_parked(s);
+    if (s->stopping)
+        kv_dpr_shutdown_progress(s);
+    else
+        kv_dpr_status(s, false);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    kv_server *s = h->data;
+    if (signum == SIGCHLD) {
+        kv_dpr_reap(s);
+        if (s->parked)
+            kick_parked(s);
+        return;
+    }
+    if (s->stopping) {
+        kv_err("second %s: exiting now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        kv_snap_kill_all(&s->snap);
+        _exit(1);
+    }
+    kv_info("%s: taking a last checkpoint and stopping",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    kv_dpr_begin_shutdown(s);
+}
+
+/* Called by kv_dpr.c after a DPR.SYNC or a rollback. */
+static int start_timers(kv_server *s)
+{
+    int r;
+    s->cron.data = s;
+    r = uv_timer_init(s->loop, &s->cron);
+    if (r == 0)
+        r = uv_timer_start(&s->cron, on_cron, CRON_MS, CRON_MS);
+    if (r < 0)
+        return r;
+    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_chld};
+    int nums[] = {SIGTERM, SIGINT, SIGCHLD};
+    for (int i = 0; i < 3; i++) {
+        r = uv_signal_init(s->loop, sigs[i]);
+        if (r < 0)
+            return r;
+        sigs[i]->data = s;
+        r = uv_signal_start(sigs[i], on_signal, nums[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
+                   uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
+                   size_t nckpts)
+{
+    int r;
+
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->loop = loop;
+    s->start_ms = kv_wall_ms();
+    s->restored_version = restored_version;
+    s->finder_world_line = world_line;
+    kv_dict_init(&s->dict, restored->seed);
+    kv_dict_swap(&s->dict, restored);
+    r = dpr_worker_init(&s->worker, cfg->worker, world_line, restored_version);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < nckpts; i++) {
+        r = kv_ckpts_add(s, ckpts[i]);
+        if (r < 0)
+            return r;
+    }
+    r = kv_snap_init(&s->snap, cfg->dir, cfg->worker, cfg->checkpoint_interval_ms);
+    if (r < 0)
+        return r;
+    r = start_listening(s);
+    if (r < 0)
+        return r;
+    r = start_timers(s);
+    if (r < 0)
+        return r;
+    return kv_dpr_start(s);
+}
+
+int kv_server_run(kv_server *s)
+{
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    return s->exit_code;
+}

@@ -1,0 +1,128 @@
+/*
+ * kv_server.h - the dpr-kv server state, shared by its parts:
+ *
+ *   kv_server.c  the libuv loop, connections, request dispatch, DPR.BATCH
+ *   kv_dpr.c     checkpoints, reports, DPR.SYNC, cut, rollback, shutdown
+ *   kv_info.c    INFO, CONFIG GET, COMMAND replies
+ *
+ * Everything runs on the loop thread.
+ */
+#ifndef KV_SERVER_H
+#define KV_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "dpr/worker.h"
+#include "kv_buf.h"
+#include "kv_cmd.h"
+#include "kv_config.h"
+#include "kv_dict.h"
+#include "kv_finder.h"
+#include "kv_resp.h"
+#include "kv_snap.h"
+
+/* Why a client waits (its DPR batch cannot run yet). */
+enum kv_park {
+    KV_PARK_NONE = 0,
+    KV_PARK_SEAL,    /* needs a checkpoint that cannot be started right now */
+    KV_PARK_CATCHUP, /* batch from a newer world-line: waiting for DPR.SYNC */
+};
+
+typedef struct kv_server kv_server;
+
+typedef struct kv_client {
+    kv_server *srv;
+    uv_tcp_t tcp;
+    struct kv_client *prev, *next;      /* all clients */
+    struct kv_client *park_next;
+    enum kv_park parked;
+    bool catching_up;                   /* batch waits for a newer world-line */
+    uint64_t catchup_syncs;             /* srv->syncs when it started waiting */
+    kv_buf in;                          /* query buffer */
+    kv_parser parser;
+    kv_buf out;                         /* replies not yet written */
+    kv_buf wbuf;                        /* being written (uv_write) */
+    uv_write_t wreq;
+    bool writing, reading, closing, close_after_reply;
+    /* DPR batch being received */
+    bool in_batch;
+    uint32_t batch_want, batch_have;
+    kv_buf batch_hdr;                   /* encoded request header */
+    kv_buf batch_ops;                   /* ops: u32 argc, then (u32 len, bytes)... */
+} kv_client;
+
+struct kv_server {
+    const kv_config *cfg;
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    bool listening;
+    char bound[96];                     /* actual listen address */
+    uv_timer_t cron, ckpt_timer, sync_timer, watchdog;
+    uv_signal_t sig_term, sig_int, sig_chld;
+    uint64_t watchdog_usec;
+
+    kv_dict dict;
+    dpr_worker worker;
+    kv_snapper snap;
+    kv_finder *finder;
+    kv_arg *scratch;                    /* argv for batch ops */
+    size_t scratch_cap;
+
+    uint64_t cluster_max;               /* max-version from the last DPR.SYNC */
+    uint64_t finder_world_line;         /* world-line of the last DPR.SYNC */
+    uint64_t syncs;                     /* DPR.SYNC answers received */
+    uint64_t writes, writes_at_seal;
+    uint64_t *ckpts;                    /* checkpoint versions on disk, ascending */
+    size_t nckpts, ckpts_cap;
+
+    kv_client *clients;
+    size_t nclients;
+    kv_client *parked;
+
+    /* statistics */
+    uint64_t start_ms;
+    uint64_t conns_total, conns_rejected, cmds_total, batches_total, batches_refused;
+    uint64_t rollbacks, ckpts_total, ckpts_forks_failed;
+    uint64_t last_ckpt_version, last_ckpt_unix_ms, last_ckpt_ms, last_fork_usec;
+    uint64_t restored_version;
+
+    /* shutdown */
+    bool stopping;
+    uint64_t stop_deadline_ms;
+    int exit_code;
+    uint64_t status_ms;                 /* last STATUS= sent */
+};
+
+/* kv_server.c */
+int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
+                   uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
+                   size_t nckpts);
+/* Runs until stopped; returns the exit status. */
+int kv_server_run(kv_server *s);
+void kv_client_resume(kv_client *c);     /* continue a parked client */
+void kv_server_stop_listening(kv_server *s);
+void kv_server_close_clients(kv_server *s);
+uint64_t kv_now_ms(void);                /* monotonic */
+uint64_t kv_wall_ms(void);
+
+/* kv_dpr.c */
+int kv_dpr_start(kv_server *s);
+/* Seals the open version and starts its checkpoint. next_version: the
+ * version to open (at least sealed + 1). -EBUSY: too many in progress. */
+int kv_dpr_checkpoint(kv_server *s, uint64_t next_version);
+void kv_dpr_reap(kv_server *s);          /* collect finished checkpoints */
+void kv_dpr_sync_now(kv_server *s);
+void kv_dpr_begin_shutdown(kv_server *s);
+void kv_dpr_shutdown_progress(kv_server *s);
+void kv_dpr_status(kv_server *s, bool force); /* sd_notify STATUS= */
+int kv_ckpts_add(kv_server *s, uint64_t v);
+
+/* kv_info.c */
+void kv_info_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv);
+void kv_config_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv);
+void kv_command_reply(kv_buf *out, size_t argc, const kv_arg *argv);
+
+#endif

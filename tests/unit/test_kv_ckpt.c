@@ -1,0 +1,208 @@
+/* test_kv_ckpt.c - dpr-kv's checkpoint files: round trip, and that any
+ * damage is detected. Builds standalone: it includes the sources it tests. */
+#include "check.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../cachestore/src/kv_ckpt.c"
+#include "../../cachestore/src/kv_dict.c"
+#include "../../cachestore/src/kv_hash.c"
+
+static const uint8_t seed[16] = {9, 8, 7};
+static char dir[] = "/tmp/test_kv_ckpt.XXXXXX";
+
+static void fill(kv_dict *d, int n)
+{
+    char k[32], v[64];
+    for (int i = 0; i < n; i++) {
+        int kl = snprintf(k, sizeof(k), "key%d", i);
+        int vl = snprintf(v, sizeof(v), "value-%d-%s", i, i % 3 ? "x" : "");
+        kv_dict_set(d, k, (size_t)kl, v, (size_t)vl, NULL);
+    }
+    kv_dict_set(d, "bin\0key", 7, "\0\r\n\xff", 4, NULL);
+    kv_dict_set(d, "", 0, "", 0, NULL);
+}
+
+static int same(kv_dict *a, kv_dict *b)
+{
+    size_t it[2] = {0, 0};
+    kv_entry *e = NULL;
+    if (kv_dict_size(a) != kv_dict_size(b))
+        return 0;
+    while ((e = kv_dict_next(a, it, e))) {
+        kv_entry *f = kv_dict_find(b, e->data, e->klen);
+        if (!f || f->vlen != e->vlen || memcmp(kv_entry_val(f), kv_entry_val(e), e->vlen))
+            return 0;
+    }
+    return 1;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY);
+    char *p = NULL;
+    if (fd >= 0 && fstat(fd, &st) == 0 && (p = malloc((size_t)st.st_size)) &&
+        read(fd, p, (size_t)st.st_size) == st.st_size)
+        *len = (size_t)st.st_size;
+    if (fd >= 0)
+        close(fd);
+    return p;
+}
+
+static void write_file(const char *path, const char *p, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    if (fd >= 0) {
+        CHECK(write(fd, p, len) == (ssize_t)len);
+        close(fd);
+    }
+}
+
+TEST(round_trip)
+{
+    kv_dict d, back;
+    kv_ckpt_meta m = {42, 3, 17, 0, 1234}, got;
+    char err[256] = "", path[4096];
+    kv_dict_init(&d, seed);
+    kv_dict_init(&back, seed);
+    fill(&d, 3000);
+    CHECK_EQ_INT(kv_ckpt_write(dir, &m, &d, err, sizeof(err)), 0);
+    CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 17, 0), 0);
+    CHECK_EQ_INT(kv_ckpt_load(path, 42, 17, &back, &got, err, sizeof(err)), 0);
+    CHECK(same(&d, &back));
+    CHECK_EQ_U64(got.world_line, 3);
+    CHECK_EQ_U64(got.count, 3002);
+    CHECK_EQ_U64(got.created_ms, 1234);
+    kv_ckpt_meta hm;
+    CHECK_EQ_INT(kv_ckpt_read_meta(path, &hm, err, sizeof(err)), 0);
+    CHECK_EQ_U64(hm.version, 17);
+    /* wrong worker or version */
+    kv_dict_free(&back);
+    CHECK_EQ_INT(kv_ckpt_load(path, 41, 17, &back, &got, err, sizeof(err)), -EBADMSG);
+    CHECK(strstr(err, "belongs to worker 42") != NULL);
+    kv_dict_free(&back);
+    CHECK_EQ_INT(kv_ckpt_load(path, 42, 18, &back, &got, err, sizeof(err)), -EBADMSG);
+    kv_dict_free(&back);
+    kv_dict_free(&d);
+}
+
+/* Flipping any single byte, or truncating anywhere, is detected. */
+TEST(any_damage_is_detected)
+{
+    kv_dict d, back;
+    kv_ckpt_meta m = {1, 1, 5, 0, 0}, got;
+    char err[256], path[4096];
+    size_t len = 0;
+    kv_dict_init(&d, seed);
+    fill(&d, 20);
+    CHECK_EQ_INT(kv_ckpt_write(dir, &m, &d, err, sizeof(err)), 0);
+    kv_ckpt_path(path, sizeof(path), dir, 5, 0);
+    char *orig = read_file(path, &len);
+    CHECK(orig != NULL && len > KV_CKPT_HEADER + KV_CKPT_TRAILER);
+    if (!orig)
+        return;
+    char *copy = malloc(len);
+    int undetected = 0;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, orig, len);
+        copy[i] ^= 0x01;
+        write_file(path, copy, len);
+        kv_dict_init(&back, seed);
+        if (kv_ckpt_load(path, 1, 5, &back, &got, err, sizeof(err)) != -EBADMSG)
+            undetected++;
+        kv_dict_free(&back);
+    }
+    CHECK_EQ_INT(undetected, 0);
+    for (size_t cut = 0; cut < len; cut += 7) {
+        write_file(path, orig, cut);
+        kv_dict_init(&back, seed);
+        if (kv_ckpt_load(path, 1, 5, &back, &got, err, sizeof(err)) != -EBADMSG)
+            undetected++;
+        kv_dict_free(&back);
+    }
+    CHECK_EQ_INT(undetected, 0);
+    write_file(path, orig, len);
+    kv_dict_init(&back, seed);
+    CHECK_EQ_INT(kv_ckpt_load(path, 1, 5, &back, &got, err, sizeof(err)), 0);
+    kv_dict_free(&back);
+    free(copy);
+    free(orig);
+    kv_dict_free(&d);
+}
+
+TEST(directory)
+{
+    kv_dict d;
+    kv_ckpt_meta m = {1, 1, 0, 0, 0};
+    char err[256], path[4096];
+    uint64_t *v = NULL;
+    size_t n = 0;
+    kv_dict_init(&d, seed);
+    for (uint64_t ver = 100; ver <= 102; ver++) {
+        m.version = ver;
+        CHECK_EQ_INT(kv_ckpt_write(dir, &m, &d, err, sizeof(err)), 0);
+    }
+    kv_ckpt_path(path, sizeof(path), dir, 7, 1);
+    close(open(path, O_CREAT | O_WRONLY, 0600)); /* a leftover temporary file */
+    snprintf(path, sizeof(path), "%s/ckpt-007.kv", dir); /* not one of ours */
+    close(open(path, O_CREAT | O_WRONLY, 0600));
+    CHECK_EQ_INT(kv_ckpt_list(dir, &v, &n), 0);
+    /* 5 and 17 from the tests above, then 100..102 */
+    CHECK_EQ_U64(n, 5);
+    if (n == 5)
+        CHECK(v[0] == 5 && v[1] == 17 && v[2] == 100 && v[4] == 102);
+    free(v);
+    CHECK_EQ_INT(kv_ckpt_remove_tmp(dir), 0);
+    kv_ckpt_path(path, sizeof(path), dir, 7, 1);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_EQ_INT(kv_ckpt_remove(dir, 101), 0);
+    CHECK_EQ_INT(kv_ckpt_remove(dir, 101), 0); /* already gone: fine */
+    CHECK_EQ_INT(kv_ckpt_list(dir, &v, &n), 0);
+    CHECK_EQ_U64(n, 4);
+    free(v);
+    CHECK_EQ_INT(kv_fsync_dir(dir), 0);
+    /* a failing write leaves no temporary file behind */
+    m.version = 200;
+    kv_ckpt_path(path, sizeof(path), dir, 200, 0);
+    CHECK_EQ_INT(mkdir(path, 0700), 0); /* rename onto a directory fails */
+    CHECK(kv_ckpt_write(dir, &m, &d, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "rename") != NULL);
+    kv_ckpt_path(path, sizeof(path), dir, 200, 1);
+    CHECK(access(path, F_OK) != 0);
+    kv_ckpt_path(path, sizeof(path), dir, 200, 0);
+    rmdir(path);
+    kv_dict_free(&d);
+}
+
+static void cleanup_dir(void)
+{
+    uint64_t *v = NULL;
+    size_t n = 0;
+    char path[4096];
+    if (kv_ckpt_list(dir, &v, &n) == 0)
+        for (size_t i = 0; i < n; i++)
+            kv_ckpt_remove(dir, v[i]);
+    free(v);
+    snprintf(path, sizeof(path), "%s/ckpt-007.kv", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(round_trip);
+    RUN(any_damage_is_detected);
+    RUN(directory);
+    cleanup_dir();
+    return check_summary("test_kv_ckpt");
+}
