@@ -30,7 +30,8 @@ LIBS = -luv -lhiredis -lz -lm -lpthread
 
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
-               redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis
+               libconfig-dev libjansson-dev \
+               redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml
 
 LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
 FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
