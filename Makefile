@@ -15,6 +15,9 @@ BUILD ?= build
 SAN ?= 0
 FUZZ_SECONDS ?= 30
 PYTHON ?= /usr/bin/python3
+PY_VER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+# Where Debian's /usr/bin/python3 finds packages for this PREFIX.
+PYTHON_SITE ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python$(PY_VER)/dist-packages)
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -31,6 +34,7 @@ LIBS = -luv -lhiredis -lz -lm -lpthread
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
                libconfig-dev libjansson-dev \
+               systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml
 
 LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
@@ -74,7 +78,7 @@ $(LIBDPR_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
 
 # The shared library is what the Python package loads (ctypes).
 $(LIBDPR_SO): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $^
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $^ $(LIBS)
 
 $(FINDER_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(FINDER_SRC))
 	@rm -f $@
@@ -130,6 +134,10 @@ install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN)
 	install -m 0644 $(LIBDPR_A) $(DESTDIR)$(PREFIX)/lib/libdpr.a
 	install -m 0755 $(LIBDPR_SO) $(DESTDIR)$(PREFIX)/lib/libdpr.so
 	install -m 0644 libdpr/include/dpr/*.h $(DESTDIR)$(PREFIX)/include/dpr/
+	install -d $(DESTDIR)$(PYTHON_SITE)/dpr
+	install -m 0644 python-dpr/dpr/*.py $(DESTDIR)$(PYTHON_SITE)/dpr/
+	printf 'LIBDPR = "%s"\n' '$(PREFIX)/lib/libdpr.so' > $(DESTDIR)$(PYTHON_SITE)/dpr/_install.py
+	install -m 0755 python-dpr/bin/dprctl $(DESTDIR)$(PREFIX)/bin/dprctl
 
 clean:
 	rm -rf build

@@ -75,6 +75,10 @@ run_pytest() { # run_pytest LABEL DIR [BUILD]
 
 run_pytest finder tests/finder
 run_pytest cachestore tests/cachestore
+run_pytest python tests/python
+run_pytest mgmt tests/mgmt
+# real systemd nodes in namespaces (needs root; skips itself otherwise)
+run_pytest cluster tests/cluster
 # the same servers built with ASan/UBSan (the tests fail on sanitizer reports)
 if [[ -x build/asan/dpr-finder && -x build/asan/dpr-kv ]]; then
     run_pytest finder-asan tests/finder build/asan

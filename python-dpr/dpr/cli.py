@@ -1,0 +1,339 @@
+"""dprctl - drive the local dpr-agent from the shell.
+
+    dprctl apply -f cluster.yaml [--dry-run] [--wait [--timeout S]]
+    dprctl plan -f cluster.yaml
+    dprctl status [NAME] [--json]
+    dprctl delete NAME
+    dprctl events [--json]
+    dprctl nodes [--json]
+
+Global: --socket PATH (else $DPR_SOCKET, else /run/dpr/agent.sock).
+Exit status: 0 success, 1 error (one line per problem on stderr, saying what
+to fix), 2 usage error, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROG = "dprctl"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 2 with a hint, like argparse, but shorter
+        self.print_usage(sys.stderr)
+        sys.stderr.write("%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds (got %r)" % text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError("must be > 0 (got %s)" % text)
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --socket is accepted before and after the command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS,
+                        help="dpr-agent's control socket (default: $DPR_SOCKET, else "
+                             "/run/dpr/agent.sock)")
+    p = _Parser(prog=PROG, parents=[common],
+                description="Deploy and watch DPR cache-store clusters through the local "
+                            "dpr-agent.",
+                epilog="exit status: 0 ok, 1 error, 2 usage. Docs: docs/control-api.md, "
+                       "python-dpr/README.md")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    a = sub.add_parser("apply", parents=[common], help="make the cluster match a spec file",
+                       description="Apply a cluster spec (YAML): the whole desired state; "
+                                   "deployments not in it are deleted.")
+    a.add_argument("-f", "--file", required=True, metavar="FILE",
+                   help="the cluster spec (YAML or JSON; - reads stdin)")
+    a.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    a.add_argument("--wait", action="store_true",
+                   help="wait until every instance of the spec is ready")
+    a.add_argument("--timeout", type=_positive, default=120.0, metavar="SECONDS",
+                   help="how long --wait waits (default 120)")
+
+    pl = sub.add_parser("plan", parents=[common], help="show what apply would do",
+                        description="Show what `apply` would do with a spec; changes nothing.")
+    pl.add_argument("-f", "--file", required=True, metavar="FILE",
+                    help="the cluster spec (YAML or JSON; - reads stdin)")
+
+    st = sub.add_parser("status", parents=[common], help="deployments and instances",
+                        description="Show deployments and their instances.")
+    st.add_argument("name", nargs="?", metavar="NAME", help="only this deployment")
+    st.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+
+    d = sub.add_parser("delete", parents=[common], help="delete a deployment",
+                       description="Stop and remove every instance of a deployment.")
+    d.add_argument("name", metavar="NAME", help="the deployment")
+
+    e = sub.add_parser("events", parents=[common], help="follow state changes",
+                       description="Print state changes as they happen (Ctrl-C stops).")
+    e.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    n = sub.add_parser("nodes", parents=[common], help="the cluster's nodes",
+                       description="Show the cluster's nodes.")
+    n.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+
+    w = sub.add_parser("wait", parents=[common], help="wait until deployments are ready",
+                       description="Wait until every instance of the named deployments (or "
+                                   "of all deployments) is ready.")
+    w.add_argument("names", nargs="*", metavar="NAME")
+    w.add_argument("--timeout", type=_positive, default=120.0, metavar="SECONDS",
+                   help="how long to wait (default 120)")
+    return p
+
+
+# --- output helpers --------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An aligned text table (two spaces between columns, no trailing blanks)."""
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r]
+                                           for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    return "\n".join(lines)
+
+
+def _yn(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def _plan_lines(plan, dry: bool) -> str:
+    lines = []
+    if dry:
+        head = "plan against generation %s: %s" % (plan.generation, plan.summary())
+        if not plan.changed:
+            head += " — nothing to do"
+    else:
+        head = "applied, generation %s: %s" % (plan.generation, plan.summary())
+        if not plan.changed:
+            head += " — already up to date"
+    lines.append(head)
+    verbs = {"created": ("create", "created"), "updated": ("update", "updated"),
+             "deleted": ("delete", "deleted")}
+    for key, sign in (("created", "+"), ("updated", "~"), ("deleted", "-")):
+        for name in getattr(plan, key):
+            lines.append("  %s %s  (%s)" % (sign, name, verbs[key][0 if dry else 1]))
+    return "\n".join(lines)
+
+
+def format_status(st) -> str:
+    f = st.finder
+    head = "cluster %s  node %s  generation %s  finder %s  world-line %s  max version %s" % (
+        st.cluster or "-", st.node or "-", "-" if st.generation is None else st.generation,
+        f.address or "-", "-" if f.world_line is None else f.world_line,
+        "-" if f.max_version is None else f.max_version)
+    if st.systemd_connected is False:
+        head += "\nwarning: the agent cannot reach systemd%s: no instance can run" % (
+            " (%s)" % st.systemd_error if st.systemd_error else "")
+    if st.retiring:
+        head += "\nstopping deleted instances: %s" % " ".join(st.retiring)
+    if not st.deployments:
+        return head + "\n\nno deployments (apply a spec: dprctl apply -f cluster.yaml)"
+    deps = table(["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY", "CHECKPOINT"],
+                 [[d.name, d.impl, d.version, d.shards,
+                   "%d/%s" % (sum(1 for i in d.instances if i.ready),
+                              d.shards if d.shards is not None else len(d.instances)),
+                   "%sms" % d.checkpoint_interval_ms if d.checkpoint_interval_ms else None]
+                  for d in st.deployments])
+    rows = []
+    for d in st.deployments:
+        for i in d.instances:
+            rows.append([i.name, i.node, i.worker, i.endpoint, i.state, _yn(i.ready),
+                         i.restarts, i.main_pid or None, i.version, i.world_line, i.cut,
+                         _one_line(i.last_error)])
+    insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "RESTARTS",
+                   "PID", "VERSION", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
+    return "\n\n".join([head, deps, insts])
+
+
+def _one_line(s: Any) -> Any:
+    if s is None:
+        return None
+    s = " ".join(str(s).split())
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def format_nodes(nodes) -> str:
+    return table(["NODE", "ADDRESS", "SELF", "LEADER", "STATE"],
+                 [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state] for n in nodes])
+
+
+class _Progress:
+    """Progress of a wait on stderr: one line whenever the picture changes."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.t0 = time.monotonic()
+        self.last = None
+
+    def __call__(self, st) -> None:
+        parts = []
+        for d in st.deployments:
+            n = d.shards if isinstance(d.shards, int) else len(d.instances)
+            ready = sum(1 for i in d.instances if i.ready)
+            bad = ["%s %s%s" % (i.name, i.state, " (%d restarts)" % i.restarts
+                                if i.restarts else "") for i in d.not_ready]
+            parts.append("%s %d/%d ready%s" % (d.name, ready, n,
+                                               " [%s]" % ", ".join(bad) if bad else ""))
+        line = "; ".join(parts) or "no deployments"
+        if line != self.last:
+            self.stream.write("[%5.1fs] waiting: %s\n" % (time.monotonic() - self.t0, line))
+            self.stream.flush()
+            self.last = line
+
+
+# --- commands --------------------------------------------------------------------
+
+def _connect(args):
+    from .cluster import connect
+    return connect(getattr(args, "socket", None))
+
+
+def _load(args):
+    from .spec import ClusterSpec
+    return ClusterSpec.from_file(args.file)
+
+
+def cmd_apply(args) -> int:
+    spec = _load(args)
+    with _connect(args) as cluster:
+        plan = cluster.apply(spec, dry_run=args.dry_run)
+        print(_plan_lines(plan, args.dry_run))
+        sys.stdout.flush()
+        if args.wait and not args.dry_run:
+            names = [c.name for c in spec.cachestores]
+            if names:
+                t0 = time.monotonic()
+                st = cluster.wait_ready(names, timeout=args.timeout, progress=_Progress())
+                sys.stderr.write("ready: %d instances of %s in %.1fs\n"
+                                 % (len(st.instances), ", ".join(names),
+                                    time.monotonic() - t0))
+    return EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    spec = _load(args)
+    with _connect(args) as cluster:
+        print(_plan_lines(cluster.plan(spec), True))
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    with _connect(args) as cluster:
+        if args.json:
+            r = cluster.request("status", {} if args.name is None else {"name": args.name})
+            print(json.dumps(r, indent=2, sort_keys=False))
+        else:
+            print(format_status(cluster.status(args.name)))
+    return EXIT_OK
+
+
+def cmd_delete(args) -> int:
+    with _connect(args) as cluster:
+        plan = cluster.delete(args.name)
+        print("deleted %s, generation %s: %s" % (args.name, plan.generation,
+                                                 " ".join(plan.deleted) or "no instances"))
+    return EXIT_OK
+
+
+def cmd_events(args) -> int:
+    with _connect(args) as cluster:
+        with cluster.events() as stream:
+            sys.stderr.write("following events from %s (Ctrl-C stops)\n" % cluster.socket_path)
+            sys.stderr.flush()
+            for ev in stream:
+                if args.json:
+                    print(json.dumps(ev.data, separators=(",", ":")))
+                else:
+                    print(str(ev))
+                sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_nodes(args) -> int:
+    with _connect(args) as cluster:
+        if args.json:
+            print(json.dumps(cluster.request("nodes", {}), indent=2))
+        else:
+            print(format_nodes(cluster.nodes()))
+    return EXIT_OK
+
+
+def cmd_wait(args) -> int:
+    with _connect(args) as cluster:
+        names = args.names or None
+        t0 = time.monotonic()
+        st = cluster.wait_ready(names, timeout=args.timeout, progress=_Progress())
+        sys.stderr.write("ready: %d instances in %.1fs\n"
+                         % (len(st.instances), time.monotonic() - t0))
+    return EXIT_OK
+
+
+COMMANDS = {"apply": cmd_apply, "plan": cmd_plan, "status": cmd_status, "delete": cmd_delete,
+            "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait}
+
+
+def _error_lines(e: BaseException, args) -> list:
+    from .mgmt_errors import SpecError
+    if isinstance(e, SpecError):
+        src = getattr(args, "file", None)
+        prefix = "" if not src else ("<stdin>" if src == "-" else src) + ": "
+        lines = []
+        for path, msg in e.problems:
+            if path:
+                lines.append("%s%s: %s" % (prefix, path, msg))
+            elif src and msg.startswith(src if src != "-" else "<stdin>"):
+                lines.append(msg)
+            else:
+                lines.append(prefix + msg)
+        return lines or [str(e)]
+    return [" ".join(str(e).split()) or type(e).__name__]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from .errors import DprError
+    except Exception as e:  # the package itself is broken
+        sys.stderr.write("%s: cannot load the dpr package: %s\n" % (PROG, e))
+        return EXIT_ERROR
+    try:
+        return COMMANDS[args.command](args)
+    except DprError as e:
+        for line in _error_lines(e, args):
+            sys.stderr.write("%s: %s\n" % (PROG, line))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("%s: interrupted\n" % PROG)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout went away (e.g. `dprctl events | head`): not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,581 @@
+"""DPR client sessions over dpr-kv shards.
+
+    client = dpr.Client(shards=["127.0.0.1:7001", "127.0.0.1:7002"],
+                        finder="127.0.0.1:7000")
+    with client.session() as s:
+        s.set("a", 1)
+        s.incr("b")
+        s.wait_committed()          # everything so far survives any crash
+
+A key goes to shard ``dpr.route.shard_of(key, len(shards))`` (the same
+function as libdpr's dpr_route_shard), so every client must list the shards
+in the same order. Every operation is sent as a DPR batch (``DPR.BATCH``,
+docs/protocol.md) and gets a sequence number (1, 2, 3, ...). The bookkeeping
+(dependencies, commit point, which operations a rollback lost) is done by
+libdpr's C session through ctypes, so it follows exactly the same rules as
+C clients.
+
+Worker ids: shard i's DPR worker id is ``workers[i]`` when given, else it is
+read from the shard's ``INFO dpr`` (field ``dpr_worker_id``) the first time
+it is needed. Every new connection to a shard checks that field, so a shard
+list in the wrong order or a wrong address is an error, not silent
+misrouting.
+
+Rollbacks: when a shard refuses a batch (the cluster has moved to a newer
+world-line), when a shard's connection breaks while a batch is in flight
+(the session waits up to ``rollback_timeout`` for the finder's world-line to
+move on), or when ``commit_point()`` sees a newer world-line, the session
+asks the finder for the cut the cluster rolled back to (``DPR.PREFIX`` of
+the session's world-line), lets libdpr decide which operations survived,
+moves to the new world-line and raises :class:`dpr.RollbackError`.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+import time
+from typing import Any, Sequence
+
+import hiredis
+
+from . import _libdpr as L
+from .errors import (ConnectionError, DprError, ProtocolError, ResponseError, RollbackError,
+                     SessionClosedError, SessionInDoubtError, TimeoutError)
+from .resp import Connection, encode_command, parse_address
+from .route import shard_of, to_bytes
+
+__all__ = ["Client", "Session", "RollbackInfo"]
+
+_POLL = 0.01  # seconds between finder polls while waiting
+
+
+def _parse_info(text: bytes) -> dict[str, str]:
+    out = {}
+    for line in text.decode("utf-8", "replace").splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            k, _, v = line.partition(":")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _flat_cut(flat: Any, what: str) -> dict[int, int]:
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise ProtocolError("finder: %s is not a flat [worker, version, ...] array: %r"
+                            % (what, flat))
+    try:
+        return {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    except (TypeError, ValueError) as e:
+        raise ProtocolError("finder: bad %s %r" % (what, flat)) from e
+
+
+class RollbackInfo:
+    """One rollback a session went through (see Session.rollbacks)."""
+
+    __slots__ = ("old_world_line", "world_line", "lost_from", "lost_count", "last_seq_before",
+                 "reason")
+
+    def __init__(self, old_world_line: int, world_line: int, lost_from: int, lost_count: int,
+                 last_seq_before: int, reason: str):
+        self.old_world_line = old_world_line
+        self.world_line = world_line
+        self.lost_from = lost_from
+        self.lost_count = lost_count
+        self.last_seq_before = last_seq_before
+        self.reason = reason
+
+    def lost(self, seq: int) -> bool:
+        return self.lost_count > 0 and self.lost_from <= seq <= self.last_seq_before
+
+    def __repr__(self) -> str:
+        return ("RollbackInfo(world_line %d -> %d, lost %d from %d, last seq %d)"
+                % (self.old_world_line, self.world_line, self.lost_count, self.lost_from,
+                   self.last_seq_before))
+
+
+class Client:
+    """A dpr-kv cluster: its shards (in routing order) and its finder.
+
+    Parameters:
+      shards: "HOST:PORT" of every shard; shard i holds the keys
+        ``dpr.route.shard_of(key, len(shards)) == i``.
+      finder: "HOST:PORT" of the DPR finder.
+      workers: the DPR worker id of each shard (optional; by default read
+        from each shard's INFO).
+      timeout: seconds to wait for any one reply.
+      connect_timeout: seconds for one connection attempt.
+      reconnect_timeout: how long an operation keeps trying to reach a shard
+        (or the finder) that is down, e.g. while it restarts, before raising
+        dpr.ConnectionError.
+      rollback_timeout: how long an operation whose shard connection broke
+        mid-batch waits for the cluster to start a new world-line.
+
+    A Client holds no connections itself; it may be shared by threads. Each
+    Session has its own connections and must be used by one thread at a time.
+    """
+
+    def __init__(self, shards: Sequence[str], finder: str, workers: Sequence[int] | None = None,
+                 *, timeout: float = 10.0, connect_timeout: float = 2.0,
+                 reconnect_timeout: float = 15.0, rollback_timeout: float = 30.0):
+        if isinstance(shards, str):
+            raise TypeError("shards must be a list of 'HOST:PORT' strings, not one string")
+        self.shards = list(shards)
+        if not self.shards:
+            raise ValueError("a Client needs at least one shard")
+        for a in self.shards:
+            parse_address(a)
+        parse_address(finder)
+        self.finder = finder
+        if workers is not None:
+            workers = [int(w) for w in workers]
+            if len(workers) != len(self.shards):
+                raise ValueError("workers has %d ids for %d shards"
+                                 % (len(workers), len(self.shards)))
+            if len(set(workers)) != len(workers):
+                raise ValueError("workers %r: every shard needs its own worker id" % workers)
+        self._workers: list[int | None] = list(workers) if workers else [None] * len(self.shards)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.rollback_timeout = rollback_timeout
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "dpr.Client(shards=%r, finder=%r)" % (self.shards, self.finder)
+
+    def shard_of(self, key: str | bytes | int) -> int:
+        """Index of the shard that holds key."""
+        return shard_of(key, len(self.shards))
+
+    def _known_worker(self, i: int) -> int | None:
+        with self._lock:
+            return self._workers[i]
+
+    def _learn_worker(self, i: int, worker: int) -> None:
+        with self._lock:
+            known = self._workers[i]
+            if known is None:
+                if worker in self._workers:
+                    raise DprError("shards %s and %s both report DPR worker id %d: check "
+                                   "the shard list" % (self.shards[self._workers.index(worker)],
+                                                       self.shards[i], worker))
+                self._workers[i] = worker
+
+    def worker_ids(self) -> list[int]:
+        """The worker id of every shard, asking shards' INFO where unknown."""
+        for i in range(len(self.shards)):
+            if self._known_worker(i) is None:
+                conn = Connection(self.shards[i], self.timeout, self.connect_timeout)
+                try:
+                    _connect_shard(self, conn, i, time.monotonic() + self.reconnect_timeout)
+                finally:
+                    conn.close()
+        return [w for w in self._workers if w is not None]
+
+    def session(self) -> "Session":
+        """A new session (use it as a context manager, or call close())."""
+        return Session(self)
+
+    # --- plain reads, outside any session (tests, tools) ------------------
+
+    def info(self, shard: int) -> dict[str, str]:
+        """INFO dpr of a shard, as a dict of strings."""
+        with Connection(self.shards[shard], self.timeout, self.connect_timeout) as c:
+            return _parse_info(c.call("INFO", "dpr"))
+
+
+def _connect_shard(client: Client, conn: Connection, i: int, deadline: float) -> None:
+    """Connects conn to shard i, retrying until deadline, and checks (or
+    learns) the worker id in its INFO."""
+    last: Exception | None = None
+    while True:
+        try:
+            conn.connect()
+            info = _parse_info(conn.call("INFO", "dpr"))
+            break
+        except ConnectionError as e:  # includes TimeoutError
+            conn.close()
+            last = e
+        except ResponseError as e:  # e.g. "max number of clients reached"
+            conn.close()
+            last = e
+        if time.monotonic() >= deadline:
+            raise ConnectionError("shard %d (%s) unreachable for %.1fs: %s"
+                                  % (i, client.shards[i], client.reconnect_timeout, last))
+        time.sleep(0.05)
+    wid = info.get("dpr_worker_id")
+    if wid is None or not wid.isdigit():
+        conn.close()
+        raise ProtocolError("%s is not a dpr-kv shard (no dpr_worker_id in INFO dpr)"
+                            % client.shards[i])
+    worker = int(wid)
+    known = client._known_worker(i)
+    if known is None:
+        client._learn_worker(i, worker)
+    elif known != worker:
+        conn.close()
+        raise DprError("shard %d (%s) is DPR worker %d, expected worker %d: the shard list "
+                       "must be in the same order as the workers" % (i, client.shards[i],
+                                                                     worker, known))
+
+
+class Session:
+    """A DPR session: operations numbered 1, 2, 3, ... whose survivors after
+    any failure are a prefix.
+
+    Operations (``set``, ``get``, ``incr``, ``delete``, ``execute``) return
+    the Redis reply (``b"OK"``, bytes or None, an int). An error reply raises
+    :class:`dpr.ResponseError`; the operation still ran and has its
+    sequence number. Any operation, ``commit_point()`` and
+    ``wait_committed()`` can raise :class:`dpr.RollbackError`; the session
+    then continues on the new world-line.
+
+    Batches are strictly ordered (libdpr's strict mode): an operation is sent
+    only when the previous one was answered, so the operations that survive
+    a rollback are always a prefix.
+    """
+
+    def __init__(self, client: Client):
+        self.client = client
+        self._closed = True
+        L.get_lib()  # LibdprNotFound (a DprError and an ImportError) if missing
+        self._c = L.Session()
+        self._finder = Connection(client.finder, client.timeout, client.connect_timeout)
+        self._shards = [Connection(a, client.timeout, client.connect_timeout)
+                        for a in client.shards]
+        self._in_doubt = False  # a batch was abandoned; a rollback must settle it
+        self._refused_by = 0  # newest world-line a refusal named, not yet rolled back to
+        self.rollbacks: list[RollbackInfo] = []
+        wl, _, _ = self._sync(time.monotonic() + client.reconnect_timeout)
+        raw = os.urandom(16)
+        sid = L.SessionId(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
+        r = L.lib.dpr_session_init(ctypes.byref(self._c), sid, wl, 0)
+        if r < 0:
+            self._finder.close()
+            raise DprError("dpr_session_init: %s" % L.errname(r))
+        self._closed = False
+
+    # --- life cycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the connections and frees the C session (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for c in self._shards:
+            c.close()
+        self._finder.close()
+        L.lib.dpr_session_free(ctypes.byref(self._c))
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return "<dpr.Session closed>"
+        return ("<dpr.Session %s world-line %d, last seq %d, commit point %d>"
+                % (self.id, self.world_line, self.last_seq, self._c.commit_point))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError("the session is closed")
+
+    # --- state ----------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The 128-bit session id, as 32 hex digits."""
+        return "%016x%016x" % (self._c.id.hi, self._c.id.lo)
+
+    @property
+    def world_line(self) -> int:
+        return self._c.world_line
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last operation issued (0: none yet)."""
+        return self._c.next_seq - 1
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence number the next operation will get."""
+        return self._c.next_seq
+
+    @property
+    def known_commit_point(self) -> int:
+        """The commit point as of the last commit_point() call (no I/O)."""
+        return self._c.commit_point
+
+    def is_committed(self, seq: int) -> bool:
+        """Whether operation seq is committed under the last cut seen (no
+        I/O; call commit_point() to refresh). False for lost operations."""
+        self._check_open()
+        return bool(L.lib.dpr_session_is_committed(ctypes.byref(self._c), seq))
+
+    def lost(self, seq: int) -> bool:
+        """Whether a rollback reported operation seq lost."""
+        return any(r.lost(seq) for r in self.rollbacks)
+
+    # --- operations -------------------------------------------------------------
+
+    def set(self, key: str | bytes | int, value: Any) -> Any:
+        """SET key value; returns b"OK"."""
+        return self.execute("SET", key, value)
+
+    def get(self, key: str | bytes | int) -> bytes | None:
+        """GET key."""
+        return self.execute("GET", key)
+
+    def incr(self, key: str | bytes | int, amount: int = 1) -> int:
+        """INCR key (INCRBY when amount != 1); returns the new value."""
+        if amount == 1:
+            return self.execute("INCR", key)
+        return self.execute("INCRBY", key, int(amount))
+
+    def delete(self, key: str | bytes | int) -> int:
+        """DEL key; returns how many keys were removed (0 or 1)."""
+        return self.execute("DEL", key)
+
+    def exists(self, key: str | bytes | int) -> int:
+        return self.execute("EXISTS", key)
+
+    def execute(self, *args: Any, key: str | bytes | int | None = None) -> Any:
+        """Runs one command as one DPR operation, on the shard of ``key``
+        (default: the command's first argument after its name)."""
+        if len(args) < 2 and key is None:
+            raise ValueError("execute(%r): a command without a key needs key=..." % (args,))
+        k = to_bytes(args[1] if key is None else key)
+        reply = self._batch(self.client.shard_of(k), [args])[0]
+        if isinstance(reply, hiredis.ReplyError):
+            raise ResponseError(str(reply))
+        return reply
+
+    def execute_many(self, key: str | bytes | int, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Runs several commands as one DPR batch on the shard of ``key``
+        (so their keys should share it, e.g. through a hash tag
+        ``"user:{42}:name"``). They get consecutive sequence numbers. Returns
+        their replies; error replies are returned as dpr.ResponseError
+        objects, not raised."""
+        if not commands:
+            return []
+        replies = self._batch(self.client.shard_of(to_bytes(key)), list(commands))
+        return [ResponseError(str(r)) if isinstance(r, hiredis.ReplyError) else r
+                for r in replies]
+
+    # --- the batch round trip -------------------------------------------------
+
+    def _shard(self, i: int) -> Connection:
+        """An open connection to shard i (reconnecting while it restarts)."""
+        conn = self._shards[i]
+        if conn.check_alive():
+            return conn
+        _connect_shard(self.client, conn, i, time.monotonic() + self.client.reconnect_timeout)
+        return conn
+
+    def _batch(self, i: int, commands: list[Sequence[Any]]) -> list[Any]:
+        self._check_open()
+        payload = b"".join(encode_command(c) for c in commands)  # bad arguments raise here
+        self._settle()
+        conn = self._shard(i)
+        worker = self.client._known_worker(i)
+        assert worker is not None
+        hdr = L.RequestHdr()
+        first = ctypes.c_uint64(0)
+        r = L.lib.dpr_session_begin_batch(ctypes.byref(self._c), worker, len(commands),
+                                          ctypes.byref(hdr), ctypes.byref(first))
+        if r < 0:
+            raise DprError("cannot start a batch: dpr_session_begin_batch: %s" % L.errname(r))
+        where = "shard %d (%s, worker %d)" % (i, conn.address, worker)
+        # from here on the batch must be resolved or abandoned, whatever happens
+        try:
+            header = L.encode_request(hdr, self._c.deps)
+            conn.send_raw(encode_command(("DPR.BATCH", header)) + payload)
+            reply = conn.read()
+        except (ConnectionError, ProtocolError) as e:
+            conn.close()
+            self._abandon(hdr.batch_id)
+            self._settle(wait=True, reason="%s: %s" % (where, e))
+            raise  # not reached: _settle raises (an abandoned operation is always lost)
+        except BaseException:  # KeyboardInterrupt, ...: the answer is lost to us
+            conn.close()
+            self._abandon(hdr.batch_id)
+            raise
+        if isinstance(reply, hiredis.ReplyError):
+            # the batch as a whole was not executed (e.g. "ERR DPR.BATCH not
+            # executed: ..."); libdpr can only count it as in doubt
+            conn.close()
+            self._abandon(hdr.batch_id)
+            raise SessionInDoubtError(
+                "%s rejected batch %d: %s. Its operations (from %d) are in doubt; the "
+                "session cannot continue until a rollback: open a new session"
+                % (where, hdr.batch_id, reply, first.value))
+        if (not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[0], bytes)
+                or not isinstance(reply[1], list)):
+            conn.close()
+            self._abandon(hdr.batch_id)
+            raise ProtocolError("%s answered DPR.BATCH with %r, expected [header, replies]"
+                                % (where, reply))
+        try:
+            rh, _buf = L.decode_response(reply[0])
+        except ValueError as e:
+            conn.close()
+            self._abandon(hdr.batch_id)
+            raise ProtocolError("%s: %s" % (where, e)) from e
+        r = L.lib.dpr_session_resolve(ctypes.byref(self._c), ctypes.byref(rh))
+        if r == -errno.ESTALE:
+            self._refused_by = max(self._refused_by, rh.world_line)
+            self._settle(reason="%s refused batch %d: the cluster is on world-line %d"
+                                % (where, hdr.batch_id, rh.world_line))
+            raise DprError("batch %d was refused but no rollback followed" % hdr.batch_id)
+        if r < 0:
+            conn.close()
+            self._abandon(hdr.batch_id)
+            raise ProtocolError("%s: answer to batch %d does not match it: %s"
+                                % (where, hdr.batch_id, L.errname(r)))
+        if len(reply[1]) != len(commands):
+            raise ProtocolError("%s: %d replies for %d operations" % (where, len(reply[1]),
+                                                                      len(commands)))
+        return reply[1]
+
+    def _abandon(self, batch_id: int) -> None:
+        if L.lib.dpr_session_abandon_batch(ctypes.byref(self._c), batch_id) == 0:
+            self._in_doubt = True
+
+    # --- the finder -----------------------------------------------------------
+
+    def _finder_call(self, deadline: float, *args: Any) -> Any:
+        """A finder command, retried (reconnecting) until deadline."""
+        while True:
+            try:
+                return self._finder.call(*args)
+            except ConnectionError as e:
+                self._finder.close()
+                if time.monotonic() >= deadline:
+                    raise ConnectionError("finder %s: %s" % (self.client.finder, e)) from e
+            time.sleep(0.05)
+
+    def _sync(self, deadline: float) -> tuple[int, int, dict[int, int]]:
+        """DPR.SYNC: (world-line, max version, cut)."""
+        reply = self._finder_call(deadline, "DPR.SYNC")
+        if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], int)):
+            raise ProtocolError("finder: DPR.SYNC answered %r" % (reply,))
+        return reply[0], reply[1], _flat_cut(reply[2], "DPR.SYNC cut")
+
+    # --- rollbacks --------------------------------------------------------------
+
+    def _settle(self, wait: bool = False, reason: str = "") -> None:
+        """If a refusal was seen or a batch abandoned, roll back (raising
+        RollbackError), or raise SessionInDoubtError if the finder has not
+        moved on (after waiting up to rollback_timeout when wait)."""
+        if not self._in_doubt and not self._refused_by:
+            return
+        deadline = time.monotonic() + (self.client.rollback_timeout if wait else 0)
+        conn_deadline = time.monotonic() + self.client.reconnect_timeout
+        while True:
+            wl, _, _ = self._sync(max(deadline, conn_deadline))
+            wl = max(wl, self._refused_by)
+            if wl > self._c.world_line:
+                self._rollback(wl, reason or "a newer world-line was seen earlier")
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL)
+        raise SessionInDoubtError(
+            "%s; the answer never came, so operations from %d on are in doubt, and the "
+            "finder is still on world-line %d (waited %.1fs). If the shard restarts, the "
+            "next call reports the rollback; otherwise open a new session"
+            % (reason or "a batch was abandoned", self._first_in_doubt(), self._c.world_line,
+               self.client.rollback_timeout if wait else 0.0))
+
+    def _first_in_doubt(self) -> int:
+        c = self._c
+        for k in range(c.ops_len):
+            op = c.ops[(c.ops_head + k) & (c.ops_cap - 1)]
+            if op.version == 0:
+                return op.seq
+        return c.next_seq
+
+    def _rollback(self, world_line: int, reason: str) -> None:
+        """Rolls the session back to the cut that ended its world-line and
+        moves it to world_line; raises RollbackError if anything was lost."""
+        old = self._c.world_line
+        deadline = time.monotonic() + self.client.reconnect_timeout
+        try:
+            flat = self._finder_call(deadline, "DPR.PREFIX", old)
+        except ResponseError as e:
+            raise DprError("cannot learn which operations of world-line %d survived: finder "
+                           "says %s. Open a new session" % (old, e)) from e
+        cut = L.depset_from_dict(_flat_cut(flat, "DPR.PREFIX %d" % old))
+        res = L.RollbackResult()
+        last = self.last_seq
+        try:
+            r = L.lib.dpr_session_rollback(ctypes.byref(self._c), world_line, ctypes.byref(cut),
+                                           ctypes.byref(res))
+        finally:
+            L.lib.dpr_depset_free(ctypes.byref(cut))
+            if res.survived_above:
+                L.free(res.survived_above)
+        if r < 0:
+            raise DprError("dpr_session_rollback to world-line %d: %s" % (world_line,
+                                                                         L.errname(r)))
+        self._in_doubt = False
+        self._refused_by = 0
+        info = RollbackInfo(old, world_line, res.lost_from, res.lost_count, last, reason)
+        self.rollbacks.append(info)
+        if res.lost_count:
+            raise RollbackError(res.lost_from, res.lost_count, world_line, old, last, reason)
+
+    # --- commit point -------------------------------------------------------------
+
+    def commit_point(self) -> int:
+        """Asks the finder for the cut and returns the commit point: every
+        operation with a sequence number <= it is committed (survives any
+        failure), except operations an earlier rollback reported lost.
+        Raises RollbackError if the cluster has rolled back and operations
+        of this session were lost."""
+        self._check_open()
+        self._settle()
+        wl, _, cut = self._sync(time.monotonic() + self.client.reconnect_timeout)
+        if wl > self._c.world_line:
+            self._rollback(wl, "the finder is on world-line %d" % wl)
+        elif wl == self._c.world_line:
+            cs = L.depset_from_dict(cut)
+            try:
+                L.lib.dpr_session_commit_point(ctypes.byref(self._c), ctypes.byref(cs))
+            finally:
+                L.lib.dpr_depset_free(ctypes.byref(cs))
+        return self._c.commit_point
+
+    def wait_committed(self, seq: int | None = None, timeout: float = 10.0) -> int:
+        """Waits until operation seq (default: the last one issued) is
+        committed; returns the commit point. Raises dpr.TimeoutError after
+        timeout seconds, RollbackError if a rollback happens meanwhile, and
+        DprError if seq was lost in an earlier rollback."""
+        self._check_open()
+        if seq is None:
+            seq = self.last_seq
+        if seq < 0 or seq > self.last_seq:
+            raise ValueError("operation %d was not issued (last is %d)" % (seq, self.last_seq))
+        deadline = time.monotonic() + timeout
+        while True:
+            for rb in self.rollbacks:
+                if rb.lost(seq):
+                    raise DprError("operation %d was lost in the rollback from world-line %d "
+                                   "to %d" % (seq, rb.old_world_line, rb.world_line))
+            cp = self.commit_point()
+            if seq == 0 or self.is_committed(seq):
+                return cp
+            if time.monotonic() >= deadline:
+                raise TimeoutError("operation %d is not committed after %.1fs (commit point %d)"
+                                   % (seq, timeout, cp))
+            time.sleep(_POLL)

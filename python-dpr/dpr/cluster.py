@@ -1,0 +1,472 @@
+"""Declarative management of a DPR cluster through the local dpr-agent.
+
+    import dpr
+    spec = dpr.ClusterSpec("demo", cachestores=[
+        dpr.CacheStore("kv", impl="dpr-kv", version="1", shards=3)])
+    with dpr.connect() as cluster:          # /run/dpr/agent.sock or $DPR_SOCKET
+        plan = cluster.apply(spec)          # created / updated / deleted / unchanged
+        cluster.wait_ready("kv", timeout=60)
+        for inst in cluster.status("kv").instances:
+            print(inst.name, inst.endpoint, inst.ready, inst.restarts)
+        client = cluster.client("kv")       # a dpr.Client on the shards, in order
+
+See docs/control-api.md for the protocol and python-dpr/README.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from typing import Any, Callable, Mapping
+
+from .control import DEFAULT_TIMEOUT, ControlConnection, EventStream
+from .mgmt_errors import AgentError, AgentProtocolError, AgentUnavailable, NotFound, ReadyTimeout
+from .spec import ClusterSpec, load_spec
+
+__all__ = ["connect", "Cluster", "Plan", "Status", "Deployment", "Instance", "FinderStatus",
+           "Node"]
+
+_SHARD_RE = re.compile(r"-(\d+)$")
+
+
+def _fields(cls, d: Mapping) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)} - {"raw"}
+    return {k: d.get(k) for k in names if k in d}
+
+
+@dataclasses.dataclass
+class Plan:
+    """What ``apply``/``plan``/``delete`` did (or would do): instance names,
+    sorted, in four lists, and the cluster's generation (for a plan or a
+    dry run: the current one)."""
+
+    created: list = dataclasses.field(default_factory=list)
+    updated: list = dataclasses.field(default_factory=list)
+    deleted: list = dataclasses.field(default_factory=list)
+    unchanged: list = dataclasses.field(default_factory=list)
+    generation: int | None = None
+    dry_run: bool = False
+
+    @classmethod
+    def from_result(cls, result: Any, dry_run: bool = False) -> "Plan":
+        if not isinstance(result, Mapping):
+            raise AgentProtocolError("dpr-agent answered with %r instead of a plan" % (result,),
+                                     code="bad_reply")
+        p = result.get("plan") or {}
+        return cls(created=list(p.get("created") or []), updated=list(p.get("updated") or []),
+                   deleted=list(p.get("deleted") or []),
+                   unchanged=list(p.get("unchanged") or []),
+                   generation=result.get("generation"), dry_run=dry_run)
+
+    @property
+    def changed(self) -> bool:
+        """True when something was (or would be) created, updated or deleted."""
+        return bool(self.created or self.updated or self.deleted)
+
+    def summary(self) -> str:
+        return "%d created, %d updated, %d deleted, %d unchanged" % (
+            len(self.created), len(self.updated), len(self.deleted), len(self.unchanged))
+
+    def __str__(self) -> str:
+        return "generation %s: %s" % (self.generation, self.summary())
+
+
+@dataclasses.dataclass
+class Instance:
+    """One cache-store instance (a shard of a deployment) as the agent sees it.
+
+    ``ready``: the unit is active and the cache-store signalled READY=1.
+    ``restarts``: systemd's NRestarts. ``version``, ``world_line``, ``cut``:
+    the DPR view (None when not known). ``raw``: the whole status object."""
+
+    name: str
+    unit: str | None = None
+    node: str | None = None
+    worker: int | None = None
+    shard: int | None = None
+    endpoint: str | None = None
+    active_state: str | None = None
+    sub_state: str | None = None
+    ready: bool = False
+    restarts: int | None = None
+    main_pid: int | None = None
+    version: int | None = None
+    world_line: int | None = None
+    cut: int | None = None
+    last_error: str | None = None
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Instance":
+        kw = _fields(cls, d)
+        kw.setdefault("name", "?")
+        kw["ready"] = bool(kw.get("ready"))
+        if not isinstance(kw.get("shard"), int):
+            # the shard index from the name <deployment>-<shard>
+            m = _SHARD_RE.search(str(kw["name"]))
+            kw["shard"] = int(m.group(1)) if m else None
+        return cls(raw=dict(d), **kw)
+
+    @property
+    def state(self) -> str:
+        """``active_state/sub_state``, e.g. ``active/running``; ``unknown``
+        while the agent knows no unit state (e.g. systemd not reachable)."""
+        if self.active_state is None and self.sub_state is None:
+            return "unknown"
+        return "%s/%s" % (self.active_state or "?", self.sub_state or "?")
+
+
+@dataclasses.dataclass
+class Deployment:
+    """One deployment (a ``CacheStore`` of the spec) and its instances,
+    sorted by shard."""
+
+    name: str
+    impl: str | None = None
+    version: str | None = None
+    shards: int | None = None
+    checkpoint_interval_ms: int | None = None
+    max_clients: int | None = None
+    ready: int = 0
+    instances: list = dataclasses.field(default_factory=list)
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Deployment":
+        kw = _fields(cls, d)
+        kw.setdefault("name", "?")
+        insts = [Instance.from_dict(i) for i in d.get("instances") or [] if isinstance(i, Mapping)]
+        insts.sort(key=lambda i: (i.shard is None, i.shard or 0, i.name))
+        kw["instances"] = insts
+        kw["ready"] = kw.get("ready") or sum(1 for i in insts if i.ready)
+        return cls(raw=dict(d), **kw)
+
+    @property
+    def is_ready(self) -> bool:
+        """Every shard has an instance and every instance is ready."""
+        n = self.shards if isinstance(self.shards, int) else len(self.instances)
+        return (len(self.instances) == n and n > 0
+                and all(i.ready for i in self.instances))
+
+    @property
+    def not_ready(self) -> list:
+        return [i for i in self.instances if not i.ready]
+
+    @property
+    def endpoints(self) -> list:
+        """The instances' endpoints in shard order (what dpr.Client wants)."""
+        return [i.endpoint for i in self.instances]
+
+    def instance(self, name_or_shard: str | int) -> Instance:
+        for i in self.instances:
+            if i.name == name_or_shard or i.shard == name_or_shard:
+                return i
+        raise KeyError(name_or_shard)
+
+
+@dataclasses.dataclass
+class FinderStatus:
+    address: str | None = None
+    world_line: int | None = None
+    max_version: int | None = None
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "FinderStatus":
+        if not isinstance(d, Mapping):
+            return cls()
+        return cls(raw=dict(d), **_fields(cls, d))
+
+
+@dataclasses.dataclass
+class Status:
+    """The answer of ``status``: the cluster, this node, the generation, the
+    finder, and the deployments (sorted by name). ``retiring``: names of
+    deleted instances whose units are still being stopped.
+    ``systemd_connected``/``systemd_error``: whether the agent reaches
+    systemd (None when the agent does not say)."""
+
+    cluster: str | None = None
+    node: str | None = None
+    generation: int | None = None
+    finder: FinderStatus = dataclasses.field(default_factory=FinderStatus)
+    deployments: list = dataclasses.field(default_factory=list)
+    retiring: list = dataclasses.field(default_factory=list)
+    systemd_connected: bool | None = None
+    systemd_error: str | None = None
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_result(cls, r: Any) -> "Status":
+        if not isinstance(r, Mapping):
+            raise AgentProtocolError("dpr-agent answered status with %r" % (r,),
+                                     code="bad_reply")
+        deps = [Deployment.from_dict(d) for d in r.get("deployments") or []
+                if isinstance(d, Mapping)]
+        deps.sort(key=lambda d: d.name)
+        sd = r.get("systemd") if isinstance(r.get("systemd"), Mapping) else {}
+        return cls(cluster=r.get("cluster"), node=r.get("node"), generation=r.get("generation"),
+                   finder=FinderStatus.from_dict(r.get("finder")), deployments=deps,
+                   retiring=[str(x) for x in r.get("retiring") or []],
+                   systemd_connected=sd.get("connected"), systemd_error=sd.get("error"),
+                   raw=dict(r))
+
+    def deployment(self, name: str) -> Deployment:
+        for d in self.deployments:
+            if d.name == name:
+                return d
+        raise NotFound("no deployment %r in cluster %r (deployments: %s)"
+                       % (name, self.cluster, ", ".join(d.name for d in self.deployments)
+                          or "none"), code="not_found")
+
+    @property
+    def instances(self) -> list:
+        return [i for d in self.deployments for i in d.instances]
+
+    @property
+    def is_ready(self) -> bool:
+        return all(d.is_ready for d in self.deployments)
+
+
+@dataclasses.dataclass
+class Node:
+    """A node of the cluster. ``is_self``: the node of the agent answering
+    (``self`` in the protocol); ``leader``: it runs the finder."""
+
+    name: str
+    address: str | None = None
+    is_self: bool = False
+    leader: bool = False
+    state: str | None = None
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Node":
+        kw = _fields(cls, d)
+        kw.setdefault("name", "?")
+        kw["is_self"] = bool(d.get("self"))
+        kw["leader"] = bool(kw.get("leader"))
+        return cls(raw=dict(d), **kw)
+
+
+# event types after which wait_ready looks at the status again
+_WAKE_TYPES = {"instance", "apply", "delete", "node"}
+_POLL = 1.0
+
+
+class Cluster:
+    """The cluster as seen through the local dpr-agent. Use ``dpr.connect()``."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = 5.0):
+        self._conn = ControlConnection(path, timeout=timeout, connect_timeout=connect_timeout)
+
+    # --- plumbing ---------------------------------------------------------------
+    @property
+    def socket_path(self) -> str:
+        return self._conn.path
+
+    def request(self, op: str, args: dict | None = None, **kw) -> Any:
+        """A raw request (op and args of docs/control-api.md); returns the result."""
+        return self._conn.request(op, args, **kw)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<dpr.Cluster via %s>" % self._conn.where
+
+    # --- operations -------------------------------------------------------------
+    def apply(self, spec: ClusterSpec | Mapping | str | os.PathLike, dry_run: bool = False,
+              *, validate: bool = True) -> Plan:
+        """Makes the cluster look like ``spec`` (the whole desired state:
+        deployments not in it are deleted). Idempotent. Returns the Plan,
+        with the new generation. ``spec`` may be a ClusterSpec, a mapping or
+        a YAML file's path; it is validated here first (SpecError) unless
+        ``validate=False``; the agent validates again. The call returns once
+        the agent recorded the change and started the units; use
+        ``wait_ready`` for readiness."""
+        body = self._spec_body(spec, validate)
+        r = self._conn.request("apply", {"spec": body, "dry_run": bool(dry_run)})
+        return Plan.from_result(r, dry_run=bool(dry_run))
+
+    def plan(self, spec: ClusterSpec | Mapping | str | os.PathLike, *,
+             validate: bool = True) -> Plan:
+        """What ``apply(spec)`` would do; changes nothing."""
+        body = self._spec_body(spec, validate)
+        return Plan.from_result(self._conn.request("plan", {"spec": body}), dry_run=True)
+
+    @staticmethod
+    def _spec_body(spec: Any, validate: bool) -> dict:
+        if not validate:
+            if isinstance(spec, ClusterSpec):
+                return spec.to_dict()
+            if isinstance(spec, Mapping):
+                return dict(spec)
+            return ClusterSpec.from_file(spec, validate=False).to_dict()
+        s = load_spec(spec)
+        s.validate()
+        return s.to_dict()
+
+    def status(self, name: str | None = None) -> Status:
+        """The cluster's status (all deployments, or only ``name``:
+        NotFound when it does not exist)."""
+        args = {} if name is None else {"name": name}
+        return Status.from_result(self._conn.request("status", args))
+
+    def deployment(self, name: str) -> Deployment:
+        """One deployment's status (NotFound when it does not exist)."""
+        return self.status(name).deployment(name)
+
+    def delete(self, name: str) -> Plan:
+        """Stops and removes every instance of deployment ``name`` (NotFound
+        when there is none). Returns the Plan (``deleted``) and generation."""
+        return Plan.from_result(self._conn.request("delete", {"name": name}))
+
+    def nodes(self) -> list:
+        """The cluster's nodes (list of Node)."""
+        r = self._conn.request("nodes", {})
+        if not isinstance(r, Mapping):
+            raise AgentProtocolError("dpr-agent answered nodes with %r" % (r,), code="bad_reply")
+        return [Node.from_dict(n) for n in r.get("nodes") or [] if isinstance(n, Mapping)]
+
+    def events(self) -> EventStream:
+        """A stream of state changes (a connection of its own): iterate it,
+        or ``next(timeout)``; close it (``with``) when done."""
+        return self._conn.events()
+
+    def wait_ready(self, name: str | list | None = None, timeout: float = 60.0, *,
+                   progress: Callable[[Status], None] | None = None,
+                   use_events: bool = True) -> Status:
+        """Waits until every instance of deployment ``name`` (a list of
+        names, or None: every deployment) is ready, and returns the status.
+
+        Wakes on the events stream and looks at ``status`` again on each
+        instance/apply/delete event (and at least every second); without
+        events (``use_events=False``, or the stream is not available) it
+        polls. ``progress(status)`` is called whenever the readiness picture
+        changes. Raises ReadyTimeout (listing what is not ready and why)
+        after ``timeout`` seconds, NotFound when a deployment does not exist.
+        """
+        names = [name] if isinstance(name, str) else (list(name) if name is not None else None)
+        deadline = time.monotonic() + timeout
+        stream: EventStream | None = None
+        if use_events:
+            try:
+                stream = self.events()
+            except (AgentProtocolError, AgentUnavailable):
+                stream = None       # fall back to polling
+        last_key = None
+        try:
+            while True:
+                st = self._status_of(names)
+                key = tuple((i.name, i.ready, i.active_state, i.sub_state, i.restarts,
+                             i.last_error) for i in st.instances)
+                if progress is not None and key != last_key:
+                    progress(st)
+                last_key = key
+                if all(d.is_ready for d in st.deployments):
+                    return st
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _ready_timeout(st, timeout)
+                if stream is not None:
+                    try:
+                        t_end = time.monotonic() + min(left, _POLL)
+                        while True:
+                            ev = stream.next(max(0.0, t_end - time.monotonic()))
+                            if ev is None or ev.type in _WAKE_TYPES:
+                                break
+                    except AgentError:
+                        stream.close()
+                        stream = None
+                else:
+                    time.sleep(min(left, 0.2))
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def _status_of(self, names: list | None) -> Status:
+        if names is not None and len(names) == 1:
+            return self.status(names[0])
+        st = self.status()
+        if names is not None:
+            st.deployments = [st.deployment(n) for n in names]  # NotFound if missing
+        return st
+
+    def client(self, name: str, **kwargs) -> Any:
+        """A ``dpr.Client`` for deployment ``name``: its endpoints in shard
+        order, its worker ids, and the finder's address from the status.
+        Extra keyword arguments go to dpr.Client."""
+        from .client import Client  # lazily: the management API needs no libdpr
+        st = self.status(name)
+        dep = st.deployment(name)
+        if not dep.instances:
+            raise NotFound("deployment %r has no instances yet" % name, code="not_found")
+        missing = [i.name for i in dep.instances if not i.endpoint]
+        if missing:
+            raise AgentUnavailable("deployment %r: no endpoint known yet for %s; wait with "
+                                   "cluster.wait_ready(%r)" % (name, ", ".join(missing), name),
+                                   code="unavailable")
+        shards = [i.shard for i in dep.instances]
+        if shards != list(range(len(shards))):
+            raise AgentUnavailable("deployment %r: instances are not shards 0..%d yet (%s); "
+                                   "wait with cluster.wait_ready(%r)"
+                                   % (name, len(shards) - 1,
+                                      ", ".join(i.name for i in dep.instances), name),
+                                   code="unavailable")
+        if not st.finder.address:
+            raise AgentUnavailable("the agent reports no finder address yet; retry",
+                                   code="unavailable")
+        if "workers" not in kwargs and all(isinstance(i.worker, int) for i in dep.instances):
+            kwargs["workers"] = [i.worker for i in dep.instances]
+        return Client(shards=dep.endpoints, finder=st.finder.address, **kwargs)
+
+
+def _ready_timeout(st: Status, timeout: float) -> ReadyTimeout:
+    parts = []
+    not_ready = []
+    for d in st.deployments:
+        n = d.shards if isinstance(d.shards, int) else len(d.instances)
+        if d.is_ready:
+            continue
+        bad = d.not_ready
+        not_ready += bad
+        # instances in the same situation are named together
+        groups: dict = {}
+        for i in bad:
+            why = i.state
+            if i.restarts:
+                why += ", %d restarts" % i.restarts
+            if i.last_error:
+                why += ", last error: %s" % " ".join(str(i.last_error).split())
+            groups.setdefault(why, []).append(i.name)
+        what = ["%s (%s)" % (", ".join(names), why) for why, names in groups.items()]
+        if len(d.instances) != n:
+            what.append("%d of %d instances exist" % (len(d.instances), n))
+        parts.append("%s: %d/%d ready; not ready: %s"
+                     % (d.name, sum(1 for i in d.instances if i.ready), n, "; ".join(what)))
+    hint = ""
+    if st.systemd_connected is False:
+        hint = (" — the agent cannot reach systemd%s; see journalctl -u dpr-agent"
+                % (": %s" % st.systemd_error if st.systemd_error else ""))
+    elif not_ready:
+        u = not_ready[0].unit or "dpr-cachestore@%s.service" % not_ready[0].name
+        hint = " — see systemctl status %s and journalctl -u %s" % (u, u)
+    return ReadyTimeout("not ready after %gs: %s%s" % (timeout, " | ".join(parts), hint),
+                        not_ready=not_ready, status=st)
+
+
+def connect(path: str | os.PathLike | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+            connect_timeout: float = 5.0) -> Cluster:
+    """Connects to dpr-agent's control socket: ``path``, else $DPR_SOCKET,
+    else /run/dpr/agent.sock. Raises AgentUnavailable (no agent there) or
+    PermissionDenied. The returned Cluster is a context manager."""
+    return Cluster(path, timeout=timeout, connect_timeout=connect_timeout)

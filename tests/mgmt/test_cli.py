@@ -1,0 +1,239 @@
+"""dprctl: argument handling, exit codes and messages when there is no agent,
+and the table output (from the status example of docs/control-api.md).
+No agent needed; the commands against a real agent are in test_agent.py."""
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from dpr import cli
+from dpr.cluster import Status
+from dpr.mgmt_errors import AgentUnavailable
+
+from agent_harness import DPRCTL, PYDIR, PYTHON, ROOT
+
+EXAMPLE = os.path.join(ROOT, "examples", "cluster.yaml")
+
+
+def dprctl(*args, env=None, input=None, timeout=30):
+    e = dict(os.environ)
+    e.pop("DPR_SOCKET", None)
+    e["PYTHONPATH"] = PYDIR
+    e.update(env or {})
+    return subprocess.run([PYTHON, DPRCTL] + list(args), capture_output=True, text=True,
+                          env=e, input=input, timeout=timeout)
+
+
+@pytest.fixture
+def nosock(tmp_path, monkeypatch):
+    monkeypatch.delenv("DPR_SOCKET", raising=False)
+    return str(tmp_path / "agent.sock")
+
+
+def run(capsys, *argv):
+    try:
+        rc = cli.main(list(argv))
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_help_exits_0():
+    r = dprctl("--help")
+    assert r.returncode == 0
+    for cmd in ("apply", "plan", "status", "delete", "events", "nodes"):
+        assert cmd in r.stdout
+    r = dprctl("apply", "--help")
+    assert r.returncode == 0 and "--dry-run" in r.stdout and "--wait" in r.stdout
+
+
+@pytest.mark.parametrize("argv,needle", [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["apply"], "the following arguments are required: -f/--file"),
+    (["plan"], "the following arguments are required: -f/--file"),
+    (["delete"], "the following arguments are required: NAME"),
+    (["status", "a", "b"], "unrecognized arguments: b"),
+    (["apply", "-f", "x.yaml", "--wait", "--timeout", "0"], "must be > 0 (got 0)"),
+    (["apply", "-f", "x.yaml", "--timeout", "soon"], "must be a number of seconds"),
+    (["--socket"], "expected one argument"),
+])
+def test_usage_errors_exit_2(capsys, argv, needle):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2
+    assert needle in err
+    assert "(see dprctl" in err and "--help)" in err
+    assert out == ""
+
+
+def test_usage_error_through_the_script():
+    r = dprctl("delete")
+    assert r.returncode == 2 and "NAME" in r.stderr
+
+
+def test_no_agent_says_what_to_do(nosock):
+    r = dprctl("--socket", nosock, "status")
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr == ("dprctl: cannot reach dpr-agent at %s: no such file — is dpr-agent "
+                        "running? (systemctl status dpr-agent)\n" % nosock)
+
+
+def test_socket_option_after_the_command(capsys, nosock):
+    rc, out, err = run(capsys, "status", "--socket", nosock)
+    assert rc == 1 and ("at %s: no such file" % nosock) in err
+
+
+def test_dpr_socket_environment(nosock):
+    r = dprctl("nodes", env={"DPR_SOCKET": nosock})
+    assert r.returncode == 1
+    assert ("cannot reach dpr-agent at %s (from $DPR_SOCKET): no such file" % nosock) in r.stderr
+    # --socket wins over $DPR_SOCKET
+    r = dprctl("--socket", nosock + ".x", "nodes", env={"DPR_SOCKET": nosock})
+    assert ("at %s.x: no such file" % nosock) in r.stderr
+
+
+def test_default_socket_path(monkeypatch):
+    from dpr.control import socket_path
+    monkeypatch.delenv("DPR_SOCKET", raising=False)
+    assert socket_path() == ("/run/dpr/agent.sock", "default")
+    monkeypatch.setenv("DPR_SOCKET", "/x.sock")
+    assert socket_path() == ("/x.sock", "$DPR_SOCKET")
+    assert socket_path("/y.sock") == ("/y.sock", "argument")
+
+
+def test_missing_directory(capsys, tmp_path):
+    p = str(tmp_path / "no" / "agent.sock")
+    rc, out, err = run(capsys, "--socket", p, "status")
+    assert rc == 1
+    assert "no such file (%s does not exist)" % os.path.dirname(p) in err
+
+
+def test_stale_socket_is_connection_refused(capsys, tmp_path):
+    p = str(tmp_path / "agent.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(p)
+    s.close()  # the file stays, nobody listens
+    rc, out, err = run(capsys, "--socket", p, "status")
+    assert rc == 1
+    assert err == ("dprctl: cannot reach dpr-agent at %s: connection refused (the socket "
+                   "exists but nobody listens) — is dpr-agent running? (systemctl status "
+                   "dpr-agent)\n" % p)
+    import dpr.cluster
+    with pytest.raises(AgentUnavailable):
+        dpr.cluster.connect(p)
+
+
+def test_not_a_socket(capsys, tmp_path):
+    p = tmp_path / "agent.sock"
+    p.write_text("")
+    rc, out, err = run(capsys, "--socket", str(p), "status")
+    assert rc == 1
+    assert err == ("dprctl: cannot reach dpr-agent at %s: not a socket — is that the agent's "
+                   "control socket? (config control.socket)\n" % p)
+
+
+def test_invalid_spec_is_reported_before_connecting(tmp_path, nosock):
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: demo\ncachestores:\n  - name: kv\n    version: 1\n    shards: 0\n"
+                 "    sharts: 1\n")
+    r = dprctl("--socket", nosock, "apply", "-f", str(f))
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "dprctl: %s: cachestores[0].sharts: unknown field (did you mean 'shards'? known: "
+        "name, impl, version, shards, checkpoint_interval_ms, max_clients)" % f,
+        "dprctl: %s: cachestores[0].version: must be a string (got an integer; quote it in "
+        "YAML: version: \"1\")" % f,
+        "dprctl: %s: cachestores[0].shards: must be >= 1 (got 0)" % f]
+    r = dprctl("--socket", nosock, "plan", "-f", "-", input=f.read_text())
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[2] == ("dprctl: <stdin>: cachestores[0].shards: must be >= 1 "
+                                        "(got 0)")
+
+
+def test_spec_file_errors(capsys, tmp_path, nosock):
+    rc, out, err = run(capsys, "--socket", nosock, "plan", "-f", str(tmp_path / "nope.yaml"))
+    assert rc == 1 and err == "dprctl: %s: no such file\n" % (tmp_path / "nope.yaml")
+    f = tmp_path / "broken.yaml"
+    f.write_text("name: demo\ncachestores: [\n")
+    rc, out, err = run(capsys, "--socket", nosock, "apply", "-f", str(f))
+    assert rc == 1
+    assert err.startswith("dprctl: %s: not valid YAML: line 3 column 1: " % f)
+    assert len(err.splitlines()) == 1
+
+
+def test_valid_example_gets_as_far_as_the_socket(capsys, nosock):
+    rc, out, err = run(capsys, "--socket", nosock, "apply", "-f", EXAMPLE, "--wait")
+    assert rc == 1 and "cannot reach dpr-agent" in err
+
+
+DOC_STATUS = {
+    "cluster": "demo", "node": "node1", "generation": 4,
+    "finder": {"address": "127.0.0.1:7000", "world_line": 2, "max_version": 57},
+    "deployments": [
+        {"name": "kv", "impl": "dpr-kv", "version": "1", "shards": 3,
+         "checkpoint_interval_ms": 100, "ready": 2,
+         "instances": [
+             {"name": "kv-%d" % i, "unit": "dpr-cachestore@kv-%d.service" % i,
+              "node": "node1", "worker": i + 1, "endpoint": "127.0.0.1:710%d" % i,
+              "active_state": "active" if i != 1 else "activating",
+              "sub_state": "running" if i != 1 else "start", "ready": i != 1,
+              "restarts": 1 if i == 2 else 0, "main_pid": 4242 + i,
+              "version": 57, "world_line": 2, "cut": 55,
+              "last_error": None if i != 2 else "unit failed:\n exit-code"}
+             for i in (2, 0, 1)]}]}
+
+
+def test_status_objects_and_table():
+    st = Status.from_result(DOC_STATUS)
+    d = st.deployment("kv")
+    assert [i.name for i in d.instances] == ["kv-0", "kv-1", "kv-2"]  # shard order
+    assert d.endpoints == ["127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"]
+    assert d.ready == 2 and not d.is_ready and [i.name for i in d.not_ready] == ["kv-1"]
+    assert d.instance(2).restarts == 1 and d.instance("kv-1").state == "activating/start"
+    assert st.finder.world_line == 2
+    text = cli.format_status(st)
+    lines = text.splitlines()
+    assert lines[0] == ("cluster demo  node node1  generation 4  finder 127.0.0.1:7000  "
+                        "world-line 2  max version 57")
+    assert lines[2].split() == ["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY",
+                                "CHECKPOINT"]
+    assert lines[3].split() == ["kv", "dpr-kv", "1", "3", "2/3", "100ms"]
+    header = lines[5]
+    assert header.split()[:4] == ["INSTANCE", "NODE", "WORKER", "ENDPOINT"]
+    rows = lines[6:]
+    assert len(rows) == 3
+    # aligned: every column starts at the same offset as its header
+    col = header.index("ENDPOINT")
+    assert all(r[col:col + 14] == "127.0.0.1:710%d" % i for i, r in enumerate(rows))
+    assert rows[2].endswith("unit failed: exit-code")
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_status_table_empty():
+    st = Status.from_result({"cluster": "demo", "node": "n", "generation": 0,
+                             "finder": None, "deployments": []})
+    assert cli.format_status(st).endswith(
+        "no deployments (apply a spec: dprctl apply -f cluster.yaml)")
+
+
+def test_table():
+    assert cli.table(["A", "BB"], [["xxx", None], [1, "y"]]) == "A    BB\nxxx  -\n1    y"
+
+
+def test_event_line():
+    from dpr.control import Event
+    ev = Event({"seq": 17, "time": "2026-11-25T08:00:00.123Z", "type": "instance",
+                "name": "kv-0", "active_state": "active", "sub_state": "running",
+                "ready": True, "restarts": 1, "main_pid": 4242})
+    assert str(ev) == ("2026-11-25T08:00:00.123Z #17 instance kv-0 active/running ready "
+                       "restarts=1 pid=4242")
+    ev = Event({"seq": 18, "time": "t", "type": "apply", "generation": 5,
+                "plan": {"created": ["kv-3"], "updated": ["kv-0"], "deleted": [],
+                         "unchanged": ["kv-1"]}})
+    assert str(ev) == "t #18 apply +kv-3 ~kv-0 generation=5"
+    assert ev.type == "apply" and ev["generation"] == 5 and json.dumps(ev.data)
