@@ -47,15 +47,19 @@ LIBDPR_SO = $(BUILD)/libdpr.so
 FINDER_A = $(BUILD)/libdprfinder.a
 FINDER_BIN = $(BUILD)/dpr-finder
 BENCH_FINDER = $(BUILD)/bench-finder
+DPR_BENCH = $(BUILD)/dpr-bench
+CLIENT_DRIVER = $(BUILD)/tests/client-driver
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZ_BINS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 include cachestore/build.mk
+include agent/build.mk
 
 .PHONY: all deps test test-unit test-server fuzz fuzz-build bench bench-finder install clean
 .DEFAULT_GOAL := all
 
-all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_A) $(FINDER_BIN) $(KV_BIN) $(UNIT_BINS) $(BENCH_FINDER)
+all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_A) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
+     $(BENCH_FINDER) $(DPR_BENCH) $(CLIENT_DRIVER)
 
 deps:
 	apt-get update
@@ -94,12 +98,20 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(FINDER_A) $(LIBDPR_A)
 $(BENCH_FINDER): $(BUILD)/obj/bench/bench_finder.o $(FINDER_A) $(LIBDPR_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(DPR_BENCH): $(BUILD)/obj/bench/dpr_bench.o $(LIBDPR_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# driven by tests/client/test_client.py (not a unit test: it needs dpr-kv)
+$(CLIENT_DRIVER): $(BUILD)/obj/tests/client/client_driver.o $(LIBDPR_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # --- tests ---------------------------------------------------------------
 # tests/run.sh runs every suite and ends with the total "N passed, N failed".
 test:
 	$(MAKE) all
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst build/%,build/asan/%,$(UNIT_BINS)) \
-		build/asan/dpr-finder build/asan/dpr-kv
+		build/asan/dpr-finder build/asan/dpr-kv build/asan/dpr-agent build/asan/tests/client-driver
 	$(MAKE) fuzz-build
 	BUILD=$(BUILD) PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
 
@@ -121,13 +133,17 @@ fuzz: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder
+bench: bench-finder bench-kv
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
 
+.PHONY: bench-kv
+bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN)
+	bench/kv.sh $(BUILD)
+
 # --- install ---------------------------------------------------------------
-install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN)
+install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) install-agent
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dpr
 	install -m 0755 $(FINDER_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-finder
 	install -m 0755 $(KV_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-kv
@@ -144,8 +160,17 @@ clean:
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
-# --- the main job: a local finder driven like a cluster ----------------------
-.PHONY: demo
+# --- the main command ---------------------------------------------------------
+# `sudo make demo`: boots one systemd node in namespaces (tests/cluster/), applies
+# examples/cluster.yaml with dprctl, runs a client, kills -9 a cache-store and
+# shows the recovery, then tears everything down (examples/demo.py; root).
+# `make demo-finder`: the older, smaller demo of dpr-finder alone on loopback.
+.PHONY: demo demo-finder
 demo: deps-if-missing
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: it boots a systemd node in Linux namespaces (run: sudo make demo)" >&2; exit 2; fi
+	$(MAKE) all
+	/usr/bin/python3 examples/demo.py --build $(BUILD)
+
+demo-finder: deps-if-missing
 	$(MAKE) all
 	examples/finder-demo.sh $(BUILD)

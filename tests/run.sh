@@ -77,6 +77,8 @@ run_pytest finder tests/finder
 run_pytest cachestore tests/cachestore
 run_pytest python tests/python
 run_pytest mgmt tests/mgmt
+run_pytest client tests/client
+run_pytest agent tests/agent
 # real systemd nodes in namespaces (needs root; skips itself otherwise)
 run_pytest cluster tests/cluster
 # the same servers built with ASan/UBSan (the tests fail on sanitizer reports)
@@ -84,6 +86,8 @@ if [[ -x build/asan/dpr-finder && -x build/asan/dpr-kv ]]; then
     run_pytest finder-asan tests/finder build/asan
     run_pytest cachestore-asan tests/cachestore build/asan
 fi
+[[ -x build/asan/tests/client-driver ]] && run_pytest client-asan tests/client build/asan
+[[ -x build/asan/dpr-agent ]] && run_pytest agent-asan tests/agent build/asan
 
 fuzz_bins=()
 for bin in build/fuzz/fuzz_*; do

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "cmd.h"
 #include "request.h"
+#include "uvutil.h"
 
 /* Stop reading from a client while this much output waits to be sent. */
 #define MAX_PENDING_OUTPUT (16u * 1024 * 1024)
@@ -22,7 +23,7 @@
 #define STOP_GRACE_MS 2000
 #define READ_CHUNK (64 * 1024)
 
-typedef struct server server;
+typedef struct dpr_server server;
 typedef struct conn conn;
 
 struct conn {
@@ -46,8 +47,9 @@ typedef struct write_req {
     dpr_buf buf;
 } write_req;
 
-struct server {
-    uv_loop_t loop;
+struct dpr_server {
+    uv_loop_t own_loop;     /* dpr_server_run's loop */
+    uv_loop_t *loop;
     uv_tcp_t listener;
     uv_check_t check;
     uv_idle_t idle;
@@ -62,6 +64,9 @@ struct server {
     conn *flush_list;
     int stopping;
     int fatal;            /* negative errno once a save failed */
+    int embedded;         /* started with dpr_server_start: no signals */
+    dpr_server_hooks hooks;
+    struct sockaddr_storage bound;
     char readbuf[READ_CHUNK];
 };
 
@@ -174,22 +179,6 @@ static void on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
-/*
- * Before closing a client we answered with an error, discard what it has
- * already sent: closing a socket with unread input makes the kernel send
- * a reset, which can destroy the error reply before the client reads it.
- */
-static void discard_input(conn *c)
-{
-    uv_os_fd_t fd;
-    char sink[4096];
-
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
-        return;
-    for (int i = 0; i < 256; i++)
-        if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
-            break;
-}
 
 static void conn_close(conn *c)
 {
@@ -199,7 +188,7 @@ static void conn_close(conn *c)
         return;
     c->closing = 1;
     if (c->close_after_flush)
-        discard_input(c);
+        dpr_uv_discard_input((uv_handle_t *)&c->tcp);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -430,6 +419,8 @@ static void commit_and_flush(server *srv)
             logf_("cannot copy the finder state: %s; exiting without answering", strerror(-rc));
             srv->fatal = rc;
             shut_down(srv);
+            if (srv->hooks.failed)
+                srv->hooks.failed(srv->hooks.arg, rc);
             return;
         }
         rc = dpr_store_save(srv->store, &st);
@@ -439,6 +430,8 @@ static void commit_and_flush(server *srv)
             dpr_finder_state_free(&st);
             srv->fatal = rc;
             shut_down(srv);
+            if (srv->hooks.failed)
+                srv->hooks.failed(srv->hooks.arg, rc);
             return;
         }
         /* the held replies may go out now even if publishing fails: they
@@ -449,6 +442,8 @@ static void commit_and_flush(server *srv)
             logf_("publishing generation %llu failed: %s (will retry)",
                   (unsigned long long)st.generation, strerror(-rc));
         dpr_finder_state_free(&st);
+        if (srv->hooks.committed)
+            srv->hooks.committed(srv->hooks.arg);
     }
     c = srv->flush_list;
     srv->flush_list = NULL;
@@ -489,7 +484,7 @@ static void on_connection(uv_stream_t *l, int status)
     c->srv = srv;
     dpr_buf_init(&c->out);
     snprintf(c->peer, sizeof(c->peer), "?");
-    rc = uv_tcp_init(&srv->loop, &c->tcp);
+    rc = uv_tcp_init(srv->loop, &c->tcp);
     if (rc < 0) {
         free(c);
         logf_("accept failed: %s", uv_strerror(rc));
@@ -589,15 +584,15 @@ static void on_stop_timer(uv_timer_t *t)
     close_timer(srv);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* Stops accepting; requests already read get their replies, then every
+ * connection closes (cut off after STOP_GRACE_MS). */
+static void begin_stop(server *srv)
 {
-    server *srv = h->data;
     conn *c, *next;
 
     if (srv->stopping)
         return;
     srv->stopping = 1;
-    logf_("%s received, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     /* requests already read get their (durable) replies */
     commit_and_flush(srv);
     if (srv->fatal)
@@ -615,6 +610,16 @@ static void on_signal(uv_signal_t *h, int signum)
     close_timer(srv);
 }
 
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server *srv = h->data;
+
+    if (srv->stopping)
+        return;
+    logf_("%s received, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    begin_stop(srv);
+}
+
 /* ---- running ---------------------------------------------------------------- */
 
 static int start(server *srv)
@@ -628,7 +633,7 @@ static int start(server *srv)
         logf_("%s", err);
         return -EINVAL;
     }
-    rc = uv_tcp_init(&srv->loop, &srv->listener);
+    rc = uv_tcp_init(srv->loop, &srv->listener);
     if (rc < 0)
         goto uv_fail;
     srv->listener_open = 1;
@@ -640,7 +645,7 @@ static int start(server *srv)
         logf_("cannot listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
         return rc;
     }
-    rc = uv_check_init(&srv->loop, &srv->check);
+    rc = uv_check_init(srv->loop, &srv->check);
     if (rc < 0)
         goto uv_fail;
     srv->check_open = 1;
@@ -648,19 +653,25 @@ static int start(server *srv)
     rc = uv_check_start(&srv->check, on_check);
     if (rc < 0)
         goto uv_fail;
-    rc = uv_idle_init(&srv->loop, &srv->idle);
+    rc = uv_idle_init(srv->loop, &srv->idle);
     if (rc < 0)
         goto uv_fail;
     srv->idle_open = 1;
     srv->idle.data = srv;
-    rc = uv_timer_init(&srv->loop, &srv->stop_timer);
+    rc = uv_timer_init(srv->loop, &srv->stop_timer);
     if (rc < 0)
         goto uv_fail;
     srv->timer_open = 1;
     srv->stop_timer.data = srv;
-    rc = uv_signal_init(&srv->loop, &srv->sigterm);
+    rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sslen);
+    if (rc < 0)
+        goto uv_fail;
+    srv->bound = ss;
+    if (srv->embedded)
+        return 0;
+    rc = uv_signal_init(srv->loop, &srv->sigterm);
     if (rc == 0)
-        rc = uv_signal_init(&srv->loop, &srv->sigint);
+        rc = uv_signal_init(srv->loop, &srv->sigint);
     if (rc < 0)
         goto uv_fail;
     srv->signals_open = 1;
@@ -669,9 +680,6 @@ static int start(server *srv)
     rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     if (rc == 0)
         rc = uv_signal_start(&srv->sigint, on_signal, SIGINT);
-    if (rc < 0)
-        goto uv_fail;
-    rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sslen);
     if (rc < 0)
         goto uv_fail;
     format_addr((struct sockaddr *)&ss, shown, sizeof(shown));
@@ -696,7 +704,8 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
     srv->f = f;
     srv->store = store;
     srv->cfg = cfg;
-    rc = uv_loop_init(&srv->loop);
+    srv->loop = &srv->own_loop;
+    rc = uv_loop_init(srv->loop);
     if (rc < 0) {
         logf_("cannot create the event loop: %s", uv_strerror(rc));
         free(srv);
@@ -706,14 +715,69 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
     if (rc < 0) {
         shut_down(srv);
     } else {
-        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        uv_run(srv->loop, UV_RUN_DEFAULT);
         rc = srv->fatal;
     }
     /* everything is closing: let the close callbacks run */
     shut_down(srv);
-    uv_run(&srv->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&srv->loop) != 0)
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(srv->loop) != 0)
         logf_("event loop still had handles at exit");
     free(srv);
     return rc;
+}
+
+/* ---- hosted on someone else's loop -------------------------------------------- */
+
+int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
+                     const dpr_server_config *cfg, const dpr_server_hooks *hooks,
+                     dpr_server **out)
+{
+    server *srv = calloc(1, sizeof(*srv));
+    int rc;
+
+    if (!srv) {
+        logf_("out of memory");
+        return -ENOMEM;
+    }
+    srv->loop = loop;
+    srv->embedded = 1;
+    srv->f = f;
+    srv->store = store;
+    srv->cfg = cfg;
+    if (hooks)
+        srv->hooks = *hooks;
+    rc = start(srv);
+    if (rc < 0) {
+        /* the handles close on the caller's loop; srv must outlive them */
+        shut_down(srv);
+        srv->stopping = 1;
+        *out = srv;
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+const struct sockaddr_storage *dpr_server_bound(const dpr_server *srv)
+{
+    return &srv->bound;
+}
+
+void dpr_server_commit_soon(dpr_server *srv)
+{
+    if (srv->idle_open && !srv->stopping && !uv_is_active((uv_handle_t *)&srv->idle))
+        uv_idle_start(&srv->idle, on_idle);
+}
+
+void dpr_server_stop(dpr_server *srv)
+{
+    if (!srv || srv->stopping)
+        return;
+    begin_stop(srv);
+}
+
+void dpr_server_free(dpr_server *srv)
+{
+    free(srv);
 }

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <sys/socket.h>
+#include <uv.h>
 
 #include "dpr/finder.h"
 #include "dpr/store.h"
@@ -44,5 +45,40 @@ int dpr_server_parse_addr(const char *spec, struct sockaddr_storage *out, char *
  * the reason to stderr.
  */
 int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg);
+
+/* ---- hosting the server on an existing loop (dpr-agent) ------------------ */
+
+typedef struct dpr_server dpr_server;
+
+typedef struct dpr_server_hooks {
+    /* A changed working state was saved and published (loop thread). */
+    void (*committed)(void *arg);
+    /* Saving failed: the server closed every connection and its listener
+     * without answering; the finder must not be served any more. */
+    void (*failed)(void *arg, int err);
+    void *arg;
+} dpr_server_hooks;
+
+/*
+ * Listens on cfg->listen and serves on loop, with the same group commit,
+ * but installs no signal handlers and prints nothing when ready. f, store
+ * and cfg must outlive the server. *out is set even on failure (a negative
+ * errno, reason printed to stderr): its handles are closing on loop, so
+ * call dpr_server_free(*out) only after the loop ran their close callbacks.
+ */
+int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
+                     const dpr_server_config *cfg, const dpr_server_hooks *hooks,
+                     dpr_server **out);
+/* The address the listener is bound to (the real port when cfg asked for 0). */
+const struct sockaddr_storage *dpr_server_bound(const dpr_server *srv);
+/* The caller changed the finder's working state outside a request (e.g.
+ * removed a worker): make sure it is saved and published on this loop
+ * iteration's commit even if no request arrives. */
+void dpr_server_commit_soon(dpr_server *srv);
+/* Graceful stop, as SIGTERM for dpr_server_run: stop accepting, send the
+ * replies of requests already read, close every connection (cut off after
+ * 2 s). The handles close on the loop; then dpr_server_free. */
+void dpr_server_stop(dpr_server *srv);
+void dpr_server_free(dpr_server *srv);
 
 #endif

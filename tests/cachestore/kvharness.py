@@ -122,6 +122,18 @@ class Kv(Proc):
                       if n.startswith("ckpt-") and n.endswith(".kv"))
 
 
+def run_versioned(client, *commands):
+    """Runs the commands and INFO dpr in one pipelined round trip and returns
+    the version the commands ran in. (Reading dpr_version in a second round
+    trip races with the checkpoint timer: it may name the next, still empty
+    open version, which an idle server never checkpoints.)"""
+    p = client.pipeline(transaction=False)
+    for cmd in commands:
+        p.execute_command(*cmd)
+    p.info("dpr")
+    return p.execute()[-1]["dpr_version"]
+
+
 def wait_for(pred, timeout=15.0, what="condition"):
     deadline = time.monotonic() + timeout
     last = None

@@ -13,8 +13,11 @@ import cluster as harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Services a node may run: what dpr-node.target pulls in, nothing of the host.
+# The minimal target: these and nothing else (dpr-agent once `make install`
+# ships it; the host's own services such as redis or postgresql stay off).
 NODE_SERVICES = {"dbus.service", "avahi-daemon.service", "dpr-test-echo.service",
-                 "systemd-journald.service", "systemd-logind.service"}
+                 "systemd-journald.service", "systemd-logind.service",
+                 "dpr-agent.service"}
 
 
 def wait_for(what, fn, timeout=20, interval=0.2):

@@ -1,0 +1,503 @@
+/* agent.c - lifecycle and control operations (see agent.h, agent_int.h). */
+#include "agent.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent_int.h"
+#include "envfile.h"
+#include "fsutil.h"
+#include "log.h"
+#include "proto.h"
+#include "spec.h"
+#include "statefile.h"
+
+/* ---- runtime table -------------------------------------------------------- */
+
+inst_rt *agent_rt(agent *a, const char *name)
+{
+    inst_rt *v;
+
+    for (size_t i = 0; i < a->nrt; i++)
+        if (strcmp(a->rt[i].name, name) == 0)
+            return &a->rt[i];
+    if (a->nrt == a->caprt) {
+        size_t cap = a->caprt ? a->caprt * 2 : 16;
+        v = realloc(a->rt, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        a->rt = v;
+        a->caprt = cap;
+    }
+    v = &a->rt[a->nrt++];
+    memset(v, 0, sizeof(*v));
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    return v;
+}
+
+/* ---- files ------------------------------------------------------------------- */
+
+int agent_save_state(agent *a, const agent_state *st, char *err, size_t errlen)
+{
+    int rc = agent_statefile_save(a->state_path, st, err, errlen);
+
+    if (rc < 0)
+        agent_err("cannot save the state: %s", err);
+    return rc;
+}
+
+int agent_write_env(agent *a, const agent_instance *in)
+{
+    agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, in->impl), a->cfg->cs_address,
+                          agent_finder_address(a->finder), a->cfg->cluster,
+                          a->cfg->node_name };
+    inst_rt *rt = agent_rt(a, in->name);
+    char *text;
+    int rc;
+
+    if (!ctx.exec) {
+        if (rt)
+            snprintf(rt->last_error, sizeof(rt->last_error), "implementation '%s' is not "
+                     "configured on this node (cachestores.impls in %s)", in->impl,
+                     a->cfg->path);
+        agent_logi(AGENT_LOG_ERR, in->name, "implementation '%s' is not configured "
+                   "(cachestores.impls)", in->impl);
+        return -ENOENT;
+    }
+    text = agent_env_render(in, &ctx);
+    if (!text)
+        return -ENOMEM;
+    rc = agent_env_write(a->cfg->instance_dir, in->name, text);
+    free(text);
+    if (rc < 0) {
+        if (rt)
+            snprintf(rt->last_error, sizeof(rt->last_error), "cannot write %s/%s.env: %s",
+                     a->cfg->instance_dir, in->name, strerror(-rc));
+        agent_logi(AGENT_LOG_ERR, in->name, "cannot write %s/%s.env: %s", a->cfg->instance_dir,
+                   in->name, strerror(-rc));
+    } else if (rc == 1) {
+        agent_logi(AGENT_LOG_DEBUG, in->name, "wrote %s/%s.env", a->cfg->instance_dir,
+                   in->name);
+    }
+    return rc;
+}
+
+void agent_update_status(agent *a)
+{
+    char text[256];
+    size_t ready = 0;
+
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        inst_rt *rt = agent_rt(a, a->st.inst[i].name);
+        ready += rt && agent_rt_ready(rt);
+    }
+    snprintf(text, sizeof(text), "generation %llu: %zu/%zu instances ready; finder %s; %s",
+             (unsigned long long)a->st.generation, ready, a->st.ninst,
+             agent_finder_address(a->finder),
+             agent_units_connected(a->units) ? "systemd connected" : "systemd not reachable");
+    if (strcmp(text, a->status_text) == 0)
+        return;
+    snprintf(a->status_text, sizeof(a->status_text), "%s", text);
+    if (a->hooks.status)
+        a->hooks.status(a->hooks.arg, text);
+}
+
+/* ---- operations ---------------------------------------------------------------- */
+
+static json_t *spec_error(json_t *id, const agent_problems *p)
+{
+    char msg[200];
+
+    snprintf(msg, sizeof(msg), "the spec is invalid (%zu problem%s); nothing was changed", p->n,
+             p->n == 1 ? "" : "s");
+    return agent_reply_error(id, AGENT_E_SPEC_INVALID, msg, agent_problems_json(p));
+}
+
+static json_t *plan_result(uint64_t generation, const agent_plan *plan)
+{
+    return json_pack("{s:I, s:o*}", "generation", (json_int_t)generation, "plan",
+                     agent_plan_to_json(plan));
+}
+
+static void add_warning(agent *a, json_t *result)
+{
+    char msg[400];
+    json_t *w;
+
+    if (agent_units_connected(a->units) || !result)
+        return;
+    snprintf(msg, sizeof(msg), "systemd is not reachable (%s): the desired state is recorded "
+             "and the agent applies it as soon as systemd is", agent_units_error(a->units));
+    w = json_pack("[s]", msg);
+    if (w)
+        json_object_set_new(result, "warnings", w);
+}
+
+/* Moves to the state next (already saved) and starts the unit changes. */
+static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
+{
+    agent_state_free(&a->st);
+    a->st = *next;
+    agent_state_init(next);
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        const agent_instance *in = &a->st.inst[i];
+        inst_rt *rt = agent_rt(a, in->name);
+        if (!rt)
+            continue;
+        if (agent_names_has(&plan->created, in->name) || agent_names_has(&plan->updated,
+                                                                          in->name))
+            agent_write_env(a, in);
+        if (agent_names_has(&plan->updated, in->name))
+            rt->restart_pending = true;
+        rt->want_start = true; /* converge: start what does not run */
+        rt->retry_later = false;
+    }
+    for (size_t i = 0; i < a->st.spec.n; i++)
+        agent_set_halted(a, a->st.spec.d[i].name, false);
+    for (size_t i = 0; i < plan->created.n; i++)
+        agent_logi(AGENT_LOG_INFO, plan->created.v[i], "created (generation %llu)",
+                   (unsigned long long)a->st.generation);
+    for (size_t i = 0; i < plan->updated.n; i++)
+        agent_logi(AGENT_LOG_INFO, plan->updated.v[i], "updated (generation %llu): rolling "
+                   "restart", (unsigned long long)a->st.generation);
+    for (size_t i = 0; i < plan->deleted.n; i++)
+        agent_logi(AGENT_LOG_INFO, plan->deleted.v[i], "deleted (generation %llu): stopping",
+                   (unsigned long long)a->st.generation);
+    agent_reconcile(a);
+    agent_update_status(a);
+}
+
+/* plan, apply, delete: the spec desired (owned by the caller). */
+static json_t *change(agent *a, const agent_request *req, const agent_spec *desired, bool dry,
+                      const char *event)
+{
+    agent_alloc alloc = { a->cfg->port_min, a->cfg->port_max };
+    agent_state next;
+    agent_plan plan;
+    agent_problems p;
+    json_t *result, *reply;
+    char err[600];
+    uint64_t before = a->st.generation;
+    int rc;
+
+    rc = agent_plan_make(&a->st, desired, &alloc, &next, &plan);
+    if (rc == -ENOSPC) {
+        agent_problems_init(&p);
+        agent_problems_add(&p, "cachestores", "not enough free ports: the node hands out "
+                           "ports %u..%u (cachestores.port_min/port_max in %s), %zu free",
+                           a->cfg->port_min, a->cfg->port_max, a->cfg->path,
+                           agent_plan_free_ports(&a->st, &alloc));
+        reply = spec_error(req->id, &p);
+        agent_problems_free(&p);
+        return reply;
+    }
+    if (rc < 0)
+        return NULL;
+    if (dry) {
+        result = plan_result(a->st.generation, &plan);
+        add_warning(a, result);
+        agent_state_free(&next);
+        agent_plan_free(&plan);
+        return agent_reply_ok(req->id, result);
+    }
+    rc = agent_save_state(a, &next, err, sizeof(err));
+    if (rc < 0) {
+        agent_state_free(&next);
+        agent_plan_free(&plan);
+        snprintf(err + strlen(err), sizeof(err) - strlen(err), "; nothing was changed");
+        return agent_reply_error(req->id, AGENT_E_INTERNAL, err, NULL);
+    }
+    adopt_plan(a, &next, &plan);
+    result = plan_result(a->st.generation, &plan);
+    add_warning(a, result);
+    if (a->st.generation != before || strcmp(event, "delete") == 0) {
+        json_t *ev = json_pack("{s:I, s:o*}", "generation", (json_int_t)a->st.generation,
+                               "plan", agent_plan_to_json(&plan));
+        if (ev && req->name && strcmp(event, "delete") == 0)
+            json_object_set_new(ev, "name", json_string(req->name));
+        agent_emit(a, event, ev);
+        agent_info("%s: generation %llu (%zu created, %zu updated, %zu deleted)", event,
+                   (unsigned long long)a->st.generation, plan.created.n, plan.updated.n,
+                   plan.deleted.n);
+    }
+    agent_plan_free(&plan);
+    return agent_reply_ok(req->id, result);
+}
+
+static json_t *op_apply(agent *a, const agent_request *req, bool dry)
+{
+    const char *impls[64];
+    agent_spec_rules rules = { a->cfg->cluster, impls, 0, a->cfg->checkpoint_interval_ms,
+                               a->cfg->max_clients };
+    agent_problems p;
+    agent_spec spec;
+    json_t *reply;
+    int rc;
+
+    for (size_t i = 0; i < a->cfg->nimpls && i < 64; i++)
+        impls[rules.nimpls++] = a->cfg->impls[i].name;
+    agent_problems_init(&p);
+    rc = agent_spec_parse(req->spec, &rules, &spec, &p);
+    if (rc == -EINVAL) {
+        reply = spec_error(req->id, &p);
+        agent_problems_free(&p);
+        return reply;
+    }
+    agent_problems_free(&p);
+    if (rc < 0)
+        return NULL;
+    reply = change(a, req, &spec, dry, "apply");
+    agent_spec_free(&spec);
+    return reply;
+}
+
+static json_t *not_found(const agent_request *req, const char *name)
+{
+    char msg[200];
+
+    snprintf(msg, sizeof(msg), "no deployment named '%.64s' in this cluster", name);
+    return agent_reply_error(req->id, AGENT_E_NOT_FOUND, msg, NULL);
+}
+
+static json_t *op_delete(agent *a, const agent_request *req)
+{
+    agent_spec spec;
+    json_t *reply;
+    int i = a->st.spec.name ? agent_spec_find(&a->st.spec, req->name) : -1;
+
+    if (i < 0)
+        return not_found(req, req->name);
+    if (agent_spec_copy(&a->st.spec, &spec) < 0)
+        return NULL;
+    memmove(&spec.d[i], &spec.d[i + 1], (spec.n - (size_t)i - 1) * sizeof(*spec.d));
+    spec.n--;
+    reply = change(a, req, &spec, false, "delete");
+    agent_spec_free(&spec);
+    return reply;
+}
+
+static json_t *handle(void *arg, agent_client *c, const agent_request *req)
+{
+    agent *a = arg;
+    const agent_peer *peer = agent_client_peer(c);
+    json_t *result;
+
+    agent_debug("request %s from pid %d uid %u", agent_op_name(req->op), (int)peer->pid,
+                (unsigned)peer->uid);
+    switch (req->op) {
+    case AGENT_OP_PLAN:
+        return op_apply(a, req, true);
+    case AGENT_OP_APPLY:
+        if (!req->dry_run)
+            agent_info("apply requested by pid %d uid %u", (int)peer->pid, (unsigned)peer->uid);
+        return op_apply(a, req, req->dry_run);
+    case AGENT_OP_DELETE:
+        agent_info("delete '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
+                   (unsigned)peer->uid);
+        return op_delete(a, req);
+    case AGENT_OP_STATUS:
+        if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0))
+            return not_found(req, req->name);
+        result = agent_status_json(a, req->name);
+        return result ? agent_reply_ok(req->id, result) : NULL;
+    case AGENT_OP_NODES:
+        result = agent_nodes_json(a);
+        return result ? agent_reply_ok(req->id, result) : NULL;
+    case AGENT_OP_EVENTS:
+        agent_client_make_stream(c);
+        return agent_reply_ok(req->id, json_pack("{s:s}", "stream", "events"));
+    }
+    return NULL;
+}
+
+/* ---- start and stop -------------------------------------------------------------- */
+
+static void on_finder_failed(void *arg, int err)
+{
+    agent *a = arg;
+    char why[200];
+
+    snprintf(why, sizeof(why), "the finder cannot save its state (%s): stopping, since "
+             "nothing may be told about a cut that is not durable", strerror(-err));
+    agent_err("%s", why);
+    if (a->hooks.fatal)
+        a->hooks.fatal(a->hooks.arg, why);
+}
+
+
+static int load_state(agent *a, char *err, size_t errlen)
+{
+    int rc;
+
+    snprintf(a->state_path, sizeof(a->state_path), "%s/%s", a->cfg->state_dir,
+             AGENT_STATE_FILE);
+    rc = agent_statefile_load(a->state_path, &a->st, err, errlen);
+    if (rc == -ENOENT) {
+        agent_state_init(&a->st);
+        agent_info("no state in %s: a new agent", a->cfg->state_dir);
+        return 0;
+    }
+    if (rc < 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, "; refusing to start: starting over would hand out "
+                 "worker ids and ports again and lose track of running instances. Repair the "
+                 "file, or move it away to start empty (running cache-stores are then "
+                 "orphaned: stop them with systemctl)");
+        return rc;
+    }
+    if (a->st.spec.name && strcmp(a->st.spec.name, a->cfg->cluster) != 0) {
+        snprintf(err, errlen, "%s belongs to cluster '%s' but %s says cluster = \"%s\"; "
+                 "refusing to start", a->state_path, a->st.spec.name, a->cfg->path,
+                 a->cfg->cluster);
+        agent_state_free(&a->st);
+        return -EINVAL;
+    }
+    agent_info("state loaded: generation %llu, %zu instances, %zu retiring",
+               (unsigned long long)a->st.generation, a->st.ninst, a->st.nretiring);
+    return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hooks,
+                agent **out, char *err, size_t errlen)
+{
+    agent *a = calloc(1, sizeof(*a));
+    agent_finder_hooks fh;
+    agent_units_hooks uh;
+    agent_control_config cc;
+    char dir[4200];
+    struct group *gr;
+    int rc;
+
+    *out = NULL;
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    a->loop = loop;
+    a->cfg = cfg;
+    a->lock_fd = -1;
+    if (hooks)
+        a->hooks = *hooks;
+    agent_state_init(&a->st);
+    rc = agent_mkdir_p(cfg->state_dir, 0755);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create the state directory %s: %s", cfg->state_dir,
+                 strerror(-rc));
+        goto fail;
+    }
+    rc = agent_statefile_lock(cfg->state_dir, &a->lock_fd, err, errlen);
+    if (rc < 0)
+        goto fail;
+    rc = load_state(a, err, errlen);
+    if (rc < 0)
+        goto fail;
+
+    uv_timer_init(loop, &a->finder_timer);
+    uv_timer_init(loop, &a->retry_timer);
+    a->finder_timer.data = a->retry_timer.data = a;
+    a->timers_open = true;
+    *out = a; /* from here on handles exist on the loop */
+
+    fh.committed = agent_on_finder_commit;
+    fh.failed = on_finder_failed;
+    fh.arg = a;
+    snprintf(dir, sizeof(dir), "%s/finder", cfg->state_dir);
+    rc = agent_finder_open(loop, dir, cfg->finder_listen, cfg->node_address, &fh, &a->finder,
+                           err, errlen);
+    if (rc < 0)
+        goto fail_started;
+    a->last_world_line = dpr_finder_world_line(agent_finder_core(a->finder));
+    a->last_max_version = dpr_finder_max_version(agent_finder_core(a->finder));
+
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        inst_rt *rt = agent_rt(a, a->st.inst[i].name);
+        if (!rt) {
+            rc = -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto fail_started;
+        }
+        rt->want_start = true;
+        agent_write_env(a, &a->st.inst[i]);
+    }
+
+    memset(&cc, 0, sizeof(cc));
+    cc.path = cfg->control_socket;
+    gr = getgrnam(cfg->control_group);
+    if (gr) {
+        cc.have_group = true;
+        cc.group = gr->gr_gid;
+    } else {
+        agent_warn("control group '%s' does not exist: only root may use the control socket",
+                   cfg->control_group);
+    }
+    rc = agent_control_open(loop, &cc, handle, a, &a->ctl, err, errlen);
+    if (rc < 0)
+        goto fail_started;
+
+    memset(&uh, 0, sizeof(uh));
+    uh.connected = agent_on_units_connected;
+    uh.props = agent_on_unit_props;
+    uh.done = agent_on_unit_done;
+    uh.arg = a;
+    rc = agent_units_new(loop, &uh, &a->units);
+    if (rc < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail_started;
+    }
+    agent_retire_in_finder(a);
+    agent_info("serving the control API on %s (cluster '%s', node '%s')", cfg->control_socket,
+               cfg->cluster, cfg->node_name);
+    agent_update_status(a);
+    return 0;
+fail_started:
+    agent_stop(a);
+    return rc;
+fail:
+    if (a->lock_fd >= 0)
+        close(a->lock_fd);
+    agent_state_free(&a->st);
+    free(a);
+    return rc;
+}
+
+void agent_stop(agent *a)
+{
+    if (!a || a->stopping)
+        return;
+    a->stopping = true;
+    agent_control_close(a->ctl);
+    a->ctl = NULL;
+    agent_units_close(a->units);
+    a->units = NULL;
+    agent_finder_stop(a->finder);
+    if (a->timers_open) {
+        a->timers_open = false;
+        uv_close((uv_handle_t *)&a->finder_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&a->retry_timer, on_timer_closed);
+    }
+}
+
+void agent_free(agent *a)
+{
+    if (!a)
+        return;
+    agent_finder_free(a->finder);
+    if (a->lock_fd >= 0)
+        close(a->lock_fd);
+    agent_state_free(&a->st);
+    free(a->rt);
+    for (size_t i = 0; i < a->nhalted; i++)
+        free(a->halted[i]);
+    free(a->halted);
+    free(a);
+}

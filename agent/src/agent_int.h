@@ -1,0 +1,86 @@
+/*
+ * agent_int.h - the agent's internal state, shared by agent.c (lifecycle,
+ * operations), reconcile.c (units) and report.c (status, events).
+ */
+#ifndef AGENT_AGENT_INT_H
+#define AGENT_AGENT_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "agent.h"
+#include "config.h"
+#include "control.h"
+#include "finderhost.h"
+#include "plan.h"
+#include "state.h"
+#include "units.h"
+
+/* What the agent knows and wants of one unit (by instance name). */
+typedef struct inst_rt {
+    char name[AGENT_INSTANCE_NAME_MAX + 1];
+    bool watched;          /* properties requested on this connection */
+    bool known;            /* ActiveState received */
+    agent_unit_props props;
+    char last_error[320];
+    bool want_start;       /* start it if it is not running */
+    bool restart_pending;  /* updated: restart it in rolling order */
+    bool in_flight;        /* an operation was issued, not yet done */
+    agent_unit_op op;
+    int retire_step;       /* for a retiring unit: 0 stop, 1 clean, 2 done */
+    bool retry_later;      /* an operation failed: the retry timer tries again */
+} inst_rt;
+
+struct agent {
+    uv_loop_t *loop;
+    const agent_config *cfg;
+    agent_hooks hooks;
+    char state_path[4200];
+    int lock_fd;
+    agent_state st;
+    agent_control *ctl;
+    agent_units *units;
+    agent_finder *finder;
+    inst_rt *rt;
+    size_t nrt, caprt;
+    char **halted;         /* deployments whose rolling update stopped on an error */
+    size_t nhalted;
+    uint64_t event_seq;
+    /* finder events */
+    uint64_t last_world_line, last_max_version;
+    uint64_t last_finder_event_ms;
+    bool finder_event_pending;
+    uv_timer_t finder_timer;
+    uv_timer_t retry_timer; /* failed unit operations, blocked retirements */
+    bool timers_open;
+    bool stopping;
+    char status_text[256];
+};
+
+/* agent.c */
+inst_rt *agent_rt(agent *a, const char *name); /* created on demand; NULL on ENOMEM */
+int agent_save_state(agent *a, const agent_state *st, char *err, size_t errlen);
+int agent_write_env(agent *a, const agent_instance *in);
+void agent_update_status(agent *a);
+
+/* reconcile.c */
+void agent_reconcile(agent *a);
+void agent_on_units_connected(void *arg, bool up, const char *why);
+void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props *p);
+void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const char *ename,
+                        const char *emsg);
+void agent_retire_in_finder(agent *a);
+bool agent_is_halted(const agent *a, const char *deployment);
+void agent_set_halted(agent *a, const char *deployment, bool halted);
+
+/* report.c */
+json_t *agent_status_json(agent *a, const char *deployment);
+json_t *agent_nodes_json(agent *a);
+void agent_emit(agent *a, const char *type, json_t *fields); /* steals fields */
+void agent_emit_instance(agent *a, const inst_rt *rt);
+void agent_on_finder_commit(void *arg);
+bool agent_rt_ready(const inst_rt *rt);
+
+#endif

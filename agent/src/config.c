@@ -1,0 +1,410 @@
+/* config.c - see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "spec.h"
+
+typedef struct ctx {
+    const char *file;
+    agent_problems *probs;
+} ctx;
+
+static void problem_at(ctx *x, const config_setting_t *s, const char *fmt, const char *a,
+                       const char *b)
+{
+    char where[4200];
+    int line = s ? (int)config_setting_source_line(s) : 0;
+
+    if (line > 0)
+        snprintf(where, sizeof(where), "%s:%d", x->file, line);
+    else
+        snprintf(where, sizeof(where), "%s", x->file);
+    agent_problems_add(x->probs, where, fmt, a, b ? b : "");
+}
+
+/* Reports members of group g whose names are not in allowed[]. */
+static void check_members(ctx *x, const config_setting_t *g, const char *prefix,
+                          const char *const *allowed)
+{
+    int n = config_setting_length(g);
+
+    for (int i = 0; i < n; i++) {
+        config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(m);
+        bool ok = false;
+
+        for (size_t k = 0; allowed[k] && name; k++)
+            if (strcmp(allowed[k], name) == 0)
+                ok = true;
+        if (!ok)
+            problem_at(x, m, "unknown setting '%s%s'", prefix, name ? name : "?");
+    }
+}
+
+/* A group member that must be a group, or NULL when absent. */
+static config_setting_t *get_group(ctx *x, config_setting_t *parent, const char *name)
+{
+    config_setting_t *s = config_setting_get_member(parent, name);
+
+    if (s && !config_setting_is_group(s)) {
+        problem_at(x, s, "'%s' must be a group: %s = { ... };", name, name);
+        return NULL;
+    }
+    return s;
+}
+
+/* String setting: *dst = copy (or def when absent). -ENOMEM only. */
+static int get_str(ctx *x, config_setting_t *g, const char *label, const char *name,
+                   const char *def, bool required, char **dst)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+    const char *v = def;
+
+    if (s) {
+        if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+            problem_at(x, s, "'%s' must be a string (in double quotes)", label, NULL);
+            v = def;
+        } else {
+            v = config_setting_get_string(s);
+        }
+    } else if (required) {
+        problem_at(x, g, "'%s' is required", label, NULL);
+    }
+    free(*dst);
+    *dst = v ? strdup(v) : NULL;
+    return (v && !*dst) ? -ENOMEM : 0;
+}
+
+static void get_int(ctx *x, config_setting_t *g, const char *label, const char *name,
+                    long long min, long long max, long long *dst)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+    char range[64];
+    long long v;
+
+    if (!s)
+        return;
+    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
+        problem_at(x, s, "'%s' must be an integer%s", label, NULL);
+        return;
+    }
+    v = config_setting_get_int64(s);
+    if (config_setting_type(s) == CONFIG_TYPE_INT)
+        v = config_setting_get_int(s);
+    if (v < min || v > max) {
+        snprintf(range, sizeof(range), " (%lld to %lld)", min, max);
+        problem_at(x, s, "'%s' is out of range%s", label, range);
+        return;
+    }
+    *dst = v;
+}
+
+static void get_bool(ctx *x, config_setting_t *g, const char *label, const char *name,
+                     bool *dst)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+
+    if (!s)
+        return;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        problem_at(x, s, "'%s' must be true or false%s", label, NULL);
+        return;
+    }
+    *dst = config_setting_get_bool(s) != 0;
+}
+
+static const config_setting_t *member_or(config_setting_t *g, const char *name,
+                                         const config_setting_t *fallback)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+    return s ? s : fallback;
+}
+
+static void check_abs_path(ctx *x, const config_setting_t *s, const char *label,
+                           const char *v)
+{
+    if (v && v[0] != '/')
+        problem_at(x, s, "'%s' must be an absolute path (got '%s')", label, v);
+}
+
+/* Characters a path may hold when it goes into an environment file. */
+static bool plain_path(const char *v)
+{
+    for (; *v; v++)
+        if (*v <= ' ' || *v == '"' || *v == '\'' || *v == '\\' || *v == '$' || *v == 0x7f)
+            return false;
+    return true;
+}
+
+static bool host_name_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > 253)
+        return false;
+    for (; *v; v++)
+        if (!((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') ||
+              (*v >= '0' && *v <= '9') || *v == '-' || *v == '.' || *v == '_'))
+            return false;
+    return true;
+}
+
+static int add_impl(agent_config *c, const char *name, const char *exec)
+{
+    agent_impl *v = realloc(c->impls, (c->nimpls + 1) * sizeof(*v));
+
+    if (!v)
+        return -ENOMEM;
+    c->impls = v;
+    v[c->nimpls].name = strdup(name);
+    v[c->nimpls].exec = strdup(exec);
+    if (!v[c->nimpls].name || !v[c->nimpls].exec) {
+        free(v[c->nimpls].name);
+        free(v[c->nimpls].exec);
+        return -ENOMEM;
+    }
+    c->nimpls++;
+    return 0;
+}
+
+static int read_impls(ctx *x, config_setting_t *cs, agent_config *c)
+{
+    config_setting_t *g = cs ? get_group(x, cs, "impls") : NULL;
+    int n, rc;
+
+    if (!g)
+        return add_impl(c, "dpr-kv", "/usr/local/bin/dpr-kv");
+    n = config_setting_length(g);
+    if (n == 0)
+        problem_at(x, g, "'cachestores.impls' is empty: no cache-store could run%s", "", NULL);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(m);
+        const char *exec;
+
+        if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+            problem_at(x, m, "'cachestores.impls.%s' must be a string: the program's "
+                       "absolute path", name, NULL);
+            continue;
+        }
+        exec = config_setting_get_string(m);
+        if (strlen(name) > AGENT_IMPL_NAME_MAX) {
+            problem_at(x, m, "implementation name '%s' is longer than 64 characters", name, NULL);
+            continue;
+        }
+        if (exec[0] != '/' || !plain_path(exec)) {
+            problem_at(x, m, "'cachestores.impls.%s' must be an absolute path without "
+                       "spaces, quotes, '\\' or '$' (got '%s')", name, exec);
+            continue;
+        }
+        rc = add_impl(c, name, exec);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void check_socket_path(ctx *x, const config_setting_t *s, const char *v)
+{
+    struct sockaddr_un un;
+
+    check_abs_path(x, s, "control.socket", v);
+    if (v && strlen(v) >= sizeof(un.sun_path))
+        problem_at(x, s, "'control.socket' is too long (at most %s bytes): '%s'", "107", v);
+}
+
+static int read_all(ctx *x, config_setting_t *root, agent_config *c)
+{
+    static const char *const top[] = { "cluster", "node", "state_directory", "control",
+                                       "finder", "cachestores", "log", NULL };
+    static const char *const node_keys[] = { "name", "address", NULL };
+    static const char *const control_keys[] = { "socket", "group", NULL };
+    static const char *const finder_keys[] = { "listen", NULL };
+    static const char *const cs_keys[] = { "instance_directory", "listen_address",
+                                           "port_min", "port_max", "checkpoint_interval_ms",
+                                           "max_clients", "impls", NULL };
+    static const char *const log_keys[] = { "verbose", NULL };
+    config_setting_t *node, *control, *finder, *cs, *log;
+    struct sockaddr_storage ss;
+    char host[256] = "localhost", err[300];
+    long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000;
+    size_t before;
+    bool ports_ok;
+    int rc = 0;
+
+    check_members(x, root, "", top);
+    node = get_group(x, root, "node");
+    control = get_group(x, root, "control");
+    finder = get_group(x, root, "finder");
+    cs = get_group(x, root, "cachestores");
+    log = get_group(x, root, "log");
+    if (node)
+        check_members(x, node, "node.", node_keys);
+    if (control)
+        check_members(x, control, "control.", control_keys);
+    if (finder)
+        check_members(x, finder, "finder.", finder_keys);
+    if (cs)
+        check_members(x, cs, "cachestores.", cs_keys);
+    if (log)
+        check_members(x, log, "log.", log_keys);
+
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    rc |= get_str(x, root, "cluster", "cluster", NULL, true, &c->cluster);
+    rc |= get_str(x, node, "node.name", "name", host, false, &c->node_name);
+    rc |= get_str(x, node, "node.address", "address", "127.0.0.1", false, &c->node_address);
+    rc |= get_str(x, root, "state_directory", "state_directory", "/var/lib/dpr", false,
+                  &c->state_dir);
+    rc |= get_str(x, control, "control.socket", "socket", "/run/dpr/agent.sock", false,
+                  &c->control_socket);
+    rc |= get_str(x, control, "control.group", "group", "dpr", false, &c->control_group);
+    rc |= get_str(x, finder, "finder.listen", "listen", "127.0.0.1:7000", false,
+                  &c->finder_listen);
+    rc |= get_str(x, cs, "cachestores.instance_directory", "instance_directory",
+                  "/run/dpr/instances", false, &c->instance_dir);
+    rc |= get_str(x, cs, "cachestores.listen_address", "listen_address", NULL, false,
+                  &c->cs_address);
+    if (rc)
+        return -ENOMEM;
+    if (!c->cs_address && c->node_address && !(c->cs_address = strdup(c->node_address)))
+        return -ENOMEM;
+    before = x->probs->n;
+    get_int(x, cs, "cachestores.port_min", "port_min", 1, 65535, &pmin);
+    get_int(x, cs, "cachestores.port_max", "port_max", 1, 65535, &pmax);
+    ports_ok = x->probs->n == before;
+    get_int(x, cs, "cachestores.checkpoint_interval_ms", "checkpoint_interval_ms",
+            AGENT_INTERVAL_MIN, AGENT_INTERVAL_MAX, &interval);
+    get_int(x, cs, "cachestores.max_clients", "max_clients", AGENT_MAX_CLIENTS_MIN,
+            AGENT_MAX_CLIENTS_MAX, &maxc);
+    get_bool(x, log, "log.verbose", "verbose", &c->verbose);
+    c->port_min = (uint16_t)pmin;
+    c->port_max = (uint16_t)pmax;
+    c->checkpoint_interval_ms = (uint32_t)interval;
+    c->max_clients = (uint32_t)maxc;
+    if (ports_ok && pmin > pmax)
+        problem_at(x, member_or(cs, "port_min", cs), "'cachestores.port_min' is above "
+                   "'cachestores.port_max'%s", "", NULL);
+    rc = read_impls(x, cs, c);
+    if (rc < 0)
+        return rc;
+
+    if (c->cluster && !agent_name_valid(c->cluster, AGENT_CLUSTER_NAME_MAX))
+        problem_at(x, member_or(root, "cluster", root), "'cluster' must match "
+                   "^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and have at most 63 characters (got '%s')",
+                   c->cluster, NULL);
+    if (c->node_name && !host_name_ok(c->node_name))
+        problem_at(x, member_or(node, "name", node), "'node.name' must be a host name "
+                   "(letters, digits, '-', '.', '_'; got '%s')", c->node_name, NULL);
+    if (c->node_address && !host_name_ok(c->node_address) && !strchr(c->node_address, ':'))
+        problem_at(x, member_or(node, "address", node), "'node.address' must be an address "
+                   "or host name (got '%s')", c->node_address, NULL);
+    if (c->cs_address && !host_name_ok(c->cs_address) && !strchr(c->cs_address, ':'))
+        problem_at(x, member_or(cs, "listen_address", cs), "'cachestores.listen_address' "
+                   "must be an address or host name (got '%s')", c->cs_address, NULL);
+    check_abs_path(x, member_or(root, "state_directory", root), "state_directory",
+                   c->state_dir);
+    check_abs_path(x, member_or(cs, "instance_directory", cs), "cachestores.instance_directory",
+                   c->instance_dir);
+    check_socket_path(x, member_or(control, "socket", control), c->control_socket);
+    if (c->control_group && !*c->control_group)
+        problem_at(x, member_or(control, "group", control), "'control.group' must not be "
+                   "empty%s", "", NULL);
+    if (c->finder_listen &&
+        dpr_server_parse_addr(c->finder_listen, &ss, err, sizeof(err)) < 0)
+        problem_at(x, member_or(finder, "listen", finder), "'finder.listen': %s", err, NULL);
+    return 0;
+}
+
+static long where_line(const char *where)
+{
+    const char *colon = strrchr(where, ':');
+    return colon ? strtol(colon + 1, NULL, 10) : 0;
+}
+
+static int cmp_problem(const void *a, const void *b)
+{
+    long la = where_line(((const agent_problem *)a)->where);
+    long lb = where_line(((const agent_problem *)b)->where);
+
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return strcmp(((const agent_problem *)a)->message, ((const agent_problem *)b)->message);
+}
+
+int agent_config_load(const char *path, agent_config *out, agent_problems *probs)
+{
+    ctx x = { path, probs };
+    config_t cfg;
+    FILE *f;
+    size_t before = probs->n;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    f = fopen(path, "r");
+    if (!f) {
+        rc = -errno;
+        agent_problems_add(probs, path, "cannot read the file: %s", strerror(-rc));
+        return rc;
+    }
+    config_init(&cfg);
+    if (config_read(&cfg, f) != CONFIG_TRUE) {
+        char where[4200];
+        snprintf(where, sizeof(where), "%s:%d", path, config_error_line(&cfg));
+        agent_problems_add(probs, where, "%s", config_error_text(&cfg));
+        fclose(f);
+        config_destroy(&cfg);
+        return -EINVAL;
+    }
+    fclose(f);
+    out->path = strdup(path);
+    rc = out->path ? read_all(&x, config_root_setting(&cfg), out) : -ENOMEM;
+    config_destroy(&cfg);
+    if (probs->n > before + 1)
+        qsort(probs->v + before, probs->n - before, sizeof(*probs->v), cmp_problem);
+    if (rc == 0 && probs->oom)
+        rc = -ENOMEM;
+    if (rc == 0 && probs->n > before)
+        rc = -EINVAL;
+    if (rc < 0)
+        agent_config_free(out);
+    return rc;
+}
+
+void agent_config_free(agent_config *c)
+{
+    free(c->path);
+    free(c->cluster);
+    free(c->node_name);
+    free(c->node_address);
+    free(c->state_dir);
+    free(c->control_socket);
+    free(c->control_group);
+    free(c->finder_listen);
+    free(c->instance_dir);
+    free(c->cs_address);
+    for (size_t i = 0; i < c->nimpls; i++) {
+        free(c->impls[i].name);
+        free(c->impls[i].exec);
+    }
+    free(c->impls);
+    memset(c, 0, sizeof(*c));
+}
+
+const char *agent_config_impl_exec(const agent_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nimpls; i++)
+        if (strcmp(c->impls[i].name, name) == 0)
+            return c->impls[i].exec;
+    return NULL;
+}

@@ -1,0 +1,57 @@
+/*
+ * config.h - the agent's configuration file (/etc/dpr/agent.conf, libconfig
+ * syntax; conf/agent.conf is the documented example).
+ *
+ * Every problem is reported with its file and line; unknown settings are
+ * errors (a typo must not be ignored).
+ */
+#ifndef AGENT_CONFIG_H
+#define AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "problems.h"
+
+#define AGENT_DEFAULT_CONFIG "/etc/dpr/agent.conf"
+#define AGENT_IMPL_NAME_MAX 64
+#define AGENT_CLUSTER_NAME_MAX 63
+
+typedef struct agent_impl {
+    char *name;   /* as used in specs: "dpr-kv" */
+    char *exec;   /* absolute path of the program */
+} agent_impl;
+
+typedef struct agent_config {
+    char *path;               /* the file read */
+    char *cluster;            /* required */
+    char *node_name;          /* default: the host name */
+    char *node_address;       /* default 127.0.0.1 */
+    char *state_dir;          /* default /var/lib/dpr */
+    char *control_socket;     /* default /run/dpr/agent.sock */
+    char *control_group;      /* default dpr */
+    char *finder_listen;      /* default 127.0.0.1:7000 */
+    char *instance_dir;       /* default /run/dpr/instances */
+    char *cs_address;         /* cache-stores listen here; default node address */
+    uint16_t port_min, port_max; /* default 7100..7999 */
+    uint32_t checkpoint_interval_ms; /* spec default, default 100 */
+    uint32_t max_clients;     /* spec default, default 10000 */
+    size_t nimpls;
+    agent_impl *impls;        /* default: dpr-kv = /usr/local/bin/dpr-kv */
+    bool verbose;
+} agent_config;
+
+/*
+ * Reads and checks path. 0 on success; -EINVAL when the file is invalid
+ * (every problem in *probs, where = "FILE:LINE" or "FILE"), -ENOENT/-EACCES
+ * etc. when it cannot be read (one problem recorded too), -ENOMEM.
+ * *out is only valid on success; free with agent_config_free.
+ */
+int agent_config_load(const char *path, agent_config *out, agent_problems *probs);
+void agent_config_free(agent_config *c);
+
+/* The program of impl name, or NULL when the config does not know it. */
+const char *agent_config_impl_exec(const agent_config *c, const char *name);
+
+#endif

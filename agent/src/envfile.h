@@ -1,0 +1,37 @@
+/*
+ * envfile.h - an instance's environment file, read by its unit through
+ * EnvironmentFile=/run/dpr/instances/%i.env. It carries everything the
+ * cache-store process needs: the program to run, where to listen, the
+ * finder, its worker id and settings (docs/operations.md, "Instance files").
+ */
+#ifndef AGENT_ENVFILE_H
+#define AGENT_ENVFILE_H
+
+#include <stddef.h>
+
+#include "state.h"
+
+typedef struct agent_env_ctx {
+    const char *exec;        /* the implementation's program */
+    const char *listen_host; /* cachestores.listen_address */
+    const char *finder;      /* HOST:PORT cache-stores reach the finder on */
+    const char *cluster;
+    const char *node;
+} agent_env_ctx;
+
+/* The file's text (malloc'd, NUL-terminated) or NULL on ENOMEM. */
+char *agent_env_render(const agent_instance *in, const agent_env_ctx *ctx);
+
+/* "HOST:PORT" of the instance ("[v6]:PORT" for an IPv6 host). */
+void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen);
+
+/*
+ * Writes dir/<name>.env atomically (creating dir, mode 0755, if missing)
+ * unless it already holds exactly text. 1 written, 0 unchanged, or a
+ * negative errno.
+ */
+int agent_env_write(const char *dir, const char *name, const char *text);
+/* Removes dir/<name>.env; 0 also when it did not exist. */
+int agent_env_remove(const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,264 @@
+/* plan.c - see plan.h. */
+#include "plan.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int agent_names_add(agent_names *l, const char *name)
+{
+    char **v;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n] = strdup(name);
+    if (!l->v[l->n])
+        return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void agent_names_sort(agent_names *l)
+{
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_str);
+}
+
+bool agent_names_has(const agent_names *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], name) == 0)
+            return true;
+    return false;
+}
+
+void agent_names_free(agent_names *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+void agent_plan_free(agent_plan *p)
+{
+    agent_names_free(&p->created);
+    agent_names_free(&p->updated);
+    agent_names_free(&p->deleted);
+    agent_names_free(&p->unchanged);
+}
+
+bool agent_plan_changed(const agent_plan *p)
+{
+    return p->created.n || p->updated.n || p->deleted.n;
+}
+
+static json_t *names_json(const agent_names *l)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < l->n; i++) {
+        if (json_array_append_new(a, json_string(l->v[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+json_t *agent_plan_to_json(const agent_plan *p)
+{
+    return json_pack("{s:o*, s:o*, s:o*, s:o*}", "created", names_json(&p->created),
+                     "updated", names_json(&p->updated), "deleted", names_json(&p->deleted),
+                     "unchanged", names_json(&p->unchanged));
+}
+
+/* Ports held: a bitmap over the allocation range. */
+typedef struct portmap {
+    uint16_t min, max;
+    unsigned char *used;
+} portmap;
+
+static void port_mark(portmap *m, uint16_t port)
+{
+    if (port >= m->min && port <= m->max)
+        m->used[port - m->min] = 1;
+}
+
+static int port_take(portmap *m, uint16_t *out)
+{
+    for (uint32_t p = m->min; p <= m->max; p++) {
+        if (!m->used[p - m->min]) {
+            m->used[p - m->min] = 1;
+            *out = (uint16_t)p;
+            return 0;
+        }
+    }
+    return -ENOSPC;
+}
+
+static int portmap_init(portmap *m, const agent_alloc *a, const agent_state *st)
+{
+    m->min = a->port_min;
+    m->max = a->port_max < a->port_min ? a->port_min : a->port_max;
+    m->used = calloc((size_t)(m->max - m->min) + 1, 1);
+    if (!m->used)
+        return -ENOMEM;
+    if (a->port_max < a->port_min)
+        m->used[0] = 1; /* an empty range */
+    for (size_t i = 0; i < st->ninst; i++)
+        port_mark(m, st->inst[i].port);
+    for (size_t i = 0; i < st->nretiring; i++)
+        port_mark(m, st->retiring[i].port);
+    return 0;
+}
+
+size_t agent_plan_free_ports(const agent_state *st, const agent_alloc *alloc)
+{
+    portmap m;
+    size_t n = 0;
+
+    if (portmap_init(&m, alloc, st) < 0)
+        return 0;
+    for (uint32_t p = m.min; p <= m.max; p++)
+        n += !m.used[p - m.min];
+    free(m.used);
+    return n;
+}
+
+static bool same_process_config(const agent_instance *a, const agent_instance *b)
+{
+    return strcmp(a->impl, b->impl) == 0 && strcmp(a->version, b->version) == 0 &&
+           a->checkpoint_interval_ms == b->checkpoint_interval_ms &&
+           a->max_clients == b->max_clients;
+}
+
+static size_t desired_count(const agent_spec *s)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n; i++)
+        n += s->d[i].shards;
+    return n;
+}
+
+int agent_plan_make(const agent_state *cur, const agent_spec *desired, const agent_alloc *alloc,
+                    agent_state *next, agent_plan *plan)
+{
+    agent_state ns;
+    agent_plan pl;
+    portmap ports = { 0, 0, NULL };
+    size_t k = 0;
+    int rc;
+
+    agent_state_init(&ns);
+    memset(&pl, 0, sizeof(pl));
+    ns.generation = cur->generation;
+    ns.next_worker = cur->next_worker ? cur->next_worker : 1;
+    rc = agent_spec_copy(desired, &ns.spec);
+    if (rc < 0)
+        goto fail;
+    ns.ninst = desired_count(desired);
+    if (ns.ninst) {
+        ns.inst = calloc(ns.ninst, sizeof(*ns.inst));
+        if (!ns.inst) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+    }
+    /* the instances the spec implies, with what reaches their process */
+    for (size_t d = 0; d < desired->n; d++) {
+        const agent_deploy *dep = &desired->d[d];
+        for (uint32_t s = 0; s < dep->shards; s++, k++) {
+            agent_instance *in = &ns.inst[k];
+            snprintf(in->name, sizeof(in->name), "%s-%u", dep->name, s);
+            memcpy(in->deployment, dep->name, sizeof(in->deployment));
+            in->shard = s;
+            memcpy(in->impl, dep->impl, sizeof(in->impl));
+            memcpy(in->version, dep->version, sizeof(in->version));
+            in->checkpoint_interval_ms = dep->checkpoint_interval_ms;
+            in->max_clients = dep->max_clients;
+        }
+    }
+    /* kept instances keep their allocations */
+    for (k = 0; k < ns.ninst; k++) {
+        agent_instance *in = &ns.inst[k];
+        int i = agent_state_find(cur, in->name);
+        if (i < 0)
+            continue;
+        in->worker = cur->inst[i].worker;
+        in->port = cur->inst[i].port;
+        rc = agent_names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged
+                                                                      : &pl.updated, in->name);
+        if (rc < 0)
+            goto fail;
+    }
+    /* deleted instances retire; earlier retiring ones stay retiring */
+    ns.nretiring = cur->nretiring;
+    ns.retiring = malloc((cur->nretiring + cur->ninst + 1) * sizeof(*ns.retiring));
+    if (!ns.retiring) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (cur->nretiring)
+        memcpy(ns.retiring, cur->retiring, cur->nretiring * sizeof(*ns.retiring));
+    for (size_t i = 0; i < cur->ninst; i++) {
+        bool kept = false;
+        for (k = 0; k < ns.ninst && !kept; k++)
+            kept = strcmp(ns.inst[k].name, cur->inst[i].name) == 0;
+        if (kept)
+            continue;
+        rc = agent_names_add(&pl.deleted, cur->inst[i].name);
+        if (rc < 0)
+            goto fail;
+        ns.retiring[ns.nretiring] = cur->inst[i];
+        ns.retiring[ns.nretiring++].unit_retired = false;
+    }
+    /* new instances: next worker ids, lowest free ports (in spec order) */
+    rc = portmap_init(&ports, alloc, &ns);
+    if (rc < 0)
+        goto fail;
+    for (k = 0; k < ns.ninst; k++) {
+        agent_instance *in = &ns.inst[k];
+        if (agent_state_find(cur, in->name) >= 0)
+            continue;
+        rc = port_take(&ports, &in->port);
+        if (rc < 0)
+            goto fail;
+        in->worker = ns.next_worker++;
+        rc = agent_names_add(&pl.created, in->name);
+        if (rc < 0)
+            goto fail;
+    }
+    agent_instances_sort(ns.inst, ns.ninst);
+    agent_instances_sort(ns.retiring, ns.nretiring);
+    agent_names_sort(&pl.created);
+    agent_names_sort(&pl.updated);
+    agent_names_sort(&pl.deleted);
+    agent_names_sort(&pl.unchanged);
+    if (agent_plan_changed(&pl))
+        ns.generation++;
+    else
+        ns.next_worker = cur->next_worker ? cur->next_worker : 1;
+    free(ports.used);
+    *next = ns;
+    *plan = pl;
+    return 0;
+fail:
+    free(ports.used);
+    agent_state_free(&ns);
+    agent_plan_free(&pl);
+    return rc;
+}

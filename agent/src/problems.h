@@ -1,0 +1,28 @@
+/*
+ * problems.h - a list of (where, message) problems, for validators that
+ * report every problem at once (spec fields, config settings).
+ */
+#ifndef AGENT_PROBLEMS_H
+#define AGENT_PROBLEMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct agent_problem {
+    char *where;   /* "cachestores[0].shards", or "FILE:LINE" */
+    char *message;
+} agent_problem;
+
+typedef struct agent_problems {
+    size_t n, cap;
+    agent_problem *v;
+    bool oom;      /* a problem could not be recorded */
+} agent_problems;
+
+void agent_problems_init(agent_problems *p);
+/* Records one problem; on allocation failure sets p->oom. */
+void agent_problems_add(agent_problems *p, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void agent_problems_free(agent_problems *p);
+
+#endif

@@ -1,0 +1,404 @@
+/* reconcile.c - makes systemd's units follow the recorded state: starts
+ * and adopts desired instances, restarts updated ones one at a time per
+ * deployment, stops and cleans up retiring ones, and forgets retired
+ * workers in the finder. Driven by events only: apply/delete, unit
+ * property changes, job ends, (re)connection, finder commits; plus a retry
+ * timer for operations that failed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent_int.h"
+#include "envfile.h"
+#include "log.h"
+#include "statefile.h"
+
+#define RETRY_MS 5000
+
+bool agent_is_halted(const agent *a, const char *deployment)
+{
+    for (size_t i = 0; i < a->nhalted; i++)
+        if (strcmp(a->halted[i], deployment) == 0)
+            return true;
+    return false;
+}
+
+void agent_set_halted(agent *a, const char *deployment, bool halted)
+{
+    char **v;
+
+    for (size_t i = 0; i < a->nhalted; i++) {
+        if (strcmp(a->halted[i], deployment) == 0) {
+            if (!halted) {
+                free(a->halted[i]);
+                a->halted[i] = a->halted[--a->nhalted];
+            }
+            return;
+        }
+    }
+    if (!halted)
+        return;
+    v = realloc(a->halted, (a->nhalted + 1) * sizeof(*v));
+    if (!v)
+        return;
+    a->halted = v;
+    if ((v[a->nhalted] = strdup(deployment)))
+        a->nhalted++;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    agent *a = t->data;
+
+    for (size_t i = 0; i < a->nrt; i++)
+        a->rt[i].retry_later = false;
+    agent_reconcile(a);
+    agent_retire_in_finder(a);
+}
+
+static void retry_soon(agent *a)
+{
+    if (a->timers_open && !uv_is_active((uv_handle_t *)&a->retry_timer))
+        uv_timer_start(&a->retry_timer, on_retry, RETRY_MS, 0);
+}
+
+static bool state_is(const inst_rt *rt, const char *s)
+{
+    return strcmp(rt->props.active_state, s) == 0;
+}
+
+/* Running or on its way there (systemd's own restarts included). */
+static bool running(const inst_rt *rt)
+{
+    return state_is(rt, "active") || state_is(rt, "activating") || state_is(rt, "reloading");
+}
+
+static int issue(agent *a, inst_rt *rt, agent_unit_op op)
+{
+    int rc = agent_units_request(a->units, rt->name, op);
+
+    if (rc < 0) {
+        snprintf(rt->last_error, sizeof(rt->last_error), "cannot %s the unit: %s",
+                 agent_unit_op_name(op), strerror(-rc));
+        agent_logi(AGENT_LOG_WARN, rt->name, "%s", rt->last_error);
+        rt->retry_later = true;
+        retry_soon(a);
+        return rc;
+    }
+    agent_logi(AGENT_LOG_INFO, rt->name, "%s dpr-cachestore@%s.service",
+               op == AGENT_UNIT_START ? "starting" : op == AGENT_UNIT_RESTART ? "restarting"
+               : op == AGENT_UNIT_STOP ? "stopping" : op == AGENT_UNIT_CLEAN
+               ? "removing the state of" : "resetting the failed state of", rt->name);
+    rt->in_flight = true;
+    rt->op = op;
+    return 0;
+}
+
+/* A retiring unit of this name still has to be stopped and cleaned. */
+static bool retiring_blocks(const agent *a, const char *name)
+{
+    for (size_t i = 0; i < a->st.nretiring; i++)
+        if (!a->st.retiring[i].unit_retired && strcmp(a->st.retiring[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Common gate: the unit's state is known and nothing is in flight. */
+static bool ready_to_act(agent *a, inst_rt *rt)
+{
+    if (rt->in_flight || rt->retry_later)
+        return false;
+    if (!rt->watched) {
+        if (agent_units_watch(a->units, rt->name) == 0)
+            rt->watched = true;
+        return false;
+    }
+    return rt->known;
+}
+
+/* Did the instance file change after the running process started (an
+ * update the agent did not finish rolling out before it stopped)? */
+static bool env_newer_than_process(agent *a, const inst_rt *rt)
+{
+    char path[4200];
+    struct stat sb;
+    uint64_t mtime;
+
+    if (!(rt->props.have & AGENT_UP_STARTED) || rt->props.started_usec == 0)
+        return false;
+    snprintf(path, sizeof(path), "%s/%s.env", a->cfg->instance_dir, rt->name);
+    if (stat(path, &sb) < 0)
+        return false;
+    mtime = (uint64_t)sb.st_mtim.tv_sec * 1000000u + (uint64_t)sb.st_mtim.tv_nsec / 1000u;
+    return mtime > rt->props.started_usec;
+}
+
+static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
+{
+    if (!rt->want_start || !ready_to_act(a, rt))
+        return;
+    if (running(rt)) {
+        rt->want_start = false; /* adopted as it is */
+        if (!rt->restart_pending && env_newer_than_process(a, rt)) {
+            agent_logi(AGENT_LOG_INFO, rt->name, "runs with older settings than its instance "
+                       "file: restarting it (rolling)");
+            rt->restart_pending = true;
+        }
+        return;
+    }
+    if (state_is(rt, "deactivating"))
+        return; /* wait until it is down */
+    if (agent_write_env(a, in) < 0) {
+        rt->want_start = false;
+        return;
+    }
+    if (state_is(rt, "failed")) {
+        issue(a, rt, AGENT_UNIT_RESET_FAILED); /* then start (see done) */
+        return;
+    }
+    if (issue(a, rt, AGENT_UNIT_START) == 0)
+        rt->want_start = false;
+}
+
+/* One restart at a time per deployment, in shard order. */
+static void rolling_restart(agent *a, const char *deployment)
+{
+    const agent_instance *best = NULL;
+    inst_rt *best_rt = NULL;
+
+    if (agent_is_halted(a, deployment))
+        return;
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        const agent_instance *in = &a->st.inst[i];
+        inst_rt *rt;
+        if (strcmp(in->deployment, deployment) != 0 || !(rt = agent_rt(a, in->name)))
+            continue;
+        if (rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START))
+            return; /* one at a time */
+        if (rt->restart_pending && (!best || in->shard < best->shard)) {
+            best = in;
+            best_rt = rt;
+        }
+    }
+    if (!best || retiring_blocks(a, best->name) || !ready_to_act(a, best_rt))
+        return;
+    if (agent_write_env(a, best) < 0) {
+        best_rt->restart_pending = false;
+        return;
+    }
+    if (running(best_rt)) {
+        if (issue(a, best_rt, AGENT_UNIT_RESTART) == 0)
+            best_rt->restart_pending = false;
+    } else {
+        /* not running: an ordinary start picks up the new settings */
+        best_rt->restart_pending = false;
+        best_rt->want_start = true;
+        start_or_adopt(a, best, best_rt);
+    }
+}
+
+static void retire_unit(agent *a, agent_instance *r)
+{
+    inst_rt *rt = agent_rt(a, r->name);
+    char err[600];
+
+    if (!rt || r->unit_retired || !ready_to_act(a, rt))
+        return;
+    if (rt->retire_step == 0) {
+        issue(a, rt, AGENT_UNIT_STOP);
+        return;
+    }
+    if (rt->retire_step == 1) {
+        issue(a, rt, AGENT_UNIT_CLEAN);
+        return;
+    }
+    /* stopped and cleaned: its configuration goes too */
+    agent_env_remove(a->cfg->instance_dir, r->name);
+    r->unit_retired = true;
+    rt->retire_step = 0;
+    agent_logi(AGENT_LOG_INFO, r->name, "unit stopped and its state removed");
+    if (agent_save_state(a, &a->st, err, sizeof(err)) < 0)
+        retry_soon(a);
+}
+
+void agent_retire_in_finder(agent *a)
+{
+    bool changed = false;
+    char err[600];
+
+    if (!a->finder || a->stopping)
+        return;
+    for (size_t i = a->st.nretiring; i > 0; i--) {
+        agent_instance *r = &a->st.retiring[i - 1];
+        int rc;
+        if (!r->unit_retired)
+            continue;
+        rc = agent_finder_remove_worker(a->finder, r->worker);
+        if (rc == -EBUSY)
+            continue; /* its last checkpoint is not in the cut yet: after a commit */
+        if (rc < 0 && rc != -ENOENT) {
+            agent_logi(AGENT_LOG_WARN, r->name, "cannot remove worker %llu from the finder: %s",
+                       (unsigned long long)r->worker, strerror(-rc));
+            retry_soon(a);
+            continue;
+        }
+        agent_logi(AGENT_LOG_INFO, r->name, "retired (worker %llu %s)",
+                   (unsigned long long)r->worker, rc == 0 ? "removed from the finder"
+                                                          : "was unknown to the finder");
+        agent_state_drop_retiring(&a->st, r->name, r->worker);
+        changed = true;
+    }
+    if (changed && agent_save_state(a, &a->st, err, sizeof(err)) < 0)
+        retry_soon(a);
+}
+
+void agent_reconcile(agent *a)
+{
+    if (a->stopping || !a->units || !agent_units_connected(a->units))
+        return;
+    for (size_t i = 0; i < a->st.nretiring; i++)
+        retire_unit(a, &a->st.retiring[i]);
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        const agent_instance *in = &a->st.inst[i];
+        inst_rt *rt = agent_rt(a, in->name);
+        if (!rt || retiring_blocks(a, in->name))
+            continue;
+        start_or_adopt(a, in, rt);
+    }
+    for (size_t d = 0; a->st.spec.name && d < a->st.spec.n; d++)
+        rolling_restart(a, a->st.spec.d[d].name);
+    agent_retire_in_finder(a);
+}
+
+/* ---- systemd's side ---------------------------------------------------------- */
+
+void agent_on_units_connected(void *arg, bool up, const char *why)
+{
+    agent *a = arg;
+
+    for (size_t i = 0; i < a->nrt; i++) {
+        inst_rt *rt = &a->rt[i];
+        rt->watched = false;
+        rt->known = false;
+        rt->in_flight = false;
+        rt->retry_later = false;
+        rt->retire_step = 0;
+        memset(&rt->props, 0, sizeof(rt->props));
+    }
+    if (up) {
+        /* converge: whatever is desired and not running is started, what
+         * runs is adopted as it is */
+        for (size_t i = 0; i < a->st.ninst; i++) {
+            inst_rt *rt = agent_rt(a, a->st.inst[i].name);
+            if (rt)
+                rt->want_start = true;
+        }
+        agent_reconcile(a);
+    } else {
+        agent_warn("systemd connection lost (%s): instances keep running; re-adopting them "
+                   "when it is back", why);
+    }
+    agent_update_status(a);
+}
+
+static bool differs(const agent_unit_props *old, const agent_unit_props *p)
+{
+    return ((p->have & AGENT_UP_ACTIVE) && strcmp(old->active_state, p->active_state)) ||
+           ((p->have & AGENT_UP_SUB) && strcmp(old->sub_state, p->sub_state)) ||
+           ((p->have & AGENT_UP_RESTARTS) && old->n_restarts != p->n_restarts) ||
+           ((p->have & AGENT_UP_PID) && old->main_pid != p->main_pid);
+}
+
+void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props *p)
+{
+    agent *a = arg;
+    inst_rt *rt = agent_rt(a, instance);
+    bool changed, was_failed;
+
+    if (!rt)
+        return;
+    changed = differs(&rt->props, p) || !rt->known;
+    was_failed = state_is(rt, "failed");
+    if (p->have & AGENT_UP_ACTIVE)
+        snprintf(rt->props.active_state, sizeof(rt->props.active_state), "%s", p->active_state);
+    if (p->have & AGENT_UP_SUB)
+        snprintf(rt->props.sub_state, sizeof(rt->props.sub_state), "%s", p->sub_state);
+    if (p->have & AGENT_UP_RESULT)
+        snprintf(rt->props.result, sizeof(rt->props.result), "%s", p->result);
+    if (p->have & AGENT_UP_LOAD)
+        snprintf(rt->props.load_state, sizeof(rt->props.load_state), "%s", p->load_state);
+    if (p->have & AGENT_UP_RESTARTS)
+        rt->props.n_restarts = p->n_restarts;
+    if (p->have & AGENT_UP_PID)
+        rt->props.main_pid = p->main_pid;
+    if (p->have & AGENT_UP_STARTED)
+        rt->props.started_usec = p->started_usec;
+    rt->props.have |= p->have;
+    /* both interfaces read: state, restarts, pid and start time are known */
+    if ((rt->props.have & AGENT_UP_ACTIVE) && (rt->props.have & AGENT_UP_SERVICE_READ))
+        rt->known = true;
+    if (!was_failed && state_is(rt, "failed")) {
+        snprintf(rt->last_error, sizeof(rt->last_error), "the unit failed (result: %s)",
+                 rt->props.result[0] ? rt->props.result : "unknown");
+        agent_logi(AGENT_LOG_WARN, instance, "%s", rt->last_error);
+    }
+    if (changed) {
+        agent_logi(AGENT_LOG_DEBUG, instance, "unit %s/%s, %u restarts, pid %u",
+                   rt->props.active_state, rt->props.sub_state, rt->props.n_restarts,
+                   rt->props.main_pid);
+        if (agent_state_find(&a->st, instance) >= 0)
+            agent_emit_instance(a, rt);
+        agent_update_status(a);
+    }
+    agent_reconcile(a);
+}
+
+static bool benign(agent_unit_op op, const char *ename)
+{
+    /* stopping or cleaning a unit that does not exist: nothing to do */
+    if (op != AGENT_UNIT_STOP && op != AGENT_UNIT_CLEAN && op != AGENT_UNIT_RESET_FAILED)
+        return false;
+    return strcmp(ename, "org.freedesktop.systemd1.NoSuchUnit") == 0 ||
+           strcmp(ename, "org.freedesktop.systemd1.NothingToClean") == 0 ||
+           strcmp(ename, "org.freedesktop.systemd1.LoadFailed") == 0;
+}
+
+void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const char *ename,
+                        const char *emsg)
+{
+    agent *a = arg;
+    inst_rt *rt = agent_rt(a, instance);
+    bool retiring = false, desired;
+
+    if (!rt)
+        return;
+    rt->in_flight = false;
+    for (size_t i = 0; i < a->st.nretiring; i++)
+        retiring |= !a->st.retiring[i].unit_retired && !strcmp(a->st.retiring[i].name, instance);
+    desired = agent_state_find(&a->st, instance) >= 0;
+    if (ename && !benign(op, ename)) {
+        snprintf(rt->last_error, sizeof(rt->last_error), "%s failed: %s",
+                 agent_unit_op_name(op), emsg ? emsg : ename);
+        agent_logi(AGENT_LOG_WARN, instance, "%s", rt->last_error);
+        if (op == AGENT_UNIT_RESTART || op == AGENT_UNIT_START) {
+            const agent_instance *in = desired ? &a->st.inst[agent_state_find(&a->st,
+                                                                              instance)] : NULL;
+            if (in && op == AGENT_UNIT_RESTART)
+                agent_set_halted(a, in->deployment, true);
+        } else {
+            rt->retry_later = true;
+            retry_soon(a);
+        }
+        if (desired)
+            agent_emit_instance(a, rt);
+    } else if (retiring && (op == AGENT_UNIT_STOP || op == AGENT_UNIT_CLEAN)) {
+        rt->retire_step = op == AGENT_UNIT_STOP ? 1 : 2;
+    } else if (op == AGENT_UNIT_RESET_FAILED && desired) {
+        rt->want_start = true; /* now inactive: start it */
+        snprintf(rt->props.active_state, sizeof(rt->props.active_state), "inactive");
+    }
+    agent_reconcile(a);
+    agent_update_status(a);
+}

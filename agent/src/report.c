@@ -1,0 +1,261 @@
+/* report.c - what the agent tells: status, nodes, the event stream, finder
+ * events (docs/control-api.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "agent_int.h"
+#include "envfile.h"
+#include "log.h"
+
+#define FINDER_EVENT_MIN_MS 1000
+
+bool agent_rt_ready(const inst_rt *rt)
+{
+    /* Type=notify: active only after READY=1 (recovery done) */
+    return rt->known && strcmp(rt->props.active_state, "active") == 0 &&
+           strcmp(rt->props.sub_state, "running") == 0;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static json_t *str_or_null(const char *s, bool known)
+{
+    return known && s[0] ? json_string(s) : json_null();
+}
+
+/* Durable (newest reported) version per worker, from the finder's working state. */
+static uint64_t durable_of(const dpr_finder_state *fs, uint64_t worker, bool *found)
+{
+    size_t lo = 0, hi = fs->nworkers;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (fs->workers[mid].worker == worker) {
+            *found = true;
+            return fs->workers[mid].durable;
+        }
+        if (fs->workers[mid].worker < worker)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return 0;
+}
+
+static json_t *instance_json(agent *a, const agent_instance *in, const dpr_finder_state *fs,
+                             bool have_fs)
+{
+    inst_rt *rt = agent_rt(a, in->name);
+    dpr_finder *f = agent_finder_core(a->finder);
+    char unit[128], endpoint[320];
+    bool registered = false;
+    uint64_t durable = have_fs ? durable_of(fs, in->worker, &registered) : 0;
+    bool known = rt && rt->known;
+    json_t *o;
+
+    snprintf(unit, sizeof(unit), AGENT_UNIT_PREFIX "%s" AGENT_UNIT_SUFFIX, in->name);
+    agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
+    o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:b, s:o, s:o}",
+                  "name", in->name, "unit", unit, "node", a->cfg->node_name,
+                  "worker", (json_int_t)in->worker, "shard", (json_int_t)in->shard,
+                  "endpoint", endpoint,
+                  "active_state", str_or_null(rt ? rt->props.active_state : "", known),
+                  "sub_state", str_or_null(rt ? rt->props.sub_state : "", known),
+                  "ready", rt && agent_rt_ready(rt),
+                  "restarts", known && (rt->props.have & AGENT_UP_RESTARTS)
+                                  ? json_integer(rt->props.n_restarts) : json_null(),
+                  "main_pid", known && (rt->props.have & AGENT_UP_PID) && rt->props.main_pid
+                                  ? json_integer(rt->props.main_pid) : json_null());
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "version", registered ? json_integer((json_int_t)durable)
+                                                 : json_null());
+    json_object_set_new(o, "world_line", registered
+                        ? json_integer((json_int_t)dpr_finder_world_line(f)) : json_null());
+    json_object_set_new(o, "cut", registered
+                        ? json_integer((json_int_t)dpr_finder_cut_of(f, in->worker))
+                        : json_null());
+    if (rt && rt->last_error[0])
+        json_object_set_new(o, "last_error", json_string(rt->last_error));
+    else if (!agent_units_connected(a->units))
+        json_object_set_new(o, "last_error", json_string(agent_units_error(a->units)));
+    else
+        json_object_set_new(o, "last_error", json_null());
+    return o;
+}
+
+static int cmp_shard(const void *x, const void *y)
+{
+    const agent_instance *a = *(const agent_instance *const *)x;
+    const agent_instance *b = *(const agent_instance *const *)y;
+
+    return a->shard < b->shard ? -1 : a->shard > b->shard;
+}
+
+static json_t *deployment_json(agent *a, const agent_deploy *d, const dpr_finder_state *fs,
+                               bool have_fs)
+{
+    const agent_instance **list = calloc(d->shards ? d->shards : 1, sizeof(*list));
+    json_t *o = agent_deploy_to_json(d), *insts = json_array();
+    size_t n = 0, ready = 0;
+
+    if (!list || !o || !insts)
+        goto fail;
+    for (size_t i = 0; i < a->st.ninst && n < d->shards; i++)
+        if (strcmp(a->st.inst[i].deployment, d->name) == 0)
+            list[n++] = &a->st.inst[i];
+    qsort(list, n, sizeof(*list), cmp_shard);
+    for (size_t i = 0; i < n; i++) {
+        inst_rt *rt = agent_rt(a, list[i]->name);
+        ready += rt && agent_rt_ready(rt);
+        if (json_array_append_new(insts, instance_json(a, list[i], fs, have_fs)) < 0)
+            goto fail;
+    }
+    json_object_set_new(o, "ready", json_integer((json_int_t)ready));
+    json_object_set_new(o, "instances", insts);
+    free(list);
+    return o;
+fail:
+    free(list);
+    json_decref(o);
+    json_decref(insts);
+    return NULL;
+}
+
+json_t *agent_status_json(agent *a, const char *deployment)
+{
+    dpr_finder *f = agent_finder_core(a->finder);
+    dpr_finder_state fs = { .workers = NULL };
+    bool have_fs = dpr_finder_get_state(f, &fs) == 0;
+    json_t *deps = json_array(), *o, *retiring = json_array();
+
+    for (size_t i = 0; deps && a->st.spec.name && i < a->st.spec.n; i++) {
+        if (deployment && strcmp(deployment, a->st.spec.d[i].name) != 0)
+            continue;
+        if (json_array_append_new(deps, deployment_json(a, &a->st.spec.d[i], &fs,
+                                                        have_fs)) < 0) {
+            json_decref(deps);
+            deps = NULL;
+        }
+    }
+    for (size_t i = 0; retiring && i < a->st.nretiring; i++)
+        json_array_append_new(retiring, json_string(a->st.retiring[i].name));
+    if (have_fs)
+        dpr_finder_state_free(&fs);
+    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:I, s:I}, s:o*, s:o*, s:{s:b, s:o}}",
+                  "cluster", a->cfg->cluster, "node", a->cfg->node_name,
+                  "generation", (json_int_t)a->st.generation,
+                  "finder", "address", agent_finder_address(a->finder),
+                  "world_line", (json_int_t)dpr_finder_world_line(f),
+                  "max_version", (json_int_t)dpr_finder_max_version(f),
+                  "deployments", deps, "retiring", retiring,
+                  "systemd", "connected", agent_units_connected(a->units),
+                  "error", agent_units_connected(a->units) ? json_null()
+                                                            : json_string(agent_units_error(
+                                                                  a->units)));
+    return o;
+}
+
+json_t *agent_nodes_json(agent *a)
+{
+    return json_pack("{s:[{s:s, s:s, s:b, s:b, s:s}]}", "nodes", "name", a->cfg->node_name,
+                     "address", a->cfg->node_address, "self", 1, "leader", 1, "state", "up");
+}
+
+void agent_emit(agent *a, const char *type, json_t *fields)
+{
+    char stamp[64];
+    uint64_t ms = wall_ms();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    json_t *ev;
+
+    if (!fields)
+        return;
+    a->event_seq++;
+    if (!a->ctl || agent_control_stream_count(a->ctl) == 0) {
+        json_decref(fields);
+        return;
+    }
+    gmtime_r(&secs, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp + strlen(stamp), sizeof(stamp) - strlen(stamp), ".%03uZ",
+             (unsigned)(ms % 1000));
+    ev = json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)a->event_seq, "time", stamp, "type",
+                   type);
+    if (ev && json_object_update(ev, fields) == 0)
+        agent_control_publish(a->ctl, ev);
+    json_decref(ev);
+    json_decref(fields);
+}
+
+void agent_emit_instance(agent *a, const inst_rt *rt)
+{
+    json_t *o = json_pack("{s:s, s:o, s:o, s:b, s:o, s:o}", "name", rt->name,
+                          "active_state", str_or_null(rt->props.active_state, rt->known),
+                          "sub_state", str_or_null(rt->props.sub_state, rt->known),
+                          "ready", agent_rt_ready(rt),
+                          "restarts", rt->known && (rt->props.have & AGENT_UP_RESTARTS)
+                                          ? json_integer(rt->props.n_restarts) : json_null(),
+                          "main_pid", rt->known && rt->props.main_pid
+                                          ? json_integer(rt->props.main_pid) : json_null());
+
+    if (o && rt->last_error[0])
+        json_object_set_new(o, "last_error", json_string(rt->last_error));
+    agent_emit(a, "instance", o);
+}
+
+static void emit_finder(agent *a)
+{
+    dpr_finder *f = agent_finder_core(a->finder);
+
+    a->finder_event_pending = false;
+    a->last_finder_event_ms = wall_ms();
+    a->last_world_line = dpr_finder_world_line(f);
+    a->last_max_version = dpr_finder_max_version(f);
+    agent_emit(a, "finder", json_pack("{s:I, s:I}", "world_line",
+                                      (json_int_t)a->last_world_line, "max_version",
+                                      (json_int_t)a->last_max_version));
+}
+
+static void on_finder_timer(uv_timer_t *t)
+{
+    agent *a = t->data;
+
+    if (a->finder_event_pending)
+        emit_finder(a);
+}
+
+void agent_on_finder_commit(void *arg)
+{
+    agent *a = arg;
+    dpr_finder *f = agent_finder_core(a->finder);
+    uint64_t wl = dpr_finder_world_line(f), mv = dpr_finder_max_version(f), now;
+
+    if (wl != a->last_world_line) {
+        agent_info("finder: world-line %llu (was %llu): the cluster rolled back to the cut",
+                   (unsigned long long)wl, (unsigned long long)a->last_world_line);
+        emit_finder(a); /* at once */
+    } else if (mv != a->last_max_version) {
+        /* the cut moves with every checkpoint: at most one event a second */
+        now = wall_ms();
+        if (now - a->last_finder_event_ms >= FINDER_EVENT_MIN_MS) {
+            emit_finder(a);
+        } else if (!a->finder_event_pending && a->timers_open) {
+            a->finder_event_pending = true;
+            uv_timer_start(&a->finder_timer, on_finder_timer,
+                           FINDER_EVENT_MIN_MS - (now - a->last_finder_event_ms), 0);
+        }
+    }
+    agent_retire_in_finder(a);
+}

@@ -1,0 +1,353 @@
+/* spec.c - see spec.h. */
+#include "spec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool agent_name_valid(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max || !(s[0] >= 'a' && s[0] <= 'z') || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '-') {
+            if (s[i + 1] == '-')
+                return false;
+        } else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool version_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > AGENT_VERSION_MAX)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '+' || *s == '-'))
+            return false;
+    return true;
+}
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "a list";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* A printable, shortened copy of a user string for messages. */
+static void shown(char *out, size_t outlen, const char *s)
+{
+    size_t i = 0;
+
+    for (; *s && i + 4 < outlen; s++)
+        out[i++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+    if (*s && outlen >= 4) {
+        out[outlen - 4] = '.';
+        out[outlen - 3] = '.';
+        out[outlen - 2] = '.';
+        i = outlen - 1;
+    }
+    out[i] = '\0';
+}
+
+static void check_unknown(const json_t *obj, const char *prefix, const char *const *known,
+                          agent_problems *p)
+{
+    const char *key;
+    json_t *v;
+    char path[160], k[64], list[256];
+    size_t off = 0;
+
+    list[0] = '\0';
+    for (size_t i = 0; known[i] && off < sizeof(list); i++)
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "",
+                                known[i]);
+    json_object_foreach((json_t *)obj, key, v) {
+        bool ok = false;
+        for (size_t i = 0; known[i]; i++)
+            if (strcmp(known[i], key) == 0)
+                ok = true;
+        if (ok)
+            continue;
+        shown(k, sizeof(k), key);
+        snprintf(path, sizeof(path), "%s%s", prefix, k);
+        agent_problems_add(p, path, "unknown field (known: %s)", list);
+    }
+}
+
+/* Integer field in [min, max]; *out = def when absent (required: a problem). */
+static void get_uint(const json_t *obj, const char *key, const char *prefix, bool required,
+                     long long min, long long max, uint32_t def, uint32_t *out,
+                     agent_problems *p)
+{
+    json_t *v = json_object_get(obj, key);
+    char path[160];
+    long long n;
+
+    *out = def;
+    snprintf(path, sizeof(path), "%s%s", prefix, key);
+    if (!v) {
+        if (required)
+            agent_problems_add(p, path, "required (an integer, %lld to %lld)", min, max);
+        return;
+    }
+    if (!json_is_integer(v)) {
+        agent_problems_add(p, path, "must be an integer, %lld to %lld (got %s)", min, max,
+                           json_kind(v));
+        return;
+    }
+    n = json_integer_value(v);
+    if (n < min)
+        agent_problems_add(p, path, "must be >= %lld (got %lld)", min, n);
+    else if (n > max)
+        agent_problems_add(p, path, "must be <= %lld (got %lld)", max, n);
+    else
+        *out = (uint32_t)n;
+}
+
+/* String field; NULL when absent or ill-typed (problem recorded). */
+static const char *get_string(const json_t *obj, const char *key, const char *prefix,
+                              bool required, agent_problems *p)
+{
+    json_t *v = json_object_get(obj, key);
+    char path[160];
+
+    snprintf(path, sizeof(path), "%s%s", prefix, key);
+    if (!v) {
+        if (required)
+            agent_problems_add(p, path, "required (a string)");
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        agent_problems_add(p, path, "must be a string (got %s)", json_kind(v));
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static bool impl_known(const agent_spec_rules *r, const char *impl)
+{
+    if (!r->impls)
+        return true;
+    for (size_t i = 0; i < r->nimpls; i++)
+        if (strcmp(r->impls[i], impl) == 0)
+            return true;
+    return false;
+}
+
+static void known_impls(const agent_spec_rules *r, char *out, size_t outlen)
+{
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < r->nimpls && off < outlen; i++)
+        off += (size_t)snprintf(out + off, outlen - off, "%s%s", i ? ", " : "", r->impls[i]);
+    if (r->nimpls == 0)
+        snprintf(out, outlen, "none configured");
+}
+
+static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
+                         agent_deploy *d, agent_problems *p)
+{
+    static const char *const known[] = { "name", "impl", "version", "shards",
+                                         "checkpoint_interval_ms", "max_clients", NULL };
+    char prefix[48], path[160], s[80], list[512];
+    const char *v;
+
+    memset(d, 0, sizeof(*d));
+    snprintf(prefix, sizeof(prefix), "cachestores[%zu].", idx);
+    if (!json_is_object(o)) {
+        snprintf(path, sizeof(path), "cachestores[%zu]", idx);
+        agent_problems_add(p, path, "must be an object (got %s)", json_kind(o));
+        return;
+    }
+    check_unknown(o, prefix, known, p);
+
+    v = get_string(o, "name", prefix, true, p);
+    snprintf(path, sizeof(path), "%sname", prefix);
+    if (v && !agent_name_valid(v, AGENT_DEPLOY_NAME_MAX)) {
+        shown(s, sizeof(s), v);
+        agent_problems_add(p, path, "must match ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and have at "
+                           "most %d characters (got '%s')", AGENT_DEPLOY_NAME_MAX, s);
+    } else if (v) {
+        memcpy(d->name, v, strlen(v) + 1);
+    }
+
+    v = get_string(o, "impl", prefix, false, p);
+    snprintf(path, sizeof(path), "%simpl", prefix);
+    if (!v && !json_object_get(o, "impl"))
+        v = AGENT_DEFAULT_IMPL;
+    if (v && (strlen(v) > AGENT_SPEC_IMPL_MAX || !impl_known(r, v))) {
+        shown(s, sizeof(s), v);
+        known_impls(r, list, sizeof(list));
+        agent_problems_add(p, path, "unknown implementation '%s' (this agent knows: %s)", s,
+                           list);
+    } else if (v) {
+        memcpy(d->impl, v, strlen(v) + 1);
+    }
+
+    v = get_string(o, "version", prefix, true, p);
+    snprintf(path, sizeof(path), "%sversion", prefix);
+    if (v && !version_valid(v)) {
+        shown(s, sizeof(s), v);
+        agent_problems_add(p, path, "must be 1 to %d characters of A-Z a-z 0-9 . _ + - "
+                           "(got '%s')", AGENT_VERSION_MAX, s);
+    } else if (v) {
+        memcpy(d->version, v, strlen(v) + 1);
+    }
+
+    get_uint(o, "shards", prefix, true, 1, AGENT_SHARDS_MAX, 0, &d->shards, p);
+    get_uint(o, "checkpoint_interval_ms", prefix, false, AGENT_INTERVAL_MIN,
+             AGENT_INTERVAL_MAX, r->default_interval_ms ? r->default_interval_ms : 100,
+             &d->checkpoint_interval_ms, p);
+    get_uint(o, "max_clients", prefix, false, AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX,
+             r->default_max_clients ? r->default_max_clients : 10000, &d->max_clients, p);
+}
+
+int agent_spec_parse(const json_t *j, const agent_spec_rules *r, agent_spec *out,
+                     agent_problems *p)
+{
+    static const char *const known[] = { "name", "cachestores", NULL };
+    agent_spec s = { NULL, 0, NULL };
+    size_t before = p->n;
+    const char *name;
+    json_t *list;
+    char shown_name[80], path[160];
+    int rc = 0;
+
+    if (!json_is_object(j)) {
+        agent_problems_add(p, "", "the spec must be an object (got %s)",
+                           j ? json_kind(j) : "nothing");
+        return p->oom ? -ENOMEM : -EINVAL;
+    }
+    check_unknown(j, "", known, p);
+    name = get_string(j, "name", "", true, p);
+    if (name && r->cluster && strcmp(name, r->cluster) != 0) {
+        shown(shown_name, sizeof(shown_name), name);
+        agent_problems_add(p, "name", "must be this agent's cluster name '%s' (got '%s')",
+                           r->cluster, shown_name);
+    } else if (name && !r->cluster && !agent_name_valid(name, 63)) {
+        agent_problems_add(p, "name", "not a valid cluster name");
+    }
+    list = json_object_get(j, "cachestores");
+    if (!list) {
+        agent_problems_add(p, "cachestores", "required (a list of deployments; an empty "
+                           "list deletes every deployment)");
+    } else if (!json_is_array(list)) {
+        agent_problems_add(p, "cachestores", "must be a list (got %s)", json_kind(list));
+    } else if (json_array_size(list) > 0) {
+        s.n = json_array_size(list);
+        s.d = calloc(s.n, sizeof(*s.d));
+        if (!s.d) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < s.n; i++)
+            parse_deploy(json_array_get(list, i), i, r, &s.d[i], p);
+        for (size_t i = 0; i < s.n; i++) {
+            for (size_t k = 0; k < i && s.d[i].name[0]; k++) {
+                if (strcmp(s.d[i].name, s.d[k].name) == 0) {
+                    snprintf(path, sizeof(path), "cachestores[%zu].name", i);
+                    agent_problems_add(p, path, "duplicate name '%s' (also cachestores[%zu])",
+                                       s.d[i].name, k);
+                    break;
+                }
+            }
+        }
+    }
+    if (p->oom) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (p->n > before) {
+        rc = -EINVAL;
+        goto out;
+    }
+    s.name = strdup(name);
+    if (!s.name) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    *out = s;
+    return 0;
+out:
+    agent_spec_free(&s);
+    return rc;
+}
+
+json_t *agent_deploy_to_json(const agent_deploy *d)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", d->name, "impl", d->impl,
+                     "version", d->version, "shards", (json_int_t)d->shards,
+                     "checkpoint_interval_ms", (json_int_t)d->checkpoint_interval_ms,
+                     "max_clients", (json_int_t)d->max_clients);
+}
+
+json_t *agent_spec_to_json(const agent_spec *s)
+{
+    json_t *list = json_array(), *o;
+
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < s->n; i++) {
+        o = agent_deploy_to_json(&s->d[i]);
+        if (!o || json_array_append_new(list, o) < 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return json_pack("{s:s, s:o}", "name", s->name ? s->name : "", "cachestores", list);
+}
+
+int agent_spec_copy(const agent_spec *src, agent_spec *dst)
+{
+    agent_spec s = { NULL, src->n, NULL };
+
+    s.name = strdup(src->name ? src->name : "");
+    if (src->n) {
+        s.d = malloc(src->n * sizeof(*s.d));
+        if (s.d)
+            memcpy(s.d, src->d, src->n * sizeof(*s.d));
+    }
+    if (!s.name || (src->n && !s.d)) {
+        agent_spec_free(&s);
+        return -ENOMEM;
+    }
+    *dst = s;
+    return 0;
+}
+
+void agent_spec_free(agent_spec *s)
+{
+    free(s->name);
+    free(s->d);
+    s->name = NULL;
+    s->d = NULL;
+    s->n = 0;
+}
+
+int agent_spec_find(const agent_spec *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->d[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}

@@ -1,0 +1,68 @@
+/*
+ * spec.h - the cluster spec of the control API (docs/control-api.md,
+ * "The cluster spec"): JSON -> struct with every rule checked and every
+ * problem reported with its path, and back to JSON.
+ */
+#ifndef AGENT_SPEC_H
+#define AGENT_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "problems.h"
+
+#define AGENT_DEPLOY_NAME_MAX 32
+#define AGENT_SPEC_IMPL_MAX 64
+#define AGENT_VERSION_MAX 64
+#define AGENT_SHARDS_MAX 1024
+#define AGENT_INTERVAL_MIN 10
+#define AGENT_INTERVAL_MAX 60000
+#define AGENT_MAX_CLIENTS_MIN 1
+#define AGENT_MAX_CLIENTS_MAX 100000
+#define AGENT_DEFAULT_IMPL "dpr-kv"
+
+typedef struct agent_deploy {
+    char name[AGENT_DEPLOY_NAME_MAX + 1];
+    char impl[AGENT_SPEC_IMPL_MAX + 1];
+    char version[AGENT_VERSION_MAX + 1];
+    uint32_t shards;
+    uint32_t checkpoint_interval_ms;
+    uint32_t max_clients;
+} agent_deploy;
+
+typedef struct agent_spec {
+    char *name;          /* the cluster */
+    size_t n;
+    agent_deploy *d;     /* in the spec's order */
+} agent_spec;
+
+/* What a spec is checked against. */
+typedef struct agent_spec_rules {
+    const char *cluster;            /* NULL: any valid name */
+    const char *const *impls;       /* known implementations; NULL: any valid name */
+    size_t nimpls;
+    uint32_t default_interval_ms;   /* 0: 100 */
+    uint32_t default_max_clients;   /* 0: 10000 */
+} agent_spec_rules;
+
+/* ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and at most max characters. */
+bool agent_name_valid(const char *s, size_t max);
+
+/*
+ * Parses and checks j. 0 and *out filled; -EINVAL with every problem in
+ * *probs (where = path such as "cachestores[0].shards"; "" for the spec
+ * itself); -ENOMEM. *out is untouched unless 0 is returned.
+ */
+int agent_spec_parse(const json_t *j, const agent_spec_rules *rules, agent_spec *out,
+                     agent_problems *probs);
+/* The spec with defaults filled in (new reference, NULL on ENOMEM). */
+json_t *agent_spec_to_json(const agent_spec *s);
+json_t *agent_deploy_to_json(const agent_deploy *d);
+int agent_spec_copy(const agent_spec *src, agent_spec *dst);
+void agent_spec_free(agent_spec *s);
+/* Index of deployment name, or -1. */
+int agent_spec_find(const agent_spec *s, const char *name);
+
+#endif

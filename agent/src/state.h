@@ -1,0 +1,61 @@
+/*
+ * state.h - the agent's recorded state: the desired spec, the instances it
+ * implies with their allocations (worker id, port) and the instances being
+ * retired. This is what survives agent restarts (statefile.h) and what a
+ * plan (plan.h) moves from one generation to the next.
+ */
+#ifndef AGENT_STATE_H
+#define AGENT_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spec.h"
+
+/* "<deployment>-<shard>": 32 + 1 + 4 (room for any %u) */
+#define AGENT_INSTANCE_NAME_MAX 48
+
+typedef struct agent_instance {
+    char name[AGENT_INSTANCE_NAME_MAX + 1];
+    char deployment[AGENT_DEPLOY_NAME_MAX + 1];
+    uint32_t shard;
+    uint64_t worker;       /* stable for the instance's life; never reused */
+    uint16_t port;         /* stable for the instance's life */
+    /* what reaches the process (a change is an update) */
+    char impl[AGENT_SPEC_IMPL_MAX + 1];
+    char version[AGENT_VERSION_MAX + 1];
+    uint32_t checkpoint_interval_ms;
+    uint32_t max_clients;
+    /* retiring entries only: its unit is stopped and its state removed
+     * (what remains is forgetting the worker in the finder) */
+    bool unit_retired;
+} agent_instance;
+
+typedef struct agent_state {
+    uint64_t generation;   /* 0: nothing applied yet */
+    uint64_t next_worker;  /* the next worker id to hand out (>= 1) */
+    agent_spec spec;       /* the desired spec (name NULL: none yet) */
+    size_t ninst;
+    agent_instance *inst;  /* desired instances, sorted by name */
+    size_t nretiring;
+    agent_instance *retiring; /* deleted, not yet stopped and cleaned up */
+} agent_state;
+
+/* An empty state: generation 0, next worker 1, no spec. */
+void agent_state_init(agent_state *st);
+void agent_state_free(agent_state *st);
+int agent_state_copy(const agent_state *src, agent_state *dst);
+
+/* Index of instance name in st->inst (or st->retiring), or -1. */
+int agent_state_find(const agent_state *st, const char *name);
+int agent_state_find_retiring(const agent_state *st, const char *name);
+/* Removes the retiring entry (name, worker) (no-op if absent). A name may
+ * retire more than once (deleted, created again, deleted again) with
+ * different worker ids. */
+void agent_state_drop_retiring(agent_state *st, const char *name, uint64_t worker);
+
+/* Sorts instances by name (strcmp). */
+void agent_instances_sort(agent_instance *v, size_t n);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * statefile.h - the agent's state file (<state>/agent.json): the recorded
+ * desired state and allocations, replaced atomically (temporary file,
+ * fsync, rename, fsync of the directory). A damaged file is an error with a
+ * message that says where, never a silent reset: starting over would hand
+ * out worker ids and ports again and orphan running instances.
+ */
+#ifndef AGENT_STATEFILE_H
+#define AGENT_STATEFILE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "state.h"
+
+#define AGENT_STATE_FILE "agent.json"
+#define AGENT_STATE_FORMAT 1
+
+/*
+ * Loads path. 0; -ENOENT when there is no file (a fresh agent); -EBADMSG
+ * when it is damaged or inconsistent; another negative errno when it cannot
+ * be read. err gets a readable message (naming the file) on failure.
+ */
+int agent_statefile_load(const char *path, agent_state *out, char *err, size_t errlen);
+/* Writes st durably to path. 0 or a negative errno with a message in err. */
+int agent_statefile_save(const char *path, const agent_state *st, char *err, size_t errlen);
+
+/* The JSON form, and back (-EBADMSG with a message for bad content). */
+json_t *agent_state_to_json(const agent_state *st);
+int agent_state_from_json(const json_t *j, agent_state *out, char *err, size_t errlen);
+
+/*
+ * Takes an exclusive lock on dir/agent.lock (created if missing) and keeps
+ * it in *fd (close it to release). -EBUSY when another agent holds it.
+ */
+int agent_statefile_lock(const char *dir, int *fd, char *err, size_t errlen);
+
+#endif

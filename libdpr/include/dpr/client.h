@@ -1,0 +1,281 @@
+/*
+ * client.h - the DPR client: sessions over a set of RESP cache-store shards
+ * (dpr-kv) and a finder, with pipelined batches, key -> shard routing,
+ * commit points, rollback reporting and reconnects.
+ *
+ * A dpr_client holds the shard endpoints (each with its worker id, given or
+ * learned from the shard's `INFO dpr`, field dpr_worker_id) and one
+ * connection to the finder (DPR.SYNC, DPR.PREFIX). A dpr_client_session is
+ * a dpr_session (session.h) with its own connection to every shard; it
+ * sends batches of ordinary commands framed as
+ *
+ *     DPR.BATCH <request header>  cmd_1 ... cmd_n
+ *
+ * and receives one reply per batch, [response header, [reply_1 .. reply_n]]
+ * (docs/protocol.md, dpr-kv batches).
+ *
+ * Typical use (error checks left out):
+ *
+ *     dpr_endpoint shards[2] = {{"127.0.0.1", 7001}, {"127.0.0.1", 7002}};
+ *     dpr_client_config cfg = {.shards = shards, .nshards = 2,
+ *                              .finder = {"127.0.0.1", 7000}};
+ *     dpr_client *c;  dpr_client_session *s;
+ *     dpr_client_new(&cfg, &c, err, sizeof(err));
+ *     dpr_client_session_open(c, 0, &s);
+ *     const char *argv[] = {"SET", "k", "v"};
+ *     dpr_op op = {3, argv, NULL};
+ *     uint64_t seq;  redisReply *reply;
+ *     dpr_client_session_exec(s, &op, &reply, &seq);      // one op, blocking
+ *     freeReplyObject(reply);
+ *     dpr_client_session_wait_committed(s, seq, 1000);   // durable now
+ *
+ * Pipelining: dpr_client_session_send() queues a batch to one shard and
+ * writes what the socket takes without blocking; dpr_client_session_recv()
+ * returns answered batches (per shard in send order). At most
+ * `pipeline_depth` batches per shard are in flight (-EAGAIN beyond). In
+ * strict mode (the default; see session.h) a batch may go to a shard only
+ * when no batch to another shard is in flight (-EBUSY: receive first); then
+ * the operations that survive any failure are a prefix of the session's.
+ *
+ * Failures: a refused batch (the session's world-line ended) and a batch
+ * abandoned because its connection failed both make the session need a
+ * rollback (dpr_client_session_needs_rollback). Receive every batch still
+ * in flight (until recv returns -ENOENT), then call
+ * dpr_client_session_rollback(): it waits until the finder's world-line has
+ * moved on (a restarted shard registers with the finder, which bumps it),
+ * fetches the cut at which the session's world-line ended (DPR.PREFIX),
+ * tells which operations were lost (lost_from: every operation before it
+ * survived) and reconnects. If the world-line never moves (the connection
+ * broke but no shard crashed) it times out: strict sessions then cannot go
+ * on (their abandoned operations stay in doubt); open a new session.
+ *
+ * Threads: a dpr_client may be shared by threads (the finder connection is
+ * locked); a session belongs to one thread at a time.
+ *
+ * Return values: 0 (or what is said) or a negative errno. The last error's
+ * text is in dpr_client_errstr() / dpr_client_session_errstr().
+ */
+#ifndef DPR_CLIENT_H
+#define DPR_CLIENT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "dpr/depset.h"
+#include "dpr/session.h"
+
+/* A server address; `worker` is the shard's worker id when has_worker is
+ * set (otherwise dpr_client_new asks the shard: INFO dpr). */
+typedef struct dpr_endpoint {
+    const char *host; /* IPv4/IPv6 literal or host name */
+    uint16_t port;
+    bool has_worker;
+    uint64_t worker;
+} dpr_endpoint;
+
+/* Parses "HOST:PORT", "[IPv6]:PORT" or "HOST:PORT@WORKER" (worker id given)
+ * into *ep; the host text is copied into hostbuf (ep->host points to it).
+ * -EINVAL for anything else (port 1..65535), -ENAMETOOLONG if the host does
+ * not fit. */
+int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf, size_t hostcap);
+
+typedef struct dpr_client_config {
+    const dpr_endpoint *shards; /* shard i serves the keys dpr_route_shard(key,
+                                 * nshards) == i: the order matters */
+    size_t nshards;             /* 1 .. 65536 */
+    dpr_endpoint finder;        /* has_worker/worker ignored */
+    int connect_timeout_ms;     /* 0: 2000 */
+    int io_timeout_ms;          /* blocking calls (finder, INFO, exec); 0: 5000 */
+    unsigned pipeline_depth;    /* batches in flight per shard and session; 0: 64 */
+} dpr_client_config;
+
+typedef struct dpr_client dpr_client;
+typedef struct dpr_client_session dpr_client_session;
+
+/* A cut as DPR.SYNC tells it. */
+typedef struct dpr_cut {
+    uint64_t world_line;
+    uint64_t max_version;
+    dpr_depset versions; /* worker -> cut version */
+} dpr_cut;
+
+void dpr_cut_init(dpr_cut *c);
+void dpr_cut_free(dpr_cut *c);
+/* dst = src (deep copy; dst initialised). -ENOMEM leaves dst as it was. */
+int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
+
+/* ---- the client ---------------------------------------------------------- */
+
+/*
+ * Copies the configuration, learns missing worker ids from the shards
+ * (INFO dpr) and connects to the finder (DPR.SYNC answers). On failure
+ * *out is NULL and err (if not NULL) holds a message. -EINVAL for a bad
+ * configuration or two shards with one worker id, -EPROTO for a shard whose
+ * INFO has no dpr_worker_id, connection errors as -errno.
+ */
+int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, size_t errcap);
+/* Sessions must be closed first. NULL is fine. */
+void dpr_client_free(dpr_client *c);
+
+size_t dpr_client_nshards(const dpr_client *c);
+/* Worker id of shard i (i < nshards). */
+uint64_t dpr_client_worker(const dpr_client *c, size_t shard);
+/* Shard of a key: dpr_route_shard(key, len, nshards) (route.h). */
+uint32_t dpr_client_route(const dpr_client *c, const void *key, size_t len);
+
+/* DPR.SYNC: the finder's world-line, highest durable version and cut.
+ * Reconnects to the finder once if the connection failed. -EPROTO for an
+ * answer of the wrong shape, -EREMOTEIO for an error answer. */
+int dpr_client_sync(dpr_client *c, dpr_cut *out);
+/* DPR.PREFIX world_line: the cut at which world_line ended. -EREMOTEIO when
+ * the finder refuses (the world-line has not ended, or is forgotten). */
+int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut);
+/* Message of the last failed dpr_client_* call (not synchronised between
+ * threads: for diagnostics). */
+const char *dpr_client_errstr(const dpr_client *c);
+
+/* ---- sessions ------------------------------------------------------------ */
+
+/* One command: argv[0] is the name; argvlen NULL means strlen of each. */
+typedef struct dpr_op {
+    int argc;
+    const char *const *argv;
+    const size_t *argvlen;
+} dpr_op;
+
+/* Shard an operation goes to: that of its key (argv[1]); shard 0 for a
+ * command without arguments. Multi-key commands must keep their keys on one
+ * shard (hash tags: route.h). */
+uint32_t dpr_client_route_op(const dpr_client *c, const dpr_op *op);
+
+/* What became of one batch. */
+typedef struct dpr_batch_result {
+    uint64_t batch_id;
+    uint64_t first_seq;  /* its operations are first_seq .. first_seq + op_count - 1 */
+    uint32_t op_count;
+    uint32_t shard;
+    /*  0            executed: replies[i] is operation i's reply (an error reply
+     *               is still an executed operation)
+     *  -ESTALE      refused: the session's world-line has ended; the
+     *               operations did not run and are lost; roll back
+     *  -ECONNRESET  abandoned: the connection failed before the answer; the
+     *               operations are in doubt and count as lost at the next
+     *               rollback
+     *  -EREMOTEIO   abandoned: the shard answered an error instead of running
+     *               the batch (text in dpr_client_session_errstr)
+     *  -EPROTO      abandoned: malformed answer; the connection was closed */
+    int status;
+    uint64_t world_line; /* executed: the batch's; refused: the newer one */
+    uint64_t version;    /* executed: version of the last operation */
+    redisReply **replies; /* executed: op_count replies, else NULL */
+    redisReply *owner_;   /* private: owns the replies */
+} dpr_batch_result;
+
+/* Frees the replies (dpr_batch_result_free on a zeroed result is fine). */
+void dpr_batch_result_free(dpr_batch_result *r);
+
+/*
+ * Opens a session (flags: 0 = strict, or DPR_SESSION_RELAXED) on the
+ * finder's current world-line (DPR.SYNC) with a random 128-bit id. Its
+ * connection to a shard is opened by the first batch sent there. -errno on
+ * failure (text in dpr_client_errstr).
+ */
+int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **out);
+/* Closes the connections; batches in flight are dropped. NULL is fine. */
+void dpr_client_session_close(dpr_client_session *s);
+
+/* The session's state (world_line, next_seq, commit_point, ...): read only. */
+const dpr_session *dpr_client_session_state(const dpr_client_session *s);
+const char *dpr_client_session_errstr(const dpr_client_session *s);
+
+/*
+ * Sends nops operations (all for `shard`) as one batch; they get the
+ * sequence numbers *first_seq ... Never blocks on the network except to
+ * (re)connect a shard whose connection was lost. Every successful send
+ * yields exactly one dpr_batch_result from dpr_client_session_recv.
+ *  -EINVAL   shard out of range, nops 0 or above 2^24, an op with argc < 1
+ *  -EAGAIN   pipeline_depth batches to that shard in flight: receive first
+ *  -EBUSY    strict mode: a batch to another shard is in flight: receive first
+ *  -ESTALE   the session must roll back first (a refusal, or in strict mode
+ *            an abandoned batch)
+ *  -ENOMEM, or a connect error (nothing was sent; try again later)
+ */
+int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op *ops,
+                            uint32_t nops, uint64_t *first_seq);
+
+/*
+ * Returns the next answered (or abandoned) batch; the caller frees it with
+ * dpr_batch_result_free. Waits up to timeout_ms (-1: no limit, 0: only
+ * what has arrived). 0 with *res filled; -ENOENT when no batch is in
+ * flight; -EAGAIN (timeout 0) or -ETIMEDOUT when none answered in time (the
+ * batches stay in flight). The session is updated before this returns
+ * (versions, dependencies, refusal, abandonment).
+ */
+int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_result *res);
+
+/* Batches sent and not yet returned by recv (one shard, or all with
+ * shard == UINT32_MAX). */
+size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard);
+
+/*
+ * For an outside event loop: fills up to cap pollfds (fd and events) for
+ * the connections that have batches in flight or unwritten output, and
+ * returns how many (at most nshards). When one is ready, call
+ * dpr_client_session_recv(s, 0, ...) until -EAGAIN or -ENOENT.
+ */
+size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, size_t cap);
+
+/*
+ * One operation, blocking: sends it to its shard (dpr_client_route_op),
+ * waits up to io_timeout_ms for the answer and hands over the reply (free
+ * it with freeReplyObject). *seq (if not NULL) gets its sequence number.
+ * -EBUSY when other batches are in flight; a batch's failure status
+ * (-ESTALE, -ECONNRESET, ...) otherwise, or a send error. -ETIMEDOUT leaves
+ * the batch in flight.
+ */
+int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
+                            uint64_t *seq);
+
+/*
+ * Advances the commit point with a cut (from dpr_client_sync; one sync may
+ * serve many sessions). *commit_point (if not NULL) gets it. A cut of an
+ * older world-line is ignored; one of a newer world-line returns -ESTALE
+ * (roll back) and changes nothing.
+ */
+int dpr_client_session_apply_cut(dpr_client_session *s, const dpr_cut *cut,
+                                 uint64_t *commit_point);
+/* dpr_client_sync + dpr_client_session_apply_cut. */
+int dpr_client_session_commit_point(dpr_client_session *s, uint64_t *commit_point);
+/* Is operation seq committed (see dpr_session_is_committed)? No I/O. */
+bool dpr_client_session_is_committed(const dpr_client_session *s, uint64_t seq);
+/*
+ * Polls the finder until operation seq is committed: 0; -ETIMEDOUT after
+ * timeout_ms (-1: no limit); -ECANCELED if a rollback reported it lost;
+ * -ESTALE when the session must roll back first; -EINVAL for a sequence
+ * number not issued yet.
+ */
+int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int timeout_ms);
+
+/* Must the session roll back before it goes on (a refusal, an abandoned
+ * batch, or a newer world-line seen in a cut)? */
+bool dpr_client_session_needs_rollback(const dpr_client_session *s);
+
+/*
+ * Rolls the session over to the finder's current world-line: waits up to
+ * timeout_ms (-1: no limit) for the finder's world-line to pass the
+ * session's, asks DPR.PREFIX for the cut at which the session's world-line
+ * ended, applies it (dpr_session_rollback: *res tells lost_from, lost_count
+ * and, in relaxed mode, survivors above lost_from; free res->survived_above)
+ * and reconnects lost shard connections (a shard still unreachable is
+ * retried by the next send). -EBUSY while batches are in flight or results
+ * are waiting in recv; -ETIMEDOUT if the world-line did not move (nothing
+ * changed); -EREMOTEIO if the finder no longer knows the prefix.
+ */
+int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
+                                dpr_rollback_result *res);
+
+#endif

@@ -1,0 +1,1177 @@
+/* client.c - the DPR client and its sessions (see client.h). */
+#include "dpr/client.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "dpr/route.h"
+#include "dpr/wire.h"
+
+#define DEFAULT_CONNECT_MS 2000
+#define DEFAULT_IO_MS 5000
+#define DEFAULT_DEPTH 64
+#define MAX_SHARDS 65536
+#define ROLLBACK_POLL_MS 10
+#define COMMIT_POLL_MS 2
+
+typedef struct shard_ep {
+    char *host;
+    uint16_t port;
+    uint64_t worker;
+} shard_ep;
+
+struct dpr_client {
+    shard_ep *shards;
+    size_t nshards;
+    char *finder_host;
+    uint16_t finder_port;
+    int connect_ms, io_ms;
+    unsigned depth;
+    pthread_mutex_t lock; /* the finder connection and err */
+    dpr_conn finder;
+    char err[256];
+};
+
+/* A batch sent to a shard and not yet returned by recv. */
+typedef struct flight {
+    uint64_t batch_id, first_seq;
+    uint32_t op_count;
+} flight;
+
+typedef struct shard_conn {
+    dpr_conn conn;
+    flight *q;          /* ring of `depth` entries, in send order */
+    size_t qhead, qlen;
+    redisReply *ready;  /* complete answer for q[qhead], not handled yet */
+    int fail_status;    /* connection lost: status of the batches left in q */
+    size_t active_pos;  /* index in the session's active list while qlen > 0 */
+} shard_conn;
+
+struct dpr_client_session {
+    dpr_client *c;
+    dpr_session sess;
+    shard_conn **sh;    /* nshards, allocated on first use */
+    uint32_t *active;   /* shards with qlen > 0 */
+    size_t nactive;
+    struct pollfd *pfds;
+    size_t inflight;
+    uint64_t abandoned;        /* batches abandoned since the last rollback */
+    uint64_t newer_world_line; /* newest world-line a cut named */
+    uint8_t *hdr;
+    size_t hdr_cap;
+    char err[256];
+};
+
+static void set_err(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* ---- endpoints and cuts ------------------------------------------------------ */
+
+static int parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n == 0 || n > 20)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    if (v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf, size_t hostcap)
+{
+    int r = -EINVAL;
+    const char *end = text + strlen(text);
+    const char *at = strrchr(text, '@');
+    const char *host, *hend, *colon;
+    uint64_t port, worker = 0;
+
+    memset(ep, 0, sizeof(*ep));
+    if (at) {
+        if (parse_u64(at + 1, (size_t)(end - at - 1), UINT64_MAX, &worker) < 0)
+            goto out;
+        end = at;
+    }
+    if (text[0] == '[') {
+        host = text + 1;
+        hend = memchr(host, ']', (size_t)(end - host));
+        if (!hend || hend + 1 >= end || hend[1] != ':')
+            goto out;
+        colon = hend + 1;
+    } else {
+        host = text;
+        colon = NULL;
+        for (const char *p = text; p < end; p++)
+            if (*p == ':')
+                colon = p;
+        if (!colon)
+            goto out;
+        hend = colon;
+    }
+    if (hend == host)
+        goto out;
+    if (parse_u64(colon + 1, (size_t)(end - colon - 1), 65535, &port) < 0 || port == 0)
+        goto out;
+    if ((size_t)(hend - host) >= hostcap) {
+        r = -ENAMETOOLONG;
+        goto out;
+    }
+    memcpy(hostbuf, host, (size_t)(hend - host));
+    hostbuf[hend - host] = '\0';
+    ep->host = hostbuf;
+    ep->port = (uint16_t)port;
+    ep->has_worker = at != NULL;
+    ep->worker = worker;
+    r = 0;
+out:
+    return r;
+}
+
+void dpr_cut_init(dpr_cut *c)
+{
+    memset(c, 0, sizeof(*c));
+    dpr_depset_init(&c->versions);
+}
+
+void dpr_cut_free(dpr_cut *c)
+{
+    dpr_depset_free(&c->versions);
+    memset(c, 0, sizeof(*c));
+}
+
+int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src)
+{
+    int r = dpr_depset_copy(&dst->versions, &src->versions);
+    if (r == 0) {
+        dst->world_line = src->world_line;
+        dst->max_version = src->max_version;
+    }
+    return r;
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+static bool reply_u64(const redisReply *r, uint64_t *out)
+{
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer < 0)
+        return false;
+    *out = (uint64_t)r->integer;
+    return true;
+}
+
+/* A flat [worker, version, ...] array into a depset. */
+static int parse_flat_cut(const redisReply *r, dpr_depset *out)
+{
+    int ret = 0;
+    dpr_depset_clear(out);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
+        ret = -EPROTO;
+        goto out;
+    }
+    for (size_t i = 0; i < r->elements; i += 2) {
+        uint64_t w, v;
+        if (!reply_u64(r->element[i], &w) || !reply_u64(r->element[i + 1], &v)) {
+            ret = -EPROTO;
+            goto out;
+        }
+        ret = dpr_depset_put_max(out, w, v);
+        if (ret < 0)
+            goto out;
+    }
+out:
+    return ret;
+}
+
+/* ---- the client ---------------------------------------------------------------- */
+
+/* Asks shard i for its worker id (INFO dpr, field dpr_worker_id). */
+static int learn_worker(dpr_client *c, size_t i, char *err, size_t errcap)
+{
+    int r;
+    dpr_conn conn;
+    redisReply *reply = NULL;
+    const char *argv[] = {"INFO", "dpr"};
+    static const char field[] = "dpr_worker_id:";
+
+    dpr_conn_init(&conn);
+    r = dpr_conn_connect(&conn, c->shards[i].host, c->shards[i].port, c->connect_ms);
+    if (r == 0)
+        r = dpr_conn_request(&conn, 2, argv, NULL, c->io_ms, &reply);
+    if (r < 0) {
+        set_err(err, errcap, "shard %zu: %s", i, conn.err);
+        goto out;
+    }
+    r = -EPROTO;
+    if (reply->type != REDIS_REPLY_STRING) {
+        set_err(err, errcap, "shard %s:%u: INFO dpr: %s", c->shards[i].host,
+                (unsigned)c->shards[i].port,
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "not a bulk string");
+        goto out;
+    }
+    for (const char *p = reply->str; p && *p; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (strncmp(p, field, sizeof(field) - 1) == 0) {
+            const char *v = p + sizeof(field) - 1;
+            size_t n = strcspn(v, "\r\n");
+            if (parse_u64(v, n, UINT64_MAX, &c->shards[i].worker) == 0)
+                r = 0;
+            break;
+        }
+    }
+    if (r < 0)
+        set_err(err, errcap, "shard %s:%u has no dpr_worker_id in INFO dpr (not a DPR "
+                "cache-store?)", c->shards[i].host, (unsigned)c->shards[i].port);
+out:
+    if (reply)
+        freeReplyObject(reply);
+    dpr_conn_free(&conn);
+    return r;
+}
+
+static int check_config(const dpr_client_config *cfg, char *err, size_t errcap)
+{
+    if (!cfg || !cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS) {
+        set_err(err, errcap, "need 1 to %d shards", MAX_SHARDS);
+        return -EINVAL;
+    }
+    if (!cfg->finder.host || cfg->finder.port == 0) {
+        set_err(err, errcap, "no finder address");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->nshards; i++)
+        if (!cfg->shards[i].host || cfg->shards[i].port == 0) {
+            set_err(err, errcap, "shard %zu has no address", i);
+            return -EINVAL;
+        }
+    if (cfg->connect_timeout_ms < 0 || cfg->io_timeout_ms < 0) {
+        set_err(err, errcap, "negative timeout");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int check_unique_workers(const dpr_client *c, char *err, size_t errcap)
+{
+    int r = 0;
+    dpr_depset seen = DPR_DEPSET_INIT;
+    for (size_t i = 0; i < c->nshards; i++) {
+        /* versions are 1-based here: store index + 1 */
+        uint64_t prev = dpr_depset_get(&seen, c->shards[i].worker);
+        if (prev) {
+            set_err(err, errcap, "shards %" PRIu64 " and %zu have the same worker id %" PRIu64,
+                    prev - 1, i, c->shards[i].worker);
+            r = -EINVAL;
+            goto out;
+        }
+        r = dpr_depset_set(&seen, c->shards[i].worker, i + 1);
+        if (r < 0) {
+            set_err(err, errcap, "out of memory");
+            goto out;
+        }
+    }
+out:
+    dpr_depset_free(&seen);
+    return r;
+}
+
+int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, size_t errcap)
+{
+    int r;
+    char dummy[1];
+    dpr_client *c = NULL;
+    dpr_cut cut;
+
+    dpr_cut_init(&cut);
+    *out = NULL;
+    if (!err) {
+        err = dummy;
+        errcap = sizeof(dummy);
+    }
+    r = check_config(cfg, err, errcap);
+    if (r < 0)
+        goto fail;
+    r = -ENOMEM;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        goto nomem;
+    dpr_conn_init(&c->finder);
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        c = NULL;
+        goto nomem;
+    }
+    c->connect_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : DEFAULT_CONNECT_MS;
+    c->io_ms = cfg->io_timeout_ms ? cfg->io_timeout_ms : DEFAULT_IO_MS;
+    c->depth = cfg->pipeline_depth ? cfg->pipeline_depth : DEFAULT_DEPTH;
+    c->finder_port = cfg->finder.port;
+    c->finder_host = strdup(cfg->finder.host);
+    c->shards = calloc(cfg->nshards, sizeof(*c->shards));
+    if (!c->finder_host || !c->shards)
+        goto nomem;
+    c->nshards = cfg->nshards;
+    for (size_t i = 0; i < c->nshards; i++) {
+        c->shards[i].host = strdup(cfg->shards[i].host);
+        if (!c->shards[i].host)
+            goto nomem;
+        c->shards[i].port = cfg->shards[i].port;
+        c->shards[i].worker = cfg->shards[i].worker;
+    }
+    for (size_t i = 0; i < c->nshards; i++) {
+        if (cfg->shards[i].has_worker)
+            continue;
+        r = learn_worker(c, i, err, errcap);
+        if (r < 0)
+            goto fail;
+    }
+    r = check_unique_workers(c, err, errcap);
+    if (r < 0)
+        goto fail;
+    r = dpr_client_sync(c, &cut);
+    if (r < 0) {
+        set_err(err, errcap, "finder %s:%u: %s", c->finder_host, (unsigned)c->finder_port,
+                c->err);
+        goto fail;
+    }
+    *out = c;
+    c = NULL;
+    r = 0;
+    goto done;
+nomem:
+    r = -ENOMEM;
+    set_err(err, errcap, "out of memory");
+fail:
+    dpr_client_free(c);
+done:
+    dpr_cut_free(&cut);
+    return r;
+}
+
+void dpr_client_free(dpr_client *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nshards; i++)
+        free(c->shards[i].host);
+    free(c->shards);
+    free(c->finder_host);
+    dpr_conn_free(&c->finder);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+size_t dpr_client_nshards(const dpr_client *c)
+{
+    return c->nshards;
+}
+
+uint64_t dpr_client_worker(const dpr_client *c, size_t shard)
+{
+    return shard < c->nshards ? c->shards[shard].worker : 0;
+}
+
+uint32_t dpr_client_route(const dpr_client *c, const void *key, size_t len)
+{
+    return dpr_route_shard(key, len, (uint32_t)c->nshards);
+}
+
+uint32_t dpr_client_route_op(const dpr_client *c, const dpr_op *op)
+{
+    if (op->argc < 2)
+        return 0;
+    size_t len = op->argvlen ? op->argvlen[1] : strlen(op->argv[1]);
+    return dpr_client_route(c, op->argv[1], len);
+}
+
+const char *dpr_client_errstr(const dpr_client *c)
+{
+    return c->err;
+}
+
+/* One request to the finder, with the lock held; reconnects and retries once
+ * (DPR.SYNC and DPR.PREFIX are idempotent). An error reply is -EREMOTEIO. */
+static int finder_request(dpr_client *c, int argc, const char *const *argv,
+                          redisReply **out)
+{
+    int r = 0;
+    *out = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->finder.fd < 0)
+            r = dpr_conn_connect(&c->finder, c->finder_host, c->finder_port, c->connect_ms);
+        if (r == 0)
+            r = dpr_conn_request(&c->finder, argc, argv, NULL, c->io_ms, out);
+        if (r == 0)
+            break;
+        set_err(c->err, sizeof(c->err), "finder %s:%u: %s", c->finder_host,
+                (unsigned)c->finder_port, c->finder.err);
+        dpr_conn_close(&c->finder); /* a late answer would be taken for the next one */
+        if (r == -ENOMEM)
+            break;
+    }
+    if (r == 0 && (*out)->type == REDIS_REPLY_ERROR) {
+        set_err(c->err, sizeof(c->err), "finder: %s %s", argv[0], (*out)->str);
+        freeReplyObject(*out);
+        *out = NULL;
+        r = -EREMOTEIO;
+    }
+    return r;
+}
+
+int dpr_client_sync(dpr_client *c, dpr_cut *out)
+{
+    int r;
+    redisReply *reply = NULL;
+    const char *argv[] = {"DPR.SYNC"};
+    uint64_t wl, maxv;
+
+    pthread_mutex_lock(&c->lock);
+    r = finder_request(c, 1, argv, &reply);
+    if (r < 0)
+        goto out;
+    r = -EPROTO;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        !reply_u64(reply->element[0], &wl) || !reply_u64(reply->element[1], &maxv)) {
+        set_err(c->err, sizeof(c->err), "finder: DPR.SYNC answer of the wrong shape");
+        goto out;
+    }
+    r = parse_flat_cut(reply->element[2], &out->versions);
+    if (r < 0) {
+        set_err(c->err, sizeof(c->err), "finder: bad cut in the DPR.SYNC answer");
+        goto out;
+    }
+    out->world_line = wl;
+    out->max_version = maxv;
+out:
+    pthread_mutex_unlock(&c->lock);
+    if (reply)
+        freeReplyObject(reply);
+    return r;
+}
+
+int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut)
+{
+    int r;
+    redisReply *reply = NULL;
+    char wl[24];
+    const char *argv[] = {"DPR.PREFIX", wl};
+
+    snprintf(wl, sizeof(wl), "%" PRIu64, world_line);
+    pthread_mutex_lock(&c->lock);
+    r = finder_request(c, 2, argv, &reply);
+    if (r < 0)
+        goto out;
+    r = parse_flat_cut(reply, cut);
+    if (r < 0)
+        set_err(c->err, sizeof(c->err), "finder: DPR.PREFIX answer of the wrong shape");
+out:
+    pthread_mutex_unlock(&c->lock);
+    if (reply)
+        freeReplyObject(reply);
+    return r;
+}
+
+/* ---- sessions: shard connections ------------------------------------------------ */
+
+void dpr_batch_result_free(dpr_batch_result *r)
+{
+    if (r->owner_)
+        freeReplyObject(r->owner_);
+    memset(r, 0, sizeof(*r));
+}
+
+static shard_conn *get_shard(dpr_client_session *s, uint32_t k)
+{
+    shard_conn *sc = s->sh[k];
+    if (sc)
+        return sc;
+    sc = calloc(1, sizeof(*sc));
+    if (!sc)
+        return NULL;
+    sc->q = calloc(s->c->depth, sizeof(*sc->q));
+    if (!sc->q) {
+        free(sc);
+        return NULL;
+    }
+    dpr_conn_init(&sc->conn);
+    s->sh[k] = sc;
+    return sc;
+}
+
+static flight *q_head(shard_conn *sc, unsigned depth)
+{
+    return &sc->q[sc->qhead % depth];
+}
+
+static void q_push(dpr_client_session *s, uint32_t k, const flight *f)
+{
+    shard_conn *sc = s->sh[k];
+    unsigned depth = s->c->depth;
+    sc->q[(sc->qhead + sc->qlen) % depth] = *f;
+    if (sc->qlen++ == 0) {
+        sc->active_pos = s->nactive;
+        s->active[s->nactive++] = k;
+    }
+    s->inflight++;
+}
+
+static flight q_pop(dpr_client_session *s, uint32_t k)
+{
+    shard_conn *sc = s->sh[k];
+    unsigned depth = s->c->depth;
+    flight f = *q_head(sc, depth);
+    sc->qhead = (sc->qhead + 1) % depth;
+    s->inflight--;
+    if (--sc->qlen == 0) {
+        uint32_t last = s->active[--s->nactive];
+        s->active[sc->active_pos] = last;
+        s->sh[last]->active_pos = sc->active_pos;
+        sc->qhead = 0;
+    }
+    return f;
+}
+
+/* The connection failed: every batch on it is abandoned and will be returned
+ * by recv with `status`. */
+static void break_conn(dpr_client_session *s, uint32_t k, int status)
+{
+    shard_conn *sc = s->sh[k];
+    unsigned depth = s->c->depth;
+    if (sc->conn.err[0])
+        set_err(s->err, sizeof(s->err), "shard %u (%s:%u): %s", k, s->c->shards[k].host,
+                (unsigned)s->c->shards[k].port, sc->conn.err);
+    for (size_t i = 0; i < sc->qlen; i++) {
+        flight *f = &sc->q[(sc->qhead + i) % depth];
+        if (dpr_session_abandon_batch(&s->sess, f->batch_id) == 0)
+            s->abandoned++;
+    }
+    sc->fail_status = status;
+    if (sc->ready)
+        freeReplyObject(sc->ready);
+    sc->ready = NULL;
+    dpr_conn_close(&sc->conn);
+}
+
+static int connect_shard(dpr_client_session *s, uint32_t k)
+{
+    shard_conn *sc = s->sh[k];
+    int r = dpr_conn_connect(&sc->conn, s->c->shards[k].host, s->c->shards[k].port,
+                             s->c->connect_ms);
+    if (r < 0)
+        set_err(s->err, sizeof(s->err), "shard %u: %s", k, sc->conn.err);
+    return r;
+}
+
+/* Before a batch goes to an idle connection: if the shard closed it (it
+ * restarted, say) open a new one instead of losing the batch to it. */
+static int ensure_connected(dpr_client_session *s, uint32_t k)
+{
+    shard_conn *sc = s->sh[k];
+    if (sc->conn.fd >= 0 && sc->qlen == 0) {
+        struct pollfd p = {.fd = sc->conn.fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0) {
+            /* EOF, an error, or bytes nobody asked for: start over */
+            (void)dpr_conn_read(&sc->conn);
+            dpr_conn_close(&sc->conn);
+        }
+    }
+    if (sc->conn.fd >= 0)
+        return 0;
+    return connect_shard(s, k);
+}
+
+/* ---- sessions ------------------------------------------------------------------- */
+
+static dpr_session_id random_session_id(void)
+{
+    static unsigned long counter;
+    dpr_session_id id;
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id.hi = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        id.lo = ((uint64_t)getpid() << 32) ^ (uint64_t)__atomic_add_fetch(&counter, 1,
+                                                                          __ATOMIC_RELAXED);
+    }
+    return id;
+}
+
+int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **out)
+{
+    int r;
+    dpr_cut cut;
+    dpr_client_session *s = NULL;
+
+    dpr_cut_init(&cut);
+    *out = NULL;
+    r = dpr_client_sync(c, &cut);
+    if (r < 0)
+        goto out;
+    r = -ENOMEM;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        goto out;
+    s->c = c;
+    r = dpr_session_init(&s->sess, random_session_id(), cut.world_line, flags);
+    if (r < 0)
+        goto out;
+    r = -ENOMEM;
+    s->sh = calloc(c->nshards, sizeof(*s->sh));
+    s->active = calloc(c->nshards, sizeof(*s->active));
+    s->pfds = calloc(c->nshards, sizeof(*s->pfds));
+    if (!s->sh || !s->active || !s->pfds)
+        goto out;
+    *out = s;
+    s = NULL;
+    r = 0;
+out:
+    if (r == -ENOMEM)
+        set_err(c->err, sizeof(c->err), "out of memory");
+    dpr_client_session_close(s);
+    dpr_cut_free(&cut);
+    return r;
+}
+
+void dpr_client_session_close(dpr_client_session *s)
+{
+    if (!s)
+        return;
+    if (s->sh) {
+        for (size_t k = 0; k < s->c->nshards; k++) {
+            shard_conn *sc = s->sh[k];
+            if (!sc)
+                continue;
+            if (sc->ready)
+                freeReplyObject(sc->ready);
+            dpr_conn_free(&sc->conn);
+            free(sc->q);
+            free(sc);
+        }
+    }
+    free(s->sh);
+    free(s->active);
+    free(s->pfds);
+    free(s->hdr);
+    dpr_session_free(&s->sess);
+    free(s);
+}
+
+const dpr_session *dpr_client_session_state(const dpr_client_session *s)
+{
+    return &s->sess;
+}
+
+const char *dpr_client_session_errstr(const dpr_client_session *s)
+{
+    return s->err;
+}
+
+size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard)
+{
+    if (shard == UINT32_MAX)
+        return s->inflight;
+    if (shard >= s->c->nshards || !s->sh[shard])
+        return 0;
+    return s->sh[shard]->qlen;
+}
+
+bool dpr_client_session_needs_rollback(const dpr_client_session *s)
+{
+    return s->sess.seen_world_line > s->sess.world_line || s->abandoned > 0 ||
+           s->newer_world_line > s->sess.world_line;
+}
+
+static size_t op_size(const dpr_op *op, size_t *lens)
+{
+    for (int i = 0; i < op->argc; i++)
+        lens[i] = op->argvlen ? op->argvlen[i] : strlen(op->argv[i]);
+    return dpr_resp_command_size(op->argc, lens);
+}
+
+/* Output bytes for a batch whose header takes hdr_len bytes. */
+static int batch_size(const dpr_op *ops, uint32_t nops, size_t hdr_len, size_t *out)
+{
+    size_t lens_stack[16];
+    size_t *lens = lens_stack;
+    size_t cap = 16, total;
+    size_t hl[2] = {9, hdr_len};
+    int r = 0;
+
+    total = dpr_resp_command_size(2, hl);
+    for (uint32_t i = 0; i < nops; i++) {
+        if (ops[i].argc < 1 || !ops[i].argv) {
+            r = -EINVAL;
+            goto out;
+        }
+        if ((size_t)ops[i].argc > cap) {
+            size_t *p = realloc(lens == lens_stack ? NULL : lens,
+                                (size_t)ops[i].argc * sizeof(*lens));
+            if (!p) {
+                r = -ENOMEM;
+                goto out;
+            }
+            lens = p;
+            cap = (size_t)ops[i].argc;
+        }
+        total += op_size(&ops[i], lens);
+    }
+    *out = total;
+out:
+    if (lens != lens_stack)
+        free(lens);
+    return r;
+}
+
+int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op *ops,
+                            uint32_t nops, uint64_t *first_seq)
+{
+    int r;
+    shard_conn *sc;
+    size_t hdr_len, total;
+    dpr_request_hdr hdr;
+    uint64_t first;
+
+    if (shard >= s->c->nshards || nops == 0 || nops > DPR_WIRE_MAX_OPS || !ops) {
+        r = -EINVAL;
+        goto out;
+    }
+    if (s->sess.seen_world_line > s->sess.world_line ||
+        (!(s->sess.flags & DPR_SESSION_RELAXED) && s->sess.in_doubt)) {
+        set_err(s->err, sizeof(s->err), "the session must roll back first");
+        r = -ESTALE;
+        goto out;
+    }
+    sc = get_shard(s, shard);
+    if (!sc) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (sc->qlen >= s->c->depth || (sc->conn.fd < 0 && sc->qlen > 0)) {
+        r = -EAGAIN;
+        goto out;
+    }
+    if (!(s->sess.flags & DPR_SESSION_RELAXED) &&
+        (s->nactive > 1 || (s->nactive == 1 && s->active[0] != shard))) {
+        r = -EBUSY;
+        goto out;
+    }
+    hdr_len = dpr_wire_request_size(dpr_depset_count(&s->sess.deps));
+    r = batch_size(ops, nops, hdr_len, &total);
+    if (r < 0)
+        goto out;
+    if (hdr_len > s->hdr_cap) {
+        uint8_t *p = realloc(s->hdr, hdr_len);
+        if (!p) {
+            r = -ENOMEM;
+            goto out;
+        }
+        s->hdr = p;
+        s->hdr_cap = hdr_len;
+    }
+    r = ensure_connected(s, shard);
+    if (r < 0)
+        goto out;
+    r = dpr_conn_reserve(&sc->conn, total);
+    if (r < 0)
+        goto out;
+    r = dpr_session_begin_batch(&s->sess, s->c->shards[shard].worker, nops, &hdr, &first);
+    if (r < 0)
+        goto out;
+    ssize_t n = dpr_wire_encode_request(&hdr, &s->sess.deps, s->hdr, hdr_len);
+    if (n < 0) { /* cannot happen: sized above */
+        (void)dpr_session_abandon_batch(&s->sess, hdr.batch_id);
+        s->abandoned++;
+        set_err(s->err, sizeof(s->err), "cannot encode a batch header: %s",
+                strerror((int)-n));
+        r = (int)n;
+        goto out;
+    }
+    const char *bargv[2] = {"DPR.BATCH", (const char *)s->hdr};
+    size_t blen[2] = {9, (size_t)n};
+    dpr_conn_put_command(&sc->conn, 2, bargv, blen);
+    for (uint32_t i = 0; i < nops; i++)
+        dpr_conn_put_command(&sc->conn, ops[i].argc, ops[i].argv, ops[i].argvlen);
+    flight f = {.batch_id = hdr.batch_id, .first_seq = first, .op_count = nops};
+    q_push(s, shard, &f);
+    if (dpr_conn_flush(&sc->conn) < 0)
+        break_conn(s, shard, -ECONNRESET); /* recv reports the batch */
+    *first_seq = first;
+    r = 0;
+out:
+    return r;
+}
+
+/* Handles the answer in sc->ready for the batch at the head of shard k. */
+static void finish_answer(dpr_client_session *s, uint32_t k, const flight *f,
+                          dpr_batch_result *res)
+{
+    shard_conn *sc = s->sh[k];
+    redisReply *reply = sc->ready;
+    dpr_response_hdr rh;
+    int r;
+
+    sc->ready = NULL;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        set_err(s->err, sizeof(s->err), "shard %u: %s", k, reply->str);
+        (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
+        s->abandoned++;
+        res->status = -EREMOTEIO;
+        goto out;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY)
+        goto bad;
+    r = (int)dpr_wire_decode_response((const uint8_t *)reply->element[0]->str,
+                                      reply->element[0]->len, &rh, NULL);
+    if (r < 0 || (size_t)r != reply->element[0]->len || rh.batch_id != f->batch_id ||
+        rh.op_count != f->op_count ||
+        reply->element[1]->elements != (rh.status == DPR_WIRE_EXECUTED ? f->op_count : 0))
+        goto bad;
+    r = dpr_session_resolve(&s->sess, &rh);
+    res->world_line = rh.world_line;
+    if (rh.status == DPR_WIRE_REFUSED && r == -ESTALE) {
+        set_err(s->err, sizeof(s->err), "shard %u refused a batch: world-line %" PRIu64
+                " has ended (now %" PRIu64 ")", k, s->sess.world_line, rh.world_line);
+        res->status = -ESTALE;
+        goto out;
+    }
+    if (r == -ENOMEM) {
+        (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
+        s->abandoned++;
+        res->status = -ENOMEM;
+        goto out;
+    }
+    if (r < 0)
+        goto bad;
+    res->status = 0;
+    res->version = dpr_wire_response_version(&rh, f->op_count - 1);
+    res->replies = reply->element[1]->element;
+    res->owner_ = reply;
+    reply = NULL;
+    goto out;
+bad:
+    set_err(s->err, sizeof(s->err), "shard %u: malformed answer to a DPR batch", k);
+    (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
+    s->abandoned++;
+    res->status = -EPROTO;
+    sc->conn.err[0] = '\0';
+    break_conn(s, k, -EPROTO);
+out:
+    if (reply)
+        freeReplyObject(reply);
+}
+
+/* Returns the oldest batch that has an outcome, if any (1), else 0. */
+static int take_ready(dpr_client_session *s, dpr_batch_result *res)
+{
+    uint32_t best = UINT32_MAX;
+    uint64_t best_id = UINT64_MAX;
+    unsigned depth = s->c->depth;
+
+    for (size_t i = 0; i < s->nactive; i++) {
+        uint32_t k = s->active[i];
+        shard_conn *sc = s->sh[k];
+        if (sc->conn.fd >= 0 && !sc->ready) {
+            int r = dpr_conn_next_reply(&sc->conn, &sc->ready);
+            if (r < 0)
+                break_conn(s, k, -EPROTO);
+        }
+        if ((sc->conn.fd < 0 || sc->ready) && q_head(sc, depth)->batch_id < best_id) {
+            best = k;
+            best_id = q_head(sc, depth)->batch_id;
+        }
+    }
+    if (best == UINT32_MAX)
+        return 0;
+    shard_conn *sc = s->sh[best];
+    bool broken = sc->conn.fd < 0;
+    flight f = q_pop(s, best);
+    memset(res, 0, sizeof(*res));
+    res->batch_id = f.batch_id;
+    res->first_seq = f.first_seq;
+    res->op_count = f.op_count;
+    res->shard = best;
+    if (broken)
+        res->status = sc->fail_status;
+    else
+        finish_answer(s, best, &f, res);
+    return 1;
+}
+
+int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_result *res)
+{
+    int r;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dpr_conn_now_ms() + timeout_ms;
+
+    memset(res, 0, sizeof(*res));
+    for (;;) {
+        if (s->inflight == 0) {
+            r = -ENOENT;
+            break;
+        }
+        if (take_ready(s, res)) {
+            r = 0;
+            break;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < s->nactive; i++) {
+            uint32_t k = s->active[i];
+            shard_conn *sc = s->sh[k];
+            if (dpr_conn_flush(&sc->conn) < 0) {
+                break_conn(s, k, -ECONNRESET);
+                continue;
+            }
+            s->pfds[n].fd = sc->conn.fd;
+            s->pfds[n].events = POLLIN;
+            if (dpr_conn_pending_output(&sc->conn))
+                s->pfds[n].events |= POLLOUT;
+            s->pfds[n].revents = 0;
+            n++;
+        }
+        if (n < s->nactive)
+            continue; /* a connection broke: its batches are ready */
+        int64_t now = dpr_conn_now_ms();
+        int wait = deadline == INT64_MAX ? -1
+                   : deadline <= now     ? 0
+                   : deadline - now > 60000 ? 60000 : (int)(deadline - now);
+        r = poll(s->pfds, n, wait);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            set_err(s->err, sizeof(s->err), "poll: %s", strerror(-r));
+            break;
+        }
+        if (r == 0) {
+            if (wait == -1 || dpr_conn_now_ms() < deadline)
+                continue;
+            r = timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
+            break;
+        }
+        /* pfds[i] belongs to active[i] (no shard left the list above) */
+        for (size_t i = 0; i < n; i++) {
+            uint32_t k = s->active[i];
+            shard_conn *sc = s->sh[k];
+            if (s->pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+                int rr = dpr_conn_read(&sc->conn);
+                if (rr < 0 && rr != -EAGAIN)
+                    break_conn(s, k, -ECONNRESET);
+            } else if (s->pfds[i].revents & POLLOUT) {
+                if (dpr_conn_flush(&sc->conn) < 0)
+                    break_conn(s, k, -ECONNRESET);
+            }
+        }
+    }
+    return r;
+}
+
+size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nactive && n < cap; i++) {
+        shard_conn *sc = s->sh[s->active[i]];
+        if (sc->conn.fd < 0)
+            continue;
+        fds[n].fd = sc->conn.fd;
+        fds[n].events = POLLIN;
+        if (dpr_conn_pending_output(&sc->conn))
+            fds[n].events |= POLLOUT;
+        fds[n].revents = 0;
+        n++;
+    }
+    return n;
+}
+
+int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
+                            uint64_t *seq)
+{
+    int r;
+    uint64_t first;
+    dpr_batch_result res;
+
+    memset(&res, 0, sizeof(res));
+    *reply = NULL;
+    if (s->inflight) {
+        r = -EBUSY;
+        goto out;
+    }
+    r = dpr_client_session_send(s, dpr_client_route_op(s->c, op), op, 1, &first);
+    if (r < 0)
+        goto out;
+    if (seq)
+        *seq = first;
+    r = dpr_client_session_recv(s, s->c->io_ms, &res);
+    if (r < 0)
+        goto out;
+    r = res.status;
+    if (r == 0) {
+        *reply = res.replies[0];
+        res.replies[0] = NULL;
+    }
+out:
+    dpr_batch_result_free(&res);
+    return r;
+}
+
+/* ---- commit points and rollback ------------------------------------------------- */
+
+int dpr_client_session_apply_cut(dpr_client_session *s, const dpr_cut *cut,
+                                 uint64_t *commit_point)
+{
+    int r = 0;
+    if (cut->world_line > s->sess.world_line) {
+        if (cut->world_line > s->newer_world_line)
+            s->newer_world_line = cut->world_line;
+        set_err(s->err, sizeof(s->err), "world-line %" PRIu64 " has ended (now %" PRIu64
+                "): the session must roll back", s->sess.world_line, cut->world_line);
+        r = -ESTALE;
+    } else if (cut->world_line == s->sess.world_line) {
+        (void)dpr_session_commit_point(&s->sess, &cut->versions);
+    }
+    if (commit_point)
+        *commit_point = s->sess.commit_point;
+    return r;
+}
+
+int dpr_client_session_commit_point(dpr_client_session *s, uint64_t *commit_point)
+{
+    int r;
+    dpr_cut cut;
+    dpr_cut_init(&cut);
+    r = dpr_client_sync(s->c, &cut);
+    if (r < 0)
+        set_err(s->err, sizeof(s->err), "%s", s->c->err);
+    else
+        r = dpr_client_session_apply_cut(s, &cut, commit_point);
+    dpr_cut_free(&cut);
+    return r;
+}
+
+bool dpr_client_session_is_committed(const dpr_client_session *s, uint64_t seq)
+{
+    return dpr_session_is_committed(&s->sess, seq);
+}
+
+static bool reported_lost(const dpr_session *ss, uint64_t seq)
+{
+    for (size_t i = 0; i < ss->nlost; i++)
+        if (seq >= ss->lost[i].from && seq < ss->lost[i].to)
+            return true;
+    return false;
+}
+
+int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int timeout_ms)
+{
+    int r;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dpr_conn_now_ms() + timeout_ms;
+
+    if (seq == 0 || seq >= s->sess.next_seq)
+        return -EINVAL;
+    for (;;) {
+        if (reported_lost(&s->sess, seq))
+            return -ECANCELED;
+        if (dpr_session_is_committed(&s->sess, seq))
+            return 0;
+        r = dpr_client_session_commit_point(s, NULL);
+        if (r < 0)
+            return r;
+        if (dpr_session_is_committed(&s->sess, seq))
+            return 0;
+        if (dpr_conn_now_ms() >= deadline) {
+            set_err(s->err, sizeof(s->err), "operation %" PRIu64 " not committed in time",
+                    seq);
+            return -ETIMEDOUT;
+        }
+        sleep_ms(COMMIT_POLL_MS);
+    }
+}
+
+int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
+                                dpr_rollback_result *res)
+{
+    int r;
+    dpr_cut cut;
+    dpr_depset prefix = DPR_DEPSET_INIT;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dpr_conn_now_ms() + timeout_ms;
+
+    dpr_cut_init(&cut);
+    memset(res, 0, sizeof(*res));
+    if (s->inflight) {
+        set_err(s->err, sizeof(s->err), "batches in flight: receive them first");
+        r = -EBUSY;
+        goto out;
+    }
+    /* wait for the finder's world-line to move past the session's */
+    for (;;) {
+        r = dpr_client_sync(s->c, &cut);
+        if (r == 0 && cut.world_line > s->sess.world_line)
+            break;
+        if (dpr_conn_now_ms() >= deadline) {
+            if (r < 0)
+                set_err(s->err, sizeof(s->err), "%s", s->c->err);
+            else
+                set_err(s->err, sizeof(s->err), "world-line %" PRIu64 " did not end in time"
+                        " (no shard restarted?)", s->sess.world_line);
+            r = r < 0 ? r : -ETIMEDOUT;
+            goto out;
+        }
+        sleep_ms(ROLLBACK_POLL_MS);
+    }
+    r = dpr_client_prefix(s->c, s->sess.world_line, &prefix);
+    if (r < 0) {
+        set_err(s->err, sizeof(s->err), "%s", s->c->err);
+        goto out;
+    }
+    r = dpr_session_rollback(&s->sess, cut.world_line, &prefix, res);
+    if (r < 0)
+        goto out;
+    s->abandoned = 0;
+    s->newer_world_line = 0;
+    /* reconnect what broke; the shard that restarted may still be loading
+     * (a shard still down is retried by the next send) */
+    int64_t rdeadline = dpr_conn_now_ms() + s->c->io_ms;
+    if (rdeadline > deadline)
+        rdeadline = deadline;
+    for (uint32_t k = 0; k < s->c->nshards; k++) {
+        if (!s->sh[k])
+            continue;
+        while (ensure_connected(s, k) < 0 && dpr_conn_now_ms() < rdeadline)
+            sleep_ms(ROLLBACK_POLL_MS);
+    }
+    r = 0;
+out:
+    dpr_depset_free(&prefix);
+    dpr_cut_free(&cut);
+    return r;
+}

@@ -1,0 +1,571 @@
+/*
+ * client_driver.c - drives the C client API (dpr/client.h) against real
+ * dpr-kv shards for tests/client/test_client.py.
+ *
+ *   client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...] SCENARIO
+ *
+ * Scenarios (each prints "PASS <scenario>" and exits 0, or "FAIL: ..." and 1):
+ *   basic     SET/GET/INCR/DEL across the shards with exec, pipelined batches
+ *             with send/recv, strict -EBUSY, commit points, wait_committed.
+ *   writer    --seconds S [--relaxed]: SETs key "w<tag>:<seq>" = "<seq>" in
+ *             batches, round robin over the shards, for S seconds; prints
+ *             "COMMIT <cp>" lines, and on a rollback "ROLLBACK lost_from=L
+ *             lost=N world_line=W" and goes on. The test kills and restarts a
+ *             shard meanwhile. At the end it waits until every operation is
+ *             committed and reads every key back: a key must exist iff its
+ *             operation was not reported lost, and no operation at or below
+ *             a reported commit point may be lost.
+ *   idle      --seconds S: one SET, then sleeps S seconds (the test restarts a
+ *             shard meanwhile), then goes on: the session must learn of the
+ *             rollback and continue on the new world-line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dpr/client.h"
+
+#define MAX_SHARDS 16
+
+static dpr_client *client;
+
+#define FAIL(...)                                                                    \
+    do {                                                                             \
+        printf("FAIL: ");                                                            \
+        printf(__VA_ARGS__);                                                         \
+        printf("\n");                                                                \
+        fflush(stdout);                                                              \
+        exit(1);                                                                     \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static redisReply *exec3(dpr_client_session *s, const char *a, const char *b, const char *c,
+                         uint64_t *seq)
+{
+    const char *argv[3] = {a, b, c};
+    dpr_op op = {c ? 3 : 2, argv, NULL};
+    redisReply *reply;
+    int r = dpr_client_session_exec(s, &op, &reply, seq);
+    if (r < 0)
+        FAIL("exec %s %s: %s (%s)", a, b, strerror(-r), dpr_client_session_errstr(s));
+    return reply;
+}
+
+static void expect_str(redisReply *r, const char *want, const char *what)
+{
+    if (!r || (want && (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)) ||
+        (want && strcmp(r->str, want) != 0) || (!want && r->type != REDIS_REPLY_NIL))
+        FAIL("%s: got type %d '%s', want '%s'", what, r ? r->type : -1,
+             r && r->str ? r->str : "", want ? want : "(nil)");
+    freeReplyObject(r);
+}
+
+static void scenario_basic(void)
+{
+    dpr_client_session *s;
+    uint64_t seq = 0, cp = 0;
+    int r = dpr_client_session_open(client, 0, &s);
+    if (r < 0)
+        FAIL("open: %s", dpr_client_errstr(client));
+
+    /* exec across shards */
+    char key[32], val[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "basic:%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        expect_str(exec3(s, "SET", key, val, &seq), "OK", "SET");
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "basic:%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        expect_str(exec3(s, "GET", key, NULL, NULL), val, "GET");
+    }
+    redisReply *rep = exec3(s, "INCR", "basic:ctr", NULL, NULL);
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer != 1)
+        FAIL("INCR");
+    freeReplyObject(rep);
+    rep = exec3(s, "DEL", "basic:ctr", NULL, NULL);
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer != 1)
+        FAIL("DEL");
+    freeReplyObject(rep);
+
+    /* pipelined batches to one shard, then -EBUSY for another (strict) */
+    uint32_t nsh = (uint32_t)dpr_client_nshards(client);
+    const char *argv[3] = {"SET", NULL, "x"};
+    char keys[8][32];
+    dpr_op ops[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "{pipe}:%d", i);
+        ops[i].argc = 3;
+        ops[i].argv = NULL;
+        ops[i].argvlen = NULL;
+    }
+    const char *argvs[8][3];
+    for (int i = 0; i < 8; i++) {
+        argvs[i][0] = argv[0];
+        argvs[i][1] = keys[i];
+        argvs[i][2] = argv[2];
+        ops[i].argv = argvs[i];
+    }
+    uint32_t shard = dpr_client_route(client, "pipe", 4);
+    uint64_t first[4];
+    for (int b = 0; b < 4; b++) {
+        r = dpr_client_session_send(s, shard, ops + 2 * b, 2, &first[b]);
+        if (r < 0)
+            FAIL("send %d: %s", b, strerror(-r));
+    }
+    if (nsh > 1) {
+        r = dpr_client_session_send(s, (shard + 1) % nsh, ops, 1, &seq);
+        if (r != -EBUSY)
+            FAIL("strict send to another shard: %d, want -EBUSY", r);
+    }
+    if (dpr_client_session_inflight(s, UINT32_MAX) != 4)
+        FAIL("inflight");
+    for (int b = 0; b < 4; b++) {
+        dpr_batch_result res;
+        r = dpr_client_session_recv(s, 5000, &res);
+        if (r < 0 || res.status != 0 || res.first_seq != first[b] || res.op_count != 2 ||
+            res.shard != shard)
+            FAIL("recv %d: %d status %d", b, r, res.status);
+        for (int i = 0; i < 2; i++)
+            if (res.replies[i]->type != REDIS_REPLY_STATUS || strcmp(res.replies[i]->str, "OK"))
+                FAIL("batch reply");
+        seq = res.first_seq + 1;
+        dpr_batch_result_free(&res);
+    }
+    dpr_batch_result none;
+    if (dpr_client_session_recv(s, 0, &none) != -ENOENT)
+        FAIL("recv with nothing in flight");
+
+    /* commit */
+    r = dpr_client_session_wait_committed(s, seq, 10000);
+    if (r < 0)
+        FAIL("wait_committed %" PRIu64 ": %s (%s)", seq, strerror(-r),
+             dpr_client_session_errstr(s));
+    r = dpr_client_session_commit_point(s, &cp);
+    if (r < 0 || cp < seq)
+        FAIL("commit point %" PRIu64 " < %" PRIu64, cp, seq);
+    if (!dpr_client_session_is_committed(s, 1))
+        FAIL("op 1 not committed");
+    dpr_client_session_close(s);
+    printf("PASS basic\n");
+}
+
+/* ---- writer: the crash test ---------------------------------------------------- */
+
+typedef struct range {
+    uint64_t from, to;
+} range;
+
+static range *lost;
+static size_t nlost, lost_cap;
+static uint64_t max_cp;
+static uint8_t *shard_of; /* seq -> shard the writer sent it to */
+static size_t shard_of_cap;
+
+static void add_lost(uint64_t from, uint64_t to)
+{
+    if (from >= to)
+        return;
+    if (nlost == lost_cap) {
+        lost_cap = lost_cap ? 2 * lost_cap : 64;
+        lost = realloc(lost, lost_cap * sizeof(*lost));
+        if (!lost)
+            FAIL("out of memory");
+    }
+    lost[nlost].from = from;
+    lost[nlost].to = to;
+    nlost++;
+}
+
+static bool is_lost(uint64_t seq)
+{
+    for (size_t i = 0; i < nlost; i++)
+        if (seq >= lost[i].from && seq < lost[i].to)
+            return true;
+    return false;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void do_rollback(dpr_client_session *s)
+{
+    dpr_batch_result res;
+    int r;
+    while ((r = dpr_client_session_recv(s, 5000, &res)) == 0)
+        dpr_batch_result_free(&res);
+    if (r != -ENOENT)
+        FAIL("draining before rollback: %s", strerror(-r));
+    dpr_rollback_result rb;
+    uint64_t next = dpr_client_session_state(s)->next_seq;
+    r = dpr_client_session_rollback(s, 20000, &rb);
+    if (r < 0)
+        FAIL("rollback: %s (%s)", strerror(-r), dpr_client_session_errstr(s));
+    printf("ROLLBACK lost_from=%" PRIu64 " lost=%" PRIu64 " survived_above=%zu world_line=%"
+           PRIu64 "\n", rb.lost_from, rb.lost_count, rb.nsurvived_above,
+           dpr_client_session_state(s)->world_line);
+    if (rb.lost_count) {
+        if (rb.lost_from <= max_cp)
+            FAIL("lost_from %" PRIu64 " <= reported commit point %" PRIu64, rb.lost_from,
+                 max_cp);
+        if (rb.lost_count + rb.nsurvived_above != next - rb.lost_from)
+            FAIL("lost %" PRIu64 " + survivors %zu != %" PRIu64 " operations from %" PRIu64,
+                 rb.lost_count, rb.nsurvived_above, next - rb.lost_from, rb.lost_from);
+        if (!(dpr_client_session_state(s)->flags & DPR_SESSION_RELAXED) &&
+            rb.nsurvived_above)
+            FAIL("strict rollback with survivors above lost_from");
+        if (rb.nsurvived_above)
+            qsort(rb.survived_above, rb.nsurvived_above, sizeof(uint64_t), cmp_u64);
+        uint64_t from = rb.lost_from;
+        for (size_t i = 0; i < rb.nsurvived_above; i++) {
+            add_lost(from, rb.survived_above[i]);
+            from = rb.survived_above[i] + 1;
+        }
+        add_lost(from, next);
+    }
+    free(rb.survived_above);
+    fflush(stdout);
+}
+
+static void note_shard(uint64_t first, uint32_t n, uint32_t shard)
+{
+    while (first + n > shard_of_cap) {
+        size_t cap = shard_of_cap ? 2 * shard_of_cap : 4096;
+        shard_of = realloc(shard_of, cap);
+        if (!shard_of)
+            FAIL("out of memory");
+        memset(shard_of + shard_of_cap, 0xff, cap - shard_of_cap);
+        shard_of_cap = cap;
+    }
+    memset(shard_of + first, (int)shard, n);
+}
+
+/* A hash tag that routes to shard k. */
+static void tag_for(uint32_t k, char *tg, size_t cap)
+{
+    int t = 0;
+    do {
+        snprintf(tg, cap, "%d", t++);
+    } while (dpr_client_route(client, tg, strlen(tg)) != k);
+}
+
+enum { WBATCH = 4, RBATCH = 256 };
+
+static void read_back(const char *tag, uint64_t total, uint64_t *present, uint64_t *absent)
+{
+    dpr_client_session *rd;
+    uint32_t nsh = (uint32_t)dpr_client_nshards(client);
+    int r = dpr_client_session_open(client, 0, &rd);
+    if (r < 0)
+        FAIL("open reader: %s", dpr_client_errstr(client));
+    static char keys[RBATCH][96];
+    static const char *argv[RBATCH][2];
+    static dpr_op ops[RBATCH];
+    static uint64_t seqs[RBATCH];
+    for (uint32_t k = 0; k < nsh; k++) {
+        char tg[16];
+        tag_for(k, tg, sizeof(tg));
+        uint64_t seq = 1;
+        while (seq <= total) {
+            uint32_t n = 0;
+            for (; seq <= total && n < RBATCH; seq++) {
+                if (seq >= shard_of_cap || shard_of[seq] != k)
+                    continue;
+                snprintf(keys[n], sizeof(keys[n]), "%s:{%s}:%" PRIu64, tag, tg, seq);
+                argv[n][0] = "GET";
+                argv[n][1] = keys[n];
+                ops[n] = (dpr_op){2, argv[n], NULL};
+                seqs[n++] = seq;
+            }
+            if (n == 0)
+                break;
+            uint64_t first;
+            dpr_batch_result res;
+            r = dpr_client_session_send(rd, k, ops, n, &first);
+            if (r == 0)
+                r = dpr_client_session_recv(rd, 10000, &res);
+            if (r < 0 || res.status != 0)
+                FAIL("read back: %s", strerror(r < 0 ? -r : -res.status));
+            for (uint32_t i = 0; i < n; i++) {
+                redisReply *rep = res.replies[i];
+                bool found = rep->type == REDIS_REPLY_STRING;
+                char v[24];
+                snprintf(v, sizeof(v), "%" PRIu64, seqs[i]);
+                if (found && strcmp(rep->str, v) != 0)
+                    FAIL("key %s holds %s", keys[i], rep->str);
+                if (found == is_lost(seqs[i]))
+                    FAIL("operation %" PRIu64 ": %s but %s", seqs[i],
+                         found ? "present" : "absent",
+                         is_lost(seqs[i]) ? "reported lost" : "not reported lost");
+                if (found)
+                    (*present)++;
+                else
+                    (*absent)++;
+            }
+            dpr_batch_result_free(&res);
+        }
+    }
+    dpr_client_session_close(rd);
+}
+
+static void scenario_writer(double seconds, unsigned flags)
+{
+    dpr_client_session *s;
+    int r = dpr_client_session_open(client, flags, &s);
+    if (r < 0)
+        FAIL("open: %s", dpr_client_errstr(client));
+    char tag[32];
+    snprintf(tag, sizeof(tag), "w%d", (int)getpid());
+    uint32_t nsh = (uint32_t)dpr_client_nshards(client);
+    double end = now_s() + seconds, next_cp = 0;
+    uint32_t shard = 0;
+    char keys[WBATCH][96], vals[WBATCH][24];
+    const char *argv[WBATCH][3];
+    dpr_op ops[WBATCH];
+    uint64_t rollbacks = 0;
+
+    while (now_s() < end) {
+        if (dpr_client_session_needs_rollback(s)) {
+            do_rollback(s);
+            rollbacks++;
+        }
+        /* the batch's keys carry a hash tag of `shard` */
+        uint64_t seq0 = dpr_client_session_state(s)->next_seq;
+        char tg[16];
+        tag_for(shard, tg, sizeof(tg));
+        for (int i = 0; i < WBATCH; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "%s:{%s}:%" PRIu64, tag, tg, seq0 + (uint64_t)i);
+            snprintf(vals[i], sizeof(vals[i]), "%" PRIu64, seq0 + (uint64_t)i);
+            argv[i][0] = "SET";
+            argv[i][1] = keys[i];
+            argv[i][2] = vals[i];
+            ops[i] = (dpr_op){3, argv[i], NULL};
+        }
+        uint64_t first;
+        r = dpr_client_session_send(s, shard, ops, WBATCH, &first);
+        if (r == -EBUSY || r == -EAGAIN) {
+            dpr_batch_result res;
+            r = dpr_client_session_recv(s, 5000, &res);
+            if (r < 0 && r != -ENOENT)
+                FAIL("recv: %s", strerror(-r));
+            if (r == 0)
+                dpr_batch_result_free(&res);
+            continue;
+        }
+        if (r == -ESTALE)
+            continue; /* needs_rollback handles it */
+        if (r < 0) {
+            /* the shard is down (connect failed); nothing was sent */
+            usleep(20000);
+            continue;
+        }
+        if (first != seq0)
+            FAIL("first seq %" PRIu64 " != %" PRIu64, first, seq0);
+        note_shard(first, WBATCH, shard);
+        shard = (shard + 1) % nsh;
+        if (now_s() >= next_cp) {
+            uint64_t cp;
+            r = dpr_client_session_commit_point(s, &cp);
+            if (r == 0 && cp > max_cp) {
+                max_cp = cp;
+                printf("COMMIT %" PRIu64 "\n", cp);
+                fflush(stdout);
+            }
+            next_cp = now_s() + 0.05;
+        }
+    }
+    /* settle everything, then wait until the last survivor is committed */
+    for (int round = 0; round < 10; round++) {
+        dpr_batch_result res;
+        while ((r = dpr_client_session_recv(s, 5000, &res)) == 0)
+            dpr_batch_result_free(&res);
+        if (dpr_client_session_needs_rollback(s)) {
+            do_rollback(s);
+            rollbacks++;
+            continue;
+        }
+        uint64_t last = dpr_client_session_state(s)->next_seq - 1;
+        while (last > 0 && is_lost(last))
+            last--;
+        if (last == 0)
+            break;
+        r = dpr_client_session_wait_committed(s, last, 20000);
+        if (r == 0)
+            break;
+        if (r != -ESTALE)
+            FAIL("final wait_committed %" PRIu64 ": %s (%s)", last, strerror(-r),
+                 dpr_client_session_errstr(s));
+    }
+    uint64_t present = 0, absent = 0;
+    uint64_t total = dpr_client_session_state(s)->next_seq - 1;
+    read_back(tag, total, &present, &absent);
+    dpr_client_session_close(s);
+    printf("VERIFIED ops=%" PRIu64 " present=%" PRIu64 " lost=%" PRIu64 " rollbacks=%" PRIu64
+           " max_commit=%" PRIu64 "\n", total, present, absent, rollbacks, max_cp);
+    printf("PASS writer\n");
+}
+
+static void scenario_idle(double seconds)
+{
+    dpr_client_session *s;
+    uint64_t seq;
+    int r = dpr_client_session_open(client, 0, &s);
+    if (r < 0)
+        FAIL("open: %s", dpr_client_errstr(client));
+    uint64_t wl0 = dpr_client_session_state(s)->world_line;
+    char key[48];
+    snprintf(key, sizeof(key), "idle:%d", (int)getpid());
+    for (uint32_t k = 0; k < dpr_client_nshards(client); k++) {
+        /* touch every shard so each has a connection that goes stale */
+        char tg[16], kk[96];
+        int t = 0;
+        do {
+            snprintf(tg, sizeof(tg), "%d", t++);
+        } while (dpr_client_route(client, tg, strlen(tg)) != k);
+        snprintf(kk, sizeof(kk), "%s:{%s}", key, tg);
+        expect_str(exec3(s, "SET", kk, "before", &seq), "OK", "SET before");
+    }
+    r = dpr_client_session_wait_committed(s, seq, 10000);
+    if (r < 0)
+        FAIL("wait_committed: %s", strerror(-r));
+    printf("READY\n");
+    fflush(stdout);
+    usleep((useconds_t)(seconds * 1e6));
+    /* every shard: the restarted one refuses (or its connection is gone) */
+    int rollbacks = 0;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        const char *argv[3] = {"SET", key, "after"};
+        dpr_op op = {3, argv, NULL};
+        redisReply *reply = NULL;
+        r = dpr_client_session_exec(s, &op, &reply, &seq);
+        if (reply)
+            freeReplyObject(reply);
+        if (r == 0 && dpr_client_session_state(s)->world_line > wl0)
+            break;
+        if (r == 0) {
+            /* a shard that did not restart may still run the old world-line
+             * until it hears from the finder: try again */
+            usleep(50000);
+            continue;
+        }
+        if (r != -ESTALE && r != -ECONNRESET && r != -EREMOTEIO)
+            FAIL("exec after restart: %s (%s)", strerror(-r), dpr_client_session_errstr(s));
+        dpr_rollback_result rb;
+        r = dpr_client_session_rollback(s, 20000, &rb);
+        if (r < 0)
+            FAIL("rollback: %s (%s)", strerror(-r), dpr_client_session_errstr(s));
+        rollbacks++;
+        printf("ROLLBACK lost_from=%" PRIu64 " lost=%" PRIu64 " world_line=%" PRIu64 "\n",
+               rb.lost_from, rb.lost_count, dpr_client_session_state(s)->world_line);
+        free(rb.survived_above);
+    }
+    if (dpr_client_session_state(s)->world_line == wl0) {
+        /* the shard the key lives on did not restart: learn it from the finder */
+        uint64_t cp;
+        r = dpr_client_session_commit_point(s, &cp);
+        if (r != -ESTALE)
+            FAIL("world-line did not move (commit_point: %d)", r);
+        dpr_rollback_result rb;
+        r = dpr_client_session_rollback(s, 20000, &rb);
+        if (r < 0)
+            FAIL("rollback: %s", strerror(-r));
+        rollbacks++;
+        free(rb.survived_above);
+    }
+    expect_str(exec3(s, "SET", key, "final", &seq), "OK", "SET final");
+    r = dpr_client_session_wait_committed(s, seq, 10000);
+    if (r < 0)
+        FAIL("wait_committed after rollback: %s", strerror(-r));
+    printf("rollbacks=%d world_line=%" PRIu64 "\n", rollbacks,
+           dpr_client_session_state(s)->world_line);
+    dpr_client_session_close(s);
+    printf("PASS idle\n");
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...]\n"
+               "                     [--seconds S] [--relaxed] basic|writer|idle\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"finder", required_argument, NULL, 'f'}, {"shard", required_argument, NULL, 's'},
+        {"seconds", required_argument, NULL, 't'}, {"relaxed", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    dpr_endpoint shards[MAX_SHARDS];
+    char hosts[MAX_SHARDS][256], fhost[256];
+    size_t nshards = 0;
+    dpr_client_config cfg;
+    double seconds = 3;
+    unsigned flags = 0;
+    int opt;
+
+    memset(&cfg, 0, sizeof(cfg));
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            if (dpr_endpoint_parse(optarg, &cfg.finder, fhost, sizeof(fhost)) < 0)
+                FAIL("bad --finder %s", optarg);
+            break;
+        case 's':
+            if (nshards == MAX_SHARDS ||
+                dpr_endpoint_parse(optarg, &shards[nshards], hosts[nshards],
+                                   sizeof(hosts[0])) < 0)
+                FAIL("bad --shard %s", optarg);
+            nshards++;
+            break;
+        case 't':
+            seconds = atof(optarg);
+            break;
+        case 'r':
+            flags = DPR_SESSION_RELAXED;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1 || !cfg.finder.host || nshards == 0) {
+        usage(stderr);
+        return 2;
+    }
+    char err[256];
+    cfg.shards = shards;
+    cfg.nshards = nshards;
+    cfg.pipeline_depth = 8;
+    int r = dpr_client_new(&cfg, &client, err, sizeof(err));
+    if (r < 0)
+        FAIL("client: %s", err);
+    const char *sc = argv[optind];
+    if (!strcmp(sc, "basic"))
+        scenario_basic();
+    else if (!strcmp(sc, "writer"))
+        scenario_writer(seconds, flags);
+    else if (!strcmp(sc, "idle"))
+        scenario_idle(seconds);
+    else
+        FAIL("unknown scenario %s", sc);
+    dpr_client_free(client);
+    return 0;
+}

@@ -1,0 +1,220 @@
+/* test_agent_config.c - the agent's libconfig file: defaults, every
+ * setting, errors with line numbers, unknown settings. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static char path[64];
+
+static void write_conf(const char *text)
+{
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/tmp/dpr-test-agent-conf-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        perror("mkstemp");
+        exit(2);
+    }
+    f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static int has(const agent_problems *p, int line, const char *needle)
+{
+    char where[128];
+
+    snprintf(where, sizeof(where), "%s:%d", path, line);
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->v[i].where, where) == 0 && strstr(p->v[i].message, needle))
+            return 1;
+    fprintf(stderr, "    wanted line %d: %s; got:\n", line, needle);
+    for (size_t i = 0; i < p->n; i++)
+        fprintf(stderr, "    %s: %s\n", p->v[i].where, p->v[i].message);
+    return 0;
+}
+
+TEST(defaults)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"demo\";\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(p.n, 0);
+    CHECK(strcmp(c.cluster, "demo") == 0);
+    CHECK(c.node_name && *c.node_name);
+    CHECK(strcmp(c.node_address, "127.0.0.1") == 0);
+    CHECK(strcmp(c.state_dir, "/var/lib/dpr") == 0);
+    CHECK(strcmp(c.control_socket, "/run/dpr/agent.sock") == 0);
+    CHECK(strcmp(c.control_group, "dpr") == 0);
+    CHECK(strcmp(c.finder_listen, "127.0.0.1:7000") == 0);
+    CHECK(strcmp(c.instance_dir, "/run/dpr/instances") == 0);
+    CHECK(strcmp(c.cs_address, "127.0.0.1") == 0);
+    CHECK_EQ_INT(c.port_min, 7100);
+    CHECK_EQ_INT(c.port_max, 7999);
+    CHECK_EQ_INT(c.checkpoint_interval_ms, 100);
+    CHECK_EQ_INT(c.max_clients, 10000);
+    CHECK_EQ_INT(c.nimpls, 1);
+    CHECK(strcmp(agent_config_impl_exec(&c, "dpr-kv"), "/usr/local/bin/dpr-kv") == 0);
+    CHECK(agent_config_impl_exec(&c, "x") == NULL);
+    CHECK(!c.verbose);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(everything_set)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("# comment\n"
+               "cluster = \"prod-1\";\n"
+               "node = { name = \"n1.example\"; address = \"10.0.0.5\"; };\n"
+               "state_directory = \"/srv/dpr\";\n"
+               "control = { socket = \"/tmp/x.sock\"; group = \"wheel\"; };\n"
+               "finder = { listen = \"0.0.0.0:7500\"; };\n"
+               "cachestores = {\n"
+               "  instance_directory = \"/run/x\";\n"
+               "  listen_address = \"10.0.0.6\";\n"
+               "  port_min = 8000; port_max = 8010;\n"
+               "  checkpoint_interval_ms = 20; max_clients = 50;\n"
+               "  impls = { dpr-kv = \"/opt/dpr-kv\"; my_kv = \"/opt/my\"; };\n"
+               "};\n"
+               "log = { verbose = true; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    for (size_t i = 0; i < p.n; i++)
+        fprintf(stderr, "    %s: %s\n", p.v[i].where, p.v[i].message);
+    CHECK(strcmp(c.cluster, "prod-1") == 0);
+    CHECK(strcmp(c.node_name, "n1.example") == 0);
+    CHECK(strcmp(c.node_address, "10.0.0.5") == 0);
+    CHECK(strcmp(c.cs_address, "10.0.0.6") == 0);
+    CHECK(strcmp(c.state_dir, "/srv/dpr") == 0);
+    CHECK(strcmp(c.control_group, "wheel") == 0);
+    CHECK(strcmp(c.finder_listen, "0.0.0.0:7500") == 0);
+    CHECK_EQ_INT(c.port_min, 8000);
+    CHECK_EQ_INT(c.port_max, 8010);
+    CHECK_EQ_INT(c.checkpoint_interval_ms, 20);
+    CHECK_EQ_INT(c.max_clients, 50);
+    CHECK_EQ_INT(c.nimpls, 2);
+    CHECK(strcmp(agent_config_impl_exec(&c, "my_kv"), "/opt/my") == 0);
+    CHECK(c.verbose);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(cs_address_follows_node)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"a\"; node = { address = \"10.1.1.1\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(strcmp(c.cs_address, "10.1.1.1") == 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(every_error_with_its_line)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"Bad Name\";\n"                       /* 1 */
+               "clustr = 1;\n"                                  /* 2 */
+               "state_directory = \"relative\";\n"              /* 3 */
+               "control = { socket = 5; group = \"\"; };\n"     /* 4 */
+               "finder = { listen = \"nope\"; };\n"             /* 5 */
+               "cachestores = {\n"                              /* 6 */
+               "  port_min = 9000;\n"                           /* 7 */
+               "  port_max = 70000;\n"                          /* 8 */
+               "  checkpoint_interval_ms = 1;\n"                /* 9 */
+               "  impls = { dpr-kv = \"relative/kv\"; x = 3; };\n" /* 10 */
+               "  typo = true;\n"                               /* 11 */
+               "};\n"                                           /* 12 */
+               "log = 3;\n"                                     /* 13 */
+               "node = { name = \"a b\"; };\n");                /* 14 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 1, "'cluster' must match"));
+    CHECK(has(&p, 2, "unknown setting 'clustr'"));
+    CHECK(has(&p, 3, "absolute path"));
+    CHECK(has(&p, 4, "'control.socket' must be a string"));
+    CHECK(has(&p, 4, "'control.group' must not be empty"));
+    CHECK(has(&p, 5, "'finder.listen'"));
+    CHECK(has(&p, 8, "out of range"));
+    CHECK(has(&p, 9, "out of range"));
+    CHECK(has(&p, 10, "'cachestores.impls.dpr-kv' must be an absolute path"));
+    CHECK(has(&p, 10, "'cachestores.impls.x' must be a string"));
+    CHECK(has(&p, 11, "unknown setting 'cachestores.typo'"));
+    CHECK(has(&p, 13, "'log' must be a group"));
+    CHECK(has(&p, 14, "'node.name' must be a host name"));
+    CHECK_EQ_INT(p.n, 13);
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(required_cluster_and_port_order)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("\ncachestores = { port_min = 9000; port_max = 8000; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK_EQ_INT(p.n, 2);
+    CHECK(strstr(p.v[0].message, "'cluster' is required") != NULL);
+    CHECK(has(&p, 2, "above"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(syntax_error_line)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"a\";\n\nnode = { name = ; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK_EQ_INT(p.n, 1);
+    CHECK(has(&p, 3, "syntax error"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(missing_file)
+{
+    agent_config c;
+    agent_problems p;
+
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load("/nonexistent/agent.conf", &c, &p), -ENOENT);
+    CHECK_EQ_INT(p.n, 1);
+    CHECK(strstr(p.v[0].message, "No such file") != NULL);
+    agent_problems_free(&p);
+}
+
+int main(void)
+{
+    RUN(defaults);
+    RUN(everything_set);
+    RUN(cs_address_follows_node);
+    RUN(every_error_with_its_line);
+    RUN(required_cluster_and_port_order);
+    RUN(syntax_error_line);
+    RUN(missing_file);
+    return check_summary("test_agent_config");
+}

@@ -1,0 +1,293 @@
+/* test_agent_plan.c - plans: created/updated/deleted/unchanged, stable
+ * allocations, generation bumps only on change, retiring instances. */
+#include <errno.h>
+#include <string.h>
+
+#include "check.h"
+#include "plan.h"
+
+static const agent_alloc alloc = { 7100, 7199 };
+
+static agent_spec make_spec(size_t n, const agent_deploy *d)
+{
+    agent_spec s = { strdup("demo"), n, NULL };
+
+    if (n) {
+        s.d = malloc(n * sizeof(*d));
+        memcpy(s.d, d, n * sizeof(*d));
+    }
+    return s;
+}
+
+static agent_deploy dep(const char *name, uint32_t shards, const char *version)
+{
+    agent_deploy d;
+
+    memset(&d, 0, sizeof(d));
+    snprintf(d.name, sizeof(d.name), "%s", name);
+    snprintf(d.impl, sizeof(d.impl), "dpr-kv");
+    snprintf(d.version, sizeof(d.version), "%s", version);
+    d.shards = shards;
+    d.checkpoint_interval_ms = 100;
+    d.max_clients = 10000;
+    return d;
+}
+
+static int names_eq(const agent_names *l, size_t n, const char *const *want)
+{
+    if (l->n != n)
+        goto bad;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l->v[i], want[i]) != 0)
+            goto bad;
+    return 1;
+bad:
+    fprintf(stderr, "    got [");
+    for (size_t i = 0; i < l->n; i++)
+        fprintf(stderr, "%s%s", i ? " " : "", l->v[i]);
+    fprintf(stderr, "]\n");
+    return 0;
+}
+
+/* Applies spec to *st (replacing it) and returns the plan. */
+static int step(agent_state *st, const agent_spec *spec, agent_plan *plan)
+{
+    agent_state next;
+    int rc = agent_plan_make(st, spec, &alloc, &next, plan);
+
+    if (rc == 0) {
+        agent_state_free(st);
+        *st = next;
+    }
+    return rc;
+}
+
+static const agent_instance *inst(const agent_state *st, const char *name)
+{
+    int i = agent_state_find(st, name);
+    return i < 0 ? NULL : &st->inst[i];
+}
+
+TEST(create_then_unchanged)
+{
+    agent_deploy d[2] = { dep("kv", 3, "1"), dep("b", 2, "1") };
+    agent_spec s = make_spec(2, d);
+    agent_state st;
+    agent_plan p;
+    static const char *const created[] = { "b-0", "b-1", "kv-0", "kv-1", "kv-2" };
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK(names_eq(&p.created, 5, created));
+    CHECK_EQ_INT(p.updated.n + p.deleted.n + p.unchanged.n, 0);
+    CHECK(agent_plan_changed(&p));
+    CHECK_EQ_INT(st.generation, 1);
+    CHECK_EQ_INT(st.ninst, 5);
+    /* ids and ports follow the spec's order */
+    CHECK_EQ_INT(inst(&st, "kv-0")->worker, 1);
+    CHECK_EQ_INT(inst(&st, "kv-2")->worker, 3);
+    CHECK_EQ_INT(inst(&st, "b-0")->worker, 4);
+    CHECK_EQ_INT(inst(&st, "kv-0")->port, 7100);
+    CHECK_EQ_INT(inst(&st, "b-1")->port, 7104);
+    CHECK_EQ_INT(st.next_worker, 6);
+    CHECK(strcmp(st.inst[0].name, "b-0") == 0); /* sorted */
+    agent_plan_free(&p);
+
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK(names_eq(&p.unchanged, 5, created));
+    CHECK(!agent_plan_changed(&p));
+    CHECK_EQ_INT(st.generation, 1);
+    CHECK_EQ_INT(st.next_worker, 6);
+    CHECK_EQ_INT(inst(&st, "kv-0")->worker, 1);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+TEST(update_fields)
+{
+    agent_deploy d = dep("kv", 2, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st;
+    agent_plan p;
+    static const char *const both[] = { "kv-0", "kv-1" };
+    const char *fields[] = { "version", "interval", "max_clients", "impl" };
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    for (size_t f = 0; f < 4; f++) {
+        uint64_t gen = st.generation;
+        if (f == 0)
+            snprintf(s.d[0].version, sizeof(s.d[0].version), "2");
+        if (f == 1)
+            s.d[0].checkpoint_interval_ms = 50;
+        if (f == 2)
+            s.d[0].max_clients = 5;
+        if (f == 3)
+            snprintf(s.d[0].impl, sizeof(s.d[0].impl), "other");
+        CHECK_EQ_INT(step(&st, &s, &p), 0);
+        if (!names_eq(&p.updated, 2, both))
+            fprintf(stderr, "    after changing %s\n", fields[f]);
+        CHECK_EQ_INT(st.generation, gen + 1);
+        CHECK_EQ_INT(inst(&st, "kv-0")->worker, 1);
+        CHECK_EQ_INT(inst(&st, "kv-1")->port, 7101);
+        agent_plan_free(&p);
+    }
+    CHECK_EQ_INT(inst(&st, "kv-1")->max_clients, 5);
+    CHECK(strcmp(inst(&st, "kv-1")->impl, "other") == 0);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+TEST(scale_up_and_down)
+{
+    agent_deploy d = dep("kv", 3, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st;
+    agent_plan p;
+    static const char *const up[] = { "kv-10", "kv-11", "kv-3", "kv-4", "kv-5", "kv-6",
+                                      "kv-7", "kv-8", "kv-9" };
+    static const char *const down_del[] = { "kv-1", "kv-10", "kv-11", "kv-2", "kv-3", "kv-4",
+                                            "kv-5", "kv-6", "kv-7", "kv-8", "kv-9" };
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    s.d[0].shards = 12;
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK(names_eq(&p.created, 9, up)); /* strcmp order */
+    CHECK_EQ_INT(p.unchanged.n, 3);
+    CHECK_EQ_INT(inst(&st, "kv-11")->worker, 12);
+    CHECK_EQ_INT(inst(&st, "kv-11")->port, 7111);
+    agent_plan_free(&p);
+
+    s.d[0].shards = 1;
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK(names_eq(&p.deleted, 11, down_del));
+    CHECK_EQ_INT(st.ninst, 1);
+    CHECK_EQ_INT(st.nretiring, 11);
+    CHECK_EQ_INT(st.generation, 3);
+    CHECK_EQ_INT(agent_state_find_retiring(&st, "kv-5"), 6);
+    agent_plan_free(&p);
+
+    /* retiring instances keep their ports: new ones get others */
+    s.d[0].shards = 2;
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(inst(&st, "kv-1")->worker, 13); /* ids are never reused */
+    CHECK_EQ_INT(inst(&st, "kv-1")->port, 7112);
+    CHECK(agent_state_find_retiring(&st, "kv-1") >= 0); /* still retiring too */
+    agent_plan_free(&p);
+
+    /* once retired, the port is free again */
+    for (size_t i = st.nretiring; i > 0; i--)
+        agent_state_drop_retiring(&st, st.retiring[i - 1].name, st.retiring[i - 1].worker);
+    CHECK_EQ_INT(st.nretiring, 0);
+    s.d[0].shards = 3;
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(inst(&st, "kv-2")->port, 7101);
+    CHECK_EQ_INT(inst(&st, "kv-2")->worker, 14);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+TEST(delete_everything)
+{
+    agent_deploy d[2] = { dep("a", 1, "1"), dep("b", 1, "1") };
+    agent_spec s = make_spec(2, d), empty = make_spec(0, NULL);
+    agent_state st;
+    agent_plan p;
+    static const char *const del[] = { "a-0", "b-0" };
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    CHECK_EQ_INT(step(&st, &empty, &p), 0);
+    CHECK(names_eq(&p.deleted, 2, del));
+    CHECK_EQ_INT(st.ninst, 0);
+    CHECK_EQ_INT(st.generation, 2);
+    agent_plan_free(&p);
+    CHECK_EQ_INT(step(&st, &empty, &p), 0);
+    CHECK(!agent_plan_changed(&p));
+    CHECK_EQ_INT(st.generation, 2);
+    CHECK_EQ_INT(st.nretiring, 2); /* not duplicated */
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_spec_free(&empty);
+    agent_state_free(&st);
+}
+
+TEST(port_exhaustion)
+{
+    agent_alloc small = { 9000, 9002 };
+    agent_deploy d = dep("kv", 4, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st, next;
+    agent_plan p;
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(agent_plan_free_ports(&st, &small), 3);
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &small, &next, &p), -ENOSPC);
+    s.d[0].shards = 3;
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &small, &next, &p), 0);
+    CHECK_EQ_INT(agent_plan_free_ports(&next, &small), 0);
+    agent_plan_free(&p);
+    agent_state_free(&next);
+    agent_spec_free(&s);
+}
+
+TEST(rename_is_delete_and_create)
+{
+    agent_deploy d = dep("old", 1, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st;
+    agent_plan p;
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    snprintf(s.d[0].name, sizeof(s.d[0].name), "new");
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(p.created.n, 1);
+    CHECK_EQ_INT(p.deleted.n, 1);
+    CHECK(strcmp(p.created.v[0], "new-0") == 0 && strcmp(p.deleted.v[0], "old-0") == 0);
+    CHECK_EQ_INT(inst(&st, "new-0")->port, 7101);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+TEST(plan_json)
+{
+    agent_deploy d = dep("kv", 2, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st;
+    agent_plan p;
+    json_t *j;
+    char *text;
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    j = agent_plan_to_json(&p);
+    text = json_dumps(j, JSON_COMPACT);
+    CHECK(strcmp(text, "{\"created\":[\"kv-0\",\"kv-1\"],\"updated\":[],\"deleted\":[],"
+                       "\"unchanged\":[]}") == 0);
+    free(text);
+    json_decref(j);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+int main(void)
+{
+    RUN(create_then_unchanged);
+    RUN(update_fields);
+    RUN(scale_up_and_down);
+    RUN(delete_everything);
+    RUN(port_exhaustion);
+    RUN(rename_is_delete_and_create);
+    RUN(plan_json);
+    return check_summary("test_agent_plan");
+}

@@ -1,0 +1,241 @@
+/* test_agent_spec.c - the cluster spec: every rule, all problems at once,
+ * defaults, round trip. */
+#include <errno.h>
+#include <string.h>
+
+#include "check.h"
+#include "spec.h"
+
+static const char *const impls[] = { "dpr-kv", "other-kv" };
+static const agent_spec_rules rules = { "demo", impls, 2, 0, 0 };
+
+/* Parses text; returns rc; problems in *p (caller frees). */
+static int parse(const char *text, agent_spec *s, agent_problems *p)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    int rc;
+
+    agent_problems_init(p);
+    if (!j) {
+        fprintf(stderr, "  bad test JSON: %s\n", e.text);
+        return -999;
+    }
+    rc = agent_spec_parse(j, &rules, s, p);
+    json_decref(j);
+    return rc;
+}
+
+static int has_problem(const agent_problems *p, const char *path, const char *needle)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->v[i].where, path) == 0 && (!needle || strstr(p->v[i].message, needle)))
+            return 1;
+    for (size_t i = 0; i < p->n; i++)
+        fprintf(stderr, "    problem %s: %s\n", p->v[i].where, p->v[i].message);
+    return 0;
+}
+
+TEST(valid_with_defaults)
+{
+    agent_spec s;
+    agent_problems p;
+    int rc = parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                   "\"shards\":3},{\"name\":\"b-2\",\"impl\":\"other-kv\",\"version\":\"2.0+x_y-z\","
+                   "\"shards\":1024,\"checkpoint_interval_ms\":10,\"max_clients\":100000}]}",
+                   &s, &p);
+
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(p.n, 0);
+    if (rc == 0) {
+        CHECK(strcmp(s.name, "demo") == 0);
+        CHECK_EQ_INT(s.n, 2);
+        CHECK(strcmp(s.d[0].impl, "dpr-kv") == 0);
+        CHECK_EQ_INT(s.d[0].shards, 3);
+        CHECK_EQ_INT(s.d[0].checkpoint_interval_ms, 100);
+        CHECK_EQ_INT(s.d[0].max_clients, 10000);
+        CHECK(strcmp(s.d[1].name, "b-2") == 0);
+        CHECK_EQ_INT(s.d[1].shards, 1024);
+        CHECK_EQ_INT(s.d[1].checkpoint_interval_ms, 10);
+        CHECK_EQ_INT(s.d[1].max_clients, 100000);
+        CHECK_EQ_INT(agent_spec_find(&s, "b-2"), 1);
+        CHECK_EQ_INT(agent_spec_find(&s, "nope"), -1);
+        agent_spec_free(&s);
+    }
+    agent_problems_free(&p);
+}
+
+TEST(configured_defaults)
+{
+    agent_spec_rules r = { "demo", impls, 2, 250, 77 };
+    json_t *j = json_loads("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\","
+                           "\"version\":\"1\",\"shards\":1}]}", 0, NULL);
+    agent_problems p;
+    agent_spec s;
+
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_spec_parse(j, &r, &s, &p), 0);
+    CHECK_EQ_INT(s.d[0].checkpoint_interval_ms, 250);
+    CHECK_EQ_INT(s.d[0].max_clients, 77);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    json_decref(j);
+}
+
+TEST(empty_list_is_valid)
+{
+    agent_spec s;
+    agent_problems p;
+
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[]}", &s, &p), 0);
+    CHECK_EQ_INT(s.n, 0);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+}
+
+TEST(every_problem_reported)
+{
+    agent_spec s;
+    agent_problems p;
+    int rc = parse("{\"name\":\"other\",\"extra\":1,\"cachestores\":["
+                   "{\"name\":\"Bad_Name\",\"impl\":\"nope\",\"version\":\"\",\"shards\":0,"
+                   "\"checkpoint_interval_ms\":5,\"max_clients\":100001,\"shard\":3},"
+                   "{\"name\":\"ok\",\"version\":\"1\",\"shards\":-2},"
+                   "{\"name\":\"ok\",\"version\":\"1 2\",\"shards\":1.5},"
+                   "{\"version\":\"1\",\"shards\":1025,\"checkpoint_interval_ms\":60001},"
+                   "7,"
+                   "{\"name\":\"x\",\"version\":1,\"shards\":\"3\",\"impl\":3}]}",
+                   &s, &p);
+
+    CHECK_EQ_INT(rc, -EINVAL);
+    CHECK(has_problem(&p, "name", "'demo'"));
+    CHECK(has_problem(&p, "extra", "unknown field"));
+    CHECK(has_problem(&p, "cachestores[0].name", "must match"));
+    CHECK(has_problem(&p, "cachestores[0].impl", "unknown implementation 'nope'"));
+    CHECK(has_problem(&p, "cachestores[0].impl", "dpr-kv, other-kv"));
+    CHECK(has_problem(&p, "cachestores[0].version", NULL));
+    CHECK(has_problem(&p, "cachestores[0].shards", "must be >= 1"));
+    CHECK(has_problem(&p, "cachestores[0].checkpoint_interval_ms", ">= 10"));
+    CHECK(has_problem(&p, "cachestores[0].max_clients", "<= 100000"));
+    CHECK(has_problem(&p, "cachestores[0].shard", "unknown field"));
+    CHECK(has_problem(&p, "cachestores[1].shards", "must be >= 1"));
+    CHECK(has_problem(&p, "cachestores[2].name", "duplicate name 'ok'"));
+    CHECK(has_problem(&p, "cachestores[2].version", NULL));
+    CHECK(has_problem(&p, "cachestores[2].shards", "must be an integer"));
+    CHECK(has_problem(&p, "cachestores[3].name", "required"));
+    CHECK(has_problem(&p, "cachestores[3].shards", "<= 1024"));
+    CHECK(has_problem(&p, "cachestores[3].checkpoint_interval_ms", "<= 60000"));
+    CHECK(has_problem(&p, "cachestores[4]", "must be an object"));
+    CHECK(has_problem(&p, "cachestores[5].version", "must be a string"));
+    CHECK(has_problem(&p, "cachestores[5].shards", "must be an integer"));
+    CHECK(has_problem(&p, "cachestores[5].impl", "must be a string"));
+    CHECK_EQ_INT(p.n, 20);
+    agent_problems_free(&p);
+}
+
+TEST(names)
+{
+    CHECK(agent_name_valid("kv", 32));
+    CHECK(agent_name_valid("a-b-c1", 32));
+    CHECK(agent_name_valid("a0", 32));
+    CHECK(agent_name_valid("abcdefghijabcdefghijabcdefghijab", 32));
+    CHECK(!agent_name_valid("abcdefghijabcdefghijabcdefghijabc", 32));
+    CHECK(!agent_name_valid("", 32));
+    CHECK(!agent_name_valid("0kv", 32));
+    CHECK(!agent_name_valid("kv-", 32));
+    CHECK(!agent_name_valid("-kv", 32));
+    CHECK(!agent_name_valid("k--v", 32));
+    CHECK(!agent_name_valid("Kv", 32));
+    CHECK(!agent_name_valid("k_v", 32));
+    CHECK(!agent_name_valid("k.v", 32));
+    CHECK(!agent_name_valid("k v", 32));
+}
+
+TEST(missing_top_level)
+{
+    agent_spec s;
+    agent_problems p;
+
+    CHECK_EQ_INT(parse("{}", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "name", "required"));
+    CHECK(has_problem(&p, "cachestores", "required"));
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse("[1]", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "", "must be an object"));
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":{}}", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores", "must be a list"));
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse("{\"name\":7,\"cachestores\":[]}", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "name", "must be a string"));
+    agent_problems_free(&p);
+}
+
+TEST(boolean_is_not_integer)
+{
+    agent_spec s;
+    agent_problems p;
+
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                       "\"shards\":true}]}", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores[0].shards", "must be an integer"));
+    agent_problems_free(&p);
+}
+
+TEST(round_trip)
+{
+    agent_spec s, s2, s3;
+    agent_problems p;
+    json_t *j;
+
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                       "\"shards\":3}]}", &s, &p), 0);
+    agent_problems_free(&p);
+    j = agent_spec_to_json(&s);
+    CHECK(j != NULL);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(json_object_get(j,
+                 "cachestores"), 0), "checkpoint_interval_ms")), 100);
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_spec_parse(j, &rules, &s2, &p), 0);
+    CHECK_EQ_INT(s2.n, 1);
+    CHECK(memcmp(&s.d[0], &s2.d[0], sizeof(s.d[0])) == 0);
+    CHECK_EQ_INT(agent_spec_copy(&s2, &s3), 0);
+    CHECK(strcmp(s3.name, "demo") == 0 && s3.n == 1 && s3.d[0].shards == 3);
+    agent_spec_free(&s3);
+    agent_spec_free(&s2);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    json_decref(j);
+}
+
+TEST(long_strings_are_shortened)
+{
+    char text[5000];
+    char big[1000];
+    agent_spec s;
+    agent_problems p;
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    snprintf(text, sizeof(text), "{\"name\":\"demo\",\"cachestores\":[{\"name\":\"%s\","
+             "\"version\":\"%s\",\"impl\":\"%s\",\"shards\":1}]}", big, big, big);
+    CHECK_EQ_INT(parse(text, &s, &p), -EINVAL);
+    CHECK_EQ_INT(p.n, 3);
+    for (size_t i = 0; i < p.n; i++)
+        CHECK(strlen(p.v[i].message) < 300);
+    agent_problems_free(&p);
+}
+
+int main(void)
+{
+    RUN(valid_with_defaults);
+    RUN(configured_defaults);
+    RUN(empty_list_is_valid);
+    RUN(every_problem_reported);
+    RUN(names);
+    RUN(missing_top_level);
+    RUN(boolean_is_not_integer);
+    RUN(round_trip);
+    RUN(long_strings_are_shortened);
+    return check_summary("test_agent_spec");
+}

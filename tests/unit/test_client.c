@@ -1,0 +1,1075 @@
+/*
+ * test_client.c - the C client API (dpr/client.h) against fake servers.
+ *
+ * No real processes: a fake finder and fake shards run on threads of this
+ * process, on loopback ports chosen by the kernel. They speak just enough
+ * RESP: the finder answers DPR.SYNC and DPR.PREFIX from a state the test
+ * sets; a shard answers INFO (dpr_worker_id) and executes DPR.BATCH framed
+ * batches (SET/GET on a tiny table) in the version the test sets, refuses
+ * batches of an older world-line, and can be told to hold its answers, to
+ * drop connections, to answer an error or garbage. The real dpr-kv is
+ * exercised by tests/client/test_client.py.
+ *
+ * Nothing here depends on timing: waits are for events, timeouts only keep
+ * a broken test from hanging.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "dpr/client.h"
+#include "dpr/route.h"
+#include "dpr/wire.h"
+
+/* ======================================================================
+ * Fake servers
+ * ====================================================================== */
+
+enum fake_kind { FAKE_FINDER, FAKE_SHARD };
+enum shard_mode { MODE_NORMAL, MODE_CLOSE, MODE_ERROR, MODE_GARBAGE };
+
+#define MAX_CONNS 16
+#define MAX_KEYS 64
+#define MAX_PREFIX 8
+
+typedef struct fake_conn {
+    int fd;
+    redisReader *reader;
+    char *out;
+    size_t olen, ocap;
+    /* a DPR batch being collected */
+    bool in_batch;
+    uint8_t hdr[1024];
+    size_t hdr_len;
+    uint32_t want, have;
+    redisReply *ops[64];
+} fake_conn;
+
+typedef struct fake {
+    enum fake_kind kind;
+    pthread_t tid;
+    pthread_mutex_t lock;
+    int lfd, wake[2];
+    uint16_t port;
+    fake_conn conns[MAX_CONNS];
+    /* control (under lock) */
+    bool stop, drop_conns, hold;
+    /* finder */
+    uint64_t world_line, max_version;
+    uint64_t cut[8][2];
+    size_t ncut;
+    uint64_t prefix_wl[MAX_PREFIX];
+    uint64_t prefix[MAX_PREFIX][8][2];
+    size_t nprefix_entries[MAX_PREFIX], nprefix;
+    unsigned syncs;
+    /* shard */
+    uint64_t worker, version;
+    enum shard_mode mode;
+    bool no_worker_id;
+    unsigned batches, accepted;
+    dpr_request_hdr last;
+    uint64_t last_deps[8][2];
+    char keys[MAX_KEYS][32], vals[MAX_KEYS][32];
+    size_t nkeys;
+} fake;
+
+static void out_put(fake_conn *c, const void *p, size_t n)
+{
+    if (c->olen + n > c->ocap) {
+        size_t cap = c->ocap ? c->ocap * 2 : 4096;
+        while (cap < c->olen + n)
+            cap *= 2;
+        c->out = realloc(c->out, cap);
+        if (!c->out)
+            abort();
+        c->ocap = cap;
+    }
+    memcpy(c->out + c->olen, p, n);
+    c->olen += n;
+}
+
+static void out_fmt(fake_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_fmt(fake_conn *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    out_put(c, buf, (size_t)n);
+}
+
+static void out_bulk(fake_conn *c, const void *p, size_t n)
+{
+    out_fmt(c, "$%zu\r\n", n);
+    out_put(c, p, n);
+    out_put(c, "\r\n", 2);
+}
+
+static void conn_close(fake_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    if (c->reader)
+        redisReaderFree(c->reader);
+    c->reader = NULL;
+    for (uint32_t i = 0; i < c->have; i++)
+        freeReplyObject(c->ops[i]);
+    c->in_batch = false;
+    c->have = c->want = 0;
+    c->olen = 0;
+}
+
+static bool arg_is(const redisReply *r, size_t i, const char *s)
+{
+    return i < r->elements && r->element[i]->type == REDIS_REPLY_STRING &&
+           strcasecmp(r->element[i]->str, s) == 0;
+}
+
+/* ---- finder ---------------------------------------------------------------- */
+
+static void finder_request(fake *f, fake_conn *c, const redisReply *req)
+{
+    if (arg_is(req, 0, "DPR.SYNC")) {
+        f->syncs++;
+        out_fmt(c, "*3\r\n:%llu\r\n:%llu\r\n*%zu\r\n", (unsigned long long)f->world_line,
+                (unsigned long long)f->max_version, 2 * f->ncut);
+        for (size_t i = 0; i < f->ncut; i++)
+            out_fmt(c, ":%llu\r\n:%llu\r\n", (unsigned long long)f->cut[i][0],
+                    (unsigned long long)f->cut[i][1]);
+    } else if (arg_is(req, 0, "DPR.PREFIX") && req->elements == 2) {
+        uint64_t wl = strtoull(req->element[1]->str, NULL, 10);
+        for (size_t p = 0; p < f->nprefix; p++) {
+            if (f->prefix_wl[p] != wl)
+                continue;
+            out_fmt(c, "*%zu\r\n", 2 * f->nprefix_entries[p]);
+            for (size_t i = 0; i < f->nprefix_entries[p]; i++)
+                out_fmt(c, ":%llu\r\n:%llu\r\n", (unsigned long long)f->prefix[p][i][0],
+                        (unsigned long long)f->prefix[p][i][1]);
+            return;
+        }
+        out_fmt(c, "-ERR world-line %llu has not ended\r\n", (unsigned long long)wl);
+    } else {
+        out_fmt(c, "-ERR unknown command\r\n");
+    }
+}
+
+/* ---- shard ----------------------------------------------------------------- */
+
+static const char *kv_get(fake *f, const char *k)
+{
+    for (size_t i = 0; i < f->nkeys; i++)
+        if (!strcmp(f->keys[i], k))
+            return f->vals[i];
+    return NULL;
+}
+
+static void kv_set(fake *f, const char *k, const char *v)
+{
+    size_t i = 0;
+    while (i < f->nkeys && strcmp(f->keys[i], k))
+        i++;
+    if (i == MAX_KEYS)
+        return;
+    if (i == f->nkeys)
+        f->nkeys++;
+    snprintf(f->keys[i], sizeof(f->keys[i]), "%s", k);
+    snprintf(f->vals[i], sizeof(f->vals[i]), "%s", v);
+}
+
+/* Runs or refuses the collected batch; false: the connection was closed. */
+static bool shard_run_batch(fake *f, fake_conn *c)
+{
+    dpr_request_hdr h;
+    uint8_t buf[64];
+    bool keep = true;
+    if (dpr_wire_decode_request(c->hdr, c->hdr_len, &h, NULL) < 0)
+        abort();
+    f->batches++;
+    f->last = h;
+    f->last.deps = NULL;
+    for (uint32_t i = 0; i < h.dep_count && i < 8; i++)
+        dpr_wire_request_dep(&h, i, &f->last_deps[i][0], &f->last_deps[i][1]);
+    if (f->mode == MODE_CLOSE) {
+        keep = false;
+        goto out;
+    }
+    if (f->mode == MODE_ERROR) {
+        out_fmt(c, "-ERR DPR.BATCH not executed: test\r\n");
+        goto out;
+    }
+    if (f->mode == MODE_GARBAGE) {
+        out_fmt(c, "*2\r\n$3\r\nabc\r\n*0\r\n");
+        goto out;
+    }
+    dpr_response_hdr r = {.batch_id = h.batch_id, .op_count = h.op_count};
+    if (h.world_line < f->world_line) {
+        r.status = DPR_WIRE_REFUSED;
+        r.world_line = f->world_line;
+        ssize_t n = dpr_wire_encode_response(&r, buf, sizeof(buf));
+        out_fmt(c, "*2\r\n");
+        out_bulk(c, buf, (size_t)n);
+        out_fmt(c, "*0\r\n");
+        goto out;
+    }
+    uint64_t v = f->version;
+    r.status = DPR_WIRE_EXECUTED;
+    r.world_line = h.world_line;
+    r.version_count = 1;
+    r.versions_in = &v;
+    ssize_t n = dpr_wire_encode_response(&r, buf, sizeof(buf));
+    out_fmt(c, "*2\r\n");
+    out_bulk(c, buf, (size_t)n);
+    out_fmt(c, "*%u\r\n", h.op_count);
+    for (uint32_t i = 0; i < c->have; i++) {
+        redisReply *op = c->ops[i];
+        if (arg_is(op, 0, "SET") && op->elements == 3) {
+            kv_set(f, op->element[1]->str, op->element[2]->str);
+            out_fmt(c, "+OK\r\n");
+        } else if (arg_is(op, 0, "GET") && op->elements == 2) {
+            const char *val = kv_get(f, op->element[1]->str);
+            if (val)
+                out_bulk(c, val, strlen(val));
+            else
+                out_fmt(c, "$-1\r\n");
+        } else {
+            out_fmt(c, "-ERR unknown command\r\n");
+        }
+    }
+out:
+    for (uint32_t i = 0; i < c->have; i++)
+        freeReplyObject(c->ops[i]);
+    c->have = c->want = 0;
+    c->in_batch = false;
+    return keep;
+}
+
+static bool shard_request(fake *f, fake_conn *c, redisReply *req)
+{
+    if (c->in_batch) {
+        if (c->have < 64)
+            c->ops[c->have++] = req;
+        else
+            freeReplyObject(req);
+        if (c->have == c->want)
+            return shard_run_batch(f, c);
+        return true;
+    }
+    if (arg_is(req, 0, "INFO")) {
+        char info[256];
+        int n = f->no_worker_id ? snprintf(info, sizeof(info), "# Server\r\nredis_version:7\r\n")
+                                : snprintf(info, sizeof(info), "# DPR\r\ndpr_worker_id:%llu\r\n"
+                                           "dpr_version:%llu\r\n", (unsigned long long)f->worker,
+                                           (unsigned long long)f->version);
+        out_bulk(c, info, (size_t)n);
+    } else if (arg_is(req, 0, "DPR.BATCH") && req->elements == 2 &&
+               req->element[1]->len <= sizeof(c->hdr)) {
+        dpr_request_hdr h;
+        memcpy(c->hdr, req->element[1]->str, req->element[1]->len);
+        c->hdr_len = req->element[1]->len;
+        if (dpr_wire_decode_request(c->hdr, c->hdr_len, &h, NULL) < 0 || h.op_count > 64) {
+            out_fmt(c, "-ERR bad header\r\n");
+        } else {
+            c->in_batch = true;
+            c->want = h.op_count;
+            c->have = 0;
+        }
+    } else {
+        out_fmt(c, "-ERR unknown command\r\n");
+    }
+    freeReplyObject(req);
+    return true;
+}
+
+/* ---- the server loop --------------------------------------------------------- */
+
+static void conn_input(fake *f, fake_conn *c)
+{
+    char buf[65536];
+    ssize_t n = read(c->fd, buf, sizeof(buf));
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    redisReaderFeed(c->reader, buf, (size_t)n);
+    for (;;) {
+        void *req = NULL;
+        if (redisReaderGetReply(c->reader, &req) != REDIS_OK) {
+            conn_close(c);
+            return;
+        }
+        if (!req)
+            break;
+        if (f->kind == FAKE_FINDER) {
+            finder_request(f, c, req);
+            freeReplyObject(req);
+        } else if (!shard_request(f, c, req)) {
+            conn_close(c);
+            return;
+        }
+    }
+    size_t off = 0;
+    while (off < c->olen) {
+        ssize_t w = write(c->fd, c->out + off, c->olen - off);
+        if (w <= 0) {
+            conn_close(c);
+            return;
+        }
+        off += (size_t)w;
+    }
+    c->olen = 0;
+}
+
+static void *fake_main(void *arg)
+{
+    fake *f = arg;
+    struct pollfd p[MAX_CONNS + 2];
+    int idx[MAX_CONNS + 2];
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        bool stop = f->stop, hold = f->hold, drop = f->drop_conns;
+        f->drop_conns = false;
+        pthread_mutex_unlock(&f->lock);
+        if (drop)
+            for (int i = 0; i < MAX_CONNS; i++)
+                conn_close(&f->conns[i]);
+        if (stop)
+            break;
+        size_t n = 0;
+        p[n].fd = f->wake[0];
+        p[n].events = POLLIN;
+        idx[n++] = -1;
+        p[n].fd = f->lfd;
+        p[n].events = POLLIN;
+        idx[n++] = -2;
+        for (int i = 0; i < MAX_CONNS; i++) {
+            if (f->conns[i].fd < 0 || hold)
+                continue;
+            p[n].fd = f->conns[i].fd;
+            p[n].events = POLLIN;
+            idx[n++] = i;
+        }
+        if (poll(p, n, -1) < 0)
+            continue;
+        for (size_t k = 0; k < n; k++) {
+            if (!p[k].revents)
+                continue;
+            if (idx[k] == -1) {
+                char b[64];
+                (void)!read(f->wake[0], b, sizeof(b));
+            } else if (idx[k] == -2) {
+                int fd = accept(f->lfd, NULL, NULL);
+                if (fd < 0)
+                    continue;
+                int i = 0;
+                while (i < MAX_CONNS && f->conns[i].fd >= 0)
+                    i++;
+                if (i == MAX_CONNS) {
+                    close(fd);
+                    continue;
+                }
+                f->conns[i].fd = fd;
+                f->conns[i].reader = redisReaderCreate();
+                pthread_mutex_lock(&f->lock);
+                f->accepted++;
+                pthread_mutex_unlock(&f->lock);
+            } else {
+                pthread_mutex_lock(&f->lock);
+                conn_input(f, &f->conns[idx[k]]);
+                pthread_mutex_unlock(&f->lock);
+            }
+        }
+    }
+    for (int i = 0; i < MAX_CONNS; i++)
+        conn_close(&f->conns[i]);
+    return NULL;
+}
+
+static void fake_wake(fake *f)
+{
+    (void)!write(f->wake[1], "x", 1);
+}
+
+static fake *fake_start(enum fake_kind kind, uint64_t worker)
+{
+    fake *f = calloc(1, sizeof(*f));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    if (!f)
+        abort();
+    f->kind = kind;
+    f->worker = worker;
+    f->world_line = 1;
+    f->version = 1;
+    for (int i = 0; i < MAX_CONNS; i++)
+        f->conns[i].fd = -1;
+    pthread_mutex_init(&f->lock, NULL);
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        listen(f->lfd, 16) < 0 || getsockname(f->lfd, (struct sockaddr *)&a, &alen) < 0 ||
+        pipe(f->wake) < 0)
+        abort();
+    f->port = ntohs(a.sin_port);
+    if (pthread_create(&f->tid, NULL, fake_main, f) != 0)
+        abort();
+    return f;
+}
+
+static void fake_stop(fake *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->lock);
+    f->stop = true;
+    pthread_mutex_unlock(&f->lock);
+    fake_wake(f);
+    pthread_join(f->tid, NULL);
+    for (int i = 0; i < MAX_CONNS; i++)
+        free(f->conns[i].out);
+    close(f->lfd);
+    close(f->wake[0]);
+    close(f->wake[1]);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+#define WITH_LOCK(f, stmt)                                                   \
+    do {                                                                     \
+        pthread_mutex_lock(&(f)->lock);                                      \
+        stmt;                                                                \
+        pthread_mutex_unlock(&(f)->lock);                                    \
+        fake_wake(f);                                                        \
+    } while (0)
+
+static void finder_set_cut(fake *f, uint64_t w, uint64_t v)
+{
+    pthread_mutex_lock(&f->lock);
+    size_t i = 0;
+    while (i < f->ncut && f->cut[i][0] != w)
+        i++;
+    if (i == f->ncut)
+        f->ncut++;
+    f->cut[i][0] = w;
+    f->cut[i][1] = v;
+    if (v > f->max_version)
+        f->max_version = v;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* The cluster leaves world-line wl for wl + 1 with prefix {w0: v0, w1: v1}. */
+static void finder_bump(fake *f, uint64_t w0, uint64_t v0, uint64_t w1, uint64_t v1)
+{
+    pthread_mutex_lock(&f->lock);
+    size_t p = f->nprefix++;
+    f->prefix_wl[p] = f->world_line;
+    f->prefix[p][0][0] = w0;
+    f->prefix[p][0][1] = v0;
+    f->prefix[p][1][0] = w1;
+    f->prefix[p][1][1] = v1;
+    f->nprefix_entries[p] = 2;
+    f->world_line++;
+    f->ncut = 0;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Waits until the fake has closed every connection (after drop_conns). */
+static void wait_no_conns(fake *f)
+{
+    for (int i = 0; i < 5000; i++) {
+        bool open = false;
+        pthread_mutex_lock(&f->lock);
+        for (int k = 0; k < MAX_CONNS; k++)
+            open |= f->conns[k].fd >= 0;
+        pthread_mutex_unlock(&f->lock);
+        if (!open)
+            return;
+        usleep(1000);
+    }
+}
+
+/* Waits until the fake has accepted n connections in all. */
+static unsigned wait_accepted(fake *f, unsigned n)
+{
+    unsigned got = 0;
+    for (int i = 0; i < 5000; i++) {
+        pthread_mutex_lock(&f->lock);
+        got = f->accepted;
+        pthread_mutex_unlock(&f->lock);
+        if (got >= n)
+            break;
+        usleep(1000);
+    }
+    return got;
+}
+
+/* ======================================================================
+ * Fixture: a finder, two shards (workers 101, 202), a client
+ * ====================================================================== */
+
+typedef struct fixture {
+    fake *finder, *sh[2];
+    dpr_client *c;
+} fixture;
+
+static int make_client(fixture *fx, unsigned depth, bool give_workers, dpr_client **out)
+{
+    dpr_endpoint eps[2];
+    char err[256];
+    for (int i = 0; i < 2; i++)
+        eps[i] = (dpr_endpoint){"127.0.0.1", fx->sh[i]->port, give_workers,
+                                give_workers ? fx->sh[i]->worker : 0};
+    dpr_client_config cfg = {.shards = eps, .nshards = 2,
+                             .finder = {"127.0.0.1", fx->finder->port, false, 0},
+                             .io_timeout_ms = 5000, .pipeline_depth = depth};
+    int r = dpr_client_new(&cfg, out, err, sizeof(err));
+    if (r < 0)
+        fprintf(stderr, "  dpr_client_new: %s\n", err);
+    return r;
+}
+
+static void fx_start(fixture *fx, unsigned depth)
+{
+    fx->finder = fake_start(FAKE_FINDER, 0);
+    fx->sh[0] = fake_start(FAKE_SHARD, 101);
+    fx->sh[1] = fake_start(FAKE_SHARD, 202);
+    fx->c = NULL;
+    if (make_client(fx, depth, false, &fx->c) < 0)
+        fx->c = NULL;
+}
+
+static void fx_stop(fixture *fx)
+{
+    dpr_client_free(fx->c);
+    fake_stop(fx->sh[0]);
+    fake_stop(fx->sh[1]);
+    fake_stop(fx->finder);
+}
+
+/* A key that routes to shard k of 2. */
+static const char *key_on(unsigned k)
+{
+    static char buf[2][32];
+    for (int i = 0;; i++) {
+        snprintf(buf[k], sizeof(buf[k]), "key%d", i);
+        if (dpr_route_shard(buf[k], strlen(buf[k]), 2) == k)
+            return buf[k];
+    }
+}
+
+static int exec_set(dpr_client_session *s, const char *key, const char *val, uint64_t *seq)
+{
+    const char *argv[3] = {"SET", key, val};
+    dpr_op op = {3, argv, NULL};
+    redisReply *reply = NULL;
+    int r = dpr_client_session_exec(s, &op, &reply, seq);
+    if (reply)
+        freeReplyObject(reply);
+    return r;
+}
+
+/* ======================================================================
+ * Tests
+ * ====================================================================== */
+
+TEST(endpoint_parse)
+{
+    dpr_endpoint ep;
+    char host[64];
+    CHECK_EQ_INT(dpr_endpoint_parse("127.0.0.1:7001", &ep, host, sizeof(host)), 0);
+    CHECK(!strcmp(ep.host, "127.0.0.1") && ep.port == 7001 && !ep.has_worker);
+    CHECK_EQ_INT(dpr_endpoint_parse("localhost:1@42", &ep, host, sizeof(host)), 0);
+    CHECK(!strcmp(ep.host, "localhost") && ep.port == 1 && ep.has_worker && ep.worker == 42);
+    CHECK_EQ_INT(dpr_endpoint_parse("[::1]:65535", &ep, host, sizeof(host)), 0);
+    CHECK(!strcmp(ep.host, "::1") && ep.port == 65535);
+    CHECK_EQ_INT(dpr_endpoint_parse("h:18446744073709551615@18446744073709551615", &ep, host,
+                                    sizeof(host)), -EINVAL); /* port too big */
+    CHECK_EQ_INT(dpr_endpoint_parse("h:5@18446744073709551615", &ep, host, sizeof(host)), 0);
+    CHECK_EQ_U64(ep.worker, UINT64_MAX);
+    const char *bad[] = {"", "host", ":7001", "h:", "h:0", "h:65536", "h:7x", "h:-1",
+                         "[::1]7001", "[::1", "h:1@", "h:1@x", "h:1@-3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_EQ_INT(dpr_endpoint_parse(bad[i], &ep, host, sizeof(host)), -EINVAL);
+    CHECK_EQ_INT(dpr_endpoint_parse("averyveryverylonghostname:1", &ep, host, 8),
+                 -ENAMETOOLONG);
+}
+
+TEST(client_learns_workers_and_routes)
+{
+    fixture fx;
+    fx_start(&fx, 0);
+    CHECK(fx.c != NULL);
+    if (!fx.c)
+        goto out;
+    CHECK_EQ_U64(dpr_client_nshards(fx.c), 2);
+    CHECK_EQ_U64(dpr_client_worker(fx.c, 0), 101);
+    CHECK_EQ_U64(dpr_client_worker(fx.c, 1), 202);
+    for (int i = 0; i < 100; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        CHECK_EQ_U64(dpr_client_route(fx.c, k, strlen(k)), dpr_route_shard(k, strlen(k), 2));
+        const char *argv[2] = {"GET", k};
+        dpr_op op = {2, argv, NULL};
+        CHECK_EQ_U64(dpr_client_route_op(fx.c, &op), dpr_route_shard(k, strlen(k), 2));
+    }
+    const char *ping[1] = {"PING"};
+    dpr_op op = {1, ping, NULL};
+    CHECK_EQ_U64(dpr_client_route_op(fx.c, &op), 0);
+out:
+    fx_stop(&fx);
+}
+
+TEST(client_config_errors)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    char err[256];
+    fx_start(&fx, 0);
+    /* two shards with one worker id */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->worker = 101);
+    CHECK_EQ_INT(make_client(&fx, 0, false, &c), -EINVAL);
+    CHECK(c == NULL);
+    /* a shard without dpr_worker_id */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->no_worker_id = true);
+    CHECK_EQ_INT(make_client(&fx, 0, false, &c), -EPROTO);
+    /* worker ids given: INFO is not asked */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->worker = 202);
+    CHECK_EQ_INT(make_client(&fx, 0, true, &c), 0);
+    CHECK(c != NULL);
+    dpr_client_free(c);
+    /* bad configurations */
+    dpr_client_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, err, sizeof(err)), -EINVAL);
+    CHECK_EQ_INT(dpr_client_new(NULL, &c, NULL, 0), -EINVAL);
+    dpr_endpoint ep = {"127.0.0.1", fx.sh[0]->port, true, 1};
+    cfg.shards = &ep;
+    cfg.nshards = 1;
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, err, sizeof(err)), -EINVAL); /* no finder */
+    /* a finder that is not there */
+    cfg.finder = (dpr_endpoint){"127.0.0.1", 1, false, 0};
+    cfg.connect_timeout_ms = 500;
+    CHECK(dpr_client_new(&cfg, &c, err, sizeof(err)) < 0);
+    CHECK(c == NULL);
+    CHECK(strstr(err, "finder") != NULL);
+    fx_stop(&fx);
+}
+
+TEST(exec_and_commit)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq1 = 0, seq2 = 0, cp = 99;
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK_EQ_U64(dpr_client_session_state(s)->world_line, 1);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->version = 3);
+    WITH_LOCK(fx.sh[1], fx.sh[1]->version = 7);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "a", &seq1), 0);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "b", &seq2), 0);
+    CHECK_EQ_U64(seq1, 1);
+    CHECK_EQ_U64(seq2, 2);
+    /* GET sees the value */
+    const char *argv[2] = {"GET", key_on(1)};
+    dpr_op op = {2, argv, NULL};
+    redisReply *reply = NULL;
+    CHECK_EQ_INT(dpr_client_session_exec(s, &op, &reply, NULL), 0);
+    CHECK(reply && reply->type == REDIS_REPLY_STRING && !strcmp(reply->str, "b"));
+    if (reply)
+        freeReplyObject(reply);
+    /* the second shard saw the dependency on the first */
+    pthread_mutex_lock(&fx.sh[1]->lock);
+    CHECK_EQ_U64(fx.sh[1]->last.dep_count, 2);
+    CHECK_EQ_U64(fx.sh[1]->last.version_lb, 7);
+    pthread_mutex_unlock(&fx.sh[1]->lock);
+    /* nothing committed yet */
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), 0);
+    CHECK_EQ_U64(cp, 0);
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, seq1, 20), -ETIMEDOUT);
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, 4, 20), -EINVAL);
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, 0, 20), -EINVAL);
+    /* the cut covers shard 0 only: commit point 1 */
+    finder_set_cut(fx.finder, 101, 3);
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, seq1, 5000), 0);
+    CHECK(dpr_client_session_is_committed(s, seq1));
+    CHECK(!dpr_client_session_is_committed(s, seq2));
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), 0);
+    CHECK_EQ_U64(cp, 1);
+    /* then both */
+    finder_set_cut(fx.finder, 202, 7);
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, 3, 5000), 0);
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), 0);
+    CHECK_EQ_U64(cp, 3);
+    CHECK(!dpr_client_session_needs_rollback(s));
+    /* committed dependencies are pruned: the next header carries none */
+    CHECK_EQ_INT(exec_set(s, key_on(0), "c", NULL), 0);
+    pthread_mutex_lock(&fx.sh[0]->lock);
+    CHECK_EQ_U64(fx.sh[0]->last.dep_count, 0);
+    pthread_mutex_unlock(&fx.sh[0]->lock);
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+static dpr_op set_ops[8];
+static const char *set_argv[8][3];
+
+static void make_set_ops(unsigned shard)
+{
+    for (int i = 0; i < 8; i++) {
+        set_argv[i][0] = "SET";
+        set_argv[i][1] = key_on(shard);
+        set_argv[i][2] = "v";
+        set_ops[i] = (dpr_op){3, set_argv[i], NULL};
+    }
+}
+
+TEST(pipeline_strict)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t first[4], seq;
+    dpr_batch_result res;
+    fx_start(&fx, 3);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    make_set_ops(0);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->hold = true);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 2, &first[0]), 0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 1, &first[1]), 0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 3, &first[2]), 0);
+    CHECK_EQ_U64(first[0], 1);
+    CHECK_EQ_U64(first[1], 3);
+    CHECK_EQ_U64(first[2], 4);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 1, &seq), -EAGAIN); /* depth 3 */
+    CHECK_EQ_INT(dpr_client_session_send(s, 1, set_ops, 1, &seq), -EBUSY);  /* strict */
+    CHECK_EQ_INT(dpr_client_session_send(s, 2, set_ops, 1, &seq), -EINVAL);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 0, &seq), -EINVAL);
+    CHECK_EQ_U64(dpr_client_session_inflight(s, UINT32_MAX), 3);
+    CHECK_EQ_U64(dpr_client_session_inflight(s, 0), 3);
+    CHECK_EQ_U64(dpr_client_session_inflight(s, 1), 0);
+    struct pollfd pfd[2];
+    CHECK_EQ_U64(dpr_client_session_pollfds(s, pfd, 2), 1);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 0, &res), -EAGAIN);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 30, &res), -ETIMEDOUT);
+    redisReply *reply;
+    const char *ping[1] = {"PING"};
+    dpr_op pop = {1, ping, NULL};
+    CHECK_EQ_INT(dpr_client_session_exec(s, &pop, &reply, NULL), -EBUSY);
+    dpr_rollback_result rb;
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 10, &rb), -EBUSY);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->hold = false);
+    for (int b = 0; b < 3; b++) {
+        CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+        CHECK_EQ_INT(res.status, 0);
+        CHECK_EQ_U64(res.first_seq, first[b]);
+        CHECK_EQ_U64(res.shard, 0);
+        CHECK_EQ_U64(res.version, 1);
+        for (uint32_t i = 0; i < res.op_count; i++)
+            CHECK(res.replies[i]->type == REDIS_REPLY_STATUS && !strcmp(res.replies[i]->str, "OK"));
+        dpr_batch_result_free(&res);
+    }
+    CHECK_EQ_INT(dpr_client_session_recv(s, 0, &res), -ENOENT);
+    /* now the other shard may go */
+    make_set_ops(1);
+    CHECK_EQ_INT(dpr_client_session_send(s, 1, set_ops, 1, &seq), 0);
+    CHECK_EQ_U64(seq, 7);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_INT(res.status, 0);
+    dpr_batch_result_free(&res);
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(pipeline_relaxed)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t a, b;
+    dpr_batch_result res;
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, DPR_SESSION_RELAXED, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    WITH_LOCK(fx.sh[0], fx.sh[0]->hold = true);
+    make_set_ops(0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 2, &a), 0);
+    make_set_ops(1);
+    CHECK_EQ_INT(dpr_client_session_send(s, 1, set_ops, 2, &b), 0);
+    /* shard 1 answers first although its batch is younger */
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_U64(res.shard, 1);
+    CHECK_EQ_U64(res.first_seq, b);
+    dpr_batch_result_free(&res);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->hold = false);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_U64(res.shard, 0);
+    CHECK_EQ_U64(res.first_seq, a);
+    dpr_batch_result_free(&res);
+    /* relaxed: op 3 (shard 1) commits before ops 1-2 */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->version = 1);
+    finder_set_cut(fx.finder, 202, 1);
+    uint64_t cp;
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), 0);
+    CHECK_EQ_U64(cp, 0);
+    CHECK(dpr_client_session_is_committed(s, b));
+    CHECK(!dpr_client_session_is_committed(s, a));
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(refusal_and_rollback)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq;
+    dpr_rollback_result rb;
+    memset(&rb, 0, sizeof(rb));
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    WITH_LOCK(fx.sh[0], fx.sh[0]->version = 3);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "1", &seq), 0); /* 1: version 3, survives */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->version = 4);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "2", &seq), 0); /* 2: version 4, lost */
+    CHECK_EQ_INT(exec_set(s, key_on(1), "3", &seq), 0); /* 3: lost */
+    /* shard 1 crashes and comes back; the cluster rolls back to {3, 3} */
+    finder_bump(fx.finder, 101, 3, 202, 3);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->world_line = 2);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "4", &seq), -ESTALE); /* 4: refused */
+    CHECK_EQ_U64(seq, 4);
+    CHECK(dpr_client_session_needs_rollback(s));
+    CHECK_EQ_INT(exec_set(s, key_on(0), "x", &seq), -ESTALE); /* nothing sent */
+    CHECK_EQ_U64(dpr_client_session_state(s)->next_seq, 5);
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 5000, &rb), 0);
+    CHECK_EQ_U64(rb.lost_from, 2);
+    CHECK_EQ_U64(rb.lost_count, 3);
+    CHECK_EQ_U64(rb.nsurvived_above, 0);
+    CHECK_EQ_U64(dpr_client_session_state(s)->world_line, 2);
+    CHECK(!dpr_client_session_needs_rollback(s));
+    CHECK(dpr_client_session_is_committed(s, 1));
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, 2, 10), -ECANCELED);
+    /* and goes on */
+    CHECK_EQ_INT(exec_set(s, key_on(0), "5", &seq), 0);
+    CHECK_EQ_U64(seq, 5);
+    pthread_mutex_lock(&fx.sh[0]->lock);
+    CHECK_EQ_U64(fx.sh[0]->last.world_line, 2);
+    pthread_mutex_unlock(&fx.sh[0]->lock);
+out:
+    free(rb.survived_above);
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(stale_cut_means_rollback)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq, cp;
+    dpr_rollback_result rb;
+    memset(&rb, 0, sizeof(rb));
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK_EQ_INT(exec_set(s, key_on(0), "1", &seq), 0);
+    finder_bump(fx.finder, 101, 0, 202, 0);
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), -ESTALE);
+    CHECK_EQ_INT(dpr_client_session_wait_committed(s, 1, 1000), -ESTALE);
+    CHECK(dpr_client_session_needs_rollback(s));
+    dpr_cut old;
+    dpr_cut_init(&old);
+    old.world_line = 0; /* an older cut is ignored */
+    CHECK_EQ_INT(dpr_client_session_apply_cut(s, &old, &cp), 0);
+    dpr_cut_free(&old);
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 5000, &rb), 0);
+    CHECK_EQ_U64(rb.lost_from, 1);
+    CHECK_EQ_U64(rb.lost_count, 1);
+out:
+    free(rb.survived_above);
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(connection_loss_and_reconnect)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq;
+    dpr_batch_result res;
+    dpr_rollback_result rb;
+    memset(&rb, 0, sizeof(rb));
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    WITH_LOCK(fx.sh[1], fx.sh[1]->version = 2);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "1", &seq), 0); /* 1: version 2, survives */
+    /* shard 1 dies while two batches are in flight */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->mode = MODE_CLOSE);
+    make_set_ops(1);
+    uint64_t a, b;
+    CHECK_EQ_INT(dpr_client_session_send(s, 1, set_ops, 1, &a), 0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 1, set_ops, 2, &b), 0);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_INT(res.status, -ECONNRESET);
+    CHECK_EQ_U64(res.first_seq, a);
+    CHECK(res.replies == NULL);
+    dpr_batch_result_free(&res);
+    CHECK(dpr_client_session_needs_rollback(s));
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 1, &seq), -ESTALE);
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 10, &rb), -EBUSY); /* b not returned */
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_INT(res.status, -ECONNRESET);
+    CHECK_EQ_U64(res.first_seq, b);
+    dpr_batch_result_free(&res);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 0, &res), -ENOENT);
+    /* no shard restarted yet: the world-line does not move */
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 30, &rb), -ETIMEDOUT);
+    /* it restarts: new world-line, cut {0, 2} */
+    WITH_LOCK(fx.sh[1], (fx.sh[1]->mode = MODE_NORMAL, fx.sh[1]->world_line = 2));
+    finder_bump(fx.finder, 101, 0, 202, 2);
+    unsigned accepted0;
+    pthread_mutex_lock(&fx.sh[1]->lock);
+    accepted0 = fx.sh[1]->accepted;
+    pthread_mutex_unlock(&fx.sh[1]->lock);
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 5000, &rb), 0);
+    CHECK_EQ_U64(rb.lost_from, 2);
+    CHECK_EQ_U64(rb.lost_count, 3);
+    /* the rollback reconnected shard 1 (before any new operation) */
+    CHECK_EQ_U64(wait_accepted(fx.sh[1], accepted0 + 1), accepted0 + 1);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "5", &seq), 0);
+    CHECK_EQ_U64(seq, 5);
+out:
+    free(rb.survived_above);
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(idle_connection_dropped)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq;
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK_EQ_INT(exec_set(s, key_on(0), "1", &seq), 0);
+    /* the shard closes every connection while the session is idle; wait
+     * until the session's socket has seen the close */
+    WITH_LOCK(fx.sh[0], fx.sh[0]->drop_conns = true);
+    wait_no_conns(fx.sh[0]);
+    /* the next operation goes over a new connection, nothing is lost */
+    CHECK_EQ_INT(exec_set(s, key_on(0), "2", &seq), 0);
+    CHECK_EQ_U64(seq, 2);
+    CHECK(!dpr_client_session_needs_rollback(s));
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(error_and_garbage_answers)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq;
+    dpr_batch_result res;
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, DPR_SESSION_RELAXED, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    WITH_LOCK(fx.sh[0], fx.sh[0]->mode = MODE_ERROR);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "1", &seq), -EREMOTEIO);
+    CHECK(strstr(dpr_client_session_errstr(s), "not executed") != NULL);
+    CHECK(dpr_client_session_needs_rollback(s));
+    WITH_LOCK(fx.sh[0], fx.sh[0]->mode = MODE_GARBAGE);
+    make_set_ops(0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 1, &seq), 0);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_INT(res.status, -EPROTO);
+    dpr_batch_result_free(&res);
+    /* relaxed sessions go on (the abandoned operations stay in doubt) */
+    WITH_LOCK(fx.sh[0], fx.sh[0]->mode = MODE_NORMAL);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "3", &seq), 0);
+    CHECK_EQ_U64(seq, 3);
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+TEST(finder_restart_is_survived)
+{
+    fixture fx;
+    dpr_cut cut;
+    dpr_cut_init(&cut);
+    fx_start(&fx, 0);
+    if (!fx.c) {
+        CHECK(!"setup");
+        goto out;
+    }
+    finder_set_cut(fx.finder, 101, 5);
+    CHECK_EQ_INT(dpr_client_sync(fx.c, &cut), 0);
+    CHECK_EQ_U64(cut.world_line, 1);
+    CHECK_EQ_U64(dpr_depset_get(&cut.versions, 101), 5);
+    /* the finder drops its connections: the next sync reconnects */
+    WITH_LOCK(fx.finder, fx.finder->drop_conns = true);
+    wait_no_conns(fx.finder);
+    CHECK_EQ_INT(dpr_client_sync(fx.c, &cut), 0);
+    CHECK_EQ_U64(dpr_depset_get(&cut.versions, 101), 5);
+    dpr_depset prefix = DPR_DEPSET_INIT;
+    CHECK_EQ_INT(dpr_client_prefix(fx.c, 1, &prefix), -EREMOTEIO);
+    CHECK(strstr(dpr_client_errstr(fx.c), "has not ended") != NULL);
+    finder_bump(fx.finder, 101, 4, 202, 0);
+    CHECK_EQ_INT(dpr_client_prefix(fx.c, 1, &prefix), 0);
+    CHECK_EQ_U64(dpr_depset_get(&prefix, 101), 4);
+    CHECK_EQ_U64(dpr_depset_count(&prefix), 1); /* version 0: absent */
+    dpr_depset_free(&prefix);
+out:
+    dpr_cut_free(&cut);
+    fx_stop(&fx);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    RUN(endpoint_parse);
+    RUN(client_learns_workers_and_routes);
+    RUN(client_config_errors);
+    RUN(exec_and_commit);
+    RUN(pipeline_strict);
+    RUN(pipeline_relaxed);
+    RUN(refusal_and_rollback);
+    RUN(stale_cut_means_rollback);
+    RUN(connection_loss_and_reconnect);
+    RUN(idle_connection_dropped);
+    RUN(error_and_garbage_answers);
+    RUN(finder_restart_is_survived);
+    return check_summary("client");
+}
