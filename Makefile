@@ -1,11 +1,12 @@
 # DPR Cluster - top-level build.
 #
 #   make deps      install the Debian packages the project needs (root)
-#   make           build libraries, dpr-finder, tests, benchmarks
-#   make test      run every test suite (unit, unit under ASan/UBSan, server)
+#   make           build libdpr, dpr-finder, dpr-kv, dpr-agent, tests, benchmarks
+#   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
-#   make bench     run the benchmarks (bench-finder)
+#   make bench     run the benchmarks (bench-finder, bench-kv)
 #   make install   install into $(DESTDIR)$(PREFIX)
+#   make demo      the main job: a cluster on a local systemd node (root)
 #
 # Objects go to $(BUILD) (build/ normally, build/asan for the sanitizer run).
 
