@@ -56,7 +56,7 @@ install-agent: $(AGENT_BIN)
 
 # Fuzz targets of the agent's parsers (tests/fuzz/fuzz_agent_*.c): the pure
 # modules only. GNU make prefers this rule over build/fuzz/% (shorter stem).
-AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c)
+AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c fsutil.c proto.c)
 
 build/fuzz/fuzz_agent_%: tests/fuzz/fuzz_agent_%.c $(AGENT_FUZZ_SRC)
 	@mkdir -p $(dir $@)

@@ -153,16 +153,6 @@ def indent(text, pad="   "):
     return "\n".join(pad + line if line else "" for line in text.rstrip("\n").splitlines())
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise RuntimeError("timed out after %ss waiting for %s" % (timeout, what))
-
-
 def status_json(node):
     return json.loads(node.run(["dprctl", "status", "--json"]).stdout)
 
@@ -193,7 +183,7 @@ def demo(harness, build, t_start):
     node = cluster[0]
     print("   node %s booted (systemd as PID 1, own namespaces) in %.1fs; %s"
           % (node.name, node.boot_seconds, cluster.id))
-    wait_for(lambda: node.is_active("dpr-agent") == "active", 30, "dpr-agent")
+    harness.wait_for("dpr-agent", lambda: node.is_active("dpr-agent") == "active", 30)
     print("   dpr-agent: %s (pid %s)" % (node.is_active("dpr-agent"),
                                           node.systemctl("show", "-p", "MainPID", "--value",
                                                          "dpr-agent")))
@@ -257,7 +247,7 @@ def demo(harness, build, t_start):
                 and st["finder"]["world_line"] > before["finder"]["world_line"]:
             return st
         return None
-    after = wait_for(restarted, 30, "systemd to restart %s" % VICTIM)
+    after = harness.wait_for("systemd to restart %s" % VICTIM, restarted, 30, interval=0.1)
     i = instance(after, VICTIM)
     print("   systemd restarted it (Restart=on-failure) within %.1fs:" % (time.monotonic() - t_kill))
     print("   after:  %s pid %d, restarts %d, world-line %d (finder world-line %d)"

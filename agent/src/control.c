@@ -120,7 +120,7 @@ static void on_write_done(uv_write_t *req, int status)
     if (c->closing)
         return;
     if (status < 0) {
-        if (status != UV_ECANCELED && status != UV_EPIPE && status != UV_ECONNRESET)
+        if (!dpr_uv_peer_gone(status))
             agent_warn("control client %s: write failed: %s", c->name, uv_strerror(status));
         client_close(c);
         return;
@@ -186,17 +186,22 @@ static void send_json(agent_client *c, json_t *reply)
         client_close(c);
 }
 
-/* Sends an error and closes the connection once it is written. */
-static void fail_and_close(agent_client *c, const char *code, const char *msg)
+/* Sends `reply` (consumed) as the connection's last line: stops reading
+ * and closes once it is written. */
+static void send_last(agent_client *c, json_t *reply)
 {
-    json_t *reply = agent_reply_error(NULL, code, msg, NULL);
-
     uv_read_stop((uv_stream_t *)&c->pipe);
     c->close_after_write = true;
     send_json(c, reply);
     json_decref(reply);
     if (!c->closing && c->writes_pending == 0)
         client_close(c);
+}
+
+/* Sends an error and closes the connection once it is written. */
+static void fail_and_close(agent_client *c, const char *code, const char *msg)
+{
+    send_last(c, agent_reply_error(NULL, code, msg, NULL));
 }
 
 static const char *deny_message(const agent_control *ctl)
@@ -219,12 +224,7 @@ static void deny(agent_client *c, const char *line, size_t len)
 
     json_decref(req);
     c->denied = false;
-    uv_read_stop((uv_stream_t *)&c->pipe);
-    c->close_after_write = true;
-    send_json(c, reply);
-    json_decref(reply);
-    if (!c->closing && c->writes_pending == 0)
-        client_close(c);
+    send_last(c, reply);
 }
 
 static void on_deny_timer(uv_timer_t *t)

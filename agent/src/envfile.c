@@ -74,7 +74,6 @@ static int same_content(const char *path, const char *text)
 int agent_env_write(const char *dir, const char *name, const char *text)
 {
     char path[4200], tmp[4210];
-    size_t len = strlen(text), off = 0;
     int fd = -1, rc;
 
     snprintf(path, sizeof(path), "%s/%s.env", dir, name);
@@ -90,16 +89,9 @@ int agent_env_write(const char *dir, const char *name, const char *text)
     }
     if (fd < 0)
         return -errno;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        off += (size_t)w;
-    }
+    rc = agent_write_all(fd, text, strlen(text));
+    if (rc < 0)
+        goto fail;
     /* no fsync: instance files live in /run (lost at reboot anyway, and
      * rewritten by the agent at start); the rename makes the change atomic */
     if (fchmod(fd, 0644) < 0) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int agent_mkdir_p(const char *dir, mode_t mode)
 {
@@ -23,5 +24,22 @@ int agent_mkdir_p(const char *dir, mode_t mode)
     }
     if (mkdir(tmp, mode) < 0 && errno != EEXIST)
         return -errno;
+    return 0;
+}
+
+int agent_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        len -= (size_t)w;
+    }
     return 0;
 }

@@ -1,5 +1,6 @@
 /* statefile.c - see statefile.h. */
 #include "statefile.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -330,7 +331,6 @@ int agent_statefile_save(const char *path, const agent_state *st, char *err, siz
     char tmp[4200];
     json_t *j = agent_state_to_json(st);
     char *text = NULL;
-    size_t len, off = 0;
     int fd = -1, rc = 0;
 
     if (!j || !(text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS))) {
@@ -338,7 +338,6 @@ int agent_statefile_save(const char *path, const agent_state *st, char *err, siz
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    len = strlen(text);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -346,19 +345,12 @@ int agent_statefile_save(const char *path, const agent_state *st, char *err, siz
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(-rc));
         goto out;
     }
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = -errno;
-            snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
-            goto out;
-        }
-        off += (size_t)w;
-    }
-    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
-        rc = errno ? -errno : -EIO;
+    rc = agent_write_all(fd, text, strlen(text));
+    if (rc == 0)
+        rc = agent_write_all(fd, "\n", 1);
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    if (rc < 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
         goto out;
     }
@@ -366,12 +358,14 @@ int agent_statefile_save(const char *path, const agent_state *st, char *err, siz
         fd = -1;
         rc = -errno;
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
+        unlink(tmp);
         goto out;
     }
     fd = -1;
     if (rename(tmp, path) < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(-rc));
+        unlink(tmp);
         goto out;
     }
     rc = fsync_dir_of(path);

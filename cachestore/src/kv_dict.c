@@ -253,6 +253,32 @@ static int entry_replace(kv_dict *d, kv_entry **link, size_t keep, const char *v
     return 0;
 }
 
+/* Shared start of every write: length limits, then one incremental rehash
+ * step. 0 or -E2BIG. */
+static int write_begin(kv_dict *d, size_t klen, size_t vlen)
+{
+    if (klen > KV_DICT_MAX_LEN || vlen > KV_DICT_MAX_LEN)
+        return -E2BIG;
+    if (rehashing(d))
+        rehash_step(d, 1);
+    return 0;
+}
+
+/* Inserts a key known to be absent, whose hash is h. */
+static int add_absent(kv_dict *d, const char *key, size_t klen, const char *val, size_t vlen,
+                      uint64_t h)
+{
+    kv_entry *e = entry_new(d, key, klen, val, vlen, sizeof(kv_entry) + klen + vlen);
+    int r;
+
+    if (!e)
+        return -ENOMEM;
+    r = insert_new(d, e, h);
+    if (r < 0)
+        entry_free(d, e);
+    return r;
+}
+
 int kv_dict_set(kv_dict *d, const char *key, size_t klen, const char *val, size_t vlen,
                 bool *created)
 {
@@ -261,10 +287,9 @@ int kv_dict_set(kv_dict *d, const char *key, size_t klen, const char *val, size_
     size_t need;
     int t, r = 0;
 
-    if (klen > KV_DICT_MAX_LEN || vlen > KV_DICT_MAX_LEN)
-        return -E2BIG;
-    if (rehashing(d))
-        rehash_step(d, 1);
+    r = write_begin(d, klen, vlen);
+    if (r < 0)
+        return r;
     h = hash_of(d, key, klen);
     need = sizeof(kv_entry) + klen + vlen;
     link = find_link(d, key, klen, h, &t);
@@ -282,35 +307,19 @@ int kv_dict_set(kv_dict *d, const char *key, size_t klen, const char *val, size_
             *created = false;
         return r;
     }
-    e = entry_new(d, key, klen, val, vlen, need);
-    if (!e)
-        return -ENOMEM;
-    r = insert_new(d, e, h);
-    if (r < 0) {
-        entry_free(d, e);
-        return r;
-    }
-    if (created)
+    r = add_absent(d, key, klen, val, vlen, h);
+    if (created && r == 0)
         *created = true;
-    return 0;
+    return r;
 }
 
 int kv_dict_add_new(kv_dict *d, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    kv_entry *e;
-    int r;
+    int r = write_begin(d, klen, vlen);
 
-    if (klen > KV_DICT_MAX_LEN || vlen > KV_DICT_MAX_LEN)
-        return -E2BIG;
-    if (rehashing(d))
-        rehash_step(d, 1);
-    e = entry_new(d, key, klen, val, vlen, sizeof(kv_entry) + klen + vlen);
-    if (!e)
-        return -ENOMEM;
-    r = insert_new(d, e, hash_of(d, key, klen));
     if (r < 0)
-        entry_free(d, e);
-    return r;
+        return r;
+    return add_absent(d, key, klen, val, vlen, hash_of(d, key, klen));
 }
 
 int kv_dict_append(kv_dict *d, const char *key, size_t klen, const char *val, size_t vlen,
@@ -320,14 +329,13 @@ int kv_dict_append(kv_dict *d, const char *key, size_t klen, const char *val, si
     kv_entry **link, *e;
     int t, r = 0;
 
-    if (klen > KV_DICT_MAX_LEN || vlen > KV_DICT_MAX_LEN)
-        return -E2BIG;
-    if (rehashing(d))
-        rehash_step(d, 1);
+    r = write_begin(d, klen, vlen);
+    if (r < 0)
+        return r;
     h = hash_of(d, key, klen);
     link = find_link(d, key, klen, h, &t);
     if (!link) {
-        r = kv_dict_set(d, key, klen, val, vlen, NULL);
+        r = add_absent(d, key, klen, val, vlen, h);
         if (r == 0)
             *newlen = vlen;
         return r;

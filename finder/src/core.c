@@ -426,10 +426,9 @@ static int wait_register(dpr_finder *f, uint32_t w, uint32_t on, uint64_t x,
     return 0;
 }
 
-/* Enqueues the waiters of record u that wait for a version <= d. */
-static void wake(dpr_finder *f, uint32_t u, uint64_t d)
+/* Enqueues the waiters in l that wait for a version <= d. */
+static void wake_list(dpr_finder *f, wait_list *l, uint64_t d)
 {
-    wait_list *l = &f->w[u].waiters;
     if (l->n == 0 || d < l->min_x)
         return;
     uint64_t m = UINT64_MAX;
@@ -463,23 +462,7 @@ static void wake_all(dpr_finder *f, wait_list *l)
 static void wake_min(dpr_finder *f)
 {
     wake_all(f, &f->min_waiters);
-    wait_list *l = &f->v_waiters;
-    if (l->n == 0 || f->vmin < l->min_x)
-        return;
-    uint64_t m = UINT64_MAX;
-    size_t i = 0;
-    while (i < l->n) {
-        if (l->v[i].x <= f->vmin) {
-            uint32_t w = l->v[i].waiter;
-            wait_unlink(f, w);
-            enqueue(f, w);
-        } else {
-            if (l->v[i].x < m)
-                m = l->v[i].x;
-            i++;
-        }
-    }
-    l->min_x = m;
+    wake_list(f, &f->v_waiters, f->vmin);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1250,7 +1233,7 @@ int dpr_finder_report(dpr_finder *f, uint64_t world_line, uint64_t worker,
     f->changed = true;
     mt_set(f, r->reg_pos, version);
     min_refresh(f);
-    wake(f, idx, version);
+    wake_list(f, &f->w[idx].waiters, version);
     if (r->wait_on == NO_IDX)
         enqueue(f, idx);
     return finish(f, drain(f));

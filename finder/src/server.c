@@ -349,7 +349,7 @@ static void on_write_done(uv_write_t *req, int status)
     if (c->closing)
         return;
     if (status < 0) {
-        if (status != UV_ECANCELED && status != UV_EPIPE && status != UV_ECONNRESET)
+        if (!dpr_uv_peer_gone(status))
             logf_("client %s: write failed: %s", c->peer, uv_strerror(status));
         conn_close(c);
         return;

@@ -14,3 +14,8 @@ void dpr_uv_discard_input(uv_handle_t *h)
         if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
             break;
 }
+
+bool dpr_uv_peer_gone(int status)
+{
+    return status == UV_ECANCELED || status == UV_EPIPE || status == UV_ECONNRESET;
+}

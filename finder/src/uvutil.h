@@ -2,6 +2,8 @@
 #ifndef DPR_UVUTIL_H
 #define DPR_UVUTIL_H
 
+#include <stdbool.h>
+
 #include <uv.h>
 
 /*
@@ -11,5 +13,11 @@
  * Works on any stream handle (TCP or pipe); reads at most 1 MiB.
  */
 void dpr_uv_discard_input(uv_handle_t *h);
+
+/*
+ * Whether a failed write's status only says the peer went away (or the
+ * handle was closed): nothing worth logging.
+ */
+bool dpr_uv_peer_gone(int status);
 
 #endif

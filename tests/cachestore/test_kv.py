@@ -55,6 +55,13 @@ def cut_of(cluster, worker):
     return cluster.finder.sync()[2].get(worker, 0)
 
 
+def write_durably(cluster, client, cmd):
+    """Runs cmd on worker 1 and waits until the cut covers it."""
+    v = run_versioned(client, cmd)
+    wait_for(lambda: cut_of(cluster, 1) >= v, what="cut")
+    return v
+
+
 # --- Redis compatibility -------------------------------------------------------
 
 def test_redis_cli_set_get(kv):
@@ -281,10 +288,13 @@ def test_info_dpr_section(kv):
 def test_checkpoints_appear_and_cut_advances(cluster, kv):
     c = kv.client()
     assert kv.info_dpr()["dpr_cut_version"] == 0
+    seen = 0
     for round_ in range(5):
         v = run_versioned(c, ("SET", "round", round_))
         wait_for(lambda: cut_of(cluster, 1) >= v, what="cut >= %d" % v)
-        assert kv.info_dpr()["dpr_cut_version"] >= 0
+        now = kv.info_dpr()["dpr_cut_version"]
+        assert now >= seen          # the cut INFO shows never goes back
+        seen = now
     info = wait_for(lambda: (lambda i: i if i["dpr_cut_version"] >= v else None)
                     (kv.info_dpr()), what="INFO shows the cut")
     assert info["dpr_checkpoints_total"] >= 5
@@ -338,8 +348,7 @@ def test_kill9_restart_keeps_committed_data(cluster):
 def test_corrupt_checkpoint_refuses_to_start(cluster):
     kv = cluster.start_kv(1)
     mset = ["MSET"] + [x for i in range(200) for x in ("k%d" % i, "v" * 50)]
-    v = run_versioned(kv.client(), mset)
-    wait_for(lambda: cut_of(cluster, 1) >= v, what="cut")
+    write_durably(cluster, kv.client(), mset)
     kv.signal(signal.SIGKILL)
     kv.wait_exit()
     cut = cut_of(cluster, 1)
@@ -365,8 +374,7 @@ def test_corrupt_checkpoint_refuses_to_start(cluster):
 
 def test_missing_checkpoint_refuses_to_start(cluster):
     kv = cluster.start_kv(1)
-    v = run_versioned(kv.client(), ("SET", "a", "1"))
-    wait_for(lambda: cut_of(cluster, 1) >= v, what="cut")
+    write_durably(cluster, kv.client(), ("SET", "a", "1"))
     kv.signal(signal.SIGKILL)
     kv.wait_exit()
     for n in os.listdir(kv.state_dir):
@@ -379,8 +387,7 @@ def test_missing_checkpoint_refuses_to_start(cluster):
 
 def test_new_finder_with_old_data_needs_reset(cluster):
     kv = cluster.start_kv(1)
-    v = run_versioned(kv.client(), ("SET", "precious", "1"))
-    wait_for(lambda: cut_of(cluster, 1) >= v, what="cut")
+    write_durably(cluster, kv.client(), ("SET", "precious", "1"))
     kv.signal(signal.SIGTERM)
     assert kv.wait_exit() == 0
     fresh = cluster.start_finder("finder2")  # knows nothing of worker 1

@@ -78,6 +78,19 @@ class NodeCommandError(HarnessError):
 
 # --- helpers -----------------------------------------------------------------
 
+def wait_for(what, fn, timeout=20, interval=0.2):
+    """Poll fn() until it returns something true and return that; raise
+    HarnessError after timeout seconds. (Used by the tests and examples/demo.py.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise HarnessError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
 def _clean_env(extra=None):
     env = {"PATH": NODE_PATH, "LANG": "C.UTF-8", "HOME": "/root",
            "TERM": os.environ.get("TERM", "dumb"), "SYSTEMD_PAGER": "",

@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import cluster as harness
+from cluster import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Services a node may run: what dpr-node.target pulls in, nothing of the host.
@@ -18,17 +18,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_SERVICES = {"dbus.service", "avahi-daemon.service", "dpr-test-echo.service",
                  "systemd-journald.service", "systemd-logind.service",
                  "dpr-agent.service"}
-
-
-def wait_for(what, fn, timeout=20, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def echo(node, host, text="ping", port=7777):

@@ -19,8 +19,12 @@ static void check_spec(const agent_spec *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (!agent_name_valid(s->d[i].name, AGENT_DEPLOY_NAME_MAX) || s->d[i].shards < 1 ||
-            s->d[i].shards > AGENT_SHARDS_MAX || s->d[i].checkpoint_interval_ms < 10 ||
-            s->d[i].checkpoint_interval_ms > 60000 || !s->d[i].version[0])
+            s->d[i].shards > AGENT_SHARDS_MAX ||
+            s->d[i].checkpoint_interval_ms < AGENT_INTERVAL_MIN ||
+            s->d[i].checkpoint_interval_ms > AGENT_INTERVAL_MAX ||
+            s->d[i].max_clients < AGENT_MAX_CLIENTS_MIN ||
+            s->d[i].max_clients > AGENT_MAX_CLIENTS_MAX || !s->d[i].version[0] ||
+            strcmp(s->d[i].impl, "dpr-kv") != 0)
             abort();
         for (size_t k = 0; k < i; k++)
             if (strcmp(s->d[i].name, s->d[k].name) == 0)

@@ -99,8 +99,11 @@ TEST(everything_set)
     CHECK(strcmp(c.node_address, "10.0.0.5") == 0);
     CHECK(strcmp(c.cs_address, "10.0.0.6") == 0);
     CHECK(strcmp(c.state_dir, "/srv/dpr") == 0);
+    CHECK(strcmp(c.control_socket, "/tmp/x.sock") == 0);
     CHECK(strcmp(c.control_group, "wheel") == 0);
     CHECK(strcmp(c.finder_listen, "0.0.0.0:7500") == 0);
+    CHECK(strcmp(c.instance_dir, "/run/x") == 0);
+    CHECK(strcmp(agent_config_impl_exec(&c, "dpr-kv"), "/opt/dpr-kv") == 0);
     CHECK_EQ_INT(c.port_min, 8000);
     CHECK_EQ_INT(c.port_max, 8010);
     CHECK_EQ_INT(c.checkpoint_interval_ms, 20);

@@ -127,8 +127,11 @@ TEST(update_fields)
         if (f == 3)
             snprintf(s.d[0].impl, sizeof(s.d[0].impl), "other");
         CHECK_EQ_INT(step(&st, &s, &p), 0);
-        if (!names_eq(&p.updated, 2, both))
+        int updated = names_eq(&p.updated, 2, both);
+
+        if (!updated)
             fprintf(stderr, "    after changing %s\n", fields[f]);
+        CHECK(updated);
         CHECK_EQ_INT(st.generation, gen + 1);
         CHECK_EQ_INT(inst(&st, "kv-0")->worker, 1);
         CHECK_EQ_INT(inst(&st, "kv-1")->port, 7101);

@@ -140,6 +140,7 @@ TEST(append_and_binary_keys)
     kv_dict_init(&d, seed);
     CHECK_EQ_INT(kv_dict_append(&d, "a\0b", 3, "xy", 2, &n), 0);
     CHECK_EQ_U64(n, 2);
+    CHECK_EQ_U64(kv_dict_size(&d), 1); /* APPEND to a missing key adds it */
     for (int i = 0; i < 1000; i++)
         CHECK_EQ_INT(kv_dict_append(&d, "a\0b", 3, "0123456789", 10, &n), 0);
     CHECK_EQ_U64(n, 10002);
@@ -147,7 +148,12 @@ TEST(append_and_binary_keys)
     CHECK(e && e->vlen == 10002 && memcmp(kv_entry_val(e), "xy0123", 6) == 0);
     CHECK(kv_dict_find(&d, "a\0c", 3) == NULL);
     CHECK(kv_dict_find(&d, "a", 1) == NULL);
-    CHECK_EQ_INT(kv_dict_set(&d, "", 0, "empty key", 9, NULL), 0);
+    bool created = false;
+    CHECK_EQ_INT(kv_dict_set(&d, "", 0, "empty key", 9, &created), 0);
+    CHECK(created);
+    CHECK_EQ_INT(kv_dict_set(&d, "", 0, "empty key", 9, &created), 0);
+    CHECK(!created);
+    CHECK_EQ_U64(kv_dict_size(&d), 2);
     e = kv_dict_find(&d, "", 0);
     CHECK(e && e->vlen == 9);
     CHECK(kv_dict_memory(&d) > 10002);

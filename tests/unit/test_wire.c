@@ -194,7 +194,11 @@ TEST(response_every_truncation)
         size_t need = 12345;
         CHECK_EQ_INT(dpr_wire_decode_response(buf, len, &d, &need), -EAGAIN);
         CHECK_EQ_U64(need, len < DPR_WIRE_RESPONSE_FIXED ? DPR_WIRE_RESPONSE_FIXED : size);
+        CHECK_EQ_INT(dpr_wire_decode_response(buf, len, &d, NULL), -EAGAIN);
     }
+    /* extra bytes after the header are not consumed */
+    dpr_response_hdr d;
+    CHECK_EQ_INT(dpr_wire_decode_response(buf, sizeof(buf), &d, NULL), size);
 }
 
 /* Decodes a copy of a valid request with byte `off` of a little-endian

@@ -7,10 +7,12 @@
  * the checkpoint *completes* and v is reported to the finder together with
  * its dependency set. Version numbers only grow but may skip (fast-forward).
  *
- * Invariant that makes sparse version numbers safe: a version in which any
- * operation executed is always sealed under exactly that number. The open
- * version is relabelled upwards only while it is still empty; otherwise a
- * fast-forward seals it first (dpr_worker_execute returns -EAGAIN). So
+ * Invariant that makes sparse version numbers safe: a version in which a
+ * DPR batch executed (a version number some session was told) is always
+ * sealed under exactly that number. The open version is relabelled upwards
+ * only while no batch ran in it (untracked plain operations do not count:
+ * nobody holds their version number); otherwise a fast-forward seals it
+ * first (dpr_worker_execute returns -EAGAIN). So
  * checkpoint N holds every operation of every version <= N, and a cut
  * version c is restored from the newest checkpoint <= c.
  *
