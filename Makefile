@@ -24,13 +24,16 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
        -Wno-unused-parameter -Werror=implicit-function-declaration
-CPPFLAGS += -D_GNU_SOURCE -Ilibdpr/include -Ifinder/include -Ifinder/src
-ALL_CFLAGS = -std=c11 -fPIC $(WARN) $(CFLAGS) -MMD -MP
+# Every component sees the base layer and libdpr's public headers; each
+# component's own headers are added by its build.mk for its objects only.
+CPPFLAGS += -D_GNU_SOURCE -Icommon/include -Ilibdpr/include
+# Hidden by default: libdpr.so exports only what its headers mark DPR_EXPORT.
+ALL_CFLAGS = -std=c11 -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) -MMD -MP
 ifeq ($(SAN),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-LIBS = -luv -lhiredis -lz -lm -lpthread
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)
 
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
@@ -38,35 +41,38 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml
 
-LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
-FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
-UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
-FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
-
-LIBDPR_A = $(BUILD)/libdpr.a
-LIBDPR_SO = $(BUILD)/libdpr.so
-FINDER_A = $(BUILD)/libdprfinder.a
-FINDER_BIN = $(BUILD)/dpr-finder
-BENCH_FINDER = $(BUILD)/bench-finder
-DPR_BENCH = $(BUILD)/dpr-bench
-CLIENT_DRIVER = $(BUILD)/tests/client-driver
-UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-FUZZ_BINS = $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-
+# Each component's build.mk adds its unit tests to UNIT_BINS and its fuzz
+# targets to FUZZ_BINS. Order matters: later ones link earlier ones.
+UNIT_BINS :=
+FUZZ_BINS :=
+include common/build.mk
+include libdpr/build.mk
+include finder/build.mk
 include cachestore/build.mk
 include agent/build.mk
+include bench/build.mk
 
-.PHONY: all deps test test-unit test-server fuzz fuzz-build bench bench-finder install clean
+.PHONY: all deps test fuzz fuzz-build bench bench-finder install clean
 .DEFAULT_GOAL := all
 
-all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_A) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
+all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
      $(BENCH_FINDER) $(DPR_BENCH) $(CLIENT_DRIVER)
 
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
 
-$(BUILD)/obj/%.o: %.c
+# Objects are rebuilt when the compiler or its global flags change (a stale
+# object built without -fvisibility=hidden would export private symbols).
+FLAGS_STAMP = $(BUILD)/.flags
+FLAGS_TEXT := $(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS)
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' >$@
+.PHONY: FORCE
+
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/lib
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
@@ -77,61 +83,20 @@ deps-if-missing:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "missing packages:" $$missing; $(MAKE) deps; fi
 
-$(LIBDPR_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
-	@rm -f $@
-	ar rcs $@ $^
-
-# The shared library is what the Python package loads (ctypes).
-$(LIBDPR_SO): $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $^ $(LIBS)
-
-$(FINDER_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(FINDER_SRC))
-	@rm -f $@
-	ar rcs $@ $^
-
-$(FINDER_BIN): $(BUILD)/obj/finder/src/main.o $(FINDER_A) $(LIBDPR_A)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(FINDER_A) $(LIBDPR_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-$(BENCH_FINDER): $(BUILD)/obj/bench/bench_finder.o $(FINDER_A) $(LIBDPR_A)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-$(DPR_BENCH): $(BUILD)/obj/bench/dpr_bench.o $(LIBDPR_A)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-# driven by tests/client/test_client.py (not a unit test: it needs dpr-kv)
-$(CLIENT_DRIVER): $(BUILD)/obj/tests/client/client_driver.o $(LIBDPR_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
 # --- tests ---------------------------------------------------------------
 # tests/run.sh runs every suite and ends with the total "N passed, N failed".
 test:
 	$(MAKE) all
-	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst build/%,build/asan/%,$(UNIT_BINS)) \
+	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" $(patsubst $(BUILD)/%,build/asan/%,$(UNIT_BINS)) \
 		build/asan/dpr-finder build/asan/dpr-kv build/asan/dpr-agent build/asan/tests/client-driver
 	$(MAKE) fuzz-build
 	BUILD=$(BUILD) PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh
 
-# --- fuzzing (clang libFuzzer) ---------------------------------------------
-FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)
-
-build/fuzz/%: tests/fuzz/%.c $(LIBDPR_SRC) $(FINDER_SRC)
-	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
-
-# dpr-kv's parsers: its sources (not its main) instead of the finder's
-build/fuzz/fuzz_kv_%: tests/fuzz/fuzz_kv_%.c $(LIBDPR_SRC) $(filter-out cachestore/src/kv_main.c,$(CACHESTORE_SRC))
-	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Icachestore/src $(FUZZ_CFLAGS) -o $@ $^ $(LIBS) $(KV_LIBS)
-
+# --- fuzzing (clang libFuzzer; each component's build.mk has its targets) ---
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
-	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
 bench: bench-finder bench-kv

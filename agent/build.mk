@@ -1,33 +1,29 @@
 # agent/build.mk - dpr-agent, the node daemon (control socket, systemd units
-# through sd-bus, the hosted finder).
-# Included by the top-level Makefile (uses its BUILD, CC, CPPFLAGS,
-# ALL_CFLAGS, LDFLAGS, LIBS, FINDER_A and LIBDPR_A; objects come from its
-# $(BUILD)/obj/%.o rule). Alone:
-#   make -f Makefile -f agent/build.mk build/dpr-agent
+# through sd-bus, the hosted finder). Private headers: agent/src/.
 #
-# The agent's modules except main.c go into $(AGENT_A), so unit tests
-# (tests/unit/test_agent_*.c) link them; the rule below links those tests
-# with the agent library and its system libraries. GNU make prefers it over
-# the generic $(BUILD)/tests/% rule because its stem is shorter.
+# Included by the top-level Makefile. The agent's modules except main.c go
+# into $(AGENT_A), so unit tests (tests/agent/test_*.c) link them.
 
 AGENT_SRC = $(filter-out agent/src/main.c,$(sort $(wildcard agent/src/*.c)))
 AGENT_A = $(BUILD)/libdpragent.a
 AGENT_BIN = $(BUILD)/dpr-agent
-AGENT_LIBS = -lsystemd -lconfig -ljansson
+AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson
 
-$(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src
-$(BUILD)/obj/tests/unit/test_agent_%.o: CPPFLAGS += -Iagent/src
+$(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
+$(BUILD)/obj/tests/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
 
 $(AGENT_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
 $(AGENT_BIN): $(BUILD)/obj/agent/src/main.o $(AGENT_A) $(FINDER_A) $(LIBDPR_A)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(AGENT_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
-$(BUILD)/tests/test_agent_%: $(BUILD)/obj/tests/unit/test_agent_%.o $(AGENT_A) $(FINDER_A) $(LIBDPR_A)
+UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/agent/test_*.c))
+
+$(BUILD)/tests/agent/test_%: $(BUILD)/obj/tests/agent/test_%.o $(AGENT_A) $(FINDER_A) $(LIBDPR_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(AGENT_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
 # Installs the agent, its units and the example configuration (never
 # overwrites an existing /etc/dpr/agent.conf). Unit files name /usr/local;
@@ -54,10 +50,11 @@ install-agent: $(AGENT_BIN)
 	fi
 	install -m 0644 docs/operations.md docs/control-api.md $(DESTDIR)$(AGENT_DOCDIR)/
 
-# Fuzz targets of the agent's parsers (tests/fuzz/fuzz_agent_*.c): the pure
-# modules only. GNU make prefers this rule over build/fuzz/% (shorter stem).
+# Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
+# modules only.
 AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c fsutil.c proto.c)
+FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
 
-build/fuzz/fuzz_agent_%: tests/fuzz/fuzz_agent_%.c $(AGENT_FUZZ_SRC)
+build/fuzz/fuzz_agent_%: tests/agent/fuzz_agent_%.c $(AGENT_FUZZ_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Iagent/src $(FUZZ_CFLAGS) -o $@ $^ -ljansson
+	clang $(CPPFLAGS) -Iagent/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) -ljansson

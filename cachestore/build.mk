@@ -1,11 +1,33 @@
 # cachestore/build.mk - dpr-kv, the Redis-protocol DPR cache-store.
-# Included by the top-level Makefile (uses its BUILD, CC, CPPFLAGS,
-# ALL_CFLAGS, LDFLAGS, LIBS and LIBDPR_A; objects come from its
-# $(BUILD)/obj/%.o rule). Alone: make -f Makefile -f cachestore/build.mk build/dpr-kv
+# Private headers: cachestore/src/ (on this component's include path only).
+#
+# Included by the top-level Makefile. dpr-kv's modules except kv_main.c go
+# into $(KV_A), which the unit tests and fuzz targets link.
 
 CACHESTORE_SRC = $(sort $(wildcard cachestore/src/*.c))
+KV_A = $(BUILD)/libdprkv.a
 KV_BIN = $(BUILD)/dpr-kv
-KV_LIBS = -lsystemd
+KV_LIBS = $(LIBDPR_LIBS) $(COMMON_LIBS) -lz -lm
 
-$(KV_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(CACHESTORE_SRC)) $(BUILD)/libdpr.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(KV_LIBS)
+$(BUILD)/obj/cachestore/%.o: CPPFLAGS += -Icachestore/src
+$(BUILD)/obj/tests/cachestore/%.o: CPPFLAGS += -Icachestore/src
+
+$(KV_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cachestore/src/kv_main.c,$(CACHESTORE_SRC)))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(KV_BIN): $(BUILD)/obj/cachestore/src/kv_main.o $(KV_A) $(LIBDPR_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(KV_LIBS)
+
+UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/cachestore/test_*.c))
+
+$(BUILD)/tests/cachestore/test_%: $(BUILD)/obj/tests/cachestore/test_%.o $(LIBDPR_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(KV_LIBS)
+
+# dpr-kv's parsers
+FUZZ_BINS += $(patsubst tests/cachestore/%.c,build/fuzz/%,$(wildcard tests/cachestore/fuzz_*.c))
+build/fuzz/fuzz_kv_%: tests/cachestore/fuzz_kv_%.c $(LIBDPR_SRC) $(COMMON_SRC) \
+		$(filter-out cachestore/src/kv_main.c,$(CACHESTORE_SRC))
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -Icachestore/src $(FUZZ_CFLAGS) -o $@ $^ $(KV_LIBS)

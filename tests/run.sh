@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # tests/run.sh - run every test suite and print one total line at the end.
 #
-# Suites: each unit binary (normal build and ASan/UBSan build), the finder
-# server tests (pytest over TCP), and a short bounded run of every fuzz
-# target. Every suite prints "NAME: N passed, N failed"; the last line is the
-# total. Exit status is non-zero if any suite failed or did not report.
+# tests/ has a folder per component (common, libdpr, finder, cachestore,
+# agent, python-dpr, cluster) holding its unit suites (test_*.c, one binary
+# each), its process tests (test_*.py, pytest) and its fuzz targets
+# (fuzz_*.c, seeds in corpus/<target>/); tests/lib/ has what they share.
+# Order: every unit binary (normal build, then ASan/UBSan), each component's
+# pytest suite, the servers' suites again against the ASan/UBSan build, a
+# short bounded run of every fuzz target. Every suite prints
+# "NAME: N passed, N failed"; the last line is the total. Exit status is
+# non-zero if any suite failed or did not report.
 #
 # Environment: BUILD (default build), PYTHON (default /usr/bin/python3),
 # FUZZ_SECONDS (default 30; 0 skips the fuzz suite).
@@ -44,18 +49,24 @@ run_unit() { # run_unit LABEL BINARY
     record "$label" "$p" "$f"
 }
 
+COMPONENTS=(common libdpr finder cachestore agent python-dpr cluster)
+
+run_units() { # run_units LABEL BUILDDIR
+    local comp bin
+    for comp in "${COMPONENTS[@]}"; do
+        for bin in "$2/tests/$comp"/test_*; do
+            [[ -x $bin ]] || continue
+            run_unit "$1/$comp/$(basename "$bin")" "$bin"
+        done
+    done
+}
+
 echo "== unit tests"
-for bin in "$BUILD"/tests/test_*; do
-    [[ -x $bin ]] || continue
-    run_unit "unit/$(basename "$bin")" "$bin"
-done
+run_units unit "$BUILD"
 
 echo "== unit tests under ASan/UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-for bin in build/asan/tests/test_*; do
-    [[ -x $bin ]] || continue
-    run_unit "asan/$(basename "$bin")" "$bin"
-done
+run_units asan build/asan
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 run_pytest() { # run_pytest LABEL DIR [BUILD]
@@ -73,20 +84,17 @@ run_pytest() { # run_pytest LABEL DIR [BUILD]
     record "pytest/$label" "$p" "$f"
 }
 
-run_pytest finder tests/finder
-run_pytest cachestore tests/cachestore
-run_pytest python tests/python
-run_pytest mgmt tests/mgmt
-run_pytest client tests/client
-run_pytest agent tests/agent
-# real systemd nodes in namespaces (needs root; skips itself otherwise)
-run_pytest cluster tests/cluster
+# tests/cluster boots real systemd nodes in namespaces (needs root; skips
+# itself otherwise)
+for comp in "${COMPONENTS[@]}"; do
+    run_pytest "$comp" "tests/$comp"
+done
 # the same servers built with ASan/UBSan (the tests fail on sanitizer reports)
 if [[ -x build/asan/dpr-finder && -x build/asan/dpr-kv ]]; then
     run_pytest finder-asan tests/finder build/asan
     run_pytest cachestore-asan tests/cachestore build/asan
 fi
-[[ -x build/asan/tests/client-driver ]] && run_pytest client-asan tests/client build/asan
+[[ -x build/asan/tests/client-driver ]] && run_pytest libdpr-asan tests/libdpr build/asan
 [[ -x build/asan/dpr-agent ]] && run_pytest agent-asan tests/agent build/asan
 
 fuzz_bins=()
@@ -96,7 +104,7 @@ done
 if [[ $FUZZ_SECONDS != 0 && ${#fuzz_bins[@]} -gt 0 ]]; then
     echo "== fuzz targets, ${FUZZ_SECONDS}s each"
     out=$(mktemp)
-    tests/fuzz/run.sh "$FUZZ_SECONDS" "${fuzz_bins[@]}" 2>&1 | tee "$out"
+    tests/lib/fuzz.sh "$FUZZ_SECONDS" "${fuzz_bins[@]}" 2>&1 | tee "$out"
     line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     rm -f "$out"
     if [[ -z $line ]]; then

@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "dpr/finder_server.h"
 #include "spec.h"
 
 typedef struct ctx {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "uvutil.h"
+#include "common/uvutil.h"
 
 #define READ_CHUNK (64 * 1024)
 /* A client that does not read its replies stops being read past this. */

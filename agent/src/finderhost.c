@@ -10,7 +10,7 @@
 
 #include "dpr/store.h"
 #include "log.h"
-#include "server.h"
+#include "dpr/finder_server.h"
 
 struct agent_finder {
     dpr_finder *f;

@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-#include "buf.h"
+#include "common/buf.h"
 #include "dpr/finder.h"
 
 /* Flags set by dpr_cmd_execute. */

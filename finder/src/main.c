@@ -10,7 +10,7 @@
 
 #include "dpr/finder.h"
 #include "dpr/store.h"
-#include "server.h"
+#include "dpr/finder_server.h"
 
 static void usage(FILE *out)
 {

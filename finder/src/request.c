@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "common/buf.h"
 
 /*
  * Tested with hiredis 0.14 (Debian 12). hiredis 1.x renamed the task stack

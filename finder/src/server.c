@@ -1,5 +1,5 @@
 /* server.c - dpr-finder's RESP server with group commit (see server.h). */
-#include "server.h"
+#include "dpr/finder_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,10 +12,10 @@
 #include <string.h>
 #include <uv.h>
 
-#include "buf.h"
+#include "common/buf.h"
 #include "cmd.h"
 #include "request.h"
-#include "uvutil.h"
+#include "common/uvutil.h"
 
 /* Stop reading from a client while this much output waits to be sent. */
 #define MAX_PENDING_OUTPUT (16u * 1024 * 1024)

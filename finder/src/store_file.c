@@ -31,7 +31,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "buf.h"
+#include "common/buf.h"
 
 #define STATE_NAME "finder.state"
 #define TMP_NAME "finder.state.tmp"

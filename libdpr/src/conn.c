@@ -143,24 +143,6 @@ out:
     return r;
 }
 
-static size_t decimal_len(size_t v)
-{
-    size_t n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
-}
-
-size_t dpr_resp_command_size(int argc, const size_t *argvlen)
-{
-    size_t n = 1 + decimal_len((size_t)argc) + 2;
-    for (int i = 0; i < argc; i++)
-        n += 1 + decimal_len(argvlen[i]) + 2 + argvlen[i] + 2;
-    return n;
-}
-
 int dpr_conn_reserve(dpr_conn *c, size_t n)
 {
     if (c->ooff > 0 && c->ooff == c->olen)

@@ -19,6 +19,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/resp.h" /* dpr_resp_command_size */
+
 typedef struct dpr_conn {
     int fd;                 /* -1: not connected */
     redisReader *reader;
@@ -40,8 +42,6 @@ void dpr_conn_close(dpr_conn *c);
 /* dpr_conn_close and frees everything. */
 void dpr_conn_free(dpr_conn *c);
 
-/* Bytes of the RESP encoding of a command (array of bulk strings). */
-size_t dpr_resp_command_size(int argc, const size_t *argvlen);
 /* Makes room for n more output bytes (-ENOMEM). */
 int dpr_conn_reserve(dpr_conn *c, size_t n);
 /* Appends a command; room for dpr_resp_command_size() bytes must have been

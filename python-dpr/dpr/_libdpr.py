@@ -3,7 +3,7 @@
 Only what the Python client needs is bound: dependency sets, the batch
 header wire format and the client session. The structures below mirror
 libdpr/include/dpr/{depset,wire,session}.h field by field; every class names
-its C type in ``_c_name_`` so tests/python/test_layout.py can compile a C
+its C type in ``_c_name_`` so tests/python-dpr/test_layout.py can compile a C
 program and compare sizes and offsets with ``ctypes``.
 
 The library is loaded on first use (``get_lib()``, or the module attributes

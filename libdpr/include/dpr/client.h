@@ -58,6 +58,8 @@
 #ifndef DPR_CLIENT_H
 #define DPR_CLIENT_H
 
+#include "dpr/export.h"
+
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,7 +83,7 @@ typedef struct dpr_endpoint {
  * into *ep; the host text is copied into hostbuf (ep->host points to it).
  * -EINVAL for anything else (port 1..65535), -ENAMETOOLONG if the host does
  * not fit. */
-int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf, size_t hostcap);
+DPR_EXPORT int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf, size_t hostcap);
 
 typedef struct dpr_client_config {
     const dpr_endpoint *shards; /* shard i serves the keys dpr_route_shard(key,
@@ -103,10 +105,10 @@ typedef struct dpr_cut {
     dpr_depset versions; /* worker -> cut version */
 } dpr_cut;
 
-void dpr_cut_init(dpr_cut *c);
-void dpr_cut_free(dpr_cut *c);
+DPR_EXPORT void dpr_cut_init(dpr_cut *c);
+DPR_EXPORT void dpr_cut_free(dpr_cut *c);
 /* dst = src (deep copy; dst initialised). -ENOMEM leaves dst as it was. */
-int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
+DPR_EXPORT int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
 
 /* ---- the client ---------------------------------------------------------- */
 
@@ -117,26 +119,26 @@ int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
  * configuration or two shards with one worker id, -EPROTO for a shard whose
  * INFO has no dpr_worker_id, connection errors as -errno.
  */
-int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, size_t errcap);
+DPR_EXPORT int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, size_t errcap);
 /* Sessions must be closed first. NULL is fine. */
-void dpr_client_free(dpr_client *c);
+DPR_EXPORT void dpr_client_free(dpr_client *c);
 
-size_t dpr_client_nshards(const dpr_client *c);
+DPR_EXPORT size_t dpr_client_nshards(const dpr_client *c);
 /* Worker id of shard i (i < nshards). */
-uint64_t dpr_client_worker(const dpr_client *c, size_t shard);
+DPR_EXPORT uint64_t dpr_client_worker(const dpr_client *c, size_t shard);
 /* Shard of a key: dpr_route_shard(key, len, nshards) (route.h). */
-uint32_t dpr_client_route(const dpr_client *c, const void *key, size_t len);
+DPR_EXPORT uint32_t dpr_client_route(const dpr_client *c, const void *key, size_t len);
 
 /* DPR.SYNC: the finder's world-line, highest durable version and cut.
  * Reconnects to the finder once if the connection failed. -EPROTO for an
  * answer of the wrong shape, -EREMOTEIO for an error answer. */
-int dpr_client_sync(dpr_client *c, dpr_cut *out);
+DPR_EXPORT int dpr_client_sync(dpr_client *c, dpr_cut *out);
 /* DPR.PREFIX world_line: the cut at which world_line ended. -EREMOTEIO when
  * the finder refuses (the world-line has not ended, or is forgotten). */
-int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut);
+DPR_EXPORT int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut);
 /* Message of the last failed dpr_client_* call (not synchronised between
  * threads: for diagnostics). */
-const char *dpr_client_errstr(const dpr_client *c);
+DPR_EXPORT const char *dpr_client_errstr(const dpr_client *c);
 
 /* ---- sessions ------------------------------------------------------------ */
 
@@ -150,7 +152,7 @@ typedef struct dpr_op {
 /* Shard an operation goes to: that of its key (argv[1]); shard 0 for a
  * command without arguments. Multi-key commands must keep their keys on one
  * shard (hash tags: route.h). */
-uint32_t dpr_client_route_op(const dpr_client *c, const dpr_op *op);
+DPR_EXPORT uint32_t dpr_client_route_op(const dpr_client *c, const dpr_op *op);
 
 /* What became of one batch. */
 typedef struct dpr_batch_result {
@@ -176,7 +178,7 @@ typedef struct dpr_batch_result {
 } dpr_batch_result;
 
 /* Frees the replies (dpr_batch_result_free on a zeroed result is fine). */
-void dpr_batch_result_free(dpr_batch_result *r);
+DPR_EXPORT void dpr_batch_result_free(dpr_batch_result *r);
 
 /*
  * Opens a session (flags: 0 = strict, or DPR_SESSION_RELAXED) on the
@@ -184,13 +186,13 @@ void dpr_batch_result_free(dpr_batch_result *r);
  * connection to a shard is opened by the first batch sent there. -errno on
  * failure (text in dpr_client_errstr).
  */
-int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **out);
+DPR_EXPORT int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **out);
 /* Closes the connections; batches in flight are dropped. NULL is fine. */
-void dpr_client_session_close(dpr_client_session *s);
+DPR_EXPORT void dpr_client_session_close(dpr_client_session *s);
 
 /* The session's state (world_line, next_seq, commit_point, ...): read only. */
-const dpr_session *dpr_client_session_state(const dpr_client_session *s);
-const char *dpr_client_session_errstr(const dpr_client_session *s);
+DPR_EXPORT const dpr_session *dpr_client_session_state(const dpr_client_session *s);
+DPR_EXPORT const char *dpr_client_session_errstr(const dpr_client_session *s);
 
 /*
  * Sends nops operations (all for `shard`) as one batch; they get the
@@ -204,7 +206,7 @@ const char *dpr_client_session_errstr(const dpr_client_session *s);
  *            an abandoned batch)
  *  -ENOMEM, or a connect error (nothing was sent; try again later)
  */
-int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op *ops,
+DPR_EXPORT int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op *ops,
                             uint32_t nops, uint64_t *first_seq);
 
 /*
@@ -215,11 +217,11 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
  * batches stay in flight). The session is updated before this returns
  * (versions, dependencies, refusal, abandonment).
  */
-int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_result *res);
+DPR_EXPORT int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_result *res);
 
 /* Batches sent and not yet returned by recv (one shard, or all with
  * shard == UINT32_MAX). */
-size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard);
+DPR_EXPORT size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard);
 
 /*
  * For an outside event loop: fills up to cap pollfds (fd and events) for
@@ -227,7 +229,7 @@ size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard);
  * returns how many (at most nshards). When one is ready, call
  * dpr_client_session_recv(s, 0, ...) until -EAGAIN or -ENOENT.
  */
-size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, size_t cap);
+DPR_EXPORT size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, size_t cap);
 
 /*
  * One operation, blocking: sends it to its shard (dpr_client_route_op),
@@ -237,7 +239,7 @@ size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, siz
  * (-ESTALE, -ECONNRESET, ...) otherwise, or a send error. -ETIMEDOUT leaves
  * the batch in flight.
  */
-int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
+DPR_EXPORT int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
                             uint64_t *seq);
 
 /*
@@ -246,23 +248,23 @@ int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply 
  * older world-line is ignored; one of a newer world-line returns -ESTALE
  * (roll back) and changes nothing.
  */
-int dpr_client_session_apply_cut(dpr_client_session *s, const dpr_cut *cut,
+DPR_EXPORT int dpr_client_session_apply_cut(dpr_client_session *s, const dpr_cut *cut,
                                  uint64_t *commit_point);
 /* dpr_client_sync + dpr_client_session_apply_cut. */
-int dpr_client_session_commit_point(dpr_client_session *s, uint64_t *commit_point);
+DPR_EXPORT int dpr_client_session_commit_point(dpr_client_session *s, uint64_t *commit_point);
 /* Is operation seq committed (see dpr_session_is_committed)? No I/O. */
-bool dpr_client_session_is_committed(const dpr_client_session *s, uint64_t seq);
+DPR_EXPORT bool dpr_client_session_is_committed(const dpr_client_session *s, uint64_t seq);
 /*
  * Polls the finder until operation seq is committed: 0; -ETIMEDOUT after
  * timeout_ms (-1: no limit); -ECANCELED if a rollback reported it lost;
  * -ESTALE when the session must roll back first; -EINVAL for a sequence
  * number not issued yet.
  */
-int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int timeout_ms);
+DPR_EXPORT int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int timeout_ms);
 
 /* Must the session roll back before it goes on (a refusal, an abandoned
  * batch, or a newer world-line seen in a cut)? */
-bool dpr_client_session_needs_rollback(const dpr_client_session *s);
+DPR_EXPORT bool dpr_client_session_needs_rollback(const dpr_client_session *s);
 
 /*
  * Rolls the session over to the finder's current world-line: waits up to
@@ -275,7 +277,7 @@ bool dpr_client_session_needs_rollback(const dpr_client_session *s);
  * are waiting in recv; -ETIMEDOUT if the world-line did not move (nothing
  * changed); -EREMOTEIO if the finder no longer knows the prefix.
  */
-int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
+DPR_EXPORT int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
                                 dpr_rollback_result *res);
 
 #endif

@@ -13,6 +13,8 @@
 #ifndef DPR_DEPSET_H
 #define DPR_DEPSET_H
 
+#include "dpr/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -30,32 +32,32 @@ typedef struct dpr_depset {
 
 #define DPR_DEPSET_INIT { NULL, 0, 0 }
 
-void dpr_depset_init(dpr_depset *s);
-void dpr_depset_free(dpr_depset *s);
-void dpr_depset_clear(dpr_depset *s);            /* keeps the memory */
-size_t dpr_depset_count(const dpr_depset *s);
+DPR_EXPORT void dpr_depset_init(dpr_depset *s);
+DPR_EXPORT void dpr_depset_free(dpr_depset *s);
+DPR_EXPORT void dpr_depset_clear(dpr_depset *s);            /* keeps the memory */
+DPR_EXPORT size_t dpr_depset_count(const dpr_depset *s);
 
 /* Version of worker, 0 if absent. */
-uint64_t dpr_depset_get(const dpr_depset *s, uint64_t worker);
+DPR_EXPORT uint64_t dpr_depset_get(const dpr_depset *s, uint64_t worker);
 /* Sets worker's entry to version (version 0 removes it). */
-int dpr_depset_set(dpr_depset *s, uint64_t worker, uint64_t version);
+DPR_EXPORT int dpr_depset_set(dpr_depset *s, uint64_t worker, uint64_t version);
 /* Sets worker's entry to max(current, version). */
-int dpr_depset_put_max(dpr_depset *s, uint64_t worker, uint64_t version);
+DPR_EXPORT int dpr_depset_put_max(dpr_depset *s, uint64_t worker, uint64_t version);
 /* Removes worker; returns true if it was there. */
-bool dpr_depset_remove(dpr_depset *s, uint64_t worker);
+DPR_EXPORT bool dpr_depset_remove(dpr_depset *s, uint64_t worker);
 /* dst[w] = max(dst[w], src[w]) for every w in src. */
-int dpr_depset_merge(dpr_depset *dst, const dpr_depset *src);
+DPR_EXPORT int dpr_depset_merge(dpr_depset *dst, const dpr_depset *src);
 /* Removes every entry whose version is <= cut[worker] (absent: 0); returns
  * how many were removed. Never allocates. */
-size_t dpr_depset_prune(dpr_depset *s, const dpr_depset *cut);
+DPR_EXPORT size_t dpr_depset_prune(dpr_depset *s, const dpr_depset *cut);
 /* Deep copy into dst (dst must be initialised; its old content is dropped). */
-int dpr_depset_copy(dpr_depset *dst, const dpr_depset *src);
+DPR_EXPORT int dpr_depset_copy(dpr_depset *dst, const dpr_depset *src);
 
 /*
  * Iteration: size_t it = 0; dpr_dep d;
  *            while (dpr_depset_next(s, &it, &d)) { ... }
  * Order is unspecified. The set must not be modified while iterating.
  */
-bool dpr_depset_next(const dpr_depset *s, size_t *it, dpr_dep *out);
+DPR_EXPORT bool dpr_depset_next(const dpr_depset *s, size_t *it, dpr_dep *out);
 
 #endif

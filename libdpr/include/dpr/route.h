@@ -1,6 +1,6 @@
 /*
  * route.h - which shard a key lives on. The same function exists in Python
- * (python-dpr/dpr/route.py); tests/vectors/route.txt holds shared vectors.
+ * (python-dpr/dpr/route.py); tests/lib/vectors/route.txt holds shared vectors.
  *
  *   1. Hash tag: if the key contains '{' followed later by '}' with at least
  *      one byte between them, only the bytes between the first '{' and the
@@ -14,14 +14,16 @@
 #ifndef DPR_ROUTE_H
 #define DPR_ROUTE_H
 
+#include "dpr/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 /* FNV-1a 64 of the key's routing bytes (after hash-tag extraction). */
-uint64_t dpr_route_hash(const void *key, size_t len);
+DPR_EXPORT uint64_t dpr_route_hash(const void *key, size_t len);
 /* Shard index in [0, nshards) for a hash; nshards must be >= 1 (0 -> 0). */
-uint32_t dpr_route_jump(uint64_t hash, uint32_t nshards);
+DPR_EXPORT uint32_t dpr_route_jump(uint64_t hash, uint32_t nshards);
 /* dpr_route_jump(dpr_route_hash(key, len), nshards). */
-uint32_t dpr_route_shard(const void *key, size_t len, uint32_t nshards);
+DPR_EXPORT uint32_t dpr_route_shard(const void *key, size_t len, uint32_t nshards);
 
 #endif

@@ -23,6 +23,8 @@
 #ifndef DPR_SESSION_H
 #define DPR_SESSION_H
 
+#include "dpr/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,9 +91,9 @@ typedef struct dpr_rollback_result {
     size_t nsurvived_above;
 } dpr_rollback_result;
 
-int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t world_line,
+DPR_EXPORT int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t world_line,
                      unsigned flags);
-void dpr_session_free(dpr_session *s);
+DPR_EXPORT void dpr_session_free(dpr_session *s);
 
 /*
  * Starts a batch of op_count operations to worker: assigns them the
@@ -104,7 +106,7 @@ void dpr_session_free(dpr_session *s);
  * they are reported lost). -ESTALE after a refusal until the rollback.
  * -EINVAL for op_count 0 or above DPR_WIRE_MAX_OPS.
  */
-int dpr_session_begin_batch(dpr_session *s, uint64_t worker, uint32_t op_count,
+DPR_EXPORT int dpr_session_begin_batch(dpr_session *s, uint64_t worker, uint32_t op_count,
                             dpr_request_hdr *hdr, uint64_t *first_seq);
 
 /*
@@ -118,7 +120,7 @@ int dpr_session_begin_batch(dpr_session *s, uint64_t worker, uint32_t op_count,
  * world-line, a refusal naming a world-line not newer than the session's).
  * On -EBADMSG and -ENOMEM nothing changes.
  */
-int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r);
+DPR_EXPORT int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r);
 
 /*
  * A batch whose answer will never come (connection lost): its operations are
@@ -127,19 +129,19 @@ int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r);
  * start until the next rollback (see dpr_session_begin_batch); if the worker
  * did not fail, no rollback comes: open a new session. -ENOENT if unknown.
  */
-int dpr_session_abandon_batch(dpr_session *s, uint64_t batch_id);
+DPR_EXPORT int dpr_session_abandon_batch(dpr_session *s, uint64_t batch_id);
 
 /*
  * Advances and returns the commit point for a cut of the session's
  * world-line (worker -> cut version; absent workers are at 0). Committed
  * operations are forgotten; dependencies at or below the cut are pruned.
  */
-uint64_t dpr_session_commit_point(dpr_session *s, const dpr_depset *cut);
+DPR_EXPORT uint64_t dpr_session_commit_point(dpr_session *s, const dpr_depset *cut);
 
 /* Is operation seq committed (at or below the commit point and not reported
  * lost, or - relaxed mode - committed above it as an exception) under the
  * last cut given? */
-bool dpr_session_is_committed(const dpr_session *s, uint64_t seq);
+DPR_EXPORT bool dpr_session_is_committed(const dpr_session *s, uint64_t seq);
 
 /*
  * The cluster rolled back to `cut` and moved to new_world_line (> the
@@ -157,7 +159,7 @@ bool dpr_session_is_committed(const dpr_session *s, uint64_t seq);
  * lost versions of the old one, so a later cut would count lost operations
  * as survivors. (Later bumps never restore below it: the cut only grows.)
  */
-int dpr_session_rollback(dpr_session *s, uint64_t new_world_line, const dpr_depset *cut,
+DPR_EXPORT int dpr_session_rollback(dpr_session *s, uint64_t new_world_line, const dpr_depset *cut,
                          dpr_rollback_result *res);
 
 #endif

@@ -28,6 +28,8 @@
 #ifndef DPR_WIRE_H
 #define DPR_WIRE_H
 
+#include "dpr/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -79,30 +81,30 @@ typedef struct dpr_response_hdr {
 } dpr_response_hdr;
 
 /* Encoded sizes (SIZE_MAX if the count is absurd). */
-size_t dpr_wire_request_size(size_t dep_count);
-size_t dpr_wire_response_size(size_t version_count);
+DPR_EXPORT size_t dpr_wire_request_size(size_t dep_count);
+DPR_EXPORT size_t dpr_wire_response_size(size_t version_count);
 
 /* Encodes h with the dependencies of `deps`; with deps == NULL it copies
  * h->dep_count raw entries from h->deps instead (re-encoding a decoded
  * header byte for byte). -EINVAL for op_count 0, batch_id 0 or a raw
  * dependency with version 0. */
-ssize_t dpr_wire_encode_request(const dpr_request_hdr *h, const dpr_depset *deps,
+DPR_EXPORT ssize_t dpr_wire_encode_request(const dpr_request_hdr *h, const dpr_depset *deps,
                                 uint8_t *buf, size_t cap);
-ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr *out,
+DPR_EXPORT ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr *out,
                                 size_t *need);
 /* i-th dependency of a decoded request (i < dep_count). */
-void dpr_wire_request_dep(const dpr_request_hdr *h, uint32_t i, uint64_t *worker,
+DPR_EXPORT void dpr_wire_request_dep(const dpr_request_hdr *h, uint32_t i, uint64_t *worker,
                           uint64_t *version);
 
 /* Takes the versions from versions_in, or (if NULL) from the raw `versions`
  * bytes of a decoded header. -EINVAL when the header breaks the rules the
  * decoder checks. */
-ssize_t dpr_wire_encode_response(const dpr_response_hdr *h, uint8_t *buf, size_t cap);
-ssize_t dpr_wire_decode_response(const uint8_t *buf, size_t len, dpr_response_hdr *out,
+DPR_EXPORT ssize_t dpr_wire_encode_response(const dpr_response_hdr *h, uint8_t *buf, size_t cap);
+DPR_EXPORT ssize_t dpr_wire_decode_response(const uint8_t *buf, size_t len, dpr_response_hdr *out,
                                  size_t *need);
 /* Version operation i (i < op_count) of an executed response ran in (decoded,
  * or built with versions_in); 0 for a refusal or i out of range. */
-uint64_t dpr_wire_response_version(const dpr_response_hdr *h, uint32_t i);
+DPR_EXPORT uint64_t dpr_wire_response_version(const dpr_response_hdr *h, uint32_t i);
 
 /* Little-endian helpers, shared by the encoders and other wire code. */
 static inline void dpr_put_u64(uint8_t *p, uint64_t v)

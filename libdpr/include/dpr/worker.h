@@ -24,6 +24,8 @@
 #ifndef DPR_WORKER_H
 #define DPR_WORKER_H
 
+#include "dpr/export.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,13 +72,13 @@ typedef enum dpr_admit {
  * i.e. its cut entry (DPR.WORKER.ADD's version-to-restore) or, after a
  * planned restart, a checkpoint already inside the cut. Opens restored + 1;
  * durable and cut start at restored. */
-int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored);
-void dpr_worker_free(dpr_worker *w);
+DPR_EXPORT int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored);
+DPR_EXPORT void dpr_worker_free(dpr_worker *w);
 
-dpr_admit dpr_worker_admit(const dpr_worker *w, uint64_t batch_world_line);
+DPR_EXPORT dpr_admit dpr_worker_admit(const dpr_worker *w, uint64_t batch_world_line);
 
 /* Lowest version the batch may execute in: max(version_lb, its dependencies). */
-uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
+DPR_EXPORT uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
 
 /*
  * Executes a batch (the caller has admitted it): fast-forwards an empty open
@@ -93,13 +95,13 @@ uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
  * operations pass h == NULL: they run in the open version but do not count
  * as a batch, so they never prevent relabelling it (nobody depends on them).
  */
-int dpr_worker_execute(dpr_worker *w, const dpr_request_hdr *h, uint64_t *version);
+DPR_EXPORT int dpr_worker_execute(dpr_worker *w, const dpr_request_hdr *h, uint64_t *version);
 
 /*
  * Seals the open version (the caller snapshots its state at this instant)
  * and opens max(sealed + 1, next_version). *sealed gets the sealed version.
  */
-int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *sealed);
+DPR_EXPORT int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *sealed);
 
 /*
  * The image of sealed version `version` is durable. Checkpoints complete in
@@ -107,11 +109,11 @@ int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *
  * by a rollback). Fills *out with the report to send; every dependency in it
  * is <= version (dependencies never point forward).
  */
-int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
+DPR_EXPORT int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
                                    dpr_worker_report *out);
 
 /* A newer cut names `cut_version` for this worker: forget durable versions <= it. */
-void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version);
+DPR_EXPORT void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version);
 
 /*
  * The finder moved to new_world_line (> world_line, else -EINVAL) and this
@@ -124,6 +126,6 @@ void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version);
  * within this process. A checkpoint still being written for a dropped
  * version must be discarded (checkpoint_complete then returns -EINVAL).
  */
-int dpr_worker_rollback(dpr_worker *w, uint64_t new_world_line, uint64_t restore_version);
+DPR_EXPORT int dpr_worker_rollback(dpr_worker *w, uint64_t new_world_line, uint64_t restore_version);
 
 #endif

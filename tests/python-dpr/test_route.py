@@ -1,5 +1,5 @@
 """dpr.route against the vectors the C implementation generated
-(tests/vectors/route.txt, also read by tests/unit/test_route.c)."""
+(tests/lib/vectors/route.txt, also read by tests/libdpr/test_route.c)."""
 import os
 
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from dpr import route
 
 VECTORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "vectors", "route.txt")
+                       "lib", "vectors", "route.txt")
 
 
 def load():

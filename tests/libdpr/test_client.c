@@ -8,7 +8,7 @@
  * batches (SET/GET on a tiny table) in the version the test sets, refuses
  * batches of an older world-line, and can be told to hold its answers, to
  * drop connections, to answer an error or garbage. The real dpr-kv is
- * exercised by tests/client/test_client.py.
+ * exercised by tests/libdpr/test_client.py.
  *
  * Nothing here depends on timing: waits are for events, timeouts only keep
  * a broken test from hanging.

@@ -84,10 +84,10 @@ static int hexval(int c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* tests/vectors/route.txt: "<key hex or -> <nshards> <hash hex> <shard>" */
+/* tests/lib/vectors/route.txt: "<key hex or -> <nshards> <hash hex> <shard>" */
 TEST(shared_vectors)
 {
-    FILE *f = fopen("tests/vectors/route.txt", "r");
+    FILE *f = fopen("tests/lib/vectors/route.txt", "r");
     char line[512], hex[256], hashhex[32];
     unsigned char key[128];
     unsigned long nshards, shard;

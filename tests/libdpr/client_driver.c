@@ -1,6 +1,6 @@
 /*
  * client_driver.c - drives the C client API (dpr/client.h) against real
- * dpr-kv shards for tests/client/test_client.py.
+ * dpr-kv shards for tests/libdpr/test_client.py.
  *
  *   client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...] SCENARIO
  *

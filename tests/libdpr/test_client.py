@@ -1,6 +1,6 @@
 """The C client API (libdpr/include/dpr/client.h) against real processes:
 dpr-finder and dpr-kv shards on loopback, driven by the C program
-tests/client/client_driver.c (built as $DPR_BUILD/tests/client-driver).
+tests/libdpr/client_driver.c (built as $DPR_BUILD/tests/client-driver).
 
 Skips when build/dpr-kv or the driver is missing. Every process is started
 here, on free ports, with state under a temporary directory, and killed by

@@ -1,5 +1,6 @@
 /*
- * server.h - dpr-finder's RESP server on libuv (one thread).
+ * finder_server.h - dpr-finder's RESP server on libuv (one thread), also
+ * hosted on the agent's loop (the second half of this header).
  *
  * Group commit: every request read in one loop iteration is executed
  * against the finder's working state; its reply is held. Before the loop

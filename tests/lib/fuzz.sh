@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# tests/fuzz/run.sh SECONDS TARGET... - bounded libFuzzer runs.
+# tests/lib/fuzz.sh SECONDS TARGET... - bounded libFuzzer runs.
 #
-# Each target starts from its seed corpus tests/fuzz/corpus/<target>/ (copied
-# to a temporary directory so the tree stays clean) and runs for SECONDS.
+# Each target starts from its seed corpus tests/<component>/corpus/<target>/
+# (copied to a temporary directory so the tree stays clean) and runs for
+# SECONDS.
 # A crash, leak or sanitizer report fails the target; its reproducer is kept
 # in build/fuzz/artifacts/. Ends with "fuzz: N passed, N failed".
 set -u
@@ -15,9 +16,9 @@ mkdir -p build/fuzz/artifacts build/fuzz/logs
 for bin in "$@"; do
     name=$(basename "$bin")
     corpus=$(mktemp -d)
-    if [[ -d tests/fuzz/corpus/$name ]]; then
-        cp -r "tests/fuzz/corpus/$name/." "$corpus/"
-    fi
+    for seeds in tests/*/corpus/"$name"; do
+        [[ -d $seeds ]] && cp -r "$seeds/." "$corpus/"
+    done
     log=build/fuzz/logs/$name.log
     if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix=build/fuzz/artifacts/"$name"- "$corpus" >"$log" 2>&1; then

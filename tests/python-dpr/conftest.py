@@ -1,7 +1,13 @@
-"""Fixtures for the Python client tests. Every process a test starts is
-killed by PID when the test ends, also when it fails.
+"""Fixtures for the tests of the Python package (python-dpr): the DPR client
+(dpr.Client against real dpr-finder and dpr-kv processes) and the
+management API and dprctl (against the real dpr-agent; the pure spec and
+CLI tests need nothing). Every process a test starts is killed by PID when
+the test ends, also when it fails. The agent runs without systemd here:
+validation, plan, apply-recording, status, delete, events, nodes and
+permissions are tested; unit behaviour is tested inside real systemd nodes
+(tests/cluster).
 
-Run: PYTHONPATH=python-dpr /usr/bin/python3 -m pytest -q tests/python
+Run: PYTHONPATH=python-dpr /usr/bin/python3 -m pytest -q tests/python-dpr
 (without PYTHONPATH the source tree's python-dpr/ is used as well).
 """
 import importlib.util
@@ -16,6 +22,7 @@ if importlib.util.find_spec("dpr") is None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python-dpr"))
 
 from harness import FINDER, KV, Cluster  # noqa: E402
+from agent_harness import agent, make_agent, pytest_runtest_makereport  # noqa: E402,F401
 
 
 def _need(path):

@@ -1,5 +1,5 @@
 """The management API and dprctl against the REAL dpr-agent (build/dpr-agent),
-started per test with a temporary config (tests/mgmt/agent_harness.py).
+started per test with a temporary config (tests/python-dpr/agent_harness.py).
 Skipped, with the reason, while the binary does not exist.
 
 Without systemd the agent validates, plans, records applies and deletes,

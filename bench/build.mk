@@ -1,0 +1,16 @@
+# bench/build.mk - the benchmarks' programs (not tests): bench-finder (the
+# finder in-process and over TCP) and dpr-bench (the load generator for
+# dpr-kv and Redis). The scripts bench/finder.sh and bench/kv.sh run them.
+#
+# Included by the top-level Makefile.
+
+BENCH_FINDER = $(BUILD)/bench-finder
+DPR_BENCH = $(BUILD)/dpr-bench
+
+$(BUILD)/obj/bench/bench_finder.o: CPPFLAGS += -Ifinder/include
+
+$(BENCH_FINDER): $(BUILD)/obj/bench/bench_finder.o $(FINDER_A) $(LIBDPR_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FINDER_LIBS)
+
+$(DPR_BENCH): $(BUILD)/obj/bench/dpr_bench.o $(LIBDPR_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm -lpthread

@@ -1,0 +1,20 @@
+# common/build.mk - the base layer every component links (docs/style.md):
+# error text, logging, byte buffer, RESP writer, numbers, addresses, files
+# and locks, clocks, libuv helpers. Internal: its headers are not installed
+# (except dpr/err.h, which is libdpr's public error type).
+#
+# Included by the top-level Makefile.
+
+COMMON_SRC = $(sort $(wildcard common/src/*.c))
+COMMON_A = $(BUILD)/libdprcommon.a
+COMMON_LIBS = -luv -lsystemd
+
+$(COMMON_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/common/test_*.c))
+
+$(BUILD)/tests/common/test_%: $(BUILD)/obj/tests/common/test_%.o $(COMMON_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_LIBS)

@@ -1,0 +1,38 @@
+/*
+ * common/uvutil.h - libuv helpers for the daemons' servers (the finder's
+ * RESP server, the agent's control socket, dpr-kv).
+ */
+#ifndef COMMON_UVUTIL_H
+#define COMMON_UVUTIL_H
+
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "common/buf.h"
+
+/*
+ * Before closing a client that was answered with an error, drop what it has
+ * already sent: closing a socket with unread input makes the kernel send a
+ * reset, which can destroy the error reply before the client reads it.
+ * Works on any stream handle (TCP or pipe); reads at most 1 MiB.
+ */
+void dpr_uv_discard_input(uv_handle_t *h);
+
+/* Whether a failed write's status only says the peer went away (or the
+ * handle was closed): nothing worth logging. */
+bool dpr_uv_peer_gone(int status);
+
+/* Called when a dpr_uv_write finished (status < 0: it failed); the buffer
+ * is already freed. */
+typedef void (*dpr_uv_written_cb)(uv_stream_t *stream, int status);
+
+/*
+ * Writes the content of *b to stream and takes its memory: *b is empty
+ * afterwards, and the bytes are freed when the write is done, just before
+ * done(stream, status) runs (done may be NULL). 0, or a negative libuv error
+ * (then nothing was queued and *b is freed).
+ */
+int dpr_uv_write(uv_stream_t *stream, dpr_buf *b, dpr_uv_written_cb done);
+
+#endif

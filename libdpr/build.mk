@@ -1,0 +1,41 @@
+# libdpr/build.mk - libdpr: wire format, worker and session sides, routing,
+# the C client. Public headers: libdpr/include/dpr/ (the whole API); only the
+# symbols they declare with DPR_EXPORT leave libdpr.so (nm -D).
+#
+# Included by the top-level Makefile. libdpr.a carries the base layer's
+# objects too, so that users of the installed static library need nothing
+# else.
+
+LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
+LIBDPR_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
+LIBDPR_A = $(BUILD)/libdpr.a
+LIBDPR_SO = $(BUILD)/libdpr.so
+LIBDPR_LIBS = -lhiredis
+
+$(BUILD)/obj/libdpr/%.o: CPPFLAGS += -Ilibdpr/src
+
+$(LIBDPR_A): $(LIBDPR_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+# The shared library is what the Python package loads (ctypes).
+$(LIBDPR_SO): $(LIBDPR_OBJ) $(COMMON_A)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $(LIBDPR_OBJ) $(COMMON_A) $(LIBDPR_LIBS) -lm
+
+# unit tests (tests/libdpr/test_*.c) and the C client's driver for
+# tests/libdpr/test_client.py (not a unit test: it needs dpr-kv)
+UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/libdpr/test_*.c))
+CLIENT_DRIVER = $(BUILD)/tests/client-driver
+
+$(BUILD)/tests/libdpr/test_%: $(BUILD)/obj/tests/libdpr/test_%.o $(LIBDPR_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm -lpthread
+
+$(CLIENT_DRIVER): $(BUILD)/obj/tests/libdpr/client_driver.o $(LIBDPR_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm
+
+FUZZ_BINS += build/fuzz/fuzz_wire
+build/fuzz/fuzz_wire: tests/libdpr/fuzz_wire.c $(LIBDPR_SRC) $(COMMON_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -Ilibdpr/src $(FUZZ_CFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm
