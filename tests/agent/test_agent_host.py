@@ -14,19 +14,14 @@ import pwd
 import signal
 import socket
 import subprocess
-import time
 
 import shutil
 import tempfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("DPR_BUILD", "build")
-AGENT = BUILD if os.path.isabs(BUILD) else os.path.join(ROOT, BUILD)
-AGENT = os.path.join(AGENT, "dpr-agent")
-START_TIMEOUT = 10.0
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+import dprtest
+from dprtest import AGENT, ROOT
 
 CONF = """\
 cluster = "demo";
@@ -113,39 +108,24 @@ class Agent:
                     + extra_conf)
         self.state = os.path.join(self.base, "state", "agent.json")
         self.instances = os.path.join(self.base, "run", "instances")
-        self.proc = None
+        self.proc = None     # the dprtest.AgentProc of the last start
+        self.procs = dprtest.Procs()
         self.logs = []
 
     def start(self, wait=True):
         log = os.path.join(self.base, "agent-%d.log" % len(self.logs))
         self.logs.append(log)
-        env = dict(os.environ)
-        env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=" + os.path.join(self.base, "no-bus")
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("JOURNAL_STREAM", None)
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([AGENT, "--config", self.conf], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=out, env=env)
+        self.proc = self.procs.add(dprtest.AgentProc(self.conf, log, self.sock, self.base))
         if wait:
-            self.wait_ready()
+            self.proc.wait_ready()
         return self
 
     def log(self, i=-1):
         with open(self.logs[i], "rb") as f:
             return f.read().decode("utf-8", "replace")
 
-    def wait_ready(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if ": ready" in self.log():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError("dpr-agent exited %d:\n%s" % (self.proc.returncode, self.log()))
-            time.sleep(0.02)
-        raise AssertionError("dpr-agent did not get ready:\n" + self.log())
-
     def wait_exit(self, timeout=10.0):
-        return self.proc.wait(timeout)
+        return self.proc.wait_exit(timeout)
 
     def connect(self):
         return Conn(self.sock)
@@ -158,19 +138,12 @@ class Agent:
             c.close()
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Stops the agent (sig, then SIGKILL), removes the socket's
+        directory, fails on sanitizer reports in any of its logs."""
+        if self.proc is not None:
+            self.proc.stop(sig)
         shutil.rmtree(self.sockdir, ignore_errors=True)
-        for log in self.logs:
-            with open(log, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-            for marker in SANITIZER_MARKERS:
-                assert marker not in text, text
+        self.procs.stop_all()
 
 
 @pytest.fixture(autouse=True)
@@ -519,7 +492,6 @@ def test_kill_9_and_restart_keeps_state(tmp_path):
         result_of(a.call("delete", {"name": "b"}))
         before = result_of(a.call("status"))
         a.proc.kill()
-        a.proc.wait()
         a.start()
         after = result_of(a.call("status"))
         for key in ("generation", "deployments", "retiring"):

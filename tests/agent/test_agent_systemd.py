@@ -8,18 +8,21 @@ Needs root and what tests/cluster/cluster.py needs (skipped otherwise).
 Skipped for sanitizer builds (LeakSanitizer cannot ptrace inside the
 hardened unit).
 """
+import functools
 import json
 import os
 import shutil
 import sys
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("DPR_BUILD", "build")
-BUILD_DIR = BUILD if os.path.isabs(BUILD) else os.path.join(ROOT, BUILD)
+import dprtest
+from dprtest import BUILD, BUILD_DIR, ROOT
+
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+
+# systemd and D-Bus inside a node are slower than a process on the host
+wait_for = functools.partial(dprtest.wait_for, timeout=30.0, interval=0.2)
 
 CLIENT = r'''
 import json, socket, sys
@@ -78,16 +81,6 @@ def node(tmp_path_factory):
     finally:
         c.teardown()
         shutil.rmtree(dest, ignore_errors=True)
-
-
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def call(n, op, args=None, user=None):

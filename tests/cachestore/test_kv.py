@@ -15,33 +15,24 @@ import time
 import pytest
 import redis
 
-from kvharness import (KV, Proc, Raw, RespError, batch, encode, parse_response_header, run_versioned,
-                       request_header, wait_for)
+from dprtest import KV, Proc, free_port, wait_for
+from kvwire import (Raw, RespError, batch, encode, parse_response_header, request_header,
+                    run_versioned)
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def redis_server(tmp_path):
+def redis_server(tmp_path, procs):
     """A plain redis-server without persistence, to compare replies with."""
     port = free_port()
-    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        c = redis.Redis(port=port, socket_timeout=10)
-        wait_for(lambda: _pings(c), what="redis-server")
-        yield port
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    procs.start([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(tmp_path)],
+                str(tmp_path / "redis-server.log")).wait_ready(port=port)
+    c = redis.Redis(port=port, socket_timeout=10)
+    wait_for(lambda: _pings(c), what="redis-server")
+    return port
 
 
 def _pings(c):
@@ -274,7 +265,7 @@ def test_backpressure_client_that_does_not_read(kv):
 # --- INFO and checkpoints ----------------------------------------------------------
 
 def test_info_dpr_section(kv):
-    info = kv.info_dpr()
+    info = kv.info()
     for key in ("dpr_worker_id", "dpr_version", "dpr_world_line", "dpr_cut_version",
                 "dpr_last_checkpoint_time_ms", "dpr_last_checkpoint_duration_ms",
                 "dpr_checkpoints_pending", "dpr_durable_version", "dpr_finder_connected"):
@@ -282,21 +273,21 @@ def test_info_dpr_section(kv):
     assert info["dpr_worker_id"] == 1
     assert info["dpr_world_line"] == 1
     assert info["dpr_version"] >= 1
-    wait_for(lambda: kv.info_dpr()["dpr_finder_connected"] == 1, what="finder link")
+    wait_for(lambda: kv.info()["dpr_finder_connected"] == 1, what="finder link")
 
 
 def test_checkpoints_appear_and_cut_advances(cluster, kv):
     c = kv.client()
-    assert kv.info_dpr()["dpr_cut_version"] == 0
+    assert kv.info()["dpr_cut_version"] == 0
     seen = 0
     for round_ in range(5):
         v = run_versioned(c, ("SET", "round", round_))
         wait_for(lambda: cut_of(cluster, 1) >= v, what="cut >= %d" % v)
-        now = kv.info_dpr()["dpr_cut_version"]
+        now = kv.info()["dpr_cut_version"]
         assert now >= seen          # the cut INFO shows never goes back
         seen = now
     info = wait_for(lambda: (lambda i: i if i["dpr_cut_version"] >= v else None)
-                    (kv.info_dpr()), what="INFO shows the cut")
+                    (kv.info()), what="INFO shows the cut")
     assert info["dpr_checkpoints_total"] >= 5
     assert info["dpr_last_checkpoint_time_ms"] > 0
     # idle: everything is durable and in the cut; older files are deleted
@@ -308,13 +299,13 @@ def test_checkpoints_appear_and_cut_advances(cluster, kv):
 
 def test_idle_server_takes_no_checkpoints(kv):
     kv.client().set("x", "1")
-    wait_for(lambda: kv.info_dpr()["dpr_checkpoints_total"] >= 1, what="first checkpoint")
-    wait_for(lambda: kv.info_dpr()["dpr_checkpoints_pending"] == 0, what="idle")
-    before = kv.info_dpr()["dpr_checkpoints_total"]
+    wait_for(lambda: kv.info()["dpr_checkpoints_total"] >= 1, what="first checkpoint")
+    wait_for(lambda: kv.info()["dpr_checkpoints_pending"] == 0, what="idle")
+    before = kv.info()["dpr_checkpoints_total"]
     for _ in range(20):  # reads do not dirty the store
         kv.client().get("x")
     time.sleep(0.5)
-    assert kv.info_dpr()["dpr_checkpoints_total"] == before
+    assert kv.info()["dpr_checkpoints_total"] == before
 
 
 # --- recovery ----------------------------------------------------------------------
@@ -330,10 +321,10 @@ def test_kill9_restart_keeps_committed_data(cluster):
     tail = ["b%d" % i for i in range(300)]
     for k in tail:
         c.set(k, k)
-    kv.signal(signal.SIGKILL)
+    kv.kill(signal.SIGKILL)
     kv.wait_exit()
     kv2 = cluster.start_kv(1)
-    info = kv2.info_dpr()
+    info = kv2.info()
     assert info["dpr_world_line"] == 2
     c2 = kv2.client()
     assert c2.mget(committed) == [k.encode() for k in committed]
@@ -349,7 +340,7 @@ def test_corrupt_checkpoint_refuses_to_start(cluster):
     kv = cluster.start_kv(1)
     mset = ["MSET"] + [x for i in range(200) for x in ("k%d" % i, "v" * 50)]
     write_durably(cluster, kv.client(), mset)
-    kv.signal(signal.SIGKILL)
+    kv.kill(signal.SIGKILL)
     kv.wait_exit()
     cut = cut_of(cluster, 1)
     path = os.path.join(kv.state_dir, "ckpt-%d.kv" %
@@ -375,7 +366,7 @@ def test_corrupt_checkpoint_refuses_to_start(cluster):
 def test_missing_checkpoint_refuses_to_start(cluster):
     kv = cluster.start_kv(1)
     write_durably(cluster, kv.client(), ("SET", "a", "1"))
-    kv.signal(signal.SIGKILL)
+    kv.kill(signal.SIGKILL)
     kv.wait_exit()
     for n in os.listdir(kv.state_dir):
         if n.startswith("ckpt-"):
@@ -388,7 +379,7 @@ def test_missing_checkpoint_refuses_to_start(cluster):
 def test_new_finder_with_old_data_needs_reset(cluster):
     kv = cluster.start_kv(1)
     write_durably(cluster, kv.client(), ("SET", "precious", "1"))
-    kv.signal(signal.SIGTERM)
+    kv.kill(signal.SIGTERM)
     assert kv.wait_exit() == 0
     fresh = cluster.start_finder("finder2")  # knows nothing of worker 1
     kv2 = cluster.start_kv(1, wait=False, finder=fresh)
@@ -397,7 +388,7 @@ def test_new_finder_with_old_data_needs_reset(cluster):
     assert kv.checkpoints()  # nothing deleted
     kv3 = cluster.start_kv(1, args=["--reset"], finder=fresh)
     assert kv3.client().dbsize() == 0
-    assert kv3.info_dpr()["dpr_world_line"] >= 1
+    assert kv3.info()["dpr_world_line"] >= 1
 
 
 def test_sigterm_takes_final_checkpoint(cluster):
@@ -405,8 +396,8 @@ def test_sigterm_takes_final_checkpoint(cluster):
     c = kv.client()
     c.set("last", "words")
     assert kv.checkpoints() == []
-    version = kv.info_dpr()["dpr_version"]
-    kv.signal(signal.SIGTERM)
+    version = kv.info()["dpr_version"]
+    kv.kill(signal.SIGTERM)
     assert kv.wait_exit() == 0
     assert "stopped: last checkpoint" in kv.output()
     assert kv.checkpoints() == [version]
@@ -420,10 +411,8 @@ def test_env_configuration(cluster):
            "DPR_KV_FINDER": "127.0.0.1:%d" % cluster.finder.port,
            "DPR_KV_WORKER": "7", "DPR_KV_CHECKPOINT_INTERVAL_MS": "50",
            "STATE_DIRECTORY": cluster.kv_dir(7)}
-    p = Proc([KV], os.path.join(cluster.base, "env.log"), env=env)
-    p.ready_marker = "listening on "
-    cluster.procs.append(p)
-    p.wait_ready()
+    p = cluster.add(Proc([KV], os.path.join(cluster.base, "env.log"), env=env))
+    p.wait_ready("listening on ")
     info = redis.Redis(port=p.port, socket_timeout=10).info("dpr")
     assert info["dpr_worker_id"] == 7 and info["dpr_checkpoint_interval_ms"] == 50
     assert os.path.isdir(cluster.kv_dir(7))
@@ -450,7 +439,7 @@ def test_systemd_notifications(cluster, tmp_path):
                    any(m.startswith("STATUS=serving") for m in seen)):
             seen.append(sock.recv(4096).decode())
         assert any("world-line 1" in m for m in seen if m.startswith("STATUS="))
-        kv.signal(signal.SIGTERM)
+        kv.kill(signal.SIGTERM)
         assert kv.wait_exit() == 0
         while not any("STOPPING=1" in m for m in seen):
             seen.append(sock.recv(4096).decode())
@@ -493,9 +482,9 @@ def test_kill9_during_checkpoint(cluster):
         raise AssertionError("%s\n--- dpr-kv log ---\n%s" % (e, kv.output()[-4000:]))
     def in_progress():
         c.incr("more")
-        return kv.info_dpr()["dpr_checkpoints_pending"] > 0
+        return kv.info()["dpr_checkpoints_pending"] > 0
     wait_for(in_progress, timeout=30, what="a checkpoint in progress")
-    kv.signal(signal.SIGKILL)
+    kv.kill(signal.SIGKILL)
     kv.wait_exit()
     # the checkpoint child dies with the server
     wait_for(lambda: _kv_processes(kv.state_dir) == [], what="no orphaned checkpoint child")
@@ -507,38 +496,37 @@ def test_kill9_during_checkpoint(cluster):
 
 def test_finder_restart_reports_are_resent(cluster):
     port = free_port()
-    cluster.procs.remove(cluster.finder)
-    cluster.finder.cleanup()
+    cluster.finder.kill()
     f = cluster.start_finder("finder-fixed", port=port)
     kv = cluster.start_kv(1)
     c = kv.client()
     c.set("a", "1")
     wait_for(lambda: cut_of(cluster, 1) >= 1, what="first cut")
-    f.signal(signal.SIGKILL)
+    f.kill(signal.SIGKILL)
     f.wait_exit()
     v = run_versioned(c, ("SET", "b", "2"))
-    wait_for(lambda: kv.info_dpr()["dpr_durable_version"] >= v, what="checkpoint while finder down")
-    wait_for(lambda: kv.info_dpr()["dpr_finder_connected"] == 0, what="link down")
-    assert kv.info_dpr()["dpr_reports_unacked"] >= 1
+    wait_for(lambda: kv.info()["dpr_durable_version"] >= v, what="checkpoint while finder down")
+    wait_for(lambda: kv.info()["dpr_finder_connected"] == 0, what="link down")
+    assert kv.info()["dpr_reports_unacked"] >= 1
     assert c.get("a") == b"1"  # serving goes on
     f2 = cluster.start_finder("finder-fixed", port=port)
     assert f2.port == port
     wait_for(lambda: cut_of(cluster, 1) >= v, what="resent reports reach the finder")
-    wait_for(lambda: kv.info_dpr()["dpr_reports_unacked"] == 0, what="acked")
-    assert kv.info_dpr()["dpr_world_line"] == 1  # a finder restart is no rollback
+    wait_for(lambda: kv.info()["dpr_reports_unacked"] == 0, what="acked")
+    assert kv.info()["dpr_world_line"] == 1  # a finder restart is no rollback
 
 
 def test_failed_checkpoint_is_retried_and_server_keeps_serving(cluster):
     kv = cluster.start_kv(1)
     c = kv.client()
-    v = kv.info_dpr()["dpr_version"]
+    v = kv.info()["dpr_version"]
     # directories where the temporary files would go make every write fail
     blockers = [os.path.join(kv.state_dir, "ckpt-%d.kv.tmp" % x) for x in range(v, v + 4)]
     for b in blockers:
         os.mkdir(b)
     c.set("during", "failure")
-    wait_for(lambda: kv.info_dpr()["dpr_checkpoint_failures"] >= 2, what="failures")
-    info = kv.info_dpr()
+    wait_for(lambda: kv.info()["dpr_checkpoint_failures"] >= 2, what="failures")
+    info = kv.info()
     assert "ckpt-" in info["dpr_last_checkpoint_error"]
     assert info["dpr_checkpoints_pending"] == 1
     assert c.set("still", "serving") and c.get("during") == b"failure"
@@ -554,11 +542,11 @@ def test_checkpoint_child_killed_is_fatal(cluster):
     """A sealed version whose writer died can never become durable: the
     server exits 1 (systemd restarts it; the cluster recovers)."""
     kv = cluster.start_kv(1)
-    v = kv.info_dpr()["dpr_version"]
+    v = kv.info()["dpr_version"]
     for x in range(v, v + 4):
         os.mkdir(os.path.join(kv.state_dir, "ckpt-%d.kv.tmp" % x))
     kv.client().set("a", "1")
-    wait_for(lambda: kv.info_dpr()["dpr_checkpoint_failures"] >= 1, what="a stuck child")
+    wait_for(lambda: kv.info()["dpr_checkpoint_failures"] >= 1, what="a stuck child")
     children = [p for p in _kv_processes(kv.state_dir) if p != kv.pid]
     assert len(children) == 1
     os.kill(children[0], signal.SIGKILL)
@@ -570,12 +558,12 @@ def test_checkpoint_child_killed_is_fatal(cluster):
 
 def test_dpr_batch_executes_and_reports_version(kv):
     r = Raw(kv.port)
-    wl = kv.info_dpr()["dpr_world_line"]
+    wl = kv.info()["dpr_world_line"]
     hdr, replies = batch(r, wl, 1, [["SET", "a", "1"], ["GET", "a"], ["INCR", "n"],
                                     ["GET", "missing"], ["NOPE"]])
     assert hdr["status"] == 0 and hdr["batch_id"] == 1 and hdr["op_count"] == 5
     assert hdr["world_line"] == wl and len(hdr["versions"]) == 1
-    assert hdr["versions"][0] == kv.info_dpr()["dpr_version"]
+    assert hdr["versions"][0] == kv.info()["dpr_version"]
     assert replies[:4] == [b"OK", b"1", 1, None]
     assert isinstance(replies[4], RespError)
     # plain commands and batches interleave in one write, replies in order
@@ -592,7 +580,7 @@ def test_dpr_batch_executes_and_reports_version(kv):
 
 def test_dpr_batch_arriving_byte_by_byte(kv):
     r = Raw(kv.port)
-    wl = kv.info_dpr()["dpr_world_line"]
+    wl = kv.info()["dpr_world_line"]
     data = encode("DPR.BATCH", request_header(wl, 9, 2)) + encode("SET", "s", "x" * 100) + \
         encode("STRLEN", "s")
     for i in range(len(data)):
@@ -604,7 +592,7 @@ def test_dpr_batch_arriving_byte_by_byte(kv):
 
 def test_dpr_batch_version_lower_bound_seals_early(cluster, kv):
     r = Raw(kv.port)
-    wl = kv.info_dpr()["dpr_world_line"]
+    wl = kv.info()["dpr_world_line"]
     h1, _ = batch(r, wl, 1, [["SET", "x", "1"]])
     v1 = h1["versions"][0]
     # the open version holds a batch: a higher lower bound must seal it
@@ -612,8 +600,8 @@ def test_dpr_batch_version_lower_bound_seals_early(cluster, kv):
     assert h2["versions"][0] >= v1 + 10 and rep == [b"1"]
     wait_for(lambda: cut_of(cluster, 1) >= v1, what="sealed version durable")
     # an empty open version is just relabelled upwards
-    wait_for(lambda: kv.info_dpr()["dpr_checkpoints_pending"] == 0, what="idle")
-    v = kv.info_dpr()["dpr_version"]
+    wait_for(lambda: kv.info()["dpr_checkpoints_pending"] == 0, what="idle")
+    v = kv.info()["dpr_version"]
     h3, _ = batch(r, wl, 3, [["GET", "x"]], version_lb=v + 100)
     assert h3["versions"][0] == v + 100
     r.close()
@@ -624,7 +612,7 @@ def test_dependencies_hold_back_the_cut(cluster):
     version must not enter the cut before worker 1's a is durable."""
     w1, w2 = cluster.start_kv(1), cluster.start_kv(2)
     r1, r2 = Raw(w1.port), Raw(w2.port)
-    a = w1.info_dpr()["dpr_version"]
+    a = w1.info()["dpr_version"]
     blockers = [os.path.join(w1.state_dir, "ckpt-%d.kv.tmp" % x) for x in range(a, a + 4)]
     for b in blockers:
         os.mkdir(b)
@@ -634,7 +622,7 @@ def test_dependencies_hold_back_the_cut(cluster):
     b = h2["versions"][0]
     assert b >= a
     wait_for(lambda: (lambda i: i["dpr_durable_version"] >= b and i["dpr_reports_unacked"] == 0)
-             (w2.info_dpr()), what="worker 2's checkpoint reported")
+             (w2.info()), what="worker 2's checkpoint reported")
     assert cut_of(cluster, 2) < b  # held back by the dependency
     for x in blockers:
         os.rmdir(x)
@@ -655,7 +643,7 @@ def test_dpr_batch_malformed_header_closes(kv):
 def test_dpr_batch_too_large(cluster):
     kv = cluster.start_kv(1, args=["--max-request-bytes", "4096"])
     r = Raw(kv.port)
-    wl = kv.info_dpr()["dpr_world_line"]
+    wl = kv.info()["dpr_world_line"]
     r.send(encode("DPR.BATCH", request_header(wl, 1, 3)) +
            b"".join(encode("SET", "k%d" % i, "v" * 2000) for i in range(3)))
     err = r.read()
@@ -667,7 +655,7 @@ def test_dpr_batch_too_large(cluster):
 
 def test_dpr_batch_from_the_future_is_an_error(kv):
     r = Raw(kv.port, timeout=30)
-    wl = kv.info_dpr()["dpr_world_line"]
+    wl = kv.info()["dpr_world_line"]
     r.send(encode("DPR.BATCH", request_header(wl + 5, 1, 1)) + encode("GET", "x"))
     err = r.read()
     assert isinstance(err, RespError) and "newer than the finder" in str(err)
@@ -701,13 +689,13 @@ def test_live_rollback_when_another_worker_restarts(cluster):
     assert hdr["status"] == 0
     w1.client().set("x", "1")
     wait_for(lambda: cut_of(cluster, 1) >= 1, what="worker 1 durable")
-    w1.signal(signal.SIGKILL)
+    w1.kill(signal.SIGKILL)
     w1.wait_exit()
     w1b = cluster.start_kv(1)
-    assert w1b.info_dpr()["dpr_world_line"] == 2
+    assert w1b.info()["dpr_world_line"] == 2
     # worker 2 learns the new world-line and rolls back to its cut (0): empty
-    wait_for(lambda: w2.info_dpr()["dpr_world_line"] == 2, what="worker 2 rolled back")
-    info = w2.info_dpr()
+    wait_for(lambda: w2.info()["dpr_world_line"] == 2, what="worker 2 rolled back")
+    info = w2.info()
     assert info["dpr_rollbacks"] == 1
     assert c2.dbsize() == 0 and c2.get("uncommitted") is None
     assert "rolling back" in w2.output()
@@ -729,17 +717,17 @@ def test_live_rollback_keeps_the_cut_and_a_prefix(cluster):
     first = ["f%d" % i for i in range(200)]
     for k in first:
         c2.set(k, k)
-    v = w2.info_dpr()["dpr_version"]
+    v = w2.info()["dpr_version"]
     wait_for(lambda: cut_of(cluster, 2) >= v, what="cut covers the first keys")
     later = ["l%d" % i for i in range(2000)]
     pipe = c2.pipeline(transaction=False)
     for k in later:
         pipe.set(k, k)
     pipe.execute()
-    w1.signal(signal.SIGKILL)
+    w1.kill(signal.SIGKILL)
     w1.wait_exit()
     cluster.start_kv(1)
-    wait_for(lambda: w2.info_dpr()["dpr_world_line"] == 2, what="rollback")
+    wait_for(lambda: w2.info()["dpr_world_line"] == 2, what="rollback")
     assert c2.mget(first) == [k.encode() for k in first]
     present = [x is not None for x in c2.mget(later)]
     n = present.count(True)

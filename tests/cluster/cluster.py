@@ -46,6 +46,9 @@ import threading
 import time
 import uuid
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import dprtest  # noqa: E402  (tests/lib/dprtest.py: wait_for)
+
 PREFIX = "dprt"
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_INIT = os.path.join(HERE, "node-init.sh")
@@ -80,15 +83,9 @@ class NodeCommandError(HarnessError):
 
 def wait_for(what, fn, timeout=20, interval=0.2):
     """Poll fn() until it returns something true and return that; raise
-    HarnessError after timeout seconds. (Used by the tests and examples/demo.py.)"""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise HarnessError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    HarnessError after timeout seconds. (Used by the tests and examples/demo.py;
+    dprtest.wait_for with the description first and the harness's error.)"""
+    return dprtest.wait_for(fn, timeout, what, interval=interval, error=HarnessError)
 
 
 def _clean_env(extra=None):

@@ -15,7 +15,8 @@ see dpr_stage). Clusters are torn down when the test ends, also when it fails;
 on failure each node's console and journal tail go into the report.
 Environment: DPRT_STAGE=DIR uses an existing `make install DESTDIR=DIR` tree;
 DPRT_NO_BUILD=1 boots nodes without the build; DPRT_KEEP=1 keeps the state
-directories (/var/tmp/dprt-*) for inspection.
+directories (/var/tmp/dprt-*) for inspection. (request.node.rep_call, read on
+failure, is kept by tests/conftest.py.)
 """
 import os
 import subprocess
@@ -32,13 +33,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "nodes(n): number of nodes of the `cluster` fixture")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
 
 
 @pytest.fixture(scope="session")

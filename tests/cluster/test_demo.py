@@ -13,8 +13,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("DPR_BUILD", "build")
+from dprtest import BUILD, ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="boots a systemd node: needs root")
 

@@ -1,9 +1,9 @@
 """Server tests for dpr-finder over TCP.
 
-Each test starts its own dpr-finder (port 0, temporary state directory),
-reads the chosen port from its stderr and kills it by PID at the end. The
-sequential scenario is driven only by redis-cli; other tests use raw
-sockets or python3-redis.
+Each test starts its own dpr-finder (port 0, temporary state directory)
+with tests/lib/dprtest.py, which reads the chosen port from its stderr and
+kills it by PID at the end. The sequential scenario is driven only by
+redis-cli; other tests use raw sockets or python3-redis.
 """
 import os
 import random
@@ -18,64 +18,10 @@ import time
 import pytest
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("DPR_BUILD", "build")
-FINDER = os.path.join(ROOT, BUILD, "dpr-finder") if not os.path.isabs(BUILD) \
-    else os.path.join(BUILD, "dpr-finder")
+import dprtest
+from dprtest import FINDER
+
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-START_TIMEOUT = 10.0
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-class Finder:
-    """One dpr-finder process."""
-
-    def __init__(self, state_dir, log_path, extra_args=()):
-        self.state_dir = state_dir
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [FINDER, "--listen", "127.0.0.1:0", "--state", state_dir, *extra_args],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        self.port = None
-
-    def stderr(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def wait_ready(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            for line in self.stderr().splitlines():
-                if line.startswith("dpr-finder listening on "):
-                    self.port = int(line.rsplit(":", 1)[1])
-                    return self
-            if self.proc.poll() is not None:
-                raise AssertionError("dpr-finder exited %d before listening:\n%s"
-                                     % (self.proc.returncode, self.stderr()))
-            time.sleep(0.02)
-        raise AssertionError("dpr-finder did not start:\n" + self.stderr())
-
-    def wait_exit(self, timeout=10.0):
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("dpr-finder did not exit:\n" + self.stderr())
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=10)
-        finally:
-            self.log.close()
-
-    def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
 
 
 TEST_TIMEOUT = 120
@@ -102,31 +48,20 @@ def tmpdir_path():
 
 
 @pytest.fixture
-def finders(request, tmpdir_path):
-    """Factory: finders(state_dir=None, *args, ready=True) -> Finder."""
-    started = []
+def finders(procs, tmpdir_path):
+    """Factory: finders(state_dir=None, *args, ready=True) -> dprtest.Finder
+    (port 0, log finder-N.log; killed by PID at the end, which fails on
+    sanitizer reports in the logs)."""
+    dprtest.need(FINDER)
     counter = [0]
 
     def start(state_dir=None, *extra, ready=True):
         counter[0] += 1
         state_dir = state_dir or os.path.join(tmpdir_path, "state")
         log = os.path.join(tmpdir_path, "finder-%d.log" % counter[0])
-        if not os.path.exists(FINDER):
-            pytest.fail("%s is missing: run make first" % FINDER)
-        f = Finder(state_dir, log, extra)
-        started.append(f)
+        f = procs.add(dprtest.Finder(state_dir, log, args=extra))
         return f.wait_ready() if ready else f
 
-    def stop_all():
-        for f in started:
-            f.cleanup()
-        # a sanitizer build reports memory errors, leaks and UB on stderr
-        for f in started:
-            log = f.stderr()
-            for marker in SANITIZER_MARKERS:
-                assert marker not in log, log
-
-    request.addfinalizer(stop_all)
     return start
 
 
@@ -333,7 +268,7 @@ def test_garbage_leaves_server_running_and_state_unchanged(finders, name):
     if reply.startswith(b"-ERR"):
         assert reply.endswith(b"\r\n")
 
-    assert f.proc.poll() is None, f.stderr()
+    assert f.proc.poll() is None, f.output()
     assert c.ping()
     assert sync(c) == before
     assert state_bytes(f.state_dir) == file_before  # nothing was even saved
@@ -485,7 +420,7 @@ def test_corrupt_state_file_stops_the_finder(finders, tmpdir_path):
             fh.write(content)
         g = finders(f.state_dir, ready=False)
         rc = g.wait_exit()
-        err = g.stderr()
+        err = g.output()
         assert rc != 0, name
         assert "finder.state" in err and "refusing to start" in err, err
         assert "listening" not in err
@@ -503,7 +438,7 @@ def test_second_finder_on_same_state_dir_refuses(finders):
     f = finders()
     g = finders(f.state_dir, ready=False)
     assert g.wait_exit() != 0
-    assert "in use by another dpr-finder" in g.stderr()
+    assert "in use by another dpr-finder" in g.output()
     assert f.proc.poll() is None
     assert f.client().ping()
 
@@ -515,7 +450,7 @@ def test_sigterm_exits_zero_and_state_persists(finders):
     c.execute_command("DPR.REPORT", 1, 5, 3)
     f.kill(signal.SIGTERM)
     assert f.wait_exit() == 0
-    assert "stopped" in f.stderr()
+    assert "stopped" in f.output()
     drop(c)
     g = finders(f.state_dir)
     c = g.client()
@@ -568,7 +503,7 @@ def test_unusable_state_dir(finders, tmpdir_path):
         fh.write("x")
     g = finders(os.path.join(plain, "state"), ready=False)
     assert g.wait_exit() != 0
-    assert "cannot create the state directory" in g.stderr()
+    assert "cannot create the state directory" in g.output()
 
 
 def test_kill9_under_load_never_loses_what_was_acknowledged(finders, tmpdir_path):

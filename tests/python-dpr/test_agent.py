@@ -1,5 +1,5 @@
 """The management API and dprctl against the REAL dpr-agent (build/dpr-agent),
-started per test with a temporary config (tests/python-dpr/agent_harness.py).
+started per test with a temporary config (tests/python-dpr/conftest.py).
 Skipped, with the reason, while the binary does not exist.
 
 Without systemd the agent validates, plans, records applies and deletes,
@@ -23,7 +23,7 @@ from dpr.mgmt_errors import (AgentProtocolError, AgentUnavailable, NotFound,
                              ReadyTimeout, SpecError)
 from dpr.spec import CacheStore, ClusterSpec
 
-from agent_harness import DPRCTL, PYDIR, PYTHON, ROOT
+from dprtest import DPRCTL, PYDIR, PYTHON, ROOT
 
 EXAMPLE = os.path.join(ROOT, "examples", "cluster.yaml")
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

@@ -12,7 +12,7 @@ from dpr import cli
 from dpr.cluster import Status
 from dpr.mgmt_errors import AgentUnavailable
 
-from agent_harness import DPRCTL, PYDIR, PYTHON, ROOT
+from dprtest import DPRCTL, PYDIR, PYTHON, ROOT
 
 EXAMPLE = os.path.join(ROOT, "examples", "cluster.yaml")
 

@@ -31,7 +31,7 @@ from collections import defaultdict
 import pytest
 
 import dpr
-from harness import wait_for
+from dprtest import wait_for
 
 NSESSIONS = 8
 NSHARDS = 3
@@ -184,7 +184,7 @@ class Sessions:
 
 def kill_moment(cluster, victim: int, moment: str, rng: random.Random) -> str:
     """Waits for the moment to kill shard victim; returns what happened."""
-    r = cluster.shards[victim].redis()
+    r = cluster.shards[victim].client()
     if moment == "after_report":
         # a checkpoint newer than the one seen now has completed and its
         # report is acknowledged by the finder
@@ -223,7 +223,7 @@ def read_back(cluster, client: dpr.Client, recs: list[Record]) -> dict[tuple[int
             by_shard[client.shard_of(rec.key(seq))].append((rec.i, seq))
     out = {}
     for shard, ids in by_shard.items():
-        pipe = cluster.shards[shard].redis().pipeline(transaction=False)
+        pipe = cluster.shards[shard].client().pipeline(transaction=False)
         for i, seq in ids:
             pipe.get("s%d:%d" % (i, seq))
         for ident, value in zip(ids, pipe.execute()):

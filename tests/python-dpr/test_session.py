@@ -6,7 +6,7 @@ import time
 import pytest
 
 import dpr
-from harness import wait_for
+from dprtest import wait_for
 
 
 @pytest.mark.parametrize("nshards", [1, 2, 3])
@@ -32,7 +32,7 @@ def test_operations_and_sequence_numbers(cluster, nshards):
         # the keys are where dpr.route says
         for i in range(30):
             shard = client.shard_of("k%d" % i)
-            assert cluster.shards[shard].redis().get("k%d" % i) == str(i).encode()
+            assert cluster.shards[shard].client().get("k%d" % i) == str(i).encode()
     assert client.worker_ids() == cluster.workers
 
 

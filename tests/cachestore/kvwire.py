@@ -1,0 +1,134 @@
+"""Wire helpers for the dpr-kv tests: a raw RESP socket (for framing and
+malformed input), DPR batch headers (libdpr wire format, docs/protocol.md),
+and the version a pipelined write ran in. Processes: tests/lib/dprtest.py."""
+import socket
+import struct
+
+
+def run_versioned(client, *commands):
+    """Runs the commands and INFO dpr in one pipelined round trip and returns
+    the version the commands ran in. (Reading dpr_version in a second round
+    trip races with the checkpoint timer: it may name the next, still empty
+    open version, which an idle server never checkpoints.)"""
+    p = client.pipeline(transaction=False)
+    for cmd in commands:
+        p.execute_command(*cmd)
+    p.info("dpr")
+    return p.execute()[-1]["dpr_version"]
+
+
+# --- raw RESP ------------------------------------------------------------------
+
+def encode(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, int):
+            a = str(a).encode()
+        elif isinstance(a, str):
+            a = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RespError(Exception):
+    pass
+
+
+class Raw:
+    """A plain socket speaking RESP: for framing and malformed input."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read(self):
+        """One reply: bytes, int, None, list, or RespError for '-' replies."""
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest
+        if t == b"-":
+            return RespError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self._fill()
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise AssertionError("bad reply type %r" % line)
+
+    def call(self, *args):
+        self.send(encode(*args))
+        return self.read()
+
+    def closed_by_peer(self, timeout=5.0):
+        """True if the server closes the connection (EOF) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+# --- DPR batch headers (libdpr wire format, docs/protocol.md) --------------------
+
+def request_header(world_line, batch_id, op_count, version_lb=0, deps=(),
+                   session=(1, 2)):
+    hdr = struct.pack("<BBHIQQQQQII", 1, 0x51, 0, op_count, session[0], session[1],
+                      world_line, version_lb, batch_id, len(deps), 0)
+    for w, v in deps:
+        hdr += struct.pack("<QQ", w, v)
+    return hdr
+
+
+def parse_response_header(b):
+    fmt, kind, status, _r8, op_count, wl, batch_id, nver, _r32 = \
+        struct.unpack_from("<BBBBIQQII", b, 0)
+    assert fmt == 1 and kind == 0x52, b
+    versions = list(struct.unpack_from("<%dQ" % nver, b, 32))
+    assert len(b) == 32 + 8 * nver
+    return {"status": status, "op_count": op_count, "world_line": wl,
+            "batch_id": batch_id, "versions": versions}
+
+
+def batch(raw, world_line, batch_id, commands, version_lb=0, deps=()):
+    """Sends DPR.BATCH + commands; returns (response header dict, replies)."""
+    data = encode("DPR.BATCH", request_header(world_line, batch_id, len(commands),
+                                              version_lb, deps))
+    data += b"".join(encode(*c) for c in commands)
+    raw.send(data)
+    reply = raw.read()
+    if isinstance(reply, RespError):
+        raise reply
+    hdr, replies = reply
+    return parse_response_header(hdr), replies

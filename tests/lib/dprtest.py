@@ -1,0 +1,586 @@
+"""Shared harness of the process tests (tests/*/test_*.py): where the build
+is, free loopback ports, server processes killed by PID, and waiting.
+
+    import dprtest
+    with dprtest.Cluster(tmp) as c:           # stops every process it started
+        f = c.start_finder()                  # dpr-finder on port 0, state in tmp/finder
+        kv = c.start_kv(1)                    # dpr-kv worker 1, directory tmp/kv1
+        dprtest.wait_for(lambda: f.sync()[2].get(1), what="worker 1 in the cut")
+
+A Proc is one run of one program: its stdout and stderr go to a log file,
+wait_ready() waits for a line of that log (and reads the port from it) or for
+a port or socket to accept, stop() sends SIGTERM then SIGKILL by PID, and
+every failure message names the program, its exit status and the tail of its
+log. Procs groups processes so that one call stops them all and fails on
+sanitizer reports in their logs; tests/conftest.py kills whatever a test left
+running and adds the logs of its processes to the report of a failed test.
+
+Only the standard library is imported here (redis is imported when a client
+is asked for), so tests/cluster/cluster.py and examples/demo.py can use
+wait_for outside pytest.
+
+Environment: DPR_BUILD (default build, relative to the repository root)
+selects the build, e.g. build/asan; DPR_AGENT overrides the dpr-agent binary.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import time
+from typing import Any, Callable, Iterable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("DPR_BUILD", "build")
+BUILD_DIR = BUILD if os.path.isabs(BUILD) else os.path.join(ROOT, BUILD)
+PYTHON = "/usr/bin/python3"
+PYDIR = os.path.join(ROOT, "python-dpr")
+DPRCTL = os.path.join(PYDIR, "bin", "dprctl")
+
+START_TIMEOUT = 15.0   # for a server to get ready (generous: ASan builds, busy machines)
+EXIT_TIMEOUT = 30.0    # for a process that is expected to exit
+STOP_GRACE = 10.0      # between SIGTERM and SIGKILL
+POLL = 0.01
+LOG_TAIL = 6000        # characters of a log shown in a failure message
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# Defaults for sanitizer builds (a variable already set in the environment
+# wins): leak checks at exit and stack traces for UBSan reports. Other
+# binaries ignore them.
+SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+                 "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+# Set by systemd or by a shell inside a unit: a test server must not see them
+# (dpr-kv reads DPR_KV_* and STATE_DIRECTORY, every daemon talks to
+# NOTIFY_SOCKET and the journal).
+_UNSET_ENV = ("STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+              "JOURNAL_STREAM", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "DPR_SOCKET")
+_UNSET_PREFIXES = ("DPR_KV_",)
+
+
+def binary(name: str) -> str:
+    """The path of a program of the build: binary("dpr-kv"),
+    binary("tests/client-driver")."""
+    return os.path.join(BUILD_DIR, name)
+
+
+FINDER = binary("dpr-finder")
+KV = binary("dpr-kv")
+AGENT = os.environ.get("DPR_AGENT") or binary("dpr-agent")
+
+
+def missing(*paths: str) -> list[str]:
+    """The paths among these that are not executable files."""
+    return [p for p in paths if not os.access(p, os.X_OK)]
+
+
+def need(*paths: str, skip: bool = False) -> None:
+    """Fails (or skips) the running test unless every path is executable."""
+    import pytest
+    gone = missing(*paths)
+    if gone:
+        msg = ("%s missing: build first (make all; DPR_BUILD=%s selects the build)"
+               % (" and ".join(gone) + (" is" if len(gone) == 1 else " are"), BUILD))
+        if skip:
+            pytest.skip(msg)
+        pytest.fail(msg, pytrace=False)
+
+
+# --- ports ---------------------------------------------------------------------
+
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback TCP port that is free now. It lies below the kernel's
+    ephemeral range, so no outgoing connection takes it while a server that
+    used it restarts, and it is never handed out twice in one test run."""
+    return free_port_range(1)[0]
+
+
+def free_port_range(n: int = 50) -> tuple[int, int]:
+    """(first, last): n consecutive loopback ports that are free now (see
+    free_port)."""
+    hi = max(_ephemeral_low(), 12000)
+    for _ in range(500):
+        base = random.randrange(10000, hi - n + 1)
+        ports = range(base, base + n)
+        if any(p in _HANDED_OUT for p in ports) or not all(_bindable(p) for p in ports):
+            continue
+        _HANDED_OUT.update(ports)
+        return base, base + n - 1
+    raise AssertionError("no %d free consecutive ports found in 10000..%d" % (n, hi - 1))
+
+
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a TCP connection to host:port succeeds now."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def unix_accepts(path: str) -> bool:
+    """True if a connection to the Unix stream socket at path succeeds now."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --- waiting ---------------------------------------------------------------------
+
+def wait_for(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
+             interval: float = POLL, error: type[Exception] = AssertionError) -> Any:
+    """Calls pred() until it returns something true and returns that. After
+    timeout seconds (pred is called once more at the end) raises error
+    naming what was awaited and pred's last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise error("timed out after %gs waiting for %s (last value: %r)"
+                        % (timeout, what, last))
+        time.sleep(interval)
+
+
+# --- processes --------------------------------------------------------------------
+
+_STARTED: list["Proc"] = []
+
+
+def started() -> list["Proc"]:
+    """Every Proc started by this Python process, oldest first."""
+    return list(_STARTED)
+
+
+def exit_text(rc: int | None) -> str:
+    if rc is None:
+        return "still running"
+    if rc < 0:
+        try:
+            return "killed by %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "killed by signal %d" % -rc
+    return "exited with status %d" % rc
+
+
+def sanitizer_reports(text: str) -> list[str]:
+    """The lines of a log that start a sanitizer report."""
+    return [line for line in text.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
+
+
+def server_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """os.environ without what systemd would set, with the sanitizer
+    defaults, then extra (a None value removes the variable)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in _UNSET_ENV and not k.startswith(_UNSET_PREFIXES)}
+    for k, v in SANITIZER_ENV.items():
+        env.setdefault(k, v)
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+class Proc:
+    """One run of a program, started at once, stdout and stderr appended to
+    log_path. Stopped by PID only. Attributes: argv, log_path, proc (the
+    Popen), port (read from the ready line, or given)."""
+
+    ready_marker: str | None = None   # a line of the log containing this means ready
+    port_in_ready_line = False        # the ready line must end in ADDR:PORT
+    stop_signal = signal.SIGTERM      # what stop() sends first (stop_all uses it)
+    clean_stop = False                # stop_all fails unless stop_signal makes it exit 0
+
+    def __init__(self, argv: list[str], log_path: str, env: dict[str, str | None] | None = None,
+                 cwd: str | None = None, name: str | None = None):
+        self.argv = [str(a) for a in argv]
+        self.log_path = str(log_path)
+        self.name = name or os.path.basename(self.argv[0])
+        self.port: int | None = None
+        self.stopped_by_us = False
+        with open(self.log_path, "ab") as log:
+            self.log_start = log.tell()
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, env=server_env(env), cwd=cwd)
+        _STARTED.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        """What this run wrote to the log so far."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def describe(self, tail: int = LOG_TAIL) -> str:
+        """'NAME (pid N) STATUS; the end of its log LOG:' and that tail."""
+        text = self.output()
+        cut = "...\n" + text[-tail:] if len(text) > tail else text
+        return "%s (pid %d) %s; the end of its log %s:\n%s" % (
+            self.name, self.pid, exit_text(self.proc.poll()), self.log_path, cut)
+
+    def _parse_port(self, line: str, marker: str) -> None:
+        rest = line[line.find(marker) + len(marker):].split()
+        m = re.fullmatch(r"\S+:(\d+)", rest[0]) if rest else None
+        if m:
+            self.port = int(m.group(1))
+
+    def _ready_line(self, marker: str) -> bool:
+        for line in self.output().splitlines():
+            if marker in line:
+                self._parse_port(line, marker)
+                if self.port is None and self.port_in_ready_line:
+                    raise AssertionError("%s: no ADDR:PORT after %r in %r"
+                                         % (self.name, marker, line))
+                return True
+        return False
+
+    def wait_ready(self, marker: str | None = None, timeout: float = START_TIMEOUT,
+                   port: int | None = None, check: Callable[[], Any] | None = None) -> "Proc":
+        """Waits until the log has a line containing marker (default
+        ready_marker; 'ADDR:PORT' right after it becomes self.port), port
+        accepts TCP connections on loopback and check() is true, for those
+        given. Fails with the log if the process exits first; kills it and
+        fails if it is not ready within timeout."""
+        marker = marker if marker is not None else self.ready_marker
+        if port is not None:
+            self.port = port
+        deadline = time.monotonic() + timeout
+        while True:
+            if ((marker is None or self._ready_line(marker))
+                    and (port is None or accepts(port))
+                    and (check is None or check())):
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError("%s exited before it was ready: %s"
+                                     % (self.name, self.describe()))
+            if time.monotonic() >= deadline:
+                self.kill(signal.SIGKILL)
+                raise AssertionError("%s was not ready within %gs (waited for %s); killed: %s"
+                                     % (self.name, timeout,
+                                        " and ".join(w for w in (
+                                            marker and "a line with %r" % marker,
+                                            port and "port %d" % port,
+                                            check and "its readiness check") if w),
+                                        self.describe()))
+            time.sleep(POLL)
+
+    def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
+        """Waits for the process to exit by itself; returns its returncode
+        (negative: killed by that signal)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not exit within %gs: %s"
+                                 % (self.name, timeout, self.describe())) from None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Sends sig to this process (by PID) if it still runs; after
+        SIGKILL, waits for it."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        if sig == signal.SIGKILL:
+            self.proc.wait(timeout=STOP_GRACE)
+
+    def stop(self, sig: int | None = None, grace: float = STOP_GRACE) -> int:
+        """Stops the process if it runs: sig (default stop_signal; a
+        stopped process is continued to receive it), then SIGKILL after grace
+        seconds. Returns the returncode."""
+        sig = self.stop_signal if sig is None else sig
+        if self.proc.poll() is None:
+            self.stopped_by_us = True
+            self.kill(sig)
+            if sig not in (signal.SIGKILL, signal.SIGCONT):
+                self.kill(signal.SIGCONT)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+        return self.proc.wait(timeout=STOP_GRACE)
+
+    def __repr__(self) -> str:
+        return "<%s pid %d %s>" % (self.name, self.pid, exit_text(self.proc.poll()))
+
+
+class Procs:
+    """The processes of one test: stop_all() stops each (newest first) by PID
+    with its stop_signal, and fails if one could not be stopped, if one that
+    must stop cleanly did not exit 0, or if a log has a sanitizer report.
+    Usable as a context manager."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []
+
+    def add(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        return proc
+
+    def start(self, argv: list[str], log_path: str, **kw: Any) -> Proc:
+        """Starts Proc(argv, log_path, **kw) and adds it."""
+        return self.add(Proc(argv, log_path, **kw))
+
+    def stop_all(self) -> None:
+        errors = []
+        for p in reversed(self.procs):
+            was_running = p.alive()
+            try:
+                rc = p.stop()
+            except (OSError, subprocess.TimeoutExpired) as e:
+                errors.append("cannot stop %s: %s" % (p.describe(), e))
+                continue
+            if was_running and p.clean_stop and rc != 0:
+                errors.append("%s did not stop cleanly on %s: %s"
+                              % (p.name, signal.Signals(p.stop_signal).name, p.describe()))
+        for p in self.procs:
+            text = p.output()
+            found = sanitizer_reports(text)
+            if found:
+                start = text.find(found[0])
+                errors.append("sanitizer report in the log of %s (pid %d, %s):\n%s"
+                              % (p.name, p.pid, p.log_path, text[start:start + LOG_TAIL]))
+        if errors:
+            raise AssertionError("\n\n".join(errors))
+
+    def __enter__(self) -> "Procs":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_all()
+
+
+# --- dpr-finder and dpr-kv --------------------------------------------------------
+
+class RespServer(Proc):
+    """A server speaking RESP on 127.0.0.1:port once ready."""
+
+    @property
+    def address(self) -> str:
+        assert self.port is not None, "%s is not listening yet" % self.name
+        return "127.0.0.1:%d" % self.port
+
+    def client(self, **kw: Any):
+        """A redis.Redis client of this server."""
+        import redis
+        assert self.port is not None, "%s is not listening yet" % self.name
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, **kw)
+
+
+class Finder(RespServer):
+    """dpr-finder --listen 127.0.0.1:PORT --state STATE_DIR [args]; port 0
+    lets the kernel choose (read from the log by wait_ready)."""
+
+    ready_marker = "dpr-finder listening on "
+    port_in_ready_line = True
+    # its state is temporary: no reason to wait for a clean shutdown
+    stop_signal = signal.SIGKILL
+
+    def __init__(self, state_dir: str, log_path: str, port: int = 0,
+                 args: Iterable[str] = (), env: dict[str, str | None] | None = None):
+        self.state_dir = state_dir
+        super().__init__([FINDER, "--listen", "127.0.0.1:%d" % port, "--state", state_dir,
+                          *args], log_path, env=env)
+
+    def sync(self) -> tuple[int, int, dict[int, int]]:
+        """DPR.SYNC: (world-line, max-version, {worker: cut version})."""
+        c = self.client()
+        try:
+            wl, maxv, flat = c.execute_command("DPR.SYNC")
+        finally:
+            c.connection_pool.disconnect()
+        return int(wl), int(maxv), {int(flat[i]): int(flat[i + 1])
+                                    for i in range(0, len(flat), 2)}
+
+
+class Kv(RespServer):
+    """dpr-kv --listen 127.0.0.1:PORT --finder FINDER --worker W --dir DIR
+    [--checkpoint-interval-ms MS] [args]. Keeps what a restart needs."""
+
+    ready_marker = "listening on "
+    port_in_ready_line = True
+    # a SIGTERM would take a last checkpoint and wait for the finder's answer
+    stop_signal = signal.SIGKILL
+
+    def __init__(self, finder: str, worker: int, state_dir: str, log_path: str,
+                 port: int = 0, interval_ms: int | None = None, args: Iterable[str] = (),
+                 env: dict[str, str | None] | None = None):
+        self.finder = finder
+        self.worker = worker
+        self.state_dir = state_dir
+        self.listen_port = port
+        self.interval_ms = interval_ms
+        self.extra = tuple(args)
+        self.env = env
+        argv = [KV, "--listen", "127.0.0.1:%d" % port, "--finder", finder,
+                "--worker", str(worker), "--dir", state_dir]
+        if interval_ms is not None:
+            argv += ["--checkpoint-interval-ms", str(interval_ms)]
+        super().__init__(argv + list(self.extra), log_path, env=env)
+
+    def again(self) -> "Kv":
+        """A new run with the same finder, worker id, directory, log, flags
+        and port (the one it had, if it chose port 0)."""
+        return Kv(self.finder, self.worker, self.state_dir, self.log_path,
+                  port=self.port or self.listen_port, interval_ms=self.interval_ms,
+                  args=self.extra, env=self.env)
+
+    def info(self) -> dict:
+        """INFO dpr as a dict."""
+        c = self.client()
+        try:
+            return c.info("dpr")
+        finally:
+            c.connection_pool.disconnect()
+
+    def checkpoints(self) -> list[int]:
+        """The versions of the checkpoint files in the directory, sorted."""
+        return sorted(int(n[5:-3]) for n in os.listdir(self.state_dir)
+                      if n.startswith("ckpt-") and n.endswith(".kv"))
+
+
+class Cluster(Procs):
+    """A dpr-finder and dpr-kv shards under base (state directories and
+    logs: finder, finder.log, kv<worker>, kv<worker>.log)."""
+
+    def __init__(self, base: str):
+        super().__init__()
+        self.base = str(base)
+        self.finder: Finder | None = None
+        self.shards: list[Kv] = []
+
+    def start_finder(self, name: str = "finder", port: int = 0, args: Iterable[str] = (),
+                     wait: bool = True) -> Finder:
+        """Starts a finder (it becomes self.finder) and waits until it listens."""
+        f = Finder(os.path.join(self.base, name), os.path.join(self.base, name + ".log"),
+                   port=port, args=args)
+        self.add(f)
+        self.finder = f
+        return f.wait_ready() if wait else f
+
+    def kv_dir(self, worker: int) -> str:
+        return os.path.join(self.base, "kv%d" % worker)
+
+    def start_kv(self, worker: int = 1, port: int = 0, args: Iterable[str] = (),
+                 env: dict[str, str | None] | None = None, wait: bool = True,
+                 finder: Finder | None = None, interval_ms: int | None = None) -> Kv:
+        """Starts dpr-kv worker `worker` against finder (default self.finder)."""
+        finder = finder or self.finder
+        assert finder is not None, "start the finder first"
+        kv = Kv(finder.address, worker, self.kv_dir(worker),
+                os.path.join(self.base, "kv%d.log" % worker), port=port,
+                interval_ms=interval_ms, args=args, env=env)
+        self.add(kv)
+        return kv.wait_ready() if wait else kv
+
+    def start_shards(self, n: int, interval_ms: int = 100, first_worker: int = 11,
+                     args: Iterable[str] = ()) -> list[Kv]:
+        """Starts n shards (workers first_worker + len(shards) + k) on free
+        ports of their own, so that restart() gets the same address; waits
+        until all listen and appends them to self.shards."""
+        # (no retry on a port taken in between: the failed start would
+        # already have registered the worker with the finder)
+        new = [self.start_kv(first_worker + len(self.shards) + k, port=free_port(),
+                             args=args, interval_ms=interval_ms, wait=False)
+               for k in range(n)]
+        for kv in new:
+            kv.wait_ready()
+        self.shards += new
+        return new
+
+    def kill9(self, i: int) -> None:
+        self.shards[i].kill(signal.SIGKILL)
+
+    def restart(self, i: int) -> Kv:
+        """Starts shard i again (kill it first): same worker id, directory,
+        port and flags."""
+        old = self.shards[i]
+        assert not old.alive(), "kill the shard first"
+        kv = self.add(old.again())
+        self.shards[i] = kv
+        kv.wait_ready()
+        return kv
+
+    @property
+    def addresses(self) -> list[str]:
+        return [s.address for s in self.shards]
+
+    @property
+    def workers(self) -> list[int]:
+        return [s.worker for s in self.shards]
+
+    def client(self, **kw: Any):
+        """A dpr.Client of the shards and the finder."""
+        import dpr
+        assert self.finder is not None
+        return dpr.Client(shards=self.addresses, finder=self.finder.address, **kw)
+
+
+# --- dpr-agent ----------------------------------------------------------------------
+
+class AgentProc(Proc):
+    """dpr-agent --config CONF that never talks to the host's systemd:
+    DBUS_SYSTEM_BUS_ADDRESS names a socket that does not exist in bus_dir
+    (sd-bus honours it), so the agent records the desired state and reports
+    systemd as unreachable. Ready when it logged 'ready' and its control
+    socket accepts; stopped with SIGTERM, after which it must exit 0."""
+
+    ready_marker = ": ready"
+    stop_signal = signal.SIGTERM
+    clean_stop = True
+
+    def __init__(self, conf: str, log_path: str, socket_path: str, bus_dir: str,
+                 cwd: str | None = None):
+        self.conf = conf
+        self.socket_path = socket_path
+        env = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=" + os.path.join(bus_dir, "no-bus")}
+        super().__init__([AGENT, "--config", conf], log_path, env=env, cwd=cwd)
+
+    def wait_ready(self, marker: str | None = None, timeout: float = START_TIMEOUT,
+                   port: int | None = None, check: Callable[[], Any] | None = None) -> "Proc":
+        return super().wait_ready(marker, timeout, port,
+                                  check or (lambda: unix_accepts(self.socket_path)))
