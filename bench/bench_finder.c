@@ -56,9 +56,9 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -78,9 +78,16 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/num.h"
+#include "common/resp.h"
 #include "dpr/depset.h"
 #include "dpr/finder.h"
 #include "dpr/store.h"
+#include "hist.h"
 
 extern char **environ;
 
@@ -177,14 +184,6 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        die("clock_gettime: %s", strerror(errno));
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_until(uint64_t t_ns)
 {
     struct timespec ts = { (time_t)(t_ns / 1000000000u), (long)(t_ns % 1000000000u) };
@@ -201,59 +200,6 @@ static uint64_t splitmix64(uint64_t *s)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
-}
-
-/* ------------------------------------------------------------------------ */
-/* log-linear latency histogram: exact below 128 ns, then 64 buckets per    */
-/* power of two (<= 1.6% relative error)                                     */
-
-#define HIST_SUB 64
-#define HIST_NB (128 + 57 * HIST_SUB)
-
-typedef struct hist {
-    uint64_t n;
-    uint64_t max;
-    uint64_t b[HIST_NB];
-} hist;
-
-static void hist_add(hist *h, uint64_t v)
-{
-    size_t idx;
-    if (v < 128) {
-        idx = (size_t)v;
-    } else {
-        unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= 7 */
-        size_t sub = (size_t)((v >> (e - 6)) & (HIST_SUB - 1));
-        idx = 128 + (size_t)(e - 7) * HIST_SUB + sub;
-    }
-    h->b[idx]++;
-    h->n++;
-    if (v > h->max)
-        h->max = v;
-}
-
-/* Value at quantile q (0..1): the midpoint of the bucket holding it. */
-static double hist_quantile(const hist *h, double q)
-{
-    if (h->n == 0)
-        return -1;
-    uint64_t rank = (uint64_t)(q * (double)h->n);
-    if (rank >= h->n)
-        rank = h->n - 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < HIST_NB; i++) {
-        seen += h->b[i];
-        if (seen > rank) {
-            if (i < 128)
-                return (double)i;
-            size_t e = (i - 128) / HIST_SUB + 7, sub = (i - 128) % HIST_SUB;
-            double lo = (double)((uint64_t)(HIST_SUB + sub) << (e - 6));
-            double width = (double)(1ull << (e - 6));
-            double mid = lo + width / 2;
-            return mid > (double)h->max ? (double)h->max : mid;
-        }
-    }
-    return (double)h->max;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -410,7 +356,7 @@ static void tracker_cut(tracker *tr, size_t w, uint64_t c, uint64_t t)
         uint64_t slot = v & (tr->T - 1);
         if (v > tr->skip) {
             uint64_t h = tr->hand[slot * tr->W + w];
-            hist_add(&tr->h, t > h ? t - h : 0);
+            hist_add(&tr->h, t > h ? t - h : 0, 1);
         }
         tr->uncovered[slot]--;
     }
@@ -435,7 +381,7 @@ typedef struct result {
     enum path path;
     enum load load;
     double rate;      /* reports answered per second */
-    double p50, p99;  /* ns, -1 if no sample */
+    double p50, p99;  /* ns, NAN if no sample */
     uint64_t samples;
     uint64_t uncovered; /* reports never covered before the drain timeout */
     char notes[256];
@@ -520,7 +466,7 @@ static void run_inproc(const options *o, size_t W, enum load load, result *r)
     inproc_publish(f);
 
     const uint64_t period = (uint64_t)(o->period_ms * 1e6);
-    const uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
+    const uint64_t t0 = dpr_mono_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
     uint64_t reports = 0, busy = 0, max_late = 0, t_stop = t0;
     for (uint64_t k = 1;; k++) {
         check_signal();
@@ -528,20 +474,20 @@ static void run_inproc(const options *o, size_t W, enum load load, result *r)
             uint64_t due = t0 + (k - 1) * period;
             if (due >= end)
                 break;
-            uint64_t t = now_ns();
+            uint64_t t = dpr_mono_ns();
             if (t < due)
                 sleep_until(due);
             else if (t - due > max_late)
                 max_late = t - due;
         }
-        uint64_t ts = now_ns();
+        uint64_t ts = dpr_mono_ns();
         if (ts >= end)
             break;
         tracker_begin_tick(&tr, k);
         for (size_t i = 0; i < W; i++) {
             dpr_dep dep;
             size_t nd = workload_deps(&wl, i, k, &dep);
-            tracker_hand(&tr, k, i, now_ns());
+            tracker_hand(&tr, k, i, dpr_mono_ns());
             rc = dpr_finder_report(f, world_line, wl.ids[i], k, &dep, nd);
             if (rc != 0)
                 die("dpr_finder_report(worker %" PRIu64 ", version %" PRIu64 "): %s",
@@ -549,10 +495,10 @@ static void run_inproc(const options *o, size_t W, enum load load, result *r)
         }
         reports += W;
         inproc_publish(f);
-        uint64_t tc = now_ns();
+        uint64_t tc = dpr_mono_ns();
         for (size_t i = 0; i < W; i++)
             tracker_cut(&tr, i, dpr_finder_cut_of(f, wl.ids[i]), tc);
-        t_stop = now_ns();
+        t_stop = dpr_mono_ns();
         busy += t_stop - ts;
     }
     double elapsed = (double)(t_stop - t0) / 1e9;
@@ -580,84 +526,16 @@ static void run_inproc(const options *o, size_t W, enum load load, result *r)
 /* ------------------------------------------------------------------------ */
 /* TCP: buffers, connections, the dpr-finder process                        */
 
-typedef struct buf {
-    char *p;
-    size_t off, len, cap;
-} buf;
-
-static void buf_reserve(buf *b, size_t more)
+/* Requests are built with common/resp.h; the bench dies when memory runs out. */
+static void check_buf(const dpr_buf *b)
 {
-    if (b->off && b->off == b->len)
-        b->off = b->len = 0;
-    if (b->len + more <= b->cap)
-        return;
-    if (b->off) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->len + more <= b->cap)
-            return;
-    }
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
+    if (dpr_buf_failed(b))
         die("out of memory");
-    b->p = p;
-    b->cap = cap;
-}
-
-static void buf_put(buf *b, const char *s, size_t n)
-{
-    buf_reserve(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-/* RESP bulk string of an unsigned decimal */
-static void buf_put_u64(buf *b, uint64_t v)
-{
-    char digits[24], out[40];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    int o = 0;
-    out[o++] = '$';
-    if (n >= 10)
-        out[o++] = (char)('0' + n / 10);
-    out[o++] = (char)('0' + n % 10);
-    out[o++] = '\r';
-    out[o++] = '\n';
-    while (n)
-        out[o++] = digits[--n];
-    out[o++] = '\r';
-    out[o++] = '\n';
-    buf_put(b, out, (size_t)o);
-}
-
-static void buf_put_str(buf *b, const char *s)
-{
-    char hdr[32];
-    size_t n = strlen(s);
-    int h = snprintf(hdr, sizeof hdr, "$%zu\r\n", n);
-    buf_put(b, hdr, (size_t)h);
-    buf_put(b, s, n);
-    buf_put(b, "\r\n", 2);
-}
-
-static void buf_put_array(buf *b, unsigned n)
-{
-    char hdr[32];
-    int h = snprintf(hdr, sizeof hdr, "*%u\r\n", n);
-    buf_put(b, hdr, (size_t)h);
 }
 
 typedef struct conn {
     int fd;
-    buf out;
+    dpr_buf out;           /* requests not yet sent */
     redisReader *rd;
     size_t w0, w1;         /* workers [w0, w1) report over this connection */
     uint64_t outstanding;  /* commands without a reply */
@@ -696,13 +574,13 @@ static uint64_t fifo_answer(conn *c)
     return t;
 }
 
-static void conn_open(conn *c, const struct sockaddr_in *sa)
+static void conn_open(conn *c, const struct sockaddr_storage *sa, socklen_t salen)
 {
     memset(c, 0, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         die("socket: %s", strerror(errno));
-    if (connect(c->fd, (const struct sockaddr *)sa, sizeof *sa) != 0)
+    if (connect(c->fd, (const struct sockaddr *)sa, salen) != 0)
         die("connect to dpr-finder: %s", strerror(errno));
     int one = 1;
     if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
@@ -723,28 +601,30 @@ static void conn_close(conn *c)
     if (c->rd)
         redisReaderFree(c->rd);
     c->rd = NULL;
-    free(c->out.p);
-    memset(&c->out, 0, sizeof c->out);
+    dpr_buf_free(&c->out);
     free(c->fifo);
     c->fifo = NULL;
     c->fifo_cap = c->fifo_len = c->fifo_head = 0;
 }
 
-/* Writes what the socket takes now. */
+/* Writes what the socket takes now; keeps the rest. */
 static void conn_flush(conn *c)
 {
-    while (c->out.off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
+    size_t sent = 0;
+
+    check_buf(&c->out);
+    while (sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + sent, c->out.len - sent, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
+                break;
             die("send to dpr-finder: %s", strerror(errno));
         }
-        c->out.off += (size_t)n;
+        sent += (size_t)n;
     }
-    c->out.off = c->out.len = 0;
+    dpr_buf_consume(&c->out, sent);
 }
 
 /* Reads what is there into the reader; false on EOF. */
@@ -783,11 +663,9 @@ static uint64_t reply_u64(const redisReply *r, const char *what)
     if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
         return (uint64_t)r->integer;
     if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(r->str, &end, 10);
-        if (errno == 0 && end != r->str && *end == '\0')
-            return (uint64_t)v;
+        uint64_t v;
+        if (dpr_parse_u64(r->str, r->len, 0, UINT64_MAX, &v) == 0)
+            return v;
     }
     die("unexpected %s in reply (type %d)", what, r->type);
 }
@@ -805,8 +683,11 @@ static const char *fs_name(long type)
 }
 
 /* Starts dpr-finder on 127.0.0.1:0 with a fresh state dir; fills *sa. */
-static void finder_start(const options *o, struct sockaddr_in *sa, char *fsdesc, size_t fslen)
+static void finder_start(const options *o, struct sockaddr_storage *sa, socklen_t *salen,
+                         char *fsdesc, size_t fslen)
 {
+    dpr_err err = DPR_ERR_INIT;
+
     snprintf(g_tmpdir, sizeof g_tmpdir, "%s/dpr-bench-finder.XXXXXX", o->tmpdir);
     if (!mkdtemp(g_tmpdir)) {
         int e = errno;
@@ -816,8 +697,8 @@ static void finder_start(const options *o, struct sockaddr_in *sa, char *fsdesc,
     char state[PATH_MAX + 16], log[PATH_MAX + 16];
     snprintf(state, sizeof state, "%s/state", g_tmpdir);
     snprintf(log, sizeof log, "%s/finder.log", g_tmpdir);
-    if (mkdir(state, 0700) != 0)
-        die("mkdir %s: %s", state, strerror(errno));
+    if (dpr_mkdir_p(state, 0700, &err) < 0)
+        die("%s", err.msg);
     struct statfs sfs;
     if (statfs(state, &sfs) != 0)
         die("statfs %s: %s", state, strerror(errno));
@@ -838,7 +719,7 @@ static void finder_start(const options *o, struct sockaddr_in *sa, char *fsdesc,
         die("cannot start %s: %s", o->finder_bin, strerror(rc));
     g_child = pid;
 
-    uint64_t deadline = now_ns() + 10000000000ull;
+    uint64_t deadline = dpr_mono_ns() + 10000000000ull;
     for (;;) {
         FILE *fp = fopen(log, "r");
         if (fp) {
@@ -848,24 +729,11 @@ static void finder_start(const options *o, struct sockaddr_in *sa, char *fsdesc,
                 if (!p)
                     continue;
                 p += strlen("listening on ");
-                const char *colon = strrchr(p, ':');
-                if (!colon)
-                    continue;
-                char host[64];
-                size_t hl = (size_t)(colon - p);
-                if (hl >= sizeof host)
-                    continue;
-                memcpy(host, p, hl);
-                host[hl] = '\0';
-                char *end;
-                unsigned long port = strtoul(colon + 1, &end, 10);
-                if (end == colon + 1 || port == 0 || port > 65535)
-                    continue;
-                memset(sa, 0, sizeof *sa);
-                sa->sin_family = AF_INET;
-                sa->sin_port = htons((uint16_t)port);
-                if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-                    die("cannot parse finder address '%s'", host);
+                dpr_hostport hp;
+                if (dpr_hostport_parse_n(p, strcspn(p, " \r\n"), 0, &hp, NULL) < 0)
+                    continue; /* not complete yet */
+                if (dpr_hostport_resolve(&hp, false, sa, salen, &err) < 0)
+                    die("finder address: %s", err.msg);
                 fclose(fp);
                 return;
             }
@@ -877,7 +745,7 @@ static void finder_start(const options *o, struct sockaddr_in *sa, char *fsdesc,
             g_child = -1;
             die("dpr-finder exited during start-up (status %d)", st);
         }
-        if (now_ns() > deadline)
+        if (dpr_mono_ns() > deadline)
             die("dpr-finder did not print its address within 10 s");
         check_signal();
         usleep(10000);
@@ -890,7 +758,7 @@ static void finder_stop(result *r)
     if (g_child > 0) {
         if (kill(g_child, SIGTERM) != 0)
             die("kill dpr-finder: %s", strerror(errno));
-        uint64_t deadline = now_ns() + 5000000000ull;
+        uint64_t deadline = dpr_mono_ns() + 5000000000ull;
         int st = 0;
         for (;;) {
             pid_t w = waitpid(g_child, &st, WNOHANG);
@@ -898,7 +766,7 @@ static void finder_stop(result *r)
                 break;
             if (w < 0 && errno != EINTR)
                 die("waitpid: %s", strerror(errno));
-            if (now_ns() > deadline) {
+            if (dpr_mono_ns() > deadline) {
                 note(r, "dpr-finder ignored SIGTERM for 5 s");
                 kill_child();
                 st = 0;
@@ -938,10 +806,7 @@ static double proc_cpu(pid_t pid)
 /* CPU time of this process, in seconds */
 static double self_cpu(void)
 {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
-        die("clock_gettime: %s", strerror(errno));
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)dpr_clock_ns(CLOCK_PROCESS_CPUTIME_ID) / 1e9;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -965,7 +830,7 @@ typedef struct tcp_run {
 
 static void sync_send(tcp_run *t)
 {
-    buf_put(&t->poll.out, "*1\r\n$8\r\nDPR.SYNC\r\n", 18);
+    dpr_buf_append(&t->poll.out, "*1\r\n$8\r\nDPR.SYNC\r\n", 18);
     t->poll.outstanding++;
     t->sync_out = true;
     conn_flush(&t->poll);
@@ -973,7 +838,7 @@ static void sync_send(tcp_run *t)
 
 static void sync_reply(tcp_run *t, redisReply *r)
 {
-    uint64_t tnow = now_ns();
+    uint64_t tnow = dpr_mono_ns();
     if (r->type == REDIS_REPLY_ERROR)
         die("DPR.SYNC: %s", r->str);
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -1000,22 +865,20 @@ static void sync_reply(tcp_run *t, redisReply *r)
 static void send_tick(tcp_run *t, uint64_t k)
 {
     tracker_begin_tick(&t->tr, k);
-    char wlbuf[24];
-    snprintf(wlbuf, sizeof wlbuf, "%" PRIu64, t->world_line);
     for (size_t c = 0; c < t->nrep; c++) {
         conn *cn = &t->rep[c];
-        uint64_t th = now_ns();
+        uint64_t th = dpr_mono_ns();
         for (size_t i = cn->w0; i < cn->w1; i++) {
             dpr_dep dep;
             size_t nd = workload_deps(&t->wl, i, k, &dep);
-            buf_put_array(&cn->out, (unsigned)(4 + 2 * nd));
-            buf_put(&cn->out, "$10\r\nDPR.REPORT\r\n", 17);
-            buf_put_str(&cn->out, wlbuf);
-            buf_put_u64(&cn->out, t->wl.ids[i]);
-            buf_put_u64(&cn->out, k);
+            dpr_resp_array(&cn->out, 4 + 2 * nd);
+            dpr_buf_append(&cn->out, "$10\r\nDPR.REPORT\r\n", 17);
+            dpr_resp_bulk_u64(&cn->out, t->world_line);
+            dpr_resp_bulk_u64(&cn->out, t->wl.ids[i]);
+            dpr_resp_bulk_u64(&cn->out, k);
             if (nd) {
-                buf_put_u64(&cn->out, dep.worker);
-                buf_put_u64(&cn->out, dep.version);
+                dpr_resp_bulk_u64(&cn->out, dep.worker);
+                dpr_resp_bulk_u64(&cn->out, dep.version);
             }
             tracker_hand(&t->tr, k, i, th);
         }
@@ -1032,11 +895,11 @@ static void tcp_pump(tcp_run *t, uint64_t timeout_ns)
     size_t n = t->nrep + 1;
     for (size_t c = 0; c < t->nrep; c++) {
         t->pfd[c].fd = t->rep[c].fd;
-        t->pfd[c].events = POLLIN | (t->rep[c].out.len > t->rep[c].out.off ? POLLOUT : 0);
+        t->pfd[c].events = POLLIN | (t->rep[c].out.len > 0 ? POLLOUT : 0);
         t->pfd[c].revents = 0;
     }
     t->pfd[t->nrep].fd = t->poll.fd;
-    t->pfd[t->nrep].events = POLLIN | (t->poll.out.len > t->poll.out.off ? POLLOUT : 0);
+    t->pfd[t->nrep].events = POLLIN | (t->poll.out.len > 0 ? POLLOUT : 0);
     t->pfd[t->nrep].revents = 0;
     struct timespec ts = { (time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u) };
     int rc = ppoll(t->pfd, (nfds_t)n, &ts, NULL);
@@ -1068,9 +931,9 @@ static void tcp_pump(tcp_run *t, uint64_t timeout_ns)
                         die("reply without a request");
                     cn->outstanding--;
                     t->acked++;
-                    uint64_t th = fifo_answer(cn), ta = now_ns();
+                    uint64_t th = fifo_answer(cn), ta = dpr_mono_ns();
                     if (t->tr.last > t->tr.skip)
-                        hist_add(&t->ack, ta > th ? ta - th : 0);
+                        hist_add(&t->ack, ta > th ? ta - th : 0, 1);
                 }
                 freeReplyObject(r);
             }
@@ -1083,15 +946,15 @@ static void tcp_register(tcp_run *t)
     for (size_t c = 0; c < t->nrep; c++) {
         conn *cn = &t->rep[c];
         for (size_t i = cn->w0; i < cn->w1; i++) {
-            buf_put_array(&cn->out, 2);
-            buf_put_str(&cn->out, "DPR.WORKER.ADD");
-            buf_put_u64(&cn->out, t->wl.ids[i]);
+            dpr_resp_array(&cn->out, 2);
+            dpr_resp_bulk_str(&cn->out, "DPR.WORKER.ADD");
+            dpr_resp_bulk_u64(&cn->out, t->wl.ids[i]);
         }
         cn->outstanding = cn->w1 - cn->w0;
         conn_flush(cn);
     }
     t->registering = true;
-    uint64_t deadline = now_ns() + 20000000000ull;
+    uint64_t deadline = dpr_mono_ns() + 20000000000ull;
     bool have_wl = false;
     for (;;) {
         bool pending = false;
@@ -1122,7 +985,7 @@ static void tcp_register(tcp_run *t)
             break;
         }
         check_signal();
-        if (now_ns() > deadline)
+        if (dpr_mono_ns() > deadline)
             die("DPR.WORKER.ADD replies did not arrive within 20 s");
         tcp_pump(t, 10000000);
     }
@@ -1139,24 +1002,25 @@ static void run_tcp(const options *o, size_t W, enum load load, result *r)
     workload_init(&t.wl, W, o->seed, o->dep_prob);
     tracker_init(&t.tr, W);
 
-    struct sockaddr_in sa;
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
     char fs[32];
-    finder_start(o, &sa, fs, sizeof fs);
+    finder_start(o, &sa, &salen, fs, sizeof fs);
     t.nrep = (W + o->conn_workers - 1) / o->conn_workers;
     t.rep = xcalloc(t.nrep, sizeof *t.rep);
     t.pfd = xcalloc(t.nrep + 1, sizeof *t.pfd);
     for (size_t c = 0; c < t.nrep; c++) {
-        conn_open(&t.rep[c], &sa);
+        conn_open(&t.rep[c], &sa, salen);
         t.rep[c].w0 = c * o->conn_workers;
         t.rep[c].w1 = t.rep[c].w0 + o->conn_workers < W ? t.rep[c].w0 + o->conn_workers : W;
     }
-    conn_open(&t.poll, &sa);
+    conn_open(&t.poll, &sa, salen);
     tcp_register(&t);
 
     const uint64_t period = (uint64_t)(o->period_ms * 1e6);
     const uint64_t window = 2 * W > 1024 ? 2 * W : 1024;
     double cpu0 = proc_cpu(g_child), self0 = self_cpu();
-    const uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
+    const uint64_t t0 = dpr_mono_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
     const uint64_t drain_end = end + 3000000000ull;
     uint64_t k = 0, max_late = 0, t_last_ack = t0, acked_at_end = 0;
     bool ended = false;
@@ -1164,7 +1028,7 @@ static void run_tcp(const options *o, size_t W, enum load load, result *r)
     uint64_t next_sync = 0;
     for (;;) {
         check_signal();
-        uint64_t tn = now_ns();
+        uint64_t tn = dpr_mono_ns();
         uint64_t timeout = 1000000; /* 1 ms */
         if (tn < end) {
             if (load == LOAD_PACED) {
@@ -1175,7 +1039,7 @@ static void run_tcp(const options *o, size_t W, enum load load, result *r)
                     if (!tracker_room(&t.tr))
                         die("the cut lags %" PRIu64 " ticks behind", k + 1 - t.tr.oldest);
                     send_tick(&t, ++k);
-                    tn = now_ns();
+                    tn = dpr_mono_ns();
                 }
                 due = t0 + k * period;
                 timeout = due > tn ? due - tn : 0;
@@ -1208,10 +1072,10 @@ static void run_tcp(const options *o, size_t W, enum load load, result *r)
         uint64_t before = t.acked;
         tcp_pump(&t, timeout);
         if (t.acked != before)
-            t_last_ack = now_ns();
+            t_last_ack = dpr_mono_ns();
     }
     double cpu1 = proc_cpu(g_child), self1 = self_cpu();
-    uint64_t t_end = now_ns();
+    uint64_t t_end = dpr_mono_ns();
     (void)t_end;
     /* throughput: reports answered between t0 and the last answer */
     double elapsed = (double)(t_last_ack - t0) / 1e9;
@@ -1269,10 +1133,10 @@ static void measure_saves(const options *o, size_t W, double *p50, double *p99, 
         die("statfs %s: %s", g_tmpdir, strerror(errno));
     snprintf(fs, fslen, "%s", fs_name((long)sfs.f_type));
     dpr_store *st = NULL;
-    const char *err = NULL;
+    dpr_err err = DPR_ERR_INIT;
     int rc = dpr_store_file_open(g_tmpdir, &st, &err);
     if (rc != 0)
-        die("dpr_store_file_open: %s", err ? err : strerror(-rc));
+        die("dpr_store_file_open: %s", dpr_err_str(&err, rc));
     dpr_finder_state fst;
     memset(&fst, 0, sizeof fst);
     fst.world_line = DPR_FINDER_FIRST_WORLD_LINE;
@@ -1286,13 +1150,13 @@ static void measure_saves(const options *o, size_t W, double *p50, double *p99, 
             fst.workers[i].durable = (uint64_t)n;
             fst.workers[i].cut = (uint64_t)n - 1;
         }
-        uint64_t t = now_ns();
+        uint64_t t = dpr_mono_ns();
         rc = dpr_store_save(st, &fst);
-        uint64_t d = now_ns() - t;
+        uint64_t d = dpr_mono_ns() - t;
         if (rc != 0)
-            die("dpr_store_save: %s", strerror(-rc));
+            die("dpr_store_save: %s", dpr_store_error(st));
         if (n > 2)
-            hist_add(h, d);
+            hist_add(h, d, 1);
     }
     *p50 = hist_quantile(h, 0.5);
     *p99 = hist_quantile(h, 0.99);
@@ -1320,7 +1184,7 @@ static void fmt_rate(char *out, size_t n, double v)
 
 static void fmt_ns(char *out, size_t n, double ns)
 {
-    if (ns < 0)
+    if (isnan(ns))
         snprintf(out, n, "-");
     else if (ns < 1000)
         snprintf(out, n, "%.2f µs", ns / 1e3);
@@ -1341,7 +1205,7 @@ static const char *goal_cell(const result *r, char *out, size_t n)
         snprintf(out, n, "≥ 1,000,000/s: %s", r->rate >= GOAL_RATE ? "**met**" : "**not met**");
     else if (r->path == PATH_TCP && r->load == LOAD_PACED && r->W == GOAL_P99_W)
         snprintf(out, n, "p99 < 5 ms: %s",
-                 r->p99 >= 0 && r->p99 < GOAL_P99_NS && r->uncovered == 0 ? "**met**" : "**not met**");
+                 !isnan(r->p99) && r->p99 < GOAL_P99_NS && r->uncovered == 0 ? "**met**" : "**not met**");
     return out;
 }
 
@@ -1394,7 +1258,7 @@ static void print_table(const options *o, const result *res, size_t nres)
             continue;
         char p99[32];
         fmt_ns(p99, sizeof p99, r->p99);
-        if (r->p99 >= 0 && r->p99 < GOAL_P99_NS && r->uncovered == 0)
+        if (!isnan(r->p99) && r->p99 < GOAL_P99_NS && r->uncovered == 0)
             printf("\nGoal report-to-cut p99 < 5 ms at 512 workers over TCP (paced): met (p99 %s)\n", p99);
         else
             printf("\nGoal report-to-cut p99 < 5 ms at 512 workers over TCP (paced): **not met** "

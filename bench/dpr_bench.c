@@ -58,8 +58,14 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/num.h"
+#include "common/resp.h"
 #include "dpr/client.h"
 #include "dpr/route.h"
+#include "hist.h"
 
 #define MAX_SHARDS 64
 #define KEY_LEN 16 /* "key:" + 12 digits */
@@ -68,13 +74,12 @@
 
 typedef struct options {
     bool dpr;
-    char server_host[256];
-    uint16_t server_port;
+    dpr_hostport server;
     dpr_endpoint shards[MAX_SHARDS];
-    char shard_hosts[MAX_SHARDS][256];
+    char shard_hosts[MAX_SHARDS][DPR_HOST_MAX];
     size_t nshards;
     dpr_endpoint finder;
-    char finder_host[256];
+    char finder_host[DPR_HOST_MAX];
     unsigned connections, pipeline, threads;
     double read_ratio;
     uint64_t keys;
@@ -113,13 +118,6 @@ static void *xcalloc(size_t n, size_t size)
     if (!p)
         die("out of memory");
     return p;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- random numbers and keys --------------------------------------------------- */
@@ -195,64 +193,6 @@ static void format_key(char *buf, uint64_t k)
 }
 
 static char *value_buf;
-
-/* ---- histograms (log-linear: exact below 128 ns, then 64 buckets per power
- * of two, <= 1.6 % error), with weights ----------------------------------------- */
-
-#define HIST_SUB 64
-#define HIST_NB (128 + 57 * HIST_SUB)
-
-typedef struct hist {
-    uint64_t n, max;
-    uint64_t b[HIST_NB];
-} hist;
-
-static void hist_add(hist *h, uint64_t v, uint64_t weight)
-{
-    size_t idx;
-    if (v < 128) {
-        idx = (size_t)v;
-    } else {
-        unsigned e = 63u - (unsigned)__builtin_clzll(v);
-        size_t sub = (size_t)((v >> (e - 6)) & (HIST_SUB - 1));
-        idx = 128 + (size_t)(e - 7) * HIST_SUB + sub;
-    }
-    h->b[idx] += weight;
-    h->n += weight;
-    if (v > h->max)
-        h->max = v;
-}
-
-static void hist_merge(hist *dst, const hist *src)
-{
-    for (size_t i = 0; i < HIST_NB; i++)
-        dst->b[i] += src->b[i];
-    dst->n += src->n;
-    if (src->max > dst->max)
-        dst->max = src->max;
-}
-
-static double hist_quantile(const hist *h, double q)
-{
-    if (h->n == 0)
-        return NAN;
-    uint64_t rank = (uint64_t)(q * (double)h->n);
-    if (rank >= h->n)
-        rank = h->n - 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < HIST_NB; i++) {
-        seen += h->b[i];
-        if (seen > rank) {
-            if (i < 128)
-                return (double)i;
-            size_t e = (i - 128) / HIST_SUB + 7, sub = (i - 128) % HIST_SUB;
-            double lo = (double)((uint64_t)(HIST_SUB + sub) << (e - 6));
-            double mid = lo + (double)(1ull << (e - 6)) / 2;
-            return mid > (double)h->max ? (double)h->max : mid;
-        }
-    }
-    return (double)h->max;
-}
 
 /* ---- shared run state ---------------------------------------------------------- */
 
@@ -348,8 +288,8 @@ typedef struct conn {
     /* plain */
     int fd;
     redisReader *reader;
-    char *obuf;
-    size_t olen, ooff, ocap;
+    dpr_buf out; /* bytes [woff, out.len) are still to be written */
+    size_t woff;
     /* dpr */
     dpr_client_session *sess;
     commit_rec *crec;
@@ -374,13 +314,14 @@ typedef struct thread_ctx {
 
 static int tcp_connect(const char *host, uint16_t port)
 {
-    char ps[8];
+    char ps[DPR_FMT_U64_MAX + 1];
     struct addrinfo hints, *res, *ai;
     int fd = -1;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    snprintf(ps, sizeof(ps), "%u", (unsigned)port);
+    hints.ai_flags = AI_NUMERICSERV;
+    ps[dpr_fmt_u64(ps, port)] = '\0';
     if (getaddrinfo(host, ps, &hints, &res) != 0)
         die("cannot resolve %s", host);
     for (ai = res; ai; ai = ai->ai_next) {
@@ -400,51 +341,11 @@ static int tcp_connect(const char *host, uint16_t port)
     return fd;
 }
 
-static void obuf_put(conn *c, const void *p, size_t n)
-{
-    if (c->olen + n > c->ocap) {
-        size_t cap = c->ocap ? c->ocap : 65536;
-        while (cap < c->olen + n)
-            cap *= 2;
-        c->obuf = realloc(c->obuf, cap);
-        if (!c->obuf)
-            die("out of memory");
-        c->ocap = cap;
-    }
-    memcpy(c->obuf + c->olen, p, n);
-    c->olen += n;
-}
-
-/* "<type><decimal v>\r\n", like the client library's encoder (no snprintf) */
-static void obuf_header(conn *c, char type, size_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    tmp[--i] = '\n';
-    tmp[--i] = '\r';
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    tmp[--i] = type;
-    obuf_put(c, tmp + i, sizeof(tmp) - i);
-}
-
-static void obuf_command(conn *c, const dpr_op *op)
-{
-    obuf_header(c, '*', (size_t)op->argc);
-    for (int i = 0; i < op->argc; i++) {
-        obuf_header(c, '$', op->argvlen[i]);
-        obuf_put(c, op->argv[i], op->argvlen[i]);
-        obuf_put(c, "\r\n", 2);
-    }
-}
-
 /* plain: writes what the socket takes (non-blocking socket) */
 static void plain_flush(conn *c)
 {
-    while (c->ooff < c->olen) {
-        ssize_t n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
+    while (c->woff < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->woff, c->out.len - c->woff, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -452,17 +353,22 @@ static void plain_flush(conn *c)
                 return;
             die("write: %s", strerror(errno));
         }
-        c->ooff += (size_t)n;
+        c->woff += (size_t)n;
     }
-    c->ooff = c->olen = 0;
+    dpr_buf_reset(&c->out);
+    c->woff = 0;
 }
 
 static void plain_start_window(conn *c)
 {
     window_fill(&c->w, &c->rng, 1);
-    c->w.start_ns = now_ns();
-    for (unsigned i = 0; i < opt.pipeline; i++)
-        obuf_command(c, &c->w.ops[i]);
+    c->w.start_ns = dpr_mono_ns();
+    for (unsigned i = 0; i < opt.pipeline; i++) {
+        const dpr_op *op = &c->w.ops[i];
+        dpr_resp_command(&c->out, op->argc, op->argv, op->argvlen);
+    }
+    if (dpr_buf_failed(&c->out))
+        die("out of memory");
     plain_flush(c);
 }
 
@@ -482,7 +388,7 @@ static void plain_on_readable(thread_ctx *t, conn *c)
         return;
     if (n <= 0)
         die("server closed the connection (%s)", n < 0 ? strerror(errno) : "EOF");
-    uint64_t now = now_ns();
+    uint64_t now = dpr_mono_ns();
     if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
         die("out of memory");
     uint32_t got = 0;
@@ -538,7 +444,7 @@ static void dpr_send_groups(conn *c)
 static void dpr_start_window(conn *c)
 {
     window_fill(&c->w, &c->rng, (uint32_t)opt.nshards);
-    c->w.start_ns = now_ns();
+    c->w.start_ns = dpr_mono_ns();
     dpr_send_groups(c);
 }
 
@@ -587,7 +493,7 @@ static void dpr_on_ready(thread_ctx *t, conn *c)
         if (res.status != 0)
             die("batch failed: %s (%s)", strerror(-res.status),
                 dpr_client_session_errstr(c->sess));
-        uint64_t now = now_ns();
+        uint64_t now = dpr_mono_ns();
         for (uint32_t i = 0; i < res.op_count; i++)
             if (res.replies[i]->type == REDIS_REPLY_ERROR && t->errors++ == 0)
                 fprintf(stderr, "dpr-bench: error reply: %s\n", res.replies[i]->str);
@@ -619,7 +525,7 @@ static void thread_take_cut(thread_ctx *t)
     if (r < 0)
         die("out of memory");
     t->local_gen = g;
-    uint64_t now = now_ns();
+    uint64_t now = dpr_mono_ns();
     for (unsigned i = 0; i < t->nconns; i++)
         dpr_apply_cut(t, &t->conns[i], now);
 }
@@ -651,7 +557,7 @@ static void *thread_main(void *arg)
                 n += k;
             } else {
                 t->pfds[n].fd = c->fd;
-                t->pfds[n].events = POLLIN | (c->olen > c->ooff ? POLLOUT : 0);
+                t->pfds[n].events = POLLIN | (c->out.len > c->woff ? POLLOUT : 0);
                 t->pfds[n].revents = 0;
                 t->pfd_conn[n++] = i;
             }
@@ -677,13 +583,13 @@ static void *thread_main(void *arg)
     }
     /* dpr: wait for the commits of what was answered */
     if (opt.dpr) {
-        uint64_t deadline = now_ns() + (uint64_t)(opt.commit_wait * 1e9);
+        uint64_t deadline = dpr_mono_ns() + (uint64_t)(opt.commit_wait * 1e9);
         for (;;) {
             thread_take_cut(t);
             size_t left = 0;
             for (unsigned i = 0; i < t->nconns; i++)
                 left += t->conns[i].clen;
-            if (left == 0 || now_ns() >= deadline)
+            if (left == 0 || dpr_mono_ns() >= deadline)
                 break;
             usleep(opt.sync_interval_ms * 1000);
         }
@@ -841,10 +747,8 @@ static void bad_usage(const char *fmt, ...)
 
 static uint64_t parse_uint(const char *name, const char *s, uint64_t lo, uint64_t hi)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
+    uint64_t v;
+    if (dpr_parse_u64_str(s, lo, hi, &v) < 0)
         bad_usage("--%s: expected an integer in %" PRIu64 "..%" PRIu64 ", got '%s'", name, lo,
                   hi, s);
     return v;
@@ -900,14 +804,11 @@ static void parse_args(int argc, char **argv)
             else
                 bad_usage("--mode: plain or dpr");
             break;
-        case OPT_SERVER: {
-            dpr_endpoint ep;
-            if (dpr_endpoint_parse(optarg, &ep, opt.server_host, sizeof(opt.server_host)) < 0)
+        case OPT_SERVER:
+            if (dpr_hostport_parse(optarg, 0, &opt.server, NULL) < 0)
                 bad_usage("--server: expected HOST:PORT, got '%s'", optarg);
-            opt.server_port = ep.port;
             have_server = true;
             break;
-        }
         case OPT_SHARD:
             if (opt.nshards == MAX_SHARDS)
                 bad_usage("at most %d shards", MAX_SHARDS);
@@ -981,25 +882,25 @@ int main(int argc, char **argv)
         zipf_init(opt.keys, opt.zipf_theta);
 
     if (opt.dpr) {
-        char err[512];
+        dpr_err err;
         dpr_client_config cfg = {.shards = opt.shards, .nshards = opt.nshards,
                                  .finder = opt.finder,
                                  .pipeline_depth = 1}; /* one batch per shard and window */
-        int r = dpr_client_new(&cfg, &client, err, sizeof(err));
+        int r = dpr_client_new(&cfg, &client, &err);
         if (r < 0)
-            die("%s", err);
+            die("%s", err.msg);
     }
     if (opt.prefill) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = dpr_mono_ns();
         if (opt.dpr)
             for (size_t k = 0; k < opt.nshards; k++)
                 prefill_one(opt.shards[k].host, opt.shards[k].port, (uint32_t)k,
                             (uint32_t)opt.nshards);
         else
-            prefill_one(opt.server_host, opt.server_port, 0, 1);
+            prefill_one(opt.server.host, opt.server.port, 0, 1);
         if (!opt.quiet)
             fprintf(stderr, "prefilled %" PRIu64 " keys in %.2f s\n", opt.keys,
-                    (double)(now_ns() - t0) / 1e9);
+                    (double)(dpr_mono_ns() - t0) / 1e9);
         if (opt.prefill_only) {
             dpr_client_free(client);
             free(value_buf);
@@ -1014,13 +915,14 @@ int main(int argc, char **argv)
         c->rng = opt.seed * 0x100000001b3ull + i;
         window_init(&c->w);
         c->fd = -1;
+        dpr_buf_init(&c->out);
         if (opt.dpr) {
             int r = dpr_client_session_open(client, opt.relaxed ? DPR_SESSION_RELAXED : 0,
                                             &c->sess);
             if (r < 0)
                 die("session: %s", dpr_client_errstr(client));
         } else {
-            c->fd = tcp_connect(opt.server_host, opt.server_port);
+            c->fd = tcp_connect(opt.server.host, opt.server.port);
             c->reader = redisReaderCreate();
             if (!c->reader)
                 die("out of memory");
@@ -1050,7 +952,7 @@ int main(int argc, char **argv)
     dpr_cut_init(&shared_cut);
     if (opt.dpr && pthread_create(&poller, NULL, poller_main, NULL) != 0)
         die("cannot start the poller thread");
-    uint64_t t0 = now_ns();
+    uint64_t t0 = dpr_mono_ns();
     t_measure = t0 + (uint64_t)(opt.warmup * 1e9);
     t_end = t0 + (uint64_t)(opt.duration * 1e9);
     for (unsigned i = 0; i < opt.threads; i++)
@@ -1104,7 +1006,7 @@ int main(int argc, char **argv)
         conn *c = &conns[i];
         window_free(&c->w);
         free(c->crec);
-        free(c->obuf);
+        dpr_buf_free(&c->out);
         if (c->reader)
             redisReaderFree(c->reader);
         if (c->fd >= 0)

@@ -2,7 +2,8 @@
 # Private headers: cachestore/src/ (on this component's include path only).
 #
 # Included by the top-level Makefile. dpr-kv's modules except kv_main.c go
-# into $(KV_A), which the unit tests and fuzz targets link.
+# into $(KV_A), which the unit tests link; the fuzz targets compile the same
+# sources with clang's fuzzing flags.
 
 CACHESTORE_SRC = $(sort $(wildcard cachestore/src/*.c))
 KV_A = $(BUILD)/libdprkv.a
@@ -21,7 +22,7 @@ $(KV_BIN): $(BUILD)/obj/cachestore/src/kv_main.o $(KV_A) $(LIBDPR_A)
 
 UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/cachestore/test_*.c))
 
-$(BUILD)/tests/cachestore/test_%: $(BUILD)/obj/tests/cachestore/test_%.o $(LIBDPR_A)
+$(BUILD)/tests/cachestore/test_%: $(BUILD)/obj/tests/cachestore/test_%.o $(KV_A) $(LIBDPR_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(KV_LIBS)
 

@@ -1,31 +1,40 @@
 /* agent.c - lifecycle and control operations (see agent.h, agent_int.h). */
 #include "agent.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent_int.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
 #include "envfile.h"
-#include "fsutil.h"
-#include "log.h"
+#include "log_instance.h"
 #include "proto.h"
 #include "spec.h"
 #include "statefile.h"
 
 /* ---- runtime table -------------------------------------------------------- */
 
-inst_rt *agent_rt(agent *a, const char *name)
+inst_rt *agent_rt_find(agent *a, const char *name)
 {
-    inst_rt *v;
-
     for (size_t i = 0; i < a->nrt; i++)
         if (strcmp(a->rt[i].name, name) == 0)
             return &a->rt[i];
+    return NULL;
+}
+
+inst_rt *agent_rt_ensure(agent *a, const char *name)
+{
+    inst_rt *v = agent_rt_find(a, name);
+
+    if (v)
+        return v;
     if (a->nrt == a->caprt) {
         size_t cap = a->caprt ? a->caprt * 2 : 16;
         v = realloc(a->rt, cap * sizeof(*v));
@@ -42,12 +51,16 @@ inst_rt *agent_rt(agent *a, const char *name)
 
 /* ---- files ------------------------------------------------------------------- */
 
-int agent_save_state(agent *a, const agent_state *st, char *err, size_t errlen)
+int agent_save_state(agent *a, const agent_state *st, dpr_err *err)
 {
-    int rc = agent_statefile_save(a->state_path, st, err, errlen);
+    dpr_err own = DPR_ERR_INIT;
+    int rc;
 
+    if (!err)
+        err = &own;
+    rc = agent_statefile_save(a->state_path, st, err);
     if (rc < 0)
-        agent_err("cannot save the state: %s", err);
+        log_error("cannot save the state: %s", dpr_err_str(err, rc));
     return rc;
 }
 
@@ -56,7 +69,7 @@ int agent_write_env(agent *a, const agent_instance *in)
     agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, in->impl), a->cfg->cs_address,
                           agent_finder_address(a->finder), a->cfg->cluster,
                           a->cfg->node_name };
-    inst_rt *rt = agent_rt(a, in->name);
+    inst_rt *rt = agent_rt_find(a, in->name);
     char *text;
     int rc;
 
@@ -65,8 +78,8 @@ int agent_write_env(agent *a, const agent_instance *in)
             snprintf(rt->last_error, sizeof(rt->last_error), "implementation '%s' is not "
                      "configured on this node (cachestores.impls in %s)", in->impl,
                      a->cfg->path);
-        agent_logi(AGENT_LOG_ERR, in->name, "implementation '%s' is not configured "
-                   "(cachestores.impls)", in->impl);
+        agent_log_instance(DPR_LOG_ERR, in->name, "implementation '%s' is not configured "
+                           "(cachestores.impls)", in->impl);
         return -ENOENT;
     }
     text = agent_env_render(in, &ctx);
@@ -78,11 +91,11 @@ int agent_write_env(agent *a, const agent_instance *in)
         if (rt)
             snprintf(rt->last_error, sizeof(rt->last_error), "cannot write %s/%s.env: %s",
                      a->cfg->instance_dir, in->name, strerror(-rc));
-        agent_logi(AGENT_LOG_ERR, in->name, "cannot write %s/%s.env: %s", a->cfg->instance_dir,
-                   in->name, strerror(-rc));
+        agent_log_instance(DPR_LOG_ERR, in->name, "cannot write %s/%s.env: %s",
+                           a->cfg->instance_dir, in->name, strerror(-rc));
     } else if (rc == 1) {
-        agent_logi(AGENT_LOG_DEBUG, in->name, "wrote %s/%s.env", a->cfg->instance_dir,
-                   in->name);
+        agent_log_instance(DPR_LOG_DEBUG, in->name, "wrote %s/%s.env", a->cfg->instance_dir,
+                           in->name);
     }
     return rc;
 }
@@ -93,7 +106,7 @@ void agent_update_status(agent *a)
     size_t ready = 0;
 
     for (size_t i = 0; i < a->st.ninst; i++) {
-        inst_rt *rt = agent_rt(a, a->st.inst[i].name);
+        inst_rt *rt = agent_rt_find(a, a->st.inst[i].name);
         ready += rt && agent_rt_ready(rt);
     }
     snprintf(text, sizeof(text), "generation %llu: %zu/%zu instances ready; finder %s; %s",
@@ -146,7 +159,7 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
     agent_state_init(next);
     for (size_t i = 0; i < a->st.ninst; i++) {
         const agent_instance *in = &a->st.inst[i];
-        inst_rt *rt = agent_rt(a, in->name);
+        inst_rt *rt = agent_rt_ensure(a, in->name);
         if (!rt)
             continue;
         if (agent_names_has(&plan->created, in->name) || agent_names_has(&plan->updated,
@@ -160,14 +173,14 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
     for (size_t i = 0; i < a->st.spec.n; i++)
         agent_set_halted(a, a->st.spec.d[i].name, false);
     for (size_t i = 0; i < plan->created.n; i++)
-        agent_logi(AGENT_LOG_INFO, plan->created.v[i], "created (generation %llu)",
-                   (unsigned long long)a->st.generation);
+        agent_log_instance(DPR_LOG_INFO, plan->created.v[i], "created (generation %llu)",
+                           (unsigned long long)a->st.generation);
     for (size_t i = 0; i < plan->updated.n; i++)
-        agent_logi(AGENT_LOG_INFO, plan->updated.v[i], "updated (generation %llu): rolling "
-                   "restart", (unsigned long long)a->st.generation);
+        agent_log_instance(DPR_LOG_INFO, plan->updated.v[i], "updated (generation %llu): "
+                           "rolling restart", (unsigned long long)a->st.generation);
     for (size_t i = 0; i < plan->deleted.n; i++)
-        agent_logi(AGENT_LOG_INFO, plan->deleted.v[i], "deleted (generation %llu): stopping",
-                   (unsigned long long)a->st.generation);
+        agent_log_instance(DPR_LOG_INFO, plan->deleted.v[i], "deleted (generation %llu): "
+                           "stopping", (unsigned long long)a->st.generation);
     agent_reconcile(a);
     agent_update_status(a);
 }
@@ -181,7 +194,8 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     agent_plan plan;
     agent_problems p;
     json_t *result, *reply;
-    char err[600];
+    dpr_err err = DPR_ERR_INIT;
+    char msg[DPR_ERR_MSG_MAX + 32];
     uint64_t before = a->st.generation;
     int rc;
 
@@ -198,6 +212,8 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     }
     if (rc < 0)
         return NULL;
+    /* a change is one generation; nothing to do keeps the generation */
+    assert(next.generation == a->st.generation + (agent_plan_changed(&plan) ? 1 : 0));
     if (dry) {
         result = plan_result(a->st.generation, &plan);
         add_warning(a, result);
@@ -205,12 +221,12 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
         agent_plan_free(&plan);
         return agent_reply_ok(req->id, result);
     }
-    rc = agent_save_state(a, &next, err, sizeof(err));
+    rc = agent_save_state(a, &next, &err);
     if (rc < 0) {
         agent_state_free(&next);
         agent_plan_free(&plan);
-        snprintf(err + strlen(err), sizeof(err) - strlen(err), "; nothing was changed");
-        return agent_reply_error(req->id, AGENT_E_INTERNAL, err, NULL);
+        snprintf(msg, sizeof(msg), "%s; nothing was changed", dpr_err_str(&err, rc));
+        return agent_reply_error(req->id, AGENT_E_INTERNAL, msg, NULL);
     }
     adopt_plan(a, &next, &plan);
     result = plan_result(a->st.generation, &plan);
@@ -221,9 +237,9 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
         if (ev && req->name && strcmp(event, "delete") == 0)
             json_object_set_new(ev, "name", json_string(req->name));
         agent_emit(a, event, ev);
-        agent_info("%s: generation %llu (%zu created, %zu updated, %zu deleted)", event,
-                   (unsigned long long)a->st.generation, plan.created.n, plan.updated.n,
-                   plan.deleted.n);
+        log_info("%s: generation %llu (%zu created, %zu updated, %zu deleted)", event,
+                 (unsigned long long)a->st.generation, plan.created.n, plan.updated.n,
+                 plan.deleted.n);
     }
     agent_plan_free(&plan);
     return agent_reply_ok(req->id, result);
@@ -287,18 +303,18 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
     const agent_peer *peer = agent_client_peer(c);
     json_t *result;
 
-    agent_debug("request %s from pid %d uid %u", agent_op_name(req->op), (int)peer->pid,
-                (unsigned)peer->uid);
+    log_debug("request %s from pid %d uid %u", agent_op_name(req->op), (int)peer->pid,
+              (unsigned)peer->uid);
     switch (req->op) {
     case AGENT_OP_PLAN:
         return op_apply(a, req, true);
     case AGENT_OP_APPLY:
         if (!req->dry_run)
-            agent_info("apply requested by pid %d uid %u", (int)peer->pid, (unsigned)peer->uid);
+            log_info("apply requested by pid %d uid %u", (int)peer->pid, (unsigned)peer->uid);
         return op_apply(a, req, req->dry_run);
     case AGENT_OP_DELETE:
-        agent_info("delete '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
-                   (unsigned)peer->uid);
+        log_info("delete '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
+                 (unsigned)peer->uid);
         return op_delete(a, req);
     case AGENT_OP_STATUS:
         if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0))
@@ -324,41 +340,45 @@ static void on_finder_failed(void *arg, int err)
 
     snprintf(why, sizeof(why), "the finder cannot save its state (%s): stopping, since "
              "nothing may be told about a cut that is not durable", strerror(-err));
-    agent_err("%s", why);
+    log_error("%s", why);
     if (a->hooks.fatal)
         a->hooks.fatal(a->hooks.arg, why);
 }
 
-
-static int load_state(agent *a, char *err, size_t errlen)
+static int load_state(agent *a, dpr_err *err)
 {
+    char why[DPR_ERR_MSG_MAX];
     int rc;
 
-    snprintf(a->state_path, sizeof(a->state_path), "%s/%s", a->cfg->state_dir,
-             AGENT_STATE_FILE);
-    rc = agent_statefile_load(a->state_path, &a->st, err, errlen);
+    rc = dpr_path_join(a->state_path, sizeof(a->state_path), a->cfg->state_dir,
+                       AGENT_STATE_FILE);
+    if (rc < 0)
+        return dpr_err_set(err, rc, "state directory path too long: %.80s...",
+                           a->cfg->state_dir);
+    rc = agent_statefile_load(a->state_path, &a->st, err);
     if (rc == -ENOENT) {
         agent_state_init(&a->st);
-        agent_info("no state in %s: a new agent", a->cfg->state_dir);
+        log_info("no state in %s: a new agent", a->cfg->state_dir);
         return 0;
     }
     if (rc < 0) {
-        size_t n = strlen(err);
-        snprintf(err + n, errlen - n, "; refusing to start: starting over would hand out "
-                 "worker ids and ports again and lose track of running instances. Repair the "
-                 "file, or move it away to start empty (running cache-stores are then "
-                 "orphaned: stop them with systemctl)");
-        return rc;
+        /* the advice does not fit in err: it gets a line of its own */
+        log_error("%s: starting over would hand out worker ids and ports again and lose "
+                  "track of running instances. Repair the file, or move it away to start "
+                  "empty (running cache-stores are then orphaned: stop them with systemctl)",
+                  a->state_path);
+        snprintf(why, sizeof(why), "%s", dpr_err_str(err, rc));
+        return dpr_err_set(err, rc, "%s; refusing to start", why);
     }
     if (a->st.spec.name && strcmp(a->st.spec.name, a->cfg->cluster) != 0) {
-        snprintf(err, errlen, "%s belongs to cluster '%s' but %s says cluster = \"%s\"; "
-                 "refusing to start", a->state_path, a->st.spec.name, a->cfg->path,
-                 a->cfg->cluster);
+        dpr_err_set(err, -EINVAL, "%s belongs to cluster '%s' but %s says cluster = \"%s\"; "
+                    "refusing to start", a->state_path, a->st.spec.name, a->cfg->path,
+                    a->cfg->cluster);
         agent_state_free(&a->st);
         return -EINVAL;
     }
-    agent_info("state loaded: generation %llu, %zu instances, %zu retiring",
-               (unsigned long long)a->st.generation, a->st.ninst, a->st.nretiring);
+    log_info("state loaded: generation %llu, %zu instances, %zu retiring",
+             (unsigned long long)a->st.generation, a->st.ninst, a->st.nretiring);
     return 0;
 }
 
@@ -368,37 +388,35 @@ static void on_timer_closed(uv_handle_t *h)
 }
 
 int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hooks,
-                agent **out, char *err, size_t errlen)
+                agent **out, dpr_err *err)
 {
     agent *a = calloc(1, sizeof(*a));
     agent_finder_hooks fh;
     agent_units_hooks uh;
     agent_control_config cc;
-    char dir[4200];
+    char dir[PATH_MAX];
     struct group *gr;
     int rc;
 
     *out = NULL;
-    if (!a) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
+    if (!a)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
     a->loop = loop;
     a->cfg = cfg;
     a->lock_fd = -1;
     if (hooks)
         a->hooks = *hooks;
     agent_state_init(&a->st);
-    rc = agent_mkdir_p(cfg->state_dir, 0755);
+    rc = dpr_mkdir_p(cfg->state_dir, 0755, NULL);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot create the state directory %s: %s", cfg->state_dir,
-                 strerror(-rc));
+        dpr_err_set(err, rc, "cannot create the state directory %s: %s", cfg->state_dir,
+                    strerror(-rc));
         goto fail;
     }
-    rc = agent_statefile_lock(cfg->state_dir, &a->lock_fd, err, errlen);
+    rc = agent_statefile_lock(cfg->state_dir, &a->lock_fd, err);
     if (rc < 0)
         goto fail;
-    rc = load_state(a, err, errlen);
+    rc = load_state(a, err);
     if (rc < 0)
         goto fail;
 
@@ -411,19 +429,22 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
     fh.committed = agent_on_finder_commit;
     fh.failed = on_finder_failed;
     fh.arg = a;
-    snprintf(dir, sizeof(dir), "%s/finder", cfg->state_dir);
+    rc = dpr_path_join(dir, sizeof(dir), cfg->state_dir, "finder");
+    if (rc < 0) {
+        dpr_err_set(err, rc, "state directory path too long: %.80s...", cfg->state_dir);
+        goto fail_started;
+    }
     rc = agent_finder_open(loop, dir, cfg->finder_listen, cfg->node_address, &fh, &a->finder,
-                           err, errlen);
+                           err);
     if (rc < 0)
         goto fail_started;
     a->last_world_line = dpr_finder_world_line(agent_finder_core(a->finder));
     a->last_max_version = dpr_finder_max_version(agent_finder_core(a->finder));
 
     for (size_t i = 0; i < a->st.ninst; i++) {
-        inst_rt *rt = agent_rt(a, a->st.inst[i].name);
+        inst_rt *rt = agent_rt_ensure(a, a->st.inst[i].name);
         if (!rt) {
-            rc = -ENOMEM;
-            snprintf(err, errlen, "out of memory");
+            rc = dpr_err_set(err, -ENOMEM, "out of memory");
             goto fail_started;
         }
         rt->want_start = true;
@@ -437,10 +458,10 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
         cc.have_group = true;
         cc.group = gr->gr_gid;
     } else {
-        agent_warn("control group '%s' does not exist: only root may use the control socket",
-                   cfg->control_group);
+        log_warning("control group '%s' does not exist: only root may use the control socket",
+                    cfg->control_group);
     }
-    rc = agent_control_open(loop, &cc, handle, a, &a->ctl, err, errlen);
+    rc = agent_control_open(loop, &cc, handle, a, &a->ctl, err);
     if (rc < 0)
         goto fail_started;
 
@@ -451,12 +472,12 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
     uh.arg = a;
     rc = agent_units_new(loop, &uh, &a->units);
     if (rc < 0) {
-        snprintf(err, errlen, "out of memory");
+        dpr_err_set(err, rc, "out of memory");
         goto fail_started;
     }
     agent_retire_in_finder(a);
-    agent_info("serving the control API on %s (cluster '%s', node '%s')", cfg->control_socket,
-               cfg->cluster, cfg->node_name);
+    log_info("serving the control API on %s (cluster '%s', node '%s')", cfg->control_socket,
+             cfg->cluster, cfg->node_name);
     agent_update_status(a);
     return 0;
 fail_started:

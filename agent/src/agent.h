@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "dpr/err.h"
 
 typedef struct agent agent;
 
@@ -29,7 +30,7 @@ typedef struct agent_hooks {
  * agent has handles closing on the loop (call agent_free after running it).
  */
 int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hooks,
-                agent **out, char *err, size_t errlen);
+                agent **out, dpr_err *err);
 /* Stops serving: closes the control socket and the systemd connection,
  * stops the finder gracefully. Cache-store units keep running. */
 void agent_stop(agent *a);

@@ -6,6 +6,7 @@
 #define AGENT_AGENT_INT_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -13,6 +14,7 @@
 #include "agent.h"
 #include "config.h"
 #include "control.h"
+#include "dpr/err.h"
 #include "finderhost.h"
 #include "plan.h"
 #include "state.h"
@@ -37,7 +39,7 @@ struct agent {
     uv_loop_t *loop;
     const agent_config *cfg;
     agent_hooks hooks;
-    char state_path[4200];
+    char state_path[PATH_MAX];
     int lock_fd;
     agent_state st;
     agent_control *ctl;
@@ -50,7 +52,7 @@ struct agent {
     uint64_t event_seq;
     /* finder events */
     uint64_t last_world_line, last_max_version;
-    uint64_t last_finder_event_ms;
+    uint64_t last_finder_event_ms; /* dpr_mono_ms() */
     bool finder_event_pending;
     uv_timer_t finder_timer;
     uv_timer_t retry_timer; /* failed unit operations, blocked retirements */
@@ -60,8 +62,13 @@ struct agent {
 };
 
 /* agent.c */
-inst_rt *agent_rt(agent *a, const char *name); /* created on demand; NULL on ENOMEM */
-int agent_save_state(agent *a, const agent_state *st, char *err, size_t errlen);
+/* The runtime entry of instance name, or NULL: a lookup, never allocates. */
+inst_rt *agent_rt_find(agent *a, const char *name);
+/* The entry of name, added (zeroed) when there is none; NULL on ENOMEM.
+ * Adding may move the table: pointers from earlier calls become invalid. */
+inst_rt *agent_rt_ensure(agent *a, const char *name);
+/* Saves st durably (the error is logged too). */
+int agent_save_state(agent *a, const agent_state *st, dpr_err *err);
 int agent_write_env(agent *a, const agent_instance *in);
 void agent_update_status(agent *a);
 
@@ -72,7 +79,6 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
 void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const char *ename,
                         const char *emsg);
 void agent_retire_in_finder(agent *a);
-bool agent_is_halted(const agent *a, const char *deployment);
 void agent_set_halted(agent *a, const char *deployment, bool halted);
 
 /* report.c */

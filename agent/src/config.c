@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "dpr/finder_server.h"
+#include "common/addr.h"
+#include "common/num.h"
 #include "spec.h"
 
 typedef struct ctx {
@@ -18,17 +21,23 @@ typedef struct ctx {
     agent_problems *probs;
 } ctx;
 
-static void problem_at(ctx *x, const config_setting_t *s, const char *fmt, const char *a,
-                       const char *b)
+static void problem_at(ctx *x, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records a problem at setting s: "FILE:LINE" (or "FILE" without s). */
+static void problem_at(ctx *x, const config_setting_t *s, const char *fmt, ...)
 {
-    char where[4200];
+    char where[PATH_MAX + 16];
     int line = s ? (int)config_setting_source_line(s) : 0;
+    va_list ap;
 
     if (line > 0)
         snprintf(where, sizeof(where), "%s:%d", x->file, line);
     else
         snprintf(where, sizeof(where), "%s", x->file);
-    agent_problems_add(x->probs, where, fmt, a, b ? b : "");
+    va_start(ap, fmt);
+    agent_problems_addv(x->probs, where, fmt, ap);
+    va_end(ap);
 }
 
 /* Reports members of group g whose names are not in allowed[]. */
@@ -71,13 +80,13 @@ static int get_str(ctx *x, config_setting_t *g, const char *label, const char *n
 
     if (s) {
         if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-            problem_at(x, s, "'%s' must be a string (in double quotes)", label, NULL);
+            problem_at(x, s, "'%s' must be a string (in double quotes)", label);
             v = def;
         } else {
             v = config_setting_get_string(s);
         }
     } else if (required) {
-        problem_at(x, g, "'%s' is required", label, NULL);
+        problem_at(x, g, "'%s' is required", label);
     }
     free(*dst);
     *dst = v ? strdup(v) : NULL;
@@ -88,21 +97,19 @@ static void get_int(ctx *x, config_setting_t *g, const char *label, const char *
                     long long min, long long max, long long *dst)
 {
     config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
-    char range[64];
     long long v;
 
     if (!s)
         return;
     if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
-        problem_at(x, s, "'%s' must be an integer%s", label, NULL);
+        problem_at(x, s, "'%s' must be an integer", label);
         return;
     }
     v = config_setting_get_int64(s);
     if (config_setting_type(s) == CONFIG_TYPE_INT)
         v = config_setting_get_int(s);
     if (v < min || v > max) {
-        snprintf(range, sizeof(range), " (%lld to %lld)", min, max);
-        problem_at(x, s, "'%s' is out of range%s", label, range);
+        problem_at(x, s, "'%s' is out of range (%lld to %lld)", label, min, max);
         return;
     }
     *dst = v;
@@ -116,7 +123,7 @@ static void get_bool(ctx *x, config_setting_t *g, const char *label, const char 
     if (!s)
         return;
     if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
-        problem_at(x, s, "'%s' must be true or false%s", label, NULL);
+        problem_at(x, s, "'%s' must be true or false", label);
         return;
     }
     *dst = config_setting_get_bool(s) != 0;
@@ -185,7 +192,7 @@ static int read_impls(ctx *x, config_setting_t *cs, agent_config *c)
         return add_impl(c, "dpr-kv", "/usr/local/bin/dpr-kv");
     n = config_setting_length(g);
     if (n == 0)
-        problem_at(x, g, "'cachestores.impls' is empty: no cache-store could run%s", "", NULL);
+        problem_at(x, g, "'cachestores.impls' is empty: no cache-store could run");
     for (int i = 0; i < n; i++) {
         config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
         const char *name = config_setting_name(m);
@@ -193,12 +200,13 @@ static int read_impls(ctx *x, config_setting_t *cs, agent_config *c)
 
         if (config_setting_type(m) != CONFIG_TYPE_STRING) {
             problem_at(x, m, "'cachestores.impls.%s' must be a string: the program's "
-                       "absolute path", name, NULL);
+                       "absolute path", name);
             continue;
         }
         exec = config_setting_get_string(m);
         if (strlen(name) > AGENT_IMPL_NAME_MAX) {
-            problem_at(x, m, "implementation name '%s' is longer than 64 characters", name, NULL);
+            problem_at(x, m, "implementation name '%s' is longer than %d characters", name,
+                       AGENT_IMPL_NAME_MAX);
             continue;
         }
         if (exec[0] != '/' || !plain_path(exec)) {
@@ -219,7 +227,8 @@ static void check_socket_path(ctx *x, const config_setting_t *s, const char *v)
 
     check_abs_path(x, s, "control.socket", v);
     if (v && strlen(v) >= sizeof(un.sun_path))
-        problem_at(x, s, "'control.socket' is too long (at most %s bytes): '%s'", "107", v);
+        problem_at(x, s, "'control.socket' is too long (at most %zu bytes): '%s'",
+                   sizeof(un.sun_path) - 1, v);
 }
 
 static int read_all(ctx *x, config_setting_t *root, agent_config *c)
@@ -235,7 +244,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     static const char *const log_keys[] = { "verbose", NULL };
     config_setting_t *node, *control, *finder, *cs, *log;
     struct sockaddr_storage ss;
-    char host[256] = "localhost", err[300];
+    char host[256] = "localhost";
     long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000;
     size_t before;
     bool ports_ok;
@@ -294,7 +303,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     c->max_clients = (uint32_t)maxc;
     if (ports_ok && pmin > pmax)
         problem_at(x, member_or(cs, "port_min", cs), "'cachestores.port_min' is above "
-                   "'cachestores.port_max'%s", "", NULL);
+                   "'cachestores.port_max'");
     rc = read_impls(x, cs, c);
     if (rc < 0)
         return rc;
@@ -302,16 +311,16 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     if (c->cluster && !agent_name_valid(c->cluster, AGENT_CLUSTER_NAME_MAX))
         problem_at(x, member_or(root, "cluster", root), "'cluster' must match "
                    "^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and have at most 63 characters (got '%s')",
-                   c->cluster, NULL);
+                   c->cluster);
     if (c->node_name && !host_name_ok(c->node_name))
         problem_at(x, member_or(node, "name", node), "'node.name' must be a host name "
-                   "(letters, digits, '-', '.', '_'; got '%s')", c->node_name, NULL);
+                   "(letters, digits, '-', '.', '_'; got '%s')", c->node_name);
     if (c->node_address && !host_name_ok(c->node_address) && !strchr(c->node_address, ':'))
         problem_at(x, member_or(node, "address", node), "'node.address' must be an address "
-                   "or host name (got '%s')", c->node_address, NULL);
+                   "or host name (got '%s')", c->node_address);
     if (c->cs_address && !host_name_ok(c->cs_address) && !strchr(c->cs_address, ':'))
         problem_at(x, member_or(cs, "listen_address", cs), "'cachestores.listen_address' "
-                   "must be an address or host name (got '%s')", c->cs_address, NULL);
+                   "must be an address or host name (got '%s')", c->cs_address);
     check_abs_path(x, member_or(root, "state_directory", root), "state_directory",
                    c->state_dir);
     check_abs_path(x, member_or(cs, "instance_directory", cs), "cachestores.instance_directory",
@@ -319,23 +328,33 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     check_socket_path(x, member_or(control, "socket", control), c->control_socket);
     if (c->control_group && !*c->control_group)
         problem_at(x, member_or(control, "group", control), "'control.group' must not be "
-                   "empty%s", "", NULL);
-    if (c->finder_listen &&
-        dpr_server_parse_addr(c->finder_listen, &ss, err, sizeof(err)) < 0)
-        problem_at(x, member_or(finder, "listen", finder), "'finder.listen': %s", err, NULL);
+                   "empty");
+    if (c->finder_listen) {
+        dpr_hostport hp;
+        dpr_err err = DPR_ERR_INIT;
+
+        if (dpr_hostport_parse(c->finder_listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp,
+                               &err) < 0 ||
+            dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0)
+            problem_at(x, member_or(finder, "listen", finder), "'finder.listen': %s",
+                       err.msg);
+    }
     return 0;
 }
 
-static long where_line(const char *where)
+/* The LINE of "FILE:LINE", 0 for "FILE". */
+static uint64_t where_line(const char *where)
 {
     const char *colon = strrchr(where, ':');
-    return colon ? strtol(colon + 1, NULL, 10) : 0;
+    uint64_t line;
+
+    return colon && dpr_parse_u64_str(colon + 1, 1, INT_MAX, &line) == 0 ? line : 0;
 }
 
 static int cmp_problem(const void *a, const void *b)
 {
-    long la = where_line(((const agent_problem *)a)->where);
-    long lb = where_line(((const agent_problem *)b)->where);
+    uint64_t la = where_line(((const agent_problem *)a)->where);
+    uint64_t lb = where_line(((const agent_problem *)b)->where);
 
     if (la != lb)
         return la < lb ? -1 : 1;
@@ -359,7 +378,8 @@ int agent_config_load(const char *path, agent_config *out, agent_problems *probs
     }
     config_init(&cfg);
     if (config_read(&cfg, f) != CONFIG_TRUE) {
-        char where[4200];
+        char where[PATH_MAX + 16];
+
         snprintf(where, sizeof(where), "%s:%d", path, config_error_line(&cfg));
         agent_problems_add(probs, where, "%s", config_error_text(&cfg));
         fclose(f);

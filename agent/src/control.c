@@ -2,15 +2,18 @@
 #include "control.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "common/list.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
 #include "common/uvutil.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -23,8 +26,7 @@ struct agent_client {
     uv_pipe_t pipe;
     agent_control *ctl;
     agent_client *prev, *next;
-    char *buf;            /* bytes of the line being read */
-    size_t len, cap;
+    dpr_buf in;           /* bytes of the line being read */
     agent_peer peer;
     size_t writes_pending;
     bool stream;          /* events only */
@@ -54,11 +56,6 @@ struct agent_control {
     char readbuf[READ_CHUNK];
 };
 
-typedef struct write_req {
-    uv_write_t req;
-    char *data;
-} write_req;
-
 static void maybe_free_ctl(agent_control *ctl)
 {
     if (ctl->closing && ctl->open_handles == 0) {
@@ -74,12 +71,11 @@ static void on_client_closed(uv_handle_t *h)
 
     if (--c->handles > 0)
         return;
-    free(c->buf);
+    dpr_buf_free(&c->in);
     free(c);
     ctl->open_handles--;
     maybe_free_ctl(ctl);
 }
-
 
 static void client_close(agent_client *c)
 {
@@ -89,12 +85,7 @@ static void client_close(agent_client *c)
         return;
     c->closing = true;
     dpr_uv_discard_input((uv_handle_t *)&c->pipe);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        ctl->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DPR_LIST_REMOVE(ctl->clients, c);
     ctl->nclients--;
     if (c->stream)
         ctl->nstreams--;
@@ -109,19 +100,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void process_lines(agent_client *c);
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_write_done(uv_stream_t *s, int status)
 {
-    write_req *wr = (write_req *)req;
-    agent_client *c = req->handle->data;
+    agent_client *c = s->data;
 
-    free(wr->data);
-    free(wr);
     c->writes_pending--;
     if (c->closing)
         return;
     if (status < 0) {
         if (!dpr_uv_peer_gone(status))
-            agent_warn("control client %s: write failed: %s", c->name, uv_strerror(status));
+            log_warning("control client %s: write failed: %s", c->name, uv_strerror(status));
         client_close(c);
         return;
     }
@@ -139,30 +127,18 @@ static void on_write_done(uv_write_t *req, int status)
     }
 }
 
-/* Queues one line (takes data). */
-static int send_line(agent_client *c, char *data, size_t len)
+/* Queues one line (takes the memory of *line; *line is empty afterwards). */
+static int send_line(agent_client *c, dpr_buf *line)
 {
-    write_req *wr;
-    uv_buf_t b;
     int rc;
 
     if (c->closing) {
-        free(data);
+        dpr_buf_free(line);
         return -EPIPE;
     }
-    wr = malloc(sizeof(*wr));
-    if (!wr) {
-        free(data);
-        return -ENOMEM;
-    }
-    wr->data = data;
-    b = uv_buf_init(data, (unsigned)len);
-    rc = uv_write(&wr->req, (uv_stream_t *)&c->pipe, &b, 1, on_write_done);
-    if (rc < 0) {
-        free(data);
-        free(wr);
+    rc = dpr_uv_write((uv_stream_t *)&c->pipe, line, on_write_done);
+    if (rc < 0)
         return rc;
-    }
     c->writes_pending++;
     return 0;
 }
@@ -171,18 +147,17 @@ static void send_json(agent_client *c, json_t *reply)
 {
     static const char oom[] = "{\"v\":1,\"ok\":false,\"error\":{\"code\":\"internal\","
                               "\"message\":\"out of memory\"}}\n";
-    size_t len = 0;
-    char *line = reply ? agent_json_line(reply, &len) : NULL;
+    dpr_buf line = DPR_BUF_INIT;
 
-    if (!line) {
-        line = strdup(oom);
-        len = sizeof(oom) - 1;
-        if (!line) {
+    if (!reply || agent_json_line(reply, &line) < 0) {
+        dpr_buf_reset(&line);
+        if (dpr_buf_append(&line, oom, sizeof(oom) - 1) < 0) {
+            dpr_buf_free(&line);
             client_close(c);
             return;
         }
     }
-    if (send_line(c, line, len) < 0)
+    if (send_line(c, &line) < 0)
         client_close(c);
 }
 
@@ -270,18 +245,18 @@ static void process_lines(agent_client *c)
     size_t start = 0;
 
     while (!c->closing && !c->stream && !c->close_after_write) {
-        char *nl = memchr(c->buf + start, '\n', c->len - start);
+        char *nl = memchr(c->in.data + start, '\n', c->in.len - start);
         size_t n;
 
         if (!nl)
             break;
-        n = (size_t)(nl - (c->buf + start));
+        n = (size_t)(nl - (c->in.data + start));
         if (n > AGENT_MAX_LINE) {
-            start = c->len;
+            start = c->in.len;
             fail_and_close(c, AGENT_E_BAD_REQUEST, "request line longer than 1 MiB");
             break;
         }
-        handle_line(c, c->buf + start, n);
+        handle_line(c, c->in.data + start, n);
         start += n + 1;
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > MAX_PENDING_OUTPUT) {
             c->paused = true;
@@ -290,12 +265,9 @@ static void process_lines(agent_client *c)
         }
     }
     if (c->stream)
-        start = c->len; /* what follows `events` is ignored */
-    if (start > 0) {
-        memmove(c->buf, c->buf + start, c->len - start);
-        c->len -= start;
-    }
-    if (!c->closing && !c->close_after_write && c->len > AGENT_MAX_LINE) {
+        start = c->in.len; /* what follows `events` is ignored */
+    dpr_buf_consume(&c->in, start);
+    if (!c->closing && !c->close_after_write && c->in.len > AGENT_MAX_LINE) {
         if (c->denied)
             deny(c, NULL, 0);
         else
@@ -336,21 +308,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->stream || c->close_after_write)
         return;
-    if (c->len + (size_t)nread > c->cap) {
-        size_t cap = c->cap ? c->cap : 4096;
-        char *nb;
-        while (cap < c->len + (size_t)nread)
-            cap *= 2;
-        nb = realloc(c->buf, cap);
-        if (!nb) {
-            fail_and_close(c, AGENT_E_INTERNAL, "out of memory");
-            return;
-        }
-        c->buf = nb;
-        c->cap = cap;
+    if (dpr_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
+        fail_and_close(c, AGENT_E_INTERNAL, "out of memory");
+        return;
     }
-    memcpy(c->buf + c->len, buf->base, (size_t)nread);
-    c->len += (size_t)nread;
     process_lines(c);
 }
 
@@ -362,7 +323,7 @@ static void on_connection(uv_stream_t *l, int status)
     int rc;
 
     if (status < 0) {
-        agent_warn("control socket: accept failed: %s", uv_strerror(status));
+        log_warning("control socket: accept failed: %s", uv_strerror(status));
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -377,10 +338,7 @@ static void on_connection(uv_stream_t *l, int status)
     c->handles = 1;
     c->pipe.data = c;
     ctl->open_handles++;
-    c->next = ctl->clients;
-    if (ctl->clients)
-        ctl->clients->prev = c;
-    ctl->clients = c;
+    DPR_LIST_PREPEND(ctl->clients, c);
     ctl->nclients++;
     rc = uv_accept(l, (uv_stream_t *)&c->pipe);
     if (rc < 0 || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
@@ -391,8 +349,8 @@ static void on_connection(uv_stream_t *l, int status)
     snprintf(c->name, sizeof(c->name), "pid %d uid %u", (int)c->peer.pid,
              (unsigned)c->peer.uid);
     if (rc <= 0) {
-        agent_logi(AGENT_LOG_NOTICE, NULL, "control client %s refused: neither root nor in "
-                   "the control group", c->name);
+        log_notice("control client %s refused: neither root nor in the control group",
+                   c->name);
         /* answer its first request (so a client that writes, then reads, gets
          * the error and not a broken pipe), or after DENY_WAIT_MS */
         c->denied = true;
@@ -410,32 +368,17 @@ static void on_connection(uv_stream_t *l, int status)
         fail_and_close(c, AGENT_E_UNAVAILABLE, "too many control connections; retry later");
         return;
     }
-    agent_debug("control client %s connected", c->name);
+    log_debug("control client %s connected", c->name);
     if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
         client_close(c);
 }
 
 static int ensure_parent_dir(const char *path)
 {
-    char dir[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
-    char *slash;
+    char dir[PATH_MAX];
+    int rc = dpr_dirname(path, dir, sizeof(dir));
 
-    snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
+    return rc < 0 ? rc : dpr_mkdir_p(dir, 0755, NULL);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -448,7 +391,7 @@ static void on_listener_closed(uv_handle_t *h)
 
 int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
                        agent_control_handler handler, void *arg, agent_control **out,
-                       char *err, size_t errlen)
+                       dpr_err *err)
 {
     agent_control *ctl = calloc(1, sizeof(*ctl));
     struct stat sb;
@@ -456,8 +399,7 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
 
     if (!ctl || !(ctl->path = strdup(cfg->path))) {
         free(ctl);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+        return dpr_err_set(err, -ENOMEM, "out of memory");
     }
     ctl->loop = loop;
     ctl->cfg = *cfg;
@@ -470,21 +412,21 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     ctl->arg = arg;
     rc = ensure_parent_dir(ctl->path);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot create the directory of %s: %s", ctl->path, strerror(-rc));
+        dpr_err_set(err, rc, "cannot create the directory of %s: %s", ctl->path,
+                    strerror(-rc));
         goto fail;
     }
     /* a socket left by an agent that died: the state lock says none runs */
     if (lstat(ctl->path, &sb) == 0) {
         if (!S_ISSOCK(sb.st_mode)) {
-            snprintf(err, errlen, "%s exists and is not a socket", ctl->path);
-            rc = -EEXIST;
+            rc = dpr_err_set(err, -EEXIST, "%s exists and is not a socket", ctl->path);
             goto fail;
         }
         unlink(ctl->path);
     }
     rc = uv_pipe_init(loop, &ctl->listener, 0);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot create the control socket: %s", uv_strerror(rc));
+        dpr_err_set(err, rc, "cannot create the control socket: %s", uv_strerror(rc));
         goto fail;
     }
     ctl->listener.data = ctl;
@@ -496,7 +438,7 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&ctl->listener, 64, on_connection);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", ctl->path, uv_strerror(rc));
+        dpr_err_set(err, rc, "cannot listen on %s: %s", ctl->path, uv_strerror(rc));
         agent_control_close(ctl);
         return rc;
     }
@@ -527,38 +469,40 @@ void agent_control_publish(agent_control *ctl, const json_t *event)
 {
     json_t *wrap;
     agent_client *c, *next;
-    char *line;
-    size_t len;
+    dpr_buf line = DPR_BUF_INIT, copy;
+    int rc;
 
     if (!ctl || ctl->nstreams == 0)
         return;
     wrap = json_pack("{s:i, s:O}", "v", AGENT_PROTO_VERSION, "event", event);
-    line = wrap ? agent_json_line(wrap, &len) : NULL;
+    rc = wrap ? agent_json_line(wrap, &line) : -ENOMEM;
     json_decref(wrap);
-    if (!line)
+    if (rc < 0) {
+        dpr_buf_free(&line);
         return;
+    }
     for (c = ctl->clients; c; c = next) {
         next = c->next;
         if (!c->stream || c->closing || c->close_after_write)
             continue;
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + len >
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + line.len >
             ctl->cfg.max_event_backlog) {
-            agent_logi(AGENT_LOG_NOTICE, NULL, "event client %s does not keep up (%zu bytes "
-                       "queued): disconnecting it", c->name,
-                       uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe));
+            log_notice("event client %s does not keep up (%zu bytes queued): disconnecting it",
+                       c->name, uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe));
             client_close(c);
             continue;
         }
-        char *copy = malloc(len);
-        if (!copy) {
+        /* each write owns its bytes */
+        dpr_buf_init(&copy);
+        if (dpr_buf_append(&copy, line.data, line.len) < 0) {
+            dpr_buf_free(&copy);
             client_close(c);
             continue;
         }
-        memcpy(copy, line, len);
-        if (send_line(c, copy, len) < 0)
+        if (send_line(c, &copy) < 0)
             client_close(c);
     }
-    free(line);
+    dpr_buf_free(&line);
 }
 
 void agent_control_close(agent_control *ctl)

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "dpr/err.h"
 #include "peercred.h"
 #include "proto.h"
 
@@ -37,7 +38,7 @@ typedef struct agent_control_config {
  */
 int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
                        agent_control_handler handler, void *arg, agent_control **out,
-                       char *err, size_t errlen);
+                       dpr_err *err);
 /* After this request's reply, c only receives events. */
 void agent_client_make_stream(agent_client *c);
 const agent_peer *agent_client_peer(const agent_client *c);

@@ -1,14 +1,14 @@
 /* envfile.c - see envfile.h. */
 #include "envfile.h"
-#include "fsutil.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "common/fs.h"
 
 void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen)
 {
@@ -70,57 +70,44 @@ static int same_content(const char *path, const char *text)
     return same;
 }
 
+/* dir/<name>.env into path; -ENAMETOOLONG when it does not fit. */
+static int env_path(char *path, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(path, cap, "%s/%s.env", dir, name);
+
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
 
 int agent_env_write(const char *dir, const char *name, const char *text)
 {
-    char path[4200], tmp[4210];
-    int fd = -1, rc;
+    char path[PATH_MAX];
+    size_t len = strlen(text);
+    int rc;
 
-    snprintf(path, sizeof(path), "%s/%s.env", dir, name);
+    rc = env_path(path, sizeof(path), dir, name);
+    if (rc < 0)
+        return rc;
     if (same_content(path, text))
         return 0;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == ENOENT) {
-        rc = agent_mkdir_p(dir, 0755);
-        if (rc < 0)
-            return rc;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    }
-    if (fd < 0)
-        return -errno;
-    rc = agent_write_all(fd, text, strlen(text));
-    if (rc < 0)
-        goto fail;
     /* no fsync: instance files live in /run (lost at reboot anyway, and
      * rewritten by the agent at start); the rename makes the change atomic */
-    if (fchmod(fd, 0644) < 0) {
-        rc = -errno;
-        goto fail;
+    rc = dpr_replace_file(path, text, len, 0644, false, NULL);
+    if (rc == -ENOENT) {
+        rc = dpr_mkdir_p(dir, 0755, NULL);
+        if (rc < 0)
+            return rc;
+        rc = dpr_replace_file(path, text, len, 0644, false, NULL);
     }
-    if (close(fd) < 0) {
-        fd = -1;
-        rc = -errno;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    return 1;
-fail:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    return rc;
+    return rc < 0 ? rc : 1;
 }
 
 int agent_env_remove(const char *dir, const char *name)
 {
-    char path[4200];
+    char path[PATH_MAX];
+    int rc = env_path(path, sizeof(path), dir, name);
 
-    snprintf(path, sizeof(path), "%s/%s.env", dir, name);
+    if (rc < 0)
+        return rc;
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;

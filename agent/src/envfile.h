@@ -26,9 +26,10 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *ctx);
 void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen);
 
 /*
- * Writes dir/<name>.env atomically (creating dir, mode 0755, if missing)
- * unless it already holds exactly text. 1 written, 0 unchanged, or a
- * negative errno.
+ * Writes dir/<name>.env (mode 0644 under the agent's umask 022) atomically
+ * but without fsync (dpr_replace_file, not durable: /run is lost at reboot
+ * anyway), creating dir (0755) if missing, unless it already holds exactly
+ * text. 1 written, 0 unchanged, or a negative errno.
  */
 int agent_env_write(const char *dir, const char *name, const char *text);
 /* Removes dir/<name>.env; 0 also when it did not exist. */

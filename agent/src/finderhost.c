@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dpr/store.h"
-#include "log.h"
+#include "common/err.h"
+#include "common/log.h"
 #include "dpr/finder_server.h"
+#include "dpr/store.h"
 
 struct agent_finder {
     dpr_finder *f;
@@ -21,7 +22,7 @@ struct agent_finder {
     char address[300];
 };
 
-static int load(agent_finder *af, const char *dir, char *err, size_t errlen)
+static int load(agent_finder *af, const char *dir, dpr_err *err)
 {
     dpr_finder_state st = { .workers = NULL };
     int rc = dpr_store_load(af->store, &st);
@@ -29,25 +30,26 @@ static int load(agent_finder *af, const char *dir, char *err, size_t errlen)
     if (rc == -ENOENT) {
         rc = dpr_finder_new(&af->f);
         if (rc < 0)
-            snprintf(err, errlen, "cannot create the finder: %s", strerror(-rc));
+            dpr_err_set(err, rc, "cannot create the finder: %s", strerror(-rc));
         else
-            agent_info("finder: no state in %s, starting fresh (world-line %d)", dir,
-                       DPR_FINDER_FIRST_WORLD_LINE);
+            log_info("finder: no state in %s, starting fresh (world-line %d)", dir,
+                     DPR_FINDER_FIRST_WORLD_LINE);
         return rc;
     }
     if (rc < 0) {
-        snprintf(err, errlen, "cannot load the finder state: %s; refusing to start: starting "
-                 "over would lose committed data; repair or restore %s/finder.state",
-                 dpr_store_error(af->store), dir);
-        return rc;
+        /* the advice does not fit in err: it gets a line of its own */
+        log_error("finder: starting over would lose committed data; repair or restore "
+                  "%s/finder.state", dir);
+        return dpr_err_set(err, rc, "cannot load the finder state: %s; refusing to start",
+                           dpr_store_error(af->store));
     }
     rc = dpr_finder_restore(&st, &af->f);
     if (rc < 0)
-        snprintf(err, errlen, "cannot restore the finder state from %s/finder.state: %s", dir,
-                 strerror(-rc));
+        dpr_err_set(err, rc, "cannot restore the finder state from %s/finder.state: %s", dir,
+                    strerror(-rc));
     else
-        agent_info("finder: restored world-line %llu with %zu workers from %s",
-                   (unsigned long long)st.world_line, st.nworkers, dir);
+        log_info("finder: restored world-line %llu with %zu workers from %s",
+                 (unsigned long long)st.world_line, st.nworkers, dir);
     dpr_finder_state_free(&st);
     return rc;
 }
@@ -80,24 +82,22 @@ static void make_address(agent_finder *af, const char *advertise_host)
 
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
                       const char *advertise_host, const agent_finder_hooks *hooks,
-                      agent_finder **out, char *err, size_t errlen)
+                      agent_finder **out, dpr_err *err)
 {
     agent_finder *af = calloc(1, sizeof(*af));
     dpr_server_hooks sh = { NULL, NULL, NULL };
-    const char *serr = NULL;
     int rc;
 
     if (!af || !(af->listen = strdup(listen))) {
         free(af);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+        return dpr_err_set(err, -ENOMEM, "out of memory");
     }
-    rc = dpr_store_file_open(dir, &af->store, &serr);
+    rc = dpr_store_file_open(dir, &af->store, err);
     if (rc < 0) {
-        snprintf(err, errlen, "finder state: %s", serr ? serr : strerror(-rc));
+        dpr_err_prefix(err, "finder state");
         goto fail;
     }
-    rc = load(af, dir, err, errlen);
+    rc = load(af, dir, err);
     if (rc < 0)
         goto fail;
     af->cfg.listen = af->listen;
@@ -110,14 +110,14 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
     }
     rc = dpr_server_start(loop, af->f, af->store, &af->cfg, &sh, &af->srv);
     if (rc < 0) {
-        snprintf(err, errlen, "the finder cannot listen on %s: %s", listen,
-                 rc == -EINVAL ? "bad address" : uv_strerror(rc));
+        dpr_err_set(err, rc, "the finder cannot listen on %s: %s", listen,
+                    rc == -EINVAL ? "bad address" : uv_strerror(rc));
         /* its handles are closing on the loop: keep af (and srv) for free */
         *out = af;
         return rc;
     }
     make_address(af, advertise_host);
-    agent_info("finder listening on %s (cache-stores use %s)", listen, af->address);
+    log_info("finder listening on %s (cache-stores use %s)", listen, af->address);
     *out = af;
     return 0;
 fail:

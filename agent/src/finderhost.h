@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "dpr/err.h"
 #include "dpr/finder.h"
 
 typedef struct agent_finder agent_finder;
@@ -29,7 +30,7 @@ typedef struct agent_finder_hooks {
  */
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
                       const char *advertise_host, const agent_finder_hooks *hooks,
-                      agent_finder **out, char *err, size_t errlen);
+                      agent_finder **out, dpr_err *err);
 /* "HOST:PORT" for cache-stores (the real port when listen asked for 0). */
 const char *agent_finder_address(const agent_finder *af);
 dpr_finder *agent_finder_core(agent_finder *af);

@@ -9,8 +9,9 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "common/err.h"
+#include "common/log.h"
 #include "config.h"
-#include "log.h"
 
 static void usage(FILE *out)
 {
@@ -47,13 +48,6 @@ typedef struct runner {
     bool stopping;
 } runner;
 
-static int print_problems(const agent_problems *p)
-{
-    for (size_t i = 0; i < p->n; i++)
-        fprintf(stderr, "%s: %s\n", p->v[i].where, p->v[i].message);
-    return p->n ? 1 : 0;
-}
-
 static int check_config(const char *path)
 {
     agent_problems p;
@@ -62,7 +56,8 @@ static int check_config(const char *path)
 
     agent_problems_init(&p);
     rc = agent_config_load(path, &c, &p);
-    print_problems(&p);
+    for (size_t i = 0; i < p.n; i++)
+        fprintf(stderr, "%s: %s\n", p.v[i].where, p.v[i].message);
     if (rc == 0) {
         printf("%s: ok (cluster '%s', node '%s', control socket %s, finder %s)\n", path,
                c.cluster, c.node_name, c.control_socket, c.finder_listen);
@@ -97,12 +92,12 @@ static void on_signal(uv_signal_t *h, int signum)
     runner *r = h->data;
 
     if (signum == SIGHUP) {
-        agent_info("SIGHUP: the configuration is read at start only; restart the agent "
-                   "(systemctl restart dpr-agent) to apply changes");
+        log_info("SIGHUP: the configuration is read at start only; restart the agent "
+                 "(systemctl restart dpr-agent) to apply changes");
         return;
     }
-    agent_info("%s received: stopping (cache-store units keep running)",
-               signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_info("%s received: stopping (cache-store units keep running)",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT");
     stop(r);
 }
 
@@ -132,6 +127,17 @@ static void on_status(void *arg, const char *text)
     sd_notify(0, msg);
 }
 
+/* Every journal entry of the agent names its cluster and node. */
+static void log_fields(const agent_config *cfg)
+{
+    char field[320];
+
+    snprintf(field, sizeof(field), "DPR_CLUSTER=%s", cfg->cluster);
+    dpr_log_add_field(field);
+    snprintf(field, sizeof(field), "DPR_NODE=%s", cfg->node_name);
+    dpr_log_add_field(field);
+}
+
 static int run(const char *path, bool verbose)
 {
     agent_hooks hooks;
@@ -139,22 +145,24 @@ static int run(const char *path, bool verbose)
     agent_config cfg;
     runner r;
     uint64_t wd_usec = 0;
-    char err[2048];
+    dpr_err err = DPR_ERR_INIT;
     int rc;
 
     memset(&r, 0, sizeof(r));
-    agent_log_init(verbose, NULL, NULL);
+    dpr_log_open("dpr-agent", verbose);
     agent_problems_init(&p);
     rc = agent_config_load(path, &cfg, &p);
     if (rc < 0) {
-        print_problems(&p);
-        agent_err("cannot start: %s is not valid (dpr-agent --check-config %s)", path, path);
+        for (size_t i = 0; i < p.n; i++)
+            log_error("%s: %s", p.v[i].where, p.v[i].message);
+        log_error("cannot start: %s is not valid (dpr-agent --check-config %s)", path, path);
         agent_problems_free(&p);
         sd_notifyf(0, "STATUS=failed: invalid configuration %s", path);
         return 1;
     }
     agent_problems_free(&p);
-    agent_log_init(verbose || cfg.verbose, cfg.cluster, cfg.node_name);
+    dpr_log_open("dpr-agent", verbose || cfg.verbose);
+    log_fields(&cfg);
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&r.loop);
     uv_signal_init(&r.loop, &r.sigterm);
@@ -169,10 +177,10 @@ static int run(const char *path, bool verbose)
     hooks.fatal = on_fatal;
     hooks.status = on_status;
     hooks.arg = &r;
-    rc = agent_start(&r.loop, &cfg, &hooks, &r.a, err, sizeof(err));
+    rc = agent_start(&r.loop, &cfg, &hooks, &r.a, &err);
     if (rc < 0) {
-        agent_err("cannot start: %s", err);
-        sd_notifyf(0, "STATUS=failed: %s", err);
+        log_error("cannot start: %s", dpr_err_str(&err, rc));
+        sd_notifyf(0, "STATUS=failed: %s", dpr_err_str(&err, rc));
         r.status = 1;
         stop(&r);
     } else {
@@ -180,15 +188,15 @@ static int run(const char *path, bool verbose)
             uv_timer_start(&r.watchdog, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
                            wd_usec / 2000 ? wd_usec / 2000 : 1);
         sd_notify(0, "READY=1");
-        agent_info("ready");
+        log_info("ready");
     }
     uv_run(&r.loop, UV_RUN_DEFAULT);
     /* everything is closed: the close callbacks have run */
     agent_free(r.a);
     if (uv_loop_close(&r.loop) != 0)
-        agent_warn("event loop still had handles at exit");
+        log_warning("event loop still had handles at exit");
     if (r.status == 0)
-        agent_info("stopped");
+        log_info("stopped");
     agent_config_free(&cfg);
     return r.status;
 }

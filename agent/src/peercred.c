@@ -13,7 +13,8 @@
 #define SO_PEERGROUPS 59
 #endif
 
-bool agent_user_in_group(uid_t uid, gid_t gid, gid_t group)
+/* Is user uid (primary group gid) a member of group in the user database? */
+static bool user_in_group(uid_t uid, gid_t gid, gid_t group)
 {
     struct passwd pw, *res = NULL;
     char buf[4096];
@@ -69,7 +70,7 @@ int agent_peer_check(int fd, bool have_group, gid_t group, agent_peer *peer)
     if (!have_group)
         return 0;
     if (uc.gid == group || peer_groups_have(fd, group) ||
-        agent_user_in_group(uc.uid, uc.gid, group))
+        user_in_group(uc.uid, uc.gid, group))
         return 1;
     return 0;
 }

@@ -23,7 +23,4 @@ typedef struct agent_peer {
  */
 int agent_peer_check(int fd, bool have_group, gid_t group, agent_peer *peer);
 
-/* Is user uid (primary group gid) a member of group in the user database? */
-bool agent_user_in_group(uid_t uid, gid_t gid, gid_t group);
-
 #endif

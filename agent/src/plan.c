@@ -1,12 +1,13 @@
 /* plan.c - see plan.h. */
 #include "plan.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int agent_names_add(agent_names *l, const char *name)
+static int names_add(agent_names *l, const char *name)
 {
     char **v;
 
@@ -30,7 +31,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void agent_names_sort(agent_names *l)
+static void names_sort(agent_names *l)
 {
     if (l->n > 1)
         qsort(l->v, l->n, sizeof(*l->v), cmp_str);
@@ -44,7 +45,7 @@ bool agent_names_has(const agent_names *l, const char *name)
     return false;
 }
 
-void agent_names_free(agent_names *l)
+static void names_free(agent_names *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
@@ -54,10 +55,10 @@ void agent_names_free(agent_names *l)
 
 void agent_plan_free(agent_plan *p)
 {
-    agent_names_free(&p->created);
-    agent_names_free(&p->updated);
-    agent_names_free(&p->deleted);
-    agent_names_free(&p->unchanged);
+    names_free(&p->created);
+    names_free(&p->updated);
+    names_free(&p->deleted);
+    names_free(&p->unchanged);
 }
 
 bool agent_plan_changed(const agent_plan *p)
@@ -192,6 +193,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             in->max_clients = dep->max_clients;
         }
     }
+    assert(k == ns.ninst);
     /* kept instances keep their allocations */
     for (k = 0; k < ns.ninst; k++) {
         agent_instance *in = &ns.inst[k];
@@ -200,8 +202,9 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             continue;
         in->worker = cur->inst[i].worker;
         in->port = cur->inst[i].port;
-        rc = agent_names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged
-                                                                      : &pl.updated, in->name);
+        assert(in->worker < ns.next_worker); /* ids below next_worker are taken */
+        rc = names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged : &pl.updated,
+                       in->name);
         if (rc < 0)
             goto fail;
     }
@@ -220,9 +223,10 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             kept = strcmp(ns.inst[k].name, cur->inst[i].name) == 0;
         if (kept)
             continue;
-        rc = agent_names_add(&pl.deleted, cur->inst[i].name);
+        rc = names_add(&pl.deleted, cur->inst[i].name);
         if (rc < 0)
             goto fail;
+        assert(ns.nretiring < cur->nretiring + cur->ninst + 1); /* the room allocated */
         ns.retiring[ns.nretiring] = cur->inst[i];
         ns.retiring[ns.nretiring++].unit_retired = false;
     }
@@ -237,21 +241,25 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         rc = port_take(&ports, &in->port);
         if (rc < 0)
             goto fail;
+        assert(in->port >= alloc->port_min && in->port <= alloc->port_max);
         in->worker = ns.next_worker++;
-        rc = agent_names_add(&pl.created, in->name);
+        /* a new id, above every one handed out before */
+        assert(in->worker >= 1 && in->worker >= cur->next_worker);
+        rc = names_add(&pl.created, in->name);
         if (rc < 0)
             goto fail;
     }
     agent_instances_sort(ns.inst, ns.ninst);
     agent_instances_sort(ns.retiring, ns.nretiring);
-    agent_names_sort(&pl.created);
-    agent_names_sort(&pl.updated);
-    agent_names_sort(&pl.deleted);
-    agent_names_sort(&pl.unchanged);
+    names_sort(&pl.created);
+    names_sort(&pl.updated);
+    names_sort(&pl.deleted);
+    names_sort(&pl.unchanged);
     if (agent_plan_changed(&pl))
         ns.generation++;
     else
         ns.next_worker = cur->next_worker ? cur->next_worker : 1;
+    assert(ns.next_worker >= 1 && ns.next_worker >= cur->next_worker);
     free(ports.used);
     *next = ns;
     *plan = pl;

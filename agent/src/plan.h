@@ -45,10 +45,7 @@ bool agent_plan_changed(const agent_plan *p);
 json_t *agent_plan_to_json(const agent_plan *p);
 void agent_plan_free(agent_plan *p);
 
-int agent_names_add(agent_names *l, const char *name);
-void agent_names_sort(agent_names *l);
 bool agent_names_has(const agent_names *l, const char *name);
-void agent_names_free(agent_names *l);
 
 /* Number of free ports the allocation could still hand out. */
 size_t agent_plan_free_ports(const agent_state *st, const agent_alloc *alloc);

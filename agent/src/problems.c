@@ -13,13 +13,19 @@ void agent_problems_init(agent_problems *p)
 
 void agent_problems_add(agent_problems *p, const char *where, const char *fmt, ...)
 {
-    char msg[512];
-    agent_problem *v;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    agent_problems_addv(p, where, fmt, ap);
     va_end(ap);
+}
+
+void agent_problems_addv(agent_problems *p, const char *where, const char *fmt, va_list ap)
+{
+    char msg[512];
+    agent_problem *v;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 8;
         v = realloc(p->v, cap * sizeof(*v));

@@ -61,23 +61,17 @@ json_t *agent_problems_json(const agent_problems *p)
     return a;
 }
 
-char *agent_json_line(const json_t *j, size_t *len)
+static int append_json(const char *p, size_t n, void *data)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII), *line;
-    size_t n;
+    return dpr_buf_append(data, p, n) < 0 ? -1 : 0;
+}
 
-    if (!s)
-        return NULL;
-    n = strlen(s);
-    line = realloc(s, n + 2);
-    if (!line) {
-        free(s);
-        return NULL;
-    }
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    *len = n + 1;
-    return line;
+int agent_json_line(const json_t *j, dpr_buf *out)
+{
+    if (json_dump_callback(j, append_json, out, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 ||
+        dpr_buf_append(out, "\n", 1) < 0)
+        return -ENOMEM;
+    return 0;
 }
 
 static int fail(json_t *id, const char *code, json_t **reply, const char *fmt, ...)

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "common/buf.h"
 #include "problems.h"
 
 #define AGENT_PROTO_VERSION 1
@@ -57,8 +58,9 @@ json_t *agent_reply_ok(json_t *id, json_t *result);
 json_t *agent_reply_error(json_t *id, const char *code, const char *message, json_t *details);
 /* details for spec_invalid: [{"path": ..., "message": ...}, ...] */
 json_t *agent_problems_json(const agent_problems *p);
-/* One line: compact JSON + '\n' (malloc'd), *len set; NULL on ENOMEM. */
-char *agent_json_line(const json_t *j, size_t *len);
+/* Appends j as one line to out: compact JSON (non-ASCII escaped) + '\n'.
+ * 0, or -ENOMEM (then out's content is incomplete). */
+int agent_json_line(const json_t *j, dpr_buf *out);
 
 const char *agent_op_name(agent_op op);
 

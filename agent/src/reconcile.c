@@ -4,20 +4,22 @@
  * workers in the finder. Driven by events only: apply/delete, unit
  * property changes, job ends, (re)connection, finder commits; plus a retry
  * timer for operations that failed. */
+#include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "agent_int.h"
+#include "common/log.h"
 #include "envfile.h"
-#include "log.h"
-#include "statefile.h"
+#include "log_instance.h"
 
 #define RETRY_MS 5000
 
-bool agent_is_halted(const agent *a, const char *deployment)
+static bool is_halted(const agent *a, const char *deployment)
 {
     for (size_t i = 0; i < a->nhalted; i++)
         if (strcmp(a->halted[i], deployment) == 0)
@@ -75,27 +77,6 @@ static bool running(const inst_rt *rt)
     return state_is(rt, "active") || state_is(rt, "activating") || state_is(rt, "reloading");
 }
 
-static int issue(agent *a, inst_rt *rt, agent_unit_op op)
-{
-    int rc = agent_units_request(a->units, rt->name, op);
-
-    if (rc < 0) {
-        snprintf(rt->last_error, sizeof(rt->last_error), "cannot %s the unit: %s",
-                 agent_unit_op_name(op), strerror(-rc));
-        agent_logi(AGENT_LOG_WARN, rt->name, "%s", rt->last_error);
-        rt->retry_later = true;
-        retry_soon(a);
-        return rc;
-    }
-    agent_logi(AGENT_LOG_INFO, rt->name, "%s dpr-cachestore@%s.service",
-               op == AGENT_UNIT_START ? "starting" : op == AGENT_UNIT_RESTART ? "restarting"
-               : op == AGENT_UNIT_STOP ? "stopping" : op == AGENT_UNIT_CLEAN
-               ? "removing the state of" : "resetting the failed state of", rt->name);
-    rt->in_flight = true;
-    rt->op = op;
-    return 0;
-}
-
 /* A retiring unit of this name still has to be stopped and cleaned. */
 static bool retiring_blocks(const agent *a, const char *name)
 {
@@ -103,6 +84,35 @@ static bool retiring_blocks(const agent *a, const char *name)
         if (!a->st.retiring[i].unit_retired && strcmp(a->st.retiring[i].name, name) == 0)
             return true;
     return false;
+}
+
+static int issue(agent *a, inst_rt *rt, agent_unit_op op)
+{
+    int rc;
+
+    /* one operation at a time per unit (ready_to_act); a desired instance
+     * starts only once the retiring unit of its name is gone */
+    assert(!rt->in_flight);
+    assert((op != AGENT_UNIT_START && op != AGENT_UNIT_RESTART) || !retiring_blocks(a, rt->name));
+    rc = agent_units_request(a->units, rt->name, op);
+    if (rc < 0) {
+        snprintf(rt->last_error, sizeof(rt->last_error), "cannot %s the unit: %s",
+                 agent_unit_op_name(op), strerror(-rc));
+        agent_log_instance(DPR_LOG_WARNING, rt->name, "%s", rt->last_error);
+        rt->retry_later = true;
+        retry_soon(a);
+        return rc;
+    }
+    agent_log_instance(DPR_LOG_INFO, rt->name, "%s dpr-cachestore@%s.service",
+                       op == AGENT_UNIT_START     ? "starting"
+                       : op == AGENT_UNIT_RESTART ? "restarting"
+                       : op == AGENT_UNIT_STOP    ? "stopping"
+                       : op == AGENT_UNIT_CLEAN   ? "removing the state of"
+                                                  : "resetting the failed state of",
+                       rt->name);
+    rt->in_flight = true;
+    rt->op = op;
+    return 0;
 }
 
 /* Common gate: the unit's state is known and nothing is in flight. */
@@ -122,14 +132,15 @@ static bool ready_to_act(agent *a, inst_rt *rt)
  * update the agent did not finish rolling out before it stopped)? */
 static bool env_newer_than_process(agent *a, const inst_rt *rt)
 {
-    char path[4200];
+    char path[PATH_MAX];
     struct stat sb;
     uint64_t mtime;
 
     if (!(rt->props.have & AGENT_UP_STARTED) || rt->props.started_usec == 0)
         return false;
-    snprintf(path, sizeof(path), "%s/%s.env", a->cfg->instance_dir, rt->name);
-    if (stat(path, &sb) < 0)
+    if (snprintf(path, sizeof(path), "%s/%s.env", a->cfg->instance_dir, rt->name) >=
+            (int)sizeof(path) ||
+        stat(path, &sb) < 0)
         return false;
     mtime = (uint64_t)sb.st_mtim.tv_sec * 1000000u + (uint64_t)sb.st_mtim.tv_nsec / 1000u;
     return mtime > rt->props.started_usec;
@@ -142,8 +153,8 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
     if (running(rt)) {
         rt->want_start = false; /* adopted as it is */
         if (!rt->restart_pending && env_newer_than_process(a, rt)) {
-            agent_logi(AGENT_LOG_INFO, rt->name, "runs with older settings than its instance "
-                       "file: restarting it (rolling)");
+            agent_log_instance(DPR_LOG_INFO, rt->name, "runs with older settings than its "
+                               "instance file: restarting it (rolling)");
             rt->restart_pending = true;
         }
         return;
@@ -168,12 +179,12 @@ static void rolling_restart(agent *a, const char *deployment)
     const agent_instance *best = NULL;
     inst_rt *best_rt = NULL;
 
-    if (agent_is_halted(a, deployment))
+    if (is_halted(a, deployment))
         return;
     for (size_t i = 0; i < a->st.ninst; i++) {
         const agent_instance *in = &a->st.inst[i];
         inst_rt *rt;
-        if (strcmp(in->deployment, deployment) != 0 || !(rt = agent_rt(a, in->name)))
+        if (strcmp(in->deployment, deployment) != 0 || !(rt = agent_rt_find(a, in->name)))
             continue;
         if (rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START))
             return; /* one at a time */
@@ -184,6 +195,7 @@ static void rolling_restart(agent *a, const char *deployment)
     }
     if (!best || retiring_blocks(a, best->name) || !ready_to_act(a, best_rt))
         return;
+    assert(strcmp(best->deployment, deployment) == 0 && !best_rt->in_flight);
     if (agent_write_env(a, best) < 0) {
         best_rt->restart_pending = false;
         return;
@@ -201,11 +213,11 @@ static void rolling_restart(agent *a, const char *deployment)
 
 static void retire_unit(agent *a, agent_instance *r)
 {
-    inst_rt *rt = agent_rt(a, r->name);
-    char err[600];
+    inst_rt *rt = agent_rt_ensure(a, r->name);
 
     if (!rt || r->unit_retired || !ready_to_act(a, rt))
         return;
+    assert(rt->retire_step >= 0 && rt->retire_step <= 2); /* stop, clean, done */
     if (rt->retire_step == 0) {
         issue(a, rt, AGENT_UNIT_STOP);
         return;
@@ -218,15 +230,14 @@ static void retire_unit(agent *a, agent_instance *r)
     agent_env_remove(a->cfg->instance_dir, r->name);
     r->unit_retired = true;
     rt->retire_step = 0;
-    agent_logi(AGENT_LOG_INFO, r->name, "unit stopped and its state removed");
-    if (agent_save_state(a, &a->st, err, sizeof(err)) < 0)
+    agent_log_instance(DPR_LOG_INFO, r->name, "unit stopped and its state removed");
+    if (agent_save_state(a, &a->st, NULL) < 0)
         retry_soon(a);
 }
 
 void agent_retire_in_finder(agent *a)
 {
     bool changed = false;
-    char err[600];
 
     if (!a->finder || a->stopping)
         return;
@@ -239,18 +250,19 @@ void agent_retire_in_finder(agent *a)
         if (rc == -EBUSY)
             continue; /* its last checkpoint is not in the cut yet: after a commit */
         if (rc < 0 && rc != -ENOENT) {
-            agent_logi(AGENT_LOG_WARN, r->name, "cannot remove worker %llu from the finder: %s",
-                       (unsigned long long)r->worker, strerror(-rc));
+            agent_log_instance(DPR_LOG_WARNING, r->name,
+                               "cannot remove worker %llu from the finder: %s",
+                               (unsigned long long)r->worker, strerror(-rc));
             retry_soon(a);
             continue;
         }
-        agent_logi(AGENT_LOG_INFO, r->name, "retired (worker %llu %s)",
-                   (unsigned long long)r->worker, rc == 0 ? "removed from the finder"
-                                                          : "was unknown to the finder");
+        agent_log_instance(DPR_LOG_INFO, r->name, "retired (worker %llu %s)",
+                           (unsigned long long)r->worker, rc == 0 ? "removed from the finder"
+                                                                  : "was unknown to the finder");
         agent_state_drop_retiring(&a->st, r->name, r->worker);
         changed = true;
     }
-    if (changed && agent_save_state(a, &a->st, err, sizeof(err)) < 0)
+    if (changed && agent_save_state(a, &a->st, NULL) < 0)
         retry_soon(a);
 }
 
@@ -262,7 +274,7 @@ void agent_reconcile(agent *a)
         retire_unit(a, &a->st.retiring[i]);
     for (size_t i = 0; i < a->st.ninst; i++) {
         const agent_instance *in = &a->st.inst[i];
-        inst_rt *rt = agent_rt(a, in->name);
+        inst_rt *rt = agent_rt_ensure(a, in->name);
         if (!rt || retiring_blocks(a, in->name))
             continue;
         start_or_adopt(a, in, rt);
@@ -291,14 +303,14 @@ void agent_on_units_connected(void *arg, bool up, const char *why)
         /* converge: whatever is desired and not running is started, what
          * runs is adopted as it is */
         for (size_t i = 0; i < a->st.ninst; i++) {
-            inst_rt *rt = agent_rt(a, a->st.inst[i].name);
+            inst_rt *rt = agent_rt_ensure(a, a->st.inst[i].name);
             if (rt)
                 rt->want_start = true;
         }
         agent_reconcile(a);
     } else {
-        agent_warn("systemd connection lost (%s): instances keep running; re-adopting them "
-                   "when it is back", why);
+        log_warning("systemd connection lost (%s): instances keep running; re-adopting them "
+                    "when it is back", why);
     }
     agent_update_status(a);
 }
@@ -314,7 +326,7 @@ static bool differs(const agent_unit_props *old, const agent_unit_props *p)
 void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props *p)
 {
     agent *a = arg;
-    inst_rt *rt = agent_rt(a, instance);
+    inst_rt *rt = agent_rt_ensure(a, instance);
     bool changed, was_failed;
 
     if (!rt)
@@ -342,12 +354,12 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
     if (!was_failed && state_is(rt, "failed")) {
         snprintf(rt->last_error, sizeof(rt->last_error), "the unit failed (result: %s)",
                  rt->props.result[0] ? rt->props.result : "unknown");
-        agent_logi(AGENT_LOG_WARN, instance, "%s", rt->last_error);
+        agent_log_instance(DPR_LOG_WARNING, instance, "%s", rt->last_error);
     }
     if (changed) {
-        agent_logi(AGENT_LOG_DEBUG, instance, "unit %s/%s, %u restarts, pid %u",
-                   rt->props.active_state, rt->props.sub_state, rt->props.n_restarts,
-                   rt->props.main_pid);
+        agent_log_instance(DPR_LOG_DEBUG, instance, "unit %s/%s, %u restarts, pid %u",
+                           rt->props.active_state, rt->props.sub_state, rt->props.n_restarts,
+                           rt->props.main_pid);
         if (agent_state_find(&a->st, instance) >= 0)
             agent_emit_instance(a, rt);
         agent_update_status(a);
@@ -369,7 +381,7 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
                         const char *emsg)
 {
     agent *a = arg;
-    inst_rt *rt = agent_rt(a, instance);
+    inst_rt *rt = agent_rt_ensure(a, instance);
     bool retiring = false, desired;
 
     if (!rt)
@@ -381,7 +393,7 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
     if (ename && !benign(op, ename)) {
         snprintf(rt->last_error, sizeof(rt->last_error), "%s failed: %s",
                  agent_unit_op_name(op), emsg ? emsg : ename);
-        agent_logi(AGENT_LOG_WARN, instance, "%s", rt->last_error);
+        agent_log_instance(DPR_LOG_WARNING, instance, "%s", rt->last_error);
         if (op == AGENT_UNIT_RESTART || op == AGENT_UNIT_START) {
             const agent_instance *in = desired ? &a->st.inst[agent_state_find(&a->st,
                                                                               instance)] : NULL;

@@ -3,12 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "agent_int.h"
+#include "common/clock.h"
+#include "common/log.h"
 #include "envfile.h"
-#include "log.h"
 
 #define FINDER_EVENT_MIN_MS 1000
 
@@ -17,14 +17,6 @@ bool agent_rt_ready(const inst_rt *rt)
     /* Type=notify: active only after READY=1 (recovery done) */
     return rt->known && strcmp(rt->props.active_state, "active") == 0 &&
            strcmp(rt->props.sub_state, "running") == 0;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static json_t *str_or_null(const char *s, bool known)
@@ -55,7 +47,7 @@ static uint64_t durable_of(const dpr_finder_state *fs, uint64_t worker, bool *fo
 static json_t *instance_json(agent *a, const agent_instance *in, const dpr_finder_state *fs,
                              bool have_fs)
 {
-    inst_rt *rt = agent_rt(a, in->name);
+    inst_rt *rt = agent_rt_find(a, in->name);
     dpr_finder *f = agent_finder_core(a->finder);
     char unit[128], endpoint[320];
     bool registered = false;
@@ -116,7 +108,7 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const dpr_finder
             list[n++] = &a->st.inst[i];
     qsort(list, n, sizeof(*list), cmp_shard);
     for (size_t i = 0; i < n; i++) {
-        inst_rt *rt = agent_rt(a, list[i]->name);
+        inst_rt *rt = agent_rt_find(a, list[i]->name);
         ready += rt && agent_rt_ready(rt);
         if (json_array_append_new(insts, instance_json(a, list[i], fs, have_fs)) < 0)
             goto fail;
@@ -175,7 +167,7 @@ json_t *agent_nodes_json(agent *a)
 void agent_emit(agent *a, const char *type, json_t *fields)
 {
     char stamp[64];
-    uint64_t ms = wall_ms();
+    uint64_t ms = dpr_wall_ms();
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     json_t *ev;
@@ -220,7 +212,7 @@ static void emit_finder(agent *a)
     dpr_finder *f = agent_finder_core(a->finder);
 
     a->finder_event_pending = false;
-    a->last_finder_event_ms = wall_ms();
+    a->last_finder_event_ms = dpr_mono_ms();
     a->last_world_line = dpr_finder_world_line(f);
     a->last_max_version = dpr_finder_max_version(f);
     agent_emit(a, "finder", json_pack("{s:I, s:I}", "world_line",
@@ -243,12 +235,12 @@ void agent_on_finder_commit(void *arg)
     uint64_t wl = dpr_finder_world_line(f), mv = dpr_finder_max_version(f), now;
 
     if (wl != a->last_world_line) {
-        agent_info("finder: world-line %llu (was %llu): the cluster rolled back to the cut",
-                   (unsigned long long)wl, (unsigned long long)a->last_world_line);
+        log_info("finder: world-line %llu (was %llu): the cluster rolled back to the cut",
+                 (unsigned long long)wl, (unsigned long long)a->last_world_line);
         emit_finder(a); /* at once */
     } else if (mv != a->last_max_version) {
         /* the cut moves with every checkpoint: at most one event a second */
-        now = wall_ms();
+        now = dpr_mono_ms();
         if (now - a->last_finder_event_ms >= FINDER_EVENT_MIN_MS) {
             emit_finder(a);
         } else if (!a->finder_event_pending && a->timers_open) {

@@ -1,7 +1,7 @@
 /* state.c - see state.h. */
 #include "state.h"
 
-#include <errno.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,37 +17,6 @@ void agent_state_free(agent_state *st)
     free(st->inst);
     free(st->retiring);
     agent_state_init(st);
-}
-
-static int dup_array(const agent_instance *src, size_t n, agent_instance **dst)
-{
-    *dst = NULL;
-    if (n == 0)
-        return 0;
-    *dst = malloc(n * sizeof(**dst));
-    if (!*dst)
-        return -ENOMEM;
-    memcpy(*dst, src, n * sizeof(**dst));
-    return 0;
-}
-
-int agent_state_copy(const agent_state *src, agent_state *dst)
-{
-    agent_state s;
-
-    agent_state_init(&s);
-    s.generation = src->generation;
-    s.next_worker = src->next_worker;
-    s.ninst = src->ninst;
-    s.nretiring = src->nretiring;
-    if ((src->spec.name && agent_spec_copy(&src->spec, &s.spec) < 0) ||
-        dup_array(src->inst, src->ninst, &s.inst) < 0 ||
-        dup_array(src->retiring, src->nretiring, &s.retiring) < 0) {
-        agent_state_free(&s);
-        return -ENOMEM;
-    }
-    *dst = s;
-    return 0;
 }
 
 static int find(const agent_instance *v, size_t n, const char *name)
@@ -77,6 +46,8 @@ void agent_state_drop_retiring(agent_state *st, const char *name, uint64_t worke
             break;
     if (i == st->nretiring)
         return;
+    /* every worker id handed out is below next_worker (never reused) */
+    assert(st->retiring[i].worker >= 1 && st->retiring[i].worker < st->next_worker);
     memmove(&st->retiring[i], &st->retiring[i + 1],
             (st->nretiring - (size_t)i - 1) * sizeof(*st->retiring));
     st->nretiring--;

@@ -45,7 +45,6 @@ typedef struct agent_state {
 /* An empty state: generation 0, next worker 1, no spec. */
 void agent_state_init(agent_state *st);
 void agent_state_free(agent_state *st);
-int agent_state_copy(const agent_state *src, agent_state *dst);
 
 /* Index of instance name in st->inst (or st->retiring), or -1. */
 int agent_state_find(const agent_state *st, const char *name);

@@ -1,16 +1,16 @@
 /* statefile.c - see statefile.h. */
 #include "statefile.h"
-#include "fsutil.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
 
 static json_t *instance_json(const agent_instance *in)
 {
@@ -41,7 +41,7 @@ static json_t *instances_json(const agent_instance *v, size_t n, bool retiring)
     return a;
 }
 
-json_t *agent_state_to_json(const agent_state *st)
+static json_t *state_to_json(const agent_state *st)
 {
     json_t *spec = st->spec.name ? agent_spec_to_json(&st->spec) : json_null();
 
@@ -54,36 +54,32 @@ json_t *agent_state_to_json(const agent_state *st)
 
 /* ---- loading ------------------------------------------------------------ */
 
-#define BAD(...)                                                               \
-    do {                                                                       \
-        snprintf(err, errlen, __VA_ARGS__);                                    \
-        return -EBADMSG;                                                       \
-    } while (0)
-
 static int get_int(const json_t *o, const char *key, long long min, long long max,
-                   long long *out, const char *where, char *err, size_t errlen)
+                   long long *out, const char *where, dpr_err *err)
 {
     json_t *v = json_object_get(o, key);
 
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        BAD("%s.%s: missing or not an integer in %lld..%lld", where, key, min, max);
+        return dpr_err_set(err, -EBADMSG, "%s.%s: missing or not an integer in %lld..%lld",
+                           where, key, min, max);
     *out = json_integer_value(v);
     return 0;
 }
 
 static int get_str(const json_t *o, const char *key, char *dst, size_t cap, const char *where,
-                   char *err, size_t errlen)
+                   dpr_err *err)
 {
     json_t *v = json_object_get(o, key);
 
     if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap)
-        BAD("%s.%s: missing or not a string of 1..%zu characters", where, key, cap - 1);
+        return dpr_err_set(err, -EBADMSG, "%s.%s: missing or not a string of 1..%zu characters",
+                           where, key, cap - 1);
     memcpy(dst, json_string_value(v), json_string_length(v) + 1);
     return 0;
 }
 
 static int parse_instance(const json_t *o, const char *where, bool retiring, agent_instance *in,
-                          char *err, size_t errlen)
+                          dpr_err *err)
 {
     char name[AGENT_INSTANCE_NAME_MAX + 16];
     json_t *flag;
@@ -92,45 +88,44 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
 
     memset(in, 0, sizeof(*in));
     if (!json_is_object(o) || json_object_size(o) != (retiring ? 10u : 9u))
-        BAD("%s: not an instance record", where);
+        return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     if (retiring) {
         flag = json_object_get(o, "unit_retired");
         if (!json_is_boolean(flag))
-            BAD("%s.unit_retired: missing or not a boolean", where);
+            return dpr_err_set(err, -EBADMSG, "%s.unit_retired: missing or not a boolean", where);
         in->unit_retired = json_is_true(flag);
     }
-    if ((rc = get_str(o, "name", in->name, sizeof(in->name), where, err, errlen)) < 0 ||
-        (rc = get_str(o, "deployment", in->deployment, sizeof(in->deployment), where, err,
-                      errlen)) < 0 ||
-        (rc = get_str(o, "impl", in->impl, sizeof(in->impl), where, err, errlen)) < 0 ||
-        (rc = get_str(o, "version", in->version, sizeof(in->version), where, err, errlen)) < 0)
+    if ((rc = get_str(o, "name", in->name, sizeof(in->name), where, err)) < 0 ||
+        (rc = get_str(o, "deployment", in->deployment, sizeof(in->deployment), where, err)) < 0 ||
+        (rc = get_str(o, "impl", in->impl, sizeof(in->impl), where, err)) < 0 ||
+        (rc = get_str(o, "version", in->version, sizeof(in->version), where, err)) < 0)
         return rc;
-    if ((rc = get_int(o, "shard", 0, AGENT_SHARDS_MAX - 1, &v, where, err, errlen)) < 0)
+    if ((rc = get_int(o, "shard", 0, AGENT_SHARDS_MAX - 1, &v, where, err)) < 0)
         return rc;
     in->shard = (uint32_t)v;
-    if ((rc = get_int(o, "worker", 1, INT64_MAX, &v, where, err, errlen)) < 0)
+    if ((rc = get_int(o, "worker", 1, INT64_MAX, &v, where, err)) < 0)
         return rc;
     in->worker = (uint64_t)v;
-    if ((rc = get_int(o, "port", 1, 65535, &v, where, err, errlen)) < 0)
+    if ((rc = get_int(o, "port", 1, 65535, &v, where, err)) < 0)
         return rc;
     in->port = (uint16_t)v;
     if ((rc = get_int(o, "checkpoint_interval_ms", AGENT_INTERVAL_MIN, AGENT_INTERVAL_MAX, &v,
-                      where, err, errlen)) < 0)
+                      where, err)) < 0)
         return rc;
     in->checkpoint_interval_ms = (uint32_t)v;
     if ((rc = get_int(o, "max_clients", AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX, &v, where,
-                      err, errlen)) < 0)
+                      err)) < 0)
         return rc;
     in->max_clients = (uint32_t)v;
     snprintf(name, sizeof(name), "%s-%u", in->deployment, in->shard);
     if (strcmp(name, in->name) != 0)
-        BAD("%s: name '%s' does not match deployment '%s' shard %u", where, in->name,
-            in->deployment, in->shard);
+        return dpr_err_set(err, -EBADMSG, "%s: name '%s' does not match deployment '%s' shard %u",
+                           where, in->name, in->deployment, in->shard);
     return 0;
 }
 
 static int parse_instances(const json_t *a, const char *key, agent_instance **out, size_t *n,
-                           char *err, size_t errlen)
+                           dpr_err *err)
 {
     char where[64];
     int rc;
@@ -138,7 +133,7 @@ static int parse_instances(const json_t *a, const char *key, agent_instance **ou
     *out = NULL;
     *n = 0;
     if (!json_is_array(a))
-        BAD("'%s' is missing or not a list", key);
+        return dpr_err_set(err, -EBADMSG, "'%s' is missing or not a list", key);
     if (json_array_size(a) == 0)
         return 0;
     *out = calloc(json_array_size(a), sizeof(**out));
@@ -147,7 +142,7 @@ static int parse_instances(const json_t *a, const char *key, agent_instance **ou
     for (size_t i = 0; i < json_array_size(a); i++) {
         snprintf(where, sizeof(where), "%s[%zu]", key, i);
         rc = parse_instance(json_array_get(a, i), where, strcmp(key, "retiring") == 0,
-                            &(*out)[i], err, errlen);
+                            &(*out)[i], err);
         if (rc < 0)
             return rc;
         (*n)++;
@@ -156,14 +151,15 @@ static int parse_instances(const json_t *a, const char *key, agent_instance **ou
 }
 
 /* The instances must be exactly those the spec implies, with its settings. */
-static int check_consistency(const agent_state *st, char *err, size_t errlen)
+static int check_consistency(const agent_state *st, dpr_err *err)
 {
     size_t want = 0;
 
     for (size_t d = 0; d < st->spec.n; d++)
         want += st->spec.d[d].shards;
     if (want != st->ninst)
-        BAD("the spec implies %zu instances but %zu are recorded", want, st->ninst);
+        return dpr_err_set(err, -EBADMSG, "the spec implies %zu instances but %zu are recorded",
+                           want, st->ninst);
     for (size_t i = 0; i < st->ninst; i++) {
         const agent_instance *in = &st->inst[i];
         int d = agent_spec_find(&st->spec, in->deployment);
@@ -173,19 +169,24 @@ static int check_consistency(const agent_state *st, char *err, size_t errlen)
             strcmp(in->version, dep->version) != 0 ||
             in->checkpoint_interval_ms != dep->checkpoint_interval_ms ||
             in->max_clients != dep->max_clients)
-            BAD("instance '%s' does not match the recorded spec", in->name);
+            return dpr_err_set(err, -EBADMSG, "instance '%s' does not match the recorded spec",
+                               in->name);
         if (in->worker >= st->next_worker)
-            BAD("instance '%s' has worker id %llu, not below next_worker %llu", in->name,
-                (unsigned long long)in->worker, (unsigned long long)st->next_worker);
+            return dpr_err_set(err, -EBADMSG,
+                               "instance '%s' has worker id %llu, not below next_worker %llu",
+                               in->name, (unsigned long long)in->worker,
+                               (unsigned long long)st->next_worker);
         for (size_t k = 0; k < i; k++)
             if (strcmp(st->inst[k].name, in->name) == 0)
-                BAD("instance '%s' appears twice", in->name);
+                return dpr_err_set(err, -EBADMSG, "instance '%s' appears twice", in->name);
     }
     for (size_t i = 0; i < st->nretiring; i++)
         if (st->retiring[i].worker >= st->next_worker)
-            BAD("retiring instance '%s' has worker id %llu, not below next_worker %llu",
-                st->retiring[i].name, (unsigned long long)st->retiring[i].worker,
-                (unsigned long long)st->next_worker);
+            return dpr_err_set(err, -EBADMSG,
+                               "retiring instance '%s' has worker id %llu, not below "
+                               "next_worker %llu",
+                               st->retiring[i].name, (unsigned long long)st->retiring[i].worker,
+                               (unsigned long long)st->next_worker);
     /* worker ids and ports are unique over live and retiring instances */
     for (size_t i = 0; i < st->ninst + st->nretiring; i++) {
         const agent_instance *a = i < st->ninst ? &st->inst[i] : &st->retiring[i - st->ninst];
@@ -193,13 +194,15 @@ static int check_consistency(const agent_state *st, char *err, size_t errlen)
             const agent_instance *b = k < st->ninst ? &st->inst[k]
                                                     : &st->retiring[k - st->ninst];
             if (a->worker == b->worker || a->port == b->port)
-                BAD("instances '%s' and '%s' share a worker id or a port", b->name, a->name);
+                return dpr_err_set(err, -EBADMSG,
+                                   "instances '%s' and '%s' share a worker id or a port",
+                                   b->name, a->name);
         }
     }
     return 0;
 }
 
-int agent_state_from_json(const json_t *j, agent_state *out, char *err, size_t errlen)
+int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
 {
     static const char *const keys[] = { "format", "generation", "next_worker", "spec",
                                         "instances", "retiring", NULL };
@@ -214,8 +217,7 @@ int agent_state_from_json(const json_t *j, agent_state *out, char *err, size_t e
     agent_state_init(&st);
     agent_problems_init(&probs);
     if (!json_is_object(j)) {
-        snprintf(err, errlen, "not a JSON object");
-        rc = -EBADMSG;
+        rc = dpr_err_set(err, -EBADMSG, "not a JSON object");
         goto out;
     }
     json_object_foreach((json_t *)j, key, v) {
@@ -223,47 +225,42 @@ int agent_state_from_json(const json_t *j, agent_state *out, char *err, size_t e
         for (size_t i = 0; keys[i]; i++)
             ok |= strcmp(keys[i], key) == 0;
         if (!ok) {
-            snprintf(err, errlen, "unknown field '%.64s'", key);
-            rc = -EBADMSG;
+            rc = dpr_err_set(err, -EBADMSG, "unknown field '%.64s'", key);
             goto out;
         }
     }
-    if ((rc = get_int(j, "format", 0, INT32_MAX, &n, "state", err, errlen)) < 0)
+    if ((rc = get_int(j, "format", 0, INT32_MAX, &n, "state", err)) < 0)
         goto out;
     if (n != AGENT_STATE_FORMAT) {
-        snprintf(err, errlen, "format %lld is not the one this agent reads (%d)", n,
-                 AGENT_STATE_FORMAT);
-        rc = -EBADMSG;
+        rc = dpr_err_set(err, -EBADMSG, "format %lld is not the one this agent reads (%d)", n,
+                         AGENT_STATE_FORMAT);
         goto out;
     }
-    if ((rc = get_int(j, "generation", 0, INT64_MAX, &n, "state", err, errlen)) < 0)
+    if ((rc = get_int(j, "generation", 0, INT64_MAX, &n, "state", err)) < 0)
         goto out;
     st.generation = (uint64_t)n;
-    if ((rc = get_int(j, "next_worker", 1, INT64_MAX, &n, "state", err, errlen)) < 0)
+    if ((rc = get_int(j, "next_worker", 1, INT64_MAX, &n, "state", err)) < 0)
         goto out;
     st.next_worker = (uint64_t)n;
     v = json_object_get(j, "spec");
     if (!v) {
-        snprintf(err, errlen, "'spec' is missing");
-        rc = -EBADMSG;
+        rc = dpr_err_set(err, -EBADMSG, "'spec' is missing");
         goto out;
     }
     if (!json_is_null(v)) {
         rc = agent_spec_parse(v, &rules, &st.spec, &probs);
-        if (rc == -EINVAL) {
-            snprintf(err, errlen, "spec.%s: %s", probs.v[0].where, probs.v[0].message);
-            rc = -EBADMSG;
-        }
+        if (rc == -EINVAL)
+            rc = dpr_err_set(err, -EBADMSG, "spec.%s: %s", probs.v[0].where,
+                             probs.v[0].message);
         if (rc < 0)
             goto out;
     }
-    rc = parse_instances(json_object_get(j, "instances"), "instances", &st.inst, &st.ninst, err,
-                         errlen);
+    rc = parse_instances(json_object_get(j, "instances"), "instances", &st.inst, &st.ninst, err);
     if (rc == 0)
         rc = parse_instances(json_object_get(j, "retiring"), "retiring", &st.retiring,
-                             &st.nretiring, err, errlen);
+                             &st.nretiring, err);
     if (rc == 0)
-        rc = check_consistency(&st, err, errlen);
+        rc = check_consistency(&st, err);
     if (rc < 0)
         goto out;
     agent_instances_sort(st.inst, st.ninst);
@@ -273,134 +270,68 @@ int agent_state_from_json(const json_t *j, agent_state *out, char *err, size_t e
     return 0;
 out:
     if (rc == -ENOMEM)
-        snprintf(err, errlen, "out of memory");
+        dpr_err_set(err, rc, "out of memory");
     agent_problems_free(&probs);
     agent_state_free(&st);
     return rc;
 }
 
-int agent_statefile_load(const char *path, agent_state *out, char *err, size_t errlen)
+int agent_statefile_load(const char *path, agent_state *out, dpr_err *err)
 {
     json_error_t jerr;
     json_t *j;
-    char why[400];
     int rc;
 
     j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!j) {
-        if (access(path, F_OK) < 0 && errno == ENOENT) {
-            snprintf(err, errlen, "%s: no state file", path);
-            return -ENOENT;
-        }
+        if (access(path, F_OK) < 0 && errno == ENOENT)
+            return dpr_err_set(err, -ENOENT, "%s: no state file", path);
         if (access(path, R_OK) < 0) {
             rc = -errno;
-            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
-            return rc;
+            return dpr_err_set(err, rc, "%s: cannot read: %s", path, strerror(-rc));
         }
-        snprintf(err, errlen, "%s is damaged: line %d, column %d: %s", path, jerr.line,
-                 jerr.column, jerr.text);
-        return -EBADMSG;
+        return dpr_err_set(err, -EBADMSG, "%s is damaged: line %d, column %d: %s", path,
+                           jerr.line, jerr.column, jerr.text);
     }
-    rc = agent_state_from_json(j, out, why, sizeof(why));
+    rc = agent_state_from_json(j, out, err);
     json_decref(j);
     if (rc < 0)
-        snprintf(err, errlen, "%s is damaged: %s", path, why);
+        dpr_err_prefix(err, "%s is damaged", path);
     return rc;
 }
 
 /* ---- saving ------------------------------------------------------------- */
 
-static int fsync_dir_of(const char *path)
+int agent_statefile_save(const char *path, const agent_state *st, dpr_err *err)
 {
-    char *copy = strdup(path);
-    int fd, rc = 0;
+    json_t *j = state_to_json(st);
+    char *text = j ? json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    dpr_buf file = DPR_BUF_INIT;
+    int rc;
 
-    if (!copy)
-        return -ENOMEM;
-    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        rc = -errno;
-    if (fd >= 0)
-        close(fd);
-    free(copy);
-    return rc;
-}
-
-int agent_statefile_save(const char *path, const agent_state *st, char *err, size_t errlen)
-{
-    char tmp[4200];
-    json_t *j = agent_state_to_json(st);
-    char *text = NULL;
-    int fd = -1, rc = 0;
-
-    if (!j || !(text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS))) {
-        rc = -ENOMEM;
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(-rc));
-        goto out;
-    }
-    rc = agent_write_all(fd, text, strlen(text));
-    if (rc == 0)
-        rc = agent_write_all(fd, "\n", 1);
-    if (rc == 0 && fsync(fd) < 0)
-        rc = -errno;
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
-        goto out;
-    }
-    if (close(fd) < 0) {
-        fd = -1;
-        rc = -errno;
-        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
-        unlink(tmp);
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(-rc));
-        unlink(tmp);
-        goto out;
-    }
-    rc = fsync_dir_of(path);
-    if (rc < 0)
-        snprintf(err, errlen, "cannot fsync the directory of %s: %s", path, strerror(-rc));
-out:
-    if (fd >= 0) {
-        close(fd);
-        unlink(tmp);
-    }
-    free(text);
     json_decref(j);
+    if (text) {
+        dpr_buf_append_str(&file, text);
+        dpr_buf_append(&file, "\n", 1);
+    }
+    if (!text || dpr_buf_failed(&file))
+        rc = dpr_err_set(err, -ENOMEM, "out of memory");
+    else
+        rc = dpr_replace_file(path, file.data, file.len, 0600, true, err);
+    free(text);
+    dpr_buf_free(&file);
     return rc;
 }
 
-int agent_statefile_lock(const char *dir, int *fd, char *err, size_t errlen)
+int agent_statefile_lock(const char *dir, int *fd, dpr_err *err)
 {
-    char path[4200];
-    int f, rc;
+    char path[PATH_MAX];
+    int rc;
 
-    snprintf(path, sizeof(path), "%s/agent.lock", dir);
-    f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (f < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(-rc));
-        return rc;
-    }
-    if (flock(f, LOCK_EX | LOCK_NB) < 0) {
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        snprintf(err, errlen, rc == -EBUSY ? "%s is locked: another dpr-agent uses %s"
-                                           : "cannot lock %s: %s", path,
-                 rc == -EBUSY ? dir : strerror(-rc));
-        close(f);
-        return rc;
-    }
-    *fd = f;
-    return 0;
+    if (dpr_path_join(path, sizeof(path), dir, "agent.lock") < 0)
+        return dpr_err_set(err, -ENAMETOOLONG, "state directory path too long: %.80s...", dir);
+    rc = dpr_lock_file(path, 0, fd, err);
+    if (rc == -EBUSY)
+        return dpr_err_set(err, rc, "%s is locked: another dpr-agent uses %s", path, dir);
+    return rc;
 }

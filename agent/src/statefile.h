@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "dpr/err.h"
 #include "state.h"
 
 #define AGENT_STATE_FILE "agent.json"
@@ -21,18 +22,19 @@
  * when it is damaged or inconsistent; another negative errno when it cannot
  * be read. err gets a readable message (naming the file) on failure.
  */
-int agent_statefile_load(const char *path, agent_state *out, char *err, size_t errlen);
-/* Writes st durably to path. 0 or a negative errno with a message in err. */
-int agent_statefile_save(const char *path, const agent_state *st, char *err, size_t errlen);
+int agent_statefile_load(const char *path, agent_state *out, dpr_err *err);
+/* Writes st durably to path (dpr_replace_file). 0 or a negative errno with
+ * a message in err. */
+int agent_statefile_save(const char *path, const agent_state *st, dpr_err *err);
 
-/* The JSON form, and back (-EBADMSG with a message for bad content). */
-json_t *agent_state_to_json(const agent_state *st);
-int agent_state_from_json(const json_t *j, agent_state *out, char *err, size_t errlen);
+/* From the JSON form (-EBADMSG with a message for bad content). */
+int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err);
 
 /*
- * Takes an exclusive lock on dir/agent.lock (created if missing) and keeps
- * it in *fd (close it to release). -EBUSY when another agent holds it.
+ * Takes an exclusive lock on dir/agent.lock (created if missing;
+ * dpr_lock_file) and keeps it in *fd (close it to release). -EBUSY when
+ * another agent holds it.
  */
-int agent_statefile_lock(const char *dir, int *fd, char *err, size_t errlen);
+int agent_statefile_lock(const char *dir, int *fd, dpr_err *err);
 
 #endif

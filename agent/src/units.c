@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-bus.h>
-#include <time.h>
 
-#include "log.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "log_instance.h"
 
 #define SD_DEST "org.freedesktop.systemd1"
 #define SD_PATH "/org/freedesktop/systemd1"
@@ -146,14 +147,6 @@ static void kick(agent_units *u)
         uv_idle_start(&u->kick, on_kick);
 }
 
-static uint64_t now_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Processes what is pending, then re-arms the poll and the timer. */
 static void bus_update(agent_units *u)
 {
@@ -189,7 +182,7 @@ static void bus_update(agent_units *u)
         uvev |= UV_WRITABLE;
     uv_poll_start(u->poll, uvev, on_poll);
     if (sd_bus_get_timeout(u->bus, &timeout) >= 0 && timeout != UINT64_MAX) {
-        now = now_usec();
+        now = dpr_mono_ns() / 1000u; /* sd-bus: CLOCK_MONOTONIC in usec */
         uint64_t ms = timeout > now ? (timeout - now + 999) / 1000 : 0;
         uv_timer_start(&u->bus_timer, on_bus_timer, ms, 0);
     } else {
@@ -285,8 +278,8 @@ static int on_props_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret
         return 0;
     rc = read_props(m, &p);
     if (rc < 0) {
-        agent_logi(AGENT_LOG_WARN, instance, "cannot parse a PropertiesChanged signal: %s",
-                   strerror(-rc));
+        agent_log_instance(DPR_LOG_WARNING, instance, "cannot parse a PropertiesChanged signal: %s",
+                           strerror(-rc));
         return 0;
     }
     /* properties sent without values: read them */
@@ -357,11 +350,11 @@ static int on_getall(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
         p.have |= AGENT_UP_SERVICE_READ;
     if (sd_bus_message_is_method_error(m, NULL)) {
         const sd_bus_error *e = sd_bus_message_get_error(m);
-        agent_logi(AGENT_LOG_WARN, c->instance, "cannot read the unit's properties: %s",
-                   e && e->message ? e->message : "?");
+        agent_log_instance(DPR_LOG_WARNING, c->instance, "cannot read the unit's properties: %s",
+                           e && e->message ? e->message : "?");
     } else if ((rc = read_props(m, &p)) < 0) {
-        agent_logi(AGENT_LOG_WARN, c->instance, "cannot parse the unit's properties: %s",
-                   strerror(-rc));
+        agent_log_instance(DPR_LOG_WARNING, c->instance, "cannot parse the unit's properties: %s",
+                           strerror(-rc));
     }
     if (p.have && u->hooks.props)
         u->hooks.props(u->hooks.arg, c->instance, &p);
@@ -574,7 +567,7 @@ static void disconnect(agent_units *u, const char *why)
     drop_bus(u);
     u->connected = false;
     if (strcmp(u->error, why) != 0 || was)
-        agent_warn("systemd: %s; retrying every %d s", why, RETRY_MS / 1000);
+        log_warning("systemd: %s; retrying every %d s", why, RETRY_MS / 1000);
     snprintf(u->error, sizeof(u->error), "%s", why);
     schedule_retry(u);
     if (was && u->hooks.connected)
@@ -594,13 +587,13 @@ static int on_subscribed(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
                  e && e->message ? e->message : "Subscribe failed");
         /* not from inside sd_bus_process: leave through the timer */
         snprintf(u->error, sizeof(u->error), "%s", why);
-        agent_warn("systemd: %s; retrying every %d s", why, RETRY_MS / 1000);
+        log_warning("systemd: %s; retrying every %d s", why, RETRY_MS / 1000);
         uv_timer_start(&u->retry_timer, on_retry, 0, 0);
         return 0;
     }
     u->connected = true;
     u->error[0] = '\0';
-    agent_info("systemd: connected to the system bus, following dpr-cachestore@ units");
+    log_info("systemd: connected to the system bus, following dpr-cachestore@ units");
     if (u->hooks.connected)
         u->hooks.connected(u->hooks.arg, true, "");
     return 0;
@@ -631,7 +624,7 @@ static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret
     if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 ||
         strcmp(name, SD_DEST) != 0 || !*new_owner)
         return 0;
-    agent_info("systemd: %s has a new owner; subscribing again", SD_DEST);
+    log_info("systemd: %s has a new owner; subscribing again", SD_DEST);
     subscribe(u);
     return 0;
 }
@@ -694,7 +687,7 @@ static void try_connect(agent_units *u)
     if (rc < 0) {
         snprintf(why, sizeof(why), "cannot connect to the system bus: %s", strerror(-rc));
         if (strcmp(u->error, why) != 0)
-            agent_warn("systemd: %s; retrying every %d s", why, RETRY_MS / 1000);
+            log_warning("systemd: %s; retrying every %d s", why, RETRY_MS / 1000);
         snprintf(u->error, sizeof(u->error), "%s", why);
         schedule_retry(u);
     }

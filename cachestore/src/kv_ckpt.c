@@ -4,7 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,23 +14,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "common/err.h"
+#include "common/fs.h"
 #include "dpr/wire.h" /* dpr_put_u64 & co. */
 
 #define WBUF_SIZE (1u << 20)
 #define CRC_CHUNK (1u << 30)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uLong crc_update(uLong crc, const void *p, size_t n)
 {
@@ -60,24 +49,9 @@ typedef struct wbuf {
     uLong crc;
 } wbuf;
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int wflush(wbuf *w)
 {
-    int r = write_all(w->fd, w->buf, w->len);
+    int r = dpr_write_all(w->fd, w->buf, w->len);
     w->len = 0;
     return r;
 }
@@ -89,7 +63,7 @@ static int wput(wbuf *w, const void *p, size_t n)
     if (n > WBUF_SIZE / 2) {
         r = wflush(w);
         if (r == 0)
-            r = write_all(w->fd, p, n);
+            r = dpr_write_all(w->fd, p, n);
         return r;
     }
     if (WBUF_SIZE - w->len < n)
@@ -130,10 +104,9 @@ static int write_records(wbuf *w, const kv_dict *d)
     return r;
 }
 
-int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, char *err,
-                  size_t errlen)
+int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_err *err)
 {
-    char tmp[4096], final[4096];
+    char tmp[PATH_MAX], final[PATH_MAX];
     uint8_t header[KV_CKPT_HEADER], crcb[4];
     kv_ckpt_meta meta = *m;
     wbuf w = {-1, NULL, 0, 0};
@@ -143,10 +116,8 @@ int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, char
     r = kv_ckpt_path(tmp, sizeof(tmp), dir, m->version, 1);
     if (r == 0)
         r = kv_ckpt_path(final, sizeof(final), dir, m->version, 0);
-    if (r < 0) {
-        set_err(err, errlen, "state directory path too long");
-        return r;
-    }
+    if (r < 0)
+        return dpr_err_set(err, r, "state directory path too long");
     w.buf = malloc(WBUF_SIZE);
     if (!w.buf) {
         r = -ENOMEM;
@@ -193,34 +164,28 @@ int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, char
         goto fail;
     }
     free(w.buf);
-    r = kv_fsync_dir(dir);
+    r = dpr_fsync_dir(dir);
     if (r < 0)
-        set_err(err, errlen, "fsync of directory %s failed: %s", dir, strerror(-r));
-    return r;
+        return dpr_err_set(err, r, "fsync of directory %s failed: %s", dir, strerror(-r));
+    return 0;
 fail:
-    set_err(err, errlen, "cannot %s %s: %s", step, tmp, strerror(-r));
     if (w.fd >= 0)
         close(w.fd);
     unlink(tmp);
     free(w.buf);
-    return r;
+    return dpr_err_set(err, r, "cannot %s %s: %s", step, tmp, strerror(-r));
 }
 
 /* --- reading ------------------------------------------------------------ */
 
-static int decode_header(const uint8_t *h, kv_ckpt_meta *m, const char *path, char *err,
-                         size_t errlen)
+static int decode_header(const uint8_t *h, kv_ckpt_meta *m, const char *path, dpr_err *err)
 {
-    if (memcmp(h, KV_CKPT_MAGIC, 8) != 0) {
-        set_err(err, errlen, "%s is not a dpr-kv checkpoint (bad magic)", path);
-        return -EBADMSG;
-    }
+    if (memcmp(h, KV_CKPT_MAGIC, 8) != 0)
+        return dpr_err_set(err, -EBADMSG, "%s is not a dpr-kv checkpoint (bad magic)", path);
     uint32_t format = dpr_get_u32(h + 8), flags = dpr_get_u32(h + 12);
-    if (format != KV_CKPT_FORMAT || flags != 0) {
-        set_err(err, errlen, "%s: unsupported checkpoint format %u (flags %u)", path,
-                (unsigned)format, (unsigned)flags);
-        return -EBADMSG;
-    }
+    if (format != KV_CKPT_FORMAT || flags != 0)
+        return dpr_err_set(err, -EBADMSG, "%s: unsupported checkpoint format %u (flags %u)", path,
+                           (unsigned)format, (unsigned)flags);
     m->worker = dpr_get_u64(h + 16);
     m->world_line = dpr_get_u64(h + 24);
     m->version = dpr_get_u64(h + 32);
@@ -229,7 +194,7 @@ static int decode_header(const uint8_t *h, kv_ckpt_meta *m, const char *path, ch
     return 0;
 }
 
-int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, char *err, size_t errlen)
+int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, dpr_err *err)
 {
     uint8_t h[KV_CKPT_HEADER];
     ssize_t n;
@@ -237,36 +202,29 @@ int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, char *err, size_t errle
 
     if (fd < 0) {
         r = -errno;
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(-r));
-        return r;
+        return dpr_err_set(err, r, "cannot open %s: %s", path, strerror(-r));
     }
     do {
         n = pread(fd, h, sizeof(h), 0);
     } while (n < 0 && errno == EINTR);
     r = n < 0 ? -errno : 0;
     close(fd);
-    if (r < 0) {
-        set_err(err, errlen, "cannot read %s: %s", path, strerror(-r));
-        return r;
-    }
-    if ((size_t)n < sizeof(h)) {
-        set_err(err, errlen, "%s is truncated (%zd bytes)", path, n);
-        return -EBADMSG;
-    }
-    return decode_header(h, m, path, err, errlen);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot read %s: %s", path, strerror(-r));
+    if ((size_t)n < sizeof(h))
+        return dpr_err_set(err, -EBADMSG, "%s is truncated (%zd bytes)", path, n);
+    return decode_header(h, m, path, err);
 }
 
 static int load_records(const uint8_t *p, size_t size, const kv_ckpt_meta *m, kv_dict *d,
-                        const char *path, char *err, size_t errlen)
+                        const char *path, dpr_err *err)
 {
     size_t pos = KV_CKPT_HEADER, end = size - KV_CKPT_TRAILER;
     int r;
 
-    if (m->count > (end - pos) / 8) {
-        set_err(err, errlen, "%s: record count %llu does not fit the file", path,
-                (unsigned long long)m->count);
-        return -EBADMSG;
-    }
+    if (m->count > (end - pos) / 8)
+        return dpr_err_set(err, -EBADMSG, "%s: record count %llu does not fit the file", path,
+                           (unsigned long long)m->count);
     r = kv_dict_reserve(d, (size_t)m->count);
     if (r < 0)
         goto oom;
@@ -282,22 +240,19 @@ static int load_records(const uint8_t *p, size_t size, const kv_ckpt_meta *m, kv
             goto oom;
         pos += klen + vlen;
     }
-    if (pos != end) {
-        set_err(err, errlen, "%s: %zu unexpected bytes after the last record", path, end - pos);
-        return -EBADMSG;
-    }
+    if (pos != end)
+        return dpr_err_set(err, -EBADMSG, "%s: %zu unexpected bytes after the last record", path,
+                           end - pos);
     return 0;
 short_file:
-    set_err(err, errlen, "%s: record %zu runs past the end of the data", path,
-            kv_dict_size(d));
-    return -EBADMSG;
+    return dpr_err_set(err, -EBADMSG, "%s: record %zu runs past the end of the data", path,
+                       kv_dict_size(d));
 oom:
-    set_err(err, errlen, "%s: out of memory while loading", path);
-    return r;
+    return dpr_err_set(err, r, "%s: out of memory while loading", path);
 }
 
-int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d,
-                 kv_ckpt_meta *m, char *err, size_t errlen)
+int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
+                 dpr_err *err)
 {
     struct stat st;
     uint8_t *p = MAP_FAILED;
@@ -306,56 +261,50 @@ int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d
 
     if (fd < 0) {
         r = -errno;
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(-r));
-        return r;
+        return dpr_err_set(err, r, "cannot open %s: %s", path, strerror(-r));
     }
     if (fstat(fd, &st) < 0) {
         r = -errno;
-        set_err(err, errlen, "cannot stat %s: %s", path, strerror(-r));
+        dpr_err_set(err, r, "cannot stat %s: %s", path, strerror(-r));
         goto out;
     }
     size = (size_t)st.st_size;
     if (size < KV_CKPT_HEADER + KV_CKPT_TRAILER) {
-        set_err(err, errlen, "%s is truncated (%zu bytes)", path, size);
-        r = -EBADMSG;
+        r = dpr_err_set(err, -EBADMSG, "%s is truncated (%zu bytes)", path, size);
         goto out;
     }
     p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
         r = -errno;
-        set_err(err, errlen, "cannot map %s: %s", path, strerror(-r));
+        dpr_err_set(err, r, "cannot map %s: %s", path, strerror(-r));
         goto out;
     }
     (void)madvise(p, size, MADV_SEQUENTIAL);
-    r = decode_header(p, m, path, err, errlen);
+    r = decode_header(p, m, path, err);
     if (r < 0)
         goto out;
     if (memcmp(p + size - KV_CKPT_TRAILER, KV_CKPT_END, 8) != 0) {
-        set_err(err, errlen, "%s is truncated or damaged (no end marker)", path);
-        r = -EBADMSG;
+        r = dpr_err_set(err, -EBADMSG, "%s is truncated or damaged (no end marker)", path);
         goto out;
     }
     uint32_t want = dpr_get_u32(p + size - 4);
     uint32_t got = (uint32_t)crc_update(crc32(0L, Z_NULL, 0), p, size - 4);
     if (want != got) {
-        set_err(err, errlen, "%s is damaged: CRC-32 %08x, expected %08x", path,
-                (unsigned)got, (unsigned)want);
-        r = -EBADMSG;
+        r = dpr_err_set(err, -EBADMSG, "%s is damaged: CRC-32 %08x, expected %08x", path,
+                        (unsigned)got, (unsigned)want);
         goto out;
     }
     if (m->worker != worker) {
-        set_err(err, errlen, "%s belongs to worker %llu, not %llu", path,
-                (unsigned long long)m->worker, (unsigned long long)worker);
-        r = -EBADMSG;
+        r = dpr_err_set(err, -EBADMSG, "%s belongs to worker %llu, not %llu", path,
+                        (unsigned long long)m->worker, (unsigned long long)worker);
         goto out;
     }
     if (m->version != version) {
-        set_err(err, errlen, "%s holds version %llu, not %llu", path,
-                (unsigned long long)m->version, (unsigned long long)version);
-        r = -EBADMSG;
+        r = dpr_err_set(err, -EBADMSG, "%s holds version %llu, not %llu", path,
+                        (unsigned long long)m->version, (unsigned long long)version);
         goto out;
     }
-    r = load_records(p, size, m, d, path, err, errlen);
+    r = load_records(p, size, m, d, path, err);
 out:
     if (p != MAP_FAILED)
         munmap(p, size);
@@ -454,22 +403,11 @@ int kv_ckpt_remove_tmp(const char *dir)
 
 int kv_ckpt_remove(const char *dir, uint64_t version)
 {
-    char path[4096];
+    char path[PATH_MAX];
     int r = kv_ckpt_path(path, sizeof(path), dir, version, 0);
     if (r < 0)
         return r;
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;
-}
-
-int kv_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        r = -errno;
-    close(fd);
-    return r;
 }

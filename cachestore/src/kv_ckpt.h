@@ -21,8 +21,8 @@
  *
  * Readers check every length against the file and the CRC before trusting
  * anything; a damaged file is -EBADMSG with a readable message, never an
- * empty store. Functions return 0 or a negative errno; where `err` is given
- * it gets a message on failure.
+ * empty store. Functions return 0 or a negative errno; those with a
+ * dpr_err (may be NULL) say which file and what is wrong.
  */
 #ifndef KV_CKPT_H
 #define KV_CKPT_H
@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dpr/err.h"
 #include "kv_dict.h"
 
 #define KV_CKPT_MAGIC "DPRKVCKP"
@@ -54,19 +55,18 @@ int kv_ckpt_path(char *buf, size_t cap, const char *dir, uint64_t version, int t
  * dict): temporary file, fsync, rename, directory fsync. On failure the
  * temporary file is removed. Used by the snapshot child.
  */
-int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, char *err,
-                  size_t errlen);
+int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_err *err);
 
 /* Reads only and checks the header (not the CRC): for decisions at start-up. */
-int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, char *err, size_t errlen);
+int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, dpr_err *err);
 
 /*
  * Loads a checkpoint into d (which should be empty): checks size, magic,
  * format, CRC, that it belongs to `worker` and holds `version`, and every
  * record's bounds. On failure d may hold part of the data (free it).
  */
-int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d,
-                 kv_ckpt_meta *m, char *err, size_t errlen);
+int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
+                 dpr_err *err);
 
 /* --- the state directory ---------------------------------------------- */
 
@@ -75,9 +75,8 @@ int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d
 int kv_ckpt_list(const char *dir, uint64_t **v, size_t *n);
 /* Removes leftover temporary files (an interrupted checkpoint). */
 int kv_ckpt_remove_tmp(const char *dir);
-/* Removes checkpoint `version` (a missing file is fine). */
+/* Removes checkpoint `version` (a missing file is fine); dpr_fsync_dir
+ * (common/fs.h) makes removals durable. */
 int kv_ckpt_remove(const char *dir, uint64_t version);
-/* fsync the directory, so renames and removals are durable. */
-int kv_fsync_dir(const char *dir);
 
 #endif

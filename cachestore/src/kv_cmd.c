@@ -2,20 +2,22 @@
 #include "kv_cmd.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/num.h"
+#include "common/resp.h"
+
 static const char ERR_NOT_INT[] = "ERR value is not an integer or out of range";
 static const char ERR_SYNTAX[] = "ERR syntax error";
 
-static void reply_oom(kv_buf *out, int rc)
+static void reply_oom(dpr_buf *out, int rc)
 {
     if (rc == -E2BIG)
-        kv_reply_error(out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        dpr_resp_error(out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     else
-        kv_reply_error(out, "OOM command not allowed: out of memory");
+        dpr_resp_error(out, "OOM command not allowed: out of memory");
 }
 
 static int arg_is(const kv_arg *a, const char *word)
@@ -29,25 +31,25 @@ static int arg_is(const kv_arg *a, const char *word)
 static void cmd_ping(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
     if (argc > 2)
-        kv_reply_error(c->out, "ERR wrong number of arguments for 'ping' command");
+        dpr_resp_error(c->out, "ERR wrong number of arguments for 'ping' command");
     else if (argc == 2)
-        kv_reply_bulk(c->out, argv[1].p, argv[1].n);
+        dpr_resp_bulk(c->out, argv[1].p, argv[1].n);
     else
-        kv_reply_raw(c->out, "+PONG\r\n");
+        dpr_buf_append(c->out, "+PONG\r\n", 7);
 }
 
 static void cmd_echo(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
-    kv_reply_bulk(c->out, argv[1].p, argv[1].n);
+    dpr_resp_bulk(c->out, argv[1].p, argv[1].n);
 }
 
 static void cmd_get(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
     kv_entry *e = kv_dict_find(c->dict, argv[1].p, argv[1].n);
     if (e)
-        kv_reply_bulk(c->out, kv_entry_val(e), e->vlen);
+        dpr_resp_bulk(c->out, kv_entry_val(e), e->vlen);
     else
-        kv_reply_nil(c->out);
+        dpr_resp_nil(c->out);
 }
 
 /* SET key value [NX|XX] [GET] [KEEPTTL]; no expiry (EX/PX/EXAT/PXAT). */
@@ -69,10 +71,10 @@ static void cmd_set(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
             /* keys never expire here: nothing to keep */
         } else if (arg_is(a, "ex") || arg_is(a, "px") || arg_is(a, "exat") ||
                    arg_is(a, "pxat")) {
-            kv_reply_error(c->out, "ERR dpr-kv does not support key expiry");
+            dpr_resp_error(c->out, "ERR dpr-kv does not support key expiry");
             return;
         } else {
-            kv_reply_error(c->out, ERR_SYNTAX);
+            dpr_resp_error(c->out, ERR_SYNTAX);
             return;
         }
     }
@@ -84,25 +86,25 @@ static void cmd_set(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
     mark = c->out->len;
     if (get) {
         if (e)
-            kv_reply_bulk(c->out, kv_entry_val(e), e->vlen);
+            dpr_resp_bulk(c->out, kv_entry_val(e), e->vlen);
         else
-            kv_reply_nil(c->out);
+            dpr_resp_nil(c->out);
     }
     if ((nx && e) || (xx && !e)) {
         if (!get)
-            kv_reply_nil(c->out);
+            dpr_resp_nil(c->out);
         return;
     }
     rc = kv_dict_set(c->dict, argv[1].p, argv[1].n, argv[2].p, argv[2].n, NULL);
     if (rc < 0) {
-        if (!c->out->oom)
+        if (!dpr_buf_failed(c->out))
             c->out->len = mark; /* drop the old value: the reply is the error */
         reply_oom(c->out, rc);
         return;
     }
     c->writes++;
     if (!get)
-        kv_reply_raw(c->out, "+OK\r\n");
+        dpr_buf_append(c->out, "+OK\r\n", 5);
 }
 
 static void cmd_del(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
@@ -112,7 +114,7 @@ static void cmd_del(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
         n += kv_dict_delete(c->dict, argv[i].p, argv[i].n);
     if (n)
         c->writes++;
-    kv_reply_int(c->out, n);
+    dpr_resp_int(c->out, n);
 }
 
 static void cmd_exists(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
@@ -120,33 +122,33 @@ static void cmd_exists(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
     int64_t n = 0;
     for (size_t i = 1; i < argc; i++)
         n += kv_dict_find(c->dict, argv[i].p, argv[i].n) != NULL;
-    kv_reply_int(c->out, n);
+    dpr_resp_int(c->out, n);
 }
 
-static void incr_by(kv_cmd_ctx *c, const kv_arg *key, long long by)
+static void incr_by(kv_cmd_ctx *c, const kv_arg *key, int64_t by)
 {
     kv_entry *e = kv_dict_find(c->dict, key->p, key->n);
-    long long v = 0;
-    char buf[24];
+    int64_t v = 0;
+    char buf[DPR_FMT_I64_MAX];
     int rc;
 
-    if (e && kv_parse_ll(kv_entry_val(e), e->vlen, &v) < 0) {
-        kv_reply_error(c->out, ERR_NOT_INT);
+    if (e && dpr_parse_i64(kv_entry_val(e), e->vlen, &v) < 0) {
+        dpr_resp_error(c->out, ERR_NOT_INT);
         return;
     }
-    if ((by < 0 && v < 0 && by < LLONG_MIN - v) || (by > 0 && v > 0 && by > LLONG_MAX - v)) {
-        kv_reply_error(c->out, "ERR increment or decrement would overflow");
+    if ((by < 0 && v < 0 && by < INT64_MIN - v) || (by > 0 && v > 0 && by > INT64_MAX - v)) {
+        dpr_resp_error(c->out, "ERR increment or decrement would overflow");
         return;
     }
     v += by;
-    size_t n = kv_fmt_i64(buf, v);
+    size_t n = dpr_fmt_i64(buf, v);
     rc = kv_dict_set(c->dict, key->p, key->n, buf, n, NULL);
     if (rc < 0) {
         reply_oom(c->out, rc);
         return;
     }
     c->writes++;
-    kv_reply_int(c->out, v);
+    dpr_resp_int(c->out, v);
 }
 
 static void cmd_incr(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
@@ -161,9 +163,9 @@ static void cmd_decr(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 
 static void cmd_incrby(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
-    long long by;
-    if (kv_parse_ll(argv[2].p, argv[2].n, &by) < 0) {
-        kv_reply_error(c->out, ERR_NOT_INT);
+    int64_t by;
+    if (dpr_parse_i64(argv[2].p, argv[2].n, &by) < 0) {
+        dpr_resp_error(c->out, ERR_NOT_INT);
         return;
     }
     incr_by(c, &argv[1], by);
@@ -171,13 +173,13 @@ static void cmd_incrby(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 
 static void cmd_decrby(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
-    long long by;
-    if (kv_parse_ll(argv[2].p, argv[2].n, &by) < 0) {
-        kv_reply_error(c->out, ERR_NOT_INT);
+    int64_t by;
+    if (dpr_parse_i64(argv[2].p, argv[2].n, &by) < 0) {
+        dpr_resp_error(c->out, ERR_NOT_INT);
         return;
     }
-    if (by == LLONG_MIN) {
-        kv_reply_error(c->out, "ERR decrement would overflow");
+    if (by == INT64_MIN) {
+        dpr_resp_error(c->out, "ERR decrement would overflow");
         return;
     }
     incr_by(c, &argv[1], -by);
@@ -199,31 +201,31 @@ static void cmd_append(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
         return;
     }
     c->writes++;
-    kv_reply_int(c->out, (int64_t)newlen);
+    dpr_resp_int(c->out, (int64_t)newlen);
 }
 
 static void cmd_strlen(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
     kv_entry *e = kv_dict_find(c->dict, argv[1].p, argv[1].n);
-    kv_reply_int(c->out, e ? (int64_t)e->vlen : 0);
+    dpr_resp_int(c->out, e ? (int64_t)e->vlen : 0);
 }
 
 static void cmd_mget(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
-    kv_reply_array(c->out, argc - 1);
+    dpr_resp_array(c->out, argc - 1);
     for (size_t i = 1; i < argc; i++) {
         kv_entry *e = kv_dict_find(c->dict, argv[i].p, argv[i].n);
         if (e)
-            kv_reply_bulk(c->out, kv_entry_val(e), e->vlen);
+            dpr_resp_bulk(c->out, kv_entry_val(e), e->vlen);
         else
-            kv_reply_nil(c->out);
+            dpr_resp_nil(c->out);
     }
 }
 
 static void cmd_mset(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
     if (argc % 2 == 0) {
-        kv_reply_error(c->out, "ERR wrong number of arguments for 'mset' command");
+        dpr_resp_error(c->out, "ERR wrong number of arguments for 'mset' command");
         return;
     }
     for (size_t i = 2; i < argc; i += 2) {
@@ -242,12 +244,12 @@ static void cmd_mset(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
         }
     }
     c->writes++;
-    kv_reply_raw(c->out, "+OK\r\n");
+    dpr_buf_append(c->out, "+OK\r\n", 5);
 }
 
 static void cmd_dbsize(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
 {
-    kv_reply_int(c->out, (int64_t)kv_dict_size(c->dict));
+    dpr_resp_int(c->out, (int64_t)kv_dict_size(c->dict));
 }
 
 /* --- the table --------------------------------------------------------- */
@@ -311,7 +313,7 @@ static size_t shown(char *dst, size_t room, const kv_arg *a)
     return n;
 }
 
-void kv_reply_unknown_command(kv_buf *out, size_t argc, const kv_arg *argv)
+void kv_reply_unknown_command(dpr_buf *out, size_t argc, const kv_arg *argv)
 {
     char msg[512];
     size_t n = 0, args = 0;
@@ -329,27 +331,10 @@ void kv_reply_unknown_command(kv_buf *out, size_t argc, const kv_arg *argv)
         args += n - start;
     }
     msg[n] = '\0';
-    kv_reply_error(out, msg);
+    dpr_resp_error(out, msg);
 }
 
-void kv_reply_wrong_arity(kv_buf *out, const kv_command *cmd)
+void kv_reply_wrong_arity(dpr_buf *out, const kv_command *cmd)
 {
-    kv_reply_errorf(out, "ERR wrong number of arguments for '%s' command", cmd->name);
-}
-
-const kv_command *kv_command_run(kv_cmd_ctx *c, size_t argc, const kv_arg *argv)
-{
-    const kv_command *cmd = kv_command_lookup(argv[0].p, argv[0].n);
-
-    if (!cmd) {
-        kv_reply_unknown_command(c->out, argc, argv);
-        return NULL;
-    }
-    if (!kv_command_arity_ok(cmd, argc)) {
-        kv_reply_wrong_arity(c->out, cmd);
-        return NULL;
-    }
-    if (!(cmd->flags & KV_CMD_SERVER))
-        cmd->fn(c, argc, argv);
-    return cmd;
+    dpr_resp_errorf(out, "ERR wrong number of arguments for '%s' command", cmd->name);
 }

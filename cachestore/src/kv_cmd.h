@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv_buf.h"
+#include "common/buf.h"
 #include "kv_dict.h"
 #include "kv_resp.h"
 
@@ -37,7 +37,7 @@ enum kv_server_cmd {
 
 typedef struct kv_cmd_ctx {
     kv_dict *dict;
-    kv_buf *out;
+    dpr_buf *out;
     uint64_t writes; /* incremented by every write command that ran */
 } kv_cmd_ctx;
 
@@ -58,12 +58,7 @@ size_t kv_command_count(void);
 int kv_command_arity_ok(const kv_command *cmd, size_t argc);
 
 /* Error replies shared with the server. */
-void kv_reply_unknown_command(kv_buf *out, size_t argc, const kv_arg *argv);
-void kv_reply_wrong_arity(kv_buf *out, const kv_command *cmd);
-
-/* Runs argv against the table: unknown command and arity errors included;
- * KV_CMD_SERVER commands are not run (returns their command instead).
- * Returns the command found, or NULL if none ran (unknown, bad arity). */
-const kv_command *kv_command_run(kv_cmd_ctx *c, size_t argc, const kv_arg *argv);
+void kv_reply_unknown_command(dpr_buf *out, size_t argc, const kv_arg *argv);
+void kv_reply_wrong_arity(dpr_buf *out, const kv_command *cmd);
 
 #endif

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/err.h"
+#include "common/num.h"
+
 static const char usage[] =
     "Usage: dpr-kv [options]\n"
     "\n"
@@ -96,17 +99,13 @@ static const opt_def opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
+/* Decimal digits (leading zeros allowed, as ever in these flags), at most max:
+ * 0, -EINVAL or -ERANGE. */
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
-    char *end;
-    if (!*s || strspn(s, "0123456789") != strlen(s))
-        return -EINVAL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return -ERANGE;
-    *out = v;
-    return 0;
+    while (s[0] == '0' && s[1] >= '0' && s[1] <= '9')
+        s++;
+    return dpr_parse_u64_str(s, 0, max, out);
 }
 
 static int parse_bool(const char *s, bool *out)
@@ -133,8 +132,8 @@ static int copy_str(char *dst, size_t cap, const char *s)
     return 0;
 }
 
-/* Applies one setting; returns 0 or -EINVAL with a message printed. */
-static int apply(kv_config *c, const opt_def *o, const char *val, const char *from)
+/* Applies one setting; 0, or -EINVAL / -ERANGE with a message. */
+static int apply(kv_config *c, const opt_def *o, const char *val, const char *from, dpr_err *err)
 {
     uint64_t v = 0;
     int r = 0;
@@ -195,15 +194,16 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
         r = -EINVAL;
     }
     if (r < 0)
-        fprintf(stderr, "dpr-kv: invalid value '%s' for %s%s\n", val ? val : "", from,
-                r == -ERANGE ? " (out of range)" : "");
-    return r;
+        return dpr_err_set(err, r, "invalid value '%s' for %s%s", val ? val : "", from,
+                           r == -ERANGE ? " (out of range)" : "");
+    return 0;
 }
 
 enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
 {
     struct option longopts[NOPTS + 1];
     const char *state;
+    dpr_err err;
     int ch;
 
     memset(c, 0, sizeof(*c));
@@ -223,8 +223,10 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     }
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
-        if (v && apply(c, &opts[i], v, opts[i].env) < 0)
+        if (v && apply(c, &opts[i], v, opts[i].env, &err) < 0) {
+            fprintf(stderr, "dpr-kv: %s\n", err.msg);
             return KV_CONFIG_EXIT_USAGE;
+        }
     }
     for (size_t i = 0; i < NOPTS; i++) {
         longopts[i].name = opts[i].name;
@@ -249,8 +251,10 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
             return KV_CONFIG_EXIT_USAGE;
         }
         snprintf(from, sizeof(from), "--%s", o->name);
-        if (apply(c, o, o->has_arg ? optarg : NULL, from) < 0)
+        if (apply(c, o, o->has_arg ? optarg : NULL, from, &err) < 0) {
+            fprintf(stderr, "dpr-kv: %s\n", err.msg);
             return KV_CONFIG_EXIT_USAGE;
+        }
     }
     if (optind < argc) {
         fprintf(stderr, "dpr-kv: unexpected argument '%s'; try 'dpr-kv --help'.\n",

@@ -6,6 +6,7 @@
 #ifndef KV_CONFIG_H
 #define KV_CONFIG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +16,7 @@ typedef struct kv_config {
     char finder[300];          /* HOST:PORT */
     uint64_t worker;
     bool worker_set;
-    char dir[4096];            /* state directory */
+    char dir[PATH_MAX];        /* state directory */
     unsigned checkpoint_interval_ms;
     unsigned sync_interval_ms;
     unsigned shutdown_timeout_ms;

@@ -1,12 +1,13 @@
 /* kv_dict.c - see kv_dict.h. */
 #include "kv_dict.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "kv_hash.h"
 
 #define DICT_MIN_SIZE 4
@@ -81,7 +82,10 @@ static bool rehash_step(kv_dict *d, size_t n)
     size_t empty = n * REHASH_EMPTY_VISITS;
     size_t idx = (size_t)d->rehash_idx;
 
+    assert(rehashing(d) && to->size > 0);
     while (n-- && from->used) {
+        /* buckets below rehash_idx are empty, so entries remain above it */
+        assert(idx < from->size);
         while (!from->slots[idx]) {
             idx++;
             if (--empty == 0)
@@ -127,6 +131,7 @@ static int resize(kv_dict *d, size_t want)
 
     if (rehashing(d) || size == d->t[0].size)
         return 0;
+    assert((size & (size - 1)) == 0 && d->t[1].size == 0); /* t[1] only while rehashing */
     if (size > SIZE_MAX / sizeof(kv_entry *))
         return -ENOMEM;
     target = d->t[0].size ? &d->t[1] : &d->t[0];
@@ -213,6 +218,7 @@ static kv_entry *entry_new(kv_dict *d, const char *key, size_t klen, const char 
 
 static void entry_free(kv_dict *d, kv_entry *e)
 {
+    assert(d->entry_bytes >= malloc_usable_size(e));
     d->entry_bytes -= malloc_usable_size(e);
     free(e);
 }
@@ -224,7 +230,10 @@ static int insert_new(kv_dict *d, kv_entry *e, uint64_t h)
     if (r < 0)
         return r;
     kv_table *t = rehashing(d) ? &d->t[1] : &d->t[0];
-    size_t i = h & (t->size - 1);
+    size_t i;
+
+    assert(t->size > 0); /* expand_if_needed made a table */
+    i = h & (t->size - 1);
     e->next = t->slots[i];
     t->slots[i] = e;
     t->used++;
@@ -375,6 +384,7 @@ int kv_dict_delete(kv_dict *d, const char *key, size_t klen)
         return 0;
     e = *link;
     *link = e->next;
+    assert(d->t[t].used > 0);
     d->t[t].used--;
     entry_free(d, e);
     return 1;
@@ -383,13 +393,6 @@ int kv_dict_delete(kv_dict *d, const char *key, size_t klen)
 void kv_dict_set_resize(kv_dict *d, bool ok)
 {
     d->resize_ok = ok;
-}
-
-static uint64_t now_usec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 void kv_dict_cron(kv_dict *d, uint64_t usec)
@@ -402,9 +405,9 @@ void kv_dict_cron(kv_dict *d, uint64_t usec)
         (void)resize(d, t->used); /* on failure: try again next time */
     if (!rehashing(d))
         return;
-    uint64_t start = now_usec();
+    uint64_t start = dpr_mono_ns();
     while (rehash_step(d, 100)) {
-        if (now_usec() - start >= usec)
+        if ((dpr_mono_ns() - start) / 1000u >= usec)
             break;
     }
 }

@@ -31,7 +31,6 @@ typedef struct kv_entry {
     char data[]; /* klen key bytes, then vlen value bytes */
 } kv_entry;
 
-static inline const char *kv_entry_key(const kv_entry *e) { return e->data; }
 static inline char *kv_entry_val(kv_entry *e) { return e->data + e->klen; }
 
 typedef struct kv_table {

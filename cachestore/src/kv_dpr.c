@@ -1,8 +1,10 @@
 /* kv_dpr.c - checkpoints, reports, the cut, rollback and shutdown (see kv_server.h). */
 #include "kv_server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +12,10 @@
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
 #include "kv_ckpt.h"
-#include "kv_log.h"
 
 static bool dirty(const kv_server *s)
 {
@@ -30,7 +34,7 @@ static void fatal(kv_server *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    kv_err("fatal: %s", msg);
+    log_error("fatal: %s", msg);
     sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", msg, EIO);
     kv_snap_kill_all(&s->snap);
     exit(1);
@@ -57,6 +61,9 @@ int kv_ckpts_add(kv_server *s, uint64_t v)
     memmove(s->ckpts + i + 1, s->ckpts + i, (s->nckpts - i) * sizeof(*s->ckpts));
     s->ckpts[i] = v;
     s->nckpts++;
+    /* the list stays ascending, without duplicates */
+    assert(i == 0 || s->ckpts[i - 1] < v);
+    assert(i + 1 == s->nckpts || s->ckpts[i + 1] > v);
     return 0;
 }
 
@@ -78,7 +85,7 @@ static void gc(kv_server *s, uint64_t cut)
     for (size_t i = 0; i < n; i++) {
         int r = kv_ckpt_remove(s->cfg->dir, s->ckpts[i]);
         if (r < 0)
-            kv_warn("cannot remove checkpoint %" PRIu64 ": %s", s->ckpts[i], strerror(-r));
+            log_warning("cannot remove checkpoint %" PRIu64 ": %s", s->ckpts[i], strerror(-r));
     }
     if (n) {
         memmove(s->ckpts, s->ckpts + n, (s->nckpts - n) * sizeof(*s->ckpts));
@@ -99,20 +106,21 @@ int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
     r = kv_snap_start(&s->snap, &s->dict, version, s->worker.world_line);
     if (r < 0) {
         s->ckpts_forks_failed++;
-        kv_err("cannot start checkpoint %" PRIu64 ": fork: %s; retrying", version,
-               strerror(-r));
+        log_error("cannot start checkpoint %" PRIu64 ": fork: %s; retrying", version, strerror(-r));
         return r;
     }
     r = dpr_worker_checkpoint_begin(&s->worker, next_version, &sealed);
     if (r < 0) {
         kv_snap_abort_newest(&s->snap);
-        kv_err("cannot seal version %" PRIu64 ": %s; retrying", version, strerror(-r));
+        log_error("cannot seal version %" PRIu64 ": %s; retrying", version, strerror(-r));
         return r;
     }
+    /* the child's file is labelled `version`: it must be the one sealed */
+    assert(sealed == version);
     s->writes_at_seal = s->writes;
     kv_dict_set_resize(&s->dict, false);
-    kv_debug("checkpoint %" PRIu64 " started; version %" PRIu64 " open", sealed,
-             s->worker.version);
+    log_debug("checkpoint %" PRIu64 " started; version %" PRIu64 " open", sealed,
+              s->worker.version);
     return 0;
 }
 
@@ -158,19 +166,18 @@ void kv_dpr_reap(kv_server *s)
         s->last_ckpt_ms = (j.end_ns - j.start_ns) / 1000000u;
         s->last_fork_usec = j.fork_usec;
         if (kv_ckpts_add(s, j.version) < 0)
-            kv_warn("out of memory tracking checkpoint %" PRIu64, j.version);
+            log_warning("out of memory tracking checkpoint %" PRIu64, j.version);
         r = dpr_worker_checkpoint_complete(&s->worker, j.version, &rep);
         if (r < 0) {
-            kv_warn("checkpoint %" PRIu64 " finished but is not expected (%s)", j.version,
-                    strerror(-r));
+            log_warning("checkpoint %" PRIu64 " finished but is not expected (%s)", j.version,
+                        strerror(-r));
             continue;
         }
-        kv_debug("checkpoint %" PRIu64 " durable in %" PRIu64 " ms", j.version,
-                 s->last_ckpt_ms);
+        log_debug("checkpoint %" PRIu64 " durable in %" PRIu64 " ms", j.version, s->last_ckpt_ms);
         r = kv_finder_report(s->finder, &rep);
         if (r < 0) /* a later report covers it (durable = newest reported) */
-            kv_err("cannot queue the report of checkpoint %" PRIu64 ": %s", j.version,
-                   strerror(-r));
+            log_error("cannot queue the report of checkpoint %" PRIu64 ": %s", j.version,
+                      strerror(-r));
     }
     if (kv_snap_jobs(&s->snap) == 0)
         kv_dict_set_resize(&s->dict, true);
@@ -182,15 +189,16 @@ void kv_dpr_reap(kv_server *s)
 
 static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
 {
-    char path[4096], err[512];
+    char path[PATH_MAX];
+    dpr_err err = DPR_ERR_INIT;
     kv_dict fresh;
     kv_ckpt_meta meta;
     ssize_t idx;
     int r;
 
-    kv_warn("world-line %" PRIu64 " -> %" PRIu64 ": rolling back to version %" PRIu64
-            " (open version was %" PRIu64 ")",
-            s->worker.world_line, world_line, cut, s->worker.version);
+    log_warning("world-line %" PRIu64 " -> %" PRIu64 ": rolling back to version %" PRIu64
+                " (open version was %" PRIu64 ")",
+                s->worker.world_line, world_line, cut, s->worker.version);
     if (cut < s->worker.cut)
         fatal(s, "the finder's cut for this worker went back from %" PRIu64 " to %" PRIu64,
               s->worker.cut, cut);
@@ -217,9 +225,9 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
         uint64_t v = s->ckpts[idx];
         r = kv_ckpt_path(path, sizeof(path), s->cfg->dir, v, 0);
         if (r == 0)
-            r = kv_ckpt_load(path, s->cfg->worker, v, &fresh, &meta, err, sizeof(err));
+            r = kv_ckpt_load(path, s->cfg->worker, v, &fresh, &meta, &err);
         if (r < 0)
-            fatal(s, "cannot roll back to version %" PRIu64 ": %s", cut, err);
+            fatal(s, "cannot roll back to version %" PRIu64 ": %s", cut, dpr_err_str(&err, r));
     }
     /* versions above the cut are lost: their files must never be restored */
     while (s->nckpts > 0 && s->ckpts[s->nckpts - 1] > cut) {
@@ -229,7 +237,7 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
                   strerror(-r));
         s->nckpts--;
     }
-    r = kv_fsync_dir(s->cfg->dir);
+    r = dpr_fsync_dir(s->cfg->dir);
     if (r < 0)
         fatal(s, "cannot fsync %s: %s", s->cfg->dir, strerror(-r));
     r = dpr_worker_rollback(&s->worker, world_line, cut);
@@ -241,8 +249,8 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     s->writes_at_seal = s->writes;
     kv_finder_drop_old(s->finder, world_line);
     s->rollbacks++;
-    kv_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open",
-            world_line, kv_dict_size(&s->dict), s->worker.version);
+    log_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open", world_line,
+             kv_dict_size(&s->dict), s->worker.version);
     kv_dpr_status(s, true);
 }
 
@@ -263,8 +271,8 @@ static void on_sync(void *ud, uint64_t world_line, uint64_t max_version, uint64_
             gc(s, cut);
         }
     } else {
-        kv_warn("the finder is on world-line %" PRIu64 ", behind ours (%" PRIu64 ")",
-                world_line, s->worker.world_line);
+        log_warning("the finder is on world-line %" PRIu64 ", behind ours (%" PRIu64 ")",
+                    world_line, s->worker.world_line);
     }
 }
 
@@ -304,7 +312,7 @@ static void on_watchdog(uv_timer_t *t)
 
 void kv_dpr_status(kv_server *s, bool force)
 {
-    uint64_t now = kv_now_ms();
+    uint64_t now = dpr_mono_ms();
     if (!force && now - s->status_ms < 1000)
         return;
     s->status_ms = now;
@@ -345,11 +353,11 @@ int kv_dpr_start(kv_server *s)
             r = uv_timer_start(&s->watchdog, on_watchdog, ms, ms);
         if (r < 0)
             return r;
-        kv_info("systemd watchdog: pinging every %" PRIu64 " ms", ms);
+        log_info("systemd watchdog: pinging every %" PRIu64 " ms", ms);
     }
-    kv_info("ready: worker %" PRIu64 ", world-line %" PRIu64 ", restored version %" PRIu64
-            ", %zu keys",
-            s->worker.id, s->worker.world_line, s->restored_version, kv_dict_size(&s->dict));
+    log_info("ready: worker %" PRIu64 ", world-line %" PRIu64 ", restored version %" PRIu64
+             ", %zu keys",
+             s->worker.id, s->worker.world_line, s->restored_version, kv_dict_size(&s->dict));
     sd_notify(0, "READY=1");
     kv_dpr_status(s, true);
     return 0;
@@ -381,15 +389,14 @@ void kv_dpr_shutdown_progress(kv_server *s)
     if (dirty(s) && kv_snap_jobs(&s->snap) < KV_SNAP_MAX_JOBS)
         (void)kv_dpr_checkpoint(s, 0);
     if (!dirty(s) && kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0) {
-        kv_info("stopped: last checkpoint %" PRIu64 " is durable and reported",
-                s->worker.durable);
+        log_info("stopped: last checkpoint %" PRIu64 " is durable and reported", s->worker.durable);
         finish(s, 0);
         return;
     }
-    if (kv_now_ms() > s->stop_deadline_ms) {
-        kv_err("shutdown timed out: %zu checkpoints in progress, %zu reports not "
-               "acknowledged by the finder",
-               kv_snap_jobs(&s->snap), kv_finder_unacked(s->finder));
+    if (dpr_mono_ms() > s->stop_deadline_ms) {
+        log_error("shutdown timed out: %zu checkpoints in progress, %zu reports not "
+                  "acknowledged by the finder",
+                  kv_snap_jobs(&s->snap), kv_finder_unacked(s->finder));
         finish(s, 1);
     }
 }
@@ -399,7 +406,7 @@ void kv_dpr_begin_shutdown(kv_server *s)
     if (s->stopping)
         return;
     s->stopping = true;
-    s->stop_deadline_ms = kv_now_ms() + s->cfg->shutdown_timeout_ms;
+    s->stop_deadline_ms = dpr_mono_ms() + s->cfg->shutdown_timeout_ms;
     sd_notify(0, "STOPPING=1");
     kv_server_stop_listening(s);
     kv_server_close_clients(s);

@@ -9,7 +9,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "kv_log.h"
+#include "common/addr.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/num.h"
 
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 100
@@ -35,6 +39,13 @@ typedef struct wreq {
     char data[];
 } wreq;
 
+typedef struct kv_queued_report {
+    uint64_t world_line;
+    uint64_t version;
+    char *cmd; /* the RESP command */
+    size_t len;
+} kv_queued_report;
+
 typedef struct gai_req {
     uv_getaddrinfo_t req;
     kv_finder *f;
@@ -42,7 +53,9 @@ typedef struct gai_req {
 
 struct kv_finder {
     uv_loop_t *loop;
-    char addr[300], host[256], port[16];
+    char addr[DPR_ADDR_STR_MAX]; /* as given, for messages */
+    dpr_hostport hp;
+    char port[8]; /* hp.port for getaddrinfo */
     uint64_t worker;
     kv_finder_cb cb;
     void *ud;
@@ -66,44 +79,6 @@ struct kv_finder {
     char rbuf[65536];
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-int kv_split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *colon, *h = s;
-    size_t hlen;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = s + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -EINVAL;
-        hlen = (size_t)(colon - s);
-        if (memchr(s, ':', hlen))
-            return -EINVAL; /* bare IPv6 needs brackets */
-    }
-    const char *p = colon + 1;
-    size_t plen = strlen(p);
-    if (hlen == 0 || hlen >= hcap || plen == 0 || plen >= pcap ||
-        strspn(p, "0123456789") != plen || atol(p) > 65535)
-        return -EINVAL;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    memcpy(port, p, plen + 1);
-    return 0;
-}
-
 /* --- replies ------------------------------------------------------------ */
 
 /* An integer reply, or a bulk/status string holding a decimal number. */
@@ -113,70 +88,57 @@ static int reply_u64(const redisReply *r, uint64_t *out)
         *out = (uint64_t)r->integer;
         return 0;
     }
-    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->len > 0 &&
-        r->len <= 20) {
-        char buf[24], *end;
-        memcpy(buf, r->str, r->len);
-        buf[r->len] = '\0';
-        errno = 0;
-        unsigned long long v = strtoull(buf, &end, 10);
-        if (errno == 0 && *end == '\0' && buf[0] != '-') {
-            *out = v;
-            return 0;
-        }
-    }
+    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+        dpr_parse_u64(r->str, r->len, 0, UINT64_MAX, out) == 0)
+        return 0;
     return -EPROTO;
 }
 
 /* --- start-up registration (blocking) ----------------------------------- */
 
 int kv_finder_register(const char *hostport, uint64_t worker, unsigned timeout_ms,
-                       uint64_t *world_line, uint64_t *restore, char *err, size_t errlen)
+                       uint64_t *world_line, uint64_t *restore, dpr_err *err)
 {
-    char host[256], port[16];
-    uint64_t start = now_ms(), last_log = 0;
-    int r = kv_split_hostport(hostport, host, sizeof(host), port, sizeof(port));
+    dpr_hostport hp;
+    uint64_t start = dpr_mono_ms(), last_log = 0;
+    int r = dpr_hostport_parse(hostport, 0, &hp, err);
 
-    if (r < 0) {
-        snprintf(err, errlen, "bad finder address '%s' (want HOST:PORT)", hostport);
+    if (r < 0)
         return r;
-    }
     for (;;) {
         struct timeval tv = {2, 0};
-        redisContext *c = redisConnectWithTimeout(host, atoi(port), tv);
+        redisContext *c = redisConnectWithTimeout(hp.host, hp.port, tv);
         redisReply *rep = NULL;
         if (c && !c->err) {
             redisSetTimeout(c, tv);
             rep = redisCommand(c, "DPR.WORKER.ADD %" PRIu64, worker);
         }
         if (rep) {
-            r = -EPROTO;
             if (rep->type == REDIS_REPLY_ERROR)
-                snprintf(err, errlen, "finder %s refused DPR.WORKER.ADD %" PRIu64 ": %s",
-                         hostport, worker, rep->str);
+                r = dpr_err_set(err, -EPROTO, "finder %s refused DPR.WORKER.ADD %" PRIu64 ": %s",
+                                hostport, worker, rep->str);
             else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
                      reply_u64(rep->element[0], world_line) < 0 ||
                      reply_u64(rep->element[1], restore) < 0 || *world_line == 0)
-                snprintf(err, errlen, "finder %s gave a malformed answer to DPR.WORKER.ADD",
-                         hostport);
+                r = dpr_err_set(err, -EPROTO, "finder %s gave a malformed answer to DPR.WORKER.ADD",
+                                hostport);
             else
                 r = 0;
             freeReplyObject(rep);
             redisFree(c);
             return r;
         }
-        uint64_t now = now_ms();
+        uint64_t now = dpr_mono_ms();
         if (now - last_log >= 5000) {
-            kv_warn("finder %s not reachable (%s); retrying", hostport,
-                    c ? c->errstr : "out of memory");
+            log_warning("finder %s not reachable (%s); retrying", hostport,
+                        c ? c->errstr : "out of memory");
             last_log = now;
         }
         if (c)
             redisFree(c);
-        if (timeout_ms && now - start >= timeout_ms) {
-            snprintf(err, errlen, "finder %s not reachable within %u ms", hostport, timeout_ms);
-            return -ETIMEDOUT;
-        }
+        if (timeout_ms && now - start >= timeout_ms)
+            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms", hostport,
+                               timeout_ms);
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -201,7 +163,7 @@ static void disconnect(kv_finder *f, const char *why)
         f->c = NULL;
     }
     if (f->state != LINK_DOWN && !f->closing)
-        kv_warn("finder %s: connection lost (%s); reconnecting", f->addr, why);
+        log_warning("finder %s: connection lost (%s); reconnecting", f->addr, why);
     f->state = LINK_DOWN;
     /* every report goes out again on the next connection */
     if (f->ndropped) {
@@ -219,7 +181,7 @@ static void disconnect(kv_finder *f, const char *why)
         redisReaderFree(f->reader);
         f->reader = NULL;
     }
-    f->next_attempt_ms = now_ms() + f->backoff_ms;
+    f->next_attempt_ms = dpr_mono_ms() + f->backoff_ms;
     f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
     if (was_up && f->cb.on_connection && !f->closing)
         f->cb.on_connection(f->ud, false);
@@ -264,7 +226,7 @@ static int push_pend(kv_finder *f, enum pend_kind kind)
         f->pend_cap = cap;
         f->pend_head = 0;
     }
-    f->pend[(f->pend_head + f->pend_len) % f->pend_cap] = (pend){kind, now_ms()};
+    f->pend[(f->pend_head + f->pend_len) % f->pend_cap] = (pend){kind, dpr_mono_ms()};
     f->pend_len++;
     return 0;
 }
@@ -291,10 +253,10 @@ static void on_report_reply(kv_finder *f, const redisReply *rep)
     bool dropped = f->ndropped > 0, acked = rep->type == REDIS_REPLY_STATUS;
 
     if (!acked && !dropped)
-        kv_warn("finder refused the report of checkpoint %" PRIu64 " (world-line %" PRIu64
-                "): %s; dropped",
-                r.version, r.world_line,
-                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        log_warning("finder refused the report of checkpoint %" PRIu64 " (world-line %" PRIu64
+                    "): %s; dropped",
+                    r.version, r.world_line,
+                    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
     memmove(f->reports, f->reports + 1, (f->nreports - 1) * sizeof(*f->reports));
     f->nreports--;
     f->nsent--;
@@ -311,7 +273,7 @@ static int on_sync_reply(kv_finder *f, const redisReply *rep)
 
     f->sync_inflight = false;
     if (rep->type == REDIS_REPLY_ERROR) {
-        kv_warn("finder %s: DPR.SYNC failed: %s", f->addr, rep->str);
+        log_warning("finder %s: DPR.SYNC failed: %s", f->addr, rep->str);
         return 0;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
@@ -393,7 +355,7 @@ static void connect_cb(uv_connect_t *req, int status)
     if (!f)
         return; /* closed meanwhile */
     if (status < 0) {
-        kv_debug("finder %s: connect failed: %s", f->addr, uv_strerror(status));
+        log_debug("finder %s: connect failed: %s", f->addr, uv_strerror(status));
         disconnect(f, uv_strerror(status));
         return;
     }
@@ -410,7 +372,7 @@ static void connect_cb(uv_connect_t *req, int status)
     (void)uv_tcp_nodelay(&f->c->tcp, 1);
     f->state = LINK_UP;
     f->backoff_ms = BACKOFF_MIN_MS;
-    kv_info("finder %s: connected", f->addr);
+    log_info("finder %s: connected", f->addr);
     if (f->cb.on_connection)
         f->cb.on_connection(f->ud, true);
     send_reports(f);
@@ -429,7 +391,7 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     f->gai = NULL;
     if (status < 0) {
-        kv_debug("finder %s: cannot resolve: %s", f->addr, uv_strerror(status));
+        log_debug("finder %s: cannot resolve: %s", f->addr, uv_strerror(status));
         f->state = LINK_CONNECTING; /* so disconnect() schedules the retry quietly */
         disconnect(f, uv_strerror(status));
         return;
@@ -450,7 +412,7 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     f->c->tcp.data = f;
     f->state = LINK_CONNECTING;
-    f->state_since_ms = now_ms();
+    f->state_since_ms = dpr_mono_ms();
     r = uv_tcp_connect(&f->c->req, &f->c->tcp, res->ai_addr, connect_cb);
     uv_freeaddrinfo(res);
     if (r < 0)
@@ -467,12 +429,12 @@ static void start_connect(kv_finder *f)
     hints.ai_socktype = SOCK_STREAM;
     f->gai = malloc(sizeof(*f->gai));
     if (!f->gai) {
-        f->next_attempt_ms = now_ms() + BACKOFF_MAX_MS;
+        f->next_attempt_ms = dpr_mono_ms() + BACKOFF_MAX_MS;
         return;
     }
     f->gai->f = f;
     f->state = LINK_RESOLVING;
-    r = uv_getaddrinfo(f->loop, &f->gai->req, resolved, f->host, f->port, &hints);
+    r = uv_getaddrinfo(f->loop, &f->gai->req, resolved, f->hp.host, f->port, &hints);
     if (r < 0) {
         free(f->gai);
         f->gai = NULL;
@@ -483,7 +445,7 @@ static void start_connect(kv_finder *f)
 static void tick(uv_timer_t *t)
 {
     kv_finder *f = t->data;
-    uint64_t now = now_ms();
+    uint64_t now = dpr_mono_ms();
 
     if (f->state == LINK_DOWN && now >= f->next_attempt_ms)
         start_connect(f);
@@ -512,11 +474,12 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
 
     if (!f)
         return -ENOMEM;
-    r = kv_split_hostport(hostport, f->host, sizeof(f->host), f->port, sizeof(f->port));
+    r = dpr_hostport_parse(hostport, 0, &f->hp, NULL);
     if (r < 0) {
         free(f);
         return r;
     }
+    snprintf(f->port, sizeof(f->port), "%u", (unsigned)f->hp.port);
     snprintf(f->addr, sizeof(f->addr), "%s", hostport);
     f->loop = loop;
     f->worker = worker;
@@ -659,9 +622,4 @@ size_t kv_finder_unacked(const kv_finder *f)
 bool kv_finder_connected(const kv_finder *f)
 {
     return f->state == LINK_UP;
-}
-
-const char *kv_finder_address(const kv_finder *f)
-{
-    return f->addr;
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "dpr/err.h"
 #include "dpr/worker.h"
 
 #define KV_FINDER_TIMEOUT_MS 5000
@@ -36,24 +37,18 @@ typedef struct kv_finder_cb {
     void (*on_connection)(void *ud, bool up);
 } kv_finder_cb;
 
-typedef struct kv_queued_report {
-    uint64_t world_line;
-    uint64_t version;
-    char *cmd; /* the RESP command */
-    size_t len;
-} kv_queued_report;
-
 typedef struct kv_finder kv_finder;
 
 /*
  * Synchronous DPR.WORKER.ADD <worker> at start-up. Connects to hostport,
  * retrying every 200 ms until `timeout_ms` passes (0: forever, logging
  * every few seconds). -ETIMEDOUT, -EPROTO (the finder answered an error
- * or nonsense; err tells), -EINVAL (bad address).
+ * or nonsense), -EINVAL (bad address); err says which.
  */
 int kv_finder_register(const char *hostport, uint64_t worker, unsigned timeout_ms,
-                       uint64_t *world_line, uint64_t *restore, char *err, size_t errlen);
+                       uint64_t *world_line, uint64_t *restore, dpr_err *err);
 
+/* Starts the link (hostport: HOST:PORT, -EINVAL if malformed). */
 int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
                   const kv_finder_cb *cb, void *ud, kv_finder **out);
 /* Closes the connection and frees everything (after the loop closed handles:
@@ -69,9 +64,5 @@ void kv_finder_drop_old(kv_finder *f, uint64_t world_line);
 
 size_t kv_finder_unacked(const kv_finder *f);
 bool kv_finder_connected(const kv_finder *f);
-const char *kv_finder_address(const kv_finder *f);
-
-/* "host:port" or "[v6]:port" -> host and port strings. -EINVAL if malformed. */
-int kv_split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap);
 
 #endif

@@ -11,11 +11,14 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/resp.h"
+
 #define KV_VERSION "0.1.0"
 
-static void line(kv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void line(kv_buf *b, const char *fmt, ...)
+static void line(dpr_buf *b, const char *fmt, ...)
 {
     char tmp[512];
     va_list ap;
@@ -24,8 +27,8 @@ static void line(kv_buf *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    kv_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-    kv_buf_append(b, "\r\n", 2);
+    dpr_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+    dpr_buf_append(b, "\r\n", 2);
 }
 
 static void human(char *buf, size_t cap, uint64_t bytes)
@@ -45,10 +48,10 @@ static void human(char *buf, size_t cap, uint64_t bytes)
     snprintf(buf, cap, "%.2f%s", v, unit);
 }
 
-static void sec_server(kv_server *s, kv_buf *b)
+static void sec_server(kv_server *s, dpr_buf *b)
 {
     struct utsname u;
-    uint64_t up = (kv_wall_ms() - s->start_ms) / 1000;
+    uint64_t up = (dpr_wall_ms() - s->start_ms) / 1000;
     if (uname(&u) < 0)
         memset(&u, 0, sizeof(u));
     line(b, "# Server");
@@ -67,7 +70,7 @@ static void sec_server(kv_server *s, kv_buf *b)
     line(b, "uptime_in_days:%" PRIu64, up / 86400);
 }
 
-static void sec_clients(kv_server *s, kv_buf *b)
+static void sec_clients(kv_server *s, dpr_buf *b)
 {
     size_t parked = 0;
     for (kv_client *c = s->parked; c; c = c->park_next)
@@ -78,7 +81,7 @@ static void sec_clients(kv_server *s, kv_buf *b)
     line(b, "blocked_clients:%zu", parked);
 }
 
-static void sec_memory(kv_server *s, kv_buf *b)
+static void sec_memory(kv_server *s, dpr_buf *b)
 {
     struct mallinfo2 mi = mallinfo2();
     uint64_t used = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
@@ -91,7 +94,7 @@ static void sec_memory(kv_server *s, kv_buf *b)
     line(b, "mem_allocator:libc");
 }
 
-static void sec_stats(kv_server *s, kv_buf *b)
+static void sec_stats(kv_server *s, dpr_buf *b)
 {
     line(b, "# Stats");
     line(b, "total_connections_received:%" PRIu64, s->conns_total);
@@ -100,10 +103,10 @@ static void sec_stats(kv_server *s, kv_buf *b)
     line(b, "total_writes:%" PRIu64, s->writes);
 }
 
-static void sec_dpr(kv_server *s, kv_buf *b)
+static void sec_dpr(kv_server *s, dpr_buf *b)
 {
-    char err[320] = "";
-    uint64_t failures = kv_snap_failures(&s->snap, err, sizeof(err));
+    dpr_err last;
+    uint64_t failures = kv_snap_failures(&s->snap, &last);
     line(b, "# DPR");
     line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
     line(b, "dpr_world_line:%" PRIu64, s->worker.world_line);
@@ -124,14 +127,14 @@ static void sec_dpr(kv_server *s, kv_buf *b)
     line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
     line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
     line(b, "dpr_checkpoint_failures:%" PRIu64, failures + s->ckpts_forks_failed);
-    line(b, "dpr_last_checkpoint_error:%s", err);
+    line(b, "dpr_last_checkpoint_error:%s", last.msg);
     line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
     line(b, "dpr_batches:%" PRIu64, s->batches_total);
     line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
     line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
 }
 
-static void sec_keyspace(kv_server *s, kv_buf *b)
+static void sec_keyspace(kv_server *s, dpr_buf *b)
 {
     line(b, "# Keyspace");
     if (kv_dict_size(&s->dict))
@@ -140,7 +143,7 @@ static void sec_keyspace(kv_server *s, kv_buf *b)
 
 typedef struct section {
     const char *name;
-    void (*fn)(kv_server *s, kv_buf *b);
+    void (*fn)(kv_server *s, dpr_buf *b);
 } section;
 
 static const section sections[] = {
@@ -149,10 +152,10 @@ static const section sections[] = {
 };
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
-void kv_info_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv)
+void kv_info_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv)
 {
     bool want[NSECTIONS];
-    kv_buf b;
+    dpr_buf b = DPR_BUF_INIT;
     bool all = argc == 1;
 
     memset(want, 0, sizeof(want));
@@ -167,42 +170,41 @@ void kv_info_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv)
                 !strncasecmp(a->p, sections[k].name, a->n))
                 want[k] = true;
     }
-    kv_buf_init(&b);
     for (size_t k = 0; k < NSECTIONS; k++) {
         if (!all && !want[k])
             continue;
         if (b.len)
-            kv_buf_append(&b, "\r\n", 2);
+            dpr_buf_append(&b, "\r\n", 2);
         sections[k].fn(s, &b);
     }
-    if (b.oom)
-        kv_reply_error(out, "OOM command not allowed: out of memory");
+    if (dpr_buf_failed(&b))
+        dpr_resp_error(out, "OOM command not allowed: out of memory");
     else
-        kv_reply_bulk(out, b.data ? b.data : "", b.len);
-    kv_buf_free(&b);
+        dpr_resp_bulk(out, b.data ? b.data : "", b.len);
+    dpr_buf_free(&b);
 }
 
 /* CONFIG GET: the few parameters clients ask for (redis-benchmark reads
  * "save" and "appendonly"); CONFIG SET changes nothing here. */
-void kv_config_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv)
+void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv)
 {
     char pattern[256], maxclients[24], maxreq[24];
     const kv_arg *sub = &argv[1];
 
     if (sub->n == 9 && !strncasecmp(sub->p, "resetstat", 9) && argc == 2) {
-        kv_reply_raw(out, "+OK\r\n");
+        dpr_buf_append(out, "+OK\r\n", 5);
         return;
     }
     if (!(sub->n == 3 && !strncasecmp(sub->p, "get", 3))) {
         if (sub->n == 3 && !strncasecmp(sub->p, "set", 3))
-            kv_reply_error(out, "ERR CONFIG SET is not supported by dpr-kv: use its flags");
+            dpr_resp_error(out, "ERR CONFIG SET is not supported by dpr-kv: use its flags");
         else
-            kv_reply_errorf(out, "ERR unknown subcommand '%.*s'. Try CONFIG HELP.",
+            dpr_resp_errorf(out, "ERR unknown subcommand '%.*s'. Try CONFIG HELP.",
                             (int)(sub->n > 128 ? 128 : sub->n), sub->p);
         return;
     }
     if (argc < 3) {
-        kv_reply_error(out, "ERR wrong number of arguments for 'config|get' command");
+        dpr_resp_error(out, "ERR wrong number of arguments for 'config|get' command");
         return;
     }
     snprintf(maxclients, sizeof(maxclients), "%zu", s->cfg->max_clients);
@@ -232,20 +234,20 @@ void kv_config_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv)
                 hits++;
             }
     }
-    kv_reply_array(out, 2 * hits);
+    dpr_resp_array(out, 2 * hits);
     for (size_t k = 0; k < n; k++) {
         if (!hit[k])
             continue;
-        kv_reply_bulk(out, params[k][0], strlen(params[k][0]));
-        kv_reply_bulk(out, params[k][1], strlen(params[k][1]));
+        dpr_resp_bulk(out, params[k][0], strlen(params[k][0]));
+        dpr_resp_bulk(out, params[k][1], strlen(params[k][1]));
     }
 }
 
 /* COMMAND: enough for redis-cli and redis-benchmark (they only look). */
-void kv_command_reply(kv_buf *out, size_t argc, const kv_arg *argv)
+void kv_command_reply(dpr_buf *out, size_t argc, const kv_arg *argv)
 {
     if (argc >= 2 && argv[1].n == 5 && !strncasecmp(argv[1].p, "count", 5))
-        kv_reply_int(out, (int64_t)kv_command_count());
+        dpr_resp_int(out, (int64_t)kv_command_count());
     else
-        kv_reply_array(out, 0);
+        dpr_resp_array(out, 0);
 }

@@ -6,8 +6,8 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
+#include "common/log.h"
 #include "kv_config.h"
-#include "kv_log.h"
 #include "kv_recover.h"
 #include "kv_server.h"
 
@@ -27,10 +27,17 @@ int main(int argc, char **argv)
     case KV_CONFIG_RUN:
         break;
     }
-    kv_log_init(cfg.verbose);
+    dpr_log_open("dpr-kv", cfg.verbose);
+    /* under the agent: every journal entry names its instance */
+    if (getenv("DPR_INSTANCE")) {
+        char field[96];
+        if (snprintf(field, sizeof(field), "DPR_INSTANCE=%s", getenv("DPR_INSTANCE")) <
+            (int)sizeof(field))
+            (void)dpr_log_add_field(field);
+    }
     signal(SIGPIPE, SIG_IGN);
-    kv_info("starting: worker %llu, dir %s, finder %s, checkpoint every %u ms",
-            (unsigned long long)cfg.worker, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms);
+    log_info("starting: worker %llu, dir %s, finder %s, checkpoint every %u ms",
+             (unsigned long long)cfg.worker, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms);
     r = kv_recover(&cfg, &rec);
     if (r < 0) {
         sd_notifyf(0, "STATUS=start-up failed (see the log)\nERRNO=%d", -r);
@@ -41,11 +48,11 @@ int main(int argc, char **argv)
                        rec.nckpts);
     kv_recovery_free(&rec);
     if (r < 0) {
-        kv_err("cannot start serving: %s", strerror(-r));
+        log_error("cannot start serving: %s", strerror(-r));
         sd_notifyf(0, "STATUS=start-up failed: %s\nERRNO=%d", strerror(-r), -r);
         return 1;
     }
     code = kv_server_run(&srv);
-    kv_info("exiting with status %d", code);
+    log_info("exiting with status %d", code);
     return code;
 }

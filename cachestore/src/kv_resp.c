@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/num.h"
+
 #define BULK_HEADER_MAX 32 /* "$" + up to 20 digits + CRLF, with room to spare */
 
 void kv_parser_init(kv_parser *p, size_t max_request, size_t max_args)
@@ -118,7 +120,7 @@ ssize_t kv_parse(kv_parser *p, const char *buf, size_t len, size_t *argc, kv_arg
                  const char **err)
 {
     ssize_t at;
-    long long v;
+    int64_t v;
 
     if (len == 0)
         return 0;
@@ -128,8 +130,8 @@ ssize_t kv_parse(kv_parser *p, const char *buf, size_t len, size_t *argc, kv_arg
         at = find_crlf(buf, len, 1, BULK_HEADER_MAX);
         if (at == -1)
             return 0;
-        if (at == -2 || kv_parse_ll(buf + 1, (size_t)at - 1, &v) < 0 ||
-            (v > 0 && (unsigned long long)v > p->max_args)) {
+        if (at == -2 || dpr_parse_i64(buf + 1, (size_t)at - 1, &v) < 0 ||
+            (v > 0 && (uint64_t)v > p->max_args)) {
             *err = "Protocol error: invalid multibulk length";
             goto fail;
         }
@@ -153,11 +155,11 @@ ssize_t kv_parse(kv_parser *p, const char *buf, size_t len, size_t *argc, kv_arg
         at = find_crlf(buf, len, pos + 1, BULK_HEADER_MAX);
         if (at == -1)
             return 0;
-        if (at == -2 || kv_parse_ll(buf + pos + 1, (size_t)at - pos - 1, &v) < 0 || v < 0) {
+        if (at == -2 || dpr_parse_i64(buf + pos + 1, (size_t)at - pos - 1, &v) < 0 || v < 0) {
             *err = "Protocol error: invalid bulk length";
             goto fail;
         }
-        if ((unsigned long long)v > p->max_request) {
+        if ((uint64_t)v > p->max_request) {
             *err = "Protocol error: request larger than the maximum request size";
             goto fail;
         }

@@ -1,6 +1,6 @@
 /*
- * kv_resp.h - RESP2 on the server side: the request parser and the reply
- * writers.
+ * kv_resp.h - RESP2 on the server side: the request parser. (Replies are
+ * written with common/resp.h.)
  *
  * Requests are multibulk arrays of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\na\r\n")
  * or, as in Redis, inline commands (a line of words, "PING\r\n"). The parser
@@ -20,8 +20,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kv_buf.h"
-
 #define KV_INLINE_MAX 65536
 
 typedef struct kv_arg {
@@ -33,7 +31,7 @@ typedef struct kv_parser {
     size_t max_request;
     size_t max_args;
     /* progress inside an incomplete multibulk request (offsets from its start) */
-    long long want;  /* arguments announced, 0: header not parsed yet */
+    int64_t want;    /* arguments announced, 0: header not parsed yet */
     size_t have;     /* arguments complete */
     size_t pos;      /* offset where the next argument starts */
     size_t *off;     /* offsets of complete arguments' data */
@@ -58,16 +56,5 @@ void kv_parser_free(kv_parser *p);
  */
 ssize_t kv_parse(kv_parser *p, const char *buf, size_t len, size_t *argc, kv_arg **argv,
                  const char **err);
-
-/* --- replies ------------------------------------------------------------ */
-void kv_reply_raw(kv_buf *b, const char *s);        /* preformatted, e.g. "+OK\r\n" */
-void kv_reply_status(kv_buf *b, const char *s);
-/* "-<msg>\r\n"; CR and LF inside msg become spaces. */
-void kv_reply_error(kv_buf *b, const char *msg);
-void kv_reply_errorf(kv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void kv_reply_int(kv_buf *b, int64_t v);
-void kv_reply_bulk(kv_buf *b, const char *p, size_t n);
-void kv_reply_nil(kv_buf *b);
-void kv_reply_array(kv_buf *b, size_t n);
 
 #endif

@@ -1,16 +1,19 @@
 /* kv_server.c - connections, request dispatch and DPR.BATCH (see kv_server.h). */
 #include "kv_server.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
+#include "common/list.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/num.h"
+#include "common/resp.h"
 #include "dpr/wire.h"
-#include "kv_log.h"
 
 #define READ_CHUNK (16u * 1024)
 #define OUT_HIGH_WATER (4u << 20) /* stop reading a client with this much unsent */
@@ -22,20 +25,6 @@
 static void client_process(kv_client *c);
 static void client_flush(kv_client *c);
 static void batch_run(kv_client *c);
-
-uint64_t kv_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-uint64_t kv_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* --- client lifetime ---------------------------------------------------- */
 
@@ -53,11 +42,11 @@ static void unpark(kv_client *c)
 static void client_closed(uv_handle_t *h)
 {
     kv_client *c = h->data;
-    kv_buf_free(&c->in);
-    kv_buf_free(&c->out);
-    kv_buf_free(&c->wbuf);
-    kv_buf_free(&c->batch_hdr);
-    kv_buf_free(&c->batch_ops);
+    dpr_buf_free(&c->in);
+    dpr_buf_free(&c->out);
+    dpr_buf_free(&c->wbuf);
+    dpr_buf_free(&c->batch_hdr);
+    dpr_buf_free(&c->batch_ops);
     kv_parser_free(&c->parser);
     free(c);
 }
@@ -71,12 +60,8 @@ static void client_close(kv_client *c)
     c->closing = true;
     if (c->parked)
         unpark(c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DPR_LIST_REMOVE(s->clients, c);
+    assert(s->nclients > 0);
     s->nclients--;
     uv_close((uv_handle_t *)&c->tcp, client_closed);
 }
@@ -86,13 +71,15 @@ static void set_reading(kv_client *c, bool on);
 static void park(kv_client *c, enum kv_park why)
 {
     kv_server *s = c->srv;
+    assert(why != KV_PARK_NONE && c->parked == KV_PARK_NONE); /* on the list at most once */
     c->parked = why;
     c->park_next = s->parked;
     s->parked = c;
     set_reading(c, false);
 }
 
-void kv_client_resume(kv_client *c)
+/* Continues a parked client. */
+static void client_resume(kv_client *c)
 {
     c->parked = KV_PARK_NONE;
     c->park_next = NULL;
@@ -108,15 +95,16 @@ void kv_client_resume(kv_client *c)
 
 /* --- output ------------------------------------------------------------- */
 
-static void shrink(kv_buf *b)
+static void shrink(dpr_buf *b)
 {
     if (b->len == 0 && b->cap > BUF_KEEP)
-        kv_buf_free(b);
+        dpr_buf_free(b);
 }
 
 static void write_done(uv_write_t *req, int status)
 {
     kv_client *c = req->data;
+    assert(c->writing);
     c->writing = false;
     c->wbuf.len = 0;
     shrink(&c->wbuf);
@@ -139,8 +127,8 @@ static void client_flush(kv_client *c)
 
     if (c->closing || c->writing)
         return;
-    if (c->out.oom) {
-        kv_warn("client: out of memory building a reply; closing the connection");
+    if (dpr_buf_failed(&c->out)) {
+        log_warning("client: out of memory building a reply; closing the connection");
         client_close(c);
         return;
     }
@@ -165,8 +153,11 @@ static void client_flush(kv_client *c)
             client_close(c);
         return;
     }
-    kv_buf_consume(&c->out, (size_t)n);
-    kv_buf tmp = c->wbuf; /* empty: swap so the unsent rest is written async */
+    dpr_buf_consume(&c->out, (size_t)n);
+    /* no write in flight, so wbuf is empty: swap so the unsent rest is
+     * written async */
+    assert(c->wbuf.len == 0);
+    dpr_buf tmp = c->wbuf;
     c->wbuf = c->out;
     c->out = tmp;
     b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
@@ -185,7 +176,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     kv_client *c = h->data;
     (void)suggested;
-    if (kv_buf_reserve(&c->in, READ_CHUNK) < 0) {
+    if (dpr_buf_reserve(&c->in, READ_CHUNK) < 0) {
         *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
         return;
     }
@@ -198,7 +189,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread < 0) {
         if (nread != UV_EOF && nread != UV_ECONNRESET)
-            kv_debug("client: read failed: %s", uv_strerror((int)nread));
+            log_debug("client: read failed: %s", uv_strerror((int)nread));
         client_close(c);
         return;
     }
@@ -227,13 +218,13 @@ static void set_reading(kv_client *c, bool on)
 
 static void cmd_select(kv_client *c, const kv_arg *db)
 {
-    long long n;
-    if (kv_parse_ll(db->p, db->n, &n) < 0)
-        kv_reply_error(&c->out, "ERR value is not an integer or out of range");
+    int64_t n;
+    if (dpr_parse_i64(db->p, db->n, &n) < 0)
+        dpr_resp_error(&c->out, "ERR value is not an integer or out of range");
     else if (n != 0)
-        kv_reply_error(&c->out, "ERR DB index is out of range");
+        dpr_resp_error(&c->out, "ERR DB index is out of range");
     else
-        kv_reply_raw(&c->out, "+OK\r\n");
+        dpr_buf_append(&c->out, "+OK\r\n", 5);
 }
 
 static void batch_start(kv_client *c, const kv_arg *hdr);
@@ -254,7 +245,7 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
     }
     s->cmds_total++;
     if (in_batch && (cmd->flags & KV_CMD_NOBATCH)) {
-        kv_reply_errorf(&c->out, "ERR '%s' is not allowed inside DPR.BATCH", cmd->name);
+        dpr_resp_errorf(&c->out, "ERR '%s' is not allowed inside DPR.BATCH", cmd->name);
         return;
     }
     if (cmd->flags & KV_CMD_SERVER) {
@@ -263,7 +254,7 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
             kv_info_reply(s, &c->out, argc, argv);
             break;
         case KV_SCMD_QUIT:
-            kv_reply_raw(&c->out, "+OK\r\n");
+            dpr_buf_append(&c->out, "+OK\r\n", 5);
             c->close_after_reply = true;
             break;
         case KV_SCMD_COMMAND:
@@ -311,47 +302,50 @@ static void batch_start(kv_client *c, const kv_arg *hdr)
     if (r < 0 || (size_t)r != hdr->n || h.op_count == 0) {
         /* the commands that follow cannot be told apart from plain ones:
          * the stream is lost */
-        kv_reply_errorf(&c->out, "ERR DPR.BATCH: malformed request header (%s)",
-                        r < 0 ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
-                        : h.op_count == 0 ? "no operations" : "trailing bytes");
+        dpr_resp_errorf(&c->out, "ERR DPR.BATCH: malformed request header (%s)",
+                        r < 0             ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
+                        : h.op_count == 0 ? "no operations"
+                                          : "trailing bytes");
         c->close_after_reply = true;
         return;
     }
     c->batch_hdr.len = 0;
     c->batch_ops.len = 0;
-    kv_buf_append(&c->batch_hdr, hdr->p, hdr->n);
+    dpr_buf_append(&c->batch_hdr, hdr->p, hdr->n);
     c->in_batch = true;
     c->batch_want = h.op_count;
     c->batch_have = 0;
 }
 
-static void put_u32(kv_buf *b, uint32_t v)
+static void put_u32(dpr_buf *b, uint32_t v)
 {
     uint8_t p[4];
     dpr_put_u32(p, v);
-    kv_buf_append(b, p, 4);
+    dpr_buf_append(b, p, 4);
 }
 
 static void batch_add(kv_client *c, size_t argc, const kv_arg *argv)
 {
     size_t need = 4;
+
+    assert(c->in_batch && c->batch_have < c->batch_want);
     for (size_t i = 0; i < argc; i++)
         need += 4 + argv[i].n;
     if (c->batch_hdr.len + c->batch_ops.len + need > c->srv->cfg->max_request_bytes) {
-        kv_reply_error(&c->out, "ERR DPR.BATCH larger than the maximum request size "
+        dpr_resp_error(&c->out, "ERR DPR.BATCH larger than the maximum request size "
                                 "(--max-request-bytes)");
         c->close_after_reply = true;
         batch_end(c);
         return;
     }
-    if (kv_buf_reserve(&c->batch_ops, need) < 0) {
-        c->out.oom = true; /* the batch cannot be kept: close the connection */
+    if (dpr_buf_reserve(&c->batch_ops, need) < 0) {
+        c->out.failed = true; /* the batch cannot be kept: close the connection */
         return;
     }
     put_u32(&c->batch_ops, (uint32_t)argc);
     for (size_t i = 0; i < argc; i++) {
         put_u32(&c->batch_ops, (uint32_t)argv[i].n);
-        kv_buf_append(&c->batch_ops, argv[i].p, argv[i].n);
+        dpr_buf_append(&c->batch_ops, argv[i].p, argv[i].n);
     }
     if (++c->batch_have == c->batch_want)
         batch_run(c);
@@ -377,24 +371,26 @@ static void reply_batch_header(kv_client *c, const dpr_response_hdr *rh)
     uint8_t buf[DPR_WIRE_RESPONSE_FIXED + DPR_WIRE_VERSION_SIZE];
     ssize_t n = dpr_wire_encode_response(rh, buf, sizeof(buf));
     if (n < 0) { /* cannot happen for the headers built here */
-        kv_err("cannot encode a DPR response header: %s", strerror((int)-n));
-        c->out.oom = true;
+        log_error("cannot encode a DPR response header: %s", strerror((int)-n));
+        c->out.failed = true;
         return;
     }
-    kv_reply_array(&c->out, 2);
-    kv_reply_bulk(&c->out, (const char *)buf, (size_t)n);
+    dpr_resp_array(&c->out, 2);
+    dpr_resp_bulk(&c->out, (const char *)buf, (size_t)n);
 }
 
 static void run_ops(kv_client *c, uint32_t count)
 {
     kv_server *s = c->srv;
     const uint8_t *p = (const uint8_t *)c->batch_ops.data;
+    const uint8_t *end = p + c->batch_ops.len;
 
     for (uint32_t k = 0; k < count; k++) {
+        assert(end - p >= 4); /* batch_add stored exactly `count` ops */
         size_t argc = dpr_get_u32(p);
         p += 4;
         if (scratch_reserve(s, argc) < 0) {
-            c->out.oom = true;
+            c->out.failed = true;
             return;
         }
         for (size_t i = 0; i < argc; i++) {
@@ -402,8 +398,10 @@ static void run_ops(kv_client *c, uint32_t count)
             s->scratch[i].p = (const char *)p + 4;
             p += 4 + s->scratch[i].n;
         }
+        assert(p <= end);
         exec_command(c, argc, s->scratch, true);
     }
+    assert(p == end);
 }
 
 static void batch_run(kv_client *c)
@@ -414,10 +412,11 @@ static void batch_run(kv_client *c)
     uint64_t version = 0;
     int r;
 
-    if (c->batch_ops.oom || c->batch_hdr.oom ||
+    assert(c->in_batch && c->batch_have == c->batch_want);
+    if (dpr_buf_failed(&c->batch_ops) || dpr_buf_failed(&c->batch_hdr) ||
         dpr_wire_decode_request((const uint8_t *)c->batch_hdr.data, c->batch_hdr.len, &h,
                                 NULL) < 0) {
-        c->out.oom = true; /* closes the connection */
+        c->out.failed = true; /* closes the connection */
         batch_end(c);
         return;
     }
@@ -430,7 +429,7 @@ static void batch_run(kv_client *c)
         rh.status = DPR_WIRE_REFUSED;
         rh.world_line = s->worker.world_line;
         reply_batch_header(c, &rh);
-        kv_reply_array(&c->out, 0);
+        dpr_resp_array(&c->out, 0);
         s->batches_refused++;
         batch_end(c);
         return;
@@ -442,10 +441,9 @@ static void batch_run(kv_client *c)
             c->catchup_syncs = s->syncs;
         } else if (s->syncs - c->catchup_syncs >= 3) {
             c->catching_up = false;
-            kv_reply_errorf(&c->out,
-                            "ERR DPR.BATCH world-line %llu is newer than the finder's (%llu)",
-                            (unsigned long long)h.world_line,
-                            (unsigned long long)s->finder_world_line);
+            dpr_resp_errorf(
+                &c->out, "ERR DPR.BATCH world-line %llu is newer than the finder's (%llu)",
+                (unsigned long long)h.world_line, (unsigned long long)s->finder_world_line);
             batch_end(c);
             return;
         }
@@ -468,7 +466,7 @@ static void batch_run(kv_client *c)
         r = dpr_worker_execute(&s->worker, &h, &version);
     }
     if (r < 0) {
-        kv_reply_errorf(&c->out, "ERR DPR.BATCH not executed: %s", strerror(-r));
+        dpr_resp_errorf(&c->out, "ERR DPR.BATCH not executed: %s", strerror(-r));
         batch_end(c);
         return;
     }
@@ -477,7 +475,7 @@ static void batch_run(kv_client *c)
     rh.version_count = 1;
     rh.versions_in = &version;
     reply_batch_header(c, &rh);
-    kv_reply_array(&c->out, h.op_count);
+    dpr_resp_array(&c->out, h.op_count);
     run_ops(c, h.op_count);
     s->batches_total++;
     batch_end(c);
@@ -508,7 +506,7 @@ static void client_process(kv_client *c)
         if (n == 0)
             break;
         if (n < 0) {
-            kv_reply_errorf(&c->out, "ERR %s", n == -ENOMEM ? "out of memory" : err);
+            dpr_resp_errorf(&c->out, "ERR %s", n == -ENOMEM ? "out of memory" : err);
             c->close_after_reply = true;
             break;
         }
@@ -519,13 +517,13 @@ static void client_process(kv_client *c)
             batch_add(c, argc, argv);
         else
             exec_command(c, argc, argv, false);
-        if (c->out.oom)
+        if (dpr_buf_failed(&c->out))
             break;
     }
     if (c->closing)
         return;
     if (pos)
-        kv_buf_consume(&c->in, pos);
+        dpr_buf_consume(&c->in, pos);
     if (c->in.len == 0)
         shrink(&c->in);
     set_reading(c, !c->close_after_reply && c->parked == KV_PARK_NONE &&
@@ -546,12 +544,12 @@ static void on_connection(uv_stream_t *server, int status)
     kv_client *c;
 
     if (status < 0) {
-        kv_warn("accept failed: %s", uv_strerror(status));
+        log_warning("accept failed: %s", uv_strerror(status));
         return;
     }
     c = calloc(1, sizeof(*c));
     if (!c || uv_tcp_init(s->loop, &c->tcp) < 0) {
-        kv_err("out of memory accepting a connection");
+        log_error("out of memory accepting a connection");
         free(c);
         return;
     }
@@ -571,50 +569,31 @@ static void on_connection(uv_stream_t *server, int status)
     }
     (void)uv_tcp_nodelay(&c->tcp, 1);
     c->srv = s;
-    kv_buf_init(&c->in);
-    kv_buf_init(&c->out);
-    kv_buf_init(&c->wbuf);
-    kv_buf_init(&c->batch_hdr);
-    kv_buf_init(&c->batch_ops);
+    dpr_buf_init(&c->in);
+    dpr_buf_init(&c->out);
+    dpr_buf_init(&c->wbuf);
+    dpr_buf_init(&c->batch_hdr);
+    dpr_buf_init(&c->batch_ops);
     kv_parser_init(&c->parser, s->cfg->max_request_bytes, MAX_ARGS);
-    c->next = s->clients;
-    if (s->clients)
-        s->clients->prev = c;
-    s->clients = c;
+    DPR_LIST_PREPEND(s->clients, c);
     s->nclients++;
     s->conns_total++;
     set_reading(c, true);
 }
 
-static int resolve_listen(const char *spec, struct sockaddr_storage *ss)
-{
-    char host[256], port[16];
-    struct addrinfo hints, *res = NULL;
-    int r = kv_split_hostport(spec, host, sizeof(host), port, sizeof(port));
-
-    if (r < 0)
-        return r;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    r = getaddrinfo(host, port, &hints, &res);
-    if (r != 0 || !res)
-        return -EADDRNOTAVAIL;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
 static int start_listening(kv_server *s)
 {
     struct sockaddr_storage ss;
+    socklen_t sslen;
     int len = sizeof(ss), r;
-    char ip[64];
+    dpr_hostport hp;
+    dpr_err err;
 
-    r = resolve_listen(s->cfg->listen, &ss);
+    r = dpr_hostport_parse(s->cfg->listen, DPR_HOSTPORT_PORT0, &hp, &err);
+    if (r == 0 && dpr_hostport_resolve(&hp, true, &ss, &sslen, &err) < 0)
+        r = -EADDRNOTAVAIL;
     if (r < 0) {
-        kv_err("cannot use listen address '%s'", s->cfg->listen);
+        log_error("cannot use listen address '%s': %s", s->cfg->listen, err.msg);
         return r;
     }
     r = uv_tcp_init(s->loop, &s->listener);
@@ -626,22 +605,14 @@ static int start_listening(kv_server *s)
     if (r == 0)
         r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
     if (r < 0) {
-        kv_err("cannot listen on %s: %s", s->cfg->listen, uv_strerror(r));
+        log_error("cannot listen on %s: %s", s->cfg->listen, uv_strerror(r));
         return r;
     }
     r = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
     if (r < 0)
         return r;
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof(ip));
-        snprintf(s->bound, sizeof(s->bound), "[%s]:%d", ip, ntohs(a->sin6_port));
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof(ip));
-        snprintf(s->bound, sizeof(s->bound), "%s:%d", ip, ntohs(a->sin_port));
-    }
-    kv_info("listening on %s", s->bound);
+    dpr_addr_format((struct sockaddr *)&ss, s->bound, sizeof(s->bound));
+    log_info("listening on %s", s->bound);
     return 0;
 }
 
@@ -668,7 +639,7 @@ static void kick_parked(kv_server *s)
     while (list) {
         kv_client *c = list;
         list = c->park_next;
-        kv_client_resume(c);
+        client_resume(c);
     }
 }
 
@@ -695,12 +666,11 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     if (s->stopping) {
-        kv_err("second %s: exiting now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        log_error("second %s: exiting now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
         kv_snap_kill_all(&s->snap);
         _exit(1);
     }
-    kv_info("%s: taking a last checkpoint and stopping",
-            signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_info("%s: taking a last checkpoint and stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     kv_dpr_begin_shutdown(s);
 }
 
@@ -737,7 +707,7 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->loop = loop;
-    s->start_ms = kv_wall_ms();
+    s->start_ms = dpr_wall_ms();
     s->restored_version = restored_version;
     s->finder_world_line = world_line;
     kv_dict_init(&s->dict, restored->seed);

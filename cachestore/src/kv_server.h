@@ -15,8 +15,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/addr.h"
+#include "common/buf.h"
 #include "dpr/worker.h"
-#include "kv_buf.h"
 #include "kv_cmd.h"
 #include "kv_config.h"
 #include "kv_dict.h"
@@ -41,17 +42,17 @@ typedef struct kv_client {
     enum kv_park parked;
     bool catching_up;                   /* batch waits for a newer world-line */
     uint64_t catchup_syncs;             /* srv->syncs when it started waiting */
-    kv_buf in;                          /* query buffer */
+    dpr_buf in;                         /* query buffer */
     kv_parser parser;
-    kv_buf out;                         /* replies not yet written */
-    kv_buf wbuf;                        /* being written (uv_write) */
+    dpr_buf out;                        /* replies not yet written */
+    dpr_buf wbuf;                       /* being written (uv_write) */
     uv_write_t wreq;
     bool writing, reading, closing, close_after_reply;
     /* DPR batch being received */
     bool in_batch;
     uint32_t batch_want, batch_have;
-    kv_buf batch_hdr;                   /* encoded request header */
-    kv_buf batch_ops;                   /* ops: u32 argc, then (u32 len, bytes)... */
+    dpr_buf batch_hdr;                  /* encoded request header */
+    dpr_buf batch_ops;                  /* ops: u32 argc, then (u32 len, bytes)... */
 } kv_client;
 
 struct kv_server {
@@ -59,7 +60,7 @@ struct kv_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     bool listening;
-    char bound[96];                     /* actual listen address */
+    char bound[DPR_ADDR_STR_MAX];       /* actual listen address */
     uv_timer_t cron, ckpt_timer, sync_timer, watchdog;
     uv_signal_t sig_term, sig_int, sig_chld;
     uint64_t watchdog_usec;
@@ -102,11 +103,8 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
                    size_t nckpts);
 /* Runs until stopped; returns the exit status. */
 int kv_server_run(kv_server *s);
-void kv_client_resume(kv_client *c);     /* continue a parked client */
 void kv_server_stop_listening(kv_server *s);
 void kv_server_close_clients(kv_server *s);
-uint64_t kv_now_ms(void);                /* monotonic */
-uint64_t kv_wall_ms(void);
 
 /* kv_dpr.c */
 int kv_dpr_start(kv_server *s);
@@ -121,8 +119,8 @@ void kv_dpr_status(kv_server *s, bool force); /* sd_notify STATUS= */
 int kv_ckpts_add(kv_server *s, uint64_t v);
 
 /* kv_info.c */
-void kv_info_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv);
-void kv_config_reply(kv_server *s, kv_buf *out, size_t argc, const kv_arg *argv);
-void kv_command_reply(kv_buf *out, size_t argc, const kv_arg *argv);
+void kv_info_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
+void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
+void kv_command_reply(dpr_buf *out, size_t argc, const kv_arg *argv);
 
 #endif

@@ -1,9 +1,11 @@
 /* kv_snap.c - see kv_snap.h. */
 #include "kv_snap.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -11,22 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
 #include "kv_ckpt.h"
-#include "kv_log.h"
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 int kv_snap_init(kv_snapper *s, const char *dir, uint64_t worker, unsigned retry_ms)
 {
@@ -43,23 +33,15 @@ int kv_snap_init(kv_snapper *s, const char *dir, uint64_t worker, unsigned retry
     return 0;
 }
 
-void kv_snap_free(kv_snapper *s)
-{
-    kv_snap_kill_all(s);
-    if (s->shared)
-        munmap(s->shared, sizeof(kv_snap_shared));
-    s->shared = NULL;
-}
-
 /* The child: write until it works, then exit. Never returns. */
 static void child_main(kv_snapper *s, const kv_dict *d, uint64_t version,
                        uint64_t world_line, pid_t parent)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR1, SIGUSR2};
-    kv_ckpt_meta m = {s->worker, world_line, version, 0, wall_ms()};
+    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms()};
     struct sigaction sa;
     sigset_t all;
-    char err[256];
+    dpr_err err;
 
     /* the parent's libuv signal handlers would write into the parent's
      * signal pipe: back to defaults first */
@@ -72,14 +54,14 @@ static void child_main(kv_snapper *s, const kv_dict *d, uint64_t version,
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(3); /* parent already gone: nobody wants this checkpoint */
     for (;;) {
-        int r = kv_ckpt_write(s->dir, &m, d, err, sizeof(err));
+        int r = kv_ckpt_write(s->dir, &m, d, &err);
         if (r == 0)
             _exit(0);
+        log_error("checkpoint %" PRIu64 " failed: %s; retrying in %u ms", version,
+                  dpr_err_str(&err, r), s->retry_ms);
+        dpr_err_prefix(&err, "checkpoint %" PRIu64, version);
+        s->shared->last_error = err;
         __atomic_add_fetch(&s->shared->failures, 1, __ATOMIC_SEQ_CST);
-        snprintf(s->shared->last_error, sizeof(s->shared->last_error), "checkpoint %llu: %s",
-                 (unsigned long long)version, err);
-        kv_err("checkpoint %llu failed: %s; retrying in %u ms", (unsigned long long)version,
-               err, s->retry_ms);
         struct timespec ts = {s->retry_ms / 1000, (long)(s->retry_ms % 1000) * 1000000L};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
@@ -93,7 +75,10 @@ int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t wo
 
     if (s->njobs == KV_SNAP_MAX_JOBS)
         return -EBUSY;
-    t0 = mono_ns();
+    /* jobs are in the order they were sealed, and versions only grow
+     * (a rollback kills them all first) */
+    assert(s->njobs == 0 || s->jobs[s->njobs - 1].version < version);
+    t0 = dpr_mono_ns();
     pid = fork();
     if (pid < 0)
         return -errno;
@@ -106,8 +91,8 @@ int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t wo
     j->pid = pid;
     j->state = KV_SNAP_RUNNING;
     j->start_ns = t0;
-    j->start_ms = wall_ms();
-    j->fork_usec = (mono_ns() - t0) / 1000u;
+    j->start_ms = dpr_wall_ms();
+    j->fork_usec = (dpr_mono_ns() - t0) / 1000u;
     return 0;
 }
 
@@ -130,7 +115,7 @@ int kv_snap_reap(kv_snapper *s)
         j->status = r < 0 ? -1 : status;
         j->state = (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) ? KV_SNAP_DONE
                                                                             : KV_SNAP_FAILED;
-        j->end_ns = mono_ns();
+        j->end_ns = dpr_mono_ns();
         finished++;
     }
     return finished;
@@ -157,7 +142,7 @@ static void kill_job(kv_snap_job *j)
 
 void kv_snap_abort_newest(kv_snapper *s)
 {
-    char tmp[4096];
+    char tmp[PATH_MAX];
     if (s->njobs == 0)
         return;
     kv_snap_job *j = &s->jobs[--s->njobs];
@@ -175,14 +160,12 @@ void kv_snap_kill_all(kv_snapper *s)
         (void)kv_ckpt_remove_tmp(s->dir);
 }
 
-uint64_t kv_snap_failures(const kv_snapper *s, char *msg, size_t cap)
+uint64_t kv_snap_failures(const kv_snapper *s, dpr_err *last)
 {
     uint64_t n = __atomic_load_n(&s->shared->failures, __ATOMIC_SEQ_CST);
-    if (msg && cap) {
-        memcpy(msg, s->shared->last_error, cap < sizeof(s->shared->last_error)
-                                               ? cap
-                                               : sizeof(s->shared->last_error));
-        msg[cap - 1] = '\0';
-    }
+
+    /* a child may be writing it right now: the copy is terminated anyway */
+    *last = s->shared->last_error;
+    last->msg[sizeof(last->msg) - 1] = '\0';
     return n;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "dpr/err.h"
 #include "kv_dict.h"
 
 #define KV_SNAP_MAX_JOBS 4
@@ -43,7 +44,7 @@ typedef struct kv_snap_job {
 /* Written by children, read by the parent (shared anonymous mapping). */
 typedef struct kv_snap_shared {
     uint64_t failures;     /* failed write attempts, all children */
-    char last_error[320];
+    dpr_err last_error;    /* "checkpoint <v>: <why>" */
 } kv_snap_shared;
 
 typedef struct kv_snapper {
@@ -55,8 +56,9 @@ typedef struct kv_snapper {
     kv_snap_shared *shared;
 } kv_snapper;
 
+/* The shared page lives as long as the process (children may still write
+ * into it at exit). */
 int kv_snap_init(kv_snapper *s, const char *dir, uint64_t worker, unsigned retry_ms);
-void kv_snap_free(kv_snapper *s);
 
 /* Number of jobs started and not yet popped. */
 static inline size_t kv_snap_jobs(const kv_snapper *s) { return s->njobs; }
@@ -72,7 +74,8 @@ int kv_snap_reap(kv_snapper *s);
 bool kv_snap_pop(kv_snapper *s, kv_snap_job *out);
 /* SIGKILLs and reaps every child, forgets all jobs, removes temp files. */
 void kv_snap_kill_all(kv_snapper *s);
-/* Failures counted by children so far, and the last message. */
-uint64_t kv_snap_failures(const kv_snapper *s, char *msg, size_t cap);
+/* Failures counted by children so far; *last gets a copy of the last one
+ * (code 0 and an empty message when there was none). */
+uint64_t kv_snap_failures(const kv_snapper *s, dpr_err *last);
 
 #endif

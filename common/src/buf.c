@@ -2,11 +2,8 @@
 #include "common/buf.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
-#include "common/num.h"
 
 void dpr_buf_init(dpr_buf *b)
 {
@@ -63,33 +60,6 @@ int dpr_buf_append_slow(dpr_buf *b, const void *p, size_t n)
 int dpr_buf_append_str(dpr_buf *b, const char *s)
 {
     return dpr_buf_append(b, s, strlen(s));
-}
-
-int dpr_buf_printf(dpr_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n, r;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -EINVAL;
-    r = dpr_buf_reserve(b, (size_t)n + 1);
-    if (r < 0)
-        return r;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-int dpr_buf_append_u64(dpr_buf *b, uint64_t v)
-{
-    char tmp[DPR_FMT_U64_MAX];
-
-    return dpr_buf_append(b, tmp, dpr_fmt_u64(tmp, v));
 }
 
 int dpr_buf_append_le64(dpr_buf *b, uint64_t v)

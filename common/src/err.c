@@ -18,11 +18,6 @@ int dpr_err_set(dpr_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-int dpr_err_errno(dpr_err *err, int code)
-{
-    return dpr_err_set(err, code, "%s", strerror(code < 0 ? -code : code));
-}
-
 void dpr_err_prefix(dpr_err *err, const char *fmt, ...)
 {
     char head[DPR_ERR_MSG_MAX], old[DPR_ERR_MSG_MAX];

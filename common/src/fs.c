@@ -70,24 +70,6 @@ fail:
     return r;
 }
 
-int dpr_read_file(const char *path, size_t limit, char **out, size_t *len, dpr_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int r;
-
-    if (fd < 0) {
-        r = -errno;
-        return dpr_err_set(err, r, "cannot open %s: %s", path, strerror(-r));
-    }
-    r = dpr_read_fd(fd, limit, out, len);
-    close(fd);
-    if (r == -EFBIG)
-        return dpr_err_set(err, r, "%s is larger than %zu bytes", path, limit);
-    if (r < 0)
-        return dpr_err_set(err, r, "cannot read %s: %s", path, strerror(-r));
-    return 0;
-}
-
 int dpr_dirname(const char *path, char *out, size_t cap)
 {
     const char *slash = strrchr(path, '/');
@@ -173,6 +155,11 @@ int dpr_replace_file(const char *path, const void *data, size_t len, mode_t mode
     step = "create";
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    step = "chmod"; /* the mode asked for, whatever the umask */
+    if (fchmod(fd, mode) < 0) {
         r = -errno;
         goto fail;
     }

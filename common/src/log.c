@@ -2,6 +2,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +60,6 @@ int dpr_log_add_field(const char *field)
     return 0;
 }
 
-bool dpr_log_to_journal(void)
-{
-    return log_cfg.journal;
-}
-
 static void to_journal(int level, const char *const *fields, const char *msg)
 {
     char prio[16], ident[sizeof(log_cfg.ident) + 20];
@@ -111,7 +107,7 @@ static void to_stderr(int level, const char *msg)
     (void)w;
 }
 
-void dpr_logv_fields(int level, const char *const *fields, const char *fmt, va_list ap)
+static void logv_fields(int level, const char *const *fields, const char *fmt, va_list ap)
 {
     char msg[MSG_MAX];
 
@@ -129,7 +125,7 @@ void dpr_log_fields(int level, const char *const *fields, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    dpr_logv_fields(level, fields, fmt, ap);
+    logv_fields(level, fields, fmt, ap);
     va_end(ap);
 }
 
@@ -138,6 +134,6 @@ void dpr_log(int level, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    dpr_logv_fields(level, NULL, fmt, ap);
+    logv_fields(level, NULL, fmt, ap);
     va_end(ap);
 }

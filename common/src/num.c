@@ -27,13 +27,25 @@ size_t dpr_fmt_i64(char *p, int64_t v)
     return dpr_fmt_u64(p, (uint64_t)v);
 }
 
-/* Digits only, no leading zero; 0, -EINVAL, or -ERANGE above UINT64_MAX. */
-static int digits_u64(const char *s, size_t n, uint64_t *out)
+/* Digits only, no leading zero; 0, -EINVAL, or -ERANGE above UINT64_MAX.
+ * dpr-kv parses every request's lengths with it: up to 19 digits cannot
+ * overflow, so those take one pass without overflow checks. */
+static inline int digits_u64(const char *s, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
 
     if (n == 0 || (s[0] == '0' && n > 1))
         return -EINVAL;
+    if (n <= 19) {
+        for (size_t i = 0; i < n; i++) {
+            unsigned d = (unsigned)(unsigned char)s[i] - '0';
+            if (d > 9)
+                return -EINVAL;
+            v = v * 10 + d;
+        }
+        *out = v;
+        return 0;
+    }
     for (size_t i = 0; i < n; i++)
         if (s[i] < '0' || s[i] > '9')
             return -EINVAL;

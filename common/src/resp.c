@@ -1,6 +1,7 @@
 /* resp.c - see common/resp.h. */
 #include "common/resp.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -134,9 +135,56 @@ size_t dpr_resp_command_size(int argc, const size_t *argvlen)
     return n;
 }
 
+/* Makes room for exactly n more bytes (no reallocation when they are there). */
+static inline int room(dpr_buf *b, size_t n)
+{
+    return b->cap - b->len >= n ? 0 : dpr_buf_reserve(b, n);
+}
+
+/* "<type><v>\r\n" (v has nd digits) into room already there. Clients write
+ * one per argument: inline, in place, filled from the right. */
+static inline void put_len_header(dpr_buf *b, char type, size_t v, size_t nd)
+{
+    char *o = b->data + b->len;
+    char *p = o + 1 + nd;
+
+    o[0] = type;
+    p[0] = '\r';
+    p[1] = '\n';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    b->len += 1 + nd + 2;
+}
+
 void dpr_resp_command(dpr_buf *b, int argc, const char *const *argv, const size_t *argvlen)
 {
-    dpr_resp_array(b, (size_t)argc);
-    for (int i = 0; i < argc; i++)
-        dpr_resp_bulk(b, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+    size_t nd;
+
+    assert(argc >= 0);
+    /* every piece asks for exactly the room dpr_resp_command_size counts */
+    nd = digits((size_t)argc);
+    if (room(b, 1 + nd + 2) < 0)
+        return;
+    put_len_header(b, '*', (size_t)argc, nd);
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        char *o;
+
+        if (n > INT64_MAX) {
+            b->failed = true;
+            return;
+        }
+        nd = digits(n);
+        if (room(b, 1 + nd + 2 + n + 2) < 0)
+            return;
+        put_len_header(b, '$', n, nd);
+        o = b->data + b->len;
+        if (n)
+            memcpy(o, argv[i], n);
+        o[n] = '\r';
+        o[n + 1] = '\n';
+        b->len += n + 2;
+    }
 }

@@ -1,6 +1,7 @@
 /* cmd.c - the finder's RESP commands (see cmd.h, docs/protocol.md). */
 #include "cmd.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,78 +9,29 @@
 #include <string.h>
 #include <strings.h>
 
-/* Reply writer with a sticky error: append freely, check once. */
-typedef struct writer {
-    dpr_buf *b;
-    int rc;
-} writer;
+#include "common/num.h"
+#include "common/resp.h"
 
-static void w_raw(writer *w, const void *p, size_t n)
+/* Replies are written with common/resp.h into the caller's buffer; its
+ * sticky failure flag is checked once per command (finish_reply). */
+
+/* A reply that ran out of memory is taken back: out as it was before. */
+static int finish_reply(dpr_buf *out, size_t saved)
 {
-    if (w->rc == 0)
-        w->rc = dpr_buf_append(w->b, p, n);
-}
-
-static void w_str(writer *w, const char *s)
-{
-    w_raw(w, s, strlen(s));
-}
-
-static void w_u64(writer *w, uint64_t v)
-{
-    if (w->rc == 0)
-        w->rc = dpr_buf_append_u64(w->b, v);
-}
-
-static void w_int(writer *w, uint64_t v)
-{
-    w_raw(w, ":", 1);
-    w_u64(w, v);
-    w_raw(w, "\r\n", 2);
-}
-
-static void w_array(writer *w, uint64_t n)
-{
-    w_raw(w, "*", 1);
-    w_u64(w, n);
-    w_raw(w, "\r\n", 2);
-}
-
-static void w_bulk(writer *w, const char *p, size_t n)
-{
-    w_raw(w, "$", 1);
-    w_u64(w, n);
-    w_raw(w, "\r\n", 2);
-    w_raw(w, p, n);
-    w_raw(w, "\r\n", 2);
-}
-
-/* An error line; CR and LF would break the framing, so they become spaces. */
-static void w_error(writer *w, const char *msg)
-{
-    size_t n = strlen(msg);
-
-    if (w->rc == 0)
-        w->rc = dpr_buf_reserve(w->b, n + 3);
-    if (w->rc < 0)
-        return;
-    w_raw(w, "-", 1);
-    for (size_t i = 0; i < n; i++) {
-        char c = msg[i] == '\r' || msg[i] == '\n' ? ' ' : msg[i];
-        w_raw(w, &c, 1);
-    }
-    w_raw(w, "\r\n", 2);
+    if (!dpr_buf_failed(out))
+        return 0;
+    out->len = saved;
+    out->failed = false;
+    return -ENOMEM;
 }
 
 int dpr_cmd_error(dpr_buf *out, const char *msg)
 {
     size_t saved = out->len;
-    writer w = { out, 0 };
 
-    w_error(&w, msg);
-    if (w.rc < 0)
-        out->len = saved;
-    return w.rc;
+    assert(!dpr_buf_failed(out)); /* a failed reply was taken back */
+    dpr_resp_error(out, msg);
+    return finish_reply(out, saved);
 }
 
 /* A short printable rendering of a client-supplied argument. */
@@ -98,25 +50,16 @@ static void show_arg(char *dst, size_t dstlen, const char *s, size_t n)
 
 /*
  * Decimal text in 0..INT64_MAX (replies use RESP integers, which are
- * signed 64-bit): ASCII digits only (leading zeros allowed), no sign, no
- * spaces, not empty.
+ * signed 64-bit): ASCII digits only, no sign, no spaces, not empty. Unlike
+ * num.h, leading zeros are allowed ("007"): clients have always sent them.
  */
 static int parse_num(const char *s, size_t n, uint64_t *out)
 {
-    uint64_t v = 0;
-
-    if (n == 0)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = (unsigned char)s[i] - '0';
-        if (d > 9)
-            return -EINVAL;
-        if (v > ((uint64_t)INT64_MAX - d) / 10)
-            return -ERANGE;
-        v = v * 10 + d;
+    while (n > 1 && s[0] == '0') {
+        s++;
+        n--;
     }
-    *out = v;
-    return 0;
+    return dpr_parse_u64(s, n, 0, INT64_MAX, out);
 }
 
 typedef struct cmd_ctx {
@@ -124,22 +67,21 @@ typedef struct cmd_ctx {
     int argc;
     char *const *argv;
     const size_t *argvlen;
-    writer *w;
+    dpr_buf *out;
     unsigned *flags;
 } cmd_ctx;
 
 /* Parses argument i as a number; on failure writes the error reply. */
 static int arg_num(cmd_ctx *c, int i, const char *what, uint64_t *out)
 {
-    char shown[48], msg[160];
+    char shown[48];
 
     if (parse_num(c->argv[i], c->argvlen[i], out) == 0)
         return 0;
     show_arg(shown, sizeof(shown), c->argv[i], c->argvlen[i]);
-    snprintf(msg, sizeof(msg),
-             "ERR invalid %s '%s': expected a decimal integer in 0..9223372036854775807",
-             what, shown);
-    w_error(c->w, msg);
+    dpr_resp_errorf(c->out,
+                    "ERR invalid %s '%s': expected a decimal integer in 0..9223372036854775807",
+                    what, shown);
     return -EINVAL;
 }
 
@@ -153,19 +95,16 @@ static void wait_if_dirty(cmd_ctx *c)
 
 static void core_error(cmd_ctx *c, int rc, const char *what)
 {
-    char msg[200];
-
     if (rc == -ENOMEM)
-        snprintf(msg, sizeof(msg), "ERR out of memory");
+        dpr_resp_error(c->out, "ERR out of memory");
     else
-        snprintf(msg, sizeof(msg), "ERR %s: %s", what, strerror(-rc));
-    w_error(c->w, msg);
+        dpr_resp_errorf(c->out, "ERR %s: %s", what, strerror(-rc));
 }
 
 static void cmd_worker_add(cmd_ctx *c)
 {
     uint64_t worker, wl = 0, restore = 0;
-    char msg[120];
+    char what[64];
     int rc;
 
     if (arg_num(c, 1, "worker id", &worker) < 0)
@@ -173,19 +112,19 @@ static void cmd_worker_add(cmd_ctx *c)
     rc = dpr_finder_add_worker(c->f, worker, &wl, &restore);
     wait_if_dirty(c);
     if (rc < 0) {
-        snprintf(msg, sizeof(msg), "cannot add worker %llu", (unsigned long long)worker);
-        core_error(c, rc, msg);
+        snprintf(what, sizeof(what), "cannot add worker %llu", (unsigned long long)worker);
+        core_error(c, rc, what);
         return;
     }
-    w_array(c->w, 2);
-    w_int(c->w, wl);
-    w_int(c->w, restore);
+    dpr_resp_array(c->out, 2);
+    dpr_resp_uint(c->out, wl);
+    dpr_resp_uint(c->out, restore);
 }
 
 static void cmd_worker_remove(cmd_ctx *c)
 {
     uint64_t worker;
-    char msg[200];
+    char what[64];
     int rc;
 
     if (arg_num(c, 1, "worker id", &worker) < 0)
@@ -193,19 +132,17 @@ static void cmd_worker_remove(cmd_ctx *c)
     rc = dpr_finder_remove_worker(c->f, worker);
     wait_if_dirty(c);
     if (rc == -ENOENT) {
-        snprintf(msg, sizeof(msg), "ERR unknown worker %llu", (unsigned long long)worker);
-        w_error(c->w, msg);
+        dpr_resp_errorf(c->out, "ERR unknown worker %llu", (unsigned long long)worker);
     } else if (rc == -EBUSY) {
-        snprintf(msg, sizeof(msg),
-                 "ERR worker %llu has reported checkpoints that are not in the cut yet: "
-                 "remove it once its last checkpoint is committed",
-                 (unsigned long long)worker);
-        w_error(c->w, msg);
+        dpr_resp_errorf(c->out,
+                        "ERR worker %llu has reported checkpoints that are not in the cut yet: "
+                        "remove it once its last checkpoint is committed",
+                        (unsigned long long)worker);
     } else if (rc < 0) {
-        snprintf(msg, sizeof(msg), "cannot remove worker %llu", (unsigned long long)worker);
-        core_error(c, rc, msg);
+        snprintf(what, sizeof(what), "cannot remove worker %llu", (unsigned long long)worker);
+        core_error(c, rc, what);
     } else {
-        w_str(c->w, "+OK\r\n");
+        dpr_resp_status(c->out, "OK");
     }
 }
 
@@ -228,29 +165,28 @@ static void cmd_report(cmd_ctx *c)
     uint64_t wl, worker, version;
     size_t ndeps = (size_t)(c->argc - 4) / 2;
     dpr_dep small[8], *deps = small;
-    char msg[240];
     int rc;
 
     if ((c->argc - 4) % 2 != 0) {
-        w_error(c->w, "ERR wrong number of arguments for 'DPR.REPORT': dependencies come "
-                      "in <dep-worker> <dep-version> pairs");
+        dpr_resp_error(c->out, "ERR wrong number of arguments for 'DPR.REPORT': dependencies "
+                               "come in <dep-worker> <dep-version> pairs");
         return;
     }
     if (arg_num(c, 1, "world-line", &wl) < 0 || arg_num(c, 2, "worker id", &worker) < 0 ||
         arg_num(c, 3, "version", &version) < 0)
         return;
     if (wl == 0) {
-        w_error(c->w, "ERR invalid world-line 0: world-lines start at 1");
+        dpr_resp_error(c->out, "ERR invalid world-line 0: world-lines start at 1");
         return;
     }
     if (version == 0) {
-        w_error(c->w, "ERR invalid version 0: versions start at 1");
+        dpr_resp_error(c->out, "ERR invalid version 0: versions start at 1");
         return;
     }
     if (ndeps > sizeof(small) / sizeof(small[0])) {
         deps = malloc(ndeps * sizeof(*deps));
         if (!deps) {
-            w_error(c->w, "ERR out of memory");
+            dpr_resp_error(c->out, "ERR out of memory");
             return;
         }
     }
@@ -260,12 +196,11 @@ static void cmd_report(cmd_ctx *c)
             arg_num(c, a + 1, "dependency version", &deps[i].version) < 0)
             goto out;
         if (deps[i].version > version) {
-            snprintf(msg, sizeof(msg),
-                     "ERR dependency (%llu, %llu) is newer than version %llu: "
-                     "dependencies never point forward",
-                     (unsigned long long)deps[i].worker,
-                     (unsigned long long)deps[i].version, (unsigned long long)version);
-            w_error(c->w, msg);
+            dpr_resp_errorf(c->out,
+                            "ERR dependency (%llu, %llu) is newer than version %llu: "
+                            "dependencies never point forward",
+                            (unsigned long long)deps[i].worker,
+                            (unsigned long long)deps[i].version, (unsigned long long)version);
             goto out;
         }
     }
@@ -273,34 +208,30 @@ static void cmd_report(cmd_ctx *c)
     wait_if_dirty(c);
     switch (rc) {
     case 0:
-        w_str(c->w, "+OK\r\n");
+        dpr_resp_status(c->out, "OK");
         break;
     case -ESTALE:
-        snprintf(msg, sizeof(msg),
-                 "STALE world-line %llu is current: report of version %llu from world-line "
-                 "%llu dropped",
-                 (unsigned long long)working_world_line(c->f), (unsigned long long)version,
-                 (unsigned long long)wl);
         /* the message shows the working world-line: hold it like the rest */
         *c->flags |= DPR_CMD_WAIT;
-        w_error(c->w, msg);
+        dpr_resp_errorf(c->out,
+                        "STALE world-line %llu is current: report of version %llu from "
+                        "world-line %llu dropped",
+                        (unsigned long long)working_world_line(c->f),
+                        (unsigned long long)version, (unsigned long long)wl);
         break;
     case -ENOENT:
-        snprintf(msg, sizeof(msg), "ERR unknown worker %llu: register it with DPR.WORKER.ADD",
-                 (unsigned long long)worker);
-        w_error(c->w, msg);
+        dpr_resp_errorf(c->out, "ERR unknown worker %llu: register it with DPR.WORKER.ADD",
+                        (unsigned long long)worker);
         break;
     case -EINVAL: {
         uint64_t cur = working_world_line(c->f);
         if (wl > cur)
-            snprintf(msg, sizeof(msg),
-                     "ERR world-line %llu is newer than the finder's (%llu)",
-                     (unsigned long long)wl, (unsigned long long)cur);
+            dpr_resp_errorf(c->out, "ERR world-line %llu is newer than the finder's (%llu)",
+                            (unsigned long long)wl, (unsigned long long)cur);
         else
-            snprintf(msg, sizeof(msg), "ERR report of version %llu refused as inconsistent",
-                     (unsigned long long)version);
+            dpr_resp_errorf(c->out, "ERR report of version %llu refused as inconsistent",
+                            (unsigned long long)version);
         *c->flags |= DPR_CMD_WAIT;
-        w_error(c->w, msg);
         break;
     }
     default:
@@ -319,21 +250,13 @@ static int dep_cmp(const void *a, const void *b)
     return x->worker < y->worker ? -1 : x->worker > y->worker;
 }
 
-static void write_cut(writer *w, const dpr_dep *cut, size_t n)
+static void write_cut(dpr_buf *out, const dpr_dep *cut, size_t n)
 {
-    w_array(w, 2 * (uint64_t)n);
+    dpr_resp_array(out, 2 * n);
     for (size_t i = 0; i < n; i++) {
-        w_int(w, cut[i].worker);
-        w_int(w, cut[i].version);
+        dpr_resp_uint(out, cut[i].worker);
+        dpr_resp_uint(out, cut[i].version);
     }
-}
-
-static void write_sync(writer *w, uint64_t wl, uint64_t maxv, const dpr_dep *cut, size_t n)
-{
-    w_array(w, 3);
-    w_int(w, wl);
-    w_int(w, maxv);
-    write_cut(w, cut, n);
 }
 
 /*
@@ -377,10 +300,13 @@ static void cmd_sync(cmd_ctx *c)
         wl = dpr_finder_world_line(c->f);
         maxv = dpr_finder_max_version(c->f);
     }
-    write_sync(c->w, wl, maxv, all, n);
+    dpr_resp_array(c->out, 3);
+    dpr_resp_uint(c->out, wl);
+    dpr_resp_uint(c->out, maxv);
+    write_cut(c->out, all, n);
     goto out;
 nomem:
-    w_error(c->w, "ERR out of memory");
+    dpr_resp_error(c->out, "ERR out of memory");
 out:
     free(all);
     dpr_finder_state_free(&st);
@@ -398,14 +324,13 @@ static void cmd_prefix(cmd_ctx *c)
     const dpr_dep *cut = NULL;
     uint64_t wl, current;
     size_t n = 0;
-    char msg[160];
     int rc = -ENOENT;
 
     if (arg_num(c, 1, "world-line", &wl) < 0)
         return;
     if (dpr_finder_dirty(c->f)) {
         if (dpr_finder_get_state(c->f, &st) < 0) {
-            w_error(c->w, "ERR out of memory");
+            dpr_resp_error(c->out, "ERR out of memory");
             return;
         }
         *c->flags |= DPR_CMD_WAIT;
@@ -423,40 +348,34 @@ static void cmd_prefix(cmd_ctx *c)
         current = dpr_finder_world_line(c->f);
         rc = dpr_finder_prefix_cut(c->f, wl, &cut, &n);
     }
-    if (rc == 0) {
-        write_cut(c->w, cut, n);
-    } else if (rc == -ESRCH) {
-        snprintf(msg, sizeof(msg),
-                 "ERR world-line %llu ended too long ago: its prefix is forgotten",
-                 (unsigned long long)wl);
-        w_error(c->w, msg);
-    } else {
-        snprintf(msg, sizeof(msg),
-                 "ERR world-line %llu has not ended (current world-line %llu)",
-                 (unsigned long long)wl, (unsigned long long)current);
-        w_error(c->w, msg);
-    }
+    if (rc == 0)
+        write_cut(c->out, cut, n);
+    else if (rc == -ESRCH)
+        dpr_resp_errorf(c->out, "ERR world-line %llu ended too long ago: its prefix is forgotten",
+                        (unsigned long long)wl);
+    else
+        dpr_resp_errorf(c->out, "ERR world-line %llu has not ended (current world-line %llu)",
+                        (unsigned long long)wl, (unsigned long long)current);
     dpr_finder_state_free(&st);
 }
 
 static void cmd_ping(cmd_ctx *c)
 {
     if (c->argc == 2)
-        w_bulk(c->w, c->argv[1], c->argvlen[1]);
+        dpr_resp_bulk(c->out, c->argv[1], c->argvlen[1]);
     else
-        w_str(c->w, "+PONG\r\n");
+        dpr_resp_status(c->out, "PONG");
 }
 
 static void cmd_command(cmd_ctx *c)
 {
-    (void)c;
-    w_str(c->w, "*0\r\n"); /* enough for redis-cli's start-up query */
+    dpr_resp_array(c->out, 0); /* enough for redis-cli's start-up query */
 }
 
 static void cmd_quit(cmd_ctx *c)
 {
     *c->flags |= DPR_CMD_CLOSE;
-    w_str(c->w, "+OK\r\n");
+    dpr_resp_status(c->out, "OK");
 }
 
 typedef struct cmd_def {
@@ -481,14 +400,15 @@ int dpr_cmd_execute(dpr_finder *f, int argc, char *const *argv, const size_t *ar
                     dpr_buf *out, unsigned *flags)
 {
     size_t saved = out->len;
-    writer w = { out, 0 };
-    cmd_ctx c = { f, argc, argv, argvlen, &w, flags };
+    cmd_ctx c = { f, argc, argv, argvlen, out, flags };
     const cmd_def *def = NULL;
-    char shown[48], msg[160];
+    char shown[48];
+    int rc;
 
+    assert(!dpr_buf_failed(out)); /* a failed reply was taken back */
     *flags = 0;
     if (argc < 1) {
-        w_error(&w, "ERR empty command");
+        dpr_resp_error(out, "ERR empty command");
         goto done;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
@@ -500,21 +420,17 @@ int dpr_cmd_execute(dpr_finder *f, int argc, char *const *argv, const size_t *ar
     }
     if (!def) {
         show_arg(shown, sizeof(shown), argv[0], argvlen[0]);
-        snprintf(msg, sizeof(msg), "ERR unknown command '%s'", shown);
-        w_error(&w, msg);
+        dpr_resp_errorf(out, "ERR unknown command '%s'", shown);
         goto done;
     }
     if (argc < def->min_args || (def->max_args >= 0 && argc > def->max_args)) {
-        snprintf(msg, sizeof(msg), "ERR wrong number of arguments for '%s'", def->name);
-        w_error(&w, msg);
+        dpr_resp_errorf(out, "ERR wrong number of arguments for '%s'", def->name);
         goto done;
     }
     def->run(&c);
 done:
-    if (w.rc < 0) {
-        out->len = saved;
+    rc = finish_reply(out, saved);
+    if (rc < 0)
         *flags &= ~DPR_CMD_CLOSE;
-        return w.rc;
-    }
-    return 0;
+    return rc;
 }

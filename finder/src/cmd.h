@@ -34,7 +34,8 @@
 
 /*
  * Executes argv[0..argc) (argc >= 1). Returns 0 with the reply appended
- * to out (errors are RESP error replies), or -ENOMEM with out unchanged.
+ * to out (errors are RESP error replies), or -ENOMEM with out unchanged
+ * (its failure flag clear again, as it must be on entry).
  */
 int dpr_cmd_execute(dpr_finder *f, int argc, char *const *argv, const size_t *argvlen,
                     dpr_buf *out, unsigned *flags);

@@ -52,6 +52,7 @@
  */
 #include "dpr/finder.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +111,6 @@ typedef struct rec {
     bool walk_touched;
     bool vwaiting;
     bool registered;
-    bool retired;
     bool queued;
 } rec;
 
@@ -225,6 +225,7 @@ static void era_end(dpr_finder *f, uint64_t floor)
 {
     while (f->neras > 0 && f->eras[f->neras - 1].floor <= floor)
         f->neras--;
+    assert(f->neras < f->eras_cap);
     f->eras[f->neras].era = f->era;
     f->eras[f->neras].floor = floor;
     f->neras++;
@@ -283,6 +284,7 @@ static int ensure_records(dpr_finder *f, size_t need)
     free(f->queue);
     f->queue = nq;
     f->q_head = 0;
+    assert((ncap & (ncap - 1)) == 0);
     f->rec_cap = ncap; /* a power of two: the ring masks with it */
     return 0;
 }
@@ -397,10 +399,12 @@ static void wait_unlink(dpr_finder *f, uint32_t w)
 {
     rec *r = &f->w[w];
     if (r->wait_on != NO_IDX) {
+        assert(list_of(f, r->wait_on)->v[r->wait_pos].waiter == w);
         list_remove(f, list_of(f, r->wait_on), r->wait_pos, false);
         r->wait_on = NO_IDX;
     }
     if (r->vwaiting) {
+        assert(f->v_waiters.v[r->vwait_pos].waiter == w);
         list_remove(f, &f->v_waiters, r->vwait_pos, true);
         r->vwaiting = false;
     }
@@ -412,6 +416,7 @@ static int wait_register(dpr_finder *f, uint32_t w, uint32_t on, uint64_t x,
 {
     wait_unlink(f, w);
     rec *r = &f->w[w];
+    assert(r->wait_on == NO_IDX && !r->vwaiting); /* in at most one wait list */
     int rc = list_append(list_of(f, on), w, x, &r->wait_pos);
     if (rc < 0)
         return rc;
@@ -515,6 +520,8 @@ static int mt_reserve(dpr_finder *f, size_t need)
 static void min_refresh(dpr_finder *f)
 {
     uint64_t v = f->nreg > 0 ? f->mt[1] : 0;
+    /* V drops only when a worker joins (join, era_end) or nobody is left */
+    assert(v >= f->vmin || f->nreg == 0);
     if (v > f->vmin) {
         f->vmin = v;
         f->changed = true;
@@ -584,6 +591,7 @@ static int need(dpr_finder *f, uint32_t u, uint64_t x, uint32_t *on,
     }
     while (r->walk_upto < x) {
         if (r->walk_pos >= r->pend_len) { /* cannot happen: durable >= x */
+            assert(!"pending versions end below the durable version");
             *on = MIN_IDX;
             return NEED_BLOCKED;
         }
@@ -608,6 +616,7 @@ static void commit_closure(dpr_finder *f, uint32_t w)
     for (size_t i = 0; i < f->ntouched; i++) {
         uint32_t u = f->touched[i];
         rec *r = &f->w[u];
+        assert(r->registered && r->walk_upto <= r->durable); /* cut <= durable */
         r->cut = max_u64(r->cut, r->walk_upto);
         pop_committed(f, r);
         if (u != w && r->pend_head < r->pend_len)
@@ -1020,6 +1029,7 @@ static int bump_world_line(dpr_finder *f)
     for (size_t i = 0; i < f->nreg; i++) {
         rec *r = &f->w[f->reg[i]];
         uint64_t c = eff_cut(f, r);
+        assert(c <= r->durable); /* durable falls back to the cut */
         r->cut = c;
         r->durable = c;
         r->lost_floor = 0;
@@ -1072,7 +1082,6 @@ static int join(dpr_finder *f, uint64_t worker, uint32_t *idx)
         era_end(f, f->vmin); /* V drops: the old V stays everyone else's floor */
     r->era = f->era;
     r->registered = true;
-    r->retired = false;
     r->reg_pos = (uint32_t)f->nreg;
     f->reg[f->nreg++] = *idx;
     mt_set(f, r->reg_pos, r->durable);
@@ -1125,7 +1134,6 @@ int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker)
     clear_pending(r);
     wait_unlink(f, idx);
     r->registered = false;
-    r->retired = true;
     uint32_t last = f->reg[--f->nreg];
     f->reg[r->reg_pos] = last;
     f->w[last].reg_pos = r->reg_pos;
@@ -1193,6 +1201,8 @@ static int append_pending(dpr_finder *f, rec *r, uint64_t version, size_t n)
                      sizeof(*r->deps));
     if (rc < 0)
         return rc;
+    /* oldest first: a new version is above every pending one */
+    assert(r->pend_len == r->pend_head || r->pend[r->pend_len - 1].version < version);
     pend_ent *e = &r->pend[r->pend_len++];
     e->version = version;
     e->dep_off = r->dep_len;
@@ -1244,6 +1254,7 @@ int dpr_finder_report(dpr_finder *f, uint64_t world_line, uint64_t worker,
 
 bool dpr_finder_dirty(const dpr_finder *f)
 {
+    assert(f->pub_generation <= f->generation); /* the published state is never ahead */
     return f->generation != f->pub_generation;
 }
 

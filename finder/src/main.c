@@ -8,9 +8,12 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "common/addr.h"
+#include "common/log.h"
+#include "common/num.h"
 #include "dpr/finder.h"
-#include "dpr/store.h"
 #include "dpr/finder_server.h"
+#include "dpr/store.h"
 
 static void usage(FILE *out)
 {
@@ -37,26 +40,21 @@ static void usage(FILE *out)
 "On start the state in DIR is loaded; without one the finder starts fresh\n"
 "(world-line 1, no workers). A corrupt or unreadable state file is an error:\n"
 "the finder stops and never starts over, since that would lose committed data.\n"
-"Prints \"dpr-finder listening on ADDR:PORT\" to stderr when ready. SIGTERM or\n"
+"Logs \"dpr-finder listening on ADDR:PORT\" (on stderr) when ready. SIGTERM or\n"
 "SIGINT stop it cleanly (exit 0). Exit status 1 on any error, 2 on bad usage.\n",
             DPR_SERVER_DEFAULT_MAX_CLIENTS, DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES,
             DPR_SERVER_MIN_REQUEST_BYTES);
 }
 
-/* Decimal, no sign, in [min, max]. */
+/* A flag's value: decimal in [min, max] (common/num.h). */
 static int parse_size(const char *s, size_t min, size_t max, size_t *out)
 {
-    char *end = NULL;
-    unsigned long long v;
+    uint64_t v;
+    int rc = dpr_parse_u64_str(s, min, max, &v);
 
-    if (!s || !*s || strspn(s, "0123456789") != strlen(s))
-        return -EINVAL;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -ERANGE;
-    *out = (size_t)v;
-    return 0;
+    if (rc == 0)
+        *out = (size_t)v;
+    return rc;
 }
 
 /* Room for max_clients sockets plus the few files of our own. */
@@ -69,8 +67,8 @@ static void raise_fd_limit(size_t max_clients)
         return;
     rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-        fprintf(stderr, "dpr-finder: warning: open file limit %llu is below "
-                "--max-clients %zu + 64\n", (unsigned long long)rl.rlim_cur, max_clients);
+        log_warning("open file limit %llu is below --max-clients %zu + 64",
+                    (unsigned long long)rl.rlim_cur, max_clients);
 }
 
 /* Loads the stored state or starts fresh; never starts over on damage. */
@@ -82,26 +80,25 @@ static int open_finder(dpr_store *store, const char *dir, dpr_finder **out)
     if (rc == -ENOENT) {
         rc = dpr_finder_new(out);
         if (rc < 0) {
-            fprintf(stderr, "dpr-finder: cannot create the finder: %s\n", strerror(-rc));
+            log_error("cannot create the finder: %s", strerror(-rc));
             return rc;
         }
-        fprintf(stderr, "dpr-finder: no state in %s, starting fresh (world-line %d)\n", dir,
-                DPR_FINDER_FIRST_WORLD_LINE);
+        log_info("no state in %s, starting fresh (world-line %d)", dir,
+                 DPR_FINDER_FIRST_WORLD_LINE);
         return 0;
     }
     if (rc < 0) {
-        fprintf(stderr, "dpr-finder: cannot load the state: %s\n", dpr_store_error(store));
-        fprintf(stderr, "dpr-finder: refusing to start: starting over would lose committed "
-                        "data; repair or restore %s/finder.state\n", dir);
+        log_error("cannot load the state: %s", dpr_store_error(store));
+        log_error("refusing to start: starting over would lose committed data; repair or "
+                  "restore %s/finder.state", dir);
         return rc;
     }
     rc = dpr_finder_restore(&st, out);
     if (rc < 0)
-        fprintf(stderr, "dpr-finder: cannot restore the state from %s/finder.state: %s\n", dir,
-                strerror(-rc));
+        log_error("cannot restore the state from %s/finder.state: %s", dir, strerror(-rc));
     else
-        fprintf(stderr, "dpr-finder: restored world-line %llu with %zu workers from %s\n",
-                (unsigned long long)st.world_line, st.nworkers, dir);
+        log_info("restored world-line %llu with %zu workers from %s",
+                 (unsigned long long)st.world_line, st.nworkers, dir);
     dpr_finder_state_free(&st);
     return rc;
 }
@@ -118,9 +115,10 @@ int main(int argc, char **argv)
     };
     dpr_server_config cfg = { NULL, DPR_SERVER_DEFAULT_MAX_CLIENTS,
                               DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES };
-    const char *state = NULL, *err = NULL;
+    const char *state = NULL;
     struct sockaddr_storage ss;
-    char msg[300];
+    dpr_hostport hp;
+    dpr_err err = DPR_ERR_INIT;
     dpr_store *store = NULL;
     dpr_finder *f = NULL;
     int opt, rc, status = 1;
@@ -170,23 +168,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "dpr-finder: --listen and --state are required (see --help)\n");
         return 2;
     }
-    if (dpr_server_parse_addr(cfg.listen, &ss, msg, sizeof(msg)) < 0) {
-        fprintf(stderr, "dpr-finder: --listen: %s\n", msg);
+    if (dpr_hostport_parse(cfg.listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, &err) < 0 ||
+        dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0) {
+        fprintf(stderr, "dpr-finder: --listen: %s\n", err.msg);
         return 2;
     }
+
+    dpr_log_open("dpr-finder", false);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(cfg.max_clients);
 
     rc = dpr_store_file_open(state, &store, &err);
     if (rc < 0) {
-        fprintf(stderr, "dpr-finder: %s\n", err ? err : strerror(-rc));
+        log_error("%s", dpr_err_str(&err, rc));
         goto out;
     }
     if (open_finder(store, state, &f) < 0)
         goto out;
     rc = dpr_server_run(f, store, &cfg);
     if (rc == 0) {
-        fprintf(stderr, "dpr-finder: stopped\n");
+        log_info("stopped");
         status = 0;
     }
 out:

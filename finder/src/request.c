@@ -22,6 +22,8 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/num.h"
+#include "dpr/err.h"
 
 /*
  * Tested with hiredis 0.14 (Debian 12). hiredis 1.x renamed the task stack
@@ -47,8 +49,7 @@ struct dpr_reqreader {
     char **argv;       /* filled when a request completes */
     dpr_buf data;
     size_t req_bytes;  /* encoded size of the parts received so far */
-    int err;           /* our own verdict (negative errno), 0 if none */
-    char errmsg[200];
+    dpr_err err;       /* our own verdict (code 0 if none); the first one is kept */
 };
 
 static void set_error(dpr_reqreader *r, int err, const char *fmt, ...)
@@ -58,29 +59,26 @@ static void set_error(dpr_reqreader *r, int err, const char *fmt, ...)
 {
     va_list ap;
 
-    if (r->err)
+    if (r->err.code)
         return; /* keep the first reason */
-    r->err = err;
+    r->err.code = err;
     va_start(ap, fmt);
-    vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+    vsnprintf(r->err.msg, sizeof(r->err.msg), fmt, ap);
     va_end(ap);
 }
 
-static size_t digits(uint64_t v)
+/* Bytes of "<type><n>\r\n", the header of a bulk string or an array. */
+static size_t header_size(uint64_t n)
 {
-    size_t n = 1;
+    char digits[DPR_FMT_U64_MAX];
 
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
+    return 1 + dpr_fmt_u64(digits, n) + 2;
 }
 
 /* Bytes of "$<len>\r\n<data>\r\n". */
 static size_t bulk_size(size_t len)
 {
-    return 1 + digits(len) + 2 + len + 2;
+    return header_size(len) + len + 2;
 }
 
 static void reset_request(dpr_reqreader *r)
@@ -115,7 +113,7 @@ static void *create_array(const redisReadTask *task, array_count elements)
     }
     reset_request(r);
     r->announced = (int)elements;
-    r->req_bytes = 1 + digits((uint64_t)elements) + 2;
+    r->req_bytes = header_size((uint64_t)elements);
     return r;
 }
 
@@ -255,19 +253,19 @@ void dpr_reqreader_free(dpr_reqreader *r)
 
 static int fail_from_reader(dpr_reqreader *r)
 {
-    if (!r->err) {
+    if (!r->err.code) {
         if (r->rd->err == REDIS_ERR_OOM)
             set_error(r, -ENOMEM, "out of memory");
         else
             set_error(r, -EPROTO, "%s", r->rd->errstr);
     }
-    return r->err;
+    return r->err.code;
 }
 
 int dpr_reqreader_feed(dpr_reqreader *r, const char *data, size_t len)
 {
-    if (r->err)
-        return r->err;
+    if (r->err.code)
+        return r->err.code;
     if (redisReaderFeed(r->rd, data, len) != REDIS_OK)
         return fail_from_reader(r);
     return 0;
@@ -333,7 +331,7 @@ static int check_announced(dpr_reqreader *r, size_t have)
     if (rc < 0) {
         set_error(r, -EPROTO, "Protocol error: invalid %s length",
                   type == REDIS_REPLY_STRING ? "bulk" : "multibulk");
-        return r->err;
+        return r->err.code;
     }
     if (rc == 0)
         return 0;
@@ -342,12 +340,12 @@ static int check_announced(dpr_reqreader *r, size_t have)
          bulk_size((size_t)v) > r->max_bytes - have)) {
         set_error(r, -E2BIG, "Protocol error: bulk string of %lld bytes exceeds the "
                   "request limit of %zu bytes", v, r->max_bytes);
-        return r->err;
+        return r->err.code;
     }
     if (type == REDIS_REPLY_ARRAY && v > 0 && (unsigned long long)v > r->max_args) {
         set_error(r, -E2BIG, "Protocol error: too many arguments (%lld, at most %zu)", v,
                   r->max_args);
-        return r->err;
+        return r->err.code;
     }
     return 0;
 }
@@ -366,7 +364,7 @@ static int check_pending(dpr_reqreader *r)
 
     if (n > r->max_bytes || have > r->max_bytes - n) {
         set_error(r, -E2BIG, "Protocol error: request larger than %zu bytes", r->max_bytes);
-        return r->err;
+        return r->err.code;
     }
     return check_announced(r, have);
 }
@@ -375,12 +373,12 @@ int dpr_reqreader_next(dpr_reqreader *r, dpr_request *req)
 {
     void *obj = NULL;
 
-    if (r->err)
-        return r->err;
+    if (r->err.code)
+        return r->err.code;
     for (;;) {
         /* Refuse an oversized count or length before hiredis parses it. */
         if (check_announced(r, in_progress(r)) < 0)
-            return r->err;
+            return r->err.code;
         if (redisReaderGetReply(r->rd, &obj) != REDIS_OK)
             return fail_from_reader(r);
         if (!obj)
@@ -388,7 +386,7 @@ int dpr_reqreader_next(dpr_reqreader *r, dpr_request *req)
         if (r->argc != r->announced) {
             /* an element type we have no function for was skipped */
             set_error(r, -EPROTO, "Protocol error: request arguments must be bulk strings");
-            return r->err;
+            return r->err.code;
         }
         if (r->argc == 0) {
             reset_request(r);
@@ -406,5 +404,5 @@ int dpr_reqreader_next(dpr_reqreader *r, dpr_request *req)
 
 const char *dpr_reqreader_error(const dpr_reqreader *r)
 {
-    return r->err ? r->errmsg : "no error";
+    return r->err.code ? r->err.msg : "no error";
 }

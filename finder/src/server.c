@@ -1,21 +1,22 @@
-/* server.c - dpr-finder's RESP server with group commit (see server.h). */
+/* server.c - dpr-finder's RESP server with group commit (see finder_server.h). */
 #include "dpr/finder_server.h"
 
-#include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#include "common/buf.h"
 #include "cmd.h"
-#include "request.h"
+#include "common/list.h"
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/log.h"
 #include "common/uvutil.h"
+#include "request.h"
 
 /* Stop reading from a client while this much output waits to be sent. */
 #define MAX_PENDING_OUTPUT (16u * 1024 * 1024)
@@ -34,18 +35,13 @@ struct conn {
     dpr_reqreader *rr;
     dpr_buf out;            /* replies not yet released */
     size_t writes_pending;
-    int in_flush_list;
-    int close_after_flush;  /* QUIT, protocol error, refused, EOF, stopping */
-    int closing;
-    int paused;             /* reading stopped for back-pressure */
-    int counted;            /* holds one of max_clients slots */
-    char peer[64];
+    bool in_flush_list;
+    bool close_after_flush; /* QUIT, protocol error, refused, EOF, stopping */
+    bool closing;
+    bool paused;            /* reading stopped for back-pressure */
+    bool counted;           /* holds one of max_clients slots */
+    char peer[DPR_ADDR_STR_MAX];
 };
-
-typedef struct write_req {
-    uv_write_t req;
-    dpr_buf buf;
-} write_req;
 
 struct dpr_server {
     uv_loop_t own_loop;     /* dpr_server_run's loop */
@@ -55,118 +51,20 @@ struct dpr_server {
     uv_idle_t idle;
     uv_signal_t sigterm, sigint;
     uv_timer_t stop_timer;
-    int listener_open, check_open, idle_open, signals_open, timer_open;
+    bool listener_open, check_open, idle_open, signals_open, timer_open;
     dpr_finder *f;
     dpr_store *store;
     const dpr_server_config *cfg;
     conn *conns;
     size_t nconns;
     conn *flush_list;
-    int stopping;
+    bool stopping;
     int fatal;            /* negative errno once a save failed */
-    int embedded;         /* started with dpr_server_start: no signals */
+    bool embedded;        /* started with dpr_server_start: no signals */
     dpr_server_hooks hooks;
     struct sockaddr_storage bound;
     char readbuf[READ_CHUNK];
 };
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void logf_(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fputs("dpr-finder: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* ---- addresses ---------------------------------------------------------- */
-
-static void format_addr(const struct sockaddr *sa, char *out, size_t outlen)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        port = ntohs(in->sin_port);
-        snprintf(out, outlen, "%s:%d", host, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        port = ntohs(in6->sin6_port);
-        snprintf(out, outlen, "[%s]:%d", host, port);
-    } else {
-        snprintf(out, outlen, "?");
-    }
-}
-
-int dpr_server_parse_addr(const char *spec, struct sockaddr_storage *out, char *err,
-                          size_t errlen)
-{
-    char host[256];
-    const char *colon, *port, *h = host;
-    size_t hlen;
-    struct addrinfo hints, *res = NULL;
-    unsigned long p = 0;
-    int rc;
-
-    if (!spec || !*spec) {
-        snprintf(err, errlen, "empty listen address (expected ADDR:PORT)");
-        return -EINVAL;
-    }
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (!close || close[1] != ':') {
-            snprintf(err, errlen, "bad listen address '%s' (expected [IPv6]:PORT)", spec);
-            return -EINVAL;
-        }
-        hlen = (size_t)(close - spec - 1);
-        colon = close + 1;
-        memcpy(host, spec + 1, hlen < sizeof(host) ? hlen : 0);
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon) {
-            snprintf(err, errlen, "bad listen address '%s' (expected ADDR:PORT)", spec);
-            return -EINVAL;
-        }
-        hlen = (size_t)(colon - spec);
-        memcpy(host, spec, hlen < sizeof(host) ? hlen : 0);
-    }
-    if (hlen >= sizeof(host)) {
-        snprintf(err, errlen, "bad listen address '%s': host name too long", spec);
-        return -EINVAL;
-    }
-    host[hlen] = '\0';
-    port = colon + 1;
-    if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
-        (p = strtoul(port, NULL, 10)) > 65535) {
-        snprintf(err, errlen, "bad port in listen address '%s' (expected 0..65535)", spec);
-        return -EINVAL;
-    }
-    if (hlen == 0 || strcmp(host, "*") == 0)
-        h = NULL; /* every address */
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(h, port, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, errlen, "cannot resolve listen address '%s': %s", spec,
-                 rc ? gai_strerror(rc) : "no address");
-        if (res)
-            freeaddrinfo(res);
-        return -EINVAL;
-    }
-    memset(out, 0, sizeof(*out));
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -186,17 +84,14 @@ static void conn_close(conn *c)
 
     if (c->closing)
         return;
-    c->closing = 1;
+    c->closing = true;
     if (c->close_after_flush)
         dpr_uv_discard_input((uv_handle_t *)&c->tcp);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    if (c->counted)
+    DPR_LIST_REMOVE(srv->conns, c);
+    if (c->counted) {
+        assert(srv->nconns > 0);
         srv->nconns--;
+    }
     /* pending writes are cancelled; their callbacks run before ours */
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
@@ -205,8 +100,6 @@ static void stop_reading(conn *c)
 {
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
-
-static void flush_conn(conn *c);
 
 static void on_idle(uv_idle_t *h)
 {
@@ -225,7 +118,7 @@ static void mark_for_flush(conn *c)
 
     if (c->in_flush_list)
         return;
-    c->in_flush_list = 1;
+    c->in_flush_list = true;
     c->next_flush = srv->flush_list;
     srv->flush_list = c;
     if (srv->idle_open && !uv_is_active((uv_handle_t *)&srv->idle))
@@ -250,7 +143,7 @@ static void fail_conn(conn *c, const char *msg)
         conn_close(c);
         return;
     }
-    c->close_after_flush = 1;
+    c->close_after_flush = true;
     stop_reading(c);
     mark_for_flush(c);
 }
@@ -268,7 +161,7 @@ static void handle_requests(conn *c)
          * being served (its requests stay buffered) until it catches up */
         if (c->out.len + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
             MAX_PENDING_OUTPUT) {
-            c->paused = 1;
+            c->paused = true;
             stop_reading(c);
             return;
         }
@@ -277,19 +170,19 @@ static void handle_requests(conn *c)
             break;
         rc = dpr_cmd_execute(srv->f, req.argc, req.argv, req.argvlen, &c->out, &flags);
         if (rc < 0) {
-            logf_("client %s: out of memory, closing", c->peer);
+            log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);
             return;
         }
         mark_for_flush(c);
         if (flags & DPR_CMD_CLOSE) {
-            c->close_after_flush = 1;
+            c->close_after_flush = true;
             stop_reading(c);
             return;
         }
     }
     if (rc < 0) {
-        logf_("client %s: %s; closing", c->peer, dpr_reqreader_error(c->rr));
+        log_info("client %s: %s; closing", c->peer, dpr_reqreader_error(c->rr));
         snprintf(msg, sizeof(msg), "ERR %s", dpr_reqreader_error(c->rr));
         fail_conn(c, msg);
     }
@@ -304,14 +197,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF) {
         /* the client is done sending: answer what it sent, then close */
-        c->close_after_flush = 1;
+        c->close_after_flush = true;
         stop_reading(c);
         mark_for_flush(c);
         return;
     }
     if (nread < 0) {
         if (nread != UV_ECONNRESET)
-            logf_("client %s: read failed: %s", c->peer, uv_strerror((int)nread));
+            log_warning("client %s: read failed: %s", c->peer, uv_strerror((int)nread));
         conn_close(c);
         return;
     }
@@ -329,7 +222,7 @@ static void resume_if_drained(conn *c)
     if (c->paused && !c->closing && !c->close_after_flush && !c->srv->stopping &&
         !c->srv->fatal &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < MAX_PENDING_OUTPUT / 2) {
-        c->paused = 0;
+        c->paused = false;
         handle_requests(c); /* the ones left buffered when we paused */
         if (c->paused || c->closing || c->close_after_flush)
             return;
@@ -338,19 +231,18 @@ static void resume_if_drained(conn *c)
     }
 }
 
-static void on_write_done(uv_write_t *req, int status)
+/* A write of released replies finished (its buffer is already freed). */
+static void on_write_done(uv_stream_t *stream, int status)
 {
-    write_req *wr = (write_req *)req;
-    conn *c = req->handle->data;
+    conn *c = stream->data;
 
-    dpr_buf_free(&wr->buf);
-    free(wr);
+    assert(c->writes_pending > 0);
     c->writes_pending--;
     if (c->closing)
         return;
     if (status < 0) {
         if (!dpr_uv_peer_gone(status))
-            logf_("client %s: write failed: %s", c->peer, uv_strerror(status));
+            log_warning("client %s: write failed: %s", c->peer, uv_strerror(status));
         conn_close(c);
         return;
     }
@@ -364,26 +256,16 @@ static void on_write_done(uv_write_t *req, int status)
 /* Releases c's held replies. */
 static void flush_conn(conn *c)
 {
-    write_req *wr;
-    uv_buf_t b;
     int rc;
 
     if (c->closing)
         return;
     if (c->out.len > 0) {
-        wr = malloc(sizeof(*wr));
-        if (!wr) {
-            logf_("client %s: out of memory, closing", c->peer);
-            conn_close(c);
-            return;
-        }
-        wr->buf = c->out;
-        dpr_buf_init(&c->out);
-        b = uv_buf_init(wr->buf.data, (unsigned)wr->buf.len);
-        rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
+        /* takes c->out's memory (c->out is empty afterwards, also on failure) */
+        rc = dpr_uv_write((uv_stream_t *)&c->tcp, &c->out, on_write_done);
         if (rc < 0) {
-            dpr_buf_free(&wr->buf);
-            free(wr);
+            if (rc == UV_ENOMEM)
+                log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);
             return;
         }
@@ -395,7 +277,7 @@ static void flush_conn(conn *c)
     }
     if (!c->paused && !c->close_after_flush &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > MAX_PENDING_OUTPUT) {
-        c->paused = 1;
+        c->paused = true;
         stop_reading(c);
     }
 }
@@ -416,7 +298,8 @@ static void commit_and_flush(server *srv)
     if (dpr_finder_dirty(srv->f)) {
         rc = dpr_finder_get_state(srv->f, &st);
         if (rc < 0) {
-            logf_("cannot copy the finder state: %s; exiting without answering", strerror(-rc));
+            log_error("cannot copy the finder state: %s; exiting without answering",
+                      strerror(-rc));
             srv->fatal = rc;
             shut_down(srv);
             if (srv->hooks.failed)
@@ -425,8 +308,8 @@ static void commit_and_flush(server *srv)
         }
         rc = dpr_store_save(srv->store, &st);
         if (rc < 0) {
-            logf_("saving the state failed: %s; exiting without answering (the state "
-                  "is not durable)", dpr_store_error(srv->store));
+            log_error("saving the state failed: %s; exiting without answering (the state "
+                      "is not durable)", dpr_store_error(srv->store));
             dpr_finder_state_free(&st);
             srv->fatal = rc;
             shut_down(srv);
@@ -439,8 +322,8 @@ static void commit_and_flush(server *srv)
          * stays on the old published view until a later publish works */
         rc = dpr_finder_publish(srv->f, st.generation);
         if (rc < 0)
-            logf_("publishing generation %llu failed: %s (will retry)",
-                  (unsigned long long)st.generation, strerror(-rc));
+            log_warning("publishing generation %llu failed: %s (will retry)",
+                        (unsigned long long)st.generation, strerror(-rc));
         dpr_finder_state_free(&st);
         if (srv->hooks.committed)
             srv->hooks.committed(srv->hooks.arg);
@@ -452,7 +335,7 @@ static void commit_and_flush(server *srv)
     for (; c; c = next) {
         next = c->next_flush;
         c->next_flush = NULL;
-        c->in_flush_list = 0;
+        c->in_flush_list = false;
         flush_conn(c);
     }
 }
@@ -473,12 +356,12 @@ static void on_connection(uv_stream_t *l, int status)
     int rc;
 
     if (status < 0) {
-        logf_("accept failed: %s", uv_strerror(status));
+        log_warning("accept failed: %s", uv_strerror(status));
         return;
     }
     c = calloc(1, sizeof(*c));
     if (!c) {
-        logf_("out of memory accepting a client");
+        log_error("out of memory accepting a client");
         return;
     }
     c->srv = srv;
@@ -487,42 +370,39 @@ static void on_connection(uv_stream_t *l, int status)
     rc = uv_tcp_init(srv->loop, &c->tcp);
     if (rc < 0) {
         free(c);
-        logf_("accept failed: %s", uv_strerror(rc));
+        log_warning("accept failed: %s", uv_strerror(rc));
         return;
     }
     c->tcp.data = c;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    DPR_LIST_PREPEND(srv->conns, c);
     rc = uv_accept(l, (uv_stream_t *)&c->tcp);
     if (rc < 0) {
-        logf_("accept failed: %s", uv_strerror(rc));
+        log_warning("accept failed: %s", uv_strerror(rc));
         conn_close(c);
         return;
     }
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0)
-        format_addr((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+        dpr_addr_format((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
     if (srv->stopping || srv->nconns >= srv->cfg->max_clients) {
-        logf_("client %s refused: max number of clients (%zu) reached", c->peer,
-              srv->cfg->max_clients);
+        log_warning("client %s refused: max number of clients (%zu) reached", c->peer,
+                    srv->cfg->max_clients);
         if (dpr_cmd_error(&c->out, "ERR max number of clients reached") < 0) {
             conn_close(c);
             return;
         }
-        c->close_after_flush = 1;
+        c->close_after_flush = true;
         mark_for_flush(c);
         return;
     }
-    c->counted = 1;
+    c->counted = true;
     srv->nconns++;
     uv_tcp_nodelay(&c->tcp, 1);
     rc = dpr_reqreader_new(DPR_CMD_MAX_ARGS, srv->cfg->max_request_bytes, &c->rr);
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
-        logf_("client %s: cannot start reading: %s", c->peer,
-              rc == -ENOMEM ? "out of memory" : uv_strerror(rc));
+        log_error("client %s: cannot start reading: %s", c->peer,
+                  rc == -ENOMEM ? "out of memory" : uv_strerror(rc));
         conn_close(c);
     }
 }
@@ -537,20 +417,20 @@ static void on_handle_closed(uv_handle_t *h)
 static void close_service_handles(server *srv)
 {
     if (srv->listener_open) {
-        srv->listener_open = 0;
+        srv->listener_open = false;
         uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     }
     if (srv->signals_open) {
-        srv->signals_open = 0;
+        srv->signals_open = false;
         uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
         uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
     }
     if (srv->check_open) {
-        srv->check_open = 0;
+        srv->check_open = false;
         uv_close((uv_handle_t *)&srv->check, on_handle_closed);
     }
     if (srv->idle_open) {
-        srv->idle_open = 0;
+        srv->idle_open = false;
         uv_close((uv_handle_t *)&srv->idle, on_handle_closed);
     }
 }
@@ -558,7 +438,7 @@ static void close_service_handles(server *srv)
 static void close_timer(server *srv)
 {
     if (srv->timer_open) {
-        srv->timer_open = 0;
+        srv->timer_open = false;
         uv_close((uv_handle_t *)&srv->stop_timer, on_handle_closed);
     }
 }
@@ -578,7 +458,7 @@ static void on_stop_timer(uv_timer_t *t)
     server *srv = t->data;
 
     if (srv->conns)
-        logf_("closing %zu client(s) that did not take their replies", srv->nconns);
+        log_warning("closing %zu client(s) that did not take their replies", srv->nconns);
     while (srv->conns)
         conn_close(srv->conns);
     close_timer(srv);
@@ -592,7 +472,7 @@ static void begin_stop(server *srv)
 
     if (srv->stopping)
         return;
-    srv->stopping = 1;
+    srv->stopping = true;
     /* requests already read get their (durable) replies */
     commit_and_flush(srv);
     if (srv->fatal)
@@ -601,7 +481,7 @@ static void begin_stop(server *srv)
     for (c = srv->conns; c; c = next) {
         next = c->next;
         stop_reading(c);
-        c->close_after_flush = 1;
+        c->close_after_flush = true;
         if (c->writes_pending == 0)
             conn_close(c);
     }
@@ -616,7 +496,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
     if (srv->stopping)
         return;
-    logf_("%s received, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_info("%s received, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     begin_stop(srv);
 }
 
@@ -626,29 +506,33 @@ static int start(server *srv)
 {
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
-    char err[300], shown[80];
+    char shown[DPR_ADDR_STR_MAX];
+    dpr_hostport hp;
+    dpr_err err = DPR_ERR_INIT;
     int rc;
 
-    if (dpr_server_parse_addr(srv->cfg->listen, &ss, err, sizeof(err)) < 0) {
-        logf_("%s", err);
+    if (dpr_hostport_parse(srv->cfg->listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp,
+                           &err) < 0 ||
+        dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0) {
+        log_error("listen address: %s", err.msg);
         return -EINVAL;
     }
     rc = uv_tcp_init(srv->loop, &srv->listener);
     if (rc < 0)
         goto uv_fail;
-    srv->listener_open = 1;
+    srv->listener_open = true;
     srv->listener.data = srv;
     rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
     if (rc < 0) {
-        logf_("cannot listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
+        log_error("cannot listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
         return rc;
     }
     rc = uv_check_init(srv->loop, &srv->check);
     if (rc < 0)
         goto uv_fail;
-    srv->check_open = 1;
+    srv->check_open = true;
     srv->check.data = srv;
     rc = uv_check_start(&srv->check, on_check);
     if (rc < 0)
@@ -656,12 +540,12 @@ static int start(server *srv)
     rc = uv_idle_init(srv->loop, &srv->idle);
     if (rc < 0)
         goto uv_fail;
-    srv->idle_open = 1;
+    srv->idle_open = true;
     srv->idle.data = srv;
     rc = uv_timer_init(srv->loop, &srv->stop_timer);
     if (rc < 0)
         goto uv_fail;
-    srv->timer_open = 1;
+    srv->timer_open = true;
     srv->stop_timer.data = srv;
     rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sslen);
     if (rc < 0)
@@ -674,7 +558,7 @@ static int start(server *srv)
         rc = uv_signal_init(srv->loop, &srv->sigint);
     if (rc < 0)
         goto uv_fail;
-    srv->signals_open = 1;
+    srv->signals_open = true;
     srv->sigterm.data = srv;
     srv->sigint.data = srv;
     rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
@@ -682,12 +566,12 @@ static int start(server *srv)
         rc = uv_signal_start(&srv->sigint, on_signal, SIGINT);
     if (rc < 0)
         goto uv_fail;
-    format_addr((struct sockaddr *)&ss, shown, sizeof(shown));
-    fprintf(stderr, "dpr-finder listening on %s\n", shown);
-    fflush(stderr);
+    /* tests and scripts wait for this text */
+    dpr_addr_format((struct sockaddr *)&ss, shown, sizeof(shown));
+    log_info("dpr-finder listening on %s", shown);
     return 0;
 uv_fail:
-    logf_("cannot start the server: %s", uv_strerror(rc));
+    log_error("cannot start the server: %s", uv_strerror(rc));
     return rc;
 }
 
@@ -697,7 +581,7 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
     int rc;
 
     if (!srv) {
-        logf_("out of memory");
+        log_error("out of memory");
         return -ENOMEM;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -707,7 +591,7 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
     srv->loop = &srv->own_loop;
     rc = uv_loop_init(srv->loop);
     if (rc < 0) {
-        logf_("cannot create the event loop: %s", uv_strerror(rc));
+        log_error("cannot create the event loop: %s", uv_strerror(rc));
         free(srv);
         return rc;
     }
@@ -722,7 +606,7 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
     shut_down(srv);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(srv->loop) != 0)
-        logf_("event loop still had handles at exit");
+        log_warning("event loop still had handles at exit");
     free(srv);
     return rc;
 }
@@ -737,11 +621,11 @@ int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
     int rc;
 
     if (!srv) {
-        logf_("out of memory");
+        log_error("out of memory");
         return -ENOMEM;
     }
     srv->loop = loop;
-    srv->embedded = 1;
+    srv->embedded = true;
     srv->f = f;
     srv->store = store;
     srv->cfg = cfg;
@@ -751,7 +635,7 @@ int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
     if (rc < 0) {
         /* the handles close on the caller's loop; srv must outlive them */
         shut_down(srv);
-        srv->stopping = 1;
+        srv->stopping = true;
         *out = srv;
         return rc;
     }

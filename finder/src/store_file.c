@@ -13,28 +13,30 @@
  *     (8 each, workers strictly rising, versions >= 1),
  *   CRC-32 (zlib, 4 bytes) of everything before it.
  *
- * save() writes `finder.state.tmp`, fsyncs it, renames it over
- * `finder.state` and fsyncs the directory, so at any instant the directory
- * holds either the old or the new complete file. A leftover temporary file
- * (crash before the rename) is removed when the store is opened.
+ * save() replaces `finder.state` with dpr_replace_file (write
+ * `finder.state.tmp`, fsync, rename, fsync the directory), so at any
+ * instant the directory holds either the old or the new complete file. A
+ * leftover temporary file (crash before the rename) is removed when the
+ * store is opened.
  */
 #include "dpr/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
 
 #define STATE_NAME "finder.state"
-#define TMP_NAME "finder.state.tmp"
+#define TMP_NAME "finder.state.tmp" /* what dpr_replace_file writes */
 #define LOCK_NAME "finder.lock"
 
 #define MAGIC "DPRFIND\0"
@@ -51,26 +53,11 @@
 
 typedef struct file_store {
     dpr_store base;
-    char *dir;
-    char *state_path;
-    char *tmp_path;
-    int dir_fd;
+    char state_path[PATH_MAX];
     int lock_fd;
     dpr_buf out; /* reused serialisation buffer */
-    char err[512];
+    dpr_err err; /* the last failed load or save */
 } file_store;
-
-static void set_err(file_store *fs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_err(file_store *fs, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(fs->err, sizeof(fs->err), fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t get_le64(const unsigned char *p)
 {
@@ -98,16 +85,6 @@ static uint32_t crc_of(const unsigned char *p, size_t len)
         len -= chunk;
     }
     return (uint32_t)crc;
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + 1 + strlen(name) + 1;
-    char *p = malloc(n);
-
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
 }
 
 /* Checks the content rules shared by load and save; NULL if fine, else a
@@ -161,48 +138,6 @@ static const char *check_state(const dpr_finder_state *st, char *msg, size_t msg
     return NULL;
 }
 
-/* Reads the whole file at fd into a fresh buffer. */
-static int read_all(int fd, unsigned char **out, size_t *outlen, size_t limit)
-{
-    struct stat sb;
-    unsigned char *data = NULL;
-    size_t len, got = 0;
-    int rc;
-
-    if (fstat(fd, &sb) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if (sb.st_size < 0 || (uint64_t)sb.st_size > limit) {
-        rc = -EFBIG;
-        goto fail;
-    }
-    len = (size_t)sb.st_size;
-    data = malloc(len ? len : 1);
-    if (!data) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    while (got < len) {
-        ssize_t n = read(fd, data + got, len - got);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            goto fail;
-        }
-        if (n == 0)
-            break; /* shrank meanwhile: the length check will complain */
-        got += (size_t)n;
-    }
-    *out = data;
-    *outlen = got;
-    return 0;
-fail:
-    free(data);
-    return rc;
-}
-
 /* A bounds-checked reader over the image (without its CRC). */
 typedef struct cursor {
     const unsigned char *p;
@@ -250,33 +185,27 @@ static int parse_state(file_store *fs, const unsigned char *p, size_t len,
     char why[256];
     uint64_t n = 0, np = 0;
     size_t body;
-    int rc = -EBADMSG;
 
     memset(&st, 0, sizeof(st));
-    if (len >= MAGIC_LEN && memcmp(p, MAGIC, MAGIC_LEN) != 0) {
-        set_err(fs, "%s: not a dpr-finder state file (bad magic)", fs->state_path);
-        goto fail;
-    }
-    if (len < MIN_FILE_LEN) {
-        set_err(fs, "%s: corrupt state file: truncated (%zu bytes, a valid file has at least %d)",
-                fs->state_path, len, MIN_FILE_LEN);
-        goto fail;
-    }
-    if (p[MAGIC_LEN] != FORMAT) {
-        set_err(fs, "%s: unsupported state file format %u (this finder reads format %d)",
-                fs->state_path, p[MAGIC_LEN], FORMAT);
-        goto fail;
-    }
+    if (len >= MAGIC_LEN && memcmp(p, MAGIC, MAGIC_LEN) != 0)
+        return dpr_err_set(&fs->err, -EBADMSG, "%s: not a dpr-finder state file (bad magic)",
+                           fs->state_path);
+    if (len < MIN_FILE_LEN)
+        return dpr_err_set(&fs->err, -EBADMSG,
+                           "%s: corrupt state file: truncated (%zu bytes, a valid file has at "
+                           "least %d)", fs->state_path, len, MIN_FILE_LEN);
+    if (p[MAGIC_LEN] != FORMAT)
+        return dpr_err_set(&fs->err, -EBADMSG,
+                           "%s: unsupported state file format %u (this finder reads format %d)",
+                           fs->state_path, p[MAGIC_LEN], FORMAT);
     body = len - CRC_LEN;
-    if (check_layout(p, body) < 0) {
-        set_err(fs, "%s: corrupt state file: length %zu does not match its content "
-                "(truncated or damaged)", fs->state_path, len);
-        goto fail;
-    }
-    if (crc_of(p, body) != get_le32(p + body)) {
-        set_err(fs, "%s: corrupt state file: checksum mismatch", fs->state_path);
-        goto fail;
-    }
+    if (check_layout(p, body) < 0)
+        return dpr_err_set(&fs->err, -EBADMSG,
+                           "%s: corrupt state file: length %zu does not match its content "
+                           "(truncated or damaged)", fs->state_path, len);
+    if (crc_of(p, body) != get_le32(p + body))
+        return dpr_err_set(&fs->err, -EBADMSG, "%s: corrupt state file: checksum mismatch",
+                           fs->state_path);
     /* the layout is known to fit from here on */
     c.p = p + MAGIC_LEN + 1;
     c.left = body - MAGIC_LEN - 1;
@@ -309,51 +238,48 @@ static int parse_state(file_store *fs, const unsigned char *p, size_t len,
         }
     }
     if (check_state(&st, why, sizeof(why))) {
-        set_err(fs, "%s: corrupt state file: %s", fs->state_path, why);
-        goto fail;
+        dpr_finder_state_free(&st);
+        return dpr_err_set(&fs->err, -EBADMSG, "%s: corrupt state file: %s", fs->state_path,
+                           why);
     }
     *out = st;
     return 0;
 nomem:
-    rc = -ENOMEM;
-    set_err(fs, "%s: out of memory loading the state", fs->state_path);
-fail:
     dpr_finder_state_free(&st);
-    return rc;
+    return dpr_err_set(&fs->err, -ENOMEM, "%s: out of memory loading the state",
+                       fs->state_path);
 }
 
 static int fs_load(dpr_store *s, dpr_finder_state *out)
 {
     file_store *fs = (file_store *)s;
-    unsigned char *data = NULL;
+    char *data = NULL;
     size_t len = 0;
-    int fd = -1, rc;
+    struct stat sb;
+    int fd, rc;
 
-    fd = openat(fs->dir_fd, STATE_NAME, O_RDONLY | O_CLOEXEC);
+    fd = open(fs->state_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
         if (rc == -ENOENT)
-            set_err(fs, "%s: no state yet", fs->state_path);
-        else
-            set_err(fs, "%s: cannot open: %s", fs->state_path, strerror(-rc));
-        goto out;
+            return dpr_err_set(&fs->err, rc, "%s: no state yet", fs->state_path);
+        return dpr_err_set(&fs->err, rc, "%s: cannot open: %s", fs->state_path, strerror(-rc));
     }
-    rc = read_all(fd, &data, &len, MAX_FILE_LEN);
-    if (rc == -EFBIG) {
-        set_err(fs, "%s: corrupt state file: larger than %zu bytes", fs->state_path,
-                MAX_FILE_LEN);
-        rc = -EBADMSG;
-        goto out;
-    }
-    if (rc < 0) {
-        set_err(fs, "%s: cannot read: %s", fs->state_path, strerror(-rc));
-        goto out;
-    }
-    rc = parse_state(fs, data, len, out);
-out:
+    /* a file too large to be valid is refused before it is read */
+    if (fstat(fd, &sb) < 0)
+        rc = -errno;
+    else if ((uint64_t)sb.st_size > MAX_FILE_LEN)
+        rc = -EFBIG;
+    else
+        rc = dpr_read_fd(fd, MAX_FILE_LEN, &data, &len);
+    close(fd);
+    if (rc == -EFBIG)
+        return dpr_err_set(&fs->err, -EBADMSG, "%s: corrupt state file: larger than %zu bytes",
+                           fs->state_path, MAX_FILE_LEN);
+    if (rc < 0)
+        return dpr_err_set(&fs->err, rc, "%s: cannot read: %s", fs->state_path, strerror(-rc));
+    rc = parse_state(fs, (const unsigned char *)data, len, out);
     free(data);
-    if (fd >= 0)
-        close(fd);
     return rc;
 }
 
@@ -365,7 +291,7 @@ static int serialise(file_store *fs, const dpr_finder_state *st)
     uint32_t c;
     int rc;
 
-    b->len = 0;
+    dpr_buf_reset(b);
     if (st->nworkers > (MAX_FILE_LEN - MIN_FILE_LEN) / WORKER_LEN)
         return -EFBIG;
     need = MIN_FILE_LEN + st->nworkers * WORKER_LEN;
@@ -407,84 +333,27 @@ static int serialise(file_store *fs, const dpr_finder_state *st)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int fs_save(dpr_store *s, const dpr_finder_state *st)
 {
     file_store *fs = (file_store *)s;
     char why[256];
-    const char *what = NULL;
-    int fd = -1, rc;
+    int rc;
 
-    if (check_state(st, why, sizeof(why))) {
-        set_err(fs, "%s: refusing to save an inconsistent state: %s", fs->state_path, why);
-        return -EINVAL;
-    }
+    if (check_state(st, why, sizeof(why)))
+        return dpr_err_set(&fs->err, -EINVAL, "%s: refusing to save an inconsistent state: %s",
+                           fs->state_path, why);
     rc = serialise(fs, st);
-    if (rc < 0) {
-        set_err(fs, "%s: cannot build the state image: %s", fs->state_path, strerror(-rc));
-        return rc;
-    }
-    fd = openat(fs->dir_fd, TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        what = "create";
-        goto fail;
-    }
-    rc = write_all(fd, fs->out.data, fs->out.len);
-    if (rc < 0) {
-        what = "write";
-        goto fail;
-    }
-    if (fsync(fd) < 0) {
-        rc = -errno;
-        what = "fsync";
-        goto fail;
-    }
-    rc = close(fd);
-    fd = -1;
-    if (rc < 0) {
-        rc = -errno;
-        what = "close";
-        goto fail;
-    }
-    if (renameat(fs->dir_fd, TMP_NAME, fs->dir_fd, STATE_NAME) < 0) {
-        rc = -errno;
-        what = "rename";
-        goto fail;
-    }
-    if (fsync(fs->dir_fd) < 0) {
-        rc = -errno;
-        set_err(fs, "%s: fsync of the directory failed: %s", fs->dir, strerror(-rc));
-        return rc;
-    }
-    return 0;
-fail:
-    set_err(fs, "%s: %s failed: %s", fs->tmp_path, what, strerror(-rc));
-    if (fd >= 0)
-        close(fd);
-    unlinkat(fs->dir_fd, TMP_NAME, 0);
-    return rc;
+    if (rc < 0)
+        return dpr_err_set(&fs->err, rc, "%s: cannot build the state image: %s",
+                           fs->state_path, strerror(-rc));
+    return dpr_replace_file(fs->state_path, fs->out.data, fs->out.len, 0600, true, &fs->err);
 }
 
 static const char *fs_error(dpr_store *s)
 {
     file_store *fs = (file_store *)s;
 
-    return fs->err[0] ? fs->err : NULL;
+    return fs->err.msg[0] ? fs->err.msg : NULL;
 }
 
 static void fs_close(dpr_store *s)
@@ -492,13 +361,8 @@ static void fs_close(dpr_store *s)
     file_store *fs = (file_store *)s;
 
     if (fs->lock_fd >= 0)
-        close(fs->lock_fd); /* releases the flock */
-    if (fs->dir_fd >= 0)
-        close(fs->dir_fd);
+        close(fs->lock_fd); /* releases the lock */
     dpr_buf_free(&fs->out);
-    free(fs->dir);
-    free(fs->state_path);
-    free(fs->tmp_path);
     free(fs);
 }
 
@@ -509,136 +373,49 @@ static const dpr_store_ops file_ops = {
     .error = fs_error,
 };
 
-/* mkdir -p: creates dir and missing parents (0700), fsyncing each parent
- * so the new entries are durable. */
-static int make_dirs(const char *dir)
+int dpr_store_file_open(const char *dir, dpr_store **out, dpr_err *err)
 {
-    char *copy = strdup(dir);
-    char *slash;
-    int rc = 0;
-
-    if (!copy)
-        return -ENOMEM;
-    for (slash = copy + 1;; slash++) {
-        char saved = *slash;
-        if (saved != '/' && saved != '\0')
-            continue;
-        *slash = '\0';
-        if (mkdir(copy, 0700) == 0) {
-            /* fsync the parent so the new directory entry survives a crash */
-            char *parent = strdup(copy);
-            char *cut;
-            int pfd;
-            if (!parent) {
-                rc = -ENOMEM;
-                break;
-            }
-            cut = strrchr(parent, '/');
-            if (cut == parent)
-                cut[1] = '\0';
-            else if (cut)
-                *cut = '\0';
-            pfd = open(cut ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (pfd >= 0) {
-                if (fsync(pfd) < 0)
-                    rc = -errno;
-                close(pfd);
-            }
-            free(parent);
-            if (rc < 0)
-                break;
-        } else if (errno != EEXIST) {
-            rc = -errno;
-            break;
-        }
-        *slash = saved;
-        if (saved == '\0')
-            break;
-    }
-    free(copy);
-    return rc;
-}
-
-static char open_err[512];
-
-int dpr_store_file_open(const char *dir, dpr_store **out, const char **err)
-{
-    file_store *fs = NULL;
+    char lock_path[PATH_MAX], tmp_path[PATH_MAX];
+    file_store *fs;
     int rc;
 
-    open_err[0] = '\0';
-    if (!dir || !*dir) {
-        snprintf(open_err, sizeof(open_err), "state directory: empty path");
-        rc = -EINVAL;
-        goto fail;
-    }
+    *out = NULL;
+    if (!dir || !*dir)
+        return dpr_err_set(err, -EINVAL, "state directory: empty path");
     fs = calloc(1, sizeof(*fs));
-    if (!fs) {
-        rc = -ENOMEM;
-        snprintf(open_err, sizeof(open_err), "%s: out of memory", dir);
-        goto fail;
-    }
+    if (!fs)
+        return dpr_err_set(err, -ENOMEM, "%s: out of memory", dir);
     fs->base.ops = &file_ops;
-    fs->dir_fd = -1;
     fs->lock_fd = -1;
     dpr_buf_init(&fs->out);
-    fs->dir = strdup(dir);
-    fs->state_path = path_join(dir, STATE_NAME);
-    fs->tmp_path = path_join(dir, TMP_NAME);
-    if (!fs->dir || !fs->state_path || !fs->tmp_path) {
-        rc = -ENOMEM;
-        snprintf(open_err, sizeof(open_err), "%s: out of memory", dir);
+    if (dpr_path_join(fs->state_path, sizeof(fs->state_path), dir, STATE_NAME) < 0 ||
+        dpr_path_join(tmp_path, sizeof(tmp_path), dir, TMP_NAME) < 0 ||
+        dpr_path_join(lock_path, sizeof(lock_path), dir, LOCK_NAME) < 0) {
+        rc = dpr_err_set(err, -ENAMETOOLONG, "state directory path too long: %.80s...", dir);
         goto fail;
     }
-    rc = make_dirs(dir);
+    rc = dpr_mkdir_p(dir, 0700, err);
     if (rc < 0) {
-        snprintf(open_err, sizeof(open_err), "%s: cannot create the state directory: %s",
-                 dir, strerror(-rc));
+        dpr_err_prefix(err, "cannot create the state directory");
         goto fail;
     }
-    fs->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fs->dir_fd < 0) {
-        rc = -errno;
-        snprintf(open_err, sizeof(open_err), "%s: cannot open the state directory: %s",
-                 dir, strerror(-rc));
+    rc = dpr_lock_file(lock_path, 0, &fs->lock_fd, err);
+    if (rc == -EBUSY)
+        rc = dpr_err_set(err, rc, "%s: state directory in use by another dpr-finder (%s is "
+                         "locked)", dir, lock_path);
+    if (rc < 0)
         goto fail;
-    }
-    fs->lock_fd = openat(fs->dir_fd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fs->lock_fd < 0) {
-        rc = -errno;
-        snprintf(open_err, sizeof(open_err), "%s/%s: cannot create the lock file: %s",
-                 dir, LOCK_NAME, strerror(-rc));
-        goto fail;
-    }
-    if (flock(fs->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = -errno;
-        if (rc == -EWOULDBLOCK) {
-            rc = -EBUSY;
-            snprintf(open_err, sizeof(open_err),
-                     "%s: state directory in use by another dpr-finder (%s/%s is locked)",
-                     dir, dir, LOCK_NAME);
-        } else {
-            snprintf(open_err, sizeof(open_err), "%s/%s: cannot lock: %s", dir, LOCK_NAME,
-                     strerror(-rc));
-        }
-        goto fail;
-    }
     /* A temporary file is left only by a crash before its rename: the
      * state it held was never durable, so nobody was told about it. */
-    if (unlinkat(fs->dir_fd, TMP_NAME, 0) < 0 && errno != ENOENT) {
+    if (unlink(tmp_path) < 0 && errno != ENOENT) {
         rc = -errno;
-        snprintf(open_err, sizeof(open_err), "%s: cannot remove a leftover temporary file: %s",
-                 fs->tmp_path, strerror(-rc));
+        dpr_err_set(err, rc, "%s: cannot remove a leftover temporary file: %s", tmp_path,
+                    strerror(-rc));
         goto fail;
     }
     *out = &fs->base;
-    if (err)
-        *err = NULL;
     return 0;
 fail:
-    if (fs)
-        fs_close(&fs->base);
-    if (err)
-        *err = open_err;
+    fs_close(&fs->base);
     return rc;
 }

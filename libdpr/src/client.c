@@ -1,17 +1,22 @@
 /* client.c - the DPR client and its sessions (see client.h). */
 #include "dpr/client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
+#include "common/addr.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/num.h"
 #include "conn.h"
 #include "dpr/route.h"
 #include "dpr/wire.h"
@@ -38,7 +43,7 @@ struct dpr_client {
     unsigned depth;
     pthread_mutex_t lock; /* the finder connection and err */
     dpr_conn finder;
-    char err[256];
+    dpr_err err;          /* the last failure of a dpr_client_* call */
 };
 
 /* A batch sent to a shard and not yet returned by recv. */
@@ -68,18 +73,8 @@ struct dpr_client_session {
     uint64_t newer_world_line; /* newest world-line a cut named */
     uint8_t *hdr;
     size_t hdr_cap;
-    char err[256];
+    dpr_err err;               /* the session's last failure */
 };
-
-static void set_err(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
 
 static void sleep_ms(int ms)
 {
@@ -90,72 +85,28 @@ static void sleep_ms(int ms)
 
 /* ---- endpoints and cuts ------------------------------------------------------ */
 
-static int parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -EINVAL;
-        uint64_t d = (uint64_t)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -EINVAL;
-        v = v * 10 + d;
-    }
-    if (v > max)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf, size_t hostcap)
 {
-    int r = -EINVAL;
-    const char *end = text + strlen(text);
     const char *at = strrchr(text, '@');
-    const char *host, *hend, *colon;
-    uint64_t port, worker = 0;
+    size_t n = at ? (size_t)(at - text) : strlen(text);
+    uint64_t worker = 0;
+    dpr_hostport hp;
+    size_t hlen;
 
     memset(ep, 0, sizeof(*ep));
-    if (at) {
-        if (parse_u64(at + 1, (size_t)(end - at - 1), UINT64_MAX, &worker) < 0)
-            goto out;
-        end = at;
-    }
-    if (text[0] == '[') {
-        host = text + 1;
-        hend = memchr(host, ']', (size_t)(end - host));
-        if (!hend || hend + 1 >= end || hend[1] != ':')
-            goto out;
-        colon = hend + 1;
-    } else {
-        host = text;
-        colon = NULL;
-        for (const char *p = text; p < end; p++)
-            if (*p == ':')
-                colon = p;
-        if (!colon)
-            goto out;
-        hend = colon;
-    }
-    if (hend == host)
-        goto out;
-    if (parse_u64(colon + 1, (size_t)(end - colon - 1), 65535, &port) < 0 || port == 0)
-        goto out;
-    if ((size_t)(hend - host) >= hostcap) {
-        r = -ENAMETOOLONG;
-        goto out;
-    }
-    memcpy(hostbuf, host, (size_t)(hend - host));
-    hostbuf[hend - host] = '\0';
+    if (at && dpr_parse_u64(at + 1, strlen(at + 1), 0, UINT64_MAX, &worker) < 0)
+        return -EINVAL;
+    if (dpr_hostport_parse_n(text, n, 0, &hp, NULL) < 0)
+        return -EINVAL;
+    hlen = strlen(hp.host);
+    if (hlen >= hostcap)
+        return -ENAMETOOLONG;
+    memcpy(hostbuf, hp.host, hlen + 1);
     ep->host = hostbuf;
-    ep->port = (uint16_t)port;
+    ep->port = hp.port;
     ep->has_worker = at != NULL;
     ep->worker = worker;
-    r = 0;
-out:
-    return r;
+    return 0;
 }
 
 void dpr_cut_init(dpr_cut *c)
@@ -216,7 +167,7 @@ out:
 /* ---- the client ---------------------------------------------------------------- */
 
 /* Asks shard i for its worker id (INFO dpr, field dpr_worker_id). */
-static int learn_worker(dpr_client *c, size_t i, char *err, size_t errcap)
+static int learn_worker(dpr_client *c, size_t i, dpr_err *err)
 {
     int r;
     dpr_conn conn;
@@ -229,14 +180,14 @@ static int learn_worker(dpr_client *c, size_t i, char *err, size_t errcap)
     if (r == 0)
         r = dpr_conn_request(&conn, 2, argv, NULL, c->io_ms, &reply);
     if (r < 0) {
-        set_err(err, errcap, "shard %zu: %s", i, conn.err);
+        dpr_err_set(err, r, "shard %zu: %s", i, conn.err.msg);
         goto out;
     }
     r = -EPROTO;
     if (reply->type != REDIS_REPLY_STRING) {
-        set_err(err, errcap, "shard %s:%u: INFO dpr: %s", c->shards[i].host,
-                (unsigned)c->shards[i].port,
-                reply->type == REDIS_REPLY_ERROR ? reply->str : "not a bulk string");
+        dpr_err_set(err, r, "shard %s:%u: INFO dpr: %s", c->shards[i].host,
+                    (unsigned)c->shards[i].port,
+                    reply->type == REDIS_REPLY_ERROR ? reply->str : "not a bulk string");
         goto out;
     }
     for (const char *p = reply->str; p && *p; p = strchr(p, '\n')) {
@@ -245,14 +196,14 @@ static int learn_worker(dpr_client *c, size_t i, char *err, size_t errcap)
         if (strncmp(p, field, sizeof(field) - 1) == 0) {
             const char *v = p + sizeof(field) - 1;
             size_t n = strcspn(v, "\r\n");
-            if (parse_u64(v, n, UINT64_MAX, &c->shards[i].worker) == 0)
+            if (dpr_parse_u64(v, n, 0, UINT64_MAX, &c->shards[i].worker) == 0)
                 r = 0;
             break;
         }
     }
     if (r < 0)
-        set_err(err, errcap, "shard %s:%u has no dpr_worker_id in INFO dpr (not a DPR "
-                "cache-store?)", c->shards[i].host, (unsigned)c->shards[i].port);
+        dpr_err_set(err, r, "shard %s:%u has no dpr_worker_id in INFO dpr (not a DPR "
+                    "cache-store?)", c->shards[i].host, (unsigned)c->shards[i].port);
 out:
     if (reply)
         freeReplyObject(reply);
@@ -260,29 +211,21 @@ out:
     return r;
 }
 
-static int check_config(const dpr_client_config *cfg, char *err, size_t errcap)
+static int check_config(const dpr_client_config *cfg, dpr_err *err)
 {
-    if (!cfg || !cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS) {
-        set_err(err, errcap, "need 1 to %d shards", MAX_SHARDS);
-        return -EINVAL;
-    }
-    if (!cfg->finder.host || cfg->finder.port == 0) {
-        set_err(err, errcap, "no finder address");
-        return -EINVAL;
-    }
+    if (!cfg || !cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS)
+        return dpr_err_set(err, -EINVAL, "need 1 to %d shards", MAX_SHARDS);
+    if (!cfg->finder.host || cfg->finder.port == 0)
+        return dpr_err_set(err, -EINVAL, "no finder address");
     for (size_t i = 0; i < cfg->nshards; i++)
-        if (!cfg->shards[i].host || cfg->shards[i].port == 0) {
-            set_err(err, errcap, "shard %zu has no address", i);
-            return -EINVAL;
-        }
-    if (cfg->connect_timeout_ms < 0 || cfg->io_timeout_ms < 0) {
-        set_err(err, errcap, "negative timeout");
-        return -EINVAL;
-    }
+        if (!cfg->shards[i].host || cfg->shards[i].port == 0)
+            return dpr_err_set(err, -EINVAL, "shard %zu has no address", i);
+    if (cfg->connect_timeout_ms < 0 || cfg->io_timeout_ms < 0)
+        return dpr_err_set(err, -EINVAL, "negative timeout");
     return 0;
 }
 
-static int check_unique_workers(const dpr_client *c, char *err, size_t errcap)
+static int check_unique_workers(const dpr_client *c, dpr_err *err)
 {
     int r = 0;
     dpr_depset seen = DPR_DEPSET_INIT;
@@ -290,14 +233,13 @@ static int check_unique_workers(const dpr_client *c, char *err, size_t errcap)
         /* versions are 1-based here: store index + 1 */
         uint64_t prev = dpr_depset_get(&seen, c->shards[i].worker);
         if (prev) {
-            set_err(err, errcap, "shards %" PRIu64 " and %zu have the same worker id %" PRIu64,
-                    prev - 1, i, c->shards[i].worker);
-            r = -EINVAL;
+            r = dpr_err_set(err, -EINVAL, "shards %" PRIu64 " and %zu have the same worker id %"
+                            PRIu64, prev - 1, i, c->shards[i].worker);
             goto out;
         }
         r = dpr_depset_set(&seen, c->shards[i].worker, i + 1);
         if (r < 0) {
-            set_err(err, errcap, "out of memory");
+            dpr_err_set(err, r, "out of memory");
             goto out;
         }
     }
@@ -306,23 +248,113 @@ out:
     return r;
 }
 
-int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, size_t errcap)
+/* One request to the finder, with the lock held; reconnects and retries once
+ * (DPR.SYNC and DPR.PREFIX are idempotent). An error reply is -EREMOTEIO. */
+static int finder_request(dpr_client *c, int argc, const char *const *argv,
+                          redisReply **out, dpr_err *err)
+{
+    int r = 0;
+    *out = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->finder.fd < 0)
+            r = dpr_conn_connect(&c->finder, c->finder_host, c->finder_port, c->connect_ms);
+        if (r == 0)
+            r = dpr_conn_request(&c->finder, argc, argv, NULL, c->io_ms, out);
+        if (r == 0)
+            break;
+        dpr_err_set(err, r, "finder %s:%u: %s", c->finder_host, (unsigned)c->finder_port,
+                    c->finder.err.msg);
+        dpr_conn_close(&c->finder); /* a late answer would be taken for the next one */
+        if (r == -ENOMEM)
+            break;
+    }
+    if (r == 0 && (*out)->type == REDIS_REPLY_ERROR) {
+        r = dpr_err_set(err, -EREMOTEIO, "finder %s:%u: %s %s", c->finder_host,
+                        (unsigned)c->finder_port, argv[0], (*out)->str);
+        freeReplyObject(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+/* dpr_client_sync, with the failure in err. */
+static int client_sync(dpr_client *c, dpr_cut *out, dpr_err *err)
 {
     int r;
-    char dummy[1];
+    redisReply *reply = NULL;
+    const char *argv[] = {"DPR.SYNC"};
+    uint64_t wl, maxv;
+
+    pthread_mutex_lock(&c->lock);
+    r = finder_request(c, 1, argv, &reply, err);
+    if (r < 0)
+        goto out;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        !reply_u64(reply->element[0], &wl) || !reply_u64(reply->element[1], &maxv)) {
+        r = dpr_err_set(err, -EPROTO, "finder %s:%u: DPR.SYNC answer of the wrong shape",
+                        c->finder_host, (unsigned)c->finder_port);
+        goto out;
+    }
+    r = parse_flat_cut(reply->element[2], &out->versions);
+    if (r < 0) {
+        dpr_err_set(err, r, "finder %s:%u: bad cut in the DPR.SYNC answer", c->finder_host,
+                    (unsigned)c->finder_port);
+        goto out;
+    }
+    out->world_line = wl;
+    out->max_version = maxv;
+out:
+    pthread_mutex_unlock(&c->lock);
+    if (reply)
+        freeReplyObject(reply);
+    return r;
+}
+
+int dpr_client_sync(dpr_client *c, dpr_cut *out)
+{
+    return client_sync(c, out, &c->err);
+}
+
+/* dpr_client_prefix, with the failure in err. */
+static int client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut, dpr_err *err)
+{
+    int r;
+    redisReply *reply = NULL;
+    char wl[DPR_FMT_U64_MAX + 1];
+    const char *argv[] = {"DPR.PREFIX", wl};
+
+    wl[dpr_fmt_u64(wl, world_line)] = '\0';
+    pthread_mutex_lock(&c->lock);
+    r = finder_request(c, 2, argv, &reply, err);
+    if (r < 0)
+        goto out;
+    r = parse_flat_cut(reply, cut);
+    if (r < 0)
+        dpr_err_set(err, r, "finder %s:%u: DPR.PREFIX answer of the wrong shape",
+                    c->finder_host, (unsigned)c->finder_port);
+out:
+    pthread_mutex_unlock(&c->lock);
+    if (reply)
+        freeReplyObject(reply);
+    return r;
+}
+
+int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut)
+{
+    return client_prefix(c, world_line, cut, &c->err);
+}
+
+int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
+{
+    int r;
     dpr_client *c = NULL;
     dpr_cut cut;
 
     dpr_cut_init(&cut);
     *out = NULL;
-    if (!err) {
-        err = dummy;
-        errcap = sizeof(dummy);
-    }
-    r = check_config(cfg, err, errcap);
+    r = check_config(cfg, err);
     if (r < 0)
         goto fail;
-    r = -ENOMEM;
     c = calloc(1, sizeof(*c));
     if (!c)
         goto nomem;
@@ -351,26 +383,22 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, si
     for (size_t i = 0; i < c->nshards; i++) {
         if (cfg->shards[i].has_worker)
             continue;
-        r = learn_worker(c, i, err, errcap);
+        r = learn_worker(c, i, err);
         if (r < 0)
             goto fail;
     }
-    r = check_unique_workers(c, err, errcap);
+    r = check_unique_workers(c, err);
     if (r < 0)
         goto fail;
-    r = dpr_client_sync(c, &cut);
-    if (r < 0) {
-        set_err(err, errcap, "finder %s:%u: %s", c->finder_host, (unsigned)c->finder_port,
-                c->err);
+    r = client_sync(c, &cut, err);
+    if (r < 0)
         goto fail;
-    }
     *out = c;
     c = NULL;
     r = 0;
     goto done;
 nomem:
-    r = -ENOMEM;
-    set_err(err, errcap, "out of memory");
+    r = dpr_err_set(err, -ENOMEM, "out of memory");
 fail:
     dpr_client_free(c);
 done:
@@ -416,89 +444,7 @@ uint32_t dpr_client_route_op(const dpr_client *c, const dpr_op *op)
 
 const char *dpr_client_errstr(const dpr_client *c)
 {
-    return c->err;
-}
-
-/* One request to the finder, with the lock held; reconnects and retries once
- * (DPR.SYNC and DPR.PREFIX are idempotent). An error reply is -EREMOTEIO. */
-static int finder_request(dpr_client *c, int argc, const char *const *argv,
-                          redisReply **out)
-{
-    int r = 0;
-    *out = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (c->finder.fd < 0)
-            r = dpr_conn_connect(&c->finder, c->finder_host, c->finder_port, c->connect_ms);
-        if (r == 0)
-            r = dpr_conn_request(&c->finder, argc, argv, NULL, c->io_ms, out);
-        if (r == 0)
-            break;
-        set_err(c->err, sizeof(c->err), "finder %s:%u: %s", c->finder_host,
-                (unsigned)c->finder_port, c->finder.err);
-        dpr_conn_close(&c->finder); /* a late answer would be taken for the next one */
-        if (r == -ENOMEM)
-            break;
-    }
-    if (r == 0 && (*out)->type == REDIS_REPLY_ERROR) {
-        set_err(c->err, sizeof(c->err), "finder: %s %s", argv[0], (*out)->str);
-        freeReplyObject(*out);
-        *out = NULL;
-        r = -EREMOTEIO;
-    }
-    return r;
-}
-
-int dpr_client_sync(dpr_client *c, dpr_cut *out)
-{
-    int r;
-    redisReply *reply = NULL;
-    const char *argv[] = {"DPR.SYNC"};
-    uint64_t wl, maxv;
-
-    pthread_mutex_lock(&c->lock);
-    r = finder_request(c, 1, argv, &reply);
-    if (r < 0)
-        goto out;
-    r = -EPROTO;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        !reply_u64(reply->element[0], &wl) || !reply_u64(reply->element[1], &maxv)) {
-        set_err(c->err, sizeof(c->err), "finder: DPR.SYNC answer of the wrong shape");
-        goto out;
-    }
-    r = parse_flat_cut(reply->element[2], &out->versions);
-    if (r < 0) {
-        set_err(c->err, sizeof(c->err), "finder: bad cut in the DPR.SYNC answer");
-        goto out;
-    }
-    out->world_line = wl;
-    out->max_version = maxv;
-out:
-    pthread_mutex_unlock(&c->lock);
-    if (reply)
-        freeReplyObject(reply);
-    return r;
-}
-
-int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut)
-{
-    int r;
-    redisReply *reply = NULL;
-    char wl[24];
-    const char *argv[] = {"DPR.PREFIX", wl};
-
-    snprintf(wl, sizeof(wl), "%" PRIu64, world_line);
-    pthread_mutex_lock(&c->lock);
-    r = finder_request(c, 2, argv, &reply);
-    if (r < 0)
-        goto out;
-    r = parse_flat_cut(reply, cut);
-    if (r < 0)
-        set_err(c->err, sizeof(c->err), "finder: DPR.PREFIX answer of the wrong shape");
-out:
-    pthread_mutex_unlock(&c->lock);
-    if (reply)
-        freeReplyObject(reply);
-    return r;
+    return c->err.msg;
 }
 
 /* ---- sessions: shard connections ------------------------------------------------ */
@@ -537,6 +483,9 @@ static void q_push(dpr_client_session *s, uint32_t k, const flight *f)
 {
     shard_conn *sc = s->sh[k];
     unsigned depth = s->c->depth;
+    assert(sc->qlen < depth); /* send checks the room */
+    /* in send order: batch ids grow */
+    assert(sc->qlen == 0 || sc->q[(sc->qhead + sc->qlen - 1) % depth].batch_id < f->batch_id);
     sc->q[(sc->qhead + sc->qlen) % depth] = *f;
     if (sc->qlen++ == 0) {
         sc->active_pos = s->nactive;
@@ -549,6 +498,7 @@ static flight q_pop(dpr_client_session *s, uint32_t k)
 {
     shard_conn *sc = s->sh[k];
     unsigned depth = s->c->depth;
+    assert(sc->qlen > 0 && s->active[sc->active_pos] == k);
     flight f = *q_head(sc, depth);
     sc->qhead = (sc->qhead + 1) % depth;
     s->inflight--;
@@ -567,9 +517,9 @@ static void break_conn(dpr_client_session *s, uint32_t k, int status)
 {
     shard_conn *sc = s->sh[k];
     unsigned depth = s->c->depth;
-    if (sc->conn.err[0])
-        set_err(s->err, sizeof(s->err), "shard %u (%s:%u): %s", k, s->c->shards[k].host,
-                (unsigned)s->c->shards[k].port, sc->conn.err);
+    if (sc->conn.err.msg[0])
+        dpr_err_set(&s->err, sc->conn.err.code, "shard %u (%s:%u): %s", k,
+                    s->c->shards[k].host, (unsigned)s->c->shards[k].port, sc->conn.err.msg);
     for (size_t i = 0; i < sc->qlen; i++) {
         flight *f = &sc->q[(sc->qhead + i) % depth];
         if (dpr_session_abandon_batch(&s->sess, f->batch_id) == 0)
@@ -588,7 +538,7 @@ static int connect_shard(dpr_client_session *s, uint32_t k)
     int r = dpr_conn_connect(&sc->conn, s->c->shards[k].host, s->c->shards[k].port,
                              s->c->connect_ms);
     if (r < 0)
-        set_err(s->err, sizeof(s->err), "shard %u: %s", k, sc->conn.err);
+        dpr_err_set(&s->err, r, "shard %u: %s", k, sc->conn.err.msg);
     return r;
 }
 
@@ -617,9 +567,7 @@ static dpr_session_id random_session_id(void)
     static unsigned long counter;
     dpr_session_id id;
     if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        id.hi = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        id.hi = dpr_clock_ns(CLOCK_REALTIME);
         id.lo = ((uint64_t)getpid() << 32) ^ (uint64_t)__atomic_add_fetch(&counter, 1,
                                                                           __ATOMIC_RELAXED);
     }
@@ -643,8 +591,10 @@ int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **
         goto out;
     s->c = c;
     r = dpr_session_init(&s->sess, random_session_id(), cut.world_line, flags);
-    if (r < 0)
+    if (r < 0) {
+        dpr_err_set(&c->err, r, "bad session flags 0x%x", flags);
         goto out;
+    }
     r = -ENOMEM;
     s->sh = calloc(c->nshards, sizeof(*s->sh));
     s->active = calloc(c->nshards, sizeof(*s->active));
@@ -656,7 +606,7 @@ int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **
     r = 0;
 out:
     if (r == -ENOMEM)
-        set_err(c->err, sizeof(c->err), "out of memory");
+        dpr_err_set(&c->err, r, "out of memory");
     dpr_client_session_close(s);
     dpr_cut_free(&cut);
     return r;
@@ -693,7 +643,7 @@ const dpr_session *dpr_client_session_state(const dpr_client_session *s)
 
 const char *dpr_client_session_errstr(const dpr_client_session *s)
 {
-    return s->err;
+    return s->err.msg;
 }
 
 size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard)
@@ -767,8 +717,7 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
     }
     if (s->sess.seen_world_line > s->sess.world_line ||
         (!(s->sess.flags & DPR_SESSION_RELAXED) && s->sess.in_doubt)) {
-        set_err(s->err, sizeof(s->err), "the session must roll back first");
-        r = -ESTALE;
+        r = dpr_err_set(&s->err, -ESTALE, "the session must roll back first");
         goto out;
     }
     sc = get_shard(s, shard);
@@ -808,14 +757,8 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
     if (r < 0)
         goto out;
     ssize_t n = dpr_wire_encode_request(&hdr, &s->sess.deps, s->hdr, hdr_len);
-    if (n < 0) { /* cannot happen: sized above */
-        (void)dpr_session_abandon_batch(&s->sess, hdr.batch_id);
-        s->abandoned++;
-        set_err(s->err, sizeof(s->err), "cannot encode a batch header: %s",
-                strerror((int)-n));
-        r = (int)n;
-        goto out;
-    }
+    /* sized above; the header is the session's own (at most nshards deps) */
+    assert(n == (ssize_t)hdr_len);
     const char *bargv[2] = {"DPR.BATCH", (const char *)s->hdr};
     size_t blen[2] = {9, (size_t)n};
     dpr_conn_put_command(&sc->conn, 2, bargv, blen);
@@ -842,10 +785,9 @@ static void finish_answer(dpr_client_session *s, uint32_t k, const flight *f,
 
     sc->ready = NULL;
     if (reply->type == REDIS_REPLY_ERROR) {
-        set_err(s->err, sizeof(s->err), "shard %u: %s", k, reply->str);
+        res->status = dpr_err_set(&s->err, -EREMOTEIO, "shard %u: %s", k, reply->str);
         (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
         s->abandoned++;
-        res->status = -EREMOTEIO;
         goto out;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -861,9 +803,9 @@ static void finish_answer(dpr_client_session *s, uint32_t k, const flight *f,
     r = dpr_session_resolve(&s->sess, &rh);
     res->world_line = rh.world_line;
     if (rh.status == DPR_WIRE_REFUSED && r == -ESTALE) {
-        set_err(s->err, sizeof(s->err), "shard %u refused a batch: world-line %" PRIu64
-                " has ended (now %" PRIu64 ")", k, s->sess.world_line, rh.world_line);
-        res->status = -ESTALE;
+        res->status = dpr_err_set(&s->err, -ESTALE, "shard %u refused a batch: world-line %"
+                                  PRIu64 " has ended (now %" PRIu64 ")", k,
+                                  s->sess.world_line, rh.world_line);
         goto out;
     }
     if (r == -ENOMEM) {
@@ -881,11 +823,10 @@ static void finish_answer(dpr_client_session *s, uint32_t k, const flight *f,
     reply = NULL;
     goto out;
 bad:
-    set_err(s->err, sizeof(s->err), "shard %u: malformed answer to a DPR batch", k);
+    res->status = dpr_err_set(&s->err, -EPROTO, "shard %u: malformed answer to a DPR batch", k);
     (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
     s->abandoned++;
-    res->status = -EPROTO;
-    sc->conn.err[0] = '\0';
+    dpr_err_clear(&sc->conn.err); /* keep the message above */
     break_conn(s, k, -EPROTO);
 out:
     if (reply)
@@ -932,7 +873,7 @@ static int take_ready(dpr_client_session *s, dpr_batch_result *res)
 int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_result *res)
 {
     int r;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dpr_conn_now_ms() + timeout_ms;
+    uint64_t deadline = dpr_deadline_ms(timeout_ms);
 
     memset(res, 0, sizeof(*res));
     for (;;) {
@@ -961,25 +902,22 @@ int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_res
         }
         if (n < s->nactive)
             continue; /* a connection broke: its batches are ready */
-        int64_t now = dpr_conn_now_ms();
-        int wait = deadline == INT64_MAX ? -1
-                   : deadline <= now     ? 0
-                   : deadline - now > 60000 ? 60000 : (int)(deadline - now);
-        r = poll(s->pfds, n, wait);
+        r = poll(s->pfds, n, dpr_ms_left(deadline));
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            r = -errno;
-            set_err(s->err, sizeof(s->err), "poll: %s", strerror(-r));
+            int e = errno;
+            r = dpr_err_set(&s->err, -e, "poll: %s", strerror(e));
             break;
         }
         if (r == 0) {
-            if (wait == -1 || dpr_conn_now_ms() < deadline)
+            if (dpr_ms_left(deadline) != 0)
                 continue;
             r = timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
             break;
         }
         /* pfds[i] belongs to active[i] (no shard left the list above) */
+        assert(n == s->nactive);
         for (size_t i = 0; i < n; i++) {
             uint32_t k = s->active[i];
             shard_conn *sc = s->sh[k];
@@ -1053,9 +991,8 @@ int dpr_client_session_apply_cut(dpr_client_session *s, const dpr_cut *cut,
     if (cut->world_line > s->sess.world_line) {
         if (cut->world_line > s->newer_world_line)
             s->newer_world_line = cut->world_line;
-        set_err(s->err, sizeof(s->err), "world-line %" PRIu64 " has ended (now %" PRIu64
-                "): the session must roll back", s->sess.world_line, cut->world_line);
-        r = -ESTALE;
+        r = dpr_err_set(&s->err, -ESTALE, "world-line %" PRIu64 " has ended (now %" PRIu64
+                        "): the session must roll back", s->sess.world_line, cut->world_line);
     } else if (cut->world_line == s->sess.world_line) {
         (void)dpr_session_commit_point(&s->sess, &cut->versions);
     }
@@ -1069,10 +1006,8 @@ int dpr_client_session_commit_point(dpr_client_session *s, uint64_t *commit_poin
     int r;
     dpr_cut cut;
     dpr_cut_init(&cut);
-    r = dpr_client_sync(s->c, &cut);
-    if (r < 0)
-        set_err(s->err, sizeof(s->err), "%s", s->c->err);
-    else
+    r = client_sync(s->c, &cut, &s->err);
+    if (r == 0)
         r = dpr_client_session_apply_cut(s, &cut, commit_point);
     dpr_cut_free(&cut);
     return r;
@@ -1094,7 +1029,7 @@ static bool reported_lost(const dpr_session *ss, uint64_t seq)
 int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int timeout_ms)
 {
     int r;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dpr_conn_now_ms() + timeout_ms;
+    uint64_t deadline = dpr_deadline_ms(timeout_ms);
 
     if (seq == 0 || seq >= s->sess.next_seq)
         return -EINVAL;
@@ -1108,11 +1043,9 @@ int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int t
             return r;
         if (dpr_session_is_committed(&s->sess, seq))
             return 0;
-        if (dpr_conn_now_ms() >= deadline) {
-            set_err(s->err, sizeof(s->err), "operation %" PRIu64 " not committed in time",
-                    seq);
-            return -ETIMEDOUT;
-        }
+        if (dpr_ms_left(deadline) == 0)
+            return dpr_err_set(&s->err, -ETIMEDOUT, "operation %" PRIu64
+                               " not committed in time", seq);
         sleep_ms(COMMIT_POLL_MS);
     }
 }
@@ -1123,36 +1056,30 @@ int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
     int r;
     dpr_cut cut;
     dpr_depset prefix = DPR_DEPSET_INIT;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dpr_conn_now_ms() + timeout_ms;
+    uint64_t deadline = dpr_deadline_ms(timeout_ms);
 
     dpr_cut_init(&cut);
     memset(res, 0, sizeof(*res));
     if (s->inflight) {
-        set_err(s->err, sizeof(s->err), "batches in flight: receive them first");
-        r = -EBUSY;
+        r = dpr_err_set(&s->err, -EBUSY, "batches in flight: receive them first");
         goto out;
     }
     /* wait for the finder's world-line to move past the session's */
     for (;;) {
-        r = dpr_client_sync(s->c, &cut);
+        r = client_sync(s->c, &cut, &s->err);
         if (r == 0 && cut.world_line > s->sess.world_line)
             break;
-        if (dpr_conn_now_ms() >= deadline) {
-            if (r < 0)
-                set_err(s->err, sizeof(s->err), "%s", s->c->err);
-            else
-                set_err(s->err, sizeof(s->err), "world-line %" PRIu64 " did not end in time"
-                        " (no shard restarted?)", s->sess.world_line);
-            r = r < 0 ? r : -ETIMEDOUT;
-            goto out;
+        if (dpr_ms_left(deadline) == 0) {
+            if (r == 0)
+                r = dpr_err_set(&s->err, -ETIMEDOUT, "world-line %" PRIu64 " did not end in"
+                                " time (no shard restarted?)", s->sess.world_line);
+            goto out; /* a failed sync left its message in s->err */
         }
         sleep_ms(ROLLBACK_POLL_MS);
     }
-    r = dpr_client_prefix(s->c, s->sess.world_line, &prefix);
-    if (r < 0) {
-        set_err(s->err, sizeof(s->err), "%s", s->c->err);
+    r = client_prefix(s->c, s->sess.world_line, &prefix, &s->err);
+    if (r < 0)
         goto out;
-    }
     r = dpr_session_rollback(&s->sess, cut.world_line, &prefix, res);
     if (r < 0)
         goto out;
@@ -1160,13 +1087,13 @@ int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
     s->newer_world_line = 0;
     /* reconnect what broke; the shard that restarted may still be loading
      * (a shard still down is retried by the next send) */
-    int64_t rdeadline = dpr_conn_now_ms() + s->c->io_ms;
+    uint64_t rdeadline = dpr_deadline_ms(s->c->io_ms);
     if (rdeadline > deadline)
         rdeadline = deadline;
     for (uint32_t k = 0; k < s->c->nshards; k++) {
         if (!s->sh[k])
             continue;
-        while (ensure_connected(s, k) < 0 && dpr_conn_now_ms() < rdeadline)
+        while (ensure_connected(s, k) < 0 && dpr_ms_left(rdeadline) != 0)
             sleep_ms(ROLLBACK_POLL_MS);
     }
     r = 0;

@@ -1,38 +1,26 @@
 /* conn.c - one RESP connection over TCP (see conn.h). */
 #include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-int64_t dpr_conn_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining_ms(int64_t deadline_ms)
-{
-    int64_t left = deadline_ms - dpr_conn_now_ms();
-    if (left <= 0)
-        return 0;
-    return left > 60000 ? 60000 : (int)left;
-}
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/num.h"
 
 void dpr_conn_init(dpr_conn *c)
 {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
+    dpr_buf_init(&c->out);
 }
 
 void dpr_conn_close(dpr_conn *c)
@@ -43,23 +31,21 @@ void dpr_conn_close(dpr_conn *c)
     if (c->reader)
         redisReaderFree(c->reader);
     c->reader = NULL;
-    c->ooff = c->olen = 0;
+    dpr_buf_reset(&c->out);
+    c->woff = 0;
 }
 
 void dpr_conn_free(dpr_conn *c)
 {
     dpr_conn_close(c);
-    free(c->obuf);
-    c->obuf = NULL;
-    c->ocap = 0;
+    dpr_buf_free(&c->out);
 }
 
 /* Connects one address within the deadline; returns the fd or -errno. */
-static int connect_addr(const struct addrinfo *ai, int64_t deadline_ms)
+static int connect_addr(const struct addrinfo *ai, uint64_t deadline_ms)
 {
     int r;
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -errno;
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
@@ -69,8 +55,8 @@ static int connect_addr(const struct addrinfo *ai, int64_t deadline_ms)
         }
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         do {
-            r = poll(&p, 1, remaining_ms(deadline_ms));
-        } while (r < 0 && errno == EINTR);
+            r = poll(&p, 1, dpr_ms_left(deadline_ms));
+        } while ((r < 0 && errno == EINTR) || (r == 0 && dpr_ms_left(deadline_ms) != 0));
         if (r < 0) {
             r = -errno;
             goto fail;
@@ -102,19 +88,20 @@ fail:
 int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, int timeout_ms)
 {
     int r;
-    char portstr[8];
+    char portstr[DPR_FMT_U64_MAX + 1];
     struct addrinfo hints, *res = NULL;
-    int64_t deadline = dpr_conn_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    uint64_t deadline = dpr_deadline_ms(timeout_ms > 0 ? timeout_ms : 1);
 
     dpr_conn_close(c);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    hints.ai_flags = AI_NUMERICSERV;
+    portstr[dpr_fmt_u64(portstr, port)] = '\0';
     r = getaddrinfo(host, portstr, &hints, &res);
     if (r != 0) {
-        snprintf(c->err, sizeof(c->err), "cannot resolve %s: %s", host, gai_strerror(r));
-        r = r == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
+        r = dpr_err_set(&c->err, r == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH, "cannot resolve %s: %s",
+                        host, gai_strerror(r));
         goto out;
     }
     r = -EHOSTUNREACH;
@@ -124,16 +111,14 @@ int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, int timeout_m
             break;
     }
     if (r < 0) {
-        snprintf(c->err, sizeof(c->err), "cannot connect to %s:%u: %s", host,
-                 (unsigned)port, strerror(-r));
+        dpr_err_set(&c->err, r, "cannot connect to %s:%u: %s", host, (unsigned)port, strerror(-r));
         goto out;
     }
     c->fd = r;
     c->reader = redisReaderCreate();
     if (!c->reader) {
         dpr_conn_close(c);
-        snprintf(c->err, sizeof(c->err), "out of memory");
-        r = -ENOMEM;
+        r = dpr_err_set(&c->err, -ENOMEM, "out of memory");
         goto out;
     }
     r = 0;
@@ -145,86 +130,47 @@ out:
 
 int dpr_conn_reserve(dpr_conn *c, size_t n)
 {
-    if (c->ooff > 0 && c->ooff == c->olen)
-        c->ooff = c->olen = 0;
-    if (n <= c->ocap - c->olen)
-        return 0;
-    if (c->ooff > 0) { /* reuse the written part first */
-        memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
-        c->olen -= c->ooff;
-        c->ooff = 0;
-        if (n <= c->ocap - c->olen)
-            return 0;
+    if (c->woff > 0 && (c->woff == c->out.len || c->out.cap - c->out.len < n)) {
+        /* reuse the written part first */
+        dpr_buf_consume(&c->out, c->woff);
+        c->woff = 0;
     }
-    if (n > SIZE_MAX / 2 - c->olen)
-        return -ENOMEM;
-    size_t cap = c->ocap ? c->ocap : 4096;
-    while (cap < c->olen + n)
-        cap *= 2;
-    char *p = realloc(c->obuf, cap);
-    if (!p)
-        return -ENOMEM;
-    c->obuf = p;
-    c->ocap = cap;
+    if (dpr_buf_reserve(&c->out, n) < 0) {
+        c->out.failed = false; /* nothing was written: the content is whole */
+        return dpr_err_set(&c->err, -ENOMEM, "out of memory");
+    }
     return 0;
 }
 
-static void put_bytes(dpr_conn *c, const void *p, size_t n)
+void dpr_conn_put_command(dpr_conn *c, int argc, const char *const *argv, const size_t *argvlen)
 {
-    memcpy(c->obuf + c->olen, p, n);
-    c->olen += n;
-}
-
-/* "<type><decimal v>\r\n" (hot: no snprintf) */
-static void put_header(dpr_conn *c, char type, size_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    tmp[--i] = '\n';
-    tmp[--i] = '\r';
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    tmp[--i] = type;
-    put_bytes(c, tmp + i, sizeof(tmp) - i);
-}
-
-void dpr_conn_put_command(dpr_conn *c, int argc, const char *const *argv,
-                          const size_t *argvlen)
-{
-    put_header(c, '*', (size_t)argc);
-    for (int i = 0; i < argc; i++) {
-        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
-        put_header(c, '$', len);
-        put_bytes(c, argv[i], len);
-        put_bytes(c, "\r\n", 2);
-    }
+    dpr_resp_command(&c->out, argc, argv, argvlen);
+    assert(!dpr_buf_failed(&c->out)); /* in the room reserved: cannot fail */
 }
 
 size_t dpr_conn_pending_output(const dpr_conn *c)
 {
-    return c->olen - c->ooff;
+    return c->out.len - c->woff;
 }
 
 int dpr_conn_flush(dpr_conn *c)
 {
     if (c->fd < 0)
-        return -ENOTCONN;
-    while (c->ooff < c->olen) {
-        ssize_t n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
+        return dpr_err_set(&c->err, -ENOTCONN, "not connected");
+    while (c->woff < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->woff, c->out.len - c->woff, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 0;
             int e = errno;
-            snprintf(c->err, sizeof(c->err), "write: %s", strerror(e));
-            return -e;
+            return dpr_err_set(&c->err, -e, "write: %s", strerror(e));
         }
-        c->ooff += (size_t)n;
+        c->woff += (size_t)n;
     }
-    c->ooff = c->olen = 0;
+    dpr_buf_reset(&c->out);
+    c->woff = 0;
     return 0;
 }
 
@@ -233,25 +179,20 @@ int dpr_conn_read(dpr_conn *c)
     char buf[65536];
     ssize_t n;
     if (c->fd < 0)
-        return -ENOTCONN;
+        return dpr_err_set(&c->err, -ENOTCONN, "not connected");
     do {
         n = read(c->fd, buf, sizeof(buf));
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return -EAGAIN;
         int e = errno;
-        snprintf(c->err, sizeof(c->err), "read: %s", strerror(e));
-        return -e;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return -EAGAIN;
+        return dpr_err_set(&c->err, -e, "read: %s", strerror(e));
     }
-    if (n == 0) {
-        snprintf(c->err, sizeof(c->err), "connection closed by the server");
-        return -ECONNRESET;
-    }
-    if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
-        snprintf(c->err, sizeof(c->err), "out of memory");
-        return -ENOMEM;
-    }
+    if (n == 0)
+        return dpr_err_set(&c->err, -ECONNRESET, "connection closed by the server");
+    if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+        return dpr_err_set(&c->err, -ENOMEM, "out of memory");
     return (int)n;
 }
 
@@ -260,18 +201,18 @@ int dpr_conn_next_reply(dpr_conn *c, redisReply **out)
     void *reply = NULL;
     *out = NULL;
     if (!c->reader)
-        return -ENOTCONN;
-    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
-        snprintf(c->err, sizeof(c->err), "protocol error: %s", c->reader->errstr);
-        return -EPROTO;
-    }
+        return dpr_err_set(&c->err, -ENOTCONN, "not connected");
+    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
+        return dpr_err_set(&c->err, -EPROTO, "protocol error: %s", c->reader->errstr);
     if (!reply)
         return 0;
     *out = reply;
     return 1;
 }
 
-int dpr_conn_wait_reply(dpr_conn *c, int64_t deadline_ms, redisReply **out)
+/* Blocks (poll) until the output is written and one reply arrived, or the
+ * deadline (dpr_mono_ms scale; UINT64_MAX: none) passes: -ETIMEDOUT. */
+static int wait_reply(dpr_conn *c, uint64_t deadline_ms, redisReply **out)
 {
     int r;
     *out = NULL;
@@ -285,16 +226,13 @@ int dpr_conn_wait_reply(dpr_conn *c, int64_t deadline_ms, redisReply **out)
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
         if (dpr_conn_pending_output(c))
             p.events |= POLLOUT;
-        r = poll(&p, 1, remaining_ms(deadline_ms));
+        r = poll(&p, 1, dpr_ms_left(deadline_ms));
         if (r < 0 && errno != EINTR) {
-            r = -errno;
-            snprintf(c->err, sizeof(c->err), "poll: %s", strerror(-r));
-            return r;
+            int e = errno;
+            return dpr_err_set(&c->err, -e, "poll: %s", strerror(e));
         }
-        if (r == 0) {
-            snprintf(c->err, sizeof(c->err), "no answer in time");
-            return -ETIMEDOUT;
-        }
+        if (r == 0 && dpr_ms_left(deadline_ms) == 0)
+            return dpr_err_set(&c->err, -ETIMEDOUT, "no answer in time");
         if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
             r = dpr_conn_read(c);
             if (r < 0 && r != -EAGAIN)
@@ -310,12 +248,12 @@ int dpr_conn_request(dpr_conn *c, int argc, const char *const *argv, const size_
     int r;
     *out = NULL;
     if (argc < 1 || argc > 8)
-        return -EINVAL;
+        return dpr_err_set(&c->err, -EINVAL, "%d arguments (1 to 8 allowed)", argc);
     for (int i = 0; i < argc; i++)
         lens[i] = argvlen ? argvlen[i] : strlen(argv[i]);
     r = dpr_conn_reserve(c, dpr_resp_command_size(argc, lens));
     if (r < 0)
         return r;
     dpr_conn_put_command(c, argc, argv, lens);
-    return dpr_conn_wait_reply(c, dpr_conn_now_ms() + timeout_ms, out);
+    return wait_reply(c, dpr_deadline_ms(timeout_ms), out);
 }

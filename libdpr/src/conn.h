@@ -3,12 +3,12 @@
  *
  * The socket is non-blocking once connected; replies are parsed by a hiredis
  * reader (redisReply objects, freed with freeReplyObject). Commands are
- * encoded into an output buffer whose room is reserved first, so appending
- * never fails once dpr_conn_reserve succeeded. Used by the client sessions
- * (many connections multiplexed with poll) and for blocking request/reply
- * exchanges with the finder and for INFO.
+ * written into an output buffer (common/resp.h) whose room is reserved
+ * first, so appending never fails once dpr_conn_reserve succeeded. Used by
+ * the client sessions (many connections multiplexed with poll) and for
+ * blocking request/reply exchanges with the finder and for INFO.
  *
- * All functions return 0 (or a count) or a negative errno; `err` holds a
+ * All functions return 0 (or a count) or a negative errno; c->err holds a
  * message for the last failure.
  */
 #ifndef DPR_CONN_H
@@ -19,18 +19,17 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/buf.h"
 #include "common/resp.h" /* dpr_resp_command_size */
+#include "dpr/err.h"
 
 typedef struct dpr_conn {
-    int fd;                 /* -1: not connected */
+    int fd; /* -1: not connected */
     redisReader *reader;
-    char *obuf;             /* bytes [ooff, olen) are still to be written */
-    size_t ooff, olen, ocap;
-    char err[160];
+    dpr_buf out; /* bytes [woff, out.len) are still to be written */
+    size_t woff;
+    dpr_err err;
 } dpr_conn;
-
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t dpr_conn_now_ms(void);
 
 /* A closed connection (fd -1, no buffers). */
 void dpr_conn_init(dpr_conn *c);
@@ -42,12 +41,13 @@ void dpr_conn_close(dpr_conn *c);
 /* dpr_conn_close and frees everything. */
 void dpr_conn_free(dpr_conn *c);
 
-/* Makes room for n more output bytes (-ENOMEM). */
+/* Makes room for commands of n bytes in all (the sum of their
+ * dpr_resp_command_size), so that the dpr_conn_put_command calls for them
+ * cannot fail (-ENOMEM). */
 int dpr_conn_reserve(dpr_conn *c, size_t n);
-/* Appends a command; room for dpr_resp_command_size() bytes must have been
- * reserved. argvlen NULL: strlen of each argument. */
-void dpr_conn_put_command(dpr_conn *c, int argc, const char *const *argv,
-                          const size_t *argvlen);
+/* Appends a command within the room reserved. argvlen NULL: strlen of each
+ * argument. */
+void dpr_conn_put_command(dpr_conn *c, int argc, const char *const *argv, const size_t *argvlen);
 /* Writes as much output as the socket takes now; 0 (output may remain: see
  * dpr_conn_pending_output), or -errno when the connection failed. */
 int dpr_conn_flush(dpr_conn *c);
@@ -58,10 +58,8 @@ int dpr_conn_read(dpr_conn *c);
 /* A complete reply from what was read: 1 and *out (the caller frees it), 0
  * when none is complete yet, -EPROTO when the stream is not valid RESP. */
 int dpr_conn_next_reply(dpr_conn *c, redisReply **out);
-/* Blocks (poll) until the output is written and one reply arrived, or the
- * deadline (dpr_conn_now_ms() scale) passes: -ETIMEDOUT. */
-int dpr_conn_wait_reply(dpr_conn *c, int64_t deadline_ms, redisReply **out);
-/* One command, one reply, blocking until timeout_ms. */
+/* One command (argc 1..8), one reply, blocking (poll) until timeout_ms:
+ * -ETIMEDOUT. */
 int dpr_conn_request(dpr_conn *c, int argc, const char *const *argv, const size_t *argvlen,
                      int timeout_ms, redisReply **out);
 

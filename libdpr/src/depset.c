@@ -136,21 +136,6 @@ bool dpr_depset_remove(dpr_depset *s, uint64_t worker)
     return true;
 }
 
-int dpr_depset_merge(dpr_depset *dst, const dpr_depset *src)
-{
-    int r = grow(dst, dst->count + src->count);
-    if (r < 0)
-        return r;
-    size_t it = 0;
-    dpr_dep d;
-    while (dpr_depset_next(src, &it, &d)) {
-        r = dpr_depset_put_max(dst, d.worker, d.version);
-        if (r < 0)
-            return r; /* cannot happen after grow(), kept for clarity */
-    }
-    return 0;
-}
-
 size_t dpr_depset_prune(dpr_depset *s, const dpr_depset *cut)
 {
     /* Walk the slots; after a removal the backward shift may have moved an

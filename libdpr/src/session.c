@@ -1,6 +1,7 @@
 /* session.c - the client session side of DPR (see session.h). */
 #include "dpr/session.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static int ring_reserve(dpr_session *s, size_t more)
         cap *= 2;
     if (cap > SIZE_MAX / sizeof(dpr_session_op))
         return -ENOMEM;
+    assert((cap & (cap - 1)) == 0);
     dpr_session_op *ops = malloc(cap * sizeof(*ops));
     if (!ops)
         return -ENOMEM;
@@ -39,12 +41,15 @@ static int ring_reserve(dpr_session *s, size_t more)
 
 static void ring_push(dpr_session *s, const dpr_session_op *op)
 {
+    assert(s->ops_len < s->ops_cap); /* reserved */
+    assert(s->ops_len == 0 || op->seq == op_at(s, s->ops_len - 1)->seq + 1);
     *op_at(s, s->ops_len) = *op;
     s->ops_len++;
 }
 
 static void ring_pop(dpr_session *s)
 {
+    assert(s->ops_len > 0);
     s->ops_head = (s->ops_head + 1) & (s->ops_cap - 1);
     s->ops_len--;
 }
@@ -56,6 +61,7 @@ static size_t ring_index(const dpr_session *s, uint64_t seq)
     if (s->ops_len == 0)
         return 0;
     uint64_t head = op_at(s, 0)->seq;
+    assert(op_at(s, s->ops_len - 1)->seq - head == s->ops_len - 1);
     if (seq < head || seq - head >= s->ops_len)
         return s->ops_len;
     return (size_t)(seq - head);
@@ -97,13 +103,16 @@ static int lost_reserve(dpr_session *s, size_t more)
     return r;
 }
 
-/* Appends [seq, seq + 1) to the lost ranges (capacity reserved). */
+/* Appends [seq, seq + 1) to the lost ranges (capacity reserved; seq above
+ * every range, so they stay ascending). */
 static void lost_add(dpr_session *s, uint64_t seq)
 {
+    assert(s->nlost == 0 || s->lost[s->nlost - 1].to <= seq);
     if (s->nlost && s->lost[s->nlost - 1].to == seq) {
         s->lost[s->nlost - 1].to = seq + 1;
         return;
     }
+    assert(s->nlost < s->lost_cap);
     s->lost[s->nlost].from = seq;
     s->lost[s->nlost].to = seq + 1;
     s->nlost++;
@@ -292,6 +301,8 @@ int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r)
     if (maxv > s->deps_max)
         s->deps_max = maxv;
     size_t first = ring_index(s, b.first_seq);
+    /* an unanswered batch's operations (version 0) are never popped */
+    assert(first + b.op_count <= s->ops_len);
     for (uint32_t i = 0; i < b.op_count; i++)
         op_at(s, first + i)->version = dpr_wire_response_version(r, i);
     remove_batch(s, bi);
@@ -322,7 +333,9 @@ static bool op_in_cut(const dpr_session_op *op, const dpr_depset *cut)
 
 static void update_commit_point(dpr_session *s)
 {
-    s->commit_point = s->ops_len ? op_at(s, 0)->seq - 1 : s->next_seq - 1;
+    uint64_t cp = s->ops_len ? op_at(s, 0)->seq - 1 : s->next_seq - 1;
+    assert(cp >= s->commit_point); /* the commit point only grows */
+    s->commit_point = cp;
 }
 
 uint64_t dpr_session_commit_point(dpr_session *s, const dpr_depset *cut)
@@ -415,6 +428,7 @@ int dpr_session_rollback(dpr_session *s, uint64_t new_world_line, const dpr_deps
         else if (op->seq > sc.lost_from)
             above[n++] = op->seq;
     }
+    assert(n == sc.survived_above); /* scan_rollback counted them */
     res->lost_from = sc.lost_from;
     res->lost_count = sc.lost_count;
     res->survived_above = above;

@@ -1,6 +1,7 @@
 /* worker.c - the worker side of DPR (see worker.h). */
 #include "dpr/worker.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +60,15 @@ uint64_t dpr_worker_batch_target(const dpr_request_hdr *h)
     return target;
 }
 
-/* Folds the batch's dependencies on other workers into the open version. */
+/* Folds the batch's dependencies on other workers into the open version
+ * (already at or above the batch's target). */
 static int fold_deps(dpr_worker *w, const dpr_request_hdr *h)
 {
     int r = 0;
     for (uint32_t i = 0; i < h->dep_count; i++) {
         uint64_t worker, version;
         dpr_wire_request_dep(h, i, &worker, &version);
+        assert(version <= w->version); /* dependencies never point forward */
         if (worker == w->id)
             continue;
         r = dpr_depset_put_max(&w->open_deps, worker, version);
@@ -96,6 +99,7 @@ int dpr_worker_execute(dpr_worker *w, const dpr_request_hdr *h, uint64_t *versio
         if (target > w->highest)
             w->highest = target;
     }
+    assert(w->version >= target && w->version <= w->highest);
     r = fold_deps(w, h);
     if (r < 0)
         goto out; /* deps folded so far are <= version: harmless */
@@ -138,6 +142,7 @@ int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version, uint64_t *
     w->version = next_version > w->version + 1 ? next_version : w->version + 1;
     if (w->version > w->highest)
         w->highest = w->version;
+    assert(w->version > *sealed); /* versions only grow */
     w->open_batches = 0;
 out:
     return r;
@@ -153,6 +158,7 @@ int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
             continue;
         if (v->version != version)
             break; /* not the oldest pending checkpoint */
+        assert(version > w->durable); /* sealed versions grow, so durable does */
         v->durable = true;
         w->durable = version;
         out->world_line = w->world_line;
@@ -207,6 +213,7 @@ int dpr_worker_rollback(dpr_worker *w, uint64_t new_world_line, uint64_t restore
     w->highest = w->version;
     w->durable = restore_version;
     w->cut = restore_version;
+    assert(w->version > w->durable); /* no version number is reused */
 out:
     return r;
 }

@@ -43,9 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     agent_state st, next;
     agent_plan plan;
     agent_spec spec;
-    char err[512];
-    size_t len;
-    char *line;
+    dpr_err err;
+    dpr_buf line = DPR_BUF_INIT;
 
     if (agent_request_parse((const char *)data, size, &req, &reply) == 0) {
         if (req.spec) {
@@ -71,15 +70,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         agent_request_free(&req);
     }
     if (reply) {
-        line = agent_json_line(reply, &len);
-        if (line && (len == 0 || line[len - 1] != '\n' || memchr(line, '\n', len - 1)))
+        if (agent_json_line(reply, &line) == 0 &&
+            (line.len == 0 || line.data[line.len - 1] != '\n' ||
+             memchr(line.data, '\n', line.len - 1)))
             abort(); /* a reply is exactly one line */
-        free(line);
+        dpr_buf_free(&line);
         json_decref(reply);
     }
     j = json_loadb((const char *)data, size, 0, NULL);
     if (j) {
-        if (agent_state_from_json(j, &st, err, sizeof(err)) == 0)
+        if (agent_state_from_json(j, &st, &err) == 0)
             agent_state_free(&st);
         json_decref(j);
     }

@@ -102,15 +102,31 @@ TEST(good_requests)
     agent_request_free(&req);
 }
 
+/* agent_json_line into a fresh NUL-terminated string; *len without the NUL. */
+static char *line_of(const json_t *j, size_t *len)
+{
+    dpr_buf b = DPR_BUF_INIT;
+    char *s;
+
+    if (agent_json_line(j, &b) < 0 || dpr_buf_append(&b, "", 1) < 0) {
+        dpr_buf_free(&b);
+        return NULL;
+    }
+    s = dpr_buf_steal(&b, len);
+    (*len)--;
+    return s;
+}
+
 TEST(replies)
 {
     json_t *id = json_integer(9), *r;
     agent_problems p;
+    dpr_buf two = DPR_BUF_INIT;
     size_t len;
     char *line;
 
     r = agent_reply_ok(id, json_pack("{s:i}", "generation", 4));
-    line = agent_json_line(r, &len);
+    line = line_of(r, &len);
     CHECK(strcmp(line, "{\"v\":1,\"ok\":true,\"result\":{\"generation\":4},\"id\":9}\n") == 0);
     CHECK_EQ_INT(len, strlen(line));
     free(line);
@@ -119,7 +135,7 @@ TEST(replies)
     agent_problems_init(&p);
     agent_problems_add(&p, "cachestores[0].shards", "must be >= %d", 1);
     r = agent_reply_error(NULL, AGENT_E_SPEC_INVALID, "1 problem", agent_problems_json(&p));
-    line = agent_json_line(r, &len);
+    line = line_of(r, &len);
     CHECK(strcmp(line, "{\"v\":1,\"ok\":false,\"error\":{\"code\":\"spec_invalid\",\"message\":"
                        "\"1 problem\",\"details\":[{\"path\":\"cachestores[0].shards\","
                        "\"message\":\"must be >= 1\"}]}}\n") == 0);
@@ -130,9 +146,16 @@ TEST(replies)
 
     /* non-ASCII is escaped: a line never holds a raw newline or odd bytes */
     r = json_pack("{s:s}", "m", "caf\xc3\xa9\n");
-    line = agent_json_line(r, &len);
+    line = line_of(r, &len);
     CHECK(strcmp(line, "{\"m\":\"caf\\u00E9\\n\"}\n") == 0);
     free(line);
+
+    /* lines append to what the buffer holds */
+    CHECK_EQ_INT(agent_json_line(r, &two), 0);
+    CHECK_EQ_INT(agent_json_line(r, &two), 0);
+    CHECK_EQ_INT(two.len, 2 * len);
+    CHECK(memcmp(two.data, two.data + len, len) == 0 && two.data[len - 1] == '\n');
+    dpr_buf_free(&two);
     json_decref(r);
 }
 

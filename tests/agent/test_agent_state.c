@@ -93,7 +93,8 @@ static void sample(agent_state *st)
 
 TEST(round_trip)
 {
-    char path[128], err[512];
+    char path[128];
+    dpr_err err;
     agent_state st, back;
 
     make_dir();
@@ -101,10 +102,10 @@ TEST(round_trip)
     sample(&st);
     CHECK_EQ_INT(st.ninst, 3);
     CHECK_EQ_INT(st.nretiring, 2);
-    CHECK_EQ_INT(agent_statefile_load(path, &back, err, sizeof(err)), -ENOENT);
-    CHECK_EQ_INT(agent_statefile_save(path, &st, err, sizeof(err)), 0);
+    CHECK_EQ_INT(agent_statefile_load(path, &back, &err), -ENOENT);
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
     CHECK(access(path, F_OK) == 0);
-    CHECK_EQ_INT(agent_statefile_load(path, &back, err, sizeof(err)), 0);
+    CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
     CHECK_EQ_INT(back.generation, st.generation);
     CHECK_EQ_INT(back.next_worker, st.next_worker);
     CHECK_EQ_INT(back.ninst, st.ninst);
@@ -118,8 +119,8 @@ TEST(round_trip)
     /* an empty state (no spec yet) round-trips too */
     agent_state_free(&st);
     agent_state_init(&st);
-    CHECK_EQ_INT(agent_statefile_save(path, &st, err, sizeof(err)), 0);
-    CHECK_EQ_INT(agent_statefile_load(path, &back, err, sizeof(err)), 0);
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
+    CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
     CHECK(back.spec.name == NULL);
     CHECK_EQ_INT(back.next_worker, 1);
     agent_state_free(&back);
@@ -129,7 +130,8 @@ TEST(round_trip)
 
 TEST(every_truncation_is_an_error)
 {
-    char path[128], err[512];
+    char path[128];
+    dpr_err err;
     agent_state st, back;
     size_t len;
     char *good;
@@ -138,15 +140,15 @@ TEST(every_truncation_is_an_error)
     make_dir();
     snprintf(path, sizeof(path), "%s/%s", dir, AGENT_STATE_FILE);
     sample(&st);
-    agent_statefile_save(path, &st, err, sizeof(err));
+    agent_statefile_save(path, &st, &err);
     good = slurp(path, &len);
     for (size_t n = 0; n + 2 < len; n++) {
         spit(path, good, n);
-        int rc = agent_statefile_load(path, &back, err, sizeof(err));
+        int rc = agent_statefile_load(path, &back, &err);
         if (rc == 0) {
             agent_state_free(&back);
             bad++;
-        } else if (rc != -EBADMSG || !strstr(err, "is damaged")) {
+        } else if (rc != -EBADMSG || !strstr(err.msg, "is damaged")) {
             bad++;
         }
     }
@@ -157,7 +159,7 @@ TEST(every_truncation_is_an_error)
 }
 
 /* Replaces the first occurrence of from with to in the saved file, loads it. */
-static int load_edited(const char *from, const char *to, char *err, size_t errlen)
+static int load_edited(const char *from, const char *to, dpr_err *err)
 {
     char path[128], *text, *at, *edited;
     agent_state st, back;
@@ -166,7 +168,7 @@ static int load_edited(const char *from, const char *to, char *err, size_t errle
 
     snprintf(path, sizeof(path), "%s/%s", dir, AGENT_STATE_FILE);
     sample(&st);
-    agent_statefile_save(path, &st, err, errlen);
+    agent_statefile_save(path, &st, err);
     agent_state_free(&st);
     text = slurp(path, &len);
     at = strstr(text, from);
@@ -182,7 +184,7 @@ static int load_edited(const char *from, const char *to, char *err, size_t errle
     spit(path, edited, strlen(edited));
     free(text);
     free(edited);
-    rc = agent_statefile_load(path, &back, err, errlen);
+    rc = agent_statefile_load(path, &back, err);
     if (rc == 0)
         agent_state_free(&back);
     return rc;
@@ -190,78 +192,77 @@ static int load_edited(const char *from, const char *to, char *err, size_t errle
 
 TEST(inconsistent_content_is_an_error)
 {
-    char err[512];
+    dpr_err err;
 
     make_dir();
-    CHECK_EQ_INT(load_edited("\"format\": 1", "\"format\": 2", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, "format 2") != NULL);
-    CHECK_EQ_INT(load_edited("\"port\": 7100", "\"port\": 0", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, ".port") != NULL);
-    CHECK_EQ_INT(load_edited("\"port\": 7100", "\"port\": 7101", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, "share") != NULL);
-    CHECK_EQ_INT(load_edited("\"shards\": 3", "\"shards\": 4", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, "implies 4 instances") != NULL);
-    CHECK_EQ_INT(load_edited("\"version\": \"1.1\"", "\"version\": \"9\"", err, sizeof(err)),
-                 -EBADMSG);
-    CHECK(strstr(err, "does not match the recorded spec") != NULL);
-    CHECK_EQ_INT(load_edited("\"next_worker\": 6", "\"next_worker\": 2", err, sizeof(err)),
-                 -EBADMSG);
-    CHECK(strstr(err, "next_worker") != NULL);
-    CHECK_EQ_INT(load_edited("\"format\"", "\"formatx\"", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, "unknown field") != NULL);
-    CHECK_EQ_INT(load_edited("\"name\": \"b-0\"", "\"name\": \"b-7\"", err, sizeof(err)),
-                 -EBADMSG);
-    CHECK(strstr(err, "does not match deployment") != NULL);
-    CHECK_EQ_INT(load_edited("\"cachestores\"", "\"cachestorez\"", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, "spec.") != NULL);
-    CHECK_EQ_INT(load_edited("{", "[", err, sizeof(err)), -EBADMSG);
-    CHECK(strstr(err, "line ") != NULL);
+    CHECK_EQ_INT(load_edited("\"format\": 1", "\"format\": 2", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "format 2") != NULL);
+    CHECK_EQ_INT(load_edited("\"port\": 7100", "\"port\": 0", &err), -EBADMSG);
+    CHECK(strstr(err.msg, ".port") != NULL);
+    CHECK_EQ_INT(load_edited("\"port\": 7100", "\"port\": 7101", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "share") != NULL);
+    CHECK_EQ_INT(load_edited("\"shards\": 3", "\"shards\": 4", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "implies 4 instances") != NULL);
+    CHECK_EQ_INT(load_edited("\"version\": \"1.1\"", "\"version\": \"9\"", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "does not match the recorded spec") != NULL);
+    CHECK_EQ_INT(load_edited("\"next_worker\": 6", "\"next_worker\": 2", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "next_worker") != NULL);
+    CHECK_EQ_INT(load_edited("\"format\"", "\"formatx\"", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "unknown field") != NULL);
+    CHECK_EQ_INT(load_edited("\"name\": \"b-0\"", "\"name\": \"b-7\"", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "does not match deployment") != NULL);
+    CHECK_EQ_INT(load_edited("\"cachestores\"", "\"cachestorez\"", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "spec.") != NULL);
+    CHECK_EQ_INT(load_edited("{", "[", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "line ") != NULL);
     rm_rf();
 }
 
 TEST(unreadable_is_not_damaged)
 {
-    char path[128], err[512];
+    char path[128];
+    dpr_err err;
     agent_state back;
 
     make_dir();
     snprintf(path, sizeof(path), "%s/%s", dir, AGENT_STATE_FILE);
     mkdir(path, 0700); /* a directory where the file should be */
-    CHECK(agent_statefile_load(path, &back, err, sizeof(err)) < 0);
+    CHECK(agent_statefile_load(path, &back, &err) < 0);
     rm_rf();
 }
 
 TEST(save_leaves_no_tmp)
 {
-    char path[128], tmp[140], err[512];
+    char path[128], tmp[140];
+    dpr_err err;
     agent_state st;
 
     make_dir();
     snprintf(path, sizeof(path), "%s/%s", dir, AGENT_STATE_FILE);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     sample(&st);
-    CHECK_EQ_INT(agent_statefile_save(path, &st, err, sizeof(err)), 0);
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
     CHECK(access(tmp, F_OK) < 0);
     agent_state_free(&st);
     /* a save into a missing directory fails with a message */
     snprintf(path, sizeof(path), "%s/missing/%s", dir, AGENT_STATE_FILE);
     agent_state_init(&st);
-    CHECK(agent_statefile_save(path, &st, err, sizeof(err)) < 0);
-    CHECK(strstr(err, "cannot create") != NULL);
+    CHECK(agent_statefile_save(path, &st, &err) < 0);
+    CHECK(strstr(err.msg, "cannot create") != NULL);
     rm_rf();
 }
 
 TEST(lock)
 {
-    char err[512];
+    dpr_err err;
     int fd1 = -1, fd2 = -1;
 
     make_dir();
-    CHECK_EQ_INT(agent_statefile_lock(dir, &fd1, err, sizeof(err)), 0);
-    CHECK_EQ_INT(agent_statefile_lock(dir, &fd2, err, sizeof(err)), -EBUSY);
-    CHECK(strstr(err, "another dpr-agent") != NULL);
+    CHECK_EQ_INT(agent_statefile_lock(dir, &fd1, &err), 0);
+    CHECK_EQ_INT(agent_statefile_lock(dir, &fd2, &err), -EBUSY);
+    CHECK(strstr(err.msg, "another dpr-agent") != NULL);
     close(fd1);
-    CHECK_EQ_INT(agent_statefile_lock(dir, &fd2, err, sizeof(err)), 0);
+    CHECK_EQ_INT(agent_statefile_lock(dir, &fd2, &err), 0);
     close(fd2);
     rm_rf();
 }

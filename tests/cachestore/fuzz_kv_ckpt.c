@@ -43,23 +43,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(content);
         return 0;
     }
-    char path[64], err[256] = "";
+    char path[64];
+    dpr_err err = DPR_ERR_INIT;
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 
     kv_ckpt_meta meta;
     uint64_t worker = 0, version = 0;
-    if (kv_ckpt_read_meta(path, &meta, err, sizeof(err)) == 0) {
+    if (kv_ckpt_read_meta(path, &meta, &err) == 0) {
         worker = meta.worker;
         version = meta.version;
-    } else if (!err[0]) {
+    } else if (!err.msg[0]) {
         abort(); /* failures carry a message */
     }
     static const uint8_t seed[16] = { 1 };
     kv_dict d;
     kv_dict_init(&d, seed);
-    err[0] = 0;
-    int r = kv_ckpt_load(path, worker, version, &d, &meta, err, sizeof(err));
-    if (r < 0 && !err[0])
+    err.msg[0] = 0;
+    int r = kv_ckpt_load(path, worker, version, &d, &meta, &err);
+    if (r < 0 && (!err.msg[0] || err.code != r))
         abort();
     kv_dict_free(&d);
     close(fd);

@@ -1,12 +1,13 @@
 /* test_kv_dict.c - dpr-kv's keyspace hash table and hash function.
- * Builds standalone: it includes the sources it tests. */
+ * Links dpr-kv's modules (libdprkv.a). */
 #include "check.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../cachestore/src/kv_dict.c"
-#include "../../cachestore/src/kv_hash.c"
+#include "kv_dict.h"
+#include "kv_hash.h"
 
 static const uint8_t seed[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 

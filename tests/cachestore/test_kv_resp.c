@@ -1,17 +1,17 @@
-/* test_kv_resp.c - dpr-kv's RESP request parser, reply writers and
- * keyspace commands. Builds standalone: it includes the sources it tests. */
+/* test_kv_resp.c - dpr-kv's RESP request parser, its replies (written with
+ * common/resp.h) and keyspace commands. Links dpr-kv's modules
+ * (libdprkv.a). */
 #include "check.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../cachestore/src/kv_buf.c"
-#include "../../cachestore/src/kv_cmd.c"
-#include "../../cachestore/src/kv_dict.c"
-#include "../../cachestore/src/kv_hash.c"
-#include "../../cachestore/src/kv_reply.c"
-#include "../../cachestore/src/kv_resp.c"
+#include "common/buf.h"
+#include "common/resp.h"
+#include "kv_cmd.h"
+#include "kv_dict.h"
+#include "kv_resp.h"
 
 static int arg_eq(const kv_arg *a, const char *s)
 {
@@ -114,23 +114,22 @@ TEST(malformed)
 
 TEST(replies)
 {
-    kv_buf b;
-    kv_buf_init(&b);
-    kv_reply_int(&b, -9223372036854775807LL - 1);
-    kv_reply_bulk(&b, "a\r\nb", 4);
-    kv_reply_nil(&b);
-    kv_reply_array(&b, 3);
-    kv_reply_error(&b, "ERR bad\r\nthing");
-    kv_reply_status(&b, "OK");
+    dpr_buf b = DPR_BUF_INIT;
+    dpr_resp_int(&b, -9223372036854775807LL - 1);
+    dpr_resp_bulk(&b, "a\r\nb", 4);
+    dpr_resp_nil(&b);
+    dpr_resp_array(&b, 3);
+    dpr_resp_error(&b, "ERR bad\r\nthing");
+    dpr_resp_status(&b, "OK");
     const char want[] = ":-9223372036854775808\r\n$4\r\na\r\nb\r\n$-1\r\n*3\r\n"
                         "-ERR bad  thing\r\n+OK\r\n";
     CHECK_EQ_U64(b.len, sizeof(want) - 1);
     CHECK(b.len == sizeof(want) - 1 && memcmp(b.data, want, b.len) == 0);
-    CHECK(!kv_buf_failed(&b));
-    kv_buf_free(&b);
+    CHECK(!dpr_buf_failed(&b));
+    dpr_buf_free(&b);
 }
 
-static const char *run(kv_dict *d, kv_buf *out, int argc, const char **args)
+static const char *run(kv_dict *d, dpr_buf *out, int argc, const char **args)
 {
     kv_arg argv[16];
     kv_cmd_ctx c = {d, out, 0};
@@ -139,7 +138,7 @@ static const char *run(kv_dict *d, kv_buf *out, int argc, const char **args)
         argv[i].n = strlen(args[i]);
     }
     out->len = 0;
-    kv_buf_append(out, "", 1); /* so data is never NULL */
+    dpr_buf_append(out, "", 1); /* so data is never NULL */
     out->len = 0;
     const kv_command *cmd = kv_command_lookup(argv[0].p, argv[0].n);
     if (!cmd)
@@ -148,7 +147,7 @@ static const char *run(kv_dict *d, kv_buf *out, int argc, const char **args)
         kv_reply_wrong_arity(out, cmd);
     else if (cmd->fn)
         cmd->fn(&c, (size_t)argc, argv);
-    kv_buf_append(out, "", 1);
+    dpr_buf_append(out, "", 1);
     return out->data;
 }
 
@@ -166,9 +165,8 @@ TEST(commands)
 {
     static const uint8_t seed[16] = {0};
     kv_dict d;
-    kv_buf out;
+    dpr_buf out = DPR_BUF_INIT;
     kv_dict_init(&d, seed);
-    kv_buf_init(&out);
     RUN_CMD("+OK\r\n", "set", "k", "v");
     RUN_CMD("$1\r\nv\r\n", "GET", "k");
     RUN_CMD("$-1\r\n", "SET", "k", "w", "NX");
@@ -186,7 +184,50 @@ TEST(commands)
             "b");
     RUN_CMD(":2\r\n", "DEL", "k", "n", "k");
     RUN_CMD(":0\r\n", "DBSIZE");
-    kv_buf_free(&out);
+    dpr_buf_free(&out);
+    kv_dict_free(&d);
+}
+
+/* Integers follow Redis' string2ll: one spelling per number, within 64 bits. */
+TEST(integer_arguments)
+{
+    static const uint8_t seed[16] = {0};
+    static const char *const bad[] = {
+        "",
+        "-",
+        "+1",
+        " 1",
+        "1 ",
+        "01",
+        "-0",
+        "-01",
+        "00",
+        "1a",
+        "0x10",
+        "1.5",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "000000000000000000001",
+        "123456789012345678901",
+    };
+    kv_dict d;
+    dpr_buf out = DPR_BUF_INIT;
+    kv_dict_init(&d, seed);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        RUN_CMD("-ERR value is not an integer or out of range\r\n", "INCRBY", "n", bad[i]);
+        RUN_CMD("-ERR value is not an integer or out of range\r\n", "DECRBY", "n", bad[i]);
+    }
+    RUN_CMD("$-1\r\n", "GET", "n"); /* nothing was written */
+    RUN_CMD(":0\r\n", "INCRBY", "n", "0");
+    RUN_CMD(":9223372036854775807\r\n", "INCRBY", "n", "9223372036854775807");
+    RUN_CMD(":-1\r\n", "INCRBY", "n", "-9223372036854775808");
+    RUN_CMD(":-11\r\n", "DECRBY", "n", "10");
+    RUN_CMD("+OK\r\n", "SET", "v", "-0");
+    RUN_CMD("-ERR value is not an integer or out of range\r\n", "INCR", "v");
+    RUN_CMD("+OK\r\n", "SET", "v", "-42");
+    RUN_CMD(":-41\r\n", "INCR", "v");
+    dpr_buf_free(&out);
     kv_dict_free(&d);
 }
 
@@ -198,5 +239,6 @@ int main(void)
     RUN(malformed);
     RUN(replies);
     RUN(commands);
+    RUN(integer_arguments);
     return check_summary("test_kv_resp");
 }

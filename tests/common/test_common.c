@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
+#include "common/log.h"
 #include "common/num.h"
 #include "common/resp.h"
 
@@ -72,8 +73,7 @@ TEST(buffer)
 
     CHECK(dpr_buf_append(&b, "ab", 2) == 0);
     CHECK(dpr_buf_append_str(&b, "cd") == 0);
-    CHECK(dpr_buf_append_u64(&b, 1234567890123ull) == 0);
-    CHECK(dpr_buf_printf(&b, "<%d:%s>", 7, "x") == 0);
+    CHECK(dpr_buf_append(&b, "1234567890123<7:x>", 18) == 0);
     CHECK_STR(b, "abcd1234567890123<7:x>");
     dpr_buf_consume(&b, 4);
     CHECK_STR(b, "1234567890123<7:x>");
@@ -120,6 +120,38 @@ TEST(resp_writer)
     CHECK(dpr_resp_command_size(3, lens) == b.len);
     CHECK(!dpr_buf_failed(&b));
     dpr_buf_free(&b);
+}
+
+/* With dpr_resp_command_size() bytes reserved, dpr_resp_command writes
+ * exactly there and never reallocates (libdpr reserves before it commits to
+ * a batch); lengths cross digit boundaries. */
+TEST(resp_command_in_reserved_room)
+{
+    static char big[100001];
+    size_t sizes[] = { 0, 1, 9, 10, 99, 100, 999, 1000, 100000 };
+
+    memset(big, 'x', sizeof(big));
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        for (int argc = 1; argc <= 12; argc += 11) {
+            const char *argv[12];
+            size_t lens[12];
+            dpr_buf b = DPR_BUF_INIT;
+
+            for (int i = 0; i < argc; i++) {
+                argv[i] = big;
+                lens[i] = i ? sizes[(k + (size_t)i) % 9] : sizes[k];
+            }
+            size_t n = dpr_resp_command_size(argc, lens);
+            CHECK(dpr_buf_reserve(&b, n) == 0);
+            b.cap = b.len + n; /* exactly the room asked for: any reserve beyond it grows cap */
+            const char *data = b.data;
+            dpr_resp_command(&b, argc, argv, lens);
+            CHECK(!dpr_buf_failed(&b));
+            CHECK(b.data == data && b.cap == n && b.len == n);
+            CHECK(b.len >= 4 && b.data[0] == '*' && !memcmp(b.data + b.len - 2, "\r\n", 2));
+            dpr_buf_free(&b);
+        }
+    }
 }
 
 TEST(hostport)
@@ -191,19 +223,22 @@ TEST(mkdir_and_replace)
     snprintf(file, sizeof(file), "%s/f", path);
     CHECK(dpr_replace_file(file, "one", 3, 0600, true, &err) == 0);
     CHECK(dpr_replace_file(file, "two!", 4, 0600, true, &err) == 0);
-    CHECK(dpr_read_file(file, 100, &data, &len, &err) == 0);
+    int fd = open(file, O_RDONLY);
+    CHECK(fd >= 0 && dpr_read_fd(fd, 100, &data, &len) == 0);
     CHECK(len == 4 && strcmp(data, "two!") == 0);
     free(data);
-    CHECK_EQ_INT(dpr_read_file(file, 3, &data, &len, &err), -EFBIG);
-    CHECK(strstr(err.msg, file) != NULL);
+    CHECK(lseek(fd, 0, SEEK_SET) == 0);
+    CHECK_EQ_INT(dpr_read_fd(fd, 3, &data, &len), -EFBIG);
+    close(fd);
+    CHECK(stat(file, &st) == 0 && (st.st_mode & 0777) == 0600);
     snprintf(file + strlen(file), 16, ".tmp");
     CHECK(access(file, F_OK) < 0); /* no temporary left */
     snprintf(file, sizeof(file), "%s/f/sub", path);
     CHECK(dpr_mkdir_p(file, 0700, &err) < 0);
     CHECK(strstr(err.msg, "/f") != NULL);
     CHECK_EQ_INT(dpr_mkdir_p("", 0700, &err), -EINVAL);
-    CHECK_EQ_INT(dpr_read_file("/nonexistent/x", 10, &data, &len, &err), -ENOENT);
-    CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
+    CHECK_EQ_INT(dpr_replace_file("/nonexistent/x", "a", 1, 0600, true, &err), -ENOENT);
+    CHECK(strstr(err.msg, "/nonexistent/x.tmp") != NULL);
     char dir[8];
     CHECK(dpr_dirname("/x", dir, sizeof(dir)) == 0 && strcmp(dir, "/") == 0);
     CHECK(dpr_dirname("x", dir, sizeof(dir)) == 0 && strcmp(dir, ".") == 0);
@@ -243,8 +278,6 @@ TEST(errors)
     dpr_err_prefix(&err, "agent.conf:%d", 3);
     CHECK(strcmp(err.msg, "agent.conf:3: bad thing") == 0 && err.code == -EINVAL);
     CHECK_EQ_INT(dpr_err_set(NULL, -EIO, "ignored"), -EIO);
-    CHECK_EQ_INT(dpr_err_errno(&err, -ENOENT), -ENOENT);
-    CHECK(strcmp(err.msg, strerror(ENOENT)) == 0);
     dpr_err_clear(&err);
     CHECK(err.code == 0 && err.msg[0] == '\0');
     CHECK(strcmp(dpr_err_str(&err, -EIO), strerror(EIO)) == 0);
@@ -268,6 +301,44 @@ TEST(clock)
     CHECK(dpr_wall_ms() > 1600000000000ull);
 }
 
+/* The plain-line form of the logger (stderr is not the journal here). */
+TEST(log_lines)
+{
+    int fds[2];
+    char out[1024] = "";
+    ssize_t n;
+    pid_t pid;
+    int status;
+
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        unsetenv("JOURNAL_STREAM");
+        dpr_log_open("dpr-test", false);
+        log_warning("disk %s", "full");
+        log_debug("hidden");
+        log_info("plain");
+        dpr_log_open("dpr-test", true);
+        log_debug("shown");
+        log_error("bad %d", 7);
+        _exit(0);
+    }
+    close(fds[1]);
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    n = read(fds[0], out, sizeof(out) - 1);
+    close(fds[0]);
+    out[n > 0 ? n : 0] = '\0';
+    CHECK(strstr(out, " dpr-test[") != NULL);
+    CHECK(strstr(out, "]: warning: disk full\n") != NULL);
+    CHECK(strstr(out, "]: plain\n") != NULL);
+    CHECK(strstr(out, "hidden") == NULL);
+    CHECK(strstr(out, "]: shown\n") != NULL);
+    CHECK(strstr(out, "]: error: bad 7\n") != NULL);
+    /* "YYYY-MM-DD HH:MM:SS.mmm " in front of every line */
+    CHECK(strlen(out) > 24 && out[4] == '-' && out[10] == ' ' && out[19] == '.');
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir))
@@ -277,12 +348,14 @@ int main(void)
     RUN(parse_signed_like_redis);
     RUN(buffer);
     RUN(resp_writer);
+    RUN(resp_command_in_reserved_room);
     RUN(hostport);
     RUN(resolve_and_format);
     RUN(mkdir_and_replace);
     RUN(lock_file);
     RUN(errors);
     RUN(clock);
+    RUN(log_lines);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -408,13 +408,15 @@ TEST(lock_held_is_busy)
 {
     char dir[300];
     dpr_store *a = NULL, *b = NULL;
-    const char *err = NULL;
+    dpr_err err = DPR_ERR_INIT;
 
     path_in(dir, sizeof(dir), base, "lock");
     CHECK_EQ_INT(dpr_store_file_open(dir, &a, NULL), 0);
     CHECK_EQ_INT(dpr_store_file_open(dir, &b, &err), -EBUSY);
     CHECK(b == NULL);
-    CHECK(err != NULL && strstr(err, "another dpr-finder") != NULL);
+    CHECK(strstr(err.msg, "another dpr-finder") != NULL);
+    CHECK(strstr(err.msg, "finder.lock") != NULL); /* names the lock */
+    CHECK_EQ_INT(err.code, -EBUSY);
     dpr_store_close(a);
     /* released on close */
     CHECK_EQ_INT(dpr_store_file_open(dir, &b, &err), 0);
@@ -441,7 +443,7 @@ TEST(unusable_dir_error)
 {
     char file[300], dir[400];
     dpr_store *s = NULL;
-    const char *err = NULL;
+    dpr_err err = DPR_ERR_INIT;
 
     /* a path below a regular file can never be created (even as root) */
     path_in(file, sizeof(file), base, "plainfile");
@@ -449,15 +451,16 @@ TEST(unusable_dir_error)
     path_in(dir, sizeof(dir), file, "state");
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, &err), -ENOTDIR);
     CHECK(s == NULL);
-    CHECK(err != NULL && strstr(err, "plainfile") != NULL);
+    CHECK(strstr(err.msg, "plainfile") != NULL);
 
     CHECK_EQ_INT(dpr_store_file_open("", &s, &err), -EINVAL);
+    CHECK(err.msg[0] != '\0');
 
     if (geteuid() != 0) { /* permissions do not stop root */
         path_in(dir, sizeof(dir), base, "readonly");
         CHECK_EQ_INT(mkdir(dir, 0500), 0);
         CHECK_EQ_INT(dpr_store_file_open(dir, &s, &err), -EACCES);
-        CHECK(err != NULL && strstr(err, "readonly") != NULL);
+        CHECK(strstr(err.msg, "readonly") != NULL);
     }
 }
 

@@ -26,9 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
+#include "common/addr.h"
+#include "common/clock.h"
 #include "dpr/client.h"
 
 #define MAX_SHARDS 16
@@ -46,9 +49,7 @@ static dpr_client *client;
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)dpr_mono_ns() / 1e9;
 }
 
 static redisReply *exec3(dpr_client_session *s, const char *a, const char *b, const char *c,
@@ -511,7 +512,7 @@ int main(int argc, char **argv)
         {"seconds", required_argument, NULL, 't'}, {"relaxed", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     dpr_endpoint shards[MAX_SHARDS];
-    char hosts[MAX_SHARDS][256], fhost[256];
+    char hosts[MAX_SHARDS][DPR_HOST_MAX], fhost[DPR_HOST_MAX];
     size_t nshards = 0;
     dpr_client_config cfg;
     double seconds = 3;
@@ -550,13 +551,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char err[256];
+    dpr_err err;
     cfg.shards = shards;
     cfg.nshards = nshards;
     cfg.pipeline_depth = 8;
-    int r = dpr_client_new(&cfg, &client, err, sizeof(err));
+    int r = dpr_client_new(&cfg, &client, &err);
     if (r < 0)
-        FAIL("client: %s", err);
+        FAIL("client: %s", err.msg);
     const char *sc = argv[optind];
     if (!strcmp(sc, "basic"))
         scenario_basic();

@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "check.h"
 #include "dpr/client.h"
 #include "dpr/route.h"
@@ -527,16 +529,16 @@ typedef struct fixture {
 static int make_client(fixture *fx, unsigned depth, bool give_workers, dpr_client **out)
 {
     dpr_endpoint eps[2];
-    char err[256];
+    dpr_err err;
     for (int i = 0; i < 2; i++)
         eps[i] = (dpr_endpoint){"127.0.0.1", fx->sh[i]->port, give_workers,
                                 give_workers ? fx->sh[i]->worker : 0};
     dpr_client_config cfg = {.shards = eps, .nshards = 2,
                              .finder = {"127.0.0.1", fx->finder->port, false, 0},
                              .io_timeout_ms = 5000, .pipeline_depth = depth};
-    int r = dpr_client_new(&cfg, out, err, sizeof(err));
+    int r = dpr_client_new(&cfg, out, &err);
     if (r < 0)
-        fprintf(stderr, "  dpr_client_new: %s\n", err);
+        fprintf(stderr, "  dpr_client_new: %s\n", err.msg);
     return r;
 }
 
@@ -598,8 +600,11 @@ TEST(endpoint_parse)
                                     sizeof(host)), -EINVAL); /* port too big */
     CHECK_EQ_INT(dpr_endpoint_parse("h:5@18446744073709551615", &ep, host, sizeof(host)), 0);
     CHECK_EQ_U64(ep.worker, UINT64_MAX);
+    CHECK_EQ_INT(dpr_endpoint_parse("[fe80::1]:7001@5", &ep, host, sizeof(host)), 0);
+    CHECK(!strcmp(ep.host, "fe80::1") && ep.port == 7001 && ep.has_worker && ep.worker == 5);
     const char *bad[] = {"", "host", ":7001", "h:", "h:0", "h:65536", "h:7x", "h:-1",
-                         "[::1]7001", "[::1", "h:1@", "h:1@x", "h:1@-3"};
+                         "[::1]7001", "[::1", "h:1@", "h:1@x", "h:1@-3", "::1:7001",
+                         "*:7001", "h:07001", "h:1@07", "[]:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_EQ_INT(dpr_endpoint_parse(bad[i], &ep, host, sizeof(host)), -EINVAL);
     CHECK_EQ_INT(dpr_endpoint_parse("averyveryverylonghostname:1", &ep, host, 8),
@@ -635,7 +640,7 @@ TEST(client_config_errors)
 {
     fixture fx;
     dpr_client *c = NULL;
-    char err[256];
+    dpr_err err;
     fx_start(&fx, 0);
     /* two shards with one worker id */
     WITH_LOCK(fx.sh[1], fx.sh[1]->worker = 101);
@@ -652,18 +657,23 @@ TEST(client_config_errors)
     /* bad configurations */
     dpr_client_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    CHECK_EQ_INT(dpr_client_new(&cfg, &c, err, sizeof(err)), -EINVAL);
-    CHECK_EQ_INT(dpr_client_new(NULL, &c, NULL, 0), -EINVAL);
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -EINVAL);
+    CHECK_EQ_INT(err.code, -EINVAL);
+    CHECK(strstr(err.msg, "shards") != NULL);
+    CHECK_EQ_INT(dpr_client_new(NULL, &c, NULL), -EINVAL);
     dpr_endpoint ep = {"127.0.0.1", fx.sh[0]->port, true, 1};
     cfg.shards = &ep;
     cfg.nshards = 1;
-    CHECK_EQ_INT(dpr_client_new(&cfg, &c, err, sizeof(err)), -EINVAL); /* no finder */
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -EINVAL); /* no finder */
+    CHECK(strstr(err.msg, "finder") != NULL);
     /* a finder that is not there */
     cfg.finder = (dpr_endpoint){"127.0.0.1", 1, false, 0};
     cfg.connect_timeout_ms = 500;
-    CHECK(dpr_client_new(&cfg, &c, err, sizeof(err)) < 0);
+    int r = dpr_client_new(&cfg, &c, &err);
+    CHECK(r < 0);
+    CHECK_EQ_INT(err.code, r);
     CHECK(c == NULL);
-    CHECK(strstr(err, "finder") != NULL);
+    CHECK(strstr(err.msg, "finder 127.0.0.1:1: ") == err.msg);
     fx_stop(&fx);
 }
 

@@ -40,9 +40,6 @@ void dpr_buf_reset(dpr_buf *b);
 int dpr_buf_reserve(dpr_buf *b, size_t extra);
 int dpr_buf_append_slow(dpr_buf *b, const void *p, size_t n);
 int dpr_buf_append_str(dpr_buf *b, const char *s);
-int dpr_buf_printf(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The decimal text of v. */
-int dpr_buf_append_u64(dpr_buf *b, uint64_t v);
 /* v as 8 little-endian bytes. */
 int dpr_buf_append_le64(dpr_buf *b, uint64_t v);
 /* Drops the first n bytes (all of them when n >= len). */

@@ -18,8 +18,6 @@
 /* Sets err (if not NULL) to code and the formatted message; returns code. */
 int dpr_err_set(dpr_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Sets err to code with strerror(-code) as the message; returns code. */
-int dpr_err_errno(dpr_err *err, int code);
 /* Puts "prefix: " (formatted) in front of err's message; keeps its code. */
 void dpr_err_prefix(dpr_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Clears err (code 0, empty message). */

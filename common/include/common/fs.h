@@ -25,8 +25,6 @@ int dpr_write_all(int fd, const void *p, size_t n);
 /* Reads a whole file at fd (from its current offset) into a fresh buffer
  * (*out, free() it; NUL-terminated beyond *len). -EFBIG above limit bytes. */
 int dpr_read_fd(int fd, size_t limit, char **out, size_t *len);
-/* The same by path. */
-int dpr_read_file(const char *path, size_t limit, char **out, size_t *len, dpr_err *err);
 
 /* mkdir -p with the policy above; -ENOTDIR when a component is a file. */
 int dpr_mkdir_p(const char *path, mode_t mode, dpr_err *err);
@@ -36,7 +34,8 @@ int dpr_fsync_dir(const char *path);
 /* The directory part of path ("." for a bare name) into out. */
 int dpr_dirname(const char *path, char *out, size_t cap);
 
-/* Replaces path with data (mode for a new file), as described above. With
+/* Replaces path with data, as described above; the file gets exactly
+ * `mode` (the umask does not apply). With
  * durable false the fsyncs are left out (files under /run, rewritten at
  * every start): the rename still makes the change atomic. */
 int dpr_replace_file(const char *path, const void *data, size_t len, mode_t mode,

@@ -22,7 +22,6 @@
 #ifndef COMMON_LOG_H
 #define COMMON_LOG_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 
 /* syslog priorities */
@@ -39,16 +38,12 @@ void dpr_log_open(const char *ident, bool verbose);
 /* Adds "KEY=value" to every journal entry from now on (copied; up to 8).
  * 0, -EINVAL for a field without '=' , -ENOSPC when full. */
 int dpr_log_add_field(const char *field);
-/* Whether entries go to journald (for tests and status output). */
-bool dpr_log_to_journal(void);
 
 void dpr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* With extra journal fields: a NULL-terminated list of "KEY=value" strings
  * (fields may be NULL). On stderr the fields are not shown. */
 void dpr_log_fields(int level, const char *const *fields, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void dpr_logv_fields(int level, const char *const *fields, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
 
 #define log_error(...) dpr_log(DPR_LOG_ERR, __VA_ARGS__)
 #define log_warning(...) dpr_log(DPR_LOG_WARNING, __VA_ARGS__)

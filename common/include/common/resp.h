@@ -36,7 +36,9 @@ void dpr_resp_array(dpr_buf *b, size_t n);
 
 /* Bytes of a command in RESP (an array of argc bulk strings). */
 size_t dpr_resp_command_size(int argc, const size_t *argvlen);
-/* Appends a command; argvlen NULL means strlen of each argument. */
+/* Appends a command; argvlen NULL means strlen of each argument. With
+ * dpr_resp_command_size() bytes of room reserved (dpr_buf_reserve) it does
+ * not reallocate, so it cannot fail. */
 void dpr_resp_command(dpr_buf *b, int argc, const char *const *argv, const size_t *argvlen);
 
 #endif

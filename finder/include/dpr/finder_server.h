@@ -26,24 +26,20 @@
 #define DPR_SERVER_MIN_REQUEST_BYTES 64
 
 typedef struct dpr_server_config {
-    const char *listen;       /* "ADDR:PORT", "[IPv6]:PORT"; port 0 = any */
+    /* "HOST:PORT" as common/addr.h reads it ("[IPv6]:PORT", "*:PORT" or
+     * ":PORT" for every address); port 0 = any */
+    const char *listen;
     size_t max_clients;       /* connections beyond it get an error and are closed */
     size_t max_request_bytes; /* larger requests: error, connection closed */
 } dpr_server_config;
 
 /*
- * Resolves "ADDR:PORT" (numeric or a host name; "[v6]:PORT"; "*:PORT" or
- * ":PORT" for every address). 0 or -EINVAL with a message in err.
- */
-int dpr_server_parse_addr(const char *spec, struct sockaddr_storage *out, char *err,
-                          size_t errlen);
-
-/*
  * Listens and serves until SIGTERM or SIGINT (then stops accepting, sends
- * the replies of requests already read, closes and returns 0). Prints
- * "dpr-finder listening on ADDR:PORT" (the actual port) to stderr when
- * ready. Returns a negative errno on failure (bind, save), after printing
- * the reason to stderr.
+ * the replies of requests already read, closes and returns 0). Logs
+ * "dpr-finder listening on ADDR:PORT" (the actual port) when ready; the
+ * server logs through common/log.h (the program calls dpr_log_open).
+ * Returns a negative errno on failure (bind, save), after logging the
+ * reason.
  */
 int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg);
 
@@ -62,10 +58,11 @@ typedef struct dpr_server_hooks {
 
 /*
  * Listens on cfg->listen and serves on loop, with the same group commit,
- * but installs no signal handlers and prints nothing when ready. f, store
+ * but installs no signal handlers and logs nothing when ready. f, store
  * and cfg must outlive the server. *out is set even on failure (a negative
- * errno, reason printed to stderr): its handles are closing on loop, so
- * call dpr_server_free(*out) only after the loop ran their close callbacks.
+ * errno, -EINVAL for a bad listen address; the reason is logged): its
+ * handles are closing on loop, so call dpr_server_free(*out) only after the
+ * loop ran their close callbacks.
  */
 int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
                      const dpr_server_config *cfg, const dpr_server_hooks *hooks,

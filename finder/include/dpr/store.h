@@ -11,6 +11,7 @@
 #ifndef DPR_STORE_H
 #define DPR_STORE_H
 
+#include "dpr/err.h"
 #include "dpr/finder.h"
 
 typedef struct dpr_store dpr_store;
@@ -49,13 +50,15 @@ static inline void dpr_store_close(dpr_store *s)
 }
 
 /*
- * File store in directory dir (created if missing): one file `finder.state`,
- * replaced atomically (write a temporary file, fsync, rename, fsync the
- * directory), with a magic, a format byte and a CRC-32 over the content.
- * The directory is locked (flock on `finder.lock`): a second finder on the
- * same directory gets -EBUSY. *err (may be NULL) gets a readable message on
- * failure, valid until the store is closed or the next call.
+ * File store in directory dir (created if missing, mode 0700): one file
+ * `finder.state`, replaced atomically (dpr_replace_file: write
+ * `finder.state.tmp`, fsync, rename, fsync the directory), with a magic, a
+ * format byte and a CRC-32 over the content. The directory is locked
+ * (dpr_lock_file on `finder.lock`): a second finder on the same directory
+ * gets -EBUSY. err (may be NULL) says what failed, naming the path. The
+ * store keeps a dpr_err of its own for its last failed load or save
+ * (dpr_store_error).
  */
-int dpr_store_file_open(const char *dir, dpr_store **out, const char **err);
+int dpr_store_file_open(const char *dir, dpr_store **out, dpr_err *err);
 
 #endif

@@ -14,13 +14,21 @@
  * and receives one reply per batch, [response header, [reply_1 .. reply_n]]
  * (docs/protocol.md, dpr-kv batches).
  *
+ * Replies are hiredis' redisReply objects. This header only declares
+ * `struct redisReply`; a program that looks inside replies (or frees them
+ * with freeReplyObject) includes <hiredis/hiredis.h> itself.
+ *
  * Typical use (error checks left out):
+ *
+ *     #include <hiredis/hiredis.h>
+ *     #include <dpr/client.h>
  *
  *     dpr_endpoint shards[2] = {{"127.0.0.1", 7001}, {"127.0.0.1", 7002}};
  *     dpr_client_config cfg = {.shards = shards, .nshards = 2,
  *                              .finder = {"127.0.0.1", 7000}};
- *     dpr_client *c;  dpr_client_session *s;
- *     dpr_client_new(&cfg, &c, err, sizeof(err));
+ *     dpr_client *c;  dpr_client_session *s;  dpr_err err;
+ *     if (dpr_client_new(&cfg, &c, &err) < 0)
+ *         fprintf(stderr, "%s\n", err.msg);
  *     dpr_client_session_open(c, 0, &s);
  *     const char *argv[] = {"SET", "k", "v"};
  *     dpr_op op = {3, argv, NULL};
@@ -52,8 +60,9 @@
  * Threads: a dpr_client may be shared by threads (the finder connection is
  * locked); a session belongs to one thread at a time.
  *
- * Return values: 0 (or what is said) or a negative errno. The last error's
- * text is in dpr_client_errstr() / dpr_client_session_errstr().
+ * Return values: 0 (or what is said) or a negative errno (dpr/err.h). The
+ * last error's text is in dpr_client_errstr() / dpr_client_session_errstr()
+ * (the client and each session keep a dpr_err of their own).
  */
 #ifndef DPR_CLIENT_H
 #define DPR_CLIENT_H
@@ -65,10 +74,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <hiredis/hiredis.h>
-
 #include "dpr/depset.h"
+#include "dpr/err.h"
 #include "dpr/session.h"
+
+/* hiredis' reply (<hiredis/hiredis.h>) */
+struct redisReply;
 
 /* A server address; `worker` is the shard's worker id when has_worker is
  * set (otherwise dpr_client_new asks the shard: INFO dpr). */
@@ -79,11 +90,13 @@ typedef struct dpr_endpoint {
     uint64_t worker;
 } dpr_endpoint;
 
-/* Parses "HOST:PORT", "[IPv6]:PORT" or "HOST:PORT@WORKER" (worker id given)
- * into *ep; the host text is copied into hostbuf (ep->host points to it).
- * -EINVAL for anything else (port 1..65535), -ENAMETOOLONG if the host does
- * not fit. */
-DPR_EXPORT int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf, size_t hostcap);
+/* Parses "HOST:PORT", "[IPv6]:PORT" or either with "@WORKER" (worker id
+ * given) into *ep; the host text is copied into hostbuf (ep->host points to
+ * it). -EINVAL for anything else (port 1..65535, a host of at most 255
+ * bytes, numbers without leading zeros), -ENAMETOOLONG if the host does not
+ * fit in hostcap bytes. */
+DPR_EXPORT int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf,
+                                  size_t hostcap);
 
 typedef struct dpr_client_config {
     const dpr_endpoint *shards; /* shard i serves the keys dpr_route_shard(key,
@@ -115,11 +128,11 @@ DPR_EXPORT int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
 /*
  * Copies the configuration, learns missing worker ids from the shards
  * (INFO dpr) and connects to the finder (DPR.SYNC answers). On failure
- * *out is NULL and err (if not NULL) holds a message. -EINVAL for a bad
- * configuration or two shards with one worker id, -EPROTO for a shard whose
- * INFO has no dpr_worker_id, connection errors as -errno.
+ * *out is NULL and err (if not NULL) holds the code and a message. -EINVAL
+ * for a bad configuration or two shards with one worker id, -EPROTO for a
+ * shard whose INFO has no dpr_worker_id, connection errors as -errno.
  */
-DPR_EXPORT int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, char *err, size_t errcap);
+DPR_EXPORT int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err);
 /* Sessions must be closed first. NULL is fine. */
 DPR_EXPORT void dpr_client_free(dpr_client *c);
 
@@ -157,7 +170,7 @@ DPR_EXPORT uint32_t dpr_client_route_op(const dpr_client *c, const dpr_op *op);
 /* What became of one batch. */
 typedef struct dpr_batch_result {
     uint64_t batch_id;
-    uint64_t first_seq;  /* its operations are first_seq .. first_seq + op_count - 1 */
+    uint64_t first_seq; /* its operations are first_seq .. first_seq + op_count - 1 */
     uint32_t op_count;
     uint32_t shard;
     /*  0            executed: replies[i] is operation i's reply (an error reply
@@ -171,10 +184,10 @@ typedef struct dpr_batch_result {
      *               the batch (text in dpr_client_session_errstr)
      *  -EPROTO      abandoned: malformed answer; the connection was closed */
     int status;
-    uint64_t world_line; /* executed: the batch's; refused: the newer one */
-    uint64_t version;    /* executed: version of the last operation */
-    redisReply **replies; /* executed: op_count replies, else NULL */
-    redisReply *owner_;   /* private: owns the replies */
+    uint64_t world_line;         /* executed: the batch's; refused: the newer one */
+    uint64_t version;            /* executed: version of the last operation */
+    struct redisReply **replies; /* executed: op_count replies, else NULL */
+    struct redisReply *owner_;   /* private: owns the replies */
 } dpr_batch_result;
 
 /* Frees the replies (dpr_batch_result_free on a zeroed result is fine). */
@@ -207,7 +220,7 @@ DPR_EXPORT const char *dpr_client_session_errstr(const dpr_client_session *s);
  *  -ENOMEM, or a connect error (nothing was sent; try again later)
  */
 DPR_EXPORT int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op *ops,
-                            uint32_t nops, uint64_t *first_seq);
+                                       uint32_t nops, uint64_t *first_seq);
 
 /*
  * Returns the next answered (or abandoned) batch; the caller frees it with
@@ -217,7 +230,8 @@ DPR_EXPORT int dpr_client_session_send(dpr_client_session *s, uint32_t shard, co
  * batches stay in flight). The session is updated before this returns
  * (versions, dependencies, refusal, abandonment).
  */
-DPR_EXPORT int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_result *res);
+DPR_EXPORT int dpr_client_session_recv(dpr_client_session *s, int timeout_ms,
+                                       dpr_batch_result *res);
 
 /* Batches sent and not yet returned by recv (one shard, or all with
  * shard == UINT32_MAX). */
@@ -239,8 +253,8 @@ DPR_EXPORT size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollf
  * (-ESTALE, -ECONNRESET, ...) otherwise, or a send error. -ETIMEDOUT leaves
  * the batch in flight.
  */
-DPR_EXPORT int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
-                            uint64_t *seq);
+DPR_EXPORT int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op,
+                                       struct redisReply **reply, uint64_t *seq);
 
 /*
  * Advances the commit point with a cut (from dpr_client_sync; one sync may
@@ -249,7 +263,7 @@ DPR_EXPORT int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, 
  * (roll back) and changes nothing.
  */
 DPR_EXPORT int dpr_client_session_apply_cut(dpr_client_session *s, const dpr_cut *cut,
-                                 uint64_t *commit_point);
+                                            uint64_t *commit_point);
 /* dpr_client_sync + dpr_client_session_apply_cut. */
 DPR_EXPORT int dpr_client_session_commit_point(dpr_client_session *s, uint64_t *commit_point);
 /* Is operation seq committed (see dpr_session_is_committed)? No I/O. */
@@ -260,7 +274,8 @@ DPR_EXPORT bool dpr_client_session_is_committed(const dpr_client_session *s, uin
  * -ESTALE when the session must roll back first; -EINVAL for a sequence
  * number not issued yet.
  */
-DPR_EXPORT int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq, int timeout_ms);
+DPR_EXPORT int dpr_client_session_wait_committed(dpr_client_session *s, uint64_t seq,
+                                                 int timeout_ms);
 
 /* Must the session roll back before it goes on (a refusal, an abandoned
  * batch, or a newer world-line seen in a cut)? */
@@ -278,6 +293,6 @@ DPR_EXPORT bool dpr_client_session_needs_rollback(const dpr_client_session *s);
  * changed); -EREMOTEIO if the finder no longer knows the prefix.
  */
 DPR_EXPORT int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
-                                dpr_rollback_result *res);
+                                           dpr_rollback_result *res);
 
 #endif

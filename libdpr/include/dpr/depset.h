@@ -45,8 +45,6 @@ DPR_EXPORT int dpr_depset_set(dpr_depset *s, uint64_t worker, uint64_t version);
 DPR_EXPORT int dpr_depset_put_max(dpr_depset *s, uint64_t worker, uint64_t version);
 /* Removes worker; returns true if it was there. */
 DPR_EXPORT bool dpr_depset_remove(dpr_depset *s, uint64_t worker);
-/* dst[w] = max(dst[w], src[w]) for every w in src. */
-DPR_EXPORT int dpr_depset_merge(dpr_depset *dst, const dpr_depset *src);
 /* Removes every entry whose version is <= cut[worker] (absent: 0); returns
  * how many were removed. Never allocates. */
 DPR_EXPORT size_t dpr_depset_prune(dpr_depset *s, const dpr_depset *cut);
