@@ -39,7 +39,8 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
                libconfig-dev libjansson-dev \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
-               redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml
+               redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
+               libfuse3-dev fuse3
 
 # Each component's build.mk adds its unit tests to UNIT_BINS and its fuzz
 # targets to FUZZ_BINS. Order matters: later ones link earlier ones.
@@ -51,6 +52,7 @@ include finder/build.mk
 include cachestore/build.mk
 include agent/build.mk
 include bench/build.mk
+include tests/lib/build.mk
 
 .PHONY: all deps test fuzz fuzz-build bench bench-finder install clean
 .DEFAULT_GOAL := all

@@ -102,16 +102,25 @@ int agent_write_env(agent *a, const agent_instance *in)
 
 void agent_update_status(agent *a)
 {
-    char text[256];
-    size_t ready = 0;
+    char text[512], sick[160] = "", part[200] = "";
+    size_t ready = 0, unhealthy = 0, off = 0;
 
     for (size_t i = 0; i < a->st.ninst; i++) {
         inst_rt *rt = agent_rt_find(a, a->st.inst[i].name);
         ready += rt && agent_rt_ready(rt);
+        if (rt && rt->known && rt->health != AGENT_HEALTH_OK && unhealthy++ < 3 &&
+            off < sizeof(sick))
+            off += (size_t)snprintf(sick + off, sizeof(sick) - off, "%s%s %s",
+                                    unhealthy > 1 ? ", " : "", rt->name,
+                                    agent_health_name(rt->health));
     }
-    snprintf(text, sizeof(text), "generation %llu: %zu/%zu instances ready; finder %s; %s",
-             (unsigned long long)a->st.generation, ready, a->st.ninst,
+    if (unhealthy)
+        snprintf(part, sizeof(part), ", %zu unhealthy (%s%s)", unhealthy, sick,
+                 unhealthy > 3 ? ", ..." : "");
+    snprintf(text, sizeof(text), "generation %llu: %zu/%zu instances ready%s; finder %s%s; %s",
+             (unsigned long long)a->st.generation, ready, a->st.ninst, part,
              agent_finder_address(a->finder),
+             a->finder_lost ? " STATE LOST (see docs/operations.md)" : "",
              agent_units_connected(a->units) ? "systemd connected" : "systemd not reachable");
     if (strcmp(text, a->status_text) == 0)
         return;
@@ -181,6 +190,7 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
     for (size_t i = 0; i < plan->deleted.n; i++)
         agent_log_instance(DPR_LOG_INFO, plan->deleted.v[i], "deleted (generation %llu): "
                            "stopping", (unsigned long long)a->st.generation);
+    agent_check_finder(a);
     agent_reconcile(a);
     agent_update_status(a);
 }
@@ -377,6 +387,19 @@ static int load_state(agent *a, dpr_err *err)
         agent_state_free(&a->st);
         return -EINVAL;
     }
+    if (rc == 1) {
+        /* instances recorded before finder tokens got new ones: durable
+         * before any instance file carries them */
+        rc = agent_statefile_save(a->state_path, &a->st, err);
+        if (rc < 0) {
+            snprintf(why, sizeof(why), "%s", dpr_err_str(err, rc));
+            agent_state_free(&a->st);
+            return dpr_err_set(err, rc, "cannot record the new finder tokens: %s; refusing to "
+                               "start", why);
+        }
+        log_info("instances recorded without a finder token got one (each is registered "
+                 "with it at its next start)");
+    }
     log_info("state loaded: generation %llu, %zu instances, %zu retiring",
              (unsigned long long)a->st.generation, a->st.ninst, a->st.nretiring);
     return 0;
@@ -440,6 +463,7 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
         goto fail_started;
     a->last_world_line = dpr_finder_world_line(agent_finder_core(a->finder));
     a->last_max_version = dpr_finder_max_version(agent_finder_core(a->finder));
+    agent_check_finder(a); /* a finder that lost its state is loud from the start */
 
     for (size_t i = 0; i < a->st.ninst; i++) {
         inst_rt *rt = agent_rt_ensure(a, a->st.inst[i].name);
@@ -453,6 +477,11 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
 
     memset(&cc, 0, sizeof(cc));
     cc.path = cfg->control_socket;
+    cc.max_clients = cfg->control_max_connections;
+    cc.max_per_user = cfg->control_max_per_user;
+    cc.root_reserved = cfg->control_root_reserved;
+    cc.idle_timeout_ms = cfg->control_idle_timeout_ms;
+    cc.max_input_bytes = cfg->control_max_input_bytes;
     gr = getgrnam(cfg->control_group);
     if (gr) {
         cc.have_group = true;

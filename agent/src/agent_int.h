@@ -16,6 +16,7 @@
 #include "control.h"
 #include "dpr/err.h"
 #include "finderhost.h"
+#include "health.h"
 #include "plan.h"
 #include "state.h"
 #include "units.h"
@@ -26,12 +27,16 @@ typedef struct inst_rt {
     bool watched;          /* properties requested on this connection */
     bool known;            /* ActiveState received */
     agent_unit_props props;
-    char last_error[320];
+    char last_error[320 + AGENT_STATUS_TEXT_MAX];
+    agent_health health;   /* derived from the unit and its StatusText; reported */
+    char fail_text[AGENT_STATUS_TEXT_MAX]; /* the last "failed: ..." StatusText */
     bool want_start;       /* start it if it is not running */
     bool restart_pending;  /* updated: restart it in rolling order */
     bool in_flight;        /* an operation was issued, not yet done */
     agent_unit_op op;
     int retire_step;       /* for a retiring unit: 0 stop, 1 clean, 2 done */
+    uint64_t memory_max_want;    /* the MemoryMax being set */
+    uint64_t memory_max_refused; /* a MemoryMax systemd refused (not tried again); 0 none */
     bool retry_later;      /* an operation failed: the retry timer tries again */
 } inst_rt;
 
@@ -58,7 +63,10 @@ struct agent {
     uv_timer_t retry_timer; /* failed unit operations, blocked retirements */
     bool timers_open;
     bool stopping;
-    char status_text[256];
+    char status_text[512];
+    /* the finder does not know workers it had committed versions of */
+    size_t finder_lost;    /* how many desired instances */
+    char finder_lost_first[AGENT_INSTANCE_NAME_MAX + 1];
 };
 
 /* agent.c */
@@ -88,5 +96,12 @@ void agent_emit(agent *a, const char *type, json_t *fields); /* steals fields */
 void agent_emit_instance(agent *a, const inst_rt *rt);
 void agent_on_finder_commit(void *arg);
 bool agent_rt_ready(const inst_rt *rt);
+/* Marks instances whose versions the finder committed, and finds those it
+ * no longer knows (its state was lost): logs, events and status on change. */
+void agent_check_finder(agent *a);
+/* Did the finder commit versions of in's worker and no longer know it? */
+bool agent_worker_lost(agent *a, const agent_instance *in);
+/* A new health of rt (already in rt->health): log, event, status. */
+void agent_report_health(agent *a, inst_rt *rt, agent_health before);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "common/addr.h"
 #include "common/num.h"
+#include "control.h"
 #include "spec.h"
 
 typedef struct ctx {
@@ -231,12 +232,43 @@ static void check_socket_path(ctx *x, const config_setting_t *s, const char *v)
                    sizeof(un.sun_path) - 1, v);
 }
 
+/* control.max_connections and the other limits of the control socket. */
+static void read_control_limits(ctx *x, config_setting_t *control, agent_config *c)
+{
+    long long maxc = AGENT_CONTROL_MAX_CONNECTIONS, per_user = AGENT_CONTROL_MAX_PER_USER;
+    long long reserved = AGENT_CONTROL_ROOT_RESERVED, idle = AGENT_CONTROL_IDLE_TIMEOUT_MS;
+    long long input = AGENT_CONTROL_MAX_INPUT_BYTES;
+    size_t before = x->probs->n;
+
+    get_int(x, control, "control.max_connections", "max_connections", 1, 65536, &maxc);
+    get_int(x, control, "control.max_connections_per_user", "max_connections_per_user", 1,
+            65536, &per_user);
+    get_int(x, control, "control.root_reserved_connections", "root_reserved_connections", 0,
+            65535, &reserved);
+    get_int(x, control, "control.idle_timeout_ms", "idle_timeout_ms", 100, 3600000, &idle);
+    get_int(x, control, "control.max_input_bytes", "max_input_bytes",
+            AGENT_CONTROL_MIN_INPUT_BYTES, 1024LL * 1024 * 1024, &input);
+    if (x->probs->n == before && reserved >= maxc)
+        problem_at(x, member_or(control, "root_reserved_connections", control),
+                   "'control.root_reserved_connections' (%lld) must be below "
+                   "'control.max_connections' (%lld): other users need a slot", reserved,
+                   maxc);
+    c->control_max_connections = (uint32_t)maxc;
+    c->control_max_per_user = (uint32_t)per_user;
+    c->control_root_reserved = (uint32_t)reserved;
+    c->control_idle_timeout_ms = (uint32_t)idle;
+    c->control_max_input_bytes = (uint32_t)input;
+}
+
 static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
                                        "finder", "cachestores", "log", NULL };
     static const char *const node_keys[] = { "name", "address", NULL };
-    static const char *const control_keys[] = { "socket", "group", NULL };
+    static const char *const control_keys[] = { "socket", "group", "max_connections",
+                                                "max_connections_per_user",
+                                                "root_reserved_connections", "idle_timeout_ms",
+                                                "max_input_bytes", NULL };
     static const char *const finder_keys[] = { "listen", NULL };
     static const char *const cs_keys[] = { "instance_directory", "listen_address",
                                            "port_min", "port_max", "checkpoint_interval_ms",
@@ -297,6 +329,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     get_int(x, cs, "cachestores.max_clients", "max_clients", AGENT_MAX_CLIENTS_MIN,
             AGENT_MAX_CLIENTS_MAX, &maxc);
     get_bool(x, log, "log.verbose", "verbose", &c->verbose);
+    read_control_limits(x, control, c);
     c->port_min = (uint16_t)pmin;
     c->port_max = (uint16_t)pmax;
     c->checkpoint_interval_ms = (uint32_t)interval;

@@ -31,7 +31,13 @@ typedef struct agent_config {
     char *state_dir;          /* default /var/lib/dpr */
     char *control_socket;     /* default /run/dpr/agent.sock */
     char *control_group;      /* default dpr */
-    char *finder_listen;      /* default 127.0.0.1:7000 */
+    /* control socket limits (defaults: AGENT_CONTROL_* in control.h) */
+    uint32_t control_max_connections;     /* in all; default 256 */
+    uint32_t control_max_per_user;        /* of one non-root uid; default 32 */
+    uint32_t control_root_reserved;       /* of the total, only for root; default 16 */
+    uint32_t control_idle_timeout_ms;     /* default 10000 */
+    uint32_t control_max_input_bytes;     /* buffered by all connections; default 16 MiB */
+    char *finder_listen;      /* default 127.0.0.1:7000; a wildcard host means node_address */
     char *instance_dir;       /* default /run/dpr/instances */
     char *cs_address;         /* cache-stores listen here; default node address */
     uint16_t port_min, port_max; /* default 7100..7999 */

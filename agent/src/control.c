@@ -1,6 +1,7 @@
 /* control.c - see control.h. */
 #include "control.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,36 +10,45 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/list.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
+#include "common/list.h"
 #include "common/log.h"
 #include "common/uvutil.h"
 
 #define READ_CHUNK (64 * 1024)
-/* A client that does not read its replies stops being read past this. */
-#define MAX_PENDING_OUTPUT (8u * 1024 * 1024)
-/* A refused caller that sends nothing gets its error after this long. */
-#define DENY_WAIT_MS 2000
+/* The most a connection buffers: one maximal line and its newline. */
+#define INPUT_MAX ((size_t)AGENT_MAX_LINE + 1)
+/* The first allocation for a connection's input (grown by doubling). */
+#define INPUT_MIN 1024
+/* A client that does not read its replies stops being read past this (as
+ * much as an event stream may have queued). */
+#define MAX_PENDING_OUTPUT (1024u * 1024)
+/* Connections the kernel queues until the agent accepts them (it caps this
+ * at net.core.somaxconn): a burst must not make connect() fail with EAGAIN
+ * for clients with non-blocking sockets. */
+#define LISTEN_BACKLOG 1024
+/* Refused connections logged one by one per second; the rest are counted. */
+#define REFUSALS_LOGGED_PER_SEC 10
 
 struct agent_client {
     uv_pipe_t pipe;
+    uv_timer_t idle_timer; /* served connections only */
     agent_control *ctl;
     agent_client *prev, *next;
-    dpr_buf in;           /* bytes of the line being read */
+    dpr_buf in;            /* bytes of the line being read; in.cap counts in ctl->input_bytes */
     agent_peer peer;
     size_t writes_pending;
-    bool stream;          /* events only */
-    bool make_stream;     /* becomes a stream after the current reply */
+    bool served;           /* in ctl->clients and counted; false: refused at accept */
+    bool stream;           /* events only */
+    bool make_stream;      /* becomes a stream after the current reply */
     bool close_after_write;
     bool closing;
     bool paused;
-    bool denied;          /* answer the first request with permission_denied */
-    bool timer_open;
-    int handles;          /* pipe + timer still to be closed */
-    uv_timer_t deny_timer;
-    char name[64];        /* for logs: "pid 12 uid 0" */
+    int handles;           /* pipe (+ idle timer) still to be closed */
+    char name[64];         /* for logs: "pid 12 uid 0" */
 };
 
 struct agent_control {
@@ -46,19 +56,26 @@ struct agent_control {
     uv_pipe_t listener;
     bool listener_open;
     bool closing;
-    size_t open_handles;  /* listener + clients still to be closed */
+    size_t open_handles;   /* listener + clients still to be closed */
     agent_control_config cfg;
     char *path;
     agent_control_handler handler;
     void *arg;
-    agent_client *clients;
+    agent_client *clients; /* served connections */
     size_t nclients, nstreams;
+    size_t input_bytes;    /* sum of in.cap over the served connections */
+    dpr_buf deny_line;     /* the permission_denied line, made once */
+    uv_timer_t refusal_timer; /* logs how many refusals were not logged */
+    bool refusal_timer_open;
+    uint64_t refusals_since_ms; /* log rate limit: window start, logged, not logged */
+    size_t refusals_logged, refusals_quiet;
     char readbuf[READ_CHUNK];
 };
 
 static void maybe_free_ctl(agent_control *ctl)
 {
     if (ctl->closing && ctl->open_handles == 0) {
+        dpr_buf_free(&ctl->deny_line);
         free(ctl->path);
         free(ctl);
     }
@@ -77,6 +94,14 @@ static void on_client_closed(uv_handle_t *h)
     maybe_free_ctl(ctl);
 }
 
+/* Gives back the connection's input buffer (nothing more will be read). */
+static void input_release(agent_client *c)
+{
+    assert(c->ctl->input_bytes >= c->in.cap);
+    c->ctl->input_bytes -= c->in.cap;
+    dpr_buf_free(&c->in);
+}
+
 static void client_close(agent_client *c)
 {
     agent_control *ctl = c->ctl;
@@ -84,14 +109,14 @@ static void client_close(agent_client *c)
     if (c->closing)
         return;
     c->closing = true;
-    dpr_uv_discard_input((uv_handle_t *)&c->pipe);
-    DPR_LIST_REMOVE(ctl->clients, c);
-    ctl->nclients--;
-    if (c->stream)
-        ctl->nstreams--;
-    if (c->timer_open) {
-        c->timer_open = false;
-        uv_close((uv_handle_t *)&c->deny_timer, on_client_closed);
+    if (c->served) {
+        dpr_uv_discard_input((uv_handle_t *)&c->pipe);
+        DPR_LIST_REMOVE(ctl->clients, c);
+        ctl->nclients--;
+        if (c->stream)
+            ctl->nstreams--;
+        input_release(c);
+        uv_close((uv_handle_t *)&c->idle_timer, on_client_closed);
     }
     uv_close((uv_handle_t *)&c->pipe, on_client_closed);
 }
@@ -99,6 +124,26 @@ static void client_close(agent_client *c)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void process_lines(agent_client *c);
+static void on_idle(uv_timer_t *t);
+
+/*
+ * The idle timer runs while the agent waits for the client's bytes: not
+ * while a reply is being written (or the connection is paused because its
+ * replies are not read), and never on an event stream. It starts when the
+ * connection starts waiting and is not extended by partial lines, so a
+ * request must be complete within idle_timeout_ms.
+ */
+static void idle_update(agent_client *c)
+{
+    bool waiting = !c->stream && !c->close_after_write && !c->paused && c->writes_pending == 0;
+
+    if (c->closing)
+        return;
+    if (!waiting)
+        uv_timer_stop(&c->idle_timer);
+    else if (!uv_is_active((uv_handle_t *)&c->idle_timer))
+        uv_timer_start(&c->idle_timer, on_idle, c->ctl->cfg.idle_timeout_ms, 0);
+}
 
 static void on_write_done(uv_stream_t *s, int status)
 {
@@ -125,6 +170,7 @@ static void on_write_done(uv_stream_t *s, int status)
             uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
             client_close(c);
     }
+    idle_update(c);
 }
 
 /* Queues one line (takes the memory of *line; *line is empty afterwards). */
@@ -161,53 +207,45 @@ static void send_json(agent_client *c, json_t *reply)
         client_close(c);
 }
 
-/* Sends `reply` (consumed) as the connection's last line: stops reading
- * and closes once it is written. */
-static void send_last(agent_client *c, json_t *reply)
+/* Sends an error as the connection's last line: stops reading, drops the
+ * input, and closes once the line is written. */
+static void fail_and_close(agent_client *c, const char *code, const char *msg)
 {
+    json_t *reply = agent_reply_error(NULL, code, msg, NULL);
+
     uv_read_stop((uv_stream_t *)&c->pipe);
     c->close_after_write = true;
+    input_release(c);
     send_json(c, reply);
     json_decref(reply);
     if (!c->closing && c->writes_pending == 0)
         client_close(c);
+    else
+        idle_update(c);
 }
 
-/* Sends an error and closes the connection once it is written. */
-static void fail_and_close(agent_client *c, const char *code, const char *msg)
-{
-    send_last(c, agent_reply_error(NULL, code, msg, NULL));
-}
-
-static const char *deny_message(const agent_control *ctl)
-{
-    return ctl->cfg.have_group
-        ? "permission denied: the control API is for root and members of the agent's "
-          "control group"
-        : "permission denied: the control API is for root (the control group does not "
-          "exist on this host)";
-}
-
-/* The one reply a refused caller gets: to its first request (with its id). */
-static void deny(agent_client *c, const char *line, size_t len)
-{
-    json_error_t jerr;
-    json_t *req = line ? json_loadb(line, len, 0, &jerr) : NULL;
-    json_t *id = json_is_object(req) ? json_object_get(req, "id") : NULL;
-    json_t *reply = agent_reply_error(id, AGENT_E_PERMISSION_DENIED, deny_message(c->ctl),
-                                      NULL);
-
-    json_decref(req);
-    c->denied = false;
-    send_last(c, reply);
-}
-
-static void on_deny_timer(uv_timer_t *t)
+static void on_idle(uv_timer_t *t)
 {
     agent_client *c = t->data;
+    char msg[160];
 
-    if (!c->closing && c->denied)
-        deny(c, NULL, 0);
+    if (c->closing)
+        return;
+    if (c->in.len > 0) {
+        log_info("control client %s: request line not completed within %u ms; closing",
+                 c->name, c->ctl->cfg.idle_timeout_ms);
+        snprintf(msg, sizeof(msg), "request line not completed within %u ms "
+                 "(control.idle_timeout_ms); closing the connection",
+                 c->ctl->cfg.idle_timeout_ms);
+        fail_and_close(c, AGENT_E_BAD_REQUEST, msg);
+    } else {
+        log_debug("control client %s: idle for %u ms; closing", c->name,
+                  c->ctl->cfg.idle_timeout_ms);
+        snprintf(msg, sizeof(msg), "idle for %u ms (control.idle_timeout_ms): closing the "
+                 "connection; connect again to send more requests",
+                 c->ctl->cfg.idle_timeout_ms);
+        fail_and_close(c, AGENT_E_UNAVAILABLE, msg);
+    }
 }
 
 static void handle_line(agent_client *c, char *line, size_t len)
@@ -220,10 +258,6 @@ static void handle_line(agent_client *c, char *line, size_t len)
         len--;
     if (len == 0)
         return; /* blank lines are ignored */
-    if (c->denied) {
-        deny(c, line, len);
-        return;
-    }
     if (agent_request_parse(line, len, &req, &reply) == 0) {
         reply = ctl->handler(ctl->arg, c, &req);
         if (!reply)
@@ -240,6 +274,31 @@ static void handle_line(agent_client *c, char *line, size_t len)
     }
 }
 
+/* After lines were consumed: an empty buffer is given back, a mostly empty
+ * big one shrunk, so that an idle connection holds (almost) nothing. */
+static void input_shrink(agent_client *c)
+{
+    agent_control *ctl = c->ctl;
+    size_t cap;
+    char *p;
+
+    if (c->in.len == 0) {
+        input_release(c);
+        return;
+    }
+    if (c->in.cap <= READ_CHUNK || c->in.len > c->in.cap / 4)
+        return;
+    cap = c->in.cap / 2;
+    while (cap / 2 >= c->in.len && cap / 2 >= INPUT_MIN)
+        cap /= 2;
+    p = realloc(c->in.data, cap);
+    if (!p)
+        return; /* keeps the bigger block */
+    ctl->input_bytes -= c->in.cap - cap;
+    c->in.data = p;
+    c->in.cap = cap;
+}
+
 static void process_lines(agent_client *c)
 {
     size_t start = 0;
@@ -252,9 +311,8 @@ static void process_lines(agent_client *c)
             break;
         n = (size_t)(nl - (c->in.data + start));
         if (n > AGENT_MAX_LINE) {
-            start = c->in.len;
             fail_and_close(c, AGENT_E_BAD_REQUEST, "request line longer than 1 MiB");
-            break;
+            return;
         }
         handle_line(c, c->in.data + start, n);
         start += n + 1;
@@ -264,42 +322,113 @@ static void process_lines(agent_client *c)
             break;
         }
     }
+    if (c->closing || c->close_after_write)
+        return; /* the input is gone */
     if (c->stream)
         start = c->in.len; /* what follows `events` is ignored */
     dpr_buf_consume(&c->in, start);
-    if (!c->closing && !c->close_after_write && c->in.len > AGENT_MAX_LINE) {
-        if (c->denied)
-            deny(c, NULL, 0);
-        else
-            fail_and_close(c, AGENT_E_BAD_REQUEST, "request line longer than 1 MiB");
+    input_shrink(c);
+    if (c->in.len > AGENT_MAX_LINE) {
+        fail_and_close(c, AGENT_E_BAD_REQUEST, "request line longer than 1 MiB");
+        return;
     }
+    idle_update(c);
+}
+
+/*
+ * The served connection to close when the input buffers would exceed the
+ * budget: the one holding the most, non-root connections before root's; c
+ * (which wants to hold c_cap) only when it is strictly the biggest, so a
+ * connection that sits on a partial line goes before one still sending.
+ */
+static size_t holder_rank(const agent_client *x, size_t cap)
+{
+    return (x->peer.uid != 0 ? SIZE_MAX / 2 : 0) + cap; /* cap <= INPUT_MAX */
+}
+
+static agent_client *largest_holder(agent_control *ctl, agent_client *c, size_t c_cap)
+{
+    agent_client *best = NULL, *o;
+
+    for (o = ctl->clients; o; o = o->next)
+        if (o != c && !o->closing && o->in.cap > 0 &&
+            (!best || holder_rank(o, o->in.cap) > holder_rank(best, best->in.cap)))
+            best = o;
+    if (!best || holder_rank(c, c_cap) > holder_rank(best, best->in.cap))
+        best = c;
+    return best;
+}
+
+/*
+ * Makes room in c's input for `extra` more bytes, within INPUT_MAX and the
+ * total budget (closing the biggest other holders when needed). 0;
+ * -ENOBUFS when c is the one that must go; -ENOMEM.
+ */
+static int input_reserve(agent_client *c, size_t extra)
+{
+    agent_control *ctl = c->ctl;
+    size_t need = c->in.len + extra, cap;
+    char *p;
+
+    if (need <= c->in.cap)
+        return 0;
+    assert(need <= INPUT_MAX); /* on_alloc never offers more */
+    cap = c->in.cap ? c->in.cap : INPUT_MIN;
+    while (cap < need)
+        cap *= 2;
+    if (cap > INPUT_MAX)
+        cap = INPUT_MAX;
+    while (ctl->input_bytes - c->in.cap + cap > ctl->cfg.max_input_bytes) {
+        agent_client *victim = largest_holder(ctl, c, cap);
+        char msg[200];
+
+        if (victim == c)
+            return -ENOBUFS;
+        log_notice("control client %s: closing it: the control connections buffer more "
+                   "than %zu bytes of input and it holds the most (%zu)", victim->name,
+                   ctl->cfg.max_input_bytes, victim->in.cap);
+        snprintf(msg, sizeof(msg), "the agent's control input buffers are full "
+                 "(control.max_input_bytes = %zu) and this connection held the most; "
+                 "retry later", ctl->cfg.max_input_bytes);
+        fail_and_close(victim, AGENT_E_UNAVAILABLE, msg);
+    }
+    p = realloc(c->in.data, cap);
+    if (!p)
+        return -ENOMEM;
+    ctl->input_bytes += cap - c->in.cap;
+    c->in.data = p;
+    c->in.cap = cap;
+    return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     agent_client *c = h->data;
+    size_t room = INPUT_MAX - c->in.len;
 
     (void)suggested;
+    assert(c->in.len <= AGENT_MAX_LINE); /* longer input was refused */
     buf->base = c->ctl->readbuf;
-    buf->len = sizeof(c->ctl->readbuf);
+    buf->len = room < sizeof(c->ctl->readbuf) ? room : sizeof(c->ctl->readbuf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     agent_client *c = s->data;
+    char msg[200];
+    int rc;
 
     if (c->closing)
         return;
-    if (nread == UV_EOF && c->denied) {
-        deny(c, NULL, 0);
-        return;
-    }
     if (nread == UV_EOF) {
         uv_read_stop(s);
-        if (c->writes_pending == 0)
+        if (c->writes_pending == 0) {
             client_close(c);
-        else
+        } else {
             c->close_after_write = true;
+            input_release(c); /* an unfinished line stays so */
+            idle_update(c);
+        }
         return;
     }
     if (nread < 0) {
@@ -308,11 +437,126 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->stream || c->close_after_write)
         return;
-    if (dpr_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
+    rc = input_reserve(c, (size_t)nread);
+    if (rc == -ENOBUFS) {
+        log_notice("control client %s: closing it: the control connections buffer more than "
+                   "%zu bytes of input and it holds the most", c->name,
+                   c->ctl->cfg.max_input_bytes);
+        snprintf(msg, sizeof(msg), "the agent's control input buffers are full "
+                 "(control.max_input_bytes = %zu) and this connection held the most; "
+                 "retry later", c->ctl->cfg.max_input_bytes);
+        fail_and_close(c, AGENT_E_UNAVAILABLE, msg);
+        return;
+    }
+    if (rc < 0) {
         fail_and_close(c, AGENT_E_INTERNAL, "out of memory");
         return;
     }
+    rc = dpr_buf_append(&c->in, buf->base, (size_t)nread);
+    assert(rc == 0); /* the room was reserved */
     process_lines(c);
+}
+
+static void on_refusal_timer(uv_timer_t *t)
+{
+    agent_control *ctl = t->data;
+
+    log_notice("control socket: %zu more connections refused (at most %d a second are "
+               "logged one by one)", ctl->refusals_quiet, REFUSALS_LOGGED_PER_SEC);
+    ctl->refusals_since_ms = dpr_mono_ms();
+    ctl->refusals_logged = ctl->refusals_quiet = 0;
+}
+
+/* Rate limit for the log lines of refused connections (anyone can cause
+ * them): true when this one may be logged; the others are counted and
+ * their number logged at the end of the second. */
+static bool refusal_logged(agent_control *ctl)
+{
+    uint64_t now = dpr_mono_ms(), spent;
+
+    if (ctl->refusals_quiet == 0 && now - ctl->refusals_since_ms >= 1000) {
+        ctl->refusals_since_ms = now;
+        ctl->refusals_logged = 0;
+    }
+    if (ctl->refusals_logged < REFUSALS_LOGGED_PER_SEC) {
+        ctl->refusals_logged++;
+        return true;
+    }
+    if (ctl->refusals_quiet++ == 0) {
+        spent = now - ctl->refusals_since_ms;
+        uv_timer_start(&ctl->refusal_timer, on_refusal_timer, spent < 1000 ? 1000 - spent : 0,
+                       0);
+    }
+    return false;
+}
+
+/* Writes one line to a connection refused at accept, without reading from
+ * it, and closes it: it holds no slot and no buffer. The line is short and
+ * the socket new, so a non-blocking write takes it whole. */
+static void refuse(agent_client *c, const dpr_buf *line)
+{
+    uv_buf_t b;
+    int rc;
+
+    if (line && line->len > 0) {
+        b = uv_buf_init(line->data, (unsigned)line->len);
+        rc = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+        if (rc < 0 && !dpr_uv_peer_gone(rc))
+            log_debug("control client %s: cannot write the refusal: %s", c->name,
+                      uv_strerror(rc));
+    }
+    client_close(c);
+}
+
+/* Refuses c for a limit with an `unavailable` line saying which. */
+static void refuse_unavailable(agent_client *c, const char *msg)
+{
+    json_t *reply = agent_reply_error(NULL, AGENT_E_UNAVAILABLE, msg, NULL);
+    dpr_buf line = DPR_BUF_INIT;
+
+    if (reply && agent_json_line(reply, &line) < 0)
+        dpr_buf_reset(&line);
+    json_decref(reply);
+    refuse(c, &line);
+    dpr_buf_free(&line);
+}
+
+static size_t uid_count(const agent_control *ctl, uid_t uid)
+{
+    size_t n = 0;
+
+    for (const agent_client *o = ctl->clients; o; o = o->next)
+        if (o->peer.uid == uid)
+            n++;
+    return n;
+}
+
+/* Whether the limits let c in; if not, refuses it (and returns false). */
+static bool admit(agent_control *ctl, agent_client *c)
+{
+    const agent_control_config *cfg = &ctl->cfg;
+    char msg[240];
+
+    if (c->peer.uid == 0) {
+        if (ctl->nclients < cfg->max_clients)
+            return true;
+        snprintf(msg, sizeof(msg), "too many control connections (control.max_connections "
+                 "= %zu); retry later", cfg->max_clients);
+    } else if (ctl->nclients >= cfg->max_clients - cfg->root_reserved) {
+        snprintf(msg, sizeof(msg), "too many control connections (control.max_connections "
+                 "= %zu, of which control.root_reserved_connections = %zu are kept for "
+                 "root); retry later", cfg->max_clients, cfg->root_reserved);
+    } else if (uid_count(ctl, c->peer.uid) >= cfg->max_per_user) {
+        snprintf(msg, sizeof(msg), "too many control connections from uid %u "
+                 "(control.max_connections_per_user = %zu); close some and retry",
+                 (unsigned)c->peer.uid, cfg->max_per_user);
+    } else {
+        return true;
+    }
+    if (refusal_logged(ctl))
+        log_notice("control client %s refused: %s", c->name, msg);
+    refuse_unavailable(c, msg);
+    return false;
 }
 
 static void on_connection(uv_stream_t *l, int status)
@@ -338,8 +582,6 @@ static void on_connection(uv_stream_t *l, int status)
     c->handles = 1;
     c->pipe.data = c;
     ctl->open_handles++;
-    DPR_LIST_PREPEND(ctl->clients, c);
-    ctl->nclients++;
     rc = uv_accept(l, (uv_stream_t *)&c->pipe);
     if (rc < 0 || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
         client_close(c);
@@ -349,28 +591,26 @@ static void on_connection(uv_stream_t *l, int status)
     snprintf(c->name, sizeof(c->name), "pid %d uid %u", (int)c->peer.pid,
              (unsigned)c->peer.uid);
     if (rc <= 0) {
-        log_notice("control client %s refused: neither root nor in the control group",
-                   c->name);
-        /* answer its first request (so a client that writes, then reads, gets
-         * the error and not a broken pipe), or after DENY_WAIT_MS */
-        c->denied = true;
-        if (uv_timer_init(ctl->loop, &c->deny_timer) == 0) {
-            c->deny_timer.data = c;
-            c->timer_open = true;
-            c->handles++;
-            uv_timer_start(&c->deny_timer, on_deny_timer, DENY_WAIT_MS, 0);
-        }
-        if (!c->timer_open || uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
-            deny(c, NULL, 0);
+        if (refusal_logged(ctl))
+            log_notice("control client %s refused: neither root nor in the control group",
+                       c->name);
+        refuse(c, &ctl->deny_line);
         return;
     }
-    if (ctl->nclients > ctl->cfg.max_clients) {
-        fail_and_close(c, AGENT_E_UNAVAILABLE, "too many control connections; retry later");
+    if (!admit(ctl, c))
         return;
-    }
+    uv_timer_init(ctl->loop, &c->idle_timer);
+    c->idle_timer.data = c;
+    c->handles++;
+    c->served = true;
+    DPR_LIST_PREPEND(ctl->clients, c);
+    ctl->nclients++;
     log_debug("control client %s connected", c->name);
-    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
+    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
         client_close(c);
+        return;
+    }
+    idle_update(c);
 }
 
 static int ensure_parent_dir(const char *path)
@@ -381,6 +621,7 @@ static int ensure_parent_dir(const char *path)
     return rc < 0 ? rc : dpr_mkdir_p(dir, 0755, NULL);
 }
 
+/* The listener's and the refusal timer's close callback. */
 static void on_listener_closed(uv_handle_t *h)
 {
     agent_control *ctl = h->data;
@@ -389,11 +630,21 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_free_ctl(ctl);
 }
 
+static const char *deny_message(const agent_control *ctl)
+{
+    return ctl->cfg.have_group
+        ? "permission denied: the control API is for root and members of the agent's "
+          "control group"
+        : "permission denied: the control API is for root (the control group does not "
+          "exist on this host)";
+}
+
 int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
                        agent_control_handler handler, void *arg, agent_control **out,
                        dpr_err *err)
 {
     agent_control *ctl = calloc(1, sizeof(*ctl));
+    json_t *deny;
     struct stat sb;
     int rc;
 
@@ -405,11 +656,29 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     ctl->cfg = *cfg;
     ctl->cfg.path = ctl->path;
     if (!ctl->cfg.max_clients)
-        ctl->cfg.max_clients = 256;
+        ctl->cfg.max_clients = AGENT_CONTROL_MAX_CONNECTIONS;
+    if (!ctl->cfg.max_per_user)
+        ctl->cfg.max_per_user = AGENT_CONTROL_MAX_PER_USER;
+    if (ctl->cfg.root_reserved >= ctl->cfg.max_clients)
+        ctl->cfg.root_reserved = ctl->cfg.max_clients - 1;
+    if (!ctl->cfg.idle_timeout_ms)
+        ctl->cfg.idle_timeout_ms = AGENT_CONTROL_IDLE_TIMEOUT_MS;
+    if (!ctl->cfg.max_input_bytes)
+        ctl->cfg.max_input_bytes = AGENT_CONTROL_MAX_INPUT_BYTES;
+    if (ctl->cfg.max_input_bytes < INPUT_MAX)
+        ctl->cfg.max_input_bytes = INPUT_MAX;
     if (!ctl->cfg.max_event_backlog)
         ctl->cfg.max_event_backlog = 1024 * 1024;
     ctl->handler = handler;
     ctl->arg = arg;
+    ctl->refusals_since_ms = dpr_mono_ms();
+    deny = agent_reply_error(NULL, AGENT_E_PERMISSION_DENIED, deny_message(ctl), NULL);
+    rc = deny ? agent_json_line(deny, &ctl->deny_line) : -ENOMEM;
+    json_decref(deny);
+    if (rc < 0) {
+        rc = dpr_err_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
     rc = ensure_parent_dir(ctl->path);
     if (rc < 0) {
         dpr_err_set(err, rc, "cannot create the directory of %s: %s", ctl->path,
@@ -432,11 +701,15 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     ctl->listener.data = ctl;
     ctl->listener_open = true;
     ctl->open_handles = 1;
+    uv_timer_init(loop, &ctl->refusal_timer);
+    ctl->refusal_timer.data = ctl;
+    ctl->refusal_timer_open = true;
+    ctl->open_handles++;
     rc = uv_pipe_bind(&ctl->listener, ctl->path);
     if (rc == 0 && chmod(ctl->path, 0666) < 0)
         rc = -errno;
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&ctl->listener, 64, on_connection);
+        rc = uv_listen((uv_stream_t *)&ctl->listener, LISTEN_BACKLOG, on_connection);
     if (rc < 0) {
         dpr_err_set(err, rc, "cannot listen on %s: %s", ctl->path, uv_strerror(rc));
         agent_control_close(ctl);
@@ -445,6 +718,7 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     *out = ctl;
     return 0;
 fail:
+    dpr_buf_free(&ctl->deny_line);
     free(ctl->path);
     free(ctl);
     return rc;
@@ -516,6 +790,10 @@ void agent_control_close(agent_control *ctl)
         ctl->listener_open = false;
         uv_close((uv_handle_t *)&ctl->listener, on_listener_closed);
         unlink(ctl->path);
+    }
+    if (ctl->refusal_timer_open) {
+        ctl->refusal_timer_open = false;
+        uv_close((uv_handle_t *)&ctl->refusal_timer, on_listener_closed);
     }
     maybe_free_ctl(ctl);
 }

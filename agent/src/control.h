@@ -3,6 +3,18 @@
  * credential check, newline-delimited JSON with a 1 MiB line limit,
  * requests answered in order, and event streams with a bounded backlog
  * (docs/control-api.md). What a request does is the handler's business.
+ *
+ * Abuse limits (docs/control-api.md, "Limits"): a caller that is neither
+ * root nor in the control group gets one permission_denied line at accept,
+ * written without reading its input, and is closed at once; it holds no
+ * slot and no buffer. Served connections count toward a total limit (of
+ * which some slots are kept for root) and, for non-root uids, a per-uid
+ * limit. A connection that the agent waits on (no reply being written, not
+ * an event stream) for idle_timeout_ms without completing a request line is
+ * closed with an error line. Input is buffered as it arrives (never a whole
+ * line up front), and the input buffered by all connections together is
+ * bounded: past max_input_bytes the connection holding the most (non-root
+ * first) is closed with an error line.
  */
 #ifndef AGENT_CONTROL_H
 #define AGENT_CONTROL_H
@@ -24,11 +36,25 @@ typedef struct agent_client agent_client;
  * an internal error reply). May call agent_client_make_stream(c). */
 typedef json_t *(*agent_control_handler)(void *arg, agent_client *c, const agent_request *req);
 
+/* Defaults of the limits (config control.*, conf/agent.conf). */
+#define AGENT_CONTROL_MAX_CONNECTIONS 256
+#define AGENT_CONTROL_MAX_PER_USER 32
+#define AGENT_CONTROL_ROOT_RESERVED 16
+#define AGENT_CONTROL_IDLE_TIMEOUT_MS 10000
+#define AGENT_CONTROL_MAX_INPUT_BYTES (16u * 1024 * 1024)
+/* The least max_input_bytes: room for a maximal request line (1 MiB and
+ * its newline) besides others. */
+#define AGENT_CONTROL_MIN_INPUT_BYTES (2u * 1024 * 1024)
+
 typedef struct agent_control_config {
     const char *path;          /* socket path; its directory is created if missing */
     bool have_group;           /* false: only root is served */
     gid_t group;
-    size_t max_clients;        /* 0: 256 */
+    size_t max_clients;        /* served connections in all; 0: the default */
+    size_t max_per_user;       /* served connections of one non-root uid; 0: the default */
+    size_t root_reserved;      /* of max_clients, slots only root may take (< max_clients) */
+    unsigned idle_timeout_ms;  /* 0: the default */
+    size_t max_input_bytes;    /* input buffered by all connections; 0: the default */
     size_t max_event_backlog;  /* bytes queued to an event stream; 0: 1 MiB */
 } agent_control_config;
 

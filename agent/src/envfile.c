@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fs.h"
@@ -39,16 +40,23 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                  "DPR_WORKER=%llu\n"
                  "DPR_CHECKPOINT_INTERVAL_MS=%u\n"
                  "DPR_MAX_CLIENTS=%u\n"
+                 "DPR_MAXMEMORY=%llu\n"
                  "# the same for dpr-kv (docs/dpr-kv.md, Configuration)\n"
                  "DPR_KV_LISTEN=%s\n"
                  "DPR_KV_FINDER=%s\n"
                  "DPR_KV_WORKER=%llu\n"
                  "DPR_KV_CHECKPOINT_INTERVAL_MS=%u\n"
-                 "DPR_KV_MAX_CLIENTS=%u\n",
+                 "DPR_KV_MAX_CLIENTS=%u\n"
+                 "DPR_KV_MAXMEMORY=%llu\n"
+                 "# its finder registration token: a secret (this file is mode 0600)\n"
+                 "DPR_FINDER_TOKEN=%s\n"
+                 "DPR_KV_FINDER_TOKEN=%s\n",
                  in->name, c->exec, c->cluster, c->node, in->name, in->deployment, in->shard,
                  in->impl, in->version, endpoint, c->finder, (unsigned long long)in->worker,
-                 in->checkpoint_interval_ms, in->max_clients, endpoint, c->finder,
-                 (unsigned long long)in->worker, in->checkpoint_interval_ms, in->max_clients);
+                 in->checkpoint_interval_ms, in->max_clients,
+                 (unsigned long long)in->maxmemory, endpoint, c->finder,
+                 (unsigned long long)in->worker, in->checkpoint_interval_ms, in->max_clients,
+                 (unsigned long long)in->maxmemory, in->token, in->token);
     return n < 0 ? NULL : text;
 }
 
@@ -60,7 +68,10 @@ static int same_content(const char *path, const char *text)
     size_t got;
     int same = 0;
 
-    if (buf && f) {
+    struct stat sb;
+
+    /* a file of another mode (0644, before tokens) is written again */
+    if (buf && f && fstat(fileno(f), &sb) == 0 && (sb.st_mode & 07777) == AGENT_ENV_MODE) {
         got = fread(buf, 1, len + 1, f);
         same = got == len && memcmp(buf, text, len) == 0;
     }
@@ -91,12 +102,12 @@ int agent_env_write(const char *dir, const char *name, const char *text)
         return 0;
     /* no fsync: instance files live in /run (lost at reboot anyway, and
      * rewritten by the agent at start); the rename makes the change atomic */
-    rc = dpr_replace_file(path, text, len, 0644, false, NULL);
+    rc = dpr_replace_file(path, text, len, AGENT_ENV_MODE, false, NULL);
     if (rc == -ENOENT) {
         rc = dpr_mkdir_p(dir, 0755, NULL);
         if (rc < 0)
             return rc;
-        rc = dpr_replace_file(path, text, len, 0644, false, NULL);
+        rc = dpr_replace_file(path, text, len, AGENT_ENV_MODE, false, NULL);
     }
     return rc < 0 ? rc : 1;
 }

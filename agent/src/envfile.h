@@ -2,7 +2,8 @@
  * envfile.h - an instance's environment file, read by its unit through
  * EnvironmentFile=/run/dpr/instances/%i.env. It carries everything the
  * cache-store process needs: the program to run, where to listen, the
- * finder, its worker id and settings (docs/operations.md, "Instance files").
+ * finder, its worker id and finder token, and settings (docs/operations.md,
+ * "Instance files").
  */
 #ifndef AGENT_ENVFILE_H
 #define AGENT_ENVFILE_H
@@ -25,11 +26,15 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *ctx);
 /* "HOST:PORT" of the instance ("[v6]:PORT" for an IPv6 host). */
 void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen);
 
+/* Instance files hold the instance's finder token: only root (systemd reads
+ * them for EnvironmentFile=) may read them. */
+#define AGENT_ENV_MODE 0600
+
 /*
- * Writes dir/<name>.env (mode 0644 under the agent's umask 022) atomically
- * but without fsync (dpr_replace_file, not durable: /run is lost at reboot
- * anyway), creating dir (0755) if missing, unless it already holds exactly
- * text. 1 written, 0 unchanged, or a negative errno.
+ * Writes dir/<name>.env (mode AGENT_ENV_MODE) atomically but without fsync
+ * (dpr_replace_file, not durable: /run is lost at reboot anyway), creating
+ * dir (0755) if missing, unless it already holds exactly text with that
+ * mode. 1 written, 0 unchanged, or a negative errno.
  */
 int agent_env_write(const char *dir, const char *name, const char *text);
 /* Removes dir/<name>.env; 0 also when it did not exist. */

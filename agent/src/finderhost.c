@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "dpr/finder_server.h"
@@ -54,30 +56,72 @@ static int load(agent_finder *af, const char *dir, dpr_err *err)
     return rc;
 }
 
-/* The advertised address: the bound one, with a wildcard host replaced. */
-static void make_address(agent_finder *af, const char *advertise_host)
+/* Is host "every address" ("", "*", 0.0.0.0, ::, any spelling of them)? */
+static bool wildcard_host(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!*host)
+        return true; /* "*" or an empty host, as parsed */
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return a4.s_addr == htonl(INADDR_ANY);
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6);
+}
+
+/* "HOST:PORT" ("[v6]:PORT" for a host with colons) into out. */
+static void join_host_port(char *out, size_t cap, const char *host, unsigned port)
+{
+    if (strchr(host, ':'))
+        snprintf(out, cap, "[%s]:%u", host, port);
+    else
+        snprintf(out, cap, "%s:%u", host, port);
+}
+
+/*
+ * Where to listen: finder.listen, except that a wildcard host means
+ * node.address (advertise_host). The finder must be reachable by the
+ * node's cache-stores (and, with several nodes, by the others), not on
+ * every address the machine has: whoever reaches it can report to it.
+ * *replaced says whether the wildcard was replaced.
+ */
+static int listen_address(const char *listen, const char *advertise_host, char *out, size_t cap,
+                          bool *replaced, dpr_err *err)
+{
+    dpr_hostport hp;
+    int rc = dpr_hostport_parse(listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, err);
+
+    *replaced = false;
+    if (rc < 0)
+        return rc;
+    if (wildcard_host(hp.host) && advertise_host && *advertise_host) {
+        join_host_port(out, cap, advertise_host, hp.port);
+        *replaced = true;
+    } else {
+        snprintf(out, cap, "%s", listen);
+    }
+    return 0;
+}
+
+/* The advertised address: node.address when it replaced a wildcard (the
+ * name as configured), else the bound address (with the real port). */
+static void make_address(agent_finder *af, const char *advertise_host, bool replaced)
 {
     const struct sockaddr_storage *ss = dpr_server_bound(af->srv);
     char host[INET6_ADDRSTRLEN] = "";
-    int port = 0, wildcard = 0;
+    unsigned port = 0;
 
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
         port = ntohs(in->sin_port);
-        wildcard = in->sin_addr.s_addr == htonl(INADDR_ANY);
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
-        wildcard = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
     }
-    if (wildcard && advertise_host)
-        snprintf(host, sizeof(host), "%s", advertise_host);
-    if (strchr(host, ':'))
-        snprintf(af->address, sizeof(af->address), "[%s]:%d", host, port);
-    else
-        snprintf(af->address, sizeof(af->address), "%s:%d", host, port);
+    join_host_port(af->address, sizeof(af->address),
+                   replaced || wildcard_host(host) ? advertise_host : host, port);
 }
 
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
@@ -86,9 +130,20 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
 {
     agent_finder *af = calloc(1, sizeof(*af));
     dpr_server_hooks sh = { NULL, NULL, NULL };
+    char where[DPR_ADDR_STR_MAX], bound[DPR_ADDR_STR_MAX];
+    bool replaced;
     int rc;
 
-    if (!af || !(af->listen = strdup(listen))) {
+    *out = NULL;
+    if (!af)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    rc = listen_address(listen, advertise_host, where, sizeof(where), &replaced, err);
+    if (rc < 0) {
+        free(af);
+        dpr_err_prefix(err, "finder.listen");
+        return rc;
+    }
+    if (!(af->listen = strdup(where))) {
         free(af);
         return dpr_err_set(err, -ENOMEM, "out of memory");
     }
@@ -110,14 +165,20 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
     }
     rc = dpr_server_start(loop, af->f, af->store, &af->cfg, &sh, &af->srv);
     if (rc < 0) {
-        dpr_err_set(err, rc, "the finder cannot listen on %s: %s", listen,
+        dpr_err_set(err, rc, "the finder cannot listen on %s%s: %s", af->listen,
+                    replaced ? " (node.address, for the wildcard of finder.listen)" : "",
                     rc == -EINVAL ? "bad address" : uv_strerror(rc));
         /* its handles are closing on the loop: keep af (and srv) for free */
         *out = af;
         return rc;
     }
-    make_address(af, advertise_host);
-    log_info("finder listening on %s (cache-stores use %s)", listen, af->address);
+    make_address(af, advertise_host, replaced);
+    dpr_addr_format((const struct sockaddr *)dpr_server_bound(af->srv), bound, sizeof(bound));
+    if (replaced)
+        log_info("finder listening on %s only: finder.listen %s has a wildcard host, which "
+                 "means node.address (cache-stores use %s)", bound, listen, af->address);
+    else
+        log_info("finder listening on %s (cache-stores use %s)", bound, af->address);
     *out = af;
     return 0;
 fail:
@@ -140,9 +201,9 @@ dpr_finder *agent_finder_core(agent_finder *af)
     return af->f;
 }
 
-int agent_finder_remove_worker(agent_finder *af, uint64_t worker)
+int agent_finder_remove_worker(agent_finder *af, uint64_t worker, const char *token)
 {
-    int rc = dpr_finder_remove_worker(af->f, worker);
+    int rc = dpr_finder_remove_worker_token(af->f, worker, token, token ? strlen(token) : 0);
 
     if (rc == 0)
         dpr_server_commit_soon(af->srv);

@@ -16,5 +16,8 @@
 /* level: DPR_LOG_ERR ... DPR_LOG_DEBUG (common/log.h). */
 void agent_log_instance(int level, const char *instance, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with MESSAGE_ID=msgid (common/msgid.h; NULL: none). */
+void agent_log_instance_id(int level, const char *instance, const char *msgid,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

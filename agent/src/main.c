@@ -120,7 +120,7 @@ static void on_fatal(void *arg, const char *why)
 
 static void on_status(void *arg, const char *text)
 {
-    char msg[300];
+    char msg[600];
 
     (void)arg;
     snprintf(msg, sizeof(msg), "STATUS=%s", text);

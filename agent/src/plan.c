@@ -143,7 +143,7 @@ static bool same_process_config(const agent_instance *a, const agent_instance *b
 {
     return strcmp(a->impl, b->impl) == 0 && strcmp(a->version, b->version) == 0 &&
            a->checkpoint_interval_ms == b->checkpoint_interval_ms &&
-           a->max_clients == b->max_clients;
+           a->max_clients == b->max_clients && a->maxmemory == b->maxmemory;
 }
 
 static size_t desired_count(const agent_spec *s)
@@ -191,6 +191,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             memcpy(in->version, dep->version, sizeof(in->version));
             in->checkpoint_interval_ms = dep->checkpoint_interval_ms;
             in->max_clients = dep->max_clients;
+            in->maxmemory = dep->maxmemory;
         }
     }
     assert(k == ns.ninst);
@@ -202,6 +203,8 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             continue;
         in->worker = cur->inst[i].worker;
         in->port = cur->inst[i].port;
+        memcpy(in->token, cur->inst[i].token, sizeof(in->token));
+        in->committed = cur->inst[i].committed;
         assert(in->worker < ns.next_worker); /* ids below next_worker are taken */
         rc = names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged : &pl.updated,
                        in->name);
@@ -245,6 +248,9 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         in->worker = ns.next_worker++;
         /* a new id, above every one handed out before */
         assert(in->worker >= 1 && in->worker >= cur->next_worker);
+        rc = agent_token_new(in->token);
+        if (rc < 0)
+            goto fail;
         rc = names_add(&pl.created, in->name);
         if (rc < 0)
             goto fail;

@@ -28,13 +28,16 @@ typedef struct agent_alloc {
 
 /*
  * Computes the plan and the next state. Instances that stay keep their
- * worker id and port; new ones get the next worker ids (never reused) and
- * the lowest ports of the range that no instance, desired or retiring,
- * holds. Deleted instances join next->retiring (they keep their port until
- * retired). next->generation is cur->generation + 1 when something was
- * created, updated or deleted, else the same. next->spec is desired.
- * 0; -ENOSPC when the port range is exhausted; -ENOMEM. On error nothing is
- * returned in next or plan.
+ * worker id, port, finder token and committed mark; an instance is updated
+ * when a field that reaches its process changes (impl, version, checkpoint
+ * interval, max_clients, maxmemory); new ones get the next worker ids (never
+ * reused), the lowest ports of the range that no instance, desired or
+ * retiring, holds, and a new random finder token (agent_token_new). Deleted
+ * instances join next->retiring (they keep their port until retired).
+ * next->generation is cur->generation + 1 when something was created,
+ * updated or deleted, else the same. next->spec is desired.
+ * 0; -ENOSPC when the port range is exhausted; -ENOMEM; getrandom's error
+ * when no token can be made. On error nothing is returned in next or plan.
  */
 int agent_plan_make(const agent_state *cur, const agent_spec *desired, const agent_alloc *alloc,
                     agent_state *next, agent_plan *plan);

@@ -14,6 +14,7 @@
 
 #include "agent_int.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "envfile.h"
 #include "log_instance.h"
 
@@ -94,7 +95,10 @@ static int issue(agent *a, inst_rt *rt, agent_unit_op op)
      * starts only once the retiring unit of its name is gone */
     assert(!rt->in_flight);
     assert((op != AGENT_UNIT_START && op != AGENT_UNIT_RESTART) || !retiring_blocks(a, rt->name));
-    rc = agent_units_request(a->units, rt->name, op);
+    if (op == AGENT_UNIT_SET_MEMORY_MAX)
+        rc = agent_units_set_memory_max(a->units, rt->name, rt->memory_max_want);
+    else
+        rc = agent_units_request(a->units, rt->name, op);
     if (rc < 0) {
         snprintf(rt->last_error, sizeof(rt->last_error), "cannot %s the unit: %s",
                  agent_unit_op_name(op), strerror(-rc));
@@ -103,13 +107,21 @@ static int issue(agent *a, inst_rt *rt, agent_unit_op op)
         retry_soon(a);
         return rc;
     }
-    agent_log_instance(DPR_LOG_INFO, rt->name, "%s dpr-cachestore@%s.service",
-                       op == AGENT_UNIT_START     ? "starting"
-                       : op == AGENT_UNIT_RESTART ? "restarting"
-                       : op == AGENT_UNIT_STOP    ? "stopping"
-                       : op == AGENT_UNIT_CLEAN   ? "removing the state of"
-                                                  : "resetting the failed state of",
-                       rt->name);
+    if (op == AGENT_UNIT_SET_MEMORY_MAX && rt->memory_max_want == AGENT_MEMORY_MAX_NONE)
+        agent_log_instance(DPR_LOG_INFO, rt->name, "removing the MemoryMax of "
+                           "dpr-cachestore@%s.service (no maxmemory)", rt->name);
+    else if (op == AGENT_UNIT_SET_MEMORY_MAX)
+        agent_log_instance(DPR_LOG_INFO, rt->name, "setting MemoryMax=%llu of "
+                           "dpr-cachestore@%s.service", (unsigned long long)rt->memory_max_want,
+                           rt->name);
+    else
+        agent_log_instance(DPR_LOG_INFO, rt->name, "%s dpr-cachestore@%s.service",
+                           op == AGENT_UNIT_START     ? "starting"
+                           : op == AGENT_UNIT_RESTART ? "restarting"
+                           : op == AGENT_UNIT_STOP    ? "stopping"
+                           : op == AGENT_UNIT_CLEAN   ? "removing the state of"
+                                                      : "resetting the failed state of",
+                           rt->name);
     rt->in_flight = true;
     rt->op = op;
     return 0;
@@ -146,6 +158,24 @@ static bool env_newer_than_process(agent *a, const inst_rt *rt)
     return mtime > rt->props.started_usec;
 }
 
+/*
+ * The unit's MemoryMax is the one the instance's maxmemory implies (spec.h,
+ * agent_memory_max_of), or systemd refused that value once (the instance
+ * runs without it: last_error says so). Otherwise sets it (an operation in
+ * flight) and returns false: the caller acts when it is done.
+ */
+static bool memory_max_set(agent *a, const agent_instance *in, inst_rt *rt)
+{
+    uint64_t want = agent_memory_max_of(in->maxmemory, in->max_clients);
+
+    if (!(rt->props.have & AGENT_UP_MEMORY_MAX) || rt->props.memory_max == want ||
+        rt->memory_max_refused == want)
+        return true;
+    rt->memory_max_want = want;
+    issue(a, rt, AGENT_UNIT_SET_MEMORY_MAX);
+    return false;
+}
+
 static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
 {
     if (!rt->want_start || !ready_to_act(a, rt))
@@ -156,6 +186,8 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
             agent_log_instance(DPR_LOG_INFO, rt->name, "runs with older settings than its "
                                "instance file: restarting it (rolling)");
             rt->restart_pending = true;
+        } else if (!rt->restart_pending) {
+            memory_max_set(a, in, rt); /* its process has this maxmemory: the limit, live */
         }
         return;
     }
@@ -169,6 +201,8 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
         issue(a, rt, AGENT_UNIT_RESET_FAILED); /* then start (see done) */
         return;
     }
+    if (!memory_max_set(a, in, rt))
+        return; /* then start (see done) */
     if (issue(a, rt, AGENT_UNIT_START) == 0)
         rt->want_start = false;
 }
@@ -193,7 +227,13 @@ static void rolling_restart(agent *a, const char *deployment)
             best_rt = rt;
         }
     }
-    if (!best || retiring_blocks(a, best->name) || !ready_to_act(a, best_rt))
+    if (!best || retiring_blocks(a, best->name))
+        return;
+    /* the finder does not know its data: restarted now, it could not
+     * recover (docs/operations.md, "The finder's state was lost") */
+    if (agent_worker_lost(a, best))
+        return;
+    if (!ready_to_act(a, best_rt))
         return;
     assert(strcmp(best->deployment, deployment) == 0 && !best_rt->in_flight);
     if (agent_write_env(a, best) < 0) {
@@ -201,6 +241,8 @@ static void rolling_restart(agent *a, const char *deployment)
         return;
     }
     if (running(best_rt)) {
+        if (!memory_max_set(a, best, best_rt))
+            return; /* then restart (see done) */
         if (issue(a, best_rt, AGENT_UNIT_RESTART) == 0)
             best_rt->restart_pending = false;
     } else {
@@ -246,9 +288,20 @@ void agent_retire_in_finder(agent *a)
         int rc;
         if (!r->unit_retired)
             continue;
-        rc = agent_finder_remove_worker(a->finder, r->worker);
+        rc = agent_finder_remove_worker(a->finder, r->worker, r->token);
         if (rc == -EBUSY)
             continue; /* its last checkpoint is not in the cut yet: after a commit */
+        if (rc == -EACCES) {
+            /* someone else registered this id with a token of their own:
+             * not ours to remove, and asking again would not change that */
+            agent_log_instance(DPR_LOG_WARNING, r->name,
+                               "retired, but worker %llu stays in the finder: it is registered "
+                               "there with another token than this instance's",
+                               (unsigned long long)r->worker);
+            agent_state_drop_retiring(&a->st, r->name, r->worker);
+            changed = true;
+            continue;
+        }
         if (rc < 0 && rc != -ENOENT) {
             agent_log_instance(DPR_LOG_WARNING, r->name,
                                "cannot remove worker %llu from the finder: %s",
@@ -297,6 +350,7 @@ void agent_on_units_connected(void *arg, bool up, const char *why)
         rt->in_flight = false;
         rt->retry_later = false;
         rt->retire_step = 0;
+        rt->memory_max_refused = 0; /* systemd may be another one now */
         memset(&rt->props, 0, sizeof(rt->props));
     }
     if (up) {
@@ -327,10 +381,12 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
 {
     agent *a = arg;
     inst_rt *rt = agent_rt_ensure(a, instance);
-    bool changed, was_failed;
+    bool changed, was_failed, desired, new_reason = false;
+    agent_health before;
 
     if (!rt)
         return;
+    desired = agent_state_find(&a->st, instance) >= 0;
     changed = differs(&rt->props, p) || !rt->known;
     was_failed = state_is(rt, "failed");
     if (p->have & AGENT_UP_ACTIVE)
@@ -347,22 +403,54 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
         rt->props.main_pid = p->main_pid;
     if (p->have & AGENT_UP_STARTED)
         rt->props.started_usec = p->started_usec;
+    if (p->have & AGENT_UP_STATUS_TEXT)
+        snprintf(rt->props.status_text, sizeof(rt->props.status_text), "%s", p->status_text);
+    if (p->have & AGENT_UP_MEMORY_MAX)
+        rt->props.memory_max = p->memory_max;
     rt->props.have |= p->have;
     /* both interfaces read: state, restarts, pid and start time are known */
     if ((rt->props.have & AGENT_UP_ACTIVE) && (rt->props.have & AGENT_UP_SERVICE_READ))
         rt->known = true;
+    before = rt->health;
+    if (rt->known) {
+        /* STATUS= repeats every second: only a new health is news */
+        rt->health = agent_health_of(rt->props.active_state, rt->props.sub_state,
+                                     rt->props.status_text, before);
+        if (agent_status_is_failure(rt->props.status_text) &&
+            strcmp(rt->fail_text, rt->props.status_text) != 0) {
+            /* the cache-store says why it exits (e.g. it cannot recover) */
+            snprintf(rt->fail_text, sizeof(rt->fail_text), "%s", rt->props.status_text);
+            snprintf(rt->last_error, sizeof(rt->last_error), "%s", rt->fail_text);
+            changed = true;
+            new_reason = true;
+        }
+        if (rt->health == AGENT_HEALTH_OK)
+            rt->fail_text[0] = '\0';
+    }
     if (!was_failed && state_is(rt, "failed")) {
-        snprintf(rt->last_error, sizeof(rt->last_error), "the unit failed (result: %s)",
-                 rt->props.result[0] ? rt->props.result : "unknown");
+        snprintf(rt->last_error, sizeof(rt->last_error), "the unit failed (result: %s)%s%s",
+                 rt->props.result[0] ? rt->props.result : "unknown",
+                 rt->fail_text[0] ? "; last status: " : "", rt->fail_text);
         agent_log_instance(DPR_LOG_WARNING, instance, "%s", rt->last_error);
     }
     if (changed) {
         agent_log_instance(DPR_LOG_DEBUG, instance, "unit %s/%s, %u restarts, pid %u",
                            rt->props.active_state, rt->props.sub_state, rt->props.n_restarts,
                            rt->props.main_pid);
-        if (agent_state_find(&a->st, instance) >= 0)
+        if (desired)
             agent_emit_instance(a, rt);
         agent_update_status(a);
+    }
+    if (rt->health != before) {
+        if (desired)
+            agent_report_health(a, rt, before);
+        else
+            rt->health = AGENT_HEALTH_OK; /* retiring: nobody asks */
+    } else if (new_reason && desired) {
+        /* failed already (its unit failed first): now it says why; each
+         * reason once, however often systemd restarts it */
+        agent_log_instance_id(DPR_LOG_ERR, instance, DPR_MSGID_INSTANCE_FAILED, "%s",
+                              rt->fail_text); /* "failed: <its reason>" */
     }
     agent_reconcile(a);
 }
@@ -394,7 +482,13 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
         snprintf(rt->last_error, sizeof(rt->last_error), "%s failed: %s",
                  agent_unit_op_name(op), emsg ? emsg : ename);
         agent_log_instance(DPR_LOG_WARNING, instance, "%s", rt->last_error);
-        if (op == AGENT_UNIT_RESTART || op == AGENT_UNIT_START) {
+        if (op == AGENT_UNIT_SET_MEMORY_MAX) {
+            /* run without the limit rather than not at all; not tried again
+             * for this value (last_error and the log say so) */
+            rt->memory_max_refused = rt->memory_max_want;
+            agent_log_instance(DPR_LOG_WARNING, instance, "runs without MemoryMax=%llu",
+                               (unsigned long long)rt->memory_max_want);
+        } else if (op == AGENT_UNIT_RESTART || op == AGENT_UNIT_START) {
             const agent_instance *in = desired ? &a->st.inst[agent_state_find(&a->st,
                                                                               instance)] : NULL;
             if (in && op == AGENT_UNIT_RESTART)
@@ -407,6 +501,10 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
             agent_emit_instance(a, rt);
     } else if (retiring && (op == AGENT_UNIT_STOP || op == AGENT_UNIT_CLEAN)) {
         rt->retire_step = op == AGENT_UNIT_STOP ? 1 : 2;
+    } else if (op == AGENT_UNIT_SET_MEMORY_MAX) {
+        /* systemd does not emit MemoryMax changes: what it now has */
+        rt->props.memory_max = rt->memory_max_want;
+        rt->props.have |= AGENT_UP_MEMORY_MAX;
     } else if (op == AGENT_UNIT_RESET_FAILED && desired) {
         rt->want_start = true; /* now inactive: start it */
         snprintf(rt->props.active_state, sizeof(rt->props.active_state), "inactive");

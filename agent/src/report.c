@@ -1,5 +1,6 @@
 /* report.c - what the agent tells: status, nodes, the event stream, finder
  * events (docs/control-api.md). */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,9 @@
 #include "agent_int.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "envfile.h"
+#include "log_instance.h"
 
 #define FINDER_EVENT_MIN_MS 1000
 
@@ -77,6 +80,13 @@ static json_t *instance_json(agent *a, const agent_instance *in, const dpr_finde
     json_object_set_new(o, "cut", registered
                         ? json_integer((json_int_t)dpr_finder_cut_of(f, in->worker))
                         : json_null());
+    json_object_set_new(o, "health", known ? json_string(agent_health_name(rt->health))
+                                           : json_null());
+    json_object_set_new(o, "status_text", str_or_null(rt ? rt->props.status_text : "", known));
+    json_object_set_new(o, "memory_max", known && (rt->props.have & AGENT_UP_MEMORY_MAX) &&
+                                                 rt->props.memory_max != AGENT_MEMORY_MAX_NONE
+                                             ? json_integer((json_int_t)rt->props.memory_max)
+                                             : json_null());
     if (rt && rt->last_error[0])
         json_object_set_new(o, "last_error", json_string(rt->last_error));
     else if (!agent_units_connected(a->units))
@@ -124,6 +134,39 @@ fail:
     return NULL;
 }
 
+/* The instances whose workers the finder lost (sorted by name). */
+static json_t *lost_json(agent *a)
+{
+    json_t *l = json_array();
+
+    for (size_t i = 0; l && a->finder_lost && i < a->st.ninst; i++)
+        if (agent_worker_lost(a, &a->st.inst[i]) &&
+            json_array_append_new(l, json_string(a->st.inst[i].name)) < 0) {
+            json_decref(l);
+            return NULL;
+        }
+    return l;
+}
+
+static void finder_error(agent *a, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "the finder does not know %zu worker%s whose versions it had "
+             "committed (%s%s): its state was lost or replaced; their commits stopped and "
+             "their rolling restarts wait (docs/operations.md, \"The finder's state was lost\")",
+             a->finder_lost, a->finder_lost == 1 ? "" : "s", a->finder_lost_first,
+             a->finder_lost > 1 ? ", ..." : "");
+}
+
+static json_t *finder_error_json(agent *a)
+{
+    char msg[512];
+
+    if (!a->finder_lost)
+        return json_null();
+    finder_error(a, msg, sizeof(msg));
+    return json_string(msg);
+}
+
 json_t *agent_status_json(agent *a, const char *deployment)
 {
     dpr_finder *f = agent_finder_core(a->finder);
@@ -144,12 +187,14 @@ json_t *agent_status_json(agent *a, const char *deployment)
         json_array_append_new(retiring, json_string(a->st.retiring[i].name));
     if (have_fs)
         dpr_finder_state_free(&fs);
-    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:I, s:I}, s:o*, s:o*, s:{s:b, s:o}}",
+    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:I, s:I, s:s, s:o*, s:o}, s:o*, s:o*, s:{s:b, s:o}}",
                   "cluster", a->cfg->cluster, "node", a->cfg->node_name,
                   "generation", (json_int_t)a->st.generation,
                   "finder", "address", agent_finder_address(a->finder),
                   "world_line", (json_int_t)dpr_finder_world_line(f),
                   "max_version", (json_int_t)dpr_finder_max_version(f),
+                  "state", a->finder_lost ? "lost" : "ok", "lost", lost_json(a),
+                  "error", finder_error_json(a),
                   "deployments", deps, "retiring", retiring,
                   "systemd", "connected", agent_units_connected(a->units),
                   "error", agent_units_connected(a->units) ? json_null()
@@ -193,14 +238,16 @@ void agent_emit(agent *a, const char *type, json_t *fields)
 
 void agent_emit_instance(agent *a, const inst_rt *rt)
 {
-    json_t *o = json_pack("{s:s, s:o, s:o, s:b, s:o, s:o}", "name", rt->name,
+    json_t *o = json_pack("{s:s, s:o, s:o, s:b, s:o, s:o, s:o}", "name", rt->name,
                           "active_state", str_or_null(rt->props.active_state, rt->known),
                           "sub_state", str_or_null(rt->props.sub_state, rt->known),
                           "ready", agent_rt_ready(rt),
                           "restarts", rt->known && (rt->props.have & AGENT_UP_RESTARTS)
                                           ? json_integer(rt->props.n_restarts) : json_null(),
                           "main_pid", rt->known && rt->props.main_pid
-                                          ? json_integer(rt->props.main_pid) : json_null());
+                                          ? json_integer(rt->props.main_pid) : json_null(),
+                          "health", rt->known ? json_string(agent_health_name(rt->health))
+                                              : json_null());
 
     if (o && rt->last_error[0])
         json_object_set_new(o, "last_error", json_string(rt->last_error));
@@ -215,9 +262,83 @@ static void emit_finder(agent *a)
     a->last_finder_event_ms = dpr_mono_ms();
     a->last_world_line = dpr_finder_world_line(f);
     a->last_max_version = dpr_finder_max_version(f);
-    agent_emit(a, "finder", json_pack("{s:I, s:I}", "world_line",
+    agent_emit(a, "finder", json_pack("{s:I, s:I, s:s, s:o*}", "world_line",
                                       (json_int_t)a->last_world_line, "max_version",
-                                      (json_int_t)a->last_max_version));
+                                      (json_int_t)a->last_max_version, "state",
+                                      a->finder_lost ? "lost" : "ok", "lost", lost_json(a)));
+}
+
+void agent_report_health(agent *a, inst_rt *rt, agent_health before)
+{
+    const char *text = rt->props.status_text;
+    json_t *ev;
+
+    assert(rt->health != before); /* a transition, reported once */
+    if (rt->health == AGENT_HEALTH_OK)
+        agent_log_instance_id(DPR_LOG_NOTICE, rt->name, DPR_MSGID_INSTANCE_HEALTHY,
+                              "ok again (was %s)%s%s", agent_health_name(before),
+                              text[0] ? ": " : "", text);
+    else if (rt->health == AGENT_HEALTH_FAILED && rt->fail_text[0])
+        agent_log_instance_id(DPR_LOG_ERR, rt->name, DPR_MSGID_INSTANCE_FAILED, "%s",
+                              rt->fail_text); /* "failed: <its reason>" */
+    else if (rt->health == AGENT_HEALTH_FAILED)
+        agent_log_instance_id(DPR_LOG_ERR, rt->name, DPR_MSGID_INSTANCE_FAILED, "failed: %s",
+                              rt->last_error[0] ? rt->last_error : "the unit failed");
+    else
+        agent_log_instance_id(DPR_LOG_WARNING, rt->name, DPR_MSGID_INSTANCE_UNHEALTHY,
+                              "%s: %s", agent_health_name(rt->health), text);
+    ev = json_pack("{s:s, s:s, s:s, s:o}", "name", rt->name, "health",
+                   agent_health_name(rt->health), "previous", agent_health_name(before),
+                   "status_text", text[0] ? json_string(text) : json_null());
+    if (ev && rt->health != AGENT_HEALTH_OK && rt->last_error[0])
+        json_object_set_new(ev, "last_error", json_string(rt->last_error));
+    agent_emit(a, "health", ev);
+    agent_update_status(a);
+}
+
+bool agent_worker_lost(agent *a, const agent_instance *in)
+{
+    return a->finder && in->committed &&
+           !dpr_finder_has_worker(agent_finder_core(a->finder), in->worker);
+}
+
+void agent_check_finder(agent *a)
+{
+    dpr_finder *f;
+    size_t lost = 0;
+    const char *first = "";
+    bool marked = false;
+    char msg[512];
+
+    if (!a->finder || a->stopping)
+        return;
+    f = agent_finder_core(a->finder);
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        agent_instance *in = &a->st.inst[i];
+        if (!in->committed && dpr_finder_cut_of(f, in->worker) > 0) {
+            /* durable in the finder: from now on it must know the worker */
+            in->committed = true;
+            marked = true;
+        }
+        if (agent_worker_lost(a, in) && lost++ == 0)
+            first = in->name;
+    }
+    if (marked)
+        agent_save_state(a, &a->st, NULL); /* a failure is logged; saved with the next change */
+    if (lost == a->finder_lost)
+        return;
+    snprintf(a->finder_lost_first, sizeof(a->finder_lost_first), "%s", first);
+    if (lost && !a->finder_lost) {
+        const char *fields[] = { DPR_MSGID_FIELD(DPR_MSGID_FINDER_STATE_LOST), NULL };
+        a->finder_lost = lost;
+        finder_error(a, msg, sizeof(msg));
+        dpr_log_fields(DPR_LOG_ERR, fields, "finder: %s", msg);
+    } else if (!lost) {
+        log_notice("finder: it knows every worker it had committed versions of again");
+    }
+    a->finder_lost = lost;
+    emit_finder(a);
+    agent_update_status(a);
 }
 
 static void on_finder_timer(uv_timer_t *t)
@@ -249,5 +370,6 @@ void agent_on_finder_commit(void *arg)
                            FINDER_EVENT_MIN_MS - (now - a->last_finder_event_ms), 0);
         }
     }
+    agent_check_finder(a);
     agent_retire_in_finder(a);
 }

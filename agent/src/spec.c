@@ -1,10 +1,52 @@
 /* spec.c - see spec.h. */
 #include "spec.h"
 
+#include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+int agent_memory_parse(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } units[] = {
+        { "", 1 }, { "b", 1 }, { "k", 1000 }, { "kb", 1024 }, { "m", 1000 * 1000 },
+        { "mb", 1024 * 1024 }, { "g", 1000ull * 1000 * 1000 }, { "gb", 1024ull * 1024 * 1024 },
+    };
+    uint64_t n = 0;
+    const char *p = s;
+
+    if (!isdigit((unsigned char)*p))
+        return -EINVAL;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -ERANGE;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(p, units[i].unit) != 0)
+            continue;
+        if (n > UINT64_MAX / units[i].mul)
+            return -ERANGE;
+        *out = n * units[i].mul;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+uint64_t agent_memory_max_of(uint64_t maxmemory, uint32_t max_clients)
+{
+    if (maxmemory == 0)
+        return UINT64_MAX;
+    /* the spec bounds maxmemory: no overflow */
+    assert(maxmemory <= AGENT_MAXMEMORY_MAX);
+    return 2 * maxmemory + maxmemory / 2 + (64ull << 20) + (uint64_t)max_clients * (32u << 10);
+}
 
 bool agent_name_valid(const char *s, size_t max)
 {
@@ -143,6 +185,55 @@ static const char *get_string(const json_t *obj, const char *key, const char *pr
     return json_string_value(v);
 }
 
+/* maxmemory: bytes (an integer) or a Redis-style size ("512mb"); 0 = none. */
+static void get_memory(const json_t *obj, const char *key, const char *prefix, uint64_t *out,
+                       agent_problems *p)
+{
+    static const char *const hint = "bytes, or a string of digits with b, k, kb, m, mb, g or "
+                                    "gb as in Redis: \"512mb\"";
+    json_t *v = json_object_get(obj, key);
+    char path[160], s[80];
+    long long n;
+    uint64_t bytes;
+    int rc;
+
+    *out = 0;
+    snprintf(path, sizeof(path), "%s%s", prefix, key);
+    if (!v)
+        return;
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+        if (n < 0) {
+            agent_problems_add(p, path, "must be 0 (no limit) or a size in %s (got %lld)", hint,
+                               n);
+            return;
+        }
+        bytes = (uint64_t)n;
+    } else if (json_is_string(v)) {
+        rc = agent_memory_parse(json_string_value(v), &bytes);
+        if (rc < 0) {
+            shown(s, sizeof(s), json_string_value(v));
+            if (rc == -ERANGE)
+                agent_problems_add(p, path, "too large: '%s' (at most 16384gb)", s);
+            else
+                agent_problems_add(p, path, "not a memory size: '%s' (%s)", s, hint);
+            return;
+        }
+    } else {
+        agent_problems_add(p, path, "must be a memory size: %s (got %s)", hint, json_kind(v));
+        return;
+    }
+    if (bytes != 0 && bytes < AGENT_MAXMEMORY_MIN)
+        agent_problems_add(p, path, "must be 0 (no limit) or at least %llu bytes (1mb) "
+                           "(got %llu)", (unsigned long long)AGENT_MAXMEMORY_MIN,
+                           (unsigned long long)bytes);
+    else if (bytes > AGENT_MAXMEMORY_MAX)
+        agent_problems_add(p, path, "must be at most %llu bytes (16384gb) (got %llu)",
+                           (unsigned long long)AGENT_MAXMEMORY_MAX, (unsigned long long)bytes);
+    else
+        *out = bytes;
+}
+
 static bool impl_known(const agent_spec_rules *r, const char *impl)
 {
     if (!r->impls)
@@ -168,7 +259,8 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
                          agent_deploy *d, agent_problems *p)
 {
     static const char *const known[] = { "name", "impl", "version", "shards",
-                                         "checkpoint_interval_ms", "max_clients", NULL };
+                                         "checkpoint_interval_ms", "max_clients", "maxmemory",
+                                         NULL };
     char prefix[48], path[160], s[80], list[512];
     const char *v;
 
@@ -220,6 +312,7 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
              &d->checkpoint_interval_ms, p);
     get_uint(o, "max_clients", prefix, false, AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX,
              r->default_max_clients ? r->default_max_clients : 10000, &d->max_clients, p);
+    get_memory(o, "maxmemory", prefix, &d->maxmemory, p);
 }
 
 int agent_spec_parse(const json_t *j, const agent_spec_rules *r, agent_spec *out,
@@ -295,10 +388,11 @@ out:
 
 json_t *agent_deploy_to_json(const agent_deploy *d)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", d->name, "impl", d->impl,
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", d->name, "impl", d->impl,
                      "version", d->version, "shards", (json_int_t)d->shards,
                      "checkpoint_interval_ms", (json_int_t)d->checkpoint_interval_ms,
-                     "max_clients", (json_int_t)d->max_clients);
+                     "max_clients", (json_int_t)d->max_clients, "maxmemory",
+                     (json_int_t)d->maxmemory);
 }
 
 json_t *agent_spec_to_json(const agent_spec *s)

@@ -22,6 +22,9 @@
 #define AGENT_MAX_CLIENTS_MIN 1
 #define AGENT_MAX_CLIENTS_MAX 100000
 #define AGENT_DEFAULT_IMPL "dpr-kv"
+/* maxmemory: 0 (no limit), else 1 MiB to 16 TiB */
+#define AGENT_MAXMEMORY_MIN (1ull << 20)
+#define AGENT_MAXMEMORY_MAX (1ull << 44)
 
 typedef struct agent_deploy {
     char name[AGENT_DEPLOY_NAME_MAX + 1];
@@ -30,6 +33,7 @@ typedef struct agent_deploy {
     uint32_t shards;
     uint32_t checkpoint_interval_ms;
     uint32_t max_clients;
+    uint64_t maxmemory;  /* bytes; 0: no limit */
 } agent_deploy;
 
 typedef struct agent_spec {
@@ -46,6 +50,26 @@ typedef struct agent_spec_rules {
     uint32_t default_interval_ms;   /* 0: 100 */
     uint32_t default_max_clients;   /* 0: 10000 */
 } agent_spec_rules;
+
+/*
+ * A memory size as Redis reads maxmemory: digits, optionally followed by a
+ * unit, case-insensitive: b (1), k (1000), kb (1024), m (1000^2), mb
+ * (1024^2), g (1000^3), gb (1024^3). "512mb" = 536870912. 0 and *out set;
+ * -EINVAL for anything else (signs, spaces, fractions, other units);
+ * -ERANGE when it does not fit 64 bits.
+ */
+int agent_memory_parse(const char *s, uint64_t *out);
+
+/*
+ * The MemoryMax of an instance's unit, derived from its maxmemory and
+ * max_clients (docs/operations.md, "Memory"): 2 x maxmemory (a checkpoint
+ * forks; copy-on-write can copy every page of the data while the child
+ * writes it out) + maxmemory / 2 (what dpr-kv's count does not see:
+ * allocator overhead, fragmentation) + 64 MiB (the process, the page cache of
+ * the checkpoint being written) + 32 KiB per allowed client (its read buffer
+ * and replies in flight). UINT64_MAX (no limit) when maxmemory is 0.
+ */
+uint64_t agent_memory_max_of(uint64_t maxmemory, uint32_t max_clients);
 
 /* ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and at most max characters. */
 bool agent_name_valid(const char *s, size_t max);

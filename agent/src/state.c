@@ -2,8 +2,10 @@
 #include "state.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 void agent_state_init(agent_state *st)
 {
@@ -62,4 +64,36 @@ void agent_instances_sort(agent_instance *v, size_t n)
 {
     if (n > 1)
         qsort(v, n, sizeof(*v), cmp_inst);
+}
+
+int agent_token_new(char out[AGENT_TOKEN_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[AGENT_TOKEN_LEN / 2];
+    size_t got = 0;
+
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[AGENT_TOKEN_LEN] = '\0';
+    explicit_bzero(raw, sizeof(raw));
+    return 0;
+}
+
+bool agent_token_valid(const char *s)
+{
+    for (size_t i = 0; i < AGENT_TOKEN_LEN; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[AGENT_TOKEN_LEN] == '\0';
 }

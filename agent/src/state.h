@@ -15,6 +15,8 @@
 
 /* "<deployment>-<shard>": 32 + 1 + 4 (room for any %u) */
 #define AGENT_INSTANCE_NAME_MAX 48
+/* An instance's finder registration token: 128 random bits in hex. */
+#define AGENT_TOKEN_LEN 32
 
 typedef struct agent_instance {
     char name[AGENT_INSTANCE_NAME_MAX + 1];
@@ -22,11 +24,19 @@ typedef struct agent_instance {
     uint32_t shard;
     uint64_t worker;       /* stable for the instance's life; never reused */
     uint16_t port;         /* stable for the instance's life */
+    /* the secret the instance registers with in the finder (its env file,
+     * DPR_KV_FINDER_TOKEN), so that only its owner can re-register (a
+     * rollback of the cluster) or remove the worker; stable for its life */
+    char token[AGENT_TOKEN_LEN + 1];
     /* what reaches the process (a change is an update) */
     char impl[AGENT_SPEC_IMPL_MAX + 1];
     char version[AGENT_VERSION_MAX + 1];
     uint32_t checkpoint_interval_ms;
     uint32_t max_clients;
+    uint64_t maxmemory;    /* bytes; 0: no limit */
+    /* the finder has committed a version of this worker (its cut entry was
+     * > 0): a finder that no longer knows the worker lost its state */
+    bool committed;
     /* retiring entries only: its unit is stopped and its state removed
      * (what remains is forgetting the worker in the finder) */
     bool unit_retired;
@@ -56,5 +66,12 @@ void agent_state_drop_retiring(agent_state *st, const char *name, uint64_t worke
 
 /* Sorts instances by name (strcmp). */
 void agent_instances_sort(agent_instance *v, size_t n);
+
+/* A new registration token: AGENT_TOKEN_LEN lowercase hex digits of
+ * getrandom(2) bytes, NUL-terminated. 0 or a negative errno. */
+int agent_token_new(char out[AGENT_TOKEN_LEN + 1]);
+/* Is s a token agent_token_new could have made (AGENT_TOKEN_LEN lowercase
+ * hex digits)? */
+bool agent_token_valid(const char *s);
 
 #endif

@@ -14,12 +14,23 @@
 
 static json_t *instance_json(const agent_instance *in)
 {
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I}", "name", in->name,
-                     "deployment", in->deployment, "shard", (json_int_t)in->shard, "worker",
-                     (json_int_t)in->worker, "port", (json_int_t)in->port, "impl", in->impl,
-                     "version", in->version, "checkpoint_interval_ms",
-                     (json_int_t)in->checkpoint_interval_ms, "max_clients",
-                     (json_int_t)in->max_clients);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I}", "name", in->name,
+                          "deployment", in->deployment, "shard", (json_int_t)in->shard,
+                          "worker", (json_int_t)in->worker, "port", (json_int_t)in->port,
+                          "impl", in->impl, "version", in->version, "checkpoint_interval_ms",
+                          (json_int_t)in->checkpoint_interval_ms, "max_clients",
+                          (json_int_t)in->max_clients);
+
+    if (o && json_object_set_new(o, "token", json_string(in->token)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    if (o && (json_object_set_new(o, "maxmemory", json_integer((json_int_t)in->maxmemory)) < 0 ||
+              json_object_set_new(o, "committed", json_boolean(in->committed)) < 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
 }
 
 static json_t *instances_json(const agent_instance *v, size_t n, bool retiring)
@@ -78,17 +89,52 @@ static int get_str(const json_t *o, const char *key, char *dst, size_t cap, cons
     return 0;
 }
 
+/* 0, or 1 when the record had no token (written before tokens existed) and
+ * was given a new one; a negative errno. */
 static int parse_instance(const json_t *o, const char *where, bool retiring, agent_instance *in,
                           dpr_err *err)
 {
+    json_t *tok;
+    int fresh = 0;
     char name[AGENT_INSTANCE_NAME_MAX + 16];
     json_t *flag;
     long long v;
+    size_t want;
     int rc;
 
     memset(in, 0, sizeof(*in));
-    if (!json_is_object(o) || json_object_size(o) != (retiring ? 10u : 9u))
+    if (!json_is_object(o))
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
+    want = retiring ? 10u : 9u;
+    /* fields newer than the format: absent in older files */
+    want += json_object_get(o, "maxmemory") != NULL;
+    want += json_object_get(o, "committed") != NULL;
+    want += json_object_get(o, "token") != NULL;
+    if (json_object_size(o) != want)
+        return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
+    tok = json_object_get(o, "token");
+    if (tok) {
+        if (!json_is_string(tok) || !agent_token_valid(json_string_value(tok)))
+            return dpr_err_set(err, -EBADMSG, "%s.token: not %d hexadecimal digits", where,
+                               AGENT_TOKEN_LEN);
+        memcpy(in->token, json_string_value(tok), AGENT_TOKEN_LEN + 1);
+    } else {
+        /* recorded before tokens existed: the instance gets one now (the
+         * finder adopts it at the instance's next registration) */
+        rc = agent_token_new(in->token);
+        if (rc < 0)
+            return dpr_err_set(err, rc, "%s: cannot make a token: %s", where, strerror(-rc));
+        fresh = 1;
+    }
+    flag = json_object_get(o, "committed");
+    if (flag && !json_is_boolean(flag))
+        return dpr_err_set(err, -EBADMSG, "%s.committed: not a boolean", where);
+    in->committed = json_is_true(flag);
+    if (json_object_get(o, "maxmemory")) {
+        if ((rc = get_int(o, "maxmemory", 0, (long long)AGENT_MAXMEMORY_MAX, &v, where, err)) < 0)
+            return rc;
+        in->maxmemory = (uint64_t)v;
+    }
     if (retiring) {
         flag = json_object_get(o, "unit_retired");
         if (!json_is_boolean(flag))
@@ -121,14 +167,15 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     if (strcmp(name, in->name) != 0)
         return dpr_err_set(err, -EBADMSG, "%s: name '%s' does not match deployment '%s' shard %u",
                            where, in->name, in->deployment, in->shard);
-    return 0;
+    return fresh;
 }
 
+/* 0, 1 when some record was given a new token, or a negative errno. */
 static int parse_instances(const json_t *a, const char *key, agent_instance **out, size_t *n,
                            dpr_err *err)
 {
     char where[64];
-    int rc;
+    int rc, fresh = 0;
 
     *out = NULL;
     *n = 0;
@@ -145,9 +192,10 @@ static int parse_instances(const json_t *a, const char *key, agent_instance **ou
                             &(*out)[i], err);
         if (rc < 0)
             return rc;
+        fresh |= rc;
         (*n)++;
     }
-    return 0;
+    return fresh;
 }
 
 /* The instances must be exactly those the spec implies, with its settings. */
@@ -168,7 +216,7 @@ static int check_consistency(const agent_state *st, dpr_err *err)
         if (!dep || in->shard >= dep->shards || strcmp(in->impl, dep->impl) != 0 ||
             strcmp(in->version, dep->version) != 0 ||
             in->checkpoint_interval_ms != dep->checkpoint_interval_ms ||
-            in->max_clients != dep->max_clients)
+            in->max_clients != dep->max_clients || in->maxmemory != dep->maxmemory)
             return dpr_err_set(err, -EBADMSG, "instance '%s' does not match the recorded spec",
                                in->name);
         if (in->worker >= st->next_worker)
@@ -212,7 +260,7 @@ int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
     const char *key;
     json_t *v;
     long long n;
-    int rc;
+    int rc, fresh = 0;
 
     agent_state_init(&st);
     agent_problems_init(&probs);
@@ -256,18 +304,22 @@ int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
             goto out;
     }
     rc = parse_instances(json_object_get(j, "instances"), "instances", &st.inst, &st.ninst, err);
-    if (rc == 0)
+    if (rc >= 0) {
+        fresh |= rc;
         rc = parse_instances(json_object_get(j, "retiring"), "retiring", &st.retiring,
                              &st.nretiring, err);
-    if (rc == 0)
+    }
+    if (rc >= 0) {
+        fresh |= rc;
         rc = check_consistency(&st, err);
+    }
     if (rc < 0)
         goto out;
     agent_instances_sort(st.inst, st.ninst);
     agent_instances_sort(st.retiring, st.nretiring);
     *out = st;
     agent_problems_free(&probs);
-    return 0;
+    return fresh;
 out:
     if (rc == -ENOMEM)
         dpr_err_set(err, rc, "out of memory");
@@ -297,7 +349,7 @@ int agent_statefile_load(const char *path, agent_state *out, dpr_err *err)
     json_decref(j);
     if (rc < 0)
         dpr_err_prefix(err, "%s is damaged", path);
-    return rc;
+    return rc; /* 1: tokens were made, to be saved */
 }
 
 /* ---- saving ------------------------------------------------------------- */

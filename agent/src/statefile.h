@@ -18,16 +18,20 @@
 #define AGENT_STATE_FORMAT 1
 
 /*
- * Loads path. 0; -ENOENT when there is no file (a fresh agent); -EBADMSG
- * when it is damaged or inconsistent; another negative errno when it cannot
- * be read. err gets a readable message (naming the file) on failure.
+ * Loads path. 0; 1 when instances recorded without a finder token (by an
+ * agent from before tokens) were given new ones: save the state before the
+ * tokens are used (written to instance files), or a restart would make
+ * others; -ENOENT when there is no file (a fresh agent); -EBADMSG when it is
+ * damaged or inconsistent; another negative errno when it cannot be read.
+ * err gets a readable message (naming the file) on failure.
  */
 int agent_statefile_load(const char *path, agent_state *out, dpr_err *err);
 /* Writes st durably to path (dpr_replace_file). 0 or a negative errno with
  * a message in err. */
 int agent_statefile_save(const char *path, const agent_state *st, dpr_err *err);
 
-/* From the JSON form (-EBADMSG with a message for bad content). */
+/* From the JSON form (-EBADMSG with a message for bad content); 0, or 1 as
+ * agent_statefile_load. */
 int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err);
 
 /*

@@ -73,6 +73,7 @@ const char *agent_unit_op_name(agent_unit_op op)
     case AGENT_UNIT_STOP: return "stop";
     case AGENT_UNIT_CLEAN: return "clean";
     case AGENT_UNIT_RESET_FAILED: return "reset-failed";
+    case AGENT_UNIT_SET_MEMORY_MAX: return "set-memory-max";
     }
     return "?";
 }
@@ -240,6 +241,12 @@ static int read_props(sd_bus_message *m, agent_unit_props *p)
         } else if (strcmp(contents, "t") == 0 && strcmp(name, "ExecMainStartTimestamp") == 0) {
             rc = sd_bus_message_read(m, "v", "t", &p->started_usec);
             p->have |= AGENT_UP_STARTED;
+        } else if (strcmp(contents, "s") == 0 && strcmp(name, "StatusText") == 0) {
+            rc = read_string_prop(m, p->status_text, sizeof(p->status_text));
+            p->have |= AGENT_UP_STATUS_TEXT;
+        } else if (strcmp(contents, "t") == 0 && strcmp(name, "MemoryMax") == 0) {
+            rc = sd_bus_message_read(m, "v", "t", &p->memory_max);
+            p->have |= AGENT_UP_MEMORY_MAX;
         } else {
             rc = sd_bus_message_skip(m, "v");
         }
@@ -289,7 +296,7 @@ static int on_props_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret
         while (sd_bus_message_read(m, "s", &name) > 0)
             ours |= !strcmp(name, "ActiveState") || !strcmp(name, "SubState") ||
                     !strcmp(name, "NRestarts") || !strcmp(name, "MainPID") ||
-                    !strcmp(name, "Result");
+                    !strcmp(name, "Result") || !strcmp(name, "StatusText");
         sd_bus_message_exit_container(m);
         if (ours)
             call_getall(u, instance, iface);
@@ -435,7 +442,8 @@ static int on_op_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
                     e && e->message ? e->message : "failed");
         return 0;
     }
-    if (c->op == AGENT_UNIT_CLEAN || c->op == AGENT_UNIT_RESET_FAILED) {
+    if (c->op == AGENT_UNIT_CLEAN || c->op == AGENT_UNIT_RESET_FAILED ||
+        c->op == AGENT_UNIT_SET_MEMORY_MAX) {
         report_done(u, c->instance, c->op, NULL, NULL);
         return 0;
     }
@@ -509,7 +517,7 @@ int agent_units_request(agent_units *u, const char *instance, agent_unit_op op)
     case AGENT_UNIT_STOP: member = "StopUnit"; break;
     case AGENT_UNIT_CLEAN: member = "CleanUnit"; break;
     case AGENT_UNIT_RESET_FAILED: member = "ResetFailedUnit"; break;
-    default: return -EINVAL;
+    default: return -EINVAL; /* SET_MEMORY_MAX: agent_units_set_memory_max */
     }
     rc = sd_bus_message_new_method_call(u->bus, &m, SD_DEST, SD_PATH, SD_MANAGER, member);
     if (rc < 0)
@@ -522,6 +530,33 @@ int agent_units_request(agent_units *u, const char *instance, agent_unit_op op)
         rc = sd_bus_message_append(m, "ss", unit, "replace");
     if (rc >= 0) {
         ctx = new_ctx(u, CALL_OP, instance, op);
+        rc = ctx ? send_async(u, m, on_op_reply, ctx) : -ENOMEM;
+    }
+    sd_bus_message_unref(m);
+    return rc < 0 ? rc : 0;
+}
+
+int agent_units_set_memory_max(agent_units *u, const char *instance, uint64_t bytes)
+{
+    sd_bus_message *m = NULL;
+    char unit[NAME_MAX_ + 40];
+    call_ctx *ctx;
+    int rc;
+
+    if (!u->connected)
+        return -ENOTCONN;
+    unit_name(instance, unit, sizeof(unit));
+    rc = sd_bus_message_new_method_call(u->bus, &m, SD_DEST, SD_PATH, SD_MANAGER,
+                                        "SetUnitProperties");
+    if (rc < 0)
+        return rc;
+    /* runtime: a drop-in under /run/systemd/system.control, gone at reboot
+     * like the instance files; systemd applies it to the running cgroup */
+    rc = sd_bus_message_append(m, "sb", unit, 1);
+    if (rc >= 0)
+        rc = sd_bus_message_append(m, "a(sv)", 1, "MemoryMax", "t", bytes);
+    if (rc >= 0) {
+        ctx = new_ctx(u, CALL_OP, instance, AGENT_UNIT_SET_MEMORY_MAX);
         rc = ctx ? send_async(u, m, on_op_reply, ctx) : -ENOMEM;
     }
     sd_bus_message_unref(m);

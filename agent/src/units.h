@@ -4,10 +4,11 @@
  * sd-bus timeouts in a uv_timer).
  *
  * Starts, restarts, stops, resets and cleans dpr-cachestore@<instance>.service
- * with org.freedesktop.systemd1.Manager methods, and follows each watched
- * unit's ActiveState, SubState, NRestarts, MainPID and Result from
- * PropertiesChanged signals (after Subscribe), never by polling. Jobs are
- * followed to their end with JobRemoved.
+ * with org.freedesktop.systemd1.Manager methods, sets its MemoryMax
+ * (SetUnitProperties, runtime), and follows each watched unit's ActiveState,
+ * SubState, NRestarts, MainPID, Result and StatusText (the cache-store's
+ * sd_notify STATUS=) from PropertiesChanged signals (after Subscribe), never
+ * by polling. Jobs are followed to their end with JobRemoved.
  *
  * When the bus cannot be reached, the module retries the connection every
  * few seconds and reports the reason; callers keep working without it.
@@ -28,6 +29,7 @@ typedef enum agent_unit_op {
     AGENT_UNIT_STOP,
     AGENT_UNIT_CLEAN,        /* remove the unit's StateDirectory (CleanUnit "state") */
     AGENT_UNIT_RESET_FAILED,
+    AGENT_UNIT_SET_MEMORY_MAX, /* agent_units_set_memory_max */
 } agent_unit_op;
 
 enum {
@@ -39,7 +41,14 @@ enum {
     AGENT_UP_LOAD = 1u << 5,
     AGENT_UP_STARTED = 1u << 6,
     AGENT_UP_SERVICE_READ = 1u << 7, /* the Service interface was read (or failed to) */
+    AGENT_UP_STATUS_TEXT = 1u << 8,
+    AGENT_UP_MEMORY_MAX = 1u << 9,
 };
+
+/* StatusText is kept up to this many bytes (longer ones are cut). */
+#define AGENT_STATUS_TEXT_MAX 512
+/* MemoryMax of a unit without a limit ("infinity"). */
+#define AGENT_MEMORY_MAX_NONE UINT64_MAX
 
 typedef struct agent_unit_props {
     unsigned have;           /* AGENT_UP_* bits: which fields below are set */
@@ -50,6 +59,8 @@ typedef struct agent_unit_props {
     uint32_t n_restarts;
     uint32_t main_pid;
     uint64_t started_usec;   /* ExecMainStartTimestamp (CLOCK_REALTIME), 0: never */
+    char status_text[AGENT_STATUS_TEXT_MAX]; /* StatusText: the last STATUS=, "" none */
+    uint64_t memory_max;     /* MemoryMax in bytes; AGENT_MEMORY_MAX_NONE: no limit */
 } agent_unit_props;
 
 typedef struct agent_units_hooks {
@@ -78,6 +89,12 @@ int agent_units_watch(agent_units *u, const char *instance);
 /* Starts an operation; its end is reported through hooks->done.
  * -ENOTCONN when not connected, -ENOMEM. */
 int agent_units_request(agent_units *u, const char *instance, agent_unit_op op);
+/* Sets the unit's MemoryMax (bytes; AGENT_MEMORY_MAX_NONE removes the limit)
+ * with SetUnitProperties(runtime=true): systemd applies it to the unit's
+ * cgroup at once (no restart, no daemon-reload) and keeps it in
+ * /run/systemd/system.control until reboot. Ends through hooks->done with
+ * AGENT_UNIT_SET_MEMORY_MAX. -ENOTCONN when not connected, -ENOMEM. */
+int agent_units_set_memory_max(agent_units *u, const char *instance, uint64_t bytes);
 const char *agent_unit_op_name(agent_unit_op op);
 /* Closes the connection; handles close on the loop, then the memory goes. */
 void agent_units_close(agent_units *u);

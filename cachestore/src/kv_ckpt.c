@@ -85,6 +85,7 @@ static void encode_header(uint8_t h[KV_CKPT_HEADER], const kv_ckpt_meta *m)
     dpr_put_u64(h + 32, m->version);
     dpr_put_u64(h + 40, m->count);
     dpr_put_u64(h + 48, m->created_ms);
+    dpr_put_u64(h + 56, m->committed);
 }
 
 static int write_records(wbuf *w, const kv_dict *d)
@@ -178,19 +179,26 @@ fail:
 
 /* --- reading ------------------------------------------------------------ */
 
-static int decode_header(const uint8_t *h, kv_ckpt_meta *m, const char *path, dpr_err *err)
+/* avail: bytes of the file at h (at least KV_CKPT_HEADER_V1); *hlen gets the
+ * header's length for its format. */
+static int decode_header(const uint8_t *h, size_t avail, kv_ckpt_meta *m, size_t *hlen,
+                         const char *path, dpr_err *err)
 {
     if (memcmp(h, KV_CKPT_MAGIC, 8) != 0)
         return dpr_err_set(err, -EBADMSG, "%s is not a dpr-kv checkpoint (bad magic)", path);
     uint32_t format = dpr_get_u32(h + 8), flags = dpr_get_u32(h + 12);
-    if (format != KV_CKPT_FORMAT || flags != 0)
+    if ((format != 1 && format != KV_CKPT_FORMAT) || flags != 0)
         return dpr_err_set(err, -EBADMSG, "%s: unsupported checkpoint format %u (flags %u)", path,
                            (unsigned)format, (unsigned)flags);
+    *hlen = format == 1 ? KV_CKPT_HEADER_V1 : KV_CKPT_HEADER;
+    if (avail < *hlen)
+        return dpr_err_set(err, -EBADMSG, "%s is truncated (%zu bytes)", path, avail);
     m->worker = dpr_get_u64(h + 16);
     m->world_line = dpr_get_u64(h + 24);
     m->version = dpr_get_u64(h + 32);
     m->count = dpr_get_u64(h + 40);
     m->created_ms = dpr_get_u64(h + 48);
+    m->committed = format == 1 ? 0 : dpr_get_u64(h + 56);
     return 0;
 }
 
@@ -211,33 +219,39 @@ int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, dpr_err *err)
     close(fd);
     if (r < 0)
         return dpr_err_set(err, r, "cannot read %s: %s", path, strerror(-r));
-    if ((size_t)n < sizeof(h))
+    if ((size_t)n < KV_CKPT_HEADER_V1)
         return dpr_err_set(err, -EBADMSG, "%s is truncated (%zd bytes)", path, n);
-    return decode_header(h, m, path, err);
+    size_t hlen;
+    return decode_header(h, (size_t)n, m, &hlen, path, err);
 }
 
-static int load_records(const uint8_t *p, size_t size, const kv_ckpt_meta *m, kv_dict *d,
-                        const char *path, dpr_err *err)
+/* Walks the records after the header (hlen bytes); adds them to d unless d
+ * is NULL (verification only). */
+static int load_records(const uint8_t *p, size_t size, size_t hlen, const kv_ckpt_meta *m,
+                        kv_dict *d, const char *path, dpr_err *err)
 {
-    size_t pos = KV_CKPT_HEADER, end = size - KV_CKPT_TRAILER;
+    size_t pos = hlen, end = size - KV_CKPT_TRAILER;
+    uint64_t i;
     int r;
 
     if (m->count > (end - pos) / 8)
         return dpr_err_set(err, -EBADMSG, "%s: record count %llu does not fit the file", path,
                            (unsigned long long)m->count);
-    r = kv_dict_reserve(d, (size_t)m->count);
+    r = d ? kv_dict_reserve(d, (size_t)m->count) : 0;
     if (r < 0)
         goto oom;
-    for (uint64_t i = 0; i < m->count; i++) {
+    for (i = 0; i < m->count; i++) {
         if (end - pos < 8)
             goto short_file;
         size_t klen = dpr_get_u32(p + pos), vlen = dpr_get_u32(p + pos + 4);
         pos += 8;
         if (end - pos < klen || end - pos - klen < vlen)
             goto short_file;
-        r = kv_dict_add_new(d, (const char *)p + pos, klen, (const char *)p + pos + klen, vlen);
-        if (r < 0)
-            goto oom;
+        if (d) {
+            r = kv_dict_add_new(d, (const char *)p + pos, klen, (const char *)p + pos + klen, vlen);
+            if (r < 0)
+                goto oom;
+        }
         pos += klen + vlen;
     }
     if (pos != end)
@@ -245,18 +259,18 @@ static int load_records(const uint8_t *p, size_t size, const kv_ckpt_meta *m, kv
                            end - pos);
     return 0;
 short_file:
-    return dpr_err_set(err, -EBADMSG, "%s: record %zu runs past the end of the data", path,
-                       kv_dict_size(d));
+    return dpr_err_set(err, -EBADMSG, "%s: record %llu runs past the end of the data", path,
+                       (unsigned long long)i);
 oom:
     return dpr_err_set(err, r, "%s: out of memory while loading", path);
 }
 
-int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
-                 dpr_err *err)
+static int load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
+                dpr_err *err)
 {
     struct stat st;
     uint8_t *p = MAP_FAILED;
-    size_t size = 0;
+    size_t size = 0, hlen = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
     if (fd < 0) {
@@ -269,7 +283,7 @@ int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d
         goto out;
     }
     size = (size_t)st.st_size;
-    if (size < KV_CKPT_HEADER + KV_CKPT_TRAILER) {
+    if (size < KV_CKPT_HEADER_V1 + KV_CKPT_TRAILER) {
         r = dpr_err_set(err, -EBADMSG, "%s is truncated (%zu bytes)", path, size);
         goto out;
     }
@@ -280,7 +294,7 @@ int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d
         goto out;
     }
     (void)madvise(p, size, MADV_SEQUENTIAL);
-    r = decode_header(p, m, path, err);
+    r = decode_header(p, size - KV_CKPT_TRAILER, m, &hlen, path, err);
     if (r < 0)
         goto out;
     if (memcmp(p + size - KV_CKPT_TRAILER, KV_CKPT_END, 8) != 0) {
@@ -304,12 +318,24 @@ int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d
                         (unsigned long long)m->version, (unsigned long long)version);
         goto out;
     }
-    r = load_records(p, size, m, d, path, err);
+    r = load_records(p, size, hlen, m, d, path, err);
 out:
     if (p != MAP_FAILED)
         munmap(p, size);
     close(fd);
     return r;
+}
+
+int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
+                 dpr_err *err)
+{
+    return load(path, worker, version, d, m, err);
+}
+
+int kv_ckpt_verify(const char *path, uint64_t worker, uint64_t version, kv_ckpt_meta *m,
+                   dpr_err *err)
+{
+    return load(path, worker, version, NULL, m, err);
 }
 
 /* --- the directory ------------------------------------------------------ */

@@ -8,16 +8,24 @@
  *
  *   offset size
  *   0      8    magic "DPRKVCKP"
- *   8      4    format (1)
+ *   8      4    format (2; 1 is still read)
  *   12     4    flags (0)
  *   16     8    worker id
  *   24     8    world-line the version was sealed in
  *   32     8    version
  *   40     8    number of records
  *   48     8    creation time (Unix ms)
- *   56          records: klen u32, vlen u32, key bytes, value bytes
+ *   56     8    committed: this worker's cut as the server knew it when it
+ *                sealed the version (0: nothing seen committed yet).
+ *                Format 1 ends the header before it (read as 0).
+ *   64          records: klen u32, vlen u32, key bytes, value bytes
  *   end-12 8    trailer magic "DPRKVEND"
  *   end-4  4    CRC-32 (zlib) of every byte before it
+ *
+ * `committed` lets start-up tell a finder that lost its state from one that
+ * rolled this worker back to nothing: a cut never goes back, so a finder
+ * whose cut for this worker is below a committed value it recorded does
+ * not know this worker's data (kv_recover.c).
  *
  * Readers check every length against the file and the CRC before trusting
  * anything; a damaged file is -EBADMSG with a readable message, never an
@@ -35,8 +43,9 @@
 
 #define KV_CKPT_MAGIC "DPRKVCKP"
 #define KV_CKPT_END "DPRKVEND"
-#define KV_CKPT_FORMAT 1
-#define KV_CKPT_HEADER 56
+#define KV_CKPT_FORMAT 2
+#define KV_CKPT_HEADER 64    /* format 2 */
+#define KV_CKPT_HEADER_V1 56 /* format 1 */
 #define KV_CKPT_TRAILER 12
 
 typedef struct kv_ckpt_meta {
@@ -45,6 +54,7 @@ typedef struct kv_ckpt_meta {
     uint64_t version;
     uint64_t count;
     uint64_t created_ms;
+    uint64_t committed; /* the worker's cut when sealed (0 in format 1) */
 } kv_ckpt_meta;
 
 /* "<dir>/ckpt-<v>.kv" (tmp: with ".tmp"); -ENAMETOOLONG if it does not fit. */
@@ -67,6 +77,11 @@ int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, dpr_err *err);
  */
 int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
                  dpr_err *err);
+/* The same checks as kv_ckpt_load, without building a dict: is the file
+ * whole and usable? (start-up validates every checkpoint this way before it
+ * registers with the finder.) */
+int kv_ckpt_verify(const char *path, uint64_t worker, uint64_t version, kv_ckpt_meta *m,
+                   dpr_err *err);
 
 /* --- the state directory ---------------------------------------------- */
 

@@ -23,6 +23,7 @@ enum {
     KV_CMD_WRITE = 1u << 0,   /* changes the keyspace */
     KV_CMD_SERVER = 1u << 1,  /* run by the server, by id */
     KV_CMD_NOBATCH = 1u << 2, /* not allowed inside a DPR batch */
+    KV_CMD_DENYOOM = 1u << 3, /* may grow the dataset: refused above maxmemory (Redis' denyoom) */
 };
 
 enum kv_server_cmd {

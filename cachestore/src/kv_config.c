@@ -2,13 +2,16 @@
 #include "kv_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/num.h"
 
 static const char usage[] =
@@ -24,6 +27,15 @@ static const char usage[] =
     "                              default 127.0.0.1:6379; port 0 picks a free port,\n"
     "                              logged as 'listening on ...')\n"
     "  --finder HOST:PORT          the DPR finder (DPR_KV_FINDER; required)\n"
+    "  --finder-token-file PATH    a file holding this worker's registration token\n"
+    "                              (1 to 128 visible ASCII characters; one trailing\n"
+    "                              newline is ignored). The token may instead come from\n"
+    "                              DPR_KV_FINDER_TOKEN itself (the agent writes it in the\n"
+    "                              instance file); the file wins. Once a worker has\n"
+    "                              registered with a token, the finder re-registers or\n"
+    "                              removes it only for the same token, and refuses\n"
+    "                              start-up otherwise (exit status 1). It is never\n"
+    "                              logged\n"
     "  --worker ID                 this shard's worker id, 64-bit, stable across\n"
     "                              restarts (DPR_KV_WORKER; required)\n"
     "  --dir DIR                   state directory for checkpoints (DPR_KV_DIR;\n"
@@ -39,6 +51,12 @@ static const char usage[] =
     "  --max-request-bytes N       largest request, or DPR batch, in bytes; larger\n"
     "                              gets an error and the connection is closed\n"
     "                              (DPR_KV_MAX_REQUEST_BYTES; default 67108864)\n"
+    "  --maxmemory BYTES           memory limit, like Redis' maxmemory with the\n"
+    "                              noeviction policy: above it, commands that may grow\n"
+    "                              the data set get '-OOM command not allowed when used\n"
+    "                              memory > 'maxmemory'.'; reads and DEL are served.\n"
+    "                              Suffixes k/kb/m/mb/g/gb (1k = 1000, 1kb = 1024)\n"
+    "                              (DPR_KV_MAXMEMORY; default 0 = no limit)\n"
     "  --finder-timeout-ms N       give up start-up if the finder cannot be reached\n"
     "                              in N ms (DPR_KV_FINDER_TIMEOUT_MS; default 0 =\n"
     "                              keep trying)\n"
@@ -61,12 +79,15 @@ static const char usage[] =
 enum {
     OPT_LISTEN = 1000,
     OPT_FINDER,
+    OPT_FINDER_TOKEN_FILE,
+    OPT_FINDER_TOKEN,
     OPT_WORKER,
     OPT_DIR,
     OPT_INTERVAL,
     OPT_SYNC,
     OPT_MAX_CLIENTS,
     OPT_MAX_REQUEST,
+    OPT_MAXMEMORY,
     OPT_FINDER_TIMEOUT,
     OPT_SHUTDOWN_TIMEOUT,
     OPT_RESET,
@@ -84,12 +105,16 @@ typedef struct opt_def {
 static const opt_def opts[] = {
     {"listen", "DPR_KV_LISTEN", OPT_LISTEN, 1},
     {"finder", "DPR_KV_FINDER", OPT_FINDER, 1},
+    {"finder-token-file", NULL, OPT_FINDER_TOKEN_FILE, 1},
+    /* no flag: a token on the command line would show in ps */
+    {NULL, "DPR_KV_FINDER_TOKEN", OPT_FINDER_TOKEN, 1},
     {"worker", "DPR_KV_WORKER", OPT_WORKER, 1},
     {"dir", "DPR_KV_DIR", OPT_DIR, 1},
     {"checkpoint-interval-ms", "DPR_KV_CHECKPOINT_INTERVAL_MS", OPT_INTERVAL, 1},
     {"sync-interval-ms", "DPR_KV_SYNC_INTERVAL_MS", OPT_SYNC, 1},
     {"max-clients", "DPR_KV_MAX_CLIENTS", OPT_MAX_CLIENTS, 1},
     {"max-request-bytes", "DPR_KV_MAX_REQUEST_BYTES", OPT_MAX_REQUEST, 1},
+    {"maxmemory", "DPR_KV_MAXMEMORY", OPT_MAXMEMORY, 1},
     {"finder-timeout-ms", "DPR_KV_FINDER_TIMEOUT_MS", OPT_FINDER_TIMEOUT, 1},
     {"shutdown-timeout-ms", "DPR_KV_SHUTDOWN_TIMEOUT_MS", OPT_SHUTDOWN_TIMEOUT, 1},
     {"reset", "DPR_KV_RESET", OPT_RESET, 0},
@@ -106,6 +131,38 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
     while (s[0] == '0' && s[1] >= '0' && s[1] <= '9')
         s++;
     return dpr_parse_u64_str(s, 0, max, out);
+}
+
+/* A number of bytes as Redis' memtoull reads it: digits, then an optional
+ * unit b, k, kb, m, mb, g, gb (any case; k = 1000, kb = 1024). 0, -EINVAL or
+ * -ERANGE. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1000}, {"kb", 1024}, {"m", 1000 * 1000}, {"mb", 1024 * 1024},
+        {"g", 1000 * 1000 * 1000}, {"gb", (uint64_t)1024 * 1024 * 1024},
+    };
+    size_t digits = strspn(s, "0123456789");
+    char num[32];
+    uint64_t v;
+    int r;
+
+    if (digits == 0 || digits >= sizeof(num))
+        return digits ? -ERANGE : -EINVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(s + digits, units[i].unit) != 0)
+            continue;
+        memcpy(num, s, digits);
+        num[digits] = '\0';
+        r = parse_u64(num, UINT64_MAX / units[i].mul, &v);
+        if (r == 0)
+            *out = v * units[i].mul;
+        return r;
+    }
+    return -EINVAL;
 }
 
 static int parse_bool(const char *s, bool *out)
@@ -132,6 +189,50 @@ static int copy_str(char *dst, size_t cap, const char *s)
     return 0;
 }
 
+/* A registration token: 1..KV_FINDER_TOKEN_MAX characters in 0x21..0x7e. */
+static bool token_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > KV_FINDER_TOKEN_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* Reads the token from path into c->finder_token. Messages never show it. */
+static int read_token_file(kv_config *c, const char *path, dpr_err *err)
+{
+    char *data = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+    if (fd < 0) {
+        r = -errno;
+        return dpr_err_set(err, r, "--finder-token-file %s: %s", path, strerror(-r));
+    }
+    r = dpr_read_fd(fd, 4096, &data, &len);
+    close(fd);
+    if (r < 0)
+        return dpr_err_set(err, r, "--finder-token-file %s: %s", path,
+                           r == -EFBIG ? "larger than a token can be" : strerror(-r));
+    if (len > 0 && data[len - 1] == '\n')
+        len--;
+    if (len > 0 && data[len - 1] == '\r')
+        len--;
+    if (!token_ok(data, len)) {
+        explicit_bzero(data, len);
+        free(data);
+        return dpr_err_set(err, -EINVAL, "--finder-token-file %s: the token must be 1 to %d "
+                           "visible ASCII characters (no spaces)", path, KV_FINDER_TOKEN_MAX);
+    }
+    memcpy(c->finder_token, data, len);
+    c->finder_token[len] = '\0';
+    explicit_bzero(data, len);
+    free(data);
+    return 0;
+}
+
 /* Applies one setting; 0, or -EINVAL / -ERANGE with a message. */
 static int apply(kv_config *c, const opt_def *o, const char *val, const char *from, dpr_err *err)
 {
@@ -144,6 +245,18 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
         break;
     case OPT_FINDER:
         r = copy_str(c->finder, sizeof(c->finder), val);
+        break;
+    case OPT_FINDER_TOKEN_FILE:
+        return read_token_file(c, val, err);
+    case OPT_FINDER_TOKEN:
+        if (!*val) {
+            c->finder_token[0] = '\0'; /* empty: none */
+            break;
+        }
+        if (!token_ok(val, strlen(val)))
+            return dpr_err_set(err, -EINVAL, "%s: the token must be 1 to %d visible ASCII "
+                               "characters (no spaces)", from, KV_FINDER_TOKEN_MAX);
+        memcpy(c->finder_token, val, strlen(val) + 1);
         break;
     case OPT_WORKER:
         r = parse_u64(val, UINT64_MAX, &c->worker);
@@ -176,6 +289,9 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
             r = -ERANGE;
         c->max_request_bytes = (size_t)v;
         break;
+    case OPT_MAXMEMORY:
+        r = parse_bytes(val, &c->maxmemory);
+        break;
     case OPT_FINDER_TIMEOUT:
         r = parse_u64(val, 86400000, &v);
         c->finder_timeout_ms = (unsigned)v;
@@ -202,6 +318,7 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
 enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
 {
     struct option longopts[NOPTS + 1];
+    size_t nlong = 0;
     const char *state;
     dpr_err err;
     int ch;
@@ -229,12 +346,15 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
         }
     }
     for (size_t i = 0; i < NOPTS; i++) {
-        longopts[i].name = opts[i].name;
-        longopts[i].has_arg = opts[i].has_arg ? required_argument : no_argument;
-        longopts[i].flag = NULL;
-        longopts[i].val = opts[i].id;
+        if (!opts[i].name)
+            continue; /* environment only */
+        longopts[nlong].name = opts[i].name;
+        longopts[nlong].has_arg = opts[i].has_arg ? required_argument : no_argument;
+        longopts[nlong].flag = NULL;
+        longopts[nlong].val = opts[i].id;
+        nlong++;
     }
-    memset(&longopts[NOPTS], 0, sizeof(longopts[NOPTS]));
+    memset(&longopts[nlong], 0, sizeof(longopts[nlong]));
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         const opt_def *o = NULL;

@@ -11,9 +11,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The finder's registration token rule (finder.h, DPR_FINDER_TOKEN_MAX):
+ * 1..128 visible ASCII characters. */
+#define KV_FINDER_TOKEN_MAX 128
+
 typedef struct kv_config {
     char listen[300];          /* ADDR:PORT; port 0 picks a free one */
     char finder[300];          /* HOST:PORT */
+    /* presented in DPR.WORKER.ADD ("" none): --finder-token-file or
+     * DPR_KV_FINDER_TOKEN; a secret, never logged */
+    char finder_token[KV_FINDER_TOKEN_MAX + 1];
     uint64_t worker;
     bool worker_set;
     char dir[PATH_MAX];        /* state directory */
@@ -23,6 +30,7 @@ typedef struct kv_config {
     unsigned finder_timeout_ms; /* start-up registration; 0: wait forever */
     size_t max_clients;
     size_t max_request_bytes;
+    uint64_t maxmemory;        /* bytes; 0: no limit (noeviction above it) */
     bool reset;
     bool verbose;
 } kv_config;

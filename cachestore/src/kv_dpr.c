@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "kv_ckpt.h"
 
 static bool dirty(const kv_server *s)
@@ -100,15 +101,24 @@ int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
     uint64_t version = s->worker.version, sealed = 0;
     int r;
 
-    if (kv_snap_jobs(&s->snap) >= KV_SNAP_MAX_JOBS)
+    /* while a checkpoint fails, no other is started: it could not complete
+     * before the failing one, and would compete for the same disk */
+    if (kv_snap_jobs(&s->snap) >= KV_SNAP_MAX_JOBS || kv_snap_failing(&s->snap, NULL))
         return -EBUSY;
     /* the child's image is the keyspace at this instant: the version boundary */
-    r = kv_snap_start(&s->snap, &s->dict, version, s->worker.world_line);
+    r = kv_snap_start(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut);
     if (r < 0) {
         s->ckpts_forks_failed++;
-        log_error("cannot start checkpoint %" PRIu64 ": fork: %s; retrying", version, strerror(-r));
+        if (!s->fork_failing)
+            log_error("cannot start checkpoint %" PRIu64 ": fork: %s; retrying", version,
+                      strerror(-r));
+        s->fork_failing = true;
+        dpr_err_set(&s->fork_error, r, "cannot start checkpoint %" PRIu64 ": fork: %s", version,
+                    strerror(-r));
+        kv_dpr_check_failing(s);
         return r;
     }
+    s->fork_failing = false;
     r = dpr_worker_checkpoint_begin(&s->worker, next_version, &sealed);
     if (r < 0) {
         kv_snap_abort_newest(&s->snap);
@@ -118,6 +128,8 @@ int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
     /* the child's file is labelled `version`: it must be the one sealed */
     assert(sealed == version);
     s->writes_at_seal = s->writes;
+    if (s->worker.cut > s->committed_sealed)
+        s->committed_sealed = s->worker.cut;
     kv_dict_set_resize(&s->dict, false);
     log_debug("checkpoint %" PRIu64 " started; version %" PRIu64 " open", sealed,
               s->worker.version);
@@ -127,7 +139,14 @@ int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
 static void on_ckpt_timer(uv_timer_t *t)
 {
     kv_server *s = t->data;
-    if (s->stopping || kv_snap_jobs(&s->snap) > 0 || !dirty(s))
+    /* A checkpoint records the cut known when it was sealed (kv_ckpt.h,
+     * `committed`): start-up compares it with the finder's, to tell a finder
+     * that lost its state. Once this worker has something committed, some
+     * file on disk must say so: an idle worker whose only checkpoint was
+     * sealed before its first commit takes one more, once. */
+    bool record = s->worker.cut > 0 && s->committed_sealed == 0;
+
+    if (s->stopping || kv_snap_jobs(&s->snap) > 0 || !(dirty(s) || record))
         return; /* one periodic checkpoint at a time; nothing new: nothing to do */
     /* open the next version at the cluster's newest one, so batches that
      * depend on other shards rarely force an early seal */
@@ -181,8 +200,99 @@ void kv_dpr_reap(kv_server *s)
     }
     if (kv_snap_jobs(&s->snap) == 0)
         kv_dict_set_resize(&s->dict, true);
+    kv_dpr_check_failing(s);
     if (s->stopping)
         kv_dpr_shutdown_progress(s);
+}
+
+/* --- checkpoints failing: writes refused (like Redis'
+ * stop-writes-on-bgsave-error) ------------------------------------------ */
+
+void kv_dpr_failing_reason(const kv_server *s, dpr_err *why)
+{
+    if (kv_snap_failing(&s->snap, NULL) || !s->fork_failing)
+        (void)kv_snap_failures(&s->snap, why);
+    else
+        *why = s->fork_error;
+    if (!why->msg[0])
+        dpr_err_set(why, -EIO, "unknown error");
+}
+
+void kv_dpr_check_failing(kv_server *s)
+{
+    uint64_t v = s->worker.version;
+    bool failing = kv_snap_failing(&s->snap, &v) || s->fork_failing;
+    dpr_err last;
+    const char *fields[2] = {NULL, NULL};
+
+    if (failing == s->ckpt_failing)
+        return;
+    s->ckpt_failing = failing;
+    kv_dpr_failing_reason(s, &last);
+    if (failing) {
+        s->ckpt_failing_version = v;
+        fields[0] = DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_FAILING);
+        dpr_log_fields(DPR_LOG_ERR, fields,
+                       "checkpoints failing: %s; refusing writes (MISCONF) until checkpoint "
+                       "%" PRIu64 " is on disk, serving reads",
+                       last.msg, v);
+    } else {
+        fields[0] = DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_RECOVERED);
+        dpr_log_fields(DPR_LOG_NOTICE, fields,
+                       "checkpoints written again (checkpoint %" PRIu64 " done); accepting writes",
+                       s->ckpt_failing_version);
+    }
+    kv_dpr_status(s, true);
+}
+
+/* --- the finder does not know this worker --------------------------------- */
+
+void kv_dpr_finder_knows(kv_server *s, const char *why_not)
+{
+    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_FINDER_LOST_WORKER), NULL};
+
+    if (why_not && !s->finder_lost) {
+        s->finder_lost = true;
+        dpr_err_set(&s->finder_lost_why, -ENOENT, "%s", why_not);
+        dpr_log_fields(DPR_LOG_ERR, fields,
+                       "commits stopped: finder %s does not know worker %" PRIu64
+                       " (its state was lost?): %s. Serving reads and writes, but nothing "
+                       "commits; see docs/operations.md, \"The finder's state was lost\"",
+                       s->cfg->finder, s->worker.id, why_not);
+        kv_dpr_status(s, true);
+    } else if (why_not) {
+        dpr_err_set(&s->finder_lost_why, -ENOENT, "%s", why_not);
+    } else if (s->finder_lost) {
+        s->finder_lost = false;
+        log_notice("finder %s knows worker %" PRIu64 " again: commits resume", s->cfg->finder,
+                   s->worker.id);
+        kv_dpr_status(s, true);
+    }
+}
+
+/* What a DPR.SYNC answer shows about the finder's knowledge of this worker:
+ * a finder behind our world-line, or with a cut for us below one it
+ * announced before (a cut never goes back), has lost or replaced its state. */
+static void sync_evidence(kv_server *s, uint64_t world_line, uint64_t cut)
+{
+    char why[160];
+
+    if (world_line < s->worker.world_line) {
+        snprintf(why, sizeof(why), "it is on world-line %" PRIu64 ", behind this worker's %" PRIu64,
+                 world_line, s->worker.world_line);
+    } else if (cut < s->worker.cut) {
+        snprintf(why, sizeof(why),
+                 "its cut for this worker is %" PRIu64 ", below version %" PRIu64
+                 " it committed before",
+                 cut, s->worker.cut);
+    } else {
+        s->finder_lost_sync = false;
+        if (!s->finder_lost_report)
+            kv_dpr_finder_knows(s, NULL);
+        return;
+    }
+    s->finder_lost_sync = true;
+    kv_dpr_finder_knows(s, why);
 }
 
 /* --- the finder's answers ----------------------------------------------- */
@@ -196,12 +306,23 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     ssize_t idx;
     int r;
 
+    if (cut < s->worker.cut) {
+        /* a cut never goes back: this finder lost (or replaced) the state
+         * that committed our versions. Rolling back would destroy committed
+         * data on its word: keep serving, loudly, and never commit. */
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "it moved to world-line %" PRIu64 " with cut %" PRIu64
+                 " for this worker, below version %" PRIu64 " it committed before; not rolling "
+                 "back",
+                 world_line, cut, s->worker.cut);
+        s->finder_lost_sync = true;
+        kv_dpr_finder_knows(s, why);
+        return;
+    }
     log_warning("world-line %" PRIu64 " -> %" PRIu64 ": rolling back to version %" PRIu64
                 " (open version was %" PRIu64 ")",
                 s->worker.world_line, world_line, cut, s->worker.version);
-    if (cut < s->worker.cut)
-        fatal(s, "the finder's cut for this worker went back from %" PRIu64 " to %" PRIu64,
-              s->worker.cut, cut);
     /* checkpoints being written hold versions above the cut: lost */
     kv_snap_kill_all(&s->snap);
     /* a child may have finished a file that was not collected yet: take the
@@ -217,6 +338,7 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
         s->nckpts = s->ckpts_cap = n;
     }
     kv_dict_init(&fresh, s->dict.seed);
+    memset(&meta, 0, sizeof(meta));
     idx = newest_at_or_below(s, cut);
     if (cut > 0 && idx < 0)
         fatal(s, "cannot roll back to version %" PRIu64 ": no checkpoint at or below it in %s",
@@ -247,6 +369,7 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     kv_dict_free(&fresh);
     kv_dict_set_resize(&s->dict, true);
     s->writes_at_seal = s->writes;
+    s->committed_sealed = meta.committed; /* of the checkpoint now newest on disk */
     kv_finder_drop_old(s->finder, world_line);
     s->rollbacks++;
     log_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open", world_line,
@@ -254,12 +377,19 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     kv_dpr_status(s, true);
 }
 
-static void on_sync(void *ud, uint64_t world_line, uint64_t max_version, uint64_t cut)
+static void on_sync(void *ud, const kv_sync *sync)
 {
     kv_server *s = ud;
+    uint64_t world_line = sync->world_line, max_version = sync->max_version, cut = sync->cut;
 
+    /* the domain, for checking batches (kv_server.c, batch_check) */
+    if (kv_server_set_domain(s, sync->workers, sync->nworkers, sync->at_ms) < 0)
+        log_warning("out of memory keeping the finder's %zu workers; keeping the old list",
+                    sync->nworkers);
     s->syncs++;
     s->finder_world_line = world_line;
+    if (world_line <= s->worker.world_line)
+        sync_evidence(s, world_line, world_line == s->worker.world_line ? cut : 0);
     if (max_version > s->cluster_max)
         s->cluster_max = max_version;
     if (world_line > s->worker.world_line) {
@@ -276,9 +406,24 @@ static void on_sync(void *ud, uint64_t world_line, uint64_t max_version, uint64_
     }
 }
 
-static void on_report_done(void *ud, uint64_t version, bool acked)
+static void on_report_done(void *ud, uint64_t version, bool acked, const char *error)
 {
     kv_server *s = ud;
+
+    if (acked) {
+        s->finder_lost_report = false;
+        if (!s->finder_lost_sync)
+            kv_dpr_finder_knows(s, NULL);
+    } else {
+        s->reports_refused++;
+        if (kv_finder_error_lost_worker(error)) {
+            char why[300];
+            snprintf(why, sizeof(why), "it refused the report of checkpoint %" PRIu64 ": %s",
+                     version, error);
+            s->finder_lost_report = true;
+            kv_dpr_finder_knows(s, why);
+        }
+    }
     if (s->stopping)
         kv_dpr_shutdown_progress(s);
 }
@@ -313,15 +458,44 @@ static void on_watchdog(uv_timer_t *t)
 void kv_dpr_status(kv_server *s, bool force)
 {
     uint64_t now = dpr_mono_ms();
+    char state[600], *p = state;
+    size_t room = sizeof(state);
+    dpr_err last;
+    int n;
+
     if (!force && now - s->status_ms < 1000)
         return;
     s->status_ms = now;
-    sd_notifyf(0,
-               "STATUS=%s on %s: world-line %" PRIu64 ", version %" PRIu64 ", cut %" PRIu64
-               ", %zu keys, %zu clients%s",
-               s->stopping ? "stopping" : "serving", s->bound, s->worker.world_line,
-               s->worker.version, s->worker.cut, kv_dict_size(&s->dict), s->nclients,
-               kv_finder_connected(s->finder) ? "" : ", finder unreachable");
+    /* the first words say the state (docs/dpr-kv.md, "systemd"): the agent
+     * shows them */
+    if (s->stopping) {
+        n = snprintf(p, room, "stopping on %s:", s->bound);
+    } else if (s->ckpt_failing) {
+        kv_dpr_failing_reason(s, &last);
+        n = snprintf(p, room,
+                     "refusing writes: checkpoints failing: %s; serving reads on %s:", last.msg,
+                     s->bound);
+    } else if (s->finder_lost) {
+        n = snprintf(p, room,
+                     "commits stopped: the finder does not know this worker (its state was "
+                     "lost?): %s; serving on %s:",
+                     s->finder_lost_why.msg, s->bound);
+    } else {
+        n = snprintf(p, room, "serving on %s:", s->bound);
+    }
+    if (n < 0 || (size_t)n >= room)
+        n = (int)room - 1;
+    p += n;
+    room -= (size_t)n;
+    snprintf(p, room,
+             " world-line %" PRIu64 ", version %" PRIu64 ", cut %" PRIu64 ", %zu keys, %zu "
+             "clients%s%s",
+             s->worker.world_line, s->worker.version, s->worker.cut, kv_dict_size(&s->dict),
+             s->nclients, kv_finder_connected(s->finder) ? "" : ", finder unreachable",
+             s->cfg->maxmemory && kv_server_memory_estimate(s) > s->cfg->maxmemory
+                 ? ", used memory above maxmemory: writes refused (OOM)"
+                 : "");
+    sd_notifyf(0, "STATUS=%s", state);
 }
 
 int kv_dpr_start(kv_server *s)

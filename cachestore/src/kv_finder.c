@@ -1,7 +1,9 @@
 /* kv_finder.c - see kv_finder.h. */
 #include "kv_finder.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -65,14 +67,19 @@ struct kv_finder {
     gai_req *gai;
     uv_timer_t timer;
     redisReader *reader;
-    /* reports in version order; the first nsent went out on this connection;
-     * the first ndropped of those were dropped by a rollback */
+    /* reports in version order; the first nsent went out on this connection.
+     * Of those, the first nkept were refused because the finder does not
+     * know this worker: they stay queued (answered; sent again on the next
+     * connection). After them, the first ndropped were dropped by a
+     * rollback. nkept and ndropped are never both non-zero. */
     kv_queued_report *reports;
-    size_t nreports, cap, nsent, ndropped;
+    size_t nreports, cap, nsent, ndropped, nkept;
     /* replies we wait for, in order */
     pend *pend;
     size_t pend_head, pend_len, pend_cap;
     bool sync_inflight;
+    uint64_t *domain; /* the workers of the last DPR.SYNC answer */
+    size_t domain_cap;
     unsigned backoff_ms;
     uint64_t next_attempt_ms;
     bool closing;
@@ -81,7 +88,9 @@ struct kv_finder {
 
 /* --- replies ------------------------------------------------------------ */
 
-/* An integer reply, or a bulk/status string holding a decimal number. */
+/* An integer reply, or a bulk/status string holding a decimal number, in
+ * 0..2^63-1 (the finder's range: docs/protocol.md; so nothing it says can
+ * bring a version near overflow). */
 static int reply_u64(const redisReply *r, uint64_t *out)
 {
     if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
@@ -89,15 +98,107 @@ static int reply_u64(const redisReply *r, uint64_t *out)
         return 0;
     }
     if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
-        dpr_parse_u64(r->str, r->len, 0, UINT64_MAX, out) == 0)
+        dpr_parse_u64(r->str, r->len, 0, INT64_MAX, out) == 0)
         return 0;
     return -EPROTO;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* --- start-up registration (blocking) ----------------------------------- */
 
-int kv_finder_register(const char *hostport, uint64_t worker, unsigned timeout_ms,
-                       uint64_t *world_line, uint64_t *restore, dpr_err *err)
+int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
+                       unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
+                       dpr_err *err)
+{
+    char wid[24];
+    dpr_hostport hp;
+    uint64_t start = dpr_mono_ms(), last_log = 0;
+    int r = dpr_hostport_parse(hostport, 0, &hp, err);
+
+    if (r < 0)
+        return r;
+    for (;;) {
+        struct timeval tv = {2, 0};
+        redisContext *c = redisConnectWithTimeout(hp.host, hp.port, tv);
+        redisReply *rep = NULL;
+        if (c && !c->err) {
+            redisSetTimeout(c, tv);
+            snprintf(wid, sizeof(wid), "%" PRIu64, worker);
+            if (token && *token) {
+                const char *argv[3] = { "DPR.WORKER.ADD", wid, token };
+                rep = redisCommandArgv(c, 3, argv, NULL);
+            } else {
+                const char *argv[2] = { "DPR.WORKER.ADD", wid };
+                rep = redisCommandArgv(c, 2, argv, NULL);
+            }
+        }
+        if (rep) {
+            /* the finder's errors never show the token, so neither does err */
+            if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "registered by its owner"))
+                r = dpr_err_set(err, -EACCES, "finder %s refused DPR.WORKER.ADD %" PRIu64
+                                " %s: %s", hostport, worker,
+                                token && *token ? "with the token given (not the owner's)"
+                                                : "without a token",
+                                rep->str);
+            else if (rep->type == REDIS_REPLY_ERROR)
+                r = dpr_err_set(err, -EPROTO, "finder %s refused DPR.WORKER.ADD %" PRIu64 ": %s",
+                                hostport, worker, rep->str);
+            else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                     reply_u64(rep->element[0], world_line) < 0 ||
+                     reply_u64(rep->element[1], restore) < 0 || *world_line == 0)
+                r = dpr_err_set(err, -EPROTO, "finder %s gave a malformed answer to DPR.WORKER.ADD",
+                                hostport);
+            else
+                r = 0;
+            freeReplyObject(rep);
+            redisFree(c);
+            return r;
+        }
+        uint64_t now = dpr_mono_ms();
+        if (now - last_log >= 5000) {
+            log_warning("finder %s not reachable (%s); retrying", hostport,
+                        c ? c->errstr : "out of memory");
+            last_log = now;
+        }
+        if (c)
+            redisFree(c);
+        if (timeout_ms && now - start >= timeout_ms)
+            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms", hostport,
+                               timeout_ms);
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The finder's DPR.SYNC answer: world-line, and this worker's cut entry (0
+ * when not listed). */
+static int parse_sync_cut(const redisReply *rep, uint64_t worker, uint64_t *world_line,
+                          uint64_t *cut)
+{
+    uint64_t maxv, w, v;
+
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        reply_u64(rep->element[0], world_line) < 0 || reply_u64(rep->element[1], &maxv) < 0 ||
+        rep->element[2]->type != REDIS_REPLY_ARRAY || rep->element[2]->elements % 2)
+        return -EPROTO;
+    *cut = 0;
+    for (size_t i = 0; i < rep->element[2]->elements; i += 2) {
+        if (reply_u64(rep->element[2]->element[i], &w) < 0 ||
+            reply_u64(rep->element[2]->element[i + 1], &v) < 0)
+            return -EPROTO;
+        if (w == worker)
+            *cut = v;
+    }
+    return 0;
+}
+
+int kv_finder_query_cut(const char *hostport, uint64_t worker, unsigned timeout_ms,
+                        uint64_t *world_line, uint64_t *cut, dpr_err *err)
 {
     dpr_hostport hp;
     uint64_t start = dpr_mono_ms(), last_log = 0;
@@ -111,16 +212,14 @@ int kv_finder_register(const char *hostport, uint64_t worker, unsigned timeout_m
         redisReply *rep = NULL;
         if (c && !c->err) {
             redisSetTimeout(c, tv);
-            rep = redisCommand(c, "DPR.WORKER.ADD %" PRIu64, worker);
+            rep = redisCommand(c, "DPR.SYNC");
         }
         if (rep) {
             if (rep->type == REDIS_REPLY_ERROR)
-                r = dpr_err_set(err, -EPROTO, "finder %s refused DPR.WORKER.ADD %" PRIu64 ": %s",
-                                hostport, worker, rep->str);
-            else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-                     reply_u64(rep->element[0], world_line) < 0 ||
-                     reply_u64(rep->element[1], restore) < 0 || *world_line == 0)
-                r = dpr_err_set(err, -EPROTO, "finder %s gave a malformed answer to DPR.WORKER.ADD",
+                r = dpr_err_set(err, -EPROTO, "finder %s refused DPR.SYNC: %s", hostport,
+                                rep->str);
+            else if (parse_sync_cut(rep, worker, world_line, cut) < 0)
+                r = dpr_err_set(err, -EPROTO, "finder %s gave a malformed answer to DPR.SYNC",
                                 hostport);
             else
                 r = 0;
@@ -167,6 +266,7 @@ static void disconnect(kv_finder *f, const char *why)
     f->state = LINK_DOWN;
     /* every report goes out again on the next connection */
     if (f->ndropped) {
+        assert(f->nkept == 0);
         for (size_t i = 0; i < f->ndropped; i++)
             free(f->reports[i].cmd);
         memmove(f->reports, f->reports + f->ndropped,
@@ -175,6 +275,7 @@ static void disconnect(kv_finder *f, const char *why)
         f->ndropped = 0;
     }
     f->nsent = 0;
+    f->nkept = 0;
     f->pend_head = f->pend_len = 0;
     f->sync_inflight = false;
     if (f->reader) {
@@ -247,29 +348,54 @@ static void send_reports(kv_finder *f)
     }
 }
 
+bool kv_finder_error_lost_worker(const char *error)
+{
+    /* finder/src/cmd.c, DPR.REPORT: the worker is not registered, or the
+     * finder is on an older world-line than the report */
+    return error && (!strncmp(error, "ERR unknown worker ", 19) ||
+                     (!strncmp(error, "ERR world-line ", 15) &&
+                      strstr(error, " is newer than the finder's")));
+}
+
 static void on_report_reply(kv_finder *f, const redisReply *rep)
 {
-    kv_queued_report r = f->reports[0];
+    assert(f->nkept == 0 || f->ndropped == 0);
+    kv_queued_report r = f->reports[f->nkept];
     bool dropped = f->ndropped > 0, acked = rep->type == REDIS_REPLY_STATUS;
+    const char *error = rep->type == REDIS_REPLY_ERROR ? rep->str : NULL;
 
+    if (!acked && !dropped && kv_finder_error_lost_worker(error)) {
+        /* sending it again to this finder gets the same answer, but a
+         * finder whose state is restored needs it: every report carries
+         * dependencies that no later report repeats */
+        log_debug("finder refused the report of checkpoint %" PRIu64 ": %s; kept", r.version,
+                  error);
+        f->nkept++;
+        if (f->cb.on_report_done)
+            f->cb.on_report_done(f->ud, r.version, false, error);
+        return;
+    }
     if (!acked && !dropped)
         log_warning("finder refused the report of checkpoint %" PRIu64 " (world-line %" PRIu64
                     "): %s; dropped",
-                    r.version, r.world_line,
-                    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-    memmove(f->reports, f->reports + 1, (f->nreports - 1) * sizeof(*f->reports));
+                    r.version, r.world_line, error ? error : "unexpected reply");
+    memmove(f->reports + f->nkept, f->reports + f->nkept + 1,
+            (f->nreports - f->nkept - 1) * sizeof(*f->reports));
     f->nreports--;
     f->nsent--;
     if (dropped)
         f->ndropped--;
     free(r.cmd);
     if (!dropped && f->cb.on_report_done)
-        f->cb.on_report_done(f->ud, r.version, acked);
+        f->cb.on_report_done(f->ud, r.version, acked, error);
 }
 
+/* The cut lists every registered worker (docs/protocol.md, DPR.SYNC): its
+ * ids are the domain the shard checks batches against (worker.h). */
 static int on_sync_reply(kv_finder *f, const redisReply *rep)
 {
-    uint64_t wl, maxv, cut = 0;
+    kv_sync sync = {.cut = 0};
+    size_t n = 0;
 
     f->sync_inflight = false;
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -277,19 +403,43 @@ static int on_sync_reply(kv_finder *f, const redisReply *rep)
         return 0;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        reply_u64(rep->element[0], &wl) < 0 || reply_u64(rep->element[1], &maxv) < 0 ||
+        reply_u64(rep->element[0], &sync.world_line) < 0 ||
+        reply_u64(rep->element[1], &sync.max_version) < 0 ||
         rep->element[2]->type != REDIS_REPLY_ARRAY || rep->element[2]->elements % 2)
         return -EPROTO;
     const redisReply *c = rep->element[2];
+    if (c->elements / 2 > f->domain_cap) {
+        uint64_t *p = realloc(f->domain, c->elements / 2 * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->domain = p;
+        f->domain_cap = c->elements / 2;
+    }
     for (size_t i = 0; i < c->elements; i += 2) {
         uint64_t w, v;
         if (reply_u64(c->element[i], &w) < 0 || reply_u64(c->element[i + 1], &v) < 0)
             return -EPROTO;
         if (w == f->worker)
-            cut = v;
+            sync.cut = v;
+        f->domain[n++] = w;
     }
+    /* the finder sends them sorted; make sure, and drop duplicates */
+    bool sorted = true;
+    for (size_t i = 1; i < n && sorted; i++)
+        sorted = f->domain[i - 1] < f->domain[i];
+    if (!sorted) {
+        qsort(f->domain, n, sizeof(*f->domain), cmp_u64);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (k == 0 || f->domain[k - 1] != f->domain[i])
+                f->domain[k++] = f->domain[i];
+        n = k;
+    }
+    sync.workers = f->domain;
+    sync.nworkers = n;
+    sync.at_ms = dpr_mono_ms();
     if (f->cb.on_sync)
-        f->cb.on_sync(f->ud, wl, maxv, cut);
+        f->cb.on_sync(f->ud, &sync);
     return 0;
 }
 
@@ -304,8 +454,10 @@ static void on_reply(kv_finder *f, redisReply *rep)
     f->pend_len--;
     if (kind == PEND_REPORT) {
         on_report_reply(f, rep);
-    } else if (on_sync_reply(f, rep) < 0) {
-        disconnect(f, "malformed DPR.SYNC reply");
+    } else {
+        int r = on_sync_reply(f, rep);
+        if (r < 0)
+            disconnect(f, r == -ENOMEM ? "out of memory" : "malformed DPR.SYNC reply");
     }
 }
 
@@ -463,6 +615,7 @@ static void timer_closed(uv_handle_t *h)
         free(f->reports[i].cmd);
     free(f->reports);
     free(f->pend);
+    free(f->domain);
     free(f);
 }
 
@@ -598,9 +751,22 @@ void kv_finder_sync(kv_finder *f)
 
 void kv_finder_drop_old(kv_finder *f, uint64_t world_line)
 {
-    size_t k = 0;
+    size_t k = 0, kept;
     while (k < f->nreports && f->reports[k].world_line < world_line)
         k++;
+    /* kept reports were answered: the old ones go at once */
+    kept = k < f->nkept ? k : f->nkept;
+    if (kept) {
+        for (size_t i = 0; i < kept; i++)
+            free(f->reports[i].cmd);
+        memmove(f->reports, f->reports + kept, (f->nreports - kept) * sizeof(*f->reports));
+        f->nreports -= kept;
+        f->nsent -= kept;
+        f->nkept -= kept;
+        k -= kept;
+    }
+    /* a kept report left is of the new world-line, and so is every later one */
+    assert(f->nkept == 0 || k == 0);
     if (k <= f->nsent) {
         if (k > f->ndropped)
             f->ndropped = k;

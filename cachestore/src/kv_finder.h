@@ -8,10 +8,16 @@
  *  - reports are queued in version order and pipelined; a report leaves the
  *    queue only when the finder has answered it. After a reconnect every
  *    unanswered report is sent again, in order (the finder treats a resend
- *    as known). A report the finder refuses with an error (stale world-line,
- *    unknown worker, ...) is logged and dropped: sending it again would get
- *    the same answer.
- *  - at most one DPR.SYNC is in flight; its answer goes to on_sync.
+ *    as known). A report refused because the finder does not know this
+ *    worker (kv_finder_error_lost_worker: its state was lost?) stays queued
+ *    and goes out again on the next connection: a finder whose state is
+ *    restored needs every report, since each carries dependencies no later
+ *    one repeats. A report refused for another reason (stale world-line,
+ *    ...) is logged and dropped: sending it again would get the same
+ *    answer.
+ *  - at most one DPR.SYNC is in flight; its answer goes to on_sync. Numbers
+ *    above 2^63 - 1 (more than the finder ever sends) make an answer
+ *    malformed: the connection is dropped and nothing is learned from it.
  *  - the connection is re-established with a backoff (100 ms doubling to
  *    2 s); a request unanswered for KV_FINDER_TIMEOUT_MS drops the
  *    connection (a hung finder).
@@ -29,24 +35,49 @@
 
 #define KV_FINDER_TIMEOUT_MS 5000
 
+/* A DPR.SYNC answer. */
+typedef struct kv_sync {
+    uint64_t world_line;
+    uint64_t max_version;
+    uint64_t cut;            /* this worker's cut entry (0 if not listed) */
+    const uint64_t *workers; /* every registered worker, ascending, no duplicates;
+                              * valid during the callback only */
+    size_t nworkers;
+    uint64_t at_ms;          /* dpr_mono_ms() when the answer arrived */
+} kv_sync;
+
 typedef struct kv_finder_cb {
-    /* DPR.SYNC answered: world-line, max version, this worker's cut entry */
-    void (*on_sync)(void *ud, uint64_t world_line, uint64_t max_version, uint64_t cut);
-    /* a report was answered (acked: +OK; else refused and dropped) */
-    void (*on_report_done)(void *ud, uint64_t version, bool acked);
+    void (*on_sync)(void *ud, const kv_sync *sync);
+    /* a report was answered (acked: +OK; else refused and dropped, error:
+     * the finder's error text, NULL for a reply that was not an error) */
+    void (*on_report_done)(void *ud, uint64_t version, bool acked, const char *error);
     void (*on_connection)(void *ud, bool up);
 } kv_finder_cb;
 
 typedef struct kv_finder kv_finder;
 
 /*
- * Synchronous DPR.WORKER.ADD <worker> at start-up. Connects to hostport,
- * retrying every 200 ms until `timeout_ms` passes (0: forever, logging
- * every few seconds). -ETIMEDOUT, -EPROTO (the finder answered an error
- * or nonsense), -EINVAL (bad address); err says which.
+ * Synchronous DPR.WORKER.ADD <worker> [<token>] at start-up (token NULL or
+ * "": none). Connects to hostport, retrying every 200 ms until `timeout_ms`
+ * passes (0: forever, logging every few seconds); an answer, even an error,
+ * is final (no retry). -ETIMEDOUT, -EACCES (the worker is registered with
+ * another token: refused), -EPROTO (the finder answered another error or
+ * nonsense), -EINVAL (bad address); err says which and never shows the
+ * token.
  */
-int kv_finder_register(const char *hostport, uint64_t worker, unsigned timeout_ms,
-                       uint64_t *world_line, uint64_t *restore, dpr_err *err);
+int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
+                       unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
+                       dpr_err *err);
+
+/*
+ * Synchronous DPR.SYNC before registering: the finder's world-line and its
+ * cut for `worker` (0 when it lists none). Asks without registering, so it
+ * changes nothing at the finder (start-up checks the answer against what
+ * the checkpoints on disk record, kv_recover.c). Retries and errors like
+ * kv_finder_register.
+ */
+int kv_finder_query_cut(const char *hostport, uint64_t worker, unsigned timeout_ms,
+                        uint64_t *world_line, uint64_t *cut, dpr_err *err);
 
 /* Starts the link (hostport: HOST:PORT, -EINVAL if malformed). */
 int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
@@ -62,7 +93,11 @@ void kv_finder_sync(kv_finder *f);
 /* Forgets queued reports of world-lines older than world_line (a rollback). */
 void kv_finder_drop_old(kv_finder *f, uint64_t world_line);
 
+/* Reports not acknowledged (kept ones included). */
 size_t kv_finder_unacked(const kv_finder *f);
+/* Does this DPR.REPORT error say the finder does not know this worker (not
+ * registered, or a finder on an older world-line)? */
+bool kv_finder_error_lost_worker(const char *error);
 bool kv_finder_connected(const kv_finder *f);
 
 #endif

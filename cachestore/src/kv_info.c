@@ -3,7 +3,6 @@
 
 #include <fnmatch.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,14 +82,17 @@ static void sec_clients(kv_server *s, dpr_buf *b)
 
 static void sec_memory(kv_server *s, dpr_buf *b)
 {
-    struct mallinfo2 mi = mallinfo2();
-    uint64_t used = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
-    char h[32];
+    uint64_t used = kv_server_used_memory(s);
+    char h[32], mh[32];
     human(h, sizeof(h), used);
+    human(mh, sizeof(mh), s->cfg->maxmemory);
     line(b, "# Memory");
     line(b, "used_memory:%" PRIu64, used);
     line(b, "used_memory_human:%s", h);
     line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
+    line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
+    line(b, "maxmemory_human:%s", mh);
+    line(b, "maxmemory_policy:noeviction");
     line(b, "mem_allocator:libc");
 }
 
@@ -118,19 +120,31 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     line(b, "dpr_finder_connected:%d", s->finder && kv_finder_connected(s->finder) ? 1 : 0);
     line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);
     line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
+    line(b, "dpr_finder_workers:%zu", s->ndomain);
     line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
     line(b, "dpr_checkpoints_pending:%zu", kv_snap_jobs(&s->snap));
     line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
     line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
+    line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
     line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
     line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
     line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
     line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
+    line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
     line(b, "dpr_checkpoint_failures:%" PRIu64, failures + s->ckpts_forks_failed);
-    line(b, "dpr_last_checkpoint_error:%s", last.msg);
+    if (s->fork_failing && !kv_snap_failing(&s->snap, NULL))
+        last = s->fork_error;
+    line(b, "dpr_checkpoint_last_error:%s", last.msg);
+    line(b, "dpr_writes_refused:%" PRIu64, s->writes_refused_misconf + s->writes_refused_oom);
+    line(b, "dpr_writes_refused_misconf:%" PRIu64, s->writes_refused_misconf);
+    line(b, "dpr_writes_refused_oom:%" PRIu64, s->writes_refused_oom);
+    line(b, "dpr_finder_knows_worker:%d", s->finder_lost ? 0 : 1);
+    line(b, "dpr_finder_lost_reason:%s", s->finder_lost ? s->finder_lost_why.msg : "");
     line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
+    line(b, "dpr_reports_refused:%" PRIu64, s->reports_refused);
     line(b, "dpr_batches:%" PRIu64, s->batches_total);
     line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
+    line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);
     line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
 }
 
@@ -188,7 +202,7 @@ void kv_info_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv)
  * "save" and "appendonly"); CONFIG SET changes nothing here. */
 void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv)
 {
-    char pattern[256], maxclients[24], maxreq[24];
+    char pattern[256], maxclients[24], maxreq[24], maxmem[24];
     const kv_arg *sub = &argv[1];
 
     if (sub->n == 9 && !strncasecmp(sub->p, "resetstat", 9) && argc == 2) {
@@ -209,12 +223,14 @@ void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv
     }
     snprintf(maxclients, sizeof(maxclients), "%zu", s->cfg->max_clients);
     snprintf(maxreq, sizeof(maxreq), "%zu", s->cfg->max_request_bytes);
+    snprintf(maxmem, sizeof(maxmem), "%" PRIu64, s->cfg->maxmemory);
     const char *colon = strrchr(s->bound, ':');
     const char *params[][2] = {
         {"save", ""},
         {"appendonly", "no"},
         {"databases", "1"},
-        {"maxmemory", "0"},
+        {"maxmemory", maxmem},
+        {"maxmemory-policy", "noeviction"},
         {"maxclients", maxclients},
         {"proto-max-bulk-len", "536870912"},
         {"client-query-buffer-limit", maxreq},

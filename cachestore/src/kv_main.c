@@ -1,4 +1,5 @@
 /* kv_main.c - dpr-kv: parse the configuration, recover, serve. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,7 +7,9 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
+#include "common/err.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "kv_config.h"
 #include "kv_recover.h"
 #include "kv_server.h"
@@ -16,6 +19,7 @@ int main(int argc, char **argv)
     static kv_config cfg;
     static kv_server srv;
     kv_recovery rec;
+    dpr_err err = DPR_ERR_INIT;
     uv_loop_t *loop = uv_default_loop();
     int r, code;
 
@@ -36,20 +40,34 @@ int main(int argc, char **argv)
             (void)dpr_log_add_field(field);
     }
     signal(SIGPIPE, SIG_IGN);
-    log_info("starting: worker %llu, dir %s, finder %s, checkpoint every %u ms",
-             (unsigned long long)cfg.worker, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms);
-    r = kv_recover(&cfg, &rec);
+    log_info("starting: worker %llu, dir %s, finder %s%s, checkpoint every %u ms",
+             (unsigned long long)cfg.worker, cfg.dir, cfg.finder,
+             cfg.finder_token[0] ? " (with a registration token)" : "",
+             cfg.checkpoint_interval_ms);
+    r = kv_recover(&cfg, &rec, &err);
     if (r < 0) {
-        sd_notifyf(0, "STATUS=start-up failed (see the log)\nERRNO=%d", -r);
+        /* "failed: <reason>" is the state the agent shows (docs/dpr-kv.md,
+         * "systemd"); whether the finder was disturbed is in the log */
+        const char *fields[] = {DPR_MSGID_FIELD(DPR_MSGID_RECOVERY_FAILED), NULL};
+        dpr_log_fields(DPR_LOG_ERR, fields, "cannot recover: %s (%s)", dpr_err_str(&err, r),
+                       rec.registered ? "after registering with the finder"
+                                      : "before registering with the finder: the other shards "
+                                        "are not disturbed");
+        if (r == -EACCES) /* the finder's message is long: say it shortly */
+            sd_notifyf(0, "STATUS=failed: the finder refused to register worker %llu (it is "
+                       "registered with another token; see the log)\nERRNO=%d",
+                       (unsigned long long)cfg.worker, -r);
+        else
+            sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", dpr_err_str(&err, r), -r);
         kv_recovery_free(&rec);
         return 1;
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
-                       rec.nckpts);
+                       rec.nckpts, rec.committed_max);
     kv_recovery_free(&rec);
     if (r < 0) {
         log_error("cannot start serving: %s", strerror(-r));
-        sd_notifyf(0, "STATUS=start-up failed: %s\nERRNO=%d", strerror(-r), -r);
+        sd_notifyf(0, "STATUS=failed: cannot start serving: %s\nERRNO=%d", strerror(-r), -r);
         return 1;
     }
     code = kv_server_run(&srv);

@@ -18,39 +18,35 @@
 #define LOCK_WAIT_MS 10000
 
 /* Takes DIR/dpr-kv.lock; says once that it waits when another process has it. */
-static int lock_dir(const char *dir, int *fd)
+static int lock_dir(const char *dir, int *fd, dpr_err *err)
 {
     char path[PATH_MAX];
-    dpr_err err;
     int r = dpr_path_join(path, sizeof(path), dir, "dpr-kv.lock");
 
-    if (r < 0) {
-        log_error("cannot lock %s: %s", dir, strerror(-r));
-        return r;
-    }
-    r = dpr_lock_file(path, 0, fd, &err);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot lock %s: %s", dir, strerror(-r));
+    r = dpr_lock_file(path, 0, fd, err);
     if (r == -EBUSY) {
         log_warning("%s is locked (another dpr-kv, or the checkpoint process of one that was "
                     "killed): waiting up to %d s",
                     dir, LOCK_WAIT_MS / 1000);
-        r = dpr_lock_file(path, LOCK_WAIT_MS, fd, &err);
+        r = dpr_lock_file(path, LOCK_WAIT_MS, fd, err);
     }
-    if (r < 0)
-        log_error("cannot lock %s: %s", dir, r == -EBUSY ? "another dpr-kv is using it" : err.msg);
+    if (r == -EBUSY)
+        return dpr_err_set(err, r, "cannot lock %s: another dpr-kv is using it", dir);
     return r;
 }
 
 /* Removes every listed checkpoint above `above`, then fsyncs the directory. */
-static int remove_above(const kv_config *cfg, kv_recovery *rec, uint64_t above)
+static int remove_above(const kv_config *cfg, kv_recovery *rec, uint64_t above, dpr_err *err)
 {
     size_t removed = 0;
     while (rec->nckpts > 0 && rec->ckpts[rec->nckpts - 1] > above) {
         uint64_t v = rec->ckpts[rec->nckpts - 1];
         int r = kv_ckpt_remove(cfg->dir, v);
-        if (r < 0) {
-            log_error("cannot remove checkpoint %" PRIu64 " in %s: %s", v, cfg->dir, strerror(-r));
-            return r;
-        }
+        if (r < 0)
+            return dpr_err_set(err, r, "cannot remove checkpoint %" PRIu64 " in %s: %s", v,
+                               cfg->dir, strerror(-r));
         rec->nckpts--;
         removed++;
     }
@@ -58,74 +54,150 @@ static int remove_above(const kv_config *cfg, kv_recovery *rec, uint64_t above)
         log_info("removed %zu checkpoint(s) above version %" PRIu64 " (lost versions)", removed,
                  above);
         int r = dpr_fsync_dir(cfg->dir);
-        if (r < 0) {
-            log_error("cannot fsync %s: %s", cfg->dir, strerror(-r));
-            return r;
-        }
+        if (r < 0)
+            return dpr_err_set(err, r, "cannot fsync %s: %s", cfg->dir, strerror(-r));
     }
+    rec->committed_max = 0;
+    for (size_t i = 0; i < rec->nckpts; i++)
+        if (rec->committed[i] > rec->committed_max)
+            rec->committed_max = rec->committed[i];
     return 0;
 }
 
-/* R == 0 but checkpoints exist: whose are they? */
-static int check_fresh_start(const kv_config *cfg, kv_recovery *rec)
+/*
+ * Checks every checkpoint before anything is asked of the finder. Which
+ * ones could be needed? The finder will ask for the newest checkpoint <= R,
+ * its cut for this worker, and R can be anywhere at or above the cuts this
+ * worker saw (a cut never goes back); garbage collection keeps exactly the
+ * newest checkpoint at or below the last cut seen and everything above it.
+ * So every file present may be the one: all are checked. The newest, the
+ * one asked for in the common case (everything durable was committed), is
+ * loaded on the way, so that it is not read twice.
+ */
+static int check_all(const kv_config *cfg, kv_recovery *rec, kv_ckpt_meta *newest, dpr_err *err)
 {
     char path[PATH_MAX];
-    dpr_err err = DPR_ERR_INIT;
     kv_ckpt_meta m;
-    uint64_t newest = rec->ckpts[rec->nckpts - 1];
-    int r;
+    int r = 0;
 
-    r = kv_ckpt_path(path, sizeof(path), cfg->dir, newest, 0);
-    if (r == 0)
-        r = kv_ckpt_read_meta(path, &m, &err);
-    if (r < 0 && !cfg->reset) {
-        log_error("%s; refusing to start (--reset deletes the checkpoints)", dpr_err_str(&err, r));
-        return -EBADMSG;
+    rec->committed = calloc(rec->nckpts ? rec->nckpts : 1, sizeof(*rec->committed));
+    if (!rec->committed)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    for (size_t k = rec->nckpts; k-- > 0;) {
+        uint64_t v = rec->ckpts[k];
+        r = kv_ckpt_path(path, sizeof(path), cfg->dir, v, 0);
+        if (r < 0)
+            return dpr_err_set(err, r, "state directory path too long: %s", cfg->dir);
+        if (k == rec->nckpts - 1)
+            r = kv_ckpt_load(path, cfg->worker, v, &rec->dict, &m, err);
+        else
+            r = kv_ckpt_verify(path, cfg->worker, v, &m, err);
+        if (r == -ENOMEM)
+            return dpr_err_set(err, r, "out of memory loading checkpoint %" PRIu64, v);
+        if (r < 0) {
+            dpr_err_prefix(err, "checkpoint %" PRIu64 " cannot be used", v);
+            return r == -EBADMSG ? r : -EIO;
+        }
+        rec->committed[k] = m.committed;
+        if (m.committed > rec->committed_max)
+            rec->committed_max = m.committed;
+        if (k == rec->nckpts - 1)
+            *newest = m;
     }
+    if (rec->nckpts)
+        log_info("checked %zu checkpoint(s) in %s: newest %" PRIu64 " (world-line %" PRIu64
+                 ", %zu keys)%s",
+                 rec->nckpts, cfg->dir, newest->version, newest->world_line,
+                 kv_dict_size(&rec->dict), rec->committed_max ? "" : ", none records a commit");
+    return 0;
+}
+
+/* The oldest checkpoint that records committed >= c (for messages). */
+static uint64_t recorded_by(const kv_recovery *rec, uint64_t c)
+{
+    for (size_t i = 0; i < rec->nckpts; i++)
+        if (rec->committed[i] >= c)
+            return rec->ckpts[i];
+    return 0;
+}
+
+static int finder_lost_data(const kv_config *cfg, const kv_recovery *rec, uint64_t cut,
+                            bool registered, dpr_err *err)
+{
+    log_warning("to recover: restore the finder's state, or start with --reset "
+                "(DPR_KV_RESET=1) to delete the data in %s (docs/operations.md, \"The finder's "
+                "state was lost\")",
+                cfg->dir);
+    return dpr_err_set(err, -ESTALE,
+                       "finder %s has cut %" PRIu64 " for worker %" PRIu64
+                       " but checkpoint %" PRIu64 " records version %" PRIu64
+                       " committed: the finder lost its state (or "
+                       "is another cluster's)%s",
+                       cfg->finder, cut, cfg->worker, recorded_by(rec, rec->committed_max),
+                       rec->committed_max, registered ? "" : "; not registering");
+}
+
+/* R == 0 but checkpoints exist: whose are they? */
+static int check_fresh_start(const kv_config *cfg, kv_recovery *rec, const kv_ckpt_meta *m,
+                             dpr_err *err)
+{
+    uint64_t newest = rec->ckpts[rec->nckpts - 1];
+
     if (cfg->reset) {
         log_warning("--reset: deleting %zu checkpoint(s) in %s (newest: version %" PRIu64 ")",
                     rec->nckpts, cfg->dir, newest);
         return 0;
     }
-    if (rec->world_line > m.world_line) {
+    if (rec->committed_max > 0)
+        return finder_lost_data(cfg, rec, 0, true, err);
+    if (rec->world_line > m->world_line) {
         log_warning("the finder rolled worker %" PRIu64 " back to version 0 (world-line %" PRIu64
                     "): the %zu checkpoint(s) in %s were never committed",
                     cfg->worker, rec->world_line, rec->nckpts, cfg->dir);
         return 0;
     }
-    log_error("%s holds checkpoints of worker %" PRIu64 " up to version %" PRIu64
-              " (world-line %" PRIu64 "), but finder %s starts it empty at world-line %" PRIu64
-              ": is it a new or reset finder? Refusing to discard the data; start with --reset "
-              "(DPR_KV_RESET=1) to delete it, or point --finder at the finder of this cluster",
-              cfg->dir, m.worker, newest, m.world_line, cfg->finder, rec->world_line);
-    return -EEXIST;
+    log_warning("start with --reset (DPR_KV_RESET=1) to delete the data in %s, or point "
+                "--finder at the finder of this cluster",
+                cfg->dir);
+    return dpr_err_set(err, -EEXIST,
+                       "%s holds checkpoints up to version %" PRIu64 " (world-line %" PRIu64
+                       ") but finder %s starts worker %" PRIu64 " empty at world-line %" PRIu64
+                       ": a new or reset finder? Refusing to discard the data",
+                       cfg->dir, newest, m->world_line, cfg->finder, cfg->worker, rec->world_line);
 }
 
-static int restore(const kv_config *cfg, kv_recovery *rec)
+/* Puts the newest checkpoint <= R into rec->dict (it may be there already). */
+static int restore(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 {
     char path[PATH_MAX];
-    dpr_err err = DPR_ERR_INIT;
     kv_ckpt_meta m;
     ssize_t i = (ssize_t)rec->nckpts - 1;
     int r;
 
+    if (rec->restored < rec->committed_max && !cfg->reset)
+        return finder_lost_data(cfg, rec, rec->restored, true, err);
     while (i >= 0 && rec->ckpts[i] > rec->restored)
         i--;
-    if (i < 0) {
-        log_error("the finder says worker %" PRIu64 " must restore version %" PRIu64
-                  ", but %s holds no checkpoint at or below it%s: the data the cluster "
-                  "committed is not here (wrong --dir?)",
-                  cfg->worker, rec->restored, cfg->dir, rec->nckpts ? "" : " (none at all)");
-        return -ENOENT;
-    }
+    if (i < 0)
+        return dpr_err_set(err, -ENOENT,
+                           "the finder says worker %" PRIu64 " must restore version %" PRIu64
+                           ", but %s holds no checkpoint at or below it%s: the data the cluster "
+                           "committed is not here (wrong --dir?)",
+                           cfg->worker, rec->restored, cfg->dir,
+                           rec->nckpts ? "" : " (none at all)");
     uint64_t v = rec->ckpts[i];
+    if ((size_t)i == rec->nckpts - 1) {
+        log_info("restored checkpoint %" PRIu64 " (%zu keys) for version %" PRIu64, v,
+                 kv_dict_size(&rec->dict), rec->restored);
+        return 0;
+    }
+    /* the newest is above R (lost versions): load the one asked for instead */
+    kv_dict_free(&rec->dict);
     r = kv_ckpt_path(path, sizeof(path), cfg->dir, v, 0);
     if (r == 0)
-        r = kv_ckpt_load(path, cfg->worker, v, &rec->dict, &m, &err);
+        r = kv_ckpt_load(path, cfg->worker, v, &rec->dict, &m, err);
     if (r < 0) {
-        log_error("cannot restore version %" PRIu64 ": %s. Refusing to start with an empty or "
-                  "older store; restore the file from a backup",
-                  rec->restored, r == -ENOMEM ? "out of memory" : dpr_err_str(&err, r));
+        dpr_err_prefix(err, "cannot restore version %" PRIu64, rec->restored);
         return r == -ENOMEM ? r : -EBADMSG;
     }
     log_info("restored checkpoint %" PRIu64 " (world-line %" PRIu64 ", %zu keys) for version "
@@ -134,63 +206,80 @@ static int restore(const kv_config *cfg, kv_recovery *rec)
     return 0;
 }
 
-int kv_recover(const kv_config *cfg, kv_recovery *rec)
+int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 {
-    dpr_err err;
+    kv_ckpt_meta newest;
     uint8_t seed[16];
     int r;
 
     memset(rec, 0, sizeof(*rec));
+    memset(&newest, 0, sizeof(newest));
     rec->lock_fd = -1;
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
         for (size_t i = 0; i < sizeof(seed); i++) /* cannot happen on Linux >= 3.17 */
             seed[i] = (uint8_t)(rand() ^ (int)getpid());
     }
     kv_dict_init(&rec->dict, seed);
-    r = dpr_mkdir_p(cfg->dir, 0700, &err);
+    r = dpr_mkdir_p(cfg->dir, 0700, err);
     if (r < 0) {
-        log_error("cannot create state directory %s: %s", cfg->dir, err.msg);
+        dpr_err_prefix(err, "cannot create state directory %s", cfg->dir);
         return r;
     }
-    r = lock_dir(cfg->dir, &rec->lock_fd);
+    r = lock_dir(cfg->dir, &rec->lock_fd, err);
     if (r < 0)
         return r;
     r = kv_ckpt_remove_tmp(cfg->dir);
     if (r == 0)
         r = kv_ckpt_list(cfg->dir, &rec->ckpts, &rec->nckpts);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot read state directory %s: %s", cfg->dir, strerror(-r));
+    /* everything local first: a shard that cannot recover must not register */
+    r = check_all(cfg, rec, &newest, err);
+    if (r < 0)
+        return r;
+    if (rec->committed_max > 0 && !cfg->reset) {
+        uint64_t wl = 0, cut = 0;
+        r = kv_finder_query_cut(cfg->finder, cfg->worker, cfg->finder_timeout_ms, &wl, &cut, err);
+        if (r < 0) {
+            dpr_err_prefix(err, "cannot ask the finder");
+            return r;
+        }
+        if (cut < rec->committed_max)
+            return finder_lost_data(cfg, rec, cut, false, err);
+    }
+    r = kv_finder_register(cfg->finder, cfg->worker, cfg->finder_token, cfg->finder_timeout_ms,
+                           &rec->world_line, &rec->restored, err);
     if (r < 0) {
-        log_error("cannot read state directory %s: %s", cfg->dir, strerror(-r));
+        dpr_err_prefix(err, "cannot register with the finder");
         return r;
     }
-    r = kv_finder_register(cfg->finder, cfg->worker, cfg->finder_timeout_ms, &rec->world_line,
-                           &rec->restored, &err);
-    if (r < 0) {
-        log_error("cannot register with the finder: %s", err.msg);
-        return r;
-    }
+    rec->registered = true;
     log_info("registered with finder %s: world-line %" PRIu64 ", restore version %" PRIu64,
              cfg->finder, rec->world_line, rec->restored);
     if (rec->restored == 0) {
         if (rec->nckpts > 0) {
-            r = check_fresh_start(cfg, rec);
+            r = check_fresh_start(cfg, rec, &newest, err);
             if (r < 0)
                 return r;
         }
+        kv_dict_free(&rec->dict); /* start empty */
     } else {
         if (cfg->reset)
             log_warning("--reset ignored: the finder expects version %" PRIu64, rec->restored);
-        r = restore(cfg, rec);
+        r = restore(cfg, rec, err);
         if (r < 0)
             return r;
     }
-    return remove_above(cfg, rec, rec->restored);
+    return remove_above(cfg, rec, rec->restored, err);
 }
 
 void kv_recovery_free(kv_recovery *rec)
 {
     kv_dict_free(&rec->dict);
     free(rec->ckpts);
+    free(rec->committed);
     rec->ckpts = NULL;
+    rec->committed = NULL;
     rec->nckpts = 0;
     /* the lock fd stays open: the lock lasts as long as the process */
 }

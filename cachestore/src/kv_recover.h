@@ -1,19 +1,30 @@
 /*
- * kv_recover.h - start-up: take the state directory, register with the
- * finder, restore the checkpoint it asks for.
+ * kv_recover.h - start-up: take the state directory, check every checkpoint,
+ * register with the finder, restore the checkpoint it asks for.
  *
  *  1. Create and lock DIR (flock on DIR/dpr-kv.lock). A checkpoint process
  *     of a killed dpr-kv inherits the lock, so a restart waits (up to 10 s)
  *     until it is gone and can never see it finish a file later.
  *  2. Remove leftover ckpt-*.kv.tmp files; list the checkpoints.
- *  3. DPR.WORKER.ADD -> (world-line W, version R).
- *  4. R > 0: restore the newest checkpoint <= R (none: error, the data the
+ *  3. Check every checkpoint (size, header, CRC, every record's bounds; the
+ *     newest is loaded into the keyspace on the way, the others are only
+ *     read): any of them may be the one the finder asks for, and a shard
+ *     that cannot recover must fail *before* it registers, since every
+ *     DPR.WORKER.ADD of a known worker starts a new world-line and rolls
+ *     every other shard back.
+ *  4. If a checkpoint records that this worker had versions committed
+ *     (kv_ckpt_meta.committed), ask the finder's DPR.SYNC (without
+ *     registering): a finder whose cut for this worker is lower has lost or
+ *     replaced its state. Refuse, without registering (unless --reset).
+ *  5. DPR.WORKER.ADD -> (world-line W, version R).
+ *  6. R > 0: restore the newest checkpoint <= R (none: error, the data the
  *     cluster counts on is gone). R == 0 with checkpoints in DIR: if W is
- *     newer than the newest checkpoint's world-line, the finder has seen
- *     this worker and rolled it back to nothing (delete them); otherwise
- *     the finder does not know this data (a new or reset finder): refuse to
- *     start unless --reset, never wipe data silently.
- *  5. Delete checkpoints above R (lost versions), fsync DIR.
+ *     newer than the newest checkpoint's world-line (and none records a
+ *     commit), the finder has seen this worker and rolled it back to
+ *     nothing (delete them); otherwise the finder does not know this data (a
+ *     new or reset finder): refuse to start unless --reset, never wipe data
+ *     silently.
+ *  7. Delete checkpoints above R (lost versions), fsync DIR.
  * A damaged checkpoint is a clear error, never an empty store.
  */
 #ifndef KV_RECOVER_H
@@ -22,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dpr/err.h"
 #include "kv_config.h"
 #include "kv_dict.h"
 
@@ -30,12 +42,16 @@ typedef struct kv_recovery {
     uint64_t world_line;
     uint64_t restored;      /* version the store now holds (R) */
     uint64_t *ckpts;        /* checkpoints left on disk, ascending */
+    uint64_t *committed;    /* what each of them records (kv_ckpt_meta.committed) */
     size_t nckpts;
+    uint64_t committed_max; /* the highest of those */
+    bool registered;        /* the finder was asked DPR.WORKER.ADD */
     kv_dict dict;
 } kv_recovery;
 
-/* Logs what it does and why it fails; 0 or a negative errno. */
-int kv_recover(const kv_config *cfg, kv_recovery *out);
+/* 0, or a negative errno with err saying why (one line, for the log and
+ * systemd's STATUS=); logs progress and warnings itself. */
+int kv_recover(const kv_config *cfg, kv_recovery *out, dpr_err *err);
 void kv_recovery_free(kv_recovery *r);
 
 #endif

@@ -3,11 +3,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/addr.h"
 #include "common/list.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -229,6 +232,56 @@ static void cmd_select(kv_client *c, const kv_arg *db)
 
 static void batch_start(kv_client *c, const kv_arg *hdr);
 
+/* Redis' texts, so that clients recognise them */
+#define ERR_MISCONF                                                                              \
+    "MISCONF dpr-kv cannot write checkpoints to disk. Commands that may modify the data set "  \
+    "are disabled until a checkpoint succeeds. See 'INFO dpr' "                                 \
+    "(dpr_checkpoint_last_error) and the log"
+#define ERR_OOM "OOM command not allowed when used memory > 'maxmemory'."
+
+uint64_t kv_server_used_memory(const kv_server *s)
+{
+    struct mallinfo2 mi = mallinfo2();
+    uint64_t used = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+    size_t data = kv_dict_memory(&s->dict);
+    /* never below the data set (an allocator other than glibc's, e.g. a
+     * sanitizer's, may report nothing) */
+    return used > data ? used : data;
+}
+
+uint64_t kv_server_memory_estimate(const kv_server *s)
+{
+    size_t now = kv_dict_memory(&s->dict);
+    if (now >= s->mem_dict_at_sample)
+        return s->mem_sampled + (now - s->mem_dict_at_sample);
+    size_t freed = s->mem_dict_at_sample - now;
+    return s->mem_sampled > freed ? s->mem_sampled - freed : 0;
+}
+
+static void sample_memory(kv_server *s)
+{
+    s->mem_sampled = kv_server_used_memory(s);
+    s->mem_dict_at_sample = kv_dict_memory(&s->dict);
+}
+
+/* Why a write command may not run now (an error reply), or NULL. Checked
+ * before the command touches anything, so a refused write changes nothing:
+ * no key, no version (a plain write does not even dirty the open version). */
+static const char *write_refused(kv_server *s, const kv_command *cmd)
+{
+    if (kv_dpr_refusing_writes(s)) {
+        s->writes_refused_misconf++;
+        return ERR_MISCONF;
+    }
+    /* noeviction: what can only grow the dataset is refused; DEL runs */
+    if ((cmd->flags & KV_CMD_DENYOOM) && s->cfg->maxmemory &&
+        kv_server_memory_estimate(s) > s->cfg->maxmemory) {
+        s->writes_refused_oom++;
+        return ERR_OOM;
+    }
+    return NULL;
+}
+
 /* Runs one command; in_batch: inside a DPR batch (already admitted). */
 static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_batch)
 {
@@ -274,6 +327,13 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
         }
         return;
     }
+    if (cmd->flags & KV_CMD_WRITE) {
+        const char *refused = write_refused(s, cmd);
+        if (refused) {
+            dpr_resp_error(&c->out, refused);
+            return;
+        }
+    }
     if ((cmd->flags & KV_CMD_WRITE) && !in_batch) {
         uint64_t v; /* untracked: runs in the open version, pins nothing */
         (void)dpr_worker_execute(&s->worker, NULL, &v);
@@ -288,6 +348,7 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
 static void batch_end(kv_client *c)
 {
     c->in_batch = false;
+    c->checking = false;
     c->batch_want = c->batch_have = 0;
     c->batch_hdr.len = 0;
     c->batch_ops.len = 0;
@@ -404,6 +465,97 @@ static void run_ops(kv_client *c, uint32_t count)
     assert(p == end);
 }
 
+int kv_server_set_domain(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms)
+{
+    if (n > s->domain_cap) {
+        uint64_t *p = realloc(s->domain, n * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        s->domain = p;
+        s->domain_cap = n;
+    }
+    if (n)
+        memcpy(s->domain, workers, n * sizeof(*workers));
+    s->ndomain = n;
+    s->synced_ms = at_ms;
+    return 0;
+}
+
+/* One line per second at most: forged batches must not flood the log. */
+static void log_invalid(kv_client *c, const char *why)
+{
+    kv_server *s = c->srv;
+    uint64_t now = dpr_mono_ms();
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char peer[DPR_ADDR_STR_MAX] = "?";
+
+    if (s->invalid_logged_ms && now - s->invalid_logged_ms < 1000) {
+        s->invalid_unlogged++;
+        return;
+    }
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        dpr_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
+    if (s->invalid_unlogged)
+        log_warning("client %s: DPR.BATCH refused: %s (and %" PRIu64 " more since the last "
+                    "message; dpr_batches_invalid in INFO counts them)",
+                    peer, why, s->invalid_unlogged);
+    else
+        log_warning("client %s: DPR.BATCH refused: %s", peer, why);
+    s->invalid_logged_ms = now;
+    s->invalid_unlogged = 0;
+}
+
+/* Sync answers a batch waits for before an unknown worker or a version
+ * above the bound is final: the answer in flight when it arrived may have
+ * been sent before that worker registered; the next one was not. */
+#define CHECK_SYNCS 2
+/* ... and how long, when the finder does not answer */
+#define CHECK_WAIT_MS KV_FINDER_TIMEOUT_MS
+
+/*
+ * Checks an admitted batch against what a real session can have seen
+ * (dpr_worker_check_batch, worker.h): 0 to run it; 1 when it cannot run now
+ * (the client is parked until fresher DPR.SYNC answers, or the batch got
+ * its error). A refused batch changes nothing: no fast-forward, no
+ * dependency folded, no operation run.
+ */
+static int batch_check(kv_client *c, const dpr_request_hdr *h)
+{
+    kv_server *s = c->srv;
+    dpr_err err = DPR_ERR_INIT;
+    uint64_t now = dpr_mono_ms();
+    dpr_worker_bounds b = {.max_version = s->cluster_max,
+                           .workers = s->domain,
+                           .nworkers = s->ndomain,
+                           .since_sync_ms = now > s->synced_ms ? now - s->synced_ms : 0};
+    int r = dpr_worker_check_batch(&s->worker, h, &b, &err);
+
+    if (r == 0) {
+        c->checking = false;
+        return 0;
+    }
+    if (r == -ENXIO || r == -ERANGE) {
+        /* the session may know more than our last answer: a worker that
+         * registered since, versions that grew since */
+        if (!c->checking) {
+            c->checking = true;
+            c->check_syncs = s->syncs;
+            c->check_ms = now;
+        }
+        if (s->syncs - c->check_syncs < CHECK_SYNCS && now - c->check_ms < CHECK_WAIT_MS) {
+            park(c, KV_PARK_CHECK);
+            kv_dpr_sync_now(s);
+            return 1;
+        }
+    }
+    s->batches_invalid++;
+    log_invalid(c, err.msg);
+    dpr_resp_errorf(&c->out, "ERR DPR.BATCH refused: %s", err.msg);
+    batch_end(c);
+    return 1;
+}
+
 static void batch_run(kv_client *c)
 {
     kv_server *s = c->srv;
@@ -454,6 +606,8 @@ static void batch_run(kv_client *c)
         c->catching_up = false;
         break;
     }
+    if (batch_check(c, &h) != 0)
+        return;
     r = dpr_worker_execute(&s->worker, &h, &version);
     if (r == -EAGAIN) {
         /* the open version holds batches and is below what this batch
@@ -647,7 +801,9 @@ static void on_cron(uv_timer_t *t)
 {
     kv_server *s = t->data;
     kv_dict_cron(&s->dict, CRON_REHASH_USEC);
-    kv_dpr_reap(s); /* in case a SIGCHLD was coalesced */
+    if (s->cfg->maxmemory)
+        sample_memory(s);
+    kv_dpr_reap(s); /* in case a SIGCHLD was coalesced; also notices failing checkpoints */
     if (s->parked)
         kick_parked(s);
     if (s->stopping)
@@ -700,7 +856,7 @@ static int start_timers(kv_server *s)
 
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
-                   size_t nckpts)
+                   size_t nckpts, uint64_t committed)
 {
     int r;
 
@@ -710,8 +866,11 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
     s->start_ms = dpr_wall_ms();
     s->restored_version = restored_version;
     s->finder_world_line = world_line;
+    s->synced_ms = dpr_mono_ms(); /* the finder answered DPR.WORKER.ADD just now */
+    s->committed_sealed = committed;
     kv_dict_init(&s->dict, restored->seed);
     kv_dict_swap(&s->dict, restored);
+    sample_memory(s);
     r = dpr_worker_init(&s->worker, cfg->worker, world_line, restored_version);
     if (r < 0)
         return r;

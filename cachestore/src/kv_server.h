@@ -30,6 +30,8 @@ enum kv_park {
     KV_PARK_NONE = 0,
     KV_PARK_SEAL,    /* needs a checkpoint that cannot be started right now */
     KV_PARK_CATCHUP, /* batch from a newer world-line: waiting for DPR.SYNC */
+    KV_PARK_CHECK,   /* batch names a worker or version newer than our last
+                      * DPR.SYNC answer: waiting for the next (batch_check) */
 };
 
 typedef struct kv_server kv_server;
@@ -42,6 +44,8 @@ typedef struct kv_client {
     enum kv_park parked;
     bool catching_up;                   /* batch waits for a newer world-line */
     uint64_t catchup_syncs;             /* srv->syncs when it started waiting */
+    bool checking;                      /* batch waits for fresher bounds (KV_PARK_CHECK) */
+    uint64_t check_syncs, check_ms;     /* srv->syncs and dpr_mono_ms() when it started */
     dpr_buf in;                         /* query buffer */
     kv_parser parser;
     dpr_buf out;                        /* replies not yet written */
@@ -72,9 +76,14 @@ struct kv_server {
     kv_arg *scratch;                    /* argv for batch ops */
     size_t scratch_cap;
 
+    uint64_t committed_sealed;          /* highest `committed` a sealed checkpoint records */
     uint64_t cluster_max;               /* max-version from the last DPR.SYNC */
     uint64_t finder_world_line;         /* world-line of the last DPR.SYNC */
     uint64_t syncs;                     /* DPR.SYNC answers received */
+    /* what batches are checked against (dpr_worker_bounds, batch_check) */
+    uint64_t *domain;                   /* registered workers of the last DPR.SYNC, ascending */
+    size_t ndomain, domain_cap;
+    uint64_t synced_ms;                 /* dpr_mono_ms() of that answer (start-up before) */
     uint64_t writes, writes_at_seal;
     uint64_t *ckpts;                    /* checkpoint versions on disk, ascending */
     size_t nckpts, ckpts_cap;
@@ -83,9 +92,29 @@ struct kv_server {
     size_t nclients;
     kv_client *parked;
 
+    /* checkpoints failing (kv_snap_failing): writes are refused */
+    bool ckpt_failing;                  /* the state last logged and shown */
+    uint64_t ckpt_failing_version;
+    bool fork_failing;                  /* the last fork for a checkpoint failed */
+    dpr_err fork_error;
+    /* the finder does not know this worker (its state was lost?) */
+    bool finder_lost;                   /* one of the two below */
+    bool finder_lost_report;            /* it refused a report: unknown worker, ... */
+    bool finder_lost_sync;              /* its DPR.SYNC: behind us, or a cut that went back */
+    dpr_err finder_lost_why;
+    uint64_t reports_refused;
+
+    /* memory: used_memory sampled by the cron, plus the dataset's change since */
+    uint64_t mem_sampled;
+    size_t mem_dict_at_sample;
+
     /* statistics */
     uint64_t start_ms;
     uint64_t conns_total, conns_rejected, cmds_total, batches_total, batches_refused;
+    uint64_t batches_invalid;           /* refused by batch_check */
+    uint64_t invalid_logged_ms;         /* rate limit of their log lines */
+    uint64_t invalid_unlogged;
+    uint64_t writes_refused_misconf, writes_refused_oom;
     uint64_t rollbacks, ckpts_total, ckpts_forks_failed;
     uint64_t last_ckpt_version, last_ckpt_unix_ms, last_ckpt_ms, last_fork_usec;
     uint64_t restored_version;
@@ -98,13 +127,24 @@ struct kv_server {
 };
 
 /* kv_server.c */
+/* committed: the highest `committed` recorded by the checkpoints on disk. */
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
-                   size_t nckpts);
+                   size_t nckpts, uint64_t committed);
 /* Runs until stopped; returns the exit status. */
 int kv_server_run(kv_server *s);
 void kv_server_stop_listening(kv_server *s);
+/* The finder's registered workers (ascending) as of a DPR.SYNC answer at
+ * at_ms (dpr_mono_ms): what batches are checked against. -ENOMEM keeps the
+ * old list. */
+int kv_server_set_domain(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms);
 void kv_server_close_clients(kv_server *s);
+/* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
+ * least the data set's */
+uint64_t kv_server_used_memory(const kv_server *s);
+/* The cheap estimate the maxmemory check uses: the cron's last sample plus
+ * what the dataset grew (or shrank) since. */
+uint64_t kv_server_memory_estimate(const kv_server *s);
 
 /* kv_dpr.c */
 int kv_dpr_start(kv_server *s);
@@ -116,6 +156,20 @@ void kv_dpr_sync_now(kv_server *s);
 void kv_dpr_begin_shutdown(kv_server *s);
 void kv_dpr_shutdown_progress(kv_server *s);
 void kv_dpr_status(kv_server *s, bool force); /* sd_notify STATUS= */
+/* From the cron and after reaping: notices checkpoints starting or ending
+ * to fail (log with MESSAGE_ID, STATUS). */
+void kv_dpr_check_failing(kv_server *s);
+/* Writes are refused while checkpoints fail (MISCONF): a checkpoint
+ * process cannot write its file, or no checkpoint process can be started. */
+static inline bool kv_dpr_refusing_writes(const kv_server *s)
+{
+    return s->fork_failing || kv_snap_failing(&s->snap, NULL);
+}
+/* Why, while kv_dpr_refusing_writes (into *why). */
+void kv_dpr_failing_reason(const kv_server *s, dpr_err *why);
+/* The finder showed it does not know this worker (why: what it answered),
+ * or showed that it does again (why NULL). Logs and STATUS on a change. */
+void kv_dpr_finder_knows(kv_server *s, const char *why_not);
 int kv_ckpts_add(kv_server *s, uint64_t v);
 
 /* kv_info.c */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,12 +34,23 @@ int kv_snap_init(kv_snapper *s, const char *dir, uint64_t worker, unsigned retry
     return 0;
 }
 
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+#define CHILD_LOG_EVERY_MS 60000
+
 /* The child: write until it works, then exit. Never returns. */
-static void child_main(kv_snapper *s, const kv_dict *d, uint64_t version,
-                       uint64_t world_line, pid_t parent)
+static void child_main(kv_snapper *s, const kv_dict *d, const kv_ckpt_meta *meta, unsigned slot,
+                       pid_t parent)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR1, SIGUSR2};
-    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms()};
+    kv_ckpt_meta m = *meta;
+    unsigned delay = s->retry_ms, max_delay;
+    uint64_t last_log = 0, failed = 0;
     struct sigaction sa;
     sigset_t all;
     dpr_err err;
@@ -53,24 +65,51 @@ static void child_main(kv_snapper *s, const kv_dict *d, uint64_t version,
     sigprocmask(SIG_SETMASK, &all, NULL);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(3); /* parent already gone: nobody wants this checkpoint */
+    max_delay = s->retry_ms > KV_SNAP_RETRY_MAX_MS ? s->retry_ms : KV_SNAP_RETRY_MAX_MS;
     for (;;) {
+        /* after a failure only the oldest checkpoint retries: the others
+         * would compete for the same space and could not complete before it */
+        while (failed && __atomic_load_n(&s->shared->head, __ATOMIC_SEQ_CST) != m.version)
+            sleep_ms(s->retry_ms);
         int r = kv_ckpt_write(s->dir, &m, d, &err);
         if (r == 0)
             _exit(0);
-        log_error("checkpoint %" PRIu64 " failed: %s; retrying in %u ms", version,
-                  dpr_err_str(&err, r), s->retry_ms);
-        dpr_err_prefix(&err, "checkpoint %" PRIu64, version);
+        struct stat st;
+        if (r == -ENOENT && stat(s->dir, &st) < 0)
+            dpr_err_set(&err, r, "the state directory %s is gone (deleted, or not mounted?)",
+                        s->dir);
+        failed++;
+        uint64_t now = dpr_mono_ms();
+        if (failed == 1 || now - last_log >= CHILD_LOG_EVERY_MS) {
+            if (failed == 1)
+                log_warning("checkpoint %" PRIu64 " failed: %s; retrying", m.version,
+                            dpr_err_str(&err, r));
+            else
+                log_warning("checkpoint %" PRIu64 " still failing after %" PRIu64
+                            " attempts: %s; retrying",
+                            m.version, failed, dpr_err_str(&err, r));
+            last_log = now;
+        }
+        dpr_err_prefix(&err, "checkpoint %" PRIu64, m.version);
         s->shared->last_error = err;
+        __atomic_add_fetch(&s->shared->slot_failures[slot], 1, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&s->shared->failures, 1, __ATOMIC_SEQ_CST);
-        struct timespec ts = {s->retry_ms / 1000, (long)(s->retry_ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
+        sleep_ms(delay);
+        delay = delay * 2 > max_delay ? max_delay : delay * 2;
     }
 }
 
-int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line)
+static void set_head(kv_snapper *s)
 {
+    __atomic_store_n(&s->shared->head, s->njobs ? s->jobs[0].version : 0, __ATOMIC_SEQ_CST);
+}
+
+int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line,
+                  uint64_t committed)
+{
+    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms(), committed};
     pid_t parent = getpid(), pid;
+    unsigned slot;
     uint64_t t0;
 
     if (s->njobs == KV_SNAP_MAX_JOBS)
@@ -78,20 +117,37 @@ int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t wo
     /* jobs are in the order they were sealed, and versions only grow
      * (a rollback kills them all first) */
     assert(s->njobs == 0 || s->jobs[s->njobs - 1].version < version);
+    /* a free slot exists: fewer than KV_SNAP_MAX_JOBS jobs use one each */
+    for (slot = 0; slot < KV_SNAP_MAX_JOBS; slot++) {
+        bool used = false;
+        for (size_t i = 0; i < s->njobs; i++)
+            used |= s->jobs[i].slot == slot;
+        if (!used)
+            break;
+    }
+    assert(slot < KV_SNAP_MAX_JOBS);
+    __atomic_store_n(&s->shared->slot_failures[slot], 0, __ATOMIC_SEQ_CST);
+    if (s->njobs == 0)
+        __atomic_store_n(&s->shared->head, version, __ATOMIC_SEQ_CST);
     t0 = dpr_mono_ns();
     pid = fork();
-    if (pid < 0)
-        return -errno;
+    if (pid < 0) {
+        int r = -errno;
+        set_head(s);
+        return r;
+    }
     if (pid == 0)
-        child_main(s, d, version, world_line, parent);
+        child_main(s, d, &m, slot, parent);
     kv_snap_job *j = &s->jobs[s->njobs++];
     memset(j, 0, sizeof(*j));
     j->version = version;
     j->world_line = world_line;
+    j->committed = committed;
+    j->slot = slot;
     j->pid = pid;
     j->state = KV_SNAP_RUNNING;
     j->start_ns = t0;
-    j->start_ms = dpr_wall_ms();
+    j->start_ms = m.created_ms;
     j->fork_usec = (dpr_mono_ns() - t0) / 1000u;
     return 0;
 }
@@ -128,6 +184,7 @@ bool kv_snap_pop(kv_snapper *s, kv_snap_job *out)
     *out = s->jobs[0];
     memmove(&s->jobs[0], &s->jobs[1], (s->njobs - 1) * sizeof(s->jobs[0]));
     s->njobs--;
+    set_head(s);
     return true;
 }
 
@@ -147,6 +204,7 @@ void kv_snap_abort_newest(kv_snapper *s)
         return;
     kv_snap_job *j = &s->jobs[--s->njobs];
     kill_job(j);
+    set_head(s);
     if (kv_ckpt_path(tmp, sizeof(tmp), s->dir, j->version, 1) == 0)
         unlink(tmp);
 }
@@ -156,6 +214,8 @@ void kv_snap_kill_all(kv_snapper *s)
     for (size_t i = 0; i < s->njobs; i++)
         kill_job(&s->jobs[i]);
     s->njobs = 0;
+    if (s->shared)
+        set_head(s);
     if (s->dir)
         (void)kv_ckpt_remove_tmp(s->dir);
 }
@@ -168,4 +228,18 @@ uint64_t kv_snap_failures(const kv_snapper *s, dpr_err *last)
     *last = s->shared->last_error;
     last->msg[sizeof(last->msg) - 1] = '\0';
     return n;
+}
+
+bool kv_snap_failing(const kv_snapper *s, uint64_t *version)
+{
+    for (size_t i = 0; i < s->njobs; i++) {
+        const kv_snap_job *j = &s->jobs[i];
+        if (j->state == KV_SNAP_RUNNING &&
+            __atomic_load_n(&s->shared->slot_failures[j->slot], __ATOMIC_SEQ_CST) > 0) {
+            if (version)
+                *version = j->version;
+            return true;
+        }
+    }
+    return false;
 }

@@ -115,15 +115,19 @@ int dpr_mkdir_p(const char *path, mode_t mode, dpr_err *err)
             continue;
         char saved = tmp[i];
         tmp[i] = '\0';
-        if (mkdir(tmp, mode) == 0) {
-            /* the new entry is durable only once its parent is synced */
-            if (dpr_dirname(tmp, parent, sizeof(parent)) == 0 &&
-                (r = dpr_fsync_dir(parent)) < 0)
-                return dpr_err_set(err, r, "cannot fsync %s: %s", parent, strerror(-r));
-        } else if (errno != EEXIST) {
+        bool made = mkdir(tmp, mode) == 0;
+        if (!made && errno != EEXIST) {
             r = -errno;
             return dpr_err_set(err, r, "cannot create directory %s: %s", tmp, strerror(-r));
         }
+        /* An entry is durable only once its parent is synced: also one that
+         * existed, since whoever made it may not have synced it (systemd's
+         * StateDirectory=, a run that died right after its mkdir). For
+         * those, a parent we may not open or that cannot be synced is not
+         * ours to sync (EACCES, EPERM, EROFS, EINVAL). */
+        if (dpr_dirname(tmp, parent, sizeof(parent)) == 0 && (r = dpr_fsync_dir(parent)) < 0 &&
+            (made || (r != -EACCES && r != -EPERM && r != -EROFS && r != -EINVAL)))
+            return dpr_err_set(err, r, "cannot fsync %s: %s", parent, strerror(-r));
         tmp[i] = saved;
     }
     if (stat(path, &st) < 0) {

@@ -101,16 +101,50 @@ static void core_error(cmd_ctx *c, int rc, const char *what)
         dpr_resp_errorf(c->out, "ERR %s: %s", what, strerror(-rc));
 }
 
+/*
+ * The optional token argument i of DPR.WORKER.ADD / REMOVE (absent: NULL,
+ * 0). On failure writes the error reply, which never shows the token.
+ */
+static int arg_token(cmd_ctx *c, int i, const char **token, size_t *len)
+{
+    *token = NULL;
+    *len = 0;
+    if (c->argc <= i)
+        return 0;
+    if (!dpr_finder_token_valid(c->argv[i], c->argvlen[i])) {
+        dpr_resp_errorf(c->out, "ERR invalid token: expected 1 to %d visible ASCII characters "
+                        "(no spaces or control characters)", DPR_FINDER_TOKEN_MAX);
+        return -EINVAL;
+    }
+    *token = c->argv[i];
+    *len = c->argvlen[i];
+    return 0;
+}
+
+/* A registered worker's owner token was not presented. */
+static void token_refused(cmd_ctx *c, uint64_t worker, const char *command)
+{
+    *c->flags |= DPR_CMD_DENIED;
+    dpr_resp_errorf(c->out, "ERR worker %llu is registered by its owner: %s needs its token",
+                    (unsigned long long)worker, command);
+}
+
 static void cmd_worker_add(cmd_ctx *c)
 {
     uint64_t worker, wl = 0, restore = 0;
+    const char *token;
+    size_t token_len;
     char what[64];
     int rc;
 
-    if (arg_num(c, 1, "worker id", &worker) < 0)
+    if (arg_num(c, 1, "worker id", &worker) < 0 || arg_token(c, 2, &token, &token_len) < 0)
         return;
-    rc = dpr_finder_add_worker(c->f, worker, &wl, &restore);
+    rc = dpr_finder_add_worker_token(c->f, worker, token, token_len, &wl, &restore);
     wait_if_dirty(c);
+    if (rc == -EACCES) {
+        token_refused(c, worker, "DPR.WORKER.ADD");
+        return;
+    }
     if (rc < 0) {
         snprintf(what, sizeof(what), "cannot add worker %llu", (unsigned long long)worker);
         core_error(c, rc, what);
@@ -124,14 +158,18 @@ static void cmd_worker_add(cmd_ctx *c)
 static void cmd_worker_remove(cmd_ctx *c)
 {
     uint64_t worker;
+    const char *token;
+    size_t token_len;
     char what[64];
     int rc;
 
-    if (arg_num(c, 1, "worker id", &worker) < 0)
+    if (arg_num(c, 1, "worker id", &worker) < 0 || arg_token(c, 2, &token, &token_len) < 0)
         return;
-    rc = dpr_finder_remove_worker(c->f, worker);
+    rc = dpr_finder_remove_worker_token(c->f, worker, token, token_len);
     wait_if_dirty(c);
-    if (rc == -ENOENT) {
+    if (rc == -EACCES) {
+        token_refused(c, worker, "DPR.WORKER.REMOVE");
+    } else if (rc == -ENOENT) {
         dpr_resp_errorf(c->out, "ERR unknown worker %llu", (unsigned long long)worker);
     } else if (rc == -EBUSY) {
         dpr_resp_errorf(c->out,
@@ -223,6 +261,23 @@ static void cmd_report(cmd_ctx *c)
         dpr_resp_errorf(c->out, "ERR unknown worker %llu: register it with DPR.WORKER.ADD",
                         (unsigned long long)worker);
         break;
+    case -ENXIO: {
+        size_t i = 0;
+        while (i < ndeps && (deps[i].version == 0 || deps[i].worker == worker ||
+                             dpr_finder_knows_worker(c->f, deps[i].worker)))
+            i++;
+        assert(i < ndeps); /* the core refused one of them */
+        if (i == ndeps) { /* never: still, every request gets a reply */
+            core_error(c, rc, "report refused");
+            break;
+        }
+        dpr_resp_errorf(c->out,
+                        "ERR dependency (%llu, %llu) is on worker %llu, which this finder "
+                        "never registered: report of version %llu refused",
+                        (unsigned long long)deps[i].worker, (unsigned long long)deps[i].version,
+                        (unsigned long long)deps[i].worker, (unsigned long long)version);
+        break;
+    }
     case -EINVAL: {
         uint64_t cur = working_world_line(c->f);
         if (wl > cur)
@@ -243,13 +298,6 @@ out:
         free(deps);
 }
 
-static int dep_cmp(const void *a, const void *b)
-{
-    const dpr_dep *x = a, *y = b;
-
-    return x->worker < y->worker ? -1 : x->worker > y->worker;
-}
-
 static void write_cut(dpr_buf *out, const dpr_dep *cut, size_t n)
 {
     dpr_resp_array(out, 2 * n);
@@ -260,56 +308,30 @@ static void write_cut(dpr_buf *out, const dpr_dep *cut, size_t n)
 }
 
 /*
- * When the working state is ahead of the published one (requests of this
- * round changed it, maybe this client's own), answer from the working state
- * and hold the reply until that state is durable: a client that pipelines
- * REPORT then SYNC sees its report, and still nobody sees a state that is
- * not durable. Otherwise answer from the published state.
+ * Every registered worker with its cut (0: nothing committed yet), so that a
+ * shard can tell a worker that registered a moment ago from one that does
+ * not exist. When the working state is ahead of the published one (requests
+ * of this round changed it, maybe this client's own), the answer is held
+ * until that state is durable: a client that pipelines REPORT then SYNC sees
+ * its report, and still nobody sees a state that is not durable. Otherwise
+ * the working state is the published one.
  */
 static void cmd_sync(cmd_ctx *c)
 {
-    dpr_finder_state st = { .workers = NULL };
-    dpr_dep *all = NULL, d;
-    size_t n = 0, it = 0;
-    uint64_t wl, maxv = 0;
+    dpr_dep *all = NULL;
+    size_t n = 0;
+    uint64_t wl, maxv;
 
-    if (dpr_finder_dirty(c->f)) {
-        if (dpr_finder_get_state(c->f, &st) < 0)
-            goto nomem;
-        if (st.nworkers > 0 && !(all = malloc(st.nworkers * sizeof(*all))))
-            goto nomem;
-        for (size_t i = 0; i < st.nworkers; i++) {
-            if (st.workers[i].durable > maxv)
-                maxv = st.workers[i].durable;
-            if (st.workers[i].cut > 0) { /* sorted by id already */
-                all[n].worker = st.workers[i].worker;
-                all[n++].version = st.workers[i].cut;
-            }
-        }
-        wl = st.world_line;
-        *c->flags |= DPR_CMD_WAIT;
-    } else {
-        const dpr_depset *cut = dpr_finder_cut(c->f);
-        size_t count = dpr_depset_count(cut);
-        if (count > 0 && !(all = malloc(count * sizeof(*all))))
-            goto nomem;
-        while (n < count && dpr_depset_next(cut, &it, &d))
-            all[n++] = d;
-        if (n > 1)
-            qsort(all, n, sizeof(*all), dep_cmp);
-        wl = dpr_finder_world_line(c->f);
-        maxv = dpr_finder_max_version(c->f);
+    if (dpr_finder_sync_view(c->f, &wl, &maxv, &all, &n) < 0) {
+        dpr_resp_error(c->out, "ERR out of memory");
+        return;
     }
+    wait_if_dirty(c);
     dpr_resp_array(c->out, 3);
     dpr_resp_uint(c->out, wl);
     dpr_resp_uint(c->out, maxv);
     write_cut(c->out, all, n);
-    goto out;
-nomem:
-    dpr_resp_error(c->out, "ERR out of memory");
-out:
     free(all);
-    dpr_finder_state_free(&st);
 }
 
 /*
@@ -389,8 +411,8 @@ static const cmd_def commands[] = {
     { "DPR.REPORT", 4, -1, cmd_report },
     { "DPR.SYNC", 1, 1, cmd_sync },
     { "DPR.PREFIX", 2, 2, cmd_prefix },
-    { "DPR.WORKER.ADD", 2, 2, cmd_worker_add },
-    { "DPR.WORKER.REMOVE", 2, 2, cmd_worker_remove },
+    { "DPR.WORKER.ADD", 2, 3, cmd_worker_add },
+    { "DPR.WORKER.REMOVE", 2, 3, cmd_worker_remove },
     { "PING", 1, 2, cmd_ping },
     { "COMMAND", 1, -1, cmd_command },
     { "QUIT", 1, -1, cmd_quit },

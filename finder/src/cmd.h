@@ -5,8 +5,9 @@
  * the RESP reply to out. Commands (names case-insensitive, numbers as
  * decimal text in 0..INT64_MAX; see docs/protocol.md "Finder commands"):
  *
- *   DPR.WORKER.ADD <worker>            -> *2 :world-line :version-to-restore
- *   DPR.WORKER.REMOVE <worker>         -> +OK
+ *   DPR.WORKER.ADD <worker> [<token>] -> *2 :world-line :version-to-restore
+ *   DPR.WORKER.REMOVE <worker> [<token>] -> +OK
+ *     (a worker registered with a token needs the same token again)
  *   DPR.REPORT <world-line> <worker> <version> [<dep-worker> <dep-version>]...
  *                                      -> +OK
  *   DPR.SYNC                           -> *3 :world-line :max-version *2n
@@ -27,6 +28,8 @@
 #define DPR_CMD_WAIT 0x1u  /* the reply may depend on the working state: send it
                               only after that state is durable and published */
 #define DPR_CMD_CLOSE 0x2u /* close the connection after sending the reply */
+#define DPR_CMD_DENIED 0x4u /* refused for want of the owner's token: the reply (an
+                               error that never shows a token) is worth a log line */
 
 /* Most arguments a request may have: DPR.REPORT with one dependency on
  * each of 65,536 workers. */

@@ -6,7 +6,8 @@
  * RECORDS. Every worker id the finder has seen gets a record (an index into
  * f->w, found through the depset f->ids: id -> index + 1). A record is
  * registered (a member), retired (removed; its cut is final), or a ghost (an
- * id only seen as someone's dependency). Only registered records take part
+ * id only seen as someone's dependency; reports naming an id without a
+ * record are refused now, so no new ghosts arise). Only registered records take part
  * in the minimum rule and the state. Dependencies are stored as record
  * indices, so a closure walk never hashes.
  *
@@ -41,6 +42,12 @@
  * lies above its own oldest version (sparse versions), so that a V that
  * overtakes it retries it. A report costs its own walk plus the walks of the
  * workers it wakes; nothing scans all workers.
+ *
+ * TOKENS. A registered record may hold its owner's token (rec.token, a
+ * zero-padded copy of DPR_FINDER_TOKEN_MAX bytes, NULL for none): adding or
+ * removing that worker again needs the same token, compared in constant
+ * time (token_equal) before anything else happens, so a refusal changes
+ * nothing. A retired record forgets its token.
  *
  * WORLD-LINES. Adding a registered worker again bumps the world-line: every
  * cut is materialised, durable falls back to the cut, all uncommitted
@@ -112,6 +119,7 @@ typedef struct rec {
     bool vwaiting;
     bool registered;
     bool queued;
+    char *token;         /* DPR_FINDER_TOKEN_MAX bytes, zero-padded; NULL: none */
 } rec;
 
 /* Members in id order, for dpr_finder_get_state; valid while membership
@@ -312,6 +320,57 @@ static void rec_free(rec *r)
     free(r->pend);
     free(r->deps);
     free(r->waiters.v);
+    free(r->token);
+}
+
+/* ------------------------------------------------------------------ */
+/* tokens                                                               */
+
+bool dpr_finder_token_valid(const char *token, size_t len)
+{
+    if (!token || len < 1 || len > DPR_FINDER_TOKEN_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* A zero-padded copy of token[0..len) (len >= 1), or NULL on ENOMEM. */
+static char *token_copy(const char *token, size_t len)
+{
+    char *t = calloc(1, DPR_FINDER_TOKEN_MAX + 1);
+
+    assert(len >= 1 && len <= DPR_FINDER_TOKEN_MAX); /* validated by the caller */
+    if (t)
+        memcpy(t, token, len);
+    return t;
+}
+
+/* Does the stored (zero-padded) token equal token[0..len)? Every byte is
+ * looked at whatever the contents, so the time taken tells nothing about
+ * how much of a guess was right. Tokens hold no NUL bytes, so comparing the
+ * padded forms compares the strings. */
+static bool token_equal(const char *stored, const char *token, size_t len)
+{
+    unsigned char diff = 0;
+
+    assert(len <= DPR_FINDER_TOKEN_MAX);
+    for (size_t i = 0; i < DPR_FINDER_TOKEN_MAX; i++) {
+        unsigned char given = i < len ? (unsigned char)token[i] : 0;
+        diff |= (unsigned char)stored[i] ^ given;
+    }
+    return diff == 0;
+}
+
+/* May the caller presenting token[0..len) act on registered record r? */
+static bool token_allows(const rec *r, const char *token, size_t len)
+{
+    if (!r->token)
+        return true; /* registered without a token (before tokens existed) */
+    if (len == 0)
+        return false;
+    return token_equal(r->token, token, len);
 }
 
 static void clear_pending(rec *r)
@@ -717,7 +776,7 @@ static int publish_from(dpr_finder *f, uint64_t generation, uint64_t world_line,
     f->pub_cut = cut;
     f->pub_generation = generation;
     f->pub_world_line = world_line;
-    f->pub_max_version = maxv;
+    f->pub_max_version = max_u64(maxv, f->pub_max_version); /* never lowered */
     f->pub_membership = f->membership - 1; /* not known to match */
     f->pub_count = n;
     return 0;
@@ -746,7 +805,7 @@ static int publish_working(dpr_finder *f)
     f->pub_cut = cut;
     f->pub_generation = f->generation;
     f->pub_world_line = f->world_line;
-    f->pub_max_version = maxv;
+    f->pub_max_version = max_u64(maxv, f->pub_max_version); /* never lowered */
     f->pub_membership = f->membership;
     f->pub_count = f->nreg;
     return 0;
@@ -944,9 +1003,13 @@ static int check_state(const dpr_finder_state *st)
         return -EINVAL;
     if (st->nworkers > MAX_RECORDS)
         return -EINVAL;
-    for (size_t i = 0; i < st->nworkers; i++)
-        if (st->workers[i].cut > st->workers[i].durable)
+    for (size_t i = 0; i < st->nworkers; i++) {
+        const dpr_finder_worker_state *ws = &st->workers[i];
+        size_t tl = strnlen(ws->token, sizeof(ws->token));
+        if (ws->cut > ws->durable || tl == sizeof(ws->token) ||
+            (tl > 0 && !dpr_finder_token_valid(ws->token, tl)))
             return -EINVAL;
+    }
     return check_prefixes(st);
 }
 
@@ -966,6 +1029,8 @@ static int load_workers(dpr_finder *f, const dpr_finder_state *st)
         if (rc < 0)
             break;
         rec *r = &f->w[idx];
+        if (ws->token[0] && !(r->token = token_copy(ws->token, strlen(ws->token))))
+            return -ENOMEM;
         r->registered = true;
         r->cut = ws->cut;
         r->durable = ws->durable;
@@ -1092,21 +1157,36 @@ static int join(dpr_finder *f, uint64_t worker, uint32_t *idx)
     return 0;
 }
 
-int dpr_finder_add_worker(dpr_finder *f, uint64_t worker, uint64_t *world_line,
-                          uint64_t *restore)
+int dpr_finder_add_worker_token(dpr_finder *f, uint64_t worker, const char *token,
+                                size_t token_len, uint64_t *world_line, uint64_t *restore)
 {
-    if (!f)
+    if (!f || (token_len > 0 && !dpr_finder_token_valid(token, token_len)))
         return -EINVAL;
-    int rc = drain(f);
-    if (rc < 0)
-        return finish(f, rc);
     uint32_t idx = lookup(f, worker);
-    if (idx != NO_IDX && f->w[idx].registered)
-        rc = bump_world_line(f);
-    else
-        rc = join(f, worker, &idx);
+    bool known = idx != NO_IDX && f->w[idx].registered;
+    if (known && !token_allows(&f->w[idx], token, token_len))
+        return -EACCES; /* before anything moves: a refusal changes nothing */
+    /* the token the record keeps: the one presented, unless it has one */
+    char *keep = NULL;
+    if (token_len > 0 && !(known && f->w[idx].token)) {
+        keep = token_copy(token, token_len);
+        if (!keep)
+            return -ENOMEM;
+    }
+    int rc = drain(f);
     if (rc == 0)
-        rc = drain(f);
+        rc = known ? bump_world_line(f) : join(f, worker, &idx);
+    if (rc < 0) {
+        free(keep);
+        return finish(f, rc);
+    }
+    if (keep) {
+        rec *r = &f->w[idx];
+        assert(!r->token); /* retired records forget theirs; ghosts never had one */
+        r->token = keep;
+        f->changed = true;
+    }
+    rc = drain(f);
     if (rc == 0) {
         if (world_line)
             *world_line = f->world_line;
@@ -1116,13 +1196,27 @@ int dpr_finder_add_worker(dpr_finder *f, uint64_t worker, uint64_t *world_line,
     return finish(f, rc);
 }
 
+int dpr_finder_add_worker(dpr_finder *f, uint64_t worker, uint64_t *world_line,
+                          uint64_t *restore)
+{
+    return dpr_finder_add_worker_token(f, worker, NULL, 0, world_line, restore);
+}
+
 int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker)
 {
-    if (!f)
+    return dpr_finder_remove_worker_token(f, worker, NULL, 0);
+}
+
+int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *token,
+                                   size_t token_len)
+{
+    if (!f || (token_len > 0 && !dpr_finder_token_valid(token, token_len)))
         return -EINVAL;
     uint32_t idx = lookup(f, worker);
     if (idx == NO_IDX || !f->w[idx].registered)
         return -ENOENT;
+    if (!token_allows(&f->w[idx], token, token_len))
+        return -EACCES;
     int rc = drain(f);
     if (rc < 0)
         return finish(f, rc);
@@ -1134,6 +1228,8 @@ int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker)
     clear_pending(r);
     wait_unlink(f, idx);
     r->registered = false;
+    free(r->token);
+    r->token = NULL;
     uint32_t last = f->reg[--f->nreg];
     f->reg[r->reg_pos] = last;
     f->w[last].reg_pos = r->reg_pos;
@@ -1161,8 +1257,22 @@ static int check_report(const dpr_finder *f, uint64_t world_line,
     return 0;
 }
 
-/* Resolves deps to record indices into f->scratch (creating ghost records
- * for unknown ids), leaving out the ones already committed; *n gets the
+/* Every dependency on another worker names a worker the finder knows
+ * (dpr_finder_knows_worker): a dependency on an id that never registered
+ * cannot be real (a worker registers before it serves a batch) and would
+ * hold the reporter's cut back until every member reports past it. */
+static int check_dep_workers(const dpr_finder *f, uint64_t worker, const dpr_dep *deps,
+                             size_t ndeps)
+{
+    for (size_t i = 0; i < ndeps; i++)
+        if (deps[i].version != 0 && deps[i].worker != worker &&
+            !dpr_finder_knows_worker(f, deps[i].worker))
+            return -ENXIO;
+    return 0;
+}
+
+/* Resolves deps to record indices into f->scratch (every id has a record:
+ * check_dep_workers), leaving out the ones already committed; *n gets the
  * count. */
 static int resolve_deps(dpr_finder *f, uint64_t worker, const dpr_dep *deps,
                         size_t ndeps, size_t *n)
@@ -1176,11 +1286,7 @@ static int resolve_deps(dpr_finder *f, uint64_t worker, const dpr_dep *deps,
         if (deps[i].version == 0 || deps[i].worker == worker)
             continue; /* no dependency / the implicit edge */
         uint32_t idx = lookup(f, deps[i].worker);
-        if (idx == NO_IDX) {
-            rc = new_record(f, deps[i].worker, &idx);
-            if (rc < 0)
-                return rc;
-        }
+        assert(idx != NO_IDX); /* refused before: check_dep_workers */
         if (deps[i].version <= eff_cut(f, &f->w[idx]))
             continue;
         f->scratch[k].idx = idx;
@@ -1230,6 +1336,9 @@ int dpr_finder_report(dpr_finder *f, uint64_t world_line, uint64_t worker,
         return version <= eff_cut(f, &f->w[idx]) ? 0 : -ESTALE;
     if (version <= f->w[idx].durable)
         return 0; /* a resend */
+    rc = check_dep_workers(f, worker, deps, ndeps);
+    if (rc < 0)
+        return finish(f, rc); /* nothing changed (drain found its queue empty) */
     size_t n = 0;
     rc = resolve_deps(f, worker, deps, ndeps, &n);
     if (rc < 0)
@@ -1287,6 +1396,9 @@ static void fill_worker(const dpr_finder *f, uint32_t idx,
     out->worker = r->id;
     out->cut = eff_cut_const(f, r);
     out->durable = r->durable;
+    if (r->token)
+        memcpy(out->token, r->token, sizeof(out->token)); /* zero-padded, so terminated */
+    /* else: out is zeroed (calloc), and so is every byte of a copy */
 }
 
 int dpr_finder_get_state(const dpr_finder *f, dpr_finder_state *out)
@@ -1299,7 +1411,7 @@ int dpr_finder_get_state(const dpr_finder *f, dpr_finder_state *out)
     if (rc < 0)
         return rc;
     if (f->nreg > 0) {
-        ws = malloc(f->nreg * sizeof(*ws));
+        ws = calloc(f->nreg, sizeof(*ws));
         if (!ws) {
             prefixes_free(prefixes, f->nprefixes);
             free(prefixes);
@@ -1395,4 +1507,38 @@ bool dpr_finder_has_worker(const dpr_finder *f, uint64_t worker)
 {
     uint32_t idx = lookup(f, worker);
     return idx != NO_IDX && f->w[idx].registered;
+}
+
+int dpr_finder_sync_view(const dpr_finder *f, uint64_t *world_line, uint64_t *max_version,
+                         dpr_dep **cut, size_t *n)
+{
+    if (!f || !world_line || !max_version || !cut || !n)
+        return -EINVAL;
+    dpr_dep *all = NULL;
+    uint64_t maxv = f->pub_max_version; /* never lowered, like the published one */
+    if (f->nreg > 0 && !(all = malloc(f->nreg * sizeof(*all))))
+        return -ENOMEM;
+    const sort_cache *c = f->sorted;
+    bool cached = c->valid && c->membership == f->membership && c->n == f->nreg;
+    bool sorted = true;
+    for (size_t i = 0; i < f->nreg; i++) {
+        const rec *r = &f->w[cached ? c->order[i] : f->reg[i]];
+        maxv = max_u64(maxv, r->durable);
+        all[i].worker = r->id;
+        all[i].version = eff_cut_const(f, r);
+        if (i > 0 && all[i - 1].worker > all[i].worker)
+            sorted = false;
+    }
+    if (!sorted)
+        qsort(all, f->nreg, sizeof(*all), cmp_dep_worker);
+    *world_line = f->world_line;
+    *max_version = maxv;
+    *cut = all;
+    *n = f->nreg;
+    return 0;
+}
+
+bool dpr_finder_knows_worker(const dpr_finder *f, uint64_t worker)
+{
+    return lookup(f, worker) != NO_IDX; /* registered or retired: no ghosts arise */
 }

@@ -153,6 +153,7 @@ static void handle_requests(conn *c)
     server *srv = c->srv;
     dpr_request req;
     unsigned flags;
+    size_t before;
     char msg[256];
     int rc;
 
@@ -168,11 +169,19 @@ static void handle_requests(conn *c)
         rc = dpr_reqreader_next(c->rr, &req);
         if (rc != 1)
             break;
+        before = c->out.len;
         rc = dpr_cmd_execute(srv->f, req.argc, req.argv, req.argvlen, &c->out, &flags);
         if (rc < 0) {
             log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);
             return;
+        }
+        if (flags & DPR_CMD_DENIED) {
+            /* the reply: "-ERR worker N is registered by its owner: ...\r\n" */
+            const char *reply = c->out.data + before;
+            size_t n = c->out.len - before;
+            if (n > 7 && memcmp(reply, "-ERR ", 5) == 0)
+                log_warning("client %s: refused: %.*s", c->peer, (int)(n - 7), reply + 5);
         }
         mark_for_flush(c);
         if (flags & DPR_CMD_CLOSE) {

@@ -4,14 +4,19 @@
  *
  * File `finder.state`, little-endian:
  *
- *   magic "DPRFIND\0" (8), format 1 (1 byte),
+ *   magic "DPRFIND\0" (8), format 2 (1 byte),
  *   world-line (8, >= 1), generation (8),
  *   nworkers (8), then per worker: id, cut, durable (8 each), ids strictly
- *     rising, cut <= durable,
+ *     rising, cut <= durable; token length t (1 byte, 0..128) and t token
+ *     bytes (0x21..0x7e; t = 0: registered without a token),
  *   nprefixes (8, <= DPR_FINDER_MAX_PREFIXES), then per prefix: ended
  *     world-line (8, rising, below world-line), n (8), n x (worker, version)
  *     (8 each, workers strictly rising, versions >= 1),
  *   CRC-32 (zlib, 4 bytes) of everything before it.
+ *
+ * Format 1 (written before registration tokens existed) is the same without
+ * the token fields; it still loads, as workers without tokens. save()
+ * always writes format 2.
  *
  * save() replaces `finder.state` with dpr_replace_file (write
  * `finder.state.tmp`, fsync, rename, fsync the directory), so at any
@@ -41,9 +46,11 @@
 
 #define MAGIC "DPRFIND\0"
 #define MAGIC_LEN 8
-#define FORMAT 1
+#define FORMAT 2          /* what save() writes */
+#define FORMAT_NO_TOKENS 1 /* still read: no token fields */
 #define HEADER_LEN (MAGIC_LEN + 1 + 3 * 8) /* up to and with nworkers */
-#define WORKER_LEN (3 * 8)
+#define WORKER_LEN (3 * 8) /* without the token fields of format 2 */
+#define TOKEN_LEN_LEN 1
 #define PREFIX_HEADER_LEN (2 * 8)
 #define DEP_LEN (2 * 8)
 #define CRC_LEN 4
@@ -104,6 +111,13 @@ static const char *check_state(const dpr_finder_state *st, char *msg, size_t msg
                      (unsigned long long)w->durable);
             return msg;
         }
+        size_t tl = strnlen(w->token, sizeof(w->token));
+        if (tl == sizeof(w->token) || (tl > 0 && !dpr_finder_token_valid(w->token, tl))) {
+            /* never show the token itself */
+            snprintf(msg, msglen, "worker %llu has an invalid token",
+                     (unsigned long long)w->worker);
+            return msg;
+        }
         if (i > 0 && st->workers[i - 1].worker >= w->worker) {
             snprintf(msg, msglen, "worker ids not strictly increasing (%llu after %llu)",
                      (unsigned long long)w->worker,
@@ -155,16 +169,34 @@ static int take_le64(cursor *c, uint64_t *v)
 }
 
 /* Walks the structure without allocating: 0 if the counts fit the length
- * exactly, else -1 (truncated, extended or a damaged count). */
-static int check_layout(const unsigned char *p, size_t body)
+ * exactly, else -1 (truncated, extended or a damaged count or token
+ * length). */
+static int check_layout(const unsigned char *p, size_t body, int format)
 {
     cursor c = { p + HEADER_LEN - 8, body - (HEADER_LEN - 8) };
     uint64_t n, np, k, wl;
 
-    if (take_le64(&c, &n) < 0 || n > c.left / WORKER_LEN)
+    if (take_le64(&c, &n) < 0)
         return -1;
-    c.p += n * WORKER_LEN;
-    c.left -= n * WORKER_LEN;
+    if (format == FORMAT_NO_TOKENS) {
+        if (n > c.left / WORKER_LEN)
+            return -1;
+        c.p += n * WORKER_LEN;
+        c.left -= n * WORKER_LEN;
+    } else {
+        if (n > c.left / (WORKER_LEN + TOKEN_LEN_LEN))
+            return -1;
+        for (uint64_t i = 0; i < n; i++) {
+            size_t t;
+            if (c.left < WORKER_LEN + TOKEN_LEN_LEN)
+                return -1;
+            t = c.p[WORKER_LEN];
+            if (t > DPR_FINDER_TOKEN_MAX || c.left - WORKER_LEN - TOKEN_LEN_LEN < t)
+                return -1;
+            c.p += WORKER_LEN + TOKEN_LEN_LEN + t;
+            c.left -= WORKER_LEN + TOKEN_LEN_LEN + t;
+        }
+    }
     if (take_le64(&c, &np) < 0 || np > DPR_FINDER_MAX_PREFIXES)
         return -1;
     for (uint64_t i = 0; i < np; i++) {
@@ -185,6 +217,7 @@ static int parse_state(file_store *fs, const unsigned char *p, size_t len,
     char why[256];
     uint64_t n = 0, np = 0;
     size_t body;
+    int format;
 
     memset(&st, 0, sizeof(st));
     if (len >= MAGIC_LEN && memcmp(p, MAGIC, MAGIC_LEN) != 0)
@@ -194,12 +227,13 @@ static int parse_state(file_store *fs, const unsigned char *p, size_t len,
         return dpr_err_set(&fs->err, -EBADMSG,
                            "%s: corrupt state file: truncated (%zu bytes, a valid file has at "
                            "least %d)", fs->state_path, len, MIN_FILE_LEN);
-    if (p[MAGIC_LEN] != FORMAT)
+    format = p[MAGIC_LEN];
+    if (format != FORMAT && format != FORMAT_NO_TOKENS)
         return dpr_err_set(&fs->err, -EBADMSG,
-                           "%s: unsupported state file format %u (this finder reads format %d)",
-                           fs->state_path, p[MAGIC_LEN], FORMAT);
+                           "%s: unsupported state file format %u (this finder reads formats "
+                           "%d and %d)", fs->state_path, p[MAGIC_LEN], FORMAT_NO_TOKENS, FORMAT);
     body = len - CRC_LEN;
-    if (check_layout(p, body) < 0)
+    if (check_layout(p, body, format) < 0)
         return dpr_err_set(&fs->err, -EBADMSG,
                            "%s: corrupt state file: length %zu does not match its content "
                            "(truncated or damaged)", fs->state_path, len);
@@ -219,6 +253,20 @@ static int parse_state(file_store *fs, const unsigned char *p, size_t len,
         take_le64(&c, &st.workers[i].worker);
         take_le64(&c, &st.workers[i].cut);
         take_le64(&c, &st.workers[i].durable);
+        if (format != FORMAT_NO_TOKENS) {
+            size_t t = c.p[0]; /* <= DPR_FINDER_TOKEN_MAX: check_layout */
+            if (t > 0 && !dpr_finder_token_valid((const char *)c.p + 1, t)) {
+                /* (a NUL would cut it short in the state: look at the bytes) */
+                uint64_t id = st.workers[i].worker;
+                dpr_finder_state_free(&st);
+                return dpr_err_set(&fs->err, -EBADMSG,
+                                   "%s: corrupt state file: worker %llu has an invalid token",
+                                   fs->state_path, (unsigned long long)id);
+            }
+            memcpy(st.workers[i].token, c.p + 1, t); /* calloc'd: terminated */
+            c.p += 1 + t;
+            c.left -= 1 + t;
+        }
     }
     take_le64(&c, &np);
     if (np > 0 && !(st.prefixes = calloc((size_t)np, sizeof(*st.prefixes))))
@@ -292,9 +340,12 @@ static int serialise(file_store *fs, const dpr_finder_state *st)
     int rc;
 
     dpr_buf_reset(b);
-    if (st->nworkers > (MAX_FILE_LEN - MIN_FILE_LEN) / WORKER_LEN)
+    if (st->nworkers > (MAX_FILE_LEN - MIN_FILE_LEN) /
+                           (WORKER_LEN + TOKEN_LEN_LEN + DPR_FINDER_TOKEN_MAX))
         return -EFBIG;
-    need = MIN_FILE_LEN + st->nworkers * WORKER_LEN;
+    need = MIN_FILE_LEN;
+    for (size_t i = 0; i < st->nworkers; i++)
+        need += WORKER_LEN + TOKEN_LEN_LEN + strlen(st->workers[i].token);
     for (size_t i = 0; i < st->nprefixes; i++) {
         if (st->prefixes[i].n > (MAX_FILE_LEN - need) / DEP_LEN)
             return -EFBIG;
@@ -315,6 +366,9 @@ static int serialise(file_store *fs, const dpr_finder_state *st)
         dpr_buf_append_le64(b, st->workers[i].worker);
         dpr_buf_append_le64(b, st->workers[i].cut);
         dpr_buf_append_le64(b, st->workers[i].durable);
+        size_t t = strlen(st->workers[i].token); /* <= DPR_FINDER_TOKEN_MAX: check_state */
+        dpr_buf_append(b, &(unsigned char){ (unsigned char)t }, 1);
+        dpr_buf_append(b, st->workers[i].token, t);
     }
     dpr_buf_append_le64(b, (uint64_t)st->nprefixes);
     for (size_t i = 0; i < st->nprefixes; i++) {

@@ -3,8 +3,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/err.h"
 
 int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored)
 {
@@ -58,6 +62,117 @@ uint64_t dpr_worker_batch_target(const dpr_request_hdr *h)
             target = version;
     }
     return target;
+}
+
+/* --- checking batches from the network --------------------------------- */
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+    return b != 0 && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+static bool known_worker(const dpr_worker_bounds *b, uint64_t id)
+{
+    size_t lo = 0, hi = b->workers ? b->nworkers : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->workers[mid] == id)
+            return true;
+        if (b->workers[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+uint64_t dpr_worker_version_bound(const dpr_worker *w, const dpr_worker_bounds *b)
+{
+    uint64_t rate = b->nworkers > 1 ? b->nworkers : 1; /* versions per ms, at most */
+    uint64_t allowance = sat_add(DPR_WORKER_SLACK, sat_mul(rate, b->since_sync_ms));
+    uint64_t bound = sat_add(b->max_version, allowance);
+    if (bound > DPR_WORKER_VERSION_LIMIT - 1)
+        bound = DPR_WORKER_VERSION_LIMIT - 1;
+    return bound > w->highest ? bound : w->highest;
+}
+
+/* What a version of the header is, for messages: "version lower bound" or
+ * "dependency (W, V)". */
+static void describe(char *buf, size_t cap, bool is_dep, uint64_t worker, uint64_t version)
+{
+    if (is_dep)
+        snprintf(buf, cap, "dependency (%" PRIu64 ", %" PRIu64 ")", worker, version);
+    else
+        snprintf(buf, cap, "version lower bound %" PRIu64, version);
+}
+
+/* Rule 1 and the version limit for one version of h (worker == w->id for
+ * dependencies on the worker itself): 0 or -EINVAL. */
+static int check_never_valid(const dpr_worker *w, bool is_dep, uint64_t worker,
+                             uint64_t version, dpr_err *err)
+{
+    char what[96];
+
+    if (version <= w->highest)
+        return 0;
+    describe(what, sizeof(what), is_dep, worker, version);
+    if (is_dep && worker == w->id)
+        return dpr_err_set(err, -EINVAL,
+                           "%s: this worker never opened a version above %" PRIu64, what,
+                           w->highest);
+    if (version >= DPR_WORKER_VERSION_LIMIT)
+        return dpr_err_set(err, -EINVAL, "%s: versions stay below %" PRIu64, what,
+                           DPR_WORKER_VERSION_LIMIT);
+    return 0;
+}
+
+/* Rules 2 and 3 for one version of h: 0, -ENXIO or -ERANGE. */
+static int check_stale(const dpr_worker *w, const dpr_worker_bounds *b, uint64_t bound,
+                       bool is_dep, uint64_t worker, uint64_t version, dpr_err *err)
+{
+    char what[96];
+
+    describe(what, sizeof(what), is_dep, worker, version);
+    if (is_dep && worker != w->id && !known_worker(b, worker))
+        return dpr_err_set(err, -ENXIO, "%s: worker %" PRIu64 " is not in this cluster",
+                           what, worker);
+    if (version > bound)
+        return dpr_err_set(err, -ERANGE,
+                           "%s: above any version of this cluster (at most %" PRIu64 " now)",
+                           what, bound);
+    return 0;
+}
+
+int dpr_worker_check_batch(const dpr_worker *w, const dpr_request_hdr *h,
+                           const dpr_worker_bounds *b, dpr_err *err)
+{
+    uint64_t bound = dpr_worker_version_bound(w, b);
+    int r;
+
+    if (h->dep_count && !h->deps)
+        return dpr_err_set(err, -EINVAL, "%" PRIu32 " dependencies announced, none given",
+                           h->dep_count);
+    /* first what no answer of the finder can make valid, then the rest */
+    for (int pass = 0; pass < 2; pass++) {
+        r = pass == 0 ? check_never_valid(w, false, 0, h->version_lb, err)
+                      : check_stale(w, b, bound, false, 0, h->version_lb, err);
+        for (uint32_t i = 0; r == 0 && i < h->dep_count; i++) {
+            uint64_t worker, version;
+            dpr_wire_request_dep(h, i, &worker, &version);
+            if (version == 0)
+                continue; /* no dependency */
+            r = pass == 0 ? check_never_valid(w, true, worker, version, err)
+                          : check_stale(w, b, bound, true, worker, version, err);
+        }
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 /* Folds the batch's dependencies on other workers into the open version

@@ -136,6 +136,7 @@ def _plan_lines(plan, dry: bool) -> str:
 
 
 def format_status(st) -> str:
+    from .spec import format_memory
     f = st.finder
     head = "cluster %s  node %s  generation %s  finder %s  world-line %s  max version %s" % (
         st.cluster or "-", st.node or "-", "-" if st.generation is None else st.generation,
@@ -144,32 +145,43 @@ def format_status(st) -> str:
     if st.systemd_connected is False:
         head += "\nwarning: the agent cannot reach systemd%s: no instance can run" % (
             " (%s)" % st.systemd_error if st.systemd_error else "")
+    if f.is_lost:
+        head += "\nwarning: the finder's state was lost: %s" % (
+            _one_line(f.error, 400) or "it does not know %s" % " ".join(f.lost))
     if st.retiring:
         head += "\nstopping deleted instances: %s" % " ".join(st.retiring)
     if not st.deployments:
         return head + "\n\nno deployments (apply a spec: dprctl apply -f cluster.yaml)"
-    deps = table(["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY", "CHECKPOINT"],
+    deps = table(["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY", "CHECKPOINT",
+                  "MAXMEMORY"],
                  [[d.name, d.impl, d.version, d.shards,
                    "%d/%s" % (sum(1 for i in d.instances if i.ready),
                               d.shards if d.shards is not None else len(d.instances)),
-                   "%sms" % d.checkpoint_interval_ms if d.checkpoint_interval_ms else None]
+                   "%sms" % d.checkpoint_interval_ms if d.checkpoint_interval_ms else None,
+                   format_memory(d.maxmemory) if isinstance(d.maxmemory, int) else None]
                   for d in st.deployments])
     rows = []
     for d in st.deployments:
         for i in d.instances:
             rows.append([i.name, i.node, i.worker, i.endpoint, i.state, _yn(i.ready),
-                         i.restarts, i.main_pid or None, i.version, i.world_line, i.cut,
-                         _one_line(i.last_error)])
-    insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "RESTARTS",
-                   "PID", "VERSION", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
-    return "\n\n".join([head, deps, insts])
+                         i.health, i.restarts, i.main_pid or None, i.version, i.world_line,
+                         i.cut, _one_line(i.last_error)])
+    insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "HEALTH",
+                   "RESTARTS", "PID", "VERSION", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
+    parts = [head, deps, insts]
+    # what an unhealthy instance says about itself, in full
+    sick = ["  %s [%s] %s" % (i.name, i.health, _one_line(i.status_text or i.last_error, 200)
+                              or "-") for i in st.unhealthy]
+    if sick:
+        parts.append("unhealthy:\n" + "\n".join(sick))
+    return "\n\n".join(parts)
 
 
-def _one_line(s: Any) -> Any:
+def _one_line(s: Any, limit: int = 60) -> Any:
     if s is None:
         return None
     s = " ".join(str(s).split())
-    return s if len(s) <= 60 else s[:57] + "..."
+    return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
 def format_nodes(nodes) -> str:

@@ -78,7 +78,14 @@ class Instance:
 
     ``ready``: the unit is active and the cache-store signalled READY=1.
     ``restarts``: systemd's NRestarts. ``version``, ``world_line``, ``cut``:
-    the DPR view (None when not known). ``raw``: the whole status object."""
+    the DPR view (None when not known). ``health``: ``ok``,
+    ``refusing-writes`` (checkpoints fail: writes are refused),
+    ``finder-lost-worker`` (the finder does not know it: commits stopped) or
+    ``failed`` (its unit failed, or it exits because it cannot go on, e.g. a
+    damaged checkpoint; ``last_error`` says why); None while the agent cannot
+    see the unit. ``status_text``: the cache-store's own status line
+    (systemd's StatusText). ``memory_max``: the unit's MemoryMax in bytes
+    (None: no limit). ``raw``: the whole status object."""
 
     name: str
     unit: str | None = None
@@ -95,6 +102,9 @@ class Instance:
     world_line: int | None = None
     cut: int | None = None
     last_error: str | None = None
+    health: str | None = None
+    status_text: str | None = None
+    memory_max: int | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -116,6 +126,11 @@ class Instance:
             return "unknown"
         return "%s/%s" % (self.active_state or "?", self.sub_state or "?")
 
+    @property
+    def healthy(self) -> bool:
+        """Not reported unhealthy (``health`` is ``ok``, or unknown)."""
+        return self.health in (None, "ok")
+
 
 @dataclasses.dataclass
 class Deployment:
@@ -128,6 +143,7 @@ class Deployment:
     shards: int | None = None
     checkpoint_interval_ms: int | None = None
     max_clients: int | None = None
+    maxmemory: int | None = None
     ready: int = 0
     instances: list = dataclasses.field(default_factory=list)
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
@@ -154,6 +170,12 @@ class Deployment:
         return [i for i in self.instances if not i.ready]
 
     @property
+    def unhealthy(self) -> list:
+        """The instances whose health is not ``ok`` (refusing writes, lost by
+        the finder, failed)."""
+        return [i for i in self.instances if not i.healthy]
+
+    @property
     def endpoints(self) -> list:
         """The instances' endpoints in shard order (what dpr.Client wants)."""
         return [i.endpoint for i in self.instances]
@@ -167,16 +189,30 @@ class Deployment:
 
 @dataclasses.dataclass
 class FinderStatus:
+    """The hosted finder. ``state``: ``ok``, or ``lost`` when it does not
+    know workers whose versions it had committed (its state was lost or
+    replaced; ``lost`` names their instances, ``error`` says what to do:
+    docs/operations.md, "The finder's state was lost")."""
+
     address: str | None = None
     world_line: int | None = None
     max_version: int | None = None
+    state: str | None = None
+    lost: list = dataclasses.field(default_factory=list)
+    error: str | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_lost(self) -> bool:
+        return self.state == "lost"
 
     @classmethod
     def from_dict(cls, d: Any) -> "FinderStatus":
         if not isinstance(d, Mapping):
             return cls()
-        return cls(raw=dict(d), **_fields(cls, d))
+        kw = _fields(cls, d)
+        kw["lost"] = [str(x) for x in kw.get("lost") or []]
+        return cls(raw=dict(d), **kw)
 
 
 @dataclasses.dataclass
@@ -227,6 +263,16 @@ class Status:
     @property
     def is_ready(self) -> bool:
         return all(d.is_ready for d in self.deployments)
+
+    @property
+    def unhealthy(self) -> list:
+        """Every instance whose health is not ``ok``."""
+        return [i for d in self.deployments for i in d.unhealthy]
+
+    @property
+    def finder_lost(self) -> bool:
+        """The finder does not know workers it had committed versions of."""
+        return self.finder.is_lost
 
 
 @dataclasses.dataclass
@@ -454,7 +500,9 @@ def _ready_timeout(st: Status, timeout: float) -> ReadyTimeout:
         parts.append("%s: %d/%d ready; not ready: %s"
                      % (d.name, sum(1 for i in d.instances if i.ready), n, "; ".join(what)))
     hint = ""
-    if st.systemd_connected is False:
+    if st.finder_lost:
+        hint = " — the finder's state was lost: %s" % (st.finder.error or "see dprctl status")
+    elif st.systemd_connected is False:
         hint = (" — the agent cannot reach systemd%s; see journalctl -u dpr-agent"
                 % (": %s" % st.systemd_error if st.systemd_error else ""))
     elif not_ready:

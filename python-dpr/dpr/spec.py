@@ -16,6 +16,7 @@ The same spec in YAML:
         version: "1"
         shards: 3
         checkpoint_interval_ms: 100
+        maxmemory: 512mb          # optional: bytes, or as in Redis (k, kb, m, mb, g, gb)
 
 ``validate()`` checks the rules of docs/control-api.md ("The cluster spec")
 on the client, so a mistake is reported before anything is sent, with the
@@ -23,9 +24,9 @@ same paths as the agent uses ("cachestores[0].shards: must be >= 1 (got 0)").
 dpr-agent checks again and stays authoritative: only it knows the cluster's
 name and which cache-store implementations it can run.
 
-Fields left as None (``checkpoint_interval_ms``, ``max_clients``) are not
-sent, so the agent's defaults apply (100 ms and 10000 unless its
-configuration says otherwise).
+Fields left as None (``checkpoint_interval_ms``, ``max_clients``,
+``maxmemory``) are not sent, so the agent's defaults apply (100 ms and 10000
+unless its configuration says otherwise; no memory limit).
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ from typing import Any, Iterable, Mapping
 
 from .mgmt_errors import SpecError
 
-__all__ = ["ClusterSpec", "CacheStore", "SpecError", "load_spec"]
+__all__ = ["ClusterSpec", "CacheStore", "SpecError", "load_spec", "parse_memory",
+           "format_memory"]
 
 # docs/control-api.md, "The cluster spec"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -47,13 +49,20 @@ IMPL_MAX = 64
 SHARDS_MIN, SHARDS_MAX = 1, 1024
 CHECKPOINT_MIN, CHECKPOINT_MAX = 10, 60000
 MAX_CLIENTS_MIN, MAX_CLIENTS_MAX = 1, 100000
+MAXMEMORY_MIN, MAXMEMORY_MAX = 1 << 20, 1 << 44   # 0 (no limit), else 1mb .. 16384gb
 CLUSTER_NAME_MAX = 63
+# Redis' memory units (maxmemory 512mb), case-insensitive
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000 ** 2, "mb": 1024 ** 2,
+                 "g": 1000 ** 3, "gb": 1024 ** 3}
+_MEMORY_RE = re.compile(r"^([0-9]+)([A-Za-z]*)$")
+_MEMORY_HINT = ('bytes, or a string of digits with b, k, kb, m, mb, g or gb as in Redis: '
+                '"512mb"')
 
 SPEC_FIELDS = ("name", "cachestores")
 CACHESTORE_FIELDS = ("name", "impl", "version", "shards", "checkpoint_interval_ms",
-                     "max_clients")
+                     "max_clients", "maxmemory")
 # fields of a cache-store that may be left out (the agent's default applies)
-OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients")
+OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory")
 
 
 def _kind(v: Any) -> str:
@@ -93,6 +102,61 @@ def _check_int(problems: list, path: str, v: Any, lo: int, hi: int) -> None:
         problems.append((path, "must be <= %d (got %d)" % (hi, v)))
 
 
+def parse_memory(v: int | str) -> int:
+    """A memory size in bytes: an integer, or a string as Redis reads
+    ``maxmemory`` (digits with an optional unit b, k = 1000, kb = 1024, m,
+    mb, g, gb; case-insensitive): ``parse_memory("512mb") == 536870912``.
+    Raises ValueError for anything else (signs, fractions, spaces, tb)."""
+    if isinstance(v, bool):
+        raise ValueError("not a memory size: %r" % (v,))
+    if isinstance(v, int):
+        if v < 0:
+            raise ValueError("not a memory size: %d" % v)
+        return v
+    if not isinstance(v, str):
+        raise ValueError("not a memory size: %r" % (v,))
+    m = _MEMORY_RE.match(v)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _MEMORY_UNITS:
+        raise ValueError("not a memory size: %r" % (v,))
+    return int(m.group(1)) * _MEMORY_UNITS[unit]
+
+
+def format_memory(n: int | None) -> str | None:
+    """Bytes as a Redis-style size, exact: 536870912 -> "512mb", 1500 ->
+    "1500b"; None or 0 -> None (no limit)."""
+    if not n:
+        return None
+    for unit, mul in (("gb", 1024 ** 3), ("mb", 1024 ** 2), ("kb", 1024)):
+        if n % mul == 0:
+            return "%d%s" % (n // mul, unit)
+    return "%db" % n
+
+
+def _check_memory(problems: list, path: str, v: Any) -> None:
+    """maxmemory: 0 (no limit), or 1mb to 16384gb (the agent's messages)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        problems.append((path, "must be a memory size: %s (got %s)" % (_MEMORY_HINT, _kind(v))))
+        return
+    if isinstance(v, int) and v < 0:
+        problems.append((path, "must be 0 (no limit) or a size in %s (got %d)"
+                         % (_MEMORY_HINT, v)))
+        return
+    try:
+        n = parse_memory(v)
+    except ValueError:
+        problems.append((path, "not a memory size: '%s' (%s)" % (_short(str(v)), _MEMORY_HINT)))
+        return
+    if isinstance(v, str) and n >= 1 << 64:
+        problems.append((path, "too large: '%s' (at most 16384gb)" % _short(v)))
+    elif 0 < n < MAXMEMORY_MIN:
+        problems.append((path, "must be 0 (no limit) or at least %d bytes (1mb) (got %d)"
+                         % (MAXMEMORY_MIN, n)))
+    elif n > MAXMEMORY_MAX:
+        problems.append((path, "must be at most %d bytes (16384gb) (got %d)"
+                         % (MAXMEMORY_MAX, n)))
+
+
 def _unknown(problems: list, path: str, keys: Iterable[Any], known: tuple) -> None:
     for k in keys:
         if k not in known:
@@ -119,7 +183,10 @@ class CacheStore:
 
     ``version`` is recorded and shown; changing it is an update (a rolling
     restart). ``checkpoint_interval_ms`` (10..60000) and ``max_clients``
-    (1..100000) left as None take the agent's defaults.
+    (1..100000) left as None take the agent's defaults. ``maxmemory``: the
+    most data each instance holds before it refuses writes (Redis'
+    ``noeviction``), in bytes or as in Redis (``"512mb"``, ``"2gb"``); None
+    or 0: no limit. The agent derives each unit's ``MemoryMax`` from it.
     """
 
     name: str
@@ -128,6 +195,7 @@ class CacheStore:
     shards: int | None = None
     checkpoint_interval_ms: int | None = None
     max_clients: int | None = None
+    maxmemory: int | str | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "impl": self.impl, "version": self.version,
@@ -207,6 +275,8 @@ class CacheStore:
             if v is None and (given is None or f not in given):
                 continue
             _check_int(out, p + f, v, lo, hi)
+        if self.maxmemory is not None or (given is not None and "maxmemory" in given):
+            _check_memory(out, p + "maxmemory", self.maxmemory)
         return out
 
 

@@ -24,6 +24,8 @@ static void check_spec(const agent_spec *s)
             s->d[i].checkpoint_interval_ms > AGENT_INTERVAL_MAX ||
             s->d[i].max_clients < AGENT_MAX_CLIENTS_MIN ||
             s->d[i].max_clients > AGENT_MAX_CLIENTS_MAX || !s->d[i].version[0] ||
+            (s->d[i].maxmemory != 0 && (s->d[i].maxmemory < AGENT_MAXMEMORY_MIN ||
+                                        s->d[i].maxmemory > AGENT_MAXMEMORY_MAX)) ||
             strcmp(s->d[i].impl, "dpr-kv") != 0)
             abort();
         for (size_t k = 0; k < i; k++)
@@ -79,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     j = json_loadb((const char *)data, size, 0, NULL);
     if (j) {
-        if (agent_state_from_json(j, &st, &err) == 0)
+        if (agent_state_from_json(j, &st, &err) >= 0) /* 1: tokens were made */
             agent_state_free(&st);
         json_decref(j);
     }

@@ -55,6 +55,11 @@ TEST(defaults)
     CHECK(strcmp(c.state_dir, "/var/lib/dpr") == 0);
     CHECK(strcmp(c.control_socket, "/run/dpr/agent.sock") == 0);
     CHECK(strcmp(c.control_group, "dpr") == 0);
+    CHECK_EQ_INT(c.control_max_connections, 256);
+    CHECK_EQ_INT(c.control_max_per_user, 32);
+    CHECK_EQ_INT(c.control_root_reserved, 16);
+    CHECK_EQ_INT(c.control_idle_timeout_ms, 10000);
+    CHECK_EQ_INT(c.control_max_input_bytes, 16 * 1024 * 1024);
     CHECK(strcmp(c.finder_listen, "127.0.0.1:7000") == 0);
     CHECK(strcmp(c.instance_dir, "/run/dpr/instances") == 0);
     CHECK(strcmp(c.cs_address, "127.0.0.1") == 0);
@@ -198,6 +203,58 @@ TEST(syntax_error_line)
     unlink(path);
 }
 
+TEST(control_limits)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"demo\";\n"
+               "control = { max_connections = 10; max_connections_per_user = 4;\n"
+               "  root_reserved_connections = 0; idle_timeout_ms = 1500;\n"
+               "  max_input_bytes = 2097152; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(c.control_max_connections, 10);
+    CHECK_EQ_INT(c.control_max_per_user, 4);
+    CHECK_EQ_INT(c.control_root_reserved, 0);
+    CHECK_EQ_INT(c.control_idle_timeout_ms, 1500);
+    CHECK_EQ_INT(c.control_max_input_bytes, 2097152);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+
+    write_conf("cluster = \"demo\";\n"                                 /* 1 */
+               "control = {\n"                                         /* 2 */
+               "  max_connections = 0;\n"                              /* 3 */
+               "  max_connections_per_user = \"many\";\n"              /* 4 */
+               "  idle_timeout_ms = 10;\n"                             /* 5 */
+               "  max_input_bytes = 1048576;\n"                        /* 6 */
+               "  max_input = 5;\n"                                    /* 7 */
+               "};\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'control.max_connections' is out of range (1 to 65536)"));
+    CHECK(has(&p, 4, "'control.max_connections_per_user' must be an integer"));
+    CHECK(has(&p, 5, "'control.idle_timeout_ms' is out of range (100 to 3600000)"));
+    CHECK(has(&p, 6, "'control.max_input_bytes' is out of range (2097152 to"));
+    CHECK(has(&p, 7, "unknown setting 'control.max_input'"));
+    CHECK_EQ_INT(p.n, 5);
+    agent_problems_free(&p);
+    unlink(path);
+
+    /* root's reserved slots leave at least one for the others */
+    write_conf("cluster = \"demo\";\n"
+               "control = { max_connections = 8;\n"
+               "  root_reserved_connections = 8; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'control.root_reserved_connections' (8) must be below "
+                     "'control.max_connections' (8)"));
+    CHECK_EQ_INT(p.n, 1);
+    agent_problems_free(&p);
+    unlink(path);
+}
+
 TEST(missing_file)
 {
     agent_config c;
@@ -218,6 +275,7 @@ int main(void)
     RUN(every_error_with_its_line);
     RUN(required_cluster_and_port_order);
     RUN(syntax_error_line);
+    RUN(control_limits);
     RUN(missing_file);
     return check_summary("test_agent_config");
 }

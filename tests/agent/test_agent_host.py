@@ -27,7 +27,7 @@ CONF = """\
 cluster = "demo";
 node = {{ name = "node1"; }};
 state_directory = "{d}/state";
-control = {{ socket = "{sock}"; group = "{group}"; }};
+control = {{ socket = "{sock}"; group = "{group}"; {control} }};
 finder = {{ listen = "127.0.0.1:0"; }};
 cachestores = {{
   instance_directory = "{d}/run/instances";
@@ -93,7 +93,7 @@ _CREATED = []
 
 
 class Agent:
-    def __init__(self, base, group="users", port_max=7199, extra_conf=""):
+    def __init__(self, base, group="users", port_max=7199, extra_conf="", control=""):
         _CREATED.append(self)
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
@@ -104,8 +104,8 @@ class Agent:
         os.chmod(self.sockdir, 0o755)
         self.sock = os.path.join(self.sockdir, "agent.sock")
         with open(self.conf, "w") as f:
-            f.write(CONF.format(d=self.base, sock=self.sock, group=group, port_max=port_max)
-                    + extra_conf)
+            f.write(CONF.format(d=self.base, sock=self.sock, group=group, port_max=port_max,
+                                control=control) + extra_conf)
         self.state = os.path.join(self.base, "state", "agent.json")
         self.instances = os.path.join(self.base, "run", "instances")
         self.proc = None     # the dprtest.AgentProc of the last start
@@ -387,11 +387,16 @@ def run_as(agent, uid_name, groups, request):
     client = ("import json,socket,sys\n"
               "s=socket.socket(socket.AF_UNIX)\n"
               "s.connect(sys.argv[1])\n"
-              "s.sendall(sys.argv[2].encode()+b'\\n')\n"
+              "try:\n"
+              "    s.sendall(sys.argv[2].encode()+b'\\n')\n"
+              "except BrokenPipeError:\n"
+              "    pass  # refused at accept: its error line is there to read\n"
               "print(s.makefile().readline().strip())\n"
               "s.settimeout(1)\n"
               "try:\n"
               "    print('closed' if s.recv(1)==b'' else 'open')\n"
+              "except ConnectionResetError:\n"
+              "    print('closed')  # closed with our request unread\n"
               "except socket.timeout:\n"
               "    print('open')\n")
     cmd = ["setpriv", "--reuid=" + uid_name, "--regid=nogroup"]
@@ -407,7 +412,8 @@ def test_permission_denied_for_others(agent):
     lines = run_as(agent, "nobody", [], {"v": 1, "op": "status", "id": 3})
     reply = json.loads(lines[0])
     e = error_of(reply)
-    assert e["code"] == "permission_denied" and reply["id"] == 3
+    # refused at accept, before anything is read: the line answers no request
+    assert e["code"] == "permission_denied" and "id" not in reply
     assert lines[1] == "closed"
     # a member of the control group (a supplementary group of the caller) is served
     users = grp.getgrnam("users").gr_gid
@@ -621,3 +627,148 @@ def test_usage():
     assert r.returncode == 0 and "--check-config" in r.stdout
     r = subprocess.run([AGENT, "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2
+
+
+# --- issue 8: finder tokens and the finder's address ----------------------------------------
+
+def env_file(agent, name):
+    with open(os.path.join(agent.instances, name + ".env")) as f:
+        return dict(line.split("=", 1) for line in f.read().splitlines()
+                    if line and not line.startswith("#"))
+
+
+def finder_request(port, *args, host="127.0.0.1"):
+    """One RESP request to the finder over a plain TCP connection (anyone on
+    the network); the first line of the reply."""
+    req = b"*%d\r\n" % len(args)
+    for a in args:
+        a = str(a).encode()
+        req += b"$%d\r\n%s\r\n" % (len(a), a)
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(req)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+def test_instances_get_finder_tokens(tmp_path):
+    """Every instance gets a token of its own in its instance file (mode
+    0600) and in agent.json (0600); the hosted finder refuses an
+    unauthenticated DPR.WORKER.ADD for a running instance (started here by
+    hand from its instance file, as its unit would); the token survives
+    agent restarts and updates."""
+    dprtest.need(dprtest.KV)
+    a = Agent(tmp_path / "a").start()
+    result_of(a.call("apply", {"spec": spec(kv(shards=2))}))
+    tokens = {}
+    for name in ("kv-0", "kv-1"):
+        path = os.path.join(a.instances, name + ".env")
+        assert os.stat(path).st_mode & 0o7777 == 0o600
+        env = env_file(a, name)
+        tok = env["DPR_KV_FINDER_TOKEN"]
+        assert len(tok) == 32 and all(c in "0123456789abcdef" for c in tok)
+        assert env["DPR_FINDER_TOKEN"] == tok
+        tokens[name] = tok
+    assert tokens["kv-0"] != tokens["kv-1"]
+    assert os.stat(a.state).st_mode & 0o7777 == 0o600
+    recorded = {i["name"]: i["token"] for i in json.loads(file_bytes(a.state))["instances"]}
+    assert recorded == tokens
+    # the status shows no token
+    assert "token" not in json.dumps(result_of(a.call("status")))
+
+    # kv-0 runs (what its unit would start: its instance file's variables)
+    env = env_file(a, "kv-0")
+    env["DPR_KV_LISTEN"] = "127.0.0.1:0"      # not the allocated port: tests run in parallel
+    env["STATE_DIRECTORY"] = str(tmp_path / "kv-0")
+    kvp = a.procs.add(dprtest.Kv(env["DPR_KV_FINDER"], int(env["DPR_KV_WORKER"]),
+                                 str(tmp_path / "kv-0"), str(tmp_path / "kv-0.log"),
+                                 env={k: v for k, v in env.items() if k.startswith("DPR_")}))
+    kvp.wait_ready()
+    assert "with a registration token" in kvp.output()
+    port = int(env["DPR_KV_FINDER"].rsplit(":", 1)[1])
+    worker = env["DPR_KV_WORKER"]
+    s = result_of(a.call("status"))
+    assert s["finder"]["world_line"] == 1
+    for args in ((), ("guess",), (tokens["kv-1"],)):
+        reply = finder_request(port, "DPR.WORKER.ADD", worker, *args)
+        assert reply == (b"-ERR worker %s is registered by its owner: DPR.WORKER.ADD needs its "
+                         b"token" % worker.encode()), reply
+        reply = finder_request(port, "DPR.WORKER.REMOVE", worker, *args)
+        assert reply.startswith(b"-ERR worker %s is registered by its owner" % worker.encode())
+    assert result_of(a.call("status"))["finder"]["world_line"] == 1
+    assert kvp.info()["dpr_world_line"] == 1 and kvp.alive()
+    assert "refused: worker %s is registered by its owner" % worker in a.log()
+    assert tokens["kv-0"] not in a.log()
+
+    # an agent restart and an update keep the tokens
+    a.stop()
+    a.start()
+    result_of(a.call("apply", {"spec": spec(kv(shards=3, checkpoint_interval_ms=50))}))
+    assert env_file(a, "kv-0")["DPR_KV_FINDER_TOKEN"] == tokens["kv-0"]
+    assert env_file(a, "kv-1")["DPR_KV_FINDER_TOKEN"] == tokens["kv-1"]
+    assert env_file(a, "kv-2")["DPR_KV_FINDER_TOKEN"] not in tokens.values()
+    kvp.stop()
+    a.stop()
+
+
+def test_state_from_before_tokens_gets_tokens(tmp_path):
+    """An agent.json written before tokens (no "token" fields) loads: each
+    instance gets a token, saved before the instance files carry it."""
+    a = Agent(tmp_path / "a").start()
+    result_of(a.call("apply", {"spec": spec(kv(shards=2))}))
+    a.stop()
+    st = json.loads(file_bytes(a.state))
+    for rec in st["instances"]:
+        del rec["token"]
+    with open(a.state, "w") as f:
+        json.dump(st, f)
+    for name in ("kv-0", "kv-1"):   # instance files as the old agent wrote them
+        path = os.path.join(a.instances, name + ".env")
+        with open(path) as f:
+            text = "".join(l for l in f if "TOKEN" not in l)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+    a.start()
+    saved = {i["name"]: i["token"] for i in json.loads(file_bytes(a.state))["instances"]}
+    assert len(saved) == 2 and all(len(t) == 32 for t in saved.values())
+    for name in ("kv-0", "kv-1"):
+        assert env_file(a, name)["DPR_KV_FINDER_TOKEN"] == saved[name]
+        assert os.stat(os.path.join(a.instances, name + ".env")).st_mode & 0o7777 == 0o600
+    assert "got one" in a.log()
+    a.stop()
+    a.start()   # the same tokens after another restart
+    assert {i["name"]: i["token"]
+            for i in json.loads(file_bytes(a.state))["instances"]} == saved
+    a.stop()
+
+
+def test_wildcard_finder_listen_binds_node_address(tmp_path):
+    """finder.listen with a wildcard host listens on node.address only (here
+    127.0.0.2), not on every address of the machine; the log says so."""
+    for wildcard in ("0.0.0.0:0", "*:0", "[::]:0"):
+        a = Agent(tmp_path / ("a" + str(len(wildcard))))
+        with open(a.conf) as f:
+            text = f.read()
+        text = text.replace('node = { name = "node1"; };',
+                            'node = { name = "node1"; address = "127.0.0.2"; };')
+        text = text.replace('finder = { listen = "127.0.0.1:0"; };',
+                            'finder = { listen = "%s"; };' % wildcard)
+        with open(a.conf, "w") as f:
+            f.write(text)
+        a.start()
+        address = result_of(a.call("status"))["finder"]["address"]
+        assert address.startswith("127.0.0.2:"), address
+        port = int(address.rsplit(":", 1)[1])
+        assert finder_request(port, "PING", host="127.0.0.2") == b"+PONG"
+        # 127.0.0.1 is another address of this machine: nothing listens there
+        with pytest.raises(ConnectionRefusedError):
+            finder_request(port, "PING", host="127.0.0.1")
+        log = a.log()
+        assert ("finder listening on 127.0.0.2:%d only: finder.listen %s has a wildcard host"
+                % (port, wildcard)) in log, log
+        a.stop()

@@ -111,12 +111,14 @@ TEST(update_fields)
     agent_state st;
     agent_plan p;
     static const char *const both[] = { "kv-0", "kv-1" };
-    const char *fields[] = { "version", "interval", "max_clients", "impl" };
+    const char *fields[] = { "version", "interval", "max_clients", "impl", "maxmemory" };
 
     agent_state_init(&st);
     CHECK_EQ_INT(step(&st, &s, &p), 0);
     agent_plan_free(&p);
-    for (size_t f = 0; f < 4; f++) {
+    /* the finder committed versions of kv-0: an update keeps that */
+    st.inst[0].committed = true;
+    for (size_t f = 0; f < 5; f++) {
         uint64_t gen = st.generation;
         if (f == 0)
             snprintf(s.d[0].version, sizeof(s.d[0].version), "2");
@@ -126,6 +128,8 @@ TEST(update_fields)
             s.d[0].max_clients = 5;
         if (f == 3)
             snprintf(s.d[0].impl, sizeof(s.d[0].impl), "other");
+        if (f == 4)
+            s.d[0].maxmemory = 64u << 20;
         CHECK_EQ_INT(step(&st, &s, &p), 0);
         int updated = names_eq(&p.updated, 2, both);
 
@@ -139,6 +143,13 @@ TEST(update_fields)
     }
     CHECK_EQ_INT(inst(&st, "kv-1")->max_clients, 5);
     CHECK(strcmp(inst(&st, "kv-1")->impl, "other") == 0);
+    CHECK(inst(&st, "kv-1")->maxmemory == 64u << 20);
+    CHECK(inst(&st, "kv-0")->committed && !inst(&st, "kv-1")->committed);
+    /* the same maxmemory again: unchanged */
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(p.unchanged.n, 2);
+    CHECK(!agent_plan_changed(&p));
+    agent_plan_free(&p);
     agent_spec_free(&s);
     agent_state_free(&st);
 }
@@ -261,6 +272,54 @@ TEST(rename_is_delete_and_create)
     agent_state_free(&st);
 }
 
+/* Issue 8: each instance gets a finder token when it is created; it keeps it
+ * through updates, scaling and retirement; a new instance of the same name
+ * (deleted, created again) gets a new one. */
+TEST(tokens)
+{
+    agent_deploy d = dep("kv", 3, "1");
+    agent_spec s = make_spec(1, &d), s2;
+    agent_state st;
+    agent_plan p;
+    char t0[AGENT_TOKEN_LEN + 1], t2[AGENT_TOKEN_LEN + 1];
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    for (size_t i = 0; i < st.ninst; i++) {
+        CHECK(agent_token_valid(st.inst[i].token));
+        for (size_t k = 0; k < i; k++)
+            CHECK(strcmp(st.inst[i].token, st.inst[k].token) != 0);
+    }
+    memcpy(t0, inst(&st, "kv-0")->token, sizeof(t0));
+    memcpy(t2, inst(&st, "kv-2")->token, sizeof(t2));
+    /* unchanged and updated instances keep theirs */
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    CHECK(strcmp(inst(&st, "kv-0")->token, t0) == 0);
+    agent_spec_free(&s);
+    d = dep("kv", 2, "2");
+    s = make_spec(1, &d);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(p.updated.n, 2);
+    agent_plan_free(&p);
+    CHECK(strcmp(inst(&st, "kv-0")->token, t0) == 0);
+    /* kv-2 retires with its token (the agent removes it from the finder) */
+    CHECK_EQ_INT(st.nretiring, 1);
+    CHECK(strcmp(st.retiring[0].token, t2) == 0);
+    /* kv-2 created again: a new instance, a new worker id and token */
+    agent_spec_free(&s);
+    d = dep("kv", 3, "2");
+    s2 = make_spec(1, &d);
+    CHECK_EQ_INT(step(&st, &s2, &p), 0);
+    agent_plan_free(&p);
+    CHECK(agent_token_valid(inst(&st, "kv-2")->token));
+    CHECK(strcmp(inst(&st, "kv-2")->token, t2) != 0);
+    CHECK(strcmp(st.retiring[0].token, t2) == 0);
+    agent_spec_free(&s2);
+    agent_state_free(&st);
+}
+
 TEST(plan_json)
 {
     agent_deploy d = dep("kv", 2, "1");
@@ -292,5 +351,6 @@ int main(void)
     RUN(port_exhaustion);
     RUN(rename_is_delete_and_create);
     RUN(plan_json);
+    RUN(tokens);
     return check_summary("test_agent_plan");
 }

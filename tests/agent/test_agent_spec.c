@@ -189,7 +189,7 @@ TEST(round_trip)
     json_t *j;
 
     CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
-                       "\"shards\":3}]}", &s, &p), 0);
+                       "\"shards\":3,\"maxmemory\":\"2gb\"}]}", &s, &p), 0);
     agent_problems_free(&p);
     j = agent_spec_to_json(&s);
     CHECK(j != NULL);
@@ -226,6 +226,130 @@ TEST(long_strings_are_shortened)
     agent_problems_free(&p);
 }
 
+/* cachestores[0] with maxmemory set to the JSON value v. */
+static int parse_maxmemory(const char *v, agent_spec *s, agent_problems *p)
+{
+    char text[256];
+
+    snprintf(text, sizeof(text), "{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\","
+             "\"version\":\"1\",\"shards\":1,\"maxmemory\":%s}]}", v);
+    return parse(text, s, p);
+}
+
+TEST(maxmemory)
+{
+    static const struct {
+        const char *json;
+        unsigned long long bytes;
+    } ok[] = {
+        { "0", 0 },
+        { "1048576", 1048576 },
+        { "\"512mb\"", 512ull << 20 },
+        { "\"1GB\"", 1ull << 30 },
+        { "\"2g\"", 2000000000ull },
+        { "\"1024kb\"", 1ull << 20 },
+        { "\"16384gb\"", 1ull << 44 },
+        { "\"0\"", 0 },
+    };
+    static const struct {
+        const char *json, *needle;
+    } bad[] = {
+        { "1000", "at least 1048576 bytes (1mb) (got 1000)" },
+        { "\"1000k\"", "at least 1048576 bytes (1mb) (got 1000000)" },
+        { "-1", "must be 0 (no limit) or a size" },
+        { "\"1.5gb\"", "not a memory size: '1.5gb'" },
+        { "\"1tb\"", "not a memory size: '1tb'" },
+        { "\" 1mb\"", "not a memory size" },
+        { "\"mb\"", "not a memory size" },
+        { "\"\"", "not a memory size" },
+        { "\"16385gb\"", "at most 17592186044416 bytes (16384gb)" },
+        { "\"99999999999999999999\"", "too large" },
+        { "true", "got a boolean" },
+        { "1.5", "got a number with a fraction" },
+        { "null", "got null" },
+    };
+    agent_spec s;
+    agent_problems p;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int rc = parse_maxmemory(ok[i].json, &s, &p);
+        CHECK_EQ_INT(rc, 0);
+        if (rc == 0) {
+            CHECK(s.d[0].maxmemory == ok[i].bytes);
+            agent_spec_free(&s);
+        } else {
+            fprintf(stderr, "    maxmemory %s\n", ok[i].json);
+        }
+        agent_problems_free(&p);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_EQ_INT(parse_maxmemory(bad[i].json, &s, &p), -EINVAL);
+        if (!has_problem(&p, "cachestores[0].maxmemory", bad[i].needle))
+            fprintf(stderr, "    maxmemory %s: wanted '%s'\n", bad[i].json, bad[i].needle);
+        CHECK(has_problem(&p, "cachestores[0].maxmemory", bad[i].needle));
+        CHECK_EQ_INT(p.n, 1);
+        agent_problems_free(&p);
+    }
+    /* absent: no limit; recorded (and shown) in bytes */
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                       "\"shards\":1}]}", &s, &p), 0);
+    CHECK(s.d[0].maxmemory == 0);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse_maxmemory("\"64mb\"", &s, &p), 0);
+    {
+        json_t *j = agent_deploy_to_json(&s.d[0]);
+        CHECK(json_integer_value(json_object_get(j, "maxmemory")) == 64 << 20);
+        json_decref(j);
+    }
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+}
+
+TEST(memory_parse)
+{
+    uint64_t v = 7;
+
+    CHECK_EQ_INT(agent_memory_parse("123", &v), 0);
+    CHECK(v == 123);
+    CHECK_EQ_INT(agent_memory_parse("5b", &v), 0);
+    CHECK(v == 5);
+    CHECK_EQ_INT(agent_memory_parse("3K", &v), 0);
+    CHECK(v == 3000);
+    CHECK_EQ_INT(agent_memory_parse("3Kb", &v), 0);
+    CHECK(v == 3072);
+    CHECK_EQ_INT(agent_memory_parse("7m", &v), 0);
+    CHECK(v == 7000000);
+    CHECK_EQ_INT(agent_memory_parse("7mB", &v), 0);
+    CHECK(v == 7u << 20);
+    CHECK_EQ_INT(agent_memory_parse("18446744073709551615", &v), 0);
+    CHECK(v == UINT64_MAX);
+    CHECK_EQ_INT(agent_memory_parse("18446744073709551616", &v), -ERANGE);
+    CHECK_EQ_INT(agent_memory_parse("17179869184gb", &v), -ERANGE);
+    v = 7;
+    CHECK_EQ_INT(agent_memory_parse("", &v), -EINVAL);
+    CHECK_EQ_INT(agent_memory_parse("+1", &v), -EINVAL);
+    CHECK_EQ_INT(agent_memory_parse("1 mb", &v), -EINVAL);
+    CHECK_EQ_INT(agent_memory_parse("1mbb", &v), -EINVAL);
+    CHECK_EQ_INT(agent_memory_parse("0x10", &v), -EINVAL);
+    CHECK(v == 7); /* untouched on error */
+}
+
+TEST(memory_max_formula)
+{
+    /* no maxmemory: no limit */
+    CHECK(agent_memory_max_of(0, 10000) == UINT64_MAX);
+    /* 2 x (fork) + 1/2 (allocator) + 64 MiB + 32 KiB a client */
+    CHECK(agent_memory_max_of(1ull << 30, 0) == (5ull << 29) + (64ull << 20));
+    CHECK(agent_memory_max_of(1ull << 30, 10000) ==
+          (5ull << 29) + (64ull << 20) + 10000ull * 32768);
+    CHECK(agent_memory_max_of(AGENT_MAXMEMORY_MAX, AGENT_MAX_CLIENTS_MAX) >
+          2 * AGENT_MAXMEMORY_MAX); /* no overflow at the limits */
+    /* always above twice the data (a snapshot must never hit it) */
+    for (uint64_t m = AGENT_MAXMEMORY_MIN; m <= AGENT_MAXMEMORY_MAX; m *= 3)
+        CHECK(agent_memory_max_of(m, 1) > 2 * m + m / 4);
+}
+
 int main(void)
 {
     RUN(valid_with_defaults);
@@ -237,5 +361,8 @@ int main(void)
     RUN(boolean_is_not_integer);
     RUN(round_trip);
     RUN(long_strings_are_shortened);
+    RUN(maxmemory);
+    RUN(memory_parse);
+    RUN(memory_max_formula);
     return check_summary("test_agent_spec");
 }

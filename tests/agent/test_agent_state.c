@@ -77,6 +77,7 @@ static void sample(agent_state *st)
         d[i].shards = 2 + (uint32_t)i;
         d[i].checkpoint_interval_ms = 100;
         d[i].max_clients = 10000;
+        d[i].maxmemory = i ? 64u << 20 : 0;
     }
     agent_state_init(&a);
     agent_plan_make(&a, &s, &alloc, &b, &p);
@@ -111,6 +112,8 @@ TEST(round_trip)
     CHECK_EQ_INT(back.ninst, st.ninst);
     CHECK_EQ_INT(back.nretiring, st.nretiring);
     CHECK(memcmp(back.inst, st.inst, st.ninst * sizeof(*st.inst)) == 0);
+    CHECK(back.inst[0].maxmemory == 64u << 20 && back.retiring[0].maxmemory == 0);
+    CHECK(!back.inst[0].committed);
     CHECK(memcmp(back.retiring, st.retiring, st.nretiring * sizeof(*st.retiring)) == 0);
     CHECK(strcmp(back.spec.name, "demo") == 0);
     CHECK_EQ_INT(back.spec.n, 1);
@@ -218,6 +221,41 @@ TEST(inconsistent_content_is_an_error)
     rm_rf();
 }
 
+/* Records written before maxmemory and committed existed load with their
+ * defaults (no limit, nothing committed); a bad value is damage. */
+TEST(older_records_and_new_fields)
+{
+    char path[128];
+    dpr_err err;
+    agent_state st, back;
+
+    make_dir();
+    snprintf(path, sizeof(path), "%s/%s", dir, AGENT_STATE_FILE);
+    /* retiring[0] (kv-0) has maxmemory 0; instances[0] (b-0) committed false */
+    CHECK_EQ_INT(load_edited("\"maxmemory\": 0,", "", &err), 0);
+    CHECK_EQ_INT(load_edited("\"committed\": false,", "", &err), 0);
+    CHECK_EQ_INT(load_edited("\"committed\": false", "\"committed\": 1", &err), -EBADMSG);
+    CHECK(strstr(err.msg, ".committed") != NULL);
+    /* b-0 without its maxmemory does not match the spec's 64 MiB */
+    CHECK_EQ_INT(load_edited("\"maxmemory\": 67108864,", "", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "does not match the recorded spec") != NULL);
+    CHECK_EQ_INT(load_edited("\"maxmemory\": 0,", "\"maxmemory\": -1,", &err), -EBADMSG);
+    CHECK(strstr(err.msg, ".maxmemory") != NULL);
+    CHECK_EQ_INT(load_edited("\"committed\": false,", "\"committed\": false, \"x\": 1,", &err),
+                 -EBADMSG);
+    CHECK(strstr(err.msg, "not an instance record") != NULL);
+
+    /* the committed mark survives a save */
+    sample(&st);
+    st.inst[1].committed = true;
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
+    CHECK(agent_statefile_load(path, &back, &err) >= 0);
+    CHECK(back.inst[1].committed && !back.inst[0].committed);
+    agent_state_free(&back);
+    agent_state_free(&st);
+    rm_rf();
+}
+
 TEST(unreadable_is_not_damaged)
 {
     char path[128];
@@ -286,7 +324,10 @@ TEST(env_file)
     in.port = 7102;
     in.checkpoint_interval_ms = 100;
     in.max_clients = 10000;
+    snprintf(in.token, sizeof(in.token), "0123456789abcdef0123456789abcdef");
     text = agent_env_render(&in, &ctx);
+    CHECK(strstr(text, "\nDPR_KV_FINDER_TOKEN=0123456789abcdef0123456789abcdef\n") != NULL);
+    CHECK(strstr(text, "\nDPR_FINDER_TOKEN=0123456789abcdef0123456789abcdef\n") != NULL);
     CHECK(strstr(text, "\nDPR_CS_EXEC=/usr/local/bin/dpr-kv\n") != NULL);
     CHECK(strstr(text, "\nDPR_KV_LISTEN=127.0.0.1:7102\n") != NULL);
     CHECK(strstr(text, "\nDPR_KV_FINDER=127.0.0.1:7000\n") != NULL);
@@ -294,6 +335,8 @@ TEST(env_file)
     CHECK(strstr(text, "\nDPR_KV_CHECKPOINT_INTERVAL_MS=100\n") != NULL);
     CHECK(strstr(text, "\nDPR_KV_MAX_CLIENTS=10000\n") != NULL);
     CHECK(strstr(text, "\nDPR_INSTANCE=kv-2\n") != NULL);
+    CHECK(strstr(text, "\nDPR_KV_MAXMEMORY=0\n") != NULL); /* no limit */
+    CHECK(strstr(text, "\nDPR_MAXMEMORY=0\n") != NULL);
 
     make_dir();
     snprintf(sub, sizeof(sub), "%s/run/instances", dir);
@@ -302,11 +345,20 @@ TEST(env_file)
     CHECK_EQ_INT(agent_env_write(sub, "kv-2", text), 0); /* unchanged: not rewritten */
     got = slurp(path, &len);
     CHECK(got && strcmp(got, text) == 0);
-    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644);
+    /* it holds a secret: only root (systemd) reads it */
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+    /* a file from before tokens (0644) is written again, even when equal */
+    CHECK_EQ_INT(chmod(path, 0644), 0);
+    CHECK_EQ_INT(agent_env_write(sub, "kv-2", text), 1);
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+    CHECK_EQ_INT(agent_env_write(sub, "kv-2", text), 0);
     free(got);
     free(text);
     in.checkpoint_interval_ms = 50;
+    in.maxmemory = 512u << 20;
     text = agent_env_render(&in, &ctx);
+    CHECK(strstr(text, "\nDPR_KV_MAXMEMORY=536870912\n") != NULL);
+    CHECK(strstr(text, "\nDPR_MAXMEMORY=536870912\n") != NULL);
     CHECK_EQ_INT(agent_env_write(sub, "kv-2", text), 1);
     CHECK_EQ_INT(agent_env_remove(sub, "kv-2"), 0);
     CHECK(access(path, F_OK) < 0);
@@ -321,14 +373,103 @@ TEST(env_file)
     rm_rf();
 }
 
+/* Issue 8: every instance has a finder token of its own, recorded in
+ * agent.json (0600); a file from before tokens loads, giving each instance
+ * a new one (agent_statefile_load returns 1: save before use). */
+TEST(tokens_recorded)
+{
+    char path[128];
+    dpr_err err;
+    agent_state st, back, again;
+    struct stat sb;
+    json_t *j, *a, *o;
+    size_t k;
+
+    make_dir();
+    snprintf(path, sizeof(path), "%s/%s", dir, AGENT_STATE_FILE);
+    sample(&st);
+    for (size_t i = 0; i < st.ninst + st.nretiring; i++) {
+        const agent_instance *x = i < st.ninst ? &st.inst[i] : &st.retiring[i - st.ninst];
+        CHECK(agent_token_valid(x->token));
+        for (size_t m = 0; m < i; m++) {
+            const agent_instance *y = m < st.ninst ? &st.inst[m] : &st.retiring[m - st.ninst];
+            CHECK(strcmp(x->token, y->token) != 0);
+        }
+    }
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+    CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
+    for (size_t i = 0; i < st.ninst; i++)
+        CHECK(strcmp(back.inst[i].token, st.inst[i].token) == 0);
+    for (size_t i = 0; i < st.nretiring; i++)
+        CHECK(strcmp(back.retiring[i].token, st.retiring[i].token) == 0);
+    agent_state_free(&back);
+
+    /* as an agent from before tokens wrote it */
+    j = json_load_file(path, 0, NULL);
+    CHECK(j != NULL);
+    json_array_foreach(json_object_get(j, "instances"), k, o)
+        CHECK_EQ_INT(json_object_del(o, "token"), 0);
+    json_array_foreach(json_object_get(j, "retiring"), k, o)
+        CHECK_EQ_INT(json_object_del(o, "token"), 0);
+    CHECK_EQ_INT(agent_state_from_json(j, &back, &err), 1);
+    CHECK_EQ_INT(back.ninst, st.ninst);
+    CHECK_EQ_INT(back.nretiring, st.nretiring);
+    for (size_t i = 0; i < back.ninst; i++) {
+        CHECK(agent_token_valid(back.inst[i].token));
+        CHECK(strcmp(back.inst[i].token, st.inst[i].token) != 0); /* new ones */
+        CHECK_EQ_INT(back.inst[i].worker, st.inst[i].worker);
+        CHECK_EQ_INT(back.inst[i].port, st.inst[i].port);
+    }
+    for (size_t i = 0; i < back.nretiring; i++)
+        CHECK(agent_token_valid(back.retiring[i].token));
+    /* once saved, they are what the next load gives */
+    CHECK_EQ_INT(agent_statefile_save(path, &back, &err), 0);
+    CHECK_EQ_INT(agent_statefile_load(path, &again, &err), 0);
+    for (size_t i = 0; i < back.ninst; i++)
+        CHECK(strcmp(again.inst[i].token, back.inst[i].token) == 0);
+    agent_state_free(&again);
+    agent_state_free(&back);
+    /* and through agent_statefile_load: 1 */
+    CHECK_EQ_INT(json_dump_file(j, path, 0), 0);
+    CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 1);
+    agent_state_free(&back);
+
+    /* a damaged token is damage */
+    a = json_object_get(j, "instances");
+    json_object_set_new(json_array_get(a, 0), "token", json_string("not-hex"));
+    CHECK_EQ_INT(agent_state_from_json(j, &back, &err), -EBADMSG);
+    CHECK(strstr(err.msg, "instances[0].token") != NULL);
+    json_object_set_new(json_array_get(a, 0), "token",
+                        json_string("0123456789ABCDEF0123456789abcdef")); /* upper case */
+    CHECK_EQ_INT(agent_state_from_json(j, &back, &err), -EBADMSG);
+    json_object_set_new(json_array_get(a, 0), "token", json_integer(7));
+    CHECK_EQ_INT(agent_state_from_json(j, &back, &err), -EBADMSG);
+    json_decref(j);
+    agent_state_free(&st);
+
+    {
+        char t1[AGENT_TOKEN_LEN + 1], t2[AGENT_TOKEN_LEN + 1];
+        CHECK_EQ_INT(agent_token_new(t1), 0);
+        CHECK_EQ_INT(agent_token_new(t2), 0);
+        CHECK(agent_token_valid(t1) && agent_token_valid(t2));
+        CHECK(strcmp(t1, t2) != 0);
+        CHECK(!agent_token_valid("0123456789abcdef0123456789abcde"));   /* 31 */
+        CHECK(!agent_token_valid("0123456789abcdef0123456789abcdef0")); /* 33 */
+    }
+    rm_rf();
+}
+
 int main(void)
 {
     RUN(round_trip);
     RUN(every_truncation_is_an_error);
     RUN(inconsistent_content_is_an_error);
+    RUN(older_records_and_new_fields);
     RUN(unreadable_is_not_damaged);
     RUN(save_leaves_no_tmp);
     RUN(lock);
     RUN(env_file);
+    RUN(tokens_recorded);
     return check_summary("test_agent_state");
 }

@@ -5,13 +5,20 @@
  * from the input's first byte, re-parsing the growing buffer from the same
  * start (as the server does) and dropping each complete request. Checks:
  * no crash, no read outside the buffer (ASan), every argument lies inside
- * the buffer, and a consumed size never exceeds what was given.
+ * the buffer, and a consumed size never exceeds what was given. A complete
+ * DPR.BATCH request goes one layer further, as kv_server.c's batch_start
+ * takes it: its header argument is decoded (dpr_wire_decode_request), and
+ * a header that decodes lies inside that argument. (What a decoded header
+ * does to a worker: fuzz_kv_batch.c.)
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
+#include "dpr/wire.h"
 #include "kv_resp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -51,6 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = 0; i < argc; i++) {
                 const char *a = argv[i].p;
                 if (argv[i].n > 0 && (a < buf + start || a + argv[i].n > buf + start + (size_t)r))
+                    abort();
+            }
+            if (argc == 2 && argv[0].n == 9 && strncasecmp(argv[0].p, "DPR.BATCH", 9) == 0) {
+                dpr_request_hdr h;
+                ssize_t got = dpr_wire_decode_request((const uint8_t *)argv[1].p, argv[1].n,
+                                                      &h, NULL);
+                if (got > 0 && ((size_t)got > argv[1].n || h.op_count == 0 ||
+                              (h.dep_count && (h.deps < (const uint8_t *)argv[1].p ||
+                                               h.deps + (size_t)h.dep_count * 16 >
+                                                   (const uint8_t *)argv[1].p + argv[1].n))))
                     abort();
             }
             start += (size_t)r;

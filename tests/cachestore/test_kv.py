@@ -300,7 +300,10 @@ def test_checkpoints_appear_and_cut_advances(cluster, kv):
 def test_idle_server_takes_no_checkpoints(kv):
     kv.client().set("x", "1")
     wait_for(lambda: kv.info()["dpr_checkpoints_total"] >= 1, what="first checkpoint")
-    wait_for(lambda: kv.info()["dpr_checkpoints_pending"] == 0, what="idle")
+    # once its first commit is seen, a worker takes one more checkpoint that
+    # records it (dpr_committed_on_disk, docs/dpr-kv.md); then it is idle
+    wait_for(lambda: (lambda i: i["dpr_checkpoints_pending"] == 0 and
+                      i["dpr_committed_on_disk"] > 0)(kv.info()), what="idle")
     before = kv.info()["dpr_checkpoints_total"]
     for _ in range(20):  # reads do not dirty the store
         kv.client().get("x")
@@ -527,13 +530,18 @@ def test_failed_checkpoint_is_retried_and_server_keeps_serving(cluster):
     c.set("during", "failure")
     wait_for(lambda: kv.info()["dpr_checkpoint_failures"] >= 2, what="failures")
     info = kv.info()
-    assert "ckpt-" in info["dpr_last_checkpoint_error"]
-    assert info["dpr_checkpoints_pending"] == 1
-    assert c.set("still", "serving") and c.get("during") == b"failure"
+    assert "ckpt-" in info["dpr_checkpoint_last_error"]
+    assert info["dpr_checkpoints_pending"] == 1  # one at a time while failing
+    # reads are served; writes refused like Redis' stop-writes-on-bgsave-error
+    assert c.get("during") == b"failure"
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.set("still", "serving")
     assert cut_of(cluster, 1) < v
     for b in blockers:
         os.rmdir(b)
     wait_for(lambda: cut_of(cluster, 1) >= v, what="retried checkpoint reported")
+    wait_for(lambda: kv.info()["dpr_checkpoint_status"] == "ok", what="status ok")
+    assert c.set("still", "serving")
     assert kv.alive()
     assert "retrying" in kv.output()
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/fs.h"
 #include "kv_ckpt.h"
@@ -69,7 +70,7 @@ static void write_file(const char *path, const char *p, size_t len)
 TEST(round_trip)
 {
     kv_dict d, back;
-    kv_ckpt_meta m = {42, 3, 17, 0, 1234}, got;
+    kv_ckpt_meta m = {42, 3, 17, 0, 1234, 15}, got;
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     kv_dict_init(&d, seed);
@@ -82,9 +83,14 @@ TEST(round_trip)
     CHECK_EQ_U64(got.world_line, 3);
     CHECK_EQ_U64(got.count, 3002);
     CHECK_EQ_U64(got.created_ms, 1234);
+    CHECK_EQ_U64(got.committed, 15);
     kv_ckpt_meta hm;
     CHECK_EQ_INT(kv_ckpt_read_meta(path, &hm, &err), 0);
     CHECK_EQ_U64(hm.version, 17);
+    CHECK_EQ_U64(hm.committed, 15);
+    memset(&hm, 0, sizeof(hm));
+    CHECK_EQ_INT(kv_ckpt_verify(path, 42, 17, &hm, &err), 0);
+    CHECK_EQ_U64(hm.count, 3002);
     /* wrong worker or version */
     kv_dict_free(&back);
     CHECK_EQ_INT(kv_ckpt_load(path, 41, 17, &back, &got, &err), -EBADMSG);
@@ -100,7 +106,7 @@ TEST(round_trip)
 TEST(any_damage_is_detected)
 {
     kv_dict d, back;
-    kv_ckpt_meta m = {1, 1, 5, 0, 0}, got;
+    kv_ckpt_meta m = {1, 1, 5, 0, 0, 4}, got;
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     size_t len = 0;
@@ -123,6 +129,9 @@ TEST(any_damage_is_detected)
         if (kv_ckpt_load(path, 1, 5, &back, &got, &err) != -EBADMSG || !err.msg[0])
             undetected++; /* every damage is -EBADMSG with a message */
         kv_dict_free(&back);
+        dpr_err_clear(&err);
+        if (kv_ckpt_verify(path, 1, 5, &got, &err) != -EBADMSG || !err.msg[0])
+            undetected++; /* the check without loading sees the same */
     }
     CHECK_EQ_INT(undetected, 0);
     for (size_t cut = 0; cut < len; cut += 7) {
@@ -132,6 +141,9 @@ TEST(any_damage_is_detected)
         if (kv_ckpt_load(path, 1, 5, &back, &got, &err) != -EBADMSG || !err.msg[0])
             undetected++; /* every damage is -EBADMSG with a message */
         kv_dict_free(&back);
+        dpr_err_clear(&err);
+        if (kv_ckpt_verify(path, 1, 5, &got, &err) != -EBADMSG || !err.msg[0])
+            undetected++;
     }
     CHECK_EQ_INT(undetected, 0);
     write_file(path, orig, len);
@@ -146,7 +158,7 @@ TEST(any_damage_is_detected)
 TEST(directory)
 {
     kv_dict d;
-    kv_ckpt_meta m = {1, 1, 0, 0, 0};
+    kv_ckpt_meta m = {1, 1, 0, 0, 0, 0};
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     uint64_t *v = NULL;
@@ -188,6 +200,55 @@ TEST(directory)
     kv_dict_free(&d);
 }
 
+/* Files of format 1 (a 56-byte header without `committed`) are still read,
+ * as committed 0. */
+TEST(format_1_is_read)
+{
+    kv_dict d, back;
+    kv_ckpt_meta m = {7, 2, 9, 0, 99, 8}, got;
+    dpr_err err = DPR_ERR_INIT;
+    char path[PATH_MAX];
+    size_t len = 0;
+    kv_dict_init(&d, seed);
+    fill(&d, 50);
+    CHECK_EQ_INT(kv_ckpt_write(dir, &m, &d, &err), 0);
+    kv_ckpt_path(path, sizeof(path), dir, 9, 0);
+    char *v2 = read_file(path, &len);
+    CHECK(v2 != NULL && len > KV_CKPT_HEADER + KV_CKPT_TRAILER);
+    if (!v2)
+        return;
+    /* the same file in format 1: no committed field, format 1, new CRC */
+    size_t len1 = len - (KV_CKPT_HEADER - KV_CKPT_HEADER_V1);
+    char *v1 = malloc(len1);
+    memcpy(v1, v2, KV_CKPT_HEADER_V1);
+    memcpy(v1 + KV_CKPT_HEADER_V1, v2 + KV_CKPT_HEADER, len - KV_CKPT_HEADER);
+    v1[8] = 1;
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)v1, (uInt)(len1 - 4));
+    for (int i = 0; i < 4; i++)
+        v1[len1 - 4 + i] = (char)(crc >> (8 * i));
+    write_file(path, v1, len1);
+    CHECK_EQ_INT(truncate(path, (off_t)len1), 0);
+    kv_dict_init(&back, seed);
+    CHECK_EQ_INT(kv_ckpt_load(path, 7, 9, &back, &got, &err), 0);
+    CHECK(same(&d, &back));
+    CHECK_EQ_U64(got.world_line, 2);
+    CHECK_EQ_U64(got.committed, 0);
+    kv_ckpt_meta hm;
+    CHECK_EQ_INT(kv_ckpt_read_meta(path, &hm, &err), 0);
+    CHECK_EQ_U64(hm.version, 9);
+    CHECK_EQ_U64(hm.committed, 0);
+    /* format 3 does not exist */
+    v1[8] = 3;
+    write_file(path, v1, len1);
+    CHECK_EQ_INT(kv_ckpt_read_meta(path, &hm, &err), -EBADMSG);
+    CHECK(strstr(err.msg, "unsupported checkpoint format 3") != NULL);
+    kv_ckpt_remove(dir, 9);
+    kv_dict_free(&back);
+    kv_dict_free(&d);
+    free(v1);
+    free(v2);
+}
+
 static void cleanup_dir(void)
 {
     uint64_t *v = NULL;
@@ -211,6 +272,7 @@ int main(void)
     RUN(round_trip);
     RUN(any_damage_is_detected);
     RUN(directory);
+    RUN(format_1_is_read);
     cleanup_dir();
     return check_summary("test_kv_ckpt");
 }

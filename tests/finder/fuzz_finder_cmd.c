@@ -43,13 +43,14 @@ static int is_refusal(const char *p, size_t n)
     static const char *const prefixes[] = {
         "-ERR invalid ", "-ERR wrong number", "-ERR unknown command", "-ERR dependency",
     };
+    static const char owner[] = "is registered by its owner"; /* a wrong token */
 
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
         size_t k = strlen(prefixes[i]);
         if (n >= k && memcmp(p, prefixes[i], k) == 0)
             return 1;
     }
-    return 0;
+    return n > 0 && p[0] == '-' && memmem(p, n, owner, sizeof(owner) - 1) != NULL;
 }
 
 static void publish(dpr_finder *f)

@@ -65,18 +65,21 @@ TEST(scenario_replies)
     publish(f);
     CHECK(strcmp(run(f, 4, "DPR.REPORT", "1", "1", "1"), "+OK\r\n") == 0);
     CHECK(flags == DPR_CMD_WAIT);
-    /* unpublished: SYNC answers from the working state and must wait */
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:1\r\n:1\r\n*2\r\n:1\r\n:1\r\n") == 0);
+    /* unpublished: SYNC answers from the working state and must wait; every
+     * registered worker is listed, 0 for those with nothing committed */
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+                 "*3\r\n:1\r\n:1\r\n*6\r\n:1\r\n:1\r\n:2\r\n:0\r\n:3\r\n:0\r\n") == 0);
     CHECK(flags == DPR_CMD_WAIT);
     publish(f);
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:1\r\n:1\r\n*2\r\n:1\r\n:1\r\n") == 0);
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+                 "*3\r\n:1\r\n:1\r\n*6\r\n:1\r\n:1\r\n:2\r\n:0\r\n:3\r\n:0\r\n") == 0);
     CHECK(flags == 0);
     run(f, 6, "DPR.REPORT", "1", "2", "1", "1", "1");
     run(f, 8, "DPR.REPORT", "1", "1", "2", "1", "1", "2", "2");
     run(f, 8, "DPR.REPORT", "1", "2", "2", "2", "1", "3", "2");
     publish(f);
     CHECK(strcmp(run(f, 1, "DPR.SYNC"),
-                 "*3\r\n:1\r\n:2\r\n*4\r\n:1\r\n:1\r\n:2\r\n:1\r\n") == 0);
+                 "*3\r\n:1\r\n:2\r\n*6\r\n:1\r\n:1\r\n:2\r\n:1\r\n:3\r\n:0\r\n") == 0);
     CHECK(strcmp(run(f, 6, "DPR.REPORT", "1", "3", "2", "1", "2"), "+OK\r\n") == 0);
     publish(f);
     CHECK(strcmp(run(f, 1, "DPR.SYNC"),
@@ -123,6 +126,10 @@ TEST(bad_input_changes_nothing)
     CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", "2", "5"), "-ERR dependency (2, 5)"));
     CHECK(starts(run(f, 4, "DPR.REPORT", "2", "1", "4"), "-ERR world-line 2 is newer"));
     CHECK(starts(run(f, 4, "DPR.REPORT", "1", "7", "4"), "-ERR unknown worker 7"));
+    /* issue 8: a dependency on a worker that never registered */
+    CHECK(strcmp(run(f, 8, "DPR.REPORT", "1", "1", "5", "1", "5", "999", "5"),
+                 "-ERR dependency (999, 5) is on worker 999, which this finder never "
+                 "registered: report of version 5 refused\r\n") == 0);
     CHECK(starts(run(f, 1, "DPR.WORKER.ADD"), "-ERR wrong number of arguments for 'DPR.WORKER.ADD'"));
     CHECK(starts(run(f, 2, "DPR.SYNC", "x"), "-ERR wrong number"));
     CHECK(starts(run(f, 2, "SET\r\nX", "v"), "-ERR unknown command 'SET??X'"));
@@ -136,6 +143,70 @@ TEST(bad_input_changes_nothing)
     CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "9223372036854775807"),
                  "*2\r\n:1\r\n:0\r\n") == 0);
     CHECK(strcmp(run(f, 4, "DPR.REPORT", "0001", "9223372036854775807", "007"), "+OK\r\n") == 0);
+    dpr_finder_free(f);
+}
+
+/* Issue 8: DPR.WORKER.ADD of a live worker by anyone forced a rollback of
+ * the whole cluster. A worker registered with a token is re-registered
+ * (new world-line) or removed only with that token; a refusal names the
+ * worker, never shows a token, and changes nothing. */
+TEST(worker_tokens)
+{
+    dpr_finder *f = NULL;
+    dpr_finder_state before, after;
+    char longtok[DPR_FINDER_TOKEN_MAX + 2];
+    static const char add_refused[] =
+        "-ERR worker 1 is registered by its owner: DPR.WORKER.ADD needs its token\r\n";
+    static const char remove_refused[] =
+        "-ERR worker 1 is registered by its owner: DPR.WORKER.REMOVE needs its token\r\n";
+
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "1", "s3cret"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "2"), "*2\r\n:1\r\n:0\r\n") == 0);
+    run(f, 4, "DPR.REPORT", "1", "1", "1");
+    run(f, 4, "DPR.REPORT", "1", "2", "1");
+    publish(f);
+    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "1"), add_refused) == 0);
+    CHECK(flags & DPR_CMD_DENIED);
+    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "1", "guess"), add_refused) == 0);
+    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "1", "s3cret2"), add_refused) == 0);
+    CHECK(strcmp(run(f, 2, "DPR.WORKER.REMOVE", "1"), remove_refused) == 0);
+    CHECK(flags & DPR_CMD_DENIED);
+    CHECK(strcmp(run(f, 3, "DPR.WORKER.REMOVE", "1", "guess"), remove_refused) == 0);
+    /* bad tokens: refused as such, without being shown */
+    memset(longtok, 'k', sizeof(longtok) - 1);
+    longtok[sizeof(longtok) - 1] = '\0';
+    CHECK(starts(run(f, 3, "DPR.WORKER.ADD", "1", longtok), "-ERR invalid token: expected 1 "
+                                                          "to 128 visible ASCII characters"));
+    CHECK(strstr(out.data, "kkk") == NULL);
+    CHECK(!(flags & DPR_CMD_DENIED));
+    CHECK(starts(run(f, 3, "DPR.WORKER.ADD", "3", "two words"), "-ERR invalid token"));
+    CHECK(strstr(out.data, "words") == NULL);
+    CHECK(starts(run(f, 3, "DPR.WORKER.ADD", "3", ""), "-ERR invalid token"));
+    CHECK(starts(run(f, 3, "DPR.WORKER.REMOVE", "1", "bad\ttoken"), "-ERR invalid token"));
+    CHECK(starts(run(f, 4, "DPR.WORKER.ADD", "1", "s3cret", "x"),
+                 "-ERR wrong number of arguments for 'DPR.WORKER.ADD'"));
+    CHECK(starts(run(f, 4, "DPR.WORKER.REMOVE", "1", "s3cret", "x"),
+                 "-ERR wrong number of arguments for 'DPR.WORKER.REMOVE'"));
+    CHECK(!dpr_finder_dirty(f));
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK_EQ_U64(after.generation, before.generation);
+    CHECK_EQ_U64(after.world_line, 1);
+    CHECK(!dpr_finder_has_worker(f, 3));
+    dpr_finder_state_free(&before);
+    dpr_finder_state_free(&after);
+
+    /* with the token: the crash-restart path bumps the world-line */
+    CHECK(strcmp(run(f, 3, "dpr.worker.add", "1", "s3cret"), "*2\r\n:2\r\n:1\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT);
+    publish(f);
+    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:2\r\n:1\r\n*4\r\n:1\r\n:1\r\n:2\r\n:1\r\n") == 0);
+    /* a worker without a token takes the one presented next */
+    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "2", "other"), "*2\r\n:3\r\n:1\r\n") == 0);
+    CHECK(starts(run(f, 2, "DPR.WORKER.ADD", "2"), "-ERR worker 2 is registered by its owner"));
+    CHECK(strcmp(run(f, 3, "DPR.WORKER.REMOVE", "1", "s3cret"), "+OK\r\n") == 0);
+    CHECK(starts(run(f, 3, "DPR.WORKER.REMOVE", "1", "s3cret"), "-ERR unknown worker 1"));
     dpr_finder_free(f);
 }
 
@@ -233,6 +304,7 @@ int main(void)
     RUN(scenario_replies);
     RUN(bad_input_changes_nothing);
     RUN(misc_commands);
+    RUN(worker_tokens);
     RUN(request_reader);
     dpr_buf_free(&out);
     return check_summary("cmd");

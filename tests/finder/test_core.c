@@ -383,7 +383,8 @@ TEST(world_lines)
     CHECK_EQ_U64(wdur(f, B), 3);              /* B4 is lost */
     CHECK_EQ_INT(publish_now(f), 0);
     CHECK_EQ_U64(dpr_finder_world_line(f), 2);
-    CHECK_EQ_U64(dpr_finder_max_version(f), 3);
+    /* B4 was seen: the max version is not lowered by the rollback */
+    CHECK_EQ_U64(dpr_finder_max_version(f), 4);
 
     /* reports from world-line 1: harmless at or below the cut, else dropped */
     dpr_finder_state before, after;
@@ -465,13 +466,29 @@ TEST(bad_input)
     CHECK_EQ_U64(wcut(f, 2), 2);
     dpr_finder_state_free(&before);
 
-    /* dependencies with version 0, on itself, on unknown workers */
+    /* dependencies with version 0 and on itself are ignored; one on a worker
+     * that never registered is refused (issue 8: it held the cut back while
+     * any worker was idle), changing nothing */
     dpr_dep odd[3] = { { 7, 0 }, { 1, 3 }, { 12345, 2 } };
-    CHECK_EQ_INT(dpr_finder_report(f, 1, 1, 3, odd, 3), 0);
-    CHECK_EQ_U64(wcut(f, 1), 2);        /* 12345 is not a member */
+    CHECK_EQ_INT(publish_now(f), 0);
+    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    CHECK_EQ_INT(dpr_finder_report(f, 1, 1, 3, odd, 3), -ENXIO);
+    CHECK_EQ_INT(rep1(f, 1, 1, 3, 999, 3), -ENXIO);
+    CHECK(!dpr_finder_knows_worker(f, 12345) && !dpr_finder_knows_worker(f, 999));
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK(state_equal(&before, &after));
+    CHECK(!dpr_finder_dirty(f));
+    dpr_finder_state_free(&before);
+    dpr_finder_state_free(&after);
+    dpr_dep even[2] = { { 7, 0 }, { 1, 3 } };
+    CHECK_EQ_INT(dpr_finder_report(f, 1, 1, 3, even, 2), 0);
+    CHECK_EQ_U64(wcut(f, 1), 3);        /* no dependencies left: the exact rule */
     CHECK_EQ_INT(add(f, 12345, NULL, NULL), 0);
+    CHECK(dpr_finder_knows_worker(f, 12345));
+    CHECK_EQ_INT(rep1(f, 1, 1, 4, 12345, 2), 0);
+    CHECK_EQ_U64(wcut(f, 1), 3);        /* waits for 12345:2 */
     CHECK_EQ_INT(rep(f, 1, 12345, 2), 0);
-    CHECK_EQ_U64(wcut(f, 1), 3);
+    CHECK_EQ_U64(wcut(f, 1), 4);
 
     CHECK_EQ_INT(dpr_finder_new(NULL), -EINVAL);
     CHECK_EQ_INT(dpr_finder_restore(NULL, &f), -EINVAL);
@@ -647,22 +664,26 @@ TEST(blocked_on_non_members)
     CHECK_EQ_INT(dpr_finder_new(&f), 0);
     CHECK_EQ_INT(add(f, A, NULL, NULL), 0);
     CHECK_EQ_INT(add(f, B, NULL, NULL), 0);
-    /* G is unknown: A1 waits; G joins and reports while B holds V at 0 */
+    /* G never registered: a report depending on it is refused (it would wait
+     * until every member reports past it); once G joins it is accepted and
+     * waits for G while B holds V at 0 */
+    CHECK_EQ_INT(rep1(f, 1, A, 1, G, 1), -ENXIO);
+    CHECK_EQ_U64(wdur(f, A), 0);
+    CHECK_EQ_INT(add(f, G, NULL, NULL), 0);
     CHECK_EQ_INT(rep1(f, 1, A, 1, G, 1), 0);
     CHECK_EQ_U64(wcut(f, A), 0);
-    CHECK_EQ_INT(add(f, G, NULL, NULL), 0);
     CHECK_EQ_INT(rep(f, 1, G, 1), 0);
     CHECK_EQ_U64(wcut(f, A), 1);
     CHECK_EQ_U64(wcut(f, B), 0);
     dpr_finder_free(f);
 
-    /* V passes a version blocked on an unknown id; the next one commits */
+    /* a refused report leaves no trace: the next one commits as usual */
     CHECK_EQ_INT(dpr_finder_new(&f), 0);
     CHECK_EQ_INT(add(f, A, NULL, NULL), 0);
     CHECK_EQ_INT(add(f, B, NULL, NULL), 0);
-    CHECK_EQ_INT(rep1(f, 1, A, 1, G, 1), 0);
+    CHECK_EQ_INT(rep1(f, 1, A, 1, G, 1), -ENXIO);
     CHECK_EQ_INT(rep(f, 1, B, 1), 0);
-    CHECK_EQ_U64(wcut(f, A), 1);              /* V = 1 */
+    CHECK_EQ_U64(wcut(f, A), 0);              /* V = 0: A reported nothing */
     CHECK_EQ_INT(rep(f, 1, A, 2), 0);
     CHECK_EQ_U64(wcut(f, A), 2);              /* exact rule */
     dpr_finder_free(f);
@@ -678,6 +699,60 @@ TEST(blocked_on_non_members)
     CHECK_EQ_U64(wcut(f, A), 1);              /* V = 1 */
     CHECK_EQ_INT(rep(f, 1, A, 2), 0);
     CHECK_EQ_U64(wcut(f, A), 2);
+    dpr_finder_free(f);
+}
+
+/* What DPR.SYNC shows (dpr_finder_sync_view): every registered worker,
+ * sorted, 0 for those with nothing committed (issue 8: a shard must tell a
+ * worker that just registered from one that does not exist), and a max
+ * version that a rollback does not lower. */
+TEST(sync_view)
+{
+    dpr_finder *f;
+    dpr_dep *cut = NULL;
+    size_t n = 99;
+    uint64_t wl = 0, maxv = 99;
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK_EQ_INT(dpr_finder_sync_view(f, &wl, &maxv, &cut, &n), 0);
+    CHECK(cut == NULL && n == 0 && wl == 1 && maxv == 0);
+    CHECK_EQ_INT(add(f, 30, NULL, NULL), 0);
+    CHECK_EQ_INT(add(f, 10, NULL, NULL), 0);
+    CHECK_EQ_INT(add(f, 20, NULL, NULL), 0);
+    CHECK_EQ_INT(rep(f, 1, 20, 5), 0);
+    CHECK_EQ_INT(rep(f, 1, 30, 2), 0);
+    CHECK_EQ_INT(dpr_finder_sync_view(f, &wl, &maxv, &cut, &n), 0);
+    CHECK(dpr_finder_dirty(f)); /* the working state: the caller holds the reply */
+    CHECK_EQ_U64(n, 3);
+    CHECK_EQ_U64(maxv, 5);
+    if (n == 3) {
+        CHECK(cut[0].worker == 10 && cut[0].version == 0);
+        CHECK(cut[1].worker == 20 && cut[1].version == 5);
+        CHECK(cut[2].worker == 30 && cut[2].version == 2);
+    }
+    free(cut);
+    CHECK_EQ_INT(publish_now(f), 0);
+    CHECK_EQ_U64(dpr_finder_max_version(f), 5);
+    /* 30 restarts: a new world-line, 20 falls back to its cut (0: V = 0
+     * with 10 at 0, and 20 has nothing committed), yet the max stays */
+    CHECK_EQ_INT(add(f, 30, &wl, NULL), 0);
+    CHECK_EQ_U64(wl, 2);
+    CHECK_EQ_U64(wdur(f, 20), wcut(f, 20));
+    CHECK_EQ_INT(dpr_finder_sync_view(f, &wl, &maxv, &cut, &n), 0);
+    CHECK_EQ_U64(wl, 2);
+    CHECK_EQ_U64(maxv, 5);
+    free(cut);
+    CHECK_EQ_INT(publish_now(f), 0);
+    CHECK_EQ_U64(dpr_finder_max_version(f), 5);
+    /* a removed worker is not listed */
+    CHECK_EQ_INT(dpr_finder_remove_worker(f, 10), 0);
+    CHECK_EQ_INT(dpr_finder_sync_view(f, &wl, &maxv, &cut, &n), 0);
+    CHECK_EQ_U64(n, 2);
+    if (n == 2)
+        CHECK(cut[0].worker == 20 && cut[1].worker == 30);
+    free(cut);
+    CHECK(dpr_finder_knows_worker(f, 10)); /* dependencies on it stay allowed */
+    CHECK(!dpr_finder_has_worker(f, 10));
+    CHECK_EQ_INT(dpr_finder_sync_view(f, NULL, &maxv, &cut, &n), -EINVAL);
     dpr_finder_free(f);
 }
 
@@ -1511,6 +1586,152 @@ TEST(scale_join_while_reporting)
     dpr_finder_free(f);
 }
 
+/* ------------------------------------------------------------------ */
+/* registration tokens                                                  */
+
+static int add_tok(dpr_finder *f, uint64_t w, const char *tok, uint64_t *wl, uint64_t *restore)
+{
+    uint64_t a, b;
+    return dpr_finder_add_worker_token(f, w, tok, tok ? strlen(tok) : 0, wl ? wl : &a,
+                                       restore ? restore : &b);
+}
+
+static int remove_tok(dpr_finder *f, uint64_t w, const char *tok)
+{
+    return dpr_finder_remove_worker_token(f, w, tok, tok ? strlen(tok) : 0);
+}
+
+/* The stored token of a registered worker ("" none; NULL not registered). */
+static const char *token_of(const dpr_finder *f, uint64_t w, char *buf, size_t n)
+{
+    dpr_finder_state st;
+    const char *found = NULL;
+    if (dpr_finder_get_state(f, &st) < 0)
+        return NULL;
+    for (size_t i = 0; i < st.nworkers; i++) {
+        if (st.workers[i].worker == w) {
+            snprintf(buf, n, "%s", st.workers[i].token);
+            found = buf;
+        }
+    }
+    dpr_finder_state_free(&st);
+    return found;
+}
+
+/* Issue 8: anyone who reached the finder could re-register a live worker
+ * and force a rollback of the whole cluster. With a token, only its owner
+ * can; a refusal changes nothing (no world-line bump, no generation). */
+TEST(tokens_guard_registration)
+{
+    dpr_finder *f;
+    uint64_t wl = 0, rs = 0;
+    char buf[DPR_FINDER_TOKEN_MAX + 1];
+    static const char *const wrong[] = { NULL, "", "t", "t1x", "T1", "t2" };
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK_EQ_INT(add_tok(f, 1, "t1", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 1);
+    CHECK_EQ_U64(rs, 0);
+    CHECK_EQ_INT(add(f, 2, NULL, NULL), 0);  /* no token */
+    CHECK_EQ_INT(rep(f, 1, 1, 3), 0);
+    CHECK_EQ_INT(rep(f, 1, 2, 2), 0);
+    CHECK_EQ_INT(rep(f, 1, 1, 4), 0);        /* durable 4, above the cut */
+    CHECK_EQ_INT(publish_now(f), 0);
+    CHECK(strcmp(token_of(f, 1, buf, sizeof(buf)), "t1") == 0);
+    CHECK(strcmp(token_of(f, 2, buf, sizeof(buf)), "") == 0);
+
+    dpr_finder_state before, after;
+    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        CHECK_EQ_INT(add_tok(f, 1, wrong[i], &wl, &rs), -EACCES);
+        CHECK_EQ_INT(remove_tok(f, 1, wrong[i]), -EACCES);
+    }
+    CHECK_EQ_INT(add(f, 1, NULL, NULL), -EACCES);
+    CHECK_EQ_INT(dpr_finder_remove_worker(f, 1), -EACCES);
+    /* invalid tokens are refused as such, whoever registered */
+    CHECK_EQ_INT(add_tok(f, 2, "a b", NULL, NULL), -EINVAL);
+    CHECK_EQ_INT(add_tok(f, 3, "tab\t", NULL, NULL), -EINVAL);
+    char longtok[DPR_FINDER_TOKEN_MAX + 2];
+    memset(longtok, 'x', sizeof(longtok) - 1);
+    longtok[sizeof(longtok) - 1] = '\0';
+    CHECK_EQ_INT(add_tok(f, 3, longtok, NULL, NULL), -EINVAL);
+    CHECK_EQ_INT(remove_tok(f, 99, "t1"), -ENOENT);
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK(state_equal(&before, &after));
+    CHECK(!dpr_finder_dirty(f));
+    CHECK_EQ_U64(dpr_finder_world_line(f), 1);
+    CHECK(!dpr_finder_has_worker(f, 3));
+    dpr_finder_state_free(&before);
+    dpr_finder_state_free(&after);
+
+    /* the owner's token: the crash-restart path, a new world-line */
+    CHECK_EQ_INT(add_tok(f, 1, "t1", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 2);
+    CHECK_EQ_U64(rs, wcut(f, 1));
+    CHECK_EQ_U64(wdur(f, 1), rs);            /* its version 4 is lost */
+    CHECK(strcmp(token_of(f, 1, buf, sizeof(buf)), "t1") == 0);
+
+    /* a worker registered without a token adopts the one presented at its
+     * next registration, which is then needed */
+    CHECK_EQ_INT(add_tok(f, 2, "t2", &wl, NULL), 0);
+    CHECK_EQ_U64(wl, 3);
+    CHECK(strcmp(token_of(f, 2, buf, sizeof(buf)), "t2") == 0);
+    CHECK_EQ_INT(add(f, 2, NULL, NULL), -EACCES);
+    CHECK_EQ_INT(add_tok(f, 2, "t1", NULL, NULL), -EACCES); /* another worker's */
+    CHECK_EQ_INT(add_tok(f, 2, "t2", &wl, NULL), 0);
+    CHECK_EQ_U64(wl, 4);
+    /* ... and one that registers again without a token stays without */
+    CHECK_EQ_INT(add(f, 5, NULL, NULL), 0);
+    CHECK_EQ_INT(add(f, 5, &wl, NULL), 0);
+    CHECK_EQ_U64(wl, 5);
+    CHECK(strcmp(token_of(f, 5, buf, sizeof(buf)), "") == 0);
+
+    /* removal needs the token too; the token goes with the worker */
+    CHECK_EQ_INT(rep(f, 5, 1, 7), 0);
+    CHECK_EQ_INT(rep(f, 5, 2, 7), 0);
+    CHECK_EQ_INT(rep(f, 5, 5, 7), 0);
+    CHECK_EQ_U64(wcut(f, 1), 7);
+    CHECK_EQ_INT(remove_tok(f, 1, "t2"), -EACCES);
+    CHECK(dpr_finder_has_worker(f, 1));
+    CHECK_EQ_INT(remove_tok(f, 1, "t1"), 0);
+    CHECK(!dpr_finder_has_worker(f, 1));
+    CHECK(token_of(f, 1, buf, sizeof(buf)) == NULL);
+    CHECK_EQ_INT(remove_tok(f, 5, "any"), 0); /* registered without a token */
+    /* a removed worker that comes back takes the token it presents */
+    CHECK_EQ_INT(add_tok(f, 1, "again", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 5);                     /* no new world-line */
+    CHECK_EQ_U64(rs, 7);                     /* its final cut */
+    CHECK_EQ_INT(add_tok(f, 1, "t1", NULL, NULL), -EACCES);
+    CHECK_EQ_INT(publish_now(f), 0);
+
+    /* tokens survive a restart from the stored state */
+    dpr_finder_state st;
+    dpr_finder *g;
+    CHECK_EQ_INT(dpr_finder_get_state(f, &st), 0);
+    CHECK_EQ_INT(dpr_finder_restore(&st, &g), 0);
+    CHECK_EQ_INT(add(g, 1, NULL, NULL), -EACCES);
+    CHECK_EQ_INT(add_tok(g, 2, "again", NULL, NULL), -EACCES);
+    CHECK_EQ_INT(add_tok(g, 2, "t2", &wl, NULL), 0);
+    CHECK_EQ_U64(wl, 6);
+    dpr_finder_free(g);
+    /* an invalid stored token is inconsistent state */
+    snprintf(st.workers[0].token, sizeof(st.workers[0].token), "has space");
+    CHECK_EQ_INT(dpr_finder_restore(&st, &g), -EINVAL);
+    memset(st.workers[0].token, 'x', sizeof(st.workers[0].token)); /* unterminated */
+    CHECK_EQ_INT(dpr_finder_restore(&st, &g), -EINVAL);
+    dpr_finder_state_free(&st);
+    dpr_finder_free(f);
+
+    /* the validity rule */
+    CHECK(dpr_finder_token_valid("!", 1));
+    CHECK(dpr_finder_token_valid("~", 1));
+    CHECK(dpr_finder_token_valid(longtok, DPR_FINDER_TOKEN_MAX));
+    CHECK(!dpr_finder_token_valid(longtok, DPR_FINDER_TOKEN_MAX + 1));
+    CHECK(!dpr_finder_token_valid("", 0));
+    CHECK(!dpr_finder_token_valid("a\0b", 3));
+    CHECK(!dpr_finder_token_valid("\x7f", 1));
+    CHECK(!dpr_finder_token_valid(" ", 1));
+}
+
 int main(void)
 {
     RUN(sequential_graph);
@@ -1521,8 +1742,10 @@ int main(void)
     RUN(bad_input);
     RUN(remove_worker);
     RUN(remove_uncommitted_refused);
+    RUN(tokens_guard_registration);
     RUN(world_line_prefixes);
     RUN(blocked_on_non_members);
+    RUN(sync_view);
     RUN(join_keeps_cut);
     RUN(publish_rules);
     RUN(state_order);

@@ -103,18 +103,20 @@ def test_sequential_scenario_with_redis_cli(finders):
     assert cli_ints(p, "DPR.SYNC") == [1, 0]
     for w in (A, B, C):
         assert cli_ints(p, "DPR.WORKER.ADD", w) == [1, 0]
+    # every registered worker is listed, 0 while nothing of it is committed
+    assert cli_ints(p, "DPR.SYNC") == [1, 0, A, 0, B, 0, C, 0]
     # A1
     assert cli(p, "DPR.REPORT", 1, A, 1) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1]
+    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1, B, 0, C, 0]
     # B1 <- A1
     assert cli(p, "DPR.REPORT", 1, B, 1, A, 1) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1, B, 1]
+    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1, B, 1, C, 0]
     # A2 <- {A1, B2}: B2 is not durable yet
     assert cli(p, "DPR.REPORT", 1, A, 2, A, 1, B, 2) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1]
+    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1, C, 0]
     # B2 <- {B1, C2}: C2 is not durable yet
     assert cli(p, "dpr.report", 1, B, 2, B, 1, C, 2) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1]
+    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1, C, 0]
     # C2 <- A2 closes the cycle: everything commits
     assert cli(p, "DPR.REPORT", 1, C, 2, A, 2) == ["OK"]
     assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 2, B, 2, C, 2]
@@ -192,6 +194,102 @@ def test_readd_bumps_world_line_and_survives_kill9(finders):
     assert c.execute_command("DPR.PREFIX", 1) == prefix
     # the new world-line goes on
     c.execute_command("DPR.REPORT", 2, B, cut[B] + 1)
+    drop(c)
+
+
+def test_report_naming_an_unregistered_worker_is_refused(finders, tmpdir_path):
+    """Issue 8: a report whose dependency names a worker that never
+    registered was accepted and held the reporter's cut back while any
+    worker was idle. It is refused, changes nothing (state file included),
+    and the reporter's next report commits as usual."""
+    f = finders()
+    c = f.client()
+    for w in (A, B):
+        c.execute_command("DPR.WORKER.ADD", w)
+    c.execute_command("DPR.REPORT", 1, A, 1)
+    c.execute_command("DPR.REPORT", 1, B, 1)
+    before, state = sync(c), state_bytes(f.state_dir)
+    assert before == (1, 1, {A: 1, B: 1})
+    with pytest.raises(redis.ResponseError,
+                       match=r"^dependency \(999, 5\) is on worker 999, which this finder "
+                             r"never registered: report of version 5 refused$"):
+        c.execute_command("DPR.REPORT", 1, A, 5, B, 1, 999, 5)
+    assert sync(c) == before and state_bytes(f.state_dir) == state
+    # B stays idle; A's next report (without the bogus dependency) commits
+    # through the exact rule
+    assert c.execute_command("DPR.REPORT", 1, A, 6, B, 1) == b"OK"
+    assert sync(c)[2] == {A: 6, B: 1}
+    # a removed worker stays known: dependencies on it are still accepted
+    c.execute_command("DPR.WORKER.ADD", C)
+    c.execute_command("DPR.REPORT", 1, C, 1)
+    assert c.execute_command("DPR.WORKER.REMOVE", C) == b"OK"
+    assert c.execute_command("DPR.REPORT", 1, A, 7, C, 1) == b"OK"
+    assert sync(c)[2] == {A: 7, B: 1}
+    drop(c)
+
+
+def test_token_guards_readd_and_remove(finders):
+    """Issue 8: DPR.WORKER.ADD of a live worker from anyone who reached the
+    finder forced a rollback of the whole cluster. A worker registered with
+    a token is re-registered (a new world-line) or removed only with that
+    token; a refusal names the worker, never the token, changes nothing,
+    survives a restart of the finder, and is logged."""
+    f = finders()
+    c = f.client()
+    secret = "0123456789abcdef0123456789abcdef"
+    assert c.execute_command("DPR.WORKER.ADD", A, secret) == [1, 0]
+    assert c.execute_command("DPR.WORKER.ADD", B) == [1, 0]  # no token: as before
+    c.execute_command("DPR.REPORT", 1, A, 1)
+    c.execute_command("DPR.REPORT", 1, B, 1)
+    c.execute_command("DPR.REPORT", 1, A, 2, B, 1)
+    before = sync(c)
+    assert before[0] == 1 and before[2].get(A) == 2 and before[2].get(B) == 1
+    saved = state_bytes(f.state_dir)
+    refused_add = "worker 1 is registered by its owner: DPR.WORKER.ADD needs its token"
+    refused_remove = "worker 1 is registered by its owner: DPR.WORKER.REMOVE needs its token"
+    for args in ((), ("wrong",), (secret[:-1],), (secret + "0",), (secret.upper(),)):
+        with pytest.raises(redis.ResponseError) as e:
+            c.execute_command("DPR.WORKER.ADD", A, *args)
+        assert str(e.value) == refused_add
+        with pytest.raises(redis.ResponseError) as e:
+            c.execute_command("DPR.WORKER.REMOVE", A, *args)
+        assert str(e.value) == refused_remove
+    # redis-cli sees the same
+    assert cli(f.port, "DPR.WORKER.ADD", A) == ["ERR " + refused_add]
+    with pytest.raises(redis.ResponseError, match="^invalid token: expected 1 to 128"):
+        c.execute_command("DPR.WORKER.ADD", A, "two words")
+    assert sync(c) == before                      # no new world-line, nothing lost
+    assert c.execute_command("DPR.REPORT", 1, A, 3) == b"OK"   # still on world-line 1
+    assert state_bytes(f.state_dir) != saved      # (that report was saved)
+    log = f.output()
+    assert "refused: " + refused_add in log
+    assert secret not in log and "wrong" not in log
+
+    # the token survives a restart of the finder (kill -9: from the state file)
+    drop(c)
+    f.kill(signal.SIGKILL)
+    f.wait_exit()
+    g = finders(f.state_dir)
+    c = g.client()
+    with pytest.raises(redis.ResponseError, match="registered by its owner"):
+        c.execute_command("DPR.WORKER.ADD", A)
+    assert sync(c)[0] == 1
+    assert secret.encode() in state_bytes(f.state_dir)  # (0600, in a 0700 directory)
+    assert os.stat(os.path.join(f.state_dir, "finder.state")).st_mode & 0o077 == 0
+
+    # the owner's token: the crash-restart path, a new world-line, restore the cut
+    wl, _, cut = sync(c)
+    assert c.execute_command("DPR.WORKER.ADD", A, secret) == [2, cut[A]]
+    assert sync(c)[0] == 2
+    # a worker registered without a token takes the one it presents next
+    assert c.execute_command("DPR.WORKER.ADD", B, "b-token") == [3, cut[B]]
+    with pytest.raises(redis.ResponseError, match="worker 2 is registered by its owner"):
+        c.execute_command("DPR.WORKER.ADD", B)
+    assert sync(c)[0] == 3
+    # removal with the token
+    assert c.execute_command("DPR.WORKER.REMOVE", A, secret) == b"OK"
+    with pytest.raises(redis.ResponseError, match="unknown worker 1"):
+        c.execute_command("DPR.WORKER.REMOVE", A, secret)
     drop(c)
 
 
@@ -322,7 +420,12 @@ BAD_COMMANDS = [
     ("DPR.WORKER.ADD", "99999999999999999999999"),
     ("DPR.WORKER.ADD", "1\x00"),
     ("DPR.WORKER.ADD",),
-    ("DPR.WORKER.ADD", "1", "2"),
+    ("DPR.WORKER.ADD", "1", "2", "3"),
+    ("DPR.WORKER.ADD", "1", ""),              # tokens: 1 to 128 visible characters
+    ("DPR.WORKER.ADD", "1", "two words"),
+    ("DPR.WORKER.ADD", "1", "x" * 129),
+    ("DPR.WORKER.REMOVE", "1", "tab\there"),
+    ("DPR.WORKER.REMOVE", "1", "2", "3"),
     ("DPR.WORKER.REMOVE", "x"),
     ("DPR.WORKER.REMOVE", "999"),
     ("DPR.REPORT", "1", "1"),

@@ -66,10 +66,10 @@ static int write_file(const char *path, const unsigned char *data, size_t len)
 }
 
 static dpr_finder_worker_state sample_workers[] = {
-    { 1, 3, 5 },
-    { 7, 0, 0 },
-    { 42, 9, 9 },
-    { UINT64_MAX >> 1, 1, 2 },
+    { 1, 3, 5, "s3cr3t" },
+    { 7, 0, 0, "" },
+    { 42, 9, 9, "abc" },
+    { UINT64_MAX >> 1, 1, 2, "" },
 };
 
 static dpr_dep sample_cut1[] = { { 1, 2 }, { 42, 3 } };
@@ -93,8 +93,13 @@ static dpr_finder_state sample(void)
     return st;
 }
 
-/* Offsets in the sample's file. */
-#define OFF_NPREFIXES (33 + 24 * 4)
+/* Offsets in the sample's file (format 2: a worker takes 25 bytes and its
+ * token's). */
+#define OFF_W0 33
+#define OFF_W1 (OFF_W0 + 25 + 6)
+#define OFF_W2 (OFF_W1 + 25)
+#define OFF_W3 (OFF_W2 + 25 + 3)
+#define OFF_NPREFIXES (OFF_W3 + 25)
 #define OFF_PREFIX0 (OFF_NPREFIXES + 8)
 #define OFF_PREFIX1 (OFF_PREFIX0 + 16 + 2 * 16)
 #define SAMPLE_LEN (OFF_PREFIX1 + 16 + 4)
@@ -107,7 +112,8 @@ static int states_equal(const dpr_finder_state *a, const dpr_finder_state *b)
     for (size_t i = 0; i < a->nworkers; i++)
         if (a->workers[i].worker != b->workers[i].worker ||
             a->workers[i].cut != b->workers[i].cut ||
-            a->workers[i].durable != b->workers[i].durable)
+            a->workers[i].durable != b->workers[i].durable ||
+            strcmp(a->workers[i].token, b->workers[i].token) != 0)
             return 0;
     for (size_t i = 0; i < a->nprefixes; i++) {
         const dpr_finder_prefix *x = &a->prefixes[i], *y = &b->prefixes[i];
@@ -190,8 +196,8 @@ TEST(save_refuses_inconsistent_state)
 {
     char dir[300];
     dpr_store *s = NULL;
-    dpr_finder_worker_state bad_cut[] = { { 1, 5, 4 } };
-    dpr_finder_worker_state unsorted[] = { { 2, 0, 0 }, { 1, 0, 0 } };
+    dpr_finder_worker_state bad_cut[] = { { 1, 5, 4, "" } };
+    dpr_finder_worker_state unsorted[] = { { 2, 0, 0, "" }, { 1, 0, 0, "" } };
     dpr_dep unsorted_cut[] = { { 5, 1 }, { 4, 1 } };
     dpr_finder_prefix late[] = { { 2, 0, NULL } };
     dpr_finder_prefix bad_prefix[] = { { 1, 2, unsorted_cut } };
@@ -326,9 +332,9 @@ TEST(inconsistent_content_detected)
     size_t len = 0;
     const content_case cases[] = {
         { "world-line 0", 9, 0, "world-line" },
-        { "cut above durable (worker 0)", 33 + 8, 6, "cut" },
-        { "unsorted ids: worker 1 becomes 0", 33 + 24, 0, "increasing" },
-        { "duplicate ids", 33 + 24, 1, NULL },
+        { "cut above durable (worker 0)", OFF_W0 + 8, 6, "cut" },
+        { "unsorted ids: worker 1 becomes 0", OFF_W1, 0, "increasing" },
+        { "duplicate ids", OFF_W1, 1, NULL },
         { "worker count that does not match the length", 25, UINT64_MAX, "length" },
         { "too many prefixes for the length", OFF_NPREFIXES, 3, "length" },
         { "prefix of a world-line that has not ended", OFF_PREFIX1, 3, "world-line 3" },
@@ -358,7 +364,7 @@ TEST(inconsistent_content_detected)
 
     /* other format */
     memcpy(copy, orig, len);
-    copy[8] = 2;
+    copy[8] = 3;
     fix_crc(copy, len);
     CHECK_EQ_INT(write_file(file, copy, len), 0);
     CHECK_EQ_INT(load_once(dir, &m, msg, sizeof(msg)), -EBADMSG);
@@ -371,6 +377,198 @@ TEST(inconsistent_content_detected)
 
     free(copy);
     free(orig);
+}
+
+/* Format 2 keeps every token byte, up to the longest allowed. */
+TEST(tokens_round_trip)
+{
+    char dir[300];
+    dpr_store *s = NULL;
+    dpr_finder_worker_state ws[3];
+    dpr_finder_state in = { .workers = NULL }, out = { .workers = NULL };
+
+    memset(ws, 0, sizeof(ws));
+    ws[0].worker = 1;
+    for (int i = 0; i < DPR_FINDER_TOKEN_MAX; i++)
+        ws[0].token[i] = (char)(0x21 + i % (0x7f - 0x21)); /* every visible character */
+    ws[1].worker = 2;
+    ws[2].worker = 3;
+    ws[2].token[0] = '~';
+    in.world_line = 1;
+    in.nworkers = 3;
+    in.workers = ws;
+    path_in(dir, sizeof(dir), base, "tokens");
+    CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
+    CHECK_EQ_INT(dpr_store_save(s, &in), 0);
+    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+    CHECK(states_equal(&in, &out));
+    CHECK_EQ_U64(strlen(out.workers[0].token), DPR_FINDER_TOKEN_MAX);
+    CHECK(strcmp(out.workers[1].token, "") == 0);
+    CHECK(strcmp(out.workers[2].token, "~") == 0);
+    dpr_finder_state_free(&out);
+    dpr_store_close(s);
+}
+
+/* A state with a token the finder would never accept is not saved, and the
+ * message does not show the token. */
+TEST(save_refuses_bad_tokens)
+{
+    char dir[300];
+    dpr_store *s = NULL;
+    dpr_finder_worker_state ws[1];
+    dpr_finder_state st = { .workers = NULL };
+    static const char *const bad[] = { "with space", "tab\there", "del\x7f", "\xc3\xa9t\xc3\xa9" };
+
+    path_in(dir, sizeof(dir), base, "badtokens");
+    CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
+    st.world_line = 1;
+    st.nworkers = 1;
+    st.workers = ws;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(ws, 0, sizeof(ws));
+        ws[0].worker = 5;
+        snprintf(ws[0].token, sizeof(ws[0].token), "%s", bad[i]);
+        CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+        CHECK(strstr(dpr_store_error(s), "worker 5 has an invalid token") != NULL);
+        CHECK(strstr(dpr_store_error(s), bad[i]) == NULL);
+    }
+    /* not terminated within its array */
+    memset(ws[0].token, 'x', sizeof(ws[0].token));
+    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+    memset(&st, 0, sizeof(st));
+    CHECK_EQ_INT(dpr_store_load(s, &st), -ENOENT);
+    dpr_store_close(s);
+}
+
+/* Damaged token fields under a valid checksum are corrupt (-EBADMSG), and
+ * the message never shows token bytes. */
+TEST(corrupt_token_fields_detected)
+{
+    char dir[300], file[400], msg[600];
+    const char *m = NULL;
+    unsigned char *orig = NULL, *copy;
+    size_t len = 0;
+    struct {
+        const char *what;
+        size_t off;
+        unsigned char value;
+        const char *needle;
+    } cases[] = {
+        { "token length above the maximum", OFF_W0 + 24, DPR_FINDER_TOKEN_MAX + 1, "length" },
+        { "token length 255", OFF_W0 + 24, 255, "length" },
+        { "token length one short", OFF_W0 + 24, 5, "length" },
+        { "token length one long", OFF_W0 + 24, 7, "length" },
+        { "a token length where there is none", OFF_W1 + 24, 1, "length" },
+        { "a space in a token", OFF_W0 + 25 + 2, ' ', "worker 1 has an invalid token" },
+        { "a NUL in a token", OFF_W2 + 25, 0, "worker 42 has an invalid token" },
+        { "DEL in a token", OFF_W2 + 25 + 2, 0x7f, "worker 42 has an invalid token" },
+        { "a high byte in a token", OFF_W0 + 25, 0xc3, "worker 1 has an invalid token" },
+    };
+
+    path_in(dir, sizeof(dir), base, "tokcorrupt");
+    CHECK_EQ_INT(save_sample(dir), 0);
+    path_in(file, sizeof(file), dir, "finder.state");
+    CHECK_EQ_INT(read_file(file, &orig, &len), 0);
+    CHECK_EQ_U64(len, SAMPLE_LEN);
+    CHECK(memcmp(orig + OFF_W0 + 25, "s3cr3t", 6) == 0); /* the layout assumed */
+    copy = malloc(len);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memcpy(copy, orig, len);
+        copy[cases[i].off] = cases[i].value;
+        fix_crc(copy, len);
+        CHECK_EQ_INT(write_file(file, copy, len), 0);
+        int rc = load_once(dir, &m, msg, sizeof(msg));
+        if (rc != -EBADMSG || !strstr(m, cases[i].needle))
+            fprintf(stderr, "  case: %s (message: %s)\n", cases[i].what, m ? m : "-");
+        CHECK_EQ_INT(rc, -EBADMSG);
+        CHECK(strstr(m, cases[i].needle) != NULL);
+        CHECK(strstr(m, "s3") == NULL && strstr(m, "abc") == NULL);
+    }
+    free(copy);
+    free(orig);
+}
+
+/* A file of format 1 (before tokens) still loads, as workers without tokens. */
+TEST(format1_loads_without_tokens)
+{
+    char dir[300], file[400];
+    dpr_store *s = NULL;
+    dpr_finder_state out = { .workers = NULL }, want = sample();
+    dpr_finder_worker_state plain[4];
+    unsigned char img[512];
+    size_t n = 0;
+
+    /* magic, format 1, world-line, generation, workers (24 bytes each), prefixes, CRC */
+    memcpy(img, "DPRFIND\0", 8);
+    img[8] = 1;
+    n = 9;
+    put_le64(img + n, want.world_line);
+    put_le64(img + n + 8, want.generation);
+    put_le64(img + n + 16, want.nworkers);
+    n += 24;
+    for (size_t i = 0; i < want.nworkers; i++) {
+        put_le64(img + n, want.workers[i].worker);
+        put_le64(img + n + 8, want.workers[i].cut);
+        put_le64(img + n + 16, want.workers[i].durable);
+        n += 24;
+    }
+    put_le64(img + n, want.nprefixes);
+    n += 8;
+    for (size_t i = 0; i < want.nprefixes; i++) {
+        put_le64(img + n, want.prefixes[i].world_line);
+        put_le64(img + n + 8, want.prefixes[i].n);
+        n += 16;
+        for (size_t j = 0; j < want.prefixes[i].n; j++) {
+            put_le64(img + n, want.prefixes[i].cut[j].worker);
+            put_le64(img + n + 8, want.prefixes[i].cut[j].version);
+            n += 16;
+        }
+    }
+    n += 4;
+    fix_crc(img, n);
+    path_in(dir, sizeof(dir), base, "format1");
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    path_in(file, sizeof(file), dir, "finder.state");
+    CHECK_EQ_INT(write_file(file, img, n), 0);
+
+    CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
+    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+    memcpy(plain, want.workers, sizeof(plain));
+    for (size_t i = 0; i < 4; i++)
+        plain[i].token[0] = '\0';
+    want.workers = plain;
+    CHECK(states_equal(&want, &out));
+    /* the next save writes format 2, which loads the same */
+    CHECK_EQ_INT(dpr_store_save(s, &out), 0);
+    dpr_finder_state_free(&out);
+    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+    CHECK(states_equal(&want, &out));
+    dpr_finder_state_free(&out);
+    dpr_store_close(s);
+    {
+        unsigned char *data = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(read_file(file, &data, &len), 0);
+        CHECK(len > 8 && data[8] == 2);
+        CHECK_EQ_U64(len, n + 4); /* one token length byte per worker */
+        free(data);
+    }
+    /* a format-1 file that is damaged is still refused */
+    img[20] ^= 1;
+    CHECK_EQ_INT(write_file(file, img, n), 0);
+    CHECK_EQ_INT(load_once(dir, NULL, NULL, 0), -EBADMSG);
+    /* and a format-2 body labelled format 1 does not fit */
+    CHECK_EQ_INT(save_sample(dir), 0);
+    {
+        unsigned char *data = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(read_file(file, &data, &len), 0);
+        data[8] = 1;
+        fix_crc(data, len);
+        CHECK_EQ_INT(write_file(file, data, len), 0);
+        CHECK_EQ_INT(load_once(dir, NULL, NULL, 0), -EBADMSG);
+        free(data);
+    }
 }
 
 TEST(leftover_tmp_file)
@@ -491,6 +689,10 @@ int main(void)
     RUN(every_byte_corruption_detected);
     RUN(every_truncation_detected);
     RUN(inconsistent_content_detected);
+    RUN(tokens_round_trip);
+    RUN(save_refuses_bad_tokens);
+    RUN(corrupt_token_fields_detected);
+    RUN(format1_loads_without_tokens);
     RUN(leftover_tmp_file);
     RUN(lock_held_is_busy);
     RUN(missing_dir_created);

@@ -14,6 +14,9 @@ every failure message names the program, its exit status and the tail of its
 log. Procs groups processes so that one call stops them all and fails on
 sanitizer reports in their logs; tests/conftest.py kills whatever a test left
 running and adds the logs of its processes to the report of a failed test.
+LazyFs mounts tests/lib/lazyfs.c, a disk that forgets what was not fsynced,
+and power_cut() cuts the power of the processes that use it
+(docs/testing-clusters.md, "Power loss for real").
 
 Only the standard library is imported here (redis is imported when a client
 is asked for), so tests/cluster/cluster.py and examples/demo.py can use
@@ -30,6 +33,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from typing import Any, Callable, Iterable
 
@@ -560,6 +564,86 @@ class Cluster(Procs):
         return dpr.Client(shards=self.addresses, finder=self.finder.address, **kw)
 
 
+# --- systemd's notification socket ------------------------------------------------
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET (in the
+    abstract namespace, so no path length limit and nothing to delete).
+    Start a server with env=ns.env() (Cluster.start_kv(..., env=ns.env()));
+    then messages() are the datagrams it sent (READY=1, STATUS=..., ...) and
+    wait_status() waits for a STATUS= line. A thread reads the socket all
+    the time, as systemd does: sd_notify blocks a sender whose datagrams are
+    not read. One socket per process: the messages do not say who sent
+    them."""
+
+    _count = 0
+
+    def __init__(self) -> None:
+        NotifySocket._count += 1
+        self.name = "dprtest-notify-%d-%d" % (os.getpid(), NotifySocket._count)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + self.name)
+        self.sock.settimeout(0.1)
+        self._msgs: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, name=self.name, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._msgs.append(data.decode("utf-8", "replace"))
+
+    def env(self) -> dict[str, str | None]:
+        """The environment a server needs to notify this socket."""
+        return {"NOTIFY_SOCKET": "@" + self.name}
+
+    def messages(self) -> list[str]:
+        """Every datagram received so far, oldest first."""
+        with self._lock:
+            return list(self._msgs)
+
+    def statuses(self) -> list[str]:
+        """The STATUS= texts received so far, oldest first."""
+        return [line[7:] for m in self.messages() for line in m.splitlines()
+                if line.startswith("STATUS=")]
+
+    def status(self) -> str | None:
+        """The newest STATUS= text (systemd's StatusText), or None."""
+        st = self.statuses()
+        return st[-1] if st else None
+
+    def wait_status(self, prefix: str, timeout: float = 15.0) -> str:
+        """Waits until the newest STATUS= text starts with prefix; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if st is not None and st.startswith(prefix):
+                return st
+            if time.monotonic() >= deadline:
+                raise AssertionError("timed out after %gs waiting for a STATUS= starting with "
+                                     "%r; the last one: %r" % (timeout, prefix, st))
+            time.sleep(POLL)
+
+    def close(self) -> None:
+        self._closed = True
+        self._reader.join(timeout=5)
+        self.sock.close()
+
+    def __enter__(self) -> "NotifySocket":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 # --- dpr-agent ----------------------------------------------------------------------
 
 class AgentProc(Proc):
@@ -584,3 +668,186 @@ class AgentProc(Proc):
                    port: int | None = None, check: Callable[[], Any] | None = None) -> "Proc":
         return super().wait_ready(marker, timeout, port,
                                   check or (lambda: unix_accepts(self.socket_path)))
+
+
+# --- lazyfs: a disk that loses what was not fsynced -------------------------------
+
+LAZYFS = binary("tests/lazyfs")
+LAZYFS_CTL = ".lazyfs"
+
+
+def lazyfs_unusable() -> str | None:
+    """Why lazyfs (tests/lib/lazyfs.c) cannot run here, or None if it can."""
+    if os.geteuid() != 0:
+        return "lazyfs mounts a FUSE file system: needs root"
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse (the fuse kernel module)"
+    if missing(LAZYFS):
+        return "%s missing: build first (make; libfuse3-dev)" % LAZYFS
+    return None
+
+
+def _unescape_mount(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounted(path: str) -> bool:
+    """True if path is a mount point now (/proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(_unescape_mount(line.split()[4]) == path for line in f)
+    except OSError:
+        return False
+
+
+def _umount(path: str, lazy: bool = False) -> bool:
+    argv = ["umount"] + (["-l"] if lazy else []) + [path]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def descendants(pid: int) -> list[int]:
+    """The PIDs of every living descendant of pid (children first found
+    first), from /proc/PID/task/*/children."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def _gone(pid: int) -> bool:
+    """True once pid has exited (a zombie holds no files any more)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def kill_tree(proc: Proc) -> None:
+    """SIGKILL to proc and every process it started (by PID): the parent is
+    stopped first, so that it cannot start another one meanwhile."""
+    if not proc.alive():
+        return
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+    kids = descendants(proc.pid)
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.kill(signal.SIGKILL)
+    wait_for(lambda: all(_gone(pid) for pid in kids), timeout=STOP_GRACE,
+             what="the processes started by %s (%s) to exit" % (proc.name, kids))
+
+
+class LazyFs(Proc):
+    """tests/lazyfs BACKING MOUNT: a FUSE mount whose unsynced writes,
+    creates, renames and unlinks live only in lazyfs's memory, so that
+    BACKING always holds exactly what was fsynced (file data by fsync of
+    the file, directory entries by fsync of the directory; the rules are at
+    the top of tests/lib/lazyfs.c). drop() is the power cut: every unsynced
+    change is discarded at that instant and every later operation on the
+    mount fails with EIO. Then kill what ran on it, unmount() (lazyfs exits)
+    and mount BACKING again with a new LazyFs: it holds what survived.
+
+    stop() (and Procs.stop_all) unmounts; kill() also detaches the mount,
+    so that no mount outlives a test."""
+
+    ready_marker = "]: mounted "
+
+    def __init__(self, backing: str, mount: str, log_path: str, verbose: bool = False):
+        self.backing = str(backing)
+        self.mount = str(mount)
+        os.makedirs(self.backing, exist_ok=True)
+        os.makedirs(self.mount, exist_ok=True)
+        assert not mounted(self.mount), "%s is mounted already" % self.mount
+        self._unmounted = False
+        super().__init__([LAZYFS] + (["-v"] if verbose else []) + [self.backing, self.mount],
+                         log_path, name="lazyfs")
+
+    def wait_ready(self, marker: str | None = None, timeout: float = START_TIMEOUT,
+                   port: int | None = None, check: Callable[[], Any] | None = None) -> "Proc":
+        return super().wait_ready(marker, timeout, port, check or (lambda: mounted(self.mount)))
+
+    def path(self, *parts: str) -> str:
+        """A path on the mount."""
+        return os.path.join(self.mount, *parts)
+
+    def status(self) -> dict[str, Any]:
+        """The control file: {"state": "alive"|"dropped", "fsyncs": N,
+        "dirsyncs": N, "unsynced_files": N, ..., "dropped_bytes": N}."""
+        with open(self.path(LAZYFS_CTL)) as f:
+            pairs = [line.split(None, 1) for line in f.read().splitlines() if line]
+        return {k: (int(v) if v.isdigit() else v) for k, v in pairs}
+
+    def drop(self) -> dict[str, Any]:
+        """The power cut: discards every unsynced change now (returns when
+        done) and returns the status, which counts what was dropped."""
+        with open(self.path(LAZYFS_CTL), "w") as f:
+            f.write("drop\n")
+        st = self.status()
+        assert st["state"] == "dropped", st
+        return st
+
+    def unmount(self, timeout: float = STOP_GRACE) -> int | None:
+        """Unmounts (retrying while the mount is busy, then detaching it
+        lazily) and waits for lazyfs to exit; returns its exit status. Once
+        done, does nothing (the mount point may hold a newer lazyfs)."""
+        if self._unmounted:
+            return self.proc.poll()
+        deadline = time.monotonic() + timeout
+        while self.alive() and mounted(self.mount):
+            if _umount(self.mount):
+                break
+            if time.monotonic() >= deadline:
+                _umount(self.mount, lazy=True)
+                break
+            time.sleep(0.05)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            Proc.kill(self, signal.SIGKILL)
+            rc = self.proc.wait(timeout=STOP_GRACE)
+        if mounted(self.mount):  # ours: lazyfs died without unmounting
+            _umount(self.mount) or _umount(self.mount, lazy=True)
+        self._unmounted = True
+        return rc
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        super().kill(sig)
+        if sig == signal.SIGKILL:
+            self.unmount()
+
+    def stop(self, sig: int | None = None, grace: float = STOP_GRACE) -> int | None:
+        if self.alive():
+            self.stopped_by_us = True
+        return self.unmount(grace)
+
+
+def power_cut(fs: LazyFs, procs: Iterable[Proc]) -> dict[str, Any]:
+    """Cuts the power of a machine whose disk is fs: drops every unsynced
+    change, SIGKILLs procs and every process they started, unmounts fs.
+    Returns fs's status at the cut (what was dropped)."""
+    st = fs.drop()
+    for p in procs:
+        kill_tree(p)
+    fs.unmount()
+    return st

@@ -298,6 +298,237 @@ TEST(version_overflow)
     dpr_worker_free(&w);
 }
 
+/* --- dpr_worker_check_batch --------------------------------------------- */
+
+#define TWO62 (UINT64_C(1) << 62)
+
+/* The worker's observable state, to show a refused check changed nothing. */
+typedef struct snapshot {
+    uint64_t world_line, version, open_batches, durable, cut, highest, bound;
+    size_t open_deps, nsealed;
+} snapshot;
+
+static snapshot snap(const dpr_worker *w, const dpr_worker_bounds *b)
+{
+    snapshot s = {w->world_line, w->version, w->open_batches, w->durable, w->cut, w->highest,
+                  dpr_worker_version_bound(w, b), dpr_depset_count(&w->open_deps), w->nsealed};
+    return s;
+}
+
+static bool same(snapshot a, snapshot b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/* check_batch's code for lower bound lb and n (worker, version) pairs; err
+ * gets the message. */
+static int check(const dpr_worker *w, const dpr_worker_bounds *b, uint64_t lb, size_t n,
+                 const uint64_t *pairs, dpr_err *err)
+{
+    req r;
+    make_req(&r, w->world_line, lb, n, pairs);
+    *err = (dpr_err)DPR_ERR_INIT;
+    return dpr_worker_check_batch(w, &r.h, b, err);
+}
+
+/* Rule 1: a dependency on the worker itself is at most its highest version. */
+TEST(check_dependency_on_itself)
+{
+    dpr_worker w;
+    dpr_err err;
+    const uint64_t domain[] = {7, SELF};
+    dpr_worker_bounds b = {.max_version = 0, .workers = domain, .nworkers = 2};
+    uint64_t v;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 4), 0); /* opens 5 */
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){SELF, 5}, &err), 0);
+    snapshot before = snap(&w, &b);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){SELF, 6}, &err), -EINVAL);
+    CHECK_EQ_INT(err.code, -EINVAL);
+    CHECK(strcmp(err.msg, "dependency (100, 6): this worker never opened a version above 5") ==
+          0);
+    CHECK(same(before, snap(&w, &b)));
+    /* even when the bound would allow the number: no session saw it here */
+    CHECK(dpr_worker_version_bound(&w, &b) > 6);
+    /* after a fast-forward to 40, 40 is fine and 41 is not */
+    make_req(&r, 1, 40, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), 0);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 40);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){SELF, 40}, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){SELF, 41}, &err), -EINVAL);
+    dpr_worker_free(&w);
+}
+
+/* Rule 2: dependencies on other workers name a worker of the domain; the
+ * issue's (999, 5) among them. */
+TEST(check_unknown_worker)
+{
+    dpr_worker w;
+    dpr_err err;
+    const uint64_t domain[] = {3, 7, SELF, 1000};
+    dpr_worker_bounds b = {.max_version = 10, .workers = domain, .nworkers = 4};
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    snapshot before = snap(&w, &b);
+    CHECK_EQ_INT(check(&w, &b, 0, 2, (uint64_t[]){3, 5, 1000, 2}, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){999, 5}, &err), -ENXIO);
+    CHECK(strcmp(err.msg, "dependency (999, 5): worker 999 is not in this cluster") == 0);
+    CHECK_EQ_INT(check(&w, &b, 0, 2, (uint64_t[]){7, 1, 999, 5}, &err), -ENXIO);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){0, 1}, &err), -ENXIO);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){UINT64_MAX, 1}, &err), -ENXIO);
+    /* version 0 means no dependency: ignored, whatever the worker */
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){999, 0}, &err), 0);
+    /* nothing learned yet (no DPR.SYNC answer): every other worker is unknown */
+    dpr_worker_bounds none = {0};
+    CHECK_EQ_INT(check(&w, &none, 0, 1, (uint64_t[]){3, 1}, &err), -ENXIO);
+    CHECK_EQ_INT(check(&w, &none, 0, 1, (uint64_t[]){SELF, 1}, &err), 0);
+    /* once the worker is listed the same batch passes */
+    const uint64_t more[] = {3, 7, SELF, 999, 1000};
+    dpr_worker_bounds b2 = {.max_version = 10, .workers = more, .nworkers = 5};
+    CHECK_EQ_INT(check(&w, &b2, 0, 1, (uint64_t[]){999, 5}, &err), 0);
+    CHECK(same(before, snap(&w, &b)));
+    dpr_worker_free(&w);
+}
+
+/* Rule 3: versions at most max(highest, max_version + allowance), never at
+ * or above 2^62; the issue's 2^64 - 1 and 2^62 among them. */
+TEST(check_version_bounds)
+{
+    dpr_worker w;
+    dpr_err err;
+    const uint64_t domain[] = {7, SELF};
+    dpr_worker_bounds b = {.max_version = 100, .workers = domain, .nworkers = 2};
+    const uint64_t bound = 100 + DPR_WORKER_SLACK;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound);
+    snapshot before = snap(&w, &b);
+    CHECK_EQ_INT(check(&w, &b, bound, 0, NULL, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, bound + 1, 0, NULL, &err), -ERANGE);
+    CHECK(strcmp(err.msg, "version lower bound 1048677: above any version of this cluster "
+                          "(at most 1048676 now)") == 0);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){7, bound}, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){7, bound + 1}, &err), -ERANGE);
+    CHECK(strcmp(err.msg, "dependency (7, 1048677): above any version of this cluster "
+                          "(at most 1048676 now)") == 0);
+    /* the values */
+    CHECK_EQ_INT(check(&w, &b, UINT64_MAX, 0, NULL, &err), -EINVAL);
+    CHECK(strcmp(err.msg, "version lower bound 18446744073709551615: versions stay below "
+                          "4611686018427387904") == 0);
+    CHECK_EQ_INT(check(&w, &b, TWO62, 0, NULL, &err), -EINVAL);
+    CHECK_EQ_INT(check(&w, &b, TWO62 - 1, 0, NULL, &err), -ERANGE);
+    CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){7, UINT64_MAX}, &err), -EINVAL);
+    CHECK(same(before, snap(&w, &b)));
+
+    /* the allowance grows with the time since the answer, by the domain's
+     * size per millisecond */
+    b.since_sync_ms = 1000;
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound + 2 * 1000);
+    CHECK_EQ_INT(check(&w, &b, bound + 2000, 0, NULL, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, bound + 2001, 0, NULL, &err), -ERANGE);
+    b.nworkers = 0; /* at least one per millisecond */
+    b.workers = NULL;
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound + 1000);
+    /* a finder unreachable for ever: the bound saturates below the limit */
+    b.since_sync_ms = UINT64_MAX;
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), TWO62 - 1);
+    CHECK_EQ_INT(check(&w, &b, TWO62 - 1, 0, NULL, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, TWO62, 0, NULL, &err), -EINVAL);
+    b.since_sync_ms = 0;
+    b.max_version = UINT64_MAX; /* a finder's nonsense cannot lift it either */
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), TWO62 - 1);
+    dpr_worker_free(&w);
+
+    /* versions at or below the worker's own highest always pass */
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 5000000), 0);
+    b = (dpr_worker_bounds){.max_version = 10, .workers = domain, .nworkers = 2};
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), 5000001);
+    CHECK_EQ_INT(check(&w, &b, 5000001, 1, (uint64_t[]){7, 5000001}, &err), 0);
+    CHECK_EQ_INT(check(&w, &b, 5000002, 0, NULL, &err), -ERANGE);
+    dpr_worker_free(&w);
+}
+
+/* Which error wins, and malformed input to the function itself. */
+TEST(check_error_order)
+{
+    dpr_worker w;
+    dpr_err err;
+    const uint64_t domain[] = {7, SELF};
+    dpr_worker_bounds b = {.max_version = 100, .workers = domain, .nworkers = 2};
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    /* an unknown worker first, a dependency on itself above highest later */
+    CHECK_EQ_INT(check(&w, &b, 0, 2, (uint64_t[]){999, 5, SELF, 9}, &err), -EINVAL);
+    CHECK_EQ_INT(check(&w, &b, TWO62 - 1, 1, (uint64_t[]){999, 5}, &err), -ERANGE);
+    CHECK_EQ_INT(check(&w, &b, 5, 2, (uint64_t[]){999, 5, 7, TWO62 - 1}, &err), -ENXIO);
+    req r;
+    make_req(&r, 1, 0, 1, (uint64_t[]){7, 1});
+    r.h.deps = NULL;
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), -EINVAL);
+    dpr_worker_free(&w);
+}
+
+/* A forged batch lifts the worker to the bound at most once per finder
+ * answer: the bound does not grow with the versions it lifted. */
+TEST(check_no_compounding)
+{
+    dpr_worker w;
+    const uint64_t domain[] = {SELF};
+    dpr_worker_bounds b = {.max_version = 0, .workers = domain, .nworkers = 1};
+    uint64_t v, s, bound;
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    bound = dpr_worker_version_bound(&w, &b);
+    for (int i = 0; i < 100; i++) {
+        uint64_t lb = dpr_worker_version_bound(&w, &b);
+        make_req(&r, 1, lb, 0, NULL);
+        CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), 0);
+        int rc = dpr_worker_execute(&w, &r.h, &v);
+        if (rc == -EAGAIN) {
+            CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, lb, &s), 0);
+            rc = dpr_worker_execute(&w, &r.h, &v);
+        }
+        CHECK_EQ_INT(rc, 0);
+        make_req(&r, 1, lb + 1, 0, NULL);
+        CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), -ERANGE);
+    }
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound);
+    CHECK_EQ_U64(w.version, bound);
+    /* the worker's own checkpoints go on from there */
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0);
+    CHECK_EQ_U64(w.version, bound + 1);
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound + 1);
+    /* the finder learned it: one more allowance */
+    b.max_version = bound;
+    CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound + DPR_WORKER_SLACK);
+    dpr_worker_free(&w);
+}
+
+/* Whatever passed the check, checkpoints and rollbacks keep working. */
+TEST(checked_input_never_overflows)
+{
+    dpr_worker w;
+    const uint64_t domain[] = {7, SELF};
+    dpr_worker_bounds b = {.max_version = UINT64_MAX, .workers = domain, .nworkers = 2,
+                           .since_sync_ms = UINT64_MAX};
+    uint64_t v, s, lb = dpr_worker_version_bound(&(dpr_worker){.highest = 1}, &b);
+    req r;
+    CHECK_EQ_U64(lb, TWO62 - 1);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    make_req(&r, 1, lb, 1, (uint64_t[]){7, lb});
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), 0);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, lb);
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0);
+    CHECK_EQ_INT(dpr_worker_rollback(&w, 2, 0), 0);
+    CHECK(w.version < (UINT64_C(1) << 63));
+    /* the worker is above the limit now: its own versions still pass */
+    make_req(&r, 2, w.highest, 1, (uint64_t[]){SELF, w.highest});
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), 0);
+    make_req(&r, 2, w.highest + 1, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), -EINVAL);
+    dpr_worker_free(&w);
+}
+
 /* Random schedule: every report's dependencies are <= its version, on other
  * workers only, and equal the max over the batches that ran in it. */
 TEST(random_reports_never_point_forward)
@@ -409,6 +640,12 @@ int main(void)
     RUN(pruning_by_cut);
     RUN(rollback);
     RUN(version_overflow);
+    RUN(check_dependency_on_itself);
+    RUN(check_unknown_worker);
+    RUN(check_version_bounds);
+    RUN(check_error_order);
+    RUN(check_no_compounding);
+    RUN(checked_input_never_overflows);
     RUN(random_reports_never_point_forward);
     RUN(many_workers);
     return check_summary("worker");

@@ -145,7 +145,7 @@ def test_invalid_spec_is_reported_before_connecting(tmp_path, nosock):
     assert r.stdout == ""
     assert r.stderr.splitlines() == [
         "dprctl: %s: cachestores[0].sharts: unknown field (did you mean 'shards'? known: "
-        "name, impl, version, shards, checkpoint_interval_ms, max_clients)" % f,
+        "name, impl, version, shards, checkpoint_interval_ms, max_clients, maxmemory)" % f,
         "dprctl: %s: cachestores[0].version: must be a string (got an integer; quote it in "
         "YAML: version: \"1\")" % f,
         "dprctl: %s: cachestores[0].shards: must be >= 1 (got 0)" % f]
@@ -201,8 +201,8 @@ def test_status_objects_and_table():
     assert lines[0] == ("cluster demo  node node1  generation 4  finder 127.0.0.1:7000  "
                         "world-line 2  max version 57")
     assert lines[2].split() == ["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY",
-                                "CHECKPOINT"]
-    assert lines[3].split() == ["kv", "dpr-kv", "1", "3", "2/3", "100ms"]
+                                "CHECKPOINT", "MAXMEMORY"]
+    assert lines[3].split() == ["kv", "dpr-kv", "1", "3", "2/3", "100ms", "-"]
     header = lines[5]
     assert header.split()[:4] == ["INSTANCE", "NODE", "WORKER", "ENDPOINT"]
     rows = lines[6:]
@@ -212,6 +212,66 @@ def test_status_objects_and_table():
     assert all(r[col:col + 14] == "127.0.0.1:710%d" % i for i, r in enumerate(rows))
     assert rows[2].endswith("unit failed: exit-code")
     assert all(line == line.rstrip() for line in lines)
+
+
+def _health_status():
+    """The status example of docs/control-api.md with the health fields: kv-0
+    refuses writes, kv-1 cannot recover (its unit failed), the finder lost
+    kv-2's worker."""
+    st = json.loads(json.dumps(DOC_STATUS))
+    st["finder"].update({"state": "lost", "lost": ["kv-2"],
+                         "error": "the finder does not know 1 worker whose versions it had "
+                                  "committed (kv-2): its state was lost or replaced"})
+    d = st["deployments"][0]
+    d["maxmemory"] = 512 << 20
+    texts = {"kv-0": ("refusing-writes", "refusing writes: checkpoints failing: cannot write "
+                      "ckpt-58.kv: No space left on device"),
+             "kv-1": ("failed", "failed: cannot recover: /var/lib/dpr/kv-1/ckpt-57.kv is "
+                      "damaged (bad checksum)"),
+             "kv-2": ("finder-lost-worker", "commits stopped: the finder does not know this "
+                      "worker (its state was lost?)")}
+    for i in d["instances"]:
+        i["health"], i["status_text"] = texts[i["name"]]
+        i["memory_max"] = 1342177280 + (64 << 20) + 10000 * 32768
+    d["instances"][2]["active_state"], d["instances"][2]["sub_state"] = "failed", "failed"
+    return st
+
+
+def test_health_in_objects_and_table():
+    st = Status.from_result(_health_status())
+    d = st.deployment("kv")
+    assert d.maxmemory == 512 << 20
+    assert [i.health for i in d.instances] == ["refusing-writes", "failed", "finder-lost-worker"]
+    assert [i.name for i in st.unhealthy] == ["kv-0", "kv-1", "kv-2"]
+    assert not d.instance(0).healthy and d.instance(1).status_text.startswith("failed: ")
+    assert st.finder_lost and st.finder.lost == ["kv-2"]
+    lines = cli.format_status(st).splitlines()
+    assert lines[1].startswith("warning: the finder's state was lost: the finder does not "
+                               "know 1 worker")
+    assert lines[4].split()[-1] == "512mb"
+    header = lines[6]
+    assert "HEALTH" in header.split()
+    col = header.index("HEALTH")
+    assert [r[col:].split()[0] for r in lines[7:10]] == ["refusing-writes", "failed",
+                                                         "finder-lost-worker"]
+    assert lines[11] == "unhealthy:"
+    assert lines[12] == ("  kv-0 [refusing-writes] refusing writes: checkpoints failing: "
+                         "cannot write ckpt-58.kv: No space left on device")
+    assert lines[13].startswith("  kv-1 [failed] failed: cannot recover: ")
+    assert lines[14].startswith("  kv-2 [finder-lost-worker] commits stopped: ")
+    # an agent without these fields: healthy as far as anyone can tell
+    st = Status.from_result(DOC_STATUS)
+    assert st.unhealthy == [] and not st.finder_lost
+    assert "unhealthy:" not in cli.format_status(st)
+
+
+def test_health_event_line():
+    from dpr.control import Event
+    ev = Event({"seq": 20, "time": "t", "type": "health", "name": "kv-0",
+                "health": "refusing-writes", "previous": "ok",
+                "status_text": "refusing writes: checkpoints failing: disk full"})
+    assert str(ev) == ("t #20 health kv-0 health=refusing-writes previous=ok "
+                       "status_text=refusing writes: checkpoints failing: disk full")
 
 
 def test_status_table_empty():

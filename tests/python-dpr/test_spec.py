@@ -116,6 +116,56 @@ def test_field_rules(field, value, message):
     assert problems(spec_of(**{field: value})) == [("cachestores[0].%s" % field, message)]
 
 
+@pytest.mark.parametrize("value,message", [
+    ("1.5gb", "not a memory size: '1.5gb' (bytes, or a string of digits with b, k, kb, m, mb, "
+     "g or gb as in Redis: \"512mb\")"),
+    ("1tb", "not a memory size: '1tb' (bytes, or a string of digits with b, k, kb, m, mb, "
+     "g or gb as in Redis: \"512mb\")"),
+    (" 1mb", "not a memory size: ' 1mb' (bytes, or a string of digits with b, k, kb, m, mb, "
+     "g or gb as in Redis: \"512mb\")"),
+    (1000, "must be 0 (no limit) or at least 1048576 bytes (1mb) (got 1000)"),
+    ("1000k", "must be 0 (no limit) or at least 1048576 bytes (1mb) (got 1000000)"),
+    ("16385gb", "must be at most 17592186044416 bytes (16384gb) (got 17593259786240)"),
+    ("99999999999999999999", "too large: '99999999999999999999' (at most 16384gb)"),
+    (-1, "must be 0 (no limit) or a size in bytes, or a string of digits with b, k, kb, m, mb, "
+     "g or gb as in Redis: \"512mb\" (got -1)"),
+    (True, "must be a memory size: bytes, or a string of digits with b, k, kb, m, mb, g or gb "
+     "as in Redis: \"512mb\" (got a boolean)"),
+    (1.5, "must be a memory size: bytes, or a string of digits with b, k, kb, m, mb, g or gb "
+     "as in Redis: \"512mb\" (got a number with a fraction)"),
+    (None, "must be a memory size: bytes, or a string of digits with b, k, kb, m, mb, g or gb "
+     "as in Redis: \"512mb\" (got null)"),
+])
+def test_maxmemory_rules(value, message):
+    assert problems(spec_of(maxmemory=value)) == [("cachestores[0].maxmemory", message)]
+
+
+@pytest.mark.parametrize("value,bytes_", [
+    (0, 0), ("0", 0), (1 << 20, 1 << 20), ("512mb", 512 << 20), ("512MB", 512 << 20),
+    ("2gb", 2 << 30), ("2g", 2 * 10 ** 9), ("1024kb", 1 << 20), ("1048576b", 1 << 20),
+    ("16384gb", 1 << 44),
+])
+def test_maxmemory_accepted(value, bytes_):
+    from dpr.spec import parse_memory
+    spec = ClusterSpec.from_dict(spec_of(maxmemory=value))
+    assert spec.cachestores[0].maxmemory == value          # sent as written
+    assert spec.to_dict()["cachestores"][0]["maxmemory"] == value
+    assert parse_memory(value) == bytes_
+
+
+def test_maxmemory_yaml_and_default():
+    spec = ClusterSpec.from_yaml("name: demo\ncachestores:\n  - {name: kv, version: '1', "
+                                 "shards: 1, maxmemory: 256mb}\n")
+    assert spec.cachestores[0].maxmemory == "256mb"
+    assert "maxmemory" not in CacheStore("kv", version="1", shards=1).to_dict()
+
+
+def test_format_memory():
+    from dpr.spec import format_memory
+    assert [format_memory(n) for n in (None, 0, 1 << 20, 512 << 20, 2 << 30, 1500, 3072)] == \
+        [None, None, "1mb", "512mb", "2gb", "1500b", "3kb"]
+
+
 @pytest.mark.parametrize("field,value", [
     ("shards", 1), ("shards", 1024), ("checkpoint_interval_ms", 10),
     ("checkpoint_interval_ms", 60000), ("max_clients", 1), ("max_clients", 100000),
@@ -151,7 +201,7 @@ def test_unknown_fields_everywhere():
     assert problems(d) == [
         ("cachestore", "unknown field (did you mean 'cachestores'? known: name, cachestores)"),
         ("cachestores[0].shard", "unknown field (did you mean 'shards'? known: name, impl, "
-         "version, shards, checkpoint_interval_ms, max_clients)")]
+         "version, shards, checkpoint_interval_ms, max_clients, maxmemory)")]
 
 
 def test_every_problem_at_once_in_order():

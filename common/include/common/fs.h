@@ -2,12 +2,14 @@
  * common/fs.h - files and directories, crash-safe where it matters.
  *
  * One policy for new directories: dpr_mkdir_p creates every missing
- * component with the mode asked for and fsyncs the parent of each one it
- * created, so a directory that a durable file goes into survives a power
- * cut together with the file. One policy for replacing a file: write a
- * temporary file beside it, fsync it, rename it over the old one and fsync
- * the directory (dpr_replace_file): at any instant the old or the new file
- * is there, whole. All functions return 0 or a negative errno; those with a
+ * component with the mode asked for and fsyncs the parent of every
+ * component, the ones it created and the ones that existed (made by
+ * someone who may not have synced them, e.g. systemd's StateDirectory=),
+ * so a directory that a durable file goes into survives a power cut
+ * together with the file (tests/python-dpr/test_power_loss.py). One policy
+ * for replacing a file: write a temporary file beside it, fsync it, rename
+ * it over the old one and fsync the directory (dpr_replace_file): at any
+ * instant the old or the new file is there, whole. All functions return 0 or a negative errno; those with a
  * dpr_err say which file and which step failed.
  */
 #ifndef COMMON_FS_H

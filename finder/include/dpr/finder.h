@@ -41,11 +41,22 @@
 
 typedef struct dpr_finder dpr_finder;
 
+/*
+ * Registration tokens. A worker may register with a token (its owner's
+ * secret, e.g. the agent that runs the instance): from then on only a
+ * caller presenting the same token may register it again (which bumps the
+ * world-line) or remove it. A token is 1..DPR_FINDER_TOKEN_MAX visible
+ * ASCII characters (0x21..0x7e: no spaces, no control bytes); the finder
+ * compares them in constant time and never logs or returns them.
+ */
+#define DPR_FINDER_TOKEN_MAX 128
+
 /* The durable part of the finder: what a store saves and loads. */
 typedef struct dpr_finder_worker_state {
     uint64_t worker;
     uint64_t cut;
     uint64_t durable;
+    char token[DPR_FINDER_TOKEN_MAX + 1]; /* NUL-terminated; "" = registered without */
 } dpr_finder_worker_state;
 
 /* How many ended world-lines the finder remembers the prefix of. */
@@ -76,24 +87,44 @@ void dpr_finder_state_free(dpr_finder_state *st);
 int dpr_finder_new(dpr_finder **out);
 /* A finder restarted from stored state: the graph is lost, so versions at or
  * below each stored durable version commit through the minimum rule only.
- * -EINVAL for inconsistent state (cut > durable, duplicate ids, world-line 0). */
+ * -EINVAL for inconsistent state (cut > durable, duplicate ids, world-line 0,
+ * a token that is not valid or not NUL-terminated). */
 int dpr_finder_restore(const dpr_finder_state *st, dpr_finder **out);
 void dpr_finder_free(dpr_finder *f);
 
+/* Is token[0..len) a valid registration token (see DPR_FINDER_TOKEN_MAX)? */
+bool dpr_finder_token_valid(const char *token, size_t len);
+
 /*
- * Registers worker. New worker: *world_line = current, *restore = 0.
+ * Registers worker, presenting token[0..token_len) (token NULL or
+ * token_len 0: none; an invalid token is -EINVAL).
+ * New worker: registered with the token presented; *world_line = current,
+ * *restore = 0. A worker removed earlier in this finder's life resumes at
+ * its final cut: no new world-line, *restore = that cut (it, too, takes the
+ * token presented).
  * Known worker (restart after a crash): bumps the world-line, the cluster
- * rolls back to the current (working) cut, *restore = cut[worker].
- * A worker removed earlier in this finder's life resumes at its final cut:
- * no new world-line, *restore = that cut. world_line and restore may be NULL.
+ * rolls back to the current (working) cut, *restore = cut[worker]. If the
+ * worker was registered with a token, the same token must be presented:
+ * otherwise -EACCES and nothing changes. A known worker registered without
+ * a token takes the token presented (if any).
+ * world_line and restore may be NULL.
  */
+int dpr_finder_add_worker_token(dpr_finder *f, uint64_t worker, const char *token,
+                                size_t token_len, uint64_t *world_line, uint64_t *restore);
+/* dpr_finder_add_worker_token without a token. */
 int dpr_finder_add_worker(dpr_finder *f, uint64_t worker, uint64_t *world_line,
                           uint64_t *restore);
-/* Forgets worker (-ENOENT if unknown; -EBUSY, changing nothing, while one of
- * its reported checkpoints is not yet in the cut). Dependencies on its versions at or
- * below its cut stay satisfied; dependencies above it never commit (that
- * memory is not part of the durable state: remove a worker only once its
- * last checkpoint is in the cut). */
+/* Forgets worker (-ENOENT if unknown; -EACCES, changing nothing, when it was
+ * registered with a token and token[0..token_len) is not that token; -EBUSY,
+ * changing nothing, while one of its reported checkpoints is not yet in the
+ * cut; -EINVAL for an invalid token). Its token is forgotten with it.
+ * Dependencies on its versions at or below its cut stay satisfied;
+ * dependencies above it never commit (that memory is not part of the
+ * durable state: remove a worker only once its last checkpoint is in the
+ * cut). */
+int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *token,
+                                   size_t token_len);
+/* dpr_finder_remove_worker_token without a token. */
 int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker);
 
 /*
@@ -102,7 +133,10 @@ int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker);
  * because it comes from an older world-line and lies above the cut, -ENOENT
  * for an unregistered worker, -EINVAL for version 0, world-line 0, a
  * world-line newer than the finder's, or a dependency that points forward
- * (dep version > version). Dependencies with version 0 and on the worker
+ * (dep version > version), -ENXIO for a dependency on a worker the finder
+ * does not know (dpr_finder_knows_worker: no real session can depend on a
+ * worker that never registered, and such a dependency would hold the
+ * reporter's cut back). Dependencies with version 0 and on the worker
  * itself are ignored (the implicit edge covers the latter). A rejected
  * report changes nothing. May raise the working cut.
  */
@@ -128,7 +162,12 @@ int dpr_finder_publish_state(dpr_finder *f, const dpr_finder_state *st);
 
 /* Published view (worker_count too: the workers of the published state). */
 uint64_t dpr_finder_world_line(const dpr_finder *f);
-uint64_t dpr_finder_max_version(const dpr_finder *f); /* max durable version */
+/* The highest durable version any worker has reported in this finder's life
+ * (the highest stored one after a restart). A rollback does not lower it:
+ * the versions it forgot were seen, and the workers number their next
+ * versions above them, so shards use it to judge what a real session can
+ * have seen (worker.h, dpr_worker_bounds). */
+uint64_t dpr_finder_max_version(const dpr_finder *f);
 /* Published cut: worker -> version (workers at 0 are absent). */
 const dpr_depset *dpr_finder_cut(const dpr_finder *f);
 /* Published cut entry of one worker, 0 if unknown. */
@@ -145,5 +184,18 @@ int dpr_finder_prefix_cut(const dpr_finder *f, uint64_t world_line, const dpr_de
                           size_t *n);
 /* Is worker registered (working state)? */
 bool dpr_finder_has_worker(const dpr_finder *f, uint64_t worker);
+/* Does the finder know worker: registered now, or removed during this
+ * finder's life (working state)? Dependencies may name only those. */
+bool dpr_finder_knows_worker(const dpr_finder *f, uint64_t worker);
+
+/*
+ * What DPR.SYNC shows, from the working state (equal to the published state
+ * unless dpr_finder_dirty): the world-line, the max version (never lower
+ * than dpr_finder_max_version) and every registered worker with its cut,
+ * version 0 for one with nothing committed yet, sorted by worker id. *cut
+ * is allocated (the caller frees it with free(); NULL when *n is 0).
+ */
+int dpr_finder_sync_view(const dpr_finder *f, uint64_t *world_line, uint64_t *max_version,
+                         dpr_dep **cut, size_t *n);
 
 #endif

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "dpr/depset.h"
+#include "dpr/err.h"
 #include "dpr/wire.h"
 
 typedef struct dpr_worker_version {
@@ -81,8 +82,110 @@ DPR_EXPORT dpr_admit dpr_worker_admit(const dpr_worker *w, uint64_t batch_world_
 DPR_EXPORT uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
 
 /*
- * Executes a batch (the caller has admitted it): fast-forwards an empty open
- * version to the batch's target, folds the batch's dependencies (other
+ * Checking a batch from the network (dpr_worker_check_batch).
+ *
+ * A request header comes from whoever can open a TCP connection to the
+ * shard, and its version lower bound and dependencies move the worker:
+ * dpr_worker_execute fast-forwards the open version to them and folds them
+ * into the version's dependency set, which goes to the finder. A version
+ * near 2^64 makes every later checkpoint and rollback fail (-EOVERFLOW); a
+ * dependency on a worker that does not exist holds the cut back forever. So
+ * before executing, the caller checks the header against what a real
+ * session can have seen, given what the worker learned from the finder
+ * (dpr_worker_bounds). Rules (version 0 dependencies are ignored, as
+ * everywhere):
+ *
+ *  1. A dependency on this worker itself is at most `highest`, the highest
+ *     version this worker ever opened: no session can have seen more.
+ *     Otherwise -EINVAL.
+ *  2. A dependency on another worker names a worker of the domain: one the
+ *     finder listed as registered in its last DPR.SYNC answer. Otherwise
+ *     -ENXIO (the worker may have registered after that answer: ask again,
+ *     then check again).
+ *  3. The version lower bound and every dependency version are at most
+ *     dpr_worker_version_bound() = max(highest, min(max_version + allowance,
+ *     DPR_WORKER_VERSION_LIMIT - 1)), with
+ *         allowance = DPR_WORKER_SLACK + max(nworkers, 1) * since_sync_ms.
+ *     Above it: -ERANGE (the bounds may be stale: ask the finder again,
+ *     then check again), or -EINVAL at or above DPR_WORKER_VERSION_LIMIT
+ *     (no answer can make that valid).
+ *
+ * Why a real session never trips rule 3. A session's versions are versions
+ * some worker opened. Only three things open a version above every version
+ * opened before (the cluster's newest, G): a periodic checkpoint (it opens
+ * max(sealed + 1, the cluster max learned + 1) <= G + 1), a rollback (the
+ * worker's own highest + 1 <= G + 1) and a restart (restore + 1). A seal
+ * forced by a batch opens that batch's target, which is <= G; a
+ * fast-forward moves to a version that exists already. So G grows by at
+ * most one per checkpoint, and every worker checkpoints at most once per
+ * checkpoint interval (at least 1 ms; the agent enforces 10 ms): at most
+ * nworkers per millisecond. The finder's max version (DPR.SYNC, never
+ * lowered, see finder.h) trails G by the versions sealed but not yet
+ * durable and reported, a few per worker (one periodic checkpoint at a
+ * time); DPR_WORKER_SLACK (2^20) covers that for clusters of up to tens of
+ * thousands of workers, and the time term covers the growth since the
+ * answer arrived. When the finder is unreachable no answer arrives,
+ * since_sync_ms keeps growing and so does the allowance, at the fastest
+ * rate G can grow: sessions that keep working without the finder are never
+ * refused for their versions. A version at or below `highest` is always
+ * accepted (the worker was there itself). One case is left: a finder that
+ * restarts just after a rollback which forgot many versions (a cut that
+ * lagged far behind) answers a max version below the versions the workers
+ * continue from; a worker that started afresh then finds sessions' versions
+ * above its bound (-ERANGE) until the other workers' first checkpoints on
+ * the new world-line are reported, and a caller that asks the finder again
+ * before deciding (as dpr-kv does) usually sees that happen.
+ *
+ * Why versions stay far from 2^64 for the life of a cluster. A forged batch
+ * can lift the worker to at most max_version + allowance, not more, however
+ * often it is sent: the bound does not grow with `highest` (which is why it
+ * is max(highest, max_version + allowance) and not max(highest,
+ * max_version) + allowance: that would let every forged batch add another
+ * allowance). It grows only when the finder's max version does, i.e. after
+ * the lifted version was checkpointed, reported to the finder and learned
+ * back through DPR.SYNC: one allowance (2^20 plus the workers' growth over a
+ * sync interval) per sync cycle. Even at an absurd thousand cycles a second
+ * that takes more than a century to reach DPR_WORKER_VERSION_LIMIT (2^62),
+ * and versions that come from the network never pass that limit; the 2^62
+ * left above it are room for the worker's own checkpoints and rollbacks (+1
+ * each), and keep every version below 2^63, the largest number the finder
+ * accepts. So checkpoint_begin and rollback never fail with -EOVERFLOW
+ * because of input.
+ */
+#define DPR_WORKER_SLACK (UINT64_C(1) << 20)
+#define DPR_WORKER_VERSION_LIMIT (UINT64_C(1) << 62)
+
+/* What the worker knows about its domain, from the finder's last DPR.SYNC
+ * answer (or from start-up, before the first: max_version 0, no workers,
+ * since_sync_ms counting from registration). */
+typedef struct dpr_worker_bounds {
+    uint64_t max_version;    /* the finder's max version (never lowered by the caller) */
+    const uint64_t *workers; /* every registered worker of the domain, ascending */
+    size_t nworkers;
+    uint64_t since_sync_ms;  /* time since that answer arrived (monotonic clock) */
+} dpr_worker_bounds;
+
+/* The highest version a batch may carry now (rule 3 above). */
+DPR_EXPORT uint64_t dpr_worker_version_bound(const dpr_worker *w, const dpr_worker_bounds *b);
+
+/*
+ * Checks batch header h against the rules above, changing nothing. Returns 0
+ * when it may execute; otherwise err says which field is wrong and why,
+ * and the code tells the caller what to do:
+ *   -EINVAL  never valid (rule 1, the version limit, dep_count > 0 with
+ *            deps == NULL): refuse it;
+ *   -ENXIO   a dependency on a worker not in b->workers (rule 2), and
+ *   -ERANGE  a version above the bound (rule 3): b may be stale; refuse it
+ *            unless a fresher DPR.SYNC answer makes it pass.
+ * When several fields are wrong, -EINVAL wins, then the first one found.
+ */
+DPR_EXPORT int dpr_worker_check_batch(const dpr_worker *w, const dpr_request_hdr *h,
+                                      const dpr_worker_bounds *b, dpr_err *err);
+
+/*
+ * Executes a batch (the caller has admitted it, and checked it with
+ * dpr_worker_check_batch when it comes from the network): fast-forwards an
+ * empty open version to the batch's target, folds the batch's dependencies (other
  * workers only) into the open version, and sets *version to the version the
  * batch runs in. Returns -EAGAIN without changing anything if the open
  * version is non-empty and below the target: the caller seals it with
