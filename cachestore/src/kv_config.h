@@ -6,6 +6,12 @@
 #ifndef KV_CONFIG_H
 #define KV_CONFIG_H
 
+/* Exit status for failures a restart cannot mend (the finder refused this
+ * worker's token, a damaged checkpoint): EX_CONFIG. The unit names it in
+ * RestartPreventExitStatus=, so systemd stops at once instead of restarting
+ * up to its start limit; the agent shows the reason (STATUS=failed: ...). */
+#define KV_EXIT_NO_RESTART 78
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>

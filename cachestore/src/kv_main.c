@@ -60,7 +60,9 @@ int main(int argc, char **argv)
         else
             sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", dpr_err_str(&err, r), -r);
         kv_recovery_free(&rec);
-        return 1;
+        /* restarting cannot help a refused registration or a damaged
+         * checkpoint: the unit's RestartPreventExitStatus= stops systemd */
+        return r == -EACCES || r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
                        rec.nckpts, rec.committed_max);

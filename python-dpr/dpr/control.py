@@ -18,6 +18,7 @@ import errno
 import itertools
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -120,6 +121,35 @@ class _LineSocket:
     @property
     def closed(self) -> bool:
         return self.sock is None
+
+    def closed_by_agent(self) -> bool:
+        """Whether the agent has closed this connection while it sat idle
+        between requests. On a request/reply connection nothing arrives
+        unasked, so anything readable now is the agent's closing notice
+        (idle timeout, input budget; docs/control-api.md) or the end of the
+        stream."""
+        if self.sock is None or self.buf:
+            return self.sock is None
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def refusal(self) -> dict | None:
+        """After a failed send: the error line the agent may have written
+        before closing (permission_denied, a limit), or None."""
+        try:
+            line = self.read_line(time.monotonic() + 1.0)
+        except (EOFError, OSError, AgentError):
+            return None
+        if not line:
+            return None
+        try:
+            reply = _decode(line, self.where)
+        except AgentError:
+            return None
+        return reply if reply.get("ok") is False else None
 
     def send_line(self, obj: Any) -> None:
         data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
@@ -226,6 +256,11 @@ class ControlConnection:
             msg["args"] = args
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
+            if self._sock is not None and self._sock.closed_by_agent():
+                # the agent closed it while we were idle: nothing of this
+                # request was sent yet, so a fresh connection is safe
+                self._sock.close()
+                self._sock = None
             if self._sock is None:
                 self._sock = _LineSocket(self.path, self.origin, self.connect_timeout)
             sock = self._sock
@@ -237,7 +272,7 @@ class ControlConnection:
                 except (BrokenPipeError, ConnectionResetError) as e:
                     # the agent may have refused us with an error line first
                     # (permission_denied) and closed: read it if it is there
-                    reply = self._leftover(sock)
+                    reply = sock.refusal()
                     if reply is not None:
                         raise error_from_reply(reply.get("error")) from None
                     raise AgentUnavailable("dpr-agent at %s closed the connection (%s) — %s"
@@ -283,19 +318,6 @@ class ControlConnection:
                 self._sock = None
                 raise
         return _result(reply, op, self.where)
-
-    def _leftover(self, sock: _LineSocket) -> dict | None:
-        try:
-            line = sock.read_line(time.monotonic() + 1.0)
-        except (EOFError, OSError, AgentError):
-            return None
-        if not line:
-            return None
-        try:
-            reply = _decode(line, self.where)
-        except AgentError:
-            return None
-        return reply if reply.get("ok") is False else None
 
     def events(self, *, timeout: float | None = None) -> "EventStream":
         """Opens a second connection carrying the ``events`` stream."""
@@ -387,7 +409,15 @@ class EventStream:
         self.where = _at(path, origin)
         self._sock: _LineSocket | None = _LineSocket(path, origin, connect_timeout)
         try:
-            self._sock.send_line({"v": PROTOCOL_VERSION, "id": 1, "op": "events", "args": {}})
+            try:
+                self._sock.send_line({"v": PROTOCOL_VERSION, "id": 1, "op": "events",
+                                      "args": {}})
+            except (BrokenPipeError, ConnectionResetError):
+                # refused at connect (permission_denied, a limit): say why
+                reply = self._sock.refusal()
+                if reply is not None:
+                    raise error_from_reply(reply.get("error")) from None
+                raise
             deadline = time.monotonic() + timeout
             while True:
                 try:
@@ -405,7 +435,7 @@ class EventStream:
             if not isinstance(result, dict) or result.get("stream") != "events":
                 raise AgentProtocolError("dpr-agent at %s answered 'events' with %r instead of "
                                          "a stream" % (self.where, result), code="bad_reply")
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError):
             self.close()
             raise AgentUnavailable("dpr-agent at %s closed the connection" % self.where
                                    ) from None

@@ -399,6 +399,27 @@ def test_idle_and_unfinished_connections_are_closed(tmp_path):
     assert a.proc.returncode == 0, a.log()
 
 
+def test_python_client_reconnects_after_an_idle_close(tmp_path):
+    """dpr.ControlConnection kept between requests (a script calling status
+    now and then) outlives the agent's idle timeout: the next request goes
+    out on a fresh connection instead of failing."""
+    from dpr.control import ControlConnection
+    a = Agent(tmp_path / "a", control="idle_timeout_ms = 500;").start()
+    conn = ControlConnection(a.sock)
+    try:
+        assert conn.request("nodes")["nodes"]
+        first = conn._sock
+        time.sleep(1.5)  # the agent closes the idle connection meanwhile
+        assert first.closed_by_agent()
+        assert conn.request("nodes")["nodes"]
+        assert conn._sock is not first
+        assert conn.request("status")["node"]
+    finally:
+        conn.close()
+    a.stop()
+    assert a.proc.returncode == 0, a.log()
+
+
 # --- (5) what must not be cut -------------------------------------------------------------
 
 def test_pending_replies_and_event_streams_are_not_cut(tmp_path):

@@ -459,6 +459,10 @@ def test_permission_denied_for_others(agent):
     assert r.returncode == 1
     assert r.stderr.startswith("dprctl: ") and len(r.stderr.splitlines()) == 1
     assert "group" in r.stderr
+    # the event stream says the same (refused at connect, before its request)
+    r = dprctl(agent, "events", user=NOBODY)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.startswith("dprctl: ") and "group" in r.stderr, r.stderr
 
 
 @needs_root
