@@ -86,161 +86,91 @@ struct kv_finder {
     char rbuf[65536];
 };
 
-/* --- replies ------------------------------------------------------------ */
+/* --- start-up requests (blocking) -------------------------------------- */
 
-/* An integer reply, or a bulk/status string holding a decimal number, in
- * 0..2^63-1 (the finder's range: docs/protocol.md; so nothing it says can
- * bring a version near overflow). */
-static int reply_u64(const redisReply *r, uint64_t *out)
+/*
+ * Sends one command (argv) to the finder at hostport and reads its answer
+ * into *rep (the caller frees it with freeReplyObject). Connects, retrying
+ * every 200 ms until timeout_ms passes (0: forever, logging every few
+ * seconds); any answer, even an error, ends the loop. -EINVAL (bad
+ * address), -ETIMEDOUT.
+ */
+static int request_blocking(const char *hostport, int argc, const char **argv, unsigned timeout_ms,
+                            redisReply **rep, dpr_err *err)
 {
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
-        *out = (uint64_t)r->integer;
-        return 0;
+    dpr_hostport hp;
+    uint64_t start = dpr_mono_ms(), last_log = 0;
+    int r = dpr_hostport_parse(hostport, 0, &hp, err);
+
+    if (r < 0)
+        return r;
+    for (;;) {
+        struct timeval tv = {2, 0};
+        redisContext *c = redisConnectWithTimeout(hp.host, hp.port, tv);
+        if (c && !c->err) {
+            kv_finder_reader_limit(c->reader);
+            redisSetTimeout(c, tv);
+            *rep = redisCommandArgv(c, argc, argv, NULL);
+            if (*rep) {
+                redisFree(c);
+                return 0;
+            }
+        }
+        uint64_t now = dpr_mono_ms();
+        if (now - last_log >= 5000) {
+            log_warning("finder %s not reachable (%s); retrying", hostport,
+                        c ? c->errstr : "out of memory");
+            last_log = now;
+        }
+        if (c)
+            redisFree(c);
+        if (timeout_ms && now - start >= timeout_ms)
+            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms", hostport,
+                               timeout_ms);
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
     }
-    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
-        dpr_parse_u64(r->str, r->len, 0, INT64_MAX, out) == 0)
-        return 0;
-    return -EPROTO;
 }
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* --- start-up registration (blocking) ----------------------------------- */
 
 int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
                        unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
                        dpr_err *err)
 {
-    char wid[24];
-    dpr_hostport hp;
-    uint64_t start = dpr_mono_ms(), last_log = 0;
-    int r = dpr_hostport_parse(hostport, 0, &hp, err);
+    char wid[DPR_FMT_U64_MAX + 1];
+    const char *argv[3] = {"DPR.WORKER.ADD", wid, token};
+    bool has_token = token && *token;
+    redisReply *rep;
+    int r;
 
+    wid[dpr_fmt_u64(wid, worker)] = '\0';
+    r = request_blocking(hostport, has_token ? 3 : 2, argv, timeout_ms, &rep, err);
     if (r < 0)
         return r;
-    for (;;) {
-        struct timeval tv = {2, 0};
-        redisContext *c = redisConnectWithTimeout(hp.host, hp.port, tv);
-        redisReply *rep = NULL;
-        if (c && !c->err) {
-            redisSetTimeout(c, tv);
-            snprintf(wid, sizeof(wid), "%" PRIu64, worker);
-            if (token && *token) {
-                const char *argv[3] = { "DPR.WORKER.ADD", wid, token };
-                rep = redisCommandArgv(c, 3, argv, NULL);
-            } else {
-                const char *argv[2] = { "DPR.WORKER.ADD", wid };
-                rep = redisCommandArgv(c, 2, argv, NULL);
-            }
-        }
-        if (rep) {
-            /* the finder's errors never show the token, so neither does err */
-            if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "registered by its owner"))
-                r = dpr_err_set(err, -EACCES, "finder %s refused DPR.WORKER.ADD %" PRIu64
-                                " %s: %s", hostport, worker,
-                                token && *token ? "with the token given (not the owner's)"
-                                                : "without a token",
-                                rep->str);
-            else if (rep->type == REDIS_REPLY_ERROR)
-                r = dpr_err_set(err, -EPROTO, "finder %s refused DPR.WORKER.ADD %" PRIu64 ": %s",
-                                hostport, worker, rep->str);
-            else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-                     reply_u64(rep->element[0], world_line) < 0 ||
-                     reply_u64(rep->element[1], restore) < 0 || *world_line == 0)
-                r = dpr_err_set(err, -EPROTO, "finder %s gave a malformed answer to DPR.WORKER.ADD",
-                                hostport);
-            else
-                r = 0;
-            freeReplyObject(rep);
-            redisFree(c);
-            return r;
-        }
-        uint64_t now = dpr_mono_ms();
-        if (now - last_log >= 5000) {
-            log_warning("finder %s not reachable (%s); retrying", hostport,
-                        c ? c->errstr : "out of memory");
-            last_log = now;
-        }
-        if (c)
-            redisFree(c);
-        if (timeout_ms && now - start >= timeout_ms)
-            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms", hostport,
-                               timeout_ms);
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-/* The finder's DPR.SYNC answer: world-line, and this worker's cut entry (0
- * when not listed). */
-static int parse_sync_cut(const redisReply *rep, uint64_t worker, uint64_t *world_line,
-                          uint64_t *cut)
-{
-    uint64_t maxv, w, v;
-
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        reply_u64(rep->element[0], world_line) < 0 || reply_u64(rep->element[1], &maxv) < 0 ||
-        rep->element[2]->type != REDIS_REPLY_ARRAY || rep->element[2]->elements % 2)
-        return -EPROTO;
-    *cut = 0;
-    for (size_t i = 0; i < rep->element[2]->elements; i += 2) {
-        if (reply_u64(rep->element[2]->element[i], &w) < 0 ||
-            reply_u64(rep->element[2]->element[i + 1], &v) < 0)
-            return -EPROTO;
-        if (w == worker)
-            *cut = v;
-    }
-    return 0;
+    r = kv_finder_add_parse(rep, hostport, worker, has_token, world_line, restore, err);
+    freeReplyObject(rep);
+    return r;
 }
 
 int kv_finder_query_cut(const char *hostport, uint64_t worker, unsigned timeout_ms,
                         uint64_t *world_line, uint64_t *cut, dpr_err *err)
 {
-    dpr_hostport hp;
-    uint64_t start = dpr_mono_ms(), last_log = 0;
-    int r = dpr_hostport_parse(hostport, 0, &hp, err);
+    const char *argv[1] = {"DPR.SYNC"};
+    uint64_t *ids = NULL;
+    size_t cap = 0;
+    redisReply *rep;
+    kv_sync sync;
+    int r = request_blocking(hostport, 1, argv, timeout_ms, &rep, err);
 
     if (r < 0)
         return r;
-    for (;;) {
-        struct timeval tv = {2, 0};
-        redisContext *c = redisConnectWithTimeout(hp.host, hp.port, tv);
-        redisReply *rep = NULL;
-        if (c && !c->err) {
-            redisSetTimeout(c, tv);
-            rep = redisCommand(c, "DPR.SYNC");
-        }
-        if (rep) {
-            if (rep->type == REDIS_REPLY_ERROR)
-                r = dpr_err_set(err, -EPROTO, "finder %s refused DPR.SYNC: %s", hostport,
-                                rep->str);
-            else if (parse_sync_cut(rep, worker, world_line, cut) < 0)
-                r = dpr_err_set(err, -EPROTO, "finder %s gave a malformed answer to DPR.SYNC",
-                                hostport);
-            else
-                r = 0;
-            freeReplyObject(rep);
-            redisFree(c);
-            return r;
-        }
-        uint64_t now = dpr_mono_ms();
-        if (now - last_log >= 5000) {
-            log_warning("finder %s not reachable (%s); retrying", hostport,
-                        c ? c->errstr : "out of memory");
-            last_log = now;
-        }
-        if (c)
-            redisFree(c);
-        if (timeout_ms && now - start >= timeout_ms)
-            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms", hostport,
-                               timeout_ms);
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    r = kv_finder_sync_parse(rep, hostport, worker, &ids, &cap, &sync, err);
+    freeReplyObject(rep);
+    free(ids);
+    if (r < 0)
+        return r;
+    *world_line = sync.world_line;
+    *cut = sync.cut;
+    return 0;
 }
 
 /* --- the asynchronous link ---------------------------------------------- */
@@ -348,23 +278,15 @@ static void send_reports(kv_finder *f)
     }
 }
 
-bool kv_finder_error_lost_worker(const char *error)
-{
-    /* finder/src/cmd.c, DPR.REPORT: the worker is not registered, or the
-     * finder is on an older world-line than the report */
-    return error && (!strncmp(error, "ERR unknown worker ", 19) ||
-                     (!strncmp(error, "ERR world-line ", 15) &&
-                      strstr(error, " is newer than the finder's")));
-}
-
 static void on_report_reply(kv_finder *f, const redisReply *rep)
 {
     assert(f->nkept == 0 || f->ndropped == 0);
     kv_queued_report r = f->reports[f->nkept];
-    bool dropped = f->ndropped > 0, acked = rep->type == REDIS_REPLY_STATUS;
-    const char *error = rep->type == REDIS_REPLY_ERROR ? rep->str : NULL;
+    const char *error;
+    kv_report_outcome outcome = kv_finder_report_classify(rep, &error);
+    bool dropped = f->ndropped > 0, acked = outcome == KV_REPORT_ACKED;
 
-    if (!acked && !dropped && kv_finder_error_lost_worker(error)) {
+    if (!dropped && outcome == KV_REPORT_KEPT) {
         /* sending it again to this finder gets the same answer, but a
          * finder whose state is restored needs it: every report carries
          * dependencies that no later report repeats */
@@ -394,49 +316,17 @@ static void on_report_reply(kv_finder *f, const redisReply *rep)
  * ids are the domain the shard checks batches against (worker.h). */
 static int on_sync_reply(kv_finder *f, const redisReply *rep)
 {
-    kv_sync sync = {.cut = 0};
-    size_t n = 0;
+    kv_sync sync;
+    int r;
 
     f->sync_inflight = false;
-    if (rep->type == REDIS_REPLY_ERROR) {
+    r = kv_finder_sync_parse(rep, f->addr, f->worker, &f->domain, &f->domain_cap, &sync, NULL);
+    if (r == -EREMOTEIO) {
         log_warning("finder %s: DPR.SYNC failed: %s", f->addr, rep->str);
         return 0;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        reply_u64(rep->element[0], &sync.world_line) < 0 ||
-        reply_u64(rep->element[1], &sync.max_version) < 0 ||
-        rep->element[2]->type != REDIS_REPLY_ARRAY || rep->element[2]->elements % 2)
-        return -EPROTO;
-    const redisReply *c = rep->element[2];
-    if (c->elements / 2 > f->domain_cap) {
-        uint64_t *p = realloc(f->domain, c->elements / 2 * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        f->domain = p;
-        f->domain_cap = c->elements / 2;
-    }
-    for (size_t i = 0; i < c->elements; i += 2) {
-        uint64_t w, v;
-        if (reply_u64(c->element[i], &w) < 0 || reply_u64(c->element[i + 1], &v) < 0)
-            return -EPROTO;
-        if (w == f->worker)
-            sync.cut = v;
-        f->domain[n++] = w;
-    }
-    /* the finder sends them sorted; make sure, and drop duplicates */
-    bool sorted = true;
-    for (size_t i = 1; i < n && sorted; i++)
-        sorted = f->domain[i - 1] < f->domain[i];
-    if (!sorted) {
-        qsort(f->domain, n, sizeof(*f->domain), cmp_u64);
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (k == 0 || f->domain[k - 1] != f->domain[i])
-                f->domain[k++] = f->domain[i];
-        n = k;
-    }
-    sync.workers = f->domain;
-    sync.nworkers = n;
+    if (r < 0)
+        return r;
     sync.at_ms = dpr_mono_ms();
     if (f->cb.on_sync)
         f->cb.on_sync(f->ud, &sync);
@@ -511,8 +401,7 @@ static void connect_cb(uv_connect_t *req, int status)
         disconnect(f, uv_strerror(status));
         return;
     }
-    f->reader = redisReaderCreate();
-    if (!f->reader) {
+    if (kv_finder_reader_new(&f->reader) < 0) {
         disconnect(f, "out of memory");
         return;
     }

@@ -20,7 +20,12 @@
  *    malformed: the connection is dropped and nothing is learned from it.
  *  - the connection is re-established with a backoff (100 ms doubling to
  *    2 s); a request unanswered for KV_FINDER_TIMEOUT_MS drops the
- *    connection (a hung finder).
+ *    connection (a hung finder), and so does an answer the reader refuses
+ *    (a protocol error, an array over KV_FINDER_MAX_ELEMENTS).
+ *
+ * What the answers mean (and which are malformed) is decided by the pure
+ * functions of kv_finder_reply.h, which both the blocking calls and the
+ * libuv client use; this module does the I/O.
  */
 #ifndef KV_FINDER_H
 #define KV_FINDER_H
@@ -32,19 +37,9 @@
 
 #include "dpr/err.h"
 #include "dpr/worker.h"
+#include "kv_finder_reply.h" /* kv_sync, kv_finder_error_lost_worker */
 
 #define KV_FINDER_TIMEOUT_MS 5000
-
-/* A DPR.SYNC answer. */
-typedef struct kv_sync {
-    uint64_t world_line;
-    uint64_t max_version;
-    uint64_t cut;            /* this worker's cut entry (0 if not listed) */
-    const uint64_t *workers; /* every registered worker, ascending, no duplicates;
-                              * valid during the callback only */
-    size_t nworkers;
-    uint64_t at_ms;          /* dpr_mono_ms() when the answer arrived */
-} kv_sync;
 
 typedef struct kv_finder_cb {
     void (*on_sync)(void *ud, const kv_sync *sync);
@@ -60,9 +55,10 @@ typedef struct kv_finder kv_finder;
  * Synchronous DPR.WORKER.ADD <worker> [<token>] at start-up (token NULL or
  * "": none). Connects to hostport, retrying every 200 ms until `timeout_ms`
  * passes (0: forever, logging every few seconds); an answer, even an error,
- * is final (no retry). -ETIMEDOUT, -EACCES (the worker is registered with
- * another token: refused), -EPROTO (the finder answered another error or
- * nonsense), -EINVAL (bad address); err says which and never shows the
+ * is final (no retry). The answer is read by kv_finder_add_parse: -EACCES
+ * (the worker is registered with another token: refused), -EREMOTEIO (the
+ * finder answered another error), -EPROTO (a malformed answer); or
+ * -ETIMEDOUT, -EINVAL (bad address). err says which and never shows the
  * token.
  */
 int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
@@ -73,8 +69,9 @@ int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
  * Synchronous DPR.SYNC before registering: the finder's world-line and its
  * cut for `worker` (0 when it lists none). Asks without registering, so it
  * changes nothing at the finder (start-up checks the answer against what
- * the checkpoints on disk record, kv_recover.c). Retries and errors like
- * kv_finder_register.
+ * the checkpoints on disk record, kv_recover.c). Retries like
+ * kv_finder_register; the answer is read by kv_finder_sync_parse
+ * (-EREMOTEIO, -EPROTO, -ENOMEM); or -ETIMEDOUT, -EINVAL.
  */
 int kv_finder_query_cut(const char *hostport, uint64_t worker, unsigned timeout_ms,
                         uint64_t *world_line, uint64_t *cut, dpr_err *err);
@@ -95,9 +92,6 @@ void kv_finder_drop_old(kv_finder *f, uint64_t world_line);
 
 /* Reports not acknowledged (kept ones included). */
 size_t kv_finder_unacked(const kv_finder *f);
-/* Does this DPR.REPORT error say the finder does not know this worker (not
- * registered, or a finder on an older world-line)? */
-bool kv_finder_error_lost_worker(const char *error);
 bool kv_finder_connected(const kv_finder *f);
 
 #endif

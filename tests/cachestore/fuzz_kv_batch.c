@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define SELF 5
 #define MAX_DOMAIN 8
 #define MAX_DEPS 6
-#define FINDER_MAX ((uint64_t)INT64_MAX) /* kv_finder.c refuses larger numbers */
+#define FINDER_MAX ((uint64_t)INT64_MAX) /* kv_finder_reply.c refuses larger numbers */
 
 typedef struct input {
     const uint8_t *p;
@@ -379,7 +379,7 @@ static void step_sync(model *m, input *in)
     uint64_t ids[MAX_DOMAIN];
 
     if (maxv > FINDER_MAX)
-        return; /* kv_finder.c: malformed answer, nothing learned */
+        return; /* kv_finder_reply.c: malformed answer, nothing learned */
     for (size_t i = 0; i < n; i++) {
         uint8_t sel = u8(in);
         ids[i] = sel % 4 == 0 ? u64(in) % (FINDER_MAX + 1) : (uint64_t)(sel % 12);

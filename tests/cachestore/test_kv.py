@@ -354,7 +354,7 @@ def test_corrupt_checkpoint_refuses_to_start(cluster):
         f.seek(-1, 1)
         f.write(bytes([b[0] ^ 0x40]))
     kv2 = cluster.start_kv(1, wait=False)
-    assert kv2.wait_exit() == 1
+    assert kv2.wait_exit() == 78  # damaged: a restart cannot mend it (EX_CONFIG)
     out = kv2.output()
     assert "damaged" in out and os.path.basename(path) in out
     assert "listening on" not in out
@@ -362,7 +362,7 @@ def test_corrupt_checkpoint_refuses_to_start(cluster):
     with open(path, "r+b") as f:
         f.truncate(40)
     kv3 = cluster.start_kv(1, wait=False)
-    assert kv3.wait_exit() == 1
+    assert kv3.wait_exit() == 78
     assert "truncated" in kv3.output()
 
 

@@ -1,0 +1,104 @@
+/*
+ * kv_finder_reply.h - what the finder's answers to dpr-kv say (pure).
+ *
+ * dpr-kv reads the finder's replies with hiredis' reader; these functions
+ * interpret the reply objects, without I/O, so that the unit suite
+ * (tests/cachestore/test_kv_finder.c) and the fuzz target
+ * (fuzz_kv_finder_reply.c) call exactly what the link (kv_finder.c) uses:
+ *
+ *     redisReader *rd;
+ *     kv_finder_reader_new(&rd);            (the link's limits)
+ *     redisReaderFeed(rd, bytes, n);
+ *     redisReaderGetReply(rd, &rep);
+ *     r = kv_finder_sync_parse(rep, addr, worker, &ids, &cap, &sync, &err);
+ *
+ * Numbers: an answer's world-lines, versions and worker ids are RESP
+ * integers, or bulk/status strings holding decimal digits, in
+ * 0..2^63 - 1 (docs/protocol.md, "Finder commands": more than the finder
+ * ever sends, so nothing it says brings a version near overflow). Any
+ * other number, a negative one or a wrong shape makes the answer
+ * malformed (-EPROTO) and nothing is learned from it. An error reply is
+ * -EREMOTEIO (as in libdpr's client). Messages name the finder by the
+ * address given (`finder`) and never show a token: the parsers are not
+ * given one.
+ */
+#ifndef KV_FINDER_REPLY_H
+#define KV_FINDER_REPLY_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dpr/err.h"
+
+/* Arrays in the finder's answers hold at most this many elements (a
+ * DPR.SYNC cut of 2^20 workers); a longer one fails the reader before
+ * anything is allocated for it (the link drops the connection). */
+#define KV_FINDER_MAX_ELEMENTS ((size_t)2 << 20)
+
+/* Applies the link's limits to a reader made by redisReaderCreate() (or a
+ * redisContext's reader): arrays of at most KV_FINDER_MAX_ELEMENTS. */
+void kv_finder_reader_limit(redisReader *rd);
+/* A new reader with the link's limits (the caller frees it with
+ * redisReaderFree); -ENOMEM. */
+int kv_finder_reader_new(redisReader **out);
+
+/*
+ * The answer to DPR.WORKER.ADD <worker> [<token>] (has_token: one was
+ * sent): `*2 :<world-line> :<version-to-restore>`, world-line >= 1. Returns
+ * 0 and sets *world_line and *restore; else leaves them alone and returns
+ *   -EACCES     the finder refused the token (the worker is registered by
+ *               its owner with another one)
+ *   -EREMOTEIO  another error reply (err has the finder's text)
+ *   -EPROTO     a malformed answer
+ */
+int kv_finder_add_parse(const redisReply *rep, const char *finder, uint64_t worker, bool has_token,
+                        uint64_t *world_line, uint64_t *restore, dpr_err *err);
+
+/* A DPR.SYNC answer. */
+typedef struct kv_sync {
+    uint64_t world_line;
+    uint64_t max_version;
+    uint64_t cut;            /* this worker's cut entry (0 if not listed) */
+    const uint64_t *workers; /* every registered worker, ascending, no duplicates;
+                              * valid during the callback only */
+    size_t nworkers;
+    uint64_t at_ms; /* dpr_mono_ms() when the answer arrived (set by the link) */
+} kv_sync;
+
+/*
+ * The answer to DPR.SYNC: `*3 :<world-line> :<max-version> *2n` with the
+ * cut as a flat worker, version list. Fills out (all but at_ms) with
+ * `worker`'s cut entry (0 when not listed; the last entry if listed twice)
+ * and the listed workers, sorted and without duplicates (the finder sends
+ * them so; an answer that is not is still accepted), kept in *ids: a buffer
+ * of *cap entries that the function grows with realloc as needed and the
+ * caller frees (out->workers points into it). Returns 0; else leaves out
+ * alone and returns
+ *   -EREMOTEIO  an error reply (err has the finder's text)
+ *   -EPROTO     a malformed answer
+ *   -ENOMEM     (*ids and *cap stay valid)
+ */
+int kv_finder_sync_parse(const redisReply *rep, const char *finder, uint64_t worker, uint64_t **ids,
+                         size_t *cap, kv_sync *out, dpr_err *err);
+
+/* What a DPR.REPORT answer means for the report. */
+typedef enum kv_report_outcome {
+    KV_REPORT_ACKED,   /* a status reply (+OK): recorded */
+    KV_REPORT_KEPT,    /* refused because the finder does not know this
+                        * worker (kv_finder_error_lost_worker): a finder whose
+                        * state is restored needs it, so it is sent again */
+    KV_REPORT_DROPPED, /* refused for another reason, or not a status or
+                        * error reply: sending it again gets the same answer */
+} kv_report_outcome;
+
+/* Classifies a DPR.REPORT answer; *error is the finder's error text for an
+ * error reply (pointing into rep), else NULL. */
+kv_report_outcome kv_finder_report_classify(const redisReply *rep, const char **error);
+
+/* Does this DPR.REPORT error say the finder does not know this worker (not
+ * registered, or a finder on an older world-line)? */
+bool kv_finder_error_lost_worker(const char *error);
+
+#endif
