@@ -216,6 +216,37 @@ def server_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
     return env
 
 
+# SIGSTOP, SIGTSTP, SIGTTIN and SIGTTOU as bits of a /proc/PID/status mask
+_STOP_SIGNALS = sum(1 << (s - 1) for s in (signal.SIGSTOP, signal.SIGTSTP,
+                                           signal.SIGTTIN, signal.SIGTTOU))
+
+
+def job_stopped(pid: int) -> bool:
+    """True if pid is stopped by job control (state T, e.g. a test's
+    SIGSTOP) or such a stop signal sent to it is still pending; False for a
+    running process and for a ptrace stop (state t).
+
+    Proc.stop sends SIGCONT only then. A SIGCONT discards every pending stop
+    signal of the process, including the SIGSTOP with which
+    PTRACE_ATTACH suspends a thread: a sanitizer build that is exiting has
+    LeakSanitizer's tracer attach to its threads and wait for them to stop,
+    while the main thread spins in sched_yield until the leak check is done.
+    A SIGCONT landing in between leaves both waiting for ever (the process
+    logged its last line and never exits). That SIGSTOP is per thread
+    (SigPnd), a kill() to the process is shared (ShdPnd)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return False
+    if fields.get("State", "").split()[:1] == ["T"]:
+        return True
+    try:
+        return int(fields.get("ShdPnd", "0"), 16) & _STOP_SIGNALS != 0
+    except ValueError:
+        return False
+
+
 class Proc:
     """One run of a program, started at once, stdout and stderr appended to
     log_path. Stopped by PID only. Attributes: argv, log_path, proc (the
@@ -334,13 +365,15 @@ class Proc:
 
     def stop(self, sig: int | None = None, grace: float = STOP_GRACE) -> int:
         """Stops the process if it runs: sig (default stop_signal; a
-        stopped process is continued to receive it), then SIGKILL after grace
-        seconds. Returns the returncode."""
+        process stopped by SIGSTOP is continued to receive it), then SIGKILL
+        after grace seconds. Returns the returncode. A running process gets
+        no SIGCONT: see job_stopped."""
         sig = self.stop_signal if sig is None else sig
         if self.proc.poll() is None:
             self.stopped_by_us = True
+            was_stopped = job_stopped(self.proc.pid)
             self.kill(sig)
-            if sig not in (signal.SIGKILL, signal.SIGCONT):
+            if was_stopped and sig not in (signal.SIGKILL, signal.SIGCONT):
                 self.kill(signal.SIGCONT)
             try:
                 self.proc.wait(timeout=grace)
