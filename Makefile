@@ -4,7 +4,7 @@
 #   make           build libdpr, dpr-finder, dpr-kv, dpr-agent, tests, benchmarks
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
-#   make bench     run the benchmarks (bench-finder, bench-kv)
+#   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #
@@ -23,7 +23,8 @@ PYTHON_SITE ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PR
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
-       -Wno-unused-parameter -Werror=implicit-function-declaration
+       -Wno-unused-parameter -Werror=implicit-function-declaration \
+       -Werror=incompatible-pointer-types -Werror=int-conversion
 # Every component sees the base layer and libdpr's public headers; each
 # component's own headers are added by its build.mk for its objects only.
 CPPFLAGS += -D_GNU_SOURCE -Icommon/include -Ilibdpr/include
@@ -101,7 +102,7 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv
+bench: bench-finder bench-kv bench-resize
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -109,6 +110,11 @@ bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 .PHONY: bench-kv
 bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN)
 	bench/kv.sh $(BUILD)
+
+# a resize of 1,000,000 keys from 3 to 4 shards (bench/resize.py)
+.PHONY: bench-resize
+bench-resize: $(FINDER_BIN) $(KV_BIN) $(LIBDPR_SO)
+	/usr/bin/python3 bench/resize.py $(BUILD)
 
 # --- install ---------------------------------------------------------------
 install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) install-agent

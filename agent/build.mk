@@ -52,7 +52,8 @@ install-agent: $(AGENT_BIN)
 
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
 # modules only.
-AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c)
+AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c) \
+                 libdpr/src/domain.c
 FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
 
 build/fuzz/fuzz_agent_%: tests/agent/fuzz_agent_%.c $(AGENT_FUZZ_SRC) $(COMMON_SRC)

@@ -85,11 +85,16 @@
 #include "common/num.h"
 #include "common/resp.h"
 #include "dpr/depset.h"
+#include "dpr/domain.h"
+#include "dpr/domains.h"
 #include "dpr/finder.h"
 #include "dpr/store.h"
 #include "hist.h"
 
 extern char **environ;
+
+/* Every worker of the run is in one DPR domain. */
+#define BENCH_DOMAIN DPR_DOMAIN_DEFAULT
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
@@ -830,7 +835,9 @@ typedef struct tcp_run {
 
 static void sync_send(tcp_run *t)
 {
-    dpr_buf_append(&t->poll.out, "*1\r\n$8\r\nDPR.SYNC\r\n", 18);
+    dpr_resp_array(&t->poll.out, 2);
+    dpr_resp_bulk_str(&t->poll.out, "DPR.SYNC");
+    dpr_resp_bulk_str(&t->poll.out, BENCH_DOMAIN);
     t->poll.outstanding++;
     t->sync_out = true;
     conn_flush(&t->poll);
@@ -871,8 +878,9 @@ static void send_tick(tcp_run *t, uint64_t k)
         for (size_t i = cn->w0; i < cn->w1; i++) {
             dpr_dep dep;
             size_t nd = workload_deps(&t->wl, i, k, &dep);
-            dpr_resp_array(&cn->out, 4 + 2 * nd);
+            dpr_resp_array(&cn->out, 5 + 2 * nd);
             dpr_buf_append(&cn->out, "$10\r\nDPR.REPORT\r\n", 17);
+            dpr_resp_bulk_str(&cn->out, BENCH_DOMAIN);
             dpr_resp_bulk_u64(&cn->out, t->world_line);
             dpr_resp_bulk_u64(&cn->out, t->wl.ids[i]);
             dpr_resp_bulk_u64(&cn->out, k);
@@ -946,8 +954,9 @@ static void tcp_register(tcp_run *t)
     for (size_t c = 0; c < t->nrep; c++) {
         conn *cn = &t->rep[c];
         for (size_t i = cn->w0; i < cn->w1; i++) {
-            dpr_resp_array(&cn->out, 2);
+            dpr_resp_array(&cn->out, 3);
             dpr_resp_bulk_str(&cn->out, "DPR.WORKER.ADD");
+            dpr_resp_bulk_str(&cn->out, BENCH_DOMAIN);
             dpr_resp_bulk_u64(&cn->out, t->wl.ids[i]);
         }
         cn->outstanding = cn->w1 - cn->w0;
@@ -1142,16 +1151,22 @@ static void measure_saves(const options *o, size_t W, double *p50, double *p99, 
     fst.world_line = DPR_FINDER_FIRST_WORLD_LINE;
     fst.nworkers = W;
     fst.workers = xcalloc(W, sizeof *fst.workers);
+    dpr_domain_state dom;
+    memset(&dom, 0, sizeof dom);
+    snprintf(dom.name, sizeof dom.name, "%s", DPR_DOMAIN_DEFAULT);
+    dpr_domains_state all = {.n = 1, .domains = &dom};
     hist *h = xcalloc(1, sizeof *h);
     for (int n = 1; n <= SAVES; n++) {
         fst.generation = (uint64_t)n;
+        all.generation = (uint64_t)n;
         for (size_t i = 0; i < W; i++) {
             fst.workers[i].worker = i + 1;
             fst.workers[i].durable = (uint64_t)n;
             fst.workers[i].cut = (uint64_t)n - 1;
         }
         uint64_t t = dpr_mono_ns();
-        rc = dpr_store_save(st, &fst);
+        dom.state = fst;
+        rc = dpr_store_save(st, &all);
         uint64_t d = dpr_mono_ns() - t;
         if (rc != 0)
             die("dpr_store_save: %s", dpr_store_error(st));

@@ -17,7 +17,8 @@
  * Modes:
  *  - plain: every operation is an ordinary RESP command on --server.
  *  - dpr: every connection is a DPR client session (dpr/client.h) over the
- *    --shard list and --finder. A window is routed by key and sent as one
+ *    --shard list and --finder, in DPR domain --domain (default "default",
+ *    dpr-kv's default too). A window is routed by key and sent as one
  *    batch per shard; strict sessions (the default) send the next shard's
  *    batch when the previous one was answered, --relaxed sessions send them
  *    together.
@@ -64,6 +65,7 @@
 #include "common/num.h"
 #include "common/resp.h"
 #include "dpr/client.h"
+#include "dpr/domain.h"
 #include "dpr/route.h"
 #include "hist.h"
 
@@ -80,6 +82,7 @@ typedef struct options {
     size_t nshards;
     dpr_endpoint finder;
     char finder_host[DPR_HOST_MAX];
+    const char *domain;
     unsigned connections, pipeline, threads;
     double read_ratio;
     uint64_t keys;
@@ -97,7 +100,7 @@ typedef struct options {
 static options opt = {
     .connections = 16, .pipeline = 16, .threads = 1, .read_ratio = 0.5, .keys = 100000,
     .value_size = 64, .zipf_theta = 0.99, .duration = 10, .warmup = 1, .commit_wait = 5,
-    .sync_interval_ms = 1, .seed = 1,
+    .sync_interval_ms = 1, .seed = 1, .domain = DPR_DOMAIN_DEFAULT,
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -704,6 +707,8 @@ static void usage(FILE *f)
 "  --shard HOST:PORT[@ID]  dpr: a shard, in routing order (repeat; the worker id\n"
 "                          is asked from the shard's INFO unless given)\n"
 "  --finder HOST:PORT      dpr: the finder\n"
+"  --domain NAME           dpr: the shards' DPR domain (dpr-kv --domain; in a\n"
+"                          cluster, the deployment's name) (default %s)\n"
 "  --connections N         connections (DPR sessions) (default %u)\n"
 "  --pipeline N            operations in flight per connection: each connection\n"
 "                          issues a window of N and waits for all (default %u)\n"
@@ -728,7 +733,7 @@ static void usage(FILE *f)
 "Latency runs from the start of an operation's window to its reply; commit\n"
 "latency from the reply until the session's commit point (finder's DPR.SYNC)\n"
 "covers the operation. Exit status 0, 1 on errors, 2 on bad usage.\n",
-            opt.connections, opt.pipeline, opt.threads, opt.read_ratio, opt.keys,
+            opt.domain, opt.connections, opt.pipeline, opt.threads, opt.read_ratio, opt.keys,
             opt.value_size, opt.zipf_theta, opt.duration, opt.warmup, opt.sync_interval_ms,
             opt.commit_wait, opt.seed);
 }
@@ -765,7 +770,7 @@ static double parse_double(const char *name, const char *s, double lo, double hi
 
 static void parse_args(int argc, char **argv)
 {
-    enum { OPT_MODE = 256, OPT_SERVER, OPT_SHARD, OPT_FINDER, OPT_CONNS, OPT_PIPE, OPT_THREADS, OPT_READ,
+    enum { OPT_MODE = 256, OPT_SERVER, OPT_SHARD, OPT_FINDER, OPT_DOMAIN, OPT_CONNS, OPT_PIPE, OPT_THREADS, OPT_READ,
            OPT_KEYS, OPT_VSIZE, OPT_DIST, OPT_THETA, OPT_DUR, OPT_WARM, OPT_PREFILL, OPT_RELAXED, OPT_SYNC,
            OPT_CWAIT, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_PREFILL_ONLY };
     static const struct option lo[] = {
@@ -773,6 +778,7 @@ static void parse_args(int argc, char **argv)
         {"server", required_argument, NULL, OPT_SERVER},
         {"shard", required_argument, NULL, OPT_SHARD},
         {"finder", required_argument, NULL, OPT_FINDER},
+        {"domain", required_argument, NULL, OPT_DOMAIN},
         {"connections", required_argument, NULL, OPT_CONNS},
         {"pipeline", required_argument, NULL, OPT_PIPE},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -821,6 +827,12 @@ static void parse_args(int argc, char **argv)
             if (dpr_endpoint_parse(optarg, &opt.finder, opt.finder_host,
                                    sizeof(opt.finder_host)) < 0)
                 bad_usage("--finder: expected HOST:PORT, got '%s'", optarg);
+            break;
+        case OPT_DOMAIN:
+            if (!dpr_domain_valid(optarg, strlen(optarg)))
+                bad_usage("--domain: expected 1 to %d characters a-z, 0-9, '.', '_' or '-', "
+                          "starting with a letter or a digit, got '%s'", DPR_DOMAIN_MAX, optarg);
+            opt.domain = optarg;
             break;
         case OPT_CONNS: opt.connections = (unsigned)parse_uint("connections", optarg, 1, 10000); break;
         case OPT_PIPE: opt.pipeline = (unsigned)parse_uint("pipeline", optarg, 1, 100000); break;
@@ -884,7 +896,7 @@ int main(int argc, char **argv)
     if (opt.dpr) {
         dpr_err err;
         dpr_client_config cfg = {.shards = opt.shards, .nshards = opt.nshards,
-                                 .finder = opt.finder,
+                                 .finder = opt.finder, .domain = opt.domain,
                                  .pipeline_depth = 1}; /* one batch per shard and window */
         int r = dpr_client_new(&cfg, &client, &err);
         if (r < 0)

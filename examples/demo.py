@@ -12,10 +12,12 @@ needs, see docs/testing-clusters.md):
  3. a client inside the node (dpr.Client of deployment "kv", addresses from
     the agent's status) writes one key per operation across the 3 shards in
     one session and prints its last sequence number against the commit point;
- 4. kill -9 of one cache-store's main PID: systemd restarts it, the cluster
-    moves to a new world-line, and the client gets dpr.RollbackError. It shows
-    what was kept (the prefix of operations before lost_from) and what was
-    lost, and reads every key back to check exactly that;
+ 4. kill -9 of one cache-store's main PID: systemd restarts it, deployment
+    "kv" (its own DPR domain) moves to a new world-line, and the client gets
+    dpr.RollbackError. It shows what was kept (the prefix of operations
+    before lost_from) and what was lost, and reads every key back to check
+    exactly that. Deployment "sessions", a domain of its own, keeps its
+    world-line: nothing there rolls back;
  5. tears everything down (also on errors and Ctrl-C) and prints a summary.
 """
 import argparse
@@ -51,8 +53,8 @@ def out(*a):
 
 with dpr.connect() as cluster:
     client = cluster.client(DEPLOYMENT, reconnect_timeout=20, rollback_timeout=20)
-out("client: deployment %s, shards %s, finder %s"
-    % (DEPLOYMENT, " ".join(client.shards), client.finder))
+out("client: deployment %s (its DPR domain: %s), shards %s, finder %s"
+    % (DEPLOYMENT, client.domain, " ".join(client.shards), client.finder))
 s = client.session()
 out("session %s on world-line %d" % (s.id[:12], s.world_line))
 out("%7s  %9s  %12s  %s" % ("time", "last_seq", "commit point", "not yet committed"))
@@ -157,6 +159,13 @@ def status_json(node):
     return json.loads(node.run(["dprctl", "status", "--json"]).stdout)
 
 
+def deployment(st, name):
+    for d in st["deployments"]:
+        if d["name"] == name:
+            return d
+    raise KeyError(name)
+
+
 def instance(st, name):
     for d in st["deployments"]:
         for i in d["instances"]:
@@ -233,9 +242,10 @@ def demo(harness, build, t_start):
     before = status_json(node)
     victim = instance(before, VICTIM)
     pid = victim["main_pid"]
-    print("   before: %s pid %d, restarts %d, world-line %d (finder world-line %d)"
-          % (VICTIM, pid, victim["restarts"], victim["world_line"],
-             before["finder"]["world_line"]))
+    wl = {d["name"]: d["world_line"] for d in before["deployments"]}
+    print("   before: %s pid %d, restarts %d; world-lines: %s"
+          % (VICTIM, pid, victim["restarts"],
+             ", ".join("%s %s" % (n, w) for n, w in sorted(wl.items()))))
     t_kill = time.monotonic()
     node.run(["kill", "-9", str(pid)])
     print("   $ kill -9 %d    (%s, while the client keeps writing)" % (pid, victim["unit"]))
@@ -244,15 +254,23 @@ def demo(harness, build, t_start):
         st = status_json(node)
         i = instance(st, VICTIM)
         if i["restarts"] >= 1 and i["ready"] and i["main_pid"] not in (0, pid) \
-                and st["finder"]["world_line"] > before["finder"]["world_line"]:
+                and deployment(st, DEPLOYMENT)["world_line"] > wl[DEPLOYMENT]:
             return st
         return None
     after = harness.wait_for("systemd to restart %s" % VICTIM, restarted, 30, interval=0.1)
     i = instance(after, VICTIM)
+    wl_after = {d["name"]: d["world_line"] for d in after["deployments"]}
     print("   systemd restarted it (Restart=on-failure) within %.1fs:" % (time.monotonic() - t_kill))
-    print("   after:  %s pid %d, restarts %d, world-line %d (finder world-line %d)"
-          % (VICTIM, i["main_pid"], i["restarts"], i["world_line"], after["finder"]["world_line"]))
+    print("   after:  %s pid %d, restarts %d; world-lines: %s"
+          % (VICTIM, i["main_pid"], i["restarts"],
+             ", ".join("%s %s" % (n, w) for n, w in sorted(wl_after.items()))))
     print("           last error: %s" % i["last_error"])
+    others = sorted(n for n in wl if n != DEPLOYMENT)
+    if any(wl_after.get(n) != wl[n] for n in others):
+        raise RuntimeError("a crash in %s moved the world-line of another deployment: %s -> %s"
+                           % (DEPLOYMENT, wl, wl_after))
+    print("           %s: a DPR domain of its own, still on world-line %s (nothing rolled back)"
+          % (", ".join(others), ", ".join(str(wl[n]) for n in others)))
     print("   $ dprctl status %s" % DEPLOYMENT)
     print(indent(node.run(["dprctl", "status", DEPLOYMENT]).stdout, "     "))
 
@@ -270,7 +288,7 @@ def demo(harness, build, t_start):
     if rc != 0 or result is None or result[0] != "ok":
         raise RuntimeError("the client failed (exit %s)" % rc)
     return {"lost_from": int(result[1]), "lost": int(result[2]), "issued": int(result[3]),
-            "wl": (before["finder"]["world_line"], after["finder"]["world_line"]),
+            "wl": (wl[DEPLOYMENT], wl_after[DEPLOYMENT]),
             "pid": pid, "new_pid": i["main_pid"]}
 
 

@@ -209,6 +209,13 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     uint64_t before = a->st.generation;
     int rc;
 
+    agent_problems_init(&p);
+    if (agent_plan_check(&a->st, desired, &p) > 0) {
+        reply = spec_error(req->id, &p);
+        agent_problems_free(&p);
+        return reply;
+    }
+    agent_problems_free(&p);
     rc = agent_plan_make(&a->st, desired, &alloc, &next, &plan);
     if (rc == -ENOSPC) {
         agent_problems_init(&p);
@@ -250,6 +257,12 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
         log_info("%s: generation %llu (%zu created, %zu updated, %zu deleted)", event,
                  (unsigned long long)a->st.generation, plan.created.n, plan.updated.n,
                  plan.deleted.n);
+        for (size_t i = 0; i < plan.nresizes; i++)
+            log_notice("deployment '%s': resizing from %u to %u shards (layout %llu): about "
+                       "%.0f%% of its keys move; it pauses while they do",
+                       plan.resizes[i].deployment, plan.resizes[i].from, plan.resizes[i].to,
+                       (unsigned long long)plan.resizes[i].epoch,
+                       100.0 * agent_resize_fraction(plan.resizes[i].from, plan.resizes[i].to));
     }
     agent_plan_free(&plan);
     return agent_reply_ok(req->id, result);
@@ -405,6 +418,27 @@ static int load_state(agent *a, dpr_err *err)
     return 0;
 }
 
+/* The hosted finder, told which domain (deployment) each of the agent's
+ * workers belongs to, for the upgrade from a finder without domains. */
+static int open_finder(agent *a, const char *dir, const agent_finder_hooks *fh, dpr_err *err)
+{
+    size_t n = a->st.ninst + a->st.nretiring;
+    agent_finder_member *m = calloc(n ? n : 1, sizeof(*m));
+    int rc;
+
+    if (!m)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < a->st.ninst; i++)
+        m[i] = (agent_finder_member){ a->st.inst[i].worker, a->st.inst[i].deployment };
+    for (size_t i = 0; i < a->st.nretiring; i++)
+        m[a->st.ninst + i] = (agent_finder_member){ a->st.retiring[i].worker,
+                                                    a->st.retiring[i].deployment };
+    rc = agent_finder_open(a->loop, dir, a->cfg->finder_listen, a->cfg->node_address, m, n, fh,
+                           &a->finder, err);
+    free(m);
+    return rc;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     (void)h;
@@ -457,13 +491,16 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
         dpr_err_set(err, rc, "state directory path too long: %.80s...", cfg->state_dir);
         goto fail_started;
     }
-    rc = agent_finder_open(loop, dir, cfg->finder_listen, cfg->node_address, &fh, &a->finder,
-                           err);
+    rc = open_finder(a, dir, &fh, err);
     if (rc < 0)
         goto fail_started;
-    a->last_world_line = dpr_finder_world_line(agent_finder_core(a->finder));
-    a->last_max_version = dpr_finder_max_version(agent_finder_core(a->finder));
+    agent_note_finder(a);
     agent_check_finder(a); /* a finder that lost its state is loud from the start */
+    rc = agent_layouts_start(a, &a->layouts);
+    if (rc < 0) {
+        dpr_err_set(err, rc, "out of memory");
+        goto fail_started;
+    }
 
     for (size_t i = 0; i < a->st.ninst; i++) {
         inst_rt *rt = agent_rt_ensure(a, a->st.inst[i].name);
@@ -530,6 +567,7 @@ void agent_stop(agent *a)
     agent_units_close(a->units);
     a->units = NULL;
     agent_finder_stop(a->finder);
+    agent_layouts_stop(a->layouts);
     if (a->timers_open) {
         a->timers_open = false;
         uv_close((uv_handle_t *)&a->finder_timer, on_timer_closed);
@@ -542,10 +580,12 @@ void agent_free(agent *a)
     if (!a)
         return;
     agent_finder_free(a->finder);
+    agent_layouts_free(a->layouts);
     if (a->lock_fd >= 0)
         close(a->lock_fd);
     agent_state_free(&a->st);
     free(a->rt);
+    free(a->doms);
     for (size_t i = 0; i < a->nhalted; i++)
         free(a->halted[i]);
     free(a->halted);

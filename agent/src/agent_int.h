@@ -17,9 +17,19 @@
 #include "dpr/err.h"
 #include "finderhost.h"
 #include "health.h"
+#include "layout.h"
 #include "plan.h"
 #include "state.h"
 #include "units.h"
+
+/* What the agent last told about one domain of the finder (events). */
+typedef struct finder_dom {
+    char name[DPR_DOMAIN_MAX + 1];
+    uint64_t world_line, max_version;
+    uint64_t last_event_ms; /* dpr_mono_ms() */
+    bool pending;           /* a max_version change waits for its event */
+    bool seen;              /* still in the finder (a sweep's mark) */
+} finder_dom;
 
 /* What the agent knows and wants of one unit (by instance name). */
 typedef struct inst_rt {
@@ -50,15 +60,15 @@ struct agent {
     agent_control *ctl;
     agent_units *units;
     agent_finder *finder;
+    agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;
     char **halted;         /* deployments whose rolling update stopped on an error */
     size_t nhalted;
     uint64_t event_seq;
-    /* finder events */
-    uint64_t last_world_line, last_max_version;
-    uint64_t last_finder_event_ms; /* dpr_mono_ms() */
-    bool finder_event_pending;
+    /* finder events, per domain */
+    finder_dom *doms;
+    size_t ndoms;
     uv_timer_t finder_timer;
     uv_timer_t retry_timer; /* failed unit operations, blocked retirements */
     bool timers_open;
@@ -95,7 +105,13 @@ json_t *agent_nodes_json(agent *a);
 void agent_emit(agent *a, const char *type, json_t *fields); /* steals fields */
 void agent_emit_instance(agent *a, const inst_rt *rt);
 void agent_on_finder_commit(void *arg);
+/* Takes note of every domain's world-line and max version (at start: no
+ * events for what was there before). */
+void agent_note_finder(agent *a);
 bool agent_rt_ready(const inst_rt *rt);
+/* The finder's core of deployment's domain (its name), or NULL when the
+ * finder has none (yet). */
+dpr_finder *agent_domain(agent *a, const char *deployment);
 /* Marks instances whose versions the finder committed, and finds those it
  * no longer knows (its state was lost): logs, events and status on change. */
 void agent_check_finder(agent *a);

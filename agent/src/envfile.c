@@ -32,6 +32,8 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                  "DPR_NODE=%s\n"
                  "DPR_INSTANCE=%s\n"
                  "DPR_DEPLOYMENT=%s\n"
+                 "# its DPR domain: the deployment's name (world-lines, cut, recovery)\n"
+                 "DPR_DOMAIN=%s\n"
                  "DPR_SHARD=%u\n"
                  "DPR_IMPL=%s\n"
                  "DPR_VERSION=%s\n"
@@ -45,17 +47,21 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                  "DPR_KV_LISTEN=%s\n"
                  "DPR_KV_FINDER=%s\n"
                  "DPR_KV_WORKER=%llu\n"
+                 "DPR_KV_DOMAIN=%s\n"
                  "DPR_KV_CHECKPOINT_INTERVAL_MS=%u\n"
                  "DPR_KV_MAX_CLIENTS=%u\n"
                  "DPR_KV_MAXMEMORY=%llu\n"
+                 "# no key is served before the agent gives the shard its layout\n"
+                 "DPR_KV_AWAIT_LAYOUT=1\n"
                  "# its finder registration token: a secret (this file is mode 0600)\n"
                  "DPR_FINDER_TOKEN=%s\n"
                  "DPR_KV_FINDER_TOKEN=%s\n",
-                 in->name, c->exec, c->cluster, c->node, in->name, in->deployment, in->shard,
-                 in->impl, in->version, endpoint, c->finder, (unsigned long long)in->worker,
-                 in->checkpoint_interval_ms, in->max_clients,
-                 (unsigned long long)in->maxmemory, endpoint, c->finder,
+                 in->name, c->exec, c->cluster, c->node, in->name, in->deployment,
+                 in->deployment, in->shard, in->impl, in->version, endpoint, c->finder,
                  (unsigned long long)in->worker, in->checkpoint_interval_ms, in->max_clients,
+                 (unsigned long long)in->maxmemory, endpoint, c->finder,
+                 (unsigned long long)in->worker, in->deployment, in->checkpoint_interval_ms,
+                 in->max_clients,
                  (unsigned long long)in->maxmemory, in->token, in->token);
     return n < 0 ? NULL : text;
 }

@@ -2,7 +2,8 @@
  * envfile.h - an instance's environment file, read by its unit through
  * EnvironmentFile=/run/dpr/instances/%i.env. It carries everything the
  * cache-store process needs: the program to run, where to listen, the
- * finder, its worker id and finder token, and settings (docs/operations.md,
+ * finder, its domain (the deployment's name), its worker id and finder
+ * token, and settings (docs/operations.md,
  * "Instance files").
  */
 #ifndef AGENT_ENVFILE_H

@@ -16,7 +16,7 @@
 #include "dpr/store.h"
 
 struct agent_finder {
-    dpr_finder *f;
+    dpr_domains *ds;
     dpr_store *store;
     dpr_server *srv;
     dpr_server_config cfg;
@@ -24,18 +24,41 @@ struct agent_finder {
     char address[300];
 };
 
+/* "kv (world-line 3, 3 workers), sessions (...)" of the published view,
+ * shortened with "..." when it does not fit. */
+static void describe_domains(const dpr_domains *ds, char *out, size_t cap)
+{
+    size_t off = 0, n = dpr_domains_count(ds);
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n && off < cap; i++) {
+        dpr_finder *f = dpr_domains_at(ds, i);
+        int w = snprintf(out + off, cap - off, "%s%s (world-line %llu, %zu worker%s)",
+                         i ? ", " : "", dpr_domains_name(ds, i),
+                         (unsigned long long)dpr_finder_world_line(f),
+                         dpr_finder_worker_count(f), dpr_finder_worker_count(f) == 1 ? "" : "s");
+        if (w < 0 || (size_t)w >= cap - off) {
+            if (cap > 4)
+                snprintf(out + cap - 4, 4, "...");
+            return;
+        }
+        off += (size_t)w;
+    }
+}
+
 static int load(agent_finder *af, const char *dir, dpr_err *err)
 {
-    dpr_finder_state st = { .workers = NULL };
+    dpr_domains_state st = { 0, 0, NULL };
+    char what[400];
     int rc = dpr_store_load(af->store, &st);
 
     if (rc == -ENOENT) {
-        rc = dpr_finder_new(&af->f);
+        rc = dpr_domains_new(&af->ds);
         if (rc < 0)
             dpr_err_set(err, rc, "cannot create the finder: %s", strerror(-rc));
         else
-            log_info("finder: no state in %s, starting fresh (world-line %d)", dir,
-                     DPR_FINDER_FIRST_WORLD_LINE);
+            log_info("finder: no state in %s, starting fresh (no domains yet: each deployment "
+                     "gets its own when its first instance registers)", dir);
         return rc;
     }
     if (rc < 0) {
@@ -45,14 +68,114 @@ static int load(agent_finder *af, const char *dir, dpr_err *err)
         return dpr_err_set(err, rc, "cannot load the finder state: %s; refusing to start",
                            dpr_store_error(af->store));
     }
-    rc = dpr_finder_restore(&st, &af->f);
-    if (rc < 0)
+    rc = dpr_domains_restore(&st, &af->ds);
+    if (rc < 0) {
         dpr_err_set(err, rc, "cannot restore the finder state from %s/finder.state: %s", dir,
                     strerror(-rc));
-    else
-        log_info("finder: restored world-line %llu with %zu workers from %s",
-                 (unsigned long long)st.world_line, st.nworkers, dir);
-    dpr_finder_state_free(&st);
+    } else {
+        describe_domains(af->ds, what, sizeof(what));
+        log_info("finder: restored %zu domain%s from %s%s%s", dpr_domains_count(af->ds),
+                 dpr_domains_count(af->ds) == 1 ? "" : "s", dir, st.n ? ": " : "", what);
+    }
+    dpr_domains_state_free(&st);
+    return rc;
+}
+
+/* The workers of members[0..n) that belong to domain (and are in `from`). */
+static size_t members_of(const agent_finder_member *m, size_t n, const char *domain,
+                         const dpr_finder *from, uint64_t *out)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(m[i].domain, domain) == 0 && dpr_finder_has_worker(from, m[i].worker))
+            out[k++] = m[i].worker;
+    return k;
+}
+
+/*
+ * The upgrade from a finder without domains (finderhost.h): the default
+ * domain's workers that belong to members of other domains move to those
+ * domains; the result is saved before anything is served.
+ */
+static int split_default(agent_finder *af, const char *dir, const agent_finder_member *m,
+                         size_t n, dpr_err *err)
+{
+    uint64_t *workers;
+    size_t moved = 0;
+    dpr_domains_state st = { 0, 0, NULL };
+    dpr_finder *def;
+    int rc = 0;
+
+    if (!n || !dpr_domains_find(af->ds, DPR_DOMAIN_DEFAULT))
+        return 0;
+    if (!(workers = malloc(n * sizeof(*workers))))
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        bool seen = false;
+        /* each domain once, at its first member */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(m[j].domain, m[i].domain) == 0;
+        if (seen || strcmp(m[i].domain, DPR_DOMAIN_DEFAULT) == 0)
+            continue;
+        /* looked up again each time: a split may drop an emptied domain */
+        if (!(def = dpr_domains_find(af->ds, DPR_DOMAIN_DEFAULT)))
+            break;
+        k = members_of(m, n, m[i].domain, def, workers);
+        if (k == 0)
+            continue;
+        rc = dpr_domains_split(af->ds, DPR_DOMAIN_DEFAULT, m[i].domain, workers, k);
+        if (rc == -EEXIST) {
+            log_error("finder: %zu worker%s of deployment '%s' %s in domain '%s', but domain "
+                      "'%s' exists already: left as they are (their instances cannot recover "
+                      "in their own domain; see docs/operations.md, \"Upgrading to domains\")", k,
+                      k == 1 ? "" : "s", m[i].domain, k == 1 ? "is" : "are", DPR_DOMAIN_DEFAULT,
+                      m[i].domain);
+            rc = 0;
+            continue;
+        }
+        if (rc < 0) {
+            dpr_err_set(err, rc, "cannot move the workers of deployment '%s' into a domain of "
+                        "their own: %s", m[i].domain, strerror(-rc));
+            goto out;
+        }
+        moved++;
+        log_notice("finder: upgrade: %zu worker%s of deployment '%s' moved from domain '%s' "
+                   "into domain '%s', keeping world-line %llu, cuts and tokens", k,
+                   k == 1 ? "" : "s", m[i].domain, DPR_DOMAIN_DEFAULT, m[i].domain,
+                   (unsigned long long)dpr_finder_world_line(
+                       dpr_domains_find(af->ds, m[i].domain)));
+    }
+    if (!moved)
+        goto out;
+    def = dpr_domains_find(af->ds, DPR_DOMAIN_DEFAULT);
+    if (def && dpr_finder_worker_count(def))
+        log_info("finder: domain '%s' keeps %zu worker%s that belong%s to no instance of this "
+                 "agent", DPR_DOMAIN_DEFAULT, dpr_finder_worker_count(def),
+                 dpr_finder_worker_count(def) == 1 ? "" : "s",
+                 dpr_finder_worker_count(def) == 1 ? "s" : "");
+    rc = dpr_domains_get_state(af->ds, &st);
+    if (rc < 0) {
+        dpr_err_set(err, rc, "out of memory");
+        goto out;
+    }
+    rc = dpr_store_save(af->store, &st);
+    if (rc < 0) {
+        dpr_err_set(err, rc, "cannot save the finder state split into domains: %s",
+                    dpr_store_error(af->store));
+        goto out;
+    }
+    rc = dpr_domains_publish(af->ds, &st);
+    if (rc < 0) {
+        dpr_err_set(err, rc, "cannot publish the finder state split into domains: %s",
+                    strerror(-rc));
+        goto out;
+    }
+    log_info("finder: saved the state split into domains in %s/finder.state", dir);
+out:
+    dpr_domains_state_free(&st);
+    free(workers);
     return rc;
 }
 
@@ -125,8 +248,9 @@ static void make_address(agent_finder *af, const char *advertise_host, bool repl
 }
 
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
-                      const char *advertise_host, const agent_finder_hooks *hooks,
-                      agent_finder **out, dpr_err *err)
+                      const char *advertise_host, const agent_finder_member *members,
+                      size_t nmembers, const agent_finder_hooks *hooks, agent_finder **out,
+                      dpr_err *err)
 {
     agent_finder *af = calloc(1, sizeof(*af));
     dpr_server_hooks sh = { NULL, NULL, NULL };
@@ -155,6 +279,9 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
     rc = load(af, dir, err);
     if (rc < 0)
         goto fail;
+    rc = split_default(af, dir, members, nmembers, err);
+    if (rc < 0)
+        goto fail;
     af->cfg.listen = af->listen;
     af->cfg.max_clients = DPR_SERVER_DEFAULT_MAX_CLIENTS;
     af->cfg.max_request_bytes = DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES;
@@ -163,7 +290,7 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
         sh.failed = hooks->failed;
         sh.arg = hooks->arg;
     }
-    rc = dpr_server_start(loop, af->f, af->store, &af->cfg, &sh, &af->srv);
+    rc = dpr_server_start(loop, af->ds, af->store, &af->cfg, &sh, &af->srv);
     if (rc < 0) {
         dpr_err_set(err, rc, "the finder cannot listen on %s%s: %s", af->listen,
                     replaced ? " (node.address, for the wildcard of finder.listen)" : "",
@@ -182,8 +309,8 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
     *out = af;
     return 0;
 fail:
-    if (af->f)
-        dpr_finder_free(af->f);
+    if (af->ds)
+        dpr_domains_free(af->ds);
     dpr_store_close(af->store);
     free(af->listen);
     free(af);
@@ -196,15 +323,25 @@ const char *agent_finder_address(const agent_finder *af)
     return af->address;
 }
 
-dpr_finder *agent_finder_core(agent_finder *af)
+dpr_domains *agent_finder_domains(agent_finder *af)
 {
-    return af->f;
+    return af->ds;
 }
 
-int agent_finder_remove_worker(agent_finder *af, uint64_t worker, const char *token)
+dpr_finder *agent_finder_domain(agent_finder *af, const char *name)
 {
-    int rc = dpr_finder_remove_worker_token(af->f, worker, token, token ? strlen(token) : 0);
+    return dpr_domains_find(af->ds, name);
+}
 
+int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t worker,
+                               const char *token)
+{
+    dpr_finder *f = dpr_domains_find(af->ds, domain);
+    int rc;
+
+    if (!f)
+        return -ENOENT;
+    rc = dpr_finder_remove_worker_token(f, worker, token, token ? strlen(token) : 0);
     if (rc == 0)
         dpr_server_commit_soon(af->srv);
     return rc;
@@ -221,8 +358,8 @@ void agent_finder_free(agent_finder *af)
     if (!af)
         return;
     dpr_server_free(af->srv);
-    if (af->f)
-        dpr_finder_free(af->f);
+    if (af->ds)
+        dpr_domains_free(af->ds);
     dpr_store_close(af->store);
     free(af->listen);
     free(af);

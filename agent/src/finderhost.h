@@ -1,6 +1,7 @@
 /*
- * finderhost.h - the DPR finder hosted by the agent (single node): the
- * finder core with its file store under <state>/finder, served over RESP
+ * finderhost.h - the DPR finder hosted by the agent (single node): one
+ * finder core per DPR domain (dpr/domains.h; each deployment is the domain
+ * of its name) with their file store under <state>/finder, served over RESP
  * on the agent's loop (finder/src/server.c), and the address cache-stores
  * are told to reach it on.
  */
@@ -12,6 +13,7 @@
 #include <uv.h>
 
 #include "dpr/err.h"
+#include "dpr/domains.h"
 #include "dpr/finder.h"
 
 typedef struct agent_finder agent_finder;
@@ -22,26 +24,46 @@ typedef struct agent_finder_hooks {
     void *arg;
 } agent_finder_hooks;
 
+/* A worker the agent owns and the domain it belongs to (its instance's
+ * deployment). */
+typedef struct agent_finder_member {
+    uint64_t worker;
+    const char *domain;
+} agent_finder_member;
+
 /*
  * Loads (or creates) the finder state in dir and listens on listen
  * ("HOST:PORT"). A wildcard listen host (*, 0.0.0.0, ::) means
  * advertise_host (node.address): the finder listens there only, and that
  * name is the address given to cache-stores; the address bound is logged.
- * A damaged state is an error (-EBADMSG), never a fresh start. 0 or a
- * negative errno with a message in err.
+ * A damaged state is an error (-EBADMSG), never a fresh start.
+ *
+ * Upgrade from a finder without domains: a state whose domain
+ * DPR_DOMAIN_DEFAULT holds workers of members[0..nmembers) of another
+ * domain is split before serving (dpr_domains_split: each such domain gets
+ * its workers with their world-line, cuts and tokens), logged and saved.
+ * A target domain that exists already is left alone (logged as an error:
+ * those workers stay in the default domain).
+ *
+ * 0 or a negative errno with a message in err.
  */
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
-                      const char *advertise_host, const agent_finder_hooks *hooks,
-                      agent_finder **out, dpr_err *err);
+                      const char *advertise_host, const agent_finder_member *members,
+                      size_t nmembers, const agent_finder_hooks *hooks, agent_finder **out,
+                      dpr_err *err);
 /* "HOST:PORT" for cache-stores (the real port when listen asked for 0). */
 const char *agent_finder_address(const agent_finder *af);
-dpr_finder *agent_finder_core(agent_finder *af);
-/* Forgets worker (retired instance), presenting its token (NULL: none):
- * 0, or -EBUSY while one of its reported checkpoints is not in the cut yet
- * (try again after a commit), -ENOENT when the finder does not know it
- * (also success for the caller), -EACCES when the finder holds another
- * token for it (someone else registered that id). */
-int agent_finder_remove_worker(agent_finder *af, uint64_t worker, const char *token);
+/* Every domain of the finder. */
+dpr_domains *agent_finder_domains(agent_finder *af);
+/* The core of domain name, or NULL when the finder has no such domain. */
+dpr_finder *agent_finder_domain(agent_finder *af, const char *name);
+/* Forgets worker (retired instance) in domain, presenting its token (NULL:
+ * none): 0, or -EBUSY while one of its reported checkpoints is not in the
+ * cut yet (try again after a commit), -ENOENT when the finder does not know
+ * it or the domain (also success for the caller), -EACCES when the finder
+ * holds another token for it (someone else registered that id). */
+int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t worker,
+                               const char *token);
 /* Graceful stop (handles close on the loop); then agent_finder_free. */
 void agent_finder_stop(agent_finder *af);
 void agent_finder_free(agent_finder *af);

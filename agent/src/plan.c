@@ -59,6 +59,9 @@ void agent_plan_free(agent_plan *p)
     names_free(&p->updated);
     names_free(&p->deleted);
     names_free(&p->unchanged);
+    free(p->resizes);
+    p->resizes = NULL;
+    p->nresizes = 0;
 }
 
 bool agent_plan_changed(const agent_plan *p)
@@ -79,11 +82,100 @@ static json_t *names_json(const agent_names *l)
     return a;
 }
 
+double agent_resize_fraction(uint32_t from, uint32_t to)
+{
+    if (from == to || from == 0 || to == 0)
+        return 0;
+    return to > from ? (double)(to - from) / to : (double)(from - to) / from;
+}
+
+static json_t *resizes_json(const agent_plan *p)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < p->nresizes; i++) {
+        const agent_resize_plan *r = &p->resizes[i];
+        if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:f}", "deployment",
+                                               r->deployment, "from", (json_int_t)r->from,
+                                               "to", (json_int_t)r->to, "epoch",
+                                               (json_int_t)r->epoch, "moves",
+                                               agent_resize_fraction(r->from, r->to))) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 json_t *agent_plan_to_json(const agent_plan *p)
 {
-    return json_pack("{s:o*, s:o*, s:o*, s:o*}", "created", names_json(&p->created),
+    return json_pack("{s:o*, s:o*, s:o*, s:o*, s:o*}", "created", names_json(&p->created),
                      "updated", names_json(&p->updated), "deleted", names_json(&p->deleted),
-                     "unchanged", names_json(&p->unchanged));
+                     "unchanged", names_json(&p->unchanged), "resizes", resizes_json(p));
+}
+
+static uint32_t instances_of(const agent_state *st, const char *deployment)
+{
+    uint32_t n = 0;
+
+    for (size_t i = 0; i < st->ninst; i++)
+        n += strcmp(st->inst[i].deployment, deployment) == 0;
+    return n;
+}
+
+size_t agent_plan_check(const agent_state *cur, const agent_spec *desired, agent_problems *p)
+{
+    size_t n = 0;
+    char path[64];
+
+    for (size_t d = 0; d < desired->n; d++) {
+        const agent_layout *l = agent_state_layout(cur, desired->d[d].name);
+        if (!l || !l->target_epoch || desired->d[d].shards == l->target_shards)
+            continue;
+        snprintf(path, sizeof(path), "cachestores[%zu].shards", d);
+        agent_problems_add(p, path, "deployment '%s' is being resized from %u to %u shards: "
+                           "change its shard count again once that has finished (dprctl "
+                           "status)", desired->d[d].name, l->shards, l->target_shards);
+        n++;
+    }
+    return n;
+}
+
+/* next's layout records and the plan's resizes (see agent_plan_make). */
+static int plan_layouts(const agent_state *cur, const agent_spec *desired, agent_state *ns,
+                        agent_plan *pl)
+{
+    if (desired->n == 0)
+        return 0;
+    ns->layouts = calloc(desired->n, sizeof(*ns->layouts));
+    pl->resizes = calloc(desired->n, sizeof(*pl->resizes));
+    if (!ns->layouts || !pl->resizes)
+        return -ENOMEM;
+    for (size_t d = 0; d < desired->n; d++) {
+        const agent_deploy *dep = &desired->d[d];
+        const agent_layout *old = agent_state_layout(cur, dep->name);
+        agent_layout *l = &ns->layouts[ns->nlayouts++];
+        uint32_t n = instances_of(cur, dep->name);
+
+        if (old && old->target_epoch && old->target_shards != dep->shards)
+            return -EBUSY; /* agent_plan_check says so first */
+        if (old)
+            *l = *old;
+        else
+            snprintf(l->deployment, sizeof(l->deployment), "%s", dep->name);
+        if (l->target_epoch || n == 0 || n == dep->shards)
+            continue; /* resizing already (same target), new, or the same count */
+        if (l->epoch == 0)
+            l->shards = n; /* its shards route by their count without a layout */
+        l->target_epoch = l->epoch + 1;
+        l->target_shards = dep->shards;
+        agent_resize_plan *r = &pl->resizes[pl->nresizes++];
+        memcpy(r->deployment, dep->name, sizeof(r->deployment));
+        r->from = l->shards;
+        r->to = dep->shards;
+        r->epoch = l->target_epoch;
+    }
+    return 0;
 }
 
 /* Ports held: a bitmap over the allocation range. */
@@ -211,6 +303,9 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         if (rc < 0)
             goto fail;
     }
+    rc = plan_layouts(cur, desired, &ns, &pl);
+    if (rc < 0)
+        goto fail;
     /* deleted instances retire; earlier retiring ones stay retiring */
     ns.nretiring = cur->nretiring;
     ns.retiring = malloc((cur->nretiring + cur->ninst + 1) * sizeof(*ns.retiring));
@@ -231,7 +326,10 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             goto fail;
         assert(ns.nretiring < cur->nretiring + cur->ninst + 1); /* the room allocated */
         ns.retiring[ns.nretiring] = cur->inst[i];
-        ns.retiring[ns.nretiring++].unit_retired = false;
+        ns.retiring[ns.nretiring].unit_retired = false;
+        /* a shard a resize removes gives its keys away before it stops */
+        const agent_layout *l = agent_state_layout(&ns, cur->inst[i].deployment);
+        ns.retiring[ns.nretiring++].held = l && l->target_epoch != 0;
     }
     /* new instances: next worker ids, lowest free ports (in spec order) */
     rc = portmap_init(&ports, alloc, &ns);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "problems.h"
 #include "state.h"
 
 typedef struct agent_names {
@@ -18,8 +19,17 @@ typedef struct agent_names {
     char **v;
 } agent_names;
 
+/* A deployment whose shard count changes: its keys move (layout.c). */
+typedef struct agent_resize_plan {
+    char deployment[AGENT_DEPLOY_NAME_MAX + 1];
+    uint32_t from, to; /* shard counts */
+    uint64_t epoch;    /* the layout it moves to */
+} agent_resize_plan;
+
 typedef struct agent_plan {
     agent_names created, updated, deleted, unchanged; /* each sorted (strcmp) */
+    agent_resize_plan *resizes;                       /* in spec order */
+    size_t nresizes;
 } agent_plan;
 
 typedef struct agent_alloc {
@@ -36,15 +46,36 @@ typedef struct agent_alloc {
  * instances join next->retiring (they keep their port until retired).
  * next->generation is cur->generation + 1 when something was created,
  * updated or deleted, else the same. next->spec is desired.
- * 0; -ENOSPC when the port range is exhausted; -ENOMEM; getrandom's error
- * when no token can be made. On error nothing is returned in next or plan.
+ * Layouts: every desired deployment has a layout record in next (its
+ * current one, or epoch 0 for a new one). A deployment with instances whose
+ * shard count changes is resized: its record gets the target (epoch + 1,
+ * the new count), the plan lists it in resizes, and its deleted instances
+ * retire `held` (they give their keys away first). A deployment already
+ * being resized must keep its target count (agent_plan_check).
+ * 0; -ENOSPC when the port range is exhausted; -EBUSY when the shard count
+ * of a deployment being resized changes (agent_plan_check); -ENOMEM;
+ * getrandom's error when no token can be made. On error nothing is
+ * returned in next or plan.
  */
 int agent_plan_make(const agent_state *cur, const agent_spec *desired, const agent_alloc *alloc,
                     agent_state *next, agent_plan *plan);
 
+/*
+ * What the spec may not do now: change the shard count of a deployment that
+ * is being resized. Adds one problem per such deployment (path
+ * "cachestores[i].shards"); returns how many.
+ */
+size_t agent_plan_check(const agent_state *cur, const agent_spec *desired, agent_problems *p);
+
+/* The share of the keys a resize from `from` to `to` shards moves, with jump
+ * consistent hash: growing, (to - from) / to (all onto the new shards);
+ * shrinking, (from - to) / from (all from the removed shards). */
+double agent_resize_fraction(uint32_t from, uint32_t to);
+
 /* Something to do? */
 bool agent_plan_changed(const agent_plan *p);
-/* {"created": [...], "updated": [...], "deleted": [...], "unchanged": [...]} */
+/* {"created": [...], "updated": [...], "deleted": [...], "unchanged": [...],
+ *  "resizes": [{"deployment", "from", "to", "epoch", "moves"}]} */
 json_t *agent_plan_to_json(const agent_plan *p);
 void agent_plan_free(agent_plan *p);
 

@@ -1,9 +1,9 @@
 /* reconcile.c - makes systemd's units follow the recorded state: starts
  * and adopts desired instances, restarts updated ones one at a time per
  * deployment, stops and cleans up retiring ones, and forgets retired
- * workers in the finder. Driven by events only: apply/delete, unit
- * property changes, job ends, (re)connection, finder commits; plus a retry
- * timer for operations that failed. */
+ * workers in the finder (in their deployment's domain). Driven by events
+ * only: apply/delete, unit property changes, job ends, (re)connection,
+ * finder commits; plus a retry timer for operations that failed. */
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
@@ -213,8 +213,12 @@ static void rolling_restart(agent *a, const char *deployment)
     const agent_instance *best = NULL;
     inst_rt *best_rt = NULL;
 
+    const agent_layout *lay = agent_state_layout(&a->st, deployment);
+
     if (is_halted(a, deployment))
         return;
+    if (lay && lay->target_epoch)
+        return; /* not while it is resized: after */
     for (size_t i = 0; i < a->st.ninst; i++) {
         const agent_instance *in = &a->st.inst[i];
         inst_rt *rt;
@@ -257,8 +261,12 @@ static void retire_unit(agent *a, agent_instance *r)
 {
     inst_rt *rt = agent_rt_ensure(a, r->name);
 
+    const agent_layout *lay = agent_state_layout(&a->st, r->deployment);
+
     if (!rt || r->unit_retired || !ready_to_act(a, rt))
         return;
+    if (r->held && lay && lay->target_epoch)
+        return; /* its keys move to the remaining shards first (layout.c) */
     assert(rt->retire_step >= 0 && rt->retire_step <= 2); /* stop, clean, done */
     if (rt->retire_step == 0) {
         issue(a, rt, AGENT_UNIT_STOP);
@@ -288,7 +296,7 @@ void agent_retire_in_finder(agent *a)
         int rc;
         if (!r->unit_retired)
             continue;
-        rc = agent_finder_remove_worker(a->finder, r->worker, r->token);
+        rc = agent_finder_remove_worker(a->finder, r->deployment, r->worker, r->token);
         if (rc == -EBUSY)
             continue; /* its last checkpoint is not in the cut yet: after a commit */
         if (rc == -EACCES) {

@@ -27,7 +27,7 @@ static json_t *str_or_null(const char *s, bool known)
     return known && s[0] ? json_string(s) : json_null();
 }
 
-/* Durable (newest reported) version per worker, from the finder's working state. */
+/* Durable (newest reported) version per worker, from a domain's working state. */
 static uint64_t durable_of(const dpr_finder_state *fs, uint64_t worker, bool *found)
 {
     size_t lo = 0, hi = fs->nworkers;
@@ -47,11 +47,16 @@ static uint64_t durable_of(const dpr_finder_state *fs, uint64_t worker, bool *fo
     return 0;
 }
 
-static json_t *instance_json(agent *a, const agent_instance *in, const dpr_finder_state *fs,
-                             bool have_fs)
+dpr_finder *agent_domain(agent *a, const char *deployment)
+{
+    return a->finder ? agent_finder_domain(a->finder, deployment) : NULL;
+}
+
+/* f: the core of in's domain, fs its working state (have_fs: known). */
+static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
+                             const dpr_finder_state *fs, bool have_fs)
 {
     inst_rt *rt = agent_rt_find(a, in->name);
-    dpr_finder *f = agent_finder_core(a->finder);
     char unit[128], endpoint[320];
     bool registered = false;
     uint64_t durable = have_fs ? durable_of(fs, in->worker, &registered) : 0;
@@ -104,14 +109,18 @@ static int cmp_shard(const void *x, const void *y)
     return a->shard < b->shard ? -1 : a->shard > b->shard;
 }
 
-static json_t *deployment_json(agent *a, const agent_deploy *d, const dpr_finder_state *fs,
-                               bool have_fs)
+/* The deployment with its domain's world-line and cut (its instances'
+ * entries in shard order, null for one not registered) and its instances. */
+static json_t *deployment_json(agent *a, const agent_deploy *d)
 {
     const agent_instance **list = calloc(d->shards ? d->shards : 1, sizeof(*list));
-    json_t *o = agent_deploy_to_json(d), *insts = json_array();
+    json_t *o = agent_deploy_to_json(d), *insts = json_array(), *cut = json_array();
+    dpr_finder *f = agent_domain(a, d->name);
+    dpr_finder_state fs = { .workers = NULL };
+    bool have_fs = f && dpr_finder_get_state(f, &fs) == 0;
     size_t n = 0, ready = 0;
 
-    if (!list || !o || !insts)
+    if (!list || !o || !insts || !cut)
         goto fail;
     for (size_t i = 0; i < a->st.ninst && n < d->shards; i++)
         if (strcmp(a->st.inst[i].deployment, d->name) == 0)
@@ -119,19 +128,58 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const dpr_finder
     qsort(list, n, sizeof(*list), cmp_shard);
     for (size_t i = 0; i < n; i++) {
         inst_rt *rt = agent_rt_find(a, list[i]->name);
+        bool registered = false;
         ready += rt && agent_rt_ready(rt);
-        if (json_array_append_new(insts, instance_json(a, list[i], fs, have_fs)) < 0)
+        if (have_fs)
+            durable_of(&fs, list[i]->worker, &registered);
+        if (json_array_append_new(insts, instance_json(a, list[i], f, &fs, have_fs)) < 0 ||
+            json_array_append_new(cut, registered ? json_integer((json_int_t)dpr_finder_cut_of(
+                                                         f, list[i]->worker))
+                                                  : json_null()) < 0)
             goto fail;
     }
     json_object_set_new(o, "ready", json_integer((json_int_t)ready));
+    json_object_set_new(o, "domain", json_string(d->name));
+    json_object_set_new(o, "world_line", f ? json_integer((json_int_t)dpr_finder_world_line(f))
+                                           : json_null());
+    json_object_set_new(o, "max_version",
+                        f ? json_integer((json_int_t)dpr_finder_max_version(f)) : json_null());
+    json_object_set_new(o, "cut", cut);
+    json_object_set_new(o, "layout", agent_layouts_status(a->layouts, d->name));
     json_object_set_new(o, "instances", insts);
+    if (have_fs)
+        dpr_finder_state_free(&fs);
     free(list);
     return o;
 fail:
+    if (have_fs)
+        dpr_finder_state_free(&fs);
     free(list);
     json_decref(o);
     json_decref(insts);
+    json_decref(cut);
     return NULL;
+}
+
+/* The finder's domains: name, world-line, max version, workers. */
+static json_t *domains_json(agent *a)
+{
+    dpr_domains *ds = agent_finder_domains(a->finder);
+    json_t *l = json_array();
+
+    for (size_t i = 0; l && i < dpr_domains_count(ds); i++) {
+        dpr_finder *f = dpr_domains_at(ds, i);
+        if (json_array_append_new(l, json_pack("{s:s, s:I, s:I, s:I}", "name",
+                                               dpr_domains_name(ds, i), "world_line",
+                                               (json_int_t)dpr_finder_world_line(f),
+                                               "max_version",
+                                               (json_int_t)dpr_finder_max_version(f), "workers",
+                                               (json_int_t)dpr_finder_worker_count(f))) < 0) {
+            json_decref(l);
+            return NULL;
+        }
+    }
+    return l;
 }
 
 /* The instances whose workers the finder lost (sorted by name). */
@@ -169,30 +217,23 @@ static json_t *finder_error_json(agent *a)
 
 json_t *agent_status_json(agent *a, const char *deployment)
 {
-    dpr_finder *f = agent_finder_core(a->finder);
-    dpr_finder_state fs = { .workers = NULL };
-    bool have_fs = dpr_finder_get_state(f, &fs) == 0;
     json_t *deps = json_array(), *o, *retiring = json_array();
 
     for (size_t i = 0; deps && a->st.spec.name && i < a->st.spec.n; i++) {
         if (deployment && strcmp(deployment, a->st.spec.d[i].name) != 0)
             continue;
-        if (json_array_append_new(deps, deployment_json(a, &a->st.spec.d[i], &fs,
-                                                        have_fs)) < 0) {
+        if (json_array_append_new(deps, deployment_json(a, &a->st.spec.d[i])) < 0) {
             json_decref(deps);
             deps = NULL;
         }
     }
     for (size_t i = 0; retiring && i < a->st.nretiring; i++)
         json_array_append_new(retiring, json_string(a->st.retiring[i].name));
-    if (have_fs)
-        dpr_finder_state_free(&fs);
-    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:I, s:I, s:s, s:o*, s:o}, s:o*, s:o*, s:{s:b, s:o}}",
+    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:o*, s:s, s:o*, s:o}, s:o*, s:o*, s:{s:b, s:o}}",
                   "cluster", a->cfg->cluster, "node", a->cfg->node_name,
                   "generation", (json_int_t)a->st.generation,
                   "finder", "address", agent_finder_address(a->finder),
-                  "world_line", (json_int_t)dpr_finder_world_line(f),
-                  "max_version", (json_int_t)dpr_finder_max_version(f),
+                  "domains", domains_json(a),
                   "state", a->finder_lost ? "lost" : "ok", "lost", lost_json(a),
                   "error", finder_error_json(a),
                   "deployments", deps, "retiring", retiring,
@@ -254,18 +295,27 @@ void agent_emit_instance(agent *a, const inst_rt *rt)
     agent_emit(a, "instance", o);
 }
 
-static void emit_finder(agent *a)
+/* A finder event: about domain d (its world-line and max version, now
+ * noted as told), or, d NULL, about the finder's state only. */
+static void emit_finder(agent *a, finder_dom *d, const dpr_finder *f)
 {
-    dpr_finder *f = agent_finder_core(a->finder);
+    json_t *ev;
 
-    a->finder_event_pending = false;
-    a->last_finder_event_ms = dpr_mono_ms();
-    a->last_world_line = dpr_finder_world_line(f);
-    a->last_max_version = dpr_finder_max_version(f);
-    agent_emit(a, "finder", json_pack("{s:I, s:I, s:s, s:o*}", "world_line",
-                                      (json_int_t)a->last_world_line, "max_version",
-                                      (json_int_t)a->last_max_version, "state",
-                                      a->finder_lost ? "lost" : "ok", "lost", lost_json(a)));
+    if (d) {
+        d->pending = false;
+        d->last_event_ms = dpr_mono_ms();
+        d->world_line = dpr_finder_world_line(f);
+        d->max_version = dpr_finder_max_version(f);
+        ev = json_pack("{s:s, s:I, s:I}", "domain", d->name, "world_line",
+                       (json_int_t)d->world_line, "max_version", (json_int_t)d->max_version);
+    } else {
+        ev = json_pack("{s:n, s:n, s:n}", "domain", "world_line", "max_version");
+    }
+    if (ev) {
+        json_object_set_new(ev, "state", json_string(a->finder_lost ? "lost" : "ok"));
+        json_object_set_new(ev, "lost", lost_json(a));
+    }
+    agent_emit(a, "finder", ev);
 }
 
 void agent_report_health(agent *a, inst_rt *rt, agent_health before)
@@ -298,13 +348,16 @@ void agent_report_health(agent *a, inst_rt *rt, agent_health before)
 
 bool agent_worker_lost(agent *a, const agent_instance *in)
 {
-    return a->finder && in->committed &&
-           !dpr_finder_has_worker(agent_finder_core(a->finder), in->worker);
+    dpr_finder *f;
+
+    if (!a->finder || !in->committed)
+        return false;
+    f = agent_domain(a, in->deployment);
+    return !f || !dpr_finder_has_worker(f, in->worker);
 }
 
 void agent_check_finder(agent *a)
 {
-    dpr_finder *f;
     size_t lost = 0;
     const char *first = "";
     bool marked = false;
@@ -312,10 +365,10 @@ void agent_check_finder(agent *a)
 
     if (!a->finder || a->stopping)
         return;
-    f = agent_finder_core(a->finder);
     for (size_t i = 0; i < a->st.ninst; i++) {
         agent_instance *in = &a->st.inst[i];
-        if (!in->committed && dpr_finder_cut_of(f, in->worker) > 0) {
+        dpr_finder *f = agent_domain(a, in->deployment);
+        if (!in->committed && f && dpr_finder_cut_of(f, in->worker) > 0) {
             /* durable in the finder: from now on it must know the worker */
             in->committed = true;
             marked = true;
@@ -337,39 +390,126 @@ void agent_check_finder(agent *a)
         log_notice("finder: it knows every worker it had committed versions of again");
     }
     a->finder_lost = lost;
-    emit_finder(a);
+    emit_finder(a, NULL, NULL);
     agent_update_status(a);
+}
+
+/* ---- finder events per domain --------------------------------------------- */
+
+static finder_dom *dom_find(agent *a, const char *name)
+{
+    for (size_t i = 0; i < a->ndoms; i++)
+        if (strcmp(a->doms[i].name, name) == 0)
+            return &a->doms[i];
+    return NULL;
+}
+
+/* A new entry (zeroed: nothing told yet), or NULL on ENOMEM. Moves the
+ * table: earlier pointers into it become invalid. */
+static finder_dom *dom_add(agent *a, const char *name)
+{
+    finder_dom *v = realloc(a->doms, (a->ndoms + 1) * sizeof(*v));
+
+    if (!v)
+        return NULL;
+    a->doms = v;
+    v = &a->doms[a->ndoms++];
+    memset(v, 0, sizeof(*v));
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    return v;
+}
+
+void agent_note_finder(agent *a)
+{
+    dpr_domains *ds = agent_finder_domains(a->finder);
+
+    a->ndoms = 0;
+    for (size_t i = 0; i < dpr_domains_count(ds); i++) {
+        dpr_finder *f = dpr_domains_at(ds, i);
+        finder_dom *d = dom_add(a, dpr_domains_name(ds, i));
+        if (!d)
+            return; /* its first commit then reports it: an event more, no harm */
+        d->world_line = dpr_finder_world_line(f);
+        d->max_version = dpr_finder_max_version(f);
+    }
+}
+
+/* Sends the events held back for the rate limit whose time has come and
+ * sets the timer for the next. */
+static void on_finder_timer(uv_timer_t *t);
+
+static void schedule_finder_events(agent *a)
+{
+    uint64_t now = dpr_mono_ms(), due = UINT64_MAX;
+
+    for (size_t i = 0; i < a->ndoms; i++) {
+        finder_dom *d = &a->doms[i];
+        dpr_finder *f;
+        if (!d->pending)
+            continue;
+        if (now - d->last_event_ms >= FINDER_EVENT_MIN_MS && (f = agent_domain(a, d->name))) {
+            emit_finder(a, d, f);
+            continue;
+        }
+        if (!agent_domain(a, d->name)) {
+            d->pending = false; /* gone meanwhile */
+            continue;
+        }
+        if (d->last_event_ms + FINDER_EVENT_MIN_MS - now < due)
+            due = d->last_event_ms + FINDER_EVENT_MIN_MS - now;
+    }
+    if (due != UINT64_MAX && a->timers_open)
+        uv_timer_start(&a->finder_timer, on_finder_timer, due, 0);
 }
 
 static void on_finder_timer(uv_timer_t *t)
 {
-    agent *a = t->data;
-
-    if (a->finder_event_pending)
-        emit_finder(a);
+    schedule_finder_events(t->data);
 }
 
 void agent_on_finder_commit(void *arg)
 {
     agent *a = arg;
-    dpr_finder *f = agent_finder_core(a->finder);
-    uint64_t wl = dpr_finder_world_line(f), mv = dpr_finder_max_version(f), now;
+    dpr_domains *ds = agent_finder_domains(a->finder);
+    uint64_t now = dpr_mono_ms();
+    size_t kept = 0;
 
-    if (wl != a->last_world_line) {
-        log_info("finder: world-line %llu (was %llu): the cluster rolled back to the cut",
-                 (unsigned long long)wl, (unsigned long long)a->last_world_line);
-        emit_finder(a); /* at once */
-    } else if (mv != a->last_max_version) {
-        /* the cut moves with every checkpoint: at most one event a second */
-        now = dpr_mono_ms();
-        if (now - a->last_finder_event_ms >= FINDER_EVENT_MIN_MS) {
-            emit_finder(a);
-        } else if (!a->finder_event_pending && a->timers_open) {
-            a->finder_event_pending = true;
-            uv_timer_start(&a->finder_timer, on_finder_timer,
-                           FINDER_EVENT_MIN_MS - (now - a->last_finder_event_ms), 0);
+    /* first the finder's state (lost or not), so that the domain events
+     * below carry the state as it is now */
+    agent_check_finder(a);
+    for (size_t i = 0; i < a->ndoms; i++)
+        a->doms[i].seen = false;
+    for (size_t i = 0; i < dpr_domains_count(ds); i++) {
+        const char *name = dpr_domains_name(ds, i);
+        dpr_finder *f = dpr_domains_at(ds, i);
+        uint64_t wl = dpr_finder_world_line(f), mv = dpr_finder_max_version(f);
+        finder_dom *d = dom_find(a, name);
+        if (!d && !(d = dom_add(a, name)))
+            continue;
+        d->seen = true;
+        if (wl != d->world_line) {
+            if (d->world_line)
+                log_info("finder: domain '%s': world-line %llu (was %llu): its workers rolled "
+                         "back to its cut", name, (unsigned long long)wl,
+                         (unsigned long long)d->world_line);
+            else
+                log_info("finder: domain '%s' begins (world-line %llu)", name,
+                         (unsigned long long)wl);
+            emit_finder(a, d, f); /* at once */
+        } else if (mv != d->max_version) {
+            /* the cut moves with every checkpoint: at most one event a
+             * second per domain */
+            if (now - d->last_event_ms >= FINDER_EVENT_MIN_MS)
+                emit_finder(a, d, f);
+            else
+                d->pending = true;
         }
     }
-    agent_check_finder(a);
+    /* domains that went away (their last worker was removed) */
+    for (size_t i = 0; i < a->ndoms; i++)
+        if (a->doms[i].seen)
+            a->doms[kept++] = a->doms[i];
+    a->ndoms = kept;
+    schedule_finder_events(a);
     agent_retire_in_finder(a);
 }

@@ -1,6 +1,8 @@
 /* spec.c - see spec.h. */
 #include "spec.h"
 
+#include "dpr/domain.h"
+
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -361,6 +363,16 @@ int agent_spec_parse(const json_t *j, const agent_spec_rules *r, agent_spec *out
                     snprintf(path, sizeof(path), "cachestores[%zu].name", i);
                     agent_problems_add(p, path, "duplicate name '%s' (also cachestores[%zu])",
                                        s.d[i].name, k);
+                    break;
+                }
+                /* batch headers name the domain by this 64-bit hash: two
+                 * deployments with one id could take each other's batches */
+                if (dpr_domain_id(s.d[i].name, strlen(s.d[i].name)) ==
+                    dpr_domain_id(s.d[k].name, strlen(s.d[k].name))) {
+                    snprintf(path, sizeof(path), "cachestores[%zu].name", i);
+                    agent_problems_add(p, path, "'%s' has the same DPR domain id as '%s' "
+                                       "(cachestores[%zu]): rename one", s.d[i].name,
+                                       s.d[k].name, k);
                     break;
                 }
             }

@@ -18,6 +18,7 @@ void agent_state_free(agent_state *st)
     agent_spec_free(&st->spec);
     free(st->inst);
     free(st->retiring);
+    free(st->layouts);
     agent_state_init(st);
 }
 
@@ -53,6 +54,14 @@ void agent_state_drop_retiring(agent_state *st, const char *name, uint64_t worke
     memmove(&st->retiring[i], &st->retiring[i + 1],
             (st->nretiring - (size_t)i - 1) * sizeof(*st->retiring));
     st->nretiring--;
+}
+
+agent_layout *agent_state_layout(const agent_state *st, const char *deployment)
+{
+    for (size_t i = 0; i < st->nlayouts; i++)
+        if (strcmp(st->layouts[i].deployment, deployment) == 0)
+            return &st->layouts[i];
+    return NULL;
 }
 
 static int cmp_inst(const void *a, const void *b)

@@ -40,7 +40,25 @@ typedef struct agent_instance {
     /* retiring entries only: its unit is stopped and its state removed
      * (what remains is forgetting the worker in the finder) */
     bool unit_retired;
+    /* retiring entries only: a resize of its deployment still needs it (its
+     * keys move to the remaining shards first); not stopped until then */
+    bool held;
 } agent_instance;
+
+/*
+ * The layout a deployment's shards were given (docs/dpr-kv.md, "Layouts
+ * and resizing"), and a resize in progress. Epoch 0: not given one yet
+ * (a new deployment, or one from before layouts): the agent gives epoch 1
+ * once every shard runs. A resize goes from (epoch, shards) to
+ * (target_epoch, target_shards); layout.c drives it.
+ */
+typedef struct agent_layout {
+    char deployment[AGENT_DEPLOY_NAME_MAX + 1];
+    uint64_t epoch;
+    uint32_t shards;
+    uint64_t target_epoch;  /* 0: no resize in progress */
+    uint32_t target_shards;
+} agent_layout;
 
 typedef struct agent_state {
     uint64_t generation;   /* 0: nothing applied yet */
@@ -50,6 +68,8 @@ typedef struct agent_state {
     agent_instance *inst;  /* desired instances, sorted by name */
     size_t nretiring;
     agent_instance *retiring; /* deleted, not yet stopped and cleaned up */
+    size_t nlayouts;
+    agent_layout *layouts;    /* one per deployment of the spec, in spec order */
 } agent_state;
 
 /* An empty state: generation 0, next worker 1, no spec. */
@@ -63,6 +83,9 @@ int agent_state_find_retiring(const agent_state *st, const char *name);
  * retire more than once (deleted, created again, deleted again) with
  * different worker ids. */
 void agent_state_drop_retiring(agent_state *st, const char *name, uint64_t worker);
+
+/* The layout record of deployment, or NULL. */
+agent_layout *agent_state_layout(const agent_state *st, const char *deployment);
 
 /* Sorts instances by name (strcmp). */
 void agent_instances_sort(agent_instance *v, size_t n);

@@ -39,8 +39,9 @@ static json_t *instances_json(const agent_instance *v, size_t n, bool retiring)
 
     for (size_t i = 0; a && i < n; i++) {
         o = instance_json(&v[i]);
-        if (o && retiring && json_object_set_new(o, "unit_retired",
-                                                 json_boolean(v[i].unit_retired)) < 0) {
+        if (o && retiring && (json_object_set_new(o, "unit_retired",
+                                                  json_boolean(v[i].unit_retired)) < 0 ||
+                              json_object_set_new(o, "held", json_boolean(v[i].held)) < 0)) {
             json_decref(o);
             o = NULL;
         }
@@ -52,15 +53,34 @@ static json_t *instances_json(const agent_instance *v, size_t n, bool retiring)
     return a;
 }
 
+static json_t *layouts_json(const agent_layout *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) {
+        if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:I}", "deployment",
+                                               v[i].deployment, "epoch", (json_int_t)v[i].epoch,
+                                               "shards", (json_int_t)v[i].shards,
+                                               "target_epoch", (json_int_t)v[i].target_epoch,
+                                               "target_shards",
+                                               (json_int_t)v[i].target_shards)) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 static json_t *state_to_json(const agent_state *st)
 {
     json_t *spec = st->spec.name ? agent_spec_to_json(&st->spec) : json_null();
 
-    return json_pack("{s:i, s:I, s:I, s:o*, s:o*, s:o*}", "format", AGENT_STATE_FORMAT,
+    return json_pack("{s:i, s:I, s:I, s:o*, s:o*, s:o*, s:o*}", "format", AGENT_STATE_FORMAT,
                      "generation", (json_int_t)st->generation, "next_worker",
                      (json_int_t)st->next_worker, "spec", spec, "instances",
                      instances_json(st->inst, st->ninst, false), "retiring",
-                     instances_json(st->retiring, st->nretiring, true));
+                     instances_json(st->retiring, st->nretiring, true), "layouts",
+                     layouts_json(st->layouts, st->nlayouts));
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -107,6 +127,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     want = retiring ? 10u : 9u;
     /* fields newer than the format: absent in older files */
+    want += retiring && json_object_get(o, "held") != NULL;
     want += json_object_get(o, "maxmemory") != NULL;
     want += json_object_get(o, "committed") != NULL;
     want += json_object_get(o, "token") != NULL;
@@ -140,6 +161,10 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
         if (!json_is_boolean(flag))
             return dpr_err_set(err, -EBADMSG, "%s.unit_retired: missing or not a boolean", where);
         in->unit_retired = json_is_true(flag);
+        flag = json_object_get(o, "held");
+        if (flag && !json_is_boolean(flag))
+            return dpr_err_set(err, -EBADMSG, "%s.held: not a boolean", where);
+        in->held = json_is_true(flag);
     }
     if ((rc = get_str(o, "name", in->name, sizeof(in->name), where, err)) < 0 ||
         (rc = get_str(o, "deployment", in->deployment, sizeof(in->deployment), where, err)) < 0 ||
@@ -250,10 +275,60 @@ static int check_consistency(const agent_state *st, dpr_err *err)
     return 0;
 }
 
+/* "layouts" (absent in files from before layouts: none). */
+static int parse_layouts(const json_t *a, agent_state *st, dpr_err *err)
+{
+    char where[48];
+    long long v;
+    int rc;
+
+    if (!a)
+        return 0;
+    if (!json_is_array(a))
+        return dpr_err_set(err, -EBADMSG, "layouts: not a list");
+    if (json_array_size(a) == 0)
+        return 0;
+    st->layouts = calloc(json_array_size(a), sizeof(*st->layouts));
+    if (!st->layouts)
+        return -ENOMEM;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *o = json_array_get(a, i);
+        agent_layout *l = &st->layouts[i];
+        snprintf(where, sizeof(where), "layouts[%zu]", i);
+        if (!json_is_object(o) || json_object_size(o) != 5)
+            return dpr_err_set(err, -EBADMSG, "%s: not a layout record", where);
+        if ((rc = get_str(o, "deployment", l->deployment, sizeof(l->deployment), where,
+                          err)) < 0)
+            return rc;
+        if ((rc = get_int(o, "epoch", 0, INT64_MAX, &v, where, err)) < 0)
+            return rc;
+        l->epoch = (uint64_t)v;
+        if ((rc = get_int(o, "shards", 0, AGENT_SHARDS_MAX, &v, where, err)) < 0)
+            return rc;
+        l->shards = (uint32_t)v;
+        if ((rc = get_int(o, "target_epoch", 0, INT64_MAX, &v, where, err)) < 0)
+            return rc;
+        l->target_epoch = (uint64_t)v;
+        if ((rc = get_int(o, "target_shards", 0, AGENT_SHARDS_MAX, &v, where, err)) < 0)
+            return rc;
+        l->target_shards = (uint32_t)v;
+        if (l->target_epoch && (l->target_epoch <= l->epoch || l->target_shards == 0))
+            return dpr_err_set(err, -EBADMSG, "%s: a resize to epoch %llu from epoch %llu",
+                               where, (unsigned long long)l->target_epoch,
+                               (unsigned long long)l->epoch);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(st->layouts[k].deployment, l->deployment) == 0)
+                return dpr_err_set(err, -EBADMSG, "%s: a second layout of '%s'", where,
+                                   l->deployment);
+        st->nlayouts++;
+    }
+    return 0;
+}
+
 int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
 {
     static const char *const keys[] = { "format", "generation", "next_worker", "spec",
-                                        "instances", "retiring", NULL };
+                                        "instances", "retiring", "layouts", NULL };
     agent_spec_rules rules = { NULL, NULL, 0, 0, 0 };
     agent_problems probs;
     agent_state st;
@@ -311,8 +386,10 @@ int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
     }
     if (rc >= 0) {
         fresh |= rc;
-        rc = check_consistency(&st, err);
+        rc = parse_layouts(json_object_get(j, "layouts"), &st, err);
     }
+    if (rc >= 0)
+        rc = check_consistency(&st, err);
     if (rc < 0)
         goto out;
     agent_instances_sort(st.inst, st.ninst);

@@ -34,6 +34,8 @@ enum kv_server_cmd {
     KV_SCMD_CONFIG,
     KV_SCMD_SELECT,
     KV_SCMD_DPR_BATCH,
+    KV_SCMD_DPR_LAYOUT,
+    KV_SCMD_DPR_IMPORT,
 };
 
 typedef struct kv_cmd_ctx {
@@ -49,6 +51,10 @@ typedef struct kv_command {
     unsigned flags;
     enum kv_server_cmd id;
     void (*fn)(kv_cmd_ctx *c, size_t argc, const kv_arg *argv);
+    /* where its keys are (Redis' key specs): argv[firstkey], then every
+     * keystep-th up to argv[lastkey] (-1: the last argument); firstkey 0:
+     * no keys. The layout check (kv_resize.c) reads them. */
+    int8_t firstkey, lastkey, keystep;
 } kv_command;
 
 /* Case-insensitive lookup; NULL if unknown. */

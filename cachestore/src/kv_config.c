@@ -27,6 +27,12 @@ static const char usage[] =
     "                              default 127.0.0.1:6379; port 0 picks a free port,\n"
     "                              logged as 'listening on ...')\n"
     "  --finder HOST:PORT          the DPR finder (DPR_KV_FINDER; required)\n"
+    "  --domain NAME               the DPR domain (deployment) this shard belongs to\n"
+    "                              (DPR_KV_DOMAIN; default 'default'): 1 to 63\n"
+    "                              characters of a-z 0-9 . _ -, starting with a letter\n"
+    "                              or digit. The domain has its own world-lines, cut\n"
+    "                              and recovery: every finder command names it, and\n"
+    "                              batches of sessions of other domains are refused\n"
     "  --finder-token-file PATH    a file holding this worker's registration token\n"
     "                              (1 to 128 visible ASCII characters; one trailing\n"
     "                              newline is ignored). The token may instead come from\n"
@@ -66,6 +72,9 @@ static const char usage[] =
     "  --reset                     the finder does not know this worker but DIR holds\n"
     "                              checkpoints (a new finder?): delete them and start\n"
     "                              empty instead of refusing to start (DPR_KV_RESET=1)\n"
+    "  --await-layout              serve no key until given a layout (DPR.LAYOUT SET or\n"
+    "                              a resize): commands with keys get TRYAGAIN until\n"
+    "                              then (DPR_KV_AWAIT_LAYOUT=1; the agent sets it)\n"
     "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
     "  --help                      this text\n"
     "\n"
@@ -79,6 +88,7 @@ static const char usage[] =
 enum {
     OPT_LISTEN = 1000,
     OPT_FINDER,
+    OPT_DOMAIN,
     OPT_FINDER_TOKEN_FILE,
     OPT_FINDER_TOKEN,
     OPT_WORKER,
@@ -91,6 +101,7 @@ enum {
     OPT_FINDER_TIMEOUT,
     OPT_SHUTDOWN_TIMEOUT,
     OPT_RESET,
+    OPT_AWAIT_LAYOUT,
     OPT_VERBOSE,
     OPT_HELP,
 };
@@ -105,6 +116,7 @@ typedef struct opt_def {
 static const opt_def opts[] = {
     {"listen", "DPR_KV_LISTEN", OPT_LISTEN, 1},
     {"finder", "DPR_KV_FINDER", OPT_FINDER, 1},
+    {"domain", "DPR_KV_DOMAIN", OPT_DOMAIN, 1},
     {"finder-token-file", NULL, OPT_FINDER_TOKEN_FILE, 1},
     /* no flag: a token on the command line would show in ps */
     {NULL, "DPR_KV_FINDER_TOKEN", OPT_FINDER_TOKEN, 1},
@@ -118,6 +130,7 @@ static const opt_def opts[] = {
     {"finder-timeout-ms", "DPR_KV_FINDER_TIMEOUT_MS", OPT_FINDER_TIMEOUT, 1},
     {"shutdown-timeout-ms", "DPR_KV_SHUTDOWN_TIMEOUT_MS", OPT_SHUTDOWN_TIMEOUT, 1},
     {"reset", "DPR_KV_RESET", OPT_RESET, 0},
+    {"await-layout", "DPR_KV_AWAIT_LAYOUT", OPT_AWAIT_LAYOUT, 0},
     {"verbose", "DPR_KV_VERBOSE", OPT_VERBOSE, 0},
     {"help", NULL, OPT_HELP, 0},
 };
@@ -246,6 +259,13 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_FINDER:
         r = copy_str(c->finder, sizeof(c->finder), val);
         break;
+    case OPT_DOMAIN:
+        if (!dpr_domain_valid(val, strlen(val)))
+            return dpr_err_set(err, -EINVAL, "invalid value '%s' for %s: a domain name is 1 to %d "
+                               "characters of a-z, 0-9, '.', '_' and '-', starting with a "
+                               "letter or digit", val, from, DPR_DOMAIN_MAX);
+        memcpy(c->domain, val, strlen(val) + 1);
+        break;
     case OPT_FINDER_TOKEN_FILE:
         return read_token_file(c, val, err);
     case OPT_FINDER_TOKEN:
@@ -303,6 +323,9 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_RESET:
         r = val ? parse_bool(val, &c->reset) : (c->reset = true, 0);
         break;
+    case OPT_AWAIT_LAYOUT:
+        r = val ? parse_bool(val, &c->await_layout) : (c->await_layout = true, 0);
+        break;
     case OPT_VERBOSE:
         r = val ? parse_bool(val, &c->verbose) : (c->verbose = true, 0);
         break;
@@ -325,6 +348,7 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
 
     memset(c, 0, sizeof(*c));
     strcpy(c->listen, "127.0.0.1:6379");
+    strcpy(c->domain, DPR_DOMAIN_DEFAULT);
     c->checkpoint_interval_ms = 100;
     c->shutdown_timeout_ms = 30000;
     c->max_clients = 10000;
@@ -390,5 +414,6 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     }
     if (!c->sync_interval_ms)
         c->sync_interval_ms = c->checkpoint_interval_ms;
+    c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));
     return KV_CONFIG_RUN;
 }

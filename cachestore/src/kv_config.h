@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dpr/domain.h"
+
 /* The finder's registration token rule (finder.h, DPR_FINDER_TOKEN_MAX):
  * 1..128 visible ASCII characters. */
 #define KV_FINDER_TOKEN_MAX 128
@@ -24,6 +26,12 @@
 typedef struct kv_config {
     char listen[300];          /* ADDR:PORT; port 0 picks a free one */
     char finder[300];          /* HOST:PORT */
+    /* the DPR domain this shard belongs to (dpr/domain.h): its world-lines,
+     * cut and recovery are the domain's; every finder command names it and
+     * batches of other domains are refused. --domain / DPR_KV_DOMAIN,
+     * default DPR_DOMAIN_DEFAULT */
+    char domain[DPR_DOMAIN_MAX + 1];
+    uint64_t domain_id;        /* dpr_domain_id(domain) */
     /* presented in DPR.WORKER.ADD ("" none): --finder-token-file or
      * DPR_KV_FINDER_TOKEN; a secret, never logged */
     char finder_token[KV_FINDER_TOKEN_MAX + 1];
@@ -38,6 +46,7 @@ typedef struct kv_config {
     size_t max_request_bytes;
     uint64_t maxmemory;        /* bytes; 0: no limit (noeviction above it) */
     bool reset;
+    bool await_layout;         /* no key served before a layout (kv_resize.c) */
     bool verbose;
 } kv_config;
 

@@ -17,10 +17,16 @@
 #include "common/log.h"
 #include "common/msgid.h"
 #include "kv_ckpt.h"
+#include "kv_resize.h"
 
 static bool dirty(const kv_server *s)
 {
     return s->worker.open_batches > 0 || s->writes != s->writes_at_seal;
+}
+
+bool kv_dpr_all_committed(const kv_server *s)
+{
+    return !dirty(s) && s->worker.nsealed == 0 && kv_snap_jobs(&s->snap) == 0;
 }
 
 /* Unrecoverable: a sealed version can never become durable, or the state
@@ -256,9 +262,9 @@ void kv_dpr_finder_knows(kv_server *s, const char *why_not)
         dpr_err_set(&s->finder_lost_why, -ENOENT, "%s", why_not);
         dpr_log_fields(DPR_LOG_ERR, fields,
                        "commits stopped: finder %s does not know worker %" PRIu64
-                       " (its state was lost?): %s. Serving reads and writes, but nothing "
-                       "commits; see docs/operations.md, \"The finder's state was lost\"",
-                       s->cfg->finder, s->worker.id, why_not);
+                       " of domain %s (its state was lost?): %s. Serving reads and writes, but "
+                       "nothing commits; see docs/operations.md, \"The finder's state was lost\"",
+                       s->cfg->finder, s->worker.id, s->cfg->domain, why_not);
         kv_dpr_status(s, true);
     } else if (why_not) {
         dpr_err_set(&s->finder_lost_why, -ENOENT, "%s", why_not);
@@ -371,6 +377,7 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     s->writes_at_seal = s->writes;
     s->committed_sealed = meta.committed; /* of the checkpoint now newest on disk */
     kv_finder_drop_old(s->finder, world_line);
+    kv_resize_rolled_back(s); /* the checkpoint may predate a committed resize */
     s->rollbacks++;
     log_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open", world_line,
              kv_dict_size(&s->dict), s->worker.version);
@@ -382,8 +389,8 @@ static void on_sync(void *ud, const kv_sync *sync)
     kv_server *s = ud;
     uint64_t world_line = sync->world_line, max_version = sync->max_version, cut = sync->cut;
 
-    /* the domain, for checking batches (kv_server.c, batch_check) */
-    if (kv_server_set_domain(s, sync->workers, sync->nworkers, sync->at_ms) < 0)
+    /* the domain's workers, for checking batches (kv_server.c, batch_check) */
+    if (kv_server_set_workers(s, sync->workers, sync->nworkers, sync->at_ms) < 0)
         log_warning("out of memory keeping the finder's %zu workers; keeping the old list",
                     sync->nworkers);
     s->syncs++;
@@ -404,6 +411,22 @@ static void on_sync(void *ud, const kv_sync *sync)
         log_warning("the finder is on world-line %" PRIu64 ", behind ours (%" PRIu64 ")",
                     world_line, s->worker.world_line);
     }
+}
+
+/* DPR.SYNC got an error: "ERR unknown domain" means the finder lost this
+ * worker's domain (its state was lost or replaced), which stops commits as
+ * an unknown worker does; a DPR.SYNC answer without such evidence ends it
+ * (sync_evidence). Other errors teach nothing (kv_finder.c logs them). */
+static void on_sync_refused(void *ud, const char *error)
+{
+    kv_server *s = ud;
+    char why[300];
+
+    if (!kv_finder_error_lost_worker(error))
+        return;
+    snprintf(why, sizeof(why), "it refused DPR.SYNC: %s", error);
+    s->finder_lost_sync = true;
+    kv_dpr_finder_knows(s, why);
 }
 
 static void on_report_done(void *ud, uint64_t version, bool acked, const char *error)
@@ -488,9 +511,10 @@ void kv_dpr_status(kv_server *s, bool force)
     p += n;
     room -= (size_t)n;
     snprintf(p, room,
-             " world-line %" PRIu64 ", version %" PRIu64 ", cut %" PRIu64 ", %zu keys, %zu "
-             "clients%s%s",
-             s->worker.world_line, s->worker.version, s->worker.cut, kv_dict_size(&s->dict),
+             " domain %s, world-line %" PRIu64 ", version %" PRIu64 ", cut %" PRIu64 ", %zu keys, "
+             "%zu clients%s%s",
+             s->cfg->domain, s->worker.world_line, s->worker.version, s->worker.cut,
+             kv_dict_size(&s->dict),
              s->nclients, kv_finder_connected(s->finder) ? "" : ", finder unreachable",
              s->cfg->maxmemory && kv_server_memory_estimate(s) > s->cfg->maxmemory
                  ? ", used memory above maxmemory: writes refused (OOM)"
@@ -500,10 +524,11 @@ void kv_dpr_status(kv_server *s, bool force)
 
 int kv_dpr_start(kv_server *s)
 {
-    kv_finder_cb cb = {on_sync, on_report_done, on_connection};
+    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection};
     int r;
 
-    r = kv_finder_new(s->loop, s->cfg->finder, s->cfg->worker, &cb, s, &s->finder);
+    r = kv_finder_new(s->loop, s->cfg->finder, s->cfg->domain, s->cfg->worker, &cb, s,
+                      &s->finder);
     if (r < 0)
         return r;
     s->ckpt_timer.data = s;
@@ -529,9 +554,10 @@ int kv_dpr_start(kv_server *s)
             return r;
         log_info("systemd watchdog: pinging every %" PRIu64 " ms", ms);
     }
-    log_info("ready: worker %" PRIu64 ", world-line %" PRIu64 ", restored version %" PRIu64
-             ", %zu keys",
-             s->worker.id, s->worker.world_line, s->restored_version, kv_dict_size(&s->dict));
+    log_info("ready: worker %" PRIu64 " of domain %s, world-line %" PRIu64 ", restored version "
+             "%" PRIu64 ", %zu keys",
+             s->worker.id, s->cfg->domain, s->worker.world_line, s->restored_version,
+             kv_dict_size(&s->dict));
     sd_notify(0, "READY=1");
     kv_dpr_status(s, true);
     return 0;

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/num.h"
+#include "dpr/domain.h"
 
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 100
@@ -58,7 +59,10 @@ struct kv_finder {
     char addr[DPR_ADDR_STR_MAX]; /* as given, for messages */
     dpr_hostport hp;
     char port[8]; /* hp.port for getaddrinfo */
+    char domain[DPR_DOMAIN_MAX + 1];
     uint64_t worker;
+    char *sync_cmd; /* DPR.SYNC <domain>, in RESP */
+    size_t sync_len;
     kv_finder_cb cb;
     void *ud;
     enum link_state state;
@@ -78,8 +82,8 @@ struct kv_finder {
     pend *pend;
     size_t pend_head, pend_len, pend_cap;
     bool sync_inflight;
-    uint64_t *domain; /* the workers of the last DPR.SYNC answer */
-    size_t domain_cap;
+    uint64_t *workers; /* the workers of the last DPR.SYNC answer */
+    size_t workers_cap;
     unsigned backoff_ms;
     uint64_t next_attempt_ms;
     bool closing;
@@ -132,18 +136,18 @@ static int request_blocking(const char *hostport, int argc, const char **argv, u
     }
 }
 
-int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
+int kv_finder_register(const char *hostport, const char *domain, uint64_t worker, const char *token,
                        unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
                        dpr_err *err)
 {
     char wid[DPR_FMT_U64_MAX + 1];
-    const char *argv[3] = {"DPR.WORKER.ADD", wid, token};
+    const char *argv[4] = {"DPR.WORKER.ADD", domain, wid, token};
     bool has_token = token && *token;
     redisReply *rep;
     int r;
 
     wid[dpr_fmt_u64(wid, worker)] = '\0';
-    r = request_blocking(hostport, has_token ? 3 : 2, argv, timeout_ms, &rep, err);
+    r = request_blocking(hostport, has_token ? 4 : 3, argv, timeout_ms, &rep, err);
     if (r < 0)
         return r;
     r = kv_finder_add_parse(rep, hostport, worker, has_token, world_line, restore, err);
@@ -151,18 +155,29 @@ int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
     return r;
 }
 
-int kv_finder_query_cut(const char *hostport, uint64_t worker, unsigned timeout_ms,
-                        uint64_t *world_line, uint64_t *cut, dpr_err *err)
+int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worker,
+                        unsigned timeout_ms, uint64_t *world_line, uint64_t *cut, dpr_err *err)
 {
-    const char *argv[1] = {"DPR.SYNC"};
+    const char *argv[2] = {"DPR.SYNC", domain};
     uint64_t *ids = NULL;
     size_t cap = 0;
     redisReply *rep;
     kv_sync sync;
-    int r = request_blocking(hostport, 1, argv, timeout_ms, &rep, err);
+    int r = request_blocking(hostport, 2, argv, timeout_ms, &rep, err);
 
     if (r < 0)
         return r;
+    if (rep->type == REDIS_REPLY_ERROR && kv_finder_error_unknown_domain(rep->str)) {
+        /* no domain, no worker in it: what a finder that lost its state
+         * answered before domains (an empty cut) */
+        log_warning("finder %s does not know domain '%s' (%s): it has no cut for worker %" PRIu64
+                    " (its state was lost, or --domain is not this shard's?)",
+                    hostport, domain, rep->str, worker);
+        freeReplyObject(rep);
+        *world_line = 0;
+        *cut = 0;
+        return 0;
+    }
     r = kv_finder_sync_parse(rep, hostport, worker, &ids, &cap, &sync, err);
     freeReplyObject(rep);
     free(ids);
@@ -312,17 +327,20 @@ static void on_report_reply(kv_finder *f, const redisReply *rep)
         f->cb.on_report_done(f->ud, r.version, acked, error);
 }
 
-/* The cut lists every registered worker (docs/protocol.md, DPR.SYNC): its
- * ids are the domain the shard checks batches against (worker.h). */
+/* The cut lists every registered worker of the domain (docs/protocol.md,
+ * DPR.SYNC): the workers the shard checks batches against (worker.h). */
 static int on_sync_reply(kv_finder *f, const redisReply *rep)
 {
     kv_sync sync;
     int r;
 
     f->sync_inflight = false;
-    r = kv_finder_sync_parse(rep, f->addr, f->worker, &f->domain, &f->domain_cap, &sync, NULL);
+    r = kv_finder_sync_parse(rep, f->addr, f->worker, &f->workers, &f->workers_cap, &sync, NULL);
     if (r == -EREMOTEIO) {
-        log_warning("finder %s: DPR.SYNC failed: %s", f->addr, rep->str);
+        if (!kv_finder_error_lost_worker(rep->str)) /* that one is the caller's to say */
+            log_warning("finder %s: DPR.SYNC %s failed: %s", f->addr, f->domain, rep->str);
+        if (f->cb.on_sync_refused)
+            f->cb.on_sync_refused(f->ud, rep->str);
         return 0;
     }
     if (r < 0)
@@ -504,23 +522,32 @@ static void timer_closed(uv_handle_t *h)
         free(f->reports[i].cmd);
     free(f->reports);
     free(f->pend);
-    free(f->domain);
+    free(f->workers);
+    free(f->sync_cmd);
     free(f);
 }
 
-int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
+int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uint64_t worker,
                   const kv_finder_cb *cb, void *ud, kv_finder **out)
 {
     kv_finder *f = calloc(1, sizeof(*f));
-    int r;
+    const char *sync_argv[2] = {"DPR.SYNC", domain};
+    int r, n;
 
     if (!f)
         return -ENOMEM;
     r = dpr_hostport_parse(hostport, 0, &f->hp, NULL);
-    if (r < 0) {
+    if (r < 0 || strlen(domain) >= sizeof(f->domain)) {
         free(f);
-        return r;
+        return r < 0 ? r : -EINVAL;
     }
+    n = redisFormatCommandArgv(&f->sync_cmd, 2, sync_argv, NULL);
+    if (n < 0) {
+        free(f);
+        return -ENOMEM;
+    }
+    f->sync_len = (size_t)n;
+    snprintf(f->domain, sizeof(f->domain), "%s", domain);
     snprintf(f->port, sizeof(f->port), "%u", (unsigned)f->hp.port);
     snprintf(f->addr, sizeof(f->addr), "%s", hostport);
     f->loop = loop;
@@ -531,6 +558,7 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
     f->backoff_ms = BACKOFF_MIN_MS;
     r = uv_timer_init(loop, &f->timer);
     if (r < 0) {
+        free(f->sync_cmd);
         free(f);
         return r;
     }
@@ -564,9 +592,10 @@ void kv_finder_close(kv_finder *f)
     uv_close((uv_handle_t *)&f->timer, timer_closed);
 }
 
-static int format_report(const dpr_worker_report *r, char **cmd, size_t *len)
+/* DPR.REPORT <domain> <world-line> <worker> <version> [<dep-w> <dep-v>]... */
+static int format_report(const char *domain, const dpr_worker_report *r, char **cmd, size_t *len)
 {
-    size_t ndeps = dpr_depset_count(r->deps), argc = 4 + 2 * ndeps, it = 0, i = 4;
+    size_t ndeps = dpr_depset_count(r->deps), argc = 5 + 2 * ndeps, it = 0, i = 5;
     const char **argv = malloc(argc * sizeof(*argv));
     char (*nums)[24] = malloc(argc * sizeof(*nums));
     dpr_dep d;
@@ -577,10 +606,11 @@ static int format_report(const dpr_worker_report *r, char **cmd, size_t *len)
         goto out;
     }
     argv[0] = "DPR.REPORT";
-    snprintf(nums[1], sizeof(nums[1]), "%" PRIu64, r->world_line);
-    snprintf(nums[2], sizeof(nums[2]), "%" PRIu64, r->worker);
-    snprintf(nums[3], sizeof(nums[3]), "%" PRIu64, r->version);
-    for (int k = 1; k <= 3; k++)
+    argv[1] = domain;
+    snprintf(nums[2], sizeof(nums[2]), "%" PRIu64, r->world_line);
+    snprintf(nums[3], sizeof(nums[3]), "%" PRIu64, r->worker);
+    snprintf(nums[4], sizeof(nums[4]), "%" PRIu64, r->version);
+    for (int k = 2; k <= 4; k++)
         argv[k] = nums[k];
     while (i < argc && dpr_depset_next(r->deps, &it, &d)) {
         snprintf(nums[i], sizeof(nums[i]), "%" PRIu64, d.worker);
@@ -613,7 +643,7 @@ int kv_finder_report(kv_finder *f, const dpr_worker_report *r)
         f->reports = p;
         f->cap = cap;
     }
-    rc = format_report(r, &rep.cmd, &rep.len);
+    rc = format_report(f->domain, r, &rep.cmd, &rep.len);
     if (rc < 0)
         return rc;
     f->reports[f->nreports++] = rep;
@@ -623,14 +653,13 @@ int kv_finder_report(kv_finder *f, const dpr_worker_report *r)
 
 void kv_finder_sync(kv_finder *f)
 {
-    static const char cmd[] = "*1\r\n$8\r\nDPR.SYNC\r\n";
     int r;
 
     if (f->state != LINK_UP || f->sync_inflight)
         return;
     r = push_pend(f, PEND_SYNC);
     if (r == 0)
-        r = send_bytes(f, cmd, sizeof(cmd) - 1);
+        r = send_bytes(f, f->sync_cmd, f->sync_len);
     if (r < 0) {
         disconnect(f, r == -ENOMEM ? "out of memory" : uv_strerror(r));
         return;

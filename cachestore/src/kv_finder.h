@@ -1,6 +1,11 @@
 /*
  * kv_finder.h - dpr-kv's link to the finder (RESP over TCP).
  *
+ * Every command names the shard's DPR domain as its first argument
+ * (DPR.WORKER.ADD <domain> <worker> [<token>], DPR.REPORT <domain> ...,
+ * DPR.SYNC <domain>): the finder keeps one core (world-lines, cut) per
+ * domain.
+ *
  * Start-up registration is synchronous (kv_finder_register: nothing to
  * serve before the finder has answered). Afterwards a libuv client sends
  * DPR.REPORT and DPR.SYNC without ever blocking the loop:
@@ -15,9 +20,12 @@
  *    one repeats. A report refused for another reason (stale world-line,
  *    ...) is logged and dropped: sending it again would get the same
  *    answer.
- *  - at most one DPR.SYNC is in flight; its answer goes to on_sync. Numbers
- *    above 2^63 - 1 (more than the finder ever sends) make an answer
- *    malformed: the connection is dropped and nothing is learned from it.
+ *  - at most one DPR.SYNC is in flight; its answer goes to on_sync, an error
+ *    answer to on_sync_refused (the finder's text: "ERR unknown domain
+ *    '<name>'" means it lost the domain, kv_finder_error_lost_worker).
+ *    Numbers above 2^63 - 1 (more than the finder ever sends) make an
+ *    answer malformed: the connection is dropped and nothing is learned
+ *    from it.
  *  - the connection is re-established with a backoff (100 ms doubling to
  *    2 s); a request unanswered for KV_FINDER_TIMEOUT_MS drops the
  *    connection (a hung finder), and so does an answer the reader refuses
@@ -46,14 +54,17 @@ typedef struct kv_finder_cb {
     /* a report was answered (acked: +OK; else refused and dropped, error:
      * the finder's error text, NULL for a reply that was not an error) */
     void (*on_report_done)(void *ud, uint64_t version, bool acked, const char *error);
+    /* DPR.SYNC got an error reply (the finder's text); nothing learned */
+    void (*on_sync_refused)(void *ud, const char *error);
     void (*on_connection)(void *ud, bool up);
 } kv_finder_cb;
 
 typedef struct kv_finder kv_finder;
 
 /*
- * Synchronous DPR.WORKER.ADD <worker> [<token>] at start-up (token NULL or
- * "": none). Connects to hostport, retrying every 200 ms until `timeout_ms`
+ * Synchronous DPR.WORKER.ADD <domain> <worker> [<token>] at start-up (token
+ * NULL or "": none; the finder creates the domain if it has none of that
+ * name). Connects to hostport, retrying every 200 ms until `timeout_ms`
  * passes (0: forever, logging every few seconds); an answer, even an error,
  * is final (no retry). The answer is read by kv_finder_add_parse: -EACCES
  * (the worker is registered with another token: refused), -EREMOTEIO (the
@@ -61,23 +72,27 @@ typedef struct kv_finder kv_finder;
  * -ETIMEDOUT, -EINVAL (bad address). err says which and never shows the
  * token.
  */
-int kv_finder_register(const char *hostport, uint64_t worker, const char *token,
+int kv_finder_register(const char *hostport, const char *domain, uint64_t worker, const char *token,
                        unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
                        dpr_err *err);
 
 /*
- * Synchronous DPR.SYNC before registering: the finder's world-line and its
- * cut for `worker` (0 when it lists none). Asks without registering, so it
- * changes nothing at the finder (start-up checks the answer against what
- * the checkpoints on disk record, kv_recover.c). Retries like
- * kv_finder_register; the answer is read by kv_finder_sync_parse
- * (-EREMOTEIO, -EPROTO, -ENOMEM); or -ETIMEDOUT, -EINVAL.
+ * Synchronous DPR.SYNC <domain> before registering: the finder's world-line
+ * and its cut for `worker` (0 when it lists none). Asks without
+ * registering, so it changes nothing at the finder (start-up checks the
+ * answer against what the checkpoints on disk record, kv_recover.c). A
+ * finder that does not know the domain ("ERR unknown domain") knows
+ * nothing of this worker: world-line 0 and cut 0 (logged), 0 returned.
+ * Retries like kv_finder_register; the answer is read by
+ * kv_finder_sync_parse (-EREMOTEIO, -EPROTO, -ENOMEM); or -ETIMEDOUT,
+ * -EINVAL.
  */
-int kv_finder_query_cut(const char *hostport, uint64_t worker, unsigned timeout_ms,
-                        uint64_t *world_line, uint64_t *cut, dpr_err *err);
+int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worker,
+                        unsigned timeout_ms, uint64_t *world_line, uint64_t *cut, dpr_err *err);
 
-/* Starts the link (hostport: HOST:PORT, -EINVAL if malformed). */
-int kv_finder_new(uv_loop_t *loop, const char *hostport, uint64_t worker,
+/* Starts the link of `worker` of `domain` (hostport: HOST:PORT, -EINVAL if
+ * malformed; -ENOMEM). */
+int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uint64_t worker,
                   const kv_finder_cb *cb, void *ud, kv_finder **out);
 /* Closes the connection and frees everything (after the loop closed handles:
  * call before uv_run's last turn). */

@@ -159,13 +159,22 @@ malformed:
 
 /* --- DPR.REPORT ---------------------------------------------------------- */
 
+bool kv_finder_error_unknown_domain(const char *error)
+{
+    /* finder/src/cmd.c: every command but DPR.WORKER.ADD (which creates
+     * the domain) names a domain that must exist */
+    return error && !strncmp(error, "ERR unknown domain '", 20);
+}
+
 bool kv_finder_error_lost_worker(const char *error)
 {
-    /* finder/src/cmd.c, DPR.REPORT: the worker is not registered, or the
-     * finder is on an older world-line than the report */
+    /* finder/src/cmd.c, DPR.REPORT: the worker is not registered, the
+     * finder is on an older world-line than the report, or the domain is
+     * gone altogether */
     return error && (!strncmp(error, "ERR unknown worker ", 19) ||
                      (!strncmp(error, "ERR world-line ", 15) &&
-                      strstr(error, " is newer than the finder's")));
+                      strstr(error, " is newer than the finder's")) ||
+                     kv_finder_error_unknown_domain(error));
 }
 
 kv_report_outcome kv_finder_report_classify(const redisReply *rep, const char **error)

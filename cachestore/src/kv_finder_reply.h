@@ -45,7 +45,7 @@ void kv_finder_reader_limit(redisReader *rd);
 int kv_finder_reader_new(redisReader **out);
 
 /*
- * The answer to DPR.WORKER.ADD <worker> [<token>] (has_token: one was
+ * The answer to DPR.WORKER.ADD <domain> <worker> [<token>] (has_token: one was
  * sent): `*2 :<world-line> :<version-to-restore>`, world-line >= 1. Returns
  * 0 and sets *world_line and *restore; else leaves them alone and returns
  *   -EACCES     the finder refused the token (the worker is registered by
@@ -87,7 +87,8 @@ int kv_finder_sync_parse(const redisReply *rep, const char *finder, uint64_t wor
 typedef enum kv_report_outcome {
     KV_REPORT_ACKED,   /* a status reply (+OK): recorded */
     KV_REPORT_KEPT,    /* refused because the finder does not know this
-                        * worker (kv_finder_error_lost_worker): a finder whose
+                        * worker or its domain (kv_finder_error_lost_worker):
+                        * a finder whose
                         * state is restored needs it, so it is sent again */
     KV_REPORT_DROPPED, /* refused for another reason, or not a status or
                         * error reply: sending it again gets the same answer */
@@ -97,8 +98,15 @@ typedef enum kv_report_outcome {
  * error reply (pointing into rep), else NULL. */
 kv_report_outcome kv_finder_report_classify(const redisReply *rep, const char **error);
 
-/* Does this DPR.REPORT error say the finder does not know this worker (not
- * registered, or a finder on an older world-line)? */
+/* Does this error (to DPR.REPORT or DPR.SYNC) say the finder does not know
+ * this worker: not registered, a finder on an older world-line, or one that
+ * does not know the worker's domain at all (kv_finder_error_unknown_domain)? */
 bool kv_finder_error_lost_worker(const char *error);
+
+/* Does this error say the finder does not know the domain the command
+ * named ("ERR unknown domain '<name>'")? After start-up that means it lost
+ * the domain (its state was lost or replaced): a case of
+ * kv_finder_error_lost_worker. */
+bool kv_finder_error_unknown_domain(const char *error);
 
 #endif

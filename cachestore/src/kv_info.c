@@ -12,12 +12,11 @@
 
 #include "common/clock.h"
 #include "common/resp.h"
+#include "kv_resize.h"
 
 #define KV_VERSION "0.1.0"
 
-static void line(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void line(dpr_buf *b, const char *fmt, ...)
+void kv_info_line(dpr_buf *b, const char *fmt, ...)
 {
     char tmp[512];
     va_list ap;
@@ -53,20 +52,20 @@ static void sec_server(kv_server *s, dpr_buf *b)
     uint64_t up = (dpr_wall_ms() - s->start_ms) / 1000;
     if (uname(&u) < 0)
         memset(&u, 0, sizeof(u));
-    line(b, "# Server");
+    kv_info_line(b, "# Server");
     /* clients that look at the version see a Redis 7.0 feature level */
-    line(b, "redis_version:7.0.0");
-    line(b, "dpr_kv_version:%s", KV_VERSION);
-    line(b, "redis_mode:standalone");
-    line(b, "os:%s %s %s", u.sysname, u.release, u.machine);
-    line(b, "arch_bits:%d", (int)(sizeof(void *) * 8));
-    line(b, "multiplexing_api:libuv %s", uv_version_string());
-    line(b, "process_id:%d", (int)getpid());
-    line(b, "listen:%s", s->bound);
+    kv_info_line(b, "redis_version:7.0.0");
+    kv_info_line(b, "dpr_kv_version:%s", KV_VERSION);
+    kv_info_line(b, "redis_mode:standalone");
+    kv_info_line(b, "os:%s %s %s", u.sysname, u.release, u.machine);
+    kv_info_line(b, "arch_bits:%d", (int)(sizeof(void *) * 8));
+    kv_info_line(b, "multiplexing_api:libuv %s", uv_version_string());
+    kv_info_line(b, "process_id:%d", (int)getpid());
+    kv_info_line(b, "listen:%s", s->bound);
     const char *colon = strrchr(s->bound, ':');
-    line(b, "tcp_port:%s", colon ? colon + 1 : "0");
-    line(b, "uptime_in_seconds:%" PRIu64, up);
-    line(b, "uptime_in_days:%" PRIu64, up / 86400);
+    kv_info_line(b, "tcp_port:%s", colon ? colon + 1 : "0");
+    kv_info_line(b, "uptime_in_seconds:%" PRIu64, up);
+    kv_info_line(b, "uptime_in_days:%" PRIu64, up / 86400);
 }
 
 static void sec_clients(kv_server *s, dpr_buf *b)
@@ -74,10 +73,10 @@ static void sec_clients(kv_server *s, dpr_buf *b)
     size_t parked = 0;
     for (kv_client *c = s->parked; c; c = c->park_next)
         parked++;
-    line(b, "# Clients");
-    line(b, "connected_clients:%zu", s->nclients);
-    line(b, "maxclients:%zu", s->cfg->max_clients);
-    line(b, "blocked_clients:%zu", parked);
+    kv_info_line(b, "# Clients");
+    kv_info_line(b, "connected_clients:%zu", s->nclients);
+    kv_info_line(b, "maxclients:%zu", s->cfg->max_clients);
+    kv_info_line(b, "blocked_clients:%zu", parked);
 }
 
 static void sec_memory(kv_server *s, dpr_buf *b)
@@ -86,73 +85,76 @@ static void sec_memory(kv_server *s, dpr_buf *b)
     char h[32], mh[32];
     human(h, sizeof(h), used);
     human(mh, sizeof(mh), s->cfg->maxmemory);
-    line(b, "# Memory");
-    line(b, "used_memory:%" PRIu64, used);
-    line(b, "used_memory_human:%s", h);
-    line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
-    line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
-    line(b, "maxmemory_human:%s", mh);
-    line(b, "maxmemory_policy:noeviction");
-    line(b, "mem_allocator:libc");
+    kv_info_line(b, "# Memory");
+    kv_info_line(b, "used_memory:%" PRIu64, used);
+    kv_info_line(b, "used_memory_human:%s", h);
+    kv_info_line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
+    kv_info_line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
+    kv_info_line(b, "maxmemory_human:%s", mh);
+    kv_info_line(b, "maxmemory_policy:noeviction");
+    kv_info_line(b, "mem_allocator:libc");
 }
 
 static void sec_stats(kv_server *s, dpr_buf *b)
 {
-    line(b, "# Stats");
-    line(b, "total_connections_received:%" PRIu64, s->conns_total);
-    line(b, "total_commands_processed:%" PRIu64, s->cmds_total);
-    line(b, "rejected_connections:%" PRIu64, s->conns_rejected);
-    line(b, "total_writes:%" PRIu64, s->writes);
+    kv_info_line(b, "# Stats");
+    kv_info_line(b, "total_connections_received:%" PRIu64, s->conns_total);
+    kv_info_line(b, "total_commands_processed:%" PRIu64, s->cmds_total);
+    kv_info_line(b, "rejected_connections:%" PRIu64, s->conns_rejected);
+    kv_info_line(b, "total_writes:%" PRIu64, s->writes);
 }
 
 static void sec_dpr(kv_server *s, dpr_buf *b)
 {
     dpr_err last;
     uint64_t failures = kv_snap_failures(&s->snap, &last);
-    line(b, "# DPR");
-    line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
-    line(b, "dpr_world_line:%" PRIu64, s->worker.world_line);
-    line(b, "dpr_version:%" PRIu64, s->worker.version);
-    line(b, "dpr_durable_version:%" PRIu64, s->worker.durable);
-    line(b, "dpr_cut_version:%" PRIu64, s->worker.cut);
-    line(b, "dpr_restored_version:%" PRIu64, s->restored_version);
-    line(b, "dpr_finder:%s", s->cfg->finder);
-    line(b, "dpr_finder_connected:%d", s->finder && kv_finder_connected(s->finder) ? 1 : 0);
-    line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);
-    line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
-    line(b, "dpr_finder_workers:%zu", s->ndomain);
-    line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
-    line(b, "dpr_checkpoints_pending:%zu", kv_snap_jobs(&s->snap));
-    line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
-    line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
-    line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
-    line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
-    line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
-    line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
-    line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
-    line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
-    line(b, "dpr_checkpoint_failures:%" PRIu64, failures + s->ckpts_forks_failed);
+    kv_info_line(b, "# DPR");
+    kv_info_line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
+    kv_info_line(b, "dpr_domain:%s", s->cfg->domain);
+    kv_info_line(b, "dpr_domain_id:%" PRIu64, s->worker.domain);
+    kv_info_line(b, "dpr_world_line:%" PRIu64, s->worker.world_line);
+    kv_info_line(b, "dpr_version:%" PRIu64, s->worker.version);
+    kv_info_line(b, "dpr_durable_version:%" PRIu64, s->worker.durable);
+    kv_info_line(b, "dpr_cut_version:%" PRIu64, s->worker.cut);
+    kv_info_line(b, "dpr_restored_version:%" PRIu64, s->restored_version);
+    kv_info_line(b, "dpr_finder:%s", s->cfg->finder);
+    kv_info_line(b, "dpr_finder_connected:%d", s->finder && kv_finder_connected(s->finder) ? 1 : 0);
+    kv_info_line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);
+    kv_info_line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
+    kv_info_line(b, "dpr_finder_workers:%zu", s->nworkers);
+    kv_info_line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
+    kv_info_line(b, "dpr_checkpoints_pending:%zu", kv_snap_jobs(&s->snap));
+    kv_info_line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
+    kv_info_line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
+    kv_info_line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
+    kv_info_line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
+    kv_info_line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
+    kv_info_line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
+    kv_info_line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
+    kv_info_line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
+    kv_info_line(b, "dpr_checkpoint_failures:%" PRIu64, failures + s->ckpts_forks_failed);
     if (s->fork_failing && !kv_snap_failing(&s->snap, NULL))
         last = s->fork_error;
-    line(b, "dpr_checkpoint_last_error:%s", last.msg);
-    line(b, "dpr_writes_refused:%" PRIu64, s->writes_refused_misconf + s->writes_refused_oom);
-    line(b, "dpr_writes_refused_misconf:%" PRIu64, s->writes_refused_misconf);
-    line(b, "dpr_writes_refused_oom:%" PRIu64, s->writes_refused_oom);
-    line(b, "dpr_finder_knows_worker:%d", s->finder_lost ? 0 : 1);
-    line(b, "dpr_finder_lost_reason:%s", s->finder_lost ? s->finder_lost_why.msg : "");
-    line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
-    line(b, "dpr_reports_refused:%" PRIu64, s->reports_refused);
-    line(b, "dpr_batches:%" PRIu64, s->batches_total);
-    line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
-    line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);
-    line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
+    kv_info_line(b, "dpr_checkpoint_last_error:%s", last.msg);
+    kv_info_line(b, "dpr_writes_refused:%" PRIu64, s->writes_refused_misconf + s->writes_refused_oom);
+    kv_info_line(b, "dpr_writes_refused_misconf:%" PRIu64, s->writes_refused_misconf);
+    kv_info_line(b, "dpr_writes_refused_oom:%" PRIu64, s->writes_refused_oom);
+    kv_info_line(b, "dpr_finder_knows_worker:%d", s->finder_lost ? 0 : 1);
+    kv_info_line(b, "dpr_finder_lost_reason:%s", s->finder_lost ? s->finder_lost_why.msg : "");
+    kv_info_line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
+    kv_info_line(b, "dpr_reports_refused:%" PRIu64, s->reports_refused);
+    kv_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);
+    kv_info_line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
+    kv_info_line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);
+    kv_info_line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
+    kv_resize_info(s, b);
 }
 
 static void sec_keyspace(kv_server *s, dpr_buf *b)
 {
-    line(b, "# Keyspace");
+    kv_info_line(b, "# Keyspace");
     if (kv_dict_size(&s->dict))
-        line(b, "db0:keys=%zu,expires=0,avg_ttl=0", kv_dict_size(&s->dict));
+        kv_info_line(b, "db0:keys=%zu,expires=0,avg_ttl=0", kv_dict_size(&s->dict));
 }
 
 typedef struct section {

@@ -12,6 +12,7 @@
 #include "common/msgid.h"
 #include "kv_config.h"
 #include "kv_recover.h"
+#include "kv_resize.h"
 #include "kv_server.h"
 
 int main(int argc, char **argv)
@@ -19,6 +20,7 @@ int main(int argc, char **argv)
     static kv_config cfg;
     static kv_server srv;
     kv_recovery rec;
+    kv_layout_state layout;
     dpr_err err = DPR_ERR_INIT;
     uv_loop_t *loop = uv_default_loop();
     int r, code;
@@ -40,10 +42,20 @@ int main(int argc, char **argv)
             (void)dpr_log_add_field(field);
     }
     signal(SIGPIPE, SIG_IGN);
-    log_info("starting: worker %llu, dir %s, finder %s%s, checkpoint every %u ms",
-             (unsigned long long)cfg.worker, cfg.dir, cfg.finder,
+    log_info("starting: worker %llu of domain %s, dir %s, finder %s%s, checkpoint every %u ms",
+             (unsigned long long)cfg.worker, cfg.domain, cfg.dir, cfg.finder,
              cfg.finder_token[0] ? " (with a registration token)" : "",
              cfg.checkpoint_interval_ms);
+    /* the layout first: a shard that cannot tell which keys it owns must
+     * not register (a registration of a known worker rolls its domain back) */
+    r = kv_resize_read(cfg.dir, &layout, &err);
+    if (r < 0) {
+        const char *fields[] = {DPR_MSGID_FIELD(DPR_MSGID_RECOVERY_FAILED), NULL};
+        dpr_log_fields(DPR_LOG_ERR, fields, "cannot recover: %s (before registering with the "
+                       "finder: the other shards are not disturbed)", dpr_err_str(&err, r));
+        sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", dpr_err_str(&err, r), -r);
+        return r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
+    }
     r = kv_recover(&cfg, &rec, &err);
     if (r < 0) {
         /* "failed: <reason>" is the state the agent shows (docs/dpr-kv.md,
@@ -60,13 +72,15 @@ int main(int argc, char **argv)
         else
             sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", dpr_err_str(&err, r), -r);
         kv_recovery_free(&rec);
+        kv_layout_state_free(&layout);
         /* restarting cannot help a refused registration or a damaged
          * checkpoint: the unit's RestartPreventExitStatus= stops systemd */
         return r == -EACCES || r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
-                       rec.nckpts, rec.committed_max);
+                       rec.nckpts, rec.committed_max, &layout);
     kv_recovery_free(&rec);
+    kv_layout_state_free(&layout); /* empty unless kv_server_init failed early */
     if (r < 0) {
         log_error("cannot start serving: %s", strerror(-r));
         sd_notifyf(0, "STATUS=failed: cannot start serving: %s\nERRNO=%d", strerror(-r), -r);

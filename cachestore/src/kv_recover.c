@@ -129,11 +129,12 @@ static int finder_lost_data(const kv_config *cfg, const kv_recovery *rec, uint64
                 "state was lost\")",
                 cfg->dir);
     return dpr_err_set(err, -ESTALE,
-                       "finder %s has cut %" PRIu64 " for worker %" PRIu64
+                       "finder %s has cut %" PRIu64 " for worker %" PRIu64 " of domain %s"
                        " but checkpoint %" PRIu64 " records version %" PRIu64
                        " committed: the finder lost its state (or "
                        "is another cluster's)%s",
-                       cfg->finder, cut, cfg->worker, recorded_by(rec, rec->committed_max),
+                       cfg->finder, cut, cfg->worker, cfg->domain,
+                       recorded_by(rec, rec->committed_max),
                        rec->committed_max, registered ? "" : "; not registering");
 }
 
@@ -239,7 +240,8 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         return r;
     if (rec->committed_max > 0 && !cfg->reset) {
         uint64_t wl = 0, cut = 0;
-        r = kv_finder_query_cut(cfg->finder, cfg->worker, cfg->finder_timeout_ms, &wl, &cut, err);
+        r = kv_finder_query_cut(cfg->finder, cfg->domain, cfg->worker, cfg->finder_timeout_ms, &wl,
+                                &cut, err);
         if (r < 0) {
             dpr_err_prefix(err, "cannot ask the finder");
             return r;
@@ -247,15 +249,16 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         if (cut < rec->committed_max)
             return finder_lost_data(cfg, rec, cut, false, err);
     }
-    r = kv_finder_register(cfg->finder, cfg->worker, cfg->finder_token, cfg->finder_timeout_ms,
-                           &rec->world_line, &rec->restored, err);
+    r = kv_finder_register(cfg->finder, cfg->domain, cfg->worker, cfg->finder_token,
+                           cfg->finder_timeout_ms, &rec->world_line, &rec->restored, err);
     if (r < 0) {
         dpr_err_prefix(err, "cannot register with the finder");
         return r;
     }
     rec->registered = true;
-    log_info("registered with finder %s: world-line %" PRIu64 ", restore version %" PRIu64,
-             cfg->finder, rec->world_line, rec->restored);
+    log_info("registered with finder %s in domain %s: world-line %" PRIu64 ", restore version "
+             "%" PRIu64,
+             cfg->finder, cfg->domain, rec->world_line, rec->restored);
     if (rec->restored == 0) {
         if (rec->nckpts > 0) {
             r = check_fresh_start(cfg, rec, &newest, err);

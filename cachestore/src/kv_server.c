@@ -17,6 +17,7 @@
 #include "common/num.h"
 #include "common/resp.h"
 #include "dpr/wire.h"
+#include "kv_resize.h"
 
 #define READ_CHUNK (16u * 1024)
 #define OUT_HIGH_WATER (4u << 20) /* stop reading a client with this much unsent */
@@ -267,7 +268,7 @@ static void sample_memory(kv_server *s)
 /* Why a write command may not run now (an error reply), or NULL. Checked
  * before the command touches anything, so a refused write changes nothing:
  * no key, no version (a plain write does not even dirty the open version). */
-static const char *write_refused(kv_server *s, const kv_command *cmd)
+const char *kv_server_write_refused(kv_server *s, const kv_command *cmd)
 {
     if (kv_dpr_refusing_writes(s)) {
         s->writes_refused_misconf++;
@@ -322,13 +323,22 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
         case KV_SCMD_DPR_BATCH:
             batch_start(c, &argv[1]);
             break;
+        case KV_SCMD_DPR_LAYOUT:
+            kv_resize_cmd_layout(c, argc, argv);
+            break;
+        case KV_SCMD_DPR_IMPORT:
+            kv_resize_cmd_import(c, argc, argv);
+            break;
         case KV_SCMD_NONE:
             break;
         }
         return;
     }
+    /* a batch's keys were checked before any of it ran */
+    if (!in_batch && !kv_resize_allows(s, cmd, argc, argv, &c->out))
+        return;
     if (cmd->flags & KV_CMD_WRITE) {
-        const char *refused = write_refused(s, cmd);
+        const char *refused = kv_server_write_refused(s, cmd);
         if (refused) {
             dpr_resp_error(&c->out, refused);
             return;
@@ -363,10 +373,16 @@ static void batch_start(kv_client *c, const kv_arg *hdr)
     if (r < 0 || (size_t)r != hdr->n || h.op_count == 0) {
         /* the commands that follow cannot be told apart from plain ones:
          * the stream is lost */
-        dpr_resp_errorf(&c->out, "ERR DPR.BATCH: malformed request header (%s)",
-                        r < 0             ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
-                        : h.op_count == 0 ? "no operations"
-                                          : "trailing bytes");
+        if (r == -EPROTONOSUPPORT) /* a client older (or newer) than the shard */
+            dpr_resp_errorf(&c->out,
+                            "ERR DPR.BATCH: malformed request header (format %u: this shard "
+                            "reads format %d, which names the session's domain)",
+                            (unsigned)(uint8_t)hdr->p[0], DPR_WIRE_REQUEST_FORMAT);
+        else
+            dpr_resp_errorf(&c->out, "ERR DPR.BATCH: malformed request header (%s)",
+                            r < 0             ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
+                            : h.op_count == 0 ? "no operations"
+                                              : "trailing bytes");
         c->close_after_reply = true;
         return;
     }
@@ -465,18 +481,18 @@ static void run_ops(kv_client *c, uint32_t count)
     assert(p == end);
 }
 
-int kv_server_set_domain(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms)
+int kv_server_set_workers(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms)
 {
-    if (n > s->domain_cap) {
-        uint64_t *p = realloc(s->domain, n * sizeof(*p));
+    if (n > s->workers_cap) {
+        uint64_t *p = realloc(s->workers, n * sizeof(*p));
         if (!p)
             return -ENOMEM;
-        s->domain = p;
-        s->domain_cap = n;
+        s->workers = p;
+        s->workers_cap = n;
     }
     if (n)
-        memcpy(s->domain, workers, n * sizeof(*workers));
-    s->ndomain = n;
+        memcpy(s->workers, workers, n * sizeof(*workers));
+    s->nworkers = n;
     s->synced_ms = at_ms;
     return 0;
 }
@@ -514,7 +530,8 @@ static void log_invalid(kv_client *c, const char *why)
 #define CHECK_WAIT_MS KV_FINDER_TIMEOUT_MS
 
 /*
- * Checks an admitted batch against what a real session can have seen
+ * Checks an admitted batch (or, before admission, one of another domain:
+ * never valid) against what a real session can have seen
  * (dpr_worker_check_batch, worker.h): 0 to run it; 1 when it cannot run now
  * (the client is parked until fresher DPR.SYNC answers, or the batch got
  * its error). A refused batch changes nothing: no fast-forward, no
@@ -526,8 +543,8 @@ static int batch_check(kv_client *c, const dpr_request_hdr *h)
     dpr_err err = DPR_ERR_INIT;
     uint64_t now = dpr_mono_ms();
     dpr_worker_bounds b = {.max_version = s->cluster_max,
-                           .workers = s->domain,
-                           .nworkers = s->ndomain,
+                           .workers = s->workers,
+                           .nworkers = s->nworkers,
                            .since_sync_ms = now > s->synced_ms ? now - s->synced_ms : 0};
     int r = dpr_worker_check_batch(&s->worker, h, &b, &err);
 
@@ -575,6 +592,18 @@ static void batch_run(kv_client *c)
     memset(&rh, 0, sizeof(rh));
     rh.batch_id = h.batch_id;
     rh.op_count = h.op_count;
+    /* a session of another domain: its world-line means nothing here, so
+     * it is refused before admission (an answer REFUSED with this domain's
+     * world-line would roll that session back, and a newer one would wait
+     * for this domain's finder); batch_check gives the error (-EXDEV) */
+    if (h.domain != s->worker.domain && batch_check(c, &h) != 0)
+        return;
+    /* paused for a resize, or a key of another shard: nothing of it runs,
+     * and the session may send it again (re-routed) */
+    if (!kv_resize_allows_batch(s, c->batch_ops.data, c->batch_ops.len, h.op_count, &c->out)) {
+        batch_end(c);
+        return;
+    }
     switch (dpr_worker_admit(&s->worker, h.world_line)) {
     case DPR_ADMIT_REFUSE:
         c->catching_up = false;
@@ -804,6 +833,7 @@ static void on_cron(uv_timer_t *t)
     if (s->cfg->maxmemory)
         sample_memory(s);
     kv_dpr_reap(s); /* in case a SIGCHLD was coalesced; also notices failing checkpoints */
+    kv_resize_reap(s);
     if (s->parked)
         kick_parked(s);
     if (s->stopping)
@@ -817,6 +847,7 @@ static void on_signal(uv_signal_t *h, int signum)
     kv_server *s = h->data;
     if (signum == SIGCHLD) {
         kv_dpr_reap(s);
+        kv_resize_reap(s);
         if (s->parked)
             kick_parked(s);
         return;
@@ -856,7 +887,7 @@ static int start_timers(kv_server *s)
 
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
-                   size_t nckpts, uint64_t committed)
+                   size_t nckpts, uint64_t committed, kv_layout_state *layout)
 {
     int r;
 
@@ -871,9 +902,12 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
     kv_dict_init(&s->dict, restored->seed);
     kv_dict_swap(&s->dict, restored);
     sample_memory(s);
-    r = dpr_worker_init(&s->worker, cfg->worker, world_line, restored_version);
+    r = dpr_worker_init(&s->worker, cfg->worker, cfg->domain_id, world_line, restored_version);
     if (r < 0)
         return r;
+    kv_resize_init(s, layout);
+    /* a checkpoint from before a committed resize holds keys that left */
+    kv_resize_purge(s, "after the restore");
     for (size_t i = 0; i < nckpts; i++) {
         r = kv_ckpts_add(s, ckpts[i]);
         if (r < 0)

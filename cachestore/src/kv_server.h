@@ -4,6 +4,8 @@
  *   kv_server.c  the libuv loop, connections, request dispatch, DPR.BATCH
  *   kv_dpr.c     checkpoints, reports, DPR.SYNC, cut, rollback, shutdown
  *   kv_info.c    INFO, CONFIG GET, COMMAND replies
+ *   kv_resize.c  the layout: -MOVED, the pause of a resize, DPR.LAYOUT,
+ *                DPR.IMPORT, the migration child, the purge
  *
  * Everything runs on the loop thread.
  */
@@ -22,6 +24,8 @@
 #include "kv_config.h"
 #include "kv_dict.h"
 #include "kv_finder.h"
+#include "kv_layout.h"
+#include "kv_migrate.h"
 #include "kv_resp.h"
 #include "kv_snap.h"
 
@@ -81,8 +85,8 @@ struct kv_server {
     uint64_t finder_world_line;         /* world-line of the last DPR.SYNC */
     uint64_t syncs;                     /* DPR.SYNC answers received */
     /* what batches are checked against (dpr_worker_bounds, batch_check) */
-    uint64_t *domain;                   /* registered workers of the last DPR.SYNC, ascending */
-    size_t ndomain, domain_cap;
+    uint64_t *workers;                  /* registered workers of the last DPR.SYNC, ascending */
+    size_t nworkers, workers_cap;
     uint64_t synced_ms;                 /* dpr_mono_ms() of that answer (start-up before) */
     uint64_t writes, writes_at_seal;
     uint64_t *ckpts;                    /* checkpoint versions on disk, ascending */
@@ -103,6 +107,12 @@ struct kv_server {
     bool finder_lost_sync;              /* its DPR.SYNC: behind us, or a cut that went back */
     dpr_err finder_lost_why;
     uint64_t reports_refused;
+
+    /* the layout (kv_resize.c) */
+    kv_layout_state layout;
+    kv_migrate migrate;
+    uint64_t migrate_world_line;        /* the world-line the last migration started on */
+    uint64_t layout_moved, layout_tryagain, imported_keys, purged_keys;
 
     /* memory: used_memory sampled by the cron, plus the dataset's change since */
     uint64_t mem_sampled;
@@ -127,17 +137,22 @@ struct kv_server {
 };
 
 /* kv_server.c */
-/* committed: the highest `committed` recorded by the checkpoints on disk. */
+/* committed: the highest `committed` recorded by the checkpoints on disk;
+ * layout: what kv_resize_read found (taken over, *layout emptied). */
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
-                   size_t nckpts, uint64_t committed);
+                   size_t nckpts, uint64_t committed, kv_layout_state *layout);
+/* Why a write command may not run now (an error reply: MISCONF, OOM), or
+ * NULL. */
+const char *kv_server_write_refused(kv_server *s, const kv_command *cmd);
 /* Runs until stopped; returns the exit status. */
 int kv_server_run(kv_server *s);
 void kv_server_stop_listening(kv_server *s);
-/* The finder's registered workers (ascending) as of a DPR.SYNC answer at
+/* The finder's registered workers of this shard's domain (ascending) as of
+ * a DPR.SYNC answer at
  * at_ms (dpr_mono_ms): what batches are checked against. -ENOMEM keeps the
  * old list. */
-int kv_server_set_domain(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms);
+int kv_server_set_workers(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms);
 void kv_server_close_clients(kv_server *s);
 /* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
  * least the data set's */
@@ -172,7 +187,12 @@ void kv_dpr_failing_reason(const kv_server *s, dpr_err *why);
 void kv_dpr_finder_knows(kv_server *s, const char *why_not);
 int kv_ckpts_add(kv_server *s, uint64_t v);
 
+/* Everything this shard executed is in the cut: nothing in the open
+ * version, no sealed version above the cut. */
+bool kv_dpr_all_committed(const kv_server *s);
+
 /* kv_info.c */
+void kv_info_line(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kv_info_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
 void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
 void kv_command_reply(dpr_buf *out, size_t argc, const kv_arg *argv);

@@ -63,7 +63,9 @@ static int parse_num(const char *s, size_t n, uint64_t *out)
 }
 
 typedef struct cmd_ctx {
-    dpr_finder *f;
+    dpr_domains *ds;
+    dpr_finder *f;        /* the domain's core (NULL for DPR.WORKER.ADD until it runs) */
+    char domain[DPR_DOMAIN_MAX + 1]; /* argv[1] of a command that names a domain */
     int argc;
     char *const *argv;
     const size_t *argvlen;
@@ -137,8 +139,14 @@ static void cmd_worker_add(cmd_ctx *c)
     char what[64];
     int rc;
 
-    if (arg_num(c, 1, "worker id", &worker) < 0 || arg_token(c, 2, &token, &token_len) < 0)
+    if (arg_num(c, 2, "worker id", &worker) < 0 || arg_token(c, 3, &token, &token_len) < 0)
         return;
+    /* the domain comes into being with its first worker */
+    rc = dpr_domains_ensure(c->ds, c->domain, &c->f);
+    if (rc < 0) {
+        core_error(c, rc, "cannot create the domain");
+        return;
+    }
     rc = dpr_finder_add_worker_token(c->f, worker, token, token_len, &wl, &restore);
     wait_if_dirty(c);
     if (rc == -EACCES) {
@@ -163,7 +171,7 @@ static void cmd_worker_remove(cmd_ctx *c)
     char what[64];
     int rc;
 
-    if (arg_num(c, 1, "worker id", &worker) < 0 || arg_token(c, 2, &token, &token_len) < 0)
+    if (arg_num(c, 2, "worker id", &worker) < 0 || arg_token(c, 3, &token, &token_len) < 0)
         return;
     rc = dpr_finder_remove_worker_token(c->f, worker, token, token_len);
     wait_if_dirty(c);
@@ -201,17 +209,17 @@ static uint64_t working_world_line(const dpr_finder *f)
 static void cmd_report(cmd_ctx *c)
 {
     uint64_t wl, worker, version;
-    size_t ndeps = (size_t)(c->argc - 4) / 2;
+    size_t ndeps = (size_t)(c->argc - 5) / 2;
     dpr_dep small[8], *deps = small;
     int rc;
 
-    if ((c->argc - 4) % 2 != 0) {
+    if ((c->argc - 5) % 2 != 0) {
         dpr_resp_error(c->out, "ERR wrong number of arguments for 'DPR.REPORT': dependencies "
                                "come in <dep-worker> <dep-version> pairs");
         return;
     }
-    if (arg_num(c, 1, "world-line", &wl) < 0 || arg_num(c, 2, "worker id", &worker) < 0 ||
-        arg_num(c, 3, "version", &version) < 0)
+    if (arg_num(c, 2, "world-line", &wl) < 0 || arg_num(c, 3, "worker id", &worker) < 0 ||
+        arg_num(c, 4, "version", &version) < 0)
         return;
     if (wl == 0) {
         dpr_resp_error(c->out, "ERR invalid world-line 0: world-lines start at 1");
@@ -229,7 +237,7 @@ static void cmd_report(cmd_ctx *c)
         }
     }
     for (size_t i = 0; i < ndeps; i++) {
-        int a = 4 + 2 * (int)i;
+        int a = 5 + 2 * (int)i;
         if (arg_num(c, a, "dependency worker id", &deps[i].worker) < 0 ||
             arg_num(c, a + 1, "dependency version", &deps[i].version) < 0)
             goto out;
@@ -271,11 +279,13 @@ static void cmd_report(cmd_ctx *c)
             core_error(c, rc, "report refused");
             break;
         }
+        /* a worker of another domain is as unknown as one that never was */
         dpr_resp_errorf(c->out,
-                        "ERR dependency (%llu, %llu) is on worker %llu, which this finder "
+                        "ERR dependency (%llu, %llu) is on worker %llu, which domain '%s' "
                         "never registered: report of version %llu refused",
                         (unsigned long long)deps[i].worker, (unsigned long long)deps[i].version,
-                        (unsigned long long)deps[i].worker, (unsigned long long)version);
+                        (unsigned long long)deps[i].worker, c->domain,
+                        (unsigned long long)version);
         break;
     }
     case -EINVAL: {
@@ -348,7 +358,7 @@ static void cmd_prefix(cmd_ctx *c)
     size_t n = 0;
     int rc = -ENOENT;
 
-    if (arg_num(c, 1, "world-line", &wl) < 0)
+    if (arg_num(c, 2, "world-line", &wl) < 0)
         return;
     if (dpr_finder_dirty(c->f)) {
         if (dpr_finder_get_state(c->f, &st) < 0) {
@@ -381,6 +391,22 @@ static void cmd_prefix(cmd_ctx *c)
     dpr_finder_state_free(&st);
 }
 
+/*
+ * DPR.DOMAINS: the names of every domain, sorted. From the working state;
+ * held until durable when anything is ahead of the published state (a
+ * domain made by a DPR.WORKER.ADD of this round is not known before).
+ */
+static void cmd_domains(cmd_ctx *c)
+{
+    size_t n = dpr_domains_count(c->ds);
+
+    if (dpr_domains_dirty(c->ds))
+        *c->flags |= DPR_CMD_WAIT;
+    dpr_resp_array(c->out, n);
+    for (size_t i = 0; i < n; i++)
+        dpr_resp_bulk_str(c->out, dpr_domains_name(c->ds, i));
+}
+
 static void cmd_ping(cmd_ctx *c)
 {
     if (c->argc == 2)
@@ -400,29 +426,67 @@ static void cmd_quit(cmd_ctx *c)
     dpr_resp_status(c->out, "OK");
 }
 
+/* What a command does with its first argument, the domain. */
+enum {
+    NO_DOMAIN,     /* takes none */
+    DOMAIN_EXISTS, /* names a domain that must exist */
+    DOMAIN_ANY,    /* names a valid domain, made if missing (DPR.WORKER.ADD) */
+};
+
 typedef struct cmd_def {
     const char *name;
     int min_args; /* including the name */
     int max_args; /* -1: unbounded */
+    int domain;
     void (*run)(cmd_ctx *c);
 } cmd_def;
 
 static const cmd_def commands[] = {
-    { "DPR.REPORT", 4, -1, cmd_report },
-    { "DPR.SYNC", 1, 1, cmd_sync },
-    { "DPR.PREFIX", 2, 2, cmd_prefix },
-    { "DPR.WORKER.ADD", 2, 3, cmd_worker_add },
-    { "DPR.WORKER.REMOVE", 2, 3, cmd_worker_remove },
-    { "PING", 1, 2, cmd_ping },
-    { "COMMAND", 1, -1, cmd_command },
-    { "QUIT", 1, -1, cmd_quit },
+    { "DPR.REPORT", 5, -1, DOMAIN_EXISTS, cmd_report },
+    { "DPR.SYNC", 2, 2, DOMAIN_EXISTS, cmd_sync },
+    { "DPR.PREFIX", 3, 3, DOMAIN_EXISTS, cmd_prefix },
+    { "DPR.WORKER.ADD", 3, 4, DOMAIN_ANY, cmd_worker_add },
+    { "DPR.WORKER.REMOVE", 3, 4, DOMAIN_EXISTS, cmd_worker_remove },
+    { "DPR.DOMAINS", 1, 1, NO_DOMAIN, cmd_domains },
+    { "PING", 1, 2, NO_DOMAIN, cmd_ping },
+    { "COMMAND", 1, -1, NO_DOMAIN, cmd_command },
+    { "QUIT", 1, -1, NO_DOMAIN, cmd_quit },
 };
 
-int dpr_cmd_execute(dpr_finder *f, int argc, char *const *argv, const size_t *argvlen,
+/*
+ * The domain argument (argv[1]) of def into c: 0, or -1 with the error
+ * reply written. A domain that does not exist is named (a valid name shows
+ * nothing but [a-z0-9._-]); its absence is a fact about the working state,
+ * held like the rest when that is ahead of the published one.
+ */
+static int arg_domain(cmd_ctx *c, const cmd_def *def)
+{
+    size_t len = c->argvlen[1];
+
+    if (!dpr_domain_valid(c->argv[1], len)) {
+        dpr_resp_error(c->out, "ERR invalid domain name");
+        return -1;
+    }
+    memcpy(c->domain, c->argv[1], len);
+    c->domain[len] = '\0';
+    if (def->domain == DOMAIN_ANY)
+        return 0;
+    c->f = dpr_domains_find(c->ds, c->domain);
+    if (!c->f) {
+        if (dpr_domains_dirty(c->ds))
+            *c->flags |= DPR_CMD_WAIT;
+        dpr_resp_errorf(c->out, "ERR unknown domain '%s'", c->domain);
+        return -1;
+    }
+    return 0;
+}
+
+int dpr_cmd_execute(dpr_domains *ds, int argc, char *const *argv, const size_t *argvlen,
                     dpr_buf *out, unsigned *flags)
 {
     size_t saved = out->len;
-    cmd_ctx c = { f, argc, argv, argvlen, out, flags };
+    cmd_ctx c = { .ds = ds, .argc = argc, .argv = argv, .argvlen = argvlen, .out = out,
+                  .flags = flags };
     const cmd_def *def = NULL;
     char shown[48];
     int rc;
@@ -449,6 +513,8 @@ int dpr_cmd_execute(dpr_finder *f, int argc, char *const *argv, const size_t *ar
         dpr_resp_errorf(out, "ERR wrong number of arguments for '%s'", def->name);
         goto done;
     }
+    if (def->domain != NO_DOMAIN && arg_domain(&c, def) < 0)
+        goto done;
     def->run(&c);
 done:
     rc = finish_reply(out, saved);

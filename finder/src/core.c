@@ -1367,6 +1367,11 @@ bool dpr_finder_dirty(const dpr_finder *f)
     return f->generation != f->pub_generation;
 }
 
+uint64_t dpr_finder_generation(const dpr_finder *f)
+{
+    return f->generation;
+}
+
 static int cmp_worker(const void *a, const void *b)
 {
     uint64_t x = ((const dpr_finder_worker_state *)a)->worker;

@@ -11,7 +11,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/num.h"
-#include "dpr/finder.h"
+#include "dpr/domains.h"
 #include "dpr/finder_server.h"
 #include "dpr/store.h"
 
@@ -21,8 +21,10 @@ static void usage(FILE *out)
 "Usage: dpr-finder --listen ADDR:PORT --state DIR [options]\n"
 "\n"
 "The DPR finder: workers register and report durable checkpoints, the finder\n"
-"computes the DPR cut and the world-line and keeps them in DIR. It speaks\n"
-"RESP, so redis-cli can drive it (see docs/protocol.md, \"Finder commands\").\n"
+"computes the DPR cut and the world-line of each DPR domain and keeps them in\n"
+"DIR. Every command names its domain (\"default\" for tools without one of their\n"
+"own). It speaks RESP, so redis-cli can drive it (see docs/protocol.md,\n"
+"\"Finder commands\").\n"
 "\n"
 "Options:\n"
 "  -l, --listen ADDR:PORT      address to listen on: an IPv4 address, a host name,\n"
@@ -37,8 +39,8 @@ static void usage(FILE *out)
 "                              answered with an error and its connection closed\n"
 "  -h, --help                  show this help and exit\n"
 "\n"
-"On start the state in DIR is loaded; without one the finder starts fresh\n"
-"(world-line 1, no workers). A corrupt or unreadable state file is an error:\n"
+"On start the state in DIR is loaded; without one the finder starts fresh (no\n"
+"domains; a domain starts at world-line 1 with its first worker). A corrupt or unreadable state file is an error:\n"
 "the finder stops and never starts over, since that would lose committed data.\n"
 "Logs \"dpr-finder listening on ADDR:PORT\" (on stderr) when ready. SIGTERM or\n"
 "SIGINT stop it cleanly (exit 0). Exit status 1 on any error, 2 on bad usage.\n",
@@ -72,19 +74,19 @@ static void raise_fd_limit(size_t max_clients)
 }
 
 /* Loads the stored state or starts fresh; never starts over on damage. */
-static int open_finder(dpr_store *store, const char *dir, dpr_finder **out)
+static int open_domains(dpr_store *store, const char *dir, dpr_domains **out)
 {
-    dpr_finder_state st = { .workers = NULL };
+    dpr_domains_state st = { .domains = NULL };
+    size_t nworkers = 0;
     int rc = dpr_store_load(store, &st);
 
     if (rc == -ENOENT) {
-        rc = dpr_finder_new(out);
+        rc = dpr_domains_new(out);
         if (rc < 0) {
             log_error("cannot create the finder: %s", strerror(-rc));
             return rc;
         }
-        log_info("no state in %s, starting fresh (world-line %d)", dir,
-                 DPR_FINDER_FIRST_WORLD_LINE);
+        log_info("no state in %s, starting fresh (no domains yet)", dir);
         return 0;
     }
     if (rc < 0) {
@@ -93,13 +95,19 @@ static int open_finder(dpr_store *store, const char *dir, dpr_finder **out)
                   "restore %s/finder.state", dir);
         return rc;
     }
-    rc = dpr_finder_restore(&st, out);
-    if (rc < 0)
+    rc = dpr_domains_restore(&st, out);
+    if (rc < 0) {
         log_error("cannot restore the state from %s/finder.state: %s", dir, strerror(-rc));
-    else
-        log_info("restored world-line %llu with %zu workers from %s",
-                 (unsigned long long)st.world_line, st.nworkers, dir);
-    dpr_finder_state_free(&st);
+    } else {
+        for (size_t i = 0; i < st.n; i++) {
+            log_info("domain %s: restored world-line %llu with %zu workers",
+                     st.domains[i].name, (unsigned long long)st.domains[i].state.world_line,
+                     st.domains[i].state.nworkers);
+            nworkers += st.domains[i].state.nworkers;
+        }
+        log_info("restored %zu domains with %zu workers from %s", st.n, nworkers, dir);
+    }
+    dpr_domains_state_free(&st);
     return rc;
 }
 
@@ -120,7 +128,7 @@ int main(int argc, char **argv)
     dpr_hostport hp;
     dpr_err err = DPR_ERR_INIT;
     dpr_store *store = NULL;
-    dpr_finder *f = NULL;
+    dpr_domains *ds = NULL;
     int opt, rc, status = 1;
 
     opterr = 0;
@@ -183,16 +191,15 @@ int main(int argc, char **argv)
         log_error("%s", dpr_err_str(&err, rc));
         goto out;
     }
-    if (open_finder(store, state, &f) < 0)
+    if (open_domains(store, state, &ds) < 0)
         goto out;
-    rc = dpr_server_run(f, store, &cfg);
+    rc = dpr_server_run(ds, store, &cfg);
     if (rc == 0) {
         log_info("stopped");
         status = 0;
     }
 out:
-    if (f)
-        dpr_finder_free(f);
+    dpr_domains_free(ds);
     dpr_store_close(store);
     return status;
 }

@@ -52,7 +52,7 @@ struct dpr_server {
     uv_signal_t sigterm, sigint;
     uv_timer_t stop_timer;
     bool listener_open, check_open, idle_open, signals_open, timer_open;
-    dpr_finder *f;
+    dpr_domains *ds;
     dpr_store *store;
     const dpr_server_config *cfg;
     conn *conns;
@@ -170,7 +170,7 @@ static void handle_requests(conn *c)
         if (rc != 1)
             break;
         before = c->out.len;
-        rc = dpr_cmd_execute(srv->f, req.argc, req.argv, req.argvlen, &c->out, &flags);
+        rc = dpr_cmd_execute(srv->ds, req.argc, req.argv, req.argvlen, &c->out, &flags);
         if (rc < 0) {
             log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);
@@ -298,14 +298,14 @@ static void shut_down(server *srv);
 /* Makes the working state durable, publishes it, releases held replies. */
 static void commit_and_flush(server *srv)
 {
-    dpr_finder_state st;
+    dpr_domains_state st;
     conn *c, *next;
     int rc;
 
     if (srv->fatal)
         return;
-    if (dpr_finder_dirty(srv->f)) {
-        rc = dpr_finder_get_state(srv->f, &st);
+    if (dpr_domains_dirty(srv->ds)) {
+        rc = dpr_domains_get_state(srv->ds, &st);
         if (rc < 0) {
             log_error("cannot copy the finder state: %s; exiting without answering",
                       strerror(-rc));
@@ -319,7 +319,7 @@ static void commit_and_flush(server *srv)
         if (rc < 0) {
             log_error("saving the state failed: %s; exiting without answering (the state "
                       "is not durable)", dpr_store_error(srv->store));
-            dpr_finder_state_free(&st);
+            dpr_domains_state_free(&st);
             srv->fatal = rc;
             shut_down(srv);
             if (srv->hooks.failed)
@@ -329,11 +329,11 @@ static void commit_and_flush(server *srv)
         /* the held replies may go out now even if publishing fails: they
          * only show the working state, which is durable; SYNC from others
          * stays on the old published view until a later publish works */
-        rc = dpr_finder_publish(srv->f, st.generation);
+        rc = dpr_domains_publish(srv->ds, &st);
         if (rc < 0)
             log_warning("publishing generation %llu failed: %s (will retry)",
                         (unsigned long long)st.generation, strerror(-rc));
-        dpr_finder_state_free(&st);
+        dpr_domains_state_free(&st);
         if (srv->hooks.committed)
             srv->hooks.committed(srv->hooks.arg);
     }
@@ -584,7 +584,7 @@ uv_fail:
     return rc;
 }
 
-int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg)
+int dpr_server_run(dpr_domains *ds, dpr_store *store, const dpr_server_config *cfg)
 {
     server *srv = calloc(1, sizeof(*srv));
     int rc;
@@ -594,7 +594,7 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
         return -ENOMEM;
     }
     signal(SIGPIPE, SIG_IGN);
-    srv->f = f;
+    srv->ds = ds;
     srv->store = store;
     srv->cfg = cfg;
     srv->loop = &srv->own_loop;
@@ -622,7 +622,7 @@ int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg
 
 /* ---- hosted on someone else's loop -------------------------------------------- */
 
-int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
+int dpr_server_start(uv_loop_t *loop, dpr_domains *ds, dpr_store *store,
                      const dpr_server_config *cfg, const dpr_server_hooks *hooks,
                      dpr_server **out)
 {
@@ -635,7 +635,7 @@ int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
     }
     srv->loop = loop;
     srv->embedded = true;
-    srv->f = f;
+    srv->ds = ds;
     srv->store = store;
     srv->cfg = cfg;
     if (hooks)

@@ -4,19 +4,24 @@
  *
  * File `finder.state`, little-endian:
  *
- *   magic "DPRFIND\0" (8), format 2 (1 byte),
- *   world-line (8, >= 1), generation (8),
- *   nworkers (8), then per worker: id, cut, durable (8 each), ids strictly
- *     rising, cut <= durable; token length t (1 byte, 0..128) and t token
- *     bytes (0x21..0x7e; t = 0: registered without a token),
- *   nprefixes (8, <= DPR_FINDER_MAX_PREFIXES), then per prefix: ended
- *     world-line (8, rising, below world-line), n (8), n x (worker, version)
- *     (8 each, workers strictly rising, versions >= 1),
+ *   magic "DPRFIND\0" (8), format 3 (1 byte),
+ *   generation of the whole state (8),
+ *   ndomains (8), then per domain, names strictly rising (byte order):
+ *     name length (1 byte, 1..DPR_DOMAIN_MAX) and the name (dpr/domain.h),
+ *     then the domain's content:
+ *       world-line (8, >= 1), generation (8),
+ *       nworkers (8), then per worker: id, cut, durable (8 each), ids
+ *         strictly rising, cut <= durable; token length t (1 byte, 0..128)
+ *         and t token bytes (0x21..0x7e; t = 0: registered without a token),
+ *       nprefixes (8, <= DPR_FINDER_MAX_PREFIXES), then per prefix: ended
+ *         world-line (8, rising, below world-line), n (8), n x (worker,
+ *         version) (8 each, workers strictly rising, versions >= 1),
  *   CRC-32 (zlib, 4 bytes) of everything before it.
  *
- * Format 1 (written before registration tokens existed) is the same without
- * the token fields; it still loads, as workers without tokens. save()
- * always writes format 2.
+ * Formats 1 and 2 (before domains) hold one content right after the format
+ * byte (format 1 without the token fields); they load as one domain named
+ * DPR_DOMAIN_DEFAULT, the whole state's generation being that content's.
+ * save() always writes format 3.
  *
  * save() replaces `finder.state` with dpr_replace_file (write
  * `finder.state.tmp`, fsync, rename, fsync the directory), so at any
@@ -46,15 +51,20 @@
 
 #define MAGIC "DPRFIND\0"
 #define MAGIC_LEN 8
-#define FORMAT 2          /* what save() writes */
-#define FORMAT_NO_TOKENS 1 /* still read: no token fields */
-#define HEADER_LEN (MAGIC_LEN + 1 + 3 * 8) /* up to and with nworkers */
-#define WORKER_LEN (3 * 8) /* without the token fields of format 2 */
+#define FORMAT 3           /* what save() writes: domains */
+#define FORMAT_ONE_DOMAIN 2 /* still read: one domain, "default" */
+#define FORMAT_NO_TOKENS 1 /* still read: format 2 without token fields */
+#define CONTENT_HEAD_LEN (3 * 8) /* world-line, generation, nworkers */
+#define WORKER_LEN (3 * 8) /* without the token fields of formats 2 and 3 */
 #define TOKEN_LEN_LEN 1
+#define NAME_LEN_LEN 1
 #define PREFIX_HEADER_LEN (2 * 8)
 #define DEP_LEN (2 * 8)
 #define CRC_LEN 4
-#define MIN_FILE_LEN (HEADER_LEN + 8 + CRC_LEN)
+/* The smallest valid files: one empty content (formats 1, 2), no domain (3). */
+#define MIN_FILE_LEN_ONE (MAGIC_LEN + 1 + CONTENT_HEAD_LEN + 8 + CRC_LEN)
+#define MIN_FILE_LEN (MAGIC_LEN + 1 + 2 * 8 + CRC_LEN)
+#define MIN_DOMAIN_LEN (NAME_LEN_LEN + 1 + CONTENT_HEAD_LEN + 8)
 /* Far above any real cluster (65,536 workers take 1.5 MiB). */
 #define MAX_FILE_LEN ((size_t)1 << 30)
 
@@ -94,12 +104,16 @@ static uint32_t crc_of(const unsigned char *p, size_t len)
     return (uint32_t)crc;
 }
 
-/* Checks the content rules shared by load and save; NULL if fine, else a
- * description (written to msg). */
+/* Checks the content rules of one domain shared by load and save; NULL if
+ * fine, else a description (written to msg). */
 static const char *check_state(const dpr_finder_state *st, char *msg, size_t msglen)
 {
     if (st->world_line == 0) {
         snprintf(msg, msglen, "world-line is 0");
+        return msg;
+    }
+    if (st->nworkers > 0 && !st->workers) {
+        snprintf(msg, msglen, "%zu workers without their records", st->nworkers);
         return msg;
     }
     for (size_t i = 0; i < st->nworkers; i++) {
@@ -138,6 +152,11 @@ static const char *check_state(const dpr_finder_state *st, char *msg, size_t msg
                      (unsigned long long)p->world_line, (unsigned long long)st->world_line);
             return msg;
         }
+        if (p->n > 0 && !p->cut) {
+            snprintf(msg, msglen, "prefix of world-line %llu without its cut",
+                     (unsigned long long)p->world_line);
+            return msg;
+        }
         for (size_t j = 0; j < p->n; j++) {
             if (p->cut[j].version == 0 || (j > 0 && p->cut[j].worker <= p->cut[j - 1].worker)) {
                 snprintf(msg, msglen,
@@ -147,6 +166,36 @@ static const char *check_state(const dpr_finder_state *st, char *msg, size_t msg
                          (unsigned long long)p->cut[j].worker);
                 return msg;
             }
+        }
+    }
+    return NULL;
+}
+
+/* Checks every domain (names valid and strictly rising, each content as
+ * check_state); NULL if fine, else a description in msg. */
+static const char *check_domains(const dpr_domains_state *st, char *msg, size_t msglen)
+{
+    char why[256];
+
+    if (st->n > 0 && !st->domains) {
+        snprintf(msg, msglen, "%zu domains without their records", st->n);
+        return msg;
+    }
+    for (size_t i = 0; i < st->n; i++) {
+        const dpr_domain_state *d = &st->domains[i];
+        size_t len = strnlen(d->name, sizeof(d->name));
+        if (!dpr_domain_valid(d->name, len)) {
+            snprintf(msg, msglen, "domain %zu has an invalid name", i);
+            return msg;
+        }
+        if (i > 0 && strcmp(st->domains[i - 1].name, d->name) >= 0) {
+            snprintf(msg, msglen, "domain names not strictly increasing ('%s' after '%s')",
+                     d->name, st->domains[i - 1].name);
+            return msg;
+        }
+        if (check_state(&d->state, why, sizeof(why))) {
+            snprintf(msg, msglen, "domain '%s': %s", d->name, why);
+            return msg;
         }
     }
     return NULL;
@@ -168,70 +217,151 @@ static int take_le64(cursor *c, uint64_t *v)
     return 0;
 }
 
-/* Walks the structure without allocating: 0 if the counts fit the length
- * exactly, else -1 (truncated, extended or a damaged count or token
- * length). */
-static int check_layout(const unsigned char *p, size_t body, int format)
+/* Walks one domain's content without allocating: 0 if its counts and
+ * token lengths fit, else -1. */
+static int skip_content(cursor *c, int format)
 {
-    cursor c = { p + HEADER_LEN - 8, body - (HEADER_LEN - 8) };
-    uint64_t n, np, k, wl;
+    uint64_t wl, gen, n, np, k;
 
-    if (take_le64(&c, &n) < 0)
+    if (take_le64(c, &wl) < 0 || take_le64(c, &gen) < 0 || take_le64(c, &n) < 0)
         return -1;
     if (format == FORMAT_NO_TOKENS) {
-        if (n > c.left / WORKER_LEN)
+        if (n > c->left / WORKER_LEN)
             return -1;
-        c.p += n * WORKER_LEN;
-        c.left -= n * WORKER_LEN;
+        c->p += n * WORKER_LEN;
+        c->left -= n * WORKER_LEN;
     } else {
-        if (n > c.left / (WORKER_LEN + TOKEN_LEN_LEN))
+        if (n > c->left / (WORKER_LEN + TOKEN_LEN_LEN))
             return -1;
         for (uint64_t i = 0; i < n; i++) {
             size_t t;
-            if (c.left < WORKER_LEN + TOKEN_LEN_LEN)
+            if (c->left < WORKER_LEN + TOKEN_LEN_LEN)
                 return -1;
-            t = c.p[WORKER_LEN];
-            if (t > DPR_FINDER_TOKEN_MAX || c.left - WORKER_LEN - TOKEN_LEN_LEN < t)
+            t = c->p[WORKER_LEN];
+            if (t > DPR_FINDER_TOKEN_MAX || c->left - WORKER_LEN - TOKEN_LEN_LEN < t)
                 return -1;
-            c.p += WORKER_LEN + TOKEN_LEN_LEN + t;
-            c.left -= WORKER_LEN + TOKEN_LEN_LEN + t;
+            c->p += WORKER_LEN + TOKEN_LEN_LEN + t;
+            c->left -= WORKER_LEN + TOKEN_LEN_LEN + t;
         }
     }
-    if (take_le64(&c, &np) < 0 || np > DPR_FINDER_MAX_PREFIXES)
+    if (take_le64(c, &np) < 0 || np > DPR_FINDER_MAX_PREFIXES)
         return -1;
     for (uint64_t i = 0; i < np; i++) {
-        if (take_le64(&c, &wl) < 0 || take_le64(&c, &k) < 0 || k > c.left / DEP_LEN)
+        if (take_le64(c, &wl) < 0 || take_le64(c, &k) < 0 || k > c->left / DEP_LEN)
             return -1;
-        c.p += k * DEP_LEN;
-        c.left -= k * DEP_LEN;
+        c->p += k * DEP_LEN;
+        c->left -= k * DEP_LEN;
+    }
+    return 0;
+}
+
+/* Walks the whole structure without allocating: 0 if the counts fit the
+ * length exactly, else -1 (truncated, extended or a damaged count, name or
+ * token length). */
+static int check_layout(const unsigned char *p, size_t body, int format)
+{
+    cursor c = { p + MAGIC_LEN + 1, body - (MAGIC_LEN + 1) };
+    uint64_t gen, nd;
+
+    if (format != FORMAT)
+        return skip_content(&c, format) == 0 && c.left == 0 ? 0 : -1;
+    if (take_le64(&c, &gen) < 0 || take_le64(&c, &nd) < 0 || nd > c.left / MIN_DOMAIN_LEN)
+        return -1;
+    for (uint64_t i = 0; i < nd; i++) {
+        size_t len;
+        if (c.left < NAME_LEN_LEN)
+            return -1;
+        len = c.p[0];
+        if (len == 0 || len > DPR_DOMAIN_MAX || c.left - NAME_LEN_LEN < len)
+            return -1;
+        c.p += NAME_LEN_LEN + len;
+        c.left -= NAME_LEN_LEN + len;
+        if (skip_content(&c, format) < 0)
+            return -1;
     }
     return c.left == 0 ? 0 : -1;
 }
 
-/* Parses and validates a state file image. */
-static int parse_state(file_store *fs, const unsigned char *p, size_t len,
-                       dpr_finder_state *out)
+/* Reads one domain's content (its layout known to fit) into *out. Returns
+ * 0, -ENOMEM, or -EBADMSG with why filled (a token with a bad byte). */
+static int read_content(cursor *c, int format, dpr_finder_state *out, char *why, size_t whylen)
 {
     dpr_finder_state st;
-    cursor c;
-    char why[256];
     uint64_t n = 0, np = 0;
-    size_t body;
-    int format;
 
     memset(&st, 0, sizeof(st));
+    take_le64(c, &st.world_line);
+    take_le64(c, &st.generation);
+    take_le64(c, &n);
+    if (n > 0 && !(st.workers = calloc((size_t)n, sizeof(*st.workers))))
+        goto nomem;
+    st.nworkers = (size_t)n;
+    for (size_t i = 0; i < st.nworkers; i++) {
+        take_le64(c, &st.workers[i].worker);
+        take_le64(c, &st.workers[i].cut);
+        take_le64(c, &st.workers[i].durable);
+        if (format != FORMAT_NO_TOKENS) {
+            size_t t = c->p[0]; /* <= DPR_FINDER_TOKEN_MAX: check_layout */
+            if (t > 0 && !dpr_finder_token_valid((const char *)c->p + 1, t)) {
+                /* (a NUL would cut it short in the state: look at the bytes) */
+                snprintf(why, whylen, "worker %llu has an invalid token",
+                         (unsigned long long)st.workers[i].worker);
+                dpr_finder_state_free(&st);
+                return -EBADMSG;
+            }
+            memcpy(st.workers[i].token, c->p + 1, t); /* calloc'd: terminated */
+            c->p += 1 + t;
+            c->left -= 1 + t;
+        }
+    }
+    take_le64(c, &np);
+    if (np > 0 && !(st.prefixes = calloc((size_t)np, sizeof(*st.prefixes))))
+        goto nomem;
+    for (size_t i = 0; i < np; i++) {
+        dpr_finder_prefix *pf = &st.prefixes[i];
+        uint64_t k = 0;
+        st.nprefixes = i + 1; /* so that a failure frees what is there */
+        take_le64(c, &pf->world_line);
+        take_le64(c, &k);
+        if (k > 0 && !(pf->cut = calloc((size_t)k, sizeof(*pf->cut))))
+            goto nomem;
+        pf->n = (size_t)k;
+        for (size_t j = 0; j < pf->n; j++) {
+            take_le64(c, &pf->cut[j].worker);
+            take_le64(c, &pf->cut[j].version);
+        }
+    }
+    *out = st;
+    return 0;
+nomem:
+    dpr_finder_state_free(&st);
+    return -ENOMEM;
+}
+
+/* Parses and validates a state file image. */
+static int parse_state(file_store *fs, const unsigned char *p, size_t len,
+                       dpr_domains_state *out)
+{
+    dpr_domains_state st = { .domains = NULL };
+    cursor c;
+    char why[256], msg[400];
+    uint64_t nd = 1;
+    size_t body, min;
+    int format, rc = 0;
+
     if (len >= MAGIC_LEN && memcmp(p, MAGIC, MAGIC_LEN) != 0)
         return dpr_err_set(&fs->err, -EBADMSG, "%s: not a dpr-finder state file (bad magic)",
                            fs->state_path);
-    if (len < MIN_FILE_LEN)
+    format = len > MAGIC_LEN ? p[MAGIC_LEN] : FORMAT;
+    min = format == FORMAT ? MIN_FILE_LEN : MIN_FILE_LEN_ONE;
+    if (len < min)
         return dpr_err_set(&fs->err, -EBADMSG,
                            "%s: corrupt state file: truncated (%zu bytes, a valid file has at "
-                           "least %d)", fs->state_path, len, MIN_FILE_LEN);
-    format = p[MAGIC_LEN];
-    if (format != FORMAT && format != FORMAT_NO_TOKENS)
+                           "least %zu)", fs->state_path, len, min);
+    if (format != FORMAT && format != FORMAT_ONE_DOMAIN && format != FORMAT_NO_TOKENS)
         return dpr_err_set(&fs->err, -EBADMSG,
                            "%s: unsupported state file format %u (this finder reads formats "
-                           "%d and %d)", fs->state_path, p[MAGIC_LEN], FORMAT_NO_TOKENS, FORMAT);
+                           "%d to %d)", fs->state_path, p[MAGIC_LEN], FORMAT_NO_TOKENS, FORMAT);
     body = len - CRC_LEN;
     if (check_layout(p, body, format) < 0)
         return dpr_err_set(&fs->err, -EBADMSG,
@@ -243,62 +373,60 @@ static int parse_state(file_store *fs, const unsigned char *p, size_t len,
     /* the layout is known to fit from here on */
     c.p = p + MAGIC_LEN + 1;
     c.left = body - MAGIC_LEN - 1;
-    take_le64(&c, &st.world_line);
-    take_le64(&c, &st.generation);
-    take_le64(&c, &n);
-    if (n > 0 && !(st.workers = calloc((size_t)n, sizeof(*st.workers))))
+    if (format == FORMAT) {
+        take_le64(&c, &st.generation);
+        take_le64(&c, &nd);
+    }
+    if (nd > 0 && !(st.domains = calloc((size_t)nd, sizeof(*st.domains))))
         goto nomem;
-    st.nworkers = (size_t)n;
-    for (size_t i = 0; i < st.nworkers; i++) {
-        take_le64(&c, &st.workers[i].worker);
-        take_le64(&c, &st.workers[i].cut);
-        take_le64(&c, &st.workers[i].durable);
-        if (format != FORMAT_NO_TOKENS) {
-            size_t t = c.p[0]; /* <= DPR_FINDER_TOKEN_MAX: check_layout */
-            if (t > 0 && !dpr_finder_token_valid((const char *)c.p + 1, t)) {
-                /* (a NUL would cut it short in the state: look at the bytes) */
-                uint64_t id = st.workers[i].worker;
-                dpr_finder_state_free(&st);
+    for (size_t i = 0; i < nd; i++) {
+        dpr_domain_state *d = &st.domains[i];
+        size_t nlen;
+        if (format == FORMAT) {
+            nlen = c.p[0]; /* 1..DPR_DOMAIN_MAX: check_layout */
+            if (!dpr_domain_valid((const char *)c.p + 1, nlen)) { /* (NULs included) */
+                dpr_domains_state_free(&st);
                 return dpr_err_set(&fs->err, -EBADMSG,
-                                   "%s: corrupt state file: worker %llu has an invalid token",
-                                   fs->state_path, (unsigned long long)id);
+                                   "%s: corrupt state file: domain %zu has an invalid name",
+                                   fs->state_path, i);
             }
-            memcpy(st.workers[i].token, c.p + 1, t); /* calloc'd: terminated */
-            c.p += 1 + t;
-            c.left -= 1 + t;
+            memcpy(d->name, c.p + 1, nlen); /* calloc'd: terminated */
+            c.p += 1 + nlen;
+            c.left -= 1 + nlen;
+        } else {
+            memcpy(d->name, DPR_DOMAIN_DEFAULT, sizeof(DPR_DOMAIN_DEFAULT));
         }
-    }
-    take_le64(&c, &np);
-    if (np > 0 && !(st.prefixes = calloc((size_t)np, sizeof(*st.prefixes))))
-        goto nomem;
-    for (size_t i = 0; i < np; i++) {
-        dpr_finder_prefix *pf = &st.prefixes[i];
-        uint64_t k = 0;
-        st.nprefixes = i + 1; /* so that a failure frees what is there */
-        take_le64(&c, &pf->world_line);
-        take_le64(&c, &k);
-        if (k > 0 && !(pf->cut = calloc((size_t)k, sizeof(*pf->cut))))
+        rc = read_content(&c, format, &d->state, why, sizeof(why));
+        if (rc == -ENOMEM)
             goto nomem;
-        pf->n = (size_t)k;
-        for (size_t j = 0; j < pf->n; j++) {
-            take_le64(&c, &pf->cut[j].worker);
-            take_le64(&c, &pf->cut[j].version);
+        st.n = i + 1;
+        if (rc < 0) {
+            if (format == FORMAT && dpr_domain_valid(d->name, strlen(d->name)))
+                snprintf(msg, sizeof(msg), "domain '%s': %s", d->name, why);
+            else
+                snprintf(msg, sizeof(msg), "%s", why);
+            dpr_domains_state_free(&st);
+            return dpr_err_set(&fs->err, -EBADMSG, "%s: corrupt state file: %s",
+                               fs->state_path, msg);
         }
     }
-    if (check_state(&st, why, sizeof(why))) {
-        dpr_finder_state_free(&st);
+    if (format != FORMAT)
+        st.generation = st.domains[0].state.generation;
+    if (format == FORMAT ? check_domains(&st, msg, sizeof(msg))
+                         : check_state(&st.domains[0].state, msg, sizeof(msg))) {
+        dpr_domains_state_free(&st);
         return dpr_err_set(&fs->err, -EBADMSG, "%s: corrupt state file: %s", fs->state_path,
-                           why);
+                           msg);
     }
     *out = st;
     return 0;
 nomem:
-    dpr_finder_state_free(&st);
+    dpr_domains_state_free(&st);
     return dpr_err_set(&fs->err, -ENOMEM, "%s: out of memory loading the state",
                        fs->state_path);
 }
 
-static int fs_load(dpr_store *s, dpr_finder_state *out)
+static int fs_load(dpr_store *s, dpr_domains_state *out)
 {
     file_store *fs = (file_store *)s;
     char *data = NULL;
@@ -331,34 +459,32 @@ static int fs_load(dpr_store *s, dpr_finder_state *out)
     return rc;
 }
 
-static int serialise(file_store *fs, const dpr_finder_state *st)
+/* Adds one domain's size to *need; -EFBIG beyond MAX_FILE_LEN. */
+static int content_size(const dpr_finder_state *st, size_t *need)
 {
-    dpr_buf *b = &fs->out;
-    unsigned char crc[CRC_LEN];
-    size_t need;
-    uint32_t c;
-    int rc;
+    size_t n = *need + CONTENT_HEAD_LEN + 8;
 
-    dpr_buf_reset(b);
-    if (st->nworkers > (MAX_FILE_LEN - MIN_FILE_LEN) /
-                           (WORKER_LEN + TOKEN_LEN_LEN + DPR_FINDER_TOKEN_MAX))
+    if (st->nworkers > MAX_FILE_LEN / (WORKER_LEN + TOKEN_LEN_LEN))
         return -EFBIG;
-    need = MIN_FILE_LEN;
-    for (size_t i = 0; i < st->nworkers; i++)
-        need += WORKER_LEN + TOKEN_LEN_LEN + strlen(st->workers[i].token);
-    for (size_t i = 0; i < st->nprefixes; i++) {
-        if (st->prefixes[i].n > (MAX_FILE_LEN - need) / DEP_LEN)
-            return -EFBIG;
-        need += PREFIX_HEADER_LEN + st->prefixes[i].n * DEP_LEN;
-        if (need > MAX_FILE_LEN)
+    for (size_t i = 0; i < st->nworkers; i++) {
+        n += WORKER_LEN + TOKEN_LEN_LEN + strlen(st->workers[i].token);
+        if (n > MAX_FILE_LEN)
             return -EFBIG;
     }
-    rc = dpr_buf_reserve(b, need);
-    if (rc < 0)
-        return rc;
-    /* Cannot fail after the reservation. */
-    dpr_buf_append(b, MAGIC, MAGIC_LEN);
-    dpr_buf_append(b, &(unsigned char){ FORMAT }, 1);
+    for (size_t i = 0; i < st->nprefixes; i++) {
+        if (st->prefixes[i].n > (MAX_FILE_LEN - n) / DEP_LEN)
+            return -EFBIG;
+        n += PREFIX_HEADER_LEN + st->prefixes[i].n * DEP_LEN;
+        if (n > MAX_FILE_LEN)
+            return -EFBIG;
+    }
+    *need = n;
+    return 0;
+}
+
+/* Appends one domain's content (room reserved: cannot fail). */
+static void put_content(dpr_buf *b, const dpr_finder_state *st)
+{
     dpr_buf_append_le64(b, st->world_line);
     dpr_buf_append_le64(b, st->generation);
     dpr_buf_append_le64(b, (uint64_t)st->nworkers);
@@ -380,6 +506,39 @@ static int serialise(file_store *fs, const dpr_finder_state *st)
             dpr_buf_append_le64(b, p->cut[j].version);
         }
     }
+}
+
+static int serialise(file_store *fs, const dpr_domains_state *st)
+{
+    dpr_buf *b = &fs->out;
+    unsigned char crc[CRC_LEN];
+    size_t need = MIN_FILE_LEN;
+    uint32_t c;
+    int rc;
+
+    dpr_buf_reset(b);
+    if (st->n > MAX_FILE_LEN / MIN_DOMAIN_LEN)
+        return -EFBIG;
+    for (size_t i = 0; i < st->n; i++) {
+        need += NAME_LEN_LEN + strlen(st->domains[i].name);
+        rc = content_size(&st->domains[i].state, &need);
+        if (rc < 0)
+            return rc;
+    }
+    rc = dpr_buf_reserve(b, need);
+    if (rc < 0)
+        return rc;
+    /* Cannot fail after the reservation. */
+    dpr_buf_append(b, MAGIC, MAGIC_LEN);
+    dpr_buf_append(b, &(unsigned char){ FORMAT }, 1);
+    dpr_buf_append_le64(b, st->generation);
+    dpr_buf_append_le64(b, (uint64_t)st->n);
+    for (size_t i = 0; i < st->n; i++) {
+        size_t len = strlen(st->domains[i].name); /* 1..DPR_DOMAIN_MAX: check_domains */
+        dpr_buf_append(b, &(unsigned char){ (unsigned char)len }, 1);
+        dpr_buf_append(b, st->domains[i].name, len);
+        put_content(b, &st->domains[i].state);
+    }
     c = crc_of((const unsigned char *)b->data, b->len);
     for (int i = 0; i < CRC_LEN; i++)
         crc[i] = (unsigned char)(c >> (8 * i));
@@ -387,13 +546,13 @@ static int serialise(file_store *fs, const dpr_finder_state *st)
     return 0;
 }
 
-static int fs_save(dpr_store *s, const dpr_finder_state *st)
+static int fs_save(dpr_store *s, const dpr_domains_state *st)
 {
     file_store *fs = (file_store *)s;
-    char why[256];
+    char why[400];
     int rc;
 
-    if (check_state(st, why, sizeof(why)))
+    if (check_domains(st, why, sizeof(why)))
         return dpr_err_set(&fs->err, -EINVAL, "%s: refusing to save an inconsistent state: %s",
                            fs->state_path, why);
     rc = serialise(fs, st);

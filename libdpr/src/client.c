@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -18,6 +19,7 @@
 #include "common/err.h"
 #include "common/num.h"
 #include "conn.h"
+#include "dpr/domain.h"
 #include "dpr/route.h"
 #include "dpr/wire.h"
 
@@ -25,7 +27,9 @@
 #define DEFAULT_IO_MS 5000
 #define DEFAULT_DEPTH 64
 #define MAX_SHARDS 65536
+#define DEFAULT_RESIZE_MS 120000
 #define ROLLBACK_POLL_MS 10
+#define RESIZE_POLL_MAX_MS 200
 #define COMMIT_POLL_MS 2
 
 typedef struct shard_ep {
@@ -39,7 +43,9 @@ struct dpr_client {
     size_t nshards;
     char *finder_host;
     uint16_t finder_port;
-    int connect_ms, io_ms;
+    char domain[DPR_DOMAIN_MAX + 1]; /* its name, valid (dpr_domain_valid) */
+    uint64_t domain_id;
+    int connect_ms, io_ms, resize_ms;
     unsigned depth;
     pthread_mutex_t lock; /* the finder connection and err */
     dpr_conn finder;
@@ -63,6 +69,12 @@ typedef struct shard_conn {
 
 struct dpr_client_session {
     dpr_client *c;
+    /* the shards the session routes to: the client's, until a resize gives
+     * it a layout of its own (dpr_client_session_refresh_layout) */
+    shard_ep *shards;
+    size_t nshards;
+    bool own_shards;
+    uint64_t layout_epoch;
     dpr_session sess;
     shard_conn **sh;    /* nshards, allocated on first use */
     uint32_t *active;   /* shards with qlen > 0 */
@@ -166,44 +178,61 @@ out:
 
 /* ---- the client ---------------------------------------------------------------- */
 
-/* Asks shard i for its worker id (INFO dpr, field dpr_worker_id). */
-static int learn_worker(dpr_client *c, size_t i, dpr_err *err)
+/* The value of "field:" in INFO text (up to the end of its line), or NULL. */
+static const char *info_field(const char *text, const char *field, size_t *len)
+{
+    size_t flen = strlen(field);
+    for (const char *p = text; p && *p; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (strncmp(p, field, flen) == 0 && p[flen] == ':') {
+            *len = strcspn(p + flen + 1, "\r\n");
+            return p + flen + 1;
+        }
+    }
+    return NULL;
+}
+
+/* Asks shard ep for its worker id (INFO dpr, field dpr_worker_id) and checks
+ * its domain (field dpr_domain, when the shard tells it). */
+static int learn_worker(dpr_client *c, shard_ep *ep, dpr_err *err)
 {
     int r;
     dpr_conn conn;
     redisReply *reply = NULL;
     const char *argv[] = {"INFO", "dpr"};
-    static const char field[] = "dpr_worker_id:";
+    const char *v;
+    size_t n = 0;
 
     dpr_conn_init(&conn);
-    r = dpr_conn_connect(&conn, c->shards[i].host, c->shards[i].port, c->connect_ms);
+    r = dpr_conn_connect(&conn, ep->host, ep->port, c->connect_ms);
     if (r == 0)
         r = dpr_conn_request(&conn, 2, argv, NULL, c->io_ms, &reply);
     if (r < 0) {
-        dpr_err_set(err, r, "shard %zu: %s", i, conn.err.msg);
+        dpr_err_set(err, r, "shard %s:%u: %s", ep->host, (unsigned)ep->port, conn.err.msg);
         goto out;
     }
     r = -EPROTO;
     if (reply->type != REDIS_REPLY_STRING) {
-        dpr_err_set(err, r, "shard %s:%u: INFO dpr: %s", c->shards[i].host,
-                    (unsigned)c->shards[i].port,
+        dpr_err_set(err, r, "shard %s:%u: INFO dpr: %s", ep->host,
+                    (unsigned)ep->port,
                     reply->type == REDIS_REPLY_ERROR ? reply->str : "not a bulk string");
         goto out;
     }
-    for (const char *p = reply->str; p && *p; p = strchr(p, '\n')) {
-        if (*p == '\n')
-            p++;
-        if (strncmp(p, field, sizeof(field) - 1) == 0) {
-            const char *v = p + sizeof(field) - 1;
-            size_t n = strcspn(v, "\r\n");
-            if (dpr_parse_u64(v, n, 0, UINT64_MAX, &c->shards[i].worker) == 0)
-                r = 0;
-            break;
-        }
-    }
-    if (r < 0)
+    v = info_field(reply->str, "dpr_worker_id", &n);
+    if (v && dpr_parse_u64(v, n, 0, UINT64_MAX, &ep->worker) == 0)
+        r = 0;
+    if (r < 0) {
         dpr_err_set(err, r, "shard %s:%u has no dpr_worker_id in INFO dpr (not a DPR "
-                    "cache-store?)", c->shards[i].host, (unsigned)c->shards[i].port);
+                    "cache-store?)", ep->host, (unsigned)ep->port);
+        goto out;
+    }
+    v = info_field(reply->str, "dpr_domain", &n);
+    if (v && (n != strlen(c->domain) || memcmp(v, c->domain, n) != 0))
+        r = dpr_err_set(err, -EXDEV, "shard %s:%u belongs to DPR domain '%.*s', not to the "
+                        "client's domain '%s'", ep->host,
+                        (unsigned)ep->port, n > DPR_DOMAIN_MAX ? DPR_DOMAIN_MAX : (int)n,
+                        v, c->domain);
 out:
     if (reply)
         freeReplyObject(reply);
@@ -222,6 +251,11 @@ static int check_config(const dpr_client_config *cfg, dpr_err *err)
             return dpr_err_set(err, -EINVAL, "shard %zu has no address", i);
     if (cfg->connect_timeout_ms < 0 || cfg->io_timeout_ms < 0)
         return dpr_err_set(err, -EINVAL, "negative timeout");
+    if (cfg->domain && !dpr_domain_valid(cfg->domain, strlen(cfg->domain)))
+        return dpr_err_set(err, -EINVAL, "invalid domain name '%.*s%s': expected 1 to %d "
+                           "characters a-z, 0-9, '.', '_' or '-', starting with a letter or "
+                           "a digit", DPR_DOMAIN_MAX, cfg->domain,
+                           strlen(cfg->domain) > DPR_DOMAIN_MAX ? "..." : "", DPR_DOMAIN_MAX);
     return 0;
 }
 
@@ -282,11 +316,11 @@ static int client_sync(dpr_client *c, dpr_cut *out, dpr_err *err)
 {
     int r;
     redisReply *reply = NULL;
-    const char *argv[] = {"DPR.SYNC"};
+    const char *argv[] = {"DPR.SYNC", c->domain};
     uint64_t wl, maxv;
 
     pthread_mutex_lock(&c->lock);
-    r = finder_request(c, 1, argv, &reply, err);
+    r = finder_request(c, 2, argv, &reply, err);
     if (r < 0)
         goto out;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
@@ -321,11 +355,11 @@ static int client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut, dp
     int r;
     redisReply *reply = NULL;
     char wl[DPR_FMT_U64_MAX + 1];
-    const char *argv[] = {"DPR.PREFIX", wl};
+    const char *argv[] = {"DPR.PREFIX", c->domain, wl};
 
     wl[dpr_fmt_u64(wl, world_line)] = '\0';
     pthread_mutex_lock(&c->lock);
-    r = finder_request(c, 2, argv, &reply, err);
+    r = finder_request(c, 3, argv, &reply, err);
     if (r < 0)
         goto out;
     r = parse_flat_cut(reply, cut);
@@ -366,8 +400,11 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
     }
     c->connect_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : DEFAULT_CONNECT_MS;
     c->io_ms = cfg->io_timeout_ms ? cfg->io_timeout_ms : DEFAULT_IO_MS;
+    c->resize_ms = cfg->resize_timeout_ms ? cfg->resize_timeout_ms : DEFAULT_RESIZE_MS;
     c->depth = cfg->pipeline_depth ? cfg->pipeline_depth : DEFAULT_DEPTH;
     c->finder_port = cfg->finder.port;
+    snprintf(c->domain, sizeof(c->domain), "%s", cfg->domain ? cfg->domain : DPR_DOMAIN_DEFAULT);
+    c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));
     c->finder_host = strdup(cfg->finder.host);
     c->shards = calloc(cfg->nshards, sizeof(*c->shards));
     if (!c->finder_host || !c->shards)
@@ -383,7 +420,7 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
     for (size_t i = 0; i < c->nshards; i++) {
         if (cfg->shards[i].has_worker)
             continue;
-        r = learn_worker(c, i, err);
+        r = learn_worker(c, &c->shards[i], err);
         if (r < 0)
             goto fail;
     }
@@ -422,6 +459,11 @@ void dpr_client_free(dpr_client *c)
 size_t dpr_client_nshards(const dpr_client *c)
 {
     return c->nshards;
+}
+
+const char *dpr_client_domain(const dpr_client *c)
+{
+    return c->domain;
 }
 
 uint64_t dpr_client_worker(const dpr_client *c, size_t shard)
@@ -519,7 +561,7 @@ static void break_conn(dpr_client_session *s, uint32_t k, int status)
     unsigned depth = s->c->depth;
     if (sc->conn.err.msg[0])
         dpr_err_set(&s->err, sc->conn.err.code, "shard %u (%s:%u): %s", k,
-                    s->c->shards[k].host, (unsigned)s->c->shards[k].port, sc->conn.err.msg);
+                    s->shards[k].host, (unsigned)s->shards[k].port, sc->conn.err.msg);
     for (size_t i = 0; i < sc->qlen; i++) {
         flight *f = &sc->q[(sc->qhead + i) % depth];
         if (dpr_session_abandon_batch(&s->sess, f->batch_id) == 0)
@@ -535,7 +577,7 @@ static void break_conn(dpr_client_session *s, uint32_t k, int status)
 static int connect_shard(dpr_client_session *s, uint32_t k)
 {
     shard_conn *sc = s->sh[k];
-    int r = dpr_conn_connect(&sc->conn, s->c->shards[k].host, s->c->shards[k].port,
+    int r = dpr_conn_connect(&sc->conn, s->shards[k].host, s->shards[k].port,
                              s->c->connect_ms);
     if (r < 0)
         dpr_err_set(&s->err, r, "shard %u: %s", k, sc->conn.err.msg);
@@ -590,15 +632,17 @@ int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **
     if (!s)
         goto out;
     s->c = c;
-    r = dpr_session_init(&s->sess, random_session_id(), cut.world_line, flags);
+    s->shards = c->shards;
+    s->nshards = c->nshards;
+    r = dpr_session_init(&s->sess, random_session_id(), c->domain_id, cut.world_line, flags);
     if (r < 0) {
         dpr_err_set(&c->err, r, "bad session flags 0x%x", flags);
         goto out;
     }
     r = -ENOMEM;
-    s->sh = calloc(c->nshards, sizeof(*s->sh));
-    s->active = calloc(c->nshards, sizeof(*s->active));
-    s->pfds = calloc(c->nshards, sizeof(*s->pfds));
+    s->sh = calloc(s->nshards, sizeof(*s->sh));
+    s->active = calloc(s->nshards, sizeof(*s->active));
+    s->pfds = calloc(s->nshards, sizeof(*s->pfds));
     if (!s->sh || !s->active || !s->pfds)
         goto out;
     *out = s;
@@ -612,25 +656,46 @@ out:
     return r;
 }
 
+static void free_shard_eps(shard_ep *eps, size_t n)
+{
+    for (size_t i = 0; eps && i < n; i++)
+        free(eps[i].host);
+    free(eps);
+}
+
+/* Closes and frees every shard connection of the session. */
+static void drop_shard_conns(dpr_client_session *s)
+{
+    for (size_t k = 0; s->sh && k < s->nshards; k++) {
+        shard_conn *sc = s->sh[k];
+        if (!sc)
+            continue;
+        if (sc->ready)
+            freeReplyObject(sc->ready);
+        dpr_conn_free(&sc->conn);
+        free(sc->q);
+        free(sc);
+        s->sh[k] = NULL;
+    }
+}
+
+/* Everything the session has per shard: connections, its own shard list
+ * (after a layout change), the arrays. */
+static void free_shard_state(dpr_client_session *s)
+{
+    drop_shard_conns(s);
+    if (s->own_shards)
+        free_shard_eps(s->shards, s->nshards);
+    free(s->sh);
+    free(s->active);
+    free(s->pfds);
+}
+
 void dpr_client_session_close(dpr_client_session *s)
 {
     if (!s)
         return;
-    if (s->sh) {
-        for (size_t k = 0; k < s->c->nshards; k++) {
-            shard_conn *sc = s->sh[k];
-            if (!sc)
-                continue;
-            if (sc->ready)
-                freeReplyObject(sc->ready);
-            dpr_conn_free(&sc->conn);
-            free(sc->q);
-            free(sc);
-        }
-    }
-    free(s->sh);
-    free(s->active);
-    free(s->pfds);
+    free_shard_state(s);
     free(s->hdr);
     dpr_session_free(&s->sess);
     free(s);
@@ -650,7 +715,7 @@ size_t dpr_client_session_inflight(const dpr_client_session *s, uint32_t shard)
 {
     if (shard == UINT32_MAX)
         return s->inflight;
-    if (shard >= s->c->nshards || !s->sh[shard])
+    if (shard >= s->nshards || !s->sh[shard])
         return 0;
     return s->sh[shard]->qlen;
 }
@@ -711,7 +776,7 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
     dpr_request_hdr hdr;
     uint64_t first;
 
-    if (shard >= s->c->nshards || nops == 0 || nops > DPR_WIRE_MAX_OPS || !ops) {
+    if (shard >= s->nshards || nops == 0 || nops > DPR_WIRE_MAX_OPS || !ops) {
         r = -EINVAL;
         goto out;
     }
@@ -753,7 +818,7 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
     r = dpr_conn_reserve(&sc->conn, total);
     if (r < 0)
         goto out;
-    r = dpr_session_begin_batch(&s->sess, s->c->shards[shard].worker, nops, &hdr, &first);
+    r = dpr_session_begin_batch(&s->sess, s->shards[shard].worker, nops, &hdr, &first);
     if (r < 0)
         goto out;
     ssize_t n = dpr_wire_encode_request(&hdr, &s->sess.deps, s->hdr, hdr_len);
@@ -784,6 +849,21 @@ static void finish_answer(dpr_client_session *s, uint32_t k, const flight *f,
     int r;
 
     sc->ready = NULL;
+    if (reply->type == REDIS_REPLY_ERROR &&
+        (strncmp(reply->str, "MOVED ", 6) == 0 || strncmp(reply->str, "TRYAGAIN ", 9) == 0)) {
+        /* refused before any of it ran (the layout): withdrawn, not in doubt */
+        r = dpr_session_withdraw_batch(&s->sess, f->batch_id);
+        if (r < 0) {
+            res->status = dpr_err_set(&s->err, r, "shard %u: cannot withdraw batch %" PRIu64
+                                      ": %s", k, f->batch_id, strerror(-r));
+            (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
+            s->abandoned++;
+            goto out;
+        }
+        res->status = dpr_err_set(&s->err, reply->str[0] == 'M' ? -EREMCHG : -EINPROGRESS,
+                                  "shard %u: %s", k, reply->str);
+        goto out;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
         res->status = dpr_err_set(&s->err, -EREMOTEIO, "shard %u: %s", k, reply->str);
         (void)dpr_session_abandon_batch(&s->sess, f->batch_id);
@@ -954,8 +1034,8 @@ size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, siz
 int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
                             uint64_t *seq)
 {
-    int r;
-    uint64_t first;
+    int r, pause = 10;
+    uint64_t first, deadline = dpr_deadline_ms(s->c->resize_ms);
     dpr_batch_result res;
 
     memset(&res, 0, sizeof(res));
@@ -964,21 +1044,203 @@ int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply 
         r = -EBUSY;
         goto out;
     }
-    r = dpr_client_session_send(s, dpr_client_route_op(s->c, op), op, 1, &first);
-    if (r < 0)
-        goto out;
+    for (;;) {
+        r = dpr_client_session_send(s, dpr_client_session_route_op(s, op), op, 1, &first);
+        if (r == -ENOMEM || r == -EINVAL || r == -EBUSY || r == -ESTALE || r == -EAGAIN)
+            goto out;
+        if (r < 0) {
+            /* unreachable: a shard a resize removed never comes back */
+            if (dpr_client_session_refresh_layout(s) > 0)
+                continue;
+            goto out;
+        }
+        r = dpr_client_session_recv(s, s->c->io_ms, &res);
+        if (r < 0)
+            goto out;
+        r = res.status;
+        if (r != -EREMCHG && r != -EINPROGRESS)
+            break;
+        dpr_batch_result_free(&res);
+        if (r == -EREMCHG && dpr_client_session_refresh_layout(s) > 0)
+            continue; /* re-routed at once */
+        if (dpr_ms_left(deadline) == 0) {
+            r = dpr_err_set(&s->err, -ETIMEDOUT, "%s for %d ms (resize_timeout_ms): %s",
+                            r == -EINPROGRESS ? "the deployment was being resized"
+                                              : "the shards kept redirecting",
+                            s->c->resize_ms, s->err.msg);
+            goto out;
+        }
+        sleep_ms(pause);
+        pause = pause * 2 > RESIZE_POLL_MAX_MS ? RESIZE_POLL_MAX_MS : pause * 2;
+    }
     if (seq)
         *seq = first;
-    r = dpr_client_session_recv(s, s->c->io_ms, &res);
-    if (r < 0)
-        goto out;
-    r = res.status;
     if (r == 0) {
         *reply = res.replies[0];
         res.replies[0] = NULL;
     }
 out:
     dpr_batch_result_free(&res);
+    return r;
+}
+
+/* ---- layouts -------------------------------------------------------------------- */
+
+uint32_t dpr_client_session_route_op(const dpr_client_session *s, const dpr_op *op)
+{
+    if (op->argc < 2)
+        return 0;
+    size_t len = op->argvlen ? op->argvlen[1] : strlen(op->argv[1]);
+    return dpr_route_shard(op->argv[1], len, (uint32_t)s->nshards);
+}
+
+size_t dpr_client_session_nshards(const dpr_client_session *s)
+{
+    return s->nshards;
+}
+
+uint64_t dpr_client_session_layout_epoch(const dpr_client_session *s)
+{
+    return s->layout_epoch;
+}
+
+/* DPR.LAYOUT of shard ep: 0 with *epoch and *addrs (the reply, owned by the
+ * caller; elements are the addresses), or < 0. */
+static int ask_layout(dpr_client *c, const shard_ep *ep, uint64_t *epoch, redisReply **addrs)
+{
+    dpr_conn conn;
+    redisReply *reply = NULL;
+    const char *argv[] = {"DPR.LAYOUT"};
+    int r;
+
+    *addrs = NULL;
+    dpr_conn_init(&conn);
+    r = dpr_conn_connect(&conn, ep->host, ep->port, c->connect_ms);
+    if (r == 0)
+        r = dpr_conn_request(&conn, 1, argv, NULL, c->io_ms, &reply);
+    if (r == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+                   reply->element[0]->type != REDIS_REPLY_INTEGER ||
+                   reply->element[0]->integer < 0 ||
+                   reply->element[2]->type != REDIS_REPLY_ARRAY))
+        r = -EPROTO;
+    for (size_t i = 0; r == 0 && i < reply->element[2]->elements; i++)
+        if (reply->element[2]->element[i]->type != REDIS_REPLY_STRING)
+            r = -EPROTO;
+    if (r == 0 && reply->element[2]->elements > MAX_SHARDS)
+        r = -EPROTO;
+    if (r == 0) {
+        *epoch = (uint64_t)reply->element[0]->integer;
+        *addrs = reply;
+        reply = NULL;
+    }
+    if (reply)
+        freeReplyObject(reply);
+    dpr_conn_free(&conn);
+    return r;
+}
+
+/* The shard list of a layout's addresses, workers learned: 0 or < 0. */
+static int layout_shards(dpr_client_session *s, const redisReply *addrs, shard_ep **out)
+{
+    size_t n = addrs->elements;
+    shard_ep *eps = calloc(n ? n : 1, sizeof(*eps));
+    dpr_hostport hp;
+    dpr_err why;
+    int r = eps ? 0 : -ENOMEM;
+
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        const redisReply *a = addrs->element[i];
+        r = dpr_hostport_parse_n(a->str, a->len, 0, &hp, &why);
+        if (r < 0) {
+            dpr_err_set(&s->err, -EPROTO, "a shard's layout names a bad address: %s", why.msg);
+            r = -EPROTO;
+            break;
+        }
+        eps[i].port = hp.port;
+        if (!(eps[i].host = strdup(hp.host))) {
+            r = dpr_err_set(&s->err, -ENOMEM, "out of memory");
+            break;
+        }
+        /* a shard the session knows keeps its worker id; a new one is asked */
+        size_t k = 0;
+        while (k < s->nshards &&
+               !(s->shards[k].port == hp.port && strcmp(s->shards[k].host, hp.host) == 0))
+            k++;
+        if (k < s->nshards)
+            eps[i].worker = s->shards[k].worker;
+        else
+            r = learn_worker(s->c, &eps[i], &s->err);
+    }
+    if (r < 0) {
+        free_shard_eps(eps, n);
+        return r;
+    }
+    *out = eps;
+    return 0;
+}
+
+int dpr_client_session_refresh_layout(dpr_client_session *s)
+{
+    redisReply *best = NULL, *addrs;
+    uint64_t best_epoch = 0, epoch;
+    shard_ep *eps = NULL;
+    shard_conn **sh = NULL;
+    uint32_t *active = NULL;
+    struct pollfd *pfds = NULL;
+    size_t n;
+    int r;
+
+    if (s->inflight)
+        return dpr_err_set(&s->err, -EBUSY, "batches are in flight: receive them first");
+    for (size_t k = 0; k < s->nshards; k++) {
+        if (ask_layout(s->c, &s->shards[k], &epoch, &addrs) < 0)
+            continue; /* down, removed, or not a shard with layouts */
+        if (epoch > best_epoch && addrs->element[2]->elements > 0) {
+            if (best)
+                freeReplyObject(best);
+            best = addrs;
+            best_epoch = epoch;
+        } else {
+            freeReplyObject(addrs);
+        }
+    }
+    if (!best || best_epoch <= s->layout_epoch) {
+        r = 0;
+        goto out;
+    }
+    n = best->element[2]->elements;
+    r = layout_shards(s, best->element[2], &eps);
+    if (r < 0)
+        goto out;
+    sh = calloc(n, sizeof(*sh));
+    active = calloc(n, sizeof(*active));
+    pfds = calloc(n, sizeof(*pfds));
+    if (!sh || !active || !pfds) {
+        r = dpr_err_set(&s->err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    free_shard_state(s);
+    s->shards = eps;
+    s->nshards = n;
+    s->own_shards = true;
+    s->sh = sh;
+    s->active = active;
+    s->pfds = pfds;
+    s->nactive = 0;
+    s->layout_epoch = best_epoch;
+    eps = NULL;
+    sh = NULL;
+    active = NULL;
+    pfds = NULL;
+    r = 1;
+out:
+    if (eps)
+        free_shard_eps(eps, best->element[2]->elements);
+    free(sh);
+    free(active);
+    free(pfds);
+    if (best)
+        freeReplyObject(best);
     return r;
 }
 
@@ -1090,7 +1352,7 @@ int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
     uint64_t rdeadline = dpr_deadline_ms(s->c->io_ms);
     if (rdeadline > deadline)
         rdeadline = deadline;
-    for (uint32_t k = 0; k < s->c->nshards; k++) {
+    for (uint32_t k = 0; k < s->nshards; k++) {
         if (!s->sh[k])
             continue;
         while (ensure_connected(s, k) < 0 && dpr_ms_left(rdeadline) != 0)

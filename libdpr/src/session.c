@@ -118,19 +118,29 @@ static void lost_add(dpr_session *s, uint64_t seq)
     s->nlost++;
 }
 
-static bool lost_contains(const dpr_session *s, uint64_t seq)
+/* Index of the first range of r[0..n) that ends above seq (n if none). */
+static size_t ranges_find(const dpr_seq_range *r, size_t n, uint64_t seq)
 {
-    size_t lo = 0, hi = s->nlost;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (seq < s->lost[mid].from)
-            hi = mid;
-        else if (seq >= s->lost[mid].to)
+        if (seq >= r[mid].to)
             lo = mid + 1;
         else
-            return true;
+            hi = mid;
     }
-    return false;
+    return lo;
+}
+
+static bool ranges_contain(const dpr_seq_range *r, size_t n, uint64_t seq)
+{
+    size_t i = ranges_find(r, n, seq);
+    return i < n && seq >= r[i].from;
+}
+
+static bool lost_contains(const dpr_session *s, uint64_t seq)
+{
+    return ranges_contain(s->lost, s->nlost, seq);
 }
 
 static size_t find_batch(const dpr_session *s, uint64_t batch_id)
@@ -150,17 +160,18 @@ static void remove_batch(dpr_session *s, size_t i)
 
 /* ---- API -------------------------------------------------------------------- */
 
-int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t world_line,
-                     unsigned flags)
+int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t domain_id,
+                     uint64_t world_line, unsigned flags)
 {
     int r = 0;
     memset(s, 0, sizeof(*s));
     dpr_depset_init(&s->deps);
-    if (flags & ~DPR_SESSION_RELAXED) {
+    if ((flags & ~DPR_SESSION_RELAXED) || domain_id == 0) {
         r = -EINVAL;
         goto out;
     }
     s->id = id;
+    s->domain = domain_id;
     s->flags = flags;
     s->world_line = world_line;
     s->seen_world_line = world_line;
@@ -176,6 +187,7 @@ void dpr_session_free(dpr_session *s)
     free(s->ops);
     free(s->batches);
     free(s->lost);
+    free(s->withdrawn);
     memset(s, 0, sizeof(*s));
 }
 
@@ -240,7 +252,7 @@ int dpr_session_begin_batch(dpr_session *s, uint64_t worker, uint32_t op_count,
         ring_push(s, &op);
     }
     *hdr = (dpr_request_hdr){
-        .session = s->id, .world_line = s->world_line,
+        .session = s->id, .domain = s->domain, .world_line = s->world_line,
         .version_lb = s->deps_max, .batch_id = batch_id,
         .op_count = op_count, .dep_count = 0, .deps = NULL};
 out:
@@ -325,9 +337,64 @@ out:
     return r;
 }
 
+int dpr_session_cancel_batch(dpr_session *s, uint64_t batch_id)
+{
+    int r = 0;
+    size_t bi = find_batch(s, batch_id);
+    if (bi == s->nbatches) {
+        r = -ENOENT;
+        goto out;
+    }
+    /* only the newest: its operations are the last ones issued */
+    if (s->batches[bi].first_seq + s->batches[bi].op_count != s->next_seq) {
+        r = -EBUSY;
+        goto out;
+    }
+    assert(s->ops_len >= s->batches[bi].op_count);
+    s->ops_len -= s->batches[bi].op_count;
+    s->next_seq = s->batches[bi].first_seq;
+    remove_batch(s, bi);
+out:
+    return r;
+}
+
+int dpr_session_withdraw_batch(dpr_session *s, uint64_t batch_id)
+{
+    int r;
+    size_t bi = find_batch(s, batch_id), at;
+    dpr_session_batch b;
+    void *p;
+
+    if (bi == s->nbatches)
+        return -ENOENT;
+    b = s->batches[bi];
+    if (b.first_seq + b.op_count == s->next_seq)
+        return dpr_session_cancel_batch(s, batch_id) == 0 ? 1 : -EIO;
+    /* the range goes in its place: batches may be withdrawn out of order */
+    p = s->withdrawn;
+    r = grow_array(&p, &s->withdrawn_cap, s->nwithdrawn + 1, sizeof(dpr_seq_range));
+    s->withdrawn = p;
+    if (r < 0)
+        return r;
+    at = ranges_find(s->withdrawn, s->nwithdrawn, b.first_seq);
+    memmove(&s->withdrawn[at + 1], &s->withdrawn[at],
+            (s->nwithdrawn - at) * sizeof(*s->withdrawn));
+    s->withdrawn[at] = (dpr_seq_range){b.first_seq, b.first_seq + b.op_count};
+    s->nwithdrawn++;
+    for (size_t i = ring_index(s, b.first_seq), k = 0; k < b.op_count; k++)
+        op_at(s, i + k)->withdrawn = true;
+    remove_batch(s, bi);
+    return 0;
+}
+
+bool dpr_session_is_withdrawn(const dpr_session *s, uint64_t seq)
+{
+    return ranges_contain(s->withdrawn, s->nwithdrawn, seq);
+}
+
 static bool op_in_cut(const dpr_session_op *op, const dpr_depset *cut)
 {
-    return op->committed ||
+    return op->committed || op->withdrawn ||
            (op->version != 0 && op->version <= dpr_depset_get(cut, op->worker));
 }
 
@@ -359,7 +426,8 @@ uint64_t dpr_session_commit_point(dpr_session *s, const dpr_depset *cut)
 
 bool dpr_session_is_committed(const dpr_session *s, uint64_t seq)
 {
-    if (seq == 0 || seq >= s->next_seq || lost_contains(s, seq))
+    if (seq == 0 || seq >= s->next_seq || lost_contains(s, seq) ||
+        dpr_session_is_withdrawn(s, seq))
         return false;
     if (seq <= s->commit_point)
         return true;
@@ -382,6 +450,8 @@ static void scan_rollback(const dpr_session *s, const dpr_depset *cut, rollback_
     for (size_t i = 0; i < s->ops_len; i++) {
         const dpr_session_op *op = op_at(s, i);
         bool lost = !op_in_cut(op, cut);
+        if (op->withdrawn)
+            continue; /* not part of the history: neither lost nor survived */
         if (lost) {
             if (sc->lost_count++ == 0)
                 sc->lost_from = op->seq;
@@ -423,6 +493,8 @@ int dpr_session_rollback(dpr_session *s, uint64_t new_world_line, const dpr_deps
     size_t n = 0;
     for (size_t i = 0; i < s->ops_len; i++) {
         const dpr_session_op *op = op_at(s, i);
+        if (op->withdrawn)
+            continue;
         if (!op_in_cut(op, cut))
             lost_add(s, op->seq);
         else if (op->seq > sc.lost_from)

@@ -4,8 +4,9 @@
  *
  * Decoders check, in this order: format byte, kind byte (both as soon as
  * they are present, so a stream reader can drop garbage early), then, once
- * the fixed part is complete, reserved fields, count limits, count rules,
- * the total length, and finally the entries of the variable part.
+ * the fixed part is complete, reserved fields, count limits, count rules
+ * (with the batch id and, for requests, the domain), the total length, and
+ * finally the entries of the variable part.
  */
 #include "dpr/wire.h"
 
@@ -27,6 +28,7 @@ enum {
     RQ_BATCH_ID = 40,
     RQ_DEP_COUNT = 48,
     RQ_RESERVED = 52,
+    RQ_DOMAIN = 56,
 };
 
 /* Response layout (byte offsets). */
@@ -74,9 +76,9 @@ static void set_need(size_t *need, size_t n)
 }
 
 /* Format and kind bytes of a possibly partial header. */
-static int check_prefix(const uint8_t *buf, size_t len, uint8_t kind)
+static int check_prefix(const uint8_t *buf, size_t len, uint8_t format, uint8_t kind)
 {
-    if (len >= 1 && buf[0] != DPR_WIRE_FORMAT)
+    if (len >= 1 && buf[0] != format)
         return -EPROTONOSUPPORT;
     if (len >= 2 && buf[1] != kind)
         return -EBADMSG;
@@ -103,7 +105,7 @@ static bool dep_ok(uint64_t version)
 ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr *out,
                                 size_t *need)
 {
-    ssize_t r = check_prefix(buf, len, DPR_WIRE_KIND_REQUEST);
+    ssize_t r = check_prefix(buf, len, DPR_WIRE_REQUEST_FORMAT, DPR_WIRE_KIND_REQUEST);
     if (r < 0)
         goto out;
     if (len < DPR_WIRE_REQUEST_FIXED) {
@@ -120,7 +122,7 @@ ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr 
     r = check_request_counts(op_count, dep_count);
     if (r < 0)
         goto out;
-    if (dpr_get_u64(buf + RQ_BATCH_ID) == 0) {
+    if (dpr_get_u64(buf + RQ_BATCH_ID) == 0 || dpr_get_u64(buf + RQ_DOMAIN) == 0) {
         r = -EBADMSG;
         goto out;
     }
@@ -139,6 +141,7 @@ ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr 
     }
     out->session.hi = dpr_get_u64(buf + RQ_SESSION_HI);
     out->session.lo = dpr_get_u64(buf + RQ_SESSION_LO);
+    out->domain = dpr_get_u64(buf + RQ_DOMAIN);
     out->world_line = dpr_get_u64(buf + RQ_WORLD_LINE);
     out->version_lb = dpr_get_u64(buf + RQ_VERSION_LB);
     out->batch_id = dpr_get_u64(buf + RQ_BATCH_ID);
@@ -160,7 +163,7 @@ void dpr_wire_request_dep(const dpr_request_hdr *h, uint32_t i, uint64_t *worker
 
 static void put_request_fixed(const dpr_request_hdr *h, uint32_t dep_count, uint8_t *buf)
 {
-    buf[RQ_FORMAT] = DPR_WIRE_FORMAT;
+    buf[RQ_FORMAT] = DPR_WIRE_REQUEST_FORMAT;
     buf[RQ_KIND] = DPR_WIRE_KIND_REQUEST;
     put_u16(buf + RQ_FLAGS, 0);
     dpr_put_u32(buf + RQ_OP_COUNT, h->op_count);
@@ -171,6 +174,7 @@ static void put_request_fixed(const dpr_request_hdr *h, uint32_t dep_count, uint
     dpr_put_u64(buf + RQ_BATCH_ID, h->batch_id);
     dpr_put_u32(buf + RQ_DEP_COUNT, dep_count);
     dpr_put_u32(buf + RQ_RESERVED, 0);
+    dpr_put_u64(buf + RQ_DOMAIN, h->domain);
 }
 
 /* Dependencies from a depset (no duplicates, no version 0 by construction). */
@@ -194,7 +198,7 @@ ssize_t dpr_wire_encode_request(const dpr_request_hdr *h, const dpr_depset *deps
         r = -E2BIG;
         goto out;
     }
-    if (h->op_count == 0 || h->batch_id == 0 || (!deps && n && !h->deps)) {
+    if (h->op_count == 0 || h->batch_id == 0 || h->domain == 0 || (!deps && n && !h->deps)) {
         r = -EINVAL;
         goto out;
     }
@@ -267,7 +271,7 @@ static bool versions_ok_array(const uint64_t *v, uint32_t n)
 ssize_t dpr_wire_decode_response(const uint8_t *buf, size_t len, dpr_response_hdr *out,
                                  size_t *need)
 {
-    ssize_t r = check_prefix(buf, len, DPR_WIRE_KIND_RESPONSE);
+    ssize_t r = check_prefix(buf, len, DPR_WIRE_RESPONSE_FORMAT, DPR_WIRE_KIND_RESPONSE);
     if (r < 0)
         goto out;
     if (len < DPR_WIRE_RESPONSE_FIXED) {
@@ -339,7 +343,7 @@ ssize_t dpr_wire_encode_response(const dpr_response_hdr *h, uint8_t *buf, size_t
         r = -ENOBUFS;
         goto out;
     }
-    buf[RS_FORMAT] = DPR_WIRE_FORMAT;
+    buf[RS_FORMAT] = DPR_WIRE_RESPONSE_FORMAT;
     buf[RS_KIND] = DPR_WIRE_KIND_RESPONSE;
     buf[RS_STATUS] = (uint8_t)h->status;
     buf[RS_RESERVED8] = 0;

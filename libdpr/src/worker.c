@@ -10,16 +10,22 @@
 
 #include "common/err.h"
 
-int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored)
+int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t domain_id, uint64_t world_line,
+                    uint64_t restored)
 {
     int r = 0;
     memset(w, 0, sizeof(*w));
     dpr_depset_init(&w->open_deps);
+    if (domain_id == 0) {
+        r = -EINVAL;
+        goto out;
+    }
     if (restored == UINT64_MAX) {
         r = -EOVERFLOW;
         goto out;
     }
     w->id = id;
+    w->domain = domain_id;
     w->world_line = world_line;
     w->version = restored + 1;
     w->highest = w->version;
@@ -154,6 +160,11 @@ int dpr_worker_check_batch(const dpr_worker *w, const dpr_request_hdr *h,
     uint64_t bound = dpr_worker_version_bound(w, b);
     int r;
 
+    if (h->domain != w->domain)
+        return dpr_err_set(err, -EXDEV,
+                           "domain %" PRIu64 ": this worker belongs to domain %" PRIu64
+                           " (the batch comes from a session of another domain)",
+                           h->domain, w->domain);
     if (h->dep_count && !h->deps)
         return dpr_err_set(err, -EINVAL, "%" PRIu32 " dependencies announced, none given",
                            h->dep_count);

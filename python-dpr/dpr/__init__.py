@@ -30,8 +30,8 @@ from .errors import (ConnectionError, DprError, ProtocolError, ResponseError, Ro
                      SessionClosedError, SessionInDoubtError, TimeoutError)
 from ._libdpr import LibdprNotFound
 from .route import shard_of
-from .cluster import (Cluster, Deployment, FinderStatus, Instance, Node, Plan, Status,
-                      connect)
+from .cluster import (Cluster, Deployment, FinderDomain, FinderStatus, Instance, Node, Plan,
+                      Status, connect)
 from .control import Event, EventStream
 from .mgmt_errors import (AgentError, AgentUnavailable, NotFound, PermissionDenied,
                           ReadyTimeout, SpecError)
@@ -44,7 +44,7 @@ __all__ = [
     "DprError", "ConnectionError", "TimeoutError", "ProtocolError", "ResponseError",
     "RollbackError", "SessionInDoubtError", "SessionClosedError", "LibdprNotFound",
     "connect", "Cluster", "ClusterSpec", "CacheStore", "Plan", "Status", "Deployment",
-    "Instance", "FinderStatus", "Node", "Event", "EventStream",
+    "Instance", "FinderStatus", "FinderDomain", "Node", "Event", "EventStream",
     "AgentError", "SpecError", "NotFound", "PermissionDenied", "AgentUnavailable",
     "ReadyTimeout",
 ]

@@ -1,8 +1,8 @@
 """ctypes binding to libdpr.so (the C library in libdpr/).
 
 Only what the Python client needs is bound: dependency sets, the batch
-header wire format and the client session. The structures below mirror
-libdpr/include/dpr/{depset,wire,session}.h field by field; every class names
+header wire format, domain ids and the client session. The structures below
+mirror libdpr/include/dpr/{depset,wire,session}.h field by field; every class names
 its C type in ``_c_name_`` so tests/python-dpr/test_layout.py can compile a C
 program and compare sizes and offsets with ``ctypes``.
 
@@ -33,18 +33,23 @@ __all__ = [
     "SeqRange", "SessionBatch", "Session", "RollbackResult", "STRUCTS",
     "WIRE_EXECUTED", "WIRE_REFUSED", "SESSION_RELAXED", "WIRE_REQUEST_FIXED",
     "WIRE_DEP_SIZE", "WIRE_RESPONSE_FIXED", "WIRE_VERSION_SIZE", "WIRE_MAX_OPS",
+    "WIRE_REQUEST_FORMAT", "WIRE_RESPONSE_FORMAT", "DOMAIN_MAX", "DOMAIN_DEFAULT",
     "errname", "depset_from_dict", "depset_to_dict", "encode_request",
-    "decode_response", "free",
+    "decode_response", "domain_id", "free",
 ]
 
 WIRE_EXECUTED = 0
 WIRE_REFUSED = 1
 SESSION_RELAXED = 0x1
-WIRE_REQUEST_FIXED = 56
+WIRE_REQUEST_FORMAT = 0x02  # byte 0 of a request header (with the domain)
+WIRE_RESPONSE_FORMAT = 0x01
+WIRE_REQUEST_FIXED = 64
 WIRE_DEP_SIZE = 16
 WIRE_RESPONSE_FIXED = 32
 WIRE_VERSION_SIZE = 8
 WIRE_MAX_OPS = 1 << 24
+DOMAIN_MAX = 63  # dpr/domain.h
+DOMAIN_DEFAULT = "default"
 
 
 class LibdprNotFound(DprError, ImportError):
@@ -72,6 +77,7 @@ class RequestHdr(ctypes.Structure):
     _c_name_ = "dpr_request_hdr"
     _fields_ = [
         ("session", SessionId),
+        ("domain", c_uint64),
         ("world_line", c_uint64),
         ("version_lb", c_uint64),
         ("batch_id", c_uint64),
@@ -102,6 +108,7 @@ class SessionOp(ctypes.Structure):
         ("batch_id", c_uint64),
         ("version", c_uint64),
         ("committed", c_bool),
+        ("withdrawn", c_bool),
     ]
 
 
@@ -125,6 +132,7 @@ class Session(ctypes.Structure):
     _c_name_ = "dpr_session"
     _fields_ = [
         ("id", SessionId),
+        ("domain", c_uint64),
         ("flags", c_uint),
         ("world_line", c_uint64),
         ("next_seq", c_uint64),
@@ -144,6 +152,9 @@ class Session(ctypes.Structure):
         ("lost", POINTER(SeqRange)),
         ("nlost", c_size_t),
         ("lost_cap", c_size_t),
+        ("withdrawn", POINTER(SeqRange)),
+        ("nwithdrawn", c_size_t),
+        ("withdrawn_cap", c_size_t),
     ]
 
 
@@ -227,12 +238,17 @@ def _bind_all(cdll: ctypes.CDLL) -> None:
           POINTER(ResponseHdr), POINTER(c_size_t))
     _bind("dpr_wire_response_version", c_uint64, POINTER(ResponseHdr), c_uint32)
 
-    _bind("dpr_session_init", ctypes.c_int, POINTER(Session), SessionId, c_uint64, c_uint)
+    _bind("dpr_domain_valid", c_bool, ctypes.c_char_p, c_size_t)
+    _bind("dpr_domain_id", c_uint64, ctypes.c_char_p, c_size_t)
+
+    _bind("dpr_session_init", ctypes.c_int, POINTER(Session), SessionId, c_uint64, c_uint64,
+          c_uint)
     _bind("dpr_session_free", None, POINTER(Session))
     _bind("dpr_session_begin_batch", ctypes.c_int, POINTER(Session), c_uint64, c_uint32,
           POINTER(RequestHdr), POINTER(c_uint64))
     _bind("dpr_session_resolve", ctypes.c_int, POINTER(Session), POINTER(ResponseHdr))
     _bind("dpr_session_abandon_batch", ctypes.c_int, POINTER(Session), c_uint64)
+    _bind("dpr_session_cancel_batch", ctypes.c_int, POINTER(Session), c_uint64)
     _bind("dpr_session_commit_point", c_uint64, POINTER(Session), POINTER(DepSet))
     _bind("dpr_session_is_committed", c_bool, POINTER(Session), c_uint64)
     _bind("dpr_session_rollback", ctypes.c_int, POINTER(Session), c_uint64, POINTER(DepSet),
@@ -302,6 +318,13 @@ def depset_to_dict(s: DepSet) -> dict[int, int]:
     while get_lib().dpr_depset_next(ctypes.byref(s), ctypes.byref(it), ctypes.byref(d)):
         out[d.worker] = d.version
     return out
+
+
+def domain_id(name: str | bytes) -> int:
+    """The id batch headers carry for domain `name` (dpr_domain_id: FNV-1a
+    64 of the name, never 0). Meaningful only for a valid name."""
+    raw = name.encode() if isinstance(name, str) else bytes(name)
+    return get_lib().dpr_domain_id(raw, len(raw))
 
 
 def encode_request(hdr: RequestHdr, deps: DepSet | None) -> bytes:

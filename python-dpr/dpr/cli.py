@@ -132,16 +132,23 @@ def _plan_lines(plan, dry: bool) -> str:
     for key, sign in (("created", "+"), ("updated", "~"), ("deleted", "-")):
         for name in getattr(plan, key):
             lines.append("  %s %s  (%s)" % (sign, name, verbs[key][0 if dry else 1]))
+    for r in plan.resizes:
+        grow = (r.get("to") or 0) > (r.get("from") or 0)
+        lines.append("  > %s: %s shards -> %s: about %d%% of its keys move %s; while they "
+                     "move the deployment pauses (clients get TRYAGAIN and retry), then "
+                     "clients with the old shard list are redirected (MOVED)"
+                     % (r.get("deployment"), r.get("from"), r.get("to"),
+                        round(100 * float(r.get("moves") or 0)),
+                        "to the new shards" if grow else "off the removed shards"))
     return "\n".join(lines)
 
 
 def format_status(st) -> str:
     from .spec import format_memory
     f = st.finder
-    head = "cluster %s  node %s  generation %s  finder %s  world-line %s  max version %s" % (
+    head = "cluster %s  node %s  generation %s  finder %s" % (
         st.cluster or "-", st.node or "-", "-" if st.generation is None else st.generation,
-        f.address or "-", "-" if f.world_line is None else f.world_line,
-        "-" if f.max_version is None else f.max_version)
+        f.address or "-")
     if st.systemd_connected is False:
         head += "\nwarning: the agent cannot reach systemd%s: no instance can run" % (
             " (%s)" % st.systemd_error if st.systemd_error else "")
@@ -152,13 +159,15 @@ def format_status(st) -> str:
         head += "\nstopping deleted instances: %s" % " ".join(st.retiring)
     if not st.deployments:
         return head + "\n\nno deployments (apply a spec: dprctl apply -f cluster.yaml)"
+    # each deployment is a DPR domain: its own world-line and cut
     deps = table(["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY", "CHECKPOINT",
-                  "MAXMEMORY"],
+                  "MAXMEMORY", "WORLD-LINE", "CUT"],
                  [[d.name, d.impl, d.version, d.shards,
                    "%d/%s" % (sum(1 for i in d.instances if i.ready),
                               d.shards if d.shards is not None else len(d.instances)),
                    "%sms" % d.checkpoint_interval_ms if d.checkpoint_interval_ms else None,
-                   format_memory(d.maxmemory) if isinstance(d.maxmemory, int) else None]
+                   format_memory(d.maxmemory) if isinstance(d.maxmemory, int) else None,
+                   d.world_line, _cut(d.cut)]
                   for d in st.deployments])
     rows = []
     for d in st.deployments:
@@ -169,12 +178,26 @@ def format_status(st) -> str:
     insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "HEALTH",
                    "RESTARTS", "PID", "VERSION", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
     parts = [head, deps, insts]
+    resizing = ["  %s: %s -> %s shards (layout %s): %s, %s keys moved, %.1fs%s" % (
+        d.name, r.get("from"), r.get("to"), r.get("epoch"), r.get("step"),
+        r.get("moved_keys"), float(r.get("seconds") or 0),
+        "; last error: %s" % _one_line(r.get("error"), 200) if r.get("error") else "")
+        for d in st.deployments if d.resizing for r in [d.layout["resize"]]]
+    if resizing:
+        parts.append("resizing:\n" + "\n".join(resizing))
     # what an unhealthy instance says about itself, in full
     sick = ["  %s [%s] %s" % (i.name, i.health, _one_line(i.status_text or i.last_error, 200)
                               or "-") for i in st.unhealthy]
     if sick:
         parts.append("unhealthy:\n" + "\n".join(sick))
     return "\n\n".join(parts)
+
+
+def _cut(cut: list) -> Any:
+    """A deployment's cut, its shards' entries in order: ``55,54,57``."""
+    if not cut or all(c is None for c in cut):
+        return None
+    return _one_line(",".join("-" if c is None else str(c) for c in cut), 40)
 
 
 def _one_line(s: Any, limit: int = 60) -> Any:

@@ -1,7 +1,7 @@
 """DPR client sessions over dpr-kv shards.
 
     client = dpr.Client(shards=["127.0.0.1:7001", "127.0.0.1:7002"],
-                        finder="127.0.0.1:7000")
+                        finder="127.0.0.1:7000")   # domain "default"
     with client.session() as s:
         s.set("a", 1)
         s.incr("b")
@@ -15,17 +15,39 @@ docs/protocol.md) and gets a sequence number (1, 2, 3, ...). The bookkeeping
 libdpr's C session through ctypes, so it follows exactly the same rules as
 C clients.
 
+Domains: a client and its sessions belong to one DPR domain (``domain``,
+"default" when not given; in a cluster, the deployment's name, which
+``dpr.Cluster.client(name)`` passes). The domain has its own world-lines,
+cut and recovery: a crash or restart in another domain never rolls back a
+session of this one. Every finder command names the domain (``DPR.SYNC
+<domain>``, ``DPR.PREFIX <domain> <world-line>``) and every batch header
+carries the domain's id, so a shard of another domain refuses the batch. A
+session spans one domain: to work with two deployments, use two clients.
+
 Worker ids: shard i's DPR worker id is ``workers[i]`` when given, else it is
 read from the shard's ``INFO dpr`` (field ``dpr_worker_id``) the first time
 it is needed. Every new connection to a shard checks that field, so a shard
 list in the wrong order or a wrong address is an error, not silent
 misrouting.
 
-Rollbacks: when a shard refuses a batch (the cluster has moved to a newer
+Layouts: a deployment that is resized moves its keys to the shards that
+own them under the new shard count (docs/dpr-kv.md, "Layouts and
+resizing"). A shard answers a key it does not own with ``MOVED <shard>
+<host:port> <epoch>`` and, while a resize is in progress, every key with
+``TRYAGAIN``; either way nothing of the batch ran. The session then forgets
+the batch (libdpr's dpr_session_cancel_batch), and for MOVED fetches the
+new layout (``DPR.LAYOUT``: epoch and every shard's address) from the
+shards, re-routes and sends the operations again under the same sequence
+numbers; for TRYAGAIN it waits and retries, up to ``resize_timeout``. A
+shard that cannot be reached also makes the session look for a newer
+layout (a shard removed by a resize is gone for good). So a client started
+before a resize keeps working after it.
+
+Rollbacks: when a shard refuses a batch (the domain has moved to a newer
 world-line), when a shard's connection breaks while a batch is in flight
-(the session waits up to ``rollback_timeout`` for the finder's world-line to
+(the session waits up to ``rollback_timeout`` for the domain's world-line to
 move on), or when ``commit_point()`` sees a newer world-line, the session
-asks the finder for the cut the cluster rolled back to (``DPR.PREFIX`` of
+asks the finder for the cut the domain rolled back to (``DPR.PREFIX`` of
 the session's world-line), lets libdpr decide which operations survived,
 moves to the new world-line and raises :class:`dpr.RollbackError`.
 """
@@ -34,6 +56,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import threading
 import time
 from typing import Any, Sequence
@@ -49,6 +72,24 @@ from .route import shard_of, to_bytes
 __all__ = ["Client", "Session", "RollbackInfo"]
 
 _POLL = 0.01  # seconds between finder polls while waiting
+
+# dpr/domain.h: 1..63 bytes of [a-z0-9._-], starting with a letter or digit
+_DOMAIN_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,%d}" % (L.DOMAIN_MAX - 1))
+
+
+def check_domain(name: str | None) -> str:
+    """The domain name a client uses: ``name``, or "default" for None.
+    Raises ValueError for a name that is not a valid DPR domain name (the
+    rule of libdpr's dpr_domain_valid), TypeError for a non-string."""
+    if name is None:
+        return L.DOMAIN_DEFAULT
+    if not isinstance(name, str):
+        raise TypeError("domain must be a string, not %s" % type(name).__name__)
+    if not _DOMAIN_RE.fullmatch(name):
+        raise ValueError("invalid domain name %r: expected 1 to %d characters a-z, 0-9, '.', "
+                         "'_' or '-', starting with a letter or a digit"
+                         % (name, L.DOMAIN_MAX))
+    return name
 
 
 def _parse_info(text: bytes) -> dict[str, str]:
@@ -68,6 +109,17 @@ def _flat_cut(flat: Any, what: str) -> dict[int, int]:
         return {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
     except (TypeError, ValueError) as e:
         raise ProtocolError("finder: bad %s %r" % (what, flat)) from e
+
+
+class _Redirect(Exception):
+    """A batch was refused before it ran: MOVED (moved=True; address: the
+    owner a shard named) or TRYAGAIN. The session cancelled it."""
+
+    def __init__(self, text: str, moved: bool, address: str | None):
+        super().__init__(text)
+        self.text = text
+        self.moved = moved
+        self.address = address
 
 
 class RollbackInfo:
@@ -110,6 +162,12 @@ class Client:
         dpr.ConnectionError.
       rollback_timeout: how long an operation whose shard connection broke
         mid-batch waits for the cluster to start a new world-line.
+      resize_timeout: how long an operation waits (retrying) while its
+        deployment is being resized (its shards answer TRYAGAIN).
+      domain: the DPR domain of the shards (dpr-kv --domain; in a cluster,
+        the deployment's name). None means "default", dpr-kv's default. An
+        invalid name raises ValueError at once; shards whose INFO names
+        another domain are refused (dpr.DprError) when first connected.
 
     A Client holds no connections itself; it may be shared by threads. Each
     Session has its own connections and must be used by one thread at a time.
@@ -117,7 +175,9 @@ class Client:
 
     def __init__(self, shards: Sequence[str], finder: str, workers: Sequence[int] | None = None,
                  *, timeout: float = 10.0, connect_timeout: float = 2.0,
-                 reconnect_timeout: float = 15.0, rollback_timeout: float = 30.0):
+                 reconnect_timeout: float = 15.0, rollback_timeout: float = 30.0,
+                 resize_timeout: float = 120.0, domain: str | None = None):
+        self.domain = check_domain(domain)
         if isinstance(shards, str):
             raise TypeError("shards must be a list of 'HOST:PORT' strings, not one string")
         self.shards = list(shards)
@@ -139,10 +199,13 @@ class Client:
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
         self.rollback_timeout = rollback_timeout
+        self.resize_timeout = resize_timeout
+        self.layout_epoch = 0  # of the layout self.shards follows (0: as given)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return "dpr.Client(shards=%r, finder=%r)" % (self.shards, self.finder)
+        return "dpr.Client(shards=%r, finder=%r, domain=%r)" % (self.shards, self.finder,
+                                                                 self.domain)
 
     def shard_of(self, key: str | bytes | int) -> int:
         """Index of the shard that holds key."""
@@ -161,6 +224,40 @@ class Client:
                                    "the shard list" % (self.shards[self._workers.index(worker)],
                                                        self.shards[i], worker))
                 self._workers[i] = worker
+
+    def _adopt_layout(self, epoch: int, shards: Sequence[str]) -> bool:
+        """Follows a layout a shard gave (DPR.LAYOUT) if it is newer than
+        the one followed. Worker ids of addresses that stay are kept."""
+        shards = [a.decode() if isinstance(a, bytes) else str(a) for a in shards]
+        if not shards:
+            return False
+        for a in shards:
+            parse_address(a)
+        with self._lock:
+            if epoch <= self.layout_epoch:
+                return False
+            known = dict(zip(self.shards, self._workers))
+            self.shards = shards
+            self._workers = [known.get(a) for a in shards]
+            self.layout_epoch = epoch
+        return True
+
+    def refresh_layout(self, hint: str | None = None) -> bool:
+        """Asks the shards (``hint`` first, e.g. the address a MOVED named)
+        for their layout and follows the newest; True if it changed."""
+        with self._lock:
+            candidates = ([hint] if hint else []) + list(self.shards)
+        best: tuple[int, list[Any]] | None = None
+        for a in dict.fromkeys(candidates):  # each once, in order
+            try:
+                with Connection(a, self.timeout, self.connect_timeout) as c:
+                    r = c.call("DPR.LAYOUT")
+            except (ConnectionError, ResponseError):
+                continue
+            if (isinstance(r, list) and len(r) == 3 and isinstance(r[0], int)
+                    and isinstance(r[2], list) and (best is None or r[0] > best[0])):
+                best = (r[0], r[2])
+        return best is not None and best[0] > 0 and self._adopt_layout(best[0], best[1])
 
     def worker_ids(self) -> list[int]:
         """The worker id of every shard, asking shards' INFO where unknown."""
@@ -187,7 +284,8 @@ class Client:
 
 def _connect_shard(client: Client, conn: Connection, i: int, deadline: float) -> None:
     """Connects conn to shard i, retrying until deadline, and checks (or
-    learns) the worker id in its INFO."""
+    learns) the worker id in its INFO, and checks its domain there (a shard
+    that does not tell its domain is taken at its word)."""
     last: Exception | None = None
     while True:
         try:
@@ -210,6 +308,11 @@ def _connect_shard(client: Client, conn: Connection, i: int, deadline: float) ->
         raise ProtocolError("%s is not a dpr-kv shard (no dpr_worker_id in INFO dpr)"
                             % client.shards[i])
     worker = int(wid)
+    domain = info.get("dpr_domain")
+    if domain is not None and domain != client.domain:
+        conn.close()
+        raise DprError("shard %d (%s) belongs to DPR domain %r, not to the client's domain %r"
+                       % (i, client.shards[i], domain, client.domain))
     known = client._known_worker(i)
     if known is None:
         client._learn_worker(i, worker)
@@ -234,6 +337,10 @@ class Session:
     Batches are strictly ordered (libdpr's strict mode): an operation is sent
     only when the previous one was answered, so the operations that survive
     a rollback are always a prefix.
+
+    A session belongs to its client's domain (``domain``): its world-line
+    and cut are that domain's, and only failures in that domain roll it
+    back.
     """
 
     def __init__(self, client: Client):
@@ -244,13 +351,14 @@ class Session:
         self._finder = Connection(client.finder, client.timeout, client.connect_timeout)
         self._shards = [Connection(a, client.timeout, client.connect_timeout)
                         for a in client.shards]
+        self._shard_addrs = list(client.shards)
         self._in_doubt = False  # a batch was abandoned; a rollback must settle it
         self._refused_by = 0  # newest world-line a refusal named, not yet rolled back to
         self.rollbacks: list[RollbackInfo] = []
         wl, _, _ = self._sync(time.monotonic() + client.reconnect_timeout)
         raw = os.urandom(16)
         sid = L.SessionId(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
-        r = L.lib.dpr_session_init(ctypes.byref(self._c), sid, wl, 0)
+        r = L.lib.dpr_session_init(ctypes.byref(self._c), sid, L.domain_id(client.domain), wl, 0)
         if r < 0:
             self._finder.close()
             raise DprError("dpr_session_init: %s" % L.errname(r))
@@ -283,8 +391,8 @@ class Session:
     def __repr__(self) -> str:
         if self._closed:
             return "<dpr.Session closed>"
-        return ("<dpr.Session %s world-line %d, last seq %d, commit point %d>"
-                % (self.id, self.world_line, self.last_seq, self._c.commit_point))
+        return ("<dpr.Session %s domain %s, world-line %d, last seq %d, commit point %d>"
+                % (self.id, self.domain, self.world_line, self.last_seq, self._c.commit_point))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -298,7 +406,13 @@ class Session:
         return "%016x%016x" % (self._c.id.hi, self._c.id.lo)
 
     @property
+    def domain(self) -> str:
+        """The session's DPR domain (its client's)."""
+        return self.client.domain
+
+    @property
     def world_line(self) -> int:
+        """The session's world-line, one of its domain's."""
         return self._c.world_line
 
     @property
@@ -355,7 +469,7 @@ class Session:
         if len(args) < 2 and key is None:
             raise ValueError("execute(%r): a command without a key needs key=..." % (args,))
         k = to_bytes(args[1] if key is None else key)
-        reply = self._batch(self.client.shard_of(k), [args])[0]
+        reply = self._batch(k, [args])[0]
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
         return reply
@@ -368,11 +482,25 @@ class Session:
         objects, not raised."""
         if not commands:
             return []
-        replies = self._batch(self.client.shard_of(to_bytes(key)), list(commands))
+        replies = self._batch(to_bytes(key), list(commands))
         return [ResponseError(str(r)) if isinstance(r, hiredis.ReplyError) else r
                 for r in replies]
 
     # --- the batch round trip -------------------------------------------------
+
+    def _follow_layout(self) -> None:
+        """Connections for the client's current shard list (kept for the
+        addresses that stay)."""
+        addrs = list(self.client.shards)
+        if addrs == self._shard_addrs:
+            return
+        old = dict(zip(self._shard_addrs, self._shards))
+        self._shards = [old.pop(a, None) or Connection(a, self.client.timeout,
+                                                       self.client.connect_timeout)
+                        for a in addrs]
+        for c in old.values():
+            c.close()
+        self._shard_addrs = addrs
 
     def _shard(self, i: int) -> Connection:
         """An open connection to shard i (reconnecting while it restarts)."""
@@ -382,11 +510,44 @@ class Session:
         _connect_shard(self.client, conn, i, time.monotonic() + self.client.reconnect_timeout)
         return conn
 
-    def _batch(self, i: int, commands: list[Sequence[Any]]) -> list[Any]:
+    def _batch(self, key: bytes, commands: list[Sequence[Any]]) -> list[Any]:
+        """Runs commands as one batch on the shard of key, following the
+        deployment's layout: a batch refused before it ran (MOVED,
+        TRYAGAIN) is cancelled and sent again."""
         self._check_open()
         payload = b"".join(encode_command(c) for c in commands)  # bad arguments raise here
+        deadline = time.monotonic() + self.client.resize_timeout
+        delay = 0.01
+        while True:
+            self._follow_layout()
+            i = self.client.shard_of(key)
+            try:
+                return self._batch_once(i, commands, payload)
+            except _Redirect as r:
+                if r.moved:
+                    self.client.refresh_layout(r.address)
+                    self._follow_layout()
+                    if self.client.shard_of(key) != i:
+                        continue  # another shard owns it now: at once
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("%s for %.1fs (resize_timeout): %s"
+                                       % ("the deployment was being resized" if not r.moved
+                                          else "the shards kept redirecting",
+                                          self.client.resize_timeout, r.text)) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def _batch_once(self, i: int, commands: list[Sequence[Any]], payload: bytes) -> list[Any]:
         self._settle()
-        conn = self._shard(i)
+        try:
+            conn = self._shard(i)
+        except ConnectionError:
+            # a shard removed by a resize never comes back: a newer layout
+            # routes around it
+            if self.client.refresh_layout():
+                raise _Redirect("shard %d (%s) unreachable; the layout changed"
+                                % (i, self._shard_addrs[i]), True, None) from None
+            raise
         worker = self.client._known_worker(i)
         assert worker is not None
         hdr = L.RequestHdr()
@@ -410,6 +571,19 @@ class Session:
             conn.close()
             self._abandon(hdr.batch_id)
             raise
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith(("MOVED ",
+                                                                          "TRYAGAIN ")):
+            # refused before any of it ran: as if it had never been begun
+            r = L.lib.dpr_session_cancel_batch(ctypes.byref(self._c), hdr.batch_id)
+            if r < 0:
+                conn.close()
+                self._abandon(hdr.batch_id)
+                raise ProtocolError("%s: cannot cancel batch %d: %s"
+                                    % (where, hdr.batch_id, L.errname(r)))
+            text = str(reply)
+            parts = text.split()
+            raise _Redirect("%s: %s" % (where, text), text.startswith("MOVED "),
+                            parts[2] if text.startswith("MOVED ") and len(parts) >= 3 else None)
         if isinstance(reply, hiredis.ReplyError):
             # the batch as a whole was not executed (e.g. "ERR DPR.BATCH not
             # executed: ..."); libdpr can only count it as in doubt
@@ -454,10 +628,16 @@ class Session:
     # --- the finder -----------------------------------------------------------
 
     def _finder_call(self, deadline: float, *args: Any) -> Any:
-        """A finder command, retried (reconnecting) until deadline."""
+        """A finder command, retried (reconnecting) until deadline. The
+        domain goes in as the first argument. An error answer raises
+        ResponseError naming the finder and the command."""
+        args = (args[0], self.client.domain) + args[1:]
         while True:
             try:
                 return self._finder.call(*args)
+            except ResponseError as e:
+                raise ResponseError("finder %s: %s: %s"
+                                    % (self.client.finder, " ".join(map(str, args)), e)) from e
             except ConnectionError as e:
                 self._finder.close()
                 if time.monotonic() >= deadline:
@@ -465,7 +645,9 @@ class Session:
             time.sleep(0.05)
 
     def _sync(self, deadline: float) -> tuple[int, int, dict[int, int]]:
-        """DPR.SYNC: (world-line, max version, cut)."""
+        """DPR.SYNC <domain>: the domain's (world-line, max version, cut).
+        ResponseError when the finder refuses, e.g. "unknown domain": no
+        shard of the domain ever registered with this finder."""
         reply = self._finder_call(deadline, "DPR.SYNC")
         if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], int)):
             raise ProtocolError("finder: DPR.SYNC answered %r" % (reply,))
@@ -506,8 +688,9 @@ class Session:
         return c.next_seq
 
     def _rollback(self, world_line: int, reason: str) -> None:
-        """Rolls the session back to the cut that ended its world-line and
-        moves it to world_line; raises RollbackError if anything was lost."""
+        """Rolls the session back to the cut that ended its world-line
+        (DPR.PREFIX <domain> <world-line>) and moves it to world_line;
+        raises RollbackError if anything was lost."""
         old = self._c.world_line
         deadline = time.monotonic() + self.client.reconnect_timeout
         try:

@@ -8,7 +8,8 @@
         cluster.wait_ready("kv", timeout=60)
         for inst in cluster.status("kv").instances:
             print(inst.name, inst.endpoint, inst.ready, inst.restarts)
-        client = cluster.client("kv")       # a dpr.Client on the shards, in order
+        client = cluster.client("kv")       # a dpr.Client on the shards, in order,
+                                            # in the deployment's DPR domain ("kv")
 
 See docs/control-api.md for the protocol and python-dpr/README.md.
 """
@@ -25,7 +26,7 @@ from .mgmt_errors import AgentError, AgentProtocolError, AgentUnavailable, NotFo
 from .spec import ClusterSpec, load_spec
 
 __all__ = ["connect", "Cluster", "Plan", "Status", "Deployment", "Instance", "FinderStatus",
-           "Node"]
+           "FinderDomain", "Node"]
 
 _SHARD_RE = re.compile(r"-(\d+)$")
 
@@ -47,6 +48,10 @@ class Plan:
     unchanged: list = dataclasses.field(default_factory=list)
     generation: int | None = None
     dry_run: bool = False
+    # deployments whose shard count changes: dicts with "deployment",
+    # "from", "to" (shard counts), "epoch" (the new layout) and "moves" (the
+    # share of the deployment's keys that move to another shard)
+    resizes: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_result(cls, result: Any, dry_run: bool = False) -> "Plan":
@@ -57,7 +62,8 @@ class Plan:
         return cls(created=list(p.get("created") or []), updated=list(p.get("updated") or []),
                    deleted=list(p.get("deleted") or []),
                    unchanged=list(p.get("unchanged") or []),
-                   generation=result.get("generation"), dry_run=dry_run)
+                   generation=result.get("generation"), dry_run=dry_run,
+                   resizes=[r for r in p.get("resizes") or [] if isinstance(r, Mapping)])
 
     @property
     def changed(self) -> bool:
@@ -78,7 +84,7 @@ class Instance:
 
     ``ready``: the unit is active and the cache-store signalled READY=1.
     ``restarts``: systemd's NRestarts. ``version``, ``world_line``, ``cut``:
-    the DPR view (None when not known). ``health``: ``ok``,
+    the DPR view in the deployment's domain (None when not known). ``health``: ``ok``,
     ``refusing-writes`` (checkpoints fail: writes are refused),
     ``finder-lost-worker`` (the finder does not know it: commits stopped) or
     ``failed`` (its unit failed, or it exits because it cannot go on, e.g. a
@@ -135,7 +141,15 @@ class Instance:
 @dataclasses.dataclass
 class Deployment:
     """One deployment (a ``CacheStore`` of the spec) and its instances,
-    sorted by shard."""
+    sorted by shard.
+
+    Every deployment is a DPR domain of its own (``domain``, its name): its
+    own world-lines, cut and recovery, so a crash, restart or update in one
+    deployment never rolls back sessions of another. ``world_line``: the
+    domain's current world-line (None until its first instance registered
+    with the finder); ``max_version``: the newest durable version any of
+    its shards reported; ``cut``: each shard's entry in the domain's cut, in
+    shard order (None for a shard not registered)."""
 
     name: str
     impl: str | None = None
@@ -145,7 +159,14 @@ class Deployment:
     max_clients: int | None = None
     maxmemory: int | None = None
     ready: int = 0
+    domain: str | None = None
+    world_line: int | None = None
+    max_version: int | None = None
+    cut: list = dataclasses.field(default_factory=list)
     instances: list = dataclasses.field(default_factory=list)
+    # the layout its shards have: {"epoch", "shards", "resize": None or
+    # {"from", "to", "epoch", "step", "moved_keys", "seconds", "error"}}
+    layout: dict | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -156,14 +177,23 @@ class Deployment:
         insts.sort(key=lambda i: (i.shard is None, i.shard or 0, i.name))
         kw["instances"] = insts
         kw["ready"] = kw.get("ready") or sum(1 for i in insts if i.ready)
+        kw["domain"] = kw.get("domain") or kw["name"]
+        cut = kw.get("cut")
+        if not isinstance(cut, list):
+            # an agent that does not say: the instances' entries, in shard order
+            cut = [i.cut for i in insts]
+        kw["cut"] = list(cut)
         return cls(raw=dict(d), **kw)
 
     @property
     def is_ready(self) -> bool:
-        """Every shard has an instance and every instance is ready."""
+        """Every shard has an instance, every instance is ready, its shards
+        have their layout, and no resize is in progress (its keys are where
+        its layout says)."""
         n = self.shards if isinstance(self.shards, int) else len(self.instances)
-        return (len(self.instances) == n and n > 0
-                and all(i.ready for i in self.instances))
+        laid_out = not isinstance(self.layout, Mapping) or (self.layout.get("epoch") or 0) >= 1
+        return (len(self.instances) == n and n > 0 and laid_out
+                and all(i.ready for i in self.instances) and not self.resizing)
 
     @property
     def not_ready(self) -> list:
@@ -174,6 +204,11 @@ class Deployment:
         """The instances whose health is not ``ok`` (refusing writes, lost by
         the finder, failed)."""
         return [i for i in self.instances if not i.healthy]
+
+    @property
+    def resizing(self) -> bool:
+        """A resize of this deployment is in progress (its keys move)."""
+        return bool(isinstance(self.layout, Mapping) and self.layout.get("resize"))
 
     @property
     def endpoints(self) -> list:
@@ -188,15 +223,35 @@ class Deployment:
 
 
 @dataclasses.dataclass
-class FinderStatus:
-    """The hosted finder. ``state``: ``ok``, or ``lost`` when it does not
-    know workers whose versions it had committed (its state was lost or
-    replaced; ``lost`` names their instances, ``error`` says what to do:
-    docs/operations.md, "The finder's state was lost")."""
+class FinderDomain:
+    """One DPR domain of the finder (a deployment's, named after it):
+    its world-line, the newest durable version reported in it, and how many
+    workers are registered."""
 
-    address: str | None = None
+    name: str
     world_line: int | None = None
     max_version: int | None = None
+    workers: int | None = None
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FinderDomain":
+        kw = _fields(cls, d)
+        kw.setdefault("name", "?")
+        return cls(raw=dict(d), **kw)
+
+
+@dataclasses.dataclass
+class FinderStatus:
+    """The hosted finder: its ``address`` and ``domains`` (FinderDomain,
+    sorted by name; one per deployment whose instances registered).
+    ``state``: ``ok``, or ``lost`` when it does not know workers whose
+    versions it had committed (its state was lost or replaced; ``lost``
+    names their instances, ``error`` says what to do: docs/operations.md,
+    "The finder's state was lost")."""
+
+    address: str | None = None
+    domains: list = dataclasses.field(default_factory=list)
     state: str | None = None
     lost: list = dataclasses.field(default_factory=list)
     error: str | None = None
@@ -206,12 +261,21 @@ class FinderStatus:
     def is_lost(self) -> bool:
         return self.state == "lost"
 
+    def domain(self, name: str) -> FinderDomain | None:
+        """The finder's domain ``name``, or None when it has none (yet)."""
+        for d in self.domains:
+            if d.name == name:
+                return d
+        return None
+
     @classmethod
     def from_dict(cls, d: Any) -> "FinderStatus":
         if not isinstance(d, Mapping):
             return cls()
         kw = _fields(cls, d)
         kw["lost"] = [str(x) for x in kw.get("lost") or []]
+        kw["domains"] = sorted((FinderDomain.from_dict(x) for x in kw.get("domains") or []
+                                if isinstance(x, Mapping)), key=lambda x: x.name)
         return cls(raw=dict(d), **kw)
 
 
@@ -261,6 +325,17 @@ class Status:
         return [i for d in self.deployments for i in d.instances]
 
     @property
+    def world_lines(self) -> dict:
+        """Deployment name -> its domain's world-line (None before its first
+        instance registered)."""
+        return {d.name: d.world_line for d in self.deployments}
+
+    @property
+    def cuts(self) -> dict:
+        """Deployment name -> its shards' cut entries, in shard order."""
+        return {d.name: list(d.cut) for d in self.deployments}
+
+    @property
     def is_ready(self) -> bool:
         return all(d.is_ready for d in self.deployments)
 
@@ -297,7 +372,7 @@ class Node:
 
 
 # event types after which wait_ready looks at the status again
-_WAKE_TYPES = {"instance", "apply", "delete", "node"}
+_WAKE_TYPES = {"instance", "apply", "delete", "node", "resize"}
 _POLL = 1.0
 
 
@@ -414,7 +489,10 @@ class Cluster:
             while True:
                 st = self._status_of(names)
                 key = tuple((i.name, i.ready, i.active_state, i.sub_state, i.restarts,
-                             i.last_error) for i in st.instances)
+                             i.last_error) for i in st.instances) + tuple(
+                    (d.layout or {}).get("epoch") for d in st.deployments) + tuple(
+                    ((d.layout or {}).get("resize") or {}).get("step")
+                    for d in st.deployments)
                 if progress is not None and key != last_key:
                     progress(st)
                 last_key = key
@@ -449,8 +527,10 @@ class Cluster:
 
     def client(self, name: str, **kwargs) -> Any:
         """A ``dpr.Client`` for deployment ``name``: its endpoints in shard
-        order, its worker ids, and the finder's address from the status.
-        Extra keyword arguments go to dpr.Client."""
+        order, its worker ids, the finder's address from the status, and the
+        deployment's DPR domain (its name). Its sessions span this
+        deployment only: a session's world-line, cut and rollbacks are its
+        deployment's. Extra keyword arguments go to dpr.Client."""
         from .client import Client  # lazily: the management API needs no libdpr
         st = self.status(name)
         dep = st.deployment(name)
@@ -473,6 +553,7 @@ class Cluster:
                                    code="unavailable")
         if "workers" not in kwargs and all(isinstance(i.worker, int) for i in dep.instances):
             kwargs["workers"] = [i.worker for i in dep.instances]
+        kwargs.setdefault("domain", dep.domain or name)
         return Client(shards=dep.endpoints, finder=st.finder.address, **kwargs)
 
 
@@ -497,6 +578,13 @@ def _ready_timeout(st: Status, timeout: float) -> ReadyTimeout:
         what = ["%s (%s)" % (", ".join(names), why) for why, names in groups.items()]
         if len(d.instances) != n:
             what.append("%d of %d instances exist" % (len(d.instances), n))
+        if d.resizing:
+            r = d.layout["resize"]
+            what.append("resizing from %s to %s shards: %s%s" % (
+                r.get("from"), r.get("to"), r.get("step"),
+                ", last error: %s" % r["error"] if r.get("error") else ""))
+        elif isinstance(d.layout, Mapping) and not d.layout.get("epoch"):
+            what.append("its shards have not been given their layout yet")
         parts.append("%s: %d/%d ready; not ready: %s"
                      % (d.name, sum(1 for i in d.instances if i.ready), n, "; ".join(what)))
     hint = ""

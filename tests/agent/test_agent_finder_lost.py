@@ -12,87 +12,19 @@ data reset). Also: maxmemory reaches the instance file as DPR_KV_MAXMEMORY.
 import json
 import os
 import shutil
-import signal
 import socket
 
 import pytest
 
 import dprtest
 
-CONF = """\
-cluster = "demo";
-node = {{ name = "node1"; }};
-state_directory = "{d}/state";
-control = {{ socket = "{d}/agent.sock"; }};
-finder = {{ listen = "127.0.0.1:{finder_port}"; }};
-cachestores = {{
-  instance_directory = "{d}/run/instances";
-  port_min = {port};
-  port_max = {port};
-  impls = {{ dpr-kv = "{kv}"; }};
-}};
-"""
+class Agent(dprtest.HostAgent):
+    """The agent with one instance port (self.kv_port)."""
 
-
-class Agent:
     def __init__(self, base):
-        self.base = str(base)
-        self.procs = dprtest.Procs()
-        self.finder_port = dprtest.free_port()
-        self.kv_port = dprtest.free_port()
-        self.conf = os.path.join(self.base, "agent.conf")
-        self.sock = os.path.join(self.base, "agent.sock")
-        self.state = os.path.join(self.base, "state")
-        with open(self.conf, "w") as f:
-            f.write(CONF.format(d=self.base, finder_port=self.finder_port, port=self.kv_port,
-                                kv=dprtest.KV))
-        self.logs = []
-        self.proc = None
-
-    def start(self):
-        log = os.path.join(self.base, "agent-%d.log" % len(self.logs))
-        self.logs.append(log)
-        self.proc = self.procs.add(dprtest.AgentProc(self.conf, log, self.sock, self.base))
-        self.proc.wait_ready()
-        return self
-
-    def stop(self):
-        self.proc.stop(signal.SIGTERM)
-        assert self.proc.returncode == 0, self.log()
-
-    def log(self):
-        with open(self.logs[-1], errors="replace") as f:
-            return f.read()
-
-    def call(self, op, args=None):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        s.connect(self.sock)
-        try:
-            s.sendall(json.dumps({"v": 1, "op": op, "args": args or {}}).encode() + b"\n")
-            reply = json.loads(s.makefile("rb").readline())
-        finally:
-            s.close()
-        assert reply["ok"] is True, reply
-        return reply["result"]
-
-    def events(self):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(30)
-        s.connect(self.sock)
-        s.sendall(b'{"v": 1, "op": "events"}\n')
-        f = s.makefile("rb")
-        assert json.loads(f.readline())["ok"] is True
-        return s, f
-
-    def env(self, name):
-        with open(os.path.join(self.base, "run", "instances", name + ".env")) as f:
-            return dict(line.split("=", 1) for line in f.read().splitlines()
-                        if line and not line.startswith("#"))
-
-    def instance(self, name):
-        st = self.call("status")
-        return {i["name"]: i for d in st["deployments"] for i in d["instances"]}[name]
+        port = dprtest.free_port()
+        super().__init__(base, port, port)
+        self.kv_port = port
 
 
 @pytest.fixture
@@ -106,8 +38,9 @@ def start_kv(agent, name, reset=False):
     """dpr-kv as the agent would run it (its instance file's settings)."""
     env = agent.env(name)
     extra = {"DPR_KV_RESET": "1"} if reset else {}
-    if "DPR_KV_FINDER_TOKEN" in env:
-        extra["DPR_KV_FINDER_TOKEN"] = env["DPR_KV_FINDER_TOKEN"]
+    for var in ("DPR_KV_FINDER_TOKEN", "DPR_KV_DOMAIN"):
+        if var in env:
+            extra[var] = env[var]
     kv = dprtest.Kv(env["DPR_KV_FINDER"], int(env["DPR_KV_WORKER"]),
                     os.path.join(agent.base, "kv-" + name),
                     os.path.join(agent.base, "%s-%d.log" % (name, len(agent.procs.procs))),
@@ -164,10 +97,10 @@ def test_finder_state_lost_is_loud_and_clears(agent):
 
     # not forgotten once the new finder has a state of its own (another
     # worker registered: it saved one) and the agent restarts
-    assert finder_request(agent.finder_port, "DPR.WORKER.ADD", 99).startswith(b"*2")
+    assert finder_request(agent.finder_port, "DPR.WORKER.ADD", "other", 99).startswith(b"*2")
     agent.stop()
     agent.start()
-    assert "finder: restored world-line" in agent.log()
+    assert "finder: restored 1 domain from " in agent.log()
     f = agent.call("status")["finder"]
     assert f["state"] == "lost" and f["lost"] == ["kv-0"], f
 

@@ -184,7 +184,7 @@ def test_plan_changes_nothing(agent):
     r = result_of(agent.call("plan", {"spec": spec(kv())}, id="p1"))
     assert r["generation"] == 0
     assert r["plan"] == {"created": ["kv-0", "kv-1", "kv-2"], "updated": [], "deleted": [],
-                         "unchanged": []}
+                         "unchanged": [], "resizes": []}
     s = result_of(agent.call("status"))
     assert s["generation"] == 0 and s["deployments"] == []
     assert not os.path.exists(agent.state)
@@ -205,7 +205,7 @@ def test_apply_is_idempotent(agent):
     r = result_of(c.call("apply", {"spec": spec(kv(), kv("b", shards=1))}, id=2))
     assert r["generation"] == 1
     assert r["plan"] == {"created": [], "updated": [], "deleted": [],
-                         "unchanged": ["b-0", "kv-0", "kv-1", "kv-2"]}
+                         "unchanged": ["b-0", "kv-0", "kv-1", "kv-2"], "resizes": []}
     assert json.loads(file_bytes(agent.state))["generation"] == json.loads(saved)["generation"]
     # a change bumps the generation; unchanged instances keep ids and ports
     before = {i["name"]: (i["worker"], i["endpoint"])
@@ -213,8 +213,11 @@ def test_apply_is_idempotent(agent):
     r = result_of(c.call("apply", {"spec": spec(kv(shards=4, checkpoint_interval_ms=50),
                                                  kv("b", shards=1))}))
     assert r["generation"] == 2
+    # kv's shards change: a resize (its keys move: docs/operations.md)
     assert r["plan"] == {"created": ["kv-3"], "updated": ["kv-0", "kv-1", "kv-2"],
-                         "deleted": [], "unchanged": ["b-0"]}
+                         "deleted": [], "unchanged": ["b-0"],
+                         "resizes": [{"deployment": "kv", "from": 3, "to": 4, "epoch": 1,
+                                      "moves": 0.25}]}
     s = result_of(c.call("status"))
     after = {i["name"]: (i["worker"], i["endpoint"]) for d in s["deployments"]
              for i in d["instances"]}
@@ -229,12 +232,16 @@ def test_status_shape(agent):
     s = result_of(agent.call("status"))
     assert s["cluster"] == "demo" and s["node"] == "node1" and s["generation"] == 1
     assert s["finder"]["address"].startswith("127.0.0.1:")
-    assert s["finder"]["world_line"] == 1
+    assert s["finder"]["domains"] == []     # nothing registered yet
+    assert "world_line" not in s["finder"]  # one per deployment instead
     assert s["systemd"]["connected"] is False
     (d,) = s["deployments"]
     assert d["name"] == "kv" and d["impl"] == "dpr-kv" and d["version"] == "1"
     assert d["shards"] == 2 and d["checkpoint_interval_ms"] == 100 and d["ready"] == 0
     assert d["max_clients"] == 10000
+    # its DPR domain: not in the finder until its first instance registers
+    assert d["domain"] == "kv" and d["world_line"] is None and d["max_version"] is None
+    assert d["cut"] == [None, None]
     i0 = d["instances"][0]
     assert i0["name"] == "kv-0" and i0["unit"] == "dpr-cachestore@kv-0.service"
     assert i0["worker"] == 1 and i0["endpoint"] == "127.0.0.1:7100" and i0["node"] == "node1"
@@ -260,6 +267,8 @@ def test_instance_files(agent):
     assert env["DPR_KV_CHECKPOINT_INTERVAL_MS"] == "250"
     assert env["DPR_KV_MAX_CLIENTS"] == "7"
     assert env["DPR_INSTANCE"] == "kv-1" and env["DPR_VERSION"] == "1"
+    # the deployment is its DPR domain
+    assert env["DPR_DOMAIN"] == env["DPR_KV_DOMAIN"] == "kv"
 
 
 def test_delete(agent):
@@ -692,14 +701,16 @@ def test_instances_get_finder_tokens(tmp_path):
     port = int(env["DPR_KV_FINDER"].rsplit(":", 1)[1])
     worker = env["DPR_KV_WORKER"]
     s = result_of(a.call("status"))
-    assert s["finder"]["world_line"] == 1
+    assert s["deployments"][0]["world_line"] == 1
+    assert [(d["name"], d["world_line"], d["workers"]) for d in s["finder"]["domains"]] == \
+        [("kv", 1, 1)]
     for args in ((), ("guess",), (tokens["kv-1"],)):
-        reply = finder_request(port, "DPR.WORKER.ADD", worker, *args)
+        reply = finder_request(port, "DPR.WORKER.ADD", "kv", worker, *args)
         assert reply == (b"-ERR worker %s is registered by its owner: DPR.WORKER.ADD needs its "
                          b"token" % worker.encode()), reply
-        reply = finder_request(port, "DPR.WORKER.REMOVE", worker, *args)
+        reply = finder_request(port, "DPR.WORKER.REMOVE", "kv", worker, *args)
         assert reply.startswith(b"-ERR worker %s is registered by its owner" % worker.encode())
-    assert result_of(a.call("status"))["finder"]["world_line"] == 1
+    assert result_of(a.call("status"))["deployments"][0]["world_line"] == 1
     assert kvp.info()["dpr_world_line"] == 1 and kvp.alive()
     assert "refused: worker %s is registered by its owner" % worker in a.log()
     assert tokens["kv-0"] not in a.log()

@@ -62,6 +62,23 @@ static int step(agent_state *st, const agent_spec *spec, agent_plan *plan)
     return rc;
 }
 
+/* What layout.c records when every resize in progress is done. */
+static void finish_resizes(agent_state *st)
+{
+    for (size_t i = 0; i < st->nlayouts; i++) {
+        agent_layout *l = &st->layouts[i];
+        if (!l->target_epoch)
+            continue;
+        l->epoch = l->target_epoch;
+        l->shards = l->target_shards;
+        l->target_epoch = 0;
+        l->target_shards = 0;
+        for (size_t k = 0; k < st->nretiring; k++)
+            if (strcmp(st->retiring[k].deployment, l->deployment) == 0)
+                st->retiring[k].held = false;
+    }
+}
+
 static const agent_instance *inst(const agent_state *st, const char *name)
 {
     int i = agent_state_find(st, name);
@@ -175,6 +192,7 @@ TEST(scale_up_and_down)
     CHECK_EQ_INT(inst(&st, "kv-11")->worker, 12);
     CHECK_EQ_INT(inst(&st, "kv-11")->port, 7111);
     agent_plan_free(&p);
+    finish_resizes(&st);
 
     s.d[0].shards = 1;
     CHECK_EQ_INT(step(&st, &s, &p), 0);
@@ -184,6 +202,7 @@ TEST(scale_up_and_down)
     CHECK_EQ_INT(st.generation, 3);
     CHECK_EQ_INT(agent_state_find_retiring(&st, "kv-5"), 6);
     agent_plan_free(&p);
+    finish_resizes(&st);
 
     /* retiring instances keep their ports: new ones get others */
     s.d[0].shards = 2;
@@ -192,6 +211,7 @@ TEST(scale_up_and_down)
     CHECK_EQ_INT(inst(&st, "kv-1")->port, 7112);
     CHECK(agent_state_find_retiring(&st, "kv-1") >= 0); /* still retiring too */
     agent_plan_free(&p);
+    finish_resizes(&st);
 
     /* once retired, the port is free again */
     for (size_t i = st.nretiring; i > 0; i--)
@@ -201,6 +221,70 @@ TEST(scale_up_and_down)
     CHECK_EQ_INT(step(&st, &s, &p), 0);
     CHECK_EQ_INT(inst(&st, "kv-2")->port, 7101);
     CHECK_EQ_INT(inst(&st, "kv-2")->worker, 14);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+/* A shard count change of a deployment with instances is a resize: its
+ * layout record gets the target, the plan lists it, the shards it removes
+ * retire held; while it runs the count cannot change again. */
+TEST(resizes)
+{
+    agent_deploy d[2] = { dep("kv", 3, "1"), dep("b", 1, "1") };
+    agent_spec s = make_spec(2, d);
+    agent_state st;
+    agent_plan p;
+    agent_problems probs;
+    const agent_layout *l;
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(p.nresizes, 0); /* new: no keys to move */
+    l = agent_state_layout(&st, "kv");
+    CHECK(l && l->epoch == 0 && l->target_epoch == 0);
+    agent_plan_free(&p);
+    st.layouts[0].epoch = st.layouts[1].epoch = 1; /* given by layout.c (spec order) */
+    st.layouts[0].shards = 3;
+    st.layouts[1].shards = 1;
+
+    s.d[0].shards = 4; /* grow */
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(p.nresizes, 1);
+    CHECK(strcmp(p.resizes[0].deployment, "kv") == 0);
+    CHECK(p.resizes[0].from == 3 && p.resizes[0].to == 4 && p.resizes[0].epoch == 2);
+    l = agent_state_layout(&st, "kv");
+    CHECK(l->epoch == 1 && l->shards == 3 && l->target_epoch == 2 && l->target_shards == 4);
+    CHECK(agent_resize_fraction(3, 4) == 0.25 && agent_resize_fraction(4, 2) == 0.5);
+    json_t *j = agent_plan_to_json(&p);
+    CHECK(json_array_size(json_object_get(j, "resizes")) == 1);
+    json_decref(j);
+    agent_plan_free(&p);
+
+    /* while it runs: the same count is fine, another is refused */
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_plan_check(&st, &s, &probs), 0);
+    s.d[0].shards = 2;
+    CHECK_EQ_INT(agent_plan_check(&st, &s, &probs), 1);
+    CHECK(strstr(probs.v[0].message, "being resized from 3 to 4 shards") != NULL);
+    CHECK(strcmp(probs.v[0].where, "cachestores[0].shards") == 0);
+    agent_problems_free(&probs);
+    CHECK_EQ_INT(step(&st, &s, &p), -EBUSY);
+
+    /* done; then shrink: the removed shards retire held */
+    finish_resizes(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK_EQ_INT(p.nresizes, 1);
+    CHECK(p.resizes[0].from == 4 && p.resizes[0].to == 2 && p.resizes[0].epoch == 3);
+    CHECK_EQ_INT(st.nretiring, 2);
+    CHECK(st.retiring[0].held && st.retiring[1].held);
+    agent_plan_free(&p);
+
+    /* deleting the deployment drops its layout; nothing is held for it */
+    s.n = 1;
+    memcpy(&s.d[0], &s.d[1], sizeof(s.d[0]));
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    CHECK(agent_state_layout(&st, "kv") == NULL && agent_state_layout(&st, "b") != NULL);
     agent_plan_free(&p);
     agent_spec_free(&s);
     agent_state_free(&st);
@@ -309,6 +393,7 @@ TEST(tokens)
     CHECK(strcmp(st.retiring[0].token, t2) == 0);
     /* kv-2 created again: a new instance, a new worker id and token */
     agent_spec_free(&s);
+    finish_resizes(&st);
     d = dep("kv", 3, "2");
     s2 = make_spec(1, &d);
     CHECK_EQ_INT(step(&st, &s2, &p), 0);
@@ -334,7 +419,7 @@ TEST(plan_json)
     j = agent_plan_to_json(&p);
     text = json_dumps(j, JSON_COMPACT);
     CHECK(strcmp(text, "{\"created\":[\"kv-0\",\"kv-1\"],\"updated\":[],\"deleted\":[],"
-                       "\"unchanged\":[]}") == 0);
+                       "\"unchanged\":[],\"resizes\":[]}") == 0);
     free(text);
     json_decref(j);
     agent_plan_free(&p);
@@ -347,6 +432,7 @@ int main(void)
     RUN(create_then_unchanged);
     RUN(update_fields);
     RUN(scale_up_and_down);
+    RUN(resizes);
     RUN(delete_everything);
     RUN(port_exhaustion);
     RUN(rename_is_delete_and_create);

@@ -87,6 +87,12 @@ static void sample(agent_state *st)
     agent_spec_copy(&s, &s2);
     agent_plan_make(&b, &s2, &alloc, st, &p);
     agent_plan_free(&p);
+    /* a resize in progress: its record and a retiring shard held for it */
+    st->layouts[0].epoch = 4;
+    st->layouts[0].shards = 6;
+    st->layouts[0].target_epoch = 5;
+    st->layouts[0].target_shards = 3;
+    st->retiring[1].held = true;
     agent_state_free(&b);
     agent_spec_free(&s2);
     free(s.name);
@@ -117,6 +123,9 @@ TEST(round_trip)
     CHECK(memcmp(back.retiring, st.retiring, st.nretiring * sizeof(*st.retiring)) == 0);
     CHECK(strcmp(back.spec.name, "demo") == 0);
     CHECK_EQ_INT(back.spec.n, 1);
+    CHECK_EQ_INT(back.nlayouts, 1);
+    CHECK(memcmp(back.layouts, st.layouts, sizeof(*st.layouts)) == 0);
+    CHECK(back.retiring[1].held && !back.retiring[0].held);
     agent_state_free(&back);
 
     /* an empty state (no spec yet) round-trips too */
@@ -216,6 +225,10 @@ TEST(inconsistent_content_is_an_error)
     CHECK(strstr(err.msg, "does not match deployment") != NULL);
     CHECK_EQ_INT(load_edited("\"cachestores\"", "\"cachestorez\"", &err), -EBADMSG);
     CHECK(strstr(err.msg, "spec.") != NULL);
+    CHECK_EQ_INT(load_edited("\"target_epoch\": 5", "\"target_epoch\": 4", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "layouts[0]: a resize to epoch 4 from epoch 4") != NULL);
+    CHECK_EQ_INT(load_edited("\"held\": true", "\"held\": 1", &err), -EBADMSG);
+    CHECK(strstr(err.msg, ".held: not a boolean") != NULL);
     CHECK_EQ_INT(load_edited("{", "[", &err), -EBADMSG);
     CHECK(strstr(err.msg, "line ") != NULL);
     rm_rf();
@@ -335,6 +348,9 @@ TEST(env_file)
     CHECK(strstr(text, "\nDPR_KV_CHECKPOINT_INTERVAL_MS=100\n") != NULL);
     CHECK(strstr(text, "\nDPR_KV_MAX_CLIENTS=10000\n") != NULL);
     CHECK(strstr(text, "\nDPR_INSTANCE=kv-2\n") != NULL);
+    /* its domain: the deployment's name */
+    CHECK(strstr(text, "\nDPR_DOMAIN=kv\n") != NULL);
+    CHECK(strstr(text, "\nDPR_KV_DOMAIN=kv\n") != NULL);
     CHECK(strstr(text, "\nDPR_KV_MAXMEMORY=0\n") != NULL); /* no limit */
     CHECK(strstr(text, "\nDPR_MAXMEMORY=0\n") != NULL);
 

@@ -108,8 +108,12 @@ def instances(n):
 
 
 def all_ready(n, count):
+    """The instances, once count of them run, ready, and each deployment's
+    shards have their layout (no resize going on)."""
     insts, s = instances(n)
-    if len(insts) == count and all(i["ready"] for i in insts.values()) and not s["retiring"]:
+    if len(insts) == count and all(i["ready"] for i in insts.values()) and \
+            not s["retiring"] and all(d["layout"]["epoch"] >= 1 and not d["layout"]["resize"]
+                                      for d in s["deployments"]):
         return insts
     return None
 
@@ -139,7 +143,8 @@ def test_apply_starts_units_and_status_is_ready(node):
     # the cache-stores serve
     ep = insts["kv-1"]["endpoint"]
     host, port = ep.rsplit(":", 1)
-    out = node.run("redis-cli -h %s -p %s SET a 1 && redis-cli -h %s -p %s GET a"
+    # (-c: a key of another shard is redirected, MOVED)
+    out = node.run("redis-cli -c -h %s -p %s SET a 1 && redis-cli -c -h %s -p %s GET a"
                    % (host, port, host, port)).stdout.split()
     assert out == ["OK", "1"]
     assert ok(call(node, "status"))["systemd"] == {"connected": True, "error": None}
@@ -150,9 +155,14 @@ def test_apply_twice_is_unchanged(node):
     assert r["plan"]["created"] == [] and len(r["plan"]["unchanged"]) == 6
 
 
+def world_lines(n):
+    """Deployment -> the world-line of its DPR domain."""
+    return {d["name"]: d["world_line"] for d in ok(call(n, "status"))["deployments"]}
+
+
 def test_kill_9_is_restarted_by_systemd(node):
     insts = wait_for(lambda: all_ready(node, 6), what="ready")
-    wl = ok(call(node, "status"))["finder"]["world_line"]
+    wl = world_lines(node)
     node.run("kill -9 %d" % insts["kv-0"]["main_pid"])
 
     def restarted():
@@ -161,7 +171,9 @@ def test_kill_9_is_restarted_by_systemd(node):
     i = wait_for(restarted, what="kv-0 restarted by systemd")
     assert i["main_pid"] != insts["kv-0"]["main_pid"]
     assert "signal" in i["last_error"]
-    assert ok(call(node, "status"))["finder"]["world_line"] > wl
+    # kv's world-line moved on; web, a domain of its own, kept its own
+    after = world_lines(node)
+    assert after["kv"] > wl["kv"] and after["web"] == wl["web"]
 
 
 def test_instances_register_with_their_finder_tokens(node):
@@ -175,11 +187,13 @@ def test_instances_register_with_their_finder_tokens(node):
     assert re.search(r"^DPR_KV_FINDER_TOKEN=[0-9a-f]{32}$", env, re.M), env
     s = ok(call(node, "status"))
     host, port = s["finder"]["address"].rsplit(":", 1)
-    out = node.run("redis-cli -h %s -p %s DPR.WORKER.ADD %d"
+    assert "DPR_KV_DOMAIN=kv\n" in env and "DPR_DOMAIN=kv\n" in env, env
+    out = node.run("redis-cli -h %s -p %s DPR.WORKER.ADD kv %d"
                    % (host, port, insts["kv-0"]["worker"]), check=False).stdout
     assert "is registered by its owner" in out, out
     after = ok(call(node, "status"))
-    assert after["finder"]["world_line"] == s["finder"]["world_line"]
+    assert [d["world_line"] for d in after["deployments"]] == \
+        [d["world_line"] for d in s["deployments"]]
     assert instances(node)[0]["kv-0"]["main_pid"] == insts["kv-0"]["main_pid"]
 
 

@@ -7,8 +7,9 @@
  *
  *   'B'  a batch built from fields (world-line, version lower bound and
  *        dependencies chosen near the interesting values: the bound, the
- *        worker's highest version, 2^62, 2^64 - 1, raw), encoded with the
- *        wire encoder and decoded again;
+ *        worker's highest version, 2^62, 2^64 - 1, raw; the domain: the
+ *        worker's, another deployment's or raw), encoded with the wire
+ *        encoder and decoded again;
  *   'W'  raw bytes as a request header (dpr_wire_decode_request);
  *   'R'  raw bytes as a RESP stream (kv_parse), whose DPR.BATCH commands'
  *        headers are decoded;
@@ -19,14 +20,16 @@
  *        the shutdown one; 'D' the oldest pending checkpoint completes;
  *   'T'  time passes (the allowance grows).
  *
- * Every decoded batch goes through what kv_server.c's batch_run does:
- * admission, dpr_worker_check_batch against the bounds learned so far,
- * dpr_worker_execute, and on -EAGAIN a checkpoint at the batch's target.
- * Checks after every step:
+ * Every decoded batch goes through what kv_server.c's batch_run does: a
+ * batch of another domain is checked (and refused) before admission, at any
+ * world-line; otherwise admission, dpr_worker_check_batch against the
+ * bounds learned so far, dpr_worker_execute, and on -EAGAIN a checkpoint at
+ * the batch's target. Checks after every step:
  *   - the check agrees with an independent statement of the rules
- *     (worker.h): accepted iff every version is at most the worker's
- *     highest or below both the bound and 2^62, every other worker named is
- *     known; -EINVAL exactly for what no answer can make valid;
+ *     (worker.h): accepted iff the domain is the worker's, every version is
+ *     at most the worker's highest or below both the bound and 2^62, every
+ *     other worker named is known; -EXDEV exactly for another domain, then
+ *     -EINVAL exactly for what no answer can make valid;
  *   - a refused batch changes nothing (the worker's fields are compared);
  *   - an accepted batch runs, at least at its target; checkpoint_begin,
  *     checkpoint_complete and rollback never fail on a state reached this
@@ -35,7 +38,9 @@
  *     cut <= durable), and every reported dependency is on another worker
  *     the finder listed at some point, at most the reported version.
  *
- * Seeds (corpus/fuzz_kv_batch/) are programs that reach each of these.
+ * Seeds (corpus/fuzz_kv_batch/) are programs that reach each of these;
+ * their raw headers ('W', 'R') are of wire format 2, most with the id of
+ * DPR_DOMAIN_DEFAULT (the worker's domain here), some with another.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -45,6 +50,7 @@
 #include <strings.h>
 
 #include "dpr/depset.h"
+#include "dpr/domain.h"
 #include "dpr/err.h"
 #include "dpr/wire.h"
 #include "dpr/worker.h"
@@ -59,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 #define SELF 5
-#define MAX_DOMAIN 8
+#define DOMAIN "default" /* the worker's domain (DPR_DOMAIN_DEFAULT) */
+#define MAX_WORKERS 8
 #define MAX_DEPS 6
 #define FINDER_MAX ((uint64_t)INT64_MAX) /* kv_finder_reply.c refuses larger numbers */
 
@@ -103,22 +110,22 @@ typedef struct model {
     dpr_worker w;
     uint64_t now_ms, synced_ms;
     uint64_t cluster_max;        /* as kv_dpr.c keeps it: never lowered */
-    uint64_t domain[MAX_DOMAIN]; /* ascending, no duplicates */
-    size_t ndomain;
+    uint64_t workers[MAX_WORKERS]; /* of the last DPR.SYNC: ascending, no duplicates */
+    size_t nworkers;
     dpr_depset ever; /* every worker a DPR.SYNC listed (value 1) */
     uint64_t steps;
 } model;
 
 static dpr_worker_bounds bounds(const model *m)
 {
-    dpr_worker_bounds b = {m->cluster_max, m->domain, m->ndomain, m->now_ms - m->synced_ms};
+    dpr_worker_bounds b = {m->cluster_max, m->workers, m->nworkers, m->now_ms - m->synced_ms};
     return b;
 }
 
-static bool in_domain(const model *m, uint64_t id)
+static bool listed(const model *m, uint64_t id)
 {
-    for (size_t i = 0; i < m->ndomain; i++)
-        if (m->domain[i] == id)
+    for (size_t i = 0; i < m->nworkers; i++)
+        if (m->workers[i] == id)
             return true;
     return false;
 }
@@ -166,7 +173,7 @@ static uint64_t pick_worker(model *m, input *in)
     case 0:
         return SELF;
     case 1:
-        return m->ndomain ? m->domain[u8(in) % m->ndomain] : SELF;
+        return m->nworkers ? m->workers[u8(in) % m->nworkers] : SELF;
     case 2:
         return u64(in);
     default:
@@ -178,9 +185,11 @@ static uint64_t pick_worker(model *m, input *in)
  * "refused, but a fresher answer could change that". */
 static int expected(const model *m, const dpr_request_hdr *h)
 {
+    if (h->domain != m->w.domain)
+        return -EXDEV;
     dpr_worker_bounds b = bounds(m);
-    /* the domain's size per millisecond since the answer, 2^20 on top */
-    uint64_t rate = m->ndomain > 1 ? m->ndomain : 1;
+    /* the workers listed, per millisecond since the answer; 2^20 on top */
+    uint64_t rate = m->nworkers > 1 ? m->nworkers : 1;
     uint64_t allowance = sat_add(DPR_WORKER_SLACK, sat_mul(rate, b.since_sync_ms));
     uint64_t soft = sat_add(m->cluster_max, allowance);
     bool never = false, stale = false;
@@ -196,7 +205,7 @@ static int expected(const model *m, const dpr_request_hdr *h)
             never |= version > m->w.highest;
             continue;
         }
-        if (dep && !in_domain(m, worker))
+        if (dep && !listed(m, worker))
             stale = true;
         if (version <= m->w.highest)
             continue;
@@ -251,6 +260,18 @@ static void run_batch(model *m, const dpr_request_hdr *h)
     uint64_t v = 0, sealed = 0;
     int r;
 
+    if (h->domain != m->w.domain) {
+        /* kv_server.c refuses it before admission, whatever its world-line:
+         * a REFUSED answer with this domain's world-line would roll the
+         * other domain's session back */
+        snapshot before = snap(&m->w);
+        REQUIRE(expected(m, h) == -EXDEV);
+        r = dpr_worker_check_batch(&m->w, h, &b, &err);
+        REQUIRE(r == -EXDEV && err.code == r && err.msg[0] != '\0');
+        snapshot after = snap(&m->w);
+        REQUIRE(memcmp(&before, &after, sizeof(before)) == 0);
+        return;
+    }
     if (dpr_worker_admit(&m->w, h->world_line) != DPR_ADMIT_EXECUTE)
         return; /* refused with the newer world-line, or parked: nothing runs */
     snapshot before = snap(&m->w);
@@ -285,12 +306,25 @@ static void run_batch(model *m, const dpr_request_hdr *h)
 static void step_fields(model *m, input *in)
 {
     uint8_t raw[DPR_WIRE_REQUEST_FIXED + MAX_DEPS * DPR_WIRE_DEP_SIZE];
-    dpr_request_hdr h = {{0, 0}, 0, 0, 1, 1, 0, NULL};
+    dpr_request_hdr h = {.batch_id = 1, .op_count = 1};
     dpr_request_hdr d;
     uint8_t wl = u8(in);
     size_t ndeps = u8(in) % (MAX_DEPS + 1);
 
     h.world_line = wl % 8 == 0 ? m->w.world_line + 1 : wl % 8 == 1 ? 0 : m->w.world_line;
+    /* the domain from the same byte's high bits (0 in most seeds: the own) */
+    switch ((wl >> 3) & 7) {
+    case 7: /* a session of another deployment */
+        h.domain = dpr_domain_id("blue", 4);
+        break;
+    case 6:
+        h.domain = u64(in);
+        if (h.domain == 0)
+            h.domain = 1; /* the encoder refuses 0 (no name has it) */
+        break;
+    default:
+        h.domain = m->w.domain;
+    }
     h.version_lb = pick_version(m, in);
     h.batch_id = 1 + u8(in);
     h.op_count = 1 + u8(in) % 4;
@@ -375,8 +409,8 @@ static void step_sync(model *m, input *in)
 {
     uint8_t kind = u8(in);
     uint64_t maxv = pick_version(m, in);
-    size_t n = u8(in) % (MAX_DOMAIN + 1);
-    uint64_t ids[MAX_DOMAIN];
+    size_t n = u8(in) % (MAX_WORKERS + 1);
+    uint64_t ids[MAX_WORKERS];
 
     if (maxv > FINDER_MAX)
         return; /* kv_finder_reply.c: malformed answer, nothing learned */
@@ -385,11 +419,11 @@ static void step_sync(model *m, input *in)
         ids[i] = sel % 4 == 0 ? u64(in) % (FINDER_MAX + 1) : (uint64_t)(sel % 12);
     }
     qsort(ids, n, sizeof(*ids), cmp_u64);
-    m->ndomain = 0;
+    m->nworkers = 0;
     for (size_t i = 0; i < n; i++) {
-        if (m->ndomain && m->domain[m->ndomain - 1] == ids[i])
+        if (m->nworkers && m->workers[m->nworkers - 1] == ids[i])
             continue;
-        m->domain[m->ndomain++] = ids[i];
+        m->workers[m->nworkers++] = ids[i];
         if (dpr_depset_put_max(&m->ever, ids[i], 1) < 0)
             return;
     }
@@ -453,7 +487,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&m, 0, sizeof(m));
     dpr_depset_init(&m.ever);
-    if (dpr_worker_init(&m.w, SELF, 1 + u8(&in) % 3, restored) < 0)
+    if (dpr_worker_init(&m.w, SELF, dpr_domain_id(DOMAIN, strlen(DOMAIN)), 1 + u8(&in) % 3,
+                        restored) < 0)
         return 0;
     m.now_ms = m.synced_ms = 1000;
     while (in.n > 0 && m.steps < 4096) {

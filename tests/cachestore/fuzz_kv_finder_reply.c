@@ -22,8 +22,9 @@
  *     if none), all checked against the reply independently; on failure
  *     the output is untouched;
  *   - kv_finder_report_classify: acked exactly for a status reply, kept
- *     exactly for an error the finder sends for a worker it lost, and the
- *     error text is the reply's own for an error reply, NULL otherwise.
+ *     exactly for an error the finder sends for a worker (or a domain) it
+ *     lost, and the error text is the reply's own for an error reply, NULL
+ *     otherwise.
  *
  * Leaks (LeakSanitizer) fail the run. Seeds (corpus/fuzz_kv_finder_reply/):
  * raw answers of each kind captured from a running dpr-finder (registration,
@@ -207,7 +208,11 @@ static void check_report(const redisReply *rep)
             (rep->type == REDIS_REPLY_ERROR && kv_finder_error_lost_worker(rep->str)));
     if (o == KV_REPORT_KEPT)
         REQUIRE(strncmp(rep->str, "ERR unknown worker ", 19) == 0 ||
-                strncmp(rep->str, "ERR world-line ", 15) == 0);
+                strncmp(rep->str, "ERR world-line ", 15) == 0 ||
+                strncmp(rep->str, "ERR unknown domain '", 20) == 0);
+    /* an unknown domain is one way of not knowing the worker */
+    REQUIRE(!(rep->type == REDIS_REPLY_ERROR && kv_finder_error_unknown_domain(rep->str)) ||
+            o == KV_REPORT_KEPT);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

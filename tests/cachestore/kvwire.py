@@ -102,10 +102,30 @@ class Raw:
 
 # --- DPR batch headers (libdpr wire format, docs/protocol.md) --------------------
 
+REQUEST_FORMAT = 2  # DPR_WIRE_REQUEST_FORMAT: the header names the session's domain
+DEFAULT_DOMAIN = "default"  # DPR_DOMAIN_DEFAULT
+
+
+def domain_id(name):
+    """dpr_domain_id (libdpr/include/dpr/domain.h): FNV-1a 64 of the name,
+    0 becoming 1."""
+    h = 14695981039346656037
+    for byte in name.encode():
+        h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h or 1
+
+
 def request_header(world_line, batch_id, op_count, version_lb=0, deps=(),
-                   session=(1, 2)):
-    hdr = struct.pack("<BBHIQQQQQII", 1, 0x51, 0, op_count, session[0], session[1],
+                   session=(1, 2), domain=DEFAULT_DOMAIN, fmt=REQUEST_FORMAT):
+    """A request header of wire format 2 (64 fixed bytes, the domain id at
+    offset 56). domain: a name, or an int taken as the id itself (0 makes a
+    malformed header). fmt=1 gives the 56-byte header of before domains,
+    which a shard refuses."""
+    did = domain if isinstance(domain, int) else domain_id(domain)
+    hdr = struct.pack("<BBHIQQQQQII", fmt, 0x51, 0, op_count, session[0], session[1],
                       world_line, version_lb, batch_id, len(deps), 0)
+    if fmt != 1:
+        hdr += struct.pack("<Q", did)
     for w, v in deps:
         hdr += struct.pack("<QQ", w, v)
     return hdr
@@ -121,10 +141,10 @@ def parse_response_header(b):
             "batch_id": batch_id, "versions": versions}
 
 
-def batch(raw, world_line, batch_id, commands, version_lb=0, deps=()):
+def batch(raw, world_line, batch_id, commands, version_lb=0, deps=(), domain=DEFAULT_DOMAIN):
     """Sends DPR.BATCH + commands; returns (response header dict, replies)."""
     data = encode("DPR.BATCH", request_header(world_line, batch_id, len(commands),
-                                              version_lb, deps))
+                                              version_lb, deps, domain=domain))
     data += b"".join(encode(*c) for c in commands)
     raw.send(data)
     reply = raw.read()

@@ -11,6 +11,8 @@ nothing (version, world-line, keys, the finder's cut), a real session
 afterwards commits, and a world-line change afterwards leaves every shard
 alive. And the other way round: a real session whose dependency names a
 worker that registered after the shard last asked the finder is accepted.
+A batch of another DPR domain (issue 9: each deployment its own domain) is
+refused the same way, whatever its world-line.
 
 Every process is killed by PID at the end; waits poll with generous
 timeouts, nothing asserts on time.
@@ -20,7 +22,7 @@ import signal
 import pytest
 
 from dprtest import wait_for
-from kvwire import Raw, RespError, batch, encode, request_header
+from kvwire import Raw, RespError, batch, domain_id, encode, request_header
 
 LIMIT = 1 << 62  # DPR_WORKER_VERSION_LIMIT (libdpr/include/dpr/worker.h)
 
@@ -249,3 +251,53 @@ def test_forged_batch_then_sigkill_of_the_forged_shard(cluster):
     session_commits(cluster, "y")
     assert all(kv.alive() for kv in cluster.shards)
     assert isinstance(reply, RespError) and "refused" in str(reply)
+
+
+@pytest.mark.parametrize("wl_delta", [0, -1, 1], ids=["same-world-line", "older", "newer"])
+def test_batch_of_another_domain_is_refused_and_changes_nothing(cluster, wl_delta):
+    """Issue 9. A worker runs only its own domain's batches: a header that
+    names another domain (the id of another deployment's name) gets
+    "-ERR DPR.BATCH refused" at once, whatever its world-line: not REFUSED
+    with this domain's world-line (that would roll the other domain's
+    session back) nor parked until this domain's finder reaches a newer one.
+    Nothing changes (version, world-line, keys, the finder's cut), the
+    connection stays usable, dpr_batches_invalid counts it, and sessions of
+    the shard's own domain go on committing."""
+    a, b = two_shards(cluster)
+    before = a.info()
+    wl = before["dpr_world_line"]
+    cut_before = cluster.finder.sync()[2]
+    r = Raw(a.port, timeout=60)
+    try:
+        with pytest.raises(RespError) as e:
+            # a version lower bound and a dependency that would move the
+            # worker if the batch ran
+            batch(r, wl + wl_delta, 1, [["SET", "foreign", "1"], ["INCR", "n"]],
+                  version_lb=before["dpr_version"] + 100000, deps=[(b.worker, 1)],
+                  domain="other-deployment")
+        err = str(e.value)
+        assert r.call("PING") == b"PONG"
+        # and the shard's own domain is served on the same connection
+        h, rep = batch(r, wl, 2, [["GET", "foreign"]])
+        assert h["status"] == 0 and rep == [None]
+    finally:
+        r.close()
+    assert err.startswith("ERR DPR.BATCH refused: "), err
+    assert ("domain %d: this worker belongs to domain %d"
+            % (domain_id("other-deployment"), domain_id("default"))) in err, err
+    after = a.info()
+    for field in ("dpr_world_line", "dpr_cluster_max_version", "dpr_batches_refused",
+                  "dpr_rollbacks"):
+        assert after[field] == before[field], field
+    assert after["dpr_version"] < before["dpr_version"] + 100000  # not lifted
+    assert after["dpr_batches"] == before["dpr_batches"] + 1  # the GET
+    assert after["dpr_batches_invalid"] == before["dpr_batches_invalid"] + 1
+    c = a.client()
+    assert c.get("foreign") is None and c.get("n") is None
+    assert "DPR.BATCH refused: domain" in a.output()
+    # the dependency on b was never folded in: nothing holds a's cut back,
+    # and sessions of the default domain commit as before
+    session_commits(cluster, "own-domain")
+    cut = cluster.finder.sync()[2]
+    assert all(cut[w] >= v for w, v in cut_before.items())
+    assert a.info()["dpr_world_line"] == wl

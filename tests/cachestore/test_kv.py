@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from dprtest import KV, Proc, free_port, wait_for
-from kvwire import (Raw, RespError, batch, encode, parse_response_header, request_header,
-                    run_versioned)
+from kvwire import (Raw, RespError, batch, domain_id, encode, parse_response_header,
+                    request_header, run_versioned)
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -271,6 +271,8 @@ def test_info_dpr_section(kv):
                 "dpr_checkpoints_pending", "dpr_durable_version", "dpr_finder_connected"):
         assert key in info, key
     assert info["dpr_worker_id"] == 1
+    assert info["dpr_domain"] == "default"
+    assert info["dpr_domain_id"] == domain_id("default")
     assert info["dpr_world_line"] == 1
     assert info["dpr_version"] >= 1
     wait_for(lambda: kv.info()["dpr_finder_connected"] == 1, what="finder link")
@@ -427,6 +429,7 @@ def test_env_configuration(cluster):
     assert bad.returncode == 2 and b"--worker" in bad.stderr
     ok = subprocess.run([KV, "--help"], capture_output=True, timeout=30)
     assert ok.returncode == 0 and b"--checkpoint-interval-ms" in ok.stdout
+    assert b"--domain NAME" in ok.stdout and b"DPR_KV_DOMAIN" in ok.stdout
 
 
 def test_systemd_notifications(cluster, tmp_path):
@@ -441,7 +444,8 @@ def test_systemd_notifications(cluster, tmp_path):
                    sum("WATCHDOG=1" in m for m in seen) >= 2 and
                    any(m.startswith("STATUS=serving") for m in seen)):
             seen.append(sock.recv(4096).decode())
-        assert any("world-line 1" in m for m in seen if m.startswith("STATUS="))
+        assert any("domain default, world-line 1" in m for m in seen
+                   if m.startswith("STATUS="))
         kv.kill(signal.SIGTERM)
         assert kv.wait_exit() == 0
         while not any("STOPPING=1" in m for m in seen):
@@ -642,10 +646,22 @@ def test_dependencies_hold_back_the_cut(cluster):
 
 def test_dpr_batch_malformed_header_closes(kv):
     r = Raw(kv.port)
-    err = r.call("DPR.BATCH", b"\x01\x51garbage")
+    err = r.call("DPR.BATCH", b"\x02\x51garbage")
     assert isinstance(err, RespError) and "malformed request header" in str(err)
     assert r.closed_by_peer()
     r.close()
+    # a header without the domain (format 1, from before domains), and one
+    # with domain id 0 (no name has it): malformed too, nothing runs
+    for hdr in (request_header(1, 1, 1, fmt=1), request_header(1, 1, 1, domain=0)):
+        r = Raw(kv.port)
+        r.send(encode("DPR.BATCH", hdr) + encode("SET", "old", "1"))
+        err = r.read()
+        assert isinstance(err, RespError) and "malformed request header" in str(err), err
+        if hdr[0] == 1:
+            assert "format 1: this shard reads format 2" in str(err), err
+        assert r.closed_by_peer()
+        r.close()
+    assert kv.client().get("old") is None
 
 
 def test_dpr_batch_too_large(cluster):

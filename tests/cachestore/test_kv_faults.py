@@ -331,8 +331,8 @@ def test_finder_state_lost_is_loud_and_data_kept(cluster):
     # the new finder moves to a new world-line (a worker registers twice):
     # the shards do not roll back to its cut, which does not have their data
     fc = fresh.client()
-    fc.execute_command("DPR.WORKER.ADD", 99)
-    fc.execute_command("DPR.WORKER.ADD", 99)
+    fc.execute_command("DPR.WORKER.ADD", "default", 99)
+    fc.execute_command("DPR.WORKER.ADD", "default", 99)
     fc.connection_pool.disconnect()
     wl_fresh = fresh.sync()[0]
     assert wl_fresh == 2

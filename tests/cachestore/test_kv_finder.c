@@ -152,6 +152,11 @@ TEST(add_other_errors)
                  -EREMOTEIO);
     CHECK_EQ_INT(add("-WRONGTYPE x\r\n", false, &wl, &rv, &err), -EREMOTEIO);
     CHECK(wl == 77 && rv == 77);
+    /* a domain name the finder refuses (dpr-kv checks it first) */
+    CHECK_EQ_INT(add("-ERR invalid domain name\r\n", false, &wl, &rv, &err), -EREMOTEIO);
+    CHECK(strcmp(err.msg, "finder " FINDER " refused DPR.WORKER.ADD 1: ERR invalid domain name") ==
+          0);
+    CHECK(wl == 77 && rv == 77);
 }
 
 TEST(add_malformed)
@@ -347,6 +352,12 @@ TEST(sync_errors_and_malformed)
     CHECK_EQ_INT(err.code, -EREMOTEIO);
     CHECK(strcmp(err.msg, "finder " FINDER " refused DPR.SYNC: ERR out of memory") == 0);
     CHECK(untouched(&s));
+    /* a domain the finder does not know: an error like any other here (the
+     * link and start-up read it with kv_finder_error_unknown_domain) */
+    CHECK_EQ_INT(sync_parse("-ERR unknown domain 'shop'\r\n", 1, &ids, &cap, &s, &err),
+                 -EREMOTEIO);
+    CHECK(strcmp(err.msg, "finder " FINDER " refused DPR.SYNC: ERR unknown domain 'shop'") == 0);
+    CHECK(untouched(&s));
     free(ids);
 }
 
@@ -364,6 +375,10 @@ TEST(report_answers)
     CHECK(strcmp(e, "ERR unknown worker 3: register it with DPR.WORKER.ADD") == 0);
     CHECK_EQ_INT(classify("-ERR world-line 5 is newer than the finder's (4)\r\n", e, sizeof(e)),
                  KV_REPORT_KEPT);
+    /* ... nor its domain (its state was lost): kept too */
+    CHECK_EQ_INT(classify("-ERR unknown domain 'shop'\r\n", e, sizeof(e)), KV_REPORT_KEPT);
+    CHECK(strcmp(e, "ERR unknown domain 'shop'") == 0);
+    CHECK_EQ_INT(classify("-ERR invalid domain name\r\n", e, sizeof(e)), KV_REPORT_DROPPED);
     /* refused for another reason: dropped */
     CHECK_EQ_INT(classify("-STALE world-line 3 is current: report of version 9 from world-line 2 "
                           "dropped\r\n",
@@ -393,6 +408,17 @@ TEST(lost_worker_texts)
     CHECK(!kv_finder_error_lost_worker("ERR world-line 9 is current"));
     CHECK(!kv_finder_error_lost_worker("STALE world-line 9 is newer than the finder's (3)"));
     CHECK(!kv_finder_error_lost_worker("err unknown worker 7"));
+    /* the finder lost the domain */
+    CHECK(kv_finder_error_lost_worker("ERR unknown domain 'default'"));
+    CHECK(kv_finder_error_lost_worker("ERR unknown domain 'shop-eu.1'"));
+    CHECK(!kv_finder_error_lost_worker("ERR invalid domain name"));
+    CHECK(!kv_finder_error_lost_worker("ERR unknown domain"));
+    CHECK(kv_finder_error_unknown_domain("ERR unknown domain 'x'"));
+    CHECK(!kv_finder_error_unknown_domain("ERR unknown domain"));
+    CHECK(!kv_finder_error_unknown_domain("ERR unknown worker 7: register it"));
+    CHECK(!kv_finder_error_unknown_domain("STALE unknown domain 'x'"));
+    CHECK(!kv_finder_error_unknown_domain(NULL));
+    CHECK(!kv_finder_error_unknown_domain(""));
 }
 
 /* Arrays longer than KV_FINDER_MAX_ELEMENTS fail the reader at once. */

@@ -85,7 +85,7 @@ def test_unauthenticated_add_of_a_live_shard_is_refused(cluster):
         # anyone who reaches the finder: without a token, with a wrong one
         for args in ((), ("guess",), (TOKEN2,)):
             for cmd in ("DPR.WORKER.ADD", "DPR.WORKER.REMOVE"):
-                reply = raw_finder(finder.port, cmd, 1, *args)
+                reply = raw_finder(finder.port, cmd, "default", 1, *args)
                 assert reply == (b"-ERR worker 1 is registered by its owner: %s needs its token"
                                  % cmd.encode()), reply
         assert finder.sync()[0] == 1
@@ -185,6 +185,7 @@ def test_token_options(cluster, tmp_path):
     kv = cluster.start_kv(3, env={"DPR_KV_FINDER_TOKEN": "from-env"},
                           args=["--finder-token-file", token_file(cluster, "t3", "from-file")])
     kv.kill(signal.SIGKILL)
-    refused = raw_finder(cluster.finder.port, "DPR.WORKER.ADD", 3, "from-env")
+    refused = raw_finder(cluster.finder.port, "DPR.WORKER.ADD", "default", 3, "from-env")
     assert refused.startswith(b"-ERR worker 3 is registered by its owner")
-    assert raw_finder(cluster.finder.port, "DPR.WORKER.ADD", 3, "from-file").startswith(b"*2")
+    assert raw_finder(cluster.finder.port, "DPR.WORKER.ADD", "default", 3,
+                      "from-file").startswith(b"*2")

@@ -18,7 +18,7 @@ the build DPR_BUILD installed. The tests run in order on the same node:
 3. A shard whose checkpoints are damaged and that is killed: it cannot
    recover; status shows it failed with the damage as last_error, the agent
    logged it once (MESSAGE_ID), and the other shards keep serving on the
-   same world-line.
+   same world-lines (each deployment's own).
 
 Needs root (skipped otherwise); not run for sanitizer builds.
 """
@@ -142,10 +142,23 @@ def kv(name, shards, **kw):
 
 
 def all_ready(n, count):
+    """The instances, once count of them run, ready, and each deployment's
+    shards have their layout (they serve keys)."""
     insts, s = status(n)
-    if len(insts) == count and all(i["ready"] for i in insts.values()) and not s["retiring"]:
+    if len(insts) == count and all(i["ready"] for i in insts.values()) and \
+            not s["retiring"] and all(d["layout"]["epoch"] >= 1 for d in s["deployments"]):
         return insts
     return None
+
+
+def owned(prefix, name, nshards=3):
+    """A key instance `name` (kv-<shard>) owns under its layout."""
+    if dprtest.PYDIR not in sys.path:
+        sys.path.insert(0, dprtest.PYDIR)
+    from dpr.route import shard_of
+    shard = int(name.rsplit("-", 1)[1])
+    return next(k for k in ("%s%s-%d" % (prefix, name, i) for i in range(1000))
+                if shard_of(k, nshards) == shard)
 
 
 def show(n, unit, prop):
@@ -221,7 +234,7 @@ def test_finder_state_lost_is_loud_and_holds_restarts(node):
     insts = wait_for(lambda: all_ready(node, 4), what="ready")
     # data in every kv shard, committed: the finder must know these workers
     for name in ("kv-0", "kv-1", "kv-2"):
-        assert redis(node, insts[name]["endpoint"], "SET", "key-" + name, name) == "OK"
+        assert redis(node, insts[name]["endpoint"], "SET", owned("key-", name), name) == "OK"
     wait_for(lambda: all((status(node)[0][n]["cut"] or 0) > 0 for n in ("kv-0", "kv-1", "kv-2")),
              what="kv shards in the cut")
     pids = {name: i["main_pid"] for name, i in insts.items()}
@@ -271,7 +284,7 @@ def test_finder_state_lost_is_loud_and_holds_restarts(node):
 def test_damaged_checkpoint_is_reported_and_others_go_on(node):
     insts = wait_for(lambda: all_ready(node, 4), what="ready")
     for name in ("kv-0", "kv-1", "kv-2"):
-        assert redis(node, insts[name]["endpoint"], "SET", "after-" + name, "x") == "OK"
+        assert redis(node, insts[name]["endpoint"], "SET", owned("after-", name), "x") == "OK"
     wait_for(lambda: all((status(node)[0][n]["cut"] or 0) > 0 for n in ("kv-0", "kv-1", "kv-2")),
              what="kv shards in the cut")
     # kv-1 idle: its newest checkpoint committed, no file comes or goes any
@@ -287,7 +300,7 @@ def test_damaged_checkpoint_is_reported_and_others_go_on(node):
     files = wait_for(stable_listing, what="kv-1's checkpoint files settled")
     ckpts = [f for f in files if f.startswith("ckpt-") and f.endswith(".kv")]
     _, s = status(node)
-    world_line = s["finder"]["world_line"]
+    world_lines = {d["name"]: d["world_line"] for d in s["deployments"]}
     # one byte of the first record of every checkpoint: each fails its CRC
     for f in ckpts:
         node.run(["python3", "-c", "import sys; f = open(sys.argv[1], 'r+b'); f.seek(64); "
@@ -315,11 +328,11 @@ def test_damaged_checkpoint_is_reported_and_others_go_on(node):
     assert "damaged" in msgs[-1] and "ckpt-" in msgs[-1], msgs
     # the others: same world-line, ready, healthy, serving their data
     insts, s = status(node)
-    assert s["finder"]["world_line"] == world_line
+    assert {d["name"]: d["world_line"] for d in s["deployments"]} == world_lines
     for name in ("kv-0", "kv-2", "mem-0"):
         assert insts[name]["ready"] and insts[name]["health"] == "ok", insts[name]
-        assert insts[name]["world_line"] == world_line
-    assert redis(node, insts["kv-2"]["endpoint"], "GET", "after-kv-2") == "x"
+        assert insts[name]["world_line"] == world_lines[name.rsplit("-", 1)[0]]
+    assert redis(node, insts["kv-2"]["endpoint"], "GET", owned("after-", "kv-2")) == "x"
     assert "1 unhealthy (kv-1 failed)" in show(node, "dpr-agent.service", "StatusText")
     # the events: one health event, kv-1 entering "failed", through all of
     # systemd's restarts; none for the others

@@ -1,8 +1,8 @@
 /*
  * fuzz_finder_cmd.c - libFuzzer target for the finder's request parser and
  * command execution: bytes go through the RESP request reader, every parsed
- * request runs against a fresh in-memory finder (no store; each change is
- * published at once). Checks: no crash or leak, every reply is exactly one
+ * request runs against a fresh in-memory set of domains (no store; each
+ * change is published at once). Checks: no crash or leak, every reply is exactly one
  * well-formed RESP value, and a refused request leaves the state unchanged.
  */
 #include <hiredis/hiredis.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "dpr/domains.h"
 #include "dpr/finder.h"
 #include "request.h"
 
@@ -42,6 +43,7 @@ static int is_refusal(const char *p, size_t n)
 {
     static const char *const prefixes[] = {
         "-ERR invalid ", "-ERR wrong number", "-ERR unknown command", "-ERR dependency",
+        "-ERR unknown domain",
     };
     static const char owner[] = "is registered by its owner"; /* a wrong token */
 
@@ -53,31 +55,31 @@ static int is_refusal(const char *p, size_t n)
     return n > 0 && p[0] == '-' && memmem(p, n, owner, sizeof(owner) - 1) != NULL;
 }
 
-static void publish(dpr_finder *f)
+static void publish(dpr_domains *ds)
 {
-    dpr_finder_state st;
+    dpr_domains_state st;
 
-    if (!dpr_finder_dirty(f))
+    if (!dpr_domains_dirty(ds))
         return;
-    if (dpr_finder_get_state(f, &st) < 0)
+    if (dpr_domains_get_state(ds, &st) < 0)
         abort();
-    if (dpr_finder_publish(f, st.generation) < 0)
+    if (dpr_domains_publish(ds, &st) < 0)
         abort();
-    dpr_finder_state_free(&st);
-    if (dpr_finder_dirty(f))
+    dpr_domains_state_free(&st);
+    if (dpr_domains_dirty(ds))
         abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     dpr_reqreader *rr = NULL;
-    dpr_finder *f = NULL;
+    dpr_domains *ds = NULL;
     dpr_buf out = DPR_BUF_INIT;
     dpr_request req;
     unsigned flags;
     int rc;
 
-    if (dpr_reqreader_new(DPR_CMD_MAX_ARGS, 64 * 1024, &rr) < 0 || dpr_finder_new(&f) < 0)
+    if (dpr_reqreader_new(DPR_CMD_MAX_ARGS, 64 * 1024, &rr) < 0 || dpr_domains_new(&ds) < 0)
         abort();
     /* feed in two pieces so that partial requests are exercised too */
     for (int part = 0; part < 2; part++) {
@@ -89,15 +91,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         while ((rc = dpr_reqreader_next(rr, &req)) == 1) {
             out.len = 0;
-            if (dpr_cmd_execute(f, req.argc, req.argv, req.argvlen, &out, &flags) < 0)
+            if (dpr_cmd_execute(ds, req.argc, req.argv, req.argvlen, &out, &flags) < 0)
                 abort(); /* only -ENOMEM, which the fuzzer does not cause */
             check_one_reply(out.data, out.len);
-            if (is_refusal(out.data, out.len) && dpr_finder_dirty(f)) {
+            if (is_refusal(out.data, out.len) && dpr_domains_dirty(ds)) {
                 fprintf(stderr, "refused request changed the state: %.*s\n", (int)out.len,
                         out.data);
                 abort();
             }
-            publish(f);
+            publish(ds);
         }
         if (rc < 0) {
             out.len = 0;
@@ -108,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     dpr_buf_free(&out);
-    dpr_finder_free(f);
+    dpr_domains_free(ds);
     dpr_reqreader_free(rr);
     return 0;
 }

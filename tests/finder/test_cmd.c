@@ -13,8 +13,10 @@
 static dpr_buf out;
 static unsigned flags;
 
+#define D DPR_DOMAIN_DEFAULT
+
 /* Runs one command given as separate strings; returns the reply text. */
-static const char *run(dpr_finder *f, int argc, ...)
+static const char *run(dpr_domains *ds, int argc, ...)
 {
     char *argv[16];
     size_t lens[16];
@@ -27,23 +29,25 @@ static const char *run(dpr_finder *f, int argc, ...)
     }
     va_end(ap);
     out.len = 0;
-    if (dpr_cmd_execute(f, argc, argv, lens, &out, &flags) < 0)
+    if (dpr_cmd_execute(ds, argc, argv, lens, &out, &flags) < 0)
         return "<enomem>";
     if (dpr_buf_append(&out, "", 1) < 0)
         return "<enomem>";
     return out.data;
 }
 
-static void publish(dpr_finder *f)
+/* What the server does at the end of a loop turn, without the store. */
+static void publish(dpr_domains *ds)
 {
-    dpr_finder_state st;
+    dpr_domains_state st;
 
-    if (!dpr_finder_dirty(f))
+    if (!dpr_domains_dirty(ds))
         return;
-    if (dpr_finder_get_state(f, &st) == 0) {
-        dpr_finder_publish(f, st.generation);
-        dpr_finder_state_free(&st);
+    if (dpr_domains_get_state(ds, &st) == 0) {
+        CHECK_EQ_INT(dpr_domains_publish(ds, &st), 0);
+        dpr_domains_state_free(&st);
     }
+    CHECK(!dpr_domains_dirty(ds));
 }
 
 static int starts(const char *s, const char *prefix)
@@ -53,47 +57,50 @@ static int starts(const char *s, const char *prefix)
 
 TEST(scenario_replies)
 {
-    dpr_finder *f = NULL;
+    dpr_domains *ds = NULL;
 
-    CHECK_EQ_INT(dpr_finder_new(&f), 0);
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:1\r\n:0\r\n*0\r\n") == 0);
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", D), "-ERR unknown domain 'default'\r\n") == 0);
     CHECK(flags == 0);
-    CHECK(strcmp(run(f, 2, "dpr.worker.add", "1"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 1, "DPR.DOMAINS"), "*0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "dpr.worker.add", D, "1"), "*2\r\n:1\r\n:0\r\n") == 0);
     CHECK(flags == DPR_CMD_WAIT);
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "2"), "*2\r\n:1\r\n:0\r\n") == 0);
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "3"), "*2\r\n:1\r\n:0\r\n") == 0);
-    publish(f);
-    CHECK(strcmp(run(f, 4, "DPR.REPORT", "1", "1", "1"), "+OK\r\n") == 0);
+    CHECK(strcmp(run(ds, 1, "dpr.domains"), "*1\r\n$7\r\ndefault\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT); /* the domain is not durable yet */
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", D, "2"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", D, "3"), "*2\r\n:1\r\n:0\r\n") == 0);
+    publish(ds);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", D, "1", "1", "1"), "+OK\r\n") == 0);
     CHECK(flags == DPR_CMD_WAIT);
     /* unpublished: SYNC answers from the working state and must wait; every
      * registered worker is listed, 0 for those with nothing committed */
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", D),
                  "*3\r\n:1\r\n:1\r\n*6\r\n:1\r\n:1\r\n:2\r\n:0\r\n:3\r\n:0\r\n") == 0);
     CHECK(flags == DPR_CMD_WAIT);
-    publish(f);
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", D),
                  "*3\r\n:1\r\n:1\r\n*6\r\n:1\r\n:1\r\n:2\r\n:0\r\n:3\r\n:0\r\n") == 0);
     CHECK(flags == 0);
-    run(f, 6, "DPR.REPORT", "1", "2", "1", "1", "1");
-    run(f, 8, "DPR.REPORT", "1", "1", "2", "1", "1", "2", "2");
-    run(f, 8, "DPR.REPORT", "1", "2", "2", "2", "1", "3", "2");
-    publish(f);
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+    run(ds, 7, "DPR.REPORT", D, "1", "2", "1", "1", "1");
+    run(ds, 9, "DPR.REPORT", D, "1", "1", "2", "1", "1", "2", "2");
+    run(ds, 9, "DPR.REPORT", D, "1", "2", "2", "2", "1", "3", "2");
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", D),
                  "*3\r\n:1\r\n:2\r\n*6\r\n:1\r\n:1\r\n:2\r\n:1\r\n:3\r\n:0\r\n") == 0);
-    CHECK(strcmp(run(f, 6, "DPR.REPORT", "1", "3", "2", "1", "2"), "+OK\r\n") == 0);
-    publish(f);
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"),
+    CHECK(strcmp(run(ds, 7, "DPR.REPORT", D, "1", "3", "2", "1", "2"), "+OK\r\n") == 0);
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", D),
                  "*3\r\n:1\r\n:2\r\n*6\r\n:1\r\n:2\r\n:2\r\n:2\r\n:3\r\n:2\r\n") == 0);
     /* re-add: new world-line, restore the cut; stale reports; the prefix */
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "2"), "*2\r\n:2\r\n:2\r\n") == 0);
-    CHECK(starts(run(f, 4, "DPR.REPORT", "1", "1", "9"), "-STALE world-line 2 is current"));
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", D, "2"), "*2\r\n:2\r\n:2\r\n") == 0);
+    CHECK(starts(run(ds, 5, "DPR.REPORT", D, "1", "1", "9"), "-STALE world-line 2 is current"));
     CHECK(flags & DPR_CMD_WAIT);
-    publish(f);
-    CHECK(strcmp(run(f, 2, "DPR.PREFIX", "1"), "*6\r\n:1\r\n:2\r\n:2\r\n:2\r\n:3\r\n:2\r\n") == 0);
-    CHECK(starts(run(f, 2, "DPR.PREFIX", "2"), "-ERR world-line 2 has not ended"));
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.REMOVE", "3"), "+OK\r\n") == 0);
-    CHECK(starts(run(f, 2, "DPR.WORKER.REMOVE", "3"), "-ERR unknown worker 3"));
-    dpr_finder_free(f);
+    publish(ds);
+    CHECK(strcmp(run(ds, 3, "DPR.PREFIX", D, "1"), "*6\r\n:1\r\n:2\r\n:2\r\n:2\r\n:3\r\n:2\r\n") == 0);
+    CHECK(starts(run(ds, 3, "DPR.PREFIX", D, "2"), "-ERR world-line 2 has not ended"));
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.REMOVE", D, "3"), "+OK\r\n") == 0);
+    CHECK(starts(run(ds, 3, "DPR.WORKER.REMOVE", D, "3"), "-ERR unknown worker 3"));
+    dpr_domains_free(ds);
 }
 
 TEST(bad_input_changes_nothing)
@@ -102,48 +109,48 @@ TEST(bad_input_changes_nothing)
         "", "-1", "+1", " 1", "1 ", "1.0", "0x1", "abc", "9223372036854775808",
         "18446744073709551616", "99999999999999999999999999",
     };
-    dpr_finder *f = NULL;
-    dpr_finder_state before, after;
+    dpr_domains *ds = NULL;
+    dpr_domains_state before, after;
 
-    CHECK_EQ_INT(dpr_finder_new(&f), 0);
-    run(f, 2, "DPR.WORKER.ADD", "1");
-    run(f, 4, "DPR.REPORT", "1", "1", "3");
-    publish(f);
-    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    run(ds, 3, "DPR.WORKER.ADD", D, "1");
+    run(ds, 5, "DPR.REPORT", D, "1", "1", "3");
+    publish(ds);
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &before), 0);
     for (size_t i = 0; i < sizeof(bad_numbers) / sizeof(bad_numbers[0]); i++) {
         const char *n = bad_numbers[i];
-        CHECK(starts(run(f, 2, "DPR.WORKER.ADD", n), "-ERR invalid worker id"));
-        CHECK(starts(run(f, 4, "DPR.REPORT", n, "1", "4"), "-ERR invalid world-line"));
-        CHECK(starts(run(f, 4, "DPR.REPORT", "1", "1", n), "-ERR invalid version"));
-        CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", n, "1"),
+        CHECK(starts(run(ds, 3, "DPR.WORKER.ADD", D, n), "-ERR invalid worker id"));
+        CHECK(starts(run(ds, 5, "DPR.REPORT", D, n, "1", "4"), "-ERR invalid world-line"));
+        CHECK(starts(run(ds, 5, "DPR.REPORT", D, "1", "1", n), "-ERR invalid version"));
+        CHECK(starts(run(ds, 7, "DPR.REPORT", D, "1", "1", "4", n, "1"),
                      "-ERR invalid dependency worker id"));
-        CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", "1", n),
+        CHECK(starts(run(ds, 7, "DPR.REPORT", D, "1", "1", "4", "1", n),
                      "-ERR invalid dependency version"));
     }
-    CHECK(starts(run(f, 5, "DPR.REPORT", "1", "1", "4", "2"), "-ERR wrong number"));
-    CHECK(starts(run(f, 4, "DPR.REPORT", "0", "1", "4"), "-ERR invalid world-line 0"));
-    CHECK(starts(run(f, 4, "DPR.REPORT", "1", "1", "0"), "-ERR invalid version 0"));
-    CHECK(starts(run(f, 6, "DPR.REPORT", "1", "1", "4", "2", "5"), "-ERR dependency (2, 5)"));
-    CHECK(starts(run(f, 4, "DPR.REPORT", "2", "1", "4"), "-ERR world-line 2 is newer"));
-    CHECK(starts(run(f, 4, "DPR.REPORT", "1", "7", "4"), "-ERR unknown worker 7"));
+    CHECK(starts(run(ds, 6, "DPR.REPORT", D, "1", "1", "4", "2"), "-ERR wrong number"));
+    CHECK(starts(run(ds, 5, "DPR.REPORT", D, "0", "1", "4"), "-ERR invalid world-line 0"));
+    CHECK(starts(run(ds, 5, "DPR.REPORT", D, "1", "1", "0"), "-ERR invalid version 0"));
+    CHECK(starts(run(ds, 7, "DPR.REPORT", D, "1", "1", "4", "2", "5"), "-ERR dependency (2, 5)"));
+    CHECK(starts(run(ds, 5, "DPR.REPORT", D, "2", "1", "4"), "-ERR world-line 2 is newer"));
+    CHECK(starts(run(ds, 5, "DPR.REPORT", D, "1", "7", "4"), "-ERR unknown worker 7"));
     /* issue 8: a dependency on a worker that never registered */
-    CHECK(strcmp(run(f, 8, "DPR.REPORT", "1", "1", "5", "1", "5", "999", "5"),
-                 "-ERR dependency (999, 5) is on worker 999, which this finder never "
+    CHECK(strcmp(run(ds, 9, "DPR.REPORT", D, "1", "1", "5", "1", "5", "999", "5"),
+                 "-ERR dependency (999, 5) is on worker 999, which domain 'default' never "
                  "registered: report of version 5 refused\r\n") == 0);
-    CHECK(starts(run(f, 1, "DPR.WORKER.ADD"), "-ERR wrong number of arguments for 'DPR.WORKER.ADD'"));
-    CHECK(starts(run(f, 2, "DPR.SYNC", "x"), "-ERR wrong number"));
-    CHECK(starts(run(f, 2, "SET\r\nX", "v"), "-ERR unknown command 'SET??X'"));
+    CHECK(starts(run(ds, 2, "DPR.WORKER.ADD", D), "-ERR wrong number of arguments for 'DPR.WORKER.ADD'"));
+    CHECK(starts(run(ds, 3, "DPR.SYNC", D, "x"), "-ERR wrong number"));
+    CHECK(starts(run(ds, 2, "SET\r\nX", "v"), "-ERR unknown command 'SET??X'"));
     CHECK(strchr(out.data + 1, '\r') == out.data + out.len - 3); /* one line */
-    CHECK(!dpr_finder_dirty(f));
-    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK(!dpr_domains_dirty(ds));
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &after), 0);
     CHECK_EQ_U64(after.generation, before.generation);
-    dpr_finder_state_free(&before);
-    dpr_finder_state_free(&after);
+    dpr_domains_state_free(&before);
+    dpr_domains_state_free(&after);
     /* numbers at the edges */
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "9223372036854775807"),
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", D, "9223372036854775807"),
                  "*2\r\n:1\r\n:0\r\n") == 0);
-    CHECK(strcmp(run(f, 4, "DPR.REPORT", "0001", "9223372036854775807", "007"), "+OK\r\n") == 0);
-    dpr_finder_free(f);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", D, "0001", "9223372036854775807", "007"), "+OK\r\n") == 0);
+    dpr_domains_free(ds);
 }
 
 /* Issue 8: DPR.WORKER.ADD of a live worker by anyone forced a rollback of
@@ -152,75 +159,173 @@ TEST(bad_input_changes_nothing)
  * worker, never shows a token, and changes nothing. */
 TEST(worker_tokens)
 {
-    dpr_finder *f = NULL;
-    dpr_finder_state before, after;
+    dpr_domains *ds = NULL;
+    dpr_domains_state before, after;
     char longtok[DPR_FINDER_TOKEN_MAX + 2];
     static const char add_refused[] =
         "-ERR worker 1 is registered by its owner: DPR.WORKER.ADD needs its token\r\n";
     static const char remove_refused[] =
         "-ERR worker 1 is registered by its owner: DPR.WORKER.REMOVE needs its token\r\n";
 
-    CHECK_EQ_INT(dpr_finder_new(&f), 0);
-    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "1", "s3cret"), "*2\r\n:1\r\n:0\r\n") == 0);
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "2"), "*2\r\n:1\r\n:0\r\n") == 0);
-    run(f, 4, "DPR.REPORT", "1", "1", "1");
-    run(f, 4, "DPR.REPORT", "1", "2", "1");
-    publish(f);
-    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.ADD", "1"), add_refused) == 0);
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", D, "1", "s3cret"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", D, "2"), "*2\r\n:1\r\n:0\r\n") == 0);
+    run(ds, 5, "DPR.REPORT", D, "1", "1", "1");
+    run(ds, 5, "DPR.REPORT", D, "1", "2", "1");
+    publish(ds);
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &before), 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", D, "1"), add_refused) == 0);
     CHECK(flags & DPR_CMD_DENIED);
-    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "1", "guess"), add_refused) == 0);
-    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "1", "s3cret2"), add_refused) == 0);
-    CHECK(strcmp(run(f, 2, "DPR.WORKER.REMOVE", "1"), remove_refused) == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", D, "1", "guess"), add_refused) == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", D, "1", "s3cret2"), add_refused) == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.REMOVE", D, "1"), remove_refused) == 0);
     CHECK(flags & DPR_CMD_DENIED);
-    CHECK(strcmp(run(f, 3, "DPR.WORKER.REMOVE", "1", "guess"), remove_refused) == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.REMOVE", D, "1", "guess"), remove_refused) == 0);
     /* bad tokens: refused as such, without being shown */
     memset(longtok, 'k', sizeof(longtok) - 1);
     longtok[sizeof(longtok) - 1] = '\0';
-    CHECK(starts(run(f, 3, "DPR.WORKER.ADD", "1", longtok), "-ERR invalid token: expected 1 "
+    CHECK(starts(run(ds, 4, "DPR.WORKER.ADD", D, "1", longtok), "-ERR invalid token: expected 1 "
                                                           "to 128 visible ASCII characters"));
     CHECK(strstr(out.data, "kkk") == NULL);
     CHECK(!(flags & DPR_CMD_DENIED));
-    CHECK(starts(run(f, 3, "DPR.WORKER.ADD", "3", "two words"), "-ERR invalid token"));
+    CHECK(starts(run(ds, 4, "DPR.WORKER.ADD", D, "3", "two words"), "-ERR invalid token"));
     CHECK(strstr(out.data, "words") == NULL);
-    CHECK(starts(run(f, 3, "DPR.WORKER.ADD", "3", ""), "-ERR invalid token"));
-    CHECK(starts(run(f, 3, "DPR.WORKER.REMOVE", "1", "bad\ttoken"), "-ERR invalid token"));
-    CHECK(starts(run(f, 4, "DPR.WORKER.ADD", "1", "s3cret", "x"),
+    CHECK(starts(run(ds, 4, "DPR.WORKER.ADD", D, "3", ""), "-ERR invalid token"));
+    CHECK(starts(run(ds, 4, "DPR.WORKER.REMOVE", D, "1", "bad\ttoken"), "-ERR invalid token"));
+    CHECK(starts(run(ds, 5, "DPR.WORKER.ADD", D, "1", "s3cret", "x"),
                  "-ERR wrong number of arguments for 'DPR.WORKER.ADD'"));
-    CHECK(starts(run(f, 4, "DPR.WORKER.REMOVE", "1", "s3cret", "x"),
+    CHECK(starts(run(ds, 5, "DPR.WORKER.REMOVE", D, "1", "s3cret", "x"),
                  "-ERR wrong number of arguments for 'DPR.WORKER.REMOVE'"));
-    CHECK(!dpr_finder_dirty(f));
-    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK(!dpr_domains_dirty(ds));
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &after), 0);
     CHECK_EQ_U64(after.generation, before.generation);
-    CHECK_EQ_U64(after.world_line, 1);
-    CHECK(!dpr_finder_has_worker(f, 3));
-    dpr_finder_state_free(&before);
-    dpr_finder_state_free(&after);
+    CHECK_EQ_U64(after.domains[0].state.world_line, 1);
+    CHECK(!dpr_finder_has_worker(dpr_domains_find(ds, D), 3));
+    dpr_domains_state_free(&before);
+    dpr_domains_state_free(&after);
 
     /* with the token: the crash-restart path bumps the world-line */
-    CHECK(strcmp(run(f, 3, "dpr.worker.add", "1", "s3cret"), "*2\r\n:2\r\n:1\r\n") == 0);
+    CHECK(strcmp(run(ds, 4, "dpr.worker.add", D, "1", "s3cret"), "*2\r\n:2\r\n:1\r\n") == 0);
     CHECK(flags == DPR_CMD_WAIT);
-    publish(f);
-    CHECK(strcmp(run(f, 1, "DPR.SYNC"), "*3\r\n:2\r\n:1\r\n*4\r\n:1\r\n:1\r\n:2\r\n:1\r\n") == 0);
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", D), "*3\r\n:2\r\n:1\r\n*4\r\n:1\r\n:1\r\n:2\r\n:1\r\n") == 0);
     /* a worker without a token takes the one presented next */
-    CHECK(strcmp(run(f, 3, "DPR.WORKER.ADD", "2", "other"), "*2\r\n:3\r\n:1\r\n") == 0);
-    CHECK(starts(run(f, 2, "DPR.WORKER.ADD", "2"), "-ERR worker 2 is registered by its owner"));
-    CHECK(strcmp(run(f, 3, "DPR.WORKER.REMOVE", "1", "s3cret"), "+OK\r\n") == 0);
-    CHECK(starts(run(f, 3, "DPR.WORKER.REMOVE", "1", "s3cret"), "-ERR unknown worker 1"));
-    dpr_finder_free(f);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", D, "2", "other"), "*2\r\n:3\r\n:1\r\n") == 0);
+    CHECK(starts(run(ds, 3, "DPR.WORKER.ADD", D, "2"), "-ERR worker 2 is registered by its owner"));
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.REMOVE", D, "1", "s3cret"), "+OK\r\n") == 0);
+    CHECK(starts(run(ds, 4, "DPR.WORKER.REMOVE", D, "1", "s3cret"), "-ERR unknown worker 1"));
+    dpr_domains_free(ds);
+}
+
+/* Issue 9: every command names its domain; each domain has its own
+ * world-lines and cut, and a worker id means nothing across domains. */
+TEST(domains)
+{
+    static const char *const bad_names[] = {
+        "", "Default", "-kv", ".kv", "k v", "kv\r\nX", "\xc3\xa9t\xc3\xa9",
+        "a234567890123456789012345678901234567890123456789012345678901234", /* 64 */
+    };
+    static const char unknown[] = "-ERR unknown domain 'nope'\r\n";
+    static const char invalid[] = "-ERR invalid domain name\r\n";
+    char nul_name[] = "kv\0x";
+    char *argv[2] = { "DPR.SYNC", nul_name };
+    size_t lens[2] = { 8, 4 };
+    dpr_domains *ds = NULL;
+    dpr_domains_state before, after;
+
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    /* the same worker id in two domains: two workers, no world-line bump */
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "1"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "2"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "sessions", "1"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "a-1.b_2", "7"), "*2\r\n:1\r\n:0\r\n") == 0);
+    publish(ds);
+    CHECK(strcmp(run(ds, 1, "DPR.DOMAINS"),
+                 "*3\r\n$7\r\na-1.b_2\r\n$2\r\nkv\r\n$8\r\nsessions\r\n") == 0);
+    CHECK(flags == 0);
+    run(ds, 5, "DPR.REPORT", "kv", "1", "1", "3");
+    run(ds, 5, "DPR.REPORT", "kv", "1", "2", "3");
+    run(ds, 5, "DPR.REPORT", "sessions", "1", "1", "5");
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", "kv"),
+                 "*3\r\n:1\r\n:3\r\n*4\r\n:1\r\n:3\r\n:2\r\n:3\r\n") == 0);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", "sessions"), "*3\r\n:1\r\n:5\r\n*2\r\n:1\r\n:5\r\n") == 0);
+    /* a crash-restart in kv bumps kv's world-line only */
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "1"), "*2\r\n:2\r\n:3\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT);
+    /* sessions' answers do not wait for kv's change */
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", "sessions"), "*3\r\n:1\r\n:5\r\n*2\r\n:1\r\n:5\r\n") == 0);
+    CHECK(flags == 0);
+    publish(ds);
+    CHECK(starts(run(ds, 2, "DPR.SYNC", "kv"), "*3\r\n:2\r\n"));
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "sessions", "1", "1", "6"), "+OK\r\n") == 0);
+    CHECK(starts(run(ds, 5, "DPR.REPORT", "kv", "1", "2", "9"), "-STALE world-line 2 is current"));
+    CHECK(strcmp(run(ds, 3, "DPR.PREFIX", "kv", "1"), "*4\r\n:1\r\n:3\r\n:2\r\n:3\r\n") == 0);
+    CHECK(starts(run(ds, 3, "DPR.PREFIX", "sessions", "1"), "-ERR world-line 1 has not ended"));
+    publish(ds);
+
+    /* refusals, each changing nothing */
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &before), 0);
+    /* a dependency on a worker of another domain: unknown in this one */
+    CHECK(strcmp(run(ds, 7, "DPR.REPORT", "kv", "2", "1", "4", "7", "1"),
+                 "-ERR dependency (7, 1) is on worker 7, which domain 'kv' never registered: "
+                 "report of version 4 refused\r\n") == 0);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", "nope"), unknown) == 0);
+    CHECK(flags == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.PREFIX", "nope", "1"), unknown) == 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "nope", "1", "1", "1"), unknown) == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.REMOVE", "nope", "1"), unknown) == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.REMOVE", "nope", "1", "tok"), unknown) == 0);
+    /* the domain is checked before the other arguments */
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "nope", "x", "y", "z"), unknown) == 0);
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        const char *n = bad_names[i];
+        CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", n, "1"), invalid) == 0);
+        CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", n, "1", "tok"), invalid) == 0);
+        CHECK(strcmp(run(ds, 3, "DPR.WORKER.REMOVE", n, "1"), invalid) == 0);
+        CHECK(strcmp(run(ds, 5, "DPR.REPORT", n, "1", "1", "1"), invalid) == 0);
+        CHECK(strcmp(run(ds, 2, "DPR.SYNC", n), invalid) == 0);
+        CHECK(strcmp(run(ds, 3, "DPR.PREFIX", n, "1"), invalid) == 0);
+    }
+    /* a NUL inside the name */
+    out.len = 0;
+    CHECK_EQ_INT(dpr_cmd_execute(ds, 2, argv, lens, &out, &flags), 0);
+    CHECK(out.len == sizeof(invalid) - 1 && memcmp(out.data, invalid, out.len) == 0);
+    /* arity first */
+    CHECK(starts(run(ds, 1, "DPR.SYNC"), "-ERR wrong number of arguments for 'DPR.SYNC'"));
+    CHECK(starts(run(ds, 2, "DPR.PREFIX", "kv"), "-ERR wrong number"));
+    CHECK(starts(run(ds, 4, "DPR.REPORT", "kv", "1", "1"), "-ERR wrong number"));
+    CHECK(starts(run(ds, 2, "DPR.WORKER.ADD", "kv"), "-ERR wrong number"));
+    CHECK(starts(run(ds, 2, "DPR.DOMAINS", "kv"), "-ERR wrong number"));
+    /* a refused DPR.WORKER.ADD makes no domain */
+    CHECK(starts(run(ds, 3, "DPR.WORKER.ADD", "fresh", "x"), "-ERR invalid worker id"));
+    CHECK(starts(run(ds, 4, "DPR.WORKER.ADD", "fresh", "1", "two words"), "-ERR invalid token"));
+    CHECK(dpr_domains_find(ds, "fresh") == NULL);
+    CHECK(!dpr_domains_dirty(ds));
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &after), 0);
+    CHECK_EQ_U64(after.generation, before.generation);
+    CHECK_EQ_U64(after.n, 3);
+    dpr_domains_state_free(&before);
+    dpr_domains_state_free(&after);
+    /* a removed last worker leaves its domain (and its world-line) behind */
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.REMOVE", "a-1.b_2", "7"), "+OK\r\n") == 0);
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", "a-1.b_2"), "*3\r\n:1\r\n:0\r\n*0\r\n") == 0);
+    CHECK_EQ_U64(dpr_domains_count(ds), 3);
+    dpr_domains_free(ds);
 }
 
 TEST(misc_commands)
 {
-    dpr_finder *f = NULL;
+    dpr_domains *ds = NULL;
 
-    CHECK_EQ_INT(dpr_finder_new(&f), 0);
-    CHECK(strcmp(run(f, 1, "ping"), "+PONG\r\n") == 0);
-    CHECK(strcmp(run(f, 2, "PING", "hi"), "$2\r\nhi\r\n") == 0);
-    CHECK(strcmp(run(f, 2, "COMMAND", "DOCS"), "*0\r\n") == 0);
-    CHECK(strcmp(run(f, 1, "QUIT"), "+OK\r\n") == 0);
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    CHECK(strcmp(run(ds, 1, "ping"), "+PONG\r\n") == 0);
+    CHECK(strcmp(run(ds, 2, "PING", "hi"), "$2\r\nhi\r\n") == 0);
+    CHECK(strcmp(run(ds, 2, "COMMAND", "DOCS"), "*0\r\n") == 0);
+    CHECK(strcmp(run(ds, 1, "QUIT"), "+OK\r\n") == 0);
     CHECK(flags == DPR_CMD_CLOSE);
-    dpr_finder_free(f);
+    dpr_domains_free(ds);
 }
 
 /* Feeds text to a reader and collects the requests as "a|b|c;" lines. */
@@ -303,6 +408,7 @@ int main(void)
     dpr_buf_init(&out);
     RUN(scenario_replies);
     RUN(bad_input_changes_nothing);
+    RUN(domains);
     RUN(misc_commands);
     RUN(worker_tokens);
     RUN(request_reader);

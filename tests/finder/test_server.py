@@ -84,7 +84,7 @@ def cli_ints(port, *args):
 
 
 def sync(client):
-    wl, maxv, cut = client.execute_command("DPR.SYNC")
+    wl, maxv, cut = client.execute_command("DPR.SYNC", "default")
     return wl, maxv, dict(zip(cut[0::2], cut[1::2]))
 
 
@@ -100,42 +100,45 @@ def test_sequential_scenario_with_redis_cli(finders):
     f = finders()
     p = f.port
     assert cli(p, "PING") == ["PONG"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 0]
+    # a fresh finder has no domain: the first DPR.WORKER.ADD makes one
+    assert cli(p, "DPR.SYNC", "default") == ["ERR unknown domain 'default'"]
+    assert cli(p, "DPR.DOMAINS") == []
     for w in (A, B, C):
-        assert cli_ints(p, "DPR.WORKER.ADD", w) == [1, 0]
+        assert cli_ints(p, "DPR.WORKER.ADD", "default", w) == [1, 0]
+    assert cli(p, "DPR.DOMAINS") == ["default"]
     # every registered worker is listed, 0 while nothing of it is committed
-    assert cli_ints(p, "DPR.SYNC") == [1, 0, A, 0, B, 0, C, 0]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 0, A, 0, B, 0, C, 0]
     # A1
-    assert cli(p, "DPR.REPORT", 1, A, 1) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1, B, 0, C, 0]
+    assert cli(p, "DPR.REPORT", "default", 1, A, 1) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 1, A, 1, B, 0, C, 0]
     # B1 <- A1
-    assert cli(p, "DPR.REPORT", 1, B, 1, A, 1) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 1, A, 1, B, 1, C, 0]
+    assert cli(p, "DPR.REPORT", "default", 1, B, 1, A, 1) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 1, A, 1, B, 1, C, 0]
     # A2 <- {A1, B2}: B2 is not durable yet
-    assert cli(p, "DPR.REPORT", 1, A, 2, A, 1, B, 2) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1, C, 0]
+    assert cli(p, "DPR.REPORT", "default", 1, A, 2, A, 1, B, 2) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 2, A, 1, B, 1, C, 0]
     # B2 <- {B1, C2}: C2 is not durable yet
-    assert cli(p, "dpr.report", 1, B, 2, B, 1, C, 2) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 1, B, 1, C, 0]
+    assert cli(p, "dpr.report", "default", 1, B, 2, B, 1, C, 2) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 2, A, 1, B, 1, C, 0]
     # C2 <- A2 closes the cycle: everything commits
-    assert cli(p, "DPR.REPORT", 1, C, 2, A, 2) == ["OK"]
-    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 2, B, 2, C, 2]
+    assert cli(p, "DPR.REPORT", "default", 1, C, 2, A, 2) == ["OK"]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 2, A, 2, B, 2, C, 2]
     # bad input through redis-cli: errors, nothing changes
-    assert cli(p, "DPR.REPORT", 1, A, "x")[0].startswith("ERR invalid version")
-    assert cli(p, "DPR.WORKER.ADD", "-1")[0].startswith("ERR invalid worker id")
+    assert cli(p, "DPR.REPORT", "default", 1, A, "x")[0].startswith("ERR invalid version")
+    assert cli(p, "DPR.WORKER.ADD", "default", "-1")[0].startswith("ERR invalid worker id")
     assert cli(p, "NOSUCH")[0].startswith("ERR unknown command")
-    assert cli_ints(p, "DPR.SYNC") == [1, 2, A, 2, B, 2, C, 2]
+    assert cli_ints(p, "DPR.SYNC", "default") == [1, 2, A, 2, B, 2, C, 2]
 
 
 def run_scenario(c):
     for w in (A, B, C):
-        assert c.execute_command("DPR.WORKER.ADD", w) == [1, 0]
-    c.execute_command("DPR.REPORT", 1, A, 1)
-    c.execute_command("DPR.REPORT", 1, B, 1, A, 1)
-    c.execute_command("DPR.REPORT", 1, A, 2, A, 1, B, 2)
-    c.execute_command("DPR.REPORT", 1, B, 2, B, 1, C, 2)
-    c.execute_command("DPR.REPORT", 1, C, 2, A, 2)
-    c.execute_command("DPR.REPORT", 1, A, 3, A, 2)  # commits at once: A2 is committed
+        assert c.execute_command("DPR.WORKER.ADD", "default", w) == [1, 0]
+    c.execute_command("DPR.REPORT", "default", 1, A, 1)
+    c.execute_command("DPR.REPORT", "default", 1, B, 1, A, 1)
+    c.execute_command("DPR.REPORT", "default", 1, A, 2, A, 1, B, 2)
+    c.execute_command("DPR.REPORT", "default", 1, B, 2, B, 1, C, 2)
+    c.execute_command("DPR.REPORT", "default", 1, C, 2, A, 2)
+    c.execute_command("DPR.REPORT", "default", 1, A, 3, A, 2)  # commits at once: A2 is committed
 
 
 def test_kill9_restart_keeps_world_line_and_cut(finders, tmpdir_path):
@@ -155,8 +158,8 @@ def test_kill9_restart_keeps_world_line_and_cut(finders, tmpdir_path):
     assert after[0] == before[0]
     assert after[2] == before[2]
     # the restarted finder keeps working: B3, C3 durable -> min rule commits 3
-    c.execute_command("DPR.REPORT", 1, B, 3)
-    c.execute_command("DPR.REPORT", 1, C, 3)
+    c.execute_command("DPR.REPORT", "default", 1, B, 3)
+    c.execute_command("DPR.REPORT", "default", 1, C, 3)
     wl, _, cut = sync(c)
     assert wl == 1
     assert all(cut[w] >= before[2][w] for w in (A, B, C))  # never goes back
@@ -171,18 +174,18 @@ def test_readd_bumps_world_line_and_survives_kill9(finders):
     wl, _, cut = sync(c)
     assert wl == 1
     # worker B crashed and registers again: world-line 2, restore its cut
-    assert c.execute_command("DPR.WORKER.ADD", B) == [2, cut[B]]
+    assert c.execute_command("DPR.WORKER.ADD", "default", B) == [2, cut[B]]
     wl2, _, cut2 = sync(c)
     assert wl2 == 2
     assert cut2 == cut
     # a report from world-line 1 above the cut is stale
     with pytest.raises(redis.ResponseError, match="STALE world-line 2 is current"):
-        c.execute_command("DPR.REPORT", 1, A, 9)
+        c.execute_command("DPR.REPORT", "default", 1, A, 9)
     # the surviving prefix of world-line 1 is the cut everybody rolled back to
-    prefix = c.execute_command("DPR.PREFIX", 1)
+    prefix = c.execute_command("DPR.PREFIX", "default", 1)
     assert dict(zip(prefix[0::2], prefix[1::2])) == cut
     with pytest.raises(redis.ResponseError, match="has not ended"):
-        c.execute_command("DPR.PREFIX", 2)
+        c.execute_command("DPR.PREFIX", "default", 2)
     drop(c)
     f.kill(signal.SIGKILL)
     f.wait_exit()
@@ -191,9 +194,9 @@ def test_readd_bumps_world_line_and_survives_kill9(finders):
     c = g.client()
     assert sync(c)[0] == 2
     assert sync(c)[2] == cut
-    assert c.execute_command("DPR.PREFIX", 1) == prefix
+    assert c.execute_command("DPR.PREFIX", "default", 1) == prefix
     # the new world-line goes on
-    c.execute_command("DPR.REPORT", 2, B, cut[B] + 1)
+    c.execute_command("DPR.REPORT", "default", 2, B, cut[B] + 1)
     drop(c)
 
 
@@ -205,25 +208,31 @@ def test_report_naming_an_unregistered_worker_is_refused(finders, tmpdir_path):
     f = finders()
     c = f.client()
     for w in (A, B):
-        c.execute_command("DPR.WORKER.ADD", w)
-    c.execute_command("DPR.REPORT", 1, A, 1)
-    c.execute_command("DPR.REPORT", 1, B, 1)
+        c.execute_command("DPR.WORKER.ADD", "default", w)
+    c.execute_command("DPR.REPORT", "default", 1, A, 1)
+    c.execute_command("DPR.REPORT", "default", 1, B, 1)
     before, state = sync(c), state_bytes(f.state_dir)
     assert before == (1, 1, {A: 1, B: 1})
     with pytest.raises(redis.ResponseError,
-                       match=r"^dependency \(999, 5\) is on worker 999, which this finder "
+                       match=r"^dependency \(999, 5\) is on worker 999, which domain 'default' "
                              r"never registered: report of version 5 refused$"):
-        c.execute_command("DPR.REPORT", 1, A, 5, B, 1, 999, 5)
+        c.execute_command("DPR.REPORT", "default", 1, A, 5, B, 1, 999, 5)
     assert sync(c) == before and state_bytes(f.state_dir) == state
+    # a worker of another domain is as unknown to this one
+    assert c.execute_command("DPR.WORKER.ADD", "shop", 999) == [1, 0]
+    c.execute_command("DPR.REPORT", "shop", 1, 999, 5)
+    with pytest.raises(redis.ResponseError, match=r"which domain 'default' never registered"):
+        c.execute_command("DPR.REPORT", "default", 1, A, 5, B, 1, 999, 5)
+    assert sync(c) == before
     # B stays idle; A's next report (without the bogus dependency) commits
     # through the exact rule
-    assert c.execute_command("DPR.REPORT", 1, A, 6, B, 1) == b"OK"
+    assert c.execute_command("DPR.REPORT", "default", 1, A, 6, B, 1) == b"OK"
     assert sync(c)[2] == {A: 6, B: 1}
     # a removed worker stays known: dependencies on it are still accepted
-    c.execute_command("DPR.WORKER.ADD", C)
-    c.execute_command("DPR.REPORT", 1, C, 1)
-    assert c.execute_command("DPR.WORKER.REMOVE", C) == b"OK"
-    assert c.execute_command("DPR.REPORT", 1, A, 7, C, 1) == b"OK"
+    c.execute_command("DPR.WORKER.ADD", "default", C)
+    c.execute_command("DPR.REPORT", "default", 1, C, 1)
+    assert c.execute_command("DPR.WORKER.REMOVE", "default", C) == b"OK"
+    assert c.execute_command("DPR.REPORT", "default", 1, A, 7, C, 1) == b"OK"
     assert sync(c)[2] == {A: 7, B: 1}
     drop(c)
 
@@ -237,11 +246,11 @@ def test_token_guards_readd_and_remove(finders):
     f = finders()
     c = f.client()
     secret = "0123456789abcdef0123456789abcdef"
-    assert c.execute_command("DPR.WORKER.ADD", A, secret) == [1, 0]
-    assert c.execute_command("DPR.WORKER.ADD", B) == [1, 0]  # no token: as before
-    c.execute_command("DPR.REPORT", 1, A, 1)
-    c.execute_command("DPR.REPORT", 1, B, 1)
-    c.execute_command("DPR.REPORT", 1, A, 2, B, 1)
+    assert c.execute_command("DPR.WORKER.ADD", "default", A, secret) == [1, 0]
+    assert c.execute_command("DPR.WORKER.ADD", "default", B) == [1, 0]  # no token: as before
+    c.execute_command("DPR.REPORT", "default", 1, A, 1)
+    c.execute_command("DPR.REPORT", "default", 1, B, 1)
+    c.execute_command("DPR.REPORT", "default", 1, A, 2, B, 1)
     before = sync(c)
     assert before[0] == 1 and before[2].get(A) == 2 and before[2].get(B) == 1
     saved = state_bytes(f.state_dir)
@@ -249,17 +258,17 @@ def test_token_guards_readd_and_remove(finders):
     refused_remove = "worker 1 is registered by its owner: DPR.WORKER.REMOVE needs its token"
     for args in ((), ("wrong",), (secret[:-1],), (secret + "0",), (secret.upper(),)):
         with pytest.raises(redis.ResponseError) as e:
-            c.execute_command("DPR.WORKER.ADD", A, *args)
+            c.execute_command("DPR.WORKER.ADD", "default", A, *args)
         assert str(e.value) == refused_add
         with pytest.raises(redis.ResponseError) as e:
-            c.execute_command("DPR.WORKER.REMOVE", A, *args)
+            c.execute_command("DPR.WORKER.REMOVE", "default", A, *args)
         assert str(e.value) == refused_remove
     # redis-cli sees the same
-    assert cli(f.port, "DPR.WORKER.ADD", A) == ["ERR " + refused_add]
+    assert cli(f.port, "DPR.WORKER.ADD", "default", A) == ["ERR " + refused_add]
     with pytest.raises(redis.ResponseError, match="^invalid token: expected 1 to 128"):
-        c.execute_command("DPR.WORKER.ADD", A, "two words")
+        c.execute_command("DPR.WORKER.ADD", "default", A, "two words")
     assert sync(c) == before                      # no new world-line, nothing lost
-    assert c.execute_command("DPR.REPORT", 1, A, 3) == b"OK"   # still on world-line 1
+    assert c.execute_command("DPR.REPORT", "default", 1, A, 3) == b"OK"   # still on world-line 1
     assert state_bytes(f.state_dir) != saved      # (that report was saved)
     log = f.output()
     assert "refused: " + refused_add in log
@@ -272,24 +281,24 @@ def test_token_guards_readd_and_remove(finders):
     g = finders(f.state_dir)
     c = g.client()
     with pytest.raises(redis.ResponseError, match="registered by its owner"):
-        c.execute_command("DPR.WORKER.ADD", A)
+        c.execute_command("DPR.WORKER.ADD", "default", A)
     assert sync(c)[0] == 1
     assert secret.encode() in state_bytes(f.state_dir)  # (0600, in a 0700 directory)
     assert os.stat(os.path.join(f.state_dir, "finder.state")).st_mode & 0o077 == 0
 
     # the owner's token: the crash-restart path, a new world-line, restore the cut
     wl, _, cut = sync(c)
-    assert c.execute_command("DPR.WORKER.ADD", A, secret) == [2, cut[A]]
+    assert c.execute_command("DPR.WORKER.ADD", "default", A, secret) == [2, cut[A]]
     assert sync(c)[0] == 2
     # a worker registered without a token takes the one it presents next
-    assert c.execute_command("DPR.WORKER.ADD", B, "b-token") == [3, cut[B]]
+    assert c.execute_command("DPR.WORKER.ADD", "default", B, "b-token") == [3, cut[B]]
     with pytest.raises(redis.ResponseError, match="worker 2 is registered by its owner"):
-        c.execute_command("DPR.WORKER.ADD", B)
+        c.execute_command("DPR.WORKER.ADD", "default", B)
     assert sync(c)[0] == 3
     # removal with the token
-    assert c.execute_command("DPR.WORKER.REMOVE", A, secret) == b"OK"
+    assert c.execute_command("DPR.WORKER.REMOVE", "default", A, secret) == b"OK"
     with pytest.raises(redis.ResponseError, match="unknown worker 1"):
-        c.execute_command("DPR.WORKER.REMOVE", A, secret)
+        c.execute_command("DPR.WORKER.REMOVE", "default", A, secret)
     drop(c)
 
 
@@ -349,7 +358,7 @@ GARBAGE = {
     "top-level-bulk": b"$8\r\nDPR.SYNC\r\n",
     "bad-line-end": b"*1\r\n$8\r\nDPR.SYNC\n\n",
     "bulk-without-crlf": b"*1\r\n$8\r\nDPR.SYNCxx",
-    "valid-then-garbage": bulk("DPR.WORKER.ADD", "77")[:-3] + b"\x00\xff" * 10,
+    "valid-then-garbage": bulk("DPR.WORKER.ADD", "default", "77")[:-3] + b"\x00\xff" * 10,
 }
 
 
@@ -394,7 +403,7 @@ def test_oversized_request(finders):
     reply, closed = raw_exchange(f.port, bulk("PING", "x" * 5000))
     assert reply.startswith(b"-ERR") and closed
     # many small arguments adding up, streamed
-    many = ["DPR.REPORT", 1, A, 4] + [1, 1] * 600
+    many = ["DPR.REPORT", "default", 1, A, 4] + [1, 1] * 600
     reply, closed = raw_exchange(f.port, bulk(*many))
     assert b"larger than 4096 bytes" in reply and closed
     # just under the limit is fine
@@ -407,41 +416,41 @@ def test_oversized_request(finders):
 
 
 BAD_COMMANDS = [
-    ("DPR.WORKER.ADD", "abc"),
-    ("DPR.WORKER.ADD", "-1"),
-    ("DPR.WORKER.ADD", "+1"),
-    ("DPR.WORKER.ADD", " 1"),
-    ("DPR.WORKER.ADD", "1 "),
-    ("DPR.WORKER.ADD", ""),
-    ("DPR.WORKER.ADD", "1.0"),
-    ("DPR.WORKER.ADD", "0x10"),
-    ("DPR.WORKER.ADD", "9223372036854775808"),
-    ("DPR.WORKER.ADD", "18446744073709551616"),
-    ("DPR.WORKER.ADD", "99999999999999999999999"),
-    ("DPR.WORKER.ADD", "1\x00"),
-    ("DPR.WORKER.ADD",),
-    ("DPR.WORKER.ADD", "1", "2", "3"),
-    ("DPR.WORKER.ADD", "1", ""),              # tokens: 1 to 128 visible characters
-    ("DPR.WORKER.ADD", "1", "two words"),
-    ("DPR.WORKER.ADD", "1", "x" * 129),
-    ("DPR.WORKER.REMOVE", "1", "tab\there"),
-    ("DPR.WORKER.REMOVE", "1", "2", "3"),
-    ("DPR.WORKER.REMOVE", "x"),
-    ("DPR.WORKER.REMOVE", "999"),
-    ("DPR.REPORT", "1", "1"),
-    ("DPR.REPORT", "1", "1", "x"),
-    ("DPR.REPORT", "1", "1", "0"),
-    ("DPR.REPORT", "0", "1", "5"),
-    ("DPR.REPORT", "1", "1", "5", "2"),
-    ("DPR.REPORT", "1", "1", "5", "2", "x"),
-    ("DPR.REPORT", "1", "1", "5", "2", "6"),
-    ("DPR.REPORT", "7", "1", "5"),
-    ("DPR.REPORT", "1", "999", "5"),
-    ("DPR.REPORT", "1", "-1", "5"),
-    ("DPR.SYNC", "extra"),
-    ("DPR.PREFIX",),
-    ("DPR.PREFIX", "1"),
-    ("DPR.PREFIX", "x"),
+    ("DPR.WORKER.ADD", "default", "abc"),
+    ("DPR.WORKER.ADD", "default", "-1"),
+    ("DPR.WORKER.ADD", "default", "+1"),
+    ("DPR.WORKER.ADD", "default", " 1"),
+    ("DPR.WORKER.ADD", "default", "1 "),
+    ("DPR.WORKER.ADD", "default", ""),
+    ("DPR.WORKER.ADD", "default", "1.0"),
+    ("DPR.WORKER.ADD", "default", "0x10"),
+    ("DPR.WORKER.ADD", "default", "9223372036854775808"),
+    ("DPR.WORKER.ADD", "default", "18446744073709551616"),
+    ("DPR.WORKER.ADD", "default", "99999999999999999999999"),
+    ("DPR.WORKER.ADD", "default", "1\x00"),
+    ("DPR.WORKER.ADD", "default",),
+    ("DPR.WORKER.ADD", "default", "1", "2", "3"),
+    ("DPR.WORKER.ADD", "default", "1", ""),              # tokens: 1 to 128 visible characters
+    ("DPR.WORKER.ADD", "default", "1", "two words"),
+    ("DPR.WORKER.ADD", "default", "1", "x" * 129),
+    ("DPR.WORKER.REMOVE", "default", "1", "tab\there"),
+    ("DPR.WORKER.REMOVE", "default", "1", "2", "3"),
+    ("DPR.WORKER.REMOVE", "default", "x"),
+    ("DPR.WORKER.REMOVE", "default", "999"),
+    ("DPR.REPORT", "default", "1", "1"),
+    ("DPR.REPORT", "default", "1", "1", "x"),
+    ("DPR.REPORT", "default", "1", "1", "0"),
+    ("DPR.REPORT", "default", "0", "1", "5"),
+    ("DPR.REPORT", "default", "1", "1", "5", "2"),
+    ("DPR.REPORT", "default", "1", "1", "5", "2", "x"),
+    ("DPR.REPORT", "default", "1", "1", "5", "2", "6"),
+    ("DPR.REPORT", "default", "7", "1", "5"),
+    ("DPR.REPORT", "default", "1", "999", "5"),
+    ("DPR.REPORT", "default", "1", "-1", "5"),
+    ("DPR.SYNC", "default", "extra"),
+    ("DPR.PREFIX", "default",),
+    ("DPR.PREFIX", "default", "1"),
+    ("DPR.PREFIX", "default", "x"),
     ("PING", "a", "b"),
     ("SET", "k", "v"),
     ("\xff\xfe",),
@@ -461,7 +470,7 @@ def test_wrong_arguments_get_errors_and_change_nothing(finders):
     assert sync(c) == before
     assert state_bytes(f.state_dir) == file_before
     with pytest.raises(redis.ResponseError, match="unknown worker 999"):
-        c.execute_command("DPR.WORKER.REMOVE", 999)
+        c.execute_command("DPR.WORKER.REMOVE", "default", 999)
     drop(c)
 
 
@@ -469,13 +478,13 @@ def test_pipeline_replies_in_order(finders):
     f = finders()
     c = f.client()
     for w in range(1, 9):
-        c.execute_command("DPR.WORKER.ADD", w)
+        c.execute_command("DPR.WORKER.ADD", "default", w)
     p = c.pipeline(transaction=False)
     for v in range(1, 51):
         for w in range(1, 9):
-            p.execute_command("DPR.REPORT", 1, w, v, (w % 8) + 1, v)
+            p.execute_command("DPR.REPORT", "default", 1, w, v, (w % 8) + 1, v)
         p.execute_command("PING")
-        p.execute_command("DPR.SYNC")
+        p.execute_command("DPR.SYNC", "default")
     res = p.execute()
     i = 0
     for v in range(1, 51):
@@ -493,10 +502,10 @@ def test_many_clients_concurrently(finders):
     f = finders()
     clients = [f.client() for _ in range(20)]
     for i, c in enumerate(clients):
-        c.execute_command("DPR.WORKER.ADD", i + 1)
+        c.execute_command("DPR.WORKER.ADD", "default", i + 1)
     for v in range(1, 11):
         for i, c in enumerate(clients):
-            c.execute_command("DPR.REPORT", 1, i + 1, v)
+            c.execute_command("DPR.REPORT", "default", 1, i + 1, v)
     assert sync(clients[0])[2] == {i + 1: 10 for i in range(20)}
     for c in clients:
         drop(c)
@@ -549,8 +558,8 @@ def test_second_finder_on_same_state_dir_refuses(finders):
 def test_sigterm_exits_zero_and_state_persists(finders):
     f = finders()
     c = f.client()
-    c.execute_command("DPR.WORKER.ADD", 5)
-    c.execute_command("DPR.REPORT", 1, 5, 3)
+    c.execute_command("DPR.WORKER.ADD", "default", 5)
+    c.execute_command("DPR.REPORT", "default", 1, 5, 3)
     f.kill(signal.SIGTERM)
     assert f.wait_exit() == 0
     assert "stopped" in f.output()
@@ -618,7 +627,7 @@ def test_kill9_under_load_never_loses_what_was_acknowledged(finders, tmpdir_path
     f = finders()
     c = f.client()
     for w in workers:
-        c.execute_command("DPR.WORKER.ADD", w)
+        c.execute_command("DPR.WORKER.ADD", "default", w)
     drop(c)
     acked = {w: 0 for w in workers}
     seen_cut = {}
@@ -632,7 +641,7 @@ def test_kill9_under_load_never_loses_what_was_acknowledged(finders, tmpdir_path
                 while not stop.is_set():
                     v += 1
                     nxt = workers[(workers.index(w) + 1) % len(workers)]
-                    cl.execute_command("DPR.REPORT", 1, w, v, nxt, v - 1 if v > 1 else 1)
+                    cl.execute_command("DPR.REPORT", "default", 1, w, v, nxt, v - 1 if v > 1 else 1)
                     acked[w] = v
             except (redis.ConnectionError, redis.TimeoutError):
                 pass
@@ -677,11 +686,11 @@ def test_number_edges(finders):
     f = finders()
     c = f.client()
     big = 9223372036854775807
-    assert c.execute_command("DPR.WORKER.ADD", str(big)) == [1, 0]
-    assert c.execute_command("DPR.REPORT", "0001", str(big), "0005") == b"OK"
+    assert c.execute_command("DPR.WORKER.ADD", "default", str(big)) == [1, 0]
+    assert c.execute_command("DPR.REPORT", "default", "0001", str(big), "0005") == b"OK"
     assert sync(c) == (1, 5, {big: 5})
     with pytest.raises(redis.ResponseError, match="invalid worker id"):
-        c.execute_command("DPR.WORKER.ADD", str(big + 1))
+        c.execute_command("DPR.WORKER.ADD", "default", str(big + 1))
     drop(c)
 
 
@@ -692,9 +701,9 @@ def test_client_that_does_not_read_is_throttled_not_fatal(finders):
     f = finders()
     c = f.client()
     for w in range(1, 51):
-        c.execute_command("DPR.WORKER.ADD", w)
-        c.execute_command("DPR.REPORT", 1, w, 5)
-    one = bulk("DPR.SYNC")
+        c.execute_command("DPR.WORKER.ADD", "default", w)
+        c.execute_command("DPR.REPORT", "default", 1, w, 5)
+    one = bulk("DPR.SYNC", "default")
     s = socket.create_connection(("127.0.0.1", f.port))
     s.setblocking(False)
     sent, t0 = 0, time.monotonic()

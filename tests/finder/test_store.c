@@ -1,5 +1,5 @@
-/* test_store.c - the file store: round trip, corruption, crash leftovers,
- * locking, directories. */
+/* test_store.c - the file store: round trip of every domain, corruption,
+ * the formats from before domains, crash leftovers, locking, directories. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -79,6 +79,7 @@ static dpr_finder_prefix sample_prefixes[] = {
     { 2, 0, NULL },
 };
 
+/* The content of the sample's first domain, "kv". */
 static dpr_finder_state sample(void)
 {
     dpr_finder_state st;
@@ -93,16 +94,55 @@ static dpr_finder_state sample(void)
     return st;
 }
 
-/* Offsets in the sample's file (format 2: a worker takes 25 bytes and its
- * token's). */
-#define OFF_W0 33
+static dpr_finder_worker_state sample_sessions_workers[] = { { 5, 2, 2, "" } };
+static dpr_domain_state sample_domains[2];
+
+/* Two domains: "kv" (sample()) and "sessions" (world-line 1, one worker
+ * without a token). Points into static storage. */
+static dpr_domains_state sample_all(void)
+{
+    dpr_domains_state st = { .generation = 40, .n = 2, .domains = sample_domains };
+
+    memset(sample_domains, 0, sizeof(sample_domains));
+    strcpy(sample_domains[0].name, "kv");
+    sample_domains[0].state = sample();
+    strcpy(sample_domains[1].name, "sessions");
+    sample_domains[1].state.world_line = 1;
+    sample_domains[1].state.generation = 23;
+    sample_domains[1].state.nworkers = 1;
+    sample_domains[1].state.workers = sample_sessions_workers;
+    return st;
+}
+
+/* One domain with content c (static storage). */
+static dpr_domain_state one_domain[1];
+static dpr_domains_state one(const char *name, dpr_finder_state c)
+{
+    dpr_domains_state st = { .generation = c.generation, .n = 1, .domains = one_domain };
+
+    memset(one_domain, 0, sizeof(one_domain));
+    snprintf(one_domain[0].name, sizeof(one_domain[0].name), "%s", name);
+    one_domain[0].state = c;
+    return st;
+}
+
+/* Offsets in the sample's file (format 3: a header, then per domain its
+ * name and its content; a worker takes 25 bytes and its token's). */
+#define OFF_GEN 9
+#define OFF_NDOMAINS 17
+#define OFF_NAME0 25                  /* "kv": length byte, 2 bytes */
+#define OFF_WL (OFF_NAME0 + 1 + 2)    /* kv's content */
+#define OFF_NWORKERS (OFF_WL + 16)
+#define OFF_W0 (OFF_WL + 24)
 #define OFF_W1 (OFF_W0 + 25 + 6)
 #define OFF_W2 (OFF_W1 + 25)
 #define OFF_W3 (OFF_W2 + 25 + 3)
 #define OFF_NPREFIXES (OFF_W3 + 25)
 #define OFF_PREFIX0 (OFF_NPREFIXES + 8)
 #define OFF_PREFIX1 (OFF_PREFIX0 + 16 + 2 * 16)
-#define SAMPLE_LEN (OFF_PREFIX1 + 16 + 4)
+#define OFF_NAME1 (OFF_PREFIX1 + 16)  /* "sessions": length byte, 8 bytes */
+#define OFF_WL1 (OFF_NAME1 + 1 + 8)   /* sessions' content */
+#define SAMPLE_LEN (OFF_WL1 + 24 + 25 + 8 + 4)
 
 static int states_equal(const dpr_finder_state *a, const dpr_finder_state *b)
 {
@@ -126,18 +166,29 @@ static int states_equal(const dpr_finder_state *a, const dpr_finder_state *b)
     return 1;
 }
 
+static int all_equal(const dpr_domains_state *a, const dpr_domains_state *b)
+{
+    if (a->generation != b->generation || a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->domains[i].name, b->domains[i].name) != 0 ||
+            !states_equal(&a->domains[i].state, &b->domains[i].state))
+            return 0;
+    return 1;
+}
+
 /* Opens dir, loads, closes; returns load's result (state freed). */
 static int load_once(const char *dir, const char **msg_out, char *msgbuf, size_t msglen)
 {
     dpr_store *s = NULL;
-    dpr_finder_state st = { .workers = NULL };
+    dpr_domains_state st = { .domains = NULL };
     int rc = dpr_store_file_open(dir, &s, NULL);
 
     if (rc < 0)
         return rc;
     rc = dpr_store_load(s, &st);
     if (rc == 0)
-        dpr_finder_state_free(&st);
+        dpr_domains_state_free(&st);
     if (msgbuf) {
         snprintf(msgbuf, msglen, "%s", dpr_store_error(s));
         if (msg_out)
@@ -151,28 +202,36 @@ TEST(round_trip)
 {
     char dir[300];
     dpr_store *s = NULL;
-    dpr_finder_state in = sample(), out = { .workers = NULL };
+    dpr_domains_state in = sample_all(), out = { .domains = NULL };
 
     path_in(dir, sizeof(dir), base, "rt");
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), -ENOENT);
     CHECK_EQ_INT(dpr_store_save(s, &in), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(states_equal(&in, &out));
-    dpr_finder_state_free(&out);
+    CHECK(all_equal(&in, &out));
+    dpr_domains_state_free(&out);
     /* a second save replaces the first */
-    in.world_line = 4;
-    in.generation = 18;
-    in.nworkers = 2;
-    in.nprefixes = 1;
+    in.generation = 41;
+    in.domains[0].state.world_line = 4;
+    in.domains[0].state.generation = 18;
+    in.domains[0].state.nworkers = 2;
+    in.domains[0].state.nprefixes = 1;
     CHECK_EQ_INT(dpr_store_save(s, &in), 0);
     dpr_store_close(s);
 
     s = NULL;
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(states_equal(&in, &out));
-    dpr_finder_state_free(&out);
+    CHECK(all_equal(&in, &out));
+    dpr_domains_state_free(&out);
+    /* and a third with one domain fewer */
+    in.n = 1;
+    CHECK_EQ_INT(dpr_store_save(s, &in), 0);
+    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+    CHECK(all_equal(&in, &out));
+    CHECK(strcmp(out.domains[0].name, "kv") == 0);
+    dpr_domains_state_free(&out);
     dpr_store_close(s);
 }
 
@@ -180,15 +239,23 @@ TEST(empty_state)
 {
     char dir[300];
     dpr_store *s = NULL;
-    dpr_finder_state in = { .world_line = 1 }, out = { .workers = NULL };
+    dpr_finder_state c = { .world_line = 1 };
+    dpr_domains_state none = { .generation = 3 }, in = one("d", c), out = { .domains = NULL };
 
     path_in(dir, sizeof(dir), base, "empty");
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
+    /* no domain at all */
+    CHECK_EQ_INT(dpr_store_save(s, &none), 0);
+    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+    CHECK(all_equal(&none, &out));
+    CHECK_EQ_U64(out.n, 0);
+    dpr_domains_state_free(&out);
+    /* one domain without workers, a name of one character */
     CHECK_EQ_INT(dpr_store_save(s, &in), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(states_equal(&in, &out));
-    CHECK_EQ_U64(out.nworkers, 0);
-    dpr_finder_state_free(&out);
+    CHECK(all_equal(&in, &out));
+    CHECK_EQ_U64(out.domains[0].state.nworkers, 0);
+    dpr_domains_state_free(&out);
     dpr_store_close(s);
 }
 
@@ -202,35 +269,55 @@ TEST(save_refuses_inconsistent_state)
     dpr_finder_prefix late[] = { { 2, 0, NULL } };
     dpr_finder_prefix bad_prefix[] = { { 1, 2, unsorted_cut } };
     dpr_finder_state st = { .workers = NULL };
+    dpr_domains_state all = one("kv", st), two = sample_all();
 
     path_in(dir, sizeof(dir), base, "incons");
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL); /* world-line 0 */
+    /* domain names: invalid, unsorted, duplicate; records missing */
+    strcpy(two.domains[1].name, "Sessions");
+    CHECK_EQ_INT(dpr_store_save(s, &two), -EINVAL);
+    CHECK(strstr(dpr_store_error(s), "domain 1 has an invalid name") != NULL);
+    strcpy(two.domains[1].name, "");
+    CHECK_EQ_INT(dpr_store_save(s, &two), -EINVAL);
+    strcpy(two.domains[1].name, "ab");
+    CHECK_EQ_INT(dpr_store_save(s, &two), -EINVAL);
+    CHECK(strstr(dpr_store_error(s), "not strictly increasing") != NULL);
+    strcpy(two.domains[1].name, "kv");
+    CHECK_EQ_INT(dpr_store_save(s, &two), -EINVAL);
+    two.domains = NULL;
+    CHECK_EQ_INT(dpr_store_save(s, &two), -EINVAL);
+    /* a domain's content */
+#define save_one(c) (all = one("kv", (c)), dpr_store_save(s, &all))
+    CHECK_EQ_INT(save_one(st), -EINVAL); /* world-line 0 */
+    CHECK(strstr(dpr_store_error(s), "domain 'kv': world-line is 0") != NULL);
     st.world_line = 1;
     st.nworkers = 1;
     st.workers = bad_cut;
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+    CHECK_EQ_INT(save_one(st), -EINVAL);
     st.nworkers = 2;
     st.workers = unsorted;
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+    CHECK_EQ_INT(save_one(st), -EINVAL);
+    st.workers = NULL;
+    CHECK_EQ_INT(save_one(st), -EINVAL);
     st.nworkers = 0;
     st.world_line = 2;
     st.nprefixes = 1;
     st.prefixes = late; /* a prefix of the current world-line */
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+    CHECK_EQ_INT(save_one(st), -EINVAL);
     st.prefixes = bad_prefix;
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+    CHECK_EQ_INT(save_one(st), -EINVAL);
     st.nprefixes = DPR_FINDER_MAX_PREFIXES + 1;
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
-    memset(&st, 0, sizeof(st));
-    CHECK_EQ_INT(dpr_store_load(s, &st), -ENOENT); /* nothing was written */
+    CHECK_EQ_INT(save_one(st), -EINVAL);
+#undef save_one
+    all.n = 0;
+    CHECK_EQ_INT(dpr_store_load(s, &all), -ENOENT); /* nothing was written */
     dpr_store_close(s);
 }
 
 static int save_sample(const char *dir)
 {
     dpr_store *s = NULL;
-    dpr_finder_state in = sample();
+    dpr_domains_state in = sample_all();
     int rc = dpr_store_file_open(dir, &s, NULL);
 
     if (rc < 0)
@@ -331,16 +418,36 @@ TEST(inconsistent_content_detected)
     unsigned char *orig = NULL, *copy;
     size_t len = 0;
     const content_case cases[] = {
-        { "world-line 0", 9, 0, "world-line" },
+        { "world-line 0", OFF_WL, 0, "domain 'kv': world-line is 0" },
+        { "world-line 0 (second domain)", OFF_WL1, 0, "domain 'sessions': world-line is 0" },
         { "cut above durable (worker 0)", OFF_W0 + 8, 6, "cut" },
         { "unsorted ids: worker 1 becomes 0", OFF_W1, 0, "increasing" },
         { "duplicate ids", OFF_W1, 1, NULL },
-        { "worker count that does not match the length", 25, UINT64_MAX, "length" },
+        { "worker count that does not match the length", OFF_NWORKERS, UINT64_MAX, "length" },
         { "too many prefixes for the length", OFF_NPREFIXES, 3, "length" },
         { "prefix of a world-line that has not ended", OFF_PREFIX1, 3, "world-line 3" },
         { "prefixes out of order", OFF_PREFIX1, 1, NULL },
         { "prefix cut with version 0", OFF_PREFIX0 + 16 + 8, 0, "prefix" },
         { "prefix cut unsorted", OFF_PREFIX0 + 16 + 16, 1, NULL },
+        { "more domains than fit", OFF_NDOMAINS, 3, "length" },
+        { "fewer domains than there are", OFF_NDOMAINS, 1, "length" },
+        { "a huge domain count", OFF_NDOMAINS, UINT64_MAX, "length" },
+    };
+    /* single bytes: name lengths and names */
+    const struct {
+        const char *what;
+        size_t off;
+        unsigned char value;
+        const char *needle;
+    } byte_cases[] = {
+        { "name length 0", OFF_NAME0, 0, "length" },
+        { "name length above the maximum", OFF_NAME0, DPR_DOMAIN_MAX + 1, "length" },
+        { "name length one long", OFF_NAME0, 3, "length" },
+        { "an upper-case name", OFF_NAME0 + 1, 'K', "domain 0 has an invalid name" },
+        { "a NUL in a name", OFF_NAME1 + 4, 0, "domain 1 has an invalid name" },
+        { "a name starting with a dot", OFF_NAME1 + 1, '.', "domain 1 has an invalid name" },
+        { "names out of order", OFF_NAME0 + 1, 't', "not strictly increasing ('sessions' after "
+                                                    "'tv')" },
     };
 
     path_in(dir, sizeof(dir), base, "content");
@@ -362,9 +469,21 @@ TEST(inconsistent_content_detected)
         CHECK(!c->needle || strstr(m, c->needle) != NULL);
     }
 
+    for (size_t i = 0; i < sizeof(byte_cases) / sizeof(byte_cases[0]); i++) {
+        memcpy(copy, orig, len);
+        copy[byte_cases[i].off] = byte_cases[i].value;
+        fix_crc(copy, len);
+        CHECK_EQ_INT(write_file(file, copy, len), 0);
+        int rc = load_once(dir, &m, msg, sizeof(msg));
+        if (rc != -EBADMSG || !strstr(m, byte_cases[i].needle))
+            fprintf(stderr, "  case: %s (message: %s)\n", byte_cases[i].what, m ? m : "-");
+        CHECK_EQ_INT(rc, -EBADMSG);
+        CHECK(strstr(m, byte_cases[i].needle) != NULL);
+    }
+
     /* other format */
     memcpy(copy, orig, len);
-    copy[8] = 3;
+    copy[8] = 4;
     fix_crc(copy, len);
     CHECK_EQ_INT(write_file(file, copy, len), 0);
     CHECK_EQ_INT(load_once(dir, &m, msg, sizeof(msg)), -EBADMSG);
@@ -379,13 +498,15 @@ TEST(inconsistent_content_detected)
     free(orig);
 }
 
-/* Format 2 keeps every token byte, up to the longest allowed. */
+/* Format 3 keeps every token byte, up to the longest allowed. */
 TEST(tokens_round_trip)
 {
     char dir[300];
     dpr_store *s = NULL;
     dpr_finder_worker_state ws[3];
-    dpr_finder_state in = { .workers = NULL }, out = { .workers = NULL };
+    dpr_finder_state in = { .workers = NULL };
+    dpr_domains_state all, got = { .domains = NULL };
+    const dpr_finder_state *out;
 
     memset(ws, 0, sizeof(ws));
     ws[0].worker = 1;
@@ -397,15 +518,17 @@ TEST(tokens_round_trip)
     in.world_line = 1;
     in.nworkers = 3;
     in.workers = ws;
+    all = one("tokens", in);
     path_in(dir, sizeof(dir), base, "tokens");
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
-    CHECK_EQ_INT(dpr_store_save(s, &in), 0);
-    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(states_equal(&in, &out));
-    CHECK_EQ_U64(strlen(out.workers[0].token), DPR_FINDER_TOKEN_MAX);
-    CHECK(strcmp(out.workers[1].token, "") == 0);
-    CHECK(strcmp(out.workers[2].token, "~") == 0);
-    dpr_finder_state_free(&out);
+    CHECK_EQ_INT(dpr_store_save(s, &all), 0);
+    CHECK_EQ_INT(dpr_store_load(s, &got), 0);
+    CHECK(all_equal(&all, &got));
+    out = &got.domains[0].state;
+    CHECK_EQ_U64(strlen(out->workers[0].token), DPR_FINDER_TOKEN_MAX);
+    CHECK(strcmp(out->workers[1].token, "") == 0);
+    CHECK(strcmp(out->workers[2].token, "~") == 0);
+    dpr_domains_state_free(&got);
     dpr_store_close(s);
 }
 
@@ -417,6 +540,7 @@ TEST(save_refuses_bad_tokens)
     dpr_store *s = NULL;
     dpr_finder_worker_state ws[1];
     dpr_finder_state st = { .workers = NULL };
+    dpr_domains_state all;
     static const char *const bad[] = { "with space", "tab\there", "del\x7f", "\xc3\xa9t\xc3\xa9" };
 
     path_in(dir, sizeof(dir), base, "badtokens");
@@ -424,19 +548,19 @@ TEST(save_refuses_bad_tokens)
     st.world_line = 1;
     st.nworkers = 1;
     st.workers = ws;
+    all = one("kv", st);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(ws, 0, sizeof(ws));
         ws[0].worker = 5;
         snprintf(ws[0].token, sizeof(ws[0].token), "%s", bad[i]);
-        CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
+        CHECK_EQ_INT(dpr_store_save(s, &all), -EINVAL);
         CHECK(strstr(dpr_store_error(s), "worker 5 has an invalid token") != NULL);
         CHECK(strstr(dpr_store_error(s), bad[i]) == NULL);
     }
     /* not terminated within its array */
     memset(ws[0].token, 'x', sizeof(ws[0].token));
-    CHECK_EQ_INT(dpr_store_save(s, &st), -EINVAL);
-    memset(&st, 0, sizeof(st));
-    CHECK_EQ_INT(dpr_store_load(s, &st), -ENOENT);
+    CHECK_EQ_INT(dpr_store_save(s, &all), -EINVAL);
+    CHECK_EQ_INT(dpr_store_load(s, &all), -ENOENT);
     dpr_store_close(s);
 }
 
@@ -488,82 +612,117 @@ TEST(corrupt_token_fields_detected)
     free(orig);
 }
 
-/* A file of format 1 (before tokens) still loads, as workers without tokens. */
-TEST(format1_loads_without_tokens)
+/* The image a finder from before domains wrote: format 1 (no tokens) or 2
+ * (tokens) of one content, into img (room for it); returns its length. */
+static size_t old_image(int format, const dpr_finder_state *st, unsigned char *img)
 {
-    char dir[300], file[400];
-    dpr_store *s = NULL;
-    dpr_finder_state out = { .workers = NULL }, want = sample();
-    dpr_finder_worker_state plain[4];
-    unsigned char img[512];
-    size_t n = 0;
+    size_t n;
 
-    /* magic, format 1, world-line, generation, workers (24 bytes each), prefixes, CRC */
     memcpy(img, "DPRFIND\0", 8);
-    img[8] = 1;
+    img[8] = (unsigned char)format;
     n = 9;
-    put_le64(img + n, want.world_line);
-    put_le64(img + n + 8, want.generation);
-    put_le64(img + n + 16, want.nworkers);
+    put_le64(img + n, st->world_line);
+    put_le64(img + n + 8, st->generation);
+    put_le64(img + n + 16, st->nworkers);
     n += 24;
-    for (size_t i = 0; i < want.nworkers; i++) {
-        put_le64(img + n, want.workers[i].worker);
-        put_le64(img + n + 8, want.workers[i].cut);
-        put_le64(img + n + 16, want.workers[i].durable);
+    for (size_t i = 0; i < st->nworkers; i++) {
+        put_le64(img + n, st->workers[i].worker);
+        put_le64(img + n + 8, st->workers[i].cut);
+        put_le64(img + n + 16, st->workers[i].durable);
         n += 24;
+        if (format == 2) {
+            size_t t = strlen(st->workers[i].token);
+            img[n++] = (unsigned char)t;
+            memcpy(img + n, st->workers[i].token, t);
+            n += t;
+        }
     }
-    put_le64(img + n, want.nprefixes);
+    put_le64(img + n, st->nprefixes);
     n += 8;
-    for (size_t i = 0; i < want.nprefixes; i++) {
-        put_le64(img + n, want.prefixes[i].world_line);
-        put_le64(img + n + 8, want.prefixes[i].n);
+    for (size_t i = 0; i < st->nprefixes; i++) {
+        put_le64(img + n, st->prefixes[i].world_line);
+        put_le64(img + n + 8, st->prefixes[i].n);
         n += 16;
-        for (size_t j = 0; j < want.prefixes[i].n; j++) {
-            put_le64(img + n, want.prefixes[i].cut[j].worker);
-            put_le64(img + n + 8, want.prefixes[i].cut[j].version);
+        for (size_t j = 0; j < st->prefixes[i].n; j++) {
+            put_le64(img + n, st->prefixes[i].cut[j].worker);
+            put_le64(img + n + 8, st->prefixes[i].cut[j].version);
             n += 16;
         }
     }
     n += 4;
     fix_crc(img, n);
-    path_in(dir, sizeof(dir), base, "format1");
-    CHECK_EQ_INT(mkdir(dir, 0700), 0);
-    path_in(file, sizeof(file), dir, "finder.state");
-    CHECK_EQ_INT(write_file(file, img, n), 0);
+    return n;
+}
 
-    CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
-    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    memcpy(plain, want.workers, sizeof(plain));
-    for (size_t i = 0; i < 4; i++)
-        plain[i].token[0] = '\0';
-    want.workers = plain;
-    CHECK(states_equal(&want, &out));
-    /* the next save writes format 2, which loads the same */
-    CHECK_EQ_INT(dpr_store_save(s, &out), 0);
-    dpr_finder_state_free(&out);
-    CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(states_equal(&want, &out));
-    dpr_finder_state_free(&out);
-    dpr_store_close(s);
-    {
-        unsigned char *data = NULL;
-        size_t len = 0;
+/*
+ * Files of formats 1 (before tokens) and 2 (before domains) still load, as
+ * one domain "default" (format 1: workers without tokens); the next save
+ * writes format 3, which loads the same; damaged old files are refused.
+ */
+TEST(old_formats_load_as_default)
+{
+    for (int format = 1; format <= 2; format++) {
+        char dir[300], file[400], name[32];
+        dpr_store *s = NULL;
+        dpr_domains_state out = { .domains = NULL }, want;
+        dpr_finder_state content = sample();
+        dpr_finder_worker_state plain[4];
+        unsigned char img[512], *data = NULL;
+        size_t n, len = 0, tokens = 0;
+
+        n = old_image(format, &content, img);
+        snprintf(name, sizeof(name), "format%d", format);
+        path_in(dir, sizeof(dir), base, name);
+        CHECK_EQ_INT(mkdir(dir, 0700), 0);
+        path_in(file, sizeof(file), dir, "finder.state");
+        CHECK_EQ_INT(write_file(file, img, n), 0);
+
+        CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
+        CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+        if (format == 1) {
+            memcpy(plain, content.workers, sizeof(plain));
+            for (size_t i = 0; i < 4; i++)
+                plain[i].token[0] = '\0';
+            content.workers = plain;
+        }
+        want = one(DPR_DOMAIN_DEFAULT, content); /* the generation is the content's */
+        CHECK(all_equal(&want, &out));
+        CHECK_EQ_U64(out.n, 1);
+        CHECK(strcmp(out.domains[0].name, "default") == 0);
+        /* the next save writes format 3, which loads the same */
+        CHECK_EQ_INT(dpr_store_save(s, &out), 0);
+        dpr_domains_state_free(&out);
+        CHECK_EQ_INT(dpr_store_load(s, &out), 0);
+        CHECK(all_equal(&want, &out));
+        dpr_domains_state_free(&out);
+        dpr_store_close(s);
         CHECK_EQ_INT(read_file(file, &data, &len), 0);
-        CHECK(len > 8 && data[8] == 2);
-        CHECK_EQ_U64(len, n + 4); /* one token length byte per worker */
+        CHECK(len > 8 && data[8] == 3);
+        if (format == 1) /* a token length byte per worker (the tokens are empty) */
+            tokens = content.nworkers;
+        /* the header (generation, count) and the name, plus token fields */
+        CHECK_EQ_U64(len, n + 16 + 1 + strlen("default") + tokens);
         free(data);
-    }
-    /* a format-1 file that is damaged is still refused */
-    img[20] ^= 1;
-    CHECK_EQ_INT(write_file(file, img, n), 0);
-    CHECK_EQ_INT(load_once(dir, NULL, NULL, 0), -EBADMSG);
-    /* and a format-2 body labelled format 1 does not fit */
-    CHECK_EQ_INT(save_sample(dir), 0);
-    {
-        unsigned char *data = NULL;
-        size_t len = 0;
+
+        /* every damaged byte of an old file is refused */
+        {
+            int undetected = 0;
+            for (size_t i = 0; i < n; i++) {
+                img[i] ^= 0x01;
+                CHECK_EQ_INT(write_file(file, img, n), 0);
+                undetected += load_once(dir, NULL, NULL, 0) != -EBADMSG;
+                img[i] ^= 0x01;
+            }
+            CHECK_EQ_INT(undetected, 0);
+        }
+        /* so is a body of another format labelled this one */
+        img[8] = (unsigned char)(3 - format); /* 1 <-> 2 */
+        fix_crc(img, n);
+        CHECK_EQ_INT(write_file(file, img, n), 0);
+        CHECK_EQ_INT(load_once(dir, NULL, NULL, 0), -EBADMSG);
+        CHECK_EQ_INT(save_sample(dir), 0);
         CHECK_EQ_INT(read_file(file, &data, &len), 0);
-        data[8] = 1;
+        data[8] = (unsigned char)format; /* a format-3 body */
         fix_crc(data, len);
         CHECK_EQ_INT(write_file(file, data, len), 0);
         CHECK_EQ_INT(load_once(dir, NULL, NULL, 0), -EBADMSG);
@@ -576,7 +735,7 @@ TEST(leftover_tmp_file)
     char dir[300], tmp[400], file[400];
     struct stat sb;
     dpr_store *s = NULL;
-    dpr_finder_state out = { .workers = NULL }, in = sample();
+    dpr_domains_state out = { .domains = NULL }, in = sample_all();
 
     /* a tmp file alone (crash before the first rename): no state */
     path_in(dir, sizeof(dir), base, "tmp");
@@ -594,8 +753,8 @@ TEST(leftover_tmp_file)
     s = NULL;
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(states_equal(&in, &out));
-    dpr_finder_state_free(&out);
+    CHECK(all_equal(&in, &out));
+    dpr_domains_state_free(&out);
     dpr_store_close(s);
     CHECK(stat(tmp, &sb) < 0 && errno == ENOENT);
     path_in(file, sizeof(file), dir, "finder.state");
@@ -626,7 +785,7 @@ TEST(missing_dir_created)
     char dir[300];
     struct stat sb;
     dpr_store *s = NULL;
-    dpr_finder_state in = sample();
+    dpr_domains_state in = sample_all();
 
     snprintf(dir, sizeof(dir), "%s/a/b/c/", base);
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
@@ -692,7 +851,7 @@ int main(void)
     RUN(tokens_round_trip);
     RUN(save_refuses_bad_tokens);
     RUN(corrupt_token_fields_detected);
-    RUN(format1_loads_without_tokens);
+    RUN(old_formats_load_as_default);
     RUN(leftover_tmp_file);
     RUN(lock_held_is_busy);
     RUN(missing_dir_created);

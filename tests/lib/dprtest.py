@@ -27,6 +27,7 @@ selects the build, e.g. build/asan; DPR_AGENT overrides the dpr-agent binary.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -463,11 +464,11 @@ class Finder(RespServer):
         super().__init__([FINDER, "--listen", "127.0.0.1:%d" % port, "--state", state_dir,
                           *args], log_path, env=env)
 
-    def sync(self) -> tuple[int, int, dict[int, int]]:
-        """DPR.SYNC: (world-line, max-version, {worker: cut version})."""
+    def sync(self, domain: str = "default") -> tuple[int, int, dict[int, int]]:
+        """DPR.SYNC <domain>: (world-line, max-version, {worker: cut version})."""
         c = self.client()
         try:
-            wl, maxv, flat = c.execute_command("DPR.SYNC")
+            wl, maxv, flat = c.execute_command("DPR.SYNC", domain)
         finally:
             c.connection_pool.disconnect()
         return int(wl), int(maxv), {int(flat[i]): int(flat[i + 1])
@@ -476,7 +477,9 @@ class Finder(RespServer):
 
 class Kv(RespServer):
     """dpr-kv --listen 127.0.0.1:PORT --finder FINDER --worker W --dir DIR
-    [--checkpoint-interval-ms MS] [args]. Keeps what a restart needs."""
+    [--domain NAME] [--checkpoint-interval-ms MS] [args]. Keeps what a
+    restart needs. --domain is given only for a domain other than "default"
+    (dpr-kv's default), so that DPR_KV_DOMAIN in env still counts."""
 
     ready_marker = "listening on "
     port_in_ready_line = True
@@ -485,9 +488,10 @@ class Kv(RespServer):
 
     def __init__(self, finder: str, worker: int, state_dir: str, log_path: str,
                  port: int = 0, interval_ms: int | None = None, args: Iterable[str] = (),
-                 env: dict[str, str | None] | None = None):
+                 env: dict[str, str | None] | None = None, domain: str = "default"):
         self.finder = finder
         self.worker = worker
+        self.domain = domain
         self.state_dir = state_dir
         self.listen_port = port
         self.interval_ms = interval_ms
@@ -495,6 +499,8 @@ class Kv(RespServer):
         self.env = env
         argv = [KV, "--listen", "127.0.0.1:%d" % port, "--finder", finder,
                 "--worker", str(worker), "--dir", state_dir]
+        if domain != "default":
+            argv += ["--domain", domain]
         if interval_ms is not None:
             argv += ["--checkpoint-interval-ms", str(interval_ms)]
         super().__init__(argv + list(self.extra), log_path, env=env)
@@ -504,7 +510,7 @@ class Kv(RespServer):
         and port (the one it had, if it chose port 0)."""
         return Kv(self.finder, self.worker, self.state_dir, self.log_path,
                   port=self.port or self.listen_port, interval_ms=self.interval_ms,
-                  args=self.extra, env=self.env)
+                  args=self.extra, env=self.env, domain=self.domain)
 
     def info(self) -> dict:
         """INFO dpr as a dict."""
@@ -544,25 +550,27 @@ class Cluster(Procs):
 
     def start_kv(self, worker: int = 1, port: int = 0, args: Iterable[str] = (),
                  env: dict[str, str | None] | None = None, wait: bool = True,
-                 finder: Finder | None = None, interval_ms: int | None = None) -> Kv:
-        """Starts dpr-kv worker `worker` against finder (default self.finder)."""
+                 finder: Finder | None = None, interval_ms: int | None = None,
+                 domain: str = "default") -> Kv:
+        """Starts dpr-kv worker `worker` of `domain` against finder (default
+        self.finder)."""
         finder = finder or self.finder
         assert finder is not None, "start the finder first"
         kv = Kv(finder.address, worker, self.kv_dir(worker),
                 os.path.join(self.base, "kv%d.log" % worker), port=port,
-                interval_ms=interval_ms, args=args, env=env)
+                interval_ms=interval_ms, args=args, env=env, domain=domain)
         self.add(kv)
         return kv.wait_ready() if wait else kv
 
     def start_shards(self, n: int, interval_ms: int = 100, first_worker: int = 11,
-                     args: Iterable[str] = ()) -> list[Kv]:
-        """Starts n shards (workers first_worker + len(shards) + k) on free
-        ports of their own, so that restart() gets the same address; waits
-        until all listen and appends them to self.shards."""
+                     args: Iterable[str] = (), domain: str = "default") -> list[Kv]:
+        """Starts n shards (workers first_worker + len(shards) + k) of
+        `domain` on free ports of their own, so that restart() gets the same
+        address; waits until all listen and appends them to self.shards."""
         # (no retry on a port taken in between: the failed start would
         # already have registered the worker with the finder)
         new = [self.start_kv(first_worker + len(self.shards) + k, port=free_port(),
-                             args=args, interval_ms=interval_ms, wait=False)
+                             args=args, interval_ms=interval_ms, wait=False, domain=domain)
                for k in range(n)]
         for kv in new:
             kv.wait_ready()
@@ -590,11 +598,154 @@ class Cluster(Procs):
     def workers(self) -> list[int]:
         return [s.worker for s in self.shards]
 
-    def client(self, **kw: Any):
-        """A dpr.Client of the shards and the finder."""
+    def client(self, domain: str | None = None, **kw: Any):
+        """A dpr.Client of the shards and the finder; with a domain, of that
+        domain's shards only, as a session of that domain."""
         import dpr
         assert self.finder is not None
-        return dpr.Client(shards=self.addresses, finder=self.finder.address, **kw)
+        if domain is None:
+            return dpr.Client(shards=self.addresses, finder=self.finder.address, **kw)
+        return dpr.Client(shards=[s.address for s in self.shards if s.domain == domain],
+                          finder=self.finder.address, domain=domain, **kw)
+
+
+# --- a dpr-agent on the host, without systemd (tests/agent) -------------------------
+
+HOST_AGENT_CONF = """\
+cluster = "demo";
+node = {{ name = "node1"; }};
+state_directory = "{d}/state";
+control = {{ socket = "{d}/agent.sock"; }};
+finder = {{ listen = "127.0.0.1:{finder_port}"; }};
+cachestores = {{
+  instance_directory = "{d}/run/instances";
+  port_min = {port_min};
+  port_max = {port_max};
+  impls = {{ dpr-kv = "{kv}"; }};
+}};
+"""
+
+
+class HostAgent:
+    """A dpr-agent under base (its configuration, state, control socket and
+    logs there), with a finder on a free port and instance ports
+    port_min..port_max. No systemd: the agent records and serves, and tests
+    run dpr-kv by hand from its instance files (env())."""
+
+    def __init__(self, base: str, port_min: int = 7100, port_max: int = 7199):
+        self.base = str(base)
+        self.procs = Procs()
+        self.finder_port = free_port()
+        self.conf = os.path.join(self.base, "agent.conf")
+        self.sock = os.path.join(self.base, "agent.sock")
+        self.state = os.path.join(self.base, "state")
+        with open(self.conf, "w") as f:
+            f.write(HOST_AGENT_CONF.format(d=self.base, finder_port=self.finder_port, kv=KV,
+                                           port_min=port_min, port_max=port_max))
+        self.logs: list[str] = []
+        self.proc: "AgentProc | None" = None
+
+    def start(self) -> "HostAgent":
+        log = os.path.join(self.base, "agent-%d.log" % len(self.logs))
+        self.logs.append(log)
+        self.proc = self.procs.add(AgentProc(self.conf, log, self.sock, self.base))
+        self.proc.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.stop(signal.SIGTERM)
+        assert self.proc.returncode == 0, self.log()
+
+    def log(self) -> str:
+        with open(self.logs[-1], errors="replace") as f:
+            return f.read()
+
+    def request(self, op: str, args: dict | None = None) -> dict:
+        """One control request; the whole reply."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(self.sock)
+        try:
+            s.sendall(json.dumps({"v": 1, "op": op, "args": args or {}}).encode() + b"\n")
+            return json.loads(s.makefile("rb").readline())
+        finally:
+            s.close()
+
+    def call(self, op: str, args: dict | None = None) -> Any:
+        """One control request that must succeed: its result."""
+        reply = self.request(op, args)
+        assert reply["ok"] is True, reply
+        return reply["result"]
+
+    def events(self):
+        """An events stream: (socket, its file), the first reply read."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(self.sock)
+        s.sendall(b'{"v": 1, "op": "events"}\n')
+        f = s.makefile("rb")
+        assert json.loads(f.readline())["ok"] is True
+        return s, f
+
+    def env(self, name: str) -> dict[str, str]:
+        """The variables of instance name's instance file."""
+        with open(os.path.join(self.base, "run", "instances", name + ".env")) as f:
+            return dict(line.split("=", 1) for line in f.read().splitlines()
+                        if line and not line.startswith("#"))
+
+    def deployments(self) -> dict[str, dict]:
+        return {d["name"]: d for d in self.call("status")["deployments"]}
+
+    def instance(self, name: str) -> dict:
+        return {i["name"]: i for d in self.deployments().values()
+                for i in d["instances"]}[name]
+
+
+# --- layouts and resizes of dpr-kv shards (docs/dpr-kv.md, "Layouts and resizing") ---
+
+def layout_args(epoch, index, addrs):
+    return [epoch, "-" if index is None else index] + list(addrs)
+
+
+def set_layout(shards, epoch=1):
+    addrs = [s.address for s in shards]
+    for i, s in enumerate(shards):
+        assert s.client().execute_command("DPR.LAYOUT", "SET", *layout_args(epoch, i, addrs)) \
+            == b"OK"
+
+
+def resize_shards(old, new, epoch, commit=True):
+    """Moves the deployment from shards `old` to shards `new` (Kv lists;
+    the shards in both keep their place) under layout `epoch`; returns the
+    pause in seconds (PREPARE to the last COMMIT). commit=False stops
+    before the COMMITs."""
+    addrs = [s.address for s in new]
+    everyone = list(dict.fromkeys(old + new))
+    t0 = time.monotonic()
+    for s in everyone:
+        index = new.index(s) if s in new else None
+        assert s.client().execute_command("DPR.LAYOUT", "PREPARE",
+                                          *layout_args(epoch, index, addrs)) == b"OK"
+    while True:
+        wait_for(lambda: all(s.info()["dpr_layout_committed"] == 1 for s in everyone), 60,
+                 "every shard's state before the pause committed")
+        wl = {s.worker: s.info()["dpr_world_line"] for s in everyone}
+        sources = [s for s in old if s not in new or len(new) > len(old)]
+        for s in sources:
+            assert s.client().execute_command("DPR.LAYOUT", "MIGRATE", epoch) == b"OK"
+        wait_for(lambda: all(s.info()["dpr_migrate_state"] in ("done", "failed")
+                             for s in sources), 120, "migrations")
+        failed = [s.info()["dpr_migrate_error"] for s in sources
+                  if s.info()["dpr_migrate_state"] == "failed"]
+        assert not failed, failed
+        wait_for(lambda: all(s.info()["dpr_layout_committed"] == 1 for s in everyone), 60,
+                 "the copies committed")
+        if {s.worker: s.info()["dpr_world_line"] for s in everyone} == wl:
+            break  # no rollback in between: the copies are in the cut
+    for s in everyone if commit else ():
+        s.client().execute_command("DPR.LAYOUT", "COMMIT", epoch)
+    return time.monotonic() - t0
 
 
 # --- systemd's notification socket ------------------------------------------------

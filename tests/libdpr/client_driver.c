@@ -2,7 +2,12 @@
  * client_driver.c - drives the C client API (dpr/client.h) against real
  * dpr-kv shards for tests/libdpr/test_client.py.
  *
- *   client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...] SCENARIO
+ *   client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...]
+ *                 [--domain NAME] SCENARIO
+ *
+ * --domain: the shards' DPR domain (dpr_client_config.domain; default
+ * "default"). A client that cannot start (an invalid name, shards or a
+ * finder of another domain) prints "FAIL: client: <message>".
  *
  * Scenarios (each prints "PASS <scenario>" and exits 0, or "FAIL: ..." and 1):
  *   basic     SET/GET/INCR/DEL across the shards with exec, pipelined batches
@@ -18,6 +23,11 @@
  *   idle      --seconds S: one SET, then sleeps S seconds (the test restarts a
  *             shard meanwhile), then goes on: the session must learn of the
  *             rollback and continue on the new world-line.
+ *   follow    --seconds S: SETs "f<seq>" = "<seq>" one at a time with exec for
+ *             S seconds (the test resizes the deployment meanwhile: exec
+ *             follows -MOVED and -TRYAGAIN), then waits until all are
+ *             committed, reads every key back and prints "PASS follow
+ *             epoch=<layout epoch> shards=<n> ops=<n>".
  */
 #include <errno.h>
 #include <getopt.h>
@@ -80,6 +90,10 @@ static void scenario_basic(void)
     int r = dpr_client_session_open(client, 0, &s);
     if (r < 0)
         FAIL("open: %s", dpr_client_errstr(client));
+    const char *dom = dpr_client_domain(client);
+    if (dpr_client_session_state(s)->domain != dpr_domain_id(dom, strlen(dom)))
+        FAIL("the session's domain id is not that of '%s'", dom);
+    printf("DOMAIN %s\n", dom);
 
     /* exec across shards */
     char key[32], val[32];
@@ -502,7 +516,42 @@ static void scenario_idle(double seconds)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...]\n"
-               "                     [--seconds S] [--relaxed] basic|writer|idle\n");
+               "                     [--domain NAME] [--seconds S] [--relaxed] "
+               "basic|writer|idle\n");
+}
+
+static void scenario_follow(double seconds)
+{
+    dpr_client_session *s;
+    uint64_t seq = 0, n = 0;
+    char key[32], val[32];
+    int r = dpr_client_session_open(client, 0, &s);
+
+    if (r < 0)
+        FAIL("open: %s", dpr_client_errstr(client));
+    printf("READY\n");
+    fflush(stdout);
+    for (double end = now_s() + seconds; now_s() < end; n++) {
+        snprintf(key, sizeof(key), "f%llu", (unsigned long long)n + 1);
+        snprintf(val, sizeof(val), "%llu", (unsigned long long)n + 1);
+        expect_str(exec3(s, "SET", key, val, &seq), "OK", "SET");
+        if (seq != n + 1) /* withdrawn batches were taken back: no gaps */
+            FAIL("operation %llu got sequence number %llu", (unsigned long long)n + 1,
+                 (unsigned long long)seq);
+        usleep(2000);
+    }
+    r = dpr_client_session_wait_committed(s, seq, 30000);
+    if (r < 0)
+        FAIL("wait_committed: %s (%s)", strerror(-r), dpr_client_session_errstr(s));
+    for (uint64_t i = 1; i <= n; i++) {
+        snprintf(key, sizeof(key), "f%llu", (unsigned long long)i);
+        snprintf(val, sizeof(val), "%llu", (unsigned long long)i);
+        expect_str(exec3(s, "GET", key, NULL, NULL), val, key);
+    }
+    printf("PASS follow epoch=%llu shards=%zu ops=%llu\n",
+           (unsigned long long)dpr_client_session_layout_epoch(s),
+           dpr_client_session_nshards(s), (unsigned long long)n);
+    dpr_client_session_close(s);
 }
 
 int main(int argc, char **argv)
@@ -510,7 +559,8 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"finder", required_argument, NULL, 'f'}, {"shard", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 't'}, {"relaxed", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+        {"domain", required_argument, NULL, 'd'},  {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     dpr_endpoint shards[MAX_SHARDS];
     char hosts[MAX_SHARDS][DPR_HOST_MAX], fhost[DPR_HOST_MAX];
     size_t nshards = 0;
@@ -539,6 +589,9 @@ int main(int argc, char **argv)
         case 'r':
             flags = DPR_SESSION_RELAXED;
             break;
+        case 'd':
+            cfg.domain = optarg; /* checked by dpr_client_new */
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -565,6 +618,8 @@ int main(int argc, char **argv)
         scenario_writer(seconds, flags);
     else if (!strcmp(sc, "idle"))
         scenario_idle(seconds);
+    else if (!strcmp(sc, "follow"))
+        scenario_follow(seconds);
     else
         FAIL("unknown scenario %s", sc);
     dpr_client_free(client);

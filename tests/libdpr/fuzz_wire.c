@@ -51,6 +51,7 @@ static void check_request_set_round_trip(const dpr_request_hdr *h)
     dpr_request_hdr d;
     REQUIRE(dpr_wire_decode_request(buf, size, &d, NULL) == (ssize_t)size);
     REQUIRE(d.session.hi == h->session.hi && d.session.lo == h->session.lo);
+    REQUIRE(d.domain == h->domain && d.domain != 0);
     REQUIRE(d.world_line == h->world_line && d.version_lb == h->version_lb);
     REQUIRE(d.batch_id == h->batch_id && d.op_count == h->op_count);
     REQUIRE(d.dep_count == dpr_depset_count(&set));
@@ -78,6 +79,7 @@ static void fuzz_request(const uint8_t *data, size_t size)
     }
     REQUIRE((size_t)n <= size);
     REQUIRE((size_t)n == dpr_wire_request_size(h.dep_count));
+    REQUIRE(h.domain != 0 && data[0] == DPR_WIRE_REQUEST_FORMAT);
     REQUIRE(dpr_wire_decode_request(data, (size_t)n - 1, &h, NULL) == -EAGAIN);
     REQUIRE(dpr_wire_decode_request(data, size % (size_t)n, &h, NULL) == -EAGAIN);
     REQUIRE(dpr_wire_decode_request(data, size, &h, NULL) == n);
@@ -141,11 +143,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(copy, data, size);
     fuzz_request(copy, size);
     fuzz_response(copy, size);
-    /* the same bytes with the header bytes forced valid, to get deeper */
+    /* the same bytes with the header bytes forced valid, to get deeper
+     * (requests and responses have formats of their own) */
     if (size >= 2) {
-        copy[0] = DPR_WIRE_FORMAT;
+        copy[0] = DPR_WIRE_REQUEST_FORMAT;
         copy[1] = DPR_WIRE_KIND_REQUEST;
         fuzz_request(copy, size);
+        copy[0] = DPR_WIRE_RESPONSE_FORMAT;
         copy[1] = DPR_WIRE_KIND_RESPONSE;
         fuzz_response(copy, size);
     }

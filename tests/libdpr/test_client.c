@@ -3,12 +3,14 @@
  *
  * No real processes: a fake finder and fake shards run on threads of this
  * process, on loopback ports chosen by the kernel. They speak just enough
- * RESP: the finder answers DPR.SYNC and DPR.PREFIX from a state the test
- * sets; a shard answers INFO (dpr_worker_id) and executes DPR.BATCH framed
- * batches (SET/GET on a tiny table) in the version the test sets, refuses
- * batches of an older world-line, and can be told to hold its answers, to
- * drop connections, to answer an error or garbage. The real dpr-kv is
- * exercised by tests/libdpr/test_client.py.
+ * RESP: the finder answers DPR.SYNC <domain> and DPR.PREFIX <domain> <wl>
+ * from a state the test sets, for its one domain (others are "unknown
+ * domain"); a shard answers INFO (dpr_worker_id, dpr_domain when set) and
+ * executes DPR.BATCH framed batches (SET/GET on a tiny table) in the
+ * version the test sets, refuses batches of an older world-line and of
+ * another domain, and can be told to hold its answers, to drop connections,
+ * to answer an error or garbage. The real dpr-kv is exercised by
+ * tests/libdpr/test_client.py.
  *
  * Nothing here depends on timing: waits are for events, timeouts only keep
  * a broken test from hanging.
@@ -32,6 +34,7 @@
 
 #include "check.h"
 #include "dpr/client.h"
+#include "dpr/domain.h"
 #include "dpr/route.h"
 #include "dpr/wire.h"
 
@@ -68,6 +71,11 @@ typedef struct fake {
     fake_conn conns[MAX_CONNS];
     /* control (under lock) */
     bool stop, drop_conns, hold;
+    /* finder: its domain; shard: the domain its INFO tells ("": none) and
+     * whose batches it runs */
+    char domain[DPR_DOMAIN_MAX + 1];
+    unsigned finder_cmds, bad_domain; /* finder commands; with a wrong domain */
+    bool info_domain;                 /* shard: INFO tells dpr_domain */
     /* finder */
     uint64_t world_line, max_version;
     uint64_t cut[8][2];
@@ -145,15 +153,29 @@ static bool arg_is(const redisReply *r, size_t i, const char *s)
 
 static void finder_request(fake *f, fake_conn *c, const redisReply *req)
 {
-    if (arg_is(req, 0, "DPR.SYNC")) {
+    if (arg_is(req, 0, "DPR.SYNC") || arg_is(req, 0, "DPR.PREFIX")) {
+        /* the domain is always the first argument */
+        f->finder_cmds++;
+        if (req->elements < 2 || req->element[1]->type != REDIS_REPLY_STRING) {
+            f->bad_domain++;
+            out_fmt(c, "-ERR wrong number of arguments for '%s'\r\n", req->element[0]->str);
+            return;
+        }
+        if (strcmp(req->element[1]->str, f->domain) != 0) {
+            f->bad_domain++;
+            out_fmt(c, "-ERR unknown domain '%s'\r\n", req->element[1]->str);
+            return;
+        }
+    }
+    if (arg_is(req, 0, "DPR.SYNC") && req->elements == 2) {
         f->syncs++;
         out_fmt(c, "*3\r\n:%llu\r\n:%llu\r\n*%zu\r\n", (unsigned long long)f->world_line,
                 (unsigned long long)f->max_version, 2 * f->ncut);
         for (size_t i = 0; i < f->ncut; i++)
             out_fmt(c, ":%llu\r\n:%llu\r\n", (unsigned long long)f->cut[i][0],
                     (unsigned long long)f->cut[i][1]);
-    } else if (arg_is(req, 0, "DPR.PREFIX") && req->elements == 2) {
-        uint64_t wl = strtoull(req->element[1]->str, NULL, 10);
+    } else if (arg_is(req, 0, "DPR.PREFIX") && req->elements == 3) {
+        uint64_t wl = strtoull(req->element[2]->str, NULL, 10);
         for (size_t p = 0; p < f->nprefix; p++) {
             if (f->prefix_wl[p] != wl)
                 continue;
@@ -217,6 +239,11 @@ static bool shard_run_batch(fake *f, fake_conn *c)
         out_fmt(c, "*2\r\n$3\r\nabc\r\n*0\r\n");
         goto out;
     }
+    if (h.domain != dpr_domain_id(f->domain, strlen(f->domain))) {
+        out_fmt(c, "-ERR DPR.BATCH refused: domain %llu: not this worker's\r\n",
+                (unsigned long long)h.domain);
+        goto out;
+    }
     dpr_response_hdr r = {.batch_id = h.batch_id, .op_count = h.op_count};
     if (h.world_line < f->world_line) {
         r.status = DPR_WIRE_REFUSED;
@@ -276,6 +303,8 @@ static bool shard_request(fake *f, fake_conn *c, redisReply *req)
                                 : snprintf(info, sizeof(info), "# DPR\r\ndpr_worker_id:%llu\r\n"
                                            "dpr_version:%llu\r\n", (unsigned long long)f->worker,
                                            (unsigned long long)f->version);
+        if (!f->no_worker_id && f->info_domain)
+            n += snprintf(info + n, sizeof(info) - (size_t)n, "dpr_domain:%s\r\n", f->domain);
         out_bulk(c, info, (size_t)n);
     } else if (arg_is(req, 0, "DPR.BATCH") && req->elements == 2 &&
                req->element[1]->len <= sizeof(c->hdr)) {
@@ -416,6 +445,8 @@ static fake *fake_start(enum fake_kind kind, uint64_t worker)
     f->worker = worker;
     f->world_line = 1;
     f->version = 1;
+    snprintf(f->domain, sizeof(f->domain), "%s", DPR_DOMAIN_DEFAULT);
+    f->info_domain = true;
     for (int i = 0; i < MAX_CONNS; i++)
         f->conns[i].fd = -1;
     pthread_mutex_init(&f->lock, NULL);
@@ -526,20 +557,36 @@ typedef struct fixture {
     dpr_client *c;
 } fixture;
 
-static int make_client(fixture *fx, unsigned depth, bool give_workers, dpr_client **out)
+/* A client of the fixture's shards in `domain` (NULL: the default); err (if
+ * not NULL) gets the failure. */
+static int make_client_in(fixture *fx, unsigned depth, bool give_workers, const char *domain,
+                          dpr_client **out, dpr_err *err)
 {
     dpr_endpoint eps[2];
-    dpr_err err;
+    dpr_err e;
     for (int i = 0; i < 2; i++)
         eps[i] = (dpr_endpoint){"127.0.0.1", fx->sh[i]->port, give_workers,
                                 give_workers ? fx->sh[i]->worker : 0};
     dpr_client_config cfg = {.shards = eps, .nshards = 2,
                              .finder = {"127.0.0.1", fx->finder->port, false, 0},
-                             .io_timeout_ms = 5000, .pipeline_depth = depth};
-    int r = dpr_client_new(&cfg, out, &err);
-    if (r < 0)
-        fprintf(stderr, "  dpr_client_new: %s\n", err.msg);
+                             .io_timeout_ms = 5000, .pipeline_depth = depth, .domain = domain};
+    int r = dpr_client_new(&cfg, out, err ? err : &e);
+    if (r < 0 && !err)
+        fprintf(stderr, "  dpr_client_new: %s\n", e.msg);
     return r;
+}
+
+static int make_client(fixture *fx, unsigned depth, bool give_workers, dpr_client **out)
+{
+    return make_client_in(fx, depth, give_workers, NULL, out, NULL);
+}
+
+/* Every fake of the fixture in `domain`. */
+static void fx_set_domain(fixture *fx, const char *domain)
+{
+    fake *all[3] = {fx->finder, fx->sh[0], fx->sh[1]};
+    for (int i = 0; i < 3; i++)
+        WITH_LOCK(all[i], snprintf(all[i]->domain, sizeof(all[i]->domain), "%s", domain));
 }
 
 static void fx_start(fixture *fx, unsigned depth)
@@ -674,6 +721,158 @@ TEST(client_config_errors)
     CHECK_EQ_INT(err.code, r);
     CHECK(c == NULL);
     CHECK(strstr(err.msg, "finder 127.0.0.1:1: ") == err.msg);
+    fx_stop(&fx);
+}
+
+/* The default domain: the finder commands name "default" and every batch
+ * header carries its id. */
+TEST(default_domain)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t seq = 0, cp = 0;
+    const uint64_t id = dpr_domain_id("default", 7);
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK(strcmp(dpr_client_domain(fx.c), "default") == 0);
+    CHECK_EQ_U64(dpr_client_session_state(s)->domain, id);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "a", &seq), 0);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "b", &seq), 0);
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), 0);
+    for (int k = 0; k < 2; k++) {
+        pthread_mutex_lock(&fx.sh[k]->lock);
+        CHECK_EQ_U64(fx.sh[k]->batches, 1);
+        CHECK_EQ_U64(fx.sh[k]->last.domain, id);
+        pthread_mutex_unlock(&fx.sh[k]->lock);
+    }
+    pthread_mutex_lock(&fx.finder->lock);
+    CHECK(fx.finder->finder_cmds >= 3); /* new, open, commit point */
+    CHECK_EQ_U64(fx.finder->bad_domain, 0);
+    pthread_mutex_unlock(&fx.finder->lock);
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
+/* A named domain end to end: a finder and shards of domain "orders.eu-1";
+ * a client of that domain works (sync, batches, rollback through DPR.PREFIX
+ * <domain> <wl>), one of another domain is told why it cannot. */
+TEST(named_domain)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_client_session *s = NULL;
+    dpr_err err;
+    uint64_t seq = 0;
+    dpr_rollback_result rb;
+    const char *name = "orders.eu-1";
+    const uint64_t id = dpr_domain_id(name, strlen(name));
+    memset(&rb, 0, sizeof(rb));
+    fx_start(&fx, 0); /* its default-domain client is not used */
+    fx_set_domain(&fx, name);
+    CHECK_EQ_INT(make_client_in(&fx, 0, false, name, &c, NULL), 0);
+    if (!c || dpr_client_session_open(c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK(strcmp(dpr_client_domain(c), name) == 0);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->version = 3);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "1", &seq), 0);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "2", &seq), 0);
+    pthread_mutex_lock(&fx.sh[0]->lock);
+    CHECK_EQ_U64(fx.sh[0]->last.domain, id);
+    pthread_mutex_unlock(&fx.sh[0]->lock);
+    /* a rollback asks DPR.PREFIX of this domain */
+    finder_bump(fx.finder, 101, 3, 202, 0);
+    WITH_LOCK(fx.sh[0], fx.sh[0]->world_line = 2);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "3", &seq), -ESTALE);
+    CHECK_EQ_INT(dpr_client_session_rollback(s, 5000, &rb), 0);
+    CHECK_EQ_U64(rb.lost_from, 3);
+    CHECK_EQ_U64(dpr_client_session_state(s)->world_line, 2);
+    pthread_mutex_lock(&fx.finder->lock);
+    CHECK_EQ_U64(fx.finder->bad_domain, 0);
+    pthread_mutex_unlock(&fx.finder->lock);
+
+    /* a client of the default domain: the shards say they are not its own */
+    dpr_client *other = NULL;
+    CHECK_EQ_INT(make_client_in(&fx, 0, false, NULL, &other, &err), -EXDEV);
+    CHECK(other == NULL);
+    CHECK(strstr(err.msg, "belongs to DPR domain 'orders.eu-1', not to the client's domain "
+                          "'default'") != NULL);
+    /* worker ids given (no INFO): the finder does not know the domain */
+    CHECK_EQ_INT(make_client_in(&fx, 0, true, "default", &other, &err), -EREMOTEIO);
+    CHECK(other == NULL);
+    CHECK(strstr(err.msg, "unknown domain 'default'") != NULL);
+    /* shards that do not tell their domain (older dpr-kv) are taken at
+     * their word; the finder still has the last say, and the shards refuse
+     * the batches of another domain */
+    WITH_LOCK(fx.sh[0], fx.sh[0]->info_domain = false);
+    WITH_LOCK(fx.sh[1], fx.sh[1]->info_domain = false);
+    WITH_LOCK(fx.finder, snprintf(fx.finder->domain, sizeof(fx.finder->domain), "blue"));
+    CHECK_EQ_INT(make_client_in(&fx, 0, false, "blue", &other, &err), 0);
+    dpr_client_session *os = NULL;
+    if (other && dpr_client_session_open(other, 0, &os) == 0) {
+        CHECK_EQ_INT(exec_set(os, key_on(1), "x", &seq), -EREMOTEIO);
+        CHECK(strstr(dpr_client_session_errstr(os), "DPR.BATCH refused: domain") != NULL);
+    } else {
+        CHECK(!"blue session");
+    }
+    dpr_client_session_close(os);
+    dpr_client_free(other);
+out:
+    free(rb.survived_above);
+    dpr_client_session_close(s);
+    dpr_client_free(c);
+    fx_stop(&fx);
+}
+
+/* dpr_client_new refuses a domain name that is not one, saying why, before
+ * any connection. */
+TEST(invalid_domain_names)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_err err;
+    char longest[DPR_DOMAIN_MAX + 2];
+    const char *bad[] = {"", "Default", "-x", ".x", "_x", "a b", "a/b", "dom\xc3\xa9",
+                         "a\nb", NULL};
+    fx_start(&fx, 0);
+    pthread_mutex_lock(&fx.finder->lock);
+    unsigned before = fx.finder->accepted;
+    pthread_mutex_unlock(&fx.finder->lock);
+    memset(longest, 'a', sizeof(longest));
+    longest[DPR_DOMAIN_MAX + 1] = '\0'; /* 64 characters: one too many */
+    bad[sizeof(bad) / sizeof(bad[0]) - 1] = longest;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_EQ_INT(make_client_in(&fx, 0, true, bad[i], &c, &err), -EINVAL);
+        CHECK(c == NULL);
+        CHECK_EQ_INT(err.code, -EINVAL);
+        CHECK(strncmp(err.msg, "invalid domain name '", 21) == 0);
+        CHECK(strstr(err.msg, "expected 1 to 63 characters a-z, 0-9, '.', '_' or '-', "
+                              "starting with a letter or a digit") != NULL);
+    }
+    /* the last one: a 64-character name, shown cut at 63 */
+    char shown[DPR_DOMAIN_MAX + 8];
+    snprintf(shown, sizeof(shown), "'%.*s...'", DPR_DOMAIN_MAX, longest);
+    CHECK(strstr(err.msg, shown) != NULL);
+    pthread_mutex_lock(&fx.finder->lock);
+    CHECK_EQ_U64(fx.finder->accepted, before); /* nothing connected */
+    pthread_mutex_unlock(&fx.finder->lock);
+    /* the longest valid name, and names with every allowed character */
+    longest[DPR_DOMAIN_MAX] = '\0';
+    const char *good[] = {longest, "0", "a-b_c.d", "9lives"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        WITH_LOCK(fx.finder, snprintf(fx.finder->domain, sizeof(fx.finder->domain), "%s",
+                                      good[i]));
+        CHECK_EQ_INT(make_client_in(&fx, 0, true, good[i], &c, &err), 0);
+        if (c)
+            CHECK(strcmp(dpr_client_domain(c), good[i]) == 0);
+        dpr_client_free(c);
+        c = NULL;
+    }
     fx_stop(&fx);
 }
 
@@ -1075,6 +1274,9 @@ int main(void)
     RUN(endpoint_parse);
     RUN(client_learns_workers_and_routes);
     RUN(client_config_errors);
+    RUN(default_domain);
+    RUN(named_domain);
+    RUN(invalid_domain_names);
     RUN(exec_and_commit);
     RUN(pipeline_strict);
     RUN(pipeline_relaxed);

@@ -108,3 +108,24 @@ def test_idle_session_after_restart(cluster_factory):
     finally:
         out = finish_driver(p)
     assert "PASS idle" in out
+
+
+def test_exec_follows_a_resize(cluster_factory):
+    """dpr_client_session_exec follows the deployment's layout: a client
+    made with 2 shards keeps writing while the deployment grows to 3
+    (-TRYAGAIN during the pause, -MOVED after it: the session refreshes
+    its layout and re-routes) and shrinks to 1; every key reads back, with
+    no gap in the sequence numbers and no rollback."""
+    c = cluster_factory(2)
+    shards = list(c.shards)
+    dprtest.set_layout(shards)
+    p = start_driver(c, "--seconds", "6", "follow")
+    dprtest.wait_for(lambda: "READY" in p.output(), 30, "the driver")
+    time.sleep(1)
+    grown = shards + c.start_shards(1, interval_ms=50, first_worker=200)
+    dprtest.resize_shards(shards, grown, 2)
+    time.sleep(1)
+    dprtest.resize_shards(grown, grown[:1], 3)
+    out = finish_driver(p)
+    assert "PASS follow epoch=3 shards=1" in out, out
+    assert sum(s.info()["dpr_layout_tryagain"] for s in grown) > 0

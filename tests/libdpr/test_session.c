@@ -17,11 +17,14 @@
 #include <string.h>
 
 #include "check.h"
+#include "dpr/domain.h"
 #include "dpr/session.h"
 #include "dpr/wire.h"
 #include "dpr/worker.h"
 
 static const dpr_session_id SID = {0xabcdef0123456789ULL, 42};
+/* the sessions' and the workers' domain */
+#define DOM dpr_domain_id("orders.eu-1", 11)
 
 /* ======================================================================
  * Session alone
@@ -64,9 +67,11 @@ TEST(init_and_headers)
     dpr_session s;
     dpr_request_hdr h;
     uint64_t first = 0;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0x8), -EINVAL);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0x8), -EINVAL);
     dpr_session_free(&s);
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 5, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, 0, 1, 0), -EINVAL); /* no name has id 0 */
+    dpr_session_free(&s);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 5, 0), 0);
     CHECK_EQ_U64(s.next_seq, 1);
     CHECK_EQ_U64(s.next_batch_id, 1);
     CHECK_EQ_U64(s.commit_point, 0);
@@ -76,6 +81,8 @@ TEST(init_and_headers)
     CHECK_EQ_U64(first, 1);
     CHECK_EQ_U64(h.session.hi, SID.hi);
     CHECK_EQ_U64(h.session.lo, SID.lo);
+    CHECK_EQ_U64(s.domain, DOM);
+    CHECK_EQ_U64(h.domain, DOM); /* every batch carries the session's domain */
     CHECK_EQ_U64(h.world_line, 5);
     CHECK_EQ_U64(h.batch_id, 1);
     CHECK_EQ_U64(h.op_count, 3);
@@ -91,8 +98,9 @@ TEST(init_and_headers)
     /* the header encodes with the session's dependencies */
     uint8_t buf[128];
     dpr_request_hdr d;
-    CHECK_EQ_INT(dpr_wire_encode_request(&h, &s.deps, buf, sizeof(buf)), 72);
-    CHECK_EQ_INT(dpr_wire_decode_request(buf, 72, &d, NULL), 72);
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, &s.deps, buf, sizeof(buf)), 80);
+    CHECK_EQ_INT(dpr_wire_decode_request(buf, 80, &d, NULL), 80);
+    CHECK_EQ_U64(d.domain, DOM);
     uint64_t w, v;
     dpr_wire_request_dep(&d, 0, &w, &v);
     CHECK_EQ_U64(w, 7);
@@ -103,7 +111,7 @@ TEST(init_and_headers)
 TEST(resolve_errors)
 {
     dpr_session s;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 2, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 2, 0), 0);
     uint64_t b = start(&s, 1, 3);
     CHECK_EQ_INT(answer(&s, b + 1, 3, 1), -ENOENT);
     CHECK_EQ_INT(answer(&s, b, 2, 1), -EBADMSG); /* op count */
@@ -136,7 +144,7 @@ TEST(resolve_errors)
 TEST(strict_busy_rules)
 {
     dpr_session s;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
     uint64_t b1 = start(&s, 0, 1);
     uint64_t b2 = start(&s, 0, 2); /* pipelining to one worker is fine */
     CHECK(b1 && b2);
@@ -164,11 +172,94 @@ TEST(strict_busy_rules)
     dpr_session_free(&s);
 
     /* relaxed: batches to different workers may be in flight together */
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, DPR_SESSION_RELAXED), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, DPR_SESSION_RELAXED), 0);
     CHECK(start(&s, 0, 1) && start(&s, 1, 1) && start(&s, 2, 1));
     b1 = start(&s, 3, 1);
     CHECK_EQ_INT(dpr_session_abandon_batch(&s, b1), 0);
     CHECK(start(&s, 4, 1) != 0);
+    dpr_session_free(&s);
+}
+
+/* A batch refused as a whole before it ran (-MOVED, -TRYAGAIN) is
+ * cancelled: the session is as if it had never begun, and the operations go
+ * again, re-routed, under the same sequence numbers. */
+TEST(cancel_newest_batch)
+{
+    dpr_session s;
+    dpr_request_hdr h;
+    uint64_t first;
+    dpr_depset cut = DPR_DEPSET_INIT;
+
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
+    uint64_t b1 = start(&s, 0, 2);
+    CHECK_EQ_INT(answer(&s, b1, 2, 3), 0);
+    uint64_t b2 = start(&s, 0, 1);
+    uint64_t b3 = start(&s, 0, 2);
+    CHECK(b2 && b3);
+    CHECK_EQ_INT(dpr_session_cancel_batch(&s, b2), -EBUSY); /* b3 came after it */
+    CHECK_EQ_INT(dpr_session_cancel_batch(&s, 999), -ENOENT);
+    CHECK_EQ_INT(dpr_session_cancel_batch(&s, b3), 0);
+    CHECK_EQ_U64(s.next_seq, 4);
+    CHECK_EQ_INT(dpr_session_cancel_batch(&s, b3), -ENOENT);
+    CHECK_EQ_INT(dpr_session_cancel_batch(&s, b2), 0);  /* now the newest */
+    CHECK_EQ_U64(s.next_seq, 3);
+    CHECK_EQ_U64(s.nbatches, 0);
+    CHECK_EQ_U64(s.ops_len, 2);
+    /* not in doubt: another worker may be used at once (strict mode), and
+     * the cancelled sequence numbers are issued again */
+    CHECK_EQ_INT(dpr_session_begin_batch(&s, 1, 2, &h, &first), 0);
+    CHECK_EQ_U64(first, 3);
+    CHECK_EQ_U64(h.version_lb, 3); /* the dependencies are unchanged */
+    CHECK_EQ_INT(answer(&s, h.batch_id, 2, 4), 0);
+    cut_set(&cut, 3, 4, 0);
+    CHECK_EQ_U64(dpr_session_commit_point(&s, &cut), 4);
+    CHECK(dpr_session_is_committed(&s, 4));
+    dpr_depset_free(&cut);
+    dpr_session_free(&s);
+}
+
+/* A refused batch with later batches after it cannot be taken back: its
+ * operations are withdrawn, not part of the history (never committed,
+ * never lost), and the commit point passes over them. */
+TEST(withdraw_batch)
+{
+    dpr_session s;
+    dpr_depset cut = DPR_DEPSET_INIT;
+    dpr_rollback_result res;
+
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
+    uint64_t b1 = start(&s, 0, 1);   /* seq 1 */
+    uint64_t b2 = start(&s, 0, 2);   /* seq 2, 3: refused (MOVED) */
+    uint64_t b3 = start(&s, 0, 1);   /* seq 4: ran */
+    uint64_t b4 = start(&s, 0, 1);   /* seq 5: refused, the newest */
+    CHECK_EQ_INT(answer(&s, b1, 1, 2), 0);
+    CHECK_EQ_INT(dpr_session_withdraw_batch(&s, b2), 0);
+    CHECK_EQ_INT(dpr_session_withdraw_batch(&s, b2), -ENOENT);
+    CHECK_EQ_INT(answer(&s, b3, 1, 2), 0);
+    CHECK_EQ_INT(dpr_session_withdraw_batch(&s, b4), 1); /* cancelled: seq 5 again */
+    CHECK_EQ_U64(s.next_seq, 5);
+    CHECK(dpr_session_is_withdrawn(&s, 2) && dpr_session_is_withdrawn(&s, 3));
+    CHECK(!dpr_session_is_withdrawn(&s, 1) && !dpr_session_is_withdrawn(&s, 4));
+    cut_set(&cut, 2, 0, 0);
+    CHECK_EQ_U64(dpr_session_commit_point(&s, &cut), 4); /* over 2 and 3 */
+    CHECK(dpr_session_is_committed(&s, 1) && dpr_session_is_committed(&s, 4));
+    CHECK(!dpr_session_is_committed(&s, 2) && !dpr_session_is_committed(&s, 3));
+    /* a rollback reports neither lost: seq 5 and 7 are lost, 6 withdrawn */
+    uint64_t b5 = start(&s, 0, 1);   /* seq 5 */
+    uint64_t b6 = start(&s, 0, 1);   /* seq 6 */
+    uint64_t b7 = start(&s, 0, 1);   /* seq 7 */
+    CHECK_EQ_INT(answer(&s, b5, 1, 3), 0);
+    CHECK_EQ_INT(dpr_session_withdraw_batch(&s, b6), 0);
+    CHECK_EQ_INT(answer(&s, b7, 1, 3), 0);
+    cut_set(&cut, 2, 0, 0);
+    CHECK_EQ_INT(dpr_session_rollback(&s, 2, &cut, &res), 0);
+    CHECK_EQ_U64(res.lost_from, 5);
+    CHECK_EQ_U64(res.lost_count, 2);
+    CHECK_EQ_U64(res.nsurvived_above, 0);
+    free(res.survived_above);
+    CHECK(!dpr_session_is_committed(&s, 6) && dpr_session_is_withdrawn(&s, 6));
+    CHECK(dpr_session_is_withdrawn(&s, 3));
+    dpr_depset_free(&cut);
     dpr_session_free(&s);
 }
 
@@ -179,7 +270,7 @@ TEST(refusal_and_rollback_rules)
     uint64_t first;
     dpr_rollback_result res;
     dpr_depset cut = DPR_DEPSET_INIT;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 3, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 3, 0), 0);
     uint64_t b1 = start(&s, 0, 2);
     CHECK_EQ_INT(answer(&s, b1, 2, 1), 0);
     uint64_t b2 = start(&s, 0, 1);
@@ -223,7 +314,7 @@ TEST(strict_rollback_prefix)
     dpr_session s;
     dpr_rollback_result res;
     dpr_depset cut = DPR_DEPSET_INIT;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
     /* ops 1-2 on W0 v1, 3 on W1 v2, 4-5 on W0 v2, 6 on W2 v2 */
     CHECK_EQ_INT(answer(&s, start(&s, 0, 2), 2, 1), 0);
     CHECK_EQ_INT(answer(&s, start(&s, 1, 1), 1, 2), 0);
@@ -258,7 +349,7 @@ TEST(relaxed_rollback_lists_survivors)
     dpr_session s;
     dpr_rollback_result res;
     dpr_depset cut = DPR_DEPSET_INIT;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, DPR_SESSION_RELAXED), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, DPR_SESSION_RELAXED), 0);
     uint64_t a = start(&s, 0, 1), b = start(&s, 1, 2), c = start(&s, 2, 1), d = start(&s, 0, 1);
     uint64_t e = start(&s, 1, 1);
     CHECK_EQ_INT(answer(&s, a, 1, 1), 0); /* 1: W0 v1 */
@@ -295,7 +386,7 @@ TEST(dependencies_pruned_by_cut)
 {
     dpr_session s;
     dpr_depset cut = DPR_DEPSET_INIT;
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
     CHECK_EQ_INT(answer(&s, start(&s, 0, 1), 1, 3), 0);
     CHECK_EQ_INT(answer(&s, start(&s, 1, 1), 1, 4), 0);
     CHECK_EQ_INT(answer(&s, start(&s, 2, 1), 1, 5), 0);
@@ -317,7 +408,7 @@ TEST(ring_wraps)
 {
     dpr_session s;
     dpr_depset cut = DPR_DEPSET_INIT;
-    bool ok = dpr_session_init(&s, SID, 1, 0) == 0;
+    bool ok = dpr_session_init(&s, SID, DOM, 1, 0) == 0;
     uint64_t pending[8];
     size_t np = 0;
     uint64_t version = 1;
@@ -352,7 +443,7 @@ TEST(many_workers)
     enum { N = 70000 };
     dpr_session s;
     dpr_depset cut = DPR_DEPSET_INIT;
-    bool ok = dpr_session_init(&s, SID, 1, 0) == 0;
+    bool ok = dpr_session_init(&s, SID, DOM, 1, 0) == 0;
     for (uint64_t w = 0; w < N && ok; w++)
         ok = answer(&s, start(&s, w * 0x10001ULL, 1), 1, 1 + w % 7) == 0;
     ok = ok && dpr_depset_count(&s.deps) == N;
@@ -549,7 +640,7 @@ static void cl_init(cluster *cl, int n, uint64_t seed)
     EXPECT(cl, cl->rb_cut != NULL);
     for (int i = 0; i < n; i++) {
         cl->ids[i] = ids[i];
-        EXPECT(cl, dpr_worker_init(&cl->w[i], ids[i], 1, 0) == 0);
+        EXPECT(cl, dpr_worker_init(&cl->w[i], ids[i], DOM, 1, 0) == 0);
     }
 }
 
@@ -740,6 +831,7 @@ static bool worker_process_one(cluster *cl, int i)
     size_t need;
     EXPECT(cl, dpr_wire_decode_request(m.buf, m.len, &h, &need) == (ssize_t)m.len);
     EXPECT(cl, h.batch_id == m.batch_id);
+    EXPECT(cl, h.domain == cl->w[i].domain); /* the session's domain, on every batch */
     dpr_admit a = dpr_worker_admit(&cl->w[i], h.world_line);
     if (a == DPR_ADMIT_CATCH_UP) {
         EXPECT(cl, h.world_line <= cl->wl);
@@ -889,7 +981,7 @@ static void crash(cluster *cl, int i)
     }
     drop_messages(cl, i);
     dpr_worker_free(&cl->w[i]);
-    EXPECT(cl, dpr_worker_init(&cl->w[i], cl->ids[i], cl->wl, cl->cut[i]) == 0);
+    EXPECT(cl, dpr_worker_init(&cl->w[i], cl->ids[i], DOM, cl->wl, cl->cut[i]) == 0);
     for (int j = 0; j < cl->n; j++)
         if (j != i && cl->w[j].world_line != cl->wl && rnd_below(2))
             worker_catch_up(cl, j);
@@ -975,7 +1067,7 @@ static int random_run(uint64_t seed, unsigned flags, int steps, cluster *stats)
     cluster cl;
     dpr_session s;
     cl_init(&cl, 3, seed);
-    EXPECT(&cl, dpr_session_init(&s, SID, 1, flags) == 0);
+    EXPECT(&cl, dpr_session_init(&s, SID, DOM, 1, flags) == 0);
     for (int step = 0; step < steps && !cl.fail_line; step++) {
         int i = (int)rnd_below(3);
         uint64_t r = rnd_below(1000);
@@ -1038,7 +1130,7 @@ TEST(single_client_single_worker)
     cluster cl;
     dpr_session s;
     cl_init(&cl, 1, 1);
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
     for (int k = 0; k < 10; k++)
         CHECK_EQ_INT(roundtrip(&cl, &s, 0, 1), 0);
     CHECK_EQ_U64(commit_point(&cl, &s), 0);
@@ -1057,7 +1149,7 @@ TEST(single_client_multi_worker)
     cluster cl;
     dpr_session s;
     cl_init(&cl, 3, 2);
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
     CHECK_EQ_INT(roundtrip(&cl, &s, 0, 1), 0);
     CHECK_EQ_INT(roundtrip(&cl, &s, 1, 1), 0);
     CHECK_EQ_INT(roundtrip(&cl, &s, 2, 1), 0);
@@ -1081,7 +1173,7 @@ TEST(relaxed_commit_exceptions)
     cluster cl;
     dpr_session s;
     cl_init(&cl, 3, 3);
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, DPR_SESSION_RELAXED), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, DPR_SESSION_RELAXED), 0);
     CHECK_EQ_INT(roundtrip(&cl, &s, 0, 1), 0); /* 1: W0 v1 */
     checkpoint(&cl, 0);                        /* W0 seals 1, opens 2 */
     CHECK_EQ_INT(issue(&cl, &s, 0, 1), 0);     /* 2: W0 v2 */
@@ -1114,7 +1206,7 @@ TEST(rollback_after_crash_reusing_numbers)
     cluster cl;
     dpr_session s;
     cl_init(&cl, 2, 4);
-    CHECK_EQ_INT(dpr_session_init(&s, SID, 1, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&s, SID, DOM, 1, 0), 0);
     CHECK_EQ_INT(roundtrip(&cl, &s, 0, 1), 0); /* 1: W0 v1 */
     CHECK_EQ_INT(roundtrip(&cl, &s, 0, 1), 0); /* 2: W0 v1 */
     checkpoint(&cl, 0);
@@ -1127,7 +1219,7 @@ TEST(rollback_after_crash_reusing_numbers)
         worker_catch_up(&cl, 0);
     /* the new world-line runs on and W1 reports version 1 again */
     dpr_session other;
-    CHECK_EQ_INT(dpr_session_init(&other, (dpr_session_id){1, 1}, 2, 0), 0);
+    CHECK_EQ_INT(dpr_session_init(&other, (dpr_session_id){1, 1}, DOM, 2, 0), 0);
     dpr_request_hdr h;
     uint64_t first;
     CHECK_EQ_INT(dpr_session_begin_batch(&other, cl.ids[1], 1, &h, &first), 0);
@@ -1195,6 +1287,8 @@ int main(void)
     RUN(init_and_headers);
     RUN(resolve_errors);
     RUN(strict_busy_rules);
+    RUN(cancel_newest_batch);
+    RUN(withdraw_batch);
     RUN(refusal_and_rollback_rules);
     RUN(strict_rollback_prefix);
     RUN(relaxed_rollback_lists_survivors);

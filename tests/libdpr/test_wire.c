@@ -1,19 +1,27 @@
 /* test_wire.c - batch header encoding/decoding: round trips, exact bytes,
- * truncation, corruption, limits. */
+ * truncation, corruption, limits, the domain field and the format-1
+ * refusal, and the fuzz seeds (corpus/fuzz_wire/) decoding whole. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "dpr/domain.h"
 #include "dpr/wire.h"
+
+/* docs/protocol.md's example: domain "default" */
+#define DEFAULT_ID UINT64_C(0xebada5168620c5fe)
 
 static dpr_request_hdr sample_request(void)
 {
     return (dpr_request_hdr){
         .session = {.hi = 0x0102030405060708ULL, .lo = 0x1112131415161718ULL},
-        .world_line = 3, .version_lb = 42, .batch_id = 9, .op_count = 5};
+        .domain = DEFAULT_ID, .world_line = 3, .version_lb = 42, .batch_id = 9,
+        .op_count = 5};
 }
 
 /* Encodes sample_request with deps {(7, 4)} into buf; returns the size. */
@@ -39,20 +47,76 @@ static size_t encode_sample_response(uint8_t *buf, size_t cap)
 
 TEST(request_exact_bytes)
 {
-    static const uint8_t want[72] = {
-        0x01, 0x51, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00,         /* fmt kind flags ops */
+    static const uint8_t want[80] = {
+        0x02, 0x51, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00,         /* fmt kind flags ops */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,         /* session hi */
         0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,         /* session lo */
         0x03, 0, 0, 0, 0, 0, 0, 0,                              /* world-line */
         0x2a, 0, 0, 0, 0, 0, 0, 0,                              /* version lb */
         0x09, 0, 0, 0, 0, 0, 0, 0,                              /* batch id */
         0x01, 0, 0, 0, 0, 0, 0, 0,                              /* dep count, reserved */
+        0xfe, 0xc5, 0x20, 0x86, 0x16, 0xa5, 0xad, 0xeb,         /* domain "default" */
         0x07, 0, 0, 0, 0, 0, 0, 0, 0x04, 0, 0, 0, 0, 0, 0, 0,   /* dep (7, 4) */
     };
     uint8_t buf[128];
-    CHECK_EQ_U64(encode_sample_request(buf, sizeof(buf)), 72);
+    CHECK_EQ_U64(dpr_domain_id("default", 7), DEFAULT_ID);
+    CHECK_EQ_U64(encode_sample_request(buf, sizeof(buf)), 80);
     CHECK(memcmp(buf, want, sizeof(want)) == 0);
-    CHECK_EQ_U64(dpr_wire_request_size(1), 72);
+    CHECK_EQ_U64(dpr_wire_request_size(1), 80);
+}
+
+/* The domain travels as it is: any id but 0, which no name has. */
+TEST(request_domain)
+{
+    uint8_t buf[128];
+    dpr_request_hdr h = sample_request(), d;
+    const uint64_t ids[] = {1, 2, UINT64_MAX, DEFAULT_ID, 0x8000000000000000ULL};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        h.domain = ids[i];
+        CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), 64);
+        CHECK_EQ_U64(dpr_get_u64(buf + 56), ids[i]);
+        CHECK_EQ_INT(dpr_wire_decode_request(buf, 64, &d, NULL), 64);
+        CHECK_EQ_U64(d.domain, ids[i]);
+    }
+    h.domain = 0;
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), -EINVAL);
+    /* a domain 0 on the wire is malformed, like a batch id 0 */
+    h.domain = 5;
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), 64);
+    dpr_put_u64(buf + 56, 0);
+    CHECK_EQ_INT(dpr_wire_decode_request(buf, 64, &d, NULL), -EBADMSG);
+}
+
+/* A format-1 request (before domains: 56 bytes, no domain) is refused at its
+ * first byte, whatever follows; so is any other format. Responses keep
+ * format 1. */
+TEST(request_format_1_refused)
+{
+    /* the format-1 example of the documentation before issue 9 */
+    static const uint8_t v1[72] = {
+        0x01, 0x51, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05,
+        0x04, 0x03, 0x02, 0x01, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
+        0x03, 0, 0, 0, 0, 0, 0, 0, 0x2a, 0, 0, 0, 0, 0, 0, 0,
+        0x09, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0,
+        0x07, 0, 0, 0, 0, 0, 0, 0, 0x04, 0, 0, 0, 0, 0, 0, 0,
+    };
+    dpr_request_hdr d;
+    size_t need = 777;
+    for (size_t len = 1; len <= sizeof(v1); len++) {
+        CHECK_EQ_INT(dpr_wire_decode_request(v1, len, &d, &need), -EPROTONOSUPPORT);
+        CHECK_EQ_U64(need, 777); /* untouched: no size is announced */
+    }
+    CHECK_EQ_INT(dpr_wire_decode_request(v1, 0, &d, &need), -EAGAIN);
+    uint8_t buf[128];
+    size_t size = encode_sample_request(buf, sizeof(buf));
+    CHECK_EQ_U64(buf[0], DPR_WIRE_REQUEST_FORMAT);
+    for (unsigned f = 0; f < 256; f++) {
+        buf[0] = (uint8_t)f;
+        int want = f == DPR_WIRE_REQUEST_FORMAT ? (int)size : -EPROTONOSUPPORT;
+        CHECK_EQ_INT(dpr_wire_decode_request(buf, size, &d, NULL), want);
+    }
+    CHECK_EQ_U64(DPR_WIRE_REQUEST_FORMAT, 0x02);
+    CHECK_EQ_U64(DPR_WIRE_RESPONSE_FORMAT, 0x01);
 }
 
 TEST(response_exact_bytes)
@@ -92,6 +156,7 @@ TEST(request_round_trip)
         CHECK_EQ_INT(dpr_wire_decode_request(buf, size + 8, &d, &need), size);
         CHECK_EQ_U64(d.session.hi, h.session.hi);
         CHECK_EQ_U64(d.session.lo, h.session.lo);
+        CHECK_EQ_U64(d.domain, h.domain);
         CHECK_EQ_U64(d.world_line, h.world_line);
         CHECK_EQ_U64(d.version_lb, h.version_lb);
         CHECK_EQ_U64(d.batch_id, h.batch_id);
@@ -171,7 +236,7 @@ TEST(request_every_truncation)
 {
     uint8_t buf[128];
     size_t size = encode_sample_request(buf, sizeof(buf));
-    CHECK_EQ_U64(size, 72);
+    CHECK_EQ_U64(size, 80);
     for (size_t len = 0; len < size; len++) {
         dpr_request_hdr d;
         size_t need = 12345;
@@ -225,30 +290,35 @@ static int corrupt_response(size_t off, unsigned width, uint64_t val)
 
 TEST(request_corruption)
 {
-    CHECK_EQ_INT(corrupt_request(0, 1, 0x02, 0), -EPROTONOSUPPORT);
+    CHECK_EQ_INT(corrupt_request(0, 1, 0x01, 0), -EPROTONOSUPPORT);  /* format 1 */
+    CHECK_EQ_INT(corrupt_request(0, 1, 0x03, 0), -EPROTONOSUPPORT);
     CHECK_EQ_INT(corrupt_request(0, 1, 0x00, 0), -EPROTONOSUPPORT);
-    CHECK_EQ_INT(corrupt_request(0, 1, 0x02, 71), -EPROTONOSUPPORT); /* 1 byte only */
+    CHECK_EQ_INT(corrupt_request(0, 1, 0x01, 79), -EPROTONOSUPPORT); /* 1 byte only */
     CHECK_EQ_INT(corrupt_request(1, 1, 0x52, 0), -EBADMSG);          /* a response */
-    CHECK_EQ_INT(corrupt_request(1, 1, 0x52, 70), -EBADMSG);         /* 2 bytes only */
+    CHECK_EQ_INT(corrupt_request(1, 1, 0x52, 78), -EBADMSG);         /* 2 bytes only */
     CHECK_EQ_INT(corrupt_request(2, 2, 0x0100, 0), -EBADMSG);        /* flags */
     CHECK_EQ_INT(corrupt_request(2, 1, 0x01, 0), -EBADMSG);
     CHECK_EQ_INT(corrupt_request(52, 4, 0x80000000, 0), -EBADMSG);   /* reserved */
     CHECK_EQ_INT(corrupt_request(4, 4, 0, 0), -EBADMSG);             /* op count 0 */
     CHECK_EQ_INT(corrupt_request(40, 8, 0, 0), -EBADMSG);            /* batch id 0 */
-    CHECK_EQ_INT(corrupt_request(64, 8, 0, 0), -EBADMSG);            /* dep version 0 */
+    CHECK_EQ_INT(corrupt_request(56, 8, 0, 0), -EBADMSG);            /* domain 0 */
+    CHECK_EQ_INT(corrupt_request(72, 8, 0, 0), -EBADMSG);            /* dep version 0 */
     CHECK_EQ_INT(corrupt_request(4, 4, DPR_WIRE_MAX_OPS + 1, 0), -E2BIG);
     CHECK_EQ_INT(corrupt_request(4, 4, UINT32_MAX, 0), -E2BIG);
-    CHECK_EQ_INT(corrupt_request(4, 4, DPR_WIRE_MAX_OPS, 0), 72);    /* at the limit */
+    CHECK_EQ_INT(corrupt_request(4, 4, DPR_WIRE_MAX_OPS, 0), 80);    /* at the limit */
     /* a huge dependency count is refused at once, without waiting for data */
     CHECK_EQ_INT(corrupt_request(48, 4, DPR_WIRE_MAX_DEPS + 1, 16), -E2BIG);
     CHECK_EQ_INT(corrupt_request(48, 4, UINT32_MAX, 0), -E2BIG);
+    /* ... but only once the fixed part (with the domain) is complete */
+    CHECK_EQ_INT(corrupt_request(48, 4, DPR_WIRE_MAX_DEPS + 1, 17), -EAGAIN);
     /* a larger (valid) count than the data: a prefix */
     CHECK_EQ_INT(corrupt_request(48, 4, 2, 0), -EAGAIN);
-    CHECK_EQ_INT(corrupt_request(48, 4, 0, 0), 56); /* shorter header, trailing bytes */
+    CHECK_EQ_INT(corrupt_request(48, 4, 0, 0), 64); /* shorter header, trailing bytes */
     /* fields with no rule accept any value */
-    CHECK_EQ_INT(corrupt_request(24, 8, 0, 0), 72);            /* world-line 0 */
-    CHECK_EQ_INT(corrupt_request(32, 8, UINT64_MAX, 0), 72);   /* version lb */
-    CHECK_EQ_INT(corrupt_request(56, 8, 0, 0), 72);            /* dep worker 0 */
+    CHECK_EQ_INT(corrupt_request(24, 8, 0, 0), 80);            /* world-line 0 */
+    CHECK_EQ_INT(corrupt_request(32, 8, UINT64_MAX, 0), 80);   /* version lb */
+    CHECK_EQ_INT(corrupt_request(56, 8, UINT64_MAX, 0), 80);   /* any domain but 0 */
+    CHECK_EQ_INT(corrupt_request(64, 8, 0, 0), 80);            /* dep worker 0 */
 }
 
 TEST(response_corruption)
@@ -285,9 +355,9 @@ TEST(encoder_errors)
     dpr_depset deps = DPR_DEPSET_INIT;
     CHECK_EQ_INT(dpr_depset_set(&deps, 1, 1), 0);
     CHECK_EQ_INT(dpr_depset_set(&deps, 2, 2), 0);
-    for (size_t cap = 0; cap < 88; cap++)
+    for (size_t cap = 0; cap < 96; cap++)
         CHECK_EQ_INT(dpr_wire_encode_request(&h, &deps, buf, cap), -ENOBUFS);
-    CHECK_EQ_INT(dpr_wire_encode_request(&h, &deps, buf, 88), 88);
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, &deps, buf, 96), 96);
     h.op_count = 0;
     CHECK_EQ_INT(dpr_wire_encode_request(&h, &deps, buf, sizeof(buf)), -EINVAL);
     h.op_count = DPR_WIRE_MAX_OPS + 1;
@@ -296,7 +366,10 @@ TEST(encoder_errors)
     h.batch_id = 0;
     CHECK_EQ_INT(dpr_wire_encode_request(&h, &deps, buf, sizeof(buf)), -EINVAL);
     h = sample_request();
-    CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), 56); /* no deps */
+    h.domain = 0;
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, &deps, buf, sizeof(buf)), -EINVAL);
+    h = sample_request();
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), 64); /* no deps */
     h.dep_count = 1; /* raw list missing */
     CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), -EINVAL);
     uint8_t raw[16] = {1}; /* worker 1, version 0 */
@@ -343,11 +416,13 @@ TEST(encoder_errors)
 
 TEST(size_overflow)
 {
-    CHECK_EQ_U64(dpr_wire_request_size(0), 56);
+    CHECK_EQ_U64(dpr_wire_request_size(0), 64);
     CHECK_EQ_U64(dpr_wire_response_size(0), 32);
     CHECK_EQ_U64(dpr_wire_request_size(SIZE_MAX / 8), SIZE_MAX);
+    CHECK_EQ_U64(dpr_wire_request_size((SIZE_MAX - 64) / 16), SIZE_MAX - 15);
+    CHECK_EQ_U64(dpr_wire_request_size((SIZE_MAX - 64) / 16 + 1), SIZE_MAX);
     CHECK_EQ_U64(dpr_wire_response_size(SIZE_MAX / 4), SIZE_MAX);
-    CHECK_EQ_U64(dpr_wire_request_size(DPR_WIRE_MAX_DEPS), 56 + 16 * (uint64_t)DPR_WIRE_MAX_DEPS);
+    CHECK_EQ_U64(dpr_wire_request_size(DPR_WIRE_MAX_DEPS), 64 + 16 * (uint64_t)DPR_WIRE_MAX_DEPS);
 }
 
 TEST(duplicate_workers_tolerated)
@@ -361,8 +436,8 @@ TEST(duplicate_workers_tolerated)
     dpr_put_u64(raw + 24, 9);
     h.deps = raw;
     h.dep_count = 2;
-    CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), 88);
-    CHECK_EQ_INT(dpr_wire_decode_request(buf, 88, &d, NULL), 88);
+    CHECK_EQ_INT(dpr_wire_encode_request(&h, NULL, buf, sizeof(buf)), 96);
+    CHECK_EQ_INT(dpr_wire_decode_request(buf, 96, &d, NULL), 96);
     CHECK_EQ_U64(d.dep_count, 2);
 }
 
@@ -416,12 +491,14 @@ TEST(random_garbage)
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             p[i] = (uint8_t)x;
         }
-        if (len > 0 && iter % 2)
-            p[0] = DPR_WIRE_FORMAT;
-        if (len > 1 && iter % 4 == 1)
+        if (len > 1 && iter % 4 == 1) {
+            p[0] = DPR_WIRE_REQUEST_FORMAT;
             p[1] = DPR_WIRE_KIND_REQUEST;
-        if (len > 1 && iter % 4 == 3)
+        }
+        if (len > 1 && iter % 4 == 3) {
+            p[0] = DPR_WIRE_RESPONSE_FORMAT;
             p[1] = DPR_WIRE_KIND_RESPONSE;
+        }
         dpr_request_hdr q;
         dpr_response_hdr s;
         ssize_t a = dpr_wire_decode_request(p, len, &q, NULL);
@@ -435,9 +512,64 @@ TEST(random_garbage)
     CHECK(ok);
 }
 
+/* Reads a whole file (at most cap bytes); its size, or -1. */
+static long read_file(const char *path, uint8_t *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, cap, f);
+    bool whole = feof(f) && !ferror(f);
+    fclose(f);
+    return whole ? (long)n : -1;
+}
+
+/* Every seed of fuzz_wire decodes whole (request-* as a request, response-*
+ * as a response): the seeds reach the checks behind a successful decode,
+ * not only the format byte. */
+TEST(fuzz_seeds_decode)
+{
+    static const char dir[] = "tests/libdpr/corpus/fuzz_wire";
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int requests = 0, responses = 0;
+    CHECK(d != NULL);
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char path[512];
+        uint8_t buf[4096];
+        bool req = strncmp(e->d_name, "request-", 8) == 0;
+        bool resp = strncmp(e->d_name, "response-", 9) == 0;
+        if (!req && !resp)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        long n = read_file(path, buf, sizeof(buf));
+        CHECK(n > 0);
+        if (n <= 0)
+            continue;
+        if (req) {
+            dpr_request_hdr h;
+            ssize_t got = dpr_wire_decode_request(buf, (size_t)n, &h, NULL);
+            if (got != n)
+                printf("     %s: %zd of %ld bytes\n", e->d_name, got, n);
+            CHECK_EQ_INT(got, n);
+            requests++;
+        } else {
+            dpr_response_hdr h;
+            CHECK_EQ_INT(dpr_wire_decode_response(buf, (size_t)n, &h, NULL), n);
+            responses++;
+        }
+    }
+    closedir(d);
+    CHECK(requests >= 5 && responses >= 3);
+}
+
 int main(void)
 {
     RUN(request_exact_bytes);
+    RUN(request_domain);
+    RUN(request_format_1_refused);
     RUN(response_exact_bytes);
     RUN(request_round_trip);
     RUN(response_round_trip);
@@ -450,5 +582,6 @@ int main(void)
     RUN(duplicate_workers_tolerated);
     RUN(limits);
     RUN(random_garbage);
+    RUN(fuzz_seeds_decode);
     return check_summary("wire");
 }

@@ -7,9 +7,13 @@
 #include <string.h>
 
 #include "check.h"
+#include "dpr/domain.h"
 #include "dpr/worker.h"
 
 #define SELF 100
+/* the worker's domain ("default"), and another one's */
+#define DOM dpr_domain_id(DPR_DOMAIN_DEFAULT, strlen(DPR_DOMAIN_DEFAULT))
+#define OTHER dpr_domain_id("blue", 4)
 
 /* A request header whose dependency list lives in raw[] (n pairs). */
 typedef struct req {
@@ -21,6 +25,7 @@ static void make_req(req *r, uint64_t world_line, uint64_t lb, size_t n,
                      const uint64_t *pairs)
 {
     memset(r, 0, sizeof(*r));
+    r->h.domain = DOM;
     r->h.world_line = world_line;
     r->h.version_lb = lb;
     r->h.batch_id = 1;
@@ -36,8 +41,9 @@ static void make_req(req *r, uint64_t world_line, uint64_t lb, size_t n,
 TEST(init_and_admission)
 {
     dpr_worker w;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     CHECK_EQ_U64(w.id, SELF);
+    CHECK_EQ_U64(w.domain, DOM);
     CHECK_EQ_U64(w.world_line, 1);
     CHECK_EQ_U64(w.version, 1);
     CHECK_EQ_U64(w.durable, 0);
@@ -48,14 +54,17 @@ TEST(init_and_admission)
     CHECK_EQ_INT(dpr_worker_admit(&w, 2), DPR_ADMIT_CATCH_UP);
     dpr_worker_free(&w);
 
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 4, 17), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 4, 17), 0);
     CHECK_EQ_U64(w.version, 18);
     CHECK_EQ_U64(w.durable, 17);
     CHECK_EQ_U64(w.cut, 17);
     CHECK_EQ_INT(dpr_worker_admit(&w, 3), DPR_ADMIT_REFUSE);
     CHECK_EQ_INT(dpr_worker_admit(&w, 5), DPR_ADMIT_CATCH_UP);
     dpr_worker_free(&w);
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, UINT64_MAX), -EOVERFLOW);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, UINT64_MAX), -EOVERFLOW);
+    dpr_worker_free(&w);
+    /* no name has the id 0 */
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 0, 1, 0), -EINVAL);
     dpr_worker_free(&w);
 }
 
@@ -77,7 +86,7 @@ TEST(fast_forward_relabels_empty_version)
     dpr_worker w;
     uint64_t v = 0;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     const uint64_t deps[] = {7, 10};
     make_req(&r, 1, 3, 1, deps);
     CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
@@ -100,7 +109,7 @@ TEST(fast_forward_nonempty_needs_seal)
     dpr_worker w;
     uint64_t v = 0, sealed = 0;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     const uint64_t d1[] = {7, 1};
     make_req(&r, 1, 0, 1, d1);
     CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
@@ -134,7 +143,7 @@ TEST(plain_operations_do_not_pin)
     dpr_worker w;
     uint64_t v = 0;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     CHECK_EQ_INT(dpr_worker_execute(&w, NULL, &v), 0);
     CHECK_EQ_U64(v, 1);
     CHECK_EQ_U64(w.open_batches, 0);
@@ -153,7 +162,7 @@ TEST(dependency_folding)
     dpr_worker w;
     uint64_t v = 0;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     make_req(&r, 1, 0, 0, NULL);
     CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0); /* version 1 */
     CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 0);
@@ -182,7 +191,7 @@ TEST(checkpoint_order_and_reports)
     uint64_t v, s1, s2, s3;
     req r;
     dpr_worker_report rep;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 3, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 3, 0), 0);
     const uint64_t d[] = {9, 1};
     make_req(&r, 3, 0, 1, d);
     CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
@@ -218,7 +227,7 @@ TEST(pruning_by_cut)
     dpr_worker w;
     uint64_t s;
     dpr_worker_report rep;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     for (int i = 0; i < 5; i++)
         CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0); /* seals 1..5 */
     for (uint64_t i = 1; i <= 3; i++)
@@ -246,7 +255,7 @@ TEST(rollback)
     uint64_t v, s;
     req r;
     dpr_worker_report rep;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     const uint64_t d[] = {5, 1};
     make_req(&r, 1, 0, 1, d);
     for (int i = 0; i < 4; i++) {
@@ -289,7 +298,7 @@ TEST(version_overflow)
     dpr_worker w;
     uint64_t v, s;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     make_req(&r, 1, UINT64_MAX, 0, NULL);
     CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
     CHECK_EQ_U64(v, UINT64_MAX);
@@ -340,7 +349,7 @@ TEST(check_dependency_on_itself)
     dpr_worker_bounds b = {.max_version = 0, .workers = domain, .nworkers = 2};
     uint64_t v;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 4), 0); /* opens 5 */
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 4), 0); /* opens 5 */
     CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){SELF, 5}, &err), 0);
     snapshot before = snap(&w, &b);
     CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){SELF, 6}, &err), -EINVAL);
@@ -368,7 +377,7 @@ TEST(check_unknown_worker)
     dpr_err err;
     const uint64_t domain[] = {3, 7, SELF, 1000};
     dpr_worker_bounds b = {.max_version = 10, .workers = domain, .nworkers = 4};
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     snapshot before = snap(&w, &b);
     CHECK_EQ_INT(check(&w, &b, 0, 2, (uint64_t[]){3, 5, 1000, 2}, &err), 0);
     CHECK_EQ_INT(check(&w, &b, 0, 1, (uint64_t[]){999, 5}, &err), -ENXIO);
@@ -399,7 +408,7 @@ TEST(check_version_bounds)
     const uint64_t domain[] = {7, SELF};
     dpr_worker_bounds b = {.max_version = 100, .workers = domain, .nworkers = 2};
     const uint64_t bound = 100 + DPR_WORKER_SLACK;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), bound);
     snapshot before = snap(&w, &b);
     CHECK_EQ_INT(check(&w, &b, bound, 0, NULL, &err), 0);
@@ -439,11 +448,65 @@ TEST(check_version_bounds)
     dpr_worker_free(&w);
 
     /* versions at or below the worker's own highest always pass */
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 5000000), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 5000000), 0);
     b = (dpr_worker_bounds){.max_version = 10, .workers = domain, .nworkers = 2};
     CHECK_EQ_U64(dpr_worker_version_bound(&w, &b), 5000001);
     CHECK_EQ_INT(check(&w, &b, 5000001, 1, (uint64_t[]){7, 5000001}, &err), 0);
     CHECK_EQ_INT(check(&w, &b, 5000002, 0, NULL, &err), -ERANGE);
+    dpr_worker_free(&w);
+}
+
+/* Rule 0: a batch of another domain is refused with -EXDEV, whatever else
+ * it holds, and changes nothing; the same batch in the worker's domain
+ * runs. */
+TEST(check_other_domain)
+{
+    dpr_worker w;
+    dpr_err err = DPR_ERR_INIT;
+    const uint64_t domain[] = {7, SELF};
+    dpr_worker_bounds b = {.max_version = 100, .workers = domain, .nworkers = 2};
+    uint64_t v;
+    char want[160];
+    req r;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
+    snapshot before = snap(&w, &b);
+    /* a perfectly good batch, but of domain "blue" */
+    make_req(&r, 1, 3, 1, (uint64_t[]){7, 2});
+    r.h.domain = OTHER;
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), -EXDEV);
+    CHECK_EQ_INT(err.code, -EXDEV);
+    snprintf(want, sizeof(want), "domain %" PRIu64 ": this worker belongs to domain %" PRIu64
+             " (the batch comes from a session of another domain)", OTHER, DOM);
+    CHECK(strcmp(err.msg, want) == 0);
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), -EXDEV); /* err optional */
+    /* -EXDEV wins over every other rule: never-valid versions, unknown
+     * workers, stale bounds, a missing dependency list */
+    make_req(&r, 1, UINT64_MAX, 2, (uint64_t[]){SELF, 99, 999, 5});
+    r.h.domain = OTHER;
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), -EXDEV);
+    r.h.deps = NULL;
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), -EXDEV);
+    /* a domain 0 (the decoder refuses it; a caller's own header) is foreign too */
+    make_req(&r, 1, 0, 0, NULL);
+    r.h.domain = 0;
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), -EXDEV);
+    /* nothing changed: no fast-forward, no dependency folded */
+    CHECK(same(before, snap(&w, &b)));
+    CHECK_EQ_U64(w.version, 1);
+    CHECK_EQ_U64(dpr_depset_count(&w.open_deps), 0);
+    /* the same batch in the worker's own domain passes and runs */
+    make_req(&r, 1, 3, 1, (uint64_t[]){7, 2});
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), 0);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(v, 3);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 7), 2);
+    dpr_worker_free(&w);
+    /* a worker of domain "blue" takes blue's batches and refuses default's */
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, OTHER, 1, 0), 0);
+    make_req(&r, 1, 0, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), -EXDEV);
+    r.h.domain = OTHER;
+    CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, &err), 0);
     dpr_worker_free(&w);
 }
 
@@ -454,7 +517,7 @@ TEST(check_error_order)
     dpr_err err;
     const uint64_t domain[] = {7, SELF};
     dpr_worker_bounds b = {.max_version = 100, .workers = domain, .nworkers = 2};
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     /* an unknown worker first, a dependency on itself above highest later */
     CHECK_EQ_INT(check(&w, &b, 0, 2, (uint64_t[]){999, 5, SELF, 9}, &err), -EINVAL);
     CHECK_EQ_INT(check(&w, &b, TWO62 - 1, 1, (uint64_t[]){999, 5}, &err), -ERANGE);
@@ -475,7 +538,7 @@ TEST(check_no_compounding)
     dpr_worker_bounds b = {.max_version = 0, .workers = domain, .nworkers = 1};
     uint64_t v, s, bound;
     req r;
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     bound = dpr_worker_version_bound(&w, &b);
     for (int i = 0; i < 100; i++) {
         uint64_t lb = dpr_worker_version_bound(&w, &b);
@@ -512,7 +575,7 @@ TEST(checked_input_never_overflows)
     uint64_t v, s, lb = dpr_worker_version_bound(&(dpr_worker){.highest = 1}, &b);
     req r;
     CHECK_EQ_U64(lb, TWO62 - 1);
-    CHECK_EQ_INT(dpr_worker_init(&w, SELF, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 0), 0);
     make_req(&r, 1, lb, 1, (uint64_t[]){7, lb});
     CHECK_EQ_INT(dpr_worker_check_batch(&w, &r.h, &b, NULL), 0);
     CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
@@ -535,7 +598,7 @@ TEST(random_reports_never_point_forward)
 {
     dpr_worker w;
     uint64_t x = 0x9e3779b97f4a7c15ULL;
-    bool ok = dpr_worker_init(&w, 3, 1, 0) == 0;
+    bool ok = dpr_worker_init(&w, 3, DOM, 1, 0) == 0;
     dpr_depset expect[64]; /* per sealed version, by order */
     uint64_t expect_version[64];
     dpr_depset cur = DPR_DEPSET_INIT;
@@ -613,11 +676,12 @@ TEST(many_workers)
         dpr_put_u64(raw + 16 * i, i * 0x100000001ULL + 1);
         dpr_put_u64(raw + 16 * i + 8, 1 + i % 50);
     }
-    dpr_request_hdr h = {.world_line = 1, .batch_id = 1, .op_count = 1, .dep_count = N,
+    dpr_request_hdr h = {.domain = DOM, .world_line = 1, .batch_id = 1, .op_count = 1,
+                         .dep_count = N,
                          .deps = raw};
     uint64_t v, s;
     dpr_worker_report rep;
-    CHECK_EQ_INT(dpr_worker_init(&w, 0, 1, 0), 0);
+    CHECK_EQ_INT(dpr_worker_init(&w, 0, DOM, 1, 0), 0);
     CHECK_EQ_INT(dpr_worker_execute(&w, &h, &v), 0);
     CHECK_EQ_U64(v, 50);
     CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s), 0);
@@ -643,6 +707,7 @@ int main(void)
     RUN(check_dependency_on_itself);
     RUN(check_unknown_worker);
     RUN(check_version_bounds);
+    RUN(check_other_domain);
     RUN(check_error_order);
     RUN(check_no_compounding);
     RUN(checked_input_never_overflows);

@@ -176,16 +176,21 @@ def test_scale_and_update_keep_identities(agent):
         for name, ident in before.items():
             assert after[name] == ident
         assert after["kv-3"][0] not in {w for w, _ in before.values()}
-        # scale down
-        p = c.apply(kv(2, checkpoint_interval_ms=50))
-        assert p.deleted == ["kv-2", "kv-3"] and p.unchanged == ["kv-0", "kv-1"]
+        # the shard count changed: a resize (its keys move), which runs until
+        # the shards have moved them; no instance runs here (no systemd), so
+        # it stays in progress and another count is refused meanwhile
+        assert [(r["deployment"], r["from"], r["to"]) for r in p.resizes] == [("kv", 3, 4)]
+        assert d.resizing and d.layout["resize"]["to"] == 4 and not d.is_ready
+        with pytest.raises(SpecError, match=r"cachestores\[0\]\.shards: deployment 'kv' "
+                           r"is being resized from 3 to 4 shards"):
+            c.apply(kv(2, checkpoint_interval_ms=50))
         # a version change is an update
-        p = c.apply(ClusterSpec("demo", [CacheStore("kv", version="2", shards=2,
+        p = c.apply(ClusterSpec("demo", [CacheStore("kv", version="2", shards=4,
                                                     checkpoint_interval_ms=50)]))
-        assert p.updated == ["kv-0", "kv-1"]
-        # an empty spec deletes everything
+        assert p.updated == ["kv-0", "kv-1", "kv-2", "kv-3"] and p.resizes == []
+        # an empty spec deletes everything (the resize with it)
         p = c.apply(ClusterSpec("demo", []))
-        assert p.deleted == ["kv-0", "kv-1"]
+        assert p.deleted == ["kv-0", "kv-1", "kv-2", "kv-3"]
         assert c.status().deployments == []
 
 
@@ -408,7 +413,8 @@ def test_wait_ready_with_no_deployments_returns(agent):
 
 def test_client_helper(agent):
     """cluster.client(name): a dpr.Client on the deployment's endpoints in shard
-    order and the finder's address (built only: nothing runs without systemd)."""
+    order and the finder's address, in the deployment's DPR domain (its name)
+    (built only: nothing runs without systemd)."""
     import dpr
     with dpr.cluster.connect(agent.socket) as c:
         with pytest.raises(NotFound):
@@ -420,6 +426,10 @@ def test_client_helper(agent):
     assert client.shards == st.deployment("kv").endpoints
     assert client.finder == st.finder.address == "127.0.0.1:%d" % agent.finder_port
     assert client.timeout == 1.0
+    assert client.domain == "kv"
+    # nothing registered with the finder yet: no domain, no world-line
+    assert st.finder.domains == [] and st.deployment("kv").domain == "kv"
+    assert st.world_lines == {"kv": None} and st.cuts == {"kv": [None, None, None]}
 
 
 # --- permission ----------------------------------------------------------------------

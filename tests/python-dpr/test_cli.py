@@ -173,10 +173,14 @@ def test_valid_example_gets_as_far_as_the_socket(capsys, nosock):
 
 DOC_STATUS = {
     "cluster": "demo", "node": "node1", "generation": 4,
-    "finder": {"address": "127.0.0.1:7000", "world_line": 2, "max_version": 57},
+    "finder": {"address": "127.0.0.1:7000",
+               "domains": [{"name": "sessions", "world_line": 1, "max_version": 9,
+                            "workers": 1},
+                           {"name": "kv", "world_line": 2, "max_version": 57, "workers": 3}]},
     "deployments": [
         {"name": "kv", "impl": "dpr-kv", "version": "1", "shards": 3,
-         "checkpoint_interval_ms": 100, "ready": 2,
+         "checkpoint_interval_ms": 100, "ready": 2, "domain": "kv", "world_line": 2,
+         "max_version": 57, "cut": [55, 55, 55],
          "instances": [
              {"name": "kv-%d" % i, "unit": "dpr-cachestore@kv-%d.service" % i,
               "node": "node1", "worker": i + 1, "endpoint": "127.0.0.1:710%d" % i,
@@ -195,14 +199,20 @@ def test_status_objects_and_table():
     assert d.endpoints == ["127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"]
     assert d.ready == 2 and not d.is_ready and [i.name for i in d.not_ready] == ["kv-1"]
     assert d.instance(2).restarts == 1 and d.instance("kv-1").state == "activating/start"
-    assert st.finder.world_line == 2
+    # the deployment's domain: its world-line and cut
+    assert d.domain == "kv" and d.world_line == 2 and d.max_version == 57
+    assert d.cut == [55, 55, 55]
+    assert st.world_lines == {"kv": 2} and st.cuts == {"kv": [55, 55, 55]}
+    assert [x.name for x in st.finder.domains] == ["kv", "sessions"]    # sorted
+    assert st.finder.domain("kv").world_line == 2 and st.finder.domain("kv").workers == 3
+    assert st.finder.domain("nope") is None
     text = cli.format_status(st)
     lines = text.splitlines()
-    assert lines[0] == ("cluster demo  node node1  generation 4  finder 127.0.0.1:7000  "
-                        "world-line 2  max version 57")
+    assert lines[0] == "cluster demo  node node1  generation 4  finder 127.0.0.1:7000"
     assert lines[2].split() == ["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY",
-                                "CHECKPOINT", "MAXMEMORY"]
-    assert lines[3].split() == ["kv", "dpr-kv", "1", "3", "2/3", "100ms", "-"]
+                                "CHECKPOINT", "MAXMEMORY", "WORLD-LINE", "CUT"]
+    assert lines[3].split() == ["kv", "dpr-kv", "1", "3", "2/3", "100ms", "-", "2",
+                                "55,55,55"]
     header = lines[5]
     assert header.split()[:4] == ["INSTANCE", "NODE", "WORKER", "ENDPOINT"]
     rows = lines[6:]
@@ -212,6 +222,31 @@ def test_status_objects_and_table():
     assert all(r[col:col + 14] == "127.0.0.1:710%d" % i for i, r in enumerate(rows))
     assert rows[2].endswith("unit failed: exit-code")
     assert all(line == line.rstrip() for line in lines)
+
+
+def test_status_per_deployment_domains():
+    """Two deployments, two domains: each its own world-line and cut; a
+    deployment whose instances have not registered yet has none; an agent
+    that does not send the deployment's cut: the instances' entries."""
+    st = json.loads(json.dumps(DOC_STATUS))
+    st["deployments"].append(
+        {"name": "sessions", "impl": "dpr-kv", "version": "1", "shards": 2, "ready": 0,
+         "domain": "sessions", "world_line": None, "max_version": None, "cut": [None, None],
+         "instances": [{"name": "sessions-%d" % i, "worker": 4 + i, "cut": None,
+                        "world_line": None} for i in (0, 1)]})
+    del st["deployments"][0]["cut"]
+    del st["deployments"][0]["domain"]
+    s = Status.from_result(st)
+    assert s.world_lines == {"kv": 2, "sessions": None}
+    assert s.cuts == {"kv": [55, 55, 55], "sessions": [None, None]}
+    assert s.deployment("kv").domain == "kv"
+    lines = cli.format_status(s).splitlines()
+    assert lines[3].split()[-2:] == ["2", "55,55,55"]
+    assert lines[4].split()[-2:] == ["-", "-"]
+    # a long cut is shortened
+    st["deployments"][0]["cut"] = list(range(1000, 1030))
+    lines = cli.format_status(Status.from_result(st)).splitlines()
+    assert lines[3].split()[-1].endswith("...") and len(lines[3].split()[-1]) == 40
 
 
 def _health_status():
@@ -248,7 +283,7 @@ def test_health_in_objects_and_table():
     lines = cli.format_status(st).splitlines()
     assert lines[1].startswith("warning: the finder's state was lost: the finder does not "
                                "know 1 worker")
-    assert lines[4].split()[-1] == "512mb"
+    assert lines[4].split()[-3] == "512mb"
     header = lines[6]
     assert "HEALTH" in header.split()
     col = header.index("HEALTH")

@@ -67,18 +67,22 @@ def test_struct_layout_matches_c(tmp_path):
 
 
 def test_wire_roundtrip_matches_documented_example():
-    # docs/protocol.md: session 0102030405060708:1112131415161718, world-line 3,
-    # version_lb 42, batch 9, 5 operations, one dependency (worker 7, version 4)
-    hdr = L.RequestHdr(L.SessionId(0x0102030405060708, 0x1112131415161718), 3, 42, 9, 5)
+    # docs/protocol.md: session 0102030405060708:1112131415161718 of domain kv,
+    # world-line 3, version_lb 42, batch 9, 5 operations, one dependency
+    # (worker 7, version 4)
+    assert L.domain_id("kv") == 0x08be5007b5629334
+    assert L.domain_id("default") == 0xebada5168620c5fe
+    hdr = L.RequestHdr(L.SessionId(0x0102030405060708, 0x1112131415161718),
+                       L.domain_id("kv"), 3, 42, 9, 5)
     deps = L.depset_from_dict({7: 4})
     try:
         data = L.encode_request(hdr, deps)
     finally:
         L.lib.dpr_depset_free(ctypes.byref(deps))
     assert data.hex() == (
-        "0151000005000000" "0807060504030201" "1817161514131211" "0300000000000000"
-        "2a00000000000000" "0900000000000000" "0100000000000000" "0700000000000000"
-        "0400000000000000")
+        "0251000005000000" "0807060504030201" "1817161514131211" "0300000000000000"
+        "2a00000000000000" "0900000000000000" "0100000000000000" "349362b50750be08"
+        "0700000000000000" "0400000000000000")
     resp = bytes.fromhex("0152000003000000" "0300000000000000" "0900000000000000"
                          "0300000000000000" "0500000000000000" "0500000000000000"
                          "0600000000000000")
@@ -95,7 +99,7 @@ def test_wire_roundtrip_matches_documented_example():
 def test_session_through_ctypes_without_io():
     """The C session's rules, driven from Python: commit point and rollback."""
     s = L.Session()
-    assert L.lib.dpr_session_init(ctypes.byref(s), L.SessionId(1, 2), 1, 0) == 0
+    assert L.lib.dpr_session_init(ctypes.byref(s), L.SessionId(1, 2), 1, 1, 0) == 0
     try:
         versions = []
         for worker, version in ((1, 3), (2, 5), (1, 4)):

@@ -444,13 +444,16 @@ def allocations(status: dict) -> dict[str, tuple[int, str]]:
 
 def next_spec(rng: random.Random, k: int, grow: int) -> dict:
     """The k-th spec of a round: every one changes the settings of "kv"
-    (updates keep ids and ports); "grow" gains a shard now and then (new
-    ids and ports). Nothing is deleted: without systemd, deleted instances
-    stay retiring and keep their ports."""
+    (updates keep ids and ports); a deployment "grow-N" of one shard is
+    added now and then (new ids and ports: a new deployment, not more
+    shards, which would be a resize that cannot finish without running
+    instances). Nothing is deleted: without systemd, deleted instances stay
+    retiring and keep their ports."""
     return {"name": "demo", "cachestores": [
         {"name": "kv", "impl": "dpr-kv", "version": "1", "shards": 2,
-         "checkpoint_interval_ms": 10 + k, "max_clients": rng.randint(1, 100000)},
-        {"name": "grow", "impl": "dpr-kv", "version": "1", "shards": grow}]}
+         "checkpoint_interval_ms": 10 + k, "max_clients": rng.randint(1, 100000)}] + [
+        {"name": "grow-%d" % i, "impl": "dpr-kv", "version": "1", "shards": 1}
+        for i in range(grow)]}
 
 
 def apply_loop(m: AgentMachine, rng: random.Random, out: dict, stop: threading.Event) -> None:
@@ -547,10 +550,10 @@ def test_power_cuts_keep_the_agent_state(base, rng):
             # worker ids are never handed out twice: the next one is above all ever seen
             seen = [w for _, rec in answered.values() if rec for w, _ in rec.values()]
             max_worker = max([max_worker] + seen + [w for w, _ in alloc.values()])
-            grow = {d["name"]: d["shards"] for d in status["deployments"]}["grow"]
+            grow = sum(1 for d in status["deployments"] if d["name"].startswith("grow-"))
             with m.control() as c:
                 c.request("apply", {"spec": next_spec(rng, k, grow + 1)})
-                new = allocations(c.request("status"))["grow-%d" % grow]
+                new = allocations(c.request("status"))["grow-%d-0" % grow]
             assert new[0] > max_worker, (new, max_worker)
             k, grow, max_worker = k + 1, grow + 1, new[0]
             print("agent round %d: generation %d after the cut (last answered %d); dropped %s"

@@ -145,6 +145,8 @@ int dpr_finder_report(dpr_finder *f, uint64_t world_line, uint64_t worker,
 
 /* Working state changed since the last publish? */
 bool dpr_finder_dirty(const dpr_finder *f);
+/* The working state's generation (what dpr_finder_get_state would copy). */
+uint64_t dpr_finder_generation(const dpr_finder *f);
 /* Copy of the working state, to be saved. Free with dpr_finder_state_free. */
 int dpr_finder_get_state(const dpr_finder *f, dpr_finder_state *out);
 /* The working state of generation `generation` is durable: publish it.

@@ -2,10 +2,14 @@
  * finder_server.h - dpr-finder's RESP server on libuv (one thread), also
  * hosted on the agent's loop (the second half of this header).
  *
+ * The server serves every domain of a dpr_domains (dpr/domains.h); each
+ * command names its domain.
+ *
  * Group commit: every request read in one loop iteration is executed
- * against the finder's working state; its reply is held. Before the loop
- * waits again (a uv_check handle), a changed working state is saved to the
- * store and then published, and only then are the held replies written, in
+ * against the domains' working state; its reply is held. Before the loop
+ * waits again (a uv_check handle), a changed working state (of any domain)
+ * is saved to the store, all domains at once, and then published, and only
+ * then are the held replies written, in
  * request order per connection. So no client ever hears of a cut or a
  * world-line that is not durable. A failed save ends the server with an
  * error (the held replies are never sent).
@@ -17,7 +21,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "dpr/finder.h"
+#include "dpr/domains.h"
 #include "dpr/store.h"
 
 #define DPR_SERVER_DEFAULT_MAX_CLIENTS 1024
@@ -41,7 +45,7 @@ typedef struct dpr_server_config {
  * Returns a negative errno on failure (bind, save), after logging the
  * reason.
  */
-int dpr_server_run(dpr_finder *f, dpr_store *store, const dpr_server_config *cfg);
+int dpr_server_run(dpr_domains *ds, dpr_store *store, const dpr_server_config *cfg);
 
 /* ---- hosting the server on an existing loop (dpr-agent) ------------------ */
 
@@ -58,19 +62,19 @@ typedef struct dpr_server_hooks {
 
 /*
  * Listens on cfg->listen and serves on loop, with the same group commit,
- * but installs no signal handlers and logs nothing when ready. f, store
+ * but installs no signal handlers and logs nothing when ready. ds, store
  * and cfg must outlive the server. *out is set even on failure (a negative
  * errno, -EINVAL for a bad listen address; the reason is logged): its
  * handles are closing on loop, so call dpr_server_free(*out) only after the
  * loop ran their close callbacks.
  */
-int dpr_server_start(uv_loop_t *loop, dpr_finder *f, dpr_store *store,
+int dpr_server_start(uv_loop_t *loop, dpr_domains *ds, dpr_store *store,
                      const dpr_server_config *cfg, const dpr_server_hooks *hooks,
                      dpr_server **out);
 /* The address the listener is bound to (the real port when cfg asked for 0). */
 const struct sockaddr_storage *dpr_server_bound(const dpr_server *srv);
-/* The caller changed the finder's working state outside a request (e.g.
- * removed a worker): make sure it is saved and published on this loop
+/* The caller changed the working state outside a request (e.g. removed a
+ * worker, split a domain): make sure it is saved and published on this loop
  * iteration's commit even if no request arrives. */
 void dpr_server_commit_soon(dpr_server *srv);
 /* Graceful stop, as SIGTERM for dpr_server_run: stop accepting, send the

@@ -5,7 +5,11 @@
  *
  * A dpr_client holds the shard endpoints (each with its worker id, given or
  * learned from the shard's `INFO dpr`, field dpr_worker_id) and one
- * connection to the finder (DPR.SYNC, DPR.PREFIX). A dpr_client_session is
+ * connection to the finder (DPR.SYNC, DPR.PREFIX). A client, and every
+ * session it opens, belongs to one DPR domain (domain.h; in a cluster: the
+ * deployment, named after it): its finder commands name the domain and its
+ * batch headers carry the domain's id, so shards of another domain refuse
+ * them. A session never spans two domains. A dpr_client_session is
  * a dpr_session (session.h) with its own connection to every shard; it
  * sends batches of ordinary commands framed as
  *
@@ -25,7 +29,8 @@
  *
  *     dpr_endpoint shards[2] = {{"127.0.0.1", 7001}, {"127.0.0.1", 7002}};
  *     dpr_client_config cfg = {.shards = shards, .nshards = 2,
- *                              .finder = {"127.0.0.1", 7000}};
+ *                              .finder = {"127.0.0.1", 7000},
+ *                              .domain = "default"};  // NULL: "default" too
  *     dpr_client *c;  dpr_client_session *s;  dpr_err err;
  *     if (dpr_client_new(&cfg, &c, &err) < 0)
  *         fprintf(stderr, "%s\n", err.msg);
@@ -75,6 +80,7 @@
 #include <stdint.h>
 
 #include "dpr/depset.h"
+#include "dpr/domain.h"
 #include "dpr/err.h"
 #include "dpr/session.h"
 
@@ -106,6 +112,11 @@ typedef struct dpr_client_config {
     int connect_timeout_ms;     /* 0: 2000 */
     int io_timeout_ms;          /* blocking calls (finder, INFO, exec); 0: 5000 */
     unsigned pipeline_depth;    /* batches in flight per shard and session; 0: 64 */
+    const char *domain;         /* the DPR domain (domain.h) of the shards: in a
+                                 * cluster, the deployment's name; NULL:
+                                 * DPR_DOMAIN_DEFAULT ("default") */
+    int resize_timeout_ms;      /* how long exec retries while the deployment
+                                 * is resized (-TRYAGAIN); 0: 120000 */
 } dpr_client_config;
 
 typedef struct dpr_client dpr_client;
@@ -127,27 +138,34 @@ DPR_EXPORT int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
 
 /*
  * Copies the configuration, learns missing worker ids from the shards
- * (INFO dpr) and connects to the finder (DPR.SYNC answers). On failure
- * *out is NULL and err (if not NULL) holds the code and a message. -EINVAL
- * for a bad configuration or two shards with one worker id, -EPROTO for a
- * shard whose INFO has no dpr_worker_id, connection errors as -errno.
+ * (INFO dpr) and connects to the finder (DPR.SYNC <domain> answers). On
+ * failure *out is NULL and err (if not NULL) holds the code and a message.
+ * -EINVAL for a bad configuration (among others an invalid domain name:
+ * dpr_domain_valid) or two shards with one worker id, -EPROTO for a shard
+ * whose INFO has no dpr_worker_id, -EXDEV for a shard whose INFO names
+ * another domain (field dpr_domain; shards that do not tell are taken at
+ * their word), -EREMOTEIO when the finder refuses (e.g. "unknown domain":
+ * no worker of the domain has registered yet), connection errors as -errno.
  */
 DPR_EXPORT int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err);
 /* Sessions must be closed first. NULL is fine. */
 DPR_EXPORT void dpr_client_free(dpr_client *c);
 
 DPR_EXPORT size_t dpr_client_nshards(const dpr_client *c);
+/* The client's domain name (the configured one, or "default"). */
+DPR_EXPORT const char *dpr_client_domain(const dpr_client *c);
 /* Worker id of shard i (i < nshards). */
 DPR_EXPORT uint64_t dpr_client_worker(const dpr_client *c, size_t shard);
 /* Shard of a key: dpr_route_shard(key, len, nshards) (route.h). */
 DPR_EXPORT uint32_t dpr_client_route(const dpr_client *c, const void *key, size_t len);
 
-/* DPR.SYNC: the finder's world-line, highest durable version and cut.
+/* DPR.SYNC <domain>: the domain's world-line, highest durable version and cut.
  * Reconnects to the finder once if the connection failed. -EPROTO for an
  * answer of the wrong shape, -EREMOTEIO for an error answer. */
 DPR_EXPORT int dpr_client_sync(dpr_client *c, dpr_cut *out);
-/* DPR.PREFIX world_line: the cut at which world_line ended. -EREMOTEIO when
- * the finder refuses (the world-line has not ended, or is forgotten). */
+/* DPR.PREFIX <domain> world_line: the cut at which the domain's world_line
+ * ended. -EREMOTEIO when the finder refuses (the world-line has not ended,
+ * or is forgotten). */
 DPR_EXPORT int dpr_client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut);
 /* Message of the last failed dpr_client_* call (not synchronised between
  * threads: for diagnostics). */
@@ -180,6 +198,15 @@ typedef struct dpr_batch_result {
      *  -ECONNRESET  abandoned: the connection failed before the answer; the
      *               operations are in doubt and count as lost at the next
      *               rollback
+     *  -EREMCHG     withdrawn: the shard does not own a key of it under the
+     *               deployment's layout (-MOVED); nothing of it ran. Call
+     *               dpr_client_session_refresh_layout and send the
+     *               operations again, routed by dpr_client_session_route_op
+     *  -EINPROGRESS withdrawn: the deployment is being resized (-TRYAGAIN);
+     *               nothing of it ran: send it again a little later
+     *               (withdrawn batches: if it was the newest batch its
+     *               sequence numbers are issued again, else they are void:
+     *               dpr_session_is_withdrawn, session.h)
      *  -EREMOTEIO   abandoned: the shard answered an error instead of running
      *               the batch (text in dpr_client_session_errstr)
      *  -EPROTO      abandoned: malformed answer; the connection was closed */
@@ -246,15 +273,39 @@ DPR_EXPORT size_t dpr_client_session_inflight(const dpr_client_session *s, uint3
 DPR_EXPORT size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, size_t cap);
 
 /*
- * One operation, blocking: sends it to its shard (dpr_client_route_op),
+ * One operation, blocking: sends it to its shard (dpr_client_session_route_op),
  * waits up to io_timeout_ms for the answer and hands over the reply (free
  * it with freeReplyObject). *seq (if not NULL) gets its sequence number.
+ * It follows the deployment's layout: on -EREMCHG (and when the shard
+ * cannot be reached) it refreshes the session's layout and sends the
+ * operation again to its owner; on -EINPROGRESS it waits (10 to 200 ms,
+ * doubling) and sends it again, for up to resize_timeout_ms (then
+ * -ETIMEDOUT). The withdrawn batch was the newest, so the operation keeps
+ * its sequence number.
  * -EBUSY when other batches are in flight; a batch's failure status
  * (-ESTALE, -ECONNRESET, ...) otherwise, or a send error. -ETIMEDOUT leaves
  * the batch in flight.
  */
 DPR_EXPORT int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op,
                                        struct redisReply **reply, uint64_t *seq);
+
+/*
+ * Layouts (docs/dpr-kv.md, "Layouts and resizing"): a resize changes the
+ * deployment's shards. A session routes by its own shard list: the client's
+ * until dpr_client_session_refresh_layout finds a newer layout (DPR.LAYOUT
+ * on the session's shards; the highest epoch wins) and adopts it: new
+ * shards' worker ids are learned (INFO), every shard connection is
+ * reopened. Returns 1 if the layout changed, 0 if not, -EBUSY while batches
+ * are in flight, other errors as -errno. dpr_client_session_exec does this
+ * by itself on -EREMCHG (and when a shard cannot be reached), and waits
+ * and retries on -EINPROGRESS for up to resize_timeout_ms.
+ */
+DPR_EXPORT int dpr_client_session_refresh_layout(dpr_client_session *s);
+/* The shard of op under the session's layout (dpr_client_route_op for its
+ * shard list), its shard count, and its layout epoch (0: the client's list). */
+DPR_EXPORT uint32_t dpr_client_session_route_op(const dpr_client_session *s, const dpr_op *op);
+DPR_EXPORT size_t dpr_client_session_nshards(const dpr_client_session *s);
+DPR_EXPORT uint64_t dpr_client_session_layout_epoch(const dpr_client_session *s);
 
 /*
  * Advances the commit point with a cut (from dpr_client_sync; one sync may

@@ -41,6 +41,7 @@ typedef struct dpr_session_op {
     uint64_t batch_id;
     uint64_t version; /* 0 until the batch's response arrives */
     bool committed;   /* relaxed mode: committed above the commit point */
+    bool withdrawn;   /* its batch was refused before it ran (withdrawn) */
 } dpr_session_op;
 
 /* A range [from, to) of sequence numbers (private). */
@@ -59,6 +60,7 @@ typedef struct dpr_session_batch {
 typedef struct dpr_session {
     /* read-only for callers */
     dpr_session_id id;
+    uint64_t domain;         /* the domain's id, stamped on every batch */
     unsigned flags;
     uint64_t world_line;
     uint64_t next_seq;       /* sequence number the next operation gets */
@@ -78,6 +80,8 @@ typedef struct dpr_session {
     uint64_t deps_max;        /* highest version in deps */
     dpr_seq_range *lost;      /* operations reported lost, ascending */
     size_t nlost, lost_cap;
+    dpr_seq_range *withdrawn; /* operations withdrawn, ascending */
+    size_t nwithdrawn, withdrawn_cap;
 } dpr_session;
 
 /* Result of a rollback. Operations < lost_from survived; lost_from itself
@@ -91,8 +95,14 @@ typedef struct dpr_rollback_result {
     size_t nsurvived_above;
 } dpr_rollback_result;
 
-DPR_EXPORT int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t world_line,
-                     unsigned flags);
+/*
+ * A session spans one domain (domain.h): domain_id is its id
+ * (dpr_domain_id of the name), stamped on every batch header; workers of
+ * other domains refuse the batches. world_line is the domain's current one
+ * (its finder's DPR.SYNC <domain>). -EINVAL for domain_id 0 or unknown flags.
+ */
+DPR_EXPORT int dpr_session_init(dpr_session *s, dpr_session_id id, uint64_t domain_id,
+                                uint64_t world_line, unsigned flags);
 DPR_EXPORT void dpr_session_free(dpr_session *s);
 
 /*
@@ -100,7 +110,7 @@ DPR_EXPORT void dpr_session_free(dpr_session *s);
  * sequence numbers *first_seq.. and fills *hdr (the dependencies to encode
  * are s->deps; hdr->deps stays NULL and hdr->dep_count 0, so pass &s->deps
  * to dpr_wire_encode_request; hdr->version_lb is the highest version in
- * s->deps). -EBUSY in strict mode while a batch to another worker is
+ * s->deps; hdr->domain is s->domain). -EBUSY in strict mode while a batch to another worker is
  * unanswered, and after an abandoned batch until the next rollback (its
  * operations are in doubt: anything issued after them could survive while
  * they are reported lost). -ESTALE after a refusal until the rollback.
@@ -130,6 +140,34 @@ DPR_EXPORT int dpr_session_resolve(dpr_session *s, const dpr_response_hdr *r);
  * did not fail, no rollback comes: open a new session. -ENOENT if unknown.
  */
 DPR_EXPORT int dpr_session_abandon_batch(dpr_session *s, uint64_t batch_id);
+
+/*
+ * The newest batch was refused as a whole before anything of it ran (the
+ * shard does not own a key of it under its layout, -MOVED, or it is paused
+ * for a resize, -TRYAGAIN): forgets the batch as if it had never begun, so
+ * its operations can be sent again, re-routed, under the same sequence
+ * numbers. Only for the batch begun last (-EBUSY for another: later
+ * operations were issued after it; resolve or abandon instead). -ENOENT if
+ * unknown. A batch that may have run must never be cancelled.
+ */
+DPR_EXPORT int dpr_session_cancel_batch(dpr_session *s, uint64_t batch_id);
+
+/*
+ * Like dpr_session_cancel_batch for any unanswered batch: when later
+ * operations were issued after it, its operations cannot be taken back, so
+ * they are *withdrawn*: they never ran and are not part of the session's
+ * history. A withdrawn operation never commits (dpr_session_is_committed
+ * is false) and is never reported lost; the commit point passes over it
+ * ("every operation <= the commit point is committed, reported lost, or
+ * withdrawn"). Send the operations again: they get new sequence numbers.
+ * Returns 1 if the batch was the newest and was cancelled instead (its
+ * sequence numbers are issued again), 0 if withdrawn; -ENOENT if unknown,
+ * -ENOMEM (nothing changed).
+ */
+DPR_EXPORT int dpr_session_withdraw_batch(dpr_session *s, uint64_t batch_id);
+
+/* Was operation seq withdrawn (dpr_session_withdraw_batch)? */
+DPR_EXPORT bool dpr_session_is_withdrawn(const dpr_session *s, uint64_t seq);
 
 /*
  * Advances and returns the commit point for a cut of the session's

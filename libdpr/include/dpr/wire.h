@@ -3,7 +3,9 @@
  *
  * Every DPR batch sent to a worker starts with a request header; every
  * answer starts with a response header. All integers are little-endian;
- * byte 0 is the format version (DPR_WIRE_FORMAT). Decoders never read
+ * byte 0 is the header's format version (DPR_WIRE_REQUEST_FORMAT,
+ * DPR_WIRE_RESPONSE_FORMAT; any other value is refused: an older or newer
+ * peer is never half understood). Decoders never read
  * outside the buffer they are given and never allocate: the dependency
  * list and the version list of a decoded header point into that buffer.
  *
@@ -11,9 +13,10 @@
  *   > 0           bytes the header occupies (consumed)
  *   -EAGAIN       buffer holds only a prefix of a valid header; *need (if not
  *                 NULL) is set to the total size needed when it is known
- *   -EPROTONOSUPPORT  unknown format byte
+ *   -EPROTONOSUPPORT  unknown format byte (e.g. a request of format 0x01,
+ *                 from before domains)
  *   -EBADMSG      malformed (wrong kind, reserved bits set, bad counts,
- *                 batch id 0, a dependency with version 0, an executed
+ *                 batch id 0, domain 0, a dependency with version 0, an executed
  *                 response with a version 0 or decreasing versions)
  *   -E2BIG        a count is above the limits below (checked before the
  *                 length, so a huge count is rejected without waiting)
@@ -24,6 +27,9 @@
  * encoders built from a depset never do.
  * Encoders return bytes written, or -ENOBUFS if cap is too small, -EINVAL
  * for a header that breaks the rules, -E2BIG above the limits.
+ *
+ * Format history: requests 0x01 (56-byte fixed part, no domain), 0x02 (64
+ * bytes: the session's domain id appended, issue 9). Responses are 0x01.
  */
 #ifndef DPR_WIRE_H
 #define DPR_WIRE_H
@@ -36,11 +42,12 @@
 
 #include "dpr/depset.h"
 
-#define DPR_WIRE_FORMAT 0x01
+#define DPR_WIRE_REQUEST_FORMAT 0x02  /* byte 0 of a request (with the domain) */
+#define DPR_WIRE_RESPONSE_FORMAT 0x01 /* byte 0 of a response */
 #define DPR_WIRE_KIND_REQUEST 0x51  /* 'Q' */
 #define DPR_WIRE_KIND_RESPONSE 0x52 /* 'R' */
 
-#define DPR_WIRE_REQUEST_FIXED 56   /* bytes before the dependency list */
+#define DPR_WIRE_REQUEST_FIXED 64   /* bytes before the dependency list */
 #define DPR_WIRE_DEP_SIZE 16        /* worker u64 + version u64 */
 #define DPR_WIRE_RESPONSE_FIXED 32  /* bytes before the version list */
 #define DPR_WIRE_VERSION_SIZE 8
@@ -54,6 +61,7 @@ typedef struct dpr_session_id {
 
 typedef struct dpr_request_hdr {
     dpr_session_id session;
+    uint64_t domain;      /* the session's domain: dpr_domain_id (domain.h); never 0 */
     uint64_t world_line;
     uint64_t version_lb;  /* execute in a version >= this */
     uint64_t batch_id;
@@ -86,8 +94,8 @@ DPR_EXPORT size_t dpr_wire_response_size(size_t version_count);
 
 /* Encodes h with the dependencies of `deps`; with deps == NULL it copies
  * h->dep_count raw entries from h->deps instead (re-encoding a decoded
- * header byte for byte). -EINVAL for op_count 0, batch_id 0 or a raw
- * dependency with version 0. */
+ * header byte for byte). -EINVAL for op_count 0, batch_id 0, domain 0 or a
+ * raw dependency with version 0. */
 DPR_EXPORT ssize_t dpr_wire_encode_request(const dpr_request_hdr *h, const dpr_depset *deps,
                                 uint8_t *buf, size_t cap);
 DPR_EXPORT ssize_t dpr_wire_decode_request(const uint8_t *buf, size_t len, dpr_request_hdr *out,

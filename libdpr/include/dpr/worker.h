@@ -42,6 +42,7 @@ typedef struct dpr_worker_version {
 typedef struct dpr_worker {
     /* read-only for callers */
     uint64_t id;
+    uint64_t domain;         /* id of the worker's domain (dpr_domain_id, domain.h) */
     uint64_t world_line;
     uint64_t version;        /* the open version */
     uint64_t open_batches;   /* batches executed in the open version */
@@ -69,11 +70,15 @@ typedef enum dpr_admit {
     DPR_ADMIT_CATCH_UP, /* batch from a newer world-line: learn it (finder), roll back, retry */
 } dpr_admit;
 
-/* restored: the checkpoint version the worker restored (0: fresh start),
- * i.e. its cut entry (DPR.WORKER.ADD's version-to-restore) or, after a
- * planned restart, a checkpoint already inside the cut. Opens restored + 1;
- * durable and cut start at restored. */
-DPR_EXPORT int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t world_line, uint64_t restored);
+/* id: the worker's id; domain_id: its domain's id (dpr_domain_id of the
+ * name, domain.h; -EINVAL for 0, which no name has): the worker runs only
+ * batches of that domain (dpr_worker_check_batch). restored: the checkpoint
+ * version the worker restored (0: fresh start), i.e. its cut entry
+ * (DPR.WORKER.ADD's version-to-restore) or, after a planned restart, a
+ * checkpoint already inside the cut. Opens restored + 1; durable and cut
+ * start at restored. */
+DPR_EXPORT int dpr_worker_init(dpr_worker *w, uint64_t id, uint64_t domain_id,
+                               uint64_t world_line, uint64_t restored);
 DPR_EXPORT void dpr_worker_free(dpr_worker *w);
 
 DPR_EXPORT dpr_admit dpr_worker_admit(const dpr_worker *w, uint64_t batch_world_line);
@@ -95,6 +100,10 @@ DPR_EXPORT uint64_t dpr_worker_batch_target(const dpr_request_hdr *h);
  * (dpr_worker_bounds). Rules (version 0 dependencies are ignored, as
  * everywhere):
  *
+ *  0. The header's domain is the worker's own (w->domain). Otherwise
+ *     -EXDEV: the batch belongs to a session of another domain (another
+ *     deployment), whose versions, world-lines and worker ids mean nothing
+ *     here; no answer of this worker's finder can change that.
  *  1. A dependency on this worker itself is at most `highest`, the highest
  *     version this worker ever opened: no session can have seen more.
  *     Otherwise -EINVAL.
@@ -172,12 +181,15 @@ DPR_EXPORT uint64_t dpr_worker_version_bound(const dpr_worker *w, const dpr_work
  * Checks batch header h against the rules above, changing nothing. Returns 0
  * when it may execute; otherwise err says which field is wrong and why,
  * and the code tells the caller what to do:
+ *   -EXDEV   never valid: a batch of another domain (rule 0; the message
+ *            names both domain ids): refuse it;
  *   -EINVAL  never valid (rule 1, the version limit, dep_count > 0 with
  *            deps == NULL): refuse it;
  *   -ENXIO   a dependency on a worker not in b->workers (rule 2), and
  *   -ERANGE  a version above the bound (rule 3): b may be stale; refuse it
  *            unless a fresher DPR.SYNC answer makes it pass.
- * When several fields are wrong, -EINVAL wins, then the first one found.
+ * When several fields are wrong, -EXDEV wins (nothing else of a foreign
+ * batch is worth looking at), then -EINVAL, then the first one found.
  */
 DPR_EXPORT int dpr_worker_check_batch(const dpr_worker *w, const dpr_request_hdr *h,
                                       const dpr_worker_bounds *b, dpr_err *err);
