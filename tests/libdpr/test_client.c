@@ -43,7 +43,7 @@
  * ====================================================================== */
 
 enum fake_kind { FAKE_FINDER, FAKE_SHARD };
-enum shard_mode { MODE_NORMAL, MODE_CLOSE, MODE_ERROR, MODE_GARBAGE };
+enum shard_mode { MODE_NORMAL, MODE_CLOSE, MODE_ERROR, MODE_GARBAGE, MODE_MOVED_ONCE };
 
 #define MAX_CONNS 16
 #define MAX_KEYS 64
@@ -237,6 +237,11 @@ static bool shard_run_batch(fake *f, fake_conn *c)
     }
     if (f->mode == MODE_GARBAGE) {
         out_fmt(c, "*2\r\n$3\r\nabc\r\n*0\r\n");
+        goto out;
+    }
+    if (f->mode == MODE_MOVED_ONCE) { /* this batch only: a layout said no */
+        f->mode = MODE_NORMAL;
+        out_fmt(c, "-MOVED 1 127.0.0.1:1 2\r\n");
         goto out;
     }
     if (h.domain != dpr_domain_id(f->domain, strlen(f->domain))) {
@@ -1236,6 +1241,45 @@ out:
     fx_stop(&fx);
 }
 
+/* A batch refused before it ran (-MOVED) while a later one to the same
+ * shard was in flight: withdrawn (its operations are void), not in doubt;
+ * the later one runs; the commit point passes over the void ones. */
+TEST(moved_batch_is_withdrawn)
+{
+    fixture fx;
+    dpr_client_session *s = NULL;
+    uint64_t first1, first2, cp;
+    dpr_batch_result res;
+    fx_start(&fx, 0);
+    if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    WITH_LOCK(fx.sh[0], fx.sh[0]->mode = MODE_MOVED_ONCE);
+    make_set_ops(0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 2, &first1), 0);
+    CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 1, &first2), 0);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_INT(res.status, -EREMCHG);
+    CHECK(strstr(dpr_client_session_errstr(s), "MOVED 1 127.0.0.1:1 2") != NULL);
+    dpr_batch_result_free(&res);
+    CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+    CHECK_EQ_INT(res.status, 0);
+    dpr_batch_result_free(&res);
+    CHECK(!dpr_client_session_needs_rollback(s));
+    CHECK(dpr_session_is_withdrawn(dpr_client_session_state(s), first1));
+    CHECK(dpr_session_is_withdrawn(dpr_client_session_state(s), first1 + 1));
+    CHECK(!dpr_session_is_withdrawn(dpr_client_session_state(s), first2));
+    finder_set_cut(fx.finder, 101, 1);
+    CHECK_EQ_INT(dpr_client_session_commit_point(s, &cp), 0);
+    CHECK_EQ_U64(cp, first2);
+    CHECK(dpr_client_session_is_committed(s, first2));
+    CHECK(!dpr_client_session_is_committed(s, first1));
+out:
+    dpr_client_session_close(s);
+    fx_stop(&fx);
+}
+
 TEST(finder_restart_is_survived)
 {
     fixture fx;
@@ -1285,6 +1329,7 @@ int main(void)
     RUN(connection_loss_and_reconnect);
     RUN(idle_connection_dropped);
     RUN(error_and_garbage_answers);
+    RUN(moved_batch_is_withdrawn);
     RUN(finder_restart_is_survived);
     return check_summary("client");
 }
