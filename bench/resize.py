@@ -154,9 +154,9 @@ The pause is two rounds of checkpoints (the paused state, then the
 copies, must be in the cut; a dpr-kv checkpoint is a full snapshot of the
 shard today, so they grow with the data: issue 13 makes them cost what was
 written) plus the copy, plus the agent's polling (every 100 ms); the
-session's gap adds its retry back-off (up to 200 ms). The copy (one
-`DPR.IMPORT` of up to 512 keys per command and target, 8 in flight) has
-room to grow.
+session's gap adds its retry back-off (up to 200 ms). The copy sends one
+`DPR.IMPORT` of up to 4096 keys (1 MiB) per command and target, 16 in
+flight (512 keys and 8 in flight took 1.45 s here, 14 MB/s).
 """ % (build, keys, os.cpu_count() or 0, cpu, os.uname().release,
        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), " ".join(load1),
        "{:,}".format(keys), load_s, "{:,}".format(moved), 100.0 * moved / max(keys, 1), total,

@@ -29,9 +29,9 @@
 #include "kv_dict.h"
 #include "kv_layout.h"
 
-#define KV_MIGRATE_BATCH_KEYS 512
+#define KV_MIGRATE_BATCH_KEYS 4096
 #define KV_MIGRATE_BATCH_BYTES (1u << 20)
-#define KV_MIGRATE_PIPELINE 8
+#define KV_MIGRATE_PIPELINE 16
 #define KV_MIGRATE_TIMEOUT_MS 30000
 
 enum kv_migrate_state { KV_MIGRATE_NONE, KV_MIGRATE_RUNNING, KV_MIGRATE_DONE, KV_MIGRATE_FAILED };
