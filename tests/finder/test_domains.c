@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "states_equal.h"
 #include "dpr/domains.h"
 
 /* The working state of one domain (freed by the caller). */
@@ -34,39 +35,6 @@ static void commit(dpr_domains *ds)
     CHECK_EQ_INT(dpr_domains_publish(ds, &st), 0);
     dpr_domains_state_free(&st);
     CHECK(!dpr_domains_dirty(ds));
-}
-
-static int finder_states_equal(const dpr_finder_state *a, const dpr_finder_state *b)
-{
-    if (a->world_line != b->world_line || a->generation != b->generation ||
-        a->nworkers != b->nworkers || a->nprefixes != b->nprefixes)
-        return 0;
-    for (size_t i = 0; i < a->nworkers; i++)
-        if (a->workers[i].worker != b->workers[i].worker ||
-            a->workers[i].cut != b->workers[i].cut ||
-            a->workers[i].durable != b->workers[i].durable ||
-            strcmp(a->workers[i].token, b->workers[i].token) != 0)
-            return 0;
-    for (size_t i = 0; i < a->nprefixes; i++) {
-        const dpr_finder_prefix *x = &a->prefixes[i], *y = &b->prefixes[i];
-        if (x->world_line != y->world_line || x->n != y->n)
-            return 0;
-        for (size_t j = 0; j < x->n; j++)
-            if (x->cut[j].worker != y->cut[j].worker || x->cut[j].version != y->cut[j].version)
-                return 0;
-    }
-    return 1;
-}
-
-static int states_equal(const dpr_domains_state *a, const dpr_domains_state *b)
-{
-    if (a->generation != b->generation || a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->domains[i].name, b->domains[i].name) != 0 ||
-            !finder_states_equal(&a->domains[i].state, &b->domains[i].state))
-            return 0;
-    return 1;
 }
 
 TEST(create_and_find)
@@ -247,7 +215,7 @@ TEST(state_copy_and_publish)
     {
         dpr_domains_state again;
         CHECK_EQ_INT(dpr_domains_get_state(back, &again), 0);
-        CHECK(states_equal(&s4, &again));
+        CHECK(domains_states_equal(&s4, &again));
         dpr_domains_state_free(&again);
     }
     CHECK_EQ_U64(dpr_finder_cut_of(dpr_domains_find(back, "kv"), 5), 4);
@@ -294,7 +262,7 @@ TEST(restore_validation)
     {
         dpr_domains_state again;
         CHECK_EQ_INT(dpr_domains_get_state(ds, &again), 0);
-        CHECK(states_equal(&st, &again));
+        CHECK(domains_states_equal(&st, &again));
         dpr_domains_state_free(&again);
     }
     dpr_domains_free(ds);
@@ -412,7 +380,7 @@ TEST(split)
     CHECK_EQ_INT(state_of(ds, DPR_DOMAIN_DEFAULT, &before), 0);
     CHECK(dpr_domains_find(ds, DPR_DOMAIN_DEFAULT) == def); /* nothing was replaced */
     CHECK_EQ_INT(dpr_domains_get_state(ds, &all_after), 0);
-    CHECK(states_equal(&all_before, &all_after));
+    CHECK(domains_states_equal(&all_before, &all_after));
     dpr_domains_state_free(&all_after);
 
     /* kv takes workers 1, 2, 5 */
@@ -486,7 +454,7 @@ TEST(split)
         dpr_domains_state again;
         CHECK_EQ_INT(dpr_domains_restore(&all_after, &back), 0);
         CHECK_EQ_INT(dpr_domains_get_state(back, &again), 0);
-        CHECK(states_equal(&all_after, &again));
+        CHECK(domains_states_equal(&all_after, &again));
         dpr_domains_state_free(&again);
         dpr_domains_free(back);
     }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "states_equal.h"
 #include "dpr/store.h"
 
 static char base[256];
@@ -144,39 +145,6 @@ static dpr_domains_state one(const char *name, dpr_finder_state c)
 #define OFF_WL1 (OFF_NAME1 + 1 + 8)   /* sessions' content */
 #define SAMPLE_LEN (OFF_WL1 + 24 + 25 + 8 + 4)
 
-static int states_equal(const dpr_finder_state *a, const dpr_finder_state *b)
-{
-    if (a->world_line != b->world_line || a->generation != b->generation ||
-        a->nworkers != b->nworkers || a->nprefixes != b->nprefixes)
-        return 0;
-    for (size_t i = 0; i < a->nworkers; i++)
-        if (a->workers[i].worker != b->workers[i].worker ||
-            a->workers[i].cut != b->workers[i].cut ||
-            a->workers[i].durable != b->workers[i].durable ||
-            strcmp(a->workers[i].token, b->workers[i].token) != 0)
-            return 0;
-    for (size_t i = 0; i < a->nprefixes; i++) {
-        const dpr_finder_prefix *x = &a->prefixes[i], *y = &b->prefixes[i];
-        if (x->world_line != y->world_line || x->n != y->n)
-            return 0;
-        for (size_t j = 0; j < x->n; j++)
-            if (x->cut[j].worker != y->cut[j].worker || x->cut[j].version != y->cut[j].version)
-                return 0;
-    }
-    return 1;
-}
-
-static int all_equal(const dpr_domains_state *a, const dpr_domains_state *b)
-{
-    if (a->generation != b->generation || a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->domains[i].name, b->domains[i].name) != 0 ||
-            !states_equal(&a->domains[i].state, &b->domains[i].state))
-            return 0;
-    return 1;
-}
-
 /* Opens dir, loads, closes; returns load's result (state freed). */
 static int load_once(const char *dir, const char **msg_out, char *msgbuf, size_t msglen)
 {
@@ -209,7 +177,7 @@ TEST(round_trip)
     CHECK_EQ_INT(dpr_store_load(s, &out), -ENOENT);
     CHECK_EQ_INT(dpr_store_save(s, &in), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(all_equal(&in, &out));
+    CHECK(domains_states_equal(&in, &out));
     dpr_domains_state_free(&out);
     /* a second save replaces the first */
     in.generation = 41;
@@ -223,13 +191,13 @@ TEST(round_trip)
     s = NULL;
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(all_equal(&in, &out));
+    CHECK(domains_states_equal(&in, &out));
     dpr_domains_state_free(&out);
     /* and a third with one domain fewer */
     in.n = 1;
     CHECK_EQ_INT(dpr_store_save(s, &in), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(all_equal(&in, &out));
+    CHECK(domains_states_equal(&in, &out));
     CHECK(strcmp(out.domains[0].name, "kv") == 0);
     dpr_domains_state_free(&out);
     dpr_store_close(s);
@@ -247,13 +215,13 @@ TEST(empty_state)
     /* no domain at all */
     CHECK_EQ_INT(dpr_store_save(s, &none), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(all_equal(&none, &out));
+    CHECK(domains_states_equal(&none, &out));
     CHECK_EQ_U64(out.n, 0);
     dpr_domains_state_free(&out);
     /* one domain without workers, a name of one character */
     CHECK_EQ_INT(dpr_store_save(s, &in), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(all_equal(&in, &out));
+    CHECK(domains_states_equal(&in, &out));
     CHECK_EQ_U64(out.domains[0].state.nworkers, 0);
     dpr_domains_state_free(&out);
     dpr_store_close(s);
@@ -523,7 +491,7 @@ TEST(tokens_round_trip)
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
     CHECK_EQ_INT(dpr_store_save(s, &all), 0);
     CHECK_EQ_INT(dpr_store_load(s, &got), 0);
-    CHECK(all_equal(&all, &got));
+    CHECK(domains_states_equal(&all, &got));
     out = &got.domains[0].state;
     CHECK_EQ_U64(strlen(out->workers[0].token), DPR_FINDER_TOKEN_MAX);
     CHECK(strcmp(out->workers[1].token, "") == 0);
@@ -686,14 +654,14 @@ TEST(old_formats_load_as_default)
             content.workers = plain;
         }
         want = one(DPR_DOMAIN_DEFAULT, content); /* the generation is the content's */
-        CHECK(all_equal(&want, &out));
+        CHECK(domains_states_equal(&want, &out));
         CHECK_EQ_U64(out.n, 1);
         CHECK(strcmp(out.domains[0].name, "default") == 0);
         /* the next save writes format 3, which loads the same */
         CHECK_EQ_INT(dpr_store_save(s, &out), 0);
         dpr_domains_state_free(&out);
         CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-        CHECK(all_equal(&want, &out));
+        CHECK(domains_states_equal(&want, &out));
         dpr_domains_state_free(&out);
         dpr_store_close(s);
         CHECK_EQ_INT(read_file(file, &data, &len), 0);
@@ -753,7 +721,7 @@ TEST(leftover_tmp_file)
     s = NULL;
     CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
     CHECK_EQ_INT(dpr_store_load(s, &out), 0);
-    CHECK(all_equal(&in, &out));
+    CHECK(domains_states_equal(&in, &out));
     dpr_domains_state_free(&out);
     dpr_store_close(s);
     CHECK(stat(tmp, &sb) < 0 && errno == ENOENT);
