@@ -14,6 +14,8 @@
 #include "common/addr.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/num.h"
+#include "common/resp.h"
 #include "envfile.h"
 
 #define ENDPOINT_MAX 320
@@ -210,34 +212,22 @@ static int members_build(agent_layouts *l, job *j, const agent_layout *lay)
 
 /* ---- commands and answers ----------------------------------------------------------- */
 
+/* A number of INFO text (0 when absent or not a number). */
 static uint64_t info_u64(const char *text, const char *field)
 {
-    const char *p = text;
-    size_t n = strlen(field);
+    size_t n;
+    uint64_t v;
+    const char *p = dpr_info_field(text, field, &n);
 
-    while ((p = strstr(p, field))) {
-        if ((p == text || p[-1] == '\n') && p[n] == ':')
-            return strtoull(p + n + 1, NULL, 10);
-        p += n;
-    }
-    return 0;
+    return p && dpr_parse_u64(p, n, 0, UINT64_MAX, &v) == 0 ? v : 0;
 }
 
 static void info_str(const char *text, const char *field, char *out, size_t cap)
 {
-    const char *p = text, *e;
-    size_t n = strlen(field);
+    size_t n = 0;
+    const char *p = dpr_info_field(text, field, &n);
 
-    out[0] = '\0';
-    while ((p = strstr(p, field))) {
-        if ((p == text || p[-1] == '\n') && p[n] == ':') {
-            p += n + 1;
-            e = strpbrk(p, "\r\n");
-            snprintf(out, cap, "%.*s", (int)(e ? e - p : (ptrdiff_t)strlen(p)), p);
-            return;
-        }
-        p += n;
-    }
+    snprintf(out, cap, "%.*s", p ? (int)n : 0, p ? p : "");
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)

@@ -225,37 +225,20 @@ bool kv_resize_allows_batch(kv_server *s, const char *ops, size_t len, uint32_t 
     if (s->layout.active.epoch == 0)
         return true;
     for (uint32_t k = 0; k < count && end - p >= 4; k++) {
-        uint32_t argc;
-        const char *args = p + 4;
+        size_t argc;
         const kv_command *cmd;
-        memcpy(&argc, p, 4);
-        /* walk to the next op first: p must advance whatever this one is */
-        p += 4;
-        for (uint32_t i = 0; i < argc; i++) {
-            uint32_t n;
-            memcpy(&n, p, 4);
-            p += 4 + n;
+        ssize_t i;
+        if (!(p = kv_server_batch_op(s, p, &argc))) {
+            dpr_resp_error(out, "ERR DPR.BATCH not executed: out of memory");
+            return false;
         }
-        if (argc == 0)
+        cmd = argc ? kv_command_lookup(s->scratch[0].p, s->scratch[0].n) : NULL;
+        /* unknown or malformed: answered with an error in its slot, no key */
+        if (!cmd || !kv_command_arity_ok(cmd, argc))
             continue;
-        uint32_t n0;
-        memcpy(&n0, args, 4);
-        cmd = kv_command_lookup(args + 4, n0);
-        if (!cmd || !kv_command_arity_ok(cmd, argc) || cmd->firstkey == 0)
-            continue; /* answered with an error in its slot, touches no key */
-        /* every key of the op */
-        const char *a = args;
-        for (uint32_t i = 0; i < argc; i++) {
-            uint32_t n;
-            memcpy(&n, a, 4);
-            bool is_key = i >= (uint32_t)cmd->firstkey &&
-                          (cmd->lastkey < 0 || i <= (uint32_t)cmd->lastkey) &&
-                          (i - (uint32_t)cmd->firstkey) % (uint32_t)cmd->keystep == 0;
-            if (is_key && !kv_layout_owns(&s->layout.active, a + 4, n)) {
-                moved(s, a + 4, n, out);
-                return false;
-            }
-            a += 4 + n;
+        if ((i = foreign_key(s, cmd, argc, s->scratch)) >= 0) {
+            moved(s, s->scratch[i].p, s->scratch[i].n, out);
+            return false;
         }
     }
     return true;
@@ -432,11 +415,30 @@ static void layout_migrate(kv_client *c, uint64_t epoch)
     dpr_resp_status(&c->out, "OK");
 }
 
+/* Ends a resize on layout l (the pending one: COMMIT; the active one:
+ * ABORT): saved as the only layout, then the keys it does not give this
+ * shard are dropped (*dropped). 0, or -1 with the error reply written. */
+static int settle(kv_client *c, const kv_layout *l, const char *why, size_t *dropped)
+{
+    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
+
+    if (kv_layout_copy(&next.active, l) < 0) {
+        dpr_resp_error(&c->out, "ERR out of memory");
+        return -1;
+    }
+    if (adopt(c, &next) < 0) {
+        kv_layout_state_free(&next);
+        return -1;
+    }
+    *dropped = purge_where(c->srv, owned_by_active, why);
+    return 0;
+}
+
 static void layout_commit(kv_client *c, uint64_t epoch, bool force)
 {
     kv_server *s = c->srv;
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
     size_t dropped, leaving;
+    bool migrated;
 
     if (s->layout.active.epoch == epoch && !s->layout.pending.epoch) {
         dpr_resp_int(&c->out, 0); /* said again */
@@ -452,24 +454,16 @@ static void layout_commit(kv_client *c, uint64_t epoch, bool force)
     }
     /* the keys that leave must have reached their owners, with no rollback
      * since (a rollback anywhere in the domain moves this world-line too) */
-    leaving = count_foreign(s, &s->layout.pending);
-    if (leaving && !force &&
-        !(s->migrate.state == KV_MIGRATE_DONE && s->migrate.epoch == epoch &&
-          s->migrate_world_line == s->worker.world_line)) {
+    migrated = s->migrate.state == KV_MIGRATE_DONE && s->migrate.epoch == epoch &&
+               s->migrate_world_line == s->worker.world_line;
+    if (!force && !migrated && (leaving = count_foreign(s, &s->layout.pending)) > 0) {
         dpr_resp_errorf(&c->out, "ERR COMMIT would drop %zu keys that were not migrated on "
                         "this world-line: run DPR.LAYOUT MIGRATE %" PRIu64 " first", leaving,
                         epoch);
         return;
     }
-    if (kv_layout_copy(&next.active, &s->layout.pending) < 0) {
-        dpr_resp_error(&c->out, "ERR out of memory");
+    if (settle(c, &s->layout.pending, "the resize committed", &dropped) < 0)
         return;
-    }
-    if (adopt(c, &next) < 0) {
-        kv_layout_state_free(&next);
-        return;
-    }
-    dropped = purge_where(s, owned_by_active, "the resize committed");
     log_notice("layout %" PRIu64 " committed (%" PRIu32 " shards): %zu keys that left "
                "dropped; serving", epoch, s->layout.active.nshards, dropped);
     dpr_resp_uint(&c->out, dropped);
@@ -478,7 +472,6 @@ static void layout_commit(kv_client *c, uint64_t epoch, bool force)
 static void layout_abort(kv_client *c, uint64_t epoch)
 {
     kv_server *s = c->srv;
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
     size_t dropped;
 
     if (s->layout.pending.epoch != epoch) {
@@ -486,15 +479,8 @@ static void layout_abort(kv_client *c, uint64_t epoch)
         return;
     }
     kv_migrate_kill(&s->migrate);
-    if (kv_layout_copy(&next.active, &s->layout.active) < 0) {
-        dpr_resp_error(&c->out, "ERR out of memory");
+    if (settle(c, &s->layout.active, "the resize was aborted", &dropped) < 0)
         return;
-    }
-    if (adopt(c, &next) < 0) {
-        kv_layout_state_free(&next);
-        return;
-    }
-    dropped = purge_where(s, owned_by_active, "the resize was aborted");
     log_notice("resize to layout %" PRIu64 " aborted: %zu imported keys dropped; serving",
                epoch, dropped);
     dpr_resp_uint(&c->out, dropped);

@@ -8,7 +8,7 @@
  *   DPR.LAYOUT SET <epoch> <shard|-> <addr>...  adopt a first layout (no key moves)
  *   DPR.LAYOUT PREPARE <epoch> <shard|-> <addr>...   pause for a resize to it
  *   DPR.LAYOUT MIGRATE <epoch>                  push the keys that move (a child)
- *   DPR.LAYOUT COMMIT <epoch>                   adopt it: drop the keys that left, resume
+ *   DPR.LAYOUT COMMIT <epoch> [FORCE]           adopt it: drop the keys that left, resume
  *   DPR.LAYOUT ABORT <epoch>                    give it up: drop imports, resume
  *   DPR.IMPORT <epoch> <key> <value> [...]      keys pushed by another shard
  *

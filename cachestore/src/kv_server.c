@@ -456,24 +456,33 @@ static void reply_batch_header(kv_client *c, const dpr_response_hdr *rh)
     dpr_resp_bulk(&c->out, (const char *)buf, (size_t)n);
 }
 
+const char *kv_server_batch_op(kv_server *s, const char *op, size_t *argc)
+{
+    const uint8_t *p = (const uint8_t *)op;
+
+    *argc = dpr_get_u32(p);
+    p += 4;
+    if (scratch_reserve(s, *argc) < 0)
+        return NULL;
+    for (size_t i = 0; i < *argc; i++) {
+        s->scratch[i].n = dpr_get_u32(p);
+        s->scratch[i].p = (const char *)p + 4;
+        p += 4 + s->scratch[i].n;
+    }
+    return (const char *)p;
+}
+
 static void run_ops(kv_client *c, uint32_t count)
 {
     kv_server *s = c->srv;
-    const uint8_t *p = (const uint8_t *)c->batch_ops.data;
-    const uint8_t *end = p + c->batch_ops.len;
+    const char *p = c->batch_ops.data, *end = p + c->batch_ops.len;
+    size_t argc;
 
     for (uint32_t k = 0; k < count; k++) {
         assert(end - p >= 4); /* batch_add stored exactly `count` ops */
-        size_t argc = dpr_get_u32(p);
-        p += 4;
-        if (scratch_reserve(s, argc) < 0) {
+        if (!(p = kv_server_batch_op(s, p, &argc))) {
             c->out.failed = true;
             return;
-        }
-        for (size_t i = 0; i < argc; i++) {
-            s->scratch[i].n = dpr_get_u32(p);
-            s->scratch[i].p = (const char *)p + 4;
-            p += 4 + s->scratch[i].n;
         }
         assert(p <= end);
         exec_command(c, argc, s->scratch, true);

@@ -142,6 +142,10 @@ struct kv_server {
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
                    size_t nckpts, uint64_t committed, kv_layout_state *layout);
+/* One op of a stored DPR batch (batch_ops: u32 argc, then u32 length and
+ * bytes per argument) decoded into s->scratch: *argc arguments. Returns
+ * where the next op starts, or NULL when s->scratch cannot grow. */
+const char *kv_server_batch_op(kv_server *s, const char *op, size_t *argc);
 /* Why a write command may not run now (an error reply: MISCONF, OOM), or
  * NULL. */
 const char *kv_server_write_refused(kv_server *s, const kv_command *cmd);

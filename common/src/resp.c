@@ -188,3 +188,18 @@ void dpr_resp_command(dpr_buf *b, int argc, const char *const *argv, const size_
         b->len += n + 2;
     }
 }
+
+const char *dpr_info_field(const char *text, const char *field, size_t *len)
+{
+    size_t flen = strlen(field);
+
+    for (const char *p = text; p && *p; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (strncmp(p, field, flen) == 0 && p[flen] == ':') {
+            *len = strcspn(p + flen + 1, "\r\n");
+            return p + flen + 1;
+        }
+    }
+    return NULL;
+}

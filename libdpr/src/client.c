@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/num.h"
+#include "common/resp.h"
 #include "conn.h"
 #include "dpr/domain.h"
 #include "dpr/route.h"
@@ -179,20 +180,6 @@ out:
 /* ---- the client ---------------------------------------------------------------- */
 
 /* The value of "field:" in INFO text (up to the end of its line), or NULL. */
-static const char *info_field(const char *text, const char *field, size_t *len)
-{
-    size_t flen = strlen(field);
-    for (const char *p = text; p && *p; p = strchr(p, '\n')) {
-        if (*p == '\n')
-            p++;
-        if (strncmp(p, field, flen) == 0 && p[flen] == ':') {
-            *len = strcspn(p + flen + 1, "\r\n");
-            return p + flen + 1;
-        }
-    }
-    return NULL;
-}
-
 /* Asks shard ep for its worker id (INFO dpr, field dpr_worker_id) and checks
  * its domain (field dpr_domain, when the shard tells it). */
 static int learn_worker(dpr_client *c, shard_ep *ep, dpr_err *err)
@@ -219,7 +206,7 @@ static int learn_worker(dpr_client *c, shard_ep *ep, dpr_err *err)
                     reply->type == REDIS_REPLY_ERROR ? reply->str : "not a bulk string");
         goto out;
     }
-    v = info_field(reply->str, "dpr_worker_id", &n);
+    v = dpr_info_field(reply->str, "dpr_worker_id", &n);
     if (v && dpr_parse_u64(v, n, 0, UINT64_MAX, &ep->worker) == 0)
         r = 0;
     if (r < 0) {
@@ -227,7 +214,7 @@ static int learn_worker(dpr_client *c, shard_ep *ep, dpr_err *err)
                     "cache-store?)", ep->host, (unsigned)ep->port);
         goto out;
     }
-    v = info_field(reply->str, "dpr_domain", &n);
+    v = dpr_info_field(reply->str, "dpr_domain", &n);
     if (v && (n != strlen(c->domain) || memcmp(v, c->domain, n) != 0))
         r = dpr_err_set(err, -EXDEV, "shard %s:%u belongs to DPR domain '%.*s', not to the "
                         "client's domain '%s'", ep->host,

@@ -302,6 +302,23 @@ TEST(clock)
 }
 
 /* The plain-line form of the logger (stderr is not the journal here). */
+TEST(info_fields)
+{
+    const char *text = "# DPR\r\ndpr_worker_id:7\r\ndpr_world_line:12\r\nx_dpr_domain:no\r\n"
+                       "dpr_domain:kv\r\nempty:\r\nlast:9";
+    size_t n = 99;
+    const char *v = dpr_info_field(text, "dpr_world_line", &n);
+
+    CHECK(v && n == 2 && strncmp(v, "12", 2) == 0);
+    v = dpr_info_field(text, "dpr_domain", &n); /* not the x_ one: whole names only */
+    CHECK(v && n == 2 && strncmp(v, "kv", 2) == 0);
+    CHECK((v = dpr_info_field(text, "empty", &n)) && n == 0);
+    CHECK((v = dpr_info_field(text, "last", &n)) && n == 1 && *v == '9');
+    CHECK(dpr_info_field(text, "dpr_worker", &n) == NULL); /* a prefix is not a field */
+    CHECK(dpr_info_field(text, "missing", &n) == NULL);
+    CHECK(dpr_info_field("", "x", &n) == NULL);
+}
+
 TEST(log_lines)
 {
     int fds[2];
@@ -355,6 +372,7 @@ int main(void)
     RUN(lock_file);
     RUN(errors);
     RUN(clock);
+    RUN(info_fields);
     RUN(log_lines);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);

@@ -41,4 +41,8 @@ size_t dpr_resp_command_size(int argc, const size_t *argvlen);
  * not reallocate, so it cannot fail. */
 void dpr_resp_command(dpr_buf *b, int argc, const char *const *argv, const size_t *argvlen);
 
+/* The value of `field` in INFO text ("field:value" lines, CRLF or LF):
+ * a pointer to it and its length in *len, or NULL when absent. */
+const char *dpr_info_field(const char *text, const char *field, size_t *len);
+
 #endif
