@@ -7,7 +7,7 @@
 AGENT_SRC = $(filter-out agent/src/main.c,$(sort $(wildcard agent/src/*.c)))
 AGENT_A = $(BUILD)/libdpragent.a
 AGENT_BIN = $(BUILD)/dpr-agent
-AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson
+AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson -lraft -llz4
 
 $(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
 $(BUILD)/obj/tests/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
@@ -52,10 +52,11 @@ install-agent: $(AGENT_BIN)
 
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
 # modules only.
-AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c) \
+AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c \
+                   cstate.c) \
                  libdpr/src/domain.c
 FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
 
 build/fuzz/fuzz_agent_%: tests/agent/fuzz_agent_%.c $(AGENT_FUZZ_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Iagent/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) -ljansson
+	clang $(CPPFLAGS) -Iagent/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) -ljansson -lz

@@ -18,3 +18,9 @@ UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/common/test_
 $(BUILD)/tests/common/test_%: $(BUILD)/obj/tests/common/test_%.o $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_LIBS)
+
+# Fuzz targets of the base layer's parsers (tests/common/fuzz_*.c).
+FUZZ_BINS += $(patsubst tests/common/%.c,build/fuzz/%,$(wildcard tests/common/fuzz_*.c))
+build/fuzz/fuzz_common_%: tests/common/fuzz_common_%.c $(COMMON_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS)

@@ -29,3 +29,8 @@ FUZZ_BINS += build/fuzz/fuzz_finder_cmd
 build/fuzz/fuzz_finder_cmd: tests/finder/fuzz_finder_cmd.c $(FINDER_SRC) $(LIBDPR_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Ifinder/include -Ifinder/src $(FUZZ_CFLAGS) -o $@ $^ $(FINDER_LIBS)
+
+FUZZ_BINS += build/fuzz/fuzz_store_image
+build/fuzz/fuzz_store_image: tests/finder/fuzz_store_image.c $(FINDER_SRC) $(LIBDPR_SRC) $(COMMON_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -Ifinder/include -Ifinder/src $(FUZZ_CFLAGS) -o $@ $^ $(FINDER_LIBS)

@@ -418,14 +418,54 @@ static int load_state(agent *a, dpr_err *err)
     return 0;
 }
 
+static void on_raft_changed(void *arg)
+{
+    agent *a = arg;
+
+    if (a->stopping)
+        return;
+    agent_finder_raft_changed(a->finder);
+    agent_update_status(a);
+}
+
+/* A cluster (agent.conf raft group): the Raft member, then a finder that
+ * the leader serves. */
+static int open_cluster(agent *a, const agent_finder_hooks *fh, dpr_err *err)
+{
+    agent_raft_config rc_cfg;
+    agent_raft_hooks rh = { on_raft_changed, a };
+    char dir[PATH_MAX];
+    int rc;
+
+    rc = dpr_path_join(dir, sizeof(dir), a->cfg->state_dir, "raft");
+    if (rc < 0)
+        return dpr_err_set(err, rc, "state directory path too long: %.80s...",
+                           a->cfg->state_dir);
+    memset(&rc_cfg, 0, sizeof(rc_cfg));
+    rc_cfg.dir = dir;
+    rc_cfg.address = a->cfg->raft_address;
+    rc_cfg.peers = a->cfg->raft_peers;
+    rc_cfg.npeers = a->cfg->nraft_peers;
+    rc_cfg.election_ms = a->cfg->raft_election_ms;
+    rc_cfg.heartbeat_ms = a->cfg->raft_heartbeat_ms;
+    rc = agent_raft_open(a->loop, &rc_cfg, &rh, &a->raft, err);
+    if (rc < 0)
+        return rc;
+    return agent_finder_open_cluster(a->loop, a->raft, a->cfg->finder_listen,
+                                     a->cfg->node_address, fh, &a->finder, err);
+}
+
 /* The hosted finder, told which domain (deployment) each of the agent's
  * workers belongs to, for the upgrade from a finder without domains. */
 static int open_finder(agent *a, const char *dir, const agent_finder_hooks *fh, dpr_err *err)
 {
     size_t n = a->st.ninst + a->st.nretiring;
-    agent_finder_member *m = calloc(n ? n : 1, sizeof(*m));
+    agent_finder_member *m;
     int rc;
 
+    if (a->cfg->raft_address)
+        return open_cluster(a, fh, err);
+    m = calloc(n ? n : 1, sizeof(*m));
     if (!m)
         return dpr_err_set(err, -ENOMEM, "out of memory");
     for (size_t i = 0; i < a->st.ninst; i++)
@@ -567,6 +607,8 @@ void agent_stop(agent *a)
     agent_units_close(a->units);
     a->units = NULL;
     agent_finder_stop(a->finder);
+    agent_raft_close(a->raft); /* frees itself once closed */
+    a->raft = NULL;
     agent_layouts_stop(a->layouts);
     if (a->timers_open) {
         a->timers_open = false;

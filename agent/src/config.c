@@ -1,6 +1,7 @@
 /* config.c - see config.h. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -260,10 +261,82 @@ static void read_control_limits(ctx *x, config_setting_t *control, agent_config 
     c->control_max_input_bytes = (uint32_t)input;
 }
 
+/* A Raft address: "IPV4:PORT" (what c-raft's TCP transport takes). */
+static bool raft_address_ok(const char *v)
+{
+    char host[INET_ADDRSTRLEN];
+    struct in_addr a;
+    const char *colon = strrchr(v, ':');
+    char *end;
+    unsigned long port;
+
+    if (!colon || (size_t)(colon - v) >= sizeof(host))
+        return false;
+    memcpy(host, v, (size_t)(colon - v));
+    host[colon - v] = '\0';
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    return inet_pton(AF_INET, host, &a) == 1 && colon[1] >= '0' && colon[1] <= '9' && !*end &&
+           errno == 0 && port >= 1 && port <= 65535;
+}
+
+/* The raft group: this node's Raft address and its peers (the seed list). */
+static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
+{
+    static const char *const keys[] = { "address", "peers", "election_timeout_ms",
+                                        "heartbeat_timeout_ms", NULL };
+    config_setting_t *peers;
+    long long election = AGENT_RAFT_ELECTION_MS, heartbeat = AGENT_RAFT_HEARTBEAT_MS;
+    size_t before = x->probs->n;
+
+    check_members(x, raft, "raft.", keys);
+    if (get_str(x, raft, "raft.address", "address", NULL, true, &c->raft_address) < 0)
+        return -ENOMEM;
+    if (c->raft_address && !raft_address_ok(c->raft_address))
+        problem_at(x, member_or(raft, "address", raft), "'raft.address' must be IPV4:PORT "
+                   "(got '%s')", c->raft_address);
+    peers = config_setting_get_member(raft, "peers");
+    if (peers && !config_setting_is_array(peers) && !config_setting_is_list(peers)) {
+        problem_at(x, peers, "'raft.peers' must be a list of \"IPV4:PORT\" strings: "
+                   "peers = [\"10.0.0.2:7400\", ...];");
+        peers = NULL;
+    }
+    for (int i = 0; peers && i < config_setting_length(peers); i++) {
+        config_setting_t *e = config_setting_get_elem(peers, (unsigned)i);
+        const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ?
+                        config_setting_get_string(e) : NULL;
+        char **grown;
+        if (!v || !raft_address_ok(v)) {
+            problem_at(x, e, "'raft.peers' entry %d must be \"IPV4:PORT\"", i + 1);
+            continue;
+        }
+        if (c->raft_address && strcmp(v, c->raft_address) == 0)
+            continue; /* the same list on every node may name this one too */
+        for (size_t j = 0; j < c->nraft_peers; j++)
+            if (strcmp(c->raft_peers[j], v) == 0)
+                problem_at(x, e, "'raft.peers' names %s twice", v);
+        grown = realloc(c->raft_peers, (c->nraft_peers + 1) * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        c->raft_peers = grown;
+        if (!(c->raft_peers[c->nraft_peers] = strdup(v)))
+            return -ENOMEM;
+        c->nraft_peers++;
+    }
+    get_int(x, raft, "raft.election_timeout_ms", "election_timeout_ms", 50, 60000, &election);
+    get_int(x, raft, "raft.heartbeat_timeout_ms", "heartbeat_timeout_ms", 10, 30000, &heartbeat);
+    if (x->probs->n == before && heartbeat * 2 > election)
+        problem_at(x, member_or(raft, "heartbeat_timeout_ms", raft), "'raft.heartbeat_timeout_ms' "
+                   "must be at most half of 'raft.election_timeout_ms'");
+    c->raft_election_ms = (uint32_t)election;
+    c->raft_heartbeat_ms = (uint32_t)heartbeat;
+    return 0;
+}
+
 static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
-                                       "finder", "cachestores", "log", NULL };
+                                       "finder", "cachestores", "log", "raft", NULL };
     static const char *const node_keys[] = { "name", "address", NULL };
     static const char *const control_keys[] = { "socket", "group", "max_connections",
                                                 "max_connections_per_user",
@@ -274,7 +347,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                            "port_min", "port_max", "checkpoint_interval_ms",
                                            "max_clients", "impls", NULL };
     static const char *const log_keys[] = { "verbose", NULL };
-    config_setting_t *node, *control, *finder, *cs, *log;
+    config_setting_t *node, *control, *finder, *cs, *log, *raft;
     struct sockaddr_storage ss;
     char host[256] = "localhost";
     long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000;
@@ -288,6 +361,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     finder = get_group(x, root, "finder");
     cs = get_group(x, root, "cachestores");
     log = get_group(x, root, "log");
+    raft = get_group(x, root, "raft");
     if (node)
         check_members(x, node, "node.", node_keys);
     if (control)
@@ -330,6 +404,11 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
             AGENT_MAX_CLIENTS_MAX, &maxc);
     get_bool(x, log, "log.verbose", "verbose", &c->verbose);
     read_control_limits(x, control, c);
+    if (raft) {
+        rc = read_raft(x, raft, c);
+        if (rc < 0)
+            return rc;
+    }
     c->port_min = (uint16_t)pmin;
     c->port_max = (uint16_t)pmax;
     c->checkpoint_interval_ms = (uint32_t)interval;
@@ -371,6 +450,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
             dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0)
             problem_at(x, member_or(finder, "listen", finder), "'finder.listen': %s",
                        err.msg);
+        else if (c->raft_address && hp.port == 0)
+            problem_at(x, member_or(finder, "listen", finder), "'finder.listen' needs a port "
+                       "(not 0) in a cluster: the other agents send cache-stores to it");
     }
     return 0;
 }
@@ -444,6 +526,10 @@ void agent_config_free(agent_config *c)
     free(c->control_socket);
     free(c->control_group);
     free(c->finder_listen);
+    free(c->raft_address);
+    for (size_t i = 0; i < c->nraft_peers; i++)
+        free(c->raft_peers[i]);
+    free(c->raft_peers);
     free(c->instance_dir);
     free(c->cs_address);
     for (size_t i = 0; i < c->nimpls; i++) {

@@ -17,6 +17,8 @@
 #define AGENT_DEFAULT_CONFIG "/etc/dpr/agent.conf"
 #define AGENT_IMPL_NAME_MAX 64
 #define AGENT_CLUSTER_NAME_MAX 63
+#define AGENT_RAFT_ELECTION_MS 500
+#define AGENT_RAFT_HEARTBEAT_MS 50
 
 typedef struct agent_impl {
     char *name;   /* as used in specs: "dpr-kv" */
@@ -46,6 +48,12 @@ typedef struct agent_config {
     size_t nimpls;
     agent_impl *impls;        /* default: dpr-kv = /usr/local/bin/dpr-kv */
     bool verbose;
+    /* raft group: absent (raft_address NULL) = a single node without Raft */
+    char *raft_address;       /* this node's "IPV4:PORT" */
+    char **raft_peers;        /* the other agents' Raft addresses (seed list) */
+    size_t nraft_peers;
+    uint32_t raft_election_ms;  /* default AGENT_RAFT_ELECTION_MS */
+    uint32_t raft_heartbeat_ms; /* default AGENT_RAFT_HEARTBEAT_MS */
 } agent_config;
 
 /*

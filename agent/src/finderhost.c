@@ -14,6 +14,17 @@
 #include "common/log.h"
 #include "dpr/finder_server.h"
 #include "dpr/store.h"
+#include "raftstore.h"
+
+/* Servers replaced on a leadership change, freed once their handles closed. */
+#define MAX_RETIRED 16
+
+typedef enum finder_mode {
+    MODE_ALONE,     /* one node: the file store */
+    MODE_FOLLOWER,  /* another node leads (or none): requests are redirected */
+    MODE_STARTING,  /* this node leads: a barrier runs before it serves */
+    MODE_LEADER,    /* serving from the Raft log */
+} finder_mode;
 
 struct agent_finder {
     dpr_domains *ds;
@@ -21,7 +32,21 @@ struct agent_finder {
     dpr_server *srv;
     dpr_server_config cfg;
     char *listen;
-    char address[300];
+    char address[1024];
+    /* a cluster (raft != NULL) */
+    uv_loop_t *loop;
+    agent_raft *raft;
+    finder_mode mode;
+    uint64_t epoch;           /* bumps at every mode change */
+    agent_finder_hooks hooks;
+    unsigned port;            /* finder.listen's port: every node's finder port */
+    char not_serving[320];
+    dpr_server *retired[MAX_RETIRED];
+    size_t nretired;
+    uv_timer_t reaper;
+    bool reaper_open, stopping;
+    dpr_domains *view;        /* a follower's view of the replicated state */
+    uint64_t view_changes;
 };
 
 /* "kv (world-line 3, 3 workers), sessions (...)" of the published view,
@@ -253,7 +278,7 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
                       dpr_err *err)
 {
     agent_finder *af = calloc(1, sizeof(*af));
-    dpr_server_hooks sh = { NULL, NULL, NULL };
+    dpr_server_hooks sh = { .arg = NULL };
     char where[DPR_ADDR_STR_MAX], bound[DPR_ADDR_STR_MAX];
     bool replaced;
     int rc;
@@ -318,27 +343,79 @@ fail:
     return rc;
 }
 
-const char *agent_finder_address(const agent_finder *af)
+const char *agent_finder_address(agent_finder *af)
 {
+    agent_raft_member m[32];
+    size_t n, off = 0;
+
+    if (!af->raft)
+        return af->address;
+    /* every member's finder: any of them answers or names the leader */
+    n = agent_raft_members(af->raft, m, sizeof(m) / sizeof(m[0]));
+    af->address[0] = '\0';
+    for (size_t i = 0; i < n && i < sizeof(m) / sizeof(m[0]); i++) {
+        const char *colon = strrchr(m[i].address, ':');
+        int w = snprintf(af->address + off, sizeof(af->address) - off, "%s%.*s:%u",
+                         off ? "," : "", colon ? (int)(colon - m[i].address) : 0,
+                         m[i].address, af->port);
+        if (w < 0 || (size_t)w >= sizeof(af->address) - off)
+            break;
+        off += (size_t)w;
+    }
     return af->address;
+}
+
+/* A follower's view: the finder state as the Raft log holds it here
+ * (committed), decoded again only when it changed. */
+static dpr_domains *replicated_view(agent_finder *af)
+{
+    const agent_cstate *cs = agent_raft_cstate(af->raft);
+    dpr_domains_state st = { 0, 0, NULL };
+    dpr_domains *ds = NULL;
+
+    if (af->view && af->view_changes == cs->changes)
+        return af->view;
+    if (cs->finder && dpr_store_image_decode(cs->finder, cs->finder_len, "raft log", &st,
+                                             NULL) == 0) {
+        if (dpr_domains_restore(&st, &ds) < 0)
+            ds = NULL;
+        dpr_domains_state_free(&st);
+    }
+    if (af->view)
+        dpr_domains_free(af->view);
+    af->view = ds;
+    af->view_changes = cs->changes;
+    return ds;
 }
 
 dpr_domains *agent_finder_domains(agent_finder *af)
 {
+    if (!af)
+        return NULL;
+    if (af->raft && af->mode != MODE_LEADER)
+        return replicated_view(af);
     return af->ds;
 }
 
 dpr_finder *agent_finder_domain(agent_finder *af, const char *name)
 {
-    return dpr_domains_find(af->ds, name);
+    return dpr_domains_find(agent_finder_domains(af), name);
+}
+
+bool agent_finder_serving(const agent_finder *af)
+{
+    return af && (af->mode == MODE_ALONE || af->mode == MODE_LEADER);
 }
 
 int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t worker,
                                const char *token)
 {
-    dpr_finder *f = dpr_domains_find(af->ds, domain);
+    dpr_finder *f;
     int rc;
 
+    if (!agent_finder_serving(af))
+        return -EAGAIN; /* the leader's agent removes it (its finder knows the token) */
+    f = dpr_domains_find(af->ds, domain);
     if (!f)
         return -ENOENT;
     rc = dpr_finder_remove_worker_token(f, worker, token, token ? strlen(token) : 0);
@@ -349,18 +426,279 @@ int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t wo
 
 void agent_finder_stop(agent_finder *af)
 {
-    if (af && af->srv)
+    if (!af)
+        return;
+    af->stopping = true;
+    af->epoch++;
+    if (af->srv)
         dpr_server_stop(af->srv);
+    if (af->reaper_open) {
+        af->reaper_open = false;
+        uv_close((uv_handle_t *)&af->reaper, NULL);
+    }
 }
 
 void agent_finder_free(agent_finder *af)
 {
     if (!af)
         return;
+    /* the store first: its callbacks must not reach a freed server */
+    dpr_store_close(af->store);
     dpr_server_free(af->srv);
+    for (size_t i = 0; i < af->nretired; i++)
+        dpr_server_free(af->retired[i]);
     if (af->ds)
         dpr_domains_free(af->ds);
-    dpr_store_close(af->store);
+    if (af->view)
+        dpr_domains_free(af->view);
     free(af->listen);
     free(af);
+}
+
+/* ---- a cluster: the finder on the Raft leader ---------------------------------- */
+
+static void on_reap(uv_timer_t *t)
+{
+    agent_finder *af = t->data;
+
+    /* their handles closed on an earlier loop turn */
+    for (size_t i = 0; i < af->nretired; i++)
+        dpr_server_free(af->retired[i]);
+    af->nretired = 0;
+}
+
+/* Stops the server at once (no held reply goes out) and frees it later. */
+static void retire_server(agent_finder *af)
+{
+    if (!af->srv)
+        return;
+    dpr_server_abort(af->srv);
+    if (af->nretired == MAX_RETIRED)
+        on_reap(&af->reaper); /* the oldest closed long ago */
+    af->retired[af->nretired++] = af->srv;
+    af->srv = NULL;
+    if (af->reaper_open)
+        uv_timer_start(&af->reaper, on_reap, 100, 0);
+}
+
+static const char *not_serving(void *arg)
+{
+    agent_finder *af = arg;
+    const char *leader_addr = NULL;
+    uint64_t leader = agent_raft_leader(af->raft, &leader_addr);
+    const char *colon = leader_addr ? strrchr(leader_addr, ':') : NULL;
+
+    if (af->mode == MODE_STARTING || (leader && leader == agent_raft_id(af->raft)))
+        snprintf(af->not_serving, sizeof(af->not_serving),
+                 "TRYAGAIN the finder is starting on this node (new raft leader)");
+    else if (leader && colon)
+        snprintf(af->not_serving, sizeof(af->not_serving), "NOTLEADER %.*s:%u",
+                 (int)(colon - leader_addr), leader_addr, af->port);
+    else
+        snprintf(af->not_serving, sizeof(af->not_serving),
+                 "TRYAGAIN no finder: no raft leader (an election, or no quorum)");
+    return af->not_serving;
+}
+
+static void on_leader_failed(void *arg, int err);
+
+static void on_leader_committed(void *arg)
+{
+    agent_finder *af = arg;
+
+    if (af->hooks.committed)
+        af->hooks.committed(af->hooks.arg);
+}
+
+/* (Re)starts the server: serving ds from the Raft log, or redirecting. */
+static int start_server(agent_finder *af, bool serve)
+{
+    dpr_server_hooks sh = { .arg = af };
+    int rc;
+
+    if (serve) {
+        sh.committed = on_leader_committed;
+        sh.failed = on_leader_failed;
+    } else {
+        sh.not_serving = not_serving;
+    }
+    rc = dpr_server_start(af->loop, serve ? af->ds : NULL, serve ? af->store : NULL, &af->cfg,
+                          &sh, &af->srv);
+    if (rc < 0) {
+        log_error("finder: cannot listen on %s: %s", af->listen,
+                  rc == -EINVAL ? "bad address" : uv_strerror(rc));
+        retire_server(af);
+    }
+    return rc;
+}
+
+/* This node serves no finder: drop the leader's state, redirect. */
+static void become_follower(agent_finder *af, const char *why)
+{
+    bool was = af->mode == MODE_LEADER || af->mode == MODE_STARTING;
+
+    af->epoch++;
+    if (af->mode == MODE_FOLLOWER && af->srv)
+        return;
+    if (was)
+        log_warning("finder: no longer served on this node: %s", why);
+    retire_server(af);
+    dpr_store_close(af->store);
+    af->store = NULL;
+    if (af->ds) {
+        dpr_domains_free(af->ds);
+        af->ds = NULL;
+    }
+    af->mode = MODE_FOLLOWER;
+    start_server(af, false);
+    if (was && af->hooks.committed)
+        af->hooks.committed(af->hooks.arg); /* the agent looks at the replicated view */
+}
+
+static void on_leader_failed(void *arg, int err)
+{
+    agent_finder *af = arg;
+
+    if (af->stopping)
+        return;
+    become_follower(af, err == -ENOTCONN ? "this node lost its raft leadership"
+                                         : "the raft log did not take the finder state");
+}
+
+typedef struct barrier_ctx {
+    agent_finder *af;
+    uint64_t epoch;
+} barrier_ctx;
+
+/* The barrier ran: every entry of earlier leaders is applied here. */
+static void on_barrier(void *arg, int status)
+{
+    barrier_ctx *b = arg;
+    agent_finder *af = b->af;
+    dpr_domains_state st = { 0, 0, NULL };
+    dpr_err err = DPR_ERR_INIT;
+    char what[400];
+    int rc;
+
+    if (b->epoch != af->epoch || af->stopping) {
+        free(b);
+        return; /* the node's role changed meanwhile */
+    }
+    free(b);
+    if (status < 0 || agent_raft_role_now(af->raft) != AGENT_RAFT_LEADER) {
+        become_follower(af, "the raft barrier failed");
+        return;
+    }
+    rc = agent_raftstore_open(af->raft, &af->store);
+    if (rc == 0) {
+        rc = dpr_store_load(af->store, &st);
+        if (rc == -ENOENT)
+            rc = dpr_domains_new(&af->ds);
+        else if (rc == 0)
+            rc = dpr_domains_restore(&st, &af->ds);
+        else
+            dpr_err_set(&err, rc, "%s", dpr_store_error(af->store));
+    }
+    dpr_domains_state_free(&st);
+    if (rc < 0) {
+        /* never serve a state that is not the replicated one */
+        log_error("finder: cannot take the replicated finder state: %s; not serving it",
+                  err.msg[0] ? err.msg : strerror(-rc));
+        become_follower(af, "its replicated state is unreadable");
+        return;
+    }
+    retire_server(af);
+    af->mode = MODE_LEADER;
+    af->epoch++;
+    if (start_server(af, true) < 0) {
+        become_follower(af, "cannot listen");
+        return;
+    }
+    describe_domains(af->ds, what, sizeof(what));
+    log_notice("finder: serving on this node (raft leader, term %llu): %zu domain%s%s%s",
+               (unsigned long long)agent_raft_term(af->raft), dpr_domains_count(af->ds),
+               dpr_domains_count(af->ds) == 1 ? "" : "s", dpr_domains_count(af->ds) ? ": " : "",
+               what);
+    if (af->hooks.committed)
+        af->hooks.committed(af->hooks.arg);
+}
+
+void agent_finder_raft_changed(agent_finder *af)
+{
+    barrier_ctx *b;
+    bool leader;
+    int rc;
+
+    if (!af || !af->raft || af->stopping)
+        return;
+    leader = agent_raft_role_now(af->raft) == AGENT_RAFT_LEADER;
+    if (!leader) {
+        become_follower(af, "this node is no longer the raft leader");
+        return;
+    }
+    if (af->mode != MODE_FOLLOWER)
+        return; /* starting or serving already */
+    /* a new leader serves nothing before a barrier: entries of earlier
+     * terms are committed and applied here first */
+    b = malloc(sizeof(*b));
+    if (!b) {
+        log_error("finder: out of memory taking over");
+        return;
+    }
+    af->mode = MODE_STARTING;
+    af->epoch++;
+    *b = (barrier_ctx){ af, af->epoch };
+    rc = agent_raft_barrier(af->raft, on_barrier, b);
+    if (rc < 0) {
+        free(b);
+        af->mode = MODE_FOLLOWER;
+        log_warning("finder: cannot take over as raft leader: %s", strerror(-rc));
+    }
+}
+
+int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *listen,
+                              const char *advertise_host, const agent_finder_hooks *hooks,
+                              agent_finder **out, dpr_err *err)
+{
+    agent_finder *af = calloc(1, sizeof(*af));
+    char where[DPR_ADDR_STR_MAX];
+    dpr_hostport hp;
+    bool replaced;
+    int rc;
+
+    *out = NULL;
+    if (!af)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    af->loop = loop;
+    af->raft = raft;
+    af->mode = MODE_FOLLOWER;
+    if (hooks)
+        af->hooks = *hooks;
+    rc = listen_address(listen, advertise_host, where, sizeof(where), &replaced, err);
+    if (rc == 0)
+        rc = dpr_hostport_parse(where, DPR_HOSTPORT_ANY, &hp, err);
+    if (rc < 0) {
+        free(af);
+        dpr_err_prefix(err, "finder.listen");
+        return rc;
+    }
+    af->port = hp.port;
+    if (!(af->listen = strdup(where))) {
+        free(af);
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    }
+    af->cfg.listen = af->listen;
+    af->cfg.max_clients = DPR_SERVER_DEFAULT_MAX_CLIENTS;
+    af->cfg.max_request_bytes = DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES;
+    uv_timer_init(loop, &af->reaper);
+    af->reaper.data = af;
+    af->reaper_open = true;
+    *out = af; /* handles exist on the loop from here on */
+    rc = start_server(af, false);
+    if (rc < 0)
+        return dpr_err_set(err, rc, "the finder cannot listen on %s: %s", af->listen,
+                           rc == -EINVAL ? "bad address" : uv_strerror(rc));
+    log_info("finder: listening on %s; served by the raft leader's agent (followers name it)",
+             af->listen);
+    return 0;
 }

@@ -1,9 +1,16 @@
 /*
- * finderhost.h - the DPR finder hosted by the agent (single node): one
- * finder core per DPR domain (dpr/domains.h; each deployment is the domain
- * of its name) with their file store under <state>/finder, served over RESP
- * on the agent's loop (finder/src/server.c), and the address cache-stores
- * are told to reach it on.
+ * finderhost.h - the DPR finder hosted by the agent: one finder core per
+ * DPR domain (dpr/domains.h; each deployment is the domain of its name),
+ * served over RESP on the agent's loop (finder/src/server.c), and the
+ * address cache-stores are told to reach it on.
+ *
+ * One node (agent_finder_open): the state in a file store under
+ * <state>/finder. A cluster (agent_finder_open_cluster): the state in the
+ * agents' Raft log (raftstore.h); the finder is served by the leader's agent
+ * only, after a barrier, and stops at once when it loses the leadership
+ * (its held replies are dropped: nothing is answered from a stale state);
+ * every other agent answers "-NOTLEADER HOST:PORT" (the leader's finder) or
+ * "-TRYAGAIN ..." (no leader yet) on the same port.
  */
 #ifndef AGENT_FINDERHOST_H
 #define AGENT_FINDERHOST_H
@@ -15,6 +22,7 @@
 #include "dpr/err.h"
 #include "dpr/domains.h"
 #include "dpr/finder.h"
+#include "raftnode.h"
 
 typedef struct agent_finder agent_finder;
 
@@ -51,14 +59,32 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
                       const char *advertise_host, const agent_finder_member *members,
                       size_t nmembers, const agent_finder_hooks *hooks, agent_finder **out,
                       dpr_err *err);
-/* "HOST:PORT" for cache-stores (the real port when listen asked for 0). */
-const char *agent_finder_address(const agent_finder *af);
-/* Every domain of the finder. */
+/*
+ * A cluster's finder on this node: listens on listen (a wildcard host means
+ * advertise_host; the port must not be 0: it is every node's finder port)
+ * and redirects until agent_finder_raft_changed finds this node leading.
+ * 0 or a negative errno with a message in err (*out may be set even then:
+ * stop and free it).
+ */
+int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *listen,
+                              const char *advertise_host, const agent_finder_hooks *hooks,
+                              agent_finder **out, dpr_err *err);
+/* The node's Raft role changed (raftnode.h's hook): take the finder over
+ * (barrier, then serve) or stop serving it. */
+void agent_finder_raft_changed(agent_finder *af);
+/* Does this node serve the finder (one node, or the cluster's leader)? */
+bool agent_finder_serving(const agent_finder *af);
+
+/* "HOST:PORT" for cache-stores (the real port when listen asked for 0); in
+ * a cluster every member's finder, comma-separated. */
+const char *agent_finder_address(agent_finder *af);
+/* Every domain of the finder; on a cluster's follower, the replicated
+ * state as committed (read-only), NULL when there is none yet. */
 dpr_domains *agent_finder_domains(agent_finder *af);
 /* The core of domain name, or NULL when the finder has no such domain. */
 dpr_finder *agent_finder_domain(agent_finder *af, const char *name);
 /* Forgets worker (retired instance) in domain, presenting its token (NULL:
- * none): 0, or -EBUSY while one of its reported checkpoints is not in the
+ * none): 0, or -EAGAIN when this node does not serve the finder, -EBUSY while one of its reported checkpoints is not in the
  * cut yet (try again after a commit), -ENOENT when the finder does not know
  * it or the domain (also success for the caller), -EACCES when the finder
  * holds another token for it (someone else registered that id). */

@@ -299,6 +299,10 @@ void agent_retire_in_finder(agent *a)
         rc = agent_finder_remove_worker(a->finder, r->deployment, r->worker, r->token);
         if (rc == -EBUSY)
             continue; /* its last checkpoint is not in the cut yet: after a commit */
+        if (rc == -EAGAIN) {
+            retry_soon(a); /* this node does not serve the finder (yet) */
+            continue;
+        }
         if (rc == -EACCES) {
             /* someone else registered this id with a token of their own:
              * not ours to remove, and asking again would not change that */

@@ -215,6 +215,21 @@ static json_t *finder_error_json(agent *a)
     return json_string(msg);
 }
 
+/* The Raft member's view: role, term, leader. */
+static json_t *raft_json(agent *a)
+{
+    const char *leader_addr = NULL;
+    uint64_t leader;
+
+    if (!a->raft)
+        return json_null();
+    leader = agent_raft_leader(a->raft, &leader_addr);
+    return json_pack("{s:s, s:s, s:I, s:s?, s:b}", "address", a->cfg->raft_address, "role",
+                     agent_raft_role_name(agent_raft_role_now(a->raft)), "term",
+                     (json_int_t)agent_raft_term(a->raft), "leader", leader ? leader_addr : NULL,
+                     "quorum", leader != 0);
+}
+
 json_t *agent_status_json(agent *a, const char *deployment)
 {
     json_t *deps = json_array(), *o, *retiring = json_array();
@@ -229,10 +244,12 @@ json_t *agent_status_json(agent *a, const char *deployment)
     }
     for (size_t i = 0; retiring && i < a->st.nretiring; i++)
         json_array_append_new(retiring, json_string(a->st.retiring[i].name));
-    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:o*, s:s, s:o*, s:o}, s:o*, s:o*, s:{s:b, s:o}}",
+    o = json_pack("{s:s, s:s, s:I, s:{s:s, s:b, s:o*, s:s, s:o*, s:o}, s:o*, s:o*, s:{s:b, "
+                  "s:o}, s:o*}",
                   "cluster", a->cfg->cluster, "node", a->cfg->node_name,
                   "generation", (json_int_t)a->st.generation,
                   "finder", "address", agent_finder_address(a->finder),
+                  "served_here", agent_finder_serving(a->finder),
                   "domains", domains_json(a),
                   "state", a->finder_lost ? "lost" : "ok", "lost", lost_json(a),
                   "error", finder_error_json(a),
@@ -240,14 +257,44 @@ json_t *agent_status_json(agent *a, const char *deployment)
                   "systemd", "connected", agent_units_connected(a->units),
                   "error", agent_units_connected(a->units) ? json_null()
                                                             : json_string(agent_units_error(
-                                                                  a->units)));
+                                                                  a->units)),
+                  "raft", raft_json(a));
     return o;
 }
 
 json_t *agent_nodes_json(agent *a)
 {
-    return json_pack("{s:[{s:s, s:s, s:b, s:b, s:s}]}", "nodes", "name", a->cfg->node_name,
-                     "address", a->cfg->node_address, "self", 1, "leader", 1, "state", "up");
+    agent_raft_member m[64];
+    json_t *l;
+    size_t n;
+
+    if (!a->raft)
+        return json_pack("{s:[{s:s, s:s, s:b, s:b, s:s, s:s}]}", "nodes", "name",
+                         a->cfg->node_name, "address", a->cfg->node_address, "self", 1,
+                         "leader", 1, "state", "up", "role", "single");
+    n = agent_raft_members(a->raft, m, sizeof(m) / sizeof(m[0]));
+    l = json_array();
+    for (size_t i = 0; l && i < n && i < sizeof(m) / sizeof(m[0]); i++) {
+        bool self = m[i].id == agent_raft_id(a->raft);
+        char id[17];
+        snprintf(id, sizeof(id), "%016llx", (unsigned long long)m[i].id);
+        /* other members' names travel with the placement state (later):
+         * until then a member is named by its Raft address */
+        if (json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:I}",
+                                               "name", self ? a->cfg->node_name : m[i].address,
+                                               "address", m[i].address, "raft_id", id,
+                                               "self", self, "leader", m[i].leader, "state",
+                                               m[i].leader ? "leader" :
+                                               self ? agent_raft_role_name(
+                                                          agent_raft_role_now(a->raft)) :
+                                                      "member",
+                                               "role", m[i].role, "term",
+                                               (json_int_t)agent_raft_term(a->raft))) < 0) {
+            json_decref(l);
+            l = NULL;
+        }
+    }
+    return json_pack("{s:o*, s:o*}", "nodes", l, "raft", raft_json(a));
 }
 
 void agent_emit(agent *a, const char *type, json_t *fields)
@@ -350,8 +397,8 @@ bool agent_worker_lost(agent *a, const agent_instance *in)
 {
     dpr_finder *f;
 
-    if (!a->finder || !in->committed)
-        return false;
+    if (!a->finder || !in->committed || !agent_finder_domains(a->finder))
+        return false; /* (a cluster's follower before any replicated state) */
     f = agent_domain(a, in->deployment);
     return !f || !dpr_finder_has_worker(f, in->worker);
 }

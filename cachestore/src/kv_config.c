@@ -1,6 +1,8 @@
 /* kv_config.c - see kv_config.h. */
 #include "kv_config.h"
 
+#include "common/finders.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,7 +28,9 @@ static const char usage[] =
     "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN;\n"
     "                              default 127.0.0.1:6379; port 0 picks a free port,\n"
     "                              logged as 'listening on ...')\n"
-    "  --finder HOST:PORT          the DPR finder (DPR_KV_FINDER; required)\n"
+    "  --finder HOST:PORT[,...]    the DPR finder (DPR_KV_FINDER; required); in a\n"
+    "                              cluster any agents' finder addresses: the one\n"
+    "                              that is not the leader names it (NOTLEADER)\n"
     "  --domain NAME               the DPR domain (deployment) this shard belongs to\n"
     "                              (DPR_KV_DOMAIN; default 'default'): 1 to 63\n"
     "                              characters of a-z 0-9 . _ -, starting with a letter\n"
@@ -256,9 +260,15 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_LISTEN:
         r = copy_str(c->listen, sizeof(c->listen), val);
         break;
-    case OPT_FINDER:
+    case OPT_FINDER: {
+        dpr_finders fl;
+        if (dpr_finders_parse(val, &fl, err) < 0) {
+            dpr_err_prefix(err, "invalid value for %s", from);
+            return -EINVAL;
+        }
         r = copy_str(c->finder, sizeof(c->finder), val);
         break;
+    }
     case OPT_DOMAIN:
         if (!dpr_domain_valid(val, strlen(val)))
             return dpr_err_set(err, -EINVAL, "invalid value '%s' for %s: a domain name is 1 to %d "

@@ -25,7 +25,7 @@
 
 typedef struct kv_config {
     char listen[300];          /* ADDR:PORT; port 0 picks a free one */
-    char finder[300];          /* HOST:PORT */
+    char finder[1024];         /* HOST:PORT[,HOST:PORT...] (common/finders.h) */
     /* the DPR domain this shard belongs to (dpr/domain.h): its world-lines,
      * cut and recovery are the domain's; every finder command names it and
      * batches of other domains are refused. --domain / DPR_KV_DOMAIN,

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/addr.h"
+#include "common/finders.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -21,6 +22,8 @@
 #define TICK_MS 100
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+/* After TRYAGAIN (no finder leader yet): ask again this much later. */
+#define RETRY_PAUSE_MS 200
 
 enum link_state { LINK_DOWN, LINK_RESOLVING, LINK_CONNECTING, LINK_UP };
 enum pend_kind { PEND_REPORT, PEND_SYNC };
@@ -56,9 +59,12 @@ typedef struct gai_req {
 
 struct kv_finder {
     uv_loop_t *loop;
-    char addr[DPR_ADDR_STR_MAX]; /* as given, for messages */
-    dpr_hostport hp;
-    char port[8]; /* hp.port for getaddrinfo */
+    dpr_finders finders; /* the addresses and the one asked now */
+    const char *addr;    /* the one asked now, for messages */
+    char port[8];        /* its port, for getaddrinfo */
+    bool keep_target;    /* the next connection goes where a redirect said */
+    bool quiet;          /* the reason for this disconnect was logged */
+    uint64_t retry_logged_ms;
     char domain[DPR_DOMAIN_MAX + 1];
     uint64_t worker;
     char *sync_cmd; /* DPR.SYNC <domain>, in RESP */
@@ -93,44 +99,59 @@ struct kv_finder {
 /* --- start-up requests (blocking) -------------------------------------- */
 
 /*
- * Sends one command (argv) to the finder at hostport and reads its answer
- * into *rep (the caller frees it with freeReplyObject). Connects, retrying
- * every 200 ms until timeout_ms passes (0: forever, logging every few
- * seconds); any answer, even an error, ends the loop. -EINVAL (bad
- * address), -ETIMEDOUT.
+ * Sends one command (argv) to the finder (fl: its addresses) and reads its
+ * answer into *rep (the caller frees it with freeReplyObject). Connects,
+ * retrying every 200 ms (the next address each time) until timeout_ms
+ * passes (0: forever, logging every few seconds); a NOTLEADER answer is
+ * followed at once, TRYAGAIN is asked again later; any other answer, even
+ * an error, ends the loop. -ETIMEDOUT.
  */
-static int request_blocking(const char *hostport, int argc, const char **argv, unsigned timeout_ms,
+static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsigned timeout_ms,
                             redisReply **rep, dpr_err *err)
 {
-    dpr_hostport hp;
     uint64_t start = dpr_mono_ms(), last_log = 0;
-    int r = dpr_hostport_parse(hostport, 0, &hp, err);
+    char why[256];
 
-    if (r < 0)
-        return r;
     for (;;) {
         struct timeval tv = {2, 0};
-        redisContext *c = redisConnectWithTimeout(hp.host, hp.port, tv);
+        const dpr_hostport *hp = dpr_finders_current(fl);
+        redisContext *c = redisConnectWithTimeout(hp->host, hp->port, tv);
+        dpr_finders_answer a = DPR_FINDERS_RETRY;
+        *rep = NULL;
         if (c && !c->err) {
             kv_finder_reader_limit(c->reader);
             redisSetTimeout(c, tv);
             *rep = redisCommandArgv(c, argc, argv, NULL);
-            if (*rep) {
-                redisFree(c);
-                return 0;
-            }
         }
-        uint64_t now = dpr_mono_ms();
-        if (now - last_log >= 5000) {
-            log_warning("finder %s not reachable (%s); retrying", hostport,
-                        c ? c->errstr : "out of memory");
-            last_log = now;
+        if (*rep && (*rep)->type == REDIS_REPLY_ERROR)
+            a = dpr_finders_on_error(fl, (*rep)->str, (*rep)->len);
+        else if (*rep)
+            a = DPR_FINDERS_OTHER;
+        if (a == DPR_FINDERS_OTHER) {
+            dpr_finders_answered(fl);
+            redisFree(c);
+            return 0;
         }
+        snprintf(why, sizeof(why), "%s", *rep ? (*rep)->str : c ? c->errstr : "out of memory");
+        if (*rep)
+            freeReplyObject(*rep);
+        *rep = NULL;
         if (c)
             redisFree(c);
+        if (a == DPR_FINDERS_MOVED) {
+            log_info("finder: %s", why);
+            continue; /* ask the leader now */
+        }
+        if (!*why || strncmp(why, "TRYAGAIN", 8) != 0)
+            dpr_finders_next(fl); /* unreachable: the next address */
+        uint64_t now = dpr_mono_ms();
+        if (now - last_log >= 5000) {
+            log_warning("finder %s not reachable (%s); retrying", dpr_finders_text(fl), why);
+            last_log = now;
+        }
         if (timeout_ms && now - start >= timeout_ms)
-            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms", hostport,
-                               timeout_ms);
+            return dpr_err_set(err, -ETIMEDOUT, "finder %s not reachable within %u ms (%s)",
+                               dpr_finders_text(fl), timeout_ms, why);
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -146,11 +167,17 @@ int kv_finder_register(const char *hostport, const char *domain, uint64_t worker
     redisReply *rep;
     int r;
 
+    dpr_finders fl;
+
     wid[dpr_fmt_u64(wid, worker)] = '\0';
-    r = request_blocking(hostport, has_token ? 4 : 3, argv, timeout_ms, &rep, err);
+    r = dpr_finders_parse(hostport, &fl, err);
     if (r < 0)
         return r;
-    r = kv_finder_add_parse(rep, hostport, worker, has_token, world_line, restore, err);
+    r = request_blocking(&fl, has_token ? 4 : 3, argv, timeout_ms, &rep, err);
+    if (r < 0)
+        return r;
+    r = kv_finder_add_parse(rep, dpr_finders_text(&fl), worker, has_token, world_line, restore,
+                            err);
     freeReplyObject(rep);
     return r;
 }
@@ -163,10 +190,15 @@ int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worke
     size_t cap = 0;
     redisReply *rep;
     kv_sync sync;
-    int r = request_blocking(hostport, 2, argv, timeout_ms, &rep, err);
+    dpr_finders fl;
+    int r = dpr_finders_parse(hostport, &fl, err);
 
     if (r < 0)
         return r;
+    r = request_blocking(&fl, 2, argv, timeout_ms, &rep, err);
+    if (r < 0)
+        return r;
+    hostport = dpr_finders_text(&fl);
     if (rep->type == REDIS_REPLY_ERROR && kv_finder_error_unknown_domain(rep->str)) {
         /* no domain, no worker in it: what a finder that lost its state
          * answered before domains (an empty cut) */
@@ -197,6 +229,18 @@ static void conn_closed(uv_handle_t *h)
     free((conn *)(void *)h); /* the tcp handle is the first member of conn */
 }
 
+/* The next connection's target: where a redirect said, else the next
+ * address of the list (a connection that failed or broke). */
+static void pick_target(kv_finder *f)
+{
+    if (f->keep_target)
+        f->keep_target = false;
+    else
+        dpr_finders_next(&f->finders);
+    f->addr = dpr_finders_text(&f->finders);
+    snprintf(f->port, sizeof(f->port), "%u", (unsigned)dpr_finders_current(&f->finders)->port);
+}
+
 static void disconnect(kv_finder *f, const char *why)
 {
     bool was_up = f->state == LINK_UP;
@@ -206,8 +250,9 @@ static void disconnect(kv_finder *f, const char *why)
         uv_close((uv_handle_t *)&f->c->tcp, conn_closed);
         f->c = NULL;
     }
-    if (f->state != LINK_DOWN && !f->closing)
+    if (f->state != LINK_DOWN && !f->closing && !f->quiet)
         log_warning("finder %s: connection lost (%s); reconnecting", f->addr, why);
+    f->quiet = false;
     f->state = LINK_DOWN;
     /* every report goes out again on the next connection */
     if (f->ndropped) {
@@ -227,8 +272,13 @@ static void disconnect(kv_finder *f, const char *why)
         redisReaderFree(f->reader);
         f->reader = NULL;
     }
-    f->next_attempt_ms = dpr_mono_ms() + f->backoff_ms;
-    f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
+    if (f->keep_target) {
+        f->next_attempt_ms = dpr_mono_ms(); /* redirected: at once */
+    } else {
+        f->next_attempt_ms = dpr_mono_ms() + f->backoff_ms;
+        f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
+    }
+    pick_target(f);
     if (was_up && f->cb.on_connection && !f->closing)
         f->cb.on_connection(f->ud, false);
 }
@@ -356,6 +406,35 @@ static void on_reply(kv_finder *f, redisReply *rep)
     if (f->pend_len == 0) {
         disconnect(f, "unexpected reply");
         return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char why[300], at[DPR_ADDR_STR_MAX];
+        snprintf(why, sizeof(why), "%s", rep->str);
+        snprintf(at, sizeof(at), "%s", f->addr); /* on_error moves f->addr */
+        switch (dpr_finders_on_error(&f->finders, rep->str, rep->len)) {
+        case DPR_FINDERS_MOVED:
+            /* this agent does not serve the finder: every request goes
+             * again to the leader */
+            log_info("finder %s: %s; reconnecting there", at, why);
+            f->keep_target = f->quiet = true;
+            disconnect(f, why);
+            return;
+        case DPR_FINDERS_RETRY: {
+            uint64_t now = dpr_mono_ms();
+            if (now - f->retry_logged_ms >= 5000) {
+                log_info("finder %s: %s; trying again", at, why);
+                f->retry_logged_ms = now;
+            }
+            f->keep_target = f->quiet = true; /* on_error moved on already */
+            disconnect(f, why);
+            f->next_attempt_ms = now + RETRY_PAUSE_MS;
+            return;
+        }
+        case DPR_FINDERS_OTHER:
+            break;
+        }
+    } else {
+        dpr_finders_answered(&f->finders);
     }
     enum pend_kind kind = f->pend[f->pend_head].kind;
     f->pend_head = (f->pend_head + 1) % f->pend_cap;
@@ -493,7 +572,8 @@ static void start_connect(kv_finder *f)
     }
     f->gai->f = f;
     f->state = LINK_RESOLVING;
-    r = uv_getaddrinfo(f->loop, &f->gai->req, resolved, f->hp.host, f->port, &hints);
+    r = uv_getaddrinfo(f->loop, &f->gai->req, resolved, dpr_finders_current(&f->finders)->host,
+                       f->port, &hints);
     if (r < 0) {
         free(f->gai);
         f->gai = NULL;
@@ -536,7 +616,7 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
 
     if (!f)
         return -ENOMEM;
-    r = dpr_hostport_parse(hostport, 0, &f->hp, NULL);
+    r = dpr_finders_parse(hostport, &f->finders, NULL);
     if (r < 0 || strlen(domain) >= sizeof(f->domain)) {
         free(f);
         return r < 0 ? r : -EINVAL;
@@ -548,8 +628,8 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
     }
     f->sync_len = (size_t)n;
     snprintf(f->domain, sizeof(f->domain), "%s", domain);
-    snprintf(f->port, sizeof(f->port), "%u", (unsigned)f->hp.port);
-    snprintf(f->addr, sizeof(f->addr), "%s", hostport);
+    f->addr = dpr_finders_text(&f->finders);
+    snprintf(f->port, sizeof(f->port), "%u", (unsigned)dpr_finders_current(&f->finders)->port);
     f->loop = loop;
     f->worker = worker;
     f->cb = *cb;

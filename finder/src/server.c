@@ -31,11 +31,13 @@ struct conn {
     uv_tcp_t tcp;
     server *srv;
     conn *prev, *next;      /* all connections */
-    conn *next_flush;       /* connections with held replies */
+    conn *next_flush;       /* in flush_list or commit_list */
     dpr_reqreader *rr;
     dpr_buf out;            /* replies not yet released */
     size_t writes_pending;
     bool in_flush_list;
+    bool in_commit_list;
+    bool deferred;          /* requests wait for the commit in flight */
     bool close_after_flush; /* QUIT, protocol error, refused, EOF, stopping */
     bool closing;
     bool paused;            /* reading stopped for back-pressure */
@@ -57,7 +59,13 @@ struct dpr_server {
     const dpr_server_config *cfg;
     conn *conns;
     size_t nconns;
-    conn *flush_list;
+    conn *flush_list;       /* connections with held replies */
+    /* An asynchronous save in flight (dpr_store_is_async): the replies of
+     * commit_list's connections wait for it; no request runs meanwhile. */
+    bool committing;
+    bool commit_dirty;      /* it saves commit_st (else it confirms) */
+    dpr_domains_state commit_st;
+    conn *commit_list;
     bool stopping;
     int fatal;            /* negative errno once a save failed */
     bool embedded;        /* started with dpr_server_start: no signals */
@@ -78,6 +86,18 @@ static void on_conn_closed(uv_handle_t *h)
 }
 
 
+/* Takes c out of a list linked by next_flush. */
+static void unlink_flush(conn **head, conn *c)
+{
+    for (conn **pp = head; *pp; pp = &(*pp)->next_flush) {
+        if (*pp == c) {
+            *pp = c->next_flush;
+            c->next_flush = NULL;
+            return;
+        }
+    }
+}
+
 static void conn_close(conn *c)
 {
     server *srv = c->srv;
@@ -85,6 +105,15 @@ static void conn_close(conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    /* the lists can outlive this loop turn (a commit in flight) */
+    if (c->in_flush_list) {
+        unlink_flush(&srv->flush_list, c);
+        c->in_flush_list = false;
+    }
+    if (c->in_commit_list) {
+        unlink_flush(&srv->commit_list, c);
+        c->in_commit_list = false;
+    }
     if (c->close_after_flush)
         dpr_uv_discard_input((uv_handle_t *)&c->tcp);
     DPR_LIST_REMOVE(srv->conns, c);
@@ -148,6 +177,22 @@ static void fail_conn(conn *c, const char *msg)
     mark_for_flush(c);
 }
 
+/* Without a finder state (a follower): QUIT and PING are answered, every
+ * other request gets the host's error (where the finder is). */
+static int not_serving(server *srv, const dpr_request *req, dpr_buf *out, unsigned *flags)
+{
+    const char *why = srv->hooks.not_serving ? srv->hooks.not_serving(srv->hooks.arg) : NULL;
+
+    *flags = 0;
+    if (req->argc >= 1 && req->argvlen[0] == 4 && strncasecmp(req->argv[0], "QUIT", 4) == 0) {
+        *flags = DPR_CMD_CLOSE;
+        return dpr_buf_append(out, "+OK\r\n", 5);
+    }
+    if (req->argc == 1 && req->argvlen[0] == 4 && strncasecmp(req->argv[0], "PING", 4) == 0)
+        return dpr_buf_append(out, "+PONG\r\n", 7);
+    return dpr_cmd_error(out, why ? why : "TRYAGAIN the finder is not served here");
+}
+
 static void handle_requests(conn *c)
 {
     server *srv = c->srv;
@@ -157,6 +202,13 @@ static void handle_requests(conn *c)
     char msg[256];
     int rc;
 
+    if (srv->committing) {
+        /* the replies of a commit in flight must not mix with later
+         * ones: the buffered requests run once it is over */
+        c->deferred = true;
+        stop_reading(c);
+        return;
+    }
     for (;;) {
         /* back-pressure: a client that does not read its replies stops
          * being served (its requests stay buffered) until it catches up */
@@ -170,7 +222,10 @@ static void handle_requests(conn *c)
         if (rc != 1)
             break;
         before = c->out.len;
-        rc = dpr_cmd_execute(srv->ds, req.argc, req.argv, req.argvlen, &c->out, &flags);
+        if (srv->ds)
+            rc = dpr_cmd_execute(srv->ds, req.argc, req.argv, req.argvlen, &c->out, &flags);
+        else
+            rc = not_serving(srv, &req, &c->out, &flags);
         if (rc < 0) {
             log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);
@@ -229,11 +284,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void resume_if_drained(conn *c)
 {
     if (c->paused && !c->closing && !c->close_after_flush && !c->srv->stopping &&
-        !c->srv->fatal &&
+        !c->srv->fatal && !c->deferred &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < MAX_PENDING_OUTPUT / 2) {
         c->paused = false;
         handle_requests(c); /* the ones left buffered when we paused */
-        if (c->paused || c->closing || c->close_after_flush)
+        if (c->paused || c->closing || c->close_after_flush || c->deferred)
             return;
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
             conn_close(c);
@@ -295,24 +350,152 @@ static void flush_conn(conn *c)
 
 static void shut_down(server *srv);
 
+/* A save failed (or this node lost the replicated state): nothing held is
+ * ever answered. */
+static void fail_commit(server *srv, int rc)
+{
+    srv->fatal = rc;
+    shut_down(srv);
+    if (srv->hooks.failed)
+        srv->hooks.failed(srv->hooks.arg, rc);
+}
+
+/* st is durable: publish it. */
+static void publish(server *srv, const dpr_domains_state *st)
+{
+    /* the held replies may go out now even if publishing fails: they
+     * only show the working state, which is durable; SYNC from others
+     * stays on the old published view until a later publish works */
+    int rc = dpr_domains_publish(srv->ds, st);
+    if (rc < 0)
+        log_warning("publishing generation %llu failed: %s (will retry)",
+                    (unsigned long long)st->generation, strerror(-rc));
+    if (srv->hooks.committed)
+        srv->hooks.committed(srv->hooks.arg);
+}
+
+/* Releases the held replies of list. */
+static void flush_list(conn *c)
+{
+    conn *next;
+
+    for (; c; c = next) {
+        next = c->next_flush;
+        c->next_flush = NULL;
+        c->in_flush_list = c->in_commit_list = false;
+        flush_conn(c);
+    }
+}
+
+/* The requests that waited for a commit run now (their replies join the
+ * next one). */
+static void run_deferred(server *srv)
+{
+    conn *c, *next;
+
+    for (c = srv->conns; c; c = next) {
+        next = c->next;
+        if (!c->deferred || c->closing)
+            continue;
+        c->deferred = false;
+        handle_requests(c);
+        if (c->closing || c->deferred || c->paused || c->close_after_flush)
+            continue;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+            conn_close(c);
+    }
+}
+
+static void on_saved(void *arg, int status)
+{
+    server *srv = arg;
+
+    srv->committing = false;
+    if (status < 0) {
+        if (srv->commit_dirty)
+            dpr_domains_state_free(&srv->commit_st);
+        srv->commit_list = NULL;
+        if (srv->fatal)
+            return;
+        if (status == -ENOTCONN)
+            log_warning("this node no longer holds the finder state (leadership lost): "
+                        "closing every client without answering");
+        else
+            log_error("saving the state failed: %s; exiting without answering (the state "
+                      "is not durable)", dpr_store_error(srv->store));
+        fail_commit(srv, status);
+        return;
+    }
+    if (srv->commit_dirty) {
+        publish(srv, &srv->commit_st);
+        dpr_domains_state_free(&srv->commit_st);
+    }
+    conn *list = srv->commit_list;
+    srv->commit_list = NULL;
+    flush_list(list);
+    run_deferred(srv);
+    if (srv->flush_list || dpr_domains_dirty(srv->ds))
+        dpr_server_commit_soon(srv);
+}
+
+/* Starts an asynchronous save of the working state (or, when only reads
+ * are held, a confirmation that it is still current); the held replies go
+ * out in on_saved. */
+static void commit_async(server *srv)
+{
+    int rc;
+
+    srv->commit_dirty = dpr_domains_dirty(srv->ds);
+    if (srv->commit_dirty) {
+        rc = dpr_domains_get_state(srv->ds, &srv->commit_st);
+        if (rc < 0) {
+            log_error("cannot copy the finder state: %s; exiting without answering",
+                      strerror(-rc));
+            fail_commit(srv, rc);
+            return;
+        }
+    }
+    rc = dpr_store_save_async(srv->store, srv->commit_dirty ? &srv->commit_st : NULL, on_saved,
+                              srv);
+    if (rc < 0) {
+        if (srv->commit_dirty)
+            dpr_domains_state_free(&srv->commit_st);
+        log_error("saving the state failed: %s; exiting without answering",
+                  dpr_store_error(srv->store));
+        fail_commit(srv, rc);
+        return;
+    }
+    for (conn *c = srv->flush_list; c; c = c->next_flush) {
+        c->in_flush_list = false;
+        c->in_commit_list = true;
+    }
+    srv->commit_list = srv->flush_list;
+    srv->flush_list = NULL;
+    srv->committing = true;
+    if (srv->idle_open)
+        uv_idle_stop(&srv->idle);
+}
+
 /* Makes the working state durable, publishes it, releases held replies. */
 static void commit_and_flush(server *srv)
 {
     dpr_domains_state st;
-    conn *c, *next;
+    conn *c;
     int rc;
 
-    if (srv->fatal)
+    if (srv->fatal || srv->committing)
         return;
-    if (dpr_domains_dirty(srv->ds)) {
+    if (srv->ds && dpr_store_is_async(srv->store)) {
+        if (srv->flush_list || dpr_domains_dirty(srv->ds))
+            commit_async(srv);
+        return;
+    }
+    if (srv->ds && dpr_domains_dirty(srv->ds)) {
         rc = dpr_domains_get_state(srv->ds, &st);
         if (rc < 0) {
             log_error("cannot copy the finder state: %s; exiting without answering",
                       strerror(-rc));
-            srv->fatal = rc;
-            shut_down(srv);
-            if (srv->hooks.failed)
-                srv->hooks.failed(srv->hooks.arg, rc);
+            fail_commit(srv, rc);
             return;
         }
         rc = dpr_store_save(srv->store, &st);
@@ -320,33 +503,17 @@ static void commit_and_flush(server *srv)
             log_error("saving the state failed: %s; exiting without answering (the state "
                       "is not durable)", dpr_store_error(srv->store));
             dpr_domains_state_free(&st);
-            srv->fatal = rc;
-            shut_down(srv);
-            if (srv->hooks.failed)
-                srv->hooks.failed(srv->hooks.arg, rc);
+            fail_commit(srv, rc);
             return;
         }
-        /* the held replies may go out now even if publishing fails: they
-         * only show the working state, which is durable; SYNC from others
-         * stays on the old published view until a later publish works */
-        rc = dpr_domains_publish(srv->ds, &st);
-        if (rc < 0)
-            log_warning("publishing generation %llu failed: %s (will retry)",
-                        (unsigned long long)st.generation, strerror(-rc));
+        publish(srv, &st);
         dpr_domains_state_free(&st);
-        if (srv->hooks.committed)
-            srv->hooks.committed(srv->hooks.arg);
     }
     c = srv->flush_list;
     srv->flush_list = NULL;
     if (srv->idle_open)
         uv_idle_stop(&srv->idle);
-    for (; c; c = next) {
-        next = c->next_flush;
-        c->next_flush = NULL;
-        c->in_flush_list = false;
-        flush_conn(c);
-    }
+    flush_list(c);
 }
 
 static void on_check(uv_check_t *h)
@@ -460,6 +627,7 @@ static void shut_down(server *srv)
     while (srv->conns)
         conn_close(srv->conns);
     srv->flush_list = NULL;
+    srv->commit_list = NULL;
 }
 
 static void on_stop_timer(uv_timer_t *t)
@@ -668,6 +836,15 @@ void dpr_server_stop(dpr_server *srv)
     if (!srv || srv->stopping)
         return;
     begin_stop(srv);
+}
+
+void dpr_server_abort(dpr_server *srv)
+{
+    if (!srv || srv->fatal)
+        return;
+    srv->stopping = true;
+    srv->fatal = -ECANCELED;
+    shut_down(srv);
 }
 
 void dpr_server_free(dpr_server *srv)

@@ -17,6 +17,7 @@
 #include "common/addr.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/finders.h"
 #include "common/num.h"
 #include "common/resp.h"
 #include "conn.h"
@@ -42,8 +43,7 @@ typedef struct shard_ep {
 struct dpr_client {
     shard_ep *shards;
     size_t nshards;
-    char *finder_host;
-    uint16_t finder_port;
+    dpr_finders finders; /* the finder's addresses, the one asked now */
     char domain[DPR_DOMAIN_MAX + 1]; /* its name, valid (dpr_domain_valid) */
     uint64_t domain_id;
     int connect_ms, io_ms, resize_ms;
@@ -231,7 +231,14 @@ static int check_config(const dpr_client_config *cfg, dpr_err *err)
 {
     if (!cfg || !cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS)
         return dpr_err_set(err, -EINVAL, "need 1 to %d shards", MAX_SHARDS);
-    if (!cfg->finder.host || cfg->finder.port == 0)
+    if (cfg->nfinders > DPR_FINDERS_MAX)
+        return dpr_err_set(err, -EINVAL, "more than %d finder addresses", DPR_FINDERS_MAX);
+    for (size_t i = 0; i < cfg->nfinders; i++)
+        if (!cfg->finders[i].host || cfg->finders[i].port == 0 ||
+            strlen(cfg->finders[i].host) >= DPR_HOST_MAX)
+            return dpr_err_set(err, -EINVAL, "finder address %zu is missing or too long", i);
+    if (cfg->nfinders == 0 && (!cfg->finder.host || cfg->finder.port == 0 ||
+                               strlen(cfg->finder.host) >= DPR_HOST_MAX))
         return dpr_err_set(err, -EINVAL, "no finder address");
     for (size_t i = 0; i < cfg->nshards; i++)
         if (!cfg->shards[i].host || cfg->shards[i].port == 0)
@@ -269,33 +276,61 @@ out:
     return r;
 }
 
-/* One request to the finder, with the lock held; reconnects and retries once
- * (DPR.SYNC and DPR.PREFIX are idempotent). An error reply is -EREMOTEIO. */
+/* One request to the finder, with the lock held (DPR.SYNC and DPR.PREFIX are
+ * idempotent): a connection that fails is tried again on the next address
+ * (each address once); a NOTLEADER answer is followed, TRYAGAIN asked
+ * again every 100 ms, both until io_timeout_ms passes (common/finders.h).
+ * Another error reply is -EREMOTEIO. */
 static int finder_request(dpr_client *c, int argc, const char *const *argv,
                           redisReply **out, dpr_err *err)
 {
+    uint64_t deadline = dpr_mono_ms() + (uint64_t)c->io_ms;
+    size_t failures = 0;
     int r = 0;
+
     *out = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (;;) {
+        const dpr_hostport *hp = dpr_finders_current(&c->finders);
+        char at[DPR_ADDR_STR_MAX];
+        snprintf(at, sizeof(at), "%s", dpr_finders_text(&c->finders));
         if (c->finder.fd < 0)
-            r = dpr_conn_connect(&c->finder, c->finder_host, c->finder_port, c->connect_ms);
+            r = dpr_conn_connect(&c->finder, hp->host, hp->port, c->connect_ms);
         if (r == 0)
             r = dpr_conn_request(&c->finder, argc, argv, NULL, c->io_ms, out);
-        if (r == 0)
-            break;
-        dpr_err_set(err, r, "finder %s:%u: %s", c->finder_host, (unsigned)c->finder_port,
-                    c->finder.err.msg);
-        dpr_conn_close(&c->finder); /* a late answer would be taken for the next one */
-        if (r == -ENOMEM)
-            break;
+        if (r < 0) {
+            dpr_err_set(err, r, "finder %s: %s", at, c->finder.err.msg);
+            dpr_conn_close(&c->finder); /* a late answer would be taken for the next one */
+            if (r == -ENOMEM || ++failures > c->finders.n)
+                return r;
+            dpr_finders_next(&c->finders);
+            continue;
+        }
+        if ((*out)->type != REDIS_REPLY_ERROR) {
+            dpr_finders_answered(&c->finders);
+            return 0;
+        }
+        switch (dpr_finders_on_error(&c->finders, (*out)->str, (*out)->len)) {
+        case DPR_FINDERS_OTHER:
+            r = dpr_err_set(err, -EREMOTEIO, "finder %s: %s %s", at, argv[0], (*out)->str);
+            freeReplyObject(*out);
+            *out = NULL;
+            return r;
+        case DPR_FINDERS_MOVED:
+        case DPR_FINDERS_RETRY:
+            r = dpr_err_set(err, -EAGAIN, "finder %s: %s %s", at, argv[0], (*out)->str);
+            freeReplyObject(*out);
+            *out = NULL;
+            dpr_conn_close(&c->finder);
+            if (dpr_mono_ms() >= deadline)
+                return r;
+            if (strncmp(c->finders.text, at, sizeof(at)) == 0 || !c->finders.redirected) {
+                struct timespec ts = { 0, 100 * 1000000L };
+                nanosleep(&ts, NULL); /* no leader yet: not in a tight loop */
+            }
+            failures = 0;
+            continue;
+        }
     }
-    if (r == 0 && (*out)->type == REDIS_REPLY_ERROR) {
-        r = dpr_err_set(err, -EREMOTEIO, "finder %s:%u: %s %s", c->finder_host,
-                        (unsigned)c->finder_port, argv[0], (*out)->str);
-        freeReplyObject(*out);
-        *out = NULL;
-    }
-    return r;
 }
 
 /* dpr_client_sync, with the failure in err. */
@@ -312,14 +347,14 @@ static int client_sync(dpr_client *c, dpr_cut *out, dpr_err *err)
         goto out;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
         !reply_u64(reply->element[0], &wl) || !reply_u64(reply->element[1], &maxv)) {
-        r = dpr_err_set(err, -EPROTO, "finder %s:%u: DPR.SYNC answer of the wrong shape",
-                        c->finder_host, (unsigned)c->finder_port);
+        r = dpr_err_set(err, -EPROTO, "finder %s: DPR.SYNC answer of the wrong shape",
+                        dpr_finders_text(&c->finders));
         goto out;
     }
     r = parse_flat_cut(reply->element[2], &out->versions);
     if (r < 0) {
-        dpr_err_set(err, r, "finder %s:%u: bad cut in the DPR.SYNC answer", c->finder_host,
-                    (unsigned)c->finder_port);
+        dpr_err_set(err, r, "finder %s: bad cut in the DPR.SYNC answer",
+                    dpr_finders_text(&c->finders));
         goto out;
     }
     out->world_line = wl;
@@ -351,8 +386,8 @@ static int client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut, dp
         goto out;
     r = parse_flat_cut(reply, cut);
     if (r < 0)
-        dpr_err_set(err, r, "finder %s:%u: DPR.PREFIX answer of the wrong shape",
-                    c->finder_host, (unsigned)c->finder_port);
+        dpr_err_set(err, r, "finder %s: DPR.PREFIX answer of the wrong shape",
+                    dpr_finders_text(&c->finders));
 out:
     pthread_mutex_unlock(&c->lock);
     if (reply)
@@ -389,12 +424,21 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
     c->io_ms = cfg->io_timeout_ms ? cfg->io_timeout_ms : DEFAULT_IO_MS;
     c->resize_ms = cfg->resize_timeout_ms ? cfg->resize_timeout_ms : DEFAULT_RESIZE_MS;
     c->depth = cfg->pipeline_depth ? cfg->pipeline_depth : DEFAULT_DEPTH;
-    c->finder_port = cfg->finder.port;
     snprintf(c->domain, sizeof(c->domain), "%s", cfg->domain ? cfg->domain : DPR_DOMAIN_DEFAULT);
     c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));
-    c->finder_host = strdup(cfg->finder.host);
+    if (cfg->nfinders == 0) {
+        c->finders.n = 1;
+        snprintf(c->finders.list[0].host, DPR_HOST_MAX, "%s", cfg->finder.host);
+        c->finders.list[0].port = cfg->finder.port;
+    }
+    for (size_t i = 0; i < cfg->nfinders; i++) {
+        snprintf(c->finders.list[i].host, DPR_HOST_MAX, "%s", cfg->finders[i].host);
+        c->finders.list[i].port = cfg->finders[i].port;
+        c->finders.n = i + 1;
+    }
+    dpr_finders_reset(&c->finders);
     c->shards = calloc(cfg->nshards, sizeof(*c->shards));
-    if (!c->finder_host || !c->shards)
+    if (!c->shards)
         goto nomem;
     c->nshards = cfg->nshards;
     for (size_t i = 0; i < c->nshards; i++) {
@@ -437,7 +481,6 @@ void dpr_client_free(dpr_client *c)
     for (size_t i = 0; i < c->nshards; i++)
         free(c->shards[i].host);
     free(c->shards);
-    free(c->finder_host);
     dpr_conn_free(&c->finder);
     pthread_mutex_destroy(&c->lock);
     free(c);

@@ -146,13 +146,29 @@ class RollbackInfo:
                    self.last_seq_before))
 
 
+def _finder_list(finder: str | Sequence[str]) -> list[str]:
+    """The finder addresses of a Client: one "HOST:PORT", "H:P,H:P,...", or
+    a list of them."""
+    items = finder.split(",") if isinstance(finder, str) else list(finder)
+    out = [str(a).strip() for a in items]
+    if not out or len(out) > 16:
+        raise ValueError("finder: 1 to 16 addresses, got %d" % len(out))
+    for a in out:
+        parse_address(a)
+    return out
+
+
 class Client:
     """A dpr-kv cluster: its shards (in routing order) and its finder.
 
     Parameters:
       shards: "HOST:PORT" of every shard; shard i holds the keys
         ``dpr.route.shard_of(key, len(shards)) == i``.
-      finder: "HOST:PORT" of the DPR finder.
+      finder: "HOST:PORT" of the DPR finder; in a cluster, the finders of
+        any agents: a list of "HOST:PORT" or one string "H:P,H:P,...". The
+        agent that does not run the finder names the one that does
+        (NOTLEADER); one that knows no leader yet answers TRYAGAIN; an
+        unreachable one is skipped.
       workers: the DPR worker id of each shard (optional; by default read
         from each shard's INFO).
       timeout: seconds to wait for any one reply.
@@ -173,7 +189,8 @@ class Client:
     Session has its own connections and must be used by one thread at a time.
     """
 
-    def __init__(self, shards: Sequence[str], finder: str, workers: Sequence[int] | None = None,
+    def __init__(self, shards: Sequence[str], finder: str | Sequence[str],
+                 workers: Sequence[int] | None = None,
                  *, timeout: float = 10.0, connect_timeout: float = 2.0,
                  reconnect_timeout: float = 15.0, rollback_timeout: float = 30.0,
                  resize_timeout: float = 120.0, domain: str | None = None):
@@ -185,8 +202,8 @@ class Client:
             raise ValueError("a Client needs at least one shard")
         for a in self.shards:
             parse_address(a)
-        parse_address(finder)
-        self.finder = finder
+        self.finders = _finder_list(finder)
+        self.finder = ",".join(self.finders)
         if workers is not None:
             workers = [int(w) for w in workers]
             if len(workers) != len(self.shards):
@@ -348,7 +365,9 @@ class Session:
         self._closed = True
         L.get_lib()  # LibdprNotFound (a DprError and an ImportError) if missing
         self._c = L.Session()
-        self._finder = Connection(client.finder, client.timeout, client.connect_timeout)
+        self._finder_at = 0  # index into client.finders, or -1: self._leader
+        self._leader = ""
+        self._finder = Connection(client.finders[0], client.timeout, client.connect_timeout)
         self._shards = [Connection(a, client.timeout, client.connect_timeout)
                         for a in client.shards]
         self._shard_addrs = list(client.shards)
@@ -627,21 +646,49 @@ class Session:
 
     # --- the finder -----------------------------------------------------------
 
+    def _finder_address(self) -> str:
+        return self._leader if self._finder_at < 0 else self.client.finders[self._finder_at]
+
+    def _finder_move(self, leader: str | None) -> None:
+        """Asks leader next (a NOTLEADER answer), or the next address of the
+        list (None: unreachable, or TRYAGAIN)."""
+        self._finder.close()
+        if leader:
+            self._finder_at, self._leader = -1, leader
+        else:
+            self._finder_at = (self._finder_at + 1) % len(self.client.finders)
+        self._finder = Connection(self._finder_address(), self.client.timeout,
+                                  self.client.connect_timeout)
+
     def _finder_call(self, deadline: float, *args: Any) -> Any:
-        """A finder command, retried (reconnecting) until deadline. The
-        domain goes in as the first argument. An error answer raises
-        ResponseError naming the finder and the command."""
+        """A finder command, retried (reconnecting, following NOTLEADER,
+        waiting out TRYAGAIN) until deadline. The domain goes in as the
+        first argument. Another error answer raises ResponseError naming the
+        finder and the command."""
         args = (args[0], self.client.domain) + args[1:]
+        hops = 0
         while True:
+            at = self._finder_address()
             try:
                 return self._finder.call(*args)
             except ResponseError as e:
-                raise ResponseError("finder %s: %s: %s"
-                                    % (self.client.finder, " ".join(map(str, args)), e)) from e
-            except ConnectionError as e:
-                self._finder.close()
+                text = str(e)
+                word, _, rest = text.partition(" ")
+                if word == "NOTLEADER" and rest and hops < 4:
+                    hops += 1
+                    self._finder_move(rest.strip())
+                    continue
+                if word not in ("NOTLEADER", "TRYAGAIN"):
+                    raise ResponseError("finder %s: %s: %s"
+                                        % (at, " ".join(map(str, args)), e)) from e
+                hops = 0
+                self._finder_move(None)
                 if time.monotonic() >= deadline:
-                    raise ConnectionError("finder %s: %s" % (self.client.finder, e)) from e
+                    raise ConnectionError("finder %s: %s" % (at, text)) from e
+            except ConnectionError as e:
+                self._finder_move(None)
+                if time.monotonic() >= deadline:
+                    raise ConnectionError("finder %s: %s" % (at, e)) from e
             time.sleep(0.05)
 
     def _sync(self, deadline: float) -> tuple[int, int, dict[int, int]]:

@@ -289,8 +289,9 @@ def test_delete(agent):
 
 def test_nodes(agent):
     r = result_of(agent.call("nodes"))
+    # one node without Raft: the cluster of itself
     assert r == {"nodes": [{"name": "node1", "address": "127.0.0.1", "self": True,
-                            "leader": True, "state": "up"}]}
+                            "leader": True, "state": "up", "role": "single"}]}
 
 
 # --- invalid specs: every problem, nothing changed -----------------------------------

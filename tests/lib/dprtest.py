@@ -613,17 +613,17 @@ class Cluster(Procs):
 
 HOST_AGENT_CONF = """\
 cluster = "demo";
-node = {{ name = "node1"; }};
+node = {{ name = "{node}"; address = "{host}"; }};
 state_directory = "{d}/state";
 control = {{ socket = "{d}/agent.sock"; }};
-finder = {{ listen = "127.0.0.1:{finder_port}"; }};
+finder = {{ listen = "{host}:{finder_port}"; }};
 cachestores = {{
   instance_directory = "{d}/run/instances";
   port_min = {port_min};
   port_max = {port_max};
   impls = {{ dpr-kv = "{kv}"; }};
 }};
-"""
+{extra}"""
 
 
 class HostAgent:
@@ -632,16 +632,21 @@ class HostAgent:
     port_min..port_max. No systemd: the agent records and serves, and tests
     run dpr-kv by hand from its instance files (env())."""
 
-    def __init__(self, base: str, port_min: int = 7100, port_max: int = 7199):
+    def __init__(self, base: str, port_min: int = 7100, port_max: int = 7199,
+                 host: str = "127.0.0.1", node: str = "node1", finder_port: int | None = None,
+                 extra: str = ""):
         self.base = str(base)
+        os.makedirs(self.base, exist_ok=True)
         self.procs = Procs()
-        self.finder_port = free_port()
+        self.host = host
+        self.finder_port = finder_port or free_port()
         self.conf = os.path.join(self.base, "agent.conf")
         self.sock = os.path.join(self.base, "agent.sock")
         self.state = os.path.join(self.base, "state")
         with open(self.conf, "w") as f:
             f.write(HOST_AGENT_CONF.format(d=self.base, finder_port=self.finder_port, kv=KV,
-                                           port_min=port_min, port_max=port_max))
+                                           port_min=port_min, port_max=port_max, host=host,
+                                           node=node, extra=extra))
         self.logs: list[str] = []
         self.proc: "AgentProc | None" = None
 
@@ -855,6 +860,62 @@ class AgentProc(Proc):
                    port: int | None = None, check: Callable[[], Any] | None = None) -> "Proc":
         return super().wait_ready(marker, timeout, port,
                                   check or (lambda: unix_accepts(self.socket_path)))
+
+
+# --- several agents on the host forming a Raft cluster (tests/agent) -----------------
+
+class RaftAgents:
+    """n HostAgents forming one cluster: agent i listens on 127.0.0.<i+1>
+    (the finder on one port shared by all, Raft on another), each with the
+    others as raft.peers. No systemd: the finder and Raft are what run."""
+
+    def __init__(self, base: str, n: int = 3, election_ms: int = 300, heartbeat_ms: int = 50):
+        self.finder_port, self.raft_port = free_port(), free_port()
+        self.raft = ["127.0.0.%d:%d" % (i + 1, self.raft_port) for i in range(n)]
+        extra = ('raft = {{ address = "{me}"; peers = [%s]; election_timeout_ms = %d; '
+                 'heartbeat_timeout_ms = %d; }};\n'
+                 % (", ".join('"%s"' % a for a in self.raft), election_ms, heartbeat_ms))
+        self.agents = [HostAgent(os.path.join(str(base), "n%d" % (i + 1)),
+                                 host="127.0.0.%d" % (i + 1), node="n%d" % (i + 1),
+                                 finder_port=self.finder_port,
+                                 extra=extra.format(me=self.raft[i]))
+                       for i in range(n)]
+
+    def __getitem__(self, i: int) -> HostAgent:
+        return self.agents[i]
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+    @property
+    def finders(self) -> str:
+        """Every agent's finder, as cache-stores and clients take them."""
+        return ",".join("%s:%d" % (a.host, self.finder_port) for a in self.agents)
+
+    def start(self) -> "RaftAgents":
+        for a in self.agents:
+            a.start()
+        return self
+
+    def close(self) -> None:
+        for a in self.agents:
+            a.procs.stop_all()
+
+    def running(self) -> list[HostAgent]:
+        return [a for a in self.agents if a.proc is not None and a.proc.alive()]
+
+    def leader(self, timeout: float = 20) -> HostAgent:
+        """The one agent that serves the finder (waits for it)."""
+        def serving():
+            found = []
+            for a in self.running():
+                try:
+                    if a.call("status")["finder"]["served_here"]:
+                        found.append(a)
+                except OSError:
+                    pass
+            return found[0] if len(found) == 1 else None
+        return wait_for(serving, timeout=timeout, what="one agent serving the finder")
 
 
 # --- lazyfs: a disk that loses what was not fsynced -------------------------------

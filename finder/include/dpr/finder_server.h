@@ -13,6 +13,15 @@
  * request order per connection. So no client ever hears of a cut or a
  * world-line that is not durable. A failed save ends the server with an
  * error (the held replies are never sent).
+ *
+ * With an asynchronous store (dpr_store_is_async: the agents' Raft log) the
+ * same happens over several loop turns: the held replies wait for the save
+ * (or, when the turn changed nothing, for the store's confirmation that
+ * its state is still current: a quorum round), and no further request runs
+ * until then (they stay buffered, and their connections stop reading);
+ * then they run as the next group. A save that ends in -ENOTCONN (this node
+ * lost its leadership) ends the server like a failed save: nothing held is
+ * answered.
  */
 #ifndef DPR_FINDER_SERVER_H
 #define DPR_FINDER_SERVER_H
@@ -57,13 +66,20 @@ typedef struct dpr_server_hooks {
     /* Saving failed: the server closed every connection and its listener
      * without answering; the finder must not be served any more. */
     void (*failed)(void *arg, int err);
+    /* A server started without a finder state (ds NULL, a follower node):
+     * the error every request but PING and QUIT gets, without its "-" and
+     * line end, e.g. "NOTLEADER 10.0.0.2:7000" (NULL or no hook: "TRYAGAIN
+     * the finder is not served here"). */
+    const char *(*not_serving)(void *arg);
     void *arg;
 } dpr_server_hooks;
 
 /*
  * Listens on cfg->listen and serves on loop, with the same group commit,
  * but installs no signal handlers and logs nothing when ready. ds, store
- * and cfg must outlive the server. *out is set even on failure (a negative
+ * and cfg must outlive the server (an asynchronous store's callbacks
+ * included: close it before dpr_server_free). ds and store NULL: every
+ * request is answered with hooks->not_serving's error. *out is set even on failure (a negative
  * errno, -EINVAL for a bad listen address; the reason is logged): its
  * handles are closing on loop, so call dpr_server_free(*out) only after the
  * loop ran their close callbacks.
@@ -81,6 +97,10 @@ void dpr_server_commit_soon(dpr_server *srv);
  * replies of requests already read, close every connection (cut off after
  * 2 s). The handles close on the loop; then dpr_server_free. */
 void dpr_server_stop(dpr_server *srv);
+/* Stops at once: every connection closes without its held replies (this
+ * node lost the right to answer), the listener too. Then dpr_server_free
+ * once the loop ran the close callbacks. */
+void dpr_server_abort(dpr_server *srv);
 void dpr_server_free(dpr_server *srv);
 
 #endif

@@ -117,6 +117,13 @@ typedef struct dpr_client_config {
                                  * DPR_DOMAIN_DEFAULT ("default") */
     int resize_timeout_ms;      /* how long exec retries while the deployment
                                  * is resized (-TRYAGAIN); 0: 120000 */
+    const dpr_endpoint *finders; /* a cluster: any agents' finders (at most
+                                  * 16), used instead of `finder` when
+                                  * nfinders > 0; a follower's NOTLEADER
+                                  * answer is followed, TRYAGAIN asked again
+                                  * until io_timeout_ms, an unreachable one
+                                  * skipped */
+    size_t nfinders;
 } dpr_client_config;
 
 typedef struct dpr_client dpr_client;

@@ -1,0 +1,465 @@
+/* raftnode.c - this agent's Raft member (see raftnode.h). */
+#include "raftnode.h"
+
+#include <errno.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+
+/* Log segments: c-raft preallocates 3 of 8 MiB by default. */
+#define SEGMENT_SIZE (1u << 20)
+/* Every finder entry is the whole finder state: snapshot often. */
+#define SNAPSHOT_THRESHOLD 256
+#define SNAPSHOT_TRAILING 64
+
+struct agent_raft {
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    uv_timer_t poll;
+    bool io_open, transport_open, raft_open, poll_open, closing;
+    int pending_closes; /* raft and the poll timer */
+    agent_raft_hooks hooks;
+    agent_cstate cs;
+    dpr_buf scratch;    /* entry and snapshot images */
+    /* what the hook last heard */
+    int last_state;
+    raft_id last_leader;
+    raft_term last_term;
+    char dir[4096];
+};
+
+typedef struct request {
+    union {
+        struct raft_apply apply;
+        struct raft_barrier barrier;
+    } u;
+    agent_raft_done_fn done;
+    void *arg;
+} request;
+
+static uint64_t id_of(const char *address)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (const unsigned char *p = (const unsigned char *)address; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    return h ? h : 1; /* 0 is no id for c-raft */
+}
+
+static int from_raft(int rv)
+{
+    switch (rv) {
+    case 0:
+        return 0;
+    case RAFT_NOMEM:
+        return -ENOMEM;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED:
+        return -ENOTCONN;
+    default:
+        return -EIO;
+    }
+}
+
+/* ---- the state machine ---------------------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    agent_raft *r = fsm->data;
+    dpr_err err = DPR_ERR_INIT;
+    int rc;
+
+    *result = NULL;
+    rc = agent_cstate_apply(&r->cs, buf->base, buf->len, &err);
+    if (rc < 0) {
+        /* a committed entry this node cannot apply: its state would
+         * diverge from the others', so it must not go on */
+        log_error("raft: cannot apply a committed entry: %s", err.msg);
+        return rc == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+    }
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    agent_raft *r = fsm->data;
+    struct raft_buffer *b;
+
+    if (agent_cstate_snapshot(&r->cs, &r->scratch) < 0)
+        return RAFT_NOMEM;
+    b = raft_malloc(sizeof(*b));
+    if (!b)
+        return RAFT_NOMEM;
+    b->len = r->scratch.len;
+    b->base = raft_malloc(b->len);
+    if (!b->base) {
+        raft_free(b);
+        return RAFT_NOMEM;
+    }
+    memcpy(b->base, r->scratch.data, b->len);
+    *bufs = b;
+    *n = 1;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    (void)fsm;
+    for (unsigned i = 0; i < *n; i++)
+        raft_free((*bufs)[i].base);
+    raft_free(*bufs);
+    *bufs = NULL;
+    *n = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    agent_raft *r = fsm->data;
+    dpr_err err = DPR_ERR_INIT;
+    int rc = agent_cstate_restore(&r->cs, buf->base, buf->len, &err);
+
+    if (rc < 0) {
+        log_error("raft: cannot restore a snapshot: %s", err.msg);
+        return rc == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+    }
+    raft_free(buf->base); /* ours once restored */
+    return 0;
+}
+
+/* ---- watching the role ------------------------------------------------------ */
+
+static void on_poll(uv_timer_t *t)
+{
+    agent_raft *r = t->data;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    int state;
+
+    if (r->closing)
+        return;
+    state = raft_state(&r->raft);
+    raft_leader(&r->raft, &leader, &addr);
+    if (state == r->last_state && leader == r->last_leader &&
+        r->raft.current_term == r->last_term)
+        return;
+    if (state != r->last_state)
+        log_info("raft: %s (term %llu, leader %s)", agent_raft_role_name(agent_raft_role_now(r)),
+                 (unsigned long long)r->raft.current_term, addr ? addr : "unknown");
+    r->last_state = state;
+    r->last_leader = leader;
+    r->last_term = r->raft.current_term;
+    if (r->hooks.changed)
+        r->hooks.changed(r->hooks.arg);
+}
+
+/* ---- closing ------------------------------------------------------------------- */
+
+static void free_if_closed(agent_raft *r)
+{
+    if (--r->pending_closes > 0)
+        return;
+    agent_cstate_free(&r->cs);
+    dpr_buf_free(&r->scratch);
+    free(r);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    free_if_closed(h->data);
+}
+
+static void on_raft_closed(struct raft *raft)
+{
+    agent_raft *r = raft->data;
+
+    raft_uv_close(&r->io);
+    raft_uv_tcp_close(&r->transport);
+    free_if_closed(r);
+}
+
+void agent_raft_close(agent_raft *r)
+{
+    if (!r || r->closing)
+        return;
+    r->closing = true;
+    r->pending_closes = 1;
+    if (r->poll_open) {
+        r->pending_closes++;
+        uv_close((uv_handle_t *)&r->poll, on_poll_closed);
+    }
+    if (r->raft_open) {
+        r->pending_closes++;
+        raft_close(&r->raft, on_raft_closed);
+    } else {
+        if (r->io_open)
+            raft_uv_close(&r->io);
+        if (r->transport_open)
+            raft_uv_tcp_close(&r->transport);
+    }
+    free_if_closed(r);
+}
+
+/* ---- starting -------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The first configuration: this node and its peers. */
+static int bootstrap(agent_raft *r, const agent_raft_config *cfg, dpr_err *err)
+{
+    struct raft_configuration conf;
+    const char **all = calloc(cfg->npeers + 1, sizeof(*all));
+    size_t n = 0;
+    int rv;
+
+    if (!all)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    all[n++] = cfg->address;
+    for (size_t i = 0; i < cfg->npeers; i++)
+        all[n++] = cfg->peers[i];
+    qsort(all, n, sizeof(*all), cmp_str);
+    raft_configuration_init(&conf);
+    rv = 0;
+    for (size_t i = 0; i < n && rv == 0; i++)
+        rv = raft_configuration_add(&conf, id_of(all[i]), all[i],
+                                    i < AGENT_RAFT_MAX_VOTERS ? RAFT_VOTER : RAFT_STANDBY);
+    if (rv == 0) {
+        rv = raft_bootstrap(&r->raft, &conf);
+        if (rv == 0)
+            log_info("raft: bootstrapped a cluster of %zu member%s", n, n == 1 ? "" : "s");
+        else if (rv == RAFT_CANTBOOTSTRAP)
+            rv = 0; /* a log exists: it knows the configuration */
+        else
+            dpr_err_set(err, -EIO, "raft: cannot bootstrap: %s", raft_errmsg(&r->raft));
+    } else {
+        dpr_err_set(err, from_raft(rv), "raft: bad configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+    free(all);
+    return rv == 0 ? 0 : (err && err->code ? err->code : -EIO);
+}
+
+int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
+                    const agent_raft_hooks *hooks, agent_raft **out, dpr_err *err)
+{
+    agent_raft *r = calloc(1, sizeof(*r));
+    int rv, rc;
+
+    *out = NULL;
+    if (!r)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    agent_cstate_init(&r->cs);
+    dpr_buf_init(&r->scratch);
+    if (hooks)
+        r->hooks = *hooks;
+    r->last_state = -1;
+    snprintf(r->dir, sizeof(r->dir), "%s", cfg->dir);
+    rc = dpr_mkdir_p(cfg->dir, 0700, err);
+    if (rc < 0) {
+        dpr_err_prefix(err, "raft data directory");
+        goto fail;
+    }
+    rv = raft_uv_tcp_init(&r->transport, loop);
+    if (rv != 0) {
+        rc = dpr_err_set(err, -EIO, "raft: cannot create the transport: %s", raft_strerror(rv));
+        goto fail;
+    }
+    r->transport_open = true;
+    rv = raft_uv_init(&r->io, loop, cfg->dir, &r->transport);
+    if (rv != 0) {
+        rc = dpr_err_set(err, -EIO, "raft: cannot open %s: %s", cfg->dir, r->io.errmsg);
+        goto fail;
+    }
+    r->io_open = true;
+    raft_uv_set_segment_size(&r->io, SEGMENT_SIZE);
+    r->fsm.version = 2;
+    r->fsm.data = r;
+    r->fsm.apply = fsm_apply;
+    r->fsm.snapshot = fsm_snapshot;
+    r->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    r->fsm.restore = fsm_restore;
+    rv = raft_init(&r->raft, &r->io, &r->fsm, id_of(cfg->address), cfg->address);
+    if (rv != 0) {
+        rc = dpr_err_set(err, -EIO, "raft: cannot start: %s", raft_errmsg(&r->raft));
+        goto fail;
+    }
+    r->raft_open = true;
+    r->raft.data = r;
+    raft_set_election_timeout(&r->raft, cfg->election_ms);
+    raft_set_heartbeat_timeout(&r->raft, cfg->heartbeat_ms);
+    raft_set_pre_vote(&r->raft, true);
+    raft_set_snapshot_threshold(&r->raft, SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&r->raft, SNAPSHOT_TRAILING);
+    rc = bootstrap(r, cfg, err);
+    if (rc < 0)
+        goto fail;
+    rv = raft_start(&r->raft);
+    if (rv != 0) {
+        rc = dpr_err_set(err, -EIO, "raft: cannot start from %s: %s", cfg->dir,
+                         raft_errmsg(&r->raft));
+        goto fail;
+    }
+    uv_timer_init(loop, &r->poll);
+    r->poll.data = r;
+    r->poll_open = true;
+    uv_timer_start(&r->poll, on_poll, 0, cfg->heartbeat_ms);
+    log_info("raft: member %016llx on %s (%zu peer%s, election %u ms, heartbeat %u ms)",
+             (unsigned long long)id_of(cfg->address), cfg->address, cfg->npeers,
+             cfg->npeers == 1 ? "" : "s", cfg->election_ms, cfg->heartbeat_ms);
+    *out = r;
+    return 0;
+fail:
+    agent_raft_close(r);
+    return rc;
+}
+
+/* ---- asking ---------------------------------------------------------------------- */
+
+agent_raft_role agent_raft_role_now(agent_raft *r)
+{
+    switch (raft_state(&r->raft)) {
+    case RAFT_FOLLOWER:
+        return AGENT_RAFT_FOLLOWER;
+    case RAFT_CANDIDATE:
+        return AGENT_RAFT_CANDIDATE;
+    case RAFT_LEADER:
+        return AGENT_RAFT_LEADER;
+    default:
+        return AGENT_RAFT_UNAVAILABLE;
+    }
+}
+
+const char *agent_raft_role_name(agent_raft_role role)
+{
+    static const char *const names[] = { "unavailable", "follower", "candidate", "leader" };
+
+    return (unsigned)role < 4 ? names[role] : "unknown";
+}
+
+uint64_t agent_raft_id(const agent_raft *r)
+{
+    return r->raft.id;
+}
+
+uint64_t agent_raft_term(agent_raft *r)
+{
+    return r->raft.current_term;
+}
+
+uint64_t agent_raft_leader(agent_raft *r, const char **address)
+{
+    raft_id id = 0;
+    const char *a = NULL;
+
+    raft_leader(&r->raft, &id, &a);
+    *address = id ? a : NULL;
+    return id;
+}
+
+size_t agent_raft_members(agent_raft *r, agent_raft_member *m, size_t cap)
+{
+    const struct raft_configuration *c = &r->raft.configuration;
+    raft_id leader = 0;
+    const char *la = NULL;
+
+    raft_leader(&r->raft, &leader, &la);
+    for (unsigned i = 0; i < c->n && i < cap; i++) {
+        m[i].id = c->servers[i].id;
+        snprintf(m[i].address, sizeof(m[i].address), "%s", c->servers[i].address);
+        m[i].role = c->servers[i].role == RAFT_VOTER ? "voter" :
+                    c->servers[i].role == RAFT_STANDBY ? "standby" : "spare";
+        m[i].leader = c->servers[i].id == leader;
+    }
+    return c->n;
+}
+
+const agent_cstate *agent_raft_cstate(const agent_raft *r)
+{
+    return &r->cs;
+}
+
+static void on_applied(struct raft_apply *req, int status, void *result)
+{
+    request *q = req->data;
+
+    (void)result;
+    if (status != 0 && from_raft(status) == -EIO)
+        log_error("raft: an entry failed: %s", raft_strerror(status));
+    q->done(q->arg, from_raft(status));
+    free(q);
+}
+
+int agent_raft_apply(agent_raft *r, int type, const void *payload, size_t len,
+                     agent_raft_done_fn done, void *arg)
+{
+    struct raft_buffer buf;
+    request *q;
+    int rv;
+
+    if (r->closing || raft_state(&r->raft) != RAFT_LEADER)
+        return -ENOTCONN;
+    if (agent_cstate_entry_encode(type, payload, len, &r->scratch) < 0)
+        return -ENOMEM;
+    q = calloc(1, sizeof(*q));
+    buf.len = r->scratch.len;
+    buf.base = raft_malloc(buf.len);
+    if (!q || !buf.base) {
+        free(q);
+        raft_free(buf.base);
+        return -ENOMEM;
+    }
+    memcpy(buf.base, r->scratch.data, buf.len);
+    q->done = done;
+    q->arg = arg;
+    q->u.apply.data = q;
+    rv = raft_apply(&r->raft, &q->u.apply, &buf, 1, on_applied);
+    if (rv != 0) {
+        raft_free(buf.base);
+        free(q);
+        return from_raft(rv);
+    }
+    return 0;
+}
+
+static void on_barrier(struct raft_barrier *req, int status)
+{
+    request *q = req->data;
+
+    q->done(q->arg, from_raft(status));
+    free(q);
+}
+
+int agent_raft_barrier(agent_raft *r, agent_raft_done_fn done, void *arg)
+{
+    request *q;
+    int rv;
+
+    if (r->closing || raft_state(&r->raft) != RAFT_LEADER)
+        return -ENOTCONN;
+    q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->done = done;
+    q->arg = arg;
+    q->u.barrier.data = q;
+    rv = raft_barrier(&r->raft, &q->u.barrier, on_barrier);
+    if (rv != 0) {
+        free(q);
+        return from_raft(rv);
+    }
+    return 0;
+}

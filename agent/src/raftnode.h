@@ -1,0 +1,93 @@
+/*
+ * raftnode.h - this agent's member of the cluster's Raft group (c-raft on
+ * the agent's libuv loop, TCP transport), whose log holds the replicated
+ * cluster state (cstate.h).
+ *
+ * Membership: a fresh node bootstraps the configuration made of its own
+ * address and its peers (agent.conf raft.peers), the same on every node:
+ * the first 5 addresses in byte order are voters, the others standbys.
+ * A node's Raft id is the FNV-1a hash of its Raft address. A node that has
+ * a log already starts from it (the seed list then changes nothing).
+ *
+ * Everything here runs on the loop thread (c-raft's API is loop-only).
+ * c-raft writes to peers' sockets: the program must ignore SIGPIPE.
+ */
+#ifndef AGENT_RAFTNODE_H
+#define AGENT_RAFTNODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cstate.h"
+#include "dpr/err.h"
+
+#define AGENT_RAFT_MAX_VOTERS 5
+#define AGENT_RAFT_ADDRESS_MAX 64
+
+typedef struct agent_raft agent_raft;
+
+typedef struct agent_raft_config {
+    const char *dir;              /* the log and snapshots (created, mode 0700) */
+    const char *address;          /* this node: "IPV4:PORT" */
+    char *const *peers;           /* the others' addresses */
+    size_t npeers;
+    unsigned election_ms, heartbeat_ms;
+} agent_raft_config;
+
+typedef struct agent_raft_hooks {
+    /* This node's role, the leader or the term changed (noticed within a
+     * heartbeat; also called once the node starts). */
+    void (*changed)(void *arg);
+    void *arg;
+} agent_raft_hooks;
+
+typedef enum agent_raft_role {
+    AGENT_RAFT_UNAVAILABLE,
+    AGENT_RAFT_FOLLOWER,
+    AGENT_RAFT_CANDIDATE,
+    AGENT_RAFT_LEADER,
+} agent_raft_role;
+
+typedef struct agent_raft_member {
+    uint64_t id;
+    char address[AGENT_RAFT_ADDRESS_MAX];
+    const char *role;  /* "voter", "standby", "spare" */
+    bool leader;
+} agent_raft_member;
+
+/* The end of a request: 0, -ENOTCONN (not the leader, or it lost its
+ * leadership before the entry committed: nothing is known of it), -ENOMEM,
+ * -EIO (another c-raft failure, logged). */
+typedef void (*agent_raft_done_fn)(void *arg, int status);
+
+/* Starts the member. 0 or a negative errno with a message in err (then
+ * *out is NULL and nothing is left on the loop). */
+int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
+                    const agent_raft_hooks *hooks, agent_raft **out, dpr_err *err);
+/* Leaves the group (c-raft closes on the loop; the memory goes by itself
+ * afterwards). Requests in flight end with -ENOTCONN. NULL: nothing. */
+void agent_raft_close(agent_raft *r);
+
+agent_raft_role agent_raft_role_now(agent_raft *r);
+const char *agent_raft_role_name(agent_raft_role role);
+uint64_t agent_raft_id(const agent_raft *r);
+uint64_t agent_raft_term(agent_raft *r);
+/* The leader as this node knows it: 0 and *address NULL when none. */
+uint64_t agent_raft_leader(agent_raft *r, const char **address);
+/* The configuration's members (at most cap into m): how many there are. */
+size_t agent_raft_members(agent_raft *r, agent_raft_member *m, size_t cap);
+/* The replicated state as applied on this node. */
+const agent_cstate *agent_raft_cstate(const agent_raft *r);
+
+/* Appends an entry (cstate.h type and payload) and calls done once it is
+ * committed and applied here, or failed. 0 if started; else a negative
+ * errno (-ENOTCONN: not the leader) and done is never called. */
+int agent_raft_apply(agent_raft *r, int type, const void *payload, size_t len,
+                     agent_raft_done_fn done, void *arg);
+/* A barrier: done(0) once every entry before it is committed and applied
+ * here and this node was still the leader of a quorum then. */
+int agent_raft_barrier(agent_raft *r, agent_raft_done_fn done, void *arg);
+
+#endif

@@ -1,0 +1,139 @@
+/* test_agent_cstate.c - the replicated cluster state's entries and
+ * snapshots (cstate.h): round trips, c-raft's 8-byte sizes, and every kind
+ * of damage refused with the state left as it was. */
+#include <errno.h>
+#include <string.h>
+
+#include "check.h"
+#include "cstate.h"
+
+static const char image[] = "DPRFIND\0 a finder image, opaque here";
+
+static int apply_buf(agent_cstate *cs, const dpr_buf *b)
+{
+    return agent_cstate_apply(cs, b->data, b->len, NULL);
+}
+
+TEST(entry_round_trip)
+{
+    agent_cstate cs;
+    dpr_buf b;
+
+    agent_cstate_init(&cs);
+    dpr_buf_init(&b);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_FINDER, image, sizeof(image), &b),
+                 0);
+    CHECK(b.len % 8 == 0); /* c-raft's log wants it */
+    CHECK_EQ_INT(apply_buf(&cs, &b), 0);
+    CHECK(cs.finder_len == sizeof(image) && memcmp(cs.finder, image, sizeof(image)) == 0);
+    CHECK(cs.changes == 1);
+    /* a later entry replaces the state */
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_FINDER, "x", 1, &b), 0);
+    CHECK_EQ_INT(apply_buf(&cs, &b), 0);
+    CHECK(cs.finder_len == 1 && cs.finder[0] == 'x' && cs.changes == 2);
+    dpr_buf_free(&b);
+    agent_cstate_free(&cs);
+}
+
+TEST(every_payload_size_pads_to_eight)
+{
+    agent_cstate cs;
+    dpr_buf b;
+    char p[40];
+
+    memset(p, 'a', sizeof(p));
+    agent_cstate_init(&cs);
+    dpr_buf_init(&b);
+    for (size_t n = 1; n < sizeof(p); n++) {
+        CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_FINDER, p, n, &b), 0);
+        CHECK(b.len % 8 == 0);
+        CHECK_EQ_INT(apply_buf(&cs, &b), 0);
+        CHECK(cs.finder_len == n);
+    }
+    dpr_buf_free(&b);
+    agent_cstate_free(&cs);
+}
+
+TEST(damage_is_refused_and_changes_nothing)
+{
+    agent_cstate cs;
+    dpr_buf b;
+
+    agent_cstate_init(&cs);
+    dpr_buf_init(&b);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_FINDER, image, sizeof(image), &b),
+                 0);
+    for (size_t i = 0; i < b.len; i++) {
+        dpr_err err = DPR_ERR_INIT;
+        b.data[i] ^= 0x20;
+        int rc = agent_cstate_apply(&cs, b.data, b.len, &err);
+        CHECK(rc == -EBADMSG || rc == -EPROTONOSUPPORT);
+        CHECK(err.msg[0] != '\0');
+        b.data[i] ^= 0x20;
+    }
+    for (size_t n = 0; n < b.len - 8; n++) /* (the last 8 may be padding) */
+        CHECK_EQ_INT(agent_cstate_apply(&cs, b.data, n, NULL), -EBADMSG);
+    CHECK(cs.finder == NULL && cs.changes == 0);
+    dpr_buf_free(&b);
+    agent_cstate_free(&cs);
+}
+
+TEST(unknown_type_and_format_are_refused)
+{
+    agent_cstate cs;
+    dpr_buf b;
+    dpr_err err = DPR_ERR_INIT;
+
+    agent_cstate_init(&cs);
+    dpr_buf_init(&b);
+    CHECK_EQ_INT(agent_cstate_entry_encode(9, image, sizeof(image), &b), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, b.data, b.len, &err), -EPROTONOSUPPORT);
+    CHECK(strstr(err.msg, "unknown type 9") != NULL);
+    CHECK(cs.finder == NULL);
+    dpr_buf_free(&b);
+    agent_cstate_free(&cs);
+}
+
+TEST(snapshot_round_trip)
+{
+    agent_cstate cs, back;
+    dpr_buf b, e;
+
+    agent_cstate_init(&cs);
+    agent_cstate_init(&back);
+    dpr_buf_init(&b);
+    dpr_buf_init(&e);
+    /* an empty state too */
+    CHECK_EQ_INT(agent_cstate_snapshot(&cs, &b), 0);
+    CHECK_EQ_INT(agent_cstate_restore(&back, b.data, b.len, NULL), 0);
+    CHECK(back.finder == NULL && back.changes == 1);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_FINDER, image, sizeof(image), &e),
+                 0);
+    CHECK_EQ_INT(apply_buf(&cs, &e), 0);
+    CHECK_EQ_INT(agent_cstate_snapshot(&cs, &b), 0);
+    CHECK_EQ_INT(agent_cstate_restore(&back, b.data, b.len, NULL), 0);
+    CHECK(back.finder_len == sizeof(image) && memcmp(back.finder, image, sizeof(image)) == 0);
+    for (size_t i = 0; i < b.len; i++) {
+        b.data[i] ^= 1;
+        int rc = agent_cstate_restore(&back, b.data, b.len, NULL);
+        CHECK(rc == -EBADMSG || rc == -EPROTONOSUPPORT);
+        b.data[i] ^= 1;
+    }
+    CHECK(back.finder_len == sizeof(image)); /* unchanged by the refusals */
+    /* an entry is not a snapshot */
+    CHECK_EQ_INT(agent_cstate_restore(&back, e.data, e.len, NULL), -EBADMSG);
+    dpr_buf_free(&b);
+    dpr_buf_free(&e);
+    agent_cstate_free(&cs);
+    agent_cstate_free(&back);
+}
+
+int main(void)
+{
+    RUN(entry_round_trip);
+    RUN(every_payload_size_pads_to_eight);
+    RUN(damage_is_refused_and_changes_nothing);
+    RUN(unknown_type_and_format_are_refused);
+    RUN(snapshot_round_trip);
+    return check_summary("cstate");
+}

@@ -1,0 +1,169 @@
+"""Agents forming a Raft cluster on the host (no systemd): the finder runs
+on the leader's agent only, with its state in the replicated log; followers
+name the leader (NOTLEADER) or say there is none yet (TRYAGAIN); dpr-kv and
+the Python client follow them; a leader killed with SIGKILL costs neither
+the finder's state nor a committed operation.
+
+Agent i listens on 127.0.0.<i+1> (every address of 127/8 is local), so all
+agents share one finder port as the nodes of a real cluster do.
+"""
+import signal
+import subprocess
+import sys
+
+import pytest
+import redis
+
+import dprtest
+from dprtest import AGENT, Kv, RaftAgents, wait_for
+
+if dprtest.PYDIR not in sys.path:
+    sys.path.insert(0, dprtest.PYDIR)
+import dpr  # noqa: E402
+
+
+
+def finder_call(host_port: str, *args):
+    host, port = host_port.rsplit(":", 1)
+    c = redis.Redis(host=host, port=int(port), socket_timeout=10)
+    try:
+        return c.execute_command(*args)
+    finally:
+        c.close()
+
+
+def finder_error(host_port: str, *args) -> str:
+    with pytest.raises(redis.ResponseError) as e:
+        finder_call(host_port, *args)
+    return str(e.value)
+
+
+@pytest.fixture
+def agents(tmp_path):
+    ra = RaftAgents(str(tmp_path), 3)
+    try:
+        yield ra.start()
+    finally:
+        ra.close()
+
+
+def finder_of(a) -> str:
+    return "%s:%d" % (a.host, a.finder_port)
+
+
+def test_one_leader_serves_the_finder_and_followers_name_it(agents):
+    leader = agents.leader()
+    followers = [a for a in agents.agents if a is not leader]
+    assert finder_call(finder_of(leader), "DPR.WORKER.ADD", "kv", "1")[0] == 1
+    for f in followers:
+        assert finder_error(finder_of(f), "DPR.SYNC", "kv") == "NOTLEADER " + finder_of(leader)
+        assert finder_call(finder_of(f), "PING") in (b"PONG", True)
+    nodes = followers[0].call("nodes")
+    assert len(nodes["nodes"]) == 3
+    assert [n["address"] for n in nodes["nodes"] if n["leader"]] == \
+        ["%s:%d" % (leader.host, agents.raft_port)]
+    assert nodes["raft"]["role"] == "follower" and nodes["raft"]["quorum"] is True
+    st = followers[0].call("status")
+    assert st["finder"]["served_here"] is False
+    assert st["finder"]["address"] == agents.finders
+    # a follower shows the replicated (committed) finder state
+    wait_for(lambda: [d["name"] for d in followers[0].call("status")["finder"]["domains"]]
+             == ["kv"], what="the follower's view of the replicated state")
+
+
+def test_leader_kill9_keeps_state_and_committed_operations(agents, procs, tmp_path):
+    agents.leader()
+    kvs = [procs.add(Kv(agents.finders, w, str(tmp_path / ("kv%d" % w)),
+                        str(tmp_path / ("kv%d.log" % w)), port=dprtest.free_port(),
+                        interval_ms=20, domain="kv"))
+           for w in (11, 12)]
+    for kv in kvs:
+        kv.wait_ready()
+    client = dpr.Client(shards=[kv.address for kv in kvs], finder=agents.finders, domain="kv",
+                        reconnect_timeout=30)
+    committed = {}
+    with client.session() as s:
+        for i in range(200):
+            s.set("a%d" % i, "v%d" % i)
+        s.wait_committed(timeout=20)
+        committed.update({"a%d" % i: "v%d" % i for i in range(200)})
+        leader = agents.leader()
+        wl, _, cut_before = finder_sync(leader)
+        leader.proc.kill(signal.SIGKILL)
+        new = wait_for(lambda: agents.leader() if agents.leader() is not leader else None,
+                       timeout=20, what="a new leader")
+        assert new is not leader
+        wl2, _, cut_after = finder_sync(new)
+        # the world-line is the same (no cache-store died), the cut never goes back
+        assert wl2 == wl
+        for w, v in cut_before.items():
+            assert cut_after.get(w, 0) >= v, (w, cut_before, cut_after)
+        for i in range(200, 400):
+            s.set("a%d" % i, "v%d" % i)
+        s.wait_committed(timeout=30)
+        committed.update({"a%d" % i: "v%d" % i for i in range(200, 400)})
+        for k, v in committed.items():
+            assert s.get(k) == v.encode()
+    # the old leader comes back as a follower of the cluster that moved on
+    leader.start()
+    wait_for(lambda: leader.call("nodes")["raft"]["role"] == "follower", timeout=20,
+             what="the old leader rejoining as follower")
+    assert agents.leader() is new
+    assert all("raft: cannot apply" not in a.log() for a in agents.agents)
+
+
+def finder_sync(a, domain="kv"):
+    wl, maxv, flat = finder_call(finder_of(a), "DPR.SYNC", domain)
+    return wl, maxv, dict(zip(flat[::2], flat[1::2]))
+
+
+def test_two_of_three_lost_no_quorum_then_back(agents):
+    leader = agents.leader()
+    finder_call(finder_of(leader), "DPR.WORKER.ADD", "kv", "5")
+    others = [a for a in agents.agents if a is not leader]
+    others[0].proc.kill(signal.SIGKILL)
+    others[1].proc.kill(signal.SIGKILL)
+    # the lone agent stops serving the finder (its majority is gone)
+    wait_for(lambda: not leader.call("status")["finder"]["served_here"], timeout=20,
+             what="the leader without quorum to stop serving")
+    err = wait_for(lambda: _error_or_none(finder_of(leader)), timeout=20,
+                   what="a refusal without quorum")
+    assert err.startswith("TRYAGAIN"), err
+    assert leader.call("nodes")["raft"]["quorum"] is False
+    others[0].start()
+    new = agents.leader(timeout=30)
+    assert finder_sync(new)[2] == {5: 0}
+
+
+def _error_or_none(hp):
+    try:
+        finder_call(hp, "DPR.SYNC", "kv")
+        return None
+    except redis.ResponseError as e:
+        return str(e)
+
+
+@pytest.mark.parametrize("raft,why", [
+    ('raft = { address = "node1:7400"; };', "'raft.address' must be IPV4:PORT"),
+    ('raft = { peers = ["10.0.0.2:7400"]; };', "'raft.address' is required"),
+    ('raft = { address = "10.0.0.1:7400"; peers = ["x"]; };', "'raft.peers' entry 1"),
+    ('raft = { address = "10.0.0.1:7400"; peers = "10.0.0.2:7400"; };',
+     "'raft.peers' must be a list"),
+    ('raft = { address = "10.0.0.1:7400"; election_timeout_ms = 100; '
+     'heartbeat_timeout_ms = 60; };', "at most half"),
+    ('raft = { address = "10.0.0.1:7400"; bootstrap = true; };', "raft.bootstrap"),
+])
+def test_bad_raft_settings_are_refused(tmp_path, raft, why):
+    conf = tmp_path / "agent.conf"
+    conf.write_text('cluster = "demo";\nfinder = { listen = "127.0.0.1:7000"; };\n' + raft + "\n")
+    r = subprocess.run([AGENT, "--check-config", str(conf)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert why in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_finder_port_zero_is_refused_in_a_cluster(tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text('cluster = "demo";\nfinder = { listen = "127.0.0.1:0"; };\n'
+                    'raft = { address = "127.0.0.1:7400"; };\n')
+    r = subprocess.run([AGENT, "--check-config", str(conf)], capture_output=True, text=True)
+    assert r.returncode != 0 and "needs a port" in r.stdout + r.stderr
