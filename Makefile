@@ -4,7 +4,7 @@
 #   make           build libdpr, dpr-finder, dpr-kv, dpr-agent, tests, benchmarks
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
-#   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize)
+#   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #
@@ -102,7 +102,7 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv bench-resize
+bench: bench-finder bench-kv bench-resize bench-raft
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -115,6 +115,11 @@ bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN)
 .PHONY: bench-resize
 bench-resize: $(FINDER_BIN) $(KV_BIN) $(LIBDPR_SO)
 	/usr/bin/python3 bench/resize.py $(BUILD)
+
+# the finder of a 3-agent Raft cluster: bench-finder rows and failover (bench/raft.py)
+.PHONY: bench-raft
+bench-raft: $(BENCH_FINDER) $(FINDER_BIN) $(AGENT_BIN)
+	/usr/bin/python3 bench/raft.py $(BUILD)
 
 # --- install ---------------------------------------------------------------
 install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) install-agent

@@ -21,7 +21,6 @@ Writes the "## Resize" section of docs/benchmarks.md (other sections are
 kept). Not a test: no timed assertions.
 """
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -31,10 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 sys.path.insert(0, os.path.join(ROOT, "python-dpr"))
 
+import benchdoc  # noqa: E402
 import dprtest  # noqa: E402
 from dpr.route import shard_of  # noqa: E402
 
-DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 VALUE = b"v" * 64
 
 
@@ -125,15 +124,11 @@ def main():
 
 
 def write_doc(build, keys, load_s, total, gap, moved, mig_ms, mig_bytes, sizes):
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-        cpu = m.group(1) if m else cpu
     load1 = open("/proc/loadavg").read().split()[:3]
     section = """## Resize
 
 - Command: `make bench-resize` (runs `bench/resize.py %s %d`)
-- Machine: %d CPUs (nproc), %s; Linux %s
+- Machine: %s
 - Date: %s
 - Load average (1, 5, 15 min) after the run: %s
 
@@ -157,18 +152,11 @@ written) plus the copy, plus the agent's polling (every 100 ms); the
 session's gap adds its retry back-off (up to 200 ms). The copy sends one
 `DPR.IMPORT` of up to 4096 keys (1 MiB) per command and target, 16 in
 flight (512 keys and 8 in flight took 1.45 s here, 14 MB/s).
-""" % (build, keys, os.cpu_count() or 0, cpu, os.uname().release,
-       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), " ".join(load1),
+""" % (build, keys, benchdoc.machine(), benchdoc.now(), " ".join(load1),
        "{:,}".format(keys), load_s, "{:,}".format(moved), 100.0 * moved / max(keys, 1), total,
        gap, mig_ms / 1000.0, mig_bytes / 1e6, mig_bytes / 1e6 / max(mig_ms / 1000.0, 1e-9),
        ", ".join("{:,}".format(s) for s in sizes))
-    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n"
-    m = re.search(r"^## Resize\n.*?(?=^## |\Z)", text, re.S | re.M)
-    text = text[:m.start()] + section + "\n" + text[m.end():] if m else \
-        text.rstrip("\n") + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
-    print(section)
+    benchdoc.write_section("Resize", section)
 
 
 if __name__ == "__main__":

@@ -320,6 +320,27 @@ static json_t *op_delete(agent *a, const agent_request *req)
     return reply;
 }
 
+static json_t *op_node_remove(agent *a, const agent_request *req)
+{
+    dpr_err err = DPR_ERR_INIT;
+    char what[200];
+    int rc;
+
+    if (!a->membership)
+        return agent_reply_error(req->id, AGENT_E_BAD_REQUEST, "this node is not in a "
+                                 "cluster of agents (no raft group in agent.conf): it has no "
+                                 "members to remove", NULL);
+    rc = agent_membership_remove(a->membership, req->name, what, sizeof(what), &err);
+    if (rc == -ENOENT)
+        return agent_reply_error(req->id, AGENT_E_NOT_FOUND, err.msg, NULL);
+    if (rc == -EBUSY || rc == -ENOTCONN)
+        return agent_reply_error(req->id, AGENT_E_UNAVAILABLE, err.msg, NULL);
+    if (rc < 0)
+        return agent_reply_error(req->id, rc == -ENOMEM ? AGENT_E_INTERNAL : AGENT_E_BAD_REQUEST,
+                                 err.msg, NULL);
+    return agent_reply_ok(req->id, json_pack("{s:s}", "removing", what));
+}
+
 static json_t *handle(void *arg, agent_client *c, const agent_request *req)
 {
     agent *a = arg;
@@ -347,6 +368,10 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
     case AGENT_OP_NODES:
         result = agent_nodes_json(a);
         return result ? agent_reply_ok(req->id, result) : NULL;
+    case AGENT_OP_NODE_REMOVE:
+        log_info("removal of node '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
+                 (unsigned)peer->uid);
+        return op_node_remove(a, req);
     case AGENT_OP_EVENTS:
         agent_client_make_stream(c);
         return agent_reply_ok(req->id, json_pack("{s:s}", "stream", "events"));
@@ -425,15 +450,27 @@ static void on_raft_changed(void *arg)
     if (a->stopping)
         return;
     agent_finder_raft_changed(a->finder);
+    agent_membership_changed(a->membership);
     agent_update_status(a);
+}
+
+static int on_cluster_command(void *arg, int argc, char *const *argv, const size_t *argvlen,
+                              dpr_buf *out)
+{
+    agent *a = arg;
+
+    return a->membership ? agent_membership_command(a->membership, argc, argv, argvlen, out)
+                         : 0;
 }
 
 /* A cluster (agent.conf raft group): the Raft member, then a finder that
  * the leader serves. */
-static int open_cluster(agent *a, const agent_finder_hooks *fh, dpr_err *err)
+static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
 {
     agent_raft_config rc_cfg;
     agent_raft_hooks rh = { on_raft_changed, a };
+    agent_finder_hooks fh = *hooks;
+    agent_membership_config mc;
     char dir[PATH_MAX];
     int rc;
 
@@ -448,11 +485,26 @@ static int open_cluster(agent *a, const agent_finder_hooks *fh, dpr_err *err)
     rc_cfg.npeers = a->cfg->nraft_peers;
     rc_cfg.election_ms = a->cfg->raft_election_ms;
     rc_cfg.heartbeat_ms = a->cfg->raft_heartbeat_ms;
+    rc_cfg.join = a->cfg->raft_join;
     rc = agent_raft_open(a->loop, &rc_cfg, &rh, &a->raft, err);
     if (rc < 0)
         return rc;
-    return agent_finder_open_cluster(a->loop, a->raft, a->cfg->finder_listen,
-                                     a->cfg->node_address, fh, &a->finder, err);
+    fh.command = on_cluster_command;
+    rc = agent_finder_open_cluster(a->loop, a->raft, a->cfg->finder_listen,
+                                   a->cfg->node_address, &fh, &a->finder, err);
+    if (rc < 0)
+        return rc;
+    memset(&mc, 0, sizeof(mc));
+    mc.name = a->cfg->node_name;
+    mc.raft_address = a->cfg->raft_address;
+    mc.finder_address = agent_finder_listen(a->finder);
+    mc.peers = a->cfg->raft_peers;
+    mc.npeers = a->cfg->nraft_peers;
+    mc.join = a->cfg->raft_join;
+    rc = agent_membership_start(a->loop, a->raft, &mc, &a->membership);
+    if (rc < 0)
+        return dpr_err_set(err, rc, "out of memory");
+    return 0;
 }
 
 /* The hosted finder, told which domain (deployment) each of the agent's
@@ -488,7 +540,7 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
                 agent **out, dpr_err *err)
 {
     agent *a = calloc(1, sizeof(*a));
-    agent_finder_hooks fh;
+    agent_finder_hooks fh = { .arg = NULL };
     agent_units_hooks uh;
     agent_control_config cc;
     char dir[PATH_MAX];
@@ -607,6 +659,8 @@ void agent_stop(agent *a)
     agent_units_close(a->units);
     a->units = NULL;
     agent_finder_stop(a->finder);
+    agent_membership_stop(a->membership); /* frees itself once its requests ended */
+    a->membership = NULL;
     agent_raft_close(a->raft); /* frees itself once closed */
     a->raft = NULL;
     agent_layouts_stop(a->layouts);

@@ -19,6 +19,7 @@
 #include "health.h"
 #include "layout.h"
 #include "plan.h"
+#include "membership.h"
 #include "raftnode.h"
 #include "state.h"
 #include "units.h"
@@ -62,6 +63,7 @@ struct agent {
     agent_units *units;
     agent_finder *finder;
     agent_raft *raft;      /* a cluster's Raft member; NULL on a single node */
+    agent_membership *membership; /* a cluster: joining, hello, removal */
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;

@@ -284,7 +284,7 @@ static bool raft_address_ok(const char *v)
 static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
 {
     static const char *const keys[] = { "address", "peers", "election_timeout_ms",
-                                        "heartbeat_timeout_ms", NULL };
+                                        "heartbeat_timeout_ms", "join", NULL };
     config_setting_t *peers;
     long long election = AGENT_RAFT_ELECTION_MS, heartbeat = AGENT_RAFT_HEARTBEAT_MS;
     size_t before = x->probs->n;
@@ -328,6 +328,10 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
     if (x->probs->n == before && heartbeat * 2 > election)
         problem_at(x, member_or(raft, "heartbeat_timeout_ms", raft), "'raft.heartbeat_timeout_ms' "
                    "must be at most half of 'raft.election_timeout_ms'");
+    get_bool(x, raft, "raft.join", "join", &c->raft_join);
+    if (c->raft_join && c->nraft_peers == 0)
+        problem_at(x, member_or(raft, "join", raft), "'raft.join' needs 'raft.peers': the "
+                   "agents to ask (any members of the running cluster)");
     c->raft_election_ms = (uint32_t)election;
     c->raft_heartbeat_ms = (uint32_t)heartbeat;
     return 0;

@@ -54,6 +54,7 @@ typedef struct agent_config {
     size_t nraft_peers;
     uint32_t raft_election_ms;  /* default AGENT_RAFT_ELECTION_MS */
     uint32_t raft_heartbeat_ms; /* default AGENT_RAFT_HEARTBEAT_MS */
+    bool raft_join;           /* a fresh node joins a running cluster */
 } agent_config;
 
 /*

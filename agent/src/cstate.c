@@ -11,7 +11,9 @@
 #define ENTRY_MAGIC "DPRE"
 #define SNAP_MAGIC "DPRS"
 #define MAGIC_LEN 4
-#define FORMAT 1
+#define FORMAT 1       /* of entries */
+#define SNAP_FORMAT 2  /* of snapshots written: with the node table */
+#define SNAP_FORMAT_NO_NODES 1
 #define ENTRY_HEAD (MAGIC_LEN + 1 + 1 + 8)
 #define SNAP_HEAD (MAGIC_LEN + 1 + 8)
 #define CRC_LEN 4
@@ -28,10 +30,10 @@ static int append_crc(dpr_buf *out)
     return dpr_buf_append(out, b, CRC_LEN);
 }
 
-/* Checks magic, format and checksum of an image of at least head bytes
- * whose checksum ends it at len. */
+/* Checks magic, format (up to max_format) and checksum of an image of at
+ * least head bytes whose checksum ends it at len. */
 static int check_frame(const unsigned char *p, size_t len, const char *magic, size_t head,
-                       const char *what, dpr_err *err)
+                       int max_format, const char *what, dpr_err *err)
 {
     if (len < head + CRC_LEN)
         return dpr_err_set(err, -EBADMSG, "%s: truncated (%zu bytes)", what, len);
@@ -39,12 +41,169 @@ static int check_frame(const unsigned char *p, size_t len, const char *magic, si
         return dpr_err_set(err, -EBADMSG, "%s: bad magic", what);
     if (dpr_crc32(p, len - CRC_LEN) != dpr_get_le32(p + len - CRC_LEN))
         return dpr_err_set(err, -EBADMSG, "%s: checksum mismatch", what);
-    if (p[MAGIC_LEN] != FORMAT)
+    if (p[MAGIC_LEN] < 1 || p[MAGIC_LEN] > max_format)
         return dpr_err_set(err, -EPROTONOSUPPORT,
-                           "%s: format %u (this agent reads format %d: a newer agent wrote "
-                           "it; upgrade this one)", what, p[MAGIC_LEN], FORMAT);
+                           "%s: format %u (this agent reads formats 1 to %d: a newer agent "
+                           "wrote it; upgrade this one)", what, p[MAGIC_LEN], max_format);
     return 0;
 }
+
+/* ---- the node table ---------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > AGENT_CSTATE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '.' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+static bool addr_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > AGENT_CSTATE_ADDR_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+bool agent_cstate_node_valid(const agent_cstate_node *n)
+{
+    return n->id != 0 && name_ok(n->name) && addr_ok(n->raft) && addr_ok(n->finder);
+}
+
+static void put_str(dpr_buf *out, const char *s)
+{
+    unsigned char len = (unsigned char)strlen(s);
+
+    dpr_buf_append(out, &len, 1);
+    dpr_buf_append(out, s, len);
+}
+
+/* Appends n's record (valid: lengths fit a byte). */
+static int put_node(dpr_buf *out, const agent_cstate_node *n)
+{
+    dpr_buf_append_le64(out, n->id);
+    put_str(out, n->name);
+    put_str(out, n->raft);
+    put_str(out, n->finder);
+    return dpr_buf_failed(out) ? -ENOMEM : 0;
+}
+
+int agent_cstate_node_payload(const agent_cstate_node *n, dpr_buf *out)
+{
+    dpr_buf_reset(out);
+    if (!agent_cstate_node_valid(n))
+        return -EINVAL;
+    return put_node(out, n);
+}
+
+/* Reads one string field into dst (cap bytes with its NUL). */
+static int take_str(const unsigned char **p, size_t *left, char *dst, size_t cap)
+{
+    size_t n;
+
+    if (*left < 1)
+        return -1;
+    n = (*p)[0];
+    if (n >= cap || *left - 1 < n || memchr(*p + 1, '\0', n))
+        return -1;
+    memcpy(dst, *p + 1, n);
+    dst[n] = '\0';
+    *p += 1 + n;
+    *left -= 1 + n;
+    return 0;
+}
+
+/* Reads one node record; -1 when it does not fit or is invalid. */
+static int take_node(const unsigned char **p, size_t *left, agent_cstate_node *n)
+{
+    memset(n, 0, sizeof(*n));
+    if (*left < 8)
+        return -1;
+    n->id = dpr_get_le64(*p);
+    *p += 8;
+    *left -= 8;
+    if (take_str(p, left, n->name, sizeof(n->name)) < 0 ||
+        take_str(p, left, n->raft, sizeof(n->raft)) < 0 ||
+        take_str(p, left, n->finder, sizeof(n->finder)) < 0)
+        return -1;
+    return agent_cstate_node_valid(n) ? 0 : -1;
+}
+
+static size_t node_index(const agent_cstate *cs, uint64_t id, bool *found)
+{
+    size_t lo = 0, hi = cs->nnodes;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cs->nodes[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < cs->nnodes && cs->nodes[lo].id == id;
+    return lo;
+}
+
+const agent_cstate_node *agent_cstate_node_find(const agent_cstate *cs, uint64_t id)
+{
+    bool found;
+    size_t i = node_index(cs, id, &found);
+
+    return found ? &cs->nodes[i] : NULL;
+}
+
+const agent_cstate_node *agent_cstate_node_named(const agent_cstate *cs, const char *name)
+{
+    for (size_t i = 0; i < cs->nnodes; i++)
+        if (strcmp(cs->nodes[i].name, name) == 0)
+            return &cs->nodes[i];
+    return NULL;
+}
+
+/* Adds or replaces n: 0, -ENOMEM, -ENOSPC (the table is full). */
+static int node_upsert(agent_cstate *cs, const agent_cstate_node *n)
+{
+    bool found;
+    size_t i = node_index(cs, n->id, &found);
+    agent_cstate_node *v;
+
+    if (found) {
+        cs->nodes[i] = *n;
+        return 0;
+    }
+    if (cs->nnodes >= AGENT_CSTATE_MAX_NODES)
+        return -ENOSPC;
+    v = realloc(cs->nodes, (cs->nnodes + 1) * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    cs->nodes = v;
+    memmove(&v[i + 1], &v[i], (cs->nnodes - i) * sizeof(*v));
+    v[i] = *n;
+    cs->nnodes++;
+    return 0;
+}
+
+static void node_remove(agent_cstate *cs, uint64_t id)
+{
+    bool found;
+    size_t i = node_index(cs, id, &found);
+
+    if (!found)
+        return;
+    memmove(&cs->nodes[i], &cs->nodes[i + 1], (cs->nnodes - i - 1) * sizeof(*cs->nodes));
+    cs->nnodes--;
+}
+
 
 /* Replaces cs's finder image with a copy of p[0..len) (len 0: none). */
 static int set_finder(agent_cstate *cs, const unsigned char *p, size_t len)
@@ -71,6 +230,7 @@ void agent_cstate_init(agent_cstate *cs)
 void agent_cstate_free(agent_cstate *cs)
 {
     free(cs->finder);
+    free(cs->nodes);
     agent_cstate_init(cs);
 }
 
@@ -110,7 +270,7 @@ int agent_cstate_apply(agent_cstate *cs, const void *entry, size_t len, dpr_err 
     for (size_t i = ENTRY_HEAD + (size_t)plen + CRC_LEN; i < len; i++)
         if (p[i] != 0)
             return dpr_err_set(err, -EBADMSG, "raft entry: damaged padding");
-    rc = check_frame(p, ENTRY_HEAD + (size_t)plen + CRC_LEN, ENTRY_MAGIC, ENTRY_HEAD,
+    rc = check_frame(p, ENTRY_HEAD + (size_t)plen + CRC_LEN, ENTRY_MAGIC, ENTRY_HEAD, FORMAT,
                      "raft entry", err);
     if (rc < 0)
         return rc;
@@ -119,6 +279,24 @@ int agent_cstate_apply(agent_cstate *cs, const void *entry, size_t len, dpr_err 
         if (plen == 0)
             return dpr_err_set(err, -EBADMSG, "raft entry: an empty finder state");
         rc = set_finder(cs, p + ENTRY_HEAD, (size_t)plen);
+        break;
+    case AGENT_CSTATE_ENTRY_NODE: {
+        const unsigned char *q = p + ENTRY_HEAD;
+        size_t left = (size_t)plen;
+        agent_cstate_node n;
+        if (take_node(&q, &left, &n) < 0 || left != 0)
+            return dpr_err_set(err, -EBADMSG, "raft entry: a bad node record");
+        rc = node_upsert(cs, &n);
+        if (rc == -ENOSPC)
+            return dpr_err_set(err, rc, "raft entry: more than %d nodes",
+                               AGENT_CSTATE_MAX_NODES);
+        break;
+    }
+    case AGENT_CSTATE_ENTRY_NODE_GONE:
+        if (plen != 8)
+            return dpr_err_set(err, -EBADMSG, "raft entry: a bad node removal");
+        node_remove(cs, dpr_get_le64(p + ENTRY_HEAD));
+        rc = 0;
         break;
     default:
         return dpr_err_set(err, -EPROTONOSUPPORT, "raft entry: unknown type %u (a newer "
@@ -132,34 +310,75 @@ int agent_cstate_apply(agent_cstate *cs, const void *entry, size_t len, dpr_err 
 
 int agent_cstate_snapshot(const agent_cstate *cs, dpr_buf *out)
 {
-    unsigned char format = FORMAT;
+    unsigned char format = SNAP_FORMAT;
 
     dpr_buf_reset(out);
-    if (dpr_buf_reserve(out, SNAP_HEAD + cs->finder_len + CRC_LEN) < 0)
+    if (dpr_buf_reserve(out, SNAP_HEAD + cs->finder_len + 8 +
+                                 cs->nnodes * sizeof(agent_cstate_node) + CRC_LEN) < 0)
         return -ENOMEM;
     dpr_buf_append(out, SNAP_MAGIC, MAGIC_LEN);
     dpr_buf_append(out, &format, 1);
     dpr_buf_append_le64(out, (uint64_t)cs->finder_len);
     dpr_buf_append(out, cs->finder, cs->finder_len);
+    dpr_buf_append_le64(out, (uint64_t)cs->nnodes);
+    for (size_t i = 0; i < cs->nnodes; i++)
+        put_node(out, &cs->nodes[i]);
     return append_crc(out);
+}
+
+/* The node table of a format 2 snapshot (q: after the finder image). */
+static int restore_nodes(agent_cstate *fresh, const unsigned char *q, size_t left,
+                         dpr_err *err)
+{
+    uint64_t n;
+
+    if (left < 8)
+        return dpr_err_set(err, -EBADMSG, "raft snapshot: truncated before its nodes");
+    n = dpr_get_le64(q);
+    q += 8;
+    left -= 8;
+    if (n > AGENT_CSTATE_MAX_NODES)
+        return dpr_err_set(err, -EBADMSG, "raft snapshot: %llu nodes", (unsigned long long)n);
+    for (uint64_t i = 0; i < n; i++) {
+        agent_cstate_node node;
+        if (take_node(&q, &left, &node) < 0 ||
+            (fresh->nnodes && fresh->nodes[fresh->nnodes - 1].id >= node.id))
+            return dpr_err_set(err, -EBADMSG, "raft snapshot: a bad node record");
+        if (node_upsert(fresh, &node) < 0)
+            return dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
+    }
+    if (left != 0)
+        return dpr_err_set(err, -EBADMSG, "raft snapshot: %zu bytes after the nodes", left);
+    return 0;
 }
 
 int agent_cstate_restore(agent_cstate *cs, const void *image, size_t len, dpr_err *err)
 {
     const unsigned char *p = image;
+    agent_cstate fresh;
     uint64_t flen;
+    size_t body;
     int rc;
 
-    rc = check_frame(p, len, SNAP_MAGIC, SNAP_HEAD, "raft snapshot", err);
+    rc = check_frame(p, len, SNAP_MAGIC, SNAP_HEAD, SNAP_FORMAT, "raft snapshot", err);
     if (rc < 0)
         return rc;
     flen = dpr_get_le64(p + MAGIC_LEN + 1);
-    if (flen != len - SNAP_HEAD - CRC_LEN)
+    body = len - SNAP_HEAD - CRC_LEN;
+    if (p[MAGIC_LEN] == SNAP_FORMAT_NO_NODES ? flen != body : flen > body)
         return dpr_err_set(err, -EBADMSG, "raft snapshot: finder state length %llu does not "
                            "match its size %zu", (unsigned long long)flen, len);
-    rc = set_finder(cs, p + SNAP_HEAD, (size_t)flen);
-    if (rc < 0)
-        return dpr_err_set(err, rc, "out of memory restoring a raft snapshot");
-    cs->changes++;
+    agent_cstate_init(&fresh);
+    if (p[MAGIC_LEN] != SNAP_FORMAT_NO_NODES)
+        rc = restore_nodes(&fresh, p + SNAP_HEAD + flen, body - (size_t)flen, err);
+    if (rc == 0 && set_finder(&fresh, p + SNAP_HEAD, (size_t)flen) < 0)
+        rc = dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
+    if (rc < 0) {
+        agent_cstate_free(&fresh);
+        return rc;
+    }
+    fresh.changes = cs->changes + 1;
+    agent_cstate_free(cs);
+    *cs = fresh;
     return 0;
 }

@@ -4,26 +4,34 @@
  * image. Pure: no I/O, no Raft; the bytes come from the network and from
  * disk, so every decoder checks everything (tests/agent/fuzz_agent_cstate.c).
  *
- * Today the state is the finder's durable state (store.h's image, every
- * domain); an entry replaces it whole (one per finder commit: the group
- * commit of one loop turn). Later kinds of entries (the spec and its
- * generation, the instance table with each instance's node) are new entry
- * types and new snapshot sections.
+ * The state is the finder's durable state (store.h's image, every domain;
+ * an entry replaces it whole: one per finder commit, the group commit of
+ * one loop turn) and the node table (each member's name and addresses, as
+ * the leader recorded them when the node joined or said hello). Later
+ * kinds of entries (the spec and its generation, the instance table with
+ * each instance's node) are new entry types and snapshot sections.
  *
  * Entry, little-endian:   magic "DPRE" (4), format 1 (1), type (1),
  *                         payload length (8), payload, CRC-32 (4) of all before,
  *                         zero bytes up to a multiple of 8 (c-raft's log wants
  *                         entries of such sizes).
  *   type 1 (finder):      payload = a finder state image (store.h).
- * Snapshot:               magic "DPRS" (4), format 1 (1),
+ *   type 2 (node):        payload = a node record: id (8), then name, Raft
+ *                         address and finder address, each a length byte and
+ *                         its bytes; it adds or replaces the node of that id.
+ *   type 3 (node gone):   payload = id (8): the node is no member any more.
+ * Snapshot:               magic "DPRS" (4), format 2 (1),
  *                         finder image length (8, 0: none), the image,
- *                         CRC-32 (4) of all before.
+ *                         node count (8), the node records (as in entries),
+ *                         CRC-32 (4) of all before. Format 1 (no nodes) is
+ *                         still read.
  * An entry of an unknown type or format is an error (-EPROTONOSUPPORT): a
  * node must never skip what a newer peer wrote.
  */
 #ifndef AGENT_CSTATE_H
 #define AGENT_CSTATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +39,25 @@
 #include "dpr/err.h"
 
 #define AGENT_CSTATE_ENTRY_FINDER 1
+#define AGENT_CSTATE_ENTRY_NODE 2
+#define AGENT_CSTATE_ENTRY_NODE_GONE 3
+#define AGENT_CSTATE_NAME_MAX 63
+#define AGENT_CSTATE_ADDR_MAX 63
+#define AGENT_CSTATE_MAX_NODES 1024
+
+/* A member as the leader recorded it. */
+typedef struct agent_cstate_node {
+    uint64_t id;                               /* its Raft id */
+    char name[AGENT_CSTATE_NAME_MAX + 1];      /* node.name */
+    char raft[AGENT_CSTATE_ADDR_MAX + 1];      /* raft.address */
+    char finder[AGENT_CSTATE_ADDR_MAX + 1];    /* its finder, "HOST:PORT" */
+} agent_cstate_node;
 
 typedef struct agent_cstate {
     unsigned char *finder;  /* the finder's state image, NULL: none yet */
     size_t finder_len;
+    agent_cstate_node *nodes; /* sorted by id */
+    size_t nnodes;
     uint64_t changes;       /* entries applied and snapshots restored: changes when the state does */
 } agent_cstate;
 
@@ -50,6 +73,17 @@ int agent_cstate_entry_encode(int type, const void *payload, size_t len, dpr_buf
  * unchanged on failure; err says what.
  */
 int agent_cstate_apply(agent_cstate *cs, const void *entry, size_t len, dpr_err *err);
+
+/* The payload of a node entry for n (replacing out's content): 0, -EINVAL
+ * (a name or address that agent_cstate_node_valid refuses), -ENOMEM. */
+int agent_cstate_node_payload(const agent_cstate_node *n, dpr_buf *out);
+/* A name of 1..63 letters, digits, '-', '.', '_' and addresses of 1..63
+ * visible ASCII characters. */
+bool agent_cstate_node_valid(const agent_cstate_node *n);
+/* The node of id, or NULL. */
+const agent_cstate_node *agent_cstate_node_find(const agent_cstate *cs, uint64_t id);
+/* The node named name, or NULL. */
+const agent_cstate_node *agent_cstate_node_named(const agent_cstate *cs, const char *name);
 
 /* The snapshot image of cs into out (replacing its content): 0 or -ENOMEM. */
 int agent_cstate_snapshot(const agent_cstate *cs, dpr_buf *out);

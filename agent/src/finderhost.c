@@ -402,6 +402,11 @@ dpr_finder *agent_finder_domain(agent_finder *af, const char *name)
     return dpr_domains_find(agent_finder_domains(af), name);
 }
 
+const char *agent_finder_listen(const agent_finder *af)
+{
+    return af->listen;
+}
+
 bool agent_finder_serving(const agent_finder *af)
 {
     return af && (af->mode == MODE_ALONE || af->mode == MODE_LEADER);
@@ -502,6 +507,14 @@ static const char *not_serving(void *arg)
 
 static void on_leader_failed(void *arg, int err);
 
+static int on_command(void *arg, int argc, char *const *argv, const size_t *argvlen,
+                      dpr_buf *out)
+{
+    agent_finder *af = arg;
+
+    return af->hooks.command(af->hooks.arg, argc, argv, argvlen, out);
+}
+
 static void on_leader_committed(void *arg)
 {
     agent_finder *af = arg;
@@ -516,6 +529,8 @@ static int start_server(agent_finder *af, bool serve)
     dpr_server_hooks sh = { .arg = af };
     int rc;
 
+    if (af->hooks.command)
+        sh.command = on_command;
     if (serve) {
         sh.committed = on_leader_committed;
         sh.failed = on_leader_failed;

@@ -29,6 +29,10 @@ typedef struct agent_finder agent_finder;
 typedef struct agent_finder_hooks {
     void (*committed)(void *arg);          /* a new durable state was published */
     void (*failed)(void *arg, int err);    /* saving failed: the finder stopped */
+    /* a cluster: the agent's own commands on the finder port
+     * (finder_server.h's command hook), or NULL */
+    int (*command)(void *arg, int argc, char *const *argv, const size_t *argvlen,
+                   dpr_buf *out);
     void *arg;
 } agent_finder_hooks;
 
@@ -72,6 +76,9 @@ int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *lis
 /* The node's Raft role changed (raftnode.h's hook): take the finder over
  * (barrier, then serve) or stop serving it. */
 void agent_finder_raft_changed(agent_finder *af);
+/* "HOST:PORT" this node's finder listens on (finder.listen, a wildcard
+ * host replaced by node.address). */
+const char *agent_finder_listen(const agent_finder *af);
 /* Does this node serve the finder (one node, or the cluster's leader)? */
 bool agent_finder_serving(const agent_finder *af);
 

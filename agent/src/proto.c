@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const op_names[] = { "apply", "plan", "status", "delete", "events",
-                                        "nodes" };
+                                        "nodes", "node_remove" };
 
 const char *agent_op_name(agent_op op)
 {
@@ -119,7 +119,8 @@ static int parse_args(agent_request *req, json_t *args, json_t **reply)
     case AGENT_OP_APPLY: allowed = apply_keys; break;
     case AGENT_OP_PLAN: allowed = plan_keys; break;
     case AGENT_OP_STATUS:
-    case AGENT_OP_DELETE: allowed = name_keys; break;
+    case AGENT_OP_DELETE:
+    case AGENT_OP_NODE_REMOVE: allowed = name_keys; break;
     default: break;
     }
     bad = unknown_key(args, allowed);
@@ -137,12 +138,13 @@ static int parse_args(agent_request *req, json_t *args, json_t **reply)
                         "false");
         req->dry_run = json_is_true(v);
     }
-    if (req->op == AGENT_OP_STATUS || req->op == AGENT_OP_DELETE) {
+    if (req->op == AGENT_OP_STATUS || req->op == AGENT_OP_DELETE ||
+        req->op == AGENT_OP_NODE_REMOVE) {
         v = json_object_get(args, "name");
         if (v && !json_is_string(v))
             return fail(req->id, AGENT_E_BAD_REQUEST, reply, "args.name must be a string");
-        if (!v && req->op == AGENT_OP_DELETE)
-            return fail(req->id, AGENT_E_BAD_REQUEST, reply, "op 'delete' needs args.name");
+        if (!v && req->op != AGENT_OP_STATUS)
+            return fail(req->id, AGENT_E_BAD_REQUEST, reply, "op '%s' needs args.name", op);
         req->name = v ? json_string_value(v) : NULL;
     }
     return 0;
@@ -201,7 +203,7 @@ int agent_request_parse(const char *line, size_t len, agent_request *req, json_t
             break;
     if (i == sizeof(op_names) / sizeof(op_names[0])) {
         rc = fail(req->id, AGENT_E_BAD_REQUEST, reply, "unknown op '%.64s' (apply, plan, "
-                  "status, delete, events, nodes)", json_string_value(op));
+                  "status, delete, events, nodes, node_remove)", json_string_value(op));
         goto out;
     }
     req->op = (agent_op)i;

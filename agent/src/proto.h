@@ -22,6 +22,7 @@ typedef enum agent_op {
     AGENT_OP_DELETE,
     AGENT_OP_EVENTS,
     AGENT_OP_NODES,
+    AGENT_OP_NODE_REMOVE,
 } agent_op;
 
 /* Stable error codes. */
@@ -39,7 +40,7 @@ typedef struct agent_request {
     /* args, checked for the op: */
     json_t *spec;        /* apply, plan (borrowed) */
     int dry_run;         /* apply */
-    const char *name;    /* status (NULL: all), delete */
+    const char *name;    /* status (NULL: all), delete, node_remove */
     json_t *root;        /* owns everything above */
 } agent_request;
 

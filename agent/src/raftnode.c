@@ -28,6 +28,10 @@ struct agent_raft {
     agent_raft_hooks hooks;
     agent_cstate cs;
     dpr_buf scratch;    /* entry and snapshot images */
+    /* when the leader last saw each member answer (on_poll) */
+    struct contact { uint64_t id; uint64_t ms; } contacts[64];
+    size_t ncontacts;
+    bool changing;      /* a membership change runs */
     /* what the hook last heard */
     int last_state;
     raft_id last_leader;
@@ -39,9 +43,13 @@ typedef struct request {
     union {
         struct raft_apply apply;
         struct raft_barrier barrier;
+        struct raft_change change;
     } u;
+    agent_raft *r;
     agent_raft_done_fn done;
     void *arg;
+    uint64_t id;        /* a membership change's member */
+    int then_role;      /* add: the role to assign next (-1: none) */
 } request;
 
 static uint64_t id_of(const char *address)
@@ -140,6 +148,31 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---- watching the role ------------------------------------------------------ */
 
+/* The leader notes which members answered within the last election
+ * timeout (c-raft's progress[].recent_recv). */
+static void note_contacts(agent_raft *r)
+{
+    uint64_t now = uv_now(r->poll.loop);
+    const struct raft_configuration *c = &r->raft.configuration;
+
+    if (raft_state(&r->raft) != RAFT_LEADER || !r->raft.leader_state.progress)
+        return;
+    for (unsigned i = 0; i < c->n; i++) {
+        size_t k;
+        if (!r->raft.leader_state.progress[i].recent_recv && c->servers[i].id != r->raft.id)
+            continue;
+        for (k = 0; k < r->ncontacts && r->contacts[k].id != c->servers[i].id; k++)
+            ;
+        if (k == r->ncontacts) {
+            if (k == sizeof(r->contacts) / sizeof(r->contacts[0]))
+                continue;
+            r->ncontacts++;
+        }
+        r->contacts[k].id = c->servers[i].id;
+        r->contacts[k].ms = now;
+    }
+}
+
 static void on_poll(uv_timer_t *t)
 {
     agent_raft *r = t->data;
@@ -149,6 +182,7 @@ static void on_poll(uv_timer_t *t)
 
     if (r->closing)
         return;
+    note_contacts(r);
     state = raft_state(&r->raft);
     raft_leader(&r->raft, &leader, &addr);
     if (state == r->last_state && leader == r->last_leader &&
@@ -228,6 +262,10 @@ static int bootstrap(agent_raft *r, const agent_raft_config *cfg, dpr_err *err)
 
     if (!all)
         return dpr_err_set(err, -ENOMEM, "out of memory");
+    if (cfg->join) {
+        free(all);
+        return 0; /* the leader adds this node */
+    }
     all[n++] = cfg->address;
     for (size_t i = 0; i < cfg->npeers; i++)
         all[n++] = cfg->peers[i];
@@ -370,6 +408,26 @@ uint64_t agent_raft_leader(agent_raft *r, const char **address)
     return id;
 }
 
+static int64_t last_contact(agent_raft *r, uint64_t id, raft_id leader)
+{
+    uint64_t now = uv_now(r->poll.loop);
+
+    if (id == r->raft.id)
+        return 0;
+    if (raft_state(&r->raft) == RAFT_LEADER) {
+        for (size_t k = 0; k < r->ncontacts; k++)
+            if (r->contacts[k].id == id)
+                return (int64_t)(now - r->contacts[k].ms);
+        return -1;
+    }
+    if (id == leader && raft_state(&r->raft) == RAFT_FOLLOWER) {
+        raft_time t = r->io.time(&r->io);
+        return t >= r->raft.election_timer_start ? (int64_t)(t - r->raft.election_timer_start)
+                                                  : 0;
+    }
+    return -1;
+}
+
 size_t agent_raft_members(agent_raft *r, agent_raft_member *m, size_t cap)
 {
     const struct raft_configuration *c = &r->raft.configuration;
@@ -380,11 +438,29 @@ size_t agent_raft_members(agent_raft *r, agent_raft_member *m, size_t cap)
     for (unsigned i = 0; i < c->n && i < cap; i++) {
         m[i].id = c->servers[i].id;
         snprintf(m[i].address, sizeof(m[i].address), "%s", c->servers[i].address);
-        m[i].role = c->servers[i].role == RAFT_VOTER ? "voter" :
-                    c->servers[i].role == RAFT_STANDBY ? "standby" : "spare";
+        m[i].vote = c->servers[i].role == RAFT_VOTER ? AGENT_RAFT_VOTER :
+                    c->servers[i].role == RAFT_STANDBY ? AGENT_RAFT_STANDBY : AGENT_RAFT_SPARE;
+        m[i].role = m[i].vote == AGENT_RAFT_VOTER ? "voter" :
+                    m[i].vote == AGENT_RAFT_STANDBY ? "standby" : "spare";
         m[i].leader = c->servers[i].id == leader;
+        m[i].last_contact_ms = last_contact(r, m[i].id, leader);
     }
     return c->n;
+}
+
+bool agent_raft_is_member(agent_raft *r)
+{
+    const struct raft_configuration *c = &r->raft.configuration;
+
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->servers[i].id == r->raft.id)
+            return true;
+    return false;
+}
+
+uint64_t agent_raft_id_of(const char *address)
+{
+    return id_of(address);
 }
 
 const agent_cstate *agent_raft_cstate(const agent_raft *r)
@@ -462,4 +538,105 @@ int agent_raft_barrier(agent_raft *r, agent_raft_done_fn done, void *arg)
         return from_raft(rv);
     }
     return 0;
+}
+
+/* ---- membership ------------------------------------------------------------------ */
+
+static int raft_role_of(agent_raft_vote vote)
+{
+    return vote == AGENT_RAFT_VOTER ? RAFT_VOTER : vote == AGENT_RAFT_STANDBY ? RAFT_STANDBY
+                                                                              : RAFT_SPARE;
+}
+
+static bool in_config(agent_raft *r, uint64_t id, int *role)
+{
+    const struct raft_configuration *c = &r->raft.configuration;
+
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->servers[i].id == id) {
+            if (role)
+                *role = c->servers[i].role;
+            return true;
+        }
+    return false;
+}
+
+static void on_changed(struct raft_change *req, int status)
+{
+    request *q = req->data;
+    agent_raft *r = q->r;
+    int rv;
+
+    if (status == 0 && q->then_role >= 0 && !r->closing) {
+        /* added as a spare: now its vote */
+        int role = q->then_role;
+        q->then_role = -1;
+        q->u.change.data = q;
+        rv = raft_assign(&r->raft, &q->u.change, q->id, role, on_changed);
+        if (rv == 0)
+            return;
+        status = rv;
+    }
+    if (status != 0)
+        log_warning("raft: a membership change failed: %s", raft_strerror(status));
+    r->changing = false;
+    q->done(q->arg, from_raft(status));
+    free(q);
+}
+
+/* Starts a change: kind 'a' add, 's' assign, 'r' remove. */
+static int change(agent_raft *r, char kind, uint64_t id, const char *address,
+                  agent_raft_vote vote, agent_raft_done_fn done, void *arg)
+{
+    request *q;
+    int role = -1, rv;
+
+    if (r->closing || raft_state(&r->raft) != RAFT_LEADER)
+        return -ENOTCONN;
+    if (r->changing)
+        return -EBUSY;
+    if (kind == 'a' && in_config(r, id, NULL))
+        return -EEXIST;
+    if (kind != 'a' && !in_config(r, id, &role))
+        return -ENOENT;
+    if (kind == 's' && role == raft_role_of(vote))
+        return -EALREADY;
+    q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->r = r;
+    q->done = done;
+    q->arg = arg;
+    q->id = id;
+    q->then_role = kind == 'a' && vote != AGENT_RAFT_SPARE ? raft_role_of(vote) : -1;
+    q->u.change.data = q;
+    if (kind == 'a')
+        rv = raft_add(&r->raft, &q->u.change, id, address, on_changed);
+    else if (kind == 's')
+        rv = raft_assign(&r->raft, &q->u.change, id, raft_role_of(vote), on_changed);
+    else
+        rv = raft_remove(&r->raft, &q->u.change, id, on_changed);
+    if (rv != 0) {
+        free(q);
+        return rv == RAFT_CANTCHANGE ? -EBUSY : from_raft(rv);
+    }
+    r->changing = true;
+    return 0;
+}
+
+int agent_raft_add(agent_raft *r, uint64_t id, const char *address, agent_raft_vote vote,
+                   agent_raft_done_fn done, void *arg)
+{
+    return change(r, 'a', id, address, vote, done, arg);
+}
+
+int agent_raft_assign(agent_raft *r, uint64_t id, agent_raft_vote vote,
+                      agent_raft_done_fn done, void *arg)
+{
+    return change(r, 's', id, NULL, vote, done, arg);
+}
+
+int agent_raft_remove(agent_raft *r, uint64_t id, agent_raft_done_fn done, void *arg)
+{
+    return change(r, 'r', id, NULL, AGENT_RAFT_SPARE, done, arg);
 }

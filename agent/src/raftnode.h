@@ -6,8 +6,10 @@
  * Membership: a fresh node bootstraps the configuration made of its own
  * address and its peers (agent.conf raft.peers), the same on every node:
  * the first 5 addresses in byte order are voters, the others standbys.
- * A node's Raft id is the FNV-1a hash of its Raft address. A node that has
- * a log already starts from it (the seed list then changes nothing).
+ * A fresh node with raft.join instead bootstraps nothing and waits until
+ * the leader adds it (membership.c asks for that). A node's Raft id is the
+ * FNV-1a hash of its Raft address. A node that has a log already starts
+ * from it (the seed list then changes nothing).
  *
  * Everything here runs on the loop thread (c-raft's API is loop-only).
  * c-raft writes to peers' sockets: the program must ignore SIGPIPE.
@@ -34,6 +36,7 @@ typedef struct agent_raft_config {
     char *const *peers;           /* the others' addresses */
     size_t npeers;
     unsigned election_ms, heartbeat_ms;
+    bool join;                    /* a fresh node waits to be added */
 } agent_raft_config;
 
 typedef struct agent_raft_hooks {
@@ -50,11 +53,21 @@ typedef enum agent_raft_role {
     AGENT_RAFT_LEADER,
 } agent_raft_role;
 
+typedef enum agent_raft_vote {
+    AGENT_RAFT_STANDBY, /* replicates the log, no vote */
+    AGENT_RAFT_VOTER,
+    AGENT_RAFT_SPARE,   /* neither */
+} agent_raft_vote;
+
 typedef struct agent_raft_member {
     uint64_t id;
     char address[AGENT_RAFT_ADDRESS_MAX];
+    agent_raft_vote vote;
     const char *role;  /* "voter", "standby", "spare" */
     bool leader;
+    /* ms since this node last heard from it (the leader: from every
+     * member; a follower: from the leader); -1 unknown; 0 for itself */
+    int64_t last_contact_ms;
 } agent_raft_member;
 
 /* The end of a request: 0, -ENOTCONN (not the leader, or it lost its
@@ -78,6 +91,12 @@ uint64_t agent_raft_term(agent_raft *r);
 uint64_t agent_raft_leader(agent_raft *r, const char **address);
 /* The configuration's members (at most cap into m): how many there are. */
 size_t agent_raft_members(agent_raft *r, agent_raft_member *m, size_t cap);
+/* Is this node in the configuration (a new joiner, or a removed node,
+ * is not)? */
+bool agent_raft_is_member(agent_raft *r);
+/* The Raft id of an address (the FNV-1a hash of its text, never 0). */
+uint64_t agent_raft_id_of(const char *address);
+
 /* The replicated state as applied on this node. */
 const agent_cstate *agent_raft_cstate(const agent_raft *r);
 
@@ -89,5 +108,16 @@ int agent_raft_apply(agent_raft *r, int type, const void *payload, size_t len,
 /* A barrier: done(0) once every entry before it is committed and applied
  * here and this node was still the leader of a quorum then. */
 int agent_raft_barrier(agent_raft *r, agent_raft_done_fn done, void *arg);
+
+/* Membership changes (leader only; one at a time: -EBUSY while another
+ * runs). add: the new member joins as a spare and is then given vote
+ * (voter or standby); done once both steps committed. assign: a member's
+ * vote. remove: a member leaves the configuration. -ENOTCONN: not the
+ * leader; -EEXIST: already a member (add); -ENOENT: not a member. */
+int agent_raft_add(agent_raft *r, uint64_t id, const char *address, agent_raft_vote vote,
+                   agent_raft_done_fn done, void *arg);
+int agent_raft_assign(agent_raft *r, uint64_t id, agent_raft_vote vote,
+                      agent_raft_done_fn done, void *arg);
+int agent_raft_remove(agent_raft *r, uint64_t id, agent_raft_done_fn done, void *arg);
 
 #endif

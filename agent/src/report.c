@@ -262,6 +262,15 @@ json_t *agent_status_json(agent *a, const char *deployment)
     return o;
 }
 
+/* What the node knows of a member's health: its last contact (ms, -1
+ * unknown) against the election timeout. */
+static const char *health_of(agent *a, int64_t ms)
+{
+    if (ms < 0)
+        return "unknown";
+    return ms <= 2 * (int64_t)a->cfg->raft_election_ms ? "ok" : "unreachable";
+}
+
 json_t *agent_nodes_json(agent *a)
 {
     agent_raft_member m[64];
@@ -276,12 +285,15 @@ json_t *agent_nodes_json(agent *a)
     l = json_array();
     for (size_t i = 0; l && i < n && i < sizeof(m) / sizeof(m[0]); i++) {
         bool self = m[i].id == agent_raft_id(a->raft);
+        const char *name = a->membership ? agent_membership_name_of(a->membership, m[i].id)
+                                         : NULL;
         char id[17];
         snprintf(id, sizeof(id), "%016llx", (unsigned long long)m[i].id);
-        /* other members' names travel with the placement state (later):
-         * until then a member is named by its Raft address */
-        if (json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:I}",
-                                               "name", self ? a->cfg->node_name : m[i].address,
+        /* a member the node table does not hold yet is named by its address */
+        if (json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:I, s:o, "
+                                               "s:s}",
+                                               "name", self ? a->cfg->node_name :
+                                                       name ? name : m[i].address,
                                                "address", m[i].address, "raft_id", id,
                                                "self", self, "leader", m[i].leader, "state",
                                                m[i].leader ? "leader" :
@@ -289,7 +301,12 @@ json_t *agent_nodes_json(agent *a)
                                                           agent_raft_role_now(a->raft)) :
                                                       "member",
                                                "role", m[i].role, "term",
-                                               (json_int_t)agent_raft_term(a->raft))) < 0) {
+                                               (json_int_t)agent_raft_term(a->raft),
+                                               "last_contact_ms",
+                                               m[i].last_contact_ms < 0 ? json_null() :
+                                               json_integer(m[i].last_contact_ms),
+                                               "health", health_of(a, m[i].last_contact_ms))) <
+            0) {
             json_decref(l);
             l = NULL;
         }

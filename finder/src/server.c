@@ -222,9 +222,13 @@ static void handle_requests(conn *c)
         if (rc != 1)
             break;
         before = c->out.len;
-        if (srv->ds)
+        flags = 0;
+        rc = srv->hooks.command ? srv->hooks.command(srv->hooks.arg, req.argc, req.argv,
+                                                     req.argvlen, &c->out)
+                                : 0;
+        if (rc == 0 && srv->ds)
             rc = dpr_cmd_execute(srv->ds, req.argc, req.argv, req.argvlen, &c->out, &flags);
-        else
+        else if (rc == 0)
             rc = not_serving(srv, &req, &c->out, &flags);
         if (rc < 0) {
             log_error("client %s: out of memory; closing", c->peer);

@@ -87,8 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="one JSON object per line")
 
     n = sub.add_parser("nodes", parents=[common], help="the cluster's nodes",
-                       description="Show the cluster's nodes.")
+                       description="Show the cluster's nodes (Raft members), or remove one: "
+                                   "dprctl nodes remove NAME.")
     n.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    n.add_argument("action", nargs="?", choices=["remove"], help="remove a member")
+    n.add_argument("target", nargs="?", metavar="NAME", help="the member's node name or "
+                   "Raft address")
 
     w = sub.add_parser("wait", parents=[common], help="wait until deployments are ready",
                        description="Wait until every instance of the named deployments (or "
@@ -208,8 +212,13 @@ def _one_line(s: Any, limit: int = 60) -> Any:
 
 
 def format_nodes(nodes) -> str:
-    return table(["NODE", "ADDRESS", "SELF", "LEADER", "STATE"],
-                 [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state] for n in nodes])
+    def contact(n):
+        return "-" if n.last_contact_ms is None else "%.1fs" % (n.last_contact_ms / 1000.0)
+    return table(["NODE", "ADDRESS", "SELF", "LEADER", "STATE", "ROLE", "TERM", "CONTACT",
+                  "HEALTH"],
+                 [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state, n.role or "-",
+                   "-" if n.term is None else str(n.term), contact(n), n.health or "-"]
+                  for n in nodes])
 
 
 class _Progress:
@@ -304,7 +313,20 @@ def cmd_events(args) -> int:
     return EXIT_OK
 
 
+def _usage_error(message: str) -> int:
+    sys.stderr.write("%s (see dprctl --help)\n" % message)
+    return EXIT_USAGE
+
+
 def cmd_nodes(args) -> int:
+    if args.action == "remove":
+        if not args.target:
+            return _usage_error("dprctl nodes remove: which node? (dprctl nodes lists them)")
+        with _connect(args) as cluster:
+            print(cluster.remove_node(args.target))
+        return EXIT_OK
+    if args.target:
+        return _usage_error("dprctl nodes: unexpected argument %r" % args.target)
     with _connect(args) as cluster:
         if args.json:
             print(json.dumps(cluster.request("nodes", {}), indent=2))

@@ -360,6 +360,10 @@ class Node:
     is_self: bool = False
     leader: bool = False
     state: str | None = None
+    role: str | None = None            # voter, standby, spare; "single": no Raft
+    term: int | None = None
+    last_contact_ms: int | None = None  # as this node knows it (None: unknown)
+    health: str | None = None           # ok, unreachable, unknown
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -457,6 +461,17 @@ class Cluster:
         if not isinstance(r, Mapping):
             raise AgentProtocolError("dpr-agent answered nodes with %r" % (r,), code="bad_reply")
         return [Node.from_dict(n) for n in r.get("nodes") or [] if isinstance(n, Mapping)]
+
+    def remove_node(self, name: str) -> str:
+        """Takes member ``name`` (its node name or Raft address) out of the
+        cluster: started by the leader, or sent to it from another node
+        (NotFound for an unknown name). Returns what is being done; follow
+        ``nodes()`` to see it done. The leader cannot remove itself."""
+        r = self._conn.request("node_remove", {"name": name})
+        if not isinstance(r, Mapping) or not isinstance(r.get("removing"), str):
+            raise AgentProtocolError("dpr-agent answered node_remove with %r" % (r,),
+                                     code="bad_reply")
+        return r["removing"]
 
     def events(self) -> EventStream:
         """A stream of state changes (a connection of its own): iterate it,

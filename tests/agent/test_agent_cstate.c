@@ -2,6 +2,7 @@
  * snapshots (cstate.h): round trips, c-raft's 8-byte sizes, and every kind
  * of damage refused with the state left as it was. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -128,6 +129,65 @@ TEST(snapshot_round_trip)
     agent_cstate_free(&back);
 }
 
+static agent_cstate_node node(uint64_t id, const char *name)
+{
+    agent_cstate_node n;
+
+    memset(&n, 0, sizeof(n));
+    n.id = id;
+    snprintf(n.name, sizeof(n.name), "%s", name);
+    snprintf(n.raft, sizeof(n.raft), "10.0.0.%llu:7400", (unsigned long long)id);
+    snprintf(n.finder, sizeof(n.finder), "10.0.0.%llu:7000", (unsigned long long)id);
+    return n;
+}
+
+static int apply_node(agent_cstate *cs, const agent_cstate_node *n, dpr_buf *p, dpr_buf *e)
+{
+    if (agent_cstate_node_payload(n, p) < 0)
+        return -EINVAL;
+    if (agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_NODE, p->data, p->len, e) < 0)
+        return -ENOMEM;
+    return agent_cstate_apply(cs, e->data, e->len, NULL);
+}
+
+TEST(node_table)
+{
+    agent_cstate cs, back;
+    dpr_buf p, e;
+    agent_cstate_node n3 = node(3, "node3"), n1 = node(1, "node1"), bad = node(2, "no spaces");
+    unsigned char gone[8] = { 3 };
+
+    agent_cstate_init(&cs);
+    agent_cstate_init(&back);
+    dpr_buf_init(&p);
+    dpr_buf_init(&e);
+    CHECK_EQ_INT(apply_node(&cs, &n3, &p, &e), 0);
+    CHECK_EQ_INT(apply_node(&cs, &n1, &p, &e), 0);
+    CHECK(cs.nnodes == 2 && cs.nodes[0].id == 1 && cs.nodes[1].id == 3); /* sorted */
+    CHECK(strcmp(agent_cstate_node_find(&cs, 3)->finder, "10.0.0.3:7000") == 0);
+    CHECK(agent_cstate_node_named(&cs, "node1")->id == 1);
+    CHECK(agent_cstate_node_named(&cs, "node2") == NULL);
+    /* a record of the same id replaces the old one */
+    snprintf(n3.name, sizeof(n3.name), "renamed");
+    CHECK_EQ_INT(apply_node(&cs, &n3, &p, &e), 0);
+    CHECK(cs.nnodes == 2 && strcmp(agent_cstate_node_find(&cs, 3)->name, "renamed") == 0);
+    CHECK_EQ_INT(apply_node(&cs, &bad, &p, &e), -EINVAL);
+    /* in a snapshot and back */
+    CHECK_EQ_INT(agent_cstate_snapshot(&cs, &p), 0);
+    CHECK_EQ_INT(agent_cstate_restore(&back, p.data, p.len, NULL), 0);
+    CHECK(back.nnodes == 2 && strcmp(back.nodes[1].name, "renamed") == 0);
+    /* gone */
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_NODE_GONE, gone, 8, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), 0);
+    CHECK(cs.nnodes == 1 && agent_cstate_node_find(&cs, 3) == NULL);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_NODE_GONE, gone, 7, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), -EBADMSG);
+    dpr_buf_free(&p);
+    dpr_buf_free(&e);
+    agent_cstate_free(&cs);
+    agent_cstate_free(&back);
+}
+
 int main(void)
 {
     RUN(entry_round_trip);
@@ -135,5 +195,6 @@ int main(void)
     RUN(damage_is_refused_and_changes_nothing);
     RUN(unknown_type_and_format_are_refused);
     RUN(snapshot_round_trip);
+    RUN(node_table);
     return check_summary("cstate");
 }

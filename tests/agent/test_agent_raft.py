@@ -152,6 +152,7 @@ def _error_or_none(hp):
     ('raft = { address = "10.0.0.1:7400"; election_timeout_ms = 100; '
      'heartbeat_timeout_ms = 60; };', "at most half"),
     ('raft = { address = "10.0.0.1:7400"; bootstrap = true; };', "raft.bootstrap"),
+    ('raft = { address = "10.0.0.1:7400"; join = true; };', "'raft.join' needs 'raft.peers'"),
 ])
 def test_bad_raft_settings_are_refused(tmp_path, raft, why):
     conf = tmp_path / "agent.conf"
@@ -167,3 +168,46 @@ def test_finder_port_zero_is_refused_in_a_cluster(tmp_path):
                     'raft = { address = "127.0.0.1:7400"; };\n')
     r = subprocess.run([AGENT, "--check-config", str(conf)], capture_output=True, text=True)
     assert r.returncode != 0 and "needs a port" in r.stdout + r.stderr
+
+
+def members(a):
+    return {n["name"]: n for n in a.call("nodes")["nodes"]}
+
+
+def test_nodes_are_named_and_join_and_removal_keep_five_voters(agents):
+    leader = agents.leader()
+    # every bootstrap member said hello: the leader's table names them all
+    wait_for(lambda: sorted(members(leader)) == ["n1", "n2", "n3"], timeout=20,
+             what="the three nodes named")
+    view = members(leader)
+    assert all(n["role"] == "voter" and n["health"] == "ok" for n in view.values()), view
+    # three more agents join through the first three: voters up to five
+    for k in range(3):
+        j = agents.add_joiner().start()
+        wait_for(lambda: j.call("nodes")["raft"]["role"] == "follower" and
+                 "n%d" % (4 + k) in members(agents.leader()), timeout=30,
+                 what="n%d joined" % (4 + k))
+    view = wait_for(lambda: (lambda v: v if sorted(n["role"] for n in v.values()) ==
+                             ["standby"] + ["voter"] * 5 else None)(members(agents.leader())),
+                    timeout=30, what="five voters and one standby")
+    standby = [name for name, n in view.items() if n["role"] == "standby"][0]
+    leader = agents.leader()
+    # removal from a follower is sent to the leader; a voter's place goes to the standby
+    follower = [a for a in agents.agents if a is not leader][0]
+    victim = [name for name, n in view.items() if n["role"] == "voter" and not n["leader"] and
+              name != follower.call("nodes")["raft"]["address"]][0]
+    r = follower.request("node_remove", {"name": victim})
+    assert r["ok"] is True and victim in r["result"]["removing"], r
+    view = wait_for(lambda: (lambda v: v if victim not in v and
+                             v.get(standby, {}).get("role") == "voter" else None)(
+                                 members(agents.leader())),
+                    timeout=30, what="%s removed and %s promoted" % (victim, standby))
+    assert len(view) == 5 and all(n["role"] == "voter" for n in view.values()), view
+    # the cluster goes on without it (a removed agent's pre-votes change nothing)
+    assert agents.leader() is not None
+    # refusals: unknown, the leader itself, not a cluster
+    r = follower.request("node_remove", {"name": "nope"})
+    assert r["ok"] is False and r["error"]["code"] == "not_found", r
+    lead = agents.leader()
+    r = lead.request("node_remove", {"name": lead.call("status")["node"]})
+    assert r["ok"] is False and "is the leader" in r["error"]["message"], r

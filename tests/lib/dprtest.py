@@ -870,6 +870,8 @@ class RaftAgents:
     others as raft.peers. No systemd: the finder and Raft are what run."""
 
     def __init__(self, base: str, n: int = 3, election_ms: int = 300, heartbeat_ms: int = 50):
+        self.base = str(base)
+        self.election_ms, self.heartbeat_ms = election_ms, heartbeat_ms
         self.finder_port, self.raft_port = free_port(), free_port()
         self.raft = ["127.0.0.%d:%d" % (i + 1, self.raft_port) for i in range(n)]
         extra = ('raft = {{ address = "{me}"; peers = [%s]; election_timeout_ms = %d; '
@@ -880,6 +882,20 @@ class RaftAgents:
                                  finder_port=self.finder_port,
                                  extra=extra.format(me=self.raft[i]))
                        for i in range(n)]
+
+    def add_joiner(self) -> HostAgent:
+        """One more agent (the next 127.0.0.x) configured to join the
+        running cluster through the first ones (raft.join); not started."""
+        i = len(self.agents)
+        me = "127.0.0.%d:%d" % (i + 1, self.raft_port)
+        extra = ('raft = { address = "%s"; peers = [%s]; join = true; election_timeout_ms = %d; '
+                 'heartbeat_timeout_ms = %d; };\n'
+                 % (me, ", ".join('"%s"' % a for a in self.raft), self.election_ms,
+                    self.heartbeat_ms))
+        a = HostAgent(os.path.join(self.base, "n%d" % (i + 1)), host="127.0.0.%d" % (i + 1),
+                      node="n%d" % (i + 1), finder_port=self.finder_port, extra=extra)
+        self.agents.append(a)
+        return a
 
     def __getitem__(self, i: int) -> HostAgent:
         return self.agents[i]

@@ -547,8 +547,15 @@ def test_dprctl_plan_apply_status_delete(agent):
 
     r = dprctl(agent, "nodes")
     assert r.returncode == 0
-    assert r.stdout.splitlines()[0].split() == ["NODE", "ADDRESS", "SELF", "LEADER", "STATE"]
-    assert r.stdout.splitlines()[1].split()[0] == "node1"
+    assert r.stdout.splitlines()[0].split() == ["NODE", "ADDRESS", "SELF", "LEADER", "STATE",
+                                                "ROLE", "TERM", "CONTACT", "HEALTH"]
+    assert r.stdout.splitlines()[1].split()[:6] == ["node1", "127.0.0.1", "yes", "yes", "up",
+                                                    "single"]
+    # a single node has no members to remove
+    r = dprctl(agent, "nodes", "remove", "node2")
+    assert r.returncode == 1 and "not in a cluster of agents" in r.stderr, r.stderr
+    r = dprctl(agent, "nodes", "remove")
+    assert r.returncode == 2 and "which node?" in r.stderr, r.stderr
 
 
 def test_dprctl_agent_side_spec_error(agent, tmp_path):

@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "common/buf.h"
 #include "dpr/domains.h"
 #include "dpr/store.h"
 
@@ -71,6 +72,12 @@ typedef struct dpr_server_hooks {
      * line end, e.g. "NOTLEADER 10.0.0.2:7000" (NULL or no hook: "TRYAGAIN
      * the finder is not served here"). */
     const char *(*not_serving)(void *arg);
+    /* Optional: the host's own commands (the agent's DPR.CLUSTER.*), tried
+     * before the finder's in both modes: 1 when the host answered (its
+     * reply appended to out; it is held and released like the finder's),
+     * 0 when the command is not the host's, or -ENOMEM. */
+    int (*command)(void *arg, int argc, char *const *argv, const size_t *argvlen,
+                   dpr_buf *out);
     void *arg;
 } dpr_server_hooks;
 

@@ -1,0 +1,37 @@
+/*
+ * peerreq.h - one request from this agent to the cluster's leader agent:
+ * a RESP command sent to the finder port of the agents (common/finders.h's
+ * list), following NOTLEADER, trying the next address after TRYAGAIN or a
+ * connection that fails, each attempt bounded by a timeout. Used for the
+ * membership commands (DPR.CLUSTER.*, membership.h). Loop thread only.
+ */
+#ifndef AGENT_PEERREQ_H
+#define AGENT_PEERREQ_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "common/finders.h"
+
+#define AGENT_PEERREQ_ATTEMPT_MS 2000
+
+typedef struct agent_peerreq agent_peerreq;
+
+/* The end of a request: status 0 and the leader's answer (a status or
+ * error text without its "+"/"-"; error 1 when it was an error reply), or
+ * status -ETIMEDOUT / -EHOSTUNREACH (no leader answered after every
+ * address was tried `rounds` times) / -ENOMEM, text NULL. */
+typedef void (*agent_peerreq_done_fn)(void *arg, int status, int error, const char *text);
+
+/*
+ * Sends argv (argc strings) to targets' leader. done is called once, on
+ * the loop, unless the request is cancelled first. 0 (and *out, for
+ * cancelling) or -ENOMEM.
+ */
+int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned rounds, int argc,
+                       const char **argv, agent_peerreq_done_fn done, void *arg,
+                       agent_peerreq **out);
+/* done is never called; the memory goes once the handles closed. */
+void agent_peerreq_cancel(agent_peerreq *q);
+
+#endif

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""bench/raft.py - the finder of a 3-agent Raft cluster (issue 10).
+
+    make bench-raft              (= bench/raft.py build [TRIALS])
+
+Starts three dpr-agents on this machine (127.0.0.1, .2, .3: one finder
+port for all, as on real nodes; Raft election 300 ms, heartbeat 50 ms,
+pre-vote on; state under BUILD, the repository's disk), then:
+
+  1. bench-finder over TCP against the leader's finder, 512 workers paced
+     25 ms and at saturation, beside one plain dpr-finder (the file store)
+     in the same run: report->cut with every finder commit a Raft entry
+     committed by a majority;
+  2. failover, TRIALS times (default 10): the leader's agent is frozen
+     (SIGSTOP: like a power cut, its peers hear nothing, no connection is
+     closed) and the time is measured until a DPR.SYNC sent round the three
+     finder addresses (following NOTLEADER, waiting out TRYAGAIN) is
+     answered by a new leader; then the old one is thawed and rejoins.
+
+Writes the "## Finder on a Raft cluster" section of docs/benchmarks.md
+(other sections kept). Not a test: no timed assertions.
+"""
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import redis  # noqa: E402
+
+import benchdoc  # noqa: E402
+import dprtest  # noqa: E402
+
+DOMAIN = "bench"
+
+
+def sync_anywhere(finders, deadline):
+    """DPR.SYNC round the addresses until one answers as the finder: the
+    address that answered."""
+    i = 0
+    target = finders[0]
+    while time.monotonic() < deadline:
+        host, port = target.rsplit(":", 1)
+        c = redis.Redis(host=host, port=int(port), socket_timeout=0.5,
+                        socket_connect_timeout=0.5)
+        try:
+            c.execute_command("DPR.SYNC", DOMAIN)
+            return target
+        except redis.ResponseError as e:
+            word, _, rest = str(e).partition(" ")
+            if word == "NOTLEADER" and rest:
+                target = rest.strip()
+                continue
+            time.sleep(0.01)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        finally:
+            c.close()
+        i += 1
+        target = finders[i % len(finders)]
+    raise RuntimeError("no finder answered")
+
+
+def bench_finder(build, extra, label):
+    cmd = [os.path.join(build, "bench-finder"), "--mode", "tcp", "--workers", "512",
+           "--finder-bin", os.path.join(build, "dpr-finder"), "--tmpdir", build] + extra
+    if label:
+        cmd += ["--label", label]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("| 512 |")]
+
+
+def main():
+    build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    trials = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    base = tempfile.mkdtemp(prefix="dpr-bench-raft.", dir=os.path.abspath(build))
+    agents = dprtest.RaftAgents(base, 3, election_ms=300, heartbeat_ms=50)
+    rows, times = [], []
+    try:
+        agents.start()
+        leader = agents.leader()
+        finders = agents.finders.split(",")
+        lead_addr = "%s:%d" % (leader.host, agents.finder_port)
+        redis.Redis(host=leader.host, port=agents.finder_port).execute_command(
+            "DPR.WORKER.ADD", DOMAIN, "1")
+        rows += bench_finder(build, [], "TCP, dpr-finder (file)")
+        rows += bench_finder(build, ["--finder-addr", lead_addr, "--finder-pid",
+                                     str(leader.proc.proc.pid)], "TCP, 3-agent Raft")
+        for _ in range(trials):
+            leader = agents.leader()
+            os.kill(leader.proc.proc.pid, signal.SIGSTOP)
+            t0 = time.monotonic()
+            try:
+                sync_anywhere(finders, t0 + 30)
+                times.append(time.monotonic() - t0)
+            finally:
+                os.kill(leader.proc.proc.pid, signal.SIGCONT)
+            dprtest.wait_for(lambda: leader.call("nodes")["raft"]["role"] == "follower",
+                             timeout=30, what="the frozen leader rejoining")
+    finally:
+        agents.close()
+        subprocess.run(["rm", "-rf", base], check=False)
+    write_doc(build, rows, times)
+
+
+def write_doc(build, rows, times):
+    ms = sorted(t * 1000 for t in times)
+    section = """## Finder on a Raft cluster
+
+- Command: `make bench-raft` (runs `bench/raft.py %s %d`)
+- Machine: %s
+- Date: %s
+
+Three dpr-agents on this machine (127.0.0.1, .2, .3; Raft election
+timeout 300 ms, heartbeat 50 ms, pre-vote on; logs on the repository's
+disk). The finder runs on the leader's agent; every finder commit (one per
+event-loop turn that changed the state) is one Raft entry holding the whole
+finder state, written and fsync'd by a majority before any reply of that
+turn goes out; a turn that only read waits for a Raft barrier. The first
+row is one plain dpr-finder (the file store) in the same run. Workload and
+columns as in "Finder" above (bench-finder --mode tcp, 512 workers).
+
+| workers | path | load | reports/s | report→cut p50 | report→cut p99 | goal | notes |
+|---:|---|---|---:|---:|---:|---|---|
+%s
+
+**Failover** (%d trials): the leader's agent is frozen with SIGSTOP (its
+peers hear nothing, as after a power cut) and the clock runs until a
+`DPR.SYNC` sent round the three finder addresses (following `NOTLEADER`,
+retrying `TRYAGAIN` every 10 ms) is answered by the new leader: election
+(one to two election timeouts after the last heartbeat) plus the new
+leader's barrier. p50 %.0f ms, max %.0f ms (goal < 2 s: %s); every trial
+in ms: %s.
+""" % (build, len(times), benchdoc.machine(), benchdoc.now(), "\n".join(rows), len(times),
+       statistics.median(ms) if ms else float("nan"), ms[-1] if ms else float("nan"),
+       "**met**" if ms and ms[-1] < 2000 else "**not met**",
+       ", ".join("%.0f" % t for t in ms))
+    benchdoc.write_section("Finder on a Raft cluster", section)
+
+
+if __name__ == "__main__":
+    main()
