@@ -7,6 +7,7 @@
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
+#   make demo-cluster  three systemd nodes, a Raft leader's power cut (root)
 #
 # Objects go to $(BUILD) (build/ normally, build/asan for the sanitizer run).
 
@@ -149,6 +150,12 @@ demo: deps-if-missing
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: it boots a systemd node in Linux namespaces (run: sudo make demo)" >&2; exit 2; fi
 	$(MAKE) all
 	/usr/bin/python3 examples/demo.py --build $(BUILD)
+
+# three systemd nodes, the finder on the Raft leader, a power cut (root)
+demo-cluster: deps-if-missing
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo-cluster needs root: it boots systemd nodes in Linux namespaces" >&2; exit 2; fi
+	$(MAKE) all
+	/usr/bin/python3 examples/cluster-demo.py --build $(BUILD)
 
 demo-finder: deps-if-missing
 	$(MAKE) all

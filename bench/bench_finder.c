@@ -94,7 +94,10 @@
 extern char **environ;
 
 /* Every worker of the run is in one DPR domain. */
-#define BENCH_DOMAIN DPR_DOMAIN_DEFAULT
+/* The domain TCP runs use (--domain; a running finder needs one per run:
+ * its workers would be known from an earlier run). */
+static const char *g_domain = DPR_DOMAIN_DEFAULT;
+#define BENCH_DOMAIN g_domain
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
@@ -1326,6 +1329,7 @@ static void usage(FILE *fp)
           "                      finder of a Raft cluster's leader; see bench/raft.py)\n"
           "  --finder-pid PID    that finder's process, for its CPU time\n"
           "  --label TEXT        the path column of TCP rows (default TCP)\n"
+          "  --domain NAME       the DPR domain of TCP runs (default \"default\")\n"
           "  --seed N            random seed (default 1)\n"
           "  --help              this text\n",
           fp);
@@ -1422,6 +1426,12 @@ static void parse_args(int argc, char **argv, options *o)
             o->finder_pid = (pid_t)parse_double(v, a, 1, 4194304);
         } else if (!strcmp(a, "--label")) {
             o->label = v;
+        } else if (!strcmp(a, "--domain")) {
+            if (!dpr_domain_valid(v, strlen(v))) {
+                fprintf(stderr, "bench-finder: bad domain name '%s'\n", v);
+                exit(2);
+            }
+            g_domain = v;
         } else if (!strcmp(a, "--seed")) {
             o->seed = (uint64_t)parse_double(v, a, 0, 9007199254740992.0);
         } else {

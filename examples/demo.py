@@ -24,16 +24,13 @@ import argparse
 import json
 import os
 import queue
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+import demoutil  # noqa: E402
+from demoutil import ROOT, indent, section  # noqa: E402
 
 DEPLOYMENT = "kv"     # the deployment the client writes to
 VICTIM = "kv-1"       # the cache-store killed with SIGKILL
@@ -147,14 +144,6 @@ sys.exit(0 if wrong == 0 else 1)
 '''
 
 
-def section(title):
-    print("\n== %s ==" % title, flush=True)
-
-
-def indent(text, pad="   "):
-    return "\n".join(pad + line if line else "" for line in text.rstrip("\n").splitlines())
-
-
 def status_json(node):
     return json.loads(node.run(["dprctl", "status", "--json"]).stdout)
 
@@ -176,19 +165,11 @@ def instance(st, name):
 
 def demo(harness, build, t_start):
     section("1. Install the build and boot a node")
-    stage = tempfile.mkdtemp(prefix="dpr-demo-stage-")
-    try:
-        r = subprocess.run(["make", "-C", ROOT, "--no-print-directory", "install",
-                            "DESTDIR=" + stage, "PREFIX=/usr/local", "BUILD=" + build],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError("make install DESTDIR=%s failed:\n%s%s" % (stage, r.stdout, r.stderr))
+    with demoutil.staged(build) as stage:
         print("   make install DESTDIR=%s  (binaries, units, agent.conf, dprctl, python dpr)" % stage)
         cluster = harness.Cluster(1, stage=stage, upper="tmpfs", boot=False)
         yield cluster           # the caller tears it down, whatever happens next
         cluster.start()
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     node = cluster[0]
     print("   node %s booted (systemd as PID 1, own namespaces) in %.1fs; %s"
           % (node.name, node.boot_seconds, cluster.id))
@@ -297,22 +278,9 @@ def main():
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"),
                     help="the build directory to install from (default build)")
     a = ap.parse_args()
-    if os.geteuid() != 0:
-        print("make demo needs root: it boots a systemd node in Linux namespaces "
-              "(run: sudo make demo)", file=sys.stderr)
+    harness = demoutil.prepare("demo")
+    if harness is None:
         return 2
-    import cluster as harness
-    try:
-        harness.preflight()
-    except harness.HarnessError as e:
-        print("demo: %s" % e, file=sys.stderr)
-        return 2
-    harness.cleanup_stale(log=lambda *a: None)
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, signal.SIGHUP):   # before the harness installs its own
-        signal.signal(sig, stop)
     print("DPR Cluster demo: one systemd node, examples/cluster.yaml, a client, a crash")
     t0 = time.monotonic()
     cluster = None
@@ -334,24 +302,12 @@ def main():
             print(indent(cluster[0].journal(lines=30)), file=sys.stderr)
     finally:
         # tear down first, print afterwards (stdout may be a closed pipe)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        demoutil.ignore_signals()
         steps.close()
-        note = ""
-        if cluster is not None:
-            try:
-                cluster.teardown()
-                left = harness.leftovers(cluster.id)
-                note = "cluster %s removed" % cluster.id
-                if left:
-                    note += ", but left behind: %s" % left
-                    rc = rc or 1
-            except Exception as e:  # noqa: BLE001
-                note = "teardown failed: %s" % e
-                rc = rc or 1
+        note, rc = demoutil.teardown(harness, cluster, rc)
         try:
             section("6. Teardown")
-            print("   " + (note or "nothing was started"))
+            print("   " + note)
         except BrokenPipeError:
             pass
     took = time.monotonic() - t0

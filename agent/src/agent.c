@@ -490,8 +490,12 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     if (rc < 0)
         return rc;
     fh.command = on_cluster_command;
+    rc = dpr_path_join(dir, sizeof(dir), a->cfg->state_dir, "finder");
+    if (rc < 0)
+        return dpr_err_set(err, rc, "state directory path too long: %.80s...",
+                           a->cfg->state_dir);
     rc = agent_finder_open_cluster(a->loop, a->raft, a->cfg->finder_listen,
-                                   a->cfg->node_address, &fh, &a->finder, err);
+                                   a->cfg->node_address, dir, &fh, &a->finder, err);
     if (rc < 0)
         return rc;
     memset(&mc, 0, sizeof(mc));

@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <unistd.h>
 
 #include "common/addr.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "dpr/finder_server.h"
 #include "dpr/store.h"
@@ -47,6 +50,7 @@ struct agent_finder {
     bool reaper_open, stopping;
     dpr_domains *view;        /* a follower's view of the replicated state */
     uint64_t view_changes;
+    char *legacy_dir;         /* a single node's file store, imported once */
 };
 
 /* "kv (world-line 3, 3 workers), sessions (...)" of the published view,
@@ -456,6 +460,7 @@ void agent_finder_free(agent_finder *af)
         dpr_domains_free(af->ds);
     if (af->view)
         dpr_domains_free(af->view);
+    free(af->legacy_dir);
     free(af->listen);
     free(af);
 }
@@ -585,6 +590,48 @@ typedef struct barrier_ctx {
     uint64_t epoch;
 } barrier_ctx;
 
+static void on_barrier(void *arg, int status);
+
+/*
+ * A fresh cluster (no finder state in the log) led by a node that was a
+ * single node: its file store's state becomes the log's first finder
+ * entry, so that its deployments keep their world-lines, cuts and tokens.
+ * 1 when an entry was proposed (on_barrier runs again once it committed),
+ * 0 when there is nothing to import, or a negative errno (logged).
+ */
+static int import_single_node(agent_finder *af, barrier_ctx *b)
+{
+    dpr_store *fs = NULL;
+    dpr_domains_state st = { 0, 0, NULL };
+    dpr_err err = DPR_ERR_INIT;
+    dpr_buf image = DPR_BUF_INIT;
+    char path[PATH_MAX];
+    int rc;
+
+    if (!af->legacy_dir || dpr_path_join(path, sizeof(path), af->legacy_dir,
+                                         "finder.state") < 0 || access(path, F_OK) != 0)
+        return 0;
+    rc = dpr_store_file_open(af->legacy_dir, &fs, &err);
+    if (rc == 0)
+        rc = dpr_store_load(fs, &st);
+    if (rc == 0)
+        rc = dpr_store_image_encode(&st, &image, &err);
+    if (rc == 0)
+        rc = agent_raft_apply(af->raft, AGENT_CSTATE_ENTRY_FINDER, image.data, image.len,
+                              on_barrier, b);
+    if (rc == 0)
+        log_notice("finder: importing this node's single-node finder state (%s, %zu "
+                   "domain%s) into the new cluster's raft log", path, st.n,
+                   st.n == 1 ? "" : "s");
+    else if (rc != -ENOENT)
+        log_error("finder: cannot import %s into the raft log: %s", path,
+                  err.msg[0] ? err.msg : fs ? dpr_store_error(fs) : strerror(-rc));
+    dpr_domains_state_free(&st);
+    dpr_buf_free(&image);
+    dpr_store_close(fs);
+    return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
 /* The barrier ran: every entry of earlier leaders is applied here. */
 static void on_barrier(void *arg, int status)
 {
@@ -599,11 +646,25 @@ static void on_barrier(void *arg, int status)
         free(b);
         return; /* the node's role changed meanwhile */
     }
-    free(b);
     if (status < 0 || agent_raft_role_now(af->raft) != AGENT_RAFT_LEADER) {
+        free(b);
         become_follower(af, "the raft barrier failed");
         return;
     }
+    if (!agent_raft_cstate(af->raft)->finder && af->legacy_dir) {
+        rc = import_single_node(af, b);
+        free(af->legacy_dir); /* tried once */
+        af->legacy_dir = NULL;
+        if (rc == 1)
+            return; /* on_barrier again once the entry committed */
+        if (rc < 0) {
+            /* never start over beside a state that could not be carried */
+            free(b);
+            become_follower(af, "the single-node finder state could not be imported");
+            return;
+        }
+    }
+    free(b);
     rc = agent_raftstore_open(af->raft, &af->store);
     if (rc == 0) {
         rc = dpr_store_load(af->store, &st);
@@ -672,8 +733,9 @@ void agent_finder_raft_changed(agent_finder *af)
 }
 
 int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *listen,
-                              const char *advertise_host, const agent_finder_hooks *hooks,
-                              agent_finder **out, dpr_err *err)
+                              const char *advertise_host, const char *legacy_dir,
+                              const agent_finder_hooks *hooks, agent_finder **out,
+                              dpr_err *err)
 {
     agent_finder *af = calloc(1, sizeof(*af));
     char where[DPR_ADDR_STR_MAX];
@@ -698,7 +760,12 @@ int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *lis
         return rc;
     }
     af->port = hp.port;
+    if (legacy_dir && !(af->legacy_dir = strdup(legacy_dir))) {
+        free(af);
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    }
     if (!(af->listen = strdup(where))) {
+        free(af->legacy_dir);
         free(af);
         return dpr_err_set(err, -ENOMEM, "out of memory");
     }

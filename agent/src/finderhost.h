@@ -67,12 +67,16 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
  * A cluster's finder on this node: listens on listen (a wildcard host means
  * advertise_host; the port must not be 0: it is every node's finder port)
  * and redirects until agent_finder_raft_changed finds this node leading.
- * 0 or a negative errno with a message in err (*out may be set even then:
- * stop and free it).
+ * legacy_dir (may be NULL): where this node kept the finder's state as a
+ * single node; when this node first leads a cluster whose log has no
+ * finder state yet, that state is imported (its first finder entry), so
+ * the node's deployments carry on. 0 or a negative errno with a message in
+ * err (*out may be set even then: stop and free it).
  */
 int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *listen,
-                              const char *advertise_host, const agent_finder_hooks *hooks,
-                              agent_finder **out, dpr_err *err);
+                              const char *advertise_host, const char *legacy_dir,
+                              const agent_finder_hooks *hooks, agent_finder **out,
+                              dpr_err *err);
 /* The node's Raft role changed (raftnode.h's hook): take the finder over
  * (barrier, then serve) or stop serving it. */
 void agent_finder_raft_changed(agent_finder *af);

@@ -10,17 +10,31 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "rafttransport.h"
 
-/* Log segments: c-raft preallocates 3 of 8 MiB by default. */
-#define SEGMENT_SIZE (1u << 20)
-/* Every finder entry is the whole finder state: snapshot often. */
-#define SNAPSHOT_THRESHOLD 256
-#define SNAPSHOT_TRAILING 64
+/* Log segments (c-raft preallocates 3): measured with bench/raft.py, 1 MiB
+ * segments filled about once a second at 512 workers, and every rollover
+ * held a commit 30 to 50 ms (report->cut p99 66 ms); with 8 MiB (c-raft's
+ * default) p99 was 5.5 ms. */
+#define SEGMENT_SIZE (8u << 20)
+/* Snapshots: c-raft counts entries, but ours differ a thousandfold in size
+ * (a finder entry is the whole finder state, about 25 bytes per worker; a
+ * barrier is a few bytes), and each snapshot held commits 30 to 50 ms. So
+ * the threshold follows the log's bytes: about SNAPSHOT_LOG_BYTES of
+ * entries between snapshots (recomputed every SNAPSHOT_TUNE_MS from the
+ * bytes applied per entry), within [MIN, MAX] entries, SNAPSHOT_TRAILING
+ * kept behind each. */
+#define SNAPSHOT_LOG_BYTES (64u << 20)
+#define SNAPSHOT_THRESHOLD_MIN 1024
+#define SNAPSHOT_THRESHOLD_MAX 262144
+#define SNAPSHOT_THRESHOLD_START 4096
+#define SNAPSHOT_TRAILING 512
+#define SNAPSHOT_TUNE_MS 1000
 
 struct agent_raft {
     struct raft raft;
     struct raft_io io;
-    struct raft_uv_transport transport;
+    agent_raft_transport transport; /* c-raft's TCP transport, wrapped */
     struct raft_fsm fsm;
     uv_timer_t poll;
     bool io_open, transport_open, raft_open, poll_open, closing;
@@ -31,7 +45,12 @@ struct agent_raft {
     /* when the leader last saw each member answer (on_poll) */
     struct contact { uint64_t id; uint64_t ms; } contacts[64];
     size_t ncontacts;
+    uint64_t leader_since;  /* when this node last became leader (uv_now) */
     bool changing;      /* a membership change runs */
+    /* the snapshot threshold's tuning: bytes applied since, and the last
+     * applied index and time it was tuned at */
+    uint64_t tune_bytes, tune_index, tune_ms;
+    unsigned threshold;
     /* what the hook last heard */
     int last_state;
     raft_id last_leader;
@@ -89,6 +108,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     int rc;
 
     *result = NULL;
+    r->tune_bytes += buf->len;
     rc = agent_cstate_apply(&r->cs, buf->base, buf->len, &err);
     if (rc < 0) {
         /* a committed entry this node cannot apply: its state would
@@ -173,6 +193,35 @@ static void note_contacts(agent_raft *r)
     }
 }
 
+/* Sets the snapshot threshold to about SNAPSHOT_LOG_BYTES of the entries
+ * applied lately (barriers and configuration changes count as entries but
+ * add no bytes here). */
+static void tune_snapshots(agent_raft *r)
+{
+    uint64_t now = uv_now(r->poll.loop), index = raft_last_applied(&r->raft);
+    uint64_t entries = index - r->tune_index, want;
+
+    if (now - r->tune_ms < SNAPSHOT_TUNE_MS || index < r->tune_index)
+        return;
+    if (entries >= 64) {
+        uint64_t per = r->tune_bytes / entries + 1;
+        want = SNAPSHOT_LOG_BYTES / per;
+        if (want < SNAPSHOT_THRESHOLD_MIN)
+            want = SNAPSHOT_THRESHOLD_MIN;
+        if (want > SNAPSHOT_THRESHOLD_MAX)
+            want = SNAPSHOT_THRESHOLD_MAX;
+        /* move halfway: one busy second does not decide alone */
+        want = (r->threshold + want) / 2;
+        if (want != r->threshold) {
+            r->threshold = (unsigned)want;
+            raft_set_snapshot_threshold(&r->raft, r->threshold);
+        }
+    }
+    r->tune_bytes = 0;
+    r->tune_index = index;
+    r->tune_ms = now;
+}
+
 static void on_poll(uv_timer_t *t)
 {
     agent_raft *r = t->data;
@@ -183,11 +232,14 @@ static void on_poll(uv_timer_t *t)
     if (r->closing)
         return;
     note_contacts(r);
+    tune_snapshots(r);
     state = raft_state(&r->raft);
     raft_leader(&r->raft, &leader, &addr);
     if (state == r->last_state && leader == r->last_leader &&
         r->raft.current_term == r->last_term)
         return;
+    if (state == RAFT_LEADER && r->last_state != RAFT_LEADER)
+        r->leader_since = uv_now(r->poll.loop);
     if (state != r->last_state)
         log_info("raft: %s (term %llu, leader %s)", agent_raft_role_name(agent_raft_role_now(r)),
                  (unsigned long long)r->raft.current_term, addr ? addr : "unknown");
@@ -219,7 +271,7 @@ static void on_raft_closed(struct raft *raft)
     agent_raft *r = raft->data;
 
     raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
+    agent_raft_transport_free(&r->transport);
     free_if_closed(r);
 }
 
@@ -240,7 +292,7 @@ void agent_raft_close(agent_raft *r)
         if (r->io_open)
             raft_uv_close(&r->io);
         if (r->transport_open)
-            raft_uv_tcp_close(&r->transport);
+            agent_raft_transport_free(&r->transport);
     }
     free_if_closed(r);
 }
@@ -311,13 +363,13 @@ int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
         dpr_err_prefix(err, "raft data directory");
         goto fail;
     }
-    rv = raft_uv_tcp_init(&r->transport, loop);
+    rv = agent_raft_transport_init(&r->transport, loop);
     if (rv != 0) {
         rc = dpr_err_set(err, -EIO, "raft: cannot create the transport: %s", raft_strerror(rv));
         goto fail;
     }
     r->transport_open = true;
-    rv = raft_uv_init(&r->io, loop, cfg->dir, &r->transport);
+    rv = raft_uv_init(&r->io, loop, cfg->dir, &r->transport.outer);
     if (rv != 0) {
         rc = dpr_err_set(err, -EIO, "raft: cannot open %s: %s", cfg->dir, r->io.errmsg);
         goto fail;
@@ -340,7 +392,8 @@ int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
     raft_set_election_timeout(&r->raft, cfg->election_ms);
     raft_set_heartbeat_timeout(&r->raft, cfg->heartbeat_ms);
     raft_set_pre_vote(&r->raft, true);
-    raft_set_snapshot_threshold(&r->raft, SNAPSHOT_THRESHOLD);
+    r->threshold = SNAPSHOT_THRESHOLD_START;
+    raft_set_snapshot_threshold(&r->raft, r->threshold);
     raft_set_snapshot_trailing(&r->raft, SNAPSHOT_TRAILING);
     rc = bootstrap(r, cfg, err);
     if (rc < 0)
@@ -416,9 +469,10 @@ static int64_t last_contact(agent_raft *r, uint64_t id, raft_id leader)
         return 0;
     if (raft_state(&r->raft) == RAFT_LEADER) {
         for (size_t k = 0; k < r->ncontacts; k++)
-            if (r->contacts[k].id == id)
+            if (r->contacts[k].id == id && r->contacts[k].ms >= r->leader_since)
                 return (int64_t)(now - r->contacts[k].ms);
-        return -1;
+        /* not heard from since this node leads */
+        return (int64_t)(now - r->leader_since);
     }
     if (id == leader && raft_state(&r->raft) == RAFT_FOLLOWER) {
         raft_time t = r->io.time(&r->io);

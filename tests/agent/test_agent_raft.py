@@ -88,11 +88,15 @@ def test_leader_kill9_keeps_state_and_committed_operations(agents, procs, tmp_pa
         s.wait_committed(timeout=20)
         committed.update({"a%d" % i: "v%d" % i for i in range(200)})
         leader = agents.leader()
+        gone = leader.call("status")["node"]
         wl, _, cut_before = finder_sync(leader)
         leader.proc.kill(signal.SIGKILL)
         new = wait_for(lambda: agents.leader() if agents.leader() is not leader else None,
                        timeout=20, what="a new leader")
         assert new is not leader
+        # the new leader sees the old one as unreachable
+        wait_for(lambda: members(new)[gone]["health"] == "unreachable", timeout=10,
+                 what="%s shown unreachable" % gone)
         wl2, _, cut_after = finder_sync(new)
         # the world-line is the same (no cache-store died), the cut never goes back
         assert wl2 == wl
@@ -211,3 +215,35 @@ def test_nodes_are_named_and_join_and_removal_keep_five_voters(agents):
     lead = agents.leader()
     r = lead.request("node_remove", {"name": lead.call("status")["node"]})
     assert r["ok"] is False and "is the leader" in r["error"]["message"], r
+
+
+def test_a_single_nodes_finder_state_is_carried_into_its_new_cluster(tmp_path, procs):
+    a = dprtest.HostAgent(str(tmp_path / "n1"), node="n1")
+    procs.add(a.start().proc)
+    hp = "127.0.0.1:%d" % a.finder_port
+    finder_call(hp, "DPR.WORKER.ADD", "kv", "7", "a-token")
+    finder_call(hp, "DPR.WORKER.ADD", "kv", "8")
+    finder_call(hp, "DPR.WORKER.ADD", "kv", "7", "a-token")  # a restart: world-line 2
+    before = finder_call(hp, "DPR.SYNC", "kv")
+    assert before[0] == 2, before
+    a.stop()
+    # the same node becomes a one-member cluster (a seed list of itself)
+    with open(a.conf, "a") as f:
+        f.write('raft = { address = "127.0.0.1:%d"; peers = ["127.0.0.1:%d"]; '
+                'election_timeout_ms = 300; heartbeat_timeout_ms = 50; };\n'
+                % ((port := dprtest.free_port()), port))
+    procs.add(a.start().proc)
+    wait_for(lambda: a.call("status")["finder"]["served_here"], timeout=20,
+             what="the one-member cluster's finder")
+    assert finder_call(hp, "DPR.SYNC", "kv") == before
+    assert "importing this node's single-node finder state" in a.log()
+    # the token came along: only its owner re-registers worker 7
+    err = finder_error(hp, "DPR.WORKER.ADD", "kv", "7", "another-token")
+    assert "registered by its owner" in err, err
+    # a restart reads the log, not the file again
+    a.stop()
+    procs.add(a.start().proc)
+    wait_for(lambda: a.call("status")["finder"]["served_here"], timeout=20,
+             what="the finder after a restart")
+    assert finder_call(hp, "DPR.SYNC", "kv") == before
+    assert "importing" not in a.log()

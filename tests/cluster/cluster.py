@@ -35,6 +35,7 @@ Command line (as root):
 
 import atexit
 import glob
+import json
 import os
 import secrets
 import shlex
@@ -606,6 +607,15 @@ def _install_handlers():
                 signal.signal(s, _on_signal)
 
 
+RAFT_CONF = """\
+cluster = "demo";
+node = {{ name = "{name}"; address = "{ip}"; }};
+finder = {{ listen = "{ip}:{finder}"; }};
+raft = {{ address = "{ip}:{raft}"; peers = [{peers}];
+         election_timeout_ms = {election}; heartbeat_timeout_ms = {heartbeat}; }};
+"""
+
+
 class Cluster:
     """N nodes on a private bridge. Arguments:
 
@@ -639,6 +649,42 @@ class Cluster:
         self._up = False
         if boot:
             self.start()
+
+    # -- a cluster of agents (docs/operations.md, "A cluster of nodes") --
+
+    FINDER_PORT = 7000
+    RAFT_PORT = 7400
+
+    def configure_raft(self, election_ms=300, heartbeat_ms=50):
+        """Gives every node an agent.conf of one Raft cluster of all nodes
+        (each node's finder and Raft on its bridge address, every node in
+        raft.peers) and restarts dpr-agent on each."""
+        peers = ", ".join('"%s:%d"' % (n.ip4, self.RAFT_PORT) for n in self.nodes)
+        for n in self.nodes:
+            _write(n.path("/etc/dpr/agent.conf"), RAFT_CONF.format(
+                name=n.name, ip=n.ip4, finder=self.FINDER_PORT, raft=self.RAFT_PORT,
+                peers=peers, election=election_ms, heartbeat=heartbeat_ms))
+        for n in self.nodes:
+            n.systemctl("restart", "dpr-agent")
+
+    def raft_leader(self, among=None):
+        """The node whose agent serves the finder, when the running nodes
+        (or `among`) agree on it; else None."""
+        among = among or [n for n in self.nodes if n.running]
+        views = []
+        for n in among:
+            try:
+                views.append(json.loads(n.run(["dprctl", "status", "--json"],
+                                              check=False).stdout or "{}"))
+            except ValueError:
+                return None
+        serving = [n for n, st in zip(among, views)
+                   if st.get("finder", {}).get("served_here")]
+        if len(serving) != 1:
+            return None
+        want = "%s:%d" % (serving[0].ip4, self.RAFT_PORT)
+        agree = all((st.get("raft") or {}).get("leader") == want for st in views)
+        return serving[0] if agree else None
 
     def __getitem__(self, i):
         if isinstance(i, str):

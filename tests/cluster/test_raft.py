@@ -28,8 +28,6 @@ import cluster as harness
 from writers import Writers
 
 WAIT = 120
-FINDER_PORT = 7000
-RAFT_PORT = 7400
 
 SPEC = """\
 name: demo
@@ -40,22 +38,7 @@ cachestores:
     checkpoint_interval_ms: 100
 """
 
-CONF = """\
-cluster = "demo";
-node = {{ name = "{name}"; address = "{ip}"; }};
-finder = {{ listen = "{ip}:%d"; }};
-raft = {{ address = "{ip}:%d"; peers = [{peers}];
-         election_timeout_ms = 300; heartbeat_timeout_ms = 50; }};
-""" % (FINDER_PORT, RAFT_PORT)
-
-
-def configure(c):
-    peers = ", ".join('"%s:%d"' % (n.ip4, RAFT_PORT) for n in c)
-    for n in c:
-        with open(n.path("/etc/dpr/agent.conf"), "w") as f:
-            f.write(CONF.format(name=n.name, ip=n.ip4, peers=peers))
-    for n in c:
-        n.systemctl("restart", "dpr-agent")
+FINDER_PORT = harness.Cluster.FINDER_PORT
 
 
 def nodes(node):
@@ -63,21 +46,7 @@ def nodes(node):
 
 
 def leader_of(c, among=None):
-    """The node whose agent serves the finder, as the running nodes agree."""
-    among = among or [n for n in c if n.running]
-    views = []
-    for n in among:
-        try:
-            st = json.loads(n.run(["dprctl", "status", "--json"], check=False).stdout or "{}")
-        except ValueError:
-            return None
-        views.append(st)
-    serving = [n for n, st in zip(among, views) if st.get("finder", {}).get("served_here")]
-    if len(serving) != 1:
-        return None
-    want = "%s:%d" % (serving[0].ip4, RAFT_PORT)
-    return serving[0] if all((st.get("raft") or {}).get("leader") == want for st in views) \
-        else None
+    return c.raft_leader(among)
 
 
 def finder_answer(node, ip):
@@ -104,7 +73,7 @@ def test_finder_fails_over_and_no_committed_operation_is_lost(cluster):
     n1 = c[0]
     for n in c:
         harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
-    configure(c)
+    c.configure_raft()
     lead = harness.wait_for("a raft leader", lambda: leader_of(c), WAIT)
     view = nodes(n1)
     assert len(view["nodes"]) == 3 and view["raft"]["quorum"] is True, view

@@ -1,0 +1,29 @@
+/*
+ * rafttransport.h - the Raft member's transport: c-raft's own TCP transport
+ * (raft_uv_tcp_init) behind a wrapper that is the seam for what the agents
+ * add to every link between them. Today it turns Nagle's algorithm off on
+ * each connection, made or accepted: c-raft does not, and its small
+ * AppendEntries results then waited for delayed ACKs (40 ms tails in
+ * bench-raft, docs/benchmarks.md). TLS goes here later.
+ */
+#ifndef AGENT_RAFTTRANSPORT_H
+#define AGENT_RAFTTRANSPORT_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+typedef struct agent_raft_transport {
+    struct raft_uv_transport outer;  /* what raft_uv_init takes */
+    struct raft_uv_transport inner;  /* c-raft's TCP transport */
+    raft_uv_accept_cb accept_cb;
+    raft_uv_transport_close_cb close_cb;
+    int inner_open;
+} agent_raft_transport;
+
+/* 0 or a c-raft error code (RAFT_NOMEM). */
+int agent_raft_transport_init(agent_raft_transport *t, uv_loop_t *loop);
+/* After c-raft closed it (its close callback ran), or if it was never used. */
+void agent_raft_transport_free(agent_raft_transport *t);
+
+#endif
