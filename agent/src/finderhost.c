@@ -19,8 +19,9 @@
 #include "dpr/store.h"
 #include "raftstore.h"
 
-/* Servers replaced on a leadership change, freed once their handles closed. */
-#define MAX_RETIRED 16
+/* Servers replaced on a leadership change are freed this long after (their
+ * handles close on the loop turn they were stopped in). */
+#define REAP_MS 100
 
 typedef enum finder_mode {
     MODE_ALONE,     /* one node: the file store */
@@ -44,7 +45,7 @@ struct agent_finder {
     agent_finder_hooks hooks;
     unsigned port;            /* finder.listen's port: every node's finder port */
     char not_serving[320];
-    dpr_server *retired[MAX_RETIRED];
+    dpr_server **retired;     /* stopped servers, freed by the reaper */
     size_t nretired;
     uv_timer_t reaper;
     bool reaper_open, stopping;
@@ -456,6 +457,7 @@ void agent_finder_free(agent_finder *af)
     dpr_server_free(af->srv);
     for (size_t i = 0; i < af->nretired; i++)
         dpr_server_free(af->retired[i]);
+    free(af->retired);
     if (af->ds)
         dpr_domains_free(af->ds);
     if (af->view)
@@ -480,15 +482,21 @@ static void on_reap(uv_timer_t *t)
 /* Stops the server at once (no held reply goes out) and frees it later. */
 static void retire_server(agent_finder *af)
 {
+    dpr_server **v;
+
     if (!af->srv)
         return;
     dpr_server_abort(af->srv);
-    if (af->nretired == MAX_RETIRED)
-        on_reap(&af->reaper); /* the oldest closed long ago */
-    af->retired[af->nretired++] = af->srv;
+    v = realloc(af->retired, (af->nretired + 1) * sizeof(*v));
+    if (v) {
+        af->retired = v;
+        af->retired[af->nretired++] = af->srv;
+    } else {
+        log_error("finder: out of memory: a stopped server's memory is leaked");
+    }
     af->srv = NULL;
     if (af->reaper_open)
-        uv_timer_start(&af->reaper, on_reap, 100, 0);
+        uv_timer_start(&af->reaper, on_reap, REAP_MS, 0);
 }
 
 static const char *not_serving(void *arg)

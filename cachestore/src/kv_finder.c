@@ -132,6 +132,7 @@ static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsign
             redisFree(c);
             return 0;
         }
+        bool redirected = *rep != NULL; /* dpr_finders_on_error moved on already */
         snprintf(why, sizeof(why), "%s", *rep ? (*rep)->str : c ? c->errstr : "out of memory");
         if (*rep)
             freeReplyObject(*rep);
@@ -142,7 +143,7 @@ static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsign
             log_info("finder: %s", why);
             continue; /* ask the leader now */
         }
-        if (!*why || strncmp(why, "TRYAGAIN", 8) != 0)
+        if (!redirected)
             dpr_finders_next(fl); /* unreachable: the next address */
         uint64_t now = dpr_mono_ms();
         if (now - last_log >= 5000) {

@@ -415,7 +415,8 @@ static void on_saved(void *arg, int status)
     server *srv = arg;
 
     srv->committing = false;
-    if (status < 0) {
+    if (status < 0 || srv->fatal) {
+        /* (aborted meanwhile: whatever the store says, nothing goes out) */
         if (srv->commit_dirty)
             dpr_domains_state_free(&srv->commit_st);
         srv->commit_list = NULL;

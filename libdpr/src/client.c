@@ -231,8 +231,10 @@ static int check_config(const dpr_client_config *cfg, dpr_err *err)
 {
     if (!cfg || !cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS)
         return dpr_err_set(err, -EINVAL, "need 1 to %d shards", MAX_SHARDS);
-    if (cfg->nfinders > DPR_FINDERS_MAX)
-        return dpr_err_set(err, -EINVAL, "more than %d finder addresses", DPR_FINDERS_MAX);
+    _Static_assert(DPR_CLIENT_MAX_FINDERS <= DPR_FINDERS_MAX, "finder list too short");
+    if (cfg->nfinders > DPR_CLIENT_MAX_FINDERS)
+        return dpr_err_set(err, -EINVAL, "more than %d finder addresses",
+                           DPR_CLIENT_MAX_FINDERS);
     for (size_t i = 0; i < cfg->nfinders; i++)
         if (!cfg->finders[i].host || cfg->finders[i].port == 0 ||
             strlen(cfg->finders[i].host) >= DPR_HOST_MAX)

@@ -8,6 +8,7 @@ Agent i listens on 127.0.0.<i+1> (every address of 127/8 is local), so all
 agents share one finder port as the nodes of a real cluster do.
 """
 import signal
+import time
 import subprocess
 import sys
 
@@ -247,3 +248,25 @@ def test_a_single_nodes_finder_state_is_carried_into_its_new_cluster(tmp_path, p
              what="the finder after a restart")
     assert finder_call(hp, "DPR.SYNC", "kv") == before
     assert "importing" not in a.log()
+
+
+def test_c_client_follows_the_finder_across_a_leader_kill(agents, procs, tmp_path):
+    """libdpr's client with the cluster's finders (a follower's first): it
+    follows NOTLEADER, survives the leader's agent killed with SIGKILL, and
+    reads back everything it wrote."""
+    driver = dprtest.binary("tests/client-driver")
+    leader = agents.leader()
+    kv = procs.add(Kv(agents.finders, 21, str(tmp_path / "kv21"), str(tmp_path / "kv21.log"),
+                      port=dprtest.free_port(), interval_ms=20, domain="kv"))
+    kv.wait_ready()
+    argv = [driver]
+    for a in sorted(agents.agents, key=lambda a: a is leader):  # the leader last
+        argv += ["--finder", "%s:%d" % (a.host, agents.finder_port)]
+    p = procs.add(dprtest.Proc(argv + ["--shard", kv.address, "--domain", "kv",
+                                       "--seconds", "4", "follow"],
+                               str(tmp_path / "driver.log"), name="client-driver"))
+    p.wait_ready("READY")
+    time.sleep(1)
+    leader.proc.kill(signal.SIGKILL)
+    assert p.wait_exit(120) == 0, p.output()
+    assert "PASS follow" in p.output()

@@ -515,7 +515,8 @@ static void scenario_idle(double seconds)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...]\n"
+    fprintf(f, "usage: client-driver --finder HOST:PORT [--finder ...] --shard HOST:PORT "
+               "[--shard ...]\n"
                "                     [--domain NAME] [--seconds S] [--relaxed] "
                "basic|writer|idle\n");
 }
@@ -562,8 +563,9 @@ int main(int argc, char **argv)
         {"domain", required_argument, NULL, 'd'},  {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     dpr_endpoint shards[MAX_SHARDS];
-    char hosts[MAX_SHARDS][DPR_HOST_MAX], fhost[DPR_HOST_MAX];
-    size_t nshards = 0;
+    char hosts[MAX_SHARDS][DPR_HOST_MAX], fhosts[DPR_CLIENT_MAX_FINDERS][DPR_HOST_MAX];
+    dpr_endpoint finders[DPR_CLIENT_MAX_FINDERS];
+    size_t nshards = 0, nfinders = 0;
     dpr_client_config cfg;
     double seconds = 3;
     unsigned flags = 0;
@@ -572,9 +574,12 @@ int main(int argc, char **argv)
     memset(&cfg, 0, sizeof(cfg));
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'f':
-            if (dpr_endpoint_parse(optarg, &cfg.finder, fhost, sizeof(fhost)) < 0)
+        case 'f': /* several: a cluster's finders (cfg.finders) */
+            if (nfinders == DPR_CLIENT_MAX_FINDERS ||
+                dpr_endpoint_parse(optarg, &finders[nfinders], fhosts[nfinders],
+                                   sizeof(fhosts[0])) < 0)
                 FAIL("bad --finder %s", optarg);
+            nfinders++;
             break;
         case 's':
             if (nshards == MAX_SHARDS ||
@@ -600,11 +605,17 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc - 1 || !cfg.finder.host || nshards == 0) {
+    if (optind != argc - 1 || nfinders == 0 || nshards == 0) {
         usage(stderr);
         return 2;
     }
     dpr_err err;
+    if (nfinders == 1) {
+        cfg.finder = finders[0];
+    } else {
+        cfg.finders = finders;
+        cfg.nfinders = nfinders;
+    }
     cfg.shards = shards;
     cfg.nshards = nshards;
     cfg.pipeline_depth = 8;

@@ -104,6 +104,9 @@ typedef struct dpr_endpoint {
 DPR_EXPORT int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *hostbuf,
                                   size_t hostcap);
 
+/* The most finder addresses a client takes (dpr_client_config.finders). */
+#define DPR_CLIENT_MAX_FINDERS 16
+
 typedef struct dpr_client_config {
     const dpr_endpoint *shards; /* shard i serves the keys dpr_route_shard(key,
                                  * nshards) == i: the order matters */
@@ -118,7 +121,7 @@ typedef struct dpr_client_config {
     int resize_timeout_ms;      /* how long exec retries while the deployment
                                  * is resized (-TRYAGAIN); 0: 120000 */
     const dpr_endpoint *finders; /* a cluster: any agents' finders (at most
-                                  * 16), used instead of `finder` when
+                                  * DPR_CLIENT_MAX_FINDERS), instead of `finder` when
                                   * nfinders > 0; a follower's NOTLEADER
                                   * answer is followed, TRYAGAIN asked again
                                   * until io_timeout_ms, an unreachable one
