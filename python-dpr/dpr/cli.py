@@ -153,6 +153,14 @@ def format_status(st) -> str:
     head = "cluster %s  node %s  generation %s  finder %s" % (
         st.cluster or "-", st.node or "-", "-" if st.generation is None else st.generation,
         f.address or "-")
+    if st.raft:
+        if st.raft.get("leader"):
+            head += "\nraft: leader %s, term %s; this node is %s%s" % (
+                st.raft["leader"], st.raft.get("term", "-"), st.raft.get("role", "-"),
+                " and serves the finder" if f.served_here else "")
+        else:
+            head += "\nwarning: raft: no leader (an election, or no quorum): the finder is " \
+                    "not served; commits wait"
     if st.systemd_connected is False:
         head += "\nwarning: the agent cannot reach systemd%s: no instance can run" % (
             " (%s)" % st.systemd_error if st.systemd_error else "")

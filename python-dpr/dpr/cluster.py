@@ -252,6 +252,7 @@ class FinderStatus:
 
     address: str | None = None
     domains: list = dataclasses.field(default_factory=list)
+    served_here: bool | None = None    # this node's agent serves it (the Raft leader)
     state: str | None = None
     lost: list = dataclasses.field(default_factory=list)
     error: str | None = None
@@ -295,6 +296,9 @@ class Status:
     retiring: list = dataclasses.field(default_factory=list)
     systemd_connected: bool | None = None
     systemd_error: str | None = None
+    # a cluster of agents: this member's Raft view ({"role", "term", "leader",
+    # "quorum", "address"}); None on a single node
+    raft: dict | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -310,6 +314,7 @@ class Status:
                    finder=FinderStatus.from_dict(r.get("finder")), deployments=deps,
                    retiring=[str(x) for x in r.get("retiring") or []],
                    systemd_connected=sd.get("connected"), systemd_error=sd.get("error"),
+                   raft=dict(r["raft"]) if isinstance(r.get("raft"), Mapping) else None,
                    raw=dict(r))
 
     def deployment(self, name: str) -> Deployment:

@@ -7,10 +7,11 @@ the finder's state nor a committed operation.
 Agent i listens on 127.0.0.<i+1> (every address of 127/8 is local), so all
 agents share one finder port as the nodes of a real cluster do.
 """
+import os
 import signal
-import time
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -70,6 +71,16 @@ def test_one_leader_serves_the_finder_and_followers_name_it(agents):
     # a follower shows the replicated (committed) finder state
     wait_for(lambda: [d["name"] for d in followers[0].call("status")["finder"]["domains"]]
              == ["kv"], what="the follower's view of the replicated state")
+    # dprctl names the leader
+    env = dict(os.environ, PYTHONPATH=dprtest.PYDIR)
+    out = subprocess.run(["/usr/bin/python3", "-m", "dpr.cli", "--socket", followers[0].sock,
+                          "status"], capture_output=True, text=True, env=env).stdout
+    assert "raft: leader %s:%d, term" % (leader.host, agents.raft_port) in out, out
+    assert "this node is follower" in out, out
+    out = subprocess.run(["/usr/bin/python3", "-m", "dpr.cli", "--socket", leader.sock,
+                          "nodes"], capture_output=True, text=True, env=env).stdout
+    assert out.splitlines()[0].split()[:3] == ["NODE", "ADDRESS", "SELF"], out
+    assert len(out.splitlines()) == 4, out
 
 
 def test_leader_kill9_keeps_state_and_committed_operations(agents, procs, tmp_path):
@@ -270,3 +281,22 @@ def test_c_client_follows_the_finder_across_a_leader_kill(agents, procs, tmp_pat
     leader.proc.kill(signal.SIGKILL)
     assert p.wait_exit(120) == 0, p.output()
     assert "PASS follow" in p.output()
+
+
+def test_a_follower_lost_and_back_catches_up(agents):
+    leader = agents.leader()
+    follower = [a for a in agents.agents if a is not leader][0]
+    follower.proc.kill(signal.SIGKILL)
+    # the cluster goes on without it: many commits, enough for a snapshot
+    for w in range(1, 40):
+        finder_call(finder_of(leader), "DPR.WORKER.ADD", "kv", str(w))
+    want = finder_sync(leader)
+    follower.start()
+    wait_for(lambda: follower.call("nodes")["raft"]["role"] == "follower", timeout=20,
+             what="the follower back")
+    # it caught up: its view of the replicated state is the leader's
+    wait_for(lambda: {d["name"]: d["workers"] for d in
+                      follower.call("status")["finder"]["domains"]} == {"kv": 39},
+             timeout=20, what="the follower caught up")
+    assert finder_sync(leader) == want
+    assert agents.leader() is leader
