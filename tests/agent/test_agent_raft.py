@@ -300,3 +300,16 @@ def test_a_follower_lost_and_back_catches_up(agents):
              timeout=20, what="the follower caught up")
     assert finder_sync(leader) == want
     assert agents.leader() is leader
+
+
+def test_the_leaders_agent_stops_cleanly_and_another_leads(agents):
+    leader = agents.leader()
+    finder_call(finder_of(leader), "DPR.WORKER.ADD", "kv", "3")
+    want = finder_sync(leader)
+    leader.stop()  # SIGTERM: exits 0 (HostAgent.stop checks it)
+    new = wait_for(lambda: agents.leader() if agents.leader() is not leader else None,
+                   timeout=20, what="another leader")
+    assert finder_sync(new) == want
+    leader.start()
+    wait_for(lambda: leader.call("nodes")["raft"]["role"] == "follower", timeout=20,
+             what="the stopped agent back as a follower")
