@@ -59,8 +59,12 @@ static int check_config(const char *path)
     for (size_t i = 0; i < p.n; i++)
         fprintf(stderr, "%s: %s\n", p.v[i].where, p.v[i].message);
     if (rc == 0) {
-        printf("%s: ok (cluster '%s', node '%s', control socket %s, finder %s)\n", path,
+        printf("%s: ok (cluster '%s', node '%s', control socket %s, finder %s", path,
                c.cluster, c.node_name, c.control_socket, c.finder_listen);
+        if (c.raft_address)
+            printf(", raft %s with %zu peer%s%s", c.raft_address, c.nraft_peers,
+                   c.nraft_peers == 1 ? "" : "s", c.raft_join ? ", joining" : "");
+        printf(")\n");
         agent_config_free(&c);
     } else {
         fprintf(stderr, "%s: %zu problem%s\n", path, p.n, p.n == 1 ? "" : "s");
