@@ -107,7 +107,7 @@ def test_leader_kill9_keeps_state_and_committed_operations(agents, procs, tmp_pa
                        timeout=20, what="a new leader")
         assert new is not leader
         # the new leader sees the old one as unreachable
-        wait_for(lambda: members(new)[gone]["health"] == "unreachable", timeout=10,
+        wait_for(lambda: members(new).get(gone, {}).get("health") == "unreachable", timeout=10,
                  what="%s shown unreachable" % gone)
         wl2, _, cut_after = finder_sync(new)
         # the world-line is the same (no cache-store died), the cut never goes back
