@@ -58,7 +58,8 @@ typedef struct agent_cstate {
     size_t finder_len;
     agent_cstate_node *nodes; /* sorted by id */
     size_t nnodes;
-    uint64_t changes;       /* entries applied and snapshots restored: changes when the state does */
+    uint64_t changes;       /* entries applied and snapshots restored (it
+                             * changes whenever the state does) */
 } agent_cstate;
 
 void agent_cstate_init(agent_cstate *cs);

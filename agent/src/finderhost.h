@@ -95,8 +95,9 @@ dpr_domains *agent_finder_domains(agent_finder *af);
 /* The core of domain name, or NULL when the finder has no such domain. */
 dpr_finder *agent_finder_domain(agent_finder *af, const char *name);
 /* Forgets worker (retired instance) in domain, presenting its token (NULL:
- * none): 0, or -EAGAIN when this node does not serve the finder, -EBUSY while one of its reported checkpoints is not in the
- * cut yet (try again after a commit), -ENOENT when the finder does not know
+ * none): 0, or -EAGAIN when this node does not serve the finder (a
+ * cluster's follower), -EBUSY while one of its reported checkpoints is not
+ * in the cut yet (try again after a commit), -ENOENT when the finder does not know
  * it or the domain (also success for the caller), -EACCES when the finder
  * holds another token for it (someone else registered that id). */
 int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t worker,

@@ -122,7 +122,8 @@ def test_finder_fails_over_and_no_committed_operation_is_lost(cluster):
         # commit a barrier without its peers)
         probe = lead.spawn(["sh", "-c", "end=$(( $(date +%%s) + 4 )); "
                             "while [ $(date +%%s) -lt $end ]; do timeout 1 redis-cli -h %s "
-                            "-p %d DPR.SYNC kv; echo .; sleep 0.05; done" % (lead.ip4, FINDER_PORT)])
+                            "-p %d DPR.SYNC kv; echo .; sleep 0.05; done"
+                            % (lead.ip4, FINDER_PORT)])
         try:
             harness.wait_for("a leader on the majority side", lambda: leader_of(c, others), WAIT)
             # the minority side stops serving and answers nothing from its state
