@@ -193,29 +193,33 @@ static void note_contacts(agent_raft *r)
     }
 }
 
-/* Sets the snapshot threshold to about SNAPSHOT_LOG_BYTES of the entries
- * applied lately (barriers and configuration changes count as entries but
- * add no bytes here). */
+unsigned agent_raft_tune_threshold(unsigned current, uint64_t bytes, uint64_t entries)
+{
+    uint64_t want;
+
+    if (entries < 64)
+        return current; /* too few to tell */
+    want = SNAPSHOT_LOG_BYTES / (bytes / entries + 1);
+    if (want < SNAPSHOT_THRESHOLD_MIN)
+        want = SNAPSHOT_THRESHOLD_MIN;
+    if (want > SNAPSHOT_THRESHOLD_MAX)
+        want = SNAPSHOT_THRESHOLD_MAX;
+    /* move halfway: one busy second does not decide alone */
+    return (unsigned)(((uint64_t)current + want) / 2);
+}
+
+/* Every SNAPSHOT_TUNE_MS: the threshold for the entries applied since. */
 static void tune_snapshots(agent_raft *r)
 {
     uint64_t now = uv_now(r->poll.loop), index = raft_last_applied(&r->raft);
-    uint64_t entries = index - r->tune_index, want;
+    unsigned want;
 
     if (now - r->tune_ms < SNAPSHOT_TUNE_MS || index < r->tune_index)
         return;
-    if (entries >= 64) {
-        uint64_t per = r->tune_bytes / entries + 1;
-        want = SNAPSHOT_LOG_BYTES / per;
-        if (want < SNAPSHOT_THRESHOLD_MIN)
-            want = SNAPSHOT_THRESHOLD_MIN;
-        if (want > SNAPSHOT_THRESHOLD_MAX)
-            want = SNAPSHOT_THRESHOLD_MAX;
-        /* move halfway: one busy second does not decide alone */
-        want = (r->threshold + want) / 2;
-        if (want != r->threshold) {
-            r->threshold = (unsigned)want;
-            raft_set_snapshot_threshold(&r->raft, r->threshold);
-        }
+    want = agent_raft_tune_threshold(r->threshold, r->tune_bytes, index - r->tune_index);
+    if (want != r->threshold) {
+        r->threshold = want;
+        raft_set_snapshot_threshold(&r->raft, r->threshold);
     }
     r->tune_bytes = 0;
     r->tune_index = index;

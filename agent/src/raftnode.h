@@ -120,4 +120,12 @@ int agent_raft_assign(agent_raft *r, uint64_t id, agent_raft_vote vote,
                       agent_raft_done_fn done, void *arg);
 int agent_raft_remove(agent_raft *r, uint64_t id, agent_raft_done_fn done, void *arg);
 
+/*
+ * The snapshot threshold (entries) after `entries` entries carried `bytes`
+ * bytes of state machine commands: halfway from current towards about
+ * 64 MiB of log between snapshots (barriers count as entries without
+ * bytes), within 1024..262144; current when entries < 64. Pure.
+ */
+unsigned agent_raft_tune_threshold(unsigned current, uint64_t bytes, uint64_t entries);
+
 #endif
