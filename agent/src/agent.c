@@ -451,6 +451,7 @@ static void on_raft_changed(void *arg)
         return;
     agent_finder_raft_changed(a->finder);
     agent_membership_changed(a->membership);
+    agent_note_raft(a);
     agent_update_status(a);
 }
 
@@ -686,6 +687,7 @@ void agent_free(agent *a)
     agent_state_free(&a->st);
     free(a->rt);
     free(a->doms);
+    free(a->members);
     for (size_t i = 0; i < a->nhalted; i++)
         free(a->halted[i]);
     free(a->halted);

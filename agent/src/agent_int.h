@@ -64,6 +64,11 @@ struct agent {
     agent_finder *finder;
     agent_raft *raft;      /* a cluster's Raft member; NULL on a single node */
     agent_membership *membership; /* a cluster: joining, hello, removal */
+    /* what the events last told of the Raft member: role, term, leader,
+     * and the members (their ids) */
+    char raft_told[160];
+    uint64_t *members;
+    size_t nmembers;
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;
@@ -123,5 +128,8 @@ void agent_check_finder(agent *a);
 bool agent_worker_lost(agent *a, const agent_instance *in);
 /* A new health of rt (already in rt->health): log, event, status. */
 void agent_report_health(agent *a, inst_rt *rt, agent_health before);
+/* The Raft member's view changed: a "raft" event for a new role, term or
+ * leader, "node" events for members that joined or left. */
+void agent_note_raft(agent *a);
 
 #endif

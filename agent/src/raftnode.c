@@ -55,6 +55,7 @@ struct agent_raft {
     int last_state;
     raft_id last_leader;
     raft_term last_term;
+    raft_index last_config;  /* configuration_index */
     char dir[4096];
 };
 
@@ -240,8 +241,9 @@ static void on_poll(uv_timer_t *t)
     state = raft_state(&r->raft);
     raft_leader(&r->raft, &leader, &addr);
     if (state == r->last_state && leader == r->last_leader &&
-        r->raft.current_term == r->last_term)
+        r->raft.current_term == r->last_term && r->raft.configuration_index == r->last_config)
         return;
+    r->last_config = r->raft.configuration_index;
     if (state == RAFT_LEADER && r->last_state != RAFT_LEADER)
         r->leader_since = uv_now(r->poll.loop);
     if (state != r->last_state)

@@ -40,8 +40,9 @@ typedef struct agent_raft_config {
 } agent_raft_config;
 
 typedef struct agent_raft_hooks {
-    /* This node's role, the leader or the term changed (noticed within a
-     * heartbeat; also called once the node starts). */
+    /* This node's role, the leader, the term or the configuration (its
+     * members) changed (noticed within a heartbeat; also called once the
+     * node starts). */
     void (*changed)(void *arg);
     void *arg;
 } agent_raft_hooks;

@@ -577,3 +577,65 @@ void agent_on_finder_commit(void *arg)
     schedule_finder_events(a);
     agent_retire_in_finder(a);
 }
+
+/* ---- the Raft member's events -------------------------------------------- */
+
+static bool had_member(const agent *a, uint64_t id)
+{
+    for (size_t i = 0; i < a->nmembers; i++)
+        if (a->members[i] == id)
+            return true;
+    return false;
+}
+
+void agent_note_raft(agent *a)
+{
+    agent_raft_member m[64];
+    const char *leader_addr = NULL;
+    uint64_t *ids;
+    size_t n;
+    char told[sizeof(a->raft_told)];
+    agent_raft_role role;
+
+    if (!a->raft)
+        return;
+    role = agent_raft_role_now(a->raft);
+    agent_raft_leader(a->raft, &leader_addr);
+    snprintf(told, sizeof(told), "%s %llu %s", agent_raft_role_name(role),
+             (unsigned long long)agent_raft_term(a->raft), leader_addr ? leader_addr : "-");
+    if (strcmp(told, a->raft_told) != 0) {
+        snprintf(a->raft_told, sizeof(a->raft_told), "%s", told);
+        agent_emit(a, "raft", json_pack("{s:s, s:I, s:s?}", "role", agent_raft_role_name(role),
+                                        "term", (json_int_t)agent_raft_term(a->raft),
+                                        "leader", leader_addr));
+    }
+    n = agent_raft_members(a->raft, m, sizeof(m) / sizeof(m[0]));
+    if (n > sizeof(m) / sizeof(m[0]))
+        n = sizeof(m) / sizeof(m[0]);
+    if (!(ids = malloc((n ? n : 1) * sizeof(*ids))))
+        return; /* told at the next change */
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = m[i].id;
+        if (a->members && !had_member(a, m[i].id))
+            agent_emit(a, "node", json_pack("{s:s, s:s, s:s}", "name",
+                                            agent_membership_name_of(a->membership, m[i].id) ?
+                                            agent_membership_name_of(a->membership, m[i].id) :
+                                            m[i].address, "address", m[i].address, "state",
+                                            "joined"));
+    }
+    for (size_t k = 0; a->members && k < a->nmembers; k++) {
+        bool still = false;
+        for (size_t i = 0; i < n && !still; i++)
+            still = ids[i] == a->members[k];
+        if (!still) {
+            const char *name = agent_membership_name_of(a->membership, a->members[k]);
+            char id[17];
+            snprintf(id, sizeof(id), "%016llx", (unsigned long long)a->members[k]);
+            agent_emit(a, "node", json_pack("{s:s, s:s, s:s}", "name", name ? name : id,
+                                            "raft_id", id, "state", "left"));
+        }
+    }
+    free(a->members);
+    a->members = ids;
+    a->nmembers = n;
+}

@@ -7,6 +7,7 @@ the finder's state nor a committed operation.
 Agent i listens on 127.0.0.<i+1> (every address of 127/8 is local), so all
 agents share one finder port as the nodes of a real cluster do.
 """
+import json
 import os
 import signal
 import subprocess
@@ -197,6 +198,7 @@ def test_nodes_are_named_and_join_and_removal_keep_five_voters(agents):
              what="the three nodes named")
     view = members(leader)
     assert all(n["role"] == "voter" and n["health"] == "ok" for n in view.values()), view
+    sock, stream = leader.events()  # the leader's events: nodes joining and leaving
     # three more agents join through the first three: voters up to five
     for k in range(3):
         j = agents.add_joiner().start()
@@ -221,6 +223,18 @@ def test_nodes_are_named_and_join_and_removal_keep_five_voters(agents):
     assert len(view) == 5 and all(n["role"] == "voter" for n in view.values()), view
     # the cluster goes on without it (a removed agent's pre-votes change nothing)
     assert agents.leader() is not None
+    seen = []
+    sock.settimeout(5)
+    try:
+        while not (len([e for e in seen if e.get("state") == "joined"]) == 3 and
+                   any(e.get("state") == "left" for e in seen)):
+            ev = json.loads(stream.readline())["event"]
+            if ev["type"] == "node":
+                seen.append(ev)
+    finally:
+        sock.close()
+    assert sorted(e["name"] for e in seen if e["state"] == "joined")[0] in \
+        ("n4", "127.0.0.4:%d" % agents.raft_port), seen
     # refusals: unknown, the leader itself, not a cluster
     r = follower.request("node_remove", {"name": "nope"})
     assert r["ok"] is False and r["error"]["code"] == "not_found", r
@@ -306,10 +320,22 @@ def test_the_leaders_agent_stops_cleanly_and_another_leads(agents):
     leader = agents.leader()
     finder_call(finder_of(leader), "DPR.WORKER.ADD", "kv", "3")
     want = finder_sync(leader)
+    watcher = [a for a in agents.agents if a is not leader][0]
+    sock, stream = watcher.events()
     leader.stop()  # SIGTERM: exits 0 (HostAgent.stop checks it)
     new = wait_for(lambda: agents.leader() if agents.leader() is not leader else None,
                    timeout=20, what="another leader")
     assert finder_sync(new) == want
+    # the watcher's events tell the new leader
+    new_raft = "%s:%d" % (new.host, agents.raft_port)
+    sock.settimeout(10)
+    try:
+        while True:
+            ev = json.loads(stream.readline())["event"]
+            if ev["type"] == "raft" and ev["leader"] == new_raft:
+                break
+    finally:
+        sock.close()
     leader.start()
     wait_for(lambda: leader.call("nodes")["raft"]["role"] == "follower", timeout=20,
              what="the stopped agent back as a follower")
