@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent_int.h"
+#include "clusterspec.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -131,15 +132,6 @@ void agent_update_status(agent *a)
 
 /* ---- operations ---------------------------------------------------------------- */
 
-static json_t *spec_error(json_t *id, const agent_problems *p)
-{
-    char msg[200];
-
-    snprintf(msg, sizeof(msg), "the spec is invalid (%zu problem%s); nothing was changed", p->n,
-             p->n == 1 ? "" : "s");
-    return agent_reply_error(id, AGENT_E_SPEC_INVALID, msg, agent_problems_json(p));
-}
-
 static json_t *plan_result(uint64_t generation, const agent_plan *plan)
 {
     return json_pack("{s:I, s:o*}", "generation", (json_int_t)generation, "plan",
@@ -211,7 +203,7 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
 
     agent_problems_init(&p);
     if (agent_plan_check(&a->st, desired, &p) > 0) {
-        reply = spec_error(req->id, &p);
+        reply = agent_reply_spec_invalid(req->id, &p);
         agent_problems_free(&p);
         return reply;
     }
@@ -223,7 +215,7 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
                            "ports %u..%u (cachestores.port_min/port_max in %s), %zu free",
                            a->cfg->port_min, a->cfg->port_max, a->cfg->path,
                            agent_plan_free_ports(&a->st, &alloc));
-        reply = spec_error(req->id, &p);
+        reply = agent_reply_spec_invalid(req->id, &p);
         agent_problems_free(&p);
         return reply;
     }
@@ -268,31 +260,44 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     return agent_reply_ok(req->id, result);
 }
 
-static json_t *op_apply(agent *a, const agent_request *req, bool dry)
+json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json, bool dry,
+                         const char *event)
 {
     const char *impls[64];
     agent_spec_rules rules = { a->cfg->cluster, impls, 0, a->cfg->checkpoint_interval_ms,
                                a->cfg->max_clients };
+    agent_request req;
     agent_problems p;
     agent_spec spec;
     json_t *reply;
     int rc;
 
+    memset(&req, 0, sizeof(req));
+    req.id = id;
     for (size_t i = 0; i < a->cfg->nimpls && i < 64; i++)
         impls[rules.nimpls++] = a->cfg->impls[i].name;
     agent_problems_init(&p);
-    rc = agent_spec_parse(req->spec, &rules, &spec, &p);
+    rc = agent_spec_parse(spec_json, &rules, &spec, &p);
     if (rc == -EINVAL) {
-        reply = spec_error(req->id, &p);
+        reply = agent_reply_spec_invalid(id, &p);
         agent_problems_free(&p);
         return reply;
     }
     agent_problems_free(&p);
     if (rc < 0)
         return NULL;
-    reply = change(a, req, &spec, dry, "apply");
+    reply = change(a, &req, &spec, dry, event);
     agent_spec_free(&spec);
     return reply;
+}
+
+static json_t *op_apply(agent *a, agent_client *c, const agent_request *req, bool dry)
+{
+    if (a->membership && !dry)
+        return agent_cluster_change(a, c, req, req->spec, NULL); /* through the leader */
+    if (a->membership)
+        return agent_cluster_preview(a, req);
+    return agent_apply_json(a, req->id, req->spec, dry, "apply");
 }
 
 static json_t *not_found(const agent_request *req, const char *name)
@@ -303,12 +308,14 @@ static json_t *not_found(const agent_request *req, const char *name)
     return agent_reply_error(req->id, AGENT_E_NOT_FOUND, msg, NULL);
 }
 
-static json_t *op_delete(agent *a, const agent_request *req)
+static json_t *op_delete(agent *a, agent_client *c, const agent_request *req)
 {
     agent_spec spec;
     json_t *reply;
     int i = a->st.spec.name ? agent_spec_find(&a->st.spec, req->name) : -1;
 
+    if (a->membership)
+        return agent_cluster_change(a, c, req, NULL, req->name); /* through the leader */
     if (i < 0)
         return not_found(req, req->name);
     if (agent_spec_copy(&a->st.spec, &spec) < 0)
@@ -351,15 +358,15 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
               (unsigned)peer->uid);
     switch (req->op) {
     case AGENT_OP_PLAN:
-        return op_apply(a, req, true);
+        return op_apply(a, c, req, true);
     case AGENT_OP_APPLY:
         if (!req->dry_run)
             log_info("apply requested by pid %d uid %u", (int)peer->pid, (unsigned)peer->uid);
-        return op_apply(a, req, req->dry_run);
+        return op_apply(a, c, req, req->dry_run);
     case AGENT_OP_DELETE:
         log_info("delete '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
                  (unsigned)peer->uid);
-        return op_delete(a, req);
+        return op_delete(a, c, req);
     case AGENT_OP_STATUS:
         if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0))
             return not_found(req, req->name);
@@ -452,16 +459,40 @@ static void on_raft_changed(void *arg)
     agent_finder_raft_changed(a->finder);
     agent_membership_changed(a->membership);
     agent_note_raft(a);
+    if (agent_raft_role_now(a->raft) != AGENT_RAFT_LEADER) {
+        json_decref(a->spec_proposed); /* a new leader proposes from the log */
+        a->spec_proposed = NULL;
+    }
+    agent_cluster_adopt(a);
     agent_update_status(a);
+}
+
+/* The finder committed, or this node started or stopped serving it. */
+static void on_cluster_finder_commit(void *arg)
+{
+    agent *a = arg;
+
+    agent_on_finder_commit(a);
+    agent_cluster_adopt(a); /* a new leader may carry this node's spec over */
+}
+
+static void on_raft_applied(void *arg)
+{
+    agent *a = arg;
+
+    if (!a->stopping)
+        agent_cluster_adopt(a);
 }
 
 static int on_cluster_command(void *arg, int argc, char *const *argv, const size_t *argvlen,
                               dpr_buf *out)
 {
     agent *a = arg;
+    int rc = agent_cluster_spec_command(a, argc, argv, argvlen, out);
 
-    return a->membership ? agent_membership_command(a->membership, argc, argv, argvlen, out)
-                         : 0;
+    if (rc == 0 && a->membership)
+        rc = agent_membership_command(a->membership, argc, argv, argvlen, out);
+    return rc;
 }
 
 /* A cluster (agent.conf raft group): the Raft member, then a finder that
@@ -469,7 +500,7 @@ static int on_cluster_command(void *arg, int argc, char *const *argv, const size
 static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
 {
     agent_raft_config rc_cfg;
-    agent_raft_hooks rh = { on_raft_changed, a };
+    agent_raft_hooks rh = { .changed = on_raft_changed, .applied = on_raft_applied, .arg = a };
     agent_finder_hooks fh = *hooks;
     agent_membership_config mc;
     char dir[PATH_MAX];
@@ -491,6 +522,7 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     if (rc < 0)
         return rc;
     fh.command = on_cluster_command;
+    fh.committed = on_cluster_finder_commit;
     rc = dpr_path_join(dir, sizeof(dir), a->cfg->state_dir, "finder");
     if (rc < 0)
         return dpr_err_set(err, rc, "state directory path too long: %.80s...",
@@ -663,6 +695,7 @@ void agent_stop(agent *a)
     a->ctl = NULL;
     agent_units_close(a->units);
     a->units = NULL;
+    agent_cluster_stop(a);
     agent_finder_stop(a->finder);
     agent_membership_stop(a->membership); /* frees itself once its requests ended */
     a->membership = NULL;

@@ -69,6 +69,11 @@ struct agent {
     char raft_told[160];
     uint64_t *members;
     size_t nmembers;
+    /* the cluster's spec record (clusterspec.c) */
+    void *spec_waiters;     /* callers of apply/delete waiting */
+    uint64_t spec_adopted;  /* the record generation this node took */
+    uint64_t spec_refused;  /* one it could not take (logged once) */
+    json_t *spec_proposed;  /* the leader's newest record, maybe not committed */
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;
@@ -94,6 +99,11 @@ inst_rt *agent_rt_find(agent *a, const char *name);
 /* The entry of name, added (zeroed) when there is none; NULL on ENOMEM.
  * Adding may move the table: pointers from earlier calls become invalid. */
 inst_rt *agent_rt_ensure(agent *a, const char *name);
+/* Parses spec_json against this node's rules and plans it (dry: only
+ * says what would change) like `apply`: the control reply (id may be
+ * NULL). */
+json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json, bool dry,
+                         const char *event);
 /* Saves st durably (the error is logged too). */
 int agent_save_state(agent *a, const agent_state *st, dpr_err *err);
 int agent_write_env(agent *a, const agent_instance *in);

@@ -47,9 +47,16 @@ struct agent_client {
     bool close_after_write;
     bool closing;
     bool paused;
+    agent_pending *pending; /* a request answered later: no further line runs */
     int handles;           /* pipe (+ idle timer) still to be closed */
     char name[64];         /* for logs: "pid 12 uid 0" */
 };
+
+struct agent_pending {
+    agent_client *client;  /* NULL once the client went away */
+};
+
+const char agent_reply_deferred_marker;
 
 struct agent_control {
     uv_loop_t *loop;
@@ -109,6 +116,10 @@ static void client_close(agent_client *c)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->pending) {
+        c->pending->client = NULL; /* its reply goes nowhere */
+        c->pending = NULL;
+    }
     if (c->served) {
         dpr_uv_discard_input((uv_handle_t *)&c->pipe);
         DPR_LIST_REMOVE(ctl->clients, c);
@@ -135,7 +146,8 @@ static void on_idle(uv_timer_t *t);
  */
 static void idle_update(agent_client *c)
 {
-    bool waiting = !c->stream && !c->close_after_write && !c->paused && c->writes_pending == 0;
+    bool waiting = !c->stream && !c->close_after_write && !c->paused && c->writes_pending == 0 &&
+                   !c->pending;
 
     if (c->closing)
         return;
@@ -260,6 +272,11 @@ static void handle_line(agent_client *c, char *line, size_t len)
         return; /* blank lines are ignored */
     if (agent_request_parse(line, len, &req, &reply) == 0) {
         reply = ctl->handler(ctl->arg, c, &req);
+        if (reply == AGENT_REPLY_DEFERRED) {
+            agent_request_free(&req);
+            idle_update(c);
+            return; /* agent_pending_reply sends it */
+        }
         if (!reply)
             reply = agent_reply_error(req.id, AGENT_E_INTERNAL, "internal error (see the "
                                       "agent's log)", NULL);
@@ -303,7 +320,7 @@ static void process_lines(agent_client *c)
 {
     size_t start = 0;
 
-    while (!c->closing && !c->stream && !c->close_after_write) {
+    while (!c->closing && !c->stream && !c->close_after_write && !c->pending) {
         char *nl = memchr(c->in.data + start, '\n', c->in.len - start);
         size_t n;
 
@@ -722,6 +739,43 @@ fail:
     free(ctl->path);
     free(ctl);
     return rc;
+}
+
+agent_pending *agent_client_defer(agent_client *c)
+{
+    agent_pending *p;
+
+    if (c->pending)
+        return NULL;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->client = c;
+    c->pending = p;
+    return p;
+}
+
+void agent_pending_cancel(agent_pending *p)
+{
+    if (!p)
+        return;
+    if (p->client)
+        p->client->pending = NULL;
+    free(p);
+}
+
+void agent_pending_reply(agent_pending *p, json_t *reply)
+{
+    agent_client *c = p ? p->client : NULL;
+
+    if (c) {
+        c->pending = NULL;
+        send_json(c, reply);
+        if (!c->closing)
+            process_lines(c); /* the lines that waited */
+    }
+    json_decref(reply);
+    free(p);
 }
 
 void agent_client_make_stream(agent_client *c)

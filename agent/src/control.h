@@ -33,8 +33,15 @@ typedef struct agent_control agent_control;
 typedef struct agent_client agent_client;
 
 /* Answers one parsed request: returns the reply (a new reference; NULL for
- * an internal error reply). May call agent_client_make_stream(c). */
+ * an internal error reply), or AGENT_REPLY_DEFERRED after
+ * agent_client_defer(c) (the reply comes later; the client's further
+ * requests wait for it). May call agent_client_make_stream(c). */
 typedef json_t *(*agent_control_handler)(void *arg, agent_client *c, const agent_request *req);
+
+/* A request whose reply comes later. */
+typedef struct agent_pending agent_pending;
+extern const char agent_reply_deferred_marker;
+#define AGENT_REPLY_DEFERRED ((json_t *)(void *)&agent_reply_deferred_marker)
 
 /* Defaults of the limits (config control.*, conf/agent.conf). */
 #define AGENT_CONTROL_MAX_CONNECTIONS 256
@@ -65,6 +72,15 @@ typedef struct agent_control_config {
 int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
                        agent_control_handler handler, void *arg, agent_control **out,
                        dpr_err *err);
+/* The current request of c is answered later: a handle for
+ * agent_pending_reply (NULL: out of memory, answer now). */
+agent_pending *agent_client_defer(agent_client *c);
+/* The handler answers now after all (it returns its reply): forgets p
+ * (NULL: nothing). */
+void agent_pending_cancel(agent_pending *p);
+/* Sends the deferred reply (steals reply; NULL: an internal error) and
+ * frees p; nothing is sent when the client went away meanwhile. */
+void agent_pending_reply(agent_pending *p, json_t *reply);
 /* After this request's reply, c only receives events. */
 void agent_client_make_stream(agent_client *c);
 const agent_peer *agent_client_peer(const agent_client *c);

@@ -8,12 +8,16 @@
 #include "common/bytes.h"
 #include "common/err.h"
 
+#include <jansson.h>
+
 #define ENTRY_MAGIC "DPRE"
 #define SNAP_MAGIC "DPRS"
 #define MAGIC_LEN 4
 #define FORMAT 1       /* of entries */
-#define SNAP_FORMAT 2  /* of snapshots written: with the node table */
+#define SNAP_FORMAT 3  /* of snapshots written: with the nodes and the spec */
+#define SNAP_FORMAT_NO_SPEC 2
 #define SNAP_FORMAT_NO_NODES 1
+#define SPEC_MAX ((size_t)16 << 20)
 #define ENTRY_HEAD (MAGIC_LEN + 1 + 1 + 8)
 #define SNAP_HEAD (MAGIC_LEN + 1 + 8)
 #define CRC_LEN 4
@@ -205,6 +209,69 @@ static void node_remove(agent_cstate *cs, uint64_t id)
 }
 
 
+/* Is p[0..len) a spec record ({"generation": N >= 1, "spec": {...},
+ * "placement": {"deployment": "node", ...}})? Its generation in *gen. */
+static bool spec_ok(const unsigned char *p, size_t len, uint64_t *gen)
+{
+    json_t *j, *g, *sp, *pl, *v;
+    const char *k;
+    bool ok;
+
+    if (len == 0 || len > SPEC_MAX)
+        return false;
+    j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, NULL);
+    g = json_object_get(j, "generation");
+    sp = json_object_get(j, "spec");
+    pl = json_object_get(j, "placement");
+    ok = json_is_object(j) && json_object_size(j) == 3 && json_is_integer(g) &&
+         json_integer_value(g) >= 1 && json_is_object(sp) && json_is_object(pl);
+    json_object_foreach(ok ? pl : NULL, k, v) {
+        if (!json_is_string(v) || !*json_string_value(v) || !*k)
+            ok = false;
+    }
+    if (ok)
+        *gen = (uint64_t)json_integer_value(g);
+    json_decref(j);
+    return ok;
+}
+
+/* Replaces cs's spec record with a copy of p[0..len) (checked). */
+static int set_spec(agent_cstate *cs, const unsigned char *p, size_t len, uint64_t gen)
+{
+    char *copy = malloc(len + 1);
+
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, p, len);
+    copy[len] = '\0';
+    free(cs->spec);
+    cs->spec = copy;
+    cs->spec_len = len;
+    cs->spec_generation = gen;
+    return 0;
+}
+
+int agent_cstate_spec_payload(uint64_t generation, const json_t *spec, const json_t *placement,
+                              dpr_buf *out)
+{
+    json_t *j = json_pack("{s:I, s:O, s:O}", "generation", (json_int_t)generation, "spec", spec,
+                          "placement", placement);
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    uint64_t gen;
+    int rc = 0;
+
+    dpr_buf_reset(out);
+    if (!text)
+        rc = -ENOMEM;
+    else if (!spec_ok((const unsigned char *)text, strlen(text), &gen))
+        rc = -EINVAL;
+    else if (dpr_buf_append(out, text, strlen(text)) < 0)
+        rc = -ENOMEM;
+    free(text);
+    json_decref(j);
+    return rc;
+}
+
 /* Replaces cs's finder image with a copy of p[0..len) (len 0: none). */
 static int set_finder(agent_cstate *cs, const unsigned char *p, size_t len)
 {
@@ -231,6 +298,7 @@ void agent_cstate_free(agent_cstate *cs)
 {
     free(cs->finder);
     free(cs->nodes);
+    free(cs->spec);
     agent_cstate_init(cs);
 }
 
@@ -292,6 +360,13 @@ int agent_cstate_apply(agent_cstate *cs, const void *entry, size_t len, dpr_err 
                                AGENT_CSTATE_MAX_NODES);
         break;
     }
+    case AGENT_CSTATE_ENTRY_SPEC: {
+        uint64_t gen;
+        if (!spec_ok(p + ENTRY_HEAD, (size_t)plen, &gen))
+            return dpr_err_set(err, -EBADMSG, "raft entry: a bad spec record");
+        rc = set_spec(cs, p + ENTRY_HEAD, (size_t)plen, gen);
+        break;
+    }
     case AGENT_CSTATE_ENTRY_NODE_GONE:
         if (plen != 8)
             return dpr_err_set(err, -EBADMSG, "raft entry: a bad node removal");
@@ -314,7 +389,8 @@ int agent_cstate_snapshot(const agent_cstate *cs, dpr_buf *out)
 
     dpr_buf_reset(out);
     if (dpr_buf_reserve(out, SNAP_HEAD + cs->finder_len + 8 +
-                                 cs->nnodes * sizeof(agent_cstate_node) + CRC_LEN) < 0)
+                                 cs->nnodes * sizeof(agent_cstate_node) + 8 + cs->spec_len +
+                                 CRC_LEN) < 0)
         return -ENOMEM;
     dpr_buf_append(out, SNAP_MAGIC, MAGIC_LEN);
     dpr_buf_append(out, &format, 1);
@@ -323,12 +399,15 @@ int agent_cstate_snapshot(const agent_cstate *cs, dpr_buf *out)
     dpr_buf_append_le64(out, (uint64_t)cs->nnodes);
     for (size_t i = 0; i < cs->nnodes; i++)
         put_node(out, &cs->nodes[i]);
+    dpr_buf_append_le64(out, (uint64_t)cs->spec_len);
+    dpr_buf_append(out, cs->spec, cs->spec_len);
     return append_crc(out);
 }
 
-/* The node table of a format 2 snapshot (q: after the finder image). */
-static int restore_nodes(agent_cstate *fresh, const unsigned char *q, size_t left,
-                         dpr_err *err)
+/* The node table (and from format 3 the spec record) of a snapshot (q:
+ * after the finder image). */
+static int restore_rest(agent_cstate *fresh, int format, const unsigned char *q, size_t left,
+                        dpr_err *err)
 {
     uint64_t n;
 
@@ -346,6 +425,19 @@ static int restore_nodes(agent_cstate *fresh, const unsigned char *q, size_t lef
             return dpr_err_set(err, -EBADMSG, "raft snapshot: a bad node record");
         if (node_upsert(fresh, &node) < 0)
             return dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
+    }
+    if (format >= SNAP_FORMAT) {
+        uint64_t slen, gen = 0;
+        if (left < 8)
+            return dpr_err_set(err, -EBADMSG, "raft snapshot: truncated before its spec");
+        slen = dpr_get_le64(q);
+        q += 8;
+        left -= 8;
+        if (slen != left || (slen > 0 && !spec_ok(q, (size_t)slen, &gen)))
+            return dpr_err_set(err, -EBADMSG, "raft snapshot: a bad spec record");
+        if (slen > 0 && set_spec(fresh, q, (size_t)slen, gen) < 0)
+            return dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
+        left = 0;
     }
     if (left != 0)
         return dpr_err_set(err, -EBADMSG, "raft snapshot: %zu bytes after the nodes", left);
@@ -370,7 +462,7 @@ int agent_cstate_restore(agent_cstate *cs, const void *image, size_t len, dpr_er
                            "match its size %zu", (unsigned long long)flen, len);
     agent_cstate_init(&fresh);
     if (p[MAGIC_LEN] != SNAP_FORMAT_NO_NODES)
-        rc = restore_nodes(&fresh, p + SNAP_HEAD + flen, body - (size_t)flen, err);
+        rc = restore_rest(&fresh, p[MAGIC_LEN], p + SNAP_HEAD + flen, body - (size_t)flen, err);
     if (rc == 0 && set_finder(&fresh, p + SNAP_HEAD, (size_t)flen) < 0)
         rc = dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
     if (rc < 0) {

@@ -20,11 +20,15 @@
  *                         address and finder address, each a length byte and
  *                         its bytes; it adds or replaces the node of that id.
  *   type 3 (node gone):   payload = id (8): the node is no member any more.
+ *   type 4 (spec):        payload = the cluster's desired spec record, JSON:
+ *                         {"generation": N, "spec": {...} (as dprctl applied it),
+ *                          "placement": {"<deployment>": "<node name>", ...}}.
  * Snapshot:               magic "DPRS" (4), format 2 (1),
  *                         finder image length (8, 0: none), the image,
  *                         node count (8), the node records (as in entries),
- *                         CRC-32 (4) of all before. Format 1 (no nodes) is
- *                         still read.
+ *                         spec record length (8, 0: none), the record,
+ *                         CRC-32 (4) of all before. Formats 1 (no nodes) and
+ *                         2 (no spec) are still read.
  * An entry of an unknown type or format is an error (-EPROTONOSUPPORT): a
  * node must never skip what a newer peer wrote.
  */
@@ -34,6 +38,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #include "common/buf.h"
 #include "dpr/err.h"
@@ -41,6 +46,7 @@
 #define AGENT_CSTATE_ENTRY_FINDER 1
 #define AGENT_CSTATE_ENTRY_NODE 2
 #define AGENT_CSTATE_ENTRY_NODE_GONE 3
+#define AGENT_CSTATE_ENTRY_SPEC 4
 #define AGENT_CSTATE_NAME_MAX 63
 #define AGENT_CSTATE_ADDR_MAX 63
 #define AGENT_CSTATE_MAX_NODES 1024
@@ -58,6 +64,12 @@ typedef struct agent_cstate {
     size_t finder_len;
     agent_cstate_node *nodes; /* sorted by id */
     size_t nnodes;
+    /* the cluster's desired spec: the JSON text {"generation": N, "spec":
+     * {...}, "placement": {"deployment": "node name", ...}}, NULL: none
+     * applied yet */
+    char *spec;
+    size_t spec_len;
+    uint64_t spec_generation;
     uint64_t changes;       /* entries applied and snapshots restored (it
                              * changes whenever the state does) */
 } agent_cstate;
@@ -81,6 +93,11 @@ int agent_cstate_node_payload(const agent_cstate_node *n, dpr_buf *out);
 /* A name of 1..63 letters, digits, '-', '.', '_' and addresses of 1..63
  * visible ASCII characters. */
 bool agent_cstate_node_valid(const agent_cstate_node *n);
+/* The payload of a spec entry (replacing out's content): 0, -EINVAL (a
+ * generation below 1, or placement values that are not node names),
+ * -ENOMEM. spec and placement are borrowed. */
+int agent_cstate_spec_payload(uint64_t generation, const json_t *spec, const json_t *placement,
+                              dpr_buf *out);
 /* The node of id, or NULL. */
 const agent_cstate_node *agent_cstate_node_find(const agent_cstate *cs, uint64_t id);
 /* The node named name, or NULL. */

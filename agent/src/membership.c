@@ -15,6 +15,9 @@
 #include "peerreq.h"
 
 #define TEND_MS 1000
+/* How long a hello, or a removal sent to the leader, looks for it. */
+#define HELLO_MS 2000
+#define REMOVE_MS 10000
 
 struct agent_membership {
     uv_loop_t *loop;
@@ -350,7 +353,7 @@ static void hello(agent_membership *m)
     targets(m, &t);
     if (t.n == 0)
         return;
-    if (agent_peerreq_send(m->loop, &t, 1, 4, argv, on_hello_done, m, &m->hello) < 0)
+    if (agent_peerreq_send(m->loop, &t, HELLO_MS, 4, argv, on_hello_done, m, &m->hello) < 0)
         m->hello = NULL;
 }
 
@@ -472,7 +475,7 @@ int agent_membership_remove(agent_membership *m, const char *name, char *what, s
     targets(m, &t);
     if (t.n == 0 || !agent_raft_leader(m->raft, &(const char *){ NULL }))
         return dpr_err_set(err, -ENOTCONN, "no leader is known (no quorum?): nothing removed");
-    if (agent_peerreq_send(m->loop, &t, 1, 2, argv, on_remove_done, m, &m->remove) < 0)
+    if (agent_peerreq_send(m->loop, &t, REMOVE_MS, 2, argv, on_remove_done, m, &m->remove) < 0)
         return dpr_err_set(err, -ENOMEM, "out of memory");
     snprintf(what, cap, "removal of %s (%s) sent to the leader", name, addr);
     return 0;

@@ -24,7 +24,7 @@ typedef struct conn {
 struct agent_peerreq {
     uv_loop_t *loop;
     dpr_finders targets;
-    unsigned attempts_left;
+    uint64_t deadline;       /* uv_now after which no attempt starts */
     char *cmd;               /* the RESP command */
     int cmdlen;
     agent_peerreq_done_fn done;
@@ -101,7 +101,7 @@ static void retry(agent_peerreq *q, bool next, unsigned pause_ms)
     drop_conn(q);
     if (next)
         dpr_finders_next(&q->targets);
-    if (q->attempts_left == 0) {
+    if (uv_now(q->loop) >= q->deadline) {
         finish(q, -EHOSTUNREACH, 0, NULL);
         return;
     }
@@ -157,14 +157,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (!c->current)
         return;
     if (n < 0) {
-        retry(q, true, 0);
+        retry(q, true, 50);
         return;
     }
     if (n == 0)
         return;
     if (redisReaderFeed(q->reader, buf->base, (size_t)n) != REDIS_OK ||
         redisReaderGetReply(q->reader, &rep) != REDIS_OK) {
-        retry(q, true, 0);
+        retry(q, true, 50);
         return;
     }
     if (!rep)
@@ -190,7 +190,7 @@ static void on_connect(uv_connect_t *req, int status)
     if (!c->current)
         return; /* an attempt given up */
     if (status < 0) {
-        retry(q, true, 0);
+        retry(q, true, 50);
         return;
     }
     q->reader = redisReaderCreate();
@@ -198,7 +198,7 @@ static void on_connect(uv_connect_t *req, int status)
         dpr_uv_write((uv_stream_t *)&c->tcp, &b, on_written) < 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
         dpr_buf_free(&b);
-        retry(q, true, 0);
+        retry(q, true, 50);
     }
 }
 
@@ -208,10 +208,9 @@ static void attempt(agent_peerreq *q)
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
 
-    q->attempts_left--;
     uv_timer_start(&q->timer, on_timeout, AGENT_PEERREQ_ATTEMPT_MS, 0);
     if (dpr_hostport_resolve(hp, false, &ss, &sslen, NULL) < 0) {
-        retry(q, true, 0);
+        retry(q, true, 50);
         return;
     }
     q->c = calloc(1, sizeof(*q->c));
@@ -228,10 +227,10 @@ static void attempt(agent_peerreq *q)
     q->handles++;
     if (uv_tcp_connect(&q->c->connect, &q->c->tcp, (const struct sockaddr *)&ss,
                        on_connect) < 0)
-        retry(q, true, 0);
+        retry(q, true, 50);
 }
 
-int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned rounds, int argc,
+int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned timeout_ms, int argc,
                        const char **argv, agent_peerreq_done_fn done, void *arg,
                        agent_peerreq **out)
 {
@@ -247,14 +246,13 @@ int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned rou
     }
     q->loop = loop;
     q->targets = *targets;
-    q->attempts_left = (rounds ? rounds : 1) * (unsigned)(targets->n ? targets->n : 1) +
-                       DPR_FINDERS_MAX_HOPS;
+    q->deadline = uv_now(loop) + timeout_ms;
     q->done = done;
     q->arg = arg;
     uv_timer_init(loop, &q->timer);
     q->timer.data = q;
     q->handles = 1;
-    attempt(q);
+    uv_timer_start(&q->timer, on_pause, 0, 0); /* done is never called from inside */
     *out = q;
     return 0;
 }

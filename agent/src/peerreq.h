@@ -19,16 +19,18 @@ typedef struct agent_peerreq agent_peerreq;
 
 /* The end of a request: status 0 and the leader's answer (a status or
  * error text without its "+"/"-"; error 1 when it was an error reply), or
- * status -ETIMEDOUT / -EHOSTUNREACH (no leader answered after every
- * address was tried `rounds` times) / -ENOMEM, text NULL. */
+ * status -EHOSTUNREACH (no leader answered within the timeout) / -ENOMEM,
+ * text NULL. */
 typedef void (*agent_peerreq_done_fn)(void *arg, int status, int error, const char *text);
 
 /*
- * Sends argv (argc strings) to targets' leader. done is called once, on
- * the loop, unless the request is cancelled first. 0 (and *out, for
+ * Sends argv (argc strings, copied) to targets' leader, trying for
+ * timeout_ms (an unreachable address: the next one after 50 ms). done is called once,
+ * on a later loop turn (never from inside this call), unless the request
+ * is cancelled first. 0 (and *out, for
  * cancelling) or -ENOMEM.
  */
-int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned rounds, int argc,
+int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned timeout_ms, int argc,
                        const char **argv, agent_peerreq_done_fn done, void *arg,
                        agent_peerreq **out);
 /* done is never called; the memory goes once the handles closed. */

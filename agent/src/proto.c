@@ -232,3 +232,12 @@ void agent_request_free(agent_request *req)
     json_decref(req->root);
     memset(req, 0, sizeof(*req));
 }
+
+json_t *agent_reply_spec_invalid(json_t *id, const agent_problems *p)
+{
+    char msg[200];
+
+    snprintf(msg, sizeof(msg), "the spec is invalid (%zu problem%s); nothing was changed", p->n,
+             p->n == 1 ? "" : "s");
+    return agent_reply_error(id, AGENT_E_SPEC_INVALID, msg, agent_problems_json(p));
+}

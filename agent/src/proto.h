@@ -57,6 +57,9 @@ void agent_request_free(agent_request *req);
 json_t *agent_reply_ok(json_t *id, json_t *result);
 /* {"v":1,"id":id,"ok":false,"error":{"code","message"[,"details"]}}; steals details. */
 json_t *agent_reply_error(json_t *id, const char *code, const char *message, json_t *details);
+/* spec_invalid: "the spec is invalid (N problems); nothing was changed",
+ * with the problems as details. */
+json_t *agent_reply_spec_invalid(json_t *id, const agent_problems *p);
 /* details for spec_invalid: [{"path": ..., "message": ...}, ...] */
 json_t *agent_problems_json(const agent_problems *p);
 /* Appends j as one line to out: compact JSON (non-ASCII escaped) + '\n'.

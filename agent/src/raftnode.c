@@ -56,6 +56,7 @@ struct agent_raft {
     raft_id last_leader;
     raft_term last_term;
     raft_index last_config;  /* configuration_index */
+    uint64_t last_changes;   /* cs.changes the applied hook last heard */
     char dir[4096];
 };
 
@@ -238,6 +239,13 @@ static void on_poll(uv_timer_t *t)
         return;
     note_contacts(r);
     tune_snapshots(r);
+    if (r->cs.changes != r->last_changes) {
+        r->last_changes = r->cs.changes;
+        if (r->hooks.applied)
+            r->hooks.applied(r->hooks.arg);
+        if (r->closing)
+            return;
+    }
     state = raft_state(&r->raft);
     raft_leader(&r->raft, &leader, &addr);
     if (state == r->last_state && leader == r->last_leader &&

@@ -44,6 +44,9 @@ typedef struct agent_raft_hooks {
      * members) changed (noticed within a heartbeat; also called once the
      * node starts). */
     void (*changed)(void *arg);
+    /* Entries were applied to the replicated state (cstate.h's `changes`
+     * moved; noticed within a heartbeat). */
+    void (*applied)(void *arg);
     void *arg;
 } agent_raft_hooks;
 

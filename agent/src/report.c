@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "agent_int.h"
+#include "clusterspec.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/msgid.h"
@@ -259,6 +260,8 @@ json_t *agent_status_json(agent *a, const char *deployment)
                                                             : json_string(agent_units_error(
                                                                   a->units)),
                   "raft", raft_json(a));
+    if (o && a->raft)
+        json_object_set_new(o, "cluster_spec", agent_cluster_spec_json(a));
     return o;
 }
 

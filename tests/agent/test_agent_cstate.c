@@ -188,6 +188,41 @@ TEST(node_table)
     agent_cstate_free(&back);
 }
 
+TEST(spec_record)
+{
+    agent_cstate cs, back;
+    dpr_buf p, e;
+    json_t *spec = json_pack("{s:s, s:[]}", "name", "demo", "cachestores");
+    json_t *placement = json_pack("{s:s}", "kv", "node1");
+    json_t *bad = json_pack("{s:i}", "kv", 3);
+
+    agent_cstate_init(&cs);
+    agent_cstate_init(&back);
+    dpr_buf_init(&p);
+    dpr_buf_init(&e);
+    CHECK_EQ_INT(agent_cstate_spec_payload(7, spec, placement, &p), 0);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_SPEC, p.data, p.len, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), 0);
+    CHECK(cs.spec_generation == 7 && cs.spec && strstr(cs.spec, "\"node1\""));
+    /* kept by a snapshot */
+    CHECK_EQ_INT(agent_cstate_snapshot(&cs, &p), 0);
+    CHECK_EQ_INT(agent_cstate_restore(&back, p.data, p.len, NULL), 0);
+    CHECK(back.spec_generation == 7 && back.spec_len == cs.spec_len);
+    /* refused: generation 0, a placement that is not a name, not JSON */
+    CHECK_EQ_INT(agent_cstate_spec_payload(0, spec, placement, &p), -EINVAL);
+    CHECK_EQ_INT(agent_cstate_spec_payload(8, spec, bad, &p), -EINVAL);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_SPEC, "{nope", 5, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), -EBADMSG);
+    CHECK(cs.spec_generation == 7);
+    json_decref(spec);
+    json_decref(placement);
+    json_decref(bad);
+    dpr_buf_free(&p);
+    dpr_buf_free(&e);
+    agent_cstate_free(&cs);
+    agent_cstate_free(&back);
+}
+
 int main(void)
 {
     RUN(entry_round_trip);
@@ -196,5 +231,6 @@ int main(void)
     RUN(unknown_type_and_format_are_refused);
     RUN(snapshot_round_trip);
     RUN(node_table);
+    RUN(spec_record);
     return check_summary("cstate");
 }

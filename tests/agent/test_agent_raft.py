@@ -213,7 +213,7 @@ def test_nodes_are_named_and_join_and_removal_keep_five_voters(agents):
     # removal from a follower is sent to the leader; a voter's place goes to the standby
     follower = [a for a in agents.agents if a is not leader][0]
     victim = [name for name, n in view.items() if n["role"] == "voter" and not n["leader"] and
-              name != follower.call("nodes")["raft"]["address"]][0]
+              name != follower.call("status")["node"]][0]
     r = follower.request("node_remove", {"name": victim})
     assert r["ok"] is True and victim in r["result"]["removing"], r
     view = wait_for(lambda: (lambda v: v if victim not in v and
@@ -339,3 +339,96 @@ def test_the_leaders_agent_stops_cleanly_and_another_leads(agents):
     leader.start()
     wait_for(lambda: leader.call("nodes")["raft"]["role"] == "follower", timeout=20,
              what="the stopped agent back as a follower")
+
+
+def spec_of(*deps):
+    return {"name": "demo", "cachestores": [dict(name=n, shards=k, version="1")
+                                             for n, k in deps]}
+
+
+def local_deployments(a):
+    return sorted(d["name"] for d in a.call("status")["deployments"])
+
+
+def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
+    leader = agents.leader()
+    n1, n2, n3 = agents.agents
+    # kv applied on n2: n2 runs it; every node sees the record
+    r = n2.call("apply", {"spec": spec_of(("kv", 2))})
+    assert r["plan"]["created"] == ["kv-0", "kv-1"], r
+    assert r["placement"] == {"kv": "n2"} and r["cluster_generation"] == 1, r
+    assert local_deployments(n2) == ["kv"]
+    for a in agents.agents:
+        wait_for(lambda a=a: (a.call("status").get("cluster_spec") or {}).get("generation") == 1,
+                 timeout=10, what="the record on every node")
+    assert local_deployments(n1) == [] and local_deployments(n3) == []
+    # n3 applies kv and sessions: sessions is new, so n3 runs it; kv stays on n2
+    r = n3.call("apply", {"spec": spec_of(("kv", 2), ("sessions", 1))})
+    assert r["plan"]["created"] == ["sessions-0"] and r["placement"] == {"kv": "n2", "sessions": "n3"}, r
+    assert local_deployments(n3) == ["sessions"]
+    wait_for(lambda: local_deployments(n2) == ["kv"], timeout=10, what="kv kept on n2")
+    # plan on n1 shows its part (nothing) and where each deployment would be
+    r = n1.call("plan", {"spec": spec_of(("kv", 2), ("sessions", 1), ("more", 1))})
+    assert r["plan"]["created"] == ["more-0"] and r["placement"]["more"] == "n1", r
+    # a delete on n1 goes through the leader; n2 stops kv
+    r = n1.call("delete", {"name": "kv"})
+    assert r["placement"] == {"sessions": "n3"}, r
+    wait_for(lambda: local_deployments(n2) == [], timeout=10, what="kv deleted on n2")
+    assert local_deployments(n3) == ["sessions"]
+    # refusals: a bad spec (checked where it was applied), an unknown deployment
+    r = n1.request("apply", {"spec": {"name": "demo", "cachestores": [{"name": "x",
+                                                                      "shards": 0}]}})
+    assert r["ok"] is False and r["error"]["code"] == "spec_invalid", r
+    r = n1.request("delete", {"name": "nope"})
+    assert r["ok"] is False and r["error"]["code"] == "not_found", r
+    # the leader's agent killed: apply still works through the new one
+    leader.proc.kill(signal.SIGKILL)
+    other = [a for a in agents.agents if a is not leader][0]
+    r = other.call("apply", {"spec": spec_of(("sessions", 1), ("late", 1))})
+    assert r["placement"]["late"] == other.call("status")["node"], r
+
+
+def test_a_single_nodes_deployments_become_its_clusters_spec(tmp_path, procs):
+    a = dprtest.HostAgent(str(tmp_path / "n1"), node="n1")
+    procs.add(a.start().proc)
+    r = a.call("apply", {"spec": spec_of(("kv", 2))})
+    assert r["plan"]["created"] == ["kv-0", "kv-1"], r
+    a.stop()
+    with open(a.conf, "a") as f:
+        f.write('raft = { address = "127.0.0.1:%d"; election_timeout_ms = 300; '
+                'heartbeat_timeout_ms = 50; };\n' % dprtest.free_port())
+    procs.add(a.start().proc)
+    wait_for(lambda: (a.call("status").get("cluster_spec") or {}).get("placement") ==
+             {"kv": "n1"}, timeout=20, what="the record made of n1's deployments")
+    assert local_deployments(a) == ["kv"]
+    assert [i["name"] for i in a.call("status")["deployments"][0]["instances"]] == \
+        ["kv-0", "kv-1"]
+    # and applying through the cluster changes it like before
+    r = a.call("apply", {"spec": spec_of(("kv", 3))})
+    assert r["plan"]["created"] == ["kv-2"], r
+
+
+def test_a_joining_node_keeps_deployments_the_cluster_does_not_hold(agents, tmp_path):
+    agents.leader()
+    n1 = agents[0]
+    n1.call("apply", {"spec": spec_of(("kv", 1))})
+    # a node that ran "own" alone, then joins
+    me = "127.0.0.4:%d" % agents.raft_port
+    j = dprtest.HostAgent(os.path.join(agents.base, "n4"), host="127.0.0.4", node="n4",
+                          finder_port=agents.finder_port)
+    agents.agents.append(j)
+    j.start()
+    j.call("apply", {"spec": spec_of(("own", 1))})
+    j.stop()
+    with open(j.conf, "a") as f:
+        f.write('raft = { address = "%s"; peers = [%s]; join = true; election_timeout_ms = 300; '
+                'heartbeat_timeout_ms = 50; };\n'
+                % (me, ", ".join('"%s"' % a for a in agents.raft)))
+    j.start()
+    wait_for(lambda: "does not hold: not taking the cluster's spec" in j.log(), timeout=20,
+             what="the joiner refusing the spec")
+    assert local_deployments(j) == ["own"]
+    # applied from the joiner, "own" is placed on it and everything goes on
+    r = j.call("apply", {"spec": spec_of(("kv", 1), ("own", 1))})
+    assert r["placement"] == {"kv": "n1", "own": "n4"}, r
+    assert local_deployments(j) == ["own"] and local_deployments(n1) == ["kv"]
