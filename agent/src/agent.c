@@ -368,8 +368,13 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
                  (unsigned)peer->uid);
         return op_delete(a, c, req);
     case AGENT_OP_STATUS:
-        if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0))
-            return not_found(req, req->name);
+        if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0)) {
+            json_t *remote = agent_cluster_remote(a, req->name); /* another node's? */
+            size_t n = json_array_size(remote);
+            json_decref(remote);
+            if (n == 0)
+                return not_found(req, req->name);
+        }
         result = agent_status_json(a, req->name);
         return result ? agent_reply_ok(req->id, result) : NULL;
     case AGENT_OP_NODES:
@@ -480,8 +485,10 @@ static void on_raft_applied(void *arg)
 {
     agent *a = arg;
 
-    if (!a->stopping)
-        agent_cluster_adopt(a);
+    if (a->stopping)
+        return;
+    agent_cluster_adopt(a);
+    agent_cluster_publish(a); /* (when the log does not hold them as they are) */
 }
 
 static int on_cluster_command(void *arg, int argc, char *const *argv, const size_t *argvlen,

@@ -74,6 +74,7 @@ struct agent {
     uint64_t spec_adopted;  /* the record generation this node took */
     uint64_t spec_refused;  /* one it could not take (logged once) */
     json_t *spec_proposed;  /* the leader's newest record, maybe not committed */
+    struct agent_peerreq *insts_req; /* this node's instance record on its way */
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/resp.h"
 #include "cstate.h"
+#include "envfile.h"
 #include "peerreq.h"
 
 /* How long apply/delete look for a leader (an election takes about one to
@@ -107,6 +108,9 @@ static json_t *part_of(const json_t *spec, const json_t *placement, const char *
 
 /* ---- the leader ------------------------------------------------------------ */
 
+static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen,
+                    dpr_buf *out);
+
 static void on_record(void *arg, int status)
 {
     (void)arg;
@@ -114,8 +118,53 @@ static void on_record(void *arg, int status)
         log_warning("cluster: the spec record was not committed: %s", strerror(-status));
 }
 
+static void on_insts(void *arg, int status)
+{
+    (void)arg;
+    if (status < 0 && status != -ENOTCONN)
+        log_warning("cluster: an instance record was not committed: %s", strerror(-status));
+}
+
+/* DPR.CLUSTER.INSTANCES <node> <json>: a node's instances, as it runs them. */
+static int cmd_instances(agent *a, char *const *argv, const size_t *argvlen, dpr_buf *out)
+{
+    json_t *j = json_loadb(argv[2], argvlen[2], JSON_REJECT_DUPLICATES, NULL);
+    const char *node = json_string_value(json_object_get(j, "node"));
+    int rc;
+
+    if (!node || strlen(node) != argvlen[1] || memcmp(node, argv[1], argvlen[1]) != 0 ||
+        !json_is_array(json_object_get(j, "deployments"))) {
+        dpr_resp_error(out, "ERR DPR.CLUSTER.INSTANCES NODE {\"node\": NODE, "
+                       "\"deployments\": [...]}");
+    } else {
+        rc = agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_INSTANCES, argv[2], argvlen[2],
+                              on_insts, a);
+        if (rc < 0)
+            dpr_resp_errorf(out, "%s the instance record cannot be proposed: %s",
+                            rc == -ENOTCONN ? "TRYAGAIN" : "ERR", strerror(-rc));
+        else
+            dpr_resp_status(out, "OK");
+    }
+    json_decref(j);
+    return dpr_buf_failed(out) ? -ENOMEM : 1;
+}
+
 int agent_cluster_spec_command(agent *a, int argc, char *const *argv, const size_t *argvlen,
                                dpr_buf *out)
+{
+    if (argc >= 1 && argvlen[0] == 21 && strncasecmp(argv[0], "DPR.CLUSTER.INSTANCES", 21) == 0 &&
+        a->raft && agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
+        if (argc != 3) {
+            dpr_resp_error(out, "ERR DPR.CLUSTER.INSTANCES NODE JSON");
+            return dpr_buf_failed(out) ? -ENOMEM : 1;
+        }
+        return cmd_instances(a, argv, argvlen, out);
+    }
+    return cmd_spec(a, argc, argv, argvlen, out);
+}
+
+/* DPR.CLUSTER.SPEC on the leader. */
+static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen, dpr_buf *out)
 {
     const char *impls[64];
     agent_spec_rules rules;
@@ -324,6 +373,7 @@ void agent_cluster_adopt(agent *a)
                                                     "message")));
     else
         log_info("cluster: took spec generation %" PRIu64, cs->spec_generation);
+    agent_cluster_publish(a);
     answer(a, reply, rec);
     json_decref(reply);
     json_decref(part);
@@ -483,6 +533,112 @@ out:
     return reply;
 }
 
+/* This node's instance record: its deployments and their instances (new
+ * reference). */
+static json_t *own_instances(agent *a)
+{
+    json_t *deps = json_array();
+
+    for (size_t i = 0; deps && a->st.spec.name && i < a->st.spec.n; i++) {
+        json_t *insts = json_array();
+        for (size_t k = 0; insts && k < a->st.ninst; k++) {
+            const agent_instance *in = &a->st.inst[k];
+            char endpoint[320];
+            if (strcmp(in->deployment, a->st.spec.d[i].name) != 0)
+                continue;
+            agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
+            json_array_append_new(insts, json_pack("{s:s, s:I, s:I, s:s}", "name", in->name,
+                                                   "shard", (json_int_t)in->shard, "worker",
+                                                   (json_int_t)in->worker, "endpoint",
+                                                   endpoint));
+        }
+        json_array_append_new(deps, json_pack("{s:s, s:I, s:o*}", "name",
+                                              a->st.spec.d[i].name, "shards",
+                                              (json_int_t)a->st.spec.d[i].shards, "instances",
+                                              insts));
+    }
+    return deps ? json_pack("{s:s, s:o}", "node", a->cfg->node_name, "deployments", deps)
+                : NULL;
+}
+
+static void on_published(void *arg, int status, int error, const char *text)
+{
+    agent *a = arg;
+
+    a->insts_req = NULL;
+    if (status < 0 || error)
+        log_debug("cluster: publishing this node's instances failed: %s",
+                  text ? text : strerror(-status));
+}
+
+void agent_cluster_publish(agent *a)
+{
+    json_t *mine, *theirs = NULL;
+    const char *have;
+    char *text = NULL;
+    bool same;
+    dpr_finders t;
+
+    if (!a->raft || a->stopping || a->insts_req || !agent_raft_is_member(a->raft))
+        return;
+    mine = own_instances(a);
+    have = agent_cstate_insts_of(agent_raft_cstate(a->raft), a->cfg->node_name);
+    if (have)
+        theirs = json_loads(have, 0, NULL);
+    same = mine && theirs && json_equal(mine, theirs);
+    if (!same && mine && (text = json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS))) {
+        if (agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
+            agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_INSTANCES, text, strlen(text),
+                             on_insts, a);
+        } else if (dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) == 0) {
+            const char *argv[3] = { "DPR.CLUSTER.INSTANCES", a->cfg->node_name, text };
+            if (agent_peerreq_send(a->loop, &t, 2000, 3, argv, on_published, a,
+                                   &a->insts_req) < 0)
+                a->insts_req = NULL;
+        }
+    }
+    free(text);
+    json_decref(mine);
+    json_decref(theirs);
+}
+
+json_t *agent_cluster_remote(agent *a, const char *name)
+{
+    const agent_cstate *cs;
+    json_t *out = json_array(), *rec = NULL;
+
+    if (!a->raft || !out)
+        return out;
+    cs = agent_raft_cstate(a->raft);
+    rec = record(a);
+    for (size_t i = 0; i < cs->ninsts; i++) {
+        json_t *j, *d;
+        size_t k;
+        if (strcmp(cs->insts[i].node, a->cfg->node_name) == 0)
+            continue;
+        j = json_loads(cs->insts[i].json, 0, NULL);
+        json_array_foreach(json_object_get(j, "deployments"), k, d) {
+            const char *dn = json_string_value(json_object_get(d, "name"));
+            const char *at = dn ? json_string_value(json_object_get(
+                                      json_object_get(rec, "placement"), dn)) : NULL;
+            json_t *inst;
+            size_t m;
+            /* only what the spec still places there */
+            if (!at || strcmp(at, cs->insts[i].node) != 0 || (name && strcmp(name, dn) != 0))
+                continue;
+            json_array_foreach(json_object_get(d, "instances"), m, inst)
+                json_object_set_new(inst, "node", json_string(cs->insts[i].node));
+            json_object_set_new(d, "node", json_string(cs->insts[i].node));
+            json_object_set_new(d, "remote", json_true());
+            json_object_set_new(d, "domain", json_string(dn));
+            json_array_append(out, d);
+        }
+        json_decref(j);
+    }
+    json_decref(rec);
+    return out;
+}
+
 json_t *agent_cluster_spec_json(agent *a)
 {
     json_t *rec = a->raft ? record(a) : NULL, *out;
@@ -510,4 +666,6 @@ void agent_cluster_stop(agent *a)
     a->spec_waiters = NULL;
     json_decref(a->spec_proposed);
     a->spec_proposed = NULL;
+    agent_peerreq_cancel(a->insts_req);
+    a->insts_req = NULL;
 }

@@ -47,6 +47,14 @@ json_t *agent_cluster_change(agent *a, agent_client *c, const agent_request *req
 json_t *agent_cluster_preview(agent *a, const agent_request *req);
 /* {"generation": N, "placement": {...}, "adopted": N} of the record, or null. */
 json_t *agent_cluster_spec_json(agent *a);
+/* Publishes this node's instances (names, shards, worker ids, endpoints)
+ * in the log unless the log holds them as they are: other nodes show them
+ * in `status` and clients find them there. */
+void agent_cluster_publish(agent *a);
+/* The deployments other nodes run, as they published them (name NULL:
+ * all): a JSON array of {"name", "shards", "node", "remote": true,
+ * "domain", "instances": [{"name", "shard", "worker", "endpoint", "node"}]}. */
+json_t *agent_cluster_remote(agent *a, const char *name);
 /* Drops the callers still waiting (the agent stops). */
 void agent_cluster_stop(agent *a);
 

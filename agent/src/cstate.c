@@ -14,7 +14,8 @@
 #define SNAP_MAGIC "DPRS"
 #define MAGIC_LEN 4
 #define FORMAT 1       /* of entries */
-#define SNAP_FORMAT 3  /* of snapshots written: with the nodes and the spec */
+#define SNAP_FORMAT 4  /* of snapshots written: nodes, spec, instance records */
+#define SNAP_FORMAT_NO_INSTANCES 3
 #define SNAP_FORMAT_NO_SPEC 2
 #define SNAP_FORMAT_NO_NODES 1
 #define SPEC_MAX ((size_t)16 << 20)
@@ -272,6 +273,76 @@ int agent_cstate_spec_payload(uint64_t generation, const json_t *spec, const jso
     return rc;
 }
 
+/* Is p[0..len) an instance record ({"node": NAME, "deployments": [...]})?
+ * Its node in node (cap bytes). */
+static bool insts_ok(const unsigned char *p, size_t len, char *node, size_t cap)
+{
+    json_t *j, *n;
+    bool ok;
+
+    if (len == 0 || len > SPEC_MAX)
+        return false;
+    j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, NULL);
+    n = json_object_get(j, "node");
+    ok = json_is_object(j) && json_is_string(n) && name_ok(json_string_value(n)) &&
+         strlen(json_string_value(n)) < cap && json_is_array(json_object_get(j, "deployments"));
+    if (ok)
+        snprintf(node, cap, "%s", json_string_value(n));
+    json_decref(j);
+    return ok;
+}
+
+/* Adds or replaces the instance record of node (a copy of p[0..len)). */
+static int set_insts(agent_cstate *cs, const char *node, const unsigned char *p, size_t len)
+{
+    size_t i;
+    char *copy = malloc(len + 1);
+
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, p, len);
+    copy[len] = '\0';
+    for (i = 0; i < cs->ninsts && strcmp(cs->insts[i].node, node) < 0; i++)
+        ;
+    if (i < cs->ninsts && strcmp(cs->insts[i].node, node) == 0) {
+        free(cs->insts[i].json);
+    } else {
+        agent_cstate_insts *v;
+        if (cs->ninsts >= AGENT_CSTATE_MAX_NODES ||
+            !(v = realloc(cs->insts, (cs->ninsts + 1) * sizeof(*v)))) {
+            free(copy);
+            return -ENOMEM;
+        }
+        cs->insts = v;
+        memmove(&v[i + 1], &v[i], (cs->ninsts - i) * sizeof(*v));
+        cs->ninsts++;
+        snprintf(v[i].node, sizeof(v[i].node), "%s", node);
+    }
+    cs->insts[i].json = copy;
+    cs->insts[i].len = len;
+    return 0;
+}
+
+static void drop_insts(agent_cstate *cs, const char *node)
+{
+    for (size_t i = 0; i < cs->ninsts; i++)
+        if (strcmp(cs->insts[i].node, node) == 0) {
+            free(cs->insts[i].json);
+            memmove(&cs->insts[i], &cs->insts[i + 1],
+                    (cs->ninsts - i - 1) * sizeof(*cs->insts));
+            cs->ninsts--;
+            return;
+        }
+}
+
+const char *agent_cstate_insts_of(const agent_cstate *cs, const char *node)
+{
+    for (size_t i = 0; i < cs->ninsts; i++)
+        if (strcmp(cs->insts[i].node, node) == 0)
+            return cs->insts[i].json;
+    return NULL;
+}
+
 /* Replaces cs's finder image with a copy of p[0..len) (len 0: none). */
 static int set_finder(agent_cstate *cs, const unsigned char *p, size_t len)
 {
@@ -299,6 +370,9 @@ void agent_cstate_free(agent_cstate *cs)
     free(cs->finder);
     free(cs->nodes);
     free(cs->spec);
+    for (size_t i = 0; i < cs->ninsts; i++)
+        free(cs->insts[i].json);
+    free(cs->insts);
     agent_cstate_init(cs);
 }
 
@@ -367,12 +441,24 @@ int agent_cstate_apply(agent_cstate *cs, const void *entry, size_t len, dpr_err 
         rc = set_spec(cs, p + ENTRY_HEAD, (size_t)plen, gen);
         break;
     }
-    case AGENT_CSTATE_ENTRY_NODE_GONE:
+    case AGENT_CSTATE_ENTRY_INSTANCES: {
+        char node[AGENT_CSTATE_NAME_MAX + 1];
+        if (!insts_ok(p + ENTRY_HEAD, (size_t)plen, node, sizeof(node)))
+            return dpr_err_set(err, -EBADMSG, "raft entry: a bad instance record");
+        rc = set_insts(cs, node, p + ENTRY_HEAD, (size_t)plen);
+        break;
+    }
+    case AGENT_CSTATE_ENTRY_NODE_GONE: {
+        const agent_cstate_node *gone;
         if (plen != 8)
             return dpr_err_set(err, -EBADMSG, "raft entry: a bad node removal");
+        gone = agent_cstate_node_find(cs, dpr_get_le64(p + ENTRY_HEAD));
+        if (gone)
+            drop_insts(cs, gone->name);
         node_remove(cs, dpr_get_le64(p + ENTRY_HEAD));
         rc = 0;
         break;
+    }
     default:
         return dpr_err_set(err, -EPROTONOSUPPORT, "raft entry: unknown type %u (a newer "
                            "agent wrote it; upgrade this one)", p[MAGIC_LEN + 1]);
@@ -401,7 +487,12 @@ int agent_cstate_snapshot(const agent_cstate *cs, dpr_buf *out)
         put_node(out, &cs->nodes[i]);
     dpr_buf_append_le64(out, (uint64_t)cs->spec_len);
     dpr_buf_append(out, cs->spec, cs->spec_len);
-    return append_crc(out);
+    dpr_buf_append_le64(out, (uint64_t)cs->ninsts);
+    for (size_t i = 0; i < cs->ninsts; i++) {
+        dpr_buf_append_le64(out, (uint64_t)cs->insts[i].len);
+        dpr_buf_append(out, cs->insts[i].json, cs->insts[i].len);
+    }
+    return dpr_buf_failed(out) ? -ENOMEM : append_crc(out);
 }
 
 /* The node table (and from format 3 the spec record) of a snapshot (q:
@@ -426,18 +517,47 @@ static int restore_rest(agent_cstate *fresh, int format, const unsigned char *q,
         if (node_upsert(fresh, &node) < 0)
             return dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
     }
-    if (format >= SNAP_FORMAT) {
+    if (format >= SNAP_FORMAT_NO_INSTANCES) {
         uint64_t slen, gen = 0;
         if (left < 8)
             return dpr_err_set(err, -EBADMSG, "raft snapshot: truncated before its spec");
         slen = dpr_get_le64(q);
         q += 8;
         left -= 8;
-        if (slen != left || (slen > 0 && !spec_ok(q, (size_t)slen, &gen)))
+        if (slen > left || (format == SNAP_FORMAT_NO_INSTANCES && slen != left) ||
+            (slen > 0 && !spec_ok(q, (size_t)slen, &gen)))
             return dpr_err_set(err, -EBADMSG, "raft snapshot: a bad spec record");
         if (slen > 0 && set_spec(fresh, q, (size_t)slen, gen) < 0)
             return dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
-        left = 0;
+        q += slen;
+        left -= (size_t)slen;
+    }
+    if (format >= SNAP_FORMAT) {
+        uint64_t nrec;
+        if (left < 8)
+            return dpr_err_set(err, -EBADMSG, "raft snapshot: truncated before its instances");
+        nrec = dpr_get_le64(q);
+        q += 8;
+        left -= 8;
+        if (nrec > AGENT_CSTATE_MAX_NODES)
+            return dpr_err_set(err, -EBADMSG, "raft snapshot: %llu instance records",
+                               (unsigned long long)nrec);
+        for (uint64_t i = 0; i < nrec; i++) {
+            char node[AGENT_CSTATE_NAME_MAX + 1];
+            uint64_t len;
+            if (left < 8)
+                return dpr_err_set(err, -EBADMSG, "raft snapshot: a bad instance record");
+            len = dpr_get_le64(q);
+            q += 8;
+            left -= 8;
+            if (len > left || !insts_ok(q, (size_t)len, node, sizeof(node)) ||
+                (fresh->ninsts && strcmp(fresh->insts[fresh->ninsts - 1].node, node) >= 0))
+                return dpr_err_set(err, -EBADMSG, "raft snapshot: a bad instance record");
+            if (set_insts(fresh, node, q, (size_t)len) < 0)
+                return dpr_err_set(err, -ENOMEM, "out of memory restoring a raft snapshot");
+            q += len;
+            left -= (size_t)len;
+        }
     }
     if (left != 0)
         return dpr_err_set(err, -EBADMSG, "raft snapshot: %zu bytes after the nodes", left);

@@ -23,12 +23,17 @@
  *   type 4 (spec):        payload = the cluster's desired spec record, JSON:
  *                         {"generation": N, "spec": {...} (as dprctl applied it),
  *                          "placement": {"<deployment>": "<node name>", ...}}.
+ *   type 5 (instances):   payload = one node's instance record, JSON: {"node":
+ *                         NAME, "deployments": [...]}; it replaces that node's.
+ *                         A node gone takes its record along.
  * Snapshot:               magic "DPRS" (4), format 2 (1),
  *                         finder image length (8, 0: none), the image,
  *                         node count (8), the node records (as in entries),
  *                         spec record length (8, 0: none), the record,
- *                         CRC-32 (4) of all before. Formats 1 (no nodes) and
- *                         2 (no spec) are still read.
+ *                         instance record count (8), each its length (8) and
+ *                         text (node names rising),
+ *                         CRC-32 (4) of all before. Formats 1 (no nodes), 2
+ *                         (no spec) and 3 (no instance records) are read too.
  * An entry of an unknown type or format is an error (-EPROTONOSUPPORT): a
  * node must never skip what a newer peer wrote.
  */
@@ -47,6 +52,7 @@
 #define AGENT_CSTATE_ENTRY_NODE 2
 #define AGENT_CSTATE_ENTRY_NODE_GONE 3
 #define AGENT_CSTATE_ENTRY_SPEC 4
+#define AGENT_CSTATE_ENTRY_INSTANCES 5
 #define AGENT_CSTATE_NAME_MAX 63
 #define AGENT_CSTATE_ADDR_MAX 63
 #define AGENT_CSTATE_MAX_NODES 1024
@@ -59,6 +65,14 @@ typedef struct agent_cstate_node {
     char finder[AGENT_CSTATE_ADDR_MAX + 1];    /* its finder, "HOST:PORT" */
 } agent_cstate_node;
 
+/* One node's instance record: the JSON text {"node": NAME, "deployments":
+ * [{"name": ..., "instances": [{"name", "shard", "worker", "endpoint"}]}]}. */
+typedef struct agent_cstate_insts {
+    char node[AGENT_CSTATE_NAME_MAX + 1];
+    char *json;
+    size_t len;
+} agent_cstate_insts;
+
 typedef struct agent_cstate {
     unsigned char *finder;  /* the finder's state image, NULL: none yet */
     size_t finder_len;
@@ -70,6 +84,9 @@ typedef struct agent_cstate {
     char *spec;
     size_t spec_len;
     uint64_t spec_generation;
+    /* each node's instances as it published them, sorted by node name */
+    struct agent_cstate_insts *insts;
+    size_t ninsts;
     uint64_t changes;       /* entries applied and snapshots restored (it
                              * changes whenever the state does) */
 } agent_cstate;
@@ -98,6 +115,8 @@ bool agent_cstate_node_valid(const agent_cstate_node *n);
  * -ENOMEM. spec and placement are borrowed. */
 int agent_cstate_spec_payload(uint64_t generation, const json_t *spec, const json_t *placement,
                               dpr_buf *out);
+/* The instance record node published (JSON text), or NULL. */
+const char *agent_cstate_insts_of(const agent_cstate *cs, const char *node);
 /* The node of id, or NULL. */
 const agent_cstate_node *agent_cstate_node_find(const agent_cstate *cs, uint64_t id);
 /* The node named name, or NULL. */

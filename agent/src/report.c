@@ -243,6 +243,15 @@ json_t *agent_status_json(agent *a, const char *deployment)
             deps = NULL;
         }
     }
+    if (deps && a->raft) {
+        /* the deployments other nodes run, as they published them */
+        json_t *remote = agent_cluster_remote(a, deployment);
+        if (json_array_extend(deps, remote) < 0) {
+            json_decref(deps);
+            deps = NULL;
+        }
+        json_decref(remote);
+    }
     for (size_t i = 0; retiring && i < a->st.nretiring; i++)
         json_array_append_new(retiring, json_string(a->st.retiring[i].name));
     o = json_pack("{s:s, s:s, s:I, s:{s:s, s:b, s:o*, s:s, s:o*, s:o}, s:o*, s:o*, s:{s:b, "

@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!agent_cstate_node_valid(&cs.nodes[i]) ||
                 (i > 0 && cs.nodes[i - 1].id >= cs.nodes[i].id))
                 abort();
-        /* a format 3 image is canonical: it comes back byte for byte */
-        if (data[4] == 3 &&
+        /* a format 4 image is canonical: it comes back byte for byte */
+        if (data[4] == 4 &&
             (agent_cstate_snapshot(&cs, &b) != 0 || b.len != size || memcmp(b.data, data, size)))
             abort();
     }

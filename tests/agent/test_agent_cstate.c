@@ -223,6 +223,45 @@ TEST(spec_record)
     agent_cstate_free(&back);
 }
 
+TEST(instance_records)
+{
+    agent_cstate cs, back;
+    dpr_buf e, snap;
+    const char *n1 = "{\"deployments\":[{\"name\":\"kv\"}],\"node\":\"n1\"}";
+    const char *n2 = "{\"deployments\":[],\"node\":\"n2\"}";
+    unsigned char gone[8] = { 9 };
+    agent_cstate_node node9 = node(9, "n2");
+
+    agent_cstate_init(&cs);
+    agent_cstate_init(&back);
+    dpr_buf_init(&e);
+    dpr_buf_init(&snap);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_INSTANCES, n2, strlen(n2), &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), 0);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_INSTANCES, n1, strlen(n1), &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), 0);
+    CHECK(cs.ninsts == 2 && strcmp(cs.insts[0].node, "n1") == 0); /* sorted by node */
+    CHECK(strcmp(agent_cstate_insts_of(&cs, "n1"), n1) == 0);
+    CHECK(agent_cstate_insts_of(&cs, "n3") == NULL);
+    CHECK_EQ_INT(agent_cstate_snapshot(&cs, &snap), 0);
+    CHECK_EQ_INT(agent_cstate_restore(&back, snap.data, snap.len, NULL), 0);
+    CHECK(back.ninsts == 2 && strcmp(agent_cstate_insts_of(&back, "n2"), n2) == 0);
+    /* refused: no node, not JSON */
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_INSTANCES, "{}", 2, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), -EBADMSG);
+    /* a node gone takes its record along */
+    CHECK_EQ_INT(agent_cstate_node_payload(&node9, &snap), 0);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_NODE, snap.data, snap.len, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), 0);
+    CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_NODE_GONE, gone, 8, &e), 0);
+    CHECK_EQ_INT(agent_cstate_apply(&cs, e.data, e.len, NULL), 0);
+    CHECK(cs.ninsts == 1 && agent_cstate_insts_of(&cs, "n2") == NULL);
+    dpr_buf_free(&e);
+    dpr_buf_free(&snap);
+    agent_cstate_free(&cs);
+    agent_cstate_free(&back);
+}
+
 int main(void)
 {
     RUN(entry_round_trip);
@@ -232,5 +271,6 @@ int main(void)
     RUN(snapshot_round_trip);
     RUN(node_table);
     RUN(spec_record);
+    RUN(instance_records);
     return check_summary("cstate");
 }

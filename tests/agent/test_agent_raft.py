@@ -347,7 +347,12 @@ def spec_of(*deps):
 
 
 def local_deployments(a):
+    """The deployments a's status lists: its own and (remote) the others'."""
     return sorted(d["name"] for d in a.call("status")["deployments"])
+
+
+def own_deployments(a):
+    return sorted(d["name"] for d in a.call("status")["deployments"] if not d.get("remote"))
 
 
 def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
@@ -357,24 +362,36 @@ def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
     r = n2.call("apply", {"spec": spec_of(("kv", 2))})
     assert r["plan"]["created"] == ["kv-0", "kv-1"], r
     assert r["placement"] == {"kv": "n2"} and r["cluster_generation"] == 1, r
-    assert local_deployments(n2) == ["kv"]
+    assert own_deployments(n2) == ["kv"]
     for a in agents.agents:
         wait_for(lambda a=a: (a.call("status").get("cluster_spec") or {}).get("generation") == 1,
                  timeout=10, what="the record on every node")
-    assert local_deployments(n1) == [] and local_deployments(n3) == []
+    # the others see n2's deployment as n2 published it; a client finds it anywhere
+    def remote_kv():
+        deps = [d for d in n1.call("status")["deployments"] if d["name"] == "kv"]
+        return deps[0] if deps and len(deps[0]["instances"]) == 2 else None
+    kv = wait_for(remote_kv, timeout=10, what="kv seen from n1")
+    assert kv["remote"] is True and kv["node"] == "n2", kv
+    assert [i["endpoint"] for i in kv["instances"]] == \
+        [i["endpoint"] for i in n2.call("status", {"name": "kv"})["deployments"][0]["instances"]]
+    with dpr.connect(n1.sock) as cluster:
+        client = cluster.client("kv")
+        assert client.shards == [i["endpoint"] for i in kv["instances"]]
+        assert client.finders == agents.finders.split(",")
+    assert local_deployments(n1) == ["kv"] and local_deployments(n3) == ["kv"]
     # n3 applies kv and sessions: sessions is new, so n3 runs it; kv stays on n2
     r = n3.call("apply", {"spec": spec_of(("kv", 2), ("sessions", 1))})
     assert r["plan"]["created"] == ["sessions-0"] and r["placement"] == {"kv": "n2", "sessions": "n3"}, r
-    assert local_deployments(n3) == ["sessions"]
-    wait_for(lambda: local_deployments(n2) == ["kv"], timeout=10, what="kv kept on n2")
+    assert own_deployments(n3) == ["sessions"]
+    wait_for(lambda: own_deployments(n2) == ["kv"], timeout=10, what="kv kept on n2")
     # plan on n1 shows its part (nothing) and where each deployment would be
     r = n1.call("plan", {"spec": spec_of(("kv", 2), ("sessions", 1), ("more", 1))})
     assert r["plan"]["created"] == ["more-0"] and r["placement"]["more"] == "n1", r
     # a delete on n1 goes through the leader; n2 stops kv
     r = n1.call("delete", {"name": "kv"})
     assert r["placement"] == {"sessions": "n3"}, r
-    wait_for(lambda: local_deployments(n2) == [], timeout=10, what="kv deleted on n2")
-    assert local_deployments(n3) == ["sessions"]
+    wait_for(lambda: own_deployments(n2) == [], timeout=10, what="kv deleted on n2")
+    assert own_deployments(n3) == ["sessions"]
     # refusals: a bad spec (checked where it was applied), an unknown deployment
     r = n1.request("apply", {"spec": {"name": "demo", "cachestores": [{"name": "x",
                                                                       "shards": 0}]}})
@@ -400,7 +417,7 @@ def test_a_single_nodes_deployments_become_its_clusters_spec(tmp_path, procs):
     procs.add(a.start().proc)
     wait_for(lambda: (a.call("status").get("cluster_spec") or {}).get("placement") ==
              {"kv": "n1"}, timeout=20, what="the record made of n1's deployments")
-    assert local_deployments(a) == ["kv"]
+    assert own_deployments(a) == ["kv"]
     assert [i["name"] for i in a.call("status")["deployments"][0]["instances"]] == \
         ["kv-0", "kv-1"]
     # and applying through the cluster changes it like before
@@ -427,8 +444,8 @@ def test_a_joining_node_keeps_deployments_the_cluster_does_not_hold(agents, tmp_
     j.start()
     wait_for(lambda: "does not hold: not taking the cluster's spec" in j.log(), timeout=20,
              what="the joiner refusing the spec")
-    assert local_deployments(j) == ["own"]
+    assert own_deployments(j) == ["own"]
     # applied from the joiner, "own" is placed on it and everything goes on
     r = j.call("apply", {"spec": spec_of(("kv", 1), ("own", 1))})
     assert r["placement"] == {"kv": "n1", "own": "n4"}, r
-    assert local_deployments(j) == ["own"] and local_deployments(n1) == ["kv"]
+    assert own_deployments(j) == ["own"] and own_deployments(n1) == ["kv"]
