@@ -321,7 +321,8 @@ static void process_lines(agent_client *c)
     size_t start = 0;
 
     while (!c->closing && !c->stream && !c->close_after_write && !c->pending) {
-        char *nl = memchr(c->in.data + start, '\n', c->in.len - start);
+        char *nl = start < c->in.len ? memchr(c->in.data + start, '\n', c->in.len - start)
+                                     : NULL; /* (no buffer at all when nothing waits) */
         size_t n;
 
         if (!nl)
