@@ -70,11 +70,14 @@ struct agent {
     uint64_t *members;
     size_t nmembers;
     /* the cluster's spec record (clusterspec.c) */
-    void *spec_waiters;     /* callers of apply/delete waiting */
+    struct cluster_waiter *spec_waiters; /* callers of apply/delete waiting */
     uint64_t spec_adopted;  /* the record generation this node took */
     uint64_t spec_refused;  /* one it could not take (logged once) */
     json_t *spec_proposed;  /* the leader's newest record, maybe not committed */
     struct agent_peerreq *insts_req; /* this node's instance record on its way */
+    /* what the instance record was last compared with: this node's state
+     * generation and the log's changes (agent_cluster_publish) */
+    uint64_t insts_checked_gen, insts_checked_changes;
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;

@@ -22,8 +22,8 @@
 
 /* A caller of apply/delete waiting for the leader, then for this node to
  * adopt generation `gen`. */
-typedef struct waiter {
-    struct waiter *next;
+typedef struct cluster_waiter {
+    struct cluster_waiter *next;
     agent *a;
     agent_pending *pending;
     json_t *id;           /* the request's id (a reference) */
@@ -39,7 +39,7 @@ static void waiter_free(waiter *w)
 
 static void unlink_waiter(agent *a, waiter *w)
 {
-    for (waiter **pp = (waiter **)&a->spec_waiters; *pp; pp = &(*pp)->next)
+    for (waiter **pp = &a->spec_waiters; *pp; pp = &(*pp)->next)
         if (*pp == w) {
             *pp = w->next;
             return;
@@ -581,11 +581,20 @@ void agent_cluster_publish(agent *a)
 
     if (!a->raft || a->stopping || a->insts_req || !agent_raft_is_member(a->raft))
         return;
+    /* nothing to compare again unless this node's state or the log moved
+     * (this runs whenever entries were applied) */
+    if (a->insts_checked_gen == a->st.generation + 1 &&
+        a->insts_checked_changes == agent_raft_cstate(a->raft)->changes)
+        return;
     mine = own_instances(a);
     have = agent_cstate_insts_of(agent_raft_cstate(a->raft), a->cfg->node_name);
     if (have)
         theirs = json_loads(have, 0, NULL);
     same = mine && theirs && json_equal(mine, theirs);
+    if (same) {
+        a->insts_checked_gen = a->st.generation + 1; /* (+1: generation 0 counts too) */
+        a->insts_checked_changes = agent_raft_cstate(a->raft)->changes;
+    }
     if (!same && mine && (text = json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS))) {
         if (agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
             agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_INSTANCES, text, strlen(text),

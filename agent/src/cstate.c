@@ -16,7 +16,6 @@
 #define FORMAT 1       /* of entries */
 #define SNAP_FORMAT 4  /* of snapshots written: nodes, spec, instance records */
 #define SNAP_FORMAT_NO_INSTANCES 3
-#define SNAP_FORMAT_NO_SPEC 2
 #define SNAP_FORMAT_NO_NODES 1
 #define SPEC_MAX ((size_t)16 << 20)
 #define ENTRY_HEAD (MAGIC_LEN + 1 + 1 + 8)

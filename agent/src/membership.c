@@ -160,25 +160,18 @@ static void tend_leader(agent_membership *m)
     }
 }
 
-static size_t count_voters(agent_membership *m)
+/* How many members vote; *member: whether id is one of the members. */
+static size_t voters_and(agent_membership *m, uint64_t id, bool *member)
 {
     agent_raft_member mem[64];
     size_t n = agent_raft_members(m->raft, mem, 64), voters = 0;
 
-    for (size_t i = 0; i < n && i < 64; i++)
+    *member = false;
+    for (size_t i = 0; i < n && i < 64; i++) {
         voters += mem[i].vote == AGENT_RAFT_VOTER;
+        *member = *member || mem[i].id == id;
+    }
     return voters;
-}
-
-static bool is_member_id(agent_membership *m, uint64_t id)
-{
-    agent_raft_member mem[64];
-    size_t n = agent_raft_members(m->raft, mem, 64);
-
-    for (size_t i = 0; i < n && i < 64; i++)
-        if (mem[i].id == id)
-            return true;
-    return false;
 }
 
 /* DPR.CLUSTER.JOIN on the leader. */
@@ -188,6 +181,8 @@ static int cmd_join(agent_membership *m, char *const *argv, const size_t *len, d
     const agent_cstate_node *taken;
     agent_cstate_node n;
     char msg[300];
+    size_t voters;
+    bool member;
     int rc;
 
     memset(&n, 0, sizeof(n));
@@ -207,9 +202,10 @@ static int cmd_join(agent_membership *m, char *const *argv, const size_t *len, d
                  "this node another node.name", n.name, taken->raft);
         return reply_error(out, msg);
     }
-    if (!is_member_id(m, n.id)) {
-        agent_raft_vote vote = count_voters(m) < AGENT_RAFT_MAX_VOTERS ? AGENT_RAFT_VOTER
-                                                                        : AGENT_RAFT_STANDBY;
+    voters = voters_and(m, n.id, &member);
+    if (!member) {
+        agent_raft_vote vote = voters < AGENT_RAFT_MAX_VOTERS ? AGENT_RAFT_VOTER
+                                                              : AGENT_RAFT_STANDBY;
         rc = agent_raft_add(m->raft, n.id, n.raft, vote, on_change_done, m);
         if (rc == -EBUSY)
             return reply_error(out, "TRYAGAIN a membership change is running");
@@ -483,7 +479,8 @@ int agent_membership_remove(agent_membership *m, const char *name, char *what, s
 
 const char *agent_membership_name_of(agent_membership *m, uint64_t id)
 {
-    const agent_cstate_node *n = agent_cstate_node_find(agent_raft_cstate(m->raft), id);
+    const agent_cstate_node *n = m ? agent_cstate_node_find(agent_raft_cstate(m->raft), id)
+                                   : NULL;
 
     return n ? n->name : NULL;
 }

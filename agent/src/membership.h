@@ -66,7 +66,7 @@ int agent_membership_command(agent_membership *m, int argc, char *const *argv,
  */
 int agent_membership_remove(agent_membership *m, const char *name, char *what, size_t cap,
                             dpr_err *err);
-/* The node's name as the node table holds it, or NULL. */
+/* The node's name as the node table holds it, or NULL (also for m NULL). */
 const char *agent_membership_name_of(agent_membership *m, uint64_t id);
 
 #endif

@@ -627,13 +627,11 @@ void agent_note_raft(agent *a)
     if (!(ids = malloc((n ? n : 1) * sizeof(*ids))))
         return; /* told at the next change */
     for (size_t i = 0; i < n; i++) {
+        const char *name = agent_membership_name_of(a->membership, m[i].id);
         ids[i] = m[i].id;
         if (a->members && !had_member(a, m[i].id))
-            agent_emit(a, "node", json_pack("{s:s, s:s, s:s}", "name",
-                                            agent_membership_name_of(a->membership, m[i].id) ?
-                                            agent_membership_name_of(a->membership, m[i].id) :
-                                            m[i].address, "address", m[i].address, "state",
-                                            "joined"));
+            agent_emit(a, "node", json_pack("{s:s, s:s, s:s}", "name", name ? name : m[i].address,
+                                            "address", m[i].address, "state", "joined"));
     }
     for (size_t k = 0; a->members && k < a->nmembers; k++) {
         bool still = false;
