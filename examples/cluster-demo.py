@@ -8,8 +8,11 @@ tests/cluster/cluster.py needs, see docs/testing-clusters.md):
     in private namespaces on one bridge, gives their agents one Raft
     cluster (agent.conf raft group, docs/operations.md "A cluster of
     nodes") and prints `dprctl nodes`;
- 2. `dprctl apply --wait` of examples/cluster.yaml on node1 (its agent runs
-    the instances); a DPR session in node1 writes into deployment "kv";
+ 2. `dprctl apply --wait` of examples/cluster-3nodes.yaml on node1: the
+    leader places the instances (deployment "sessions" spread over the
+    three nodes, "kv" on node1 by its node_selector) and prints `dprctl
+    status` with each instance's node; a DPR session in node1 writes into
+    deployment "kv";
  3. makes sure the finder runs on another node than node1 (it restarts
     node1's agent while it leads), then cuts that node's power: the two
     others elect a leader, it serves the finder from the replicated log,
@@ -52,10 +55,13 @@ def demo(harness, build, cluster_box):
         ", ".join("%s (%s)" % (n.name, n.ip4) for n in c), lead.name))
     print(indent(n1.run(["dprctl", "nodes"]).stdout))
 
-    section("2. dprctl apply -f cluster.yaml on node1, a session writing")
-    shutil.copy(os.path.join(ROOT, "examples", "cluster.yaml"), n1.path("/root/cluster.yaml"))
-    n1.run("cd /root && dprctl apply -f cluster.yaml --wait --timeout %d" % WAIT,
-           timeout=WAIT + 30)
+    section("2. dprctl apply -f cluster-3nodes.yaml on node1, a session writing")
+    shutil.copy(os.path.join(ROOT, "examples", "cluster-3nodes.yaml"),
+                n1.path("/root/cluster.yaml"))
+    r = n1.run("cd /root && dprctl apply -f cluster.yaml --wait --timeout %d" % WAIT,
+               timeout=WAIT + 30)
+    print(indent(r.stdout))
+    print(indent(n1.run(["dprctl", "status"]).stdout))
     st = json.loads(n1.run(["dprctl", "status", "--json"]).stdout)
     wl0 = {d["name"]: d["world_line"] for d in st["deployments"]}["kv"]
     print("   finder addresses given to cache-stores and clients: %s" % st["finder"]["address"])

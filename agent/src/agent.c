@@ -106,6 +106,8 @@ void agent_update_status(agent *a)
     char text[512], sick[160] = "", part[200] = "";
     size_t ready = 0, unhealthy = 0, off = 0;
 
+    agent_cluster_publish(a); /* other nodes see this node's instances */
+
     for (size_t i = 0; i < a->st.ninst; i++) {
         inst_rt *rt = agent_rt_find(a, a->st.inst[i].name);
         ready += rt && agent_rt_ready(rt);
@@ -188,10 +190,10 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
 }
 
 /* plan, apply, delete: the spec desired (owned by the caller). */
-static json_t *change(agent *a, const agent_request *req, const agent_spec *desired, bool dry,
-                      const char *event)
+static json_t *change(agent *a, const agent_request *req, const agent_spec *desired,
+                      const agent_placement *placement, bool dry, const char *event)
 {
-    agent_alloc alloc = { a->cfg->port_min, a->cfg->port_max };
+    agent_alloc alloc = { a->cfg->port_min, a->cfg->port_max, placement, a->cfg->node_name };
     agent_state next;
     agent_plan plan;
     agent_problems p;
@@ -260,8 +262,8 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     return agent_reply_ok(req->id, result);
 }
 
-json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json, bool dry,
-                         const char *event)
+json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json,
+                         const agent_placement *placement, bool dry, const char *event)
 {
     const char *impls[64];
     agent_spec_rules rules = { a->cfg->cluster, impls, 0, a->cfg->checkpoint_interval_ms,
@@ -286,7 +288,7 @@ json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json, bool dry
     agent_problems_free(&p);
     if (rc < 0)
         return NULL;
-    reply = change(a, &req, &spec, dry, event);
+    reply = change(a, &req, &spec, placement, dry, event);
     agent_spec_free(&spec);
     return reply;
 }
@@ -297,7 +299,7 @@ static json_t *op_apply(agent *a, agent_client *c, const agent_request *req, boo
         return agent_cluster_change(a, c, req, req->spec, NULL); /* through the leader */
     if (a->membership)
         return agent_cluster_preview(a, req);
-    return agent_apply_json(a, req->id, req->spec, dry, "apply");
+    return agent_apply_json(a, req->id, req->spec, NULL, dry, "apply");
 }
 
 static json_t *not_found(const agent_request *req, const char *name)
@@ -322,7 +324,7 @@ static json_t *op_delete(agent *a, agent_client *c, const agent_request *req)
         return NULL;
     memmove(&spec.d[i], &spec.d[i + 1], (spec.n - (size_t)i - 1) * sizeof(*spec.d));
     spec.n--;
-    reply = change(a, req, &spec, false, "delete");
+    reply = change(a, req, &spec, NULL, false, "delete");
     agent_spec_free(&spec);
     return reply;
 }
@@ -368,13 +370,9 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
                  (unsigned)peer->uid);
         return op_delete(a, c, req);
     case AGENT_OP_STATUS:
-        if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0)) {
-            json_t *remote = agent_cluster_remote(a, req->name); /* another node's? */
-            size_t n = json_array_size(remote);
-            json_decref(remote);
-            if (n == 0)
-                return not_found(req, req->name);
-        }
+        if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0) &&
+            !agent_cluster_holds(a, req->name)) /* (another node's?) */
+            return not_found(req, req->name);
         result = agent_status_json(a, req->name);
         return result ? agent_reply_ok(req->id, result) : NULL;
     case AGENT_OP_NODES:

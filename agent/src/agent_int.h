@@ -74,10 +74,10 @@ struct agent {
     uint64_t spec_adopted;  /* the record generation this node took */
     uint64_t spec_refused;  /* one it could not take (logged once) */
     json_t *spec_proposed;  /* the leader's newest record, maybe not committed */
+    agent_placement placement; /* of the record this node took (none: n == 0) */
     struct agent_peerreq *insts_req; /* this node's instance record on its way */
-    /* what the instance record was last compared with: this node's state
-     * generation and the log's changes (agent_cluster_publish) */
-    uint64_t insts_checked_gen, insts_checked_changes;
+    char *insts_sent;       /* the record last sent (until the log holds it) */
+    uint64_t insts_sent_ms;
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     inst_rt *rt;
     size_t nrt, caprt;
@@ -105,9 +105,10 @@ inst_rt *agent_rt_find(agent *a, const char *name);
 inst_rt *agent_rt_ensure(agent *a, const char *name);
 /* Parses spec_json against this node's rules and plans it (dry: only
  * says what would change) like `apply`: the control reply (id may be
- * NULL). */
-json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json, bool dry,
-                         const char *event);
+ * NULL). placement: in a cluster, the instances placed here and their
+ * worker ids (plan.h, agent_alloc); NULL on one node. */
+json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json,
+                         const agent_placement *placement, bool dry, const char *event);
 /* Saves st durably (the error is logged too). */
 int agent_save_state(agent *a, const agent_state *st, dpr_err *err);
 int agent_write_env(agent *a, const agent_instance *in);

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "agent_int.h"
+#include "common/clock.h"
 #include "common/finders.h"
 #include "common/log.h"
 #include "common/resp.h"
@@ -19,6 +20,9 @@
 /* How long apply/delete look for a leader (an election takes about one to
  * two election timeouts). */
 #define SPEC_FORWARD_MS 15000
+/* An instance record sent and not in the log yet is sent again after this
+ * (its entry may have been lost with a leader). */
+#define PUBLISH_AGAIN_MS 2000
 
 /* A caller of apply/delete waiting for the leader, then for this node to
  * adopt generation `gen`. */
@@ -66,27 +70,138 @@ static json_t *record(agent *a)
     return cs->spec ? json_loadb(cs->spec, cs->spec_len, 0, NULL) : NULL;
 }
 
-/* The placement a spec gets: each deployment keeps its node (in base, a
- * placement object, may be NULL), new ones go to node. New reference. */
-static json_t *place(const json_t *spec, const json_t *base, const char *node)
-{
-    json_t *out = json_object(), *d;
-    size_t i;
+/* Rules for reading the record (written by the leader, checked there):
+ * any implementation, any cluster name. */
+static const agent_spec_rules record_rules = { NULL, NULL, 0, 0, 0 };
 
-    json_array_foreach(json_object_get(spec, "cachestores"), i, d) {
-        const char *name = json_string_value(json_object_get(d, "name"));
-        json_t *was = name ? json_object_get(base, name) : NULL;
-        if (name && json_object_set_new(out, name, was ? json_incref(was)
-                                                       : json_string(node)) < 0) {
+/* The record's spec and placement (rec may be NULL: none). 0; -ENOENT
+ * without a record; -EINVAL; -ENOMEM. */
+static int record_parse(const json_t *rec, agent_spec *spec, agent_placement *pl)
+{
+    agent_problems probs;
+    int rc;
+
+    if (!rec)
+        return -ENOENT;
+    agent_problems_init(&probs);
+    rc = agent_spec_parse(json_object_get(rec, "spec"), &record_rules, spec, &probs);
+    agent_problems_free(&probs);
+    if (rc < 0)
+        return rc;
+    rc = agent_placement_from_json(json_object_get(rec, "placement"), pl);
+    if (rc < 0)
+        agent_spec_free(spec);
+    return rc;
+}
+
+/* The nodes the leader may place on: the members, with what their
+ * instance records say of them (labels, max_instances); a member that has
+ * not published one yet takes nothing. */
+typedef struct node_view {
+    size_t n;
+    size_t unknown;      /* live members without a record (yet) */
+    agent_place_node *v;
+    const char **labels; /* v[i].labels point in here */
+    json_t **recs;       /* the parsed records (own the strings) */
+} node_view;
+
+static void node_view_free(node_view *nv)
+{
+    for (size_t i = 0; i < nv->n; i++)
+        json_decref(nv->recs[i]);
+    free(nv->v);
+    free(nv->labels);
+    free(nv->recs);
+    memset(nv, 0, sizeof(*nv));
+}
+
+/* Has this node heard from member id lately (itself: yes)? */
+static bool alive(agent *a, uint64_t id)
+{
+    agent_raft_member m[64];
+    size_t n = agent_raft_members(a->raft, m, 64);
+
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (m[i].id == id)
+            return m[i].last_contact_ms >= 0 &&
+                   m[i].last_contact_ms <= 2 * (int64_t)a->cfg->raft_election_ms;
+    return false;
+}
+
+static int node_view_make(agent *a, node_view *nv)
+{
+    const agent_cstate *cs = agent_raft_cstate(a->raft);
+    size_t nl = 0;
+
+    memset(nv, 0, sizeof(*nv));
+    nv->v = calloc(cs->nnodes + 1, sizeof(*nv->v));
+    nv->recs = calloc(cs->nnodes + 1, sizeof(*nv->recs));
+    nv->labels = calloc((cs->nnodes + 1) * AGENT_SELECTOR_MAX, sizeof(*nv->labels));
+    if (!nv->v || !nv->recs || !nv->labels) {
+        node_view_free(nv);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cs->nnodes; i++) {
+        const char *text = agent_cstate_insts_of(cs, cs->nodes[i].name);
+        json_t *rec = text ? json_loads(text, 0, NULL) : NULL, *l, *mi;
+        agent_place_node *n = &nv->v[nv->n];
+        size_t k;
+        n->name = cs->nodes[i].name;
+        n->labels = &nv->labels[nl];
+        mi = json_object_get(rec, "max_instances");
+        nv->unknown += !rec && alive(a, cs->nodes[i].id);
+        /* (a node that runs deployments of its own and did not take the
+         * spec takes nothing until it does) */
+        n->up = json_is_integer(mi) && json_integer_value(mi) >= 0 &&
+                (json_integer_value(json_object_get(rec, "adopted")) > 0 ||
+                 json_array_size(json_object_get(rec, "deployments")) == 0);
+        n->max_instances = n->up ? (uint32_t)json_integer_value(mi) : 0;
+        json_array_foreach(json_object_get(rec, "labels"), k, l)
+            if (json_is_string(l) && n->nlabels < AGENT_SELECTOR_MAX)
+                nv->labels[nl + n->nlabels++] = json_string_value(l);
+        nl += n->nlabels;
+        nv->recs[nv->n++] = rec;
+    }
+    return 0;
+}
+
+/* {"kv": ["n1", "n2", ...]}: each deployment's nodes in shard order (what
+ * users read). New reference. */
+static json_t *placement_brief(const agent_placement *p)
+{
+    json_t *out = json_object();
+
+    for (size_t i = 0; out && i < p->n; i++) {
+        json_t *l = json_array();
+        for (uint32_t s = 0; l && s < p->d[i].shards; s++)
+            if (json_array_append_new(l, json_string(p->d[i].slot[s].node)) < 0) {
+                json_decref(l);
+                l = NULL;
+            }
+        if (!l || json_object_set_new(out, p->d[i].name, l) < 0) {
             json_decref(out);
-            return NULL;
+            out = NULL;
         }
     }
     return out;
 }
 
-/* spec's deployments placed on node, as a spec of their own. New reference. */
-static json_t *part_of(const json_t *spec, const json_t *placement, const char *node)
+/* The brief placement of a record (or null). */
+static json_t *record_brief(const json_t *rec)
+{
+    agent_placement pl;
+    json_t *out;
+
+    if (!rec || agent_placement_from_json(json_object_get(rec, "placement"), &pl) < 0)
+        return json_null();
+    out = placement_brief(&pl);
+    agent_placement_free(&pl);
+    return out ? out : json_null();
+}
+
+/* The spec's deployments with an instance on node, as a spec of their own.
+ * New reference. */
+static json_t *part_of(const json_t *spec, const agent_placement *pl, const char *node)
 {
     json_t *part = json_deep_copy(spec), *keep = json_array(), *d;
     size_t i;
@@ -98,13 +213,135 @@ static json_t *part_of(const json_t *spec, const json_t *placement, const char *
     }
     json_array_foreach(json_object_get(spec, "cachestores"), i, d) {
         const char *name = json_string_value(json_object_get(d, "name"));
-        const char *at = name ? json_string_value(json_object_get(placement, name)) : NULL;
-        if (at && strcmp(at, node) == 0)
+        const agent_placed_dep *pd = name ? agent_placement_find(pl, name) : NULL;
+        bool here = false;
+        for (uint32_t s = 0; pd && s < pd->shards && !here; s++)
+            here = strcmp(pd->slot[s].node, node) == 0;
+        if (here)
             json_array_append(keep, d);
     }
     json_object_set_new(part, "cachestores", keep);
     return part;
 }
+
+/* Sets shard's slot of deployment name in p (grown as needed). */
+static int running_add(agent_placement *p, const char *name, uint32_t shard, const char *node,
+                       uint64_t worker)
+{
+    agent_placed_dep *d = (agent_placed_dep *)agent_placement_find(p, name);
+
+    if (!d) {
+        agent_placed_dep *v = realloc(p->d, (p->n + 1) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        p->d = v;
+        d = &p->d[p->n++];
+        memset(d, 0, sizeof(*d));
+        snprintf(d->name, sizeof(d->name), "%s", name);
+    }
+    if (shard >= d->shards) {
+        agent_slot *v = realloc(d->slot, (shard + 1) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        memset(&v[d->shards], 0, (shard + 1 - d->shards) * sizeof(*v));
+        d->slot = v;
+        d->shards = shard + 1;
+    }
+    if (!d->slot[shard].worker) { /* (the first node that says so) */
+        snprintf(d->slot[shard].node, sizeof(d->slot[shard].node), "%s", node);
+        d->slot[shard].worker = worker;
+    }
+    return 0;
+}
+
+/* What members that never took the cluster's spec run, as their instance
+ * records say (placement.h, agent_place's `running`). */
+static int running_of(agent *a, agent_placement *out)
+{
+    const agent_cstate *cs = agent_raft_cstate(a->raft);
+    int rc = 0;
+
+    agent_placement_init(out);
+    for (size_t i = 0; rc == 0 && i < cs->nnodes; i++) {
+        const char *text = agent_cstate_insts_of(cs, cs->nodes[i].name);
+        json_t *rec = text ? json_loads(text, 0, NULL) : NULL, *d, *in;
+        size_t k, m;
+        /* only a node that never took the cluster's spec runs deployments
+         * of its own (one that did may still run some the spec deleted) */
+        if (json_integer_value(json_object_get(rec, "adopted")) != 0) {
+            json_decref(rec);
+            continue;
+        }
+        json_array_foreach(json_object_get(rec, "deployments"), k, d) {
+            const char *name = json_string_value(json_object_get(d, "name"));
+            if (!name || !agent_name_valid(name, AGENT_DEPLOY_NAME_MAX))
+                continue;
+            json_array_foreach(json_object_get(d, "instances"), m, in) {
+                json_t *sh = json_object_get(in, "shard"), *w = json_object_get(in, "worker");
+                if (rc == 0 && json_is_integer(sh) && json_integer_value(sh) >= 0 &&
+                    json_integer_value(sh) < AGENT_SHARDS_MAX && json_is_integer(w) &&
+                    json_integer_value(w) >= 1)
+                    rc = running_add(out, name, (uint32_t)json_integer_value(sh),
+                                     cs->nodes[i].name, (uint64_t)json_integer_value(w));
+            }
+        }
+        json_decref(rec);
+    }
+    if (rc < 0)
+        agent_placement_free(out);
+    return rc;
+}
+
+/* Does next place an instance cur does not hold? */
+static bool places_new(const agent_placement *cur, const agent_placement *next)
+{
+    for (size_t i = 0; i < next->n; i++) {
+        const agent_placed_dep *was = agent_placement_find(cur, next->d[i].name);
+        if (!was || was->shards < next->d[i].shards)
+            return true;
+    }
+    return false;
+}
+
+/* Places spec (checked) from the record rec (may be NULL): 0 and *out;
+ * -EINVAL with the problems; -EAGAIN (one problem saying so) when live
+ * members have not published what they take yet and the placement would
+ * place new instances (strict) or fails (placement may work once they
+ * did, and new instances would spread over them); -ENOMEM. */
+static int place_spec(agent *a, const agent_spec *spec, const json_t *rec, bool strict,
+                      agent_placement *out, agent_problems *probs)
+{
+    agent_placement cur, running;
+    node_view nv;
+    int rc;
+
+    agent_placement_init(&cur);
+    if (rec && agent_placement_from_json(json_object_get(rec, "placement"), &cur) < 0)
+        agent_placement_init(&cur);
+    rc = running_of(a, &running);
+    if (rc < 0) {
+        agent_placement_free(&cur);
+        return rc;
+    }
+    rc = node_view_make(a, &nv);
+    if (rc == 0)
+        rc = agent_place(spec, &cur, &running, nv.v, nv.n, out, probs);
+    if (nv.unknown && (rc == -EINVAL || (rc == 0 && strict && places_new(&cur, out)))) {
+        if (rc == 0)
+            agent_placement_free(out);
+        agent_problems_add(probs, "", "%zu live member%s of the cluster did not tell what "
+                           "%s take%s yet (its instance record)", nv.unknown,
+                           nv.unknown == 1 ? "" : "s", nv.unknown == 1 ? "it" : "they",
+                           nv.unknown == 1 ? "s" : "");
+        rc = -EAGAIN;
+    }
+    node_view_free(&nv);
+    agent_placement_free(&running);
+    agent_placement_free(&cur);
+    return rc;
+}
+
+static json_t *node_record(agent *a, const char *node);
 
 /* ---- the leader ------------------------------------------------------------ */
 
@@ -170,6 +407,7 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
     agent_spec_rules rules;
     agent_problems probs;
     agent_spec spec;
+    agent_placement placed;
     json_t *j = NULL, *canon = NULL, *old = NULL, *placement = NULL;
     dpr_buf payload = DPR_BUF_INIT;
     char node[AGENT_CSTATE_NAME_MAX + 1], msg[400];
@@ -189,6 +427,7 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
     node[argvlen[1]] = '\0';
     rules_of(a, &rules, impls, 64);
     agent_problems_init(&probs);
+    agent_placement_init(&placed);
     j = json_loadb(argv[2], argvlen[2], JSON_REJECT_DUPLICATES, NULL);
     rc = j ? agent_spec_parse(j, &rules, &spec, &probs) : -EINVAL;
     if (rc < 0) {
@@ -199,7 +438,6 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
         goto out;
     }
     canon = agent_spec_to_json(&spec);
-    agent_spec_free(&spec);
     /* the newest record: proposed by this leader (not committed yet), else
      * the committed one */
     old = a->spec_proposed && (uint64_t)json_integer_value(json_object_get(
@@ -207,7 +445,22 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
                                   agent_raft_cstate(a->raft)->spec_generation
               ? json_incref(a->spec_proposed)
               : record(a);
-    placement = canon ? place(canon, json_object_get(old, "placement"), node) : NULL;
+    rc = canon ? place_spec(a, &spec, old, true, &placed, &probs) : -ENOMEM;
+    agent_spec_free(&spec);
+    if (rc == -EINVAL || rc == -EAGAIN) {
+        /* TRYAGAIN: the caller's agent asks again until its timeout (the
+         * reason is the last problem) */
+        const agent_problem *pr = &probs.v[rc == -EAGAIN ? probs.n - 1 : 0];
+        if (rc == -EAGAIN)
+            snprintf(msg, sizeof(msg), "TRYAGAIN %s", pr->message);
+        else
+            snprintf(msg, sizeof(msg), "ERR spec invalid on the leader: %s: %s", pr->where,
+                     pr->message);
+        dpr_resp_error(out, msg);
+        goto out;
+    }
+    placement = rc == 0 ? agent_placement_to_json(&placed) : NULL;
+    agent_placement_free(&placed);
     if (!placement) {
         dpr_resp_error(out, "ERR out of memory");
         goto out;
@@ -292,7 +545,7 @@ static void answer(agent *a, const json_t *reply, const json_t *rec)
             if (json_is_object(res)) {
                 json_object_set_new(res, "cluster_generation",
                                     json_integer((json_int_t)w->gen));
-                json_object_set(res, "placement", json_object_get(rec, "placement"));
+                json_object_set_new(res, "placement", record_brief(rec));
             }
         }
         agent_pending_reply(w->pending, r);
@@ -302,13 +555,40 @@ static void answer(agent *a, const json_t *reply, const json_t *rec)
 }
 
 /* A fresh cluster led by a node that ran deployments alone: its spec
- * becomes the record, every deployment placed on it. */
+ * becomes the record, every instance placed on it with its worker id. */
 static void import_local(agent *a)
 {
     json_t *spec = agent_spec_to_json(&a->st.spec), *placement = NULL;
     dpr_buf payload = DPR_BUF_INIT;
+    agent_placement pl;
+    int rc = spec ? 0 : -ENOMEM;
 
-    placement = spec ? place(spec, NULL, a->cfg->node_name) : NULL;
+    agent_placement_init(&pl);
+    pl.next_worker = a->st.next_worker;
+    if (rc == 0 && a->st.spec.n && !(pl.d = calloc(a->st.spec.n, sizeof(*pl.d))))
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < a->st.spec.n; i++) {
+        agent_placed_dep *d = &pl.d[pl.n++];
+        snprintf(d->name, sizeof(d->name), "%s", a->st.spec.d[i].name);
+        d->shards = a->st.spec.d[i].shards;
+        if (!(d->slot = calloc(d->shards, sizeof(*d->slot))))
+            rc = -ENOMEM;
+        for (size_t k = 0; rc == 0 && k < a->st.ninst; k++) {
+            const agent_instance *in = &a->st.inst[k];
+            if (strcmp(in->deployment, d->name) != 0 || in->shard >= d->shards)
+                continue;
+            snprintf(d->slot[in->shard].node, sizeof(d->slot[in->shard].node), "%s",
+                     a->cfg->node_name);
+            d->slot[in->shard].worker = in->worker;
+        }
+        for (uint32_t s = 0; rc == 0 && s < d->shards; s++)
+            if (!d->slot[s].worker) /* (a resize in progress: shards not made yet) */
+                rc = -EBUSY;
+    }
+    placement = rc == 0 ? agent_placement_to_json(&pl) : NULL;
+    if (rc == -EBUSY) /* (tried again with every applied entry) */
+        log_debug("cluster: this node's deployments are being resized: they become the "
+                  "cluster's spec once that is done");
     if (placement && agent_cstate_spec_payload(1, spec, placement, &payload) == 0 &&
         agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_SPEC, payload.data, payload.len,
                          on_record, a) == 0) {
@@ -318,15 +598,41 @@ static void import_local(agent *a)
         a->spec_proposed = json_pack("{s:i, s:O, s:O}", "generation", 1, "spec", spec,
                                      "placement", placement);
     }
+    agent_placement_free(&pl);
     dpr_buf_free(&payload);
     json_decref(spec);
     json_decref(placement);
 }
 
+/* This node's part of the record rec, applied (dry: planned) as `event`:
+ * the reply, NULL on ENOMEM. */
+static json_t *take_part(agent *a, const json_t *rec, json_t *id, bool dry, const char *event)
+{
+    agent_placement pl;
+    json_t *part, *reply = NULL;
+
+    if (agent_placement_from_json(json_object_get(rec, "placement"), &pl) < 0)
+        return agent_reply_error(id, AGENT_E_INTERNAL, "the cluster's spec record holds no "
+                                 "placement this agent reads (written by another version?)",
+                                 NULL);
+    part = part_of(json_object_get(rec, "spec"), &pl, a->cfg->node_name);
+    if (part)
+        reply = agent_apply_json(a, id, part, &pl, dry, event);
+    json_decref(part);
+    if (!dry) {
+        /* what the layouts, the status and clients go by from now on */
+        agent_placement_free(&a->placement);
+        a->placement = pl;
+    } else {
+        agent_placement_free(&pl);
+    }
+    return reply;
+}
+
 void agent_cluster_adopt(agent *a)
 {
     const agent_cstate *cs;
-    json_t *rec, *part, *reply;
+    json_t *rec, *reply;
     const char *stray;
 
     if (!a->raft || a->stopping)
@@ -362,10 +668,10 @@ void agent_cluster_adopt(agent *a)
         json_decref(rec);
         return;
     }
-    part = part_of(json_object_get(rec, "spec"), json_object_get(rec, "placement"),
-                   a->cfg->node_name);
-    reply = part ? agent_apply_json(a, NULL, part, false, "apply") : NULL;
+    /* (set first: the instance record this node publishes while it takes
+     * its part says it took the spec) */
     a->spec_adopted = cs->spec_generation;
+    reply = take_part(a, rec, NULL, false, "apply");
     if (reply && json_is_false(json_object_get(reply, "ok")))
         log_error("cluster: this node cannot take its part of spec generation %" PRIu64
                   ": %s", cs->spec_generation,
@@ -376,7 +682,6 @@ void agent_cluster_adopt(agent *a)
     agent_cluster_publish(a);
     answer(a, reply, rec);
     json_decref(reply);
-    json_decref(part);
     json_decref(rec);
 }
 
@@ -408,14 +713,11 @@ static void on_forwarded(void *arg, int status, int error, const char *text)
     w->gen = gen;
     if (gen <= a->spec_adopted) {
         /* adopted already (nothing changed, or this node was quick) */
-        json_t *rec = record(a), *part = NULL, *reply = NULL;
+        json_t *rec = record(a), *reply = NULL;
         if (rec)
-            part = part_of(json_object_get(rec, "spec"), json_object_get(rec, "placement"),
-                           a->cfg->node_name);
-        reply = part ? agent_apply_json(a, NULL, part, true, "plan") : NULL;
+            reply = take_part(a, rec, NULL, true, "plan");
         answer(a, reply, rec);
         json_decref(reply);
-        json_decref(part);
         json_decref(rec);
         return;
     }
@@ -506,59 +808,124 @@ json_t *agent_cluster_preview(agent *a, const agent_request *req)
     agent_spec_rules rules;
     agent_problems probs;
     agent_spec parsed;
-    json_t *rec = record(a), *canon = NULL, *placement = NULL, *part = NULL, *reply = NULL;
+    agent_placement pl;
+    json_t *rec = record(a), *canon = NULL, *part = NULL, *reply = NULL;
     int rc;
 
     rules_of(a, &rules, impls, 64);
     agent_problems_init(&probs);
+    agent_placement_init(&pl);
     rc = agent_spec_parse(req->spec, &rules, &parsed, &probs);
-    if (rc == -EINVAL)
+    if (rc == 0) {
+        /* where this node's view of the cluster would put each instance
+         * (the leader decides, with the same rules and the same log) */
+        canon = agent_spec_to_json(&parsed);
+        rc = canon ? place_spec(a, &parsed, rec, false, &pl, &probs) : -ENOMEM;
+        agent_spec_free(&parsed);
+    }
+    if (rc == -EINVAL || rc == -EAGAIN)
         reply = agent_reply_spec_invalid(req->id, &probs);
     agent_problems_free(&probs);
     if (rc < 0)
         goto out;
-    canon = agent_spec_to_json(&parsed);
-    agent_spec_free(&parsed);
-    placement = canon ? place(canon, json_object_get(rec, "placement"), a->cfg->node_name)
-                      : NULL;
-    part = placement ? part_of(canon, placement, a->cfg->node_name) : NULL;
-    reply = part ? agent_apply_json(a, req->id, part, true, "plan") : NULL;
+    part = part_of(canon, &pl, a->cfg->node_name);
+    reply = part ? agent_apply_json(a, req->id, part, &pl, true, "plan") : NULL;
     if (reply && json_is_object(json_object_get(reply, "result")))
-        json_object_set(json_object_get(reply, "result"), "placement", placement);
+        json_object_set_new(json_object_get(reply, "result"), "placement",
+                            placement_brief(&pl));
 out:
+    agent_placement_free(&pl);
     json_decref(rec);
     json_decref(canon);
-    json_decref(placement);
     json_decref(part);
     return reply;
 }
 
-/* This node's instance record: its deployments and their instances (new
- * reference). */
+/* What the record tells of a local instance. New reference. */
+static json_t *published_instance(agent *a, const agent_instance *in)
+{
+    inst_rt *rt = agent_rt_find(a, in->name);
+    bool known = rt && rt->known;
+    char endpoint[320];
+    json_t *o;
+
+    agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
+    o = json_pack("{s:s, s:I, s:I, s:s, s:b}", "name", in->name, "shard",
+                  (json_int_t)in->shard, "worker", (json_int_t)in->worker, "endpoint", endpoint,
+                  "ready", rt && agent_rt_ready(rt));
+    if (o && known) {
+        /* the unit's state as status shows it (not its pid or counters:
+         * each change would be an entry) */
+        json_object_set_new(o, "active_state", json_string(rt->props.active_state));
+        json_object_set_new(o, "sub_state", json_string(rt->props.sub_state));
+        json_object_set_new(o, "health", json_string(agent_health_name(rt->health)));
+        if (rt->last_error[0])
+            json_object_set_new(o, "last_error", json_stringn(rt->last_error,
+                                                              strnlen(rt->last_error, 200)));
+    }
+    return o;
+}
+
+/* The layout a deployment's driving node publishes: epoch, shards and a
+ * resize's endpoints (not its progress). New reference, or NULL. */
+static json_t *published_layout(agent *a, const char *deployment)
+{
+    json_t *l = agent_layouts_status(a->layouts, deployment), *r, *out;
+
+    if (!l)
+        return NULL;
+    r = json_object_get(l, "resize");
+    out = json_pack("{s:O, s:O, s:o}", "epoch", json_object_get(l, "epoch"), "shards",
+                    json_object_get(l, "shards"), "resize",
+                    json_is_object(r) ? json_pack("{s:O, s:O, s:O}", "from",
+                                                  json_object_get(r, "from"), "to",
+                                                  json_object_get(r, "to"), "epoch",
+                                                  json_object_get(r, "epoch"))
+                                      : json_null());
+    json_decref(l);
+    return out;
+}
+
+/* Does this node drive deployment's layout (it runs its shard 0)? */
+bool agent_cluster_drives(agent *a, const char *deployment)
+{
+    const agent_placed_dep *d;
+
+    if (!a->raft)
+        return true;
+    d = agent_placement_find(&a->placement, deployment);
+    return d && d->shards && strcmp(d->slot[0].node, a->cfg->node_name) == 0;
+}
+
+/* This node's instance record: what it takes (labels, max_instances), the
+ * spec generation it took, its deployments and their instances. New
+ * reference. */
 static json_t *own_instances(agent *a)
 {
-    json_t *deps = json_array();
+    json_t *deps = json_array(), *labels = json_array();
 
+    for (size_t i = 0; labels && i < a->cfg->nnode_labels; i++)
+        json_array_append_new(labels, json_string(a->cfg->node_labels[i]));
     for (size_t i = 0; deps && a->st.spec.name && i < a->st.spec.n; i++) {
-        json_t *insts = json_array();
-        for (size_t k = 0; insts && k < a->st.ninst; k++) {
-            const agent_instance *in = &a->st.inst[k];
-            char endpoint[320];
-            if (strcmp(in->deployment, a->st.spec.d[i].name) != 0)
-                continue;
-            agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
-            json_array_append_new(insts, json_pack("{s:s, s:I, s:I, s:s}", "name", in->name,
-                                                   "shard", (json_int_t)in->shard, "worker",
-                                                   (json_int_t)in->worker, "endpoint",
-                                                   endpoint));
-        }
-        json_array_append_new(deps, json_pack("{s:s, s:I, s:o*}", "name",
-                                              a->st.spec.d[i].name, "shards",
-                                              (json_int_t)a->st.spec.d[i].shards, "instances",
-                                              insts));
+        const char *name = a->st.spec.d[i].name;
+        json_t *insts = json_array(), *d;
+        for (size_t k = 0; insts && k < a->st.ninst; k++)
+            if (strcmp(a->st.inst[k].deployment, name) == 0)
+                json_array_append_new(insts, published_instance(a, &a->st.inst[k]));
+        d = json_pack("{s:s, s:I, s:o*}", "name", name, "shards",
+                      (json_int_t)a->st.spec.d[i].shards, "instances", insts);
+        if (d && agent_cluster_drives(a, name))
+            json_object_set_new(d, "layout", published_layout(a, name));
+        json_array_append_new(deps, d);
     }
-    return deps ? json_pack("{s:s, s:o}", "node", a->cfg->node_name, "deployments", deps)
-                : NULL;
+    if (!deps || !labels) {
+        json_decref(deps);
+        json_decref(labels);
+        return NULL;
+    }
+    return json_pack("{s:s, s:o, s:I, s:I, s:o}", "node", a->cfg->node_name, "labels", labels,
+                     "max_instances", (json_int_t)a->cfg->max_instances, "adopted",
+                     (json_int_t)a->spec_adopted, "deployments", deps);
 }
 
 static void on_published(void *arg, int status, int error, const char *text)
@@ -569,82 +936,140 @@ static void on_published(void *arg, int status, int error, const char *text)
     if (status < 0 || error)
         log_debug("cluster: publishing this node's instances failed: %s",
                   text ? text : strerror(-status));
+    agent_cluster_publish(a); /* what changed while it was on its way */
 }
 
 void agent_cluster_publish(agent *a)
 {
-    json_t *mine, *theirs = NULL;
+    json_t *mine;
     const char *have;
-    char *text = NULL;
-    bool same;
+    char *text;
     dpr_finders t;
 
     if (!a->raft || a->stopping || a->insts_req || !agent_raft_is_member(a->raft))
         return;
-    /* nothing to compare again unless this node's state or the log moved
-     * (this runs whenever entries were applied) */
-    if (a->insts_checked_gen == a->st.generation + 1 &&
-        a->insts_checked_changes == agent_raft_cstate(a->raft)->changes)
-        return;
     mine = own_instances(a);
+    text = mine ? json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(mine);
+    /* the log holds the text this node sent: nothing to write when it is
+     * the same (this runs on every status change and applied entry) */
     have = agent_cstate_insts_of(agent_raft_cstate(a->raft), a->cfg->node_name);
-    if (have)
-        theirs = json_loads(have, 0, NULL);
-    same = mine && theirs && json_equal(mine, theirs);
-    if (same) {
-        a->insts_checked_gen = a->st.generation + 1; /* (+1: generation 0 counts too) */
-        a->insts_checked_changes = agent_raft_cstate(a->raft)->changes;
+    if (!text || (have && strcmp(have, text) == 0) ||
+        (a->insts_sent && strcmp(a->insts_sent, text) == 0 &&
+         dpr_mono_ms() - a->insts_sent_ms < PUBLISH_AGAIN_MS)) {
+        free(text);
+        return;
     }
-    if (!same && mine && (text = json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS))) {
-        if (agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
-            agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_INSTANCES, text, strlen(text),
-                             on_insts, a);
-        } else if (dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) == 0) {
-            const char *argv[3] = { "DPR.CLUSTER.INSTANCES", a->cfg->node_name, text };
-            if (agent_peerreq_send(a->loop, &t, 2000, 3, argv, on_published, a,
-                                   &a->insts_req) < 0)
-                a->insts_req = NULL;
-        }
+    free(a->insts_sent);
+    a->insts_sent = strdup(text);
+    a->insts_sent_ms = dpr_mono_ms();
+    if (agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
+        agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_INSTANCES, text, strlen(text), on_insts,
+                         a);
+    } else if (dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) == 0) {
+        const char *argv[3] = { "DPR.CLUSTER.INSTANCES", a->cfg->node_name, text };
+        if (agent_peerreq_send(a->loop, &t, 2000, 3, argv, on_published, a, &a->insts_req) < 0)
+            a->insts_req = NULL;
     }
     free(text);
-    json_decref(mine);
-    json_decref(theirs);
 }
 
-json_t *agent_cluster_remote(agent *a, const char *name)
+json_t *agent_cluster_node_info(agent *a, const char *node)
 {
-    const agent_cstate *cs;
-    json_t *out = json_array(), *rec = NULL;
+    json_t *rec = node_record(a, node), *out;
 
-    if (!a->raft || !out)
-        return out;
-    cs = agent_raft_cstate(a->raft);
-    rec = record(a);
-    for (size_t i = 0; i < cs->ninsts; i++) {
-        json_t *j, *d;
-        size_t k;
-        if (strcmp(cs->insts[i].node, a->cfg->node_name) == 0)
-            continue;
-        j = json_loads(cs->insts[i].json, 0, NULL);
-        json_array_foreach(json_object_get(j, "deployments"), k, d) {
-            const char *dn = json_string_value(json_object_get(d, "name"));
-            const char *at = dn ? json_string_value(json_object_get(
-                                      json_object_get(rec, "placement"), dn)) : NULL;
-            json_t *inst;
-            size_t m;
-            /* only what the spec still places there */
-            if (!at || strcmp(at, cs->insts[i].node) != 0 || (name && strcmp(name, dn) != 0))
-                continue;
-            json_array_foreach(json_object_get(d, "instances"), m, inst)
-                json_object_set_new(inst, "node", json_string(cs->insts[i].node));
-            json_object_set_new(d, "node", json_string(cs->insts[i].node));
-            json_object_set_new(d, "remote", json_true());
-            json_object_set_new(d, "domain", json_string(dn));
-            json_array_append(out, d);
-        }
-        json_decref(j);
-    }
+    out = json_pack("{s:O*, s:O*, s:I}", "labels", json_object_get(rec, "labels"),
+                    "max_instances", json_object_get(rec, "max_instances"), "instances",
+                    (json_int_t)agent_placement_count(&a->placement, node));
     json_decref(rec);
+    return out;
+}
+
+bool agent_cluster_holds(agent *a, const char *name)
+{
+    agent_spec spec;
+    agent_placement pl;
+    bool found;
+
+    if (agent_cluster_record(a, &spec, &pl) < 0)
+        return false;
+    found = agent_spec_find(&spec, name) >= 0;
+    agent_spec_free(&spec);
+    agent_placement_free(&pl);
+    return found;
+}
+
+int agent_cluster_record(agent *a, agent_spec *spec, agent_placement *pl)
+{
+    json_t *rec;
+    int rc;
+
+    if (!a->raft)
+        return -ENOENT;
+    rec = record(a);
+    rc = record_parse(rec, spec, pl);
+    json_decref(rec);
+    return rc;
+}
+
+/* The published deployment d of node's record j, or NULL. */
+static json_t *published_dep(json_t *j, const char *d)
+{
+    json_t *e;
+    size_t i;
+
+    json_array_foreach(json_object_get(j, "deployments"), i, e)
+        if (json_is_string(json_object_get(e, "name")) &&
+            strcmp(json_string_value(json_object_get(e, "name")), d) == 0)
+            return e;
+    return NULL;
+}
+
+/* The record node published, parsed (new reference), or NULL. */
+static json_t *node_record(agent *a, const char *node)
+{
+    const char *text = agent_cstate_insts_of(agent_raft_cstate(a->raft), node);
+
+    return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+json_t *agent_cluster_published(agent *a, const char *deployment, uint32_t shard,
+                                const agent_slot *slot)
+{
+    json_t *j = node_record(a, slot->node), *e, *out = NULL;
+    size_t i;
+
+    json_array_foreach(json_object_get(published_dep(j, deployment), "instances"), i, e) {
+        json_t *w = json_object_get(e, "worker"), *sh = json_object_get(e, "shard");
+        if (json_is_integer(w) && (uint64_t)json_integer_value(w) == slot->worker &&
+            json_is_integer(sh) && (uint64_t)json_integer_value(sh) == shard) {
+            out = json_deep_copy(e);
+            break;
+        }
+    }
+    json_decref(j);
+    if (!out) {
+        /* placed, not running there (yet) */
+        char name[AGENT_INSTANCE_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%s-%u", deployment, shard);
+        out = json_pack("{s:s, s:I, s:I, s:b}", "name", name, "shard", (json_int_t)shard,
+                        "worker", (json_int_t)slot->worker, "ready", 0);
+    }
+    if (out)
+        json_object_set_new(out, "node", json_string(slot->node));
+    return out;
+}
+
+json_t *agent_cluster_layout(agent *a, const char *deployment, const agent_placement *pl)
+{
+    const agent_placed_dep *d = agent_placement_find(pl, deployment);
+    json_t *j, *out;
+
+    if (!d || !d->shards)
+        return NULL;
+    j = node_record(a, d->slot[0].node);
+    out = json_incref(json_object_get(published_dep(j, deployment), "layout"));
+    json_decref(j);
     return out;
 }
 
@@ -654,9 +1079,8 @@ json_t *agent_cluster_spec_json(agent *a)
 
     if (!rec)
         return json_null();
-    out = json_pack("{s:O, s:O, s:I}", "generation", json_object_get(rec, "generation"),
-                    "placement", json_object_get(rec, "placement"), "adopted",
-                    (json_int_t)a->spec_adopted);
+    out = json_pack("{s:O, s:o, s:I}", "generation", json_object_get(rec, "generation"),
+                    "placement", record_brief(rec), "adopted", (json_int_t)a->spec_adopted);
     json_decref(rec);
     return out ? out : json_null();
 }
@@ -677,4 +1101,7 @@ void agent_cluster_stop(agent *a)
     a->spec_proposed = NULL;
     agent_peerreq_cancel(a->insts_req);
     a->insts_req = NULL;
+    free(a->insts_sent);
+    a->insts_sent = NULL;
+    agent_placement_free(&a->placement);
 }

@@ -1,19 +1,25 @@
 /*
  * clusterspec.h - the desired spec of a cluster of agents, in the Raft log
- * (cstate.h's spec record: the spec, its generation and each deployment's
- * node).
+ * (cstate.h's spec record: the spec, its generation and where each
+ * instance runs, placement.h).
  *
  *  - `apply` and `delete` on any node are sent to the leader
  *    (DPR.CLUSTER.SPEC <node> <spec>, peerreq.h); the leader checks the
- *    spec, places each new deployment on the node that applied it (a
- *    deployment keeps its node for life; placement across nodes is its own
- *    issue) and appends the record with the next generation; its "+OK
- *    <generation>" leaves only once the record is committed (the finder
- *    server's group commit holds it).
- *  - Every agent adopts the record: its own deployments (placement == its
- *    node.name) become its local desired spec (agent.json, the plan, the
- *    units, as on a single node). The caller of `apply` is answered once
- *    its own agent adopted that generation, with its plan.
+ *    spec, places its instances on the nodes (placement.h: spread, within
+ *    each node's max_instances, as node selectors allow; an instance stays
+ *    where it is) and appends the record with the next generation; its
+ *    "+OK <generation>" leaves only once the record is committed (the
+ *    finder server's group commit holds it).
+ *  - Every agent adopts the record: the deployments with instances placed
+ *    on it become its local desired spec, and the placement says which of
+ *    their instances run here with which worker ids (agent.json, the plan,
+ *    the units, as on a single node). The caller of `apply` is answered
+ *    once its own agent adopted that generation, with its plan.
+ *  - Every agent publishes its instance record (DPR.CLUSTER.INSTANCES):
+ *    its labels and max_instances (what the leader places by), and its
+ *    instances with their endpoints and states, so that status on any node
+ *    and clients see the whole cluster. The node running a deployment's
+ *    shard 0 drives its layout (layout.h) and publishes it.
  *
  * On a single node (no raft group) none of this runs.
  */
@@ -26,6 +32,7 @@
 
 #include "common/buf.h"
 #include "control.h"
+#include "placement.h"
 #include "proto.h"
 
 typedef struct agent agent;
@@ -47,14 +54,29 @@ json_t *agent_cluster_change(agent *a, agent_client *c, const agent_request *req
 json_t *agent_cluster_preview(agent *a, const agent_request *req);
 /* {"generation": N, "placement": {...}, "adopted": N} of the record, or null. */
 json_t *agent_cluster_spec_json(agent *a);
-/* Publishes this node's instances (names, shards, worker ids, endpoints)
- * in the log unless the log holds them as they are: other nodes show them
- * in `status` and clients find them there. */
+/* Publishes this node's instance record in the log unless the log holds
+ * it as it is (call it whenever an instance's state may have changed). */
 void agent_cluster_publish(agent *a);
-/* The deployments other nodes run, as they published them (name NULL:
- * all): a JSON array of {"name", "shards", "node", "remote": true,
- * "domain", "instances": [{"name", "shard", "worker", "endpoint", "node"}]}. */
-json_t *agent_cluster_remote(agent *a, const char *name);
+/* The record's spec and placement: 0; -ENOENT (no record, or a single
+ * node); -EINVAL (unreadable); -ENOMEM. */
+int agent_cluster_record(agent *a, agent_spec *spec, agent_placement *pl);
+/* What `nodes` shows of node: {"labels", "max_instances"} as it published
+ * them (absent until it did), "instances" placed on it. New reference. */
+json_t *agent_cluster_node_info(agent *a, const char *node);
+/* Does the cluster's spec hold a deployment of that name? */
+bool agent_cluster_holds(agent *a, const char *name);
+/* The instance of a slot as its node published it: {"name", "shard",
+ * "worker", "endpoint", "ready", "active_state", "sub_state", "health",
+ * "last_error", "node"}; only name, shard, worker, node and ready (false)
+ * while it did not publish it. New reference, NULL on ENOMEM. */
+json_t *agent_cluster_published(agent *a, const char *deployment, uint32_t shard,
+                                const agent_slot *slot);
+/* The layout deployment's driving node published ({"epoch", "shards",
+ * "resize"}), or NULL. New reference. */
+json_t *agent_cluster_layout(agent *a, const char *deployment, const agent_placement *pl);
+/* Does this node drive deployment's layout (it runs shard 0; always on a
+ * single node)? */
+bool agent_cluster_drives(agent *a, const char *deployment);
 /* Drops the callers still waiting (the agent stops). */
 void agent_cluster_stop(agent *a);
 

@@ -156,15 +156,7 @@ static bool plain_path(const char *v)
 
 static bool host_name_ok(const char *v)
 {
-    size_t n = strlen(v);
-
-    if (n == 0 || n > 253)
-        return false;
-    for (; *v; v++)
-        if (!((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') ||
-              (*v >= '0' && *v <= '9') || *v == '-' || *v == '.' || *v == '_'))
-            return false;
-    return true;
+    return agent_host_chars_ok(v, 253);
 }
 
 static int add_impl(agent_config *c, const char *name, const char *exec)
@@ -261,6 +253,65 @@ static void read_control_limits(ctx *x, config_setting_t *control, agent_config 
     c->control_max_input_bytes = (uint32_t)input;
 }
 
+/* The list setting g.key, or NULL (absent, or not a list: a problem
+ * showing example). */
+static config_setting_t *get_list(ctx *x, config_setting_t *g, const char *key,
+                                  const char *label, const char *example)
+{
+    config_setting_t *l = g ? config_setting_get_member(g, key) : NULL;
+
+    if (l && !config_setting_is_array(l) && !config_setting_is_list(l)) {
+        problem_at(x, l, "'%s' must be a list of strings: %s", label, example);
+        return NULL;
+    }
+    return l;
+}
+
+/* Entry i of list l as a string (NULL: not a string); *e the entry. */
+static const char *list_str(config_setting_t *l, int i, config_setting_t **e)
+{
+    *e = config_setting_get_elem(l, (unsigned)i);
+    return config_setting_type(*e) == CONFIG_TYPE_STRING ? config_setting_get_string(*e) : NULL;
+}
+
+/* Appends a copy of s to v[n]: 0 or -ENOMEM. */
+static int push_str(char ***v, size_t *n, const char *s)
+{
+    char **grown = realloc(*v, (*n + 1) * sizeof(*grown));
+
+    if (!grown)
+        return -ENOMEM;
+    *v = grown;
+    if (!(grown[*n] = strdup(s)))
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* node.labels: a list of labels (spec.h, agent_label_valid). */
+static int read_labels(ctx *x, config_setting_t *node, agent_config *c)
+{
+    config_setting_t *l = get_list(x, node, "labels", "node.labels",
+                                   "labels = [\"ssd\", \"zone=a\"];"), *e;
+
+    for (int i = 0; l && i < config_setting_length(l); i++) {
+        const char *v = list_str(l, i, &e);
+        if (!v || !agent_label_valid(v)) {
+            problem_at(x, e, "'node.labels' entry %d must be a label: 1 to %d characters of "
+                       "a-z 0-9 . _ - =, starting and ending with a letter or digit", i + 1,
+                       AGENT_LABEL_MAX);
+            continue;
+        }
+        if (c->nnode_labels == AGENT_SELECTOR_MAX) {
+            problem_at(x, e, "'node.labels' has more than %d entries", AGENT_SELECTOR_MAX);
+            break;
+        }
+        if (push_str(&c->node_labels, &c->nnode_labels, v) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 /* A Raft address: "IPV4:PORT" (what c-raft's TCP transport takes). */
 static bool raft_address_ok(const char *v)
 {
@@ -295,17 +346,10 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
     if (c->raft_address && !raft_address_ok(c->raft_address))
         problem_at(x, member_or(raft, "address", raft), "'raft.address' must be IPV4:PORT "
                    "(got '%s')", c->raft_address);
-    peers = config_setting_get_member(raft, "peers");
-    if (peers && !config_setting_is_array(peers) && !config_setting_is_list(peers)) {
-        problem_at(x, peers, "'raft.peers' must be a list of \"IPV4:PORT\" strings: "
-                   "peers = [\"10.0.0.2:7400\", ...];");
-        peers = NULL;
-    }
+    peers = get_list(x, raft, "peers", "raft.peers", "peers = [\"10.0.0.2:7400\", ...];");
     for (int i = 0; peers && i < config_setting_length(peers); i++) {
-        config_setting_t *e = config_setting_get_elem(peers, (unsigned)i);
-        const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ?
-                        config_setting_get_string(e) : NULL;
-        char **grown;
+        config_setting_t *e;
+        const char *v = list_str(peers, i, &e);
         if (!v || !raft_address_ok(v)) {
             problem_at(x, e, "'raft.peers' entry %d must be \"IPV4:PORT\"", i + 1);
             continue;
@@ -315,13 +359,8 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
         for (size_t j = 0; j < c->nraft_peers; j++)
             if (strcmp(c->raft_peers[j], v) == 0)
                 problem_at(x, e, "'raft.peers' names %s twice", v);
-        grown = realloc(c->raft_peers, (c->nraft_peers + 1) * sizeof(*grown));
-        if (!grown)
+        if (push_str(&c->raft_peers, &c->nraft_peers, v) < 0)
             return -ENOMEM;
-        c->raft_peers = grown;
-        if (!(c->raft_peers[c->nraft_peers] = strdup(v)))
-            return -ENOMEM;
-        c->nraft_peers++;
     }
     get_int(x, raft, "raft.election_timeout_ms", "election_timeout_ms", 50, 60000, &election);
     get_int(x, raft, "raft.heartbeat_timeout_ms", "heartbeat_timeout_ms", 10, 30000, &heartbeat);
@@ -341,7 +380,8 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
                                        "finder", "cachestores", "log", "raft", NULL };
-    static const char *const node_keys[] = { "name", "address", NULL };
+    static const char *const node_keys[] = { "name", "address", "labels", "max_instances",
+                                             NULL };
     static const char *const control_keys[] = { "socket", "group", "max_connections",
                                                 "max_connections_per_user",
                                                 "root_reserved_connections", "idle_timeout_ms",
@@ -354,7 +394,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     config_setting_t *node, *control, *finder, *cs, *log, *raft;
     struct sockaddr_storage ss;
     char host[256] = "localhost";
-    long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000;
+    long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000, maxinst = 0;
     size_t before;
     bool ports_ok;
     int rc = 0;
@@ -406,8 +446,11 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
             AGENT_INTERVAL_MIN, AGENT_INTERVAL_MAX, &interval);
     get_int(x, cs, "cachestores.max_clients", "max_clients", AGENT_MAX_CLIENTS_MIN,
             AGENT_MAX_CLIENTS_MAX, &maxc);
+    get_int(x, node, "node.max_instances", "max_instances", 1, 65535, &maxinst);
     get_bool(x, log, "log.verbose", "verbose", &c->verbose);
     read_control_limits(x, control, c);
+    if (node && read_labels(x, node, c) < 0)
+        return -ENOMEM;
     if (raft) {
         rc = read_raft(x, raft, c);
         if (rc < 0)
@@ -415,6 +458,8 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     }
     c->port_min = (uint16_t)pmin;
     c->port_max = (uint16_t)pmax;
+    c->max_instances = maxinst ? (uint32_t)maxinst
+                               : pmax >= pmin ? (uint32_t)(pmax - pmin + 1) : 0;
     c->checkpoint_interval_ms = (uint32_t)interval;
     c->max_clients = (uint32_t)maxc;
     if (ports_ok && pmin > pmax)
@@ -428,9 +473,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
         problem_at(x, member_or(root, "cluster", root), "'cluster' must match "
                    "^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and have at most 63 characters (got '%s')",
                    c->cluster);
-    if (c->node_name && !host_name_ok(c->node_name))
+    if (c->node_name && !agent_node_name_valid(c->node_name))
         problem_at(x, member_or(node, "name", node), "'node.name' must be a host name "
-                   "(letters, digits, '-', '.', '_'; got '%s')", c->node_name);
+                   "(letters, digits, '-', '.', '_', at most 63; got '%s')", c->node_name);
     if (c->node_address && !host_name_ok(c->node_address) && !strchr(c->node_address, ':'))
         problem_at(x, member_or(node, "address", node), "'node.address' must be an address "
                    "or host name (got '%s')", c->node_address);
@@ -526,6 +571,9 @@ void agent_config_free(agent_config *c)
     free(c->cluster);
     free(c->node_name);
     free(c->node_address);
+    for (size_t i = 0; i < c->nnode_labels; i++)
+        free(c->node_labels[i]);
+    free(c->node_labels);
     free(c->state_dir);
     free(c->control_socket);
     free(c->control_group);

@@ -30,6 +30,9 @@ typedef struct agent_config {
     char *cluster;            /* required */
     char *node_name;          /* default: the host name */
     char *node_address;       /* default 127.0.0.1 */
+    char **node_labels;       /* node.labels: what node selectors match (spec.h) */
+    size_t nnode_labels;
+    uint32_t max_instances;   /* node.max_instances; default: the port range's size */
     char *state_dir;          /* default /var/lib/dpr */
     char *control_socket;     /* default /run/dpr/agent.sock */
     char *control_group;      /* default dpr */

@@ -7,6 +7,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "placement.h"
 
 #include <jansson.h>
 
@@ -210,11 +211,11 @@ static void node_remove(agent_cstate *cs, uint64_t id)
 
 
 /* Is p[0..len) a spec record ({"generation": N >= 1, "spec": {...},
- * "placement": {"deployment": "node", ...}})? Its generation in *gen. */
+ * "placement": a placement record, placement.h})? Its generation in *gen. */
 static bool spec_ok(const unsigned char *p, size_t len, uint64_t *gen)
 {
-    json_t *j, *g, *sp, *pl, *v;
-    const char *k;
+    agent_placement placed;
+    json_t *j, *g, *sp, *pl;
     bool ok;
 
     if (len == 0 || len > SPEC_MAX)
@@ -224,13 +225,12 @@ static bool spec_ok(const unsigned char *p, size_t len, uint64_t *gen)
     sp = json_object_get(j, "spec");
     pl = json_object_get(j, "placement");
     ok = json_is_object(j) && json_object_size(j) == 3 && json_is_integer(g) &&
-         json_integer_value(g) >= 1 && json_is_object(sp) && json_is_object(pl);
-    json_object_foreach(ok ? pl : NULL, k, v) {
-        if (!json_is_string(v) || !*json_string_value(v) || !*k)
-            ok = false;
-    }
-    if (ok)
+         json_integer_value(g) >= 1 && json_is_object(sp) &&
+         agent_placement_from_json(pl, &placed) == 0;
+    if (ok) {
+        agent_placement_free(&placed);
         *gen = (uint64_t)json_integer_value(g);
+    }
     json_decref(j);
     return ok;
 }

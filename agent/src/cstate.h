@@ -22,7 +22,8 @@
  *   type 3 (node gone):   payload = id (8): the node is no member any more.
  *   type 4 (spec):        payload = the cluster's desired spec record, JSON:
  *                         {"generation": N, "spec": {...} (as dprctl applied it),
- *                          "placement": {"<deployment>": "<node name>", ...}}.
+ *                          "placement": where each instance runs and its worker
+ *                         id, placement.h}.
  *   type 5 (instances):   payload = one node's instance record, JSON: {"node":
  *                         NAME, "deployments": [...]}; it replaces that node's.
  *                         A node gone takes its record along.
@@ -66,7 +67,7 @@ typedef struct agent_cstate_node {
 } agent_cstate_node;
 
 /* One node's instance record: the JSON text {"node": NAME, "deployments":
- * [{"name": ..., "instances": [{"name", "shard", "worker", "endpoint"}]}]}. */
+ * [...], ...} (what it holds: clusterspec.c). */
 typedef struct agent_cstate_insts {
     char node[AGENT_CSTATE_NAME_MAX + 1];
     char *json;
@@ -79,8 +80,7 @@ typedef struct agent_cstate {
     agent_cstate_node *nodes; /* sorted by id */
     size_t nnodes;
     /* the cluster's desired spec: the JSON text {"generation": N, "spec":
-     * {...}, "placement": {"deployment": "node name", ...}}, NULL: none
-     * applied yet */
+     * {...}, "placement": {...} (placement.h)}, NULL: none applied yet */
     char *spec;
     size_t spec_len;
     uint64_t spec_generation;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent_int.h"
+#include "clusterspec.h"
 #include "common/addr.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -163,13 +164,13 @@ static void job_drop(agent_layouts *l, size_t i)
     l->jobs[i] = l->jobs[--l->njobs];
 }
 
-static int member_add(agent_layouts *l, job *j, const agent_instance *in, int64_t index,
-                      bool source)
+static int member_add_at(job *j, const char *name, const char *endpoint, int64_t index,
+                         bool source)
 {
     member *v;
 
     for (size_t i = 0; i < j->n; i++)
-        if (strcmp(j->m[i].name, in->name) == 0)
+        if (strcmp(j->m[i].name, name) == 0)
             return 0;
     v = realloc(j->m, (j->n + 1) * sizeof(*v));
     if (!v)
@@ -177,11 +178,46 @@ static int member_add(agent_layouts *l, job *j, const agent_instance *in, int64_
     j->m = v;
     v = &j->m[j->n++];
     memset(v, 0, sizeof(*v));
-    snprintf(v->name, sizeof(v->name), "%s", in->name);
-    agent_env_endpoint(in, l->a->cfg->cs_address, v->endpoint, sizeof(v->endpoint));
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    snprintf(v->endpoint, sizeof(v->endpoint), "%s", endpoint);
     v->index = index;
     v->source = source;
     return 0;
+}
+
+static int member_add(agent_layouts *l, job *j, const agent_instance *in, int64_t index,
+                      bool source)
+{
+    char endpoint[ENDPOINT_MAX];
+
+    agent_env_endpoint(in, l->a->cfg->cs_address, endpoint, sizeof(endpoint));
+    return member_add_at(j, in->name, endpoint, index, source);
+}
+
+/* In a cluster, the shards of j's deployment other nodes run, at the
+ * endpoints they published: -EAGAIN while one is not published yet. */
+static int members_remote(agent_layouts *l, job *j)
+{
+    const agent_placed_dep *d = agent_placement_find(&l->a->placement, j->deployment);
+    int rc = 0;
+
+    for (uint32_t s = 0; d && rc == 0 && s < d->shards; s++) {
+        json_t *o;
+        const char *ep, *name;
+        if (strcmp(d->slot[s].node, l->a->cfg->node_name) == 0)
+            continue;
+        o = agent_cluster_published(l->a, j->deployment, s, &d->slot[s]);
+        ep = json_string_value(json_object_get(o, "endpoint"));
+        name = json_string_value(json_object_get(o, "name"));
+        if (!o)
+            rc = -ENOMEM;
+        else if (!ep || !name)
+            rc = -EAGAIN; /* not published yet */
+        else
+            rc = member_add_at(j, name, ep, s, false);
+        json_decref(o);
+    }
+    return rc;
 }
 
 /* The instances of j's deployment that take part, from the recorded state:
@@ -207,6 +243,9 @@ static int members_build(agent_layouts *l, job *j, const agent_layout *lay)
             in->shard < lay->shards)
             rc = member_add(l, j, in, -1, true);
     }
+    /* (a deployment spread over nodes is never resized: placement.h) */
+    if (rc == 0 && l->a->raft && !lay->target_epoch)
+        rc = members_remote(l, j);
     return rc;
 }
 
@@ -387,6 +426,7 @@ static void assign(agent_layouts *l, job *j, agent_layout *lay)
         log_info("deployment '%s': layout %" PRIu64 " (%zu shards) given to its shards",
                  lay->deployment, want, j->n);
         j->error[0] = '\0';
+        agent_cluster_publish(l->a); /* other nodes show it */
     }
 }
 
@@ -523,12 +563,16 @@ static void give_up_round(agent_layouts *l, job *j)
     j->round++;
 }
 
-static uint32_t desired_of(const agent_state *st, const char *deployment)
+/* How many shards deployment has: here, or in a cluster on every node. */
+static uint32_t desired_of(const agent *a, const char *deployment)
 {
+    const agent_placed_dep *d = agent_placement_find(&a->placement, deployment);
     uint32_t n = 0;
 
-    for (size_t i = 0; i < st->ninst; i++)
-        n += strcmp(st->inst[i].deployment, deployment) == 0;
+    if (a->raft && d)
+        return d->shards;
+    for (size_t i = 0; i < a->st.ninst; i++)
+        n += strcmp(a->st.inst[i].deployment, deployment) == 0;
     return n;
 }
 
@@ -541,16 +585,18 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = l->njobs; i > 0; i--) {
         agent_layout *lay = agent_state_layout(&a->st, l->jobs[i - 1].deployment);
         if (!lay || (!lay->target_epoch && lay->epoch &&
-                     lay->shards == desired_of(&a->st, lay->deployment)))
+                     lay->shards == desired_of(a, lay->deployment)))
             job_drop(l, i - 1);
     }
     for (size_t d = 0; d < a->st.nlayouts; d++) {
         agent_layout *lay = &a->st.layouts[d];
         job *j;
+        if (!agent_cluster_drives(a, lay->deployment))
+            continue; /* the node running its shard 0 does */
         if (!lay->target_epoch && lay->epoch &&
-            lay->shards == desired_of(&a->st, lay->deployment))
+            lay->shards == desired_of(a, lay->deployment))
             continue; /* nothing to do */
-        if (!lay->target_epoch && desired_of(&a->st, lay->deployment) == 0)
+        if (!lay->target_epoch && desired_of(a, lay->deployment) == 0)
             continue;
         if (!(j = job_ensure(l, lay->deployment)))
             continue;

@@ -142,8 +142,8 @@ size_t agent_plan_check(const agent_state *cur, const agent_spec *desired, agent
 }
 
 /* next's layout records and the plan's resizes (see agent_plan_make). */
-static int plan_layouts(const agent_state *cur, const agent_spec *desired, agent_state *ns,
-                        agent_plan *pl)
+static int plan_layouts(const agent_state *cur, const agent_spec *desired,
+                        const agent_alloc *al, agent_state *ns, agent_plan *pl)
 {
     if (desired->n == 0)
         return 0;
@@ -155,7 +155,10 @@ static int plan_layouts(const agent_state *cur, const agent_spec *desired, agent
         const agent_deploy *dep = &desired->d[d];
         const agent_layout *old = agent_state_layout(cur, dep->name);
         agent_layout *l = &ns->layouts[ns->nlayouts++];
-        uint32_t n = instances_of(cur, dep->name);
+        int was = cur->spec.name ? agent_spec_find(&cur->spec, dep->name) : -1;
+        /* the count it had (in a cluster some of its shards run elsewhere) */
+        uint32_t n = !al->placement ? instances_of(cur, dep->name)
+                                    : was >= 0 ? cur->spec.d[was].shards : 0;
 
         if (old && old->target_epoch && old->target_shards != dep->shards)
             return -EBUSY; /* agent_plan_check says so first */
@@ -238,13 +241,43 @@ static bool same_process_config(const agent_instance *a, const agent_instance *b
            a->max_clients == b->max_clients && a->maxmemory == b->maxmemory;
 }
 
-static size_t desired_count(const agent_spec *s)
+/* The placement's slot of shard s of dep when it runs on this node, else
+ * NULL (one node: every shard runs here, no slot). */
+static const agent_slot *slot_here(const agent_alloc *al, const char *dep, uint32_t s,
+                                   bool *here)
+{
+    const agent_placed_dep *p;
+
+    *here = al->placement == NULL;
+    if (!al->placement)
+        return NULL;
+    p = agent_placement_find(al->placement, dep);
+    *here = p && s < p->shards && strcmp(p->slot[s].node, al->node) == 0;
+    return *here ? &p->slot[s] : NULL;
+}
+
+static size_t desired_count(const agent_spec *s, const agent_alloc *al)
 {
     size_t n = 0;
+    bool here;
 
     for (size_t i = 0; i < s->n; i++)
-        n += s->d[i].shards;
+        for (uint32_t k = 0; k < s->d[i].shards; k++) {
+            slot_here(al, s->d[i].name, k, &here);
+            n += here;
+        }
     return n;
+}
+
+/* The recorded instance in stays as: its index in cur, or -1 (new, or in a
+ * cluster another worker of the same name). */
+static int kept_index(const agent_state *cur, const agent_instance *in, const agent_alloc *al)
+{
+    int i = agent_state_find(cur, in->name);
+
+    if (i >= 0 && al->placement && cur->inst[i].worker != in->worker)
+        return -1;
+    return i;
 }
 
 int agent_plan_make(const agent_state *cur, const agent_spec *desired, const agent_alloc *alloc,
@@ -259,11 +292,12 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
     agent_state_init(&ns);
     memset(&pl, 0, sizeof(pl));
     ns.generation = cur->generation;
+    ns.placed = alloc->placement != NULL;
     ns.next_worker = cur->next_worker ? cur->next_worker : 1;
     rc = agent_spec_copy(desired, &ns.spec);
     if (rc < 0)
         goto fail;
-    ns.ninst = desired_count(desired);
+    ns.ninst = desired_count(desired, alloc);
     if (ns.ninst) {
         ns.inst = calloc(ns.ninst, sizeof(*ns.inst));
         if (!ns.inst) {
@@ -274,8 +308,14 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
     /* the instances the spec implies, with what reaches their process */
     for (size_t d = 0; d < desired->n; d++) {
         const agent_deploy *dep = &desired->d[d];
-        for (uint32_t s = 0; s < dep->shards; s++, k++) {
+        for (uint32_t s = 0; s < dep->shards; s++) {
+            bool here;
+            const agent_slot *slot = slot_here(alloc, dep->name, s, &here);
             agent_instance *in = &ns.inst[k];
+            if (!here)
+                continue;
+            k++;
+            in->worker = slot ? slot->worker : 0; /* 0: handed out below */
             snprintf(in->name, sizeof(in->name), "%s-%u", dep->name, s);
             memcpy(in->deployment, dep->name, sizeof(in->deployment));
             in->shard = s;
@@ -290,20 +330,20 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
     /* kept instances keep their allocations */
     for (k = 0; k < ns.ninst; k++) {
         agent_instance *in = &ns.inst[k];
-        int i = agent_state_find(cur, in->name);
+        int i = kept_index(cur, in, alloc);
         if (i < 0)
             continue;
         in->worker = cur->inst[i].worker;
         in->port = cur->inst[i].port;
         memcpy(in->token, cur->inst[i].token, sizeof(in->token));
         in->committed = cur->inst[i].committed;
-        assert(in->worker < ns.next_worker); /* ids below next_worker are taken */
+        assert(alloc->placement || in->worker < ns.next_worker); /* ids below it are taken */
         rc = names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged : &pl.updated,
                        in->name);
         if (rc < 0)
             goto fail;
     }
-    rc = plan_layouts(cur, desired, &ns, &pl);
+    rc = plan_layouts(cur, desired, alloc, &ns, &pl);
     if (rc < 0)
         goto fail;
     /* deleted instances retire; earlier retiring ones stay retiring */
@@ -318,7 +358,8 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
     for (size_t i = 0; i < cur->ninst; i++) {
         bool kept = false;
         for (k = 0; k < ns.ninst && !kept; k++)
-            kept = strcmp(ns.inst[k].name, cur->inst[i].name) == 0;
+            kept = strcmp(ns.inst[k].name, cur->inst[i].name) == 0 &&
+                   ns.inst[k].worker == cur->inst[i].worker;
         if (kept)
             continue;
         rc = names_add(&pl.deleted, cur->inst[i].name);
@@ -337,15 +378,17 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         goto fail;
     for (k = 0; k < ns.ninst; k++) {
         agent_instance *in = &ns.inst[k];
-        if (agent_state_find(cur, in->name) >= 0)
+        if (kept_index(cur, in, alloc) >= 0)
             continue;
         rc = port_take(&ports, &in->port);
         if (rc < 0)
             goto fail;
         assert(in->port >= alloc->port_min && in->port <= alloc->port_max);
-        in->worker = ns.next_worker++;
-        /* a new id, above every one handed out before */
-        assert(in->worker >= 1 && in->worker >= cur->next_worker);
+        if (!alloc->placement) {
+            in->worker = ns.next_worker++;
+            /* a new id, above every one handed out before */
+            assert(in->worker >= 1 && in->worker >= cur->next_worker);
+        }
         rc = agent_token_new(in->token);
         if (rc < 0)
             goto fail;
@@ -359,6 +402,15 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
     names_sort(&pl.updated);
     names_sort(&pl.deleted);
     names_sort(&pl.unchanged);
+    /* in a cluster the ids come from the placement: next_worker stays above
+     * every id recorded here (what agent.json's check wants, and ids are
+     * never handed out again should this node run alone) */
+    for (k = 0; alloc->placement && k < ns.ninst; k++)
+        if (ns.inst[k].worker >= ns.next_worker)
+            ns.next_worker = ns.inst[k].worker + 1;
+    for (k = 0; alloc->placement && k < ns.nretiring; k++)
+        if (ns.retiring[k].worker >= ns.next_worker)
+            ns.next_worker = ns.retiring[k].worker + 1;
     if (agent_plan_changed(&pl))
         ns.generation++;
     else

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "placement.h"
 #include "problems.h"
 #include "state.h"
 
@@ -34,10 +35,20 @@ typedef struct agent_plan {
 
 typedef struct agent_alloc {
     uint16_t port_min, port_max; /* ports for new instances, inclusive */
+    /* In a cluster of agents: where the cluster placed each instance and
+     * its worker id (placement.h), and this node's name. NULL: one node,
+     * every instance of the spec runs here with ids from next_worker. */
+    const agent_placement *placement;
+    const char *node;
 } agent_alloc;
 
 /*
- * Computes the plan and the next state. Instances that stay keep their
+ * Computes the plan and the next state. With alloc->placement, the desired
+ * instances are those placed on alloc->node, with the placement's worker
+ * ids: an instance whose id differs from the recorded one is another
+ * instance (the old one retires, the new one is created), and the shard
+ * count a resize starts from is the recorded spec's (not how many run
+ * here). Otherwise: instances that stay keep their
  * worker id, port, finder token and committed mark; an instance is updated
  * when a field that reaches its process changes (impl, version, checkpoint
  * interval, max_clients, maxmemory); new ones get the next worker ids (never

@@ -53,14 +53,30 @@ dpr_finder *agent_domain(agent *a, const char *deployment)
     return a->finder ? agent_finder_domain(a->finder, deployment) : NULL;
 }
 
+/* What the finder says of worker (f: the core of its domain, fs its
+ * working state, have_fs: known): its durable version, world-line and cut
+ * entry (null while it is not registered). */
+static void finder_fields(json_t *o, dpr_finder *f, const dpr_finder_state *fs, bool have_fs,
+                          uint64_t worker)
+{
+    bool registered = false;
+    uint64_t durable = have_fs ? durable_of(fs, worker, &registered) : 0;
+
+    json_object_set_new(o, "version", registered ? json_integer((json_int_t)durable)
+                                                 : json_null());
+    json_object_set_new(o, "world_line", registered
+                        ? json_integer((json_int_t)dpr_finder_world_line(f)) : json_null());
+    json_object_set_new(o, "cut", registered
+                        ? json_integer((json_int_t)dpr_finder_cut_of(f, worker))
+                        : json_null());
+}
+
 /* f: the core of in's domain, fs its working state (have_fs: known). */
 static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
                              const dpr_finder_state *fs, bool have_fs)
 {
     inst_rt *rt = agent_rt_find(a, in->name);
     char unit[128], endpoint[320];
-    bool registered = false;
-    uint64_t durable = have_fs ? durable_of(fs, in->worker, &registered) : 0;
     bool known = rt && rt->known;
     json_t *o;
 
@@ -79,13 +95,7 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
                                   ? json_integer(rt->props.main_pid) : json_null());
     if (!o)
         return NULL;
-    json_object_set_new(o, "version", registered ? json_integer((json_int_t)durable)
-                                                 : json_null());
-    json_object_set_new(o, "world_line", registered
-                        ? json_integer((json_int_t)dpr_finder_world_line(f)) : json_null());
-    json_object_set_new(o, "cut", registered
-                        ? json_integer((json_int_t)dpr_finder_cut_of(f, in->worker))
-                        : json_null());
+    finder_fields(o, f, fs, have_fs, in->worker);
     json_object_set_new(o, "health", known ? json_string(agent_health_name(rt->health))
                                            : json_null());
     json_object_set_new(o, "status_text", str_or_null(rt ? rt->props.status_text : "", known));
@@ -102,41 +112,74 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
     return o;
 }
 
-static int cmp_shard(const void *x, const void *y)
+/* How many nodes run d's instances. */
+static size_t nodes_of(const agent_placed_dep *d)
 {
-    const agent_instance *a = *(const agent_instance *const *)x;
-    const agent_instance *b = *(const agent_instance *const *)y;
+    size_t n = 0;
 
-    return a->shard < b->shard ? -1 : a->shard > b->shard;
+    for (uint32_t s = 0; s < d->shards; s++) {
+        bool seen = false;
+        for (uint32_t k = 0; k < s && !seen; k++)
+            seen = strcmp(d->slot[k].node, d->slot[s].node) == 0;
+        n += !seen;
+    }
+    return n;
+}
+
+/* This node's instance of shard s of deployment (with worker, unless 0),
+ * or NULL. */
+static const agent_instance *local_shard(agent *a, const char *deployment, uint32_t s,
+                                         uint64_t worker)
+{
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        const agent_instance *in = &a->st.inst[i];
+        if (in->shard == s && strcmp(in->deployment, deployment) == 0 &&
+            (!worker || in->worker == worker))
+            return in;
+    }
+    return NULL;
 }
 
 /* The deployment with its domain's world-line and cut (its instances'
- * entries in shard order, null for one not registered) and its instances. */
-static json_t *deployment_json(agent *a, const agent_deploy *d)
+ * entries in shard order, null for one not registered) and its instances:
+ * those of this node, and in a cluster (pl not NULL) those other nodes
+ * published. */
+static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_placement *pl)
 {
-    const agent_instance **list = calloc(d->shards ? d->shards : 1, sizeof(*list));
-    json_t *o = agent_deploy_to_json(d), *insts = json_array(), *cut = json_array();
+    const agent_placed_dep *placed = pl ? agent_placement_find(pl, d->name) : NULL;
+    json_t *o = agent_deploy_to_json(d), *insts = json_array(), *cut = json_array(), *layout;
     dpr_finder *f = agent_domain(a, d->name);
     dpr_finder_state fs = { .workers = NULL };
     bool have_fs = f && dpr_finder_get_state(f, &fs) == 0;
-    size_t n = 0, ready = 0;
+    size_t ready = 0;
 
-    if (!list || !o || !insts || !cut)
+    if (!o || !insts || !cut)
         goto fail;
-    for (size_t i = 0; i < a->st.ninst && n < d->shards; i++)
-        if (strcmp(a->st.inst[i].deployment, d->name) == 0)
-            list[n++] = &a->st.inst[i];
-    qsort(list, n, sizeof(*list), cmp_shard);
-    for (size_t i = 0; i < n; i++) {
-        inst_rt *rt = agent_rt_find(a, list[i]->name);
-        bool registered = false;
-        ready += rt && agent_rt_ready(rt);
-        if (have_fs)
-            durable_of(&fs, list[i]->worker, &registered);
-        if (json_array_append_new(insts, instance_json(a, list[i], f, &fs, have_fs)) < 0 ||
-            json_array_append_new(cut, registered ? json_integer((json_int_t)dpr_finder_cut_of(
-                                                         f, list[i]->worker))
-                                                  : json_null()) < 0)
+    for (uint32_t s = 0; s < d->shards; s++) {
+        const agent_slot *slot = placed && s < placed->shards ? &placed->slot[s] : NULL;
+        const agent_instance *in = NULL;
+        json_t *ij;
+        if (!slot || strcmp(slot->node, a->cfg->node_name) == 0)
+            in = local_shard(a, d->name, s, slot ? slot->worker : 0);
+        if (in) {
+            ij = instance_json(a, in, f, &fs, have_fs);
+        } else if (slot) {
+            ij = agent_cluster_published(a, d->name, s, slot);
+            if (ij) {
+                char unit[128];
+                snprintf(unit, sizeof(unit), AGENT_UNIT_PREFIX "%s" AGENT_UNIT_SUFFIX,
+                         json_string_value(json_object_get(ij, "name")));
+                json_object_set_new(ij, "unit", json_string(unit));
+                finder_fields(ij, f, &fs, have_fs, slot->worker);
+            }
+        } else {
+            continue; /* not made yet (a resize) */
+        }
+        if (!ij)
+            goto fail;
+        ready += json_is_true(json_object_get(ij, "ready"));
+        if (json_array_append(cut, json_object_get(ij, "cut")) < 0 ||
+            json_array_append_new(insts, ij) < 0)
             goto fail;
     }
     json_object_set_new(o, "ready", json_integer((json_int_t)ready));
@@ -146,16 +189,19 @@ static json_t *deployment_json(agent *a, const agent_deploy *d)
     json_object_set_new(o, "max_version",
                         f ? json_integer((json_int_t)dpr_finder_max_version(f)) : json_null());
     json_object_set_new(o, "cut", cut);
-    json_object_set_new(o, "layout", agent_layouts_status(a->layouts, d->name));
+    /* the layout as the node that drives it knows it */
+    layout = !pl || agent_cluster_drives(a, d->name) ? agent_layouts_status(a->layouts, d->name)
+                                                   : agent_cluster_layout(a, d->name, pl);
+    json_object_set_new(o, "layout", layout ? layout : json_null());
+    if (placed)
+        json_object_set_new(o, "nodes", json_integer((json_int_t)nodes_of(placed)));
     json_object_set_new(o, "instances", insts);
     if (have_fs)
         dpr_finder_state_free(&fs);
-    free(list);
     return o;
 fail:
     if (have_fs)
         dpr_finder_state_free(&fs);
-    free(list);
     json_decref(o);
     json_decref(insts);
     json_decref(cut);
@@ -234,23 +280,33 @@ static json_t *raft_json(agent *a)
 json_t *agent_status_json(agent *a, const char *deployment)
 {
     json_t *deps = json_array(), *o, *retiring = json_array();
+    agent_spec cspec;
+    agent_placement pl;
+    bool cluster = a->raft && agent_cluster_record(a, &cspec, &pl) == 0;
 
-    for (size_t i = 0; deps && a->st.spec.name && i < a->st.spec.n; i++) {
-        if (deployment && strcmp(deployment, a->st.spec.d[i].name) != 0)
+    /* in a cluster: every deployment of the cluster's spec, wherever its
+     * instances run */
+    for (size_t i = 0; deps && cluster && i < cspec.n; i++) {
+        if (deployment && strcmp(deployment, cspec.d[i].name) != 0)
             continue;
-        if (json_array_append_new(deps, deployment_json(a, &a->st.spec.d[i])) < 0) {
+        if (json_array_append_new(deps, deployment_json(a, &cspec.d[i], &pl)) < 0) {
             json_decref(deps);
             deps = NULL;
         }
     }
-    if (deps && a->raft) {
-        /* the deployments other nodes run, as they published them */
-        json_t *remote = agent_cluster_remote(a, deployment);
-        if (json_array_extend(deps, remote) < 0) {
+    /* this node's (in a cluster: those the cluster's spec does not hold) */
+    for (size_t i = 0; deps && a->st.spec.name && i < a->st.spec.n; i++) {
+        if ((deployment && strcmp(deployment, a->st.spec.d[i].name) != 0) ||
+            (cluster && agent_spec_find(&cspec, a->st.spec.d[i].name) >= 0))
+            continue;
+        if (json_array_append_new(deps, deployment_json(a, &a->st.spec.d[i], NULL)) < 0) {
             json_decref(deps);
             deps = NULL;
         }
-        json_decref(remote);
+    }
+    if (cluster) {
+        agent_spec_free(&cspec);
+        agent_placement_free(&pl);
     }
     for (size_t i = 0; retiring && i < a->st.nretiring; i++)
         json_array_append_new(retiring, json_string(a->st.retiring[i].name));
@@ -321,6 +377,12 @@ json_t *agent_nodes_json(agent *a)
             0) {
             json_decref(l);
             l = NULL;
+        }
+        if (l && name) {
+            /* what placement goes by: its labels, room, instances placed */
+            json_t *info = agent_cluster_node_info(a, self ? a->cfg->node_name : name);
+            json_object_update(json_array_get(l, json_array_size(l) - 1), info);
+            json_decref(info);
         }
     }
     return json_pack("{s:o*, s:o*}", "nodes", l, "raft", raft_json(a));

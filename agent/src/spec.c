@@ -257,12 +257,126 @@ static void known_impls(const agent_spec_rules *r, char *out, size_t outlen)
         snprintf(out, outlen, "none configured");
 }
 
+bool agent_label_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > AGENT_LABEL_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
+        if (!alnum && ((i == 0 || i == n - 1) || !strchr("._-=", s[i])))
+            return false;
+    }
+    return true;
+}
+
+bool agent_host_chars_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == '_'))
+            return false;
+    return true;
+}
+
+bool agent_node_name_valid(const char *s)
+{
+    return agent_host_chars_ok(s, AGENT_LABEL_MAX);
+}
+
+bool agent_selector_match(const agent_selector *sel, const char *name,
+                          const char *const *labels, size_t nlabels)
+{
+    bool named = sel->nnodes == 0;
+
+    for (size_t i = 0; i < sel->nnodes && !named; i++)
+        named = strcmp(sel->nodes[i], name) == 0;
+    if (!named)
+        return false;
+    for (size_t i = 0; i < sel->nlabels; i++) {
+        bool has = false;
+        for (size_t k = 0; k < nlabels && !has; k++)
+            has = strcmp(labels[k], sel->labels[i]) == 0;
+        if (!has)
+            return false;
+    }
+    return true;
+}
+
+/* One list of the node selector: strings that pass ok, at most
+ * AGENT_SELECTOR_MAX, no duplicates. */
+static void get_names(const json_t *sel, const char *key, const char *prefix,
+                      bool (*ok)(const char *), const char *what, const char *rule,
+                      char (*out)[AGENT_LABEL_MAX + 1], uint8_t *n, agent_problems *p)
+{
+    json_t *v = json_object_get(sel, key), *e;
+    char path[200], s[80];
+    size_t i;
+
+    *n = 0;
+    if (!v)
+        return;
+    snprintf(path, sizeof(path), "%snode_selector.%s", prefix, key);
+    if (!json_is_array(v) || json_array_size(v) > AGENT_SELECTOR_MAX) {
+        agent_problems_add(p, path, "must be a list of at most %d %ss (got %s)",
+                           AGENT_SELECTOR_MAX, what, json_kind(v));
+        return;
+    }
+    json_array_foreach(v, i, e) {
+        snprintf(path, sizeof(path), "%snode_selector.%s[%zu]", prefix, key, i);
+        if (!json_is_string(e) || !ok(json_string_value(e))) {
+            shown(s, sizeof(s), json_is_string(e) ? json_string_value(e) : "");
+            agent_problems_add(p, path, "not a %s (%s)%s%s%s", what, rule,
+                               json_is_string(e) ? ": '" : "", json_is_string(e) ? s : "",
+                               json_is_string(e) ? "'" : "");
+            continue;
+        }
+        for (size_t k = 0; k < *n; k++)
+            if (strcmp(out[k], json_string_value(e)) == 0) {
+                agent_problems_add(p, path, "'%s' is listed twice", out[k]);
+                break;
+            }
+        snprintf(out[(*n)++], AGENT_LABEL_MAX + 1, "%s", json_string_value(e));
+    }
+}
+
+/* "node_selector": {"nodes": [names], "labels": [labels]}. */
+static void get_selector(const json_t *o, const char *prefix, agent_selector *sel,
+                         agent_problems *p)
+{
+    static const char *const known[] = { "nodes", "labels", NULL };
+    json_t *v = json_object_get(o, "node_selector");
+    char path[160];
+
+    memset(sel, 0, sizeof(*sel));
+    if (!v)
+        return;
+    snprintf(path, sizeof(path), "%snode_selector", prefix);
+    if (!json_is_object(v)) {
+        agent_problems_add(p, path, "must be an object: {\"nodes\": [node names], "
+                           "\"labels\": [labels every node must have]} (got %s)",
+                           json_kind(v));
+        return;
+    }
+    snprintf(path, sizeof(path), "%snode_selector.", prefix);
+    check_unknown(v, path, known, p);
+    get_names(v, "nodes", prefix, agent_node_name_valid, "node name",
+              "A-Z a-z 0-9 . _ -, at most 63", sel->nodes, &sel->nnodes, p);
+    get_names(v, "labels", prefix, agent_label_valid, "label", "a-z 0-9 . _ - =, at most 63",
+              sel->labels, &sel->nlabels, p);
+}
+
 static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
                          agent_deploy *d, agent_problems *p)
 {
     static const char *const known[] = { "name", "impl", "version", "shards",
                                          "checkpoint_interval_ms", "max_clients", "maxmemory",
-                                         NULL };
+                                         "node_selector", NULL };
     char prefix[48], path[160], s[80], list[512];
     const char *v;
 
@@ -315,6 +429,7 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
     get_uint(o, "max_clients", prefix, false, AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX,
              r->default_max_clients ? r->default_max_clients : 10000, &d->max_clients, p);
     get_memory(o, "maxmemory", prefix, &d->maxmemory, p);
+    get_selector(o, prefix, &d->selector, p);
 }
 
 int agent_spec_parse(const json_t *j, const agent_spec_rules *r, agent_spec *out,
@@ -398,13 +513,46 @@ out:
     return rc;
 }
 
+static json_t *names_json(const char (*v)[AGENT_LABEL_MAX + 1], size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_string(v[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
 json_t *agent_deploy_to_json(const agent_deploy *d)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", d->name, "impl", d->impl,
-                     "version", d->version, "shards", (json_int_t)d->shards,
-                     "checkpoint_interval_ms", (json_int_t)d->checkpoint_interval_ms,
-                     "max_clients", (json_int_t)d->max_clients, "maxmemory",
-                     (json_int_t)d->maxmemory);
+    const agent_selector *sel = &d->selector;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", d->name, "impl",
+                          d->impl, "version", d->version, "shards", (json_int_t)d->shards,
+                          "checkpoint_interval_ms", (json_int_t)d->checkpoint_interval_ms,
+                          "max_clients", (json_int_t)d->max_clients, "maxmemory",
+                          (json_int_t)d->maxmemory);
+    json_t *s;
+    bool ok;
+
+    if (!o || (sel->nnodes == 0 && sel->nlabels == 0))
+        return o;
+    /* only when set: a spec without one reads as it always did */
+    s = json_object();
+    ok = s != NULL;
+    if (ok && sel->nnodes)
+        ok = json_object_set_new(s, "nodes", names_json(sel->nodes, sel->nnodes)) == 0;
+    if (ok && sel->nlabels)
+        ok = json_object_set_new(s, "labels", names_json(sel->labels, sel->nlabels)) == 0;
+    if (ok)
+        ok = json_object_set(o, "node_selector", s) == 0;
+    json_decref(s);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 json_t *agent_spec_to_json(const agent_spec *s)

@@ -26,6 +26,15 @@
 #define AGENT_MAXMEMORY_MIN (1ull << 20)
 #define AGENT_MAXMEMORY_MAX (1ull << 44)
 
+/* A deployment's node selector: where the leader may place its instances. */
+#define AGENT_SELECTOR_MAX 16 /* names, and labels */
+#define AGENT_LABEL_MAX 63    /* a node name or a label */
+typedef struct agent_selector {
+    uint8_t nnodes, nlabels;
+    char nodes[AGENT_SELECTOR_MAX][AGENT_LABEL_MAX + 1];  /* any of (none: any node) */
+    char labels[AGENT_SELECTOR_MAX][AGENT_LABEL_MAX + 1]; /* all of */
+} agent_selector;
+
 typedef struct agent_deploy {
     char name[AGENT_DEPLOY_NAME_MAX + 1];
     char impl[AGENT_SPEC_IMPL_MAX + 1];
@@ -34,6 +43,7 @@ typedef struct agent_deploy {
     uint32_t checkpoint_interval_ms;
     uint32_t max_clients;
     uint64_t maxmemory;  /* bytes; 0: no limit */
+    agent_selector selector; /* "node_selector"; empty: every node */
 } agent_deploy;
 
 typedef struct agent_spec {
@@ -70,6 +80,18 @@ int agent_memory_parse(const char *s, uint64_t *out);
  * and replies in flight). UINT64_MAX (no limit) when maxmemory is 0.
  */
 uint64_t agent_memory_max_of(uint64_t maxmemory, uint32_t max_clients);
+
+/* A node label (agent.conf node.labels, a spec's node_selector.labels):
+ * 1 to AGENT_LABEL_MAX characters of a-z 0-9 . _ - =, starting and ending
+ * with a letter or digit ("ssd", "zone=a"). */
+bool agent_label_valid(const char *s);
+/* 1 to max characters of A-Z a-z 0-9 . _ - (a host name or address). */
+bool agent_host_chars_ok(const char *s, size_t max);
+/* A node name: 1 to AGENT_LABEL_MAX characters of A-Z a-z 0-9 . _ -. */
+bool agent_node_name_valid(const char *s);
+/* Does the node (name, labels) satisfy sel? */
+bool agent_selector_match(const agent_selector *sel, const char *name,
+                          const char *const *labels, size_t nlabels);
 
 /* ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and at most max characters. */
 bool agent_name_valid(const char *s, size_t max);

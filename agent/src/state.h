@@ -62,6 +62,10 @@ typedef struct agent_layout {
 
 typedef struct agent_state {
     uint64_t generation;   /* 0: nothing applied yet */
+    /* the instances follow a cluster's placement (placement.h): only some
+     * shards of a deployment may run here, worker ids come from the
+     * placement (unique per deployment) */
+    bool placed;
     uint64_t next_worker;  /* the next worker id to hand out (>= 1) */
     agent_spec spec;       /* the desired spec (name NULL: none yet) */
     size_t ninst;

@@ -74,13 +74,19 @@ static json_t *layouts_json(const agent_layout *v, size_t n)
 static json_t *state_to_json(const agent_state *st)
 {
     json_t *spec = st->spec.name ? agent_spec_to_json(&st->spec) : json_null();
+    json_t *j = json_pack("{s:i, s:I, s:I, s:o*, s:o*, s:o*, s:o*}", "format",
+                          AGENT_STATE_FORMAT, "generation", (json_int_t)st->generation,
+                          "next_worker", (json_int_t)st->next_worker, "spec", spec, "instances",
+                          instances_json(st->inst, st->ninst, false), "retiring",
+                          instances_json(st->retiring, st->nretiring, true), "layouts",
+                          layouts_json(st->layouts, st->nlayouts));
 
-    return json_pack("{s:i, s:I, s:I, s:o*, s:o*, s:o*, s:o*}", "format", AGENT_STATE_FORMAT,
-                     "generation", (json_int_t)st->generation, "next_worker",
-                     (json_int_t)st->next_worker, "spec", spec, "instances",
-                     instances_json(st->inst, st->ninst, false), "retiring",
-                     instances_json(st->retiring, st->nretiring, true), "layouts",
-                     layouts_json(st->layouts, st->nlayouts));
+    /* (only when set: a single node's file reads as it always did) */
+    if (j && st->placed && json_object_set_new(j, "placed", json_true()) < 0) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -223,16 +229,20 @@ static int parse_instances(const json_t *a, const char *key, agent_instance **ou
     return fresh;
 }
 
-/* The instances must be exactly those the spec implies, with its settings. */
+/* The instances must be exactly those the spec implies (placed: some of
+ * them, at least one per deployment), with its settings. */
 static int check_consistency(const agent_state *st, dpr_err *err)
 {
     size_t want = 0;
 
     for (size_t d = 0; d < st->spec.n; d++)
         want += st->spec.d[d].shards;
-    if (want != st->ninst)
+    if (!st->placed && want != st->ninst)
         return dpr_err_set(err, -EBADMSG, "the spec implies %zu instances but %zu are recorded",
                            want, st->ninst);
+    if (st->placed && (st->ninst > want || st->ninst < st->spec.n))
+        return dpr_err_set(err, -EBADMSG, "the spec's %zu deployments (%zu instances) do not "
+                           "fit the %zu instances recorded", st->spec.n, want, st->ninst);
     for (size_t i = 0; i < st->ninst; i++) {
         const agent_instance *in = &st->inst[i];
         int d = agent_spec_find(&st->spec, in->deployment);
@@ -266,7 +276,10 @@ static int check_consistency(const agent_state *st, dpr_err *err)
         for (size_t k = 0; k < i; k++) {
             const agent_instance *b = k < st->ninst ? &st->inst[k]
                                                     : &st->retiring[k - st->ninst];
-            if (a->worker == b->worker || a->port == b->port)
+            /* (placed: worker ids are unique per deployment) */
+            bool same_worker = a->worker == b->worker &&
+                               (!st->placed || strcmp(a->deployment, b->deployment) == 0);
+            if (same_worker || a->port == b->port)
                 return dpr_err_set(err, -EBADMSG,
                                    "instances '%s' and '%s' share a worker id or a port",
                                    b->name, a->name);
@@ -328,7 +341,7 @@ static int parse_layouts(const json_t *a, agent_state *st, dpr_err *err)
 int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
 {
     static const char *const keys[] = { "format", "generation", "next_worker", "spec",
-                                        "instances", "retiring", "layouts", NULL };
+                                        "instances", "retiring", "layouts", "placed", NULL };
     agent_spec_rules rules = { NULL, NULL, 0, 0, 0 };
     agent_problems probs;
     agent_state st;
@@ -365,6 +378,12 @@ int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
     if ((rc = get_int(j, "next_worker", 1, INT64_MAX, &n, "state", err)) < 0)
         goto out;
     st.next_worker = (uint64_t)n;
+    v = json_object_get(j, "placed");
+    if (v && !json_is_boolean(v)) {
+        rc = dpr_err_set(err, -EBADMSG, "'placed' must be true or false");
+        goto out;
+    }
+    st.placed = json_is_true(v);
     v = json_object_get(j, "spec");
     if (!v) {
         rc = dpr_err_set(err, -EBADMSG, "'spec' is missing");

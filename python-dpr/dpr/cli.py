@@ -144,6 +144,12 @@ def _plan_lines(plan, dry: bool) -> str:
                      % (r.get("deployment"), r.get("from"), r.get("to"),
                         round(100 * float(r.get("moves") or 0)),
                         "to the new shards" if grow else "off the removed shards"))
+    if plan.placement:
+        # a cluster of agents: the plan above is this node's part
+        lines.append("placement (each deployment's nodes, shard 0 first; the plan above is "
+                     "this node's part):")
+        for name, nodes in sorted(plan.placement.items()):
+            lines.append("  %s: %s" % (name, " ".join(str(n) for n in nodes)))
     return "\n".join(lines)
 
 

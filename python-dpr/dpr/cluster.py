@@ -52,6 +52,11 @@ class Plan:
     # "from", "to" (shard counts), "epoch" (the new layout) and "moves" (the
     # share of the deployment's keys that move to another shard)
     resizes: list = dataclasses.field(default_factory=list)
+    # in a cluster of agents: each deployment's nodes in shard order
+    # ({"kv": ["node1", "node2", "node3"]}; None on a single node), and the
+    # generation of the cluster's spec record
+    placement: dict | None = None
+    cluster_generation: int | None = None
 
     @classmethod
     def from_result(cls, result: Any, dry_run: bool = False) -> "Plan":
@@ -63,7 +68,10 @@ class Plan:
                    deleted=list(p.get("deleted") or []),
                    unchanged=list(p.get("unchanged") or []),
                    generation=result.get("generation"), dry_run=dry_run,
-                   resizes=[r for r in p.get("resizes") or [] if isinstance(r, Mapping)])
+                   resizes=[r for r in p.get("resizes") or [] if isinstance(r, Mapping)],
+                   placement=dict(result["placement"])
+                   if isinstance(result.get("placement"), Mapping) else None,
+                   cluster_generation=result.get("cluster_generation"))
 
     @property
     def changed(self) -> bool:

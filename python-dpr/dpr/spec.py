@@ -17,6 +17,9 @@ The same spec in YAML:
         shards: 3
         checkpoint_interval_ms: 100
         maxmemory: 512mb          # optional: bytes, or as in Redis (k, kb, m, mb, g, gb)
+        node_selector:            # optional, in a cluster of agents: where it may run
+          labels: [ssd]           #   nodes with every one of these labels (node.labels)
+          nodes: [node1, node2]   #   and one of these names
 
 ``validate()`` checks the rules of docs/control-api.md ("The cluster spec")
 on the client, so a mistake is reported before anything is sent, with the
@@ -60,9 +63,13 @@ _MEMORY_HINT = ('bytes, or a string of digits with b, k, kb, m, mb, g or gb as i
 
 SPEC_FIELDS = ("name", "cachestores")
 CACHESTORE_FIELDS = ("name", "impl", "version", "shards", "checkpoint_interval_ms",
-                     "max_clients", "maxmemory")
+                     "max_clients", "maxmemory", "node_selector")
 # fields of a cache-store that may be left out (the agent's default applies)
-OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory")
+OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "node_selector")
+SELECTOR_FIELDS = ("nodes", "labels")
+SELECTOR_MAX = 16
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9._=-]{0,61}[a-z0-9])?$")
 
 
 def _kind(v: Any) -> str:
@@ -176,6 +183,36 @@ def _name_ok(v: Any, limit: int) -> bool:
     return isinstance(v, str) and len(v) <= limit and NAME_RE.match(v) is not None
 
 
+def _check_selector(out: list, path: str, v: Any) -> None:
+    """node_selector: {"nodes": [node names], "labels": [labels]} (the
+    agent's rules and messages)."""
+    if not isinstance(v, Mapping):
+        out.append((path, 'must be an object: {"nodes": [node names], "labels": [labels '
+                    'every node must have]} (got %s)' % _kind(v)))
+        return
+    _unknown(out, path, v.keys(), SELECTOR_FIELDS)
+    for key, rx, what, rule in (
+            ("nodes", NODE_NAME_RE, "node name", "A-Z a-z 0-9 . _ -, at most 63"),
+            ("labels", LABEL_RE, "label", "a-z 0-9 . _ - =, at most 63")):
+        if key not in v:
+            continue
+        items = v[key]
+        if not isinstance(items, list) or len(items) > SELECTOR_MAX:
+            out.append(("%s.%s" % (path, key), "must be a list of at most %d %ss (got %s)"
+                        % (SELECTOR_MAX, what, _kind(items))))
+            continue
+        seen: set = set()
+        for i, e in enumerate(items):
+            where = "%s.%s[%d]" % (path, key, i)
+            if not isinstance(e, str) or not rx.match(e):
+                out.append((where, "not a %s (%s)%s" % (what, rule, ": '%s'" % _short(e)
+                                                        if isinstance(e, str) else "")))
+            elif e in seen:
+                out.append((where, "'%s' is listed twice" % e))
+            else:
+                seen.add(e)
+
+
 @dataclasses.dataclass
 class CacheStore:
     """One deployment: ``shards`` instances of a cache-store implementation,
@@ -187,6 +224,10 @@ class CacheStore:
     most data each instance holds before it refuses writes (Redis'
     ``noeviction``), in bytes or as in Redis (``"512mb"``, ``"2gb"``); None
     or 0: no limit. The agent derives each unit's ``MemoryMax`` from it.
+    ``node_selector`` (a cluster of agents): ``{"nodes": [names],
+    "labels": [labels]}``: its instances go only to nodes named in
+    ``nodes`` (if given) that have every label of ``labels`` (agent.conf
+    ``node.labels``); None: any node.
     """
 
     name: str
@@ -196,6 +237,7 @@ class CacheStore:
     checkpoint_interval_ms: int | None = None
     max_clients: int | None = None
     maxmemory: int | str | None = None
+    node_selector: Mapping | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "impl": self.impl, "version": self.version,
@@ -277,6 +319,8 @@ class CacheStore:
             _check_int(out, p + f, v, lo, hi)
         if self.maxmemory is not None or (given is not None and "maxmemory" in given):
             _check_memory(out, p + "maxmemory", self.maxmemory)
+        if self.node_selector is not None or (given is not None and "node_selector" in given):
+            _check_selector(out, p + "node_selector", self.node_selector)
         return out
 
 

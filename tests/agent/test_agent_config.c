@@ -255,6 +255,53 @@ TEST(control_limits)
     unlink(path);
 }
 
+TEST(node_labels_and_capacity)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"demo\";\n"
+               "node = { labels = [\"ssd\", \"zone=a\"]; max_instances = 12; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.nnode_labels == 2 && strcmp(c.node_labels[1], "zone=a") == 0);
+    CHECK_EQ_INT(c.max_instances, 12);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+
+    /* default: the port range's size */
+    write_conf("cluster = \"demo\";\n"
+               "cachestores = { port_min = 9000; port_max = 9009; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(c.max_instances, 10);
+    CHECK_EQ_INT(c.nnode_labels, 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+
+    write_conf("cluster = \"demo\";\n"                 /* 1 */
+               "node = {\n"                              /* 2 */
+               "  labels = [\"SSD\", \"-x\"];\n"        /* 3 */
+               "  max_instances = 0;\n"                  /* 4 */
+               "};\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'node.labels' entry 1 must be a label"));
+    CHECK(has(&p, 3, "'node.labels' entry 2 must be a label"));
+    CHECK(has(&p, 4, "'node.max_instances' is out of range (1 to 65535)"));
+    agent_problems_free(&p);
+    unlink(path);
+
+    write_conf("cluster = \"demo\";\nnode = { labels = \"ssd\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 2, "'node.labels' must be a list of strings"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
 TEST(missing_file)
 {
     agent_config c;
@@ -276,6 +323,7 @@ int main(void)
     RUN(required_cluster_and_port_order);
     RUN(syntax_error_line);
     RUN(control_limits);
+    RUN(node_labels_and_capacity);
     RUN(missing_file);
     return check_summary("test_agent_config");
 }

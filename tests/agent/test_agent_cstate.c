@@ -193,8 +193,9 @@ TEST(spec_record)
     agent_cstate cs, back;
     dpr_buf p, e;
     json_t *spec = json_pack("{s:s, s:[]}", "name", "demo", "cachestores");
-    json_t *placement = json_pack("{s:s}", "kv", "node1");
-    json_t *bad = json_pack("{s:i}", "kv", 3);
+    json_t *placement = json_pack("{s:i, s:{s:[{s:s, s:i}]}}", "next_worker", 2, "deployments",
+                                  "kv", "node", "node1", "worker", 1);
+    json_t *bad = json_pack("{s:s}", "kv", "node1"); /* (the format before placement.h) */
 
     agent_cstate_init(&cs);
     agent_cstate_init(&back);
@@ -208,7 +209,7 @@ TEST(spec_record)
     CHECK_EQ_INT(agent_cstate_snapshot(&cs, &p), 0);
     CHECK_EQ_INT(agent_cstate_restore(&back, p.data, p.len, NULL), 0);
     CHECK(back.spec_generation == 7 && back.spec_len == cs.spec_len);
-    /* refused: generation 0, a placement that is not a name, not JSON */
+    /* refused: generation 0, a placement that is not one, not JSON */
     CHECK_EQ_INT(agent_cstate_spec_payload(0, spec, placement, &p), -EINVAL);
     CHECK_EQ_INT(agent_cstate_spec_payload(8, spec, bad, &p), -EINVAL);
     CHECK_EQ_INT(agent_cstate_entry_encode(AGENT_CSTATE_ENTRY_SPEC, "{nope", 5, &e), 0);

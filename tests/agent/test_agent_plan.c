@@ -3,10 +3,14 @@
 #include <errno.h>
 #include <string.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "check.h"
 #include "plan.h"
+#include "statefile.h"
 
-static const agent_alloc alloc = { 7100, 7199 };
+static const agent_alloc alloc = { .port_min = 7100, .port_max = 7199 };
 
 static agent_spec make_spec(size_t n, const agent_deploy *d)
 {
@@ -318,7 +322,7 @@ TEST(delete_everything)
 
 TEST(port_exhaustion)
 {
-    agent_alloc small = { 9000, 9002 };
+    agent_alloc small = { .port_min = 9000, .port_max = 9002 };
     agent_deploy d = dep("kv", 4, "1");
     agent_spec s = make_spec(1, &d);
     agent_state st, next;
@@ -427,6 +431,66 @@ TEST(plan_json)
     agent_state_free(&st);
 }
 
+/* In a cluster the plan takes only the instances placed on this node,
+ * with the cluster's worker ids; another id under the same name is another
+ * instance. */
+TEST(placed)
+{
+    agent_deploy d[1] = { dep("kv", 3, "1") };
+    agent_spec s = make_spec(1, d);
+    agent_slot slots[3] = { { "n1", 5 }, { "n2", 6 }, { "n1", 7 } };
+    agent_placed_dep pd = { "kv", 3, slots };
+    agent_placement pl = { 8, 1, &pd };
+    agent_alloc here = { .port_min = 7100, .port_max = 7199, .placement = &pl, .node = "n1" };
+    agent_state st, next;
+    agent_plan p;
+    static const char *const created[] = { "kv-0", "kv-2" };
+    static const char *const recreated[] = { "kv-2" };
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &here, &next, &p), 0);
+    CHECK(names_eq(&p.created, 2, created));
+    CHECK(next.ninst == 2 && next.inst[0].worker == 5 && next.inst[1].worker == 7);
+    CHECK_EQ_U64(next.next_worker, 8); /* above every id recorded (agent.json's rule) */
+    CHECK(next.nlayouts == 1 && next.layouts[0].target_epoch == 0);
+    agent_state_free(&st);
+    st = next;
+    agent_plan_free(&p);
+    /* the same placement: nothing to do */
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &here, &next, &p), 0);
+    CHECK(!agent_plan_changed(&p) && next.generation == st.generation);
+    agent_state_free(&next);
+    agent_plan_free(&p);
+    /* kv-2 is another worker now: the old one retires, the new one starts */
+    slots[2].worker = 9;
+    pl.next_worker = 10;
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &here, &next, &p), 0);
+    CHECK(names_eq(&p.created, 1, recreated) && names_eq(&p.deleted, 1, recreated));
+    CHECK(next.nretiring == 1 && next.retiring[0].worker == 7 && next.inst[1].worker == 9);
+    CHECK(strcmp(next.inst[1].token, st.inst[1].token) != 0);
+    CHECK_EQ_U64(next.next_worker, 10);
+    {
+        /* what agent.json holds reads back (its checks pass) */
+        char path[] = "/tmp/dpr-test-placed-XXXXXX";
+        int fd = mkstemp(path);
+        dpr_err err = DPR_ERR_INIT;
+        agent_state back;
+        CHECK(fd >= 0);
+        close(fd);
+        CHECK_EQ_INT(agent_statefile_save(path, &next, &err), 0);
+        CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
+        if (err.msg[0])
+            fprintf(stderr, "    %s\n", err.msg);
+        CHECK(back.ninst == 2 && back.inst[1].worker == 9 && back.nretiring == 1);
+        agent_state_free(&back);
+        unlink(path);
+    }
+    agent_state_free(&next);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
 int main(void)
 {
     RUN(create_then_unchanged);
@@ -438,5 +502,6 @@ int main(void)
     RUN(rename_is_delete_and_create);
     RUN(plan_json);
     RUN(tokens);
+    RUN(placed);
     return check_summary("test_agent_plan");
 }

@@ -341,57 +341,88 @@ def test_the_leaders_agent_stops_cleanly_and_another_leads(agents):
              what="the stopped agent back as a follower")
 
 
-def spec_of(*deps):
-    return {"name": "demo", "cachestores": [dict(name=n, shards=k, version="1")
+def spec_of(*deps, **fields):
+    return {"name": "demo", "cachestores": [dict(name=n, shards=k, version="1", **fields)
                                              for n, k in deps]}
 
 
 def local_deployments(a):
-    """The deployments a's status lists: its own and (remote) the others'."""
+    """The deployments a's status lists (the whole cluster's)."""
     return sorted(d["name"] for d in a.call("status")["deployments"])
 
 
+def own_instances(a):
+    """The instances a runs itself (its recorded state)."""
+    return sorted(i["name"] for d in a.call("status")["deployments"] for i in d["instances"]
+                  if i.get("node") == a.node and i.get("unit") and "active_state" in i
+                  and "main_pid" in i)
+
+
 def own_deployments(a):
-    return sorted(d["name"] for d in a.call("status")["deployments"] if not d.get("remote"))
+    return sorted({n.rsplit("-", 1)[0] for n in own_instances(a)})
 
 
 def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
-    leader = agents.leader()
+    leader = agents.placeable()
     n1, n2, n3 = agents.agents
-    # kv applied on n2: n2 runs it; every node sees the record
+    # kv applied on n2: its shards spread over the nodes; n2 runs its part
     r = n2.call("apply", {"spec": spec_of(("kv", 2))})
-    assert r["plan"]["created"] == ["kv-0", "kv-1"], r
-    assert r["placement"] == {"kv": "n2"} and r["cluster_generation"] == 1, r
-    assert own_deployments(n2) == ["kv"]
+    assert r["placement"] == {"kv": ["n1", "n2"]} and r["cluster_generation"] == 1, r
+    assert r["plan"]["created"] == ["kv-1"], r
+    assert own_instances(n2) == ["kv-1"]
     for a in agents.agents:
         wait_for(lambda a=a: (a.call("status").get("cluster_spec") or {}).get("generation") == 1,
                  timeout=10, what="the record on every node")
-    # the others see n2's deployment as n2 published it; a client finds it anywhere
-    def remote_kv():
-        deps = [d for d in n1.call("status")["deployments"] if d["name"] == "kv"]
-        return deps[0] if deps and len(deps[0]["instances"]) == 2 else None
-    kv = wait_for(remote_kv, timeout=10, what="kv seen from n1")
-    assert kv["remote"] is True and kv["node"] == "n2", kv
-    assert [i["endpoint"] for i in kv["instances"]] == \
-        [i["endpoint"] for i in n2.call("status", {"name": "kv"})["deployments"][0]["instances"]]
-    with dpr.connect(n1.sock) as cluster:
+    wait_for(lambda: own_instances(n1) == ["kv-0"], timeout=10, what="n1 running kv-0")
+    # every node shows the whole deployment as its nodes published it; a
+    # client finds it anywhere
+    def whole_kv(a):
+        deps = [d for d in a.call("status")["deployments"] if d["name"] == "kv"]
+        return deps[0] if deps and all(i.get("endpoint") for i in deps[0]["instances"]) \
+            else None
+    kv = wait_for(lambda: whole_kv(n3), timeout=10, what="kv seen from n3")
+    assert [i["node"] for i in kv["instances"]] == ["n1", "n2"] and kv["nodes"] == 2, kv
+    assert [i["worker"] for i in kv["instances"]] == [1, 2], kv
+    assert kv["instances"][0]["endpoint"].startswith("127.0.0.1:"), kv
+    assert kv["instances"][1]["endpoint"].startswith("127.0.0.2:"), kv
+    assert [i["endpoint"] for i in whole_kv(n1)["instances"]] == \
+        [i["endpoint"] for i in kv["instances"]]
+    with dpr.connect(n3.sock) as cluster:
         client = cluster.client("kv")
         assert client.shards == [i["endpoint"] for i in kv["instances"]]
         assert client.finders == agents.finders.split(",")
     assert local_deployments(n1) == ["kv"] and local_deployments(n3) == ["kv"]
-    # n3 applies kv and sessions: sessions is new, so n3 runs it; kv stays on n2
-    r = n3.call("apply", {"spec": spec_of(("kv", 2), ("sessions", 1))})
-    assert r["plan"]["created"] == ["sessions-0"] and r["placement"] == {"kv": "n2", "sessions": "n3"}, r
-    assert own_deployments(n3) == ["sessions"]
-    wait_for(lambda: own_deployments(n2) == ["kv"], timeout=10, what="kv kept on n2")
-    # plan on n1 shows its part (nothing) and where each deployment would be
-    r = n1.call("plan", {"spec": spec_of(("kv", 2), ("sessions", 1), ("more", 1))})
-    assert r["plan"]["created"] == ["more-0"] and r["placement"]["more"] == "n1", r
-    # a delete on n1 goes through the leader; n2 stops kv
+    # n3 applies kv and sessions: kv stays, sessions goes where least runs (n3 first)
+    r = n3.call("apply", {"spec": spec_of(("kv", 2), ("sessions", 2))})
+    assert r["placement"] == {"kv": ["n1", "n2"], "sessions": ["n3", "n1"]}, r
+    assert r["plan"]["created"] == ["sessions-0"], r
+    wait_for(lambda: own_instances(n1) == ["kv-0", "sessions-1"], timeout=10,
+             what="n1 running its part")
+    # the nodes table says what placement goes by
+    nodes = {n["name"]: n for n in n2.call("nodes")["nodes"]}
+    assert nodes["n1"]["instances"] == 2 and nodes["n1"]["max_instances"] == 100, nodes
+    # plan on n1 shows its part and where each instance would go
+    r = n1.call("plan", {"spec": spec_of(("kv", 2), ("sessions", 2), ("more", 1))})
+    assert r["placement"]["more"] == ["n2"] and r["plan"]["created"] == [], r
+    # a node selector naming one node
+    r = n1.call("plan", {"spec": spec_of(("kv", 2), ("sessions", 2), ("more", 3),
+                                         node_selector={"nodes": ["n1"]})})
+    assert r["placement"]["more"] == ["n1", "n1", "n1"], r
+    assert r["plan"]["created"] == ["more-0", "more-1", "more-2"], r
+    r2 = n1.request("plan", {"spec": {"name": "demo", "cachestores": [
+        dict(name="kv", shards=2, version="1"),
+        dict(name="more", shards=3, version="1", node_selector={"labels": ["ssd"]})]}})
+    assert r2["ok"] is False and r2["error"]["code"] == "spec_invalid", r2
+    assert "node_selector" in json.dumps(r2["error"]), r2
+    # a spread deployment's shard count cannot change (yet)
+    r = n1.request("apply", {"spec": spec_of(("kv", 3), ("sessions", 2))})
+    assert r["ok"] is False and r["error"]["code"] == "spec_invalid", r
+    assert "several nodes" in json.dumps(r["error"]), r
+    # a delete on n1 goes through the leader; n1 and n2 stop kv
     r = n1.call("delete", {"name": "kv"})
-    assert r["placement"] == {"sessions": "n3"}, r
-    wait_for(lambda: own_deployments(n2) == [], timeout=10, what="kv deleted on n2")
-    assert own_deployments(n3) == ["sessions"]
+    assert r["placement"] == {"sessions": ["n3", "n1"]}, r
+    wait_for(lambda: own_instances(n2) == [], timeout=10, what="kv deleted on n2")
+    assert own_instances(n1) == ["sessions-1"]
     # refusals: a bad spec (checked where it was applied), an unknown deployment
     r = n1.request("apply", {"spec": {"name": "demo", "cachestores": [{"name": "x",
                                                                       "shards": 0}]}})
@@ -401,8 +432,8 @@ def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
     # the leader's agent killed: apply still works through the new one
     leader.proc.kill(signal.SIGKILL)
     other = [a for a in agents.agents if a is not leader][0]
-    r = other.call("apply", {"spec": spec_of(("sessions", 1), ("late", 1))})
-    assert r["placement"]["late"] == other.call("status")["node"], r
+    r = other.call("apply", {"spec": spec_of(("sessions", 2), ("late", 1))})
+    assert r["placement"]["sessions"] == ["n3", "n1"] and len(r["placement"]["late"]) == 1, r
 
 
 def test_a_single_nodes_deployments_become_its_clusters_spec(tmp_path, procs):
@@ -416,7 +447,7 @@ def test_a_single_nodes_deployments_become_its_clusters_spec(tmp_path, procs):
                 'heartbeat_timeout_ms = 50; };\n' % dprtest.free_port())
     procs.add(a.start().proc)
     wait_for(lambda: (a.call("status").get("cluster_spec") or {}).get("placement") ==
-             {"kv": "n1"}, timeout=20, what="the record made of n1's deployments")
+             {"kv": ["n1", "n1"]}, timeout=20, what="the record made of n1's deployments")
     assert own_deployments(a) == ["kv"]
     assert [i["name"] for i in a.call("status")["deployments"][0]["instances"]] == \
         ["kv-0", "kv-1"]
@@ -426,9 +457,9 @@ def test_a_single_nodes_deployments_become_its_clusters_spec(tmp_path, procs):
 
 
 def test_a_joining_node_keeps_deployments_the_cluster_does_not_hold(agents, tmp_path):
-    agents.leader()
+    agents.placeable()
     n1 = agents[0]
-    n1.call("apply", {"spec": spec_of(("kv", 1))})
+    kv_at = n1.call("apply", {"spec": spec_of(("kv", 1))})["placement"]["kv"]
     # a node that ran "own" alone, then joins
     me = "127.0.0.4:%d" % agents.raft_port
     j = dprtest.HostAgent(os.path.join(agents.base, "n4"), host="127.0.0.4", node="n4",
@@ -446,6 +477,9 @@ def test_a_joining_node_keeps_deployments_the_cluster_does_not_hold(agents, tmp_
              what="the joiner refusing the spec")
     assert own_deployments(j) == ["own"]
     # applied from the joiner, "own" is placed on it and everything goes on
+    agents.placeable()
     r = j.call("apply", {"spec": spec_of(("kv", 1), ("own", 1))})
-    assert r["placement"] == {"kv": "n1", "own": "n4"}, r
-    assert own_deployments(j) == ["own"] and own_deployments(n1) == ["kv"]
+    assert r["placement"] == {"kv": kv_at, "own": ["n4"]}, r
+    assert r["plan"]["unchanged"] == ["own-0"], r
+    owner = {a.node: a for a in agents.agents}[kv_at[0]]
+    assert own_deployments(j) == ["own"] and own_deployments(owner) == ["kv"]

@@ -335,6 +335,49 @@ TEST(memory_parse)
     CHECK(v == 7); /* untouched on error */
 }
 
+TEST(node_selector)
+{
+    agent_spec s;
+    agent_problems p;
+    json_t *j;
+
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"kv\", "
+                       "\"version\": \"1\", \"shards\": 2, \"node_selector\": "
+                       "{\"nodes\": [\"n1\", \"Node_2.x\"], \"labels\": [\"zone=a\"]}}]}",
+                       &s, &p), 0);
+    CHECK(s.d[0].selector.nnodes == 2 && strcmp(s.d[0].selector.nodes[1], "Node_2.x") == 0);
+    CHECK(s.d[0].selector.nlabels == 1 && strcmp(s.d[0].selector.labels[0], "zone=a") == 0);
+    /* round trip: written back only when set */
+    j = agent_deploy_to_json(&s.d[0]);
+    CHECK(json_array_size(json_object_get(json_object_get(j, "node_selector"), "nodes")) == 2);
+    json_decref(j);
+    s.d[0].selector.nnodes = s.d[0].selector.nlabels = 0;
+    j = agent_deploy_to_json(&s.d[0]);
+    CHECK(json_object_get(j, "node_selector") == NULL);
+    json_decref(j);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": ["
+                       "{\"name\": \"a\", \"version\": \"1\", \"shards\": 1, "
+                       "\"node_selector\": [\"n1\"]},"
+                       "{\"name\": \"b\", \"version\": \"1\", \"shards\": 1, "
+                       "\"node_selector\": {\"nodes\": [\"n 1\", 3, \"n2\", \"n2\"], "
+                       "\"labels\": [\"SSD\"], \"zone\": \"a\"}},"
+                       "{\"name\": \"c\", \"version\": \"1\", \"shards\": 1, "
+                       "\"node_selector\": {\"labels\": \"ssd\"}}]}", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores[0].node_selector", "must be an object"));
+    CHECK(has_problem(&p, "cachestores[1].node_selector.nodes[0]", "not a node name"));
+    CHECK(has_problem(&p, "cachestores[1].node_selector.nodes[1]", "not a node name"));
+    CHECK(has_problem(&p, "cachestores[1].node_selector.nodes[3]", "listed twice"));
+    CHECK(has_problem(&p, "cachestores[1].node_selector.labels[0]", "not a label"));
+    CHECK(has_problem(&p, "cachestores[1].node_selector.zone", "unknown field"));
+    CHECK(has_problem(&p, "cachestores[2].node_selector.labels", "must be a list"));
+    agent_problems_free(&p);
+    CHECK(agent_label_valid("zone=a") && agent_label_valid("a") && !agent_label_valid("a-") &&
+          !agent_label_valid("") && !agent_label_valid("=a"));
+}
+
 TEST(memory_max_formula)
 {
     /* no maxmemory: no limit */
@@ -364,5 +407,6 @@ int main(void)
     RUN(maxmemory);
     RUN(memory_parse);
     RUN(memory_max_formula);
+    RUN(node_selector);
     return check_summary("test_agent_spec");
 }

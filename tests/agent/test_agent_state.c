@@ -63,7 +63,7 @@ static void spit(const char *path, const char *data, size_t len)
 /* A state with two deployments, one retiring instance. */
 static void sample(agent_state *st)
 {
-    static const agent_alloc alloc = { 7100, 7199 };
+    static const agent_alloc alloc = { .port_min = 7100, .port_max = 7199 };
     agent_deploy d[2];
     agent_spec s = { strdup("demo"), 2, d }, s2;
     agent_state a, b;

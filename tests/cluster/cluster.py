@@ -609,7 +609,7 @@ def _install_handlers():
 
 RAFT_CONF = """\
 cluster = "demo";
-node = {{ name = "{name}"; address = "{ip}"; }};
+node = {{ name = "{name}"; address = "{ip}";{node_extra} }};
 finder = {{ listen = "{ip}:{finder}"; }};
 raft = {{ address = "{ip}:{raft}"; peers = [{peers}];
          election_timeout_ms = {election}; heartbeat_timeout_ms = {heartbeat}; }};
@@ -655,15 +655,22 @@ class Cluster:
     FINDER_PORT = 7000
     RAFT_PORT = 7400
 
-    def configure_raft(self, election_ms=300, heartbeat_ms=50):
+    def configure_raft(self, election_ms=300, heartbeat_ms=50, labels=None,
+                       max_instances=None):
         """Gives every node an agent.conf of one Raft cluster of all nodes
         (each node's finder and Raft on its bridge address, every node in
-        raft.peers) and restarts dpr-agent on each."""
+        raft.peers) and restarts dpr-agent on each. labels / max_instances:
+        {node name: [labels] / count} for node.labels / node.max_instances."""
         peers = ", ".join('"%s:%d"' % (n.ip4, self.RAFT_PORT) for n in self.nodes)
         for n in self.nodes:
+            extra = ""
+            if (labels or {}).get(n.name):
+                extra += " labels = [%s];" % ", ".join('"%s"' % x for x in labels[n.name])
+            if (max_instances or {}).get(n.name):
+                extra += " max_instances = %d;" % max_instances[n.name]
             _write(n.path("/etc/dpr/agent.conf"), RAFT_CONF.format(
                 name=n.name, ip=n.ip4, finder=self.FINDER_PORT, raft=self.RAFT_PORT,
-                peers=peers, election=election_ms, heartbeat=heartbeat_ms))
+                peers=peers, election=election_ms, heartbeat=heartbeat_ms, node_extra=extra))
         for n in self.nodes:
             n.systemctl("restart", "dpr-agent")
 

@@ -1,8 +1,9 @@
 """Issue 10: three agents form a Raft cluster on real systemd nodes; the
 finder runs on the leader with its state in the replicated log.
 
-The deployment `kv` (3 shards) runs on node1, and a session writes into it
-from node1 throughout (tests/cluster/writers.py). Meanwhile:
+The deployment `kv` (3 shards) runs on node1 (its node_selector), and a
+session writes into it from node1 throughout (tests/cluster/writers.py).
+Meanwhile:
 
   (a) kill -9 of dpr-agent on the leader: another agent leads, systemd
       restarts the killed one, which rejoins as a follower;
@@ -36,6 +37,8 @@ cachestores:
     version: "1"
     shards: 3
     checkpoint_interval_ms: 100
+    node_selector:
+      nodes: [node1]
 """
 
 FINDER_PORT = harness.Cluster.FINDER_PORT

@@ -639,6 +639,7 @@ class HostAgent:
         os.makedirs(self.base, exist_ok=True)
         self.procs = Procs()
         self.host = host
+        self.node = node
         self.finder_port = finder_port or free_port()
         self.conf = os.path.join(self.base, "agent.conf")
         self.sock = os.path.join(self.base, "agent.sock")
@@ -932,6 +933,19 @@ class RaftAgents:
                     pass
             return found[0] if len(found) == 1 else None
         return wait_for(serving, timeout=timeout, what="one agent serving the finder")
+
+    def placeable(self, timeout: float = 20) -> HostAgent:
+        """Waits until the leader knows what every running agent takes (its
+        instance record: labels, max_instances), so that placement may use
+        each; returns the leader."""
+        leader = self.leader(timeout)
+        want = {a.node for a in self.running()}
+
+        def known():
+            nodes = leader.call("nodes")["nodes"]
+            return {n["name"] for n in nodes if n.get("max_instances") is not None} >= want
+        wait_for(known, timeout=timeout, what="every node's instance record at the leader")
+        return leader
 
 
 # --- lazyfs: a disk that loses what was not fsynced -------------------------------

@@ -201,7 +201,7 @@ def test_unknown_fields_everywhere():
     assert problems(d) == [
         ("cachestore", "unknown field (did you mean 'cachestores'? known: name, cachestores)"),
         ("cachestores[0].shard", "unknown field (did you mean 'shards'? known: name, impl, "
-         "version, shards, checkpoint_interval_ms, max_clients, maxmemory)")]
+         "version, shards, checkpoint_interval_ms, max_clients, maxmemory, node_selector)")]
 
 
 def test_every_problem_at_once_in_order():
@@ -284,3 +284,28 @@ def test_validate_false_keeps_bad_values():
     assert spec.cachestores[0].shards == 0
     with pytest.raises(SpecError):  # structure is still checked
         ClusterSpec.from_dict(spec_of(bogus=1), validate=False)
+
+
+def test_node_selector():
+    ok = ClusterSpec.from_dict({"name": "demo", "cachestores": [
+        {"name": "kv", "version": "1", "shards": 2,
+         "node_selector": {"nodes": ["node1", "Node_2"], "labels": ["zone=a"]}}]})
+    ok.validate()
+    assert ok.to_dict()["cachestores"][0]["node_selector"] == {"nodes": ["node1", "Node_2"],
+                                                               "labels": ["zone=a"]}
+    assert "node_selector" not in CacheStore("kv", version="1", shards=1).to_dict()
+    d = {"name": "demo", "cachestores": [
+        {"name": "a", "version": "1", "shards": 1, "node_selector": ["n1"]},
+        {"name": "b", "version": "1", "shards": 1,
+         "node_selector": {"nodes": ["n 1", "n2", "n2"], "labels": ["SSD"], "zone": "a"}},
+        {"name": "c", "version": "1", "shards": 1, "node_selector": {"labels": "ssd"}}]}
+    got = problems(d)
+    assert ("cachestores[0].node_selector",
+            'must be an object: {"nodes": [node names], "labels": [labels every node must '
+            'have]} (got a list)') in got, got
+    wheres = [w for w, _ in got]
+    assert "cachestores[1].node_selector.nodes[0]" in wheres, got
+    assert ("cachestores[1].node_selector.nodes[2]", "'n2' is listed twice") in got, got
+    assert "cachestores[1].node_selector.labels[0]" in wheres, got
+    assert "cachestores[1].node_selector.zone" in wheres, got
+    assert "cachestores[2].node_selector.labels" in wheres, got

@@ -1,0 +1,337 @@
+/* placement.c - see placement.h. */
+#include "placement.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void agent_placement_init(agent_placement *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->next_worker = 1;
+}
+
+void agent_placement_free(agent_placement *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->d[i].slot);
+    free(p->d);
+    agent_placement_init(p);
+}
+
+const agent_placed_dep *agent_placement_find(const agent_placement *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->d[i].name, name) == 0)
+            return &p->d[i];
+    return NULL;
+}
+
+uint32_t agent_placement_count(const agent_placement *p, const char *node)
+{
+    uint32_t n = 0;
+
+    for (size_t i = 0; i < p->n; i++)
+        for (uint32_t s = 0; s < p->d[i].shards; s++)
+            n += strcmp(p->d[i].slot[s].node, node) == 0;
+    return n;
+}
+
+/* One deployment's slots from JSON into d (d->name set). */
+static int slots_from_json(const json_t *list, agent_placed_dep *d, uint64_t next_worker)
+{
+    json_t *e;
+    size_t i;
+
+    if (!json_is_array(list) || json_array_size(list) == 0 ||
+        json_array_size(list) > AGENT_SHARDS_MAX)
+        return -EINVAL;
+    d->shards = (uint32_t)json_array_size(list);
+    d->slot = calloc(d->shards, sizeof(*d->slot));
+    if (!d->slot)
+        return -ENOMEM;
+    json_array_foreach(list, i, e) {
+        json_t *node = json_object_get(e, "node"), *w = json_object_get(e, "worker");
+        if (!json_is_object(e) || json_object_size(e) != 2 || !json_is_string(node) ||
+            !agent_node_name_valid(json_string_value(node)) || !json_is_integer(w) ||
+            json_integer_value(w) < 1 || (uint64_t)json_integer_value(w) >= next_worker)
+            return -EINVAL;
+        snprintf(d->slot[i].node, sizeof(d->slot[i].node), "%s", json_string_value(node));
+        d->slot[i].worker = (uint64_t)json_integer_value(w);
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+    return a < b ? -1 : a > b;
+}
+
+/* No worker id twice in one deployment of p (its domain). */
+static int workers_unique(const agent_placement *p)
+{
+    uint64_t v[AGENT_SHARDS_MAX];
+    int rc = 0;
+
+    for (size_t i = 0; i < p->n && rc == 0; i++) {
+        uint32_t n = p->d[i].shards;
+        for (uint32_t s = 0; s < n; s++)
+            v[s] = p->d[i].slot[s].worker;
+        qsort(v, n, sizeof(*v), cmp_u64);
+        for (uint32_t s = 1; s < n && rc == 0; s++)
+            if (v[s] == v[s - 1])
+                rc = -EINVAL;
+    }
+    return rc;
+}
+
+int agent_placement_from_json(const json_t *j, agent_placement *out)
+{
+    json_t *nw = json_object_get(j, "next_worker"), *deps = json_object_get(j, "deployments");
+    agent_placement p;
+    const char *name;
+    json_t *list;
+    int rc = 0;
+
+    agent_placement_init(&p);
+    if (!json_is_object(j) || json_object_size(j) != 2 || !json_is_integer(nw) ||
+        json_integer_value(nw) < 1 || !json_is_object(deps))
+        return -EINVAL;
+    p.next_worker = (uint64_t)json_integer_value(nw);
+    if (json_object_size(deps)) {
+        p.d = calloc(json_object_size(deps), sizeof(*p.d));
+        if (!p.d)
+            return -ENOMEM;
+    }
+    json_object_foreach(deps, name, list) {
+        agent_placed_dep *d = &p.d[p.n];
+        if (!agent_name_valid(name, AGENT_DEPLOY_NAME_MAX)) {
+            rc = -EINVAL;
+            break;
+        }
+        snprintf(d->name, sizeof(d->name), "%s", name);
+        p.n++;
+        rc = slots_from_json(list, d, p.next_worker);
+        if (rc < 0)
+            break;
+    }
+    if (rc == 0)
+        rc = workers_unique(&p);
+    if (rc < 0) {
+        agent_placement_free(&p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+json_t *agent_placement_to_json(const agent_placement *p)
+{
+    json_t *deps = json_object(), *out = NULL;
+
+    for (size_t i = 0; deps && i < p->n; i++) {
+        json_t *list = json_array();
+        for (uint32_t s = 0; list && s < p->d[i].shards; s++)
+            if (json_array_append_new(list, json_pack("{s:s, s:I}", "node",
+                                                      p->d[i].slot[s].node, "worker",
+                                                      (json_int_t)p->d[i].slot[s].worker)) < 0) {
+                json_decref(list);
+                list = NULL;
+            }
+        if (!list || json_object_set_new(deps, p->d[i].name, list) < 0) {
+            json_decref(deps);
+            deps = NULL;
+        }
+    }
+    if (deps)
+        out = json_pack("{s:I, s:o}", "next_worker", (json_int_t)p->next_worker, "deployments",
+                        deps);
+    return out;
+}
+
+/* ---- placing ------------------------------------------------------------------------ */
+
+/* How many of dep's slots (the first n) run on node. */
+static uint32_t count_in(const agent_placed_dep *dep, uint32_t n, const char *node)
+{
+    uint32_t c = 0;
+
+    for (uint32_t s = 0; s < n; s++)
+        c += strcmp(dep->slot[s].node, node) == 0;
+    return c;
+}
+
+/* Are the first n slots all on one node? */
+static bool one_node(const agent_placed_dep *dep, uint32_t n)
+{
+    for (uint32_t s = 1; s < n; s++)
+        if (strcmp(dep->slot[s].node, dep->slot[0].node) != 0)
+            return false;
+    return true;
+}
+
+/* Why no node takes an instance of d: for the problem's message. */
+static void why_none(const agent_deploy *d, const agent_place_node *nodes, size_t nnodes,
+                     char *out, size_t cap)
+{
+    size_t up = 0, match = 0;
+
+    for (size_t i = 0; i < nnodes; i++) {
+        if (!nodes[i].up)
+            continue;
+        up++;
+        match += agent_selector_match(&d->selector, nodes[i].name, nodes[i].labels,
+                                      nodes[i].nlabels);
+    }
+    if (up == 0)
+        snprintf(out, cap, "no node is up and known to the cluster yet");
+    else if (match == 0)
+        snprintf(out, cap, "no node that is up matches its node_selector (%zu node%s up)", up,
+                 up == 1 ? "" : "s");
+    else
+        snprintf(out, cap, "the %zu node%s matching it %s full (node.max_instances in "
+                 "agent.conf)", match, match == 1 ? "" : "s", match == 1 ? "is" : "are");
+}
+
+/* The node for a new instance of dep (the slots placed so far have a
+ * node): index into nodes, or -1. */
+static int pick(const agent_deploy *d, const agent_placed_dep *dep,
+                const agent_place_node *nodes, size_t nnodes, const uint32_t *used)
+{
+    int best = -1;
+    uint32_t best_here = 0;
+
+    for (size_t i = 0; i < nnodes; i++) {
+        uint32_t here;
+        if (!nodes[i].up ||
+            !agent_selector_match(&d->selector, nodes[i].name, nodes[i].labels,
+                                  nodes[i].nlabels) ||
+            (nodes[i].max_instances && used[i] >= nodes[i].max_instances))
+            continue;
+        here = count_in(dep, dep->shards, nodes[i].name);
+        if (best < 0 || here < best_here ||
+            (here == best_here && (used[i] < used[best] ||
+                                   (used[i] == used[best] &&
+                                    strcmp(nodes[i].name, nodes[best].name) < 0)))) {
+            best = (int)i;
+            best_here = here;
+        }
+    }
+    return best;
+}
+
+static int node_index(const agent_place_node *nodes, size_t nnodes, const char *name)
+{
+    for (size_t i = 0; i < nnodes; i++)
+        if (strcmp(nodes[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int agent_place(const agent_spec *spec, const agent_placement *cur,
+                const agent_placement *running, const agent_place_node *nodes, size_t nnodes,
+                agent_placement *next, agent_problems *probs)
+{
+    agent_placement p;
+    uint32_t *used = calloc(nnodes ? nnodes : 1, sizeof(*used));
+    size_t before = probs->n;
+    char path[64], why[200];
+    int rc = 0;
+
+    agent_placement_init(&p);
+    p.next_worker = cur->next_worker ? cur->next_worker : 1;
+    if (!used || (spec->n && !(p.d = calloc(spec->n, sizeof(*p.d))))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* first every instance that stays, so that capacity counts them */
+    for (size_t i = 0; i < spec->n; i++) {
+        const agent_deploy *d = &spec->d[i];
+        const agent_placed_dep *old = agent_placement_find(cur, d->name);
+        agent_placed_dep *nd = &p.d[p.n++];
+        uint32_t keep = old ? (old->shards < d->shards ? old->shards : d->shards) : 0;
+        snprintf(nd->name, sizeof(nd->name), "%s", d->name);
+        nd->shards = d->shards;
+        nd->slot = calloc(d->shards, sizeof(*nd->slot));
+        if (!nd->slot) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if (old && old->shards != d->shards && !one_node(old, old->shards)) {
+            snprintf(path, sizeof(path), "cachestores[%zu].shards", i);
+            agent_problems_add(probs, path, "deployment '%s' runs on several nodes: its shard "
+                               "count cannot change yet (from %u to %u); only a deployment "
+                               "on one node (node_selector) can be resized", d->name,
+                               old->shards, d->shards);
+            continue;
+        }
+        for (uint32_t s = 0; s < keep; s++) {
+            int k = node_index(nodes, nnodes, old->slot[s].node);
+            nd->slot[s] = old->slot[s];
+            if (k >= 0)
+                used[k]++;
+        }
+        /* new here, but a node runs (some of) it already: it stays there */
+        const agent_placed_dep *run = !old && running ? agent_placement_find(running, d->name)
+                                                      : NULL;
+        for (uint32_t s = 0; run && s < run->shards && s < d->shards; s++) {
+            int k = node_index(nodes, nnodes, run->slot[s].node);
+            if (!run->slot[s].worker)
+                continue;
+            nd->slot[s] = run->slot[s];
+            if (k >= 0)
+                used[k]++;
+            if (run->slot[s].worker >= p.next_worker)
+                p.next_worker = run->slot[s].worker + 1;
+        }
+    }
+    if (probs->n > before)
+        goto out;
+    /* then the new ones, in spec order */
+    for (size_t i = 0; i < spec->n; i++) {
+        const agent_deploy *d = &spec->d[i];
+        const agent_placed_dep *old = agent_placement_find(cur, d->name);
+        agent_placed_dep *nd = &p.d[i];
+        uint32_t s = old ? (old->shards < d->shards ? old->shards : d->shards) : 0;
+        int home = old && old->shards ? node_index(nodes, nnodes, old->slot[0].node) : -1;
+        for (; s < d->shards; s++) {
+            /* a deployment on one node grows there (its resize runs there) */
+            int k;
+            if (nd->slot[s].worker)
+                continue; /* (taken from what a node runs) */
+            k = old ? home : pick(d, nd, nodes, nnodes, used);
+            if (k < 0 || (nodes[k].max_instances && used[k] >= nodes[k].max_instances)) {
+                snprintf(path, sizeof(path), "cachestores[%zu]", i);
+                if (old && k < 0)
+                    snprintf(why, sizeof(why), "its node %s is not a member of the cluster",
+                             old->slot[0].node);
+                else if (old)
+                    snprintf(why, sizeof(why), "its node %s is full (node.max_instances in "
+                             "agent.conf)", nodes[k].name);
+                else
+                    why_none(d, nodes, nnodes, why, sizeof(why));
+                agent_problems_add(probs, path, "no node can take shard %u of '%s': %s", s,
+                                   d->name, why);
+                break;
+            }
+            used[k]++;
+            snprintf(nd->slot[s].node, sizeof(nd->slot[s].node), "%s", nodes[k].name);
+            nd->slot[s].worker = p.next_worker++;
+        }
+    }
+out:
+    free(used);
+    if (rc == 0 && probs->n > before)
+        rc = -EINVAL;
+    if (rc == 0 && probs->oom)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        agent_placement_free(&p);
+        return rc;
+    }
+    *next = p;
+    return 0;
+}

@@ -1,0 +1,102 @@
+/*
+ * placement.h - where the instances of a cluster's deployments run, and
+ * their worker ids. Pure: no I/O; the leader's clusterspec.c calls it and
+ * keeps the result in the Raft log (the spec record's "placement").
+ *
+ * The record, as JSON:
+ *
+ *   {"next_worker": 12,
+ *    "deployments": {"kv": [{"node": "n1", "worker": 1},     <- shard 0
+ *                           {"node": "n2", "worker": 2}, ...]}}
+ *
+ * Worker ids are handed out by the cluster (never reused, whatever the
+ * deployment): an instance keeps its id for life, wherever it runs. A
+ * worker id is unique within its deployment (its DPR domain); ids of
+ * instances a node ran before it joined may repeat across deployments.
+ * Ports are each node's own business (plan.h).
+ *
+ * The rules (agent_place):
+ *  - an instance already placed stays where it is (moving one is the node
+ *    loss step's job, with its checkpoints);
+ *  - a deployment new to the placement that a node already runs (it ran
+ *    it before it joined: `running`) keeps those instances there, with
+ *    their worker ids;
+ *  - a new instance goes to a node that is up, matches the deployment's
+ *    node selector and has room (max_instances counts every instance of
+ *    every deployment on the node): the one with the fewest instances of
+ *    this deployment, then the fewest in all, then by name; so the shards
+ *    of one deployment spread as long as there are nodes;
+ *  - a deployment whose shard count changes keeps its old shards; new
+ *    shards follow the rules above, except that a deployment living on one
+ *    node grows on that node (its resize runs there, layout.h); the shard
+ *    count of a deployment spread over nodes cannot change yet (refused);
+ *  - deployments no longer in the spec are dropped.
+ */
+#ifndef AGENT_PLACEMENT_H
+#define AGENT_PLACEMENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "problems.h"
+#include "spec.h"
+
+/* Where one shard runs. */
+typedef struct agent_slot {
+    char node[AGENT_LABEL_MAX + 1];
+    uint64_t worker;
+} agent_slot;
+
+typedef struct agent_placed_dep {
+    char name[AGENT_DEPLOY_NAME_MAX + 1];
+    uint32_t shards;
+    agent_slot *slot; /* [shards], index = shard */
+} agent_placed_dep;
+
+typedef struct agent_placement {
+    uint64_t next_worker; /* >= 1; above every worker id handed out */
+    size_t n;
+    agent_placed_dep *d;
+} agent_placement;
+
+/* A node the leader may place on. */
+typedef struct agent_place_node {
+    const char *name;
+    const char *const *labels;
+    size_t nlabels;
+    uint32_t max_instances; /* 0: no limit */
+    bool up;                /* may take new instances */
+} agent_place_node;
+
+/* An empty placement (next worker 1). */
+void agent_placement_init(agent_placement *p);
+void agent_placement_free(agent_placement *p);
+/*
+ * The record from JSON: 0; -EINVAL when it is not one (every rule above:
+ * worker ids >= 1, unique in their deployment and below next_worker, node
+ * names valid, at most AGENT_SHARDS_MAX shards); -ENOMEM. *out untouched
+ * unless 0.
+ */
+int agent_placement_from_json(const json_t *j, agent_placement *out);
+/* New reference, NULL on ENOMEM. */
+json_t *agent_placement_to_json(const agent_placement *p);
+/* The deployment's entry, or NULL. */
+const agent_placed_dep *agent_placement_find(const agent_placement *p, const char *name);
+/* How many instances of p run on node. */
+uint32_t agent_placement_count(const agent_placement *p, const char *node);
+
+/*
+ * Places spec's instances: *next from cur (which may be empty), the
+ * instances nodes run that cur does not hold (running, may be NULL: slots
+ * with worker 0 are shards nobody runs) and the nodes. 0; -EINVAL when
+ * some instance has nowhere to go or a spread deployment's shard count
+ * changes (each with a problem: where = "cachestores[i]" or
+ * "cachestores[i].shards"; nothing in *next); -ENOMEM.
+ */
+int agent_place(const agent_spec *spec, const agent_placement *cur,
+                const agent_placement *running, const agent_place_node *nodes, size_t nnodes,
+                agent_placement *next, agent_problems *probs);
+
+#endif

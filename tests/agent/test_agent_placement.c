@@ -1,0 +1,320 @@
+/* test_agent_placement.c - where the leader puts instances (placement.h):
+ * spreading, capacity, node selectors, stability, resizes, worker ids, and
+ * the record's JSON. */
+#include <errno.h>
+#include <string.h>
+
+#include "check.h"
+#include "placement.h"
+
+static agent_deploy dep(const char *name, uint32_t shards)
+{
+    agent_deploy d;
+
+    memset(&d, 0, sizeof(d));
+    snprintf(d.name, sizeof(d.name), "%s", name);
+    snprintf(d.impl, sizeof(d.impl), "dpr-kv");
+    snprintf(d.version, sizeof(d.version), "1");
+    d.shards = shards;
+    return d;
+}
+
+static agent_spec spec_of(size_t n, const agent_deploy *d)
+{
+    agent_spec s = { strdup("demo"), n, malloc((n ? n : 1) * sizeof(*d)) };
+
+    memcpy(s.d, d, n * sizeof(*d));
+    return s;
+}
+
+static const char *const ssd[] = { "ssd", "zone=a" };
+static const char *const hdd[] = { "zone=b" };
+
+/* n1 (ssd, zone=a), n2 (zone=b), n3 (no labels); room for 100 each */
+static agent_place_node nodes3[] = {
+    { "n1", ssd, 2, 100, true },
+    { "n2", hdd, 1, 100, true },
+    { "n3", NULL, 0, 100, true },
+};
+
+/* The nodes of d's shards, "n1 n2 n3". */
+static const char *nodes_of(const agent_placement *p, const char *d)
+{
+    static char out[512];
+    const agent_placed_dep *pd = agent_placement_find(p, d);
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (uint32_t s = 0; pd && s < pd->shards; s++)
+        off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%s", s ? " " : "",
+                                pd->slot[s].node);
+    return out;
+}
+
+TEST(spread_then_stable)
+{
+    agent_deploy d[3] = { dep("kv", 3), dep("sessions", 3), dep("one", 1) };
+    agent_spec s = spec_of(3, d);
+    agent_placement empty, p, q;
+    agent_problems probs;
+
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n1 n2 n3") == 0);
+    CHECK(strcmp(nodes_of(&p, "sessions"), "n1 n2 n3") == 0);
+    CHECK(strcmp(nodes_of(&p, "one"), "n1") == 0);
+    /* worker ids: 1.. in spec order, never twice */
+    CHECK_EQ_U64(agent_placement_find(&p, "kv")->slot[0].worker, 1);
+    CHECK_EQ_U64(agent_placement_find(&p, "sessions")->slot[2].worker, 6);
+    CHECK_EQ_U64(p.next_worker, 8);
+    CHECK_EQ_U64(agent_placement_count(&p, "n1"), 3);
+    /* placed again: nothing moves, no new ids */
+    CHECK_EQ_INT(agent_place(&s, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n1 n2 n3") == 0);
+    CHECK_EQ_U64(q.next_worker, 8);
+    CHECK_EQ_U64(agent_placement_find(&q, "one")->slot[0].worker, 7);
+    agent_placement_free(&q);
+    /* a node goes down: what runs there stays placed there */
+    nodes3[0].up = false;
+    CHECK_EQ_INT(agent_place(&s, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n1 n2 n3") == 0);
+    nodes3[0].up = true;
+    CHECK_EQ_INT((int)probs.n, 0);
+    agent_placement_free(&q);
+    agent_placement_free(&p);
+    agent_spec_free(&s);
+    agent_problems_free(&probs);
+}
+
+TEST(fewest_in_all_then_name)
+{
+    agent_deploy d[2] = { dep("a", 1), dep("b", 2) };
+    agent_spec s = spec_of(2, d);
+    agent_placement empty, p;
+    agent_problems probs;
+
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    /* a-0 on n1 (name); b's shards where the fewest run: n2, n3 */
+    CHECK(strcmp(nodes_of(&p, "a"), "n1") == 0);
+    CHECK(strcmp(nodes_of(&p, "b"), "n2 n3") == 0);
+    agent_placement_free(&p);
+    agent_spec_free(&s);
+    agent_problems_free(&probs);
+}
+
+TEST(capacity)
+{
+    agent_place_node small[] = {
+        { "n1", NULL, 0, 1, true },
+        { "n2", NULL, 0, 2, true },
+        { "n3", NULL, 0, 0, false }, /* down */
+    };
+    agent_deploy d[2] = { dep("kv", 3), dep("more", 1) };
+    agent_spec s = spec_of(1, d), all = spec_of(2, d);
+    agent_placement empty, p, q;
+    agent_problems probs;
+
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, small, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n1 n2 n2") == 0);
+    /* full: refused with the reason, nothing placed */
+    CHECK_EQ_INT(agent_place(&all, &p, NULL, small, 3, &q, &probs), -EINVAL);
+    CHECK(probs.n == 1 && strcmp(probs.v[0].where, "cachestores[1]") == 0 &&
+          strstr(probs.v[0].message, "full") && strstr(probs.v[0].message, "max_instances"));
+    agent_placement_free(&p);
+    agent_spec_free(&s);
+    agent_spec_free(&all);
+    agent_problems_free(&probs);
+}
+
+TEST(selector)
+{
+    agent_deploy d[3] = { dep("fast", 2), dep("b", 2), dep("nowhere", 1) };
+    agent_spec s, bad;
+    agent_placement empty, p;
+    agent_problems probs;
+
+    d[0].selector.nlabels = 1;
+    snprintf(d[0].selector.labels[0], sizeof(d[0].selector.labels[0]), "ssd");
+    d[1].selector.nnodes = 2;
+    snprintf(d[1].selector.nodes[0], sizeof(d[1].selector.nodes[0]), "n2");
+    snprintf(d[1].selector.nodes[1], sizeof(d[1].selector.nodes[1]), "n3");
+    d[2].selector.nlabels = 2;
+    snprintf(d[2].selector.labels[0], sizeof(d[2].selector.labels[0]), "ssd");
+    snprintf(d[2].selector.labels[1], sizeof(d[2].selector.labels[1]), "zone=b");
+    s = spec_of(2, d);
+    bad = spec_of(3, d);
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    /* only n1 has ssd: both shards there (spread as far as allowed) */
+    CHECK(strcmp(nodes_of(&p, "fast"), "n1 n1") == 0);
+    CHECK(strcmp(nodes_of(&p, "b"), "n2 n3") == 0);
+    agent_placement_free(&p);
+    /* no node has both labels */
+    CHECK_EQ_INT(agent_place(&bad, &empty, NULL, nodes3, 3, &p, &probs), -EINVAL);
+    CHECK(probs.n == 1 && strcmp(probs.v[0].where, "cachestores[2]") == 0 &&
+          strstr(probs.v[0].message, "node_selector"));
+    CHECK(agent_selector_match(&d[0].selector, "x", ssd, 2));
+    CHECK(!agent_selector_match(&d[0].selector, "x", hdd, 1));
+    CHECK(!agent_selector_match(&d[1].selector, "n1", NULL, 0));
+    agent_spec_free(&s);
+    agent_spec_free(&bad);
+    agent_problems_free(&probs);
+}
+
+TEST(resizes)
+{
+    agent_deploy one[1] = { dep("kv", 2) };
+    agent_spec s = spec_of(1, one), more, spread, fewer;
+    agent_placement empty, p, q;
+    agent_problems probs;
+
+    one[0].selector.nnodes = 1;
+    snprintf(one[0].selector.nodes[0], sizeof(one[0].selector.nodes[0]), "n2");
+    agent_spec_free(&s);
+    s = spec_of(1, one);
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n2 n2") == 0);
+    /* a deployment on one node grows there, shrinks there */
+    one[0].shards = 4;
+    more = spec_of(1, one);
+    CHECK_EQ_INT(agent_place(&more, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n2 n2 n2 n2") == 0);
+    CHECK_EQ_U64(agent_placement_find(&q, "kv")->slot[3].worker, 4);
+    agent_placement_free(&q);
+    one[0].shards = 1;
+    fewer = spec_of(1, one);
+    CHECK_EQ_INT(agent_place(&fewer, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n2") == 0);
+    CHECK_EQ_U64(q.next_worker, 3); /* ids of removed shards are not handed out again */
+    agent_placement_free(&q);
+    agent_placement_free(&p);
+    /* a spread deployment's shard count cannot change */
+    one[0].selector.nnodes = 0;
+    one[0].shards = 3;
+    spread = spec_of(1, one);
+    CHECK_EQ_INT(agent_place(&spread, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    CHECK_EQ_INT(agent_place(&more, &p, NULL, nodes3, 3, &q, &probs), -EINVAL);
+    CHECK(probs.n == 1 && strcmp(probs.v[0].where, "cachestores[0].shards") == 0 &&
+          strstr(probs.v[0].message, "several nodes"));
+    agent_placement_free(&p);
+    agent_spec_free(&s);
+    agent_spec_free(&more);
+    agent_spec_free(&fewer);
+    agent_spec_free(&spread);
+    agent_problems_free(&probs);
+}
+
+TEST(deleted_and_no_nodes)
+{
+    agent_deploy d[2] = { dep("a", 1), dep("b", 1) };
+    agent_spec both = spec_of(2, d), only_b = spec_of(1, &d[1]);
+    agent_placement empty, p, q;
+    agent_problems probs;
+
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&both, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    CHECK_EQ_INT(agent_place(&only_b, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK(q.n == 1 && agent_placement_find(&q, "a") == NULL);
+    CHECK_EQ_U64(agent_placement_find(&q, "b")->slot[0].worker, 2);
+    agent_placement_free(&q);
+    agent_placement_free(&p);
+    /* no node known yet */
+    CHECK_EQ_INT(agent_place(&both, &empty, NULL, NULL, 0, &p, &probs), -EINVAL);
+    CHECK(probs.n == 2 && strstr(probs.v[0].message, "no node is up"));
+    agent_spec_free(&both);
+    agent_spec_free(&only_b);
+    agent_problems_free(&probs);
+}
+
+TEST(json)
+{
+    agent_deploy d[2] = { dep("kv", 3), dep("one", 1) };
+    agent_spec s = spec_of(2, d);
+    agent_placement empty, p, back;
+    agent_problems probs;
+    json_t *j, *k;
+    static const char *const bad[] = {
+        "{\"next_worker\": 2, \"deployments\": {\"kv\": \"n1\"}}",
+        "{\"next_worker\": 2, \"deployments\": {\"kv\": []}}",
+        "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n1\", \"worker\": 2}]}}",
+        "{\"next_worker\": 3, \"deployments\": {\"kv\": [{\"node\": \"n1\", \"worker\": 1},"
+        " {\"node\": \"n2\", \"worker\": 1}]}}",
+        "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n 1\", \"worker\": 1}]}}",
+        "{\"next_worker\": 2, \"deployments\": {\"Kv\": [{\"node\": \"n1\", \"worker\": 1}]}}",
+        "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n1\", \"worker\": 0}]}}",
+        "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n1\", \"worker\": 1, "
+        "\"x\": 1}]}}",
+        "{\"next_worker\": 0, \"deployments\": {}}",
+        "{\"deployments\": {}}",
+        "{\"next_worker\": 1, \"deployments\": {}, \"more\": 1}",
+        "[]",
+    };
+
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    j = agent_placement_to_json(&p);
+    CHECK_EQ_INT(agent_placement_from_json(j, &back), 0);
+    k = agent_placement_to_json(&back);
+    CHECK(json_equal(j, k));
+    CHECK(strcmp(nodes_of(&back, "kv"), "n1 n2 n3") == 0 && back.next_worker == 5);
+    json_decref(j);
+    json_decref(k);
+    agent_placement_free(&back);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        j = json_loads(bad[i], 0, NULL);
+        if (agent_placement_from_json(j, &back) != -EINVAL) {
+            fprintf(stderr, "  accepted: %s\n", bad[i]);
+            CHECK(0);
+        }
+        json_decref(j);
+    }
+    agent_placement_free(&p);
+    agent_spec_free(&s);
+    agent_problems_free(&probs);
+}
+
+/* A node that ran a deployment before it joined keeps it, with its ids. */
+TEST(running_before)
+{
+    agent_deploy d[2] = { dep("kv", 2), dep("own", 2) };
+    agent_spec s = spec_of(2, d);
+    agent_slot was[2] = { { "n3", 4 }, { "n3", 9 } };
+    agent_placed_dep run = { "own", 2, was };
+    agent_placement running = { 10, 1, &run }, empty, p;
+    agent_problems probs;
+
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, &running, nodes3, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "own"), "n3 n3") == 0);
+    CHECK_EQ_U64(agent_placement_find(&p, "own")->slot[1].worker, 9);
+    /* kv spreads where least runs: n1, n2 (n3 has two) */
+    CHECK(strcmp(nodes_of(&p, "kv"), "n1 n2") == 0);
+    CHECK_EQ_U64(p.next_worker, 12); /* above the ids taken over */
+    agent_placement_free(&p);
+    agent_spec_free(&s);
+    agent_problems_free(&probs);
+}
+
+int main(void)
+{
+    RUN(spread_then_stable);
+    RUN(fewest_in_all_then_name);
+    RUN(capacity);
+    RUN(selector);
+    RUN(resizes);
+    RUN(deleted_and_no_nodes);
+    RUN(json);
+    RUN(running_before);
+    return check_summary("test_agent_placement");
+}
