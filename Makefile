@@ -4,7 +4,9 @@
 #   make           build libdpr, dpr-finder, dpr-kv, dpr-agent, tests, benchmarks
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
-#   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft)
+#   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
+#                  bench-replication;
+#                  as root also: make bench-placement)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #   make demo-cluster  three systemd nodes, a Raft leader's power cut (root)
@@ -103,7 +105,7 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv bench-resize bench-raft
+bench: bench-finder bench-kv bench-resize bench-raft bench-replication
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -121,6 +123,17 @@ bench-resize: $(FINDER_BIN) $(KV_BIN) $(LIBDPR_SO)
 .PHONY: bench-raft
 bench-raft: $(BENCH_FINDER) $(FINDER_BIN) $(AGENT_BIN)
 	/usr/bin/python3 bench/raft.py $(BUILD)
+
+# what copying checkpoints to another node costs commits (bench/replication.py)
+.PHONY: bench-replication
+bench-replication: $(DPR_BENCH) $(KV_BIN) $(AGENT_BIN)
+	/usr/bin/python3 bench/replication.py $(BUILD)
+
+# placement on three systemd nodes: apply 16 instances, a node lost and back
+# (bench/placement.py; root)
+.PHONY: bench-placement
+bench-placement: all
+	/usr/bin/python3 bench/placement.py $(BUILD)
 
 # --- install ---------------------------------------------------------------
 install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) install-agent

@@ -9,7 +9,8 @@ AGENT_A = $(BUILD)/libdpragent.a
 AGENT_BIN = $(BUILD)/dpr-agent
 AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson -lraft -llz4
 
-$(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
+# (finder/src: the RESP request reader, request.h, which replserver.c uses too)
+$(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include -Ifinder/src
 $(BUILD)/obj/tests/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
 
 $(AGENT_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC))
@@ -53,10 +54,11 @@ install-agent: $(AGENT_BIN)
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
 # modules only.
 AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c \
-                   cstate.c placement.c) \
-                 libdpr/src/domain.c
+                   cstate.c placement.c replproto.c) \
+                 libdpr/src/domain.c finder/src/request.c
 FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
 
 build/fuzz/fuzz_agent_%: tests/agent/fuzz_agent_%.c $(AGENT_FUZZ_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Iagent/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) -ljansson -lz
+	clang $(CPPFLAGS) -Iagent/src -Ifinder/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) -ljansson -lz \
+		-lhiredis

@@ -11,6 +11,8 @@
 
 #include "agent_int.h"
 #include "clusterspec.h"
+#include "peerreq.h"
+#include "replica.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -69,7 +71,7 @@ int agent_write_env(agent *a, const agent_instance *in)
 {
     agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, in->impl), a->cfg->cs_address,
                           agent_finder_address(a->finder), a->cfg->cluster,
-                          a->cfg->node_name };
+                          a->cfg->node_name, a->replica ? a->cfg->repl_socket : NULL };
     inst_rt *rt = agent_rt_find(a, in->name);
     char *text;
     int rc;
@@ -489,6 +491,16 @@ static void on_raft_applied(void *arg)
     agent_cluster_publish(a); /* (when the log does not hold them as they are) */
 }
 
+static void on_cluster_tick(uv_timer_t *t)
+{
+    agent *a = t->data;
+
+    if (!a->stopping) {
+        agent_cluster_tick(a);
+        agent_replica_tick(a);
+    }
+}
+
 static int on_cluster_command(void *arg, int argc, char *const *argv, const size_t *argvlen,
                               dpr_buf *out)
 {
@@ -546,6 +558,10 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     rc = agent_membership_start(a->loop, a->raft, &mc, &a->membership);
     if (rc < 0)
         return dpr_err_set(err, rc, "out of memory");
+    rc = agent_replica_start(a, err);
+    if (rc < 0)
+        return rc;
+    uv_timer_start(&a->cluster_timer, on_cluster_tick, CLUSTER_TICK_MS, CLUSTER_TICK_MS);
     return 0;
 }
 
@@ -613,7 +629,8 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
 
     uv_timer_init(loop, &a->finder_timer);
     uv_timer_init(loop, &a->retry_timer);
-    a->finder_timer.data = a->retry_timer.data = a;
+    uv_timer_init(loop, &a->cluster_timer);
+    a->finder_timer.data = a->retry_timer.data = a->cluster_timer.data = a;
     a->timers_open = true;
     *out = a; /* from here on handles exist on the loop */
 
@@ -700,7 +717,10 @@ void agent_stop(agent *a)
     a->ctl = NULL;
     agent_units_close(a->units);
     a->units = NULL;
+    agent_replica_stop(a);
     agent_cluster_stop(a);
+    agent_peerreq_cancel(a->retire_req);
+    a->retire_req = NULL;
     agent_finder_stop(a->finder);
     agent_membership_stop(a->membership); /* frees itself once its requests ended */
     a->membership = NULL;
@@ -711,6 +731,7 @@ void agent_stop(agent *a)
         a->timers_open = false;
         uv_close((uv_handle_t *)&a->finder_timer, on_timer_closed);
         uv_close((uv_handle_t *)&a->retry_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&a->cluster_timer, on_timer_closed);
     }
 }
 

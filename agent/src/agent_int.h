@@ -75,10 +75,16 @@ struct agent {
     uint64_t spec_refused;  /* one it could not take (logged once) */
     json_t *spec_proposed;  /* the leader's newest record, maybe not committed */
     agent_placement placement; /* of the record this node took (none: n == 0) */
+    uint64_t lead_since_ms; /* when this node's finder began to serve (0: it does not) */
     struct agent_peerreq *insts_req; /* this node's instance record on its way */
+    /* a follower asking the leader's finder to forget a retired worker */
+    struct agent_peerreq *retire_req;
+    char retire_name[AGENT_INSTANCE_NAME_MAX + 1];
+    uint64_t retire_worker;
     char *insts_sent;       /* the record last sent (until the log holds it) */
     uint64_t insts_sent_ms;
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
+    struct agent_replica *replica; /* checkpoint replication (a cluster, replica.c) */
     inst_rt *rt;
     size_t nrt, caprt;
     char **halted;         /* deployments whose rolling update stopped on an error */
@@ -89,6 +95,7 @@ struct agent {
     size_t ndoms;
     uv_timer_t finder_timer;
     uv_timer_t retry_timer; /* failed unit operations, blocked retirements */
+    uv_timer_t cluster_timer; /* a cluster: agent_cluster_tick every CLUSTER_TICK_MS */
     bool timers_open;
     bool stopping;
     char status_text[512];

@@ -16,6 +16,7 @@
 #include "cstate.h"
 #include "envfile.h"
 #include "peerreq.h"
+#include "replica.h"
 
 /* How long apply/delete look for a leader (an election takes about one to
  * two election timeouts). */
@@ -345,15 +346,46 @@ static json_t *node_record(agent *a, const char *node);
 
 /* ---- the leader ------------------------------------------------------------ */
 
-static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen,
-                    dpr_buf *out);
-
 static void on_record(void *arg, int status)
 {
     (void)arg;
     if (status < 0 && status != -ENOTCONN)
         log_warning("cluster: the spec record was not committed: %s", strerror(-status));
 }
+
+/* The newest record: proposed by this leader (not committed yet), else the
+ * committed one (new reference, or NULL). */
+static json_t *newest_record(agent *a)
+{
+    json_t *p = a->spec_proposed;
+
+    if (p && (uint64_t)json_integer_value(json_object_get(p, "generation")) >
+                 agent_raft_cstate(a->raft)->spec_generation)
+        return json_incref(p);
+    return record(a);
+}
+
+/* Appends the record (gen, spec, placement) to the log: 0, or
+ * agent_raft_apply's error (-ENOTCONN: not the leader). */
+static int propose(agent *a, uint64_t gen, const json_t *spec, const json_t *placement)
+{
+    dpr_buf payload = DPR_BUF_INIT;
+    int rc = agent_cstate_spec_payload(gen, spec, placement, &payload);
+
+    if (rc == 0)
+        rc = agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_SPEC, payload.data, payload.len,
+                              on_record, a);
+    dpr_buf_free(&payload);
+    if (rc < 0)
+        return rc;
+    json_decref(a->spec_proposed);
+    a->spec_proposed = json_pack("{s:I, s:O, s:O}", "generation", (json_int_t)gen, "spec",
+                                 spec, "placement", placement);
+    return 0;
+}
+
+static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen,
+                    dpr_buf *out);
 
 static void on_insts(void *arg, int status)
 {
@@ -409,7 +441,6 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
     agent_spec spec;
     agent_placement placed;
     json_t *j = NULL, *canon = NULL, *old = NULL, *placement = NULL;
-    dpr_buf payload = DPR_BUF_INIT;
     char node[AGENT_CSTATE_NAME_MAX + 1], msg[400];
     uint64_t gen;
     int rc;
@@ -438,13 +469,7 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
         goto out;
     }
     canon = agent_spec_to_json(&spec);
-    /* the newest record: proposed by this leader (not committed yet), else
-     * the committed one */
-    old = a->spec_proposed && (uint64_t)json_integer_value(json_object_get(
-                                  a->spec_proposed, "generation")) >
-                                  agent_raft_cstate(a->raft)->spec_generation
-              ? json_incref(a->spec_proposed)
-              : record(a);
+    old = newest_record(a);
     rc = canon ? place_spec(a, &spec, old, true, &placed, &probs) : -ENOMEM;
     agent_spec_free(&spec);
     if (rc == -EINVAL || rc == -EAGAIN) {
@@ -473,26 +498,19 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
         goto out;
     }
     gen++;
-    rc = agent_cstate_spec_payload(gen, canon, placement, &payload);
-    if (rc == 0)
-        rc = agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_SPEC, payload.data, payload.len,
-                              on_record, a);
+    rc = propose(a, gen, canon, placement);
     if (rc < 0) {
         snprintf(msg, sizeof(msg), "%s the spec record cannot be proposed: %s",
                  rc == -ENOTCONN ? "TRYAGAIN" : "ERR", strerror(-rc));
         dpr_resp_error(out, msg);
         goto out;
     }
-    json_decref(a->spec_proposed);
-    a->spec_proposed = json_pack("{s:I, s:O, s:O}", "generation", (json_int_t)gen, "spec",
-                                 canon, "placement", placement);
     log_info("cluster: spec generation %" PRIu64 " from node %s", gen, node);
     /* held by the finder server until its next barrier: after this entry */
     snprintf(msg, sizeof(msg), "OK %" PRIu64, gen);
     dpr_resp_status(out, msg);
 out:
     agent_problems_free(&probs);
-    dpr_buf_free(&payload);
     json_decref(j);
     json_decref(canon);
     json_decref(old);
@@ -559,7 +577,6 @@ static void answer(agent *a, const json_t *reply, const json_t *rec)
 static void import_local(agent *a)
 {
     json_t *spec = agent_spec_to_json(&a->st.spec), *placement = NULL;
-    dpr_buf payload = DPR_BUF_INIT;
     agent_placement pl;
     int rc = spec ? 0 : -ENOMEM;
 
@@ -589,19 +606,24 @@ static void import_local(agent *a)
     if (rc == -EBUSY) /* (tried again with every applied entry) */
         log_debug("cluster: this node's deployments are being resized: they become the "
                   "cluster's spec once that is done");
-    if (placement && agent_cstate_spec_payload(1, spec, placement, &payload) == 0 &&
-        agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_SPEC, payload.data, payload.len,
-                         on_record, a) == 0) {
+    if (placement && propose(a, 1, spec, placement) == 0)
         log_notice("cluster: this node's deployments (%zu) become the new cluster's spec, "
                    "placed on it", a->st.spec.n);
-        json_decref(a->spec_proposed);
-        a->spec_proposed = json_pack("{s:i, s:O, s:O}", "generation", 1, "spec", spec,
-                                     "placement", placement);
-    }
     agent_placement_free(&pl);
-    dpr_buf_free(&payload);
     json_decref(spec);
     json_decref(placement);
+}
+
+/* Events for the nodes marked down or back from `was` to `now`. */
+static void tell_down(agent *a, const agent_placement *was, const agent_placement *now)
+{
+    for (size_t i = 0; i < now->ndown; i++)
+        if (!agent_placement_is_down(was, now->down[i]))
+            agent_emit(a, "node", json_pack("{s:s, s:s}", "name", now->down[i], "state",
+                                            "down"));
+    for (size_t i = 0; i < was->ndown; i++)
+        if (!agent_placement_is_down(now, was->down[i]))
+            agent_emit(a, "node", json_pack("{s:s, s:s}", "name", was->down[i], "state", "up"));
 }
 
 /* This node's part of the record rec, applied (dry: planned) as `event`:
@@ -621,6 +643,7 @@ static json_t *take_part(agent *a, const json_t *rec, json_t *id, bool dry, cons
     json_decref(part);
     if (!dry) {
         /* what the layouts, the status and clients go by from now on */
+        tell_down(a, &a->placement, &pl);
         agent_placement_free(&a->placement);
         a->placement = pl;
     } else {
@@ -850,9 +873,9 @@ static json_t *published_instance(agent *a, const agent_instance *in)
     json_t *o;
 
     agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
-    o = json_pack("{s:s, s:I, s:I, s:s, s:b}", "name", in->name, "shard",
+    o = json_pack("{s:s, s:I, s:I, s:s, s:b, s:b}", "name", in->name, "shard",
                   (json_int_t)in->shard, "worker", (json_int_t)in->worker, "endpoint", endpoint,
-                  "ready", rt && agent_rt_ready(rt));
+                  "ready", rt && agent_rt_ready(rt), "units", agent_units_connected(a->units));
     if (o && known) {
         /* the unit's state as status shows it (not its pid or counters:
          * each change would be an entry) */
@@ -923,9 +946,10 @@ static json_t *own_instances(agent *a)
         json_decref(labels);
         return NULL;
     }
-    return json_pack("{s:s, s:o, s:I, s:I, s:o}", "node", a->cfg->node_name, "labels", labels,
-                     "max_instances", (json_int_t)a->cfg->max_instances, "adopted",
-                     (json_int_t)a->spec_adopted, "deployments", deps);
+    return json_pack("{s:s, s:o, s:I, s:I, s:s?, s:o}", "node", a->cfg->node_name, "labels",
+                     labels, "max_instances", (json_int_t)a->cfg->max_instances, "adopted",
+                     (json_int_t)a->spec_adopted, "replica_address", agent_replica_address(a),
+                     "deployments", deps);
 }
 
 static void on_published(void *arg, int status, int error, const char *text)
@@ -978,9 +1002,11 @@ json_t *agent_cluster_node_info(agent *a, const char *node)
 {
     json_t *rec = node_record(a, node), *out;
 
-    out = json_pack("{s:O*, s:O*, s:I}", "labels", json_object_get(rec, "labels"),
-                    "max_instances", json_object_get(rec, "max_instances"), "instances",
-                    (json_int_t)agent_placement_count(&a->placement, node));
+    out = json_pack("{s:O*, s:O*, s:O*, s:I, s:b}", "labels", json_object_get(rec, "labels"),
+                    "max_instances", json_object_get(rec, "max_instances"), "replica_address",
+                    json_object_get(rec, "replica_address"), "instances",
+                    (json_int_t)agent_placement_count(&a->placement, node), "down",
+                    agent_placement_is_down(&a->placement, node));
     json_decref(rec);
     return out;
 }
@@ -1081,8 +1107,120 @@ json_t *agent_cluster_spec_json(agent *a)
         return json_null();
     out = json_pack("{s:O, s:o, s:I}", "generation", json_object_get(rec, "generation"),
                     "placement", record_brief(rec), "adopted", (json_int_t)a->spec_adopted);
+    if (out) {
+        json_t *down = json_array();
+        for (size_t i = 0; down && i < a->placement.ndown; i++)
+            json_array_append_new(down, json_string(a->placement.down[i]));
+        json_object_set_new(out, "down", down ? down : json_null());
+    }
     json_decref(rec);
     return out ? out : json_null();
+}
+
+/* The placement of rec's spec from cur (the record's, with a new down
+ * list): replicas on nodes now down move to live ones. New reference;
+ * NULL when placing fails (logged when loud) or on ENOMEM. */
+static json_t *replaced(agent *a, const json_t *rec, const agent_placement *cur, bool loud)
+{
+    agent_problems probs;
+    agent_placement next;
+    agent_spec spec;
+    node_view nv;
+    json_t *out = NULL;
+    int rc;
+
+    agent_problems_init(&probs);
+    rc = agent_spec_parse(json_object_get(rec, "spec"), &record_rules, &spec, &probs);
+    if (rc == 0) {
+        rc = node_view_make(a, &nv);
+        if (rc == 0) {
+            rc = agent_place(&spec, cur, NULL, nv.v, nv.n, &next, &probs);
+            node_view_free(&nv);
+        }
+        agent_spec_free(&spec);
+    }
+    if (rc == 0) {
+        out = agent_placement_to_json(&next);
+        agent_placement_free(&next);
+    } else if (loud) {
+        log_warning("cluster: placing again with the nodes down failed (%s%s%s)",
+                    probs.n ? probs.v[0].where : "", probs.n ? ": " : "",
+                    probs.n ? probs.v[0].message : strerror(-rc));
+    }
+    agent_problems_free(&probs);
+    return out;
+}
+
+/* Is member id down, as the leader sees it (was_down: it is marked so)? */
+static bool member_down(agent *a, uint64_t id, bool was_down, uint64_t now)
+{
+    agent_raft_member m[64];
+    size_t n = agent_raft_members(a->raft, m, 64);
+    int64_t ms = -1;
+
+    if (id == agent_raft_id(a->raft))
+        return false;
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (m[i].id == id)
+            ms = m[i].last_contact_ms;
+    if (ms < 0) /* not heard from since this node leads */
+        return was_down || now - a->lead_since_ms > a->cfg->node_down_after_ms;
+    if (was_down) /* back once it answers like a live member */
+        return ms > 2 * (int64_t)a->cfg->raft_election_ms;
+    return ms > (int64_t)a->cfg->node_down_after_ms;
+}
+
+void agent_cluster_tick(agent *a)
+{
+    const agent_cstate *cs;
+    const char *down[AGENT_PLACEMENT_DOWN_MAX];
+    agent_placement pl;
+    json_t *rec, *placement = NULL;
+    size_t n = 0;
+    uint64_t now = dpr_mono_ms(), gen;
+    bool changed = false;
+
+    if (!a->raft || agent_raft_role_now(a->raft) != AGENT_RAFT_LEADER ||
+        !agent_finder_serving(a->finder)) {
+        a->lead_since_ms = 0;
+        return;
+    }
+    if (!a->lead_since_ms)
+        a->lead_since_ms = now;
+    rec = newest_record(a);
+    if (!rec || agent_placement_from_json(json_object_get(rec, "placement"), &pl) < 0) {
+        json_decref(rec);
+        return;
+    }
+    cs = agent_raft_cstate(a->raft);
+    for (size_t i = 0; i < cs->nnodes && n < AGENT_PLACEMENT_DOWN_MAX; i++) {
+        const char *name = cs->nodes[i].name;
+        bool was = agent_placement_is_down(&pl, name);
+        bool is = member_down(a, cs->nodes[i].id, was, now);
+        if (is)
+            down[n++] = name;
+        if (is != was)
+            log_notice("cluster: node %s %s", name, is ? "is down: no contact for "
+                       "raft.node_down_after_ms; its instances wait for it" : "is back");
+        changed |= is != was;
+    }
+    /* (a member that left is no longer listed) */
+    changed |= n != pl.ndown;
+    gen = (uint64_t)json_integer_value(json_object_get(rec, "generation"));
+    /* placed again with the nodes down now: replicas move off nodes that
+     * went down, and instances short of replicas get them once a node can
+     * take them (a node back, a new member) */
+    if (agent_placement_set_down(&pl, down, n) == 0 &&
+        ((placement = replaced(a, rec, &pl, changed)) ||
+         /* (placing failed: only the list of nodes down changes) */
+         (changed && (placement = agent_placement_to_json(&pl)))) &&
+        !json_equal(placement, json_object_get(rec, "placement")) &&
+        propose(a, gen + 1, json_object_get(rec, "spec"), placement) == 0)
+        log_info("cluster: spec generation %" PRIu64 ": %zu node%s down%s", gen + 1, n,
+                 n == 1 ? "" : "s", changed ? "" : "; replicas placed again");
+    json_decref(placement);
+    agent_placement_free(&pl);
+    json_decref(rec);
 }
 
 void agent_cluster_stop(agent *a)

@@ -60,8 +60,9 @@ void agent_cluster_publish(agent *a);
 /* The record's spec and placement: 0; -ENOENT (no record, or a single
  * node); -EINVAL (unreadable); -ENOMEM. */
 int agent_cluster_record(agent *a, agent_spec *spec, agent_placement *pl);
-/* What `nodes` shows of node: {"labels", "max_instances"} as it published
- * them (absent until it did), "instances" placed on it. New reference. */
+/* What `nodes` shows of node: {"labels", "max_instances", "replica_address"}
+ * as it published them (absent until it did), "instances" placed on it,
+ * "down". New reference. */
 json_t *agent_cluster_node_info(agent *a, const char *node);
 /* Does the cluster's spec hold a deployment of that name? */
 bool agent_cluster_holds(agent *a, const char *name);
@@ -77,6 +78,12 @@ json_t *agent_cluster_layout(agent *a, const char *deployment, const agent_place
 /* Does this node drive deployment's layout (it runs shard 0; always on a
  * single node)? */
 bool agent_cluster_drives(agent *a, const char *deployment);
+/* How often agent_cluster_tick runs. */
+#define CLUSTER_TICK_MS 1000
+/* Every CLUSTER_TICK_MS: on the leader, marks members down that it has
+ * not heard from for raft.node_down_after_ms (and up again once they are
+ * back): a new spec record with the placement's down list. */
+void agent_cluster_tick(agent *a);
 /* Drops the callers still waiting (the agent stops). */
 void agent_cluster_stop(agent *a);
 

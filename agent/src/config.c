@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/addr.h"
+#include "common/fs.h"
 #include "common/num.h"
 #include "control.h"
 #include "spec.h"
@@ -312,6 +313,31 @@ static int read_labels(ctx *x, config_setting_t *node, agent_config *c)
     return 0;
 }
 
+/* The replication group: where copies of checkpoints arrive from other
+ * nodes, and the socket this node's cache-stores ask on (replica.h). */
+static int read_replication(ctx *x, config_setting_t *repl, agent_config *c)
+{
+    char def[300], dir[4096];
+    dpr_hostport hp;
+    dpr_err err = DPR_ERR_INIT;
+
+    snprintf(def, sizeof(def), "%s:7401", c->node_address ? c->node_address : "127.0.0.1");
+    if (get_str(x, repl, "replication.listen", "listen", def, false, &c->repl_listen) < 0)
+        return -ENOMEM;
+    if (c->control_socket && dpr_dirname(c->control_socket, dir, sizeof(dir)) == 0)
+        snprintf(def, sizeof(def), "%.280s/replica.sock", dir);
+    else
+        snprintf(def, sizeof(def), "/run/dpr/replica.sock");
+    if (get_str(x, repl, "replication.socket", "socket", def, false, &c->repl_socket) < 0)
+        return -ENOMEM;
+    if (c->repl_listen && dpr_hostport_parse(c->repl_listen, DPR_HOSTPORT_PORT0, &hp, &err) < 0)
+        problem_at(x, member_or(repl, "listen", repl), "'replication.listen': %s", err.msg);
+    if (c->repl_socket && c->repl_socket[0] != '/')
+        problem_at(x, member_or(repl, "socket", repl), "'replication.socket' must be an "
+                   "absolute path (got '%s')", c->repl_socket);
+    return 0;
+}
+
 /* A Raft address: "IPV4:PORT" (what c-raft's TCP transport takes). */
 static bool raft_address_ok(const char *v)
 {
@@ -335,9 +361,11 @@ static bool raft_address_ok(const char *v)
 static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
 {
     static const char *const keys[] = { "address", "peers", "election_timeout_ms",
-                                        "heartbeat_timeout_ms", "join", NULL };
+                                        "heartbeat_timeout_ms", "join", "node_down_after_ms",
+                                        NULL };
     config_setting_t *peers;
     long long election = AGENT_RAFT_ELECTION_MS, heartbeat = AGENT_RAFT_HEARTBEAT_MS;
+    long long down = AGENT_NODE_DOWN_MS;
     size_t before = x->probs->n;
 
     check_members(x, raft, "raft.", keys);
@@ -371,15 +399,22 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
     if (c->raft_join && c->nraft_peers == 0)
         problem_at(x, member_or(raft, "join", raft), "'raft.join' needs 'raft.peers': the "
                    "agents to ask (any members of the running cluster)");
+    get_int(x, raft, "raft.node_down_after_ms", "node_down_after_ms", 1000, 86400000, &down);
+    if (x->probs->n == before && down <= 2 * election)
+        problem_at(x, member_or(raft, "node_down_after_ms", raft), "'raft.node_down_after_ms' "
+                   "must be above twice 'raft.election_timeout_ms'");
     c->raft_election_ms = (uint32_t)election;
     c->raft_heartbeat_ms = (uint32_t)heartbeat;
+    c->node_down_after_ms = (uint32_t)down;
     return 0;
 }
 
 static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
-                                       "finder", "cachestores", "log", "raft", NULL };
+                                       "finder", "cachestores", "log", "raft", "replication",
+                                       NULL };
+    static const char *const repl_keys[] = { "listen", "socket", NULL };
     static const char *const node_keys[] = { "name", "address", "labels", "max_instances",
                                              NULL };
     static const char *const control_keys[] = { "socket", "group", "max_connections",
@@ -391,7 +426,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                            "port_min", "port_max", "checkpoint_interval_ms",
                                            "max_clients", "impls", NULL };
     static const char *const log_keys[] = { "verbose", NULL };
-    config_setting_t *node, *control, *finder, *cs, *log, *raft;
+    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl;
     struct sockaddr_storage ss;
     char host[256] = "localhost";
     long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000, maxinst = 0;
@@ -406,6 +441,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     cs = get_group(x, root, "cachestores");
     log = get_group(x, root, "log");
     raft = get_group(x, root, "raft");
+    repl = get_group(x, root, "replication");
+    if (repl)
+        check_members(x, repl, "replication.", repl_keys);
     if (node)
         check_members(x, node, "node.", node_keys);
     if (control)
@@ -456,6 +494,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
         if (rc < 0)
             return rc;
     }
+    rc = read_replication(x, repl, c);
+    if (rc < 0)
+        return rc;
     c->port_min = (uint16_t)pmin;
     c->port_max = (uint16_t)pmax;
     c->max_instances = maxinst ? (uint32_t)maxinst
@@ -579,6 +620,8 @@ void agent_config_free(agent_config *c)
     free(c->control_group);
     free(c->finder_listen);
     free(c->raft_address);
+    free(c->repl_listen);
+    free(c->repl_socket);
     for (size_t i = 0; i < c->nraft_peers; i++)
         free(c->raft_peers[i]);
     free(c->raft_peers);

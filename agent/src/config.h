@@ -19,6 +19,7 @@
 #define AGENT_CLUSTER_NAME_MAX 63
 #define AGENT_RAFT_ELECTION_MS 500
 #define AGENT_RAFT_HEARTBEAT_MS 50
+#define AGENT_NODE_DOWN_MS 10000
 
 typedef struct agent_impl {
     char *name;   /* as used in specs: "dpr-kv" */
@@ -57,7 +58,13 @@ typedef struct agent_config {
     size_t nraft_peers;
     uint32_t raft_election_ms;  /* default AGENT_RAFT_ELECTION_MS */
     uint32_t raft_heartbeat_ms; /* default AGENT_RAFT_HEARTBEAT_MS */
+    /* the leader marks a member down after this long without contact;
+     * default AGENT_NODE_DOWN_MS */
+    uint32_t node_down_after_ms;
     bool raft_join;           /* a fresh node joins a running cluster */
+    /* checkpoint replication (a cluster only, replica.h) */
+    char *repl_listen;        /* replication.listen; default node.address:7401 */
+    char *repl_socket;        /* replication.socket; default beside control.socket */
 } agent_config;
 
 /*

@@ -63,6 +63,15 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                  (unsigned long long)in->worker, in->deployment, in->checkpoint_interval_ms,
                  in->max_clients,
                  (unsigned long long)in->maxmemory, in->token, in->token);
+    if (n >= 0 && c->replica_socket) {
+        /* a cluster: a checkpoint is reported once its copies are made */
+        char *more = NULL;
+        n = asprintf(&more, "%s# checkpoints are copied to other nodes before they count\n"
+                     "DPR_REPLICA_SOCKET=%s\nDPR_KV_REPLICA_SOCKET=%s\nDPR_KV_INSTANCE=%s\n",
+                     text, c->replica_socket, c->replica_socket, in->name);
+        free(text);
+        text = n < 0 ? NULL : more;
+    }
     return n < 0 ? NULL : text;
 }
 

@@ -19,6 +19,7 @@ typedef struct agent_env_ctx {
     const char *finder;      /* HOST:PORT cache-stores reach the finder on */
     const char *cluster;
     const char *node;
+    const char *replica_socket; /* a cluster: where it asks for its copies (replica.h) */
 } agent_env_ctx;
 
 /* The file's text (malloc'd, NUL-terminated) or NULL on ENOMEM. */

@@ -211,8 +211,9 @@ static int members_remote(agent_layouts *l, job *j)
         name = json_string_value(json_object_get(o, "name"));
         if (!o)
             rc = -ENOMEM;
-        else if (!ep || !name)
-            rc = -EAGAIN; /* not published yet */
+        else if (!ep || !name || (json_is_true(json_object_get(o, "units")) &&
+                                  !json_is_true(json_object_get(o, "ready"))))
+            rc = -EAGAIN; /* not published (or, its node sees units, not ready) yet */
         else
             rc = member_add_at(j, name, ep, s, false);
         json_decref(o);
@@ -231,8 +232,16 @@ static int members_build(agent_layouts *l, job *j, const agent_layout *lay)
     j->n = 0;
     for (size_t i = 0; rc == 0 && i < st->ninst; i++) {
         const agent_instance *in = &st->inst[i];
+        inst_rt *rt;
         if (strcmp(in->deployment, lay->deployment) != 0)
             continue;
+        /* a first layout: once every shard is ready (asking one that does
+         * not listen yet would hold the round until its timeout); without
+         * systemd (tests that run cache-stores by hand) no unit says so */
+        rt = agent_rt_find(l->a, in->name);
+        if (!lay->target_epoch && agent_units_connected(l->a->units) &&
+            !(rt && agent_rt_ready(rt)))
+            return -EAGAIN;
         bool old = lay->target_epoch && in->shard < lay->shards;
         bool grows = lay->target_shards > lay->shards;
         rc = member_add(l, j, in, in->shard, old && grows);

@@ -13,10 +13,12 @@
 #include <sys/stat.h>
 
 #include "agent_int.h"
+#include "common/finders.h"
 #include "common/log.h"
 #include "common/msgid.h"
 #include "envfile.h"
 #include "log_instance.h"
+#include "peerreq.h"
 
 #define RETRY_MS 5000
 
@@ -285,6 +287,66 @@ static void retire_unit(agent *a, agent_instance *r)
         retry_soon(a);
 }
 
+/* The leader's answer to a follower's DPR.WORKER.REMOVE (see below). */
+static void on_remote_removed(void *arg, int status, int error, const char *text)
+{
+    agent *a = arg;
+    int i;
+
+    a->retire_req = NULL;
+    if (status < 0 || (error && strstr(text, "not in the cut yet"))) {
+        retry_soon(a); /* no leader, or its last checkpoint is not committed yet */
+        return;
+    }
+    i = agent_state_find_retiring(&a->st, a->retire_name);
+    if (i < 0 || a->st.retiring[i].worker != a->retire_worker)
+        return;
+    if (error && strstr(text, "token")) {
+        agent_log_instance(DPR_LOG_WARNING, a->retire_name,
+                           "retired, but worker %llu stays in the finder: %s",
+                           (unsigned long long)a->retire_worker, text);
+    } else if (error && !strstr(text, "unknown")) {
+        agent_log_instance(DPR_LOG_WARNING, a->retire_name,
+                           "cannot remove worker %llu from the finder: %s",
+                           (unsigned long long)a->retire_worker, text);
+        retry_soon(a);
+        return;
+    } else {
+        agent_log_instance(DPR_LOG_INFO, a->retire_name, "retired (worker %llu %s)",
+                           (unsigned long long)a->retire_worker,
+                           error ? "was unknown to the finder" : "removed from the finder");
+    }
+    agent_state_drop_retiring(&a->st, a->retire_name, a->retire_worker);
+    if (agent_save_state(a, &a->st, NULL) < 0)
+        retry_soon(a);
+    agent_retire_in_finder(a); /* the next one */
+}
+
+/* In a cluster a follower's finder does not serve: the leader's removes the
+ * worker (DPR.WORKER.REMOVE with its token, sent to the finder port). One
+ * at a time. */
+static void remove_remotely(agent *a, const agent_instance *r)
+{
+    const char *argv[4] = { "DPR.WORKER.REMOVE", r->deployment, NULL, r->token };
+    char worker[24];
+    dpr_finders t;
+
+    if (a->retire_req || !a->raft ||
+        dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) < 0) {
+        retry_soon(a);
+        return;
+    }
+    snprintf(worker, sizeof(worker), "%llu", (unsigned long long)r->worker);
+    argv[2] = worker;
+    snprintf(a->retire_name, sizeof(a->retire_name), "%s", r->name);
+    a->retire_worker = r->worker;
+    if (agent_peerreq_send(a->loop, &t, 5000, 4, argv, on_remote_removed, a,
+                           &a->retire_req) < 0) {
+        a->retire_req = NULL;
+        retry_soon(a);
+    }
+}
+
 void agent_retire_in_finder(agent *a)
 {
     bool changed = false;
@@ -300,7 +362,12 @@ void agent_retire_in_finder(agent *a)
         if (rc == -EBUSY)
             continue; /* its last checkpoint is not in the cut yet: after a commit */
         if (rc == -EAGAIN) {
-            retry_soon(a); /* this node does not serve the finder (yet) */
+            /* this node does not serve the finder: in a cluster the leader's
+             * does (a single node: it will, once started) */
+            if (a->raft)
+                remove_remotely(a, r);
+            else
+                retry_soon(a);
             continue;
         }
         if (rc == -EACCES) {

@@ -13,6 +13,7 @@
 #include "common/msgid.h"
 #include "envfile.h"
 #include "log_instance.h"
+#include "replica.h"
 
 #define FINDER_EVENT_MIN_MS 1000
 
@@ -103,6 +104,12 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
                                                  rt->props.memory_max != AGENT_MEMORY_MAX_NONE
                                              ? json_integer((json_int_t)rt->props.memory_max)
                                              : json_null());
+    if (a->replica) {
+        /* its checkpoints' copies on other nodes */
+        json_t *r = agent_replica_instance_json(a, in);
+        json_object_update(o, r);
+        json_decref(r);
+    }
     if (rt && rt->last_error[0])
         json_object_set_new(o, "last_error", json_string(rt->last_error));
     else if (!agent_units_connected(a->units))
@@ -151,7 +158,8 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_plac
     dpr_finder *f = agent_domain(a, d->name);
     dpr_finder_state fs = { .workers = NULL };
     bool have_fs = f && dpr_finder_get_state(f, &fs) == 0;
-    size_t ready = 0;
+    size_t ready = 0, ndown = 0;
+    char waiting[160] = "", why[320];
 
     if (!o || !insts || !cut)
         goto fail;
@@ -167,10 +175,21 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_plac
             ij = agent_cluster_published(a, d->name, s, slot);
             if (ij) {
                 char unit[128];
+                json_object_del(ij, "units"); /* (the layout driver's business) */
                 snprintf(unit, sizeof(unit), AGENT_UNIT_PREFIX "%s" AGENT_UNIT_SUFFIX,
                          json_string_value(json_object_get(ij, "name")));
                 json_object_set_new(ij, "unit", json_string(unit));
                 finder_fields(ij, f, &fs, have_fs, slot->worker);
+            }
+            if (ij && agent_placement_is_down(pl, slot->node)) {
+                /* what its node published last is not to be believed */
+                json_object_set_new(ij, "ready", json_false());
+                json_object_set_new(ij, "health", json_string("node-down"));
+                json_object_set_new(ij, "node_down", json_true());
+                ndown++;
+                if (!waiting[0])
+                    snprintf(waiting, sizeof(waiting), "%s (on %s)",
+                             json_string_value(json_object_get(ij, "name")), slot->node);
             }
         } else {
             continue; /* not made yet (a resize) */
@@ -195,6 +214,12 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_plac
     json_object_set_new(o, "layout", layout ? layout : json_null());
     if (placed)
         json_object_set_new(o, "nodes", json_integer((json_int_t)nodes_of(placed)));
+    /* instances on a node that is down: none of its checkpoints is on
+     * another node, so it waits for its node (it never starts empty) */
+    if (ndown)
+        snprintf(why, sizeof(why), "%zu instance%s on a node that is down, waiting for it: "
+                 "%s%s", ndown, ndown == 1 ? "" : "s", waiting, ndown > 1 ? ", ..." : "");
+    json_object_set_new(o, "degraded", ndown ? json_string(why) : json_null());
     json_object_set_new(o, "instances", insts);
     if (have_fs)
         dpr_finder_state_free(&fs);

@@ -376,7 +376,7 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
 {
     static const char *const known[] = { "name", "impl", "version", "shards",
                                          "checkpoint_interval_ms", "max_clients", "maxmemory",
-                                         "node_selector", NULL };
+                                         "node_selector", "replicas", NULL };
     char prefix[48], path[160], s[80], list[512];
     const char *v;
 
@@ -430,6 +430,12 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
              r->default_max_clients ? r->default_max_clients : 10000, &d->max_clients, p);
     get_memory(o, "maxmemory", prefix, &d->maxmemory, p);
     get_selector(o, prefix, &d->selector, p);
+    d->replicas = AGENT_REPLICAS_AUTO;
+    if (json_object_get(o, "replicas")) {
+        uint32_t n;
+        get_uint(o, "replicas", prefix, false, 0, AGENT_REPLICAS_MAX, 0, &n, p);
+        d->replicas = (int)n;
+    }
 }
 
 int agent_spec_parse(const json_t *j, const agent_spec_rules *r, agent_spec *out,
@@ -536,9 +542,15 @@ json_t *agent_deploy_to_json(const agent_deploy *d)
     json_t *s;
     bool ok;
 
+    /* (replicas and node_selector only when given: a spec without them
+     * reads as it always did) */
+    if (o && d->replicas != AGENT_REPLICAS_AUTO &&
+        json_object_set_new(o, "replicas", json_integer(d->replicas)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     if (!o || (sel->nnodes == 0 && sel->nlabels == 0))
         return o;
-    /* only when set: a spec without one reads as it always did */
     s = json_object();
     ok = s != NULL;
     if (ok && sel->nnodes)

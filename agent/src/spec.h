@@ -22,6 +22,8 @@
 #define AGENT_MAX_CLIENTS_MIN 1
 #define AGENT_MAX_CLIENTS_MAX 100000
 #define AGENT_DEFAULT_IMPL "dpr-kv"
+#define AGENT_REPLICAS_MAX 2
+#define AGENT_REPLICAS_AUTO (-1)
 /* maxmemory: 0 (no limit), else 1 MiB to 16 TiB */
 #define AGENT_MAXMEMORY_MIN (1ull << 20)
 #define AGENT_MAXMEMORY_MAX (1ull << 44)
@@ -44,6 +46,11 @@ typedef struct agent_deploy {
     uint32_t max_clients;
     uint64_t maxmemory;  /* bytes; 0: no limit */
     agent_selector selector; /* "node_selector"; empty: every node */
+    /* "replicas": the other nodes each instance's checkpoints are copied
+     * to before they count as durable (0..AGENT_REPLICAS_MAX);
+     * AGENT_REPLICAS_AUTO when not given: 1 in a cluster of two nodes or
+     * more, 0 on one node (placement.h) */
+    int replicas;
 } agent_deploy;
 
 typedef struct agent_spec {

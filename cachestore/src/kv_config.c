@@ -58,6 +58,13 @@ static const char usage[] =
     "                              interval)\n"
     "  --max-clients N             connections served at once; more are refused with\n"
     "                              an error (DPR_KV_MAX_CLIENTS; default 10000)\n"
+    "  --replica-socket PATH       in a cluster of agents: the agent's unix socket\n"
+    "                              (DPR_KV_REPLICA_SOCKET): each checkpoint is reported\n"
+    "                              to the finder only once the agent copied it to the\n"
+    "                              shard's replica nodes (DPR.REPLICA.SHIP)\n"
+    "  --instance NAME             the instance's name the agent knows it by\n"
+    "                              (DPR_KV_INSTANCE; default: the state directory's\n"
+    "                              last component)\n"
     "  --max-request-bytes N       largest request, or DPR batch, in bytes; larger\n"
     "                              gets an error and the connection is closed\n"
     "                              (DPR_KV_MAX_REQUEST_BYTES; default 67108864)\n"
@@ -100,6 +107,8 @@ enum {
     OPT_INTERVAL,
     OPT_SYNC,
     OPT_MAX_CLIENTS,
+    OPT_REPLICA_SOCKET,
+    OPT_INSTANCE,
     OPT_MAX_REQUEST,
     OPT_MAXMEMORY,
     OPT_FINDER_TIMEOUT,
@@ -129,6 +138,8 @@ static const opt_def opts[] = {
     {"checkpoint-interval-ms", "DPR_KV_CHECKPOINT_INTERVAL_MS", OPT_INTERVAL, 1},
     {"sync-interval-ms", "DPR_KV_SYNC_INTERVAL_MS", OPT_SYNC, 1},
     {"max-clients", "DPR_KV_MAX_CLIENTS", OPT_MAX_CLIENTS, 1},
+    {"replica-socket", "DPR_KV_REPLICA_SOCKET", OPT_REPLICA_SOCKET, 1},
+    {"instance", "DPR_KV_INSTANCE", OPT_INSTANCE, 1},
     {"max-request-bytes", "DPR_KV_MAX_REQUEST_BYTES", OPT_MAX_REQUEST, 1},
     {"maxmemory", "DPR_KV_MAXMEMORY", OPT_MAXMEMORY, 1},
     {"finder-timeout-ms", "DPR_KV_FINDER_TIMEOUT_MS", OPT_FINDER_TIMEOUT, 1},
@@ -295,6 +306,19 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_DIR:
         r = copy_str(c->dir, sizeof(c->dir), val);
         break;
+    case OPT_REPLICA_SOCKET:
+        if (!*val) {
+            c->replica_socket[0] = '\0'; /* empty: none */
+            break;
+        }
+        if (*val != '/')
+            return dpr_err_set(err, -EINVAL, "%s: the replica socket must be an absolute "
+                               "path (got '%s')", from, val);
+        r = copy_str(c->replica_socket, sizeof(c->replica_socket), val);
+        break;
+    case OPT_INSTANCE:
+        r = copy_str(c->instance, sizeof(c->instance), val);
+        break;
     case OPT_INTERVAL:
         r = parse_u64(val, 3600000, &v);
         if (r == 0 && v == 0)
@@ -425,5 +449,10 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     if (!c->sync_interval_ms)
         c->sync_interval_ms = c->checkpoint_interval_ms;
     c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));
+    if (!c->instance[0]) {
+        /* systemd's StateDirectory=dpr/<instance> */
+        const char *slash = strrchr(c->dir, '/');
+        snprintf(c->instance, sizeof(c->instance), "%.63s", slash && slash[1] ? slash + 1 : c->dir);
+    }
     return KV_CONFIG_RUN;
 }

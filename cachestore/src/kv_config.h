@@ -38,6 +38,8 @@ typedef struct kv_config {
     uint64_t worker;
     bool worker_set;
     char dir[PATH_MAX];        /* state directory */
+    char replica_socket[PATH_MAX]; /* "": checkpoints are not copied (kv_replica.h) */
+    char instance[64];         /* the agent's name of it; "": the dir's last component */
     unsigned checkpoint_interval_ms;
     unsigned sync_interval_ms;
     unsigned shutdown_timeout_ms;

@@ -203,6 +203,10 @@ void kv_dpr_reap(kv_server *s)
         if (r < 0) /* a later report covers it (durable = newest reported) */
             log_error("cannot queue the report of checkpoint %" PRIu64 ": %s", j.version,
                       strerror(-r));
+        /* in a cluster the report waits for the copies on other nodes */
+        if (r == 0 && s->replica && kv_replica_ship(s->replica, j.version) < 0)
+            log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
+                      j.version);
     }
     if (kv_snap_jobs(&s->snap) == 0)
         kv_dict_set_resize(&s->dict, true);
@@ -377,6 +381,8 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     s->writes_at_seal = s->writes;
     s->committed_sealed = meta.committed; /* of the checkpoint now newest on disk */
     kv_finder_drop_old(s->finder, world_line);
+    if (s->replica) /* (their files are gone: no copies of them) */
+        kv_replica_drop_above(s->replica, cut);
     kv_resize_rolled_back(s); /* the checkpoint may predate a committed resize */
     s->rollbacks++;
     log_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open", world_line,
@@ -522,6 +528,13 @@ void kv_dpr_status(kv_server *s, bool force)
     sd_notifyf(0, "STATUS=%s", state);
 }
 
+static void on_copied(void *ud, uint64_t version)
+{
+    kv_server *s = ud;
+
+    kv_finder_release(s->finder, version);
+}
+
 int kv_dpr_start(kv_server *s)
 {
     kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection};
@@ -531,6 +544,16 @@ int kv_dpr_start(kv_server *s)
                       &s->finder);
     if (r < 0)
         return r;
+    if (s->cfg->replica_socket[0]) {
+        kv_replica_config rc = { s->cfg->replica_socket, s->cfg->instance,
+                                 s->cfg->finder_token, s->cfg->dir };
+        r = kv_replica_new(s->loop, &rc, on_copied, s, &s->replica);
+        if (r < 0)
+            return r;
+        kv_finder_hold(s->finder);
+        log_info("checkpoints are reported once the agent copied them to the replica nodes "
+                 "(%s)", s->cfg->replica_socket);
+    }
     s->ckpt_timer.data = s;
     s->sync_timer.data = s;
     r = uv_timer_init(s->loop, &s->ckpt_timer);
@@ -578,6 +601,8 @@ static void finish(kv_server *s, int code)
     kv_snap_kill_all(&s->snap);
     kv_finder_close(s->finder);
     s->finder = NULL;
+    kv_replica_close(s->replica);
+    s->replica = NULL;
     kv_server_close_clients(s);
     uv_walk(s->loop, close_rest, NULL);
 }

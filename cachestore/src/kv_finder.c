@@ -84,6 +84,9 @@ struct kv_finder {
      * rollback. nkept and ndropped are never both non-zero. */
     kv_queued_report *reports;
     size_t nreports, cap, nsent, ndropped, nkept;
+    /* kv_finder_hold: only reports of versions <= released leave */
+    bool held;
+    uint64_t released;
     /* replies we wait for, in order */
     pend *pend;
     size_t pend_head, pend_len, pend_cap;
@@ -333,7 +336,10 @@ static void send_reports(kv_finder *f)
 {
     while (f->state == LINK_UP && f->nsent < f->nreports) {
         kv_queued_report *rep = &f->reports[f->nsent];
-        int r = push_pend(f, PEND_REPORT);
+        int r;
+        if (f->held && rep->version > f->released)
+            break; /* its copies are not made yet */
+        r = push_pend(f, PEND_REPORT);
         if (r == 0)
             r = send_bytes(f, rep->cmd, rep->len);
         if (r < 0) {
@@ -709,6 +715,27 @@ out:
     free(argv);
     free(nums);
     return rc;
+}
+
+void kv_finder_hold(kv_finder *f)
+{
+    f->held = true;
+}
+
+void kv_finder_release(kv_finder *f, uint64_t version)
+{
+    if (version > f->released)
+        f->released = version;
+    send_reports(f);
+}
+
+size_t kv_finder_held(const kv_finder *f)
+{
+    size_t n = 0;
+
+    for (size_t i = f->nsent; f->held && i < f->nreports; i++)
+        n += f->reports[i].version > f->released;
+    return n;
 }
 
 int kv_finder_report(kv_finder *f, const dpr_worker_report *r)

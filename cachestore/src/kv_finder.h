@@ -98,8 +98,17 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
  * call before uv_run's last turn). */
 void kv_finder_close(kv_finder *f);
 
-/* Queues the report of a completed checkpoint (and sends it when connected). */
+/* Queues the report of a completed checkpoint (and sends it when connected
+ * and, with kv_finder_hold, released). */
 int kv_finder_report(kv_finder *f, const dpr_worker_report *r);
+/* From now on reports wait until kv_finder_release says their version may
+ * go (checkpoint replication, kv_replica.h: a version is reported only once
+ * it is on the replica nodes too). */
+void kv_finder_hold(kv_finder *f);
+/* Reports of versions <= version may go (in order). */
+void kv_finder_release(kv_finder *f, uint64_t version);
+/* Queued reports waiting for kv_finder_release. */
+size_t kv_finder_held(const kv_finder *f);
 /* Sends DPR.SYNC unless one is in flight or the link is down. */
 void kv_finder_sync(kv_finder *f);
 /* Forgets queued reports of world-lines older than world_line (a rollback). */

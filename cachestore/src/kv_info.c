@@ -143,6 +143,17 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     kv_info_line(b, "dpr_finder_lost_reason:%s", s->finder_lost ? s->finder_lost_why.msg : "");
     kv_info_line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
     kv_info_line(b, "dpr_reports_refused:%" PRIu64, s->reports_refused);
+    /* a cluster: reports wait until the agent copied the checkpoint (kv_replica.h) */
+    kv_info_line(b, "dpr_replication_status:%s",
+                 !s->replica ? "off"
+                 : kv_replica_error(s->replica)[0] ? "failing"
+                 : kv_replica_pending(s->replica) ? "copying" : "ok");
+    kv_info_line(b, "dpr_replication_pending:%zu", s->replica ? kv_replica_pending(s->replica)
+                                                               : 0);
+    kv_info_line(b, "dpr_replication_copied:%" PRIu64,
+                 s->replica ? kv_replica_copied(s->replica) : 0);
+    kv_info_line(b, "dpr_replication_last_error:%s",
+                 s->replica ? kv_replica_error(s->replica) : "");
     kv_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);
     kv_info_line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
     kv_info_line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);

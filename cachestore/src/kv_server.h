@@ -24,6 +24,7 @@
 #include "kv_config.h"
 #include "kv_dict.h"
 #include "kv_finder.h"
+#include "kv_replica.h"
 #include "kv_layout.h"
 #include "kv_migrate.h"
 #include "kv_resp.h"
@@ -77,6 +78,7 @@ struct kv_server {
     dpr_worker worker;
     kv_snapper snap;
     kv_finder *finder;
+    kv_replica *replica;                /* a cluster: checkpoints copied first (or NULL) */
     kv_arg *scratch;                    /* argv for batch ops */
     size_t scratch_cap;
 

@@ -173,6 +173,16 @@ def format_status(st) -> str:
     if f.is_lost:
         head += "\nwarning: the finder's state was lost: %s" % (
             _one_line(f.error, 400) or "it does not know %s" % " ".join(f.lost))
+    if st.nodes_down:
+        head += "\nwarning: nodes down (no contact): %s" % " ".join(st.nodes_down)
+    for d in st.deployments:
+        if d.degraded:
+            head += "\nwarning: deployment %s is degraded: %s" % (d.name,
+                                                                  _one_line(d.degraded, 300))
+        for i in d.instances:
+            if i.replica_error:
+                head += "\nwarning: %s: checkpoints not copied (commits wait): %s" % (
+                    i.name, _one_line(i.replica_error, 300))
     if st.retiring:
         head += "\nstopping deleted instances: %s" % " ".join(st.retiring)
     if not st.deployments:
@@ -228,10 +238,16 @@ def _one_line(s: Any, limit: int = 60) -> Any:
 def format_nodes(nodes) -> str:
     def contact(n):
         return "-" if n.last_contact_ms is None else "%.1fs" % (n.last_contact_ms / 1000.0)
+    def load(n):
+        if n.instances is None:
+            return "-"
+        return "%d/%s" % (n.instances, "-" if n.max_instances is None else n.max_instances)
     return table(["NODE", "ADDRESS", "SELF", "LEADER", "STATE", "ROLE", "TERM", "CONTACT",
-                  "HEALTH"],
+                  "HEALTH", "INSTANCES", "LABELS"],
                  [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state, n.role or "-",
-                   "-" if n.term is None else str(n.term), contact(n), n.health or "-"]
+                   "-" if n.term is None else str(n.term), contact(n),
+                   "down" if n.down else n.health or "-", load(n),
+                   ",".join(n.labels) if n.labels else "-"]
                   for n in nodes])
 
 

@@ -119,6 +119,11 @@ class Instance:
     health: str | None = None
     status_text: str | None = None
     memory_max: int | None = None
+    # a cluster of agents: the nodes holding copies of its checkpoints, the
+    # newest version copied to all of them, why the last copy failed
+    replicas: list | None = None
+    replicated: int | None = None
+    replica_error: str | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -175,6 +180,9 @@ class Deployment:
     # the layout its shards have: {"epoch", "shards", "resize": None or
     # {"from", "to", "epoch", "step", "moved_keys", "seconds", "error"}}
     layout: dict | None = None
+    # a cluster of agents: why it cannot serve every shard (instances on a
+    # node that is down wait for it), else None
+    degraded: str | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -307,6 +315,9 @@ class Status:
     # a cluster of agents: this member's Raft view ({"role", "term", "leader",
     # "quorum", "address"}); None on a single node
     raft: dict | None = None
+    # a cluster of agents: the nodes the leader marked down (no contact for
+    # raft.node_down_after_ms)
+    nodes_down: list = dataclasses.field(default_factory=list)
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -323,6 +334,9 @@ class Status:
                    retiring=[str(x) for x in r.get("retiring") or []],
                    systemd_connected=sd.get("connected"), systemd_error=sd.get("error"),
                    raft=dict(r["raft"]) if isinstance(r.get("raft"), Mapping) else None,
+                   nodes_down=[str(x) for x in ((r.get("cluster_spec") or {}).get("down")
+                                                or [])]
+                   if isinstance(r.get("cluster_spec"), Mapping) else [],
                    raw=dict(r))
 
     def deployment(self, name: str) -> Deployment:
@@ -377,6 +391,11 @@ class Node:
     term: int | None = None
     last_contact_ms: int | None = None  # as this node knows it (None: unknown)
     health: str | None = None           # ok, unreachable, unknown
+    # what placement goes by (a cluster of agents; None until the node told)
+    labels: list | None = None
+    max_instances: int | None = None
+    instances: int | None = None        # placed on it
+    down: bool = False                  # marked down by the leader
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -385,6 +404,7 @@ class Node:
         kw.setdefault("name", "?")
         kw["is_self"] = bool(d.get("self"))
         kw["leader"] = bool(kw.get("leader"))
+        kw["down"] = bool(kw.get("down"))
         return cls(raw=dict(d), **kw)
 
 

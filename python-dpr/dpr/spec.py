@@ -63,9 +63,11 @@ _MEMORY_HINT = ('bytes, or a string of digits with b, k, kb, m, mb, g or gb as i
 
 SPEC_FIELDS = ("name", "cachestores")
 CACHESTORE_FIELDS = ("name", "impl", "version", "shards", "checkpoint_interval_ms",
-                     "max_clients", "maxmemory", "node_selector")
+                     "max_clients", "maxmemory", "node_selector", "replicas")
 # fields of a cache-store that may be left out (the agent's default applies)
-OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "node_selector")
+OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "node_selector",
+                   "replicas")
+REPLICAS_MAX = 2
 SELECTOR_FIELDS = ("nodes", "labels")
 SELECTOR_MAX = 16
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
@@ -227,7 +229,10 @@ class CacheStore:
     ``node_selector`` (a cluster of agents): ``{"nodes": [names],
     "labels": [labels]}``: its instances go only to nodes named in
     ``nodes`` (if given) that have every label of ``labels`` (agent.conf
-    ``node.labels``); None: any node.
+    ``node.labels``); None: any node. ``replicas`` (0..2, a cluster of
+    agents): how many other nodes hold a copy of each instance's
+    checkpoints before they count as durable; None: 1 when two nodes or
+    more match the selector, else 0.
     """
 
     name: str
@@ -238,6 +243,7 @@ class CacheStore:
     max_clients: int | None = None
     maxmemory: int | str | None = None
     node_selector: Mapping | None = None
+    replicas: int | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "impl": self.impl, "version": self.version,
@@ -312,7 +318,8 @@ class CacheStore:
             _check_int(out, p + "shards", self.shards, SHARDS_MIN, SHARDS_MAX)
         # optional integers (None = agent default; null given in a file is an error)
         for f, lo, hi in (("checkpoint_interval_ms", CHECKPOINT_MIN, CHECKPOINT_MAX),
-                          ("max_clients", MAX_CLIENTS_MIN, MAX_CLIENTS_MAX)):
+                          ("max_clients", MAX_CLIENTS_MIN, MAX_CLIENTS_MAX),
+                          ("replicas", 0, REPLICAS_MAX)):
             v = getattr(self, f)
             if v is None and (given is None or f not in given):
                 continue

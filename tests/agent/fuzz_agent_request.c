@@ -26,8 +26,15 @@ static void check_spec(const agent_spec *s)
             s->d[i].max_clients > AGENT_MAX_CLIENTS_MAX || !s->d[i].version[0] ||
             (s->d[i].maxmemory != 0 && (s->d[i].maxmemory < AGENT_MAXMEMORY_MIN ||
                                         s->d[i].maxmemory > AGENT_MAXMEMORY_MAX)) ||
-            strcmp(s->d[i].impl, "dpr-kv") != 0)
+            strcmp(s->d[i].impl, "dpr-kv") != 0 ||
+            (s->d[i].replicas != AGENT_REPLICAS_AUTO &&
+             (s->d[i].replicas < 0 || s->d[i].replicas > AGENT_REPLICAS_MAX)) ||
+            s->d[i].selector.nnodes > AGENT_SELECTOR_MAX ||
+            s->d[i].selector.nlabels > AGENT_SELECTOR_MAX)
             abort();
+        for (size_t k = 0; k < s->d[i].selector.nlabels; k++)
+            if (!agent_label_valid(s->d[i].selector.labels[k]))
+                abort();
         for (size_t k = 0; k < i; k++)
             if (strcmp(s->d[i].name, s->d[k].name) == 0)
                 abort();
@@ -38,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const impls[] = { "dpr-kv" };
     const agent_spec_rules rules = { "demo", impls, 1, 0, 0 };
-    const agent_alloc alloc = { 7100, 7163 };
+    const agent_alloc alloc = { .port_min = 7100, .port_max = 7163 };
     agent_request req;
     json_t *reply = NULL, *j;
     agent_problems p;

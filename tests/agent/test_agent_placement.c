@@ -288,9 +288,9 @@ TEST(running_before)
 {
     agent_deploy d[2] = { dep("kv", 2), dep("own", 2) };
     agent_spec s = spec_of(2, d);
-    agent_slot was[2] = { { "n3", 4 }, { "n3", 9 } };
+    agent_slot was[2] = { { .node = "n3", .worker = 4 }, { .node = "n3", .worker = 9 } };
     agent_placed_dep run = { "own", 2, was };
-    agent_placement running = { 10, 1, &run }, empty, p;
+    agent_placement running = { .next_worker = 10, .n = 1, .d = &run }, empty, p;
     agent_problems probs;
 
     agent_placement_init(&empty);
@@ -306,6 +306,135 @@ TEST(running_before)
     agent_problems_free(&probs);
 }
 
+/* A node marked down takes nothing new; the list is kept and read back. */
+TEST(down)
+{
+    agent_deploy d[1] = { dep("kv", 3) };
+    agent_spec s = spec_of(1, d);
+    agent_placement cur, p, back;
+    agent_problems probs;
+    const char *const down[] = { "n2", "n1", "n2" };
+    json_t *j;
+
+    agent_placement_init(&cur);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_placement_set_down(&cur, down, 3), 0);
+    CHECK(cur.ndown == 2 && strcmp(cur.down[0], "n1") == 0);
+    CHECK(agent_placement_is_down(&cur, "n2") && !agent_placement_is_down(&cur, "n3"));
+    CHECK_EQ_INT(agent_place(&s, &cur, NULL, nodes3, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n3 n3 n3") == 0);
+    CHECK(p.ndown == 2);
+    j = agent_placement_to_json(&p);
+    CHECK(json_array_size(json_object_get(j, "down")) == 2);
+    CHECK_EQ_INT(agent_placement_from_json(j, &back), 0);
+    CHECK(back.ndown == 2 && agent_placement_is_down(&back, "n1"));
+    json_decref(j);
+    agent_placement_free(&back);
+    /* duplicates and bad names are refused */
+    j = json_loads("{\"next_worker\": 1, \"deployments\": {}, \"down\": [\"a\", \"a\"]}",
+                   0, NULL);
+    CHECK_EQ_INT(agent_placement_from_json(j, &back), -EINVAL);
+    json_decref(j);
+    j = json_loads("{\"next_worker\": 1, \"deployments\": {}, \"down\": [\"a b\"]}", 0, NULL);
+    CHECK_EQ_INT(agent_placement_from_json(j, &back), -EINVAL);
+    json_decref(j);
+    agent_placement_free(&p);
+    /* every node down: nowhere to go */
+    nodes3[2].up = false;
+    CHECK_EQ_INT(agent_place(&s, &cur, NULL, nodes3, 3, &p, &probs), -EINVAL);
+    nodes3[2].up = true;
+    CHECK(probs.n == 1 && strstr(probs.v[0].message, "no node is up"));
+    agent_placement_free(&cur);
+    agent_spec_free(&s);
+    agent_problems_free(&probs);
+}
+
+/* The replicas of each slot as "n2,n3 n1 ..." */
+static const char *replicas_of(const agent_placement *p, const char *d)
+{
+    static char out[512];
+    const agent_placed_dep *pd = agent_placement_find(p, d);
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (uint32_t s = 0; pd && s < pd->shards; s++) {
+        off += (size_t)snprintf(out + off, sizeof(out) - off, "%s", s ? " " : "");
+        for (unsigned r = 0; r < pd->slot[s].nreplicas; r++)
+            off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%s", r ? "," : "",
+                                    pd->slot[s].replica[r]);
+        if (!pd->slot[s].nreplicas)
+            off += (size_t)snprintf(out + off, sizeof(out) - off, "-");
+    }
+    return out;
+}
+
+TEST(replicas)
+{
+    agent_deploy d[3] = { dep("kv", 3), dep("two", 1), dep("pinned", 1) };
+    agent_spec s, bad;
+    agent_placement empty, p, q;
+    agent_problems probs;
+    json_t *j;
+    int want;
+
+    d[0].replicas = AGENT_REPLICAS_AUTO;
+    d[1].replicas = 2;
+    d[2].replicas = AGENT_REPLICAS_AUTO;
+    d[2].selector.nnodes = 1;
+    snprintf(d[2].selector.nodes[0], sizeof(d[2].selector.nodes[0]), "n2");
+    s = spec_of(3, d);
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, nodes3, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n1 n2 n3") == 0);
+    /* auto: one copy elsewhere, spread by how many copies a node holds */
+    CHECK(strcmp(replicas_of(&p, "kv"), "n2 n1 n1") == 0);
+    CHECK(strcmp(nodes_of(&p, "two"), "n1") == 0);
+    CHECK(strcmp(replicas_of(&p, "two"), "n3,n2") == 0);
+    /* auto with one matching node: none */
+    CHECK(strcmp(replicas_of(&p, "pinned"), "-") == 0);
+    CHECK_EQ_INT((int)agent_placement_replicas_short(&p, &s.d[0], nodes3, 3, &want), 0);
+    CHECK_EQ_INT(want, 1);
+    /* written and read back */
+    j = agent_placement_to_json(&p);
+    CHECK_EQ_INT(agent_placement_from_json(j, &q), 0);
+    CHECK(strcmp(replicas_of(&q, "two"), "n3,n2") == 0);
+    json_decref(j);
+    agent_placement_free(&q);
+    /* n1 down: the copies it held move (kv-1's to n3, kv-2's to n2); kv-0
+     * runs on n1 and keeps its copy on n2 */
+    {
+        const char *down[] = { "n1" };
+        CHECK_EQ_INT(agent_placement_set_down(&p, down, 1), 0);
+    }
+    CHECK_EQ_INT(agent_place(&s, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK(strcmp(replicas_of(&q, "kv"), "n2 n3 n2") == 0);
+    agent_placement_free(&q);
+    /* n2 and n3 down: no node can take kv-0's copy (kv-1's and kv-2's go
+     * to n1): fewer, said so */
+    {
+        const char *down[] = { "n2", "n3" };
+        CHECK_EQ_INT(agent_placement_set_down(&p, down, 2), 0);
+    }
+    CHECK_EQ_INT(agent_place(&s, &p, NULL, nodes3, 3, &q, &probs), 0);
+    CHECK_EQ_INT((int)agent_placement_replicas_short(&q, &s.d[0], nodes3, 3, &want), 1);
+    CHECK(strcmp(replicas_of(&q, "kv"), "- n1 n1") == 0);
+    agent_placement_free(&q);
+    agent_placement_free(&p);
+    /* an explicit count the selector can never give */
+    d[1].replicas = 2;
+    d[1].selector.nnodes = 2;
+    snprintf(d[1].selector.nodes[0], sizeof(d[1].selector.nodes[0]), "n1");
+    snprintf(d[1].selector.nodes[1], sizeof(d[1].selector.nodes[1]), "n3");
+    bad = spec_of(2, d);
+    CHECK_EQ_INT(agent_place(&bad, &empty, NULL, nodes3, 3, &p, &probs), -EINVAL);
+    CHECK(probs.n == 1 && strcmp(probs.v[0].where, "cachestores[1].replicas") == 0 &&
+          strstr(probs.v[0].message, "need 3 nodes"));
+    agent_spec_free(&s);
+    agent_spec_free(&bad);
+    agent_problems_free(&probs);
+}
+
 int main(void)
 {
     RUN(spread_then_stable);
@@ -316,5 +445,7 @@ int main(void)
     RUN(deleted_and_no_nodes);
     RUN(json);
     RUN(running_before);
+    RUN(down);
+    RUN(replicas);
     return check_summary("test_agent_placement");
 }

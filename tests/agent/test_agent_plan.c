@@ -438,9 +438,9 @@ TEST(placed)
 {
     agent_deploy d[1] = { dep("kv", 3, "1") };
     agent_spec s = make_spec(1, d);
-    agent_slot slots[3] = { { "n1", 5 }, { "n2", 6 }, { "n1", 7 } };
+    agent_slot slots[3] = { { .node = "n1", .worker = 5 }, { .node = "n2", .worker = 6 }, { .node = "n1", .worker = 7 } };
     agent_placed_dep pd = { "kv", 3, slots };
-    agent_placement pl = { 8, 1, &pd };
+    agent_placement pl = { .next_worker = 8, .n = 1, .d = &pd };
     agent_alloc here = { .port_min = 7100, .port_max = 7199, .placement = &pl, .node = "n1" };
     agent_state st, next;
     agent_plan p;

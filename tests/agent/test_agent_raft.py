@@ -170,6 +170,11 @@ def _error_or_none(hp):
      'heartbeat_timeout_ms = 60; };', "at most half"),
     ('raft = { address = "10.0.0.1:7400"; bootstrap = true; };', "raft.bootstrap"),
     ('raft = { address = "10.0.0.1:7400"; join = true; };', "'raft.join' needs 'raft.peers'"),
+    ('raft = { address = "10.0.0.1:7400"; node_down_after_ms = 900; };',
+     "'raft.node_down_after_ms' is out of range"),
+    ('raft = { address = "10.0.0.1:7400"; election_timeout_ms = 1000; '
+     'node_down_after_ms = 2000; };', "above twice 'raft.election_timeout_ms'"),
+    ('node = { labels = ["A"]; };', "'node.labels' entry 1 must be a label"),
 ])
 def test_bad_raft_settings_are_refused(tmp_path, raft, why):
     conf = tmp_path / "agent.conf"
@@ -398,9 +403,12 @@ def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
     assert r["plan"]["created"] == ["sessions-0"], r
     wait_for(lambda: own_instances(n1) == ["kv-0", "sessions-1"], timeout=10,
              what="n1 running its part")
-    # the nodes table says what placement goes by
-    nodes = {n["name"]: n for n in n2.call("nodes")["nodes"]}
-    assert nodes["n1"]["instances"] == 2 and nodes["n1"]["max_instances"] == 100, nodes
+    # the nodes table says what placement goes by (once n2 took the record)
+    def n2_nodes():
+        nodes = {n["name"]: n for n in n2.call("nodes")["nodes"]}
+        return nodes if nodes["n1"]["instances"] == 2 else None
+    nodes = wait_for(n2_nodes, timeout=10, what="n2's view of the placement")
+    assert nodes["n1"]["max_instances"] == 100 and nodes["n1"]["labels"] == [], nodes
     # plan on n1 shows its part and where each instance would go
     r = n1.call("plan", {"spec": spec_of(("kv", 2), ("sessions", 2), ("more", 1))})
     assert r["placement"]["more"] == ["n2"] and r["plan"]["created"] == [], r
@@ -483,3 +491,68 @@ def test_a_joining_node_keeps_deployments_the_cluster_does_not_hold(agents, tmp_
     assert r["plan"]["unchanged"] == ["own-0"], r
     owner = {a.node: a for a in agents.agents}[kv_at[0]]
     assert own_deployments(j) == ["own"] and own_deployments(owner) == ["kv"]
+
+
+def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
+    agents = RaftAgents(str(tmp_path), 3, down_ms=1500).start()
+    try:
+        leader = agents.placeable()
+        n1, n2, n3 = agents.agents
+        r = n1.call("apply", {"spec": spec_of(("kv", 3))})
+        assert r["placement"] == {"kv": ["n1", "n2", "n3"]}, r
+        victim = n3 if leader is not n3 else n2
+        watcher = n1 if leader is not n1 else [a for a in agents.agents
+                                               if a not in (leader, victim)][0]
+        wait_for(lambda: victim.node in own_nodes(watcher), timeout=10,
+                 what="the victim's instance published")
+        sock, stream = watcher.events()
+        try:
+            victim.proc.kill(signal.SIGSTOP)  # alive but silent, like a lost machine
+            t0 = time.monotonic()
+            st = wait_for(lambda: (lambda s: s if s["cluster_spec"].get("down") else None)(
+                watcher.call("status")), timeout=20, what="the node marked down")
+            took = time.monotonic() - t0
+            assert st["cluster_spec"]["down"] == [victim.node], st["cluster_spec"]
+            assert 1.0 < took < 10, took
+            kv = [d for d in st["deployments"] if d["name"] == "kv"][0]
+            inst = [i for i in kv["instances"] if i["node"] == victim.node][0]
+            assert inst["ready"] is False and inst["health"] == "node-down", inst
+            assert kv["degraded"] and victim.node in kv["degraded"], kv
+            nodes = {n["name"]: n for n in watcher.call("nodes")["nodes"]}
+            assert nodes[victim.node]["down"] is True, nodes
+            # no new instance goes there
+            r = n1.call("plan", {"spec": spec_of(("kv", 3), ("more", 3))})
+            assert victim.node not in r["placement"]["more"], r
+            ev = next_event(stream, lambda e: e["type"] == "node" and e.get("state") == "down")
+            assert ev["name"] == victim.node, ev
+            # back: marked up
+            victim.proc.kill(signal.SIGCONT)
+            wait_for(lambda: not watcher.call("status")["cluster_spec"].get("down"),
+                     timeout=20, what="the node marked up")
+            ev = next_event(stream, lambda e: e["type"] == "node" and e.get("state") == "up")
+            assert ev["name"] == victim.node, ev
+            kv = [d for d in watcher.call("status")["deployments"] if d["name"] == "kv"][0]
+            assert kv["degraded"] is None, kv
+        finally:
+            sock.close()
+            victim.proc.kill(signal.SIGCONT)  # (never leave it stopped)
+    finally:
+        agents.close()
+
+
+def own_nodes(a):
+    """The nodes whose instances a's status shows with an endpoint."""
+    return {i["node"] for d in a.call("status")["deployments"] for i in d["instances"]
+            if i.get("endpoint")}
+
+
+def next_event(stream, pred, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = stream.readline()
+        if not line:
+            break
+        ev = json.loads(line).get("event") or {}
+        if pred(ev):
+            return ev
+    raise AssertionError("no such event within %ss" % timeout)

@@ -378,6 +378,34 @@ TEST(node_selector)
           !agent_label_valid("") && !agent_label_valid("=a"));
 }
 
+TEST(replicas)
+{
+    agent_spec s;
+    agent_problems p;
+    json_t *j;
+
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
+                       "\"version\": \"1\", \"shards\": 1}, {\"name\": \"b\", "
+                       "\"version\": \"1\", \"shards\": 1, \"replicas\": 2}]}", &s, &p), 0);
+    CHECK_EQ_INT(s.d[0].replicas, AGENT_REPLICAS_AUTO);
+    CHECK_EQ_INT(s.d[1].replicas, 2);
+    j = agent_deploy_to_json(&s.d[0]);
+    CHECK(json_object_get(j, "replicas") == NULL); /* (not given: not written) */
+    json_decref(j);
+    j = agent_deploy_to_json(&s.d[1]);
+    CHECK(json_integer_value(json_object_get(j, "replicas")) == 2);
+    json_decref(j);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
+                       "\"version\": \"1\", \"shards\": 1, \"replicas\": 3}, {\"name\": "
+                       "\"b\", \"version\": \"1\", \"shards\": 1, \"replicas\": \"1\"}]}",
+                       &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores[0].replicas", "must be <= 2"));
+    CHECK(has_problem(&p, "cachestores[1].replicas", "must be an integer"));
+    agent_problems_free(&p);
+}
+
 TEST(memory_max_formula)
 {
     /* no maxmemory: no limit */
@@ -408,5 +436,6 @@ int main(void)
     RUN(memory_parse);
     RUN(memory_max_formula);
     RUN(node_selector);
+    RUN(replicas);
     return check_summary("test_agent_spec");
 }

@@ -322,7 +322,7 @@ TEST(env_file)
 {
     agent_instance in;
     agent_env_ctx ctx = { "/usr/local/bin/dpr-kv", "127.0.0.1", "127.0.0.1:7000", "demo",
-                          "node1" };
+                          "node1", NULL };
     char sub[128], path[160], *text, *got;
     struct stat sb;
     size_t len;

@@ -4,7 +4,8 @@ nodes place the instances of every deployment across the nodes.
 Three 3-shard deployments applied from one node spread over all three
 (no two shards of one deployment on one node), every node's status shows
 every instance with its NODE, and sessions written from a third node
-through shards on all nodes read everything back. A node selector by label
+through shards on all nodes read everything back; every checkpoint they
+stand on was copied to another node first (replicas: 1 by default). A node selector by label
 keeps a deployment on the labelled node; a node's max_instances is a limit
 the leader keeps (a spec that needs more is refused with the reason, and
 nothing changes). Needs root (skipped otherwise).
@@ -92,6 +93,17 @@ def test_deployments_spread_over_the_nodes_and_sessions_use_them(cluster):
     for dep in ("kv", "sessions"):
         assert results.get(dep, "").startswith("ok "), "\n".join(w.log[-40:])
         assert " rollbacks=0 errors=0 " in results[dep], results[dep]
+    # every checkpoint those commits stand on was copied to one other node
+    for n in c:
+        for d in status(n)["deployments"]:
+            for i in d["instances"]:
+                if i["node"] != n.name or d["name"] not in ("kv", "sessions"):
+                    continue
+                assert len(i["replicas"]) == 1 and i["replicas"][0] != n.name, i
+                assert i["replicated"] and i["replica_error"] is None, i
+                holder = c[i["replicas"][0]]
+                assert holder.run("ls /var/lib/dpr/replicas/%s/%d" % (d["name"], i["worker"]))\
+                    .stdout.split(), (holder, i)
 
     # a label selector: both shards of fast on node3 (the only ssd node)
     apply(n1, MORE)
@@ -109,3 +121,11 @@ def test_deployments_spread_over_the_nodes_and_sessions_use_them(cluster):
                          "node_selector: {nodes: [node2]}}\n", check=False)
     assert r.returncode != 0 and "node.max_instances" in r.stderr + r.stdout, r.stderr
     assert status(n1)["cluster_spec"]["generation"] == gen
+
+    # everything deleted: every node stops its instances and each worker is
+    # forgotten by the finder (a follower asks the leader's)
+    apply(n2, "name: demo\ncachestores: []\n")
+    harness.wait_for("every instance retired", lambda: all(
+        not status(n)["retiring"] and not status(n)["deployments"] for n in c), WAIT)
+    assert all(not d["workers"] for d in status(n1)["finder"]["domains"]), \
+        status(n1)["finder"]["domains"]

@@ -623,6 +623,7 @@ cachestores = {{
   port_max = {port_max};
   impls = {{ dpr-kv = "{kv}"; }};
 }};
+replication = {{ listen = "{host}:0"; }};
 {extra}"""
 
 
@@ -870,14 +871,16 @@ class RaftAgents:
     (the finder on one port shared by all, Raft on another), each with the
     others as raft.peers. No systemd: the finder and Raft are what run."""
 
-    def __init__(self, base: str, n: int = 3, election_ms: int = 300, heartbeat_ms: int = 50):
+    def __init__(self, base: str, n: int = 3, election_ms: int = 300, heartbeat_ms: int = 50,
+                 down_ms: int = 10000):
         self.base = str(base)
         self.election_ms, self.heartbeat_ms = election_ms, heartbeat_ms
         self.finder_port, self.raft_port = free_port(), free_port()
         self.raft = ["127.0.0.%d:%d" % (i + 1, self.raft_port) for i in range(n)]
         extra = ('raft = {{ address = "{me}"; peers = [%s]; election_timeout_ms = %d; '
-                 'heartbeat_timeout_ms = %d; }};\n'
-                 % (", ".join('"%s"' % a for a in self.raft), election_ms, heartbeat_ms))
+                 'heartbeat_timeout_ms = %d; node_down_after_ms = %d; }};\n'
+                 % (", ".join('"%s"' % a for a in self.raft), election_ms, heartbeat_ms,
+                    down_ms))
         self.agents = [HostAgent(os.path.join(str(base), "n%d" % (i + 1)),
                                  host="127.0.0.%d" % (i + 1), node="n%d" % (i + 1),
                                  finder_port=self.finder_port,

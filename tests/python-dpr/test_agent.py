@@ -548,7 +548,8 @@ def test_dprctl_plan_apply_status_delete(agent):
     r = dprctl(agent, "nodes")
     assert r.returncode == 0
     assert r.stdout.splitlines()[0].split() == ["NODE", "ADDRESS", "SELF", "LEADER", "STATE",
-                                                "ROLE", "TERM", "CONTACT", "HEALTH"]
+                                                "ROLE", "TERM", "CONTACT", "HEALTH",
+                                                "INSTANCES", "LABELS"]
     assert r.stdout.splitlines()[1].split()[:6] == ["node1", "127.0.0.1", "yes", "yes", "up",
                                                     "single"]
     # a single node has no members to remove

@@ -201,7 +201,8 @@ def test_unknown_fields_everywhere():
     assert problems(d) == [
         ("cachestore", "unknown field (did you mean 'cachestores'? known: name, cachestores)"),
         ("cachestores[0].shard", "unknown field (did you mean 'shards'? known: name, impl, "
-         "version, shards, checkpoint_interval_ms, max_clients, maxmemory, node_selector)")]
+         "version, shards, checkpoint_interval_ms, max_clients, maxmemory, node_selector, "
+         "replicas)")]
 
 
 def test_every_problem_at_once_in_order():
@@ -309,3 +310,11 @@ def test_node_selector():
     assert "cachestores[1].node_selector.labels[0]" in wheres, got
     assert "cachestores[1].node_selector.zone" in wheres, got
     assert "cachestores[2].node_selector.labels" in wheres, got
+
+
+def test_replicas():
+    assert CacheStore("kv", version="1", shards=1, replicas=1).to_dict()["replicas"] == 1
+    assert "replicas" not in CacheStore("kv", version="1", shards=1).to_dict()
+    got = problems({"name": "demo", "cachestores": [
+        {"name": "a", "version": "1", "shards": 1, "replicas": 3}]})
+    assert got == [("cachestores[0].replicas", "must be <= 2 (got 3)")], got

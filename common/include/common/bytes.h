@@ -25,19 +25,26 @@ static inline uint32_t dpr_get_le32(const unsigned char *p)
            (uint32_t)p[3] << 24;
 }
 
-/* CRC-32 of p[0..len), any length (zlib takes uInt chunks). */
-static inline uint32_t dpr_crc32(const void *data, size_t len)
+/* The CRC-32 crc of earlier bytes, continued over p[0..len), any length
+ * (zlib takes uInt chunks). */
+static inline uint32_t dpr_crc32_update(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *p = data;
-    uLong crc = crc32(0L, Z_NULL, 0);
+    uLong c = crc;
 
     while (len > 0) {
         uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = crc32(crc, p, chunk);
+        c = crc32(c, p, chunk);
         p += chunk;
         len -= chunk;
     }
-    return (uint32_t)crc;
+    return (uint32_t)c;
+}
+
+/* CRC-32 of p[0..len) (of nothing: 0). */
+static inline uint32_t dpr_crc32(const void *data, size_t len)
+{
+    return dpr_crc32_update((uint32_t)crc32(0L, Z_NULL, 0), data, len);
 }
 
 #endif

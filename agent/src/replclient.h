@@ -1,0 +1,41 @@
+/*
+ * replclient.h - sends one checkpoint file to another agent's replication
+ * server (replserver.h): DPR.REPL.HAVE, then DPR.REPL.PUT of 256 KiB chunks
+ * from what the peer has already (a broken transfer resumes), at most four
+ * chunks in flight, then DPR.REPL.DONE with the size and CRC-32 the file
+ * had when the transfer began. The file is read on libuv's thread pool.
+ * Loop thread only.
+ */
+#ifndef AGENT_REPLCLIENT_H
+#define AGENT_REPLCLIENT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct agent_replclient agent_replclient;
+
+/* The end of a transfer: status 0 (the peer holds the whole copy, fsync'd),
+ * or a negative errno with error: what went wrong ("node2: -ERR ... No space
+ * left on device", "cannot connect to ...: connection refused"). */
+typedef void (*agent_replclient_done_fn)(void *arg, int status, const char *error);
+
+/* What to send, and where. The strings are copied. */
+typedef struct agent_replclient_job {
+    const char *peer;        /* "HOST:PORT" of its replication server */
+    const char *peer_name;   /* its node name, for messages */
+    const char *cluster;
+    const char *deployment;
+    uint64_t worker, version;
+    const char *path;        /* the checkpoint file */
+    unsigned timeout_ms;     /* for the whole transfer */
+} agent_replclient_job;
+
+/* Starts it: 0 and *out (for cancelling), or -ENOMEM / -ENAMETOOLONG.
+ * done is called once, on a later loop turn, unless cancelled first. */
+int agent_replclient_send(uv_loop_t *loop, const agent_replclient_job *job,
+                          agent_replclient_done_fn done, void *arg, agent_replclient **out);
+/* done is never called; the memory goes once the handles closed and the
+ * thread pool finished with it. NULL: no-op. */
+void agent_replclient_cancel(agent_replclient *q);
+
+#endif

@@ -1,0 +1,283 @@
+/* replstore.c - see replstore.h. */
+#include "replstore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/bytes.h"
+#include "common/fs.h"
+
+int agent_replstore_path(char *out, size_t cap, const char *root, const char *deployment,
+                         uint64_t worker, uint64_t version, bool part)
+{
+    int n;
+
+    if (version)
+        n = snprintf(out, cap, "%s/%s/%" PRIu64 "/ckpt-%" PRIu64 ".kv%s", root, deployment,
+                     worker, version, part ? ".part" : "");
+    else
+        n = snprintf(out, cap, "%s/%s/%" PRIu64, root, deployment, worker);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int agent_replstore_have(const char *root, const char *deployment, uint64_t worker,
+                         uint64_t version, uint64_t *size, bool *complete)
+{
+    char path[4096];
+    struct stat st;
+    int rc;
+
+    *size = 0;
+    *complete = false;
+    rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, false);
+    if (rc < 0)
+        return rc;
+    if (stat(path, &st) == 0) {
+        *complete = true;
+        *size = (uint64_t)st.st_size;
+        return 0;
+    }
+    rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, true);
+    if (rc < 0)
+        return rc;
+    if (stat(path, &st) == 0)
+        *size = (uint64_t)st.st_size;
+    else if (errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+int agent_replstore_put(const char *root, const char *deployment, uint64_t worker,
+                        uint64_t version, uint64_t offset, const void *data, size_t len,
+                        uint64_t *size)
+{
+    char path[4096], dir[4096];
+    struct stat st;
+    int fd = -1, rc;
+
+    *size = 0;
+    rc = agent_replstore_path(dir, sizeof(dir), root, deployment, worker, 0, false);
+    if (rc == 0)
+        rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, true);
+    if (rc == 0 && offset == 0)
+        rc = dpr_mkdir_p(dir, 0700, NULL);
+    if (rc < 0)
+        return rc;
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0), 0600);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    *size = (uint64_t)st.st_size;
+    if ((uint64_t)st.st_size != offset) {
+        rc = -ESPIPE; /* not where the sender thinks: it asks again */
+        goto out;
+    }
+    if (lseek(fd, (off_t)offset, SEEK_SET) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    rc = dpr_write_all(fd, data, len);
+    if (rc == 0)
+        *size = offset + len;
+    else if (ftruncate(fd, (off_t)offset) < 0) /* (a short write leaves nothing behind) */
+        rc = -errno;
+out:
+    close(fd);
+    return rc;
+}
+
+/* CRC-32 of the whole file fd, and its size. */
+static int file_crc(int fd, uint64_t *size, uint32_t *crc)
+{
+    static const size_t chunk = 1 << 20;
+    unsigned char *buf = malloc(chunk);
+    uint32_t c = dpr_crc32(NULL, 0);
+    uint64_t n = 0;
+    ssize_t r;
+
+    if (!buf)
+        return -ENOMEM;
+    while ((r = pread(fd, buf, chunk, (off_t)n)) > 0) {
+        c = dpr_crc32_update(c, buf, (size_t)r);
+        n += (uint64_t)r;
+    }
+    free(buf);
+    if (r < 0)
+        return -errno;
+    *size = n;
+    *crc = c;
+    return 0;
+}
+
+int agent_replstore_finish(const char *root, const char *deployment, uint64_t worker,
+                           uint64_t version, uint64_t size, uint32_t crc)
+{
+    char part[4096], path[4096], dir[4096];
+    uint64_t have = 0;
+    uint32_t got = 0;
+    int fd, rc;
+
+    rc = agent_replstore_path(part, sizeof(part), root, deployment, worker, version, true);
+    if (rc == 0)
+        rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, false);
+    if (rc == 0)
+        rc = agent_replstore_path(dir, sizeof(dir), root, deployment, worker, 0, false);
+    if (rc < 0)
+        return rc;
+    fd = open(part, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return access(path, F_OK) == 0 ? 0 : -errno; /* (finished already: said twice) */
+    rc = file_crc(fd, &have, &got);
+    if (rc == 0 && (have != size || got != crc))
+        rc = -EBADMSG;
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    if (rc == -EBADMSG)
+        unlink(part);
+    if (rc == 0 && rename(part, path) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = dpr_fsync_dir(dir);
+    return rc;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+    return a < b ? -1 : a > b;
+}
+
+/* Is name "ckpt-<v>.kv" (part: with ".part")? *v its version. */
+static bool copy_name(const char *name, bool part, uint64_t *v)
+{
+    const char *suffix = part ? ".kv.part" : ".kv";
+    char *end;
+
+    if (strncmp(name, "ckpt-", 5) != 0 || name[5] < '1' || name[5] > '9')
+        return false;
+    errno = 0;
+    *v = strtoull(name + 5, &end, 10);
+    return errno == 0 && strcmp(end, suffix) == 0;
+}
+
+/* The versions of the files of dir (finished copies, or part files). */
+static int list_dir(const char *dir, bool part, uint64_t **out, size_t *n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    uint64_t *v = NULL, ver;
+    size_t cap = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (!d)
+        return -errno;
+    while ((e = readdir(d))) {
+        if (!copy_name(e->d_name, part, &ver))
+            continue;
+        if (*n == cap) {
+            uint64_t *g = realloc(v, (cap ? cap * 2 : 16) * sizeof(*g));
+            if (!g) {
+                free(v);
+                closedir(d);
+                return -ENOMEM;
+            }
+            v = g;
+            cap = cap ? cap * 2 : 16;
+        }
+        v[(*n)++] = ver;
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(v, *n, sizeof(*v), cmp_u64);
+    *out = v;
+    return 0;
+}
+
+int agent_replstore_list(const char *root, const char *deployment, uint64_t worker,
+                         uint64_t **v, size_t *n)
+{
+    char dir[4096];
+    int rc = agent_replstore_path(dir, sizeof(dir), root, deployment, worker, 0, false);
+
+    *v = NULL;
+    *n = 0;
+    return rc < 0 ? rc : list_dir(dir, false, v, n);
+}
+
+size_t agent_replstore_prunable(const uint64_t *v, size_t n, uint64_t cut)
+{
+    size_t keep = 0; /* the index of the newest <= cut */
+    bool found = false;
+
+    for (size_t i = 0; i < n && v[i] <= cut; i++) {
+        keep = i;
+        found = true;
+    }
+    return found ? keep : 0;
+}
+
+int agent_replstore_prune(const char *root, const char *deployment, uint64_t worker,
+                          uint64_t cut)
+{
+    char path[4096];
+    uint64_t *v = NULL;
+    size_t n = 0, drop;
+    int rc, removed = 0;
+
+    rc = agent_replstore_list(root, deployment, worker, &v, &n);
+    if (rc < 0)
+        return rc == -ENOENT ? 0 : rc;
+    drop = agent_replstore_prunable(v, n, cut);
+    for (size_t i = 0; i < drop; i++)
+        if (agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i], false) ==
+                0 && unlink(path) == 0)
+            removed++;
+    free(v);
+    /* part files at or below the cut will never be finished */
+    rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, 0, false);
+    if (rc == 0 && list_dir(path, true, &v, &n) == 0) {
+        for (size_t i = 0; i < n && v[i] <= cut; i++)
+            if (agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i],
+                                     true) == 0 && unlink(path) == 0)
+                removed++;
+        free(v);
+    }
+    return removed;
+}
+
+int agent_replstore_drop(const char *root, const char *deployment, uint64_t worker)
+{
+    char dir[4096], path[4096];
+    DIR *d;
+    struct dirent *e;
+    int rc = agent_replstore_path(dir, sizeof(dir), root, deployment, worker, 0, false);
+
+    if (rc < 0)
+        return rc;
+    d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && dpr_path_join(path, sizeof(path), dir, e->d_name) == 0)
+            unlink(path);
+    closedir(d);
+    if (rmdir(dir) < 0 && errno != ENOENT)
+        return -errno;
+    /* the deployment's directory goes too once it is empty */
+    if (dpr_dirname(dir, path, sizeof(path)) == 0)
+        rmdir(path);
+    return 0;
+}

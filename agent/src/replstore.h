@@ -1,0 +1,69 @@
+/*
+ * replstore.h - the copies of other nodes' checkpoints this node holds
+ * (checkpoint replication, replica.h).
+ *
+ * Layout under root (<state_directory>/replicas):
+ *
+ *   <deployment>/<worker>/ckpt-<version>.kv        a finished copy
+ *   <deployment>/<worker>/ckpt-<version>.kv.part   one being received
+ *
+ * The file name is the cache-store's own (dpr-kv's ckpt-<v>.kv), so that an
+ * instance started here from these copies finds them where it looks. A copy
+ * is finished only once its size and CRC-32 match what the sender says, it
+ * is fsync'd, renamed and its directory fsync'd: a finished copy is
+ * durable and whole.
+ *
+ * The file operations block: the replication server runs them on libuv's
+ * thread pool. agent_replstore_prunable is pure.
+ */
+#ifndef AGENT_REPLSTORE_H
+#define AGENT_REPLSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* "<root>/<deployment>/<worker>[/ckpt-<version>.kv[.part]]": 0 or
+ * -ENAMETOOLONG. version 0: the worker's directory. */
+int agent_replstore_path(char *out, size_t cap, const char *root, const char *deployment,
+                         uint64_t worker, uint64_t version, bool part);
+
+/* What this node has of a copy: *size the bytes received so far (0: none),
+ * *complete when the finished copy exists. 0 or -errno. */
+int agent_replstore_have(const char *root, const char *deployment, uint64_t worker,
+                         uint64_t version, uint64_t *size, bool *complete);
+
+/* Appends data at offset to the copy being received (offset 0 starts it
+ * afresh): 0; -ESPIPE when offset is not the bytes received so far
+ * (*size says how many); -errno (-ENOSPC: the disk is full). */
+int agent_replstore_put(const char *root, const char *deployment, uint64_t worker,
+                        uint64_t version, uint64_t offset, const void *data, size_t len,
+                        uint64_t *size);
+
+/* Finishes a copy of size bytes with CRC-32 crc: 0; -EBADMSG when what was
+ * received differs (the part is removed: send it again); -ENOENT when
+ * nothing was received; -errno. */
+int agent_replstore_finish(const char *root, const char *deployment, uint64_t worker,
+                           uint64_t version, uint64_t size, uint32_t crc);
+
+/* The versions of the finished copies of (deployment, worker), ascending
+ * (*v NULL when none): 0, or -errno (-ENOENT: none at all). */
+int agent_replstore_list(const char *root, const char *deployment, uint64_t worker,
+                         uint64_t **v, size_t *n);
+
+/* How many of the sorted versions v[0..n) may go, from the front, when the
+ * worker's cut entry is cut: every one below the newest at or below the
+ * cut (that one is what a restore needs; newer ones may become the cut).
+ * Pure. */
+size_t agent_replstore_prunable(const uint64_t *v, size_t n, uint64_t cut);
+
+/* Removes what agent_replstore_prunable allows, and part files of versions
+ * at or below the cut: the number removed, or -errno. */
+int agent_replstore_prune(const char *root, const char *deployment, uint64_t worker,
+                          uint64_t cut);
+
+/* Removes every copy of (deployment, worker) and its directory: 0 or
+ * -errno (missing is fine). */
+int agent_replstore_drop(const char *root, const char *deployment, uint64_t worker);
+
+#endif
