@@ -108,7 +108,7 @@ void agent_update_status(agent *a)
     char text[512], sick[160] = "", part[200] = "";
     size_t ready = 0, unhealthy = 0, off = 0;
 
-    agent_cluster_publish(a); /* other nodes see this node's instances */
+    agent_cluster_publish(a, true); /* other nodes see this node's instances */
 
     for (size_t i = 0; i < a->st.ninst; i++) {
         inst_rt *rt = agent_rt_find(a, a->st.inst[i].name);
@@ -488,7 +488,7 @@ static void on_raft_applied(void *arg)
     if (a->stopping)
         return;
     agent_cluster_adopt(a);
-    agent_cluster_publish(a); /* (when the log does not hold them as they are) */
+    agent_cluster_publish(a, false); /* (when the log does not hold what was sent) */
 }
 
 static void on_cluster_tick(uv_timer_t *t)

@@ -81,7 +81,8 @@ struct agent {
     struct agent_peerreq *retire_req;
     char retire_name[AGENT_INSTANCE_NAME_MAX + 1];
     uint64_t retire_worker;
-    char *insts_sent;       /* the record last sent (until the log holds it) */
+    char *insts_sent;       /* the record last sent */
+    bool insts_dirty;       /* the record may differ from insts_sent */
     uint64_t insts_sent_ms;
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     struct agent_replica *replica; /* checkpoint replication (a cluster, replica.c) */

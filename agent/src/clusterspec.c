@@ -702,7 +702,7 @@ void agent_cluster_adopt(agent *a)
                                                     "message")));
     else
         log_info("cluster: took spec generation %" PRIu64, cs->spec_generation);
-    agent_cluster_publish(a);
+    agent_cluster_publish(a, true); /* (the generation it took is in the record) */
     answer(a, reply, rec);
     json_decref(reply);
     json_decref(rec);
@@ -960,28 +960,41 @@ static void on_published(void *arg, int status, int error, const char *text)
     if (status < 0 || error)
         log_debug("cluster: publishing this node's instances failed: %s",
                   text ? text : strerror(-status));
-    agent_cluster_publish(a); /* what changed while it was on its way */
+    agent_cluster_publish(a, false); /* what changed while it was on its way */
 }
 
-void agent_cluster_publish(agent *a)
+void agent_cluster_publish(agent *a, bool changed)
 {
     json_t *mine;
     const char *have;
     char *text;
     dpr_finders t;
 
+    a->insts_dirty |= changed;
     if (!a->raft || a->stopping || a->insts_req || !agent_raft_is_member(a->raft))
         return;
+    have = agent_cstate_insts_of(agent_raft_cstate(a->raft), a->cfg->node_name);
+    /* nothing changed here and the log holds what this node sent: no
+     * record to build (this runs on every applied entry) */
+    if (!a->insts_dirty && a->insts_sent && have && strcmp(have, a->insts_sent) == 0)
+        return;
+    a->insts_dirty = false;
     mine = own_instances(a);
     text = mine ? json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(mine);
-    /* the log holds the text this node sent: nothing to write when it is
-     * the same (this runs on every status change and applied entry) */
-    have = agent_cstate_insts_of(agent_raft_cstate(a->raft), a->cfg->node_name);
-    if (!text || (have && strcmp(have, text) == 0) ||
-        (a->insts_sent && strcmp(a->insts_sent, text) == 0 &&
-         dpr_mono_ms() - a->insts_sent_ms < PUBLISH_AGAIN_MS)) {
-        free(text);
+    if (!text) {
+        a->insts_dirty = true; /* (out of memory: later) */
+        return;
+    }
+    if (have && strcmp(have, text) == 0) {
+        /* the log holds the same text: nothing to write */
+        free(a->insts_sent);
+        a->insts_sent = text;
+        return;
+    }
+    if (a->insts_sent && strcmp(a->insts_sent, text) == 0 &&
+        dpr_mono_ms() - a->insts_sent_ms < PUBLISH_AGAIN_MS) {
+        free(text); /* on its way */
         return;
     }
     free(a->insts_sent);

@@ -55,8 +55,10 @@ json_t *agent_cluster_preview(agent *a, const agent_request *req);
 /* {"generation": N, "placement": {...}, "adopted": N} of the record, or null. */
 json_t *agent_cluster_spec_json(agent *a);
 /* Publishes this node's instance record in the log unless the log holds
- * it as it is (call it whenever an instance's state may have changed). */
-void agent_cluster_publish(agent *a);
+ * it as it is. changed: this node's instances, layouts or the generation it
+ * took may have changed (else the record is only built again when the log
+ * does not hold what was sent: after an applied entry, a lost proposal). */
+void agent_cluster_publish(agent *a, bool changed);
 /* The record's spec and placement: 0; -ENOENT (no record, or a single
  * node); -EINVAL (unreadable); -ENOMEM. */
 int agent_cluster_record(agent *a, agent_spec *spec, agent_placement *pl);

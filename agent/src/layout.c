@@ -435,7 +435,7 @@ static void assign(agent_layouts *l, job *j, agent_layout *lay)
         log_info("deployment '%s': layout %" PRIu64 " (%zu shards) given to its shards",
                  lay->deployment, want, j->n);
         j->error[0] = '\0';
-        agent_cluster_publish(l->a); /* other nodes show it */
+        agent_cluster_publish(l->a, true); /* other nodes show it */
     }
 }
 

@@ -58,8 +58,6 @@ struct agent_replserver {
     char address[DPR_ADDR_STR_MAX];
     conn *conns;
     size_t nconns;
-    uint64_t finished;
-    char last_error[256];
 };
 
 static void process(conn *c);
@@ -137,7 +135,6 @@ static void reply_error(conn *c, const char *fmt, const char *what)
     dpr_buf out = DPR_BUF_INIT;
 
     dpr_resp_errorf(&out, fmt, what);
-    snprintf(c->srv->last_error, sizeof(c->srv->last_error), fmt, what);
     send_reply(c, &out);
 }
 
@@ -197,8 +194,6 @@ static void after_work(uv_work_t *w, int status)
             dpr_resp_int(&out, c->complete ? -1 : (int64_t)c->size);
         else
             dpr_resp_status(&out, "OK");
-        if (c->cmd.op == AGENT_REPL_DONE)
-            c->srv->finished++;
         send_reply(c, &out);
     }
     if (!c->closed) {
@@ -418,16 +413,6 @@ int agent_replserver_start(uv_loop_t *loop, const char *listen, const char *clus
 const char *agent_replserver_address(const agent_replserver *s)
 {
     return s->address;
-}
-
-uint64_t agent_replserver_finished(const agent_replserver *s)
-{
-    return s->finished;
-}
-
-const char *agent_replserver_last_error(const agent_replserver *s)
-{
-    return s->last_error;
 }
 
 static void on_listener_closed(uv_handle_t *h)

@@ -46,9 +46,6 @@ int agent_replserver_start(uv_loop_t *loop, const char *listen, const char *clus
                            const char *root, agent_replserver **out, dpr_err *err);
 /* The address it listens on ("HOST:PORT"). */
 const char *agent_replserver_address(const agent_replserver *s);
-/* Copies finished and the last error a sender was told ("" none). */
-uint64_t agent_replserver_finished(const agent_replserver *s);
-const char *agent_replserver_last_error(const agent_replserver *s);
 /* A DPR.REPLICA.SHIP waiting for its answer. */
 typedef struct agent_replserver_call agent_replserver_call;
 typedef void (*agent_replserver_ship_fn)(void *arg, agent_replserver_call *call,

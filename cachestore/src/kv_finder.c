@@ -729,15 +729,6 @@ void kv_finder_release(kv_finder *f, uint64_t version)
     send_reports(f);
 }
 
-size_t kv_finder_held(const kv_finder *f)
-{
-    size_t n = 0;
-
-    for (size_t i = f->nsent; f->held && i < f->nreports; i++)
-        n += f->reports[i].version > f->released;
-    return n;
-}
-
 int kv_finder_report(kv_finder *f, const dpr_worker_report *r)
 {
     kv_queued_report rep = {r->world_line, r->version, NULL, 0};

@@ -107,8 +107,7 @@ int kv_finder_report(kv_finder *f, const dpr_worker_report *r);
 void kv_finder_hold(kv_finder *f);
 /* Reports of versions <= version may go (in order). */
 void kv_finder_release(kv_finder *f, uint64_t version);
-/* Queued reports waiting for kv_finder_release. */
-size_t kv_finder_held(const kv_finder *f);
+
 /* Sends DPR.SYNC unless one is in flight or the link is down. */
 void kv_finder_sync(kv_finder *f);
 /* Forgets queued reports of world-lines older than world_line (a rollback). */
