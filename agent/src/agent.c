@@ -71,7 +71,8 @@ int agent_write_env(agent *a, const agent_instance *in)
 {
     agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, in->impl), a->cfg->cs_address,
                           agent_finder_address(a->finder), a->cfg->cluster,
-                          a->cfg->node_name, a->replica ? a->cfg->repl_socket : NULL };
+                          a->cfg->node_name, a->replica ? a->cfg->repl_socket : NULL,
+                          agent_replica_root(a) };
     inst_rt *rt = agent_rt_find(a, in->name);
     char *text;
     int rc;
@@ -497,7 +498,13 @@ static void on_cluster_tick(uv_timer_t *t)
 
     if (!a->stopping) {
         agent_cluster_tick(a);
-        agent_replica_tick(a);
+        if (a->start_gated) { /* an instance waits for the finder's hand-over */
+            a->start_gated = false;
+            agent_reconcile(a);
+        }
+        /* copies are pruned about once a second */
+        if (++a->cluster_ticks % (1000 / CLUSTER_TICK_MS) == 0)
+            agent_replica_tick(a);
     }
 }
 

@@ -97,6 +97,10 @@ struct agent {
     uv_timer_t finder_timer;
     uv_timer_t retry_timer; /* failed unit operations, blocked retirements */
     uv_timer_t cluster_timer; /* a cluster: agent_cluster_tick every CLUSTER_TICK_MS */
+    unsigned cluster_ticks;   /* how many ran (the replica tick runs every 4th) */
+    bool start_gated;         /* an instance waits for its worker's hand-over in the
+                                 finder (agent_cluster_may_start): reconcile at the next
+                                 cluster tick */
     bool timers_open;
     bool stopping;
     char status_text[512];

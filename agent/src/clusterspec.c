@@ -309,6 +309,23 @@ static bool places_new(const agent_placement *cur, const agent_placement *next)
  * members have not published what they take yet and the placement would
  * place new instances (strict) or fails (placement may work once they
  * did, and new instances would spread over them); -ENOMEM. */
+/* Gives every instance agent_place moved off a lost node a new finder
+ * token (its new incarnation's; the leader gives the worker's finder
+ * record the same, agent_cluster_tick, which fences the old one). 0 or a
+ * negative errno. */
+static int give_tokens(agent_placement *p)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < p->n && rc == 0; i++)
+        for (uint32_t s = 0; s < p->d[i].shards && rc == 0; s++) {
+            agent_slot *sl = &p->d[i].slot[s];
+            if (sl->moved_from[0] && !sl->token[0])
+                rc = agent_token_new(sl->token);
+        }
+    return rc;
+}
+
 static int place_spec(agent *a, const agent_spec *spec, const json_t *rec, bool strict,
                       agent_placement *out, agent_problems *probs)
 {
@@ -336,6 +353,8 @@ static int place_spec(agent *a, const agent_spec *spec, const json_t *rec, bool 
                            nv.unknown == 1 ? "s" : "");
         rc = -EAGAIN;
     }
+    if (rc == 0 && (rc = give_tokens(out)) < 0)
+        agent_placement_free(out);
     node_view_free(&nv);
     agent_placement_free(&running);
     agent_placement_free(&cur);
@@ -1130,6 +1149,21 @@ json_t *agent_cluster_spec_json(agent *a)
     return out ? out : json_null();
 }
 
+/* Says which instances next moves off lost nodes (cur: before). */
+static void log_moves(const agent_placement *cur, const agent_placement *next)
+{
+    for (size_t i = 0; i < next->n; i++) {
+        const agent_placed_dep *old = agent_placement_find(cur, next->d[i].name);
+        for (uint32_t s = 0; old && s < next->d[i].shards && s < old->shards; s++) {
+            const agent_slot *a = &old->slot[s], *b = &next->d[i].slot[s];
+            if (b->token[0] && strcmp(a->token, b->token) != 0)
+                log_notice("cluster: %s-%u (worker %" PRIu64 ") moves from %s, which is "
+                           "down, to %s: it starts there from its copied checkpoints",
+                           next->d[i].name, s, b->worker, b->moved_from, b->node);
+        }
+    }
+}
+
 /* The placement of rec's spec from cur (the record's, with a new down
  * list): replicas on nodes now down move to live ones. New reference;
  * NULL when placing fails (logged when loud) or on ENOMEM. */
@@ -1149,10 +1183,13 @@ static json_t *replaced(agent *a, const json_t *rec, const agent_placement *cur,
         if (rc == 0) {
             rc = agent_place(&spec, cur, NULL, nv.v, nv.n, &next, &probs);
             node_view_free(&nv);
+            if (rc == 0 && (rc = give_tokens(&next)) < 0)
+                agent_placement_free(&next);
         }
         agent_spec_free(&spec);
     }
     if (rc == 0) {
+        log_moves(cur, &next);
         out = agent_placement_to_json(&next);
         agent_placement_free(&next);
     } else if (loud) {
@@ -1183,6 +1220,40 @@ static bool member_down(agent *a, uint64_t id, bool was_down, uint64_t now)
     return ms > (int64_t)a->cfg->node_down_after_ms;
 }
 
+/* The leader: every moved instance's worker has its new token in the
+ * finder (the record this node took: its placement is committed). */
+static void hand_over(agent *a)
+{
+    const agent_placement *p = &a->placement;
+
+    for (size_t i = 0; i < p->n; i++)
+        for (uint32_t s = 0; s < p->d[i].shards; s++) {
+            const agent_slot *sl = &p->d[i].slot[s];
+            int rc;
+            if (!sl->token[0])
+                continue;
+            rc = agent_finder_hand_over(a->finder, p->d[i].name, sl->worker, sl->token);
+            if (rc == 1)
+                log_notice("cluster: worker %" PRIu64 " of '%s' belongs to its instance on "
+                           "%s now: the finder refuses its old incarnation (on %s)", sl->worker,
+                           p->d[i].name, sl->node, sl->moved_from);
+            else if (rc < 0 && rc != -ENOENT && rc != -EAGAIN)
+                log_warning("cluster: cannot hand worker %" PRIu64 " of '%s' over to %s: %s",
+                            sl->worker, p->d[i].name, sl->node, strerror(-rc));
+        }
+}
+
+bool agent_cluster_may_start(agent *a, const agent_instance *in)
+{
+    dpr_finder *f = a->raft ? agent_domain(a, in->deployment) : NULL;
+
+    if (!f || dpr_finder_token_check(f, in->worker, in->token, strlen(in->token)) != -EACCES)
+        return true; /* its token, or a worker the finder does not know */
+    /* registered with another token: not this incarnation's (yet), unless
+     * it was registered without one (before tokens: it takes this one) */
+    return dpr_finder_token_check(f, in->worker, NULL, 0) == 0;
+}
+
 void agent_cluster_tick(agent *a)
 {
     const agent_cstate *cs;
@@ -1200,6 +1271,7 @@ void agent_cluster_tick(agent *a)
     }
     if (!a->lead_since_ms)
         a->lead_since_ms = now;
+    hand_over(a);
     rec = newest_record(a);
     if (!rec || agent_placement_from_json(json_object_get(rec, "placement"), &pl) < 0) {
         json_decref(rec);

@@ -81,11 +81,19 @@ json_t *agent_cluster_layout(agent *a, const char *deployment, const agent_place
  * single node)? */
 bool agent_cluster_drives(agent *a, const char *deployment);
 /* How often agent_cluster_tick runs. */
-#define CLUSTER_TICK_MS 1000
+#define CLUSTER_TICK_MS 250
 /* Every CLUSTER_TICK_MS: on the leader, marks members down that it has
  * not heard from for raft.node_down_after_ms (and up again once they are
- * back): a new spec record with the placement's down list. */
+ * back): a new spec record with the placement's down list, where the
+ * instances of nodes down move to one of their replicas (placement.h);
+ * and gives every moved worker's finder record its new token. */
 void agent_cluster_tick(agent *a);
+/* May instance in (placed here) start? Not while the finder (this node's
+ * view of it) holds another token for its worker: an instance moved here
+ * waits until the leader handed the worker over to it, and an old
+ * incarnation (a node that comes back) never starts; its registration
+ * would be refused anyway. */
+bool agent_cluster_may_start(agent *a, const agent_instance *in);
 /* Drops the callers still waiting (the agent stops). */
 void agent_cluster_stop(agent *a);
 

@@ -64,11 +64,16 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                  in->max_clients,
                  (unsigned long long)in->maxmemory, in->token, in->token);
     if (n >= 0 && c->replica_socket) {
-        /* a cluster: a checkpoint is reported once its copies are made */
+        /* a cluster: a checkpoint is reported once its copies are made; an
+         * instance moved here starts from the copies this node holds */
         char *more = NULL;
         n = asprintf(&more, "%s# checkpoints are copied to other nodes before they count\n"
-                     "DPR_REPLICA_SOCKET=%s\nDPR_KV_REPLICA_SOCKET=%s\nDPR_KV_INSTANCE=%s\n",
-                     text, c->replica_socket, c->replica_socket, in->name);
+                     "DPR_REPLICA_SOCKET=%s\nDPR_KV_REPLICA_SOCKET=%s\nDPR_KV_INSTANCE=%s\n"
+                     "# moved here from a lost node: its checkpoints, as copied here\n"
+                     "DPR_SEED_DIR=%s/%s/%llu\nDPR_KV_SEED_DIR=%s/%s/%llu\n",
+                     text, c->replica_socket, c->replica_socket, in->name,
+                     c->replica_root, in->deployment, (unsigned long long)in->worker,
+                     c->replica_root, in->deployment, (unsigned long long)in->worker);
         free(text);
         text = n < 0 ? NULL : more;
     }

@@ -20,6 +20,8 @@ typedef struct agent_env_ctx {
     const char *cluster;
     const char *node;
     const char *replica_socket; /* a cluster: where it asks for its copies (replica.h) */
+    const char *replica_root;   /* a cluster: the copies this node holds (replstore.h): an
+                                   instance moved here starts from its own */
 } agent_env_ctx;
 
 /* The file's text (malloc'd, NUL-terminated) or NULL on ENOMEM. */

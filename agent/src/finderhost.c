@@ -434,6 +434,27 @@ int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t wo
     return rc;
 }
 
+int agent_finder_hand_over(agent_finder *af, const char *domain, uint64_t worker,
+                           const char *token)
+{
+    dpr_finder *f;
+    int rc;
+
+    if (!agent_finder_serving(af))
+        return -EAGAIN;
+    f = dpr_domains_find(af->ds, domain);
+    if (!f)
+        return -ENOENT;
+    rc = dpr_finder_token_check(f, worker, token, strlen(token));
+    if (rc != -EACCES)
+        return rc; /* 0: it has that token already; -ENOENT: never registered */
+    rc = dpr_finder_set_token(f, worker, token, strlen(token));
+    if (rc < 0)
+        return rc;
+    dpr_server_commit_soon(af->srv);
+    return 1;
+}
+
 void agent_finder_stop(agent_finder *af)
 {
     if (!af)

@@ -103,6 +103,13 @@ dpr_finder *agent_finder_domain(agent_finder *af, const char *name);
 int agent_finder_remove_worker(agent_finder *af, const char *domain, uint64_t worker,
                                const char *token);
 /* Graceful stop (handles close on the loop); then agent_finder_free. */
+/* An instance moved to another node (placement.h): the worker's record in
+ * the finder takes its new incarnation's token, so the old incarnation can
+ * neither register nor report any more (fenced). Only where the finder
+ * serves (-EAGAIN elsewhere). 1 done, 0 it had that token already,
+ * -ENOENT the worker is not registered (nothing to fence), -errno. */
+int agent_finder_hand_over(agent_finder *af, const char *domain, uint64_t worker,
+                           const char *token);
 void agent_finder_stop(agent_finder *af);
 void agent_finder_free(agent_finder *af);
 

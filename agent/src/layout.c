@@ -59,7 +59,15 @@ typedef struct job {
     char error[256];
     uint64_t start_ms;    /* of the resize (monotonic) */
     uint64_t moved_keys;
+    uint64_t give;        /* the epoch this round of giving layouts gives (0: none) */
 } job;
+
+/* Which nodes a deployment's shards ran on when its layout was last found
+ * given (a cluster: a shard that moves needs the layout again). */
+typedef struct given {
+    char deployment[AGENT_DEPLOY_NAME_MAX + 1];
+    uint64_t nodes; /* nodes_hash */
+} given;
 
 struct agent_layouts {
     agent *a;
@@ -68,6 +76,8 @@ struct agent_layouts {
     lconn *conns;
     job *jobs;
     size_t njobs;
+    given *given;
+    size_t ngiven;
 };
 
 /* An answer's context. */
@@ -413,14 +423,92 @@ static void save_or_revert(agent *a, agent_layout *lay, const agent_layout *befo
         *lay = *before; /* logged by agent_save_state; tried again next round */
 }
 
+static uint32_t desired_of(const agent *a, const char *deployment);
+
+/* FNV-1a over the nodes of deployment's shards in the placement this node
+ * took (0: a single node, or not placed). */
+static uint64_t nodes_hash(const agent *a, const char *deployment)
+{
+    const agent_placed_dep *d = a->raft ? agent_placement_find(&a->placement, deployment)
+                                        : NULL;
+    uint64_t h = 1469598103934665603ULL;
+
+    if (!d)
+        return 0;
+    for (uint32_t s = 0; s < d->shards; s++)
+        for (const char *c = d->slot[s].node;; c++) {
+            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+            if (!*c)
+                break;
+        }
+    return h;
+}
+
+static given *given_find(agent_layouts *l, const char *deployment)
+{
+    for (size_t i = 0; i < l->ngiven; i++)
+        if (strcmp(l->given[i].deployment, deployment) == 0)
+            return &l->given[i];
+    return NULL;
+}
+
+/* The shards of deployment have their layout with the nodes they run on now. */
+static void given_now(agent_layouts *l, const char *deployment)
+{
+    given *g = given_find(l, deployment), *v;
+
+    if (!g) {
+        v = realloc(l->given, (l->ngiven + 1) * sizeof(*v));
+        if (!v)
+            return; /* (one more round later) */
+        l->given = v;
+        g = &l->given[l->ngiven++];
+        snprintf(g->deployment, sizeof(g->deployment), "%s", deployment);
+    }
+    g->nodes = nodes_hash(l->a, deployment);
+}
+
+/* Did a shard of deployment move since its layout was given? Always no on
+ * a single node. */
+static bool moved_since_given(agent_layouts *l, const char *deployment)
+{
+    const given *g;
+
+    if (!l->a->raft)
+        return false;
+    g = given_find(l, deployment);
+    return !g || g->nodes != nodes_hash(l->a, deployment);
+}
+
 static void assign(agent_layouts *l, job *j, agent_layout *lay)
 {
-    uint64_t want = lay->epoch + 1;
-    size_t done = 0;
+    uint64_t want, top = lay->epoch;
+    size_t done = 0, at_top = 0;
 
     set_step(j, "giving the shards their layout");
     if (!all_have(j))
         return;
+    /* every shard has the newest epoch already (this driver restarted, or
+     * took over from another node): nothing to give */
+    for (size_t i = 0; i < j->n; i++)
+        top = j->m[i].epoch > top ? j->m[i].epoch : top;
+    for (size_t i = 0; i < j->n; i++)
+        at_top += j->m[i].epoch == top;
+    if (!j->give && top > 0 && at_top == j->n && j->n == desired_of(l->a, lay->deployment)) {
+        if (lay->epoch != top) {
+            agent_layout before = *lay;
+            lay->epoch = top;
+            lay->shards = (uint32_t)j->n;
+            save_or_revert(l->a, lay, &before);
+        }
+        given_now(l, lay->deployment);
+        return;
+    }
+    /* else a newer epoch than any shard has (a shard that moved starts
+     * without one), the same for the whole round */
+    if (!j->give)
+        j->give = top + 1;
+    want = j->give;
     for (size_t i = 0; i < j->n; i++) {
         if (j->m[i].epoch == want)
             done++;
@@ -431,7 +519,9 @@ static void assign(agent_layouts *l, job *j, agent_layout *lay)
         agent_layout before = *lay;
         lay->epoch = want;
         lay->shards = (uint32_t)j->n;
+        j->give = 0;
         save_or_revert(l->a, lay, &before);
+        given_now(l, lay->deployment);
         log_info("deployment '%s': layout %" PRIu64 " (%zu shards) given to its shards",
                  lay->deployment, want, j->n);
         j->error[0] = '\0';
@@ -594,7 +684,8 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = l->njobs; i > 0; i--) {
         agent_layout *lay = agent_state_layout(&a->st, l->jobs[i - 1].deployment);
         if (!lay || (!lay->target_epoch && lay->epoch &&
-                     lay->shards == desired_of(a, lay->deployment)))
+                     lay->shards == desired_of(a, lay->deployment) &&
+                     !moved_since_given(l, lay->deployment)))
             job_drop(l, i - 1);
     }
     for (size_t d = 0; d < a->st.nlayouts; d++) {
@@ -603,7 +694,8 @@ static void on_tick(uv_timer_t *t)
         if (!agent_cluster_drives(a, lay->deployment))
             continue; /* the node running its shard 0 does */
         if (!lay->target_epoch && lay->epoch &&
-            lay->shards == desired_of(a, lay->deployment))
+            lay->shards == desired_of(a, lay->deployment) &&
+            !moved_since_given(l, lay->deployment))
             continue; /* nothing to do */
         if (!lay->target_epoch && desired_of(a, lay->deployment) == 0)
             continue;
@@ -689,6 +781,7 @@ void agent_layouts_free(agent_layouts *l)
     for (size_t i = 0; i < l->njobs; i++)
         free(l->jobs[i].m);
     free(l->jobs);
+    free(l->given);
     free(l);
 }
 

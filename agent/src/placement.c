@@ -21,6 +21,16 @@ void agent_placement_free(agent_placement *p)
     agent_placement_init(p);
 }
 
+size_t agent_placement_moved_untokened(const agent_placement *p)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < p->n; i++)
+        for (uint32_t s = 0; s < p->d[i].shards; s++)
+            n += p->d[i].slot[s].moved_from[0] && !p->d[i].slot[s].token[0];
+    return n;
+}
+
 bool agent_placement_is_down(const agent_placement *p, const char *node)
 {
     for (size_t i = 0; i < p->ndown; i++)
@@ -96,16 +106,26 @@ static int slots_from_json(const json_t *list, agent_placed_dep *d, uint64_t nex
     json_array_foreach(list, i, e) {
         json_t *node = json_object_get(e, "node"), *w = json_object_get(e, "worker");
         json_t *reps = json_object_get(e, "replicas"), *r;
+        json_t *from = json_object_get(e, "moved_from"), *tok = json_object_get(e, "token");
         agent_slot *sl = &d->slot[i];
         size_t k;
-        if (!json_is_object(e) || json_object_size(e) != 2u + (reps != NULL) ||
+        if (!json_is_object(e) ||
+            json_object_size(e) != 2u + (reps != NULL) + (from != NULL) + (tok != NULL) ||
             !json_is_string(node) || !agent_node_name_valid(json_string_value(node)) ||
             !json_is_integer(w) || json_integer_value(w) < 1 ||
             (uint64_t)json_integer_value(w) >= next_worker ||
-            (reps && (!json_is_array(reps) || json_array_size(reps) > AGENT_REPLICAS_MAX)))
+            (reps && (!json_is_array(reps) || json_array_size(reps) > AGENT_REPLICAS_MAX)) ||
+            (from && (!json_is_string(from) ||
+                      !agent_node_name_valid(json_string_value(from)))) ||
+            (tok && (!from || !json_is_string(tok) ||
+                     !agent_token_valid(json_string_value(tok)))))
             return -EINVAL;
         snprintf(sl->node, sizeof(sl->node), "%s", json_string_value(node));
         sl->worker = (uint64_t)json_integer_value(w);
+        if (from)
+            snprintf(sl->moved_from, sizeof(sl->moved_from), "%s", json_string_value(from));
+        if (tok)
+            snprintf(sl->token, sizeof(sl->token), "%s", json_string_value(tok));
         json_array_foreach(reps, k, r) {
             const char *v = json_string_value(r);
             if (!v || !agent_node_name_valid(v) || strcmp(v, sl->node) == 0 ||
@@ -206,6 +226,16 @@ json_t *agent_placement_to_json(const agent_placement *p)
             const agent_slot *sl = &p->d[i].slot[s];
             json_t *e = json_pack("{s:s, s:I}", "node", sl->node, "worker",
                                   (json_int_t)sl->worker), *reps = NULL;
+            if (e && sl->moved_from[0] &&
+                json_object_set_new(e, "moved_from", json_string(sl->moved_from)) < 0) {
+                json_decref(e);
+                e = NULL;
+            }
+            if (e && sl->token[0] &&
+                json_object_set_new(e, "token", json_string(sl->token)) < 0) {
+                json_decref(e);
+                e = NULL;
+            }
             if (e && sl->nreplicas) {
                 reps = json_array();
                 for (unsigned r = 0; reps && r < sl->nreplicas; r++)
@@ -322,6 +352,41 @@ static int node_index(const agent_place_node *nodes, size_t nnodes, const char *
         if (strcmp(nodes[i].name, name) == 0)
             return (int)i;
     return -1;
+}
+
+/* Moves slot sl (kept, on a node that is down) to one of its replicas that
+ * may run it (up, not down, matching d's selector, with room): the one
+ * with the fewest instances, then by name. used[] follows. */
+static void move_off_down(const agent_deploy *d, agent_slot *sl, const agent_placement *p,
+                          const agent_place_node *nodes, size_t nnodes, uint32_t *used)
+{
+    int best = -1, from = node_index(nodes, nnodes, sl->node);
+    unsigned best_r = 0;
+
+    for (unsigned r = 0; r < sl->nreplicas; r++) {
+        int k = node_index(nodes, nnodes, sl->replica[r]);
+        if (k < 0 || !nodes[k].up || agent_placement_is_down(p, nodes[k].name) ||
+            !agent_selector_match(&d->selector, nodes[k].name, nodes[k].labels,
+                                  nodes[k].nlabels) ||
+            (nodes[k].max_instances && used[k] >= nodes[k].max_instances))
+            continue;
+        if (best < 0 || used[k] < used[best] ||
+            (used[k] == used[best] && strcmp(nodes[k].name, nodes[best].name) < 0)) {
+            best = k;
+            best_r = r;
+        }
+    }
+    if (best < 0)
+        return; /* it waits for its node (degraded) */
+    if (from >= 0 && used[from] > 0)
+        used[from]--;
+    used[best]++;
+    snprintf(sl->moved_from, sizeof(sl->moved_from), "%s", sl->node);
+    snprintf(sl->node, sizeof(sl->node), "%s", nodes[best].name);
+    sl->token[0] = '\0'; /* a new incarnation: the leader gives it its token */
+    memmove(sl->replica[best_r], sl->replica[best_r + 1],
+            (size_t)(sl->nreplicas - best_r - 1) * sizeof(sl->replica[0]));
+    sl->nreplicas--;
 }
 
 /* ---- replicas ------------------------------------------------------------------- */
@@ -500,6 +565,14 @@ int agent_place(const agent_spec *spec, const agent_placement *cur,
     }
     if (probs->n > before)
         goto out;
+    /* instances on nodes that are down move to a replica of theirs */
+    for (size_t i = 0; p.ndown && i < spec->n; i++) {
+        const agent_placed_dep *old = agent_placement_find(cur, spec->d[i].name);
+        uint32_t keep = old ? (old->shards < p.d[i].shards ? old->shards : p.d[i].shards) : 0;
+        for (uint32_t s = 0; s < keep; s++)
+            if (agent_placement_is_down(&p, p.d[i].slot[s].node))
+                move_off_down(&spec->d[i], &p.d[i].slot[s], &p, nodes, nnodes, used);
+    }
     /* then the new ones, in spec order */
     for (size_t i = 0; i < spec->n; i++) {
         const agent_deploy *d = &spec->d[i];

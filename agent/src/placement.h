@@ -8,8 +8,11 @@
  *   {"next_worker": 12,
  *    "deployments": {"kv": [{"node": "n1", "worker": 1},     <- shard 0
  *                           {"node": "n2", "worker": 2,
- *                            "replicas": ["n3"]}, ...]},       <- optional
- *    "down": ["n3"]}                        <- optional: nodes marked down
+ *                            "replicas": ["n3"]},              <- optional
+ *                           {"node": "n3", "worker": 3,
+ *                            "moved_from": "n4",               <- optional
+ *                            "token": "<32 hex digits>"}, ...]},
+ *    "down": ["n4"]}                        <- optional: nodes marked down
  *
  * Worker ids are handed out by the cluster (never reused, whatever the
  * deployment): an instance keeps its id for life, wherever it runs. A
@@ -18,8 +21,14 @@
  * Ports are each node's own business (plan.h).
  *
  * The rules (agent_place):
- *  - an instance already placed stays where it is (moving one is the node
- *    loss step's job, with its checkpoints);
+ *  - an instance already placed stays where it is, unless its node is
+ *    down: then it moves to one of its replica nodes (they hold copies of
+ *    its checkpoints) that is up, matches the node selector and has room,
+ *    the one with the fewest instances (then by name); the slot records
+ *    moved_from and an empty token, which the leader fills with a new one
+ *    (the old incarnation is fenced in the finder by it). An instance
+ *    without such a replica waits for its node (its deployment is
+ *    degraded, it never starts elsewhere empty);
  *  - a deployment new to the placement that a node already runs (it ran
  *    it before it joined: `running`) keeps those instances there, with
  *    their worker ids;
@@ -58,6 +67,7 @@
 
 #include "problems.h"
 #include "spec.h"
+#include "state.h"
 
 /* Where one shard runs, and the nodes its checkpoints are copied to. */
 typedef struct agent_slot {
@@ -65,6 +75,12 @@ typedef struct agent_slot {
     uint64_t worker;
     uint8_t nreplicas;
     char replica[AGENT_REPLICAS_MAX][AGENT_LABEL_MAX + 1];
+    /* an instance moved off a lost node: the node it left, and the finder
+     * token of its new incarnation (the leader gives the worker's finder
+     * record this token, which fences the old one; "" until the leader
+     * made one: agent_placement_moved_untokened) */
+    char moved_from[AGENT_LABEL_MAX + 1];
+    char token[AGENT_TOKEN_LEN + 1];
 } agent_slot;
 
 typedef struct agent_placed_dep {
@@ -116,6 +132,9 @@ uint32_t agent_placement_count(const agent_placement *p, const char *node);
  * slots of it have fewer. */
 size_t agent_placement_replicas_short(const agent_placement *p, const agent_deploy *d,
                                       const agent_place_node *nodes, size_t nnodes, int *want);
+/* How many slots of p moved (moved_from set) without a token yet; the
+ * leader gives each a new one before the placement is recorded. */
+size_t agent_placement_moved_untokened(const agent_placement *p);
 /* Is node marked down in p? */
 bool agent_placement_is_down(const agent_placement *p, const char *node);
 /* Replaces p's down list with names[0..n) (sorted, duplicates dropped): 0

@@ -271,11 +271,21 @@ static size_t desired_count(const agent_spec *s, const agent_alloc *al)
 
 /* The recorded instance in stays as: its index in cur, or -1 (new, or in a
  * cluster another worker of the same name). */
+/* Is cur's instance c the incarnation in the placement wants (same worker,
+ * and the token of a moved instance: one that moved away and came back is
+ * a new incarnation, the old one is fenced)? */
+static bool same_incarnation(const agent_instance *c, const agent_instance *in,
+                             const agent_alloc *al)
+{
+    return !al->placement ||
+           (c->worker == in->worker && (!in->token[0] || strcmp(c->token, in->token) == 0));
+}
+
 static int kept_index(const agent_state *cur, const agent_instance *in, const agent_alloc *al)
 {
     int i = agent_state_find(cur, in->name);
 
-    if (i >= 0 && al->placement && cur->inst[i].worker != in->worker)
+    if (i >= 0 && !same_incarnation(&cur->inst[i], in, al))
         return -1;
     return i;
 }
@@ -316,6 +326,8 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
                 continue;
             k++;
             in->worker = slot ? slot->worker : 0; /* 0: handed out below */
+            if (slot && slot->token[0]) /* a moved instance: the leader's token */
+                memcpy(in->token, slot->token, sizeof(in->token));
             snprintf(in->name, sizeof(in->name), "%s-%u", dep->name, s);
             memcpy(in->deployment, dep->name, sizeof(in->deployment));
             in->shard = s;
@@ -359,7 +371,8 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         bool kept = false;
         for (k = 0; k < ns.ninst && !kept; k++)
             kept = strcmp(ns.inst[k].name, cur->inst[i].name) == 0 &&
-                   ns.inst[k].worker == cur->inst[i].worker;
+                   ns.inst[k].worker == cur->inst[i].worker &&
+                   strcmp(ns.inst[k].token, cur->inst[i].token) == 0;
         if (kept)
             continue;
         rc = names_add(&pl.deleted, cur->inst[i].name);
@@ -389,7 +402,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             /* a new id, above every one handed out before */
             assert(in->worker >= 1 && in->worker >= cur->next_worker);
         }
-        rc = agent_token_new(in->token);
+        rc = in->token[0] ? 0 : agent_token_new(in->token);
         if (rc < 0)
             goto fail;
         rc = names_add(&pl.created, in->name);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "agent_int.h"
+#include "clusterspec.h"
 #include "common/finders.h"
 #include "common/log.h"
 #include "common/msgid.h"
@@ -195,6 +196,17 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
     }
     if (state_is(rt, "deactivating"))
         return; /* wait until it is down */
+    if (!agent_cluster_may_start(a, in)) {
+        /* moved here: the leader hands its worker over first; or an old
+         * incarnation, which retires once this node has the placement */
+        snprintf(rt->last_error, sizeof(rt->last_error), "not started: the finder holds "
+                 "another token for worker %llu (moved here: waiting for the hand-over)",
+                 (unsigned long long)in->worker);
+        a->start_gated = true; /* asked again at the next cluster tick */
+        return;
+    }
+    if (strncmp(rt->last_error, "not started: the finder", 23) == 0)
+        rt->last_error[0] = '\0';
     if (agent_write_env(a, in) < 0) {
         rt->want_start = false;
         return;
@@ -275,7 +287,9 @@ static void retire_unit(agent *a, agent_instance *r)
         return;
     }
     if (rt->retire_step == 1) {
-        issue(a, rt, AGENT_UNIT_CLEAN);
+        /* systemd cleans only an inactive unit: a failed one (an instance
+         * that could not start, say a fenced one) is reset first */
+        issue(a, rt, state_is(rt, "failed") ? AGENT_UNIT_RESET_FAILED : AGENT_UNIT_CLEAN);
         return;
     }
     /* stopped and cleaned: its configuration goes too */
@@ -584,8 +598,8 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
         /* systemd does not emit MemoryMax changes: what it now has */
         rt->props.memory_max = rt->memory_max_want;
         rt->props.have |= AGENT_UP_MEMORY_MAX;
-    } else if (op == AGENT_UNIT_RESET_FAILED && desired) {
-        rt->want_start = true; /* now inactive: start it */
+    } else if (op == AGENT_UNIT_RESET_FAILED && (desired || retiring)) {
+        rt->want_start = desired; /* now inactive: start it, or clean it (retire_unit) */
         snprintf(rt->props.active_state, sizeof(rt->props.active_state), "inactive");
     }
     agent_reconcile(a);

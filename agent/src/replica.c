@@ -221,7 +221,22 @@ static void on_ship(void *arg, agent_replserver_call *call, const char *instance
 
 /* ---- pruning --------------------------------------------------------------------------- */
 
-/* Is this node a replica of (deployment, worker) in the placement it took? */
+/* Does an instance moved here still need its copies (it has not been
+ * ready since it moved: it starts from them)? */
+static bool moving_in(agent *a, const char *deployment, uint32_t shard, const agent_slot *sl)
+{
+    char name[AGENT_INSTANCE_NAME_MAX + 1];
+    inst_rt *rt;
+
+    if (!sl->token[0] || strcmp(sl->node, a->cfg->node_name) != 0)
+        return false;
+    snprintf(name, sizeof(name), "%s-%u", deployment, shard);
+    rt = agent_rt_find(a, name);
+    return !rt || !agent_rt_ready(rt);
+}
+
+/* Is this node a replica of (deployment, worker) in the placement it took,
+ * or does an instance moved here still need the copies? */
 static bool holds(agent *a, const char *deployment, uint64_t worker)
 {
     const agent_placed_dep *d = agent_placement_find(&a->placement, deployment);
@@ -230,6 +245,8 @@ static bool holds(agent *a, const char *deployment, uint64_t worker)
         const agent_slot *sl = &d->slot[s];
         if (sl->worker != worker)
             continue;
+        if (moving_in(a, deployment, s, sl))
+            return true;
         for (unsigned k = 0; k < sl->nreplicas; k++)
             if (strcmp(sl->replica[k], a->cfg->node_name) == 0)
                 return true;
@@ -317,6 +334,11 @@ int agent_replica_start(agent *a, dpr_err *err)
 const char *agent_replica_address(agent *a)
 {
     return a->replica ? agent_replserver_address(a->replica->srv) : NULL;
+}
+
+const char *agent_replica_root(agent *a)
+{
+    return a->replica ? a->replica->root : NULL;
 }
 
 json_t *agent_replica_instance_json(agent *a, const agent_instance *in)

@@ -39,6 +39,9 @@ void agent_replica_stop(agent *a);
 /* "HOST:PORT" of this node's replication listener (NULL: none), for the
  * instance record other nodes send copies by. */
 const char *agent_replica_address(agent *a);
+/* Where this node keeps the copies (replstore.h), or NULL without
+ * replication. */
+const char *agent_replica_root(agent *a);
 /* Pruning (see above). */
 void agent_replica_tick(agent *a);
 /* What status shows of a local instance: {"replicas": [nodes],

@@ -276,9 +276,12 @@ static int check_consistency(const agent_state *st, dpr_err *err)
         for (size_t k = 0; k < i; k++) {
             const agent_instance *b = k < st->ninst ? &st->inst[k]
                                                     : &st->retiring[k - st->ninst];
-            /* (placed: worker ids are unique per deployment) */
+            /* (placed: worker ids are unique per deployment, and an
+             * instance that moved away and came back is a new incarnation
+             * while the old one retires: its token differs) */
             bool same_worker = a->worker == b->worker &&
-                               (!st->placed || strcmp(a->deployment, b->deployment) == 0);
+                               (!st->placed || (strcmp(a->deployment, b->deployment) == 0 &&
+                                                strcmp(a->token, b->token) == 0));
             if (same_worker || a->port == b->port)
                 return dpr_err_set(err, -EBADMSG,
                                    "instances '%s' and '%s' share a worker id or a port",

@@ -2,6 +2,7 @@
 #include "kv_ckpt.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -436,4 +437,132 @@ int kv_ckpt_remove(const char *dir, uint64_t version)
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;
+}
+
+/* Copies src to dst (created or truncated) and fsyncs it; dst is removed
+ * on failure. buf: WBUF_SIZE bytes. */
+static int copy_file(const char *src, const char *dst, char *buf, dpr_err *err)
+{
+    const char *step = "open", *what = src;
+    int in = -1, out = -1, r = 0;
+    bool created = false;
+    ssize_t n;
+
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        r = -errno;
+        goto fail;
+    }
+    what = dst;
+    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        r = -errno;
+        goto fail;
+    }
+    created = true;
+    for (;;) {
+        n = read(in, buf, WBUF_SIZE);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            step = "read";
+            what = src;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        r = dpr_write_all(out, buf, (size_t)n);
+        if (r < 0) {
+            step = "write";
+            goto fail;
+        }
+    }
+    step = "fsync";
+    if (fsync(out) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    step = "close";
+    r = close(out);
+    out = -1;
+    if (r < 0) {
+        r = -errno;
+        goto fail;
+    }
+    close(in);
+    return 0;
+fail:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    if (created)
+        unlink(dst);
+    return dpr_err_set(err, r, "cannot %s %s: %s", step, what, strerror(-r));
+}
+
+/*
+ * All or nothing as far as it can be: every file is copied (and fsynced)
+ * under its temporary name first, and only then are they renamed, newest
+ * first. Should a rename fail half-way, what is left lacks old versions,
+ * never the newest: start-up then fails for want of the checkpoint the
+ * finder asks for rather than restoring an older one without a word.
+ */
+int kv_ckpt_seed(const char *dir, const char *seed, size_t *copied, dpr_err *err)
+{
+    char src[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX];
+    uint64_t *v = NULL;
+    size_t n = 0, ntmp = 0;
+    char *buf = NULL;
+    int r;
+
+    *copied = 0;
+    r = kv_ckpt_list(seed, &v, &n);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot read seed directory %s: %s", seed, strerror(-r));
+    if (n == 0)
+        return 0;
+    buf = malloc(WBUF_SIZE);
+    if (!buf) {
+        r = dpr_err_set(err, -ENOMEM, "out of memory copying checkpoints from %s", seed);
+        goto out;
+    }
+    for (; ntmp < n; ntmp++) {
+        r = kv_ckpt_path(src, sizeof(src), seed, v[ntmp], 0);
+        if (r == 0)
+            r = kv_ckpt_path(tmp, sizeof(tmp), dir, v[ntmp], 1);
+        if (r < 0) {
+            dpr_err_set(err, r, "path too long copying checkpoint %llu from %s",
+                        (unsigned long long)v[ntmp], seed);
+            goto out;
+        }
+        r = copy_file(src, tmp, buf, err);
+        if (r < 0)
+            goto out;
+    }
+    for (size_t i = n; i-- > 0;) {
+        r = kv_ckpt_path(tmp, sizeof(tmp), dir, v[i], 1);
+        if (r == 0)
+            r = kv_ckpt_path(dst, sizeof(dst), dir, v[i], 0);
+        if (r == 0 && rename(tmp, dst) < 0)
+            r = -errno;
+        if (r < 0) {
+            dpr_err_set(err, r, "cannot rename %s: %s", tmp, strerror(-r));
+            ntmp = i + 1; /* the ones below i are still temporary */
+            goto out;
+        }
+        (*copied)++;
+    }
+    ntmp = 0;
+    r = dpr_fsync_dir(dir);
+    if (r < 0)
+        dpr_err_set(err, r, "fsync of directory %s failed: %s", dir, strerror(-r));
+out:
+    for (size_t i = 0; i < ntmp; i++)
+        if (kv_ckpt_path(tmp, sizeof(tmp), dir, v[i], 1) == 0)
+            unlink(tmp);
+    free(buf);
+    free(v);
+    return r;
 }

@@ -94,4 +94,18 @@ int kv_ckpt_remove_tmp(const char *dir);
  * (common/fs.h) makes removals durable. */
 int kv_ckpt_remove(const char *dir, uint64_t version);
 
+/*
+ * Copies every checkpoint file of seed (a complete `ckpt-<v>.kv`; other
+ * names, temporary files included, are skipped) into dir: each to
+ * `ckpt-<v>.kv.tmp`, fsync, rename, then one fsync of dir. For a worker
+ * moved to another node: seed holds its checkpoints as copied there from
+ * its previous node (the agent's replica copies). The files are not read
+ * here (start-up checks every checkpoint in dir as usual). *copied gets
+ * how many were copied. A seed directory that does not exist is -ENOENT
+ * (nothing copied); one that cannot be read, or a copy that fails, is an
+ * error with err saying which file (temporary files are removed, copies
+ * already renamed stay).
+ */
+int kv_ckpt_seed(const char *dir, const char *seed, size_t *copied, dpr_err *err);
+
 #endif

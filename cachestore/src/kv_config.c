@@ -44,13 +44,21 @@ static const char usage[] =
     "                              instance file); the file wins. Once a worker has\n"
     "                              registered with a token, the finder re-registers or\n"
     "                              removes it only for the same token, and refuses\n"
-    "                              start-up otherwise (exit status 1). It is never\n"
-    "                              logged\n"
+    "                              start-up otherwise (exit status 78). On every\n"
+    "                              connection to the finder it is presented first\n"
+    "                              (DPR.AUTH) before reports. It is never logged\n"
     "  --worker ID                 this shard's worker id, 64-bit, stable across\n"
     "                              restarts (DPR_KV_WORKER; required)\n"
     "  --dir DIR                   state directory for checkpoints (DPR_KV_DIR;\n"
     "                              default $STATE_DIRECTORY, set by systemd's\n"
     "                              StateDirectory=)\n"
+    "  --seed-dir DIR              checkpoints of this worker copied from its previous\n"
+    "                              node (the agent's replica copies; DPR_KV_SEED_DIR):\n"
+    "                              when the state directory holds no checkpoint at\n"
+    "                              start, every ckpt-<v>.kv of DIR is copied into it\n"
+    "                              first, then recovery runs as usual. A missing or\n"
+    "                              empty DIR is fine (start as without it); one that\n"
+    "                              cannot be read is an error\n"
     "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
     "                              default 100)\n"
     "  --sync-interval-ms N        how often to ask the finder for the cut\n"
@@ -93,8 +101,11 @@ static const char usage[] =
     "WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines. SIGTERM takes a last\n"
     "checkpoint, reports it and exits 0.\n"
     "\n"
-    "Exit status: 0 clean stop; 1 runtime failure (for instance a corrupt checkpoint,\n"
-    "a finder that cannot be reached within --finder-timeout-ms); 2 bad usage.\n";
+    "Exit status: 0 clean stop; 1 runtime failure (for instance a finder that cannot\n"
+    "be reached within --finder-timeout-ms); 2 bad usage; 78 a failure a restart\n"
+    "cannot mend (the finder refused this worker's token, a damaged checkpoint, or\n"
+    "this incarnation was fenced: the worker moved to another node and the finder\n"
+    "answered FENCED).\n";
 
 enum {
     OPT_LISTEN = 1000,
@@ -104,6 +115,7 @@ enum {
     OPT_FINDER_TOKEN,
     OPT_WORKER,
     OPT_DIR,
+    OPT_SEED_DIR,
     OPT_INTERVAL,
     OPT_SYNC,
     OPT_MAX_CLIENTS,
@@ -135,6 +147,7 @@ static const opt_def opts[] = {
     {NULL, "DPR_KV_FINDER_TOKEN", OPT_FINDER_TOKEN, 1},
     {"worker", "DPR_KV_WORKER", OPT_WORKER, 1},
     {"dir", "DPR_KV_DIR", OPT_DIR, 1},
+    {"seed-dir", "DPR_KV_SEED_DIR", OPT_SEED_DIR, 1},
     {"checkpoint-interval-ms", "DPR_KV_CHECKPOINT_INTERVAL_MS", OPT_INTERVAL, 1},
     {"sync-interval-ms", "DPR_KV_SYNC_INTERVAL_MS", OPT_SYNC, 1},
     {"max-clients", "DPR_KV_MAX_CLIENTS", OPT_MAX_CLIENTS, 1},
@@ -305,6 +318,13 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
         break;
     case OPT_DIR:
         r = copy_str(c->dir, sizeof(c->dir), val);
+        break;
+    case OPT_SEED_DIR:
+        if (!*val) {
+            c->seed_dir[0] = '\0'; /* empty: none */
+            break;
+        }
+        r = copy_str(c->seed_dir, sizeof(c->seed_dir), val);
         break;
     case OPT_REPLICA_SOCKET:
         if (!*val) {

@@ -38,6 +38,10 @@ typedef struct kv_config {
     uint64_t worker;
     bool worker_set;
     char dir[PATH_MAX];        /* state directory */
+    /* "": none. Checkpoints of this worker copied from its previous node
+     * (the agent's replica copies), copied into dir at start when dir
+     * holds none (kv_recover.h, step 2) */
+    char seed_dir[PATH_MAX];
     char replica_socket[PATH_MAX]; /* "": checkpoints are not copied (kv_replica.h) */
     char instance[64];         /* the agent's name of it; "": the dir's last component */
     unsigned checkpoint_interval_ms;

@@ -457,6 +457,33 @@ static void on_report_done(void *ud, uint64_t version, bool acked, const char *e
         kv_dpr_shutdown_progress(s);
 }
 
+static void finish(kv_server *s, int code);
+
+/* The finder fenced this incarnation: the cluster moved this worker to
+ * another node and gave its record a new token, so another incarnation
+ * serves it now. Whatever this one still holds is no longer the worker's:
+ * stop serving at once (no last checkpoint: nobody may count on it) and
+ * exit so that systemd does not restart it (the unit's
+ * RestartPreventExitStatus=). */
+static void on_fenced(void *ud, const char *why)
+{
+    kv_server *s = ud;
+    const char *fields[] = {DPR_MSGID_FIELD(DPR_MSGID_FENCED), NULL};
+
+    dpr_log_fields(DPR_LOG_ERR, fields,
+                   "fenced: worker %" PRIu64 " of domain %s belongs to another incarnation "
+                   "now (it was moved to another node): the finder answered \"%s\"; "
+                   "stopping, not to be restarted",
+                   s->worker.id, s->cfg->domain, why);
+    sd_notifyf(0, "STATUS=failed: fenced: worker %" PRIu64 " was moved to another node (the "
+               "finder refuses this incarnation)\nERRNO=%d", s->worker.id, EACCES);
+    if (!s->stopping) {
+        s->stopping = true;
+        sd_notify(0, "STOPPING=1");
+    }
+    finish(s, KV_EXIT_NO_RESTART);
+}
+
 static void on_connection(void *ud, bool up)
 {
     kv_server *s = ud;
@@ -521,7 +548,8 @@ void kv_dpr_status(kv_server *s, bool force)
              "%zu clients%s%s",
              s->cfg->domain, s->worker.world_line, s->worker.version, s->worker.cut,
              kv_dict_size(&s->dict),
-             s->nclients, kv_finder_connected(s->finder) ? "" : ", finder unreachable",
+             s->nclients,
+             s->finder && kv_finder_connected(s->finder) ? "" : ", finder unreachable",
              s->cfg->maxmemory && kv_server_memory_estimate(s) > s->cfg->maxmemory
                  ? ", used memory above maxmemory: writes refused (OOM)"
                  : "");
@@ -537,11 +565,11 @@ static void on_copied(void *ud, uint64_t version)
 
 int kv_dpr_start(kv_server *s)
 {
-    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection};
+    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced};
     int r;
 
-    r = kv_finder_new(s->loop, s->cfg->finder, s->cfg->domain, s->cfg->worker, &cb, s,
-                      &s->finder);
+    r = kv_finder_new(s->loop, s->cfg->finder, s->cfg->domain, s->cfg->worker,
+                      s->cfg->finder_token, &cb, s, &s->finder);
     if (r < 0)
         return r;
     if (s->cfg->replica_socket[0]) {

@@ -26,7 +26,7 @@
 #define RETRY_PAUSE_MS 200
 
 enum link_state { LINK_DOWN, LINK_RESOLVING, LINK_CONNECTING, LINK_UP };
-enum pend_kind { PEND_REPORT, PEND_SYNC };
+enum pend_kind { PEND_REPORT, PEND_SYNC, PEND_AUTH };
 
 typedef struct pend {
     enum pend_kind kind;
@@ -69,6 +69,11 @@ struct kv_finder {
     uint64_t worker;
     char *sync_cmd; /* DPR.SYNC <domain>, in RESP */
     size_t sync_len;
+    char *auth_cmd; /* DPR.AUTH <domain> <worker> <token>, in RESP (NULL: no token;
+                     * wiped before it is freed) */
+    size_t auth_len;
+    bool authed;    /* this connection's DPR.AUTH was answered +OK */
+    bool fenced;    /* the finder fenced this incarnation: no more connections */
     kv_finder_cb cb;
     void *ud;
     enum link_state state;
@@ -272,6 +277,7 @@ static void disconnect(kv_finder *f, const char *why)
     f->nkept = 0;
     f->pend_head = f->pend_len = 0;
     f->sync_inflight = false;
+    f->authed = false;
     if (f->reader) {
         redisReaderFree(f->reader);
         f->reader = NULL;
@@ -350,6 +356,19 @@ static void send_reports(kv_finder *f)
     }
 }
 
+/* The finder says another incarnation of this worker holds it: stop the
+ * link for good and tell the owner (which may close the link). */
+static void fence(kv_finder *f, const char *answer)
+{
+    char why[300];
+
+    snprintf(why, sizeof(why), "%s", answer); /* answer lives in the reply being read */
+    f->fenced = f->quiet = true;
+    disconnect(f, why);
+    if (f->cb.on_fenced)
+        f->cb.on_fenced(f->ud, why);
+}
+
 static void on_report_reply(kv_finder *f, const redisReply *rep)
 {
     assert(f->nkept == 0 || f->ndropped == 0);
@@ -357,6 +376,23 @@ static void on_report_reply(kv_finder *f, const redisReply *rep)
     const char *error;
     kv_report_outcome outcome = kv_finder_report_classify(rep, &error);
     bool dropped = f->ndropped > 0, acked = outcome == KV_REPORT_ACKED;
+
+    if (outcome == KV_REPORT_FENCED || (outcome == KV_REPORT_NEEDS_AUTH && !f->auth_cmd)) {
+        /* without a token: another owner registered this worker with one */
+        log_error("finder %s refused the report of checkpoint %" PRIu64 ": %s", f->addr,
+                  r.version, error);
+        fence(f, error);
+        return;
+    }
+    if (outcome == KV_REPORT_NEEDS_AUTH) {
+        /* the finder learnt of this worker's token after our DPR.AUTH (it
+         * did not know the worker then): authenticate on a new connection;
+         * every unanswered report goes again */
+        log_info("finder %s: %s; reconnecting to authenticate", f->addr, error);
+        f->quiet = true;
+        disconnect(f, "reports need DPR.AUTH");
+        return;
+    }
 
     if (!dropped && outcome == KV_REPORT_KEPT) {
         /* sending it again to this finder gets the same answer, but a
@@ -408,6 +444,44 @@ static int on_sync_reply(kv_finder *f, const redisReply *rep)
     return 0;
 }
 
+/* The answer to this connection's DPR.AUTH (the first request on it). */
+static void on_auth_reply(kv_finder *f, const redisReply *rep)
+{
+    const char *error;
+
+    switch (kv_finder_auth_classify(rep, &error)) {
+    case KV_AUTH_OK:
+        f->authed = true;
+        f->backoff_ms = BACKOFF_MIN_MS;
+        log_debug("finder %s: authenticated for worker %" PRIu64, f->addr, f->worker);
+        break;
+    case KV_AUTH_FENCED:
+        log_error("finder %s refused DPR.AUTH of worker %" PRIu64 " of domain %s: %s", f->addr,
+                  f->worker, f->domain, error);
+        fence(f, error);
+        break;
+    case KV_AUTH_LOST:
+        /* as for reports: the replies to the reports behind it say so to
+         * the owner (kv_finder_error_lost_worker) and keep them */
+        log_warning("finder %s does not know worker %" PRIu64 " of domain %s (DPR.AUTH: %s)",
+                    f->addr, f->worker, f->domain, error);
+        f->backoff_ms = BACKOFF_MIN_MS;
+        break;
+    case KV_AUTH_UNSUPPORTED:
+        /* a finder from before DPR.AUTH: its reports need no grant */
+        log_info("finder %s does not know DPR.AUTH (%s): reporting without it", f->addr, error);
+        f->authed = true;
+        f->backoff_ms = BACKOFF_MIN_MS;
+        break;
+    case KV_AUTH_FAILED:
+        log_warning("finder %s refused DPR.AUTH of worker %" PRIu64 ": %s; reconnecting",
+                    f->addr, f->worker, error ? error : "unexpected reply");
+        f->quiet = true;
+        disconnect(f, "DPR.AUTH refused");
+        break;
+    }
+}
+
 static void on_reply(kv_finder *f, redisReply *rep)
 {
     if (f->pend_len == 0) {
@@ -446,7 +520,9 @@ static void on_reply(kv_finder *f, redisReply *rep)
     enum pend_kind kind = f->pend[f->pend_head].kind;
     f->pend_head = (f->pend_head + 1) % f->pend_cap;
     f->pend_len--;
-    if (kind == PEND_REPORT) {
+    if (kind == PEND_AUTH) {
+        on_auth_reply(f, rep);
+    } else if (kind == PEND_REPORT) {
         on_report_reply(f, rep);
     } else {
         int r = on_sync_reply(f, rep);
@@ -516,11 +592,24 @@ static void connect_cb(uv_connect_t *req, int status)
     }
     (void)uv_tcp_nodelay(&f->c->tcp, 1);
     f->state = LINK_UP;
-    f->backoff_ms = BACKOFF_MIN_MS;
     log_info("finder %s: connected", f->addr);
+    if (f->auth_cmd) {
+        /* first on every connection: the reports pipelined behind it run
+         * with its grant; the backoff is reset once it is answered */
+        r = push_pend(f, PEND_AUTH);
+        if (r == 0)
+            r = send_bytes(f, f->auth_cmd, f->auth_len);
+        if (r < 0) {
+            disconnect(f, r == -ENOMEM ? "out of memory" : uv_strerror(r));
+            return;
+        }
+    } else {
+        f->backoff_ms = BACKOFF_MIN_MS;
+    }
     if (f->cb.on_connection)
         f->cb.on_connection(f->ud, true);
-    send_reports(f);
+    if (f->state == LINK_UP)
+        send_reports(f);
 }
 
 static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -593,6 +682,8 @@ static void tick(uv_timer_t *t)
     kv_finder *f = t->data;
     uint64_t now = dpr_mono_ms();
 
+    if (f->fenced)
+        return; /* superseded: never again */
     if (f->state == LINK_DOWN && now >= f->next_attempt_ms)
         start_connect(f);
     else if (f->state == LINK_UP && f->pend_len &&
@@ -600,6 +691,14 @@ static void tick(uv_timer_t *t)
         disconnect(f, "no answer within the timeout");
     else if (f->state == LINK_CONNECTING && now - f->state_since_ms > KV_FINDER_TIMEOUT_MS)
         disconnect(f, "connect timed out");
+}
+
+static void wipe_auth(kv_finder *f)
+{
+    if (f->auth_cmd)
+        explicit_bzero(f->auth_cmd, f->auth_len); /* it holds the token */
+    free(f->auth_cmd);
+    f->auth_cmd = NULL;
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -611,14 +710,17 @@ static void timer_closed(uv_handle_t *h)
     free(f->pend);
     free(f->workers);
     free(f->sync_cmd);
+    wipe_auth(f);
     free(f);
 }
 
 int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uint64_t worker,
-                  const kv_finder_cb *cb, void *ud, kv_finder **out)
+                  const char *token, const kv_finder_cb *cb, void *ud, kv_finder **out)
 {
     kv_finder *f = calloc(1, sizeof(*f));
     const char *sync_argv[2] = {"DPR.SYNC", domain};
+    char wid[DPR_FMT_U64_MAX + 1];
+    const char *auth_argv[4] = {"DPR.AUTH", domain, wid, token};
     int r, n;
 
     if (!f)
@@ -634,6 +736,16 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
         return -ENOMEM;
     }
     f->sync_len = (size_t)n;
+    if (token && *token) {
+        wid[dpr_fmt_u64(wid, worker)] = '\0';
+        n = redisFormatCommandArgv(&f->auth_cmd, 4, auth_argv, NULL);
+        if (n < 0) {
+            free(f->sync_cmd);
+            free(f);
+            return -ENOMEM;
+        }
+        f->auth_len = (size_t)n;
+    }
     snprintf(f->domain, sizeof(f->domain), "%s", domain);
     f->addr = dpr_finders_text(&f->finders);
     snprintf(f->port, sizeof(f->port), "%u", (unsigned)dpr_finders_current(&f->finders)->port);
@@ -646,6 +758,7 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
     r = uv_timer_init(loop, &f->timer);
     if (r < 0) {
         free(f->sync_cmd);
+        wipe_auth(f);
         free(f);
         return r;
     }
@@ -805,4 +918,9 @@ size_t kv_finder_unacked(const kv_finder *f)
 bool kv_finder_connected(const kv_finder *f)
 {
     return f->state == LINK_UP;
+}
+
+bool kv_finder_fenced(const kv_finder *f)
+{
+    return f->fenced;
 }

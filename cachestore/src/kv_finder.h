@@ -10,6 +10,20 @@
  * serve before the finder has answered). Afterwards a libuv client sends
  * DPR.REPORT and DPR.SYNC without ever blocking the loop:
  *
+ *  - a shard with a token sends DPR.AUTH <domain> <worker> <token> first on
+ *    every connection (the finder accepts reports of a worker registered
+ *    with a token only on a connection holding its grant); the rest is
+ *    pipelined behind it. Its answer: +OK, go on; "-FENCED ..." (or an
+ *    error saying the token is not the worker's): another incarnation of
+ *    this worker holds it (the cluster moved it to another node), so the
+ *    link stops for good and on_fenced says why; the finder does not know
+ *    the worker: as for a report refused so (below); a finder from before
+ *    DPR.AUTH ("unknown command"): go on without; another error: drop the
+ *    connection (try again later). A report answered "-FENCED ..." stops
+ *    the link the same way; one refused for want of a grant (the finder
+ *    learnt of the worker's token after this connection's DPR.AUTH) stays
+ *    queued and the connection is dropped, so that the next one
+ *    authenticates (without a token: fenced, another owner registered it).
  *  - reports are queued in version order and pipelined; a report leaves the
  *    queue only when the finder has answered it. After a reconnect every
  *    unanswered report is sent again, in order (the finder treats a resend
@@ -57,6 +71,11 @@ typedef struct kv_finder_cb {
     /* DPR.SYNC got an error reply (the finder's text); nothing learned */
     void (*on_sync_refused)(void *ud, const char *error);
     void (*on_connection)(void *ud, bool up);
+    /* the finder fenced this incarnation (why: its answer, which never
+     * shows a token): the worker belongs to another one now. The link is
+     * down for good; the owner stops (dpr-kv exits, KV_EXIT_NO_RESTART).
+     * May close the link (kv_finder_close) from inside. */
+    void (*on_fenced)(void *ud, const char *why);
 } kv_finder_cb;
 
 typedef struct kv_finder kv_finder;
@@ -91,9 +110,10 @@ int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worke
                         unsigned timeout_ms, uint64_t *world_line, uint64_t *cut, dpr_err *err);
 
 /* Starts the link of `worker` of `domain` (hostport: HOST:PORT, -EINVAL if
- * malformed; -ENOMEM). */
+ * malformed; -ENOMEM), presenting token (NULL or "": none) in DPR.AUTH on
+ * every connection. */
 int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uint64_t worker,
-                  const kv_finder_cb *cb, void *ud, kv_finder **out);
+                  const char *token, const kv_finder_cb *cb, void *ud, kv_finder **out);
 /* Closes the connection and frees everything (after the loop closed handles:
  * call before uv_run's last turn). */
 void kv_finder_close(kv_finder *f);
@@ -116,5 +136,7 @@ void kv_finder_drop_old(kv_finder *f, uint64_t world_line);
 /* Reports not acknowledged (kept ones included). */
 size_t kv_finder_unacked(const kv_finder *f);
 bool kv_finder_connected(const kv_finder *f);
+/* The finder fenced this incarnation (on_fenced was called). */
+bool kv_finder_fenced(const kv_finder *f);
 
 #endif

@@ -177,12 +177,45 @@ bool kv_finder_error_lost_worker(const char *error)
                      kv_finder_error_unknown_domain(error));
 }
 
+bool kv_finder_error_fenced(const char *error)
+{
+    /* finder/src/cmd.c: a RESP error code of its own, like NOTLEADER */
+    return error && !strncmp(error, "FENCED ", 7);
+}
+
+bool kv_finder_error_needs_auth(const char *error)
+{
+    return error && !strncmp(error, "ERR worker ", 11) &&
+           strstr(error, " is registered by its owner: DPR.REPORT needs DPR.AUTH");
+}
+
 kv_report_outcome kv_finder_report_classify(const redisReply *rep, const char **error)
 {
     *error = rep->type == REDIS_REPLY_ERROR ? rep->str : NULL;
     if (rep->type == REDIS_REPLY_STATUS)
         return KV_REPORT_ACKED;
+    if (kv_finder_error_fenced(*error))
+        return KV_REPORT_FENCED;
+    if (kv_finder_error_needs_auth(*error))
+        return KV_REPORT_NEEDS_AUTH;
     if (kv_finder_error_lost_worker(*error))
         return KV_REPORT_KEPT;
     return KV_REPORT_DROPPED;
+}
+
+kv_auth_outcome kv_finder_auth_classify(const redisReply *rep, const char **error)
+{
+    *error = rep->type == REDIS_REPLY_ERROR ? rep->str : NULL;
+    if (rep->type == REDIS_REPLY_STATUS)
+        return KV_AUTH_OK;
+    if (!*error)
+        return KV_AUTH_FAILED;
+    if (kv_finder_error_fenced(*error) || strstr(*error, "registered with another token") ||
+        strstr(*error, "is registered by its owner"))
+        return KV_AUTH_FENCED;
+    if (kv_finder_error_lost_worker(*error))
+        return KV_AUTH_LOST;
+    if (!strncmp(*error, "ERR unknown command ", 20))
+        return KV_AUTH_UNSUPPORTED;
+    return KV_AUTH_FAILED;
 }

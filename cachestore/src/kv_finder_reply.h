@@ -92,11 +92,39 @@ typedef enum kv_report_outcome {
                         * state is restored needs it, so it is sent again */
     KV_REPORT_DROPPED, /* refused for another reason, or not a status or
                         * error reply: sending it again gets the same answer */
+    KV_REPORT_FENCED,  /* "-FENCED ...": the worker belongs to another
+                        * incarnation now (it was moved); this one must stop */
+    KV_REPORT_NEEDS_AUTH, /* "... DPR.REPORT needs DPR.AUTH ...": the worker is
+                        * registered with a token and this connection holds
+                        * no grant (kv_finder_error_needs_auth) */
 } kv_report_outcome;
 
 /* Classifies a DPR.REPORT answer; *error is the finder's error text for an
  * error reply (pointing into rep), else NULL. */
 kv_report_outcome kv_finder_report_classify(const redisReply *rep, const char **error);
+
+/* What the answer to DPR.AUTH <domain> <worker> <token> says (sent first on
+ * every connection of a shard that has a token). */
+typedef enum kv_auth_outcome {
+    KV_AUTH_OK,          /* a status reply (+OK): the connection holds the grant */
+    KV_AUTH_FENCED,      /* "-FENCED ...", or an error saying the token is not the
+                          * worker's: another incarnation of this worker holds it */
+    KV_AUTH_LOST,        /* the finder does not know the worker or its domain
+                          * (kv_finder_error_lost_worker) */
+    KV_AUTH_UNSUPPORTED, /* "-ERR unknown command ...": a finder from before
+                          * DPR.AUTH, whose reports need no grant */
+    KV_AUTH_FAILED,      /* another error, or not a status or error reply */
+} kv_auth_outcome;
+
+/* Classifies a DPR.AUTH answer; *error as for kv_finder_report_classify. */
+kv_auth_outcome kv_finder_auth_classify(const redisReply *rep, const char **error);
+
+/* Does this error say the finder fenced this incarnation ("FENCED ...")? */
+bool kv_finder_error_fenced(const char *error);
+/* Does this error refuse a report for want of a DPR.AUTH grant on the
+ * connection ("ERR worker <id> is registered by its owner: DPR.REPORT needs
+ * DPR.AUTH ...")? */
+bool kv_finder_error_needs_auth(const char *error);
 
 /* Does this error (to DPR.REPORT or DPR.SYNC) say the finder does not know
  * this worker: not registered, a finder on an older world-line, or one that

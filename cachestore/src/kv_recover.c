@@ -207,6 +207,44 @@ static int restore(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
     return 0;
 }
 
+/*
+ * The state directory holds no checkpoint but --seed-dir is given: this
+ * worker moved here from another node, and the seed holds its checkpoints
+ * as copied there (the agent's replica copies). They become this
+ * directory's, and recovery goes on as usual (every one is checked, the
+ * finder says which to restore). Nothing to copy (no seed directory, or an
+ * empty one): the start of a worker that has no checkpoints anywhere yet.
+ */
+static int take_seed(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
+{
+    size_t copied = 0;
+    int r = kv_ckpt_seed(cfg->dir, cfg->seed_dir, &copied, err);
+
+    if (r == -ENOENT && copied == 0 && access(cfg->seed_dir, F_OK) < 0 && errno == ENOENT) {
+        log_info("seed directory %s does not exist: no checkpoints to take over", cfg->seed_dir);
+        return 0;
+    }
+    if (r < 0) {
+        dpr_err_prefix(err, "cannot take over the checkpoints of --seed-dir");
+        return r;
+    }
+    if (copied == 0) {
+        log_info("seed directory %s holds no checkpoint: none to take over", cfg->seed_dir);
+        return 0;
+    }
+    free(rec->ckpts);
+    rec->ckpts = NULL;
+    rec->nckpts = 0;
+    r = kv_ckpt_list(cfg->dir, &rec->ckpts, &rec->nckpts);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot read state directory %s: %s", cfg->dir, strerror(-r));
+    log_notice("took over %zu checkpoint(s) of worker %" PRIu64 " from %s (its previous "
+               "node's copies), versions %" PRIu64 "..%" PRIu64,
+               copied, cfg->worker, cfg->seed_dir, rec->nckpts ? rec->ckpts[0] : 0,
+               rec->nckpts ? rec->ckpts[rec->nckpts - 1] : 0);
+    return 0;
+}
+
 int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 {
     kv_ckpt_meta newest;
@@ -234,6 +272,11 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         r = kv_ckpt_list(cfg->dir, &rec->ckpts, &rec->nckpts);
     if (r < 0)
         return dpr_err_set(err, r, "cannot read state directory %s: %s", cfg->dir, strerror(-r));
+    if (rec->nckpts == 0 && cfg->seed_dir[0]) {
+        r = take_seed(cfg, rec, err);
+        if (r < 0)
+            return r;
+    }
     /* everything local first: a shard that cannot recover must not register */
     r = check_all(cfg, rec, &newest, err);
     if (r < 0)

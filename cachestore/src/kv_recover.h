@@ -5,7 +5,11 @@
  *  1. Create and lock DIR (flock on DIR/dpr-kv.lock). A checkpoint process
  *     of a killed dpr-kv inherits the lock, so a restart waits (up to 10 s)
  *     until it is gone and can never see it finish a file later.
- *  2. Remove leftover ckpt-*.kv.tmp files; list the checkpoints.
+ *  2. Remove leftover ckpt-*.kv.tmp files; list the checkpoints. None, and
+ *     --seed-dir given (the worker moved here from another node): copy
+ *     every checkpoint of the seed directory into DIR (kv_ckpt_seed:
+ *     temporary file, fsync, rename, fsync DIR) and list again; a seed
+ *     directory that does not exist or holds none: start as without it.
  *  3. Check every checkpoint (size, header, CRC, every record's bounds; the
  *     newest is loaded into the keyspace on the way, the others are only
  *     read): any of them may be the one the finder asks for, and a shard

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,94 @@ static int parse_num(const char *s, size_t n, uint64_t *out)
     return dpr_parse_u64(s, n, 0, INT64_MAX, out);
 }
 
+/* ---- connections: their grants ------------------------------------------ */
+
+/* A connection may act for worker of domain while token is the record's. */
+typedef struct cmd_grant {
+    char domain[DPR_DOMAIN_MAX + 1];
+    uint64_t worker;
+    size_t token_len;
+    char token[DPR_FINDER_TOKEN_MAX];
+} cmd_grant;
+
+struct dpr_cmd_conn {
+    cmd_grant *grants;
+    size_t n, cap; /* n <= cap <= DPR_CMD_MAX_GRANTS */
+};
+
+int dpr_cmd_conn_new(dpr_cmd_conn **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? 0 : -ENOMEM;
+}
+
+void dpr_cmd_conn_free(dpr_cmd_conn *c)
+{
+    if (!c)
+        return;
+    if (c->grants)
+        explicit_bzero(c->grants, c->cap * sizeof(*c->grants)); /* the owners' secrets */
+    free(c->grants);
+    free(c);
+}
+
+size_t dpr_cmd_conn_grants(const dpr_cmd_conn *c)
+{
+    return c ? c->n : 0;
+}
+
+static cmd_grant *grant_find(dpr_cmd_conn *c, const char *domain, uint64_t worker)
+{
+    for (size_t i = 0; c && i < c->n; i++)
+        if (c->grants[i].worker == worker && strcmp(c->grants[i].domain, domain) == 0)
+            return &c->grants[i];
+    return NULL;
+}
+
+/* Grants c (domain, worker) with token[0..len) (valid), replacing the
+ * token of a grant it holds for them. -ENOSPC beyond DPR_CMD_MAX_GRANTS,
+ * -ENOMEM; c unchanged on failure. */
+static int grant_add(dpr_cmd_conn *c, const char *domain, uint64_t worker, const char *token,
+                     size_t len)
+{
+    cmd_grant *g = grant_find(c, domain, worker);
+
+    assert(len >= 1 && len <= DPR_FINDER_TOKEN_MAX); /* validated by the caller */
+    if (!g) {
+        if (c->n == DPR_CMD_MAX_GRANTS)
+            return -ENOSPC;
+        if (c->n == c->cap) {
+            size_t cap = c->cap ? 2 * c->cap : 4;
+            if (cap > DPR_CMD_MAX_GRANTS)
+                cap = DPR_CMD_MAX_GRANTS;
+            /* not realloc: the old block's tokens are wiped before it goes */
+            cmd_grant *p = calloc(cap, sizeof(*p));
+            if (!p)
+                return -ENOMEM;
+            if (c->n)
+                memcpy(p, c->grants, c->n * sizeof(*p));
+            if (c->grants)
+                explicit_bzero(c->grants, c->cap * sizeof(*c->grants));
+            free(c->grants);
+            c->grants = p;
+            c->cap = cap;
+        }
+        g = &c->grants[c->n++];
+        snprintf(g->domain, sizeof(g->domain), "%s", domain);
+        g->worker = worker;
+    }
+    assert(c->n <= c->cap && c->cap <= DPR_CMD_MAX_GRANTS);
+    memset(g->token, 0, sizeof(g->token));
+    memcpy(g->token, token, len);
+    g->token_len = len;
+    return 0;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
 typedef struct cmd_ctx {
     dpr_domains *ds;
+    dpr_cmd_conn *conn;   /* NULL: no grants */
     dpr_finder *f;        /* the domain's core (NULL for DPR.WORKER.ADD until it runs) */
     char domain[DPR_DOMAIN_MAX + 1]; /* argv[1] of a command that names a domain */
     int argc;
@@ -104,8 +191,9 @@ static void core_error(cmd_ctx *c, int rc, const char *what)
 }
 
 /*
- * The optional token argument i of DPR.WORKER.ADD / REMOVE (absent: NULL,
- * 0). On failure writes the error reply, which never shows the token.
+ * The token argument i of DPR.WORKER.ADD / REMOVE (optional: absent is
+ * NULL, 0) and DPR.AUTH. On failure writes the error reply, which never
+ * shows the token.
  */
 static int arg_token(cmd_ctx *c, int i, const char **token, size_t *len)
 {
@@ -158,6 +246,11 @@ static void cmd_worker_add(cmd_ctx *c)
         core_error(c, rc, what);
         return;
     }
+    /* the owner registered it here: this connection acts for it. Best
+     * effort: the worker is registered whatever happens to the grant, and
+     * without room for it (or memory) DPR.AUTH says why */
+    if (token_len > 0 && c->conn)
+        (void)grant_add(c->conn, c->domain, worker, token, token_len);
     dpr_resp_array(c->out, 2);
     dpr_resp_uint(c->out, wl);
     dpr_resp_uint(c->out, restore);
@@ -206,6 +299,87 @@ static uint64_t working_world_line(const dpr_finder *f)
     return wl;
 }
 
+/*
+ * DPR.AUTH <domain> <worker> <token>: the connection acts for worker's
+ * owner from now on, while token stays the record's. Reads the working
+ * state: the answer waits for it when that is ahead of the published one
+ * (a token changed in this round is not durable yet).
+ */
+static void cmd_auth(cmd_ctx *c)
+{
+    uint64_t worker;
+    const char *token;
+    size_t token_len;
+    char what[64];
+    int rc;
+
+    if (arg_num(c, 2, "worker id", &worker) < 0 || arg_token(c, 3, &token, &token_len) < 0)
+        return;
+    assert(token_len > 0); /* the arity makes it present */
+    rc = dpr_finder_token_check(c->f, worker, token, token_len);
+    wait_if_dirty(c);
+    if (rc == -ENOENT) {
+        dpr_resp_errorf(c->out, "ERR unknown worker %llu", (unsigned long long)worker);
+        return;
+    }
+    if (rc == -EACCES) {
+        bool none = dpr_finder_token_check(c->f, worker, NULL, 0) == 0;
+        *c->flags |= DPR_CMD_DENIED;
+        dpr_resp_errorf(c->out,
+                        "FENCED worker %llu is registered %s: this connection may not act for "
+                        "it (its owner moved it, or another incarnation registered it)",
+                        (unsigned long long)worker,
+                        none ? "without a token" : "with another token");
+        return;
+    }
+    if (rc < 0) {
+        snprintf(what, sizeof(what), "cannot check worker %llu", (unsigned long long)worker);
+        core_error(c, rc, what);
+        return;
+    }
+    if (!c->conn) {
+        dpr_resp_error(c->out, "ERR this connection cannot hold DPR.AUTH grants");
+        return;
+    }
+    rc = grant_add(c->conn, c->domain, worker, token, token_len);
+    if (rc == -ENOSPC)
+        dpr_resp_errorf(c->out, "ERR too many DPR.AUTH grants on this connection (at most %d)",
+                        DPR_CMD_MAX_GRANTS);
+    else if (rc < 0)
+        dpr_resp_error(c->out, "ERR out of memory");
+    else
+        dpr_resp_status(c->out, "OK");
+}
+
+/*
+ * May this connection report for worker? A worker registered with a token
+ * reports only through a grant whose token is still the record's (looked
+ * at every time: the owner may have moved the worker since). 0, or -1 with
+ * the refusal written (it never shows a token and changes nothing). A
+ * worker that is not registered passes: the core answers for it.
+ */
+static int report_allowed(cmd_ctx *c, uint64_t worker)
+{
+    const cmd_grant *g;
+
+    if (dpr_finder_token_check(c->f, worker, NULL, 0) != -EACCES)
+        return 0; /* registered without a token (as before tokens), or not at all */
+    g = grant_find(c->conn, c->domain, worker);
+    if (g && dpr_finder_token_check(c->f, worker, g->token, g->token_len) == 0)
+        return 0;
+    wait_if_dirty(c);
+    *c->flags |= DPR_CMD_DENIED;
+    if (!g)
+        dpr_resp_errorf(c->out, "ERR worker %llu is registered by its owner: DPR.REPORT needs "
+                        "DPR.AUTH with its token on this connection",
+                        (unsigned long long)worker);
+    else
+        dpr_resp_errorf(c->out, "FENCED worker %llu now belongs to another owner (it moved): "
+                        "this incarnation's reports are refused",
+                        (unsigned long long)worker);
+    return -1;
+}
+
 static void cmd_report(cmd_ctx *c)
 {
     uint64_t wl, worker, version;
@@ -229,6 +403,8 @@ static void cmd_report(cmd_ctx *c)
         dpr_resp_error(c->out, "ERR invalid version 0: versions start at 1");
         return;
     }
+    if (report_allowed(c, worker) < 0)
+        return;
     if (ndeps > sizeof(small) / sizeof(small[0])) {
         deps = malloc(ndeps * sizeof(*deps));
         if (!deps) {
@@ -447,6 +623,7 @@ static const cmd_def commands[] = {
     { "DPR.PREFIX", 3, 3, DOMAIN_EXISTS, cmd_prefix },
     { "DPR.WORKER.ADD", 3, 4, DOMAIN_ANY, cmd_worker_add },
     { "DPR.WORKER.REMOVE", 3, 4, DOMAIN_EXISTS, cmd_worker_remove },
+    { "DPR.AUTH", 4, 4, DOMAIN_EXISTS, cmd_auth },
     { "DPR.DOMAINS", 1, 1, NO_DOMAIN, cmd_domains },
     { "PING", 1, 2, NO_DOMAIN, cmd_ping },
     { "COMMAND", 1, -1, NO_DOMAIN, cmd_command },
@@ -481,12 +658,12 @@ static int arg_domain(cmd_ctx *c, const cmd_def *def)
     return 0;
 }
 
-int dpr_cmd_execute(dpr_domains *ds, int argc, char *const *argv, const size_t *argvlen,
-                    dpr_buf *out, unsigned *flags)
+int dpr_cmd_execute(dpr_domains *ds, dpr_cmd_conn *conn, int argc, char *const *argv,
+                    const size_t *argvlen, dpr_buf *out, unsigned *flags)
 {
     size_t saved = out->len;
-    cmd_ctx c = { .ds = ds, .argc = argc, .argv = argv, .argvlen = argvlen, .out = out,
-                  .flags = flags };
+    cmd_ctx c = { .ds = ds, .conn = conn, .argc = argc, .argv = argv, .argvlen = argvlen,
+                  .out = out, .flags = flags };
     const cmd_def *def = NULL;
     char shown[48];
     int rc;

@@ -47,7 +47,10 @@
  * zero-padded copy of DPR_FINDER_TOKEN_MAX bytes, NULL for none): adding or
  * removing that worker again needs the same token, compared in constant
  * time (token_equal) before anything else happens, so a refusal changes
- * nothing. A retired record forgets its token.
+ * nothing. A retired record forgets its token. When the owner moves the
+ * worker elsewhere it gives the record a new token (dpr_finder_set_token);
+ * the server then refuses the old incarnation's reports
+ * (dpr_finder_token_check at each one).
  *
  * WORLD-LINES. Adding a registered worker again bumps the world-line: every
  * cut is materialised, durable falls back to the cut, all uncommitted
@@ -1200,6 +1203,45 @@ int dpr_finder_add_worker(dpr_finder *f, uint64_t worker, uint64_t *world_line,
                           uint64_t *restore)
 {
     return dpr_finder_add_worker_token(f, worker, NULL, 0, world_line, restore);
+}
+
+/* A worker's owner moved it (say, to another node): the record takes the
+ * new owner's token and nothing else changes. Whoever still holds the old
+ * token is fenced off from then on (dpr_finder_token_check). */
+int dpr_finder_set_token(dpr_finder *f, uint64_t worker, const char *token, size_t token_len)
+{
+    if (!f || !dpr_finder_token_valid(token, token_len))
+        return -EINVAL;
+    uint32_t idx = lookup(f, worker);
+    if (idx == NO_IDX || !f->w[idx].registered)
+        return -ENOENT;
+    rec *r = &f->w[idx];
+    if (r->token && token_equal(r->token, token, token_len))
+        return 0; /* the same owner: no new generation */
+    char *keep = token_copy(token, token_len);
+    if (!keep)
+        return -ENOMEM;
+    free(r->token);
+    r->token = keep;
+    f->changed = true;
+    return finish(f, 0);
+}
+
+int dpr_finder_token_check(const dpr_finder *f, uint64_t worker, const char *token,
+                           size_t token_len)
+{
+    if (!f)
+        return -EINVAL;
+    uint32_t idx = lookup(f, worker);
+    if (idx == NO_IDX || !f->w[idx].registered)
+        return -ENOENT;
+    const rec *r = &f->w[idx];
+    if (token_len == 0)
+        return r->token ? -EACCES : 0;
+    /* a token that is not valid was never stored: it matches nothing */
+    if (!r->token || !dpr_finder_token_valid(token, token_len))
+        return -EACCES;
+    return token_equal(r->token, token, token_len) ? 0 : -EACCES;
 }
 
 int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker)

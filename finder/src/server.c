@@ -33,6 +33,7 @@ struct conn {
     conn *prev, *next;      /* all connections */
     conn *next_flush;       /* in flush_list or commit_list */
     dpr_reqreader *rr;
+    dpr_cmd_conn *cc;       /* its DPR.AUTH grants */
     dpr_buf out;            /* replies not yet released */
     size_t writes_pending;
     bool in_flush_list;
@@ -81,6 +82,7 @@ static void on_conn_closed(uv_handle_t *h)
     conn *c = h->data;
 
     dpr_reqreader_free(c->rr);
+    dpr_cmd_conn_free(c->cc);
     dpr_buf_free(&c->out);
     free(c);
 }
@@ -145,7 +147,10 @@ static void mark_for_flush(conn *c)
 {
     server *srv = c->srv;
 
-    if (c->in_flush_list)
+    /* (in the commit in flight, what it holds goes out with it; a closing
+     * connection is unlinked for good: relinking either would leave a list
+     * pointing at it after it is freed) */
+    if (c->in_flush_list || c->in_commit_list || c->closing)
         return;
     c->in_flush_list = true;
     c->next_flush = srv->flush_list;
@@ -227,7 +232,8 @@ static void handle_requests(conn *c)
                                                      req.argvlen, &c->out)
                                 : 0;
         if (rc == 0 && srv->ds)
-            rc = dpr_cmd_execute(srv->ds, req.argc, req.argv, req.argvlen, &c->out, &flags);
+            rc = dpr_cmd_execute(srv->ds, c->cc, req.argc, req.argv, req.argvlen, &c->out,
+                                 &flags);
         else if (rc == 0)
             rc = not_serving(srv, &req, &c->out, &flags);
         if (rc < 0) {
@@ -236,11 +242,14 @@ static void handle_requests(conn *c)
             return;
         }
         if (flags & DPR_CMD_DENIED) {
-            /* the reply: "-ERR worker N is registered by its owner: ...\r\n" */
+            /* the reply: "-ERR worker N is registered by its owner: ...\r\n"
+             * or "-FENCED worker N ...\r\n" (never a token) */
             const char *reply = c->out.data + before;
             size_t n = c->out.len - before;
             if (n > 7 && memcmp(reply, "-ERR ", 5) == 0)
                 log_warning("client %s: refused: %.*s", c->peer, (int)(n - 7), reply + 5);
+            else if (n > 3 && reply[0] == '-')
+                log_warning("client %s: refused: %.*s", c->peer, (int)(n - 3), reply + 1);
         }
         mark_for_flush(c);
         if (flags & DPR_CMD_CLOSE) {
@@ -579,6 +588,8 @@ static void on_connection(uv_stream_t *l, int status)
     srv->nconns++;
     uv_tcp_nodelay(&c->tcp, 1);
     rc = dpr_reqreader_new(DPR_CMD_MAX_ARGS, srv->cfg->max_request_bytes, &c->rr);
+    if (rc == 0)
+        rc = dpr_cmd_conn_new(&c->cc);
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {

@@ -72,6 +72,7 @@ from .route import shard_of, to_bytes
 __all__ = ["Client", "Session", "RollbackInfo"]
 
 _POLL = 0.01  # seconds between finder polls while waiting
+_REFRESH_AFTER = 1.0  # seconds a shard is unreachable before other shards are asked
 
 # dpr/domain.h: 1..63 bytes of [a-z0-9._-], starting with a letter or digit
 _DOMAIN_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,%d}" % (L.DOMAIN_MAX - 1))
@@ -521,13 +522,32 @@ class Session:
             c.close()
         self._shard_addrs = addrs
 
-    def _shard(self, i: int) -> Connection:
-        """An open connection to shard i (reconnecting while it restarts)."""
+    def _shard(self, i: int, deadline: float | None = None) -> Connection:
+        """An open connection to shard i (reconnecting while it restarts,
+        until deadline: by default reconnect_timeout from now)."""
         conn = self._shards[i]
         if conn.check_alive():
             return conn
-        _connect_shard(self.client, conn, i, time.monotonic() + self.client.reconnect_timeout)
+        if deadline is None:
+            deadline = time.monotonic() + self.client.reconnect_timeout
+        _connect_shard(self.client, conn, i, deadline)
         return conn
+
+    def _shard_or_moved(self, i: int) -> Connection:
+        """_shard(i), asking the other shards for a newer layout after every
+        second the shard stays unreachable: a shard removed by a resize
+        never comes back, and one that moved to another node (its node was
+        lost) answers at another address; a newer layout routes there."""
+        deadline = time.monotonic() + self.client.reconnect_timeout
+        while True:
+            try:
+                return self._shard(i, min(deadline, time.monotonic() + _REFRESH_AFTER))
+            except ConnectionError as e:
+                if self.client.refresh_layout():
+                    raise _Redirect("shard %d (%s) unreachable; the layout changed"
+                                    % (i, self._shard_addrs[i]), True, None) from None
+                if time.monotonic() >= deadline:
+                    raise e
 
     def _batch(self, key: bytes, commands: list[Sequence[Any]]) -> list[Any]:
         """Runs commands as one batch on the shard of key, following the
@@ -558,15 +578,7 @@ class Session:
 
     def _batch_once(self, i: int, commands: list[Sequence[Any]], payload: bytes) -> list[Any]:
         self._settle()
-        try:
-            conn = self._shard(i)
-        except ConnectionError:
-            # a shard removed by a resize never comes back: a newer layout
-            # routes around it
-            if self.client.refresh_layout():
-                raise _Redirect("shard %d (%s) unreachable; the layout changed"
-                                % (i, self._shard_addrs[i]), True, None) from None
-            raise
+        conn = self._shard_or_moved(i)
         worker = self.client._known_worker(i)
         assert worker is not None
         hdr = L.RequestHdr()

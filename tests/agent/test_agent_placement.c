@@ -401,24 +401,31 @@ TEST(replicas)
     CHECK(strcmp(replicas_of(&q, "two"), "n3,n2") == 0);
     json_decref(j);
     agent_placement_free(&q);
-    /* n1 down: the copies it held move (kv-1's to n3, kv-2's to n2); kv-0
-     * runs on n1 and keeps its copy on n2 */
+    /* n1 down: what ran there moves to its replica (kv-0 to n2, "two" to
+     * n3, the replica with fewer instances), and the copies it held move
+     * (kv-1's to n3) */
     {
         const char *down[] = { "n1" };
         CHECK_EQ_INT(agent_placement_set_down(&p, down, 1), 0);
     }
     CHECK_EQ_INT(agent_place(&s, &p, NULL, nodes3, 3, &q, &probs), 0);
-    CHECK(strcmp(replicas_of(&q, "kv"), "n2 n3 n2") == 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n2 n2 n3") == 0);
+    CHECK(strcmp(replicas_of(&q, "kv"), "n3 n3 n2") == 0);
+    CHECK(strcmp(nodes_of(&q, "two"), "n3") == 0);
+    CHECK(strcmp(agent_placement_find(&q, "kv")->slot[0].moved_from, "n1") == 0);
+    CHECK(agent_placement_find(&q, "kv")->slot[1].moved_from[0] == '\0');
+    CHECK_EQ_INT((int)agent_placement_moved_untokened(&q), 2);
     agent_placement_free(&q);
-    /* n2 and n3 down: no node can take kv-0's copy (kv-1's and kv-2's go
-     * to n1): fewer, said so */
+    /* n2 and n3 down: kv-1 and kv-2 move to n1; kv-0 has no copy on a live
+     * node and waits for n1 (nothing to restore elsewhere) */
     {
         const char *down[] = { "n2", "n3" };
         CHECK_EQ_INT(agent_placement_set_down(&p, down, 2), 0);
     }
     CHECK_EQ_INT(agent_place(&s, &p, NULL, nodes3, 3, &q, &probs), 0);
-    CHECK_EQ_INT((int)agent_placement_replicas_short(&q, &s.d[0], nodes3, 3, &want), 1);
-    CHECK(strcmp(replicas_of(&q, "kv"), "- n1 n1") == 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n1 n1 n1") == 0);
+    CHECK_EQ_INT((int)agent_placement_replicas_short(&q, &s.d[0], nodes3, 3, &want), 3);
+    CHECK(strcmp(replicas_of(&q, "kv"), "- - -") == 0);
     agent_placement_free(&q);
     agent_placement_free(&p);
     /* an explicit count the selector can never give */
@@ -435,6 +442,88 @@ TEST(replicas)
     agent_problems_free(&probs);
 }
 
+/* Moves off a lost node: to a replica that has room and matches; none: it
+ * waits; the token the leader gives survives the record's JSON; a moved
+ * instance stays where it went when its old node comes back. */
+TEST(moves)
+{
+    agent_deploy d[1] = { dep("kv", 3) };
+    agent_place_node small[3] = {
+        { "n1", NULL, 0, 100, true },
+        { "n2", NULL, 0, 1, true },   /* room for one */
+        { "n3", NULL, 0, 100, true },
+    };
+    agent_spec s;
+    agent_placement empty, p, q, back;
+    agent_problems probs;
+    const char *down[] = { "n1" };
+    json_t *j;
+
+    d[0].replicas = 1;
+    s = spec_of(1, d);
+    agent_placement_init(&empty);
+    agent_problems_init(&probs);
+    CHECK_EQ_INT(agent_place(&s, &empty, NULL, small, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n1 n2 n3") == 0);
+    CHECK(strcmp(replicas_of(&p, "kv"), "n2 n1 n1") == 0);
+    CHECK_EQ_INT((int)agent_placement_moved_untokened(&p), 0);
+    /* n1 down: kv-0's replica n2 is full, so kv-0 waits (the copies n1
+     * held move) */
+    CHECK_EQ_INT(agent_placement_set_down(&p, down, 1), 0);
+    CHECK_EQ_INT(agent_place(&s, &p, NULL, small, 3, &q, &probs), 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n1 n2 n3") == 0);
+    CHECK(strcmp(replicas_of(&q, "kv"), "n2 n3 n2") == 0);
+    agent_placement_free(&q);
+    /* with room on n2 it moves there, and gets a new replica (n3) */
+    small[1].max_instances = 2;
+    CHECK_EQ_INT(agent_place(&s, &p, NULL, small, 3, &q, &probs), 0);
+    CHECK(strcmp(nodes_of(&q, "kv"), "n2 n2 n3") == 0);
+    CHECK(strcmp(replicas_of(&q, "kv"), "n3 n3 n2") == 0);
+    CHECK_EQ_INT((int)agent_placement_moved_untokened(&q), 1);
+    /* the leader's token, through JSON */
+    snprintf(agent_placement_find(&q, "kv")->slot[0].token, AGENT_TOKEN_LEN + 1, "%s",
+             "0123456789abcdef0123456789abcdef");
+    j = agent_placement_to_json(&q);
+    CHECK(j && strcmp(json_string_value(json_object_get(json_array_get(json_object_get(
+                  json_object_get(j, "deployments"), "kv"), 0), "moved_from")), "n1") == 0);
+    CHECK_EQ_INT(agent_placement_from_json(j, &back), 0);
+    CHECK(strcmp(agent_placement_find(&back, "kv")->slot[0].token,
+                 "0123456789abcdef0123456789abcdef") == 0);
+    CHECK_EQ_INT((int)agent_placement_moved_untokened(&back), 0);
+    json_decref(j);
+    /* n1 back: the moved instance stays on n2, with its token */
+    CHECK_EQ_INT(agent_placement_set_down(&back, NULL, 0), 0);
+    agent_placement_free(&p);
+    CHECK_EQ_INT(agent_place(&s, &back, NULL, small, 3, &p, &probs), 0);
+    CHECK(strcmp(nodes_of(&p, "kv"), "n2 n2 n3") == 0);
+    CHECK(strcmp(agent_placement_find(&p, "kv")->slot[0].token,
+                 "0123456789abcdef0123456789abcdef") == 0);
+    /* a token without moved_from, or a malformed one, is no record */
+    {
+        static const char *const bad[] = {
+            "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n1\", "
+            "\"worker\": 1, \"token\": \"0123456789abcdef0123456789abcdef\"}]}}",
+            "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n1\", "
+            "\"worker\": 1, \"moved_from\": \"n2\", \"token\": \"XYZ\"}]}}",
+            "{\"next_worker\": 2, \"deployments\": {\"kv\": [{\"node\": \"n1\", "
+            "\"worker\": 1, \"moved_from\": \"not a name\"}]}}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            agent_placement x;
+            j = json_loads(bad[i], 0, NULL);
+            CHECK(j != NULL);
+            CHECK_EQ_INT(agent_placement_from_json(j, &x), -EINVAL);
+            json_decref(j);
+        }
+    }
+    CHECK(probs.n == 0);
+    agent_placement_free(&p);
+    agent_placement_free(&q);
+    agent_placement_free(&back);
+    agent_spec_free(&s);
+    agent_problems_free(&probs);
+}
+
 int main(void)
 {
     RUN(spread_then_stable);
@@ -447,5 +536,6 @@ int main(void)
     RUN(running_before);
     RUN(down);
     RUN(replicas);
+    RUN(moves);
     return check_summary("test_agent_placement");
 }

@@ -491,6 +491,64 @@ TEST(placed)
     agent_state_free(&st);
 }
 
+/* A moved instance: the slot carries the leader's token, which the new
+ * instance takes; the same worker with another token is a new incarnation
+ * (it moved away and back): the old one retires beside it, and agent.json
+ * still reads back. */
+TEST(moved)
+{
+    agent_deploy d[1] = { dep("kv", 2, "1") };
+    agent_spec s = make_spec(1, d);
+    agent_slot slots[2] = { { .node = "n1", .worker = 5 }, { .node = "n1", .worker = 6 } };
+    agent_placed_dep pd = { "kv", 2, slots };
+    agent_placement pl = { .next_worker = 7, .n = 1, .d = &pd };
+    agent_alloc here = { .port_min = 7100, .port_max = 7199, .placement = &pl, .node = "n1" };
+    static const char tok[] = "00112233445566778899aabbccddeeff";
+    static const char *const kv1[] = { "kv-1" };
+    agent_state st, next;
+    agent_plan p;
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &here, &next, &p), 0);
+    CHECK(strcmp(next.inst[1].token, tok) != 0);
+    agent_state_free(&st);
+    agent_plan_free(&p);
+    st = next;
+    /* kv-1 went away to n2 and came back with the leader's token */
+    snprintf(slots[1].moved_from, sizeof(slots[1].moved_from), "n2");
+    memcpy(slots[1].token, tok, sizeof(tok));
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &here, &next, &p), 0);
+    CHECK(names_eq(&p.created, 1, kv1) && names_eq(&p.deleted, 1, kv1));
+    CHECK(next.ninst == 2 && strcmp(next.inst[1].token, tok) == 0 && next.inst[1].worker == 6);
+    CHECK(next.nretiring == 1 && next.retiring[0].worker == 6 &&
+          strcmp(next.retiring[0].token, tok) != 0);
+    CHECK(next.inst[1].port != next.retiring[0].port);
+    CHECK(strcmp(next.inst[0].token, st.inst[0].token) == 0); /* kv-0 untouched */
+    {
+        char path[] = "/tmp/dpr-test-moved-XXXXXX";
+        int fd = mkstemp(path);
+        dpr_err err = DPR_ERR_INIT;
+        agent_state back;
+        CHECK(fd >= 0);
+        close(fd);
+        CHECK_EQ_INT(agent_statefile_save(path, &next, &err), 0);
+        CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
+        CHECK(back.ninst == 2 && back.nretiring == 1);
+        agent_state_free(&back);
+        unlink(path);
+    }
+    agent_state_free(&st);
+    agent_plan_free(&p);
+    st = next;
+    /* the same placement again: nothing to do */
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &here, &next, &p), 0);
+    CHECK(!agent_plan_changed(&p));
+    agent_state_free(&next);
+    agent_plan_free(&p);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
 int main(void)
 {
     RUN(create_then_unchanged);
@@ -503,5 +561,6 @@ int main(void)
     RUN(plan_json);
     RUN(tokens);
     RUN(placed);
+    RUN(moved);
     return check_summary("test_agent_plan");
 }

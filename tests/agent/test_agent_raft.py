@@ -499,8 +499,12 @@ def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
     try:
         leader = agents.placeable()
         n1, n2, n3 = agents.agents
-        r = n1.call("apply", {"spec": spec_of(("kv", 3))})
-        assert r["placement"] == {"kv": ["n1", "n2", "n3"]}, r
+        # kv keeps its checkpoints on its nodes only (it waits for a lost
+        # node); mv's are copied to one other node (its instances move)
+        spec = spec_of(("kv", 3), replicas=0)
+        spec["cachestores"].append(dict(name="mv", shards=3, version="1"))
+        r = n1.call("apply", {"spec": spec})
+        assert r["placement"] == {"kv": ["n1", "n2", "n3"], "mv": ["n1", "n2", "n3"]}, r
         victim = n3 if leader is not n3 else n2
         watcher = n1 if leader is not n1 else [a for a in agents.agents
                                                if a not in (leader, victim)][0]
@@ -519,10 +523,14 @@ def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
             inst = [i for i in kv["instances"] if i["node"] == victim.node][0]
             assert inst["ready"] is False and inst["health"] == "node-down", inst
             assert kv["degraded"] and victim.node in kv["degraded"], kv
+            mv = [d for d in st["deployments"] if d["name"] == "mv"][0]
+            assert victim.node not in [i["node"] for i in mv["instances"]], mv
+            assert mv["degraded"] is None, mv
             nodes = {n["name"]: n for n in watcher.call("nodes")["nodes"]}
             assert nodes[victim.node]["down"] is True, nodes
             # no new instance goes there
-            r = n1.call("plan", {"spec": spec_of(("kv", 3), ("more", 3))})
+            spec["cachestores"].append(dict(name="more", shards=3, version="1"))
+            r = n1.call("plan", {"spec": spec})
             assert victim.node not in r["placement"]["more"], r
             ev = next_event(stream, lambda e: e["type"] == "node" and e.get("state") == "down")
             assert ev["name"] == victim.node, ev

@@ -322,7 +322,7 @@ TEST(env_file)
 {
     agent_instance in;
     agent_env_ctx ctx = { "/usr/local/bin/dpr-kv", "127.0.0.1", "127.0.0.1:7000", "demo",
-                          "node1", NULL };
+                          "node1", NULL, NULL };
     char sub[128], path[160], *text, *got;
     struct stat sb;
     size_t len;
@@ -353,6 +353,19 @@ TEST(env_file)
     CHECK(strstr(text, "\nDPR_KV_DOMAIN=kv\n") != NULL);
     CHECK(strstr(text, "\nDPR_KV_MAXMEMORY=0\n") != NULL); /* no limit */
     CHECK(strstr(text, "\nDPR_MAXMEMORY=0\n") != NULL);
+    CHECK(strstr(text, "SEED_DIR") == NULL); /* one node: no copies */
+    {
+        /* a cluster: copies before reports, and the copies this node holds
+         * of the worker (an instance moved here starts from them) */
+        agent_env_ctx cl = ctx;
+        char *t;
+        cl.replica_socket = "/run/dpr/replication.socket";
+        cl.replica_root = "/var/lib/dpr/replicas";
+        t = agent_env_render(&in, &cl);
+        CHECK(t && strstr(t, "\nDPR_KV_REPLICA_SOCKET=/run/dpr/replication.socket\n") != NULL);
+        CHECK(t && strstr(t, "\nDPR_KV_SEED_DIR=/var/lib/dpr/replicas/kv/17\n") != NULL);
+        free(t);
+    }
 
     make_dir();
     snprintf(sub, sizeof(sub), "%s/run/instances", dir);

@@ -21,10 +21,15 @@
  *     answer lists, and the cut is the last entry listed for this worker (0
  *     if none), all checked against the reply independently; on failure
  *     the output is untouched;
- *   - kv_finder_report_classify: acked exactly for a status reply, kept
- *     exactly for an error the finder sends for a worker (or a domain) it
- *     lost, and the error text is the reply's own for an error reply, NULL
- *     otherwise.
+ *   - kv_finder_report_classify: acked exactly for a status reply, fenced
+ *     exactly for a "FENCED " error, needs-auth exactly for the finder's
+ *     refusal of a report without a DPR.AUTH grant, kept exactly for (the
+ *     other) errors the finder sends for a worker (or a domain) it lost,
+ *     and the error text is the reply's own for an error reply, NULL
+ *     otherwise;
+ *   - kv_finder_auth_classify: ok exactly for a status reply, fenced for a
+ *     "FENCED " error (and for errors saying the token is not the
+ *     worker's), lost only for a lost-worker error, the same error text.
  *
  * Leaks (LeakSanitizer) fail the run. Seeds (corpus/fuzz_kv_finder_reply/):
  * raw answers of each kind captured from a running dpr-finder (registration,
@@ -201,11 +206,17 @@ static void check_report(const redisReply *rep)
     const char *error = (const char *)1;
     kv_report_outcome o = kv_finder_report_classify(rep, &error);
 
-    REQUIRE(o == KV_REPORT_ACKED || o == KV_REPORT_KEPT || o == KV_REPORT_DROPPED);
-    REQUIRE(error == (rep->type == REDIS_REPLY_ERROR ? rep->str : NULL));
+    bool err = rep->type == REDIS_REPLY_ERROR;
+
+    REQUIRE(o == KV_REPORT_ACKED || o == KV_REPORT_KEPT || o == KV_REPORT_DROPPED ||
+            o == KV_REPORT_FENCED || o == KV_REPORT_NEEDS_AUTH);
+    REQUIRE(error == (err ? rep->str : NULL));
     REQUIRE((o == KV_REPORT_ACKED) == (rep->type == REDIS_REPLY_STATUS));
-    REQUIRE((o == KV_REPORT_KEPT) ==
-            (rep->type == REDIS_REPLY_ERROR && kv_finder_error_lost_worker(rep->str)));
+    REQUIRE((o == KV_REPORT_FENCED) == (err && strncmp(rep->str, "FENCED ", 7) == 0));
+    REQUIRE((o == KV_REPORT_NEEDS_AUTH) ==
+            (err && o != KV_REPORT_FENCED && kv_finder_error_needs_auth(rep->str)));
+    REQUIRE((o == KV_REPORT_KEPT) == (err && o != KV_REPORT_FENCED && o != KV_REPORT_NEEDS_AUTH &&
+                                      kv_finder_error_lost_worker(rep->str)));
     if (o == KV_REPORT_KEPT)
         REQUIRE(strncmp(rep->str, "ERR unknown worker ", 19) == 0 ||
                 strncmp(rep->str, "ERR world-line ", 15) == 0 ||
@@ -213,6 +224,26 @@ static void check_report(const redisReply *rep)
     /* an unknown domain is one way of not knowing the worker */
     REQUIRE(!(rep->type == REDIS_REPLY_ERROR && kv_finder_error_unknown_domain(rep->str)) ||
             o == KV_REPORT_KEPT);
+}
+
+static void check_auth(const redisReply *rep)
+{
+    const char *error = (const char *)1;
+    kv_auth_outcome o = kv_finder_auth_classify(rep, &error);
+    bool err = rep->type == REDIS_REPLY_ERROR;
+
+    REQUIRE(o == KV_AUTH_OK || o == KV_AUTH_FENCED || o == KV_AUTH_LOST ||
+            o == KV_AUTH_UNSUPPORTED || o == KV_AUTH_FAILED);
+    REQUIRE(error == (err ? rep->str : NULL));
+    REQUIRE((o == KV_AUTH_OK) == (rep->type == REDIS_REPLY_STATUS));
+    if (err && strncmp(rep->str, "FENCED ", 7) == 0)
+        REQUIRE(o == KV_AUTH_FENCED);
+    if (o == KV_AUTH_LOST)
+        REQUIRE(kv_finder_error_lost_worker(rep->str));
+    if (o == KV_AUTH_UNSUPPORTED)
+        REQUIRE(strncmp(rep->str, "ERR unknown command ", 20) == 0);
+    if (!err && rep->type != REDIS_REPLY_STATUS)
+        REQUIRE(o == KV_AUTH_FAILED);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -245,6 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_add(rep, true);
             check_sync(rep, worker, &ids, &cap);
             check_report(rep);
+            check_auth(rep);
             freeReplyObject(reply);
         }
     }

@@ -249,6 +249,93 @@ TEST(format_1_is_read)
     free(v2);
 }
 
+/* --seed-dir: a worker moved to this node takes over the checkpoints copied
+ * from its previous node. Every complete checkpoint is copied, byte for
+ * byte and durably; nothing else is; the copies load as the originals. */
+TEST(seed_copies_checkpoints)
+{
+    char src[PATH_MAX], dst[PATH_MAX], path[PATH_MAX], other[PATH_MAX];
+    kv_dict d, got;
+    kv_ckpt_meta m = {5, 2, 0, 0, 0, 1}, mm;
+    dpr_err err = DPR_ERR_INIT;
+    uint64_t *v = NULL;
+    size_t n = 0, copied = 99, la = 0, lb = 0;
+    char *a, *b;
+
+    CHECK_EQ_INT(dpr_path_join(src, sizeof(src), dir, "seed"), 0);
+    CHECK_EQ_INT(dpr_path_join(dst, sizeof(dst), dir, "state"), 0);
+    CHECK_EQ_INT(mkdir(src, 0700), 0);
+    CHECK_EQ_INT(mkdir(dst, 0700), 0);
+    /* an empty seed: nothing to copy */
+    CHECK_EQ_INT(kv_ckpt_seed(dst, src, &copied, &err), 0);
+    CHECK_EQ_U64(copied, 0);
+    kv_dict_init(&d, seed);
+    fill(&d, 300);
+    for (uint64_t ver = 3; ver <= 4; ver++) {
+        m.version = ver;
+        CHECK_EQ_INT(kv_ckpt_write(src, &m, &d, &err), 0);
+    }
+    kv_ckpt_path(path, sizeof(path), src, 9, 1); /* a copy still being made there */
+    close(open(path, O_CREAT | O_WRONLY, 0600));
+    CHECK_EQ_INT(dpr_path_join(other, sizeof(other), src, "notes.txt"), 0);
+    close(open(other, O_CREAT | O_WRONLY, 0600));
+    CHECK_EQ_INT(kv_ckpt_seed(dst, src, &copied, &err), 0);
+    CHECK_EQ_U64(copied, 2);
+    CHECK_EQ_INT(kv_ckpt_list(dst, &v, &n), 0);
+    CHECK_EQ_U64(n, 2);
+    if (n == 2)
+        CHECK(v[0] == 3 && v[1] == 4);
+    free(v);
+    kv_ckpt_path(path, sizeof(path), dst, 9, 1);
+    CHECK(access(path, F_OK) != 0); /* no temporary file copied or left */
+    kv_ckpt_path(path, sizeof(path), dst, 4, 1);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_EQ_INT(dpr_path_join(path, sizeof(path), dst, "notes.txt"), 0);
+    CHECK(access(path, F_OK) != 0);
+    kv_ckpt_path(path, sizeof(path), src, 4, 0);
+    a = read_file(path, &la);
+    kv_ckpt_path(path, sizeof(path), dst, 4, 0);
+    b = read_file(path, &lb);
+    CHECK(a && b && la == lb && la > 0 && memcmp(a, b, la) == 0);
+    free(a);
+    free(b);
+    kv_dict_init(&got, seed);
+    CHECK_EQ_INT(kv_ckpt_load(path, 5, 4, &got, &mm, &err), 0);
+    CHECK(same(&d, &got));
+    CHECK_EQ_U64(mm.world_line, 2);
+    kv_dict_free(&got);
+
+    /* a missing seed directory: -ENOENT; one that cannot be read: an error
+     * naming it; a copy that fails leaves no temporary file */
+    CHECK_EQ_INT(dpr_path_join(path, sizeof(path), dir, "missing"), 0);
+    CHECK_EQ_INT(kv_ckpt_seed(dst, path, &copied, &err), -ENOENT);
+    CHECK_EQ_U64(copied, 0);
+    CHECK_EQ_INT(kv_ckpt_seed(dst, other, &copied, &err), -ENOTDIR);
+    CHECK(strstr(err.msg, "notes.txt") != NULL);
+    kv_ckpt_path(path, sizeof(path), dst, 3, 0);
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK_EQ_INT(mkdir(path, 0700), 0); /* renaming the copy of 3 onto a directory fails */
+    CHECK(kv_ckpt_seed(dst, src, &copied, &err) < 0);
+    CHECK(strstr(err.msg, "rename") != NULL);
+    CHECK_EQ_U64(copied, 1); /* the newest first: 4 is there, 3 is not */
+    kv_ckpt_path(path, sizeof(path), dst, 3, 1);
+    CHECK(access(path, F_OK) != 0);
+    kv_ckpt_path(path, sizeof(path), dst, 3, 0);
+    rmdir(path);
+
+    /* clean up */
+    for (uint64_t ver = 3; ver <= 4; ver++) {
+        kv_ckpt_remove(src, ver);
+        kv_ckpt_remove(dst, ver);
+    }
+    kv_ckpt_path(path, sizeof(path), src, 9, 1);
+    unlink(path);
+    unlink(other);
+    CHECK_EQ_INT(rmdir(src), 0);
+    CHECK_EQ_INT(rmdir(dst), 0);
+    kv_dict_free(&d);
+}
+
 static void cleanup_dir(void)
 {
     uint64_t *v = NULL;
@@ -273,6 +360,7 @@ int main(void)
     RUN(any_damage_is_detected);
     RUN(directory);
     RUN(format_1_is_read);
+    RUN(seed_copies_checkpoints);
     cleanup_dir();
     return check_summary("test_kv_ckpt");
 }

@@ -421,6 +421,70 @@ TEST(lost_worker_texts)
     CHECK(!kv_finder_error_unknown_domain(""));
 }
 
+static kv_auth_outcome auth(const char *bytes)
+{
+    redisReply *rep = reply_of(bytes);
+    const char *e = NULL;
+    kv_auth_outcome o;
+
+    if (!rep)
+        return (kv_auth_outcome)-1;
+    o = kv_finder_auth_classify(rep, &e);
+    CHECK(e == (rep->type == REDIS_REPLY_ERROR ? rep->str : NULL));
+    freeReplyObject(rep);
+    return o;
+}
+
+/* Fencing: the finder's answers to DPR.AUTH and to the reports of a shard
+ * whose worker was moved to another node (finder/src/cmd.c). */
+TEST(fencing_answers)
+{
+    char e[200];
+
+    /* reports */
+    CHECK_EQ_INT(classify("-FENCED worker 3 now belongs to another owner (it moved): this "
+                          "incarnation's reports are refused\r\n",
+                          e, sizeof(e)),
+                 KV_REPORT_FENCED);
+    CHECK(strncmp(e, "FENCED worker 3 now belongs", 27) == 0);
+    CHECK_EQ_INT(classify("-ERR worker 3 is registered by its owner: DPR.REPORT needs DPR.AUTH "
+                          "with its token on this connection\r\n",
+                          e, sizeof(e)),
+                 KV_REPORT_NEEDS_AUTH);
+    CHECK_EQ_INT(classify("-FENCEDX\r\n", e, sizeof(e)), KV_REPORT_DROPPED);
+    CHECK_EQ_INT(classify("-ERR FENCED worker 3\r\n", e, sizeof(e)), KV_REPORT_DROPPED);
+    CHECK(kv_finder_error_fenced("FENCED worker 1 is registered with another token: x"));
+    CHECK(!kv_finder_error_fenced("FENCED"));
+    CHECK(!kv_finder_error_fenced("fenced worker 1"));
+    CHECK(!kv_finder_error_fenced(NULL));
+    CHECK(!kv_finder_error_needs_auth("ERR worker 1 is registered by its owner: DPR.WORKER.ADD "
+                                      "needs its token"));
+    CHECK(!kv_finder_error_needs_auth(NULL));
+
+    /* DPR.AUTH */
+    CHECK_EQ_INT(auth("+OK\r\n"), KV_AUTH_OK);
+    CHECK_EQ_INT(auth("-FENCED worker 3 is registered with another token: this connection may "
+                      "not act for it (its owner moved it, or another incarnation registered "
+                      "it)\r\n"),
+                 KV_AUTH_FENCED);
+    CHECK_EQ_INT(auth("-FENCED worker 3 is registered without a token: x\r\n"), KV_AUTH_FENCED);
+    /* an error saying the token is not the worker's, whatever its code */
+    CHECK_EQ_INT(auth("-ERR worker 3 is registered with another token\r\n"), KV_AUTH_FENCED);
+    CHECK_EQ_INT(auth("-ERR worker 3 is registered by its owner: DPR.AUTH needs its token\r\n"),
+                 KV_AUTH_FENCED);
+    /* the finder does not know the worker (its state was lost?) */
+    CHECK_EQ_INT(auth("-ERR unknown worker 3\r\n"), KV_AUTH_LOST);
+    CHECK_EQ_INT(auth("-ERR unknown domain 'kv'\r\n"), KV_AUTH_LOST);
+    /* a finder from before DPR.AUTH */
+    CHECK_EQ_INT(auth("-ERR unknown command 'DPR.AUTH'\r\n"), KV_AUTH_UNSUPPORTED);
+    CHECK_EQ_INT(auth("-ERR too many DPR.AUTH grants on this connection (at most 64)\r\n"),
+                 KV_AUTH_FAILED);
+    CHECK_EQ_INT(auth("-ERR out of memory\r\n"), KV_AUTH_FAILED);
+    CHECK_EQ_INT(auth(":1\r\n"), KV_AUTH_FAILED);
+    CHECK_EQ_INT(auth("$2\r\nOK\r\n"), KV_AUTH_FAILED);
+    CHECK_EQ_INT(auth("*1\r\n+OK\r\n"), KV_AUTH_FAILED);
+}
+
 /* Arrays longer than KV_FINDER_MAX_ELEMENTS fail the reader at once. */
 TEST(reader_limits)
 {
@@ -477,6 +541,7 @@ int main(void)
     RUN(sync_errors_and_malformed);
     RUN(report_answers);
     RUN(lost_worker_texts);
+    RUN(fencing_answers);
     RUN(reader_limits);
     return check_summary("test_kv_finder");
 }

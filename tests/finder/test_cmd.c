@@ -12,6 +12,7 @@
 
 static dpr_buf out;
 static unsigned flags;
+static dpr_cmd_conn *conn; /* the connection run() executes on (NULL: no grants) */
 
 #define D DPR_DOMAIN_DEFAULT
 
@@ -29,7 +30,7 @@ static const char *run(dpr_domains *ds, int argc, ...)
     }
     va_end(ap);
     out.len = 0;
-    if (dpr_cmd_execute(ds, argc, argv, lens, &out, &flags) < 0)
+    if (dpr_cmd_execute(ds, conn, argc, argv, lens, &out, &flags) < 0)
         return "<enomem>";
     if (dpr_buf_append(&out, "", 1) < 0)
         return "<enomem>";
@@ -289,7 +290,7 @@ TEST(domains)
     }
     /* a NUL inside the name */
     out.len = 0;
-    CHECK_EQ_INT(dpr_cmd_execute(ds, 2, argv, lens, &out, &flags), 0);
+    CHECK_EQ_INT(dpr_cmd_execute(ds, conn, 2, argv, lens, &out, &flags), 0);
     CHECK(out.len == sizeof(invalid) - 1 && memcmp(out.data, invalid, out.len) == 0);
     /* arity first */
     CHECK(starts(run(ds, 1, "DPR.SYNC"), "-ERR wrong number of arguments for 'DPR.SYNC'"));
@@ -312,6 +313,169 @@ TEST(domains)
     publish(ds);
     CHECK(strcmp(run(ds, 2, "DPR.SYNC", "a-1.b_2"), "*3\r\n:1\r\n:0\r\n*0\r\n") == 0);
     CHECK_EQ_U64(dpr_domains_count(ds), 3);
+    dpr_domains_free(ds);
+}
+
+/* Fencing: the owner (the agent) moved worker 3 to another node and gave
+ * its record a new token. The old incarnation, still holding the old token
+ * on its connection, is refused ("-FENCED") from its next report on; the
+ * new incarnation authenticates with the new token and reports. */
+TEST(auth_and_fencing)
+{
+    dpr_domains *ds = NULL;
+    dpr_domains_state before, after;
+    dpr_cmd_conn *old_inc = NULL, *new_inc = NULL, *other = NULL;
+    dpr_finder *f;
+    char name[16], longtok[DPR_FINDER_TOKEN_MAX + 2];
+    static const char no_auth[] =
+        "-ERR worker 3 is registered by its owner: DPR.REPORT needs DPR.AUTH with its token "
+        "on this connection\r\n";
+    static const char fenced[] =
+        "-FENCED worker 3 now belongs to another owner (it moved): this incarnation's reports "
+        "are refused\r\n";
+
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    CHECK_EQ_INT(dpr_cmd_conn_new(&old_inc), 0);
+    CHECK_EQ_INT(dpr_cmd_conn_new(&new_inc), 0);
+    CHECK_EQ_INT(dpr_cmd_conn_new(&other), 0);
+
+    /* a registration with a token grants its connection */
+    conn = old_inc;
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", "kv", "3", "tok-A"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK_EQ_U64(dpr_cmd_conn_grants(old_inc), 1);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "4"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK_EQ_U64(dpr_cmd_conn_grants(old_inc), 1); /* no token, no grant */
+    publish(ds);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "1"), "+OK\r\n") == 0);
+    CHECK(flags == DPR_CMD_WAIT);
+    publish(ds);
+
+    /* another connection: no grant, no reports; a worker registered
+     * without a token reports anywhere, as before tokens */
+    conn = other;
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &before), 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "2"), no_auth) == 0);
+    CHECK(flags == DPR_CMD_DENIED);
+    conn = NULL;
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "2"), no_auth) == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "3", "tok-A"),
+                 "-ERR this connection cannot hold DPR.AUTH grants\r\n") == 0);
+    conn = other;
+    /* wrong tokens, unknown workers and bad input: refused, nothing held */
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "3", "tok-B"),
+                 "-FENCED worker 3 is registered with another token: this connection may not "
+                 "act for it (its owner moved it, or another incarnation registered it)\r\n") == 0);
+    CHECK(flags == DPR_CMD_DENIED);
+    CHECK(strstr(out.data, "tok-") == NULL);
+    CHECK(starts(run(ds, 4, "DPR.AUTH", "kv", "4", "tok-A"),
+                 "-FENCED worker 4 is registered without a token: "));
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "9", "tok-A"), "-ERR unknown worker 9\r\n") == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "nope", "3", "tok-A"),
+                 "-ERR unknown domain 'nope'\r\n") == 0);
+    CHECK(starts(run(ds, 4, "DPR.AUTH", "kv", "x", "tok-A"), "-ERR invalid worker id 'x'"));
+    CHECK(starts(run(ds, 4, "DPR.AUTH", "kv", "3", "two words"), "-ERR invalid token"));
+    CHECK(strstr(out.data, "words") == NULL);
+    CHECK(starts(run(ds, 4, "DPR.AUTH", "kv", "3", ""), "-ERR invalid token"));
+    CHECK(starts(run(ds, 3, "DPR.AUTH", "kv", "3"),
+                 "-ERR wrong number of arguments for 'DPR.AUTH'"));
+    CHECK(starts(run(ds, 5, "DPR.AUTH", "kv", "3", "tok-A", "x"), "-ERR wrong number"));
+    CHECK_EQ_U64(dpr_cmd_conn_grants(other), 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "2"), no_auth) == 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "4", "1"), "+OK\r\n") == 0);
+    publish(ds);
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &after), 0);
+    CHECK_EQ_U64(after.domains[0].state.workers[0].durable, 1); /* worker 3: only version 1 */
+    dpr_domains_state_free(&before);
+    dpr_domains_state_free(&after);
+    /* with the token, DPR.AUTH grants the connection (again: one grant) */
+    CHECK(strcmp(run(ds, 4, "dpr.auth", "kv", "3", "tok-A"), "+OK\r\n") == 0);
+    CHECK(flags == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "3", "tok-A"), "+OK\r\n") == 0);
+    CHECK_EQ_U64(dpr_cmd_conn_grants(other), 1);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "2"), "+OK\r\n") == 0);
+    publish(ds);
+
+    /* the owner moves worker 3: a new token, nothing else changes */
+    f = dpr_domains_find(ds, "kv");
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &before), 0);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 3, "tok-B", 5), 0);
+    CHECK(dpr_domains_dirty(ds)); /* the token is durable state: saved like the rest */
+    /* the old incarnation's next report is fenced, on either connection;
+     * the answer reads the working state, so it waits for its save */
+    conn = old_inc;
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "3"), fenced) == 0);
+    CHECK(flags == (DPR_CMD_WAIT | DPR_CMD_DENIED));
+    CHECK(strstr(out.data, "tok-") == NULL);
+    conn = other;
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "3", "3"), fenced) == 0);
+    CHECK(starts(run(ds, 4, "DPR.AUTH", "kv", "3", "tok-A"), "-FENCED worker 3 is registered "
+                                                              "with another token"));
+    /* ... and so is its registration (a crash-restart would roll back) */
+    CHECK(starts(run(ds, 4, "DPR.WORKER.ADD", "kv", "3", "tok-A"),
+                 "-ERR worker 3 is registered by its owner: DPR.WORKER.ADD needs its token"));
+    publish(ds);
+    CHECK_EQ_INT(dpr_domains_get_state(ds, &after), 0);
+    CHECK_EQ_U64(after.domains[0].state.world_line, before.domains[0].state.world_line);
+    CHECK_EQ_U64(after.domains[0].state.workers[0].durable, 2);
+    CHECK_EQ_U64(after.domains[0].state.workers[0].cut, before.domains[0].state.workers[0].cut);
+    CHECK(strcmp(after.domains[0].state.workers[0].token, "tok-B") == 0);
+    CHECK_EQ_U64(after.generation, before.generation + 1);
+    dpr_domains_state_free(&before);
+    dpr_domains_state_free(&after);
+
+    /* the new incarnation: registers with the new token (a restart: the
+     * domain rolls back to the cut, which it restores) and reports */
+    conn = new_inc;
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", "kv", "3", "tok-B"), "*2\r\n:2\r\n:2\r\n") == 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "2", "3", "3"), "+OK\r\n") == 0);
+    publish(ds);
+    /* or, on another connection, after DPR.AUTH with the new token */
+    conn = other;
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "3", "tok-B"), "+OK\r\n") == 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "2", "3", "4"), "+OK\r\n") == 0);
+    conn = old_inc;
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "2", "3", "5"), fenced) == 0);
+    /* setting the same token again changes nothing */
+    publish(ds);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 3, "tok-B", 5), 0);
+    CHECK(!dpr_domains_dirty(ds));
+    /* a worker removed (and so without a record) reports as an unknown one */
+    conn = new_inc;
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.REMOVE", "kv", "3", "tok-B"), "+OK\r\n") == 0);
+    CHECK(starts(run(ds, 5, "DPR.REPORT", "kv", "2", "3", "9"), "-ERR unknown worker 3"));
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "3", "tok-B"), "-ERR unknown worker 3\r\n") == 0);
+
+    /* at most DPR_CMD_MAX_GRANTS grants per connection */
+    conn = other;
+    for (int i = 0; i < DPR_CMD_MAX_GRANTS + 1; i++) {
+        snprintf(name, sizeof(name), "%d", 100 + i);
+        CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", "kv", name, "t"), "*2\r\n:2\r\n:0\r\n") == 0);
+    }
+    CHECK_EQ_U64(dpr_cmd_conn_grants(other), DPR_CMD_MAX_GRANTS);
+    snprintf(name, sizeof(name), "%d", 100 + DPR_CMD_MAX_GRANTS);
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", name, "t"),
+                 "-ERR too many DPR.AUTH grants on this connection (at most 64)\r\n") == 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "2", name, "1"),
+                 "-ERR worker 164 is registered by its owner: DPR.REPORT needs DPR.AUTH with "
+                 "its token on this connection\r\n") == 0);
+    CHECK(strcmp(run(ds, 4, "DPR.AUTH", "kv", "100", "t"), "+OK\r\n") == 0); /* held */
+    CHECK_EQ_U64(dpr_cmd_conn_grants(other), DPR_CMD_MAX_GRANTS);
+
+    /* the C calls' contract */
+    memset(longtok, 'k', sizeof(longtok) - 1);
+    longtok[sizeof(longtok) - 1] = '\0';
+    CHECK_EQ_INT(dpr_finder_set_token(f, 100, "", 0), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 100, "a b", 3), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 100, longtok, DPR_FINDER_TOKEN_MAX + 1), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 3, "tok-C", 5), -ENOENT); /* retired */
+    CHECK_EQ_INT(dpr_finder_set_token(f, 999, "tok-C", 5), -ENOENT);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 100, longtok, DPR_FINDER_TOKEN_MAX + 1), -EACCES);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 3, "tok-B", 5), -ENOENT);
+
+    dpr_cmd_conn_free(old_inc);
+    dpr_cmd_conn_free(new_inc);
+    dpr_cmd_conn_free(other);
+    conn = NULL;
     dpr_domains_free(ds);
 }
 
@@ -406,12 +570,20 @@ TEST(request_reader)
 int main(void)
 {
     dpr_buf_init(&out);
+    if (dpr_cmd_conn_new(&conn) < 0)
+        return 1;
     RUN(scenario_replies);
     RUN(bad_input_changes_nothing);
     RUN(domains);
     RUN(misc_commands);
     RUN(worker_tokens);
+    {
+        dpr_cmd_conn *saved = conn;
+        RUN(auth_and_fencing);
+        conn = saved;
+    }
     RUN(request_reader);
+    dpr_cmd_conn_free(conn);
     dpr_buf_free(&out);
     return check_summary("cmd");
 }

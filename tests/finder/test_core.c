@@ -1732,6 +1732,103 @@ TEST(tokens_guard_registration)
     CHECK(!dpr_finder_token_valid(" ", 1));
 }
 
+/* Fencing: the owner moved worker 1 (its node was lost) and gives its
+ * record a new token. Nothing else changes (no world-line, cut or durable
+ * version moves); the old token no longer passes dpr_finder_token_check nor
+ * registers the worker; the new one does both; the token is durable state. */
+TEST(tokens_change_owner)
+{
+    dpr_finder *f, *g;
+    dpr_finder_state before, after, st;
+    uint64_t gen, wl = 0, rs = 0;
+    char buf[DPR_FINDER_TOKEN_MAX + 1], longtok[DPR_FINDER_TOKEN_MAX + 2];
+
+    memset(longtok, 'x', sizeof(longtok) - 1);
+    longtok[sizeof(longtok) - 1] = '\0';
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK_EQ_INT(add_tok(f, 1, "old", NULL, NULL), 0);
+    CHECK_EQ_INT(add(f, 2, NULL, NULL), 0);
+    CHECK_EQ_INT(rep(f, 1, 1, 3), 0);
+    CHECK_EQ_INT(rep(f, 1, 2, 2), 0);
+    CHECK_EQ_INT(rep(f, 1, 1, 5), 0); /* durable 5, above the cut */
+    CHECK_EQ_INT(publish_now(f), 0);
+
+    /* who holds which token */
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, "old", 3), 0);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, "ol", 2), -EACCES);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, "oldx", 4), -EACCES);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, NULL, 0), -EACCES); /* it has one */
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, longtok, sizeof(longtok) - 1), -EACCES);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, "a b", 3), -EACCES);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 2, "old", 3), -EACCES); /* it has none */
+    CHECK_EQ_INT(dpr_finder_token_check(f, 2, NULL, 0), 0);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 3, "old", 3), -ENOENT);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 3, NULL, 0), -ENOENT);
+
+    /* refusals change nothing */
+    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 1, NULL, 0), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 1, "", 0), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 1, "a b", 3), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 1, longtok, sizeof(longtok) - 1), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 3, "new", 3), -ENOENT);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 1, "old", 3), 0); /* the same owner */
+    CHECK(!dpr_finder_dirty(f));
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK(state_equal(&before, &after));
+    dpr_finder_state_free(&after);
+
+    /* the move: a new token, one new generation, nothing else */
+    gen = dpr_finder_generation(f);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 1, "new", 3), 0);
+    CHECK_EQ_U64(dpr_finder_generation(f), gen + 1);
+    CHECK(dpr_finder_dirty(f));
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK_EQ_U64(after.world_line, before.world_line);
+    CHECK_EQ_U64(after.nworkers, before.nworkers);
+    for (size_t i = 0; i < after.nworkers; i++) {
+        CHECK_EQ_U64(after.workers[i].worker, before.workers[i].worker);
+        CHECK_EQ_U64(after.workers[i].cut, before.workers[i].cut);
+        CHECK_EQ_U64(after.workers[i].durable, before.workers[i].durable);
+    }
+    CHECK(strcmp(after.workers[0].token, "new") == 0);
+    CHECK(strcmp(after.workers[1].token, "") == 0);
+    dpr_finder_state_free(&before);
+    dpr_finder_state_free(&after);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, "old", 3), -EACCES);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 1, "new", 3), 0);
+    CHECK_EQ_U64(dpr_finder_world_line(f), 1);
+    CHECK_EQ_INT(publish_now(f), 0);
+    /* reports go on (the server checks who sends them) */
+    CHECK_EQ_INT(rep(f, 1, 1, 6), 0);
+    /* a worker registered without a token may be given one */
+    CHECK_EQ_INT(dpr_finder_set_token(f, 2, "two", 3), 0);
+    CHECK_EQ_INT(dpr_finder_token_check(f, 2, NULL, 0), -EACCES);
+    CHECK_EQ_INT(add(f, 2, NULL, NULL), -EACCES);
+    CHECK_EQ_INT(publish_now(f), 0);
+
+    /* durable: a finder restored from the saved state knows the new token */
+    CHECK_EQ_INT(dpr_finder_get_state(f, &st), 0);
+    CHECK_EQ_INT(dpr_finder_restore(&st, &g), 0);
+    dpr_finder_state_free(&st);
+    CHECK_EQ_INT(dpr_finder_token_check(g, 1, "new", 3), 0);
+    CHECK_EQ_INT(dpr_finder_token_check(g, 1, "old", 3), -EACCES);
+    CHECK(strcmp(token_of(g, 1, buf, sizeof(buf)), "new") == 0);
+    /* the old incarnation cannot register (and so roll the domain back) ... */
+    CHECK_EQ_INT(add_tok(g, 1, "old", &wl, &rs), -EACCES);
+    CHECK_EQ_U64(dpr_finder_world_line(g), 1);
+    /* ... the new one can: the crash-restart path, restoring the cut */
+    CHECK_EQ_INT(add_tok(g, 1, "new", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 2);
+    CHECK_EQ_U64(rs, wcut(g, 1));
+    /* a retired worker has no token to change */
+    CHECK_EQ_INT(remove_tok(g, 2, "two"), 0);
+    CHECK_EQ_INT(dpr_finder_set_token(g, 2, "three", 5), -ENOENT);
+    CHECK_EQ_INT(dpr_finder_token_check(g, 2, "two", 3), -ENOENT);
+    dpr_finder_free(g);
+    dpr_finder_free(f);
+}
+
 int main(void)
 {
     RUN(sequential_graph);
@@ -1743,6 +1840,7 @@ int main(void)
     RUN(remove_worker);
     RUN(remove_uncommitted_refused);
     RUN(tokens_guard_registration);
+    RUN(tokens_change_owner);
     RUN(world_line_prefixes);
     RUN(blocked_on_non_members);
     RUN(sync_view);

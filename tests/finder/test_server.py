@@ -302,6 +302,86 @@ def test_token_guards_readd_and_remove(finders):
     drop(c)
 
 
+def test_auth_grants_reports_of_a_worker_with_a_token(finders):
+    """Fencing: a worker registered with a token reports only on a
+    connection that holds its grant (DPR.AUTH with the token, or its own
+    DPR.WORKER.ADD with the token), checked at every report. A refusal
+    changes nothing, never shows a token, and is logged. Workers registered
+    without a token report anywhere, as before. (A change of the token, the
+    owner's C call when it moves the worker, is tested in test_cmd.c: it
+    makes the old connection's reports "-FENCED ...".)"""
+    f = finders()
+    owner = f.client()
+    secret = "fedcba9876543210fedcba9876543210"
+    assert owner.execute_command("DPR.WORKER.ADD", "default", A, secret) == [1, 0]
+    assert owner.execute_command("DPR.WORKER.ADD", "default", B) == [1, 0]
+    assert owner.execute_command("DPR.REPORT", "default", 1, A, 1) == b"OK"  # its grant
+
+    other = f.client()
+    before = sync(other)
+    saved = state_bytes(f.state_dir)
+    no_auth = ("worker 1 is registered by its owner: DPR.REPORT needs DPR.AUTH with its "
+               "token on this connection")
+    with pytest.raises(redis.ResponseError) as e:
+        other.execute_command("DPR.REPORT", "default", 1, A, 2)
+    assert str(e.value) == no_auth
+    for wrong in ("wrong", secret[:-1], secret + "0", secret.upper()):
+        with pytest.raises(redis.ResponseError) as e:
+            other.execute_command("DPR.AUTH", "default", A, wrong)
+        assert str(e.value).startswith("FENCED worker 1 is registered with another token: ")
+    with pytest.raises(redis.ResponseError) as e:
+        other.execute_command("DPR.AUTH", "default", B, secret)
+    assert str(e.value).startswith("FENCED worker 2 is registered without a token: ")
+    with pytest.raises(redis.ResponseError) as e:
+        other.execute_command("DPR.AUTH", "default", 99, secret)
+    assert str(e.value) == "unknown worker 99"
+    with pytest.raises(redis.ResponseError, match="^unknown domain 'nope'"):
+        other.execute_command("DPR.AUTH", "nope", A, secret)
+    with pytest.raises(redis.ResponseError, match="^invalid token: expected 1 to 128"):
+        other.execute_command("DPR.AUTH", "default", A, "two words")
+    with pytest.raises(redis.ResponseError, match="^wrong number of arguments for 'DPR.AUTH'"):
+        other.execute_command("DPR.AUTH", "default", A)
+    with pytest.raises(redis.ResponseError) as e:  # still no grant
+        other.execute_command("DPR.REPORT", "default", 1, A, 2)
+    assert str(e.value) == no_auth
+    assert sync(other) == before and state_bytes(f.state_dir) == saved
+    # a worker without a token reports on any connection
+    assert other.execute_command("DPR.REPORT", "default", 1, B, 1) == b"OK"
+    # with the token the connection acts for the owner
+    assert other.execute_command("DPR.AUTH", "default", A, secret) == b"OK"
+    assert other.execute_command("DPR.REPORT", "default", 1, A, 2) == b"OK"
+    assert sync(other)[1] == 2
+    log = f.output()
+    assert "refused: " + no_auth in log
+    assert "refused: FENCED worker 1 is registered with another token" in log
+    assert secret not in log and secret[:-1] not in log and "wrong" not in log
+
+    # a grant belongs to its connection: a new one (here after a restart of
+    # the finder, which keeps the token) authenticates again; pipelined
+    # DPR.AUTH and DPR.REPORT are answered in order
+    drop(owner)
+    drop(other)
+    f.kill(signal.SIGKILL)
+    f.wait_exit()
+    g = finders(f.state_dir)
+    c = g.client()
+    with pytest.raises(redis.ResponseError) as e:
+        c.execute_command("DPR.REPORT", "default", 1, A, 3)
+    assert str(e.value) == no_auth
+    p = c.pipeline(transaction=False)
+    p.execute_command("DPR.AUTH", "default", A, secret)
+    p.execute_command("DPR.REPORT", "default", 1, A, 3)
+    assert p.execute() == [b"OK", b"OK"]
+    assert cli(g.port, "DPR.REPORT", "default", 1, A, 4) == ["ERR " + no_auth]
+    # a registration of a known worker (the restart path) grants too
+    wl, _, cut = sync(c)
+    fresh = g.client()
+    assert fresh.execute_command("DPR.WORKER.ADD", "default", A, secret) == [2, cut[A]]
+    assert fresh.execute_command("DPR.REPORT", "default", 2, A, 4) == b"OK"
+    drop(c)
+    drop(fresh)
+
+
 def raw_exchange(port, data, timeout=3.0):
     """Sends data, returns (reply bytes, closed_by_server)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -447,6 +527,13 @@ BAD_COMMANDS = [
     ("DPR.REPORT", "default", "7", "1", "5"),
     ("DPR.REPORT", "default", "1", "999", "5"),
     ("DPR.REPORT", "default", "1", "-1", "5"),
+    ("DPR.AUTH", "default", "1"),                        # DPR.AUTH <domain> <worker> <token>
+    ("DPR.AUTH", "default", "1", "tok", "x"),
+    ("DPR.AUTH", "default", "x", "tok"),
+    ("DPR.AUTH", "default", "1", "two words"),
+    ("DPR.AUTH", "default", "1", "a-token"),             # registered without one
+    ("DPR.AUTH", "default", "999", "a-token"),
+    ("DPR.AUTH", "nope", "1", "a-token"),
     ("DPR.SYNC", "default", "extra"),
     ("DPR.PREFIX", "default",),
     ("DPR.PREFIX", "default", "1"),

@@ -26,6 +26,9 @@
 #define DPR_MSGID_FINDER_LOST_WORKER "c9f40c3028844b989e8f93ddb55dfafd"
 /* a cache-store cannot recover its data at start-up and exits */
 #define DPR_MSGID_RECOVERY_FAILED "1610ba77015a419083a62876c4e1130b"
+/* the finder fenced this cache-store: its worker was moved to another node
+ * (another incarnation holds the worker's token); it exits for good */
+#define DPR_MSGID_FENCED "480f90f231d5422ca59f38a0d3f162a7"
 
 /* dpr-agent: an instance became unhealthy (refusing writes, finder lost
  * its worker); DPR_INSTANCE= names it */

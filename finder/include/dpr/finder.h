@@ -128,6 +128,31 @@ int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *t
 int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker);
 
 /*
+ * Fencing: the owner moved worker (e.g. to another node after its node was
+ * lost) and gives the record a new token, token[0..token_len): from then
+ * on only the new incarnation, presenting the new token, may register it
+ * again, and the server refuses the reports of connections that
+ * authenticated with the old one (dpr_finder_token_check at every report).
+ * Nothing else changes: no new world-line, cut and versions as they are.
+ * The token is part of the durable state (the working state changes, so
+ * save and publish as after any mutation; the same token again changes
+ * nothing). Returns 0; -EINVAL for an invalid token (dpr_finder_token_valid);
+ * -ENOENT when worker is not registered (unknown, or retired); -ENOMEM
+ * (nothing changed).
+ */
+int dpr_finder_set_token(dpr_finder *f, uint64_t worker, const char *token, size_t token_len);
+/*
+ * Is worker registered with exactly token[0..token_len) (working state,
+ * compared in constant time)? 0 when it is; -EACCES when it is registered
+ * with another token or without one; -ENOENT when it is not registered.
+ * token_len 0 asks about "no token": 0 when the worker is registered
+ * without one, -EACCES when it has one. A token that is not valid matches
+ * no worker (-EACCES). Changes nothing.
+ */
+int dpr_finder_token_check(const dpr_finder *f, uint64_t worker, const char *token,
+                           size_t token_len);
+
+/*
  * Checkpoint `version` of worker is durable and depends on deps[0..ndeps).
  * Returns 0 when accepted or already known (a resend), -ESTALE when dropped
  * because it comes from an older world-line and lies above the cut, -ENOENT
