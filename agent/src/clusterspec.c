@@ -437,9 +437,14 @@ static int cmd_instances(agent *a, char *const *argv, const size_t *argvlen, dpr
     return dpr_buf_failed(out) ? -ENOMEM : 1;
 }
 
+static int cmd_endpoints(agent *a, int argc, char *const *argv, const size_t *argvlen,
+                         dpr_buf *out);
+
 int agent_cluster_spec_command(agent *a, int argc, char *const *argv, const size_t *argvlen,
                                dpr_buf *out)
 {
+    if (argc >= 1 && argvlen[0] == 21 && strncasecmp(argv[0], "DPR.CLUSTER.ENDPOINTS", 21) == 0)
+        return cmd_endpoints(a, argc, argv, argvlen, out);
     if (argc >= 1 && argvlen[0] == 21 && strncasecmp(argv[0], "DPR.CLUSTER.INSTANCES", 21) == 0 &&
         a->raft && agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
         if (argc != 3) {
@@ -449,6 +454,63 @@ int agent_cluster_spec_command(agent *a, int argc, char *const *argv, const size
         return cmd_instances(a, argv, argvlen, out);
     }
     return cmd_spec(a, argc, argv, argvlen, out);
+}
+
+/*
+ * DPR.CLUSTER.ENDPOINTS <deployment>, answered by every agent from the
+ * committed spec record and the instance records it has: *3 :<layout
+ * epoch> *n <endpoint of shard i, or nil while not published or its node
+ * is down> *n :<worker of shard i>. The layout epoch is the one the node of
+ * shard 0 published (0: none). A client that knows only the agents builds
+ * its shard list from it, and asks again when a shard stops answering (it
+ * moved).
+ */
+static int cmd_endpoints(agent *a, int argc, char *const *argv, const size_t *argvlen,
+                         dpr_buf *out)
+{
+    char name[AGENT_DEPLOY_NAME_MAX + 1];
+    const agent_placed_dep *d = NULL;
+    agent_placement pl;
+    json_t *rec, *lay;
+
+    if (argc != 2 || argvlen[1] == 0 || argvlen[1] >= sizeof(name) ||
+        memchr(argv[1], '\0', argvlen[1])) {
+        dpr_resp_error(out, "ERR wrong number of arguments for 'DPR.CLUSTER.ENDPOINTS': "
+                       "DPR.CLUSTER.ENDPOINTS DEPLOYMENT");
+        return dpr_buf_failed(out) ? -ENOMEM : 1;
+    }
+    memcpy(name, argv[1], argvlen[1]);
+    name[argvlen[1]] = '\0';
+    agent_placement_init(&pl);
+    rec = a->raft ? record(a) : NULL;
+    if (rec && agent_placement_from_json(json_object_get(rec, "placement"), &pl) == 0)
+        d = agent_placement_find(&pl, name);
+    json_decref(rec);
+    if (!d) {
+        dpr_resp_errorf(out, "ERR no deployment '%s' in the cluster's spec%s", name,
+                        a->raft ? "" : " (this agent runs alone: see its control socket)");
+        agent_placement_free(&pl);
+        return dpr_buf_failed(out) ? -ENOMEM : 1;
+    }
+    lay = agent_cluster_layout(a, name, &pl);
+    dpr_resp_array(out, 3);
+    dpr_resp_uint(out, (uint64_t)json_integer_value(json_object_get(lay, "epoch")));
+    json_decref(lay);
+    dpr_resp_array(out, d->shards);
+    for (uint32_t s = 0; s < d->shards; s++) {
+        json_t *o = agent_cluster_published(a, name, s, &d->slot[s]);
+        const char *ep = json_string_value(json_object_get(o, "endpoint"));
+        if (ep && !agent_placement_is_down(&pl, d->slot[s].node))
+            dpr_resp_bulk_str(out, ep);
+        else
+            dpr_resp_nil(out);
+        json_decref(o);
+    }
+    dpr_resp_array(out, d->shards);
+    for (uint32_t s = 0; s < d->shards; s++)
+        dpr_resp_uint(out, d->slot[s].worker);
+    agent_placement_free(&pl);
+    return dpr_buf_failed(out) ? -ENOMEM : 1;
 }
 
 /* DPR.CLUSTER.SPEC on the leader. */

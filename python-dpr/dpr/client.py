@@ -220,6 +220,35 @@ class Client:
         self.resize_timeout = resize_timeout
         self.layout_epoch = 0  # of the layout self.shards follows (0: as given)
         self._lock = threading.Lock()
+        # a cluster's agents (their finder ports) and the deployment's name:
+        # asked for the shards' endpoints again when a shard stops answering
+        self._agents: list[str] = []
+        self._deployment: str | None = None
+
+    @classmethod
+    def for_deployment(cls, name: str, agents: str | Sequence[str], **kwargs: Any) -> "Client":
+        """A Client for deployment ``name`` of a cluster, knowing only its
+        agents: their finder ports ("HOST:PORT" list, or "H:P,H:P,..."). Any
+        agent tells the deployment's shard endpoints and worker ids
+        (``DPR.CLUSTER.ENDPOINTS``); the agents are also its finders. When a
+        shard stops answering, the client asks the agents (and the other
+        shards) again, so a shard that moved to another node (its node was
+        lost) is followed. Other keyword arguments go to Client()."""
+        agents = _finder_list(agents)
+        got = _endpoints_from(agents, name, kwargs.get("timeout", 10.0),
+                              kwargs.get("connect_timeout", 2.0), strict=True)
+        assert got is not None  # (strict: raises instead)
+        epoch, endpoints, workers = got
+        missing = [i for i, e in enumerate(endpoints) if e is None]
+        if missing:
+            raise ConnectionError("deployment %r: no endpoint known yet for shard(s) %s (a "
+                                  "node down, or not started yet); try again"
+                                  % (name, ", ".join(str(i) for i in missing)))
+        kwargs.setdefault("domain", name)
+        c = cls(endpoints, agents, workers, **kwargs)
+        c.layout_epoch = epoch
+        c._agents, c._deployment = agents, name
+        return c
 
     def __repr__(self) -> str:
         return "dpr.Client(shards=%r, finder=%r, domain=%r)" % (self.shards, self.finder,
@@ -275,6 +304,13 @@ class Client:
             if (isinstance(r, list) and len(r) == 3 and isinstance(r[0], int)
                     and isinstance(r[2], list) and (best is None or r[0] > best[0])):
                 best = (r[0], r[2])
+        if self._agents and self._deployment:
+            # the cluster's view: the endpoints its agents know (a shard that
+            # moved, when no other shard can tell)
+            got = _endpoints_from(self._agents, self._deployment, self.timeout,
+                                  self.connect_timeout, strict=False)
+            if (got is not None and all(got[1]) and (best is None or got[0] > best[0])):
+                best = (got[0], got[1])
         return best is not None and best[0] > 0 and self._adopt_layout(best[0], best[1])
 
     def worker_ids(self) -> list[int]:
@@ -298,6 +334,39 @@ class Client:
         """INFO dpr of a shard, as a dict of strings."""
         with Connection(self.shards[shard], self.timeout, self.connect_timeout) as c:
             return _parse_info(c.call("INFO", "dpr"))
+
+
+def _endpoints_from(agents: Sequence[str], name: str, timeout: float, connect_timeout: float,
+                    strict: bool) -> tuple[int, list[str | None], list[int]] | None:
+    """(layout epoch, endpoint or None per shard, worker per shard) of
+    deployment name, from the first agent that answers. None when none does
+    (strict: raises dpr.ConnectionError, or dpr.ResponseError for the
+    agent's refusal, e.g. an unknown deployment)."""
+    last: Exception | None = None
+    for a in agents:
+        try:
+            with Connection(a, timeout, connect_timeout) as c:
+                r = c.call("DPR.CLUSTER.ENDPOINTS", name)
+        except ConnectionError as e:
+            last = e
+            continue
+        except ResponseError as e:
+            if strict and not str(e).startswith(("NOTLEADER", "TRYAGAIN")):
+                raise
+            last = e
+            continue
+        if (not isinstance(r, list) or len(r) != 3 or not isinstance(r[0], int)
+                or not isinstance(r[1], list) or not isinstance(r[2], list)
+                or len(r[1]) != len(r[2]) or not r[1]
+                or not all(isinstance(w, int) for w in r[2])):
+            last = ProtocolError("%s: DPR.CLUSTER.ENDPOINTS answered %r" % (a, r))
+            continue
+        eps = [e.decode() if isinstance(e, bytes) else None for e in r[1]]
+        return r[0], eps, list(r[2])
+    if strict:
+        raise ConnectionError("no agent of %s told the endpoints of deployment %r: %s"
+                              % (",".join(agents), name, last))
+    return None
 
 
 def _connect_shard(client: Client, conn: Connection, i: int, deadline: float) -> None:

@@ -602,7 +602,11 @@ class Cluster:
         if "workers" not in kwargs and all(isinstance(i.worker, int) for i in dep.instances):
             kwargs["workers"] = [i.worker for i in dep.instances]
         kwargs.setdefault("domain", dep.domain or name)
-        return Client(shards=dep.endpoints, finder=st.finder.address, **kwargs)
+        client = Client(shards=dep.endpoints, finder=st.finder.address, **kwargs)
+        # in a cluster the agents (every finder port) know where shards
+        # moved: a shard that stops answering is looked up there again
+        client._agents, client._deployment = list(client.finders), name
+        return client
 
 
 def _ready_timeout(st: Status, timeout: float) -> ReadyTimeout:

@@ -510,6 +510,16 @@ def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
                                                if a not in (leader, victim)][0]
         wait_for(lambda: victim.node in own_nodes(watcher), timeout=10,
                  what="the victim's instance published")
+        # any agent tells a client where the shards are (a follower too)
+        before = wait_for(lambda: (lambda e: e if all(e[1]) else None)(
+            endpoints_of(watcher, "mv")), timeout=10, what="mv's endpoints published")
+        agents_list = [finder_of(a) for a in agents.agents]
+        c = dpr.Client.for_deployment("mv", agents_list)
+        assert c.shards == before[1] and c.domain == "mv", (c, before)
+        assert c.worker_ids() == before[2]
+        assert c.finders == agents_list
+        assert "no deployment 'nope'" in finder_error(finder_of(watcher),
+                                                       "DPR.CLUSTER.ENDPOINTS", "nope")
         sock, stream = watcher.events()
         try:
             victim.proc.kill(signal.SIGSTOP)  # alive but silent, like a lost machine
@@ -526,6 +536,16 @@ def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
             mv = [d for d in st["deployments"] if d["name"] == "mv"][0]
             assert victim.node not in [i["node"] for i in mv["instances"]], mv
             assert mv["degraded"] is None, mv
+            # the agents tell the moved shard's new address (same worker)
+            moved = int(victim.node[1:]) - 1
+            after = wait_for(lambda: (lambda e: e if e[1][moved] not in (None, before[1][moved])
+                                      else None)(endpoints_of(watcher, "mv")),
+                             timeout=10, what="mv's moved shard published")
+            assert after[2] == before[2], (before, after)
+            assert after[1][:moved] + after[1][moved + 1:] == \
+                before[1][:moved] + before[1][moved + 1:], (before, after)
+            kv_eps = endpoints_of(watcher, "kv")
+            assert kv_eps[1][moved] is None, kv_eps  # waits on its node: no address
             nodes = {n["name"]: n for n in watcher.call("nodes")["nodes"]}
             assert nodes[victim.node]["down"] is True, nodes
             # no new instance goes there
@@ -547,6 +567,13 @@ def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
             victim.proc.kill(signal.SIGCONT)  # (never leave it stopped)
     finally:
         agents.close()
+
+
+def endpoints_of(a, deployment):
+    """(layout epoch, endpoints, workers) of deployment as agent a tells
+    clients (DPR.CLUSTER.ENDPOINTS on its finder port)."""
+    epoch, eps, workers = finder_call(finder_of(a), "DPR.CLUSTER.ENDPOINTS", deployment)
+    return epoch, [e.decode() if e is not None else None for e in eps], list(workers)
 
 
 def own_nodes(a):
