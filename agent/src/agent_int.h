@@ -43,6 +43,7 @@ typedef struct inst_rt {
     agent_health health;   /* derived from the unit and its StatusText; reported */
     char fail_text[AGENT_STATUS_TEXT_MAX]; /* the last "failed: ..." StatusText */
     bool want_start;       /* start it if it is not running */
+    bool waits_hand_over;  /* last_error says it waits for its worker's hand-over */
     bool restart_pending;  /* updated: restart it in rolling order */
     bool in_flight;        /* an operation was issued, not yet done */
     agent_unit_op op;

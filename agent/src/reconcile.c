@@ -202,11 +202,14 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
         snprintf(rt->last_error, sizeof(rt->last_error), "not started: the finder holds "
                  "another token for worker %llu (moved here: waiting for the hand-over)",
                  (unsigned long long)in->worker);
+        rt->waits_hand_over = true;
         a->start_gated = true; /* asked again at the next cluster tick */
         return;
     }
-    if (strncmp(rt->last_error, "not started: the finder", 23) == 0)
+    if (rt->waits_hand_over) {
+        rt->waits_hand_over = false;
         rt->last_error[0] = '\0';
+    }
     if (agent_write_env(a, in) < 0) {
         rt->want_start = false;
         return;

@@ -1,6 +1,7 @@
 /* test_agent_plan.c - plans: created/updated/deleted/unchanged, stable
  * allocations, generation bumps only on change, retiring instances. */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <stdlib.h>
@@ -431,6 +432,33 @@ TEST(plan_json)
     agent_state_free(&st);
 }
 
+/* Does st survive agent.json (saved, loaded: its checks pass) with ninst
+ * instances and nretiring retiring ones? */
+static bool reads_back(const agent_state *st, size_t ninst, size_t nretiring)
+{
+    char path[] = "/tmp/dpr-test-plan-XXXXXX";
+    int fd = mkstemp(path);
+    dpr_err err = DPR_ERR_INIT;
+    agent_state back;
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    close(fd);
+    ok = agent_statefile_save(path, st, &err) == 0 && agent_statefile_load(path, &back, &err) == 0;
+    if (!ok)
+        fprintf(stderr, "    %s\n", err.msg);
+    else {
+        ok = back.ninst == ninst && back.nretiring == nretiring;
+        for (size_t i = 0; ok && i < ninst; i++)
+            ok = back.inst[i].worker == st->inst[i].worker &&
+                 strcmp(back.inst[i].token, st->inst[i].token) == 0;
+        agent_state_free(&back);
+    }
+    unlink(path);
+    return ok;
+}
+
 /* In a cluster the plan takes only the instances placed on this node,
  * with the cluster's worker ids; another id under the same name is another
  * instance. */
@@ -469,22 +497,8 @@ TEST(placed)
     CHECK(next.nretiring == 1 && next.retiring[0].worker == 7 && next.inst[1].worker == 9);
     CHECK(strcmp(next.inst[1].token, st.inst[1].token) != 0);
     CHECK_EQ_U64(next.next_worker, 10);
-    {
-        /* what agent.json holds reads back (its checks pass) */
-        char path[] = "/tmp/dpr-test-placed-XXXXXX";
-        int fd = mkstemp(path);
-        dpr_err err = DPR_ERR_INIT;
-        agent_state back;
-        CHECK(fd >= 0);
-        close(fd);
-        CHECK_EQ_INT(agent_statefile_save(path, &next, &err), 0);
-        CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
-        if (err.msg[0])
-            fprintf(stderr, "    %s\n", err.msg);
-        CHECK(back.ninst == 2 && back.inst[1].worker == 9 && back.nretiring == 1);
-        agent_state_free(&back);
-        unlink(path);
-    }
+    /* what agent.json holds reads back (its checks pass) */
+    CHECK(reads_back(&next, 2, 1));
     agent_state_free(&next);
     agent_plan_free(&p);
     agent_spec_free(&s);
@@ -524,19 +538,7 @@ TEST(moved)
           strcmp(next.retiring[0].token, tok) != 0);
     CHECK(next.inst[1].port != next.retiring[0].port);
     CHECK(strcmp(next.inst[0].token, st.inst[0].token) == 0); /* kv-0 untouched */
-    {
-        char path[] = "/tmp/dpr-test-moved-XXXXXX";
-        int fd = mkstemp(path);
-        dpr_err err = DPR_ERR_INIT;
-        agent_state back;
-        CHECK(fd >= 0);
-        close(fd);
-        CHECK_EQ_INT(agent_statefile_save(path, &next, &err), 0);
-        CHECK_EQ_INT(agent_statefile_load(path, &back, &err), 0);
-        CHECK(back.ninst == 2 && back.nretiring == 1);
-        agent_state_free(&back);
-        unlink(path);
-    }
+    CHECK(reads_back(&next, 2, 1));
     agent_state_free(&st);
     agent_plan_free(&p);
     st = next;

@@ -391,8 +391,9 @@ def test_apply_and_delete_on_any_node_go_through_the_leader(agents):
     assert [i["worker"] for i in kv["instances"]] == [1, 2], kv
     assert kv["instances"][0]["endpoint"].startswith("127.0.0.1:"), kv
     assert kv["instances"][1]["endpoint"].startswith("127.0.0.2:"), kv
-    assert [i["endpoint"] for i in whole_kv(n1)["instances"]] == \
-        [i["endpoint"] for i in kv["instances"]]
+    # (n1 may apply the last instance record a moment after n3)
+    kv1 = wait_for(lambda: whole_kv(n1), timeout=10, what="kv seen from n1")
+    assert [i["endpoint"] for i in kv1["instances"]] == [i["endpoint"] for i in kv["instances"]]
     with dpr.connect(n3.sock) as cluster:
         client = cluster.client("kv")
         assert client.shards == [i["endpoint"] for i in kv["instances"]]

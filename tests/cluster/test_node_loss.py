@@ -54,6 +54,15 @@ def dep(st, name):
     return [d for d in st["deployments"] if d["name"] == name][0]
 
 
+def check_results(w, results):
+    """Every committed operation of both sessions read back, survivors a
+    prefix (writers.py), and `sessions` never rolled back."""
+    log = "\n".join(w.log[-40:])
+    assert results.get("kv", "").startswith("ok "), log
+    assert results.get("sessions", "").startswith("ok "), log
+    assert " rollbacks=0 errors=0 " in results["sessions"], results["sessions"]
+
+
 def start(c, replicas):
     """The agents one cluster; SPEC applied from node1, kv with `replicas`;
     node1's status once every instance is ready."""
@@ -107,10 +116,7 @@ def test_a_lost_node_leaves_its_deployment_degraded_until_it_returns(cluster):
         w.moves_on("after node3 returned", ops=100)
     finally:
         results = w.finish()
-    log = "\n".join(w.log[-40:])
-    assert results.get("kv", "").startswith("ok "), log
-    assert results.get("sessions", "").startswith("ok "), log
-    assert " rollbacks=0 errors=0 " in results["sessions"], results["sessions"]
+    check_results(w, results)
     print("node power cut -> marked down after %.1f s (raft.node_down_after_ms 10 s)" % detected)
 
 
@@ -179,9 +185,6 @@ def test_a_lost_node_s_instances_move_and_the_old_ones_are_fenced(cluster, how):
         w.moves_on("after node3 returned", ops=100)
     finally:
         results = w.finish()
-    log = "\n".join(w.log[-40:])
-    assert results.get("kv", "").startswith("ok "), log
-    assert results.get("sessions", "").startswith("ok "), log
-    assert " rollbacks=0 errors=0 " in results["sessions"], results["sessions"]
+    check_results(w, results)
     print("node lost (%s) -> marked down after %.1f s, kv-2 serving on %s after %.1f s"
           % (how, detected, copy_on[0], serving))
