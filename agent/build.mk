@@ -7,11 +7,16 @@
 AGENT_SRC = $(filter-out agent/src/main.c,$(sort $(wildcard agent/src/*.c)))
 AGENT_A = $(BUILD)/libdpragent.a
 AGENT_BIN = $(BUILD)/dpr-agent
-AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson -lraft -llz4
+# avahi-client (DNS-SD) and libnl-route (address and link events): flags
+# from pkg-config, like every library whose headers are not in /usr/include.
+AGENT_PKGS = avahi-client libnl-route-3.0
+AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson -lraft -llz4 \
+             $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null)
 
 # (finder/src: the RESP request reader, request.h, which replserver.c uses too)
-$(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include -Ifinder/src
-$(BUILD)/obj/tests/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include
+AGENT_PKG_CFLAGS := $(shell pkg-config --cflags $(AGENT_PKGS) 2>/dev/null)
+$(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include -Ifinder/src $(AGENT_PKG_CFLAGS)
+$(BUILD)/obj/tests/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include $(AGENT_PKG_CFLAGS)
 
 $(AGENT_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC))
 	@rm -f $@
@@ -54,7 +59,7 @@ install-agent: $(AGENT_BIN)
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
 # modules only.
 AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c \
-                   cstate.c placement.c replproto.c) \
+                   cstate.c placement.c replproto.c dnssd.c) \
                  libdpr/src/domain.c finder/src/request.c
 FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
 

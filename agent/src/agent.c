@@ -11,6 +11,7 @@
 
 #include "agent_int.h"
 #include "clusterspec.h"
+#include "discovery.h"
 #include "peerreq.h"
 #include "replica.h"
 #include "common/err.h"
@@ -108,6 +109,7 @@ void agent_update_status(agent *a)
 {
     char text[512], sick[160] = "", part[200] = "";
     size_t ready = 0, unhealthy = 0, off = 0;
+    const char *why;
 
     agent_cluster_publish(a, true); /* other nodes see this node's instances */
 
@@ -128,6 +130,10 @@ void agent_update_status(agent *a)
              agent_finder_address(a->finder),
              a->finder_lost ? " STATE LOST (see docs/operations.md)" : "",
              agent_units_connected(a->units) ? "systemd connected" : "systemd not reachable");
+    if (agent_net_degraded(a, &why)) {
+        size_t len = strlen(text);
+        snprintf(text + len, sizeof(text) - len, "; node degraded: %s", why);
+    }
     if (strcmp(text, a->status_text) == 0)
         return;
     snprintf(a->status_text, sizeof(a->status_text), "%s", text);
@@ -356,21 +362,18 @@ static json_t *op_node_remove(agent *a, const agent_request *req)
 static json_t *handle(void *arg, agent_client *c, const agent_request *req)
 {
     agent *a = arg;
-    const agent_peer *peer = agent_client_peer(c);
     json_t *result;
 
-    log_debug("request %s from pid %d uid %u", agent_op_name(req->op), (int)peer->pid,
-              (unsigned)peer->uid);
+    log_debug("request %s from %s", agent_op_name(req->op), agent_client_name(c));
     switch (req->op) {
     case AGENT_OP_PLAN:
         return op_apply(a, c, req, true);
     case AGENT_OP_APPLY:
         if (!req->dry_run)
-            log_info("apply requested by pid %d uid %u", (int)peer->pid, (unsigned)peer->uid);
+            log_info("apply requested by %s", agent_client_name(c));
         return op_apply(a, c, req, req->dry_run);
     case AGENT_OP_DELETE:
-        log_info("delete '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
-                 (unsigned)peer->uid);
+        log_info("delete '%s' requested by %s", req->name, agent_client_name(c));
         return op_delete(a, c, req);
     case AGENT_OP_STATUS:
         if (req->name && (!a->st.spec.name || agent_spec_find(&a->st.spec, req->name) < 0) &&
@@ -382,8 +385,7 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
         result = agent_nodes_json(a);
         return result ? agent_reply_ok(req->id, result) : NULL;
     case AGENT_OP_NODE_REMOVE:
-        log_info("removal of node '%s' requested by pid %d uid %u", req->name, (int)peer->pid,
-                 (unsigned)peer->uid);
+        log_info("removal of node '%s' requested by %s", req->name, agent_client_name(c));
         return op_node_remove(a, req);
     case AGENT_OP_EVENTS:
         agent_client_make_stream(c);
@@ -542,6 +544,8 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     rc_cfg.election_ms = a->cfg->raft_election_ms;
     rc_cfg.heartbeat_ms = a->cfg->raft_heartbeat_ms;
     rc_cfg.join = a->cfg->raft_join;
+    rc_cfg.wait_for_peers = a->cfg->discovery && a->cfg->nraft_peers == 0 &&
+                            a->cfg->raft_expect > 0;
     rc = agent_raft_open(a->loop, &rc_cfg, &rh, &a->raft, err);
     if (rc < 0)
         return rc;
@@ -556,6 +560,7 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     if (rc < 0)
         return rc;
     memset(&mc, 0, sizeof(mc));
+    mc.cluster = a->cfg->cluster;
     mc.name = a->cfg->node_name;
     mc.raft_address = a->cfg->raft_address;
     mc.finder_address = agent_finder_listen(a->finder);
@@ -601,7 +606,43 @@ static void on_timer_closed(uv_handle_t *h)
     (void)h;
 }
 
-int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hooks,
+static void on_publish_tick(uv_timer_t *t)
+{
+    agent_publish_update(t->data);
+    agent_publish_peers(t->data);
+}
+
+static void on_discovery_state(void *arg)
+{
+    agent_update_status(arg);
+}
+
+static void on_discovery_peers(void *arg)
+{
+    agent_publish_peers(arg);
+}
+
+/* DNS-SD (agent.conf discovery.enabled): publishing, and in a cluster
+ * browsing for its agents. */
+static int start_discovery(agent *a, dpr_err *err)
+{
+    agent_discovery_config dc = { .cluster = a->cfg->cluster,
+                                  .browse_agents = a->raft != NULL };
+    agent_discovery_hooks dh = { .state = on_discovery_state, .peers = on_discovery_peers,
+                                 .arg = a };
+
+    if (!a->cfg->discovery) {
+        log_info("discovery: off (agent.conf discovery.enabled = false)");
+        return 0;
+    }
+    if (agent_discovery_start(a->loop, &dc, &dh, &a->discovery) < 0)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    agent_publish_update(a);
+    uv_timer_start(&a->publish_timer, on_publish_tick, PUBLISH_TICK_MS, PUBLISH_TICK_MS);
+    return 0;
+}
+
+int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
                 agent **out, dpr_err *err)
 {
     agent *a = calloc(1, sizeof(*a));
@@ -637,9 +678,14 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
     uv_timer_init(loop, &a->finder_timer);
     uv_timer_init(loop, &a->retry_timer);
     uv_timer_init(loop, &a->cluster_timer);
+    uv_timer_init(loop, &a->publish_timer);
     a->finder_timer.data = a->retry_timer.data = a->cluster_timer.data = a;
+    a->publish_timer.data = a;
     a->timers_open = true;
     *out = a; /* from here on handles exist on the loop */
+    rc = agent_net_start(a, err); /* (node.address may name an interface) */
+    if (rc < 0)
+        goto fail_started;
 
     fh.committed = agent_on_finder_commit;
     fh.failed = on_finder_failed;
@@ -677,6 +723,8 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
     cc.root_reserved = cfg->control_root_reserved;
     cc.idle_timeout_ms = cfg->control_idle_timeout_ms;
     cc.max_input_bytes = cfg->control_max_input_bytes;
+    cc.listen = cfg->control_listen;
+    cc.remote_full = cfg->control_remote_full;
     gr = getgrnam(cfg->control_group);
     if (gr) {
         cc.have_group = true;
@@ -700,6 +748,9 @@ int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hoo
         goto fail_started;
     }
     agent_retire_in_finder(a);
+    rc = start_discovery(a, err);
+    if (rc < 0)
+        goto fail_started;
     log_info("serving the control API on %s (cluster '%s', node '%s')", cfg->control_socket,
              cfg->cluster, cfg->node_name);
     agent_update_status(a);
@@ -734,11 +785,15 @@ void agent_stop(agent *a)
     agent_raft_close(a->raft); /* frees itself once closed */
     a->raft = NULL;
     agent_layouts_stop(a->layouts);
+    agent_discovery_stop(a->discovery); /* withdraws every record */
+    a->discovery = NULL;
+    agent_net_stop(a);
     if (a->timers_open) {
         a->timers_open = false;
         uv_close((uv_handle_t *)&a->finder_timer, on_timer_closed);
         uv_close((uv_handle_t *)&a->retry_timer, on_timer_closed);
         uv_close((uv_handle_t *)&a->cluster_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&a->publish_timer, on_timer_closed);
     }
 }
 

@@ -25,11 +25,12 @@ typedef struct agent_hooks {
 /*
  * Locks and loads the state directory, opens the finder, writes instance
  * files, binds the control socket and starts connecting to systemd. On
- * success the agent is ready to serve (READY=1). cfg must outlive it.
+ * success the agent is ready to serve (READY=1). cfg must outlive it; the
+ * agent updates its node.address when that names an interface (nodenet.c).
  * A negative errno with a message in err; *out is then set only if the
  * agent has handles closing on the loop (call agent_free after running it).
  */
-int agent_start(uv_loop_t *loop, const agent_config *cfg, const agent_hooks *hooks,
+int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
                 agent **out, dpr_err *err);
 /* Stops serving: closes the control socket and the systemd connection,
  * stops the finder gracefully. Cache-store units keep running. */

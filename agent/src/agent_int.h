@@ -55,7 +55,7 @@ typedef struct inst_rt {
 
 struct agent {
     uv_loop_t *loop;
-    const agent_config *cfg;
+    agent_config *cfg;     /* (node.address of an interface follows it: nodenet.c) */
     agent_hooks hooks;
     char state_path[PATH_MAX];
     int lock_fd;
@@ -87,6 +87,13 @@ struct agent {
     uint64_t insts_sent_ms;
     agent_layouts *layouts; /* layouts and resizes (layout.c) */
     struct agent_replica *replica; /* checkpoint replication (a cluster, replica.c) */
+    struct agent_discovery *discovery; /* DNS-SD (discovery.h); NULL: disabled */
+    struct agent_netwatch *net; /* node.address's link and address; NULL: not watched */
+    uv_timer_t publish_timer; /* agent_publish_update every PUBLISH_TICK_MS */
+    /* a fresh node bootstrapping from what DNS-SD found: the set it would
+     * bootstrap (a hash) and since when it has not changed (uv_now) */
+    uint64_t boot_key, boot_since;
+    uint64_t join_key;        /* the agents last given to membership (a hash) */
     inst_rt *rt;
     size_t nrt, caprt;
     char **halted;         /* deployments whose rolling update stopped on an error */
@@ -135,6 +142,28 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
                         const char *emsg);
 void agent_retire_in_finder(agent *a);
 void agent_set_halted(agent *a, const char *deployment, bool halted);
+
+/* nodenet.c */
+/* Watches node.address (an interface: resolves it into cfg first). 0, or
+ * a negative errno with a message (an interface without an address). */
+int agent_net_start(agent *a, dpr_err *err);
+void agent_net_stop(agent *a);
+/* The network part of status. */
+json_t *agent_net_json(agent *a);
+/* Has the node lost its address or link? *reason says how. */
+bool agent_net_degraded(agent *a, const char **reason);
+
+/* publish.c */
+/* How often the records are brought up to date (cheap when unchanged). */
+#define PUBLISH_TICK_MS 250
+/* Hands discovery what this node publishes now (a no-op when unchanged). */
+void agent_publish_update(agent *a);
+/* What a node without a seed list makes of the agents DNS-SD found:
+ * bootstraps a new cluster with them (raft.expect), or asks them to add it
+ * (raft.join, or left out of the bootstrap). */
+void agent_publish_peers(agent *a);
+/* The discovery part of status. */
+json_t *agent_discovery_json(agent *a);
 
 /* report.c */
 json_t *agent_status_json(agent *a, const char *deployment);

@@ -953,7 +953,7 @@ static json_t *published_instance(agent *a, const agent_instance *in)
     char endpoint[320];
     json_t *o;
 
-    agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
+    agent_env_endpoint(in, agent_config_cs_host(a->cfg), endpoint, sizeof(endpoint));
     o = json_pack("{s:s, s:I, s:I, s:s, s:b, s:b}", "name", in->name, "shard",
                   (json_int_t)in->shard, "worker", (json_int_t)in->worker, "endpoint", endpoint,
                   "ready", rt && agent_rt_ready(rt), "units", agent_units_connected(a->units));

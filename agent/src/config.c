@@ -322,6 +322,7 @@ static int read_replication(ctx *x, config_setting_t *repl, agent_config *c)
     dpr_err err = DPR_ERR_INIT;
 
     snprintf(def, sizeof(def), "%s:7401", c->node_address ? c->node_address : "127.0.0.1");
+    c->repl_listen_derived = !repl || !config_setting_get_member(repl, "listen");
     if (get_str(x, repl, "replication.listen", "listen", def, false, &c->repl_listen) < 0)
         return -ENOMEM;
     if (c->control_socket && dpr_dirname(c->control_socket, dir, sizeof(dir)) == 0)
@@ -362,10 +363,10 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
 {
     static const char *const keys[] = { "address", "peers", "election_timeout_ms",
                                         "heartbeat_timeout_ms", "join", "node_down_after_ms",
-                                        NULL };
+                                        "expect", NULL };
     config_setting_t *peers;
     long long election = AGENT_RAFT_ELECTION_MS, heartbeat = AGENT_RAFT_HEARTBEAT_MS;
-    long long down = AGENT_NODE_DOWN_MS;
+    long long down = AGENT_NODE_DOWN_MS, expect = 0;
     size_t before = x->probs->n;
 
     check_members(x, raft, "raft.", keys);
@@ -396,9 +397,20 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
         problem_at(x, member_or(raft, "heartbeat_timeout_ms", raft), "'raft.heartbeat_timeout_ms' "
                    "must be at most half of 'raft.election_timeout_ms'");
     get_bool(x, raft, "raft.join", "join", &c->raft_join);
-    if (c->raft_join && c->nraft_peers == 0)
-        problem_at(x, member_or(raft, "join", raft), "'raft.join' needs 'raft.peers': the "
-                   "agents to ask (any members of the running cluster)");
+    if (c->raft_join && c->nraft_peers == 0 && !c->discovery)
+        problem_at(x, member_or(raft, "join", raft), "'raft.join' needs 'raft.peers' (the "
+                   "agents to ask: any members of the running cluster) or discovery on");
+    get_int(x, raft, "raft.expect", "expect", 1, AGENT_RAFT_EXPECT_MAX, &expect);
+    c->raft_expect = (uint32_t)expect;
+    if (expect && c->nraft_peers)
+        problem_at(x, member_or(raft, "expect", raft), "'raft.expect' is for a cluster "
+                   "without a seed list: remove 'raft.peers' or 'raft.expect'");
+    else if (expect && c->raft_join)
+        problem_at(x, member_or(raft, "expect", raft), "'raft.expect' bootstraps a new "
+                   "cluster, 'raft.join' joins a running one: set one of them");
+    else if (expect && !c->discovery)
+        problem_at(x, member_or(raft, "expect", raft), "'raft.expect' finds the other agents "
+                   "by DNS-SD: it needs 'discovery.enabled'");
     get_int(x, raft, "raft.node_down_after_ms", "node_down_after_ms", 1000, 86400000, &down);
     if (x->probs->n == before && down <= 2 * election)
         problem_at(x, member_or(raft, "node_down_after_ms", raft), "'raft.node_down_after_ms' "
@@ -413,20 +425,23 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
                                        "finder", "cachestores", "log", "raft", "replication",
-                                       NULL };
+                                       "discovery", NULL };
+    static const char *const disc_keys[] = { "enabled", NULL };
     static const char *const repl_keys[] = { "listen", "socket", NULL };
     static const char *const node_keys[] = { "name", "address", "labels", "max_instances",
                                              NULL };
     static const char *const control_keys[] = { "socket", "group", "max_connections",
                                                 "max_connections_per_user",
                                                 "root_reserved_connections", "idle_timeout_ms",
-                                                "max_input_bytes", NULL };
+                                                "max_input_bytes", "listen", "remote_access",
+                                                NULL };
     static const char *const finder_keys[] = { "listen", NULL };
     static const char *const cs_keys[] = { "instance_directory", "listen_address",
                                            "port_min", "port_max", "checkpoint_interval_ms",
                                            "max_clients", "impls", NULL };
     static const char *const log_keys[] = { "verbose", NULL };
-    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl;
+    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc;
+    char *remote = NULL;
     struct sockaddr_storage ss;
     char host[256] = "localhost";
     long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000, maxinst = 0;
@@ -442,6 +457,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     log = get_group(x, root, "log");
     raft = get_group(x, root, "raft");
     repl = get_group(x, root, "replication");
+    disc = get_group(x, root, "discovery");
+    if (disc)
+        check_members(x, disc, "discovery.", disc_keys);
     if (repl)
         check_members(x, repl, "replication.", repl_keys);
     if (node)
@@ -466,14 +484,26 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     rc |= get_str(x, control, "control.socket", "socket", "/run/dpr/agent.sock", false,
                   &c->control_socket);
     rc |= get_str(x, control, "control.group", "group", "dpr", false, &c->control_group);
+    rc |= get_str(x, control, "control.listen", "listen", NULL, false, &c->control_listen);
+    rc |= get_str(x, control, "control.remote_access", "remote_access", "read-only", false,
+                  &remote);
     rc |= get_str(x, finder, "finder.listen", "listen", "127.0.0.1:7000", false,
                   &c->finder_listen);
     rc |= get_str(x, cs, "cachestores.instance_directory", "instance_directory",
                   "/run/dpr/instances", false, &c->instance_dir);
     rc |= get_str(x, cs, "cachestores.listen_address", "listen_address", NULL, false,
                   &c->cs_address);
-    if (rc)
+    if (rc) {
+        free(remote);
         return -ENOMEM;
+    }
+    if (strcmp(remote, "full") == 0)
+        c->control_remote_full = true;
+    else if (strcmp(remote, "read-only") != 0)
+        problem_at(x, member_or(control, "remote_access", control), "'control.remote_access' "
+                   "must be \"read-only\" or \"full\" (got '%s')", remote);
+    free(remote);
+    c->cs_address_derived = !c->cs_address;
     if (!c->cs_address && c->node_address && !(c->cs_address = strdup(c->node_address)))
         return -ENOMEM;
     before = x->probs->n;
@@ -486,6 +516,8 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
             AGENT_MAX_CLIENTS_MAX, &maxc);
     get_int(x, node, "node.max_instances", "max_instances", 1, 65535, &maxinst);
     get_bool(x, log, "log.verbose", "verbose", &c->verbose);
+    c->discovery = true;
+    get_bool(x, disc, "discovery.enabled", "enabled", &c->discovery);
     read_control_limits(x, control, c);
     if (node && read_labels(x, node, c) < 0)
         return -ENOMEM;
@@ -531,6 +563,16 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     if (c->control_group && !*c->control_group)
         problem_at(x, member_or(control, "group", control), "'control.group' must not be "
                    "empty");
+    if (c->control_listen) {
+        dpr_hostport hp;
+        dpr_err err = DPR_ERR_INIT;
+
+        if (dpr_hostport_parse(c->control_listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp,
+                               &err) < 0 ||
+            dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0)
+            problem_at(x, member_or(control, "listen", control), "'control.listen': %s",
+                       err.msg);
+    }
     if (c->finder_listen) {
         dpr_hostport hp;
         dpr_err err = DPR_ERR_INIT;
@@ -622,6 +664,8 @@ void agent_config_free(agent_config *c)
     free(c->raft_address);
     free(c->repl_listen);
     free(c->repl_socket);
+    free(c->control_listen);
+    free(c->node_interface);
     for (size_t i = 0; i < c->nraft_peers; i++)
         free(c->raft_peers[i]);
     free(c->raft_peers);
@@ -633,6 +677,48 @@ void agent_config_free(agent_config *c)
     }
     free(c->impls);
     memset(c, 0, sizeof(*c));
+}
+
+/* *dst = a copy of v: 0 or -ENOMEM (*dst unchanged). */
+static int replace_str(char **dst, const char *v)
+{
+    char *copy = strdup(v);
+
+    if (!copy)
+        return -ENOMEM;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+int agent_config_resolve_address(agent_config *c, const char *ifname, const char *addr)
+{
+    const char *colon = c->repl_listen ? strrchr(c->repl_listen, ':') : NULL;
+    char listen[32];
+
+    if (!c->node_interface && replace_str(&c->node_interface, ifname) < 0)
+        return -ENOMEM;
+    if (replace_str(&c->node_address, addr) < 0)
+        return -ENOMEM;
+    /* listeners on every address: a new address needs no rebinding */
+    if (c->cs_address_derived && replace_str(&c->cs_address, "0.0.0.0") < 0)
+        return -ENOMEM;
+    if (c->repl_listen_derived && colon && strncmp(c->repl_listen, "0.0.0.0:", 8) != 0) {
+        snprintf(listen, sizeof(listen), "0.0.0.0:%.8s", colon + 1);
+        if (replace_str(&c->repl_listen, listen) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+const char *agent_config_cs_host(const agent_config *c)
+{
+    const char *h = c->cs_address;
+
+    return !h || !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 ||
+                   strcmp(h, "*") == 0
+               ? c->node_address
+               : h;
 }
 
 const char *agent_config_impl_exec(const agent_config *c, const char *name)

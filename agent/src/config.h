@@ -20,6 +20,7 @@
 #define AGENT_RAFT_ELECTION_MS 500
 #define AGENT_RAFT_HEARTBEAT_MS 50
 #define AGENT_NODE_DOWN_MS 10000
+#define AGENT_RAFT_EXPECT_MAX 5
 
 typedef struct agent_impl {
     char *name;   /* as used in specs: "dpr-kv" */
@@ -37,6 +38,10 @@ typedef struct agent_config {
     char *state_dir;          /* default /var/lib/dpr */
     char *control_socket;     /* default /run/dpr/agent.sock */
     char *control_group;      /* default dpr */
+    /* the control API over TCP too (control.listen "HOST:PORT"; NULL: off),
+     * and what its callers may do: false read-only (default), true all */
+    char *control_listen;
+    bool control_remote_full;
     /* control socket limits (defaults: AGENT_CONTROL_* in control.h) */
     uint32_t control_max_connections;     /* in all; default 256 */
     uint32_t control_max_per_user;        /* of one non-root uid; default 32 */
@@ -62,9 +67,22 @@ typedef struct agent_config {
      * default AGENT_NODE_DOWN_MS */
     uint32_t node_down_after_ms;
     bool raft_join;           /* a fresh node joins a running cluster */
+    /* a fresh node without peers bootstraps a new cluster once it has found
+     * this many fresh agents of its cluster (itself included) by DNS-SD;
+     * 0: never (raft.expect) */
+    uint32_t raft_expect;
     /* checkpoint replication (a cluster only, replica.h) */
     char *repl_listen;        /* replication.listen; default node.address:7401 */
     char *repl_socket;        /* replication.socket; default beside control.socket */
+    /* DNS-SD through avahi (discovery.h): publish this node's records and
+     * browse for the agents of its cluster; default true */
+    bool discovery;
+    /* node.address names an interface (netwatch.h): its name, else NULL.
+     * Set by agent_config_resolve_address, which also puts the interface's
+     * address into node_address and the settings derived from it. */
+    char *node_interface;
+    bool cs_address_derived;  /* cachestores.listen_address was not set */
+    bool repl_listen_derived; /* replication.listen was not set */
 } agent_config;
 
 /*
@@ -75,6 +93,17 @@ typedef struct agent_config {
  */
 int agent_config_load(const char *path, agent_config *out, agent_problems *probs);
 void agent_config_free(agent_config *c);
+
+/*
+ * node.address is the interface ifname whose IPv4 address is now addr:
+ * node_address becomes addr, and the listeners derived from it
+ * (cachestores.listen_address, replication.listen when not set) listen on
+ * every address, so that a new address needs no rebinding. 0 or -ENOMEM.
+ */
+int agent_config_resolve_address(agent_config *c, const char *ifname, const char *addr);
+/* The host clients reach this node's cache-stores on: listen_address, or
+ * node.address when that listens on every address. */
+const char *agent_config_cs_host(const agent_config *c);
 
 /* The program of impl name, or NULL when the config does not know it. */
 const char *agent_config_impl_exec(const agent_config *c, const char *name);

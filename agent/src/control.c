@@ -1,15 +1,19 @@
 /* control.c - see control.h. */
 #include "control.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -30,11 +34,34 @@
  * at net.core.somaxconn): a burst must not make connect() fail with EAGAIN
  * for clients with non-blocking sockets. */
 #define LISTEN_BACKLOG 1024
-/* Refused connections logged one by one per second; the rest are counted. */
+/* Refusals logged one by one per second; the rest are counted. */
 #define REFUSALS_LOGGED_PER_SEC 10
+/* TCP keepalive of control connections: a remote peer that vanished (its
+ * host crashed, the network split) is noticed even on an event stream,
+ * which has no idle timeout, and gives its slot back. */
+#define TCP_KEEPALIVE_SEC 60
+
+/*
+ * Log lines of refusals (anyone can cause them) are rate limited: at most
+ * REFUSALS_LOGGED_PER_SEC a second one by one, the rest counted and their
+ * number logged at the end of the second.
+ */
+typedef struct refusal_log {
+    agent_control *ctl;
+    const char *what;      /* "connections", "requests over TCP" */
+    uv_timer_t timer;
+    bool timer_open;
+    uint64_t since_ms;     /* window start */
+    size_t logged, quiet;  /* in this window: logged, not logged */
+} refusal_log;
 
 struct agent_client {
-    uv_pipe_t pipe;
+    union {                /* the connection: a pipe, or TCP (peer.remote) */
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_pipe_t pipe;
+        uv_tcp_t tcp;
+    } conn;
     uv_timer_t idle_timer; /* served connections only */
     agent_control *ctl;
     agent_client *prev, *next;
@@ -48,8 +75,8 @@ struct agent_client {
     bool closing;
     bool paused;
     agent_pending *pending; /* a request answered later: no further line runs */
-    int handles;           /* pipe (+ idle timer) still to be closed */
-    char name[64];         /* for logs: "pid 12 uid 0" */
+    int handles;           /* conn (+ idle timer) still to be closed */
+    char name[AGENT_PEER_ADDR_MAX]; /* for logs: "pid 12 uid 0", "10.0.0.5:41234" */
 };
 
 struct agent_pending {
@@ -62,20 +89,22 @@ struct agent_control {
     uv_loop_t *loop;
     uv_pipe_t listener;
     bool listener_open;
+    uv_tcp_t tcp_listener;  /* cfg.listen */
+    bool tcp_listener_open;
+    char tcp_address[DPR_ADDR_STR_MAX]; /* bound; "" when none */
     bool closing;
-    size_t open_handles;   /* listener + clients still to be closed */
+    size_t open_handles;   /* listeners, timers and clients still to be closed */
     agent_control_config cfg;
     char *path;
+    char *listen;          /* cfg.listen's copy */
     agent_control_handler handler;
     void *arg;
     agent_client *clients; /* served connections */
     size_t nclients, nstreams;
     size_t input_bytes;    /* sum of in.cap over the served connections */
     dpr_buf deny_line;     /* the permission_denied line, made once */
-    uv_timer_t refusal_timer; /* logs how many refusals were not logged */
-    bool refusal_timer_open;
-    uint64_t refusals_since_ms; /* log rate limit: window start, logged, not logged */
-    size_t refusals_logged, refusals_quiet;
+    refusal_log refused_conns;    /* connections refused at accept */
+    refusal_log refused_requests; /* requests refused over TCP (read-only) */
     char readbuf[READ_CHUNK];
 };
 
@@ -84,6 +113,7 @@ static void maybe_free_ctl(agent_control *ctl)
     if (ctl->closing && ctl->open_handles == 0) {
         dpr_buf_free(&ctl->deny_line);
         free(ctl->path);
+        free(ctl->listen);
         free(ctl);
     }
 }
@@ -121,7 +151,7 @@ static void client_close(agent_client *c)
         c->pending = NULL;
     }
     if (c->served) {
-        dpr_uv_discard_input((uv_handle_t *)&c->pipe);
+        dpr_uv_discard_input(&c->conn.handle);
         DPR_LIST_REMOVE(ctl->clients, c);
         ctl->nclients--;
         if (c->stream)
@@ -129,7 +159,7 @@ static void client_close(agent_client *c)
         input_release(c);
         uv_close((uv_handle_t *)&c->idle_timer, on_client_closed);
     }
-    uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+    uv_close(&c->conn.handle, on_client_closed);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -175,11 +205,11 @@ static void on_write_done(uv_stream_t *s, int status)
         return;
     }
     if (c->paused &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < MAX_PENDING_OUTPUT / 2) {
+        uv_stream_get_write_queue_size(&c->conn.stream) < MAX_PENDING_OUTPUT / 2) {
         c->paused = false;
         process_lines(c);
         if (!c->closing && !c->paused && !c->close_after_write &&
-            uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0)
+            uv_read_start(&c->conn.stream, on_alloc, on_read) < 0)
             client_close(c);
     }
     idle_update(c);
@@ -194,7 +224,7 @@ static int send_line(agent_client *c, dpr_buf *line)
         dpr_buf_free(line);
         return -EPIPE;
     }
-    rc = dpr_uv_write((uv_stream_t *)&c->pipe, line, on_write_done);
+    rc = dpr_uv_write(&c->conn.stream, line, on_write_done);
     if (rc < 0)
         return rc;
     c->writes_pending++;
@@ -225,7 +255,7 @@ static void fail_and_close(agent_client *c, const char *code, const char *msg)
 {
     json_t *reply = agent_reply_error(NULL, code, msg, NULL);
 
-    uv_read_stop((uv_stream_t *)&c->pipe);
+    uv_read_stop(&c->conn.stream);
     c->close_after_write = true;
     input_release(c);
     send_json(c, reply);
@@ -260,6 +290,71 @@ static void on_idle(uv_timer_t *t)
     }
 }
 
+static void on_refusal_timer(uv_timer_t *t)
+{
+    refusal_log *rl = t->data;
+
+    log_notice("control socket: %zu more %s refused (at most %d a second are logged one by "
+               "one)", rl->quiet, rl->what, REFUSALS_LOGGED_PER_SEC);
+    rl->since_ms = dpr_mono_ms();
+    rl->logged = rl->quiet = 0;
+}
+
+/* True when this refusal may be logged; the others are counted and their
+ * number logged at the end of the second. */
+static bool refusal_logged(refusal_log *rl)
+{
+    uint64_t now = dpr_mono_ms(), spent;
+
+    if (rl->quiet == 0 && now - rl->since_ms >= 1000) {
+        rl->since_ms = now;
+        rl->logged = 0;
+    }
+    if (rl->logged < REFUSALS_LOGGED_PER_SEC) {
+        rl->logged++;
+        return true;
+    }
+    if (rl->quiet++ == 0) {
+        spent = now - rl->since_ms;
+        uv_timer_start(&rl->timer, on_refusal_timer, spent < 1000 ? 1000 - spent : 0, 0);
+    }
+    return false;
+}
+
+/*
+ * What a TCP caller may do while control.remote_access is "read-only": an
+ * allow-list of the ops that change nothing, so that an op added later is
+ * refused over TCP until someone decides otherwise.
+ */
+static bool remote_read_only_allows(const agent_request *req)
+{
+    switch (req->op) {
+    case AGENT_OP_STATUS:
+    case AGENT_OP_NODES:
+    case AGENT_OP_EVENTS:
+    case AGENT_OP_PLAN:
+        return true;
+    case AGENT_OP_APPLY:
+        return req->dry_run != 0;
+    default:
+        return false;
+    }
+}
+
+/* The reply to a request that a TCP caller may not make. */
+static json_t *remote_refusal(agent_client *c, const agent_request *req)
+{
+    const char *op = agent_op_name(req->op);
+    char msg[240];
+
+    if (refusal_logged(&c->ctl->refused_requests))
+        log_notice("control client %s: %s refused: control.remote_access is read-only",
+                   c->name, op);
+    snprintf(msg, sizeof(msg), "%s is refused over TCP: this agent's control.remote_access is "
+             "read-only (set \"full\" to allow, only on a trusted network until TLS)", op);
+    return agent_reply_error(req->id, AGENT_E_PERMISSION_DENIED, msg, NULL);
+}
+
 static void handle_line(agent_client *c, char *line, size_t len)
 {
     agent_control *ctl = c->ctl;
@@ -271,15 +366,19 @@ static void handle_line(agent_client *c, char *line, size_t len)
     if (len == 0)
         return; /* blank lines are ignored */
     if (agent_request_parse(line, len, &req, &reply) == 0) {
-        reply = ctl->handler(ctl->arg, c, &req);
-        if (reply == AGENT_REPLY_DEFERRED) {
-            agent_request_free(&req);
-            idle_update(c);
-            return; /* agent_pending_reply sends it */
+        if (c->peer.remote && !ctl->cfg.remote_full && !remote_read_only_allows(&req)) {
+            reply = remote_refusal(c, &req);
+        } else {
+            reply = ctl->handler(ctl->arg, c, &req);
+            if (reply == AGENT_REPLY_DEFERRED) {
+                agent_request_free(&req);
+                idle_update(c);
+                return; /* agent_pending_reply sends it */
+            }
+            if (!reply)
+                reply = agent_reply_error(req.id, AGENT_E_INTERNAL, "internal error (see the "
+                                          "agent's log)", NULL);
         }
-        if (!reply)
-            reply = agent_reply_error(req.id, AGENT_E_INTERNAL, "internal error (see the "
-                                      "agent's log)", NULL);
         agent_request_free(&req);
     }
     send_json(c, reply);
@@ -334,9 +433,9 @@ static void process_lines(agent_client *c)
         }
         handle_line(c, c->in.data + start, n);
         start += n + 1;
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > MAX_PENDING_OUTPUT) {
+        if (uv_stream_get_write_queue_size(&c->conn.stream) > MAX_PENDING_OUTPUT) {
             c->paused = true;
-            uv_read_stop((uv_stream_t *)&c->pipe);
+            uv_read_stop(&c->conn.stream);
             break;
         }
     }
@@ -353,6 +452,12 @@ static void process_lines(agent_client *c)
     idle_update(c);
 }
 
+/* Whether x is root on the Unix socket (a TCP caller never is). */
+static bool is_root(const agent_client *x)
+{
+    return !x->peer.remote && x->peer.uid == 0;
+}
+
 /*
  * The served connection to close when the input buffers would exceed the
  * budget: the one holding the most, non-root connections before root's; c
@@ -361,7 +466,7 @@ static void process_lines(agent_client *c)
  */
 static size_t holder_rank(const agent_client *x, size_t cap)
 {
-    return (x->peer.uid != 0 ? SIZE_MAX / 2 : 0) + cap; /* cap <= INPUT_MAX */
+    return (!is_root(x) ? SIZE_MAX / 2 : 0) + cap; /* cap <= INPUT_MAX */
 }
 
 static agent_client *largest_holder(agent_control *ctl, agent_client *c, size_t c_cap)
@@ -475,39 +580,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     process_lines(c);
 }
 
-static void on_refusal_timer(uv_timer_t *t)
-{
-    agent_control *ctl = t->data;
-
-    log_notice("control socket: %zu more connections refused (at most %d a second are "
-               "logged one by one)", ctl->refusals_quiet, REFUSALS_LOGGED_PER_SEC);
-    ctl->refusals_since_ms = dpr_mono_ms();
-    ctl->refusals_logged = ctl->refusals_quiet = 0;
-}
-
-/* Rate limit for the log lines of refused connections (anyone can cause
- * them): true when this one may be logged; the others are counted and
- * their number logged at the end of the second. */
-static bool refusal_logged(agent_control *ctl)
-{
-    uint64_t now = dpr_mono_ms(), spent;
-
-    if (ctl->refusals_quiet == 0 && now - ctl->refusals_since_ms >= 1000) {
-        ctl->refusals_since_ms = now;
-        ctl->refusals_logged = 0;
-    }
-    if (ctl->refusals_logged < REFUSALS_LOGGED_PER_SEC) {
-        ctl->refusals_logged++;
-        return true;
-    }
-    if (ctl->refusals_quiet++ == 0) {
-        spent = now - ctl->refusals_since_ms;
-        uv_timer_start(&ctl->refusal_timer, on_refusal_timer, spent < 1000 ? 1000 - spent : 0,
-                       0);
-    }
-    return false;
-}
-
 /* Writes one line to a connection refused at accept, without reading from
  * it, and closes it: it holds no slot and no buffer. The line is short and
  * the socket new, so a non-blocking write takes it whole. */
@@ -518,7 +590,7 @@ static void refuse(agent_client *c, const dpr_buf *line)
 
     if (line && line->len > 0) {
         b = uv_buf_init(line->data, (unsigned)line->len);
-        rc = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+        rc = uv_try_write(&c->conn.stream, &b, 1);
         if (rc < 0 && !dpr_uv_peer_gone(rc))
             log_debug("control client %s: cannot write the refusal: %s", c->name,
                       uv_strerror(rc));
@@ -539,12 +611,15 @@ static void refuse_unavailable(agent_client *c, const char *msg)
     dpr_buf_free(&line);
 }
 
-static size_t uid_count(const agent_control *ctl, uid_t uid)
+/* Served connections of the same "user" as peer: its uid on the Unix socket,
+ * its IP address over TCP. */
+static size_t user_count(const agent_control *ctl, const agent_peer *peer)
 {
     size_t n = 0;
 
     for (const agent_client *o = ctl->clients; o; o = o->next)
-        if (o->peer.uid == uid)
+        if (o->peer.remote == peer->remote &&
+            (peer->remote ? strcmp(o->peer.ip, peer->ip) == 0 : o->peer.uid == peer->uid))
             n++;
     return n;
 }
@@ -555,7 +630,7 @@ static bool admit(agent_control *ctl, agent_client *c)
     const agent_control_config *cfg = &ctl->cfg;
     char msg[240];
 
-    if (c->peer.uid == 0) {
+    if (is_root(c)) {
         if (ctl->nclients < cfg->max_clients)
             return true;
         snprintf(msg, sizeof(msg), "too many control connections (control.max_connections "
@@ -564,28 +639,56 @@ static bool admit(agent_control *ctl, agent_client *c)
         snprintf(msg, sizeof(msg), "too many control connections (control.max_connections "
                  "= %zu, of which control.root_reserved_connections = %zu are kept for "
                  "root); retry later", cfg->max_clients, cfg->root_reserved);
-    } else if (uid_count(ctl, c->peer.uid) >= cfg->max_per_user) {
-        snprintf(msg, sizeof(msg), "too many control connections from uid %u "
-                 "(control.max_connections_per_user = %zu); close some and retry",
-                 (unsigned)c->peer.uid, cfg->max_per_user);
+    } else if (user_count(ctl, &c->peer) >= cfg->max_per_user) {
+        if (c->peer.remote)
+            snprintf(msg, sizeof(msg), "too many control connections from %s "
+                     "(control.max_connections_per_user = %zu, for all TCP connections from "
+                     "one address); close some and retry", c->peer.ip, cfg->max_per_user);
+        else
+            snprintf(msg, sizeof(msg), "too many control connections from uid %u "
+                     "(control.max_connections_per_user = %zu); close some and retry",
+                     (unsigned)c->peer.uid, cfg->max_per_user);
     } else {
         return true;
     }
-    if (refusal_logged(ctl))
+    if (refusal_logged(&ctl->refused_conns))
         log_notice("control client %s refused: %s", c->name, msg);
     refuse_unavailable(c, msg);
     return false;
 }
 
+/* Who is on the other end of c (just accepted, on fd): 1 may connect, 0
+ * not (credentials without the right), a negative errno (cannot tell). */
+static int identify(agent_control *ctl, agent_client *c, int fd, bool tcp)
+{
+    int rc;
+
+    if (tcp) {
+        rc = agent_peer_remote(fd, &c->peer);
+        if (rc < 0)
+            return rc;
+        /* per-request replies: no Nagle delay; keepalive: see TCP_KEEPALIVE_SEC */
+        uv_tcp_nodelay(&c->conn.tcp, 1);
+        uv_tcp_keepalive(&c->conn.tcp, 1, TCP_KEEPALIVE_SEC);
+        rc = 1; /* what it may do is decided per request */
+    } else {
+        rc = agent_peer_check(fd, ctl->cfg.have_group, ctl->cfg.group, &c->peer);
+    }
+    agent_peer_describe(&c->peer, c->name, sizeof(c->name));
+    return rc;
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
     agent_control *ctl = l->data;
+    bool tcp = l == (uv_stream_t *)&ctl->tcp_listener;
     agent_client *c;
     uv_os_fd_t fd;
     int rc;
 
     if (status < 0) {
-        log_warning("control socket: accept failed: %s", uv_strerror(status));
+        log_warning("control %s: accept failed: %s", tcp ? "TCP listener" : "socket",
+                    uv_strerror(status));
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -593,23 +696,26 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     c->ctl = ctl;
     snprintf(c->name, sizeof(c->name), "?");
-    if (uv_pipe_init(ctl->loop, &c->pipe, 0) < 0) {
+    rc = tcp ? uv_tcp_init(ctl->loop, &c->conn.tcp) : uv_pipe_init(ctl->loop, &c->conn.pipe, 0);
+    if (rc < 0) {
         free(c);
         return;
     }
     c->handles = 1;
-    c->pipe.data = c;
+    c->conn.handle.data = c;
     ctl->open_handles++;
-    rc = uv_accept(l, (uv_stream_t *)&c->pipe);
-    if (rc < 0 || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
+    rc = uv_accept(l, &c->conn.stream);
+    if (rc < 0 || uv_fileno(&c->conn.handle, &fd) < 0) {
         client_close(c);
         return;
     }
-    rc = agent_peer_check(fd, ctl->cfg.have_group, ctl->cfg.group, &c->peer);
-    snprintf(c->name, sizeof(c->name), "pid %d uid %u", (int)c->peer.pid,
-             (unsigned)c->peer.uid);
+    rc = identify(ctl, c, fd, tcp);
+    if (rc < 0 && tcp) {
+        client_close(c); /* no peer address: it is gone already */
+        return;
+    }
     if (rc <= 0) {
-        if (refusal_logged(ctl))
+        if (refusal_logged(&ctl->refused_conns))
             log_notice("control client %s refused: neither root nor in the control group",
                        c->name);
         refuse(c, &ctl->deny_line);
@@ -623,8 +729,11 @@ static void on_connection(uv_stream_t *l, int status)
     c->served = true;
     DPR_LIST_PREPEND(ctl->clients, c);
     ctl->nclients++;
-    log_debug("control client %s connected", c->name);
-    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
+    if (tcp)
+        log_debug("control client %s connected over TCP", c->name);
+    else
+        log_debug("control client %s connected", c->name);
+    if (uv_read_start(&c->conn.stream, on_alloc, on_read) < 0) {
         client_close(c);
         return;
     }
@@ -639,13 +748,102 @@ static int ensure_parent_dir(const char *path)
     return rc < 0 ? rc : dpr_mkdir_p(dir, 0755, NULL);
 }
 
-/* The listener's and the refusal timer's close callback. */
+/* The listeners' close callback. */
 static void on_listener_closed(uv_handle_t *h)
 {
     agent_control *ctl = h->data;
 
     ctl->open_handles--;
     maybe_free_ctl(ctl);
+}
+
+static void on_refusal_timer_closed(uv_handle_t *h)
+{
+    refusal_log *rl = h->data;
+
+    rl->ctl->open_handles--;
+    maybe_free_ctl(rl->ctl);
+}
+
+static void refusal_log_init(agent_control *ctl, refusal_log *rl, const char *what)
+{
+    rl->ctl = ctl;
+    rl->what = what;
+    rl->since_ms = dpr_mono_ms();
+    uv_timer_init(ctl->loop, &rl->timer);
+    rl->timer.data = rl;
+    rl->timer_open = true;
+    ctl->open_handles++;
+}
+
+static void refusal_log_close(refusal_log *rl)
+{
+    if (rl->timer_open) {
+        rl->timer_open = false;
+        uv_close((uv_handle_t *)&rl->timer, on_refusal_timer_closed);
+    }
+}
+
+/*
+ * Binds the TCP listener to ctl->listen and listens. A wildcard host
+ * listens on IPv6's wildcard, which takes IPv4 too (libuv clears
+ * IPV6_V6ONLY), or on IPv4's where the host has no IPv6.
+ */
+static int tcp_listen(agent_control *ctl, dpr_err *err)
+{
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss), rc;
+    dpr_hostport hp;
+
+    rc = dpr_hostport_parse(ctl->listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, err);
+    if (rc < 0) {
+        dpr_err_prefix(err, "control.listen");
+        return rc;
+    }
+    rc = uv_tcp_init(ctl->loop, &ctl->tcp_listener);
+    if (rc < 0)
+        return dpr_err_set(err, rc, "control.listen: cannot create a TCP socket: %s",
+                           uv_strerror(rc));
+    ctl->tcp_listener.data = ctl;
+    ctl->tcp_listener_open = true;
+    ctl->open_handles++;
+    if (!hp.host[0]) {
+        memset(&ss, 0, sizeof(ss));
+        uv_ip6_addr("::", hp.port, (struct sockaddr_in6 *)&ss);
+        rc = uv_tcp_bind(&ctl->tcp_listener, (const struct sockaddr *)&ss, 0);
+        if (rc == UV_EAFNOSUPPORT) { /* no IPv6 here (no socket was made: try again) */
+            uv_ip4_addr("0.0.0.0", hp.port, (struct sockaddr_in *)&ss);
+            rc = uv_tcp_bind(&ctl->tcp_listener, (const struct sockaddr *)&ss, 0);
+        }
+    } else {
+        rc = dpr_hostport_resolve(&hp, true, &ss, NULL, err);
+        if (rc < 0) {
+            dpr_err_prefix(err, "control.listen");
+            return rc;
+        }
+        rc = uv_tcp_bind(&ctl->tcp_listener, (const struct sockaddr *)&ss, 0);
+    }
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&ctl->tcp_listener, LISTEN_BACKLOG, on_connection);
+    if (rc == 0)
+        rc = uv_tcp_getsockname(&ctl->tcp_listener, (struct sockaddr *)&ss, &sslen);
+    if (rc < 0)
+        return dpr_err_set(err, rc, "control.listen: cannot listen on %s: %s", ctl->listen,
+                           uv_strerror(rc));
+    dpr_addr_format((const struct sockaddr *)&ss, ctl->tcp_address, sizeof(ctl->tcp_address));
+    if (ctl->cfg.remote_full) {
+        log_info("serving the control API over TCP on %s too, with full access "
+                 "(control.remote_access = \"full\")", ctl->tcp_address);
+        log_warning("control API on %s: anyone who reaches this address may apply, delete "
+                    "and remove nodes: there is no authentication and no encryption (until "
+                    "TLS); use control.remote_access = \"full\" only on a trusted network",
+                    ctl->tcp_address);
+    } else {
+        log_info("serving the control API over TCP on %s too, read-only (status, nodes, "
+                 "events, plan, apply with dry_run; control.remote_access = \"read-only\")",
+                 ctl->tcp_address);
+    }
+    return 0;
 }
 
 static const char *deny_message(const agent_control *ctl)
@@ -666,13 +864,17 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     struct stat sb;
     int rc;
 
-    if (!ctl || !(ctl->path = strdup(cfg->path))) {
+    if (!ctl || !(ctl->path = strdup(cfg->path)) ||
+        (cfg->listen && !(ctl->listen = strdup(cfg->listen)))) {
+        if (ctl)
+            free(ctl->path);
         free(ctl);
         return dpr_err_set(err, -ENOMEM, "out of memory");
     }
     ctl->loop = loop;
     ctl->cfg = *cfg;
     ctl->cfg.path = ctl->path;
+    ctl->cfg.listen = ctl->listen;
     if (!ctl->cfg.max_clients)
         ctl->cfg.max_clients = AGENT_CONTROL_MAX_CONNECTIONS;
     if (!ctl->cfg.max_per_user)
@@ -689,7 +891,6 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
         ctl->cfg.max_event_backlog = 1024 * 1024;
     ctl->handler = handler;
     ctl->arg = arg;
-    ctl->refusals_since_ms = dpr_mono_ms();
     deny = agent_reply_error(NULL, AGENT_E_PERMISSION_DENIED, deny_message(ctl), NULL);
     rc = deny ? agent_json_line(deny, &ctl->deny_line) : -ENOMEM;
     json_decref(deny);
@@ -719,17 +920,18 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
     ctl->listener.data = ctl;
     ctl->listener_open = true;
     ctl->open_handles = 1;
-    uv_timer_init(loop, &ctl->refusal_timer);
-    ctl->refusal_timer.data = ctl;
-    ctl->refusal_timer_open = true;
-    ctl->open_handles++;
+    refusal_log_init(ctl, &ctl->refused_conns, "connections");
+    refusal_log_init(ctl, &ctl->refused_requests, "requests over TCP");
     rc = uv_pipe_bind(&ctl->listener, ctl->path);
     if (rc == 0 && chmod(ctl->path, 0666) < 0)
         rc = -errno;
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&ctl->listener, LISTEN_BACKLOG, on_connection);
-    if (rc < 0) {
+    if (rc < 0)
         dpr_err_set(err, rc, "cannot listen on %s: %s", ctl->path, uv_strerror(rc));
+    else if (ctl->listen)
+        rc = tcp_listen(ctl, err);
+    if (rc < 0) {
         agent_control_close(ctl);
         return rc;
     }
@@ -738,6 +940,7 @@ int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
 fail:
     dpr_buf_free(&ctl->deny_line);
     free(ctl->path);
+    free(ctl->listen);
     free(ctl);
     return rc;
 }
@@ -789,6 +992,16 @@ const agent_peer *agent_client_peer(const agent_client *c)
     return &c->peer;
 }
 
+const char *agent_client_name(const agent_client *c)
+{
+    return c->name;
+}
+
+const char *agent_control_tcp_address(const agent_control *ctl)
+{
+    return ctl->tcp_address[0] ? ctl->tcp_address : NULL;
+}
+
 size_t agent_control_stream_count(const agent_control *ctl)
 {
     return ctl->nstreams;
@@ -814,10 +1027,10 @@ void agent_control_publish(agent_control *ctl, const json_t *event)
         next = c->next;
         if (!c->stream || c->closing || c->close_after_write)
             continue;
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + line.len >
+        if (uv_stream_get_write_queue_size(&c->conn.stream) + line.len >
             ctl->cfg.max_event_backlog) {
             log_notice("event client %s does not keep up (%zu bytes queued): disconnecting it",
-                       c->name, uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe));
+                       c->name, uv_stream_get_write_queue_size(&c->conn.stream));
             client_close(c);
             continue;
         }
@@ -846,9 +1059,12 @@ void agent_control_close(agent_control *ctl)
         uv_close((uv_handle_t *)&ctl->listener, on_listener_closed);
         unlink(ctl->path);
     }
-    if (ctl->refusal_timer_open) {
-        ctl->refusal_timer_open = false;
-        uv_close((uv_handle_t *)&ctl->refusal_timer, on_listener_closed);
+    if (ctl->tcp_listener_open) {
+        ctl->tcp_listener_open = false;
+        ctl->tcp_address[0] = '\0';
+        uv_close((uv_handle_t *)&ctl->tcp_listener, on_listener_closed);
     }
+    refusal_log_close(&ctl->refused_conns);
+    refusal_log_close(&ctl->refused_requests);
     maybe_free_ctl(ctl);
 }

@@ -4,6 +4,13 @@
  * requests answered in order, and event streams with a bounded backlog
  * (docs/control-api.md). What a request does is the handler's business.
  *
+ * Optionally the same protocol over TCP too (docs/control-api.md, "Over
+ * TCP"): its callers have no credentials (agent_peer.remote, named by their
+ * address) and, unless remote_full, only read operations reach the handler
+ * (status, nodes, events, plan, apply with dry_run: an allow-list, so an op
+ * added later is refused over TCP until it is put on it); the others get a
+ * permission_denied reply and the connection stays open.
+ *
  * Abuse limits (docs/control-api.md, "Limits"): a caller that is neither
  * root nor in the control group gets one permission_denied line at accept,
  * written without reading its input, and is closed at once; it holds no
@@ -14,7 +21,9 @@
  * closed with an error line. Input is buffered as it arrives (never a whole
  * line up front), and the input buffered by all connections together is
  * bounded: past max_input_bytes the connection holding the most (non-root
- * first) is closed with an error line.
+ * first) is closed with an error line. TCP callers count toward the total
+ * as non-root callers (never in root's slots), and the per-user limit holds
+ * for all TCP connections from one IP address together.
  */
 #ifndef AGENT_CONTROL_H
 #define AGENT_CONTROL_H
@@ -63,11 +72,17 @@ typedef struct agent_control_config {
     unsigned idle_timeout_ms;  /* 0: the default */
     size_t max_input_bytes;    /* input buffered by all connections; 0: the default */
     size_t max_event_backlog;  /* bytes queued to an event stream; 0: 1 MiB */
+    /* the API over TCP too: "HOST:PORT" (common/addr.h; a wildcard host,
+     * "*:PORT" or ":PORT", listens on every IPv6 and IPv4 address; port 0: one
+     * the kernel chooses, see agent_control_tcp_address); NULL: off */
+    const char *listen;
+    bool remote_full;          /* TCP callers may change things (else read-only) */
 } agent_control_config;
 
 /*
  * Binds and listens (a stale socket file is replaced; the socket is mode
- * 0666: the credential check decides). 0 or a negative errno with a message.
+ * 0666: the credential check decides), and on TCP when cfg->listen is set.
+ * 0 or a negative errno with a message (then nothing listens).
  */
 int agent_control_open(uv_loop_t *loop, const agent_control_config *cfg,
                        agent_control_handler handler, void *arg, agent_control **out,
@@ -84,6 +99,11 @@ void agent_pending_reply(agent_pending *p, json_t *reply);
 /* After this request's reply, c only receives events. */
 void agent_client_make_stream(agent_client *c);
 const agent_peer *agent_client_peer(const agent_client *c);
+/* Who c is, for logs: "pid 12 uid 0", or "10.0.0.5:41234" over TCP. */
+const char *agent_client_name(const agent_client *c);
+/* The TCP listener's bound address ("127.0.0.1:7500", "[::]:7500"; the
+ * real port when 0 was asked for), or NULL when there is none. */
+const char *agent_control_tcp_address(const agent_control *ctl);
 /* Sends {"v":1,"event":event} to every event stream (event is borrowed).
  * A stream whose backlog would exceed the limit is disconnected. */
 void agent_control_publish(agent_control *ctl, const json_t *event);

@@ -200,7 +200,7 @@ static int member_add(agent_layouts *l, job *j, const agent_instance *in, int64_
 {
     char endpoint[ENDPOINT_MAX];
 
-    agent_env_endpoint(in, l->a->cfg->cs_address, endpoint, sizeof(endpoint));
+    agent_env_endpoint(in, agent_config_cs_host(l->a->cfg), endpoint, sizeof(endpoint));
     return member_add_at(j, in->name, endpoint, index, source);
 }
 

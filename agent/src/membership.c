@@ -23,6 +23,7 @@ struct agent_membership {
     uv_loop_t *loop;
     agent_raft *raft;
     agent_cstate_node self;     /* this node as it is configured */
+    char cluster[64];           /* (agent.conf: at most 63 characters) */
     char **peers;
     size_t npeers;
     bool join;
@@ -175,7 +176,8 @@ static size_t voters_and(agent_membership *m, uint64_t id, bool *member)
 }
 
 /* DPR.CLUSTER.JOIN on the leader. */
-static int cmd_join(agent_membership *m, char *const *argv, const size_t *len, dpr_buf *out)
+static int cmd_join(agent_membership *m, int argc, char *const *argv, const size_t *len,
+                    dpr_buf *out)
 {
     const agent_cstate *cs = agent_raft_cstate(m->raft);
     const agent_cstate_node *taken;
@@ -186,6 +188,12 @@ static int cmd_join(agent_membership *m, char *const *argv, const size_t *len, d
     int rc;
 
     memset(&n, 0, sizeof(n));
+    /* a 5th argument: the joiner's cluster (agents before discovery send 4) */
+    if (argc == 5 && (len[4] != strlen(m->cluster) || memcmp(argv[4], m->cluster, len[4]) != 0)) {
+        snprintf(msg, sizeof(msg), "ERR this is cluster '%s', not '%.*s': a node joins only "
+                 "its own cluster", m->cluster, (int)(len[4] < 64 ? len[4] : 64), argv[4]);
+        return reply_error(out, msg);
+    }
     if (len[1] >= sizeof(n.raft) || len[2] >= sizeof(n.name) || len[3] >= sizeof(n.finder))
         return reply_error(out, "ERR DPR.CLUSTER.JOIN: an argument is too long");
     memcpy(n.raft, argv[1], len[1]);
@@ -266,7 +274,7 @@ static int remove_here(agent_membership *m, const char *name, char *what, size_t
 /* DPR.CLUSTER.REMOVE on the leader. */
 static int cmd_remove(agent_membership *m, char *const *argv, const size_t *len, dpr_buf *out)
 {
-    char name[AGENT_CSTATE_ADDR_MAX + 1], what[200], msg[DPR_ERR_MSG_MAX + 8];
+    char name[AGENT_CSTATE_ADDR_MAX + 1], what[200], msg[DPR_ERR_MSG_MAX + 16];
     dpr_err err = DPR_ERR_INIT;
 
     if (len[1] >= sizeof(name) || memchr(argv[1], '\0', len[1]))
@@ -287,8 +295,9 @@ int agent_membership_command(agent_membership *m, int argc, char *const *argv,
         return 0;
     if (agent_raft_role_now(m->raft) != AGENT_RAFT_LEADER)
         return 0; /* the server names the leader */
-    if (argvlen[0] == 16 && strncasecmp(argv[0], "DPR.CLUSTER.JOIN", 16) == 0 && argc == 4)
-        return cmd_join(m, argv, argvlen, out);
+    if (argvlen[0] == 16 && strncasecmp(argv[0], "DPR.CLUSTER.JOIN", 16) == 0 &&
+        (argc == 4 || argc == 5))
+        return cmd_join(m, argc, argv, argvlen, out);
     if (argvlen[0] == 18 && strncasecmp(argv[0], "DPR.CLUSTER.REMOVE", 18) == 0 && argc == 2)
         return cmd_remove(m, argv, argvlen, out);
     return reply_error(out, "ERR unknown cluster command or wrong number of arguments "
@@ -339,7 +348,8 @@ static void hello(agent_membership *m)
     const agent_cstate *cs = agent_raft_cstate(m->raft);
     const agent_cstate_node *have = agent_cstate_node_find(cs, m->self.id);
     bool member = agent_raft_is_member(m->raft);
-    const char *argv[4] = { "DPR.CLUSTER.JOIN", m->self.raft, m->self.name, m->self.finder };
+    const char *argv[5] = { "DPR.CLUSTER.JOIN", m->self.raft, m->self.name, m->self.finder,
+                            m->cluster };
     dpr_finders t;
 
     if (m->hello)
@@ -349,7 +359,7 @@ static void hello(agent_membership *m)
     targets(m, &t);
     if (t.n == 0)
         return;
-    if (agent_peerreq_send(m->loop, &t, HELLO_MS, 4, argv, on_hello_done, m, &m->hello) < 0)
+    if (agent_peerreq_send(m->loop, &t, HELLO_MS, 5, argv, on_hello_done, m, &m->hello) < 0)
         m->hello = NULL;
 }
 
@@ -391,6 +401,7 @@ int agent_membership_start(uv_loop_t *loop, agent_raft *raft,
     snprintf(m->self.name, sizeof(m->self.name), "%s", cfg->name);
     snprintf(m->self.raft, sizeof(m->self.raft), "%s", cfg->raft_address);
     snprintf(m->self.finder, sizeof(m->self.finder), "%s", cfg->finder_address);
+    snprintf(m->cluster, sizeof(m->cluster), "%s", cfg->cluster ? cfg->cluster : "");
     m->finder_port = colon ? (unsigned)atoi(colon + 1) : 0;
     m->peers = calloc(cfg->npeers ? cfg->npeers : 1, sizeof(*m->peers));
     if (!m->peers) {
@@ -410,6 +421,29 @@ int agent_membership_start(uv_loop_t *loop, agent_raft *raft,
     m->timer_open = true;
     uv_timer_start(&m->timer, on_tend, TEND_MS, 0);
     *out = m;
+    return 0;
+}
+
+int agent_membership_set_peers(agent_membership *m, const char *const *addrs, size_t n)
+{
+    char **v = calloc(n ? n : 1, sizeof(*v));
+    size_t made = 0;
+
+    if (!v)
+        return -ENOMEM;
+    for (; made < n; made++)
+        if (!(v[made] = strdup(addrs[made]))) {
+            while (made-- > 0)
+                free(v[made]);
+            free(v);
+            return -ENOMEM;
+        }
+    for (size_t i = 0; i < m->npeers; i++)
+        free(m->peers[i]);
+    free(m->peers);
+    m->peers = v;
+    m->npeers = n;
+    m->join = true;
     return 0;
 }
 

@@ -3,8 +3,9 @@
  * configuration and the node table of cstate.h).
  *
  * The leader's agent
- *  - answers DPR.CLUSTER.JOIN <raft-address> <name> <finder-address> (on
- *    the finder port): adds a new agent to the configuration (a voter
+ *  - answers DPR.CLUSTER.JOIN <raft-address> <name> <finder-address>
+ *    [<cluster>] (on the finder port; a node of another cluster is
+ *    refused): adds a new agent to the configuration (a voter
  *    while there are fewer than 5, else a standby) and records its node
  *    (name and addresses) in the replicated node table; for a member it
  *    only records the node;
@@ -35,6 +36,7 @@
 typedef struct agent_membership agent_membership;
 
 typedef struct agent_membership_config {
+    const char *cluster;         /* the cluster's name (a joiner of another is refused) */
     const char *name;            /* node.name */
     const char *raft_address;    /* raft.address */
     const char *finder_address;  /* this node's finder, "HOST:PORT" */
@@ -66,6 +68,10 @@ int agent_membership_command(agent_membership *m, int argc, char *const *argv,
  */
 int agent_membership_remove(agent_membership *m, const char *name, char *what, size_t cap,
                             dpr_err *err);
+/* The agents to ask to be added (Raft addresses, copied), found by
+ * DNS-SD: from now on this node asks them while it is no member, like a
+ * node with raft.join. 0 or -ENOMEM (nothing changed). */
+int agent_membership_set_peers(agent_membership *m, const char *const *addrs, size_t n);
 /* The node's name as the node table holds it, or NULL (also for m NULL). */
 const char *agent_membership_name_of(agent_membership *m, uint64_t id);
 

@@ -1,9 +1,12 @@
 /* peercred.c - see peercred.h. */
 #include "peercred.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -73,4 +76,50 @@ int agent_peer_check(int fd, bool have_group, gid_t group, agent_peer *peer)
         user_in_group(uc.uid, uc.gid, group))
         return 1;
     return 0;
+}
+
+int agent_peer_remote(int fd, agent_peer *peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    const void *ip;
+    unsigned port;
+    bool v6 = false;
+
+    memset(peer, 0, sizeof(*peer));
+    peer->pid = -1;
+    peer->uid = (uid_t)-1;
+    peer->gid = (gid_t)-1;
+    peer->remote = true;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        ip = &in->sin_addr;
+        port = ntohs(in->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        port = ntohs(in6->sin6_port);
+        /* an IPv4 caller of a dual-stack listener: the same peer as over IPv4 */
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            ip = in6->sin6_addr.s6_addr + 12;
+        } else {
+            ip = &in6->sin6_addr;
+            v6 = true;
+        }
+    } else {
+        return -EAFNOSUPPORT;
+    }
+    if (!inet_ntop(v6 ? AF_INET6 : AF_INET, ip, peer->ip, sizeof(peer->ip)))
+        return -errno;
+    snprintf(peer->addr, sizeof(peer->addr), v6 ? "[%s]:%u" : "%s:%u", peer->ip, port);
+    return 0;
+}
+
+void agent_peer_describe(const agent_peer *peer, char *out, size_t cap)
+{
+    if (peer->remote)
+        snprintf(out, cap, "%s", peer->addr);
+    else
+        snprintf(out, cap, "pid %d uid %u", (int)peer->pid, (unsigned)peer->uid);
 }

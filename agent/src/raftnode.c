@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -58,6 +59,10 @@ struct agent_raft {
     raft_index last_config;  /* configuration_index */
     uint64_t last_changes;   /* cs.changes the applied hook last heard */
     char dir[4096];
+    /* a fresh node without a seed list: not started until agent_raft_begin */
+    bool waiting;
+    char address[AGENT_RAFT_ADDRESS_MAX];
+    unsigned heartbeat_ms;
 };
 
 typedef struct request {
@@ -357,6 +362,58 @@ static int bootstrap(agent_raft *r, const agent_raft_config *cfg, dpr_err *err)
     return rv == 0 ? 0 : (err && err->code ? err->code : -EIO);
 }
 
+/* Does dir hold no Raft state (c-raft's metadata files)? */
+static bool fresh(const char *dir)
+{
+    static const char *const files[] = { "metadata1", "metadata2" };
+    char path[4200];
+
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        if (access(path, F_OK) == 0)
+            return false;
+    }
+    return true;
+}
+
+/* Bootstraps (unless cfg->join) and starts the member, and its poll. */
+static int start(agent_raft *r, const agent_raft_config *cfg, dpr_err *err)
+{
+    int rv, rc = bootstrap(r, cfg, err);
+
+    if (rc < 0)
+        return rc;
+    rv = raft_start(&r->raft);
+    if (rv != 0)
+        return dpr_err_set(err, -EIO, "raft: cannot start from %s: %s", r->dir,
+                           raft_errmsg(&r->raft));
+    uv_timer_start(&r->poll, on_poll, 0, r->heartbeat_ms);
+    return 0;
+}
+
+bool agent_raft_waiting(const agent_raft *r)
+{
+    return r->waiting;
+}
+
+int agent_raft_begin(agent_raft *r, char *const *peers, size_t npeers, bool join, dpr_err *err)
+{
+    agent_raft_config cfg = { .dir = r->dir, .address = r->address, .peers = peers,
+                              .npeers = npeers, .join = join };
+    int rc;
+
+    if (!r->waiting)
+        return dpr_err_set(err, -EALREADY, "raft: the member has started already");
+    rc = start(r, &cfg, err);
+    if (rc < 0)
+        return rc;
+    r->waiting = false;
+    log_info("raft: member %016llx on %s %s (found by DNS-SD)",
+             (unsigned long long)id_of(r->address), r->address,
+             join ? "asks the cluster's agents to add it" : "bootstrapped a new cluster");
+    return 0;
+}
+
 int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
                     const agent_raft_hooks *hooks, agent_raft **out, dpr_err *err)
 {
@@ -409,19 +466,22 @@ int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
     r->threshold = SNAPSHOT_THRESHOLD_START;
     raft_set_snapshot_threshold(&r->raft, r->threshold);
     raft_set_snapshot_trailing(&r->raft, SNAPSHOT_TRAILING);
-    rc = bootstrap(r, cfg, err);
-    if (rc < 0)
-        goto fail;
-    rv = raft_start(&r->raft);
-    if (rv != 0) {
-        rc = dpr_err_set(err, -EIO, "raft: cannot start from %s: %s", cfg->dir,
-                         raft_errmsg(&r->raft));
-        goto fail;
-    }
+    snprintf(r->address, sizeof(r->address), "%s", cfg->address);
+    r->heartbeat_ms = cfg->heartbeat_ms;
     uv_timer_init(loop, &r->poll);
     r->poll.data = r;
     r->poll_open = true;
-    uv_timer_start(&r->poll, on_poll, 0, cfg->heartbeat_ms);
+    if (cfg->wait_for_peers && fresh(cfg->dir)) {
+        r->waiting = true;
+        log_info("raft: member %016llx on %s is new and has no seed list: waiting for the "
+                 "agents of its cluster (DNS-SD)", (unsigned long long)id_of(cfg->address),
+                 cfg->address);
+        *out = r;
+        return 0;
+    }
+    rc = start(r, cfg, err);
+    if (rc < 0)
+        goto fail;
     log_info("raft: member %016llx on %s (%zu peer%s, election %u ms, heartbeat %u ms)",
              (unsigned long long)id_of(cfg->address), cfg->address, cfg->npeers,
              cfg->npeers == 1 ? "" : "s", cfg->election_ms, cfg->heartbeat_ms);

@@ -37,6 +37,9 @@ typedef struct agent_raft_config {
     size_t npeers;
     unsigned election_ms, heartbeat_ms;
     bool join;                    /* a fresh node waits to be added */
+    /* no seed list: a fresh node does not start until agent_raft_begin
+     * (its agent finds the others by DNS-SD) */
+    bool wait_for_peers;
 } agent_raft_config;
 
 typedef struct agent_raft_hooks {
@@ -83,6 +86,13 @@ typedef void (*agent_raft_done_fn)(void *arg, int status);
  * *out is NULL and nothing is left on the loop). */
 int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
                     const agent_raft_hooks *hooks, agent_raft **out, dpr_err *err);
+/* Is the member new and waiting for agent_raft_begin (wait_for_peers)? */
+bool agent_raft_waiting(const agent_raft *r);
+/* Starts a waiting member: join, or bootstrap a new cluster of this node
+ * and peers (the same list on every node bootstrapping it). 0, -EALREADY
+ * (not waiting), or another negative errno with a message in err (the
+ * member stays waiting). */
+int agent_raft_begin(agent_raft *r, char *const *peers, size_t npeers, bool join, dpr_err *err);
 /* Leaves the group (c-raft closes on the loop; the memory goes by itself
  * afterwards). Requests in flight end with -ENOTCONN. NULL: nothing. */
 void agent_raft_close(agent_raft *r);

@@ -82,7 +82,7 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
     json_t *o;
 
     snprintf(unit, sizeof(unit), AGENT_UNIT_PREFIX "%s" AGENT_UNIT_SUFFIX, in->name);
-    agent_env_endpoint(in, a->cfg->cs_address, endpoint, sizeof(endpoint));
+    agent_env_endpoint(in, agent_config_cs_host(a->cfg), endpoint, sizeof(endpoint));
     o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:b, s:o, s:o}",
                   "name", in->name, "unit", unit, "node", a->cfg->node_name,
                   "worker", (json_int_t)in->worker, "shard", (json_int_t)in->shard,
@@ -350,6 +350,10 @@ json_t *agent_status_json(agent *a, const char *deployment)
                                                             : json_string(agent_units_error(
                                                                   a->units)),
                   "raft", raft_json(a));
+    if (o)
+        json_object_set_new(o, "discovery", agent_discovery_json(a));
+    if (o)
+        json_object_set_new(o, "network", agent_net_json(a));
     if (o && a->raft)
         json_object_set_new(o, "cluster_spec", agent_cluster_spec_json(a));
     return o;

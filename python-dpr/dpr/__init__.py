@@ -21,18 +21,23 @@ Two halves:
         s.set("k", "v")
         s.wait_committed()
 
+Both halves can find a cluster by DNS-SD (:mod:`dpr.discover`, the
+records the agents publish): ``dpr.connect(cluster="demo")`` (an agent's
+control API over TCP) and ``dpr.Client.discover("demo", "kv")``.
+
 The client's sessions use the C library libdpr.so, loaded when the first
 session starts (see dpr._libdpr for where it is looked for; $DPR_LIBDPR
 overrides); a missing library raises dpr.LibdprNotFound then, not on import.
 """
 from .client import Client, RollbackInfo, Session
-from .errors import (ConnectionError, DprError, ProtocolError, ResponseError, RollbackError,
-                     SessionClosedError, SessionInDoubtError, TimeoutError)
+from .errors import (ConnectionError, DiscoveryError, DprError, ProtocolError, ResponseError,
+                     RollbackError, SessionClosedError, SessionInDoubtError, TimeoutError)
 from ._libdpr import LibdprNotFound
 from .route import shard_of
 from .cluster import (Cluster, Deployment, FinderDomain, FinderStatus, Instance, Node, Plan,
                       Status, connect)
 from .control import Event, EventStream
+from . import discover  # dpr.discover: DNS-SD browsing
 from .mgmt_errors import (AgentError, AgentUnavailable, NotFound, PermissionDenied,
                           ReadyTimeout, SpecError)
 from .spec import CacheStore, ClusterSpec
@@ -43,8 +48,9 @@ __all__ = [
     "Client", "Session", "RollbackInfo", "shard_of",
     "DprError", "ConnectionError", "TimeoutError", "ProtocolError", "ResponseError",
     "RollbackError", "SessionInDoubtError", "SessionClosedError", "LibdprNotFound",
+    "DiscoveryError",
     "connect", "Cluster", "ClusterSpec", "CacheStore", "Plan", "Status", "Deployment",
     "Instance", "FinderStatus", "FinderDomain", "Node", "Event", "EventStream",
     "AgentError", "SpecError", "NotFound", "PermissionDenied", "AgentUnavailable",
-    "ReadyTimeout",
+    "ReadyTimeout", "discover",
 ]

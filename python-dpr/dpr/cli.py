@@ -6,6 +6,8 @@
     dprctl delete NAME
     dprctl events [--json]
     dprctl nodes [--json]
+    dprctl discover [--cluster C] [--domain D] [--timeout S] [-o json]
+    dprctl dns-zone CLUSTER --domain D [--nsupdate] [--server IP[:PORT]] [--ttl N]
 
 Global: --socket PATH (else $DPR_SOCKET, else /run/dpr/agent.sock).
 Exit status: 0 success, 1 error (one line per problem on stderr, saying what
@@ -100,7 +102,52 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("names", nargs="*", metavar="NAME")
     w.add_argument("--timeout", type=_positive, default=120.0, metavar="SECONDS",
                    help="how long to wait (default 120)")
+
+    ds = sub.add_parser("discover", parents=[common], help="find clusters by DNS-SD",
+                        description="List the agents, finders and cache-store instances the "
+                                    "agents publish by DNS-SD, per cluster: mDNS in the domain "
+                                    "'local' (this network only), else unicast DNS-SD "
+                                    "(docs/discovery.md).")
+    ds.add_argument("--cluster", metavar="NAME", help="only this cluster")
+    ds.add_argument("--domain", default="local", metavar="DOMAIN",
+                    help="'local' (mDNS, the default) or a unicast DNS domain")
+    ds.add_argument("--timeout", type=_positive, default=3.0, metavar="SECONDS",
+                    help="how long to browse (default 3; mDNS stops earlier once answers "
+                         "stop coming)")
+    ds.add_argument("--nameserver", metavar="IP[:PORT]",
+                    help="unicast DNS-SD: the DNS server to ask (default: the system's)")
+    ds.add_argument("--interface", action="append", metavar="ADDRESS",
+                    help="mDNS: browse on the interface with this address only (repeatable; "
+                         "default: every interface)")
+    ds.add_argument("-o", "--output", choices=["table", "json"], default="table",
+                    help="table (default) or json")
+
+    dz = sub.add_parser("dns-zone", parents=[common],
+                        help="the cluster's DNS-SD records for a unicast zone",
+                        description="Print the DNS-SD records of the local agent's cluster "
+                                    "(the ones its agents publish by mDNS) for a unicast DNS "
+                                    "zone: master-file lines, or an nsupdate(1) script "
+                                    "(docs/discovery.md).")
+    dz.add_argument("cluster", metavar="CLUSTER", help="the cluster (must be the agent's)")
+    dz.add_argument("--domain", required=True, metavar="DOMAIN",
+                    help="the zone the records go into, e.g. dpr.example.com")
+    dz.add_argument("--nsupdate", action="store_true",
+                    help="print an nsupdate script instead of zone-file lines")
+    dz.add_argument("--server", metavar="IP[:PORT]",
+                    help="with --nsupdate: the DNS server to send the updates to")
+    dz.add_argument("--ttl", type=_ttl, default=120, metavar="SECONDS",
+                    help="the records' TTL (default 120)")
     return p
+
+
+def _ttl(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number of seconds (got %r)" % text)
+    if not 0 <= v <= 2147483647:
+        raise argparse.ArgumentTypeError("must be 0..2147483647 (got %s)" % text)
+    return v
 
 
 # --- output helpers --------------------------------------------------------------
@@ -375,8 +422,111 @@ def cmd_wait(args) -> int:
     return EXIT_OK
 
 
+def format_discovered(clusters, where: str) -> str:
+    """The clusters dprctl discover found: per cluster its finder, agents
+    and instances."""
+    if not clusters:
+        return "no DPR cluster found in %s" % where
+    parts = []
+    for c in clusters:
+        f = c.finder
+        head = "cluster %s, found in %s\nfinder: %s" % (
+            c.name, where, "none published" if f is None else "%s on %s, term %s" % (
+                f.endpoint or "-", f.node or "-", "-" if f.term is None else f.term))
+        agents = table(["NODE", "HOST", "FINDER", "RAFT", "STATE", "CONTROL", "API"],
+                       [[a.node, a.host, a.txt.get("finder") or a.endpoint, a.txt.get("raft"),
+                         a.state, a.ctl, a.txt.get("api")] for a in c.agents]) \
+            if c.agents else "no agent records"
+        insts = table(["DEPLOYMENT", "SHARD", "ENDPOINT", "WORKER", "NODE", "VERSION", "IMPL"],
+                      [[s.deployment, "%s/%s" % ("-" if s.shard is None else s.shard,
+                                                 "-" if s.shards is None else s.shards),
+                        s.endpoint, s.worker, s.node, s.txt.get("version"), s.txt.get("impl")]
+                       for s in c.instances]) if c.instances else "no cache-store instances"
+        parts.append("\n\n".join([head, agents, insts]))
+    return "\n\n".join(parts)
+
+
+def cmd_discover(args) -> int:
+    from . import discover
+    try:
+        if args.nameserver is not None:
+            discover.parse_nameserver(args.nameserver)
+        if discover.is_mdns(discover.check_domain(args.domain)):
+            if args.nameserver is not None:
+                return _usage_error("dprctl discover: --nameserver is for unicast DNS-SD (a "
+                                    "--domain other than local)")
+        elif args.interface:
+            return _usage_error("dprctl discover: --interface is for mDNS (--domain local)")
+    except ValueError as e:
+        return _usage_error("dprctl discover: %s" % e)
+    kw = dict(domain=args.domain, timeout=args.timeout, nameserver=args.nameserver,
+              interfaces=args.interface)
+    found = discover.clusters(**kw)
+    where = discover.describe_where(args.domain, args.timeout, args.nameserver, args.interface)
+    if args.cluster is not None:
+        mine = [c for c in found if c.name == args.cluster]
+        if not mine:
+            seen = ", ".join(c.name for c in found)
+            sys.stderr.write("%s: no records of cluster %r found in %s%s\n"
+                             % (PROG, args.cluster, where,
+                                "; seen: clusters %s" % seen if seen else ""))
+            if args.output == "json":
+                print(json.dumps({"domain": args.domain, "clusters": []}, indent=2))
+            return EXIT_ERROR
+        found = mine
+    if args.output == "json":
+        print(json.dumps({"domain": discover.check_domain(args.domain),
+                          "clusters": [c.as_dict() for c in found]}, indent=2))
+    else:
+        print(format_discovered(found, where))
+    return EXIT_OK
+
+
+def cmd_dns_zone(args) -> int:
+    from . import discover, dnszone
+    try:
+        domain = discover.check_domain(args.domain)
+        if discover.is_mdns(domain):
+            return _usage_error("dprctl dns-zone: 'local' is the mDNS domain, where the agents "
+                                "publish by themselves; give a unicast DNS zone")
+        if args.server is not None:
+            if not args.nsupdate:
+                return _usage_error("dprctl dns-zone: --server goes with --nsupdate")
+            discover.parse_nameserver(args.server)
+    except ValueError as e:
+        return _usage_error("dprctl dns-zone: %s" % e)
+    with _connect(args) as cluster:
+        status = cluster.request("status", {})
+        nodes = cluster.request("nodes", {})
+    if not isinstance(status, dict) or not isinstance(nodes, dict):
+        raise _protocol_error("dpr-agent answered status or nodes with something else than "
+                              "an object")
+    if status.get("cluster") != args.cluster:
+        sys.stderr.write("%s: the agent at %s belongs to cluster %r, not %r\n"
+                         % (PROG, cluster.socket_path, status.get("cluster"), args.cluster))
+        return EXIT_ERROR
+    try:
+        zone = dnszone.build_zone(status, nodes, domain, args.ttl)
+        text = (dnszone.nsupdate_script(zone, args.server) if args.nsupdate
+                else dnszone.zone_text(zone))
+    except ValueError as e:
+        sys.stderr.write("%s: cannot build the records of cluster %s: %s\n"
+                         % (PROG, args.cluster, e))
+        return EXIT_ERROR
+    for w in zone.warnings:
+        sys.stderr.write("%s: warning: %s\n" % (PROG, " ".join(w.split())))
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _protocol_error(message: str):
+    from .mgmt_errors import AgentProtocolError
+    return AgentProtocolError(message, code="bad_reply")
+
+
 COMMANDS = {"apply": cmd_apply, "plan": cmd_plan, "status": cmd_status, "delete": cmd_delete,
-            "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait}
+            "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait,
+            "discover": cmd_discover, "dns-zone": cmd_dns_zone}
 
 
 def _error_lines(e: BaseException, args) -> list:

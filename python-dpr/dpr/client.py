@@ -64,8 +64,8 @@ from typing import Any, Sequence
 import hiredis
 
 from . import _libdpr as L
-from .errors import (ConnectionError, DprError, ProtocolError, ResponseError, RollbackError,
-                     SessionClosedError, SessionInDoubtError, TimeoutError)
+from .errors import (ConnectionError, DiscoveryError, DprError, ProtocolError, ResponseError,
+                     RollbackError, SessionClosedError, SessionInDoubtError, TimeoutError)
 from .resp import Connection, encode_command, parse_address
 from .route import shard_of, to_bytes
 
@@ -249,6 +249,73 @@ class Client:
         c.layout_epoch = epoch
         c._agents, c._deployment = agents, name
         return c
+
+    @classmethod
+    def discover(cls, cluster: str, deployment: str, domain: str = "local",
+                 timeout: float | None = None, nameserver: str | None = None, *,
+                 interfaces: Sequence[str] | None = None, **kwargs: Any) -> "Client":
+        """A Client for ``deployment`` of ``cluster``, its agents found by
+        DNS-SD (docs/discovery.md): their ``_dpr-agent._tcp`` records in
+        ``domain`` (``local``: mDNS, limited to the addresses in
+        ``interfaces`` when given; another domain: unicast DNS-SD, asking
+        ``nameserver`` "IP[:PORT]" or the system's resolver), for at most
+        ``timeout`` seconds. Their ``finder=`` addresses go to
+        :meth:`for_deployment`. A single agent (``state=single``: it runs
+        its cluster alone) does not answer for the cluster's shards: its
+        deployment's ``_dpr-cs._tcp`` records give them instead. Raises
+        dpr.DiscoveryError when no agent of the cluster is found (naming
+        what was seen) or the single agent's records do not hold every
+        shard. Other keyword arguments go to Client(); since ``timeout`` is
+        the browse's here, ``reply_timeout`` is Client's ``timeout`` (seconds
+        for any one reply)."""
+        from . import discover as D
+        t = D.DEFAULT_TIMEOUT if timeout is None else timeout
+        if "reply_timeout" in kwargs:
+            kwargs["timeout"] = kwargs.pop("reply_timeout")
+        agents, more = D.find_agents(cluster, domain, t, nameserver, interfaces=interfaces,
+                                     also=[D.CACHESTORE])
+        finders = []
+        for a in agents:
+            ep = a.endpoint
+            if ep and ep not in finders:
+                try:
+                    parse_address(ep)
+                except ValueError:
+                    continue
+                finders.append(ep)
+        if not finders:
+            raise DiscoveryError("the dpr-agent records of cluster %r (%s) hold no usable "
+                                 "finder= address" % (cluster, ", ".join(a.name for a in agents)))
+        if len(agents) == 1 and agents[0].state == "single":
+            return cls._from_records(cluster, deployment, finders[0], more[D.CACHESTORE],
+                                     kwargs)
+        return cls.for_deployment(deployment, finders[:16], **kwargs)
+
+    @classmethod
+    def _from_records(cls, cluster: str, deployment: str, finder: str, records: Sequence[Any],
+                      kwargs: dict) -> "Client":
+        """The Client of a single agent's deployment from its instances'
+        ``_dpr-cs._tcp`` records (shard, addr=, worker=)."""
+        mine = [r for r in records if r.deployment == deployment]
+        if not mine:
+            seen = sorted({str(r.deployment) for r in records})
+            raise DiscoveryError("cluster %r: no instance records (_dpr-cs._tcp) of deployment "
+                                 "%r (seen: %s); its instances publish them once running"
+                                 % (cluster, deployment, ", ".join(seen) or "none"))
+        n = mine[0].shards
+        by_shard = {r.shard: r for r in mine if r.shards == n}
+        if not isinstance(n, int) or n < 1 or set(by_shard) != set(range(n)):
+            raise DiscoveryError("cluster %r, deployment %r: instance records for shard(s) %s "
+                                 "of %s found; wait until every instance runs"
+                                 % (cluster, deployment,
+                                    ", ".join(str(r.shard) for r in mine) or "none", n))
+        recs = [by_shard[i] for i in range(n)]
+        if any(r.worker is None or not r.endpoint for r in recs):
+            raise DiscoveryError("cluster %r, deployment %r: an instance record lacks worker= "
+                                 "or addr=" % (cluster, deployment))
+        kwargs.setdefault("domain", deployment)
+        kwargs.setdefault("workers", [r.worker for r in recs])
+        return cls([r.endpoint for r in recs], finder, **kwargs)
 
     def __repr__(self) -> str:
         return "dpr.Client(shards=%r, finder=%r, domain=%r)" % (self.shards, self.finder,

@@ -11,6 +11,9 @@
         client = cluster.client("kv")       # a dpr.Client on the shards, in order,
                                             # in the deployment's DPR domain ("kv")
 
+    dpr.connect(address="10.0.0.1:7403")    # an agent's control API over TCP
+    dpr.connect(cluster="demo")             # found by DNS-SD (an agent publishing ctl=)
+
 See docs/control-api.md for the protocol and python-dpr/README.md.
 """
 from __future__ import annotations
@@ -19,9 +22,10 @@ import dataclasses
 import os
 import re
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .control import DEFAULT_TIMEOUT, ControlConnection, EventStream
+from .errors import DiscoveryError
 from .mgmt_errors import AgentError, AgentProtocolError, AgentUnavailable, NotFound, ReadyTimeout
 from .spec import ClusterSpec, load_spec
 
@@ -414,16 +418,26 @@ _POLL = 1.0
 
 
 class Cluster:
-    """The cluster as seen through the local dpr-agent. Use ``dpr.connect()``."""
+    """The cluster as seen through the local dpr-agent (its control socket,
+    or with ``address="HOST:PORT"`` an agent's control API over TCP). Use
+    ``dpr.connect()``."""
 
     def __init__(self, path: str | os.PathLike | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = 5.0):
-        self._conn = ControlConnection(path, timeout=timeout, connect_timeout=connect_timeout)
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = 5.0,
+                 address: str | None = None):
+        self._conn = ControlConnection(path, timeout=timeout, connect_timeout=connect_timeout,
+                                       address=address)
 
     # --- plumbing ---------------------------------------------------------------
     @property
     def socket_path(self) -> str:
+        """The control socket's path (the TCP address when over TCP)."""
         return self._conn.path
+
+    @property
+    def address(self) -> str | None:
+        """The TCP address of the agent's control API, or None on the socket."""
+        return self._conn.address
 
     def request(self, op: str, args: dict | None = None, **kw) -> Any:
         """A raw request (op and args of docs/control-api.md); returns the result."""
@@ -653,8 +667,59 @@ def _ready_timeout(st: Status, timeout: float) -> ReadyTimeout:
 
 
 def connect(path: str | os.PathLike | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-            connect_timeout: float = 5.0) -> Cluster:
+            connect_timeout: float = 5.0, address: str | None = None,
+            cluster: str | None = None, domain: str = "local",
+            discover_timeout: float | None = None, nameserver: str | None = None,
+            interfaces: Sequence[str] | None = None) -> Cluster:
     """Connects to dpr-agent's control socket: ``path``, else $DPR_SOCKET,
     else /run/dpr/agent.sock. Raises AgentUnavailable (no agent there) or
-    PermissionDenied. The returned Cluster is a context manager."""
-    return Cluster(path, timeout=timeout, connect_timeout=connect_timeout)
+    PermissionDenied. The returned Cluster is a context manager.
+
+    ``address="HOST:PORT"``: an agent's control API over TCP instead (its
+    agent.conf sets ``control.listen``). ``cluster="demo"``: finds the
+    cluster's agents by DNS-SD (``_dpr-agent._tcp`` records in ``domain``:
+    ``local`` is mDNS, another domain is asked by unicast DNS, of
+    ``nameserver`` "IP[:PORT]" or the system's resolver; ``interfaces``
+    limits mDNS to these addresses; ``discover_timeout`` seconds) and
+    connects to the first, by node name, that publishes ``ctl=`` (its
+    control API over TCP). Raises DiscoveryError when no agent of the
+    cluster is found or none publishes ``ctl=``, AgentUnavailable when
+    none of those answers. Give one of ``path``, ``address`` and
+    ``cluster``."""
+    given = [n for n, v in (("path", path), ("address", address), ("cluster", cluster))
+             if v is not None]
+    if len(given) > 1:
+        raise ValueError("dpr.connect(): give one of path, address and cluster (got %s)"
+                         % " and ".join(given))
+    if cluster is not None:
+        return _connect_discovered(cluster, domain, discover_timeout, nameserver, interfaces,
+                                   timeout, connect_timeout)
+    return Cluster(path, timeout=timeout, connect_timeout=connect_timeout, address=address)
+
+
+def _connect_discovered(cluster: str, domain: str, discover_timeout: float | None,
+                        nameserver: str | None, interfaces: Sequence[str] | None,
+                        timeout: float, connect_timeout: float) -> Cluster:
+    """The first agent of ``cluster`` found by DNS-SD whose control API
+    (``ctl=``) answers."""
+    from . import discover
+    dt = discover.DEFAULT_TIMEOUT if discover_timeout is None else discover_timeout
+    agents, _ = discover.find_agents(cluster, domain, dt, nameserver, interfaces=interfaces)
+    with_ctl = [a for a in agents if a.ctl]
+    if not with_ctl:
+        raise DiscoveryError(
+            "found %d dpr-agent(s) of cluster %r in %s (%s), but none serves its control API "
+            "over TCP: no ctl= in their %s records (agent.conf control.listen is off). Set "
+            "control.listen on a node, or run this on a node (its control socket)"
+            % (len(agents), cluster, discover.describe_where(domain, dt, nameserver, interfaces),
+               ", ".join(a.node or a.name for a in agents), discover.AGENT))
+    failures = []
+    for a in with_ctl:
+        try:
+            return Cluster(timeout=timeout, connect_timeout=connect_timeout, address=a.ctl)
+        except ValueError:
+            failures.append("%s: ctl=%r is not HOST:PORT" % (a.node or a.name, a.ctl))
+        except AgentUnavailable as e:
+            failures.append("%s: %s" % (a.node or a.name, e))
+    raise AgentUnavailable("no control API of cluster %r answered: %s"
+                           % (cluster, "; ".join(failures)), code="unavailable")

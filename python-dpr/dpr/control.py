@@ -1,11 +1,14 @@
 """Transport for dpr-agent's control socket (docs/control-api.md).
 
-Newline-delimited JSON over a Unix stream socket. Each request is
+Newline-delimited JSON over a Unix stream socket, or over TCP when the agent
+also serves its control API there (agent.conf ``control.listen``; pass
+``address="HOST:PORT"``; docs/discovery.md). Each request is
 ``{"v": 1, "id": N, "op": ..., "args": {...}}``; the reply carries the same
 id and either ``"ok": true, "result": ...`` or ``"ok": false, "error": ...``,
 which is raised as the matching exception of dpr.mgmt_errors.
 
     conn = ControlConnection()              # path: argument, $DPR_SOCKET, default
+    conn = ControlConnection(address="10.0.0.1:7403")   # the same over TCP
     result = conn.request("status")
     with conn.events() as stream:           # a second connection, a stream
         for event in stream: ...
@@ -28,7 +31,7 @@ from .mgmt_errors import (AgentError, AgentProtocolError, AgentUnavailable, Perm
                           error_from_reply)
 
 __all__ = ["ControlConnection", "EventStream", "Event", "DEFAULT_SOCKET", "PROTOCOL_VERSION",
-           "socket_path"]
+           "socket_path", "TCP"]
 
 DEFAULT_SOCKET = "/run/dpr/agent.sock"
 PROTOCOL_VERSION = 1
@@ -36,6 +39,7 @@ MAX_LINE = 1 << 20          # the agent refuses longer lines; so do we
 DEFAULT_TIMEOUT = 30.0      # seconds for one reply
 CONNECT_TIMEOUT = 5.0
 _HINT_RUNNING = "is dpr-agent running? (systemctl status dpr-agent)"
+TCP = "tcp"                 # the origin of a TCP address (``address=``)
 
 
 def socket_path(path: str | os.PathLike | None = None) -> tuple[str, str]:
@@ -50,7 +54,43 @@ def socket_path(path: str | os.PathLike | None = None) -> tuple[str, str]:
 
 
 def _at(path: str, origin: str) -> str:
+    if origin == TCP:
+        return "%s (TCP)" % path
     return "%s (from $DPR_SOCKET)" % path if origin == "$DPR_SOCKET" else path
+
+
+def tcp_address(address: str) -> str:
+    """A checked ``HOST:PORT`` (or ``[v6]:PORT``) of a control API over
+    TCP; ValueError otherwise."""
+    from .resp import parse_address
+    if not isinstance(address, str):
+        raise ValueError("address must be a 'HOST:PORT' string, not %s"
+                         % type(address).__name__)
+    parse_address(address)
+    return address
+
+
+def tcp_connect_error(address: str, e: OSError) -> AgentError:
+    """The exception for a failed TCP connect to an agent's control API."""
+    where = _at(address, TCP)
+    en = getattr(e, "errno", None)
+    hint = ("is dpr-agent running there, with control.listen set to this address in its "
+            "agent.conf?")
+    if isinstance(e, socket.gaierror):
+        return AgentUnavailable("cannot reach dpr-agent at %s: cannot resolve the host: %s"
+                                % (where, e.strerror or e))
+    if isinstance(e, socket.timeout) or en == errno.ETIMEDOUT:
+        return AgentUnavailable("cannot reach dpr-agent at %s: no answer to connect within "
+                                "the timeout — a firewall, or the wrong address? (%s)"
+                                % (where, hint))
+    if en == errno.ECONNREFUSED:
+        return AgentUnavailable("cannot reach dpr-agent at %s: connection refused — %s"
+                                % (where, hint))
+    if en in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return AgentUnavailable("cannot reach dpr-agent at %s: %s — check the address and "
+                                "the route to that node" % (where, e.strerror or e))
+    return AgentUnavailable("cannot reach dpr-agent at %s: %s — %s"
+                            % (where, e.strerror or e, hint))
 
 
 def connect_error(path: str, origin: str, e: OSError) -> AgentError:
@@ -95,12 +135,16 @@ def _is_socket(path: str) -> bool:
 
 
 class _LineSocket:
-    """A connected Unix socket read line by line with deadlines."""
+    """A connected Unix (or, origin TCP, TCP) socket read line by line with
+    deadlines."""
 
     def __init__(self, path: str, origin: str, connect_timeout: float):
         self.path, self.origin = path, origin
         self.where = _at(path, origin)
         self.buf = bytearray()
+        if origin == TCP:
+            self.sock: socket.socket | None = _tcp_socket(path, connect_timeout)
+            return
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         s.settimeout(connect_timeout)
         try:
@@ -108,7 +152,7 @@ class _LineSocket:
         except OSError as e:
             s.close()
             raise connect_error(path, origin, e) from None
-        self.sock: socket.socket | None = s
+        self.sock = s
 
     def close(self) -> None:
         s, self.sock = self.sock, None
@@ -193,6 +237,20 @@ class _LineSocket:
             self.buf += chunk
 
 
+def _tcp_socket(address: str, connect_timeout: float) -> socket.socket:
+    from .resp import parse_address
+    host, port = parse_address(address)
+    try:
+        s = socket.create_connection((host, port), timeout=connect_timeout)
+    except OSError as e:
+        raise tcp_connect_error(address, e) from None
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    return s
+
+
 def _decode(line: bytes, where: str) -> dict:
     try:
         msg = json.loads(line.decode("utf-8"))
@@ -213,12 +271,21 @@ def _decode(line: bytes, where: str) -> dict:
 class ControlConnection:
     """One connection to dpr-agent's control socket; requests are answered
     in order. Thread-safe (requests are serialized). When the connection
-    broke or a reply timed out, the next request reconnects."""
+    broke or a reply timed out, the next request reconnects.
+
+    ``address="HOST:PORT"`` connects over TCP instead (an agent whose
+    ``control.listen`` is set; the same protocol); it cannot be given
+    together with ``path``."""
 
     def __init__(self, path: str | os.PathLike | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
-                 lazy: bool = False):
-        self.path, self.origin = socket_path(path)
+                 lazy: bool = False, address: str | None = None):
+        if address is not None:
+            if path is not None:
+                raise ValueError("give the control socket's path or a TCP address, not both")
+            self.path, self.origin = tcp_address(address), TCP
+        else:
+            self.path, self.origin = socket_path(path)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)
@@ -230,6 +297,11 @@ class ControlConnection:
     @property
     def where(self) -> str:
         return _at(self.path, self.origin)
+
+    @property
+    def address(self) -> str | None:
+        """The TCP address connected to, or None on the Unix socket."""
+        return self.path if self.origin == TCP else None
 
     def close(self) -> None:
         with self._lock:
@@ -402,10 +474,18 @@ def format_event(d: dict) -> str:
 class EventStream:
     """The agent's ``events`` stream on a connection of its own. Iterate it
     (blocks for the next event), or call ``next(timeout)`` (None when
-    nothing came in time). Close it (or use ``with``) when done."""
+    nothing came in time). Close it (or use ``with``) when done.
+    ``address="HOST:PORT"`` opens it over TCP instead of the Unix socket."""
 
-    def __init__(self, path: str, origin: str = "argument", *, timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = CONNECT_TIMEOUT):
+    def __init__(self, path: str | None = None, origin: str = "argument", *,
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
+                 address: str | None = None):
+        if address is not None:
+            if path is not None:
+                raise ValueError("give the control socket's path or a TCP address, not both")
+            path, origin = tcp_address(address), TCP
+        elif path is None:
+            path, origin = socket_path(None)
         self.where = _at(path, origin)
         self._sock: _LineSocket | None = _LineSocket(path, origin, connect_timeout)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import builtins
 
 __all__ = ["DprError", "ConnectionError", "TimeoutError", "ProtocolError", "ResponseError",
-           "RollbackError", "SessionInDoubtError", "SessionClosedError"]
+           "RollbackError", "SessionInDoubtError", "SessionClosedError", "DiscoveryError"]
 
 
 class DprError(Exception):
@@ -72,3 +72,10 @@ class SessionInDoubtError(ConnectionError):
 
 class SessionClosedError(DprError):
     """The session was closed."""
+
+
+class DiscoveryError(DprError):
+    """DNS-SD found nothing usable (dpr.discover): no agent of the cluster
+    answered in the domain, the DNS server did not answer, or the package a
+    back end needs is missing. The message names the cluster, the domain
+    and what was seen instead (e.g. other clusters)."""

@@ -302,6 +302,125 @@ TEST(node_labels_and_capacity)
     unlink(path);
 }
 
+TEST(discovery_and_remote_control)
+{
+    agent_config c;
+    agent_problems p;
+
+    /* defaults: discovery on, no TCP control, no expect */
+    write_conf("cluster = \"demo\";\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.discovery);
+    CHECK(c.control_listen == NULL);
+    CHECK(!c.control_remote_full);
+    CHECK_EQ_INT(c.raft_expect, 0);
+    CHECK(c.cs_address_derived && c.repl_listen_derived);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+
+    /* no seed list: expect, or join found by DNS-SD */
+    write_conf("cluster = \"demo\";\n"
+               "control = { listen = \"0.0.0.0:7002\"; remote_access = \"full\"; };\n"
+               "raft = { address = \"10.0.0.1:7400\"; expect = 3; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(c.raft_expect, 3);
+    CHECK(strcmp(c.control_listen, "0.0.0.0:7002") == 0);
+    CHECK(c.control_remote_full);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+    write_conf("cluster = \"demo\";\nraft = { address = \"10.0.0.1:7400\"; join = true; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.raft_join);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+
+    /* every mistake with its line */
+    write_conf("cluster = \"demo\";\n"
+               "discovery = { enabled = \"yes\"; browse = true; };\n"
+               "control = { listen = \"nowhere\";\n"
+               "  remote_access = \"write\"; };\n"
+               "raft = { address = \"10.0.0.1:7400\"; peers = [\"10.0.0.2:7400\"];\n"
+               "  expect = 2; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 2, "'discovery.enabled' must be true or false"));
+    CHECK(has(&p, 2, "discovery.browse"));
+    CHECK(has(&p, 3, "'control.listen'"));
+    CHECK(has(&p, 4, "'control.remote_access' must be \"read-only\" or \"full\""));
+    CHECK(has(&p, 6, "'raft.expect' is for a cluster without a seed list"));
+    agent_problems_free(&p);
+    unlink(path);
+    write_conf("cluster = \"demo\";\ndiscovery = { enabled = false; };\n"
+               "raft = { address = \"10.0.0.1:7400\";\n  join = true;\n  expect = 9; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 4, "'raft.join' needs 'raft.peers'"));
+    CHECK(has(&p, 5, "'raft.expect'"));
+    agent_problems_free(&p);
+    unlink(path);
+    write_conf("cluster = \"demo\";\ndiscovery = { enabled = false; };\n"
+               "raft = { address = \"10.0.0.1:7400\";\n  expect = 3; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 4, "it needs 'discovery.enabled'"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
+TEST(address_of_an_interface)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"demo\";\nnode = { address = \"eth1\"; };\n"
+               "replication = { socket = \"/run/x.sock\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(agent_config_resolve_address(&c, "eth1", "10.0.0.7"), 0);
+    CHECK(strcmp(c.node_interface, "eth1") == 0);
+    CHECK(strcmp(c.node_address, "10.0.0.7") == 0);
+    /* listeners on every address; clients told node.address */
+    CHECK(strcmp(c.cs_address, "0.0.0.0") == 0);
+    CHECK(strcmp(agent_config_cs_host(&c), "10.0.0.7") == 0);
+    CHECK(strcmp(c.repl_listen, "0.0.0.0:7401") == 0);
+    /* it changes again: the interface stays */
+    CHECK_EQ_INT(agent_config_resolve_address(&c, "eth1", "10.0.0.8"), 0);
+    CHECK(strcmp(c.node_address, "10.0.0.8") == 0);
+    CHECK(strcmp(agent_config_cs_host(&c), "10.0.0.8") == 0);
+    CHECK(strcmp(c.repl_listen, "0.0.0.0:7401") == 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+
+    /* settings given explicitly are kept */
+    write_conf("cluster = \"demo\";\nnode = { address = \"eth1\"; };\n"
+               "cachestores = { listen_address = \"0.0.0.0\"; };\n"
+               "replication = { listen = \"0.0.0.0:7500\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(agent_config_resolve_address(&c, "eth1", "10.0.0.7"), 0);
+    CHECK(strcmp(c.cs_address, "0.0.0.0") == 0);
+    CHECK(strcmp(c.repl_listen, "0.0.0.0:7500") == 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+    write_conf("cluster = \"demo\";\nnode = { address = \"eth1\"; };\n"
+               "cachestores = { listen_address = \"10.1.1.1\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(agent_config_resolve_address(&c, "eth1", "10.0.0.7"), 0);
+    CHECK(strcmp(agent_config_cs_host(&c), "10.1.1.1") == 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    unlink(path);
+}
+
 TEST(missing_file)
 {
     agent_config c;
@@ -324,6 +443,8 @@ int main(void)
     RUN(syntax_error_line);
     RUN(control_limits);
     RUN(node_labels_and_capacity);
+    RUN(discovery_and_remote_control);
+    RUN(address_of_an_interface);
     RUN(missing_file);
     return check_summary("test_agent_config");
 }

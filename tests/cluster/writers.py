@@ -2,7 +2,9 @@
 (tests/cluster/test_domains.py, test_raft.py).
 
 Writers(node, deployments) runs a script in the node: one thread and one
-dpr session per deployment (dpr.connect().client(deployment)), each writing
+dpr session per deployment (dpr.connect().client(deployment), or with
+discover="CLUSTER" dpr.Client.discover(CLUSTER, deployment): a program that
+knows only the cluster's name, test_discovery.py), each writing
 key "<deployment>:<seq>" = "<seq>" until told to stop, reporting progress
 and rollbacks; then each reads every key back and says whether exactly the
 operations a rollback reported lost are absent and every other one (the
@@ -25,6 +27,7 @@ import os, sys, threading, time
 import dpr
 
 STOP = "/tmp/stop-writing"
+DISCOVER = os.environ.get("WRITERS_DISCOVER")  # a cluster's name: found by DNS-SD
 lock = threading.Lock()
 
 def out(*a):
@@ -35,8 +38,12 @@ class Writer(threading.Thread):
     def __init__(self, cluster, dep):
         super().__init__(daemon=True)
         self.dep = dep
-        self.client = cluster.client(dep, timeout=30, reconnect_timeout=90,
-                                     rollback_timeout=90)
+        if DISCOVER:
+            self.client = dpr.Client.discover(DISCOVER, dep, reply_timeout=30,
+                                              reconnect_timeout=90, rollback_timeout=90)
+        else:
+            self.client = cluster.client(dep, timeout=30, reconnect_timeout=90,
+                                         rollback_timeout=90)
         self.errors = 0            # RollbackErrors raised
         self.seen = []             # (rollbacks so far, commit point) observed
         self.result = "FAILED no result"
@@ -100,8 +107,11 @@ class Writer(threading.Thread):
             "ok" if not wrong else "FAILED", last, kept, lost, len(s.rollbacks), self.errors,
             wl0, wl1, "; ".join(wrong[:5]))
 
-with dpr.connect() as cluster:
-    writers = [Writer(cluster, dep) for dep in sys.argv[1:]]
+if DISCOVER:
+    writers = [Writer(None, dep) for dep in sys.argv[1:]]
+else:
+    with dpr.connect() as cluster:
+        writers = [Writer(cluster, dep) for dep in sys.argv[1:]]
 for w in writers:
     w.start()
 for w in writers:
@@ -112,13 +122,14 @@ for w in writers:
 class Writers:
     """The writer script inside the node, its lines read on a thread."""
 
-    def __init__(self, node, deps):
+    def __init__(self, node, deps, discover=None):
         with open(node.path("/root/writers.py"), "w") as f:
             f.write(WRITERS)
         node.run("rm -f /tmp/stop-writing")
         self.node = node
         self.proc = node.spawn(["python3", "-u", "/root/writers.py"] + list(deps),
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT,
+                               env={"WRITERS_DISCOVER": discover} if discover else None)
         self.lines = queue.Queue()
         self.log = []
         self.progress = {}          # deployment -> (last_seq, commit point, rollbacks, wl)
