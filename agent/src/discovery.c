@@ -17,6 +17,10 @@
 
 /* How long before a client that failed (no D-Bus) is made again. */
 #define RETRY_MS 5000
+/* After the daemon went away: long enough for it to have left the bus, so
+ * the new client waits for it (NO_FAIL) instead of calling the old one and
+ * D-Bus-activating a daemon the operator is stopping. */
+#define RECONNECT_MS 1000
 
 /* One service and its entry group. */
 typedef struct pub {
@@ -431,7 +435,7 @@ static void on_client(AvahiClient *c, AvahiClientState state, void *arg)
     case AVAHI_CLIENT_FAILURE:
         /* the daemon went away (or D-Bus did): a new client waits for it */
         set_state(d, AGENT_DISCOVERY_OFF, avahi_strerror(avahi_client_errno(c)));
-        uv_timer_start(&d->retry, on_retry, 0, 0);
+        uv_timer_start(&d->retry, on_retry, RECONNECT_MS, 0);
         break;
     }
 }

@@ -169,7 +169,10 @@ def _error_or_none(hp):
     ('raft = { address = "10.0.0.1:7400"; election_timeout_ms = 100; '
      'heartbeat_timeout_ms = 60; };', "at most half"),
     ('raft = { address = "10.0.0.1:7400"; bootstrap = true; };', "raft.bootstrap"),
-    ('raft = { address = "10.0.0.1:7400"; join = true; };', "'raft.join' needs 'raft.peers'"),
+    ('discovery = { enabled = false; };\nraft = { address = "10.0.0.1:7400"; join = true; };',
+     "'raft.join' needs 'raft.peers'"),
+    ('raft = { address = "10.0.0.1:7400"; peers = ["10.0.0.2:7400"]; expect = 3; };',
+     "'raft.expect' is for a cluster without a seed list"),
     ('raft = { address = "10.0.0.1:7400"; node_down_after_ms = 900; };',
      "'raft.node_down_after_ms' is out of range"),
     ('raft = { address = "10.0.0.1:7400"; election_timeout_ms = 1000; '
