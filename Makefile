@@ -6,7 +6,7 @@
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
 #                  bench-replication;
-#                  as root also: make bench-placement)
+#                  as root also: make bench-placement, bench-discovery)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #   make demo-cluster  three systemd nodes, a Raft leader's power cut (root)
@@ -136,6 +136,12 @@ bench-replication: $(DPR_BENCH) $(KV_BIN) $(AGENT_BIN)
 .PHONY: bench-placement
 bench-placement: all
 	/usr/bin/python3 bench/placement.py $(BUILD)
+
+# DNS-SD on three systemd nodes: instance ready -> visible on another node, and
+# a shard move -> the session's first answered operation (bench/discovery.py; root)
+.PHONY: bench-discovery
+bench-discovery: all
+	/usr/bin/python3 bench/discovery.py $(BUILD)
 
 # --- install ---------------------------------------------------------------
 install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) install-agent

@@ -116,6 +116,15 @@ static void node_view_free(node_view *nv)
     memset(nv, 0, sizeof(*nv));
 }
 
+/* Did the node of this instance record ever take the cluster's spec? This
+ * run (adopted: the generation), or before it restarted (placed: its
+ * instances came from the cluster's placement). NULL: no. */
+static bool took_spec(const json_t *rec)
+{
+    return json_integer_value(json_object_get(rec, "adopted")) > 0 ||
+           json_is_true(json_object_get(rec, "placed"));
+}
+
 /* Has this node heard from member id lately (itself: yes)? */
 static bool alive(agent *a, uint64_t id)
 {
@@ -154,8 +163,7 @@ static int node_view_make(agent *a, node_view *nv)
         /* (a node that runs deployments of its own and did not take the
          * spec takes nothing until it does) */
         n->up = json_is_integer(mi) && json_integer_value(mi) >= 0 &&
-                (json_integer_value(json_object_get(rec, "adopted")) > 0 ||
-                 json_array_size(json_object_get(rec, "deployments")) == 0);
+                (took_spec(rec) || json_array_size(json_object_get(rec, "deployments")) == 0);
         n->max_instances = n->up ? (uint32_t)json_integer_value(mi) : 0;
         json_array_foreach(json_object_get(rec, "labels"), k, l)
             if (json_is_string(l) && n->nlabels < AGENT_SELECTOR_MAX)
@@ -268,8 +276,9 @@ static int running_of(agent *a, agent_placement *out)
         json_t *rec = text ? json_loads(text, 0, NULL) : NULL, *d, *in;
         size_t k, m;
         /* only a node that never took the cluster's spec runs deployments
-         * of its own (one that did may still run some the spec deleted) */
-        if (json_integer_value(json_object_get(rec, "adopted")) != 0) {
+         * of its own (one that did may still run some the spec deleted,
+         * also when it comes back after the spec deleted them) */
+        if (took_spec(rec)) {
             json_decref(rec);
             continue;
         }
@@ -750,8 +759,11 @@ void agent_cluster_adopt(agent *a)
     rec = record(a);
     if (!rec)
         return;
-    if (a->spec_adopted == 0 && (stray = unknown_local(a, json_object_get(rec, "spec")))) {
-        /* never delete what this node ran before it took the cluster's spec */
+    if (a->spec_adopted == 0 && !a->st.placed &&
+        (stray = unknown_local(a, json_object_get(rec, "spec")))) {
+        /* never delete what this node ran before it took the cluster's spec
+         * (what it runs from the cluster's placement is the cluster's to
+         * delete, also while the node was away) */
         if (cs->spec_generation != a->spec_refused)
             log_error("cluster: this node runs deployment '%s', which the cluster's spec "
                       "(generation %" PRIu64 ") does not hold: not taking the cluster's spec, "
@@ -1027,10 +1039,10 @@ static json_t *own_instances(agent *a)
         json_decref(labels);
         return NULL;
     }
-    return json_pack("{s:s, s:o, s:I, s:I, s:s?, s:o}", "node", a->cfg->node_name, "labels",
-                     labels, "max_instances", (json_int_t)a->cfg->max_instances, "adopted",
-                     (json_int_t)a->spec_adopted, "replica_address", agent_replica_address(a),
-                     "deployments", deps);
+    return json_pack("{s:s, s:o, s:I, s:I, s:b, s:s?, s:o}", "node", a->cfg->node_name,
+                     "labels", labels, "max_instances", (json_int_t)a->cfg->max_instances,
+                     "adopted", (json_int_t)a->spec_adopted, "placed", a->st.placed,
+                     "replica_address", agent_replica_address(a), "deployments", deps);
 }
 
 static void on_published(void *arg, int status, int error, const char *text)

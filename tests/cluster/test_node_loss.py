@@ -188,3 +188,62 @@ def test_a_lost_node_s_instances_move_and_the_old_ones_are_fenced(cluster, how):
     check_results(w, results)
     print("node lost (%s) -> marked down after %.1f s, kv-2 serving on %s after %.1f s"
           % (how, detected, copy_on[0], serving))
+
+
+@pytest.mark.nodes(3)
+def test_a_deployment_deleted_while_a_node_is_down_can_come_back_at_once(cluster):
+    """kv-2 moves off node3 (lost), then `kv` is deleted and, as soon as
+    node3 boots, created again under the same name: the new kv-2 may land on
+    node3, where the old incarnation's unit and state still are. The old one
+    retires (the cluster deleted it while node3 was away) and is never taken
+    for the new deployment's shard; every shard of the new `kv` starts empty
+    with a worker id of its own and becomes ready."""
+    c = cluster
+    n1, victim = c[0], c[2]
+    st = start(c, replicas=1)
+    old = [i["worker"] for d in st["deployments"] for i in d["instances"]]
+    with open(n1.path("/root/rw.py"), "w") as f:
+        f.write(RW)
+    assert n1.run(["python3", "/root/rw.py", "old"], timeout=WAIT).stdout.split() == ["50", "50"]
+    harness.wait_for("kv-2's checkpoints copied", lambda: (
+        inst(status(victim), "kv-2").get("replicated") or 0) > 0, WAIT)
+    victim.power_cut()
+    harness.wait_for("kv-2 serving off node3", lambda: (
+        lambda s: s if inst(s, "kv-2")["node"] != "node3" and inst(s, "kv-2")["ready"]
+        else None)(status(n1)), WAIT)
+    with open(n1.path("/root/empty.yaml"), "w") as f:
+        f.write("name: demo\ncachestores: []\n")
+    n1.run("cd /root && dprctl apply -f empty.yaml --wait --timeout %d" % WAIT, timeout=WAIT + 30)
+    victim.boot()
+    harness.wait_for("node3 marked up", lambda: not (status(n1).get("cluster_spec") or {})
+                     .get("down"), WAIT)
+    n1.run("cd /root && dprctl apply -f cluster.yaml", timeout=WAIT)
+    try:
+        st = harness.wait_for("every instance ready", lambda: (
+            lambda s: s if len(s["deployments"]) == 2 and all(
+                i["ready"] for d in s["deployments"] for i in d["instances"]) else None)(
+                    status(n1)), WAIT)
+    except harness.HarnessError:
+        print(json.dumps(status(n1), indent=1))
+        print(victim.journal(lines=300))
+        raise
+    new = [i["worker"] for d in st["deployments"] for i in d["instances"]]
+    assert not set(old) & set(new), (old, new)
+    # the old keys are gone with the old deployment; the new one works
+    assert n1.run(["python3", "/root/rw.py", "new"], timeout=WAIT).stdout.split() == ["0", "50"]
+
+
+# rw.py old|new: how many of the 50 "old" keys kv holds, after writing (and
+# committing) them when told "old"; then the same for 50 keys of its own.
+RW = """\
+import sys, dpr
+with dpr.connect() as c:
+    with c.client("kv", timeout=30, reconnect_timeout=60).session() as s:
+        for i in range(50):
+            if sys.argv[1] == "old":
+                s.set("old%d" % i, "v")
+            s.set("%s%d" % (sys.argv[1], i), "v")
+        s.wait_committed(timeout=60)
+        print(sum(s.get("old%d" % i) == b"v" for i in range(50)))
+        print(sum(s.get("%s%d" % (sys.argv[1], i)) == b"v" for i in range(50)))
+"""
