@@ -116,18 +116,11 @@ def apply(node, text):
     node.run("cd /root && dprctl apply -f cluster.yaml", timeout=WAIT)
 
 
-def status(node):
-    return json.loads(node.run(["dprctl", "status", "--json"], check=False).stdout or "{}")
+status = demoutil.status
 
 
 def wait(what, fn, timeout=WAIT, interval=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(interval)
-    raise RuntimeError("timed out waiting for %s" % what)
+    return demoutil.wait(what, fn, timeout, interval)
 
 
 def ready_events(stream, t0):
@@ -238,14 +231,7 @@ def moves(c, events, trials):
 
 
 def run(harness, build, trials, box):
-    with demoutil.staged(build) as stage:
-        c = harness.Cluster(3, stage=stage, upper="tmpfs", boot=False)
-        box.append(c)
-        c.start()
-    for n in c:
-        harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
-    c.configure_raft()
-    harness.wait_for("a Raft leader", c.raft_leader, WAIT)
+    c, _ = demoutil.raft_cluster(harness, build, 3, box, WAIT)
     for n in c:
         with open(n.path("/root/stamp.py"), "w") as f:
             f.write(STAMP)
@@ -258,12 +244,7 @@ def run(harness, build, trials, box):
             b.stop()
         restore, follow = moves(c, events, trials)
     except RuntimeError:  # what did not get there, for whoever reads the failure
-        for d in status(c[0]).get("deployments") or []:
-            print("deployment %s: layout %s, degraded %s" % (
-                d["name"], d.get("layout"), d.get("degraded")))
-            for i in d["instances"]:
-                print("  %s on %s: ready %s, health %s, %s" % (
-                    i["name"], i["node"], i["ready"], i.get("health"), i.get("last_error")))
+        demoutil.print_deployments(status(c[0]))
         print(c[0].journal(lines=60))
         raise
     finally:
@@ -322,30 +303,17 @@ operations (a RollbackError); its next operation is the one counted.
     benchdoc.write_section("Discovery", section)
 
 
-def main():
-    build = sys.argv[1] if len(sys.argv) > 1 else "build"
-    trials = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    harness = demoutil.prepare("bench-discovery")
-    if harness is None:
-        return 2
-    box, rc, res = [], 1, None
-    try:
-        res = run(harness, build, trials, box)
-        rc = 0
-    except KeyboardInterrupt:
-        rc = 130
-    finally:
-        note, rc = demoutil.teardown(harness, box[0] if box else None, rc)
-        print(note)
-    if rc == 0:
-        write_doc(build, trials, *res)
-        lat, restore, follow = res
-        print("ready → visible p50 %.2f s max %.2f s; power cut → moved shard ready %s s; "
-              "→ first answered operation %s s" % (
-                  statistics.median(lat), max(lat), ", ".join("%.2f" % x for x in restore),
-                  ", ".join("%.2f" % x for x in follow)))
-    return rc
+def report(build, trials, res):
+    write_doc(build, trials, *res)
+    lat, restore, follow = res
+    print("ready → visible p50 %.2f s max %.2f s; power cut → moved shard ready %s s; "
+          "→ first answered operation %s s" % (
+              statistics.median(lat), max(lat), ", ".join("%.2f" % x for x in restore),
+              ", ".join("%.2f" % x for x in follow)))
 
+
+def main():
+    return demoutil.bench_main("bench-discovery", run, report)
 
 if __name__ == "__main__":
     sys.exit(main())

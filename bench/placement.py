@@ -25,7 +25,6 @@ gives their agents one Raft cluster, then TRIALS times (default 3):
 Writes the "## Placement on three nodes" section of docs/benchmarks.md
 (other sections kept). Not a test: no timed assertions.
 """
-import json
 import os
 import statistics
 import sys
@@ -49,8 +48,7 @@ def spec(names):
         % (n, SHARDS) for n in names)
 
 
-def status(node):
-    return json.loads(node.run(["dprctl", "status", "--json"], check=False).stdout or "{}")
+status = demoutil.status
 
 
 def all_ready(st, n):
@@ -60,13 +58,7 @@ def all_ready(st, n):
 
 
 def wait(what, fn, timeout=WAIT, interval=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(interval)
-    raise RuntimeError("timed out waiting for %s" % what)
+    return demoutil.wait(what, fn, timeout, interval)
 
 
 WRITE = r"""
@@ -90,14 +82,7 @@ def on_node(st, node):
 
 
 def run(harness, build, trials, box):
-    with demoutil.staged(build) as stage:
-        c = harness.Cluster(3, stage=stage, upper="tmpfs", boot=False)
-        box.append(c)
-        c.start()
-    for n in c:
-        harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
-    c.configure_raft()
-    harness.wait_for("a Raft leader", c.raft_leader, WAIT)
+    c, _ = demoutil.raft_cluster(harness, build, 3, box, WAIT)
     n1, n3 = c[0], c[2]
     with open(n1.path("/root/keys.py"), "w") as f:
         f.write(WRITE)
@@ -126,12 +111,7 @@ def run(harness, build, trials, box):
                 lambda s: all_ready(s, total) and not on_node(s, n3.name))(status(n1)),
                 interval=0.05)
         except RuntimeError:  # what did not get there, for whoever reads the failure
-            for d in status(n1).get("deployments") or []:
-                print("deployment %s: layout %s, degraded %s" % (
-                    d["name"], d.get("layout"), d.get("degraded")))
-                for i in d["instances"]:
-                    print("  %s on %s: ready %s, health %s, %s" % (
-                        i["name"], i["node"], i["ready"], i.get("health"), i.get("last_error")))
+            demoutil.print_deployments(status(n1))
             print(n1.journal(lines=150))
             raise
         serving.append(time.monotonic() - t0)
@@ -204,28 +184,14 @@ registration and restore, and the new layouts.
     benchdoc.write_section("Placement on three nodes", section)
 
 
-def main():
-    build = sys.argv[1] if len(sys.argv) > 1 else "build"
-    trials = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    harness = demoutil.prepare("bench-placement")
-    if harness is None:
-        return 2
-    box, rc, res = [], 1, None
-    try:
-        res = run(harness, build, trials, box)
-        rc = 0
-    except KeyboardInterrupt:
-        rc = 130
-    finally:
-        note, rc = demoutil.teardown(harness, box[0] if box else None, rc)
-        print(note)
-    if rc == 0:
-        write_doc(build, trials, *res)
-        print("applies %s s; marked down after %s s; serving elsewhere after %s s; "
-              "back after boot %s s" % tuple(", ".join("%.2f" % x for x in v)
-                                             for v in res[:4]))
-    return rc
+def report(build, trials, res):
+    write_doc(build, trials, *res)
+    print("applies %s s; marked down after %s s; serving elsewhere after %s s; "
+          "back after boot %s s" % tuple(", ".join("%.2f" % x for x in v) for v in res[:4]))
 
+
+def main():
+    return demoutil.bench_main("bench-placement", run, report)
 
 if __name__ == "__main__":
     sys.exit(main())

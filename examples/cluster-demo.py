@@ -39,14 +39,7 @@ def demo(harness, build, cluster_box):
     from writers import Writers
 
     section("1. Install the build, boot three nodes, form a Raft cluster")
-    with demoutil.staged(build) as stage:
-        c = harness.Cluster(3, stage=stage, upper="tmpfs", boot=False)
-        cluster_box.append(c)
-        c.start()
-    for n in c:
-        harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
-    c.configure_raft()
-    lead = harness.wait_for("a Raft leader", c.raft_leader, WAIT)
+    c, lead = demoutil.raft_cluster(harness, build, 3, cluster_box, WAIT)
     n1 = c[0]
     harness.wait_for("every node named", lambda: {
         x["name"] for x in json.loads(n1.run(["dprctl", "nodes", "--json"]).stdout)["nodes"]}
