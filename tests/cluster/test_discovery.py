@@ -6,9 +6,13 @@ shows every agent (`_dpr-agent._tcp`), the finder on the leader
 (`_dpr-finder._tcp`) and every running instance (`_dpr-cs._tcp`) with the
 TXT of docs/discovery.md; a deleted deployment's records disappear; when
 the leader changes, the finder record moves; when avahi-daemon restarts on
-a node, that node's records come back. Needs root (skipped otherwise).
+a node, that node's records come back; killed, the agent goes on with
+discovery off and publishes again when it is back; a name another
+publisher holds is published under another one. Needs root (skipped
+otherwise).
 """
 import json
+import re
 import shlex
 
 import pytest
@@ -45,7 +49,8 @@ def browse(node, service_type):
         if f[0] != "=" or len(f) < 10 or f[2] != "IPv4":
             continue
         txt = dict(s.split("=", 1) for s in shlex.split(f[9]) if "=" in s)
-        out[f[3].replace("\\064", "@")] = (f[6], int(f[8]), txt)
+        name = re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1))), f[3])  # (\064 is @)
+        out[name] = (f[6], int(f[8]), txt)
     return out
 
 
@@ -125,6 +130,44 @@ def test_records_follow_the_cluster(cluster):
             if i["node"] == "node2"]
     harness.wait_for("node2's instance records back",
                      lambda: all("%s@demo" % m in browse(n3, "_dpr-cs._tcp") for m in mine), WAIT)
+
+    # avahi-daemon killed on a node: its agent goes on without it, and
+    # publishes again when it is back. (Browsed on node2 itself: a new
+    # daemon has an empty cache, so what it shows node2 published again;
+    # the other nodes' caches keep the records until their TTL.)
+    n2.run("systemctl kill -s KILL avahi-daemon.service")
+    st = harness.wait_for("node2's discovery off", lambda: (lambda s: s if s["discovery"]["state"]
+                                                            != "on" else None)(status(n2)), WAIT)
+    assert st["discovery"]["reason"], st["discovery"]
+    assert n2.run(["redis-cli", "-h", n2.ip4, "-p", str(c.FINDER_PORT), "PING"]).stdout.strip() \
+        == "PONG"  # (its finder port; the instances are untouched)
+    n2.systemctl("start", "avahi-daemon.service")
+    harness.wait_for("node2's discovery on", lambda: status(n2)["discovery"]["state"] == "on", WAIT)
+    harness.wait_for("node2's records published again", lambda: "node2@demo" in browse(
+        n2, "_dpr-agent._tcp") and all("%s@demo" % m in browse(n2, "_dpr-cs._tcp") for m in mine),
+        WAIT)
+
+    # another publisher holds node2's name on the network when its agent
+    # starts: the agent publishes under another name, same TXT
+    n2.systemctl("stop", "dpr-agent")  # (its records go; its instances run on)
+    harness.wait_for("node2's agent record gone",
+                     lambda: "node2@demo" not in browse(n1, "_dpr-agent._tcp"), WAIT)
+    n3.run("systemd-run --unit=dprt-squat --collect avahi-publish -s node2@demo "
+           "_dpr-agent._tcp 9 cluster=squatter")
+    harness.wait_for("the squatter", lambda: (browse(n1, "_dpr-agent._tcp").get("node2@demo")
+                                              or (0, 0, {}))[2].get("cluster") == "squatter", WAIT)
+    n2.systemctl("start", "dpr-agent")
+
+    def renamed():
+        got = browse(n1, "_dpr-agent._tcp")
+        return [(name, rec) for name, rec in got.items()
+                if name != "node2@demo" and rec[2].get("node") == "node2"]
+    (name, (host, port, txt)), = harness.wait_for("node2's agent under another name", renamed,
+                                                 WAIT)
+    assert name.startswith("node2@demo #"), name
+    assert txt["cluster"] == "demo" and port == c.FINDER_PORT and host == "node2.local"
+    assert "is taken" in n2.journal("dpr-agent", lines=100)
+    n3.systemctl("stop", "dprt-squat")
 
 
 CONF = """\
