@@ -1,7 +1,8 @@
 # DPR Cluster - top-level build.
 #
 #   make deps      install the Debian packages the project needs (root)
-#   make           build libdpr, dpr-finder, dpr-kv, dpr-agent, tests, benchmarks
+#   make           build libdpr, libdpr-discover, dpr-finder, dpr-kv, dpr-agent, tests,
+#                  benchmarks
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
@@ -54,6 +55,7 @@ UNIT_BINS :=
 FUZZ_BINS :=
 include common/build.mk
 include libdpr/build.mk
+include libdpr/discover/build.mk
 include finder/build.mk
 include cachestore/build.mk
 include agent/build.mk
@@ -63,7 +65,7 @@ include tests/lib/build.mk
 .PHONY: all deps test fuzz fuzz-build bench bench-finder install clean
 .DEFAULT_GOAL := all
 
-all: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
+all: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
      $(BENCH_FINDER) $(DPR_BENCH) $(CLIENT_DRIVER)
 
 deps:
@@ -144,12 +146,14 @@ bench-discovery: all
 	/usr/bin/python3 bench/discovery.py $(BUILD)
 
 # --- install ---------------------------------------------------------------
-install: $(LIBDPR_A) $(LIBDPR_SO) $(FINDER_BIN) $(KV_BIN) install-agent
+install: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) install-agent
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dpr
 	install -m 0755 $(FINDER_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-finder
 	install -m 0755 $(KV_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-kv
 	install -m 0644 $(LIBDPR_A) $(DESTDIR)$(PREFIX)/lib/libdpr.a
 	install -m 0755 $(LIBDPR_SO) $(DESTDIR)$(PREFIX)/lib/libdpr.so
+	install -m 0644 $(DISCOVER_A) $(DESTDIR)$(PREFIX)/lib/libdpr-discover.a
+	install -m 0755 $(DISCOVER_SO) $(DESTDIR)$(PREFIX)/lib/libdpr-discover.so
 	install -m 0644 libdpr/include/dpr/*.h $(DESTDIR)$(PREFIX)/include/dpr/
 	install -d $(DESTDIR)$(PYTHON_SITE)/dpr
 	install -m 0644 python-dpr/dpr/*.py $(DESTDIR)$(PYTHON_SITE)/dpr/

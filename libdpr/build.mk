@@ -13,6 +13,8 @@ LIBDPR_SO = $(BUILD)/libdpr.so
 LIBDPR_LIBS = -lhiredis
 
 $(BUILD)/obj/libdpr/%.o: CPPFLAGS += -Ilibdpr/src
+# unit tests of private modules (endpoints.h) see libdpr/src too
+$(BUILD)/obj/tests/libdpr/%.o: CPPFLAGS += -Ilibdpr/src
 
 $(LIBDPR_A): $(LIBDPR_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 	@rm -f $@
@@ -23,7 +25,8 @@ $(LIBDPR_SO): $(LIBDPR_OBJ) $(COMMON_A)
 	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $(LIBDPR_OBJ) $(COMMON_A) $(LIBDPR_LIBS) -lm
 
 # unit tests (tests/libdpr/test_*.c) and the C client's driver for
-# tests/libdpr/test_client.py (not a unit test: it needs dpr-kv)
+# tests/libdpr/test_client*.py (not a unit test: it needs dpr-kv; it finds
+# clusters by DNS-SD too, so libdpr/discover/build.mk links it)
 UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/libdpr/test_*.c))
 CLIENT_DRIVER = $(BUILD)/tests/client-driver
 
@@ -31,11 +34,11 @@ $(BUILD)/tests/libdpr/test_%: $(BUILD)/obj/tests/libdpr/test_%.o $(LIBDPR_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm -lpthread
 
-$(CLIENT_DRIVER): $(BUILD)/obj/tests/libdpr/client_driver.o $(LIBDPR_A)
+# fuzz targets: fuzz_wire (batch headers), fuzz_endpoints (DPR.CLUSTER.ENDPOINTS
+# answers through hiredis' reader)
+FUZZ_BINS += build/fuzz/fuzz_wire build/fuzz/fuzz_endpoints
+build/fuzz/fuzz_wire build/fuzz/fuzz_endpoints: build/fuzz/%: tests/libdpr/%.c $(LIBDPR_SRC) \
+		$(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm
-
-FUZZ_BINS += build/fuzz/fuzz_wire
-build/fuzz/fuzz_wire: tests/libdpr/fuzz_wire.c $(LIBDPR_SRC) $(COMMON_SRC)
-	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Ilibdpr/src $(FUZZ_CFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm
+	clang $(CPPFLAGS) -Ilibdpr/src -Itests/lib $(FUZZ_CFLAGS) -o $@ $^ $(LIBDPR_LIBS) \
+		$(COMMON_LIBS) -lm

@@ -504,9 +504,14 @@ static void on_cluster_tick(uv_timer_t *t)
             a->start_gated = false;
             agent_reconcile(a);
         }
-        /* copies are pruned about once a second */
-        if (++a->cluster_ticks % (1000 / CLUSTER_TICK_MS) == 0)
+        /* about once a second: copies are pruned; this node's instance
+         * record is sent again if the last sending failed (no leader
+         * answered in time: the first finder address it tried was a node
+         * that stopped answering) and nothing else asked since */
+        if (++a->cluster_ticks % (1000 / CLUSTER_TICK_MS) == 0) {
             agent_replica_tick(a);
+            agent_cluster_publish(a, false);
+        }
     }
 }
 

@@ -24,6 +24,9 @@
 /* An instance record sent and not in the log yet is sent again after this
  * (its entry may have been lost with a leader). */
 #define PUBLISH_AGAIN_MS 2000
+/* How long sending it may take: time for a finder address that does not
+ * answer (a lost node: one attempt's timeout) and then the others. */
+#define PUBLISH_SEND_MS (3 * AGENT_PEERREQ_ATTEMPT_MS)
 
 /* A caller of apply/delete waiting for the leader, then for this node to
  * adopt generation `gen`. */
@@ -1098,7 +1101,8 @@ void agent_cluster_publish(agent *a, bool changed)
                          a);
     } else if (dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) == 0) {
         const char *argv[3] = { "DPR.CLUSTER.INSTANCES", a->cfg->node_name, text };
-        if (agent_peerreq_send(a->loop, &t, 2000, 3, argv, on_published, a, &a->insts_req) < 0)
+        if (agent_peerreq_send(a->loop, &t, PUBLISH_SEND_MS, 3, argv, on_published, a,
+                               &a->insts_req) < 0)
             a->insts_req = NULL;
     }
     free(text);

@@ -24,6 +24,7 @@
 #include "dpr/domain.h"
 #include "dpr/route.h"
 #include "dpr/wire.h"
+#include "endpoints.h"
 
 #define DEFAULT_CONNECT_MS 2000
 #define DEFAULT_IO_MS 5000
@@ -33,6 +34,11 @@
 #define ROLLBACK_POLL_MS 10
 #define RESIZE_POLL_MAX_MS 200
 #define COMMIT_POLL_MS 2
+#define DEFAULT_RECONNECT_MS 15000
+#define RECONNECT_POLL_MS 50
+/* a shard unreachable this long makes a session ask for a newer layout
+ * (the shards and the agents), and again after every such period */
+#define REFRESH_AFTER_MS 1000
 
 typedef struct shard_ep {
     char *host;
@@ -46,7 +52,13 @@ struct dpr_client {
     dpr_finders finders; /* the finder's addresses, the one asked now */
     char domain[DPR_DOMAIN_MAX + 1]; /* its name, valid (dpr_domain_valid) */
     uint64_t domain_id;
-    int connect_ms, io_ms, resize_ms;
+    uint64_t layout_epoch;           /* of shards[]: the agents' (0: given by hand) */
+    /* a client from agents: their addresses and the deployment's name */
+    dpr_hostport agents[DPR_CLIENT_MAX_FINDERS];
+    size_t nagents;
+    size_t agent_first;              /* the agent that answered last (atomic) */
+    char deployment[DPR_DOMAIN_MAX + 1];
+    int connect_ms, io_ms, resize_ms, reconnect_ms;
     unsigned depth;
     pthread_mutex_t lock; /* the finder connection and err */
     dpr_conn finder;
@@ -227,10 +239,49 @@ out:
     return r;
 }
 
+static bool valid_server(const dpr_endpoint *ep)
+{
+    return ep->host && ep->host[0] && ep->port != 0 && strlen(ep->host) < DPR_HOST_MAX;
+}
+
+/* The agents, the deployment and the shards of a configuration. */
+static int check_agents(const dpr_client_config *cfg, dpr_err *err)
+{
+    if (cfg->nagents == 0) {
+        if (!cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS)
+            return dpr_err_set(err, -EINVAL, "need 1 to %d shards (or agents and a "
+                               "deployment)", MAX_SHARDS);
+        if (cfg->deployment)
+            return dpr_err_set(err, -EINVAL, "a deployment is named only with agents");
+        return 0;
+    }
+    if (!cfg->agents || cfg->nagents > DPR_CLIENT_MAX_FINDERS)
+        return dpr_err_set(err, -EINVAL, "need 1 to %d agent addresses",
+                           DPR_CLIENT_MAX_FINDERS);
+    if (cfg->nshards || cfg->shards)
+        return dpr_err_set(err, -EINVAL, "give the shards or the agents, not both (the agents "
+                           "tell the shards)");
+    for (size_t i = 0; i < cfg->nagents; i++)
+        if (!valid_server(&cfg->agents[i]))
+            return dpr_err_set(err, -EINVAL, "agent address %zu is missing or too long", i);
+    if (!cfg->deployment)
+        return dpr_err_set(err, -EINVAL, "a client from agents needs the deployment's name");
+    if (!dpr_domain_valid(cfg->deployment, strlen(cfg->deployment)))
+        return dpr_err_set(err, -EINVAL, "invalid deployment name '%.*s%s'", DPR_DOMAIN_MAX,
+                           cfg->deployment,
+                           strlen(cfg->deployment) > DPR_DOMAIN_MAX ? "..." : "");
+    return 0;
+}
+
 static int check_config(const dpr_client_config *cfg, dpr_err *err)
 {
-    if (!cfg || !cfg->shards || cfg->nshards == 0 || cfg->nshards > MAX_SHARDS)
-        return dpr_err_set(err, -EINVAL, "need 1 to %d shards", MAX_SHARDS);
+    int r;
+
+    if (!cfg)
+        return dpr_err_set(err, -EINVAL, "no configuration");
+    r = check_agents(cfg, err);
+    if (r < 0)
+        return r;
     _Static_assert(DPR_CLIENT_MAX_FINDERS <= DPR_FINDERS_MAX, "finder list too short");
     if (cfg->nfinders > DPR_CLIENT_MAX_FINDERS)
         return dpr_err_set(err, -EINVAL, "more than %d finder addresses",
@@ -239,13 +290,15 @@ static int check_config(const dpr_client_config *cfg, dpr_err *err)
         if (!cfg->finders[i].host || cfg->finders[i].port == 0 ||
             strlen(cfg->finders[i].host) >= DPR_HOST_MAX)
             return dpr_err_set(err, -EINVAL, "finder address %zu is missing or too long", i);
-    if (cfg->nfinders == 0 && (!cfg->finder.host || cfg->finder.port == 0 ||
-                               strlen(cfg->finder.host) >= DPR_HOST_MAX))
+    /* with agents and no finder given, the agents are the finders */
+    if (cfg->nfinders == 0 && !(cfg->nagents && !cfg->finder.host) &&
+        !valid_server(&cfg->finder))
         return dpr_err_set(err, -EINVAL, "no finder address");
     for (size_t i = 0; i < cfg->nshards; i++)
         if (!cfg->shards[i].host || cfg->shards[i].port == 0)
             return dpr_err_set(err, -EINVAL, "shard %zu has no address", i);
-    if (cfg->connect_timeout_ms < 0 || cfg->io_timeout_ms < 0)
+    if (cfg->connect_timeout_ms < 0 || cfg->io_timeout_ms < 0 ||
+        cfg->reconnect_timeout_ms < 0 || cfg->resize_timeout_ms < 0)
         return dpr_err_set(err, -EINVAL, "negative timeout");
     if (cfg->domain && !dpr_domain_valid(cfg->domain, strlen(cfg->domain)))
         return dpr_err_set(err, -EINVAL, "invalid domain name '%.*s%s': expected 1 to %d "
@@ -333,6 +386,120 @@ static int finder_request(dpr_client *c, int argc, const char *const *argv,
             continue;
         }
     }
+}
+
+/* ---- the agents ----------------------------------------------------------------- */
+
+/* "HOST:PORT" (brackets around an IPv6 host). */
+static void fmt_hostport(char *out, size_t cap, const char *host, uint16_t port)
+{
+    snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
+}
+
+/*
+ * DPR.CLUSTER.ENDPOINTS <deployment>, asking the agents in turn from the one
+ * that answered last: 0 with *out (free it with dpr_endpoints_free) from the
+ * first valid answer. An agent that cannot be reached, answers NOTLEADER or
+ * TRYAGAIN, or answers of the wrong shape is skipped. strict (building the
+ * client): an agent's refusal (-ENOENT: no such deployment; -EREMOTEIO)
+ * ends it at once. When none answered, the message names every agent and
+ * why; the code is the last agent's.
+ */
+static int agents_endpoints(dpr_client *c, bool strict, dpr_endpoints *out, dpr_err *err)
+{
+    const char *argv[2] = {"DPR.CLUSTER.ENDPOINTS", c->deployment};
+    size_t first = __atomic_load_n(&c->agent_first, __ATOMIC_RELAXED);
+    char why[DPR_ERR_MSG_MAX] = "";
+    size_t wlen = 0;
+    int last = -EHOSTUNREACH;
+
+    memset(out, 0, sizeof(*out));
+    assert(c->nagents > 0);
+    for (size_t k = 0; k < c->nagents; k++) {
+        size_t i = (first + k) % c->nagents;
+        const dpr_hostport *a = &c->agents[i];
+        char at[DPR_ADDR_STR_MAX];
+        dpr_conn conn;
+        redisReply *reply = NULL;
+        dpr_err e = DPR_ERR_INIT;
+        int r;
+
+        fmt_hostport(at, sizeof(at), a->host, a->port);
+        dpr_conn_init(&conn);
+        r = dpr_conn_connect(&conn, a->host, a->port, c->connect_ms);
+        if (r < 0) {
+            dpr_err_set(&e, r, "%s", r == -EHOSTUNREACH ? conn.err.msg : strerror(-r));
+        } else {
+            r = dpr_conn_request(&conn, 2, argv, NULL, c->io_ms, &reply);
+            if (r < 0)
+                dpr_err_set(&e, r, "%s", conn.err.msg);
+            else
+                r = dpr_endpoints_parse(reply, out, &e);
+        }
+        if (reply)
+            freeReplyObject(reply);
+        dpr_conn_free(&conn);
+        if (r == 0) {
+            __atomic_store_n(&c->agent_first, i, __ATOMIC_RELAXED);
+            return 0;
+        }
+        dpr_endpoints_free(out);
+        if (r == -ENOMEM)
+            return dpr_err_set(err, r, "out of memory");
+        if (strict && (r == -ENOENT || r == -EREMOTEIO))
+            return dpr_err_set(err, r, "deployment '%s': agent %s answered: %s", c->deployment,
+                               at, e.msg);
+        last = r;
+        if (wlen < sizeof(why)) {
+            int n = snprintf(why + wlen, sizeof(why) - wlen, "%s%s: %s", wlen ? "; " : "", at,
+                             e.msg);
+            wlen += n > 0 ? (size_t)n : 0;
+        }
+    }
+    return dpr_err_set(err, last, "no agent told the endpoints of deployment '%s': %s",
+                       c->deployment, why);
+}
+
+/* The shard list of a client from agents, and its layout epoch. */
+static int shards_from_agents(dpr_client *c, dpr_err *err)
+{
+    dpr_endpoints eps;
+    size_t missing[8], nmissing;
+    int r = agents_endpoints(c, true, &eps, err);
+
+    if (r < 0)
+        return r;
+    nmissing = dpr_endpoints_missing(&eps, missing, 8);
+    if (nmissing) {
+        char list[80] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < nmissing && i < 8 && len < sizeof(list); i++) {
+            int n = snprintf(list + len, sizeof(list) - len, "%s%zu", i ? ", " : "",
+                             missing[i]);
+            len += n > 0 ? (size_t)n : 0;
+        }
+        r = dpr_err_set(err, -EHOSTDOWN, "deployment '%s': no endpoint known for shard%s %s%s "
+                        "of %zu (its node is down, or it has not started yet); try again",
+                        c->deployment, nmissing > 1 ? "s" : "", list,
+                        nmissing > 8 ? ", ..." : "", eps.n);
+        goto out;
+    }
+    c->shards = calloc(eps.n, sizeof(*c->shards));
+    if (!c->shards) {
+        r = dpr_err_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    c->nshards = eps.n;
+    for (size_t i = 0; i < eps.n; i++) {
+        c->shards[i].host = eps.shard[i].host;
+        eps.shard[i].host = NULL; /* taken over */
+        c->shards[i].port = eps.shard[i].port;
+        c->shards[i].worker = eps.shard[i].worker;
+    }
+    c->layout_epoch = eps.epoch;
+out:
+    dpr_endpoints_free(&eps);
+    return r;
 }
 
 /* dpr_client_sync, with the failure in err. */
@@ -425,10 +592,20 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
     c->connect_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : DEFAULT_CONNECT_MS;
     c->io_ms = cfg->io_timeout_ms ? cfg->io_timeout_ms : DEFAULT_IO_MS;
     c->resize_ms = cfg->resize_timeout_ms ? cfg->resize_timeout_ms : DEFAULT_RESIZE_MS;
+    c->reconnect_ms = cfg->reconnect_timeout_ms ? cfg->reconnect_timeout_ms
+                                                : DEFAULT_RECONNECT_MS;
     c->depth = cfg->pipeline_depth ? cfg->pipeline_depth : DEFAULT_DEPTH;
-    snprintf(c->domain, sizeof(c->domain), "%s", cfg->domain ? cfg->domain : DPR_DOMAIN_DEFAULT);
+    snprintf(c->domain, sizeof(c->domain), "%s",
+             cfg->domain ? cfg->domain : cfg->deployment ? cfg->deployment : DPR_DOMAIN_DEFAULT);
     c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));
-    if (cfg->nfinders == 0) {
+    for (size_t i = 0; i < cfg->nagents; i++) {
+        snprintf(c->agents[i].host, DPR_HOST_MAX, "%s", cfg->agents[i].host);
+        c->agents[i].port = cfg->agents[i].port;
+        c->nagents = i + 1;
+    }
+    if (cfg->deployment)
+        snprintf(c->deployment, sizeof(c->deployment), "%s", cfg->deployment);
+    if (cfg->nfinders == 0 && cfg->finder.host) {
         c->finders.n = 1;
         snprintf(c->finders.list[0].host, DPR_HOST_MAX, "%s", cfg->finder.host);
         c->finders.list[0].port = cfg->finder.port;
@@ -438,24 +615,36 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
         c->finders.list[i].port = cfg->finders[i].port;
         c->finders.n = i + 1;
     }
-    dpr_finders_reset(&c->finders);
-    c->shards = calloc(cfg->nshards, sizeof(*c->shards));
-    if (!c->shards)
-        goto nomem;
-    c->nshards = cfg->nshards;
-    for (size_t i = 0; i < c->nshards; i++) {
-        c->shards[i].host = strdup(cfg->shards[i].host);
-        if (!c->shards[i].host)
-            goto nomem;
-        c->shards[i].port = cfg->shards[i].port;
-        c->shards[i].worker = cfg->shards[i].worker;
+    if (c->finders.n == 0) {
+        /* a client from agents: they are its finders too */
+        assert(c->nagents > 0); /* check_config */
+        memcpy(c->finders.list, c->agents, c->nagents * sizeof(c->agents[0]));
+        c->finders.n = c->nagents;
     }
-    for (size_t i = 0; i < c->nshards; i++) {
-        if (cfg->shards[i].has_worker)
-            continue;
-        r = learn_worker(c, &c->shards[i], err);
+    dpr_finders_reset(&c->finders);
+    if (c->nagents) {
+        r = shards_from_agents(c, err);
         if (r < 0)
             goto fail;
+    } else {
+        c->shards = calloc(cfg->nshards, sizeof(*c->shards));
+        if (!c->shards)
+            goto nomem;
+        c->nshards = cfg->nshards;
+        for (size_t i = 0; i < c->nshards; i++) {
+            c->shards[i].host = strdup(cfg->shards[i].host);
+            if (!c->shards[i].host)
+                goto nomem;
+            c->shards[i].port = cfg->shards[i].port;
+            c->shards[i].worker = cfg->shards[i].worker;
+        }
+        for (size_t i = 0; i < c->nshards; i++) {
+            if (cfg->shards[i].has_worker)
+                continue;
+            r = learn_worker(c, &c->shards[i], err);
+            if (r < 0)
+                goto fail;
+        }
     }
     r = check_unique_workers(c, err);
     if (r < 0)
@@ -496,6 +685,32 @@ size_t dpr_client_nshards(const dpr_client *c)
 const char *dpr_client_domain(const dpr_client *c)
 {
     return c->domain;
+}
+
+uint64_t dpr_client_layout_epoch(const dpr_client *c)
+{
+    return c->layout_epoch;
+}
+
+/* Host and port of shard i of a list (beyond it: "" and 0). */
+static const char *ep_host(const shard_ep *v, size_t n, size_t i)
+{
+    return i < n ? v[i].host : "";
+}
+
+static uint16_t ep_port(const shard_ep *v, size_t n, size_t i)
+{
+    return i < n ? v[i].port : 0;
+}
+
+const char *dpr_client_shard_host(const dpr_client *c, size_t shard)
+{
+    return ep_host(c->shards, c->nshards, shard);
+}
+
+uint16_t dpr_client_shard_port(const dpr_client *c, size_t shard)
+{
+    return ep_port(c->shards, c->nshards, shard);
 }
 
 uint64_t dpr_client_worker(const dpr_client *c, size_t shard)
@@ -666,6 +881,7 @@ int dpr_client_session_open(dpr_client *c, unsigned flags, dpr_client_session **
     s->c = c;
     s->shards = c->shards;
     s->nshards = c->nshards;
+    s->layout_epoch = c->layout_epoch;
     r = dpr_session_init(&s->sess, random_session_id(), c->domain_id, cut.world_line, flags);
     if (r < 0) {
         dpr_err_set(&c->err, r, "bad session flags 0x%x", flags);
@@ -1063,11 +1279,48 @@ size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, siz
     return n;
 }
 
+static int refresh_layout(dpr_client_session *s, bool with_agents);
+
+/* exec could not reach a shard (nothing was sent; the connect error is in
+ * s->err): 1 when it should send again now (the layout changed, or after a
+ * pause to try the shard again), else the error to return. *since is when
+ * the shard was first found unreachable (0: it was reachable), *next_ask
+ * when to ask for a newer layout again. */
+static int exec_unreachable(dpr_client_session *s, int r, uint64_t *since, uint64_t *next_ask)
+{
+    dpr_err why = s->err;
+    uint64_t now = dpr_mono_ms();
+    bool ask = false, agents = true;
+
+    if (*since == 0) {
+        /* at once: the other shards (a resize removed this one); the agents
+         * after a second (a restart takes about that long) */
+        *since = now;
+        *next_ask = now + REFRESH_AFTER_MS;
+        ask = true;
+        agents = false;
+    } else if (now >= *next_ask) {
+        *next_ask = now + REFRESH_AFTER_MS;
+        ask = true;
+    }
+    if (ask && refresh_layout(s, agents) > 0) {
+        *since = 0;
+        return 1;
+    }
+    s->err = why; /* the connect error, not what asking met */
+    if (now - *since >= (uint64_t)s->c->reconnect_ms)
+        return dpr_err_set(&s->err, r, "%s (unreachable for %d ms: reconnect_timeout_ms; no "
+                           "newer layout found)", why.msg, s->c->reconnect_ms);
+    sleep_ms(RECONNECT_POLL_MS);
+    return 1;
+}
+
 int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply **reply,
                             uint64_t *seq)
 {
     int r, pause = 10;
     uint64_t first, deadline = dpr_deadline_ms(s->c->resize_ms);
+    uint64_t unreachable_since = 0, next_ask = 0;
     dpr_batch_result res;
 
     memset(&res, 0, sizeof(res));
@@ -1077,16 +1330,31 @@ int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply 
         goto out;
     }
     for (;;) {
-        r = dpr_client_session_send(s, dpr_client_session_route_op(s, op), op, 1, &first);
+        uint32_t k = dpr_client_session_route_op(s, op);
+        r = dpr_client_session_send(s, k, op, 1, &first);
         if (r == -ENOMEM || r == -EINVAL || r == -EBUSY || r == -ESTALE || r == -EAGAIN)
             goto out;
-        if (r < 0) {
-            /* unreachable: a shard a resize removed never comes back */
-            if (dpr_client_session_refresh_layout(s) > 0)
+        if (r < 0 && s->sh[k] && s->sh[k]->conn.fd < 0) {
+            /* unreachable: it restarts, a resize removed it, or it moved */
+            r = exec_unreachable(s, r, &unreachable_since, &next_ask);
+            if (r > 0)
                 continue;
             goto out;
         }
+        if (r < 0)
+            goto out;
+        unreachable_since = 0;
         r = dpr_client_session_recv(s, s->c->io_ms, &res);
+        if (r == -ETIMEDOUT) {
+            /* no answer: its node may be lost (a silent peer leaves the
+             * connection open); give the connection up, the batch comes back
+             * abandoned and the next send connects again (or moves on) */
+            dpr_err_set(&s->sh[k]->conn.err, -ETIMEDOUT, "no answer within %d ms "
+                        "(io_timeout_ms): connection given up, the operation is in doubt",
+                        s->c->io_ms);
+            break_conn(s, k, -ETIMEDOUT);
+            r = dpr_client_session_recv(s, 0, &res);
+        }
         if (r < 0)
             goto out;
         r = res.status;
@@ -1136,16 +1404,28 @@ uint64_t dpr_client_session_layout_epoch(const dpr_client_session *s)
     return s->layout_epoch;
 }
 
-/* DPR.LAYOUT of shard ep: 0 with *epoch and *addrs (the reply, owned by the
- * caller; elements are the addresses), or < 0. */
-static int ask_layout(dpr_client *c, const shard_ep *ep, uint64_t *epoch, redisReply **addrs)
+const char *dpr_client_session_shard_host(const dpr_client_session *s, size_t shard)
+{
+    return ep_host(s->shards, s->nshards, shard);
+}
+
+uint16_t dpr_client_session_shard_port(const dpr_client_session *s, size_t shard)
+{
+    return ep_port(s->shards, s->nshards, shard);
+}
+
+/* DPR.LAYOUT of shard ep as endpoints (worker ids unknown: 0): 0 with *out
+ * (free it with dpr_endpoints_free), or < 0 (a shard that is down, was
+ * removed, has no layout or answers of another shape). */
+static int ask_layout(dpr_client *c, const shard_ep *ep, dpr_endpoints *out)
 {
     dpr_conn conn;
     redisReply *reply = NULL;
+    const redisReply *addrs;
     const char *argv[] = {"DPR.LAYOUT"};
     int r;
 
-    *addrs = NULL;
+    memset(out, 0, sizeof(*out));
     dpr_conn_init(&conn);
     r = dpr_conn_connect(&conn, ep->host, ep->port, c->connect_ms);
     if (r == 0)
@@ -1153,50 +1433,69 @@ static int ask_layout(dpr_client *c, const shard_ep *ep, uint64_t *epoch, redisR
     if (r == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
                    reply->element[0]->type != REDIS_REPLY_INTEGER ||
                    reply->element[0]->integer < 0 ||
-                   reply->element[2]->type != REDIS_REPLY_ARRAY))
+                   reply->element[2]->type != REDIS_REPLY_ARRAY ||
+                   reply->element[2]->elements == 0 ||
+                   reply->element[2]->elements > MAX_SHARDS))
         r = -EPROTO;
-    for (size_t i = 0; r == 0 && i < reply->element[2]->elements; i++)
-        if (reply->element[2]->element[i]->type != REDIS_REPLY_STRING)
-            r = -EPROTO;
-    if (r == 0 && reply->element[2]->elements > MAX_SHARDS)
-        r = -EPROTO;
-    if (r == 0) {
-        *epoch = (uint64_t)reply->element[0]->integer;
-        *addrs = reply;
-        reply = NULL;
+    if (r < 0)
+        goto out;
+    addrs = reply->element[2];
+    out->shard = calloc(addrs->elements, sizeof(*out->shard));
+    if (!out->shard) {
+        r = -ENOMEM;
+        goto out;
     }
+    out->n = addrs->elements;
+    out->epoch = (uint64_t)reply->element[0]->integer;
+    for (size_t i = 0; i < out->n; i++) {
+        const redisReply *a = addrs->element[i];
+        dpr_hostport hp;
+        if (a->type != REDIS_REPLY_STRING ||
+            dpr_hostport_parse_n(a->str, a->len, 0, &hp, NULL) < 0 || !hp.host[0]) {
+            r = -EPROTO;
+            goto out;
+        }
+        out->shard[i].port = hp.port;
+        if (!(out->shard[i].host = strdup(hp.host))) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+out:
+    if (r < 0)
+        dpr_endpoints_free(out);
     if (reply)
         freeReplyObject(reply);
     dpr_conn_free(&conn);
     return r;
 }
 
-/* The shard list of a layout's addresses, workers learned: 0 or < 0. */
-static int layout_shards(dpr_client_session *s, const redisReply *addrs, shard_ep **out)
+/* The shard list of a layout, worker ids taken from it (have_workers: the
+ * agents tell them), else kept for addresses the session knows, else
+ * learned (INFO): 0 or < 0. */
+static int layout_shards(dpr_client_session *s, const dpr_endpoints *lay, bool have_workers,
+                         shard_ep **out)
 {
-    size_t n = addrs->elements;
-    shard_ep *eps = calloc(n ? n : 1, sizeof(*eps));
-    dpr_hostport hp;
-    dpr_err why;
-    int r = eps ? 0 : -ENOMEM;
+    size_t n = lay->n;
+    shard_ep *eps = calloc(n, sizeof(*eps));
+    int r = eps ? 0 : dpr_err_set(&s->err, -ENOMEM, "out of memory");
 
     for (size_t i = 0; r == 0 && i < n; i++) {
-        const redisReply *a = addrs->element[i];
-        r = dpr_hostport_parse_n(a->str, a->len, 0, &hp, &why);
-        if (r < 0) {
-            dpr_err_set(&s->err, -EPROTO, "a shard's layout names a bad address: %s", why.msg);
-            r = -EPROTO;
-            break;
-        }
-        eps[i].port = hp.port;
-        if (!(eps[i].host = strdup(hp.host))) {
+        const dpr_endpoints_shard *l = &lay->shard[i];
+        assert(l->host); /* the caller took only layouts with every endpoint */
+        eps[i].port = l->port;
+        if (!(eps[i].host = strdup(l->host))) {
             r = dpr_err_set(&s->err, -ENOMEM, "out of memory");
             break;
+        }
+        if (have_workers) {
+            eps[i].worker = l->worker;
+            continue;
         }
         /* a shard the session knows keeps its worker id; a new one is asked */
         size_t k = 0;
         while (k < s->nshards &&
-               !(s->shards[k].port == hp.port && strcmp(s->shards[k].host, hp.host) == 0))
+               !(s->shards[k].port == l->port && strcmp(s->shards[k].host, l->host) == 0))
             k++;
         if (k < s->nshards)
             eps[i].worker = s->shards[k].worker;
@@ -1211,10 +1510,30 @@ static int layout_shards(dpr_client_session *s, const redisReply *addrs, shard_e
     return 0;
 }
 
-int dpr_client_session_refresh_layout(dpr_client_session *s)
+/* Do the agents tell the session's layout epoch and worker ids with a
+ * shard at another address? A shard moved where no shard kept the epoch
+ * (the only shard, or every one, moved): its new node gives the layout
+ * anew, from the first epoch again. */
+static bool moved_at_same_epoch(const dpr_client_session *s, const dpr_endpoints *e)
 {
-    redisReply *best = NULL, *addrs;
-    uint64_t best_epoch = 0, epoch;
+    bool differs = false;
+
+    if (e->epoch != s->layout_epoch || e->n != s->nshards)
+        return false;
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->shard[i].worker != s->shards[i].worker)
+            return false;
+        differs |= e->shard[i].port != s->shards[i].port ||
+                   strcmp(e->shard[i].host, s->shards[i].host) != 0;
+    }
+    return differs;
+}
+
+/* dpr_client_session_refresh_layout; with_agents false: the shards only. */
+static int refresh_layout(dpr_client_session *s, bool with_agents)
+{
+    dpr_endpoints best, got;
+    bool best_from_agents = false, moved = false;
     shard_ep *eps = NULL;
     shard_conn **sh = NULL;
     uint32_t *active = NULL;
@@ -1222,26 +1541,38 @@ int dpr_client_session_refresh_layout(dpr_client_session *s)
     size_t n;
     int r;
 
+    memset(&best, 0, sizeof(best));
     if (s->inflight)
         return dpr_err_set(&s->err, -EBUSY, "batches are in flight: receive them first");
     for (size_t k = 0; k < s->nshards; k++) {
-        if (ask_layout(s->c, &s->shards[k], &epoch, &addrs) < 0)
+        if (ask_layout(s->c, &s->shards[k], &got) < 0)
             continue; /* down, removed, or not a shard with layouts */
-        if (epoch > best_epoch && addrs->element[2]->elements > 0) {
-            if (best)
-                freeReplyObject(best);
-            best = addrs;
-            best_epoch = epoch;
+        if (got.epoch > best.epoch) {
+            dpr_endpoints_free(&best);
+            best = got;
         } else {
-            freeReplyObject(addrs);
+            dpr_endpoints_free(&got);
         }
     }
-    if (!best || best_epoch <= s->layout_epoch) {
+    /* the cluster's view: the endpoints its agents know (a shard that
+     * moved, when no other shard can tell); only when it names them all */
+    if (with_agents && s->c->nagents && agents_endpoints(s->c, false, &got, NULL) == 0) {
+        bool complete = dpr_endpoints_missing(&got, NULL, 0) == 0;
+        moved = complete && best.epoch <= s->layout_epoch && moved_at_same_epoch(s, &got);
+        if (complete && (got.epoch > best.epoch || moved)) {
+            dpr_endpoints_free(&best);
+            best = got;
+            best_from_agents = true;
+        } else {
+            dpr_endpoints_free(&got);
+        }
+    }
+    if (best.n == 0 || (best.epoch <= s->layout_epoch && !moved)) {
         r = 0;
         goto out;
     }
-    n = best->element[2]->elements;
-    r = layout_shards(s, best->element[2], &eps);
+    n = best.n;
+    r = layout_shards(s, &best, best_from_agents, &eps);
     if (r < 0)
         goto out;
     sh = calloc(n, sizeof(*sh));
@@ -1259,7 +1590,7 @@ int dpr_client_session_refresh_layout(dpr_client_session *s)
     s->active = active;
     s->pfds = pfds;
     s->nactive = 0;
-    s->layout_epoch = best_epoch;
+    s->layout_epoch = best.epoch;
     eps = NULL;
     sh = NULL;
     active = NULL;
@@ -1267,13 +1598,17 @@ int dpr_client_session_refresh_layout(dpr_client_session *s)
     r = 1;
 out:
     if (eps)
-        free_shard_eps(eps, best->element[2]->elements);
+        free_shard_eps(eps, best.n);
     free(sh);
     free(active);
     free(pfds);
-    if (best)
-        freeReplyObject(best);
+    dpr_endpoints_free(&best);
     return r;
+}
+
+int dpr_client_session_refresh_layout(dpr_client_session *s)
+{
+    return refresh_layout(s, true);
 }
 
 /* ---- commit points and rollback ------------------------------------------------- */
@@ -1385,11 +1720,20 @@ int dpr_client_session_rollback(dpr_client_session *s, int timeout_ms,
     if (rdeadline > deadline)
         rdeadline = deadline;
     for (uint32_t k = 0; k < s->nshards; k++) {
+        uint64_t since = dpr_mono_ms();
         if (!s->sh[k])
             continue;
-        while (ensure_connected(s, k) < 0 && dpr_ms_left(rdeadline) != 0)
+        while (ensure_connected(s, k) < 0 && dpr_ms_left(rdeadline) != 0) {
+            /* gone for a second: it may have moved (a newer layout) */
+            if (dpr_mono_ms() - since >= REFRESH_AFTER_MS) {
+                if (refresh_layout(s, true) > 0)
+                    goto reconnected; /* new connections open at the next send */
+                since = dpr_mono_ms();
+            }
             sleep_ms(ROLLBACK_POLL_MS);
+        }
     }
+reconnected:
     r = 0;
 out:
     dpr_depset_free(&prefix);

@@ -14,10 +14,14 @@ otherwise).
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import threading
 
 import pytest
 
 import cluster as harness
+import dprtest
 
 WAIT = 120
 
@@ -298,6 +302,20 @@ def test_address_and_link_are_followed(cluster):
     assert int(events or 0) >= 1
 
 
+def kv_on_three_nodes(c):
+    """The agents of c's 3 nodes in one Raft cluster, SPEC applied on node1
+    (kv-i on node i+1); node1's status."""
+    for n in c:
+        harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
+    c.configure_raft()
+    harness.wait_for("a raft leader", lambda: c.raft_leader(), WAIT)
+    apply(c[0], SPEC)
+    st = status(c[0])
+    assert [i["node"] for i in st["deployments"][0]["instances"]] == \
+        ["node1", "node2", "node3"], st
+    return st
+
+
 @pytest.mark.nodes(3)
 def test_a_program_that_knows_only_the_cluster_name(cluster):
     """dpr.Client.discover("demo", "kv") from node1: a session writes, node3
@@ -307,14 +325,7 @@ def test_a_program_that_knows_only_the_cluster_name(cluster):
     from writers import Writers
     c = cluster
     n1, victim = c[0], c[2]
-    for n in c:
-        harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
-    c.configure_raft()
-    harness.wait_for("a raft leader", lambda: c.raft_leader(), WAIT)
-    apply(n1, SPEC)
-    st = status(n1)
-    assert [i["node"] for i in st["deployments"][0]["instances"]] == \
-        ["node1", "node2", "node3"], st
+    kv_on_three_nodes(c)
     w = Writers(n1, ["kv"], discover="demo")
     try:
         w.moves_on("warm-up", deps=("kv",), ops=200)
@@ -327,3 +338,85 @@ def test_a_program_that_knows_only_the_cluster_name(cluster):
     finally:
         results = w.finish()
     assert results.get("kv", "").startswith("ok "), "\n".join(w.log[-40:])
+
+
+class Lines:
+    """A program started inside a node; its output lines (stdout and stderr)
+    collected on a thread."""
+
+    def __init__(self, node, argv):
+        self.proc = node.spawn(argv, stderr=subprocess.STDOUT)
+        self.lines = []
+        self._t = threading.Thread(target=self._pump, daemon=True)
+        self._t.start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self):
+        return "\n".join(self.lines)
+
+    def last(self, prefix):
+        """The fields after prefix of the last line starting with it."""
+        found = [line for line in list(self.lines) if line.startswith(prefix)]
+        if not found and self.proc.poll() is not None:
+            raise AssertionError("ended (%s):\n%s" % (self.proc.returncode, self.text()))
+        return found[-1][len(prefix):].split() if found else None
+
+    def wait(self, timeout):
+        self.proc.wait(timeout=timeout)
+        self._t.join(10)
+        return self.proc.returncode
+
+
+@pytest.mark.nodes(3)
+def test_a_c_program_that_knows_only_the_cluster_name(cluster):
+    """The C client, libdpr-discover: client-driver --cluster demo (mDNS
+    through node1's avahi-daemon; the agents tell the shards) writes with
+    exec; node3, holding a shard, loses its power; the shard moves to the
+    node with its copies; the session gives the silent connection up, rolls
+    back, finds the shard's new address from the agents by itself and goes
+    on; every operation not reported lost reads back, nothing committed was
+    lost (tests/libdpr/client_driver.c, scenario roam)."""
+    driver = dprtest.binary("tests/client-driver")
+    dprtest.need(driver)
+    c = cluster
+    n1, victim = c[0], c[2]
+    st = kv_on_three_nodes(c)
+    eps = [i["endpoint"] for i in st["deployments"][0]["instances"]]
+    shutil.copy(driver, n1.path("/root/client-driver"))
+    p = Lines(n1, ["/root/client-driver", "--cluster", "demo", "--deployment", "kv",
+                   "--reconnect-timeout", "90000", "--rollback-timeout", "90000",
+                   "--seconds", "600", "--stop-file", "/tmp/stop-roaming", "roam"])
+
+    def progress():
+        """(last sequence number, commit point, layout epoch, rollbacks)"""
+        f = p.last("PROGRESS ")
+        return [int(x) for x in f] if f else [0, 0, 0, 0]
+    try:
+        harness.wait_for("the session writing", lambda: progress()[0] >= 200, WAIT)
+        head = p.text().split("READY")[0]
+        assert "CLIENT shards=3 epoch=" in head and "domain=kv" in head, p.text()
+        assert [line.split()[2] for line in head.splitlines() if line.startswith("SHARD ")] \
+            == eps, p.text()
+        epoch = progress()[2]
+        victim.power_cut()
+        moved = harness.wait_for("kv-2 moved off node3", lambda: [
+            i for i in status(n1)["deployments"][0]["instances"]
+            if i["name"] == "kv-2" and i["node"] != "node3" and i["ready"]], WAIT)[0]
+        seq = progress()[0]
+        harness.wait_for("the session writing on a newer layout", lambda: (
+            progress()[2] > epoch and progress()[0] >= seq + 200), WAIT)
+        n1.run("touch /tmp/stop-roaming")
+        assert p.wait(300) == 0, p.text()[-4000:]
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(10)
+    out = p.text()
+    print("\n".join(line for line in out.splitlines() if line.startswith(("ROLLBACK", "PASS"))))
+    assert "PASS roam" in out and "ROLLBACK lost_from=" in out, out[-4000:]
+    tail = out[out.index("PASS roam"):]
+    assert [line.split()[2] for line in tail.splitlines() if line.startswith("SHARD ")] == \
+        eps[:2] + [moved["endpoint"]], out[-4000:]

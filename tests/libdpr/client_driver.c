@@ -1,13 +1,27 @@
 /*
- * client_driver.c - drives the C client API (dpr/client.h) against real
- * dpr-kv shards for tests/libdpr/test_client.py.
+ * client_driver.c - drives the C client API (dpr/client.h, dpr/discover.h)
+ * against real dpr-kv shards for tests/libdpr/test_client*.py, tests/agent
+ * and tests/cluster.
  *
  *   client-driver --finder HOST:PORT --shard HOST:PORT [--shard ...]
  *                 [--domain NAME] SCENARIO
+ *   client-driver --agent HOST:PORT [--agent ...] --deployment NAME SCENARIO
+ *   client-driver --cluster NAME --deployment NAME [--dns-domain DOMAIN]
+ *                 [--nameserver IP[:PORT]] [--discover-timeout MS] SCENARIO
+ *
+ * The client is given its shards and finder(s); or a cluster's agents (their
+ * finder ports: dpr_client_config.agents, the agents tell the shards); or
+ * only the cluster's name (dpr_client_discover: DNS-SD in DOMAIN, "local"
+ * by default: mDNS through avahi-daemon; another domain: unicast DNS-SD,
+ * asking the nameserver or the system's resolver). Also
+ * --reconnect-timeout MS (dpr_client_config.reconnect_timeout_ms).
+ * A client made from agents or a name prints "CLIENT shards=<n> epoch=<e>
+ * domain=<d>" and "SHARD <i> <host:port> <worker>" per shard first.
  *
  * --domain: the shards' DPR domain (dpr_client_config.domain; default
- * "default"). A client that cannot start (an invalid name, shards or a
- * finder of another domain) prints "FAIL: client: <message>".
+ * "default", the deployment's with agents). A client that cannot start (an
+ * invalid name, shards or a finder of another domain, a cluster not found)
+ * prints "FAIL: client: <message> (<errno text>)".
  *
  * Scenarios (each prints "PASS <scenario>" and exits 0, or "FAIL: ..." and 1):
  *   basic     SET/GET/INCR/DEL across the shards with exec, pipelined batches
@@ -28,6 +42,20 @@
  *             follows -MOVED and -TRYAGAIN), then waits until all are
  *             committed, reads every key back and prints "PASS follow
  *             epoch=<layout epoch> shards=<n> ops=<n>".
+ *   roam      --seconds S [--stop-file PATH]: SETs "r<pid>:<seq>" = "<seq>"
+ *             one at a time with exec, for S seconds or until PATH exists,
+ *             printing "PROGRESS <last seq> <layout epoch> <rollbacks>"
+ *             twice a second. The test moves a shard meanwhile (its node is
+ *             lost): exec finds it again by itself (the agents' newer
+ *             layout); a failed batch makes the session roll back
+ *             ("ROLLBACK lost_from=L lost=N world_line=W") and go on. Then
+ *             it waits until everything is committed and reads every key
+ *             back through the same session: a key must exist iff its
+ *             operation was not reported lost. "PASS roam epoch=<e> ops=<n>
+ *             lost=<n> rollbacks=<n>", then "SHARD ..." lines of the
+ *             session's layout.
+ *   shards    nothing but making the client: "PASS shards" after its
+ *             CLIENT and SHARD lines (what discovery or the agents gave).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,6 +71,7 @@
 #include "common/addr.h"
 #include "common/clock.h"
 #include "dpr/client.h"
+#include "dpr/discover.h"
 
 #define MAX_SHARDS 16
 
@@ -187,6 +216,7 @@ typedef struct range {
 static range *lost;
 static size_t nlost, lost_cap;
 static uint64_t max_cp;
+static int rollback_ms = 20000; /* --rollback-timeout */
 static uint8_t *shard_of; /* seq -> shard the writer sent it to */
 static size_t shard_of_cap;
 
@@ -229,7 +259,7 @@ static void do_rollback(dpr_client_session *s)
         FAIL("draining before rollback: %s", strerror(-r));
     dpr_rollback_result rb;
     uint64_t next = dpr_client_session_state(s)->next_seq;
-    r = dpr_client_session_rollback(s, 20000, &rb);
+    r = dpr_client_session_rollback(s, rollback_ms, &rb);
     if (r < 0)
         FAIL("rollback: %s (%s)", strerror(-r), dpr_client_session_errstr(s));
     printf("ROLLBACK lost_from=%" PRIu64 " lost=%" PRIu64 " survived_above=%zu world_line=%"
@@ -339,6 +369,35 @@ static void read_back(const char *tag, uint64_t total, uint64_t *present, uint64
     dpr_client_session_close(rd);
 }
 
+/* Receives what is in flight, rolls back when needed, and waits until the
+ * last operation not reported lost is committed. */
+static void settle(dpr_client_session *s, uint64_t *rollbacks)
+{
+    int r;
+    for (int round = 0; round < 10; round++) {
+        dpr_batch_result res;
+        while ((r = dpr_client_session_recv(s, 5000, &res)) == 0)
+            dpr_batch_result_free(&res);
+        if (dpr_client_session_needs_rollback(s)) {
+            do_rollback(s);
+            (*rollbacks)++;
+            continue;
+        }
+        uint64_t last = dpr_client_session_state(s)->next_seq - 1;
+        while (last > 0 && is_lost(last))
+            last--;
+        if (last == 0)
+            return;
+        r = dpr_client_session_wait_committed(s, last, 20000);
+        if (r == 0)
+            return;
+        if (r != -ESTALE)
+            FAIL("final wait_committed %" PRIu64 ": %s (%s)", last, strerror(-r),
+                 dpr_client_session_errstr(s));
+    }
+    FAIL("still rolling back after 10 rounds");
+}
+
 static void scenario_writer(double seconds, unsigned flags)
 {
     dpr_client_session *s;
@@ -405,28 +464,7 @@ static void scenario_writer(double seconds, unsigned flags)
             next_cp = now_s() + 0.05;
         }
     }
-    /* settle everything, then wait until the last survivor is committed */
-    for (int round = 0; round < 10; round++) {
-        dpr_batch_result res;
-        while ((r = dpr_client_session_recv(s, 5000, &res)) == 0)
-            dpr_batch_result_free(&res);
-        if (dpr_client_session_needs_rollback(s)) {
-            do_rollback(s);
-            rollbacks++;
-            continue;
-        }
-        uint64_t last = dpr_client_session_state(s)->next_seq - 1;
-        while (last > 0 && is_lost(last))
-            last--;
-        if (last == 0)
-            break;
-        r = dpr_client_session_wait_committed(s, last, 20000);
-        if (r == 0)
-            break;
-        if (r != -ESTALE)
-            FAIL("final wait_committed %" PRIu64 ": %s (%s)", last, strerror(-r),
-                 dpr_client_session_errstr(s));
-    }
+    settle(s, &rollbacks);
     uint64_t present = 0, absent = 0;
     uint64_t total = dpr_client_session_state(s)->next_seq - 1;
     read_back(tag, total, &present, &absent);
@@ -516,9 +554,13 @@ static void scenario_idle(double seconds)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: client-driver --finder HOST:PORT [--finder ...] --shard HOST:PORT "
-               "[--shard ...]\n"
-               "                     [--domain NAME] [--seconds S] [--relaxed] "
-               "basic|writer|idle\n");
+               "[--shard ...] [--domain NAME]\n"
+               "       client-driver --agent HOST:PORT [--agent ...] --deployment NAME\n"
+               "       client-driver --cluster NAME --deployment NAME [--dns-domain DOMAIN]\n"
+               "                     [--nameserver IP[:PORT]] [--discover-timeout MS]\n"
+               "  then [--seconds S] [--relaxed] [--reconnect-timeout MS] "
+               "[--rollback-timeout MS]\n"
+               "       [--stop-file PATH] basic|writer|idle|follow|roam|shards\n");
 }
 
 static void scenario_follow(double seconds)
@@ -555,38 +597,161 @@ static void scenario_follow(double seconds)
     dpr_client_session_close(s);
 }
 
+/* "SHARD <i> <host:port> <worker>" of the client's list (s NULL) or of a
+ * session's layout. */
+static void print_shards(dpr_client_session *s)
+{
+    size_t n = s ? dpr_client_session_nshards(s) : dpr_client_nshards(client);
+    for (size_t i = 0; i < n; i++) {
+        const char *h = s ? dpr_client_session_shard_host(s, i) : dpr_client_shard_host(client, i);
+        unsigned port = s ? dpr_client_session_shard_port(s, i) : dpr_client_shard_port(client, i);
+        printf(strchr(h, ':') ? "SHARD %zu [%s]:%u" : "SHARD %zu %s:%u", i, h, port);
+        printf(s ? "\n" : " %" PRIu64 "\n", dpr_client_worker(client, i));
+    }
+    fflush(stdout);
+}
+
+static void scenario_roam(double seconds, const char *stop_file)
+{
+    dpr_client_session *s;
+    uint64_t seq, issued = 0, rollbacks = 0, present = 0, absent = 0;
+    char tag[24], key[64], val[24];
+    double next_report = 0;
+    int r = dpr_client_session_open(client, 0, &s);
+
+    if (r < 0)
+        FAIL("open: %s", dpr_client_errstr(client));
+    snprintf(tag, sizeof(tag), "r%d", (int)getpid());
+    printf("READY\n");
+    fflush(stdout);
+    for (double end = now_s() + seconds;
+         now_s() < end && !(stop_file && access(stop_file, F_OK) == 0);) {
+        if (dpr_client_session_needs_rollback(s)) {
+            do_rollback(s);
+            rollbacks++;
+        }
+        uint64_t next = dpr_client_session_state(s)->next_seq;
+        snprintf(key, sizeof(key), "%s:%" PRIu64, tag, next);
+        snprintf(val, sizeof(val), "%" PRIu64, next);
+        const char *argv[3] = {"SET", key, val};
+        dpr_op op = {3, argv, NULL};
+        redisReply *reply = NULL;
+        r = dpr_client_session_exec(s, &op, &reply, &seq);
+        if (r == 0) {
+            if (seq != next)
+                FAIL("operation %" PRIu64 " got sequence number %" PRIu64, next, seq);
+            expect_str(reply, "OK", "SET");
+            issued = seq;
+        } else if (r == -ESTALE || r == -ECONNRESET || r == -ETIMEDOUT || r == -EREMOTEIO ||
+                   r == -EPROTO) {
+            /* refused or abandoned (its shard's node was lost): roll back */
+            if (reply)
+                freeReplyObject(reply);
+            if (!dpr_client_session_needs_rollback(s))
+                FAIL("exec: %s (%s), yet the session needs no rollback", strerror(-r),
+                     dpr_client_session_errstr(s));
+        } else {
+            FAIL("exec %s: %s (%s)", key, strerror(-r), dpr_client_session_errstr(s));
+        }
+        if (now_s() >= next_report) {
+            uint64_t cp = 0;
+            if (dpr_client_session_commit_point(s, &cp) == 0 && cp > max_cp)
+                max_cp = cp;
+            printf("PROGRESS %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", issued, max_cp,
+                   dpr_client_session_layout_epoch(s), rollbacks);
+            fflush(stdout);
+            next_report = now_s() + 0.5;
+        }
+        usleep(2000);
+    }
+    settle(s, &rollbacks);
+    uint64_t total = dpr_client_session_state(s)->next_seq - 1;
+    for (uint64_t i = 1; i <= total; i++) {
+        snprintf(key, sizeof(key), "%s:%" PRIu64, tag, i);
+        snprintf(val, sizeof(val), "%" PRIu64, i);
+        expect_str(exec3(s, "GET", key, NULL, NULL), is_lost(i) ? NULL : val, key);
+        *(is_lost(i) ? &absent : &present) += 1;
+    }
+    printf("PASS roam epoch=%" PRIu64 " ops=%" PRIu64 " present=%" PRIu64 " lost=%" PRIu64
+           " rollbacks=%" PRIu64 "\n", dpr_client_session_layout_epoch(s), total, present,
+           absent, rollbacks);
+    print_shards(s);
+    dpr_client_session_close(s);
+}
+
+/* Appends the endpoint of option --opt to list (at most cap; its host text
+ * in hosts[*n]). */
+static void add_endpoint(const char *opt, const char *text, dpr_endpoint *list,
+                         char (*hosts)[DPR_HOST_MAX], size_t *n, size_t cap)
+{
+    if (*n == cap || dpr_endpoint_parse(text, &list[*n], hosts[*n], DPR_HOST_MAX) < 0)
+        FAIL("bad --%s %s", opt, text);
+    (*n)++;
+}
+
+/* The client from a cluster's name (DNS-SD) or its agents: *cfg holds the
+ * other settings. */
+static int client_of_cluster(const char *cluster, const char *deployment,
+                             const dpr_discover_config *dc, dpr_client_config *cfg,
+                             const dpr_endpoint *agents, size_t nagents, dpr_err *err)
+{
+    int r;
+    if (cluster) {
+        r = dpr_client_discover(cluster, deployment, dc, cfg, &client, err);
+    } else {
+        cfg->agents = agents;
+        cfg->nagents = nagents;
+        cfg->deployment = deployment;
+        r = dpr_client_new(cfg, &client, err);
+    }
+    if (r < 0)
+        return r;
+    printf("CLIENT shards=%zu epoch=%" PRIu64 " domain=%s\n", dpr_client_nshards(client),
+           dpr_client_layout_epoch(client), dpr_client_domain(client));
+    print_shards(NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"finder", required_argument, NULL, 'f'}, {"shard", required_argument, NULL, 's'},
-        {"seconds", required_argument, NULL, 't'}, {"relaxed", no_argument, NULL, 'r'},
-        {"domain", required_argument, NULL, 'd'},  {"help", no_argument, NULL, 'h'},
+        {"finder", required_argument, NULL, 'f'},
+        {"shard", required_argument, NULL, 's'},
+        {"seconds", required_argument, NULL, 't'},
+        {"relaxed", no_argument, NULL, 'r'},
+        {"domain", required_argument, NULL, 'd'},
+        {"agent", required_argument, NULL, 'a'},
+        {"deployment", required_argument, NULL, 'D'},
+        {"cluster", required_argument, NULL, 'c'},
+        {"dns-domain", required_argument, NULL, 'N'},
+        {"nameserver", required_argument, NULL, 'n'},
+        {"discover-timeout", required_argument, NULL, 'T'},
+        {"reconnect-timeout", required_argument, NULL, 'R'},
+        {"rollback-timeout", required_argument, NULL, 'B'},
+        {"stop-file", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     dpr_endpoint shards[MAX_SHARDS];
     char hosts[MAX_SHARDS][DPR_HOST_MAX], fhosts[DPR_CLIENT_MAX_FINDERS][DPR_HOST_MAX];
-    dpr_endpoint finders[DPR_CLIENT_MAX_FINDERS];
-    size_t nshards = 0, nfinders = 0;
+    char ahosts[DPR_CLIENT_MAX_FINDERS][DPR_HOST_MAX];
+    dpr_endpoint finders[DPR_CLIENT_MAX_FINDERS], agents[DPR_CLIENT_MAX_FINDERS];
+    size_t nshards = 0, nfinders = 0, nagents = 0;
+    const char *cluster = NULL, *deployment = NULL, *stop_file = NULL;
+    dpr_discover_config dc;
     dpr_client_config cfg;
     double seconds = 3;
     unsigned flags = 0;
     int opt;
 
     memset(&cfg, 0, sizeof(cfg));
+    memset(&dc, 0, sizeof(dc));
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
         case 'f': /* several: a cluster's finders (cfg.finders) */
-            if (nfinders == DPR_CLIENT_MAX_FINDERS ||
-                dpr_endpoint_parse(optarg, &finders[nfinders], fhosts[nfinders],
-                                   sizeof(fhosts[0])) < 0)
-                FAIL("bad --finder %s", optarg);
-            nfinders++;
+            add_endpoint("finder", optarg, finders, fhosts, &nfinders, DPR_CLIENT_MAX_FINDERS);
             break;
         case 's':
-            if (nshards == MAX_SHARDS ||
-                dpr_endpoint_parse(optarg, &shards[nshards], hosts[nshards],
-                                   sizeof(hosts[0])) < 0)
-                FAIL("bad --shard %s", optarg);
-            nshards++;
+            add_endpoint("shard", optarg, shards, hosts, &nshards, MAX_SHARDS);
             break;
         case 't':
             seconds = atof(optarg);
@@ -597,6 +762,33 @@ int main(int argc, char **argv)
         case 'd':
             cfg.domain = optarg; /* checked by dpr_client_new */
             break;
+        case 'a': /* several: a cluster's agents (cfg.agents) */
+            add_endpoint("agent", optarg, agents, ahosts, &nagents, DPR_CLIENT_MAX_FINDERS);
+            break;
+        case 'D':
+            deployment = optarg;
+            break;
+        case 'c':
+            cluster = optarg;
+            break;
+        case 'N':
+            dc.domain = optarg; /* checked by dpr_client_discover */
+            break;
+        case 'n':
+            dc.nameserver = optarg;
+            break;
+        case 'T':
+            dc.timeout_ms = atoi(optarg);
+            break;
+        case 'R':
+            cfg.reconnect_timeout_ms = atoi(optarg);
+            break;
+        case 'B':
+            rollback_ms = atoi(optarg);
+            break;
+        case 'S':
+            stop_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -605,23 +797,31 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc - 1 || nfinders == 0 || nshards == 0) {
+    /* one of: shards and finders; agents; a cluster's name */
+    bool by_hand = nshards > 0 && nfinders > 0 && !nagents && !cluster && !deployment;
+    bool of_cluster = !nshards && !nfinders && deployment && (nagents > 0) != (cluster != NULL);
+    if (optind != argc - 1 || (!by_hand && !of_cluster)) {
         usage(stderr);
         return 2;
     }
     dpr_err err;
-    if (nfinders == 1) {
-        cfg.finder = finders[0];
-    } else {
-        cfg.finders = finders;
-        cfg.nfinders = nfinders;
-    }
-    cfg.shards = shards;
-    cfg.nshards = nshards;
+    int r;
     cfg.pipeline_depth = 8;
-    int r = dpr_client_new(&cfg, &client, &err);
+    if (by_hand) {
+        if (nfinders == 1) {
+            cfg.finder = finders[0];
+        } else {
+            cfg.finders = finders;
+            cfg.nfinders = nfinders;
+        }
+        cfg.shards = shards;
+        cfg.nshards = nshards;
+        r = dpr_client_new(&cfg, &client, &err);
+    } else {
+        r = client_of_cluster(cluster, deployment, &dc, &cfg, agents, nagents, &err);
+    }
     if (r < 0)
-        FAIL("client: %s", err.msg);
+        FAIL("client: %s (%s)", err.msg, strerror(-r));
     const char *sc = argv[optind];
     if (!strcmp(sc, "basic"))
         scenario_basic();
@@ -631,6 +831,10 @@ int main(int argc, char **argv)
         scenario_idle(seconds);
     else if (!strcmp(sc, "follow"))
         scenario_follow(seconds);
+    else if (!strcmp(sc, "roam"))
+        scenario_roam(seconds, stop_file);
+    else if (!strcmp(sc, "shards"))
+        printf("PASS shards\n"); /* the client's list only (printed above) */
     else
         FAIL("unknown scenario %s", sc);
     dpr_client_free(client);

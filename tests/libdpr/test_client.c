@@ -9,8 +9,10 @@
  * executes DPR.BATCH framed batches (SET/GET on a tiny table) in the
  * version the test sets, refuses batches of an older world-line and of
  * another domain, and can be told to hold its answers, to drop connections,
- * to answer an error or garbage. The real dpr-kv is exercised by
- * tests/libdpr/test_client.py.
+ * to answer an error or garbage. The fake finder is an agent too: it answers
+ * DPR.CLUSTER.ENDPOINTS <deployment> as the test sets it (clients from
+ * agents, a shard that moves). The real dpr-kv is exercised by
+ * tests/libdpr/test_client.py, real agents by tests/libdpr/test_client_cluster.py.
  *
  * Nothing here depends on timing: waits are for events, timeouts only keep
  * a broken test from hanging.
@@ -33,6 +35,7 @@
 #include <hiredis/hiredis.h>
 
 #include "check.h"
+#include "common/clock.h"
 #include "dpr/client.h"
 #include "dpr/domain.h"
 #include "dpr/route.h"
@@ -80,6 +83,13 @@ typedef struct fake {
     uint64_t world_line, max_version;
     uint64_t cut[8][2];
     size_t ncut;
+    /* agent: DPR.CLUSTER.ENDPOINTS of ep_deployment ("" addr: nil) */
+    char ep_deployment[32];
+    uint64_t ep_epoch;
+    size_t ep_n;
+    char ep_addr[4][32];
+    uint64_t ep_worker[4];
+    unsigned ep_asked;
     uint64_t prefix_wl[MAX_PREFIX];
     uint64_t prefix[MAX_PREFIX][8][2];
     size_t nprefix_entries[MAX_PREFIX], nprefix;
@@ -151,8 +161,32 @@ static bool arg_is(const redisReply *r, size_t i, const char *s)
 
 /* ---- finder ---------------------------------------------------------------- */
 
+static void agent_endpoints(fake *f, fake_conn *c, const redisReply *req)
+{
+    f->ep_asked++;
+    if (req->elements != 2 || strcmp(req->element[1]->str, f->ep_deployment) != 0) {
+        out_fmt(c, "-ERR no deployment '%s' in the cluster's spec\r\n",
+                req->elements == 2 ? req->element[1]->str : "?");
+        return;
+    }
+    out_fmt(c, "*3\r\n:%llu\r\n*%zu\r\n", (unsigned long long)f->ep_epoch, f->ep_n);
+    for (size_t i = 0; i < f->ep_n; i++) {
+        if (f->ep_addr[i][0])
+            out_bulk(c, f->ep_addr[i], strlen(f->ep_addr[i]));
+        else
+            out_fmt(c, "$-1\r\n");
+    }
+    out_fmt(c, "*%zu\r\n", f->ep_n);
+    for (size_t i = 0; i < f->ep_n; i++)
+        out_fmt(c, ":%llu\r\n", (unsigned long long)f->ep_worker[i]);
+}
+
 static void finder_request(fake *f, fake_conn *c, const redisReply *req)
 {
+    if (arg_is(req, 0, "DPR.CLUSTER.ENDPOINTS")) {
+        agent_endpoints(f, c, req);
+        return;
+    }
     if (arg_is(req, 0, "DPR.SYNC") || arg_is(req, 0, "DPR.PREFIX")) {
         /* the domain is always the first argument */
         f->finder_cmds++;
@@ -1312,6 +1346,314 @@ out:
     fx_stop(&fx);
 }
 
+/* A shard that keeps its connection but never answers (its node was lost:
+ * nothing closes the connection): exec gives the connection up after
+ * io_timeout_ms, the operation is in doubt (the session needs a rollback)
+ * and nothing stays in flight. */
+TEST(exec_gives_up_a_silent_shard)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_client_session *s = NULL;
+    dpr_endpoint eps[2];
+    dpr_err err = DPR_ERR_INIT;
+    uint64_t seq = 0, t0;
+    fx_start(&fx, 0);
+    for (int i = 0; i < 2; i++)
+        eps[i] = (dpr_endpoint){"127.0.0.1", fx.sh[i]->port, false, 0};
+    dpr_client_config cfg = {.shards = eps, .nshards = 2,
+                             .finder = {"127.0.0.1", fx.finder->port, false, 0},
+                             .io_timeout_ms = 300};
+    if (dpr_client_new(&cfg, &c, &err) < 0 || dpr_client_session_open(c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK_EQ_INT(exec_set(s, key_on(0), "a", &seq), 0);
+    /* (before the session connects to it: the fake never reads that one) */
+    WITH_LOCK(fx.sh[1], fx.sh[1]->hold = true);
+    t0 = dpr_mono_ms();
+    CHECK_EQ_INT(exec_set(s, key_on(1), "b", &seq), -ETIMEDOUT);
+    CHECK(dpr_mono_ms() - t0 >= 300 && dpr_mono_ms() - t0 < 3000);
+    CHECK(strstr(dpr_client_session_errstr(s), "no answer within 300 ms (io_timeout_ms): "
+                                               "connection given up") != NULL);
+    CHECK_EQ_U64(dpr_client_session_inflight(s, UINT32_MAX), 0);
+    CHECK(dpr_client_session_needs_rollback(s));
+    CHECK_EQ_INT(exec_set(s, key_on(0), "c", &seq), -ESTALE); /* roll back first */
+out:
+    dpr_client_session_close(s);
+    dpr_client_free(c);
+    if (fx.sh[1])
+        WITH_LOCK(fx.sh[1], fx.sh[1]->hold = false);
+    fx_stop(&fx);
+}
+
+/* ---- clients from agents ------------------------------------------------------ */
+
+/* A loopback port nothing listens on (bound, then closed). */
+static uint16_t dead_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) < 0)
+        abort();
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The fixture's finder, as an agent, tells deployment "kv" at epoch 3:
+ * shard i at fx->sh[i] (missing: nil); every fake in domain "kv". */
+static void fx_agent_tells(fixture *fx, int missing)
+{
+    fx_set_domain(fx, "kv");
+    pthread_mutex_lock(&fx->finder->lock);
+    snprintf(fx->finder->ep_deployment, sizeof(fx->finder->ep_deployment), "kv");
+    fx->finder->ep_epoch = 3;
+    fx->finder->ep_n = 2;
+    for (int i = 0; i < 2; i++) {
+        if (i == missing)
+            fx->finder->ep_addr[i][0] = '\0';
+        else
+            snprintf(fx->finder->ep_addr[i], sizeof(fx->finder->ep_addr[i]), "127.0.0.1:%u",
+                     fx->sh[i]->port);
+        fx->finder->ep_worker[i] = fx->sh[i]->worker;
+    }
+    pthread_mutex_unlock(&fx->finder->lock);
+}
+
+/* A client of deployment `dep` from two agents: one that is not there,
+ * then the fixture's finder. */
+static int client_from_agents(fixture *fx, const char *dep, int reconnect_ms, dpr_client **out,
+                              dpr_err *err)
+{
+    dpr_endpoint agents[2] = {{"127.0.0.1", dead_port(), false, 0},
+                              {"127.0.0.1", fx->finder->port, false, 0}};
+    dpr_client_config cfg = {.agents = agents, .nagents = 2, .deployment = dep,
+                             .io_timeout_ms = 5000, .reconnect_timeout_ms = reconnect_ms};
+    return dpr_client_new(&cfg, out, err);
+}
+
+TEST(client_from_agents)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_client_session *s = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    uint64_t seq;
+    fx_start(&fx, 0);
+    fx_agent_tells(&fx, -1);
+    CHECK_EQ_INT(client_from_agents(&fx, "kv", 0, &c, &err), 0);
+    if (!c) {
+        fprintf(stderr, "  %s\n", err.msg);
+        goto out;
+    }
+    CHECK_EQ_U64(dpr_client_nshards(c), 2);
+    CHECK_EQ_U64(dpr_client_worker(c, 0), 101);
+    CHECK_EQ_U64(dpr_client_worker(c, 1), 202);
+    CHECK_EQ_U64(dpr_client_shard_port(c, 1), fx.sh[1]->port);
+    CHECK(!strcmp(dpr_client_shard_host(c, 1), "127.0.0.1"));
+    CHECK(!strcmp(dpr_client_domain(c), "kv")); /* the deployment's */
+    CHECK_EQ_U64(dpr_client_layout_epoch(c), 3);
+    CHECK_EQ_INT(dpr_client_session_open(c, 0, &s), 0); /* the agents are the finders */
+    if (!s)
+        goto out;
+    CHECK_EQ_U64(dpr_client_session_layout_epoch(s), 3);
+    CHECK_EQ_INT(exec_set(s, key_on(0), "a", &seq), 0);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "b", &seq), 0);
+    CHECK_EQ_U64(seq, 2);
+    /* an explicit refresh finds nothing newer */
+    CHECK_EQ_INT(dpr_client_session_refresh_layout(s), 0);
+out:
+    dpr_client_session_close(s);
+    dpr_client_free(c);
+    fx_stop(&fx);
+}
+
+TEST(client_from_agents_errors)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    char want[64];
+    fx_start(&fx, 0);
+    fx_agent_tells(&fx, -1);
+    /* no such deployment: the agent's answer, named */
+    CHECK_EQ_INT(client_from_agents(&fx, "nope", 0, &c, &err), -ENOENT);
+    CHECK(c == NULL);
+    snprintf(want, sizeof(want), "agent 127.0.0.1:%u answered: ", fx.finder->port);
+    CHECK(strstr(err.msg, "deployment 'nope': ") == err.msg);
+    CHECK(strstr(err.msg, want) != NULL);
+    CHECK(strstr(err.msg, "ERR no deployment 'nope' in the cluster's spec") != NULL);
+    /* shard 1's node is down: no endpoint */
+    fx_agent_tells(&fx, 1);
+    CHECK_EQ_INT(client_from_agents(&fx, "kv", 0, &c, &err), -EHOSTDOWN);
+    CHECK(!strcmp(err.msg, "deployment 'kv': no endpoint known for shard 1 of 2 (its node is "
+                           "down, or it has not started yet); try again"));
+    /* no agent answers: each named, with why */
+    uint16_t p1 = dead_port(), p2 = dead_port();
+    dpr_endpoint agents[2] = {{"127.0.0.1", p1, false, 0}, {"127.0.0.1", p2, false, 0}};
+    dpr_client_config cfg = {.agents = agents, .nagents = 2, .deployment = "kv"};
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -ECONNREFUSED);
+    snprintf(want, sizeof(want), "127.0.0.1:%u: Connection refused; 127.0.0.1:%u: ", p1, p2);
+    CHECK(strstr(err.msg, "no agent told the endpoints of deployment 'kv': ") == err.msg);
+    CHECK(strstr(err.msg, want) != NULL);
+    /* configurations */
+    dpr_endpoint shards[1] = {{"127.0.0.1", fx.sh[0]->port, false, 0}};
+    cfg.shards = shards;
+    cfg.nshards = 1;
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -EINVAL);
+    CHECK(strstr(err.msg, "not both") != NULL);
+    cfg.shards = NULL;
+    cfg.nshards = 0;
+    cfg.deployment = NULL;
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -EINVAL);
+    CHECK(strstr(err.msg, "needs the deployment's name") != NULL);
+    cfg.deployment = "Bad Name";
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -EINVAL);
+    agents[1].port = 0;
+    cfg.deployment = "kv";
+    CHECK_EQ_INT(dpr_client_new(&cfg, &c, &err), -EINVAL);
+    CHECK(strstr(err.msg, "agent address 1") != NULL);
+    CHECK(c == NULL);
+    fx_stop(&fx);
+}
+
+/* Shard 1 moves: the old one goes away, a new one (same worker id) serves
+ * at another port, and only the agents tell (the other shard has no
+ * layout). exec finds it after about a second; a session opened before
+ * follows with an explicit refresh at once. */
+TEST(session_follows_a_moved_shard_through_the_agents)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_client_session *s = NULL, *s2 = NULL;
+    fake *moved = NULL;
+    uint64_t seq;
+    dpr_err err = DPR_ERR_INIT;
+    fx_start(&fx, 0);
+    fx_agent_tells(&fx, -1);
+    if (client_from_agents(&fx, "kv", 0, &c, &err) < 0 || dpr_client_session_open(c, 0, &s) < 0 ||
+        dpr_client_session_open(c, 0, &s2) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK_EQ_INT(exec_set(s, key_on(1), "1", &seq), 0);
+    /* the move */
+    fake_stop(fx.sh[1]);
+    moved = fake_start(FAKE_SHARD, 202);
+    WITH_LOCK(moved, snprintf(moved->domain, sizeof(moved->domain), "kv"));
+    fx.sh[1] = moved;
+    uint64_t t0 = dpr_mono_ms();
+    unsigned asked0;
+    pthread_mutex_lock(&fx.finder->lock);
+    asked0 = fx.finder->ep_asked;
+    pthread_mutex_unlock(&fx.finder->lock);
+    /* until the agents know: exec keeps trying, then gives up */
+    dpr_client *impatient = NULL;
+    dpr_client_session *s3 = NULL;
+    if (client_from_agents(&fx, "kv", 1500, &impatient, &err) == 0 &&
+        dpr_client_session_open(impatient, 0, &s3) == 0) {
+        fake *gone = fake_start(FAKE_SHARD, 1);
+        uint16_t gone_port = gone->port;
+        fake_stop(gone);
+        /* s3 routes shard 1 to a port nothing listens on */
+        WITH_LOCK(fx.finder, snprintf(fx.finder->ep_addr[1], sizeof(fx.finder->ep_addr[1]),
+                                      "127.0.0.1:%u", gone_port));
+        dpr_client_session_close(s3);
+        dpr_client_free(impatient);
+        CHECK_EQ_INT(client_from_agents(&fx, "kv", 1500, &impatient, &err), 0);
+        CHECK_EQ_INT(dpr_client_session_open(impatient, 0, &s3), 0);
+        WITH_LOCK(fx.finder, fx.finder->ep_epoch = 3);
+        uint64_t t1 = dpr_mono_ms();
+        CHECK_EQ_INT(exec_set(s3, key_on(1), "x", &seq), -ECONNREFUSED);
+        CHECK(dpr_mono_ms() - t1 >= 1500);
+        CHECK(strstr(dpr_client_session_errstr(s3), "unreachable for 1500 ms") != NULL);
+        CHECK(strstr(dpr_client_session_errstr(s3), "Connection refused") != NULL);
+        dpr_client_session_close(s3);
+        dpr_client_free(impatient);
+    } else {
+        CHECK(!"impatient client");
+    }
+    /* now the agents tell the new address, at a newer epoch */
+    WITH_LOCK(fx.finder, (fx.finder->ep_epoch = 4,
+                          snprintf(fx.finder->ep_addr[1], sizeof(fx.finder->ep_addr[1]),
+                                   "127.0.0.1:%u", moved->port)));
+    t0 = dpr_mono_ms();
+    CHECK_EQ_INT(exec_set(s, key_on(1), "2", &seq), 0);
+    CHECK(dpr_mono_ms() - t0 >= 900); /* the agents are asked after about a second */
+    CHECK_EQ_U64(seq, 2);
+    CHECK_EQ_U64(dpr_client_session_layout_epoch(s), 4);
+    CHECK_EQ_U64(dpr_client_session_shard_port(s, 1), moved->port);
+    CHECK(!dpr_client_session_needs_rollback(s));
+    pthread_mutex_lock(&moved->lock);
+    CHECK(kv_get(moved, key_on(1)) && !strcmp(kv_get(moved, key_on(1)), "2"));
+    pthread_mutex_unlock(&moved->lock);
+    pthread_mutex_lock(&fx.finder->lock);
+    CHECK(fx.finder->ep_asked > asked0);
+    pthread_mutex_unlock(&fx.finder->lock);
+    /* the other session: an explicit refresh asks the agents at once */
+    CHECK_EQ_U64(dpr_client_session_layout_epoch(s2), 3);
+    CHECK_EQ_INT(dpr_client_session_refresh_layout(s2), 1);
+    CHECK_EQ_U64(dpr_client_session_layout_epoch(s2), 4);
+    CHECK_EQ_U64(dpr_client_session_shard_port(s2, 1), moved->port);
+    CHECK_EQ_INT(exec_set(s2, key_on(1), "3", &seq), 0);
+    /* a newer layout that lacks an endpoint is not taken */
+    WITH_LOCK(fx.finder, (fx.finder->ep_epoch = 5, fx.finder->ep_addr[0][0] = '\0'));
+    CHECK_EQ_INT(dpr_client_session_refresh_layout(s2), 0);
+    CHECK_EQ_U64(dpr_client_session_layout_epoch(s2), 4);
+out:
+    dpr_client_session_close(s);
+    dpr_client_session_close(s2);
+    dpr_client_free(c);
+    fx_stop(&fx);
+}
+
+/* Every shard that knew the epoch moved (here: shard 1, and shard 0 has no
+ * layout to tell): the agents tell the same epoch with shard 1 elsewhere,
+ * same worker ids. The session follows; an answer at that epoch with other
+ * worker ids is not a move and is not taken. */
+TEST(session_follows_a_move_told_at_the_same_epoch)
+{
+    fixture fx;
+    dpr_client *c = NULL;
+    dpr_client_session *s = NULL;
+    fake *moved = NULL;
+    uint64_t seq;
+    dpr_err err = DPR_ERR_INIT;
+    fx_start(&fx, 0);
+    fx_agent_tells(&fx, -1);
+    if (client_from_agents(&fx, "kv", 0, &c, &err) < 0 || dpr_client_session_open(c, 0, &s) < 0) {
+        CHECK(!"setup");
+        goto out;
+    }
+    CHECK_EQ_INT(exec_set(s, key_on(1), "1", &seq), 0);
+    fake_stop(fx.sh[1]);
+    moved = fake_start(FAKE_SHARD, 202);
+    WITH_LOCK(moved, snprintf(moved->domain, sizeof(moved->domain), "kv"));
+    fx.sh[1] = moved;
+    /* not a move: another worker at the new address */
+    WITH_LOCK(fx.finder, (fx.finder->ep_worker[1] = 303,
+                          snprintf(fx.finder->ep_addr[1], sizeof(fx.finder->ep_addr[1]),
+                                   "127.0.0.1:%u", moved->port)));
+    CHECK_EQ_INT(dpr_client_session_refresh_layout(s), 0);
+    CHECK(dpr_client_session_shard_port(s, 1) != moved->port);
+    WITH_LOCK(fx.finder, fx.finder->ep_worker[1] = 202);
+    CHECK_EQ_INT(exec_set(s, key_on(1), "2", &seq), 0);
+    CHECK_EQ_U64(seq, 2);
+    CHECK_EQ_U64(dpr_client_session_layout_epoch(s), 3);
+    CHECK_EQ_U64(dpr_client_session_shard_port(s, 1), moved->port);
+    pthread_mutex_lock(&moved->lock);
+    CHECK(kv_get(moved, key_on(1)) && !strcmp(kv_get(moved, key_on(1)), "2"));
+    pthread_mutex_unlock(&moved->lock);
+    /* nothing new now */
+    CHECK_EQ_INT(dpr_client_session_refresh_layout(s), 0);
+out:
+    dpr_client_session_close(s);
+    dpr_client_free(c);
+    fx_stop(&fx);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1331,5 +1673,10 @@ int main(void)
     RUN(error_and_garbage_answers);
     RUN(moved_batch_is_withdrawn);
     RUN(finder_restart_is_survived);
+    RUN(exec_gives_up_a_silent_shard);
+    RUN(client_from_agents);
+    RUN(client_from_agents_errors);
+    RUN(session_follows_a_moved_shard_through_the_agents);
+    RUN(session_follows_a_move_told_at_the_same_epoch);
     return check_summary("client");
 }

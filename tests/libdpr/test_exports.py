@@ -1,15 +1,19 @@
-"""libdpr's public surface: what libdpr.so exports and what its headers need.
+"""libdpr's public surface: what libdpr.so and libdpr-discover.so export and
+what their headers need.
 
 libdpr is compiled with -fvisibility=hidden, so only functions declared with
 DPR_EXPORT in libdpr/include/dpr/*.h may leave libdpr.so (docs/style.md,
-"Naming"). This checks that `nm -D --defined-only $DPR_BUILD/libdpr.so` lists
-exactly those functions (a missing DPR_EXPORT, or a private or base-layer
-function leaking out, fails with the difference), and that the public
-headers, which are installed alone, include neither hiredis (users of
+"Naming"); those of dpr/discover.h leave libdpr-discover.so instead (the
+library that finds clusters by DNS-SD: avahi-client and libresolv, which
+libdpr itself must not need). This checks that `nm -D --defined-only` of
+each lists exactly its functions (a missing DPR_EXPORT, or a private or
+base-layer function leaking out, fails with the difference), that libdpr.so
+needs neither avahi nor libresolv (readelf's NEEDED entries), and that the
+public headers, which are installed alone, include neither hiredis (users of
 replies include it themselves) nor the base layer's common/ headers, and
 compile on their own.
 
-Skips when libdpr.so has not been built.
+Skips when the libraries have not been built.
 """
 import glob
 import os
@@ -23,11 +27,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("DPR_BUILD", "build")
 BUILD_DIR = BUILD if os.path.isabs(BUILD) else os.path.join(ROOT, BUILD)
 LIBDPR_SO = os.path.join(BUILD_DIR, "libdpr.so")
+DISCOVER_SO = os.path.join(BUILD_DIR, "libdpr-discover.so")
 INCLUDE = os.path.join(ROOT, "libdpr", "include")
 HEADERS = sorted(glob.glob(os.path.join(INCLUDE, "dpr", "*.h")))
+# the header whose functions libdpr-discover.so exports (libdpr/discover/)
+DISCOVER_H = "libdpr/include/dpr/discover.h"
+# library -> does a header's function belong to it
+LIBRARIES = {LIBDPR_SO: lambda header: header != DISCOVER_H,
+             DISCOVER_SO: lambda header: header == DISCOVER_H}
 
-needs_so = pytest.mark.skipif(not os.path.exists(LIBDPR_SO),
-                              reason="needs %s (make %s)" % (LIBDPR_SO, LIBDPR_SO))
+needs_so = pytest.mark.skipif(not os.path.exists(LIBDPR_SO) or not os.path.exists(DISCOVER_SO),
+                              reason="needs %s and %s (make)" % (LIBDPR_SO, DISCOVER_SO))
 
 
 def strip_comments(text: str) -> str:
@@ -52,9 +62,9 @@ def declared_exports() -> dict:
     return found
 
 
-def exported_symbols() -> dict:
-    """name -> nm type letter for every symbol libdpr.so defines dynamically."""
-    out = subprocess.run(["nm", "-D", "--defined-only", LIBDPR_SO], check=True,
+def exported_symbols(lib: str) -> dict:
+    """name -> nm type letter for every symbol lib defines dynamically."""
+    out = subprocess.run(["nm", "-D", "--defined-only", lib], check=True,
                          capture_output=True, text=True).stdout
     syms = {}
     for line in out.splitlines():
@@ -74,23 +84,40 @@ def test_headers_declare_exports():
 
 
 @needs_so
-def test_so_exports_exactly_the_declared_functions():
-    declared = declared_exports()
-    exported = exported_symbols()
+@pytest.mark.parametrize("lib", [LIBDPR_SO, DISCOVER_SO], ids=os.path.basename)
+def test_so_exports_exactly_the_declared_functions(lib):
+    declared = {n: h for n, h in declared_exports().items() if LIBRARIES[lib](h)}
+    exported = exported_symbols(lib)
     missing = sorted(set(declared) - set(exported))
     extra = sorted(set(exported) - set(declared))
     lines = []
     if missing:
-        lines.append("declared DPR_EXPORT but not exported by %s:" % LIBDPR_SO)
+        lines.append("declared DPR_EXPORT but not exported by %s:" % lib)
         lines += ["  - %s (%s)" % (n, declared[n]) for n in missing]
     if extra:
-        lines.append("exported by %s but not declared DPR_EXPORT in libdpr/include/dpr/:"
-                     % LIBDPR_SO)
+        lines.append("exported by %s but not declared DPR_EXPORT in its headers:" % lib)
         lines += ["  + %s (nm type %s)" % (n, exported[n]) for n in extra]
     assert not lines, "\n".join(lines)
     # functions only: no data leaves the library
     not_text = sorted(n for n, t in exported.items() if t not in ("T", "W", "i"))
     assert not not_text, "exported symbols that are not functions: %s" % not_text
+
+
+def needed(lib: str) -> list:
+    """The NEEDED entries of lib's dynamic section (readelf -d)."""
+    out = subprocess.run(["readelf", "-d", lib], check=True, capture_output=True,
+                         text=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+
+
+@needs_so
+def test_libdpr_needs_no_avahi_nor_libresolv():
+    libdpr = needed(LIBDPR_SO)
+    assert any(n.startswith("libhiredis") for n in libdpr), libdpr
+    assert not [n for n in libdpr if "avahi" in n or "resolv" in n], libdpr
+    discover = needed(DISCOVER_SO)
+    for want in ("libdpr.so", "libavahi-client", "libresolv"):
+        assert any(n.startswith(want) for n in discover), (want, discover)
 
 
 def test_public_headers_include_no_hiredis_nor_common():

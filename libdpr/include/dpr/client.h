@@ -62,6 +62,28 @@
  * broke but no shard crashed) it times out: strict sessions then cannot go
  * on (their abandoned operations stay in doubt); open a new session.
  *
+ * Clients of a cluster: a program that knows only the cluster's agents
+ * (any of them; their finder ports) sets dpr_client_config.agents and
+ * .deployment instead of .shards:
+ *
+ *     dpr_endpoint agents[3] = {{"10.0.0.1", 7000}, {"10.0.0.2", 7000},
+ *                               {"10.0.0.3", 7000}};
+ *     dpr_client_config cfg = {.agents = agents, .nagents = 3,
+ *                              .deployment = "kv"};
+ *     dpr_client_new(&cfg, &c, &err);
+ *
+ * dpr_client_new asks the agents, in turn, DPR.CLUSTER.ENDPOINTS <deployment>
+ * (docs/protocol.md): the deployment's layout epoch, every shard's endpoint
+ * and worker id. The agents are also the client's finders (unless .finder or
+ * .finders are given), and its domain is the deployment's name (unless
+ * .domain is given). A session whose shard cannot be reached asks for a
+ * newer layout after about a second, and every second after that, until
+ * reconnect_timeout_ms: the shards (DPR.LAYOUT) and the agents; a layout
+ * with a higher epoch is followed. So a shard that moved to another node
+ * (its node was lost: docs/operations.md) is found at its new address even
+ * when no other shard can tell. dpr/discover.h (libdpr-discover) finds the
+ * agents by DNS-SD.
+ *
  * Threads: a dpr_client may be shared by threads (the finder connection is
  * locked); a session belongs to one thread at a time.
  *
@@ -110,7 +132,7 @@ DPR_EXPORT int dpr_endpoint_parse(const char *text, dpr_endpoint *ep, char *host
 typedef struct dpr_client_config {
     const dpr_endpoint *shards; /* shard i serves the keys dpr_route_shard(key,
                                  * nshards) == i: the order matters */
-    size_t nshards;             /* 1 .. 65536 */
+    size_t nshards;             /* 1 .. 65536 (0 with agents) */
     dpr_endpoint finder;        /* has_worker/worker ignored */
     int connect_timeout_ms;     /* 0: 2000 */
     int io_timeout_ms;          /* blocking calls (finder, INFO, exec); 0: 5000 */
@@ -127,6 +149,17 @@ typedef struct dpr_client_config {
                                   * until io_timeout_ms, an unreachable one
                                   * skipped */
     size_t nfinders;
+    /* A client that knows only a cluster's agents (their finder ports, what
+     * the agents publish as finder=: docs/discovery.md): give `agents` and
+     * `deployment` instead of `shards`. See "Clients of a cluster" above. */
+    const dpr_endpoint *agents; /* at most DPR_CLIENT_MAX_FINDERS; has_worker
+                                 * ignored */
+    size_t nagents;
+    const char *deployment;     /* the deployment's name (required with agents) */
+    int reconnect_timeout_ms;   /* how long exec keeps trying to reach a shard
+                                 * that cannot be reached (it restarts, or it
+                                 * moved), asking for a newer layout every
+                                 * second, before it fails; 0: 15000 */
 } dpr_client_config;
 
 typedef struct dpr_client dpr_client;
@@ -156,14 +189,32 @@ DPR_EXPORT int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src);
  * another domain (field dpr_domain; shards that do not tell are taken at
  * their word), -EREMOTEIO when the finder refuses (e.g. "unknown domain":
  * no worker of the domain has registered yet), connection errors as -errno.
+ * With agents also (the message names the agents and the deployment):
+ *   -ENOENT     an agent answered that the cluster has no such deployment
+ *               (or it runs alone: a single node's agent does not answer
+ *               for its shards; give them, or use dpr_client_discover)
+ *   -EHOSTDOWN  a shard has no endpoint known yet (its node is down, or it
+ *               has not started); the message names the shards
+ *   -EPROTO     an agent's answer of the wrong shape
+ *   -EREMOTEIO  another error answer
+ *   a connection error (-ECONNREFUSED, -ETIMEDOUT, ...) when no agent
+ *   answered; -EAGAIN when those that answered had no leader yet
  */
 DPR_EXPORT int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err);
 /* Sessions must be closed first. NULL is fine. */
 DPR_EXPORT void dpr_client_free(dpr_client *c);
 
 DPR_EXPORT size_t dpr_client_nshards(const dpr_client *c);
-/* The client's domain name (the configured one, or "default"). */
+/* The client's domain name (the configured one, the deployment's with
+ * agents, or "default"). */
 DPR_EXPORT const char *dpr_client_domain(const dpr_client *c);
+/* The layout epoch of the client's shard list: the one the agents told
+ * (client from agents), 0 for a list given by hand. */
+DPR_EXPORT uint64_t dpr_client_layout_epoch(const dpr_client *c);
+/* Host and port of shard i (i < nshards) as the client has it; "" and 0
+ * beyond. */
+DPR_EXPORT const char *dpr_client_shard_host(const dpr_client *c, size_t shard);
+DPR_EXPORT uint16_t dpr_client_shard_port(const dpr_client *c, size_t shard);
 /* Worker id of shard i (i < nshards). */
 DPR_EXPORT uint64_t dpr_client_worker(const dpr_client *c, size_t shard);
 /* Shard of a key: dpr_route_shard(key, len, nshards) (route.h). */
@@ -286,36 +337,57 @@ DPR_EXPORT size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollf
  * One operation, blocking: sends it to its shard (dpr_client_session_route_op),
  * waits up to io_timeout_ms for the answer and hands over the reply (free
  * it with freeReplyObject). *seq (if not NULL) gets its sequence number.
- * It follows the deployment's layout: on -EREMCHG (and when the shard
- * cannot be reached) it refreshes the session's layout and sends the
- * operation again to its owner; on -EINPROGRESS it waits (10 to 200 ms,
- * doubling) and sends it again, for up to resize_timeout_ms (then
- * -ETIMEDOUT). The withdrawn batch was the newest, so the operation keeps
- * its sequence number.
+ * It follows the deployment's layout: on -EREMCHG it refreshes the
+ * session's layout and sends the operation again to its owner; on
+ * -EINPROGRESS it waits (10 to 200 ms, doubling) and sends it again, for up
+ * to resize_timeout_ms (then -ETIMEDOUT). The withdrawn batch was the
+ * newest, so the operation keeps its sequence number. A shard that cannot
+ * be reached (nothing was sent) is tried again every 50 ms; the session
+ * asks the other shards for a newer layout at once, and after every second
+ * without the shard the shards and the agents (a client from agents:
+ * dpr_client_session_refresh_layout); a newer layout re-routes the
+ * operation. After reconnect_timeout_ms without the shard, the connect
+ * error is returned (the message says for how long).
  * -EBUSY when other batches are in flight; a batch's failure status
- * (-ESTALE, -ECONNRESET, ...) otherwise, or a send error. -ETIMEDOUT leaves
- * the batch in flight.
+ * (-ESTALE, -ECONNRESET, ...) otherwise, or a send error. -ETIMEDOUT when
+ * no answer came within io_timeout_ms (a shard whose node was lost leaves
+ * its connection silent, not closed): the connection is given up and the
+ * operation abandoned (in doubt, the session needs a rollback, as for
+ * -ECONNRESET); the next send connects again, or finds where the shard
+ * moved.
  */
 DPR_EXPORT int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op,
                                        struct redisReply **reply, uint64_t *seq);
 
 /*
  * Layouts (docs/dpr-kv.md, "Layouts and resizing"): a resize changes the
- * deployment's shards. A session routes by its own shard list: the client's
- * until dpr_client_session_refresh_layout finds a newer layout (DPR.LAYOUT
- * on the session's shards; the highest epoch wins) and adopts it: new
- * shards' worker ids are learned (INFO), every shard connection is
- * reopened. Returns 1 if the layout changed, 0 if not, -EBUSY while batches
- * are in flight, other errors as -errno. dpr_client_session_exec does this
- * by itself on -EREMCHG (and when a shard cannot be reached), and waits
- * and retries on -EINPROGRESS for up to resize_timeout_ms.
+ * deployment's shards, and a shard that moves to another node (its node
+ * was lost) changes its address. A session routes by its own shard list:
+ * the client's until dpr_client_session_refresh_layout finds a newer layout
+ * and adopts it: DPR.LAYOUT on the session's shards and, for a client from
+ * agents, DPR.CLUSTER.ENDPOINTS on the agents (the one that answered last
+ * first; used when it names every shard's endpoint); the highest epoch
+ * wins, and must be above the session's. (The agents' answer at the
+ * session's own epoch, with the same worker ids and a shard at another
+ * address, is taken too: when the only shard, or every one, moved, no
+ * shard kept the epoch and the layout is given anew from its first epoch.)
+ * New shards' worker ids are learned (INFO, or the agents' answer), every
+ * shard connection is reopened. Returns 1 if the layout changed, 0 if not,
+ * -EBUSY while batches are in flight, other errors as -errno.
+ * dpr_client_session_exec does this
+ * by itself on -EREMCHG and when a shard cannot be reached (see there),
+ * and waits and retries on -EINPROGRESS for up to resize_timeout_ms.
+ * A session opened later starts from the client's list again.
  */
 DPR_EXPORT int dpr_client_session_refresh_layout(dpr_client_session *s);
 /* The shard of op under the session's layout (dpr_client_route_op for its
- * shard list), its shard count, and its layout epoch (0: the client's list). */
+ * shard list), its shard count, its layout epoch (at first the client's:
+ * dpr_client_layout_epoch), and "HOST:PORT" parts of its shard i. */
 DPR_EXPORT uint32_t dpr_client_session_route_op(const dpr_client_session *s, const dpr_op *op);
 DPR_EXPORT size_t dpr_client_session_nshards(const dpr_client_session *s);
 DPR_EXPORT uint64_t dpr_client_session_layout_epoch(const dpr_client_session *s);
+DPR_EXPORT const char *dpr_client_session_shard_host(const dpr_client_session *s, size_t shard);
+DPR_EXPORT uint16_t dpr_client_session_shard_port(const dpr_client_session *s, size_t shard);
 
 /*
  * Advances the commit point with a cut (from dpr_client_sync; one sync may
@@ -348,8 +420,10 @@ DPR_EXPORT bool dpr_client_session_needs_rollback(const dpr_client_session *s);
  * session's, asks DPR.PREFIX for the cut at which the session's world-line
  * ended, applies it (dpr_session_rollback: *res tells lost_from, lost_count
  * and, in relaxed mode, survivors above lost_from; free res->survived_above)
- * and reconnects lost shard connections (a shard still unreachable is
- * retried by the next send). -EBUSY while batches are in flight or results
+ * and reconnects lost shard connections, for up to io_timeout_ms (a shard
+ * still unreachable after about a second makes it look for a newer layout,
+ * as exec does; one still unreachable after that is retried by the next
+ * send). -EBUSY while batches are in flight or results
  * are waiting in recv; -ETIMEDOUT if the world-line did not move (nothing
  * changed); -EREMOTEIO if the finder no longer knows the prefix.
  */
