@@ -1209,6 +1209,26 @@ json_t *agent_cluster_layout(agent *a, const char *deployment, const agent_place
     return out;
 }
 
+uint64_t agent_cluster_layout_epoch(agent *a, const char *deployment)
+{
+    const agent_cstate *cs;
+    uint64_t top = 0;
+
+    if (!a->raft)
+        return 0;
+    cs = agent_raft_cstate(a->raft);
+    for (size_t i = 0; i < cs->nnodes; i++) {
+        json_t *j = node_record(a, cs->nodes[i].name);
+        json_t *e = json_object_get(json_object_get(published_dep(j, deployment), "layout"),
+                                    "epoch");
+        if (json_is_integer(e) && json_integer_value(e) > 0 &&
+            (uint64_t)json_integer_value(e) > top)
+            top = (uint64_t)json_integer_value(e);
+        json_decref(j);
+    }
+    return top;
+}
+
 json_t *agent_cluster_spec_json(agent *a)
 {
     json_t *rec = a->raft ? record(a) : NULL, *out;

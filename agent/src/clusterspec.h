@@ -77,6 +77,11 @@ json_t *agent_cluster_published(agent *a, const char *deployment, uint32_t shard
 /* The layout deployment's driving node published ({"epoch", "shards",
  * "resize"}), or NULL. New reference. */
 json_t *agent_cluster_layout(agent *a, const char *deployment, const agent_placement *pl);
+/* The highest layout epoch any node's instance record publishes for
+ * deployment (0: none, or no cluster). A shard that moved to another node
+ * starts without a layout, and its new driving node goes above this, so
+ * clients see a newer layout with the new address. */
+uint64_t agent_cluster_layout_epoch(agent *a, const char *deployment);
 /* Does this node drive deployment's layout (it runs shard 0; always on a
  * single node)? */
 bool agent_cluster_drives(agent *a, const char *deployment);

@@ -482,12 +482,16 @@ static bool moved_since_given(agent_layouts *l, const char *deployment)
 
 static void assign(agent_layouts *l, job *j, agent_layout *lay)
 {
-    uint64_t want, top = lay->epoch;
+    uint64_t want, top = lay->epoch, seen;
     size_t done = 0, at_top = 0;
 
     set_step(j, "giving the shards their layout");
     if (!all_have(j))
         return;
+    /* (the epoch the deployment's last driving node gave, when its shard 0
+     * moved here: the new layout is above it) */
+    seen = agent_cluster_layout_epoch(l->a, lay->deployment);
+    top = seen > top ? seen : top;
     /* every shard has the newest epoch already (this driver restarted, or
      * took over from another node): nothing to give */
     for (size_t i = 0; i < j->n; i++)
