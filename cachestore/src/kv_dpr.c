@@ -484,6 +484,32 @@ static void on_fenced(void *ud, const char *why)
     finish(s, KV_EXIT_NO_RESTART);
 }
 
+/* The answer to DPR.WORKER.LEAVE (a planned stop). Refused because the
+ * last checkpoint is not in the cut yet: asked again from the next cron
+ * tick. Refused for another reason (a finder from before the command, a
+ * worker it does not know): no planned stop, the next start rolls back. */
+static void on_leave(void *ud, bool ok, const char *error)
+{
+    kv_server *s = ud;
+
+    if (ok) {
+        s->left = true;
+        log_info("left the finder on purpose: worker %" PRIu64 " of domain %s, last checkpoint "
+                 "%" PRIu64 " committed; the next start resumes world-line %" PRIu64
+                 " without a rollback",
+                 s->worker.id, s->cfg->domain, s->worker.durable, s->worker.world_line);
+    } else if (error && strstr(error, "not in the cut yet")) {
+        log_debug("finder: DPR.WORKER.LEAVE: %s; asking again", error);
+        kv_finder_sync(s->finder); /* learn the cut meanwhile */
+    } else {
+        s->leave_failed = true;
+        log_warning("the finder refused DPR.WORKER.LEAVE (%s): stopping without it; the next "
+                    "start is a crash restart (a rollback of the domain)",
+                    error ? error : "unexpected reply");
+    }
+    kv_dpr_shutdown_progress(s);
+}
+
 static void on_connection(void *ud, bool up)
 {
     kv_server *s = ud;
@@ -500,7 +526,8 @@ static void on_sync_timer(uv_timer_t *t)
 
 void kv_dpr_sync_now(kv_server *s)
 {
-    kv_finder_sync(s->finder);
+    if (s->finder) /* (none once a planned stop is over) */
+        kv_finder_sync(s->finder);
 }
 
 /* --- systemd ------------------------------------------------------------ */
@@ -565,7 +592,8 @@ static void on_copied(void *ud, uint64_t version)
 
 int kv_dpr_start(kv_server *s)
 {
-    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced};
+    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced,
+                       on_leave};
     int r;
 
     r = kv_finder_new(s->loop, s->cfg->finder, s->cfg->domain, s->cfg->worker,
@@ -635,18 +663,60 @@ static void finish(kv_server *s, int code)
     uv_walk(s->loop, close_rest, NULL);
 }
 
+/* The end of a planned stop: the last replies go out before the exit
+ * (kv_server_drain_clients), for at most DRAIN_MS. */
+#define DRAIN_MS 1000
+
+static void finish_planned(kv_server *s)
+{
+    s->exit_code = 0;
+    uv_timer_stop(&s->sync_timer); /* no finder from here on */
+    uv_timer_stop(&s->ckpt_timer);
+    kv_finder_close(s->finder);
+    s->finder = NULL;
+    kv_replica_close(s->replica);
+    s->replica = NULL;
+    s->draining = true;
+    s->drain_deadline_ms = dpr_mono_ms() + DRAIN_MS;
+    kv_server_drain_clients(s);
+    kv_dpr_shutdown_progress(s);
+}
+
 void kv_dpr_shutdown_progress(kv_server *s)
 {
+    if (s->draining) {
+        if (s->nclients == 0 || dpr_mono_ms() > s->drain_deadline_ms) {
+            kv_server_close_clients(s);
+            uv_walk(s->loop, close_rest, NULL);
+        }
+        return;
+    }
     if (!s->stopping || !s->finder)
         return;
     if (dirty(s) && kv_snap_jobs(&s->snap) < KV_SNAP_MAX_JOBS)
         (void)kv_dpr_checkpoint(s, 0);
     if (!dirty(s) && kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0) {
-        log_info("stopped: last checkpoint %" PRIu64 " is durable and reported", s->worker.durable);
-        finish(s, 0);
-        return;
+        if (s->left || s->leave_failed) {
+            log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
+                     " batches answered TRYAGAIN meanwhile)",
+                     s->worker.durable, s->left ? ", and the finder knows this worker left on "
+                                                  "purpose" : "",
+                     s->batches_refused_stopping);
+            finish_planned(s);
+            return;
+        }
+        /* the finder refuses it until that checkpoint is in the cut */
+        kv_finder_leave(s->finder);
     }
     if (dpr_mono_ms() > s->stop_deadline_ms) {
+        if (kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0 && !dirty(s)) {
+            log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE (the last "
+                        "checkpoint %" PRIu64 " is durable and reported, but not in the cut "
+                        "yet): the next start is a crash restart (a rollback of the domain, "
+                        "nothing committed lost)", s->worker.durable);
+            finish_planned(s);
+            return;
+        }
         log_error("shutdown timed out: %zu checkpoints in progress, %zu reports not "
                   "acknowledged by the finder",
                   kv_snap_jobs(&s->snap), kv_finder_unacked(s->finder));
@@ -662,7 +732,8 @@ void kv_dpr_begin_shutdown(kv_server *s)
     s->stop_deadline_ms = dpr_mono_ms() + s->cfg->shutdown_timeout_ms;
     sd_notify(0, "STOPPING=1");
     kv_server_stop_listening(s);
-    kv_server_close_clients(s);
+    /* the clients stay: their batches are answered TRYAGAIN (kv_server.c)
+     * until the end, when they get every reply and the end of the stream */
     kv_dpr_status(s, true);
     kv_dpr_shutdown_progress(s);
 }

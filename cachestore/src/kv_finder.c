@@ -26,7 +26,7 @@
 #define RETRY_PAUSE_MS 200
 
 enum link_state { LINK_DOWN, LINK_RESOLVING, LINK_CONNECTING, LINK_UP };
-enum pend_kind { PEND_REPORT, PEND_SYNC, PEND_AUTH };
+enum pend_kind { PEND_REPORT, PEND_SYNC, PEND_AUTH, PEND_LEAVE };
 
 typedef struct pend {
     enum pend_kind kind;
@@ -69,6 +69,9 @@ struct kv_finder {
     uint64_t worker;
     char *sync_cmd; /* DPR.SYNC <domain>, in RESP */
     size_t sync_len;
+    char *leave_cmd; /* DPR.WORKER.LEAVE <domain> <worker>, in RESP (the grant is the token) */
+    size_t leave_len;
+    bool leave_inflight;
     char *auth_cmd; /* DPR.AUTH <domain> <worker> <token>, in RESP (NULL: no token;
                      * wiped before it is freed) */
     size_t auth_len;
@@ -277,6 +280,7 @@ static void disconnect(kv_finder *f, const char *why)
     f->nkept = 0;
     f->pend_head = f->pend_len = 0;
     f->sync_inflight = false;
+    f->leave_inflight = false;
     f->authed = false;
     if (f->reader) {
         redisReaderFree(f->reader);
@@ -522,6 +526,11 @@ static void on_reply(kv_finder *f, redisReply *rep)
     f->pend_len--;
     if (kind == PEND_AUTH) {
         on_auth_reply(f, rep);
+    } else if (kind == PEND_LEAVE) {
+        bool ok = rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0;
+        f->leave_inflight = false;
+        if (f->cb.on_leave)
+            f->cb.on_leave(f->ud, ok, rep->type == REDIS_REPLY_ERROR ? rep->str : NULL);
     } else if (kind == PEND_REPORT) {
         on_report_reply(f, rep);
     } else {
@@ -710,6 +719,7 @@ static void timer_closed(uv_handle_t *h)
     free(f->pend);
     free(f->workers);
     free(f->sync_cmd);
+    free(f->leave_cmd);
     wipe_auth(f);
     free(f);
 }
@@ -720,6 +730,7 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
     kv_finder *f = calloc(1, sizeof(*f));
     const char *sync_argv[2] = {"DPR.SYNC", domain};
     char wid[DPR_FMT_U64_MAX + 1];
+    const char *leave_argv[3] = {"DPR.WORKER.LEAVE", domain, wid};
     const char *auth_argv[4] = {"DPR.AUTH", domain, wid, token};
     int r, n;
 
@@ -736,10 +747,18 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
         return -ENOMEM;
     }
     f->sync_len = (size_t)n;
+    wid[dpr_fmt_u64(wid, worker)] = '\0';
+    n = redisFormatCommandArgv(&f->leave_cmd, 3, leave_argv, NULL);
+    if (n < 0) {
+        free(f->sync_cmd);
+        free(f);
+        return -ENOMEM;
+    }
+    f->leave_len = (size_t)n;
     if (token && *token) {
-        wid[dpr_fmt_u64(wid, worker)] = '\0';
         n = redisFormatCommandArgv(&f->auth_cmd, 4, auth_argv, NULL);
         if (n < 0) {
+            free(f->leave_cmd);
             free(f->sync_cmd);
             free(f);
             return -ENOMEM;
@@ -758,6 +777,7 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
     r = uv_timer_init(loop, &f->timer);
     if (r < 0) {
         free(f->sync_cmd);
+        free(f->leave_cmd);
         wipe_auth(f);
         free(f);
         return r;
@@ -863,20 +883,32 @@ int kv_finder_report(kv_finder *f, const dpr_worker_report *r)
     return 0;
 }
 
-void kv_finder_sync(kv_finder *f)
+/* Sends a request of which at most one is in flight (*inflight). */
+static void send_once(kv_finder *f, enum pend_kind kind, const char *cmd, size_t len,
+                      bool *inflight)
 {
     int r;
 
-    if (f->state != LINK_UP || f->sync_inflight)
+    if (f->state != LINK_UP || *inflight)
         return;
-    r = push_pend(f, PEND_SYNC);
+    r = push_pend(f, kind);
     if (r == 0)
-        r = send_bytes(f, f->sync_cmd, f->sync_len);
+        r = send_bytes(f, cmd, len);
     if (r < 0) {
         disconnect(f, r == -ENOMEM ? "out of memory" : uv_strerror(r));
         return;
     }
-    f->sync_inflight = true;
+    *inflight = true;
+}
+
+void kv_finder_sync(kv_finder *f)
+{
+    send_once(f, PEND_SYNC, f->sync_cmd, f->sync_len, &f->sync_inflight);
+}
+
+void kv_finder_leave(kv_finder *f)
+{
+    send_once(f, PEND_LEAVE, f->leave_cmd, f->leave_len, &f->leave_inflight);
 }
 
 void kv_finder_drop_old(kv_finder *f, uint64_t world_line)

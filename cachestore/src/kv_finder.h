@@ -8,7 +8,8 @@
  *
  * Start-up registration is synchronous (kv_finder_register: nothing to
  * serve before the finder has answered). Afterwards a libuv client sends
- * DPR.REPORT and DPR.SYNC without ever blocking the loop:
+ * DPR.REPORT, DPR.SYNC and (at a planned stop) DPR.WORKER.LEAVE without
+ * ever blocking the loop:
  *
  *  - a shard with a token sends DPR.AUTH <domain> <worker> <token> first on
  *    every connection (the finder accepts reports of a worker registered
@@ -76,6 +77,9 @@ typedef struct kv_finder_cb {
      * down for good; the owner stops (dpr-kv exits, KV_EXIT_NO_RESTART).
      * May close the link (kv_finder_close) from inside. */
     void (*on_fenced)(void *ud, const char *why);
+    /* DPR.WORKER.LEAVE was answered: ok (+OK), else error is the finder's
+     * text (NULL for a reply that was not an error). May close the link. */
+    void (*on_leave)(void *ud, bool ok, const char *error);
 } kv_finder_cb;
 
 typedef struct kv_finder kv_finder;
@@ -130,6 +134,11 @@ void kv_finder_release(kv_finder *f, uint64_t version);
 
 /* Sends DPR.SYNC unless one is in flight or the link is down. */
 void kv_finder_sync(kv_finder *f);
+/* A planned stop: sends DPR.WORKER.LEAVE <domain> <worker> (on this
+ * connection, whose DPR.AUTH grant stands for the token) unless one is in
+ * flight or the link is down; the answer goes to on_leave. A connection
+ * lost meanwhile loses the request: ask again. */
+void kv_finder_leave(kv_finder *f);
 /* Forgets queued reports of world-lines older than world_line (a rollback). */
 void kv_finder_drop_old(kv_finder *f, uint64_t world_line);
 

@@ -156,6 +156,7 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
                  s->replica ? kv_replica_error(s->replica) : "");
     kv_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);
     kv_info_line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
+    kv_info_line(b, "dpr_batches_refused_stopping:%" PRIu64, s->batches_refused_stopping);
     kv_info_line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);
     kv_info_line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
     kv_resize_info(s, b);

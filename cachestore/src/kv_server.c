@@ -105,6 +105,8 @@ static void shrink(dpr_buf *b)
         dpr_buf_free(b);
 }
 
+static void drain_step(kv_client *c);
+
 static void write_done(uv_write_t *req, int status)
 {
     kv_client *c = req->data;
@@ -118,7 +120,9 @@ static void write_done(uv_write_t *req, int status)
         client_close(c);
         return;
     }
-    if (c->parked == KV_PARK_NONE && !c->close_after_reply)
+    if (c->draining)
+        drain_step(c);
+    else if (c->parked == KV_PARK_NONE && !c->close_after_reply)
         client_process(c); /* requests may wait in the buffer: output drained */
     else
         client_flush(c);
@@ -199,6 +203,8 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (c->draining)
+        return; /* after the last reply: runs nothing (the buffer is reused) */
     c->in.len += (size_t)nread;
     client_process(c);
 }
@@ -239,6 +245,11 @@ static void batch_start(kv_client *c, const kv_arg *hdr);
     "are disabled until a checkpoint succeeds. See 'INFO dpr' "                                 \
     "(dpr_checkpoint_last_error) and the log"
 #define ERR_OOM "OOM command not allowed when used memory > 'maxmemory'."
+/* a planned stop: clients retry TRYAGAIN (nothing ran), and reconnect to
+ * the next process, which resumes the same world-line */
+#define ERR_STOPPING                                                                            \
+    "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
+    "retry (it comes back on the same world-line)"
 
 uint64_t kv_server_used_memory(const kv_server *s)
 {
@@ -337,6 +348,10 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
     /* a batch's keys were checked before any of it ran */
     if (!in_batch && !kv_resize_allows(s, cmd, argc, argv, &c->out))
         return;
+    if ((cmd->flags & KV_CMD_WRITE) && s->stopping) {
+        dpr_resp_error(&c->out, ERR_STOPPING);
+        return;
+    }
     if (cmd->flags & KV_CMD_WRITE) {
         const char *refused = kv_server_write_refused(s, cmd);
         if (refused) {
@@ -601,6 +616,14 @@ static void batch_run(kv_client *c)
     memset(&rh, 0, sizeof(rh));
     rh.batch_id = h.batch_id;
     rh.op_count = h.op_count;
+    /* a planned stop: the last version is sealed, nothing more runs; the
+     * session sends the batch again (to the next process) */
+    if (s->stopping) {
+        dpr_resp_error(&c->out, ERR_STOPPING);
+        s->batches_refused_stopping++;
+        batch_end(c);
+        return;
+    }
     /* a session of another domain: its world-line means nothing here, so
      * it is refused before admission (an answer REFUSED with this domain's
      * world-line would roll that session back, and a newer one would wait
@@ -820,6 +843,48 @@ void kv_server_close_clients(kv_server *s)
 {
     while (s->clients)
         client_close(s->clients);
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* failed: the client's end or the drain deadline closes it */
+}
+
+/* Sends FIN once every reply is written (uv_shutdown waits for the writes
+ * queued before it; none may be queued after it). */
+static void drain_step(kv_client *c)
+{
+    if (c->closing || c->shut || c->writing)
+        return;
+    if (c->out.len > 0) {
+        client_flush(c);
+        if (c->closing || c->writing)
+            return; /* write_done comes back here */
+    }
+    c->shut = true;
+    c->shut_req.data = c;
+    if (uv_shutdown(&c->shut_req, (uv_stream_t *)&c->tcp, shutdown_done) < 0)
+        client_close(c);
+}
+
+void kv_server_drain_clients(kv_server *s)
+{
+    kv_client *next;
+
+    for (kv_client *c = s->clients; c; c = next) {
+        next = c->next;
+        if (c->draining)
+            continue;
+        c->draining = true;
+        if (c->parked)
+            unpark(c);
+        c->in.len = 0;
+        if (c->in_batch) /* cut off before it ran: never executed */
+            batch_end(c);
+        set_reading(c, true); /* to see its end (EOF closes it) */
+        drain_step(c);
+    }
 }
 
 /* --- timers and signals ------------------------------------------------- */

@@ -57,6 +57,9 @@ typedef struct kv_client {
     dpr_buf wbuf;                       /* being written (uv_write) */
     uv_write_t wreq;
     bool writing, reading, closing, close_after_reply;
+    /* planned stop: replies flushed, then FIN; input discarded (kv_server_drain_clients) */
+    bool draining, shut;
+    uv_shutdown_t shut_req;
     /* DPR batch being received */
     bool in_batch;
     uint32_t batch_want, batch_have;
@@ -123,6 +126,7 @@ struct kv_server {
     /* statistics */
     uint64_t start_ms;
     uint64_t conns_total, conns_rejected, cmds_total, batches_total, batches_refused;
+    uint64_t batches_refused_stopping;  /* TRYAGAIN during a planned stop */
     uint64_t batches_invalid;           /* refused by batch_check */
     uint64_t invalid_logged_ms;         /* rate limit of their log lines */
     uint64_t invalid_unlogged;
@@ -134,6 +138,10 @@ struct kv_server {
     /* shutdown */
     bool stopping;
     uint64_t stop_deadline_ms;
+    bool left;                          /* the finder took DPR.WORKER.LEAVE */
+    bool leave_failed;                  /* ... or refused it for good: no planned stop */
+    bool draining;                      /* the last replies go out (kv_server_drain_clients) */
+    uint64_t drain_deadline_ms;
     int exit_code;
     uint64_t status_ms;                 /* last STATUS= sent */
 };
@@ -160,6 +168,11 @@ void kv_server_stop_listening(kv_server *s);
  * old list. */
 int kv_server_set_workers(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms);
 void kv_server_close_clients(kv_server *s);
+/* A planned stop's end: every client gets the replies it was sent, then
+ * the end of the stream (FIN); what it still sends is discarded (nothing
+ * of it runs), so a request is never cut off half answered. A client is
+ * closed when it closes its end; kv_server_close_clients ends the rest. */
+void kv_server_drain_clients(kv_server *s);
 /* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
  * least the data set's */
 uint64_t kv_server_used_memory(const kv_server *s);
@@ -174,7 +187,14 @@ int kv_dpr_start(kv_server *s);
 int kv_dpr_checkpoint(kv_server *s, uint64_t next_version);
 void kv_dpr_reap(kv_server *s);          /* collect finished checkpoints */
 void kv_dpr_sync_now(kv_server *s);
+/* SIGTERM: a planned stop (docs/dpr-kv.md, "SIGTERM"). Batches are answered
+ * TRYAGAIN from now on (nothing of them runs), the open version is sealed
+ * and checkpointed, reported, and the finder is told the worker leaves on
+ * purpose (DPR.WORKER.LEAVE, once that checkpoint is in the cut); then the
+ * clients are drained and the process exits 0. The next start resumes the
+ * same world-line. */
 void kv_dpr_begin_shutdown(kv_server *s);
+/* From the cron (and events): the next step of the stop. */
 void kv_dpr_shutdown_progress(kv_server *s);
 void kv_dpr_status(kv_server *s, bool force); /* sd_notify STATUS= */
 /* From the cron and after reaping: notices checkpoints starting or ending

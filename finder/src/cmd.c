@@ -256,6 +256,28 @@ static void cmd_worker_add(cmd_ctx *c)
     dpr_resp_uint(c->out, restore);
 }
 
+/* The reply to DPR.WORKER.REMOVE / LEAVE, which need every checkpoint of
+ * the worker in the cut (rc: the core's answer; then: what the worker may
+ * do once it is; what: the context of other errors). */
+static void settled_reply(cmd_ctx *c, int rc, uint64_t worker, const char *command,
+                          const char *then, const char *what)
+{
+    wait_if_dirty(c);
+    if (rc == -EACCES)
+        token_refused(c, worker, command);
+    else if (rc == -ENOENT)
+        dpr_resp_errorf(c->out, "ERR unknown worker %llu", (unsigned long long)worker);
+    else if (rc == -EBUSY)
+        dpr_resp_errorf(c->out,
+                        "ERR worker %llu has reported checkpoints that are not in the cut yet: "
+                        "%s once its last checkpoint is committed",
+                        (unsigned long long)worker, then);
+    else if (rc < 0)
+        core_error(c, rc, what);
+    else
+        dpr_resp_status(c->out, "OK");
+}
+
 static void cmd_worker_remove(cmd_ctx *c)
 {
     uint64_t worker;
@@ -267,22 +289,33 @@ static void cmd_worker_remove(cmd_ctx *c)
     if (arg_num(c, 2, "worker id", &worker) < 0 || arg_token(c, 3, &token, &token_len) < 0)
         return;
     rc = dpr_finder_remove_worker_token(c->f, worker, token, token_len);
-    wait_if_dirty(c);
-    if (rc == -EACCES) {
-        token_refused(c, worker, "DPR.WORKER.REMOVE");
-    } else if (rc == -ENOENT) {
-        dpr_resp_errorf(c->out, "ERR unknown worker %llu", (unsigned long long)worker);
-    } else if (rc == -EBUSY) {
-        dpr_resp_errorf(c->out,
-                        "ERR worker %llu has reported checkpoints that are not in the cut yet: "
-                        "remove it once its last checkpoint is committed",
-                        (unsigned long long)worker);
-    } else if (rc < 0) {
-        snprintf(what, sizeof(what), "cannot remove worker %llu", (unsigned long long)worker);
-        core_error(c, rc, what);
-    } else {
-        dpr_resp_status(c->out, "OK");
+    snprintf(what, sizeof(what), "cannot remove worker %llu", (unsigned long long)worker);
+    settled_reply(c, rc, worker, "DPR.WORKER.REMOVE", "remove it", what);
+}
+
+/*
+ * DPR.WORKER.LEAVE <domain> <worker> [<token>]: a planned stop. Without a
+ * token argument the connection's grant for the worker stands for it (the
+ * shard authenticated this connection with DPR.AUTH or its DPR.WORKER.ADD).
+ */
+static void cmd_worker_leave(cmd_ctx *c)
+{
+    uint64_t worker;
+    const char *token;
+    size_t token_len;
+    const cmd_grant *g;
+    char what[64];
+    int rc;
+
+    if (arg_num(c, 2, "worker id", &worker) < 0 || arg_token(c, 3, &token, &token_len) < 0)
+        return;
+    if (token_len == 0 && (g = grant_find(c->conn, c->domain, worker)) != NULL) {
+        token = g->token;
+        token_len = g->token_len;
     }
+    rc = dpr_finder_leave_worker(c->f, worker, token, token_len);
+    snprintf(what, sizeof(what), "cannot let worker %llu leave", (unsigned long long)worker);
+    settled_reply(c, rc, worker, "DPR.WORKER.LEAVE", "it may leave", what);
 }
 
 /* The world-line of the working state (what a held reply will be released
@@ -444,6 +477,12 @@ static void cmd_report(cmd_ctx *c)
     case -ENOENT:
         dpr_resp_errorf(c->out, "ERR unknown worker %llu: register it with DPR.WORKER.ADD",
                         (unsigned long long)worker);
+        break;
+    case -EPERM:
+        dpr_resp_errorf(c->out,
+                        "ERR worker %llu left (DPR.WORKER.LEAVE): report of version %llu "
+                        "refused until it is added again", (unsigned long long)worker,
+                        (unsigned long long)version);
         break;
     case -ENXIO: {
         size_t i = 0;
@@ -623,6 +662,7 @@ static const cmd_def commands[] = {
     { "DPR.PREFIX", 3, 3, DOMAIN_EXISTS, cmd_prefix },
     { "DPR.WORKER.ADD", 3, 4, DOMAIN_ANY, cmd_worker_add },
     { "DPR.WORKER.REMOVE", 3, 4, DOMAIN_EXISTS, cmd_worker_remove },
+    { "DPR.WORKER.LEAVE", 3, 4, DOMAIN_EXISTS, cmd_worker_leave },
     { "DPR.AUTH", 4, 4, DOMAIN_EXISTS, cmd_auth },
     { "DPR.DOMAINS", 1, 1, NO_DOMAIN, cmd_domains },
     { "PING", 1, 2, NO_DOMAIN, cmd_ping },

@@ -122,6 +122,7 @@ typedef struct rec {
     bool vwaiting;
     bool registered;
     bool queued;
+    bool away;           /* left on purpose: durable == cut, reports nothing */
     char *token;         /* DPR_FINDER_TOKEN_MAX bytes, zero-padded; NULL: none */
 } rec;
 
@@ -1010,7 +1011,8 @@ static int check_state(const dpr_finder_state *st)
         const dpr_finder_worker_state *ws = &st->workers[i];
         size_t tl = strnlen(ws->token, sizeof(ws->token));
         if (ws->cut > ws->durable || tl == sizeof(ws->token) ||
-            (tl > 0 && !dpr_finder_token_valid(ws->token, tl)))
+            (tl > 0 && !dpr_finder_token_valid(ws->token, tl)) ||
+            (ws->away && ws->cut != ws->durable))
             return -EINVAL;
     }
     return check_prefixes(st);
@@ -1038,6 +1040,7 @@ static int load_workers(dpr_finder *f, const dpr_finder_state *st)
         r->cut = ws->cut;
         r->durable = ws->durable;
         r->lost_floor = ws->durable;
+        r->away = ws->away;
         r->reg_pos = (uint32_t)f->nreg;
         f->reg[f->nreg++] = idx;
     }
@@ -1160,6 +1163,36 @@ static int join(dpr_finder *f, uint64_t worker, uint32_t *idx)
     return 0;
 }
 
+/* An away worker is added again (token allowed): it comes back with the
+ * state it left with, on the current world-line. */
+static int come_back(dpr_finder *f, uint32_t idx, const char *token, size_t token_len,
+                     uint64_t *world_line, uint64_t *restore)
+{
+    rec *r = &f->w[idx];
+    char *keep = NULL;
+    if (token_len > 0 && !r->token) {
+        keep = token_copy(token, token_len); /* as a crash restart takes it */
+        if (!keep)
+            return -ENOMEM;
+    }
+    int rc = drain(f);
+    if (rc < 0) {
+        free(keep);
+        return finish(f, rc);
+    }
+    /* it served nothing since it left, and the cut never goes back */
+    assert(r->durable == eff_cut(f, r));
+    r->away = false;
+    if (keep)
+        r->token = keep;
+    f->changed = true;
+    if (world_line)
+        *world_line = f->world_line;
+    if (restore)
+        *restore = r->cut;
+    return finish(f, 0);
+}
+
 int dpr_finder_add_worker_token(dpr_finder *f, uint64_t worker, const char *token,
                                 size_t token_len, uint64_t *world_line, uint64_t *restore)
 {
@@ -1169,6 +1202,8 @@ int dpr_finder_add_worker_token(dpr_finder *f, uint64_t worker, const char *toke
     bool known = idx != NO_IDX && f->w[idx].registered;
     if (known && !token_allows(&f->w[idx], token, token_len))
         return -EACCES; /* before anything moves: a refusal changes nothing */
+    if (known && f->w[idx].away)
+        return come_back(f, idx, token, token_len, world_line, restore);
     /* the token the record keeps: the one presented, unless it has one */
     char *keep = NULL;
     if (token_len > 0 && !(known && f->w[idx].token)) {
@@ -1244,13 +1279,11 @@ int dpr_finder_token_check(const dpr_finder *f, uint64_t worker, const char *tok
     return token_equal(r->token, token, token_len) ? 0 : -EACCES;
 }
 
-int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker)
-{
-    return dpr_finder_remove_worker_token(f, worker, NULL, 0);
-}
-
-int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *token,
-                                   size_t token_len)
+/* The start of a planned leave and of a removal: worker is a member, the
+ * token allows it, and every checkpoint it reported is in the cut. 0 with
+ * *out its index; else the error, nothing changed. */
+static int settled_member(dpr_finder *f, uint64_t worker, const char *token, size_t token_len,
+                          uint32_t *out)
 {
     if (!f || (token_len > 0 && !dpr_finder_token_valid(token, token_len)))
         return -EINVAL;
@@ -1266,10 +1299,46 @@ int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *t
     r->cut = eff_cut(f, r);
     if (r->durable > r->cut)
         return finish(f, -EBUSY); /* reported checkpoints not yet committed */
+    *out = idx;
+    return 0;
+}
+
+int dpr_finder_leave_worker(dpr_finder *f, uint64_t worker, const char *token,
+                            size_t token_len)
+{
+    uint32_t idx;
+    int rc = settled_member(f, worker, token, token_len, &idx);
+    if (rc == 0 && !f->w[idx].away) { /* again: nothing changes */
+        f->w[idx].away = true;
+        f->changed = true;
+    }
+    return rc < 0 ? rc : finish(f, 0);
+}
+
+bool dpr_finder_is_away(const dpr_finder *f, uint64_t worker)
+{
+    uint32_t idx = f ? lookup(f, worker) : NO_IDX;
+    return idx != NO_IDX && f->w[idx].registered && f->w[idx].away;
+}
+
+int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker)
+{
+    return dpr_finder_remove_worker_token(f, worker, NULL, 0);
+}
+
+int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *token,
+                                   size_t token_len)
+{
+    uint32_t idx;
+    int rc = settled_member(f, worker, token, token_len, &idx);
+    if (rc < 0)
+        return rc;
+    rec *r = &f->w[idx];
     r->durable = r->cut;
     clear_pending(r);
     wait_unlink(f, idx);
     r->registered = false;
+    r->away = false;
     free(r->token);
     r->token = NULL;
     uint32_t last = f->reg[--f->nreg];
@@ -1378,6 +1447,8 @@ int dpr_finder_report(dpr_finder *f, uint64_t world_line, uint64_t worker,
         return version <= eff_cut(f, &f->w[idx]) ? 0 : -ESTALE;
     if (version <= f->w[idx].durable)
         return 0; /* a resend */
+    if (f->w[idx].away)
+        return finish(f, -EPERM); /* it left with its last checkpoint: serves nothing */
     rc = check_dep_workers(f, worker, deps, ndeps);
     if (rc < 0)
         return finish(f, rc); /* nothing changed (drain found its queue empty) */
@@ -1443,6 +1514,7 @@ static void fill_worker(const dpr_finder *f, uint32_t idx,
     out->worker = r->id;
     out->cut = eff_cut_const(f, r);
     out->durable = r->durable;
+    out->away = r->away;
     if (r->token)
         memcpy(out->token, r->token, sizeof(out->token)); /* zero-padded, so terminated */
     /* else: out is zeroed (calloc), and so is every byte of a copy */

@@ -14,6 +14,8 @@
  *       nworkers (8), then per worker: id, cut, durable (8 each), ids
  *         strictly rising, cut <= durable; token length t (1 byte, 0..128)
  *         and t token bytes (0x21..0x7e; t = 0: registered without a token),
+ *         format 4 only: flags (1 byte: bit 0 away, other bits 0; away
+ *         needs cut == durable),
  *       nprefixes (8, <= DPR_FINDER_MAX_PREFIXES), then per prefix: ended
  *         world-line (8, rising, below world-line), n (8), n x (worker,
  *         version) (8 each, workers strictly rising, versions >= 1),
@@ -22,7 +24,9 @@
  * Formats 1 and 2 (before domains) hold one content right after the format
  * byte (format 1 without the token fields); they decode as one domain named
  * DPR_DOMAIN_DEFAULT, the whole state's generation being that content's.
- * Encoding always writes format 3.
+ * Encoding writes format 3 while no worker is away (so that an older finder
+ * or agent, in a rolling upgrade, still reads the state), format 4 (format
+ * 3 with a flags byte per worker) when one is.
  */
 #include "dpr/store.h"
 
@@ -37,7 +41,10 @@
 
 #define MAGIC "DPRFIND\0"
 #define MAGIC_LEN 8
-#define FORMAT 3           /* what encoding writes: domains */
+#define FORMAT_AWAY 4      /* written when a worker is away: a flags byte per worker */
+#define FORMAT 3           /* written otherwise: domains */
+#define FLAG_AWAY 0x01
+#define FLAGS_LEN 1
 #define FORMAT_ONE_DOMAIN 2 /* still read: one domain, "default" */
 #define FORMAT_NO_TOKENS 1 /* still read: format 2 without token fields */
 #define CONTENT_HEAD_LEN (3 * 8) /* world-line, generation, nworkers */
@@ -72,6 +79,12 @@ static const char *check_state(const dpr_finder_state *st, char *msg, size_t msg
                      "worker %llu has cut %llu above its durable version %llu",
                      (unsigned long long)w->worker, (unsigned long long)w->cut,
                      (unsigned long long)w->durable);
+            return msg;
+        }
+        if (w->away && w->cut != w->durable) {
+            snprintf(msg, msglen, "worker %llu is away with cut %llu below its durable "
+                     "version %llu", (unsigned long long)w->worker,
+                     (unsigned long long)w->cut, (unsigned long long)w->durable);
             return msg;
         }
         size_t tl = strnlen(w->token, sizeof(w->token));
@@ -180,17 +193,18 @@ static int skip_content(cursor *c, int format)
         c->p += n * WORKER_LEN;
         c->left -= n * WORKER_LEN;
     } else {
-        if (n > c->left / (WORKER_LEN + TOKEN_LEN_LEN))
+        size_t fl = format == FORMAT_AWAY ? FLAGS_LEN : 0;
+        if (n > c->left / (WORKER_LEN + TOKEN_LEN_LEN + fl))
             return -1;
         for (uint64_t i = 0; i < n; i++) {
             size_t t;
             if (c->left < WORKER_LEN + TOKEN_LEN_LEN)
                 return -1;
             t = c->p[WORKER_LEN];
-            if (t > DPR_FINDER_TOKEN_MAX || c->left - WORKER_LEN - TOKEN_LEN_LEN < t)
+            if (t > DPR_FINDER_TOKEN_MAX || c->left - WORKER_LEN - TOKEN_LEN_LEN < t + fl)
                 return -1;
-            c->p += WORKER_LEN + TOKEN_LEN_LEN + t;
-            c->left -= WORKER_LEN + TOKEN_LEN_LEN + t;
+            c->p += WORKER_LEN + TOKEN_LEN_LEN + t + fl;
+            c->left -= WORKER_LEN + TOKEN_LEN_LEN + t + fl;
         }
     }
     if (take_le64(c, &np) < 0 || np > DPR_FINDER_MAX_PREFIXES)
@@ -212,7 +226,7 @@ static int check_layout(const unsigned char *p, size_t body, int format)
     cursor c = { p + MAGIC_LEN + 1, body - (MAGIC_LEN + 1) };
     uint64_t gen, nd;
 
-    if (format != FORMAT)
+    if (format < FORMAT)
         return skip_content(&c, format) == 0 && c.left == 0 ? 0 : -1;
     if (take_le64(&c, &gen) < 0 || take_le64(&c, &nd) < 0 || nd > c.left / MIN_DOMAIN_LEN)
         return -1;
@@ -262,6 +276,18 @@ static int read_content(cursor *c, int format, dpr_finder_state *out, char *why,
             c->p += 1 + t;
             c->left -= 1 + t;
         }
+        if (format == FORMAT_AWAY) {
+            unsigned flags = c->p[0]; /* there: check_layout */
+            if (flags & ~(unsigned)FLAG_AWAY) {
+                snprintf(why, whylen, "worker %llu has unknown flags 0x%02x",
+                         (unsigned long long)st.workers[i].worker, flags);
+                dpr_finder_state_free(&st);
+                return -EBADMSG;
+            }
+            st.workers[i].away = (flags & FLAG_AWAY) != 0;
+            c->p += FLAGS_LEN;
+            c->left -= FLAGS_LEN;
+        }
     }
     take_le64(c, &np);
     if (np > 0 && !(st.prefixes = calloc((size_t)np, sizeof(*st.prefixes))))
@@ -302,15 +328,15 @@ int dpr_store_image_decode(const void *image, size_t len, const char *what,
         return dpr_err_set(err, -EBADMSG, "%s: not a dpr-finder state file (bad magic)",
                            what);
     format = len > MAGIC_LEN ? p[MAGIC_LEN] : FORMAT;
-    min = format == FORMAT ? MIN_FILE_LEN : MIN_FILE_LEN_ONE;
+    min = format >= FORMAT ? MIN_FILE_LEN : MIN_FILE_LEN_ONE;
     if (len < min)
         return dpr_err_set(err, -EBADMSG,
                            "%s: corrupt state file: truncated (%zu bytes, a valid file has at "
                            "least %zu)", what, len, min);
-    if (format != FORMAT && format != FORMAT_ONE_DOMAIN && format != FORMAT_NO_TOKENS)
+    if (format < FORMAT_NO_TOKENS || format > FORMAT_AWAY)
         return dpr_err_set(err, -EBADMSG,
                            "%s: unsupported state file format %u (this finder reads formats "
-                           "%d to %d)", what, p[MAGIC_LEN], FORMAT_NO_TOKENS, FORMAT);
+                           "%d to %d)", what, p[MAGIC_LEN], FORMAT_NO_TOKENS, FORMAT_AWAY);
     body = len - CRC_LEN;
     if (check_layout(p, body, format) < 0)
         return dpr_err_set(err, -EBADMSG,
@@ -322,7 +348,7 @@ int dpr_store_image_decode(const void *image, size_t len, const char *what,
     /* the layout is known to fit from here on */
     c.p = p + MAGIC_LEN + 1;
     c.left = body - MAGIC_LEN - 1;
-    if (format == FORMAT) {
+    if (format >= FORMAT) {
         take_le64(&c, &st.generation);
         take_le64(&c, &nd);
     }
@@ -331,7 +357,7 @@ int dpr_store_image_decode(const void *image, size_t len, const char *what,
     for (size_t i = 0; i < nd; i++) {
         dpr_domain_state *d = &st.domains[i];
         size_t nlen;
-        if (format == FORMAT) {
+        if (format >= FORMAT) {
             nlen = c.p[0]; /* 1..DPR_DOMAIN_MAX: check_layout */
             if (!dpr_domain_valid((const char *)c.p + 1, nlen)) { /* (NULs included) */
                 dpr_domains_state_free(&st);
@@ -350,7 +376,7 @@ int dpr_store_image_decode(const void *image, size_t len, const char *what,
             goto nomem;
         st.n = i + 1;
         if (rc < 0) {
-            if (format == FORMAT && dpr_domain_valid(d->name, strlen(d->name)))
+            if (format >= FORMAT && dpr_domain_valid(d->name, strlen(d->name)))
                 snprintf(msg, sizeof(msg), "domain '%s': %s", d->name, why);
             else
                 snprintf(msg, sizeof(msg), "%s", why);
@@ -359,9 +385,9 @@ int dpr_store_image_decode(const void *image, size_t len, const char *what,
                                what, msg);
         }
     }
-    if (format != FORMAT)
+    if (format < FORMAT)
         st.generation = st.domains[0].state.generation;
-    if (format == FORMAT ? check_domains(&st, msg, sizeof(msg))
+    if (format >= FORMAT ? check_domains(&st, msg, sizeof(msg))
                          : check_state(&st.domains[0].state, msg, sizeof(msg))) {
         dpr_domains_state_free(&st);
         return dpr_err_set(err, -EBADMSG, "%s: corrupt state file: %s", what,
@@ -376,14 +402,15 @@ nomem:
 }
 
 /* Adds one domain's size to *need; -EFBIG beyond MAX_FILE_LEN. */
-static int content_size(const dpr_finder_state *st, size_t *need)
+static int content_size(const dpr_finder_state *st, int format, size_t *need)
 {
     size_t n = *need + CONTENT_HEAD_LEN + 8;
+    size_t fl = format == FORMAT_AWAY ? FLAGS_LEN : 0;
 
     if (st->nworkers > MAX_FILE_LEN / (WORKER_LEN + TOKEN_LEN_LEN))
         return -EFBIG;
     for (size_t i = 0; i < st->nworkers; i++) {
-        n += WORKER_LEN + TOKEN_LEN_LEN + strlen(st->workers[i].token);
+        n += WORKER_LEN + TOKEN_LEN_LEN + fl + strlen(st->workers[i].token);
         if (n > MAX_FILE_LEN)
             return -EFBIG;
     }
@@ -399,7 +426,7 @@ static int content_size(const dpr_finder_state *st, size_t *need)
 }
 
 /* Appends one domain's content (room reserved: cannot fail). */
-static void put_content(dpr_buf *b, const dpr_finder_state *st)
+static void put_content(dpr_buf *b, const dpr_finder_state *st, int format)
 {
     dpr_buf_append_le64(b, st->world_line);
     dpr_buf_append_le64(b, st->generation);
@@ -411,6 +438,8 @@ static void put_content(dpr_buf *b, const dpr_finder_state *st)
         size_t t = strlen(st->workers[i].token); /* <= DPR_FINDER_TOKEN_MAX: check_state */
         dpr_buf_append(b, &(unsigned char){ (unsigned char)t }, 1);
         dpr_buf_append(b, st->workers[i].token, t);
+        if (format == FORMAT_AWAY)
+            dpr_buf_append(b, &(unsigned char){ st->workers[i].away ? FLAG_AWAY : 0 }, 1);
     }
     dpr_buf_append_le64(b, (uint64_t)st->nprefixes);
     for (size_t i = 0; i < st->nprefixes; i++) {
@@ -429,15 +458,20 @@ static int serialise(dpr_buf *b, const dpr_domains_state *st)
 {
     unsigned char crc[CRC_LEN];
     size_t need = MIN_FILE_LEN;
+    int format = FORMAT;
     uint32_t c;
     int rc;
 
     dpr_buf_reset(b);
     if (st->n > MAX_FILE_LEN / MIN_DOMAIN_LEN)
         return -EFBIG;
+    for (size_t i = 0; i < st->n && format == FORMAT; i++)
+        for (size_t j = 0; j < st->domains[i].state.nworkers; j++)
+            if (st->domains[i].state.workers[j].away)
+                format = FORMAT_AWAY;
     for (size_t i = 0; i < st->n; i++) {
         need += NAME_LEN_LEN + strlen(st->domains[i].name);
-        rc = content_size(&st->domains[i].state, &need);
+        rc = content_size(&st->domains[i].state, format, &need);
         if (rc < 0)
             return rc;
     }
@@ -446,14 +480,14 @@ static int serialise(dpr_buf *b, const dpr_domains_state *st)
         return rc;
     /* Cannot fail after the reservation. */
     dpr_buf_append(b, MAGIC, MAGIC_LEN);
-    dpr_buf_append(b, &(unsigned char){ FORMAT }, 1);
+    dpr_buf_append(b, &(unsigned char){ (unsigned char)format }, 1);
     dpr_buf_append_le64(b, st->generation);
     dpr_buf_append_le64(b, (uint64_t)st->n);
     for (size_t i = 0; i < st->n; i++) {
         size_t len = strlen(st->domains[i].name); /* 1..DPR_DOMAIN_MAX: check_domains */
         dpr_buf_append(b, &(unsigned char){ (unsigned char)len }, 1);
         dpr_buf_append(b, st->domains[i].name, len);
-        put_content(b, &st->domains[i].state);
+        put_content(b, &st->domains[i].state, format);
     }
     c = dpr_crc32((const unsigned char *)b->data, b->len);
     for (int i = 0; i < CRC_LEN; i++)

@@ -20,6 +20,7 @@
 """
 import json
 import os
+import signal
 import struct
 import sys
 import zlib
@@ -226,6 +227,46 @@ def test_a_crash_moves_only_its_deployments_world_line(agent, tmp_path):
     assert deps["sessions"]["instances"][0]["world_line"] == 1
     assert "finder: domain 'kv': world-line 2 (was 1)" in agent.log()
     assert "domain 'sessions': world-line" not in agent.log()
+    agent.stop()
+
+
+def test_an_update_restart_keeps_the_world_line(agent, tmp_path):
+    """Issue 13: an update restarts the instances (systemd's RestartUnit:
+    SIGTERM, then a start). The stopping shard leaves the agent's finder on
+    purpose and comes back on the same world-line: no rollback of its
+    deployment, its data reads back."""
+    dprtest.need(dprtest.KV)
+    agent.start()
+    apply(agent, ("kv", 2))
+    kvs = [start_kv(agent, tmp_path, "kv-%d" % i) for i in range(2)]
+    dprtest.wait_for(lambda: agent.deployments()["kv"]["world_line"] == 1, 30,
+                     "kv registered")
+    for i, kv in enumerate(kvs):
+        c = kv.client()
+        assert c.set("k%d" % i, "v%d" % i)
+        c.connection_pool.disconnect()
+    dprtest.wait_for(lambda: all((v or 0) > 0 for v in agent.deployments()["kv"]["cut"]), 30,
+                     "both writes committed")
+    r = agent.call("apply", {"spec": {"name": "demo", "cachestores": [
+        {"name": "kv", "version": "2", "shards": 2}]}})
+    assert r["plan"]["updated"] == ["kv-0", "kv-1"]
+    # what the unit's restart does (KillMode=mixed: SIGTERM to dpr-kv)
+    kvs[0].kill(signal.SIGTERM)
+    assert kvs[0].wait_exit() == 0
+    assert "left the finder on purpose" in kvs[0].output()
+    again = agent.procs.add(kvs[0].again()).wait_ready()
+    assert "world-line 1, restore version" in again.output()
+    c = again.client()
+    assert c.get("k0") == b"v0"
+    assert c.set("k0", "w0")
+    c.connection_pool.disconnect()
+    dprtest.wait_for(lambda: again.info()["dpr_cut_version"] >= 2, 30,
+                     "the restarted shard's write committed")
+    deps = agent.deployments()
+    assert deps["kv"]["world_line"] == 1
+    assert [i["world_line"] for i in deps["kv"]["instances"]] == [1, 1]
+    assert "domain 'kv': world-line 2" not in agent.log()
+    assert kvs[1].info()["dpr_rollbacks"] == 0
     agent.stop()
 
 

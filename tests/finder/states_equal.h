@@ -20,6 +20,7 @@ static inline int finder_states_equal(const dpr_finder_state *a, const dpr_finde
         if (a->workers[i].worker != b->workers[i].worker ||
             a->workers[i].cut != b->workers[i].cut ||
             a->workers[i].durable != b->workers[i].durable ||
+            a->workers[i].away != b->workers[i].away ||
             strcmp(a->workers[i].token, b->workers[i].token) != 0)
             return 0;
     for (size_t i = 0; i < a->nprefixes; i++) {

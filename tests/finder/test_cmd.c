@@ -320,6 +320,68 @@ TEST(domains)
  * its record a new token. The old incarnation, still holding the old token
  * on its connection, is refused ("-FENCED") from its next report on; the
  * new incarnation authenticates with the new token and reports. */
+/* Issue 13: DPR.WORKER.LEAVE, a planned stop, then DPR.WORKER.ADD again
+ * without a new world-line. The token comes as an argument or from the
+ * connection's grant; refusals change nothing. */
+TEST(worker_leave)
+{
+    dpr_domains *ds = NULL;
+    dpr_cmd_conn *owner = NULL, *other = NULL, *saved = conn;
+    static const char refused[] =
+        "-ERR worker 1 is registered by its owner: DPR.WORKER.LEAVE needs its token\r\n";
+
+    CHECK_EQ_INT(dpr_domains_new(&ds), 0);
+    CHECK_EQ_INT(dpr_cmd_conn_new(&owner), 0);
+    CHECK_EQ_INT(dpr_cmd_conn_new(&other), 0);
+    conn = owner;
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", "kv", "1", "tok1"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "2"), "*2\r\n:1\r\n:0\r\n") == 0);
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "1", "3"), "+OK\r\n") == 0);
+    CHECK(strcmp(run(ds, 7, "DPR.REPORT", "kv", "1", "1", "4", "2", "4"), "+OK\r\n") == 0);
+    publish(ds);
+    /* version 4 waits for (2, 4) */
+    CHECK(starts(run(ds, 3, "DPR.WORKER.LEAVE", "kv", "1"),
+                 "-ERR worker 1 has reported checkpoints that are not in the cut yet"));
+    CHECK(!dpr_domains_dirty(ds));
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "2", "4"), "+OK\r\n") == 0);
+    publish(ds);
+    conn = other;
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.LEAVE", "kv", "1"), refused) == 0);
+    CHECK(flags & DPR_CMD_DENIED);
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.LEAVE", "kv", "1", "guess"), refused) == 0);
+    CHECK(starts(run(ds, 4, "DPR.WORKER.LEAVE", "kv", "1", "a\tb"), "-ERR invalid token"));
+    CHECK(starts(run(ds, 3, "DPR.WORKER.LEAVE", "kv", "9"), "-ERR unknown worker 9"));
+    CHECK(starts(run(ds, 3, "DPR.WORKER.LEAVE", "nope", "1"), "-ERR unknown domain 'nope'"));
+    CHECK(starts(run(ds, 3, "DPR.WORKER.LEAVE", "kv", "x"), "-ERR invalid worker id 'x'"));
+    CHECK(starts(run(ds, 2, "DPR.WORKER.LEAVE", "kv"),
+                 "-ERR wrong number of arguments for 'DPR.WORKER.LEAVE'"));
+    CHECK(!dpr_domains_dirty(ds));
+    /* the owner's connection: its grant stands for the token */
+    conn = owner;
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.LEAVE", "kv", "1"), "+OK\r\n") == 0);
+    CHECK(flags & DPR_CMD_WAIT); /* told once durable */
+    publish(ds);
+    CHECK(dpr_finder_is_away(dpr_domains_find(ds, "kv"), 1));
+    CHECK(starts(run(ds, 5, "DPR.REPORT", "kv", "1", "1", "5"), "-ERR worker 1 left"));
+    CHECK(strcmp(run(ds, 5, "DPR.REPORT", "kv", "1", "1", "4"), "+OK\r\n") == 0); /* resend */
+    /* back: the same world-line, its last checkpoint */
+    conn = other;
+    CHECK(strcmp(run(ds, 4, "DPR.WORKER.ADD", "kv", "1", "tok1"), "*2\r\n:1\r\n:4\r\n") == 0);
+    publish(ds);
+    CHECK(strcmp(run(ds, 2, "DPR.SYNC", "kv"), "*3\r\n:1\r\n:4\r\n*4\r\n:1\r\n:4\r\n:2\r\n:4\r\n")
+          == 0);
+    /* the worker without a token leaves with nothing more */
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.LEAVE", "kv", "2"), "+OK\r\n") == 0);
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "2"), "*2\r\n:1\r\n:4\r\n") == 0);
+    /* not away: the crash path */
+    CHECK(strcmp(run(ds, 3, "DPR.WORKER.ADD", "kv", "2"), "*2\r\n:2\r\n:4\r\n") == 0);
+    publish(ds);
+    conn = saved;
+    dpr_cmd_conn_free(owner);
+    dpr_cmd_conn_free(other);
+    dpr_domains_free(ds);
+}
+
 TEST(auth_and_fencing)
 {
     dpr_domains *ds = NULL;
@@ -577,6 +639,7 @@ int main(void)
     RUN(domains);
     RUN(misc_commands);
     RUN(worker_tokens);
+    RUN(worker_leave);
     {
         dpr_cmd_conn *saved = conn;
         RUN(auth_and_fencing);

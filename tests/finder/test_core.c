@@ -1732,6 +1732,122 @@ TEST(tokens_guard_registration)
     CHECK(!dpr_finder_token_valid(" ", 1));
 }
 
+static int leave_tok(dpr_finder *f, uint64_t w, const char *tok)
+{
+    return dpr_finder_leave_worker(f, w, tok, tok ? strlen(tok) : 0);
+}
+
+/* Issue 13: a planned stop. A worker whose last checkpoint is in the cut
+ * leaves (away, durable state) and comes back with no new world-line,
+ * restoring exactly that checkpoint; one with checkpoints outside the cut
+ * may not leave yet; the token rule is REMOVE's; an away worker reports
+ * nothing new; a crash restart of another worker while it is away rolls
+ * the others back and leaves its state alone. */
+TEST(planned_leave)
+{
+    dpr_finder *f, *g;
+    dpr_finder_state st, before, after;
+    uint64_t wl = 0, rs = 0;
+
+    CHECK_EQ_INT(dpr_finder_new(&f), 0);
+    CHECK_EQ_INT(add_tok(f, 1, "t1", NULL, NULL), 0);
+    CHECK_EQ_INT(add_tok(f, 2, "t2", NULL, NULL), 0);
+    CHECK_EQ_INT(add(f, 3, NULL, NULL), 0); /* no token */
+    CHECK_EQ_INT(rep(f, 1, 1, 4), 0);
+    CHECK_EQ_INT(rep1(f, 1, 2, 5, 1, 4), 0);
+    CHECK_EQ_INT(rep(f, 1, 3, 1), 0);
+    CHECK_EQ_U64(wcut(f, 1), 4);
+    CHECK_EQ_U64(wcut(f, 2), 5);
+    CHECK_EQ_INT(rep1(f, 1, 1, 6, 2, 6), 0); /* needs (2, 6): not durable */
+    CHECK_EQ_INT(publish_now(f), 0);
+
+    /* refusals change nothing */
+    CHECK_EQ_INT(dpr_finder_get_state(f, &before), 0);
+    CHECK_EQ_INT(leave_tok(f, 1, "t1"), -EBUSY); /* version 6 is not in the cut */
+    CHECK_EQ_INT(leave_tok(f, 2, NULL), -EACCES);
+    CHECK_EQ_INT(leave_tok(f, 2, "t1"), -EACCES);
+    CHECK_EQ_INT(leave_tok(f, 9, "t1"), -ENOENT);
+    CHECK_EQ_INT(leave_tok(f, 2, "a b"), -EINVAL);
+    CHECK_EQ_INT(dpr_finder_get_state(f, &after), 0);
+    CHECK(state_equal(&before, &after));
+    CHECK(!dpr_finder_dirty(f));
+    CHECK(!dpr_finder_is_away(f, 1));
+    dpr_finder_state_free(&before);
+    dpr_finder_state_free(&after);
+
+    /* worker 2 stops on purpose: its last checkpoint 5 is in the cut */
+    CHECK_EQ_INT(leave_tok(f, 2, "t2"), 0);
+    CHECK(dpr_finder_is_away(f, 2));
+    CHECK(dpr_finder_dirty(f));
+    CHECK(dpr_finder_has_worker(f, 2));
+    CHECK_EQ_INT(publish_now(f), 0);
+    CHECK_EQ_INT(leave_tok(f, 2, "t2"), 0); /* again: nothing changes */
+    CHECK(!dpr_finder_dirty(f));
+    CHECK_EQ_INT(rep(f, 1, 2, 5), 0);       /* a resend is fine */
+    CHECK_EQ_INT(rep(f, 1, 2, 7), -EPERM);  /* a new version is not */
+    CHECK(!dpr_finder_dirty(f));
+    CHECK_EQ_U64(wdur(f, 2), 5);
+
+    /* it survives a finder restart */
+    CHECK_EQ_INT(dpr_finder_get_state(f, &st), 0);
+    CHECK(st.workers[1].away && !st.workers[0].away && !st.workers[2].away);
+    CHECK_EQ_INT(dpr_finder_restore(&st, &g), 0);
+    CHECK(dpr_finder_is_away(g, 2));
+    /* an inconsistent stored mark (away above the cut) is refused */
+    st.workers[0].away = true; /* worker 1: cut 4, durable 6 */
+    dpr_finder *h = NULL;
+    CHECK_EQ_INT(dpr_finder_restore(&st, &h), -EINVAL);
+    CHECK(h == NULL);
+    dpr_finder_state_free(&st);
+    dpr_finder_free(f);
+    f = g;
+
+    /* coming back: the owner's token, no new world-line, its checkpoint */
+    CHECK_EQ_INT(add(f, 2, NULL, NULL), -EACCES);
+    CHECK(dpr_finder_is_away(f, 2));
+    CHECK_EQ_INT(add_tok(f, 2, "t2", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 1);
+    CHECK_EQ_U64(rs, 5);
+    CHECK(!dpr_finder_is_away(f, 2));
+    CHECK_EQ_INT(publish_now(f), 0);
+    CHECK_EQ_U64(dpr_finder_world_line(f), 1);
+    /* and it works on: version 6 of 2 commits, then 1's version 6 */
+    CHECK_EQ_INT(rep(f, 1, 2, 6), 0);
+    CHECK_EQ_U64(wcut(f, 2), 6);
+    CHECK_EQ_INT(rep(f, 1, 1, 7), 0);
+    CHECK_EQ_INT(rep(f, 1, 3, 7), 0);
+    CHECK_EQ_U64(wcut(f, 1), 7);
+    /* a second planned stop, now of the worker without a token */
+    CHECK_EQ_INT(leave_tok(f, 3, NULL), 0);
+    CHECK(dpr_finder_is_away(f, 3));
+    /* a crash restart of worker 1 meanwhile: the usual rollback, worker 3
+     * keeps its state and stays away */
+    CHECK_EQ_INT(rep(f, 1, 1, 8), 0);
+    CHECK_EQ_INT(add_tok(f, 1, "t1", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 2);
+    CHECK_EQ_U64(wdur(f, 1), rs);
+    CHECK(dpr_finder_is_away(f, 3));
+    CHECK_EQ_U64(wcut(f, 3), 7);
+    CHECK_EQ_U64(wdur(f, 3), 7);
+    /* it comes back on the new world-line with its own checkpoint */
+    CHECK_EQ_INT(add_tok(f, 3, "t3", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 2);
+    CHECK_EQ_U64(rs, 7);
+    char buf[DPR_FINDER_TOKEN_MAX + 1];
+    CHECK(strcmp(token_of(f, 3, buf, sizeof(buf)), "t3") == 0); /* adopted, as at a crash */
+    /* now it is not away: ADD again is the crash path */
+    CHECK_EQ_INT(add_tok(f, 3, "t3", &wl, NULL), 0);
+    CHECK_EQ_U64(wl, 3);
+    /* an away worker may be removed; it then joins as a removed one */
+    CHECK_EQ_INT(leave_tok(f, 3, "t3"), 0);
+    CHECK_EQ_INT(remove_tok(f, 3, "t3"), 0);
+    CHECK(!dpr_finder_is_away(f, 3));
+    CHECK_EQ_INT(add_tok(f, 3, "t4", &wl, &rs), 0);
+    CHECK_EQ_U64(wl, 3);
+    CHECK(!dpr_finder_is_away(f, 3));
+    dpr_finder_free(f);
+}
+
 /* Fencing: the owner moved worker 1 (its node was lost) and gives its
  * record a new token. Nothing else changes (no world-line, cut or durable
  * version moves); the old token no longer passes dpr_finder_token_check nor
@@ -1853,5 +1969,6 @@ int main(void)
     RUN(cluster_exact_liveness);
     RUN(scale_65536_workers);
     RUN(scale_join_while_reporting);
+    RUN(planned_leave);
     return check_summary("finder");
 }

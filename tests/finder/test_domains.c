@@ -240,8 +240,8 @@ TEST(state_copy_and_publish)
 
 TEST(restore_validation)
 {
-    dpr_finder_worker_state ws[2] = { { 1, 2, 3, "" }, { 2, 0, 0, "t" } };
-    dpr_finder_worker_state bad_cut[1] = { { 1, 4, 3, "" } };
+    dpr_finder_worker_state ws[2] = { { 1, 2, 3, "", false }, { 2, 0, 0, "t", false } };
+    dpr_finder_worker_state bad_cut[1] = { { 1, 4, 3, "", false } };
     dpr_domain_state d[3];
     dpr_domains_state st = { .generation = 7, .n = 2, .domains = d };
     dpr_domains *ds = (dpr_domains *)&st; /* overwritten only on success */

@@ -67,10 +67,10 @@ static int write_file(const char *path, const unsigned char *data, size_t len)
 }
 
 static dpr_finder_worker_state sample_workers[] = {
-    { 1, 3, 5, "s3cr3t" },
-    { 7, 0, 0, "" },
-    { 42, 9, 9, "abc" },
-    { UINT64_MAX >> 1, 1, 2, "" },
+    { 1, 3, 5, "s3cr3t", false },
+    { 7, 0, 0, "", false },
+    { 42, 9, 9, "abc", false },
+    { UINT64_MAX >> 1, 1, 2, "", false },
 };
 
 static dpr_dep sample_cut1[] = { { 1, 2 }, { 42, 3 } };
@@ -95,7 +95,7 @@ static dpr_finder_state sample(void)
     return st;
 }
 
-static dpr_finder_worker_state sample_sessions_workers[] = { { 5, 2, 2, "" } };
+static dpr_finder_worker_state sample_sessions_workers[] = { { 5, 2, 2, "", false } };
 static dpr_domain_state sample_domains[2];
 
 /* Two domains: "kv" (sample()) and "sessions" (world-line 1, one worker
@@ -231,8 +231,8 @@ TEST(save_refuses_inconsistent_state)
 {
     char dir[300];
     dpr_store *s = NULL;
-    dpr_finder_worker_state bad_cut[] = { { 1, 5, 4, "" } };
-    dpr_finder_worker_state unsorted[] = { { 2, 0, 0, "" }, { 1, 0, 0, "" } };
+    dpr_finder_worker_state bad_cut[] = { { 1, 5, 4, "", false } };
+    dpr_finder_worker_state unsorted[] = { { 2, 0, 0, "", false }, { 1, 0, 0, "", false } };
     dpr_dep unsorted_cut[] = { { 5, 1 }, { 4, 1 } };
     dpr_finder_prefix late[] = { { 2, 0, NULL } };
     dpr_finder_prefix bad_prefix[] = { { 1, 2, unsorted_cut } };
@@ -451,7 +451,7 @@ TEST(inconsistent_content_detected)
 
     /* other format */
     memcpy(copy, orig, len);
-    copy[8] = 4;
+    copy[8] = 5;
     fix_crc(copy, len);
     CHECK_EQ_INT(write_file(file, copy, len), 0);
     CHECK_EQ_INT(load_once(dir, &m, msg, sizeof(msg)), -EBADMSG);
@@ -498,6 +498,109 @@ TEST(tokens_round_trip)
     CHECK(strcmp(out->workers[2].token, "~") == 0);
     dpr_domains_state_free(&got);
     dpr_store_close(s);
+}
+
+/* Issue 13: a worker that left on purpose is stored as away (format 4, a
+ * flags byte per worker), only while one is; format 3 otherwise, so that
+ * an older finder still reads the state. Every damaged byte of a format-4
+ * image is caught, unknown flags and an away mark above the cut too. */
+TEST(away_round_trip)
+{
+    char dir[300], file[400], msg[600];
+    const char *m = NULL;
+    dpr_store *s = NULL;
+    dpr_finder_worker_state ws[2];
+    dpr_finder_state in = { .workers = NULL };
+    dpr_domains_state all, got = { .domains = NULL };
+    unsigned char *img = NULL;
+    size_t len = 0;
+    int undetected = 0;
+    dpr_buf b;
+
+    memset(ws, 0, sizeof(ws));
+    ws[0].worker = 1;
+    ws[0].cut = 4;
+    ws[0].durable = 6;
+    ws[1].worker = 2;
+    ws[1].cut = 5;
+    ws[1].durable = 5;
+    snprintf(ws[1].token, sizeof(ws[1].token), "tok");
+    in.world_line = 2;
+    in.generation = 9;
+    in.nworkers = 2;
+    in.workers = ws;
+    all = one("kv", in);
+    path_in(dir, sizeof(dir), base, "away");
+    path_in(file, sizeof(file), dir, "finder.state");
+    CHECK_EQ_INT(dpr_store_file_open(dir, &s, NULL), 0);
+
+    /* nobody away: format 3 */
+    CHECK_EQ_INT(dpr_store_save(s, &all), 0);
+    CHECK_EQ_INT(read_file(file, &img, &len), 0);
+    CHECK_EQ_INT(img[8], 3);
+    free(img);
+    img = NULL;
+
+    /* worker 2 away: format 4, one byte more per worker */
+    ws[1].away = true;
+    CHECK_EQ_INT(dpr_store_save(s, &all), 0);
+    CHECK_EQ_INT(dpr_store_load(s, &got), 0);
+    CHECK(domains_states_equal(&all, &got));
+    CHECK(!got.domains[0].state.workers[0].away);
+    CHECK(got.domains[0].state.workers[1].away);
+    dpr_domains_state_free(&got);
+    /* the image store (the agents' Raft log) is the same image */
+    dpr_buf_init(&b);
+    CHECK_EQ_INT(dpr_store_image_encode(&all, &b, NULL), 0);
+    CHECK_EQ_INT(dpr_store_image_decode(b.data, b.len, "entry", &got, NULL), 0);
+    CHECK(domains_states_equal(&all, &got));
+    dpr_domains_state_free(&got);
+    dpr_buf_free(&b);
+    /* away above the cut is inconsistent: not saved */
+    ws[0].away = true;
+    CHECK_EQ_INT(dpr_store_save(s, &all), -EINVAL);
+    CHECK(strstr(dpr_store_error(s), "worker 1 is away") != NULL);
+    ws[0].away = false;
+    dpr_store_close(s);
+
+    CHECK_EQ_INT(read_file(file, &img, &len), 0);
+    CHECK_EQ_INT(img[8], 4);
+    for (size_t i = 0; i < len; i++) {
+        static const unsigned char flips[] = { 0x01, 0x80, 0xff, 0x10 };
+        for (size_t k = 0; k < sizeof(flips); k++) {
+            img[i] ^= flips[k];
+            CHECK_EQ_INT(write_file(file, img, len), 0);
+            if (load_once(dir, NULL, msg, sizeof(msg)) != -EBADMSG)
+                undetected++;
+            img[i] ^= flips[k];
+        }
+    }
+    CHECK_EQ_INT(undetected, 0);
+    /* worker 2's flags byte is the last byte of its record, before
+     * nprefixes (8) and the CRC (4) */
+    /* header 25, name 1 + 2, content head 24, worker 1's id/cut/durable 24
+     * and token length 1 (no token) */
+    size_t flags_at[2] = { len - 4 - 8 - 1, 25 + 3 + 24 + 24 + 1 };
+    static const struct {
+        int worker;
+        unsigned char before, value;
+        const char *needle;
+    } cases[] = {
+        { 0, 1, 3, "worker 2 has unknown flags" },
+        /* an away mark on worker 1 (cut 4, durable 6) */
+        { 1, 0, 1, "worker 1 is away with cut 4 below its durable version 6" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t at = flags_at[cases[i].worker];
+        CHECK_EQ_INT(img[at], cases[i].before);
+        img[at] = cases[i].value; /* under a valid CRC */
+        fix_crc(img, len);
+        CHECK_EQ_INT(write_file(file, img, len), 0);
+        CHECK_EQ_INT(load_once(dir, &m, msg, sizeof(msg)), -EBADMSG);
+        CHECK(strstr(m, cases[i].needle) != NULL);
+        img[at] = cases[i].before;
+    }
+    free(img);
 }
 
 /* A state with a token the finder would never accept is not saved, and the
@@ -817,6 +920,7 @@ int main(void)
     RUN(every_truncation_detected);
     RUN(inconsistent_content_detected);
     RUN(tokens_round_trip);
+    RUN(away_round_trip);
     RUN(save_refuses_bad_tokens);
     RUN(corrupt_token_fields_detected);
     RUN(old_formats_load_as_default);

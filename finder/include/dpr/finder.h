@@ -57,6 +57,7 @@ typedef struct dpr_finder_worker_state {
     uint64_t cut;
     uint64_t durable;
     char token[DPR_FINDER_TOKEN_MAX + 1]; /* NUL-terminated; "" = registered without */
+    bool away; /* left on purpose (dpr_finder_leave_worker); then cut == durable */
 } dpr_finder_worker_state;
 
 /* How many ended world-lines the finder remembers the prefix of. */
@@ -107,6 +108,9 @@ bool dpr_finder_token_valid(const char *token, size_t len);
  * worker was registered with a token, the same token must be presented:
  * otherwise -EACCES and nothing changes. A known worker registered without
  * a token takes the token presented (if any).
+ * A worker that is away (dpr_finder_leave_worker: a planned stop) comes
+ * back: the mark is cleared, no new world-line, *restore = its cut (its
+ * last checkpoint); the token rule is the same.
  * world_line and restore may be NULL.
  */
 int dpr_finder_add_worker_token(dpr_finder *f, uint64_t worker, const char *token,
@@ -126,6 +130,24 @@ int dpr_finder_remove_worker_token(dpr_finder *f, uint64_t worker, const char *t
                                    size_t token_len);
 /* dpr_finder_remove_worker_token without a token. */
 int dpr_finder_remove_worker(dpr_finder *f, uint64_t worker);
+
+/*
+ * A planned stop: worker leaves on purpose, with its last reported
+ * checkpoint in the cut (it stopped serving and checkpointed first), and
+ * will come back with exactly that state (dpr_finder_add_worker_token then
+ * needs no new world-line). Marks it *away* (durable state); it stays
+ * registered (its cut, its token, its place in the minimum rule) and
+ * reports nothing until it is added again. Returns 0 (also when it is
+ * away already: nothing changes); -ENOENT when not registered; -EACCES
+ * (nothing changes) when it was registered with a token and
+ * token[0..token_len) is not that token; -EBUSY (nothing changes) while
+ * one of its reported checkpoints is not yet in the cut; -EINVAL for an
+ * invalid token.
+ */
+int dpr_finder_leave_worker(dpr_finder *f, uint64_t worker, const char *token,
+                            size_t token_len);
+/* Is worker registered and away (working state)? */
+bool dpr_finder_is_away(const dpr_finder *f, uint64_t worker);
 
 /*
  * Fencing: the owner moved worker (e.g. to another node after its node was
@@ -161,7 +183,8 @@ int dpr_finder_token_check(const dpr_finder *f, uint64_t worker, const char *tok
  * (dep version > version), -ENXIO for a dependency on a worker the finder
  * does not know (dpr_finder_knows_worker: no real session can depend on a
  * worker that never registered, and such a dependency would hold the
- * reporter's cut back). Dependencies with version 0 and on the worker
+ * reporter's cut back), -EPERM for a new version of a worker that is away
+ * (it left with its last checkpoint; a resend still returns 0). Dependencies with version 0 and on the worker
  * itself are ignored (the implicit edge covers the latter). A rejected
  * report changes nothing. May raise the working cut.
  */
