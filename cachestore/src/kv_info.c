@@ -117,6 +117,9 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     kv_info_line(b, "dpr_durable_version:%" PRIu64, s->worker.durable);
     kv_info_line(b, "dpr_cut_version:%" PRIu64, s->worker.cut);
     kv_info_line(b, "dpr_restored_version:%" PRIu64, s->restored_version);
+    /* this process (pid, start time): a session whose connection broke with
+     * a batch in flight tells a restart from it (docs/dpr-kv.md, "SIGTERM") */
+    kv_info_line(b, "dpr_run_id:%d-%" PRIu64, (int)getpid(), s->start_ms);
     kv_info_line(b, "dpr_finder:%s", s->cfg->finder);
     kv_info_line(b, "dpr_finder_connected:%d", s->finder && kv_finder_connected(s->finder) ? 1 : 0);
     kv_info_line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);

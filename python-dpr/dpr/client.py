@@ -50,6 +50,14 @@ move on), or when ``commit_point()`` sees a newer world-line, the session
 asks the finder for the cut the domain rolled back to (``DPR.PREFIX`` of
 the session's world-line), lets libdpr decide which operations survived,
 moves to the new world-line and raises :class:`dpr.RollbackError`.
+
+Planned restarts (a shard stopped with SIGTERM: ``systemctl restart``, an
+update, a move) roll nothing back: the stopping shard answers batches
+``TRYAGAIN`` (retried as during a resize) and comes back on the same
+world-line; the session reconnects within ``reconnect_timeout``. A batch
+whose connection the stopping shard closed before answering it never ran:
+when the shard answers again as another process (``dpr_run_id``) on the
+session's world-line, the batch is sent again (docs/dpr-kv.md, "SIGTERM").
 """
 from __future__ import annotations
 
@@ -467,6 +475,7 @@ def _connect_shard(client: Client, conn: Connection, i: int, deadline: float) ->
         conn.close()
         raise DprError("shard %d (%s) belongs to DPR domain %r, not to the client's domain %r"
                        % (i, client.shards[i], domain, client.domain))
+    conn.peer_info = info
     known = client._known_worker(i)
     if known is None:
         client._learn_worker(i, worker)
@@ -730,7 +739,16 @@ class Session:
             conn.send_raw(encode_command(("DPR.BATCH", header)) + payload)
             reply = conn.read()
         except (ConnectionError, ProtocolError) as e:
+            run_id = conn.peer_info.get("dpr_run_id")
             conn.close()
+            if self._stopped_on_purpose(i, e, run_id):
+                # the shard's planned stop answered every batch it ran before
+                # its end of stream: this one never ran
+                r = L.lib.dpr_session_cancel_batch(ctypes.byref(self._c), hdr.batch_id)
+                if r == 0:
+                    raise _Redirect("%s: %s; it restarted on the same world-line (a planned "
+                                    "restart): batch %d never ran" % (where, e, hdr.batch_id),
+                                    False, None) from None
             self._abandon(hdr.batch_id)
             self._settle(wait=True, reason="%s: %s" % (where, e))
             raise  # not reached: _settle raises (an abandoned operation is always lost)
@@ -787,6 +805,24 @@ class Session:
             raise ProtocolError("%s: %d replies for %d operations" % (where, len(reply[1]),
                                                                       len(commands)))
         return reply[1]
+
+    def _stopped_on_purpose(self, i: int, e: Exception, run_id: str | None) -> bool:
+        """Shard i closed the connection (e) while a batch was in flight: did
+        it stop on purpose? Then it comes back (reconnecting up to
+        reconnect_timeout) as another process (another dpr_run_id) on the
+        session's world-line: a crash restart would have moved the
+        world-line, and a planned stop writes every answer of a batch it ran
+        before its end of stream (docs/dpr-kv.md, "SIGTERM"). Not for a
+        timeout: the client gave up on an answer that may have come."""
+        if not run_id or not isinstance(e, ConnectionError) or isinstance(e, TimeoutError):
+            return False
+        try:
+            conn = self._shard(i)
+        except DprError:
+            return False
+        info = conn.peer_info
+        return (info.get("dpr_run_id") not in (None, run_id) and
+                info.get("dpr_world_line") == str(self._c.world_line))
 
     def _abandon(self, batch_id: int) -> None:
         if L.lib.dpr_session_abandon_batch(ctypes.byref(self._c), batch_id) == 0:

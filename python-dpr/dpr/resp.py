@@ -81,6 +81,9 @@ class Connection:
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self._sock: socket.socket | None = None
         self._reader: hiredis.Reader | None = None
+        # what the server said about itself when its owner connected (the
+        # client keeps a shard's INFO dpr fields here); {} until then
+        self.peer_info: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return "<dpr.resp.Connection %s %s>" % (self.address,
