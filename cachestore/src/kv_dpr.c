@@ -484,9 +484,13 @@ static void on_fenced(void *ud, const char *why)
     finish(s, KV_EXIT_NO_RESTART);
 }
 
+/* After "not in the cut yet": the next DPR.WORKER.LEAVE (the cut moves with
+ * the other workers' checkpoints). */
+#define LEAVE_RETRY_MS 50
+
 /* The answer to DPR.WORKER.LEAVE (a planned stop). Refused because the
- * last checkpoint is not in the cut yet: asked again from the next cron
- * tick. Refused for another reason (a finder from before the command, a
+ * last checkpoint is not in the cut yet: asked again LEAVE_RETRY_MS later
+ * (from the cron). Refused for another reason (a finder from before the command, a
  * worker it does not know): no planned stop, the next start rolls back. */
 static void on_leave(void *ud, bool ok, const char *error)
 {
@@ -500,7 +504,9 @@ static void on_leave(void *ud, bool ok, const char *error)
                  s->worker.id, s->cfg->domain, s->worker.durable, s->worker.world_line);
     } else if (error && strstr(error, "not in the cut yet")) {
         log_debug("finder: DPR.WORKER.LEAVE: %s; asking again", error);
+        s->leave_next_ms = dpr_mono_ms() + LEAVE_RETRY_MS;
         kv_finder_sync(s->finder); /* learn the cut meanwhile */
+        return;
     } else {
         s->leave_failed = true;
         log_warning("the finder refused DPR.WORKER.LEAVE (%s): stopping without it; the next "
@@ -706,7 +712,8 @@ void kv_dpr_shutdown_progress(kv_server *s)
             return;
         }
         /* the finder refuses it until that checkpoint is in the cut */
-        kv_finder_leave(s->finder);
+        if (dpr_mono_ms() >= s->leave_next_ms)
+            kv_finder_leave(s->finder);
     }
     if (dpr_mono_ms() > s->stop_deadline_ms) {
         if (kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0 && !dirty(s)) {

@@ -140,6 +140,7 @@ struct kv_server {
     uint64_t stop_deadline_ms;
     bool left;                          /* the finder took DPR.WORKER.LEAVE */
     bool leave_failed;                  /* ... or refused it for good: no planned stop */
+    uint64_t leave_next_ms;             /* refused for now: ask again from then on */
     bool draining;                      /* the last replies go out (kv_server_drain_clients) */
     uint64_t drain_deadline_ms;
     int exit_code;
