@@ -684,13 +684,13 @@ static void finish_planned(kv_server *s)
     s->replica = NULL;
     s->draining = true;
     s->drain_deadline_ms = dpr_mono_ms() + DRAIN_MS;
-    kv_server_drain_clients(s);
     kv_dpr_shutdown_progress(s);
 }
 
 void kv_dpr_shutdown_progress(kv_server *s)
 {
     if (s->draining) {
+        kv_server_drain_clients(s, dpr_mono_ms() > s->drain_deadline_ms - DRAIN_MS / 2);
         if (s->nclients == 0 || dpr_mono_ms() > s->drain_deadline_ms) {
             kv_server_close_clients(s);
             uv_walk(s->loop, close_rest, NULL);

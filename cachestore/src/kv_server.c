@@ -205,6 +205,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     if (c->draining)
         return; /* after the last reply: runs nothing (the buffer is reused) */
+    c->input_ms = dpr_mono_ms();
     c->in.len += (size_t)nread;
     client_process(c);
 }
@@ -868,13 +869,20 @@ static void drain_step(kv_client *c)
         client_close(c);
 }
 
-void kv_server_drain_clients(kv_server *s)
+void kv_server_drain_clients(kv_server *s, bool now)
 {
+    uint64_t t = dpr_mono_ms();
     kv_client *next;
 
     for (kv_client *c = s->clients; c; c = next) {
         next = c->next;
         if (c->draining)
+            continue;
+        /* a client that sends (TRYAGAIN'd batches, retried) is answered
+         * until it pauses: its end of stream then meets no request on the
+         * way (one that did never ran, but the session cannot know) */
+        if (!now && (t - c->input_ms < KV_DRAIN_QUIET_MS || c->in.len > 0 ||
+                     c->parked != KV_PARK_NONE))
             continue;
         c->draining = true;
         if (c->parked)

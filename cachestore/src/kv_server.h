@@ -60,6 +60,7 @@ typedef struct kv_client {
     /* planned stop: replies flushed, then FIN; input discarded (kv_server_drain_clients) */
     bool draining, shut;
     uv_shutdown_t shut_req;
+    uint64_t input_ms;                  /* when its last bytes came (dpr_mono_ms) */
     /* DPR batch being received */
     bool in_batch;
     uint32_t batch_want, batch_have;
@@ -169,11 +170,14 @@ void kv_server_stop_listening(kv_server *s);
  * old list. */
 int kv_server_set_workers(kv_server *s, const uint64_t *workers, size_t n, uint64_t at_ms);
 void kv_server_close_clients(kv_server *s);
-/* A planned stop's end: every client gets the replies it was sent, then
- * the end of the stream (FIN); what it still sends is discarded (nothing
- * of it runs), so a request is never cut off half answered. A client is
- * closed when it closes its end; kv_server_close_clients ends the rest. */
-void kv_server_drain_clients(kv_server *s);
+/* A planned stop's end, called until no client is left: every client that
+ * sent nothing for KV_DRAIN_QUIET_MS (every one: now) gets the replies it
+ * was sent, then the end of the stream (FIN); what it still sends is
+ * discarded (nothing of it runs). The others are still answered (TRYAGAIN
+ * while stopping). A client is closed when it closes its end;
+ * kv_server_close_clients ends the rest. */
+#define KV_DRAIN_QUIET_MS 30
+void kv_server_drain_clients(kv_server *s, bool now);
 /* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
  * least the data set's */
 uint64_t kv_server_used_memory(const kv_server *s);
