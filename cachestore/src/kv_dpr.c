@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/msgid.h"
+#include "kv_chain.h"
 #include "kv_ckpt.h"
 #include "kv_resize.h"
 
@@ -83,14 +84,27 @@ static ssize_t newest_at_or_below(const kv_server *s, uint64_t v)
     return i;
 }
 
-/* Keeps the newest checkpoint <= cut and everything above; deletes the rest. */
+/* Keeps what a restore of any version >= cut needs: the chain of the newest
+ * checkpoint <= cut and everything above (kv_chain_prunable); deletes the
+ * rest. */
 static void gc(kv_server *s, uint64_t cut)
 {
-    ssize_t keep = newest_at_or_below(s, cut);
-    size_t n = keep > 0 ? (size_t)keep : 0;
+    kv_chain_file *f = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    size_t n = 0;
+    int r;
 
+    if (newest_at_or_below(s, cut) <= 0)
+        return; /* nothing below the newest file <= cut */
+    r = kv_chain_scan(s->cfg->dir, s->cfg->worker, s->ckpts, s->nckpts, &f, &err);
+    if (r < 0) {
+        log_warning("cannot collect old checkpoints: %s", dpr_err_str(&err, r));
+        return;
+    }
+    n = kv_chain_prunable(f, s->nckpts, cut);
+    free(f);
     for (size_t i = 0; i < n; i++) {
-        int r = kv_ckpt_remove(s->cfg->dir, s->ckpts[i]);
+        r = kv_ckpt_remove(s->cfg->dir, s->ckpts[i]);
         if (r < 0)
             log_warning("cannot remove checkpoint %" PRIu64 ": %s", s->ckpts[i], strerror(-r));
     }
@@ -309,7 +323,6 @@ static void sync_evidence(kv_server *s, uint64_t world_line, uint64_t cut)
 
 static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
 {
-    char path[PATH_MAX];
     dpr_err err = DPR_ERR_INIT;
     kv_dict fresh;
     kv_ckpt_meta meta;
@@ -354,10 +367,16 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
         fatal(s, "cannot roll back to version %" PRIu64 ": no checkpoint at or below it in %s",
               cut, s->cfg->dir);
     if (idx >= 0) {
-        uint64_t v = s->ckpts[idx];
-        r = kv_ckpt_path(path, sizeof(path), s->cfg->dir, v, 0);
+        /* the newest checkpoint <= cut, built from its full image and the
+         * change logs after it (kv_chain.h) */
+        kv_chain_file *f = NULL;
+        r = kv_chain_scan(s->cfg->dir, s->cfg->worker, s->ckpts, (size_t)idx + 1, &f, &err);
         if (r == 0)
-            r = kv_ckpt_load(path, s->cfg->worker, v, &fresh, &meta, &err);
+            r = kv_chain_check(f, (size_t)idx + 1, s->cfg->dir, &err);
+        if (r == 0)
+            r = kv_chain_restore(s->cfg->dir, s->cfg->worker, f, (size_t)idx + 1, (size_t)idx,
+                                 &fresh, &meta, &err);
+        free(f);
         if (r < 0)
             fatal(s, "cannot roll back to version %" PRIu64 ": %s", cut, dpr_err_str(&err, r));
     }

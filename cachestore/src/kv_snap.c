@@ -107,7 +107,7 @@ static void set_head(kv_snapper *s)
 int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line,
                   uint64_t committed)
 {
-    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms(), committed};
+    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms(), committed, false, 0};
     pid_t parent = getpid(), pid;
     unsigned slot;
     uint64_t t0;
