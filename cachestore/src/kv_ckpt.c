@@ -147,7 +147,7 @@ static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
     step = "write";
     r = wput(&w, header, encode_header(header, &meta));
     if (r == 0)
-        r = d ? write_records(&w, d) : wput(&w, l->buf.data, l->buf.len);
+        r = d ? write_records(&w, d) : l->buf.len ? wput(&w, l->buf.data, l->buf.len) : 0;
     if (r == 0)
         r = wput(&w, KV_CKPT_END, 8);
     if (r == 0) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 
@@ -27,7 +28,7 @@ static bool dirty(const kv_server *s)
 
 bool kv_dpr_all_committed(const kv_server *s)
 {
-    return !dirty(s) && s->worker.nsealed == 0 && kv_snap_jobs(&s->snap) == 0;
+    return !dirty(s) && s->worker.nsealed == 0 && kv_dpr_pending(s) == 0;
 }
 
 /* Unrecoverable: a sealed version can never become durable, or the state
@@ -116,15 +117,59 @@ static void gc(kv_server *s, uint64_t cut)
 
 /* --- checkpoints -------------------------------------------------------- */
 
+/* --checkpoint-log: must this seal write a full image instead of a change
+ * log? When the log has a hole (it ran out of memory), and when the change
+ * logs since the newest full image add up to half the data (compaction: a
+ * restore reads at most one full image and that much change log). */
+static bool need_full(const kv_server *s)
+{
+    uint64_t limit = kv_dict_memory(&s->dict) / 2;
+
+    if (!s->cfg->checkpoint_log || dpr_buf_failed(&s->log.buf))
+        return true;
+    if (limit < s->cfg->compact_bytes)
+        limit = s->cfg->compact_bytes;
+    return s->log_bytes_since_full + s->log.buf.len >= limit;
+}
+
+/* Seals the open version as a change log: the log's buffer moves to the
+ * writer (kv_logw.c); the loop does nothing proportional to the data. */
+static int checkpoint_log(kv_server *s, uint64_t next_version, kv_logw_job *j)
+{
+    uint64_t version = s->worker.version, sealed = 0;
+    kv_ckpt_meta m = {s->worker.id, s->worker.world_line, version, 0, dpr_wall_ms(),
+                      s->worker.cut, true, s->last_file};
+    int r = dpr_worker_checkpoint_begin(&s->worker, next_version, &sealed);
+
+    if (r < 0) {
+        kv_logw_job_free(j);
+        log_error("cannot seal version %" PRIu64 ": %s; retrying", version, strerror(-r));
+        return r;
+    }
+    /* the log holds exactly the writes since the previous file, whose
+     * version is below this one */
+    assert(sealed == version && m.base < version);
+    s->log_bytes_since_full += s->log.buf.len;
+    kv_logw_submit(&s->logw, j, &m, &s->log);
+    s->last_file = version;
+    return 0;
+}
+
 int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
 {
     uint64_t version = s->worker.version, sealed = 0;
+    kv_logw_job *j = NULL;
     int r;
 
     /* while a checkpoint fails, no other is started: it could not complete
      * before the failing one, and would compete for the same disk */
-    if (kv_snap_jobs(&s->snap) >= KV_SNAP_MAX_JOBS || kv_snap_failing(&s->snap, NULL))
+    if (kv_dpr_pending(s) >= KV_SNAP_MAX_JOBS || kv_snap_failing(&s->snap, NULL) ||
+        kv_logw_failing(&s->logw, NULL))
         return -EBUSY;
+    if (!need_full(s) && (j = kv_logw_job_new())) {
+        r = checkpoint_log(s, next_version, j);
+        goto sealed;
+    }
     /* the child's image is the keyspace at this instant: the version boundary */
     r = kv_snap_start(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut);
     if (r < 0) {
@@ -147,12 +192,19 @@ int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
     }
     /* the child's file is labelled `version`: it must be the one sealed */
     assert(sealed == version);
+    /* a full image holds every change so far: the next change log starts on it */
+    s->last_file = version;
+    s->log_bytes_since_full = 0;
+    kv_ckpt_log_reset(&s->log);
+    kv_dict_set_resize(&s->dict, false);
+sealed:
+    if (r < 0)
+        return r;
     s->writes_at_seal = s->writes;
     if (s->worker.cut > s->committed_sealed)
         s->committed_sealed = s->worker.cut;
-    kv_dict_set_resize(&s->dict, false);
-    log_debug("checkpoint %" PRIu64 " started; version %" PRIu64 " open", sealed,
-              s->worker.version);
+    log_debug("checkpoint %" PRIu64 " started (%s); version %" PRIu64 " open", version,
+              j ? "change log" : "full image", s->worker.version);
     return 0;
 }
 
@@ -166,7 +218,7 @@ static void on_ckpt_timer(uv_timer_t *t)
      * sealed before its first commit takes one more, once. */
     bool record = s->worker.cut > 0 && s->committed_sealed == 0;
 
-    if (s->stopping || kv_snap_jobs(&s->snap) > 0 || !(dirty(s) || record))
+    if (s->stopping || kv_dpr_pending(s) > 0 || !(dirty(s) || record))
         return; /* one periodic checkpoint at a time; nothing new: nothing to do */
     /* open the next version at the cluster's newest one, so batches that
      * depend on other shards rarely force an early seal */
@@ -183,44 +235,86 @@ static void describe_status(int status, char *buf, size_t cap)
         snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
 }
 
+/* Checkpoint `version` is on disk (file renamed, directory fsynced): count
+ * it, report it (in a cluster: once copied). */
+static void completed(kv_server *s, uint64_t version, uint64_t start_ms, uint64_t start_ns,
+                      uint64_t end_ns, uint64_t fork_usec, uint64_t bytes, bool full)
+{
+    dpr_worker_report rep;
+    int r;
+
+    s->ckpts_total++;
+    if (full)
+        s->ckpts_full++;
+    else
+        s->ckpts_log++;
+    s->ckpt_bytes_written += bytes;
+    s->last_ckpt_version = version;
+    s->last_ckpt_unix_ms = start_ms;
+    s->last_ckpt_ms = (end_ns - start_ns) / 1000000u;
+    s->last_fork_usec = fork_usec;
+    if (kv_ckpts_add(s, version) < 0)
+        log_warning("out of memory tracking checkpoint %" PRIu64, version);
+    r = dpr_worker_checkpoint_complete(&s->worker, version, &rep);
+    if (r < 0) {
+        log_warning("checkpoint %" PRIu64 " finished but is not expected (%s)", version,
+                    strerror(-r));
+        return;
+    }
+    log_debug("checkpoint %" PRIu64 " durable in %" PRIu64 " ms", version, s->last_ckpt_ms);
+    r = kv_finder_report(s->finder, &rep);
+    if (r < 0) /* a later report covers it (durable = newest reported) */
+        log_error("cannot queue the report of checkpoint %" PRIu64 ": %s", version,
+                  strerror(-r));
+    /* in a cluster the report waits for the copies on other nodes */
+    if (r == 0 && s->replica && kv_replica_ship(s->replica, version) < 0)
+        log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
+                  version);
+}
+
+static uint64_t file_size(const kv_server *s, uint64_t version)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (kv_ckpt_path(path, sizeof(path), s->cfg->dir, version, 0) < 0 || stat(path, &st) < 0)
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+/* Completes finished checkpoints in seal (= version) order, whichever kind
+ * they are: full images from snapshot children, change logs from the
+ * writer. */
 void kv_dpr_reap(kv_server *s)
 {
-    kv_snap_job j;
-
     kv_snap_reap(&s->snap);
-    while (kv_snap_pop(&s->snap, &j)) {
-        dpr_worker_report rep;
-        int r;
-        if (j.state == KV_SNAP_FAILED) {
-            char why[64];
-            describe_status(j.status, why, sizeof(why));
-            fatal(s,
-                  "the process writing checkpoint %" PRIu64 " died (%s): that version can "
-                  "never become durable",
-                  j.version, why);
+    for (;;) {
+        uint64_t lv = 0;
+        bool has_log = kv_logw_head(&s->logw, &lv), has_snap = kv_snap_jobs(&s->snap) > 0;
+        if (!has_log && !has_snap)
+            break;
+        if (has_snap && (!has_log || s->snap.jobs[0].version < lv)) {
+            kv_snap_job j;
+            if (!kv_snap_pop(&s->snap, &j))
+                break;
+            if (j.state == KV_SNAP_FAILED) {
+                char why[64];
+                describe_status(j.status, why, sizeof(why));
+                fatal(s,
+                      "the process writing checkpoint %" PRIu64 " died (%s): that version can "
+                      "never become durable",
+                      j.version, why);
+            }
+            completed(s, j.version, j.start_ms, j.start_ns, j.end_ns, j.fork_usec,
+                      file_size(s, j.version), true);
+        } else {
+            kv_logw_job *j = kv_logw_pop(&s->logw);
+            if (!j)
+                break;
+            completed(s, j->meta.version, j->meta.created_ms, j->start_ns, j->end_ns, 0,
+                      j->bytes, false);
+            kv_logw_job_free(j);
         }
-        s->ckpts_total++;
-        s->last_ckpt_version = j.version;
-        s->last_ckpt_unix_ms = j.start_ms;
-        s->last_ckpt_ms = (j.end_ns - j.start_ns) / 1000000u;
-        s->last_fork_usec = j.fork_usec;
-        if (kv_ckpts_add(s, j.version) < 0)
-            log_warning("out of memory tracking checkpoint %" PRIu64, j.version);
-        r = dpr_worker_checkpoint_complete(&s->worker, j.version, &rep);
-        if (r < 0) {
-            log_warning("checkpoint %" PRIu64 " finished but is not expected (%s)", j.version,
-                        strerror(-r));
-            continue;
-        }
-        log_debug("checkpoint %" PRIu64 " durable in %" PRIu64 " ms", j.version, s->last_ckpt_ms);
-        r = kv_finder_report(s->finder, &rep);
-        if (r < 0) /* a later report covers it (durable = newest reported) */
-            log_error("cannot queue the report of checkpoint %" PRIu64 ": %s", j.version,
-                      strerror(-r));
-        /* in a cluster the report waits for the copies on other nodes */
-        if (r == 0 && s->replica && kv_replica_ship(s->replica, j.version) < 0)
-            log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
-                      j.version);
     }
     if (kv_snap_jobs(&s->snap) == 0)
         kv_dict_set_resize(&s->dict, true);
@@ -229,12 +323,25 @@ void kv_dpr_reap(kv_server *s)
         kv_dpr_shutdown_progress(s);
 }
 
+static void on_logw_done(void *ud)
+{
+    kv_dpr_reap(ud);
+}
+
+int kv_dpr_logw_init(kv_server *s)
+{
+    return kv_logw_init(&s->logw, s->loop, s->cfg->dir, s->cfg->checkpoint_interval_ms,
+                        on_logw_done, s);
+}
+
 /* --- checkpoints failing: writes refused (like Redis'
  * stop-writes-on-bgsave-error) ------------------------------------------ */
 
 void kv_dpr_failing_reason(const kv_server *s, dpr_err *why)
 {
-    if (kv_snap_failing(&s->snap, NULL) || !s->fork_failing)
+    if (kv_logw_failing(&s->logw, NULL))
+        (void)kv_logw_failures(&s->logw, why);
+    else if (kv_snap_failing(&s->snap, NULL) || !s->fork_failing)
         (void)kv_snap_failures(&s->snap, why);
     else
         *why = s->fork_error;
@@ -245,7 +352,8 @@ void kv_dpr_failing_reason(const kv_server *s, dpr_err *why)
 void kv_dpr_check_failing(kv_server *s)
 {
     uint64_t v = s->worker.version;
-    bool failing = kv_snap_failing(&s->snap, &v) || s->fork_failing;
+    bool failing = kv_snap_failing(&s->snap, &v) || kv_logw_failing(&s->logw, &v) ||
+                   s->fork_failing;
     dpr_err last;
     const char *fields[2] = {NULL, NULL};
 
@@ -346,8 +454,11 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     log_warning("world-line %" PRIu64 " -> %" PRIu64 ": rolling back to version %" PRIu64
                 " (open version was %" PRIu64 ")",
                 s->worker.world_line, world_line, cut, s->worker.version);
-    /* checkpoints being written hold versions above the cut: lost */
+    /* checkpoints being written hold versions above the cut: lost, and so
+     * are the open version's changes */
     kv_snap_kill_all(&s->snap);
+    kv_logw_drop_all(&s->logw);
+    kv_ckpt_log_reset(&s->log);
     /* a child may have finished a file that was not collected yet: take the
      * list from the directory, so every file above the cut goes */
     {
@@ -391,6 +502,9 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     r = dpr_fsync_dir(s->cfg->dir);
     if (r < 0)
         fatal(s, "cannot fsync %s: %s", s->cfg->dir, strerror(-r));
+    /* the next change log applies to the newest file left */
+    s->last_file = s->nckpts ? s->ckpts[s->nckpts - 1] : 0;
+    s->log_bytes_since_full = 0;
     r = dpr_worker_rollback(&s->worker, world_line, cut);
     if (r < 0)
         fatal(s, "rollback to version %" PRIu64 " refused: %s", cut, strerror(-r));
@@ -646,6 +760,7 @@ static void finish(kv_server *s, int code)
 {
     s->exit_code = code;
     kv_snap_kill_all(&s->snap);
+    kv_logw_close(&s->logw);
     kv_finder_close(s->finder);
     s->finder = NULL;
     kv_replica_close(s->replica);
@@ -658,9 +773,9 @@ void kv_dpr_shutdown_progress(kv_server *s)
 {
     if (!s->stopping || !s->finder)
         return;
-    if (dirty(s) && kv_snap_jobs(&s->snap) < KV_SNAP_MAX_JOBS)
+    if (dirty(s) && kv_dpr_pending(s) < KV_SNAP_MAX_JOBS)
         (void)kv_dpr_checkpoint(s, 0);
-    if (!dirty(s) && kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0) {
+    if (!dirty(s) && kv_dpr_pending(s) == 0 && kv_finder_unacked(s->finder) == 0) {
         log_info("stopped: last checkpoint %" PRIu64 " is durable and reported", s->worker.durable);
         finish(s, 0);
         return;
@@ -668,7 +783,7 @@ void kv_dpr_shutdown_progress(kv_server *s)
     if (dpr_mono_ms() > s->stop_deadline_ms) {
         log_error("shutdown timed out: %zu checkpoints in progress, %zu reports not "
                   "acknowledged by the finder",
-                  kv_snap_jobs(&s->snap), kv_finder_unacked(s->finder));
+                  kv_dpr_pending(s), kv_finder_unacked(s->finder));
         finish(s, 1);
     }
 }

@@ -15,25 +15,18 @@ def _finish(data: bytes) -> bytes:
     return data + struct.pack("<I", zlib.crc32(data))
 
 
-def read_full(path: str) -> dict:
-    """A full image's header fields and its keys: {"worker", "world_line",
-    "version", "committed", "keys": {key: value}}."""
+def read_header(path: str) -> dict:
+    """The header fields of either kind: {"worker", "world_line", "version",
+    "committed", "delta", "base"}."""
     with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == MAGIC and data[-12:-4] == END
-    assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+        head = f.read(72)
+    assert head[:8] == MAGIC
     fmt, flags, worker, wl, ver, count, created, committed = struct.unpack(
-        "<IIQQQQQQ", data[8:64])
-    assert fmt == 2 and flags == 0
-    keys, pos = {}, 64
-    for _ in range(count):
-        kl, vl = struct.unpack("<II", data[pos:pos + 8])
-        pos += 8
-        keys[data[pos:pos + kl]] = data[pos + kl:pos + kl + vl]
-        pos += kl + vl
-    assert pos == len(data) - 12
+        "<IIQQQQQQ", head[8:64])
+    delta = fmt == 3 and bool(flags & 1)
+    base = struct.unpack("<Q", head[64:72])[0] if fmt == 3 else 0
     return {"worker": worker, "world_line": wl, "version": ver, "committed": committed,
-            "keys": keys}
+            "delta": delta, "base": base}
 
 
 def full(worker: int, world_line: int, version: int, keys: dict, committed: int = 0) -> bytes:

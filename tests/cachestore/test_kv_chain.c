@@ -254,6 +254,81 @@ TEST(damaged_link_is_an_error)
     free(v);
 }
 
+/* A keyspace with a change log records every change it makes (every path of
+ * set, append and delete: in place, reallocated, new, absent); the log
+ * applied to a copy of the keyspace from before gives the keyspace after. */
+TEST(keyspace_records_its_changes)
+{
+    kv_dict d, before, back;
+    kv_ckpt_log l = KV_CKPT_LOG_INIT;
+    kv_ckpt_meta m = {WORKER, 1, 101, 0, 0, 0, true, 100}, got;
+    dpr_err err = DPR_ERR_INIT;
+    char path[PATH_MAX], k[32], big[3000];
+    size_t newlen;
+
+    kv_dict_init(&d, seed);
+    kv_dict_init(&before, seed);
+    kv_dict_init(&back, seed);
+    for (int i = 0; i < 200; i++) {
+        int kl = snprintf(k, sizeof(k), "b%d", i);
+        CHECK_EQ_INT(kv_dict_set(&d, k, (size_t)kl, "base", 4, NULL), 0);
+    }
+    copy_dict(&before, &d);
+    kv_dict_set_log(&d, &l);
+    memset(big, 'z', sizeof(big));
+    for (int i = 0; i < 400; i++) {
+        int kl = snprintf(k, sizeof(k), "b%d", i % 250);
+        switch (i % 6) {
+        case 0: /* in place */
+            CHECK_EQ_INT(kv_dict_set(&d, k, (size_t)kl, "tiny", 4, NULL), 0);
+            break;
+        case 1: /* reallocated */
+            CHECK_EQ_INT(kv_dict_set(&d, k, (size_t)kl, big, 100 + (size_t)i, NULL), 0);
+            break;
+        case 2:
+            CHECK_EQ_INT(kv_dict_append(&d, k, (size_t)kl, big, (size_t)i * 7, &newlen), 0);
+            break;
+        case 3:
+            (void)kv_dict_delete(&d, k, (size_t)kl);
+            break;
+        case 4: /* new keys, by add_new and append */
+            kl = snprintf(k, sizeof(k), "n%d", i);
+            CHECK_EQ_INT(kv_dict_add_new(&d, k, (size_t)kl, "n", 1), 0);
+            kl = snprintf(k, sizeof(k), "m%d", i);
+            CHECK_EQ_INT(kv_dict_append(&d, k, (size_t)kl, "m", 1, &newlen), 0);
+            break;
+        default: /* the value from the entry itself */
+            if (kv_dict_find(&d, k, (size_t)kl)) {
+                kv_entry *e = kv_dict_find(&d, k, (size_t)kl);
+                CHECK_EQ_INT(kv_dict_set(&d, k, (size_t)kl, kv_entry_val(e), e->vlen / 2,
+                                         NULL), 0);
+            }
+        }
+        kv_dict_cron(&d, 10); /* rehashing is no change */
+    }
+    CHECK(!dpr_buf_failed(&l.buf));
+    CHECK(l.count > 300);
+    /* the moved-in content of a swap is not a change of its own */
+    uint64_t count = l.count;
+    kv_dict other;
+    kv_dict_init(&other, seed);
+    copy_dict(&other, &d);
+    kv_dict_swap(&d, &other);
+    CHECK(d.log == &l && other.log == NULL);
+    CHECK_EQ_U64(l.count, count);
+    kv_dict_free(&other);
+    CHECK_EQ_INT(kv_ckpt_write_delta(dir, &m, &l, &err), 0);
+    CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 101, 0), 0);
+    copy_dict(&back, &before);
+    CHECK_EQ_INT(kv_ckpt_apply(path, WORKER, 101, &back, &got, &err), 0);
+    CHECK(kvtest_same(&back, &d));
+    kv_ckpt_remove(dir, 101);
+    kv_ckpt_log_free(&l);
+    kv_dict_free(&d);
+    kv_dict_free(&before);
+    kv_dict_free(&back);
+}
+
 static void cleanup(void)
 {
     uint64_t *v = NULL;
@@ -278,6 +353,7 @@ int main(void)
     RUN(prunable);
     RUN(missing_link_is_an_error);
     RUN(damaged_link_is_an_error);
+    RUN(keyspace_records_its_changes);
     cleanup();
     return check_summary("test_kv_chain");
 }
