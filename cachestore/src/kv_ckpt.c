@@ -34,11 +34,16 @@ static uLong crc_update(uLong crc, const void *p, size_t n)
     return crc;
 }
 
+/* "<dir>/ckpt-<v><suffix>" */
+static int name_path(char *buf, size_t cap, const char *dir, uint64_t version, const char *suffix)
+{
+    int n = snprintf(buf, cap, "%s/ckpt-%llu%s", dir, (unsigned long long)version, suffix);
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
 int kv_ckpt_path(char *buf, size_t cap, const char *dir, uint64_t version, int tmp)
 {
-    int n = snprintf(buf, cap, "%s/ckpt-%llu.kv%s", dir, (unsigned long long)version,
-                     tmp ? ".tmp" : "");
-    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+    return name_path(buf, cap, dir, version, tmp ? ".kv.tmp" : ".kv");
 }
 
 /* --- writing ------------------------------------------------------------ */
@@ -112,10 +117,12 @@ static int write_records(wbuf *w, const kv_dict *d)
     return r;
 }
 
-/* Writes a full image of d, or (d NULL) the change log l. */
+/* Writes a full image of d, or (d NULL) the change log l, as
+ * ckpt-<v><suffix> (through <suffix>.tmp). */
 static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
-                      const kv_ckpt_log *l, dpr_err *err)
+                      const kv_ckpt_log *l, const char *suffix, dpr_err *err)
 {
+    char tsuffix[32];
     char tmp[PATH_MAX], final[PATH_MAX];
     uint8_t header[KV_CKPT_HEADER_V3], crcb[4];
     kv_ckpt_meta meta = *m;
@@ -123,9 +130,10 @@ static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
     const char *step = "open";
     int r;
 
-    r = kv_ckpt_path(tmp, sizeof(tmp), dir, m->version, 1);
+    snprintf(tsuffix, sizeof(tsuffix), "%s.tmp", suffix);
+    r = name_path(tmp, sizeof(tmp), dir, m->version, tsuffix);
     if (r == 0)
-        r = kv_ckpt_path(final, sizeof(final), dir, m->version, 0);
+        r = name_path(final, sizeof(final), dir, m->version, suffix);
     if (r < 0)
         return dpr_err_set(err, r, "state directory path too long");
     w.buf = malloc(WBUF_SIZE);
@@ -190,7 +198,46 @@ fail:
 
 int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_err *err)
 {
-    return write_ckpt(dir, m, d, NULL, err);
+    return write_ckpt(dir, m, d, NULL, ".kv", err);
+}
+
+int kv_ckpt_write_compaction(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
+                             dpr_err *err)
+{
+    return write_ckpt(dir, m, d, NULL, KV_CKPT_COMPACT_SUFFIX, err);
+}
+
+int kv_ckpt_install_compaction(const char *dir, uint64_t version, dpr_err *err)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    int r = name_path(from, sizeof(from), dir, version, KV_CKPT_COMPACT_SUFFIX);
+
+    if (r == 0)
+        r = kv_ckpt_path(to, sizeof(to), dir, version, 0);
+    if (r < 0)
+        return dpr_err_set(err, r, "state directory path too long");
+    if (rename(from, to) < 0) {
+        r = -errno;
+        return dpr_err_set(err, r, "cannot rename %s: %s", from, strerror(-r));
+    }
+    r = dpr_fsync_dir(dir);
+    if (r < 0)
+        return dpr_err_set(err, r, "fsync of directory %s failed: %s", dir, strerror(-r));
+    return 0;
+}
+
+int kv_ckpt_remove_compaction(const char *dir, uint64_t version)
+{
+    char path[PATH_MAX];
+    int r = name_path(path, sizeof(path), dir, version, KV_CKPT_COMPACT_SUFFIX);
+
+    if (r == 0 && unlink(path) < 0 && errno != ENOENT)
+        r = -errno;
+    if (r == 0)
+        r = name_path(path, sizeof(path), dir, version, KV_CKPT_COMPACT_SUFFIX ".tmp");
+    if (r == 0 && unlink(path) < 0 && errno != ENOENT)
+        r = -errno;
+    return r;
 }
 
 int kv_ckpt_write_delta(const char *dir, const kv_ckpt_meta *m, const kv_ckpt_log *l,
@@ -202,7 +249,7 @@ int kv_ckpt_write_delta(const char *dir, const kv_ckpt_meta *m, const kv_ckpt_lo
     if (dpr_buf_failed(&l->buf))
         return dpr_err_set(err, -ENOMEM, "change log %llu is incomplete (out of memory)",
                            (unsigned long long)m->version);
-    return write_ckpt(dir, m, NULL, l, err);
+    return write_ckpt(dir, m, NULL, l, ".kv", err);
 }
 
 /* --- change logs in memory ----------------------------------------------- */
@@ -489,10 +536,9 @@ int kv_ckpt_verify(const char *path, uint64_t worker, uint64_t version, kv_ckpt_
 
 /* --- the directory ------------------------------------------------------ */
 
-/* "ckpt-<digits>.kv" (tmp: "ckpt-<digits>.kv.tmp") -> version; 0 if not. */
-static uint64_t parse_name(const char *name, int tmp)
+/* "ckpt-<digits><suffix>" -> version; 0 if not. */
+static uint64_t parse_suffixed(const char *name, const char *suffix)
 {
-    const char *suffix = tmp ? ".kv.tmp" : ".kv";
     uint64_t v = 0;
     const char *p;
 
@@ -507,6 +553,12 @@ static uint64_t parse_name(const char *name, int tmp)
         v = v * 10 + (uint64_t)(*p - '0');
     }
     return strcmp(p, suffix) == 0 ? v : 0;
+}
+
+/* "ckpt-<digits>.kv" (tmp: "ckpt-<digits>.kv.tmp") -> version; 0 if not. */
+static uint64_t parse_name(const char *name, int tmp)
+{
+    return parse_suffixed(name, tmp ? ".kv.tmp" : ".kv");
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -567,7 +619,9 @@ int kv_ckpt_remove_tmp(const char *dir)
     if (!dp)
         return -errno;
     while ((de = readdir(dp))) {
-        if (!parse_name(de->d_name, 1))
+        if (!parse_name(de->d_name, 1) &&
+            !parse_suffixed(de->d_name, KV_CKPT_COMPACT_SUFFIX) &&
+            !parse_suffixed(de->d_name, KV_CKPT_COMPACT_SUFFIX ".tmp"))
             continue;
         if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT)
             r = -errno;

@@ -124,6 +124,20 @@ int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_
 int kv_ckpt_write_delta(const char *dir, const kv_ckpt_meta *m, const kv_ckpt_log *l,
                         dpr_err *err);
 
+/*
+ * Compaction (--checkpoint-log): a full image of version v written beside
+ * its change log, as `ckpt-<v>.kv.full` (through `.full.tmp`, fsync, rename,
+ * directory fsync), then renamed over `ckpt-<v>.kv` once that change log is
+ * on disk (same version, same keyspace), the directory fsynced. Leftovers
+ * of either name are removed by kv_ckpt_remove_tmp (start-up) and
+ * kv_ckpt_remove_compaction (a rollback, a failed child).
+ */
+#define KV_CKPT_COMPACT_SUFFIX ".kv.full"
+int kv_ckpt_write_compaction(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
+                             dpr_err *err);
+int kv_ckpt_install_compaction(const char *dir, uint64_t version, dpr_err *err);
+int kv_ckpt_remove_compaction(const char *dir, uint64_t version);
+
 /* Reads only and checks the header (not the CRC): for decisions at start-up. */
 int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, dpr_err *err);
 
@@ -155,7 +169,8 @@ int kv_ckpt_verify(const char *path, uint64_t worker, uint64_t version, kv_ckpt_
 /* Versions of the complete checkpoint files in dir, ascending (*v malloc'd,
  * free it; NULL when *n == 0). */
 int kv_ckpt_list(const char *dir, uint64_t **v, size_t *n);
-/* Removes leftover temporary files (an interrupted checkpoint). */
+/* Removes leftover temporary files (an interrupted checkpoint) and
+ * compactions not installed. */
 int kv_ckpt_remove_tmp(const char *dir);
 /* Removes checkpoint `version` (a missing file is fine); dpr_fsync_dir
  * (common/fs.h) makes removals durable. */

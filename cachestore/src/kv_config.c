@@ -67,7 +67,7 @@ static const char usage[] =
     "                              default off: a full image every time)\n"
     "  --checkpoint-compact-bytes N  with --checkpoint-log: the least change-log bytes\n"
     "                              before a full image (DPR_KV_CHECKPOINT_COMPACT_BYTES;\n"
-    "                              default 64mb; Redis' units)\n"
+    "                              default 8mb; Redis' units)\n"
     "  --sync-interval-ms N        how often to ask the finder for the cut\n"
     "                              (DPR_KV_SYNC_INTERVAL_MS; default: the checkpoint\n"
     "                              interval)\n"
@@ -421,7 +421,7 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     strcpy(c->listen, "127.0.0.1:6379");
     strcpy(c->domain, DPR_DOMAIN_DEFAULT);
     c->checkpoint_interval_ms = 100;
-    c->compact_bytes = (uint64_t)64 << 20;
+    c->compact_bytes = (uint64_t)8 << 20;
     c->shutdown_timeout_ms = 30000;
     c->max_clients = 10000;
     c->max_request_bytes = 64u << 20;

@@ -118,18 +118,96 @@ static void gc(kv_server *s, uint64_t cut)
 /* --- checkpoints -------------------------------------------------------- */
 
 /* --checkpoint-log: must this seal write a full image instead of a change
- * log? When the log has a hole (it ran out of memory), and when the change
- * logs since the newest full image add up to half the data (compaction: a
- * restore reads at most one full image and that much change log). */
+ * log? Only when the log has a hole (it ran out of memory). */
 static bool need_full(const kv_server *s)
+{
+    return !s->cfg->checkpoint_log || dpr_buf_failed(&s->log.buf);
+}
+
+/* Is a compaction due: do the change logs since the newest full image (or
+ * the newest compaction started) add up to half the data? Then a restore
+ * would read more change log than full image. */
+static bool compaction_due(const kv_server *s)
 {
     uint64_t limit = kv_dict_memory(&s->dict) / 2;
 
-    if (!s->cfg->checkpoint_log || dpr_buf_failed(&s->log.buf))
-        return true;
+    if (s->compact_pid || s->compact_ready)
+        return false; /* one at a time */
     if (limit < s->cfg->compact_bytes)
         limit = s->cfg->compact_bytes;
-    return s->log_bytes_since_full + s->log.buf.len >= limit;
+    return s->log_bytes_since_full >= limit;
+}
+
+static uint64_t file_size(const kv_server *s, uint64_t version)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (kv_ckpt_path(path, sizeof(path), s->cfg->dir, version, 0) < 0 || stat(path, &st) < 0)
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+/* Forgets the compaction (killed, failed, or no longer wanted) and its file. */
+static void compaction_drop(kv_server *s)
+{
+    if (s->compact_pid) {
+        kill(s->compact_pid, SIGKILL);
+        while (waitpid(s->compact_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        s->compact_pid = 0;
+    }
+    if (s->compact_version)
+        (void)kv_ckpt_remove_compaction(s->cfg->dir, s->compact_version);
+    s->compact_ready = false;
+    s->compact_version = 0;
+}
+
+/* A compaction child ended, or its version's change log is on disk: once
+ * both, the full image replaces the change log (same version, same
+ * keyspace), and garbage collection can drop the chain before it once the
+ * cut passes it. A failure is not fatal: the chain is whole without it. */
+static void compaction_progress(kv_server *s)
+{
+    dpr_err err = DPR_ERR_INIT;
+    int status = 0, r;
+    bool present = false;
+
+    if (s->compact_pid) {
+        pid_t p = waitpid(s->compact_pid, &status, WNOHANG);
+        if (p == 0 || (p < 0 && errno == EINTR))
+            return;
+        s->compact_pid = 0;
+        if (p < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            s->compactions_failed++;
+            log_warning("compaction of version %" PRIu64 " failed; the change logs stay (it "
+                        "is tried again later)", s->compact_version);
+            compaction_drop(s);
+            return;
+        }
+        s->compact_ready = true;
+    }
+    if (!s->compact_ready || s->worker.durable < s->compact_version)
+        return;
+    for (size_t i = 0; i < s->nckpts; i++)
+        present |= s->ckpts[i] == s->compact_version;
+    if (!present) { /* (collected meanwhile: never bring a file back) */
+        compaction_drop(s);
+        return;
+    }
+    r = kv_ckpt_install_compaction(s->cfg->dir, s->compact_version, &err);
+    if (r < 0) {
+        s->compactions_failed++;
+        log_warning("cannot install the compaction of version %" PRIu64 ": %s",
+                    s->compact_version, dpr_err_str(&err, r));
+        compaction_drop(s);
+        return;
+    }
+    s->compactions++;
+    s->ckpt_bytes_written += file_size(s, s->compact_version);
+    log_info("compacted: checkpoint %" PRIu64 " is a full image now", s->compact_version);
+    s->compact_ready = false;
+    s->compact_version = 0;
 }
 
 /* Seals the open version as a change log: the log's buffer moves to the
@@ -152,6 +230,20 @@ static int checkpoint_log(kv_server *s, uint64_t next_version, kv_logw_job *j)
     s->log_bytes_since_full += s->log.buf.len;
     kv_logw_submit(&s->logw, j, &m, &s->log);
     s->last_file = version;
+    /* the keyspace is exactly version `version` now: a compaction child's
+     * image of it will replace the change log, the commit does not wait */
+    if (compaction_due(s)) {
+        r = kv_snap_compact(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut,
+                            &s->compact_pid);
+        if (r < 0) {
+            log_warning("cannot start the compaction of version %" PRIu64 ": fork: %s", version,
+                        strerror(-r));
+        } else {
+            s->compact_version = version;
+            s->log_bytes_since_full = 0;
+            kv_dict_set_resize(&s->dict, false);
+        }
+    }
     return 0;
 }
 
@@ -272,15 +364,6 @@ static void completed(kv_server *s, uint64_t version, uint64_t start_ms, uint64_
                   version);
 }
 
-static uint64_t file_size(const kv_server *s, uint64_t version)
-{
-    char path[PATH_MAX];
-    struct stat st;
-
-    if (kv_ckpt_path(path, sizeof(path), s->cfg->dir, version, 0) < 0 || stat(path, &st) < 0)
-        return 0;
-    return (uint64_t)st.st_size;
-}
 
 /* Completes finished checkpoints in seal (= version) order, whichever kind
  * they are: full images from snapshot children, change logs from the
@@ -288,6 +371,7 @@ static uint64_t file_size(const kv_server *s, uint64_t version)
 void kv_dpr_reap(kv_server *s)
 {
     kv_snap_reap(&s->snap);
+    compaction_progress(s);
     for (;;) {
         uint64_t lv = 0;
         bool has_log = kv_logw_head(&s->logw, &lv), has_snap = kv_snap_jobs(&s->snap) > 0;
@@ -316,7 +400,8 @@ void kv_dpr_reap(kv_server *s)
             kv_logw_job_free(j);
         }
     }
-    if (kv_snap_jobs(&s->snap) == 0)
+    compaction_progress(s);
+    if (kv_snap_jobs(&s->snap) == 0 && !s->compact_pid)
         kv_dict_set_resize(&s->dict, true);
     kv_dpr_check_failing(s);
     if (s->stopping)
@@ -459,6 +544,7 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     kv_snap_kill_all(&s->snap);
     kv_logw_drop_all(&s->logw);
     kv_ckpt_log_reset(&s->log);
+    compaction_drop(s);
     /* a child may have finished a file that was not collected yet: take the
      * list from the directory, so every file above the cut goes */
     {

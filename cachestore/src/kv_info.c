@@ -132,6 +132,9 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     kv_info_line(b, "dpr_checkpoint_bytes_written:%" PRIu64, s->ckpt_bytes_written);
     kv_info_line(b, "dpr_checkpoint_log_bytes:%" PRIu64,
                  s->log_bytes_since_full + s->log.buf.len);
+    kv_info_line(b, "dpr_compactions:%" PRIu64, s->compactions);
+    kv_info_line(b, "dpr_compactions_failed:%" PRIu64, s->compactions_failed);
+    kv_info_line(b, "dpr_compaction_running:%d", s->compact_pid || s->compact_ready ? 1 : 0);
     kv_info_line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
     kv_info_line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
     kv_info_line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);

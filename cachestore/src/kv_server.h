@@ -86,6 +86,10 @@ struct kv_server {
     uint64_t log_bytes_since_full;      /* change-log bytes since the newest full image */
     uint64_t ckpt_bytes_written;        /* bytes of the checkpoint files completed */
     uint64_t ckpts_full, ckpts_log;     /* completed, by kind */
+    pid_t compact_pid;                  /* a compaction child (0: none) */
+    uint64_t compact_version;           /* the version it writes */
+    bool compact_ready;                 /* its file is on disk, not yet installed */
+    uint64_t compactions, compactions_failed;
     kv_finder *finder;
     kv_replica *replica;                /* a cluster: checkpoints copied first (or NULL) */
     kv_arg *scratch;                    /* argv for batch ops */

@@ -166,15 +166,19 @@ def test_log_mode_restart_keeps_committed_writes(cluster):
 
 
 def test_log_mode_compaction_and_garbage_collection(cluster):
-    """Once the change logs add up to --checkpoint-compact-bytes a full
-    image is written; once the cut passes it, the chain before it goes."""
+    """Once the change logs add up to --checkpoint-compact-bytes a child
+    writes a full image beside the version's change log and it replaces
+    the log (same version); once the cut passes it, the chain before it
+    goes. Every checkpoint stays a change log: commits never wait for the
+    full image."""
     kv = cluster.start_kv(1, args=LOG + ["--checkpoint-compact-bytes", "100kb"],
                           interval_ms=20)
     c = kv.client()
     for r in range(12):  # 12 x 100 keys x ~300 bytes: past 100 kB more than once
         commit(cluster, kv, c, ["MSET"] + [x for i in range(100)
                                            for x in ("k%d" % i, "r%d-%s" % (r, "y" * 300))])
-    wait_for(lambda: kv.info()["dpr_checkpoints_full"] >= 2, what="two full images")
+    wait_for(lambda: kv.info()["dpr_compactions"] >= 2, what="two compactions")
+    assert kv.info()["dpr_checkpoints_full"] == 0 and kv.info()["dpr_compactions_failed"] == 0
     last = commit(cluster, kv, c, ("SET", "last", "1"))
     wait_for(lambda: list(kinds(kv).values())[0] == "full", what="the old chain pruned")
     files = kinds(kv)
@@ -285,3 +289,24 @@ def test_torn_temporary_file_is_dropped(cluster):
     assert not os.path.exists(tmp)
     assert kv2.client().get("a") == b"1" and kv2.client().get("b") is None
     assert v <= kv2.info()["dpr_restored_version"]
+
+
+def test_compaction_leftovers_are_removed(cluster):
+    """A crash during a compaction leaves ckpt-<v>.kv.full(.tmp): never
+    installed, so the change log of v is what counts; start-up removes
+    them and restores v from its chain."""
+    kv = cluster.start_kv(1, args=LOG, interval_ms=20)
+    c = kv.client()
+    commit(cluster, kv, c, ("SET", "a", "1"))
+    commit(cluster, kv, c, ("SET", "a", "2"), ("SET", "b", "1"))
+    kv.kill(signal.SIGTERM)
+    assert kv.wait_exit() == 0
+    last = kv.checkpoints()[-1]
+    assert kinds(kv)[last] == "log"
+    wrong = kvckpt.full(1, 1, last, {b"a": b"wrong"})
+    for suffix in (".kv.full", ".kv.full.tmp"):
+        with open(os.path.join(kv.state_dir, "ckpt-%d%s" % (last, suffix)), "wb") as f:
+            f.write(wrong[:len(wrong) - (5 if suffix.endswith("tmp") else 0)])
+    kv2 = cluster.start_kv(1, args=LOG, interval_ms=20)
+    assert kv2.client().mget(["a", "b"]) == [b"2", b"1"]
+    assert [n for n in os.listdir(kv2.state_dir) if ".full" in n] == []
