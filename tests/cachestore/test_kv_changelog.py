@@ -6,6 +6,7 @@ give back exactly the keys the server had; a damaged or missing link stops
 it before it registers (exit 78), never an older or emptier keyspace."""
 import os
 import signal
+import time
 
 import kvckpt
 from kvckpt import APPEND, DEL, SET
@@ -15,6 +16,14 @@ from dprtest import wait_for
 
 def cut_of(cluster, worker):
     return cluster.finder.sync()[2].get(worker, 0)
+
+
+def children_of(kv):
+    kids = []
+    for t in os.listdir("/proc/%d/task" % kv.pid):
+        with open("/proc/%d/task/%s/children" % (kv.pid, t)) as f:
+            kids += f.read().split()
+    return kids
 
 
 def stopped_with_data(cluster):
@@ -310,3 +319,34 @@ def test_compaction_leftovers_are_removed(cluster):
     kv2 = cluster.start_kv(1, args=LOG, interval_ms=20)
     assert kv2.client().mget(["a", "b"]) == [b"2", b"1"]
     assert [n for n in os.listdir(kv2.state_dir) if ".full" in n] == []
+
+
+def test_log_mode_kill9_during_compaction(cluster):
+    """kill -9 while a compaction child writes a full image of a big data
+    set: the change logs are the durable record, so the restart restores
+    everything committed; the half-written image is removed."""
+    kv = cluster.start_kv(1, args=LOG + ["--checkpoint-compact-bytes", "1mb"], interval_ms=20)
+    c = kv.client()
+    for r in range(8):  # 80 k keys of 100 bytes: ~10 MB, compactions of ~10 MB each
+        commit(cluster, kv, c, ["MSET"] + [x for i in range(r * 10000, r * 10000 + 10000)
+                                           for x in ("k%d" % i, "%d-%s" % (r, "z" * 98))])
+    deadline = time.time() + 30
+    caught = False
+    while time.time() < deadline and not caught:
+        # small writes until a compaction is running, then kill at once
+        v = run_versioned(c, ["MSET"] + [x for i in range(5000)
+                                         for x in ("k%d" % i, "late-%d" % i)])
+        info = kv.info()
+        if info["dpr_compaction_running"]:
+            wait_for(lambda: cut_of(cluster, 1) >= v, what="cut >= %d" % v)
+            caught = bool(children_of(kv))  # the compaction child is writing
+            if caught:
+                kv.kill(signal.SIGKILL)
+    assert caught, "no compaction was running at a kill"
+    kv.wait_exit()
+    kv2 = cluster.start_kv(1, args=LOG, interval_ms=20)
+    c2 = kv2.client()
+    assert c2.dbsize() == 80000
+    assert c2.mget(["k0", "k4999", "k5000", "k79999"]) == [
+        b"late-0", b"late-4999", ("0-" + "z" * 98).encode(), ("7-" + "z" * 98).encode()]
+    assert [n for n in os.listdir(kv2.state_dir) if ".full" in n or n.endswith(".tmp")] == []
