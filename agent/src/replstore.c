@@ -219,6 +219,12 @@ int agent_replstore_list(const char *root, const char *deployment, uint64_t work
 
 size_t agent_replstore_prunable(const uint64_t *v, size_t n, uint64_t cut)
 {
+    return agent_replstore_prunable_chain(v, NULL, n, cut);
+}
+
+size_t agent_replstore_prunable_chain(const uint64_t *v, const bool *starts, size_t n,
+                                      uint64_t cut)
+{
     size_t keep = 0; /* the index of the newest <= cut */
     bool found = false;
 
@@ -226,7 +232,34 @@ size_t agent_replstore_prunable(const uint64_t *v, size_t n, uint64_t cut)
         keep = i;
         found = true;
     }
-    return found ? keep : 0;
+    if (!found)
+        return 0;
+    while (starts && keep > 0 && !starts[keep])
+        keep--; /* (its chain needs the copies back to its start) */
+    return keep;
+}
+
+/* Does the copy at path start a chain? Only a dpr-kv change log on a
+ * version (cachestore/src/kv_ckpt.h: magic "DPRKVCKP", format 3, flag 1,
+ * base at offset 64, little-endian) does not; anything else is kept or
+ * pruned on its own, as before change logs. */
+static bool starts_chain(const char *path)
+{
+    unsigned char h[72];
+    uint64_t base = 0;
+    ssize_t r;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return true;
+    r = pread(fd, h, sizeof(h), 0);
+    close(fd);
+    if (r != (ssize_t)sizeof(h) || memcmp(h, "DPRKVCKP", 8) != 0 || h[8] != 3 || h[9] ||
+        h[10] || h[11] || !(h[12] & 1))
+        return true;
+    for (int i = 7; i >= 0; i--)
+        base = base << 8 | h[64 + i];
+    return base == 0;
 }
 
 int agent_replstore_prune(const char *root, const char *deployment, uint64_t worker,
@@ -235,12 +268,22 @@ int agent_replstore_prune(const char *root, const char *deployment, uint64_t wor
     char path[4096];
     uint64_t *v = NULL;
     size_t n = 0, drop;
+    bool *starts;
     int rc, removed = 0;
 
     rc = agent_replstore_list(root, deployment, worker, &v, &n);
     if (rc < 0)
         return rc == -ENOENT ? 0 : rc;
-    drop = agent_replstore_prunable(v, n, cut);
+    starts = calloc(n ? n : 1, sizeof(*starts));
+    if (!starts) {
+        free(v);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        starts[i] = agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i],
+                                         false) < 0 || starts_chain(path);
+    drop = agent_replstore_prunable_chain(v, starts, n, cut);
+    free(starts);
     for (size_t i = 0; i < drop; i++)
         if (agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i], false) ==
                 0 && unlink(path) == 0)

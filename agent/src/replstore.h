@@ -57,7 +57,19 @@ int agent_replstore_list(const char *root, const char *deployment, uint64_t work
  * Pure. */
 size_t agent_replstore_prunable(const uint64_t *v, size_t n, uint64_t cut);
 
-/* Removes what agent_replstore_prunable allows, and part files of versions
+/*
+ * The same with dpr-kv's change logs (docs/dpr-kv.md, "Incremental
+ * checkpoints"): a copy that is a change log needs every copy back to the
+ * full image its chain starts at. starts[i]: copy i starts a chain (a full
+ * image, a change log on the empty keyspace, or anything that is not a
+ * change log). Every copy before the chain start of the newest one at or
+ * below the cut may go. Pure.
+ */
+size_t agent_replstore_prunable_chain(const uint64_t *v, const bool *starts, size_t n,
+                                      uint64_t cut);
+
+/* Removes what agent_replstore_prunable_chain allows (each copy's header
+ * says whether it is a change log and on what), and part files of versions
  * at or below the cut: the number removed, or -errno. */
 int agent_replstore_prune(const char *root, const char *deployment, uint64_t worker,
                           uint64_t cut);

@@ -34,11 +34,16 @@ static uLong crc_update(uLong crc, const void *p, size_t n)
     return crc;
 }
 
+/* "<dir>/ckpt-<v><suffix>" */
+static int name_path(char *buf, size_t cap, const char *dir, uint64_t version, const char *suffix)
+{
+    int n = snprintf(buf, cap, "%s/ckpt-%llu%s", dir, (unsigned long long)version, suffix);
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
 int kv_ckpt_path(char *buf, size_t cap, const char *dir, uint64_t version, int tmp)
 {
-    int n = snprintf(buf, cap, "%s/ckpt-%llu.kv%s", dir, (unsigned long long)version,
-                     tmp ? ".tmp" : "");
-    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+    return name_path(buf, cap, dir, version, tmp ? ".kv.tmp" : ".kv");
 }
 
 /* --- writing ------------------------------------------------------------ */
@@ -76,17 +81,23 @@ static int wput(wbuf *w, const void *p, size_t n)
     return r;
 }
 
-static void encode_header(uint8_t h[KV_CKPT_HEADER], const kv_ckpt_meta *m)
+/* Full images keep format 2 (what older dpr-kv reads); change logs are format 3.
+ * Returns the header's length. */
+static size_t encode_header(uint8_t h[KV_CKPT_HEADER_V3], const kv_ckpt_meta *m)
 {
     memcpy(h, KV_CKPT_MAGIC, 8);
-    dpr_put_u32(h + 8, KV_CKPT_FORMAT);
-    dpr_put_u32(h + 12, 0);
+    dpr_put_u32(h + 8, m->delta ? KV_CKPT_FORMAT_DELTA : KV_CKPT_FORMAT);
+    dpr_put_u32(h + 12, m->delta ? KV_CKPT_F_DELTA : 0);
     dpr_put_u64(h + 16, m->worker);
     dpr_put_u64(h + 24, m->world_line);
     dpr_put_u64(h + 32, m->version);
     dpr_put_u64(h + 40, m->count);
     dpr_put_u64(h + 48, m->created_ms);
     dpr_put_u64(h + 56, m->committed);
+    if (!m->delta)
+        return KV_CKPT_HEADER;
+    dpr_put_u64(h + 64, m->base);
+    return KV_CKPT_HEADER_V3;
 }
 
 static int write_records(wbuf *w, const kv_dict *d)
@@ -106,18 +117,23 @@ static int write_records(wbuf *w, const kv_dict *d)
     return r;
 }
 
-int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_err *err)
+/* Writes a full image of d, or (d NULL) the change log l, as
+ * ckpt-<v><suffix> (through <suffix>.tmp). */
+static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
+                      const kv_ckpt_log *l, const char *suffix, dpr_err *err)
 {
+    char tsuffix[32];
     char tmp[PATH_MAX], final[PATH_MAX];
-    uint8_t header[KV_CKPT_HEADER], crcb[4];
+    uint8_t header[KV_CKPT_HEADER_V3], crcb[4];
     kv_ckpt_meta meta = *m;
     wbuf w = {-1, NULL, 0, 0};
     const char *step = "open";
     int r;
 
-    r = kv_ckpt_path(tmp, sizeof(tmp), dir, m->version, 1);
+    snprintf(tsuffix, sizeof(tsuffix), "%s.tmp", suffix);
+    r = name_path(tmp, sizeof(tmp), dir, m->version, tsuffix);
     if (r == 0)
-        r = kv_ckpt_path(final, sizeof(final), dir, m->version, 0);
+        r = name_path(final, sizeof(final), dir, m->version, suffix);
     if (r < 0)
         return dpr_err_set(err, r, "state directory path too long");
     w.buf = malloc(WBUF_SIZE);
@@ -132,12 +148,14 @@ int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_
         goto fail;
     }
     w.crc = crc32(0L, Z_NULL, 0);
-    meta.count = kv_dict_size(d);
-    encode_header(header, &meta);
+    meta.delta = d == NULL;
+    meta.count = d ? kv_dict_size(d) : l->count;
+    if (d)
+        meta.base = 0;
     step = "write";
-    r = wput(&w, header, sizeof(header));
+    r = wput(&w, header, encode_header(header, &meta));
     if (r == 0)
-        r = write_records(&w, d);
+        r = d ? write_records(&w, d) : l->buf.len ? wput(&w, l->buf.data, l->buf.len) : 0;
     if (r == 0)
         r = wput(&w, KV_CKPT_END, 8);
     if (r == 0) {
@@ -178,6 +196,101 @@ fail:
     return dpr_err_set(err, r, "cannot %s %s: %s", step, tmp, strerror(-r));
 }
 
+int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_err *err)
+{
+    return write_ckpt(dir, m, d, NULL, ".kv", err);
+}
+
+int kv_ckpt_write_compaction(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
+                             dpr_err *err)
+{
+    return write_ckpt(dir, m, d, NULL, KV_CKPT_COMPACT_SUFFIX, err);
+}
+
+int kv_ckpt_install_compaction(const char *dir, uint64_t version, dpr_err *err)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    int r = name_path(from, sizeof(from), dir, version, KV_CKPT_COMPACT_SUFFIX);
+
+    if (r == 0)
+        r = kv_ckpt_path(to, sizeof(to), dir, version, 0);
+    if (r < 0)
+        return dpr_err_set(err, r, "state directory path too long");
+    if (rename(from, to) < 0) {
+        r = -errno;
+        return dpr_err_set(err, r, "cannot rename %s: %s", from, strerror(-r));
+    }
+    r = dpr_fsync_dir(dir);
+    if (r < 0)
+        return dpr_err_set(err, r, "fsync of directory %s failed: %s", dir, strerror(-r));
+    return 0;
+}
+
+int kv_ckpt_remove_compaction(const char *dir, uint64_t version)
+{
+    char path[PATH_MAX];
+    int r = name_path(path, sizeof(path), dir, version, KV_CKPT_COMPACT_SUFFIX);
+
+    if (r == 0 && unlink(path) < 0 && errno != ENOENT)
+        r = -errno;
+    if (r == 0)
+        r = name_path(path, sizeof(path), dir, version, KV_CKPT_COMPACT_SUFFIX ".tmp");
+    if (r == 0 && unlink(path) < 0 && errno != ENOENT)
+        r = -errno;
+    return r;
+}
+
+int kv_ckpt_write_delta(const char *dir, const kv_ckpt_meta *m, const kv_ckpt_log *l,
+                        dpr_err *err)
+{
+    if (m->base >= m->version)
+        return dpr_err_set(err, -EINVAL, "change log %llu cannot apply to version %llu",
+                           (unsigned long long)m->version, (unsigned long long)m->base);
+    if (dpr_buf_failed(&l->buf))
+        return dpr_err_set(err, -ENOMEM, "change log %llu is incomplete (out of memory)",
+                           (unsigned long long)m->version);
+    return write_ckpt(dir, m, NULL, l, ".kv", err);
+}
+
+/* --- change logs in memory ----------------------------------------------- */
+
+int kv_ckpt_log_add(kv_ckpt_log *l, enum kv_ckpt_op op, const char *key, size_t klen,
+                    const char *val, size_t vlen)
+{
+    uint8_t h[KV_CKPT_REC_HEADER];
+
+    if (op != KV_CKPT_OP_SET && op != KV_CKPT_OP_DEL && op != KV_CKPT_OP_APPEND)
+        return -EINVAL;
+    if (op == KV_CKPT_OP_DEL && vlen)
+        return -EINVAL;
+    if (klen > KV_DICT_MAX_LEN || vlen > KV_DICT_MAX_LEN)
+        return -E2BIG;
+    h[0] = (uint8_t)op;
+    dpr_put_u32(h + 1, (uint32_t)klen);
+    dpr_put_u32(h + 5, (uint32_t)vlen);
+    if (dpr_buf_reserve(&l->buf, sizeof(h) + klen + vlen) < 0) {
+        l->buf.failed = true;
+        return -ENOMEM;
+    }
+    dpr_buf_append(&l->buf, h, sizeof(h));
+    dpr_buf_append(&l->buf, key, klen);
+    dpr_buf_append(&l->buf, val, vlen);
+    l->count++;
+    return 0;
+}
+
+void kv_ckpt_log_reset(kv_ckpt_log *l)
+{
+    dpr_buf_reset(&l->buf);
+    l->count = 0;
+}
+
+void kv_ckpt_log_free(kv_ckpt_log *l)
+{
+    dpr_buf_free(&l->buf);
+    l->count = 0;
+}
+
 /* --- reading ------------------------------------------------------------ */
 
 /* avail: bytes of the file at h (at least KV_CKPT_HEADER_V1); *hlen gets the
@@ -188,10 +301,15 @@ static int decode_header(const uint8_t *h, size_t avail, kv_ckpt_meta *m, size_t
     if (memcmp(h, KV_CKPT_MAGIC, 8) != 0)
         return dpr_err_set(err, -EBADMSG, "%s is not a dpr-kv checkpoint (bad magic)", path);
     uint32_t format = dpr_get_u32(h + 8), flags = dpr_get_u32(h + 12);
-    if ((format != 1 && format != KV_CKPT_FORMAT) || flags != 0)
+    bool ok = format == 1 || format == KV_CKPT_FORMAT ? flags == 0
+              : format == KV_CKPT_FORMAT_DELTA    ? (flags & ~KV_CKPT_F_DELTA) == 0
+                                                  : false;
+    if (!ok)
         return dpr_err_set(err, -EBADMSG, "%s: unsupported checkpoint format %u (flags %u)", path,
                            (unsigned)format, (unsigned)flags);
-    *hlen = format == 1 ? KV_CKPT_HEADER_V1 : KV_CKPT_HEADER;
+    *hlen = format == 1 ? KV_CKPT_HEADER_V1
+            : format == KV_CKPT_FORMAT ? KV_CKPT_HEADER
+                                       : KV_CKPT_HEADER_V3;
     if (avail < *hlen)
         return dpr_err_set(err, -EBADMSG, "%s is truncated (%zu bytes)", path, avail);
     m->worker = dpr_get_u64(h + 16);
@@ -200,12 +318,18 @@ static int decode_header(const uint8_t *h, size_t avail, kv_ckpt_meta *m, size_t
     m->count = dpr_get_u64(h + 40);
     m->created_ms = dpr_get_u64(h + 48);
     m->committed = format == 1 ? 0 : dpr_get_u64(h + 56);
+    m->delta = (flags & KV_CKPT_F_DELTA) != 0;
+    m->base = format == KV_CKPT_FORMAT_DELTA ? dpr_get_u64(h + 64) : 0;
+    if (m->delta ? m->base >= m->version : m->base != 0)
+        return dpr_err_set(err, -EBADMSG, "%s: %s %llu has base version %llu", path,
+                           m->delta ? "change log" : "full image",
+                           (unsigned long long)m->version, (unsigned long long)m->base);
     return 0;
 }
 
 int kv_ckpt_read_meta(const char *path, kv_ckpt_meta *m, dpr_err *err)
 {
-    uint8_t h[KV_CKPT_HEADER];
+    uint8_t h[KV_CKPT_HEADER_V3];
     ssize_t n;
     int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
@@ -266,8 +390,60 @@ oom:
     return dpr_err_set(err, r, "%s: out of memory while loading", path);
 }
 
+/* Walks a change log's records twice: first every op and bound is checked,
+ * then (d not NULL) they are applied, so a damaged record never leaves d
+ * half changed. */
+static int apply_records(const uint8_t *p, size_t size, size_t hlen, const kv_ckpt_meta *m,
+                         kv_dict *d, const char *path, dpr_err *err)
+{
+    size_t pos = hlen, end = size - KV_CKPT_TRAILER, newlen;
+    uint64_t i;
+    int r = 0;
+
+    if (m->count > (end - pos) / KV_CKPT_REC_HEADER)
+        return dpr_err_set(err, -EBADMSG, "%s: record count %llu does not fit the file", path,
+                           (unsigned long long)m->count);
+    for (i = 0; i < m->count; i++) {
+        if (end - pos < KV_CKPT_REC_HEADER)
+            goto short_file;
+        uint8_t op = p[pos];
+        size_t klen = dpr_get_u32(p + pos + 1), vlen = dpr_get_u32(p + pos + 5);
+        pos += KV_CKPT_REC_HEADER;
+        if (end - pos < klen || end - pos - klen < vlen)
+            goto short_file;
+        if ((op != KV_CKPT_OP_SET && op != KV_CKPT_OP_DEL && op != KV_CKPT_OP_APPEND) ||
+            (op == KV_CKPT_OP_DEL && vlen != 0))
+            return dpr_err_set(err, -EBADMSG, "%s: record %llu has a bad operation (%u, value "
+                               "of %zu bytes)", path, (unsigned long long)i, (unsigned)op, vlen);
+        pos += klen + vlen;
+    }
+    if (pos != end)
+        return dpr_err_set(err, -EBADMSG, "%s: %zu unexpected bytes after the last record", path,
+                           end - pos);
+    for (pos = hlen; d && pos < end;) {
+        uint8_t op = p[pos];
+        size_t klen = dpr_get_u32(p + pos + 1), vlen = dpr_get_u32(p + pos + 5);
+        const char *key = (const char *)p + pos + KV_CKPT_REC_HEADER, *val = key + klen;
+        if (op == KV_CKPT_OP_SET)
+            r = kv_dict_set(d, key, klen, val, vlen, NULL);
+        else if (op == KV_CKPT_OP_DEL)
+            r = kv_dict_delete(d, key, klen) < 0 ? -ENOMEM : 0;
+        else
+            r = kv_dict_append(d, key, klen, val, vlen, &newlen);
+        if (r < 0)
+            return dpr_err_set(err, r, "%s: cannot apply a record: %s", path, strerror(-r));
+        pos += KV_CKPT_REC_HEADER + klen + vlen;
+    }
+    return 0;
+short_file:
+    return dpr_err_set(err, -EBADMSG, "%s: record %llu runs past the end of the data", path,
+                       (unsigned long long)i);
+}
+
+enum load_mode { LOAD_FULL, LOAD_ANY, LOAD_VERIFY };
+
 static int load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
-                dpr_err *err)
+                enum load_mode mode, dpr_err *err)
 {
     struct stat st;
     uint8_t *p = MAP_FAILED;
@@ -319,7 +495,20 @@ static int load(const char *path, uint64_t worker, uint64_t version, kv_dict *d,
                         (unsigned long long)m->version, (unsigned long long)version);
         goto out;
     }
-    r = load_records(p, size, hlen, m, d, path, err);
+    if (m->delta && mode == LOAD_FULL) {
+        r = dpr_err_set(err, -EBADMSG, "%s is a change log on version %llu, not a full image",
+                        path, (unsigned long long)m->base);
+        goto out;
+    }
+    if (!m->delta && d && kv_dict_size(d) != 0) {
+        r = dpr_err_set(err, -EINVAL, "%s is a full image: it loads into an empty keyspace",
+                        path);
+        goto out;
+    }
+    if (m->delta)
+        r = apply_records(p, size, hlen, m, mode == LOAD_VERIFY ? NULL : d, path, err);
+    else
+        r = load_records(p, size, hlen, m, mode == LOAD_VERIFY ? NULL : d, path, err);
 out:
     if (p != MAP_FAILED)
         munmap(p, size);
@@ -330,21 +519,26 @@ out:
 int kv_ckpt_load(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
                  dpr_err *err)
 {
-    return load(path, worker, version, d, m, err);
+    return load(path, worker, version, d, m, LOAD_FULL, err);
+}
+
+int kv_ckpt_apply(const char *path, uint64_t worker, uint64_t version, kv_dict *d, kv_ckpt_meta *m,
+                  dpr_err *err)
+{
+    return load(path, worker, version, d, m, LOAD_ANY, err);
 }
 
 int kv_ckpt_verify(const char *path, uint64_t worker, uint64_t version, kv_ckpt_meta *m,
                    dpr_err *err)
 {
-    return load(path, worker, version, NULL, m, err);
+    return load(path, worker, version, NULL, m, LOAD_VERIFY, err);
 }
 
 /* --- the directory ------------------------------------------------------ */
 
-/* "ckpt-<digits>.kv" (tmp: "ckpt-<digits>.kv.tmp") -> version; 0 if not. */
-static uint64_t parse_name(const char *name, int tmp)
+/* "ckpt-<digits><suffix>" -> version; 0 if not. */
+static uint64_t parse_suffixed(const char *name, const char *suffix)
 {
-    const char *suffix = tmp ? ".kv.tmp" : ".kv";
     uint64_t v = 0;
     const char *p;
 
@@ -359,6 +553,12 @@ static uint64_t parse_name(const char *name, int tmp)
         v = v * 10 + (uint64_t)(*p - '0');
     }
     return strcmp(p, suffix) == 0 ? v : 0;
+}
+
+/* "ckpt-<digits>.kv" (tmp: "ckpt-<digits>.kv.tmp") -> version; 0 if not. */
+static uint64_t parse_name(const char *name, int tmp)
+{
+    return parse_suffixed(name, tmp ? ".kv.tmp" : ".kv");
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -419,7 +619,9 @@ int kv_ckpt_remove_tmp(const char *dir)
     if (!dp)
         return -errno;
     while ((de = readdir(dp))) {
-        if (!parse_name(de->d_name, 1))
+        if (!parse_name(de->d_name, 1) &&
+            !parse_suffixed(de->d_name, KV_CKPT_COMPACT_SUFFIX) &&
+            !parse_suffixed(de->d_name, KV_CKPT_COMPACT_SUFFIX ".tmp"))
             continue;
         if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT)
             r = -errno;

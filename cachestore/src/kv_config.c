@@ -61,6 +61,13 @@ static const char usage[] =
     "                              cannot be read is an error\n"
     "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
     "                              default 100)\n"
+    "  --checkpoint-log            checkpoints as change logs: each writes what changed\n"
+    "                              since the previous one, a full image only when the\n"
+    "                              logs add up to half the data (DPR_KV_CHECKPOINT_LOG=1;\n"
+    "                              default off: a full image every time)\n"
+    "  --checkpoint-compact-bytes N  with --checkpoint-log: the least change-log bytes\n"
+    "                              before a full image (DPR_KV_CHECKPOINT_COMPACT_BYTES;\n"
+    "                              default 8mb; Redis' units)\n"
     "  --sync-interval-ms N        how often to ask the finder for the cut\n"
     "                              (DPR_KV_SYNC_INTERVAL_MS; default: the checkpoint\n"
     "                              interval)\n"
@@ -127,6 +134,8 @@ enum {
     OPT_SHUTDOWN_TIMEOUT,
     OPT_RESET,
     OPT_AWAIT_LAYOUT,
+    OPT_CKPT_LOG,
+    OPT_COMPACT_BYTES,
     OPT_VERBOSE,
     OPT_HELP,
 };
@@ -159,6 +168,8 @@ static const opt_def opts[] = {
     {"shutdown-timeout-ms", "DPR_KV_SHUTDOWN_TIMEOUT_MS", OPT_SHUTDOWN_TIMEOUT, 1},
     {"reset", "DPR_KV_RESET", OPT_RESET, 0},
     {"await-layout", "DPR_KV_AWAIT_LAYOUT", OPT_AWAIT_LAYOUT, 0},
+    {"checkpoint-log", "DPR_KV_CHECKPOINT_LOG", OPT_CKPT_LOG, 0},
+    {"checkpoint-compact-bytes", "DPR_KV_CHECKPOINT_COMPACT_BYTES", OPT_COMPACT_BYTES, 1},
     {"verbose", "DPR_KV_VERBOSE", OPT_VERBOSE, 0},
     {"help", NULL, OPT_HELP, 0},
 };
@@ -380,6 +391,12 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_AWAIT_LAYOUT:
         r = val ? parse_bool(val, &c->await_layout) : (c->await_layout = true, 0);
         break;
+    case OPT_CKPT_LOG:
+        r = val ? parse_bool(val, &c->checkpoint_log) : (c->checkpoint_log = true, 0);
+        break;
+    case OPT_COMPACT_BYTES:
+        r = parse_bytes(val, &c->compact_bytes);
+        break;
     case OPT_VERBOSE:
         r = val ? parse_bool(val, &c->verbose) : (c->verbose = true, 0);
         break;
@@ -404,6 +421,7 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     strcpy(c->listen, "127.0.0.1:6379");
     strcpy(c->domain, DPR_DOMAIN_DEFAULT);
     c->checkpoint_interval_ms = 100;
+    c->compact_bytes = (uint64_t)8 << 20;
     c->shutdown_timeout_ms = 30000;
     c->max_clients = 10000;
     c->max_request_bytes = 64u << 20;

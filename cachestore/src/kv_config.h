@@ -53,6 +53,8 @@ typedef struct kv_config {
     uint64_t maxmemory;        /* bytes; 0: no limit (noeviction above it) */
     bool reset;
     bool await_layout;         /* no key served before a layout (kv_resize.c) */
+    bool checkpoint_log;       /* checkpoints as change logs (docs/dpr-kv.md) */
+    uint64_t compact_bytes;    /* change-log bytes before a full image, at least */
     bool verbose;
 } kv_config;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "kv_ckpt.h"
 #include "kv_hash.h"
 
 #define DICT_MIN_SIZE 4
@@ -29,6 +30,7 @@ void kv_dict_init(kv_dict *d, const uint8_t seed[16])
     d->resize_ok = true;
     memcpy(d->seed, seed, sizeof(d->seed));
     d->entry_bytes = 0;
+    d->log = NULL;
 }
 
 static void table_free(kv_table *t)
@@ -55,9 +57,20 @@ void kv_dict_free(kv_dict *d)
 
 void kv_dict_swap(kv_dict *dst, kv_dict *src)
 {
+    struct kv_ckpt_log *log = dst->log;
+
     kv_dict_free(dst);
     *dst = *src;
+    dst->log = log;
     kv_dict_init(src, dst->seed);
+}
+
+/* After a change succeeded: its record (out of memory is sticky in the log). */
+static inline void record(kv_dict *d, enum kv_ckpt_op op, const char *key, size_t klen,
+                          const char *val, size_t vlen)
+{
+    if (d->log)
+        (void)kv_ckpt_log_add(d->log, op, key, klen, val, vlen);
 }
 
 size_t kv_dict_size(const kv_dict *d)
@@ -312,11 +325,15 @@ int kv_dict_set(kv_dict *d, const char *key, size_t klen, const char *val, size_
         } else {
             r = entry_replace(d, link, 0, val, vlen, need);
         }
+        if (r == 0) /* (from the entry: val may have pointed into the old one) */
+            record(d, KV_CKPT_OP_SET, (*link)->data, klen, kv_entry_val(*link), vlen);
         if (created && r == 0)
             *created = false;
         return r;
     }
     r = add_absent(d, key, klen, val, vlen, h);
+    if (r == 0)
+        record(d, KV_CKPT_OP_SET, key, klen, val, vlen);
     if (created && r == 0)
         *created = true;
     return r;
@@ -328,7 +345,10 @@ int kv_dict_add_new(kv_dict *d, const char *key, size_t klen, const char *val, s
 
     if (r < 0)
         return r;
-    return add_absent(d, key, klen, val, vlen, hash_of(d, key, klen));
+    r = add_absent(d, key, klen, val, vlen, hash_of(d, key, klen));
+    if (r == 0)
+        record(d, KV_CKPT_OP_SET, key, klen, val, vlen);
+    return r;
 }
 
 int kv_dict_append(kv_dict *d, const char *key, size_t klen, const char *val, size_t vlen,
@@ -345,8 +365,10 @@ int kv_dict_append(kv_dict *d, const char *key, size_t klen, const char *val, si
     link = find_link(d, key, klen, h, &t);
     if (!link) {
         r = add_absent(d, key, klen, val, vlen, h);
-        if (r == 0)
+        if (r == 0) {
             *newlen = vlen;
+            record(d, KV_CKPT_OP_APPEND, key, klen, val, vlen);
+        }
         return r;
     }
     e = *link;
@@ -367,6 +389,8 @@ int kv_dict_append(kv_dict *d, const char *key, size_t klen, const char *val, si
             return r;
     }
     *newlen = total;
+    /* (the appended bytes are the value's tail now) */
+    record(d, KV_CKPT_OP_APPEND, (*link)->data, klen, kv_entry_val(*link) + total - vlen, vlen);
     return 0;
 }
 
@@ -386,6 +410,7 @@ int kv_dict_delete(kv_dict *d, const char *key, size_t klen)
     *link = e->next;
     assert(d->t[t].used > 0);
     d->t[t].used--;
+    record(d, KV_CKPT_OP_DEL, e->data, klen, NULL, 0);
     entry_free(d, e);
     return 1;
 }

@@ -45,12 +45,20 @@ typedef struct kv_dict {
     bool resize_ok;     /* false while a snapshot child shares our pages */
     uint8_t seed[16];
     size_t entry_bytes; /* malloc'd bytes of all entries (approximate) */
+    struct kv_ckpt_log *log; /* every change is recorded here (kv_ckpt.h), or NULL */
 } kv_dict;
 
-/* seed: 16 random bytes (the hash key). */
+/* seed: 16 random bytes (the hash key). No change log. */
 void kv_dict_init(kv_dict *d, const uint8_t seed[16]);
+/* Records every later change (set, append, delete, add) in log, as change
+ * log records (SET, APPEND, DEL) after it succeeded; NULL: none. The
+ * server's keyspace records into the open version's log (incremental
+ * checkpoints); a log that runs out of memory says so itself
+ * (buf.failed). */
+static inline void kv_dict_set_log(kv_dict *d, struct kv_ckpt_log *log) { d->log = log; }
 void kv_dict_free(kv_dict *d);
-/* Moves everything from src into dst (dst's old content is freed). */
+/* Moves everything from src into dst (dst's old content is freed; dst keeps
+ * its change log, the moved content is not recorded in it). */
 void kv_dict_swap(kv_dict *dst, kv_dict *src);
 
 size_t kv_dict_size(const kv_dict *d);

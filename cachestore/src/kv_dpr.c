@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 
@@ -16,6 +17,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/msgid.h"
+#include "kv_chain.h"
 #include "kv_ckpt.h"
 #include "kv_resize.h"
 
@@ -26,7 +28,7 @@ static bool dirty(const kv_server *s)
 
 bool kv_dpr_all_committed(const kv_server *s)
 {
-    return !dirty(s) && s->worker.nsealed == 0 && kv_snap_jobs(&s->snap) == 0;
+    return !dirty(s) && s->worker.nsealed == 0 && kv_dpr_pending(s) == 0;
 }
 
 /* Unrecoverable: a sealed version can never become durable, or the state
@@ -83,14 +85,27 @@ static ssize_t newest_at_or_below(const kv_server *s, uint64_t v)
     return i;
 }
 
-/* Keeps the newest checkpoint <= cut and everything above; deletes the rest. */
+/* Keeps what a restore of any version >= cut needs: the chain of the newest
+ * checkpoint <= cut and everything above (kv_chain_prunable); deletes the
+ * rest. */
 static void gc(kv_server *s, uint64_t cut)
 {
-    ssize_t keep = newest_at_or_below(s, cut);
-    size_t n = keep > 0 ? (size_t)keep : 0;
+    kv_chain_file *f = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    size_t n = 0;
+    int r;
 
+    if (newest_at_or_below(s, cut) <= 0)
+        return; /* nothing below the newest file <= cut */
+    r = kv_chain_scan(s->cfg->dir, s->cfg->worker, s->ckpts, s->nckpts, &f, &err);
+    if (r < 0) {
+        log_warning("cannot collect old checkpoints: %s", dpr_err_str(&err, r));
+        return;
+    }
+    n = kv_chain_prunable(f, s->nckpts, cut);
+    free(f);
     for (size_t i = 0; i < n; i++) {
-        int r = kv_ckpt_remove(s->cfg->dir, s->ckpts[i]);
+        r = kv_ckpt_remove(s->cfg->dir, s->ckpts[i]);
         if (r < 0)
             log_warning("cannot remove checkpoint %" PRIu64 ": %s", s->ckpts[i], strerror(-r));
     }
@@ -102,15 +117,151 @@ static void gc(kv_server *s, uint64_t cut)
 
 /* --- checkpoints -------------------------------------------------------- */
 
+/* --checkpoint-log: must this seal write a full image instead of a change
+ * log? Only when the log has a hole (it ran out of memory). */
+static bool need_full(const kv_server *s)
+{
+    return !s->cfg->checkpoint_log || dpr_buf_failed(&s->log.buf);
+}
+
+/* Is a compaction due: do the change logs since the newest full image (or
+ * the newest compaction started) add up to half the data? Then a restore
+ * would read more change log than full image. */
+static bool compaction_due(const kv_server *s)
+{
+    uint64_t limit = kv_dict_memory(&s->dict) / 2;
+
+    if (s->compact_pid || s->compact_ready)
+        return false; /* one at a time */
+    if (limit < s->cfg->compact_bytes)
+        limit = s->cfg->compact_bytes;
+    return s->log_bytes_since_full >= limit;
+}
+
+static uint64_t file_size(const kv_server *s, uint64_t version)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (kv_ckpt_path(path, sizeof(path), s->cfg->dir, version, 0) < 0 || stat(path, &st) < 0)
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+/* Forgets the compaction (killed, failed, or no longer wanted) and its file. */
+static void compaction_drop(kv_server *s)
+{
+    if (s->compact_pid) {
+        kill(s->compact_pid, SIGKILL);
+        while (waitpid(s->compact_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        s->compact_pid = 0;
+    }
+    if (s->compact_version)
+        (void)kv_ckpt_remove_compaction(s->cfg->dir, s->compact_version);
+    s->compact_ready = false;
+    s->compact_version = 0;
+}
+
+/* A compaction child ended, or its version's change log is on disk: once
+ * both, the full image replaces the change log (same version, same
+ * keyspace), and garbage collection can drop the chain before it once the
+ * cut passes it. A failure is not fatal: the chain is whole without it. */
+static void compaction_progress(kv_server *s)
+{
+    dpr_err err = DPR_ERR_INIT;
+    int status = 0, r;
+    bool present = false;
+
+    if (s->compact_pid) {
+        pid_t p = waitpid(s->compact_pid, &status, WNOHANG);
+        if (p == 0 || (p < 0 && errno == EINTR))
+            return;
+        s->compact_pid = 0;
+        if (p < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            s->compactions_failed++;
+            log_warning("compaction of version %" PRIu64 " failed; the change logs stay (it "
+                        "is tried again later)", s->compact_version);
+            compaction_drop(s);
+            return;
+        }
+        s->compact_ready = true;
+    }
+    if (!s->compact_ready || s->worker.durable < s->compact_version)
+        return;
+    for (size_t i = 0; i < s->nckpts; i++)
+        present |= s->ckpts[i] == s->compact_version;
+    if (!present) { /* (collected meanwhile: never bring a file back) */
+        compaction_drop(s);
+        return;
+    }
+    r = kv_ckpt_install_compaction(s->cfg->dir, s->compact_version, &err);
+    if (r < 0) {
+        s->compactions_failed++;
+        log_warning("cannot install the compaction of version %" PRIu64 ": %s",
+                    s->compact_version, dpr_err_str(&err, r));
+        compaction_drop(s);
+        return;
+    }
+    s->compactions++;
+    s->ckpt_bytes_written += file_size(s, s->compact_version);
+    log_info("compacted: checkpoint %" PRIu64 " is a full image now", s->compact_version);
+    s->compact_ready = false;
+    s->compact_version = 0;
+}
+
+/* Seals the open version as a change log: the log's buffer moves to the
+ * writer (kv_logw.c); the loop does nothing proportional to the data. */
+static int checkpoint_log(kv_server *s, uint64_t next_version, kv_logw_job *j)
+{
+    uint64_t version = s->worker.version, sealed = 0;
+    kv_ckpt_meta m = {s->worker.id, s->worker.world_line, version, 0, dpr_wall_ms(),
+                      s->worker.cut, true, s->last_file};
+    int r = dpr_worker_checkpoint_begin(&s->worker, next_version, &sealed);
+
+    if (r < 0) {
+        kv_logw_job_free(j);
+        log_error("cannot seal version %" PRIu64 ": %s; retrying", version, strerror(-r));
+        return r;
+    }
+    /* the log holds exactly the writes since the previous file, whose
+     * version is below this one */
+    assert(sealed == version && m.base < version);
+    s->log_bytes_since_full += s->log.buf.len;
+    kv_logw_submit(&s->logw, j, &m, &s->log);
+    s->last_file = version;
+    /* the keyspace is exactly version `version` now: a compaction child's
+     * image of it will replace the change log, the commit does not wait */
+    if (compaction_due(s)) {
+        r = kv_snap_compact(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut,
+                            &s->compact_pid);
+        if (r < 0) {
+            log_warning("cannot start the compaction of version %" PRIu64 ": fork: %s", version,
+                        strerror(-r));
+        } else {
+            s->compact_version = version;
+            s->log_bytes_since_full = 0;
+            kv_dict_set_resize(&s->dict, false);
+        }
+    }
+    return 0;
+}
+
 int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
 {
     uint64_t version = s->worker.version, sealed = 0;
+    kv_logw_job *j = NULL;
     int r;
 
     /* while a checkpoint fails, no other is started: it could not complete
      * before the failing one, and would compete for the same disk */
-    if (kv_snap_jobs(&s->snap) >= KV_SNAP_MAX_JOBS || kv_snap_failing(&s->snap, NULL))
+    if (kv_dpr_pending(s) >= KV_SNAP_MAX_JOBS || kv_snap_failing(&s->snap, NULL) ||
+        kv_logw_failing(&s->logw, NULL))
         return -EBUSY;
+    if (!need_full(s) && (j = kv_logw_job_new())) {
+        r = checkpoint_log(s, next_version, j);
+        goto sealed;
+    }
     /* the child's image is the keyspace at this instant: the version boundary */
     r = kv_snap_start(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut);
     if (r < 0) {
@@ -133,12 +284,19 @@ int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
     }
     /* the child's file is labelled `version`: it must be the one sealed */
     assert(sealed == version);
+    /* a full image holds every change so far: the next change log starts on it */
+    s->last_file = version;
+    s->log_bytes_since_full = 0;
+    kv_ckpt_log_reset(&s->log);
+    kv_dict_set_resize(&s->dict, false);
+sealed:
+    if (r < 0)
+        return r;
     s->writes_at_seal = s->writes;
     if (s->worker.cut > s->committed_sealed)
         s->committed_sealed = s->worker.cut;
-    kv_dict_set_resize(&s->dict, false);
-    log_debug("checkpoint %" PRIu64 " started; version %" PRIu64 " open", sealed,
-              s->worker.version);
+    log_debug("checkpoint %" PRIu64 " started (%s); version %" PRIu64 " open", version,
+              j ? "change log" : "full image", s->worker.version);
     return 0;
 }
 
@@ -152,7 +310,7 @@ static void on_ckpt_timer(uv_timer_t *t)
      * sealed before its first commit takes one more, once. */
     bool record = s->worker.cut > 0 && s->committed_sealed == 0;
 
-    if (s->stopping || kv_snap_jobs(&s->snap) > 0 || !(dirty(s) || record))
+    if (s->stopping || kv_dpr_pending(s) > 0 || !(dirty(s) || record))
         return; /* one periodic checkpoint at a time; nothing new: nothing to do */
     /* open the next version at the cluster's newest one, so batches that
      * depend on other shards rarely force an early seal */
@@ -169,50 +327,96 @@ static void describe_status(int status, char *buf, size_t cap)
         snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
 }
 
+/* Checkpoint `version` is on disk (file renamed, directory fsynced): count
+ * it, report it (in a cluster: once copied). */
+static void completed(kv_server *s, uint64_t version, uint64_t start_ms, uint64_t start_ns,
+                      uint64_t end_ns, uint64_t fork_usec, uint64_t bytes, bool full)
+{
+    dpr_worker_report rep;
+    int r;
+
+    s->ckpts_total++;
+    if (full)
+        s->ckpts_full++;
+    else
+        s->ckpts_log++;
+    s->ckpt_bytes_written += bytes;
+    s->last_ckpt_version = version;
+    s->last_ckpt_unix_ms = start_ms;
+    s->last_ckpt_ms = (end_ns - start_ns) / 1000000u;
+    s->last_fork_usec = fork_usec;
+    if (kv_ckpts_add(s, version) < 0)
+        log_warning("out of memory tracking checkpoint %" PRIu64, version);
+    r = dpr_worker_checkpoint_complete(&s->worker, version, &rep);
+    if (r < 0) {
+        log_warning("checkpoint %" PRIu64 " finished but is not expected (%s)", version,
+                    strerror(-r));
+        return;
+    }
+    log_debug("checkpoint %" PRIu64 " durable in %" PRIu64 " ms", version, s->last_ckpt_ms);
+    r = kv_finder_report(s->finder, &rep);
+    if (r < 0) /* a later report covers it (durable = newest reported) */
+        log_error("cannot queue the report of checkpoint %" PRIu64 ": %s", version,
+                  strerror(-r));
+    /* in a cluster the report waits for the copies on other nodes */
+    if (r == 0 && s->replica && kv_replica_ship(s->replica, version) < 0)
+        log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
+                  version);
+}
+
+
+/* Completes finished checkpoints in seal (= version) order, whichever kind
+ * they are: full images from snapshot children, change logs from the
+ * writer. */
 void kv_dpr_reap(kv_server *s)
 {
-    kv_snap_job j;
-
     kv_snap_reap(&s->snap);
-    while (kv_snap_pop(&s->snap, &j)) {
-        dpr_worker_report rep;
-        int r;
-        if (j.state == KV_SNAP_FAILED) {
-            char why[64];
-            describe_status(j.status, why, sizeof(why));
-            fatal(s,
-                  "the process writing checkpoint %" PRIu64 " died (%s): that version can "
-                  "never become durable",
-                  j.version, why);
+    compaction_progress(s);
+    for (;;) {
+        uint64_t lv = 0;
+        bool has_log = kv_logw_head(&s->logw, &lv), has_snap = kv_snap_jobs(&s->snap) > 0;
+        if (!has_log && !has_snap)
+            break;
+        if (has_snap && (!has_log || s->snap.jobs[0].version < lv)) {
+            kv_snap_job j;
+            if (!kv_snap_pop(&s->snap, &j))
+                break;
+            if (j.state == KV_SNAP_FAILED) {
+                char why[64];
+                describe_status(j.status, why, sizeof(why));
+                fatal(s,
+                      "the process writing checkpoint %" PRIu64 " died (%s): that version can "
+                      "never become durable",
+                      j.version, why);
+            }
+            completed(s, j.version, j.start_ms, j.start_ns, j.end_ns, j.fork_usec,
+                      file_size(s, j.version), true);
+        } else {
+            kv_logw_job *j = kv_logw_pop(&s->logw);
+            if (!j)
+                break;
+            completed(s, j->meta.version, j->meta.created_ms, j->start_ns, j->end_ns, 0,
+                      j->bytes, false);
+            kv_logw_job_free(j);
         }
-        s->ckpts_total++;
-        s->last_ckpt_version = j.version;
-        s->last_ckpt_unix_ms = j.start_ms;
-        s->last_ckpt_ms = (j.end_ns - j.start_ns) / 1000000u;
-        s->last_fork_usec = j.fork_usec;
-        if (kv_ckpts_add(s, j.version) < 0)
-            log_warning("out of memory tracking checkpoint %" PRIu64, j.version);
-        r = dpr_worker_checkpoint_complete(&s->worker, j.version, &rep);
-        if (r < 0) {
-            log_warning("checkpoint %" PRIu64 " finished but is not expected (%s)", j.version,
-                        strerror(-r));
-            continue;
-        }
-        log_debug("checkpoint %" PRIu64 " durable in %" PRIu64 " ms", j.version, s->last_ckpt_ms);
-        r = kv_finder_report(s->finder, &rep);
-        if (r < 0) /* a later report covers it (durable = newest reported) */
-            log_error("cannot queue the report of checkpoint %" PRIu64 ": %s", j.version,
-                      strerror(-r));
-        /* in a cluster the report waits for the copies on other nodes */
-        if (r == 0 && s->replica && kv_replica_ship(s->replica, j.version) < 0)
-            log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
-                      j.version);
     }
-    if (kv_snap_jobs(&s->snap) == 0)
+    compaction_progress(s);
+    if (kv_snap_jobs(&s->snap) == 0 && !s->compact_pid)
         kv_dict_set_resize(&s->dict, true);
     kv_dpr_check_failing(s);
     if (s->stopping)
         kv_dpr_shutdown_progress(s);
+}
+
+static void on_logw_done(void *ud)
+{
+    kv_dpr_reap(ud);
+}
+
+int kv_dpr_logw_init(kv_server *s)
+{
+    return kv_logw_init(&s->logw, s->loop, s->cfg->dir, s->cfg->checkpoint_interval_ms,
+                        on_logw_done, s);
 }
 
 /* --- checkpoints failing: writes refused (like Redis'
@@ -220,7 +424,9 @@ void kv_dpr_reap(kv_server *s)
 
 void kv_dpr_failing_reason(const kv_server *s, dpr_err *why)
 {
-    if (kv_snap_failing(&s->snap, NULL) || !s->fork_failing)
+    if (kv_logw_failing(&s->logw, NULL))
+        (void)kv_logw_failures(&s->logw, why);
+    else if (kv_snap_failing(&s->snap, NULL) || !s->fork_failing)
         (void)kv_snap_failures(&s->snap, why);
     else
         *why = s->fork_error;
@@ -231,7 +437,8 @@ void kv_dpr_failing_reason(const kv_server *s, dpr_err *why)
 void kv_dpr_check_failing(kv_server *s)
 {
     uint64_t v = s->worker.version;
-    bool failing = kv_snap_failing(&s->snap, &v) || s->fork_failing;
+    bool failing = kv_snap_failing(&s->snap, &v) || kv_logw_failing(&s->logw, &v) ||
+                   s->fork_failing;
     dpr_err last;
     const char *fields[2] = {NULL, NULL};
 
@@ -309,7 +516,6 @@ static void sync_evidence(kv_server *s, uint64_t world_line, uint64_t cut)
 
 static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
 {
-    char path[PATH_MAX];
     dpr_err err = DPR_ERR_INIT;
     kv_dict fresh;
     kv_ckpt_meta meta;
@@ -333,8 +539,12 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     log_warning("world-line %" PRIu64 " -> %" PRIu64 ": rolling back to version %" PRIu64
                 " (open version was %" PRIu64 ")",
                 s->worker.world_line, world_line, cut, s->worker.version);
-    /* checkpoints being written hold versions above the cut: lost */
+    /* checkpoints being written hold versions above the cut: lost, and so
+     * are the open version's changes */
     kv_snap_kill_all(&s->snap);
+    kv_logw_drop_all(&s->logw);
+    kv_ckpt_log_reset(&s->log);
+    compaction_drop(s);
     /* a child may have finished a file that was not collected yet: take the
      * list from the directory, so every file above the cut goes */
     {
@@ -354,10 +564,16 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
         fatal(s, "cannot roll back to version %" PRIu64 ": no checkpoint at or below it in %s",
               cut, s->cfg->dir);
     if (idx >= 0) {
-        uint64_t v = s->ckpts[idx];
-        r = kv_ckpt_path(path, sizeof(path), s->cfg->dir, v, 0);
+        /* the newest checkpoint <= cut, built from its full image and the
+         * change logs after it (kv_chain.h) */
+        kv_chain_file *f = NULL;
+        r = kv_chain_scan(s->cfg->dir, s->cfg->worker, s->ckpts, (size_t)idx + 1, &f, &err);
         if (r == 0)
-            r = kv_ckpt_load(path, s->cfg->worker, v, &fresh, &meta, &err);
+            r = kv_chain_check(f, (size_t)idx + 1, s->cfg->dir, &err);
+        if (r == 0)
+            r = kv_chain_restore(s->cfg->dir, s->cfg->worker, f, (size_t)idx + 1, (size_t)idx,
+                                 &fresh, &meta, &err);
+        free(f);
         if (r < 0)
             fatal(s, "cannot roll back to version %" PRIu64 ": %s", cut, dpr_err_str(&err, r));
     }
@@ -372,6 +588,9 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     r = dpr_fsync_dir(s->cfg->dir);
     if (r < 0)
         fatal(s, "cannot fsync %s: %s", s->cfg->dir, strerror(-r));
+    /* the next change log applies to the newest file left */
+    s->last_file = s->nckpts ? s->ckpts[s->nckpts - 1] : 0;
+    s->log_bytes_since_full = 0;
     r = dpr_worker_rollback(&s->worker, world_line, cut);
     if (r < 0)
         fatal(s, "rollback to version %" PRIu64 " refused: %s", cut, strerror(-r));
@@ -661,6 +880,7 @@ static void finish(kv_server *s, int code)
 {
     s->exit_code = code;
     kv_snap_kill_all(&s->snap);
+    kv_logw_close(&s->logw);
     kv_finder_close(s->finder);
     s->finder = NULL;
     kv_replica_close(s->replica);
@@ -699,9 +919,9 @@ void kv_dpr_shutdown_progress(kv_server *s)
     }
     if (!s->stopping || !s->finder)
         return;
-    if (dirty(s) && kv_snap_jobs(&s->snap) < KV_SNAP_MAX_JOBS)
+    if (dirty(s) && kv_dpr_pending(s) < KV_SNAP_MAX_JOBS)
         (void)kv_dpr_checkpoint(s, 0);
-    if (!dirty(s) && kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0) {
+    if (!dirty(s) && kv_dpr_pending(s) == 0 && kv_finder_unacked(s->finder) == 0) {
         if (s->left || s->leave_failed) {
             log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
                      " batches answered TRYAGAIN meanwhile)",
@@ -716,7 +936,7 @@ void kv_dpr_shutdown_progress(kv_server *s)
             kv_finder_leave(s->finder);
     }
     if (dpr_mono_ms() > s->stop_deadline_ms) {
-        if (kv_snap_jobs(&s->snap) == 0 && kv_finder_unacked(s->finder) == 0 && !dirty(s)) {
+        if (kv_dpr_pending(s) == 0 && kv_finder_unacked(s->finder) == 0 && !dirty(s)) {
             log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE (the last "
                         "checkpoint %" PRIu64 " is durable and reported, but not in the cut "
                         "yet): the next start is a crash restart (a rollback of the domain, "
@@ -726,7 +946,7 @@ void kv_dpr_shutdown_progress(kv_server *s)
         }
         log_error("shutdown timed out: %zu checkpoints in progress, %zu reports not "
                   "acknowledged by the finder",
-                  kv_snap_jobs(&s->snap), kv_finder_unacked(s->finder));
+                  kv_dpr_pending(s), kv_finder_unacked(s->finder));
         finish(s, 1);
     }
 }

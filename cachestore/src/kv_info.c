@@ -126,17 +126,31 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     kv_info_line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
     kv_info_line(b, "dpr_finder_workers:%zu", s->nworkers);
     kv_info_line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
-    kv_info_line(b, "dpr_checkpoints_pending:%zu", kv_snap_jobs(&s->snap));
+    kv_info_line(b, "dpr_checkpoint_mode:%s", s->cfg->checkpoint_log ? "log" : "full");
+    kv_info_line(b, "dpr_checkpoints_pending:%zu", kv_dpr_pending(s));
     kv_info_line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
     kv_info_line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
+    kv_info_line(b, "dpr_checkpoints_full:%" PRIu64, s->ckpts_full);
+    kv_info_line(b, "dpr_checkpoints_log:%" PRIu64, s->ckpts_log);
+    kv_info_line(b, "dpr_checkpoint_bytes_written:%" PRIu64, s->ckpt_bytes_written);
+    kv_info_line(b, "dpr_checkpoint_log_bytes:%" PRIu64,
+                 s->log_bytes_since_full + s->log.buf.len);
+    kv_info_line(b, "dpr_compactions:%" PRIu64, s->compactions);
+    kv_info_line(b, "dpr_compactions_failed:%" PRIu64, s->compactions_failed);
+    kv_info_line(b, "dpr_compaction_running:%d", s->compact_pid || s->compact_ready ? 1 : 0);
     kv_info_line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
     kv_info_line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
     kv_info_line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
     kv_info_line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
     kv_info_line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
     kv_info_line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
-    kv_info_line(b, "dpr_checkpoint_failures:%" PRIu64, failures + s->ckpts_forks_failed);
-    if (s->fork_failing && !kv_snap_failing(&s->snap, NULL))
+    dpr_err wlast;
+    uint64_t wfailures = kv_logw_failures(&s->logw, &wlast);
+    kv_info_line(b, "dpr_checkpoint_failures:%" PRIu64,
+                 failures + wfailures + s->ckpts_forks_failed);
+    if (kv_logw_failing(&s->logw, NULL) || (wlast.msg[0] && !last.msg[0]))
+        last = wlast;
+    else if (s->fork_failing && !kv_snap_failing(&s->snap, NULL))
         last = s->fork_error;
     kv_info_line(b, "dpr_checkpoint_last_error:%s", last.msg);
     kv_info_line(b, "dpr_writes_refused:%" PRIu64, s->writes_refused_misconf + s->writes_refused_oom);

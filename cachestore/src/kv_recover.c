@@ -69,46 +69,58 @@ static int remove_above(const kv_config *cfg, kv_recovery *rec, uint64_t above, 
  * ones could be needed? The finder will ask for the newest checkpoint <= R,
  * its cut for this worker, and R can be anywhere at or above the cuts this
  * worker saw (a cut never goes back); garbage collection keeps exactly the
- * newest checkpoint at or below the last cut seen and everything above it.
- * So every file present may be the one: all are checked. The newest, the
- * one asked for in the common case (everything durable was committed), is
- * loaded on the way, so that it is not read twice.
+ * chain of the newest file at or below the last cut seen and everything
+ * above it (kv_chain_prunable). So every file present may be needed: all
+ * are checked, and the chains must be whole. The newest version, the one
+ * asked for in the common case (everything durable was committed), is
+ * built on the way (its full image and change logs: each file is checked
+ * as it is applied), so that its files are not read twice.
  */
 static int check_all(const kv_config *cfg, kv_recovery *rec, kv_ckpt_meta *newest, dpr_err *err)
 {
     char path[PATH_MAX];
     kv_ckpt_meta m;
+    size_t start;
     int r = 0;
 
     rec->committed = calloc(rec->nckpts ? rec->nckpts : 1, sizeof(*rec->committed));
     if (!rec->committed)
         return dpr_err_set(err, -ENOMEM, "out of memory");
-    for (size_t k = rec->nckpts; k-- > 0;) {
+    if (rec->nckpts == 0)
+        return 0;
+    r = kv_chain_scan(cfg->dir, cfg->worker, rec->ckpts, rec->nckpts, &rec->files, err);
+    if (r == 0)
+        r = kv_chain_check(rec->files, rec->nckpts, cfg->dir, err);
+    if (r < 0)
+        return r == -ENOMEM || r == -EBADMSG ? r : -EIO;
+    start = kv_chain_start(rec->files, rec->nckpts, rec->nckpts - 1);
+    for (size_t k = 0; k < start; k++) {
         uint64_t v = rec->ckpts[k];
         r = kv_ckpt_path(path, sizeof(path), cfg->dir, v, 0);
         if (r < 0)
             return dpr_err_set(err, r, "state directory path too long: %s", cfg->dir);
-        if (k == rec->nckpts - 1)
-            r = kv_ckpt_load(path, cfg->worker, v, &rec->dict, &m, err);
-        else
-            r = kv_ckpt_verify(path, cfg->worker, v, &m, err);
+        r = kv_ckpt_verify(path, cfg->worker, v, &m, err);
         if (r == -ENOMEM)
             return dpr_err_set(err, r, "out of memory loading checkpoint %" PRIu64, v);
         if (r < 0) {
             dpr_err_prefix(err, "checkpoint %" PRIu64 " cannot be used", v);
             return r == -EBADMSG ? r : -EIO;
         }
-        rec->committed[k] = m.committed;
-        if (m.committed > rec->committed_max)
-            rec->committed_max = m.committed;
-        if (k == rec->nckpts - 1)
-            *newest = m;
     }
-    if (rec->nckpts)
-        log_info("checked %zu checkpoint(s) in %s: newest %" PRIu64 " (world-line %" PRIu64
-                 ", %zu keys)%s",
-                 rec->nckpts, cfg->dir, newest->version, newest->world_line,
-                 kv_dict_size(&rec->dict), rec->committed_max ? "" : ", none records a commit");
+    r = kv_chain_restore(cfg->dir, cfg->worker, rec->files, rec->nckpts, rec->nckpts - 1,
+                         &rec->dict, newest, err);
+    if (r < 0)
+        return r == -ENOMEM || r == -EBADMSG ? r : -EIO;
+    for (size_t k = 0; k < rec->nckpts; k++) {
+        rec->committed[k] = rec->files[k].committed;
+        if (rec->committed[k] > rec->committed_max)
+            rec->committed_max = rec->committed[k];
+    }
+    log_info("checked %zu checkpoint(s) in %s: newest %" PRIu64 " (world-line %" PRIu64
+             ", %zu keys, from %zu file(s))%s",
+             rec->nckpts, cfg->dir, newest->version, newest->world_line,
+             kv_dict_size(&rec->dict), rec->nckpts - start,
+             rec->committed_max ? "" : ", none records a commit");
     return 0;
 }
 
@@ -170,7 +182,6 @@ static int check_fresh_start(const kv_config *cfg, kv_recovery *rec, const kv_ck
 /* Puts the newest checkpoint <= R into rec->dict (it may be there already). */
 static int restore(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 {
-    char path[PATH_MAX];
     kv_ckpt_meta m;
     ssize_t i = (ssize_t)rec->nckpts - 1;
     int r;
@@ -192,11 +203,10 @@ static int restore(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
                  kv_dict_size(&rec->dict), rec->restored);
         return 0;
     }
-    /* the newest is above R (lost versions): load the one asked for instead */
+    /* the newest is above R (lost versions): build the one asked for instead */
     kv_dict_free(&rec->dict);
-    r = kv_ckpt_path(path, sizeof(path), cfg->dir, v, 0);
-    if (r == 0)
-        r = kv_ckpt_load(path, cfg->worker, v, &rec->dict, &m, err);
+    r = kv_chain_restore(cfg->dir, cfg->worker, rec->files, rec->nckpts, (size_t)i, &rec->dict,
+                         &m, err);
     if (r < 0) {
         dpr_err_prefix(err, "cannot restore version %" PRIu64, rec->restored);
         return r == -ENOMEM ? r : -EBADMSG;
@@ -324,6 +334,8 @@ void kv_recovery_free(kv_recovery *rec)
     kv_dict_free(&rec->dict);
     free(rec->ckpts);
     free(rec->committed);
+    free(rec->files);
+    rec->files = NULL;
     rec->ckpts = NULL;
     rec->committed = NULL;
     rec->nckpts = 0;

@@ -10,9 +10,11 @@
  *     every checkpoint of the seed directory into DIR (kv_ckpt_seed:
  *     temporary file, fsync, rename, fsync DIR) and list again; a seed
  *     directory that does not exist or holds none: start as without it.
- *  3. Check every checkpoint (size, header, CRC, every record's bounds; the
- *     newest is loaded into the keyspace on the way, the others are only
- *     read): any of them may be the one the finder asks for, and a shard
+ *  3. Check every checkpoint (size, header, CRC, every record's bounds; that
+ *     every change log follows the file before it, kv_chain.h; the newest
+ *     version is built into the keyspace on the way, from its full image and
+ *     change logs, the files before that chain are only read): any of them
+ *     may be the one the finder asks for, and a shard
  *     that cannot recover must fail *before* it registers, since every
  *     DPR.WORKER.ADD of a known worker starts a new world-line and rolls
  *     every other shard back.
@@ -21,7 +23,7 @@
  *     registering): a finder whose cut for this worker is lower has lost or
  *     replaced its state. Refuse, without registering (unless --reset).
  *  5. DPR.WORKER.ADD -> (world-line W, version R).
- *  6. R > 0: restore the newest checkpoint <= R (none: error, the data the
+ *  6. R > 0: restore the newest checkpoint <= R, through its chain (none: error, the data the
  *     cluster counts on is gone). R == 0 with checkpoints in DIR: if W is
  *     newer than the newest checkpoint's world-line (and none records a
  *     commit), the finder has seen this worker and rolled it back to
@@ -38,6 +40,7 @@
 #include <stdint.h>
 
 #include "dpr/err.h"
+#include "kv_chain.h"
 #include "kv_config.h"
 #include "kv_dict.h"
 
@@ -47,6 +50,7 @@ typedef struct kv_recovery {
     uint64_t restored;      /* version the store now holds (R) */
     uint64_t *ckpts;        /* checkpoints left on disk, ascending */
     uint64_t *committed;    /* what each of them records (kv_ckpt_meta.committed) */
+    kv_chain_file *files;   /* their headers (kind, base), same order */
     size_t nckpts;
     uint64_t committed_max; /* the highest of those */
     bool registered;        /* the finder was asked DPR.WORKER.ADD */

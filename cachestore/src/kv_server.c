@@ -987,6 +987,9 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
     r = dpr_worker_init(&s->worker, cfg->worker, cfg->domain_id, world_line, restored_version);
     if (r < 0)
         return r;
+    /* (before the purge below: it changes the keyspace too) */
+    if (cfg->checkpoint_log)
+        kv_dict_set_log(&s->dict, &s->log);
     kv_resize_init(s, layout);
     /* a checkpoint from before a committed resize holds keys that left */
     kv_resize_purge(s, "after the restore");
@@ -995,7 +998,11 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
         if (r < 0)
             return r;
     }
+    s->last_file = nckpts ? ckpts[nckpts - 1] : 0;
     r = kv_snap_init(&s->snap, cfg->dir, cfg->worker, cfg->checkpoint_interval_ms);
+    if (r < 0)
+        return r;
+    r = kv_dpr_logw_init(s);
     if (r < 0)
         return r;
     r = start_listening(s);

@@ -28,6 +28,7 @@
 #include "kv_layout.h"
 #include "kv_migrate.h"
 #include "kv_resp.h"
+#include "kv_logw.h"
 #include "kv_snap.h"
 
 /* Why a client waits (its DPR batch cannot run yet). */
@@ -81,6 +82,18 @@ struct kv_server {
     kv_dict dict;
     dpr_worker worker;
     kv_snapper snap;
+    /* --checkpoint-log: the open version's changes, and their writer */
+    kv_ckpt_log log;
+    kv_logw logw;
+    uint64_t last_file;                 /* newest checkpoint written or being written: the
+                                         * next change log's base (0: none) */
+    uint64_t log_bytes_since_full;      /* change-log bytes since the newest full image */
+    uint64_t ckpt_bytes_written;        /* bytes of the checkpoint files completed */
+    uint64_t ckpts_full, ckpts_log;     /* completed, by kind */
+    pid_t compact_pid;                  /* a compaction child (0: none) */
+    uint64_t compact_version;           /* the version it writes */
+    bool compact_ready;                 /* its file is on disk, not yet installed */
+    uint64_t compactions, compactions_failed;
     kv_finder *finder;
     kv_replica *replica;                /* a cluster: checkpoints copied first (or NULL) */
     kv_arg *scratch;                    /* argv for batch ops */
@@ -191,6 +204,7 @@ int kv_dpr_start(kv_server *s);
  * version to open (at least sealed + 1). -EBUSY: too many in progress. */
 int kv_dpr_checkpoint(kv_server *s, uint64_t next_version);
 void kv_dpr_reap(kv_server *s);          /* collect finished checkpoints */
+int kv_dpr_logw_init(kv_server *s);      /* the change-log writer (kv_server_init) */
 void kv_dpr_sync_now(kv_server *s);
 /* SIGTERM: a planned stop (docs/dpr-kv.md, "SIGTERM"). Batches are answered
  * TRYAGAIN from now on (nothing of them runs), the open version is sealed
@@ -209,7 +223,13 @@ void kv_dpr_check_failing(kv_server *s);
  * process cannot write its file, or no checkpoint process can be started. */
 static inline bool kv_dpr_refusing_writes(const kv_server *s)
 {
-    return s->fork_failing || kv_snap_failing(&s->snap, NULL);
+    return s->fork_failing || kv_snap_failing(&s->snap, NULL) ||
+           kv_logw_failing(&s->logw, NULL);
+}
+/* Checkpoints sealed and not yet durable (snapshots and change logs). */
+static inline size_t kv_dpr_pending(const kv_server *s)
+{
+    return kv_snap_jobs(&s->snap) + kv_logw_jobs(&s->logw);
 }
 /* Why, while kv_dpr_refusing_writes (into *why). */
 void kv_dpr_failing_reason(const kv_server *s, dpr_err *why);

@@ -43,20 +43,15 @@ static void sleep_ms(unsigned ms)
 
 #define CHILD_LOG_EVERY_MS 60000
 
-/* The child: write until it works, then exit. Never returns. */
-static void child_main(kv_snapper *s, const kv_dict *d, const kv_ckpt_meta *meta, unsigned slot,
-                       pid_t parent)
+/* A child's first steps: signals as a fresh process has them (the
+ * parent's libuv handlers would write into the parent's signal pipe), and
+ * death with the parent (if it is gone already, nobody wants the file). */
+static void child_setup(pid_t parent)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR1, SIGUSR2};
-    kv_ckpt_meta m = *meta;
-    unsigned delay = s->retry_ms, max_delay;
-    uint64_t last_log = 0, failed = 0;
     struct sigaction sa;
     sigset_t all;
-    dpr_err err;
 
-    /* the parent's libuv signal handlers would write into the parent's
-     * signal pipe: back to defaults first */
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
@@ -64,7 +59,19 @@ static void child_main(kv_snapper *s, const kv_dict *d, const kv_ckpt_meta *meta
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-        _exit(3); /* parent already gone: nobody wants this checkpoint */
+        _exit(3);
+}
+
+/* The child: write until it works, then exit. Never returns. */
+static void child_main(kv_snapper *s, const kv_dict *d, const kv_ckpt_meta *meta, unsigned slot,
+                       pid_t parent)
+{
+    kv_ckpt_meta m = *meta;
+    unsigned delay = s->retry_ms, max_delay;
+    uint64_t last_log = 0, failed = 0;
+    dpr_err err;
+
+    child_setup(parent);
     max_delay = s->retry_ms > KV_SNAP_RETRY_MAX_MS ? s->retry_ms : KV_SNAP_RETRY_MAX_MS;
     for (;;) {
         /* after a failure only the oldest checkpoint retries: the others
@@ -107,7 +114,7 @@ static void set_head(kv_snapper *s)
 int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line,
                   uint64_t committed)
 {
-    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms(), committed};
+    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms(), committed, false, 0};
     pid_t parent = getpid(), pid;
     unsigned slot;
     uint64_t t0;
@@ -242,4 +249,26 @@ bool kv_snap_failing(const kv_snapper *s, uint64_t *version)
         }
     }
     return false;
+}
+
+int kv_snap_compact(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line,
+                    uint64_t committed, pid_t *pid)
+{
+    kv_ckpt_meta m = {s->worker, world_line, version, 0, dpr_wall_ms(), committed, false, 0};
+    pid_t parent = getpid(), p;
+    dpr_err err;
+
+    p = fork();
+    if (p < 0)
+        return -errno;
+    if (p == 0) {
+        child_setup(parent);
+        int r = kv_ckpt_write_compaction(s->dir, &m, d, &err);
+        if (r < 0)
+            log_warning("compaction of version %" PRIu64 " failed: %s", version,
+                        dpr_err_str(&err, r));
+        _exit(r < 0 ? 1 : 0);
+    }
+    *pid = p;
+    return 0;
 }

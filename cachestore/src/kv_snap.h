@@ -78,6 +78,12 @@ static inline size_t kv_snap_jobs(const kv_snapper *s) { return s->njobs; }
  * otherwise. */
 int kv_snap_start(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line,
                   uint64_t committed);
+/* Forks a compaction child (kv_ckpt.h, kv_ckpt_write_compaction): it
+ * writes `d` as a full image of `version` beside its change log, once (no
+ * retry: a compaction that fails is only tried again later), and exits 0
+ * when the file is on disk. Not a job: the caller waits for *pid itself. */
+int kv_snap_compact(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t world_line,
+                    uint64_t committed, pid_t *pid);
 /* Kills and forgets the newest job (its seal could not be recorded). */
 void kv_snap_abort_newest(kv_snapper *s);
 /* Collects exited children (non-blocking). Returns how many finished. */

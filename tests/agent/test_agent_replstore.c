@@ -2,6 +2,7 @@
  * (replstore.h): receiving in pieces, resuming, checking size and CRC,
  * listing, pruning by the cut, dropping. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,63 @@ TEST(prunable)
     CHECK_EQ_U64(agent_replstore_prunable(v, 4, 8), 2);
     CHECK_EQ_U64(agent_replstore_prunable(v, 4, 100), 3);
     CHECK_EQ_U64(agent_replstore_prunable(v, 0, 100), 0);
+}
+
+/* dpr-kv's change logs: a copy's chain back to its full image stays. */
+TEST(prunable_chain)
+{
+    /* 2 full, 4 log on 2, 5 full, 7 log on 5, 9 log on 7 */
+    uint64_t v[] = {2, 4, 5, 7, 9};
+    bool starts[] = {true, false, true, false, false};
+
+    CHECK_EQ_U64(agent_replstore_prunable_chain(v, starts, 5, 1), 0);
+    CHECK_EQ_U64(agent_replstore_prunable_chain(v, starts, 5, 4), 0); /* 4 needs 2 */
+    CHECK_EQ_U64(agent_replstore_prunable_chain(v, starts, 5, 6), 2); /* 5 is full */
+    CHECK_EQ_U64(agent_replstore_prunable_chain(v, starts, 5, 8), 2); /* 7 needs 5 */
+    CHECK_EQ_U64(agent_replstore_prunable_chain(v, starts, 5, 100), 2);
+    CHECK_EQ_U64(agent_replstore_prunable_chain(v, NULL, 5, 8), 3);   /* no chains */
+}
+
+/* A checkpoint header as dpr-kv writes it (kv_ckpt.h): a change log on
+ * base, or a full image (base 0, format 2). Only the header matters here. */
+static void header(unsigned char h[80], uint64_t version, bool delta, uint64_t base)
+{
+    memset(h, 0, 80);
+    memcpy(h, "DPRKVCKP", 8);
+    h[8] = delta ? 3 : 2;
+    h[12] = delta ? 1 : 0;
+    for (int i = 0; i < 8; i++) {
+        h[32 + i] = (unsigned char)(version >> (8 * i));
+        h[64 + i] = (unsigned char)(base >> (8 * i));
+    }
+}
+
+TEST(prune_keeps_chains)
+{
+    static const struct { uint64_t v; bool delta; uint64_t base; } copies[] = {
+        {2, false, 0}, {4, true, 2}, {5, true, 4}, {7, true, 5}, {9, false, 0}, {11, true, 9},
+    };
+    unsigned char h[80];
+    uint64_t size, *v;
+    size_t n;
+
+    make_root();
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+        header(h, copies[i].v, copies[i].delta, copies[i].base);
+        CHECK_EQ_INT(agent_replstore_put(root, "kv", 3, copies[i].v, 0, h, sizeof(h), &size), 0);
+        CHECK_EQ_INT(agent_replstore_finish(root, "kv", 3, copies[i].v, sizeof(h),
+                                            dpr_crc32(h, sizeof(h))), 0);
+    }
+    /* cut 8: 7 may be asked for, and needs 5, 4 and 2 */
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 3, 8), 0);
+    /* cut 10: 9 is a full image, everything before it goes */
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 3, 10), 4);
+    CHECK_EQ_INT(agent_replstore_list(root, "kv", 3, &v, &n), 0);
+    CHECK(n == 2 && v[0] == 9 && v[1] == 11);
+    free(v);
+    /* cut 11: 11 needs 9 */
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 3, 11), 0);
+    remove_root();
 }
 
 TEST(receive_resume_finish)
@@ -98,6 +156,8 @@ TEST(receive_resume_finish)
 int main(void)
 {
     RUN(prunable);
+    RUN(prunable_chain);
+    RUN(prune_keeps_chains);
     RUN(receive_resume_finish);
     return check_summary("test_agent_replstore");
 }

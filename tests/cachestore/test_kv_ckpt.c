@@ -15,6 +15,7 @@
 #include "common/fs.h"
 #include "kv_ckpt.h"
 #include "kv_dict.h"
+#include "kvtest.h"
 
 static const uint8_t seed[16] = {9, 8, 7};
 static char dir[] = "/tmp/test_kv_ckpt.XXXXXX";
@@ -31,19 +32,6 @@ static void fill(kv_dict *d, int n)
     kv_dict_set(d, "", 0, "", 0, NULL);
 }
 
-static int same(kv_dict *a, kv_dict *b)
-{
-    size_t it[2] = {0, 0};
-    kv_entry *e = NULL;
-    if (kv_dict_size(a) != kv_dict_size(b))
-        return 0;
-    while ((e = kv_dict_next(a, it, e))) {
-        kv_entry *f = kv_dict_find(b, e->data, e->klen);
-        if (!f || f->vlen != e->vlen || memcmp(kv_entry_val(f), kv_entry_val(e), e->vlen))
-            return 0;
-    }
-    return 1;
-}
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -70,7 +58,7 @@ static void write_file(const char *path, const char *p, size_t len)
 TEST(round_trip)
 {
     kv_dict d, back;
-    kv_ckpt_meta m = {42, 3, 17, 0, 1234, 15}, got;
+    kv_ckpt_meta m = {42, 3, 17, 0, 1234, 15, false, 0}, got;
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     kv_dict_init(&d, seed);
@@ -79,7 +67,7 @@ TEST(round_trip)
     CHECK_EQ_INT(kv_ckpt_write(dir, &m, &d, &err), 0);
     CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 17, 0), 0);
     CHECK_EQ_INT(kv_ckpt_load(path, 42, 17, &back, &got, &err), 0);
-    CHECK(same(&d, &back));
+    CHECK(kvtest_same(&d, &back));
     CHECK_EQ_U64(got.world_line, 3);
     CHECK_EQ_U64(got.count, 3002);
     CHECK_EQ_U64(got.created_ms, 1234);
@@ -106,7 +94,7 @@ TEST(round_trip)
 TEST(any_damage_is_detected)
 {
     kv_dict d, back;
-    kv_ckpt_meta m = {1, 1, 5, 0, 0, 4}, got;
+    kv_ckpt_meta m = {1, 1, 5, 0, 0, 4, false, 0}, got;
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     size_t len = 0;
@@ -158,7 +146,7 @@ TEST(any_damage_is_detected)
 TEST(directory)
 {
     kv_dict d;
-    kv_ckpt_meta m = {1, 1, 0, 0, 0, 0};
+    kv_ckpt_meta m = {1, 1, 0, 0, 0, 0, false, 0};
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     uint64_t *v = NULL;
@@ -205,7 +193,7 @@ TEST(directory)
 TEST(format_1_is_read)
 {
     kv_dict d, back;
-    kv_ckpt_meta m = {7, 2, 9, 0, 99, 8}, got;
+    kv_ckpt_meta m = {7, 2, 9, 0, 99, 8, false, 0}, got;
     dpr_err err = DPR_ERR_INIT;
     char path[PATH_MAX];
     size_t len = 0;
@@ -230,18 +218,18 @@ TEST(format_1_is_read)
     CHECK_EQ_INT(truncate(path, (off_t)len1), 0);
     kv_dict_init(&back, seed);
     CHECK_EQ_INT(kv_ckpt_load(path, 7, 9, &back, &got, &err), 0);
-    CHECK(same(&d, &back));
+    CHECK(kvtest_same(&d, &back));
     CHECK_EQ_U64(got.world_line, 2);
     CHECK_EQ_U64(got.committed, 0);
     kv_ckpt_meta hm;
     CHECK_EQ_INT(kv_ckpt_read_meta(path, &hm, &err), 0);
     CHECK_EQ_U64(hm.version, 9);
     CHECK_EQ_U64(hm.committed, 0);
-    /* format 3 does not exist */
-    v1[8] = 3;
+    /* format 4 does not exist */
+    v1[8] = 4;
     write_file(path, v1, len1);
     CHECK_EQ_INT(kv_ckpt_read_meta(path, &hm, &err), -EBADMSG);
-    CHECK(strstr(err.msg, "unsupported checkpoint format 3") != NULL);
+    CHECK(strstr(err.msg, "unsupported checkpoint format 4") != NULL);
     kv_ckpt_remove(dir, 9);
     kv_dict_free(&back);
     kv_dict_free(&d);
@@ -256,7 +244,7 @@ TEST(seed_copies_checkpoints)
 {
     char src[PATH_MAX], dst[PATH_MAX], path[PATH_MAX], other[PATH_MAX];
     kv_dict d, got;
-    kv_ckpt_meta m = {5, 2, 0, 0, 0, 1}, mm;
+    kv_ckpt_meta m = {5, 2, 0, 0, 0, 1, false, 0}, mm;
     dpr_err err = DPR_ERR_INIT;
     uint64_t *v = NULL;
     size_t n = 0, copied = 99, la = 0, lb = 0;
@@ -301,7 +289,7 @@ TEST(seed_copies_checkpoints)
     free(b);
     kv_dict_init(&got, seed);
     CHECK_EQ_INT(kv_ckpt_load(path, 5, 4, &got, &mm, &err), 0);
-    CHECK(same(&d, &got));
+    CHECK(kvtest_same(&d, &got));
     CHECK_EQ_U64(mm.world_line, 2);
     kv_dict_free(&got);
 
@@ -336,6 +324,155 @@ TEST(seed_copies_checkpoints)
     kv_dict_free(&d);
 }
 
+/* A change log's operations, applied the way the server executes them:
+ * on `truth` (what the keyspace becomes) and into the log. */
+static void op(kv_dict *truth, kv_ckpt_log *l, enum kv_ckpt_op o, const char *k, size_t kl,
+               const char *v, size_t vl)
+{
+    size_t newlen;
+    if (o == KV_CKPT_OP_SET)
+        CHECK_EQ_INT(kv_dict_set(truth, k, kl, v, vl, NULL), 0);
+    else if (o == KV_CKPT_OP_DEL)
+        (void)kv_dict_delete(truth, k, kl);
+    else
+        CHECK_EQ_INT(kv_dict_append(truth, k, kl, v, vl, &newlen), 0);
+    CHECK_EQ_INT(kv_ckpt_log_add(l, o, k, kl, v, vl), 0);
+}
+
+static void some_ops(kv_dict *truth, kv_ckpt_log *l)
+{
+    op(truth, l, KV_CKPT_OP_SET, "key1", 4, "changed", 7);     /* overwrite */
+    op(truth, l, KV_CKPT_OP_SET, "fresh", 5, "new", 3);        /* create */
+    op(truth, l, KV_CKPT_OP_DEL, "key2", 4, NULL, 0);          /* delete */
+    op(truth, l, KV_CKPT_OP_DEL, "never", 5, NULL, 0);         /* delete absent */
+    op(truth, l, KV_CKPT_OP_APPEND, "key3", 4, "+tail", 5);    /* append */
+    op(truth, l, KV_CKPT_OP_APPEND, "made", 4, "by-append", 9);/* append creates */
+    op(truth, l, KV_CKPT_OP_SET, "fresh", 5, "", 0);           /* empty value */
+    op(truth, l, KV_CKPT_OP_DEL, "fresh", 5, NULL, 0);         /* created, then gone */
+    op(truth, l, KV_CKPT_OP_SET, "bin\0\r\n", 5, "\0\xff", 2); /* binary */
+    op(truth, l, KV_CKPT_OP_SET, "", 0, "empty key", 9);
+}
+
+static void copy_dict(kv_dict *dst, kv_dict *src)
+{
+    CHECK_EQ_INT(kvtest_copy(dst, src), 0);
+}
+
+/* A change log applied to its base gives exactly what the writes made. */
+TEST(change_log_round_trip)
+{
+    kv_dict base, truth, back;
+    kv_ckpt_meta full = {42, 3, 10, 0, 1, 9, false, 0}, dm = {42, 3, 12, 0, 2, 10, true, 10};
+    kv_ckpt_meta got;
+    kv_ckpt_log l = KV_CKPT_LOG_INIT;
+    dpr_err err = DPR_ERR_INIT;
+    char path[PATH_MAX];
+
+    kv_dict_init(&base, seed);
+    kv_dict_init(&truth, seed);
+    kv_dict_init(&back, seed);
+    fill(&base, 50);
+    copy_dict(&truth, &base);
+    some_ops(&truth, &l);
+    CHECK_EQ_INT(kv_ckpt_write(dir, &full, &base, &err), 0);
+    CHECK_EQ_INT(kv_ckpt_write_delta(dir, &dm, &l, &err), 0);
+    CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 12, 0), 0);
+    CHECK_EQ_INT(kv_ckpt_read_meta(path, &got, &err), 0);
+    CHECK(got.delta);
+    CHECK_EQ_U64(got.base, 10);
+    CHECK_EQ_U64(got.count, 10);
+    CHECK_EQ_U64(got.committed, 10);
+    CHECK_EQ_INT(kv_ckpt_verify(path, 42, 12, &got, &err), 0);
+    /* a change log is not a full image */
+    CHECK_EQ_INT(kv_ckpt_load(path, 42, 12, &back, &got, &err), -EBADMSG);
+    CHECK(strstr(err.msg, "change log on version 10") != NULL);
+    /* full image, then the change log */
+    CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 10, 0), 0);
+    CHECK_EQ_INT(kv_ckpt_apply(path, 42, 10, &back, &got, &err), 0);
+    CHECK(!got.delta);
+    CHECK(kvtest_same(&base, &back));
+    /* a full image only loads into an empty keyspace */
+    CHECK_EQ_INT(kv_ckpt_apply(path, 42, 10, &back, &got, &err), -EINVAL);
+    CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 12, 0), 0);
+    CHECK_EQ_INT(kv_ckpt_apply(path, 42, 12, &back, &got, &err), 0);
+    CHECK(kvtest_same(&truth, &back));
+    /* bad arguments and logs */
+    dm.base = 12;
+    CHECK_EQ_INT(kv_ckpt_write_delta(dir, &dm, &l, &err), -EINVAL);
+    CHECK_EQ_INT(kv_ckpt_log_add(&l, KV_CKPT_OP_DEL, "k", 1, "v", 1), -EINVAL);
+    CHECK_EQ_INT(kv_ckpt_log_add(&l, (enum kv_ckpt_op)9, "k", 1, "v", 1), -EINVAL);
+    CHECK_EQ_U64(l.count, 10);
+    /* an empty change log (a version without writes that still has a file) */
+    kv_ckpt_log_reset(&l);
+    dm.version = 13;
+    dm.base = 12;
+    CHECK_EQ_INT(kv_ckpt_write_delta(dir, &dm, &l, &err), 0);
+    CHECK_EQ_INT(kv_ckpt_path(path, sizeof(path), dir, 13, 0), 0);
+    CHECK_EQ_INT(kv_ckpt_apply(path, 42, 13, &back, &got, &err), 0);
+    CHECK(kvtest_same(&truth, &back));
+    kv_ckpt_remove(dir, 10);
+    kv_ckpt_remove(dir, 12);
+    kv_ckpt_remove(dir, 13);
+    kv_ckpt_log_free(&l);
+    kv_dict_free(&base);
+    kv_dict_free(&truth);
+    kv_dict_free(&back);
+}
+
+/* Any flipped byte or truncation of a change log is -EBADMSG with a message,
+ * and leaves the keyspace it was applied to untouched. */
+TEST(change_log_damage_is_detected)
+{
+    kv_dict base, truth, back;
+    kv_ckpt_meta dm = {1, 1, 5, 0, 0, 4, true, 3}, got;
+    kv_ckpt_log l = KV_CKPT_LOG_INIT;
+    dpr_err err = DPR_ERR_INIT;
+    char path[PATH_MAX];
+    size_t len = 0;
+    int undetected = 0, touched = 0;
+
+    kv_dict_init(&base, seed);
+    kv_dict_init(&truth, seed);
+    fill(&base, 10);
+    copy_dict(&truth, &base);
+    some_ops(&truth, &l);
+    CHECK_EQ_INT(kv_ckpt_write_delta(dir, &dm, &l, &err), 0);
+    kv_ckpt_path(path, sizeof(path), dir, 5, 0);
+    char *orig = read_file(path, &len);
+    CHECK(orig != NULL && len > KV_CKPT_HEADER_V3 + KV_CKPT_TRAILER);
+    if (!orig)
+        return;
+    char *copy = malloc(len);
+    for (size_t i = 0; i < len + (len + 6) / 7; i++) {
+        /* every byte flipped, then truncations */
+        size_t n = i < len ? len : (i - len) * 7;
+        memcpy(copy, orig, len);
+        if (i < len)
+            copy[i] ^= 0x01;
+        write_file(path, copy, n);
+        CHECK_EQ_INT(truncate(path, (off_t)n), 0);
+        kv_dict_init(&back, seed);
+        copy_dict(&back, &base);
+        dpr_err_clear(&err);
+        if (kv_ckpt_apply(path, 1, 5, &back, &got, &err) != -EBADMSG || !err.msg[0])
+            undetected++;
+        if (!kvtest_same(&back, &base))
+            touched++;
+        kv_dict_free(&back);
+        dpr_err_clear(&err);
+        if (kv_ckpt_verify(path, 1, 5, &got, &err) != -EBADMSG || !err.msg[0])
+            undetected++;
+    }
+    CHECK_EQ_INT(undetected, 0);
+    CHECK_EQ_INT(touched, 0);
+    kv_ckpt_remove(dir, 5);
+    free(copy);
+    free(orig);
+    kv_ckpt_log_free(&l);
+    kv_dict_free(&base);
+    kv_dict_free(&truth);
+}
+
 static void cleanup_dir(void)
 {
     uint64_t *v = NULL;
@@ -361,6 +498,8 @@ int main(void)
     RUN(directory);
     RUN(format_1_is_read);
     RUN(seed_copies_checkpoints);
+    RUN(change_log_round_trip);
+    RUN(change_log_damage_is_detected);
     cleanup_dir();
     return check_summary("test_kv_ckpt");
 }

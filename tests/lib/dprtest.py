@@ -503,6 +503,9 @@ class Kv(RespServer):
             argv += ["--domain", domain]
         if interval_ms is not None:
             argv += ["--checkpoint-interval-ms", str(interval_ms)]
+        # DPR_TEST_KV_ARGS: flags for every dpr-kv of a run (e.g. the suites
+        # once more with --checkpoint-log; DPR_KV_* never reach the servers)
+        argv += os.environ.get("DPR_TEST_KV_ARGS", "").split()
         super().__init__(argv + list(self.extra), log_path, env=env)
 
     def again(self) -> "Kv":
