@@ -254,6 +254,8 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_plac
     json_object_set_new(o, "degraded", ndown ? json_string(why) : json_null());
     json_object_set_new(o, "instances", insts);
     json_object_set_new(o, "rollout", agent_rollout_json(a, d));
+    if (pl) /* every node rolls its own instances */
+        agent_cluster_rollout_merge(a, d->name, json_object_get(o, "rollout"));
     if (have_fs)
         dpr_finder_state_free(&fs);
     return o;
