@@ -68,15 +68,20 @@ int agent_save_state(agent *a, const agent_state *st, dpr_err *err)
     return rc;
 }
 
-int agent_write_env(agent *a, const agent_instance *in)
+/* The instance file has what the process is to run (in->run: a roll-out
+ * moves it to the instance's settings, reconcile.c). */
+int agent_write_env(agent *a, const agent_instance *desired)
 {
-    agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, in->impl), a->cfg->cs_address,
+    agent_instance view, *in = &view;
+    agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, desired->run.impl), a->cfg->cs_address,
                           agent_finder_address(a->finder), a->cfg->cluster,
                           a->cfg->node_name, a->replica ? a->cfg->repl_socket : NULL,
                           agent_replica_root(a) };
-    inst_rt *rt = agent_rt_find(a, in->name);
+    inst_rt *rt = agent_rt_find(a, desired->name);
     char *text;
     int rc;
+
+    agent_instance_running_view(desired, &view);
 
     if (!ctx.exec) {
         if (rt)
@@ -177,19 +182,16 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
         if (agent_names_has(&plan->created, in->name) || agent_names_has(&plan->updated,
                                                                           in->name))
             agent_write_env(a, in);
-        if (agent_names_has(&plan->updated, in->name))
-            rt->restart_pending = true;
         rt->want_start = true; /* converge: start what does not run */
         rt->retry_later = false;
     }
-    for (size_t i = 0; i < a->st.spec.n; i++)
-        agent_set_halted(a, a->st.spec.d[i].name, false);
     for (size_t i = 0; i < plan->created.n; i++)
         agent_log_instance(DPR_LOG_INFO, plan->created.v[i], "created (generation %llu)",
                            (unsigned long long)a->st.generation);
     for (size_t i = 0; i < plan->updated.n; i++)
         agent_log_instance(DPR_LOG_INFO, plan->updated.v[i], "updated (generation %llu): "
-                           "rolling restart", (unsigned long long)a->st.generation);
+                           "restarted when the roll-out reaches it",
+                           (unsigned long long)a->st.generation);
     for (size_t i = 0; i < plan->deleted.n; i++)
         agent_log_instance(DPR_LOG_INFO, plan->deleted.v[i], "deleted (generation %llu): "
                            "stopping", (unsigned long long)a->st.generation);
@@ -338,6 +340,75 @@ static json_t *op_delete(agent *a, agent_client *c, const agent_request *req)
     return reply;
 }
 
+/* rollout pause|resume|undo: the spec with deployment i changed, applied
+ * like `apply` (in a cluster: through the leader, every node takes it). */
+static json_t *rollout_change(agent *a, agent_client *c, const agent_request *req,
+                              agent_spec *spec, int i)
+{
+    const agent_rollout_rec *r = agent_state_rollout(&a->st, req->name);
+    agent_deploy *d = &spec->d[i];
+    json_t *j, *reply;
+
+    if (strcmp(req->action, "undo") == 0) {
+        if (!r || !r->has_previous)
+            return agent_reply_error(req->id, AGENT_E_NOT_FOUND, "nothing to undo: the "
+                                     "settings of this deployment were never changed here",
+                                     NULL);
+        /* the processes' settings go back; shards, placement and the
+         * roll-out settings stay (they are not what was rolled out) */
+        memcpy(d->impl, r->previous.impl, sizeof(d->impl));
+        memcpy(d->version, r->previous.version, sizeof(d->version));
+        d->checkpoint_interval_ms = r->previous.checkpoint_interval_ms;
+        d->max_clients = r->previous.max_clients;
+        d->maxmemory = r->previous.maxmemory;
+        d->rollout.paused = false;
+    } else {
+        d->rollout.paused = strcmp(req->action, "pause") == 0;
+        d->rollout.given = true;
+    }
+    if (strcmp(req->action, "pause") != 0)
+        agent_set_halted(a, req->name, NULL); /* (on this node: see docs) */
+    log_info("deployment '%s': rollout %s", req->name, req->action);
+    j = agent_spec_to_json(spec);
+    if (!j)
+        return NULL;
+    if (a->membership)
+        reply = agent_cluster_change(a, c, req, j, NULL); /* through the leader */
+    else
+        reply = agent_apply_json(a, req->id, j, NULL, false, "apply");
+    json_decref(j);
+    agent_reconcile(a);
+    agent_update_status(a);
+    return reply;
+}
+
+static json_t *op_rollout(agent *a, agent_client *c, const agent_request *req)
+{
+    agent_spec spec;
+    agent_placement pl;
+    json_t *reply, *ro;
+    bool cluster = a->raft && agent_cluster_record(a, &spec, &pl) == 0;
+    int i;
+
+    if (!cluster && (!a->st.spec.name || agent_spec_copy(&a->st.spec, &spec) < 0))
+        return not_found(req, req->name);
+    i = agent_spec_find(&spec, req->name);
+    if (i < 0) {
+        reply = not_found(req, req->name);
+    } else if (strcmp(req->action, "status") == 0) {
+        ro = agent_rollout_json(a, &spec.d[i]);
+        reply = ro ? agent_reply_ok(req->id, json_pack("{s:s, s:o}", "name", req->name,
+                                                       "rollout", ro))
+                   : NULL;
+    } else {
+        reply = rollout_change(a, c, req, &spec, i);
+    }
+    agent_spec_free(&spec);
+    if (cluster)
+        agent_placement_free(&pl);
+    return reply;
+}
+
 static json_t *op_node_remove(agent *a, const agent_request *req)
 {
     dpr_err err = DPR_ERR_INIT;
@@ -387,6 +458,11 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
     case AGENT_OP_NODE_REMOVE:
         log_info("removal of node '%s' requested by %s", req->name, agent_client_name(c));
         return op_node_remove(a, req);
+    case AGENT_OP_ROLLOUT:
+        if (strcmp(req->action, "status") != 0)
+            log_info("rollout %s of '%s' requested by %s", req->action, req->name,
+                     agent_client_name(c));
+        return op_rollout(a, c, req);
     case AGENT_OP_EVENTS:
         agent_client_make_stream(c);
         return agent_reply_ok(req->id, json_pack("{s:s}", "stream", "events"));
@@ -682,6 +758,8 @@ int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
 
     uv_timer_init(loop, &a->finder_timer);
     uv_timer_init(loop, &a->retry_timer);
+    uv_timer_init(loop, &a->rollout_timer);
+    a->rollout_timer.data = a;
     uv_timer_init(loop, &a->cluster_timer);
     uv_timer_init(loop, &a->publish_timer);
     a->finder_timer.data = a->retry_timer.data = a->cluster_timer.data = a;
@@ -797,6 +875,7 @@ void agent_stop(agent *a)
         a->timers_open = false;
         uv_close((uv_handle_t *)&a->finder_timer, on_timer_closed);
         uv_close((uv_handle_t *)&a->retry_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&a->rollout_timer, on_timer_closed);
         uv_close((uv_handle_t *)&a->cluster_timer, on_timer_closed);
         uv_close((uv_handle_t *)&a->publish_timer, on_timer_closed);
     }
@@ -814,8 +893,6 @@ void agent_free(agent *a)
     free(a->rt);
     free(a->doms);
     free(a->members);
-    for (size_t i = 0; i < a->nhalted; i++)
-        free(a->halted[i]);
-    free(a->halted);
+    free(a->ro_phase);
     free(a);
 }

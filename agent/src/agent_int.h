@@ -21,6 +21,7 @@
 #include "plan.h"
 #include "membership.h"
 #include "raftnode.h"
+#include "rollout.h"
 #include "state.h"
 #include "units.h"
 
@@ -44,7 +45,15 @@ typedef struct inst_rt {
     char fail_text[AGENT_STATUS_TEXT_MAX]; /* the last "failed: ..." StatusText */
     bool want_start;       /* start it if it is not running */
     bool waits_hand_over;  /* last_error says it waits for its worker's hand-over */
-    bool restart_pending;  /* updated: restart it in rolling order */
+    bool restart_pending;  /* restart it in rolling order although its settings are
+                              those it runs (its instance file is newer) */
+    uint64_t ready_since_ms; /* dpr_mono_ms() when it became ready; 0: not ready */
+    uint64_t rolled_ms;    /* dpr_mono_ms() when the roll-out restarted it; 0: not yet */
+    /* how often it went into failed, auto-restart or the failed health;
+     * the count when the roll-out restarted it (a new failure halts it) */
+    uint64_t fail_seq, fail_seq_rolled;
+    bool roll_reset;       /* the roll-out's reset of systemd's start limit is in flight */
+    bool roll_reset_done;  /* ... and done: restart it */
     bool in_flight;        /* an operation was issued, not yet done */
     agent_unit_op op;
     int retire_step;       /* for a retiring unit: 0 stop, 1 clean, 2 done */
@@ -96,8 +105,10 @@ struct agent {
     uint64_t join_key;        /* the agents last given to membership (a hash) */
     inst_rt *rt;
     size_t nrt, caprt;
-    char **halted;         /* deployments whose rolling update stopped on an error */
-    size_t nhalted;
+    /* the roll-out phase last told per deployment (events), in spec order */
+    struct agent_ro_told *ro_phase;
+    size_t nro_phase;
+    uv_timer_t rollout_timer; /* decides again (min_ready_seconds, deadlines) */
     uint64_t event_seq;
     /* finder events, per domain */
     finder_dom *doms;
@@ -141,7 +152,15 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
 void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const char *ename,
                         const char *emsg);
 void agent_retire_in_finder(agent *a);
-void agent_set_halted(agent *a, const char *deployment, bool halted);
+/* Halts deployment's roll-out with reason (recorded, logged, an event);
+ * NULL lifts the halt. */
+void agent_set_halted(agent *a, const char *deployment, const char *reason);
+/* The roll-out step of deployment on this node now (rollout.h), without
+ * acting on it; 0, or -ENOENT when it has no instances here. */
+int agent_rollout_now(agent *a, const agent_deploy *dep, agent_ro_step *out);
+/* The "rollout" part of a deployment's status: phase, progress, paused,
+ * halted and why, and whether undo has a previous spec. */
+json_t *agent_rollout_json(agent *a, const agent_deploy *dep);
 
 /* nodenet.c */
 /* Watches node.address (an interface: resolves it into cfg first). 0, or

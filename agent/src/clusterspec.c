@@ -982,6 +982,17 @@ static json_t *published_instance(agent *a, const agent_instance *in)
             json_object_set_new(o, "last_error", json_stringn(rt->last_error,
                                                               strnlen(rt->last_error, 200)));
     }
+    /* the roll-out: what its process runs (status and wait_ready elsewhere) */
+    if (o && (json_object_set_new(o, "generation", json_integer((json_int_t)in->generation)) < 0 ||
+              json_object_set_new(o, "running_generation",
+                                  json_integer((json_int_t)in->run.generation)) < 0 ||
+              json_object_set_new(o, "running_version", json_string(in->run.version)) < 0 ||
+              json_object_set_new(o, "outdated",
+                                  json_boolean(agent_instance_outdated(in) ||
+                                               (rt && rt->restart_pending))) < 0)) {
+        json_decref(o);
+        o = NULL;
+    }
     return o;
 }
 
@@ -1016,6 +1027,20 @@ bool agent_cluster_drives(agent *a, const char *deployment)
     return d && d->shards && strcmp(d->slot[0].node, a->cfg->node_name) == 0;
 }
 
+/* This node's roll-out of a deployment: its phase and why it halted (not
+ * its counts: each change would be an entry). New reference, or NULL. */
+static json_t *published_rollout(agent *a, const agent_deploy *dep)
+{
+    json_t *ro = agent_rollout_json(a, dep), *out;
+
+    if (!ro)
+        return NULL;
+    out = json_pack("{s:O, s:O}", "phase", json_object_get(ro, "phase"), "halted",
+                    json_object_get(ro, "halted"));
+    json_decref(ro);
+    return out;
+}
+
 /* This node's instance record: what it takes (labels, max_instances), the
  * spec generation it took, its deployments and their instances. New
  * reference. */
@@ -1035,6 +1060,8 @@ static json_t *own_instances(agent *a)
                       (json_int_t)a->st.spec.d[i].shards, "instances", insts);
         if (d && agent_cluster_drives(a, name))
             json_object_set_new(d, "layout", published_layout(a, name));
+        if (d)
+            json_object_set_new(d, "rollout", published_rollout(a, &a->st.spec.d[i]));
         json_array_append_new(deps, d);
     }
     if (!deps || !labels) {
@@ -1167,6 +1194,53 @@ static json_t *node_record(agent *a, const char *node)
     const char *text = agent_cstate_insts_of(agent_raft_cstate(a->raft), node);
 
     return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+void agent_cluster_rollout_merge(agent *a, const char *deployment, json_t *ro)
+{
+    const agent_cstate *cs = agent_raft_cstate(a->raft);
+    static const char *const order[] = { "done", "paused", "progressing", "halted", NULL };
+    json_t *nodes = json_object();
+    int worst = 0;
+
+    if (!ro || !nodes) {
+        json_decref(nodes);
+        return;
+    }
+    for (int k = 0; order[k]; k++)
+        if (json_is_string(json_object_get(ro, "phase")) &&
+            strcmp(order[k], json_string_value(json_object_get(ro, "phase"))) == 0)
+            worst = k;
+    for (size_t i = 0; i < cs->ninsts; i++) {
+        json_t *j = strcmp(cs->insts[i].node, a->cfg->node_name) == 0
+                        ? NULL
+                        : json_loads(cs->insts[i].json, 0, NULL);
+        json_t *r = json_object_get(published_dep(j, deployment), "rollout");
+        const char *phase = json_string_value(json_object_get(r, "phase"));
+        /* a node that has not taken the spec this one took yet: its part
+         * is still to come (its halt, if any, is of an older spec) */
+        if (phase && (uint64_t)json_integer_value(json_object_get(j, "adopted")) <
+                         a->spec_adopted) {
+            phase = "progressing";
+            r = NULL;
+        }
+        for (int k = 0; phase && order[k]; k++) {
+            if (strcmp(order[k], phase) != 0)
+                continue;
+            json_object_set_new(nodes, cs->insts[i].node, json_string(phase));
+            if (k == 3 && !json_is_string(json_object_get(ro, "halted")) &&
+                json_is_string(json_object_get(r, "halted")))
+                json_object_set_new(ro, "halted",
+                                    json_sprintf("on %s: %s", cs->insts[i].node,
+                                                 json_string_value(json_object_get(r,
+                                                                                   "halted"))));
+            if (k > worst)
+                worst = k;
+        }
+        json_decref(j);
+    }
+    json_object_set_new(ro, "phase", json_string(order[worst]));
+    json_object_set_new(ro, "nodes", nodes);
 }
 
 json_t *agent_cluster_published(agent *a, const char *deployment, uint32_t shard,

@@ -66,6 +66,12 @@ int agent_cluster_record(agent *a, agent_spec *spec, agent_placement *pl);
  * as it published them (absent until it did), "instances" placed on it,
  * "down". New reference. */
 json_t *agent_cluster_node_info(agent *a, const char *node);
+/* A deployment's roll-out in status (ro: this node's, agent_rollout_json)
+ * with what the other nodes published (one that has not taken the spec
+ * this node took counts as progressing): the furthest phase of any node
+ * (done < paused < progressing < halted), a halt's reason ("on node2:
+ * ..."), and "nodes": {node: phase}. */
+void agent_cluster_rollout_merge(agent *a, const char *deployment, json_t *ro);
 /* Does the cluster's spec hold a deployment of that name? */
 bool agent_cluster_holds(agent *a, const char *name);
 /* The instance of a slot as its node published it: {"name", "shard",

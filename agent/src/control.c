@@ -336,6 +336,8 @@ static bool remote_read_only_allows(const agent_request *req)
         return true;
     case AGENT_OP_APPLY:
         return req->dry_run != 0;
+    case AGENT_OP_ROLLOUT:
+        return strcmp(req->action, "status") == 0;
     default:
         return false;
     }

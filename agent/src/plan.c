@@ -290,6 +290,35 @@ static int kept_index(const agent_state *cur, const agent_instance *in, const ag
     return i;
 }
 
+/* The roll-out records of the deployments that stay; a deployment whose
+ * settings change starts a new roll-out: not halted, undo goes back to the
+ * settings it had. */
+static int plan_rollouts(const agent_state *cur, const agent_spec *desired, agent_state *ns)
+{
+    agent_rollout_rec *r;
+    int rc;
+
+    for (size_t d = 0; d < desired->n; d++) {
+        const agent_deploy *dep = &desired->d[d];
+        const agent_rollout_rec *old = agent_state_rollout(cur, dep->name);
+        int c = cur->spec.name ? agent_spec_find(&cur->spec, dep->name) : -1;
+        bool changed = c >= 0 && agent_deploy_process_differs(&cur->spec.d[c], dep);
+        if (!old && !changed)
+            continue;
+        rc = agent_state_rollout_add(ns, dep->name, &r);
+        if (rc < 0)
+            return rc;
+        if (old)
+            *r = *old;
+        if (changed) {
+            r->halted[0] = '\0';
+            r->has_previous = true;
+            r->previous = cur->spec.d[c];
+        }
+    }
+    return 0;
+}
+
 int agent_plan_make(const agent_state *cur, const agent_spec *desired, const agent_alloc *alloc,
                     agent_state *next, agent_plan *plan)
 {
@@ -349,6 +378,8 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         in->port = cur->inst[i].port;
         memcpy(in->token, cur->inst[i].token, sizeof(in->token));
         in->committed = cur->inst[i].committed;
+        in->run = cur->inst[i].run;
+        in->generation = cur->inst[i].generation;
         assert(alloc->placement || in->worker < ns.next_worker); /* ids below it are taken */
         rc = names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged : &pl.updated,
                        in->name);
@@ -428,6 +459,23 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         ns.generation++;
     else
         ns.next_worker = cur->next_worker ? cur->next_worker : 1;
+    /* new settings come with this generation; a new instance starts with
+     * them, one that stays runs what it ran until the roll-out reaches it
+     * (or runs them already: an undo of a change not rolled out) */
+    for (k = 0; k < ns.ninst; k++) {
+        agent_instance *in = &ns.inst[k];
+        if (agent_names_has(&pl.created, in->name)) {
+            in->generation = ns.generation;
+            agent_instance_set_running(in);
+        } else if (agent_names_has(&pl.updated, in->name)) {
+            in->generation = ns.generation;
+        }
+        if (!agent_instance_outdated(in))
+            in->run.generation = in->generation;
+    }
+    rc = plan_rollouts(cur, desired, &ns);
+    if (rc < 0)
+        goto fail;
     assert(ns.next_worker >= 1 && ns.next_worker >= cur->next_worker);
     free(ports.used);
     *next = ns;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const op_names[] = { "apply", "plan", "status", "delete", "events",
-                                        "nodes", "node_remove" };
+                                        "nodes", "node_remove", "rollout" };
 
 const char *agent_op_name(agent_op op)
 {
@@ -110,6 +110,8 @@ static int parse_args(agent_request *req, json_t *args, json_t **reply)
     static const char *const apply_keys[] = { "spec", "dry_run", NULL };
     static const char *const plan_keys[] = { "spec", NULL };
     static const char *const name_keys[] = { "name", NULL };
+    static const char *const rollout_keys[] = { "name", "action", NULL };
+    static const char *const actions[] = { "status", "pause", "resume", "undo", NULL };
     static const char *const none[] = { NULL };
     const char *const *allowed = none;
     const char *op = agent_op_name(req->op), *bad;
@@ -121,6 +123,7 @@ static int parse_args(agent_request *req, json_t *args, json_t **reply)
     case AGENT_OP_STATUS:
     case AGENT_OP_DELETE:
     case AGENT_OP_NODE_REMOVE: allowed = name_keys; break;
+    case AGENT_OP_ROLLOUT: allowed = rollout_keys; break;
     default: break;
     }
     bad = unknown_key(args, allowed);
@@ -146,6 +149,20 @@ static int parse_args(agent_request *req, json_t *args, json_t **reply)
         if (!v && req->op != AGENT_OP_STATUS)
             return fail(req->id, AGENT_E_BAD_REQUEST, reply, "op '%s' needs args.name", op);
         req->name = v ? json_string_value(v) : NULL;
+    }
+    if (req->op == AGENT_OP_ROLLOUT) {
+        v = json_object_get(args, "name");
+        if (!json_is_string(v))
+            return fail(req->id, AGENT_E_BAD_REQUEST, reply, "op 'rollout' needs args.name "
+                        "(a deployment)");
+        req->name = json_string_value(v);
+        v = json_object_get(args, "action");
+        for (size_t i = 0; json_is_string(v) && actions[i] && !req->action; i++)
+            if (strcmp(actions[i], json_string_value(v)) == 0)
+                req->action = actions[i];
+        if (!req->action)
+            return fail(req->id, AGENT_E_BAD_REQUEST, reply, "op 'rollout' needs args.action: "
+                        "status, pause, resume or undo");
     }
     return 0;
 }
@@ -203,7 +220,7 @@ int agent_request_parse(const char *line, size_t len, agent_request *req, json_t
             break;
     if (i == sizeof(op_names) / sizeof(op_names[0])) {
         rc = fail(req->id, AGENT_E_BAD_REQUEST, reply, "unknown op '%.64s' (apply, plan, "
-                  "status, delete, events, nodes, node_remove)", json_string_value(op));
+                  "status, delete, events, nodes, node_remove, rollout)", json_string_value(op));
         goto out;
     }
     req->op = (agent_op)i;

@@ -23,6 +23,7 @@ typedef enum agent_op {
     AGENT_OP_EVENTS,
     AGENT_OP_NODES,
     AGENT_OP_NODE_REMOVE,
+    AGENT_OP_ROLLOUT,
 } agent_op;
 
 /* Stable error codes. */
@@ -40,7 +41,8 @@ typedef struct agent_request {
     /* args, checked for the op: */
     json_t *spec;        /* apply, plan (borrowed) */
     int dry_run;         /* apply */
-    const char *name;    /* status (NULL: all), delete, node_remove */
+    const char *name;    /* status (NULL: all), delete, node_remove, rollout */
+    const char *action;  /* rollout: "status", "pause", "resume", "undo" */
     json_t *root;        /* owns everything above */
 } agent_request;
 

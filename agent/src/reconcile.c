@@ -14,6 +14,7 @@
 
 #include "agent_int.h"
 #include "clusterspec.h"
+#include "common/clock.h"
 #include "common/finders.h"
 #include "common/log.h"
 #include "common/msgid.h"
@@ -23,35 +24,38 @@
 
 #define RETRY_MS 5000
 
+/* The phase last told of a deployment's roll-out (an event per change). */
+struct agent_ro_told {
+    char deployment[AGENT_DEPLOY_NAME_MAX + 1];
+    agent_ro_phase phase;
+};
+
 static bool is_halted(const agent *a, const char *deployment)
 {
-    for (size_t i = 0; i < a->nhalted; i++)
-        if (strcmp(a->halted[i], deployment) == 0)
-            return true;
-    return false;
+    const agent_rollout_rec *r = agent_state_rollout(&a->st, deployment);
+
+    return r && r->halted[0];
 }
 
-void agent_set_halted(agent *a, const char *deployment, bool halted)
+void agent_set_halted(agent *a, const char *deployment, const char *reason)
 {
-    char **v;
+    agent_rollout_rec *r = agent_state_rollout(&a->st, deployment);
 
-    for (size_t i = 0; i < a->nhalted; i++) {
-        if (strcmp(a->halted[i], deployment) == 0) {
-            if (!halted) {
-                free(a->halted[i]);
-                a->halted[i] = a->halted[--a->nhalted];
-            }
-            return;
-        }
+    if (!reason && (!r || !r->halted[0]))
+        return;
+    if (!r && agent_state_rollout_add(&a->st, deployment, &r) < 0) {
+        log_error("deployment '%s': cannot record its roll-out: out of memory", deployment);
+        return;
     }
-    if (!halted)
-        return;
-    v = realloc(a->halted, (a->nhalted + 1) * sizeof(*v));
-    if (!v)
-        return;
-    a->halted = v;
-    if ((v[a->nhalted] = strdup(deployment)))
-        a->nhalted++;
+    snprintf(r->halted, sizeof(r->halted), "%s", reason ? reason : "");
+    if (reason) {
+        log_error("deployment '%s': roll-out halted: %s", deployment, reason);
+        agent_emit(a, "rollout", json_pack("{s:s, s:s, s:s}", "deployment", deployment,
+                                           "phase", "halted", "reason", reason));
+    } else {
+        log_info("deployment '%s': roll-out resumed", deployment);
+    }
+    agent_save_state(a, &a->st, NULL); /* (logged; the halt holds in memory) */
 }
 
 static void on_retry(uv_timer_t *t)
@@ -169,7 +173,8 @@ static bool env_newer_than_process(agent *a, const inst_rt *rt)
  */
 static bool memory_max_set(agent *a, const agent_instance *in, inst_rt *rt)
 {
-    uint64_t want = agent_memory_max_of(in->maxmemory, in->max_clients);
+    /* what its process runs (a roll-out restarts it for new settings) */
+    uint64_t want = agent_memory_max_of(in->run.maxmemory, in->run.max_clients);
 
     if (!(rt->props.have & AGENT_UP_MEMORY_MAX) || rt->props.memory_max == want ||
         rt->memory_max_refused == want)
@@ -224,54 +229,214 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
         rt->want_start = false;
 }
 
-/* One restart at a time per deployment, in shard order. */
-static void rolling_restart(agent *a, const char *deployment)
+/* Failed, or systemd restarts it, or it says it failed. */
+static bool inst_failed(const inst_rt *rt)
 {
-    const agent_instance *best = NULL;
-    inst_rt *best_rt = NULL;
+    return state_is(rt, "failed") || strcmp(rt->props.sub_state, "auto-restart") == 0 ||
+           rt->health == AGENT_HEALTH_FAILED;
+}
 
-    const agent_layout *lay = agent_state_layout(&a->st, deployment);
+static int by_shard(const void *x, const void *y)
+{
+    const agent_instance *a = *(const agent_instance *const *)x;
+    const agent_instance *b = *(const agent_instance *const *)y;
 
-    if (is_halted(a, deployment))
-        return;
-    if (lay && lay->target_epoch)
-        return; /* not while it is resized: after */
-    for (size_t i = 0; i < a->st.ninst; i++) {
-        const agent_instance *in = &a->st.inst[i];
-        inst_rt *rt;
-        if (strcmp(in->deployment, deployment) != 0 || !(rt = agent_rt_find(a, in->name)))
-            continue;
-        if (rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START))
-            return; /* one at a time */
-        if (rt->restart_pending && (!best || in->shard < best->shard)) {
-            best = in;
-            best_rt = rt;
-        }
+    return a->shard < b->shard ? -1 : a->shard > b->shard;
+}
+
+/* dep's instances on this node in shard order (*v allocated: the caller
+ * frees it) and what the roll-out sees of them (*ro). */
+static int gather(agent *a, const agent_deploy *dep, agent_instance ***v, agent_ro_inst **ro,
+                  size_t *n)
+{
+    size_t k = 0;
+
+    *v = NULL;
+    *ro = NULL;
+    *n = 0;
+    for (size_t i = 0; i < a->st.ninst; i++)
+        k += strcmp(a->st.inst[i].deployment, dep->name) == 0;
+    if (!k)
+        return -ENOENT;
+    *v = calloc(k, sizeof(**v));
+    *ro = calloc(k, sizeof(**ro));
+    if (!*v || !*ro) {
+        free(*v);
+        free(*ro);
+        *v = NULL;
+        *ro = NULL;
+        return -ENOMEM;
     }
-    if (!best || retiring_blocks(a, best->name))
+    for (size_t i = 0; i < a->st.ninst; i++)
+        if (strcmp(a->st.inst[i].deployment, dep->name) == 0)
+            (*v)[(*n)++] = &a->st.inst[i];
+    assert(*n == k);
+    qsort(*v, k, sizeof(**v), by_shard);
+    for (size_t i = 0; i < k; i++) {
+        const agent_instance *in = (*v)[i];
+        const inst_rt *rt = agent_rt_find(a, in->name);
+        agent_ro_inst *r = &(*ro)[i];
+        r->shard = in->shard;
+        r->outdated = agent_instance_outdated(in) || (rt && rt->restart_pending);
+        if (!rt)
+            continue;
+        r->busy = rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START);
+        r->ready = agent_rt_ready(rt);
+        /* a failure since the roll-out restarted it (not an old one: the
+         * health of a failed instance sticks until it serves again) */
+        r->failed = rt->known && inst_failed(rt) && rt->rolled_ms &&
+                    rt->fail_seq != rt->fail_seq_rolled;
+        r->ready_since_ms = r->ready ? rt->ready_since_ms : 0;
+        r->rolled_ms = rt->rolled_ms;
+    }
+    return 0;
+}
+
+int agent_rollout_now(agent *a, const agent_deploy *dep, agent_ro_step *out)
+{
+    agent_instance **v;
+    agent_ro_inst *ro;
+    size_t n, *next;
+    int rc;
+
+    rc = gather(a, dep, &v, &ro, &n);
+    if (rc < 0)
+        return rc;
+    next = calloc(n, sizeof(*next));
+    rc = next ? agent_rollout_step(dep->name, ro, n, &dep->rollout, is_halted(a, dep->name),
+                                   dpr_mono_ms(), next, out)
+              : -ENOMEM;
+    free(next);
+    free(v);
+    free(ro);
+    return rc;
+}
+
+static void on_rollout_timer(uv_timer_t *t)
+{
+    agent_reconcile(t->data);
+    agent_update_status(t->data);
+}
+
+/* An event when dep's roll-out enters another phase. */
+static void tell_phase(agent *a, const agent_deploy *dep, const agent_ro_step *s)
+{
+    struct agent_ro_told *t = NULL, *v;
+
+    for (size_t i = 0; i < a->nro_phase && !t; i++)
+        if (strcmp(a->ro_phase[i].deployment, dep->name) == 0)
+            t = &a->ro_phase[i];
+    if (!t) {
+        v = realloc(a->ro_phase, (a->nro_phase + 1) * sizeof(*v));
+        if (!v)
+            return;
+        a->ro_phase = v;
+        t = &v[a->nro_phase++];
+        snprintf(t->deployment, sizeof(t->deployment), "%s", dep->name);
+        t->phase = AGENT_RO_DONE; /* nothing to tell of a deployment at rest */
+    }
+    if (t->phase == s->phase)
+        return;
+    t->phase = s->phase;
+    if (s->phase == AGENT_RO_HALTED)
+        return; /* agent_set_halted told */
+    log_info("deployment '%s': roll-out %s (%zu/%zu updated)", dep->name,
+             agent_ro_phase_name(s->phase), s->updated, s->targets);
+    agent_emit(a, "rollout", json_pack("{s:s, s:s, s:I, s:I}", "deployment", dep->name, "phase",
+                                       agent_ro_phase_name(s->phase), "updated",
+                                       (json_int_t)s->updated, "targets",
+                                       (json_int_t)s->targets));
+}
+
+/* Restarts in (the roll-out reached it) with its settings. */
+static void roll_one(agent *a, agent_instance *in, inst_rt *rt)
+{
+    agent_run before = in->run;
+
+    if (retiring_blocks(a, in->name) || !ready_to_act(a, rt))
         return;
     /* the finder does not know its data: restarted now, it could not
      * recover (docs/operations.md, "The finder's state was lost") */
-    if (agent_worker_lost(a, best))
+    if (agent_worker_lost(a, in))
         return;
-    if (!ready_to_act(a, best_rt))
-        return;
-    assert(strcmp(best->deployment, deployment) == 0 && !best_rt->in_flight);
-    if (agent_write_env(a, best) < 0) {
-        best_rt->restart_pending = false;
+    assert(!rt->in_flight);
+    if (running(rt) && !rt->roll_reset_done) {
+        /* a planned restart is no crash: systemd's start limit (which an
+         * earlier failed version or an undo may have used up) starts anew */
+        if (issue(a, rt, AGENT_UNIT_RESET_FAILED) == 0)
+            rt->roll_reset = true;
+        return; /* then restart: the next round */
+    }
+    rt->roll_reset_done = false;
+    agent_instance_set_running(in);
+    if (agent_save_state(a, &a->st, NULL) < 0) {
+        in->run = before; /* it still runs those */
+        retry_soon(a);
         return;
     }
-    if (running(best_rt)) {
-        if (!memory_max_set(a, best, best_rt))
-            return; /* then restart (see done) */
-        if (issue(a, best_rt, AGENT_UNIT_RESTART) == 0)
-            best_rt->restart_pending = false;
+    if (agent_write_env(a, in) < 0) {
+        rt->restart_pending = false;
+        return;
+    }
+    rt->restart_pending = false;
+    rt->rolled_ms = dpr_mono_ms();
+    rt->fail_seq_rolled = rt->fail_seq;
+    agent_log_instance(DPR_LOG_INFO, in->name, "roll-out: restarting it for generation %llu "
+                       "(impl %s, version %s)", (unsigned long long)in->generation, in->impl,
+                       in->version);
+    agent_emit(a, "rollout", json_pack("{s:s, s:s, s:s, s:I}", "deployment", in->deployment,
+                                       "phase", "restarting", "instance", in->name,
+                                       "generation", (json_int_t)in->generation));
+    if (running(rt)) {
+        if (!memory_max_set(a, in, rt)) {
+            rt->restart_pending = true; /* then restart: the next round */
+            return;
+        }
+        issue(a, rt, AGENT_UNIT_RESTART);
     } else {
         /* not running: an ordinary start picks up the new settings */
-        best_rt->restart_pending = false;
-        best_rt->want_start = true;
-        start_or_adopt(a, best, best_rt);
+        rt->want_start = true;
+        start_or_adopt(a, in, rt);
     }
+}
+
+/* dep's roll-out on this node: the next restarts, halting, its timer. */
+static void rolling_restart(agent *a, const agent_deploy *dep)
+{
+    const agent_layout *lay = agent_state_layout(&a->st, dep->name);
+    agent_instance **v;
+    agent_ro_inst *ro;
+    agent_ro_step s;
+    size_t n, *next = NULL;
+    uint64_t now = dpr_mono_ms();
+
+    if (lay && lay->target_epoch)
+        return; /* not while it is resized: after */
+    if (gather(a, dep, &v, &ro, &n) < 0)
+        return;
+    next = calloc(n, sizeof(*next));
+    if (!next || agent_rollout_step(dep->name, ro, n, &dep->rollout, is_halted(a, dep->name),
+                                    now, next, &s) < 0)
+        goto out;
+    if (s.halt >= 0)
+        agent_set_halted(a, dep->name, s.reason);
+    tell_phase(a, dep, &s);
+    for (size_t i = 0; i < s.nrestart; i++) {
+        inst_rt *rt = agent_rt_ensure(a, v[next[i]]->name);
+        if (rt)
+            roll_one(a, v[next[i]], rt);
+    }
+    if (s.wake_ms && a->timers_open) {
+        uint64_t due = uv_is_active((uv_handle_t *)&a->rollout_timer)
+                           ? uv_timer_get_due_in(&a->rollout_timer)
+                           : UINT64_MAX;
+        if (s.wake_ms - now + 1 < due)
+            uv_timer_start(&a->rollout_timer, on_rollout_timer, s.wake_ms - now + 1, 0);
+    }
+out:
+    free(next);
+    free(v);
+    free(ro);
 }
 
 static void retire_unit(agent *a, agent_instance *r)
@@ -421,6 +586,10 @@ void agent_reconcile(agent *a)
         return;
     for (size_t i = 0; i < a->st.nretiring; i++)
         retire_unit(a, &a->st.retiring[i]);
+    /* roll-outs first: an outdated instance that is down and due starts
+     * with its new settings, not with its old ones first */
+    for (size_t d = 0; a->st.spec.name && d < a->st.spec.n; d++)
+        rolling_restart(a, &a->st.spec.d[d]);
     for (size_t i = 0; i < a->st.ninst; i++) {
         const agent_instance *in = &a->st.inst[i];
         inst_rt *rt = agent_rt_ensure(a, in->name);
@@ -428,8 +597,6 @@ void agent_reconcile(agent *a)
             continue;
         start_or_adopt(a, in, rt);
     }
-    for (size_t d = 0; a->st.spec.name && d < a->st.spec.n; d++)
-        rolling_restart(a, a->st.spec.d[d].name);
     agent_retire_in_finder(a);
 }
 
@@ -447,6 +614,8 @@ void agent_on_units_connected(void *arg, bool up, const char *why)
         rt->retry_later = false;
         rt->retire_step = 0;
         rt->memory_max_refused = 0; /* systemd may be another one now */
+        rt->ready_since_ms = 0;
+        rt->roll_reset = rt->roll_reset_done = false;
         memset(&rt->props, 0, sizeof(rt->props));
     }
     if (up) {
@@ -477,7 +646,7 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
 {
     agent *a = arg;
     inst_rt *rt = agent_rt_ensure(a, instance);
-    bool changed, was_failed, desired, new_reason = false;
+    bool changed, was_failed, desired, new_reason = false, unit_failed;
     agent_health before;
 
     if (!rt)
@@ -485,6 +654,7 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
     desired = agent_state_find(&a->st, instance) >= 0;
     changed = differs(&rt->props, p) || !rt->known;
     was_failed = state_is(rt, "failed");
+    unit_failed = was_failed || strcmp(rt->props.sub_state, "auto-restart") == 0;
     if (p->have & AGENT_UP_ACTIVE)
         snprintf(rt->props.active_state, sizeof(rt->props.active_state), "%s", p->active_state);
     if (p->have & AGENT_UP_SUB)
@@ -507,6 +677,10 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
     /* both interfaces read: state, restarts, pid and start time are known */
     if ((rt->props.have & AGENT_UP_ACTIVE) && (rt->props.have & AGENT_UP_SERVICE_READ))
         rt->known = true;
+    if (!agent_rt_ready(rt))
+        rt->ready_since_ms = 0;
+    else if (!rt->ready_since_ms)
+        rt->ready_since_ms = dpr_mono_ms();
     before = rt->health;
     if (rt->known) {
         /* STATUS= repeats every second: only a new health is news */
@@ -523,6 +697,10 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
         if (rt->health == AGENT_HEALTH_OK)
             rt->fail_text[0] = '\0';
     }
+    if ((!unit_failed && (state_is(rt, "failed") ||
+                          strcmp(rt->props.sub_state, "auto-restart") == 0)) ||
+        (before != AGENT_HEALTH_FAILED && rt->health == AGENT_HEALTH_FAILED))
+        rt->fail_seq++;
     if (!was_failed && state_is(rt, "failed")) {
         snprintf(rt->last_error, sizeof(rt->last_error), "the unit failed (result: %s)%s%s",
                  rt->props.result[0] ? rt->props.result : "unknown",
@@ -571,6 +749,10 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
     if (!rt)
         return;
     rt->in_flight = false;
+    if (ename && op == AGENT_UNIT_RESET_FAILED && rt->roll_reset) {
+        rt->roll_reset = false; /* (restarted all the same: the next round) */
+        rt->roll_reset_done = true;
+    }
     for (size_t i = 0; i < a->st.nretiring; i++)
         retiring |= !a->st.retiring[i].unit_retired && !strcmp(a->st.retiring[i].name, instance);
     desired = agent_state_find(&a->st, instance) >= 0;
@@ -587,8 +769,15 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
         } else if (op == AGENT_UNIT_RESTART || op == AGENT_UNIT_START) {
             const agent_instance *in = desired ? &a->st.inst[agent_state_find(&a->st,
                                                                               instance)] : NULL;
-            if (in && op == AGENT_UNIT_RESTART)
-                agent_set_halted(a, in->deployment, true);
+            char why[AGENT_HALT_REASON_MAX];
+            /* (a start of older settings that ends after an undo or a new
+             * apply is no failure of the roll-out: it is outdated now) */
+            if (in && rt->rolled_ms && !agent_instance_outdated(in) &&
+                !is_halted(a, in->deployment)) {
+                snprintf(why, sizeof(why), "%s failed after its update: %s failed: %.120s",
+                         instance, agent_unit_op_name(op), emsg ? emsg : ename);
+                agent_set_halted(a, in->deployment, why);
+            }
         } else {
             rt->retry_later = true;
             retry_soon(a);
@@ -601,6 +790,9 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
         /* systemd does not emit MemoryMax changes: what it now has */
         rt->props.memory_max = rt->memory_max_want;
         rt->props.have |= AGENT_UP_MEMORY_MAX;
+    } else if (op == AGENT_UNIT_RESET_FAILED && rt->roll_reset) {
+        rt->roll_reset = false;
+        rt->roll_reset_done = true; /* the roll-out restarts it now (roll_one) */
     } else if (op == AGENT_UNIT_RESET_FAILED && (desired || retiring)) {
         rt->want_start = desired; /* now inactive: start it, or clean it (retire_unit) */
         snprintf(rt->props.active_state, sizeof(rt->props.active_state), "inactive");

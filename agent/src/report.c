@@ -110,6 +110,13 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
         json_object_update(o, r);
         json_decref(r);
     }
+    /* the generation of its settings, and the one its process runs (a
+     * roll-out moves it up) */
+    json_object_set_new(o, "generation", json_integer((json_int_t)in->generation));
+    json_object_set_new(o, "running_generation", json_integer((json_int_t)in->run.generation));
+    json_object_set_new(o, "running_version", json_string(in->run.version));
+    json_object_set_new(o, "outdated", json_boolean(agent_instance_outdated(in) ||
+                                                    (rt && rt->restart_pending)));
     if (rt && rt->last_error[0])
         json_object_set_new(o, "last_error", json_string(rt->last_error));
     else if (!agent_units_connected(a->units))
@@ -145,6 +152,31 @@ static const agent_instance *local_shard(agent *a, const char *deployment, uint3
             return in;
     }
     return NULL;
+}
+
+json_t *agent_rollout_json(agent *a, const agent_deploy *dep)
+{
+    const agent_rollout_rec *r = agent_state_rollout(&a->st, dep->name);
+    agent_ro_step s;
+    int rc = agent_rollout_now(a, dep, &s);
+    json_t *o;
+
+    if (rc == -ENOENT) {
+        /* no instance of it on this node: nothing rolls here */
+        memset(&s, 0, sizeof(s));
+        s.phase = r && r->halted[0] ? AGENT_RO_HALTED : AGENT_RO_DONE;
+    } else if (rc < 0) {
+        return NULL;
+    }
+    o = json_pack("{s:s, s:I, s:I, s:I, s:b, s:s?, s:b, s:o}", "phase",
+                  agent_ro_phase_name(s.phase), "updated", (json_int_t)s.updated, "targets",
+                  (json_int_t)s.targets, "unavailable", (json_int_t)s.unavailable, "paused",
+                  dep->rollout.paused, "halted", r && r->halted[0] ? r->halted : NULL,
+                  "can_undo", r && r->has_previous, "settings",
+                  agent_rollout_spec_to_json(&dep->rollout));
+    if (o && !json_object_get(o, "halted"))
+        json_object_set_new(o, "halted", json_null());
+    return o;
 }
 
 /* The deployment with its domain's world-line and cut (its instances'
@@ -221,6 +253,9 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_plac
                  "%s%s", ndown, ndown == 1 ? "" : "s", waiting, ndown > 1 ? ", ..." : "");
     json_object_set_new(o, "degraded", ndown ? json_string(why) : json_null());
     json_object_set_new(o, "instances", insts);
+    json_object_set_new(o, "rollout", agent_rollout_json(a, d));
+    if (pl) /* every node rolls its own instances */
+        agent_cluster_rollout_merge(a, d->name, json_object_get(o, "rollout"));
     if (have_fs)
         dpr_finder_state_free(&fs);
     return o;

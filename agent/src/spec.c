@@ -371,12 +371,61 @@ static void get_selector(const json_t *o, const char *prefix, agent_selector *se
               sel->labels, &sel->nlabels, p);
 }
 
+/* "rollout": {"min_ready_seconds", "max_unavailable", "partition",
+ * "progress_deadline_seconds", "paused"}, every field optional. */
+static void get_rollout(const json_t *o, const char *prefix, agent_rollout_spec *ro,
+                        agent_problems *p)
+{
+    static const char *const known[] = { "min_ready_seconds", "max_unavailable", "partition",
+                                         "progress_deadline_seconds", "paused", NULL };
+    json_t *v = json_object_get(o, "rollout"), *paused;
+    char path[160];
+
+    memset(ro, 0, sizeof(*ro));
+    ro->max_unavailable = 1;
+    ro->progress_deadline_seconds = 120;
+    if (!v)
+        return;
+    snprintf(path, sizeof(path), "%srollout", prefix);
+    if (!json_is_object(v)) {
+        agent_problems_add(p, path, "must be an object: {\"min_ready_seconds\", "
+                           "\"max_unavailable\", \"partition\", "
+                           "\"progress_deadline_seconds\", \"paused\"} (got %s)",
+                           json_kind(v));
+        return;
+    }
+    ro->given = true;
+    snprintf(path, sizeof(path), "%srollout.", prefix);
+    check_unknown(v, path, known, p);
+    get_uint(v, "min_ready_seconds", path, false, 0, AGENT_ROLLOUT_SECONDS_MAX, 0,
+             &ro->min_ready_seconds, p);
+    get_uint(v, "max_unavailable", path, false, 1, AGENT_SHARDS_MAX, 1, &ro->max_unavailable,
+             p);
+    get_uint(v, "partition", path, false, 0, AGENT_SHARDS_MAX, 0, &ro->partition, p);
+    get_uint(v, "progress_deadline_seconds", path, false, 1, AGENT_ROLLOUT_SECONDS_MAX, 120,
+             &ro->progress_deadline_seconds, p);
+    paused = json_object_get(v, "paused");
+    snprintf(path, sizeof(path), "%srollout.paused", prefix);
+    if (paused && !json_is_boolean(paused))
+        agent_problems_add(p, path, "must be true or false (got %s)", json_kind(paused));
+    ro->paused = json_is_true(paused);
+}
+
+json_t *agent_rollout_spec_to_json(const agent_rollout_spec *ro)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:b}", "min_ready_seconds",
+                     (json_int_t)ro->min_ready_seconds, "max_unavailable",
+                     (json_int_t)ro->max_unavailable, "partition", (json_int_t)ro->partition,
+                     "progress_deadline_seconds", (json_int_t)ro->progress_deadline_seconds,
+                     "paused", ro->paused);
+}
+
 static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
                          agent_deploy *d, agent_problems *p)
 {
     static const char *const known[] = { "name", "impl", "version", "shards",
                                          "checkpoint_interval_ms", "max_clients", "maxmemory",
-                                         "node_selector", "replicas", NULL };
+                                         "node_selector", "replicas", "rollout", NULL };
     char prefix[48], path[160], s[80], list[512];
     const char *v;
 
@@ -436,6 +485,7 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
         get_uint(o, "replicas", prefix, false, 0, AGENT_REPLICAS_MAX, 0, &n, p);
         d->replicas = (int)n;
     }
+    get_rollout(o, prefix, &d->rollout, p);
 }
 
 int agent_spec_parse(const json_t *j, const agent_spec_rules *r, agent_spec *out,
@@ -546,6 +596,11 @@ json_t *agent_deploy_to_json(const agent_deploy *d)
      * reads as it always did) */
     if (o && d->replicas != AGENT_REPLICAS_AUTO &&
         json_object_set_new(o, "replicas", json_integer(d->replicas)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    if (o && d->rollout.given &&
+        json_object_set_new(o, "rollout", agent_rollout_spec_to_json(&d->rollout)) < 0) {
         json_decref(o);
         return NULL;
     }

@@ -37,6 +37,19 @@ typedef struct agent_selector {
     char labels[AGENT_SELECTOR_MAX][AGENT_LABEL_MAX + 1]; /* all of */
 } agent_selector;
 
+/* A deployment's "rollout": how a change of its settings rolls through its
+ * instances (docs/operations.md, "Roll-outs"). */
+#define AGENT_ROLLOUT_SECONDS_MAX 86400
+typedef struct agent_rollout_spec {
+    bool given;                  /* "rollout" was in the spec (written back only then) */
+    uint32_t min_ready_seconds;  /* an updated instance stays ready this long first */
+    uint32_t max_unavailable;    /* instances not ready at once, >= 1 (default 1) */
+    uint32_t partition;          /* only shards >= partition are updated (default 0) */
+    uint32_t progress_deadline_seconds; /* an updated instance not ready by then halts
+                                           the roll-out (default 120) */
+    bool paused;                 /* no instance is restarted for an update */
+} agent_rollout_spec;
+
 typedef struct agent_deploy {
     char name[AGENT_DEPLOY_NAME_MAX + 1];
     char impl[AGENT_SPEC_IMPL_MAX + 1];
@@ -51,6 +64,7 @@ typedef struct agent_deploy {
      * AGENT_REPLICAS_AUTO when not given: 1 in a cluster of two nodes or
      * more, 0 on one node (placement.h) */
     int replicas;
+    agent_rollout_spec rollout;
 } agent_deploy;
 
 typedef struct agent_spec {
@@ -113,6 +127,9 @@ int agent_spec_parse(const json_t *j, const agent_spec_rules *rules, agent_spec 
 /* The spec with defaults filled in (new reference, NULL on ENOMEM). */
 json_t *agent_spec_to_json(const agent_spec *s);
 json_t *agent_deploy_to_json(const agent_deploy *d);
+/* {"min_ready_seconds", "max_unavailable", "partition",
+ *  "progress_deadline_seconds", "paused"} (new reference, NULL on ENOMEM). */
+json_t *agent_rollout_spec_to_json(const agent_rollout_spec *ro);
 int agent_spec_copy(const agent_spec *src, agent_spec *dst);
 void agent_spec_free(agent_spec *s);
 /* Index of deployment name, or -1. */

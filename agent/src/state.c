@@ -19,7 +19,69 @@ void agent_state_free(agent_state *st)
     free(st->inst);
     free(st->retiring);
     free(st->layouts);
+    free(st->rollouts);
     agent_state_init(st);
+}
+
+bool agent_instance_outdated(const agent_instance *in)
+{
+    return strcmp(in->impl, in->run.impl) != 0 || strcmp(in->version, in->run.version) != 0 ||
+           in->checkpoint_interval_ms != in->run.checkpoint_interval_ms ||
+           in->max_clients != in->run.max_clients || in->maxmemory != in->run.maxmemory;
+}
+
+void agent_instance_set_running(agent_instance *in)
+{
+    in->run.generation = in->generation;
+    memcpy(in->run.impl, in->impl, sizeof(in->run.impl));
+    memcpy(in->run.version, in->version, sizeof(in->run.version));
+    in->run.checkpoint_interval_ms = in->checkpoint_interval_ms;
+    in->run.max_clients = in->max_clients;
+    in->run.maxmemory = in->maxmemory;
+}
+
+void agent_instance_running_view(const agent_instance *in, agent_instance *out)
+{
+    *out = *in;
+    memcpy(out->impl, in->run.impl, sizeof(out->impl));
+    memcpy(out->version, in->run.version, sizeof(out->version));
+    out->checkpoint_interval_ms = in->run.checkpoint_interval_ms;
+    out->max_clients = in->run.max_clients;
+    out->maxmemory = in->run.maxmemory;
+}
+
+bool agent_deploy_process_differs(const agent_deploy *a, const agent_deploy *b)
+{
+    return strcmp(a->impl, b->impl) != 0 || strcmp(a->version, b->version) != 0 ||
+           a->checkpoint_interval_ms != b->checkpoint_interval_ms ||
+           a->max_clients != b->max_clients || a->maxmemory != b->maxmemory;
+}
+
+agent_rollout_rec *agent_state_rollout(const agent_state *st, const char *deployment)
+{
+    for (size_t i = 0; i < st->nrollouts; i++)
+        if (strcmp(st->rollouts[i].deployment, deployment) == 0)
+            return &st->rollouts[i];
+    return NULL;
+}
+
+int agent_state_rollout_add(agent_state *st, const char *deployment, agent_rollout_rec **out)
+{
+    agent_rollout_rec *v;
+
+    *out = agent_state_rollout(st, deployment);
+    if (*out)
+        return 0;
+    if (strlen(deployment) > AGENT_DEPLOY_NAME_MAX)
+        return -EINVAL;
+    v = realloc(st->rollouts, (st->nrollouts + 1) * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    st->rollouts = v;
+    *out = &v[st->nrollouts++];
+    memset(*out, 0, sizeof(**out));
+    memcpy((*out)->deployment, deployment, strlen(deployment) + 1);
+    return 0;
 }
 
 static int find(const agent_instance *v, size_t n, const char *name)

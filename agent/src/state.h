@@ -18,6 +18,17 @@
 /* An instance's finder registration token: 128 random bits in hex. */
 #define AGENT_TOKEN_LEN 32
 
+/* What an instance's process was last started with: the roll-out
+ * (rollout.h) moves it to the instance's desired settings. */
+typedef struct agent_run {
+    uint64_t generation;   /* the generation of those settings */
+    char impl[AGENT_SPEC_IMPL_MAX + 1];
+    char version[AGENT_VERSION_MAX + 1];
+    uint32_t checkpoint_interval_ms;
+    uint32_t max_clients;
+    uint64_t maxmemory;
+} agent_run;
+
 typedef struct agent_instance {
     char name[AGENT_INSTANCE_NAME_MAX + 1];
     char deployment[AGENT_DEPLOY_NAME_MAX + 1];
@@ -34,6 +45,8 @@ typedef struct agent_instance {
     uint32_t checkpoint_interval_ms;
     uint32_t max_clients;
     uint64_t maxmemory;    /* bytes; 0: no limit */
+    uint64_t generation;   /* the generation that gave it these settings */
+    agent_run run;         /* what its process runs (a roll-out in progress: older) */
     /* the finder has committed a version of this worker (its cut entry was
      * > 0): a finder that no longer knows the worker lost its state */
     bool committed;
@@ -60,6 +73,15 @@ typedef struct agent_layout {
     uint32_t target_shards;
 } agent_layout;
 
+/* A deployment's roll-out, as far as it must survive a restart. */
+#define AGENT_HALT_REASON_MAX 256
+typedef struct agent_rollout_rec {
+    char deployment[AGENT_DEPLOY_NAME_MAX + 1];
+    char halted[AGENT_HALT_REASON_MAX]; /* why it halted; "": it did not */
+    bool has_previous;
+    agent_deploy previous; /* its settings before the last change: what undo applies */
+} agent_rollout_rec;
+
 typedef struct agent_state {
     uint64_t generation;   /* 0: nothing applied yet */
     /* the instances follow a cluster's placement (placement.h): only some
@@ -74,6 +96,8 @@ typedef struct agent_state {
     agent_instance *retiring; /* deleted, not yet stopped and cleaned up */
     size_t nlayouts;
     agent_layout *layouts;    /* one per deployment of the spec, in spec order */
+    size_t nrollouts;
+    agent_rollout_rec *rollouts; /* deployments of the spec that were changed */
 } agent_state;
 
 /* An empty state: generation 0, next worker 1, no spec. */
@@ -90,6 +114,24 @@ void agent_state_drop_retiring(agent_state *st, const char *name, uint64_t worke
 
 /* The layout record of deployment, or NULL. */
 agent_layout *agent_state_layout(const agent_state *st, const char *deployment);
+
+/* Does in's process run other settings than in's (a roll-out must
+ * restart it)? */
+bool agent_instance_outdated(const agent_instance *in);
+/* Its process is (re)started with its settings now: in->run follows them. */
+void agent_instance_set_running(agent_instance *in);
+/* *out = *in with the settings its process runs (for its instance file
+ * and its unit's MemoryMax). */
+void agent_instance_running_view(const agent_instance *in, agent_instance *out);
+/* Would a change from a to b reach the processes (impl, version,
+ * checkpoint interval, max_clients, maxmemory)? */
+bool agent_deploy_process_differs(const agent_deploy *a, const agent_deploy *b);
+
+/* The roll-out record of deployment, or NULL: a lookup. */
+agent_rollout_rec *agent_state_rollout(const agent_state *st, const char *deployment);
+/* The record of deployment, added (empty) when there is none: 0, -ENOMEM.
+ * Adding may move the table. */
+int agent_state_rollout_add(agent_state *st, const char *deployment, agent_rollout_rec **out);
 
 /* Sorts instances by name (strcmp). */
 void agent_instances_sort(agent_instance *v, size_t n);

@@ -12,6 +12,14 @@
 #include "common/err.h"
 #include "common/fs.h"
 
+static json_t *run_json(const agent_run *r)
+{
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "generation", (json_int_t)r->generation,
+                     "impl", r->impl, "version", r->version, "checkpoint_interval_ms",
+                     (json_int_t)r->checkpoint_interval_ms, "max_clients",
+                     (json_int_t)r->max_clients, "maxmemory", (json_int_t)r->maxmemory);
+}
+
 static json_t *instance_json(const agent_instance *in)
 {
     json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I}", "name", in->name,
@@ -26,7 +34,9 @@ static json_t *instance_json(const agent_instance *in)
         return NULL;
     }
     if (o && (json_object_set_new(o, "maxmemory", json_integer((json_int_t)in->maxmemory)) < 0 ||
-              json_object_set_new(o, "committed", json_boolean(in->committed)) < 0)) {
+              json_object_set_new(o, "committed", json_boolean(in->committed)) < 0 ||
+              json_object_set_new(o, "generation", json_integer((json_int_t)in->generation)) < 0 ||
+              json_object_set_new(o, "running", run_json(&in->run)) < 0)) {
         json_decref(o);
         o = NULL;
     }
@@ -71,6 +81,23 @@ static json_t *layouts_json(const agent_layout *v, size_t n)
     return a;
 }
 
+static json_t *rollouts_json(const agent_rollout_rec *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) {
+        json_t *o = json_pack("{s:s, s:s, s:o}", "deployment", v[i].deployment, "halted",
+                              v[i].halted, "previous", v[i].has_previous
+                                                           ? agent_deploy_to_json(&v[i].previous)
+                                                           : json_null());
+        if (json_array_append_new(a, o) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 static json_t *state_to_json(const agent_state *st)
 {
     json_t *spec = st->spec.name ? agent_spec_to_json(&st->spec) : json_null();
@@ -83,6 +110,11 @@ static json_t *state_to_json(const agent_state *st)
 
     /* (only when set: a single node's file reads as it always did) */
     if (j && st->placed && json_object_set_new(j, "placed", json_true()) < 0) {
+        json_decref(j);
+        return NULL;
+    }
+    if (j && st->nrollouts &&
+        json_object_set_new(j, "rollouts", rollouts_json(st->rollouts, st->nrollouts)) < 0) {
         json_decref(j);
         return NULL;
     }
@@ -115,11 +147,55 @@ static int get_str(const json_t *o, const char *key, char *dst, size_t cap, cons
     return 0;
 }
 
+/* What reaches a process: impl, version, checkpoint interval, max_clients
+ * (an instance's, or what its process runs). */
+static int parse_settings(const json_t *o, const char *where, agent_run *r, dpr_err *err)
+{
+    long long v;
+    int rc;
+
+    if ((rc = get_str(o, "impl", r->impl, sizeof(r->impl), where, err)) < 0 ||
+        (rc = get_str(o, "version", r->version, sizeof(r->version), where, err)) < 0)
+        return rc;
+    if ((rc = get_int(o, "checkpoint_interval_ms", AGENT_INTERVAL_MIN, AGENT_INTERVAL_MAX, &v,
+                      where, err)) < 0)
+        return rc;
+    r->checkpoint_interval_ms = (uint32_t)v;
+    if ((rc = get_int(o, "max_clients", AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX, &v, where,
+                      err)) < 0)
+        return rc;
+    r->max_clients = (uint32_t)v;
+    return 0;
+}
+
+/* "running": what an instance's process runs. */
+static int parse_run(const json_t *o, const char *where, agent_run *r, dpr_err *err)
+{
+    char at[96];
+    long long v;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    snprintf(at, sizeof(at), "%s.running", where);
+    if (!json_is_object(o) || json_object_size(o) != 6)
+        return dpr_err_set(err, -EBADMSG, "%s: not a record of what the process runs", at);
+    if ((rc = get_int(o, "generation", 0, INT64_MAX, &v, at, err)) < 0)
+        return rc;
+    r->generation = (uint64_t)v;
+    if ((rc = parse_settings(o, at, r, err)) < 0)
+        return rc;
+    if ((rc = get_int(o, "maxmemory", 0, (long long)AGENT_MAXMEMORY_MAX, &v, at, err)) < 0)
+        return rc;
+    r->maxmemory = (uint64_t)v;
+    return 0;
+}
+
 /* 0, or 1 when the record had no token (written before tokens existed) and
  * was given a new one; a negative errno. */
 static int parse_instance(const json_t *o, const char *where, bool retiring, agent_instance *in,
                           dpr_err *err)
 {
+    agent_run settings;
     json_t *tok;
     int fresh = 0;
     char name[AGENT_INSTANCE_NAME_MAX + 16];
@@ -129,6 +205,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     int rc;
 
     memset(in, 0, sizeof(*in));
+    memset(&settings, 0, sizeof(settings));
     if (!json_is_object(o))
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     want = retiring ? 10u : 9u;
@@ -137,6 +214,8 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     want += json_object_get(o, "maxmemory") != NULL;
     want += json_object_get(o, "committed") != NULL;
     want += json_object_get(o, "token") != NULL;
+    want += json_object_get(o, "generation") != NULL;
+    want += json_object_get(o, "running") != NULL;
     if (json_object_size(o) != want)
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     tok = json_object_get(o, "token");
@@ -174,9 +253,12 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     }
     if ((rc = get_str(o, "name", in->name, sizeof(in->name), where, err)) < 0 ||
         (rc = get_str(o, "deployment", in->deployment, sizeof(in->deployment), where, err)) < 0 ||
-        (rc = get_str(o, "impl", in->impl, sizeof(in->impl), where, err)) < 0 ||
-        (rc = get_str(o, "version", in->version, sizeof(in->version), where, err)) < 0)
+        (rc = parse_settings(o, where, &settings, err)) < 0)
         return rc;
+    memcpy(in->impl, settings.impl, sizeof(in->impl));
+    memcpy(in->version, settings.version, sizeof(in->version));
+    in->checkpoint_interval_ms = settings.checkpoint_interval_ms;
+    in->max_clients = settings.max_clients;
     if ((rc = get_int(o, "shard", 0, AGENT_SHARDS_MAX - 1, &v, where, err)) < 0)
         return rc;
     in->shard = (uint32_t)v;
@@ -186,18 +268,22 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     if ((rc = get_int(o, "port", 1, 65535, &v, where, err)) < 0)
         return rc;
     in->port = (uint16_t)v;
-    if ((rc = get_int(o, "checkpoint_interval_ms", AGENT_INTERVAL_MIN, AGENT_INTERVAL_MAX, &v,
-                      where, err)) < 0)
-        return rc;
-    in->checkpoint_interval_ms = (uint32_t)v;
-    if ((rc = get_int(o, "max_clients", AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX, &v, where,
-                      err)) < 0)
-        return rc;
-    in->max_clients = (uint32_t)v;
     snprintf(name, sizeof(name), "%s-%u", in->deployment, in->shard);
     if (strcmp(name, in->name) != 0)
         return dpr_err_set(err, -EBADMSG, "%s: name '%s' does not match deployment '%s' shard %u",
                            where, in->name, in->deployment, in->shard);
+    /* generation and running: absent in files from before roll-outs (the
+     * process runs the settings, of the state's generation: see the caller) */
+    agent_instance_set_running(in);
+    if (json_object_get(o, "generation")) {
+        if ((rc = get_int(o, "generation", 1, INT64_MAX, &v, where, err)) < 0)
+            return rc;
+        in->generation = (uint64_t)v;
+        in->run.generation = in->generation;
+    }
+    if (json_object_get(o, "running") && (rc = parse_run(json_object_get(o, "running"), where,
+                                                         &in->run, err)) < 0)
+        return rc;
     return fresh;
 }
 
@@ -341,10 +427,69 @@ static int parse_layouts(const json_t *a, agent_state *st, dpr_err *err)
     return 0;
 }
 
+/* "rollouts" (absent in files from before roll-outs, and when no
+ * deployment was changed): deployments of the spec, once each. */
+static int parse_rollouts(const json_t *a, agent_state *st, dpr_err *err)
+{
+    agent_spec_rules rules = { NULL, NULL, 0, 0, 0 };
+    agent_problems probs;
+    agent_rollout_rec *r;
+    char where[48], name[AGENT_DEPLOY_NAME_MAX + 1];
+    json_t *prev, *halted, *wrap;
+    agent_spec one;
+    int rc;
+
+    if (!a)
+        return 0;
+    if (!json_is_array(a))
+        return dpr_err_set(err, -EBADMSG, "rollouts: not a list");
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *o = json_array_get(a, i);
+        snprintf(where, sizeof(where), "rollouts[%zu]", i);
+        if (!json_is_object(o) || json_object_size(o) != 3)
+            return dpr_err_set(err, -EBADMSG, "%s: not a roll-out record", where);
+        if ((rc = get_str(o, "deployment", name, sizeof(name), where, err)) < 0)
+            return rc;
+        if (!st->spec.name || agent_spec_find(&st->spec, name) < 0 ||
+            agent_state_rollout(st, name))
+            return dpr_err_set(err, -EBADMSG, "%s: '%s' is not a deployment of the spec, or "
+                               "appears twice", where, name);
+        halted = json_object_get(o, "halted");
+        if (!json_is_string(halted) || json_string_length(halted) >= AGENT_HALT_REASON_MAX)
+            return dpr_err_set(err, -EBADMSG, "%s.halted: not a string of at most %d "
+                               "characters", where, AGENT_HALT_REASON_MAX - 1);
+        prev = json_object_get(o, "previous");
+        if (!prev || (!json_is_null(prev) && !json_is_object(prev)))
+            return dpr_err_set(err, -EBADMSG, "%s.previous: not a deployment or null", where);
+        if ((rc = agent_state_rollout_add(st, name, &r)) < 0)
+            return rc;
+        memcpy(r->halted, json_string_value(halted), json_string_length(halted) + 1);
+        if (json_is_null(prev))
+            continue;
+        wrap = json_pack("{s:s, s:[O]}", "name", st->spec.name, "cachestores", prev);
+        if (!wrap)
+            return -ENOMEM;
+        agent_problems_init(&probs);
+        rc = agent_spec_parse(wrap, &rules, &one, &probs);
+        json_decref(wrap);
+        if (rc == -EINVAL)
+            rc = dpr_err_set(err, -EBADMSG, "%s.previous: %s: %s", where, probs.v[0].where,
+                             probs.v[0].message);
+        agent_problems_free(&probs);
+        if (rc < 0)
+            return rc;
+        r->previous = one.d[0];
+        r->has_previous = true;
+        agent_spec_free(&one);
+    }
+    return 0;
+}
+
 int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
 {
     static const char *const keys[] = { "format", "generation", "next_worker", "spec",
-                                        "instances", "retiring", "layouts", "placed", NULL };
+                                        "instances", "retiring", "layouts", "placed",
+                                        "rollouts", NULL };
     agent_spec_rules rules = { NULL, NULL, 0, 0, 0 };
     agent_problems probs;
     agent_state st;
@@ -411,9 +556,19 @@ int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
         rc = parse_layouts(json_object_get(j, "layouts"), &st, err);
     }
     if (rc >= 0)
+        rc = parse_rollouts(json_object_get(j, "rollouts"), &st, err);
+    if (rc >= 0)
         rc = check_consistency(&st, err);
     if (rc < 0)
         goto out;
+    /* records from before roll-outs: of the state's generation */
+    for (size_t i = 0; i < st.ninst; i++) {
+        if (st.inst[i].generation)
+            continue;
+        st.inst[i].generation = st.generation;
+        if (!agent_instance_outdated(&st.inst[i]))
+            st.inst[i].run.generation = st.generation;
+    }
     agent_instances_sort(st.inst, st.ninst);
     agent_instances_sort(st.retiring, st.nretiring);
     *out = st;

@@ -39,7 +39,7 @@ from .cluster import (Cluster, Deployment, FinderDomain, FinderStatus, Instance,
 from .control import Event, EventStream
 from . import discover  # dpr.discover: DNS-SD browsing
 from .mgmt_errors import (AgentError, AgentUnavailable, NotFound, PermissionDenied,
-                          ReadyTimeout, SpecError)
+                          ReadyTimeout, RolloutHalted, SpecError)
 from .spec import CacheStore, ClusterSpec
 
 __version__ = "0.1.0"
@@ -52,5 +52,5 @@ __all__ = [
     "connect", "Cluster", "ClusterSpec", "CacheStore", "Plan", "Status", "Deployment",
     "Instance", "FinderStatus", "FinderDomain", "Node", "Event", "EventStream",
     "AgentError", "SpecError", "NotFound", "PermissionDenied", "AgentUnavailable",
-    "ReadyTimeout", "discover",
+    "ReadyTimeout", "RolloutHalted", "discover",
 ]

@@ -6,6 +6,7 @@
     dprctl delete NAME
     dprctl events [--json]
     dprctl nodes [--json]
+    dprctl rollout status|pause|resume|undo NAME [--json] [--wait [--timeout S]]
     dprctl discover [--cluster C] [--domain D] [--timeout S] [-o json]
     dprctl dns-zone CLUSTER --domain D [--nsupdate] [--server IP[:PORT]] [--ttl N]
 
@@ -95,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("action", nargs="?", choices=["remove"], help="remove a member")
     n.add_argument("target", nargs="?", metavar="NAME", help="the member's node name or "
                    "Raft address")
+
+    ro = sub.add_parser("rollout", parents=[common], help="follow or steer a roll-out",
+                        description="A deployment's roll-out (a change of impl, version or "
+                                    "settings rolling through its instances): status, pause, "
+                                    "resume (also after it halted), undo (its settings "
+                                    "before the last change, rolled out in turn).")
+    ro.add_argument("action", choices=["status", "pause", "resume", "undo"])
+    ro.add_argument("name", metavar="NAME", help="the deployment")
+    ro.add_argument("--json", action="store_true", help="status: the agent's JSON answer")
+    ro.add_argument("--wait", action="store_true",
+                    help="resume, undo: wait until the roll-out is done and every instance "
+                         "ready")
+    ro.add_argument("--timeout", type=_positive, default=120.0, metavar="SECONDS",
+                    help="how long --wait waits (default 120)")
 
     w = sub.add_parser("wait", parents=[common], help="wait until deployments are ready",
                        description="Wait until every instance of the named deployments (or "
@@ -313,8 +328,13 @@ class _Progress:
             ready = sum(1 for i in d.instances if i.ready)
             bad = ["%s %s%s" % (i.name, i.state, " (%d restarts)" % i.restarts
                                 if i.restarts else "") for i in d.not_ready]
-            parts.append("%s %d/%d ready%s" % (d.name, ready, n,
-                                               " [%s]" % ", ".join(bad) if bad else ""))
+            ro = ""
+            if not d.rollout_done and isinstance(d.rollout, dict):
+                ro = ", roll-out %s %s/%s updated" % (d.rollout.get("phase"),
+                                                      d.rollout.get("updated"),
+                                                      d.rollout.get("targets"))
+            parts.append("%s %d/%d ready%s%s" % (d.name, ready, n, ro,
+                                                 " [%s]" % ", ".join(bad) if bad else ""))
         line = "; ".join(parts) or "no deployments"
         if line != self.last:
             self.stream.write("[%5.1fs] waiting: %s\n" % (time.monotonic() - self.t0, line))
@@ -409,6 +429,41 @@ def cmd_nodes(args) -> int:
             print(json.dumps(cluster.request("nodes", {}), indent=2))
         else:
             print(format_nodes(cluster.nodes()))
+    return EXIT_OK
+
+
+def format_rollout(name: str, ro: dict) -> str:
+    """One deployment's roll-out, for people."""
+    st = ro.get("settings") or {}
+    lines = ["%s: roll-out %s, %s/%s updated, %s unavailable" % (
+        name, ro.get("phase"), ro.get("updated"), ro.get("targets"), ro.get("unavailable"))]
+    if ro.get("halted"):
+        lines.append("halted: %s" % ro["halted"])
+    lines.append("partition %s, max_unavailable %s, min_ready_seconds %s, "
+                 "progress_deadline_seconds %s%s%s" % (
+                     st.get("partition"), st.get("max_unavailable"),
+                     st.get("min_ready_seconds"), st.get("progress_deadline_seconds"),
+                     ", paused" if ro.get("paused") else "",
+                     "" if ro.get("can_undo") else ", nothing to undo"))
+    return "\n".join(lines)
+
+
+def cmd_rollout(args) -> int:
+    with _connect(args) as cluster:
+        if args.action == "status":
+            ro = cluster.rollout_status(args.name)
+            print(json.dumps(ro, indent=2) if args.json else format_rollout(args.name, ro))
+            return EXIT_OK
+        plan = getattr(cluster, "rollout_" + args.action)(args.name)
+        print("%s: rollout %s, generation %s%s" % (
+            args.name, args.action, plan.generation,
+            ": updated %s" % " ".join(plan.updated) if plan.updated else ""))
+        sys.stdout.flush()
+        if args.wait and args.action != "pause":
+            t0 = time.monotonic()
+            st = cluster.wait_ready([args.name], timeout=args.timeout, progress=_Progress())
+            sys.stderr.write("ready: %d instances of %s in %.1fs\n"
+                             % (len(st.instances), args.name, time.monotonic() - t0))
     return EXIT_OK
 
 
@@ -525,7 +580,7 @@ def _protocol_error(message: str):
 
 
 COMMANDS = {"apply": cmd_apply, "plan": cmd_plan, "status": cmd_status, "delete": cmd_delete,
-            "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait,
+            "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait, "rollout": cmd_rollout,
             "discover": cmd_discover, "dns-zone": cmd_dns_zone}
 
 

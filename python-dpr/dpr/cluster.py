@@ -26,7 +26,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .control import DEFAULT_TIMEOUT, ControlConnection, EventStream
 from .errors import DiscoveryError
-from .mgmt_errors import AgentError, AgentProtocolError, AgentUnavailable, NotFound, ReadyTimeout
+from .mgmt_errors import (AgentError, AgentProtocolError, AgentUnavailable, NotFound,
+                          ReadyTimeout, RolloutHalted)
 from .spec import ClusterSpec, load_spec
 
 __all__ = ["connect", "Cluster", "Plan", "Status", "Deployment", "Instance", "FinderStatus",
@@ -103,7 +104,10 @@ class Instance:
     damaged checkpoint; ``last_error`` says why); None while the agent cannot
     see the unit. ``status_text``: the cache-store's own status line
     (systemd's StatusText). ``memory_max``: the unit's MemoryMax in bytes
-    (None: no limit). ``raw``: the whole status object."""
+    (None: no limit). ``generation``: the spec generation of its settings;
+    ``running_generation``, ``running_version``: those its process runs
+    (older while a roll-out has not reached it); ``outdated``: it does not
+    run its settings yet. ``raw``: the whole status object."""
 
     name: str
     unit: str | None = None
@@ -123,6 +127,10 @@ class Instance:
     health: str | None = None
     status_text: str | None = None
     memory_max: int | None = None
+    generation: int | None = None
+    running_generation: int | None = None
+    running_version: str | None = None
+    outdated: bool | None = None
     # a cluster of agents: the nodes holding copies of its checkpoints, the
     # newest version copied to all of them, why the last copy failed
     replicas: list | None = None
@@ -187,6 +195,10 @@ class Deployment:
     # a cluster of agents: why it cannot serve every shard (instances on a
     # node that is down wait for it), else None
     degraded: str | None = None
+    # its roll-out on the agent's node: {"phase": done|progressing|paused|
+    # halted, "updated", "targets", "unavailable", "paused", "halted": reason
+    # or None, "can_undo", "settings"}
+    rollout: dict | None = None
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -208,12 +220,40 @@ class Deployment:
     @property
     def is_ready(self) -> bool:
         """Every shard has an instance, every instance is ready, its shards
-        have their layout, and no resize is in progress (its keys are where
-        its layout says)."""
+        have their layout, no resize is in progress (its keys are where its
+        layout says), and its roll-out is done: every instance it updates
+        runs the applied generation and stayed ready for
+        min_ready_seconds."""
         n = self.shards if isinstance(self.shards, int) else len(self.instances)
         laid_out = not isinstance(self.layout, Mapping) or (self.layout.get("epoch") or 0) >= 1
         return (len(self.instances) == n and n > 0 and laid_out
-                and all(i.ready for i in self.instances) and not self.resizing)
+                and all(i.ready for i in self.instances) and not self.resizing
+                and self.rollout_done)
+
+    @property
+    def rollout_phase(self) -> str | None:
+        """``done``, ``progressing``, ``paused``, ``halted`` (None: an agent
+        from before roll-outs)."""
+        return self.rollout.get("phase") if isinstance(self.rollout, Mapping) else None
+
+    @property
+    def rollout_halted(self) -> str | None:
+        """Why its roll-out halted, or None."""
+        if not isinstance(self.rollout, Mapping):
+            return None
+        return self.rollout.get("halted") or None
+
+    @property
+    def rollout_done(self) -> bool:
+        """No instance waits for an update: the roll-out is done, and every
+        instance it updates (shard >= partition) runs its settings."""
+        if self.rollout_phase not in (None, "done"):
+            return False
+        part = 0
+        if isinstance(self.rollout, Mapping):
+            part = (self.rollout.get("settings") or {}).get("partition") or 0
+        return not any(i.outdated for i in self.instances
+                       if isinstance(i.shard, int) and i.shard >= part)
 
     @property
     def not_ready(self) -> list:
@@ -413,7 +453,7 @@ class Node:
 
 
 # event types after which wait_ready looks at the status again
-_WAKE_TYPES = {"instance", "apply", "delete", "node", "resize"}
+_WAKE_TYPES = {"instance", "apply", "delete", "node", "resize", "rollout"}
 _POLL = 1.0
 
 
@@ -520,6 +560,37 @@ class Cluster:
                                      code="bad_reply")
         return r["removing"]
 
+    # --- roll-outs (docs/operations.md "Roll-outs") -------------------------
+    def rollout_status(self, name: str) -> dict:
+        """Deployment ``name``'s roll-out: {"phase", "updated", "targets",
+        "unavailable", "paused", "halted" (reason or None), "can_undo",
+        "settings"}. NotFound when it does not exist."""
+        r = self._conn.request("rollout", {"name": name, "action": "status"})
+        if not isinstance(r, Mapping) or not isinstance(r.get("rollout"), Mapping):
+            raise AgentProtocolError("dpr-agent answered rollout with %r" % (r,),
+                                     code="bad_reply")
+        return dict(r["rollout"])
+
+    def rollout_pause(self, name: str) -> Plan:
+        """Pauses ``name``'s roll-out (``rollout.paused`` in the spec): no
+        instance is restarted for an update until resumed."""
+        return Plan.from_result(self._conn.request("rollout", {"name": name,
+                                                               "action": "pause"}))
+
+    def rollout_resume(self, name: str) -> Plan:
+        """Resumes a paused roll-out, or one that halted (the instance that
+        failed is tried again)."""
+        return Plan.from_result(self._conn.request("rollout", {"name": name,
+                                                               "action": "resume"}))
+
+    def rollout_undo(self, name: str) -> Plan:
+        """Applies ``name``'s settings from before its last change again
+        (impl, version, checkpoint_interval_ms, max_clients, maxmemory): a
+        roll-out of its own, which restarts only the instances that run the
+        newer settings. NotFound when there is nothing to undo."""
+        return Plan.from_result(self._conn.request("rollout", {"name": name,
+                                                               "action": "undo"}))
+
     def events(self) -> EventStream:
         """A stream of state changes (a connection of its own): iterate it,
         or ``next(timeout)``; close it (``with``) when done."""
@@ -535,8 +606,11 @@ class Cluster:
         instance/apply/delete event (and at least every second); without
         events (``use_events=False``, or the stream is not available) it
         polls. ``progress(status)`` is called whenever the readiness picture
-        changes. Raises ReadyTimeout (listing what is not ready and why)
-        after ``timeout`` seconds, NotFound when a deployment does not exist.
+        changes. Ready includes a finished roll-out: every instance runs the
+        applied generation (shards below a roll-out's partition excepted).
+        Raises ReadyTimeout (listing what is not ready and why) after
+        ``timeout`` seconds, RolloutHalted at once when a roll-out halted
+        (with its reason), NotFound when a deployment does not exist.
         """
         names = [name] if isinstance(name, str) else (list(name) if name is not None else None)
         deadline = time.monotonic() + timeout
@@ -554,12 +628,19 @@ class Cluster:
                              i.last_error) for i in st.instances) + tuple(
                     (d.layout or {}).get("epoch") for d in st.deployments) + tuple(
                     ((d.layout or {}).get("resize") or {}).get("step")
-                    for d in st.deployments)
+                    for d in st.deployments) + tuple(
+                    (d.rollout_phase, (d.rollout or {}).get("updated")) for d in st.deployments)
                 if progress is not None and key != last_key:
                     progress(st)
                 last_key = key
                 if all(d.is_ready for d in st.deployments):
                     return st
+                for d in st.deployments:
+                    if d.rollout_halted:
+                        raise RolloutHalted("%s: roll-out halted: %s" % (d.name,
+                                                                         d.rollout_halted),
+                                            deployment=d.name, reason=d.rollout_halted,
+                                            status=st)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _ready_timeout(st, timeout)
@@ -651,6 +732,12 @@ def _ready_timeout(st: Status, timeout: float) -> ReadyTimeout:
                 ", last error: %s" % r["error"] if r.get("error") else ""))
         elif isinstance(d.layout, Mapping) and not d.layout.get("epoch"):
             what.append("its shards have not been given their layout yet")
+        if not d.rollout_done:
+            ro = d.rollout if isinstance(d.rollout, Mapping) else {}
+            old = [i.name for i in d.instances if i.outdated]
+            what.append("roll-out %s: %s/%s updated%s" % (
+                ro.get("phase", "?"), ro.get("updated", "?"), ro.get("targets", "?"),
+                "; waiting for an update: %s" % ", ".join(old) if old else ""))
         parts.append("%s: %d/%d ready; not ready: %s"
                      % (d.name, sum(1 for i in d.instances if i.ready), n, "; ".join(what)))
     hint = ""

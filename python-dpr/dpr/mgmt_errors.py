@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 from .errors import ConnectionError, DprError, ProtocolError
 
 __all__ = ["AgentError", "SpecError", "NotFound", "PermissionDenied", "AgentUnavailable",
-           "AgentProtocolError", "ReadyTimeout", "error_from_reply"]
+           "AgentProtocolError", "ReadyTimeout", "RolloutHalted", "error_from_reply"]
 
 
 class AgentError(DprError):
@@ -142,3 +142,18 @@ def error_from_reply(error: Any) -> AgentError:
                     "default dpr): sudo usermod -aG dpr $USER, then log in again")
     cls = _BY_CODE.get(code, AgentError)
     return cls(message, code=code, details=details)
+
+
+class RolloutHalted(DprError):
+    """A roll-out halted by itself: an updated instance failed, or was not
+    ready within the deployment's ``progress_deadline_seconds``.
+    ``deployment`` names it, ``reason`` is the agent's reason (also in
+    ``dprctl rollout status``); ``status`` is the last status. Undo it
+    (``Cluster.rollout_undo``), or apply a fix."""
+
+    def __init__(self, message: str, deployment: str | None = None,
+                 reason: str | None = None, status: Any = None):
+        super().__init__(message)
+        self.deployment = deployment
+        self.reason = reason
+        self.status = status

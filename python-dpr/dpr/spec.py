@@ -63,10 +63,13 @@ _MEMORY_HINT = ('bytes, or a string of digits with b, k, kb, m, mb, g or gb as i
 
 SPEC_FIELDS = ("name", "cachestores")
 CACHESTORE_FIELDS = ("name", "impl", "version", "shards", "checkpoint_interval_ms",
-                     "max_clients", "maxmemory", "node_selector", "replicas")
+                     "max_clients", "maxmemory", "node_selector", "replicas", "rollout")
 # fields of a cache-store that may be left out (the agent's default applies)
 OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "node_selector",
-                   "replicas")
+                   "replicas", "rollout")
+# rollout: how a change of its settings rolls through its instances
+ROLLOUT_FIELDS = {"min_ready_seconds": (0, 86400), "max_unavailable": (1, SHARDS_MAX),
+                  "partition": (0, SHARDS_MAX), "progress_deadline_seconds": (1, 86400)}
 REPLICAS_MAX = 2
 SELECTOR_FIELDS = ("nodes", "labels")
 SELECTOR_MAX = 16
@@ -215,6 +218,21 @@ def _check_selector(out: list, path: str, v: Any) -> None:
                 seen.add(e)
 
 
+def _check_rollout(out: list, path: str, v: Any) -> None:
+    """rollout: {"min_ready_seconds", "max_unavailable", "partition",
+    "progress_deadline_seconds", "paused"} (the agent's rules and messages)."""
+    if not isinstance(v, Mapping):
+        out.append((path, 'must be an object: {"min_ready_seconds", "max_unavailable", '
+                    '"partition", "progress_deadline_seconds", "paused"} (got %s)' % _kind(v)))
+        return
+    _unknown(out, path, v.keys(), tuple(ROLLOUT_FIELDS) + ("paused",))
+    for f, (lo, hi) in ROLLOUT_FIELDS.items():
+        if f in v:
+            _check_int(out, "%s.%s" % (path, f), v[f], lo, hi)
+    if "paused" in v and not isinstance(v["paused"], bool):
+        out.append((path + ".paused", "must be true or false (got %s)" % _kind(v["paused"])))
+
+
 @dataclasses.dataclass
 class CacheStore:
     """One deployment: ``shards`` instances of a cache-store implementation,
@@ -232,7 +250,10 @@ class CacheStore:
     ``node.labels``); None: any node. ``replicas`` (0..2, a cluster of
     agents): how many other nodes hold a copy of each instance's
     checkpoints before they count as durable; None: 1 when two nodes or
-    more match the selector, else 0.
+    more match the selector, else 0. ``rollout``: how a change of impl,
+    version or settings rolls through the instances (``min_ready_seconds``,
+    ``max_unavailable``, ``partition``, ``progress_deadline_seconds``,
+    ``paused``; docs/operations.md "Roll-outs"); None: one at a time.
     """
 
     name: str
@@ -244,6 +265,7 @@ class CacheStore:
     maxmemory: int | str | None = None
     node_selector: Mapping | None = None
     replicas: int | None = None
+    rollout: Mapping | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "impl": self.impl, "version": self.version,
@@ -328,6 +350,8 @@ class CacheStore:
             _check_memory(out, p + "maxmemory", self.maxmemory)
         if self.node_selector is not None or (given is not None and "node_selector" in given):
             _check_selector(out, p + "node_selector", self.node_selector)
+        if self.rollout is not None or (given is not None and "rollout" in given):
+            _check_rollout(out, p + "rollout", self.rollout)
         return out
 
 

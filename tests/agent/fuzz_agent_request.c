@@ -2,7 +2,7 @@
  * fuzz_agent_request.c - dpr-agent's control requests: one line of bytes
  * through the request parser, then (for apply/plan) the spec checker and a
  * plan against a small recorded state; also the state-file reader on the
- * same bytes. Nothing may crash, leak or accept a spec that breaks a rule.
+ * same bytes (with what each instance runs and the roll-out records). Nothing may crash, leak or accept a spec that breaks a rule.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,7 +30,13 @@ static void check_spec(const agent_spec *s)
             (s->d[i].replicas != AGENT_REPLICAS_AUTO &&
              (s->d[i].replicas < 0 || s->d[i].replicas > AGENT_REPLICAS_MAX)) ||
             s->d[i].selector.nnodes > AGENT_SELECTOR_MAX ||
-            s->d[i].selector.nlabels > AGENT_SELECTOR_MAX)
+            s->d[i].selector.nlabels > AGENT_SELECTOR_MAX ||
+            s->d[i].rollout.max_unavailable < 1 ||
+            s->d[i].rollout.max_unavailable > AGENT_SHARDS_MAX ||
+            s->d[i].rollout.partition > AGENT_SHARDS_MAX ||
+            s->d[i].rollout.min_ready_seconds > AGENT_ROLLOUT_SECONDS_MAX ||
+            s->d[i].rollout.progress_deadline_seconds < 1 ||
+            s->d[i].rollout.progress_deadline_seconds > AGENT_ROLLOUT_SECONDS_MAX)
             abort();
         for (size_t k = 0; k < s->d[i].selector.nlabels; k++)
             if (!agent_label_valid(s->d[i].selector.labels[k]))
@@ -88,8 +94,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     j = json_loadb((const char *)data, size, 0, NULL);
     if (j) {
-        if (agent_state_from_json(j, &st, &err) >= 0) /* 1: tokens were made */
+        if (agent_state_from_json(j, &st, &err) >= 0) { /* 1: tokens were made */
+            /* the state's own spec again: nothing changes, records kept */
+            if (st.spec.name && !st.placed &&
+                agent_plan_make(&st, &st.spec, &alloc, &next, &plan) == 0) {
+                if (agent_plan_changed(&plan) || next.nrollouts != st.nrollouts)
+                    abort();
+                agent_plan_free(&plan);
+                agent_state_free(&next);
+            }
             agent_state_free(&st);
+        }
         json_decref(j);
     }
     return 0;

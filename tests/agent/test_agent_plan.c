@@ -551,8 +551,61 @@ TEST(moved)
     agent_state_free(&st);
 }
 
+/* What each instance runs: an update leaves the processes on their old
+ * settings (the roll-out moves them), the deployment's previous settings
+ * are kept for undo, and an undo of a change not rolled out is no restart. */
+TEST(running_settings_and_undo_record)
+{
+    agent_deploy d = dep("kv", 2, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st;
+    agent_plan p;
+    const agent_rollout_rec *r;
+
+    agent_state_init(&st);
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    CHECK(st.generation == 1);
+    CHECK(st.inst[0].generation == 1 && st.inst[0].run.generation == 1);
+    CHECK(!agent_instance_outdated(&st.inst[0]));
+    CHECK(agent_state_rollout(&st, "kv") == NULL); /* never changed */
+    snprintf(s.d[0].version, sizeof(s.d[0].version), "2");
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    CHECK(st.generation == 2);
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(st.inst[i].generation == 2 && st.inst[i].run.generation == 1);
+        CHECK(strcmp(st.inst[i].run.version, "1") == 0);
+        CHECK(agent_instance_outdated(&st.inst[i]));
+    }
+    r = agent_state_rollout(&st, "kv");
+    CHECK(r && r->has_previous && strcmp(r->previous.version, "1") == 0 && !r->halted[0]);
+    /* kv-0 was rolled; then a halt, then back to "1" (undo) */
+    agent_instance_set_running(&st.inst[0]);
+    snprintf(agent_state_rollout(&st, "kv")->halted, AGENT_HALT_REASON_MAX, "kv-0 failed");
+    snprintf(s.d[0].version, sizeof(s.d[0].version), "1");
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    CHECK(st.generation == 3);
+    CHECK(agent_instance_outdated(&st.inst[0]));  /* runs "2": restarted */
+    CHECK(!agent_instance_outdated(&st.inst[1])); /* runs "1" already */
+    CHECK(st.inst[1].run.generation == 3 && st.inst[0].run.generation == 2);
+    r = agent_state_rollout(&st, "kv");
+    CHECK(r && !r->halted[0] && strcmp(r->previous.version, "2") == 0);
+    /* a change that does not reach the processes keeps the record as it is */
+    s.d[0].rollout.paused = true;
+    snprintf(agent_state_rollout(&st, "kv")->halted, AGENT_HALT_REASON_MAX, "x");
+    CHECK_EQ_INT(step(&st, &s, &p), 0);
+    agent_plan_free(&p);
+    CHECK(st.generation == 3);
+    CHECK(strcmp(agent_state_rollout(&st, "kv")->halted, "x") == 0);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
 int main(void)
 {
+    RUN(running_settings_and_undo_record);
     RUN(create_then_unchanged);
     RUN(update_fields);
     RUN(scale_up_and_down);

@@ -406,6 +406,48 @@ TEST(replicas)
     agent_problems_free(&p);
 }
 
+TEST(rollout)
+{
+    agent_spec s;
+    agent_problems p;
+    json_t *j;
+
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
+                       "\"version\": \"1\", \"shards\": 1}, {\"name\": \"b\", "
+                       "\"version\": \"1\", \"shards\": 4, \"rollout\": "
+                       "{\"min_ready_seconds\": 5, \"partition\": 2, \"paused\": true}}]}",
+                       &s, &p), 0);
+    /* defaults: one at a time, a deadline of 120 s, not written back */
+    CHECK(!s.d[0].rollout.given && s.d[0].rollout.max_unavailable == 1 &&
+          s.d[0].rollout.partition == 0 && s.d[0].rollout.progress_deadline_seconds == 120 &&
+          !s.d[0].rollout.paused);
+    CHECK(s.d[1].rollout.given && s.d[1].rollout.min_ready_seconds == 5 &&
+          s.d[1].rollout.partition == 2 && s.d[1].rollout.paused &&
+          s.d[1].rollout.max_unavailable == 1);
+    j = agent_deploy_to_json(&s.d[0]);
+    CHECK(json_object_get(j, "rollout") == NULL);
+    json_decref(j);
+    j = agent_deploy_to_json(&s.d[1]);
+    CHECK(json_is_true(json_object_get(json_object_get(j, "rollout"), "paused")));
+    CHECK(json_integer_value(json_object_get(json_object_get(j, "rollout"), "partition")) == 2);
+    json_decref(j);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
+                       "\"version\": \"1\", \"shards\": 1, \"rollout\": "
+                       "{\"max_unavailable\": 0, \"partition\": -1, \"paused\": 1, "
+                       "\"surge\": 2, \"progress_deadline_seconds\": 0}}, {\"name\": "
+                       "\"b\", \"version\": \"1\", \"shards\": 1, \"rollout\": []}]}",
+                       &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores[0].rollout.max_unavailable", "must be >= 1"));
+    CHECK(has_problem(&p, "cachestores[0].rollout.partition", "must be >= 0"));
+    CHECK(has_problem(&p, "cachestores[0].rollout.paused", "true or false"));
+    CHECK(has_problem(&p, "cachestores[0].rollout.surge", NULL));
+    CHECK(has_problem(&p, "cachestores[0].rollout.progress_deadline_seconds", ">= 1"));
+    CHECK(has_problem(&p, "cachestores[1].rollout", "must be an object"));
+    agent_problems_free(&p);
+}
+
 TEST(memory_max_formula)
 {
     /* no maxmemory: no limit */
@@ -437,5 +479,6 @@ int main(void)
     RUN(memory_max_formula);
     RUN(node_selector);
     RUN(replicas);
+    RUN(rollout);
     return check_summary("test_agent_spec");
 }

@@ -215,7 +215,7 @@ TEST(inconsistent_content_is_an_error)
     CHECK(strstr(err.msg, "share") != NULL);
     CHECK_EQ_INT(load_edited("\"shards\": 3", "\"shards\": 4", &err), -EBADMSG);
     CHECK(strstr(err.msg, "implies 4 instances") != NULL);
-    CHECK_EQ_INT(load_edited("\"version\": \"1.1\"", "\"version\": \"9\"", &err), -EBADMSG);
+    CHECK_EQ_INT(load_edited("\"version\": \"1.1\",", "\"version\": \"9\",", &err), -EBADMSG);
     CHECK(strstr(err.msg, "does not match the recorded spec") != NULL);
     CHECK_EQ_INT(load_edited("\"next_worker\": 6", "\"next_worker\": 2", &err), -EBADMSG);
     CHECK(strstr(err.msg, "next_worker") != NULL);
@@ -257,6 +257,61 @@ TEST(older_records_and_new_fields)
     CHECK_EQ_INT(load_edited("\"committed\": false,", "\"committed\": false, \"x\": 1,", &err),
                  -EBADMSG);
     CHECK(strstr(err.msg, "not an instance record") != NULL);
+
+    /* from before roll-outs: no generation, no running (runs the settings) */
+    sample(&st);
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
+    agent_state_free(&st);
+    {
+        size_t len;
+        char *text = slurp(path, &len);
+        json_t *j = json_loads(text, 0, NULL), *v;
+        size_t i;
+        free(text);
+        json_array_foreach(json_object_get(j, "instances"), i, v) {
+            json_object_del(v, "generation");
+            json_object_del(v, "running");
+        }
+        json_dump_file(j, path, 0);
+        json_decref(j);
+    }
+    CHECK(agent_statefile_load(path, &back, &err) >= 0);
+    CHECK(back.inst[0].generation == back.generation && back.inst[0].run.generation ==
+          back.generation && !agent_instance_outdated(&back.inst[0]));
+    agent_state_free(&back);
+    /* running, generation and the roll-out records survive a save */
+    sample(&st);
+    snprintf(st.inst[0].run.version, sizeof(st.inst[0].run.version), "0.9");
+    st.inst[0].run.generation = 1;
+    {
+        agent_rollout_rec *r;
+        CHECK_EQ_INT(agent_state_rollout_add(&st, "b", &r), 0);
+        snprintf(r->halted, sizeof(r->halted), "b-0 failed after its update");
+        r->has_previous = true;
+        r->previous = st.spec.d[0];
+        snprintf(r->previous.version, sizeof(r->previous.version), "0.9");
+    }
+    CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
+    CHECK(agent_statefile_load(path, &back, &err) >= 0);
+    CHECK(agent_instance_outdated(&back.inst[0]) && back.inst[0].run.generation == 1);
+    CHECK(strcmp(back.inst[0].run.version, "0.9") == 0);
+    CHECK(back.nrollouts == 1 && back.rollouts[0].has_previous &&
+          strcmp(back.rollouts[0].previous.version, "0.9") == 0 &&
+          strcmp(back.rollouts[0].halted, "b-0 failed after its update") == 0);
+    agent_state_free(&back);
+    agent_state_free(&st);
+    /* (the sample has no rollouts: edit one in) */
+    CHECK_EQ_INT(load_edited("\"retiring\":", "\"rollouts\": [{\"deployment\": \"zz\", "
+                             "\"halted\": \"\", \"previous\": null}], \"retiring\":", &err),
+                 -EBADMSG);
+    CHECK(strstr(err.msg, "not a deployment of the spec") != NULL);
+    CHECK_EQ_INT(load_edited("\"retiring\":", "\"rollouts\": [{\"deployment\": \"b\", "
+                             "\"halted\": \"\", \"previous\": {\"name\": \"b\"}}], "
+                             "\"retiring\":", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "rollouts[0].previous") != NULL);
+    CHECK_EQ_INT(load_edited("\"retiring\":", "\"rollouts\": [{\"deployment\": \"b\", "
+                             "\"halted\": \"why\", \"previous\": null}], \"retiring\":",
+                             &err), 0);
 
     /* the committed mark survives a save */
     sample(&st);

@@ -60,8 +60,10 @@ def stage(dest):
     os.chmod(client, 0o755)
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
+def boot(tmp_path_factory, prepare=None):
+    """A node with dpr-agent active (a generator: the node, then teardown);
+    prepare(stage_dir) may change what is installed first. Skips the test
+    where real systemd nodes cannot run."""
     if "asan" in BUILD:
         pytest.skip("sanitizer build: not run under systemd")
     if os.geteuid() != 0:
@@ -76,6 +78,8 @@ def node(tmp_path_factory):
         pytest.skip(str(e))
     dest = str(tmp_path_factory.mktemp("stage"))
     stage(dest)
+    if prepare is not None:
+        prepare(dest)
     c = harness.Cluster(1, stage=dest, upper="tmpfs")
     try:
         n = c[0]
@@ -85,6 +89,11 @@ def node(tmp_path_factory):
     finally:
         c.teardown()
         shutil.rmtree(dest, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    yield from boot(tmp_path_factory)
 
 
 def call(n, op, args=None, user=None):

@@ -612,3 +612,84 @@ def test_dprctl_events(agent):
             p.wait()
         p.stdout.close()
         p.stderr.close()
+
+
+def test_rollout_methods_without_systemd(agent):
+    """Roll-outs through Cluster and dprctl (no systemd: nothing runs, so
+    updated instances stay outdated and the roll-out stays in progress)."""
+    from dpr.mgmt_errors import RolloutHalted  # noqa: F401 (exported)
+    with dpr.cluster.connect(agent.socket) as c:
+        g1 = c.apply(kv(2)).generation
+        d = c.deployment("kv")
+        assert [(i.generation, i.running_generation, i.running_version, i.outdated)
+                for i in d.instances] == [(g1, g1, "1", False)] * 2
+        ro = c.rollout_status("kv")
+        assert ro["halted"] is None and ro["can_undo"] is False and ro["targets"] == 2
+        assert ro["settings"] == {"min_ready_seconds": 0, "max_unavailable": 1, "partition": 0,
+                                  "progress_deadline_seconds": 120, "paused": False}
+        with pytest.raises(NotFound, match="nothing to undo"):
+            c.rollout_undo("kv")
+        g2 = c.apply(ClusterSpec("demo", [CacheStore("kv", version="2", shards=2)])).generation
+        d = c.deployment("kv")
+        assert [(i.generation, i.running_generation, i.running_version, i.outdated)
+                for i in d.instances] == [(g2, g1, "1", True)] * 2
+        assert d.rollout_phase == "progressing" and not d.rollout_done and not d.is_ready
+        # pause: the spec says so; a change of rollout alone is no new generation
+        p = c.rollout_pause("kv")
+        assert p.generation == g2 and p.updated == []
+        d = c.deployment("kv")
+        assert d.rollout_phase == "paused" and d.rollout["paused"] is True
+        assert d.raw["rollout"]["settings"]["paused"] is True
+        with pytest.raises(ReadyTimeout, match=r"roll-out paused: 0/2 updated; waiting for an "
+                                               r"update: kv-0, kv-1"):
+            c.wait_ready("kv", timeout=0.5)
+        assert c.rollout_resume("kv").generation == g2
+        assert c.deployment("kv").rollout_phase == "progressing"
+        # undo: back to version 1, which the processes still run
+        p = c.rollout_undo("kv")
+        assert p.generation == g2 + 1 and p.updated == ["kv-0", "kv-1"]
+        d = c.deployment("kv")
+        assert d.version == "1" and not any(i.outdated for i in d.instances)
+        assert [i.running_generation for i in d.instances] == [g2 + 1] * 2
+        assert d.rollout_phase == "done" and d.rollout["can_undo"] is True
+        with pytest.raises(NotFound):
+            c.rollout_status("nope")
+    # dprctl rollout
+    out = dprctl(agent, "rollout", "status", "kv")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "kv: roll-out done, 2/2 updated, 2 unavailable"
+    out = dprctl(agent, "rollout", "status", "kv", "--json")
+    assert json.loads(out.stdout)["phase"] == "done"
+    out = dprctl(agent, "rollout", "pause", "kv")
+    assert out.returncode == 0 and out.stdout.startswith("kv: rollout pause, generation ")
+    out = dprctl(agent, "rollout", "rewind", "kv")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+    out = dprctl(agent, "rollout", "undo", "nope")
+    assert out.returncode == 1 and "no deployment named 'nope'" in out.stderr
+
+
+def test_wait_ready_fails_fast_when_a_rollout_halted(monkeypatch):
+    """wait_ready raises RolloutHalted with the agent's reason at once."""
+    from dpr.mgmt_errors import RolloutHalted
+    halted = {"name": "kv", "version": "2", "shards": 1, "layout": {"epoch": 1},
+              "rollout": {"phase": "halted", "halted": "kv-0 failed after its update",
+                          "updated": 1, "targets": 1, "settings": {"partition": 0}},
+              "instances": [{"name": "kv-0", "shard": 0, "ready": False, "outdated": False}]}
+    st = Status.from_result({"cluster": "demo", "deployments": [halted]})
+    c = dpr.cluster.Cluster.__new__(dpr.cluster.Cluster)
+    monkeypatch.setattr(c, "_status_of", lambda names: st, raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(RolloutHalted) as ei:
+        c.wait_ready("kv", timeout=30, use_events=False)
+    assert time.monotonic() - t0 < 1
+    assert ei.value.deployment == "kv" and ei.value.reason == "kv-0 failed after its update"
+    assert str(ei.value) == "kv: roll-out halted: kv-0 failed after its update"
+    # a partition: the shards below it may stay outdated
+    d = dpr.cluster.Deployment.from_dict(
+        {"name": "kv", "shards": 2, "layout": {"epoch": 1},
+         "rollout": {"phase": "done", "settings": {"partition": 1}},
+         "instances": [{"name": "kv-0", "ready": True, "outdated": True},
+                       {"name": "kv-1", "ready": True, "outdated": False}]})
+    assert d.rollout_done and d.is_ready
+    d.rollout["settings"]["partition"] = 0
+    assert not d.rollout_done and not d.is_ready

@@ -202,7 +202,25 @@ def test_unknown_fields_everywhere():
         ("cachestore", "unknown field (did you mean 'cachestores'? known: name, cachestores)"),
         ("cachestores[0].shard", "unknown field (did you mean 'shards'? known: name, impl, "
          "version, shards, checkpoint_interval_ms, max_clients, maxmemory, node_selector, "
-         "replicas)")]
+         "replicas, rollout)")]
+
+
+def test_rollout_settings():
+    """rollout: the agent's rules and messages (spec.c, get_rollout)."""
+    d = spec_of(rollout={"min_ready_seconds": 5, "max_unavailable": 2, "partition": 1,
+                         "progress_deadline_seconds": 60, "paused": True})
+    assert ClusterSpec.from_dict(d).to_dict()["cachestores"][0]["rollout"]["partition"] == 1
+    ClusterSpec.from_dict(spec_of(rollout={}))  # every field optional
+    assert problems(spec_of(rollout=3)) == [
+        ("cachestores[0].rollout", 'must be an object: {"min_ready_seconds", '
+         '"max_unavailable", "partition", "progress_deadline_seconds", "paused"} '
+         "(got an integer)")]
+    got = problems(spec_of(rollout={"max_unavailable": 0, "partition": -1, "paused": "yes",
+                                    "surge": 1}))
+    assert sorted(p for p, _ in got) == [
+        "cachestores[0].rollout.max_unavailable", "cachestores[0].rollout.partition",
+        "cachestores[0].rollout.paused", "cachestores[0].rollout.surge"]
+    assert ("cachestores[0].rollout.paused", "must be true or false (got a string)") in got
 
 
 def test_every_problem_at_once_in_order():

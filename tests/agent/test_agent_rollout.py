@@ -1,0 +1,263 @@
+"""Roll-outs against a real systemd (one node of tests/cluster/, as in
+test_agent_systemd.py): a change of version, impl or settings rolls through
+a deployment's instances one at a time in shard order, each ready for
+min_ready_seconds before the next; a partition updates only the shards
+above it (a canary); pause and resume; a roll-out halts by itself when an
+updated instance fails (an impl that exits) and says why; undo goes back;
+`dprctl apply --wait` and `dprctl rollout` (python-dpr, staged into the
+node) return only when every instance runs the applied generation.
+
+Needs root and what tests/cluster/cluster.py needs (skipped otherwise).
+"""
+import functools
+import json
+import os
+import shutil
+import sys
+import time
+
+import pytest
+
+import dprtest
+from dprtest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_agent_systemd import boot, call, ok  # noqa: E402
+
+wait_for = functools.partial(dprtest.wait_for, timeout=60.0, interval=0.2)
+
+# an implementation that exits at once: the version that fails to start
+BROKEN_IMPL = '    broken = "/bin/false";\n'
+
+
+def prepare(dest):
+    """The broken impl in agent.conf; python-dpr for dprctl."""
+    conf = os.path.join(dest, "etc/dpr/agent.conf")
+    with open(conf) as f:
+        text = f.read()
+    text = text.replace('    dpr-kv = "/usr/local/bin/dpr-kv";\n',
+                        '    dpr-kv = "/usr/local/bin/dpr-kv";\n' + BROKEN_IMPL)
+    assert BROKEN_IMPL in text
+    with open(conf, "w") as f:
+        f.write(text)
+    shutil.copytree(os.path.join(ROOT, "python-dpr", "dpr"),
+                    os.path.join(dest, "usr/local/lib/dpr-python/dpr"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    yield from boot(tmp_path_factory, prepare)
+
+
+def dprctl(n, *args, input=None):
+    return n.run("PYTHONPATH=/usr/local/lib/dpr-python python3 -m dpr.cli %s"
+                 % " ".join(args), check=False, input=input, timeout=180)
+
+
+def spec_of(version="1", impl="dpr-kv", **rollout):
+    ro = {"min_ready_seconds": 2}
+    ro.update(rollout)
+    return {"name": "demo", "cachestores": [{"name": "kv", "impl": impl, "version": version,
+                                             "shards": 3, "rollout": ro}]}
+
+
+def apply(n, **kw):
+    return ok(call(n, "apply", {"spec": spec_of(**kw)}))
+
+
+def kv(n):
+    s = ok(call(n, "status", {"name": "kv"}))
+    d = s["deployments"][0]
+    return {i["name"]: i for i in d["instances"]}, d
+
+
+def settled(n, version):
+    """Every instance ready and running version; the roll-out done."""
+    insts, d = kv(n)
+    if len(insts) == 3 and d["rollout"]["phase"] == "done" and all(
+            i["ready"] and i["running_version"] == version and not i["outdated"]
+            for i in insts.values()):
+        return insts
+    return None
+
+
+def watch(n, until, timeout=90.0):
+    """Polls status until until(insts, d) holds; returns the samples
+    (time, {name: (main_pid, ready, running_version)}, rollout)."""
+    samples = []
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        insts, d = kv(n)
+        samples.append((time.monotonic(), {k: (v["main_pid"], v["ready"], v["running_version"])
+                                           for k, v in insts.items()}, d["rollout"]))
+        if until(insts, d):
+            return samples
+        time.sleep(0.1)
+    raise AssertionError("timed out; last: %r" % (samples[-1:],))
+
+
+def test_start(node):
+    apply(node, version="1")
+    insts = wait_for(lambda: settled(node, "1"), what="kv ready on version 1")
+    assert all(i["generation"] == i["running_generation"] == 1 for i in insts.values())
+
+
+def test_update_rolls_one_at_a_time_in_shard_order(node):
+    before = settled(node, "1")
+    r = apply(node, version="2")
+    assert r["plan"]["updated"] == ["kv-0", "kv-1", "kv-2"]
+    gen = r["generation"]
+    samples = watch(node, lambda insts, d: d["rollout"]["phase"] == "done" and all(
+        i["running_version"] == "2" and i["ready"] for i in insts.values()))
+    # when each instance got its new process, and when it was ready again
+    restarted, ready_again = {}, {}
+    for t, insts, _ in samples:
+        for name, (pid, ready, _ver) in insts.items():
+            if pid != before[name]["main_pid"] and name not in restarted:
+                restarted[name] = t
+            if name in restarted and ready and name not in ready_again:
+                ready_again[name] = t
+        # never more than one instance down (max_unavailable 1)
+        assert sum(1 for pid, ready, _ in insts.values() if not ready) <= 1, insts
+    assert sorted(restarted, key=restarted.get) == ["kv-0", "kv-1", "kv-2"]
+    # each one ready, and ready for min_ready_seconds (2), before the next
+    assert restarted["kv-1"] >= ready_again["kv-0"] + 1.5
+    assert restarted["kv-2"] >= ready_again["kv-1"] + 1.5
+    insts, d = kv(node)
+    assert all(i["running_generation"] == gen for i in insts.values())
+    assert d["rollout"]["updated"] == 3 and d["rollout"]["halted"] is None
+    assert d["rollout"]["can_undo"] is True
+    out = node.run("journalctl --no-pager -o cat SYSLOG_IDENTIFIER=dpr-agent "
+                   "DPR_INSTANCE=kv-1").stdout
+    assert "roll-out: restarting it for generation %d" % gen in out
+
+
+def test_partition_updates_only_the_canary(node):
+    before = settled(node, "2")
+    r = apply(node, version="3", partition=2)
+    gen = r["generation"]
+    insts = wait_for(lambda: (lambda i, d: i if d["rollout"]["phase"] == "done" and
+                              i["kv-2"]["ready"] and i["kv-2"]["running_version"] == "3"
+                              else None)(*kv(node)), what="kv-2 on version 3")
+    assert insts["kv-2"]["main_pid"] != before["kv-2"]["main_pid"]
+    assert insts["kv-2"]["running_generation"] == gen
+    for name in ("kv-0", "kv-1"):
+        assert insts[name]["main_pid"] == before[name]["main_pid"]
+        assert insts[name]["running_version"] == "2" and insts[name]["outdated"]
+    _, d = kv(node)
+    assert d["rollout"]["targets"] == 1 and d["rollout"]["updated"] == 1
+    # the partition lowered: the rest follows
+    apply(node, version="3", partition=0)
+    wait_for(lambda: settled(node, "3"), what="every instance on version 3")
+
+
+def test_pause_and_resume(node):
+    before = settled(node, "3")
+    r = ok(call(node, "rollout", {"name": "kv", "action": "pause"}))
+    apply(node, version="4", paused=True)
+    time.sleep(3)
+    insts, d = kv(node)
+    assert d["rollout"]["phase"] == "paused" and d["rollout"]["paused"] is True
+    assert {k: v["main_pid"] for k, v in insts.items()} == \
+        {k: v["main_pid"] for k, v in before.items()}
+    assert all(i["outdated"] and i["running_version"] == "3" for i in insts.values())
+    st = ok(call(node, "rollout", {"name": "kv", "action": "status"}))
+    assert st["rollout"]["phase"] == "paused"
+    # dprctl rollout resume --wait: back when every instance runs version 4
+    out = dprctl(node, "rollout", "resume", "kv", "--wait", "--timeout", "120")
+    assert out.returncode == 0, out.stderr
+    insts = settled(node, "4")
+    assert insts, kv(node)
+    assert r["generation"] >= 1
+
+
+def test_failing_version_halts_and_says_why(node):
+    before = settled(node, "4")
+    # apply --wait fails fast with the reason (not after its timeout)
+    spec = json.dumps(spec_of(version="5", impl="broken"))
+    t0 = time.monotonic()
+    out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150", input=spec)
+    took = time.monotonic() - t0
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "roll-out halted" in out.stderr and "kv-0" in out.stderr, out.stderr
+    assert took < 100, took
+    insts, d = kv(node)
+    ro = d["rollout"]
+    assert ro["phase"] == "halted" and "kv-0" in ro["halted"], ro
+    # nothing after kv-0 was touched
+    for name in ("kv-1", "kv-2"):
+        assert insts[name]["main_pid"] == before[name]["main_pid"]
+        assert insts[name]["running_version"] == "4" and insts[name]["ready"]
+    time.sleep(2)
+    insts2, _ = kv(node)
+    assert insts2["kv-1"]["main_pid"] == before["kv-1"]["main_pid"]
+    st = dprctl(node, "rollout", "status", "kv")
+    assert st.returncode == 0 and "halted: kv-0" in st.stdout, st.stdout
+    log = node.run("journalctl --no-pager -o cat SYSLOG_IDENTIFIER=dpr-agent").stdout
+    assert "roll-out halted: kv-0" in log
+
+
+def test_undo_goes_back(node):
+    out = dprctl(node, "rollout", "undo", "kv", "--wait", "--timeout", "120")
+    if out.returncode != 0:
+        print(json.dumps(kv(node), indent=1))
+        print(node.run("journalctl --no-pager -o short-monotonic | tail -80").stdout)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    insts = settled(node, "4")
+    assert insts, kv(node)
+    _, d = kv(node)
+    assert d["rollout"]["halted"] is None and d["impl"] == "dpr-kv" and d["version"] == "4"
+    env = node.run("cat /run/dpr/instances/kv-0.env").stdout
+    assert "/usr/local/bin/dpr-kv" in env and "DPR_VERSION=4" in env
+
+
+def test_apply_wait_returns_when_every_instance_runs_it(node):
+    before = settled(node, "4")
+    spec = json.dumps(spec_of(version="6"))
+    out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150", input=spec)
+    if out.returncode != 0:
+        print(node.run("journalctl --no-pager -o short-monotonic | tail -80").stdout)
+    assert out.returncode == 0, out.stderr
+    insts, d = kv(node)
+    gen = ok(call(node, "status"))["generation"]
+    assert d["rollout"]["phase"] == "done"
+    for name, i in insts.items():
+        assert i["ready"] and i["running_version"] == "6" and i["running_generation"] == gen
+        assert i["main_pid"] != before[name]["main_pid"]
+
+
+def test_rollout_survives_an_agent_restart(node):
+    """The generation each instance runs, and a pause, are in the state file."""
+    v0 = wait_for(lambda: (lambda i, d: d["version"] if d["rollout"]["phase"] == "done" and
+                           all(x["ready"] for x in i.values()) else None)(*kv(node)),
+                  what="kv at rest")
+    apply(node, version="7", paused=True)
+    node.systemctl("restart", "dpr-agent")
+    wait_for(lambda: node.run("systemctl is-active dpr-agent", check=False).stdout.strip()
+             == "active", what="agent back")
+    insts, d = wait_for(lambda: (lambda i, d: (i, d) if len(i) == 3 and all(
+        x["ready"] for x in i.values()) else None)(*kv(node)), what="status after restart")
+    assert d["rollout"]["phase"] == "paused"
+    assert all(i["running_version"] == v0 and i["outdated"] for i in insts.values())
+    ok(call(node, "rollout", {"name": "kv", "action": "resume"}))
+    try:
+        wait_for(lambda: settled(node, "7"), what="version 7 everywhere")
+    except AssertionError:
+        print(json.dumps(kv(node), indent=1))
+        print(node.run("journalctl --no-pager -o cat SYSLOG_IDENTIFIER=dpr-agent | tail -40").stdout)
+        raise
+
+
+def test_bad_requests(node):
+    e = call(node, "rollout", {"name": "kv", "action": "explode"})["error"]
+    assert e["code"] == "bad_request" and "status, pause, resume or undo" in e["message"]
+    e = call(node, "rollout", {"name": "nope", "action": "status"})["error"]
+    assert e["code"] == "not_found"
+    bad = spec_of(max_unavailable=0, partition=-1, paused="yes")
+    e = call(node, "apply", {"spec": bad})["error"]
+    assert e["code"] == "spec_invalid"
+    paths = sorted(p["path"] for p in e["details"])
+    assert paths == ["cachestores[0].rollout.max_unavailable",
+                     "cachestores[0].rollout.partition", "cachestores[0].rollout.paused"]
