@@ -1802,6 +1802,12 @@ TEST(planned_leave)
     dpr_finder_free(f);
     f = g;
 
+    /* the owner moves it while it is away (a node shut down cleanly, then
+     * marked down): the new token brings it back, the old one no longer */
+    CHECK_EQ_INT(dpr_finder_set_token(f, 2, "t2b", 3), 0);
+    CHECK(dpr_finder_is_away(f, 2));
+    CHECK_EQ_INT(add_tok(f, 2, "t2", NULL, NULL), -EACCES);
+    CHECK_EQ_INT(dpr_finder_set_token(f, 2, "t2", 2), 0); /* (and back, for the rest) */
     /* coming back: the owner's token, no new world-line, its checkpoint */
     CHECK_EQ_INT(add(f, 2, NULL, NULL), -EACCES);
     CHECK(dpr_finder_is_away(f, 2));
