@@ -118,7 +118,8 @@ struct agent {
     uv_timer_t cluster_timer; /* a cluster: agent_cluster_tick every CLUSTER_TICK_MS */
     unsigned cluster_ticks;   /* how many ran (the replica tick runs every 4th) */
     bool start_gated;         /* an instance waits for its worker's hand-over in the
-                                 finder (agent_cluster_may_start): reconcile at the next
+                                 finder (agent_cluster_may_start), or a roll-out for
+                                 another node's instance: reconcile at the next
                                  cluster tick */
     bool timers_open;
     bool stopping;

@@ -961,6 +961,19 @@ out:
 }
 
 /* What the record tells of a local instance. New reference. */
+/* Ready, and (restarted by a roll-out) ready for its min_ready_seconds:
+ * what the other nodes' roll-outs count (rollout.h). */
+static bool available(agent *a, const agent_instance *in, const inst_rt *rt)
+{
+    int d = a->st.spec.name ? agent_spec_find(&a->st.spec, in->deployment) : -1;
+    uint64_t min_ready = d >= 0 ? (uint64_t)a->st.spec.d[d].rollout.min_ready_seconds * 1000u
+                                : 0;
+
+    if (!rt || !agent_rt_ready(rt))
+        return false;
+    return !rt->rolled_ms || dpr_mono_ms() - rt->ready_since_ms >= min_ready;
+}
+
 static json_t *published_instance(agent *a, const agent_instance *in)
 {
     inst_rt *rt = agent_rt_find(a, in->name);
@@ -989,7 +1002,8 @@ static json_t *published_instance(agent *a, const agent_instance *in)
               json_object_set_new(o, "running_version", json_string(in->run.version)) < 0 ||
               json_object_set_new(o, "outdated",
                                   json_boolean(agent_instance_outdated(in) ||
-                                               (rt && rt->restart_pending))) < 0)) {
+                                               (rt && rt->restart_pending))) < 0 ||
+              json_object_set_new(o, "available", json_boolean(available(a, in, rt))) < 0)) {
         json_decref(o);
         o = NULL;
     }
@@ -1194,6 +1208,41 @@ static json_t *node_record(agent *a, const char *node)
     const char *text = agent_cstate_insts_of(agent_raft_cstate(a->raft), node);
 
     return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+size_t agent_cluster_remote_instances(agent *a, const agent_deploy *dep, agent_ro_inst *out,
+                                      size_t max)
+{
+    const agent_cstate *cs = agent_raft_cstate(a->raft);
+    size_t n = 0;
+
+    for (size_t i = 0; i < cs->ninsts; i++) {
+        json_t *j, *e;
+        bool stale;
+        size_t k;
+        if (strcmp(cs->insts[i].node, a->cfg->node_name) == 0)
+            continue;
+        j = json_loads(cs->insts[i].json, 0, NULL);
+        /* a node that has not taken the spec this one took: what it says
+         * of its instances is of an older spec (still to be updated) */
+        stale = (uint64_t)json_integer_value(json_object_get(j, "adopted")) < a->spec_adopted;
+        json_array_foreach(json_object_get(published_dep(j, dep->name), "instances"), k, e) {
+            json_t *sh = json_object_get(e, "shard"), *av = json_object_get(e, "available");
+            agent_ro_inst *r;
+            if (n >= max || !json_is_integer(sh) || json_integer_value(sh) < 0 ||
+                json_integer_value(sh) >= dep->shards)
+                continue;
+            r = &out[n++];
+            memset(r, 0, sizeof(*r));
+            r->remote = true;
+            r->shard = (uint32_t)json_integer_value(sh);
+            r->outdated = stale || json_is_true(json_object_get(e, "outdated"));
+            r->ready = !stale && (av ? json_is_true(av) : json_is_true(json_object_get(e,
+                                                                                    "ready")));
+        }
+        json_decref(j);
+    }
+    return n;
 }
 
 void agent_cluster_rollout_merge(agent *a, const char *deployment, json_t *ro)

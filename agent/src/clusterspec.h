@@ -28,6 +28,8 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+
+#include "rollout.h"
 #include <stddef.h>
 
 #include "common/buf.h"
@@ -72,6 +74,11 @@ json_t *agent_cluster_node_info(agent *a, const char *node);
  * (done < paused < progressing < halted), a halt's reason ("on node2:
  * ..."), and "nodes": {node: phase}. */
 void agent_cluster_rollout_merge(agent *a, const char *deployment, json_t *ro);
+/* dep's instances that the other nodes published (at most max, into
+ * out): shard, outdated, available as ready, remote; a node that has not
+ * taken the spec this node took: outdated and not ready. How many. */
+size_t agent_cluster_remote_instances(agent *a, const agent_deploy *dep, agent_ro_inst *out,
+                                      size_t max);
 /* Does the cluster's spec hold a deployment of that name? */
 bool agent_cluster_holds(agent *a, const char *name);
 /* The instance of a slot as its node published it: {"name", "shard",

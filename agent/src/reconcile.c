@@ -244,8 +244,78 @@ static int by_shard(const void *x, const void *y)
     return a->shard < b->shard ? -1 : a->shard > b->shard;
 }
 
+typedef struct ro_entry {
+    agent_instance *in; /* NULL: on another node */
+    agent_ro_inst ro;
+} ro_entry;
+
+static int by_entry_shard(const void *x, const void *y)
+{
+    const ro_entry *a = x, *b = y;
+
+    if (a->ro.shard != b->ro.shard)
+        return a->ro.shard < b->ro.shard ? -1 : 1;
+    return (a->in == NULL) - (b->in == NULL); /* this node's first */
+}
+
+/* In a cluster of agents: dep's instances on the other nodes (their
+ * instance records) join *v (NULL entries) and *ro, in shard order; a
+ * shard known here too is this node's. */
+static int add_remote(agent *a, const agent_deploy *dep, agent_instance ***v,
+                      agent_ro_inst **ro, size_t *n)
+{
+    agent_ro_inst *rem = NULL;
+    ro_entry *all = NULL;
+    size_t nrem = 0, k = 0;
+    int rc = 0;
+
+    if (!a->raft || !a->placement.n)
+        return 0;
+    rem = calloc(dep->shards, sizeof(*rem));
+    if (!rem)
+        return -ENOMEM;
+    nrem = agent_cluster_remote_instances(a, dep, rem, dep->shards);
+    if (!nrem)
+        goto out;
+    all = calloc(*n + nrem, sizeof(*all));
+    if (!all) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < *n; i++)
+        all[i] = (ro_entry){ (*v)[i], (*ro)[i] };
+    for (size_t i = 0; i < nrem; i++)
+        all[*n + i] = (ro_entry){ NULL, rem[i] };
+    qsort(all, *n + nrem, sizeof(*all), by_entry_shard);
+    free(*v);
+    free(*ro);
+    *v = calloc(*n + nrem, sizeof(**v));
+    *ro = calloc(*n + nrem, sizeof(**ro));
+    if (!*v || !*ro) {
+        free(*v);
+        free(*ro);
+        *v = NULL;
+        *ro = NULL;
+        *n = 0;
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < *n + nrem; i++) {
+        if (k && (*ro)[k - 1].shard == all[i].ro.shard)
+            continue; /* (a record that lags behind a move) */
+        (*v)[k] = all[i].in;
+        (*ro)[k++] = all[i].ro;
+    }
+    *n = k;
+out:
+    free(all);
+    free(rem);
+    return rc;
+}
+
 /* dep's instances on this node in shard order (*v allocated: the caller
- * frees it) and what the roll-out sees of them (*ro). */
+ * frees it) and what the roll-out sees of them (*ro); in a cluster, the
+ * other nodes' too (NULL in *v). */
 static int gather(agent *a, const agent_deploy *dep, agent_instance ***v, agent_ro_inst **ro,
                   size_t *n)
 {
@@ -289,7 +359,7 @@ static int gather(agent *a, const agent_deploy *dep, agent_instance ***v, agent_
         r->ready_since_ms = r->ready ? rt->ready_since_ms : 0;
         r->rolled_ms = rt->rolled_ms;
     }
-    return 0;
+    return add_remote(a, dep, v, ro, n);
 }
 
 int agent_rollout_now(agent *a, const agent_deploy *dep, agent_ro_step *out)
@@ -300,8 +370,11 @@ int agent_rollout_now(agent *a, const agent_deploy *dep, agent_ro_step *out)
     int rc;
 
     rc = gather(a, dep, &v, &ro, &n);
-    if (rc < 0)
+    if (rc < 0) {
+        free(v);
+        free(ro);
         return rc;
+    }
     next = calloc(n, sizeof(*next));
     rc = next ? agent_rollout_step(dep->name, ro, n, &dep->rollout, is_halted(a, dep->name),
                                    dpr_mono_ms(), next, out)
@@ -338,6 +411,7 @@ static void tell_phase(agent *a, const agent_deploy *dep, const agent_ro_step *s
     if (t->phase == s->phase)
         return;
     t->phase = s->phase;
+    agent_cluster_publish(a, true); /* (the other nodes' status shows it) */
     if (s->phase == AGENT_RO_HALTED)
         return; /* agent_set_halted told */
     log_info("deployment '%s': roll-out %s (%zu/%zu updated)", dep->name,
@@ -412,8 +486,11 @@ static void rolling_restart(agent *a, const agent_deploy *dep)
 
     if (lay && lay->target_epoch)
         return; /* not while it is resized: after */
-    if (gather(a, dep, &v, &ro, &n) < 0)
+    if (gather(a, dep, &v, &ro, &n) < 0) {
+        free(v);
+        free(ro);
         return;
+    }
     next = calloc(n, sizeof(*next));
     if (!next || agent_rollout_step(dep->name, ro, n, &dep->rollout, is_halted(a, dep->name),
                                     now, next, &s) < 0)
@@ -421,8 +498,15 @@ static void rolling_restart(agent *a, const agent_deploy *dep)
     if (s.halt >= 0)
         agent_set_halted(a, dep->name, s.reason);
     tell_phase(a, dep, &s);
+    /* waiting for another node's instance: its record comes through Raft,
+     * not as an event here; asked again at the next cluster tick */
+    for (size_t i = 0; s.phase == AGENT_RO_PROGRESSING && i < n; i++)
+        if (ro[i].remote && (ro[i].outdated || !ro[i].ready))
+            a->start_gated = true;
     for (size_t i = 0; i < s.nrestart; i++) {
-        inst_rt *rt = agent_rt_ensure(a, v[next[i]]->name);
+        inst_rt *rt;
+        assert(v[next[i]] && !ro[next[i]].remote); /* another node's is never restarted */
+        rt = agent_rt_ensure(a, v[next[i]]->name);
         if (rt)
             roll_one(a, v[next[i]], rt);
     }

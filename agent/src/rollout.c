@@ -33,7 +33,7 @@ static bool settling(const agent_ro_inst *in, uint64_t min_ready_ms, uint64_t no
 static bool check_halt(const char *name, const agent_ro_inst *in, uint64_t deadline_ms,
                        uint64_t now_ms, agent_ro_step *s)
 {
-    if (!in->rolled_ms || in->outdated || in->ready)
+    if (!in->rolled_ms || in->outdated || in->ready || in->remote)
         return false;
     if (in->failed) {
         snprintf(s->reason, sizeof(s->reason), "%s-%u failed after its update (see its "
@@ -105,8 +105,8 @@ int agent_rollout_step(const char *name, const agent_ro_inst *v, size_t n,
         const agent_ro_inst *in = &v[i];
         if (in->shard < ro->partition || !in->outdated)
             continue;
-        if (in->busy)
-            break;
+        if (in->busy || in->remote)
+            break; /* (another node's: its node restarts it first) */
         if (in->ready) {
             if (out->unavailable >= ro->max_unavailable)
                 break;

@@ -6,7 +6,9 @@
  * and does the restarts.
  *
  * Rules: only shards >= partition are updated (a canary); in shard order,
- * never skipping one; an instance that is ready costs one of
+ * never skipping one (in a cluster of agents, over the instances of every
+ * node: an instance on another node that is still to be updated holds the
+ * later shards here); an instance that is ready costs one of
  * max_unavailable to restart, one that is not ready (down already) costs
  * nothing; an instance the roll-out restarted counts as unavailable until
  * it has been ready for min_ready_seconds; one that fails, or is not ready
@@ -32,6 +34,10 @@ typedef struct agent_ro_inst {
     uint64_t ready_since_ms; /* when it became ready (monotonic; 0: not ready) */
     uint64_t rolled_ms;      /* when the roll-out restarted it (0: it did not, or
                                 before the agent started) */
+    /* on another node of a cluster of agents: its node restarts it (never
+     * in next[]); an outdated one that is due holds the shards after it
+     * here; ready means available there (ready for min_ready_seconds) */
+    bool remote;
 } agent_ro_inst;
 
 typedef enum agent_ro_phase {

@@ -210,6 +210,34 @@ TEST(halts_on_failure_and_deadline)
     CHECK_EQ_INT(s.halt, -1);
 }
 
+/* A cluster of agents: the other nodes' instances hold the order and
+ * count against max_unavailable, and are never restarted here. */
+TEST(other_nodes_instances)
+{
+    agent_rollout_spec ro = defaults();
+    agent_ro_inst v[3];
+    agent_ro_step s;
+
+    fleet(v, 3);
+    v[0].remote = v[2].remote = true; /* shard 1 is this node's */
+    CHECK_EQ_INT(step(v, 3, &ro, false, 5000, &s), 0x0); /* shard 0 first, on its node */
+    CHECK_EQ_INT(s.phase, AGENT_RO_PROGRESSING);
+    v[0].outdated = false;
+    v[0].ready = false; /* restarted there, not available yet */
+    CHECK_EQ_INT(step(v, 3, &ro, false, 6000, &s), 0x0);
+    CHECK_EQ_INT(s.unavailable, 1);
+    v[0].ready = true;
+    CHECK_EQ_INT(step(v, 3, &ro, false, 7000, &s), 0x2);
+    /* a remote instance that fails halts nothing here (its node halts) */
+    v[1].outdated = false;
+    v[2].outdated = false;
+    v[2].ready = false;
+    v[2].failed = true;
+    CHECK_EQ_INT(step(v, 3, &ro, false, 900000, &s), 0x0);
+    CHECK_EQ_INT(s.halt, -1);
+    CHECK_EQ_INT(s.phase, AGENT_RO_DONE);
+}
+
 TEST(bad_arguments)
 {
     agent_rollout_spec ro = defaults();
@@ -231,6 +259,7 @@ int main(void)
     RUN(partition_is_a_canary);
     RUN(paused);
     RUN(halts_on_failure_and_deadline);
+    RUN(other_nodes_instances);
     RUN(bad_arguments);
     return check_summary("test_agent_rollout");
 }

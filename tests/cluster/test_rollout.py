@@ -1,14 +1,15 @@
 """Issue 13 (roll-outs) in a cluster of agents: a deployment spread over
 three real systemd nodes gets a new version; each node rolls the instance
-placed on it, `dprctl apply --wait` returns only once every instance on
+placed on it in turn, `dprctl apply --wait` returns only once every instance on
 every node runs the new generation and is ready (status from any node shows
 each instance's running version), and a version that fails halts the
 roll-out on the node where it failed: `apply --wait` from another node
 fails at once with that node's reason; undo goes back everywhere. Needs
 root (skipped otherwise).
 
-Not checked (not built yet): one instance at a time cluster-wide; each node
-goes one at a time over its own instances.
+The order is cluster-wide: one instance at a time over the three nodes, in
+shard order, each ready for min_ready_seconds before the next (each node
+sees the others' instances in their instance records).
 """
 import json
 
@@ -58,9 +59,28 @@ def test_rollout_over_three_nodes(cluster):
     before = {n.name: kv(n)[0] for n in c}  # (main_pid: each node of its own)
     assert sorted(i["node"] for i in before["node2"].values()) == ["node1", "node2", "node3"]
 
-    # apply --wait from node2 returns when every node rolled its instance
+    # apply --wait from node2 returns when every node rolled its instance,
+    # one instance at a time over the cluster, in shard order, each ready
+    # (for min_ready_seconds, 1) before the next is restarted
+    since = {n.name: n.run("date +%s.%N").stdout.strip() for n in c}
     r = apply(n2, "2")
     assert r.returncode == 0, r.stderr
+    restarted, ready = {}, {}
+    for n in c:
+        out = n.run("journalctl --no-pager -o json --since @%s" % since[n.name]).stdout
+        for line in out.splitlines():
+            e = json.loads(line)
+            msg, t = e.get("MESSAGE", ""), int(e["__REALTIME_TIMESTAMP"]) / 1e6
+            inst = e.get("DPR_INSTANCE")
+            if not isinstance(msg, str) or not inst:
+                continue
+            if "roll-out: restarting it for generation" in msg:
+                restarted[inst] = t
+            elif msg.startswith("ready: worker") and inst in restarted:
+                ready.setdefault(inst, t)
+    assert sorted(restarted, key=restarted.get) == ["kv-0", "kv-1", "kv-2"], restarted
+    assert restarted["kv-1"] >= ready["kv-0"] + 0.9, (restarted, ready)
+    assert restarted["kv-2"] >= ready["kv-1"] + 0.9, (restarted, ready)
     for n in c:
         insts, d = kv(n)
         assert d["rollout"]["phase"] == "done", d["rollout"]
