@@ -32,7 +32,8 @@ BROKEN_IMPL = '    broken = "/bin/false";\n'
 
 
 def prepare(dest):
-    """The broken impl in agent.conf; python-dpr for dprctl."""
+    """The broken impl in agent.conf; python-dpr (and libdpr) for dprctl
+    and a session."""
     conf = os.path.join(dest, "etc/dpr/agent.conf")
     with open(conf) as f:
         text = f.read()
@@ -44,6 +45,9 @@ def prepare(dest):
     shutil.copytree(os.path.join(ROOT, "python-dpr", "dpr"),
                     os.path.join(dest, "usr/local/lib/dpr-python/dpr"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    # (the DPR client of python-dpr runs on libdpr)
+    shutil.copy(os.path.join(dprtest.BUILD_DIR, "libdpr.so"),
+                os.path.join(dest, "usr/local/lib/libdpr.so"))
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +230,60 @@ def test_apply_wait_returns_when_every_instance_runs_it(node):
     for name, i in insts.items():
         assert i["ready"] and i["running_version"] == "6" and i["running_generation"] == gen
         assert i["main_pid"] != before[name]["main_pid"]
+
+
+# Runs in the node: one DPR session writing key w<seq> until /tmp/stop-rw
+# exists; then waits for its commit and reads everything back. Prints the
+# world-lines, RollbackErrors and keys missing.
+WRITER = """\
+import os, time, dpr
+with dpr.connect() as c:
+    cl = c.client("kv", timeout=30, reconnect_timeout=60, rollback_timeout=60)
+    with cl.session() as s:
+        wl0, errors = s.world_line, 0
+        print("started", flush=True)
+        while not os.path.exists("/tmp/stop-rw"):
+            try:
+                s.set("w%d" % s.next_seq, "v")
+            except dpr.RollbackError:
+                errors += 1
+            time.sleep(0.002)
+        s.wait_committed(timeout=60)
+        last = s.last_seq
+        missing = sum(1 for q in range(1, last + 1) if s.get("w%d" % q) != b"v")
+        print("RESULT", wl0, s.world_line, errors, last, missing, flush=True)
+"""
+
+
+def test_an_update_under_a_session_rolls_nobody_back(node):
+    """Every restart of the roll-out is a planned stop: the session writing
+    meanwhile sees reconnects, no RollbackError, the same world-line, and
+    every operation reads back."""
+    v0 = wait_for(lambda: (lambda i, d: d["version"] if d["rollout"]["phase"] == "done" and
+                           all(x["ready"] for x in i.values()) else None)(*kv(node)),
+                  what="kv at rest")
+    with open(node.path("/root/rw.py"), "w") as f:
+        f.write(WRITER)
+    node.run("rm -f /tmp/stop-rw")
+    p = node.spawn("PYTHONPATH=/usr/local/lib/dpr-python exec python3 -u /root/rw.py")
+    try:
+        assert p.stdout.readline().strip() == "started", p.stderr.read()
+        time.sleep(1)
+        out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
+                     input=json.dumps(spec_of(version=v0 + "u")))
+        assert out.returncode == 0, out.stderr
+        time.sleep(1)
+        node.run("touch /tmp/stop-rw")
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    result = [line.split()[1:] for line in stdout.splitlines() if line.startswith("RESULT")]
+    assert result, (stdout, stderr)
+    wl0, wl1, errors, last, missing = (int(x) for x in result[0])
+    assert (wl1, errors, missing) == (wl0, 0, 0), (stdout, stderr)
+    assert last > 100, stdout
 
 
 def test_rollout_survives_an_agent_restart(node):
