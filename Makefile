@@ -7,7 +7,7 @@
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
 #                  bench-replication;
-#                  as root also: make bench-placement, bench-discovery)
+#                  as root also: make bench-placement, bench-discovery, bench-rollout)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #   make demo-cluster  three systemd nodes, a Raft leader's power cut (root)
@@ -144,6 +144,12 @@ bench-placement: all
 .PHONY: bench-discovery
 bench-discovery: all
 	/usr/bin/python3 bench/discovery.py $(BUILD)
+
+# a roll-out of 3 instances under a writing session: its stalls and total
+# (bench/rollout.py; root)
+.PHONY: bench-rollout
+bench-rollout: all
+	/usr/bin/python3 bench/rollout.py $(BUILD)
 
 # --- install ---------------------------------------------------------------
 install: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) install-agent
