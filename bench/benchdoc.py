@@ -32,3 +32,9 @@ def write_section(title: str, section: str) -> None:
     with open(DOC, "w") as f:
         f.write(text.rstrip("\n") + "\n")
     print(section)
+
+
+def pct(values, p: float) -> float:
+    """The p-th percentile of values (nearest rank, at least the smallest)."""
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p / 100 * len(v)))]

@@ -254,15 +254,10 @@ def run(harness, build, trials, box):
     return lat, restore, follow
 
 
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(p / 100 * len(v)))]
-
-
 def write_doc(build, trials, lat, restore, follow):
     def row(what, v, n):
         return "| %s | %d | %.2f | %.2f | %.2f | %.2f |" % (
-            what, n, min(v), statistics.median(v), pct(v, 90), max(v))
+            what, n, min(v), statistics.median(v), benchdoc.pct(v, 90), max(v))
     rows = [row("instance ready → resolved by avahi-browse on another node", lat, len(lat)),
             row("node power cut → its shard ready on another node", restore, len(restore)),
             row("moved shard ready → the session's first answered operation", follow,

@@ -109,11 +109,6 @@ def run(harness, build, trials, box):
     return totals, stalls, rollbacks, ops, missing, (wl0, wl1), nodes
 
 
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(p / 100 * len(v)))]
-
-
 def write_doc(build, trials, totals, stalls, rollbacks, ops, missing, wls, nodes):
     flat = [s for trial in stalls for s in trial]
     rows = ["| roll-out of 3 instances (apply → `--wait` returns) | %d | %.2f | %.2f | %.2f |"
@@ -121,7 +116,7 @@ def write_doc(build, trials, totals, stalls, rollbacks, ops, missing, wls, nodes
     if flat:
         rows.append("| session stall (gap > 20 ms between answered operations) | %d | %.3f | "
                     "%.3f (p99 %.3f) | %.3f |" % (len(flat), min(flat), statistics.median(flat),
-                                                   pct(flat, 99), max(flat)))
+                                                   benchdoc.pct(flat, 99), max(flat)))
     section = """## Roll-out
 
 - Command: `sudo make bench-rollout` (runs `bench/rollout.py %s %d`)
