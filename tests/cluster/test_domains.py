@@ -11,8 +11,9 @@ name). Then, while both write:
 
 Checked: the `sessions` session sees no rollback at all and its
 deployment's world-line never moves (status after each step, and the
-session itself); the `kv` session sees rollbacks and `kv`'s world-line
-moves. At the end each session reads every key it wrote back: the
+session itself); the `kv` session sees the kill -9's rollback and `kv`'s
+world-line moves once: (b) and (c) are planned restarts (issue 13), which
+roll nobody back. At the end each session reads every key it wrote back: the
 operations a rollback reported lost are absent, every other one (the
 survivors, a prefix before each rollback, and everything committed) is
 there; no rollback lost an operation of a commit point seen before it.
@@ -94,9 +95,9 @@ def test_a_failure_in_one_deployment_never_rolls_back_another(cluster):
 
         def kv2_back():
             s = all_ready(node)
-            return s if s and instances(s)["kv-2"]["main_pid"] not in (0, pid) and \
-                world_lines(s)["kv"] > wl else None
+            return s if s and instances(s)["kv-2"]["main_pid"] not in (0, pid) else None
         st = harness.wait_for("kv-2 restarted", kv2_back, WAIT)
+        assert world_lines(st)["kv"] == wl, st["deployments"]  # a planned restart
         assert world_lines(st)["sessions"] == wl0["sessions"], st["deployments"]
         w.moves_on("after systemctl restart")
 
@@ -127,7 +128,7 @@ def test_a_failure_in_one_deployment_never_rolls_back_another(cluster):
     assert r.startswith("ok ") and " rollbacks=0 errors=0 " in r, log
     assert "world-line=%d->%d" % (wl0["sessions"], wl0["sessions"]) in r, r
     # kv: rolled back (at least by the kill -9), and read back exactly
-    assert wl["kv"] >= wl0["kv"] + 5, (wl0, wl)     # kill, restart, 3 rolling restarts
+    assert wl["kv"] == wl0["kv"] + 1, (wl0, wl)  # the kill -9 only: the rest were planned
     r = results.get("kv", "")
     assert r.startswith("ok "), log
     assert " rollbacks=0 " not in r, r
