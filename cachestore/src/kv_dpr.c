@@ -206,6 +206,10 @@ static void compaction_progress(kv_server *s)
     s->compactions++;
     s->ckpt_bytes_written += file_size(s, s->compact_version);
     log_info("compacted: checkpoint %" PRIu64 " is a full image now", s->compact_version);
+    /* the replica nodes hold its change log: a full image lets them prune */
+    if (s->recopy && kv_replica_ship(s->recopy, s->compact_version) < 0)
+        log_warning("cannot ask for the copies of compacted checkpoint %" PRIu64 ": out of "
+                    "memory (the replica nodes keep its change log)", s->compact_version);
     s->compact_ready = false;
     s->compact_version = 0;
 }
@@ -602,6 +606,8 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     kv_finder_drop_old(s->finder, world_line);
     if (s->replica) /* (their files are gone: no copies of them) */
         kv_replica_drop_above(s->replica, cut);
+    if (s->recopy)
+        kv_replica_drop_above(s->recopy, cut);
     kv_resize_rolled_back(s); /* the checkpoint may predate a committed resize */
     s->rollbacks++;
     log_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open", world_line,
@@ -827,10 +833,17 @@ int kv_dpr_start(kv_server *s)
         return r;
     if (s->cfg->replica_socket[0]) {
         kv_replica_config rc = { s->cfg->replica_socket, s->cfg->instance,
-                                 s->cfg->finder_token, s->cfg->dir };
+                                 s->cfg->finder_token, s->cfg->dir, false };
         r = kv_replica_new(s->loop, &rc, on_copied, s, &s->replica);
         if (r < 0)
             return r;
+        if (s->cfg->checkpoint_log) {
+            rc.again = true;
+            r = kv_replica_new(s->loop, &rc, NULL, NULL, &s->recopy);
+            if (r < 0)
+                return r;
+            kv_replica_follow(s->replica, s->recopy);
+        }
         kv_finder_hold(s->finder);
         log_info("checkpoints are reported once the agent copied them to the replica nodes "
                  "(%s)", s->cfg->replica_socket);
@@ -885,6 +898,8 @@ static void finish(kv_server *s, int code)
     s->finder = NULL;
     kv_replica_close(s->replica);
     s->replica = NULL;
+    kv_replica_close(s->recopy);
+    s->recopy = NULL;
     kv_server_close_clients(s);
     uv_walk(s->loop, close_rest, NULL);
 }
@@ -902,6 +917,8 @@ static void finish_planned(kv_server *s)
     s->finder = NULL;
     kv_replica_close(s->replica);
     s->replica = NULL;
+    kv_replica_close(s->recopy);
+    s->recopy = NULL;
     s->draining = true;
     s->drain_deadline_ms = dpr_mono_ms() + DRAIN_MS;
     kv_dpr_shutdown_progress(s);

@@ -169,6 +169,8 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
                                                                : 0);
     kv_info_line(b, "dpr_replication_copied:%" PRIu64,
                  s->replica ? kv_replica_copied(s->replica) : 0);
+    kv_info_line(b, "dpr_replication_recopy_pending:%zu",
+                 s->recopy ? kv_replica_pending(s->recopy) : 0);
     kv_info_line(b, "dpr_replication_last_error:%s",
                  s->replica ? kv_replica_error(s->replica) : "");
     kv_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);

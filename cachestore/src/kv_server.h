@@ -96,6 +96,7 @@ struct kv_server {
     uint64_t compactions, compactions_failed;
     kv_finder *finder;
     kv_replica *replica;                /* a cluster: checkpoints copied first (or NULL) */
+    kv_replica *recopy;                 /* compacted images copied again (with replica) */
     kv_arg *scratch;                    /* argv for batch ops */
     size_t scratch_cap;
 
