@@ -89,6 +89,7 @@ static void sec_memory(kv_server *s, dpr_buf *b)
     kv_info_line(b, "used_memory:%" PRIu64, used);
     kv_info_line(b, "used_memory_human:%s", h);
     kv_info_line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
+    kv_info_line(b, "mem_not_counted_for_evict:%" PRIu64, kv_server_memory_not_counted(s));
     kv_info_line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
     kv_info_line(b, "maxmemory_human:%s", mh);
     kv_info_line(b, "maxmemory_policy:noeviction");

@@ -195,8 +195,13 @@ void kv_server_drain_clients(kv_server *s, bool now);
 /* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
  * least the data set's */
 uint64_t kv_server_used_memory(const kv_server *s);
-/* The cheap estimate the maxmemory check uses: the cron's last sample plus
- * what the dataset grew (or shrank) since. */
+/* What the maxmemory check leaves out (INFO mem_not_counted_for_evict):
+ * the change logs in memory, the open one and those waiting for their
+ * writes (--checkpoint-log), as Redis leaves out its AOF buffer. */
+uint64_t kv_server_memory_not_counted(const kv_server *s);
+/* The cheap estimate the maxmemory check uses: the cron's last sample
+ * without what is not counted, plus what the dataset grew (or shrank)
+ * since. */
 uint64_t kv_server_memory_estimate(const kv_server *s);
 
 /* kv_dpr.c */
