@@ -212,6 +212,27 @@ static void compaction_progress(kv_server *s)
                     "memory (the replica nodes keep its change log)", s->compact_version);
     s->compact_ready = false;
     s->compact_version = 0;
+    /* (the cut may not move again soon, e.g. an idle worker's: the chain
+     * before the image goes now) */
+    gc(s, s->worker.cut);
+}
+
+/* Forks a child writing a full image of the keyspace, which must be
+ * exactly version `version` (it replaces that version's change log). A
+ * failure to fork is not fatal: the chain is whole without it. */
+static void compaction_start(kv_server *s, uint64_t version)
+{
+    int r = kv_snap_compact(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut,
+                            &s->compact_pid);
+
+    if (r < 0) {
+        log_warning("cannot start the compaction of version %" PRIu64 ": fork: %s", version,
+                    strerror(-r));
+        return;
+    }
+    s->compact_version = version;
+    s->log_bytes_since_full = 0;
+    kv_dict_set_resize(&s->dict, false);
 }
 
 /* Seals the open version as a change log: the log's buffer moves to the
@@ -234,21 +255,35 @@ static int checkpoint_log(kv_server *s, uint64_t next_version, kv_logw_job *j)
     s->log_bytes_since_full += s->log.buf.len;
     kv_logw_submit(&s->logw, j, &m, &s->log);
     s->last_file = version;
+    s->last_log_seal_ms = dpr_mono_ms();
     /* the keyspace is exactly version `version` now: a compaction child's
      * image of it will replace the change log, the commit does not wait */
-    if (compaction_due(s)) {
-        r = kv_snap_compact(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut,
-                            &s->compact_pid);
-        if (r < 0) {
-            log_warning("cannot start the compaction of version %" PRIu64 ": fork: %s", version,
-                        strerror(-r));
-        } else {
-            s->compact_version = version;
-            s->log_bytes_since_full = 0;
-            kv_dict_set_resize(&s->dict, false);
-        }
-    }
+    if (compaction_due(s))
+        compaction_start(s, version);
     return 0;
+}
+
+/* An idle worker's chain: the change logs since its newest full image
+ * would stay until writes bring the next compaction. Once no change log
+ * was sealed for IDLE_COMPACT_MS (at least 50 intervals) and nothing
+ * changed since the newest file, that file's version (exactly the
+ * keyspace now) is compacted: once the cut passes it, the worker keeps one
+ * full image. */
+#define IDLE_COMPACT_MS 5000
+
+static void compact_idle(kv_server *s)
+{
+    uint64_t idle_ms = 50 * (uint64_t)s->cfg->checkpoint_interval_ms;
+
+    if (idle_ms < IDLE_COMPACT_MS)
+        idle_ms = IDLE_COMPACT_MS;
+    if (!s->cfg->checkpoint_log || s->log_bytes_since_full == 0 || s->log.buf.len > 0 ||
+        dirty(s) || s->compact_pid || s->compact_ready || s->last_file == 0 ||
+        dpr_mono_ms() - s->last_log_seal_ms < idle_ms)
+        return;
+    log_info("idle: compacting checkpoint %" PRIu64 " (%" PRIu64 " change-log bytes since the "
+             "last full image)", s->last_file, s->log_bytes_since_full);
+    compaction_start(s, s->last_file);
 }
 
 int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
@@ -314,8 +349,12 @@ static void on_ckpt_timer(uv_timer_t *t)
      * sealed before its first commit takes one more, once. */
     bool record = s->worker.cut > 0 && s->committed_sealed == 0;
 
-    if (s->stopping || kv_dpr_pending(s) > 0 || !(dirty(s) || record))
-        return; /* one periodic checkpoint at a time; nothing new: nothing to do */
+    if (s->stopping || kv_dpr_pending(s) > 0)
+        return; /* one periodic checkpoint at a time */
+    if (!(dirty(s) || record)) {
+        compact_idle(s); /* nothing new */
+        return;
+    }
     /* open the next version at the cluster's newest one, so batches that
      * depend on other shards rarely force an early seal */
     (void)kv_dpr_checkpoint(s, s->cluster_max + 1);

@@ -88,6 +88,7 @@ struct kv_server {
     uint64_t last_file;                 /* newest checkpoint written or being written: the
                                          * next change log's base (0: none) */
     uint64_t log_bytes_since_full;      /* change-log bytes since the newest full image */
+    uint64_t last_log_seal_ms;          /* monotonic: the newest change log's seal */
     uint64_t ckpt_bytes_written;        /* bytes of the checkpoint files completed */
     uint64_t ckpts_full, ckpts_log;     /* completed, by kind */
     pid_t compact_pid;                  /* a compaction child (0: none) */

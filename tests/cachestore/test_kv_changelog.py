@@ -385,3 +385,33 @@ def test_maxmemory_leaves_the_change_log_out(cluster):
         assert mem["used_memory"] > 4 * 1024 * 1024 + n_log * 900, mem
     assert abs(n_log - n_full) <= n_full // 10, (n_full, n_log)
     assert 1500 < n_full < 4300, n_full
+
+
+def test_log_mode_idle_worker_compacts(cluster):
+    """An idle worker does not keep one change log per version until writes
+    bring the next compaction: once no log was sealed for 5 s (at least 50
+    intervals) and nothing changed since, its newest version is compacted,
+    and once the cut passes it the worker keeps one full image, which a
+    restart restores."""
+    kv = cluster.start_kv(1, args=LOG, interval_ms=20)  # (8 MB: no compaction by size)
+    c = kv.client()
+    for r in range(5):
+        last = commit(cluster, kv, c, ["MSET"] + [x for i in range(50)
+                                                  for x in ("k%d" % i, "r%d-%d" % (r, i))])
+    files = kinds(kv)
+    assert len(files) >= 5 and files[last] == "log", files
+    assert kv.info()["dpr_compactions"] == 0
+    time.sleep(3)  # (not yet idle for long enough)
+    assert kv.info()["dpr_compactions"] == 0 and kinds(kv) == files
+    wait_for(lambda: kv.info()["dpr_compactions"] == 1, timeout=10, what="the idle compaction")
+    wait_for(lambda: kinds(kv) == {last: "full"}, timeout=10,
+             what="one full image of the newest version")
+    assert "idle: compacting checkpoint %d" % last in kv.output()
+    time.sleep(6)  # (once: nothing more to compact)
+    assert kv.info()["dpr_compactions"] == 1 and kinds(kv) == {last: "full"}
+    kv.kill(signal.SIGKILL)
+    kv.wait_exit()
+    kv2 = cluster.start_kv(1, args=LOG, interval_ms=20)
+    c2 = kv2.client()
+    assert c2.mget(["k0", "k49"]) == [b"r4-0", b"r4-49"]
+    assert c2.dbsize() == 50
