@@ -51,6 +51,8 @@ struct agent_replclient {
     unsigned head;            /* lens[head] is the oldest one's length */
     size_t lens[WINDOW];
     int connect_rc;           /* < 0: no connection could be started */
+    bool legacy;              /* the peer refused HAVE with size and CRC (an older agent) */
+    bool resent;              /* DONE found a mismatch once: sent again from HAVE */
     bool reading;
     uv_work_t work;           /* prepare, or read one chunk */
     char *chunk;
@@ -234,6 +236,8 @@ static void send_cmd(agent_replclient *q, int argc, const char **argv, const siz
     }
 }
 
+/* HAVE (with the file's size and CRC-32 unless the peer is an older agent)
+ * or DONE. */
 static void send_simple(agent_replclient *q, const char *cmd, bool done)
 {
     char wk[24], ver[24], size[24], crc[24];
@@ -243,7 +247,7 @@ static void send_simple(agent_replclient *q, const char *cmd, bool done)
     snprintf(ver, sizeof(ver), "%" PRIu64, q->version);
     snprintf(size, sizeof(size), "%" PRIu64, q->size);
     snprintf(crc, sizeof(crc), "%" PRIu32, q->crc);
-    send_cmd(q, done ? 7 : 5, argv, NULL);
+    send_cmd(q, done || !q->legacy ? 7 : 5, argv, NULL);
 }
 
 /* The next step, whatever is ready. */
@@ -282,6 +286,25 @@ static void on_reply(agent_replclient *q, const redisReply *r)
 {
     char msg[400];
 
+    if (r->type == REDIS_REPLY_ERROR && q->state == ST_HAVE && !q->legacy &&
+        strstr(r->str, "wrong number of arguments")) {
+        /* an agent before protocol 2: it cannot tell whether its finished
+         * copy is this file (a compacted image is not sent again to it) */
+        q->legacy = true;
+        send_simple(q, "DPR.REPL.HAVE", false);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR && q->state == ST_DONE && !q->resent &&
+        strstr(r->str, "send it again")) {
+        /* (a part left by an earlier transfer of another file of this
+         * version, e.g. the change log a compaction replaced: the peer
+         * removed it) */
+        q->resent = true;
+        q->state = ST_HAVE;
+        q->acked = q->next_off = 0;
+        send_simple(q, "DPR.REPL.HAVE", false);
+        return;
+    }
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(msg, sizeof(msg), "%s: -%.*s", q->peer_name, (int)r->len, r->str);
         finish(q, strstr(r->str, "No space left") ? -ENOSPC : -EREMOTEIO, "%s", msg);

@@ -1,10 +1,14 @@
 /*
  * replclient.h - sends one checkpoint file to another agent's replication
- * server (replserver.h): DPR.REPL.HAVE, then DPR.REPL.PUT of 256 KiB chunks
- * from what the peer has already (a broken transfer resumes), at most four
+ * server (replserver.h): DPR.REPL.HAVE with the file's size and CRC-32 (the
+ * peer's finished copy counts only if it is this file: a compacted image
+ * replaces a change log of the same version; an older agent that refuses
+ * this is asked the short HAVE), then DPR.REPL.PUT of 256 KiB chunks from
+ * what the peer has already (a broken transfer resumes), at most four
  * chunks in flight, then DPR.REPL.DONE with the size and CRC-32 the file
- * had when the transfer began. The file is read on libuv's thread pool.
- * Loop thread only.
+ * had when the transfer began (a mismatch, e.g. a part of another file of
+ * that version left by a broken transfer, is sent once more from the
+ * start). The file is read on libuv's thread pool. Loop thread only.
  */
 #ifndef AGENT_REPLCLIENT_H
 #define AGENT_REPLCLIENT_H

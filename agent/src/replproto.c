@@ -69,7 +69,9 @@ const char *agent_repl_parse(int argc, char *const *argv, const size_t *argvlen,
             k = i;
     if (k < 0)
         return "unknown command (DPR.REPL.HAVE, DPR.REPL.PUT, DPR.REPL.DONE)";
-    if (argc != cmds[k].argc)
+    /* (HAVE with the sender's size and CRC-32 is protocol 2: an older
+     * agent refuses it with "wrong number of arguments") */
+    if (argc != cmds[k].argc && !(cmds[k].op == AGENT_REPL_HAVE && argc == 7))
         return "wrong number of arguments";
     if (argvlen[1] != strlen(cluster) || memcmp(argv[1], cluster, argvlen[1]) != 0)
         return "another cluster: this agent takes copies of its own cluster only";
@@ -87,12 +89,13 @@ const char *agent_repl_parse(int argc, char *const *argv, const size_t *argvlen,
             return "1 to 1048576 bytes per PUT";
         c.data = argv[6];
         c.len = argvlen[6];
-    } else if (c.op == AGENT_REPL_DONE) {
+    } else if (c.op == AGENT_REPL_DONE || argc == 7) {
         uint64_t crc;
         if (!arg_u64(argv, argvlen, 5, &c.size) || !arg_u64(argv, argvlen, 6, &crc) ||
             crc > UINT32_MAX)
             return "size and crc32 must be integers";
         c.crc = (uint32_t)crc;
+        c.sum = c.op == AGENT_REPL_HAVE;
     }
     *out = c;
     return NULL;

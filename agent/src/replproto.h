@@ -25,8 +25,9 @@ typedef struct agent_repl_cmd {
     uint64_t offset;           /* PUT */
     const char *data;          /* PUT: borrowed from the request */
     size_t len;
-    uint64_t size;             /* DONE */
+    uint64_t size;             /* DONE; HAVE with sum */
     uint32_t crc;
+    bool sum;                  /* HAVE: size and crc given (protocol 2) */
     /* SHIP */
     char instance[64], token[80], path[4096];
 } agent_repl_cmd;

@@ -146,10 +146,12 @@ static void work(uv_work_t *w)
     const agent_repl_cmd *m = &c->cmd;
 
     switch (m->op) {
-    case AGENT_REPL_HAVE:
+    case AGENT_REPL_HAVE: {
+        agent_replstore_sum want = { m->size, m->crc };
         c->rc = agent_replstore_have(c->srv->root, m->deployment, m->worker, m->version,
-                                     &c->size, &c->complete);
+                                     m->sum ? &want : NULL, &c->size, &c->complete);
         break;
+    }
     case AGENT_REPL_PUT:
         c->rc = agent_replstore_put(c->srv->root, m->deployment, m->worker, m->version,
                                     m->offset, m->data, m->len, &c->size);

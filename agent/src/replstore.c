@@ -27,8 +27,49 @@ int agent_replstore_path(char *out, size_t cap, const char *root, const char *de
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+/* CRC-32 of the whole file fd, and its size. */
+static int file_crc(int fd, uint64_t *size, uint32_t *crc)
+{
+    static const size_t chunk = 1 << 20;
+    unsigned char *buf = malloc(chunk);
+    uint32_t c = dpr_crc32(NULL, 0);
+    uint64_t n = 0;
+    ssize_t r;
+
+    if (!buf)
+        return -ENOMEM;
+    while ((r = pread(fd, buf, chunk, (off_t)n)) > 0) {
+        c = dpr_crc32_update(c, buf, (size_t)r);
+        n += (uint64_t)r;
+    }
+    free(buf);
+    if (r < 0)
+        return -errno;
+    *size = n;
+    *crc = c;
+    return 0;
+}
+
+/* Is the finished copy at path what want says? */
+static int same_copy(const char *path, const agent_replstore_sum *want, bool *same)
+{
+    uint64_t size = 0;
+    uint32_t crc = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+    *same = false;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno; /* (pruned meanwhile: none) */
+    rc = file_crc(fd, &size, &crc);
+    close(fd);
+    if (rc == 0)
+        *same = size == want->size && crc == want->crc;
+    return rc;
+}
+
 int agent_replstore_have(const char *root, const char *deployment, uint64_t worker,
-                         uint64_t version, uint64_t *size, bool *complete)
+                         uint64_t version, const agent_replstore_sum *want, uint64_t *size,
+                         bool *complete)
 {
     char path[4096];
     struct stat st;
@@ -40,9 +81,21 @@ int agent_replstore_have(const char *root, const char *deployment, uint64_t work
     if (rc < 0)
         return rc;
     if (stat(path, &st) == 0) {
-        *complete = true;
-        *size = (uint64_t)st.st_size;
-        return 0;
+        if (!want) {
+            *complete = true;
+            *size = (uint64_t)st.st_size;
+            return 0;
+        }
+        /* (the size first: the CRC only of a copy that may be the same) */
+        if ((uint64_t)st.st_size == want->size) {
+            rc = same_copy(path, want, complete);
+            if (rc < 0 || *complete) {
+                *size = *complete ? want->size : 0;
+                return rc;
+            }
+        }
+    } else if (errno != ENOENT) {
+        return -errno;
     }
     rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, true);
     if (rc < 0)
@@ -94,29 +147,6 @@ int agent_replstore_put(const char *root, const char *deployment, uint64_t worke
 out:
     close(fd);
     return rc;
-}
-
-/* CRC-32 of the whole file fd, and its size. */
-static int file_crc(int fd, uint64_t *size, uint32_t *crc)
-{
-    static const size_t chunk = 1 << 20;
-    unsigned char *buf = malloc(chunk);
-    uint32_t c = dpr_crc32(NULL, 0);
-    uint64_t n = 0;
-    ssize_t r;
-
-    if (!buf)
-        return -ENOMEM;
-    while ((r = pread(fd, buf, chunk, (off_t)n)) > 0) {
-        c = dpr_crc32_update(c, buf, (size_t)r);
-        n += (uint64_t)r;
-    }
-    free(buf);
-    if (r < 0)
-        return -errno;
-    *size = n;
-    *crc = c;
-    return 0;
 }
 
 int agent_replstore_finish(const char *root, const char *deployment, uint64_t worker,
@@ -266,8 +296,8 @@ int agent_replstore_prune(const char *root, const char *deployment, uint64_t wor
                           uint64_t cut)
 {
     char path[4096];
-    uint64_t *v = NULL;
-    size_t n = 0, drop;
+    uint64_t *v = NULL, *parts = NULL;
+    size_t n = 0, nparts = 0, drop;
     bool *starts;
     int rc, removed = 0;
 
@@ -288,16 +318,21 @@ int agent_replstore_prune(const char *root, const char *deployment, uint64_t wor
         if (agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i], false) ==
                 0 && unlink(path) == 0)
             removed++;
-    free(v);
-    /* part files at or below the cut will never be finished */
+    /* part files at or below the cut will never be finished, except the
+     * replacement of a copy that stays (a compacted image sent again) */
     rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, 0, false);
-    if (rc == 0 && list_dir(path, true, &v, &n) == 0) {
-        for (size_t i = 0; i < n && v[i] <= cut; i++)
-            if (agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i],
-                                     true) == 0 && unlink(path) == 0)
+    if (rc == 0 && list_dir(path, true, &parts, &nparts) == 0) {
+        for (size_t i = 0; i < nparts && parts[i] <= cut; i++) {
+            bool kept = false;
+            for (size_t k = drop; k < n && !kept; k++)
+                kept = v[k] == parts[i];
+            if (!kept && agent_replstore_path(path, sizeof(path), root, deployment, worker,
+                                              parts[i], true) == 0 && unlink(path) == 0)
                 removed++;
-        free(v);
+        }
+        free(parts);
     }
+    free(v);
     return removed;
 }
 

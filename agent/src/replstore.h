@@ -28,10 +28,20 @@
 int agent_replstore_path(char *out, size_t cap, const char *root, const char *deployment,
                          uint64_t worker, uint64_t version, bool part);
 
-/* What this node has of a copy: *size the bytes received so far (0: none),
- * *complete when the finished copy exists. 0 or -errno. */
+/* What the sender has of a copy: its size and CRC-32. */
+typedef struct agent_replstore_sum {
+    uint64_t size;
+    uint32_t crc;
+} agent_replstore_sum;
+
+/* What this node has of a copy: *complete when the finished copy exists
+ * and, when want is given, has want's size and CRC-32 (dpr-kv's compaction
+ * replaces a version's change log by a full image: a finished copy that
+ * differs is sent again and replaced by agent_replstore_finish); else
+ * *size the bytes of the part received so far (0: none). 0 or -errno. */
 int agent_replstore_have(const char *root, const char *deployment, uint64_t worker,
-                         uint64_t version, uint64_t *size, bool *complete);
+                         uint64_t version, const agent_replstore_sum *want, uint64_t *size,
+                         bool *complete);
 
 /* Appends data at offset to the copy being received (offset 0 starts it
  * afresh): 0; -ESPIPE when offset is not the bytes received so far
@@ -40,9 +50,10 @@ int agent_replstore_put(const char *root, const char *deployment, uint64_t worke
                         uint64_t version, uint64_t offset, const void *data, size_t len,
                         uint64_t *size);
 
-/* Finishes a copy of size bytes with CRC-32 crc: 0; -EBADMSG when what was
- * received differs (the part is removed: send it again); -ENOENT when
- * nothing was received; -errno. */
+/* Finishes a copy of size bytes with CRC-32 crc, replacing a finished copy
+ * of that version if any: 0; -EBADMSG when what was received differs (the
+ * part is removed: send it again); -ENOENT when nothing was received;
+ * -errno. */
 int agent_replstore_finish(const char *root, const char *deployment, uint64_t worker,
                            uint64_t version, uint64_t size, uint32_t crc);
 
@@ -70,7 +81,8 @@ size_t agent_replstore_prunable_chain(const uint64_t *v, const bool *starts, siz
 
 /* Removes what agent_replstore_prunable_chain allows (each copy's header
  * says whether it is a change log and on what), and part files of versions
- * at or below the cut: the number removed, or -errno. */
+ * at or below the cut unless they replace a copy that stays (a compacted
+ * image being received): the number removed, or -errno. */
 int agent_replstore_prune(const char *root, const char *deployment, uint64_t worker,
                           uint64_t cut);
 

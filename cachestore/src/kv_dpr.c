@@ -206,8 +206,33 @@ static void compaction_progress(kv_server *s)
     s->compactions++;
     s->ckpt_bytes_written += file_size(s, s->compact_version);
     log_info("compacted: checkpoint %" PRIu64 " is a full image now", s->compact_version);
+    /* the replica nodes hold its change log: a full image lets them prune */
+    if (s->recopy && kv_replica_ship(s->recopy, s->compact_version) < 0)
+        log_warning("cannot ask for the copies of compacted checkpoint %" PRIu64 ": out of "
+                    "memory (the replica nodes keep its change log)", s->compact_version);
     s->compact_ready = false;
     s->compact_version = 0;
+    /* (the cut may not move again soon, e.g. an idle worker's: the chain
+     * before the image goes now) */
+    gc(s, s->worker.cut);
+}
+
+/* Forks a child writing a full image of the keyspace, which must be
+ * exactly version `version` (it replaces that version's change log). A
+ * failure to fork is not fatal: the chain is whole without it. */
+static void compaction_start(kv_server *s, uint64_t version)
+{
+    int r = kv_snap_compact(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut,
+                            &s->compact_pid);
+
+    if (r < 0) {
+        log_warning("cannot start the compaction of version %" PRIu64 ": fork: %s", version,
+                    strerror(-r));
+        return;
+    }
+    s->compact_version = version;
+    s->log_bytes_since_full = 0;
+    kv_dict_set_resize(&s->dict, false);
 }
 
 /* Seals the open version as a change log: the log's buffer moves to the
@@ -230,21 +255,35 @@ static int checkpoint_log(kv_server *s, uint64_t next_version, kv_logw_job *j)
     s->log_bytes_since_full += s->log.buf.len;
     kv_logw_submit(&s->logw, j, &m, &s->log);
     s->last_file = version;
+    s->last_log_seal_ms = dpr_mono_ms();
     /* the keyspace is exactly version `version` now: a compaction child's
      * image of it will replace the change log, the commit does not wait */
-    if (compaction_due(s)) {
-        r = kv_snap_compact(&s->snap, &s->dict, version, s->worker.world_line, s->worker.cut,
-                            &s->compact_pid);
-        if (r < 0) {
-            log_warning("cannot start the compaction of version %" PRIu64 ": fork: %s", version,
-                        strerror(-r));
-        } else {
-            s->compact_version = version;
-            s->log_bytes_since_full = 0;
-            kv_dict_set_resize(&s->dict, false);
-        }
-    }
+    if (compaction_due(s))
+        compaction_start(s, version);
     return 0;
+}
+
+/* An idle worker's chain: the change logs since its newest full image
+ * would stay until writes bring the next compaction. Once no change log
+ * was sealed for IDLE_COMPACT_MS (at least 50 intervals) and nothing
+ * changed since the newest file, that file's version (exactly the
+ * keyspace now) is compacted: once the cut passes it, the worker keeps one
+ * full image. */
+#define IDLE_COMPACT_MS 5000
+
+static void compact_idle(kv_server *s)
+{
+    uint64_t idle_ms = 50 * (uint64_t)s->cfg->checkpoint_interval_ms;
+
+    if (idle_ms < IDLE_COMPACT_MS)
+        idle_ms = IDLE_COMPACT_MS;
+    if (!s->cfg->checkpoint_log || s->log_bytes_since_full == 0 || s->log.buf.len > 0 ||
+        dirty(s) || s->compact_pid || s->compact_ready || s->last_file == 0 ||
+        dpr_mono_ms() - s->last_log_seal_ms < idle_ms)
+        return;
+    log_info("idle: compacting checkpoint %" PRIu64 " (%" PRIu64 " change-log bytes since the "
+             "last full image)", s->last_file, s->log_bytes_since_full);
+    compaction_start(s, s->last_file);
 }
 
 int kv_dpr_checkpoint(kv_server *s, uint64_t next_version)
@@ -310,8 +349,12 @@ static void on_ckpt_timer(uv_timer_t *t)
      * sealed before its first commit takes one more, once. */
     bool record = s->worker.cut > 0 && s->committed_sealed == 0;
 
-    if (s->stopping || kv_dpr_pending(s) > 0 || !(dirty(s) || record))
-        return; /* one periodic checkpoint at a time; nothing new: nothing to do */
+    if (s->stopping || kv_dpr_pending(s) > 0)
+        return; /* one periodic checkpoint at a time */
+    if (!(dirty(s) || record)) {
+        compact_idle(s); /* nothing new */
+        return;
+    }
     /* open the next version at the cluster's newest one, so batches that
      * depend on other shards rarely force an early seal */
     (void)kv_dpr_checkpoint(s, s->cluster_max + 1);
@@ -602,6 +645,8 @@ static void rollback(kv_server *s, uint64_t world_line, uint64_t cut)
     kv_finder_drop_old(s->finder, world_line);
     if (s->replica) /* (their files are gone: no copies of them) */
         kv_replica_drop_above(s->replica, cut);
+    if (s->recopy)
+        kv_replica_drop_above(s->recopy, cut);
     kv_resize_rolled_back(s); /* the checkpoint may predate a committed resize */
     s->rollbacks++;
     log_info("rolled back: world-line %" PRIu64 ", %zu keys, version %" PRIu64 " open", world_line,
@@ -827,10 +872,17 @@ int kv_dpr_start(kv_server *s)
         return r;
     if (s->cfg->replica_socket[0]) {
         kv_replica_config rc = { s->cfg->replica_socket, s->cfg->instance,
-                                 s->cfg->finder_token, s->cfg->dir };
+                                 s->cfg->finder_token, s->cfg->dir, false };
         r = kv_replica_new(s->loop, &rc, on_copied, s, &s->replica);
         if (r < 0)
             return r;
+        if (s->cfg->checkpoint_log) {
+            rc.again = true;
+            r = kv_replica_new(s->loop, &rc, NULL, NULL, &s->recopy);
+            if (r < 0)
+                return r;
+            kv_replica_follow(s->replica, s->recopy);
+        }
         kv_finder_hold(s->finder);
         log_info("checkpoints are reported once the agent copied them to the replica nodes "
                  "(%s)", s->cfg->replica_socket);
@@ -885,6 +937,8 @@ static void finish(kv_server *s, int code)
     s->finder = NULL;
     kv_replica_close(s->replica);
     s->replica = NULL;
+    kv_replica_close(s->recopy);
+    s->recopy = NULL;
     kv_server_close_clients(s);
     uv_walk(s->loop, close_rest, NULL);
 }
@@ -902,6 +956,8 @@ static void finish_planned(kv_server *s)
     s->finder = NULL;
     kv_replica_close(s->replica);
     s->replica = NULL;
+    kv_replica_close(s->recopy);
+    s->recopy = NULL;
     s->draining = true;
     s->drain_deadline_ms = dpr_mono_ms() + DRAIN_MS;
     kv_dpr_shutdown_progress(s);

@@ -89,6 +89,7 @@ static void sec_memory(kv_server *s, dpr_buf *b)
     kv_info_line(b, "used_memory:%" PRIu64, used);
     kv_info_line(b, "used_memory_human:%s", h);
     kv_info_line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
+    kv_info_line(b, "mem_not_counted_for_evict:%" PRIu64, kv_server_memory_not_counted(s));
     kv_info_line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
     kv_info_line(b, "maxmemory_human:%s", mh);
     kv_info_line(b, "maxmemory_policy:noeviction");
@@ -169,6 +170,8 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
                                                                : 0);
     kv_info_line(b, "dpr_replication_copied:%" PRIu64,
                  s->replica ? kv_replica_copied(s->replica) : 0);
+    kv_info_line(b, "dpr_replication_recopy_pending:%zu",
+                 s->recopy ? kv_replica_pending(s->recopy) : 0);
     kv_info_line(b, "dpr_replication_last_error:%s",
                  s->replica ? kv_replica_error(s->replica) : "");
     kv_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);

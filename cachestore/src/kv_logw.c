@@ -165,6 +165,18 @@ void kv_logw_submit(kv_logw *w, kv_logw_job *j, const kv_ckpt_meta *m, kv_ckpt_l
     next(w);
 }
 
+size_t kv_logw_memory(const kv_logw *w)
+{
+    size_t n = 0;
+
+    /* (the writing thread only reads a job's buffer: its size is stable) */
+    for (const kv_logw_job *j = w->head; j; j = j->next)
+        n += j->log.buf.cap;
+    if (w->inflight && w->inflight->stale) /* (dropped from the list, still written) */
+        n += w->inflight->log.buf.cap;
+    return n;
+}
+
 bool kv_logw_head(const kv_logw *w, uint64_t *version)
 {
     if (!w->head)

@@ -65,6 +65,8 @@ struct kv_logw {
 
 int kv_logw_init(kv_logw *w, uv_loop_t *loop, const char *dir, unsigned retry_ms,
                  kv_logw_done_fn done, void *ud);
+/* The bytes the change logs waiting for (or in) their writes hold. */
+size_t kv_logw_memory(const kv_logw *w);
 /* NULL when out of memory. */
 kv_logw_job *kv_logw_job_new(void);
 /* Queues the job for m->version (m->base: the file before it) with the

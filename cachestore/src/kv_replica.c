@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -20,6 +21,9 @@
 struct kv_replica {
     uv_loop_t *loop;
     char socket[4096], instance[64], token[160], dir[4096];
+    bool again;           /* compacted images sent again (kv_replica.h) */
+    kv_replica *after;    /* again: the lane each version waits for */
+    kv_replica *follower; /* the again lane waiting for this one */
     kv_replica_copied_fn copied;
     void *ud;
 
@@ -31,7 +35,7 @@ struct kv_replica {
     redisReader *reader;
     char rbuf[4096];
 
-    uint64_t *queue;      /* versions to copy, in order; queue[0] is asked */
+    uint64_t *queue;      /* versions to copy, in asking order; queue[0] is asked */
     size_t n, cap;
     bool asked;           /* queue[0] was sent and is not answered */
     bool head_stale;      /* a rollback dropped queue[0] while it was asked */
@@ -113,18 +117,23 @@ static void on_reply(kv_replica *r, const redisReply *rep)
     if (rep->type == REDIS_REPLY_STATUS) {
         memmove(r->queue, r->queue + 1, (r->n - 1) * sizeof(*r->queue));
         r->n--;
-        r->done = v;
+        if (v > r->done)
+            r->done = v;
         if (r->error[0])
             log_info("replication: checkpoint %" PRIu64 " copied: copies are made again", v);
         r->error[0] = '\0';
-        r->copied(r->ud, v);
+        if (r->copied)
+            r->copied(r->ud, v);
         step(r);
+        if (r->follower)
+            step(r->follower);
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "ERR ", 4) == 0 &&
         strcmp(r->error, rep->str + 4) != 0) {
-        log_warning("replication: checkpoint %" PRIu64 " is not copied: %s; asking again "
-                    "every second (it is not reported durable until then)", v, rep->str + 4);
+        log_warning("replication: checkpoint %" PRIu64 " is not copied%s: %s; asking again "
+                    "every second%s", v, r->again ? " again as a full image" : "",
+                    rep->str + 4, r->again ? "" : " (it is not reported durable until then)");
         snprintf(r->error, sizeof(r->error), "%s", rep->str + 4);
     }
     uv_timer_start(&r->timer, on_retry, RETRY_MS, 0);
@@ -197,6 +206,10 @@ static void step(kv_replica *r)
 
     if (r->closing || r->asked || r->n == 0 || r->connecting)
         return;
+    /* (never while the other lane may still send that version's change log:
+     * both would write the same copy on the replica node) */
+    if (r->after && r->after->done < r->queue[0])
+        return;
     if (!r->connected) {
         if (r->pipe_open)
             return; /* (closing: on_pipe_closed comes back) */
@@ -212,6 +225,13 @@ static void step(kv_replica *r)
     snprintf(ver, sizeof(ver), "%" PRIu64, r->queue[0]);
     if (kv_ckpt_path(path, sizeof(path), r->dir, r->queue[0], 0) < 0) {
         drop_connection(r, "the checkpoint's path is too long");
+        return;
+    }
+    if (r->again && access(path, F_OK) < 0 && errno == ENOENT) {
+        /* (collected since its compaction: nothing to send again) */
+        memmove(r->queue, r->queue + 1, (r->n - 1) * sizeof(*r->queue));
+        r->n--;
+        step(r);
         return;
     }
     dpr_resp_command(&b, 5, argv, NULL);
@@ -237,6 +257,7 @@ int kv_replica_new(uv_loop_t *loop, const kv_replica_config *cfg, kv_replica_cop
     snprintf(r->instance, sizeof(r->instance), "%s", cfg->instance);
     snprintf(r->token, sizeof(r->token), "%s", cfg->token);
     snprintf(r->dir, sizeof(r->dir), "%s", cfg->dir);
+    r->again = cfg->again;
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
     r->handles = 1;
@@ -261,13 +282,24 @@ int kv_replica_ship(kv_replica *r, uint64_t version)
 
 void kv_replica_drop_above(kv_replica *r, uint64_t version)
 {
-    /* (the one asked stays until its answer comes, then goes) */
-    size_t keep = r->asked && r->n ? 1 : 0;
+    /* (the one asked stays until its answer comes, then goes; the queue
+     * of compacted images is not in version order) */
+    size_t keep = r->asked && r->n ? 1 : 0, m = keep;
 
-    while (r->n > keep && r->queue[r->n - 1] > version)
-        r->n--;
+    for (size_t i = keep; i < r->n; i++)
+        if (r->queue[i] <= version)
+            r->queue[m++] = r->queue[i];
+    r->n = m;
     if (keep && r->queue[0] > version)
         r->head_stale = true;
+    if (r->done > version) /* (versions above may come again) */
+        r->done = version;
+}
+
+void kv_replica_follow(kv_replica *main, kv_replica *again)
+{
+    main->follower = again;
+    again->after = main;
 }
 
 size_t kv_replica_pending(const kv_replica *r)
@@ -290,6 +322,10 @@ void kv_replica_close(kv_replica *r)
     if (!r || r->closing)
         return;
     r->closing = true;
+    if (r->follower)
+        r->follower->after = NULL;
+    if (r->after)
+        r->after->follower = NULL;
     uv_close((uv_handle_t *)&r->timer, on_closed);
     if (r->pipe_open && !uv_is_closing((uv_handle_t *)&r->pipe))
         uv_close((uv_handle_t *)&r->pipe, on_pipe_closed);

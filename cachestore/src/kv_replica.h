@@ -12,6 +12,15 @@
  * asked again after a second: nothing newer is reported meanwhile, so
  * commits wait, and nothing is lost. A lost connection to the agent is
  * made again (every 500 ms) and the version asked again.
+ *
+ * A second kv_replica (config again) sends compacted images again: a
+ * compaction turns a version's change log, copied already, into a full
+ * image (docs/dpr-kv.md), and the replica nodes can prune a worker's copies
+ * only back to a full image. It has its own connection, so that commits
+ * never wait for a full image's copy; it asks for a version only once the
+ * first lane copied it (kv_replica_follow), so the two never send the same
+ * version at once. It calls no hook, and forgets a version whose file is
+ * gone (pruned meanwhile).
  */
 #ifndef KV_REPLICA_H
 #define KV_REPLICA_H
@@ -31,13 +40,18 @@ typedef struct kv_replica_config {
     const char *instance;  /* the agent's name of this instance */
     const char *token;     /* its finder token (the agent checks it) */
     const char *dir;       /* the state directory: ckpt-<v>.kv files */
+    bool again;            /* sends compacted images again (see above) */
 } kv_replica_config;
 
-/* 0 or -ENOMEM. The strings are copied. */
+/* 0 or -ENOMEM. The strings are copied. copied may be NULL. */
 int kv_replica_new(uv_loop_t *loop, const kv_replica_config *cfg, kv_replica_copied_fn copied,
                    void *ud, kv_replica **out);
-/* Asks for version's copies (after every earlier one's). 0 or -ENOMEM. */
+/* Asks for version's copies (after every one asked before). 0 or
+ * -ENOMEM. */
 int kv_replica_ship(kv_replica *r, uint64_t version);
+/* again waits for main: a version is asked for only once main copied it.
+ * Until either is closed. */
+void kv_replica_follow(kv_replica *main, kv_replica *again);
 /* Forgets versions above version (a rollback dropped them). */
 void kv_replica_drop_above(kv_replica *r, uint64_t version);
 /* Versions waiting for their copies; the newest one copied (0: none). */

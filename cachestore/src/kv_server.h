@@ -88,6 +88,7 @@ struct kv_server {
     uint64_t last_file;                 /* newest checkpoint written or being written: the
                                          * next change log's base (0: none) */
     uint64_t log_bytes_since_full;      /* change-log bytes since the newest full image */
+    uint64_t last_log_seal_ms;          /* monotonic: the newest change log's seal */
     uint64_t ckpt_bytes_written;        /* bytes of the checkpoint files completed */
     uint64_t ckpts_full, ckpts_log;     /* completed, by kind */
     pid_t compact_pid;                  /* a compaction child (0: none) */
@@ -96,6 +97,7 @@ struct kv_server {
     uint64_t compactions, compactions_failed;
     kv_finder *finder;
     kv_replica *replica;                /* a cluster: checkpoints copied first (or NULL) */
+    kv_replica *recopy;                 /* compacted images copied again (with replica) */
     kv_arg *scratch;                    /* argv for batch ops */
     size_t scratch_cap;
 
@@ -194,8 +196,13 @@ void kv_server_drain_clients(kv_server *s, bool now);
 /* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
  * least the data set's */
 uint64_t kv_server_used_memory(const kv_server *s);
-/* The cheap estimate the maxmemory check uses: the cron's last sample plus
- * what the dataset grew (or shrank) since. */
+/* What the maxmemory check leaves out (INFO mem_not_counted_for_evict):
+ * the change logs in memory, the open one and those waiting for their
+ * writes (--checkpoint-log), as Redis leaves out its AOF buffer. */
+uint64_t kv_server_memory_not_counted(const kv_server *s);
+/* The cheap estimate the maxmemory check uses: the cron's last sample
+ * without what is not counted, plus what the dataset grew (or shrank)
+ * since. */
 uint64_t kv_server_memory_estimate(const kv_server *s);
 
 /* kv_dpr.c */

@@ -26,6 +26,8 @@ static void check(const agent_repl_cmd *c, bool local)
         abort();
     if (c->op == AGENT_REPL_PUT && (c->len == 0 || c->len > AGENT_REPL_CHUNK_MAX || !c->data))
         abort();
+    if (c->sum && c->op != AGENT_REPL_HAVE) /* (size and CRC-32: HAVE of protocol 2 only) */
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

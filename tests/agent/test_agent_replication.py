@@ -13,10 +13,15 @@ INFO; once space is back the copies and the cut go on. Needs root for the
 small tmpfs that fills up (that part is skipped otherwise).
 """
 import os
+import re
+import shutil
+import signal
 import subprocess
 import time
+import zlib
 
 import pytest
+import redis
 
 import dprtest
 from dprtest import RaftAgents, wait_for
@@ -127,4 +132,124 @@ def test_checkpoints_are_copied_before_they_are_reported(tmp_path):
     finally:
         if mnt and dprtest.mounted(mnt):
             subprocess.run(["umount", "-l", mnt], check=False)
+        agents.close()
+
+
+def header_of(path):
+    """(format, base) of a dpr-kv checkpoint file: 2 a full image, 3 a
+    change log on base (cachestore/src/kv_ckpt.h)."""
+    with open(path, "rb") as f:
+        h = f.read(72)
+    assert h[:8] == b"DPRKVCKP", path
+    return h[8], int.from_bytes(h[64:72], "little")
+
+
+def test_change_logs_compacted_images_are_copied_again_and_pruned(tmp_path):
+    """dpr-kv --checkpoint-log: each version's change log is copied to the
+    replica node before it is reported; a compaction turns a version's log
+    into a full image (same file name), which is copied again (HAVE with
+    size and CRC-32 says the copy differs) and replaces the copy, so the
+    replica node prunes by the chain rule: a few copies, the oldest a full
+    image. A worker moved there restores from those copies."""
+    dprtest.need(dprtest.KV)
+    agents = RaftAgents(str(tmp_path), 3).start()
+    try:
+        agents.placeable()
+        by_node = {a.node: a for a in agents.agents}
+        agents[0].call("apply", {"spec": spec_of(("kv", 1))})
+        a = wait_for(lambda: next((x for x in agents.agents
+                                   if "main_pid" in instances(x).get("kv-0", {})
+                                   and instances(x)["kv-0"]["node"] == x.node), None),
+                     timeout=10, what="the instance recorded")
+        env = {k: v for k, v in a.env("kv-0").items() if k.startswith("DPR_")}
+        env.pop("DPR_KV_AWAIT_LAYOUT", None)
+        env.pop("DPR_KV_LISTEN", None)
+        env["DPR_KV_CHECKPOINT_LOG"] = "1"
+        env["DPR_KV_CHECKPOINT_COMPACT_BYTES"] = "1"  # (half the data is the bound)
+        d = os.path.join(str(tmp_path), "kv-" + a.node, "kv-0")
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        kv = dprtest.Kv(env["DPR_KV_FINDER"], int(env["DPR_KV_WORKER"]), d, d + ".log",
+                        interval_ms=50, env=env, domain=env["DPR_KV_DOMAIN"])
+        a.procs.add(kv)
+        kv.wait_ready()
+        assert kv.info()["dpr_checkpoint_mode"] == "log"
+        i = wait_for(lambda: instances(a)["kv-0"].get("replicas") and instances(a)["kv-0"],
+                     timeout=10, what="the replica node")
+        holder = by_node[i["replicas"][0]]
+        worker = i["worker"]
+        c = kv.client()
+        for rnd in range(12):  # (each round rewrites the data: compactions)
+            for k in range(200):
+                c.set("k%d" % k, "r%d-%s" % (rnd, "x" * 200))
+            time.sleep(0.15)
+        wait_for(lambda: int(kv.info()["dpr_compactions"]) >= 2, timeout=20,
+                 what="compactions")
+        info = kv.info()
+        assert int(info["dpr_compactions_failed"]) == 0, info
+        last = int(info["dpr_version"]) - 1
+        wait_for(lambda: int(kv.info()["dpr_cut_version"]) >= last, timeout=20,
+                 what="the writes committed")
+        wait_for(lambda: int(kv.info()["dpr_replication_recopy_pending"]) == 0, timeout=20,
+                 what="the compacted images copied again")
+        rdir = os.path.join(holder.base, "state", "replicas", "kv", str(worker))
+
+        def pruned():
+            v = copies(holder, "kv", worker)
+            return v if v and len(v) <= 8 and \
+                header_of(os.path.join(rdir, "ckpt-%d.kv" % v[0]))[0] == 2 else None
+        v = wait_for(pruned, timeout=20, what="the copies pruned to a full image and its logs")
+        # every copy after the full image is a change log on the one before
+        # it, or a full image (a compaction); they are the worker's own files
+        for prev, cur in zip(v, v[1:]):
+            fmt, base = header_of(os.path.join(rdir, "ckpt-%d.kv" % cur))
+            assert fmt == 2 or base == prev, (v, cur, fmt, base)
+        full = [x for x in v if header_of(os.path.join(rdir, "ckpt-%d.kv" % x))[0] == 2]
+        for x in full:  # a compacted image replaced the change log of x
+            mine = os.path.join(d, "ckpt-%d.kv" % x)
+            if os.path.exists(mine):
+                with open(mine, "rb") as f1, open(os.path.join(rdir, "ckpt-%d.kv" % x),
+                                                   "rb") as f2:
+                    assert f1.read() == f2.read(), x
+        assert int(kv.info()["dpr_replication_recopy_pending"]) == 0
+        assert "not copied" not in kv.output()
+
+        # the protocol: an older sender's short HAVE says "finished" for
+        # any finished copy; the long one only for the same size and CRC-32
+        m = re.search(r"copies of checkpoints from other nodes on (\S+),", holder.log())
+        host, port = m.group(1).rsplit(":", 1)
+        name = "ckpt-%d.kv" % v[-1]
+        with open(os.path.join(rdir, name), "rb") as f:
+            data = f.read()
+        crc = zlib.crc32(data)
+        r = redis.Redis(host=host, port=int(port))
+        try:
+            args = ("DPR.REPL.HAVE", "demo", "kv", worker, v[-1])
+            assert r.execute_command(*args) == -1
+            assert r.execute_command(*args, len(data), crc) == -1
+            assert r.execute_command(*args, len(data), crc ^ 1) == 0
+            assert r.execute_command(*args, len(data) + 1, crc) == 0
+            with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+                r.execute_command(*args, len(data))
+        finally:
+            r.close()
+
+        # the node is lost: the worker restarts elsewhere from the copies
+        c.connection_pool.disconnect()
+        kv.kill(signal.SIGKILL)
+        kv.wait_exit()
+        seed = os.path.join(str(tmp_path), "seed")
+        shutil.copytree(rdir, seed)  # (the holder's agent keeps pruning its own)
+        env2 = dict(env, DPR_KV_SEED_DIR=seed)
+        env2.pop("DPR_KV_REPLICA_SOCKET", None)
+        d2 = os.path.join(str(tmp_path), "kv-moved", "kv-0")
+        os.makedirs(os.path.dirname(d2))
+        moved = dprtest.Kv(env["DPR_KV_FINDER"], worker, d2, d2 + ".log", interval_ms=50,
+                           env=env2, domain=env["DPR_KV_DOMAIN"])
+        holder.procs.add(moved)
+        moved.wait_ready()
+        assert "took over" in moved.output(), moved.output()
+        mc = moved.client()
+        for k in range(200):
+            assert mc.get("k%d" % k) == ("r11-%s" % ("x" * 200)).encode(), k
+    finally:
         agents.close()

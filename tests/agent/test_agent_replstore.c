@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "common/bytes.h"
+#include "replproto.h"
 #include "replstore.h"
 
 static char root[64];
@@ -113,23 +114,23 @@ TEST(receive_resume_finish)
     size_t n;
 
     make_root();
-    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, &size, &complete), 0);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, NULL, &size, &complete), 0);
     CHECK(size == 0 && !complete);
     CHECK_EQ_INT(agent_replstore_put(root, "kv", 7, 3, 0, data, 8, &size), 0);
     CHECK_EQ_U64(size, 8);
     /* a resend at the wrong place is refused with what there is */
     CHECK_EQ_INT(agent_replstore_put(root, "kv", 7, 3, 4, data + 4, 4, &size), -ESPIPE);
     CHECK_EQ_U64(size, 8);
-    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, &size, &complete), 0);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, NULL, &size, &complete), 0);
     CHECK(size == 8 && !complete);
     CHECK_EQ_INT(agent_replstore_put(root, "kv", 7, 3, 8, data + 8, 12, &size), 0);
     /* not finished before it is whole, nor with another CRC */
     CHECK_EQ_INT(agent_replstore_finish(root, "kv", 7, 3, 21, crc), -EBADMSG);
-    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, &size, &complete), 0);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, NULL, &size, &complete), 0);
     CHECK(size == 0 && !complete); /* (the bad part was removed) */
     CHECK_EQ_INT(agent_replstore_put(root, "kv", 7, 3, 0, data, 20, &size), 0);
     CHECK_EQ_INT(agent_replstore_finish(root, "kv", 7, 3, 20, crc), 0);
-    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, &size, &complete), 0);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 7, 3, NULL, &size, &complete), 0);
     CHECK(size == 20 && complete);
     CHECK_EQ_INT(agent_replstore_finish(root, "kv", 7, 3, 20, crc), 0); /* (said twice) */
     CHECK_EQ_INT(agent_replstore_finish(root, "kv", 7, 4, 20, crc), -ENOENT);
@@ -153,11 +154,100 @@ TEST(receive_resume_finish)
     remove_root();
 }
 
+/* A compaction turns a copied change log into a full image of the same
+ * version: HAVE with the sender's size and CRC-32 says the copy differs,
+ * the image is received beside it and replaces it; then the chain rule
+ * prunes everything before it. Protocol 1's HAVE still says "finished". */
+TEST(replace_compacted)
+{
+    unsigned char logh[80], full[200];
+    agent_replstore_sum want;
+    uint64_t size, *v;
+    size_t n;
+    bool complete;
+
+    make_root();
+    /* 2 full, 4 log on 2, 6 log on 4 */
+    header(logh, 2, false, 0);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 5, 2, 0, logh, sizeof(logh), &size), 0);
+    CHECK_EQ_INT(agent_replstore_finish(root, "kv", 5, 2, 80, dpr_crc32(logh, 80)), 0);
+    header(logh, 4, true, 2);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 5, 4, 0, logh, sizeof(logh), &size), 0);
+    CHECK_EQ_INT(agent_replstore_finish(root, "kv", 5, 4, 80, dpr_crc32(logh, 80)), 0);
+    header(logh, 6, true, 4);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 5, 6, 0, logh, sizeof(logh), &size), 0);
+    CHECK_EQ_INT(agent_replstore_finish(root, "kv", 5, 6, 80, dpr_crc32(logh, 80)), 0);
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 5, 6), 0); /* 6 needs 4 and 2 */
+
+    /* the same file: finished; protocol 1: finished whatever it holds */
+    want.size = 80;
+    want.crc = dpr_crc32(logh, 80);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 6, &want, &size, &complete), 0);
+    CHECK(complete && size == 80);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 4, NULL, &size, &complete), 0);
+    CHECK(complete);
+    /* same size, other bytes: not finished */
+    want.crc ^= 1;
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 6, &want, &size, &complete), 0);
+    CHECK(!complete && size == 0);
+
+    /* version 4 compacted: a full image of another size */
+    header(full, 4, false, 0);
+    memset(full + 80, 'x', sizeof(full) - 80);
+    want.size = sizeof(full);
+    want.crc = dpr_crc32(full, sizeof(full));
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 4, &want, &size, &complete), 0);
+    CHECK(!complete && size == 0);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 5, 4, 0, full, 100, &size), 0);
+    /* the part of a copy that stays is not pruned by the cut meanwhile */
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 5, 6), 0);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 4, &want, &size, &complete), 0);
+    CHECK(!complete && size == 100); /* (resumes) */
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 5, 4, 100, full + 100, 100, &size), 0);
+    CHECK_EQ_INT(agent_replstore_finish(root, "kv", 5, 4, want.size, want.crc), 0);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 4, &want, &size, &complete), 0);
+    CHECK(complete && size == sizeof(full));
+    /* 4 is a chain start now: 2 goes at cut 6, 4 and 6 stay */
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 5, 6), 1);
+    CHECK_EQ_INT(agent_replstore_list(root, "kv", 5, &v, &n), 0);
+    CHECK(n == 2 && v[0] == 4 && v[1] == 6);
+    free(v);
+
+    /* a part at or below the cut of a copy that is pruned goes with it */
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 5, 3, 0, full, 10, &size), 0);
+    CHECK_EQ_INT(agent_replstore_prune(root, "kv", 5, 6), 1);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 5, 3, NULL, &size, &complete), 0);
+    CHECK(!complete && size == 0);
+    remove_root();
+}
+
+/* HAVE of protocol 1 (no sum) and 2 (the sender's size and CRC-32). */
+TEST(parse_have)
+{
+    char *v1[] = {"DPR.REPL.HAVE", "demo", "kv", "3", "17"};
+    size_t l1[] = {13, 4, 2, 1, 2};
+    char *v2[] = {"DPR.REPL.HAVE", "demo", "kv", "3", "17", "200", "4294967295"};
+    size_t l2[] = {13, 4, 2, 1, 2, 3, 10};
+    char *bad[] = {"DPR.REPL.HAVE", "demo", "kv", "3", "17", "200", "4294967296"};
+    size_t lb[] = {13, 4, 2, 1, 2, 3, 10};
+    agent_repl_cmd c;
+
+    CHECK(agent_repl_parse(5, v1, l1, false, "demo", &c) == NULL);
+    CHECK(c.op == AGENT_REPL_HAVE && !c.sum && c.worker == 3 && c.version == 17);
+    CHECK(agent_repl_parse(7, v2, l2, false, "demo", &c) == NULL);
+    CHECK(c.op == AGENT_REPL_HAVE && c.sum && c.size == 200 && c.crc == 4294967295u);
+    CHECK(agent_repl_parse(7, bad, lb, false, "demo", &c) != NULL); /* (CRC-32 too big) */
+    CHECK(strcmp(agent_repl_parse(6, v2, l2, false, "demo", &c),
+                 "wrong number of arguments") == 0);
+}
+
 int main(void)
 {
     RUN(prunable);
     RUN(prunable_chain);
     RUN(prune_keeps_chains);
     RUN(receive_resume_finish);
+    RUN(replace_compacted);
+    RUN(parse_have);
     return check_summary("test_agent_replstore");
 }

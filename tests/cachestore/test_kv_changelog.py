@@ -8,6 +8,9 @@ import os
 import signal
 import time
 
+import pytest
+import redis
+
 import kvckpt
 from kvckpt import APPEND, DEL, SET
 from kvwire import run_versioned
@@ -350,3 +353,65 @@ def test_log_mode_kill9_during_compaction(cluster):
     assert c2.mget(["k0", "k4999", "k5000", "k79999"]) == [
         b"late-0", b"late-4999", ("0-" + "z" * 98).encode(), ("7-" + "z" * 98).encode()]
     assert [n for n in os.listdir(kv2.state_dir) if ".full" in n or n.endswith(".tmp")] == []
+
+
+def fill_until_oom(kv):
+    """SETs of 1000 bytes until the OOM error: how many were accepted."""
+    c = kv.client()
+    n = 0
+    with pytest.raises(redis.ResponseError, match="OOM command not allowed"):
+        while n < 100000:
+            c.set("k%d" % n, "x" * 1000)
+            n += 1
+    c.connection_pool.disconnect()
+    return n
+
+
+def test_maxmemory_leaves_the_change_log_out(cluster):
+    """--maxmemory with --checkpoint-log refuses writes at the same point as
+    with full images: the change log in memory (here every write since the
+    start: no checkpoint seals it) is left out of the check, as Redis leaves
+    out its AOF buffer, and shown as mem_not_counted_for_evict."""
+    full = cluster.start_kv(1, interval_ms=600000, args=["--maxmemory", "4mb"])
+    n_full = fill_until_oom(full)
+    logged = cluster.start_kv(2, interval_ms=600000,
+                              args=["--maxmemory", "4mb", "--checkpoint-log"])
+    assert logged.info()["dpr_checkpoint_mode"] == "log"
+    n_log = fill_until_oom(logged)
+    mem = logged.client().info("memory")
+    # the log holds every SET: about 1 KB each, not counted
+    assert mem["mem_not_counted_for_evict"] >= n_log * 1000, mem
+    if mem["used_memory"] != mem["used_memory_dataset"]:  # (a sanitizer's malloc tells none)
+        assert mem["used_memory"] > 4 * 1024 * 1024 + n_log * 900, mem
+    assert abs(n_log - n_full) <= n_full // 10, (n_full, n_log)
+    assert 1500 < n_full < 4300, n_full
+
+
+def test_log_mode_idle_worker_compacts(cluster):
+    """An idle worker does not keep one change log per version until writes
+    bring the next compaction: once no log was sealed for 5 s (at least 50
+    intervals) and nothing changed since, its newest version is compacted,
+    and once the cut passes it the worker keeps one full image, which a
+    restart restores."""
+    kv = cluster.start_kv(1, args=LOG, interval_ms=20)  # (8 MB: no compaction by size)
+    c = kv.client()
+    for r in range(5):
+        last = commit(cluster, kv, c, ["MSET"] + [x for i in range(50)
+                                                  for x in ("k%d" % i, "r%d-%d" % (r, i))])
+    files = kinds(kv)
+    assert len(files) >= 5 and files[last] == "log", files
+    assert kv.info()["dpr_compactions"] == 0
+    time.sleep(3)  # (not yet idle for long enough)
+    assert kv.info()["dpr_compactions"] == 0 and kinds(kv) == files
+    wait_for(lambda: kv.info()["dpr_compactions"] == 1, timeout=10, what="the idle compaction")
+    wait_for(lambda: kinds(kv) == {last: "full"}, timeout=10,
+             what="one full image of the newest version")
+    assert "idle: compacting checkpoint %d" % last in kv.output()
+    time.sleep(6)  # (once: nothing more to compact)
+    assert kv.info()["dpr_compactions"] == 1 and kinds(kv) == {last: "full"}
+    kv.kill(signal.SIGKILL)
+    kv.wait_exit()
+    kv2 = cluster.start_kv(1, args=LOG, interval_ms=20)
+    c2 = kv2.client()
+    assert c2.mget(["k0", "k49"]) == [b"r4-0", b"r4-49"]
+    assert c2.dbsize() == 50
