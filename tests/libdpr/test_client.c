@@ -63,6 +63,7 @@ typedef struct fake_conn {
     size_t hdr_len;
     uint32_t want, have;
     redisReply *ops[64];
+    bool greeted; /* its INFO was answered: `hold` holds what follows */
 } fake_conn;
 
 typedef struct fake {
@@ -149,6 +150,7 @@ static void conn_close(fake_conn *c)
     for (uint32_t i = 0; i < c->have; i++)
         freeReplyObject(c->ops[i]);
     c->in_batch = false;
+    c->greeted = false;
     c->have = c->want = 0;
     c->olen = 0;
 }
@@ -345,6 +347,7 @@ static bool shard_request(fake *f, fake_conn *c, redisReply *req)
         if (!f->no_worker_id && f->info_domain)
             n += snprintf(info + n, sizeof(info) - (size_t)n, "dpr_domain:%s\r\n", f->domain);
         out_bulk(c, info, (size_t)n);
+        c->greeted = true;
     } else if (arg_is(req, 0, "DPR.BATCH") && req->elements == 2 &&
                req->element[1]->len <= sizeof(c->hdr)) {
         dpr_request_hdr h;
@@ -426,7 +429,9 @@ static void *fake_main(void *arg)
         p[n].events = POLLIN;
         idx[n++] = -2;
         for (int i = 0; i < MAX_CONNS; i++) {
-            if (f->conns[i].fd < 0 || hold)
+            /* a new connection's INFO is answered (the client asks it
+             * while connecting) */
+            if (f->conns[i].fd < 0 || (hold && f->conns[i].greeted))
                 continue;
             p[n].fd = f->conns[i].fd;
             p[n].events = POLLIN;
