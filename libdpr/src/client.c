@@ -69,15 +69,30 @@ struct dpr_client {
 typedef struct flight {
     uint64_t batch_id, first_seq;
     uint32_t op_count;
+    int status; /* a dead batch's outcome (its connection is gone) */
 } flight;
+
+/* "dpr_run_id" of INFO dpr: the shard's process (docs/dpr-kv.md, "SIGTERM") */
+#define RUN_ID_MAX 64
 
 typedef struct shard_conn {
     dpr_conn conn;
     flight *q;          /* ring of `depth` entries, in send order */
     size_t qhead, qlen;
+    size_t ndead;       /* the first ndead batches of q went on a connection
+                         * that is gone: their outcome is their status */
     redisReply *ready;  /* complete answer for q[qhead], not handled yet */
-    int fail_status;    /* connection lost: status of the batches left in q */
     size_t active_pos;  /* index in the session's active list while qlen > 0 */
+    bool write_failed;  /* the connection is only read until it ends */
+    /* what the shard told of itself when the connection was made (INFO
+     * dpr): its process ("": it did not tell) and world-line */
+    char run_id[RUN_ID_MAX];
+    uint64_t peer_world_line;
+    /* the shard closed the connection with batches in flight (the dead
+     * ones): did it stop on purpose? Decided by reconnecting (settle_cut_off) */
+    bool cut_off;
+    char cut_run_id[RUN_ID_MAX]; /* the process that closed it */
+    uint64_t cut_since, next_try;
 } shard_conn;
 
 struct dpr_client_session {
@@ -800,8 +815,19 @@ static flight q_pop(dpr_client_session *s, uint32_t k)
     return f;
 }
 
-/* The connection failed: every batch on it is abandoned and will be returned
- * by recv with `status`. */
+/* Gives up dead batch f of shard k: in doubt (abandoned), outcome status. */
+static void abandon_flight(dpr_client_session *s, flight *f, int status)
+{
+    if (dpr_session_abandon_batch(&s->sess, f->batch_id) == 0)
+        s->abandoned++;
+    f->status = status;
+}
+
+/* The connection failed: every batch on it is dead and will be returned by
+ * recv. With `status` -ECONNRESET (the stream ended or was reset, not a
+ * timeout nor a malformed answer) and a shard that told its process, the
+ * batches wait for settle_cut_off: a shard that stopped on purpose ran none
+ * of them. Else they are abandoned now, with `status`. */
 static void break_conn(dpr_client_session *s, uint32_t k, int status)
 {
     shard_conn *sc = s->sh[k];
@@ -809,25 +835,84 @@ static void break_conn(dpr_client_session *s, uint32_t k, int status)
     if (sc->conn.err.msg[0])
         dpr_err_set(&s->err, sc->conn.err.code, "shard %u (%s:%u): %s", k,
                     s->shards[k].host, (unsigned)s->shards[k].port, sc->conn.err.msg);
-    for (size_t i = 0; i < sc->qlen; i++) {
+    assert(sc->ndead <= sc->qlen); /* dead batches are the oldest */
+    bool wait = status == -ECONNRESET && sc->run_id[0] && sc->qlen > sc->ndead;
+    for (size_t i = sc->ndead; i < sc->qlen; i++) {
         flight *f = &sc->q[(sc->qhead + i) % depth];
-        if (dpr_session_abandon_batch(&s->sess, f->batch_id) == 0)
-            s->abandoned++;
+        if (wait)
+            f->status = status;
+        else
+            abandon_flight(s, f, status);
     }
-    sc->fail_status = status;
+    sc->ndead = sc->qlen;
+    if (wait) {
+        sc->cut_off = true;
+        memcpy(sc->cut_run_id, sc->run_id, sizeof(sc->run_id));
+        sc->cut_since = dpr_mono_ms();
+        sc->next_try = sc->cut_since;
+    }
     if (sc->ready)
         freeReplyObject(sc->ready);
     sc->ready = NULL;
+    sc->write_failed = false;
+    sc->run_id[0] = '\0';
     dpr_conn_close(&sc->conn);
 }
 
+/* A write failed: the answers the shard wrote before its end may still be
+ * read, so the connection is read until it ends (then break_conn). */
+static void write_failed(dpr_client_session *s, uint32_t k)
+{
+    shard_conn *sc = s->sh[k];
+    if (sc->qlen == 0) {
+        break_conn(s, k, -ECONNRESET);
+        return;
+    }
+    sc->write_failed = true;
+    dpr_conn_shutdown_write(&sc->conn);
+}
+
+/* Connects to shard k and asks what it is (INFO dpr: its process and
+ * world-line, for settle_cut_off). */
 static int connect_shard(dpr_client_session *s, uint32_t k)
 {
     shard_conn *sc = s->sh[k];
-    int r = dpr_conn_connect(&sc->conn, s->shards[k].host, s->shards[k].port,
-                             s->c->connect_ms);
-    if (r < 0)
+    const char *argv[] = {"INFO", "dpr"};
+    redisReply *reply = NULL;
+    const char *v;
+    size_t n = 0;
+    int r;
+
+    sc->run_id[0] = '\0';
+    sc->peer_world_line = 0;
+    sc->write_failed = false;
+    r = dpr_conn_connect(&sc->conn, s->shards[k].host, s->shards[k].port, s->c->connect_ms);
+    if (r == 0)
+        r = dpr_conn_request(&sc->conn, 2, argv, NULL, s->c->io_ms, &reply);
+    if (r < 0) {
         dpr_err_set(&s->err, r, "shard %u: %s", k, sc->conn.err.msg);
+        goto fail;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        r = dpr_err_set(&s->err, -EREMOTEIO, "shard %u: INFO dpr: %s", k,
+                        reply->type == REDIS_REPLY_ERROR ? reply->str : "not a bulk string");
+        goto fail;
+    }
+    v = dpr_info_field(reply->str, "dpr_run_id", &n);
+    if (v && n > 0 && n < sizeof(sc->run_id)) {
+        memcpy(sc->run_id, v, n);
+        sc->run_id[n] = '\0';
+    }
+    v = dpr_info_field(reply->str, "dpr_world_line", &n);
+    if (!v || dpr_parse_u64(v, n, 0, UINT64_MAX, &sc->peer_world_line) < 0)
+        sc->peer_world_line = 0;
+    freeReplyObject(reply);
+    return 0;
+fail:
+    if (reply)
+        freeReplyObject(reply);
+    sc->run_id[0] = '\0';
+    dpr_conn_close(&sc->conn);
     return r;
 }
 
@@ -838,7 +923,7 @@ static int ensure_connected(dpr_client_session *s, uint32_t k)
     shard_conn *sc = s->sh[k];
     if (sc->conn.fd >= 0 && sc->qlen == 0) {
         struct pollfd p = {.fd = sc->conn.fd, .events = POLLIN};
-        if (poll(&p, 1, 0) > 0) {
+        if (sc->write_failed || poll(&p, 1, 0) > 0) {
             /* EOF, an error, or bytes nobody asked for: start over */
             (void)dpr_conn_read(&sc->conn);
             dpr_conn_close(&sc->conn);
@@ -847,6 +932,75 @@ static int ensure_connected(dpr_client_session *s, uint32_t k)
     if (sc->conn.fd >= 0)
         return 0;
     return connect_shard(s, k);
+}
+
+/*
+ * Shard k closed a connection with batches in flight (sc->cut_off): did it
+ * stop on purpose? Then it comes back as another process (dpr_run_id) on
+ * the session's world-line: a crash restart moves the world-line, and a
+ * planned stop answers every batch it ran before its end of stream
+ * (docs/dpr-kv.md, "SIGTERM"); the batches never ran and are withdrawn
+ * (status -ERESTART: send them again). The same process, another
+ * world-line, a world-line that moved on at the finder, or no shard within
+ * reconnect_timeout_ms: abandoned (-ECONNRESET), in doubt as before.
+ * Tries at most every RECONNECT_POLL_MS.
+ */
+static void settle_cut_off(dpr_client_session *s, uint32_t k)
+{
+    shard_conn *sc = s->sh[k];
+    unsigned depth = s->c->depth;
+    uint64_t now = dpr_mono_ms();
+    bool planned;
+    dpr_err why = DPR_ERR_INIT;
+
+    if (!sc->cut_off || now < sc->next_try)
+        return;
+    assert(sc->conn.fd < 0 && sc->ndead == sc->qlen && sc->qlen > 0);
+    if (connect_shard(s, k) < 0) {
+        dpr_cut cut;
+        bool moved = false;
+        dpr_cut_init(&cut);
+        if (client_sync(s->c, &cut, &why) == 0 && cut.world_line > s->sess.world_line)
+            moved = true; /* a crash: the batches are in doubt */
+        dpr_cut_free(&cut);
+        if (!moved && now - sc->cut_since < (uint64_t)s->c->reconnect_ms) {
+            sc->next_try = now + RECONNECT_POLL_MS;
+            return;
+        }
+        dpr_err_set(&why, -ECONNRESET, "shard %u closed the connection with %zu batch(es) "
+                    "in flight and %s: they are in doubt", k, sc->qlen,
+                    moved ? "the world-line moved on (a crash)"
+                          : "did not come back within reconnect_timeout_ms");
+        planned = false;
+    } else {
+        planned = sc->run_id[0] && strcmp(sc->run_id, sc->cut_run_id) != 0 &&
+                  sc->peer_world_line == s->sess.world_line;
+        if (!planned)
+            dpr_err_set(&why, -ECONNRESET, "shard %u closed the connection with %zu "
+                        "batch(es) in flight and answers again %s: they are in doubt", k,
+                        sc->qlen,
+                        !sc->run_id[0] ? "without telling its process"
+                        : strcmp(sc->run_id, sc->cut_run_id) == 0
+                            ? "as the same process"
+                            : "on another world-line (a crash)");
+    }
+    sc->cut_off = false;
+    /* newest first: a batch that is the session's newest is cancelled, and
+     * its sequence numbers are issued again */
+    for (size_t i = sc->qlen; i-- > 0;) {
+        flight *f = &sc->q[(sc->qhead + i) % depth];
+        int r = planned ? dpr_session_withdraw_batch(&s->sess, f->batch_id) : -ECONNRESET;
+        if (r >= 0)
+            f->status = -ERESTART;
+        else
+            abandon_flight(s, f, -ECONNRESET);
+    }
+    if (planned)
+        dpr_err_set(&s->err, -ERESTART, "shard %u stopped on purpose (a planned restart) "
+                    "with %zu batch(es) in flight: they never ran; send them again", k,
+                    sc->qlen);
+    else
+        s->err = why;
 }
 
 /* ---- sessions ------------------------------------------------------------------- */
@@ -1038,7 +1192,10 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
         r = -ENOMEM;
         goto out;
     }
-    if (sc->qlen >= s->c->depth || (sc->conn.fd < 0 && sc->qlen > 0)) {
+    /* dead batches (a lost connection) and a connection read until it
+     * ends take nothing new: receive first */
+    assert(sc->conn.fd >= 0 || sc->qlen == sc->ndead);
+    if (sc->qlen >= s->c->depth || sc->ndead > 0 || (sc->write_failed && sc->qlen > 0)) {
         r = -EAGAIN;
         goto out;
     }
@@ -1080,7 +1237,7 @@ int dpr_client_session_send(dpr_client_session *s, uint32_t shard, const dpr_op 
     flight f = {.batch_id = hdr.batch_id, .first_seq = first, .op_count = nops};
     q_push(s, shard, &f);
     if (dpr_conn_flush(&sc->conn) < 0)
-        break_conn(s, shard, -ECONNRESET); /* recv reports the batch */
+        write_failed(s, shard); /* recv reports the batch */
     *first_seq = first;
     r = 0;
 out:
@@ -1171,12 +1328,13 @@ static int take_ready(dpr_client_session *s, dpr_batch_result *res)
     for (size_t i = 0; i < s->nactive; i++) {
         uint32_t k = s->active[i];
         shard_conn *sc = s->sh[k];
-        if (sc->conn.fd >= 0 && !sc->ready) {
+        if (sc->ndead == 0 && sc->conn.fd >= 0 && !sc->ready) {
             int r = dpr_conn_next_reply(&sc->conn, &sc->ready);
             if (r < 0)
                 break_conn(s, k, -EPROTO);
         }
-        if ((sc->conn.fd < 0 || sc->ready) && q_head(sc, depth)->batch_id < best_id) {
+        bool has_outcome = sc->ndead > 0 ? !sc->cut_off : sc->ready != NULL;
+        if (has_outcome && q_head(sc, depth)->batch_id < best_id) {
             best = k;
             best_id = q_head(sc, depth)->batch_id;
         }
@@ -1184,15 +1342,17 @@ static int take_ready(dpr_client_session *s, dpr_batch_result *res)
     if (best == UINT32_MAX)
         return 0;
     shard_conn *sc = s->sh[best];
-    bool broken = sc->conn.fd < 0;
+    bool dead = sc->ndead > 0;
+    if (dead)
+        sc->ndead--;
     flight f = q_pop(s, best);
     memset(res, 0, sizeof(*res));
     res->batch_id = f.batch_id;
     res->first_seq = f.first_seq;
     res->op_count = f.op_count;
     res->shard = best;
-    if (broken)
-        res->status = sc->fail_status;
+    if (dead)
+        res->status = f.status;
     else
         finish_answer(s, best, &f, res);
     return 1;
@@ -1209,28 +1369,50 @@ int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_res
             r = -ENOENT;
             break;
         }
+        uint64_t wake = UINT64_MAX; /* the next try of a cut-off shard */
+        for (size_t i = 0; i < s->nactive; i++) {
+            shard_conn *sc = s->sh[s->active[i]];
+            settle_cut_off(s, s->active[i]);
+            if (sc->cut_off && sc->next_try < wake)
+                wake = sc->next_try;
+        }
         if (take_ready(s, res)) {
             r = 0;
             break;
         }
-        size_t n = 0;
-        for (size_t i = 0; i < s->nactive; i++) {
+        /* pfds[i] belongs to active[i]; a connection with nothing to read
+         * (gone, or only dead batches) gets fd -1, which poll skips */
+        size_t n = s->nactive;
+        bool broke = false;
+        for (size_t i = 0; i < n; i++) {
             uint32_t k = s->active[i];
             shard_conn *sc = s->sh[k];
-            if (dpr_conn_flush(&sc->conn) < 0) {
-                break_conn(s, k, -ECONNRESET);
+            s->pfds[i].fd = -1;
+            s->pfds[i].events = 0;
+            s->pfds[i].revents = 0;
+            if (sc->conn.fd < 0 || sc->ndead > 0)
+                continue;
+            if (!sc->write_failed && dpr_conn_flush(&sc->conn) < 0)
+                write_failed(s, k);
+            if (sc->conn.fd < 0) {
+                broke = true;
                 continue;
             }
-            s->pfds[n].fd = sc->conn.fd;
-            s->pfds[n].events = POLLIN;
+            s->pfds[i].fd = sc->conn.fd;
+            s->pfds[i].events = POLLIN;
             if (dpr_conn_pending_output(&sc->conn))
-                s->pfds[n].events |= POLLOUT;
-            s->pfds[n].revents = 0;
-            n++;
+                s->pfds[i].events |= POLLOUT;
         }
-        if (n < s->nactive)
-            continue; /* a connection broke: its batches are ready */
-        r = poll(s->pfds, n, dpr_ms_left(deadline));
+        if (broke)
+            continue; /* a connection broke: its batches may be ready */
+        int ms = dpr_ms_left(deadline);
+        if (wake != UINT64_MAX) {
+            uint64_t now = dpr_mono_ms();
+            int w = wake > now ? (int)(wake - now) : 0;
+            if (ms < 0 || w < ms)
+                ms = w;
+        }
+        r = poll(s->pfds, n, ms);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -1244,18 +1426,19 @@ int dpr_client_session_recv(dpr_client_session *s, int timeout_ms, dpr_batch_res
             r = timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
             break;
         }
-        /* pfds[i] belongs to active[i] (no shard left the list above) */
-        assert(n == s->nactive);
+        assert(n == s->nactive); /* no shard left the list above */
         for (size_t i = 0; i < n; i++) {
             uint32_t k = s->active[i];
             shard_conn *sc = s->sh[k];
+            if (s->pfds[i].fd < 0)
+                continue;
             if (s->pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
                 int rr = dpr_conn_read(&sc->conn);
                 if (rr < 0 && rr != -EAGAIN)
                     break_conn(s, k, -ECONNRESET);
             } else if (s->pfds[i].revents & POLLOUT) {
                 if (dpr_conn_flush(&sc->conn) < 0)
-                    break_conn(s, k, -ECONNRESET);
+                    write_failed(s, k);
             }
         }
     }
@@ -1267,7 +1450,7 @@ size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, siz
     size_t n = 0;
     for (size_t i = 0; i < s->nactive && n < cap; i++) {
         shard_conn *sc = s->sh[s->active[i]];
-        if (sc->conn.fd < 0)
+        if (sc->conn.fd < 0 || sc->ndead > 0)
             continue;
         fds[n].fd = sc->conn.fd;
         fds[n].events = POLLIN;
@@ -1345,6 +1528,8 @@ int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply 
             goto out;
         unreachable_since = 0;
         r = dpr_client_session_recv(s, s->c->io_ms, &res);
+        while (r == -ETIMEDOUT && s->sh[k]->cut_off)
+            r = dpr_client_session_recv(s, s->c->io_ms, &res); /* settles in reconnect_ms */
         if (r == -ETIMEDOUT) {
             /* no answer: its node may be lost (a silent peer leaves the
              * connection open); give the connection up, the batch comes back
@@ -1358,9 +1543,11 @@ int dpr_client_session_exec(dpr_client_session *s, const dpr_op *op, redisReply 
         if (r < 0)
             goto out;
         r = res.status;
-        if (r != -EREMCHG && r != -EINPROGRESS)
+        if (r != -EREMCHG && r != -EINPROGRESS && r != -ERESTART)
             break;
         dpr_batch_result_free(&res);
+        if (r == -ERESTART)
+            continue; /* a planned restart: nothing ran; the shard is back */
         if (r == -EREMCHG && dpr_client_session_refresh_layout(s) > 0)
             continue; /* re-routed at once */
         if (dpr_ms_left(deadline) == 0) {

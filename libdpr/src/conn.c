@@ -174,6 +174,14 @@ int dpr_conn_flush(dpr_conn *c)
     return 0;
 }
 
+void dpr_conn_shutdown_write(dpr_conn *c)
+{
+    dpr_buf_reset(&c->out);
+    c->woff = 0;
+    if (c->fd >= 0)
+        (void)shutdown(c->fd, SHUT_WR); /* fails harmlessly after a reset */
+}
+
 int dpr_conn_read(dpr_conn *c)
 {
     char buf[65536];

@@ -52,6 +52,10 @@ void dpr_conn_put_command(dpr_conn *c, int argc, const char *const *argv, const 
  * dpr_conn_pending_output), or -errno when the connection failed. */
 int dpr_conn_flush(dpr_conn *c);
 size_t dpr_conn_pending_output(const dpr_conn *c);
+/* After a failed write: drops the unwritten output and ends the write side
+ * (shutdown), so that the peer ends its side too; what it sent before can
+ * still be read. */
+void dpr_conn_shutdown_write(dpr_conn *c);
 /* Reads what the socket has now into the reader: bytes read (> 0), -EAGAIN
  * when nothing is there, -ECONNRESET at end of stream, other -errno. */
 int dpr_conn_read(dpr_conn *c);

@@ -32,8 +32,14 @@
  *             lost=N world_line=W" and goes on. The test kills and restarts a
  *             shard meanwhile. At the end it waits until every operation is
  *             committed and reads every key back: a key must exist iff its
- *             operation was not reported lost, and no operation at or below
- *             a reported commit point may be lost.
+ *             operation was not reported lost (nor withdrawn), and no
+ *             operation at or below a reported commit point may be lost.
+ *             --burst N: N batches to a shard before the next (pipelined:
+ *             pipeline_depth is 8). Batches that never ran (-ERESTART: a
+ *             planned restart cut them off; -EINPROGRESS: TRYAGAIN) are
+ *             counted; the writer goes on with new ones. Last lines
+ *             "VERIFIED ..." and "RESENT restarted=R tryagain=T withdrawn=W
+ *             world_line=A->B".
  *   idle      --seconds S: one SET, then sleeps S seconds (the test restarts a
  *             shard meanwhile), then goes on: the session must learn of the
  *             rollback and continue on the new world-line.
@@ -219,6 +225,12 @@ static uint64_t max_cp;
 static int rollback_ms = 20000; /* --rollback-timeout */
 static uint8_t *shard_of; /* seq -> shard the writer sent it to */
 static size_t shard_of_cap;
+static unsigned burst = 1; /* --burst: batches to a shard before the next */
+/* batches that never ran (withdrawn: -ERESTART, -EINPROGRESS, -EREMCHG),
+ * and those of them whose sequence numbers are void (not issued again) */
+static uint64_t nrestarted, ntryagain, nwithdrawn;
+static range *void_ops;
+static size_t nvoid, void_cap;
 
 static void add_lost(uint64_t from, uint64_t to)
 {
@@ -243,6 +255,37 @@ static bool is_lost(uint64_t seq)
     return false;
 }
 
+static bool is_void(uint64_t seq)
+{
+    for (size_t i = 0; i < nvoid; i++)
+        if (seq >= void_ops[i].from && seq < void_ops[i].to)
+            return true;
+    return false;
+}
+
+/* A batch's outcome: one that never ran is counted, and its operations, if
+ * withdrawn for good, must read back absent (a cancelled batch's sequence
+ * numbers are issued again to the writer's next batch). */
+static void note_result(dpr_client_session *s, const dpr_batch_result *res)
+{
+    if (res->status != -ERESTART && res->status != -EINPROGRESS && res->status != -EREMCHG)
+        return;
+    if (res->status == -ERESTART)
+        nrestarted++;
+    else
+        ntryagain++;
+    if (!dpr_session_is_withdrawn(dpr_client_session_state(s), res->first_seq))
+        return;
+    nwithdrawn++;
+    if (nvoid == void_cap) {
+        void_cap = void_cap ? 2 * void_cap : 64;
+        void_ops = realloc(void_ops, void_cap * sizeof(*void_ops));
+        if (!void_ops)
+            FAIL("out of memory");
+    }
+    void_ops[nvoid++] = (range){res->first_seq, res->first_seq + res->op_count};
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -253,8 +296,10 @@ static void do_rollback(dpr_client_session *s)
 {
     dpr_batch_result res;
     int r;
-    while ((r = dpr_client_session_recv(s, 5000, &res)) == 0)
+    while ((r = dpr_client_session_recv(s, 20000, &res)) == 0) {
+        note_result(s, &res);
         dpr_batch_result_free(&res);
+    }
     if (r != -ENOENT)
         FAIL("draining before rollback: %s", strerror(-r));
     dpr_rollback_result rb;
@@ -354,7 +399,10 @@ static void read_back(const char *tag, uint64_t total, uint64_t *present, uint64
                 snprintf(v, sizeof(v), "%" PRIu64, seqs[i]);
                 if (found && strcmp(rep->str, v) != 0)
                     FAIL("key %s holds %s", keys[i], rep->str);
-                if (found == is_lost(seqs[i]))
+                if (found && is_void(seqs[i]))
+                    FAIL("operation %" PRIu64 ": present but withdrawn (it never ran)",
+                         seqs[i]);
+                if (found == (is_lost(seqs[i]) || is_void(seqs[i])))
                     FAIL("operation %" PRIu64 ": %s but %s", seqs[i],
                          found ? "present" : "absent",
                          is_lost(seqs[i]) ? "reported lost" : "not reported lost");
@@ -376,15 +424,17 @@ static void settle(dpr_client_session *s, uint64_t *rollbacks)
     int r;
     for (int round = 0; round < 10; round++) {
         dpr_batch_result res;
-        while ((r = dpr_client_session_recv(s, 5000, &res)) == 0)
+        while ((r = dpr_client_session_recv(s, 20000, &res)) == 0) {
+            note_result(s, &res);
             dpr_batch_result_free(&res);
+        }
         if (dpr_client_session_needs_rollback(s)) {
             do_rollback(s);
             (*rollbacks)++;
             continue;
         }
         uint64_t last = dpr_client_session_state(s)->next_seq - 1;
-        while (last > 0 && is_lost(last))
+        while (last > 0 && (is_lost(last) || is_void(last)))
             last--;
         if (last == 0)
             return;
@@ -412,7 +462,8 @@ static void scenario_writer(double seconds, unsigned flags)
     char keys[WBATCH][96], vals[WBATCH][24];
     const char *argv[WBATCH][3];
     dpr_op ops[WBATCH];
-    uint64_t rollbacks = 0;
+    uint64_t rollbacks = 0, world_line = dpr_client_session_state(s)->world_line;
+    unsigned sent = 0;
 
     while (now_s() < end) {
         if (dpr_client_session_needs_rollback(s)) {
@@ -435,11 +486,13 @@ static void scenario_writer(double seconds, unsigned flags)
         r = dpr_client_session_send(s, shard, ops, WBATCH, &first);
         if (r == -EBUSY || r == -EAGAIN) {
             dpr_batch_result res;
-            r = dpr_client_session_recv(s, 5000, &res);
+            r = dpr_client_session_recv(s, 20000, &res);
             if (r < 0 && r != -ENOENT)
                 FAIL("recv: %s", strerror(-r));
-            if (r == 0)
+            if (r == 0) {
+                note_result(s, &res);
                 dpr_batch_result_free(&res);
+            }
             continue;
         }
         if (r == -ESTALE)
@@ -452,7 +505,8 @@ static void scenario_writer(double seconds, unsigned flags)
         if (first != seq0)
             FAIL("first seq %" PRIu64 " != %" PRIu64, first, seq0);
         note_shard(first, WBATCH, shard);
-        shard = (shard + 1) % nsh;
+        if (++sent % burst == 0)
+            shard = (shard + 1) % nsh;
         if (now_s() >= next_cp) {
             uint64_t cp;
             r = dpr_client_session_commit_point(s, &cp);
@@ -468,9 +522,13 @@ static void scenario_writer(double seconds, unsigned flags)
     uint64_t present = 0, absent = 0;
     uint64_t total = dpr_client_session_state(s)->next_seq - 1;
     read_back(tag, total, &present, &absent);
+    uint64_t world_line_end = dpr_client_session_state(s)->world_line;
     dpr_client_session_close(s);
     printf("VERIFIED ops=%" PRIu64 " present=%" PRIu64 " lost=%" PRIu64 " rollbacks=%" PRIu64
            " max_commit=%" PRIu64 "\n", total, present, absent, rollbacks, max_cp);
+    printf("RESENT restarted=%" PRIu64 " tryagain=%" PRIu64 " withdrawn=%" PRIu64
+           " world_line=%" PRIu64 "->%" PRIu64 "\n", nrestarted, ntryagain, nwithdrawn,
+           world_line, world_line_end);
     printf("PASS writer\n");
 }
 
@@ -560,7 +618,7 @@ static void usage(FILE *f)
                "                     [--nameserver IP[:PORT]] [--discover-timeout MS]\n"
                "  then [--seconds S] [--relaxed] [--reconnect-timeout MS] "
                "[--rollback-timeout MS]\n"
-               "       [--stop-file PATH] basic|writer|idle|follow|roam|shards\n");
+               "       [--stop-file PATH] [--burst N] basic|writer|idle|follow|roam|shards\n");
 }
 
 static void scenario_follow(double seconds)
@@ -729,6 +787,7 @@ int main(int argc, char **argv)
         {"reconnect-timeout", required_argument, NULL, 'R'},
         {"rollback-timeout", required_argument, NULL, 'B'},
         {"stop-file", required_argument, NULL, 'S'},
+        {"burst", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     dpr_endpoint shards[MAX_SHARDS];
@@ -788,6 +847,13 @@ int main(int argc, char **argv)
             break;
         case 'S':
             stop_file = optarg;
+            break;
+        case 'b':
+            burst = (unsigned)atoi(optarg);
+            if (burst < 1) {
+                usage(stderr);
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);

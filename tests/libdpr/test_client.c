@@ -63,6 +63,7 @@ typedef struct fake_conn {
     size_t hdr_len;
     uint32_t want, have;
     redisReply *ops[64];
+    bool greeted; /* its INFO was answered: `hold` holds what follows */
 } fake_conn;
 
 typedef struct fake {
@@ -98,6 +99,7 @@ typedef struct fake {
     uint64_t worker, version;
     enum shard_mode mode;
     bool no_worker_id;
+    char run_id[16]; /* INFO tells dpr_run_id (its "process") when set */
     unsigned batches, accepted;
     dpr_request_hdr last;
     uint64_t last_deps[8][2];
@@ -149,6 +151,7 @@ static void conn_close(fake_conn *c)
     for (uint32_t i = 0; i < c->have; i++)
         freeReplyObject(c->ops[i]);
     c->in_batch = false;
+    c->greeted = false;
     c->have = c->want = 0;
     c->olen = 0;
 }
@@ -344,7 +347,12 @@ static bool shard_request(fake *f, fake_conn *c, redisReply *req)
                                            (unsigned long long)f->version);
         if (!f->no_worker_id && f->info_domain)
             n += snprintf(info + n, sizeof(info) - (size_t)n, "dpr_domain:%s\r\n", f->domain);
+        if (!f->no_worker_id && f->run_id[0])
+            n += snprintf(info + n, sizeof(info) - (size_t)n, "dpr_run_id:%s\r\n"
+                          "dpr_world_line:%llu\r\n", f->run_id,
+                          (unsigned long long)f->world_line);
         out_bulk(c, info, (size_t)n);
+        c->greeted = true;
     } else if (arg_is(req, 0, "DPR.BATCH") && req->elements == 2 &&
                req->element[1]->len <= sizeof(c->hdr)) {
         dpr_request_hdr h;
@@ -369,6 +377,10 @@ static bool shard_request(fake *f, fake_conn *c, redisReply *req)
 static void conn_input(fake *f, fake_conn *c)
 {
     char buf[65536];
+    /* held, or to be dropped, since the poll began: the loop's next round
+     * leaves it out, or closes it */
+    if ((f->hold && c->greeted) || f->drop_conns)
+        return;
     ssize_t n = read(c->fd, buf, sizeof(buf));
     if (n <= 0) {
         conn_close(c);
@@ -426,7 +438,9 @@ static void *fake_main(void *arg)
         p[n].events = POLLIN;
         idx[n++] = -2;
         for (int i = 0; i < MAX_CONNS; i++) {
-            if (f->conns[i].fd < 0 || hold)
+            /* a new connection's INFO is answered (the client asks it
+             * while connecting) */
+            if (f->conns[i].fd < 0 || (hold && f->conns[i].greeted))
                 continue;
             p[n].fd = f->conns[i].fd;
             p[n].events = POLLIN;
@@ -1346,6 +1360,64 @@ out:
     fx_stop(&fx);
 }
 
+/* A shard ends the connection with two batches in flight that it never
+ * read (held). Back as another process on the session's world-line (a
+ * planned restart): both are withdrawn, -ERESTART, the session's sequence
+ * numbers are issued again and no rollback is needed. The same process, or
+ * another one on a newer world-line (a crash): abandoned, in doubt. */
+TEST(batches_cut_off_by_a_planned_restart)
+{
+    for (int variant = 0; variant < 3; variant++) {
+        fixture fx;
+        dpr_client_session *s = NULL;
+        uint64_t seq, first[2];
+        dpr_batch_result res;
+        fx_start(&fx, 0);
+        WITH_LOCK(fx.sh[0], snprintf(fx.sh[0]->run_id, sizeof(fx.sh[0]->run_id), "A"));
+        if (!fx.c || dpr_client_session_open(fx.c, 0, &s) < 0) {
+            CHECK(!"setup");
+            goto next;
+        }
+        CHECK_EQ_INT(exec_set(s, key_on(0), "1", &seq), 0);
+        CHECK_EQ_U64(seq, 1);
+        make_set_ops(0);
+        WITH_LOCK(fx.sh[0], fx.sh[0]->hold = true);
+        CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 2, &first[0]), 0);
+        CHECK_EQ_INT(dpr_client_session_send(s, 0, set_ops, 1, &first[1]), 0);
+        CHECK_EQ_U64(first[1], 4);
+        /* variant 0: a planned restart; 1: the connection closed by the same
+         * process; 2: a crash restart (the world-line moved on) */
+        WITH_LOCK(fx.sh[0], (snprintf(fx.sh[0]->run_id, sizeof(fx.sh[0]->run_id), "%s",
+                                      variant == 1 ? "A" : "B"),
+                             fx.sh[0]->world_line = variant == 2 ? 2 : 1,
+                             fx.sh[0]->hold = false, fx.sh[0]->drop_conns = true));
+        fake_wake(fx.sh[0]);
+        for (int b = 0; b < 2; b++) {
+            CHECK_EQ_INT(dpr_client_session_recv(s, 5000, &res), 0);
+            CHECK_EQ_INT(res.status, variant == 0 ? -ERESTART : -ECONNRESET);
+            CHECK_EQ_U64(res.first_seq, first[b]);
+            dpr_batch_result_free(&res);
+        }
+        CHECK_EQ_INT(dpr_client_session_recv(s, 0, &res), -ENOENT);
+        CHECK_EQ_INT(fx.sh[0]->batches, 1); /* nothing of them ran */
+        if (variant == 0) {
+            CHECK(strstr(dpr_client_session_errstr(s), "stopped on purpose") != NULL);
+            CHECK(!dpr_client_session_needs_rollback(s));
+            CHECK_EQ_U64(dpr_client_session_state(s)->next_seq, 2); /* cancelled */
+            CHECK_EQ_INT(exec_set(s, key_on(0), "2", &seq), 0);
+            CHECK_EQ_U64(seq, 2);
+        } else {
+            CHECK(strstr(dpr_client_session_errstr(s),
+                         variant == 1 ? "as the same process" : "another world-line") != NULL);
+            CHECK(dpr_client_session_needs_rollback(s));
+            CHECK_EQ_INT(exec_set(s, key_on(0), "2", &seq), -ESTALE);
+        }
+    next:
+        dpr_client_session_close(s);
+        fx_stop(&fx);
+    }
+}
+
 /* A shard that keeps its connection but never answers (its node was lost:
  * nothing closes the connection): exec gives the connection up after
  * io_timeout_ms, the operation is in doubt (the session needs a rollback)
@@ -1674,6 +1746,7 @@ int main(void)
     RUN(moved_batch_is_withdrawn);
     RUN(finder_restart_is_survived);
     RUN(exec_gives_up_a_silent_shard);
+    RUN(batches_cut_off_by_a_planned_restart);
     RUN(client_from_agents);
     RUN(client_from_agents_errors);
     RUN(session_follows_a_moved_shard_through_the_agents);

@@ -6,6 +6,7 @@ Skips when build/dpr-kv or the driver is missing. Every process is started
 here, on free ports, with state under a temporary directory, and killed by
 PID at the end."""
 import os
+import signal
 import time
 
 import pytest
@@ -129,3 +130,43 @@ def test_exec_follows_a_resize(cluster_factory):
     out = finish_driver(p)
     assert "PASS follow epoch=3 shards=1" in out, out
     assert sum(s.info()["dpr_layout_tryagain"] for s in grown) > 0
+
+
+@pytest.mark.parametrize("mode", ["strict", "relaxed"])
+def test_writer_through_planned_restarts(cluster_factory, mode):
+    """kill -TERM each of 3 shards in turn and start it again while a session
+    pipelines batches through dpr_client_session_send/recv (8 batches to a
+    shard before the next): a planned stop rolls nothing back. Batches the
+    stopping shard answered TRYAGAIN, or cut off unanswered at its end of
+    stream (it came back as another process on the same world-line:
+    -ERESTART), never ran and are withdrawn; the writer goes on. No
+    rollback, the world-line stays 1, every operation reads back (and every
+    withdrawn one is absent)."""
+    c = cluster_factory(3)
+    args = ["--seconds", "8", "--burst", "8", "--reconnect-timeout", "20000"]
+    p = start_driver(c, *(args + (["--relaxed"] if mode == "relaxed" else []) + ["writer"]))
+    try:
+        time.sleep(1.0)
+        for i in (1, 0, 2):
+            victim = c.shards[i]
+            victim.kill(signal.SIGTERM)
+            assert victim.wait_exit() == 0
+            assert "left the finder on purpose" in victim.output()
+            time.sleep(0.3)  # the sessions reconnect meanwhile
+            kv = c.restart(i)
+            assert "registered with finder %s in domain default: world-line 1," \
+                % c.finder.address in kv.output()
+            time.sleep(0.5)
+    finally:
+        out = finish_driver(p)
+    assert "PASS writer" in out, out
+    assert "ROLLBACK" not in out, out
+    assert " rollbacks=0 " in out, out
+    assert "world_line=1->1" in out, out
+    assert c.finder.sync()[0] == 1
+    for kv in c.shards:
+        info = kv.info()
+        assert info["dpr_world_line"] == 1 and info["dpr_rollbacks"] == 0
+        assert "restored checkpoint" in kv.output()
+    resent = [l for l in out.splitlines() if l.startswith("RESENT")]
+    print(resent[0])

@@ -62,6 +62,23 @@
  * broke but no shard crashed) it times out: strict sessions then cannot go
  * on (their abandoned operations stay in doubt); open a new session.
  *
+ * Planned restarts (a shard stopped with SIGTERM: docs/dpr-kv.md,
+ * "SIGTERM") roll nothing back. The stopping shard answers batches
+ * TRYAGAIN (-EINPROGRESS: withdrawn, send them again) and comes back on the
+ * same world-line. A session connecting to a shard asks it INFO dpr and
+ * keeps what it tells of its process (dpr_run_id) and world-line. When the
+ * shard ends a connection (end of stream or reset: not a timeout, not a
+ * malformed answer) with batches in flight, recv reconnects (every 50 ms,
+ * up to reconnect_timeout_ms): a shard that answers as another process on
+ * the session's world-line stopped on purpose, and a planned stop answers
+ * every batch it ran before its end of stream, so those batches never ran:
+ * they are withdrawn and returned with -ERESTART (send them again; exec
+ * does). The same process, another world-line, a finder whose world-line
+ * moved on (a crash), a shard that does not tell its process, or no shard
+ * within reconnect_timeout_ms: abandoned (-ECONNRESET), as above. (A write
+ * that fails does not end the connection at once: the answers the shard
+ * wrote before its end are read first.)
+ *
  * Clients of a cluster: a program that knows only the cluster's agents
  * (any of them; their finder ports) sets dpr_client_config.agents and
  * .deployment instead of .shards:
@@ -259,6 +276,14 @@ typedef struct dpr_batch_result {
      *  -ECONNRESET  abandoned: the connection failed before the answer; the
      *               operations are in doubt and count as lost at the next
      *               rollback
+     *  -ERESTART    withdrawn: the shard ended the connection before the
+     *               answer and came back as another process on the session's
+     *               world-line (a planned restart: "Planned restarts" above);
+     *               nothing of it ran: send it again (at once: the session is
+     *               connected to the new process). A connection's batches are
+     *               withdrawn newest first, so those that were the session's
+     *               newest have their sequence numbers issued again; others
+     *               are void (dpr_session_is_withdrawn)
      *  -EREMCHG     withdrawn: the shard does not own a key of it under the
      *               deployment's layout (-MOVED); nothing of it ran. Call
      *               dpr_client_session_refresh_layout and send the
@@ -316,7 +341,11 @@ DPR_EXPORT int dpr_client_session_send(dpr_client_session *s, uint32_t shard, co
  * what has arrived). 0 with *res filled; -ENOENT when no batch is in
  * flight; -EAGAIN (timeout 0) or -ETIMEDOUT when none answered in time (the
  * batches stay in flight). The session is updated before this returns
- * (versions, dependencies, refusal, abandonment).
+ * (versions, dependencies, refusal, abandonment, withdrawal). The batches
+ * of a connection the shard ended stay in flight until the shard is back
+ * (or reconnect_timeout_ms passed: "Planned restarts" above): meanwhile
+ * recv tries to reconnect every 50 ms, blocking up to connect_timeout_ms +
+ * io_timeout_ms per try (at once on a refused port).
  */
 DPR_EXPORT int dpr_client_session_recv(dpr_client_session *s, int timeout_ms,
                                        dpr_batch_result *res);
@@ -329,7 +358,10 @@ DPR_EXPORT size_t dpr_client_session_inflight(const dpr_client_session *s, uint3
  * For an outside event loop: fills up to cap pollfds (fd and events) for
  * the connections that have batches in flight or unwritten output, and
  * returns how many (at most nshards). When one is ready, call
- * dpr_client_session_recv(s, 0, ...) until -EAGAIN or -ENOENT.
+ * dpr_client_session_recv(s, 0, ...) until -EAGAIN or -ENOENT. A shard
+ * that ended a connection with batches in flight has no fd while recv
+ * reconnects it: with batches in flight and fewer fds than that, call recv
+ * at least every 50 ms.
  */
 DPR_EXPORT size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollfd *fds, size_t cap);
 
@@ -340,7 +372,8 @@ DPR_EXPORT size_t dpr_client_session_pollfds(dpr_client_session *s, struct pollf
  * It follows the deployment's layout: on -EREMCHG it refreshes the
  * session's layout and sends the operation again to its owner; on
  * -EINPROGRESS it waits (10 to 200 ms, doubling) and sends it again, for up
- * to resize_timeout_ms (then -ETIMEDOUT). The withdrawn batch was the
+ * to resize_timeout_ms (then -ETIMEDOUT); on -ERESTART (a planned restart
+ * cut it off) it sends it again at once. The withdrawn batch was the
  * newest, so the operation keeps its sequence number. A shard that cannot
  * be reached (nothing was sent) is tried again every 50 ms; the session
  * asks the other shards for a newer layout at once, and after every second
