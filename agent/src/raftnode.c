@@ -40,6 +40,8 @@ struct agent_raft {
     uv_timer_t poll;
     bool io_open, transport_open, raft_open, poll_open, closing;
     int pending_closes; /* raft and the poll timer */
+    struct request *requests; /* applies, barriers and changes not yet ended */
+    uint64_t drain_until;     /* closing: when to close even with entries in flight */
     agent_raft_hooks hooks;
     agent_cstate cs;
     dpr_buf scratch;    /* entry and snapshot images */
@@ -71,8 +73,9 @@ typedef struct request {
         struct raft_barrier barrier;
         struct raft_change change;
     } u;
+    struct request *next, **pprev; /* in agent_raft.requests */
     agent_raft *r;
-    agent_raft_done_fn done;
+    agent_raft_done_fn done;        /* NULL once told at close (detached) */
     void *arg;
     uint64_t id;        /* a membership change's member */
     int then_role;      /* add: the role to assign next (-1: none) */
@@ -104,6 +107,32 @@ static int from_raft(int rv)
     default:
         return -EIO;
     }
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static void request_track(agent_raft *r, request *q)
+{
+    q->r = r;
+    q->next = r->requests;
+    if (q->next)
+        q->next->pprev = &q->next;
+    q->pprev = &r->requests;
+    r->requests = q;
+}
+
+/* Request q ended (c-raft called back with status): told, unless it was
+ * told already at close, and freed. */
+static void request_end(request *q, int status)
+{
+    agent_raft_done_fn done = q->done;
+
+    *q->pprev = q->next;
+    if (q->next)
+        q->next->pprev = q->pprev;
+    if (done)
+        done(q->arg, from_raft(status));
+    free(q);
 }
 
 /* ---- the state machine ---------------------------------------------------- */
@@ -294,11 +323,58 @@ static void on_raft_closed(struct raft *raft)
     free_if_closed(r);
 }
 
+/* How long a closing member waits for the entries it is writing. */
+#define CLOSE_DRAIN_MS 1000
+
+static void close_now(agent_raft *r);
+
+/* Are entries of the log still being written (or not yet applied)? */
+static bool entries_in_flight(agent_raft *r)
+{
+    return r->raft_open && raft_last_applied(&r->raft) < raft_last_index(&r->raft);
+}
+
+static void on_drain(uv_timer_t *t)
+{
+    agent_raft *r = t->data;
+
+    if (entries_in_flight(r) && uv_now(t->loop) < r->drain_until)
+        return;
+    uv_timer_stop(t);
+    close_now(r);
+}
+
+/*
+ * Closing. c-raft 0.15 (Debian 12) crashes in raft_close when an append to
+ * the log is still being written (the write's callback releases entries the
+ * close already released: a NULL read in its entry reference table, seen
+ * under ASan on SIGTERM right after an apply). So the callers are told at
+ * once (-ENOTCONN, as the close would tell them; their requests are
+ * detached), and raft_close waits until the log's last entry is applied, at
+ * most CLOSE_DRAIN_MS (a follower whose leader is gone never applies its
+ * last entries).
+ */
 void agent_raft_close(agent_raft *r)
 {
     if (!r || r->closing)
         return;
     r->closing = true;
+    for (request *q = r->requests; q; q = q->next) {
+        agent_raft_done_fn done = q->done;
+        q->done = NULL;
+        if (done)
+            done(q->arg, -ENOTCONN);
+    }
+    if (r->poll_open && entries_in_flight(r)) {
+        r->drain_until = uv_now(r->poll.loop) + CLOSE_DRAIN_MS;
+        uv_timer_start(&r->poll, on_drain, 10, 10);
+        return;
+    }
+    close_now(r);
+}
+
+static void close_now(agent_raft *r)
+{
     r->pending_closes = 1;
     if (r->poll_open) {
         r->pending_closes++;
@@ -603,8 +679,7 @@ static void on_applied(struct raft_apply *req, int status, void *result)
     (void)result;
     if (status != 0 && from_raft(status) == -EIO)
         log_error("raft: an entry failed: %s", raft_strerror(status));
-    q->done(q->arg, from_raft(status));
-    free(q);
+    request_end(q, status);
 }
 
 int agent_raft_apply(agent_raft *r, int type, const void *payload, size_t len,
@@ -636,15 +711,13 @@ int agent_raft_apply(agent_raft *r, int type, const void *payload, size_t len,
         free(q);
         return from_raft(rv);
     }
+    request_track(r, q);
     return 0;
 }
 
 static void on_barrier(struct raft_barrier *req, int status)
 {
-    request *q = req->data;
-
-    q->done(q->arg, from_raft(status));
-    free(q);
+    request_end(req->data, status);
 }
 
 int agent_raft_barrier(agent_raft *r, agent_raft_done_fn done, void *arg)
@@ -665,6 +738,7 @@ int agent_raft_barrier(agent_raft *r, agent_raft_done_fn done, void *arg)
         free(q);
         return from_raft(rv);
     }
+    request_track(r, q);
     return 0;
 }
 
@@ -708,8 +782,7 @@ static void on_changed(struct raft_change *req, int status)
     if (status != 0)
         log_warning("raft: a membership change failed: %s", raft_strerror(status));
     r->changing = false;
-    q->done(q->arg, from_raft(status));
-    free(q);
+    request_end(q, status);
 }
 
 /* Starts a change: kind 'a' add, 's' assign, 'r' remove. */
@@ -732,7 +805,6 @@ static int change(agent_raft *r, char kind, uint64_t id, const char *address,
     q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
-    q->r = r;
     q->done = done;
     q->arg = arg;
     q->id = id;
@@ -748,6 +820,7 @@ static int change(agent_raft *r, char kind, uint64_t id, const char *address,
         free(q);
         return rv == RAFT_CANTCHANGE ? -EBUSY : from_raft(rv);
     }
+    request_track(r, q);
     r->changing = true;
     return 0;
 }

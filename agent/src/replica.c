@@ -34,6 +34,7 @@ struct ship;
 typedef struct copy {
     struct ship *s;
     agent_replclient *q; /* NULL once it ended */
+    char node[AGENT_LABEL_MAX + 1];
 } copy;
 
 /* One DPR.REPLICA.SHIP: its copies to each replica node. */
@@ -207,6 +208,7 @@ static void on_ship(void *arg, agent_replserver_call *call, const char *instance
         job.peer = address_of(a, slot->replica[k], addr, sizeof(addr));
         s->pending++;
         s->c[k].s = s;
+        snprintf(s->c[k].node, sizeof(s->c[k].node), "%s", slot->replica[k]);
         if (!job.peer) {
             char why[200];
             snprintf(why, sizeof(why), "%s has not told its replication address yet",
@@ -283,12 +285,65 @@ static void prune_deployment(agent_replica *r, const char *deployment)
     rmdir(dir); /* (fails unless empty) */
 }
 
+/* Is node still a replica node of instance in, up, in the placement this
+ * node took? */
+static bool still_replica(agent *a, const agent_instance *in, const char *node)
+{
+    const agent_slot *slot = slot_of(a, in);
+
+    for (unsigned k = 0; slot && k < slot->nreplicas; k++)
+        if (strcmp(slot->replica[k], node) == 0)
+            return !agent_placement_is_down(&a->placement, node);
+    return false;
+}
+
+/* Copies to a node that is no longer a replica node of their instance (it
+ * went down: the placement gave the copies to another one) are abandoned
+ * and their ship fails at once: the cache-store asks again a second later,
+ * and that ship goes to the replica nodes of now. Without this, a copy to a
+ * node that stopped answering (alive but silent) held the instance's
+ * reports, and so the cut, until SHIP_TIMEOUT_MS. */
+static void abandon_stale_copies(agent_replica *r)
+{
+    agent *a = r->a;
+    ship *next;
+
+    for (ship *s = r->ships; s; s = next) {
+        int i = agent_state_find(&a->st, s->instance);
+        const agent_instance *in = i >= 0 ? &a->st.inst[i] : NULL;
+        unsigned stale = 0, k;
+
+        next = s->next;
+        for (k = 0; k < AGENT_REPLICAS_MAX; k++)
+            if (s->c[k].q && (!in || !still_replica(a, in, s->c[k].node)))
+                stale++;
+        if (stale == 0)
+            continue;
+        /* (part_done may end s: next is taken first, and s is not used
+         * after its last part) */
+        for (k = 0; k < AGENT_REPLICAS_MAX && stale > 0; k++) {
+            char why[200];
+            if (!s->c[k].q || (in && still_replica(a, in, s->c[k].node)))
+                continue;
+            agent_replclient_cancel(s->c[k].q);
+            s->c[k].q = NULL;
+            snprintf(why, sizeof(why), "%s is no longer a replica node of %s (down, or "
+                     "placed elsewhere): copying again to the replica nodes of now",
+                     s->c[k].node, s->instance);
+            stale--;
+            part_done(s, -EAGAIN, why);
+        }
+    }
+}
+
 void agent_replica_tick(agent *a)
 {
     agent_replica *r = a->replica;
     DIR *d;
     struct dirent *e;
 
+    if (r)
+        abandon_stale_copies(r);
     /* (only once this node took a placement: before, it knows nothing) */
     if (!r || a->placement.next_worker == 0 || !(d = opendir(r->root)))
         return;

@@ -417,6 +417,35 @@ static void read_back(const char *tag, uint64_t total, uint64_t *present, uint64
     dpr_client_session_close(rd);
 }
 
+
+/* What a failing test needs to know when operations stay uncommitted: the
+ * first one (its worker and version) and the finder's cut now. */
+static void describe_uncommitted(dpr_client_session *s)
+{
+    const dpr_session *ss = dpr_client_session_state(s);
+    dpr_cut cut;
+
+    if (ss->ops_len) {
+        const dpr_session_op *op = &ss->ops[ss->ops_head];
+        printf("UNCOMMITTED first seq=%" PRIu64 " worker=%" PRIu64 " version=%" PRIu64
+               " withdrawn=%d (commit point %" PRIu64 ", world-line %" PRIu64 ", %zu in the "
+               "ring)\n", op->seq, op->worker, op->version, (int)op->withdrawn,
+               ss->commit_point, ss->world_line, ss->ops_len);
+    }
+    dpr_cut_init(&cut);
+    if (dpr_client_sync(client, &cut) == 0) {
+        printf("CUT world-line %" PRIu64 ":", cut.world_line);
+        for (uint64_t w = 1; w <= 16; w++)
+            if (dpr_depset_get(&cut.versions, w))
+                printf(" %" PRIu64 "=%" PRIu64, w, dpr_depset_get(&cut.versions, w));
+        printf("\n");
+    } else {
+        printf("CUT unknown: %s\n", dpr_client_errstr(client));
+    }
+    dpr_cut_free(&cut);
+    fflush(stdout);
+}
+
 /* Receives what is in flight, rolls back when needed, and waits until the
  * last operation not reported lost is committed. */
 static void settle(dpr_client_session *s, uint64_t *rollbacks)
@@ -441,9 +470,11 @@ static void settle(dpr_client_session *s, uint64_t *rollbacks)
         r = dpr_client_session_wait_committed(s, last, 20000);
         if (r == 0)
             return;
-        if (r != -ESTALE)
+        if (r != -ESTALE) {
+            describe_uncommitted(s);
             FAIL("final wait_committed %" PRIu64 ": %s (%s)", last, strerror(-r),
                  dpr_client_session_errstr(s));
+        }
     }
     FAIL("still rolling back after 10 rounds");
 }

@@ -272,10 +272,16 @@ def test_a_session_follows_a_shard_whose_node_was_lost(raft, tmp_path, shards):
     leader.call("apply", {"spec": {"name": "demo", "cachestores": [dep]}})
     kvs, (epoch, eps, workers) = run_own_instances(raft.agents, str(tmp_path), "mv", shards)
     # the victim: a node that does not lead, nor drive the layout (shard 0)
-    # unless it is the only shard
-    victim, vname = [(a, own_instances(a, "mv")[0]) for a in raft.agents
-                     if a.node in followers and own_instances(a, "mv")
-                     and (shards == 1 or own_instances(a, "mv")[0] != "mv-0")][-1]
+    # unless it is the only shard; one holding the copies of another shard
+    # first: that shard's copies to it then hang (the node is silent) until
+    # its agent gives them up, once the placement names another replica node
+    # (the cut waited for them for 30 s before; the session's commits too)
+    victims = [(a, own_instances(a, "mv")[0]) for a in raft.agents
+               if a.node in followers and own_instances(a, "mv")
+               and (shards == 1 or own_instances(a, "mv")[0] != "mv-0")]
+    held = {node for a in raft.agents for name in own_instances(a, "mv") or ()
+            for node in instances(a, "mv")[name].get("replicas") or ()}
+    victim, vname = sorted(victims, key=lambda v: v[0].node in held)[-1]
     shard = int(vname.split("-")[1])
     watcher = leader
 
