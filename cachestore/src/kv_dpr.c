@@ -987,8 +987,10 @@ void kv_dpr_shutdown_progress(kv_server *s)
             finish_planned(s);
             return;
         }
-        /* the finder refuses it until that checkpoint is in the cut */
-        if (dpr_mono_ms() >= s->leave_next_ms)
+        /* the finder refuses it until that checkpoint is in the cut; and
+         * not before every batch that ran has its reply written
+         * (kv_server_replies_written) */
+        if (dpr_mono_ms() >= s->leave_next_ms && kv_server_replies_written(s))
             kv_finder_leave(s->finder);
     }
     if (dpr_mono_ms() > s->stop_deadline_ms) {

@@ -112,6 +112,8 @@ static void write_done(uv_write_t *req, int status)
     kv_client *c = req->data;
     assert(c->writing);
     c->writing = false;
+    if (status == 0)
+        c->written += c->wbuf.len;
     c->wbuf.len = 0;
     shrink(&c->wbuf);
     if (c->closing)
@@ -154,6 +156,7 @@ static void client_flush(kv_client *c)
         client_close(c);
         return;
     }
+    c->written += (size_t)n;
     if ((size_t)n == c->out.len) {
         c->out.len = 0;
         shrink(&c->out);
@@ -712,6 +715,8 @@ static void batch_run(kv_client *c)
     dpr_resp_array(&c->out, h.op_count);
     run_ops(c, h.op_count);
     s->batches_total++;
+    /* (every byte before the end of this reply) */
+    c->ran_mark = c->written + (c->writing ? c->wbuf.len : 0) + c->out.len;
     batch_end(c);
 }
 
@@ -885,6 +890,14 @@ static void drain_step(kv_client *c)
     c->shut_req.data = c;
     if (uv_shutdown(&c->shut_req, (uv_stream_t *)&c->tcp, shutdown_done) < 0)
         client_close(c);
+}
+
+bool kv_server_replies_written(const kv_server *s)
+{
+    for (const kv_client *c = s->clients; c; c = c->next)
+        if (!c->closing && c->written < c->ran_mark)
+            return false;
+    return true;
 }
 
 void kv_server_drain_clients(kv_server *s, bool now)

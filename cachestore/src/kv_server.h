@@ -58,6 +58,11 @@ typedef struct kv_client {
     dpr_buf wbuf;                       /* being written (uv_write) */
     uv_write_t wreq;
     bool writing, reading, closing, close_after_reply;
+    /* reply bytes written to the socket since it connected, and how many
+     * of them it takes to have written the reply of the last batch that
+     * ran: a planned stop leaves the finder only once every client has its
+     * replies (kv_server_replies_written) */
+    uint64_t written, ran_mark;
     /* planned stop: replies flushed, then FIN; input discarded (kv_server_drain_clients) */
     bool draining, shut;
     uv_shutdown_t shut_req;
@@ -193,6 +198,13 @@ void kv_server_close_clients(kv_server *s);
  * kv_server_close_clients ends the rest. */
 #define KV_DRAIN_QUIET_MS 30
 void kv_server_drain_clients(kv_server *s, bool now);
+/* Has every client been written (to its socket) the reply of each batch
+ * that ran? A planned stop tells the finder it leaves only then: a batch
+ * that ran, whose reply a kill of the stopping process then cut off, would
+ * be sent again by its session to the next process on the same world-line
+ * (it ran once already); while a reply is unwritten, a kill is the crash
+ * path (a rollback) instead, which tells the session what survived. */
+bool kv_server_replies_written(const kv_server *s);
 /* used_memory as INFO shows it: glibc's allocated bytes (mallinfo2), at
  * least the data set's */
 uint64_t kv_server_used_memory(const kv_server *s);

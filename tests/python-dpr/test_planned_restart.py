@@ -220,3 +220,77 @@ def test_batch_cut_off_by_a_planned_stop_is_sent_again(cluster, monkeypatch):
         assert s.get(key) == b"after"
         assert s.wait_committed(timeout=10) == s.last_seq
     assert cluster.finder.sync()[0] == 1
+
+
+def test_the_finder_hears_leave_only_once_every_reply_is_written(cluster):
+    """A batch that ran, whose reply a kill of the stopping shard cut off,
+    would be sent again by its session to the next process on the same
+    world-line: it would run twice. So the stopping shard tells the finder
+    it leaves only once the replies of the batches that ran are written;
+    before, a kill is the crash path. Forced with a client that pipelines
+    batches reading 256 KiB values and reads nothing: their replies stay in
+    the shard's buffers (the socket's are full) until it reads."""
+    import socket
+
+    import dpr._libdpr as L
+    from dpr.resp import encode_command
+    cluster.start_shards(1)
+    client = cluster.client()
+    value = "v" * (256 << 10)
+    with client.session() as s:
+        s.set("big", value)
+        s.wait_committed(timeout=10)
+    kv = cluster.shards[0]
+    host, port = kv.address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    ran_before = kv_info(kv)["dpr_batches"]
+    batches = b""
+    for i in range(128):  # 32 MiB of replies: far more than the sockets hold
+        hdr = L.RequestHdr()
+        hdr.session.hi, hdr.session.lo = 7, 7
+        hdr.domain = L.domain_id("default")
+        hdr.world_line = 1
+        hdr.batch_id = i + 1
+        hdr.op_count = 1
+        batches += (encode_command(("DPR.BATCH", L.encode_request(hdr, None))) +
+                    encode_command(("GET", "big")))
+    sock.sendall(batches)  # (the shard's socket takes them all)
+    try:
+        # some batches ran, and their replies wait: the count stays
+        counts = []
+        wait_for(lambda: counts.append(kv_info(kv)["dpr_batches"]) or
+                 (len(counts) > 5 and counts[-1] == counts[-5] > ran_before),
+                 what="batches that ran, their replies waiting")
+        ran = counts[-1] - ran_before
+        kv.kill(signal.SIGTERM)
+        wait_for(lambda: "taking a last checkpoint and stopping" in kv.output(),
+                 what="the shard stopping")
+        time.sleep(1.5)  # (it would have left by now: nothing else holds it)
+        assert kv.alive() and "left the finder on purpose" not in kv.output(), kv.output()
+        # the client reads: the reply of every batch that ran comes, then the
+        # end of the stream (the batches it had not read never ran), and the
+        # shard leaves
+        got = b""
+        sock.settimeout(20)
+        while True:
+            b = sock.recv(1 << 20)
+            if not b:
+                break
+            got += b
+        assert got.count(b"$%d\r\n" % len(value)) == ran, (ran, len(got))
+        assert kv.wait_exit() == 0
+        assert "left the finder on purpose" in kv.output(), kv.output()
+    finally:
+        sock.close()
+    assert cluster.finder.sync()[0] == 1
+
+
+def kv_info(kv) -> dict:
+    """INFO dpr of shard kv (redis-py parses it)."""
+    import redis
+    host, port = kv.address.rsplit(":", 1)
+    r = redis.Redis(host=host, port=int(port), socket_timeout=5)
+    try:
+        return r.info("dpr")
+    finally:
+        r.close()
