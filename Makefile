@@ -68,9 +68,13 @@ include tests/lib/build.mk
 all: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
      $(BENCH_FINDER) $(DPR_BENCH) $(CLIENT_DRIVER)
 
+# Installs the Debian packages the build, the tests and the demos need; with
+# every one installed already it does nothing (no apt-get update, no network).
 deps:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "make deps: all $(words $(DEB_PACKAGES)) packages are installed"; exit 0; fi; \
+	echo "make deps: installing" $$missing; \
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
 # Objects are rebuilt when the compiler or its global flags change (a stale
 # object built without -fvisibility=hidden would export private symbols).
@@ -86,12 +90,9 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-# Installs the packages only when one is missing (so `make demo` works on a
-# fresh machine and costs nothing on a prepared one).
+# (the demos' dependency: `make deps` costs nothing on a prepared machine)
 .PHONY: deps-if-missing
-deps-if-missing:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "missing packages:" $$missing; $(MAKE) deps; fi
+deps-if-missing: deps
 
 # --- tests ---------------------------------------------------------------
 # tests/run.sh runs every suite and ends with the total "N passed, N failed".
