@@ -59,7 +59,10 @@ def test_one_leader_serves_the_finder_and_followers_name_it(agents):
     followers = [a for a in agents.agents if a is not leader]
     assert finder_call(finder_of(leader), "DPR.WORKER.ADD", "kv", "1")[0] == 1
     for f in followers:
-        assert finder_error(finder_of(f), "DPR.SYNC", "kv") == "NOTLEADER " + finder_of(leader)
+        # (a follower names the leader once it heard from it: TRYAGAIN before)
+        wait_for(lambda f=f: finder_error(finder_of(f), "DPR.SYNC", "kv") ==
+                 "NOTLEADER " + finder_of(leader), timeout=10,
+                 what="%s naming the leader" % f.node)
         assert finder_call(finder_of(f), "PING") in (b"PONG", True)
     nodes = followers[0].call("nodes")
     assert len(nodes["nodes"]) == 3
