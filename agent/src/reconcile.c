@@ -320,7 +320,9 @@ out:
 
 /* The monotonic time of a roll-out's restart at wall-clock time at_ms,
  * recorded by an agent that ran before this one (never 0, never later than
- * now): its progress deadline and min_ready_seconds go on from there. */
+ * now): its progress deadline and min_ready_seconds go on from there. After
+ * a reboot the monotonic clock starts anew: then from the boot at the
+ * latest (the instance was started again since). */
 static uint64_t rolled_before(uint64_t at_ms)
 {
     uint64_t now = dpr_mono_ms(), wall = dpr_wall_ms();

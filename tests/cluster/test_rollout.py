@@ -55,6 +55,13 @@ def apply(node, version, check=True):
     return apply_spec(node, SPEC % version, check=check)
 
 
+def rollout_of(node):
+    """The deployment's rollout in status; None while the agent does not
+    answer (it restarts)."""
+    r = node.run(["dprctl", "status", "--json", "kv"], check=False)
+    return json.loads(r.stdout)["deployments"][0]["rollout"] if r.returncode == 0 else None
+
+
 def restarts(c, since):
     """{instance: time} of the roll-out's restarts since since ({node: the
     node's clock}), and {instance: time} each was ready after it."""
@@ -201,6 +208,16 @@ def test_rollout_over_three_nodes(cluster):
             d["rollout"]["halted"], (n, d["rollout"])
     insts, _ = kv(n1)
     assert insts["kv-1"]["running_version"] == "4", insts["kv-1"]
+    # kv-0's agent restarted: its roll-out stays halted, with its reason
+    reason = kv(home)[1]["rollout"]["halted"]
+    home.systemctl("restart", "dpr-agent")
+    ro = harness.wait_for("kv-0's agent back, halted", lambda: (
+        lambda r: r if r and r["phase"] == "halted" else None)(rollout_of(home)), WAIT)
+    assert ro["halted"] == reason, (ro, reason)
+    for n in c:
+        ro = harness.wait_for("%s sees the halt" % n.name, lambda n=n: (
+            lambda r: r if r and r["phase"] == "halted" else None)(rollout_of(n)), WAIT)
+        assert ro["halted"].endswith(reason), (n, ro, reason)
     home.run("rm /etc/dpr/fail-kv")
     r = other.run("dprctl rollout resume kv --wait --timeout %d" % WAIT, timeout=WAIT + 30,
                   check=False)
