@@ -185,6 +185,8 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
         rt->want_start = true; /* converge: start what does not run */
         rt->retry_later = false;
     }
+    for (size_t i = 0; i < plan->resumed.n; i++)
+        agent_rollout_retry(a, plan->resumed.v[i]);
     for (size_t i = 0; i < plan->created.n; i++)
         agent_log_instance(DPR_LOG_INFO, plan->created.v[i], "created (generation %llu)",
                            (unsigned long long)a->st.generation);
@@ -366,8 +368,10 @@ static json_t *rollout_change(agent *a, agent_client *c, const agent_request *re
         d->rollout.paused = strcmp(req->action, "pause") == 0;
         d->rollout.given = true;
     }
-    if (strcmp(req->action, "pause") != 0)
-        agent_set_halted(a, req->name, NULL); /* (on this node: see docs) */
+    /* every node that halted lifts its halt when it takes the new count
+     * (plan.c); undo's new settings lift it anyway */
+    if (strcmp(req->action, "resume") == 0 && d->rollout.resumed < AGENT_ROLLOUT_RESUMED_MAX)
+        d->rollout.resumed++;
     log_info("deployment '%s': rollout %s", req->name, req->action);
     j = agent_spec_to_json(spec);
     if (!j)

@@ -156,6 +156,10 @@ void agent_retire_in_finder(agent *a);
 /* Halts deployment's roll-out with reason (recorded, logged, an event);
  * NULL lifts the halt. */
 void agent_set_halted(agent *a, const char *deployment, const char *reason);
+/* deployment's halt was lifted (`rollout resume`): its instances that the
+ * roll-out restarted and that are not available count from now (their
+ * progress deadline anew, only a new failure halts), and are started. */
+void agent_rollout_retry(agent *a, const char *deployment);
 /* The roll-out step of deployment on this node now (rollout.h), without
  * acting on it; 0, or -ENOENT when it has no instances here. */
 int agent_rollout_now(agent *a, const agent_deploy *dep, agent_ro_step *out);

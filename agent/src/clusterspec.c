@@ -561,8 +561,17 @@ static int cmd_spec(agent *a, int argc, char *const *argv, const size_t *argvlen
         dpr_resp_error(out, msg);
         goto out;
     }
-    canon = agent_spec_to_json(&spec);
     old = newest_record(a);
+    if (old) {
+        agent_spec was;
+        agent_placement pl;
+        if (record_parse(old, &was, &pl) == 0) {
+            agent_spec_keep_resumed(&spec, &was); /* (an apply without the count) */
+            agent_spec_free(&was);
+            agent_placement_free(&pl);
+        }
+    }
+    canon = agent_spec_to_json(&spec);
     rc = canon ? place_spec(a, &spec, old, true, &placed, &probs) : -ENOMEM;
     agent_spec_free(&spec);
     if (rc == -EINVAL || rc == -EAGAIN) {
@@ -970,6 +979,10 @@ static bool available(agent *a, const agent_instance *in, const inst_rt *rt)
                                 : 0;
 
     if (!rt || !agent_rt_ready(rt))
+        return false;
+    /* (a restart in flight: its unit may still read as the old process,
+     * ready; the other nodes must not go on before it is back) */
+    if (rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START))
         return false;
     return !rt->rolled_ms || dpr_mono_ms() - rt->ready_since_ms >= min_ready;
 }

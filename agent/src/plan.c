@@ -59,6 +59,7 @@ void agent_plan_free(agent_plan *p)
     names_free(&p->updated);
     names_free(&p->deleted);
     names_free(&p->unchanged);
+    names_free(&p->resumed);
     free(p->resizes);
     p->resizes = NULL;
     p->nresizes = 0;
@@ -292,8 +293,9 @@ static int kept_index(const agent_state *cur, const agent_instance *in, const ag
 
 /* The roll-out records of the deployments that stay; a deployment whose
  * settings change starts a new roll-out: not halted, undo goes back to the
- * settings it had. */
-static int plan_rollouts(const agent_state *cur, const agent_spec *desired, agent_state *ns)
+ * settings it had; a new rollout.resumed (`rollout resume`) lifts a halt. */
+static int plan_rollouts(const agent_state *cur, const agent_spec *desired, agent_state *ns,
+                         agent_plan *pl)
 {
     agent_rollout_rec *r;
     int rc;
@@ -303,13 +305,19 @@ static int plan_rollouts(const agent_state *cur, const agent_spec *desired, agen
         const agent_rollout_rec *old = agent_state_rollout(cur, dep->name);
         int c = cur->spec.name ? agent_spec_find(&cur->spec, dep->name) : -1;
         bool changed = c >= 0 && agent_deploy_process_differs(&cur->spec.d[c], dep);
-        if (!old && !changed)
+        if (!old && !changed && !dep->rollout.resumed)
             continue;
         rc = agent_state_rollout_add(ns, dep->name, &r);
         if (rc < 0)
             return rc;
         if (old)
             *r = *old;
+        if (r->resumed != dep->rollout.resumed) {
+            if (r->halted[0] && (rc = names_add(&pl->resumed, dep->name)) < 0)
+                return rc;
+            r->halted[0] = '\0';
+            r->resumed = dep->rollout.resumed;
+        }
         if (changed) {
             r->halted[0] = '\0';
             r->has_previous = true;
@@ -336,6 +344,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
     rc = agent_spec_copy(desired, &ns.spec);
     if (rc < 0)
         goto fail;
+    agent_spec_keep_resumed(&ns.spec, &cur->spec);
     ns.ninst = desired_count(desired, alloc);
     if (ns.ninst) {
         ns.inst = calloc(ns.ninst, sizeof(*ns.inst));
@@ -379,6 +388,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         memcpy(in->token, cur->inst[i].token, sizeof(in->token));
         in->committed = cur->inst[i].committed;
         in->run = cur->inst[i].run;
+        in->rolled_at_ms = cur->inst[i].rolled_at_ms;
         in->generation = cur->inst[i].generation;
         assert(alloc->placement || in->worker < ns.next_worker); /* ids below it are taken */
         rc = names_add(same_process_config(in, &cur->inst[i]) ? &pl.unchanged : &pl.updated,
@@ -473,7 +483,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         if (!agent_instance_outdated(in))
             in->run.generation = in->generation;
     }
-    rc = plan_rollouts(cur, desired, &ns);
+    rc = plan_rollouts(cur, &ns.spec, &ns, &pl);
     if (rc < 0)
         goto fail;
     assert(ns.next_worker >= 1 && ns.next_worker >= cur->next_worker);

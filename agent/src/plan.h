@@ -31,6 +31,9 @@ typedef struct agent_plan {
     agent_names created, updated, deleted, unchanged; /* each sorted (strcmp) */
     agent_resize_plan *resizes;                       /* in spec order */
     size_t nresizes;
+    /* deployments whose halted roll-out a new rollout.resumed lifts: their
+     * updated instances are tried again (not in agent_plan_to_json) */
+    agent_names resumed;
 } agent_plan;
 
 typedef struct agent_alloc {

@@ -43,9 +43,14 @@ void agent_set_halted(agent *a, const char *deployment, const char *reason)
 
     if (!reason && (!r || !r->halted[0]))
         return;
-    if (!r && agent_state_rollout_add(&a->st, deployment, &r) < 0) {
-        log_error("deployment '%s': cannot record its roll-out: out of memory", deployment);
-        return;
+    if (!r) {
+        int d = a->st.spec.name ? agent_spec_find(&a->st.spec, deployment) : -1;
+        if (agent_state_rollout_add(&a->st, deployment, &r) < 0) {
+            log_error("deployment '%s': cannot record its roll-out: out of memory", deployment);
+            return;
+        }
+        /* (a resume from now on lifts it, not the count taken before) */
+        r->resumed = d >= 0 ? a->st.spec.d[d].rollout.resumed : 0;
     }
     snprintf(r->halted, sizeof(r->halted), "%s", reason ? reason : "");
     if (reason) {
@@ -313,6 +318,19 @@ out:
     return rc;
 }
 
+/* The monotonic time of a roll-out's restart at wall-clock time at_ms,
+ * recorded by an agent that ran before this one (never 0, never later than
+ * now): its progress deadline and min_ready_seconds go on from there. After
+ * a reboot the monotonic clock starts anew: then from the boot at the
+ * latest (the instance was started again since). */
+static uint64_t rolled_before(uint64_t at_ms)
+{
+    uint64_t now = dpr_mono_ms(), wall = dpr_wall_ms();
+    uint64_t ago = wall > at_ms ? wall - at_ms : 0;
+
+    return now > ago ? now - ago : 1;
+}
+
 /* dep's instances on this node in shard order (*v allocated: the caller
  * frees it) and what the roll-out sees of them (*ro); in a cluster, the
  * other nodes' too (NULL in *v). */
@@ -344,7 +362,7 @@ static int gather(agent *a, const agent_deploy *dep, agent_instance ***v, agent_
     qsort(*v, k, sizeof(**v), by_shard);
     for (size_t i = 0; i < k; i++) {
         const agent_instance *in = (*v)[i];
-        const inst_rt *rt = agent_rt_find(a, in->name);
+        inst_rt *rt = agent_rt_find(a, in->name);
         agent_ro_inst *r = &(*ro)[i];
         r->shard = in->shard;
         r->outdated = agent_instance_outdated(in) || (rt && rt->restart_pending);
@@ -357,6 +375,8 @@ static int gather(agent *a, const agent_deploy *dep, agent_instance ***v, agent_
         r->failed = rt->known && inst_failed(rt) && rt->rolled_ms &&
                     rt->fail_seq != rt->fail_seq_rolled;
         r->ready_since_ms = r->ready ? rt->ready_since_ms : 0;
+        if (!rt->rolled_ms && in->rolled_at_ms && !r->outdated)
+            rt->rolled_ms = rolled_before(in->rolled_at_ms);
         r->rolled_ms = rt->rolled_ms;
     }
     return add_remote(a, dep, v, ro, n);
@@ -426,6 +446,7 @@ static void tell_phase(agent *a, const agent_deploy *dep, const agent_ro_step *s
 static void roll_one(agent *a, agent_instance *in, inst_rt *rt)
 {
     agent_run before = in->run;
+    uint64_t before_at = in->rolled_at_ms;
 
     if (retiring_blocks(a, in->name) || !ready_to_act(a, rt))
         return;
@@ -443,8 +464,10 @@ static void roll_one(agent *a, agent_instance *in, inst_rt *rt)
     }
     rt->roll_reset_done = false;
     agent_instance_set_running(in);
+    in->rolled_at_ms = dpr_wall_ms(); /* (a restarted agent goes on from there) */
     if (agent_save_state(a, &a->st, NULL) < 0) {
         in->run = before; /* it still runs those */
+        in->rolled_at_ms = before_at;
         retry_soon(a);
         return;
     }
@@ -474,6 +497,53 @@ static void roll_one(agent *a, agent_instance *in, inst_rt *rt)
     }
 }
 
+void agent_rollout_retry(agent *a, const char *deployment)
+{
+    bool save = false;
+
+    log_info("deployment '%s': roll-out resumed (its halt lifted)", deployment);
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        agent_instance *in = &a->st.inst[i];
+        inst_rt *rt = agent_rt_find(a, in->name);
+        if (strcmp(in->deployment, deployment) != 0 || agent_instance_outdated(in) ||
+            (!in->rolled_at_ms && (!rt || !rt->rolled_ms)))
+            continue;
+        in->rolled_at_ms = dpr_wall_ms();
+        save = true;
+        if (!rt)
+            continue;
+        rt->rolled_ms = dpr_mono_ms();
+        rt->fail_seq_rolled = rt->fail_seq;
+        rt->want_start = true;
+    }
+    if (save)
+        agent_save_state(a, &a->st, NULL); /* (logged) */
+}
+
+/* The instances of v (ro: what the roll-out saw) that the roll-out
+ * restarted and that are available now (ready for min_ready_ms): its
+ * restart is done with, also for a restarted agent (recorded). */
+static void settled(agent *a, agent_instance **v, const agent_ro_inst *ro, size_t n,
+                    uint64_t min_ready_ms, uint64_t now)
+{
+    bool save = false;
+
+    for (size_t i = 0; i < n; i++) {
+        inst_rt *rt;
+        if (ro[i].remote || !ro[i].rolled_ms || !ro[i].ready || ro[i].busy || ro[i].outdated ||
+            now - ro[i].ready_since_ms < min_ready_ms)
+            continue;
+        rt = agent_rt_find(a, v[i]->name);
+        if (rt)
+            rt->rolled_ms = 0;
+        save = save || v[i]->rolled_at_ms;
+        v[i]->rolled_at_ms = 0;
+    }
+    if (save)
+        agent_save_state(a, &a->st, NULL); /* (logged; else an agent restarted before
+                                                the next save waits min_ready again) */
+}
+
 /* dep's roll-out on this node: the next restarts, halting, its timer. */
 static void rolling_restart(agent *a, const agent_deploy *dep)
 {
@@ -497,6 +567,7 @@ static void rolling_restart(agent *a, const agent_deploy *dep)
         goto out;
     if (s.halt >= 0)
         agent_set_halted(a, dep->name, s.reason);
+    settled(a, v, ro, n, (uint64_t)dep->rollout.min_ready_seconds * 1000u, now);
     tell_phase(a, dep, &s);
     /* waiting for another node's instance: its record comes through Raft,
      * not as an event here; asked again at the next cluster tick */
@@ -870,6 +941,12 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
             agent_emit_instance(a, rt);
     } else if (retiring && (op == AGENT_UNIT_STOP || op == AGENT_UNIT_CLEAN)) {
         rt->retire_step = op == AGENT_UNIT_STOP ? 1 : 2;
+    } else if ((op == AGENT_UNIT_RESTART || op == AGENT_UNIT_START) && rt->rolled_ms &&
+               agent_rt_ready(rt)) {
+        /* the job ends once the new process said READY=1: min_ready_seconds
+         * count from now (the unit's states in between may have come as
+         * one change, active to active) */
+        rt->ready_since_ms = dpr_mono_ms();
     } else if (op == AGENT_UNIT_SET_MEMORY_MAX) {
         /* systemd does not emit MemoryMax changes: what it now has */
         rt->props.memory_max = rt->memory_max_want;

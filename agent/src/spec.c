@@ -372,12 +372,13 @@ static void get_selector(const json_t *o, const char *prefix, agent_selector *se
 }
 
 /* "rollout": {"min_ready_seconds", "max_unavailable", "partition",
- * "progress_deadline_seconds", "paused"}, every field optional. */
+ * "progress_deadline_seconds", "paused", "resumed"}, every field optional. */
 static void get_rollout(const json_t *o, const char *prefix, agent_rollout_spec *ro,
                         agent_problems *p)
 {
     static const char *const known[] = { "min_ready_seconds", "max_unavailable", "partition",
-                                         "progress_deadline_seconds", "paused", NULL };
+                                         "progress_deadline_seconds", "paused", "resumed",
+                                         NULL };
     json_t *v = json_object_get(o, "rollout"), *paused;
     char path[160];
 
@@ -404,6 +405,7 @@ static void get_rollout(const json_t *o, const char *prefix, agent_rollout_spec 
     get_uint(v, "partition", path, false, 0, AGENT_SHARDS_MAX, 0, &ro->partition, p);
     get_uint(v, "progress_deadline_seconds", path, false, 1, AGENT_ROLLOUT_SECONDS_MAX, 120,
              &ro->progress_deadline_seconds, p);
+    get_uint(v, "resumed", path, false, 0, AGENT_ROLLOUT_RESUMED_MAX, 0, &ro->resumed, p);
     paused = json_object_get(v, "paused");
     snprintf(path, sizeof(path), "%srollout.paused", prefix);
     if (paused && !json_is_boolean(paused))
@@ -413,11 +415,31 @@ static void get_rollout(const json_t *o, const char *prefix, agent_rollout_spec 
 
 json_t *agent_rollout_spec_to_json(const agent_rollout_spec *ro)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:b}", "min_ready_seconds",
-                     (json_int_t)ro->min_ready_seconds, "max_unavailable",
-                     (json_int_t)ro->max_unavailable, "partition", (json_int_t)ro->partition,
-                     "progress_deadline_seconds", (json_int_t)ro->progress_deadline_seconds,
-                     "paused", ro->paused);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:b}", "min_ready_seconds",
+                          (json_int_t)ro->min_ready_seconds, "max_unavailable",
+                          (json_int_t)ro->max_unavailable, "partition",
+                          (json_int_t)ro->partition, "progress_deadline_seconds",
+                          (json_int_t)ro->progress_deadline_seconds, "paused", ro->paused);
+
+    /* (only once resumed: the specs written before it stay the same) */
+    if (o && ro->resumed &&
+        json_object_set_new(o, "resumed", json_integer((json_int_t)ro->resumed)) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+void agent_spec_keep_resumed(agent_spec *next, const agent_spec *cur)
+{
+    for (size_t i = 0; cur && cur->name && i < next->n; i++) {
+        int c = agent_spec_find(cur, next->d[i].name);
+        agent_rollout_spec *ro = &next->d[i].rollout;
+        if (c < 0 || cur->d[c].rollout.resumed <= ro->resumed)
+            continue;
+        ro->resumed = cur->d[c].rollout.resumed;
+        ro->given = true; /* (written back) */
+    }
 }
 
 static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,

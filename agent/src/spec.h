@@ -48,6 +48,11 @@ typedef struct agent_rollout_spec {
     uint32_t progress_deadline_seconds; /* an updated instance not ready by then halts
                                            the roll-out (default 120) */
     bool paused;                 /* no instance is restarted for an update */
+    /* how often the roll-out was resumed (`rollout resume` adds one): a
+     * node lifts its roll-out's halt when the count it took changes, so a
+     * resume reaches every node of a cluster through the spec; an apply
+     * that leaves it out keeps the recorded count (agent_spec_keep_resumed) */
+    uint32_t resumed;
 } agent_rollout_spec;
 
 typedef struct agent_deploy {
@@ -130,6 +135,12 @@ json_t *agent_deploy_to_json(const agent_deploy *d);
 /* {"min_ready_seconds", "max_unavailable", "partition",
  *  "progress_deadline_seconds", "paused"} (new reference, NULL on ENOMEM). */
 json_t *agent_rollout_spec_to_json(const agent_rollout_spec *ro);
+/* The highest rollout.resumed. */
+#define AGENT_ROLLOUT_RESUMED_MAX 1000000000u
+/* next's rollout.resumed of every deployment that cur holds too: at least
+ * cur's (a spec applied without the count keeps it; it never goes back, so
+ * an older halt is never lifted again by it). cur may be NULL or empty. */
+void agent_spec_keep_resumed(agent_spec *next, const agent_spec *cur);
 int agent_spec_copy(const agent_spec *src, agent_spec *dst);
 void agent_spec_free(agent_spec *s);
 /* Index of deployment name, or -1. */

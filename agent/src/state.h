@@ -47,6 +47,11 @@ typedef struct agent_instance {
     uint64_t maxmemory;    /* bytes; 0: no limit */
     uint64_t generation;   /* the generation that gave it these settings */
     agent_run run;         /* what its process runs (a roll-out in progress: older) */
+    /* when (wall clock, ms) the roll-out restarted it for its settings, while
+     * it has not been available since (ready for min_ready_seconds): a
+     * restarted agent goes on from there (its progress deadline, a failure
+     * halts); 0: none */
+    uint64_t rolled_at_ms;
     /* the finder has committed a version of this worker (its cut entry was
      * > 0): a finder that no longer knows the worker lost its state */
     bool committed;
@@ -78,6 +83,7 @@ typedef struct agent_layout {
 typedef struct agent_rollout_rec {
     char deployment[AGENT_DEPLOY_NAME_MAX + 1];
     char halted[AGENT_HALT_REASON_MAX]; /* why it halted; "": it did not */
+    uint32_t resumed;      /* the spec's rollout.resumed this node took */
     bool has_previous;
     agent_deploy previous; /* its settings before the last change: what undo applies */
 } agent_rollout_rec;

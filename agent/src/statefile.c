@@ -40,6 +40,12 @@ static json_t *instance_json(const agent_instance *in)
         json_decref(o);
         o = NULL;
     }
+    /* (only while set: an instance at rest reads as it always did) */
+    if (o && in->rolled_at_ms &&
+        json_object_set_new(o, "rolled_at_ms", json_integer((json_int_t)in->rolled_at_ms)) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
     return o;
 }
 
@@ -90,6 +96,11 @@ static json_t *rollouts_json(const agent_rollout_rec *v, size_t n)
                               v[i].halted, "previous", v[i].has_previous
                                                            ? agent_deploy_to_json(&v[i].previous)
                                                            : json_null());
+        if (o && v[i].resumed &&
+            json_object_set_new(o, "resumed", json_integer((json_int_t)v[i].resumed)) < 0) {
+            json_decref(o);
+            o = NULL;
+        }
         if (json_array_append_new(a, o) < 0) {
             json_decref(a);
             return NULL;
@@ -216,6 +227,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     want += json_object_get(o, "token") != NULL;
     want += json_object_get(o, "generation") != NULL;
     want += json_object_get(o, "running") != NULL;
+    want += json_object_get(o, "rolled_at_ms") != NULL;
     if (json_object_size(o) != want)
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     tok = json_object_get(o, "token");
@@ -284,6 +296,11 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     if (json_object_get(o, "running") && (rc = parse_run(json_object_get(o, "running"), where,
                                                          &in->run, err)) < 0)
         return rc;
+    if (json_object_get(o, "rolled_at_ms")) {
+        if ((rc = get_int(o, "rolled_at_ms", 1, INT64_MAX, &v, where, err)) < 0)
+            return rc;
+        in->rolled_at_ms = (uint64_t)v;
+    }
     return fresh;
 }
 
@@ -446,7 +463,9 @@ static int parse_rollouts(const json_t *a, agent_state *st, dpr_err *err)
     for (size_t i = 0; i < json_array_size(a); i++) {
         const json_t *o = json_array_get(a, i);
         snprintf(where, sizeof(where), "rollouts[%zu]", i);
-        if (!json_is_object(o) || json_object_size(o) != 3)
+        /* ("resumed": only once the spec's count is above 0) */
+        if (!json_is_object(o) ||
+            json_object_size(o) != 3u + (json_object_get(o, "resumed") != NULL))
             return dpr_err_set(err, -EBADMSG, "%s: not a roll-out record", where);
         if ((rc = get_str(o, "deployment", name, sizeof(name), where, err)) < 0)
             return rc;
@@ -464,6 +483,12 @@ static int parse_rollouts(const json_t *a, agent_state *st, dpr_err *err)
         if ((rc = agent_state_rollout_add(st, name, &r)) < 0)
             return rc;
         memcpy(r->halted, json_string_value(halted), json_string_length(halted) + 1);
+        if (json_object_get(o, "resumed")) {
+            long long v;
+            if ((rc = get_int(o, "resumed", 1, AGENT_ROLLOUT_RESUMED_MAX, &v, where, err)) < 0)
+                return rc;
+            r->resumed = (uint32_t)v;
+        }
         if (json_is_null(prev))
             continue;
         wrap = json_pack("{s:s, s:[O]}", "name", st->spec.name, "cachestores", prev);

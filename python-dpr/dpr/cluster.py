@@ -579,7 +579,8 @@ class Cluster:
 
     def rollout_resume(self, name: str) -> Plan:
         """Resumes a paused roll-out, or one that halted (the instance that
-        failed is tried again)."""
+        failed is tried again), on every node of a cluster of agents (a spec
+        change: ``rollout.resumed`` one higher)."""
         return Plan.from_result(self._conn.request("rollout", {"name": name,
                                                                "action": "resume"}))
 

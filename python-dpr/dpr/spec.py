@@ -69,7 +69,9 @@ OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "node_s
                    "replicas", "rollout")
 # rollout: how a change of its settings rolls through its instances
 ROLLOUT_FIELDS = {"min_ready_seconds": (0, 86400), "max_unavailable": (1, SHARDS_MAX),
-                  "partition": (0, SHARDS_MAX), "progress_deadline_seconds": (1, 86400)}
+                  "partition": (0, SHARDS_MAX), "progress_deadline_seconds": (1, 86400),
+                  # (rollout resume adds one: a node lifts its halt when it changes)
+                  "resumed": (0, 1000000000)}
 REPLICAS_MAX = 2
 SELECTOR_FIELDS = ("nodes", "labels")
 SELECTOR_MAX = 16
@@ -220,7 +222,8 @@ def _check_selector(out: list, path: str, v: Any) -> None:
 
 def _check_rollout(out: list, path: str, v: Any) -> None:
     """rollout: {"min_ready_seconds", "max_unavailable", "partition",
-    "progress_deadline_seconds", "paused"} (the agent's rules and messages)."""
+    "progress_deadline_seconds", "paused", "resumed"} (the agent's rules and
+    messages)."""
     if not isinstance(v, Mapping):
         out.append((path, 'must be an object: {"min_ready_seconds", "max_unavailable", '
                     '"partition", "progress_deadline_seconds", "paused"} (got %s)' % _kind(v)))

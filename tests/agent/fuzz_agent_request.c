@@ -36,7 +36,8 @@ static void check_spec(const agent_spec *s)
             s->d[i].rollout.partition > AGENT_SHARDS_MAX ||
             s->d[i].rollout.min_ready_seconds > AGENT_ROLLOUT_SECONDS_MAX ||
             s->d[i].rollout.progress_deadline_seconds < 1 ||
-            s->d[i].rollout.progress_deadline_seconds > AGENT_ROLLOUT_SECONDS_MAX)
+            s->d[i].rollout.progress_deadline_seconds > AGENT_ROLLOUT_SECONDS_MAX ||
+            s->d[i].rollout.resumed > AGENT_ROLLOUT_RESUMED_MAX)
             abort();
         for (size_t k = 0; k < s->d[i].selector.nlabels; k++)
             if (!agent_label_valid(s->d[i].selector.labels[k]))

@@ -67,6 +67,20 @@ static int step(agent_state *st, const agent_spec *spec, agent_plan *plan)
     return rc;
 }
 
+/* step, for a test that needs only the state: the plan's names resumed
+ * (how many) */
+static size_t step_resumed(agent_state *st, const agent_spec *spec)
+{
+    agent_plan p;
+    size_t n;
+
+    CHECK_EQ_INT(step(st, spec, &p), 0);
+    n = p.resumed.n;
+    CHECK(n == 0 || strcmp(p.resumed.v[0], spec->d[0].name) == 0);
+    agent_plan_free(&p);
+    return n;
+}
+
 /* What layout.c records when every resize in progress is done. */
 static void finish_resizes(agent_state *st)
 {
@@ -599,6 +613,48 @@ TEST(running_settings_and_undo_record)
     agent_plan_free(&p);
     CHECK(st.generation == 3);
     CHECK(strcmp(agent_state_rollout(&st, "kv")->halted, "x") == 0);
+    CHECK(p.resumed.n == 0);
+    agent_spec_free(&s);
+    agent_state_free(&st);
+}
+
+/* `rollout resume` is a new rollout.resumed in the spec: the plan lifts
+ * the halt (on every node that takes it) and names the deployment, once;
+ * an apply without the count keeps it (an old halt is never lifted by it
+ * again); a roll-out's restart mark stays with its instance. */
+TEST(resume_lifts_the_halt)
+{
+    agent_deploy d = dep("kv", 2, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st;
+    agent_rollout_rec *r;
+
+    agent_state_init(&st);
+    CHECK(step_resumed(&st, &s) == 0);
+    snprintf(s.d[0].version, sizeof(s.d[0].version), "2");
+    CHECK(step_resumed(&st, &s) == 0 && st.generation == 2);
+    agent_instance_set_running(&st.inst[0]);
+    st.inst[0].rolled_at_ms = 1234;
+    r = agent_state_rollout(&st, "kv");
+    snprintf(r->halted, AGENT_HALT_REASON_MAX, "kv-0 failed");
+    /* the same spec: still halted */
+    CHECK(step_resumed(&st, &s) == 0);
+    CHECK(strcmp(agent_state_rollout(&st, "kv")->halted, "kv-0 failed") == 0);
+    /* resumed: lifted, no new generation (no restart), the mark kept */
+    s.d[0].rollout.resumed = 1;
+    s.d[0].rollout.given = true;
+    CHECK(step_resumed(&st, &s) == 1 && st.generation == 2);
+    r = agent_state_rollout(&st, "kv");
+    CHECK(!r->halted[0] && r->resumed == 1);
+    CHECK(st.inst[0].rolled_at_ms == 1234 && st.spec.d[0].rollout.resumed == 1);
+    /* halted again; an apply that leaves the count out keeps it: halted */
+    snprintf(r->halted, AGENT_HALT_REASON_MAX, "kv-0 again");
+    s.d[0].rollout.resumed = 0;
+    CHECK(step_resumed(&st, &s) == 0 && st.spec.d[0].rollout.resumed == 1);
+    CHECK(strcmp(agent_state_rollout(&st, "kv")->halted, "kv-0 again") == 0);
+    /* the next count lifts it again */
+    s.d[0].rollout.resumed = 2;
+    CHECK(step_resumed(&st, &s) == 1 && agent_state_rollout(&st, "kv")->resumed == 2);
     agent_spec_free(&s);
     agent_state_free(&st);
 }
@@ -606,6 +662,7 @@ TEST(running_settings_and_undo_record)
 int main(void)
 {
     RUN(running_settings_and_undo_record);
+    RUN(resume_lifts_the_halt);
     RUN(create_then_unchanged);
     RUN(update_fields);
     RUN(scale_up_and_down);

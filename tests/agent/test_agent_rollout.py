@@ -9,6 +9,7 @@ node) return only when every instance runs the applied generation.
 
 Needs root and what tests/cluster/cluster.py needs (skipped otherwise).
 """
+import contextlib
 import functools
 import json
 import os
@@ -27,8 +28,10 @@ from test_agent_systemd import boot, call, ok  # noqa: E402
 
 wait_for = functools.partial(dprtest.wait_for, timeout=60.0, interval=0.2)
 
-# an implementation that exits at once: the version that fails to start
+# an implementation that exits at once: the version that fails to start;
+# one that never gets ready (it never says READY=1): the version that stalls
 BROKEN_IMPL = '    broken = "/bin/false";\n'
+STALL_IMPL = '    stall = "/usr/local/bin/dpr-stall";\n'
 
 
 def prepare(dest):
@@ -38,10 +41,14 @@ def prepare(dest):
     with open(conf) as f:
         text = f.read()
     text = text.replace('    dpr-kv = "/usr/local/bin/dpr-kv";\n',
-                        '    dpr-kv = "/usr/local/bin/dpr-kv";\n' + BROKEN_IMPL)
-    assert BROKEN_IMPL in text
+                        '    dpr-kv = "/usr/local/bin/dpr-kv";\n' + BROKEN_IMPL + STALL_IMPL)
+    assert BROKEN_IMPL in text and STALL_IMPL in text
     with open(conf, "w") as f:
         f.write(text)
+    stall = os.path.join(dest, "usr/local/bin/dpr-stall")
+    with open(stall, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 600\n")
+    os.chmod(stall, 0o755)
     shutil.copytree(os.path.join(ROOT, "python-dpr", "dpr"),
                     os.path.join(dest, "usr/local/lib/dpr-python/dpr"),
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -100,6 +107,21 @@ def watch(n, until, timeout=90.0):
             return samples
         time.sleep(0.1)
     raise AssertionError("timed out; last: %r" % (samples[-1:],))
+
+
+def at_rest(n):
+    """The version kv runs once its roll-out is done and every instance is
+    ready."""
+    return wait_for(lambda: (lambda i, d: d["version"] if d["rollout"]["phase"] == "done" and
+                             len(i) == 3 and all(x["ready"] and not x["outdated"]
+                                                 for x in i.values()) else None)(*kv(n)),
+                    what="kv at rest")
+
+
+def restart_agent(n):
+    n.systemctl("restart", "dpr-agent")
+    wait_for(lambda: n.run("systemctl is-active dpr-agent", check=False).stdout.strip()
+             == "active", what="agent back")
 
 
 def test_start(node):
@@ -255,25 +277,21 @@ with dpr.connect() as c:
 """
 
 
-def test_an_update_under_a_session_rolls_nobody_back(node):
-    """Every restart of the roll-out is a planned stop: the session writing
-    meanwhile sees reconnects, no RollbackError, the same world-line, and
-    every operation reads back."""
-    v0 = wait_for(lambda: (lambda i, d: d["version"] if d["rollout"]["phase"] == "done" and
-                           all(x["ready"] for x in i.values()) else None)(*kv(node)),
-                  what="kv at rest")
-    with open(node.path("/root/rw.py"), "w") as f:
+@contextlib.contextmanager
+def a_session_writing(n):
+    """A DPR session (WRITER) writes while the block runs; after it, it saw
+    no RollbackError and the same world-line, and every operation reads
+    back."""
+    with open(n.path("/root/rw.py"), "w") as f:
         f.write(WRITER)
-    node.run("rm -f /tmp/stop-rw")
-    p = node.spawn("PYTHONPATH=/usr/local/lib/dpr-python exec python3 -u /root/rw.py")
+    n.run("rm -f /tmp/stop-rw")
+    p = n.spawn("PYTHONPATH=/usr/local/lib/dpr-python exec python3 -u /root/rw.py")
     try:
         assert p.stdout.readline().strip() == "started", p.stderr.read()
         time.sleep(1)
-        out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
-                     input=json.dumps(spec_of(version=v0 + "u")))
-        assert out.returncode == 0, out.stderr
+        yield
         time.sleep(1)
-        node.run("touch /tmp/stop-rw")
+        n.run("touch /tmp/stop-rw")
         stdout, stderr = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
@@ -286,15 +304,22 @@ def test_an_update_under_a_session_rolls_nobody_back(node):
     assert last > 100, stdout
 
 
+def test_an_update_under_a_session_rolls_nobody_back(node):
+    """Every restart of the roll-out is a planned stop: the session writing
+    meanwhile sees reconnects, no RollbackError, the same world-line, and
+    every operation reads back."""
+    v0 = at_rest(node)
+    with a_session_writing(node):
+        out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
+                     input=json.dumps(spec_of(version=v0 + "u")))
+        assert out.returncode == 0, out.stderr
+
+
 def test_rollout_survives_an_agent_restart(node):
     """The generation each instance runs, and a pause, are in the state file."""
-    v0 = wait_for(lambda: (lambda i, d: d["version"] if d["rollout"]["phase"] == "done" and
-                           all(x["ready"] for x in i.values()) else None)(*kv(node)),
-                  what="kv at rest")
+    v0 = at_rest(node)
     apply(node, version="7", paused=True)
-    node.systemctl("restart", "dpr-agent")
-    wait_for(lambda: node.run("systemctl is-active dpr-agent", check=False).stdout.strip()
-             == "active", what="agent back")
+    restart_agent(node)
     insts, d = wait_for(lambda: (lambda i, d: (i, d) if len(i) == 3 and all(
         x["ready"] for x in i.values()) else None)(*kv(node)), what="status after restart")
     assert d["rollout"]["phase"] == "paused"
@@ -306,6 +331,81 @@ def test_rollout_survives_an_agent_restart(node):
         print(json.dumps(kv(node), indent=1))
         print(node.run("journalctl --no-pager -o cat SYSLOG_IDENTIFIER=dpr-agent | tail -40").stdout)
         raise
+
+
+def test_a_canary_under_a_session(node):
+    """A version update with partition 2 while a session writes: only kv-2
+    gets it (status says so), then partition 0 rolls the rest; no
+    RollbackError, the same world-line, everything reads back."""
+    v0 = at_rest(node)
+    before, _ = kv(node)
+    canary = v0 + "c"
+    with a_session_writing(node):
+        out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
+                     input=json.dumps(spec_of(version=canary, partition=2)))
+        assert out.returncode == 0, out.stderr
+        gen = ok(call(node, "status"))["generation"]
+        insts, d = kv(node)
+        ro = d["rollout"]
+        assert (ro["phase"], ro["targets"], ro["updated"], ro["halted"]) == \
+            ("done", 1, 1, None), ro
+        assert ro["settings"]["partition"] == 2
+        assert insts["kv-2"]["running_version"] == canary and \
+            insts["kv-2"]["running_generation"] == gen and not insts["kv-2"]["outdated"]
+        assert insts["kv-2"]["main_pid"] != before["kv-2"]["main_pid"]
+        for name in ("kv-0", "kv-1"):
+            i = insts[name]
+            assert i["running_version"] == v0 and i["running_generation"] < gen, i
+            assert i["outdated"] and i["generation"] == gen and i["ready"], i
+            assert i["main_pid"] == before[name]["main_pid"], i
+        time.sleep(2)  # (the session writes to the canary and the others)
+        out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
+                     input=json.dumps(spec_of(version=canary, partition=0)))
+        assert out.returncode == 0, out.stderr
+        insts = settled(node, canary)
+        assert insts, kv(node)
+        assert all(i["main_pid"] != before[k]["main_pid"] for k, i in insts.items())
+
+
+def test_a_stalled_update_halts_after_an_agent_restart(node):
+    """The agent restarts while an updated instance is not ready yet: its
+    progress deadline still runs out (the roll-out's restart is in
+    agent.json), the roll-out halts and says why; restarted again, it stays
+    halted with that reason; resume gives kv-0 a new deadline (it halts
+    again: it still does not get ready); undo goes back."""
+    v0 = at_rest(node)
+    before, _ = kv(node)
+    apply(node, version="stall", impl="stall", progress_deadline_seconds=10)
+    wait_for(lambda: (lambda i: i["running_version"] == "stall" and not i["outdated"] and
+                      not i["ready"])(kv(node)[0]["kv-0"]), what="kv-0 restarted, stalling")
+    restart_agent(node)
+    insts, d = kv(node)
+    assert d["rollout"]["phase"] in ("progressing", "halted"), d["rollout"]
+    _, d = wait_for(lambda: (lambda i, d: (i, d) if d["rollout"]["phase"] == "halted"
+                             else None)(*kv(node)), what="the roll-out halted")
+    reason = d["rollout"]["halted"]
+    assert "kv-0 was not ready within 10 s" in reason, reason
+    restart_agent(node)
+    time.sleep(3)
+    insts, d = kv(node)
+    assert d["rollout"]["phase"] == "halted" and d["rollout"]["halted"] == reason, d["rollout"]
+    for name in ("kv-1", "kv-2"):
+        assert insts[name]["main_pid"] == before[name]["main_pid"]
+        assert insts[name]["running_version"] == v0 and insts[name]["outdated"]
+    st = dprctl(node, "rollout", "status", "kv")
+    assert st.returncode == 0 and "halted: kv-0 was not ready" in st.stdout, st.stdout
+    # resume: kv-0 has a new deadline (not halted at once), then halts again
+    ok(call(node, "rollout", {"name": "kv", "action": "resume"}))
+    _, d = kv(node)
+    assert d["rollout"]["phase"] == "progressing" and d["rollout"]["halted"] is None, \
+        d["rollout"]
+    wait_for(lambda: kv(node)[1]["rollout"]["phase"] == "halted", what="halted again")
+    assert kv(node)[0]["kv-1"]["main_pid"] == before["kv-1"]["main_pid"]
+    out = dprctl(node, "rollout", "undo", "kv", "--wait", "--timeout", "120")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    insts = settled(node, v0)
+    assert insts, kv(node)
+    assert insts["kv-1"]["main_pid"] == before["kv-1"]["main_pid"]
 
 
 def test_bad_requests(node):

@@ -430,9 +430,36 @@ TEST(rollout)
     j = agent_deploy_to_json(&s.d[1]);
     CHECK(json_is_true(json_object_get(json_object_get(j, "rollout"), "paused")));
     CHECK(json_integer_value(json_object_get(json_object_get(j, "rollout"), "partition")) == 2);
+    CHECK(json_object_get(json_object_get(j, "rollout"), "resumed") == NULL); /* (never) */
     json_decref(j);
     agent_spec_free(&s);
     agent_problems_free(&p);
+    /* resumed: a count, written back once above 0; an apply without it
+     * keeps the recorded one, never lowers it */
+    {
+        agent_spec was;
+        CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"b\", "
+                           "\"version\": \"1\", \"shards\": 1, \"rollout\": "
+                           "{\"resumed\": 4}}]}", &was, &p), 0);
+        agent_problems_free(&p);
+        CHECK(was.d[0].rollout.resumed == 4);
+        j = agent_deploy_to_json(&was.d[0]);
+        CHECK(json_integer_value(json_object_get(json_object_get(j, "rollout"), "resumed")) == 4);
+        json_decref(j);
+        CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
+                           "\"version\": \"1\", \"shards\": 1}, {\"name\": \"b\", "
+                           "\"version\": \"2\", \"shards\": 1}]}", &s, &p), 0);
+        agent_problems_free(&p);
+        agent_spec_keep_resumed(&s, &was);
+        CHECK(s.d[0].rollout.resumed == 0 && !s.d[0].rollout.given);
+        CHECK(s.d[1].rollout.resumed == 4 && s.d[1].rollout.given);
+        s.d[1].rollout.resumed = 9;
+        agent_spec_keep_resumed(&s, &was);
+        CHECK(s.d[1].rollout.resumed == 9);
+        agent_spec_keep_resumed(&s, NULL);
+        agent_spec_free(&s);
+        agent_spec_free(&was);
+    }
     CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
                        "\"version\": \"1\", \"shards\": 1, \"rollout\": "
                        "{\"max_unavailable\": 0, \"partition\": -1, \"paused\": 1, "
@@ -445,6 +472,11 @@ TEST(rollout)
     CHECK(has_problem(&p, "cachestores[0].rollout.surge", NULL));
     CHECK(has_problem(&p, "cachestores[0].rollout.progress_deadline_seconds", ">= 1"));
     CHECK(has_problem(&p, "cachestores[1].rollout", "must be an object"));
+    agent_problems_free(&p);
+    CHECK_EQ_INT(parse("{\"name\": \"demo\", \"cachestores\": [{\"name\": \"a\", "
+                       "\"version\": \"1\", \"shards\": 1, \"rollout\": "
+                       "{\"resumed\": -1}}]}", &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores[0].rollout.resumed", "must be >= 0"));
     agent_problems_free(&p);
 }
 

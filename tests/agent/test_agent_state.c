@@ -290,7 +290,9 @@ TEST(older_records_and_new_fields)
         r->has_previous = true;
         r->previous = st.spec.d[0];
         snprintf(r->previous.version, sizeof(r->previous.version), "0.9");
+        r->resumed = 3;
     }
+    st.inst[1].rolled_at_ms = 1765000000123ull;
     CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
     CHECK(agent_statefile_load(path, &back, &err) >= 0);
     CHECK(agent_instance_outdated(&back.inst[0]) && back.inst[0].run.generation == 1);
@@ -298,6 +300,8 @@ TEST(older_records_and_new_fields)
     CHECK(back.nrollouts == 1 && back.rollouts[0].has_previous &&
           strcmp(back.rollouts[0].previous.version, "0.9") == 0 &&
           strcmp(back.rollouts[0].halted, "b-0 failed after its update") == 0);
+    CHECK(back.rollouts[0].resumed == 3);
+    CHECK(back.inst[1].rolled_at_ms == 1765000000123ull && back.inst[0].rolled_at_ms == 0);
     agent_state_free(&back);
     agent_state_free(&st);
     /* (the sample has no rollouts: edit one in) */
@@ -312,6 +316,13 @@ TEST(older_records_and_new_fields)
     CHECK_EQ_INT(load_edited("\"retiring\":", "\"rollouts\": [{\"deployment\": \"b\", "
                              "\"halted\": \"why\", \"previous\": null}], \"retiring\":",
                              &err), 0);
+    CHECK_EQ_INT(load_edited("\"retiring\":", "\"rollouts\": [{\"deployment\": \"b\", "
+                             "\"halted\": \"\", \"previous\": null, \"resumed\": 0}], "
+                             "\"retiring\":", &err), -EBADMSG);
+    CHECK(strstr(err.msg, "rollouts[0]") != NULL && strstr(err.msg, "resumed") != NULL);
+    CHECK_EQ_INT(load_edited("\"retiring\":", "\"rollouts\": [{\"deployment\": \"b\", "
+                             "\"halted\": \"\", \"previous\": null, \"paused\": 1}], "
+                             "\"retiring\":", &err), -EBADMSG);
 
     /* the committed mark survives a save */
     sample(&st);

@@ -221,6 +221,11 @@ def test_rollout_settings():
         "cachestores[0].rollout.max_unavailable", "cachestores[0].rollout.partition",
         "cachestores[0].rollout.paused", "cachestores[0].rollout.surge"]
     assert ("cachestores[0].rollout.paused", "must be true or false (got a string)") in got
+    # resumed: the count `rollout resume` raises (a spec read back holds it)
+    d = spec_of(rollout={"resumed": 3})
+    assert ClusterSpec.from_dict(d).to_dict()["cachestores"][0]["rollout"]["resumed"] == 3
+    assert problems(spec_of(rollout={"resumed": -1})) == [
+        ("cachestores[0].rollout.resumed", "must be >= 0 (got -1)")]
 
 
 def test_every_problem_at_once_in_order():
