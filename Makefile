@@ -47,7 +47,8 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
                python3-dnspython knot bind9-dnsutils \
-               libfuse3-dev fuse3
+               libfuse3-dev fuse3 \
+               libssl-dev openssl python3-cryptography
 
 # Each component's build.mk adds its unit tests to UNIT_BINS and its fuzz
 # targets to FUZZ_BINS. Order matters: later ones link earlier ones.
