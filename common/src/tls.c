@@ -383,10 +383,22 @@ static int fail_ssl(dpr_tls_conn *t, int ret, const char *what)
     long vr = SSL_get_verify_result(t->ssl);
     char why[160];
 
+    int reason = ERR_GET_REASON(ERR_peek_error());
+    bool not_tls = !t->established && (reason == SSL_R_WRONG_VERSION_NUMBER ||
+                                       reason == SSL_R_HTTP_REQUEST ||
+                                       reason == SSL_R_HTTPS_PROXY_REQUEST ||
+                                       reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+                                       reason == SSL_R_UNKNOWN_PROTOCOL);
+
     if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
         snprintf(why, sizeof(why), "unexpected end of the peer's data");
     else
         ssl_reason(why, sizeof(why));
+    if (not_tls) {
+        t->failed = dpr_err_set(&t->err, -EPROTO, "%s failed: %s (the peer does not speak "
+                                "TLS: plain text to a TLS port?)", what, why);
+        return t->failed;
+    }
     if (vr != X509_V_OK)
         t->failed = dpr_err_set(&t->err, -EPROTO, "%s failed: %s: %s", what, why,
                                 X509_verify_cert_error_string(vr));

@@ -402,6 +402,7 @@ TEST(plain_text_is_refused)
     CHECK_EQ_INT(dpr_tls_conn_feed(t, req, sizeof(req) - 1), 0);
     CHECK_EQ_INT(dpr_tls_conn_read(t, &in), -EPROTO);
     CHECK(strstr(dpr_tls_conn_errstr(t), "TLS handshake failed: ") != NULL);
+    CHECK(strstr(dpr_tls_conn_errstr(t), "plain text to a TLS port?") != NULL);
     CHECK_EQ_U64(in.len, 0);
     /* after the failure: the same error, nothing written */
     CHECK_EQ_INT(dpr_tls_conn_write(t, "x", 1), -EPROTO);
