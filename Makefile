@@ -6,7 +6,7 @@
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
-#                  bench-replication;
+#                  bench-replication, bench-tls;
 #                  as root also: make bench-placement, bench-discovery, bench-rollout)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
@@ -110,7 +110,7 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv bench-resize bench-raft bench-replication
+bench: bench-finder bench-kv bench-resize bench-raft bench-replication bench-tls
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -118,6 +118,11 @@ bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 .PHONY: bench-kv
 bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN)
 	bench/kv.sh $(BUILD)
+
+# dpr-kv's plain port against its TLS port, redis-benchmark (bench/tls.sh)
+.PHONY: bench-tls
+bench-tls: $(FINDER_BIN) $(KV_BIN)
+	bench/tls.sh $(BUILD)
 
 # a resize of 1,000,000 keys from 3 to 4 shards (bench/resize.py)
 .PHONY: bench-resize
