@@ -28,13 +28,13 @@ struct dpr_tls_ctx {
 
 struct dpr_tls_conn {
     SSL *ssl;
-    BIO *rbio, *wbio;  /* owned by ssl once rbio_owned */
+    BIO *rbio, *wbio; /* owned by ssl once rbio_owned */
     bool rbio_owned;
-    char cluster[64];  /* copied from the context */
-    dpr_buf pending;   /* plaintext written before the handshake ended */
+    char cluster[64]; /* copied from the context */
+    dpr_buf pending;  /* plaintext written before the handshake ended */
     dpr_tls_peer *peer;
     bool established, eof;
-    int failed;        /* a negative errno once failed */
+    int failed; /* a negative errno once failed */
     dpr_err err;
 };
 
@@ -100,8 +100,10 @@ static int load_files(SSL_CTX *ssl, const dpr_tls_config *cfg, dpr_err *err)
                            ssl_reason(why, sizeof(why)));
     if (cfg->key_file && SSL_CTX_use_PrivateKey_file(ssl, cfg->key_file, SSL_FILETYPE_PEM) != 1) {
         if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH)
-            return dpr_err_set(err, -EINVAL, "key file %s does not match certificate file %s: "
-                               "%s", cfg->key_file, cfg->cert_file, ssl_reason(why, sizeof(why)));
+            return dpr_err_set(err, -EINVAL,
+                               "key file %s does not match certificate file %s: "
+                               "%s",
+                               cfg->key_file, cfg->cert_file, ssl_reason(why, sizeof(why)));
         return dpr_err_set(err, -EINVAL, "cannot load key file %s: %s", cfg->key_file,
                            ssl_reason(why, sizeof(why)));
     }
@@ -236,7 +238,8 @@ int dpr_tls_uri_parse(const char *uri, size_t n, char *cluster, size_t ccap, cha
     p += sizeof(scheme) - 1;
     len = component(p, end, 63);
     if (!len || len >= ccap || p + len == end)
-        return dpr_err_set(err, -EINVAL, "bad cluster name in dpr:// URI (1 to 63 characters "
+        return dpr_err_set(err, -EINVAL,
+                           "bad cluster name in dpr:// URI (1 to 63 characters "
                            "of A-Z a-z 0-9 . _ -, then /ROLE/NAME)");
     memcpy(cluster, p, len);
     cluster[len] = '\0';
@@ -250,7 +253,8 @@ int dpr_tls_uri_parse(const char *uri, size_t n, char *cluster, size_t ccap, cha
     p += len + 1;
     len = component(p, end, 255);
     if (!len || len >= ncap || p + len != end)
-        return dpr_err_set(err, -EINVAL, "bad name in dpr:// URI (1 to 255 characters of "
+        return dpr_err_set(err, -EINVAL,
+                           "bad name in dpr:// URI (1 to 255 characters of "
                            "A-Z a-z 0-9 . _ -)");
     memcpy(name, p, len);
     name[len] = '\0';
@@ -384,19 +388,20 @@ static int fail_ssl(dpr_tls_conn *t, int ret, const char *what)
     char why[160];
 
     int reason = ERR_GET_REASON(ERR_peek_error());
-    bool not_tls = !t->established && (reason == SSL_R_WRONG_VERSION_NUMBER ||
-                                       reason == SSL_R_HTTP_REQUEST ||
-                                       reason == SSL_R_HTTPS_PROXY_REQUEST ||
-                                       reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
-                                       reason == SSL_R_UNKNOWN_PROTOCOL);
+    bool not_tls = !t->established &&
+                   (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
+                    reason == SSL_R_HTTPS_PROXY_REQUEST || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+                    reason == SSL_R_UNKNOWN_PROTOCOL);
 
     if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
         snprintf(why, sizeof(why), "unexpected end of the peer's data");
     else
         ssl_reason(why, sizeof(why));
     if (not_tls) {
-        t->failed = dpr_err_set(&t->err, -EPROTO, "%s failed: %s (the peer does not speak "
-                                "TLS: plain text to a TLS port?)", what, why);
+        t->failed = dpr_err_set(&t->err, -EPROTO,
+                                "%s failed: %s (the peer does not speak "
+                                "TLS: plain text to a TLS port?)",
+                                what, why);
         return t->failed;
     }
     if (vr != X509_V_OK)
@@ -423,12 +428,16 @@ static int established(dpr_tls_conn *t)
     }
     if (t->cluster[0]) {
         if (!t->peer)
-            return t->failed = dpr_err_set(&t->err, -EACCES, "peer certificate refused: none "
-                                           "shown, cluster '%s' needs one", t->cluster);
+            return t->failed = dpr_err_set(&t->err, -EACCES,
+                                           "peer certificate refused: none "
+                                           "shown, cluster '%s' needs one",
+                                           t->cluster);
         if (strcmp(t->peer->cluster, t->cluster) != 0)
             return t->failed = dpr_err_set(
-                       &t->err, -EACCES, "peer certificate refused: %s is %s%s%s, not of "
-                       "cluster '%s'", t->peer->subject,
+                       &t->err, -EACCES,
+                       "peer certificate refused: %s is %s%s%s, not of "
+                       "cluster '%s'",
+                       t->peer->subject,
                        t->peer->cluster[0] ? "of cluster '" : "of no cluster (no dpr:// URI)",
                        t->peer->cluster, t->peer->cluster[0] ? "'" : "", t->cluster);
     }
@@ -442,8 +451,7 @@ static int flush_pending(dpr_tls_conn *t)
     if (!t->pending.len)
         return 0;
     /* a memory BIO takes everything: no partial writes */
-    if (SSL_write_ex(t->ssl, t->pending.data, t->pending.len, &done) != 1 ||
-        done != t->pending.len)
+    if (SSL_write_ex(t->ssl, t->pending.data, t->pending.len, &done) != 1 || done != t->pending.len)
         return fail_ssl(t, 0, "TLS write");
     dpr_buf_free(&t->pending);
     return 0;

@@ -306,3 +306,21 @@ def _refused_by_client(kv, certs, client):
         return reply != b"PONG"
     except (ssl.SSLError, OSError, EOFError):
         return True
+
+
+def test_environment_variables(cluster, certs):
+    """DPR_KV_* as in an instance file (EnvironmentFile=): the same settings."""
+    port = free_port()
+    env = {"DPR_KV_TLS_PORT": str(port), "DPR_KV_TLS_CERT_FILE": p(certs, "kv1.crt"),
+           "DPR_KV_TLS_KEY_FILE": p(certs, "kv1.key"),
+           "DPR_KV_TLS_CA_CERT_FILE": p(certs, "ca.crt"),
+           "DPR_KV_TLS_CRL_FILE": p(certs, "ca.crl"), "DPR_KV_TLS_AUTH_CLIENTS": "optional"}
+    kv = cluster.start_kv(1, env=env)
+    kv.wait_ready(marker="(TLS, client certificates: optional)")
+    kv.tls_port = port
+    assert redis_cli(kv, certs, "PING", client=None).stdout.strip() == "PONG"
+    assert redis_cli(kv, certs, "PING", client="gone").stdout.strip() != "PONG"  # the CRL
+    wait_for(lambda: "certificate revoked" in kv.output(), what="the revoked client refused")
+    bad = cluster.start_kv(2, env=dict(env, DPR_KV_TLS_AUTH_CLIENTS="maybe"), wait=False)
+    assert bad.wait_exit() == 2
+    assert "invalid value 'maybe' for DPR_KV_TLS_AUTH_CLIENTS" in bad.output()

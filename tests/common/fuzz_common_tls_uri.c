@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char cluster[64], role[16], name[256];
 
-    if (dpr_tls_uri_parse((const char *)data, size, cluster, sizeof(cluster), role,
-                          sizeof(role), name, sizeof(name), NULL) < 0)
+    if (dpr_tls_uri_parse((const char *)data, size, cluster, sizeof(cluster), role, sizeof(role),
+                          name, sizeof(name), NULL) < 0)
         return 0;
     if (!name_ok(cluster, 63) || !name_ok(name, 255) ||
         (strcmp(role, "node") != 0 && strcmp(role, "client") != 0))

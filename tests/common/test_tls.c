@@ -146,8 +146,8 @@ static void setup(void)
         const pki *issuer;
         long serial, from, to;
     } certs[] = {
-        {"kv1", "kv1", "DNS:kv1,DNS:kv1.example,IP:127.0.0.1,URI:dpr://c1/node/kv1", &ca, 10,
-         -60, 86400},
+        {"kv1", "kv1", "DNS:kv1,DNS:kv1.example,IP:127.0.0.1,URI:dpr://c1/node/kv1", &ca, 10, -60,
+         86400},
         {"kv1b", "kv1", "DNS:kv1,URI:dpr://c1/node/kv1", &ca, 11, -60, 86400},
         {"app", "app", "URI:dpr://c1/client/app", &ca, 20, -60, 86400},
         {"expired", "old", "URI:dpr://c1/client/old", &ca, 21, -7200, -3600},
@@ -264,8 +264,8 @@ TEST(mutual_handshake_data_and_identity)
     pump(&cl, &sv);
     CHECK(cl.in.len == 7 && memcmp(cl.in.data, "+PONG\r\n", 7) == 0);
     p = dpr_tls_conn_peer(sv.t);
-    CHECK(p && !strcmp(p->cn, "app") && !strcmp(p->cluster, "c1") &&
-          !strcmp(p->role, "client") && !strcmp(p->name, "app"));
+    CHECK(p && !strcmp(p->cn, "app") && !strcmp(p->cluster, "c1") && !strcmp(p->role, "client") &&
+          !strcmp(p->name, "app"));
     p = dpr_tls_conn_peer(cl.t);
     CHECK(p && !strcmp(p->cn, "kv1") && p->ndns == 2 && !strcmp(p->dns[1], "kv1.example") &&
           !strcmp(p->role, "node") && !strcmp(p->name, "kv1"));
@@ -347,8 +347,7 @@ TEST(cluster_name)
     char why[300];
 
     CHECK_EQ_INT(server_sees("app", DPR_TLS_VERIFY_REQUIRED, "c1", why, sizeof(why), NULL), 7);
-    CHECK_EQ_INT(server_sees("c2", DPR_TLS_VERIFY_REQUIRED, "c1", why, sizeof(why), NULL),
-                 -EACCES);
+    CHECK_EQ_INT(server_sees("c2", DPR_TLS_VERIFY_REQUIRED, "c1", why, sizeof(why), NULL), -EACCES);
     CHECK(strstr(why, "of cluster 'c2', not of cluster 'c1'") != NULL);
     CHECK_EQ_INT(server_sees("nouri", DPR_TLS_VERIFY_REQUIRED, "c1", why, sizeof(why), NULL),
                  -EACCES);
@@ -356,8 +355,7 @@ TEST(cluster_name)
     CHECK_EQ_INT(server_sees("baduri", DPR_TLS_VERIFY_REQUIRED, NULL, why, sizeof(why), NULL),
                  -EACCES);
     CHECK(strstr(why, "bad role") != NULL);
-    CHECK_EQ_INT(server_sees(NULL, DPR_TLS_VERIFY_OPTIONAL, "c1", why, sizeof(why), NULL),
-                 -EACCES);
+    CHECK_EQ_INT(server_sees(NULL, DPR_TLS_VERIFY_OPTIONAL, "c1", why, sizeof(why), NULL), -EACCES);
     CHECK(strstr(why, "none shown") != NULL);
 }
 
@@ -502,10 +500,12 @@ TEST(uri_and_verify_names)
     CHECK_EQ_INT(URI("dpr://c d/node/x"), -EINVAL);
     CHECK_EQ_INT(URI("dpr:///node/x"), -EINVAL);
     CHECK(strstr(err.msg, "cluster") != NULL);
-    CHECK_EQ_INT(URI("dpr://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/node/x"),
-                 -EINVAL); /* 64 characters */
-    CHECK_EQ_INT(dpr_tls_uri_parse("dpr://c/node/xy", 14, c, sizeof(c), r, sizeof(r), n,
-                                   sizeof(n), NULL), 0); /* n bytes only */
+    CHECK_EQ_INT(
+        URI("dpr://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/node/x"),
+        -EINVAL); /* 64 characters */
+    CHECK_EQ_INT(
+        dpr_tls_uri_parse("dpr://c/node/xy", 14, c, sizeof(c), r, sizeof(r), n, sizeof(n), NULL),
+        0); /* n bytes only */
     CHECK(!strcmp(n, "x"));
 #undef URI
     CHECK(dpr_tls_verify_parse("yes", &v) == 0 && v == DPR_TLS_VERIFY_REQUIRED);

@@ -58,7 +58,7 @@ typedef struct dpr_tls_config {
     const char *ca_file;   /* PEM CA certificates peers are checked against */
     const char *crl_file;  /* PEM CRLs of those CAs (NULL: no revocation check) */
     dpr_tls_verify verify;
-    const char *cluster;   /* non-NULL: a peer's certificate must be of this cluster */
+    const char *cluster; /* non-NULL: a peer's certificate must be of this cluster */
 } dpr_tls_config;
 
 typedef struct dpr_tls_ctx dpr_tls_ctx;
@@ -97,8 +97,7 @@ typedef struct dpr_tls_conn dpr_tls_conn;
 
 /* A connection's engine. peer_host (connecting side only; NULL: not
  * checked) is sent as SNI and must match the server's certificate. */
-int dpr_tls_conn_new(dpr_tls_ctx *ctx, const char *peer_host, dpr_tls_conn **out,
-                     dpr_err *err);
+int dpr_tls_conn_new(dpr_tls_ctx *ctx, const char *peer_host, dpr_tls_conn **out, dpr_err *err);
 void dpr_tls_conn_free(dpr_tls_conn *t);
 
 /* Bytes read from the socket. 0 or -ENOMEM. */
