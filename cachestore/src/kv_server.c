@@ -902,7 +902,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (s->nclients >= s->cfg->max_clients || s->stopping) {
         static const char msg[] = "-ERR max number of clients reached\r\n";
         uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
-        if (!s->stopping)
+        /* (a TLS client could not read it: closed without a word) */
+        if (!s->stopping && server != (uv_stream_t *)&s->tls_listener)
             (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         s->conns_rejected++;
         uv_close((uv_handle_t *)&c->tcp, reject_closed);

@@ -324,3 +324,22 @@ def test_environment_variables(cluster, certs):
     bad = cluster.start_kv(2, env=dict(env, DPR_KV_TLS_AUTH_CLIENTS="maybe"), wait=False)
     assert bad.wait_exit() == 2
     assert "invalid value 'maybe' for DPR_KV_TLS_AUTH_CLIENTS" in bad.output()
+
+
+def test_max_clients_counts_tls_clients(cluster, certs):
+    """--max-clients counts the clients of both ports: over the limit a TLS
+    client is closed, one of the plain port gets the error first; the
+    client within the limit goes on."""
+    kv = start(cluster, certs, extra=["--max-clients", "1"])
+    first = TlsRaw(kv.tls_port, context(certs, "app"))
+    assert first.call("PING") == b"PONG"
+    assert _refused_by_client(kv, certs, "app")
+    plain = Raw(kv.port)
+    try:
+        reply = plain.read()
+        assert "max number of clients reached" in str(reply)
+    except (EOFError, OSError):
+        pytest.fail("the plain client got no error before the close")
+    plain.close()
+    assert first.call("PING") == b"PONG"
+    first.close()

@@ -131,3 +131,38 @@ def test_refusals(ca, tmp_path):
     r = dprctl("issue", "node", "--node", "ca", "--dir", ca)
     assert r.returncode == 1 and "the CA's own" in r.stderr
     assert mode(os.path.join(ca, "ca.key")) == 0o600
+
+
+def test_openssl_commands_of_the_docs(tmp_path, ca):
+    """docs/tls.md's plain-openssl block, run as written (in tmp_path instead
+    of /etc/dpr/tls), makes what dprctl pki makes."""
+    from dprtest import ROOT
+    with open(os.path.join(ROOT, "docs", "tls.md")) as f:
+        doc = f.read()
+    start = doc.index("### The same with the `openssl` command")
+    begin = doc.index("```sh\n", start) + 6
+    block = doc[begin:doc.index("\n```", begin)]
+    d = str(tmp_path / "openssl")
+    os.makedirs(d)
+    script = "set -euo pipefail\n" + block.replace("/etc/dpr/tls", d)
+    r = subprocess.run(["bash", "-c", script], cwd=d, capture_output=True, text=True, timeout=120)
+    # its `openssl verify` of node1 runs before billing is revoked
+    assert "node1.crt: OK" in r.stdout, r.stdout + r.stderr
+    assert mode(os.path.join(d, "ca.key")) == 0o600
+    assert mode(os.path.join(d, "node1.key")) == 0o600
+    mine = text(os.path.join(d, "node1.crt"))
+    assert "Subject: O = prod, CN = node1" in mine
+    assert ("URI:dpr://prod/node/node1, DNS:node1, DNS:node1.example.com, IP Address:10.0.0.1"
+            in mine)
+    assert "TLS Web Server Authentication, TLS Web Client Authentication" in mine
+    v = verify(d, os.path.join(d, "billing.crt"))
+    assert v.returncode != 0 and "certificate revoked" in v.stdout + v.stderr
+    # the same extensions as dprctl's node certificate
+    assert dprctl("issue", "node", "--node", "node1", "--ip", "10.0.0.1", "--dns",
+                  "node1.example.com", "--dir", ca).returncode == 0
+    theirs = text(os.path.join(ca, "node1.crt"))
+    for line in ("URI:dpr://prod/node/node1, DNS:node1, DNS:node1.example.com, IP Address:10.0.0.1",
+                 "CA:FALSE", "Digital Signature",
+                 "TLS Web Server Authentication, TLS Web Client Authentication"):
+        assert line in mine and line in theirs, line
+    assert "URI:dpr://prod/client/billing" in text(os.path.join(d, "billing.crt"))
