@@ -4,6 +4,7 @@
 #include "common/tls.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,9 @@ struct dpr_tls_conn {
     SSL *ssl;
     BIO *rbio, *wbio; /* owned by ssl once rbio_owned */
     bool rbio_owned;
-    char cluster[64]; /* copied from the context */
-    dpr_buf pending;  /* plaintext written before the handshake ended */
+    char cluster[64];      /* copied from the context */
+    dpr_tls_verify verify; /* copied from the context */
+    dpr_buf pending;       /* plaintext written before the handshake ended */
     dpr_tls_peer *peer;
     bool established, eof;
     int failed; /* a negative errno once failed */
@@ -143,6 +145,12 @@ int dpr_tls_ctx_new(const dpr_tls_config *cfg, bool server, dpr_tls_ctx **out, d
     if (cfg->verify != DPR_TLS_VERIFY_NONE && !cfg->ca_file) {
         free(c);
         return dpr_err_set(err, -EINVAL, "checking peers' certificates needs a CA file");
+    }
+    if (cfg->cluster && cfg->verify == DPR_TLS_VERIFY_NONE) {
+        free(c);
+        return dpr_err_set(err, -EINVAL,
+                           "checking a peer's cluster needs its certificate "
+                           "checked (verify optional or required)");
     }
     c->server = server;
     c->verify = cfg->verify;
@@ -320,6 +328,7 @@ int dpr_tls_conn_new(dpr_tls_ctx *ctx, const char *peer_host, dpr_tls_conn **out
         return dpr_err_set(err, -ENOMEM, "out of memory");
     dpr_buf_init(&t->pending);
     memcpy(t->cluster, ctx->cluster, sizeof(t->cluster));
+    t->verify = ctx->verify;
     t->ssl = SSL_new(ctx->ssl);
     t->rbio = BIO_new(BIO_s_mem());
     t->wbio = BIO_new(BIO_s_mem());
@@ -374,6 +383,8 @@ int dpr_tls_conn_feed(dpr_tls_conn *t, const void *data, size_t n)
 {
     if (n == 0)
         return 0;
+    if (n > INT_MAX)
+        return -EINVAL; /* callers feed what one read brought */
     if (BIO_write(t->rbio, data, (int)n) != (int)n)
         return -ENOMEM;
     return 0;
@@ -417,7 +428,8 @@ static int established(dpr_tls_conn *t)
     X509 *x = SSL_get0_peer_certificate(t->ssl);
 
     t->established = true;
-    if (x) {
+    /* an identity only from a certificate that was checked */
+    if (x && t->verify != DPR_TLS_VERIFY_NONE && SSL_get_verify_result(t->ssl) == X509_V_OK) {
         t->peer = calloc(1, sizeof(*t->peer));
         if (!t->peer)
             return t->failed = dpr_err_set(&t->err, -ENOMEM, "out of memory");
@@ -527,6 +539,8 @@ ssize_t dpr_tls_conn_take(dpr_tls_conn *t, dpr_buf *out)
 
     if (n == 0)
         return 0;
+    if (n > INT_MAX)
+        n = INT_MAX; /* the rest on the next call */
     if (dpr_buf_reserve(out, n) < 0)
         return -ENOMEM;
     got = BIO_read(t->wbio, out->data + out->len, (int)n);

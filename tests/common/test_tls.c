@@ -380,7 +380,18 @@ TEST(client_checks_the_server)
     unpair(&cl, &sv);
     pair(&cl, &sv, c1, s, "kv1");
     CHECK(cl.r >= 0 && dpr_tls_conn_established(cl.t));
+    CHECK(dpr_tls_conn_peer(cl.t) != NULL);
     unpair(&cl, &sv);
+    /* not checked: connected, but no identity to trust */
+    dpr_tls_ctx *none = ctx(false, NULL, NULL, NULL, DPR_TLS_VERIFY_NONE, NULL);
+    CHECK(none != NULL);
+    if (none) {
+        pair(&cl, &sv, none, s, NULL);
+        CHECK(cl.r >= 0 && dpr_tls_conn_established(cl.t));
+        CHECK(dpr_tls_conn_peer(cl.t) == NULL);
+        unpair(&cl, &sv);
+        dpr_tls_ctx_free(none);
+    }
     dpr_tls_ctx_free(s);
     dpr_tls_ctx_free(c);
     dpr_tls_ctx_free(c1);
@@ -474,8 +485,14 @@ TEST(bad_files)
     cfg.ca_file = NULL;
     CHECK_EQ_INT(dpr_tls_ctx_new(&cfg, true, &out, &err), -EINVAL);
     CHECK(strstr(err.msg, "needs a CA file") != NULL);
-    cfg.cert_file = NULL;
+    cfg.ca_file = path("ca.crt");
+    cfg.cluster = "c1";
     cfg.verify = DPR_TLS_VERIFY_NONE;
+    CHECK_EQ_INT(dpr_tls_ctx_new(&cfg, true, &out, &err), -EINVAL);
+    CHECK(strstr(err.msg, "cluster needs its certificate checked") != NULL);
+    cfg.cluster = NULL;
+    cfg.ca_file = NULL;
+    cfg.cert_file = NULL;
     CHECK_EQ_INT(dpr_tls_ctx_new(&cfg, true, &out, &err), -EINVAL);
     CHECK(out == NULL);
 }

@@ -100,7 +100,8 @@ typedef struct dpr_tls_conn dpr_tls_conn;
 int dpr_tls_conn_new(dpr_tls_ctx *ctx, const char *peer_host, dpr_tls_conn **out, dpr_err *err);
 void dpr_tls_conn_free(dpr_tls_conn *t);
 
-/* Bytes read from the socket. 0 or -ENOMEM. */
+/* Bytes read from the socket (at most INT_MAX at a time). 0, -ENOMEM or
+ * -EINVAL (too many at once). */
 int dpr_tls_conn_feed(dpr_tls_conn *t, const void *data, size_t n);
 /* Runs the handshake and appends the plaintext that arrived to *plain:
  * the number of bytes appended (0: none yet), or -EPROTO (not TLS, refused
