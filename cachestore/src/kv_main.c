@@ -44,6 +44,9 @@ int main(int argc, char **argv)
             (void)dpr_log_add_field(field);
     }
     signal(SIGPIPE, SIG_IGN);
+    /* systemctl reload during recovery must not kill it (the loop's SIGHUP
+     * handler, the TLS reload, comes once serving) */
+    signal(SIGHUP, SIG_IGN);
     log_info("starting: worker %llu of domain %s, dir %s, finder %s%s, checkpoint every %u ms",
              (unsigned long long)cfg.worker, cfg.domain, cfg.dir, cfg.finder,
              cfg.finder_token[0] ? " (with a registration token)" : "",

@@ -292,8 +292,6 @@ static void tls_input(kv_client *c, size_t n)
     }
 }
 
-static void tls_input(kv_client *c, size_t n);
-
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     kv_client *c = st->data;

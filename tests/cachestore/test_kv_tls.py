@@ -343,3 +343,16 @@ def test_max_clients_counts_tls_clients(cluster, certs):
     plain.close()
     assert first.call("PING") == b"PONG"
     first.close()
+
+
+def test_sighup_while_recovering(cluster, certs):
+    """systemctl reload may come before dpr-kv serves (it waits for its
+    finder): it is ignored then, not fatal."""
+    fport = free_port()
+    kv = cluster.start_kv(1, finder=type("F", (), {"address": "127.0.0.1:%d" % fport})(),
+                          wait=False)
+    wait_for(lambda: "not reachable" in kv.output(), what="dpr-kv waiting for its finder")
+    kv.kill(signal.SIGHUP)
+    cluster.start_finder(name="finder2", port=fport)
+    kv.wait_ready()
+    assert kv.alive() and kv.client().ping()
