@@ -6,7 +6,7 @@
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
-#                  bench-replication;
+#                  bench-replication, bench-tls;
 #                  as root also: make bench-placement, bench-discovery, bench-rollout)
 #   make install   install into $(DESTDIR)$(PREFIX)
 #   make demo      the main job: a cluster on a local systemd node (root)
@@ -47,7 +47,8 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
                python3-dnspython knot bind9-dnsutils \
-               libfuse3-dev fuse3
+               libfuse3-dev fuse3 \
+               libssl-dev openssl python3-cryptography
 
 # Each component's build.mk adds its unit tests to UNIT_BINS and its fuzz
 # targets to FUZZ_BINS. Order matters: later ones link earlier ones.
@@ -110,7 +111,7 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv bench-resize bench-raft bench-replication
+bench: bench-finder bench-kv bench-resize bench-raft bench-replication bench-tls
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -118,6 +119,11 @@ bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 .PHONY: bench-kv
 bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN)
 	bench/kv.sh $(BUILD)
+
+# dpr-kv's plain port against its TLS port, redis-benchmark (bench/tls.sh)
+.PHONY: bench-tls
+bench-tls: $(FINDER_BIN) $(KV_BIN)
+	bench/tls.sh $(BUILD)
 
 # a resize of 1,000,000 keys from 3 to 4 shards (bench/resize.py)
 .PHONY: bench-resize

@@ -64,9 +64,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# free_port
+source bench/lib.sh
 
 # wait_log FILE: prints the port of the first "listening on ADDR:PORT" line
 wait_log() {

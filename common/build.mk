@@ -1,13 +1,13 @@
 # common/build.mk - the base layer every component links (docs/style.md):
 # error text, logging, byte buffer, RESP writer, numbers, addresses, files
-# and locks, clocks, libuv helpers. Internal: its headers are not installed
+# and locks, clocks, libuv helpers, TLS (OpenSSL). Internal: its headers are not installed
 # (except dpr/err.h, which is libdpr's public error type).
 #
 # Included by the top-level Makefile.
 
 COMMON_SRC = $(sort $(wildcard common/src/*.c))
 COMMON_A = $(BUILD)/libdprcommon.a
-COMMON_LIBS = -luv -lsystemd
+COMMON_LIBS = -luv -lsystemd $(shell pkg-config --libs openssl)
 
 $(COMMON_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 	@rm -f $@

@@ -28,6 +28,20 @@ static const char usage[] =
     "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN;\n"
     "                              default 127.0.0.1:6379; port 0 picks a free port,\n"
     "                              logged as 'listening on ...')\n"
+    "  --port N                    the port of --listen's address (DPR_KV_PORT); 0: no\n"
+    "                              plain listener (TLS only, with --tls-port)\n"
+    "  --tls-port N                serve RESP over TLS on --listen's host, port N\n"
+    "                              (DPR_KV_TLS_PORT; default 0 = no TLS). Redis' TLS\n"
+    "                              options (docs/tls.md); SIGHUP (systemctl reload)\n"
+    "                              loads the files again for new connections\n"
+    "  --tls-cert-file PATH        the server's certificate, PEM (DPR_KV_TLS_CERT_FILE)\n"
+    "  --tls-key-file PATH         its private key, PEM (DPR_KV_TLS_KEY_FILE)\n"
+    "  --tls-ca-cert-file PATH     CA certificates clients' certificates are checked\n"
+    "                              against (DPR_KV_TLS_CA_CERT_FILE)\n"
+    "  --tls-auth-clients yes|no|optional  whether clients must show a certificate of\n"
+    "                              that CA (DPR_KV_TLS_AUTH_CLIENTS; default yes)\n"
+    "  --tls-crl-file PATH         a CRL of that CA, PEM: revoked client certificates\n"
+    "                              are refused (DPR_KV_TLS_CRL_FILE; default none)\n"
     "  --finder HOST:PORT[,...]    the DPR finder (DPR_KV_FINDER; required); in a\n"
     "                              cluster any agents' finder addresses: the one\n"
     "                              that is not the leader names it (NOTLEADER)\n"
@@ -116,6 +130,13 @@ static const char usage[] =
 
 enum {
     OPT_LISTEN = 1000,
+    OPT_PORT,
+    OPT_TLS_PORT,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_TLS_AUTH,
+    OPT_TLS_CRL,
     OPT_FINDER,
     OPT_DOMAIN,
     OPT_FINDER_TOKEN_FILE,
@@ -149,6 +170,13 @@ typedef struct opt_def {
 
 static const opt_def opts[] = {
     {"listen", "DPR_KV_LISTEN", OPT_LISTEN, 1},
+    {"port", "DPR_KV_PORT", OPT_PORT, 1},
+    {"tls-port", "DPR_KV_TLS_PORT", OPT_TLS_PORT, 1},
+    {"tls-cert-file", "DPR_KV_TLS_CERT_FILE", OPT_TLS_CERT, 1},
+    {"tls-key-file", "DPR_KV_TLS_KEY_FILE", OPT_TLS_KEY, 1},
+    {"tls-ca-cert-file", "DPR_KV_TLS_CA_CERT_FILE", OPT_TLS_CA, 1},
+    {"tls-auth-clients", "DPR_KV_TLS_AUTH_CLIENTS", OPT_TLS_AUTH, 1},
+    {"tls-crl-file", "DPR_KV_TLS_CRL_FILE", OPT_TLS_CRL, 1},
     {"finder", "DPR_KV_FINDER", OPT_FINDER, 1},
     {"domain", "DPR_KV_DOMAIN", OPT_DOMAIN, 1},
     {"finder-token-file", NULL, OPT_FINDER_TOKEN_FILE, 1},
@@ -295,6 +323,33 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_LISTEN:
         r = copy_str(c->listen, sizeof(c->listen), val);
         break;
+    case OPT_PORT:
+        r = parse_u64(val, 65535, &v);
+        c->port = (int)v;
+        break;
+    case OPT_TLS_PORT:
+        r = parse_u64(val, 65535, &v);
+        c->tls_port = (unsigned)v;
+        break;
+    case OPT_TLS_CERT:
+        r = copy_str(c->tls_cert_file, sizeof(c->tls_cert_file), val);
+        break;
+    case OPT_TLS_KEY:
+        r = copy_str(c->tls_key_file, sizeof(c->tls_key_file), val);
+        break;
+    case OPT_TLS_CA:
+        r = copy_str(c->tls_ca_cert_file, sizeof(c->tls_ca_cert_file), val);
+        break;
+    case OPT_TLS_CRL:
+        if (!*val) {
+            c->tls_crl_file[0] = '\0'; /* empty: none */
+            break;
+        }
+        r = copy_str(c->tls_crl_file, sizeof(c->tls_crl_file), val);
+        break;
+    case OPT_TLS_AUTH:
+        r = dpr_tls_verify_parse(val, &c->tls_auth_clients);
+        break;
     case OPT_FINDER: {
         dpr_finders fl;
         if (dpr_finders_parse(val, &fl, err) < 0) {
@@ -409,6 +464,27 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     return 0;
 }
 
+/* The TLS settings go together (the files themselves are read by
+ * kv_tls_load). */
+static int check_tls(const kv_config *c)
+{
+    const char *what = NULL;
+
+    if (c->port == 0 && !c->tls_port)
+        what = "--port 0 turns the plain listener off: give --tls-port too";
+    else if (c->tls_port && (!c->tls_cert_file[0] || !c->tls_key_file[0]))
+        what = "--tls-port needs --tls-cert-file and --tls-key-file";
+    else if (c->tls_port && c->tls_auth_clients != DPR_TLS_VERIFY_NONE && !c->tls_ca_cert_file[0])
+        what = "--tls-auth-clients yes or optional needs --tls-ca-cert-file (or say "
+               "--tls-auth-clients no)";
+    else if (c->tls_port && c->port >= 0 && (unsigned)c->port == c->tls_port)
+        what = "--port and --tls-port must differ";
+    if (!what)
+        return 0;
+    fprintf(stderr, "dpr-kv: %s; try 'dpr-kv --help'.\n", what);
+    return -EINVAL;
+}
+
 enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
 {
     struct option longopts[NOPTS + 1];
@@ -419,6 +495,8 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
 
     memset(c, 0, sizeof(*c));
     strcpy(c->listen, "127.0.0.1:6379");
+    c->port = -1;
+    c->tls_auth_clients = DPR_TLS_VERIFY_REQUIRED;
     strcpy(c->domain, DPR_DOMAIN_DEFAULT);
     c->checkpoint_interval_ms = 100;
     c->compact_bytes = (uint64_t)8 << 20;
@@ -484,6 +562,8 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
                                  : "--dir (or DPR_KV_DIR or STATE_DIRECTORY)");
         return KV_CONFIG_EXIT_USAGE;
     }
+    if (check_tls(c) < 0)
+        return KV_CONFIG_EXIT_USAGE;
     if (!c->sync_interval_ms)
         c->sync_interval_ms = c->checkpoint_interval_ms;
     c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));

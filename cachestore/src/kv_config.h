@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/tls.h"
 #include "dpr/domain.h"
 
 /* The finder's registration token rule (finder.h, DPR_FINDER_TOKEN_MAX):
@@ -25,6 +26,15 @@
 
 typedef struct kv_config {
     char listen[300];          /* ADDR:PORT; port 0 picks a free one */
+    int port;                  /* --port: -1 unset (listen's), 0 no plain listener */
+    /* TLS (Redis' names, docs/tls.md): a listener on listen's host at
+     * tls_port (0: none) with these files; SIGHUP loads them again */
+    unsigned tls_port;
+    char tls_cert_file[PATH_MAX];
+    char tls_key_file[PATH_MAX];
+    char tls_ca_cert_file[PATH_MAX];
+    char tls_crl_file[PATH_MAX]; /* "": none */
+    dpr_tls_verify tls_auth_clients; /* default yes, as Redis */
     char finder[1024];         /* HOST:PORT[,HOST:PORT...] (common/finders.h) */
     /* the DPR domain this shard belongs to (dpr/domain.h): its world-lines,
      * cut and recovery are the domain's; every finder command names it and

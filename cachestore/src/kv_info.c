@@ -63,7 +63,9 @@ static void sec_server(kv_server *s, dpr_buf *b)
     kv_info_line(b, "process_id:%d", (int)getpid());
     kv_info_line(b, "listen:%s", s->bound);
     const char *colon = strrchr(s->bound, ':');
-    kv_info_line(b, "tcp_port:%s", colon ? colon + 1 : "0");
+    kv_info_line(b, "tcp_port:%s", colon && s->listening ? colon + 1 : "0");
+    const char *tcolon = strrchr(s->tls_bound, ':');
+    kv_info_line(b, "tls_port:%s", tcolon && s->tls_listening ? tcolon + 1 : "0");
     kv_info_line(b, "uptime_in_seconds:%" PRIu64, up);
     kv_info_line(b, "uptime_in_days:%" PRIu64, up / 86400);
 }
@@ -102,6 +104,8 @@ static void sec_stats(kv_server *s, dpr_buf *b)
     kv_info_line(b, "total_connections_received:%" PRIu64, s->conns_total);
     kv_info_line(b, "total_commands_processed:%" PRIu64, s->cmds_total);
     kv_info_line(b, "rejected_connections:%" PRIu64, s->conns_rejected);
+    kv_info_line(b, "tls_connections_received:%" PRIu64, s->tls_conns_total);
+    kv_info_line(b, "tls_refused:%" PRIu64, s->tls_refused);
     kv_info_line(b, "total_writes:%" PRIu64, s->writes);
 }
 
@@ -258,7 +262,8 @@ void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv
     snprintf(maxclients, sizeof(maxclients), "%zu", s->cfg->max_clients);
     snprintf(maxreq, sizeof(maxreq), "%zu", s->cfg->max_request_bytes);
     snprintf(maxmem, sizeof(maxmem), "%" PRIu64, s->cfg->maxmemory);
-    const char *colon = strrchr(s->bound, ':');
+    const char *colon = s->listening ? strrchr(s->bound, ':') : NULL;
+    const char *tcolon = s->tls_listening ? strrchr(s->tls_bound, ':') : NULL;
     const char *params[][2] = {
         {"save", ""},
         {"appendonly", "no"},
@@ -269,6 +274,8 @@ void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv
         {"proto-max-bulk-len", "536870912"},
         {"client-query-buffer-limit", maxreq},
         {"port", colon ? colon + 1 : "0"},
+        {"tls-port", tcolon ? tcolon + 1 : "0"},
+        {"tls-auth-clients", dpr_tls_verify_name(s->cfg->tls_auth_clients)},
         {"dir", s->cfg->dir},
     };
     size_t n = sizeof(params) / sizeof(params[0]), hits = 0;

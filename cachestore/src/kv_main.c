@@ -14,6 +14,7 @@
 #include "kv_recover.h"
 #include "kv_resize.h"
 #include "kv_server.h"
+#include "kv_tls.h"
 
 int main(int argc, char **argv)
 {
@@ -21,6 +22,7 @@ int main(int argc, char **argv)
     static kv_server srv;
     kv_recovery rec;
     kv_layout_state layout;
+    dpr_tls_ctx *tls = NULL;
     dpr_err err = DPR_ERR_INIT;
     uv_loop_t *loop = uv_default_loop();
     int r, code;
@@ -42,10 +44,22 @@ int main(int argc, char **argv)
             (void)dpr_log_add_field(field);
     }
     signal(SIGPIPE, SIG_IGN);
+    /* systemctl reload during recovery must not kill it (the loop's SIGHUP
+     * handler, the TLS reload, comes once serving) */
+    signal(SIGHUP, SIG_IGN);
     log_info("starting: worker %llu of domain %s, dir %s, finder %s%s, checkpoint every %u ms",
              (unsigned long long)cfg.worker, cfg.domain, cfg.dir, cfg.finder,
              cfg.finder_token[0] ? " (with a registration token)" : "",
              cfg.checkpoint_interval_ms);
+    /* certificates before anything else: a shard that could not serve its
+     * TLS port must not register with the finder */
+    r = kv_tls_load(&cfg, &tls, &err);
+    if (r < 0) {
+        log_error("cannot start the TLS port: %s", dpr_err_str(&err, r));
+        sd_notifyf(0, "STATUS=failed: cannot start the TLS port: %s\nERRNO=%d",
+                   dpr_err_str(&err, r), -r);
+        return 1;
+    }
     /* the layout first: a shard that cannot tell which keys it owns must
      * not register (a registration of a known worker rolls its domain back) */
     r = kv_resize_read(cfg.dir, &layout, &err);
@@ -54,6 +68,7 @@ int main(int argc, char **argv)
         dpr_log_fields(DPR_LOG_ERR, fields, "cannot recover: %s (before registering with the "
                        "finder: the other shards are not disturbed)", dpr_err_str(&err, r));
         sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", dpr_err_str(&err, r), -r);
+        dpr_tls_ctx_free(tls);
         return r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
     }
     r = kv_recover(&cfg, &rec, &err);
@@ -73,12 +88,13 @@ int main(int argc, char **argv)
             sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", dpr_err_str(&err, r), -r);
         kv_recovery_free(&rec);
         kv_layout_state_free(&layout);
+        dpr_tls_ctx_free(tls);
         /* restarting cannot help a refused registration or a damaged
          * checkpoint: the unit's RestartPreventExitStatus= stops systemd */
         return r == -EACCES || r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
-                       rec.nckpts, rec.committed_max, &layout);
+                       rec.nckpts, rec.committed_max, &layout, tls);
     kv_recovery_free(&rec);
     kv_layout_state_free(&layout); /* empty unless kv_server_init failed early */
     if (r < 0) {

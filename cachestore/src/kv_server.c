@@ -18,6 +18,7 @@
 #include "common/resp.h"
 #include "dpr/wire.h"
 #include "kv_resize.h"
+#include "kv_tls.h"
 
 #define READ_CHUNK (16u * 1024)
 #define OUT_HIGH_WATER (4u << 20) /* stop reading a client with this much unsent */
@@ -25,6 +26,7 @@
 #define MAX_ARGS (1u << 20)
 #define CRON_MS 50
 #define CRON_REHASH_USEC 1000
+#define TLS_LOG_BURST 20          /* refused TLS clients logged per second, at most */
 
 static void client_process(kv_client *c);
 static void client_flush(kv_client *c);
@@ -49,6 +51,8 @@ static void client_closed(uv_handle_t *h)
     dpr_buf_free(&c->in);
     dpr_buf_free(&c->out);
     dpr_buf_free(&c->wbuf);
+    dpr_buf_free(&c->raw);
+    dpr_tls_conn_free(c->tls);
     dpr_buf_free(&c->batch_hdr);
     dpr_buf_free(&c->batch_ops);
     kv_parser_free(&c->parser);
@@ -130,6 +134,24 @@ static void write_done(uv_write_t *req, int status)
         client_flush(c);
 }
 
+/* A TLS client's replies (c->out, plaintext) into the engine, and what the
+ * engine has to send (replies, handshake, alerts) back into c->out. Only
+ * when no write is in flight, so c->out holds plaintext only. */
+static int tls_encrypt(kv_client *c)
+{
+    int r = 0;
+
+    if (c->out.len && !c->tls_failed)
+        r = dpr_tls_conn_write(c->tls, c->out.data, c->out.len);
+    c->out.len = 0;
+    if (r == 0 && dpr_tls_conn_take(c->tls, &c->out) < 0)
+        r = -ENOMEM;
+    if (r < 0)
+        log_warning("client: TLS: %s; closing the connection",
+                    r == -ENOMEM ? "out of memory" : dpr_tls_conn_errstr(c->tls));
+    return r;
+}
+
 static void client_flush(kv_client *c)
 {
     uv_buf_t b;
@@ -139,6 +161,10 @@ static void client_flush(kv_client *c)
         return;
     if (dpr_buf_failed(&c->out)) {
         log_warning("client: out of memory building a reply; closing the connection");
+        client_close(c);
+        return;
+    }
+    if (c->tls && tls_encrypt(c) < 0) {
         client_close(c);
         return;
     }
@@ -186,12 +212,87 @@ static void client_flush(kv_client *c)
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     kv_client *c = h->data;
+    dpr_buf *b = c->tls ? &c->raw : &c->in; /* TLS: ciphertext first */
     (void)suggested;
-    if (dpr_buf_reserve(&c->in, READ_CHUNK) < 0) {
+    if (dpr_buf_reserve(b, READ_CHUNK) < 0) {
         *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
         return;
     }
-    *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+    *buf = uv_buf_init(b->data + b->len, (unsigned)(b->cap - b->len));
+}
+
+static void client_peer(kv_client *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    snprintf(out, cap, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        dpr_addr_format((struct sockaddr *)&ss, out, cap);
+}
+
+/* A refused TLS client: its alert goes out, nothing it sent runs, and it is
+ * closed. At most TLS_LOG_BURST lines a second: anyone can connect. */
+static void tls_refuse(kv_client *c)
+{
+    kv_server *s = c->srv;
+    uint64_t now = dpr_mono_ms();
+    char peer[DPR_ADDR_STR_MAX];
+
+    s->tls_refused++;
+    if (now - s->tls_log_ms >= 1000) {
+        if (s->tls_unlogged)
+            log_warning("%" PRIu64 " more TLS clients refused (tls_refused in INFO counts "
+                        "them)", s->tls_unlogged);
+        s->tls_log_ms = now;
+        s->tls_log_lines = s->tls_unlogged = 0;
+    }
+    if (s->tls_log_lines++ < TLS_LOG_BURST) {
+        client_peer(c, peer, sizeof(peer));
+        log_warning("client %s: TLS refused: %s; closing the connection", peer,
+                    dpr_tls_conn_errstr(c->tls));
+    } else {
+        s->tls_unlogged++;
+    }
+    c->tls_failed = true;
+    c->in.len = 0;
+    c->out.len = 0;
+    c->close_after_reply = true;
+    set_reading(c, false);
+    client_flush(c); /* the alert, if the engine made one; then the close */
+}
+
+/* n bytes of ciphertext arrived in c->raw. */
+static void tls_input(kv_client *c, size_t n)
+{
+    bool was = dpr_tls_conn_established(c->tls);
+    ssize_t r;
+
+    c->raw.len += n;
+    if (c->tls_failed)
+        r = -EPROTO;
+    else if (dpr_tls_conn_feed(c->tls, c->raw.data, c->raw.len) < 0)
+        r = -ENOMEM;
+    else
+        r = dpr_tls_conn_read(c->tls, &c->in);
+    c->raw.len = 0;
+    shrink(&c->raw);
+    if (r < 0) {
+        tls_refuse(c);
+        return;
+    }
+    if (!was && dpr_tls_conn_established(c->tls) && c->srv->cfg->verbose) {
+        const dpr_tls_peer *p = dpr_tls_conn_peer(c->tls);
+        char peer[DPR_ADDR_STR_MAX], how[96];
+        client_peer(c, peer, sizeof(peer));
+        dpr_tls_conn_describe(c->tls, how, sizeof(how));
+        log_debug("client %s: TLS %s, %s", peer, how, p ? p->subject : "no client certificate");
+    }
+    client_process(c); /* also sends what the handshake has to send */
+    if (!c->closing && dpr_tls_conn_eof(c->tls)) {
+        c->close_after_reply = true; /* close_notify: the client is done */
+        client_flush(c);
+    }
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -209,6 +310,10 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->draining)
         return; /* after the last reply: runs nothing (the buffer is reused) */
     c->input_ms = dpr_mono_ms();
+    if (c->tls) {
+        tls_input(c, (size_t)nread);
+        return;
+    }
     c->in.len += (size_t)nread;
     client_process(c);
 }
@@ -800,13 +905,24 @@ static void on_connection(uv_stream_t *server, int status)
     if (s->nclients >= s->cfg->max_clients || s->stopping) {
         static const char msg[] = "-ERR max number of clients reached\r\n";
         uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
-        if (!s->stopping)
+        /* (a TLS client could not read it: closed without a word) */
+        if (!s->stopping && server != (uv_stream_t *)&s->tls_listener)
             (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         s->conns_rejected++;
         uv_close((uv_handle_t *)&c->tcp, reject_closed);
         return;
     }
     (void)uv_tcp_nodelay(&c->tcp, 1);
+    if (server == (uv_stream_t *)&s->tls_listener) {
+        dpr_err err = DPR_ERR_INIT;
+        if (dpr_tls_conn_new(s->tls, NULL, &c->tls, &err) < 0) {
+            log_error("cannot start TLS on a connection: %s", err.msg);
+            s->conns_rejected++;
+            uv_close((uv_handle_t *)&c->tcp, reject_closed);
+            return;
+        }
+        s->tls_conns_total++;
+    }
     c->srv = s;
     dpr_buf_init(&c->in);
     dpr_buf_init(&c->out);
@@ -820,7 +936,10 @@ static void on_connection(uv_stream_t *server, int status)
     set_reading(c, true);
 }
 
-static int start_listening(kv_server *s)
+/* A listener on --listen's host at port (-1: --listen's port) into *l,
+ * its address into bound. */
+static int listen_on(kv_server *s, uv_tcp_t *l, bool *listening, int port, const char *what,
+                     char *bound, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -829,29 +948,57 @@ static int start_listening(kv_server *s)
     dpr_err err;
 
     r = dpr_hostport_parse(s->cfg->listen, DPR_HOSTPORT_PORT0, &hp, &err);
+    if (r == 0 && port >= 0)
+        hp.port = (uint16_t)port;
     if (r == 0 && dpr_hostport_resolve(&hp, true, &ss, &sslen, &err) < 0)
         r = -EADDRNOTAVAIL;
     if (r < 0) {
         log_error("cannot use listen address '%s': %s", s->cfg->listen, err.msg);
         return r;
     }
-    r = uv_tcp_init(s->loop, &s->listener);
+    r = uv_tcp_init(s->loop, l);
     if (r < 0)
         return r;
-    s->listener.data = s;
-    s->listening = true;
-    r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+    l->data = s;
+    *listening = true;
+    r = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+        r = uv_listen((uv_stream_t *)l, 511, on_connection);
     if (r < 0) {
-        log_error("cannot listen on %s: %s", s->cfg->listen, uv_strerror(r));
+        dpr_addr_format((struct sockaddr *)&ss, bound, cap);
+        log_error("cannot listen on %s%s: %s", bound, what, uv_strerror(r));
         return r;
     }
-    r = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    r = uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
     if (r < 0)
         return r;
-    dpr_addr_format((struct sockaddr *)&ss, s->bound, sizeof(s->bound));
-    log_info("listening on %s", s->bound);
+    dpr_addr_format((struct sockaddr *)&ss, bound, cap);
+    log_info("listening on %s%s", bound, what);
+    return 0;
+}
+
+/* The plain listener unless --port 0, then the TLS one (--tls-port). */
+static int start_listening(kv_server *s)
+{
+    char tls_what[300];
+    int r;
+
+    if (s->cfg->port != 0) {
+        r = listen_on(s, &s->listener, &s->listening, s->cfg->port, "", s->bound,
+                      sizeof(s->bound));
+        if (r < 0)
+            return r;
+    }
+    if (!s->tls)
+        return 0;
+    snprintf(tls_what, sizeof(tls_what), " (TLS, client certificates: %s)",
+             dpr_tls_verify_name(s->cfg->tls_auth_clients));
+    r = listen_on(s, &s->tls_listener, &s->tls_listening, (int)s->cfg->tls_port, tls_what,
+                  s->tls_bound, sizeof(s->tls_bound));
+    if (r < 0)
+        return r;
+    if (!s->listening)
+        memcpy(s->bound, s->tls_bound, sizeof(s->bound));
     return 0;
 }
 
@@ -860,6 +1007,10 @@ void kv_server_stop_listening(kv_server *s)
     if (s->listening) {
         uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = false;
+    }
+    if (s->tls_listening) {
+        uv_close((uv_handle_t *)&s->tls_listener, NULL);
+        s->tls_listening = false;
     }
 }
 
@@ -885,6 +1036,13 @@ static void drain_step(kv_client *c)
         client_flush(c);
         if (c->closing || c->writing)
             return; /* write_done comes back here */
+    }
+    if (c->tls && !c->tls_notified) {
+        c->tls_notified = true; /* the client reads a clean end of the stream */
+        (void)dpr_tls_conn_close_notify(c->tls);
+        client_flush(c);
+        if (c->closing || c->writing)
+            return;
     }
     c->shut = true;
     c->shut_req.data = c;
@@ -958,6 +1116,10 @@ static void on_cron(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     kv_server *s = h->data;
+    if (signum == SIGHUP) {
+        (void)kv_tls_reload(s->cfg, &s->tls);
+        return;
+    }
     if (signum == SIGCHLD) {
         kv_dpr_reap(s);
         kv_resize_reap(s);
@@ -984,9 +1146,9 @@ static int start_timers(kv_server *s)
         r = uv_timer_start(&s->cron, on_cron, CRON_MS, CRON_MS);
     if (r < 0)
         return r;
-    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_chld};
-    int nums[] = {SIGTERM, SIGINT, SIGCHLD};
-    for (int i = 0; i < 3; i++) {
+    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_chld, &s->sig_hup};
+    int nums[] = {SIGTERM, SIGINT, SIGCHLD, SIGHUP};
+    for (int i = 0; i < 4; i++) {
         r = uv_signal_init(s->loop, sigs[i]);
         if (r < 0)
             return r;
@@ -1000,12 +1162,14 @@ static int start_timers(kv_server *s)
 
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
-                   size_t nckpts, uint64_t committed, kv_layout_state *layout)
+                   size_t nckpts, uint64_t committed, kv_layout_state *layout,
+                   dpr_tls_ctx *tls)
 {
     int r;
 
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->tls = tls;
     s->loop = loop;
     s->start_ms = dpr_wall_ms();
     s->restored_version = restored_version;

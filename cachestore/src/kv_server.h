@@ -19,6 +19,7 @@
 
 #include "common/addr.h"
 #include "common/buf.h"
+#include "common/tls.h"
 #include "dpr/worker.h"
 #include "kv_cmd.h"
 #include "kv_config.h"
@@ -45,6 +46,12 @@ typedef struct kv_server kv_server;
 typedef struct kv_client {
     kv_server *srv;
     uv_tcp_t tcp;
+    /* a client of the TLS port: its engine; raw: bytes read from the
+     * socket (in and out hold plaintext until client_flush encrypts) */
+    dpr_tls_conn *tls;
+    dpr_buf raw;
+    bool tls_failed;                    /* refused: only its alert goes out */
+    bool tls_notified;                  /* close_notify queued (drain) */
     struct kv_client *prev, *next;      /* all clients */
     struct kv_client *park_next;
     enum kv_park parked;
@@ -79,9 +86,16 @@ struct kv_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     bool listening;
-    char bound[DPR_ADDR_STR_MAX];       /* actual listen address */
+    char bound[DPR_ADDR_STR_MAX];       /* actual listen address (the TLS one with --port 0) */
+    /* the TLS port (--tls-port): its context, reloaded on SIGHUP */
+    dpr_tls_ctx *tls;
+    uv_tcp_t tls_listener;
+    bool tls_listening;
+    char tls_bound[DPR_ADDR_STR_MAX];
+    uint64_t tls_conns_total, tls_refused;
+    uint64_t tls_log_ms, tls_log_lines, tls_unlogged; /* refusals' log lines, rate-limited */
     uv_timer_t cron, ckpt_timer, sync_timer, watchdog;
-    uv_signal_t sig_term, sig_int, sig_chld;
+    uv_signal_t sig_term, sig_int, sig_chld, sig_hup;
     uint64_t watchdog_usec;
 
     kv_dict dict;
@@ -170,10 +184,12 @@ struct kv_server {
 
 /* kv_server.c */
 /* committed: the highest `committed` recorded by the checkpoints on disk;
- * layout: what kv_resize_read found (taken over, *layout emptied). */
+ * layout: what kv_resize_read found (taken over, *layout emptied); tls: the
+ * TLS port's context (kv_tls_load; taken over) or NULL. */
 int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict *restored,
                    uint64_t world_line, uint64_t restored_version, const uint64_t *ckpts,
-                   size_t nckpts, uint64_t committed, kv_layout_state *layout);
+                   size_t nckpts, uint64_t committed, kv_layout_state *layout,
+                   dpr_tls_ctx *tls);
 /* One op of a stored DPR batch (batch_ops: u32 argc, then u32 length and
  * bytes per argument) decoded into s->scratch: *argc arguments. Returns
  * where the next op starts, or NULL when s->scratch cannot grow. */

@@ -152,7 +152,55 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --nsupdate: the DNS server to send the updates to")
     dz.add_argument("--ttl", type=_ttl, default=120, metavar="SECONDS",
                     help="the records' TTL (default 120)")
+    _pki_parser(sub)
     return p
+
+
+def _days(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number of days (got %r)" % text)
+    if not 1 <= v <= 36500:
+        raise argparse.ArgumentTypeError("must be 1..36500 (got %s)" % text)
+    return v
+
+
+def _pki_parser(sub) -> None:
+    pk = sub.add_parser("pki", help="the cluster's TLS certificates (docs/tls.md)",
+                        description="Make a cluster CA and issue node and client certificates "
+                                    "(docs/tls.md; no agent needed). Keys are written 0600, "
+                                    "certificates 0644; the CA key stays in the CA directory.")
+    ps = pk.add_subparsers(dest="pki_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    ps.required = True
+    dir_help = "the CA directory (default /etc/dpr/tls)"
+    i = ps.add_parser("init", help="make the cluster's CA")
+    i.add_argument("--dir", default="/etc/dpr/tls", metavar="DIR", help=dir_help)
+    i.add_argument("--cluster", required=True, metavar="NAME", help="the cluster's name")
+    i.add_argument("--days", type=_days, default=3650, metavar="N",
+                   help="validity in days (default 3650)")
+    i.add_argument("--force", action="store_true", help="replace an existing CA")
+    s = ps.add_parser("issue", help="a node or client key and certificate")
+    s.add_argument("kind", choices=["node", "client"], metavar="node|client",
+                   help="node (server and client use) or client (an application)")
+    s.add_argument("--node", "--name", dest="name", required=True, metavar="NAME",
+                   help="the node's (or client's) name: CN, DNS SAN for a node, and "
+                        "dpr://CLUSTER/KIND/NAME")
+    s.add_argument("--ip", action="append", default=[], metavar="IP",
+                   help="an IP address SAN (repeatable)")
+    s.add_argument("--dns", action="append", default=[], metavar="NAME",
+                   help="another DNS SAN (repeatable)")
+    s.add_argument("--dir", default="/etc/dpr/tls", metavar="DIR", help=dir_help)
+    s.add_argument("--out", metavar="DIR",
+                   help="where NAME.key, NAME.crt (and a copy of ca.crt) go (default: --dir)")
+    s.add_argument("--days", type=_days, default=825, metavar="N",
+                   help="validity in days (default 825)")
+    s.add_argument("--force", action="store_true", help="replace existing files")
+    r = ps.add_parser("revoke", help="add a certificate to the CA's CRL (ca.crl)")
+    r.add_argument("cert", metavar="CERT", help="the certificate file")
+    r.add_argument("--dir", default="/etc/dpr/tls", metavar="DIR", help=dir_help)
+    c = ps.add_parser("crl", help="sign ca.crl again (it is valid for 365 days)")
+    c.add_argument("--dir", default="/etc/dpr/tls", metavar="DIR", help=dir_help)
 
 
 def _ttl(text: str) -> int:
@@ -574,6 +622,26 @@ def cmd_dns_zone(args) -> int:
     return EXIT_OK
 
 
+def cmd_pki(args) -> int:
+    from . import pki
+    if args.pki_command == "init":
+        paths = pki.init(args.dir, args.cluster, days=args.days, force=args.force)
+        print("CA of cluster %s: %s (key, keep it here), %s, %s"
+              % (args.cluster, paths["ca.key"], paths["ca.crt"], paths["ca.crl"]))
+    elif args.pki_command == "issue":
+        paths = pki.issue(args.dir, args.kind, args.name, out_dir=args.out, ips=args.ip,
+                          dns=args.dns, days=args.days, force=args.force)
+        print("%s %s: %s" % (args.kind, args.name, ", ".join(paths[k] for k in
+                                                            ("key", "crt", "ca") if k in paths)))
+    elif args.pki_command == "revoke":
+        serial = pki.revoke(args.dir, args.cert)
+        print("revoked serial %X in %s; reload the servers (systemctl reload) to apply it"
+              % (serial, os.path.join(args.dir, "ca.crl")))
+    else:
+        print("signed %s again" % pki.refresh_crl(args.dir))
+    return EXIT_OK
+
+
 def _protocol_error(message: str):
     from .mgmt_errors import AgentProtocolError
     return AgentProtocolError(message, code="bad_reply")
@@ -581,7 +649,7 @@ def _protocol_error(message: str):
 
 COMMANDS = {"apply": cmd_apply, "plan": cmd_plan, "status": cmd_status, "delete": cmd_delete,
             "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait, "rollout": cmd_rollout,
-            "discover": cmd_discover, "dns-zone": cmd_dns_zone}
+            "discover": cmd_discover, "dns-zone": cmd_dns_zone, "pki": cmd_pki}
 
 
 def _error_lines(e: BaseException, args) -> list:

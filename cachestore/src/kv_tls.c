@@ -1,0 +1,45 @@
+/* kv_tls.c - see kv_tls.h. */
+#include "kv_tls.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+int kv_tls_load(const kv_config *cfg, dpr_tls_ctx **out, dpr_err *err)
+{
+    dpr_tls_config tc = {
+        .cert_file = cfg->tls_cert_file,
+        .key_file = cfg->tls_key_file,
+        .ca_file = cfg->tls_ca_cert_file[0] ? cfg->tls_ca_cert_file : NULL,
+        .crl_file = cfg->tls_crl_file[0] ? cfg->tls_crl_file : NULL,
+        .verify = cfg->tls_auth_clients,
+    };
+
+    *out = NULL;
+    if (!cfg->tls_port)
+        return 0;
+    return dpr_tls_ctx_new(&tc, true, out, err);
+}
+
+int kv_tls_reload(const kv_config *cfg, dpr_tls_ctx **ctx)
+{
+    dpr_tls_ctx *fresh = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    char what[400];
+    int r;
+
+    if (!*ctx) {
+        log_info("SIGHUP: no TLS port: nothing to reload");
+        return 0;
+    }
+    r = kv_tls_load(cfg, &fresh, &err);
+    if (r < 0) {
+        log_error("SIGHUP: TLS certificates not reloaded, new connections keep the old ones: %s",
+                  dpr_err_str(&err, r));
+        return r;
+    }
+    dpr_tls_ctx_free(*ctx); /* connections made from it keep it */
+    *ctx = fresh;
+    dpr_tls_ctx_describe(fresh, what, sizeof(what));
+    log_notice("SIGHUP: TLS certificates reloaded for new connections: %s", what);
+    return 0;
+}

@@ -1,0 +1,21 @@
+/*
+ * kv_tls.h - dpr-kv's TLS port (Redis' model, docs/tls.md): the context made
+ * from the --tls-* files, and its reload on SIGHUP. The connections
+ * themselves are kv_server.c's (common/tls.h's engine per client).
+ */
+#ifndef KV_TLS_H
+#define KV_TLS_H
+
+#include "common/tls.h"
+#include "kv_config.h"
+
+/* The context of cfg's --tls-* files; *out NULL when there is no TLS port.
+ * The message names the file and OpenSSL's reason. */
+int kv_tls_load(const kv_config *cfg, dpr_tls_ctx **out, dpr_err *err);
+
+/* SIGHUP: loads the files again into *ctx for new connections (existing
+ * ones keep the context they were made from). A failure keeps the old
+ * context; both outcomes are logged. 0 or the failure's code. */
+int kv_tls_reload(const kv_config *cfg, dpr_tls_ctx **ctx);
+
+#endif
