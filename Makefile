@@ -17,6 +17,9 @@
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
+# The version: the first line of debian/changelog, its one place
+# (docs/packaging.md); the programs print it for --version.
+VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 DESTDIR ?=
 BUILD ?= build
 SAN ?= 0
@@ -56,6 +59,7 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
 # targets to FUZZ_BINS. Order matters: later ones link earlier ones.
 UNIT_BINS :=
 FUZZ_BINS :=
+VALUE_OBJS :=
 include common/build.mk
 include libdpr/build.mk
 include libdpr/discover/build.mk
@@ -88,6 +92,14 @@ $(FLAGS_STAMP): FORCE
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' >$@
 .PHONY: FORCE
 
+# Values compiled into some objects (each build.mk adds its own to
+# VALUE_OBJS): BINDIR (dpr-agent's default dpr-kv) and VERSION (--version,
+# common/version.h). Those objects are rebuilt when the values change.
+VALUES_STAMP = $(BUILD)/.values
+VALUES_TEXT := BINDIR=$(BINDIR) VERSION=$(VERSION)
+$(VALUES_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VALUES_TEXT)' | cmp -s - $@ || echo '$(VALUES_TEXT)' >$@
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/lib
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -157,6 +169,10 @@ bench-rollout: all
 
 # --- install, uninstall, deb (install.mk) ----------------------------------
 include install.mk
+
+# (after every build.mk: VALUE_OBJS is complete)
+$(VALUE_OBJS): CPPFLAGS += -DDPR_BINDIR='"$(BINDIR)"' -DDPR_VERSION='"$(VERSION)"'
+$(VALUE_OBJS): $(VALUES_STAMP)
 
 clean:
 	rm -rf build

@@ -10,11 +10,9 @@
 #   make deb       build/dpr-cluster_$(VERSION)_amd64.deb and the library
 #                  packages (dpkg-buildpackage on a copy of the tree)
 #
-# The version comes from one place, the first line of debian/changelog.
+# VERSION (the first line of debian/changelog) and BINDIR are set in the
+# Makefile: programs are compiled with them.
 
-VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
-
-# (BINDIR is set in the Makefile: dpr-agent's default dpr-kv path uses it)
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share
@@ -63,7 +61,8 @@ install: programs
 		$(INSTALL_SED) conf/$$pc.pc.in >$(D)$(PKGCONFIGDIR)/$$pc.pc && \
 		chmod 0644 $(D)$(PKGCONFIGDIR)/$$pc.pc || exit 1; done
 	install -m 0644 $(addprefix python-dpr/dpr/,$(PYTHON_FILES)) $(D)$(PYTHON_SITE)/dpr/
-	printf 'LIBDPR = "%s"\n' '$(LIBDIR)/$(LIBDPR_SONAME)' >$(D)$(PYTHON_SITE)/dpr/_install.py
+	printf 'LIBDPR = "%s"\nVERSION = "%s"\n' '$(LIBDIR)/$(LIBDPR_SONAME)' '$(VERSION)' \
+		>$(D)$(PYTHON_SITE)/dpr/_install.py
 	for u in $(UNITS); do $(INSTALL_SED) units/$$u >$(D)$(UNITDIR)/$$u && \
 		chmod 0644 $(D)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 conf/sysusers.conf $(D)$(SYSUSERSDIR)/dpr-cluster.conf

@@ -26,14 +26,9 @@ $(AGENT_BIN): $(BUILD)/obj/agent/src/main.o $(AGENT_A) $(FINDER_A) $(LIBDPR_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
 # The default cache-store program is BINDIR/dpr-kv (the install's; the
-# package's is /usr/bin): config.o is rebuilt when BINDIR changes.
-AGENT_BINDIR_STAMP = $(BUILD)/.bindir
-$(AGENT_BINDIR_STAMP): FORCE
-	@mkdir -p $(BUILD)
-	@echo '$(BINDIR)' | cmp -s - $@ || echo '$(BINDIR)' >$@
-$(BUILD)/obj/agent/src/config.o $(BUILD)/obj/tests/agent/test_agent_config.o: \
-	CPPFLAGS += -DDPR_BINDIR='"$(BINDIR)"'
-$(BUILD)/obj/agent/src/config.o $(BUILD)/obj/tests/agent/test_agent_config.o: $(AGENT_BINDIR_STAMP)
+# package's is /usr/bin); main.c prints VERSION for --version
+VALUE_OBJS += $(BUILD)/obj/agent/src/config.o $(BUILD)/obj/tests/agent/test_agent_config.o \
+              $(BUILD)/obj/agent/src/main.o
 
 UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/agent/test_*.c))
 

@@ -136,7 +136,7 @@ def test_packages_hold_what_make_install_installs(debs, tmp_path):
         text = open(stage + f, encoding="utf-8").read()
         assert "/usr/local" not in text and "/usr/bin/dpr-" in text, f
     assert open(stage + "/usr/lib/python3/dist-packages/dpr/_install.py").read() == \
-        'LIBDPR = "%s/libdpr.so.0"\n' % lib
+        'LIBDPR = "%s/libdpr.so.0"\nVERSION = "%s"\n' % (lib, version())
     # dpr-agent's default cache-store program (no cachestores.impls) is the package's
     with open(stage + "/usr/bin/dpr-agent", "rb") as f:
         agent = f.read()
@@ -206,6 +206,8 @@ def test_package_on_a_systemd_node(make_cluster, debs):
     assert node.is_active("dpr-agent") == "active"
     node.run("cat > /root/spec.yaml", input=SPEC)
     node.run("dprctl apply -f /root/spec.yaml --wait --timeout 60", timeout=90)
+    for prog in ("dpr-agent", "dpr-kv", "dpr-finder", "dprctl"):
+        assert node.run([prog, "--version"]).stdout == "%s %s\n" % (prog, version())
     status = node.run("dprctl status").stdout
     assert "pkg" in status and "kv" in status, status
     assert node.run("python3 -c 'import dpr._libdpr as L; L.get_lib(); print(L.library_path)'"

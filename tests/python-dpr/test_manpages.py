@@ -13,7 +13,7 @@ import pytest
 
 from dpr import cli
 
-from dprtest import BUILD_DIR, ROOT
+from dprtest import BUILD_DIR, DPRCTL, PYDIR, PYTHON, ROOT
 
 MAN = os.path.join(ROOT, "man")
 COMPLETION = os.path.join(ROOT, "python-dpr", "completion", "dprctl")
@@ -59,11 +59,31 @@ def subcommands():
 def test_dprctl_man_page_lists_every_command_and_option():
     page = man_text("dprctl.1")
     parser, cmds = subcommands()
+    for o in (o for a in parser._actions for o in a.option_strings):
+        assert o in page.split(".SH COMMANDS", 1)[0], o
     for name, p in cmds.items():
         assert re.search(r"^\.B %s\b" % re.escape(name), page, re.M), name
         for a in p._actions:
             for o in a.option_strings:
                 assert o in page, (name, o)
+
+
+def changelog_version():
+    with open(os.path.join(ROOT, "debian", "changelog"), encoding="utf-8") as f:
+        return re.match(r"dpr-cluster \(([^)]+)\) ", f.readline()).group(1)
+
+
+@pytest.mark.parametrize("program", ["dpr-agent", "dpr-kv", "dpr-finder", "dprctl"])
+def test_version_is_the_one_of_debian_changelog(program):
+    if program == "dprctl":
+        argv = [PYTHON, DPRCTL]
+    else:
+        help_text(program)  # skips without the build
+        argv = [os.path.join(BUILD_DIR, program)]
+    r = subprocess.run(argv + ["--version"], capture_output=True, text=True, timeout=10,
+                       env=dict(os.environ, PYTHONPATH=PYDIR))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "%s %s\n" % (program, changelog_version())
 
 
 def test_agent_conf_page_names_every_setting():
