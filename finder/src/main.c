@@ -11,6 +11,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/num.h"
+#include "common/version.h"
 #include "dpr/domains.h"
 #include "dpr/finder_server.h"
 #include "dpr/store.h"
@@ -38,6 +39,7 @@ static void usage(FILE *out)
 "                              encoding (default %u, at least %d); a larger one is\n"
 "                              answered with an error and its connection closed\n"
 "  -h, --help                  show this help and exit\n"
+"      --version               print the version and exit\n"
 "\n"
 "On start the state in DIR is loaded; without one the finder starts fresh (no\n"
 "domains; a domain starts at world-line 1 with its first worker). A corrupt or unreadable state file is an error:\n"
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
         { "max-clients", required_argument, NULL, 'c' },
         { "max-request-bytes", required_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     dpr_server_config cfg = { NULL, DPR_SERVER_DEFAULT_MAX_CLIENTS,
@@ -157,6 +160,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("dpr-finder %s\n", DPR_VERSION);
             return 0;
         case ':':
             fprintf(stderr, "dpr-finder: option '%s' needs a value (see --help)\n",
