@@ -54,6 +54,9 @@ typedef struct inst_rt {
     uint64_t fail_seq, fail_seq_rolled;
     bool roll_reset;       /* the roll-out's reset of systemd's start limit is in flight */
     bool roll_reset_done;  /* ... and done: restart it */
+    /* a resume lifted the halt: systemd's start limit (which the failing
+     * version used up) is reset first, then the failures count anew */
+    bool retry_reset, retry_resetting;
     bool in_flight;        /* an operation was issued, not yet done */
     agent_unit_op op;
     int retire_step;       /* for a retiring unit: 0 stop, 1 clean, 2 done */

@@ -191,6 +191,15 @@ static bool memory_max_set(agent *a, const agent_instance *in, inst_rt *rt)
 
 static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
 {
+    if (rt->retry_reset && ready_to_act(a, rt)) {
+        /* (its restarts by systemd may have used up the start limit: a
+         * start would fail at once) */
+        if (issue(a, rt, AGENT_UNIT_RESET_FAILED) == 0) {
+            rt->retry_reset = false;
+            rt->retry_resetting = true;
+        }
+        return; /* then start it (done) */
+    }
     if (!rt->want_start || !ready_to_act(a, rt))
         return;
     if (running(rt)) {
@@ -368,7 +377,8 @@ static int gather(agent *a, const agent_deploy *dep, agent_instance ***v, agent_
         r->outdated = agent_instance_outdated(in) || (rt && rt->restart_pending);
         if (!rt)
             continue;
-        r->busy = rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START);
+        r->busy = (rt->in_flight && (rt->op == AGENT_UNIT_RESTART || rt->op == AGENT_UNIT_START)) ||
+                  rt->retry_reset || rt->retry_resetting;
         r->ready = agent_rt_ready(rt);
         /* a failure since the roll-out restarted it (not an old one: the
          * health of a failed instance sticks until it serves again) */
@@ -515,6 +525,7 @@ void agent_rollout_retry(agent *a, const char *deployment)
         rt->rolled_ms = dpr_mono_ms();
         rt->fail_seq_rolled = rt->fail_seq;
         rt->want_start = true;
+        rt->retry_reset = true;
     }
     if (save)
         agent_save_state(a, &a->st, NULL); /* (logged) */
@@ -904,6 +915,13 @@ void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const
     if (!rt)
         return;
     rt->in_flight = false;
+    if (op == AGENT_UNIT_RESET_FAILED && rt->retry_resetting) {
+        /* a resume's reset: the failures before it were the halt's */
+        rt->retry_resetting = false;
+        rt->fail_seq_rolled = rt->fail_seq;
+        rt->rolled_ms = dpr_mono_ms();
+        rt->want_start = true;
+    }
     if (ename && op == AGENT_UNIT_RESET_FAILED && rt->roll_reset) {
         rt->roll_reset = false; /* (restarted all the same: the next round) */
         rt->roll_reset_done = true;
