@@ -43,3 +43,17 @@ int kv_tls_reload(const kv_config *cfg, dpr_tls_ctx **ctx)
     log_notice("SIGHUP: TLS certificates reloaded for new connections: %s", what);
     return 0;
 }
+
+const dpr_tls_config *kv_tls_finder(const kv_config *cfg, dpr_tls_config *out)
+{
+    if (!cfg->finder_tls)
+        return NULL;
+    *out = (dpr_tls_config){
+        .cert_file = cfg->tls_cert_file,
+        .key_file = cfg->tls_key_file,
+        .ca_file = cfg->tls_ca_cert_file,
+        .crl_file = cfg->tls_crl_file[0] ? cfg->tls_crl_file : NULL,
+        .verify = DPR_TLS_VERIFY_REQUIRED,
+    };
+    return out;
+}

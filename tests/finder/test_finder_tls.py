@@ -213,3 +213,43 @@ def test_bad_certificate_file(tmp_path, certs):
     r = subprocess.run([FINDER, "--listen", "127.0.0.1:0", "--state", str(tmp_path), *args],
                        capture_output=True, timeout=10)
     assert r.returncode == 1 and b"cannot start the TLS port" in r.stderr, r.stderr
+
+
+def test_kv_registers_over_tls_only_with_a_node_certificate(finder, certs, tmp_path):
+    """dpr-kv --finder-tls: its node certificate registers it; an
+    application's certificate is refused at DPR.WORKER.ADD (exit, the
+    finder's reason in its log); without --finder-tls, plain text to the
+    TLS port is refused by the finder."""
+    import subprocess
+    dprtest.need(dprtest.KV)
+    f = finder()
+    ok = dprtest.Kv("127.0.0.1:%d" % f.tls_port, 1, str(tmp_path / "kv1"),
+                    str(tmp_path / "kv1.log"),
+                    args=["--finder-tls", "--tls-cert-file", p(certs, "kv1.crt"),
+                          "--tls-key-file", p(certs, "kv1.key"),
+                          "--tls-ca-cert-file", p(certs, "ca.crt")])
+    try:
+        ok.wait_ready()
+        assert f.client().execute_command("DPR.SYNC", "default")[0] == 1
+    finally:
+        ok.kill(signal.SIGKILL)
+    base = [dprtest.KV, "--listen", "127.0.0.1:0", "--finder", "127.0.0.1:%d" % f.tls_port,
+            "--worker", "2", "--finder-timeout-ms", "1000"]
+    r = subprocess.run(base + ["--dir", str(tmp_path / "kv2"), "--finder-tls",
+                               "--tls-cert-file", p(certs, "app.crt"),
+                               "--tls-key-file", p(certs, "app.key"),
+                               "--tls-ca-cert-file", p(certs, "ca.crt")],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0
+    assert b"dpr://c1/client/app may not run 'DPR.WORKER.ADD'" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--dir", str(tmp_path / "kv3")], capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"not reachable" in r.stderr, r.stderr
+    assert "wrong version number" in f.output()
+    # the server's certificate is checked: another CA's finder is not trusted
+    r = subprocess.run(base + ["--dir", str(tmp_path / "kv4"), "--finder-tls",
+                               "--tls-cert-file", p(certs, "kv1.crt"),
+                               "--tls-key-file", p(certs, "kv1.key"),
+                               "--tls-ca-cert-file", p(certs, "foreign.crt")],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"certificate verify failed" in r.stderr, r.stderr
+    assert sorted(f.client().execute_command("DPR.SYNC", "default")[2][0::2]) == [1]
