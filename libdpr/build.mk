@@ -10,7 +10,7 @@ LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
 LIBDPR_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
 LIBDPR_A = $(BUILD)/libdpr.a
 LIBDPR_SO = $(BUILD)/libdpr.so
-LIBDPR_LIBS = -lhiredis
+LIBDPR_LIBS = -lhiredis $(shell pkg-config --libs openssl)
 
 $(BUILD)/obj/libdpr/%.o: CPPFLAGS += -Ilibdpr/src
 # unit tests of private modules (endpoints.h) see libdpr/src too

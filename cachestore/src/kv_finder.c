@@ -172,9 +172,8 @@ static redisReply *tls_command(redisContext *c, dpr_tls_ctx *ctx, const char *ho
             goto out;
         }
         io.len = 0;
-        r = dpr_tls_conn_feed(t, chunk, (size_t)k);
-        if (r == 0 && (r = (int)dpr_tls_conn_read(t, &io)) >= 0 && io.len &&
-            redisReaderFeed(c->reader, io.data, io.len) != REDIS_OK)
+        r = (int)dpr_tls_conn_input(t, chunk, (size_t)k, &io);
+        if (r >= 0 && io.len && redisReaderFeed(c->reader, io.data, io.len) != REDIS_OK)
             r = -ENOMEM;
     }
     if (r == -ENOMEM)
@@ -702,9 +701,7 @@ static int tls_input(kv_finder *f, const char *data, size_t n)
     ssize_t r;
 
     dpr_buf_init(&plain);
-    r = dpr_tls_conn_feed(f->c->tls, data, n);
-    if (r == 0)
-        r = dpr_tls_conn_read(f->c->tls, &plain);
+    r = dpr_tls_conn_input(f->c->tls, data, n, &plain);
     if (r >= 0)
         r = send_tls(f);
     if (r >= 0 && plain.len && redisReaderFeed(f->reader, plain.data, plain.len) != REDIS_OK)

@@ -366,9 +366,7 @@ static void tls_input(conn *c, const char *data, size_t n)
     ssize_t r;
 
     dpr_buf_init(&plain);
-    r = dpr_tls_conn_feed(c->tls, data, n);
-    if (r == 0)
-        r = dpr_tls_conn_read(c->tls, &plain);
+    r = dpr_tls_conn_input(c->tls, data, n, &plain);
     if (r < 0) {
         dpr_buf_free(&plain);
         tls_refuse(c);

@@ -123,3 +123,39 @@ def test_untrusted_server_refused(tls_cluster, tmp_path):
                        "failed"):
         with dpr.resp.Connection(c.finder.address, ssl_context=ctx) as conn:
             conn.call("PING")
+
+
+def test_c_client_over_tls(tls_cluster, certs):
+    """libdpr's C client (tests/libdpr/client_driver.c, scenario basic) with
+    dpr_client_config.tls_*: through the recording proxies; then without
+    the CA's trust (another CA): it cannot start."""
+    import subprocess
+    c, proxies = tls_cluster
+    driver = dprtest.binary("tests/client-driver")
+    dprtest.need(driver)
+    taps = {n: TapProxy(("127.0.0.1", p)) for n, p in
+            [("finder", c.finder.port)] + [("shard%d" % i, kv.port)
+                                           for i, kv in enumerate(c.shards)]}
+    try:
+        tls = ["--tls-ca", os.path.join(certs, "ca.crt"),
+               "--tls-cert", os.path.join(certs, "app.crt"),
+               "--tls-key", os.path.join(certs, "app.key")]
+        args = [driver, "--finder", taps["finder"].address,
+                "--shard", taps["shard0"].address, "--shard", taps["shard1"].address, *tls]
+        r = subprocess.run(args + ["basic"], capture_output=True, timeout=120)
+        assert r.returncode == 0 and b"PASS basic" in r.stdout, r.stdout + r.stderr
+        for name, p in taps.items():
+            seen = p.captured()
+            assert len(seen) > 1000, name
+            for plain in (b"DPR.BATCH", b"DPR.SYNC", b"INFO", b"dpr_worker_id"):
+                assert plain not in seen, (name, plain)
+    finally:
+        for p in taps.values():
+            p.close()
+    # the finder's certificate is checked: with a CA that did not sign it,
+    # the client does not start
+    r = subprocess.run([driver, "--finder", c.finder.address, "--shard", c.shards[0].address,
+                        "--tls-ca", os.path.join(certs, "app.crt"), "basic"],
+                       capture_output=True, timeout=120)
+    assert r.returncode != 0 and b"certificate verify failed" in r.stdout + r.stderr, \
+        r.stdout + r.stderr
