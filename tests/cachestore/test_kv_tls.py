@@ -199,6 +199,13 @@ def test_bad_settings(cluster, certs, tmp_path):
     assert "--tls-port needs --tls-cert-file and --tls-key-file" in kv.output()
     kv = cluster.start_kv(1, args=["--port", "0"], wait=False)
     assert kv.wait_exit() == 2
+    # --finder-tls needs this node's certificate, key and the CA (also from
+    # the environment)
+    kv = cluster.start_kv(1, args=["--tls-cert-file", p(certs, "kv1.crt")],
+                          env={"DPR_KV_FINDER_TLS": "yes"}, wait=False)
+    assert kv.wait_exit() == 2
+    assert "--finder-tls needs --tls-cert-file, --tls-key-file and --tls-ca-cert-file" \
+        in kv.output()
     # a file that cannot be loaded: refused before registering with the finder
     (tmp_path / "bad.crt").write_text("not a certificate\n")
     kv = cluster.start_kv(1, args=["--tls-port", str(free_port()), "--tls-cert-file",

@@ -158,6 +158,9 @@ def test_handshake_refusals(finder, certs):
     refused_at_handshake(f, certs, None)
     wait_for(lambda: "peer did not return a certificate" in f.output(),
              what="the missing-certificate refusal")
+    odd_cert(certs, "old", "dpr://c1/node/old", from_days=-2, to_days=-1)
+    refused_at_handshake(f, certs, "old")
+    wait_for(lambda: "certificate has expired" in f.output(), what="the expired refusal")
     # the server's certificate is checked by clients too
     refused_at_handshake(f, certs, "kv1", ca="foreign.crt")
     # none of it registered anything

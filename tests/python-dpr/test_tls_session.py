@@ -94,6 +94,9 @@ def test_session_over_tls_commits_and_nothing_shows(tls_cluster, certs):
         with pytest.raises(dpr.ResponseError, match="dpr://c1/client/app may not run "
                            "'DPR.WORKER.ADD'"):
             conn.call("DPR.WORKER.ADD", "default", "9")
+        # an idle TLS connection is still alive (nothing unread), and serves
+        assert conn.check_alive()
+        assert conn.call("PING") == b"PONG"
     # what a capture of every link shows: TLS records, never the data
     for name, p in proxies.items():
         seen = p.captured()
