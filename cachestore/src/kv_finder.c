@@ -982,6 +982,12 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, dpr_tls_ctx *tls, const
     return 0;
 }
 
+void kv_finder_set_tls(kv_finder *f, dpr_tls_ctx *tls)
+{
+    if (f->tls && tls) /* (plain stays plain) */
+        f->tls = tls;
+}
+
 void kv_finder_close(kv_finder *f)
 {
     if (!f)

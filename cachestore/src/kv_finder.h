@@ -132,6 +132,9 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, dpr_tls_ctx *tls, const
 /* Closes the connection and frees everything (after the loop closed handles:
  * call before uv_run's last turn). */
 void kv_finder_close(kv_finder *f);
+/* The context for the next connections (a reload, SIGHUP; the open one
+ * goes on with its own). Kept by the caller as kv_finder_new's. */
+void kv_finder_set_tls(kv_finder *f, dpr_tls_ctx *tls);
 
 /* Queues the report of a completed checkpoint (and sends it when connected
  * and, with kv_finder_hold, released). */

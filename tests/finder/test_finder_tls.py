@@ -256,3 +256,54 @@ def test_kv_registers_over_tls_only_with_a_node_certificate(finder, certs, tmp_p
                        capture_output=True, timeout=30)
     assert r.returncode != 0 and b"certificate verify failed" in r.stderr, r.stderr
     assert sorted(f.client().execute_command("DPR.SYNC", "default")[2][0::2]) == [1]
+
+
+def test_kv_rotates_its_finder_certificate(procs, certs, tmp_path):
+    """SIGHUP makes dpr-kv's finder link use new files on its next
+    connection: after a rotation and the old certificate's revocation, a
+    restarted finder takes the shard's new certificate."""
+    dprtest.need(FINDER, dprtest.KV)
+    pki.issue(certs, "node", "kvrot")
+    mine = str(tmp_path / "kvrot")
+    os.mkdir(mine)
+    for n in ("kvrot.crt", "kvrot.key"):
+        shutil.copy(p(certs, n), os.path.join(mine, n))
+    port = free_port()
+    args = tls_args(certs, port) + ["--port", "0"]
+    state = str(tmp_path / "state")
+    f = procs.add(dprtest.Finder(state, str(tmp_path / "f1.log"), args=args)).wait_ready()
+    kv = procs.add(dprtest.Kv("127.0.0.1:%d" % port, 1, str(tmp_path / "kv1"),
+                              str(tmp_path / "kv1.log"), interval_ms=100,
+                              args=["--finder-tls", "--tls-cert-file", p(mine, "kvrot.crt"),
+                                    "--tls-key-file", p(mine, "kvrot.key"),
+                                    "--tls-ca-cert-file", p(certs, "ca.crt")]))
+    kv.wait_ready()
+    # a new certificate for the shard (a rename each), SIGHUP; the old one revoked
+    old = p(certs, "kvrot-old.crt")
+    shutil.copy(p(certs, "kvrot.crt"), old)
+    pki.issue(certs, "node", "kvrot", force=True)
+    for n in ("kvrot.crt", "kvrot.key"):
+        shutil.copy(p(certs, n), os.path.join(mine, n + ".new"))
+        os.rename(os.path.join(mine, n + ".new"), os.path.join(mine, n))
+    os.kill(kv.pid, signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: the finder link's TLS certificates reloaded" in kv.output(),
+             what="the finder link's reload")
+    pki.revoke(certs, old)
+
+    def cut_of(fd):
+        c = client(fd, certs, "kv1")
+        try:
+            return dict(zip(*[iter(c.execute_command("DPR.SYNC", "default")[2])] * 2))
+        finally:
+            c.connection_pool.disconnect()
+
+    f.tls_port = port
+    before = cut_of(f).get(1, 0)
+    f.kill(signal.SIGKILL)
+    f2 = procs.add(dprtest.Finder(state, str(tmp_path / "f2.log"), args=args)).wait_ready()
+    f2.tls_port = port
+    # the shard reconnects with its new certificate and reports again: a
+    # write's checkpoint moves the cut (the old certificate is revoked)
+    kv.client().set("after-rotation", "1")
+    wait_for(lambda: cut_of(f2).get(1, 0) > before, what="a report over the new connection")
+    assert "TLS refused" not in f2.output(), f2.output()
