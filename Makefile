@@ -8,13 +8,18 @@
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
 #                  bench-replication, bench-tls;
 #                  as root also: make bench-placement, bench-discovery, bench-rollout)
-#   make install   install into $(DESTDIR)$(PREFIX)
+#   make install   install into $(DESTDIR)$(PREFIX); make uninstall removes it
+#   make deb       the Debian packages, in $(BUILD)/ (docs/packaging.md)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #   make demo-cluster  three systemd nodes, a Raft leader's power cut (root)
 #
 # Objects go to $(BUILD) (build/ normally, build/asan for the sanitizer run).
 
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+# The version: the first line of debian/changelog, its one place
+# (docs/packaging.md); the programs print it for --version.
+VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 DESTDIR ?=
 BUILD ?= build
 SAN ?= 0
@@ -48,12 +53,14 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
                python3-dnspython knot bind9-dnsutils \
                libfuse3-dev fuse3 \
-               libssl-dev openssl python3-cryptography
+               libssl-dev openssl python3-cryptography \
+               debhelper dh-python lintian bash-completion
 
 # Each component's build.mk adds its unit tests to UNIT_BINS and its fuzz
 # targets to FUZZ_BINS. Order matters: later ones link earlier ones.
 UNIT_BINS :=
 FUZZ_BINS :=
+VALUE_OBJS :=
 include common/build.mk
 include libdpr/build.mk
 include libdpr/discover/build.mk
@@ -63,7 +70,7 @@ include agent/build.mk
 include bench/build.mk
 include tests/lib/build.mk
 
-.PHONY: all deps test fuzz fuzz-build bench bench-finder install clean
+.PHONY: all deps test fuzz fuzz-build bench bench-finder clean
 .DEFAULT_GOAL := all
 
 all: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
@@ -86,6 +93,14 @@ $(FLAGS_STAMP): FORCE
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' >$@
 .PHONY: FORCE
 
+# Values compiled into some objects (each build.mk adds its own to
+# VALUE_OBJS): BINDIR (dpr-agent's default dpr-kv) and VERSION (--version,
+# common/version.h). Those objects are rebuilt when the values change.
+VALUES_STAMP = $(BUILD)/.values
+VALUES_TEXT := BINDIR=$(BINDIR) VERSION=$(VERSION)
+$(VALUES_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VALUES_TEXT)' | cmp -s - $@ || echo '$(VALUES_TEXT)' >$@
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/lib
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -158,20 +173,12 @@ bench-discovery: all
 bench-rollout: all
 	/usr/bin/python3 bench/rollout.py $(BUILD)
 
-# --- install ---------------------------------------------------------------
-install: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) install-agent
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dpr
-	install -m 0755 $(FINDER_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-finder
-	install -m 0755 $(KV_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-kv
-	install -m 0644 $(LIBDPR_A) $(DESTDIR)$(PREFIX)/lib/libdpr.a
-	install -m 0755 $(LIBDPR_SO) $(DESTDIR)$(PREFIX)/lib/libdpr.so
-	install -m 0644 $(DISCOVER_A) $(DESTDIR)$(PREFIX)/lib/libdpr-discover.a
-	install -m 0755 $(DISCOVER_SO) $(DESTDIR)$(PREFIX)/lib/libdpr-discover.so
-	install -m 0644 libdpr/include/dpr/*.h $(DESTDIR)$(PREFIX)/include/dpr/
-	install -d $(DESTDIR)$(PYTHON_SITE)/dpr
-	install -m 0644 python-dpr/dpr/*.py $(DESTDIR)$(PYTHON_SITE)/dpr/
-	printf 'LIBDPR = "%s"\n' '$(PREFIX)/lib/libdpr.so' > $(DESTDIR)$(PYTHON_SITE)/dpr/_install.py
-	install -m 0755 python-dpr/bin/dprctl $(DESTDIR)$(PREFIX)/bin/dprctl
+# --- install, uninstall, deb (install.mk) ----------------------------------
+include install.mk
+
+# (after every build.mk: VALUE_OBJS is complete)
+$(VALUE_OBJS): CPPFLAGS += -DDPR_BINDIR='"$(BINDIR)"' -DDPR_VERSION='"$(VERSION)"'
+$(VALUE_OBJS): $(VALUES_STAMP)
 
 clean:
 	rm -rf build

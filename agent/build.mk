@@ -25,36 +25,19 @@ $(AGENT_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC))
 $(AGENT_BIN): $(BUILD)/obj/agent/src/main.o $(AGENT_A) $(FINDER_A) $(LIBDPR_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
+# The default cache-store program is BINDIR/dpr-kv (the install's; the
+# package's is /usr/bin); main.c prints VERSION for --version
+VALUE_OBJS += $(BUILD)/obj/agent/src/config.o $(BUILD)/obj/tests/agent/test_agent_config.o \
+              $(BUILD)/obj/agent/src/main.o
+
 UNIT_BINS += $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/agent/test_*.c))
 
 $(BUILD)/tests/agent/test_%: $(BUILD)/obj/tests/agent/test_%.o $(AGENT_A) $(FINDER_A) $(LIBDPR_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
-# Installs the agent, its units and the example configuration (never
-# overwrites an existing /etc/dpr/agent.conf). Unit files name /usr/local;
-# another PREFIX is substituted.
-AGENT_UNITDIR ?= $(PREFIX)/lib/systemd/system
-AGENT_DOCDIR ?= $(PREFIX)/share/doc/dpr
-
-.PHONY: agent install-agent
+.PHONY: agent
 agent: $(AGENT_BIN)
-
-install-agent: $(AGENT_BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(AGENT_UNITDIR) $(DESTDIR)/etc/dpr $(DESTDIR)$(AGENT_DOCDIR)
-	install -m 0755 $(AGENT_BIN) $(DESTDIR)$(PREFIX)/bin/dpr-agent
-	for u in dpr-agent.service dpr-cachestore@.service; do \
-		sed 's|/usr/local|$(PREFIX)|g' units/$$u >$(DESTDIR)$(AGENT_UNITDIR)/$$u.tmp && \
-		chmod 0644 $(DESTDIR)$(AGENT_UNITDIR)/$$u.tmp && \
-		mv $(DESTDIR)$(AGENT_UNITDIR)/$$u.tmp $(DESTDIR)$(AGENT_UNITDIR)/$$u || exit 1; \
-	done
-	if [ ! -e $(DESTDIR)/etc/dpr/agent.conf ]; then \
-		sed 's|/usr/local|$(PREFIX)|g' conf/agent.conf >$(DESTDIR)/etc/dpr/agent.conf && \
-		chmod 0644 $(DESTDIR)/etc/dpr/agent.conf; \
-	else \
-		echo "install-agent: keeping the existing $(DESTDIR)/etc/dpr/agent.conf"; \
-	fi
-	install -m 0644 docs/operations.md docs/control-api.md $(DESTDIR)$(AGENT_DOCDIR)/
 
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
 # modules only.

@@ -17,6 +17,8 @@ $(KV_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cachestore/src/kv_main.c,$
 	@rm -f $@
 	ar rcs $@ $^
 
+# kv_config.c prints VERSION for --version
+VALUE_OBJS += $(BUILD)/obj/cachestore/src/kv_config.o
 $(KV_BIN): $(BUILD)/obj/cachestore/src/kv_main.o $(KV_A) $(LIBDPR_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(KV_LIBS)
 

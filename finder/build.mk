@@ -16,6 +16,8 @@ $(FINDER_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(FINDER_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
+# main.c prints VERSION for --version
+VALUE_OBJS += $(BUILD)/obj/finder/src/main.o
 $(FINDER_BIN): $(BUILD)/obj/finder/src/main.o $(FINDER_A) $(LIBDPR_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(FINDER_LIBS)
 

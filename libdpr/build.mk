@@ -9,6 +9,9 @@
 LIBDPR_SRC = $(sort $(wildcard libdpr/src/*.c))
 LIBDPR_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBDPR_SRC))
 LIBDPR_A = $(BUILD)/libdpr.a
+# libdpr.so.0 (the SONAME: bump it when the ABI breaks) and the libdpr.so
+# link that -ldpr and the Python package's source-tree lookup find
+LIBDPR_SONAME = libdpr.so.0
 LIBDPR_SO = $(BUILD)/libdpr.so
 LIBDPR_LIBS = -lhiredis $(shell pkg-config --libs openssl)
 
@@ -21,8 +24,11 @@ $(LIBDPR_A): $(LIBDPR_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 	ar rcs $@ $^
 
 # The shared library is what the Python package loads (ctypes).
-$(LIBDPR_SO): $(LIBDPR_OBJ) $(COMMON_A)
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr.so -o $@ $(LIBDPR_OBJ) $(COMMON_A) $(LIBDPR_LIBS) -lm
+$(BUILD)/$(LIBDPR_SONAME): $(LIBDPR_OBJ) $(COMMON_A)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,$(LIBDPR_SONAME) -o $@ $(LIBDPR_OBJ) $(COMMON_A) \
+		$(LIBDPR_LIBS) -lm
+$(LIBDPR_SO): $(BUILD)/$(LIBDPR_SONAME)
+	ln -sfn $(LIBDPR_SONAME) $@
 
 # unit tests (tests/libdpr/test_*.c) and the C client's driver for
 # tests/libdpr/test_client*.py (not a unit test: it needs dpr-kv; it finds

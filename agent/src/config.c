@@ -178,13 +178,18 @@ static int add_impl(agent_config *c, const char *name, const char *exec)
     return 0;
 }
 
+/* where `make install` put dpr-kv (agent/build.mk passes BINDIR) */
+#ifndef DPR_BINDIR
+#define DPR_BINDIR "/usr/local/bin"
+#endif
+
 static int read_impls(ctx *x, config_setting_t *cs, agent_config *c)
 {
     config_setting_t *g = cs ? get_group(x, cs, "impls") : NULL;
     int n, rc;
 
     if (!g)
-        return add_impl(c, "dpr-kv", "/usr/local/bin/dpr-kv");
+        return add_impl(c, "dpr-kv", DPR_BINDIR "/dpr-kv");
     n = config_setting_length(g);
     if (n == 0)
         problem_at(x, g, "'cachestores.impls' is empty: no cache-store could run");

@@ -55,7 +55,7 @@ typedef struct agent_config {
     uint32_t checkpoint_interval_ms; /* spec default, default 100 */
     uint32_t max_clients;     /* spec default, default 10000 */
     size_t nimpls;
-    agent_impl *impls;        /* default: dpr-kv = /usr/local/bin/dpr-kv */
+    agent_impl *impls;        /* default: dpr-kv = BINDIR/dpr-kv */
     bool verbose;
     /* raft group: absent (raft_address NULL) = a single node without Raft */
     char *raft_address;       /* this node's "IPV4:PORT" */

@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "config.h"
 
 static void usage(FILE *out)
@@ -29,6 +30,7 @@ static void usage(FILE *out)
 "                           problem with its line; exit 0 when it is valid\n"
 "  -v, --verbose            debug logging (also log.verbose in the file)\n"
 "  -h, --help               this text\n"
+"      --version            print the version and exit\n"
 "\n"
 "Runs until SIGTERM or SIGINT; cache-store units keep running when it stops.\n"
 "Under systemd (Type=notify) it sends READY=1 once the control socket is\n"
@@ -212,6 +214,7 @@ int main(int argc, char **argv)
         { "check-config", optional_argument, NULL, 'C' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     const char *path = AGENT_DEFAULT_CONFIG, *check = NULL;
@@ -233,6 +236,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("dpr-agent %s\n", DPR_VERSION);
             return 0;
         case ':':
             fprintf(stderr, "dpr-agent: option '%s' needs a value (see --help)\n",

@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/num.h"
+#include "common/version.h"
 
 static const char usage[] =
     "Usage: dpr-kv [options]\n"
@@ -121,6 +122,7 @@ static const char usage[] =
     "                              then (DPR_KV_AWAIT_LAYOUT=1; the agent sets it)\n"
     "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
     "  --help                      this text\n"
+"  --version                   print the version and exit\n"
     "\n"
     "Logs go to stderr. Under systemd (Type=notify) it sends READY=1 after recovery,\n"
     "WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines. SIGTERM takes a last\n"
@@ -164,6 +166,7 @@ enum {
     OPT_COMPACT_BYTES,
     OPT_VERBOSE,
     OPT_HELP,
+    OPT_VERSION,
 };
 
 typedef struct opt_def {
@@ -206,6 +209,7 @@ static const opt_def opts[] = {
     {"checkpoint-compact-bytes", "DPR_KV_CHECKPOINT_COMPACT_BYTES", OPT_COMPACT_BYTES, 1},
     {"verbose", "DPR_KV_VERBOSE", OPT_VERBOSE, 0},
     {"help", NULL, OPT_HELP, 0},
+    {"version", NULL, OPT_VERSION, 0},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -547,6 +551,10 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
         char from[64];
         if (ch == 'h' || ch == OPT_HELP) {
             fputs(usage, stdout);
+            return KV_CONFIG_EXIT_OK;
+        }
+        if (ch == OPT_VERSION) {
+            printf("dpr-kv %s\n", DPR_VERSION);
             return KV_CONFIG_EXIT_OK;
         }
         for (size_t i = 0; i < NOPTS; i++)

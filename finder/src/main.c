@@ -11,6 +11,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/num.h"
+#include "common/version.h"
 #include "dpr/domains.h"
 #include "dpr/finder_server.h"
 #include "dpr/store.h"
@@ -53,6 +54,7 @@ static void usage(FILE *out)
 "  --tls-cluster NAME          refuse certificates of another cluster (their\n"
 "                              dpr://NAME/... URI)\n"
 "  -h, --help                  show this help and exit\n"
+"      --version               print the version and exit\n"
 "\n"
 "On start the state in DIR is loaded; without one the finder starts fresh (no\n"
 "domains; a domain starts at world-line 1 with its first worker). A corrupt or unreadable state file is an error:\n"
@@ -179,6 +181,7 @@ int main(int argc, char **argv)
         { "tls-crl-file", required_argument, NULL, OPT_TLS_CRL },
         { "tls-cluster", required_argument, NULL, OPT_TLS_CLUSTER },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     dpr_server_config cfg = { .max_clients = DPR_SERVER_DEFAULT_MAX_CLIENTS,
@@ -251,6 +254,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("dpr-finder %s\n", DPR_VERSION);
             return 0;
         case ':':
             fprintf(stderr, "dpr-finder: option '%s' needs a value (see --help)\n",

@@ -12,6 +12,7 @@
 DISCOVER_SRC = $(sort $(wildcard libdpr/discover/*.c))
 DISCOVER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(DISCOVER_SRC))
 DISCOVER_A = $(BUILD)/libdpr-discover.a
+DISCOVER_SONAME = libdpr-discover.so.0
 DISCOVER_SO = $(BUILD)/libdpr-discover.so
 DISCOVER_PKGS = avahi-client
 DISCOVER_PKG_CFLAGS := $(shell pkg-config --cflags $(DISCOVER_PKGS) 2>/dev/null)
@@ -25,9 +26,11 @@ $(DISCOVER_A): $(DISCOVER_OBJ)
 	ar rcs $@ $^
 
 # the base layer's objects go in too (libdpr.so hides its copy)
-$(DISCOVER_SO): $(DISCOVER_OBJ) $(COMMON_A) $(LIBDPR_SO)
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libdpr-discover.so -o $@ $(DISCOVER_OBJ) $(COMMON_A) \
+$(BUILD)/$(DISCOVER_SONAME): $(DISCOVER_OBJ) $(COMMON_A) $(LIBDPR_SO)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,$(DISCOVER_SONAME) -o $@ $(DISCOVER_OBJ) $(COMMON_A) \
 		-L$(BUILD) -ldpr $(DISCOVER_LIBS) $(LIBDPR_LIBS)
+$(DISCOVER_SO): $(BUILD)/$(DISCOVER_SONAME)
+	ln -sfn $(DISCOVER_SONAME) $@
 
 # its unit suite (pure parsing: tests/libdpr/test_discover.c) sees the
 # private header dnsrec.h

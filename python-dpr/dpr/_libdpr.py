@@ -12,7 +12,8 @@ found, in this order:
   1. ``$DPR_LIBDPR`` (a path to libdpr.so),
   2. the source tree: ``<repo>/build/libdpr.so`` next to ``python-dpr/``,
   3. where ``make install`` put it: ``LIBDPR`` in ``dpr/_install.py``, a
-     file that ``make install`` writes (absent in the source tree),
+     file that ``make install`` writes (absent in the source tree; the
+     installed ``libdpr.so.0``, which the Debian package libdpr0 holds),
   4. the system: ``ctypes.util.find_library("dpr")``, then
      ``/usr/local/lib/libdpr.so`` and ``/usr/lib/libdpr.so``.
 """

@@ -10,7 +10,7 @@
     dprctl discover [--cluster C] [--domain D] [--timeout S] [-o json]
     dprctl dns-zone CLUSTER --domain D [--nsupdate] [--server IP[:PORT]] [--ttl N]
 
-Global: --socket PATH (else $DPR_SOCKET, else /run/dpr/agent.sock).
+Global: --socket PATH (else $DPR_SOCKET, else /run/dpr/agent.sock); --version.
 Exit status: 0 success, 1 error (one line per problem on stderr, saying what
 to fix), 2 usage error, 130 interrupted.
 """
@@ -46,6 +46,27 @@ def _positive(text: str) -> float:
     return v
 
 
+def version() -> str:
+    """The installed version (dpr/_install.py, written by `make install`),
+    else the source tree's (the first line of debian/changelog), else
+    "unknown"."""
+    try:
+        from ._install import VERSION  # type: ignore[import-not-found]
+        return VERSION
+    except ImportError:
+        pass
+    changelog = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "debian",
+                             "changelog")
+    try:
+        with open(changelog, encoding="utf-8") as f:
+            first = f.readline()
+    except OSError:
+        return "unknown"
+    if "(" in first and ")" in first:
+        return first[first.index("(") + 1:first.index(")")]
+    return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --socket is accepted before and after the command
     common = argparse.ArgumentParser(add_help=False)
@@ -57,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "dpr-agent.",
                 epilog="exit status: 0 ok, 1 error, 2 usage. Docs: docs/control-api.md, "
                        "python-dpr/README.md")
+    p.add_argument("--version", action="version", version="%s %s" % (PROG, version()),
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

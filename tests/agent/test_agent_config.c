@@ -68,7 +68,7 @@ TEST(defaults)
     CHECK_EQ_INT(c.checkpoint_interval_ms, 100);
     CHECK_EQ_INT(c.max_clients, 10000);
     CHECK_EQ_INT(c.nimpls, 1);
-    CHECK(strcmp(agent_config_impl_exec(&c, "dpr-kv"), "/usr/local/bin/dpr-kv") == 0);
+    CHECK(strcmp(agent_config_impl_exec(&c, "dpr-kv"), DPR_BINDIR "/dpr-kv") == 0);
     CHECK(agent_config_impl_exec(&c, "x") == NULL);
     CHECK(!c.verbose);
     agent_config_free(&c);

@@ -39,7 +39,7 @@ print(f.readline().decode().strip())
 
 
 def stage(dest):
-    """What `make install install-agent` puts into a node, from BUILD_DIR."""
+    """What `make install` puts into a node (the agent, dpr-kv, the units), from BUILD_DIR."""
     def put(src, rel, mode):
         path = os.path.join(dest, rel.lstrip("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
