@@ -61,7 +61,7 @@ static void usage(FILE *out)
 "the finder stops and never starts over, since that would lose committed data.\n"
 "Logs \"dpr-finder listening on ADDR:PORT\" (on stderr) when ready, and\n"
 "\"... (TLS, client certificates: MODE)\" for the TLS port. SIGHUP reads the\n"
-"--tls-* files again for new connections. SIGTERM or SIGINT stop it cleanly\n"
+"TLS files again for new connections. SIGTERM or SIGINT stop it cleanly\n"
 "(exit 0). Exit status 1 on any error, 2 on bad usage (docs/tls.md).\n",
             DPR_SERVER_DEFAULT_MAX_CLIENTS, DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES,
             DPR_SERVER_MIN_REQUEST_BYTES);
