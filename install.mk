@@ -33,7 +33,7 @@ UNITS = dpr-agent.service dpr-cachestore@.service
 HEADERS = $(notdir $(wildcard libdpr/include/dpr/*.h))
 PYTHON_FILES = $(notdir $(wildcard python-dpr/dpr/*.py))
 EXAMPLES = $(notdir $(wildcard examples/*.yaml))
-DOCS = operations.md control-api.md discovery.md dpr-kv.md
+DOCS = operations.md control-api.md discovery.md dpr-kv.md tls.md
 
 # Paths in units, agent.conf and the .pc files name /usr/local; an install
 # elsewhere substitutes its own.

@@ -13,7 +13,7 @@ LIBDPR_A = $(BUILD)/libdpr.a
 # link that -ldpr and the Python package's source-tree lookup find
 LIBDPR_SONAME = libdpr.so.0
 LIBDPR_SO = $(BUILD)/libdpr.so
-LIBDPR_LIBS = -lhiredis
+LIBDPR_LIBS = -lhiredis $(shell pkg-config --libs openssl)
 
 $(BUILD)/obj/libdpr/%.o: CPPFLAGS += -Ilibdpr/src
 # unit tests of private modules (endpoints.h) see libdpr/src too

@@ -43,6 +43,10 @@ static const char usage[] =
     "                              that CA (DPR_KV_TLS_AUTH_CLIENTS; default yes)\n"
     "  --tls-crl-file PATH         a CRL of that CA, PEM: revoked client certificates\n"
     "                              are refused (DPR_KV_TLS_CRL_FILE; default none)\n"
+    "  --finder-tls                talk to the finder over TLS (DPR_KV_FINDER_TLS):\n"
+    "                              --tls-cert-file/--tls-key-file are this node's\n"
+    "                              client certificate, the finder's is checked\n"
+    "                              against --tls-ca-cert-file and the finder's host\n"
     "  --finder HOST:PORT[,...]    the DPR finder (DPR_KV_FINDER; required); in a\n"
     "                              cluster any agents' finder addresses: the one\n"
     "                              that is not the leader names it (NOTLEADER)\n"
@@ -140,6 +144,7 @@ enum {
     OPT_TLS_AUTH,
     OPT_TLS_CRL,
     OPT_FINDER,
+    OPT_FINDER_TLS,
     OPT_DOMAIN,
     OPT_FINDER_TOKEN_FILE,
     OPT_FINDER_TOKEN,
@@ -181,6 +186,7 @@ static const opt_def opts[] = {
     {"tls-auth-clients", "DPR_KV_TLS_AUTH_CLIENTS", OPT_TLS_AUTH, 1},
     {"tls-crl-file", "DPR_KV_TLS_CRL_FILE", OPT_TLS_CRL, 1},
     {"finder", "DPR_KV_FINDER", OPT_FINDER, 1},
+    {"finder-tls", "DPR_KV_FINDER_TLS", OPT_FINDER_TLS, 0},
     {"domain", "DPR_KV_DOMAIN", OPT_DOMAIN, 1},
     {"finder-token-file", NULL, OPT_FINDER_TOKEN_FILE, 1},
     /* no flag: a token on the command line would show in ps */
@@ -447,6 +453,9 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_RESET:
         r = val ? parse_bool(val, &c->reset) : (c->reset = true, 0);
         break;
+    case OPT_FINDER_TLS:
+        r = val ? parse_bool(val, &c->finder_tls) : (c->finder_tls = true, 0);
+        break;
     case OPT_AWAIT_LAYOUT:
         r = val ? parse_bool(val, &c->await_layout) : (c->await_layout = true, 0);
         break;
@@ -483,6 +492,9 @@ static int check_tls(const kv_config *c)
                "--tls-auth-clients no)";
     else if (c->tls_port && c->port >= 0 && (unsigned)c->port == c->tls_port)
         what = "--port and --tls-port must differ";
+    else if (c->finder_tls &&
+             (!c->tls_cert_file[0] || !c->tls_key_file[0] || !c->tls_ca_cert_file[0]))
+        what = "--finder-tls needs --tls-cert-file, --tls-key-file and --tls-ca-cert-file";
     if (!what)
         return 0;
     fprintf(stderr, "dpr-kv: %s; try 'dpr-kv --help'.\n", what);

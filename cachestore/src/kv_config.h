@@ -35,6 +35,7 @@ typedef struct kv_config {
     char tls_ca_cert_file[PATH_MAX];
     char tls_crl_file[PATH_MAX]; /* "": none */
     dpr_tls_verify tls_auth_clients; /* default yes, as Redis */
+    bool finder_tls; /* --finder-tls: the finder link over TLS, with the files above */
     char finder[1024];         /* HOST:PORT[,HOST:PORT...] (common/finders.h) */
     /* the DPR domain this shard belongs to (dpr/domain.h): its world-lines,
      * cut and recovery are the domain's; every finder command names it and

@@ -20,6 +20,7 @@
 #include "kv_chain.h"
 #include "kv_ckpt.h"
 #include "kv_resize.h"
+#include "kv_tls.h"
 
 static bool dirty(const kv_server *s)
 {
@@ -864,9 +865,19 @@ int kv_dpr_start(kv_server *s)
 {
     kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced,
                        on_leave};
+    dpr_tls_config tc;
+    const dpr_tls_config *tls = kv_tls_finder(s->cfg, &tc);
+    dpr_err err = DPR_ERR_INIT;
     int r;
 
-    r = kv_finder_new(s->loop, s->cfg->finder, s->cfg->domain, s->cfg->worker,
+    if (tls) {
+        r = dpr_tls_ctx_new(tls, false, &s->finder_tls, &err);
+        if (r < 0) {
+            log_error("--finder-tls: %s", dpr_err_str(&err, r));
+            return r;
+        }
+    }
+    r = kv_finder_new(s->loop, s->cfg->finder, s->finder_tls, s->cfg->domain, s->cfg->worker,
                       s->cfg->finder_token, &cb, s, &s->finder);
     if (r < 0)
         return r;
@@ -935,6 +946,8 @@ static void finish(kv_server *s, int code)
     kv_logw_close(&s->logw);
     kv_finder_close(s->finder);
     s->finder = NULL;
+    dpr_tls_ctx_free(s->finder_tls); /* (its connection holds its own reference) */
+    s->finder_tls = NULL;
     kv_replica_close(s->replica);
     s->replica = NULL;
     kv_replica_close(s->recopy);
@@ -954,6 +967,8 @@ static void finish_planned(kv_server *s)
     uv_timer_stop(&s->ckpt_timer);
     kv_finder_close(s->finder);
     s->finder = NULL;
+    dpr_tls_ctx_free(s->finder_tls); /* (its connection holds its own reference) */
+    s->finder_tls = NULL;
     kv_replica_close(s->replica);
     s->replica = NULL;
     kv_replica_close(s->recopy);

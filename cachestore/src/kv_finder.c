@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "common/addr.h"
@@ -37,6 +38,7 @@ typedef struct pend {
 typedef struct conn {
     uv_tcp_t tcp;
     uv_connect_t req;
+    dpr_tls_conn *tls; /* --finder-tls: its engine */
 } conn;
 
 typedef struct wreq {
@@ -79,6 +81,7 @@ struct kv_finder {
     bool fenced;    /* the finder fenced this incarnation: no more connections */
     kv_finder_cb cb;
     void *ud;
+    dpr_tls_ctx *tls; /* --finder-tls (NULL: plain) */
     enum link_state state;
     uint64_t state_since_ms;
     conn *c;
@@ -109,6 +112,89 @@ struct kv_finder {
 
 /* --- start-up requests (blocking) -------------------------------------- */
 
+/* Sends all of n bytes on c's blocking socket (its timeouts apply). */
+static int send_all(redisContext *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* redisCommandArgv over TLS on c's connected socket: the engine between
+ * the socket and c's reader. The reply, or NULL with why set. */
+static redisReply *tls_command(redisContext *c, dpr_tls_ctx *ctx, const char *host, int argc,
+                               const char **argv, char *why, size_t cap)
+{
+    dpr_tls_conn *t = NULL;
+    dpr_buf io;
+    dpr_err err = DPR_ERR_INIT;
+    char *cmd = NULL, chunk[16384];
+    void *rep = NULL;
+    int n, r;
+
+    dpr_buf_init(&io);
+    r = dpr_tls_conn_new(ctx, host, &t, &err);
+    if (r < 0) {
+        snprintf(why, cap, "%s", dpr_err_str(&err, r));
+        goto out;
+    }
+    n = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    r = n < 0 ? -ENOMEM : dpr_tls_conn_write(t, cmd, (size_t)n);
+    while (r >= 0) {
+        io.len = 0;
+        if (dpr_tls_conn_take(t, &io) < 0)
+            r = -ENOMEM;
+        if (r >= 0 && io.len)
+            r = send_all(c, io.data, io.len); /* the handshake, the command */
+        if (r < 0)
+            break;
+        if (redisReaderGetReply(c->reader, &rep) != REDIS_OK) {
+            r = -EPROTO;
+            snprintf(why, cap, "protocol error");
+            goto out;
+        }
+        if (rep)
+            goto out;
+        ssize_t k = recv(c->fd, chunk, sizeof(chunk), 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            r = k == 0 ? -ECONNRESET : -errno;
+            snprintf(why, cap, "%s", k == 0 ? "closed by the finder (TLS refused?)"
+                                            : strerror(errno));
+            goto out;
+        }
+        io.len = 0;
+        r = (int)dpr_tls_conn_input(t, chunk, (size_t)k, &io);
+        if (r >= 0 && io.len && redisReaderFeed(c->reader, io.data, io.len) != REDIS_OK)
+            r = -ENOMEM;
+    }
+    if (r == -ENOMEM)
+        snprintf(why, cap, "out of memory");
+    else if (r == -EPROTO || r == -EACCES)
+        snprintf(why, cap, "TLS: %s", dpr_tls_conn_errstr(t));
+    else
+        snprintf(why, cap, "%s", strerror(-r));
+    if (t && (r == -EPROTO || r == -EACCES)) {
+        io.len = 0; /* the alert, if any: the finder logs the reason too */
+        if (dpr_tls_conn_take(t, &io) > 0)
+            (void)send_all(c, io.data, io.len);
+    }
+out:
+    if (cmd)
+        redisFreeCommand(cmd);
+    dpr_tls_conn_free(t);
+    dpr_buf_free(&io);
+    return rep;
+}
+
 /*
  * Sends one command (argv) to the finder (fl: its addresses) and reads its
  * answer into *rep (the caller frees it with freeReplyObject). Connects,
@@ -117,11 +203,11 @@ struct kv_finder {
  * followed at once, TRYAGAIN is asked again later; any other answer, even
  * an error, ends the loop. -ETIMEDOUT.
  */
-static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsigned timeout_ms,
-                            redisReply **rep, dpr_err *err)
+static int request_blocking(dpr_finders *fl, dpr_tls_ctx *tls, int argc, const char **argv,
+                            unsigned timeout_ms, redisReply **rep, dpr_err *err)
 {
     uint64_t start = dpr_mono_ms(), last_log = 0;
-    char why[256];
+    char why[256], tls_why[256] = "";
 
     for (;;) {
         struct timeval tv = {2, 0};
@@ -132,7 +218,10 @@ static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsign
         if (c && !c->err) {
             kv_finder_reader_limit(c->reader);
             redisSetTimeout(c, tv);
-            *rep = redisCommandArgv(c, argc, argv, NULL);
+            if (tls)
+                *rep = tls_command(c, tls, hp->host, argc, argv, tls_why, sizeof(tls_why));
+            else
+                *rep = redisCommandArgv(c, argc, argv, NULL);
         }
         if (*rep && (*rep)->type == REDIS_REPLY_ERROR)
             a = dpr_finders_on_error(fl, (*rep)->str, (*rep)->len);
@@ -144,7 +233,9 @@ static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsign
             return 0;
         }
         bool redirected = *rep != NULL; /* dpr_finders_on_error moved on already */
-        snprintf(why, sizeof(why), "%s", *rep ? (*rep)->str : c ? c->errstr : "out of memory");
+        snprintf(why, sizeof(why), "%s", *rep   ? (*rep)->str
+                                         : !c   ? "out of memory"
+                                         : tls_why[0] ? tls_why : c->errstr);
         if (*rep)
             freeReplyObject(*rep);
         *rep = NULL;
@@ -169,10 +260,25 @@ static int request_blocking(dpr_finders *fl, int argc, const char **argv, unsign
     }
 }
 
-int kv_finder_register(const char *hostport, const char *domain, uint64_t worker, const char *token,
-                       unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
-                       dpr_err *err)
+/* The client context of cfg (NULL: plain), into *out. */
+static int tls_open(const dpr_tls_config *cfg, dpr_tls_ctx **out, dpr_err *err)
 {
+    int r;
+
+    *out = NULL;
+    if (!cfg)
+        return 0;
+    r = dpr_tls_ctx_new(cfg, false, out, err);
+    if (r < 0)
+        dpr_err_prefix(err, "--finder-tls");
+    return r;
+}
+
+int kv_finder_register(const char *hostport, const dpr_tls_config *tlscfg, const char *domain,
+                       uint64_t worker, const char *token, unsigned timeout_ms,
+                       uint64_t *world_line, uint64_t *restore, dpr_err *err)
+{
+    dpr_tls_ctx *tls = NULL;
     char wid[DPR_FMT_U64_MAX + 1];
     const char *argv[4] = {"DPR.WORKER.ADD", domain, wid, token};
     bool has_token = token && *token;
@@ -185,7 +291,11 @@ int kv_finder_register(const char *hostport, const char *domain, uint64_t worker
     r = dpr_finders_parse(hostport, &fl, err);
     if (r < 0)
         return r;
-    r = request_blocking(&fl, has_token ? 4 : 3, argv, timeout_ms, &rep, err);
+    r = tls_open(tlscfg, &tls, err);
+    if (r < 0)
+        return r;
+    r = request_blocking(&fl, tls, has_token ? 4 : 3, argv, timeout_ms, &rep, err);
+    dpr_tls_ctx_free(tls);
     if (r < 0)
         return r;
     r = kv_finder_add_parse(rep, dpr_finders_text(&fl), worker, has_token, world_line, restore,
@@ -194,9 +304,11 @@ int kv_finder_register(const char *hostport, const char *domain, uint64_t worker
     return r;
 }
 
-int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worker,
-                        unsigned timeout_ms, uint64_t *world_line, uint64_t *cut, dpr_err *err)
+int kv_finder_query_cut(const char *hostport, const dpr_tls_config *tlscfg, const char *domain,
+                        uint64_t worker, unsigned timeout_ms, uint64_t *world_line,
+                        uint64_t *cut, dpr_err *err)
 {
+    dpr_tls_ctx *tls = NULL;
     const char *argv[2] = {"DPR.SYNC", domain};
     uint64_t *ids = NULL;
     size_t cap = 0;
@@ -207,7 +319,11 @@ int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worke
 
     if (r < 0)
         return r;
-    r = request_blocking(&fl, 2, argv, timeout_ms, &rep, err);
+    r = tls_open(tlscfg, &tls, err);
+    if (r < 0)
+        return r;
+    r = request_blocking(&fl, tls, 2, argv, timeout_ms, &rep, err);
+    dpr_tls_ctx_free(tls);
     if (r < 0)
         return r;
     hostport = dpr_finders_text(&fl);
@@ -238,7 +354,10 @@ static void start_connect(kv_finder *f);
 
 static void conn_closed(uv_handle_t *h)
 {
-    free((conn *)(void *)h); /* the tcp handle is the first member of conn */
+    conn *c = (conn *)(void *)h; /* the tcp handle is the first member of conn */
+
+    dpr_tls_conn_free(c->tls);
+    free(c);
 }
 
 /* The next connection's target: where a redirect said, else the next
@@ -305,7 +424,7 @@ static void write_done(uv_write_t *req, int status)
         disconnect(f, uv_strerror(status));
 }
 
-static int send_bytes(kv_finder *f, const char *p, size_t n)
+static int send_raw(kv_finder *f, const char *p, size_t n)
 {
     wreq *w = malloc(sizeof(*w) + n);
     int r;
@@ -320,6 +439,32 @@ static int send_bytes(kv_finder *f, const char *p, size_t n)
         return r;
     }
     return 0;
+}
+
+/* What the TLS engine has to send (handshake, records). */
+static int send_tls(kv_finder *f)
+{
+    dpr_buf b;
+    int r = 0;
+
+    dpr_buf_init(&b);
+    if (dpr_tls_conn_take(f->c->tls, &b) < 0)
+        r = -ENOMEM;
+    else if (b.len)
+        r = send_raw(f, b.data, b.len);
+    dpr_buf_free(&b);
+    return r;
+}
+
+/* n bytes of a command: as they are, or through the TLS engine. */
+static int send_bytes(kv_finder *f, const char *p, size_t n)
+{
+    int r;
+
+    if (!f->c->tls)
+        return send_raw(f, p, n);
+    r = dpr_tls_conn_write(f->c->tls, p, n);
+    return r < 0 ? r : send_tls(f);
 }
 
 static int push_pend(kv_finder *f, enum pend_kind kind)
@@ -547,6 +692,35 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(f->rbuf, sizeof(f->rbuf));
 }
 
+/* Ciphertext from the finder: its plaintext into the reader, the
+ * handshake's answers out. 0, or -1 after disconnecting. */
+static int tls_input(kv_finder *f, const char *data, size_t n)
+{
+    dpr_buf plain;
+    char why[300];
+    ssize_t r;
+
+    dpr_buf_init(&plain);
+    r = dpr_tls_conn_input(f->c->tls, data, n, &plain);
+    if (r >= 0)
+        r = send_tls(f);
+    if (r >= 0 && plain.len && redisReaderFeed(f->reader, plain.data, plain.len) != REDIS_OK)
+        r = -ENOMEM;
+    dpr_buf_free(&plain);
+    if (r >= 0 && dpr_tls_conn_eof(f->c->tls))
+        r = -ECONNRESET;
+    if (r < 0) {
+        snprintf(why, sizeof(why), "%s%s", r == -EPROTO || r == -EACCES ? "TLS: " : "",
+                 r == -ENOMEM ? "out of memory"
+                 : r == -ECONNRESET ? "closed by the finder"
+                 : r == -EPROTO || r == -EACCES ? dpr_tls_conn_errstr(f->c->tls)
+                 : uv_strerror((int)r));
+        disconnect(f, why);
+        return -1;
+    }
+    return 0;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     kv_finder *f = s->data;
@@ -560,7 +734,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    if (redisReaderFeed(f->reader, buf->base, (size_t)nread) != REDIS_OK) {
+    if (f->c->tls) {
+        if (tls_input(f, buf->base, (size_t)nread) < 0)
+            return;
+    } else if (redisReaderFeed(f->reader, buf->base, (size_t)nread) != REDIS_OK) {
         disconnect(f, "out of memory");
         return;
     }
@@ -593,6 +770,16 @@ static void connect_cb(uv_connect_t *req, int status)
     if (kv_finder_reader_new(&f->reader) < 0) {
         disconnect(f, "out of memory");
         return;
+    }
+    if (f->tls) {
+        dpr_err err = DPR_ERR_INIT;
+        r = dpr_tls_conn_new(f->tls, dpr_finders_current(&f->finders)->host, &f->c->tls, &err);
+        if (r == 0)
+            r = send_tls(f); /* the hello */
+        if (r < 0) {
+            disconnect(f, r == -ENOMEM ? "out of memory" : dpr_err_str(&err, r));
+            return;
+        }
     }
     r = uv_read_start((uv_stream_t *)&f->c->tcp, alloc_cb, read_cb);
     if (r < 0) {
@@ -724,8 +911,9 @@ static void timer_closed(uv_handle_t *h)
     free(f);
 }
 
-int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uint64_t worker,
-                  const char *token, const kv_finder_cb *cb, void *ud, kv_finder **out)
+int kv_finder_new(uv_loop_t *loop, const char *hostport, dpr_tls_ctx *tls, const char *domain,
+                  uint64_t worker, const char *token, const kv_finder_cb *cb, void *ud,
+                  kv_finder **out)
 {
     kv_finder *f = calloc(1, sizeof(*f));
     const char *sync_argv[2] = {"DPR.SYNC", domain};
@@ -772,6 +960,7 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
     f->worker = worker;
     f->cb = *cb;
     f->ud = ud;
+    f->tls = tls;
     f->state = LINK_DOWN;
     f->backoff_ms = BACKOFF_MIN_MS;
     r = uv_timer_init(loop, &f->timer);
@@ -791,6 +980,12 @@ int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uin
     }
     *out = f;
     return 0;
+}
+
+void kv_finder_set_tls(kv_finder *f, dpr_tls_ctx *tls)
+{
+    if (f->tls && tls) /* (plain stays plain) */
+        f->tls = tls;
 }
 
 void kv_finder_close(kv_finder *f)

@@ -46,6 +46,12 @@
  *    connection (a hung finder), and so does an answer the reader refuses
  *    (a protocol error, an array over KV_FINDER_MAX_ELEMENTS).
  *
+ * TLS (--finder-tls, docs/tls.md): the same over common/tls.h's engine, the
+ * finder's certificate checked against the CA and the finder's host, this
+ * node's certificate shown (the finder lets node certificates register and
+ * report). The blocking calls take the files (a context per call), the
+ * link a context.
+ *
  * What the answers mean (and which are malformed) is decided by the pure
  * functions of kv_finder_reply.h, which both the blocking calls and the
  * libuv client use; this module does the I/O.
@@ -57,6 +63,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "common/tls.h"
 
 #include "dpr/err.h"
 #include "dpr/worker.h"
@@ -95,9 +103,9 @@ typedef struct kv_finder kv_finder;
  * -ETIMEDOUT, -EINVAL (bad address). err says which and never shows the
  * token.
  */
-int kv_finder_register(const char *hostport, const char *domain, uint64_t worker, const char *token,
-                       unsigned timeout_ms, uint64_t *world_line, uint64_t *restore,
-                       dpr_err *err);
+int kv_finder_register(const char *hostport, const dpr_tls_config *tls, const char *domain,
+                       uint64_t worker, const char *token, unsigned timeout_ms,
+                       uint64_t *world_line, uint64_t *restore, dpr_err *err);
 
 /*
  * Synchronous DPR.SYNC <domain> before registering: the finder's world-line
@@ -110,17 +118,23 @@ int kv_finder_register(const char *hostport, const char *domain, uint64_t worker
  * kv_finder_sync_parse (-EREMOTEIO, -EPROTO, -ENOMEM); or -ETIMEDOUT,
  * -EINVAL.
  */
-int kv_finder_query_cut(const char *hostport, const char *domain, uint64_t worker,
-                        unsigned timeout_ms, uint64_t *world_line, uint64_t *cut, dpr_err *err);
+int kv_finder_query_cut(const char *hostport, const dpr_tls_config *tls, const char *domain,
+                        uint64_t worker, unsigned timeout_ms, uint64_t *world_line,
+                        uint64_t *cut, dpr_err *err);
 
 /* Starts the link of `worker` of `domain` (hostport: HOST:PORT, -EINVAL if
  * malformed; -ENOMEM), presenting token (NULL or "": none) in DPR.AUTH on
- * every connection. */
-int kv_finder_new(uv_loop_t *loop, const char *hostport, const char *domain, uint64_t worker,
-                  const char *token, const kv_finder_cb *cb, void *ud, kv_finder **out);
+ * every connection; over TLS with tls (a client context, kept by the
+ * caller until kv_finder_close; NULL: plain). */
+int kv_finder_new(uv_loop_t *loop, const char *hostport, dpr_tls_ctx *tls, const char *domain,
+                  uint64_t worker, const char *token, const kv_finder_cb *cb, void *ud,
+                  kv_finder **out);
 /* Closes the connection and frees everything (after the loop closed handles:
  * call before uv_run's last turn). */
 void kv_finder_close(kv_finder *f);
+/* The context for the next connections (a reload, SIGHUP; the open one
+ * goes on with its own). Kept by the caller as kv_finder_new's. */
+void kv_finder_set_tls(kv_finder *f, dpr_tls_ctx *tls);
 
 /* Queues the report of a completed checkpoint (and sends it when connected
  * and, with kv_finder_hold, released). */

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "kv_ckpt.h"
 #include "kv_finder.h"
+#include "kv_tls.h"
 
 #define LOCK_WAIT_MS 10000
 
@@ -258,6 +259,7 @@ static int take_seed(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 {
     kv_ckpt_meta newest;
+    dpr_tls_config tc; /* --finder-tls */
     uint8_t seed[16];
     int r;
 
@@ -293,8 +295,8 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         return r;
     if (rec->committed_max > 0 && !cfg->reset) {
         uint64_t wl = 0, cut = 0;
-        r = kv_finder_query_cut(cfg->finder, cfg->domain, cfg->worker, cfg->finder_timeout_ms, &wl,
-                                &cut, err);
+        r = kv_finder_query_cut(cfg->finder, kv_tls_finder(cfg, &tc), cfg->domain, cfg->worker,
+                                cfg->finder_timeout_ms, &wl, &cut, err);
         if (r < 0) {
             dpr_err_prefix(err, "cannot ask the finder");
             return r;
@@ -302,7 +304,8 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         if (cut < rec->committed_max)
             return finder_lost_data(cfg, rec, cut, false, err);
     }
-    r = kv_finder_register(cfg->finder, cfg->domain, cfg->worker, cfg->finder_token,
+    r = kv_finder_register(cfg->finder, kv_tls_finder(cfg, &tc), cfg->domain, cfg->worker,
+                           cfg->finder_token,
                            cfg->finder_timeout_ms, &rec->world_line, &rec->restored, err);
     if (r < 0) {
         dpr_err_prefix(err, "cannot register with the finder");

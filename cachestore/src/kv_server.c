@@ -1118,6 +1118,8 @@ static void on_signal(uv_signal_t *h, int signum)
     kv_server *s = h->data;
     if (signum == SIGHUP) {
         (void)kv_tls_reload(s->cfg, &s->tls);
+        if (s->finder && kv_tls_reload_finder(s->cfg, &s->finder_tls) == 0)
+            kv_finder_set_tls(s->finder, s->finder_tls);
         return;
     }
     if (signum == SIGCHLD) {

@@ -115,6 +115,7 @@ struct kv_server {
     bool compact_ready;                 /* its file is on disk, not yet installed */
     uint64_t compactions, compactions_failed;
     kv_finder *finder;
+    dpr_tls_ctx *finder_tls; /* --finder-tls: the link's client context */
     kv_replica *replica;                /* a cluster: checkpoints copied first (or NULL) */
     kv_replica *recopy;                 /* compacted images copied again (with replica) */
     kv_arg *scratch;                    /* argv for batch ops */

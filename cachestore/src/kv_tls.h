@@ -18,4 +18,14 @@ int kv_tls_load(const kv_config *cfg, dpr_tls_ctx **out, dpr_err *err);
  * context; both outcomes are logged. 0 or the failure's code. */
 int kv_tls_reload(const kv_config *cfg, dpr_tls_ctx **ctx);
 
+/* --finder-tls: the finder link's client settings in *out (pointing into
+ * cfg: this node's certificate and key, the CA the finder's certificate is
+ * checked against); NULL without --finder-tls. */
+const dpr_tls_config *kv_tls_finder(const kv_config *cfg, dpr_tls_config *out);
+
+/* SIGHUP with --finder-tls: *ctx (the finder link's) made again from the
+ * files, for its next connection (kv_finder_set_tls); a failure keeps the
+ * old one. Both logged. 0 or the failure's code. */
+int kv_tls_reload_finder(const kv_config *cfg, dpr_tls_ctx **ctx);
+
 #endif

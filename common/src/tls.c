@@ -513,6 +513,13 @@ ssize_t dpr_tls_conn_read(dpr_tls_conn *t, dpr_buf *plain)
     return (ssize_t)total;
 }
 
+ssize_t dpr_tls_conn_input(dpr_tls_conn *t, const void *data, size_t n, dpr_buf *plain)
+{
+    int r = dpr_tls_conn_feed(t, data, n);
+
+    return r < 0 ? r : dpr_tls_conn_read(t, plain);
+}
+
 int dpr_tls_conn_write(dpr_tls_conn *t, const void *data, size_t n)
 {
     size_t done = 0;

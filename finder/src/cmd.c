@@ -36,7 +36,7 @@ int dpr_cmd_error(dpr_buf *out, const char *msg)
 }
 
 /* A short printable rendering of a client-supplied argument. */
-static void show_arg(char *dst, size_t dstlen, const char *s, size_t n)
+void dpr_cmd_show_arg(char *dst, size_t dstlen, const char *s, size_t n)
 {
     size_t o = 0, max = dstlen - 4;
 
@@ -167,7 +167,7 @@ static int arg_num(cmd_ctx *c, int i, const char *what, uint64_t *out)
 
     if (parse_num(c->argv[i], c->argvlen[i], out) == 0)
         return 0;
-    show_arg(shown, sizeof(shown), c->argv[i], c->argvlen[i]);
+    dpr_cmd_show_arg(shown, sizeof(shown), c->argv[i], c->argvlen[i]);
     dpr_resp_errorf(c->out,
                     "ERR invalid %s '%s': expected a decimal integer in 0..9223372036854775807",
                     what, shown);
@@ -722,7 +722,7 @@ int dpr_cmd_execute(dpr_domains *ds, dpr_cmd_conn *conn, int argc, char *const *
         }
     }
     if (!def) {
-        show_arg(shown, sizeof(shown), argv[0], argvlen[0]);
+        dpr_cmd_show_arg(shown, sizeof(shown), argv[0], argvlen[0]);
         dpr_resp_errorf(out, "ERR unknown command '%s'", shown);
         goto done;
     }

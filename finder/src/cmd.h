@@ -88,4 +88,8 @@ int dpr_cmd_execute(dpr_domains *ds, dpr_cmd_conn *conn, int argc, char *const *
 /* Appends "-<msg>\r\n", with CR/LF in msg replaced by spaces. */
 int dpr_cmd_error(dpr_buf *out, const char *msg);
 
+/* An argument for a message: bytes outside 0x20..0x7e as '?', cut short
+ * with "..." to fit dstlen (at least 4). */
+void dpr_cmd_show_arg(char *dst, size_t dstlen, const char *s, size_t n);
+
 #endif

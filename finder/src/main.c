@@ -38,14 +38,31 @@ static void usage(FILE *out)
 "  -m, --max-request-bytes N   largest request accepted, in bytes of its RESP\n"
 "                              encoding (default %u, at least %d); a larger one is\n"
 "                              answered with an error and its connection closed\n"
+"  --port N                    the port of --listen's address; 0: no plain\n"
+"                              listener (TLS only, with --tls-port)\n"
+"  --tls-port N                serve over TLS on --listen's host, port N (0 picks a\n"
+"                              free one); there, commands are authorized by the\n"
+"                              client's certificate: node certificates may run all,\n"
+"                              others only DPR.SYNC, DPR.PREFIX, DPR.DOMAINS, PING\n"
+"  --tls-cert-file PATH        the finder's certificate (PEM), with --tls-port\n"
+"  --tls-key-file PATH         its key (PEM)\n"
+"  --tls-ca-cert-file PATH     the CA clients' certificates are checked against\n"
+"  --tls-auth-clients yes|optional|no\n"
+"                              a client certificate is required (default), checked\n"
+"                              when shown, or not asked for\n"
+"  --tls-crl-file PATH         the CA's CRL (PEM): revoked certificates are refused\n"
+"  --tls-cluster NAME          refuse certificates of another cluster (their\n"
+"                              dpr://NAME/... URI)\n"
 "  -h, --help                  show this help and exit\n"
 "      --version               print the version and exit\n"
 "\n"
 "On start the state in DIR is loaded; without one the finder starts fresh (no\n"
 "domains; a domain starts at world-line 1 with its first worker). A corrupt or unreadable state file is an error:\n"
 "the finder stops and never starts over, since that would lose committed data.\n"
-"Logs \"dpr-finder listening on ADDR:PORT\" (on stderr) when ready. SIGTERM or\n"
-"SIGINT stop it cleanly (exit 0). Exit status 1 on any error, 2 on bad usage.\n",
+"Logs \"dpr-finder listening on ADDR:PORT\" (on stderr) when ready, and\n"
+"\"... (TLS, client certificates: MODE)\" for the TLS port. SIGHUP reads the\n"
+"TLS files again for new connections. SIGTERM or SIGINT stop it cleanly\n"
+"(exit 0). Exit status 1 on any error, 2 on bad usage (docs/tls.md).\n",
             DPR_SERVER_DEFAULT_MAX_CLIENTS, DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES,
             DPR_SERVER_MIN_REQUEST_BYTES);
 }
@@ -113,6 +130,41 @@ static int open_domains(dpr_store *store, const char *dir, dpr_domains **out)
     return rc;
 }
 
+enum {
+    OPT_PORT = 256,
+    OPT_TLS_PORT,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_TLS_AUTH,
+    OPT_TLS_CRL,
+    OPT_TLS_CLUSTER,
+};
+
+/* "HOST:PORT" of --listen's host with another port (IPv6 in brackets). */
+static int with_port(const dpr_hostport *hp, size_t port, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, strchr(hp->host, ':') ? "[%s]:%zu" : "%s:%zu",
+                     hp->host[0] ? hp->host : "*", port);
+    return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
+}
+
+/* Contradicting TLS flags: the message, or NULL. */
+static const char *check_tls(const dpr_server_config *cfg, bool tls)
+{
+    if (cfg->plain_off && !tls)
+        return "--port 0 turns the plain listener off: give --tls-port too";
+    if (!tls && (cfg->tls.cert_file || cfg->tls.key_file || cfg->tls.ca_file))
+        return "--tls-* files need --tls-port";
+    if (tls && (!cfg->tls.cert_file || !cfg->tls.key_file))
+        return "--tls-port needs --tls-cert-file and --tls-key-file";
+    if (tls && cfg->tls.verify != DPR_TLS_VERIFY_NONE && !cfg->tls.ca_file)
+        return "--tls-auth-clients yes|optional needs --tls-ca-cert-file";
+    if (cfg->tls.cluster && cfg->tls.verify == DPR_TLS_VERIFY_NONE)
+        return "--tls-cluster needs --tls-auth-clients yes or optional";
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -120,12 +172,24 @@ int main(int argc, char **argv)
         { "state", required_argument, NULL, 's' },
         { "max-clients", required_argument, NULL, 'c' },
         { "max-request-bytes", required_argument, NULL, 'm' },
+        { "port", required_argument, NULL, OPT_PORT },
+        { "tls-port", required_argument, NULL, OPT_TLS_PORT },
+        { "tls-cert-file", required_argument, NULL, OPT_TLS_CERT },
+        { "tls-key-file", required_argument, NULL, OPT_TLS_KEY },
+        { "tls-ca-cert-file", required_argument, NULL, OPT_TLS_CA },
+        { "tls-auth-clients", required_argument, NULL, OPT_TLS_AUTH },
+        { "tls-crl-file", required_argument, NULL, OPT_TLS_CRL },
+        { "tls-cluster", required_argument, NULL, OPT_TLS_CLUSTER },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    dpr_server_config cfg = { NULL, DPR_SERVER_DEFAULT_MAX_CLIENTS,
-                              DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES };
+    dpr_server_config cfg = { .max_clients = DPR_SERVER_DEFAULT_MAX_CLIENTS,
+                              .max_request_bytes = DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES,
+                              .tls = { .verify = DPR_TLS_VERIFY_REQUIRED } };
+    char plain_listen[DPR_ADDR_STR_MAX + 16], tls_listen[DPR_ADDR_STR_MAX + 16];
+    size_t port = SIZE_MAX, tls_port = SIZE_MAX;
+    const char *bad;
     const char *state = NULL;
     struct sockaddr_storage ss;
     dpr_hostport hp;
@@ -158,6 +222,36 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_PORT:
+        case OPT_TLS_PORT:
+            if (parse_size(optarg, 0, 65535, opt == OPT_PORT ? &port : &tls_port) < 0) {
+                fprintf(stderr, "dpr-finder: --%s: '%s' is not a port number\n",
+                        opt == OPT_PORT ? "port" : "tls-port", optarg);
+                return 2;
+            }
+            break;
+        case OPT_TLS_CERT:
+            cfg.tls.cert_file = optarg;
+            break;
+        case OPT_TLS_KEY:
+            cfg.tls.key_file = optarg;
+            break;
+        case OPT_TLS_CA:
+            cfg.tls.ca_file = optarg;
+            break;
+        case OPT_TLS_CRL:
+            cfg.tls.crl_file = optarg;
+            break;
+        case OPT_TLS_CLUSTER:
+            cfg.tls.cluster = optarg;
+            break;
+        case OPT_TLS_AUTH:
+            if (dpr_tls_verify_parse(optarg, &cfg.tls.verify) < 0) {
+                fprintf(stderr, "dpr-finder: --tls-auth-clients: '%s' is not yes, optional "
+                        "or no\n", optarg);
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -185,6 +279,26 @@ int main(int argc, char **argv)
     if (dpr_hostport_parse(cfg.listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, &err) < 0 ||
         dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0) {
         fprintf(stderr, "dpr-finder: --listen: %s\n", err.msg);
+        return 2;
+    }
+    cfg.plain_off = port == 0;
+    if (port != SIZE_MAX && port) {
+        if (with_port(&hp, port, plain_listen, sizeof(plain_listen)) < 0) {
+            fprintf(stderr, "dpr-finder: --listen: host name too long\n");
+            return 2;
+        }
+        cfg.listen = plain_listen;
+    }
+    if (tls_port != SIZE_MAX) {
+        if (with_port(&hp, tls_port, tls_listen, sizeof(tls_listen)) < 0) {
+            fprintf(stderr, "dpr-finder: --listen: host name too long\n");
+            return 2;
+        }
+        cfg.tls_listen = tls_listen;
+    }
+    bad = check_tls(&cfg, tls_port != SIZE_MAX);
+    if (bad) {
+        fprintf(stderr, "dpr-finder: %s (see --help)\n", bad);
         return 2;
     }
 

@@ -10,11 +10,14 @@
 #include <string.h>
 #include <uv.h>
 
+#include "authz.h"
 #include "cmd.h"
 #include "common/list.h"
 #include "common/addr.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/uvutil.h"
 #include "request.h"
 
@@ -23,6 +26,8 @@
 /* After SIGTERM, clients that do not take their replies are cut off. */
 #define STOP_GRACE_MS 2000
 #define READ_CHUNK (64 * 1024)
+/* Refused TLS clients logged per second (anyone can connect). */
+#define TLS_LOG_BURST 20
 
 typedef struct dpr_server server;
 typedef struct conn conn;
@@ -34,6 +39,9 @@ struct conn {
     conn *next_flush;       /* in flush_list or commit_list */
     dpr_reqreader *rr;
     dpr_cmd_conn *cc;       /* its DPR.AUTH grants */
+    dpr_tls_conn *tls;      /* a TLS connection's engine (NULL: plain) */
+    bool tls_failed;        /* refused: only its alert goes out */
+    bool tls_notified;      /* close_notify queued */
     dpr_buf out;            /* replies not yet released */
     size_t writes_pending;
     bool in_flush_list;
@@ -50,11 +58,18 @@ struct dpr_server {
     uv_loop_t own_loop;     /* dpr_server_run's loop */
     uv_loop_t *loop;
     uv_tcp_t listener;
+    uv_tcp_t tls_listener;
+    uv_signal_t sighup;
     uv_check_t check;
     uv_idle_t idle;
     uv_signal_t sigterm, sigint;
     uv_timer_t stop_timer;
     bool listener_open, check_open, idle_open, signals_open, timer_open;
+    bool tls_listener_open;
+    dpr_tls_ctx *tls;       /* for new TLS connections (reloaded) */
+    uint64_t tls_log_ms;    /* refusal log lines: this second's start, */
+    unsigned tls_log_lines; /* lines in it, */
+    uint64_t tls_unlogged;  /* and refusals not logged */
     dpr_domains *ds;
     dpr_store *store;
     const dpr_server_config *cfg;
@@ -83,6 +98,7 @@ static void on_conn_closed(uv_handle_t *h)
 
     dpr_reqreader_free(c->rr);
     dpr_cmd_conn_free(c->cc);
+    dpr_tls_conn_free(c->tls);
     dpr_buf_free(&c->out);
     free(c);
 }
@@ -198,6 +214,25 @@ static int not_serving(server *srv, const dpr_request *req, dpr_buf *out, unsign
     return dpr_cmd_error(out, why ? why : "TRYAGAIN the finder is not served here");
 }
 
+/* A TLS peer that may not run req: a -ERR naming it and the command, and a
+ * log line; the connection goes on (reads are still allowed). */
+static int refuse_command(conn *c, const dpr_request *req)
+{
+    const dpr_tls_peer *peer = dpr_tls_conn_peer(c->tls);
+    size_t before = c->out.len;
+
+    if (dpr_authz_refuse(peer, req->argv[0], req->argvlen[0], &c->out) < 0) {
+        log_error("client %s: out of memory; closing", c->peer);
+        conn_close(c);
+        return -ENOMEM;
+    }
+    /* the reply without "-ERR " and its line end */
+    log_warning("client %s: refused: %.*s", c->peer, (int)(c->out.len - before - 7),
+                c->out.data + before + 5);
+    mark_for_flush(c);
+    return 0;
+}
+
 static void handle_requests(conn *c)
 {
     server *srv = c->srv;
@@ -228,6 +263,12 @@ static void handle_requests(conn *c)
             break;
         before = c->out.len;
         flags = 0;
+        if (c->tls && !dpr_authz_allowed(dpr_tls_conn_peer(c->tls), req.argv[0],
+                                         req.argvlen[0])) {
+            if (refuse_command(c, &req) < 0)
+                return;
+            continue;
+        }
         rc = srv->hooks.command ? srv->hooks.command(srv->hooks.arg, req.argc, req.argv,
                                                      req.argvlen, &c->out)
                                 : 0;
@@ -265,6 +306,98 @@ static void handle_requests(conn *c)
     }
 }
 
+static void on_write_done(uv_stream_t *stream, int status);
+
+/* Sends what c's engine has to send now (handshake, alert; never held
+ * replies, which enter the engine only in flush_conn). */
+static int tls_send(conn *c)
+{
+    dpr_buf b;
+    int rc;
+
+    dpr_buf_init(&b);
+    if (dpr_tls_conn_take(c->tls, &b) < 0) {
+        dpr_buf_free(&b);
+        return -ENOMEM;
+    }
+    if (b.len == 0) {
+        dpr_buf_free(&b);
+        return 0;
+    }
+    rc = dpr_uv_write((uv_stream_t *)&c->tcp, &b, on_write_done);
+    if (rc == 0)
+        c->writes_pending++;
+    return rc;
+}
+
+/* A TLS client that failed the handshake (or broke the protocol): its
+ * alert goes out, nothing it sent runs, it is closed. */
+static void tls_refuse(conn *c)
+{
+    server *srv = c->srv;
+    uint64_t now = dpr_mono_ms();
+
+    if (now - srv->tls_log_ms >= 1000) {
+        if (srv->tls_unlogged)
+            log_warning("%llu more TLS clients refused",
+                        (unsigned long long)srv->tls_unlogged);
+        srv->tls_log_ms = now;
+        srv->tls_log_lines = 0;
+        srv->tls_unlogged = 0;
+    }
+    if (srv->tls_log_lines++ < TLS_LOG_BURST)
+        log_warning("client %s: TLS refused: %s; closing the connection", c->peer,
+                    dpr_tls_conn_errstr(c->tls));
+    else
+        srv->tls_unlogged++;
+    c->tls_failed = true;
+    c->close_after_flush = true;
+    stop_reading(c);
+    if (tls_send(c) < 0 || c->writes_pending == 0)
+        conn_close(c);
+}
+
+/* Ciphertext arrived on a TLS connection: the plaintext goes to the
+ * request reader; the handshake's bytes go out at once. */
+static void tls_input(conn *c, const char *data, size_t n)
+{
+    bool was = dpr_tls_conn_established(c->tls);
+    dpr_buf plain;
+    ssize_t r;
+
+    dpr_buf_init(&plain);
+    r = dpr_tls_conn_input(c->tls, data, n, &plain);
+    if (r < 0) {
+        dpr_buf_free(&plain);
+        tls_refuse(c);
+        return;
+    }
+    if (!was && dpr_tls_conn_established(c->tls)) {
+        char how[96], who[DPR_TLS_NAME_MAX + 96];
+        dpr_tls_conn_describe(c->tls, how, sizeof(how));
+        dpr_authz_describe(dpr_tls_conn_peer(c->tls), who, sizeof(who));
+        log_debug("client %s: TLS %s, %s", c->peer, how, who);
+    }
+    if (tls_send(c) < 0) {
+        dpr_buf_free(&plain);
+        conn_close(c);
+        return;
+    }
+    r = plain.len ? dpr_reqreader_feed(c->rr, plain.data, plain.len) : 0;
+    dpr_buf_free(&plain);
+    if (r < 0) {
+        fail_conn(c, "ERR out of memory");
+        return;
+    }
+    handle_requests(c);
+    if (!c->closing && !c->close_after_flush && dpr_tls_conn_eof(c->tls)) {
+        /* close_notify: the client is done sending */
+        c->close_after_flush = true;
+        stop_reading(c);
+        mark_for_flush(c);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = s->data;
@@ -287,6 +420,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (c->tls) {
+        tls_input(c, buf->base, (size_t)nread);
+        return;
+    }
     if (dpr_reqreader_feed(c->rr, buf->base, (size_t)nread) < 0) {
         fail_conn(c, "ERR out of memory");
         return;
@@ -337,6 +474,23 @@ static void flush_conn(conn *c)
 
     if (c->closing)
         return;
+    if (c->tls && !c->tls_failed) {
+        /* the released replies through the engine (and close_notify last) */
+        rc = c->out.len ? dpr_tls_conn_write(c->tls, c->out.data, c->out.len) : 0;
+        c->out.len = 0;
+        if (rc == 0 && c->close_after_flush && !c->tls_notified) {
+            c->tls_notified = true;
+            rc = dpr_tls_conn_close_notify(c->tls);
+        }
+        if (rc == 0 && dpr_tls_conn_take(c->tls, &c->out) < 0)
+            rc = -ENOMEM;
+        if (rc < 0) {
+            log_warning("client %s: TLS: %s; closing", c->peer,
+                        rc == -ENOMEM ? "out of memory" : dpr_tls_conn_errstr(c->tls));
+            conn_close(c);
+            return;
+        }
+    }
     if (c->out.len > 0) {
         /* takes c->out's memory (c->out is empty afterwards, also on failure) */
         rc = dpr_uv_write((uv_stream_t *)&c->tcp, &c->out, on_write_done);
@@ -576,6 +730,10 @@ static void on_connection(uv_stream_t *l, int status)
     if (srv->stopping || srv->nconns >= srv->cfg->max_clients) {
         log_warning("client %s refused: max number of clients (%zu) reached", c->peer,
                     srv->cfg->max_clients);
+        if (l == (uv_stream_t *)&srv->tls_listener) {
+            conn_close(c); /* no plain text on a TLS port */
+            return;
+        }
         if (dpr_cmd_error(&c->out, "ERR max number of clients reached") < 0) {
             conn_close(c);
             return;
@@ -590,6 +748,15 @@ static void on_connection(uv_stream_t *l, int status)
     rc = dpr_reqreader_new(DPR_CMD_MAX_ARGS, srv->cfg->max_request_bytes, &c->rr);
     if (rc == 0)
         rc = dpr_cmd_conn_new(&c->cc);
+    if (rc == 0 && l == (uv_stream_t *)&srv->tls_listener) {
+        dpr_err err = DPR_ERR_INIT;
+        rc = dpr_tls_conn_new(srv->tls, NULL, &c->tls, &err);
+        if (rc < 0) {
+            log_error("client %s: %s; closing", c->peer, dpr_err_str(&err, rc));
+            conn_close(c);
+            return;
+        }
+    }
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
@@ -612,10 +779,15 @@ static void close_service_handles(server *srv)
         srv->listener_open = false;
         uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     }
+    if (srv->tls_listener_open) {
+        srv->tls_listener_open = false;
+        uv_close((uv_handle_t *)&srv->tls_listener, on_handle_closed);
+    }
     if (srv->signals_open) {
         srv->signals_open = false;
         uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
         uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
+        uv_close((uv_handle_t *)&srv->sighup, on_handle_closed);
     }
     if (srv->check_open) {
         srv->check_open = false;
@@ -693,35 +865,89 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_stop(srv);
 }
 
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    (void)dpr_server_reload_tls(h->data);
+}
+
 /* ---- running ---------------------------------------------------------------- */
 
-static int start(server *srv)
+/* Listens on addr ("HOST:PORT") with h; *bound gets the real address. */
+static int listen_at(server *srv, uv_tcp_t *h, bool *open, const char *addr,
+                     struct sockaddr_storage *bound)
 {
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
-    char shown[DPR_ADDR_STR_MAX];
     dpr_hostport hp;
     dpr_err err = DPR_ERR_INIT;
     int rc;
 
-    if (dpr_hostport_parse(srv->cfg->listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp,
-                           &err) < 0 ||
+    if (dpr_hostport_parse(addr, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, &err) < 0 ||
         dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0) {
         log_error("listen address: %s", err.msg);
         return -EINVAL;
     }
-    rc = uv_tcp_init(srv->loop, &srv->listener);
-    if (rc < 0)
-        goto uv_fail;
-    srv->listener_open = true;
-    srv->listener.data = srv;
-    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+    rc = uv_tcp_init(srv->loop, h);
     if (rc < 0) {
-        log_error("cannot listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
+        log_error("cannot start the server: %s", uv_strerror(rc));
         return rc;
     }
+    *open = true;
+    h->data = srv;
+    rc = uv_tcp_bind(h, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+    if (rc == 0)
+        rc = uv_tcp_getsockname(h, (struct sockaddr *)bound, &sslen);
+    if (rc < 0)
+        log_error("cannot listen on %s: %s", addr, uv_strerror(rc));
+    return rc;
+}
+
+/* The plain listener (unless plain_off) and the TLS one (tls_listen). */
+static int start_listeners(server *srv)
+{
+    const dpr_server_config *cfg = srv->cfg;
+    struct sockaddr_storage tls_bound;
+    dpr_err err = DPR_ERR_INIT;
+    char shown[DPR_ADDR_STR_MAX];
+    int rc;
+
+    if (!cfg->plain_off) {
+        rc = listen_at(srv, &srv->listener, &srv->listener_open, cfg->listen, &srv->bound);
+        if (rc < 0)
+            return rc;
+        dpr_addr_format((struct sockaddr *)&srv->bound, shown, sizeof(shown));
+        if (!srv->embedded) /* tests and scripts wait for this text */
+            log_info("dpr-finder listening on %s", shown);
+    }
+    if (!cfg->tls_listen)
+        return 0;
+    rc = dpr_tls_ctx_new(&cfg->tls, true, &srv->tls, &err);
+    if (rc < 0) {
+        log_error("cannot start the TLS port: %s", dpr_err_str(&err, rc));
+        return rc;
+    }
+    rc = listen_at(srv, &srv->tls_listener, &srv->tls_listener_open, cfg->tls_listen,
+                   &tls_bound);
+    if (rc < 0)
+        return rc;
+    if (cfg->plain_off)
+        srv->bound = tls_bound;
+    dpr_addr_format((struct sockaddr *)&tls_bound, shown, sizeof(shown));
+    log_info("dpr-finder listening on %s (TLS, client certificates: %s)", shown,
+             dpr_tls_verify_name(cfg->tls.verify));
+    return 0;
+}
+
+static int start(server *srv)
+{
+    int rc;
+
+    rc = start_listeners(srv);
+    if (rc < 0)
+        return rc;
     rc = uv_check_init(srv->loop, &srv->check);
     if (rc < 0)
         goto uv_fail;
@@ -740,28 +966,26 @@ static int start(server *srv)
         goto uv_fail;
     srv->timer_open = true;
     srv->stop_timer.data = srv;
-    rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sslen);
-    if (rc < 0)
-        goto uv_fail;
-    srv->bound = ss;
     if (srv->embedded)
         return 0;
     rc = uv_signal_init(srv->loop, &srv->sigterm);
     if (rc == 0)
         rc = uv_signal_init(srv->loop, &srv->sigint);
+    if (rc == 0)
+        rc = uv_signal_init(srv->loop, &srv->sighup);
     if (rc < 0)
         goto uv_fail;
     srv->signals_open = true;
     srv->sigterm.data = srv;
     srv->sigint.data = srv;
+    srv->sighup.data = srv;
     rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     if (rc == 0)
         rc = uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    if (rc == 0)
+        rc = uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     if (rc < 0)
         goto uv_fail;
-    /* tests and scripts wait for this text */
-    dpr_addr_format((struct sockaddr *)&ss, shown, sizeof(shown));
-    log_info("dpr-finder listening on %s", shown);
     return 0;
 uv_fail:
     log_error("cannot start the server: %s", uv_strerror(rc));
@@ -800,6 +1024,7 @@ int dpr_server_run(dpr_domains *ds, dpr_store *store, const dpr_server_config *c
     uv_run(srv->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(srv->loop) != 0)
         log_warning("event loop still had handles at exit");
+    dpr_tls_ctx_free(srv->tls);
     free(srv);
     return rc;
 }
@@ -863,7 +1088,33 @@ void dpr_server_abort(dpr_server *srv)
     shut_down(srv);
 }
 
+int dpr_server_reload_tls(dpr_server *srv)
+{
+    dpr_tls_ctx *fresh = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    char what[400];
+    int rc;
+
+    if (!srv->tls) {
+        log_info("SIGHUP: no TLS port: nothing to reload");
+        return 0;
+    }
+    rc = dpr_tls_ctx_new(&srv->cfg->tls, true, &fresh, &err);
+    if (rc < 0) {
+        log_error("SIGHUP: TLS certificates not reloaded, new connections keep the old ones: %s",
+                  dpr_err_str(&err, rc));
+        return rc;
+    }
+    dpr_tls_ctx_free(srv->tls); /* connections made from it keep it */
+    srv->tls = fresh;
+    dpr_tls_ctx_describe(fresh, what, sizeof(what));
+    log_notice("SIGHUP: TLS certificates reloaded for new connections: %s", what);
+    return 0;
+}
+
 void dpr_server_free(dpr_server *srv)
 {
+    if (srv)
+        dpr_tls_ctx_free(srv->tls);
     free(srv);
 }

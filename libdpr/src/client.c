@@ -59,6 +59,7 @@ struct dpr_client {
     size_t agent_first;              /* the agent that answered last (atomic) */
     char deployment[DPR_DOMAIN_MAX + 1];
     int connect_ms, io_ms, resize_ms, reconnect_ms;
+    dpr_tls_ctx *tls; /* the config's tls_* files (NULL: plain) */
     unsigned depth;
     pthread_mutex_t lock; /* the finder connection and err */
     dpr_conn finder;
@@ -219,7 +220,7 @@ static int learn_worker(dpr_client *c, shard_ep *ep, dpr_err *err)
     size_t n = 0;
 
     dpr_conn_init(&conn);
-    r = dpr_conn_connect(&conn, ep->host, ep->port, c->connect_ms);
+    r = dpr_conn_connect(&conn, ep->host, ep->port, c->tls, c->connect_ms);
     if (r == 0)
         r = dpr_conn_request(&conn, 2, argv, NULL, c->io_ms, &reply);
     if (r < 0) {
@@ -364,7 +365,7 @@ static int finder_request(dpr_client *c, int argc, const char *const *argv,
         char at[DPR_ADDR_STR_MAX];
         snprintf(at, sizeof(at), "%s", dpr_finders_text(&c->finders));
         if (c->finder.fd < 0)
-            r = dpr_conn_connect(&c->finder, hp->host, hp->port, c->connect_ms);
+            r = dpr_conn_connect(&c->finder, hp->host, hp->port, c->tls, c->connect_ms);
         if (r == 0)
             r = dpr_conn_request(&c->finder, argc, argv, NULL, c->io_ms, out);
         if (r < 0) {
@@ -441,7 +442,7 @@ static int agents_endpoints(dpr_client *c, bool strict, dpr_endpoints *out, dpr_
 
         fmt_hostport(at, sizeof(at), a->host, a->port);
         dpr_conn_init(&conn);
-        r = dpr_conn_connect(&conn, a->host, a->port, c->connect_ms);
+        r = dpr_conn_connect(&conn, a->host, a->port, c->tls, c->connect_ms);
         if (r < 0) {
             dpr_err_set(&e, r, "%s", r == -EHOSTUNREACH ? conn.err.msg : strerror(-r));
         } else {
@@ -610,6 +611,13 @@ int dpr_client_new(const dpr_client_config *cfg, dpr_client **out, dpr_err *err)
     c->reconnect_ms = cfg->reconnect_timeout_ms ? cfg->reconnect_timeout_ms
                                                 : DEFAULT_RECONNECT_MS;
     c->depth = cfg->pipeline_depth ? cfg->pipeline_depth : DEFAULT_DEPTH;
+    if (cfg->tls_ca_file) {
+        dpr_tls_config tc = { .cert_file = cfg->tls_cert_file, .key_file = cfg->tls_key_file,
+                              .ca_file = cfg->tls_ca_file, .verify = DPR_TLS_VERIFY_REQUIRED };
+        r = dpr_tls_ctx_new(&tc, false, &c->tls, err);
+        if (r < 0)
+            goto fail;
+    }
     snprintf(c->domain, sizeof(c->domain), "%s",
              cfg->domain ? cfg->domain : cfg->deployment ? cfg->deployment : DPR_DOMAIN_DEFAULT);
     c->domain_id = dpr_domain_id(c->domain, strlen(c->domain));
@@ -688,6 +696,7 @@ void dpr_client_free(dpr_client *c)
         free(c->shards[i].host);
     free(c->shards);
     dpr_conn_free(&c->finder);
+    dpr_tls_ctx_free(c->tls); /* (after every connection of it) */
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -886,7 +895,8 @@ static int connect_shard(dpr_client_session *s, uint32_t k)
     sc->run_id[0] = '\0';
     sc->peer_world_line = 0;
     sc->write_failed = false;
-    r = dpr_conn_connect(&sc->conn, s->shards[k].host, s->shards[k].port, s->c->connect_ms);
+    r = dpr_conn_connect(&sc->conn, s->shards[k].host, s->shards[k].port, s->c->tls,
+                         s->c->connect_ms);
     if (r == 0)
         r = dpr_conn_request(&sc->conn, 2, argv, NULL, s->c->io_ms, &reply);
     if (r < 0) {
@@ -1614,7 +1624,7 @@ static int ask_layout(dpr_client *c, const shard_ep *ep, dpr_endpoints *out)
 
     memset(out, 0, sizeof(*out));
     dpr_conn_init(&conn);
-    r = dpr_conn_connect(&conn, ep->host, ep->port, c->connect_ms);
+    r = dpr_conn_connect(&conn, ep->host, ep->port, c->tls, c->connect_ms);
     if (r == 0)
         r = dpr_conn_request(&conn, 1, argv, NULL, c->io_ms, &reply);
     if (r == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||

@@ -21,6 +21,7 @@ void dpr_conn_init(dpr_conn *c)
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     dpr_buf_init(&c->out);
+    dpr_buf_init(&c->wire);
 }
 
 void dpr_conn_close(dpr_conn *c)
@@ -33,12 +34,17 @@ void dpr_conn_close(dpr_conn *c)
     c->reader = NULL;
     dpr_buf_reset(&c->out);
     c->woff = 0;
+    dpr_tls_conn_free(c->tls);
+    c->tls = NULL;
+    dpr_buf_reset(&c->wire);
+    c->wire_off = 0;
 }
 
 void dpr_conn_free(dpr_conn *c)
 {
     dpr_conn_close(c);
     dpr_buf_free(&c->out);
+    dpr_buf_free(&c->wire);
 }
 
 /* Connects one address within the deadline; returns the fd or -errno. */
@@ -85,7 +91,8 @@ fail:
     return r;
 }
 
-int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, int timeout_ms)
+int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, dpr_tls_ctx *tls,
+                     int timeout_ms)
 {
     int r;
     char portstr[DPR_FMT_U64_MAX + 1];
@@ -122,6 +129,14 @@ int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, int timeout_m
         goto out;
     }
     r = 0;
+    if (tls) {
+        dpr_err e = DPR_ERR_INIT;
+        r = dpr_tls_conn_new(tls, host, &c->tls, &e);
+        if (r < 0) {
+            dpr_conn_close(c);
+            dpr_err_set(&c->err, r, "%s:%u: %s", host, (unsigned)port, dpr_err_str(&e, r));
+        }
+    }
 out:
     if (res)
         freeaddrinfo(res);
@@ -150,15 +165,43 @@ void dpr_conn_put_command(dpr_conn *c, int argc, const char *const *argv, const 
 
 size_t dpr_conn_pending_output(const dpr_conn *c)
 {
-    return c->out.len - c->woff;
+    return c->out.len - c->woff + c->wire.len - c->wire_off;
 }
 
-int dpr_conn_flush(dpr_conn *c)
+/* A TLS failure's code with the engine's reason. */
+static int tls_fail(dpr_conn *c, int r)
 {
-    if (c->fd < 0)
-        return dpr_err_set(&c->err, -ENOTCONN, "not connected");
-    while (c->woff < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->woff, c->out.len - c->woff, MSG_NOSIGNAL);
+    if (r == -ENOMEM)
+        return dpr_err_set(&c->err, r, "out of memory");
+    return dpr_err_set(&c->err, r, "TLS: %s", dpr_tls_conn_errstr(c->tls));
+}
+
+/* TLS: the plaintext of out into the engine, what it has to send into
+ * wire. */
+static int tls_encrypt(dpr_conn *c)
+{
+    int r = 0;
+
+    if (c->woff < c->out.len)
+        r = dpr_tls_conn_write(c->tls, c->out.data + c->woff, c->out.len - c->woff);
+    if (r < 0)
+        return tls_fail(c, r);
+    dpr_buf_reset(&c->out);
+    c->woff = 0;
+    if (c->wire_off > 0 && c->wire_off == c->wire.len) {
+        dpr_buf_reset(&c->wire);
+        c->wire_off = 0;
+    }
+    if (dpr_tls_conn_take(c->tls, &c->wire) < 0)
+        return tls_fail(c, -ENOMEM);
+    return 0;
+}
+
+/* Sends b[*off, len) as far as the socket takes it now. */
+static int send_some(dpr_conn *c, dpr_buf *b, size_t *off)
+{
+    while (*off < b->len) {
+        ssize_t n = send(c->fd, b->data + *off, b->len - *off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -167,19 +210,60 @@ int dpr_conn_flush(dpr_conn *c)
             int e = errno;
             return dpr_err_set(&c->err, -e, "write: %s", strerror(e));
         }
-        c->woff += (size_t)n;
+        *off += (size_t)n;
     }
-    dpr_buf_reset(&c->out);
-    c->woff = 0;
+    dpr_buf_reset(b);
+    *off = 0;
     return 0;
+}
+
+int dpr_conn_flush(dpr_conn *c)
+{
+    int r;
+
+    if (c->fd < 0)
+        return dpr_err_set(&c->err, -ENOTCONN, "not connected");
+    if (c->tls) {
+        r = tls_encrypt(c);
+        return r < 0 ? r : send_some(c, &c->wire, &c->wire_off);
+    }
+    return send_some(c, &c->out, &c->woff);
 }
 
 void dpr_conn_shutdown_write(dpr_conn *c)
 {
     dpr_buf_reset(&c->out);
     c->woff = 0;
+    dpr_buf_reset(&c->wire);
+    c->wire_off = 0;
     if (c->fd >= 0)
         (void)shutdown(c->fd, SHUT_WR); /* fails harmlessly after a reset */
+}
+
+/* TLS: n bytes of ciphertext arrived; the plaintext into the reader, and
+ * what the engine answers (the handshake) out. n, or a negative errno. */
+static int tls_input(dpr_conn *c, const char *data, size_t n)
+{
+    dpr_buf plain;
+    size_t got;
+    ssize_t r;
+
+    dpr_buf_init(&plain);
+    r = dpr_tls_conn_input(c->tls, data, n, &plain);
+    if (r >= 0 && plain.len && redisReaderFeed(c->reader, plain.data, plain.len) != REDIS_OK)
+        r = -ENOMEM;
+    got = plain.len;
+    dpr_buf_free(&plain);
+    if (r < 0)
+        return tls_fail(c, (int)r);
+    r = tls_encrypt(c);
+    if (r == 0)
+        r = send_some(c, &c->wire, &c->wire_off);
+    if (r < 0)
+        return (int)r;
+    if (got == 0 && dpr_tls_conn_eof(c->tls)) /* (the replies before it count first) */
+        return dpr_err_set(&c->err, -ECONNRESET, "connection closed by the server");
+    return (int)n;
 }
 
 int dpr_conn_read(dpr_conn *c)
@@ -199,6 +283,8 @@ int dpr_conn_read(dpr_conn *c)
     }
     if (n == 0)
         return dpr_err_set(&c->err, -ECONNRESET, "connection closed by the server");
+    if (c->tls)
+        return tls_input(c, buf, (size_t)n);
     if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
         return dpr_err_set(&c->err, -ENOMEM, "out of memory");
     return (int)n;

@@ -8,6 +8,13 @@
  * the client sessions (many connections multiplexed with poll) and for
  * blocking request/reply exchanges with the finder and for INFO.
  *
+ * TLS (docs/tls.md): connected with a context, the connection runs
+ * common/tls.h's engine between the socket and the buffers: out holds
+ * plaintext until dpr_conn_flush passes it through the engine into wire,
+ * and dpr_conn_read feeds the reader the engine's plaintext (the handshake
+ * is driven by the same calls: what it has to send goes out with the next
+ * flush or read).
+ *
  * All functions return 0 (or a count) or a negative errno; c->err holds a
  * message for the last failure.
  */
@@ -21,6 +28,7 @@
 
 #include "common/buf.h"
 #include "common/resp.h" /* dpr_resp_command_size */
+#include "common/tls.h"
 #include "dpr/err.h"
 
 typedef struct dpr_conn {
@@ -28,14 +36,19 @@ typedef struct dpr_conn {
     redisReader *reader;
     dpr_buf out; /* bytes [woff, out.len) are still to be written */
     size_t woff;
+    dpr_tls_conn *tls; /* a TLS connection's engine (NULL: plain) */
+    dpr_buf wire;      /* TLS: ciphertext to send, from wire_off on */
+    size_t wire_off;
     dpr_err err;
 } dpr_conn;
 
 /* A closed connection (fd -1, no buffers). */
 void dpr_conn_init(dpr_conn *c);
-/* Connects (closing any previous socket), within timeout_ms (> 0). Drops any
+/* Connects (closing any previous socket), within timeout_ms (> 0); with tls
+ * (NULL: plain) over TLS, the server's certificate checked against host. Drops any
  * unwritten output and buffered input. */
-int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, int timeout_ms);
+int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, dpr_tls_ctx *tls,
+                     int timeout_ms);
 /* Closes the socket and drops buffered input and output (keeps memory). */
 void dpr_conn_close(dpr_conn *c);
 /* dpr_conn_close and frees everything. */

@@ -33,6 +33,7 @@ from .client import Client, RollbackInfo, Session
 from .errors import (ConnectionError, DiscoveryError, DprError, ProtocolError, ResponseError,
                      RollbackError, SessionClosedError, SessionInDoubtError, TimeoutError)
 from ._libdpr import LibdprNotFound
+from .resp import tls_context
 from .route import shard_of
 from .cluster import (Cluster, Deployment, FinderDomain, FinderStatus, Instance, Node, Plan,
                       Status, connect)
@@ -45,7 +46,7 @@ from .spec import CacheStore, ClusterSpec
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Session", "RollbackInfo", "shard_of",
+    "Client", "Session", "RollbackInfo", "shard_of", "tls_context",
     "DprError", "ConnectionError", "TimeoutError", "ProtocolError", "ResponseError",
     "RollbackError", "SessionInDoubtError", "SessionClosedError", "LibdprNotFound",
     "DiscoveryError",

@@ -65,6 +65,7 @@ import ctypes
 import errno
 import os
 import re
+import ssl
 import threading
 import time
 from typing import Any, Sequence
@@ -193,6 +194,10 @@ class Client:
         the deployment's name). None means "default", dpr-kv's default. An
         invalid name raises ValueError at once; shards whose INFO names
         another domain are refused (dpr.DprError) when first connected.
+      ssl_context: an ssl.SSLContext: every connection (shards, finder,
+        agents) is TLS (docs/tls.md); dpr.tls_context(ca, cert, key) makes
+        one from the cluster CA and the application's certificate. A refused
+        handshake raises dpr.ConnectionError.
 
     A Client holds no connections itself; it may be shared by threads. Each
     Session has its own connections and must be used by one thread at a time.
@@ -202,8 +207,10 @@ class Client:
                  workers: Sequence[int] | None = None,
                  *, timeout: float = 10.0, connect_timeout: float = 2.0,
                  reconnect_timeout: float = 15.0, rollback_timeout: float = 30.0,
-                 resize_timeout: float = 120.0, domain: str | None = None):
+                 resize_timeout: float = 120.0, domain: str | None = None,
+                 ssl_context: "ssl.SSLContext | None" = None):
         self.domain = check_domain(domain)
+        self.ssl_context = ssl_context
         if isinstance(shards, str):
             raise TypeError("shards must be a list of 'HOST:PORT' strings, not one string")
         self.shards = list(shards)
@@ -244,7 +251,8 @@ class Client:
         lost) is followed. Other keyword arguments go to Client()."""
         agents = _finder_list(agents)
         got = _endpoints_from(agents, name, kwargs.get("timeout", 10.0),
-                              kwargs.get("connect_timeout", 2.0), strict=True)
+                              kwargs.get("connect_timeout", 2.0), strict=True,
+                              ssl_context=kwargs.get("ssl_context"))
         assert got is not None  # (strict: raises instead)
         epoch, endpoints, workers = got
         missing = [i for i, e in enumerate(endpoints) if e is None]
@@ -372,7 +380,7 @@ class Client:
         best: tuple[int, list[Any]] | None = None
         for a in dict.fromkeys(candidates):  # each once, in order
             try:
-                with Connection(a, self.timeout, self.connect_timeout) as c:
+                with Connection(a, self.timeout, self.connect_timeout, self.ssl_context) as c:
                     r = c.call("DPR.LAYOUT")
             except (ConnectionError, ResponseError):
                 continue
@@ -383,7 +391,8 @@ class Client:
             # the cluster's view: the endpoints its agents know (a shard that
             # moved, when no other shard can tell)
             got = _endpoints_from(self._agents, self._deployment, self.timeout,
-                                  self.connect_timeout, strict=False)
+                                  self.connect_timeout, strict=False,
+                                  ssl_context=self.ssl_context)
             if (got is not None and all(got[1]) and (best is None or got[0] > best[0])):
                 best = (got[0], got[1])
         return best is not None and best[0] > 0 and self._adopt_layout(best[0], best[1])
@@ -392,7 +401,8 @@ class Client:
         """The worker id of every shard, asking shards' INFO where unknown."""
         for i in range(len(self.shards)):
             if self._known_worker(i) is None:
-                conn = Connection(self.shards[i], self.timeout, self.connect_timeout)
+                conn = Connection(self.shards[i], self.timeout, self.connect_timeout,
+                                  self.ssl_context)
                 try:
                     _connect_shard(self, conn, i, time.monotonic() + self.reconnect_timeout)
                 finally:
@@ -407,12 +417,14 @@ class Client:
 
     def info(self, shard: int) -> dict[str, str]:
         """INFO dpr of a shard, as a dict of strings."""
-        with Connection(self.shards[shard], self.timeout, self.connect_timeout) as c:
+        with Connection(self.shards[shard], self.timeout, self.connect_timeout,
+                        self.ssl_context) as c:
             return _parse_info(c.call("INFO", "dpr"))
 
 
 def _endpoints_from(agents: Sequence[str], name: str, timeout: float, connect_timeout: float,
-                    strict: bool) -> tuple[int, list[str | None], list[int]] | None:
+                    strict: bool, ssl_context: "ssl.SSLContext | None" = None
+                    ) -> tuple[int, list[str | None], list[int]] | None:
     """(layout epoch, endpoint or None per shard, worker per shard) of
     deployment name, from the first agent that answers. None when none does
     (strict: raises dpr.ConnectionError, or dpr.ResponseError for the
@@ -420,7 +432,7 @@ def _endpoints_from(agents: Sequence[str], name: str, timeout: float, connect_ti
     last: Exception | None = None
     for a in agents:
         try:
-            with Connection(a, timeout, connect_timeout) as c:
+            with Connection(a, timeout, connect_timeout, ssl_context) as c:
                 r = c.call("DPR.CLUSTER.ENDPOINTS", name)
         except ConnectionError as e:
             last = e
@@ -513,8 +525,9 @@ class Session:
         self._c = L.Session()
         self._finder_at = 0  # index into client.finders, or -1: self._leader
         self._leader = ""
-        self._finder = Connection(client.finders[0], client.timeout, client.connect_timeout)
-        self._shards = [Connection(a, client.timeout, client.connect_timeout)
+        self._finder = Connection(client.finders[0], client.timeout, client.connect_timeout,
+                                  client.ssl_context)
+        self._shards = [Connection(a, client.timeout, client.connect_timeout, client.ssl_context)
                         for a in client.shards]
         self._shard_addrs = list(client.shards)
         self._in_doubt = False  # a batch was abandoned; a rollback must settle it
@@ -661,7 +674,8 @@ class Session:
             return
         old = dict(zip(self._shard_addrs, self._shards))
         self._shards = [old.pop(a, None) or Connection(a, self.client.timeout,
-                                                       self.client.connect_timeout)
+                                                       self.client.connect_timeout,
+                                                       self.client.ssl_context)
                         for a in addrs]
         for c in old.values():
             c.close()
@@ -842,7 +856,7 @@ class Session:
         else:
             self._finder_at = (self._finder_at + 1) % len(self.client.finders)
         self._finder = Connection(self._finder_address(), self.client.timeout,
-                                  self.client.connect_timeout)
+                                  self.client.connect_timeout, self.client.ssl_context)
 
     def _finder_call(self, deadline: float, *args: Any) -> Any:
         """A finder command, retried (reconnecting, following NOTLEADER,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 from typing import Any, Iterable, Sequence
 
 import hiredis
@@ -68,14 +69,20 @@ def encode_command(args: Sequence[Any]) -> bytes:
 class Connection:
     """One RESP connection. Not thread-safe: use one per thread.
 
+    ``ssl_context`` (an :class:`ssl.SSLContext`, e.g. from :func:`tls_context`)
+    makes it a TLS connection; the server's certificate is checked against
+    the host of ``address`` when the context checks host names.
+
     ``timeout`` bounds each socket operation (connect, a send, waiting for a
     reply); on a timeout or any I/O error the connection is closed and
     :class:`dpr.TimeoutError` or :class:`dpr.ConnectionError` is raised,
     since the stream position is then unknown.
     """
 
-    def __init__(self, address: str, timeout: float = 10.0, connect_timeout: float | None = None):
+    def __init__(self, address: str, timeout: float = 10.0, connect_timeout: float | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
         self.address = address
+        self.ssl_context = ssl_context
         self.host, self.port = parse_address(address)
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
@@ -105,6 +112,12 @@ class Connection:
         except OSError as e:
             raise ConnectionError("cannot connect to %s: %s" % (self.address,
                                                                 e.strerror or e)) from e
+        if self.ssl_context is not None:
+            try:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+            except OSError as e:  # ssl.SSLError, a timeout: OSErrors too
+                sock.close()
+                raise ConnectionError("TLS with %s failed: %s" % (self.address, e)) from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.timeout)
         self._sock = sock
@@ -144,10 +157,25 @@ class Connection:
             readable, _, _ = select.select([self._sock], [], [], 0)
         except (OSError, ValueError):
             readable = [self._sock]
-        if not readable:
+        if not readable or (isinstance(self._sock, ssl.SSLSocket) and self._tls_idle()):
             return True
         self.close()  # EOF, an error, or bytes nobody asked for
         return False
+
+    def _tls_idle(self) -> bool:
+        """A readable TLS socket may only hold TLS records that carry no data
+        (a key update): true when that is all (nothing read, not closed)."""
+        assert isinstance(self._sock, ssl.SSLSocket)
+        self._sock.setblocking(False)
+        try:
+            self._sock.recv(1)
+            return False  # data nobody asked for, or EOF
+        except ssl.SSLWantReadError:
+            return True
+        except OSError:
+            return False
+        finally:
+            self._sock.settimeout(self.timeout)
 
     def send_raw(self, data: bytes) -> None:
         self.connect()
@@ -201,3 +229,18 @@ class Connection:
         self.send(*cmds)
         return [self.read() for _ in cmds]
 
+
+
+def tls_context(ca_file: str, cert_file: str | None = None, key_file: str | None = None,
+                check_hostname: bool = True) -> ssl.SSLContext:
+    """An SSLContext for DPR servers of a cluster (docs/tls.md): the cluster
+    CA's certificate (ca_file), and the application's certificate and key
+    (`dprctl pki issue client`) when the servers ask for one. The server's
+    certificate must name the host connected to (its DNS/IP SANs) unless
+    check_hostname is false."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = check_hostname
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx

@@ -9,7 +9,6 @@ loads new certificates and a new CRL for new connections while an open
 connection goes on with the old ones. Every process is killed by PID at
 the end; nothing asserts on time.
 """
-import datetime
 import os
 import shutil
 import signal
@@ -23,6 +22,7 @@ import redis
 from dpr import pki
 from dprtest import free_port, wait_for
 from kvwire import Raw, batch, encode
+from tlscerts import odd_cert
 
 CLUSTER = "c1"
 
@@ -48,31 +48,7 @@ def certs(tmp_path_factory):
 
 def _expired(d, name):
     """name.crt/.key of d's CA, valid two days ago for one day."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    with open(os.path.join(d, "ca.crt"), "rb") as f:
-        ca = x509.load_pem_x509_certificate(f.read())
-    with open(os.path.join(d, "ca.key"), "rb") as f:
-        ca_key = serialization.load_pem_private_key(f.read(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.utcnow()
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=2))
-            .not_valid_after(now - datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier("dpr://%s/client/%s" % (CLUSTER, name))]),
-                critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    with open(os.path.join(d, name + ".crt"), "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(os.path.join(d, name + ".key"), "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    odd_cert(d, name, "dpr://%s/client/%s" % (CLUSTER, name), from_days=-2, to_days=-1)
 
 
 def p(certs, name):
@@ -223,6 +199,13 @@ def test_bad_settings(cluster, certs, tmp_path):
     assert "--tls-port needs --tls-cert-file and --tls-key-file" in kv.output()
     kv = cluster.start_kv(1, args=["--port", "0"], wait=False)
     assert kv.wait_exit() == 2
+    # --finder-tls needs this node's certificate, key and the CA (also from
+    # the environment)
+    kv = cluster.start_kv(1, args=["--tls-cert-file", p(certs, "kv1.crt")],
+                          env={"DPR_KV_FINDER_TLS": "yes"}, wait=False)
+    assert kv.wait_exit() == 2
+    assert "--finder-tls needs --tls-cert-file, --tls-key-file and --tls-ca-cert-file" \
+        in kv.output()
     # a file that cannot be loaded: refused before registering with the finder
     (tmp_path / "bad.crt").write_text("not a certificate\n")
     kv = cluster.start_kv(1, args=["--tls-port", str(free_port()), "--tls-cert-file",

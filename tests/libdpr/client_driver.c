@@ -14,7 +14,9 @@
  * only the cluster's name (dpr_client_discover: DNS-SD in DOMAIN, "local"
  * by default: mDNS through avahi-daemon; another domain: unicast DNS-SD,
  * asking the nameserver or the system's resolver). Also
- * --reconnect-timeout MS (dpr_client_config.reconnect_timeout_ms).
+ * --reconnect-timeout MS (dpr_client_config.reconnect_timeout_ms), and
+ * --tls-ca FILE [--tls-cert FILE --tls-key FILE] (dpr_client_config.tls_*:
+ * every connection over TLS).
  * A client made from agents or a name prints "CLIENT shards=<n> epoch=<e>
  * domain=<d>" and "SHARD <i> <host:port> <worker>" per shard first.
  *
@@ -649,7 +651,9 @@ static void usage(FILE *f)
                "                     [--nameserver IP[:PORT]] [--discover-timeout MS]\n"
                "  then [--seconds S] [--relaxed] [--reconnect-timeout MS] "
                "[--rollback-timeout MS]\n"
-               "       [--stop-file PATH] [--burst N] basic|writer|idle|follow|roam|shards\n");
+               "       [--stop-file PATH] [--burst N] [--tls-ca FILE [--tls-cert FILE "
+               "--tls-key FILE]]\n"
+               "       basic|writer|idle|follow|roam|shards\n");
 }
 
 static void scenario_follow(double seconds)
@@ -819,6 +823,9 @@ int main(int argc, char **argv)
         {"rollback-timeout", required_argument, NULL, 'B'},
         {"stop-file", required_argument, NULL, 'S'},
         {"burst", required_argument, NULL, 'b'},
+        {"tls-ca", required_argument, NULL, 'C'},
+        {"tls-cert", required_argument, NULL, 'E'},
+        {"tls-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     dpr_endpoint shards[MAX_SHARDS];
@@ -878,6 +885,15 @@ int main(int argc, char **argv)
             break;
         case 'S':
             stop_file = optarg;
+            break;
+        case 'C':
+            cfg.tls_ca_file = optarg;
+            break;
+        case 'E':
+            cfg.tls_cert_file = optarg;
+            break;
+        case 'K':
+            cfg.tls_key_file = optarg;
             break;
         case 'b':
             burst = (unsigned)atoi(optarg);

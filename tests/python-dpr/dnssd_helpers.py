@@ -13,11 +13,11 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 
 import pytest
 
 import dprtest
+from tapproxy import TapProxy
 
 KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 NSUPDATE = shutil.which("nsupdate") or "/usr/bin/nsupdate"
@@ -121,81 +121,13 @@ class Knot:
         return r.stdout
 
 
-class Relay:
+class Relay(TapProxy):
     """A TCP listener on 127.0.0.1 that forwards every connection, byte for
     byte both ways, to a Unix socket (a real agent's control socket). Close
     it to stop the listener and every forwarded connection."""
 
     def __init__(self, unix_path: str):
         self.unix_path = unix_path
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__(unix_path)
 
-    @property
-    def address(self) -> str:
-        return "127.0.0.1:%d" % self.port
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                upstream.connect(self.unix_path)
-            except OSError:
-                client.close()
-                upstream.close()
-                continue
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    upstream.close()
-                    return
-                self.accepted += 1
-                self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            socks, self._socks = self._socks, []
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
-        except OSError:
-            pass
-        self.listener.close()
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        self._thread.join(5)

@@ -109,6 +109,10 @@ int dpr_tls_conn_feed(dpr_tls_conn *t, const void *data, size_t n);
  * -ENOMEM; the reason is in dpr_tls_conn_errstr. After a failure the
  * engine may still hold an alert to send (dpr_tls_conn_take). */
 ssize_t dpr_tls_conn_read(dpr_tls_conn *t, dpr_buf *plain);
+/* dpr_tls_conn_feed then dpr_tls_conn_read: n bytes from the socket in,
+ * the plaintext they complete appended to *plain; read's result (or feed's
+ * error). */
+ssize_t dpr_tls_conn_input(dpr_tls_conn *t, const void *data, size_t n, dpr_buf *plain);
 /* Plaintext to send (kept until the handshake is done). 0 or a negative
  * errno (after a failure: the failure's code). */
 int dpr_tls_conn_write(dpr_tls_conn *t, const void *data, size_t n);

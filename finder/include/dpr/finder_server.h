@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "common/tls.h"
 #include "dpr/domains.h"
 #include "dpr/store.h"
 
@@ -45,10 +46,18 @@ typedef struct dpr_server_config {
     const char *listen;
     size_t max_clients;       /* connections beyond it get an error and are closed */
     size_t max_request_bytes; /* larger requests: error, connection closed */
+    /* TLS (docs/tls.md): a second listener on tls_listen ("HOST:PORT", NULL:
+     * none) with the certificates of tls; there commands are authorized by
+     * the peer's certificate (node: all; others: reads, finder/src/authz.h).
+     * plain_off: no plain listener (TLS only). */
+    const char *tls_listen;
+    dpr_tls_config tls;
+    bool plain_off;
 } dpr_server_config;
 
 /*
- * Listens and serves until SIGTERM or SIGINT (then stops accepting, sends
+ * Listens and serves until SIGTERM or SIGINT (SIGHUP reloads the TLS files
+ * for new connections, dpr_server_reload_tls) (then stops accepting, sends
  * the replies of requests already read, closes and returns 0). Logs
  * "dpr-finder listening on ADDR:PORT" (the actual port) when ready; the
  * server logs through common/log.h (the program calls dpr_log_open).
@@ -94,8 +103,13 @@ typedef struct dpr_server_hooks {
 int dpr_server_start(uv_loop_t *loop, dpr_domains *ds, dpr_store *store,
                      const dpr_server_config *cfg, const dpr_server_hooks *hooks,
                      dpr_server **out);
-/* The address the listener is bound to (the real port when cfg asked for 0). */
+/* The address the listener is bound to (the real port when cfg asked for 0;
+ * the TLS listener's with plain_off). */
 const struct sockaddr_storage *dpr_server_bound(const dpr_server *srv);
+/* Reads cfg->tls's files again into a new context for new connections
+ * (open ones keep theirs); a failure keeps the old one. Both are logged.
+ * 0 (also without TLS: nothing to do) or the failure's code. */
+int dpr_server_reload_tls(dpr_server *srv);
 /* The caller changed the working state outside a request (e.g. removed a
  * worker, split a domain): make sure it is saved and published on this loop
  * iteration's commit even if no request arrives. */

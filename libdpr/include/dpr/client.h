@@ -177,6 +177,14 @@ typedef struct dpr_client_config {
                                  * that cannot be reached (it restarts, or it
                                  * moved), asking for a newer layout every
                                  * second, before it fails; 0: 15000 */
+    /* TLS (docs/tls.md): with tls_ca_file, every connection (shards,
+     * finders, agents) is TLS, the server's certificate checked against
+     * that CA and the host connected to; tls_cert_file and tls_key_file
+     * (PEM; NULL: none) are the application's certificate, for servers that
+     * require one (`dprctl pki issue client`). NULL: plain TCP. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
 } dpr_client_config;
 
 typedef struct dpr_client dpr_client;
