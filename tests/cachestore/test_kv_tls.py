@@ -9,7 +9,6 @@ loads new certificates and a new CRL for new connections while an open
 connection goes on with the old ones. Every process is killed by PID at
 the end; nothing asserts on time.
 """
-import datetime
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import subprocess
 import pytest
 import redis
 
+import certgen
 from dpr import pki
 from dprtest import free_port, wait_for
 from kvwire import Raw, batch, encode
@@ -48,31 +48,8 @@ def certs(tmp_path_factory):
 
 def _expired(d, name):
     """name.crt/.key of d's CA, valid two days ago for one day."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    with open(os.path.join(d, "ca.crt"), "rb") as f:
-        ca = x509.load_pem_x509_certificate(f.read())
-    with open(os.path.join(d, "ca.key"), "rb") as f:
-        ca_key = serialization.load_pem_private_key(f.read(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.utcnow()
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=2))
-            .not_valid_after(now - datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier("dpr://%s/client/%s" % (CLUSTER, name))]),
-                critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    with open(os.path.join(d, name + ".crt"), "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(os.path.join(d, name + ".key"), "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    certgen.sign_leaf(d, name, "dpr://%s/client/%s" % (CLUSTER, name), start_days=-2,
+                      end_days=-1)
 
 
 def p(certs, name):
