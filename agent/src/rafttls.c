@@ -13,11 +13,12 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/uvutil.h"
+#include "rafthello.h"
 
-#define HANDSHAKE_PROTOCOL 1 /* c-raft's TCP transport's */
-#define HANDSHAKE_ADDRESS_MAX 256
 #define READ_CHUNK 65536
 #define REFUSALS_PER_SECOND 20
+/* a connection not verified by then is closed (checked every second) */
+#define HANDSHAKE_TIMEOUT_MS 10000
 
 typedef struct rafttls rafttls;
 
@@ -30,6 +31,7 @@ typedef struct tlink {
     dpr_tls_conn *tls;
     dpr_buf plain;             /* incoming: plaintext before c-raft's handshake is whole */
     bool incoming, verified, handed, closing, local_open;
+    uint64_t started;          /* uv_now when made */
     int handles;               /* open handles of ours (tcp, local) */
     struct raft_uv_connect *req; /* outgoing, until its callback ran */
     raft_uv_connect_cb cb;
@@ -41,9 +43,10 @@ struct rafttls {
     uv_loop_t *loop;
     const agent_tls *tls;
     raft_id id;
-    char address[HANDSHAKE_ADDRESS_MAX];
+    char address[AGENT_RAFT_HELLO_ADDRESS_MAX];
     uv_tcp_t listener;
-    bool listener_init, closing;
+    uv_timer_t sweep;          /* closes connections stuck in their handshake */
+    bool listener_init, sweep_init, closing;
     raft_uv_accept_cb accept_cb;
     raft_uv_transport_close_cb close_cb;
     tlink *links;
@@ -109,7 +112,7 @@ static void maybe_closed(rafttls *tr)
 {
     raft_uv_transport_close_cb cb = tr->close_cb;
 
-    if (!tr->closing || tr->links || tr->listener_init || !cb)
+    if (!tr->closing || tr->links || tr->listener_init || tr->sweep_init || !cb)
         return;
     tr->close_cb = NULL;
     cb(tr->t);
@@ -251,43 +254,25 @@ fail:
     return rc;
 }
 
-static uint64_t le64(const char *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | (uint8_t)p[i];
-    return v;
-}
-
-/* The incoming side: c-raft's handshake (protocol, ID, address) from
- * l->plain once it is whole, then c-raft gets the connection. */
+/* The incoming side: c-raft's handshake (rafthello.h) from l->plain once
+ * it is whole, then c-raft gets the connection. */
 static void incoming_handshake(tlink *l)
 {
-    const char *p = l->plain.data;
-    uint64_t proto, id, alen;
-    char address[HANDSHAKE_ADDRESS_MAX];
+    char address[AGENT_RAFT_HELLO_ADDRESS_MAX];
+    dpr_err err = DPR_ERR_INIT;
     uv_stream_t *app;
+    uint64_t id;
+    long used = agent_raft_hello_parse(l->plain.data, l->plain.len, &id, address,
+                                       sizeof(address), &err);
 
-    if (l->plain.len < 24)
+    if (used == 0)
         return;
-    proto = le64(p);
-    id = le64(p + 8);
-    alen = le64(p + 16);
-    if (proto != HANDSHAKE_PROTOCOL || alen == 0 || alen > HANDSHAKE_ADDRESS_MAX) {
-        refused(l->tr, l, "not a Raft handshake (protocol or address length)");
+    if (used < 0) {
+        refused(l->tr, l, err.msg);
         link_close(l);
         return;
     }
-    if (l->plain.len < 24 + alen)
-        return;
-    if (strnlen(p + 24, alen) == alen) {
-        refused(l->tr, l, "not a Raft handshake (the address is not terminated)");
-        link_close(l);
-        return;
-    }
-    memcpy(address, p + 24, alen);
-    if (hand_over(l, p + 24 + alen, l->plain.len - 24 - alen, &app) < 0) {
+    if (hand_over(l, l->plain.data + used, l->plain.len - (size_t)used, &app) < 0) {
         link_close(l);
         return;
     }
@@ -300,21 +285,13 @@ static void incoming_handshake(tlink *l)
 static void outgoing_ready(tlink *l)
 {
     rafttls *tr = l->tr;
-    size_t alen = (strlen(tr->address) + 1 + 7) / 8 * 8;
     struct raft_uv_connect *req = l->req;
     uv_stream_t *app;
     dpr_buf b;
     int rc;
 
     dpr_buf_init(&b);
-    rc = dpr_buf_append_le64(&b, HANDSHAKE_PROTOCOL);
-    rc = rc ? rc : dpr_buf_append_le64(&b, tr->id);
-    rc = rc ? rc : dpr_buf_append_le64(&b, alen);
-    if (rc == 0 && (rc = dpr_buf_reserve(&b, alen)) == 0) {
-        memset(b.data + b.len, 0, alen);
-        memcpy(b.data + b.len, tr->address, strlen(tr->address));
-        b.len += alen;
-    }
+    rc = agent_raft_hello_encode(tr->id, tr->address, &b);
     if (rc == 0)
         rc = dpr_tls_conn_write(l->tls, b.data, b.len);
     dpr_buf_free(&b);
@@ -410,6 +387,7 @@ static tlink *link_new(rafttls *tr, bool incoming)
         return NULL;
     l->tr = tr;
     l->incoming = incoming;
+    l->started = uv_now(tr->loop);
     dpr_buf_init(&l->plain);
     uv_tcp_init(tr->loop, &l->tcp);
     l->tcp.data = l;
@@ -491,6 +469,21 @@ static int parse_address(const char *address, struct sockaddr_in *sa)
     return uv_ip4_addr(hp.host, hp.port, sa);
 }
 
+static void on_sweep(uv_timer_t *h)
+{
+    rafttls *tr = h->data;
+    uint64_t now = uv_now(tr->loop);
+    tlink *l, *next;
+
+    for (l = tr->links; l; l = next) {
+        next = l->next;
+        if (!l->handed && !l->closing && now - l->started >= HANDSHAKE_TIMEOUT_MS) {
+            refused(tr, l, "no TLS and Raft handshake within 10 s");
+            link_close(l);
+        }
+    }
+}
+
 static int t_init(struct raft_uv_transport *t, raft_id id, const char *address)
 {
     rafttls *tr = of(t);
@@ -504,6 +497,10 @@ static int t_init(struct raft_uv_transport *t, raft_id id, const char *address)
     uv_tcp_init(tr->loop, &tr->listener);
     tr->listener.data = tr;
     tr->listener_init = true;
+    uv_timer_init(tr->loop, &tr->sweep);
+    tr->sweep.data = tr;
+    tr->sweep_init = true;
+    uv_timer_start(&tr->sweep, on_sweep, 1000, 1000);
     return 0;
 }
 
@@ -558,6 +555,14 @@ static int t_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, r
     return 0;
 }
 
+static void on_sweep_closed(uv_handle_t *h)
+{
+    rafttls *tr = h->data;
+
+    tr->sweep_init = false;
+    maybe_closed(tr);
+}
+
 static void on_listener_closed(uv_handle_t *h)
 {
     rafttls *tr = h->data;
@@ -577,10 +582,10 @@ static void t_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
         next = l->next;
         link_close(l);
     }
-    if (tr->listener_init) {
+    if (tr->sweep_init)
+        uv_close((uv_handle_t *)&tr->sweep, on_sweep_closed);
+    if (tr->listener_init)
         uv_close((uv_handle_t *)&tr->listener, on_listener_closed);
-        return;
-    }
     maybe_closed(tr);
 }
 

@@ -3,8 +3,10 @@ docs/tls.md): three host agents (127.0.0.1-3) with certificates of one
 cluster CA elect a leader, replicate the finder's state and fail over;
 a plain-text peer, a node certificate of another CA, one naming another
 cluster and an application's (client) certificate are refused on the Raft
-port with a clear log line and the cluster goes on; an agent whose own
-certificate names another node does not start; SIGHUP (systemctl reload)
+port with a clear log line and the cluster goes on; a silent connection
+is closed; a capture on lo shows a replicated value only without TLS; an
+agent whose own certificate names another node does not start; SIGHUP
+(systemctl reload)
 loads new certificates and a new CRL for new connections, and a revoked
 agent's new connections are refused. Every process is killed by PID at the
 end; nothing asserts on time.
@@ -17,6 +19,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 
 import pytest
 import redis
@@ -172,6 +175,88 @@ def test_plain_text_to_the_raft_port_is_refused(agents):
     line = [ln for ln in leader.log()[before:].splitlines() if "TLS refused" in ln][0]
     assert "does not speak TLS" in line or "wrong version number" in line, line
     assert agents.leader() is leader
+
+
+def test_a_silent_connection_is_closed(agents, certs):
+    """A peer that never finishes its handshakes (TLS, or Raft's inside a
+    verified TLS connection) holds nothing for long."""
+    leader = agents.leader()
+    before = len(leader.log())
+    silent = socket.create_connection((leader.host, agents.raft_port), timeout=60)
+    verified = _tls_client(certs, "n4.crt", "n4.key").wrap_socket(
+        socket.create_connection((leader.host, agents.raft_port), timeout=60))
+    try:
+        assert silent.recv(100) == b""
+        try:
+            got = verified.recv(100)
+        except (ssl.SSLError, OSError):
+            got = b""
+        assert got == b""
+    finally:
+        silent.close()
+        verified.close()
+    lines = [ln for ln in leader.log()[before:].splitlines() if "within 10 s" in ln]
+    assert len(lines) == 2, leader.log()[before:]
+    assert agents.leader() is leader
+
+
+class Capture:
+    """Every frame on lo (AF_PACKET, root only) while it runs."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.2)
+        self.frames: list[bytes] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            try:
+                self.frames.append(self.sock.recv(65535))
+            except socket.timeout:
+                pass
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        self.sock.close()
+
+    def tcp_payloads(self, port):
+        """The TCP payloads (IPv4) from or to port."""
+        for f in self.frames:
+            ip = f[14:]
+            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+                continue
+            tcp = ip[(ip[0] & 15) * 4:]
+            sport, dport = struct.unpack("!HH", tcp[:4])
+            if port in (sport, dport):
+                yield tcp[(tcp[12] >> 4) * 4:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a capture needs root")
+@pytest.mark.parametrize("tls", [True, False])
+def test_a_capture_shows_raft_entries_only_without_tls(tmp_path, certs, tls):
+    ra = RaftAgents(str(tmp_path), 3, tls=certs if tls else None)
+    try:
+        ra.start()
+        leader = ra.leader()
+        cap = Capture()
+        try:
+            canary = "canary-%d" % os.getpid()
+            assert finder_call(leader, "DPR.WORKER.ADD", canary, "1")[0] == 1
+            replicated(ra, canary)
+        finally:
+            cap.stop()
+        raft = b"".join(cap.tcp_payloads(ra.raft_port))
+        finder = b"".join(cap.tcp_payloads(ra.finder_port))
+        assert canary.encode() in finder  # the capture sees plain text
+        assert raft  # and Raft's traffic
+        assert (canary.encode() in raft) is (not tls)
+    finally:
+        ra.close()
 
 
 def test_an_agent_with_another_nodes_certificate_does_not_start(tmp_path, certs):
