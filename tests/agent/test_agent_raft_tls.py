@@ -19,12 +19,12 @@ import ssl
 import struct
 import subprocess
 import sys
-import threading
 
 import pytest
 import redis
 
 import certgen
+from capture import Capture
 import dprtest
 from dprtest import AGENT, RaftAgents, wait_for
 
@@ -198,42 +198,6 @@ def test_a_silent_connection_is_closed(agents, certs):
     lines = [ln for ln in leader.log()[before:].splitlines() if "within 10 s" in ln]
     assert len(lines) == 2, leader.log()[before:]
     assert agents.leader() is leader
-
-
-class Capture:
-    """Every frame on lo (AF_PACKET, root only) while it runs."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        self.sock.bind(("lo", 0))
-        self.sock.settimeout(0.2)
-        self.frames: list[bytes] = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.done.is_set():
-            try:
-                self.frames.append(self.sock.recv(65535))
-            except socket.timeout:
-                pass
-
-    def stop(self):
-        self.done.set()
-        self.thread.join()
-        self.sock.close()
-
-    def tcp_payloads(self, port):
-        """The TCP payloads (IPv4) from or to port."""
-        for f in self.frames:
-            ip = f[14:]
-            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
-                continue
-            tcp = ip[(ip[0] & 15) * 4:]
-            sport, dport = struct.unpack("!HH", tcp[:4])
-            if port in (sport, dport):
-                yield tcp[(tcp[12] >> 4) * 4:]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a capture needs root")
