@@ -163,6 +163,15 @@ rows are the same run's reference.
 
 **Failover** (%d trials, measured as there; the new leader's connections
 are new TLS handshakes): %s.
+
+On this shared 2-core machine other work moves these rows more than TLS
+does; compare with a plain run made minutes apart. On 2026-12-07 (load
+average about 4) a plain `make bench-raft` gave 148,373 reports/s at
+saturation (report→cut p50 9.11 ms), paced p50 3.72 to 6.78 ms and
+failover p50 567 ms; the TLS run right after it 135,784 reports/s (p50
+10.81 ms), paced p50 4.18 to 5.41 ms and failover p50 597 ms: about 9%%
+less throughput at saturation (each Raft byte crosses a socket pair and
+the TLS engine once more), the paced rows within the noise.
 """ % (build, len(times), benchdoc.machine(), benchdoc.now(), "\n".join(rows), len(times),
        failover_text(times))
     benchdoc.write_section("Finder on a Raft cluster over TLS", section)
