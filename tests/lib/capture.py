@@ -20,6 +20,9 @@ class Capture:
 
     def __init__(self, iface: str = "lo"):
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        # a large buffer: a busy interface must not drop frames while this
+        # thread waits for the CPU (SO_RCVBUFFORCE: root, above rmem_max)
+        self.sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
         self.sock.bind((iface, 0))
         self.sock.settimeout(0.2)
         self.frames: list[bytes] = []
@@ -33,6 +36,13 @@ class Capture:
                 self.frames.append(self.sock.recv(65535))
             except socket.timeout:
                 pass
+        # what the kernel still holds (this thread may lag behind)
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self.frames.append(self.sock.recv(65535))
+            except BlockingIOError:
+                break
 
     def stop(self):
         self.done.set()
