@@ -6,6 +6,7 @@
 #   make test      run every test suite (tests/run.sh); ends "N passed, N failed"
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
+#                  bench-raft-tls,
 #                  bench-replication, bench-tls;
 #                  as root also: make bench-placement, bench-discovery, bench-rollout)
 #   make install   install into $(DESTDIR)$(PREFIX); make uninstall removes it
@@ -126,7 +127,7 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv bench-resize bench-raft bench-replication bench-tls
+bench: bench-finder bench-kv bench-resize bench-raft bench-raft-tls bench-replication bench-tls
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -149,6 +150,11 @@ bench-resize: $(FINDER_BIN) $(KV_BIN) $(LIBDPR_SO)
 .PHONY: bench-raft
 bench-raft: $(BENCH_FINDER) $(FINDER_BIN) $(AGENT_BIN)
 	/usr/bin/python3 bench/raft.py $(BUILD)
+
+# the same with Raft over mutual TLS (bench/raft.py, BENCH_RAFT_TLS=1)
+.PHONY: bench-raft-tls
+bench-raft-tls: $(BENCH_FINDER) $(FINDER_BIN) $(AGENT_BIN)
+	BENCH_RAFT_TLS=1 /usr/bin/python3 bench/raft.py $(BUILD)
 
 # what copying checkpoints to another node costs commits (bench/replication.py)
 .PHONY: bench-replication

@@ -42,7 +42,7 @@ agent: $(AGENT_BIN)
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
 # modules only.
 AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c \
-                   cstate.c placement.c replproto.c dnssd.c) \
+                   cstate.c placement.c replproto.c dnssd.c rafthello.c) \
                  libdpr/src/domain.c finder/src/request.c
 FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
 

@@ -631,6 +631,7 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     rc_cfg.join = a->cfg->raft_join;
     rc_cfg.wait_for_peers = a->cfg->discovery && a->cfg->nraft_peers == 0 &&
                             a->cfg->raft_expect > 0;
+    rc_cfg.tls = a->tls;
     rc = agent_raft_open(a->loop, &rc_cfg, &rh, &a->raft, err);
     if (rc < 0)
         return rc;
@@ -759,6 +760,14 @@ int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
     rc = load_state(a, err);
     if (rc < 0)
         goto fail;
+    if (cfg->tls_enabled) {
+        rc = agent_tls_load(cfg, &a->tls, err);
+        if (rc < 0) {
+            dpr_err_prefix(err, "tls");
+            goto fail;
+        }
+        log_info("TLS on the links between agents: %s", a->tls->describe);
+    }
 
     uv_timer_init(loop, &a->finder_timer);
     uv_timer_init(loop, &a->retry_timer);
@@ -848,9 +857,34 @@ fail_started:
 fail:
     if (a->lock_fd >= 0)
         close(a->lock_fd);
+    agent_tls_free(a->tls);
     agent_state_free(&a->st);
     free(a);
     return rc;
+}
+
+void agent_reload_tls(agent *a)
+{
+    dpr_err err = DPR_ERR_INIT;
+    agent_tls *tls;
+    int rc;
+
+    if (!a->tls) {
+        log_info("SIGHUP: TLS is off (tls.enabled), nothing to reload; the configuration is "
+                 "read at start only (systemctl restart dpr-agent applies changes)");
+        return;
+    }
+    rc = agent_tls_load(a->cfg, &tls, &err);
+    if (rc < 0) {
+        log_error("SIGHUP: TLS certificates not reloaded, new connections keep the old ones: "
+                  "%s", dpr_err_str(&err, rc));
+        return;
+    }
+    if (a->raft)
+        agent_raft_set_tls(a->raft, tls);
+    agent_tls_free(a->tls); /* open connections keep their references */
+    a->tls = tls;
+    log_info("SIGHUP: TLS certificates reloaded for new connections: %s", tls->describe);
 }
 
 void agent_stop(agent *a)
@@ -893,6 +927,7 @@ void agent_free(agent *a)
     agent_layouts_free(a->layouts);
     if (a->lock_fd >= 0)
         close(a->lock_fd);
+    agent_tls_free(a->tls);
     agent_state_free(&a->st);
     free(a->rt);
     free(a->doms);

@@ -37,5 +37,9 @@ int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
 void agent_stop(agent *a);
 /* After the loop has run every close callback. */
 void agent_free(agent *a);
+/* SIGHUP: reads the tls files again for new connections between agents
+ * (open ones keep theirs); a reload that fails keeps the last good
+ * certificates. Logs what it did. */
+void agent_reload_tls(agent *a);
 
 #endif

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "control.h"
 #include "dpr/err.h"
+#include "agenttls.h"
 #include "finderhost.h"
 #include "health.h"
 #include "layout.h"
@@ -76,6 +77,7 @@ struct agent {
     agent_units *units;
     agent_finder *finder;
     agent_raft *raft;      /* a cluster's Raft member; NULL on a single node */
+    agent_tls *tls;        /* tls.enabled: the contexts of the links between agents */
     agent_membership *membership; /* a cluster: joining, hello, removal */
     /* what the events last told of the Raft member: role, term, leader,
      * and the members (their ids) */

@@ -344,6 +344,35 @@ static int read_replication(ctx *x, config_setting_t *repl, agent_config *c)
     return 0;
 }
 
+/* The tls group: the node's certificate, key, the cluster's CA and CRL. */
+static int read_tls(ctx *x, config_setting_t *tls, agent_config *c)
+{
+    static const char *const what[] = { "cert", "key", "ca", "crl" };
+    char **dst[] = { &c->tls_cert, &c->tls_key, &c->tls_ca, &c->tls_crl };
+    char def[4][320];
+
+    snprintf(def[0], sizeof(def[0]), "/etc/dpr/tls/%.255s.crt", c->node_name ? c->node_name : "node");
+    snprintf(def[1], sizeof(def[1]), "/etc/dpr/tls/%.255s.key", c->node_name ? c->node_name : "node");
+    snprintf(def[2], sizeof(def[2]), "/etc/dpr/tls/ca.crt");
+    snprintf(def[3], sizeof(def[3]), "/etc/dpr/tls/ca.crl");
+    get_bool(x, tls, "tls.enabled", "enabled", &c->tls_enabled);
+    for (size_t i = 0; i < 4; i++) {
+        char label[16];
+
+        snprintf(label, sizeof(label), "tls.%s", what[i]);
+        if (get_str(x, tls, label, what[i], def[i], false, dst[i]) < 0)
+            return -ENOMEM;
+        if ((*dst[i])[0] == '\0' && i == 3) {
+            free(*dst[i]);
+            *dst[i] = NULL;
+        } else if ((*dst[i])[0] != '/') {
+            problem_at(x, member_or(tls, what[i], tls), "'%s' must be an absolute path "
+                       "(got '%s')", label, *dst[i]);
+        }
+    }
+    return 0;
+}
+
 /* A Raft address: "IPV4:PORT" (what c-raft's TCP transport takes). */
 static bool raft_address_ok(const char *v)
 {
@@ -430,8 +459,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
                                        "finder", "cachestores", "log", "raft", "replication",
-                                       "discovery", NULL };
+                                       "discovery", "tls", NULL };
     static const char *const disc_keys[] = { "enabled", NULL };
+    static const char *const tls_keys[] = { "enabled", "cert", "key", "ca", "crl", NULL };
     static const char *const repl_keys[] = { "listen", "socket", NULL };
     static const char *const node_keys[] = { "name", "address", "labels", "max_instances",
                                              NULL };
@@ -445,7 +475,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                            "port_min", "port_max", "checkpoint_interval_ms",
                                            "max_clients", "impls", NULL };
     static const char *const log_keys[] = { "verbose", NULL };
-    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc;
+    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc, *tls;
     char *remote = NULL;
     struct sockaddr_storage ss;
     char host[256] = "localhost";
@@ -463,6 +493,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     raft = get_group(x, root, "raft");
     repl = get_group(x, root, "replication");
     disc = get_group(x, root, "discovery");
+    tls = get_group(x, root, "tls");
+    if (tls)
+        check_members(x, tls, "tls.", tls_keys);
     if (disc)
         check_members(x, disc, "discovery.", disc_keys);
     if (repl)
@@ -532,6 +565,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
             return rc;
     }
     rc = read_replication(x, repl, c);
+    if (rc < 0)
+        return rc;
+    rc = read_tls(x, tls, c);
     if (rc < 0)
         return rc;
     c->port_min = (uint16_t)pmin;
@@ -669,6 +705,10 @@ void agent_config_free(agent_config *c)
     free(c->raft_address);
     free(c->repl_listen);
     free(c->repl_socket);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->tls_ca);
+    free(c->tls_crl);
     free(c->control_listen);
     free(c->node_interface);
     for (size_t i = 0; i < c->nraft_peers; i++)

@@ -82,6 +82,15 @@ typedef struct agent_config {
      * address into node_address and the settings derived from it. */
     char *node_interface;
     bool cs_address_derived;  /* cachestores.listen_address was not set */
+    /* tls: mutual TLS on the links between agents (Raft; docs/tls.md).
+     * tls_enabled false (tls.enabled, default false): plain TCP. The files
+     * default to /etc/dpr/tls/NODE.crt, NODE.key, ca.crt, ca.crl (crl ""
+     * in the file: no revocation list). */
+    bool tls_enabled;
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca;
+    char *tls_crl;            /* NULL: none */
     bool repl_listen_derived; /* replication.listen was not set */
 } agent_config;
 

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "agenttls.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -60,16 +61,31 @@ static int check_config(const char *path)
     rc = agent_config_load(path, &c, &p);
     for (size_t i = 0; i < p.n; i++)
         fprintf(stderr, "%s: %s\n", p.v[i].where, p.v[i].message);
+    if (rc == 0 && c.tls_enabled) {
+        agent_tls *tls;
+        dpr_err err = DPR_ERR_INIT;
+        int trc = agent_tls_load(&c, &tls, &err);
+
+        agent_tls_free(tls);
+        if (trc < 0) {
+            fprintf(stderr, "%s: tls: %s\n", path, dpr_err_str(&err, trc));
+            agent_config_free(&c);
+            rc = trc;
+        }
+    }
     if (rc == 0) {
         printf("%s: ok (cluster '%s', node '%s', control socket %s, finder %s", path,
                c.cluster, c.node_name, c.control_socket, c.finder_listen);
         if (c.raft_address)
             printf(", raft %s with %zu peer%s%s", c.raft_address, c.nraft_peers,
                    c.nraft_peers == 1 ? "" : "s", c.raft_join ? ", joining" : "");
+        if (c.tls_enabled)
+            printf(", TLS %s", c.tls_cert);
         printf(")\n");
         agent_config_free(&c);
     } else {
-        fprintf(stderr, "%s: %zu problem%s\n", path, p.n, p.n == 1 ? "" : "s");
+        if (p.n)
+            fprintf(stderr, "%s: %zu problem%s\n", path, p.n, p.n == 1 ? "" : "s");
     }
     agent_problems_free(&p);
     return rc == 0 ? 0 : 1;
@@ -98,8 +114,8 @@ static void on_signal(uv_signal_t *h, int signum)
     runner *r = h->data;
 
     if (signum == SIGHUP) {
-        log_info("SIGHUP: the configuration is read at start only; restart the agent "
-                 "(systemctl restart dpr-agent) to apply changes");
+        if (r->a && !r->stopping)
+            agent_reload_tls(r->a);
         return;
     }
     log_info("%s received: stopping (cache-store units keep running)",

@@ -490,6 +490,11 @@ int agent_raft_begin(agent_raft *r, char *const *peers, size_t npeers, bool join
     return 0;
 }
 
+void agent_raft_set_tls(agent_raft *r, const struct agent_tls *tls)
+{
+    agent_raft_transport_tls(&r->transport, tls);
+}
+
 int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
                     const agent_raft_hooks *hooks, agent_raft **out, dpr_err *err)
 {
@@ -510,7 +515,7 @@ int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
         dpr_err_prefix(err, "raft data directory");
         goto fail;
     }
-    rv = agent_raft_transport_init(&r->transport, loop);
+    rv = agent_raft_transport_init(&r->transport, loop, cfg->tls);
     if (rv != 0) {
         rc = dpr_err_set(err, -EIO, "raft: cannot create the transport: %s", raft_strerror(rv));
         goto fail;

@@ -40,6 +40,9 @@ typedef struct agent_raft_config {
     /* no seed list: a fresh node does not start until agent_raft_begin
      * (its agent finds the others by DNS-SD) */
     bool wait_for_peers;
+    /* mutual TLS on every Raft connection (rafttls.h); NULL: plain TCP.
+     * Kept alive by the caller (agent_raft_set_tls replaces it). */
+    const struct agent_tls *tls;
 } agent_raft_config;
 
 typedef struct agent_raft_hooks {
@@ -86,6 +89,9 @@ typedef void (*agent_raft_done_fn)(void *arg, int status);
  * *out is NULL and nothing is left on the loop). */
 int agent_raft_open(uv_loop_t *loop, const agent_raft_config *cfg,
                     const agent_raft_hooks *hooks, agent_raft **out, dpr_err *err);
+/* New Raft connections use tls (a member opened with TLS only); open
+ * ones keep the certificates they were made with. */
+void agent_raft_set_tls(agent_raft *r, const struct agent_tls *tls);
 /* Is the member new and waiting for agent_raft_begin (wait_for_peers)? */
 bool agent_raft_waiting(const agent_raft *r);
 /* Starts a waiting member: join, or bootstrap a new cluster of this node

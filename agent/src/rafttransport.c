@@ -1,5 +1,6 @@
 /* rafttransport.c - the Raft transport wrapper (see rafttransport.h). */
 #include "rafttransport.h"
+#include "rafttls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -106,12 +107,13 @@ static void t_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
     w->inner.close(&w->inner, on_closed);
 }
 
-int agent_raft_transport_init(agent_raft_transport *t, uv_loop_t *loop)
+int agent_raft_transport_init(agent_raft_transport *t, uv_loop_t *loop, const agent_tls *tls)
 {
     int rv;
 
     memset(t, 0, sizeof(*t));
-    rv = raft_uv_tcp_init(&t->inner, loop);
+    t->tls = tls != NULL;
+    rv = tls ? agent_rafttls_init(&t->inner, loop, tls) : raft_uv_tcp_init(&t->inner, loop);
     if (rv != 0)
         return rv;
     t->inner_open = 1;
@@ -125,7 +127,15 @@ int agent_raft_transport_init(agent_raft_transport *t, uv_loop_t *loop)
 
 void agent_raft_transport_free(agent_raft_transport *t)
 {
-    if (t->inner_open)
+    if (t->inner_open && t->tls)
+        agent_rafttls_free(&t->inner);
+    else if (t->inner_open)
         raft_uv_tcp_close(&t->inner);
     t->inner_open = 0;
+}
+
+void agent_raft_transport_tls(agent_raft_transport *t, const agent_tls *tls)
+{
+    if (t->inner_open && t->tls && tls)
+        agent_rafttls_set(&t->inner, tls);
 }

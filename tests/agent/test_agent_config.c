@@ -373,6 +373,49 @@ TEST(discovery_and_remote_control)
     unlink(path);
 }
 
+TEST(tls_section)
+{
+    agent_config c;
+    agent_problems p;
+
+    /* off by default; the files default under /etc/dpr/tls by node name */
+    write_conf("cluster = \"demo\";\nnode = { name = \"n1\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(!c.tls_enabled);
+    CHECK(strcmp(c.tls_cert, "/etc/dpr/tls/n1.crt") == 0);
+    CHECK(strcmp(c.tls_key, "/etc/dpr/tls/n1.key") == 0);
+    CHECK(strcmp(c.tls_ca, "/etc/dpr/tls/ca.crt") == 0);
+    CHECK(c.tls_crl && strcmp(c.tls_crl, "/etc/dpr/tls/ca.crl") == 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+
+    write_conf("cluster = \"demo\";\n"
+               "tls = { enabled = true; cert = \"/k/a.crt\"; key = \"/k/a.key\"; "
+               "ca = \"/k/ca.crt\"; crl = \"\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.tls_enabled);
+    CHECK(strcmp(c.tls_cert, "/k/a.crt") == 0);
+    CHECK(strcmp(c.tls_key, "/k/a.key") == 0);
+    CHECK(strcmp(c.tls_ca, "/k/ca.crt") == 0);
+    CHECK(c.tls_crl == NULL);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+
+    write_conf("cluster = \"demo\";\n"                         /* 1 */
+               "tls = { enabled = 1; cert = \"a.crt\";\n"      /* 2 */
+               "  ca = 3; pem = \"/x\"; };\n");                 /* 3 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 2, "'tls.enabled' must be true or false"));
+    CHECK(has(&p, 2, "'tls.cert' must be an absolute path"));
+    CHECK(has(&p, 3, "'tls.ca' must be a string"));
+    CHECK(has(&p, 3, "tls.pem"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
 TEST(address_of_an_interface)
 {
     agent_config c;
@@ -445,6 +488,7 @@ int main(void)
     RUN(node_labels_and_capacity);
     RUN(discovery_and_remote_control);
     RUN(address_of_an_interface);
+    RUN(tls_section);
     RUN(missing_file);
     return check_summary("test_agent_config");
 }

@@ -181,6 +181,11 @@ def _error_or_none(hp):
     ('raft = { address = "10.0.0.1:7400"; election_timeout_ms = 1000; '
      'node_down_after_ms = 2000; };', "above twice 'raft.election_timeout_ms'"),
     ('node = { labels = ["A"]; };', "'node.labels' entry 1 must be a label"),
+    ('tls = { enabled = "yes"; };', "'tls.enabled' must be true or false"),
+    ('tls = { enabled = true; cert = "n1.crt"; };', "'tls.cert' must be an absolute path"),
+    ('tls = { enabled = true; certificate = "/x"; };', "tls.certificate"),
+    ('tls = { enabled = true; cert = "/nonexistent/n1.crt"; };',
+     "tls: cannot read /nonexistent/n1.crt"),
 ])
 def test_bad_raft_settings_are_refused(tmp_path, raft, why):
     conf = tmp_path / "agent.conf"

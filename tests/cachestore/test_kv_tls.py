@@ -19,10 +19,10 @@ import subprocess
 import pytest
 import redis
 
+import certgen
 from dpr import pki
 from dprtest import free_port, wait_for
 from kvwire import Raw, batch, encode
-from tlscerts import odd_cert
 
 CLUSTER = "c1"
 
@@ -48,7 +48,8 @@ def certs(tmp_path_factory):
 
 def _expired(d, name):
     """name.crt/.key of d's CA, valid two days ago for one day."""
-    odd_cert(d, name, "dpr://%s/client/%s" % (CLUSTER, name), from_days=-2, to_days=-1)
+    certgen.sign_leaf(d, name, "dpr://%s/client/%s" % (CLUSTER, name), start_days=-2,
+                      end_days=-1)
 
 
 def p(certs, name):

@@ -656,12 +656,16 @@ class Cluster:
     RAFT_PORT = 7400
 
     def configure_raft(self, election_ms=300, heartbeat_ms=50, labels=None,
-                       max_instances=None):
+                       max_instances=None, tls=False):
         """Gives every node an agent.conf of one Raft cluster of all nodes
         (each node's finder and Raft on its bridge address, every node in
         raft.peers) and restarts dpr-agent on each. labels / max_instances:
-        {node name: [labels] / count} for node.labels / node.max_instances."""
+        {node name: [labels] / count} for node.labels / node.max_instances.
+        tls: Raft over mutual TLS; a CA made here (self.tls_dir, dpr.pki)
+        and each node's certificate in its /etc/dpr/tls/ (the defaults)."""
         peers = ", ".join('"%s:%d"' % (n.ip4, self.RAFT_PORT) for n in self.nodes)
+        if tls:
+            self._issue_tls()
         for n in self.nodes:
             extra = ""
             if (labels or {}).get(n.name):
@@ -670,9 +674,26 @@ class Cluster:
                 extra += " max_instances = %d;" % max_instances[n.name]
             _write(n.path("/etc/dpr/agent.conf"), RAFT_CONF.format(
                 name=n.name, ip=n.ip4, finder=self.FINDER_PORT, raft=self.RAFT_PORT,
-                peers=peers, election=election_ms, heartbeat=heartbeat_ms, node_extra=extra))
+                peers=peers, election=election_ms, heartbeat=heartbeat_ms, node_extra=extra) +
+                ("tls = { enabled = true; };\n" if tls else ""))
         for n in self.nodes:
             n.systemctl("restart", "dpr-agent")
+
+    def _issue_tls(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "..", "python-dpr"))
+        from dpr import pki
+        self.tls_dir = os.path.join(self.dir, "tls")
+        if not os.path.exists(os.path.join(self.tls_dir, "ca.crt")):
+            pki.init(self.tls_dir, "demo")
+        for n in self.nodes:
+            out = os.path.join(self.tls_dir, n.name)
+            pki.issue(self.tls_dir, "node", n.name, out_dir=out, ips=[n.ip4], force=True)
+            n.run(["mkdir", "-p", "-m", "0755", "/etc/dpr/tls"])
+            for f, mode in ((n.name + ".crt", 0o644), (n.name + ".key", 0o600),
+                            ("ca.crt", 0o644)):
+                shutil.copy(os.path.join(out, f), n.path("/etc/dpr/tls/" + f))
+                os.chmod(n.path("/etc/dpr/tls/" + f), mode)
+            shutil.copy(os.path.join(self.tls_dir, "ca.crl"), n.path("/etc/dpr/tls/ca.crl"))
 
     def raft_leader(self, among=None):
         """The node whose agent serves the finder, when the running nodes

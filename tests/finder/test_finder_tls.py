@@ -19,10 +19,10 @@ import ssl
 import pytest
 import redis
 
+import certgen
 import dprtest
 from dpr import pki
 from dprtest import FINDER, free_port, wait_for
-from tlscerts import odd_cert
 
 CLUSTER = "c1"
 
@@ -158,7 +158,7 @@ def test_handshake_refusals(finder, certs):
     refused_at_handshake(f, certs, None)
     wait_for(lambda: "peer did not return a certificate" in f.output(),
              what="the missing-certificate refusal")
-    odd_cert(certs, "old", "dpr://c1/node/old", from_days=-2, to_days=-1)
+    certgen.sign_leaf(certs, "old", "dpr://c1/node/old", start_days=-2, end_days=-1)
     refused_at_handshake(f, certs, "old")
     wait_for(lambda: "certificate has expired" in f.output(), what="the expired refusal")
     # the server's certificate is checked by clients too
@@ -168,7 +168,7 @@ def test_handshake_refusals(finder, certs):
 
 
 def test_other_cluster_refused(finder, certs):
-    odd_cert(certs, "intruder", "dpr://c2/node/intruder")
+    certgen.sign_leaf(certs, "intruder", "dpr://c2/node/intruder")
     f = finder()
     refused_at_handshake(f, certs, "intruder")
     wait_for(lambda: "TLS refused" in f.output() and "c2" in f.output(),

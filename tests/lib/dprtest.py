@@ -875,8 +875,11 @@ class RaftAgents:
     others as raft.peers. No systemd: the finder and Raft are what run."""
 
     def __init__(self, base: str, n: int = 3, election_ms: int = 300, heartbeat_ms: int = 50,
-                 down_ms: int = 10000):
+                 down_ms: int = 10000, tls: str | None = None):
+        """tls: a dprctl pki directory holding ca.crt, ca.crl and nI.crt/.key
+        for each agent: Raft between them over mutual TLS (agent.conf tls)."""
         self.base = str(base)
+        self.tls = tls
         self.election_ms, self.heartbeat_ms = election_ms, heartbeat_ms
         self.finder_port, self.raft_port = free_port(), free_port()
         self.raft = ["127.0.0.%d:%d" % (i + 1, self.raft_port) for i in range(n)]
@@ -887,8 +890,16 @@ class RaftAgents:
         self.agents = [HostAgent(os.path.join(str(base), "n%d" % (i + 1)),
                                  host="127.0.0.%d" % (i + 1), node="n%d" % (i + 1),
                                  finder_port=self.finder_port,
-                                 extra=extra.format(me=self.raft[i]))
+                                 extra=extra.format(me=self.raft[i]) +
+                                 self.tls_conf("n%d" % (i + 1)))
                        for i in range(n)]
+
+    def tls_conf(self, node: str) -> str:
+        """agent.conf's tls section for node ("" without tls)."""
+        if not self.tls:
+            return ""
+        return ('tls = {{ enabled = true; cert = "{d}/{n}.crt"; key = "{d}/{n}.key"; '
+                'ca = "{d}/ca.crt"; crl = "{d}/ca.crl"; }};\n'.format(d=self.tls, n=node))
 
     def add_joiner(self) -> HostAgent:
         """One more agent (the next 127.0.0.x) configured to join the
@@ -900,7 +911,8 @@ class RaftAgents:
                  % (me, ", ".join('"%s"' % a for a in self.raft), self.election_ms,
                     self.heartbeat_ms))
         a = HostAgent(os.path.join(self.base, "n%d" % (i + 1)), host="127.0.0.%d" % (i + 1),
-                      node="n%d" % (i + 1), finder_port=self.finder_port, extra=extra)
+                      node="n%d" % (i + 1), finder_port=self.finder_port,
+                      extra=extra + self.tls_conf("n%d" % (i + 1)))
         self.agents.append(a)
         return a
 
