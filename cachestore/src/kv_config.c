@@ -61,7 +61,7 @@ static const char usage[] =
     "                              cannot be read is an error\n"
     "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
     "                              default 100)\n"
-    "  --checkpoint-mode log|full  log: each checkpoint writes what\n"
+    "  --checkpoint-mode log|full  log (the default): each checkpoint writes what\n"
     "                              changed since the previous one (a change log), and a\n"
     "                              full image is written in the background when the\n"
     "                              logs add up to half the data; full: every checkpoint\n"
@@ -437,7 +437,7 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     strcpy(c->domain, DPR_DOMAIN_DEFAULT);
     c->checkpoint_interval_ms = 100;
     c->compact_bytes = (uint64_t)8 << 20;
-    c->checkpoint_log = false;
+    c->checkpoint_log = true;
     c->shutdown_timeout_ms = 30000;
     c->max_clients = 10000;
     c->max_request_bytes = 64u << 20;
