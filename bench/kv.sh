@@ -314,7 +314,11 @@ pending; in log mode the idle compaction done, so the run starts from one
 full image), then one run of ${BIG_SECONDS} s (long enough for a compaction
 of the whole data set in log mode). *× its 100,000-key row* divides by the
 1-shard row of the same mode above. *checkpoints* and *compactions* are
-those completed during the run. *bytes/key* as above, *× Redis* against a
+those completed during the run. A run may hold a compaction or not (one
+starts when the change logs reach half of \`used_memory\`), so *with
+compactions amortised* adds to the run's change-log bytes per operation
+the full image that every such amount of logs costs (log bytes × (1 +
+image size / that amount)); in full mode it is the measured value. *bytes/key* as above, *× Redis* against a
 redis-server without persistence prefilled with the same keys. *peak
 memory* is the highest sum of the proportional set sizes (\`Pss\`,
 \`/proc/PID/smaps_rollup\`, every 0.25 s) of the server and its checkpoint

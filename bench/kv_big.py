@@ -17,7 +17,10 @@ its own dpr-finder, state under TMP (the repository's disk):
 Appends lines to RAW in bench/kv.sh's format (RUN, MEM0, MEM1) plus
 `BIG <name> key=value ...`: disk bytes (the server's /proc/PID/io write_bytes,
 which includes reaped children, and INFO dpr_checkpoint_bytes_written),
-peak Pss, checkpoints and compactions in the run, recovery seconds.
+peak Pss, checkpoints and compactions in the run, recovery seconds, the
+size of the full image the run started from and the change-log bytes that
+start a compaction (dpr-kv's rule: half the data, at least 8 MiB; here half
+of INFO used_memory).
 
 Usage: kv_big.py BUILD TMP RAW KEYS SECONDS CKPT_MS LOAD
 (LOAD: dpr-bench's load flags; its --keys is replaced by KEYS).
@@ -162,6 +165,19 @@ def settle(port: int, mode: str) -> None:
     raise SystemExit("bench/kv_big.py: the %s-mode server did not settle in 10 min" % mode)
 
 
+def newest_image(d: str) -> int:
+    """The size of the largest checkpoint file in d: after settle(), the full
+    image (change logs are a few MB)."""
+    sizes = [0]
+    for f in os.listdir(d):
+        if f.startswith("ckpt-") and f.endswith(".kv"):
+            try:
+                sizes.append(os.path.getsize(os.path.join(d, f)))
+            except FileNotFoundError:
+                pass  # garbage-collected meanwhile
+    return max(sizes)
+
+
 def redis_memory() -> None:
     port = free_port()
     os.makedirs(os.path.join(TMP, "redis_big"), exist_ok=True)
@@ -202,6 +218,8 @@ def dpr_kv(mode: str) -> None:
     log("%s: prefilled in %.1f s" % (name, time.monotonic() - t0))
     settle(port, mode)
     log("%s: settled after %.1f s" % (name, time.monotonic() - t0))
+    # the full image the run starts from (log mode: the idle compaction's)
+    image = newest_image(os.path.join(TMP, name))
 
     i0, w0, c0 = info(port), write_bytes(kv.pid), cpu_ticks(kv.pid)
     sampler = PeakMemory(kv.pid)
@@ -236,10 +254,11 @@ def dpr_kv(mode: str) -> None:
         raise SystemExit("bench/kv_big.py: %s restarted with %d keys, not %d" % (name, keys, KEYS))
     log("%s: restarted with %d keys in %.2f s" % (name, keys, recovery))
     out("BIG %s write_bytes=%d ckpt_bytes=%d checkpoints=%d full=%d log=%d compactions=%d "
-        "peak_pss=%d recovery_s=%.3f" % (
+        "peak_pss=%d recovery_s=%.3f image=%d compact_limit=%d" % (
             name, w1 - w0, delta("dpr_checkpoint_bytes_written"),
             delta("dpr_checkpoints_total"), delta("dpr_checkpoints_full"),
-            delta("dpr_checkpoints_log"), delta("dpr_compactions"), sampler.peak, recovery))
+            delta("dpr_checkpoints_log"), delta("dpr_compactions"), sampler.peak, recovery, image,
+            max(8 << 20, int(i1["used_memory"]) // 2)))
     stop(kv)
     stop(finder)
     subprocess.run(["rm", "-rf", os.path.join(TMP, name)], check=True)
