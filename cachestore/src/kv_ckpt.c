@@ -20,6 +20,12 @@
 #include "dpr/wire.h" /* dpr_put_u64 & co. */
 
 #define WBUF_SIZE (1u << 20)
+/* A compaction's data is sent to the disk every WB_CHUNK bytes, and the
+ * chunk before is waited for, so that a full image of gigabytes never piles
+ * up as dirty page cache or as a long device queue: the change logs' fsyncs,
+ * which commits wait for, then find at most two chunks ahead of them. (A
+ * full-mode checkpoint is what commits wait for itself: it is not paced.) */
+#define WB_CHUNK ((off_t)WBUF_SIZE / 2) /* so each flush of the buffer, about 1 MiB, is one */
 #define CRC_CHUNK (1u << 30)
 
 static uLong crc_update(uLong crc, const void *p, size_t n)
@@ -53,11 +59,46 @@ typedef struct wbuf {
     char *buf;
     size_t len;
     uLong crc;
+    off_t off;    /* bytes written to fd */
+    off_t queued; /* bytes sent to the disk (sync_file_range) */
+    off_t prev;   /* where the chunk sent last, [prev, queued), starts */
+    bool pace;    /* a compaction: send each chunk to the disk (wpace) */
 } wbuf;
+
+/* Sends [queued, off) to the disk once it is a chunk, then waits for the
+ * chunk sent before it. Only pacing: the final fsync is what makes the file
+ * durable, so a file system without sync_file_range (EINVAL, ENOSYS) skips
+ * it. */
+static int wpace(wbuf *w)
+{
+    const unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                          SYNC_FILE_RANGE_WAIT_AFTER;
+    off_t prev = w->prev;
+
+    if (!w->pace || w->off - w->queued < WB_CHUNK)
+        return 0;
+    w->prev = w->queued;
+    if (sync_file_range(w->fd, w->queued, w->off - w->queued, SYNC_FILE_RANGE_WRITE) < 0 ||
+        (w->queued > 0 && sync_file_range(w->fd, prev, w->queued - prev, wait) < 0)) {
+        if (errno != EINVAL && errno != ENOSYS)
+            return -errno;
+    }
+    w->queued = w->off;
+    return 0;
+}
+
+static int wraw(wbuf *w, const void *p, size_t n)
+{
+    int r = dpr_write_all(w->fd, p, n);
+    if (r < 0)
+        return r;
+    w->off += (off_t)n;
+    return wpace(w);
+}
 
 static int wflush(wbuf *w)
 {
-    int r = dpr_write_all(w->fd, w->buf, w->len);
+    int r = wraw(w, w->buf, w->len);
     w->len = 0;
     return r;
 }
@@ -69,7 +110,7 @@ static int wput(wbuf *w, const void *p, size_t n)
     if (n > WBUF_SIZE / 2) {
         r = wflush(w);
         if (r == 0)
-            r = dpr_write_all(w->fd, p, n);
+            r = wraw(w, p, n);
         return r;
     }
     if (WBUF_SIZE - w->len < n)
@@ -120,13 +161,13 @@ static int write_records(wbuf *w, const kv_dict *d)
 /* Writes a full image of d, or (d NULL) the change log l, as
  * ckpt-<v><suffix> (through <suffix>.tmp). */
 static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
-                      const kv_ckpt_log *l, const char *suffix, dpr_err *err)
+                      const kv_ckpt_log *l, const char *suffix, bool pace, dpr_err *err)
 {
     char tsuffix[32];
     char tmp[PATH_MAX], final[PATH_MAX];
     uint8_t header[KV_CKPT_HEADER_V3], crcb[4];
     kv_ckpt_meta meta = *m;
-    wbuf w = {-1, NULL, 0, 0};
+    wbuf w = {-1, NULL, 0, 0, 0, 0, 0, pace};
     const char *step = "open";
     int r;
 
@@ -198,13 +239,13 @@ fail:
 
 int kv_ckpt_write(const char *dir, const kv_ckpt_meta *m, const kv_dict *d, dpr_err *err)
 {
-    return write_ckpt(dir, m, d, NULL, ".kv", err);
+    return write_ckpt(dir, m, d, NULL, ".kv", false, err);
 }
 
 int kv_ckpt_write_compaction(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
                              dpr_err *err)
 {
-    return write_ckpt(dir, m, d, NULL, KV_CKPT_COMPACT_SUFFIX, err);
+    return write_ckpt(dir, m, d, NULL, KV_CKPT_COMPACT_SUFFIX, true, err);
 }
 
 int kv_ckpt_install_compaction(const char *dir, uint64_t version, dpr_err *err)
@@ -249,7 +290,7 @@ int kv_ckpt_write_delta(const char *dir, const kv_ckpt_meta *m, const kv_ckpt_lo
     if (dpr_buf_failed(&l->buf))
         return dpr_err_set(err, -ENOMEM, "change log %llu is incomplete (out of memory)",
                            (unsigned long long)m->version);
-    return write_ckpt(dir, m, NULL, l, ".kv", err);
+    return write_ckpt(dir, m, NULL, l, ".kv", false, err);
 }
 
 /* --- change logs in memory ----------------------------------------------- */

@@ -130,7 +130,9 @@ int kv_ckpt_write_delta(const char *dir, const kv_ckpt_meta *m, const kv_ckpt_lo
  * directory fsync), then renamed over `ckpt-<v>.kv` once that change log is
  * on disk (same version, same keyspace), the directory fsynced. Leftovers
  * of either name are removed by kv_ckpt_remove_tmp (start-up) and
- * kv_ckpt_remove_compaction (a rollback, a failed child).
+ * kv_ckpt_remove_compaction (a rollback, a failed child). Its writing is
+ * paced: each MiB is sent to the disk (sync_file_range) and the one before
+ * waited for, so the change logs' fsyncs never queue behind gigabytes.
  */
 #define KV_CKPT_COMPACT_SUFFIX ".kv.full"
 int kv_ckpt_write_compaction(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,

@@ -80,11 +80,15 @@ static const char usage[] =
     "                              cannot be read is an error\n"
     "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
     "                              default 100)\n"
-    "  --checkpoint-log            checkpoints as change logs: each writes what changed\n"
-    "                              since the previous one, a full image only when the\n"
-    "                              logs add up to half the data (DPR_KV_CHECKPOINT_LOG=1;\n"
-    "                              default off: a full image every time)\n"
-    "  --checkpoint-compact-bytes N  with --checkpoint-log: the least change-log bytes\n"
+    "  --checkpoint-mode log|full  log (the default): each checkpoint writes what\n"
+    "                              changed since the previous one (a change log), and a\n"
+    "                              full image is written in the background when the\n"
+    "                              logs add up to half the data; full: every checkpoint\n"
+    "                              is a full image (a forked child)\n"
+    "                              (DPR_KV_CHECKPOINT_MODE)\n"
+    "  --checkpoint-log            the same as --checkpoint-mode log\n"
+    "                              (DPR_KV_CHECKPOINT_LOG=1; =0 is --checkpoint-mode full)\n"
+    "  --checkpoint-compact-bytes N  in log mode: the least change-log bytes\n"
     "                              before a full image (DPR_KV_CHECKPOINT_COMPACT_BYTES;\n"
     "                              default 8mb; Redis' units)\n"
     "  --sync-interval-ms N        how often to ask the finder for the cut\n"
@@ -163,6 +167,7 @@ enum {
     OPT_RESET,
     OPT_AWAIT_LAYOUT,
     OPT_CKPT_LOG,
+    OPT_CKPT_MODE,
     OPT_COMPACT_BYTES,
     OPT_VERBOSE,
     OPT_HELP,
@@ -206,6 +211,7 @@ static const opt_def opts[] = {
     {"reset", "DPR_KV_RESET", OPT_RESET, 0},
     {"await-layout", "DPR_KV_AWAIT_LAYOUT", OPT_AWAIT_LAYOUT, 0},
     {"checkpoint-log", "DPR_KV_CHECKPOINT_LOG", OPT_CKPT_LOG, 0},
+    {"checkpoint-mode", "DPR_KV_CHECKPOINT_MODE", OPT_CKPT_MODE, 1},
     {"checkpoint-compact-bytes", "DPR_KV_CHECKPOINT_COMPACT_BYTES", OPT_COMPACT_BYTES, 1},
     {"verbose", "DPR_KV_VERBOSE", OPT_VERBOSE, 0},
     {"help", NULL, OPT_HELP, 0},
@@ -462,6 +468,15 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_CKPT_LOG:
         r = val ? parse_bool(val, &c->checkpoint_log) : (c->checkpoint_log = true, 0);
         break;
+    case OPT_CKPT_MODE:
+        r = 0;
+        if (!strcmp(val, "log"))
+            c->checkpoint_log = true;
+        else if (!strcmp(val, "full"))
+            c->checkpoint_log = false;
+        else
+            r = -EINVAL;
+        break;
     case OPT_COMPACT_BYTES:
         r = parse_bytes(val, &c->compact_bytes);
         break;
@@ -516,6 +531,7 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     strcpy(c->domain, DPR_DOMAIN_DEFAULT);
     c->checkpoint_interval_ms = 100;
     c->compact_bytes = (uint64_t)8 << 20;
+    c->checkpoint_log = true;
     c->shutdown_timeout_ms = 30000;
     c->max_clients = 10000;
     c->max_request_bytes = 64u << 20;

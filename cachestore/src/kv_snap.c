@@ -42,6 +42,7 @@ static void sleep_ms(unsigned ms)
 }
 
 #define CHILD_LOG_EVERY_MS 60000
+#define KV_SNAP_COMPACT_NICE 10 /* added to the server's nice value */
 
 /* A child's first steps: signals as a fresh process has them (the
  * parent's libuv handlers would write into the parent's signal pipe), and
@@ -263,6 +264,12 @@ int kv_snap_compact(kv_snapper *s, const kv_dict *d, uint64_t version, uint64_t 
         return -errno;
     if (p == 0) {
         child_setup(parent);
+        /* background work that no commit waits for: it gets the CPU the
+         * server, its change-log writer and the clients leave over */
+        errno = 0;
+        if (nice(KV_SNAP_COMPACT_NICE) == -1 && errno)
+            log_debug("compaction of version %" PRIu64 ": cannot lower its priority: %s",
+                      version, strerror(errno));
         int r = kv_ckpt_write_compaction(s->dir, &m, d, &err);
         if (r < 0)
             log_warning("compaction of version %" PRIu64 " failed: %s", version,

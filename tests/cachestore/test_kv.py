@@ -552,8 +552,9 @@ def test_failed_checkpoint_is_retried_and_server_keeps_serving(cluster):
 
 def test_checkpoint_child_killed_is_fatal(cluster):
     """A sealed version whose writer died can never become durable: the
-    server exits 1 (systemd restarts it; the cluster recovers)."""
-    kv = cluster.start_kv(1)
+    server exits 1 (systemd restarts it; the cluster recovers). Full mode:
+    its checkpoints are written by children (log mode has none)."""
+    kv = cluster.start_kv(1, args=["--checkpoint-mode", "full"])
     v = kv.info()["dpr_version"]
     for x in range(v, v + 4):
         os.mkdir(os.path.join(kv.state_dir, "ckpt-%d.kv.tmp" % x))

@@ -135,15 +135,17 @@ def fill(path):
     return filler
 
 
-def test_disk_full_refuses_writes_until_space_returns(cluster, small_tmpfs):
+@pytest.mark.parametrize("mode", ["full", "log"])
+def test_disk_full_refuses_writes_until_space_returns(cluster, small_tmpfs, mode):
     """Item 4: ENOSPC in the state directory. Before: writes were accepted
     that could never commit, several checkpoints retried at once, nothing
     said so. Now: MISCONF for writes, reads served, INFO/STATUS/log say it,
-    one checkpoint retried, and everything resumes once space returns."""
+    one checkpoint retried, and everything resumes once space returns. In
+    both checkpoint modes (full: a child retries; log: the writer thread)."""
     state = small_tmpfs("20m")
     ns = NotifySocket()
     kv = cluster.add(Kv(cluster.finder.address, 1, state, os.path.join(cluster.base, "kv1.log"),
-                        interval_ms=50, env=ns.env()))
+                        interval_ms=50, env=ns.env(), args=["--checkpoint-mode", mode]))
     kv.wait_ready()
     c = kv.client()
     committed = load(c, "c", 3000)  # a checkpoint of ~3 MB
@@ -183,7 +185,7 @@ def test_disk_full_refuses_writes_until_space_returns(cluster, small_tmpfs):
     wait_for(lambda: kv.info()["dpr_checkpoint_failures"] >= f0 + 2, what="retries")
     for _ in range(5):
         assert kv.info()["dpr_checkpoints_pending"] == 1
-        assert len(children_of(kv)) == 1
+        assert len(children_of(kv)) == (1 if mode == "full" else 0)
     cut_before = cut_of(cluster, 1)
 
     # space returns: by itself, writes are accepted again and commit
