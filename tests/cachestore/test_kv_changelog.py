@@ -372,7 +372,9 @@ def test_maxmemory_leaves_the_change_log_out(cluster):
     with full images: the change log in memory (here every write since the
     start: no checkpoint seals it) is left out of the check, as Redis leaves
     out its AOF buffer, and shown as mem_not_counted_for_evict."""
-    full = cluster.start_kv(1, interval_ms=600000, args=["--maxmemory", "4mb"])
+    full = cluster.start_kv(1, interval_ms=600000,
+                            args=["--maxmemory", "4mb", "--checkpoint-mode", "full"])
+    assert full.info()["dpr_checkpoint_mode"] == "full"
     n_full = fill_until_oom(full)
     logged = cluster.start_kv(2, interval_ms=600000,
                               args=["--maxmemory", "4mb", "--checkpoint-log"])
