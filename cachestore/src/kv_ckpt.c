@@ -362,7 +362,8 @@ static int decode_header(const uint8_t *h, size_t avail, kv_ckpt_meta *m, size_t
     m->delta = (flags & KV_CKPT_F_DELTA) != 0;
     m->base = format == KV_CKPT_FORMAT_DELTA ? dpr_get_u64(h + 64) : 0;
     if (m->delta ? m->base >= m->version : m->base != 0)
-        return dpr_err_set(err, -EBADMSG, "%s: %s %llu has base version %llu", path,
+        return dpr_err_set(err, -EBADMSG, "%s is damaged: its header makes it a %s of "
+                           "version %llu on base version %llu", path,
                            m->delta ? "change log" : "full image",
                            (unsigned long long)m->version, (unsigned long long)m->base);
     return 0;
