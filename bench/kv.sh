@@ -57,27 +57,10 @@ mkdir -p "$BUILD"
 TMP=$(mktemp -d "$BUILD/bench-kv.XXXXXX")
 TMP=$(cd "$TMP" && pwd)
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # give each a moment to exit, then force it
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+source bench/lib.sh  # free_port, bench_cleanup
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_port
-source bench/lib.sh
 
 # wait_log FILE: prints the port of the first "listening on ADDR:PORT" line
 wait_log() {

@@ -38,19 +38,10 @@ mkdir -p "$BUILD"
 TMP=$(mktemp -d "$BUILD/bench-tls.XXXXXX")
 TMP=$(cd "$TMP" && pwd)
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+source bench/lib.sh  # free_port, bench_cleanup
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_port
-source bench/lib.sh
 
 # wait_for FILE TEXT
 wait_for() {

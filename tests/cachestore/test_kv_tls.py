@@ -32,17 +32,9 @@ def certs(tmp_path_factory):
     """A CA (dir), the server's kv1, clients app/gone (revoked)/old
     (expired), and a client of another CA (foreign/)."""
     d = str(tmp_path_factory.mktemp("tls"))
-    pki.init(d, CLUSTER)
+    certgen.make_test_pki(d, CLUSTER, "client")
     pki.issue(d, "node", "kv1", ips=["127.0.0.1"], dns=["localhost"])
-    pki.issue(d, "client", "app")
-    pki.issue(d, "client", "gone")
-    pki.revoke(d, os.path.join(d, "gone.crt"))
     _expired(d, "old")
-    other = os.path.join(d, "other")
-    pki.init(other, CLUSTER)  # same cluster name, another CA
-    pki.issue(other, "client", "foreign")
-    for n in ("foreign.crt", "foreign.key"):
-        shutil.copy(os.path.join(other, n), os.path.join(d, n))
     return d
 
 

@@ -33,17 +33,9 @@ def certs(tmp_path_factory):
     (revoked client), and others: foreign (another CA), stranger (another
     cluster's name, same CA directory layout)."""
     d = str(tmp_path_factory.mktemp("tls"))
-    pki.init(d, CLUSTER)
+    certgen.make_test_pki(d, CLUSTER, "node")
     pki.issue(d, "node", "finder", ips=["127.0.0.1"], dns=["localhost"])
     pki.issue(d, "node", "kv1")
-    pki.issue(d, "client", "app")
-    pki.issue(d, "client", "gone")
-    pki.revoke(d, os.path.join(d, "gone.crt"))
-    other = os.path.join(d, "other")
-    pki.init(other, CLUSTER)  # same cluster name, another CA
-    pki.issue(other, "node", "foreign")
-    for n in ("foreign.crt", "foreign.key"):
-        shutil.copy(os.path.join(other, n), os.path.join(d, n))
     return d
 
 

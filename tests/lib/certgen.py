@@ -40,3 +40,21 @@ def sign_leaf(ca_dir: str, name: str, uri: str, start_days: float = -1, end_days
     with open(os.path.join(ca_dir, name + ".key"), "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
+
+
+def make_test_pki(d: str, cluster: str, foreign_role: str) -> None:
+    """The TLS tests' common certificates in d: the cluster's CA, clients
+    app and gone (revoked in ca.crl), and foreign.crt/.key of the same role
+    and cluster name issued by another CA (d/other)."""
+    import shutil
+
+    from dpr import pki
+    pki.init(d, cluster)
+    pki.issue(d, "client", "app")
+    pki.issue(d, "client", "gone")
+    pki.revoke(d, os.path.join(d, "gone.crt"))
+    other = os.path.join(d, "other")
+    pki.init(other, cluster)  # same cluster name, another CA
+    pki.issue(other, foreign_role, "foreign")
+    for n in ("foreign.crt", "foreign.key"):
+        shutil.copy(os.path.join(other, n), os.path.join(d, n))
