@@ -346,10 +346,10 @@ def format_status(st) -> str:
     for d in st.deployments:
         for i in d.instances:
             rows.append([i.name, i.node, i.worker, i.endpoint, i.state, _yn(i.ready),
-                         i.health, i.restarts, i.main_pid or None, i.version, i.world_line,
+                         i.health, i.restarts, i.main_pid or None, i.durable_version, i.world_line,
                          i.cut, _one_line(i.last_error)])
     insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "HEALTH",
-                   "RESTARTS", "PID", "VERSION", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
+                   "RESTARTS", "PID", "DURABLE", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
     parts = [head, deps, insts]
     resizing = ["  %s: %s -> %s shards (layout %s): %s, %s keys moved, %.1fs%s" % (
         d.name, r.get("from"), r.get("to"), r.get("epoch"), r.get("step"),
