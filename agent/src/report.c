@@ -63,7 +63,7 @@ static void finder_fields(json_t *o, dpr_finder *f, const dpr_finder_state *fs, 
     bool registered = false;
     uint64_t durable = have_fs ? durable_of(fs, worker, &registered) : 0;
 
-    json_object_set_new(o, "version", registered ? json_integer((json_int_t)durable)
+    json_object_set_new(o, "durable_version", registered ? json_integer((json_int_t)durable)
                                                  : json_null());
     json_object_set_new(o, "world_line", registered
                         ? json_integer((json_int_t)dpr_finder_world_line(f)) : json_null());

@@ -1,9 +1,9 @@
 """dprctl - drive the local dpr-agent from the shell.
 
     dprctl apply -f cluster.yaml [--dry-run] [--wait [--timeout S]]
-    dprctl plan -f cluster.yaml
+    dprctl plan -f cluster.yaml [--detailed-exitcode]
     dprctl status [NAME] [--json]
-    dprctl delete NAME
+    dprctl delete NAME [--dry-run] [--yes] [--ignore-not-found]
     dprctl events [--json]
     dprctl nodes [--json]
     dprctl rollout status|pause|resume|undo NAME [--json] [--wait [--timeout S]]
@@ -12,7 +12,8 @@
 
 Global: --socket PATH (else $DPR_SOCKET, else /run/dpr/agent.sock); --version.
 Exit status: 0 success, 1 error (one line per problem on stderr, saying what
-to fix), 2 usage error, 130 interrupted.
+to fix), 2 usage error, 130 interrupted; `plan --detailed-exitcode`: 0 no
+changes, 2 changes pending (as terraform's), 1 error.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CHANGES = 2  # plan --detailed-exitcode: changes pending
 PROG = "dprctl"
 
 
@@ -98,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Show what `apply` would do with a spec; changes nothing.")
     pl.add_argument("-f", "--file", required=True, metavar="FILE",
                     help="the cluster spec (YAML or JSON; - reads stdin)")
+    pl.add_argument("--detailed-exitcode", action="store_true",
+                    help="exit 0 when there is nothing to do, 2 when apply would change "
+                         "something (1 on errors)")
 
     st = sub.add_parser("status", parents=[common], help="deployments and instances",
                         description="Show deployments and their instances.")
@@ -105,8 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the agent's JSON answer")
 
     d = sub.add_parser("delete", parents=[common], help="delete a deployment",
-                       description="Stop and remove every instance of a deployment.")
+                       description="Stop and remove every instance of a deployment, with "
+                                   "its data (checkpoints). Asks first on a terminal; "
+                                   "elsewhere it needs --yes.")
     d.add_argument("name", metavar="NAME", help="the deployment")
+    d.add_argument("--dry-run", action="store_true",
+                   help="show which instances would go, change nothing")
+    d.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    d.add_argument("--ignore-not-found", action="store_true",
+                   help="a deployment that does not exist is no error")
 
     e = sub.add_parser("events", parents=[common], help="follow state changes",
                        description="Print state changes as they happen (Ctrl-C stops).")
@@ -334,10 +346,10 @@ def format_status(st) -> str:
     for d in st.deployments:
         for i in d.instances:
             rows.append([i.name, i.node, i.worker, i.endpoint, i.state, _yn(i.ready),
-                         i.health, i.restarts, i.main_pid or None, i.version, i.world_line,
+                         i.health, i.restarts, i.main_pid or None, i.durable_version, i.world_line,
                          i.cut, _one_line(i.last_error)])
     insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "HEALTH",
-                   "RESTARTS", "PID", "VERSION", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
+                   "RESTARTS", "PID", "DURABLE", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
     parts = [head, deps, insts]
     resizing = ["  %s: %s -> %s shards (layout %s): %s, %s keys moved, %.1fs%s" % (
         d.name, r.get("from"), r.get("to"), r.get("epoch"), r.get("step"),
@@ -425,12 +437,37 @@ def _load(args):
     return ClusterSpec.from_file(args.file)
 
 
+def _plan_warnings(plan, dry: bool) -> list:
+    """What a plan does to clients and data, said before it happens (on
+    stderr): instances deleted with their data, shard counts that change,
+    instances restarted."""
+    will = "will" if dry else "did"
+    out = []
+    if plan.deleted:
+        out.append("warning: %s delete %s with its data (checkpoints; what the cut has not "
+                   "reached is lost with them): %s" % (will, "instances" if len(plan.deleted) > 1
+                                                       else "an instance",
+                                                       " ".join(plan.deleted)))
+    for r in plan.resizes:
+        out.append("warning: deployment %s %s go from %s to %s shards: keys move, the "
+                   "deployment pauses while they do and sessions are redirected"
+                   % (r.get("deployment"), "will" if dry else "does", r.get("from"), r.get("to")))
+    if plan.updated:
+        out.append("warning: %s restart %s (a roll-out, one at a time: a short reconnect for "
+                   "their sessions, no rollback): %s"
+                   % (will, "instances" if len(plan.updated) > 1 else "an instance",
+                      " ".join(plan.updated)))
+    return out
+
+
 def cmd_apply(args) -> int:
     spec = _load(args)
     with _connect(args) as cluster:
         plan = cluster.apply(spec, dry_run=args.dry_run)
         print(_plan_lines(plan, args.dry_run))
         sys.stdout.flush()
+        for w in _plan_warnings(plan, args.dry_run):
+            sys.stderr.write("%s: %s\n" % (PROG, w))
         if args.wait and not args.dry_run:
             names = [c.name for c in spec.cachestores]
             if names:
@@ -445,8 +482,12 @@ def cmd_apply(args) -> int:
 def cmd_plan(args) -> int:
     spec = _load(args)
     with _connect(args) as cluster:
-        print(_plan_lines(cluster.plan(spec), True))
-    return EXIT_OK
+        plan = cluster.plan(spec)
+    print(_plan_lines(plan, True))
+    sys.stdout.flush()
+    for w in _plan_warnings(plan, True):
+        sys.stderr.write("%s: %s\n" % (PROG, w))
+    return EXIT_CHANGES if args.detailed_exitcode and plan.changed else EXIT_OK
 
 
 def cmd_status(args) -> int:
@@ -459,8 +500,42 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
+def _confirm(question: str) -> bool:
+    """Asks on the terminal; False unless the answer is yes."""
+    sys.stderr.write("%s [y/N] " % question)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
 def cmd_delete(args) -> int:
+    from .mgmt_errors import NotFound
+    try:
+        return _delete(args)
+    except NotFound:
+        if not args.ignore_not_found:
+            raise
+        print("%s: no such deployment, nothing to delete" % args.name)
+        return EXIT_OK
+
+
+def _delete(args) -> int:
     with _connect(args) as cluster:
+        st = cluster.status(args.name)  # (NotFound: cmd_delete)
+        names = [i.name for d in st.deployments if d.name == args.name for i in d.instances]
+        what = " ".join(names) or "no instances"
+        if args.dry_run:
+            print("would delete %s, generation %s: %s" % (args.name, st.generation, what))
+            return EXIT_OK
+        if not args.yes:
+            if not sys.stdin.isatty():
+                sys.stderr.write("%s: delete %s removes its instances (%s) with their data: "
+                                 "give --yes to do it without a terminal to ask on\n"
+                                 % (PROG, args.name, what))
+                return EXIT_ERROR
+            if not _confirm("delete deployment %s and the data of %s?" % (args.name, what)):
+                sys.stderr.write("%s: not deleted\n" % PROG)
+                return EXIT_ERROR
         plan = cluster.delete(args.name)
         print("deleted %s, generation %s: %s" % (args.name, plan.generation,
                                                  " ".join(plan.deleted) or "no instances"))

@@ -96,8 +96,9 @@ class Instance:
     """One cache-store instance (a shard of a deployment) as the agent sees it.
 
     ``ready``: the unit is active and the cache-store signalled READY=1.
-    ``restarts``: systemd's NRestarts. ``version``, ``world_line``, ``cut``:
-    the DPR view in the deployment's domain (None when not known). ``health``: ``ok``,
+    ``restarts``: systemd's NRestarts. ``durable_version`` (the newest
+    version the finder holds durable), ``world_line``, ``cut``: the DPR view
+    in the deployment's domain (None when not known). ``health``: ``ok``,
     ``refusing-writes`` (checkpoints fail: writes are refused),
     ``finder-lost-worker`` (the finder does not know it: commits stopped) or
     ``failed`` (its unit failed, or it exits because it cannot go on, e.g. a
@@ -120,7 +121,7 @@ class Instance:
     ready: bool = False
     restarts: int | None = None
     main_pid: int | None = None
-    version: int | None = None
+    durable_version: int | None = None
     world_line: int | None = None
     cut: int | None = None
     last_error: str | None = None

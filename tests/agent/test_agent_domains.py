@@ -123,8 +123,8 @@ def test_upgrade_splits_the_default_domain_per_deployment(agent):
     # domain no longer holds the slower kv workers (docs/operations.md,
     # "Upgrading to domains")
     assert (deps["sessions"]["world_line"], deps["sessions"]["cut"]) == (3, [9, 9])
-    assert [i["version"] for i in deps["kv"]["instances"]] == [7, 4]
-    assert [i["version"] for i in deps["sessions"]["instances"]] == [9, 10]
+    assert [i["durable_version"] for i in deps["kv"]["instances"]] == [7, 4]
+    assert [i["durable_version"] for i in deps["sessions"]["instances"]] == [9, 10]
     assert [i["world_line"] for i in deps["sessions"]["instances"]] == [3, 3]
     assert deps["kv"]["max_version"] >= 7 and deps["sessions"]["max_version"] >= 10
 

@@ -246,7 +246,7 @@ def test_status_shape(agent):
     assert i0["name"] == "kv-0" and i0["unit"] == "dpr-cachestore@kv-0.service"
     assert i0["worker"] == 1 and i0["endpoint"] == "127.0.0.1:7100" and i0["node"] == "node1"
     assert i0["ready"] is False and i0["active_state"] is None and i0["restarts"] is None
-    assert i0["version"] is None and i0["cut"] is None and i0["world_line"] is None
+    assert i0["durable_version"] is None and i0["cut"] is None and i0["world_line"] is None
     assert "system bus" in i0["last_error"]
     one = result_of(agent.call("status", {"name": "kv"}))
     assert [d["name"] for d in one["deployments"]] == ["kv"]

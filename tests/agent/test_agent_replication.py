@@ -83,7 +83,7 @@ def test_checkpoints_are_copied_before_they_are_reported(tmp_path):
         for name, (a, kv, inst) in kvs.items():
             def copied(a=a, name=name):
                 i = instances(a)[name]
-                return i if i.get("replicated") and i.get("version") else None
+                return i if i.get("replicated") and i.get("durable_version") else None
             i = wait_for(copied, timeout=20, what="%s copied and reported" % name)
             assert len(i["replicas"]) == 1 and i["replicas"][0] != a.node, i
             assert i["replica_error"] is None, i
@@ -120,11 +120,11 @@ def test_checkpoints_are_copied_before_they_are_reported(tmp_path):
         i = wait_for(failing, timeout=20, what="the copy failing")
         assert "No space left on device" in i["replica_error"], i
         assert kv.info()["dpr_replication_status"] == "failing"
-        stuck = i["version"]
+        stuck = i["durable_version"]
         time.sleep(1)
-        assert instances(a)[name]["version"] == stuck, "reported without its copy"
+        assert instances(a)[name]["durable_version"] == stuck, "reported without its copy"
         os.unlink(filler)
-        wait_for(lambda: (instances(a)[name]["version"] or 0) > stuck and
+        wait_for(lambda: (instances(a)[name]["durable_version"] or 0) > stuck and
                  not instances(a)[name]["replica_error"], timeout=30,
                  what="copies and reports going on")
         assert kv.info()["dpr_replication_status"] in ("ok", "copying")

@@ -289,7 +289,7 @@ def test_damaged_checkpoint_is_reported_and_others_go_on(node):
              what="kv shards in the cut")
     # kv-1 idle: its newest checkpoint committed, no file comes or goes any
     # more (a new checkpoint would let the damaged ones be collected)
-    wait_for(lambda: status(node)[0]["kv-1"]["cut"] == status(node)[0]["kv-1"]["version"],
+    wait_for(lambda: status(node)[0]["kv-1"]["cut"] == status(node)[0]["kv-1"]["durable_version"],
              what="kv-1's newest checkpoint committed")
 
     def stable_listing():

@@ -499,6 +499,8 @@ def test_dprctl_plan_apply_status_delete(agent):
     assert lines[0].endswith(": 6 created, 0 updated, 0 deleted, 0 unchanged")
     assert lines[1:] == ["  + %s  (create)" % n for n in
                          ["kv-0", "kv-1", "kv-2", "sessions-0", "sessions-1", "sessions-2"]]
+    r = dprctl(agent, "plan", "-f", EXAMPLE, "--detailed-exitcode")
+    assert r.returncode == 2, r.stderr  # changes pending
 
     r = dprctl(agent, "apply", "-f", EXAMPLE, "--dry-run")
     assert r.returncode == 0 and r.stdout.startswith("plan against generation ")
@@ -511,6 +513,15 @@ def test_dprctl_plan_apply_status_delete(agent):
     assert r.returncode == 0
     assert r.stdout.strip().endswith("0 created, 0 updated, 0 deleted, 6 unchanged — already "
                                      "up to date")
+    r = dprctl(agent, "plan", "-f", EXAMPLE, "--detailed-exitcode")
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # nothing to do
+    # what a plan does to data and clients, said on stderr
+    with open(EXAMPLE) as f:
+        changed = f.read().replace("shards: 3", "shards: 2", 1)
+    r = dprctl(agent, "plan", "-f", "-", "--detailed-exitcode", input=changed)
+    assert r.returncode == 2, r.stderr
+    assert "dprctl: warning: will delete an instance with its data (checkpoints; " in r.stderr
+    assert "go from 3 to 2 shards: keys move" in r.stderr, r.stderr
 
     r = dprctl(agent, "status")
     assert r.returncode == 0, r.stderr
@@ -539,11 +550,20 @@ def test_dprctl_plan_apply_status_delete(agent):
     assert r.stderr.startswith("dprctl: ") and "nope" in r.stderr
     assert len(r.stderr.splitlines()) == 1
 
+    # delete: without a terminal to ask on, only with --yes
     r = dprctl(agent, "delete", "sessions")
+    assert r.returncode == 1 and "give --yes" in r.stderr, r.stderr
+    r = dprctl(agent, "delete", "sessions", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("would delete sessions, generation ")
+    assert r.stdout.strip().endswith(": sessions-0 sessions-1 sessions-2")
+    r = dprctl(agent, "delete", "sessions", "--yes")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith(": sessions-0 sessions-1 sessions-2")
-    r = dprctl(agent, "delete", "sessions")
+    r = dprctl(agent, "delete", "sessions", "--yes")
     assert r.returncode == 1 and "sessions" in r.stderr
+    r = dprctl(agent, "delete", "sessions", "--ignore-not-found")
+    assert r.returncode == 0 and "no such deployment" in r.stdout, r.stderr
 
     r = dprctl(agent, "nodes")
     assert r.returncode == 0
