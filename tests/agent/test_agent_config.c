@@ -15,6 +15,8 @@ static void write_conf(const char *text)
 {
     FILE *f;
 
+    if (path[0])
+        unlink(path); /* the previous test's file, if it kept it */
     snprintf(path, sizeof(path), "/tmp/dpr-test-agent-conf-XXXXXX");
     int fd = mkstemp(path);
     if (fd < 0) {
@@ -490,5 +492,7 @@ int main(void)
     RUN(address_of_an_interface);
     RUN(tls_section);
     RUN(missing_file);
+    if (path[0])
+        unlink(path);
     return check_summary("test_agent_config");
 }
