@@ -939,11 +939,9 @@ static void close_rest(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static void finish(kv_server *s, int code)
+/* The finder link and the checkpoint copies to a replica node. */
+static void close_links(kv_server *s)
 {
-    s->exit_code = code;
-    kv_snap_kill_all(&s->snap);
-    kv_logw_close(&s->logw);
     kv_finder_close(s->finder);
     s->finder = NULL;
     dpr_tls_ctx_free(s->finder_tls); /* (its connection holds its own reference) */
@@ -952,6 +950,14 @@ static void finish(kv_server *s, int code)
     s->replica = NULL;
     kv_replica_close(s->recopy);
     s->recopy = NULL;
+}
+
+static void finish(kv_server *s, int code)
+{
+    s->exit_code = code;
+    kv_snap_kill_all(&s->snap);
+    kv_logw_close(&s->logw);
+    close_links(s);
     kv_server_close_clients(s);
     uv_walk(s->loop, close_rest, NULL);
 }
@@ -965,14 +971,7 @@ static void finish_planned(kv_server *s)
     s->exit_code = 0;
     uv_timer_stop(&s->sync_timer); /* no finder from here on */
     uv_timer_stop(&s->ckpt_timer);
-    kv_finder_close(s->finder);
-    s->finder = NULL;
-    dpr_tls_ctx_free(s->finder_tls); /* (its connection holds its own reference) */
-    s->finder_tls = NULL;
-    kv_replica_close(s->replica);
-    s->replica = NULL;
-    kv_replica_close(s->recopy);
-    s->recopy = NULL;
+    close_links(s);
     s->draining = true;
     s->drain_deadline_ms = dpr_mono_ms() + DRAIN_MS;
     kv_dpr_shutdown_progress(s);
