@@ -57,6 +57,7 @@ int kv_ckpt_path(char *buf, size_t cap, const char *dir, uint64_t version, int t
 typedef struct wbuf {
     int fd;
     char *buf;
+    size_t cap; /* of buf */
     size_t len;
     uLong crc;
     off_t off;    /* bytes written to fd */
@@ -107,13 +108,13 @@ static int wput(wbuf *w, const void *p, size_t n)
 {
     int r = 0;
     w->crc = crc_update(w->crc, p, n);
-    if (n > WBUF_SIZE / 2) {
+    if (n > w->cap / 2) {
         r = wflush(w);
         if (r == 0)
             r = wraw(w, p, n);
         return r;
     }
-    if (WBUF_SIZE - w->len < n)
+    if (w->cap - w->len < n)
         r = wflush(w);
     if (r == 0) {
         memcpy(w->buf + w->len, p, n);
@@ -167,7 +168,12 @@ static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
     char tmp[PATH_MAX], final[PATH_MAX];
     uint8_t header[KV_CKPT_HEADER_V3], crcb[4];
     kv_ckpt_meta meta = *m;
-    wbuf w = {-1, NULL, 0, 0, 0, 0, 0, pace};
+    /* A change log is one buffer already, written as it is (wput): the
+     * small buffer only gathers its header, end mark and CRC. A 1 MiB
+     * buffer in the writer thread counted as used memory while the log was
+     * written (maxmemory refused writes early: kv_server.c, sample_memory). */
+    char small[4096];
+    wbuf w = {-1, small, sizeof(small), 0, 0, 0, 0, 0, pace};
     const char *step = "open";
     int r;
 
@@ -177,11 +183,14 @@ static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
         r = name_path(final, sizeof(final), dir, m->version, suffix);
     if (r < 0)
         return dpr_err_set(err, r, "state directory path too long");
-    w.buf = malloc(WBUF_SIZE);
-    if (!w.buf) {
-        r = -ENOMEM;
-        step = "allocate buffer for";
-        goto fail;
+    if (d) {
+        w.buf = malloc(WBUF_SIZE);
+        w.cap = WBUF_SIZE;
+        if (!w.buf) {
+            r = -ENOMEM;
+            step = "allocate buffer for";
+            goto fail;
+        }
     }
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (w.fd < 0) {
@@ -224,7 +233,8 @@ static int write_ckpt(const char *dir, const kv_ckpt_meta *m, const kv_dict *d,
         r = -errno;
         goto fail;
     }
-    free(w.buf);
+    if (w.buf != small)
+        free(w.buf);
     r = dpr_fsync_dir(dir);
     if (r < 0)
         return dpr_err_set(err, r, "fsync of directory %s failed: %s", dir, strerror(-r));
@@ -233,7 +243,8 @@ fail:
     if (w.fd >= 0)
         close(w.fd);
     unlink(tmp);
-    free(w.buf);
+    if (w.buf != small)
+        free(w.buf);
     return dpr_err_set(err, r, "cannot %s %s: %s", step, tmp, strerror(-r));
 }
 
