@@ -288,3 +288,41 @@ def test_completion_of_the_new_commands(tmp_path):
     (tmp_path / "b.txt").write_text("")
     got = complete("diff", str(tmp_path) + "/")
     assert str(tmp_path / "a.yaml") in got and str(tmp_path / "b.txt") not in got
+
+
+@pytest.mark.parametrize("output", ["json", "yaml", "wide"])
+def test_dprctl_events_output(agent, tmp_path, output):
+    import threading
+    env = dict(os.environ, PYTHONPATH=PYDIR)
+    p = subprocess.Popen([PYTHON, DPRCTL, "--socket", agent.socket, "events", "-o", output],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stderr.readline().startswith("following events from ")
+        f = tmp_path / "c.yaml"
+        f.write_text(SPEC)
+        assert dprctl(agent, "apply", "-f", str(f)).returncode == 0
+        timer = threading.Timer(10, p.kill)
+        timer.start()
+        got = ""
+        try:
+            for line in p.stdout:
+                got += line
+                if output == "json" or (output == "yaml" and "type: apply" in line) or \
+                        (output == "wide" and " apply " in line):
+                    break
+        finally:
+            timer.cancel()
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()
+    if output == "json":
+        ev = json.loads(got)
+        assert ev["type"] == "apply" and ev["plan"]["created"] == ["kv-0", "kv-1"]
+        assert got.strip() == render.to_json_line(ev)  # sorted keys, one line
+    elif output == "yaml":
+        ev = next(yaml.safe_load_all(got))
+        assert got.startswith("---\n") and ev["plan"]["created"] == ["kv-0", "kv-1"]
+    else:
+        assert " apply +kv-0 +kv-1 generation=" in got
