@@ -240,5 +240,6 @@ def _indent(text: str) -> str:
 
 def _recent(events: Sequence[str]) -> str:
     if not events:
-        return "Recent events: none found"
+        return ("Recent events: none found in this host's journal (reading it may need "
+                "group systemd-journal or adm)")
     return "Recent events:\n" + "\n".join("  " + one_line(e, None) for e in events)
