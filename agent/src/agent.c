@@ -202,6 +202,26 @@ static void adopt_plan(agent *a, agent_state *next, const agent_plan *plan)
     agent_update_status(a);
 }
 
+/* Logs a change (generation gen, plan) and emits its event. */
+static void announce(agent *a, const agent_request *req, const char *event, uint64_t gen,
+                     const agent_plan *plan)
+{
+    json_t *ev = json_pack("{s:I, s:o*}", "generation", (json_int_t)gen, "plan",
+                           agent_plan_to_json(plan));
+
+    if (ev && req->name && strcmp(event, "delete") == 0)
+        json_object_set_new(ev, "name", json_string(req->name));
+    agent_emit(a, event, ev);
+    log_info("%s: generation %llu (%zu created, %zu updated, %zu deleted)", event,
+             (unsigned long long)gen, plan->created.n, plan->updated.n, plan->deleted.n);
+    for (size_t i = 0; i < plan->nresizes; i++)
+        log_notice("deployment '%s': resizing from %u to %u shards (layout %llu): about "
+                   "%.0f%% of its keys move; it pauses while they do",
+                   plan->resizes[i].deployment, plan->resizes[i].from, plan->resizes[i].to,
+                   (unsigned long long)plan->resizes[i].epoch,
+                   100.0 * agent_resize_fraction(plan->resizes[i].from, plan->resizes[i].to));
+}
+
 /* plan, apply, delete: the spec desired (owned by the caller). */
 static json_t *change(agent *a, const agent_request *req, const agent_spec *desired,
                       const agent_placement *placement, bool dry, const char *event)
@@ -252,25 +272,13 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
         snprintf(msg, sizeof(msg), "%s; nothing was changed", dpr_err_str(&err, rc));
         return agent_reply_error(req->id, AGENT_E_INTERNAL, msg, NULL);
     }
+    /* the change is said (logged, its event) before the steps it causes
+     * (the instances' lines, roll-out and instance events) */
+    if (next.generation != before || strcmp(event, "delete") == 0)
+        announce(a, req, event, next.generation, &plan);
     adopt_plan(a, &next, &plan);
     result = plan_result(a->st.generation, &plan);
     add_warning(a, result);
-    if (a->st.generation != before || strcmp(event, "delete") == 0) {
-        json_t *ev = json_pack("{s:I, s:o*}", "generation", (json_int_t)a->st.generation,
-                               "plan", agent_plan_to_json(&plan));
-        if (ev && req->name && strcmp(event, "delete") == 0)
-            json_object_set_new(ev, "name", json_string(req->name));
-        agent_emit(a, event, ev);
-        log_info("%s: generation %llu (%zu created, %zu updated, %zu deleted)", event,
-                 (unsigned long long)a->st.generation, plan.created.n, plan.updated.n,
-                 plan.deleted.n);
-        for (size_t i = 0; i < plan.nresizes; i++)
-            log_notice("deployment '%s': resizing from %u to %u shards (layout %llu): about "
-                       "%.0f%% of its keys move; it pauses while they do",
-                       plan.resizes[i].deployment, plan.resizes[i].from, plan.resizes[i].to,
-                       (unsigned long long)plan.resizes[i].epoch,
-                       100.0 * agent_resize_fraction(plan.resizes[i].from, plan.resizes[i].to));
-    }
     agent_plan_free(&plan);
     return agent_reply_ok(req->id, result);
 }

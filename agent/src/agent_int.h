@@ -40,6 +40,9 @@ typedef struct inst_rt {
     char name[AGENT_INSTANCE_NAME_MAX + 1];
     bool watched;          /* properties requested on this connection */
     bool known;            /* ActiveState received */
+    /* the first half of a change (AGENT_UP_FIRST_HALF) changed the state
+     * or restarts, the main PID */
+    bool half_state, half_pid;
     agent_unit_props props;
     char last_error[320 + AGENT_STATUS_TEXT_MAX];
     agent_health health;   /* derived from the unit and its StatusText; reported */

@@ -799,14 +799,14 @@ void agent_cluster_adopt(agent *a)
     /* (set first: the instance record this node publishes while it takes
      * its part says it took the spec) */
     a->spec_adopted = cs->spec_generation;
+    /* (said before the steps taking it logs) */
+    log_info("cluster: taking spec generation %" PRIu64, cs->spec_generation);
     reply = take_part(a, rec, NULL, false, "apply");
     if (reply && json_is_false(json_object_get(reply, "ok")))
         log_error("cluster: this node cannot take its part of spec generation %" PRIu64
                   ": %s", cs->spec_generation,
                   json_string_value(json_object_get(json_object_get(reply, "error"),
                                                     "message")));
-    else
-        log_info("cluster: took spec generation %" PRIu64, cs->spec_generation);
     agent_cluster_publish(a, true); /* (the generation it took is in the record) */
     answer(a, reply, rec);
     json_decref(reply);

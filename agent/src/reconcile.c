@@ -777,6 +777,7 @@ void agent_on_units_connected(void *arg, bool up, const char *why)
         rt->watched = false;
         rt->known = false;
         rt->in_flight = false;
+        rt->half_state = rt->half_pid = false;
         rt->retry_later = false;
         rt->retire_step = 0;
         rt->memory_max_refused = 0; /* systemd may be another one now */
@@ -800,27 +801,22 @@ void agent_on_units_connected(void *arg, bool up, const char *why)
     agent_update_status(a);
 }
 
-static bool differs(const agent_unit_props *old, const agent_unit_props *p)
+/* p changes the unit's state or restart count (not only its main PID). */
+static bool state_differs(const agent_unit_props *old, const agent_unit_props *p)
 {
     return ((p->have & AGENT_UP_ACTIVE) && strcmp(old->active_state, p->active_state)) ||
            ((p->have & AGENT_UP_SUB) && strcmp(old->sub_state, p->sub_state)) ||
-           ((p->have & AGENT_UP_RESTARTS) && old->n_restarts != p->n_restarts) ||
-           ((p->have & AGENT_UP_PID) && old->main_pid != p->main_pid);
+           ((p->have & AGENT_UP_RESTARTS) && old->n_restarts != p->n_restarts);
 }
 
-void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props *p)
+static bool pid_differs(const agent_unit_props *old, const agent_unit_props *p)
 {
-    agent *a = arg;
-    inst_rt *rt = agent_rt_ensure(a, instance);
-    bool changed, was_failed, desired, new_reason = false, unit_failed;
-    agent_health before;
+    return (p->have & AGENT_UP_PID) && old->main_pid != p->main_pid;
+}
 
-    if (!rt)
-        return;
-    desired = agent_state_find(&a->st, instance) >= 0;
-    changed = differs(&rt->props, p) || !rt->known;
-    was_failed = state_is(rt, "failed");
-    unit_failed = was_failed || strcmp(rt->props.sub_state, "auto-restart") == 0;
+/* Takes the fields p has into rt's. */
+static void take_props(inst_rt *rt, const agent_unit_props *p)
+{
     if (p->have & AGENT_UP_ACTIVE)
         snprintf(rt->props.active_state, sizeof(rt->props.active_state), "%s", p->active_state);
     if (p->have & AGENT_UP_SUB)
@@ -839,7 +835,41 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
         snprintf(rt->props.status_text, sizeof(rt->props.status_text), "%s", p->status_text);
     if (p->have & AGENT_UP_MEMORY_MAX)
         rt->props.memory_max = p->memory_max;
-    rt->props.have |= p->have;
+    rt->props.have |= p->have & ~(unsigned)AGENT_UP_FIRST_HALF;
+}
+
+void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props *p)
+{
+    agent *a = arg;
+    inst_rt *rt = agent_rt_ensure(a, instance);
+    bool changed, pid_changed, was_failed, desired, new_reason = false, unit_failed;
+    agent_health before;
+
+    if (!rt)
+        return;
+    if (p->have & AGENT_UP_FIRST_HALF) {
+        /* the Service interface's half of a change (its new MainPID,
+         * NRestarts, ...): taken now, acted on and reported with the Unit
+         * interface's half, as one change in one event. Else a transition
+         * would be reported twice: with the new PID and the old state,
+         * then with the new state */
+        rt->half_state = rt->half_state || state_differs(&rt->props, p);
+        rt->half_pid = rt->half_pid || pid_differs(&rt->props, p);
+        take_props(rt, p);
+        return;
+    }
+    desired = agent_state_find(&a->st, instance) >= 0;
+    changed = state_differs(&rt->props, p) || rt->half_state || !rt->known;
+    pid_changed = pid_differs(&rt->props, p) || rt->half_pid;
+    rt->half_state = rt->half_pid = false;
+    was_failed = state_is(rt, "failed");
+    unit_failed = was_failed || strcmp(rt->props.sub_state, "auto-restart") == 0;
+    take_props(rt, p);
+    /* a new main PID alone is news while the unit is active (its main
+     * process replaced in place); in the other states systemd gives a
+     * starting process's PID before it says that the unit starts, and that
+     * change reports it: the unit's state appears once */
+    changed = changed || (pid_changed && state_is(rt, "active"));
     /* both interfaces read: state, restarts, pid and start time are known */
     if ((rt->props.have & AGENT_UP_ACTIVE) && (rt->props.have & AGENT_UP_SERVICE_READ))
         rt->known = true;

@@ -301,6 +301,11 @@ static int on_props_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret
         if (ours)
             call_getall(u, instance, iface);
     }
+    /* systemd sends the Service interface's half of a change first, then
+     * the Unit interface's (dbus-unit.c, send_changed_signal: "clients
+     * may rely on this order to get atomic behavior") */
+    if (p.have && strcmp(iface, SD_SERVICE_IFACE) == 0)
+        p.have |= AGENT_UP_FIRST_HALF;
     if (p.have && u->hooks.props)
         u->hooks.props(u->hooks.arg, instance, &p);
     return 0;

@@ -43,6 +43,12 @@ enum {
     AGENT_UP_SERVICE_READ = 1u << 7, /* the Service interface was read (or failed to) */
     AGENT_UP_STATUS_TEXT = 1u << 8,
     AGENT_UP_MEMORY_MAX = 1u << 9,
+    /* the first half of one change: systemd announces a change of a unit
+     * with a PropertiesChanged signal of its Service interface (MainPID,
+     * NRestarts, StatusText, ...) and then, always, one of its Unit
+     * interface (ActiveState, SubState); the hook takes the fields of this
+     * half and acts on the whole change when the second comes */
+    AGENT_UP_FIRST_HALF = 1u << 10,
 };
 
 /* StatusText is kept up to this many bytes (longer ones are cut). */

@@ -2,10 +2,13 @@
 
     dprctl apply -f cluster.yaml [--dry-run] [--wait [--timeout S]]
     dprctl plan -f cluster.yaml [--detailed-exitcode]
-    dprctl status [NAME] [--json]
+    dprctl diff FILE
+    dprctl status [NAME] [-o table|wide|json|yaml]
+    dprctl get deployment|instance NAME [-o table|wide|json|yaml]
+    dprctl describe deployment|instance NAME [--events N]
     dprctl delete NAME [--dry-run] [--yes] [--ignore-not-found]
-    dprctl events [--json]
-    dprctl nodes [--json]
+    dprctl events [-o table|wide|json|yaml]
+    dprctl nodes [-o table|wide|json|yaml]
     dprctl rollout status|pause|resume|undo NAME [--json] [--wait [--timeout S]]
     dprctl discover [--cluster C] [--domain D] [--timeout S] [-o json]
     dprctl dns-zone CLUSTER --domain D [--nsupdate] [--server IP[:PORT]] [--ttl N]
@@ -13,7 +16,8 @@
 Global: --socket PATH (else $DPR_SOCKET, else /run/dpr/agent.sock); --version.
 Exit status: 0 success, 1 error (one line per problem on stderr, saying what
 to fix), 2 usage error, 130 interrupted; `plan --detailed-exitcode`: 0 no
-changes, 2 changes pending (as terraform's), 1 error.
+changes, 2 changes pending (as terraform's), 1 error; `diff`: 0 no
+differences, 1 differences, 2 error (as diff(1)).
 """
 from __future__ import annotations
 
@@ -24,10 +28,14 @@ import sys
 import time
 from typing import Any, Sequence
 
+from . import render
+from .render import FORMATS, one_line as _render_one_line, table
+
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CHANGES = 2  # plan --detailed-exitcode: changes pending
+EXIT_DIFF, EXIT_DIFF_ERROR = 1, 2  # diff: differences found; an error (as diff(1))
 PROG = "dprctl"
 
 
@@ -107,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[common], help="deployments and instances",
                         description="Show deployments and their instances.")
     st.add_argument("name", nargs="?", metavar="NAME", help="only this deployment")
-    st.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    st.add_argument("-o", "--output", choices=FORMATS, default="table",
+                   help="table (default), wide (more columns), json (the agent's answer, sorted keys) or yaml")
+    st.add_argument("--json", dest="output", action="store_const", const="json",
+                   help="the same as -o json")
 
     d = sub.add_parser("delete", parents=[common], help="delete a deployment",
                        description="Stop and remove every instance of a deployment, with "
@@ -122,15 +133,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("events", parents=[common], help="follow state changes",
                        description="Print state changes as they happen (Ctrl-C stops).")
-    e.add_argument("--json", action="store_true", help="one JSON object per line")
+    e.add_argument("-o", "--output", choices=FORMATS, default="table",
+                   help="table (default: one line per event), wide (null fields too), json (one object per line) or yaml (one document per event)")
+    e.add_argument("--json", dest="output", action="store_const", const="json",
+                   help="the same as -o json")
 
     n = sub.add_parser("nodes", parents=[common], help="the cluster's nodes",
                        description="Show the cluster's nodes (Raft members), or remove one: "
                                    "dprctl nodes remove NAME.")
-    n.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    n.add_argument("-o", "--output", choices=FORMATS, default="table",
+                   help="table (default), wide (more columns), json (the agent's answer, sorted keys) or yaml")
+    n.add_argument("--json", dest="output", action="store_const", const="json",
+                   help="the same as -o json")
     n.add_argument("action", nargs="?", choices=["remove"], help="remove a member")
     n.add_argument("target", nargs="?", metavar="NAME", help="the member's node name or "
                    "Raft address")
+
+    df = sub.add_parser("diff", parents=[common],
+                        help="what differs between a spec file and the cluster",
+                        description="Field by field, what differs between a spec file and "
+                                    "what the cluster has: ~ a field apply would change "
+                                    "(cluster's -> spec's), + a deployment it would create, "
+                                    "- one it would delete. Fields the spec leaves out take "
+                                    "the agent's defaults and are not compared. Exit 0: no "
+                                    "differences, 1: differences, 2: an error (as diff(1)).")
+    df.add_argument("file", metavar="FILE", help="the cluster spec (YAML or JSON; - reads "
+                    "stdin)")
+
+    g = sub.add_parser("get", parents=[common], help="one deployment or instance",
+                       description="Show one deployment or instance: a table, or the "
+                                   "agent's JSON for it (-o json|yaml).")
+    g.add_argument("kind", choices=KINDS, help="deployment or instance")
+    g.add_argument("name", metavar="NAME", help="its name (an instance: DEPLOYMENT-SHARD)")
+    g.add_argument("-o", "--output", choices=FORMATS, default="table",
+                   help="table (default), wide (more columns), json or yaml")
+
+    de = sub.add_parser("describe", parents=[common],
+                        help="one deployment or instance in full, for people",
+                        description="Describe one deployment or instance: its settings, "
+                                    "roll-out and instances, and its recent log entries from "
+                                    "this host's journal (DPR_INSTANCE=).")
+    de.add_argument("kind", choices=KINDS, help="deployment or instance")
+    de.add_argument("name", metavar="NAME", help="its name (an instance: DEPLOYMENT-SHARD)")
+    de.add_argument("--events", type=_count, default=10, metavar="N",
+                    help="how many recent log entries to show (default 10; 0: none)")
 
     ro = sub.add_parser("rollout", parents=[common], help="follow or steer a roll-out",
                         description="A deployment's roll-out (a change of impl, version or "
@@ -191,14 +237,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _days(text: str) -> int:
+KINDS = ("deployment", "instance")
+
+
+def _whole(text: str, lo: int, hi: int, unit: str) -> int:
+    """An argument that is a whole number lo..hi (of unit, for the message)."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("must be a whole number of days (got %r)" % text)
-    if not 1 <= v <= 36500:
-        raise argparse.ArgumentTypeError("must be 1..36500 (got %s)" % text)
+        raise argparse.ArgumentTypeError("must be a whole number%s (got %r)" % (unit, text))
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError("must be %d..%d (got %s)" % (lo, hi, text))
     return v
+
+
+def _count(text: str) -> int:
+    return _whole(text, 0, 1000, "")
+
+
+def _days(text: str) -> int:
+    return _whole(text, 1, 36500, " of days")
 
 
 def _pki_parser(sub) -> None:
@@ -239,27 +297,10 @@ def _pki_parser(sub) -> None:
 
 
 def _ttl(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a whole number of seconds (got %r)" % text)
-    if not 0 <= v <= 2147483647:
-        raise argparse.ArgumentTypeError("must be 0..2147483647 (got %s)" % text)
-    return v
+    return _whole(text, 0, 2147483647, " of seconds")
 
 
 # --- output helpers --------------------------------------------------------------
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """An aligned text table (two spaces between columns, no trailing blanks)."""
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r]
-                                           for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for r in cells:
-        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
-    return "\n".join(lines)
-
 
 def _yn(v: bool) -> str:
     return "yes" if v else "no"
@@ -298,8 +339,8 @@ def _plan_lines(plan, dry: bool) -> str:
     return "\n".join(lines)
 
 
-def format_status(st) -> str:
-    from .spec import format_memory
+def format_status(st, wide: bool = False) -> str:
+    """`dprctl status` for people (a dpr.cluster.Status); wide: more columns."""
     f = st.finder
     head = "cluster %s  node %s  generation %s  finder %s" % (
         st.cluster or "-", st.node or "-", "-" if st.generation is None else st.generation,
@@ -333,23 +374,9 @@ def format_status(st) -> str:
     if not st.deployments:
         return head + "\n\nno deployments (apply a spec: dprctl apply -f cluster.yaml)"
     # each deployment is a DPR domain: its own world-line and cut
-    deps = table(["DEPLOYMENT", "IMPL", "VERSION", "SHARDS", "READY", "CHECKPOINT",
-                  "MAXMEMORY", "WORLD-LINE", "CUT"],
-                 [[d.name, d.impl, d.version, d.shards,
-                   "%d/%s" % (sum(1 for i in d.instances if i.ready),
-                              d.shards if d.shards is not None else len(d.instances)),
-                   "%sms" % d.checkpoint_interval_ms if d.checkpoint_interval_ms else None,
-                   format_memory(d.maxmemory) if isinstance(d.maxmemory, int) else None,
-                   d.world_line, _cut(d.cut)]
-                  for d in st.deployments])
-    rows = []
-    for d in st.deployments:
-        for i in d.instances:
-            rows.append([i.name, i.node, i.worker, i.endpoint, i.state, _yn(i.ready),
-                         i.health, i.restarts, i.main_pid or None, i.durable_version, i.world_line,
-                         i.cut, _one_line(i.last_error)])
-    insts = table(["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "HEALTH",
-                   "RESTARTS", "PID", "DURABLE", "WORLD-LINE", "CUT", "LAST ERROR"], rows)
+    from .render import deployment_table, instance_table
+    deps = deployment_table(st.deployments, wide)
+    insts = instance_table([i for d in st.deployments for i in d.instances], wide)
     parts = [head, deps, insts]
     resizing = ["  %s: %s -> %s shards (layout %s): %s, %s keys moved, %.1fs%s" % (
         d.name, r.get("from"), r.get("to"), r.get("epoch"), r.get("step"),
@@ -366,34 +393,30 @@ def format_status(st) -> str:
     return "\n\n".join(parts)
 
 
-def _cut(cut: list) -> Any:
-    """A deployment's cut, its shards' entries in order: ``55,54,57``."""
-    if not cut or all(c is None for c in cut):
-        return None
-    return _one_line(",".join("-" if c is None else str(c) for c in cut), 40)
-
-
 def _one_line(s: Any, limit: int = 60) -> Any:
-    if s is None:
-        return None
-    s = " ".join(str(s).split())
-    return s if len(s) <= limit else s[:limit - 3] + "..."
+    return _render_one_line(s, limit)
 
 
-def format_nodes(nodes) -> str:
+def format_nodes(nodes, wide: bool = False) -> str:
+    """`dprctl nodes` for people (dpr.cluster.Node objects); wide: also each
+    node's Raft id and the agent's reasons (down, labels in full)."""
     def contact(n):
         return "-" if n.last_contact_ms is None else "%.1fs" % (n.last_contact_ms / 1000.0)
     def load(n):
         if n.instances is None:
             return "-"
         return "%d/%s" % (n.instances, "-" if n.max_instances is None else n.max_instances)
-    return table(["NODE", "ADDRESS", "SELF", "LEADER", "STATE", "ROLE", "TERM", "CONTACT",
-                  "HEALTH", "INSTANCES", "LABELS"],
-                 [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state, n.role or "-",
-                   "-" if n.term is None else str(n.term), contact(n),
-                   "down" if n.down else n.health or "-", load(n),
-                   ",".join(n.labels) if n.labels else "-"]
-                  for n in nodes])
+    headers = ["NODE", "ADDRESS", "SELF", "LEADER", "STATE", "ROLE", "TERM", "CONTACT",
+               "HEALTH", "INSTANCES", "LABELS"]
+    rows = [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state, n.role or "-",
+             "-" if n.term is None else str(n.term), contact(n),
+             "down" if n.down else n.health or "-", load(n),
+             ",".join(n.labels) if n.labels else "-"] for n in nodes]
+    if wide:
+        headers += ["RAFT-ID", "DOWN", "CONTACT-MS"]
+        for r, n in zip(rows, nodes):
+            r += [(n.raw or {}).get("raft_id"), _yn(n.down), n.last_contact_ms]
+    return table(headers, rows)
 
 
 class _Progress:
@@ -492,11 +515,9 @@ def cmd_plan(args) -> int:
 
 def cmd_status(args) -> int:
     with _connect(args) as cluster:
-        if args.json:
-            r = cluster.request("status", {} if args.name is None else {"name": args.name})
-            print(json.dumps(r, indent=2, sort_keys=False))
-        else:
-            print(format_status(cluster.status(args.name)))
+        r = cluster.request("status", {} if args.name is None else {"name": args.name})
+        _print_result(r, args.output, lambda: format_status(_status_of(r),
+                                                            args.output == "wide"))
     return EXIT_OK
 
 
@@ -542,16 +563,41 @@ def _delete(args) -> int:
     return EXIT_OK
 
 
+def _print_result(result: Any, output: str, for_people) -> None:
+    """The agent's answer as -o asks: json and yaml as it is, else
+    for_people() (a table, wide or not)."""
+    if output == "json":
+        print(render.to_json(result))
+    elif output == "yaml":
+        sys.stdout.write(render.to_yaml(result))
+    else:
+        print(for_people())
+
+
+def _status_of(result: Any):
+    from .cluster import Status
+    return Status.from_result(result)
+
+
+def _nodes_of(result: Any) -> list:
+    from .cluster import Node
+    if not isinstance(result, dict):
+        raise _protocol_error("dpr-agent answered nodes with %r" % (result,))
+    return [Node.from_dict(n) for n in result.get("nodes") or [] if isinstance(n, dict)]
+
+
 def cmd_events(args) -> int:
     with _connect(args) as cluster:
         with cluster.events() as stream:
             sys.stderr.write("following events from %s (Ctrl-C stops)\n" % cluster.socket_path)
             sys.stderr.flush()
             for ev in stream:
-                if args.json:
-                    print(json.dumps(ev.data, separators=(",", ":")))
+                if args.output == "json":
+                    print(render.to_json_line(ev.data))
+                elif args.output == "yaml":
+                    sys.stdout.write(render.to_yaml(ev.data, document=True))
                 else:
-                    print(str(ev))
+                    print(render.event_line(ev.data, args.output == "wide"))
                 sys.stdout.flush()
     return EXIT_OK
 
@@ -571,10 +617,9 @@ def cmd_nodes(args) -> int:
     if args.target:
         return _usage_error("dprctl nodes: unexpected argument %r" % args.target)
     with _connect(args) as cluster:
-        if args.json:
-            print(json.dumps(cluster.request("nodes", {}), indent=2))
-        else:
-            print(format_nodes(cluster.nodes()))
+        r = cluster.request("nodes", {})
+        _print_result(r, args.output, lambda: format_nodes(_nodes_of(r),
+                                                           args.output == "wide"))
     return EXIT_OK
 
 
@@ -720,6 +765,103 @@ def cmd_dns_zone(args) -> int:
     return EXIT_OK
 
 
+def cmd_diff(args) -> int:
+    from . import specdiff
+    from .spec import ClusterSpec
+    spec = ClusterSpec.from_file(args.file)
+    with _connect(args) as cluster:
+        status = cluster.request("status", {})
+    if not isinstance(status, dict):
+        raise _protocol_error("dpr-agent answered status with something else than an object")
+    try:
+        changes = specdiff.diff(spec.to_dict(), status)
+    except ValueError as e:
+        sys.stderr.write("%s: %s: %s\n" % (PROG, _source(args.file), e))
+        return EXIT_DIFF_ERROR
+    print(specdiff.format_changes(changes))
+    return EXIT_DIFF if changes else EXIT_OK
+
+
+def _source(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def _find(args, cluster) -> tuple:
+    """(the status result, the deployment's or instance's dict, the
+    deployment's name) of get/describe; NotFound with what there is."""
+    from .mgmt_errors import NotFound
+    if args.kind == "deployment":
+        r = cluster.request("status", {"name": args.name})  # (NotFound from the agent)
+        for d in (r.get("deployments") or []) if isinstance(r, dict) else []:
+            if isinstance(d, dict) and d.get("name") == args.name:
+                return r, d, args.name
+        raise NotFound("no deployment named '%s' in this cluster" % args.name,
+                       code="not_found")
+    r = cluster.request("status", {})
+    names = []
+    for d in (r.get("deployments") or []) if isinstance(r, dict) else []:
+        for i in (d.get("instances") or []) if isinstance(d, dict) else []:
+            if isinstance(i, dict) and i.get("name") == args.name:
+                return r, i, d.get("name")
+            if isinstance(i, dict):
+                names.append(str(i.get("name")))
+    raise NotFound("no instance named '%s' in this cluster (%s)" % (
+        args.name, "instances: " + " ".join(sorted(names)) if names else "no instances"),
+        code="not_found")
+
+
+def cmd_get(args) -> int:
+    from .cluster import Deployment, Instance
+    with _connect(args) as cluster:
+        _, obj, _ = _find(args, cluster)
+    wide = args.output == "wide"
+    if args.kind == "deployment":
+        def people() -> str:
+            d = Deployment.from_dict(obj)
+            return "%s\n\n%s" % (render.deployment_table([d], wide),
+                                  render.instance_table(d.instances, wide))
+    else:
+        def people() -> str:
+            return render.instance_table([Instance.from_dict(obj)], wide)
+    _print_result(obj, args.output, people)
+    return EXIT_OK
+
+
+def journal_lines(instances: Sequence[str], count: int) -> list:
+    """The last count entries of this host's journal about these
+    instances (the agent logs them with DPR_INSTANCE=), oldest first;
+    [] when there is no journal to read."""
+    import shutil
+    import subprocess
+    if count <= 0 or not instances or shutil.which("journalctl") is None:
+        return []
+    cmd = ["journalctl", "--no-pager", "--quiet", "--output=short-iso", "--lines=%d" % count]
+    cmd += ["DPR_INSTANCE=%s" % n for n in instances]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def cmd_describe(args) -> int:
+    from .cluster import Deployment, Instance
+    with _connect(args) as cluster:
+        _, obj, deployment = _find(args, cluster)
+        local = cluster.address is None  # the journal is this host's
+    if args.kind == "deployment":
+        d = Deployment.from_dict(obj)
+        names = [i.name for i in d.instances]
+        events = journal_lines(names, args.events) if local else []
+        print(render.describe_deployment(d, events))
+    else:
+        events = journal_lines([args.name], args.events) if local else []
+        print(render.describe_instance(Instance.from_dict(obj), deployment, events))
+    return EXIT_OK
+
+
 def cmd_pki(args) -> int:
     from . import pki
     if args.pki_command == "init":
@@ -747,7 +889,8 @@ def _protocol_error(message: str):
 
 COMMANDS = {"apply": cmd_apply, "plan": cmd_plan, "status": cmd_status, "delete": cmd_delete,
             "events": cmd_events, "nodes": cmd_nodes, "wait": cmd_wait, "rollout": cmd_rollout,
-            "discover": cmd_discover, "dns-zone": cmd_dns_zone, "pki": cmd_pki}
+            "discover": cmd_discover, "dns-zone": cmd_dns_zone, "pki": cmd_pki,
+            "diff": cmd_diff, "get": cmd_get, "describe": cmd_describe}
 
 
 def _error_lines(e: BaseException, args) -> list:
@@ -780,7 +923,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DprError as e:
         for line in _error_lines(e, args):
             sys.stderr.write("%s: %s\n" % (PROG, line))
-        return EXIT_ERROR
+        return EXIT_DIFF_ERROR if args.command == "diff" else EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("%s: interrupted\n" % PROG)
         return EXIT_INTERRUPTED

@@ -21,6 +21,7 @@ import dprtest
 from dprtest import BUILD, BUILD_DIR, ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+from test_health import EVENTS  # noqa: E402 (the events follower run inside a node)
 
 # systemd and D-Bus inside a node are slower than a process on the host
 wait_for = functools.partial(dprtest.wait_for, timeout=30.0, interval=0.2)
@@ -37,7 +38,6 @@ f = s.makefile("rb")
 print(f.readline().decode().strip())
 '''
 
-
 def stage(dest):
     """What `make install` puts into a node (the agent, dpr-kv, the units), from BUILD_DIR."""
     def put(src, rel, mode):
@@ -53,11 +53,12 @@ def stage(dest):
     for unit in ("dpr-agent.service", "dpr-cachestore@.service"):
         put(os.path.join(ROOT, "units", unit), "/usr/local/lib/systemd/system/" + unit, 0o644)
     put(os.path.join(ROOT, "conf", "agent.conf"), "/etc/dpr/agent.conf", 0o644)
-    client = os.path.join(dest, "usr/local/libexec/dpr-test-ctl")
-    os.makedirs(os.path.dirname(client), exist_ok=True)
-    with open(client, "w") as f:
-        f.write(CLIENT)
-    os.chmod(client, 0o755)
+    for name, text in (("dpr-test-ctl", CLIENT), ("dpr-test-events", EVENTS)):
+        path = os.path.join(dest, "usr/local/libexec", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
 
 
 def boot(tmp_path_factory, prepare=None):
@@ -286,3 +287,76 @@ def test_invalid_spec_changes_nothing(node):
     assert after["generation"] == before["generation"]
     assert node.run("systemctl list-units --no-legend 'dpr-cachestore@*'").stdout.count(
         "running") == 3
+
+
+def follow_events(n):
+    """Starts following the agent's events inside the node; returns a
+    function that stops and gives the events read."""
+    n.run("rm -f /tmp/stop-events /tmp/events-ready")
+    p = n.spawn(["python3", "/usr/local/libexec/dpr-test-events"])
+    wait_for(lambda: n.run("test -e /tmp/events-ready", check=False).returncode == 0,
+             what="the events stream")
+
+    def stop():
+        n.run("touch /tmp/stop-events")
+        out, _ = p.communicate(timeout=60)
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        assert lines and lines[0]["ok"] is True, out
+        return [x["event"] for x in lines[1:]]
+    return stop
+
+
+def test_each_unit_transition_is_one_event(node):
+    """A roll-out restarts every instance: each state it passes through is
+    one instance event (systemd announces a change on the Service interface,
+    MainPID, and on the Unit interface, the states: one event, not one per
+    signal with the PID of the one before), and the events come in order."""
+    ok(call(node, "apply", spec(kv("kv", version="2", checkpoint_interval_ms=50))))
+    before = wait_for(lambda: all_ready(node, 3), what="ready")
+    stop = follow_events(node)
+    ok(call(node, "apply", spec(kv("kv", version="3", checkpoint_interval_ms=50))))
+
+    def rolled():
+        insts = all_ready(node, 3)
+        return insts if insts and all(insts[n]["main_pid"] != before[n]["main_pid"] and
+                                      not insts[n]["outdated"] for n in before) else None
+    wait_for(rolled, what="every kv instance restarted with version 3")
+    events = stop()
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs), seqs
+    # the apply comes before what it causes (the roll-out, the restarts)
+    assert events[0]["type"] == "apply", [(e["seq"], e["type"]) for e in events]
+    for name in before:
+        mine = [e for e in events if e["type"] == "instance" and e["name"] == name]
+        states = ["%s/%s" % (e["active_state"], e["sub_state"]) for e in mine]
+        assert "deactivating/stop-sigterm" in states or "inactive/dead" in states, (name,
+                                                                                    states)
+        assert states[-1] == "active/running", (name, states)
+        # no state twice in a row (the second with or without the PID)
+        twice = [(a, b) for a, b in zip(mine, mine[1:])
+                 if (a["active_state"], a["sub_state"]) == (b["active_state"], b["sub_state"])
+                 and a.get("last_error") == b.get("last_error")
+                 and a["restarts"] == b["restarts"] and a["ready"] == b["ready"]]
+        assert not twice, (name, [(e["seq"], "%s/%s" % (e["active_state"], e["sub_state"]),
+                                   e["main_pid"], e["restarts"], e["ready"], e["health"])
+                                  for e in mine])
+        # a stopped process has no PID
+        assert all(e["main_pid"] is None for e in mine if e["sub_state"] == "dead"), mine
+
+
+def test_delete_is_logged_before_what_it_does(node):
+    ok(call(node, "apply", spec(kv("kv", version="3", checkpoint_interval_ms=50),
+                                kv("gone", shards=1))))
+    wait_for(lambda: all_ready(node, 4), what="gone-0 ready")
+    cursor = node.run("journalctl -n 0 --show-cursor -q", check=False).stdout
+    cursor = cursor.strip().rsplit("cursor: ", 1)[-1]
+    ok(call(node, "delete", {"name": "gone"}))
+    wait_for(lambda: all_ready(node, 3), what="gone deleted")
+    out = node.run(["journalctl", "--no-pager", "-o", "cat", "--after-cursor", cursor,
+                    "SYSLOG_IDENTIFIER=dpr-agent"]).stdout.splitlines()
+    first = next(i for i, line in enumerate(out) if "gone" in line)
+    assert out[first].startswith("delete 'gone' requested by "), out
+    # then what it does, then the steps
+    assert out[first + 1] == "delete: generation %d (0 created, 0 updated, 1 deleted)" % (
+        ok(call(node, "status"))["generation"]), out
+    assert out[first + 2].startswith("gone-0: deleted (generation "), out
