@@ -30,6 +30,7 @@ typedef struct tlink {
     dpr_tls_conn *tls;
     dpr_buf plain;             /* incoming: plaintext before c-raft's handshake is whole */
     bool incoming, verified, handed, closing, local_open;
+    bool tcp_up;               /* outgoing: the TCP connection is made */
     uint64_t started;          /* uv_now when made */
     int handles;               /* open handles of ours (tcp, local) */
     struct raft_uv_connect *req; /* outgoing, until its callback ran */
@@ -411,6 +412,7 @@ static void on_tcp_connected(uv_connect_t *c, int status)
         link_close(l);
         return;
     }
+    l->tcp_up = true;
     uv_tcp_nodelay(&l->tcp, 1);
     /* the engine holds the client's hello */
     if (send_cipher(l) < 0 ||
@@ -442,10 +444,13 @@ static void on_sweep(uv_timer_t *h)
 
     for (l = tr->links; l; l = next) {
         next = l->next;
-        if (!l->handed && !l->closing && now - l->started >= HANDSHAKE_TIMEOUT_MS) {
+        if (l->handed || l->closing || now - l->started < HANDSHAKE_TIMEOUT_MS)
+            continue;
+        if (!l->incoming && !l->tcp_up) /* (a node that is down: nothing refused) */
+            log_debug("raft: cannot connect to %s within 10 s", l->peer);
+        else
             refused(tr, l, "no TLS and Raft handshake within 10 s");
-            link_close(l);
-        }
+        link_close(l);
     }
 }
 

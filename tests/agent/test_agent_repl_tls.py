@@ -147,3 +147,30 @@ def test_refused_at_the_replication_port(agents, certs, what, cert, key, why):
              what="the refusal of %s logged" % what)
     line = [ln for ln in target.log()[before:].splitlines() if why in ln][0]
     assert "replication: TLS refused the connection from 127.0.0.1:" in line, line
+
+
+def test_sighup_gives_the_replication_port_a_new_crl(agents, certs):
+    """A node certificate revoked after the start: served until the agent
+    reloads (SIGHUP), refused from then on."""
+    target = agents[1]
+    host, port, _ = repl_address(target)
+
+    def have():
+        s = socket.create_connection((host, port), timeout=10)
+        try:
+            return _repl_have(_tls_client(certs, "n4.crt", "n4.key").wrap_socket(s))
+        except (ssl.SSLError, OSError) as e:
+            return e
+        finally:
+            s.close()
+    assert have() == b":0\r\n"
+    raft_tls.pki.revoke(certs, os.path.join(certs, "n4.crt"))
+    assert have() == b":0\r\n"  # (the CRL is read at start and on SIGHUP)
+    assert "TLS certificates reloaded" in raft_tls._reload(target)
+    before = len(target.log())
+    got = have()
+    assert not isinstance(got, bytes) or not got.startswith(b":"), got
+    wait_for(lambda: "certificate revoked" in target.log()[before:], timeout=10,
+             what="the revoked certificate refused")
+    line = [ln for ln in target.log()[before:].splitlines() if "certificate revoked" in ln][0]
+    assert "replication: TLS refused the connection from 127.0.0.1:" in line, line
