@@ -23,6 +23,9 @@
 
 #define MAX_CONNS 64
 #define MAX_ARGS 8
+/* TLS: a connection not verified by then is closed (checked every second):
+ * an unknown peer holds none of the MAX_CONNS for long */
+#define HANDSHAKE_TIMEOUT_MS 10000
 
 typedef struct conn {
     struct conn *next;
@@ -36,6 +39,7 @@ typedef struct conn {
     bool local;     /* a cache-store on the unix socket */
     dpr_tls_conn *tls; /* TLS on: the connection's engine */
     bool verified;  /* TLS: the peer is a node of the cluster */
+    uint64_t started; /* uv_now when accepted */
     char peer[DPR_ADDR_STR_MAX];
     dpr_reqreader *rd;
     bool busy;      /* a command runs on the thread pool */
@@ -55,7 +59,8 @@ struct agent_replserver {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_pipe_t local;
-    bool listener_open, local_open, stopping;
+    bool listener_open, local_open, sweep_open, stopping;
+    uv_timer_t sweep;           /* closes TLS connections stuck in their handshake */
     agent_replserver_ship_fn ship;
     void *ship_arg;
     char cluster[128];
@@ -75,7 +80,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf);
 
 static void maybe_free_server(agent_replserver *s)
 {
-    if (s->stopping && !s->listener_open && !s->local_open && !s->conns)
+    if (s->stopping && !s->listener_open && !s->local_open && !s->sweep_open && !s->conns)
         free(s);
 }
 
@@ -360,6 +365,7 @@ static void accept_conn(uv_stream_t *listener, agent_replserver *s, bool local)
     }
     c->srv = s;
     c->local = local;
+    c->started = uv_now(s->loop);
     if (local)
         uv_pipe_init(s->loop, &c->h.pipe, 0);
     else
@@ -489,17 +495,40 @@ const char *agent_replserver_address(const agent_replserver *s)
     return s->address;
 }
 
+static void on_sweep(uv_timer_t *h)
+{
+    agent_replserver *s = h->data;
+    uint64_t now = uv_now(s->loop);
+
+    for (conn *c = s->conns; c; c = c->next)
+        if (c->tls && !c->verified && !c->closed && !c->ending &&
+            now - c->started >= HANDSHAKE_TIMEOUT_MS) {
+            if (agent_tls_limit_ok(&s->refusals, now))
+                log_warning("replication: TLS refused the connection from %s: no TLS "
+                            "handshake within 10 s", c->peer);
+            conn_end(c);
+        }
+}
+
 void agent_replserver_set_tls(agent_replserver *s, dpr_tls_ctx *tls)
 {
     s->tls = tls;
+    if (tls && !s->sweep_open && !s->stopping) {
+        uv_timer_init(s->loop, &s->sweep);
+        s->sweep.data = s;
+        s->sweep_open = true;
+        uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
+    }
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_server_handle_closed(uv_handle_t *h)
 {
     agent_replserver *s = h->data;
 
     if (h == (uv_handle_t *)&s->local)
         s->local_open = false;
+    else if (h == (uv_handle_t *)&s->sweep)
+        s->sweep_open = false;
     else
         s->listener_open = false;
     maybe_free_server(s);
@@ -512,7 +541,9 @@ void agent_replserver_stop(agent_replserver *s)
     s->stopping = true;
     for (conn *c = s->conns; c; c = c->next)
         conn_close(c);
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     if (s->local_open)
-        uv_close((uv_handle_t *)&s->local, on_listener_closed);
+        uv_close((uv_handle_t *)&s->local, on_server_handle_closed);
+    if (s->sweep_open)
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
 }

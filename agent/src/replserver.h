@@ -21,7 +21,8 @@
  * certificate dpr://CLUSTER/node/NAME, of the cluster's CA): an
  * application's certificate, plain text, another CA's or cluster's
  * certificate are refused at the handshake with one warning (at most 20 a
- * second), before any command runs.
+ * second), before any command runs; so is a connection that has not
+ * finished its handshake within 10 s.
  *
  * Errors are "-ERR <what>" (a full disk: "-ERR ... No space left on
  * device"). A transfer that breaks resumes where HAVE says. The file work

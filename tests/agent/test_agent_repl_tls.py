@@ -174,3 +174,20 @@ def test_sighup_gives_the_replication_port_a_new_crl(agents, certs):
              what="the revoked certificate refused")
     line = [ln for ln in target.log()[before:].splitlines() if "certificate revoked" in ln][0]
     assert "replication: TLS refused the connection from 127.0.0.1:" in line, line
+
+
+def test_a_silent_connection_is_closed(agents):
+    """A peer that never starts its TLS handshake holds none of the
+    replication server's connections for long."""
+    target = agents[1]
+    host, port, _ = repl_address(target)
+    before = len(target.log())
+    s = socket.create_connection((host, port), timeout=60)
+    try:
+        assert s.recv(100) == b""
+    finally:
+        s.close()
+    wait_for(lambda: "no TLS handshake within 10 s" in target.log()[before:], timeout=10,
+             what="the silent connection's line")
+    line = [ln for ln in target.log()[before:].splitlines() if "within 10 s" in ln][0]
+    assert "replication: TLS refused the connection from 127.0.0.1:" in line, line
