@@ -890,6 +890,7 @@ void agent_reload_tls(agent *a)
     }
     if (a->raft)
         agent_raft_set_tls(a->raft, tls);
+    agent_replica_set_tls(a, tls);
     agent_tls_free(a->tls); /* open connections keep their references */
     a->tls = tls;
     log_info("SIGHUP: TLS certificates reloaded for new connections: %s", tls->describe);

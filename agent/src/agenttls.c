@@ -106,3 +106,62 @@ void agent_tls_free(agent_tls *t)
     dpr_tls_ctx_free(t->client);
     free(t);
 }
+
+/* ---- a connection's engine on a libuv stream ------------------------------------------ */
+
+#define REFUSALS_PER_SECOND 20
+
+int agent_tls_flush(dpr_tls_conn *t, uv_stream_t *s, dpr_uv_written_cb done)
+{
+    dpr_buf b = DPR_BUF_INIT;
+    ssize_t n = dpr_tls_conn_take(t, &b);
+
+    if (n <= 0) {
+        dpr_buf_free(&b);
+        return (int)n;
+    }
+    return dpr_uv_write(s, &b, done);
+}
+
+int agent_tls_send(dpr_tls_conn *t, uv_stream_t *s, const void *data, size_t n,
+                   dpr_uv_written_cb done)
+{
+    int rc = dpr_tls_conn_write(t, data, n);
+
+    return rc < 0 ? rc : agent_tls_flush(t, s, done);
+}
+
+int agent_tls_input(dpr_tls_conn *t, uv_stream_t *s, const void *data, size_t n,
+                    bool *verified, dpr_buf *plain, const char *what, char *why, size_t cap)
+{
+    const dpr_tls_peer *p;
+    ssize_t r = dpr_tls_conn_input(t, data, n, plain);
+
+    /* (after a failure the engine may hold an alert for the peer) */
+    agent_tls_flush(t, s, NULL);
+    if (r < 0) {
+        snprintf(why, cap, "%s", r == -ENOMEM ? "out of memory" : dpr_tls_conn_errstr(t));
+        return (int)r;
+    }
+    if (*verified || !dpr_tls_conn_established(t))
+        return 0;
+    p = dpr_tls_conn_peer(t);
+    if (!p || strcmp(p->role, "node") != 0) {
+        snprintf(why, cap, "the peer's certificate (%s) is not a node's: only agents %s",
+                 p ? p->subject : "none", what);
+        return -EACCES;
+    }
+    *verified = true;
+    return 0;
+}
+
+bool agent_tls_limit_ok(agent_tls_limit *l, uint64_t now_ms)
+{
+    uint64_t sec = now_ms / 1000;
+
+    if (sec != l->second) {
+        l->second = sec;
+        l->count = 0;
+    }
+    return l->count++ < REFUSALS_PER_SECOND;
+}

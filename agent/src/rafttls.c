@@ -16,7 +16,6 @@
 #include "rafthello.h"
 
 #define READ_CHUNK 65536
-#define REFUSALS_PER_SECOND 20
 /* a connection not verified by then is closed (checked every second) */
 #define HANDSHAKE_TIMEOUT_MS 10000
 
@@ -31,6 +30,7 @@ typedef struct tlink {
     dpr_tls_conn *tls;
     dpr_buf plain;             /* incoming: plaintext before c-raft's handshake is whole */
     bool incoming, verified, handed, closing, local_open;
+    bool tcp_up;               /* outgoing: the TCP connection is made */
     uint64_t started;          /* uv_now when made */
     int handles;               /* open handles of ours (tcp, local) */
     struct raft_uv_connect *req; /* outgoing, until its callback ran */
@@ -50,8 +50,7 @@ struct rafttls {
     raft_uv_accept_cb accept_cb;
     raft_uv_transport_close_cb close_cb;
     tlink *links;
-    uint64_t refusal_second;
-    unsigned refusals;
+    agent_tls_limit refusals;
 };
 
 
@@ -59,13 +58,7 @@ static void link_close(tlink *l);
 
 static void refused(rafttls *tr, const tlink *l, const char *why)
 {
-    uint64_t sec = uv_now(tr->loop) / 1000;
-
-    if (sec != tr->refusal_second) {
-        tr->refusal_second = sec;
-        tr->refusals = 0;
-    }
-    if (tr->refusals++ < REFUSALS_PER_SECOND)
+    if (agent_tls_limit_ok(&tr->refusals, uv_now(tr->loop)))
         log_warning("raft: TLS refused the connection %s %s: %s",
                     l->incoming ? "from" : "to", l->peer, why);
 }
@@ -79,15 +72,7 @@ static int write_buf(uv_stream_t *s, dpr_buf *b)
 /* Sends what the engine has for the peer. */
 static int send_cipher(tlink *l)
 {
-    dpr_buf b;
-    ssize_t n;
-    int rc;
-
-    dpr_buf_init(&b);
-    n = dpr_tls_conn_take(l->tls, &b);
-    rc = n < 0 ? (int)n : write_buf((uv_stream_t *)&l->tcp, &b);
-    dpr_buf_free(&b);
-    return rc;
+    return agent_tls_flush(l->tls, (uv_stream_t *)&l->tcp, NULL);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -307,54 +292,35 @@ static void outgoing_ready(tlink *l)
     l->cb(req, app, 0);
 }
 
-/* The peer is verified: a node of this cluster (the context checked the
- * CA and the cluster name). */
-static bool peer_ok(tlink *l)
-{
-    const dpr_tls_peer *p = dpr_tls_conn_peer(l->tls);
-    char why[400];
-
-    if (p && strcmp(p->role, "node") == 0)
-        return true;
-    snprintf(why, sizeof(why), "the peer's certificate (%s) is not a node's: only agents "
-             "speak Raft", p ? p->subject : "none");
-    refused(l->tr, l, why);
-    return false;
-}
-
 static void on_tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     tlink *l = s->data;
+    bool was_verified = l->verified;
     dpr_buf plain;
-    ssize_t r;
-    int rc = 0;
+    char why[400];
+    int rc;
 
-    if (n > 0)
-        rc = dpr_tls_conn_feed(l->tls, buf->base, (size_t)n);
-    free(buf->base);
-    if (n == 0)
-        return;
-    if (n < 0 || rc < 0) {
-        if (!l->verified)
-            log_debug("raft: the connection %s %s ended before TLS was established: %s",
-                      l->incoming ? "from" : "to", l->peer,
-                      n < 0 ? uv_strerror((int)n) : "out of memory");
-        link_close(l);
+    if (n <= 0) {
+        free(buf->base);
+        if (n < 0) {
+            if (!l->verified)
+                log_debug("raft: the connection %s %s ended before TLS was established: %s",
+                          l->incoming ? "from" : "to", l->peer, uv_strerror((int)n));
+            link_close(l);
+        }
         return;
     }
     dpr_buf_init(&plain);
-    r = dpr_tls_conn_read(l->tls, &plain);
-    if (r < 0) {
-        refused(l->tr, l, dpr_tls_conn_errstr(l->tls));
+    rc = agent_tls_input(l->tls, s, buf->base, (size_t)n, &l->verified, &plain, "speak Raft",
+                         why, sizeof(why));
+    free(buf->base);
+    if (rc < 0) {
+        refused(l->tr, l, why);
         goto close;
     }
-    send_cipher(l);
     if (!dpr_tls_conn_established(l->tls))
         goto out;
-    if (!l->verified) {
-        if (!peer_ok(l))
-            goto close;
-        l->verified = true;
+    if (!was_verified) {
         if (!l->incoming) {
             outgoing_ready(l);
             if (l->closing)
@@ -446,6 +412,7 @@ static void on_tcp_connected(uv_connect_t *c, int status)
         link_close(l);
         return;
     }
+    l->tcp_up = true;
     uv_tcp_nodelay(&l->tcp, 1);
     /* the engine holds the client's hello */
     if (send_cipher(l) < 0 ||
@@ -477,10 +444,13 @@ static void on_sweep(uv_timer_t *h)
 
     for (l = tr->links; l; l = next) {
         next = l->next;
-        if (!l->handed && !l->closing && now - l->started >= HANDSHAKE_TIMEOUT_MS) {
+        if (l->handed || l->closing || now - l->started < HANDSHAKE_TIMEOUT_MS)
+            continue;
+        if (!l->incoming && !l->tcp_up) /* (a node that is down: nothing refused) */
+            log_debug("raft: cannot connect to %s within 10 s", l->peer);
+        else
             refused(tr, l, "no TLS and Raft handshake within 10 s");
-            link_close(l);
-        }
+        link_close(l);
     }
 }
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agenttls.h"
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/bytes.h"
@@ -35,6 +36,8 @@ struct agent_replclient {
     int handles;              /* open libuv handles */
     bool pool_busy;           /* a work item of it is on the thread pool */
     bool cancelled, finished, connected;
+    dpr_tls_conn *tls;        /* TLS on: the engine (connected once the peer is verified) */
+    bool verified;
 
     /* the file */
     int fd;
@@ -71,6 +74,7 @@ static void maybe_free(agent_replclient *q)
         redisReaderFree(q->reader);
     if (q->fd >= 0)
         close(q->fd);
+    dpr_tls_conn_free(q->tls);
     free(q->chunk);
     free(q);
 }
@@ -229,11 +233,17 @@ static void send_cmd(agent_replclient *q, int argc, const char **argv, const siz
 {
     dpr_buf b = DPR_BUF_INIT;
 
+    int rc;
+
     dpr_resp_command(&b, argc, argv, len);
-    if (dpr_buf_failed(&b) || dpr_uv_write((uv_stream_t *)&q->tcp, &b, on_written) < 0) {
-        dpr_buf_free(&b);
+    rc = dpr_buf_failed(&b) ? -ENOMEM : 0;
+    if (rc == 0 && q->tls)
+        rc = agent_tls_send(q->tls, (uv_stream_t *)&q->tcp, b.data, b.len, on_written);
+    else if (rc == 0)
+        rc = dpr_uv_write((uv_stream_t *)&q->tcp, &b, on_written);
+    dpr_buf_free(&b);
+    if (rc < 0)
         finish(q, -ECONNRESET, "%s: cannot send", q->peer_name);
-    }
 }
 
 /* HAVE (with the file's size and CRC-32 unless the peer is an older agent)
@@ -349,6 +359,29 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(q->rbuf, sizeof(q->rbuf));
 }
 
+/* TLS: n bytes of ciphertext; the plaintext into the reader. 0, or < 0
+ * once finished (refused). */
+static int tls_input(agent_replclient *q, const char *data, size_t n)
+{
+    dpr_buf plain = DPR_BUF_INIT;
+    char why[400], what[800];
+    int rc = agent_tls_input(q->tls, (uv_stream_t *)&q->tcp, data, n, &q->verified, &plain,
+                             "copy checkpoints", why, sizeof(why));
+
+    if (rc < 0) {
+        snprintf(what, sizeof(what), "%s (%s): TLS refused: %s", q->peer_name, q->peer, why);
+        finish(q, rc, "%s", what);
+    } else if (plain.len && redisReaderFeed(q->reader, plain.data, plain.len) != REDIS_OK) {
+        rc = -EPROTO;
+        finish(q, rc, "%s: not RESP", q->peer_name);
+    } else if (q->verified && !q->connected) {
+        q->connected = true;
+        pump(q);
+    }
+    dpr_buf_free(&plain);
+    return rc;
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     agent_replclient *q = s->data;
@@ -357,10 +390,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (q->finished || q->cancelled)
         return;
     if (n < 0) {
-        finish(q, -ECONNRESET, "%s: the connection broke", q->peer_name);
+        finish(q, -ECONNRESET, q->tls && !q->verified ? "%s: the connection broke during "
+               "the TLS handshake" : "%s: the connection broke", q->peer_name);
         return;
     }
-    if (redisReaderFeed(q->reader, buf->base, (size_t)n) != REDIS_OK) {
+    if (q->tls) {
+        if (tls_input(q, buf->base, (size_t)n) < 0)
+            return;
+    } else if (redisReaderFeed(q->reader, buf->base, (size_t)n) != REDIS_OK) {
         finish(q, -EPROTO, "%s: not RESP", q->peer_name);
         return;
     }
@@ -385,8 +422,9 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&q->tcp, 1);
-    q->connected = true;
-    if (uv_read_start((uv_stream_t *)&q->tcp, on_alloc, on_read) < 0) {
+    q->connected = !q->tls; /* TLS: once the peer is verified */
+    if (uv_read_start((uv_stream_t *)&q->tcp, on_alloc, on_read) < 0 ||
+        (q->tls && agent_tls_flush(q->tls, (uv_stream_t *)&q->tcp, on_written) < 0)) {
         finish(q, -ECONNRESET, "%s: cannot read", q->peer_name);
         return;
     }
@@ -424,6 +462,11 @@ int agent_replclient_send(uv_loop_t *loop, const agent_replclient_job *job,
                                                                          : job->peer);
     q->reader = redisReaderCreate();
     if (!q->reader) {
+        free(q);
+        return -ENOMEM;
+    }
+    if (job->tls && dpr_tls_conn_new(job->tls, NULL, &q->tls, NULL) < 0) {
+        redisReaderFree(q->reader);
         free(q);
         return -ENOMEM;
     }

@@ -8,13 +8,17 @@
  * chunks in flight, then DPR.REPL.DONE with the size and CRC-32 the file
  * had when the transfer began (a mismatch, e.g. a part of another file of
  * that version left by a broken transfer, is sent once more from the
- * start). The file is read on libuv's thread pool. Loop thread only.
+ * start). The file is read on libuv's thread pool. With a TLS context the
+ * connection is TLS, and the peer must show a node certificate of the
+ * cluster before anything is sent. Loop thread only.
  */
 #ifndef AGENT_REPLCLIENT_H
 #define AGENT_REPLCLIENT_H
 
 #include <stdint.h>
 #include <uv.h>
+
+#include "common/tls.h"
 
 typedef struct agent_replclient agent_replclient;
 
@@ -32,6 +36,8 @@ typedef struct agent_replclient_job {
     uint64_t worker, version;
     const char *path;        /* the checkpoint file */
     unsigned timeout_ms;     /* for the whole transfer */
+    dpr_tls_ctx *tls;        /* the agent's connecting context (TLS on; the
+                              * connection takes a reference), or NULL */
 } agent_replclient_job;
 
 /* Starts it: 0 and *out (for cancelling), or -ENOMEM / -ENAMETOOLONG.

@@ -204,7 +204,8 @@ static void on_ship(void *arg, agent_replserver_call *call, const char *instance
         agent_replclient_job job = { .peer_name = slot->replica[k], .cluster = a->cfg->cluster,
                                      .deployment = in->deployment, .worker = in->worker,
                                      .version = version, .path = path,
-                                     .timeout_ms = SHIP_TIMEOUT_MS };
+                                     .timeout_ms = SHIP_TIMEOUT_MS,
+                                     .tls = a->tls ? a->tls->client : NULL };
         job.peer = address_of(a, slot->replica[k], addr, sizeof(addr));
         s->pending++;
         s->c[k].s = s;
@@ -373,17 +374,26 @@ int agent_replica_start(agent *a, dpr_err *err)
     }
     rc = agent_replserver_start(a->loop, a->cfg->repl_listen, a->cfg->cluster, r->root,
                                 &r->srv, err);
-    if (rc == 0)
+    if (rc == 0) {
+        agent_replserver_set_tls(r->srv, a->tls ? a->tls->server : NULL);
         rc = agent_replserver_listen_local(r->srv, a->cfg->repl_socket, on_ship, r, err);
+    }
     if (rc < 0) {
         agent_replserver_stop(r->srv);
         free(r);
         return rc;
     }
     a->replica = r;
-    log_info("replication: copies of checkpoints from other nodes on %s, cache-stores ask on "
-             "%s", agent_replserver_address(r->srv), a->cfg->repl_socket);
+    log_info("replication: copies of checkpoints from other nodes on %s%s, cache-stores ask "
+             "on %s", agent_replserver_address(r->srv), a->tls ? " (TLS)" : "",
+             a->cfg->repl_socket);
     return 0;
+}
+
+void agent_replica_set_tls(agent *a, const struct agent_tls *tls)
+{
+    if (a->replica)
+        agent_replserver_set_tls(a->replica->srv, tls ? tls->server : NULL);
 }
 
 const char *agent_replica_address(agent *a)

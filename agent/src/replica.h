@@ -31,11 +31,15 @@
 
 typedef struct agent agent;
 typedef struct agent_replica agent_replica;
+struct agent_tls;
 
 /* Starts the listeners (a cluster only). 0 or a negative errno, err set. */
 int agent_replica_start(agent *a, dpr_err *err);
 /* Stops: callers waiting are answered with an error; transfers cancelled. */
 void agent_replica_stop(agent *a);
+/* New copies to and from other nodes use tls's contexts (agent.conf's tls
+ * section, reloaded; NULL: plain TCP); transfers under way keep theirs. */
+void agent_replica_set_tls(agent *a, const struct agent_tls *tls);
 /* "HOST:PORT" of this node's replication listener (NULL: none), for the
  * instance record other nodes send copies by. */
 const char *agent_replica_address(agent *a);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agenttls.h"
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/log.h"
@@ -22,6 +23,9 @@
 
 #define MAX_CONNS 64
 #define MAX_ARGS 8
+/* TLS: a connection not verified by then is closed (checked every second):
+ * an unknown peer holds none of the MAX_CONNS for long */
+#define HANDSHAKE_TIMEOUT_MS 10000
 
 typedef struct conn {
     struct conn *next;
@@ -33,9 +37,14 @@ typedef struct conn {
         uv_pipe_t pipe;
     } h;
     bool local;     /* a cache-store on the unix socket */
+    dpr_tls_conn *tls; /* TLS on: the connection's engine */
+    bool verified;  /* TLS: the peer is a node of the cluster */
+    uint64_t started; /* uv_now when accepted */
+    char peer[DPR_ADDR_STR_MAX];
     dpr_reqreader *rd;
     bool busy;      /* a command runs on the thread pool */
     bool closed;    /* uv_close called */
+    bool ending;    /* conn_end: no more commands, closed once written */
     bool handle_gone; /* its close callback ran */
     /* the command running */
     uv_work_t work;
@@ -50,7 +59,8 @@ struct agent_replserver {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_pipe_t local;
-    bool listener_open, local_open, stopping;
+    bool listener_open, local_open, sweep_open, stopping;
+    uv_timer_t sweep;           /* closes TLS connections stuck in their handshake */
     agent_replserver_ship_fn ship;
     void *ship_arg;
     char cluster[128];
@@ -58,6 +68,8 @@ struct agent_replserver {
     char address[DPR_ADDR_STR_MAX];
     conn *conns;
     size_t nconns;
+    dpr_tls_ctx *tls;           /* not owned; NULL: plain TCP */
+    agent_tls_limit refusals;
 };
 
 static void process(conn *c);
@@ -68,7 +80,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf);
 
 static void maybe_free_server(agent_replserver *s)
 {
-    if (s->stopping && !s->listener_open && !s->local_open && !s->conns)
+    if (s->stopping && !s->listener_open && !s->local_open && !s->sweep_open && !s->conns)
         free(s);
 }
 
@@ -93,6 +105,7 @@ static void maybe_free_conn(conn *c)
         return;
     unlink_conn(c);
     dpr_reqreader_free(c->rd);
+    dpr_tls_conn_free(c->tls);
     free(c->data);
     free(c);
     maybe_free_server(s);
@@ -114,6 +127,31 @@ static void conn_close(conn *c)
     uv_close(&c->h.handle, on_conn_closed);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn *c = req->data;
+
+    (void)status;
+    free(req);
+    conn_close(c);
+}
+
+/* Closes c once what was queued for it (a TLS alert) is sent. */
+static void conn_end(conn *c)
+{
+    uv_shutdown_t *req = c->closed ? NULL : calloc(1, sizeof(*req));
+
+    c->ending = true;
+    uv_read_stop(&c->h.stream);
+    if (req) {
+        req->data = c;
+        if (uv_shutdown(req, &c->h.stream, on_shutdown) == 0)
+            return;
+        free(req);
+    }
+    conn_close(c);
+}
+
 static void on_written(uv_stream_t *stream, int status)
 {
     conn *c = stream->data;
@@ -124,10 +162,15 @@ static void on_written(uv_stream_t *stream, int status)
 
 static void send_reply(conn *c, dpr_buf *out)
 {
-    if (dpr_buf_failed(out) || dpr_uv_write(&c->h.stream, out, on_written) < 0) {
-        dpr_buf_free(out);
+    int rc = dpr_buf_failed(out) ? -ENOMEM : 0;
+
+    if (rc == 0 && c->tls)
+        rc = agent_tls_send(c->tls, &c->h.stream, out->data, out->len, on_written);
+    else if (rc == 0)
+        rc = dpr_uv_write(&c->h.stream, out, on_written);
+    dpr_buf_free(out);
+    if (rc < 0)
         conn_close(c);
-    }
 }
 
 static void reply_error(conn *c, const char *fmt, const char *what)
@@ -198,7 +241,7 @@ static void after_work(uv_work_t *w, int status)
             dpr_resp_status(&out, "OK");
         send_reply(c, &out);
     }
-    if (!c->closed) {
+    if (!c->closed && !c->ending) {
         uv_read_start(&c->h.stream, on_alloc, on_read);
         process(c);
     }
@@ -230,7 +273,7 @@ static void process(conn *c)
     const char *bad;
     int rc;
 
-    while (!c->busy && !c->closed) {
+    while (!c->busy && !c->closed && !c->ending) {
         rc = dpr_reqreader_next(c->rd, &req);
         if (rc == 0)
             return;
@@ -273,9 +316,27 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(slab, sizeof(slab));
 }
 
+/* TLS: n bytes of ciphertext into the request reader. 0, or a negative
+ * errno (the connection is refused: logged). */
+static int tls_input(conn *c, const char *data, size_t n)
+{
+    dpr_buf plain = DPR_BUF_INIT;
+    char why[400];
+    int rc = agent_tls_input(c->tls, &c->h.stream, data, n, &c->verified, &plain,
+                             "copy checkpoints", why, sizeof(why));
+
+    if (rc < 0 && agent_tls_limit_ok(&c->srv->refusals, uv_now(c->srv->loop)))
+        log_warning("replication: TLS refused the connection from %s: %s", c->peer, why);
+    if (rc == 0 && plain.len)
+        rc = dpr_reqreader_feed(c->rd, plain.data, plain.len);
+    dpr_buf_free(&plain);
+    return rc;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
     conn *c = stream->data;
+    int rc;
 
     if (n < 0) {
         conn_close(c);
@@ -283,11 +344,15 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0)
         return;
-    if (dpr_reqreader_feed(c->rd, buf->base, (size_t)n) < 0) {
-        conn_close(c);
+    rc = c->tls ? tls_input(c, buf->base, (size_t)n)
+                : dpr_reqreader_feed(c->rd, buf->base, (size_t)n);
+    if (rc < 0) {
+        conn_end(c);
         return;
     }
     process(c);
+    if (c->tls && dpr_tls_conn_eof(c->tls))
+        conn_end(c);
 }
 
 static void accept_conn(uv_stream_t *listener, agent_replserver *s, bool local)
@@ -300,6 +365,7 @@ static void accept_conn(uv_stream_t *listener, agent_replserver *s, bool local)
     }
     c->srv = s;
     c->local = local;
+    c->started = uv_now(s->loop);
     if (local)
         uv_pipe_init(s->loop, &c->h.pipe, 0);
     else
@@ -312,8 +378,20 @@ static void accept_conn(uv_stream_t *listener, agent_replserver *s, bool local)
         conn_close(c);
         return;
     }
-    if (!local)
+    if (!local) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        dpr_err err = DPR_ERR_INIT;
+
         uv_tcp_nodelay(&c->h.tcp, 1);
+        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
+            dpr_addr_format((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+        if (s->tls && dpr_tls_conn_new(s->tls, NULL, &c->tls, &err) < 0) {
+            log_error("replication: the connection from %s: %s", c->peer, err.msg);
+            conn_close(c);
+            return;
+        }
+    }
     uv_read_start(&c->h.stream, on_alloc, on_read);
 }
 
@@ -366,7 +444,7 @@ void agent_replserver_answer(agent_replserver_call *call, int status, const char
     else
         dpr_resp_status(&out, "OK");
     send_reply(c, &out);
-    if (!c->closed) {
+    if (!c->closed && !c->ending) {
         uv_read_start(&c->h.stream, on_alloc, on_read);
         process(c);
     }
@@ -417,12 +495,40 @@ const char *agent_replserver_address(const agent_replserver *s)
     return s->address;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_sweep(uv_timer_t *h)
+{
+    agent_replserver *s = h->data;
+    uint64_t now = uv_now(s->loop);
+
+    for (conn *c = s->conns; c; c = c->next)
+        if (c->tls && !c->verified && !c->closed && !c->ending &&
+            now - c->started >= HANDSHAKE_TIMEOUT_MS) {
+            if (agent_tls_limit_ok(&s->refusals, now))
+                log_warning("replication: TLS refused the connection from %s: no TLS "
+                            "handshake within 10 s", c->peer);
+            conn_end(c);
+        }
+}
+
+void agent_replserver_set_tls(agent_replserver *s, dpr_tls_ctx *tls)
+{
+    s->tls = tls;
+    if (tls && !s->sweep_open && !s->stopping) {
+        uv_timer_init(s->loop, &s->sweep);
+        s->sweep.data = s;
+        s->sweep_open = true;
+        uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
+    }
+}
+
+static void on_server_handle_closed(uv_handle_t *h)
 {
     agent_replserver *s = h->data;
 
     if (h == (uv_handle_t *)&s->local)
         s->local_open = false;
+    else if (h == (uv_handle_t *)&s->sweep)
+        s->sweep_open = false;
     else
         s->listener_open = false;
     maybe_free_server(s);
@@ -435,7 +541,9 @@ void agent_replserver_stop(agent_replserver *s)
     s->stopping = true;
     for (conn *c = s->conns; c; c = c->next)
         conn_close(c);
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     if (s->local_open)
-        uv_close((uv_handle_t *)&s->local, on_listener_closed);
+        uv_close((uv_handle_t *)&s->local, on_server_handle_closed);
+    if (s->sweep_open)
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
 }

@@ -16,6 +16,14 @@
  *       +OK  the copy is whole (size and CRC-32 match), fsync'd, renamed and
  *            its directory fsync'd; -ERR mismatch: send it again
  *
+ * With TLS (agent_replserver_set_tls, agent.conf's tls section) the
+ * listener speaks only TLS, and only to a node of this cluster (its
+ * certificate dpr://CLUSTER/node/NAME, of the cluster's CA): an
+ * application's certificate, plain text, another CA's or cluster's
+ * certificate are refused at the handshake with one warning (at most 20 a
+ * second), before any command runs; so is a connection that has not
+ * finished its handshake within 10 s.
+ *
  * Errors are "-ERR <what>" (a full disk: "-ERR ... No space left on
  * device"). A transfer that breaks resumes where HAVE says. The file work
  * runs on libuv's thread pool, one command at a time per connection (a
@@ -34,6 +42,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/tls.h"
 #include "dpr/err.h"
 #include "replproto.h"
 
@@ -46,6 +55,10 @@ int agent_replserver_start(uv_loop_t *loop, const char *listen, const char *clus
                            const char *root, agent_replserver **out, dpr_err *err);
 /* The address it listens on ("HOST:PORT"). */
 const char *agent_replserver_address(const agent_replserver *s);
+/* New connections of the TCP listener are TLS with tls (the agent's server
+ * context, not owned: kept alive until replaced; NULL: plain TCP); open
+ * ones keep theirs. */
+void agent_replserver_set_tls(agent_replserver *s, dpr_tls_ctx *tls);
 /* A DPR.REPLICA.SHIP waiting for its answer. */
 typedef struct agent_replserver_call agent_replserver_call;
 typedef void (*agent_replserver_ship_fn)(void *arg, agent_replserver_call *call,

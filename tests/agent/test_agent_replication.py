@@ -46,6 +46,22 @@ def start_instance(agent, base, name):
     return kv.wait_ready()
 
 
+def start_instances(agents, base):
+    """Every agent's instances of the deployment applied, run by hand:
+    {name: (agent, Kv, instance record)}."""
+    kvs = {}
+    for a in agents.agents:
+        wait_for(lambda a=a: [n for n, i in instances(a).items()
+                              if i["node"] == a.node and "main_pid" in i],
+                 timeout=10, what="the instance recorded on %s" % a.node)
+        for name, inst in instances(a).items():
+            if inst["node"] == a.node:
+                assert "DPR_KV_REPLICA_SOCKET" in a.env(name), a.env(name)
+                kvs[name] = (a, start_instance(a, base, name), inst)
+    assert sorted(kvs) == ["kv-0", "kv-1", "kv-2"]
+    return kvs
+
+
 def instances(agent):
     return {i["name"]: i for d in agent.call("status")["deployments"] for i in d["instances"]}
 
@@ -65,16 +81,7 @@ def test_checkpoints_are_copied_before_they_are_reported(tmp_path):
         by_node = {a.node: a for a in agents.agents}
         r = agents[0].call("apply", {"spec": spec_of(("kv", 3))})
         assert r["placement"] == {"kv": ["n1", "n2", "n3"]}, r
-        kvs = {}
-        for a in agents.agents:
-            wait_for(lambda a=a: [n for n, i in instances(a).items()
-                                  if i["node"] == a.node and "main_pid" in i],
-                     timeout=10, what="the instance recorded on %s" % a.node)
-            for name, inst in instances(a).items():
-                if inst["node"] == a.node:
-                    assert "DPR_KV_REPLICA_SOCKET" in a.env(name), a.env(name)
-                    kvs[name] = (a, start_instance(a, str(tmp_path), name), inst)
-        assert sorted(kvs) == ["kv-0", "kv-1", "kv-2"]
+        kvs = start_instances(agents, str(tmp_path))
         for name, (a, kv, _) in kvs.items():
             c = kv.client()
             for k in range(50):

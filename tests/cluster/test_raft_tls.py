@@ -1,13 +1,18 @@
-"""Issue 14: three agents on real systemd nodes with Raft over mutual TLS
-(agent.conf `tls`, each node's certificate in /etc/dpr/tls/, the unit's
-ExecReload). A deployment is applied and a session writes into it; the
-leader's agent is killed (kill -9) and another leads over new TLS
-connections; `systemctl reload dpr-agent` loads new certificates on every
-node and the cluster goes on; a capture on the test bridge's ports shows
-Raft's traffic and never the deployment's name (which every Raft entry of
-the cluster spec carries) in plain text. The same without TLS is the
-control: there the capture sees the name, and reload only says there is
-nothing to reload. Needs root (skipped otherwise).
+"""Issue 14: three agents on real systemd nodes with Raft and the
+checkpoint copies over mutual TLS (agent.conf `tls`, each node's
+certificate in /etc/dpr/tls/, the unit's ExecReload). Two deployments are
+applied and a session writes into each; the second keeps a copy of each
+shard's checkpoints on another node. The leader's agent is killed (kill -9)
+and another leads over new TLS connections; `systemctl reload dpr-agent`
+loads new certificates on every node while the sessions write and the
+cluster goes on; node3's power is cut and its shard of the second
+deployment starts from its copies elsewhere; everything committed reads
+back. A capture on the test bridge's ports shows Raft's traffic and the
+checkpoint copies and never, in plain text, the deployment's name (which
+every Raft entry of the cluster spec and every key the session writes
+carry). The same without TLS is the control: there the capture sees the
+names, and reload only says there is nothing to reload. Needs root
+(skipped otherwise).
 """
 import json
 import os
@@ -21,6 +26,8 @@ from writers import Writers
 
 WAIT = 120
 NAME = "tlscanary7"
+REPL = "tlsrepl9"   # its keys are "tlsrepl9:SEQ": in every checkpoint copied
+REPL_PORT = 7401    # replication.listen's default port
 SPEC = """\
 name: demo
 cachestores:
@@ -30,7 +37,8 @@ cachestores:
     checkpoint_interval_ms: 100
     node_selector:
       nodes: [node1]
-""" % NAME
+  - {name: %s, version: "1", shards: 3, checkpoint_interval_ms: 100, replicas: 1}
+""" % (NAME, REPL)
 CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib",
                        "capture.py")
 
@@ -44,8 +52,10 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
         harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
     c.configure_raft(tls=tls)
     stop, out = str(tmp_path / "stop"), str(tmp_path / "raft.bin")
-    cap = subprocess.Popen(["ip", "netns", "exec", c.netns, sys.executable, CAPTURE,
-                            ",".join(n.veth for n in c), str(c.RAFT_PORT), stop, out])
+    repl_out = str(tmp_path / "repl.bin")
+    caps = [subprocess.Popen(["ip", "netns", "exec", c.netns, sys.executable, CAPTURE,
+                              ",".join(n.veth for n in c), str(port), stop, path])
+            for port, path in ((c.RAFT_PORT, out), (REPL_PORT, repl_out))]
     w, results = None, {}
     try:
         lead = harness.wait_for("a raft leader", lambda: c.raft_leader(), WAIT)
@@ -56,8 +66,11 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
             f.write(SPEC)
         n1.run("cd /root && dprctl apply -f cluster.yaml --wait --timeout %d" % WAIT,
                timeout=WAIT + 30)
-        w = Writers(n1, [NAME])
-        w.moves_on("warm-up", deps=(NAME,), ops=200)
+        w = Writers(n1, [NAME, REPL])
+        w.moves_on("warm-up", deps=(NAME, REPL), ops=200)
+        harness.wait_for("%s's checkpoints copied" % REPL, lambda: all(
+            i.get("replicated") for n in c for i in instances(n, REPL)
+            if i["node"] == n.name), WAIT)
         # kill -9 of the leader's agent: new TLS connections elect another
         pid = lead.run("systemctl show -P MainPID dpr-agent").stdout.strip()
         lead.run(["kill", "-9", pid])
@@ -81,17 +94,45 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
         lead.run(["kill", "-9", pid])
         harness.wait_for("a leader after the rotation",
                          lambda: c.raft_leader() not in (None, lead), WAIT)
-        w.moves_on("after the rotation", deps=(NAME,))
+        w.moves_on("after the rotation", deps=(NAME, REPL))
         for n in c:
             assert "TLS refused" not in n.journal("dpr-agent", lines=5000)
+        # node3 lost: its shard of REPL starts from the copies on another node
+        victim = c[2]
+        copy_on = [i for i in instances(victim, REPL) if i["node"] == victim.name][0]
+        copied = copy_on["replicated"]
+        harness.wait_for("copies made after the rotation", lambda: [
+            i for i in instances(victim, REPL) if i["name"] == copy_on["name"]][0]
+            .get("replicated", 0) > copied, WAIT)
+        victim.power_cut()
+        survivors = [n for n in c if n is not victim]
+        harness.wait_for("%s serving on %s" % (copy_on["name"], copy_on["replicas"][0]),
+                         lambda: [i for i in instances(survivors[0], REPL)
+                                  if i["name"] == copy_on["name"] and i["ready"] and
+                                  i["node"] == copy_on["replicas"][0]], WAIT)
+        w.moves_on("after node3's shard moved", deps=(REPL,))
     finally:
         open(stop, "w").close()
-        cap.wait(timeout=60)
+        for cap in caps:
+            cap.wait(timeout=60)
         if w is not None:
             results = w.finish()
     r = results.get(NAME, "")
     assert r.startswith("ok ") and " errors=0 " in r, "\n".join(w.log[-40:])
+    # (REPL rolled back to the cut when its shard moved: what a rollback
+    # reported lost is absent, everything else read back)
+    assert results.get(REPL, "").startswith("ok "), "\n".join(w.log[-40:])
     with open(out, "rb") as f:
         raft = f.read()
     assert len(raft) > 10000, "the capture saw %d bytes of Raft" % len(raft)
     assert (NAME.encode() in raft) is (not tls)
+    with open(repl_out, "rb") as f:
+        repl = f.read()
+    assert len(repl) > 10000, "the capture saw %d bytes of checkpoint copies" % len(repl)
+    assert (REPL.encode() + b":" in repl) is (not tls)
+
+
+def instances(node, dep):
+    """The instances of deployment dep in node's status."""
+    st = json.loads(node.run(["dprctl", "status", "--json"]).stdout)
+    return [i for d in st["deployments"] if d["name"] == dep for i in d["instances"]]
