@@ -109,10 +109,16 @@ static void sec_stats(kv_server *s, dpr_buf *b)
     kv_info_line(b, "total_writes:%" PRIu64, s->writes);
 }
 
+uint64_t kv_info_checkpoint_failures(kv_server *s, dpr_err *snap_last, dpr_err *logw_last)
+{
+    return kv_snap_failures(&s->snap, snap_last) + kv_logw_failures(&s->logw, logw_last) +
+           s->ckpts_forks_failed;
+}
+
 static void sec_dpr(kv_server *s, dpr_buf *b)
 {
-    dpr_err last;
-    uint64_t failures = kv_snap_failures(&s->snap, &last);
+    dpr_err last, wlast;
+    uint64_t failures = kv_info_checkpoint_failures(s, &last, &wlast);
     kv_info_line(b, "# DPR");
     kv_info_line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
     kv_info_line(b, "dpr_domain:%s", s->cfg->domain);
@@ -149,10 +155,7 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     kv_info_line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
     kv_info_line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
     kv_info_line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
-    dpr_err wlast;
-    uint64_t wfailures = kv_logw_failures(&s->logw, &wlast);
-    kv_info_line(b, "dpr_checkpoint_failures:%" PRIu64,
-                 failures + wfailures + s->ckpts_forks_failed);
+    kv_info_line(b, "dpr_checkpoint_failures:%" PRIu64, failures);
     if (kv_logw_failing(&s->logw, NULL) || (wlast.msg[0] && !last.msg[0]))
         last = wlast;
     else if (s->fork_failing && !kv_snap_failing(&s->snap, NULL))
