@@ -284,7 +284,6 @@ int kv_ckpts_add(kv_server *s, uint64_t v);
 bool kv_dpr_all_committed(const kv_server *s);
 
 /* kv_info.c */
-void kv_info_line(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kv_info_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
 /* Failed checkpoints of every kind (snapshots, change-log writes, forks);
  * the last errors of the first two into *snap_last and *logw_last. */
