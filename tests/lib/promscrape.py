@@ -72,8 +72,13 @@ class Scrape:
         return hits[0]
 
     def names(self) -> set[str]:
-        """Every sample name (counters with _total, histograms' _bucket, _sum, _count)."""
-        return set(self.samples)
+        """Every series name the page declares or has samples of (counters
+        with _total; histograms' _bucket, _sum, _count), also of families
+        without samples right now (per-instance ones with no instance)."""
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+        declared = {f.name + sfx for f in self.families.values()
+                    for sfx in suffixes.get(f.type, ("",))}
+        return declared | set(self.samples)
 
 
 def scrape(addr: str) -> Scrape:
