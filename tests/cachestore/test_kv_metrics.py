@@ -3,6 +3,8 @@ parsed with python3-prometheus-client, and checked for values that follow
 what the server does (commands, keys, batches, checkpoints, rollbacks);
 the endpoint's answers to other paths, methods and garbage."""
 import signal
+import socket
+import time
 
 from dprtest import wait_for
 from kvwire import Raw, batch
@@ -112,3 +114,23 @@ def test_bad_metrics_address_is_a_usage_error(cluster):
 def test_metrics_off_by_default(cluster):
     kv = cluster.start_kv(1)
     assert "metrics on" not in kv.output()
+
+
+def test_idle_and_surplus_connections_are_closed(cluster):
+    """At most 64 connections at once (more are closed at accept); one
+    that has not sent a whole request within 10 s is closed."""
+    kv = cluster.start_kv(1, args=METRICS)
+    addr = promscrape.address(kv)
+    host, port = addr.rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=20) for _ in range(64)]
+    idle[0].sendall(b"GET /metr")  # half a request counts as idle too
+    surplus = socket.create_connection((host, int(port)), timeout=5)
+    assert surplus.recv(100) == b""  # closed at once, nothing said
+    surplus.close()
+    t0 = time.monotonic()
+    for s in idle:
+        assert s.recv(100) == b""
+        s.close()
+    assert 9 <= time.monotonic() - t0 <= 15
+    assert promscrape.scrape(addr).value("dpr_kv_keys") == 0
+    assert kv.alive()

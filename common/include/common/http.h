@@ -39,8 +39,8 @@
 
 /* A parsed request: what the reply depends on. */
 typedef struct dpr_http_request {
-    char method[16];               /* "GET" */
-    char path[DPR_HTTP_PATH_MAX];  /* the URL's path, without the query; may be truncated */
+    char method[16];              /* "GET" */
+    char path[DPR_HTTP_PATH_MAX]; /* the URL's path, without the query; may be truncated */
 } dpr_http_request;
 
 /*
@@ -60,8 +60,8 @@ typedef int (*dpr_http_metrics_fn)(void *data, dpr_buf *body);
  * line, headers and body; fn is called only for GET or HEAD /metrics.
  * Returns the status code.
  */
-int dpr_http_respond(int parsed, const dpr_http_request *req, dpr_http_metrics_fn fn,
-                     void *data, dpr_buf *out);
+int dpr_http_respond(int parsed, const dpr_http_request *req, dpr_http_metrics_fn fn, void *data,
+                     dpr_buf *out);
 
 typedef struct dpr_http_server dpr_http_server;
 

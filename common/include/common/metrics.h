@@ -46,8 +46,8 @@ typedef struct dpr_metric_label {
 #define DPR_HISTOGRAM_MAX_BUCKETS 24
 
 typedef struct dpr_histogram {
-    size_t nbounds;                              /* finite upper bounds */
-    double bounds[DPR_HISTOGRAM_MAX_BUCKETS];    /* increasing */
+    size_t nbounds;                                 /* finite upper bounds */
+    double bounds[DPR_HISTOGRAM_MAX_BUCKETS];       /* increasing */
     uint64_t counts[DPR_HISTOGRAM_MAX_BUCKETS + 1]; /* per bucket, not cumulative; last: +Inf */
     uint64_t count;
     double sum;
