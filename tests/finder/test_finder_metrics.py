@@ -29,14 +29,15 @@ def test_metrics_follow_reports_and_rollbacks(mcluster):
     w1, w2 = mcluster.start_shards(2, interval_ms=50)
     w1.client().set("a", "1")
     w2.client().set("b", "1")
-    wait_for(lambda: promscrape.scrape(addr).value(
-        "dpr_finder_worker_cut_version", domain="default", worker=str(w2.worker)) >= 1,
-        what="both workers in the cut")
+    wait_for(lambda: all(promscrape.scrape(addr).value(
+        "dpr_finder_worker_cut_version", domain="default", worker=str(w.worker)) >= 1
+        for w in (w1, w2)), what="both workers in the cut")
     now = promscrape.scrape(addr)
     assert now.value("dpr_finder_workers", domain="default") == 2
     assert now.value("dpr_finder_world_line", domain="default") == 1
     assert now.value("dpr_finder_reports_total", result="ok") >= 2
-    assert now.value("dpr_finder_saves_total") >= 3  # two registrations, a report
+    # (the two registrations may share a group commit, and so may reports)
+    assert now.value("dpr_finder_saves_total") >= 2
     assert now.value("dpr_finder_save_duration_seconds_count") >= now.value(
         "dpr_finder_saves_total")
     assert now.value("dpr_finder_commit_duration_seconds_count") >= 1
