@@ -47,12 +47,12 @@ endif
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)
 
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
-               libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev \
+               libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev libhttp-parser-dev \
                libconfig-dev libjansson-dev libraft-dev liblz4-dev \
                libavahi-client-dev libnl-3-dev libnl-route-3-dev \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
-               python3-dnspython knot bind9-dnsutils \
+               python3-dnspython python3-prometheus-client knot bind9-dnsutils \
                libfuse3-dev fuse3 \
                libssl-dev openssl python3-cryptography \
                debhelper dh-python lintian bash-completion

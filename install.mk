@@ -32,7 +32,9 @@ MAN_PAGES = $(wildcard man/*.[158])
 UNITS = dpr-agent.service dpr-cachestore@.service
 HEADERS = $(notdir $(wildcard libdpr/include/dpr/*.h))
 PYTHON_FILES = $(notdir $(wildcard python-dpr/dpr/*.py))
-EXAMPLES = $(notdir $(wildcard examples/*.yaml))
+# the cluster specs, and the Prometheus scrape config and Grafana dashboard
+# (docs/operations.md, "Metrics")
+EXAMPLES = $(notdir $(wildcard examples/*.yaml)) prometheus.yml grafana-dpr.json
 DOCS = operations.md control-api.md discovery.md dpr-kv.md tls.md
 
 # Paths in units, agent.conf and the .pc files name /usr/local; an install

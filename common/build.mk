@@ -1,13 +1,14 @@
 # common/build.mk - the base layer every component links (docs/style.md):
-# error text, logging, byte buffer, RESP writer, numbers, addresses, files
-# and locks, clocks, libuv helpers, TLS (OpenSSL). Internal: its headers are not installed
+# error text, logging, byte buffer, RESP writer, numbers, addresses, files,
+# locks, clocks, libuv helpers, TLS (OpenSSL), the metrics writer and its HTTP
+# endpoint (http-parser). Internal: its headers are not installed
 # (except dpr/err.h, which is libdpr's public error type).
 #
 # Included by the top-level Makefile.
 
 COMMON_SRC = $(sort $(wildcard common/src/*.c))
 COMMON_A = $(BUILD)/libdprcommon.a
-COMMON_LIBS = -luv -lsystemd $(shell pkg-config --libs openssl)
+COMMON_LIBS = -luv -lsystemd -lhttp_parser $(shell pkg-config --libs openssl)
 
 $(COMMON_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 	@rm -f $@
@@ -23,4 +24,4 @@ $(BUILD)/tests/common/test_%: $(BUILD)/obj/tests/common/test_%.o $(COMMON_A)
 FUZZ_BINS += $(patsubst tests/common/%.c,build/fuzz/%,$(wildcard tests/common/fuzz_*.c))
 build/fuzz/fuzz_common_%: tests/common/fuzz_common_%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS)
+	clang $(CPPFLAGS) -Itests/lib $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS)

@@ -448,6 +448,8 @@ static json_t *handle(void *arg, agent_client *c, const agent_request *req)
     json_t *result;
 
     log_debug("request %s from %s", agent_op_name(req->op), agent_client_name(c));
+    if ((unsigned)req->op < AGENT_OP_COUNT)
+        a->control_requests[req->op]++;
     switch (req->op) {
     case AGENT_OP_PLAN:
         return op_apply(a, c, req, true);
@@ -855,6 +857,9 @@ int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
     rc = start_discovery(a, err);
     if (rc < 0)
         goto fail_started;
+    rc = agent_metrics_start(a, err);
+    if (rc < 0)
+        goto fail_started;
     log_info("serving the control API on %s (cluster '%s', node '%s')", cfg->control_socket,
              cfg->cluster, cfg->node_name);
     agent_update_status(a);
@@ -903,6 +908,7 @@ void agent_stop(agent *a)
     a->stopping = true;
     agent_control_close(a->ctl);
     a->ctl = NULL;
+    agent_metrics_stop(a);
     agent_units_close(a->units);
     a->units = NULL;
     agent_replica_stop(a);

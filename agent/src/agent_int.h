@@ -135,6 +135,10 @@ struct agent {
     /* the finder does not know workers it had committed versions of */
     size_t finder_lost;    /* how many desired instances */
     char finder_lost_first[AGENT_INSTANCE_NAME_MAX + 1];
+    /* metrics.c: the endpoint (metrics.address; NULL: none), control
+     * requests answered per op */
+    struct dpr_http_server *metrics;
+    uint64_t control_requests[AGENT_OP_COUNT];
 };
 
 /* agent.c */
@@ -220,5 +224,11 @@ void agent_report_health(agent *a, inst_rt *rt, agent_health before);
 /* The Raft member's view changed: a "raft" event for a new role, term or
  * leader, "node" events for members that joined or left. */
 void agent_note_raft(agent *a);
+
+/* metrics.c */
+/* Serves metrics.address when set: 0, or a negative errno with *err. */
+int agent_metrics_start(agent *a, dpr_err *err);
+/* Closes the endpoint (at stop). */
+void agent_metrics_stop(agent *a);
 
 #endif

@@ -455,11 +455,24 @@ static int read_raft(ctx *x, config_setting_t *raft, agent_config *c)
     return 0;
 }
 
+/* A listener's "HOST:PORT" (NULL: not set) at g.name, labelled label. */
+static void check_listen(ctx *x, config_setting_t *g, const char *label, const char *name,
+                         const char *v)
+{
+    struct sockaddr_storage ss;
+    dpr_hostport hp;
+    dpr_err err = DPR_ERR_INIT;
+
+    if (v && (dpr_hostport_parse(v, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, &err) < 0 ||
+              dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0))
+        problem_at(x, member_or(g, name, g), "'%s': %s", label, err.msg);
+}
+
 static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
                                        "finder", "cachestores", "log", "raft", "replication",
-                                       "discovery", "tls", NULL };
+                                       "discovery", "tls", "metrics", NULL };
     static const char *const disc_keys[] = { "enabled", NULL };
     static const char *const tls_keys[] = { "enabled", "cert", "key", "ca", "crl", NULL };
     static const char *const repl_keys[] = { "listen", "socket", NULL };
@@ -471,11 +484,12 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                                 "max_input_bytes", "listen", "remote_access",
                                                 NULL };
     static const char *const finder_keys[] = { "listen", NULL };
+    static const char *const metrics_keys[] = { "address", NULL };
     static const char *const cs_keys[] = { "instance_directory", "listen_address",
                                            "port_min", "port_max", "checkpoint_interval_ms",
                                            "max_clients", "impls", NULL };
     static const char *const log_keys[] = { "verbose", NULL };
-    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc, *tls;
+    config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc, *tls, *metrics;
     char *remote = NULL;
     struct sockaddr_storage ss;
     char host[256] = "localhost";
@@ -494,6 +508,9 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     repl = get_group(x, root, "replication");
     disc = get_group(x, root, "discovery");
     tls = get_group(x, root, "tls");
+    metrics = get_group(x, root, "metrics");
+    if (metrics)
+        check_members(x, metrics, "metrics.", metrics_keys);
     if (tls)
         check_members(x, tls, "tls.", tls_keys);
     if (disc)
@@ -527,6 +544,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                   &remote);
     rc |= get_str(x, finder, "finder.listen", "listen", "127.0.0.1:7000", false,
                   &c->finder_listen);
+    rc |= get_str(x, metrics, "metrics.address", "address", NULL, false, &c->metrics_address);
     rc |= get_str(x, cs, "cachestores.instance_directory", "instance_directory",
                   "/run/dpr/instances", false, &c->instance_dir);
     rc |= get_str(x, cs, "cachestores.listen_address", "listen_address", NULL, false,
@@ -604,16 +622,8 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     if (c->control_group && !*c->control_group)
         problem_at(x, member_or(control, "group", control), "'control.group' must not be "
                    "empty");
-    if (c->control_listen) {
-        dpr_hostport hp;
-        dpr_err err = DPR_ERR_INIT;
-
-        if (dpr_hostport_parse(c->control_listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp,
-                               &err) < 0 ||
-            dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0)
-            problem_at(x, member_or(control, "listen", control), "'control.listen': %s",
-                       err.msg);
-    }
+    check_listen(x, control, "control.listen", "listen", c->control_listen);
+    check_listen(x, metrics, "metrics.address", "address", c->metrics_address);
     if (c->finder_listen) {
         dpr_hostport hp;
         dpr_err err = DPR_ERR_INIT;
@@ -710,6 +720,7 @@ void agent_config_free(agent_config *c)
     free(c->tls_ca);
     free(c->tls_crl);
     free(c->control_listen);
+    free(c->metrics_address);
     free(c->node_interface);
     for (size_t i = 0; i < c->nraft_peers; i++)
         free(c->raft_peers[i]);

@@ -42,6 +42,9 @@ typedef struct agent_config {
      * and what its callers may do: false read-only (default), true all */
     char *control_listen;
     bool control_remote_full;
+    /* the Prometheus endpoint (metrics.address "HOST:PORT"; NULL: off):
+     * the agent's dpr_agent_* and its finder's dpr_finder_* metrics */
+    char *metrics_address;
     /* control socket limits (defaults: AGENT_CONTROL_* in control.h) */
     uint32_t control_max_connections;     /* in all; default 256 */
     uint32_t control_max_per_user;        /* of one non-root uid; default 32 */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/buf.h"
 #include "dpr/err.h"
 #include "dpr/domains.h"
 #include "dpr/finder.h"
@@ -85,6 +86,10 @@ void agent_finder_raft_changed(agent_finder *af);
 const char *agent_finder_listen(const agent_finder *af);
 /* Does this node serve the finder (one node, or the cluster's leader)? */
 bool agent_finder_serving(const agent_finder *af);
+/* The hosted finder's dpr_finder_* metrics (dpr/finder_stats.h) into out:
+ * those of its current server (a new one after a change of leader starts
+ * its counters at 0). 0 or -ENOMEM. */
+int agent_finder_metrics(agent_finder *af, dpr_buf *out);
 
 /* "HOST:PORT" for cache-stores (the real port when listen asked for 0); in
  * a cluster every member's finder, comma-separated. */

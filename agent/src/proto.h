@@ -25,6 +25,7 @@ typedef enum agent_op {
     AGENT_OP_NODE_REMOVE,
     AGENT_OP_ROLLOUT,
 } agent_op;
+#define AGENT_OP_COUNT (AGENT_OP_ROLLOUT + 1)
 
 /* Stable error codes. */
 #define AGENT_E_BAD_REQUEST "bad_request"

@@ -1,6 +1,7 @@
 /* kv_config.c - see kv_config.h. */
 #include "kv_config.h"
 
+#include "common/addr.h"
 #include "common/finders.h"
 
 #include <errno.h>
@@ -124,6 +125,9 @@ static const char usage[] =
     "  --await-layout              serve no key until given a layout (DPR.LAYOUT SET or\n"
     "                              a resize): commands with keys get TRYAGAIN until\n"
     "                              then (DPR_KV_AWAIT_LAYOUT=1; the agent sets it)\n"
+    "  --metrics-address HOST:PORT serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "                              (DPR_KV_METRICS_ADDRESS; default none; port 0 picks\n"
+    "                              a free one, logged as 'metrics on ...')\n"
     "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
     "  --help                      this text\n"
 "  --version                   print the version and exit\n"
@@ -169,6 +173,7 @@ enum {
     OPT_CKPT_LOG,
     OPT_CKPT_MODE,
     OPT_COMPACT_BYTES,
+    OPT_METRICS,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -213,6 +218,7 @@ static const opt_def opts[] = {
     {"checkpoint-log", "DPR_KV_CHECKPOINT_LOG", OPT_CKPT_LOG, 0},
     {"checkpoint-mode", "DPR_KV_CHECKPOINT_MODE", OPT_CKPT_MODE, 1},
     {"checkpoint-compact-bytes", "DPR_KV_CHECKPOINT_COMPACT_BYTES", OPT_COMPACT_BYTES, 1},
+    {"metrics-address", "DPR_KV_METRICS_ADDRESS", OPT_METRICS, 1},
     {"verbose", "DPR_KV_VERBOSE", OPT_VERBOSE, 0},
     {"help", NULL, OPT_HELP, 0},
     {"version", NULL, OPT_VERSION, 0},
@@ -339,6 +345,19 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
     case OPT_LISTEN:
         r = copy_str(c->listen, sizeof(c->listen), val);
         break;
+    case OPT_METRICS: {
+        dpr_hostport hp;
+        if (!*val) {
+            c->metrics_address[0] = '\0'; /* empty: none */
+            break;
+        }
+        if (dpr_hostport_parse(val, DPR_HOSTPORT_PORT0 | DPR_HOSTPORT_ANY, &hp, err) < 0) {
+            dpr_err_prefix(err, "%s", from);
+            return -EINVAL;
+        }
+        r = copy_str(c->metrics_address, sizeof(c->metrics_address), val);
+        break;
+    }
     case OPT_PORT:
         r = parse_u64(val, 65535, &v);
         c->port = (int)v;

@@ -388,6 +388,7 @@ static void completed(kv_server *s, uint64_t version, uint64_t start_ms, uint64_
     s->last_ckpt_version = version;
     s->last_ckpt_unix_ms = start_ms;
     s->last_ckpt_ms = (end_ns - start_ns) / 1000000u;
+    dpr_histogram_observe(&s->ckpt_seconds, (double)(end_ns - start_ns) / 1e9);
     s->last_fork_usec = fork_usec;
     if (kv_ckpts_add(s, version) < 0)
         log_warning("out of memory tracking checkpoint %" PRIu64, version);
@@ -959,6 +960,7 @@ static void finish(kv_server *s, int code)
     kv_logw_close(&s->logw);
     close_links(s);
     kv_server_close_clients(s);
+    kv_metrics_stop(s);
     uv_walk(s->loop, close_rest, NULL);
 }
 
@@ -983,6 +985,7 @@ void kv_dpr_shutdown_progress(kv_server *s)
         kv_server_drain_clients(s, dpr_mono_ms() > s->drain_deadline_ms - DRAIN_MS / 2);
         if (s->nclients == 0 || dpr_mono_ms() > s->drain_deadline_ms) {
             kv_server_close_clients(s);
+            kv_metrics_stop(s);
             uv_walk(s->loop, close_rest, NULL);
         }
         return;

@@ -16,19 +16,6 @@
 
 #define KV_VERSION "0.1.0"
 
-void kv_info_line(dpr_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    dpr_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-    dpr_buf_append(b, "\r\n", 2);
-}
-
 static void human(char *buf, size_t cap, uint64_t bytes)
 {
     const char *unit = "B";
@@ -52,22 +39,22 @@ static void sec_server(kv_server *s, dpr_buf *b)
     uint64_t up = (dpr_wall_ms() - s->start_ms) / 1000;
     if (uname(&u) < 0)
         memset(&u, 0, sizeof(u));
-    kv_info_line(b, "# Server");
+    dpr_resp_info_line(b, "# Server");
     /* clients that look at the version see a Redis 7.0 feature level */
-    kv_info_line(b, "redis_version:7.0.0");
-    kv_info_line(b, "dpr_kv_version:%s", KV_VERSION);
-    kv_info_line(b, "redis_mode:standalone");
-    kv_info_line(b, "os:%s %s %s", u.sysname, u.release, u.machine);
-    kv_info_line(b, "arch_bits:%d", (int)(sizeof(void *) * 8));
-    kv_info_line(b, "multiplexing_api:libuv %s", uv_version_string());
-    kv_info_line(b, "process_id:%d", (int)getpid());
-    kv_info_line(b, "listen:%s", s->bound);
+    dpr_resp_info_line(b, "redis_version:7.0.0");
+    dpr_resp_info_line(b, "dpr_kv_version:%s", KV_VERSION);
+    dpr_resp_info_line(b, "redis_mode:standalone");
+    dpr_resp_info_line(b, "os:%s %s %s", u.sysname, u.release, u.machine);
+    dpr_resp_info_line(b, "arch_bits:%d", (int)(sizeof(void *) * 8));
+    dpr_resp_info_line(b, "multiplexing_api:libuv %s", uv_version_string());
+    dpr_resp_info_line(b, "process_id:%d", (int)getpid());
+    dpr_resp_info_line(b, "listen:%s", s->bound);
     const char *colon = strrchr(s->bound, ':');
-    kv_info_line(b, "tcp_port:%s", colon && s->listening ? colon + 1 : "0");
+    dpr_resp_info_line(b, "tcp_port:%s", colon && s->listening ? colon + 1 : "0");
     const char *tcolon = strrchr(s->tls_bound, ':');
-    kv_info_line(b, "tls_port:%s", tcolon && s->tls_listening ? tcolon + 1 : "0");
-    kv_info_line(b, "uptime_in_seconds:%" PRIu64, up);
-    kv_info_line(b, "uptime_in_days:%" PRIu64, up / 86400);
+    dpr_resp_info_line(b, "tls_port:%s", tcolon && s->tls_listening ? tcolon + 1 : "0");
+    dpr_resp_info_line(b, "uptime_in_seconds:%" PRIu64, up);
+    dpr_resp_info_line(b, "uptime_in_days:%" PRIu64, up / 86400);
 }
 
 static void sec_clients(kv_server *s, dpr_buf *b)
@@ -75,10 +62,10 @@ static void sec_clients(kv_server *s, dpr_buf *b)
     size_t parked = 0;
     for (kv_client *c = s->parked; c; c = c->park_next)
         parked++;
-    kv_info_line(b, "# Clients");
-    kv_info_line(b, "connected_clients:%zu", s->nclients);
-    kv_info_line(b, "maxclients:%zu", s->cfg->max_clients);
-    kv_info_line(b, "blocked_clients:%zu", parked);
+    dpr_resp_info_line(b, "# Clients");
+    dpr_resp_info_line(b, "connected_clients:%zu", s->nclients);
+    dpr_resp_info_line(b, "maxclients:%zu", s->cfg->max_clients);
+    dpr_resp_info_line(b, "blocked_clients:%zu", parked);
 }
 
 static void sec_memory(kv_server *s, dpr_buf *b)
@@ -87,110 +74,116 @@ static void sec_memory(kv_server *s, dpr_buf *b)
     char h[32], mh[32];
     human(h, sizeof(h), used);
     human(mh, sizeof(mh), s->cfg->maxmemory);
-    kv_info_line(b, "# Memory");
-    kv_info_line(b, "used_memory:%" PRIu64, used);
-    kv_info_line(b, "used_memory_human:%s", h);
-    kv_info_line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
-    kv_info_line(b, "mem_not_counted_for_evict:%" PRIu64, kv_server_memory_not_counted(s));
-    kv_info_line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
-    kv_info_line(b, "maxmemory_human:%s", mh);
-    kv_info_line(b, "maxmemory_policy:noeviction");
-    kv_info_line(b, "mem_allocator:libc");
+    dpr_resp_info_line(b, "# Memory");
+    dpr_resp_info_line(b, "used_memory:%" PRIu64, used);
+    dpr_resp_info_line(b, "used_memory_human:%s", h);
+    dpr_resp_info_line(b, "used_memory_dataset:%zu", kv_dict_memory(&s->dict));
+    dpr_resp_info_line(b, "mem_not_counted_for_evict:%" PRIu64, kv_server_memory_not_counted(s));
+    dpr_resp_info_line(b, "maxmemory:%" PRIu64, s->cfg->maxmemory);
+    dpr_resp_info_line(b, "maxmemory_human:%s", mh);
+    dpr_resp_info_line(b, "maxmemory_policy:noeviction");
+    dpr_resp_info_line(b, "mem_allocator:libc");
 }
 
 static void sec_stats(kv_server *s, dpr_buf *b)
 {
-    kv_info_line(b, "# Stats");
-    kv_info_line(b, "total_connections_received:%" PRIu64, s->conns_total);
-    kv_info_line(b, "total_commands_processed:%" PRIu64, s->cmds_total);
-    kv_info_line(b, "rejected_connections:%" PRIu64, s->conns_rejected);
-    kv_info_line(b, "tls_connections_received:%" PRIu64, s->tls_conns_total);
-    kv_info_line(b, "tls_refused:%" PRIu64, s->tls_refused);
-    kv_info_line(b, "total_writes:%" PRIu64, s->writes);
+    dpr_resp_info_line(b, "# Stats");
+    dpr_resp_info_line(b, "total_connections_received:%" PRIu64, s->conns_total);
+    dpr_resp_info_line(b, "total_commands_processed:%" PRIu64, s->cmds_total);
+    dpr_resp_info_line(b, "rejected_connections:%" PRIu64, s->conns_rejected);
+    dpr_resp_info_line(b, "tls_connections_received:%" PRIu64, s->tls_conns_total);
+    dpr_resp_info_line(b, "tls_refused:%" PRIu64, s->tls_refused);
+    dpr_resp_info_line(b, "total_writes:%" PRIu64, s->writes);
+}
+
+uint64_t kv_info_checkpoint_failures(kv_server *s, dpr_err *snap_last, dpr_err *logw_last)
+{
+    return kv_snap_failures(&s->snap, snap_last) + kv_logw_failures(&s->logw, logw_last) +
+           s->ckpts_forks_failed;
 }
 
 static void sec_dpr(kv_server *s, dpr_buf *b)
 {
-    dpr_err last;
-    uint64_t failures = kv_snap_failures(&s->snap, &last);
-    kv_info_line(b, "# DPR");
-    kv_info_line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
-    kv_info_line(b, "dpr_domain:%s", s->cfg->domain);
-    kv_info_line(b, "dpr_domain_id:%" PRIu64, s->worker.domain);
-    kv_info_line(b, "dpr_world_line:%" PRIu64, s->worker.world_line);
-    kv_info_line(b, "dpr_version:%" PRIu64, s->worker.version);
-    kv_info_line(b, "dpr_durable_version:%" PRIu64, s->worker.durable);
-    kv_info_line(b, "dpr_cut_version:%" PRIu64, s->worker.cut);
-    kv_info_line(b, "dpr_restored_version:%" PRIu64, s->restored_version);
+    dpr_err last, wlast;
+    uint64_t failures = kv_info_checkpoint_failures(s, &last, &wlast);
+    dpr_resp_info_line(b, "# DPR");
+    dpr_resp_info_line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
+    dpr_resp_info_line(b, "dpr_domain:%s", s->cfg->domain);
+    dpr_resp_info_line(b, "dpr_domain_id:%" PRIu64, s->worker.domain);
+    dpr_resp_info_line(b, "dpr_world_line:%" PRIu64, s->worker.world_line);
+    dpr_resp_info_line(b, "dpr_version:%" PRIu64, s->worker.version);
+    dpr_resp_info_line(b, "dpr_durable_version:%" PRIu64, s->worker.durable);
+    dpr_resp_info_line(b, "dpr_cut_version:%" PRIu64, s->worker.cut);
+    dpr_resp_info_line(b, "dpr_restored_version:%" PRIu64, s->restored_version);
     /* this process (pid, start time): a session whose connection broke with
      * a batch in flight tells a restart from it (docs/dpr-kv.md, "SIGTERM") */
-    kv_info_line(b, "dpr_run_id:%d-%" PRIu64, (int)getpid(), s->start_ms);
-    kv_info_line(b, "dpr_finder:%s", s->cfg->finder);
-    kv_info_line(b, "dpr_finder_connected:%d", s->finder && kv_finder_connected(s->finder) ? 1 : 0);
-    kv_info_line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);
-    kv_info_line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
-    kv_info_line(b, "dpr_finder_workers:%zu", s->nworkers);
-    kv_info_line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
-    kv_info_line(b, "dpr_checkpoint_mode:%s", s->cfg->checkpoint_log ? "log" : "full");
-    kv_info_line(b, "dpr_checkpoints_pending:%zu", kv_dpr_pending(s));
-    kv_info_line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
-    kv_info_line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
-    kv_info_line(b, "dpr_checkpoints_full:%" PRIu64, s->ckpts_full);
-    kv_info_line(b, "dpr_checkpoints_log:%" PRIu64, s->ckpts_log);
-    kv_info_line(b, "dpr_checkpoint_bytes_written:%" PRIu64, s->ckpt_bytes_written);
-    kv_info_line(b, "dpr_checkpoint_log_bytes:%" PRIu64,
-                 s->log_bytes_since_full + s->log.buf.len);
-    kv_info_line(b, "dpr_compactions:%" PRIu64, s->compactions);
-    kv_info_line(b, "dpr_compactions_failed:%" PRIu64, s->compactions_failed);
-    kv_info_line(b, "dpr_compaction_running:%d", s->compact_pid || s->compact_ready ? 1 : 0);
-    kv_info_line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
-    kv_info_line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
-    kv_info_line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
-    kv_info_line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
-    kv_info_line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
-    kv_info_line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
-    dpr_err wlast;
-    uint64_t wfailures = kv_logw_failures(&s->logw, &wlast);
-    kv_info_line(b, "dpr_checkpoint_failures:%" PRIu64,
-                 failures + wfailures + s->ckpts_forks_failed);
+    dpr_resp_info_line(b, "dpr_run_id:%d-%" PRIu64, (int)getpid(), s->start_ms);
+    dpr_resp_info_line(b, "dpr_finder:%s", s->cfg->finder);
+    dpr_resp_info_line(b, "dpr_finder_connected:%d",
+                       s->finder && kv_finder_connected(s->finder) ? 1 : 0);
+    dpr_resp_info_line(b, "dpr_finder_world_line:%" PRIu64, s->finder_world_line);
+    dpr_resp_info_line(b, "dpr_cluster_max_version:%" PRIu64, s->cluster_max);
+    dpr_resp_info_line(b, "dpr_finder_workers:%zu", s->nworkers);
+    dpr_resp_info_line(b, "dpr_checkpoint_interval_ms:%u", s->cfg->checkpoint_interval_ms);
+    dpr_resp_info_line(b, "dpr_checkpoint_mode:%s", s->cfg->checkpoint_log ? "log" : "full");
+    dpr_resp_info_line(b, "dpr_checkpoints_pending:%zu", kv_dpr_pending(s));
+    dpr_resp_info_line(b, "dpr_checkpoints_total:%" PRIu64, s->ckpts_total);
+    dpr_resp_info_line(b, "dpr_checkpoints_on_disk:%zu", s->nckpts);
+    dpr_resp_info_line(b, "dpr_checkpoints_full:%" PRIu64, s->ckpts_full);
+    dpr_resp_info_line(b, "dpr_checkpoints_log:%" PRIu64, s->ckpts_log);
+    dpr_resp_info_line(b, "dpr_checkpoint_bytes_written:%" PRIu64, s->ckpt_bytes_written);
+    dpr_resp_info_line(b, "dpr_checkpoint_log_bytes:%" PRIu64,
+                       s->log_bytes_since_full + s->log.buf.len);
+    dpr_resp_info_line(b, "dpr_compactions:%" PRIu64, s->compactions);
+    dpr_resp_info_line(b, "dpr_compactions_failed:%" PRIu64, s->compactions_failed);
+    dpr_resp_info_line(b, "dpr_compaction_running:%d", s->compact_pid || s->compact_ready ? 1 : 0);
+    dpr_resp_info_line(b, "dpr_committed_on_disk:%" PRIu64, s->committed_sealed);
+    dpr_resp_info_line(b, "dpr_last_checkpoint_version:%" PRIu64, s->last_ckpt_version);
+    dpr_resp_info_line(b, "dpr_last_checkpoint_time_ms:%" PRIu64, s->last_ckpt_unix_ms);
+    dpr_resp_info_line(b, "dpr_last_checkpoint_duration_ms:%" PRIu64, s->last_ckpt_ms);
+    dpr_resp_info_line(b, "dpr_last_fork_usec:%" PRIu64, s->last_fork_usec);
+    dpr_resp_info_line(b, "dpr_checkpoint_status:%s", kv_dpr_refusing_writes(s) ? "failing" : "ok");
+    dpr_resp_info_line(b, "dpr_checkpoint_failures:%" PRIu64, failures);
     if (kv_logw_failing(&s->logw, NULL) || (wlast.msg[0] && !last.msg[0]))
         last = wlast;
     else if (s->fork_failing && !kv_snap_failing(&s->snap, NULL))
         last = s->fork_error;
-    kv_info_line(b, "dpr_checkpoint_last_error:%s", last.msg);
-    kv_info_line(b, "dpr_writes_refused:%" PRIu64, s->writes_refused_misconf + s->writes_refused_oom);
-    kv_info_line(b, "dpr_writes_refused_misconf:%" PRIu64, s->writes_refused_misconf);
-    kv_info_line(b, "dpr_writes_refused_oom:%" PRIu64, s->writes_refused_oom);
-    kv_info_line(b, "dpr_finder_knows_worker:%d", s->finder_lost ? 0 : 1);
-    kv_info_line(b, "dpr_finder_lost_reason:%s", s->finder_lost ? s->finder_lost_why.msg : "");
-    kv_info_line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
-    kv_info_line(b, "dpr_reports_refused:%" PRIu64, s->reports_refused);
+    dpr_resp_info_line(b, "dpr_checkpoint_last_error:%s", last.msg);
+    dpr_resp_info_line(b, "dpr_writes_refused:%" PRIu64,
+                       s->writes_refused_misconf + s->writes_refused_oom);
+    dpr_resp_info_line(b, "dpr_writes_refused_misconf:%" PRIu64, s->writes_refused_misconf);
+    dpr_resp_info_line(b, "dpr_writes_refused_oom:%" PRIu64, s->writes_refused_oom);
+    dpr_resp_info_line(b, "dpr_finder_knows_worker:%d", s->finder_lost ? 0 : 1);
+    dpr_resp_info_line(b, "dpr_finder_lost_reason:%s",
+                       s->finder_lost ? s->finder_lost_why.msg : "");
+    dpr_resp_info_line(b, "dpr_reports_unacked:%zu", s->finder ? kv_finder_unacked(s->finder) : 0);
+    dpr_resp_info_line(b, "dpr_reports_refused:%" PRIu64, s->reports_refused);
     /* a cluster: reports wait until the agent copied the checkpoint (kv_replica.h) */
-    kv_info_line(b, "dpr_replication_status:%s",
-                 !s->replica ? "off"
-                 : kv_replica_error(s->replica)[0] ? "failing"
-                 : kv_replica_pending(s->replica) ? "copying" : "ok");
-    kv_info_line(b, "dpr_replication_pending:%zu", s->replica ? kv_replica_pending(s->replica)
-                                                               : 0);
-    kv_info_line(b, "dpr_replication_copied:%" PRIu64,
-                 s->replica ? kv_replica_copied(s->replica) : 0);
-    kv_info_line(b, "dpr_replication_recopy_pending:%zu",
-                 s->recopy ? kv_replica_pending(s->recopy) : 0);
-    kv_info_line(b, "dpr_replication_last_error:%s",
-                 s->replica ? kv_replica_error(s->replica) : "");
-    kv_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);
-    kv_info_line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
-    kv_info_line(b, "dpr_batches_refused_stopping:%" PRIu64, s->batches_refused_stopping);
-    kv_info_line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);
-    kv_info_line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
+    dpr_resp_info_line(b, "dpr_replication_status:%s",
+                       !s->replica ? "off"
+                       : kv_replica_error(s->replica)[0] ? "failing"
+                       : kv_replica_pending(s->replica) ? "copying" : "ok");
+    dpr_resp_info_line(b, "dpr_replication_pending:%zu",
+                       s->replica ? kv_replica_pending(s->replica) : 0);
+    dpr_resp_info_line(b, "dpr_replication_copied:%" PRIu64,
+                       s->replica ? kv_replica_copied(s->replica) : 0);
+    dpr_resp_info_line(b, "dpr_replication_recopy_pending:%zu",
+                       s->recopy ? kv_replica_pending(s->recopy) : 0);
+    dpr_resp_info_line(b, "dpr_replication_last_error:%s",
+                       s->replica ? kv_replica_error(s->replica) : "");
+    dpr_resp_info_line(b, "dpr_batches:%" PRIu64, s->batches_total);
+    dpr_resp_info_line(b, "dpr_batches_refused:%" PRIu64, s->batches_refused);
+    dpr_resp_info_line(b, "dpr_batches_refused_stopping:%" PRIu64, s->batches_refused_stopping);
+    dpr_resp_info_line(b, "dpr_batches_invalid:%" PRIu64, s->batches_invalid);
+    dpr_resp_info_line(b, "dpr_rollbacks:%" PRIu64, s->rollbacks);
     kv_resize_info(s, b);
 }
 
 static void sec_keyspace(kv_server *s, dpr_buf *b)
 {
-    kv_info_line(b, "# Keyspace");
+    dpr_resp_info_line(b, "# Keyspace");
     if (kv_dict_size(&s->dict))
-        kv_info_line(b, "db0:keys=%zu,expires=0,avg_ttl=0", kv_dict_size(&s->dict));
+        dpr_resp_info_line(b, "db0:keys=%zu,expires=0,avg_ttl=0", kv_dict_size(&s->dict));
 }
 
 typedef struct section {

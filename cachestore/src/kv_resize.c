@@ -591,25 +591,26 @@ void kv_resize_info(kv_server *s, dpr_buf *b)
     const kv_layout_state *st = &s->layout;
     const kv_migrate *m = &s->migrate;
 
-    kv_info_line(b, "dpr_layout_epoch:%" PRIu64, st->active.epoch);
+    dpr_resp_info_line(b, "dpr_layout_epoch:%" PRIu64, st->active.epoch);
     if (st->active.epoch && st->active.shard != KV_LAYOUT_NO_SHARD)
-        kv_info_line(b, "dpr_layout_shard:%" PRIu32, st->active.shard);
+        dpr_resp_info_line(b, "dpr_layout_shard:%" PRIu32, st->active.shard);
     else
-        kv_info_line(b, "dpr_layout_shard:-1");
-    kv_info_line(b, "dpr_layout_shards:%" PRIu32, st->active.nshards);
-    kv_info_line(b, "dpr_layout_pending_epoch:%" PRIu64, st->pending.epoch);
-    kv_info_line(b, "dpr_layout_paused:%d", paused(s) ? 1 : 0);
-    kv_info_line(b, "dpr_layout_committed:%d", kv_dpr_all_committed(s) ? 1 : 0);
-    kv_info_line(b, "dpr_layout_moved:%" PRIu64, s->layout_moved);
-    kv_info_line(b, "dpr_layout_tryagain:%" PRIu64, s->layout_tryagain);
-    kv_info_line(b, "dpr_imported_keys:%" PRIu64, s->imported_keys);
-    kv_info_line(b, "dpr_purged_keys:%" PRIu64, s->purged_keys);
-    kv_info_line(b, "dpr_migrate_state:%s", states[m->state]);
-    kv_info_line(b, "dpr_migrate_epoch:%" PRIu64, m->epoch);
-    kv_info_line(b, "dpr_migrate_world_line:%" PRIu64, s->migrate_world_line);
-    kv_info_line(b, "dpr_migrate_keys:%" PRIu64, m->keys);
-    kv_info_line(b, "dpr_migrate_bytes:%" PRIu64, m->bytes);
-    kv_info_line(b, "dpr_migrate_ms:%" PRIu64,
-                 m->start_ms ? (m->end_ms ? m->end_ms : dpr_mono_ms()) - m->start_ms : 0);
-    kv_info_line(b, "dpr_migrate_error:%s", m->state == KV_MIGRATE_FAILED ? m->error.msg : "");
+        dpr_resp_info_line(b, "dpr_layout_shard:-1");
+    dpr_resp_info_line(b, "dpr_layout_shards:%" PRIu32, st->active.nshards);
+    dpr_resp_info_line(b, "dpr_layout_pending_epoch:%" PRIu64, st->pending.epoch);
+    dpr_resp_info_line(b, "dpr_layout_paused:%d", paused(s) ? 1 : 0);
+    dpr_resp_info_line(b, "dpr_layout_committed:%d", kv_dpr_all_committed(s) ? 1 : 0);
+    dpr_resp_info_line(b, "dpr_layout_moved:%" PRIu64, s->layout_moved);
+    dpr_resp_info_line(b, "dpr_layout_tryagain:%" PRIu64, s->layout_tryagain);
+    dpr_resp_info_line(b, "dpr_imported_keys:%" PRIu64, s->imported_keys);
+    dpr_resp_info_line(b, "dpr_purged_keys:%" PRIu64, s->purged_keys);
+    dpr_resp_info_line(b, "dpr_migrate_state:%s", states[m->state]);
+    dpr_resp_info_line(b, "dpr_migrate_epoch:%" PRIu64, m->epoch);
+    dpr_resp_info_line(b, "dpr_migrate_world_line:%" PRIu64, s->migrate_world_line);
+    dpr_resp_info_line(b, "dpr_migrate_keys:%" PRIu64, m->keys);
+    dpr_resp_info_line(b, "dpr_migrate_bytes:%" PRIu64, m->bytes);
+    dpr_resp_info_line(b, "dpr_migrate_ms:%" PRIu64,
+                       m->start_ms ? (m->end_ms ? m->end_ms : dpr_mono_ms()) - m->start_ms : 0);
+    dpr_resp_info_line(b, "dpr_migrate_error:%s",
+                       m->state == KV_MIGRATE_FAILED ? m->error.msg : "");
 }

@@ -1205,6 +1205,9 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
     r = start_listening(s);
     if (r < 0)
         return r;
+    r = kv_metrics_start(s);
+    if (r < 0)
+        return r;
     r = start_timers(s);
     if (r < 0)
         return r;

@@ -4,6 +4,7 @@
  *   kv_server.c  the libuv loop, connections, request dispatch, DPR.BATCH
  *   kv_dpr.c     checkpoints, reports, DPR.SYNC, cut, rollback, shutdown
  *   kv_info.c    INFO, CONFIG GET, COMMAND replies
+ *   kv_metrics.c the Prometheus page (--metrics-address): INFO's counters
  *   kv_resize.c  the layout: -MOVED, the pause of a resize, DPR.LAYOUT,
  *                DPR.IMPORT, the migration child, the purge
  *
@@ -19,6 +20,8 @@
 
 #include "common/addr.h"
 #include "common/buf.h"
+#include "common/http.h"
+#include "common/metrics.h"
 #include "common/tls.h"
 #include "dpr/worker.h"
 #include "kv_cmd.h"
@@ -169,6 +172,8 @@ struct kv_server {
     uint64_t writes_refused_misconf, writes_refused_oom;
     uint64_t rollbacks, ckpts_total, ckpts_forks_failed;
     uint64_t last_ckpt_version, last_ckpt_unix_ms, last_ckpt_ms, last_fork_usec;
+    dpr_histogram ckpt_seconds;         /* checkpoint durations (last_ckpt_ms of each) */
+    dpr_http_server *metrics;           /* --metrics-address; NULL: none */
     uint64_t restored_version;
 
     /* shutdown */
@@ -279,8 +284,17 @@ int kv_ckpts_add(kv_server *s, uint64_t v);
 bool kv_dpr_all_committed(const kv_server *s);
 
 /* kv_info.c */
-void kv_info_line(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kv_info_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
+/* Failed checkpoints of every kind (snapshots, change-log writes, forks);
+ * the last errors of the first two into *snap_last and *logw_last. */
+uint64_t kv_info_checkpoint_failures(kv_server *s, dpr_err *snap_last, dpr_err *logw_last);
+
+/* kv_metrics.c */
+/* Starts the metrics endpoint when --metrics-address is set: 0, or a
+ * negative errno (logged). */
+int kv_metrics_start(kv_server *s);
+/* Closes it (before the loop's last handles are closed). */
+void kv_metrics_stop(kv_server *s);
 void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);
 void kv_command_reply(dpr_buf *out, size_t argc, const kv_arg *argv);
 

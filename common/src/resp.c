@@ -203,3 +203,16 @@ const char *dpr_info_field(const char *text, const char *field, size_t *len)
     }
     return NULL;
 }
+
+void dpr_resp_info_line(dpr_buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    dpr_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+    dpr_buf_append(b, "\r\n", 2);
+}

@@ -53,6 +53,8 @@ static void usage(FILE *out)
 "  --tls-crl-file PATH         the CA's CRL (PEM): revoked certificates are refused\n"
 "  --tls-cluster NAME          refuse certificates of another cluster (their\n"
 "                              dpr://NAME/... URI)\n"
+"  --metrics-address HOST:PORT serve Prometheus metrics at http://HOST:PORT/metrics\n"
+"                              (port 0 picks a free one, logged as 'metrics on ...')\n"
 "  -h, --help                  show this help and exit\n"
 "      --version               print the version and exit\n"
 "\n"
@@ -139,6 +141,7 @@ enum {
     OPT_TLS_AUTH,
     OPT_TLS_CRL,
     OPT_TLS_CLUSTER,
+    OPT_METRICS,
 };
 
 /* "HOST:PORT" of --listen's host with another port (IPv6 in brackets). */
@@ -180,6 +183,7 @@ int main(int argc, char **argv)
         { "tls-auth-clients", required_argument, NULL, OPT_TLS_AUTH },
         { "tls-crl-file", required_argument, NULL, OPT_TLS_CRL },
         { "tls-cluster", required_argument, NULL, OPT_TLS_CLUSTER },
+        { "metrics-address", required_argument, NULL, OPT_METRICS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -241,6 +245,13 @@ int main(int argc, char **argv)
             break;
         case OPT_TLS_CRL:
             cfg.tls.crl_file = optarg;
+            break;
+        case OPT_METRICS:
+            if (dpr_hostport_parse(optarg, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, &err) < 0) {
+                fprintf(stderr, "dpr-finder: --metrics-address: %s\n", err.msg);
+                return 2;
+            }
+            cfg.metrics_listen = optarg;
             break;
         case OPT_TLS_CLUSTER:
             cfg.tls.cluster = optarg;

@@ -16,9 +16,12 @@
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/http.h"
 #include "common/log.h"
+#include "common/resp.h"
 #include "common/tls.h"
 #include "common/uvutil.h"
+#include "dpr/finder_stats.h"
 #include "request.h"
 
 /* Stop reading from a client while this much output waits to be sent. */
@@ -87,6 +90,11 @@ struct dpr_server {
     bool embedded;        /* started with dpr_server_start: no signals */
     dpr_server_hooks hooks;
     struct sockaddr_storage bound;
+    dpr_finder_stats stats;
+    uint64_t group_start_ns; /* the first reply held for the next commit (0: none) */
+    uint64_t commit_group_ns; /* ... of the group whose save is in flight */
+    uint64_t save_start_ns;
+    dpr_http_server *metrics; /* cfg->metrics_listen */
     char readbuf[READ_CHUNK];
 };
 
@@ -169,6 +177,8 @@ static void mark_for_flush(conn *c)
     if (c->in_flush_list || c->in_commit_list || c->closing)
         return;
     c->in_flush_list = true;
+    if (!srv->flush_list && !srv->group_start_ns)
+        srv->group_start_ns = dpr_mono_ns();
     c->next_flush = srv->flush_list;
     srv->flush_list = c;
     if (srv->idle_open && !uv_is_active((uv_handle_t *)&srv->idle))
@@ -233,6 +243,52 @@ static int refuse_command(conn *c, const dpr_request *req)
     return 0;
 }
 
+static bool is_command(const dpr_request *req, const char *name)
+{
+    return req->argvlen[0] == strlen(name) && !strncasecmp(req->argv[0], name, req->argvlen[0]);
+}
+
+static dpr_finder_stats_view stats_view(const server *srv, char *listen, size_t cap)
+{
+    dpr_finder_stats_view v = {srv->embedded ? "agent" : "standalone", srv->ds != NULL, listen,
+                               srv->nconns};
+    if (srv->bound.ss_family)
+        dpr_addr_format((const struct sockaddr *)&srv->bound, listen, cap);
+    else
+        listen[0] = '\0';
+    return v;
+}
+
+/* INFO [section]: Redis' text of the finder's counters, a bulk string. */
+static int info_reply(server *srv, const dpr_request *req, dpr_buf *out)
+{
+    char listen[DPR_ADDR_STR_MAX];
+    dpr_finder_stats_view v = stats_view(srv, listen, sizeof(listen));
+    dpr_buf text = DPR_BUF_INIT;
+    int rc;
+
+    if (req->argc > 2)
+        return dpr_cmd_error(out, "ERR wrong number of arguments for 'info' command");
+    rc = dpr_finder_stats_info(&srv->stats, &v, srv->ds, req->argc == 2 ? req->argv[1] : NULL,
+                               req->argc == 2 ? req->argvlen[1] : 0, &text);
+    if (rc == 0)
+        dpr_resp_bulk(out, text.data ? text.data : "", text.len);
+    dpr_buf_free(&text);
+    return rc < 0 || dpr_buf_failed(out) ? -ENOMEM : 0;
+}
+
+int dpr_server_metrics(dpr_server *srv, dpr_buf *out)
+{
+    char listen[DPR_ADDR_STR_MAX];
+    dpr_finder_stats_view v = stats_view(srv, listen, sizeof(listen));
+    return dpr_finder_stats_metrics(&srv->stats, &v, srv->ds, out);
+}
+
+static int metrics_page(void *arg, dpr_buf *out)
+{
+    return dpr_server_metrics(arg, out);
+}
+
 static void handle_requests(conn *c)
 {
     server *srv = c->srv;
@@ -269,10 +325,13 @@ static void handle_requests(conn *c)
                 return;
             continue;
         }
+        srv->stats.requests_total++;
         rc = srv->hooks.command ? srv->hooks.command(srv->hooks.arg, req.argc, req.argv,
                                                      req.argvlen, &c->out)
                                 : 0;
-        if (rc == 0 && srv->ds)
+        if (rc == 0 && is_command(&req, "INFO"))
+            rc = info_reply(srv, &req, &c->out);
+        else if (rc == 0 && srv->ds)
             rc = dpr_cmd_execute(srv->ds, c->cc, req.argc, req.argv, req.argvlen, &c->out,
                                  &flags);
         else if (rc == 0)
@@ -281,6 +340,12 @@ static void handle_requests(conn *c)
             log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);
             return;
+        }
+        if (is_command(&req, "DPR.REPORT")) {
+            if (c->out.len > before && c->out.data[before] == '+')
+                srv->stats.reports_total++;
+            else
+                srv->stats.reports_failed++;
         }
         if (flags & DPR_CMD_DENIED) {
             /* the reply: "-ERR worker N is registered by its owner: ...\r\n"
@@ -594,12 +659,18 @@ static void on_saved(void *arg, int status)
         fail_commit(srv, status);
         return;
     }
+    uint64_t now = dpr_mono_ns();
+    dpr_histogram_observe(&srv->stats.save_seconds, (double)(now - srv->save_start_ns) / 1e9);
     if (srv->commit_dirty) {
+        srv->stats.saves_total++;
         publish(srv, &srv->commit_st);
         dpr_domains_state_free(&srv->commit_st);
     }
     conn *list = srv->commit_list;
     srv->commit_list = NULL;
+    if (list && srv->commit_group_ns)
+        dpr_histogram_observe(&srv->stats.commit_seconds,
+                              (double)(now - srv->commit_group_ns) / 1e9);
     flush_list(list);
     run_deferred(srv);
     if (srv->flush_list || dpr_domains_dirty(srv->ds))
@@ -639,6 +710,9 @@ static void commit_async(server *srv)
     }
     srv->commit_list = srv->flush_list;
     srv->flush_list = NULL;
+    srv->commit_group_ns = srv->group_start_ns;
+    srv->group_start_ns = 0;
+    srv->save_start_ns = dpr_mono_ns();
     srv->committing = true;
     if (srv->idle_open)
         uv_idle_stop(&srv->idle);
@@ -666,7 +740,11 @@ static void commit_and_flush(server *srv)
             fail_commit(srv, rc);
             return;
         }
+        uint64_t t0 = dpr_mono_ns();
         rc = dpr_store_save(srv->store, &st);
+        dpr_histogram_observe(&srv->stats.save_seconds, (double)(dpr_mono_ns() - t0) / 1e9);
+        if (rc == 0)
+            srv->stats.saves_total++;
         if (rc < 0) {
             log_error("saving the state failed: %s; exiting without answering (the state "
                       "is not durable)", dpr_store_error(srv->store));
@@ -681,6 +759,10 @@ static void commit_and_flush(server *srv)
     srv->flush_list = NULL;
     if (srv->idle_open)
         uv_idle_stop(&srv->idle);
+    if (c && srv->group_start_ns)
+        dpr_histogram_observe(&srv->stats.commit_seconds,
+                              (double)(dpr_mono_ns() - srv->group_start_ns) / 1e9);
+    srv->group_start_ns = 0;
     flush_list(c);
 }
 
@@ -719,6 +801,7 @@ static void on_connection(uv_stream_t *l, int status)
     }
     c->tcp.data = c;
     DPR_LIST_PREPEND(srv->conns, c);
+    srv->stats.connections_total++;
     rc = uv_accept(l, (uv_stream_t *)&c->tcp);
     if (rc < 0) {
         log_warning("accept failed: %s", uv_strerror(rc));
@@ -775,6 +858,8 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void close_service_handles(server *srv)
 {
+    dpr_http_close(srv->metrics);
+    srv->metrics = NULL;
     if (srv->listener_open) {
         srv->listener_open = false;
         uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
@@ -945,9 +1030,20 @@ static int start(server *srv)
 {
     int rc;
 
+    dpr_finder_stats_init(&srv->stats);
     rc = start_listeners(srv);
     if (rc < 0)
         return rc;
+    if (srv->cfg->metrics_listen) {
+        dpr_err err;
+        rc = dpr_http_start(&srv->metrics, srv->loop, srv->cfg->metrics_listen, metrics_page,
+                            srv, &err);
+        if (rc < 0) {
+            log_error("%s", err.msg);
+            return rc;
+        }
+        log_info("metrics on http://%s/metrics", dpr_http_bound(srv->metrics));
+    }
     rc = uv_check_init(srv->loop, &srv->check);
     if (rc < 0)
         goto uv_fail;

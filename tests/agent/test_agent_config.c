@@ -466,6 +466,34 @@ TEST(address_of_an_interface)
     unlink(path);
 }
 
+TEST(metrics_section)
+{
+    agent_config c;
+    agent_problems p;
+
+    write_conf("cluster = \"demo\";\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.metrics_address == NULL); /* off by default */
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\nmetrics = { address = \"127.0.0.1:9464\"; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.metrics_address && strcmp(c.metrics_address, "127.0.0.1:9464") == 0);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\nmetrics = {\n  address = \"9464\";\n  path = \"/m\"; };\n"
+               "control = { listen = 7; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'metrics.address'"));
+    CHECK(has(&p, 4, "unknown setting 'metrics.path'"));
+    CHECK(has(&p, 5, "'control.listen' must be a string"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
 TEST(missing_file)
 {
     agent_config c;
@@ -491,6 +519,7 @@ int main(void)
     RUN(discovery_and_remote_control);
     RUN(address_of_an_interface);
     RUN(tls_section);
+    RUN(metrics_section);
     RUN(missing_file);
     if (path[0])
         unlink(path);

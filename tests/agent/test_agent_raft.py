@@ -87,6 +87,46 @@ def test_one_leader_serves_the_finder_and_followers_name_it(agents):
     assert len(out.splitlines()) == 4, out
 
 
+def test_metrics_show_raft_roles_terms_and_the_finder(tmp_path):
+    """Each agent's metrics: its Raft role and term, whether it serves the
+    finder; a new leader after a kill -9 shows a higher term."""
+    import promscrape
+    ra = RaftAgents(str(tmp_path), 3, metrics=True)
+    try:
+        ra.start()
+        leader = ra.leader()
+        addrs = {a.node: promscrape.address(a.proc) for a in ra.agents}
+
+        def roles():
+            got = {}
+            for a in ra.running():
+                m = promscrape.scrape(addrs[a.node])
+                role = [s.labels["role"] for s in m.samples["dpr_agent_raft_role"]
+                        if s.value == 1]
+                got[a.node] = (role[0] if role else None, m.value("dpr_agent_raft_term"),
+                               m.value("dpr_agent_finder_serving"),
+                               m.value("dpr_finder_serving"))
+            return got
+        seen = wait_for(lambda: (lambda r: r if sorted(x[0] for x in r.values()) ==
+                                 ["follower", "follower", "leader"] else None)(roles()),
+                        what="one leader and two followers in the metrics")
+        assert seen[leader.node][0] == "leader" and seen[leader.node][2:] == (1, 1)
+        term = seen[leader.node][1]
+        assert term >= 1 and all(x[1] == term for x in seen.values()), seen
+        assert all(x[2:] == (0, 0) for n, x in seen.items() if n != leader.node), seen
+        m = promscrape.scrape(addrs[leader.node])
+        assert m.value("dpr_agent_raft_member") == 1
+
+        leader.proc.kill(signal.SIGKILL)
+        new = ra.leader()
+        assert new is not leader
+        seen = wait_for(lambda: (lambda r: r if r.get(new.node, (None,))[0] == "leader"
+                                 else None)(roles()), what="the new leader in its metrics")
+        assert seen[new.node][1] > term and seen[new.node][2:] == (1, 1), seen
+    finally:
+        ra.close()
+
+
 def test_leader_kill9_keeps_state_and_committed_operations(agents, procs, tmp_path):
     agents.leader()
     kvs = [procs.add(Kv(agents.finders, w, str(tmp_path / ("kv%d" % w)),

@@ -86,6 +86,8 @@ def stage(dest):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         shutil.copyfile(src, path)
         os.chmod(path, mode)
+    with open(os.path.join(dest, "etc/dpr/agent.conf"), "a") as f:
+        f.write('metrics = { address = "%s"; };\n' % METRICS)
     for name, text in (("dpr-test-ctl", CLIENT), ("dpr-test-events", EVENTS)):
         path = os.path.join(dest, "usr/local/libexec", name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -175,6 +177,19 @@ def journal(n, *matches):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+# the agent's Prometheus endpoint on the node (docs/operations.md, "Metrics")
+METRICS = "127.0.0.1:9464"
+
+
+def metrics(n):
+    """The agent's metrics page, fetched on the node, parsed here
+    (python3-prometheus-client)."""
+    import promscrape
+    out = n.run(["python3", "-c", "import sys, urllib.request; sys.stdout.write(urllib.request."
+                 "urlopen('http://%s/metrics', timeout=10).read().decode())" % METRICS])
+    return promscrape.Scrape(out.stdout)
+
+
 def memory_max(maxmemory, max_clients=10000):
     """agent_memory_max_of (agent/src/spec.h)."""
     return 2 * maxmemory + maxmemory // 2 + (64 << 20) + max_clients * (32 << 10)
@@ -186,6 +201,11 @@ SPEC = (kv("kv", 3), kv("mem", 1, maxmemory="64mb"))
 def test_status_text_health_and_memory_max(node):
     apply(node, *SPEC)
     wait_for(lambda: all_ready(node, 4), what="4 ready instances")
+    m = metrics(node)
+    assert m.value("dpr_agent_instances") == 4 and m.value("dpr_agent_instances_ready") == 4
+    assert m.value("dpr_agent_instances_health", health="ok") == 4
+    assert m.value("dpr_agent_instance_ready", instance="kv-0", deployment="kv") == 1
+    assert m.value("dpr_finder_workers", domain="kv") == 3
 
     def serving():
         insts = all_ready(node, 4)
@@ -334,6 +354,16 @@ def test_damaged_checkpoint_is_reported_and_others_go_on(node):
         assert insts[name]["world_line"] == world_lines[name.rsplit("-", 1)[0]]
     assert redis(node, insts["kv-2"]["endpoint"], "GET", owned("after-", "kv-2")) == "x"
     assert "1 unhealthy (kv-1 failed)" in show(node, "dpr-agent.service", "StatusText")
+    # the metrics say the same: one failed instance with systemd's restarts
+    m = metrics(node)
+    assert m.value("dpr_agent_instances_ready") == 3
+    assert m.value("dpr_agent_instances_health", health="failed") == 1
+    assert m.value("dpr_agent_instance_ready", instance="kv-1", deployment="kv") == 0
+    assert m.value("dpr_agent_instance_restarts_total", instance="kv-1") == \
+        int(show(node, "dpr-cachestore@kv-1.service", "NRestarts"))
+    assert m.value("dpr_agent_instance_restarts_total", instance="kv-1") >= 1
+    assert m.value("dpr_agent_instance_failures_total", instance="kv-1") >= 1
+    assert m.value("dpr_agent_instance_restarts_total", instance="kv-0") == 0
     # the events: one health event, kv-1 entering "failed", through all of
     # systemd's restarts; none for the others
     node.run("touch /tmp/stop-events")

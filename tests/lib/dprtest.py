@@ -875,9 +875,11 @@ class RaftAgents:
     others as raft.peers. No systemd: the finder and Raft are what run."""
 
     def __init__(self, base: str, n: int = 3, election_ms: int = 300, heartbeat_ms: int = 50,
-                 down_ms: int = 10000, tls: str | None = None):
+                 down_ms: int = 10000, tls: str | None = None, metrics: bool = False):
         """tls: a dprctl pki directory holding ca.crt, ca.crl and nI.crt/.key
-        for each agent: Raft between them over mutual TLS (agent.conf tls)."""
+        for each agent: Raft between them over mutual TLS (agent.conf tls).
+        metrics: each agent serves its metrics on its address, a free port
+        (logged: promscrape.address(agent.proc))."""
         self.base = str(base)
         self.tls = tls
         self.election_ms, self.heartbeat_ms = election_ms, heartbeat_ms
@@ -891,7 +893,9 @@ class RaftAgents:
                                  host="127.0.0.%d" % (i + 1), node="n%d" % (i + 1),
                                  finder_port=self.finder_port,
                                  extra=extra.format(me=self.raft[i]) +
-                                 self.tls_conf("n%d" % (i + 1)))
+                                 self.tls_conf("n%d" % (i + 1)) +
+                                 ('metrics = { address = "127.0.0.%d:0"; };\n' % (i + 1)
+                                  if metrics else ""))
                        for i in range(n)]
 
     def tls_conf(self, node: str) -> str:

@@ -34,6 +34,10 @@ void dpr_resp_nil(dpr_buf *b);
 /* *n\r\n (then n elements) */
 void dpr_resp_array(dpr_buf *b, size_t n);
 
+/* One line of an INFO text (Redis' "key:value" lines, sent as a bulk
+ * string): the formatted text, cut at 511 bytes, then \r\n. */
+void dpr_resp_info_line(dpr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Bytes of a command in RESP (an array of argc bulk strings). */
 size_t dpr_resp_command_size(int argc, const size_t *argvlen);
 /* Appends a command; argvlen NULL means strlen of each argument. With

@@ -53,6 +53,8 @@ typedef struct dpr_server_config {
     const char *tls_listen;
     dpr_tls_config tls;
     bool plain_off;
+    /* "HOST:PORT" of the Prometheus endpoint (common/http.h), NULL: none */
+    const char *metrics_listen;
 } dpr_server_config;
 
 /*
@@ -123,5 +125,8 @@ void dpr_server_stop(dpr_server *srv);
  * once the loop ran the close callbacks. */
 void dpr_server_abort(dpr_server *srv);
 void dpr_server_free(dpr_server *srv);
+/* The finder's dpr_finder_* metrics (dpr/finder_stats.h) into out, for a
+ * host that serves them on its own endpoint. 0 or -ENOMEM. */
+int dpr_server_metrics(dpr_server *srv, dpr_buf *out);
 
 #endif
