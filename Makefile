@@ -52,7 +52,7 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libavahi-client-dev libnl-3-dev libnl-route-3-dev \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
-               python3-dnspython knot bind9-dnsutils \
+               python3-dnspython knot bind9-dnsutils python3-setuptools python3-pip mypy \
                libfuse3-dev fuse3 \
                libssl-dev openssl python3-cryptography \
                debhelper dh-python lintian bash-completion

@@ -32,6 +32,7 @@ MAN_PAGES = $(wildcard man/*.[158])
 UNITS = dpr-agent.service dpr-cachestore@.service
 HEADERS = $(notdir $(wildcard libdpr/include/dpr/*.h))
 PYTHON_FILES = $(notdir $(wildcard python-dpr/dpr/*.py))
+PYTHON_DIST_INFO = dpr_cluster-$(VERSION).dist-info
 EXAMPLES = $(notdir $(wildcard examples/*.yaml))
 DOCS = operations.md control-api.md discovery.md dpr-kv.md tls.md
 
@@ -60,7 +61,15 @@ install: programs
 	for pc in dpr dpr-discover; do \
 		$(INSTALL_SED) conf/$$pc.pc.in >$(D)$(PKGCONFIGDIR)/$$pc.pc && \
 		chmod 0644 $(D)$(PKGCONFIGDIR)/$$pc.pc || exit 1; done
-	install -m 0644 $(addprefix python-dpr/dpr/,$(PYTHON_FILES)) $(D)$(PYTHON_SITE)/dpr/
+	install -m 0644 $(addprefix python-dpr/dpr/,$(PYTHON_FILES) py.typed) $(D)$(PYTHON_SITE)/dpr/
+	@# the distribution's metadata (python-dpr/pyproject.toml): importlib.metadata and pip
+	@# see dpr-cluster $(VERSION), with its dprctl entry point (top_level.txt, which
+	@# lintian takes for documentation, only repeats the package's name)
+	rm -rf $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)
+	cd python-dpr && PYTHONWARNINGS=ignore $(PYTHON) setup.py -q dist_info \
+		--output-dir $(abspath $(D)$(PYTHON_SITE)) >/dev/null
+	rm -f $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)/top_level.txt
+	test -f $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)/METADATA
 	printf 'LIBDPR = "%s"\nVERSION = "%s"\n' '$(LIBDIR)/$(LIBDPR_SONAME)' '$(VERSION)' \
 		>$(D)$(PYTHON_SITE)/dpr/_install.py
 	for u in $(UNITS); do $(INSTALL_SED) units/$$u >$(D)$(UNITDIR)/$$u && \
@@ -94,7 +103,8 @@ uninstall:
 		libdpr.a libdpr-discover.a)
 	rm -f $(addprefix $(D)$(PKGCONFIGDIR)/,dpr.pc dpr-discover.pc)
 	rm -f $(addprefix $(D)$(INCLUDEDIR)/dpr/,$(HEADERS))
-	rm -f $(addprefix $(D)$(PYTHON_SITE)/dpr/,$(PYTHON_FILES) _install.py)
+	rm -f $(addprefix $(D)$(PYTHON_SITE)/dpr/,$(PYTHON_FILES) py.typed _install.py)
+	rm -rf $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)
 	rm -rf $(D)$(PYTHON_SITE)/dpr/__pycache__
 	rm -f $(addprefix $(D)$(UNITDIR)/,$(UNITS)) $(D)$(SYSUSERSDIR)/dpr-cluster.conf
 	rm -f $(addprefix $(D)$(MANDIR)/man1/,$(notdir $(filter %.1,$(MAN_PAGES)))) \
