@@ -26,6 +26,9 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 # `make install` (DESTDIR empty) runs it on the installed file itself
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR ?= /etc
+# the journal's message catalog: journalctl reads /usr/lib/systemd/catalog and
+# /usr/local/lib/systemd/catalog
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
 MAN_PAGES = $(wildcard man/*.[158])
@@ -51,7 +54,7 @@ install: programs
 	install -d $(D)$(BINDIR) $(D)$(LIBDIR) $(D)$(PKGCONFIGDIR) $(D)$(INCLUDEDIR)/dpr \
 		$(D)$(PYTHON_SITE)/dpr $(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(SYSCONFDIR)/dpr \
 		$(D)$(MANDIR)/man1 $(D)$(MANDIR)/man5 $(D)$(MANDIR)/man8 $(D)$(BASHCOMPDIR) \
-		$(D)$(DOCDIR)/examples
+		$(D)$(DOCDIR)/examples $(D)$(CATALOGDIR)
 	install -m 0755 $(AGENT_BIN) $(FINDER_BIN) $(KV_BIN) python-dpr/bin/dprctl $(D)$(BINDIR)/
 	install -m 0644 $(BUILD)/$(LIBDPR_SONAME) $(BUILD)/$(DISCOVER_SONAME) $(D)$(LIBDIR)/
 	ln -sfn $(LIBDPR_SONAME) $(D)$(LIBDIR)/libdpr.so
@@ -75,6 +78,7 @@ install: programs
 	for u in $(UNITS); do $(INSTALL_SED) units/$$u >$(D)$(UNITDIR)/$$u && \
 		chmod 0644 $(D)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 conf/sysusers.conf $(D)$(SYSUSERSDIR)/dpr-cluster.conf
+	install -m 0644 conf/dpr-cluster.catalog $(D)$(CATALOGDIR)/dpr-cluster.catalog
 	@if [ ! -e $(D)$(SYSCONFDIR)/dpr/agent.conf ]; then \
 		$(INSTALL_SED) conf/agent.conf >$(D)$(SYSCONFDIR)/dpr/agent.conf && \
 		chmod 0644 $(D)$(SYSCONFDIR)/dpr/agent.conf; \
@@ -91,6 +95,7 @@ install: programs
 		ldconfig; \
 		if command -v systemd-sysusers >/dev/null; then \
 			systemd-sysusers $(SYSUSERSDIR)/dpr-cluster.conf; fi; \
+		if command -v journalctl >/dev/null; then journalctl --update-catalog; fi; \
 		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
 	fi
 
@@ -107,6 +112,7 @@ uninstall:
 	rm -rf $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)
 	rm -rf $(D)$(PYTHON_SITE)/dpr/__pycache__
 	rm -f $(addprefix $(D)$(UNITDIR)/,$(UNITS)) $(D)$(SYSUSERSDIR)/dpr-cluster.conf
+	rm -f $(D)$(CATALOGDIR)/dpr-cluster.catalog
 	rm -f $(addprefix $(D)$(MANDIR)/man1/,$(notdir $(filter %.1,$(MAN_PAGES)))) \
 		$(addprefix $(D)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_PAGES)))) \
 		$(addprefix $(D)$(MANDIR)/man8/,$(notdir $(filter %.8,$(MAN_PAGES))))
