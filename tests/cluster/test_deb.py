@@ -215,6 +215,8 @@ def test_package_on_a_systemd_node(make_cluster, debs):
     assert "pkg" in status and "kv" in status, status
     assert node.run("python3 -c 'import dpr._libdpr as L; L.get_lib(); print(L.library_path)'"
                     ).stdout.strip() == "/usr/lib/%s/libdpr.so.0" % MULTIARCH
+    # state directories are not world-readable: the agent's 0711, an instance's 0700
+    assert node.run("stat -c %a /var/lib/dpr /var/lib/dpr/kv-0").stdout.split() == ["711", "700"]
     # the journal's catalog (systemd's trigger compiled it) explains the agent's MESSAGE_IDs
     assert "Subject: DPR domain @DPR_DOMAIN@ rolled back" in node.run(
         "journalctl --no-pager --dump-catalog 892d967b7a6c449397bf100928d6aff0").stdout
