@@ -46,13 +46,33 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 $(WARN)
 
+# Libraries: every one that ships a .pc file gets its compile and link flags
+# from pkg-config; each build.mk names the ones it uses, with
+# $(call pkg_cflags,PKGS) and $(call pkg_libs,PKGS) (glibc's -lm, -lpthread,
+# -lresolv stay as they are). make stops at once, naming what pkg-config lacks,
+# unless the goals need no library (make deps installs them; the demos run
+# make again after it).
+PKG_CONFIG ?= pkg-config
+PKGS = libuv libsystemd openssl zlib hiredis libconfig jansson raft liblz4 avahi-client \
+       libnl-3.0 libnl-route-3.0 fuse3
+PKGS_NOT_NEEDED_BY = deps deps-if-missing demo demo-cluster demo-finder clean uninstall
+ifneq ($(filter-out $(PKGS_NOT_NEEDED_BY),$(or $(MAKECMDGOALS),all)),)
+PKGS_MISSING := $(shell for p in $(PKGS); do $(PKG_CONFIG) --exists $$p 2>/dev/null || echo $$p; done)
+ifneq ($(PKGS_MISSING),)
+$(error pkg-config ($(PKG_CONFIG)) finds no $(PKGS_MISSING): install the development packages \
+  (sudo make deps), or name their .pc files' directory in PKG_CONFIG_PATH)
+endif
+endif
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1))
+
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
                libuv1-dev libhiredis-dev zlib1g-dev libsystemd-dev libhttp-parser-dev \
                libconfig-dev libjansson-dev libraft-dev liblz4-dev \
                libavahi-client-dev libnl-3-dev libnl-route-3-dev \
                systemd dbus avahi-daemon avahi-utils iproute2 util-linux iputils-ping python3-zeroconf \
                redis-server redis-tools python3 python3-pytest python3-redis python3-hiredis python3-yaml \
-               python3-dnspython python3-prometheus-client knot bind9-dnsutils \
+               python3-dnspython python3-prometheus-client knot bind9-dnsutils python3-setuptools python3-pip mypy \
                libfuse3-dev fuse3 \
                libssl-dev openssl python3-cryptography \
                debhelper dh-python lintian bash-completion

@@ -26,12 +26,16 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 # `make install` (DESTDIR empty) runs it on the installed file itself
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR ?= /etc
+# the journal's message catalog: journalctl reads /usr/lib/systemd/catalog and
+# /usr/local/lib/systemd/catalog
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
 MAN_PAGES = $(wildcard man/*.[158])
 UNITS = dpr-agent.service dpr-cachestore@.service
 HEADERS = $(notdir $(wildcard libdpr/include/dpr/*.h))
 PYTHON_FILES = $(notdir $(wildcard python-dpr/dpr/*.py))
+PYTHON_DIST_INFO = dpr_cluster-$(VERSION).dist-info
 # the cluster specs, and the Prometheus scrape config and Grafana dashboard
 # (docs/operations.md, "Metrics")
 EXAMPLES = $(notdir $(wildcard examples/*.yaml)) prometheus.yml grafana-dpr.json
@@ -52,7 +56,7 @@ install: programs
 	install -d $(D)$(BINDIR) $(D)$(LIBDIR) $(D)$(PKGCONFIGDIR) $(D)$(INCLUDEDIR)/dpr \
 		$(D)$(PYTHON_SITE)/dpr $(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(SYSCONFDIR)/dpr \
 		$(D)$(MANDIR)/man1 $(D)$(MANDIR)/man5 $(D)$(MANDIR)/man8 $(D)$(BASHCOMPDIR) \
-		$(D)$(DOCDIR)/examples
+		$(D)$(DOCDIR)/examples $(D)$(CATALOGDIR)
 	install -m 0755 $(AGENT_BIN) $(FINDER_BIN) $(KV_BIN) python-dpr/bin/dprctl $(D)$(BINDIR)/
 	install -m 0644 $(BUILD)/$(LIBDPR_SONAME) $(BUILD)/$(DISCOVER_SONAME) $(D)$(LIBDIR)/
 	ln -sfn $(LIBDPR_SONAME) $(D)$(LIBDIR)/libdpr.so
@@ -62,12 +66,21 @@ install: programs
 	for pc in dpr dpr-discover; do \
 		$(INSTALL_SED) conf/$$pc.pc.in >$(D)$(PKGCONFIGDIR)/$$pc.pc && \
 		chmod 0644 $(D)$(PKGCONFIGDIR)/$$pc.pc || exit 1; done
-	install -m 0644 $(addprefix python-dpr/dpr/,$(PYTHON_FILES)) $(D)$(PYTHON_SITE)/dpr/
+	install -m 0644 $(addprefix python-dpr/dpr/,$(PYTHON_FILES) py.typed) $(D)$(PYTHON_SITE)/dpr/
+	@# the distribution's metadata (python-dpr/pyproject.toml): importlib.metadata and pip
+	@# see dpr-cluster $(VERSION), with its dprctl entry point (top_level.txt, which
+	@# lintian takes for documentation, only repeats the package's name)
+	rm -rf $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)
+	cd python-dpr && PYTHONWARNINGS=ignore $(PYTHON) setup.py -q dist_info \
+		--output-dir $(abspath $(D)$(PYTHON_SITE)) >/dev/null
+	rm -f $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)/top_level.txt
+	test -f $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)/METADATA
 	printf 'LIBDPR = "%s"\nVERSION = "%s"\n' '$(LIBDIR)/$(LIBDPR_SONAME)' '$(VERSION)' \
 		>$(D)$(PYTHON_SITE)/dpr/_install.py
 	for u in $(UNITS); do $(INSTALL_SED) units/$$u >$(D)$(UNITDIR)/$$u && \
 		chmod 0644 $(D)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 conf/sysusers.conf $(D)$(SYSUSERSDIR)/dpr-cluster.conf
+	install -m 0644 conf/dpr-cluster.catalog $(D)$(CATALOGDIR)/dpr-cluster.catalog
 	@if [ ! -e $(D)$(SYSCONFDIR)/dpr/agent.conf ]; then \
 		$(INSTALL_SED) conf/agent.conf >$(D)$(SYSCONFDIR)/dpr/agent.conf && \
 		chmod 0644 $(D)$(SYSCONFDIR)/dpr/agent.conf; \
@@ -84,6 +97,7 @@ install: programs
 		ldconfig; \
 		if command -v systemd-sysusers >/dev/null; then \
 			systemd-sysusers $(SYSUSERSDIR)/dpr-cluster.conf; fi; \
+		if command -v journalctl >/dev/null; then journalctl --update-catalog; fi; \
 		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
 	fi
 
@@ -96,9 +110,11 @@ uninstall:
 		libdpr.a libdpr-discover.a)
 	rm -f $(addprefix $(D)$(PKGCONFIGDIR)/,dpr.pc dpr-discover.pc)
 	rm -f $(addprefix $(D)$(INCLUDEDIR)/dpr/,$(HEADERS))
-	rm -f $(addprefix $(D)$(PYTHON_SITE)/dpr/,$(PYTHON_FILES) _install.py)
+	rm -f $(addprefix $(D)$(PYTHON_SITE)/dpr/,$(PYTHON_FILES) py.typed _install.py)
+	rm -rf $(D)$(PYTHON_SITE)/$(PYTHON_DIST_INFO)
 	rm -rf $(D)$(PYTHON_SITE)/dpr/__pycache__
 	rm -f $(addprefix $(D)$(UNITDIR)/,$(UNITS)) $(D)$(SYSUSERSDIR)/dpr-cluster.conf
+	rm -f $(D)$(CATALOGDIR)/dpr-cluster.catalog
 	rm -f $(addprefix $(D)$(MANDIR)/man1/,$(notdir $(filter %.1,$(MAN_PAGES)))) \
 		$(addprefix $(D)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_PAGES)))) \
 		$(addprefix $(D)$(MANDIR)/man8/,$(notdir $(filter %.8,$(MAN_PAGES))))

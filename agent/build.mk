@@ -7,14 +7,14 @@
 AGENT_SRC = $(filter-out agent/src/main.c,$(sort $(wildcard agent/src/*.c)))
 AGENT_A = $(BUILD)/libdpragent.a
 AGENT_BIN = $(BUILD)/dpr-agent
-# avahi-client (DNS-SD) and libnl-route (address and link events): flags
-# from pkg-config, like every library whose headers are not in /usr/include.
-AGENT_PKGS = avahi-client libnl-route-3.0
-AGENT_LIBS = $(FINDER_LIBS) -lsystemd -lconfig -ljansson -lraft -llz4 \
-             $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null)
+# libconfig (agent.conf), jansson (the control API, state), raft and lz4
+# (the cluster's Raft), avahi-client (DNS-SD), libnl-route (address and link
+# events); flags from pkg-config (Makefile)
+AGENT_PKGS = libconfig jansson raft liblz4 avahi-client libnl-route-3.0
+AGENT_LIBS := $(FINDER_LIBS) $(call pkg_libs,$(AGENT_PKGS))
 
 # (finder/src: the RESP request reader, request.h, which replserver.c uses too)
-AGENT_PKG_CFLAGS := $(shell pkg-config --cflags $(AGENT_PKGS) 2>/dev/null)
+AGENT_PKG_CFLAGS := $(call pkg_cflags,$(AGENT_PKGS))
 $(BUILD)/obj/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include -Ifinder/src $(AGENT_PKG_CFLAGS)
 $(BUILD)/obj/tests/agent/%.o: CPPFLAGS += -Iagent/src -Ifinder/include $(AGENT_PKG_CFLAGS)
 
@@ -48,5 +48,5 @@ FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz
 
 build/fuzz/fuzz_agent_%: tests/agent/fuzz_agent_%.c $(AGENT_FUZZ_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Iagent/src -Ifinder/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) -ljansson -lz \
-		-lhiredis
+	clang $(CPPFLAGS) -Iagent/src -Ifinder/src $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) \
+		$(call pkg_libs,jansson hiredis)

@@ -8,7 +8,7 @@
 CACHESTORE_SRC = $(sort $(wildcard cachestore/src/*.c))
 KV_A = $(BUILD)/libdprkv.a
 KV_BIN = $(BUILD)/dpr-kv
-KV_LIBS = $(LIBDPR_LIBS) $(COMMON_LIBS) -lz -lm
+KV_LIBS = $(LIBDPR_LIBS) $(COMMON_LIBS) -lm
 
 $(BUILD)/obj/cachestore/%.o: CPPFLAGS += -Icachestore/src
 $(BUILD)/obj/tests/cachestore/%.o: CPPFLAGS += -Icachestore/src

@@ -8,7 +8,11 @@
 
 COMMON_SRC = $(sort $(wildcard common/src/*.c))
 COMMON_A = $(BUILD)/libdprcommon.a
-COMMON_LIBS = -luv -lsystemd -lhttp_parser $(shell pkg-config --libs openssl)
+COMMON_PKGS = libuv libsystemd openssl zlib
+# (Debian's libhttp-parser-dev ships no .pc file)
+COMMON_LIBS := $(call pkg_libs,$(COMMON_PKGS)) -lhttp_parser
+# every component includes the base layer's headers (uv.h, zlib.h)
+CPPFLAGS += $(call pkg_cflags,$(COMMON_PKGS))
 
 $(COMMON_A): $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 	@rm -f $@

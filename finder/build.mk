@@ -7,7 +7,7 @@
 FINDER_SRC = $(filter-out finder/src/main.c,$(sort $(wildcard finder/src/*.c)))
 FINDER_A = $(BUILD)/libdprfinder.a
 FINDER_BIN = $(BUILD)/dpr-finder
-FINDER_LIBS = $(LIBDPR_LIBS) $(COMMON_LIBS) -lz -lm
+FINDER_LIBS = $(LIBDPR_LIBS) $(COMMON_LIBS) -lm
 
 $(BUILD)/obj/finder/%.o: CPPFLAGS += -Ifinder/include -Ifinder/src
 $(BUILD)/obj/tests/finder/%.o: CPPFLAGS += -Ifinder/include -Ifinder/src

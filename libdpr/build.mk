@@ -13,7 +13,10 @@ LIBDPR_A = $(BUILD)/libdpr.a
 # link that -ldpr and the Python package's source-tree lookup find
 LIBDPR_SONAME = libdpr.so.0
 LIBDPR_SO = $(BUILD)/libdpr.so
-LIBDPR_LIBS = -lhiredis $(shell pkg-config --libs openssl)
+LIBDPR_PKGS = hiredis openssl
+LIBDPR_LIBS := $(call pkg_libs,$(LIBDPR_PKGS))
+# hiredis' headers: libdpr's, and every component's that speaks RESP
+CPPFLAGS += $(call pkg_cflags,hiredis)
 
 $(BUILD)/obj/libdpr/%.o: CPPFLAGS += -Ilibdpr/src
 # unit tests of private modules (endpoints.h) see libdpr/src too

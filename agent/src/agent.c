@@ -758,7 +758,8 @@ int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
     if (hooks)
         a->hooks = *hooks;
     agent_state_init(&a->st);
-    rc = dpr_mkdir_p(cfg->state_dir, 0755, NULL);
+    /* 0711 like the unit's StateDirectoryMode: not listable by others */
+    rc = dpr_mkdir_p(cfg->state_dir, 0711, NULL);
     if (rc < 0) {
         dpr_err_set(err, rc, "cannot create the state directory %s: %s", cfg->state_dir,
                     strerror(-rc));

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/finders.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "common/resp.h"
 #include "cstate.h"
 #include "envfile.h"
@@ -1436,6 +1437,20 @@ static json_t *replaced(agent *a, const json_t *rec, const agent_placement *cur,
 }
 
 /* Is member id down, as the leader sees it (was_down: it is marked so)? */
+/* A node down or back, with its MESSAGE_ID (common/msgid.h). */
+static void log_node_down(const char *name, bool down)
+{
+    char node_field[128];
+    const char *fields[] = { down ? DPR_MSGID_FIELD(DPR_MSGID_NODE_DOWN)
+                                  : DPR_MSGID_FIELD(DPR_MSGID_NODE_UP),
+                             node_field, NULL };
+
+    snprintf(node_field, sizeof(node_field), "DPR_NODE=%s", name);
+    dpr_log_fields(DPR_LOG_NOTICE, fields, "cluster: node %s %s", name,
+                   down ? "is down: no contact for raft.node_down_after_ms; its instances wait "
+                          "for it" : "is back");
+}
+
 static bool member_down(agent *a, uint64_t id, bool was_down, uint64_t now)
 {
     agent_raft_member m[64];
@@ -1519,8 +1534,7 @@ void agent_cluster_tick(agent *a)
         if (is)
             down[n++] = name;
         if (is != was)
-            log_notice("cluster: node %s %s", name, is ? "is down: no contact for "
-                       "raft.node_down_after_ms; its instances wait for it" : "is back");
+            log_node_down(name, is);
         changed |= is != was;
     }
     /* (a member that left is no longer listed) */

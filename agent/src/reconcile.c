@@ -53,12 +53,18 @@ void agent_set_halted(agent *a, const char *deployment, const char *reason)
         r->resumed = d >= 0 ? a->st.spec.d[d].rollout.resumed : 0;
     }
     snprintf(r->halted, sizeof(r->halted), "%s", reason ? reason : "");
+    char dep_field[160];
+    const char *fields[] = { dep_field, reason ? DPR_MSGID_FIELD(DPR_MSGID_ROLLOUT_HALTED)
+                                               : DPR_MSGID_FIELD(DPR_MSGID_ROLLOUT_RESUMED),
+                             NULL };
+    snprintf(dep_field, sizeof(dep_field), "DPR_DEPLOYMENT=%s", deployment);
     if (reason) {
-        log_error("deployment '%s': roll-out halted: %s", deployment, reason);
+        dpr_log_fields(DPR_LOG_ERR, fields, "deployment '%s': roll-out halted: %s", deployment,
+                       reason);
         agent_emit(a, "rollout", json_pack("{s:s, s:s, s:s}", "deployment", deployment,
                                            "phase", "halted", "reason", reason));
     } else {
-        log_info("deployment '%s': roll-out resumed", deployment);
+        dpr_log_fields(DPR_LOG_INFO, fields, "deployment '%s': roll-out resumed", deployment);
     }
     agent_save_state(a, &a->st, NULL); /* (logged; the halt holds in memory) */
 }

@@ -669,6 +669,21 @@ static void on_finder_timer(uv_timer_t *t)
     schedule_finder_events(t->data);
 }
 
+/* A domain's new world-line, with its MESSAGE_ID (common/msgid.h). */
+static void log_rollback(const char *domain, uint64_t wl, uint64_t old)
+{
+    char dom_field[128], wl_field[48], old_field[48];
+    const char *fields[] = { DPR_MSGID_FIELD(DPR_MSGID_ROLLBACK), dom_field, wl_field, old_field,
+                             NULL };
+
+    snprintf(dom_field, sizeof(dom_field), "DPR_DOMAIN=%s", domain);
+    snprintf(wl_field, sizeof(wl_field), "DPR_WORLD_LINE=%llu", (unsigned long long)wl);
+    snprintf(old_field, sizeof(old_field), "DPR_OLD_WORLD_LINE=%llu", (unsigned long long)old);
+    dpr_log_fields(DPR_LOG_NOTICE, fields, "finder: domain '%s': world-line %llu (was %llu): its "
+                   "workers rolled back to its cut", domain, (unsigned long long)wl,
+                   (unsigned long long)old);
+}
+
 void agent_on_finder_commit(void *arg)
 {
     agent *a = arg;
@@ -691,9 +706,7 @@ void agent_on_finder_commit(void *arg)
         d->seen = true;
         if (wl != d->world_line) {
             if (d->world_line)
-                log_info("finder: domain '%s': world-line %llu (was %llu): its workers rolled "
-                         "back to its cut", name, (unsigned long long)wl,
-                         (unsigned long long)d->world_line);
+                log_rollback(name, wl, d->world_line);
             else
                 log_info("finder: domain '%s' begins (world-line %llu)", name,
                          (unsigned long long)wl);

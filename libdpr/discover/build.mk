@@ -15,9 +15,8 @@ DISCOVER_A = $(BUILD)/libdpr-discover.a
 DISCOVER_SONAME = libdpr-discover.so.0
 DISCOVER_SO = $(BUILD)/libdpr-discover.so
 DISCOVER_PKGS = avahi-client
-DISCOVER_PKG_CFLAGS := $(shell pkg-config --cflags $(DISCOVER_PKGS) 2>/dev/null)
-DISCOVER_LIBS := $(shell pkg-config --libs $(DISCOVER_PKGS) 2>/dev/null || \
-                   echo -lavahi-client -lavahi-common) -lresolv
+DISCOVER_PKG_CFLAGS := $(call pkg_cflags,$(DISCOVER_PKGS))
+DISCOVER_LIBS := $(call pkg_libs,$(DISCOVER_PKGS)) -lresolv
 
 $(BUILD)/obj/libdpr/discover/%.o: CPPFLAGS += -Ilibdpr/discover $(DISCOVER_PKG_CFLAGS)
 

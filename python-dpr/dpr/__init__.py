@@ -21,6 +21,9 @@ Two halves:
         s.set("k", "v")
         s.wait_committed()
 
+    with dpr.Client.from_url("dpr://10.0.0.1:7000,10.0.0.2:7000/kv") as client:
+        ...                         # closes its sessions at the end (dpr.url)
+
 Both halves can find a cluster by DNS-SD (:mod:`dpr.discover`, the
 records the agents publish): ``dpr.connect(cluster="demo")`` (an agent's
 control API over TCP) and ``dpr.Client.discover("demo", "kv")``.
@@ -43,7 +46,10 @@ from .mgmt_errors import (AgentError, AgentUnavailable, NotFound, PermissionDeni
                           ReadyTimeout, RolloutHalted, SpecError)
 from .spec import CacheStore, ClusterSpec
 
-__version__ = "0.1.0"
+from ._version import version as _version
+from .url import parse_url
+
+__version__ = _version()
 
 __all__ = [
     "Client", "Session", "RollbackInfo", "shard_of", "tls_context",
@@ -53,5 +59,5 @@ __all__ = [
     "connect", "Cluster", "ClusterSpec", "CacheStore", "Plan", "Status", "Deployment",
     "Instance", "FinderStatus", "FinderDomain", "Node", "Event", "EventStream",
     "AgentError", "SpecError", "NotFound", "PermissionDenied", "AgentUnavailable",
-    "ReadyTimeout", "RolloutHalted", "discover",
+    "ReadyTimeout", "RolloutHalted", "discover", "parse_url",
 ]

@@ -25,6 +25,7 @@ import errno
 import os
 import threading
 from ctypes import POINTER, c_bool, c_size_t, c_ssize_t, c_uint, c_uint8, c_uint32, c_uint64
+from typing import Any
 
 from .errors import DprError
 
@@ -219,7 +220,7 @@ def _load() -> tuple[ctypes.CDLL, str]:
 
 
 def _bind_all(cdll: ctypes.CDLL) -> None:
-    def _bind(name: str, restype, *argtypes) -> None:
+    def _bind(name: str, restype: Any, *argtypes: Any) -> None:
         f = getattr(cdll, name)
         f.restype = restype
         f.argtypes = list(argtypes)
@@ -257,6 +258,9 @@ def _bind_all(cdll: ctypes.CDLL) -> None:
 
 
 _loaded: tuple[ctypes.CDLL, str] | None = None
+# set by get_lib(); until then __getattr__ below loads them on first access
+lib: ctypes.CDLL
+library_path: str
 _load_lock = threading.Lock()
 
 
@@ -274,7 +278,7 @@ def get_lib() -> ctypes.CDLL:
     return _loaded[0]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # `_libdpr.lib` and `_libdpr.library_path` load the library on first access
     if name in ("lib", "library_path"):
         get_lib()
@@ -287,7 +291,7 @@ _libc.free.restype = None
 _libc.free.argtypes = [ctypes.c_void_p]
 
 
-def free(ptr) -> None:
+def free(ptr: Any) -> None:
     """free() memory that libdpr malloc'd for the caller."""
     _libc.free(ctypes.cast(ptr, ctypes.c_void_p))
 

@@ -57,24 +57,9 @@ def _positive(text: str) -> float:
 
 
 def version() -> str:
-    """The installed version (dpr/_install.py, written by `make install`),
-    else the source tree's (the first line of debian/changelog), else
-    "unknown"."""
-    try:
-        from ._install import VERSION  # type: ignore[import-not-found]
-        return VERSION
-    except ImportError:
-        pass
-    changelog = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "debian",
-                             "changelog")
-    try:
-        with open(changelog, encoding="utf-8") as f:
-            first = f.readline()
-    except OSError:
-        return "unknown"
-    if "(" in first and ")" in first:
-        return first[first.index("(") + 1:first.index(")")]
-    return "unknown"
+    """This package's version (dpr/_version.py says where it comes from)."""
+    from ._version import version as package_version
+    return package_version()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -68,6 +68,7 @@ import re
 import ssl
 import threading
 import time
+import weakref
 from typing import Any, Sequence
 
 import hiredis
@@ -77,6 +78,7 @@ from .errors import (ConnectionError, DiscoveryError, DprError, ProtocolError, R
                      RollbackError, SessionClosedError, SessionInDoubtError, TimeoutError)
 from .resp import Connection, encode_command, parse_address
 from .route import shard_of, to_bytes
+from .url import parse_url
 
 __all__ = ["Client", "Session", "RollbackInfo"]
 
@@ -201,6 +203,8 @@ class Client:
 
     A Client holds no connections itself; it may be shared by threads. Each
     Session has its own connections and must be used by one thread at a time.
+    ``with Client(...) as c:`` (or ``c.close()``) closes every session the
+    client made that is still open; a closed client makes no new sessions.
     """
 
     def __init__(self, shards: Sequence[str], finder: str | Sequence[str],
@@ -239,6 +243,42 @@ class Client:
         # asked for the shards' endpoints again when a shard stops answering
         self._agents: list[str] = []
         self._deployment: str | None = None
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self.closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "Client":
+        """A Client from a DPR URL (dpr.url): ``dpr://HOST[:PORT][,...]/DEPLOYMENT``
+        (the agents' finder ports, asked for the deployment's shards as in
+        :meth:`for_deployment`), ``dpr://FINDER[,...]/?shards=H:P,H:P`` (no
+        agent), ``dprs://...`` for TLS (``ca=``, ``cert=``, ``key=`` or the
+        ``ssl_context`` keyword), and ``timeout=`` etc. in the query. Other
+        keyword arguments go to Client(). A bad URL, or an option given both
+        in the URL and as a keyword, raises ValueError."""
+        u = parse_url(url)
+        both = sorted(set(u.options) & set(kwargs))
+        if both:
+            raise ValueError("%s: %s given both in the URL and as a keyword argument"
+                             % (url, ", ".join(both)))
+        kwargs.update(u.options)
+        if kwargs.get("ssl_context") is not None:
+            if not u.tls:
+                raise ValueError("%s: an ssl_context with a dpr:// URL (plain TCP): use "
+                                 "dprs:// for TLS" % url)
+            if u.tls_files:
+                raise ValueError("%s: TLS files in the URL and an ssl_context keyword: give "
+                                 "one of them" % url)
+        elif u.tls:
+            if "ca" not in u.tls_files:
+                raise ValueError("%s: dprs:// needs the cluster CA: ca=PATH in the URL or an "
+                                 "ssl_context keyword" % url)
+            from .resp import tls_context
+            kwargs["ssl_context"] = tls_context(u.tls_files["ca"], u.tls_files.get("cert"),
+                                                u.tls_files.get("key"))
+        if u.shards is not None:
+            return cls(u.shards, u.hosts, **kwargs)
+        assert u.deployment is not None
+        return cls.for_deployment(u.deployment, u.hosts, **kwargs)
 
     @classmethod
     def for_deployment(cls, name: str, agents: str | Sequence[str], **kwargs: Any) -> "Client":
@@ -261,7 +301,7 @@ class Client:
                                   "node down, or not started yet); try again"
                                   % (name, ", ".join(str(i) for i in missing)))
         kwargs.setdefault("domain", name)
-        c = cls(endpoints, agents, workers, **kwargs)
+        c = cls([e for e in endpoints if e is not None], agents, workers, **kwargs)
         c.layout_epoch = epoch
         c._agents, c._deployment = agents, name
         return c
@@ -355,20 +395,20 @@ class Client:
                                                        self.shards[i], worker))
                 self._workers[i] = worker
 
-    def _adopt_layout(self, epoch: int, shards: Sequence[str]) -> bool:
+    def _adopt_layout(self, epoch: int, shards: Sequence[str | bytes]) -> bool:
         """Follows a layout a shard gave (DPR.LAYOUT) if it is newer than
         the one followed. Worker ids of addresses that stay are kept."""
-        shards = [a.decode() if isinstance(a, bytes) else str(a) for a in shards]
-        if not shards:
+        addrs = [a.decode() if isinstance(a, bytes) else str(a) for a in shards]
+        if not addrs:
             return False
-        for a in shards:
+        for a in addrs:
             parse_address(a)
         with self._lock:
             if epoch <= self.layout_epoch:
                 return False
             known = dict(zip(self.shards, self._workers))
-            self.shards = shards
-            self._workers = [known.get(a) for a in shards]
+            self.shards = addrs
+            self._workers = [known.get(a) for a in addrs]
             self.layout_epoch = epoch
         return True
 
@@ -411,7 +451,24 @@ class Client:
 
     def session(self) -> "Session":
         """A new session (use it as a context manager, or call close())."""
-        return Session(self)
+        if self.closed:
+            raise DprError("the client is closed")
+        s = Session(self)
+        self._sessions.add(s)
+        return s
+
+    def close(self) -> None:
+        """Closes every session of this client that is still open
+        (idempotent); session() refuses afterwards."""
+        self.closed = True
+        for s in list(self._sessions):
+            s.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- plain reads, outside any session (tests, tools) ------------------
 
@@ -533,7 +590,11 @@ class Session:
         self._in_doubt = False  # a batch was abandoned; a rollback must settle it
         self._refused_by = 0  # newest world-line a refusal named, not yet rolled back to
         self.rollbacks: list[RollbackInfo] = []
-        wl, _, _ = self._sync(time.monotonic() + client.reconnect_timeout)
+        try:
+            wl, _, _ = self._sync(time.monotonic() + client.reconnect_timeout)
+        except BaseException:
+            self._finder.close()  # (the one connection _sync may have opened)
+            raise
         raw = os.urandom(16)
         sid = L.SessionId(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
         r = L.lib.dpr_session_init(ctypes.byref(self._c), sid, L.domain_id(client.domain), wl, 0)
@@ -673,9 +734,9 @@ class Session:
         if addrs == self._shard_addrs:
             return
         old = dict(zip(self._shard_addrs, self._shards))
-        self._shards = [old.pop(a, None) or Connection(a, self.client.timeout,
-                                                       self.client.connect_timeout,
-                                                       self.client.ssl_context)
+        self._shards = [old.pop(a) if a in old else Connection(a, self.client.timeout,
+                                                               self.client.connect_timeout,
+                                                               self.client.ssl_context)
                         for a in addrs]
         for c in old.values():
             c.close()

@@ -36,7 +36,7 @@ __all__ = ["connect", "Cluster", "Plan", "Status", "Deployment", "Instance", "Fi
 _SHARD_RE = re.compile(r"-(\d+)$")
 
 
-def _fields(cls, d: Mapping) -> dict:
+def _fields(cls: Any, d: Mapping) -> dict:
     names = {f.name for f in dataclasses.fields(cls)} - {"raw"}
     return {k: d.get(k) for k in names if k in d}
 
@@ -373,7 +373,7 @@ class Status:
         deps = [Deployment.from_dict(d) for d in r.get("deployments") or []
                 if isinstance(d, Mapping)]
         deps.sort(key=lambda d: d.name)
-        sd = r.get("systemd") if isinstance(r.get("systemd"), Mapping) else {}
+        sd: Mapping = r["systemd"] if isinstance(r.get("systemd"), Mapping) else {}
         return cls(cluster=r.get("cluster"), node=r.get("node"), generation=r.get("generation"),
                    finder=FinderStatus.from_dict(r.get("finder")), deployments=deps,
                    retiring=[str(x) for x in r.get("retiring") or []],
@@ -480,7 +480,7 @@ class Cluster:
         """The TCP address of the agent's control API, or None on the socket."""
         return self._conn.address
 
-    def request(self, op: str, args: dict | None = None, **kw) -> Any:
+    def request(self, op: str, args: dict | None = None, **kw: Any) -> Any:
         """A raw request (op and args of docs/control-api.md); returns the result."""
         return self._conn.request(op, args, **kw)
 
@@ -490,7 +490,7 @@ class Cluster:
     def __enter__(self) -> "Cluster":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -670,7 +670,7 @@ class Cluster:
             st.deployments = [st.deployment(n) for n in names]  # NotFound if missing
         return st
 
-    def client(self, name: str, **kwargs) -> Any:
+    def client(self, name: str, **kwargs: Any) -> Any:
         """A ``dpr.Client`` for deployment ``name``: its endpoints in shard
         order, its worker ids, the finder's address from the status, and the
         deployment's DPR domain (its name). Its sessions span this

@@ -222,7 +222,7 @@ def cluster_services(status: Mapping, nodes: Mapping) -> tuple[list[Service], li
     if leader is None:
         warnings.append("no leader known (an election, or no quorum): no finder record")
     else:
-        raft = status.get("raft") if isinstance(status.get("raft"), Mapping) else {}
+        raft: Mapping = status["raft"] if isinstance(status.get("raft"), Mapping) else {}
         services.append(Service(FINDER, finder_instance(cluster), leader["name"],
                                 _split(leader["finder"])[1] or 0,
                                 finder_txt(cluster, leader["name"], leader["finder"],
@@ -257,7 +257,7 @@ def _instance_service(cluster: str, d: Mapping, i: Any, known: set,
                         % (name, node))
     _, port = _split(endpoint)
     dep = str(d.get("name"))
-    shards = d.get("shards") if isinstance(d.get("shards"), int) else len(d.get("instances"))
+    shards = d["shards"] if isinstance(d.get("shards"), int) else len(d.get("instances") or [])
     return Service(CACHESTORE, cachestore_instance(dep, shard, cluster), node, port or 0,
                    cachestore_txt(cluster, dep, shard, shards, worker, d.get("version") or "",
                                   d.get("impl") or "dpr-kv", node, endpoint))

@@ -57,7 +57,7 @@ class RollbackError(DprError):
                          "session continues on world-line %d"
                          % (old_world_line, world_line, reason, what, world_line))
 
-    def __reduce__(self):  # picklable (e.g. sent from a worker process)
+    def __reduce__(self) -> tuple[type, tuple[int, int, int, int, int, str]]:  # picklable (e.g. sent from a worker process)
         return (type(self), (self.lost_from, self.lost_count, self.world_line,
                              self.old_world_line, self.last_seq_before, self.reason))
 

@@ -19,6 +19,7 @@ import datetime
 import ipaddress
 import os
 import re
+from typing import Any, Sequence
 
 from .errors import DprError
 
@@ -35,7 +36,7 @@ class PkiError(DprError):
     """A CA directory or a name that cannot be used; the message says which."""
 
 
-def _x509():
+def _x509() -> tuple[Any, ...]:
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -76,18 +77,18 @@ def _write(path: str, data: bytes, mode: int, force: bool) -> None:
     os.replace(tmp, path)
 
 
-def _key_pem(key) -> bytes:
+def _key_pem(key: Any) -> bytes:
     _, _, serialization, _, _, _ = _x509()
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def _cert_pem(cert) -> bytes:
+def _cert_pem(cert: Any) -> bytes:
     _, _, serialization, _, _, _ = _x509()
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _load_ca(ca_dir: str):
+def _load_ca(ca_dir: str) -> tuple[Any, Any]:
     x509, _, serialization, _, _, _ = _x509()
     try:
         with open(os.path.join(ca_dir, "ca.crt"), "rb") as f:
@@ -102,7 +103,7 @@ def _load_ca(ca_dir: str):
     return cert, key
 
 
-def cluster_of(ca_cert) -> str:
+def cluster_of(ca_cert: Any) -> str:
     """The cluster name of a CA certificate (its O=)."""
     _, _, _, _, _, NameOID = _x509()
     attrs = ca_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
@@ -111,7 +112,7 @@ def cluster_of(ca_cert) -> str:
     return attrs[0].value
 
 
-def _crl(ca_cert, ca_key, revoked: list) -> bytes:
+def _crl(ca_cert: Any, ca_key: Any, revoked: list) -> bytes:
     x509, hashes, serialization, _, _, _ = _x509()
     now = _now()
     b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
@@ -158,7 +159,8 @@ def init(ca_dir: str, cluster: str, days: int = CA_DAYS, force: bool = False) ->
     return paths
 
 
-def issue(ca_dir: str, kind: str, name: str, out_dir: str | None = None, ips=(), dns=(),
+def issue(ca_dir: str, kind: str, name: str, out_dir: str | None = None,
+          ips: Sequence[str] = (), dns: Sequence[str] = (),
           days: int = CERT_DAYS, force: bool = False) -> dict:
     """Issues a node or client certificate NAME of the CA in ca_dir into
     out_dir (default ca_dir): NAME.key (0600), NAME.crt (0644), and ca.crt
@@ -216,7 +218,7 @@ def issue(ca_dir: str, kind: str, name: str, out_dir: str | None = None, ips=(),
     return paths
 
 
-def _signed_by(cert, ca_cert) -> bool:
+def _signed_by(cert: Any, ca_cert: Any) -> bool:
     """Whether ca_cert's key signed cert (two CAs of one cluster share a
     subject name)."""
     from cryptography.exceptions import InvalidSignature

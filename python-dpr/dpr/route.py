@@ -42,7 +42,7 @@ def routing_bytes(key: bytes) -> bytes:
     return key
 
 
-def key_hash(key: str | bytes) -> int:
+def key_hash(key: str | bytes | int) -> int:
     """FNV-1a 64 of the key's routing bytes (dpr_route_hash)."""
     h = _FNV_OFFSET
     for b in routing_bytes(to_bytes(key)):

@@ -288,6 +288,7 @@ class CacheStore:
         cs = cls._from_dict(d, path, problems)
         if problems:
             raise SpecError(problems)
+        assert cs is not None  # (a non-mapping is a problem)
         return cs
 
     @classmethod
@@ -309,7 +310,7 @@ class CacheStore:
         given = getattr(self, "_given", None)
         p = path + "."
         # name
-        v = self.name
+        v: Any = self.name
         if v is None:
             out.append((p + "name", "required (a string)"))
         elif not isinstance(v, str):
@@ -408,7 +409,8 @@ class ClusterSpec:
             for i, item in enumerate(items):
                 cs = CacheStore._from_dict(item, "cachestores[%d]" % i, problems)
                 stores.append(cs)
-        spec = cls(name=d.get("name"), cachestores=stores)
+        name: Any = d.get("name")  # checked by validate(), like the rest
+        spec = cls(name=name, cachestores=stores)
         spec._given = set(d.keys())  # type: ignore[attr-defined]
         return spec
 
@@ -513,7 +515,7 @@ _INDEX_RE = re.compile(r"^cachestores\[(\d+)\]")
 def _ordered(problems: list) -> list:
     """The agent's order: the spec's own fields, then each deployment in
     turn, then duplicate names."""
-    def key(pm):
+    def key(pm: tuple[str, str]) -> tuple[int, int]:
         path, msg = pm
         m = _INDEX_RE.match(path)
         if not m:
@@ -552,16 +554,16 @@ def _yaml_msg(e: Exception) -> str:
     return text
 
 
-def _make_loader():
+def _make_loader() -> Any:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
         """SafeLoader that refuses duplicate keys (a silent override would
         hide a typo)."""
 
-    def construct_mapping(loader, node, deep=False):
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict:
         loader.flatten_mapping(node)
-        seen = {}
+        seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
             try:
@@ -584,9 +586,9 @@ def _make_loader():
 
 
 class _LazyLoader:
-    _cls = None
+    _cls: Any = None
 
-    def __call__(self, stream):
+    def __call__(self, stream: Any) -> Any:
         if _LazyLoader._cls is None:
             _LazyLoader._cls = _make_loader()
         return _LazyLoader._cls(stream)

@@ -598,6 +598,8 @@ def test_a_node_that_stops_answering_is_marked_down_and_back(tmp_path):
         assert c.shards == before[1] and c.domain == "mv", (c, before)
         assert c.worker_ids() == before[2]
         assert c.finders == agents_list
+        with dpr.Client.from_url("dpr://%s/mv" % ",".join(agents_list)) as u:
+            assert (u.shards, u.finders, u.domain) == (c.shards, agents_list, "mv")
         assert "no deployment 'nope'" in finder_error(finder_of(watcher),
                                                        "DPR.CLUSTER.ENDPOINTS", "nope")
         sock, stream = watcher.events()

@@ -28,6 +28,8 @@ from test_agent_systemd import boot, call, ok  # noqa: E402
 
 wait_for = functools.partial(dprtest.wait_for, timeout=60.0, interval=0.2)
 
+MSGID_ROLLOUT_HALTED = "0a9e477766c2498094b121bf8cc7a709"  # common/msgid.h
+
 # an implementation that exits at once: the version that fails to start;
 # one that never gets ready (it never says READY=1): the version that stalls
 BROKEN_IMPL = '    broken = "/bin/false";\n'
@@ -221,8 +223,13 @@ def test_failing_version_halts_and_says_why(node):
     assert insts2["kv-1"]["main_pid"] == before["kv-1"]["main_pid"]
     st = dprctl(node, "rollout", "status", "kv")
     assert st.returncode == 0 and "halted: kv-0" in st.stdout, st.stdout
-    log = node.run("journalctl --no-pager -o cat SYSLOG_IDENTIFIER=dpr-agent").stdout
-    assert "roll-out halted: kv-0" in log
+    # one journal error with the roll-out's MESSAGE_ID (common/msgid.h) and the deployment
+    out = node.run("journalctl --no-pager -o json SYSLOG_IDENTIFIER=dpr-agent "
+                   "MESSAGE_ID=" + MSGID_ROLLOUT_HALTED).stdout
+    halts = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(halts) == 1, halts
+    assert "roll-out halted: kv-0" in halts[0]["MESSAGE"], halts
+    assert halts[0]["DPR_DEPLOYMENT"] == "kv" and halts[0]["PRIORITY"] == "3", halts
 
 
 def test_undo_goes_back(node):

@@ -96,6 +96,10 @@ fi
 if [ -d /usr/local/lib ]; then
     ldconfig
 fi
+# the journal's message catalog (make install's dpr-cluster.catalog)
+if ls /usr/local/lib/systemd/catalog/*.catalog >/dev/null 2>&1; then
+    journalctl --update-catalog
+fi
 
 # --- units and files of ours -------------------------------------------------
 mkdir -p /etc/systemd/system /usr/local/libexec /etc/avahi/services

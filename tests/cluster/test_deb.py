@@ -122,7 +122,10 @@ def test_packages_hold_what_make_install_installs(debs, tmp_path):
             "/usr/share/man/man8/dpr-agent.8.gz", "/usr/share/man/man8/dpr-kv.8.gz",
             "/usr/share/man/man8/dpr-finder.8.gz",
             "/usr/share/doc/dpr-cluster/examples/cluster.yaml",
-            "/usr/share/doc/dpr-cluster/operations.md"}
+            "/usr/share/doc/dpr-cluster/operations.md",
+            "/usr/lib/python3/dist-packages/dpr/py.typed",
+            "/usr/lib/systemd/catalog/dpr-cluster.catalog",
+            "/usr/lib/python3/dist-packages/dpr_cluster-%s.dist-info/METADATA" % version()}
     assert want <= lists["dpr-cluster"], want - lists["dpr-cluster"]
     # the SONAMEs, the conffile and the paths substituted for /usr/local
     for so in ("libdpr.so.0", "libdpr-discover.so.0"):
@@ -212,6 +215,15 @@ def test_package_on_a_systemd_node(make_cluster, debs):
     assert "pkg" in status and "kv" in status, status
     assert node.run("python3 -c 'import dpr._libdpr as L; L.get_lib(); print(L.library_path)'"
                     ).stdout.strip() == "/usr/lib/%s/libdpr.so.0" % MULTIARCH
+    # state directories are not world-readable: the agent's 0711, an instance's 0700
+    assert node.run("stat -c %a /var/lib/dpr /var/lib/dpr/kv-0").stdout.split() == ["711", "700"]
+    # the journal's catalog (systemd's trigger compiled it) explains the agent's MESSAGE_IDs
+    assert "Subject: DPR domain @DPR_DOMAIN@ rolled back" in node.run(
+        "journalctl --no-pager --dump-catalog 892d967b7a6c449397bf100928d6aff0").stdout
+    # the Python distribution (python-dpr/pyproject.toml), as importlib.metadata sees it
+    assert node.run("python3 -c 'import importlib.metadata as m; d = m.distribution(\"dpr-cluster\"); "
+                    "print(d.version, [e.value for e in d.entry_points])'").stdout == \
+        "%s ['dpr.cli:main']\n" % version()
     exec_start = node.systemctl("show", "-p", "ExecStart", "--value", "dpr-cachestore@kv-0")
     assert "/usr/bin/env" in exec_start
     env = node.run("cat /run/dpr/instances/kv-0.env").stdout

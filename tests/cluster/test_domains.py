@@ -59,6 +59,31 @@ def all_ready(node):
     return st if len(insts) == 6 and all(i["ready"] for i in insts.values()) else None
 
 
+MSGID_ROLLBACK = "892d967b7a6c449397bf100928d6aff0"  # common/msgid.h
+
+
+def check_rollback_logged(node, domain, old, new):
+    """The agent logged the domain's new world-line once, with its
+    MESSAGE_ID and fields, and the journal's catalog explains the id
+    (conf/dpr-cluster.catalog, installed by make install)."""
+    def entries():
+        out = node.run(["journalctl", "--no-pager", "-o", "json", "MESSAGE_ID=" + MSGID_ROLLBACK,
+                        "SYSLOG_IDENTIFIER=dpr-agent", "DPR_DOMAIN=" + domain,
+                        "DPR_WORLD_LINE=%d" % new], check=False).stdout
+        got = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return got or None
+    got = harness.wait_for("the rollback's journal entry", entries, 30)
+    assert len(got) == 1, got
+    e = got[0]
+    assert (int(e["DPR_OLD_WORLD_LINE"]), int(e["DPR_WORLD_LINE"])) == (old, new), e
+    assert e["PRIORITY"] == "5" and "rolled back" in e["MESSAGE"], e
+    text = node.run(["journalctl", "--no-pager", "--dump-catalog", MSGID_ROLLBACK]).stdout
+    assert "Subject: DPR domain @DPR_DOMAIN@ rolled back" in text, text
+    explained = node.run(["journalctl", "--no-pager", "-x", "-o", "with-unit",
+                          "MESSAGE_ID=" + MSGID_ROLLBACK]).stdout
+    assert "DPR domain %s rolled back: world-line %d" % (domain, new) in explained, explained
+
+
 def test_a_failure_in_one_deployment_never_rolls_back_another(cluster):
     node = cluster[0]
     harness.wait_for("dpr-agent", lambda: node.is_active("dpr-agent") == "active", 60)
@@ -86,6 +111,7 @@ def test_a_failure_in_one_deployment_never_rolls_back_another(cluster):
                 world_lines(s)["kv"] > wl0["kv"] else None
         st = harness.wait_for("kv-1 restarted by systemd", kv1_back, WAIT)
         assert world_lines(st)["sessions"] == wl0["sessions"], st["deployments"]
+        check_rollback_logged(node, "kv", wl0["kv"], world_lines(st)["kv"])
         w.moves_on("after kill -9")
 
         # (b) systemctl restart of kv-2

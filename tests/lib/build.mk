@@ -5,8 +5,8 @@
 # Included by the top-level Makefile; `make` (all) builds it.
 
 LAZYFS_BIN = $(BUILD)/tests/lazyfs
-LAZYFS_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null || echo -I/usr/include/fuse3)
-LAZYFS_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null || echo -lfuse3 -lpthread)
+LAZYFS_CFLAGS := $(call pkg_cflags,fuse3)
+LAZYFS_LIBS := $(call pkg_libs,fuse3)
 
 $(BUILD)/obj/tests/lib/lazyfs.o: CPPFLAGS += $(LAZYFS_CFLAGS)
 

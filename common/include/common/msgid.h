@@ -13,7 +13,10 @@
  *     const char *fields[] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_FAILING), NULL};
  *     dpr_log_fields(DPR_LOG_ERR, fields, "checkpoints failing: %s", why);
  *
- * Logged on each transition (not on every retry). docs/dpr-kv.md lists them.
+ * Logged on each transition (not on every retry). docs/dpr-kv.md and
+ * docs/operations.md list them; conf/dpr-cluster.catalog explains each to
+ * `journalctl -x` (installed in the journal's message catalog by make
+ * install and the package): an id added here gets its entry there.
  */
 #ifndef COMMON_MSGID_H
 #define COMMON_MSGID_H
@@ -41,6 +44,20 @@
 /* dpr-agent: the hosted finder does not know workers whose versions it had
  * committed: its state was lost or replaced */
 #define DPR_MSGID_FINDER_STATE_LOST "0ec2aec8335241b38901ac3574ae27cd"
+/* dpr-agent (the finder's host): a DPR domain moved to a new world-line: its
+ * workers rolled back to its cut (a cache-store crashed or lost its data);
+ * DPR_DOMAIN=, DPR_WORLD_LINE=, DPR_OLD_WORLD_LINE= */
+#define DPR_MSGID_ROLLBACK "892d967b7a6c449397bf100928d6aff0"
+/* dpr-agent: a deployment's roll-out halted (an updated instance did not
+ * become ready): no further instance is updated; DPR_DEPLOYMENT= */
+#define DPR_MSGID_ROLLOUT_HALTED "0a9e477766c2498094b121bf8cc7a709"
+/* dpr-agent: a halted roll-out resumed */
+#define DPR_MSGID_ROLLOUT_RESUMED "36022261c96b4224854fea3768873721"
+/* dpr-agent (the Raft leader): a node of the cluster is down (no contact
+ * for raft.node_down_after_ms); DPR_NODE= */
+#define DPR_MSGID_NODE_DOWN "acfd3c4809f34b99b41af34dee3615e1"
+/* dpr-agent (the Raft leader): a node that was down is back; DPR_NODE= */
+#define DPR_MSGID_NODE_UP "beb1597e5f6141e0844c2ddb007e00d7"
 
 #define DPR_MSGID_FIELD(id) "MESSAGE_ID=" id
 
