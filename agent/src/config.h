@@ -55,6 +55,9 @@ typedef struct agent_config {
     char *instance_dir;       /* default /run/dpr/instances */
     char *cs_address;         /* cache-stores listen here; default node address */
     uint16_t port_min, port_max; /* default 7100..7999 */
+    /* the instances' metrics endpoints (cachestores.metrics_port_min/max,
+     * both or neither; default 0..0: none) */
+    uint16_t metrics_port_min, metrics_port_max;
     uint32_t checkpoint_interval_ms; /* spec default, default 100 */
     uint32_t max_clients;     /* spec default, default 10000 */
     size_t nimpls;
