@@ -484,7 +484,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                                 "max_input_bytes", "listen", "remote_access",
                                                 NULL };
     static const char *const finder_keys[] = { "listen", NULL };
-    static const char *const metrics_keys[] = { "address", NULL };
+    static const char *const metrics_keys[] = { "address", "workers", NULL };
     static const char *const cs_keys[] = { "instance_directory", "listen_address",
                                            "port_min", "port_max", "metrics_port_min",
                                            "metrics_port_max", "checkpoint_interval_ms",
@@ -586,6 +586,8 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
             AGENT_MAX_CLIENTS_MAX, &maxc);
     get_int(x, node, "node.max_instances", "max_instances", 1, 65535, &maxinst);
     get_bool(x, log, "log.verbose", "verbose", &c->verbose);
+    c->metrics_workers = true;
+    get_bool(x, metrics, "metrics.workers", "workers", &c->metrics_workers);
     c->discovery = true;
     get_bool(x, disc, "discovery.enabled", "enabled", &c->discovery);
     read_control_limits(x, control, c);

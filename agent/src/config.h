@@ -45,6 +45,7 @@ typedef struct agent_config {
     /* the Prometheus endpoint (metrics.address "HOST:PORT"; NULL: off):
      * the agent's dpr_agent_* and its finder's dpr_finder_* metrics */
     char *metrics_address;
+    bool metrics_workers;     /* metrics.workers: the finder's per-worker series; default true */
     /* control socket limits (defaults: AGENT_CONTROL_* in control.h) */
     uint32_t control_max_connections;     /* in all; default 256 */
     uint32_t control_max_per_user;        /* of one non-root uid; default 32 */

@@ -116,7 +116,7 @@ static int write_page(void *arg, dpr_buf *b)
     dpr_metrics_gauge(b, "dpr_agent_finder_serving",
                       "1 while this node serves the finder (one node, or the Raft leader)",
                       a->finder && agent_finder_serving(a->finder) ? 1 : 0);
-    if (agent_finder_metrics(a->finder, b) < 0)
+    if (agent_finder_metrics(a->finder, a->cfg->metrics_workers, b) < 0)
         return -ENOMEM;
     return dpr_buf_failed(b) ? -ENOMEM : 0;
 }

@@ -483,6 +483,13 @@ TEST(metrics_section)
     agent_problems_init(&p);
     CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
     CHECK(c.metrics_address && strcmp(c.metrics_address, "127.0.0.1:9464") == 0);
+    CHECK(c.metrics_workers); /* the default */
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\nmetrics = { address = \"127.0.0.1:0\"; workers = false; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(!c.metrics_workers);
     agent_config_free(&c);
     agent_problems_free(&p);
     write_conf("cluster = \"demo\";\nmetrics = {\n  address = \"9464\";\n  path = \"/m\"; };\n"

@@ -70,6 +70,7 @@ def test_agent_metrics_follow_applies_and_the_finder(tmp_path):
     assert now.value("dpr_finder_world_line", domain="kv") == 1
     assert now.value("dpr_finder_worker_durable_version", domain="kv",
                      worker=env["DPR_KV_WORKER"]) >= 1
+    assert now.value("dpr_finder_max_cut_lag_versions", domain="kv") >= 0
 
     # every metric the example dashboard queries is served (agent + finder, dpr-kv)
     served = now.names() | promscrape.scrape(promscrape.address(kvp)).names()
@@ -227,10 +228,17 @@ def test_instances_get_metrics_ports_found_through_sd(tmp_path):
 
 
 def test_no_metrics_ports_without_the_range(tmp_path):
-    a = Agent(tmp_path / "a", extra_conf=METRICS).start()
+    """No cachestores.metrics_port_min/max: no instance has a metrics
+    address, /sd lists the agent only; metrics.workers = false leaves the
+    hosted finder's per-worker families out."""
+    a = Agent(tmp_path / "a", extra_conf=METRICS.replace("; }", "; workers = false; }")).start()
     result_of(a.call("apply", {"spec": spec(kv(shards=1))}))
     assert "DPR_KV_METRICS_ADDRESS" not in env_file(a, "kv-0")
     st = result_of(a.call("status"))
     assert st["deployments"][0]["instances"][0]["metrics_endpoint"] is None
-    assert len(sd_groups(promscrape.address(a.proc))) == 1
+    addr = promscrape.address(a.proc)
+    assert len(sd_groups(addr)) == 1
+    names = promscrape.scrape(addr).names()
+    assert "dpr_finder_max_cut_lag_versions" in names
+    assert not {n for n in names if n.startswith("dpr_finder_worker_")}
     a.stop()
