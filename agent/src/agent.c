@@ -227,12 +227,14 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     rc = agent_plan_make(&a->st, desired, &alloc, &next, &plan);
     if (rc == -ENOSPC) {
         agent_problems_init(&p);
+        char mports[96] = "";
+        if (a->cfg->metrics_port_min)
+            snprintf(mports, sizeof(mports), "; metrics ports %u..%u (metrics_port_min/max)",
+                     a->cfg->metrics_port_min, a->cfg->metrics_port_max);
         agent_problems_add(&p, "cachestores", "not enough free ports: the node hands out "
-                           "ports %u..%u (cachestores.port_min/port_max in %s), %zu free; "
-                           "metrics ports %u..%u (metrics_port_min/max)",
+                           "ports %u..%u (cachestores.port_min/port_max in %s), %zu free%s",
                            a->cfg->port_min, a->cfg->port_max, a->cfg->path,
-                           agent_plan_free_ports(&a->st, &alloc), a->cfg->metrics_port_min,
-                           a->cfg->metrics_port_max);
+                           agent_plan_free_ports(&a->st, &alloc), mports);
         reply = agent_reply_spec_invalid(req->id, &p);
         agent_problems_free(&p);
         return reply;

@@ -418,6 +418,12 @@ TEST(metrics_ports)
     CHECK_EQ_INT(agent_plan_metrics_ports(&m, &st), 1);
     for (size_t i = 0; i < 3; i++)
         CHECK_EQ_INT(st.inst[i].metrics_port, 9020 + i);
+    /* a spec needing more metrics ports than the range has: refused */
+    agent_alloc one = { .port_min = 9000, .port_max = 9099, .metrics_port_min = 9100,
+                        .metrics_port_max = 9100 };
+    agent_state_init(&loaded);
+    CHECK_EQ_INT(agent_plan_make(&loaded, &s, &one, &next, &p), -ENOSPC);
+    agent_state_free(&loaded);
     /* no range: none */
     CHECK_EQ_INT(agent_plan_make(&st, &s, &off, &next, &p), 0);
     for (size_t i = 0; i < 3; i++)
