@@ -7,7 +7,7 @@
 #   make fuzz      run every libFuzzer target for FUZZ_SECONDS each
 #   make bench     run the benchmarks (bench-finder, bench-kv, bench-resize, bench-raft,
 #                  bench-raft-tls,
-#                  bench-replication, bench-tls;
+#                  bench-replication, bench-tls, bench-finder-metrics;
 #                  as root also: make bench-placement, bench-discovery, bench-rollout)
 #   make install   install into $(DESTDIR)$(PREFIX); make uninstall removes it
 #   make deb       the Debian packages, in $(BUILD)/ (docs/packaging.md)
@@ -147,7 +147,8 @@ fuzz: fuzz-build
 	tests/lib/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # --- benchmarks (not tests) ------------------------------------------------
-bench: bench-finder bench-kv bench-resize bench-raft bench-raft-tls bench-replication bench-tls
+bench: bench-finder bench-kv bench-resize bench-raft bench-raft-tls bench-replication bench-tls \
+       bench-finder-metrics
 
 bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
@@ -165,6 +166,11 @@ bench-tls: $(FINDER_BIN) $(KV_BIN)
 .PHONY: bench-resize
 bench-resize: $(FINDER_BIN) $(KV_BIN) $(LIBDPR_SO)
 	/usr/bin/python3 bench/resize.py $(BUILD)
+
+# the finder's metrics page at 2000 and 20000 workers (bench/finder_metrics.py)
+.PHONY: bench-finder-metrics
+bench-finder-metrics: $(FINDER_BIN)
+	/usr/bin/python3 bench/finder_metrics.py $(BUILD)
 
 # the finder of a 3-agent Raft cluster: bench-finder rows and failover (bench/raft.py)
 .PHONY: bench-raft

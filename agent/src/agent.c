@@ -226,7 +226,8 @@ static void announce(agent *a, const agent_request *req, const char *event, uint
 static json_t *change(agent *a, const agent_request *req, const agent_spec *desired,
                       const agent_placement *placement, bool dry, const char *event)
 {
-    agent_alloc alloc = { a->cfg->port_min, a->cfg->port_max, placement, a->cfg->node_name };
+    agent_alloc alloc = { a->cfg->port_min, a->cfg->port_max, a->cfg->metrics_port_min,
+                          a->cfg->metrics_port_max, placement, a->cfg->node_name };
     agent_state next;
     agent_plan plan;
     agent_problems p;
@@ -246,10 +247,14 @@ static json_t *change(agent *a, const agent_request *req, const agent_spec *desi
     rc = agent_plan_make(&a->st, desired, &alloc, &next, &plan);
     if (rc == -ENOSPC) {
         agent_problems_init(&p);
+        char mports[96] = "";
+        if (a->cfg->metrics_port_min)
+            snprintf(mports, sizeof(mports), "; metrics ports %u..%u (metrics_port_min/max)",
+                     a->cfg->metrics_port_min, a->cfg->metrics_port_max);
         agent_problems_add(&p, "cachestores", "not enough free ports: the node hands out "
-                           "ports %u..%u (cachestores.port_min/port_max in %s), %zu free",
+                           "ports %u..%u (cachestores.port_min/port_max in %s), %zu free%s",
                            a->cfg->port_min, a->cfg->port_max, a->cfg->path,
-                           agent_plan_free_ports(&a->st, &alloc));
+                           agent_plan_free_ports(&a->st, &alloc), mports);
         reply = agent_reply_spec_invalid(req->id, &p);
         agent_problems_free(&p);
         return reply;
@@ -498,6 +503,32 @@ static void on_finder_failed(void *arg, int err)
         a->hooks.fatal(a->hooks.arg, why);
 }
 
+/* The loaded instances' metrics ports under this agent.conf's range (set,
+ * changed or dropped since they were recorded): durable before any
+ * instance file carries them. */
+static int load_metrics_ports(agent *a, dpr_err *err)
+{
+    agent_alloc alloc = { .metrics_port_min = a->cfg->metrics_port_min,
+                          .metrics_port_max = a->cfg->metrics_port_max };
+    int rc = agent_plan_metrics_ports(&alloc, &a->st);
+
+    if (rc == -ENOSPC)
+        return dpr_err_set(err, rc, "cachestores.metrics_port_min..max (%u..%u) in %s has not "
+                           "enough free ports for the %zu instances; refusing to start",
+                           a->cfg->metrics_port_min, a->cfg->metrics_port_max, a->cfg->path,
+                           a->st.ninst);
+    if (rc <= 0)
+        return rc;
+    rc = agent_statefile_save(a->state_path, &a->st, err);
+    if (rc < 0) {
+        dpr_err_prefix(err, "recording the instances' new metrics ports");
+        return rc;
+    }
+    log_info("the instances' metrics ports follow %s (each serves its own from its next start)",
+             a->cfg->path);
+    return 0;
+}
+
 static int load_state(agent *a, dpr_err *err)
 {
     char why[DPR_ERR_MSG_MAX];
@@ -542,6 +573,11 @@ static int load_state(agent *a, dpr_err *err)
         }
         log_info("instances recorded without a finder token got one (each is registered "
                  "with it at its next start)");
+    }
+    rc = load_metrics_ports(a, err);
+    if (rc < 0) {
+        agent_state_free(&a->st);
+        return rc;
     }
     log_info("state loaded: generation %llu, %zu instances, %zu retiring",
              (unsigned long long)a->st.generation, a->st.ninst, a->st.nretiring);

@@ -484,9 +484,10 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                                 "max_input_bytes", "listen", "remote_access",
                                                 NULL };
     static const char *const finder_keys[] = { "listen", NULL };
-    static const char *const metrics_keys[] = { "address", NULL };
+    static const char *const metrics_keys[] = { "address", "workers", NULL };
     static const char *const cs_keys[] = { "instance_directory", "listen_address",
-                                           "port_min", "port_max", "checkpoint_interval_ms",
+                                           "port_min", "port_max", "metrics_port_min",
+                                           "metrics_port_max", "checkpoint_interval_ms",
                                            "max_clients", "impls", NULL };
     static const char *const log_keys[] = { "verbose", NULL };
     config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc, *tls, *metrics;
@@ -494,6 +495,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     struct sockaddr_storage ss;
     char host[256] = "localhost";
     long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000, maxinst = 0;
+    long long mmin = 0, mmax = 0;
     size_t before;
     bool ports_ok;
     int rc = 0;
@@ -566,12 +568,26 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     get_int(x, cs, "cachestores.port_min", "port_min", 1, 65535, &pmin);
     get_int(x, cs, "cachestores.port_max", "port_max", 1, 65535, &pmax);
     ports_ok = x->probs->n == before;
+    before = x->probs->n;
+    get_int(x, cs, "cachestores.metrics_port_min", "metrics_port_min", 1, 65535, &mmin);
+    get_int(x, cs, "cachestores.metrics_port_max", "metrics_port_max", 1, 65535, &mmax);
+    if (x->probs->n == before && (!mmin != !mmax))
+        problem_at(x, member_or(cs, mmin ? "metrics_port_min" : "metrics_port_max", cs),
+                   "'cachestores.metrics_port_min' and 'metrics_port_max' go together (the "
+                   "range the instances' metrics ports come from)");
+    else if (x->probs->n == before && mmin > mmax)
+        problem_at(x, member_or(cs, "metrics_port_min", cs), "'cachestores.metrics_port_min' "
+                   "is above 'cachestores.metrics_port_max'");
+    c->metrics_port_min = (uint16_t)mmin;
+    c->metrics_port_max = (uint16_t)mmax;
     get_int(x, cs, "cachestores.checkpoint_interval_ms", "checkpoint_interval_ms",
             AGENT_INTERVAL_MIN, AGENT_INTERVAL_MAX, &interval);
     get_int(x, cs, "cachestores.max_clients", "max_clients", AGENT_MAX_CLIENTS_MIN,
             AGENT_MAX_CLIENTS_MAX, &maxc);
     get_int(x, node, "node.max_instances", "max_instances", 1, 65535, &maxinst);
     get_bool(x, log, "log.verbose", "verbose", &c->verbose);
+    c->metrics_workers = true;
+    get_bool(x, metrics, "metrics.workers", "workers", &c->metrics_workers);
     c->discovery = true;
     get_bool(x, disc, "discovery.enabled", "enabled", &c->discovery);
     read_control_limits(x, control, c);

@@ -45,6 +45,7 @@ typedef struct agent_config {
     /* the Prometheus endpoint (metrics.address "HOST:PORT"; NULL: off):
      * the agent's dpr_agent_* and its finder's dpr_finder_* metrics */
     char *metrics_address;
+    bool metrics_workers;     /* metrics.workers: the finder's per-worker series; default true */
     /* control socket limits (defaults: AGENT_CONTROL_* in control.h) */
     uint32_t control_max_connections;     /* in all; default 256 */
     uint32_t control_max_per_user;        /* of one non-root uid; default 32 */
@@ -55,6 +56,9 @@ typedef struct agent_config {
     char *instance_dir;       /* default /run/dpr/instances */
     char *cs_address;         /* cache-stores listen here; default node address */
     uint16_t port_min, port_max; /* default 7100..7999 */
+    /* the instances' metrics endpoints (cachestores.metrics_port_min/max,
+     * both or neither; default 0..0: none) */
+    uint16_t metrics_port_min, metrics_port_max;
     uint32_t checkpoint_interval_ms; /* spec default, default 100 */
     uint32_t max_clients;     /* spec default, default 10000 */
     size_t nimpls;

@@ -11,12 +11,26 @@
 
 #include "common/fs.h"
 
-void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen)
+static void hostport(const char *host, uint16_t port, char *out, size_t outlen)
 {
     if (strchr(host, ':'))
-        snprintf(out, outlen, "[%s]:%u", host, in->port);
+        snprintf(out, outlen, "[%s]:%u", host, port);
     else
-        snprintf(out, outlen, "%s:%u", host, in->port);
+        snprintf(out, outlen, "%s:%u", host, port);
+}
+
+void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen)
+{
+    hostport(host, in->port, out, outlen);
+}
+
+bool agent_env_metrics_endpoint(const agent_instance *in, const char *host, char *out,
+                                size_t outlen)
+{
+    if (!in->metrics_port)
+        return false;
+    hostport(host, in->metrics_port, out, outlen);
+    return true;
 }
 
 char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
@@ -74,6 +88,13 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                      text, c->replica_socket, c->replica_socket, in->name,
                      c->replica_root, in->deployment, (unsigned long long)in->worker,
                      c->replica_root, in->deployment, (unsigned long long)in->worker);
+        free(text);
+        text = n < 0 ? NULL : more;
+    }
+    if (n >= 0 && agent_env_metrics_endpoint(in, c->listen_host, endpoint, sizeof(endpoint))) {
+        char *more = NULL;
+        n = asprintf(&more, "%s# its Prometheus endpoint (cachestores.metrics_port_min/max)\n"
+                     "DPR_KV_METRICS_ADDRESS=%s\n", text, endpoint);
         free(text);
         text = n < 0 ? NULL : more;
     }

@@ -3,12 +3,13 @@
  * EnvironmentFile=/run/dpr/instances/%i.env. It carries everything the
  * cache-store process needs: the program to run, where to listen, the
  * finder, its domain (the deployment's name), its worker id and finder
- * token, and settings (docs/operations.md,
+ * token, settings, and its metrics address when it has one (docs/operations.md,
  * "Instance files").
  */
 #ifndef AGENT_ENVFILE_H
 #define AGENT_ENVFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "state.h"
@@ -29,6 +30,11 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *ctx);
 
 /* "HOST:PORT" of the instance ("[v6]:PORT" for an IPv6 host). */
 void agent_env_endpoint(const agent_instance *in, const char *host, char *out, size_t outlen);
+
+/* "HOST:PORT" of the instance's metrics endpoint: false (out untouched)
+ * when it has none. */
+bool agent_env_metrics_endpoint(const agent_instance *in, const char *host, char *out,
+                                size_t outlen);
 
 /* Instance files hold the instance's finder token: only root (systemd reads
  * them for EnvironmentFile=) may read them. */

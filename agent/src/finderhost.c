@@ -412,9 +412,9 @@ const char *agent_finder_listen(const agent_finder *af)
     return af->listen;
 }
 
-int agent_finder_metrics(agent_finder *af, dpr_buf *out)
+int agent_finder_metrics(agent_finder *af, bool per_worker, dpr_buf *out)
 {
-    return af && af->srv ? dpr_server_metrics(af->srv, out) : 0;
+    return af && af->srv ? dpr_server_metrics(af->srv, per_worker, out) : 0;
 }
 
 bool agent_finder_serving(const agent_finder *af)

@@ -88,8 +88,9 @@ const char *agent_finder_listen(const agent_finder *af);
 bool agent_finder_serving(const agent_finder *af);
 /* The hosted finder's dpr_finder_* metrics (dpr/finder_stats.h) into out:
  * those of its current server (a new one after a change of leader starts
- * its counters at 0). 0 or -ENOMEM. */
-int agent_finder_metrics(agent_finder *af, dpr_buf *out);
+ * its counters at 0); per_worker: with the dpr_finder_worker_* families
+ * (agent.conf metrics.workers). 0 or -ENOMEM. */
+int agent_finder_metrics(agent_finder *af, bool per_worker, dpr_buf *out);
 
 /* "HOST:PORT" for cache-stores (the real port when listen asked for 0); in
  * a cluster every member's finder, comma-separated. */

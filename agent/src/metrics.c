@@ -1,15 +1,23 @@
 /* metrics.c - the agent's Prometheus endpoint (metrics.address; see
  * agent_int.h): dpr_agent_* of what the agent keeps (its state, its units'
  * properties, its Raft member, its control requests) and the hosted
- * finder's dpr_finder_*; docs/operations.md, "Metrics", lists them. */
+ * finder's dpr_finder_*; docs/operations.md, "Metrics", lists them. At /sd
+ * it serves Prometheus HTTP service discovery: itself and the metrics
+ * endpoints of this node's instances. */
 #include "agent_int.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
 
 #include "common/http.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/version.h"
+#include "envfile.h"
 
 static void instances(agent *a, dpr_buf *b)
 {
@@ -108,9 +116,65 @@ static int write_page(void *arg, dpr_buf *b)
     dpr_metrics_gauge(b, "dpr_agent_finder_serving",
                       "1 while this node serves the finder (one node, or the Raft leader)",
                       a->finder && agent_finder_serving(a->finder) ? 1 : 0);
-    if (agent_finder_metrics(a->finder, b) < 0)
+    if (agent_finder_metrics(a->finder, a->cfg->metrics_workers, b) < 0)
         return -ENOMEM;
     return dpr_buf_failed(b) ? -ENOMEM : 0;
+}
+
+/* One target group of /sd: {"targets": [target], "labels": {...}}. */
+static int sd_add(json_t *groups, const char *target, json_t *labels)
+{
+    json_t *g = json_pack("{s:[s], s:o}", "targets", target, "labels", labels);
+    return g && json_array_append_new(groups, g) == 0 ? 0 : -ENOMEM;
+}
+
+/* The agent's own target: where it listens, the node's address for a
+ * wildcard address (0.0.0.0:P, [::]:P). */
+static void sd_self(agent *a, char *out, size_t outlen)
+{
+    const char *bound = dpr_http_bound(a->metrics), *port = strrchr(bound, ':');
+
+    if (strncmp(bound, "0.0.0.0:", 8) == 0 || strncmp(bound, "[::]:", 5) == 0)
+        snprintf(out, outlen, strchr(a->cfg->node_address, ':') ? "[%s]%s" : "%s%s",
+                 a->cfg->node_address, port);
+    else
+        snprintf(out, outlen, "%s", bound);
+}
+
+static int write_sd(void *arg, dpr_buf *b)
+{
+    agent *a = arg;
+    json_t *groups = json_array();
+    char target[320], shard[16];
+    char *text = NULL;
+    int rc = groups ? 0 : -ENOMEM;
+
+    /* the agent, with the finder it hosts */
+    sd_self(a, target, sizeof(target));
+    if (rc == 0)
+        rc = sd_add(groups, target, json_pack("{s:s, s:s, s:s, s:s}", "component", "dpr-agent",
+                                              "cluster", a->cfg->cluster, "node",
+                                              a->cfg->node_name, "instance", a->cfg->node_name));
+    for (size_t i = 0; rc == 0 && i < a->st.ninst; i++) {
+        const agent_instance *in = &a->st.inst[i];
+        if (!agent_env_metrics_endpoint(in, agent_config_cs_host(a->cfg), target,
+                                        sizeof(target)))
+            continue;
+        snprintf(shard, sizeof(shard), "%u", in->shard);
+        rc = sd_add(groups, target, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "component",
+                                              in->impl, "cluster", a->cfg->cluster, "node",
+                                              a->cfg->node_name, "deployment", in->deployment,
+                                              "shard", shard, "instance", in->name));
+    }
+    if (rc == 0 && !(text = json_dumps(groups, JSON_COMPACT)))
+        rc = -ENOMEM;
+    if (rc == 0) {
+        dpr_buf_append_str(b, text);
+        dpr_buf_append(b, "\n", 1);
+    }
+    free(text);
+    json_decref(groups);
+    return rc < 0 ? rc : dpr_buf_failed(b) ? -ENOMEM : 0;
 }
 
 int agent_metrics_start(agent *a, dpr_err *err)
@@ -122,7 +186,13 @@ int agent_metrics_start(agent *a, dpr_err *err)
     rc = dpr_http_start(&a->metrics, a->loop, a->cfg->metrics_address, write_page, a, err);
     if (rc < 0)
         return rc;
-    log_info("metrics on http://%s/metrics", dpr_http_bound(a->metrics));
+    rc = dpr_http_add(a->metrics, "/sd", "application/json", write_sd);
+    if (rc < 0) {
+        agent_metrics_stop(a);
+        return dpr_err_set(err, rc, "cannot serve /sd beside /metrics");
+    }
+    log_info("metrics on http://%s/metrics, Prometheus service discovery on http://%s/sd",
+             dpr_http_bound(a->metrics), dpr_http_bound(a->metrics));
     return 0;
 }
 

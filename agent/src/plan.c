@@ -206,20 +206,63 @@ static int port_take(portmap *m, uint16_t *out)
     return -ENOSPC;
 }
 
-static int portmap_init(portmap *m, const agent_alloc *a, const agent_state *st)
+/* The range min..max (empty when max < min) without the ports st's
+ * instances and retiring ones hold, as instance or metrics ports. */
+static int portmap_init(portmap *m, uint16_t min, uint16_t max, const agent_state *st)
 {
-    m->min = a->port_min;
-    m->max = a->port_max < a->port_min ? a->port_min : a->port_max;
+    m->min = min;
+    m->max = max < min ? min : max;
     m->used = calloc((size_t)(m->max - m->min) + 1, 1);
     if (!m->used)
         return -ENOMEM;
-    if (a->port_max < a->port_min)
+    if (max < min)
         m->used[0] = 1; /* an empty range */
-    for (size_t i = 0; i < st->ninst; i++)
+    for (size_t i = 0; i < st->ninst; i++) {
         port_mark(m, st->inst[i].port);
-    for (size_t i = 0; i < st->nretiring; i++)
+        port_mark(m, st->inst[i].metrics_port);
+    }
+    for (size_t i = 0; i < st->nretiring; i++) {
         port_mark(m, st->retiring[i].port);
+        port_mark(m, st->retiring[i].metrics_port);
+    }
     return 0;
+}
+
+static bool metrics_ports_on(const agent_alloc *a)
+{
+    return a->metrics_port_min && a->metrics_port_max >= a->metrics_port_min;
+}
+
+int agent_plan_metrics_ports(const agent_alloc *a, agent_state *ns)
+{
+    portmap m;
+    int rc = 0, changed = 0;
+    uint16_t *before = ns->ninst ? malloc(ns->ninst * sizeof(*before)) : NULL;
+
+    if (ns->ninst && !before)
+        return -ENOMEM;
+    for (size_t k = 0; k < ns->ninst; k++)
+        before[k] = ns->inst[k].metrics_port;
+
+    for (size_t k = 0; k < ns->ninst; k++) {
+        uint16_t p = ns->inst[k].metrics_port;
+        if (!metrics_ports_on(a) || p < a->metrics_port_min || p > a->metrics_port_max)
+            ns->inst[k].metrics_port = 0;
+    }
+    if (metrics_ports_on(a)) {
+        rc = portmap_init(&m, a->metrics_port_min, a->metrics_port_max, ns);
+        for (size_t k = 0; k < ns->ninst && rc == 0; k++)
+            if (!ns->inst[k].metrics_port)
+                rc = port_take(&m, &ns->inst[k].metrics_port);
+        free(m.used); /* (NULL when portmap_init failed) */
+    }
+    for (size_t k = 0; k < ns->ninst && rc == 0; k++)
+        changed |= before[k] != ns->inst[k].metrics_port;
+    if (rc < 0) /* nothing changes */
+        for (size_t k = 0; k < ns->ninst; k++)
+            ns->inst[k].metrics_port = before[k];
+    free(before);
+    return rc < 0 ? rc : changed;
 }
 
 size_t agent_plan_free_ports(const agent_state *st, const agent_alloc *alloc)
@@ -227,7 +270,7 @@ size_t agent_plan_free_ports(const agent_state *st, const agent_alloc *alloc)
     portmap m;
     size_t n = 0;
 
-    if (portmap_init(&m, alloc, st) < 0)
+    if (portmap_init(&m, alloc->port_min, alloc->port_max, st) < 0)
         return 0;
     for (uint32_t p = m.min; p <= m.max; p++)
         n += !m.used[p - m.min];
@@ -385,6 +428,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             continue;
         in->worker = cur->inst[i].worker;
         in->port = cur->inst[i].port;
+        in->metrics_port = cur->inst[i].metrics_port;
         memcpy(in->token, cur->inst[i].token, sizeof(in->token));
         in->committed = cur->inst[i].committed;
         in->run = cur->inst[i].run;
@@ -427,7 +471,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         ns.retiring[ns.nretiring++].held = l && l->target_epoch != 0;
     }
     /* new instances: next worker ids, lowest free ports (in spec order) */
-    rc = portmap_init(&ports, alloc, &ns);
+    rc = portmap_init(&ports, alloc->port_min, alloc->port_max, &ns);
     if (rc < 0)
         goto fail;
     for (k = 0; k < ns.ninst; k++) {
@@ -450,6 +494,9 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
         if (rc < 0)
             goto fail;
     }
+    rc = agent_plan_metrics_ports(alloc, &ns);
+    if (rc < 0)
+        goto fail;
     agent_instances_sort(ns.inst, ns.ninst);
     agent_instances_sort(ns.retiring, ns.nretiring);
     names_sort(&pl.created);

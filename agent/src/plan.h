@@ -38,6 +38,8 @@ typedef struct agent_plan {
 
 typedef struct agent_alloc {
     uint16_t port_min, port_max; /* ports for new instances, inclusive */
+    /* ports for the instances' metrics endpoints, inclusive; 0..0: none */
+    uint16_t metrics_port_min, metrics_port_max;
     /* In a cluster of agents: where the cluster placed each instance and
      * its worker id (placement.h), and this node's name. NULL: one node,
      * every instance of the spec runs here with ids from next_worker. */
@@ -56,7 +58,11 @@ typedef struct agent_alloc {
  * when a field that reaches its process changes (impl, version, checkpoint
  * interval, max_clients, maxmemory); new ones get the next worker ids (never
  * reused), the lowest ports of the range that no instance, desired or
- * retiring, holds, and a new random finder token (agent_token_new). Deleted
+ * retiring, holds, and a new random finder token (agent_token_new). Metrics
+ * ports (alloc->metrics_port_min..max, when set): an instance keeps its own
+ * while the range holds it, and one without gets the lowest free port of
+ * that range (an instance port is never a metrics port, nor the other way
+ * round, should the ranges overlap); no range: none has one. Deleted
  * instances join next->retiring (they keep their port until retired).
  * next->generation is cur->generation + 1 when something was created,
  * updated or deleted, else the same. next->spec is desired.
@@ -94,6 +100,15 @@ json_t *agent_plan_to_json(const agent_plan *p);
 void agent_plan_free(agent_plan *p);
 
 bool agent_names_has(const agent_names *l, const char *name);
+
+/*
+ * The metrics ports of st's instances as agent_plan_make leaves them
+ * (kept while alloc's metrics range holds them, the lowest free ones for
+ * the others; none without a range): for a state loaded under another
+ * agent.conf. 1 when some changed, 0 when none, -ENOSPC when the range is
+ * too small or -ENOMEM (then none changed).
+ */
+int agent_plan_metrics_ports(const agent_alloc *alloc, agent_state *st);
 
 /* Number of free ports the allocation could still hand out. */
 size_t agent_plan_free_ports(const agent_state *st, const agent_alloc *alloc);

@@ -96,6 +96,11 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
                                   ? json_integer(rt->props.main_pid) : json_null());
     if (!o)
         return NULL;
+    /* its Prometheus endpoint (cachestores.metrics_port_min/max), or null */
+    json_object_set_new(o, "metrics_endpoint",
+                        agent_env_metrics_endpoint(in, agent_config_cs_host(a->cfg), endpoint,
+                                                   sizeof(endpoint))
+                            ? json_string(endpoint) : json_null());
     finder_fields(o, f, fs, have_fs, in->worker);
     json_object_set_new(o, "health", known ? json_string(agent_health_name(rt->health))
                                            : json_null());

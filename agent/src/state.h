@@ -35,6 +35,10 @@ typedef struct agent_instance {
     uint32_t shard;
     uint64_t worker;       /* stable for the instance's life; never reused */
     uint16_t port;         /* stable for the instance's life */
+    /* its Prometheus endpoint's port (DPR_KV_METRICS_ADDRESS, on the host
+     * it listens on), from cachestores.metrics_port_min..max; 0: none (no
+     * range configured); stable while the range holds it */
+    uint16_t metrics_port;
     /* the secret the instance registers with in the finder (its env file,
      * DPR_KV_FINDER_TOKEN), so that only its owner can re-register (a
      * rollback of the cluster) or remove the worker; stable for its life */

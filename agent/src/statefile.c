@@ -40,6 +40,11 @@ static json_t *instance_json(const agent_instance *in)
         json_decref(o);
         o = NULL;
     }
+    if (o && in->metrics_port &&
+        json_object_set_new(o, "metrics_port", json_integer((json_int_t)in->metrics_port)) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
     /* (only while set: an instance at rest reads as it always did) */
     if (o && in->rolled_at_ms &&
         json_object_set_new(o, "rolled_at_ms", json_integer((json_int_t)in->rolled_at_ms)) < 0) {
@@ -228,6 +233,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     want += json_object_get(o, "generation") != NULL;
     want += json_object_get(o, "running") != NULL;
     want += json_object_get(o, "rolled_at_ms") != NULL;
+    want += json_object_get(o, "metrics_port") != NULL;
     if (json_object_size(o) != want)
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     tok = json_object_get(o, "token");
@@ -280,6 +286,12 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     if ((rc = get_int(o, "port", 1, 65535, &v, where, err)) < 0)
         return rc;
     in->port = (uint16_t)v;
+    /* absent: none (files from before metrics ports, or none configured) */
+    if (json_object_get(o, "metrics_port")) {
+        if ((rc = get_int(o, "metrics_port", 1, 65535, &v, where, err)) < 0)
+            return rc;
+        in->metrics_port = (uint16_t)v;
+    }
     snprintf(name, sizeof(name), "%s-%u", in->deployment, in->shard);
     if (strcmp(name, in->name) != 0)
         return dpr_err_set(err, -EBADMSG, "%s: name '%s' does not match deployment '%s' shard %u",

@@ -96,25 +96,36 @@ static const char *reason(int status)
 int dpr_http_respond(int parsed, const dpr_http_request *req, dpr_http_metrics_fn fn, void *data,
                      dpr_buf *out)
 {
+    const dpr_http_route metrics = { "/metrics", DPR_METRICS_CONTENT_TYPE, fn };
+    return dpr_http_respond_routes(parsed, req, &metrics, 1, data, out);
+}
+
+int dpr_http_respond_routes(int parsed, const dpr_http_request *req, const dpr_http_route *routes,
+                            size_t n, void *data, dpr_buf *out)
+{
     dpr_buf body = DPR_BUF_INIT;
     const char *type = "text/plain; charset=utf-8";
+    const dpr_http_route *route = NULL;
     bool head = false;
     int status;
     char line[160];
 
+    for (size_t i = 0; parsed == 1 && i < n && !route; i++)
+        if (strcmp(req->path, routes[i].path) == 0)
+            route = &routes[i];
     if (parsed == -EMSGSIZE)
         status = 431;
     else if (parsed != 1)
         status = 400;
-    else if (strcmp(req->path, "/metrics") != 0)
+    else if (!route)
         status = 404;
     else if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
         status = 405;
     else {
         head = !strcmp(req->method, "HEAD");
-        status = fn(data, &body) < 0 || dpr_buf_failed(&body) ? 500 : 200;
+        status = route->fn(data, &body) < 0 || dpr_buf_failed(&body) ? 500 : 200;
         if (status == 200)
-            type = DPR_METRICS_CONTENT_TYPE;
+            type = route->content_type;
         else
             dpr_buf_reset(&body);
     }
@@ -151,7 +162,8 @@ struct dpr_http_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_timer_t sweep; /* closes clients past their deadline */
-    dpr_http_metrics_fn fn;
+    dpr_http_route routes[DPR_HTTP_MAX_ROUTES];
+    size_t nroutes;
     void *data;
     http_client *clients;
     size_t nclients;
@@ -207,7 +219,8 @@ static void answer(http_client *c, int parsed, const dpr_http_request *req)
     dpr_buf out = DPR_BUF_INIT;
     c->answered = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    int status = dpr_http_respond(parsed, req, c->srv->fn, c->srv->data, &out);
+    int status = dpr_http_respond_routes(parsed, req, c->srv->routes, c->srv->nroutes,
+                                         c->srv->data, &out);
     if (status != 200)
         log_debug("metrics: answered %d", status);
     if (status >= 400 && status != 404 && status != 405)
@@ -294,7 +307,8 @@ int dpr_http_start(dpr_http_server **out, uv_loop_t *loop, const char *address,
     if (!h)
         return dpr_err_set(err, -ENOMEM, "out of memory");
     h->loop = loop;
-    h->fn = fn;
+    h->routes[0] = (dpr_http_route){ "/metrics", DPR_METRICS_CONTENT_TYPE, fn };
+    h->nroutes = 1;
     h->data = data;
     r = uv_tcp_init(loop, &h->listener);
     if (r < 0) {
@@ -323,6 +337,15 @@ int dpr_http_start(dpr_http_server **out, uv_loop_t *loop, const char *address,
     }
     uv_unref((uv_handle_t *)&h->sweep); /* the timer alone keeps no loop running */
     *out = h;
+    return 0;
+}
+
+int dpr_http_add(dpr_http_server *h, const char *path, const char *content_type,
+                 dpr_http_metrics_fn fn)
+{
+    if (h->nroutes == DPR_HTTP_MAX_ROUTES)
+        return -ENOSPC;
+    h->routes[h->nroutes++] = (dpr_http_route){ path, content_type, fn };
     return 0;
 }
 

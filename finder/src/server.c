@@ -251,7 +251,7 @@ static bool is_command(const dpr_request *req, const char *name)
 static dpr_finder_stats_view stats_view(const server *srv, char *listen, size_t cap)
 {
     dpr_finder_stats_view v = {srv->embedded ? "agent" : "standalone", srv->ds != NULL, listen,
-                               srv->nconns};
+                               srv->nconns, true};
     if (srv->bound.ss_family)
         dpr_addr_format((const struct sockaddr *)&srv->bound, listen, cap);
     else
@@ -277,16 +277,18 @@ static int info_reply(server *srv, const dpr_request *req, dpr_buf *out)
     return rc < 0 || dpr_buf_failed(out) ? -ENOMEM : 0;
 }
 
-int dpr_server_metrics(dpr_server *srv, dpr_buf *out)
+int dpr_server_metrics(dpr_server *srv, bool per_worker, dpr_buf *out)
 {
     char listen[DPR_ADDR_STR_MAX];
     dpr_finder_stats_view v = stats_view(srv, listen, sizeof(listen));
+    v.per_worker = per_worker;
     return dpr_finder_stats_metrics(&srv->stats, &v, srv->ds, out);
 }
 
 static int metrics_page(void *arg, dpr_buf *out)
 {
-    return dpr_server_metrics(arg, out);
+    dpr_server *srv = arg;
+    return dpr_server_metrics(srv, !srv->cfg->metrics_no_workers, out);
 }
 
 static void handle_requests(conn *c)

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -25,47 +26,73 @@ void dpr_finder_stats_init(dpr_finder_stats *st)
                              dpr_metrics_latency_nbounds);
 }
 
-/* Each registered worker of one domain, from its working state: cut,
- * durable version. */
-static int domain_workers(const dpr_domains *ds, size_t i, dpr_finder_state *fs)
+/* Each domain's working state (its workers' cuts and durable versions),
+ * copied once for the whole page: *out[i] for domain i, *n of them. */
+static int copy_states(const dpr_domains *ds, dpr_finder_state **out, size_t *n)
 {
-    return dpr_finder_get_state(dpr_domains_at(ds, i), fs);
+    size_t nd = ds ? dpr_domains_count(ds) : 0;
+    dpr_finder_state *v = nd ? calloc(nd, sizeof(*v)) : NULL;
+    int rc = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (nd && !v)
+        return -ENOMEM;
+    for (size_t i = 0; i < nd && rc == 0; i++) {
+        rc = dpr_finder_get_state(dpr_domains_at(ds, i), &v[i]);
+        if (rc == 0)
+            *n = i + 1;
+    }
+    *out = v;
+    return rc;
 }
 
-static void per_worker(dpr_buf *out, const dpr_domains *ds, const char *name, const char *help,
-                       int what)
+static void free_states(dpr_finder_state *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dpr_finder_state_free(&v[i]);
+    free(v);
+}
+
+static uint64_t cut_lag(const dpr_finder_worker_state *w)
+{
+    return w->durable > w->cut ? w->durable - w->cut : 0;
+}
+
+static void per_worker(dpr_buf *out, const dpr_domains *ds, const dpr_finder_state *fs, size_t n,
+                       const char *name, const char *help, int what)
 {
     dpr_metrics_head(out, name, DPR_METRIC_GAUGE, help);
-    for (size_t i = 0; ds && i < dpr_domains_count(ds); i++) {
-        dpr_finder_state fs;
-        if (domain_workers(ds, i, &fs) < 0) {
-            out->failed = true;
-            return;
-        }
-        for (size_t k = 0; k < fs.nworkers; k++) {
-            const dpr_finder_worker_state *w = &fs.workers[k];
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < fs[i].nworkers; k++) {
+            const dpr_finder_worker_state *w = &fs[i].workers[k];
             char id[24];
             snprintf(id, sizeof(id), "%" PRIu64, w->worker);
             dpr_metric_label l[] = {{"domain", dpr_domains_name(ds, i)}, {"worker", id}};
-            uint64_t v = what == 0   ? w->durable
-                         : what == 1 ? w->cut
-                                     : (w->durable > w->cut ? w->durable - w->cut : 0);
+            uint64_t v = what == 0 ? w->durable : what == 1 ? w->cut : cut_lag(w);
             dpr_metrics_sample_u64(out, name, l, 2, v);
         }
-        dpr_finder_state_free(&fs);
     }
 }
 
-static void per_domain(dpr_buf *out, const dpr_domains *ds, const char *name, const char *help,
-                       int what)
+static void per_domain(dpr_buf *out, const dpr_domains *ds, const dpr_finder_state *fs, size_t n,
+                       const char *name, const char *help, int what)
 {
     dpr_metrics_head(out, name, DPR_METRIC_GAUGE, help);
-    for (size_t i = 0; ds && i < dpr_domains_count(ds); i++) {
+    for (size_t i = 0; i < n; i++) {
         const dpr_finder *f = dpr_domains_at(ds, i);
         dpr_metric_label l[] = {{"domain", dpr_domains_name(ds, i)}};
-        uint64_t v = what == 0   ? dpr_finder_world_line(f)
-                     : what == 1 ? dpr_finder_worker_count(f)
-                                 : dpr_finder_max_version(f);
+        uint64_t v = 0;
+        if (what == 0)
+            v = dpr_finder_world_line(f);
+        else if (what == 1)
+            v = dpr_finder_worker_count(f);
+        else if (what == 2)
+            v = dpr_finder_max_version(f);
+        else
+            for (size_t k = 0; k < fs[i].nworkers; k++)
+                if (cut_lag(&fs[i].workers[k]) > v)
+                    v = cut_lag(&fs[i].workers[k]);
         dpr_metrics_sample_u64(out, name, l, 1, v);
     }
 }
@@ -102,17 +129,31 @@ int dpr_finder_stats_metrics(const dpr_finder_stats *st, const dpr_finder_stats_
                                  "how long a group commit held its replies", &st->commit_seconds);
     dpr_metrics_gauge(out, "dpr_finder_domains", "DPR domains",
                       (double)(ds ? dpr_domains_count(ds) : 0));
-    per_domain(out, ds, "dpr_finder_world_line", "a domain's world-line (published)", 0);
-    per_domain(out, ds, "dpr_finder_workers", "a domain's registered workers (published)", 1);
-    per_domain(out, ds, "dpr_finder_max_version",
+    dpr_finder_state *fs;
+    size_t n;
+    int rc = copy_states(ds, &fs, &n);
+    if (rc < 0) {
+        free_states(fs, n);
+        return rc;
+    }
+    per_domain(out, ds, fs, n, "dpr_finder_world_line", "a domain's world-line (published)", 0);
+    per_domain(out, ds, fs, n, "dpr_finder_workers", "a domain's registered workers (published)",
+               1);
+    per_domain(out, ds, fs, n, "dpr_finder_max_version",
                "the highest durable version a domain's workers reported", 2);
-    per_worker(out, ds, "dpr_finder_worker_durable_version",
-               "a worker's newest reported durable version", 0);
-    per_worker(out, ds, "dpr_finder_worker_cut_version", "a worker's version in the cut", 1);
-    per_worker(out, ds, "dpr_finder_worker_cut_lag_versions",
-               "a worker's durable version minus its version in the cut: versions not yet "
-               "committed",
-               2);
+    per_domain(out, ds, fs, n, "dpr_finder_max_cut_lag_versions",
+               "the largest cut lag of a domain's workers (durable minus cut version)", 3);
+    if (v->per_worker) {
+        per_worker(out, ds, fs, n, "dpr_finder_worker_durable_version",
+                   "a worker's newest reported durable version", 0);
+        per_worker(out, ds, fs, n, "dpr_finder_worker_cut_version",
+                   "a worker's version in the cut", 1);
+        per_worker(out, ds, fs, n, "dpr_finder_worker_cut_lag_versions",
+                   "a worker's durable version minus its version in the cut: versions not yet "
+                   "committed",
+                   2);
+    }
+    free_states(fs, n);
     return dpr_buf_failed(out) ? -ENOMEM : 0;
 }
 
@@ -170,9 +211,8 @@ static void sec_finder(const dpr_finder_stats *st, const dpr_finder_stats_view *
             return;
         }
         for (size_t k = 0; k < fs.nworkers; k++)
-            if (fs.workers[k].durable > fs.workers[k].cut &&
-                fs.workers[k].durable - fs.workers[k].cut > lag)
-                lag = fs.workers[k].durable - fs.workers[k].cut;
+            if (cut_lag(&fs.workers[k]) > lag)
+                lag = cut_lag(&fs.workers[k]);
         /* one line per domain, as Redis' keyspace lines: name:key=value,... */
         dpr_resp_info_line(b,
                            "domain_%s:world_line=%" PRIu64 ",workers=%zu,max_version=%" PRIu64

@@ -108,7 +108,9 @@ class Instance:
     (None: no limit). ``generation``: the spec generation of its settings;
     ``running_generation``, ``running_version``: those its process runs
     (older while a roll-out has not reached it); ``outdated``: it does not
-    run its settings yet. ``raw``: the whole status object."""
+    run its settings yet. ``metrics_endpoint``: its Prometheus endpoint
+    (agent.conf cachestores.metrics_port_min/max; None: none). ``raw``: the
+    whole status object."""
 
     name: str
     unit: str | None = None
@@ -116,6 +118,7 @@ class Instance:
     worker: int | None = None
     shard: int | None = None
     endpoint: str | None = None
+    metrics_endpoint: str | None = None
     active_state: str | None = None
     sub_state: str | None = None
     ready: bool = False

@@ -475,12 +475,21 @@ TEST(metrics_section)
     agent_problems_init(&p);
     CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
     CHECK(c.metrics_address == NULL); /* off by default */
+    CHECK_EQ_INT(c.metrics_port_min, 0);
+    CHECK_EQ_INT(c.metrics_port_max, 0);
     agent_config_free(&c);
     agent_problems_free(&p);
     write_conf("cluster = \"demo\";\nmetrics = { address = \"127.0.0.1:9464\"; };\n");
     agent_problems_init(&p);
     CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
     CHECK(c.metrics_address && strcmp(c.metrics_address, "127.0.0.1:9464") == 0);
+    CHECK(c.metrics_workers); /* the default */
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\nmetrics = { address = \"127.0.0.1:0\"; workers = false; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(!c.metrics_workers);
     agent_config_free(&c);
     agent_problems_free(&p);
     write_conf("cluster = \"demo\";\nmetrics = {\n  address = \"9464\";\n  path = \"/m\"; };\n"
@@ -490,6 +499,27 @@ TEST(metrics_section)
     CHECK(has(&p, 3, "'metrics.address'"));
     CHECK(has(&p, 4, "unknown setting 'metrics.path'"));
     CHECK(has(&p, 5, "'control.listen' must be a string"));
+    agent_problems_free(&p);
+    /* the instances' metrics ports */
+    write_conf("cluster = \"demo\";\n"
+               "cachestores = { metrics_port_min = 7800; metrics_port_max = 7899; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK_EQ_INT(c.metrics_port_min, 7800);
+    CHECK_EQ_INT(c.metrics_port_max, 7899);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"
+               "cachestores = {\n  metrics_port_min = 7800; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'cachestores.metrics_port_min' and 'metrics_port_max' go together"));
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"
+               "cachestores = {\n  metrics_port_min = 7900;\n  metrics_port_max = 7800; };\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'cachestores.metrics_port_min' is above"));
     agent_problems_free(&p);
     unlink(path);
 }

@@ -33,6 +33,7 @@ cachestores = {{
   instance_directory = "{d}/run/instances";
   port_min = 7100;
   port_max = {port_max};
+  {cs_extra}
   impls = {{ dpr-kv = "/usr/local/bin/dpr-kv"; other-kv = "/opt/other"; }};
 }};
 """
@@ -93,7 +94,8 @@ _CREATED = []
 
 
 class Agent:
-    def __init__(self, base, group="users", port_max=7199, extra_conf="", control=""):
+    def __init__(self, base, group="users", port_max=7199, extra_conf="", control="",
+                 cs_extra=""):
         _CREATED.append(self)
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
@@ -105,7 +107,7 @@ class Agent:
         self.sock = os.path.join(self.sockdir, "agent.sock")
         with open(self.conf, "w") as f:
             f.write(CONF.format(d=self.base, sock=self.sock, group=group, port_max=port_max,
-                                control=control) + extra_conf)
+                                control=control, cs_extra=cs_extra) + extra_conf)
         self.state = os.path.join(self.base, "state", "agent.json")
         self.instances = os.path.join(self.base, "run", "instances")
         self.proc = None     # the dprtest.AgentProc of the last start

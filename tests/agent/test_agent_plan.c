@@ -354,6 +354,87 @@ TEST(port_exhaustion)
     agent_spec_free(&s);
 }
 
+/* agent_plan_make with a's allocation, its next state replacing *st. */
+static int step_with(agent_state *st, const agent_spec *spec, const agent_alloc *a)
+{
+    agent_state next;
+    agent_plan p;
+    int rc = agent_plan_make(st, spec, a, &next, &p);
+
+    if (rc == 0) {
+        agent_plan_free(&p);
+        agent_state_free(st);
+        *st = next;
+    }
+    return rc;
+}
+
+/* Metrics ports: from their own range (which may overlap the instance
+ * ports' without a port given twice), kept, moved into a new range, gone
+ * without one; a statefile round trip keeps them. */
+TEST(metrics_ports)
+{
+    agent_alloc m = { .port_min = 9000, .port_max = 9009, .metrics_port_min = 9002,
+                      .metrics_port_max = 9005 };
+    agent_alloc off = { .port_min = 9000, .port_max = 9009 };
+    agent_deploy d = dep("kv", 2, "1");
+    agent_spec s = make_spec(1, &d);
+    agent_state st, next, loaded;
+    agent_plan p;
+    char path[] = "/tmp/test_agent_plan_XXXXXX";
+    int fd = mkstemp(path);
+
+    CHECK(fd >= 0);
+    close(fd);
+    agent_state_init(&st);
+    CHECK_EQ_INT(step_with(&st, &s, &m), 0);
+    /* kv-0: 9000, metrics 9002; kv-1: 9001, metrics 9003 (9002 taken) */
+    CHECK_EQ_INT(st.inst[0].port, 9000);
+    CHECK_EQ_INT(st.inst[0].metrics_port, 9002);
+    CHECK_EQ_INT(st.inst[1].port, 9001);
+    CHECK_EQ_INT(st.inst[1].metrics_port, 9003);
+    /* a third: its instance port skips the metrics ports */
+    s.d[0].shards = 3;
+    CHECK_EQ_INT(step_with(&st, &s, &m), 0);
+    CHECK_EQ_INT(st.inst[0].metrics_port, 9002);
+    CHECK_EQ_INT(st.inst[1].metrics_port, 9003);
+    CHECK_EQ_INT(st.inst[2].port, 9004);
+    CHECK_EQ_INT(st.inst[2].metrics_port, 9005);
+    /* the state file keeps them */
+    CHECK_EQ_INT(agent_statefile_save(path, &st, NULL), 0);
+    CHECK_EQ_INT(agent_statefile_load(path, &loaded, NULL), 0);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ_INT(loaded.inst[i].metrics_port, st.inst[i].metrics_port);
+    agent_state_free(&loaded);
+    /* the same range: nothing changes */
+    CHECK_EQ_INT(agent_plan_metrics_ports(&m, &st), 0);
+    /* too small for three: nothing changes */
+    m.metrics_port_min = 9020;
+    m.metrics_port_max = 9021;
+    CHECK_EQ_INT(agent_plan_metrics_ports(&m, &st), -ENOSPC);
+    CHECK_EQ_INT(st.inst[2].metrics_port, 9005);
+    /* a new range: all move in, lowest first */
+    m.metrics_port_max = 9029;
+    CHECK_EQ_INT(agent_plan_metrics_ports(&m, &st), 1);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ_INT(st.inst[i].metrics_port, 9020 + i);
+    /* a spec needing more metrics ports than the range has: refused */
+    agent_alloc one = { .port_min = 9000, .port_max = 9099, .metrics_port_min = 9100,
+                        .metrics_port_max = 9100 };
+    agent_state_init(&loaded);
+    CHECK_EQ_INT(agent_plan_make(&loaded, &s, &one, &next, &p), -ENOSPC);
+    agent_state_free(&loaded);
+    /* no range: none */
+    CHECK_EQ_INT(agent_plan_make(&st, &s, &off, &next, &p), 0);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ_INT(next.inst[i].metrics_port, 0);
+    agent_plan_free(&p);
+    agent_state_free(&next);
+    agent_state_free(&st);
+    agent_spec_free(&s);
+    unlink(path);
+}
+
 TEST(rename_is_delete_and_create)
 {
     agent_deploy d = dep("old", 1, "1");
@@ -669,6 +750,7 @@ int main(void)
     RUN(resizes);
     RUN(delete_everything);
     RUN(port_exhaustion);
+    RUN(metrics_ports);
     RUN(rename_is_delete_and_create);
     RUN(plan_json);
     RUN(tokens);

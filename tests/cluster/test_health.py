@@ -86,7 +86,14 @@ def stage(dest):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         shutil.copyfile(src, path)
         os.chmod(path, mode)
-    with open(os.path.join(dest, "etc/dpr/agent.conf"), "a") as f:
+    conf = os.path.join(dest, "etc/dpr/agent.conf")
+    with open(conf) as f:
+        text = f.read()
+    assert "\ncachestores = {\n" in text
+    with open(conf, "w") as f:
+        # the instances' metrics endpoints, found through the agent's /sd
+        f.write(text.replace("\ncachestores = {\n", "\ncachestores = {\n  metrics_port_min = %d;"
+                             " metrics_port_max = %d;\n" % KV_METRICS_PORTS, 1))
         f.write('metrics = { address = "%s"; };\n' % METRICS)
     for name, text in (("dpr-test-ctl", CLIENT), ("dpr-test-events", EVENTS)):
         path = os.path.join(dest, "usr/local/libexec", name)
@@ -181,13 +188,21 @@ def journal(n, *matches):
 METRICS = "127.0.0.1:9464"
 
 
-def metrics(n):
-    """The agent's metrics page, fetched on the node, parsed here
-    (python3-prometheus-client)."""
+# the instances' metrics ports (cachestores.metrics_port_min/max)
+KV_METRICS_PORTS = (7800, 7899)
+
+
+def fetch(n, url):
+    """The body of GET url, fetched on the node."""
+    return n.run(["python3", "-c", "import sys, urllib.request; sys.stdout.write(urllib.request."
+                  "urlopen('%s', timeout=10).read().decode())" % url]).stdout
+
+
+def metrics(n, addr=METRICS):
+    """A metrics page (the agent's by default), fetched on the node, parsed
+    here (python3-prometheus-client)."""
     import promscrape
-    out = n.run(["python3", "-c", "import sys, urllib.request; sys.stdout.write(urllib.request."
-                 "urlopen('http://%s/metrics', timeout=10).read().decode())" % METRICS])
-    return promscrape.Scrape(out.stdout)
+    return promscrape.Scrape(fetch(n, "http://%s/metrics" % addr))
 
 
 def memory_max(maxmemory, max_clients=10000):
@@ -206,6 +221,17 @@ def test_status_text_health_and_memory_max(node):
     assert m.value("dpr_agent_instances_health", health="ok") == 4
     assert m.value("dpr_agent_instance_ready", instance="kv-0", deployment="kv") == 1
     assert m.value("dpr_finder_workers", domain="kv") == 3
+    # every instance's dpr-kv, started by systemd from its instance file,
+    # serves its metrics where the agent's /sd says
+    groups = json.loads(fetch(node, "http://%s/sd" % METRICS))
+    targets = {g["labels"]["instance"]: g["targets"][0] for g in groups
+               if g["labels"]["component"] == "dpr-kv"}
+    assert sorted(targets) == ["kv-0", "kv-1", "kv-2", "mem-0"]
+    for name, target in targets.items():
+        assert KV_METRICS_PORTS[0] <= int(target.rsplit(":", 1)[1]) <= KV_METRICS_PORTS[1]
+        page = metrics(node, target)
+        assert page.families["dpr_kv_info"].samples[0].labels["instance"] == name
+        assert page.value("dpr_kv_finder_connected") == 1
 
     def serving():
         insts = all_ready(node, 4)

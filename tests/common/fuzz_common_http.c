@@ -3,7 +3,8 @@
  * (common/http.h) on arbitrary bytes, fed as a client would send them: in
  * pieces of growing length. Nothing may crash; a parsed request has a
  * NUL-terminated method and path; the reply always starts with a status
- * line, and the page is written only for GET or HEAD of /metrics.
+ * line, and a page is written only for GET or HEAD of its path (/metrics,
+ * or /sd as the agent adds it).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -42,11 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(memchr(req.method, '\0', sizeof(req.method)) &&
                 memchr(req.path, '\0', sizeof(req.path)));
     dpr_buf out = DPR_BUF_INIT;
-    int status = dpr_http_respond(r, &req, page, &calls, &out);
+    const dpr_http_route routes[] = { { "/metrics", DPR_METRICS_CONTENT_TYPE, page },
+                                      { "/sd", "application/json", page } };
+    int status = dpr_http_respond_routes(r, &req, routes, 2, &calls, &out);
     REQUIRE(out.len > 17 && memcmp(out.data, "HTTP/1.1 ", 9) == 0);
     REQUIRE((status == 200) == (calls == 1));
-    REQUIRE(calls == 0 || (r == 1 && strcmp(req.path, "/metrics") == 0 &&
-                           (!strcmp(req.method, "GET") || !strcmp(req.method, "HEAD"))));
+    REQUIRE(calls == 0 ||
+            (r == 1 && (!strcmp(req.path, "/metrics") || !strcmp(req.path, "/sd")) &&
+             (!strcmp(req.method, "GET") || !strcmp(req.method, "HEAD"))));
     dpr_buf_free(&out);
     return 0;
 }

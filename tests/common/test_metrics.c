@@ -161,6 +161,43 @@ TEST(replies)
     dpr_buf_free(&out);
 }
 
+static int json_page(void *data, dpr_buf *body)
+{
+    (*(int *)data) += 10;
+    dpr_buf_append_str(body, "[]\n");
+    return 0;
+}
+
+/* A second route (the agent's /sd): its own Content-Type, the first still
+ * served, another path 404. */
+TEST(routes)
+{
+    const dpr_http_route routes[] = { { "/metrics", DPR_METRICS_CONTENT_TYPE, page },
+                                      { "/sd", "application/json", json_page } };
+    dpr_buf out = DPR_BUF_INIT;
+    dpr_http_request r;
+    int calls = 0;
+    const char *req = "GET /sd HTTP/1.1\r\n\r\n";
+
+    CHECK_EQ_INT(dpr_http_parse_request(req, strlen(req), &r), 1);
+    CHECK_EQ_INT(dpr_http_respond_routes(1, &r, routes, 2, &calls, &out), 200);
+    CHECK_EQ_INT(calls, 10);
+    CHECK(strstr(text(&out), "Content-Type: application/json\r\nContent-Length: 3\r\n") &&
+          strstr(text(&out), "\r\n\r\n[]\n"));
+    dpr_buf_reset(&out);
+    req = "GET /metrics HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(dpr_http_parse_request(req, strlen(req), &r), 1);
+    CHECK_EQ_INT(dpr_http_respond_routes(1, &r, routes, 2, &calls, &out), 200);
+    CHECK_EQ_INT(calls, 11);
+    dpr_buf_reset(&out);
+    /* one route only: /sd is not served */
+    req = "GET /sd HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(dpr_http_parse_request(req, strlen(req), &r), 1);
+    CHECK_EQ_INT(dpr_http_respond_routes(1, &r, routes, 1, &calls, &out), 404);
+    CHECK_EQ_INT(calls, 11);
+    dpr_buf_free(&out);
+}
+
 int main(void)
 {
     RUN(counter_and_gauge);
@@ -168,5 +205,6 @@ int main(void)
     RUN(histogram);
     RUN(parse_request);
     RUN(replies);
+    RUN(routes);
     return check_summary("test_metrics");
 }

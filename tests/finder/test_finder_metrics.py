@@ -51,6 +51,9 @@ def test_metrics_follow_reports_and_rollbacks(mcluster):
         lag = now.value("dpr_finder_worker_cut_lag_versions", domain="default",
                         worker=str(w.worker))
         assert durable >= cut >= 1 and lag == durable - cut
+    assert now.value("dpr_finder_max_cut_lag_versions", domain="default") == max(
+        now.value("dpr_finder_worker_cut_lag_versions", domain="default", worker=str(w.worker))
+        for w in (w1, w2))
 
     mcluster.kill9(0)
     mcluster.restart(0)
@@ -63,6 +66,25 @@ def test_metrics_follow_reports_and_rollbacks(mcluster):
     wait_for(lambda: promscrape.scrape(addr).value("dpr_finder_reports_total",
                                                    result="ok") > before,
              what="more reports")
+
+
+def test_metrics_without_per_worker_series(tmp_path):
+    """--metrics-no-workers: the per-domain families (the largest cut lag
+    among them) without the three dpr_finder_worker_* ones."""
+    dprtest.need(dprtest.FINDER, dprtest.KV)
+    with Cluster(str(tmp_path)) as c:
+        c.start_finder(args=["--metrics-address", "127.0.0.1:0", "--metrics-no-workers"])
+        addr = promscrape.address(c.finder)
+        ws = c.start_shards(2, interval_ms=50)
+        for i, w in enumerate(ws):
+            w.client().set("k%d" % i, "1")
+        wait_for(lambda: promscrape.scrape(addr).value("dpr_finder_max_version",
+                                                       domain="default") >= 1,
+                 what="a report in the metrics")
+        now = promscrape.scrape(addr)
+        assert now.value("dpr_finder_workers", domain="default") == 2
+        assert not {n for n in now.names() if n.startswith("dpr_finder_worker_")}
+        assert now.value("dpr_finder_max_cut_lag_versions", domain="default") >= 0
 
 
 def test_info_like_redis(mcluster):

@@ -1,7 +1,8 @@
 /*
  * common/http.h - the metrics endpoint: a minimal HTTP/1.x responder on
  * libuv that answers GET (and HEAD) /metrics with what a callback writes
- * (common/metrics.h), and nothing else.
+ * (common/metrics.h), and the other paths a server adds (dpr_http_add:
+ * the agent's Prometheus service discovery at /sd), nothing else.
  *
  * One request per connection: the request (line and headers) is read up to
  * DPR_HTTP_MAX_REQUEST bytes and parsed with http-parser (Debian's
@@ -54,12 +55,24 @@ int dpr_http_parse_request(const char *p, size_t n, dpr_http_request *req);
 /* Writes a metrics page (0, or a negative errno: the reply is 500). */
 typedef int (*dpr_http_metrics_fn)(void *data, dpr_buf *body);
 
+/* A page: its path, its Content-Type and what writes it. */
+typedef struct dpr_http_route {
+    const char *path;
+    const char *content_type;
+    dpr_http_metrics_fn fn;
+} dpr_http_route;
+
+#define DPR_HTTP_MAX_ROUTES 4
+
 /*
  * The whole reply to the outcome of dpr_http_parse_request (parsed: its
  * result, 1 or negative; req: the request when 1) into *out: the status
- * line, headers and body; fn is called only for GET or HEAD /metrics.
- * Returns the status code.
+ * line, headers and body; the fn of the route whose path the request names
+ * is called only for GET or HEAD (routes[0..n)). Returns the status code.
  */
+int dpr_http_respond_routes(int parsed, const dpr_http_request *req, const dpr_http_route *routes,
+                            size_t n, void *data, dpr_buf *out);
+/* The same with the one route /metrics (DPR_METRICS_CONTENT_TYPE). */
 int dpr_http_respond(int parsed, const dpr_http_request *req, dpr_http_metrics_fn fn, void *data,
                      dpr_buf *out);
 
@@ -72,6 +85,10 @@ typedef struct dpr_http_server dpr_http_server;
  */
 int dpr_http_start(dpr_http_server **out, uv_loop_t *loop, const char *address,
                    dpr_http_metrics_fn fn, void *data, dpr_err *err);
+/* Serves fn's page at path too (with data, as /metrics): 0, or -ENOSPC
+ * past DPR_HTTP_MAX_ROUTES. */
+int dpr_http_add(dpr_http_server *h, const char *path, const char *content_type,
+                 dpr_http_metrics_fn fn);
 /* The address it listens on ("127.0.0.1:9464"; the port chosen for 0). */
 const char *dpr_http_bound(const dpr_http_server *h);
 /* Closes the listener and every connection; the memory goes when libuv

@@ -55,6 +55,9 @@ typedef struct dpr_server_config {
     bool plain_off;
     /* "HOST:PORT" of the Prometheus endpoint (common/http.h), NULL: none */
     const char *metrics_listen;
+    /* leave the per-worker families out of its page (--metrics-no-workers;
+     * dpr/finder_stats.h, per_worker) */
+    bool metrics_no_workers;
 } dpr_server_config;
 
 /*
@@ -126,7 +129,8 @@ void dpr_server_stop(dpr_server *srv);
 void dpr_server_abort(dpr_server *srv);
 void dpr_server_free(dpr_server *srv);
 /* The finder's dpr_finder_* metrics (dpr/finder_stats.h) into out, for a
- * host that serves them on its own endpoint. 0 or -ENOMEM. */
-int dpr_server_metrics(dpr_server *srv, dpr_buf *out);
+ * host that serves them on its own endpoint; per_worker: with the
+ * dpr_finder_worker_* families. 0 or -ENOMEM. */
+int dpr_server_metrics(dpr_server *srv, bool per_worker, dpr_buf *out);
 
 #endif

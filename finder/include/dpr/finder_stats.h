@@ -13,6 +13,7 @@
 #ifndef DPR_FINDER_STATS_H
 #define DPR_FINDER_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,10 +40,14 @@ typedef struct dpr_finder_stats_view {
     bool serving;       /* holds the finder state (ds not NULL) */
     const char *listen; /* the bound address, "" when none */
     size_t clients;
+    /* the per-worker families (dpr_finder_worker_*): three series a worker,
+     * some 13 MB at 65k workers; false leaves them out (the per-domain
+     * ones, dpr_finder_max_cut_lag_versions among them, stay) */
+    bool per_worker;
 } dpr_finder_stats_view;
 
-/* The dpr_finder_* families into out (ds may be NULL: no domains).
- * 0 or -ENOMEM. */
+/* The dpr_finder_* families into out (ds may be NULL: no domains), each
+ * domain's working state copied once. 0 or -ENOMEM. */
 int dpr_finder_stats_metrics(const dpr_finder_stats *st, const dpr_finder_stats_view *v,
                              const dpr_domains *ds, dpr_buf *out);
 /* INFO's text (not yet a RESP bulk string) into out: sections server,
