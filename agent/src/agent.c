@@ -376,6 +376,7 @@ static json_t *rollout_change(agent *a, agent_client *c, const agent_request *re
         d->checkpoint_interval_ms = r->previous.checkpoint_interval_ms;
         d->max_clients = r->previous.max_clients;
         d->maxmemory = r->previous.maxmemory;
+        memcpy(d->checkpoint_mode, r->previous.checkpoint_mode, sizeof(d->checkpoint_mode));
         d->rollout.paused = false;
     } else {
         d->rollout.paused = strcmp(req->action, "pause") == 0;

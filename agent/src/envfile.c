@@ -98,6 +98,13 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
         free(text);
         text = n < 0 ? NULL : more;
     }
+    if (n >= 0 && in->checkpoint_mode[0]) {
+        /* the spec's checkpoint_mode; absent: dpr-kv's default (log) */
+        char *more = NULL;
+        n = asprintf(&more, "%sDPR_KV_CHECKPOINT_MODE=%s\n", text, in->checkpoint_mode);
+        free(text);
+        text = n < 0 ? NULL : more;
+    }
     return n < 0 ? NULL : text;
 }
 

@@ -187,6 +187,11 @@ static const char *get_string(const json_t *obj, const char *key, const char *pr
     return json_string_value(v);
 }
 
+bool agent_checkpoint_mode_valid(const char *s)
+{
+    return strcmp(s, "log") == 0 || strcmp(s, "full") == 0;
+}
+
 /* maxmemory: bytes (an integer) or a Redis-style size ("512mb"); 0 = none. */
 static void get_memory(const json_t *obj, const char *key, const char *prefix, uint64_t *out,
                        agent_problems *p)
@@ -447,7 +452,8 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
 {
     static const char *const known[] = { "name", "impl", "version", "shards",
                                          "checkpoint_interval_ms", "max_clients", "maxmemory",
-                                         "node_selector", "replicas", "rollout", NULL };
+                                         "checkpoint_mode", "node_selector", "replicas",
+                                         "rollout", NULL };
     char prefix[48], path[160], s[80], list[512];
     const char *v;
 
@@ -500,6 +506,16 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
     get_uint(o, "max_clients", prefix, false, AGENT_MAX_CLIENTS_MIN, AGENT_MAX_CLIENTS_MAX,
              r->default_max_clients ? r->default_max_clients : 10000, &d->max_clients, p);
     get_memory(o, "maxmemory", prefix, &d->maxmemory, p);
+    v = get_string(o, "checkpoint_mode", prefix, false, p);
+    snprintf(path, sizeof(path), "%scheckpoint_mode", prefix);
+    if (v && !agent_checkpoint_mode_valid(v)) {
+        shown(s, sizeof(s), v);
+        agent_problems_add(p, path, "must be \"log\" (change logs between full images, "
+                           "dpr-kv's default) or \"full\" (a full image every checkpoint) "
+                           "(got '%s')", s);
+    } else if (v) {
+        memcpy(d->checkpoint_mode, v, strlen(v) + 1);
+    }
     get_selector(o, prefix, &d->selector, p);
     d->replicas = AGENT_REPLICAS_AUTO;
     if (json_object_get(o, "replicas")) {
@@ -614,8 +630,13 @@ json_t *agent_deploy_to_json(const agent_deploy *d)
     json_t *s;
     bool ok;
 
-    /* (replicas and node_selector only when given: a spec without them
-     * reads as it always did) */
+    /* (replicas, checkpoint_mode and node_selector only when given: a spec
+     * without them reads as it always did) */
+    if (o && d->checkpoint_mode[0] &&
+        json_object_set_new(o, "checkpoint_mode", json_string(d->checkpoint_mode)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     if (o && d->replicas != AGENT_REPLICAS_AUTO &&
         json_object_set_new(o, "replicas", json_integer(d->replicas)) < 0) {
         json_decref(o);

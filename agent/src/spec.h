@@ -27,6 +27,9 @@
 /* maxmemory: 0 (no limit), else 1 MiB to 16 TiB */
 #define AGENT_MAXMEMORY_MIN (1ull << 20)
 #define AGENT_MAXMEMORY_MAX (1ull << 44)
+/* checkpoint_mode: "log" or "full" (dpr-kv's --checkpoint-mode); "" when
+ * the spec does not say (dpr-kv's default, log) */
+#define AGENT_CHECKPOINT_MODE_MAX 4
 
 /* A deployment's node selector: where the leader may place its instances. */
 #define AGENT_SELECTOR_MAX 16 /* names, and labels */
@@ -63,6 +66,7 @@ typedef struct agent_deploy {
     uint32_t checkpoint_interval_ms;
     uint32_t max_clients;
     uint64_t maxmemory;  /* bytes; 0: no limit */
+    char checkpoint_mode[AGENT_CHECKPOINT_MODE_MAX + 1]; /* "", "log", "full" */
     agent_selector selector; /* "node_selector"; empty: every node */
     /* "replicas": the other nodes each instance's checkpoints are copied
      * to before they count as durable (0..AGENT_REPLICAS_MAX);
@@ -121,6 +125,8 @@ bool agent_selector_match(const agent_selector *sel, const char *name,
 
 /* ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and at most max characters. */
 bool agent_name_valid(const char *s, size_t max);
+/* A checkpoint_mode the spec may give: "log" or "full". */
+bool agent_checkpoint_mode_valid(const char *s);
 
 /*
  * Parses and checks j. 0 and *out filled; -EINVAL with every problem in

@@ -12,12 +12,24 @@
 #include "common/err.h"
 #include "common/fs.h"
 
+/* checkpoint_mode into o when set (a record without one reads as before). */
+static json_t *with_mode(json_t *o, const char *mode)
+{
+    if (o && mode[0] && json_object_set_new(o, "checkpoint_mode", json_string(mode)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 static json_t *run_json(const agent_run *r)
 {
-    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "generation", (json_int_t)r->generation,
-                     "impl", r->impl, "version", r->version, "checkpoint_interval_ms",
-                     (json_int_t)r->checkpoint_interval_ms, "max_clients",
-                     (json_int_t)r->max_clients, "maxmemory", (json_int_t)r->maxmemory);
+    return with_mode(json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "generation",
+                               (json_int_t)r->generation, "impl", r->impl, "version", r->version,
+                               "checkpoint_interval_ms", (json_int_t)r->checkpoint_interval_ms,
+                               "max_clients", (json_int_t)r->max_clients, "maxmemory",
+                               (json_int_t)r->maxmemory),
+                     r->checkpoint_mode);
 }
 
 static json_t *instance_json(const agent_instance *in)
@@ -29,6 +41,7 @@ static json_t *instance_json(const agent_instance *in)
                           (json_int_t)in->checkpoint_interval_ms, "max_clients",
                           (json_int_t)in->max_clients);
 
+    o = with_mode(o, in->checkpoint_mode);
     if (o && json_object_set_new(o, "token", json_string(in->token)) < 0) {
         json_decref(o);
         return NULL;
@@ -163,8 +176,21 @@ static int get_str(const json_t *o, const char *key, char *dst, size_t cap, cons
     return 0;
 }
 
-/* What reaches a process: impl, version, checkpoint interval, max_clients
- * (an instance's, or what its process runs). */
+/* The optional checkpoint_mode of o into dst ("" when absent). */
+static int get_mode(const json_t *o, const char *where, char *dst, size_t cap, dpr_err *err)
+{
+    dst[0] = '\0';
+    if (!json_object_get(o, "checkpoint_mode"))
+        return 0;
+    if (get_str(o, "checkpoint_mode", dst, cap, where, err) < 0 ||
+        !agent_checkpoint_mode_valid(dst))
+        return dpr_err_set(err, -EBADMSG, "%s.checkpoint_mode: not \"log\" or \"full\"",
+                           where);
+    return 0;
+}
+
+/* What reaches a process: impl, version, checkpoint interval, max_clients,
+ * checkpoint_mode (an instance's, or what its process runs). */
 static int parse_settings(const json_t *o, const char *where, agent_run *r, dpr_err *err)
 {
     long long v;
@@ -181,7 +207,7 @@ static int parse_settings(const json_t *o, const char *where, agent_run *r, dpr_
                       err)) < 0)
         return rc;
     r->max_clients = (uint32_t)v;
-    return 0;
+    return get_mode(o, where, r->checkpoint_mode, sizeof(r->checkpoint_mode), err);
 }
 
 /* "running": what an instance's process runs. */
@@ -193,7 +219,8 @@ static int parse_run(const json_t *o, const char *where, agent_run *r, dpr_err *
 
     memset(r, 0, sizeof(*r));
     snprintf(at, sizeof(at), "%s.running", where);
-    if (!json_is_object(o) || json_object_size(o) != 6)
+    if (!json_is_object(o) ||
+        json_object_size(o) != 6u + (json_object_get(o, "checkpoint_mode") != NULL))
         return dpr_err_set(err, -EBADMSG, "%s: not a record of what the process runs", at);
     if ((rc = get_int(o, "generation", 0, INT64_MAX, &v, at, err)) < 0)
         return rc;
@@ -234,6 +261,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     want += json_object_get(o, "running") != NULL;
     want += json_object_get(o, "rolled_at_ms") != NULL;
     want += json_object_get(o, "metrics_port") != NULL;
+    want += json_object_get(o, "checkpoint_mode") != NULL;
     if (json_object_size(o) != want)
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     tok = json_object_get(o, "token");
@@ -277,6 +305,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     memcpy(in->version, settings.version, sizeof(in->version));
     in->checkpoint_interval_ms = settings.checkpoint_interval_ms;
     in->max_clients = settings.max_clients;
+    memcpy(in->checkpoint_mode, settings.checkpoint_mode, sizeof(in->checkpoint_mode));
     if ((rc = get_int(o, "shard", 0, AGENT_SHARDS_MAX - 1, &v, where, err)) < 0)
         return rc;
     in->shard = (uint32_t)v;
@@ -366,7 +395,8 @@ static int check_consistency(const agent_state *st, dpr_err *err)
         if (!dep || in->shard >= dep->shards || strcmp(in->impl, dep->impl) != 0 ||
             strcmp(in->version, dep->version) != 0 ||
             in->checkpoint_interval_ms != dep->checkpoint_interval_ms ||
-            in->max_clients != dep->max_clients || in->maxmemory != dep->maxmemory)
+            in->max_clients != dep->max_clients || in->maxmemory != dep->maxmemory ||
+            strcmp(in->checkpoint_mode, dep->checkpoint_mode) != 0)
             return dpr_err_set(err, -EBADMSG, "instance '%s' does not match the recorded spec",
                                in->name);
         if (in->worker >= st->next_worker)

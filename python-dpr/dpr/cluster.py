@@ -187,6 +187,7 @@ class Deployment:
     checkpoint_interval_ms: int | None = None
     max_clients: int | None = None
     maxmemory: int | None = None
+    checkpoint_mode: str | None = None  # None: dpr-kv's default (log)
     ready: int = 0
     domain: str | None = None
     world_line: int | None = None
@@ -590,7 +591,8 @@ class Cluster:
 
     def rollout_undo(self, name: str) -> Plan:
         """Applies ``name``'s settings from before its last change again
-        (impl, version, checkpoint_interval_ms, max_clients, maxmemory): a
+        (impl, version, checkpoint_interval_ms, max_clients, maxmemory,
+        checkpoint_mode): a
         roll-out of its own, which restarts only the instances that run the
         newer settings. NotFound when there is nothing to undo."""
         return Plan.from_result(self._conn.request("rollout", {"name": name,

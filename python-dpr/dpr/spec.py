@@ -17,6 +17,7 @@ The same spec in YAML:
         shards: 3
         checkpoint_interval_ms: 100
         maxmemory: 512mb          # optional: bytes, or as in Redis (k, kb, m, mb, g, gb)
+        checkpoint_mode: full     # optional: log (dpr-kv's default) or full
         node_selector:            # optional, in a cluster of agents: where it may run
           labels: [ssd]           #   nodes with every one of these labels (node.labels)
           nodes: [node1, node2]   #   and one of these names
@@ -28,8 +29,9 @@ dpr-agent checks again and stays authoritative: only it knows the cluster's
 name and which cache-store implementations it can run.
 
 Fields left as None (``checkpoint_interval_ms``, ``max_clients``,
-``maxmemory``) are not sent, so the agent's defaults apply (100 ms and 10000
-unless its configuration says otherwise; no memory limit).
+``maxmemory``, ``checkpoint_mode``) are not sent, so the agent's defaults
+apply (100 ms and 10000 unless its configuration says otherwise; no memory
+limit; dpr-kv's checkpoint mode, log).
 """
 from __future__ import annotations
 
@@ -63,10 +65,13 @@ _MEMORY_HINT = ('bytes, or a string of digits with b, k, kb, m, mb, g or gb as i
 
 SPEC_FIELDS = ("name", "cachestores")
 CACHESTORE_FIELDS = ("name", "impl", "version", "shards", "checkpoint_interval_ms",
-                     "max_clients", "maxmemory", "node_selector", "replicas", "rollout")
+                     "max_clients", "maxmemory", "checkpoint_mode", "node_selector", "replicas",
+                     "rollout")
 # fields of a cache-store that may be left out (the agent's default applies)
-OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "node_selector",
-                   "replicas", "rollout")
+OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "checkpoint_mode",
+                   "node_selector", "replicas", "rollout")
+# checkpoint_mode: dpr-kv's --checkpoint-mode (absent: its default, log)
+CHECKPOINT_MODES = ("log", "full")
 # rollout: how a change of its settings rolls through its instances
 ROLLOUT_FIELDS = {"min_ready_seconds": (0, 86400), "max_unavailable": (1, SHARDS_MAX),
                   "partition": (0, SHARDS_MAX), "progress_deadline_seconds": (1, 86400),
@@ -247,6 +252,10 @@ class CacheStore:
     most data each instance holds before it refuses writes (Redis'
     ``noeviction``), in bytes or as in Redis (``"512mb"``, ``"2gb"``); None
     or 0: no limit. The agent derives each unit's ``MemoryMax`` from it.
+    ``checkpoint_mode``: ``"log"`` (change logs between full images) or
+    ``"full"`` (a full image every checkpoint), dpr-kv's
+    ``--checkpoint-mode``; None: dpr-kv's default (log); a change restarts
+    the instances through the roll-out.
     ``node_selector`` (a cluster of agents): ``{"nodes": [names],
     "labels": [labels]}``: its instances go only to nodes named in
     ``nodes`` (if given) that have every label of ``labels`` (agent.conf
@@ -266,6 +275,7 @@ class CacheStore:
     checkpoint_interval_ms: int | None = None
     max_clients: int | None = None
     maxmemory: int | str | None = None
+    checkpoint_mode: str | None = None
     node_selector: Mapping | None = None
     replicas: int | None = None
     rollout: Mapping | None = None
@@ -352,6 +362,14 @@ class CacheStore:
             _check_int(out, p + f, v, lo, hi)
         if self.maxmemory is not None or (given is not None and "maxmemory" in given):
             _check_memory(out, p + "maxmemory", self.maxmemory)
+        v = self.checkpoint_mode
+        if v is not None or (given is not None and "checkpoint_mode" in given):
+            if not isinstance(v, str):
+                out.append((p + "checkpoint_mode", "must be a string (got %s)" % _kind(v)))
+            elif v not in CHECKPOINT_MODES:
+                out.append((p + "checkpoint_mode", "must be \"log\" (change logs between full "
+                            "images, dpr-kv's default) or \"full\" (a full image every "
+                            "checkpoint) (got '%s')" % _short(v)))
         if self.node_selector is not None or (given is not None and "node_selector" in given):
             _check_selector(out, p + "node_selector", self.node_selector)
         if self.rollout is not None or (given is not None and "rollout" in given):

@@ -147,14 +147,15 @@ TEST(update_fields)
     agent_state st;
     agent_plan p;
     static const char *const both[] = { "kv-0", "kv-1" };
-    const char *fields[] = { "version", "interval", "max_clients", "impl", "maxmemory" };
+    const char *fields[] = { "version", "interval", "max_clients", "impl", "maxmemory",
+                             "checkpoint_mode" };
 
     agent_state_init(&st);
     CHECK_EQ_INT(step(&st, &s, &p), 0);
     agent_plan_free(&p);
     /* the finder committed versions of kv-0: an update keeps that */
     st.inst[0].committed = true;
-    for (size_t f = 0; f < 5; f++) {
+    for (size_t f = 0; f < 6; f++) {
         uint64_t gen = st.generation;
         if (f == 0)
             snprintf(s.d[0].version, sizeof(s.d[0].version), "2");
@@ -166,6 +167,8 @@ TEST(update_fields)
             snprintf(s.d[0].impl, sizeof(s.d[0].impl), "other");
         if (f == 4)
             s.d[0].maxmemory = 64u << 20;
+        if (f == 5)
+            snprintf(s.d[0].checkpoint_mode, sizeof(s.d[0].checkpoint_mode), "full");
         CHECK_EQ_INT(step(&st, &s, &p), 0);
         int updated = names_eq(&p.updated, 2, both);
 
@@ -180,6 +183,7 @@ TEST(update_fields)
     CHECK_EQ_INT(inst(&st, "kv-1")->max_clients, 5);
     CHECK(strcmp(inst(&st, "kv-1")->impl, "other") == 0);
     CHECK(inst(&st, "kv-1")->maxmemory == 64u << 20);
+    CHECK(strcmp(inst(&st, "kv-1")->checkpoint_mode, "full") == 0);
     CHECK(inst(&st, "kv-0")->committed && !inst(&st, "kv-1")->committed);
     /* the same maxmemory again: unchanged */
     CHECK_EQ_INT(step(&st, &s, &p), 0);

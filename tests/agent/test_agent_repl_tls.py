@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import ssl
+import zlib
 
 import pytest
 
@@ -191,3 +192,60 @@ def test_a_silent_connection_is_closed(agents):
              what="the silent connection's line")
     line = [ln for ln in target.log()[before:].splitlines() if "within 10 s" in ln][0]
     assert "replication: TLS refused the connection from 127.0.0.1:" in line, line
+
+
+def _cmd(*args):
+    """A RESP command."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _reply(t):
+    """One reply line."""
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        got = t.recv(1)
+        if not got:
+            break
+        buf += got
+    return buf
+
+
+def test_a_copy_under_way_finishes_over_a_reload(agents, certs):
+    """A copy whose connection was verified before a reload goes on to its
+    end on the certificates of then, though the reload's CRL revokes the
+    sender's certificate: only new connections get the new files."""
+    target = agents[1]
+    host, port, _ = repl_address(target)
+    data = os.urandom(200000)
+    half = len(data) // 2
+    key = ("demo", "kv", 7, 3)
+    s = socket.create_connection((host, port), timeout=10)
+    try:
+        t = _tls_client(certs, "n4.crt", "n4.key").wrap_socket(s)
+        t.sendall(_cmd("DPR.REPL.HAVE", *key))
+        assert _reply(t) == b":0\r\n"
+        t.sendall(_cmd("DPR.REPL.PUT", *key, 0, data[:half]))
+        assert _reply(t) == b"+OK\r\n"
+        raft_tls.pki.revoke(certs, os.path.join(certs, "n4.crt"))
+        assert "TLS certificates reloaded" in raft_tls._reload(target)
+        # a new connection with that certificate is refused now
+        s2 = socket.create_connection((host, port), timeout=10)
+        try:
+            got = _repl_have(_tls_client(certs, "n4.crt", "n4.key").wrap_socket(s2))
+        except (ssl.SSLError, OSError) as e:
+            got = e
+        finally:
+            s2.close()
+        assert not isinstance(got, bytes) or not got.startswith(b":"), got
+        # the copy under way goes on and is whole
+        t.sendall(_cmd("DPR.REPL.PUT", *key, half, data[half:]))
+        assert _reply(t) == b"+OK\r\n"
+        t.sendall(_cmd("DPR.REPL.DONE", *key, len(data), zlib.crc32(data)))
+        assert _reply(t) == b"+OK\r\n"
+    finally:
+        s.close()
+    assert copies(target, "kv", 7) == [3]

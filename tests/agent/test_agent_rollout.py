@@ -426,3 +426,44 @@ def test_bad_requests(node):
     paths = sorted(p["path"] for p in e["details"])
     assert paths == ["cachestores[0].rollout.max_unavailable",
                      "cachestores[0].rollout.partition", "cachestores[0].rollout.paused"]
+
+
+def checkpoint_modes(n):
+    """dpr_checkpoint_mode of each instance (INFO dpr on its endpoint)."""
+    insts, _ = kv(n)
+    out = {}
+    for name, i in insts.items():
+        host, port = i["endpoint"].rsplit(":", 1)
+        info = n.run("redis-cli -h %s -p %s INFO dpr" % (host, port), check=False).stdout
+        out[name] = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                          if line.startswith("dpr_checkpoint_mode:")), None)
+    return out
+
+
+def test_checkpoint_mode_rolls_out(node):
+    """The spec's checkpoint_mode reaches every instance's dpr-kv through a
+    roll-out (its instance file); leaving it out again is dpr-kv's default,
+    log."""
+    v = at_rest(node)
+    assert set(checkpoint_modes(node).values()) == {"log"}
+    spec = spec_of(version=v)
+    spec["cachestores"][0]["checkpoint_mode"] = "full"
+    r = ok(call(node, "apply", {"spec": spec}))
+    assert r["plan"]["updated"] == ["kv-0", "kv-1", "kv-2"], r
+    wait_for(lambda: settled(node, v) and kv(node)[1]["checkpoint_mode"] == "full",
+             timeout=120, what="kv rolled out to full")
+    assert checkpoint_modes(node) == {"kv-0": "full", "kv-1": "full", "kv-2": "full"}
+    assert "\nDPR_KV_CHECKPOINT_MODE=full\n" in node.run("cat /run/dpr/instances/kv-2.env").stdout
+    # the same spec again: nothing to do
+    assert ok(call(node, "apply", {"spec": spec}))["plan"]["updated"] == []
+    spec["cachestores"][0]["checkpoint_mode"] = "fast"
+    e = call(node, "apply", {"spec": spec})["error"]
+    assert e["code"] == "spec_invalid"
+    assert [p["path"] for p in e["details"]] == ["cachestores[0].checkpoint_mode"]
+    # absent: dpr-kv's default again (an update too)
+    r = apply(node, version=v)
+    assert r["plan"]["updated"] == ["kv-0", "kv-1", "kv-2"], r
+    wait_for(lambda: settled(node, v) and "checkpoint_mode" not in kv(node)[1],
+             timeout=120, what="kv rolled back to the default mode")
+    assert set(checkpoint_modes(node).values()) == {"log"}
+    assert "CHECKPOINT_MODE" not in node.run("cat /run/dpr/instances/kv-2.env").stdout

@@ -226,14 +226,35 @@ TEST(long_strings_are_shortened)
     agent_problems_free(&p);
 }
 
-/* cachestores[0] with maxmemory set to the JSON value v. */
-static int parse_maxmemory(const char *v, agent_spec *s, agent_problems *p)
+/* cachestores[0] with field set to the JSON value v. */
+static int parse_field(const char *field, const char *v, agent_spec *s, agent_problems *p)
 {
     char text[256];
 
     snprintf(text, sizeof(text), "{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\","
-             "\"version\":\"1\",\"shards\":1,\"maxmemory\":%s}]}", v);
+             "\"version\":\"1\",\"shards\":1,\"%s\":%s}]}", field, v);
     return parse(text, s, p);
+}
+
+static int parse_maxmemory(const char *v, agent_spec *s, agent_problems *p)
+{
+    return parse_field("maxmemory", v, s, p);
+}
+
+/* cachestores[0].field = v is refused with one problem, which has needle. */
+static void expect_refused(const char *field, const char *v, const char *needle)
+{
+    char path[64];
+    agent_spec s;
+    agent_problems p;
+
+    snprintf(path, sizeof(path), "cachestores[0].%s", field);
+    CHECK_EQ_INT(parse_field(field, v, &s, &p), -EINVAL);
+    if (!has_problem(&p, path, needle))
+        fprintf(stderr, "    %s %s: wanted '%s'\n", field, v, needle);
+    CHECK(has_problem(&p, path, needle));
+    CHECK_EQ_INT(p.n, 1);
+    agent_problems_free(&p);
 }
 
 TEST(maxmemory)
@@ -282,14 +303,8 @@ TEST(maxmemory)
         }
         agent_problems_free(&p);
     }
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        CHECK_EQ_INT(parse_maxmemory(bad[i].json, &s, &p), -EINVAL);
-        if (!has_problem(&p, "cachestores[0].maxmemory", bad[i].needle))
-            fprintf(stderr, "    maxmemory %s: wanted '%s'\n", bad[i].json, bad[i].needle);
-        CHECK(has_problem(&p, "cachestores[0].maxmemory", bad[i].needle));
-        CHECK_EQ_INT(p.n, 1);
-        agent_problems_free(&p);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_refused("maxmemory", bad[i].json, bad[i].needle);
     /* absent: no limit; recorded (and shown) in bytes */
     CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
                        "\"shards\":1}]}", &s, &p), 0);
@@ -302,6 +317,48 @@ TEST(maxmemory)
         CHECK(json_integer_value(json_object_get(j, "maxmemory")) == 64 << 20);
         json_decref(j);
     }
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+}
+
+/* checkpoint_mode: "log" or "full", dpr-kv's default when absent (not
+ * written back then). */
+TEST(checkpoint_mode)
+{
+    static const struct {
+        const char *json, *needle;
+    } bad[] = {
+        { "\"fast\"", "must be \"log\" (change logs between full images, dpr-kv's default) "
+                      "or \"full\" (a full image every checkpoint) (got 'fast')" },
+        { "\"\"", "(got '')" },
+        { "\"LOG\"", "(got 'LOG')" },
+        { "1", "must be a string (got an integer)" },
+        { "null", "must be a string (got null)" },
+    };
+    const char *modes[] = { "log", "full" };
+    char v[16];
+    agent_spec s;
+    agent_problems p;
+    json_t *j;
+
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(v, sizeof(v), "\"%s\"", modes[i]);
+        CHECK_EQ_INT(parse_field("checkpoint_mode", v, &s, &p), 0);
+        CHECK(strcmp(s.d[0].checkpoint_mode, modes[i]) == 0);
+        j = agent_deploy_to_json(&s.d[0]);
+        CHECK(j && strcmp(json_string_value(json_object_get(j, "checkpoint_mode")), modes[i]) == 0);
+        json_decref(j);
+        agent_spec_free(&s);
+        agent_problems_free(&p);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_refused("checkpoint_mode", bad[i].json, bad[i].needle);
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                       "\"shards\":1}]}", &s, &p), 0);
+    CHECK(s.d[0].checkpoint_mode[0] == '\0');
+    j = agent_deploy_to_json(&s.d[0]);
+    CHECK(j && !json_object_get(j, "checkpoint_mode"));
+    json_decref(j);
     agent_spec_free(&s);
     agent_problems_free(&p);
 }
@@ -507,6 +564,7 @@ int main(void)
     RUN(round_trip);
     RUN(long_strings_are_shortened);
     RUN(maxmemory);
+    RUN(checkpoint_mode);
     RUN(memory_parse);
     RUN(memory_max_formula);
     RUN(node_selector);

@@ -78,6 +78,8 @@ static void sample(agent_state *st)
         d[i].checkpoint_interval_ms = 100;
         d[i].max_clients = 10000;
         d[i].maxmemory = i ? 64u << 20 : 0;
+        if (i)
+            snprintf(d[i].checkpoint_mode, sizeof(d[i].checkpoint_mode), "full");
     }
     agent_state_init(&a);
     agent_plan_make(&a, &s, &alloc, &b, &p);
@@ -119,6 +121,9 @@ TEST(round_trip)
     CHECK_EQ_INT(back.nretiring, st.nretiring);
     CHECK(memcmp(back.inst, st.inst, st.ninst * sizeof(*st.inst)) == 0);
     CHECK(back.inst[0].maxmemory == 64u << 20 && back.retiring[0].maxmemory == 0);
+    CHECK(strcmp(back.inst[0].checkpoint_mode, "full") == 0 &&
+          strcmp(back.inst[0].run.checkpoint_mode, "full") == 0 &&
+          back.retiring[0].checkpoint_mode[0] == '\0');
     CHECK(!back.inst[0].committed);
     CHECK(memcmp(back.retiring, st.retiring, st.nretiring * sizeof(*st.retiring)) == 0);
     CHECK(strcmp(back.spec.name, "demo") == 0);
@@ -257,6 +262,25 @@ TEST(older_records_and_new_fields)
     CHECK_EQ_INT(load_edited("\"committed\": false,", "\"committed\": false, \"x\": 1,", &err),
                  -EBADMSG);
     CHECK(strstr(err.msg, "not an instance record") != NULL);
+
+    /* checkpoint_mode: only "log" or "full"; an instance that lost the
+     * spec's is damage */
+    {
+        static const char *const edits[][2] = {
+            /* (the first is instances[0]'s own: b-0, keys sorted) */
+            { "\"checkpoint_mode\": \"full\"", "\"checkpoint_mode\": \"fast\"" },
+            { "\"checkpoint_mode\": \"full\",", "" },
+        };
+        static const char *const needles[] = { ".checkpoint_mode: not \"log\" or \"full\"",
+                                                "does not match the recorded spec" };
+        for (size_t e = 0; e < 2; e++) {
+            int rc = load_edited(edits[e][0], edits[e][1], &err);
+            CHECK_EQ_INT(rc, -EBADMSG);
+            if (rc == -EBADMSG && !strstr(err.msg, needles[e]))
+                fprintf(stderr, "    %s: wanted '%s'\n", err.msg, needles[e]);
+            CHECK(rc != -EBADMSG || strstr(err.msg, needles[e]) != NULL);
+        }
+    }
 
     /* from before roll-outs: no generation, no running (runs the settings) */
     sample(&st);
@@ -420,6 +444,16 @@ TEST(env_file)
     CHECK(strstr(text, "\nDPR_KV_MAXMEMORY=0\n") != NULL); /* no limit */
     CHECK(strstr(text, "\nDPR_MAXMEMORY=0\n") != NULL);
     CHECK(strstr(text, "SEED_DIR") == NULL); /* one node: no copies */
+    /* no checkpoint_mode in the spec: none (dpr-kv's default); else it */
+    CHECK(strstr(text, "CHECKPOINT_MODE") == NULL);
+    {
+        agent_instance full = in;
+        char *t;
+        snprintf(full.checkpoint_mode, sizeof(full.checkpoint_mode), "full");
+        t = agent_env_render(&full, &ctx);
+        CHECK(t && strstr(t, "\nDPR_KV_CHECKPOINT_MODE=full\n") != NULL);
+        free(t);
+    }
     {
         /* a cluster: copies before reports, and the copies this node holds
          * of the worker (an instance moved here starts from them) */

@@ -256,6 +256,11 @@ BAD_SPECS = [
                                       "maxmemory": -1}]},
     {"name": "demo", "cachestores": [{"name": "kv", "version": "1", "shards": 1,
                                       "maxmemory": True}]},
+    # checkpoint_mode: log or full
+    {"name": "demo", "cachestores": [{"name": "kv", "version": "1", "shards": 1,
+                                      "checkpoint_mode": "fast"}]},
+    {"name": "demo", "cachestores": [{"name": "kv", "version": "1", "shards": 1,
+                                      "checkpoint_mode": 1}]},
     {"name": "demo", "cachestores": {}},
     {"name": "demo"},
     {"name": "demo", "cachestores": [], "extra": True},

@@ -201,8 +201,8 @@ def test_unknown_fields_everywhere():
     assert problems(d) == [
         ("cachestore", "unknown field (did you mean 'cachestores'? known: name, cachestores)"),
         ("cachestores[0].shard", "unknown field (did you mean 'shards'? known: name, impl, "
-         "version, shards, checkpoint_interval_ms, max_clients, maxmemory, node_selector, "
-         "replicas, rollout)")]
+         "version, shards, checkpoint_interval_ms, max_clients, maxmemory, checkpoint_mode, "
+         "node_selector, replicas, rollout)")]
 
 
 def test_rollout_settings():
@@ -341,3 +341,24 @@ def test_replicas():
     got = problems({"name": "demo", "cachestores": [
         {"name": "a", "version": "1", "shards": 1, "replicas": 3}]})
     assert got == [("cachestores[0].replicas", "must be <= 2 (got 3)")], got
+
+
+@pytest.mark.parametrize("value, message", [
+    ("fast", "must be \"log\" (change logs between full images, dpr-kv's default) or "
+             "\"full\" (a full image every checkpoint) (got 'fast')"),
+    ("", "must be \"log\" (change logs between full images, dpr-kv's default) or "
+         "\"full\" (a full image every checkpoint) (got '')"),
+    (1, "must be a string (got an integer)"),
+    (None, "must be a string (got null)"),
+])
+def test_checkpoint_mode_rules(value, message):
+    assert problems(spec_of(checkpoint_mode=value)) == [("cachestores[0].checkpoint_mode",
+                                                         message)]
+
+
+def test_checkpoint_mode_sent_only_when_given():
+    for mode in ("log", "full"):
+        spec = ClusterSpec.from_yaml("name: demo\ncachestores:\n- {name: kv, version: '1', "
+                                     "shards: 1, checkpoint_mode: %s}\n" % mode)
+        assert spec.cachestores[0].to_dict()["checkpoint_mode"] == mode
+    assert "checkpoint_mode" not in CacheStore("kv", version="1", shards=1).to_dict()
