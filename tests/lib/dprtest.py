@@ -72,7 +72,14 @@ def binary(name: str) -> str:
 
 
 FINDER = binary("dpr-finder")
-KV = binary("dpr-kv")
+# DPR_TEST_IMPL: the cache-store implementation the suites start as "the
+# shard" (dpr-kv, the default, or dpr-redis: redis-server behind the DPR
+# proxy, docs/dpr-redis.md). Both take the same flags.
+IMPL = os.environ.get("DPR_TEST_IMPL") or "dpr-kv"
+if IMPL not in ("dpr-kv", "dpr-redis"):
+    raise RuntimeError("DPR_TEST_IMPL=%r: dpr-kv or dpr-redis" % IMPL)
+KV = binary(IMPL)
+REDIS_PROXY = binary("dpr-redis")
 AGENT = os.environ.get("DPR_AGENT") or binary("dpr-agent")
 
 
@@ -524,9 +531,14 @@ class Kv(RespServer):
             c.connection_pool.disconnect()
 
     def checkpoints(self) -> list[int]:
-        """The versions of the checkpoint files in the directory, sorted."""
-        return sorted(int(n[5:-3]) for n in os.listdir(self.state_dir)
-                      if n.startswith("ckpt-") and n.endswith(".kv"))
+        """The versions of the checkpoint files in the directory, sorted
+        (dpr-kv's ckpt-<v>.kv, dpr-redis' ckpt-<v>.w<world-line>.rdb)."""
+        out = []
+        for n in os.listdir(self.state_dir):
+            m = re.fullmatch(r"ckpt-(\d+)(?:\.kv|\.w\d+\.rdb)", n)
+            if m:
+                out.append(int(m.group(1)))
+        return sorted(out)
 
 
 class Cluster(Procs):

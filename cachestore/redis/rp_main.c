@@ -1,0 +1,127 @@
+/* rp_main.c - dpr-redis: settings (dpr-kv's flags and DPR_KV_* variables),
+ * the state directory, registration with the finder, the checkpoint the
+ * finder asks for loaded into a fresh redis-server, then the proxy. */
+#include <errno.h>
+#include <limits.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "kv_config.h"
+#include "kv_finder.h"
+#include "kv_tls.h"
+#include "rp_proxy.h"
+#include "rp_redis.h"
+
+#define LOCK_WAIT_MS 10000
+#define REDIS_START_MS 600000
+
+static int fail(const char *what, int r, int code)
+{
+    log_error("cannot recover: %s", what);
+    sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", what, -r);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    static kv_config cfg;
+    dpr_err err = DPR_ERR_INIT;
+    dpr_tls_config tc;
+    uint64_t *vers = NULL, *wls = NULL, world_line = 0, restore = 0, from = 0;
+    size_t n = 0, k = 0;
+    char dbfile[128], msg[PATH_MAX + 300];
+    pid_t redis = 0;
+    int lock_fd = -1, r, code;
+
+    switch (kv_config_parse(&cfg, argc, argv)) {
+    case KV_CONFIG_EXIT_OK:
+        return 0;
+    case KV_CONFIG_EXIT_USAGE:
+        return 2;
+    case KV_CONFIG_RUN:
+        break;
+    }
+    dpr_log_open("dpr-redis", cfg.verbose);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    log_info("starting: worker %" PRIu64 " of domain %s, dir %s, finder %s, checkpoint every "
+             "%u ms", cfg.worker, cfg.domain, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms);
+    r = dpr_mkdir_p(cfg.dir, 0700, &err);
+    if (r < 0)
+        return fail(dpr_err_str(&err, r), r, 1);
+    if (chdir(cfg.dir) < 0) {
+        snprintf(msg, sizeof(msg), "cannot enter %s: %s", cfg.dir, strerror(errno));
+        return fail(msg, -errno, 1);
+    }
+    r = dpr_lock_file("dpr-redis.lock", LOCK_WAIT_MS, &lock_fd, &err);
+    if (r < 0)
+        return fail(dpr_err_str(&err, r), r, 1);
+    r = rp_ckpt_list(&vers, &wls, &n);
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "cannot list %s: %s", cfg.dir, strerror(-r));
+        return fail(msg, r, 1);
+    }
+    r = kv_finder_register(cfg.finder, kv_tls_finder(&cfg, &tc), cfg.domain, cfg.worker,
+                           cfg.finder_token, cfg.finder_timeout_ms, &world_line, &restore, &err);
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "cannot register with the finder: %s", dpr_err_str(&err, r));
+        code = fail(msg, r, r == -EACCES ? KV_EXIT_NO_RESTART : 1);
+        goto out;
+    }
+    /* the newest checkpoint <= restore; a restore of 0 with checkpoints of
+     * an older world-line: the finder rolled this worker back to nothing */
+    for (size_t i = 0; i < n; i++)
+        if (vers[i] <= restore)
+            from = vers[i];
+    if (restore > 0 && from == 0) {
+        snprintf(msg, sizeof(msg), "the finder asks for version %" PRIu64 " and %s holds no "
+                 "checkpoint at or below it", restore, cfg.dir);
+        code = fail(msg, -ENOENT, 1);
+        goto out;
+    }
+    if (restore == 0 && n > 0 && wls[n - 1] >= world_line && !cfg.reset) {
+        snprintf(msg, sizeof(msg), "the finder does not know the checkpoints in %s (a new or "
+                 "reset finder?); refusing to delete them (--reset starts empty)", cfg.dir);
+        code = fail(msg, -EEXIST, 1);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (vers[i] <= restore) {
+            vers[k++] = vers[i];
+            continue;
+        }
+        rp_ckpt_name(vers[i], dbfile, sizeof(dbfile));
+        log_info("deleting %s (a version lost in the rollback)", dbfile);
+        if (unlink(dbfile) < 0)
+            log_warning("cannot delete %s: %s", dbfile, strerror(errno));
+    }
+    (void)dpr_fsync_dir(".");
+    if (from)
+        rp_ckpt_name(from, dbfile, sizeof(dbfile));
+    else
+        snprintf(dbfile, sizeof(dbfile), "empty.rdb");
+    unlink("empty.rdb");
+    r = rp_redis_start(dbfile, REDIS_START_MS, &redis, &err);
+    if (r < 0) {
+        code = fail(dpr_err_str(&err, r), r, 1);
+        goto out;
+    }
+    log_info("recovered: world-line %" PRIu64 ", version %" PRIu64 " (from %s), redis-server "
+             "pid %ld", world_line, restore, from ? dbfile : "nothing", (long)redis);
+    code = rp_proxy_run(&cfg, world_line, restore, redis, vers, k);
+out:
+    free(vers);
+    free(wls);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return code;
+}
