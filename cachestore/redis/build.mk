@@ -14,3 +14,10 @@ $(RP_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(REDISPROXY_SRC)) $(KV_A) $(LIBDPR_A
 build/fuzz/fuzz_rp_%: tests/cachestore/fuzz_rp_%.c cachestore/redis/rp_%.c
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Icachestore/redis $(FUZZ_CFLAGS) -o $@ $^
+
+# the pure module's unit suite (linking only it: it needs nothing else)
+$(BUILD)/obj/tests/cachestore/test_rp_%.o: CPPFLAGS += -Icachestore/redis
+$(BUILD)/tests/cachestore/test_rp_reply: $(BUILD)/obj/tests/cachestore/test_rp_reply.o \
+		$(BUILD)/obj/cachestore/redis/rp_reply.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^

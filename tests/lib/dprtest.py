@@ -495,7 +495,9 @@ class Kv(RespServer):
 
     def __init__(self, finder: str, worker: int, state_dir: str, log_path: str,
                  port: int = 0, interval_ms: int | None = None, args: Iterable[str] = (),
-                 env: dict[str, str | None] | None = None, domain: str = "default"):
+                 env: dict[str, str | None] | None = None, domain: str = "default",
+                 program: str | None = None):
+        self.program = program or KV  # dpr-kv or dpr-redis: the same flags
         self.finder = finder
         self.worker = worker
         self.domain = domain
@@ -504,7 +506,7 @@ class Kv(RespServer):
         self.interval_ms = interval_ms
         self.extra = tuple(args)
         self.env = env
-        argv = [KV, "--listen", "127.0.0.1:%d" % port, "--finder", finder,
+        argv = [self.program, "--listen", "127.0.0.1:%d" % port, "--finder", finder,
                 "--worker", str(worker), "--dir", state_dir]
         if domain != "default":
             argv += ["--domain", domain]
@@ -520,7 +522,7 @@ class Kv(RespServer):
         and port (the one it had, if it chose port 0)."""
         return Kv(self.finder, self.worker, self.state_dir, self.log_path,
                   port=self.port or self.listen_port, interval_ms=self.interval_ms,
-                  args=self.extra, env=self.env, domain=self.domain)
+                  args=self.extra, env=self.env, domain=self.domain, program=self.program)
 
     def info(self) -> dict:
         """INFO dpr as a dict."""
@@ -566,14 +568,14 @@ class Cluster(Procs):
     def start_kv(self, worker: int = 1, port: int = 0, args: Iterable[str] = (),
                  env: dict[str, str | None] | None = None, wait: bool = True,
                  finder: Finder | None = None, interval_ms: int | None = None,
-                 domain: str = "default") -> Kv:
+                 domain: str = "default", program: str | None = None) -> Kv:
         """Starts dpr-kv worker `worker` of `domain` against finder (default
         self.finder)."""
         finder = finder or self.finder
         assert finder is not None, "start the finder first"
         kv = Kv(finder.address, worker, self.kv_dir(worker),
                 os.path.join(self.base, "kv%d.log" % worker), port=port,
-                interval_ms=interval_ms, args=args, env=env, domain=domain)
+                interval_ms=interval_ms, args=args, env=env, domain=domain, program=program)
         self.add(kv)
         return kv.wait_ready() if wait else kv
 
