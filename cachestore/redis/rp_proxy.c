@@ -77,7 +77,7 @@ struct rp_proxy {
     rp_client *clients;
     rp_client **dirty;
     size_t ndirty, dirty_cap;
-    uv_timer_t ckpt_timer, poll_timer, sync_timer;
+    uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer;
     uv_signal_t sigchld, sigterm, sigint;
     /* checkpoints */
     bool plain_dirty;   /* a plain command ran since the last seal */
@@ -674,6 +674,13 @@ static void on_leave(void *ud, bool ok, const char *error)
     (void)error;
 }
 
+/* The unit's WatchdogSec=: pinged while the loop runs. */
+static void on_watchdog_timer(uv_timer_t *t)
+{
+    (void)t;
+    sd_notify(0, "WATCHDOG=1");
+}
+
 static void on_sync_timer(uv_timer_t *t)
 {
     rp_proxy *p = t->data;
@@ -1241,6 +1248,10 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     rp_proxy *p = &px;
     kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced,
                        on_leave};
+    dpr_tls_config tc;
+    const dpr_tls_config *tls = kv_tls_finder(cfg, &tc);
+    dpr_tls_ctx *finder_tls = NULL;
+    dpr_err err = DPR_ERR_INIT;
     int r;
 
     p->cfg = cfg;
@@ -1257,7 +1268,14 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
         return 1;
     }
     p->synced_ms = dpr_mono_ms();
-    r = kv_finder_new(p->loop, cfg->finder, NULL, cfg->domain, cfg->worker, cfg->finder_token,
+    if (tls) { /* --finder-tls, as dpr-kv (docs/tls.md) */
+        r = dpr_tls_ctx_new(tls, false, &finder_tls, &err);
+        if (r < 0) {
+            log_error("--finder-tls: %s", dpr_err_str(&err, r));
+            return 1;
+        }
+    }
+    r = kv_finder_new(p->loop, cfg->finder, finder_tls, cfg->domain, cfg->worker, cfg->finder_token,
                       &cb, p, &p->finder);
     if (r < 0) {
         log_error("cannot start the finder link: %s", strerror(-r));
@@ -1271,6 +1289,12 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
                    cfg->checkpoint_interval_ms);
     uv_timer_start(&p->poll_timer, on_poll_timer, POLL_MS, POLL_MS);
     uv_timer_start(&p->sync_timer, on_sync_timer, 0, cfg->sync_interval_ms);
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        uv_timer_init(p->loop, &p->watchdog_timer);
+        uv_timer_start(&p->watchdog_timer, on_watchdog_timer, 0,
+                       wd_usec / 3000 > 0 ? wd_usec / 3000 : 1);
+    }
     uv_signal_init(p->loop, &p->sigchld);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
@@ -1293,6 +1317,7 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     rp_redis_kill(p->redis_pid);
     p->redis_pid = 0;
     kv_finder_close(p->finder);
+    dpr_tls_ctx_free(finder_tls);
     uv_walk(p->loop, close_walk, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     log_info("exiting with status %d", p->exit_code);

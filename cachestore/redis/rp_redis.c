@@ -74,6 +74,12 @@ int rp_redis_start(const char *dbfile, int timeout_ms, pid_t *out, dpr_err *err)
                         "--loglevel", "warning", "--logfile", "", "--protected-mode", "yes",
                         "--stop-writes-on-bgsave-error", "yes", "--rdbchecksum", "yes",
                         "--enable-protected-configs", "local", NULL};
+        /* systemd talks to the proxy only (NotifyAccess=main, the watchdog) */
+        unsetenv("NOTIFY_SOCKET");
+        unsetenv("WATCHDOG_USEC");
+        unsetenv("WATCHDOG_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_PID");
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
