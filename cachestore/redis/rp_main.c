@@ -24,6 +24,56 @@
 #define LOCK_WAIT_MS 10000
 #define REDIS_START_MS 600000
 
+static const char usage[] =
+    "Usage: dpr-redis [options]\n"
+    "\n"
+    "An unmodified redis-server behind a DPR proxy: the proxy serves RESP2 and\n"
+    "DPR.BATCH like dpr-kv, forwards every command to its redis-server child (no TCP\n"
+    "port; a Unix socket in the state directory), checkpoints with BGSAVE into one\n"
+    "RDB file per version, reports them to the DPR finder, and restores and rolls\n"
+    "back as the finder says (docs/dpr-redis.md).\n"
+    "\n"
+    "It reads dpr-kv's settings; these are the ones it uses (each also from the\n"
+    "environment variable named with it; a flag wins). dpr-kv's other settings are\n"
+    "accepted and ignored. redis-server is the one on PATH, or $DPR_REDIS_SERVER.\n"
+    "\n"
+    "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN; default 127.0.0.1:6379;\n"
+    "                              port 0 picks a free port, logged as 'listening on ...')\n"
+    "  --port N                    the port of --listen's address (DPR_KV_PORT)\n"
+    "  --finder HOST:PORT[,...]    the DPR finder (DPR_KV_FINDER; required)\n"
+    "  --finder-tls                talk to the finder over TLS (DPR_KV_FINDER_TLS) with\n"
+    "                              --tls-cert-file, --tls-key-file and --tls-ca-cert-file\n"
+    "  --tls-cert-file PATH        this node's certificate, PEM (DPR_KV_TLS_CERT_FILE)\n"
+    "  --tls-key-file PATH         its private key, PEM (DPR_KV_TLS_KEY_FILE)\n"
+    "  --tls-ca-cert-file PATH     the CA the finder's certificate is checked against\n"
+    "                              (DPR_KV_TLS_CA_CERT_FILE)\n"
+    "  --domain NAME               the shard's DPR domain (DPR_KV_DOMAIN; default 'default')\n"
+    "  --finder-token-file PATH    the worker's registration token (or DPR_KV_FINDER_TOKEN)\n"
+    "  --worker ID                 this shard's worker id, the same across restarts\n"
+    "                              (DPR_KV_WORKER; required)\n"
+    "  --dir DIR                   state directory: checkpoints and Redis' socket (DPR_KV_DIR;\n"
+    "                              default $STATE_DIRECTORY)\n"
+    "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
+    "                              default 100)\n"
+    "  --sync-interval-ms N        how often to ask the finder (DPR_KV_SYNC_INTERVAL_MS;\n"
+    "                              default: the checkpoint interval)\n"
+    "  --max-request-bytes N       largest request or batch (DPR_KV_MAX_REQUEST_BYTES)\n"
+    "  --finder-timeout-ms N       give up registering after N ms (DPR_KV_FINDER_TIMEOUT_MS;\n"
+    "                              default 0 = wait forever)\n"
+    "  --reset                     start empty when the finder does not know the checkpoints\n"
+    "                              on disk, instead of refusing (DPR_KV_RESET=1)\n"
+    "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
+    "  --help                      this text\n"
+    "  --version                   print the version and exit\n"
+    "\n"
+    "Logs go to stderr (redis-server's too). Under systemd (Type=notify) it sends\n"
+    "READY=1 after recovery, WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines.\n"
+    "SIGTERM stops Redis and exits 0 (no last checkpoint yet).\n"
+    "\n"
+    "Exit status: 0 clean stop; 1 runtime failure (redis-server died, a checkpoint\n"
+    "failed, no finder within --finder-timeout-ms); 2 bad usage; 78 a failure a\n"
+    "restart cannot mend (the finder refused this worker's token, or fenced it).\n";
+
 static int fail(const char *what, int r, int code)
 {
     log_error("cannot recover: %s", what);
@@ -42,6 +92,8 @@ int main(int argc, char **argv)
     pid_t redis = 0;
     int lock_fd = -1, r, code;
 
+    kv_config_program = "dpr-redis";
+    kv_config_usage = usage;
     switch (kv_config_parse(&cfg, argc, argv)) {
     case KV_CONFIG_EXIT_OK:
         return 0;
