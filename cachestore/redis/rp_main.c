@@ -62,13 +62,17 @@ static const char usage[] =
     "                              default 0 = wait forever)\n"
     "  --reset                     start empty when the finder does not know the checkpoints\n"
     "                              on disk, instead of refusing (DPR_KV_RESET=1)\n"
+    "  --shutdown-timeout-ms N     how long SIGTERM may take for the last checkpoint,\n"
+    "                              its report and DPR.WORKER.LEAVE\n"
+    "                              (DPR_KV_SHUTDOWN_TIMEOUT_MS; default 30000)\n"
     "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
     "  --help                      this text\n"
     "  --version                   print the version and exit\n"
     "\n"
     "Logs go to stderr (redis-server's too). Under systemd (Type=notify) it sends\n"
     "READY=1 after recovery, WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines.\n"
-    "SIGTERM stops Redis and exits 0 (no last checkpoint yet).\n"
+    "SIGTERM takes a last checkpoint, reports it, leaves the finder (a planned\n"
+    "restart: no rollback) and exits 0.\n"
     "\n"
     "Exit status: 0 clean stop; 1 runtime failure (redis-server died, a checkpoint\n"
     "failed, no finder within --finder-timeout-ms); 2 bad usage; 78 a failure a\n"
@@ -129,6 +133,8 @@ int main(int argc, char **argv)
         code = fail(msg, r, r == -EACCES ? KV_EXIT_NO_RESTART : 1);
         goto out;
     }
+    log_info("registered with finder %s in domain %s: world-line %" PRIu64 ", restore version "
+             "%" PRIu64, cfg.finder, cfg.domain, world_line, restore);
     /* the newest checkpoint <= restore; a restore of 0 with checkpoints of
      * an older world-line: the finder rolled this worker back to nothing */
     for (size_t i = 0; i < n; i++)
@@ -167,8 +173,12 @@ int main(int argc, char **argv)
         code = fail(dpr_err_str(&err, r), r, 1);
         goto out;
     }
-    log_info("recovered: world-line %" PRIu64 ", version %" PRIu64 " (from %s), redis-server "
-             "pid %ld", world_line, restore, from ? dbfile : "nothing", (long)redis);
+    if (from)
+        log_info("restored checkpoint %" PRIu64 " (%s) for version %" PRIu64 " on world-line %"
+                 PRIu64 ", redis-server pid %ld", from, dbfile, restore, world_line, (long)redis);
+    else
+        log_info("recovered: world-line %" PRIu64 ", version %" PRIu64 " (nothing to restore), "
+                 "redis-server pid %ld", world_line, restore, (long)redis);
     code = rp_proxy_run(&cfg, world_line, restore, redis, vers, k);
 out:
     free(vers);

@@ -31,6 +31,13 @@
 #define OUT_HIGH_WATER (1 << 20)
 #define POLL_MS 2
 #define CHECK_SYNCS 2
+#define LEAVE_RETRY_MS 50
+#define STOP_TICK_MS 10
+/* a planned stop: nothing of the request ran; the session sends it again
+ * to the next process, which resumes the same world-line (dpr-kv's text) */
+#define ERR_STOPPING                                                                            \
+    "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
+    "retry (it comes back on the same world-line)"
 
 typedef struct rp_proxy rp_proxy;
 typedef struct rp_client rp_client;
@@ -77,7 +84,7 @@ struct rp_proxy {
     rp_client *clients;
     rp_client **dirty;
     size_t ndirty, dirty_cap;
-    uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer;
+    uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer, stop_timer;
     uv_signal_t sigchld, sigterm, sigint;
     /* checkpoints */
     bool plain_dirty;   /* a plain command ran since the last seal */
@@ -94,12 +101,17 @@ struct rp_proxy {
     /* counters */
     uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
     uint64_t restored, last_ckpt;
+    uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
     int exit_code;
-    bool stopping;
+    bool stopping;     /* the loop ends (fatal or done) */
+    /* a planned stop (SIGTERM): last checkpoint, its report, DPR.WORKER.LEAVE */
+    bool planned, left, leave_failed;
+    uint64_t leave_next_ms, stop_deadline_ms, batches_refused_stopping;
 };
 
 static void client_process(rp_client *c);
 static void ckpt_begin(rp_proxy *p, uint64_t next);
+static void stop_progress(rp_proxy *p);
 
 static void fatal(rp_proxy *p, const char *fmt, const char *detail)
 {
@@ -437,6 +449,7 @@ static void ckpt_done(rp_proxy *p)
     log_debug("checkpoint %" PRIu64 " on disk (%s)", p->saving_version, name);
     p->saving = 0;
     resume_parked(p);
+    stop_progress(p);
 }
 
 static bool reply_is(const char *reply, size_t n, const char *want)
@@ -627,7 +640,8 @@ static void on_sync(void *ud, const kv_sync *sync)
     if (sync->max_version > p->cluster_max)
         p->cluster_max = sync->max_version;
     if (sync->world_line > p->w.world_line) {
-        rollback(p, sync->world_line, sync->cut);
+        if (!p->planned)
+            rollback(p, sync->world_line, sync->cut);
     } else if (sync->world_line == p->w.world_line && sync->cut > p->w.cut) {
         dpr_worker_observe_cut(&p->w, sync->cut);
         gc(p, sync->cut);
@@ -638,10 +652,11 @@ static void on_sync(void *ud, const kv_sync *sync)
 
 static void on_report_done(void *ud, uint64_t version, bool acked, const char *error)
 {
-    (void)ud;
+    rp_proxy *p = ud;
     if (!acked)
         log_warning("the finder refused the report of checkpoint %" PRIu64 ": %s", version,
                     error ? error : "?");
+    stop_progress(p);
 }
 
 static void on_sync_refused(void *ud, const char *error)
@@ -667,11 +682,82 @@ static void on_fenced(void *ud, const char *why)
     uv_stop(p->loop);
 }
 
+/* The answer to DPR.WORKER.LEAVE: refused while the last checkpoint is
+ * not in the cut yet (asked again), or for another reason (stop without:
+ * the next start is a crash restart), as dpr-kv. */
 static void on_leave(void *ud, bool ok, const char *error)
 {
-    (void)ud;
-    (void)ok;
-    (void)error;
+    rp_proxy *p = ud;
+
+    if (ok) {
+        p->left = true;
+        log_info("left the finder on purpose: worker %" PRIu64 " of domain %s, last checkpoint "
+                 "%" PRIu64 " committed; the next start resumes world-line %" PRIu64
+                 " without a rollback",
+                 p->w.id, p->cfg->domain, p->w.durable, p->w.world_line);
+    } else if (error && strstr(error, "not in the cut yet")) {
+        p->leave_next_ms = dpr_mono_ms() + LEAVE_RETRY_MS;
+        kv_finder_sync(p->finder);
+        return;
+    } else {
+        p->leave_failed = true;
+        log_warning("the finder refused DPR.WORKER.LEAVE (%s): stopping without it; the next "
+                    "start is a crash restart (a rollback of the domain)",
+                    error ? error : "unexpected reply");
+    }
+    stop_progress(p);
+}
+
+/* A planned stop, one step further: seal what ran since the last
+ * checkpoint, wait until every checkpoint is durable and reported, leave
+ * the finder, end the loop (exit 0). */
+static void stop_progress(rp_proxy *p)
+{
+    uint64_t now = dpr_mono_ms();
+
+    if (!p->planned || p->stopping)
+        return;
+    if (!p->saving && (p->w.open_batches > 0 || p->plain_dirty)) {
+        ckpt_begin(p, 0);
+        redis_flush(p);
+        return;
+    }
+    if (!p->saving && kv_finder_unacked(p->finder) == 0) {
+        if (p->left || p->leave_failed) {
+            log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
+                     " requests answered TRYAGAIN meanwhile)",
+                     p->w.durable, p->left ? ", and the finder knows this worker left on "
+                                             "purpose" : "",
+                     p->batches_refused_stopping);
+            p->stopping = true;
+            p->exit_code = 0;
+            uv_stop(p->loop);
+            return;
+        }
+        /* every reply of what ran is out first */
+        if (now >= p->leave_next_ms && !p->head) {
+            p->leave_next_ms = now + KV_FINDER_TIMEOUT_MS;
+            kv_finder_leave(p->finder);
+        }
+    }
+    if (now > p->stop_deadline_ms) {
+        bool clean = !p->saving && kv_finder_unacked(p->finder) == 0;
+        if (clean)
+            log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE: the next "
+                        "start is a crash restart (a rollback of the domain, nothing committed "
+                        "lost)");
+        else
+            log_error("shutdown timed out: a checkpoint in progress or %zu reports not "
+                      "acknowledged by the finder", kv_finder_unacked(p->finder));
+        p->stopping = true;
+        p->exit_code = clean ? 0 : 1;
+        uv_stop(p->loop);
+    }
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    stop_progress(t->data);
 }
 
 /* The unit's WatchdogSec=: pinged while the loop runs. */
@@ -803,12 +889,12 @@ static void info_dpr(rp_client *c)
              "dpr_batches:%" PRIu64 "\r\ndpr_batches_refused:%" PRIu64 "\r\n"
              "dpr_batches_invalid:%" PRIu64 "\r\ndpr_rollbacks:%" PRIu64 "\r\n"
              "dpr_last_checkpoint_version:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
-             "dpr_redis_pid:%ld\r\n",
+             "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
              p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
              p->batches_invalid, p->rollbacks, p->last_ckpt, kv_finder_unacked(p->finder),
-             (long)p->redis_pid);
+             (long)p->redis_pid, (long)getpid(), p->start_ms);
     dpr_resp_bulk_str(&b, text);
     local_reply(c, &b, false);
     dpr_buf_free(&b);
@@ -849,6 +935,11 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         snprintf(msg, sizeof(msg), "ERR command '%.*s' is not allowed through dpr-redis",
                  (int)(argv[0].n > 40 ? 40 : argv[0].n), argv[0].p);
         local_error(c, msg);
+        return;
+    }
+    if (!in_batch && p->planned) {
+        local_error(c, ERR_STOPPING);
+        p->batches_refused_stopping++;
         return;
     }
     if (!in_batch) {
@@ -999,6 +1090,12 @@ static void batch_run(rp_client *c)
     memset(&rh, 0, sizeof(rh));
     rh.batch_id = h.batch_id;
     rh.op_count = h.op_count;
+    if (p->planned) {
+        local_error(c, ERR_STOPPING);
+        p->batches_refused_stopping++;
+        batch_end(c);
+        return;
+    }
     if (h.domain != p->w.domain && batch_check(c, &h) != 0)
         return;
     switch (dpr_worker_admit(&p->w, h.world_line)) {
@@ -1187,10 +1284,24 @@ static void on_sigchld(uv_signal_t *h, int signum)
     }
 }
 
+/* SIGTERM: a planned stop (stop_progress); SIGINT, or a second signal:
+ * at once (the next start is a crash restart). */
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
     rp_proxy *p = h->data;
-    log_info("signal %d: stopping", signum);
+
+    if (signum == SIGTERM && !p->planned) {
+        log_info("SIGTERM: stopping for a planned restart (last checkpoint, report, "
+                 "DPR.WORKER.LEAVE; at most %u ms)", p->cfg->shutdown_timeout_ms);
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping: last checkpoint and leaving the finder");
+        p->planned = true;
+        p->stop_deadline_ms = dpr_mono_ms() + p->cfg->shutdown_timeout_ms;
+        uv_timer_init(p->loop, &p->stop_timer);
+        p->stop_timer.data = p;
+        uv_timer_start(&p->stop_timer, on_stop_timer, 0, STOP_TICK_MS);
+        return;
+    }
+    log_info("signal %d: stopping now", signum);
     p->stopping = true;
     p->exit_code = 0;
     uv_stop(p->loop);
@@ -1259,6 +1370,7 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     p->redis_pid = redis_pid;
     p->restored = restored;
     p->exit_code = 1;
+    p->start_ms = dpr_wall_ms();
     for (size_t i = 0; i < nckpts; i++)
         if (ckpts_add(p, ckpts[i]) < 0)
             return 1;
