@@ -23,6 +23,7 @@
 #include "dpr/wire.h"
 #include "dpr/worker.h"
 #include "kv_finder.h"
+#include "kv_gate.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
 #include "rp_redis.h"
@@ -30,7 +31,6 @@
 
 #define OUT_HIGH_WATER (1 << 20)
 #define POLL_MS 2
-#define CHECK_SYNCS 2
 #define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
 /* a planned stop: nothing of the request ran; the session sends it again
@@ -63,11 +63,11 @@ struct rp_client {
     rp_proxy *p;
     dpr_buf in, out;
     kv_parser parser;
-    bool closing, gone, quitting, parked, in_batch, dirty, checking, catching_up;
+    bool closing, gone, quitting, parked, in_batch, dirty;
+    kv_gate gate; /* its batch waits for the finder */
     size_t slots; /* slots still pointing here */
     uint32_t batch_want, batch_have;
     dpr_buf batch_hdr, batch_ops;
-    uint64_t check_syncs, check_ms, catchup_syncs;
     rp_client *next;
 };
 
@@ -100,6 +100,7 @@ struct rp_proxy {
     size_t nworkers;
     /* counters */
     uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
+    uint64_t invalid_logged_ms, invalid_unlogged;
     uint64_t restored, last_ckpt;
     uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
     int exit_code;
@@ -667,8 +668,10 @@ static void on_sync_refused(void *ud, const char *error)
 
 static void on_connection(void *ud, bool up)
 {
-    (void)ud;
+    rp_proxy *p = ud;
     log_debug("finder link %s", up ? "up" : "down");
+    if (up)
+        kv_finder_sync(p->finder);
 }
 
 static void on_fenced(void *ud, const char *why)
@@ -884,14 +887,15 @@ static void info_dpr(rp_client *c)
              "dpr_world_line:%" PRIu64 "\r\ndpr_version:%" PRIu64 "\r\n"
              "dpr_durable_version:%" PRIu64 "\r\ndpr_cut_version:%" PRIu64 "\r\n"
              "dpr_restored_version:%" PRIu64 "\r\ndpr_cluster_max_version:%" PRIu64 "\r\n"
-             "dpr_finder_connected:%d\r\ndpr_checkpoints_pending:%d\r\n"
+             "dpr_finder_connected:%d\r\ndpr_finder_workers:%zu\r\n"
+             "dpr_checkpoints_pending:%d\r\n"
              "dpr_checkpoints_total:%" PRIu64 "\r\ndpr_checkpoints_on_disk:%zu\r\n"
              "dpr_batches:%" PRIu64 "\r\ndpr_batches_refused:%" PRIu64 "\r\n"
              "dpr_batches_invalid:%" PRIu64 "\r\ndpr_rollbacks:%" PRIu64 "\r\n"
              "dpr_last_checkpoint_version:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
              "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
-             p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0,
+             p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
              p->batches_invalid, p->rollbacks, p->last_ckpt, kv_finder_unacked(p->finder),
              (long)p->redis_pid, (long)getpid(), p->start_ms);
@@ -961,7 +965,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
 static void batch_end(rp_client *c)
 {
     c->in_batch = false;
-    c->checking = false;
+    kv_gate_reset(&c->gate);
     c->batch_want = c->batch_have = 0;
     c->batch_hdr.len = 0;
     c->batch_ops.len = 0;
@@ -1037,39 +1041,53 @@ static void reply_header(rp_client *c, const dpr_response_hdr *rh, size_t k)
     dpr_buf_free(&b);
 }
 
-/* 0 to run; 1 when parked or refused (batch_check of kv_server.c). */
+/* One line per second at most: forged batches must not flood the log. */
+static void log_invalid(rp_proxy *p, const char *msg)
+{
+    uint64_t now = dpr_mono_ms();
+
+    if (p->invalid_logged_ms && now - p->invalid_logged_ms < 1000) {
+        p->invalid_unlogged++;
+        return;
+    }
+    if (p->invalid_unlogged)
+        log_warning("%s (and %" PRIu64 " more since the last message; dpr_batches_invalid in "
+                    "INFO counts them)", msg + strlen("ERR "), p->invalid_unlogged);
+    else
+        log_warning("%s", msg + strlen("ERR "));
+    p->invalid_logged_ms = now;
+    p->invalid_unlogged = 0;
+}
+
+static kv_gate_view gate_view(const rp_proxy *p)
+{
+    return (kv_gate_view){.worker = &p->w, .syncs = p->syncs,
+                          .finder_world_line = p->finder_world_line,
+                          .cluster_max = p->cluster_max, .workers = p->workers,
+                          .nworkers = p->nworkers, .synced_ms = p->synced_ms};
+}
+
+/* 0 to run; 1 when parked (waiting for the finder) or refused (kv_gate.h). */
 static int batch_check(rp_client *c, const dpr_request_hdr *h)
 {
     rp_proxy *p = c->p;
-    dpr_err err = DPR_ERR_INIT;
-    uint64_t now = dpr_mono_ms();
-    dpr_worker_bounds b = {.max_version = p->cluster_max, .workers = p->workers,
-                           .nworkers = p->nworkers,
-                           .since_sync_ms = now > p->synced_ms ? now - p->synced_ms : 0};
-    int r = dpr_worker_check_batch(&p->w, h, &b, &err);
-
-    if (r == 0) {
-        c->checking = false;
-        return 0;
-    }
-    if (r == -ENXIO || r == -ERANGE) {
-        if (!c->checking) {
-            c->checking = true;
-            c->check_syncs = p->syncs;
-            c->check_ms = now;
-        }
-        if (p->syncs - c->check_syncs < CHECK_SYNCS && now - c->check_ms < KV_FINDER_TIMEOUT_MS) {
-            c->parked = true;
-            kv_finder_sync(p->finder);
-            return 1;
-        }
-    }
-    p->batches_invalid++;
+    kv_gate_view v = gate_view(p);
     char msg[400];
-    snprintf(msg, sizeof(msg), "ERR DPR.BATCH refused: %s", err.msg);
-    local_error(c, msg);
-    batch_end(c);
-    return 1;
+
+    switch (kv_gate_check(&c->gate, &v, h, dpr_mono_ms(), msg, sizeof(msg))) {
+    case KV_GATE_RUN:
+        return 0;
+    case KV_GATE_WAIT:
+        c->parked = true;
+        kv_finder_sync(p->finder);
+        return 1;
+    default:
+        p->batches_invalid++;
+        log_invalid(p, msg);
+        local_error(c, msg);
+        batch_end(c);
+        return 1;
+    }
 }
 
 static void batch_run(rp_client *c)
@@ -1098,34 +1116,26 @@ static void batch_run(rp_client *c)
     }
     if (h.domain != p->w.domain && batch_check(c, &h) != 0)
         return;
-    switch (dpr_worker_admit(&p->w, h.world_line)) {
-    case DPR_ADMIT_REFUSE:
-        c->catching_up = false;
+    kv_gate_view v = gate_view(p);
+    char msg[200];
+    switch (kv_gate_admit(&c->gate, &v, &h, msg, sizeof(msg))) {
+    case KV_GATE_REFUSE:
         rh.status = DPR_WIRE_REFUSED;
         rh.world_line = p->w.world_line;
         reply_header(c, &rh, 0);
         p->batches_refused++;
         batch_end(c);
         return;
-    case DPR_ADMIT_CATCH_UP:
-        if (!c->catching_up) {
-            c->catching_up = true;
-            c->catchup_syncs = p->syncs;
-        } else if (p->syncs - c->catchup_syncs >= 3) {
-            char msg[200];
-            c->catching_up = false;
-            snprintf(msg, sizeof(msg), "ERR DPR.BATCH world-line %llu is newer than the "
-                     "finder's (%llu)", (unsigned long long)h.world_line,
-                     (unsigned long long)p->finder_world_line);
-            local_error(c, msg);
-            batch_end(c);
-            return;
-        }
+    case KV_GATE_ERROR:
+    case KV_GATE_INVALID:
+        local_error(c, msg);
+        batch_end(c);
+        return;
+    case KV_GATE_WAIT: /* the finder's rollback first */
         c->parked = true;
         kv_finder_sync(p->finder);
         return;
-    case DPR_ADMIT_EXECUTE:
-        c->catching_up = false;
+    case KV_GATE_RUN:
         break;
     }
     if (batch_check(c, &h) != 0)
@@ -1144,7 +1154,6 @@ static void batch_run(rp_client *c)
         r = dpr_worker_execute(&p->w, &h, &version);
     }
     if (r < 0) {
-        char msg[200];
         snprintf(msg, sizeof(msg), "ERR DPR.BATCH not executed: %s", strerror(-r));
         local_error(c, msg);
         batch_end(c);
