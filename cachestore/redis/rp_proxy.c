@@ -91,6 +91,7 @@ struct rp_proxy {
     int saving;         /* 0 idle, 1 BGSAVE sent, 2 polling */
     bool poll_out;      /* an INFO persistence in flight */
     uint64_t saving_version, gen;
+    uint64_t saving_ms, last_ckpt_ms; /* seal time; the last one's seal-to-durable */
     char saving_tmp[128];
     uint64_t *ckpts;
     size_t nckpts, ckpts_cap;
@@ -447,6 +448,7 @@ static void ckpt_done(rp_proxy *p)
     }
     p->checkpoints++;
     p->last_ckpt = p->saving_version;
+    p->last_ckpt_ms = dpr_mono_ms() - p->saving_ms;
     log_debug("checkpoint %" PRIu64 " on disk (%s)", p->saving_version, name);
     p->saving = 0;
     resume_parked(p);
@@ -536,6 +538,7 @@ static void ckpt_begin(rp_proxy *p, uint64_t next)
     p->plain_dirty = false;
     p->saving = 1;
     p->saving_version = v;
+    p->saving_ms = dpr_mono_ms();
     snprintf(p->saving_tmp, sizeof(p->saving_tmp), "ckpt-%llu.%ld-%llu.tmp",
              (unsigned long long)v, (long)getpid(), (unsigned long long)++p->gen);
     const char *cfgset[] = {"CONFIG", "SET", "dbfilename", p->saving_tmp};
@@ -892,12 +895,14 @@ static void info_dpr(rp_client *c)
              "dpr_checkpoints_total:%" PRIu64 "\r\ndpr_checkpoints_on_disk:%zu\r\n"
              "dpr_batches:%" PRIu64 "\r\ndpr_batches_refused:%" PRIu64 "\r\n"
              "dpr_batches_invalid:%" PRIu64 "\r\ndpr_rollbacks:%" PRIu64 "\r\n"
-             "dpr_last_checkpoint_version:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
+             "dpr_last_checkpoint_version:%" PRIu64 "\r\n"
+             "dpr_last_checkpoint_duration_ms:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
              "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
              p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
-             p->batches_invalid, p->rollbacks, p->last_ckpt, kv_finder_unacked(p->finder),
+             p->batches_invalid, p->rollbacks, p->last_ckpt, p->last_ckpt_ms,
+             kv_finder_unacked(p->finder),
              (long)p->redis_pid, (long)getpid(), p->start_ms);
     dpr_resp_bulk_str(&b, text);
     local_reply(c, &b, false);
