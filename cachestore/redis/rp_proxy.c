@@ -30,6 +30,9 @@
 #include "rp_reply.h"
 
 #define OUT_HIGH_WATER (1 << 20)
+/* commands of one client sent to Redis and not answered yet: a client
+ * that pipelines more waits (its input stays unparsed) */
+#define MAX_IN_FLIGHT 256
 #define POLL_MS 2
 #define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
@@ -63,7 +66,8 @@ struct rp_client {
     rp_proxy *p;
     dpr_buf in, out;
     kv_parser parser;
-    bool closing, gone, quitting, parked, in_batch, dirty;
+    bool closing, gone, quitting, parked, in_batch, dirty, reading;
+    bool throttled; /* input left unparsed: MAX_IN_FLIGHT commands in flight */
     kv_gate gate; /* its batch waits for the finder */
     size_t slots; /* slots still pointing here */
     uint32_t batch_want, batch_have;
@@ -815,11 +819,52 @@ static void client_close(rp_client *c)
     uv_close((uv_handle_t *)&c->tcp, client_freed);
 }
 
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Whether the client's requests may go on: fewer than `in_flight` of its
+ * commands wait for Redis, and the replies it has not taken are below
+ * OUT_HIGH_WATER. */
+static bool may_send(rp_client *c, size_t in_flight)
+{
+    return c->slots < in_flight &&
+           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= OUT_HIGH_WATER;
+}
+
+/* Reads while the client may send more: not while its batch waits
+ * (parked), and not while the replies it has not taken exceed
+ * OUT_HIGH_WATER (a client that sends without reading stops being read). */
+static void set_reading(rp_client *c)
+{
+    bool want = !c->gone && !c->quitting && !c->parked && !c->throttled &&
+                may_send(c, MAX_IN_FLIGHT);
+
+    if (want == c->reading)
+        return;
+    if (want) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read) < 0) {
+            client_close(c);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = want;
+}
+
 static void written(uv_stream_t *st, int status)
 {
     rp_client *c = st->data;
-    if (status < 0 && !c->gone)
+    if (status < 0 && !c->gone) {
         client_close(c);
+    } else if (!c->gone && c->throttled && may_send(c, MAX_IN_FLIGHT / 2)) {
+        c->throttled = false;
+        client_process(c);
+        redis_flush(c->p);
+        flush_clients(c->p);
+    } else if (!c->gone) {
+        set_reading(c);
+    }
 }
 
 static void client_flush(rp_client *c)
@@ -837,6 +882,7 @@ static void client_flush(rp_client *c)
             return;
         }
     }
+    set_reading(c);
     if (c->quitting) {
         dpr_uv_discard_input((uv_handle_t *)&c->tcp);
         client_close(c);
@@ -848,6 +894,13 @@ static void flush_clients(rp_proxy *p)
     for (size_t i = 0; i < p->ndirty; i++) {
         rp_client *c = p->dirty[i];
         c->dirty = false;
+        /* input left while too many of its commands were in flight */
+        if (c->throttled && !c->gone && may_send(c, MAX_IN_FLIGHT / 2)) {
+            c->throttled = false;
+            client_process(c); /* (marks it dirty again: flushed below in this loop) */
+            redis_flush(p);
+            continue;
+        }
         client_flush(c);
         client_free_if_done(c);
     }
@@ -866,9 +919,32 @@ static const char *const DENIED[] = {
     "SYNC", "UNSUBSCRIBE", "UNWATCH", "WAIT", "WAITAOF", "WATCH", "XREAD", "XREADGROUP",
 };
 
+/* Commands that never write (Redis' "readonly" and connection commands):
+ * a plain one does not make the open version worth a checkpoint. Any other
+ * command counts as a write (an extra checkpoint at worst). */
+static const char *const READ_ONLY[] = {
+    "BITCOUNT", "BITPOS", "COMMAND", "DBSIZE", "DUMP", "ECHO", "EXISTS", "GET", "GETBIT",
+    "GETRANGE", "HEXISTS", "HGET", "HGETALL", "HKEYS", "HLEN", "HMGET", "HRANDFIELD", "HSCAN",
+    "HSTRLEN", "HVALS", "INFO", "KEYS", "LASTSAVE", "LATENCY", "LCS", "LINDEX", "LLEN", "LPOS",
+    "LRANGE", "MEMORY", "MGET", "OBJECT", "PFCOUNT", "PING", "PTTL", "RANDOMKEY", "SCAN",
+    "SCARD", "SDIFF", "SINTER", "SINTERCARD", "SISMEMBER", "SLOWLOG", "SMEMBERS", "SMISMEMBER",
+    "SRANDMEMBER", "SSCAN", "STRLEN", "SUNION", "TIME", "TTL", "TYPE", "XINFO", "XLEN",
+    "XPENDING", "XRANGE", "XREVRANGE", "ZCARD", "ZCOUNT", "ZDIFF", "ZINTER", "ZINTERCARD",
+    "ZLEXCOUNT", "ZMSCORE", "ZRANDMEMBER", "ZRANGE", "ZRANGEBYLEX", "ZRANGEBYSCORE", "ZRANK",
+    "ZREVRANGE", "ZREVRANGEBYLEX", "ZREVRANGEBYSCORE", "ZREVRANK", "ZSCAN", "ZSCORE", "ZUNION",
+};
+
 static bool is(const kv_arg *a, const char *name)
 {
     return a->n == strlen(name) && strncasecmp(a->p, name, a->n) == 0;
+}
+
+static bool read_only(const kv_arg *cmd)
+{
+    for (size_t i = 0; i < sizeof(READ_ONLY) / sizeof(READ_ONLY[0]); i++)
+        if (is(cmd, READ_ONLY[i]))
+            return true;
+    return false;
 }
 
 static bool denied(const kv_arg *cmd)
@@ -954,7 +1030,8 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
     if (!in_batch) {
         uint64_t v;
         (void)dpr_worker_execute(&p->w, NULL, &v); /* plain: cannot fail */
-        p->plain_dirty = true;
+        if (!read_only(&argv[0]))
+            p->plain_dirty = true;
     }
     for (size_t i = 0; i < argc; i++) {
         av[i] = argv[i].p;
@@ -1196,6 +1273,10 @@ static void client_process(rp_client *c)
     }
     while (!c->gone && !c->quitting && !c->parked) {
         size_t argc;
+        if (!may_send(c, MAX_IN_FLIGHT)) {
+            c->throttled = true;
+            break;
+        }
         kv_arg *argv;
         const char *err = NULL;
         ssize_t n = kv_parse(&c->parser, c->in.data + pos, c->in.len - pos, &argc, &argv, &err);
@@ -1220,9 +1301,7 @@ static void client_process(rp_client *c)
     }
     if (pos)
         dpr_buf_consume(&c->in, pos);
-    if (c->quitting && !c->gone)
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    mark_dirty(c);
+    mark_dirty(c); /* client_flush: set_reading */
 }
 
 static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -1275,11 +1354,12 @@ static void on_client(uv_stream_t *server, int status)
     c->tcp.data = c;
     c->next = p->clients;
     p->clients = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read) < 0)
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         client_close(c);
-    else
-        uv_tcp_nodelay(&c->tcp, 1);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    set_reading(c);
 }
 
 /* --- the process -------------------------------------------------------- */

@@ -154,3 +154,38 @@ def test_batch_refused_from_an_older_world_line_after_a_restart(cluster, rp):
     with pytest.raises(dpr.RollbackError):
         s.set("y", 2)
     s.close()
+
+
+def rss_kib(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_a_client_that_does_not_read_is_not_buffered_without_bound(rp):
+    """3000 GETs of a 100 KiB value (300 MiB of replies) pipelined by a
+    client that reads nothing: the proxy stops reading it (at most 256 of
+    its commands in flight, 1 MiB of replies queued), so its memory stays
+    far below the replies' size; then every reply arrives, in order."""
+    import socket
+    value = b"v" * 100 * 1024
+    assert rp.client().set("big", value) is True
+    n = 3000
+    s = socket.create_connection(("127.0.0.1", rp.port))
+    try:
+        s.settimeout(30)
+        s.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * n + b"*1\r\n$4\r\nPING\r\n")
+        time.sleep(1.0)
+        assert rss_kib(rp.pid) < 120 * 1024, "the proxy buffers what the client does not read"
+        want = (b"$%d\r\n" % len(value) + value + b"\r\n") * n + b"+PONG\r\n"
+        got = bytearray()
+        while len(got) < len(want):
+            chunk = s.recv(1 << 20)
+            assert chunk, "connection closed after %d bytes" % len(got)
+            got += chunk
+        assert bytes(got) == want
+    finally:
+        s.close()
+    assert rp.alive()
