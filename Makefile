@@ -87,6 +87,7 @@ include libdpr/build.mk
 include libdpr/discover/build.mk
 include finder/build.mk
 include cachestore/build.mk
+include cachestore/redis/build.mk
 include agent/build.mk
 include bench/build.mk
 include tests/lib/build.mk
@@ -94,7 +95,7 @@ include tests/lib/build.mk
 .PHONY: all deps test fuzz fuzz-build bench bench-finder clean
 .DEFAULT_GOAL := all
 
-all: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN) $(UNIT_BINS) \
+all: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(RP_BIN) $(AGENT_BIN) $(UNIT_BINS) \
      $(BENCH_FINDER) $(DPR_BENCH) $(CLIENT_DRIVER)
 
 # Installs the Debian packages the build, the tests and the demos need; with

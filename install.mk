@@ -39,7 +39,7 @@ PYTHON_DIST_INFO = dpr_cluster-$(VERSION).dist-info
 # the cluster specs, and the Prometheus scrape config and Grafana dashboard
 # (docs/operations.md, "Metrics")
 EXAMPLES = $(notdir $(wildcard examples/*.yaml)) prometheus.yml grafana-dpr.json
-DOCS = operations.md control-api.md discovery.md dpr-kv.md tls.md
+DOCS = operations.md control-api.md discovery.md dpr-kv.md dpr-redis.md tls.md
 
 # Paths in units, agent.conf and the .pc files name /usr/local; an install
 # elsewhere substitutes its own.
@@ -50,14 +50,14 @@ D = $(DESTDIR)
 
 .PHONY: install uninstall programs deb
 # what the package needs built (no tests, no benchmarks)
-programs: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(AGENT_BIN)
+programs: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BIN) $(RP_BIN) $(AGENT_BIN)
 
 install: programs
 	install -d $(D)$(BINDIR) $(D)$(LIBDIR) $(D)$(PKGCONFIGDIR) $(D)$(INCLUDEDIR)/dpr \
 		$(D)$(PYTHON_SITE)/dpr $(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(SYSCONFDIR)/dpr \
 		$(D)$(MANDIR)/man1 $(D)$(MANDIR)/man5 $(D)$(MANDIR)/man8 $(D)$(BASHCOMPDIR) \
 		$(D)$(DOCDIR)/examples $(D)$(CATALOGDIR)
-	install -m 0755 $(AGENT_BIN) $(FINDER_BIN) $(KV_BIN) python-dpr/bin/dprctl $(D)$(BINDIR)/
+	install -m 0755 $(AGENT_BIN) $(FINDER_BIN) $(KV_BIN) $(RP_BIN) python-dpr/bin/dprctl $(D)$(BINDIR)/
 	install -m 0644 $(BUILD)/$(LIBDPR_SONAME) $(BUILD)/$(DISCOVER_SONAME) $(D)$(LIBDIR)/
 	ln -sfn $(LIBDPR_SONAME) $(D)$(LIBDIR)/libdpr.so
 	ln -sfn $(DISCOVER_SONAME) $(D)$(LIBDIR)/libdpr-discover.so
@@ -105,7 +105,7 @@ install: programs
 # it is the file install wrote (a changed one stays, as a package's conffile
 # does). The state in /var/lib/dpr and the dpr group stay.
 uninstall:
-	rm -f $(addprefix $(D)$(BINDIR)/,dpr-agent dpr-finder dpr-kv dprctl)
+	rm -f $(addprefix $(D)$(BINDIR)/,dpr-agent dpr-finder dpr-kv dpr-redis dprctl)
 	rm -f $(addprefix $(D)$(LIBDIR)/,$(LIBDPR_SONAME) $(DISCOVER_SONAME) libdpr.so libdpr-discover.so \
 		libdpr.a libdpr-discover.a)
 	rm -f $(addprefix $(D)$(PKGCONFIGDIR)/,dpr.pc dpr-discover.pc)

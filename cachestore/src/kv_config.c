@@ -18,6 +18,9 @@
 #include "common/num.h"
 #include "common/version.h"
 
+const char *kv_config_program = "dpr-kv";
+const char *kv_config_usage = NULL;
+
 static const char usage[] =
     "Usage: dpr-kv [options]\n"
     "\n"
@@ -531,7 +534,7 @@ static int check_tls(const kv_config *c)
         what = "--finder-tls needs --tls-cert-file, --tls-key-file and --tls-ca-cert-file";
     if (!what)
         return 0;
-    fprintf(stderr, "dpr-kv: %s; try 'dpr-kv --help'.\n", what);
+    fprintf(stderr, "%s: %s; try '%s --help'.\n", kv_config_program, what, kv_config_program);
     return -EINVAL;
 }
 
@@ -566,7 +569,7 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
         if (v && apply(c, &opts[i], v, opts[i].env, &err) < 0) {
-            fprintf(stderr, "dpr-kv: %s\n", err.msg);
+            fprintf(stderr, "%s: %s\n", kv_config_program, err.msg);
             return KV_CONFIG_EXIT_USAGE;
         }
     }
@@ -585,36 +588,37 @@ enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv)
         const opt_def *o = NULL;
         char from[64];
         if (ch == 'h' || ch == OPT_HELP) {
-            fputs(usage, stdout);
+            fputs(kv_config_usage ? kv_config_usage : usage, stdout);
             return KV_CONFIG_EXIT_OK;
         }
         if (ch == OPT_VERSION) {
-            printf("dpr-kv %s\n", DPR_VERSION);
+            printf("%s %s\n", kv_config_program, DPR_VERSION);
             return KV_CONFIG_EXIT_OK;
         }
         for (size_t i = 0; i < NOPTS; i++)
             if (opts[i].id == ch)
                 o = &opts[i];
         if (!o) {
-            fprintf(stderr, "Try 'dpr-kv --help'.\n");
+            fprintf(stderr, "Try '%s --help'.\n", kv_config_program);
             return KV_CONFIG_EXIT_USAGE;
         }
         snprintf(from, sizeof(from), "--%s", o->name);
         if (apply(c, o, o->has_arg ? optarg : NULL, from, &err) < 0) {
-            fprintf(stderr, "dpr-kv: %s\n", err.msg);
+            fprintf(stderr, "%s: %s\n", kv_config_program, err.msg);
             return KV_CONFIG_EXIT_USAGE;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "dpr-kv: unexpected argument '%s'; try 'dpr-kv --help'.\n",
-                argv[optind]);
+        fprintf(stderr, "%s: unexpected argument '%s'; try '%s --help'.\n", kv_config_program,
+                argv[optind], kv_config_program);
         return KV_CONFIG_EXIT_USAGE;
     }
     if (!c->finder[0] || !c->worker_set || !c->dir[0]) {
-        fprintf(stderr, "dpr-kv: %s is required; try 'dpr-kv --help'.\n",
+        fprintf(stderr, "%s: %s is required; try '%s --help'.\n", kv_config_program,
                 !c->finder[0] ? "--finder (or DPR_KV_FINDER)"
                 : !c->worker_set ? "--worker (or DPR_KV_WORKER)"
-                                 : "--dir (or DPR_KV_DIR or STATE_DIRECTORY)");
+                                 : "--dir (or DPR_KV_DIR or STATE_DIRECTORY)",
+                kv_config_program);
         return KV_CONFIG_EXIT_USAGE;
     }
     if (check_tls(c) < 0)

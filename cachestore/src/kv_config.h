@@ -73,6 +73,11 @@ typedef struct kv_config {
 /* What main should do after parsing. */
 enum kv_config_result { KV_CONFIG_RUN, KV_CONFIG_EXIT_OK, KV_CONFIG_EXIT_USAGE };
 
+/* The program named in --version and in errors, and the text of --help
+ * (NULL: dpr-kv's): dpr-redis takes the same settings (docs/dpr-redis.md). */
+extern const char *kv_config_program;
+extern const char *kv_config_usage;
+
 /* Fills *c from defaults, the environment and argv; prints --help or the
  * error (to stdout / stderr). */
 enum kv_config_result kv_config_parse(kv_config *c, int argc, char **argv);

@@ -500,7 +500,7 @@ static void exec_command(kv_client *c, size_t argc, const kv_arg *argv, bool in_
 static void batch_end(kv_client *c)
 {
     c->in_batch = false;
-    c->checking = false;
+    kv_gate_reset(&c->gate);
     c->batch_want = c->batch_have = 0;
     c->batch_hdr.len = 0;
     c->batch_ops.len = 0;
@@ -673,55 +673,45 @@ static void log_invalid(kv_client *c, const char *why)
     s->invalid_unlogged = 0;
 }
 
-/* Sync answers a batch waits for before an unknown worker or a version
- * above the bound is final: the answer in flight when it arrived may have
- * been sent before that worker registered; the next one was not. */
-#define CHECK_SYNCS 2
-/* ... and how long, when the finder does not answer */
-#define CHECK_WAIT_MS KV_FINDER_TIMEOUT_MS
+_Static_assert(KV_GATE_CHECK_WAIT_MS == KV_FINDER_TIMEOUT_MS,
+               "a batch waits for fresher bounds as long as for one finder answer");
+
+/* What the shard knows, for kv_gate. */
+static kv_gate_view gate_view(const kv_server *s)
+{
+    return (kv_gate_view){.worker = &s->worker, .syncs = s->syncs,
+                          .finder_world_line = s->finder_world_line,
+                          .cluster_max = s->cluster_max, .workers = s->workers,
+                          .nworkers = s->nworkers, .synced_ms = s->synced_ms};
+}
 
 /*
  * Checks an admitted batch (or, before admission, one of another domain:
- * never valid) against what a real session can have seen
- * (dpr_worker_check_batch, worker.h): 0 to run it; 1 when it cannot run now
- * (the client is parked until fresher DPR.SYNC answers, or the batch got
- * its error). A refused batch changes nothing: no fast-forward, no
- * dependency folded, no operation run.
+ * never valid) against what a real session can have seen (kv_gate_check):
+ * 0 to run it; 1 when it cannot run now (the client is parked until
+ * fresher DPR.SYNC answers, or the batch got its error). A refused batch
+ * changes nothing: no fast-forward, no dependency folded, no operation run.
  */
 static int batch_check(kv_client *c, const dpr_request_hdr *h)
 {
     kv_server *s = c->srv;
-    dpr_err err = DPR_ERR_INIT;
-    uint64_t now = dpr_mono_ms();
-    dpr_worker_bounds b = {.max_version = s->cluster_max,
-                           .workers = s->workers,
-                           .nworkers = s->nworkers,
-                           .since_sync_ms = now > s->synced_ms ? now - s->synced_ms : 0};
-    int r = dpr_worker_check_batch(&s->worker, h, &b, &err);
+    kv_gate_view v = gate_view(s);
+    char msg[400];
 
-    if (r == 0) {
-        c->checking = false;
+    switch (kv_gate_check(&c->gate, &v, h, dpr_mono_ms(), msg, sizeof(msg))) {
+    case KV_GATE_RUN:
         return 0;
+    case KV_GATE_WAIT:
+        park(c, KV_PARK_CHECK);
+        kv_dpr_sync_now(s);
+        return 1;
+    default:
+        s->batches_invalid++;
+        log_invalid(c, msg + strlen("ERR DPR.BATCH refused: "));
+        dpr_resp_error(&c->out, msg);
+        batch_end(c);
+        return 1;
     }
-    if (r == -ENXIO || r == -ERANGE) {
-        /* the session may know more than our last answer: a worker that
-         * registered since, versions that grew since */
-        if (!c->checking) {
-            c->checking = true;
-            c->check_syncs = s->syncs;
-            c->check_ms = now;
-        }
-        if (s->syncs - c->check_syncs < CHECK_SYNCS && now - c->check_ms < CHECK_WAIT_MS) {
-            park(c, KV_PARK_CHECK);
-            kv_dpr_sync_now(s);
-            return 1;
-        }
-    }
-    s->batches_invalid++;
-    log_invalid(c, err.msg);
-    dpr_resp_errorf(&c->out, "ERR DPR.BATCH refused: %s", err.msg);
-    batch_end(c);
-    return 1;
 }
 
 static void batch_run(kv_client *c)
@@ -763,9 +753,10 @@ static void batch_run(kv_client *c)
         batch_end(c);
         return;
     }
-    switch (dpr_worker_admit(&s->worker, h.world_line)) {
-    case DPR_ADMIT_REFUSE:
-        c->catching_up = false;
+    kv_gate_view v = gate_view(s);
+    char msg[200];
+    switch (kv_gate_admit(&c->gate, &v, &h, msg, sizeof(msg))) {
+    case KV_GATE_REFUSE:
         rh.status = DPR_WIRE_REFUSED;
         rh.world_line = s->worker.world_line;
         reply_batch_header(c, &rh);
@@ -773,25 +764,17 @@ static void batch_run(kv_client *c)
         s->batches_refused++;
         batch_end(c);
         return;
-    case DPR_ADMIT_CATCH_UP:
-        /* learn the new world-line from the finder (and roll back) first;
-         * a world-line the finder does not reach after a few answers is bogus */
-        if (!c->catching_up) {
-            c->catching_up = true;
-            c->catchup_syncs = s->syncs;
-        } else if (s->syncs - c->catchup_syncs >= 3) {
-            c->catching_up = false;
-            dpr_resp_errorf(
-                &c->out, "ERR DPR.BATCH world-line %llu is newer than the finder's (%llu)",
-                (unsigned long long)h.world_line, (unsigned long long)s->finder_world_line);
-            batch_end(c);
-            return;
-        }
+    case KV_GATE_ERROR: /* a world-line the finder does not reach is bogus */
+    case KV_GATE_INVALID:
+        dpr_resp_error(&c->out, msg);
+        batch_end(c);
+        return;
+    case KV_GATE_WAIT:
+        /* learn the new world-line from the finder (and roll back) first */
         park(c, KV_PARK_CATCHUP);
         kv_dpr_sync_now(s);
         return;
-    case DPR_ADMIT_EXECUTE:
-        c->catching_up = false;
+    case KV_GATE_RUN:
         break;
     }
     if (batch_check(c, &h) != 0)

@@ -24,6 +24,7 @@
 #include "common/metrics.h"
 #include "common/tls.h"
 #include "dpr/worker.h"
+#include "kv_gate.h"
 #include "kv_cmd.h"
 #include "kv_config.h"
 #include "kv_dict.h"
@@ -58,10 +59,7 @@ typedef struct kv_client {
     struct kv_client *prev, *next;      /* all clients */
     struct kv_client *park_next;
     enum kv_park parked;
-    bool catching_up;                   /* batch waits for a newer world-line */
-    uint64_t catchup_syncs;             /* srv->syncs when it started waiting */
-    bool checking;                      /* batch waits for fresher bounds (KV_PARK_CHECK) */
-    uint64_t check_syncs, check_ms;     /* srv->syncs and dpr_mono_ms() when it started */
+    kv_gate gate;                       /* its batch waits for the finder (kv_gate.h) */
     dpr_buf in;                         /* query buffer */
     kv_parser parser;
     dpr_buf out;                        /* replies not yet written */

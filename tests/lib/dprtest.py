@@ -72,7 +72,14 @@ def binary(name: str) -> str:
 
 
 FINDER = binary("dpr-finder")
-KV = binary("dpr-kv")
+# DPR_TEST_IMPL: the cache-store implementation the suites start as "the
+# shard" (dpr-kv, the default, or dpr-redis: redis-server behind the DPR
+# proxy, docs/dpr-redis.md). Both take the same flags.
+IMPL = os.environ.get("DPR_TEST_IMPL") or "dpr-kv"
+if IMPL not in ("dpr-kv", "dpr-redis"):
+    raise RuntimeError("DPR_TEST_IMPL=%r: dpr-kv or dpr-redis" % IMPL)
+KV = binary(IMPL)
+REDIS_PROXY = binary("dpr-redis")
 AGENT = os.environ.get("DPR_AGENT") or binary("dpr-agent")
 
 
@@ -488,7 +495,9 @@ class Kv(RespServer):
 
     def __init__(self, finder: str, worker: int, state_dir: str, log_path: str,
                  port: int = 0, interval_ms: int | None = None, args: Iterable[str] = (),
-                 env: dict[str, str | None] | None = None, domain: str = "default"):
+                 env: dict[str, str | None] | None = None, domain: str = "default",
+                 program: str | None = None):
+        self.program = program or KV  # dpr-kv or dpr-redis: the same flags
         self.finder = finder
         self.worker = worker
         self.domain = domain
@@ -497,7 +506,7 @@ class Kv(RespServer):
         self.interval_ms = interval_ms
         self.extra = tuple(args)
         self.env = env
-        argv = [KV, "--listen", "127.0.0.1:%d" % port, "--finder", finder,
+        argv = [self.program, "--listen", "127.0.0.1:%d" % port, "--finder", finder,
                 "--worker", str(worker), "--dir", state_dir]
         if domain != "default":
             argv += ["--domain", domain]
@@ -513,7 +522,7 @@ class Kv(RespServer):
         and port (the one it had, if it chose port 0)."""
         return Kv(self.finder, self.worker, self.state_dir, self.log_path,
                   port=self.port or self.listen_port, interval_ms=self.interval_ms,
-                  args=self.extra, env=self.env, domain=self.domain)
+                  args=self.extra, env=self.env, domain=self.domain, program=self.program)
 
     def info(self) -> dict:
         """INFO dpr as a dict."""
@@ -524,9 +533,14 @@ class Kv(RespServer):
             c.connection_pool.disconnect()
 
     def checkpoints(self) -> list[int]:
-        """The versions of the checkpoint files in the directory, sorted."""
-        return sorted(int(n[5:-3]) for n in os.listdir(self.state_dir)
-                      if n.startswith("ckpt-") and n.endswith(".kv"))
+        """The versions of the checkpoint files in the directory, sorted
+        (dpr-kv's ckpt-<v>.kv, dpr-redis' ckpt-<v>.w<world-line>.rdb)."""
+        out = []
+        for n in os.listdir(self.state_dir):
+            m = re.fullmatch(r"ckpt-(\d+)(?:\.kv|\.w\d+\.rdb)", n)
+            if m:
+                out.append(int(m.group(1)))
+        return sorted(out)
 
 
 class Cluster(Procs):
@@ -554,14 +568,14 @@ class Cluster(Procs):
     def start_kv(self, worker: int = 1, port: int = 0, args: Iterable[str] = (),
                  env: dict[str, str | None] | None = None, wait: bool = True,
                  finder: Finder | None = None, interval_ms: int | None = None,
-                 domain: str = "default") -> Kv:
+                 domain: str = "default", program: str | None = None) -> Kv:
         """Starts dpr-kv worker `worker` of `domain` against finder (default
         self.finder)."""
         finder = finder or self.finder
         assert finder is not None, "start the finder first"
         kv = Kv(finder.address, worker, self.kv_dir(worker),
                 os.path.join(self.base, "kv%d.log" % worker), port=port,
-                interval_ms=interval_ms, args=args, env=env, domain=domain)
+                interval_ms=interval_ms, args=args, env=env, domain=domain, program=program)
         self.add(kv)
         return kv.wait_ready() if wait else kv
 

@@ -41,7 +41,7 @@ def help_text(program):
     return r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("program", ["dpr-agent", "dpr-kv", "dpr-finder"])
+@pytest.mark.parametrize("program", ["dpr-agent", "dpr-kv", "dpr-finder", "dpr-redis"])
 def test_man_page_lists_the_options_of_help(program):
     page = man_text(program + ".8")
     options = page.split(".SH OPTIONS", 1)[1].split(".SH ", 1)[0]

@@ -1,0 +1,189 @@
+/* rp_main.c - dpr-redis: settings (dpr-kv's flags and DPR_KV_* variables),
+ * the state directory, registration with the finder, the checkpoint the
+ * finder asks for loaded into a fresh redis-server, then the proxy. */
+#include <errno.h>
+#include <limits.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "kv_config.h"
+#include "kv_finder.h"
+#include "kv_tls.h"
+#include "rp_proxy.h"
+#include "rp_redis.h"
+
+#define LOCK_WAIT_MS 10000
+#define REDIS_START_MS 600000
+
+static const char usage[] =
+    "Usage: dpr-redis [options]\n"
+    "\n"
+    "An unmodified redis-server behind a DPR proxy: the proxy serves RESP2 and\n"
+    "DPR.BATCH like dpr-kv, forwards every command to its redis-server child (no TCP\n"
+    "port; a Unix socket in the state directory), checkpoints with BGSAVE into one\n"
+    "RDB file per version, reports them to the DPR finder, and restores and rolls\n"
+    "back as the finder says (docs/dpr-redis.md).\n"
+    "\n"
+    "It reads dpr-kv's settings; these are the ones it uses (each also from the\n"
+    "environment variable named with it; a flag wins). dpr-kv's other settings are\n"
+    "accepted and ignored. redis-server is the one on PATH, or $DPR_REDIS_SERVER.\n"
+    "\n"
+    "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN; default 127.0.0.1:6379;\n"
+    "                              port 0 picks a free port, logged as 'listening on ...')\n"
+    "  --port N                    the port of --listen's address (DPR_KV_PORT)\n"
+    "  --finder HOST:PORT[,...]    the DPR finder (DPR_KV_FINDER; required)\n"
+    "  --finder-tls                talk to the finder over TLS (DPR_KV_FINDER_TLS) with\n"
+    "                              --tls-cert-file, --tls-key-file and --tls-ca-cert-file\n"
+    "  --tls-cert-file PATH        this node's certificate, PEM (DPR_KV_TLS_CERT_FILE)\n"
+    "  --tls-key-file PATH         its private key, PEM (DPR_KV_TLS_KEY_FILE)\n"
+    "  --tls-ca-cert-file PATH     the CA the finder's certificate is checked against\n"
+    "                              (DPR_KV_TLS_CA_CERT_FILE)\n"
+    "  --domain NAME               the shard's DPR domain (DPR_KV_DOMAIN; default 'default')\n"
+    "  --finder-token-file PATH    the worker's registration token (or DPR_KV_FINDER_TOKEN)\n"
+    "  --worker ID                 this shard's worker id, the same across restarts\n"
+    "                              (DPR_KV_WORKER; required)\n"
+    "  --dir DIR                   state directory: checkpoints and Redis' socket (DPR_KV_DIR;\n"
+    "                              default $STATE_DIRECTORY)\n"
+    "  --checkpoint-interval-ms N  checkpoint period (DPR_KV_CHECKPOINT_INTERVAL_MS;\n"
+    "                              default 100)\n"
+    "  --sync-interval-ms N        how often to ask the finder (DPR_KV_SYNC_INTERVAL_MS;\n"
+    "                              default: the checkpoint interval)\n"
+    "  --max-request-bytes N       largest request or batch (DPR_KV_MAX_REQUEST_BYTES)\n"
+    "  --finder-timeout-ms N       give up registering after N ms (DPR_KV_FINDER_TIMEOUT_MS;\n"
+    "                              default 0 = wait forever)\n"
+    "  --reset                     start empty when the finder does not know the checkpoints\n"
+    "                              on disk, instead of refusing (DPR_KV_RESET=1)\n"
+    "  --shutdown-timeout-ms N     how long SIGTERM may take for the last checkpoint,\n"
+    "                              its report and DPR.WORKER.LEAVE\n"
+    "                              (DPR_KV_SHUTDOWN_TIMEOUT_MS; default 30000)\n"
+    "  --verbose                   debug logging (DPR_KV_VERBOSE=1)\n"
+    "  --help                      this text\n"
+    "  --version                   print the version and exit\n"
+    "\n"
+    "Logs go to stderr (redis-server's too). Under systemd (Type=notify) it sends\n"
+    "READY=1 after recovery, WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines.\n"
+    "SIGTERM takes a last checkpoint, reports it, leaves the finder (a planned\n"
+    "restart: no rollback) and exits 0.\n"
+    "\n"
+    "Exit status: 0 clean stop; 1 runtime failure (redis-server died, a checkpoint\n"
+    "failed, no finder within --finder-timeout-ms); 2 bad usage; 78 a failure a\n"
+    "restart cannot mend (the finder refused this worker's token, or fenced it).\n";
+
+static int fail(const char *what, int r, int code)
+{
+    log_error("cannot recover: %s", what);
+    sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", what, -r);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    static kv_config cfg;
+    dpr_err err = DPR_ERR_INIT;
+    dpr_tls_config tc;
+    uint64_t *vers = NULL, *wls = NULL, world_line = 0, restore = 0, from = 0;
+    size_t n = 0, k = 0;
+    char dbfile[128], msg[PATH_MAX + 300];
+    pid_t redis = 0;
+    int lock_fd = -1, r, code;
+
+    kv_config_program = "dpr-redis";
+    kv_config_usage = usage;
+    switch (kv_config_parse(&cfg, argc, argv)) {
+    case KV_CONFIG_EXIT_OK:
+        return 0;
+    case KV_CONFIG_EXIT_USAGE:
+        return 2;
+    case KV_CONFIG_RUN:
+        break;
+    }
+    dpr_log_open("dpr-redis", cfg.verbose);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    log_info("starting: worker %" PRIu64 " of domain %s, dir %s, finder %s, checkpoint every "
+             "%u ms", cfg.worker, cfg.domain, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms);
+    r = dpr_mkdir_p(cfg.dir, 0700, &err);
+    if (r < 0)
+        return fail(dpr_err_str(&err, r), r, 1);
+    if (chdir(cfg.dir) < 0) {
+        snprintf(msg, sizeof(msg), "cannot enter %s: %s", cfg.dir, strerror(errno));
+        return fail(msg, -errno, 1);
+    }
+    r = dpr_lock_file("dpr-redis.lock", LOCK_WAIT_MS, &lock_fd, &err);
+    if (r < 0)
+        return fail(dpr_err_str(&err, r), r, 1);
+    r = rp_ckpt_list(&vers, &wls, &n);
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "cannot list %s: %s", cfg.dir, strerror(-r));
+        return fail(msg, r, 1);
+    }
+    r = kv_finder_register(cfg.finder, kv_tls_finder(&cfg, &tc), cfg.domain, cfg.worker,
+                           cfg.finder_token, cfg.finder_timeout_ms, &world_line, &restore, &err);
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "cannot register with the finder: %s", dpr_err_str(&err, r));
+        code = fail(msg, r, r == -EACCES ? KV_EXIT_NO_RESTART : 1);
+        goto out;
+    }
+    log_info("registered with finder %s in domain %s: world-line %" PRIu64 ", restore version "
+             "%" PRIu64, cfg.finder, cfg.domain, world_line, restore);
+    /* the newest checkpoint <= restore; a restore of 0 with checkpoints of
+     * an older world-line: the finder rolled this worker back to nothing */
+    for (size_t i = 0; i < n; i++)
+        if (vers[i] <= restore)
+            from = vers[i];
+    if (restore > 0 && from == 0) {
+        snprintf(msg, sizeof(msg), "the finder asks for version %" PRIu64 " and %s holds no "
+                 "checkpoint at or below it", restore, cfg.dir);
+        code = fail(msg, -ENOENT, 1);
+        goto out;
+    }
+    if (restore == 0 && n > 0 && wls[n - 1] >= world_line && !cfg.reset) {
+        snprintf(msg, sizeof(msg), "the finder does not know the checkpoints in %s (a new or "
+                 "reset finder?); refusing to delete them (--reset starts empty)", cfg.dir);
+        code = fail(msg, -EEXIST, 1);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (vers[i] <= restore) {
+            vers[k++] = vers[i];
+            continue;
+        }
+        rp_ckpt_name(vers[i], dbfile, sizeof(dbfile));
+        log_info("deleting %s (a version lost in the rollback)", dbfile);
+        if (unlink(dbfile) < 0)
+            log_warning("cannot delete %s: %s", dbfile, strerror(errno));
+    }
+    (void)dpr_fsync_dir(".");
+    if (from)
+        rp_ckpt_name(from, dbfile, sizeof(dbfile));
+    else
+        snprintf(dbfile, sizeof(dbfile), "empty.rdb");
+    unlink("empty.rdb");
+    r = rp_redis_start(dbfile, REDIS_START_MS, &redis, &err);
+    if (r < 0) {
+        code = fail(dpr_err_str(&err, r), r, 1);
+        goto out;
+    }
+    if (from)
+        log_info("restored checkpoint %" PRIu64 " (%s) for version %" PRIu64 " on world-line %"
+                 PRIu64 ", redis-server pid %ld", from, dbfile, restore, world_line, (long)redis);
+    else
+        log_info("recovered: world-line %" PRIu64 ", version %" PRIu64 " (nothing to restore), "
+                 "redis-server pid %ld", world_line, restore, (long)redis);
+    code = rp_proxy_run(&cfg, world_line, restore, redis, vers, k);
+out:
+    free(vers);
+    free(wls);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return code;
+}

@@ -1,0 +1,1531 @@
+/* rp_proxy.c - see rp_proxy.h. */
+#include "rp_proxy.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/resp.h"
+#include "common/uvutil.h"
+#include "dpr/wire.h"
+#include "dpr/worker.h"
+#include "kv_finder.h"
+#include "kv_gate.h"
+#include "kv_resp.h"
+#include "kv_tls.h"
+#include "rp_redis.h"
+#include "rp_reply.h"
+
+#define OUT_HIGH_WATER (1 << 20)
+/* commands of one client sent to Redis and not answered yet: a client
+ * that pipelines more waits (its input stays unparsed) */
+#define MAX_IN_FLIGHT 256
+#define POLL_MS 2
+#define LEAVE_RETRY_MS 50
+#define STOP_TICK_MS 10
+/* a planned stop: nothing of the request ran; the session sends it again
+ * to the next process, which resumes the same world-line (dpr-kv's text) */
+#define ERR_STOPPING                                                                            \
+    "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
+    "retry (it comes back on the same world-line)"
+
+typedef struct rp_proxy rp_proxy;
+typedef struct rp_client rp_client;
+
+enum slot_kind {
+    SLOT_FORWARD,  /* Redis' reply goes to the client */
+    SLOT_LOCAL,    /* the proxy's own reply, in its place in the order */
+    SLOT_INTERNAL, /* the proxy's own command: the reply goes to cb */
+};
+
+typedef struct rp_slot {
+    enum slot_kind kind;
+    rp_client *c;
+    char *local;
+    size_t nlocal;
+    bool close_after;
+    void (*cb)(rp_proxy *p, const char *reply, size_t n);
+    struct rp_slot *next;
+} rp_slot;
+
+struct rp_client {
+    uv_tcp_t tcp;
+    rp_proxy *p;
+    dpr_buf in, out;
+    kv_parser parser;
+    bool closing, gone, quitting, parked, in_batch, dirty, reading;
+    bool throttled; /* input left unparsed: MAX_IN_FLIGHT commands in flight */
+    kv_gate gate; /* its batch waits for the finder */
+    size_t slots; /* slots still pointing here */
+    uint32_t batch_want, batch_have;
+    dpr_buf batch_hdr, batch_ops;
+    rp_client *next;
+};
+
+struct rp_proxy {
+    const kv_config *cfg;
+    uv_loop_t *loop;
+    dpr_worker w;
+    kv_finder *finder;
+    uv_tcp_t listener;
+    uv_pipe_t *redis;
+    pid_t redis_pid;
+    dpr_buf rin, rout;
+    rp_slot *head, *tail;
+    rp_client *clients;
+    rp_client **dirty;
+    size_t ndirty, dirty_cap;
+    uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer, stop_timer;
+    uv_signal_t sigchld, sigterm, sigint;
+    /* checkpoints */
+    bool plain_dirty;   /* a plain command ran since the last seal */
+    int saving;         /* 0 idle, 1 BGSAVE sent, 2 polling */
+    bool poll_out;      /* an INFO persistence in flight */
+    uint64_t saving_version, gen;
+    uint64_t saving_ms, last_ckpt_ms; /* seal time; the last one's seal-to-durable */
+    char saving_tmp[128];
+    uint64_t *ckpts;
+    size_t nckpts, ckpts_cap;
+    /* finder */
+    uint64_t cluster_max, syncs, synced_ms, finder_world_line;
+    uint64_t *workers;
+    size_t nworkers;
+    /* counters */
+    uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
+    uint64_t invalid_logged_ms, invalid_unlogged;
+    uint64_t restored, last_ckpt;
+    uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
+    int exit_code;
+    bool stopping;     /* the loop ends (fatal or done) */
+    /* a planned stop (SIGTERM): last checkpoint, its report, DPR.WORKER.LEAVE */
+    bool planned, left, leave_failed;
+    uint64_t leave_next_ms, stop_deadline_ms, batches_refused_stopping;
+};
+
+static void client_process(rp_client *c);
+static void ckpt_begin(rp_proxy *p, uint64_t next);
+static void stop_progress(rp_proxy *p);
+
+static void fatal(rp_proxy *p, const char *fmt, const char *detail)
+{
+    log_error(fmt, detail);
+    sd_notifyf(0, "STATUS=failed: %s", detail);
+    if (!p->stopping) {
+        p->stopping = true;
+        p->exit_code = 1;
+        uv_stop(p->loop);
+    }
+}
+
+/* --- the slot queue ----------------------------------------------------- */
+
+static rp_slot *slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
+{
+    rp_slot *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->kind = kind;
+    s->c = c;
+    if (c)
+        c->slots++;
+    if (p->tail)
+        p->tail->next = s;
+    else
+        p->head = s;
+    p->tail = s;
+    return s;
+}
+
+static void client_free_if_done(rp_client *c);
+
+static void slot_pop(rp_proxy *p)
+{
+    rp_slot *s = p->head;
+    p->head = s->next;
+    if (!p->head)
+        p->tail = NULL;
+    if (s->c) {
+        s->c->slots--;
+        client_free_if_done(s->c);
+    }
+    free(s->local);
+    free(s);
+}
+
+static void mark_dirty(rp_client *c)
+{
+    rp_proxy *p = c->p;
+    if (c->dirty)
+        return;
+    if (p->ndirty == p->dirty_cap) {
+        size_t cap = p->dirty_cap ? p->dirty_cap * 2 : 64;
+        rp_client **d = realloc(p->dirty, cap * sizeof(*d));
+        if (!d) {
+            c->out.failed = true;
+            return;
+        }
+        p->dirty = d;
+        p->dirty_cap = cap;
+    }
+    c->dirty = true;
+    p->dirty[p->ndirty++] = c;
+}
+
+/* Delivers bytes to the slot's client (if it is still there). */
+static void slot_deliver(rp_slot *s, const char *data, size_t n)
+{
+    rp_client *c = s->c;
+    if (!c || c->gone)
+        return;
+    dpr_buf_append(&c->out, data, n);
+    if (s->close_after)
+        c->quitting = true;
+    mark_dirty(c);
+}
+
+/* Fires the local slots at the head of the queue. */
+static void fire_local(rp_proxy *p)
+{
+    while (p->head && p->head->kind == SLOT_LOCAL) {
+        slot_deliver(p->head, p->head->local, p->head->nlocal);
+        slot_pop(p);
+    }
+}
+
+/* A reply of the proxy's own: straight into the output when nothing is
+ * in flight, else queued in order. */
+static void local_reply(rp_client *c, dpr_buf *b, bool close_after)
+{
+    rp_proxy *p = c->p;
+    if (!p->head) {
+        rp_slot s = {.kind = SLOT_LOCAL, .c = c, .close_after = close_after};
+        slot_deliver(&s, b->data, b->len);
+        dpr_buf_reset(b);
+        return;
+    }
+    rp_slot *s = slot_push(p, SLOT_LOCAL, c);
+    if (!s) {
+        c->out.failed = true;
+        dpr_buf_reset(b);
+        return;
+    }
+    s->close_after = close_after;
+    s->local = dpr_buf_steal(b, &s->nlocal);
+}
+
+static void local_error(rp_client *c, const char *msg)
+{
+    dpr_buf b = DPR_BUF_INIT;
+    dpr_resp_error(&b, msg);
+    local_reply(c, &b, false);
+    dpr_buf_free(&b);
+}
+
+/* --- the Redis link ----------------------------------------------------- */
+
+static void redis_flush(rp_proxy *p)
+{
+    if (!p->rout.len || !p->redis)
+        return;
+    int r = dpr_uv_write((uv_stream_t *)p->redis, &p->rout, NULL);
+    if (r < 0)
+        fatal(p, "cannot write to redis-server: %s", uv_strerror(r));
+}
+
+static void flush_clients(rp_proxy *p);
+
+static void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
+{
+    dpr_resp_command(&p->rout, argc, argv, lens);
+}
+
+static void internal(rp_proxy *p, void (*cb)(rp_proxy *, const char *, size_t), int argc,
+                     const char *const *argv)
+{
+    rp_slot *s = slot_push(p, SLOT_INTERNAL, NULL);
+    if (!s) {
+        fatal(p, "%s", "out of memory");
+        return;
+    }
+    s->cb = cb;
+    redis_command(p, argc, argv, NULL);
+}
+
+static void redis_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    rp_proxy *p = h->data;
+    (void)suggested;
+    if (dpr_buf_reserve(&p->rin, 65536) < 0) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = p->rin.data + p->rin.len;
+    buf->len = p->rin.cap - p->rin.len;
+}
+
+static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    rp_proxy *p = st->data;
+    size_t pos = 0;
+    (void)buf;
+
+    if (nread < 0) {
+        fatal(p, "the connection to redis-server broke: %s", uv_strerror((int)nread));
+        return;
+    }
+    p->rin.len += (size_t)nread;
+    for (;;) {
+        fire_local(p);
+        ssize_t n = rp_reply_len(p->rin.data + pos, p->rin.len - pos);
+        if (n == 0)
+            break;
+        if (n < 0 || !p->head) {
+            fatal(p, "%s", n < 0 ? "redis-server sent a malformed reply"
+                                 : "redis-server sent a reply nobody asked for");
+            return;
+        }
+        rp_slot *s = p->head;
+        if (s->kind == SLOT_INTERNAL)
+            s->cb(p, p->rin.data + pos, (size_t)n);
+        else
+            slot_deliver(s, p->rin.data + pos, (size_t)n);
+        pos += (size_t)n;
+        slot_pop(p);
+        if (p->stopping)
+            return;
+    }
+    dpr_buf_consume(&p->rin, pos);
+    redis_flush(p);
+    flush_clients(p);
+}
+
+static void redis_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void redis_connected(uv_connect_t *req, int status)
+{
+    rp_proxy *p = req->data;
+    uv_pipe_t *pipe = (uv_pipe_t *)req->handle;
+    free(req);
+    if (pipe != p->redis)
+        return; /* replaced by a rollback */
+    if (status < 0) {
+        fatal(p, "cannot connect to redis-server: %s", uv_strerror(status));
+        return;
+    }
+    int r = uv_read_start((uv_stream_t *)pipe, redis_alloc, redis_read);
+    if (r < 0) {
+        fatal(p, "cannot read from redis-server: %s", uv_strerror(r));
+        return;
+    }
+    redis_flush(p);
+}
+
+/* Opens the link; commands queued meanwhile wait in rout. */
+static int redis_connect(rp_proxy *p)
+{
+    uv_pipe_t *pipe = malloc(sizeof(*pipe));
+    uv_connect_t *req = malloc(sizeof(*req));
+    int r;
+
+    if (!pipe || !req) {
+        free(pipe);
+        free(req);
+        return -ENOMEM;
+    }
+    r = uv_pipe_init(p->loop, pipe, 0);
+    if (r < 0) {
+        free(pipe);
+        free(req);
+        return r;
+    }
+    pipe->data = p;
+    req->data = p;
+    p->redis = pipe;
+    uv_pipe_connect(req, pipe, RP_REDIS_SOCKET, redis_connected);
+    return 0;
+}
+
+/* --- checkpoints -------------------------------------------------------- */
+
+static int ckpts_add(rp_proxy *p, uint64_t v)
+{
+    if (p->nckpts == p->ckpts_cap) {
+        size_t cap = p->ckpts_cap ? p->ckpts_cap * 2 : 16;
+        uint64_t *n = realloc(p->ckpts, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        p->ckpts = n;
+        p->ckpts_cap = cap;
+    }
+    p->ckpts[p->nckpts++] = v;
+    return 0;
+}
+
+/* Deletes the files of versions for which keep() is false. */
+static void ckpts_drop(rp_proxy *p, uint64_t lo_keep, uint64_t hi_keep)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < p->nckpts; i++) {
+        uint64_t v = p->ckpts[i];
+        if (v >= lo_keep && v <= hi_keep) {
+            p->ckpts[k++] = v;
+            continue;
+        }
+        char name[128];
+        rp_ckpt_name(v, name, sizeof(name));
+        if (name[0] && unlink(name) < 0)
+            log_warning("cannot delete %s: %s", name, strerror(errno));
+    }
+    p->nckpts = k;
+    (void)dpr_fsync_dir(".");
+}
+
+/* The cut moved to `cut`: files older than the newest one <= cut are not needed. */
+static void gc(rp_proxy *p, uint64_t cut)
+{
+    uint64_t keep = 0;
+    for (size_t i = 0; i < p->nckpts; i++)
+        if (p->ckpts[i] <= cut)
+            keep = p->ckpts[i];
+    if (keep)
+        ckpts_drop(p, keep, UINT64_MAX);
+}
+
+static void resume_parked(rp_proxy *p)
+{
+    for (rp_client *c = p->clients; c; c = c->next)
+        if (c->parked && !c->gone) {
+            c->parked = false;
+            client_process(c);
+        }
+    redis_flush(p);
+    flush_clients(p);
+}
+
+static void ckpt_done(rp_proxy *p)
+{
+    char name[128];
+    dpr_worker_report rep;
+    int r;
+
+    snprintf(name, sizeof(name), RP_CKPT_FMT, (unsigned long long)p->saving_version,
+             (unsigned long long)p->w.world_line);
+    if (rename(p->saving_tmp, name) < 0) {
+        fatal(p, "cannot rename the checkpoint file: %s", strerror(errno));
+        return;
+    }
+    r = dpr_fsync_dir(".");
+    if (r < 0) {
+        fatal(p, "cannot fsync the state directory: %s", strerror(-r));
+        return;
+    }
+    if (ckpts_add(p, p->saving_version) < 0) {
+        fatal(p, "%s", "out of memory");
+        return;
+    }
+    r = dpr_worker_checkpoint_complete(&p->w, p->saving_version, &rep);
+    if (r < 0) {
+        fatal(p, "checkpoint completion refused: %s", strerror(-r));
+        return;
+    }
+    r = kv_finder_report(p->finder, &rep);
+    if (r < 0) {
+        fatal(p, "cannot queue the report: %s", strerror(-r));
+        return;
+    }
+    p->checkpoints++;
+    p->last_ckpt = p->saving_version;
+    p->last_ckpt_ms = dpr_mono_ms() - p->saving_ms;
+    log_debug("checkpoint %" PRIu64 " on disk (%s)", p->saving_version, name);
+    p->saving = 0;
+    resume_parked(p);
+    stop_progress(p);
+}
+
+static bool reply_is(const char *reply, size_t n, const char *want)
+{
+    size_t w = strlen(want);
+    return n >= w && memcmp(reply, want, w) == 0;
+}
+
+static void on_info(rp_proxy *p, const char *reply, size_t n)
+{
+    char *text;
+    size_t len;
+    const char *v;
+
+    p->poll_out = false;
+    if (p->saving != 2)
+        return;
+    text = strndup(reply, n);
+    if (!text) {
+        fatal(p, "%s", "out of memory");
+        return;
+    }
+    v = dpr_info_field(text, "rdb_bgsave_in_progress", &len);
+    if (v && len == 1 && v[0] == '0') {
+        v = dpr_info_field(text, "rdb_last_bgsave_status", &len);
+        if (v && len == 2 && memcmp(v, "ok", 2) == 0) {
+            free(text);
+            ckpt_done(p);
+            return;
+        }
+        free(text);
+        fatal(p, "%s", "redis-server could not write a checkpoint (BGSAVE failed; its log says why)");
+        return;
+    }
+    free(text);
+}
+
+static void on_bgsave(rp_proxy *p, const char *reply, size_t n)
+{
+    if (!reply_is(reply, n, "+Background saving started")) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "BGSAVE refused: %.*s", (int)(n > 150 ? 150 : n), reply);
+        fatal(p, "%s", msg);
+        return;
+    }
+    p->saving = 2;
+}
+
+static void on_config(rp_proxy *p, const char *reply, size_t n)
+{
+    if (!reply_is(reply, n, "+OK")) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "CONFIG SET dbfilename refused: %.*s",
+                 (int)(n > 150 ? 150 : n), reply);
+        fatal(p, "%s", msg);
+    }
+}
+
+static void on_poll_timer(uv_timer_t *t)
+{
+    rp_proxy *p = t->data;
+    if (p->saving != 2 || p->poll_out)
+        return;
+    const char *argv[] = {"INFO", "persistence"};
+    p->poll_out = true;
+    internal(p, on_info, 2, argv);
+    redis_flush(p);
+}
+
+/* Seals the open version and sends the save of it at this point of Redis'
+ * command stream. Only when no save runs. */
+static void ckpt_begin(rp_proxy *p, uint64_t next)
+{
+    uint64_t v;
+    int r;
+
+    assert(!p->saving);
+    r = dpr_worker_checkpoint_begin(&p->w, next, &v);
+    if (r < 0) {
+        fatal(p, "cannot seal the open version: %s", strerror(-r));
+        return;
+    }
+    p->plain_dirty = false;
+    p->saving = 1;
+    p->saving_version = v;
+    p->saving_ms = dpr_mono_ms();
+    snprintf(p->saving_tmp, sizeof(p->saving_tmp), "ckpt-%llu.%ld-%llu.tmp",
+             (unsigned long long)v, (long)getpid(), (unsigned long long)++p->gen);
+    const char *cfgset[] = {"CONFIG", "SET", "dbfilename", p->saving_tmp};
+    const char *bgsave[] = {"BGSAVE"};
+    internal(p, on_config, 4, cfgset);
+    internal(p, on_bgsave, 1, bgsave);
+}
+
+static void on_ckpt_timer(uv_timer_t *t)
+{
+    rp_proxy *p = t->data;
+    if (p->saving || p->stopping)
+        return;
+    if (p->w.open_batches == 0 && !p->plain_dirty)
+        return;
+    ckpt_begin(p, p->cluster_max + 1);
+    redis_flush(p);
+}
+
+/* --- rollback ----------------------------------------------------------- */
+
+static void client_close(rp_client *c);
+
+static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
+{
+    char name[128] = "";
+    uint64_t from = 0;
+    dpr_err err = DPR_ERR_INIT;
+    int r;
+
+    for (size_t i = 0; i < p->nckpts; i++)
+        if (p->ckpts[i] <= cut)
+            from = p->ckpts[i];
+    if (cut > 0 && from == 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "rollback to version %" PRIu64 ": no checkpoint on disk",
+                 cut);
+        fatal(p, "%s", msg);
+        return;
+    }
+    log_notice("rollback: world-line %" PRIu64 " -> %" PRIu64 ", restoring version %" PRIu64
+               " (checkpoint %" PRIu64 ")",
+               p->w.world_line, world_line, cut, from);
+    /* every reply in flight is lost: the clients waiting for them go */
+    for (rp_slot *s = p->head; s; s = s->next)
+        if (s->c && !s->c->gone)
+            client_close(s->c);
+    while (p->head)
+        slot_pop(p);
+    dpr_buf_reset(&p->rin);
+    dpr_buf_reset(&p->rout);
+    uv_close((uv_handle_t *)p->redis, redis_closed);
+    p->redis = NULL;
+    rp_redis_kill(p->redis_pid);
+    p->redis_pid = 0;
+    p->saving = 0;
+    p->poll_out = false;
+    ckpts_drop(p, 0, cut);
+    if (from)
+        rp_ckpt_name(from, name, sizeof(name));
+    else
+        snprintf(name, sizeof(name), "empty.rdb");
+    unlink("empty.rdb");
+    r = rp_redis_start(name, 600000, &p->redis_pid, &err);
+    if (r < 0) {
+        fatal(p, "cannot restart redis-server: %s", dpr_err_str(&err, r));
+        return;
+    }
+    r = dpr_worker_rollback(&p->w, world_line, cut);
+    if (r < 0) {
+        fatal(p, "rollback refused: %s", strerror(-r));
+        return;
+    }
+    kv_finder_drop_old(p->finder, world_line);
+    p->plain_dirty = false;
+    p->rollbacks++;
+    r = redis_connect(p);
+    if (r < 0)
+        fatal(p, "cannot connect to redis-server: %s", strerror(-r));
+}
+
+/* --- finder ------------------------------------------------------------- */
+
+static void on_sync(void *ud, const kv_sync *sync)
+{
+    rp_proxy *p = ud;
+    uint64_t *w = NULL;
+
+    if (sync->nworkers) {
+        w = malloc(sync->nworkers * sizeof(*w));
+        if (w) {
+            memcpy(w, sync->workers, sync->nworkers * sizeof(*w));
+            free(p->workers);
+            p->workers = w;
+            p->nworkers = sync->nworkers;
+        }
+    } else {
+        p->nworkers = 0;
+    }
+    p->synced_ms = sync->at_ms;
+    p->syncs++;
+    p->finder_world_line = sync->world_line;
+    if (sync->max_version > p->cluster_max)
+        p->cluster_max = sync->max_version;
+    if (sync->world_line > p->w.world_line) {
+        if (!p->planned)
+            rollback(p, sync->world_line, sync->cut);
+    } else if (sync->world_line == p->w.world_line && sync->cut > p->w.cut) {
+        dpr_worker_observe_cut(&p->w, sync->cut);
+        gc(p, sync->cut);
+    }
+    if (!p->stopping)
+        resume_parked(p);
+}
+
+static void on_report_done(void *ud, uint64_t version, bool acked, const char *error)
+{
+    rp_proxy *p = ud;
+    if (!acked)
+        log_warning("the finder refused the report of checkpoint %" PRIu64 ": %s", version,
+                    error ? error : "?");
+    stop_progress(p);
+}
+
+static void on_sync_refused(void *ud, const char *error)
+{
+    (void)ud;
+    log_warning("the finder refused DPR.SYNC: %s", error);
+}
+
+static void on_connection(void *ud, bool up)
+{
+    rp_proxy *p = ud;
+    log_debug("finder link %s", up ? "up" : "down");
+    if (up)
+        kv_finder_sync(p->finder);
+}
+
+static void on_fenced(void *ud, const char *why)
+{
+    rp_proxy *p = ud;
+    log_error("fenced: the finder answered \"%s\"; stopping, not to be restarted", why);
+    sd_notifyf(0, "STATUS=failed: fenced: worker %" PRIu64 " was moved to another node",
+               p->w.id);
+    p->stopping = true;
+    p->exit_code = KV_EXIT_NO_RESTART;
+    uv_stop(p->loop);
+}
+
+/* The answer to DPR.WORKER.LEAVE: refused while the last checkpoint is
+ * not in the cut yet (asked again), or for another reason (stop without:
+ * the next start is a crash restart), as dpr-kv. */
+static void on_leave(void *ud, bool ok, const char *error)
+{
+    rp_proxy *p = ud;
+
+    if (ok) {
+        p->left = true;
+        log_info("left the finder on purpose: worker %" PRIu64 " of domain %s, last checkpoint "
+                 "%" PRIu64 " committed; the next start resumes world-line %" PRIu64
+                 " without a rollback",
+                 p->w.id, p->cfg->domain, p->w.durable, p->w.world_line);
+    } else if (error && strstr(error, "not in the cut yet")) {
+        p->leave_next_ms = dpr_mono_ms() + LEAVE_RETRY_MS;
+        kv_finder_sync(p->finder);
+        return;
+    } else {
+        p->leave_failed = true;
+        log_warning("the finder refused DPR.WORKER.LEAVE (%s): stopping without it; the next "
+                    "start is a crash restart (a rollback of the domain)",
+                    error ? error : "unexpected reply");
+    }
+    stop_progress(p);
+}
+
+/* A planned stop, one step further: seal what ran since the last
+ * checkpoint, wait until every checkpoint is durable and reported, leave
+ * the finder, end the loop (exit 0). */
+static void stop_progress(rp_proxy *p)
+{
+    uint64_t now = dpr_mono_ms();
+
+    if (!p->planned || p->stopping)
+        return;
+    if (!p->saving && (p->w.open_batches > 0 || p->plain_dirty)) {
+        ckpt_begin(p, 0);
+        redis_flush(p);
+        return;
+    }
+    if (!p->saving && kv_finder_unacked(p->finder) == 0) {
+        if (p->left || p->leave_failed) {
+            log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
+                     " requests answered TRYAGAIN meanwhile)",
+                     p->w.durable, p->left ? ", and the finder knows this worker left on "
+                                             "purpose" : "",
+                     p->batches_refused_stopping);
+            p->stopping = true;
+            p->exit_code = 0;
+            uv_stop(p->loop);
+            return;
+        }
+        /* every reply of what ran is out first */
+        if (now >= p->leave_next_ms && !p->head) {
+            p->leave_next_ms = now + KV_FINDER_TIMEOUT_MS;
+            kv_finder_leave(p->finder);
+        }
+    }
+    if (now > p->stop_deadline_ms) {
+        bool clean = !p->saving && kv_finder_unacked(p->finder) == 0;
+        if (clean)
+            log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE: the next "
+                        "start is a crash restart (a rollback of the domain, nothing committed "
+                        "lost)");
+        else
+            log_error("shutdown timed out: a checkpoint in progress or %zu reports not "
+                      "acknowledged by the finder", kv_finder_unacked(p->finder));
+        p->stopping = true;
+        p->exit_code = clean ? 0 : 1;
+        uv_stop(p->loop);
+    }
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    stop_progress(t->data);
+}
+
+/* The unit's WatchdogSec=: pinged while the loop runs. */
+static void on_watchdog_timer(uv_timer_t *t)
+{
+    (void)t;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void on_sync_timer(uv_timer_t *t)
+{
+    rp_proxy *p = t->data;
+    kv_finder_sync(p->finder);
+}
+
+/* --- clients ------------------------------------------------------------ */
+
+static void client_freed(uv_handle_t *h)
+{
+    rp_client *c = h->data;
+    c->closing = false; /* closed now */
+    client_free_if_done(c);
+}
+
+static void client_free_if_done(rp_client *c)
+{
+    if (!c->gone || c->closing || c->slots || c->dirty)
+        return;
+    rp_proxy *p = c->p;
+    rp_client **pp = &p->clients;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = c->next;
+    dpr_buf_free(&c->in);
+    dpr_buf_free(&c->out);
+    dpr_buf_free(&c->batch_hdr);
+    dpr_buf_free(&c->batch_ops);
+    kv_parser_free(&c->parser);
+    free(c);
+}
+
+static void client_close(rp_client *c)
+{
+    if (c->gone)
+        return;
+    c->gone = true;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, client_freed);
+}
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Whether the client's requests may go on: fewer than `in_flight` of its
+ * commands wait for Redis, and the replies it has not taken are below
+ * OUT_HIGH_WATER. */
+static bool may_send(rp_client *c, size_t in_flight)
+{
+    return c->slots < in_flight &&
+           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= OUT_HIGH_WATER;
+}
+
+/* Reads while the client may send more: not while its batch waits
+ * (parked), and not while the replies it has not taken exceed
+ * OUT_HIGH_WATER (a client that sends without reading stops being read). */
+static void set_reading(rp_client *c)
+{
+    bool want = !c->gone && !c->quitting && !c->parked && !c->throttled &&
+                may_send(c, MAX_IN_FLIGHT);
+
+    if (want == c->reading)
+        return;
+    if (want) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read) < 0) {
+            client_close(c);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = want;
+}
+
+static void written(uv_stream_t *st, int status)
+{
+    rp_client *c = st->data;
+    if (status < 0 && !c->gone) {
+        client_close(c);
+    } else if (!c->gone && c->throttled && may_send(c, MAX_IN_FLIGHT / 2)) {
+        c->throttled = false;
+        client_process(c);
+        redis_flush(c->p);
+        flush_clients(c->p);
+    } else if (!c->gone) {
+        set_reading(c);
+    }
+}
+
+static void client_flush(rp_client *c)
+{
+    if (c->gone)
+        return;
+    if (dpr_buf_failed(&c->out)) {
+        client_close(c);
+        return;
+    }
+    if (c->out.len) {
+        int r = dpr_uv_write((uv_stream_t *)&c->tcp, &c->out, written);
+        if (r < 0) {
+            client_close(c);
+            return;
+        }
+    }
+    set_reading(c);
+    if (c->quitting) {
+        dpr_uv_discard_input((uv_handle_t *)&c->tcp);
+        client_close(c);
+    }
+}
+
+static void flush_clients(rp_proxy *p)
+{
+    for (size_t i = 0; i < p->ndirty; i++) {
+        rp_client *c = p->dirty[i];
+        c->dirty = false;
+        /* input left while too many of its commands were in flight */
+        if (c->throttled && !c->gone && may_send(c, MAX_IN_FLIGHT / 2)) {
+            c->throttled = false;
+            client_process(c); /* (marks it dirty again: flushed below in this loop) */
+            redis_flush(p);
+            continue;
+        }
+        client_flush(c);
+        client_free_if_done(c);
+    }
+    p->ndirty = 0;
+}
+
+/* Commands a client may not send through the proxy: they would change
+ * Redis' persistence or configuration, block or take over the shared
+ * connection, or leave database 0. */
+static const char *const DENIED[] = {
+    "ACL", "AUTH", "BGREWRITEAOF", "BGSAVE", "BLMOVE", "BLMPOP", "BLPOP", "BRPOP",
+    "BRPOPLPUSH", "BZMPOP", "BZPOPMAX", "BZPOPMIN", "CLIENT", "CLUSTER", "CONFIG", "DEBUG",
+    "DISCARD", "EXEC", "FAILOVER", "HELLO", "MIGRATE", "MODULE", "MONITOR", "MOVE", "MULTI",
+    "PSUBSCRIBE", "PSYNC", "PUNSUBSCRIBE", "READONLY", "READWRITE", "REPLCONF", "REPLICAOF",
+    "RESET", "SAVE", "SHUTDOWN", "SLAVEOF", "SSUBSCRIBE", "SUBSCRIBE", "SUNSUBSCRIBE", "SWAPDB",
+    "SYNC", "UNSUBSCRIBE", "UNWATCH", "WAIT", "WAITAOF", "WATCH", "XREAD", "XREADGROUP",
+};
+
+/* Commands that never write (Redis' "readonly" and connection commands):
+ * a plain one does not make the open version worth a checkpoint. Any other
+ * command counts as a write (an extra checkpoint at worst). */
+static const char *const READ_ONLY[] = {
+    "BITCOUNT", "BITPOS", "COMMAND", "DBSIZE", "DUMP", "ECHO", "EXISTS", "GET", "GETBIT",
+    "GETRANGE", "HEXISTS", "HGET", "HGETALL", "HKEYS", "HLEN", "HMGET", "HRANDFIELD", "HSCAN",
+    "HSTRLEN", "HVALS", "INFO", "KEYS", "LASTSAVE", "LATENCY", "LCS", "LINDEX", "LLEN", "LPOS",
+    "LRANGE", "MEMORY", "MGET", "OBJECT", "PFCOUNT", "PING", "PTTL", "RANDOMKEY", "SCAN",
+    "SCARD", "SDIFF", "SINTER", "SINTERCARD", "SISMEMBER", "SLOWLOG", "SMEMBERS", "SMISMEMBER",
+    "SRANDMEMBER", "SSCAN", "STRLEN", "SUNION", "TIME", "TTL", "TYPE", "XINFO", "XLEN",
+    "XPENDING", "XRANGE", "XREVRANGE", "ZCARD", "ZCOUNT", "ZDIFF", "ZINTER", "ZINTERCARD",
+    "ZLEXCOUNT", "ZMSCORE", "ZRANDMEMBER", "ZRANGE", "ZRANGEBYLEX", "ZRANGEBYSCORE", "ZRANK",
+    "ZREVRANGE", "ZREVRANGEBYLEX", "ZREVRANGEBYSCORE", "ZREVRANK", "ZSCAN", "ZSCORE", "ZUNION",
+};
+
+static bool is(const kv_arg *a, const char *name)
+{
+    return a->n == strlen(name) && strncasecmp(a->p, name, a->n) == 0;
+}
+
+static bool read_only(const kv_arg *cmd)
+{
+    for (size_t i = 0; i < sizeof(READ_ONLY) / sizeof(READ_ONLY[0]); i++)
+        if (is(cmd, READ_ONLY[i]))
+            return true;
+    return false;
+}
+
+static bool denied(const kv_arg *cmd)
+{
+    for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++)
+        if (is(cmd, DENIED[i]))
+            return true;
+    return false;
+}
+
+static void info_dpr(rp_client *c)
+{
+    rp_proxy *p = c->p;
+    char text[2048];
+    dpr_buf b = DPR_BUF_INIT;
+
+    snprintf(text, sizeof(text),
+             "# DPR\r\ndpr_impl:dpr-redis\r\ndpr_worker_id:%" PRIu64 "\r\ndpr_domain:%s\r\n"
+             "dpr_world_line:%" PRIu64 "\r\ndpr_version:%" PRIu64 "\r\n"
+             "dpr_durable_version:%" PRIu64 "\r\ndpr_cut_version:%" PRIu64 "\r\n"
+             "dpr_restored_version:%" PRIu64 "\r\ndpr_cluster_max_version:%" PRIu64 "\r\n"
+             "dpr_finder_connected:%d\r\ndpr_finder_workers:%zu\r\n"
+             "dpr_checkpoints_pending:%d\r\n"
+             "dpr_checkpoints_total:%" PRIu64 "\r\ndpr_checkpoints_on_disk:%zu\r\n"
+             "dpr_batches:%" PRIu64 "\r\ndpr_batches_refused:%" PRIu64 "\r\n"
+             "dpr_batches_invalid:%" PRIu64 "\r\ndpr_rollbacks:%" PRIu64 "\r\n"
+             "dpr_last_checkpoint_version:%" PRIu64 "\r\n"
+             "dpr_last_checkpoint_duration_ms:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
+             "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n",
+             p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
+             p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
+             p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
+             p->batches_invalid, p->rollbacks, p->last_ckpt, p->last_ckpt_ms,
+             kv_finder_unacked(p->finder),
+             (long)p->redis_pid, (long)getpid(), p->start_ms);
+    dpr_resp_bulk_str(&b, text);
+    local_reply(c, &b, false);
+    dpr_buf_free(&b);
+}
+
+/* A plain command (or one operation of a batch, counted there). */
+static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_batch)
+{
+    rp_proxy *p = c->p;
+    const char *av[argc ? argc : 1];
+    size_t lens[argc ? argc : 1];
+
+    if (!in_batch) {
+        if (is(&argv[0], "QUIT")) {
+            dpr_buf b = DPR_BUF_INIT;
+            dpr_resp_status(&b, "OK");
+            local_reply(c, &b, true);
+            dpr_buf_free(&b);
+            return;
+        }
+        if (is(&argv[0], "SELECT")) { /* one shared connection: database 0 only */
+            dpr_buf b = DPR_BUF_INIT;
+            if (argc == 2 && is(&argv[1], "0"))
+                dpr_resp_status(&b, "OK");
+            else
+                dpr_resp_error(&b, "ERR dpr-redis serves database 0 only");
+            local_reply(c, &b, false);
+            dpr_buf_free(&b);
+            return;
+        }
+        if (argc == 2 && is(&argv[0], "INFO") && is(&argv[1], "dpr")) {
+            info_dpr(c);
+            return;
+        }
+    }
+    if (denied(&argv[0])) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "ERR command '%.*s' is not allowed through dpr-redis",
+                 (int)(argv[0].n > 40 ? 40 : argv[0].n), argv[0].p);
+        local_error(c, msg);
+        return;
+    }
+    if (!in_batch && p->planned) {
+        local_error(c, ERR_STOPPING);
+        p->batches_refused_stopping++;
+        return;
+    }
+    if (!in_batch) {
+        uint64_t v;
+        (void)dpr_worker_execute(&p->w, NULL, &v); /* plain: cannot fail */
+        if (!read_only(&argv[0]))
+            p->plain_dirty = true;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        av[i] = argv[i].p;
+        lens[i] = argv[i].n;
+    }
+    if (!slot_push(p, SLOT_FORWARD, c)) {
+        c->out.failed = true;
+        return;
+    }
+    redis_command(p, (int)argc, av, lens);
+}
+
+static void batch_end(rp_client *c)
+{
+    c->in_batch = false;
+    kv_gate_reset(&c->gate);
+    c->batch_want = c->batch_have = 0;
+    c->batch_hdr.len = 0;
+    c->batch_ops.len = 0;
+}
+
+static void put_u32(dpr_buf *b, uint32_t v)
+{
+    uint8_t q[4];
+    dpr_put_u32(q, v);
+    dpr_buf_append(b, q, 4);
+}
+
+static void batch_start(rp_client *c, const kv_arg *hdr)
+{
+    dpr_request_hdr h;
+    ssize_t r = dpr_wire_decode_request((const uint8_t *)hdr->p, hdr->n, &h, NULL);
+    dpr_buf b = DPR_BUF_INIT;
+
+    if (r < 0 || (size_t)r != hdr->n || h.op_count == 0) {
+        dpr_resp_errorf(&b, "ERR DPR.BATCH: malformed request header (%s)",
+                        r < 0 ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
+                        : h.op_count == 0 ? "no operations" : "trailing bytes");
+        local_reply(c, &b, true);
+        dpr_buf_free(&b);
+        c->quitting = true; /* the commands that follow cannot be told apart */
+        return;
+    }
+    c->batch_hdr.len = 0;
+    c->batch_ops.len = 0;
+    dpr_buf_append(&c->batch_hdr, hdr->p, hdr->n);
+    c->in_batch = true;
+    c->batch_want = h.op_count;
+    c->batch_have = 0;
+}
+
+static void batch_run(rp_client *c);
+
+static void batch_add(rp_client *c, size_t argc, const kv_arg *argv)
+{
+    size_t need = 4;
+    for (size_t i = 0; i < argc; i++)
+        need += 4 + argv[i].n;
+    if (c->batch_hdr.len + c->batch_ops.len + need > c->p->cfg->max_request_bytes) {
+        local_error(c, "ERR DPR.BATCH larger than the maximum request size "
+                       "(--max-request-bytes)");
+        c->quitting = true;
+        batch_end(c);
+        return;
+    }
+    put_u32(&c->batch_ops, (uint32_t)argc);
+    for (size_t i = 0; i < argc; i++) {
+        put_u32(&c->batch_ops, (uint32_t)argv[i].n);
+        dpr_buf_append(&c->batch_ops, argv[i].p, argv[i].n);
+    }
+    if (++c->batch_have == c->batch_want)
+        batch_run(c);
+}
+
+static void reply_header(rp_client *c, const dpr_response_hdr *rh, size_t k)
+{
+    uint8_t buf[DPR_WIRE_RESPONSE_FIXED + DPR_WIRE_VERSION_SIZE];
+    ssize_t n = dpr_wire_encode_response(rh, buf, sizeof(buf));
+    dpr_buf b = DPR_BUF_INIT;
+
+    if (n < 0) {
+        c->out.failed = true;
+        return;
+    }
+    dpr_resp_array(&b, 2);
+    dpr_resp_bulk(&b, buf, (size_t)n);
+    dpr_resp_array(&b, k);
+    local_reply(c, &b, false);
+    dpr_buf_free(&b);
+}
+
+/* One line per second at most: forged batches must not flood the log. */
+static void log_invalid(rp_proxy *p, const char *msg)
+{
+    uint64_t now = dpr_mono_ms();
+
+    if (p->invalid_logged_ms && now - p->invalid_logged_ms < 1000) {
+        p->invalid_unlogged++;
+        return;
+    }
+    if (p->invalid_unlogged)
+        log_warning("%s (and %" PRIu64 " more since the last message; dpr_batches_invalid in "
+                    "INFO counts them)", msg + strlen("ERR "), p->invalid_unlogged);
+    else
+        log_warning("%s", msg + strlen("ERR "));
+    p->invalid_logged_ms = now;
+    p->invalid_unlogged = 0;
+}
+
+static kv_gate_view gate_view(const rp_proxy *p)
+{
+    return (kv_gate_view){.worker = &p->w, .syncs = p->syncs,
+                          .finder_world_line = p->finder_world_line,
+                          .cluster_max = p->cluster_max, .workers = p->workers,
+                          .nworkers = p->nworkers, .synced_ms = p->synced_ms};
+}
+
+/* 0 to run; 1 when parked (waiting for the finder) or refused (kv_gate.h). */
+static int batch_check(rp_client *c, const dpr_request_hdr *h)
+{
+    rp_proxy *p = c->p;
+    kv_gate_view v = gate_view(p);
+    char msg[400];
+
+    switch (kv_gate_check(&c->gate, &v, h, dpr_mono_ms(), msg, sizeof(msg))) {
+    case KV_GATE_RUN:
+        return 0;
+    case KV_GATE_WAIT:
+        c->parked = true;
+        kv_finder_sync(p->finder);
+        return 1;
+    default:
+        p->batches_invalid++;
+        log_invalid(p, msg);
+        local_error(c, msg);
+        batch_end(c);
+        return 1;
+    }
+}
+
+static void batch_run(rp_client *c)
+{
+    rp_proxy *p = c->p;
+    dpr_request_hdr h;
+    dpr_response_hdr rh;
+    uint64_t version = 0;
+    int r;
+
+    if (dpr_buf_failed(&c->batch_ops) || dpr_buf_failed(&c->batch_hdr) ||
+        dpr_wire_decode_request((const uint8_t *)c->batch_hdr.data, c->batch_hdr.len, &h,
+                                NULL) < 0) {
+        c->out.failed = true;
+        batch_end(c);
+        return;
+    }
+    memset(&rh, 0, sizeof(rh));
+    rh.batch_id = h.batch_id;
+    rh.op_count = h.op_count;
+    if (p->planned) {
+        local_error(c, ERR_STOPPING);
+        p->batches_refused_stopping++;
+        batch_end(c);
+        return;
+    }
+    if (h.domain != p->w.domain && batch_check(c, &h) != 0)
+        return;
+    kv_gate_view v = gate_view(p);
+    char msg[200];
+    switch (kv_gate_admit(&c->gate, &v, &h, msg, sizeof(msg))) {
+    case KV_GATE_REFUSE:
+        rh.status = DPR_WIRE_REFUSED;
+        rh.world_line = p->w.world_line;
+        reply_header(c, &rh, 0);
+        p->batches_refused++;
+        batch_end(c);
+        return;
+    case KV_GATE_ERROR:
+    case KV_GATE_INVALID:
+        local_error(c, msg);
+        batch_end(c);
+        return;
+    case KV_GATE_WAIT: /* the finder's rollback first */
+        c->parked = true;
+        kv_finder_sync(p->finder);
+        return;
+    case KV_GATE_RUN:
+        break;
+    }
+    if (batch_check(c, &h) != 0)
+        return;
+    r = dpr_worker_execute(&p->w, &h, &version);
+    if (r == -EAGAIN) {
+        /* the open version holds batches and is below the batch's target:
+         * seal it, unless a save runs (then wait for it) */
+        if (p->saving) {
+            c->parked = true;
+            return;
+        }
+        ckpt_begin(p, dpr_worker_batch_target(&h));
+        if (p->stopping)
+            return;
+        r = dpr_worker_execute(&p->w, &h, &version);
+    }
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "ERR DPR.BATCH not executed: %s", strerror(-r));
+        local_error(c, msg);
+        batch_end(c);
+        return;
+    }
+    rh.status = DPR_WIRE_EXECUTED;
+    rh.world_line = p->w.world_line;
+    rh.version_count = 1;
+    rh.versions_in = &version;
+    reply_header(c, &rh, h.op_count);
+    const uint8_t *q = (const uint8_t *)c->batch_ops.data;
+    for (uint32_t k = 0; k < h.op_count; k++) {
+        uint32_t argc = dpr_get_u32(q);
+        kv_arg av[argc ? argc : 1];
+        q += 4;
+        for (uint32_t i = 0; i < argc; i++) {
+            av[i].n = dpr_get_u32(q);
+            av[i].p = (const char *)q + 4;
+            q += 4 + av[i].n;
+        }
+        run_command(c, argc, av, true);
+    }
+    p->batches++;
+    batch_end(c);
+}
+
+static void client_process(rp_client *c)
+{
+    size_t pos = 0;
+
+    if (c->in_batch && c->batch_have == c->batch_want && c->batch_want) {
+        batch_run(c); /* parked before */
+        if (c->parked)
+            return;
+    }
+    while (!c->gone && !c->quitting && !c->parked) {
+        size_t argc;
+        if (!may_send(c, MAX_IN_FLIGHT)) {
+            c->throttled = true;
+            break;
+        }
+        kv_arg *argv;
+        const char *err = NULL;
+        ssize_t n = kv_parse(&c->parser, c->in.data + pos, c->in.len - pos, &argc, &argv, &err);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "ERR %s", n == -ENOMEM ? "out of memory" : err);
+            local_error(c, msg);
+            c->quitting = true;
+            break;
+        }
+        pos += (size_t)n;
+        if (argc == 0)
+            continue;
+        if (c->in_batch)
+            batch_add(c, argc, argv);
+        else if (is(&argv[0], "DPR.BATCH") && argc == 2)
+            batch_start(c, &argv[1]);
+        else
+            run_command(c, argc, argv, false);
+    }
+    if (pos)
+        dpr_buf_consume(&c->in, pos);
+    mark_dirty(c); /* client_flush: set_reading */
+}
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    rp_client *c = h->data;
+    (void)suggested;
+    if (dpr_buf_reserve(&c->in, 65536) < 0) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = c->in.data + c->in.len;
+    buf->len = c->in.cap - c->in.len;
+}
+
+static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    rp_client *c = st->data;
+    rp_proxy *p = c->p;
+    (void)buf;
+
+    if (nread < 0) {
+        client_close(c);
+        return;
+    }
+    c->in.len += (size_t)nread;
+    if (!c->parked)
+        client_process(c);
+    redis_flush(p);
+    flush_clients(p);
+}
+
+static void on_client(uv_stream_t *server, int status)
+{
+    rp_proxy *p = server->data;
+    rp_client *c;
+
+    if (status < 0)
+        return;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->p = p;
+    kv_parser_init(&c->parser, p->cfg->max_request_bytes, 1024 * 1024);
+    if (uv_tcp_init(p->loop, &c->tcp) < 0) {
+        kv_parser_free(&c->parser);
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->next = p->clients;
+    p->clients = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        client_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    set_reading(c);
+}
+
+/* --- the process -------------------------------------------------------- */
+
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+    rp_proxy *p = h->data;
+    int status;
+    (void)signum;
+
+    if (p->redis_pid > 0 && waitpid(p->redis_pid, &status, WNOHANG) == p->redis_pid) {
+        char msg[100];
+        p->redis_pid = 0;
+        snprintf(msg, sizeof(msg), "redis-server exited (status 0x%x)", status);
+        fatal(p, "%s", msg);
+    }
+}
+
+/* SIGTERM: a planned stop (stop_progress); SIGINT, or a second signal:
+ * at once (the next start is a crash restart). */
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    rp_proxy *p = h->data;
+
+    if (signum == SIGTERM && !p->planned) {
+        log_info("SIGTERM: stopping for a planned restart (last checkpoint, report, "
+                 "DPR.WORKER.LEAVE; at most %u ms)", p->cfg->shutdown_timeout_ms);
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping: last checkpoint and leaving the finder");
+        p->planned = true;
+        p->stop_deadline_ms = dpr_mono_ms() + p->cfg->shutdown_timeout_ms;
+        uv_timer_init(p->loop, &p->stop_timer);
+        p->stop_timer.data = p;
+        uv_timer_start(&p->stop_timer, on_stop_timer, 0, STOP_TICK_MS);
+        return;
+    }
+    log_info("signal %d: stopping now", signum);
+    p->stopping = true;
+    p->exit_code = 0;
+    uv_stop(p->loop);
+}
+
+static int listen_tcp(rp_proxy *p)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int len = sizeof(ss), r;
+    dpr_hostport hp;
+    dpr_err err = DPR_ERR_INIT;
+    char bound[DPR_ADDR_STR_MAX];
+
+    r = dpr_hostport_parse(p->cfg->listen, DPR_HOSTPORT_PORT0, &hp, &err);
+    if (r == 0 && p->cfg->port >= 0)
+        hp.port = (uint16_t)p->cfg->port;
+    if (r == 0 && dpr_hostport_resolve(&hp, true, &ss, &sslen, &err) < 0)
+        r = -EADDRNOTAVAIL;
+    if (r < 0) {
+        log_error("cannot use listen address '%s': %s", p->cfg->listen, err.msg);
+        return r;
+    }
+    r = uv_tcp_init(p->loop, &p->listener);
+    if (r < 0)
+        return r;
+    p->listener.data = p;
+    r = uv_tcp_bind(&p->listener, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&p->listener, 511, on_client);
+    if (r == 0)
+        r = uv_tcp_getsockname(&p->listener, (struct sockaddr *)&ss, &len);
+    if (r < 0) {
+        log_error("cannot listen on %s: %s", p->cfg->listen, uv_strerror(r));
+        return r;
+    }
+    dpr_addr_format((struct sockaddr *)&ss, bound, sizeof(bound));
+    log_info("listening on %s", bound);
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64
+               ", restored version %" PRIu64, bound, p->w.id, p->w.world_line, p->restored);
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, h->type == UV_NAMED_PIPE ? redis_closed : NULL);
+}
+
+int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, pid_t redis_pid,
+                 const uint64_t *ckpts, size_t nckpts)
+{
+    static rp_proxy px;
+    rp_proxy *p = &px;
+    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced,
+                       on_leave};
+    dpr_tls_config tc;
+    const dpr_tls_config *tls = kv_tls_finder(cfg, &tc);
+    dpr_tls_ctx *finder_tls = NULL;
+    dpr_err err = DPR_ERR_INIT;
+    int r;
+
+    p->cfg = cfg;
+    p->loop = uv_default_loop();
+    p->redis_pid = redis_pid;
+    p->restored = restored;
+    p->exit_code = 1;
+    p->start_ms = dpr_wall_ms();
+    for (size_t i = 0; i < nckpts; i++)
+        if (ckpts_add(p, ckpts[i]) < 0)
+            return 1;
+    r = dpr_worker_init(&p->w, cfg->worker, cfg->domain_id, world_line, restored);
+    if (r < 0) {
+        log_error("cannot start the worker: %s", strerror(-r));
+        return 1;
+    }
+    p->synced_ms = dpr_mono_ms();
+    if (tls) { /* --finder-tls, as dpr-kv (docs/tls.md) */
+        r = dpr_tls_ctx_new(tls, false, &finder_tls, &err);
+        if (r < 0) {
+            log_error("--finder-tls: %s", dpr_err_str(&err, r));
+            return 1;
+        }
+    }
+    r = kv_finder_new(p->loop, cfg->finder, finder_tls, cfg->domain, cfg->worker, cfg->finder_token,
+                      &cb, p, &p->finder);
+    if (r < 0) {
+        log_error("cannot start the finder link: %s", strerror(-r));
+        return 1;
+    }
+    uv_timer_init(p->loop, &p->ckpt_timer);
+    uv_timer_init(p->loop, &p->poll_timer);
+    uv_timer_init(p->loop, &p->sync_timer);
+    p->ckpt_timer.data = p->poll_timer.data = p->sync_timer.data = p;
+    uv_timer_start(&p->ckpt_timer, on_ckpt_timer, cfg->checkpoint_interval_ms,
+                   cfg->checkpoint_interval_ms);
+    uv_timer_start(&p->poll_timer, on_poll_timer, POLL_MS, POLL_MS);
+    uv_timer_start(&p->sync_timer, on_sync_timer, 0, cfg->sync_interval_ms);
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        uv_timer_init(p->loop, &p->watchdog_timer);
+        uv_timer_start(&p->watchdog_timer, on_watchdog_timer, 0,
+                       wd_usec / 3000 > 0 ? wd_usec / 3000 : 1);
+    }
+    uv_signal_init(p->loop, &p->sigchld);
+    uv_signal_init(p->loop, &p->sigterm);
+    uv_signal_init(p->loop, &p->sigint);
+    p->sigchld.data = p->sigterm.data = p->sigint.data = p;
+    uv_signal_start(&p->sigchld, on_sigchld, SIGCHLD);
+    uv_signal_start(&p->sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&p->sigint, on_stop_signal, SIGINT);
+    r = redis_connect(p);
+    if (r < 0) {
+        log_error("cannot connect to redis-server: %s", strerror(-r));
+        rp_redis_kill(p->redis_pid);
+        return 1;
+    }
+    if (listen_tcp(p) < 0) {
+        rp_redis_kill(p->redis_pid);
+        return 1;
+    }
+    uv_run(p->loop, UV_RUN_DEFAULT);
+    sd_notify(0, "STOPPING=1");
+    rp_redis_kill(p->redis_pid);
+    p->redis_pid = 0;
+    kv_finder_close(p->finder);
+    dpr_tls_ctx_free(finder_tls);
+    uv_walk(p->loop, close_walk, NULL);
+    uv_run(p->loop, UV_RUN_DEFAULT);
+    log_info("exiting with status %d", p->exit_code);
+    return p->exit_code;
+}
