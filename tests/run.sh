@@ -69,9 +69,9 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktra
 run_units asan build/asan
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
-run_pytest() { # run_pytest LABEL DIR [BUILD]
+run_pytest() { # run_pytest LABEL DIR|FILE [BUILD]
     local label=$1 dir=$2 build=${3:-$BUILD} out rc last p f
-    compgen -G "$dir/test_*.py" >/dev/null || return 0
+    [[ -f $dir ]] || compgen -G "$dir/test_*.py" >/dev/null || return 0
     echo "== $label (pytest $dir)"
     out=$(mktemp)
     DPR_BUILD=$build PYTHONPATH=python-dpr "$PYTHON" -m pytest -q -p no:cacheprovider "$dir" 2>&1 | tee "$out"
@@ -96,6 +96,14 @@ if [[ -x build/asan/dpr-finder && -x build/asan/dpr-kv ]]; then
 fi
 [[ -x build/asan/tests/client-driver ]] && run_pytest libdpr-asan tests/libdpr build/asan
 [[ -x build/asan/dpr-agent ]] && run_pytest agent-asan tests/agent build/asan
+# the client, crash and hostile-input suites again against the second
+# implementation, redis-server behind the DPR proxy (docs/dpr-redis.md)
+if [[ -x $BUILD/dpr-redis ]]; then
+    for t in tests/python-dpr/test_session.py tests/python-dpr/test_crash.py \
+             tests/cachestore/test_hostile.py; do
+        DPR_TEST_IMPL=dpr-redis run_pytest "dpr-redis/$(basename "$t" .py)" "$t"
+    done
+fi
 
 fuzz_bins=()
 for bin in build/fuzz/fuzz_*; do
