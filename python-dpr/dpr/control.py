@@ -25,7 +25,7 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .mgmt_errors import (AgentError, AgentProtocolError, AgentUnavailable, PermissionDenied,
                           error_from_reply)
@@ -442,7 +442,7 @@ class Event:
         return format_event(self.data)
 
 
-def format_event(d: dict) -> str:
+def format_event(d: Mapping[str, Any]) -> str:
     """One line for people, e.g.
     ``2026-11-25T08:00:00.123Z #17 instance kv-0 active/running ready restarts=1 pid=4242``."""
     parts = [str(d.get("time", "-")), "#%s" % d.get("seq", "?"), str(d.get("type", "?"))]

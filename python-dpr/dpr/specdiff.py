@@ -30,7 +30,7 @@ __all__ = ["Change", "diff", "format_changes", "normalize_spec", "normalize_stat
 _SKIP = object()
 _FIELDS = (("impl", "dpr-kv"), ("version", _SKIP), ("shards", _SKIP),
            ("checkpoint_interval_ms", _SKIP), ("max_clients", _SKIP), ("maxmemory", 0),
-           ("replicas", None), ("node_selector", None))
+           ("checkpoint_mode", None), ("replicas", None), ("node_selector", None))
 _ROLLOUT = ("min_ready_seconds", "max_unavailable", "partition", "progress_deadline_seconds",
             "paused")
 
@@ -59,7 +59,7 @@ def _show(path: str, v: Any) -> str:
         return "(none)"
     if path.endswith(".maxmemory") and isinstance(v, int) and not isinstance(v, bool):
         from .spec import format_memory
-        return format_memory(v) if v else "0 (no limit)"
+        return format_memory(v) or "0 (no limit)"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, Mapping):
@@ -95,7 +95,7 @@ def normalize_spec(spec: Mapping) -> dict:
                 if default is _SKIP:
                     continue
                 v = default
-            if field == "maxmemory":
+            if field == "maxmemory" and isinstance(v, (int, str)):
                 v = parse_memory(v)
             elif field == "node_selector":
                 v = _selector(v)

@@ -176,6 +176,17 @@ def test_diff_selector_impl_and_cluster_name():
         "~ deployments.kv.node_selector: {labels: [a, b]} -> (none)"]
 
 
+def test_diff_checkpoint_mode():
+    # given on one side only: a difference (absent is dpr-kv's default)
+    s = spec(CacheStore("kv", version="1", shards=3, checkpoint_mode="full"))
+    assert [str(c) for c in specdiff.diff(s, status_with(dep("kv")))] == [
+        "~ deployments.kv.checkpoint_mode: (none) -> full"]
+    st = status_with(dep("kv", checkpoint_mode="full"))
+    assert specdiff.diff(s, st) == []
+    assert [str(c) for c in specdiff.diff(spec(CacheStore("kv", version="1", shards=3)), st)] \
+        == ["~ deployments.kv.checkpoint_mode: full -> (none)"]
+
+
 def test_diff_ignores_what_it_cannot_read():
     # an older agent without rollout settings; odd entries in the status
     st = status_with({"name": "kv", "version": "1", "shards": 3}, "junk", {"no": "name"})
