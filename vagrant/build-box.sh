@@ -25,7 +25,7 @@ OUT=${1:-$HERE/../build/vagrant}
 SIZE_MB=${BOX_SIZE_MB:-4096}
 SUITE=bookworm
 # the runtime dependencies of dpr-cluster and libdpr0 (dpkg-deb -f *.deb Depends)
-DEB_DEPS=dbus,python3,python3-hiredis,libuv1,libconfig9,libjansson4,libhiredis0.14,libavahi-client3,libnl-3-200,libnl-route-3-200,libraft2,libssl3,libsystemd0,libcap2,liblz4-1,avahi-daemon
+DEB_DEPS=dbus,python3,python3-hiredis,python3-yaml,libuv1,libconfig9,libjansson4,libhiredis0.14,libavahi-client3,libnl-3-200,libnl-route-3-200,libraft2,libssl3,libsystemd0,libcap2,liblz4-1,avahi-daemon
 PACKAGES=systemd,systemd-sysv,udev,openssh-server,linux-image-cloud-amd64,grub-pc-bin,grub2-common,initramfs-tools,ifupdown,isc-dhcp-client,iproute2,iputils-ping,netbase,sudo,rsync,procps,less,$DEB_DEPS
 
 die() { echo "build-box: $*" >&2; exit 1; }
