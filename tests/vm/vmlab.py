@@ -17,8 +17,9 @@ test reach the VMs directly; it leaves it at teardown.
         lab["node2"].power_off()             # qemu quits: the VM is gone
 
 Everything of a lab carries the prefix "dprvm-<id>" (namespace, work
-directory under /var/tmp); teardown (also from atexit, SIGTERM, SIGHUP and
-SIGINT) kills the qemu and dnsmasq processes it started, deletes the
+directory under /var/tmp); teardown (also from atexit, SIGTERM and SIGHUP;
+Ctrl-C ends the `with`) kills the qemu and dnsmasq processes it started
+(which also die with the calling process: PR_SET_PDEATHSIG), deletes the
 namespace (and so the bridge and the tap devices in it) and the directory.
 `vmlab.py leftovers` lists what dead runs left, `vmlab.py cleanup-stale`
 removes it. Needs root, qemu-system-x86, qemu-utils, dnsmasq-base,
