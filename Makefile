@@ -207,7 +207,7 @@ vm-test: all $(VM_BOX)
 	@if [ "$$(id -u)" != 0 ]; then echo "make vm-test needs root: network namespace, tap devices" >&2; exit 2; fi
 	@ls $(BUILD)/dpr-cluster_$(VERSION)_amd64.deb $(BUILD)/libdpr0_$(VERSION)_amd64.deb >/dev/null 2>&1 || $(MAKE) deb
 	cd tests && DPR_BUILD=$(abspath $(BUILD)) DPR_DEB_DIR=$(abspath $(BUILD)) DPR_VM_BOX=$(abspath $(VM_BOX)) \
-		nice -n 10 $(PYTHON) -m pytest -v -s -p no:cacheprovider vm/test_vagrantfile.py vm/test_vagrant_cluster.py
+		nice -n 10 $(PYTHON) -m pytest -v -s -p no:cacheprovider vm/test_vagrantfile.py vm/test_vmlab.py vm/test_vagrant_cluster.py
 
 # --- install, uninstall, deb (install.mk) ----------------------------------
 include install.mk

@@ -241,9 +241,11 @@ class Lab:
         hosts = []
         for vm in self.vms:
             hosts += ["--dhcp-host=%s,%s,%s" % (vm.mac, vm.ip, vm.name)]
-        # DHCP only (port=0: no DNS), no router nor DNS server handed out
+        # DHCP only (port=0: no DNS), no router nor DNS server handed out;
+        # as root (a change of user would clear PR_SET_PDEATHSIG)
         self.dnsmasq = subprocess.Popen(
             ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+             "--user=root", "--group=root",
              "--interface=" + BRIDGE, "--bind-interfaces", "--except-interface=lo",
              "--dhcp-range=%s100,%s199,255.255.255.0,12h" % (NET, NET),
              "--dhcp-option=3", "--dhcp-option=6", "--dhcp-authoritative",
@@ -322,17 +324,16 @@ def leftovers():
 def cleanup_stale():
     nss, dirs = leftovers()
     for d in dirs:
-        # qemu processes of the dead run: found by their -name
-        name = os.path.basename(d)
+        # processes of the dead run (qemu, dnsmasq): their arguments name files in d
+        mark = (d + "/").encode()
         for p in glob.glob("/proc/[0-9]*/cmdline"):
             try:
                 with open(p, "rb") as f:
                     argv = f.read().split(b"\0")
-            except OSError:
+                if any(mark in a for a in argv):
+                    os.kill(int(p.split("/")[2]), signal.SIGKILL)
+            except (OSError, ValueError):
                 continue
-            if argv and argv[0].endswith(b"qemu-system-x86_64") and any(
-                    a.startswith(name.encode() + b"-") for a in argv):
-                os.kill(int(p.split("/")[2]), signal.SIGKILL)
         shutil.rmtree(d, ignore_errors=True)
     for n in nss:
         _sh(["ip", "netns", "del", n], check=False)
