@@ -21,9 +21,12 @@ import signal, sys, time
 sys.path.insert(0, %r)
 import vmlab
 signal.signal(signal.SIGINT, signal.default_int_handler)
-with vmlab.Lab(%r, ["node1", "node2"]) as lab:
-    print(lab.id, lab.dir, flush=True)
-    time.sleep(600)
+try:
+    with vmlab.Lab(%r, ["node1", "node2"]) as lab:
+        print(lab.id, lab.dir, flush=True)
+        time.sleep(600)
+except KeyboardInterrupt:
+    pass
 """ % (HERE, BOX)
 
 
