@@ -13,6 +13,8 @@
 #   make deb       the Debian packages, in $(BUILD)/ (docs/packaging.md)
 #   make demo      the main job: a cluster on a local systemd node (root)
 #   make demo-cluster  three systemd nodes, a Raft leader's power cut (root)
+#   make vm-test   three VMs of a Vagrant box, the .deb, a leader VM powered off
+#                  (root, slow: not in `make test`; make vm-deps first)
 #
 # Objects go to $(BUILD) (build/ normally, build/asan for the sanitizer run).
 
@@ -100,11 +102,15 @@ all: $(LIBDPR_A) $(LIBDPR_SO) $(DISCOVER_A) $(DISCOVER_SO) $(FINDER_BIN) $(KV_BI
 
 # Installs the Debian packages the build, the tests and the demos need; with
 # every one installed already it does nothing (no apt-get update, no network).
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -z "$$missing" ]; then echo "make deps: all $(words $(DEB_PACKAGES)) packages are installed"; exit 0; fi; \
-	echo "make deps: installing" $$missing; \
+# $(call install-missing,TARGET,PACKAGES)
+define install-missing
+	@missing=$$(for p in $(2); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "make $(1): all $(words $(2)) packages are installed"; exit 0; fi; \
+	echo "make $(1): installing" $$missing; \
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
+endef
+deps:
+	$(call install-missing,deps,$(DEB_PACKAGES))
 
 # Objects are rebuilt when the compiler or its global flags change (a stale
 # object built without -fvisibility=hidden would export private symbols).
@@ -205,6 +211,30 @@ bench-discovery: all
 .PHONY: bench-rollout
 bench-rollout: all
 	/usr/bin/python3 bench/rollout.py $(BUILD)
+
+# --- Vagrant VMs (vagrant/, tests/vm/; docs/testing-clusters.md) -----------
+# `make vm-deps`: what building the box, running the VMs and Vagrant with
+# libvirt need (not in `make deps`: large, and only for these targets).
+# `make vm-box`: the box, built once from Debian packages (vagrant/build-box.sh).
+# `make vm-test`: three VMs of the box with the .deb (`make deb` when there is
+# none), a cluster of agents, a session, the leader's VM powered off (root;
+# minutes with TCG; VM_ACCEL=kvm where KVM guests boot).
+VM_PACKAGES = vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils \
+              debootstrap dnsmasq-base fdisk openssh-client
+VM_BOX = $(BUILD)/vagrant/box.img
+.PHONY: vm-deps vm-box vm-test
+vm-deps:
+	$(call install-missing,vm-deps,$(VM_PACKAGES))
+
+vm-box: $(VM_BOX)
+$(VM_BOX): vagrant/build-box.sh vagrant/vagrant.pub
+	vagrant/build-box.sh $(BUILD)/vagrant
+
+vm-test: all $(VM_BOX)
+	@if [ "$$(id -u)" != 0 ]; then echo "make vm-test needs root: network namespace, tap devices" >&2; exit 2; fi
+	@ls $(BUILD)/dpr-cluster_$(VERSION)_amd64.deb $(BUILD)/libdpr0_$(VERSION)_amd64.deb >/dev/null 2>&1 || $(MAKE) deb
+	cd tests && DPR_BUILD=$(abspath $(BUILD)) DPR_DEB_DIR=$(abspath $(BUILD)) DPR_VM_BOX=$(abspath $(VM_BOX)) \
+		nice -n 10 $(PYTHON) -m pytest -v -s -p no:cacheprovider vm/test_vagrantfile.py vm/test_vmlab.py vm/test_vagrant_cluster.py
 
 # --- install, uninstall, deb (install.mk) ----------------------------------
 include install.mk

@@ -1,7 +1,9 @@
 """Sessions writing inside a node while a test breaks things
 (tests/cluster/test_domains.py, test_raft.py).
 
-Writers(node, deployments) runs a script in the node: one thread and one
+Writers(node, deployments) runs a script in the node (or, with
+address="IP:PORT", wherever `node` runs it: tests/vm/ runs it on the host
+and reaches an agent's control API over TCP): one thread and one
 dpr session per deployment (dpr.connect().client(deployment), or with
 discover="CLUSTER" dpr.Client.discover(CLUSTER, deployment): a program that
 knows only the cluster's name, test_discovery.py), each writing
@@ -26,8 +28,9 @@ WRITERS = r'''
 import os, sys, threading, time
 import dpr
 
-STOP = "/tmp/stop-writing"
+STOP = os.environ.get("WRITERS_STOP", "/tmp/stop-writing")
 DISCOVER = os.environ.get("WRITERS_DISCOVER")  # a cluster's name: found by DNS-SD
+ADDRESS = os.environ.get("WRITERS_ADDRESS")    # an agent's control over TCP (tests/vm)
 lock = threading.Lock()
 
 def out(*a):
@@ -110,7 +113,7 @@ class Writer(threading.Thread):
 if DISCOVER:
     writers = [Writer(None, dep) for dep in sys.argv[1:]]
 else:
-    with dpr.connect() as cluster:
+    with dpr.connect(address=ADDRESS) as cluster:
         writers = [Writer(cluster, dep) for dep in sys.argv[1:]]
 for w in writers:
     w.start()
@@ -122,14 +125,20 @@ for w in writers:
 class Writers:
     """The writer script inside the node, its lines read on a thread."""
 
-    def __init__(self, node, deps, discover=None):
-        with open(node.path("/root/writers.py"), "w") as f:
+    def __init__(self, node, deps, discover=None, address=None, script="/root/writers.py",
+                 stop="/tmp/stop-writing"):
+        with open(node.path(script), "w") as f:
             f.write(WRITERS)
-        node.run("rm -f /tmp/stop-writing")
+        node.run("rm -f " + stop)
         self.node = node
-        self.proc = node.spawn(["python3", "-u", "/root/writers.py"] + list(deps),
-                               stderr=subprocess.STDOUT,
-                               env={"WRITERS_DISCOVER": discover} if discover else None)
+        self.stop = stop
+        env = {"WRITERS_STOP": stop}
+        if discover:
+            env["WRITERS_DISCOVER"] = discover
+        if address:
+            env["WRITERS_ADDRESS"] = address
+        self.proc = node.spawn(["python3", "-u", script] + list(deps),
+                               stderr=subprocess.STDOUT, env=env)
         self.lines = queue.Queue()
         self.log = []
         self.progress = {}          # deployment -> (last_seq, commit point, rollbacks, wl)
@@ -182,7 +191,7 @@ class Writers:
         harness.wait_for("the sessions writing (%s)" % what, progressed, timeout, interval=0.3)
 
     def finish(self):
-        self.node.run("touch /tmp/stop-writing")
+        self.node.run("touch " + self.stop)
         try:
             self.proc.wait(timeout=600)
         except subprocess.TimeoutExpired:
