@@ -5,10 +5,8 @@ the hosted finder's dpr_finder_* follow applies and a dpr-kv started by
 hand from its instance file."""
 import json
 import os
-import random
 import re
 import signal
-import socket
 
 import yaml
 
@@ -113,24 +111,6 @@ def test_no_metrics_without_the_setting(tmp_path):
     a.stop()
 
 
-def free_ports(n):
-    """The first port of n consecutive ports nothing listens on now."""
-    for base in range(random.randrange(20000, 40000, 100), 60000, 100):
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no %d free ports" % n)
-
-
 def run_instance(a, tmp_path, name):
     """Runs name's dpr-kv by hand from its instance file, with the metrics
     address the agent gave it."""
@@ -156,7 +136,7 @@ def test_instances_get_metrics_ports_found_through_sd(tmp_path):
     agent and moved by a new range; the agent's /sd lists itself and the
     instances, and each target serves its dpr-kv's metrics."""
     dprtest.need(dprtest.KV)
-    base = free_ports(8)
+    base, _ = dprtest.free_port_range(8)
     cs = "metrics_port_min = %d; metrics_port_max = %d;" % (base, base + 3)
     a = Agent(tmp_path / "a", extra_conf=METRICS, cs_extra=cs).start()
     addr = promscrape.address(a.proc)
