@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,25 @@ bool agent_env_metrics_endpoint(const agent_instance *in, const char *host, char
         return false;
     hostport(host, in->metrics_port, out, outlen);
     return true;
+}
+
+/* Appends to *text (NULL stays NULL: out of memory, freed) and returns it. */
+__attribute__((format(printf, 2, 3))) static char *appendf(char *text, const char *fmt, ...)
+{
+    char *more = NULL, *tail = NULL;
+    va_list ap;
+    int n;
+
+    if (!text)
+        return NULL;
+    va_start(ap, fmt);
+    n = vasprintf(&tail, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && asprintf(&more, "%s%s", text, tail) < 0)
+        more = NULL;
+    free(tail);
+    free(text);
+    return n < 0 ? NULL : more;
 }
 
 char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
@@ -77,35 +97,25 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
                  (unsigned long long)in->worker, in->deployment, in->checkpoint_interval_ms,
                  in->max_clients,
                  (unsigned long long)in->maxmemory, in->token, in->token);
-    if (n >= 0 && c->replica_socket) {
+    if (n < 0)
+        return NULL;
+    if (c->replica_socket)
         /* a cluster: a checkpoint is reported once its copies are made; an
          * instance moved here starts from the copies this node holds */
-        char *more = NULL;
-        n = asprintf(&more, "%s# checkpoints are copied to other nodes before they count\n"
-                     "DPR_REPLICA_SOCKET=%s\nDPR_KV_REPLICA_SOCKET=%s\nDPR_KV_INSTANCE=%s\n"
-                     "# moved here from a lost node: its checkpoints, as copied here\n"
-                     "DPR_SEED_DIR=%s/%s/%llu\nDPR_KV_SEED_DIR=%s/%s/%llu\n",
-                     text, c->replica_socket, c->replica_socket, in->name,
-                     c->replica_root, in->deployment, (unsigned long long)in->worker,
-                     c->replica_root, in->deployment, (unsigned long long)in->worker);
-        free(text);
-        text = n < 0 ? NULL : more;
-    }
-    if (n >= 0 && agent_env_metrics_endpoint(in, c->listen_host, endpoint, sizeof(endpoint))) {
-        char *more = NULL;
-        n = asprintf(&more, "%s# its Prometheus endpoint (cachestores.metrics_port_min/max)\n"
-                     "DPR_KV_METRICS_ADDRESS=%s\n", text, endpoint);
-        free(text);
-        text = n < 0 ? NULL : more;
-    }
-    if (n >= 0 && in->checkpoint_mode[0]) {
+        text = appendf(text, "# checkpoints are copied to other nodes before they count\n"
+                       "DPR_REPLICA_SOCKET=%s\nDPR_KV_REPLICA_SOCKET=%s\nDPR_KV_INSTANCE=%s\n"
+                       "# moved here from a lost node: its checkpoints, as copied here\n"
+                       "DPR_SEED_DIR=%s/%s/%llu\nDPR_KV_SEED_DIR=%s/%s/%llu\n",
+                       c->replica_socket, c->replica_socket, in->name, c->replica_root,
+                       in->deployment, (unsigned long long)in->worker, c->replica_root,
+                       in->deployment, (unsigned long long)in->worker);
+    if (agent_env_metrics_endpoint(in, c->listen_host, endpoint, sizeof(endpoint)))
+        text = appendf(text, "# its Prometheus endpoint (cachestores.metrics_port_min/max)\n"
+                       "DPR_KV_METRICS_ADDRESS=%s\n", endpoint);
+    if (in->checkpoint_mode[0])
         /* the spec's checkpoint_mode; absent: dpr-kv's default (log) */
-        char *more = NULL;
-        n = asprintf(&more, "%sDPR_KV_CHECKPOINT_MODE=%s\n", text, in->checkpoint_mode);
-        free(text);
-        text = n < 0 ? NULL : more;
-    }
-    return n < 0 ? NULL : text;
+        text = appendf(text, "DPR_KV_CHECKPOINT_MODE=%s\n", in->checkpoint_mode);
+    return text;
 }
 
 static int same_content(const char *path, const char *text)

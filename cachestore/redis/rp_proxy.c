@@ -29,6 +29,8 @@
 #include "rp_redis.h"
 #include "rp_reply.h"
 
+/* what a read asks for at least (the Redis link and each client) */
+#define READ_CHUNK 65536
 #define OUT_HIGH_WATER (1 << 20)
 /* commands of one client sent to Redis and not answered yet: a client
  * that pipelines more waits (its input stays unparsed) */
@@ -105,7 +107,7 @@ struct rp_proxy {
     size_t nworkers;
     /* counters */
     uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
-    uint64_t invalid_logged_ms, invalid_unlogged;
+    dpr_log_limit invalid_log; /* rate limit of their log lines */
     uint64_t restored, last_ckpt;
     uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
     int exit_code;
@@ -268,13 +270,7 @@ static void redis_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     rp_proxy *p = h->data;
     (void)suggested;
-    if (dpr_buf_reserve(&p->rin, 65536) < 0) {
-        buf->base = NULL;
-        buf->len = 0;
-        return;
-    }
-    buf->base = p->rin.data + p->rin.len;
-    buf->len = p->rin.cap - p->rin.len;
+    dpr_uv_read_room(&p->rin, READ_CHUNK, buf);
 }
 
 static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -1126,19 +1122,15 @@ static void reply_header(rp_client *c, const dpr_response_hdr *rh, size_t k)
 /* One line per second at most: forged batches must not flood the log. */
 static void log_invalid(rp_proxy *p, const char *msg)
 {
-    uint64_t now = dpr_mono_ms();
+    uint64_t held;
 
-    if (p->invalid_logged_ms && now - p->invalid_logged_ms < 1000) {
-        p->invalid_unlogged++;
+    if (!dpr_log_limit_pass(&p->invalid_log, dpr_mono_ms(), 1000, &held))
         return;
-    }
-    if (p->invalid_unlogged)
+    if (held)
         log_warning("%s (and %" PRIu64 " more since the last message; dpr_batches_invalid in "
-                    "INFO counts them)", msg + strlen("ERR "), p->invalid_unlogged);
+                    "INFO counts them)", msg + strlen("ERR "), held);
     else
         log_warning("%s", msg + strlen("ERR "));
-    p->invalid_logged_ms = now;
-    p->invalid_unlogged = 0;
 }
 
 static kv_gate_view gate_view(const rp_proxy *p)
@@ -1308,13 +1300,7 @@ static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     rp_client *c = h->data;
     (void)suggested;
-    if (dpr_buf_reserve(&c->in, 65536) < 0) {
-        buf->base = NULL;
-        buf->len = 0;
-        return;
-    }
-    buf->base = c->in.data + c->in.len;
-    buf->len = c->in.cap - c->in.len;
+    dpr_uv_read_room(&c->in, READ_CHUNK, buf);
 }
 
 static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)

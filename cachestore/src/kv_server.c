@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "common/resp.h"
+#include "common/uvutil.h"
 #include "dpr/wire.h"
 #include "kv_resize.h"
 #include "kv_tls.h"
@@ -214,11 +215,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     kv_client *c = h->data;
     dpr_buf *b = c->tls ? &c->raw : &c->in; /* TLS: ciphertext first */
     (void)suggested;
-    if (dpr_buf_reserve(b, READ_CHUNK) < 0) {
-        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
-        return;
-    }
-    *buf = uv_buf_init(b->data + b->len, (unsigned)(b->cap - b->len));
+    dpr_uv_read_room(b, READ_CHUNK, buf);
 }
 
 static void client_peer(kv_client *c, char *out, size_t cap)
@@ -652,25 +649,20 @@ int kv_server_set_workers(kv_server *s, const uint64_t *workers, size_t n, uint6
 static void log_invalid(kv_client *c, const char *why)
 {
     kv_server *s = c->srv;
-    uint64_t now = dpr_mono_ms();
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     char peer[DPR_ADDR_STR_MAX] = "?";
+    uint64_t held;
 
-    if (s->invalid_logged_ms && now - s->invalid_logged_ms < 1000) {
-        s->invalid_unlogged++;
+    if (!dpr_log_limit_pass(&s->invalid_log, dpr_mono_ms(), 1000, &held))
         return;
-    }
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         dpr_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
-    if (s->invalid_unlogged)
+    if (held)
         log_warning("client %s: DPR.BATCH refused: %s (and %" PRIu64 " more since the last "
-                    "message; dpr_batches_invalid in INFO counts them)",
-                    peer, why, s->invalid_unlogged);
+                    "message; dpr_batches_invalid in INFO counts them)", peer, why, held);
     else
         log_warning("client %s: DPR.BATCH refused: %s", peer, why);
-    s->invalid_logged_ms = now;
-    s->invalid_unlogged = 0;
 }
 
 _Static_assert(KV_GATE_CHECK_WAIT_MS == KV_FINDER_TIMEOUT_MS,

@@ -21,6 +21,7 @@
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/http.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls.h"
 #include "dpr/worker.h"
@@ -165,8 +166,7 @@ struct kv_server {
     uint64_t conns_total, conns_rejected, cmds_total, batches_total, batches_refused;
     uint64_t batches_refused_stopping;  /* TRYAGAIN during a planned stop */
     uint64_t batches_invalid;           /* refused by batch_check */
-    uint64_t invalid_logged_ms;         /* rate limit of their log lines */
-    uint64_t invalid_unlogged;
+    dpr_log_limit invalid_log;          /* rate limit of their log lines */
     uint64_t writes_refused_misconf, writes_refused_oom;
     uint64_t rollbacks, ckpts_total, ckpts_forks_failed;
     uint64_t last_ckpt_version, last_ckpt_unix_ms, last_ckpt_ms, last_fork_usec;

@@ -137,3 +137,15 @@ void dpr_log(int level, const char *fmt, ...)
     logv_fields(level, NULL, fmt, ap);
     va_end(ap);
 }
+
+bool dpr_log_limit_pass(dpr_log_limit *l, uint64_t now_ms, uint64_t every_ms, uint64_t *held)
+{
+    if (l->last_ms && now_ms - l->last_ms < every_ms) {
+        l->held++;
+        return false;
+    }
+    *held = l->held;
+    l->held = 0;
+    l->last_ms = now_ms;
+    return true;
+}

@@ -4,6 +4,15 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+void dpr_uv_read_room(dpr_buf *b, size_t chunk, uv_buf_t *out)
+{
+    if (dpr_buf_reserve(b, chunk) < 0) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *out = uv_buf_init(b->data + b->len, (unsigned)(b->cap - b->len));
+}
+
 void dpr_uv_discard_input(uv_handle_t *h)
 {
     uv_os_fd_t fd;

@@ -356,6 +356,22 @@ TEST(log_lines)
     CHECK(strlen(out) > 24 && out[4] == '-' && out[10] == ' ' && out[19] == '.');
 }
 
+TEST(log_limit)
+{
+    dpr_log_limit l = {0, 0};
+    uint64_t held = 99;
+
+    CHECK(dpr_log_limit_pass(&l, 5000, 1000, &held)); /* the first line passes */
+    CHECK_EQ_INT(held, 0);
+    CHECK(!dpr_log_limit_pass(&l, 5001, 1000, &held));
+    CHECK(!dpr_log_limit_pass(&l, 5999, 1000, &held));
+    CHECK(dpr_log_limit_pass(&l, 6000, 1000, &held)); /* a second later */
+    CHECK_EQ_INT(held, 2);
+    CHECK(!dpr_log_limit_pass(&l, 6500, 1000, &held));
+    CHECK(dpr_log_limit_pass(&l, 9000, 1000, &held));
+    CHECK_EQ_INT(held, 1); /* counted again from the last line */
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir))
@@ -374,6 +390,7 @@ int main(void)
     RUN(clock);
     RUN(info_fields);
     RUN(log_lines);
+    RUN(log_limit);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

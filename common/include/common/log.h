@@ -23,6 +23,7 @@
 #define COMMON_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* syslog priorities */
 enum {
@@ -32,6 +33,22 @@ enum {
     DPR_LOG_INFO = 6,
     DPR_LOG_DEBUG = 7,
 };
+
+/*
+ * A rate limit for a log line that input can provoke at will (a forged
+ * request): at most one per `every_ms`.
+ *
+ *     if (dpr_log_limit_pass(&s->bad_limit, dpr_mono_ms(), 1000, &held))
+ *         log_warning("... (and %" PRIu64 " more)", held);
+ */
+typedef struct dpr_log_limit {
+    uint64_t last_ms; /* when the last line was let through; 0: never */
+    uint64_t held;    /* lines held back since */
+} dpr_log_limit;
+
+/* Whether a line may be logged at now_ms; if so, *held is how many were
+ * held back since the last one (and the count starts again). */
+bool dpr_log_limit_pass(dpr_log_limit *l, uint64_t now_ms, uint64_t every_ms, uint64_t *held);
 
 /* ident is the program name (SYSLOG_IDENTIFIER, and the line prefix). */
 void dpr_log_open(const char *ident, bool verbose);

@@ -19,6 +19,13 @@
  */
 void dpr_uv_discard_input(uv_handle_t *h);
 
+/*
+ * An alloc_cb's work for a stream read into a dpr_buf: reserves at least
+ * chunk free bytes at the end of b and points *out at all of its free
+ * room; without memory *out is empty (the read_cb then gets UV_ENOBUFS).
+ */
+void dpr_uv_read_room(dpr_buf *b, size_t chunk, uv_buf_t *out);
+
 /* Whether a failed write's status only says the peer went away (or the
  * handle was closed): nothing worth logging. */
 bool dpr_uv_peer_gone(int status);
