@@ -26,10 +26,16 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from . import render
 from .render import FORMATS, one_line as _render_one_line, table
+
+if TYPE_CHECKING:  # the commands import these when they run (a quick --help)
+    from .cluster import Cluster, Node, Plan, Status
+    from .discover import DiscoveredCluster
+    from .mgmt_errors import AgentProtocolError
+    from .spec import ClusterSpec
 
 __all__ = ["main"]
 
@@ -40,7 +46,7 @@ PROG = "dprctl"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # exit 2 with a hint, like argparse, but shorter
+    def error(self, message: str) -> NoReturn:  # exit 2 with a hint, like argparse, but shorter
         self.print_usage(sys.stderr)
         sys.stderr.write("%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
         raise SystemExit(EXIT_USAGE)
@@ -64,7 +70,7 @@ def version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     # --socket is accepted before and after the command
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS,
                         help="dpr-agent's control socket (default: $DPR_SOCKET, else "
                              "/run/dpr/agent.sock)")
@@ -244,7 +250,7 @@ def _days(text: str) -> int:
     return _whole(text, 1, 36500, " of days")
 
 
-def _pki_parser(sub) -> None:
+def _pki_parser(sub: argparse._SubParsersAction) -> None:
     pk = sub.add_parser("pki", help="the cluster's TLS certificates (docs/tls.md)",
                         description="Make a cluster CA and issue node and client certificates "
                                     "(docs/tls.md; no agent needed). Keys are written 0600, "
@@ -291,7 +297,7 @@ def _yn(v: bool) -> str:
     return "yes" if v else "no"
 
 
-def _plan_lines(plan, dry: bool) -> str:
+def _plan_lines(plan: Plan, dry: bool) -> str:
     lines = []
     if dry:
         head = "plan against generation %s: %s" % (plan.generation, plan.summary())
@@ -324,7 +330,7 @@ def _plan_lines(plan, dry: bool) -> str:
     return "\n".join(lines)
 
 
-def format_status(st, wide: bool = False) -> str:
+def format_status(st: Status, wide: bool = False) -> str:
     """`dprctl status` for people (a dpr.cluster.Status); wide: more columns."""
     f = st.finder
     head = "cluster %s  node %s  generation %s  finder %s" % (
@@ -382,21 +388,22 @@ def _one_line(s: Any, limit: int = 60) -> Any:
     return _render_one_line(s, limit)
 
 
-def format_nodes(nodes, wide: bool = False) -> str:
+def format_nodes(nodes: Sequence[Node], wide: bool = False) -> str:
     """`dprctl nodes` for people (dpr.cluster.Node objects); wide: also each
     node's Raft id and the agent's reasons (down, labels in full)."""
-    def contact(n):
+    def contact(n: Node) -> str:
         return "-" if n.last_contact_ms is None else "%.1fs" % (n.last_contact_ms / 1000.0)
-    def load(n):
+    def load(n: Node) -> str:
         if n.instances is None:
             return "-"
         return "%d/%s" % (n.instances, "-" if n.max_instances is None else n.max_instances)
     headers = ["NODE", "ADDRESS", "SELF", "LEADER", "STATE", "ROLE", "TERM", "CONTACT",
                "HEALTH", "INSTANCES", "LABELS"]
-    rows = [[n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state, n.role or "-",
-             "-" if n.term is None else str(n.term), contact(n),
-             "down" if n.down else n.health or "-", load(n),
-             ",".join(n.labels) if n.labels else "-"] for n in nodes]
+    rows: list[list[Any]] = [
+        [n.name, n.address, _yn(n.is_self), _yn(n.leader), n.state, n.role or "-",
+         "-" if n.term is None else str(n.term), contact(n),
+         "down" if n.down else n.health or "-", load(n),
+         ",".join(n.labels) if n.labels else "-"] for n in nodes]
     if wide:
         headers += ["RAFT-ID", "DOWN", "CONTACT-MS"]
         for r, n in zip(rows, nodes):
@@ -407,12 +414,12 @@ def format_nodes(nodes, wide: bool = False) -> str:
 class _Progress:
     """Progress of a wait on stderr: one line whenever the picture changes."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stderr
         self.t0 = time.monotonic()
-        self.last = None
+        self.last: str | None = None
 
-    def __call__(self, st) -> None:
+    def __call__(self, st: Status) -> None:
         parts = []
         for d in st.deployments:
             n = d.shards if isinstance(d.shards, int) else len(d.instances)
@@ -435,17 +442,17 @@ class _Progress:
 
 # --- commands --------------------------------------------------------------------
 
-def _connect(args):
+def _connect(args: argparse.Namespace) -> Cluster:
     from .cluster import connect
     return connect(getattr(args, "socket", None))
 
 
-def _load(args):
+def _load(args: argparse.Namespace) -> ClusterSpec:
     from .spec import ClusterSpec
     return ClusterSpec.from_file(args.file)
 
 
-def _plan_warnings(plan, dry: bool) -> list:
+def _plan_warnings(plan: Plan, dry: bool) -> list[str]:
     """What a plan does to clients and data, said before it happens (on
     stderr): instances deleted with their data, shard counts that change,
     instances restarted."""
@@ -468,7 +475,7 @@ def _plan_warnings(plan, dry: bool) -> list:
     return out
 
 
-def cmd_apply(args) -> int:
+def cmd_apply(args: argparse.Namespace) -> int:
     spec = _load(args)
     with _connect(args) as cluster:
         plan = cluster.apply(spec, dry_run=args.dry_run)
@@ -487,7 +494,7 @@ def cmd_apply(args) -> int:
     return EXIT_OK
 
 
-def cmd_plan(args) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
     with _connect(args) as cluster:
         plan = cluster.plan(spec)
@@ -498,7 +505,7 @@ def cmd_plan(args) -> int:
     return EXIT_CHANGES if args.detailed_exitcode and plan.changed else EXIT_OK
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     with _connect(args) as cluster:
         r = cluster.request("status", {} if args.name is None else {"name": args.name})
         _print_result(r, args.output, lambda: format_status(_status_of(r),
@@ -514,7 +521,7 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def cmd_delete(args) -> int:
+def cmd_delete(args: argparse.Namespace) -> int:
     from .mgmt_errors import NotFound
     try:
         return _delete(args)
@@ -525,7 +532,7 @@ def cmd_delete(args) -> int:
         return EXIT_OK
 
 
-def _delete(args) -> int:
+def _delete(args: argparse.Namespace) -> int:
     with _connect(args) as cluster:
         st = cluster.status(args.name)  # (NotFound: cmd_delete)
         names = [i.name for d in st.deployments if d.name == args.name for i in d.instances]
@@ -548,7 +555,7 @@ def _delete(args) -> int:
     return EXIT_OK
 
 
-def _print_result(result: Any, output: str, for_people) -> None:
+def _print_result(result: Any, output: str, for_people: Callable[[], str]) -> None:
     """The agent's answer as -o asks: json and yaml as it is, else
     for_people() (a table, wide or not)."""
     if output == "json":
@@ -559,19 +566,19 @@ def _print_result(result: Any, output: str, for_people) -> None:
         print(for_people())
 
 
-def _status_of(result: Any):
+def _status_of(result: Any) -> Status:
     from .cluster import Status
     return Status.from_result(result)
 
 
-def _nodes_of(result: Any) -> list:
+def _nodes_of(result: Any) -> list[Node]:
     from .cluster import Node
     if not isinstance(result, dict):
         raise _protocol_error("dpr-agent answered nodes with %r" % (result,))
     return [Node.from_dict(n) for n in result.get("nodes") or [] if isinstance(n, dict)]
 
 
-def cmd_events(args) -> int:
+def cmd_events(args: argparse.Namespace) -> int:
     with _connect(args) as cluster:
         with cluster.events() as stream:
             sys.stderr.write("following events from %s (Ctrl-C stops)\n" % cluster.socket_path)
@@ -592,7 +599,7 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-def cmd_nodes(args) -> int:
+def cmd_nodes(args: argparse.Namespace) -> int:
     if args.action == "remove":
         if not args.target:
             return _usage_error("dprctl nodes remove: which node? (dprctl nodes lists them)")
@@ -624,7 +631,7 @@ def format_rollout(name: str, ro: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_rollout(args) -> int:
+def cmd_rollout(args: argparse.Namespace) -> int:
     with _connect(args) as cluster:
         if args.action == "status":
             ro = cluster.rollout_status(args.name)
@@ -643,7 +650,7 @@ def cmd_rollout(args) -> int:
     return EXIT_OK
 
 
-def cmd_wait(args) -> int:
+def cmd_wait(args: argparse.Namespace) -> int:
     with _connect(args) as cluster:
         names = args.names or None
         t0 = time.monotonic()
@@ -653,7 +660,7 @@ def cmd_wait(args) -> int:
     return EXIT_OK
 
 
-def format_discovered(clusters, where: str) -> str:
+def format_discovered(clusters: Sequence[DiscoveredCluster], where: str) -> str:
     """The clusters dprctl discover found: per cluster its finder, agents
     and instances."""
     if not clusters:
@@ -677,7 +684,7 @@ def format_discovered(clusters, where: str) -> str:
     return "\n\n".join(parts)
 
 
-def cmd_discover(args) -> int:
+def cmd_discover(args: argparse.Namespace) -> int:
     from . import discover
     try:
         if args.nameserver is not None:
@@ -713,7 +720,7 @@ def cmd_discover(args) -> int:
     return EXIT_OK
 
 
-def cmd_dns_zone(args) -> int:
+def cmd_dns_zone(args: argparse.Namespace) -> int:
     from . import discover, dnszone
     try:
         domain = discover.check_domain(args.domain)
@@ -750,7 +757,7 @@ def cmd_dns_zone(args) -> int:
     return EXIT_OK
 
 
-def cmd_diff(args) -> int:
+def cmd_diff(args: argparse.Namespace) -> int:
     from . import specdiff
     from .spec import ClusterSpec
     spec = ClusterSpec.from_file(args.file)
@@ -771,7 +778,7 @@ def _source(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
-def _find(args, cluster) -> tuple:
+def _find(args: argparse.Namespace, cluster: Cluster) -> tuple[Any, Any, Any]:
     """(the status result, the deployment's or instance's dict, the
     deployment's name) of get/describe; NotFound with what there is."""
     from .mgmt_errors import NotFound
@@ -795,7 +802,7 @@ def _find(args, cluster) -> tuple:
         code="not_found")
 
 
-def cmd_get(args) -> int:
+def cmd_get(args: argparse.Namespace) -> int:
     from .cluster import Deployment, Instance
     with _connect(args) as cluster:
         _, obj, _ = _find(args, cluster)
@@ -812,7 +819,7 @@ def cmd_get(args) -> int:
     return EXIT_OK
 
 
-def journal_lines(instances: Sequence[str], count: int) -> list:
+def journal_lines(instances: Sequence[str], count: int) -> list[str]:
     """The last count entries of this host's journal about these
     instances (the agent logs them with DPR_INSTANCE=), oldest first;
     [] when there is no journal to read."""
@@ -831,7 +838,7 @@ def journal_lines(instances: Sequence[str], count: int) -> list:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
-def cmd_describe(args) -> int:
+def cmd_describe(args: argparse.Namespace) -> int:
     from .cluster import Deployment, Instance
     with _connect(args) as cluster:
         _, obj, deployment = _find(args, cluster)
@@ -847,7 +854,7 @@ def cmd_describe(args) -> int:
     return EXIT_OK
 
 
-def cmd_pki(args) -> int:
+def cmd_pki(args: argparse.Namespace) -> int:
     from . import pki
     if args.pki_command == "init":
         paths = pki.init(args.dir, args.cluster, days=args.days, force=args.force)
@@ -867,7 +874,7 @@ def cmd_pki(args) -> int:
     return EXIT_OK
 
 
-def _protocol_error(message: str):
+def _protocol_error(message: str) -> AgentProtocolError:
     from .mgmt_errors import AgentProtocolError
     return AgentProtocolError(message, code="bad_reply")
 
@@ -878,7 +885,7 @@ COMMANDS = {"apply": cmd_apply, "plan": cmd_plan, "status": cmd_status, "delete"
             "diff": cmd_diff, "get": cmd_get, "describe": cmd_describe}
 
 
-def _error_lines(e: BaseException, args) -> list:
+def _error_lines(e: BaseException, args: argparse.Namespace) -> list[str]:
     from .mgmt_errors import SpecError
     if isinstance(e, SpecError):
         src = getattr(args, "file", None)

@@ -50,10 +50,18 @@ def test_mypy_fails_on_a_type_error_and_a_missing_annotation(tmp_path, mypy_cach
     with open(copy / "dpr" / "route.py", "a", encoding="utf-8") as f:
         f.write("\n\ndef _bad() -> int:\n    return shard_of(b'k', 'two')\n"
                 "\n\ndef _untyped(x):\n    return x\n")
+    # the command line is checked as the library is (no module is exempt)
+    with open(copy / "dpr" / "cli.py", "a", encoding="utf-8") as f:
+        f.write("\n\ndef _bad_cli() -> str:\n    return _yn('no')\n"
+                "\n\ndef _untyped_cli(args):\n    return args\n")
     r = _mypy(str(copy), mypy_cache)
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'incompatible type "str"; expected "int"' in r.stdout
     assert "missing a type annotation" in r.stdout
+    cli = [line for line in r.stdout.splitlines() if line.startswith("dpr/cli.py:")]
+    assert any('"_yn" has incompatible type "str"; expected "bool"' in line
+               for line in cli), r.stdout
+    assert any("missing a type annotation" in line for line in cli), r.stdout
 
 
 def test_pip_install_yields_a_distribution(tmp_path):
