@@ -9,7 +9,8 @@
     dprctl delete NAME [--dry-run] [--yes] [--ignore-not-found]
     dprctl events [-o table|wide|json|yaml]
     dprctl nodes [-o table|wide|json|yaml]
-    dprctl rollout status|pause|resume|undo NAME [--json] [--wait [--timeout S]]
+    dprctl rollout status NAME [-o table|wide|json|yaml]
+    dprctl rollout pause|resume|undo NAME [--wait [--timeout S]]
     dprctl discover [--cluster C] [--domain D] [--timeout S] [-o json]
     dprctl dns-zone CLUSTER --domain D [--nsupdate] [--server IP[:PORT]] [--ttl N]
 
@@ -106,10 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[common], help="deployments and instances",
                         description="Show deployments and their instances.")
     st.add_argument("name", nargs="?", metavar="NAME", help="only this deployment")
-    st.add_argument("-o", "--output", choices=FORMATS, default="table",
-                   help="table (default), wide (more columns), json (the agent's answer, sorted keys) or yaml")
-    st.add_argument("--json", dest="output", action="store_const", const="json",
-                   help="the same as -o json")
+    _output_options(st, "table (default), wide (more columns), json (the agent's answer, "
+                        "sorted keys) or yaml")
 
     d = sub.add_parser("delete", parents=[common], help="delete a deployment",
                        description="Stop and remove every instance of a deployment, with "
@@ -124,18 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("events", parents=[common], help="follow state changes",
                        description="Print state changes as they happen (Ctrl-C stops).")
-    e.add_argument("-o", "--output", choices=FORMATS, default="table",
-                   help="table (default: one line per event), wide (null fields too), json (one object per line) or yaml (one document per event)")
-    e.add_argument("--json", dest="output", action="store_const", const="json",
-                   help="the same as -o json")
+    _output_options(e, "table (default: one line per event), wide (null fields too), json "
+                       "(one object per line) or yaml (one document per event)")
 
     n = sub.add_parser("nodes", parents=[common], help="the cluster's nodes",
                        description="Show the cluster's nodes (Raft members), or remove one: "
                                    "dprctl nodes remove NAME.")
-    n.add_argument("-o", "--output", choices=FORMATS, default="table",
-                   help="table (default), wide (more columns), json (the agent's answer, sorted keys) or yaml")
-    n.add_argument("--json", dest="output", action="store_const", const="json",
-                   help="the same as -o json")
+    _output_options(n, "table (default), wide (more columns), json (the agent's answer, "
+                       "sorted keys) or yaml")
     n.add_argument("action", nargs="?", choices=["remove"], help="remove a member")
     n.add_argument("target", nargs="?", metavar="NAME", help="the member's node name or "
                    "Raft address")
@@ -176,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "before the last change, rolled out in turn).")
     ro.add_argument("action", choices=["status", "pause", "resume", "undo"])
     ro.add_argument("name", metavar="NAME", help="the deployment")
-    ro.add_argument("--json", action="store_true", help="status: the agent's JSON answer")
+    _output_options(ro, "status: table (default), wide (also each node's phase and each "
+                        "instance's generation, running version and readiness), json (the "
+                        "agent's answer, sorted keys) or yaml", default=None)
     ro.add_argument("--wait", action="store_true",
                     help="resume, undo: wait until the roll-out is done and every instance "
                          "ready")
@@ -229,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 KINDS = ("deployment", "instance")
+
+
+def _output_options(p: argparse.ArgumentParser, help_: str,
+                    default: str | None = "table") -> None:
+    """-o table|wide|json|yaml (args.output) and --json, the same as -o json."""
+    p.add_argument("-o", "--output", choices=FORMATS, default=default, help=help_)
+    p.add_argument("--json", dest="output", action="store_const", const="json",
+                   help="the same as -o json")
 
 
 def _whole(text: str, lo: int, hi: int, unit: str) -> int:
@@ -615,27 +620,17 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_rollout(name: str, ro: dict) -> str:
-    """One deployment's roll-out, for people."""
-    st = ro.get("settings") or {}
-    lines = ["%s: roll-out %s, %s/%s updated, %s unavailable" % (
-        name, ro.get("phase"), ro.get("updated"), ro.get("targets"), ro.get("unavailable"))]
-    if ro.get("halted"):
-        lines.append("halted: %s" % ro["halted"])
-    lines.append("partition %s, max_unavailable %s, min_ready_seconds %s, "
-                 "progress_deadline_seconds %s%s%s" % (
-                     st.get("partition"), st.get("max_unavailable"),
-                     st.get("min_ready_seconds"), st.get("progress_deadline_seconds"),
-                     ", paused" if ro.get("paused") else "",
-                     "" if ro.get("can_undo") else ", nothing to undo"))
-    return "\n".join(lines)
-
-
 def cmd_rollout(args: argparse.Namespace) -> int:
+    if args.output is not None and args.action != "status":
+        return _usage_error("dprctl rollout %s: -o and --json are for rollout status"
+                            % args.action)
     with _connect(args) as cluster:
         if args.action == "status":
             ro = cluster.rollout_status(args.name)
-            print(json.dumps(ro, indent=2) if args.json else format_rollout(args.name, ro))
+            output = args.output or "table"
+            _print_result(ro, output, lambda: render.rollout_status(
+                args.name, ro, output == "wide",
+                cluster.deployment(args.name).instances if output == "wide" else ()))
             return EXIT_OK
         plan = getattr(cluster, "rollout_" + args.action)(args.name)
         print("%s: rollout %s, generation %s%s" % (

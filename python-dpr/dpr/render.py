@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 __all__ = ["FORMATS", "table", "to_json", "to_json_line", "to_yaml", "event_line",
            "deployment_table", "instance_table", "describe_deployment",
-           "describe_instance"]
+           "describe_instance", "rollout_status"]
 
 FORMATS = ("table", "wide", "json", "yaml")
 
@@ -243,3 +243,43 @@ def _recent(events: Sequence[str]) -> str:
         return ("Recent events: none found in this host's journal (reading it may need "
                 "group systemd-journal or adm)")
     return "Recent events:\n" + "\n".join("  " + one_line(e, None) for e in events)
+
+
+ROLLOUT_WIDE_HEADERS = ["INSTANCE", "NODE", "SHARD", "TARGET", "GENERATION", "RUNNING-VERSION",
+                        "OUTDATED", "READY", "STATE", "HEALTH"]
+
+
+def rollout_status(name: str, ro: Mapping, wide: bool = False,
+                   instances: Sequence[Any] = ()) -> str:
+    """``dprctl rollout status``: a deployment's roll-out (the control API's
+    ``rollout`` object) for people. ``wide`` also shows each other node's
+    phase (``nodes``, in a cluster of agents) and the deployment's
+    ``instances`` (dpr.cluster.Instance objects): whether the roll-out
+    updates it (shard >= partition), the generation of its settings and
+    the one and version its process runs, outdated and ready."""
+    settings = ro.get("settings")
+    st: Mapping = settings if isinstance(settings, Mapping) else {}
+    lines = ["%s: roll-out %s, %s/%s updated, %s unavailable" % (
+        name, ro.get("phase"), ro.get("updated"), ro.get("targets"), ro.get("unavailable"))]
+    if ro.get("halted"):
+        lines.append("halted: %s" % ro["halted"])
+    lines.append("partition %s, max_unavailable %s, min_ready_seconds %s, "
+                 "progress_deadline_seconds %s%s%s" % (
+                     st.get("partition"), st.get("max_unavailable"),
+                     st.get("min_ready_seconds"), st.get("progress_deadline_seconds"),
+                     ", paused" if ro.get("paused") else "",
+                     "" if ro.get("can_undo") else ", nothing to undo"))
+    if not wide:
+        return "\n".join(lines)
+    nodes = ro.get("nodes")
+    if isinstance(nodes, Mapping) and nodes:
+        lines.append("nodes: " + ", ".join("%s %s" % (n, nodes[n]) for n in sorted(nodes)))
+    partition = st.get("partition")
+    part = partition if isinstance(partition, int) else 0
+    rows = [[i.name, i.node, i.shard,
+             None if not isinstance(i.shard, int) else _yn(i.shard >= part), _generation(i),
+             i.running_version, None if i.outdated is None else _yn(i.outdated), _yn(i.ready),
+             i.state, i.health] for i in instances]
+    parts = ["\n".join(lines)]
+    parts.append(table(ROLLOUT_WIDE_HEADERS, rows) if rows else "no instances")
+    return "\n\n".join(parts)

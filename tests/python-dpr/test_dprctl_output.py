@@ -100,6 +100,34 @@ def test_events_golden():
     assert render.event_line(evs[1], True).endswith("not-ready restarts=- pid=- health=-")
 
 
+def test_rollout_golden():
+    ro = fixture("rollout.json")
+    d = Status.from_result(fixture("status.json")).deployment("kv")
+    golden("rollout.table", render.rollout_status("kv", ro) + "\n")
+    text = render.rollout_status("kv", ro, True, d.instances) + "\n"
+    golden("rollout.wide", text)
+    lines = text.splitlines()
+    # wide: the table's lines, then the other nodes' phases and the instances
+    assert lines[:3] == render.rollout_status("kv", ro).splitlines()
+    assert lines[3] == "nodes: node2 done, node3 progressing"
+    assert lines[5].split() == render.ROLLOUT_WIDE_HEADERS
+    # below the partition (1): no target of the roll-out
+    assert [x.split()[:4] for x in lines[6:]] == [["kv-0", "node1", "0", "no"],
+                                                  ["kv-1", "node1", "1", "yes"],
+                                                  ["kv-2", "node1", "2", "yes"]]
+    assert "4 (runs 3)" in lines[8] and lines[8].split()[-1] == "failed"
+    assert render.rollout_status("kv", ro, True).endswith("\n\nno instances")
+    j = render.to_json(ro)
+    golden("rollout.json.out", j + "\n")
+    assert json.loads(j) == ro
+    y = render.to_yaml(ro)
+    golden("rollout.yaml", y)
+    assert yaml.safe_load(y) == ro
+    # an agent from before the settings (or a broken answer): no crash
+    assert render.rollout_status("kv", {"phase": "done"}, True, d.instances).startswith(
+        "kv: roll-out done, None/None updated, None unavailable\npartition None, ")
+
+
 def test_describe_golden():
     st = Status.from_result(fixture("status.json"))
     d = st.deployment("kv")
@@ -207,6 +235,14 @@ def dprctl(agent, *args, input=None):
 SPEC = "name: demo\ncachestores:\n  - name: kv\n    version: '1'\n    shards: 2\n"
 
 
+def apply_spec(agent, tmp_path):
+    """dprctl apply of SPEC (deployment kv, 2 shards)."""
+    f = tmp_path / "c.yaml"
+    f.write_text(SPEC)
+    r = dprctl(agent, "apply", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+
+
 def test_dprctl_diff_exit_codes(agent, tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(SPEC)
@@ -233,9 +269,7 @@ def test_dprctl_diff_exit_codes(agent, tmp_path):
 
 
 def test_dprctl_output_formats(agent, tmp_path):
-    f = tmp_path / "c.yaml"
-    f.write_text(SPEC)
-    assert dprctl(agent, "apply", "-f", str(f)).returncode == 0
+    apply_spec(agent, tmp_path)
     j = json.loads(dprctl(agent, "status", "-o", "json").stdout)
     assert [d["name"] for d in j["deployments"]] == ["kv"]
     assert json.loads(dprctl(agent, "status", "--json").stdout) == j  # the old spelling
@@ -254,10 +288,40 @@ def test_dprctl_output_formats(agent, tmp_path):
     assert r.returncode == 2 and "invalid choice: 'xml'" in r.stderr
 
 
+def test_dprctl_rollout_status_output(agent, tmp_path):
+    apply_spec(agent, tmp_path)
+    r = dprctl(agent, "rollout", "status", "kv", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    ro = json.loads(r.stdout)
+    assert r.stdout == render.to_json(ro) + "\n"  # sorted keys
+    assert ro["targets"] == 2 and ro["settings"]["partition"] == 0
+    assert dprctl(agent, "rollout", "status", "kv", "--json").stdout == r.stdout
+    r = dprctl(agent, "rollout", "status", "kv", "-o", "yaml")
+    assert r.returncode == 0 and yaml.safe_load(r.stdout) == ro
+    table = dprctl(agent, "rollout", "status", "kv", "-o", "table").stdout
+    assert table == dprctl(agent, "rollout", "status", "kv").stdout
+    assert table.startswith("kv: roll-out ") and "INSTANCE" not in table
+    r = dprctl(agent, "rollout", "status", "kv", "-o", "wide")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:len(table.splitlines())] == table.splitlines()
+    head = lines.index(next(x for x in lines if x.startswith("INSTANCE")))
+    assert lines[head].split() == render.ROLLOUT_WIDE_HEADERS
+    # nothing runs without systemd; the applied generation is every instance's
+    assert [x.split()[:4] for x in lines[head + 1:]] == [["kv-0", "node1", "0", "yes"],
+                                                         ["kv-1", "node1", "1", "yes"]]
+    # -o is for status; errors as for the other commands
+    r = dprctl(agent, "rollout", "pause", "kv", "-o", "json")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "-o and --json are for rollout status" in r.stderr
+    r = dprctl(agent, "rollout", "status", "kv", "-o", "xml")
+    assert r.returncode == 2 and "invalid choice: 'xml'" in r.stderr
+    r = dprctl(agent, "rollout", "status", "nope", "-o", "wide")
+    assert r.returncode == 1 and r.stdout == "" and "no deployment named 'nope'" in r.stderr
+
+
 def test_dprctl_get_and_describe(agent, tmp_path):
-    f = tmp_path / "c.yaml"
-    f.write_text(SPEC)
-    assert dprctl(agent, "apply", "-f", str(f)).returncode == 0
+    apply_spec(agent, tmp_path)
     r = dprctl(agent, "get", "deployment", "kv", "-o", "json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
@@ -292,6 +356,7 @@ def test_dprctl_get_and_describe(agent, tmp_path):
 def test_completion_of_the_new_commands(tmp_path):
     from test_manpages import complete
     assert complete("status", "-o", "") == {"table", "wide", "json", "yaml"}
+    assert complete("rollout", "status", "kv", "-o", "") == {"table", "wide", "json", "yaml"}
     assert complete("get", "") == {"deployment", "instance"}
     assert complete("describe", "") == {"deployment", "instance"}
     assert complete("discover", "-o", "") == {"table", "json"}
@@ -309,9 +374,7 @@ def test_dprctl_events_output(agent, tmp_path, output):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert p.stderr.readline().startswith("following events from ")
-        f = tmp_path / "c.yaml"
-        f.write_text(SPEC)
-        assert dprctl(agent, "apply", "-f", str(f)).returncode == 0
+        apply_spec(agent, tmp_path)
         timer = threading.Timer(10, p.kill)
         timer.start()
         got = ""
