@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/http.h"
 #include "common/log.h"
 #include "common/resp.h"
 #include "common/uvutil.h"
@@ -26,6 +27,7 @@
 #include "kv_gate.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
+#include "rp_metrics.h"
 #include "rp_redis.h"
 #include "rp_reply.h"
 
@@ -107,6 +109,9 @@ struct rp_proxy {
     size_t nworkers;
     /* counters */
     uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
+    uint64_t commands, conns, conns_rejected, writes_refused_oom, writes_refused_misconf;
+    size_t nclients;
+    dpr_http_server *metrics; /* --metrics-address */
     dpr_log_limit invalid_log; /* rate limit of their log lines */
     uint64_t restored, last_ckpt;
     uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
@@ -273,6 +278,17 @@ static void redis_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     dpr_uv_read_room(&p->rin, READ_CHUNK, buf);
 }
 
+/* A reply of Redis to its client, counting the writes Redis refused
+ * (the texts are dpr-kv's too: clients see the same errors). */
+static void forward_reply(rp_proxy *p, rp_slot *s, const char *reply, size_t n)
+{
+    if (n > 5 && memcmp(reply, "-OOM ", 5) == 0)
+        p->writes_refused_oom++;
+    else if (n > 9 && memcmp(reply, "-MISCONF ", 9) == 0)
+        p->writes_refused_misconf++;
+    slot_deliver(s, reply, n);
+}
+
 static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     rp_proxy *p = st->data;
@@ -298,7 +314,7 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (s->kind == SLOT_INTERNAL)
             s->cb(p, p->rin.data + pos, (size_t)n);
         else
-            slot_deliver(s, p->rin.data + pos, (size_t)n);
+            forward_reply(p, s, p->rin.data + pos, (size_t)n);
         pos += (size_t)n;
         slot_pop(p);
         if (p->stopping)
@@ -602,7 +618,7 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     else
         snprintf(name, sizeof(name), "empty.rdb");
     unlink("empty.rdb");
-    r = rp_redis_start(name, 600000, &p->redis_pid, &err);
+    r = rp_redis_start(name, p->cfg->maxmemory, 600000, &p->redis_pid, &err);
     if (r < 0) {
         fatal(p, "cannot restart redis-server: %s", dpr_err_str(&err, r));
         return;
@@ -798,6 +814,7 @@ static void client_free_if_done(rp_client *c)
         pp = &(*pp)->next;
     if (*pp)
         *pp = c->next;
+    p->nclients--;
     dpr_buf_free(&c->in);
     dpr_buf_free(&c->out);
     dpr_buf_free(&c->batch_hdr);
@@ -969,13 +986,16 @@ static void info_dpr(rp_client *c)
              "dpr_batches_invalid:%" PRIu64 "\r\ndpr_rollbacks:%" PRIu64 "\r\n"
              "dpr_last_checkpoint_version:%" PRIu64 "\r\n"
              "dpr_last_checkpoint_duration_ms:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
-             "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n",
+             "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n"
+             "dpr_writes_refused_oom:%" PRIu64 "\r\ndpr_writes_refused_misconf:%" PRIu64 "\r\n"
+             "dpr_connected_clients:%zu\r\ndpr_rejected_connections:%" PRIu64 "\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
              p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
              p->batches_invalid, p->rollbacks, p->last_ckpt, p->last_ckpt_ms,
              kv_finder_unacked(p->finder),
-             (long)p->redis_pid, (long)getpid(), p->start_ms);
+             (long)p->redis_pid, (long)getpid(), p->start_ms, p->writes_refused_oom,
+             p->writes_refused_misconf, p->nclients, p->conns_rejected);
     dpr_resp_bulk_str(&b, text);
     local_reply(c, &b, false);
     dpr_buf_free(&b);
@@ -1037,6 +1057,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         c->out.failed = true;
         return;
     }
+    p->commands++;
     redis_command(p, (int)argc, av, lens);
 }
 
@@ -1340,11 +1361,22 @@ static void on_client(uv_stream_t *server, int status)
     c->tcp.data = c;
     c->next = p->clients;
     p->clients = c;
+    p->nclients++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         client_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    p->conns++;
+    if (p->nclients > p->cfg->max_clients) { /* dpr-kv's (and Redis') answer */
+        dpr_buf b = DPR_BUF_INIT;
+        p->conns_rejected++;
+        dpr_resp_error(&b, "ERR max number of clients reached");
+        local_reply(c, &b, true);
+        dpr_buf_free(&b);
+        flush_clients(p);
+        return;
+    }
     set_reading(c);
 }
 
@@ -1423,6 +1455,24 @@ static int listen_tcp(rp_proxy *p)
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64
                ", restored version %" PRIu64, bound, p->w.id, p->w.world_line, p->restored);
     return 0;
+}
+
+static int metrics_page(void *data, dpr_buf *b)
+{
+    const rp_proxy *p = data;
+    rp_stats st = {
+        .worker = p->w.id, .domain = p->cfg->domain, .instance = p->cfg->instance,
+        .start_ms = p->start_ms, .commands = p->commands, .connections = p->conns,
+        .connections_rejected = p->conns_rejected, .clients = p->nclients,
+        .batches = p->batches, .batches_refused = p->batches_refused,
+        .batches_refused_stopping = p->batches_refused_stopping,
+        .batches_invalid = p->batches_invalid, .writes_refused_oom = p->writes_refused_oom,
+        .writes_refused_misconf = p->writes_refused_misconf, .checkpoints = p->checkpoints,
+        .last_ckpt_ms = p->last_ckpt_ms, .checkpoints_on_disk = p->nckpts,
+        .world_line = p->w.world_line, .version = p->w.version, .durable = p->w.durable,
+        .cut = p->w.cut, .rollbacks = p->rollbacks,
+        .finder_connected = kv_finder_connected(p->finder), .maxmemory = p->cfg->maxmemory};
+    return rp_metrics_page(&st, b);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -1504,8 +1554,18 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
         rp_redis_kill(p->redis_pid);
         return 1;
     }
+    if (cfg->metrics_address[0]) {
+        r = dpr_http_start(&p->metrics, p->loop, cfg->metrics_address, metrics_page, p, &err);
+        if (r < 0) {
+            log_error("--metrics-address: %s", dpr_err_str(&err, r));
+            rp_redis_kill(p->redis_pid);
+            return 1;
+        }
+        log_info("metrics on http://%s/metrics", dpr_http_bound(p->metrics));
+    }
     uv_run(p->loop, UV_RUN_DEFAULT);
     sd_notify(0, "STOPPING=1");
+    dpr_http_close(p->metrics);
     rp_redis_kill(p->redis_pid);
     p->redis_pid = 0;
     kv_finder_close(p->finder);

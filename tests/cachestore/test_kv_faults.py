@@ -20,7 +20,7 @@ import redis
 
 import dprtest
 from dprtest import Kv, NotifySocket, wait_for
-from kvwire import Raw, RespError, batch, run_versioned
+from kvwire import Raw, RespError, batch, fill_until_refused, run_versioned
 
 # the DPR client (python-dpr; it finds libdpr.so as dpr/_libdpr.py says: not
 # the sanitizer build's, which Python cannot load)
@@ -394,12 +394,8 @@ def test_maxmemory_noeviction(cluster, mode):
     assert c.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     mem = c.info("memory")
     assert mem["maxmemory"] == 3 * 1024 * 1024 and mem["maxmemory_policy"] == "noeviction"
-    n = 0
-    with pytest.raises(redis.ResponseError) as e:
-        while n < 100000:
-            c.set("k%d" % n, "x" * 1000)
-            n += 1
-    assert str(e.value) == OOM_TEXT
+    n, error = fill_until_refused(c)
+    assert error == OOM_TEXT
     # ~2900 keys of 1 KB fill 3 MB (it was ~1900 in log mode: a MiB too early)
     assert 2400 < n < 3200, n
     assert c.info("memory")["used_memory"] > 3 * 1024 * 1024 - 100000

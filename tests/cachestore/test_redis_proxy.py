@@ -6,6 +6,7 @@ commands refused because they would break the proxy. (The DPR behaviour
 both implementations share is tested by running the client suites with
 DPR_TEST_IMPL=dpr-redis.)"""
 import os
+import re
 import signal
 import stat
 import time
@@ -15,6 +16,8 @@ import pytest
 import dpr
 import dprtest
 from dprtest import REDIS_PROXY, wait_for
+from kvwire import Raw, RespError, batch, fill_until_refused
+import promscrape
 
 pytestmark = pytest.mark.skipif(
     bool(dprtest.missing(REDIS_PROXY)) or not any(
@@ -189,3 +192,117 @@ def test_a_client_that_does_not_read_is_not_buffered_without_bound(rp):
     finally:
         s.close()
     assert rp.alive()
+
+
+# --- dpr-kv's settings: honoured, refused or warned, never ignored silently ---------
+
+OOM_TEXT = "OOM command not allowed when used memory > 'maxmemory'."  # dpr-kv's too
+
+
+def test_maxmemory_noeviction(cluster):
+    """--maxmemory is redis-server's maxmemory with noeviction: above it,
+    writes get the OOM error dpr-kv gives (test_kv_faults.py's
+    test_maxmemory_noeviction, against dpr-redis), reads and DEL are served,
+    in a batch only the write is refused, and freed memory takes writes
+    again. The refusals are counted (INFO dpr, metrics)."""
+    rp = cluster.start_kv(1, interval_ms=50, program=REDIS_PROXY,
+                          args=["--maxmemory", "3mb", "--metrics-address", "127.0.0.1:0"])
+    c = rp.client()
+    mem = c.info("memory")  # Redis' own section, passed through
+    assert mem["maxmemory"] == 3 * 1024 * 1024 and mem["maxmemory_policy"] == "noeviction"
+    n, error = fill_until_refused(c)
+    assert error == OOM_TEXT
+    assert 1000 < n < 3200, n  # Redis counts its own overhead (about 1 MB) in used_memory
+    # at the limit, Redis' used memory wavers with its query buffer (a write
+    # may pass between two refused ones): free 100 keys and grow one string
+    # by 1 MB with a short SETRANGE, so that it is well above the limit
+    assert c.delete(*["k%d" % i for i in range(n - 100, n)]) == 100
+    n -= 100
+    assert c.setrange("big", 1 << 20, "x") == (1 << 20) + 1
+    r = Raw(rp.port)
+    for cmd in (["SET", "new", "1"], ["APPEND", "k1", "x"], ["MSET", "a", "1", "b", "2"]):
+        reply = r.call(*cmd)
+        assert isinstance(reply, RespError) and str(reply) == OOM_TEXT, cmd
+    assert c.get("k1") == b"x" * 1000 and c.exists("k2") == 1
+    hdr, replies = batch(r, int(rp.info()["dpr_world_line"]), 1,
+                         [["SET", "z", "1"], ["GET", "k3"], ["DEL", "k4"]])
+    assert hdr["status"] == 0
+    assert isinstance(replies[0], RespError) and str(replies[0]) == OOM_TEXT
+    assert replies[1:] == [b"x" * 1000, 1]
+    r.close()
+    assert c.get("z") is None
+    assert int(rp.info()["dpr_writes_refused_oom"]) >= 5
+    page = promscrape.scrape(promscrape.address(rp))
+    assert page.value("dpr_kv_writes_refused_total", reason="oom") >= 5
+    assert page.value("dpr_kv_memory_max_bytes") == 3 * 1024 * 1024
+    assert c.delete("big", *["k%d" % i for i in range(n // 2)]) == n // 2  # k4 went already
+    assert c.set("new", "1") and c.get("new") == b"1"
+
+
+def test_settings_it_cannot_honour_are_refused_or_logged(cluster, tmp_path):
+    """The agent writes dpr-kv's settings whatever the impl. A TLS client
+    port is refused (exit 2: clients would find nothing there); the ones
+    with no effect are each named in a warning at start-up."""
+    p = dprtest.Proc([REDIS_PROXY, "--finder", cluster.finder.address, "--worker", "1",
+                      "--dir", str(tmp_path / "t"), "--tls-port", "7443",
+                      "--tls-cert-file", "/dev/null", "--tls-key-file", "/dev/null",
+                      "--tls-auth-clients", "no"],
+                     str(tmp_path / "tls.log"))
+    assert p.wait_exit() == 2
+    assert "--tls-port 7443 is not supported by dpr-redis" in p.output()
+    rp = cluster.start_kv(1, program=REDIS_PROXY, env={
+        "DPR_KV_SEED_DIR": str(tmp_path / "seed"), "DPR_KV_AWAIT_LAYOUT": "1",
+        "DPR_KV_REPLICA_SOCKET": str(tmp_path / "replica.sock"),
+        "DPR_KV_CHECKPOINT_MODE": "log"})
+    out = rp.output()
+    for flag in ("--seed-dir", "--replica-socket", "--await-layout", "--checkpoint-mode log"):
+        assert re.search(r"%s.* ignored: " % re.escape(flag), out), (flag, out)
+    assert rp.client().set("a", "1")  # and it serves
+    rp.kill()
+    # given nothing of that, it warns about nothing
+    rp = cluster.start_kv(1, program=REDIS_PROXY)
+    assert "ignored" not in rp.output() and "not supported" not in rp.output()
+
+
+def test_max_clients(cluster):
+    rp = cluster.start_kv(1, program=REDIS_PROXY, args=["--max-clients", "2"])
+    a, b = Raw(rp.port), Raw(rp.port)
+    assert a.call("PING") == b"PONG" and b.call("PING") == b"PONG"
+    third = Raw(rp.port)
+    reply = third.call("PING")
+    assert isinstance(reply, RespError) and str(reply) == "ERR max number of clients reached"
+    third.close()
+    a.close()
+    wait_for(lambda: int(rp.info()["dpr_connected_clients"]) <= 2, what="a client gone")
+    c = Raw(rp.port)
+    assert c.call("PING") == b"PONG"
+    b.close()
+    c.close()
+    wait_for(lambda: int(rp.info()["dpr_rejected_connections"]) >= 1, what="the count")
+
+
+def test_metrics(cluster):
+    """--metrics-address: dpr-kv's metric names for the proxy's counters,
+    parsed with python3-prometheus-client, following the work."""
+    rp = cluster.start_kv(1, interval_ms=50, program=REDIS_PROXY,
+                          args=["--metrics-address", "127.0.0.1:0"])
+    addr = promscrape.address(rp)
+    first = promscrape.scrape(addr)
+    info = first.families["dpr_kv_info"].samples[0].labels
+    assert info["impl"] == "dpr-redis" and info["worker"] == "1"
+    assert first.families["dpr_kv_commands"].type == "counter"
+    c = rp.client()
+    for i in range(100):
+        c.set("k%d" % i, "v")
+    r = Raw(rp.port)
+    hdr, _ = batch(r, int(rp.info()["dpr_world_line"]), 1, [["SET", "b", "1"]])
+    assert hdr["status"] == 0
+    r.close()
+    wait_for(lambda: int(rp.info()["dpr_durable_version"]) >= 1, what="a checkpoint")
+    now = promscrape.scrape(addr)
+    assert now.value("dpr_kv_commands_total") >= first.value("dpr_kv_commands_total") + 101
+    assert now.value("dpr_kv_batches_total") == 1
+    assert now.value("dpr_kv_checkpoints_total") > first.value("dpr_kv_checkpoints_total")
+    assert now.value("dpr_kv_durable_version") >= 1
+    assert now.value("dpr_kv_finder_connected") == 1
+    assert now.value("dpr_kv_checkpoint_failures_total") == 0
