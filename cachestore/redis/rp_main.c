@@ -85,9 +85,11 @@ static const char usage[] =
     "SIGTERM takes a last checkpoint, reports it, leaves the finder (a planned\n"
     "restart: no rollback) and exits 0.\n"
     "\n"
-    "Exit status: 0 clean stop; 1 runtime failure (redis-server died, a checkpoint\n"
-    "failed, no finder within --finder-timeout-ms); 2 bad usage; 78 a failure a\n"
-    "restart cannot mend (the finder refused this worker's token, or fenced it).\n";
+    "Exit status: 0 clean stop; 1 runtime failure (redis-server died, the state\n"
+    "directory unusable, no finder within --finder-timeout-ms); 2 bad usage\n"
+    "(--tls-port included); 78 a failure a restart cannot mend (the finder refused\n"
+    "this worker's token, or fenced it). A checkpoint that cannot be written is\n"
+    "retried, writes refused meanwhile (MISCONF).\n";
 
 static int fail(const char *what, int r, int code)
 {

@@ -19,6 +19,7 @@
 #include "common/fs.h"
 #include "common/http.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "common/resp.h"
 #include "common/uvutil.h"
 #include "dpr/wire.h"
@@ -42,6 +43,11 @@
 #define STOP_TICK_MS 10
 /* a planned stop: nothing of the request ran; the session sends it again
  * to the next process, which resumes the same world-line (dpr-kv's text) */
+/* dpr-kv's text, with its name (Redis' own MISCONF starts the same) */
+#define ERR_MISCONF                                                                             \
+    "MISCONF dpr-redis cannot write checkpoints to disk. Commands that may modify the data "   \
+    "set are disabled until a checkpoint succeeds. See 'INFO dpr' "                            \
+    "(dpr_checkpoint_last_error) and the log"
 #define ERR_STOPPING                                                                            \
     "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
     "retry (it comes back on the same world-line)"
@@ -112,6 +118,12 @@ struct rp_proxy {
     uint64_t commands, conns, conns_rejected, writes_refused_oom, writes_refused_misconf;
     size_t nclients;
     dpr_http_server *metrics; /* --metrics-address */
+    char bound[300];          /* the address it serves on */
+    /* failed saves (ckpt_failed): how many, the last one's reason, and
+     * whether the last save failed (Redis refuses writes meanwhile) */
+    uint64_t ckpt_failures, ckpt_failing_version;
+    bool ckpt_failing;
+    char ckpt_error[200];
     dpr_log_limit invalid_log; /* rate limit of their log lines */
     uint64_t restored, last_ckpt;
     uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
@@ -431,6 +443,56 @@ static void resume_parked(rp_proxy *p)
     flush_clients(p);
 }
 
+/* The save of p->saving_version failed (BGSAVE refused or failed: a full
+ * or unwritable disk, a failed fork). As dpr-kv's: the version is not
+ * reported, the failure is logged (once while it lasts) and counted, and
+ * the next interval tries again; writes are refused meanwhile (-MISCONF,
+ * run_command), reads served. Redis' state has
+ * moved past the sealed version, so no image of it can be made any more:
+ * it joins the open version (dpr_worker_checkpoint_abort), which the
+ * retry seals and which covers it. */
+static void ckpt_failed(rp_proxy *p, const char *why)
+{
+    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_FAILING), NULL};
+    int r = dpr_worker_checkpoint_abort(&p->w, p->saving_version);
+
+    if (r < 0) {
+        fatal(p, "cannot take back the failed checkpoint: %s", strerror(-r));
+        return;
+    }
+    unlink(p->saving_tmp); /* Redis removes its temporary file; in case */
+    p->ckpt_failures++;
+    snprintf(p->ckpt_error, sizeof(p->ckpt_error), "%s", why);
+    if (!p->ckpt_failing) {
+        p->ckpt_failing = true;
+        p->ckpt_failing_version = p->saving_version;
+        dpr_log_fields(DPR_LOG_ERR, fields,
+                       "checkpoints failing: %s; retrying every %u ms, writes refused "
+                       "(MISCONF) until a checkpoint is on disk, serving reads", why,
+                       p->cfg->checkpoint_interval_ms);
+        sd_notifyf(0, "STATUS=refusing writes: checkpoints failing: %s; serving reads on %s:",
+                   why, p->bound);
+    }
+    p->plain_dirty = true; /* the retry, at the next interval */
+    p->saving = 0;
+    resume_parked(p);
+    stop_progress(p);
+}
+
+/* A save succeeded after failed ones. */
+static void ckpt_recovered(rp_proxy *p)
+{
+    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_RECOVERED), NULL};
+
+    p->ckpt_failing = false;
+    dpr_log_fields(DPR_LOG_NOTICE, fields,
+                   "checkpoints written again (checkpoint %" PRIu64 " done, it covers %" PRIu64
+                   " whose save failed); accepting writes", p->saving_version,
+                   p->ckpt_failing_version);
+    sd_notifyf(0, "STATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64, p->bound,
+               p->w.id, p->w.world_line);
+}
+
 static void ckpt_done(rp_proxy *p)
 {
     char name[128];
@@ -466,6 +528,8 @@ static void ckpt_done(rp_proxy *p)
     p->last_ckpt = p->saving_version;
     p->last_ckpt_ms = dpr_mono_ms() - p->saving_ms;
     log_debug("checkpoint %" PRIu64 " on disk (%s)", p->saving_version, name);
+    if (p->ckpt_failing)
+        ckpt_recovered(p);
     p->saving = 0;
     resume_parked(p);
     stop_progress(p);
@@ -500,7 +564,8 @@ static void on_info(rp_proxy *p, const char *reply, size_t n)
             return;
         }
         free(text);
-        fatal(p, "%s", "redis-server could not write a checkpoint (BGSAVE failed; its log says why)");
+        ckpt_failed(p, "redis-server could not write the checkpoint (BGSAVE failed; its log "
+                       "above says why)");
         return;
     }
     free(text);
@@ -511,7 +576,7 @@ static void on_bgsave(rp_proxy *p, const char *reply, size_t n)
     if (!reply_is(reply, n, "+Background saving started")) {
         char msg[200];
         snprintf(msg, sizeof(msg), "BGSAVE refused: %.*s", (int)(n > 150 ? 150 : n), reply);
-        fatal(p, "%s", msg);
+        ckpt_failed(p, msg);
         return;
     }
     p->saving = 2;
@@ -988,14 +1053,17 @@ static void info_dpr(rp_client *c)
              "dpr_last_checkpoint_duration_ms:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
              "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n"
              "dpr_writes_refused_oom:%" PRIu64 "\r\ndpr_writes_refused_misconf:%" PRIu64 "\r\n"
-             "dpr_connected_clients:%zu\r\ndpr_rejected_connections:%" PRIu64 "\r\n",
+             "dpr_connected_clients:%zu\r\ndpr_rejected_connections:%" PRIu64 "\r\n"
+             "dpr_checkpoint_failures:%" PRIu64 "\r\ndpr_checkpoint_status:%s\r\n"
+             "dpr_checkpoint_last_error:%s\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
              p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
              p->batches_invalid, p->rollbacks, p->last_ckpt, p->last_ckpt_ms,
              kv_finder_unacked(p->finder),
              (long)p->redis_pid, (long)getpid(), p->start_ms, p->writes_refused_oom,
-             p->writes_refused_misconf, p->nclients, p->conns_rejected);
+             p->writes_refused_misconf, p->nclients, p->conns_rejected, p->ckpt_failures,
+             p->ckpt_failing ? "failing" : "ok", p->ckpt_error);
     dpr_resp_bulk_str(&b, text);
     local_reply(c, &b, false);
     dpr_buf_free(&b);
@@ -1041,6 +1109,13 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
     if (!in_batch && p->planned) {
         local_error(c, ERR_STOPPING);
         p->batches_refused_stopping++;
+        return;
+    }
+    if (p->ckpt_failing && !read_only(&argv[0])) {
+        /* Redis' stop-writes-on-bgsave-error needs save points: the proxy
+         * refuses them itself, as dpr-kv (a batch's other ops run) */
+        p->writes_refused_misconf++;
+        local_error(c, ERR_MISCONF);
         return;
     }
     if (!in_batch) {
@@ -1451,6 +1526,7 @@ static int listen_tcp(rp_proxy *p)
         return r;
     }
     dpr_addr_format((struct sockaddr *)&ss, bound, sizeof(bound));
+    snprintf(p->bound, sizeof(p->bound), "%s", bound);
     log_info("listening on %s", bound);
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64
                ", restored version %" PRIu64, bound, p->w.id, p->w.world_line, p->restored);
@@ -1468,6 +1544,7 @@ static int metrics_page(void *data, dpr_buf *b)
         .batches_refused_stopping = p->batches_refused_stopping,
         .batches_invalid = p->batches_invalid, .writes_refused_oom = p->writes_refused_oom,
         .writes_refused_misconf = p->writes_refused_misconf, .checkpoints = p->checkpoints,
+        .checkpoint_failures = p->ckpt_failures, .checkpoint_failing = p->ckpt_failing,
         .last_ckpt_ms = p->last_ckpt_ms, .checkpoints_on_disk = p->nckpts,
         .world_line = p->w.world_line, .version = p->w.version, .durable = p->w.durable,
         .cut = p->w.cut, .rollbacks = p->rollbacks,

@@ -11,8 +11,6 @@ waits poll for a state with a generous timeout.
 import importlib.util
 import os
 import shutil
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -78,48 +76,6 @@ def quiet(kv):
 
 
 # --- item 4: checkpoints failing -------------------------------------------------------
-
-def _mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A function mounting a tmpfs of the given size on a new directory and
-    returning its path; at the end every process started meanwhile is
-    killed and the tmpfs unmounted (also when the test failed)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounts = []
-    first = len(dprtest.started())
-
-    def mount(size):
-        path = str(tmp_path / ("tmpfs%d" % len(mounts)))
-        os.makedirs(path)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs",
-                            path], capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip("cannot mount a tmpfs: %s" % r.stderr.strip())
-        mounts.append(path)
-        return path
-
-    yield mount
-    for p in dprtest.started()[first:]:
-        p.kill(signal.SIGKILL)  # their checkpoint children die with them
-    for path in mounts:
-        def unmounted(path=path):
-            if not _mounted(path):
-                return True
-            subprocess.run(["umount", path], capture_output=True)
-            return not _mounted(path)
-        try:
-            wait_for(unmounted, timeout=10, what="umount %s" % path)
-        except AssertionError:
-            subprocess.run(["umount", "-l", path], capture_output=True)
-            raise
-
 
 def fill(path):
     """Fills the file system of path; returns the filler file."""

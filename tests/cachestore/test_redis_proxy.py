@@ -12,12 +12,15 @@ import stat
 import time
 
 import pytest
+import redis
 
 import dpr
 import dprtest
-from dprtest import REDIS_PROXY, wait_for
+from dprtest import REDIS_PROXY, Kv, NotifySocket, wait_for
 from kvwire import Raw, RespError, batch, fill_until_refused
 import promscrape
+# the helpers of dpr-kv's disk-full test (small_tmpfs: conftest.py)
+from test_kv_faults import commit, cut_of, fill, intact, load, quiet
 
 pytestmark = pytest.mark.skipif(
     bool(dprtest.missing(REDIS_PROXY)) or not any(
@@ -306,3 +309,69 @@ def test_metrics(cluster):
     assert now.value("dpr_kv_durable_version") >= 1
     assert now.value("dpr_kv_finder_connected") == 1
     assert now.value("dpr_kv_checkpoint_failures_total") == 0
+
+
+# --- a checkpoint that cannot be written ------------------------------------------
+
+def test_disk_full_refuses_writes_and_retries_until_space_returns(cluster, small_tmpfs):
+    """BGSAVE fails (ENOSPC in the state directory, a small tmpfs). Before:
+    the proxy exited 1. Now as dpr-kv: the version is not reported durable,
+    the failure is logged once and counted, writes get MISCONF (Redis'
+    stop-writes-on-bgsave-error) and reads are served, the next interval
+    retries, and everything resumes once space returns; what was committed
+    survives a kill -9 and restart."""
+    state = small_tmpfs("20m")
+    ns = NotifySocket()
+    rp = cluster.add(Kv(cluster.finder.address, 1, state, os.path.join(cluster.base, "kv1.log"),
+                        interval_ms=50, env=ns.env(), program=REDIS_PROXY))
+    rp.wait_ready()
+    c = rp.client()
+    committed = load(c, "c", 3000)  # a checkpoint of ~3 MB
+    commit(cluster, rp, c, ("SET", "marker", "1"))
+    wait_for(lambda: quiet(rp), timeout=30, what="quiet")
+    durable_before = int(rp.info()["dpr_durable_version"])
+    filler = fill(state)
+
+    c.set("after-full", "1")  # accepted: the save of its version fails
+    wait_for(lambda: int(rp.info()["dpr_checkpoint_failures"]) >= 1, what="a failure")
+    assert rp.alive()
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.set("refused", "1")
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.delete("c1")
+    assert intact(c, committed) and c.get("after-full") == b"1"  # reads are served
+    info = rp.info()
+    assert info["dpr_checkpoint_status"] == "failing"
+    assert "BGSAVE failed" in info["dpr_checkpoint_last_error"]
+    assert int(info["dpr_durable_version"]) == durable_before  # not reported
+    r = Raw(rp.port)
+    hdr, replies = batch(r, int(info["dpr_world_line"]), 1,
+                         [["SET", "b", "1"], ["GET", "marker"]])
+    assert hdr["status"] == 0
+    assert isinstance(replies[0], RespError) and str(replies[0]).startswith("MISCONF")
+    assert replies[1] == b"1"
+    r.close()
+    ns.wait_status("refusing writes: checkpoints failing: ")
+    f0 = int(rp.info()["dpr_checkpoint_failures"])
+    wait_for(lambda: int(rp.info()["dpr_checkpoint_failures"]) >= f0 + 2, what="retries")
+    assert int(rp.info()["dpr_durable_version"]) == durable_before
+    assert int(rp.info()["dpr_writes_refused_misconf"]) >= 3
+    assert not [n for n in os.listdir(state) if n.endswith(".tmp") or n.startswith("temp-")]
+    cut_before = cut_of(cluster, 1)
+
+    os.unlink(filler)
+    wait_for(lambda: rp.info()["dpr_checkpoint_status"] == "ok", timeout=30, what="ok again")
+    ns.wait_status("serving on ")
+    assert c.set("later", "1")
+    v = commit(cluster, rp, c, ("SET", "later2", "2"))
+    assert v > cut_before
+    out = rp.output()
+    assert out.count("checkpoints failing: ") == 1
+    assert out.count("checkpoints written again") == 1
+    rp.kill()
+    again = cluster.add(rp.again())
+    again.wait_ready()
+    c2 = again.client()
+    assert intact(c2, committed)
+    assert c2.get("after-full") == b"1" and c2.get("later2") == b"2"
+    ns.close()
