@@ -41,13 +41,13 @@
 #define POLL_MS 2
 #define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
-/* a planned stop: nothing of the request ran; the session sends it again
- * to the next process, which resumes the same world-line (dpr-kv's text) */
-/* dpr-kv's text, with its name (Redis' own MISCONF starts the same) */
+/* checkpoints failing (ckpt_failed): dpr-kv's text, with its name */
 #define ERR_MISCONF                                                                             \
     "MISCONF dpr-redis cannot write checkpoints to disk. Commands that may modify the data "   \
     "set are disabled until a checkpoint succeeds. See 'INFO dpr' "                            \
     "(dpr_checkpoint_last_error) and the log"
+/* a planned stop: nothing of the request ran; the session sends it again
+ * to the next process, which resumes the same world-line (dpr-kv's text) */
 #define ERR_STOPPING                                                                            \
     "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
     "retry (it comes back on the same world-line)"
@@ -120,8 +120,9 @@ struct rp_proxy {
     dpr_http_server *metrics; /* --metrics-address */
     char bound[300];          /* the address it serves on */
     /* failed saves (ckpt_failed): how many, the last one's reason, and
-     * whether the last save failed (Redis refuses writes meanwhile) */
+     * whether the last save failed (writes refused meanwhile) */
     uint64_t ckpt_failures, ckpt_failing_version;
+    uint64_t ckpt_retry_ms; /* no save before (mono ms), but the interval's */
     bool ckpt_failing;
     char ckpt_error[200];
     dpr_log_limit invalid_log; /* rate limit of their log lines */
@@ -446,11 +447,11 @@ static void resume_parked(rp_proxy *p)
 /* The save of p->saving_version failed (BGSAVE refused or failed: a full
  * or unwritable disk, a failed fork). As dpr-kv's: the version is not
  * reported, the failure is logged (once while it lasts) and counted, and
- * the next interval tries again; writes are refused meanwhile (-MISCONF,
- * run_command), reads served. Redis' state has
- * moved past the sealed version, so no image of it can be made any more:
- * it joins the open version (dpr_worker_checkpoint_abort), which the
- * retry seals and which covers it. */
+ * the next interval tries again (save_blocked); writes are refused
+ * meanwhile (-MISCONF, run_command), reads served. Redis' state has moved
+ * past the sealed version, so no image of it can be made any more: it
+ * joins the open version (dpr_worker_checkpoint_abort), which the retry
+ * seals and which covers it. */
 static void ckpt_failed(rp_proxy *p, const char *why)
 {
     const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_FAILING), NULL};
@@ -474,6 +475,7 @@ static void ckpt_failed(rp_proxy *p, const char *why)
                    why, p->bound);
     }
     p->plain_dirty = true; /* the retry, at the next interval */
+    p->ckpt_retry_ms = dpr_mono_ms() + p->cfg->checkpoint_interval_ms;
     p->saving = 0;
     resume_parked(p);
     stop_progress(p);
@@ -491,6 +493,13 @@ static void ckpt_recovered(rp_proxy *p)
                    p->ckpt_failing_version);
     sd_notifyf(0, "STATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64, p->bound,
                p->w.id, p->w.world_line);
+}
+
+/* Whether a seal must wait: a save runs, or the last one failed and its
+ * retry is not due (one attempt per interval, whatever asks for it). */
+static bool save_blocked(const rp_proxy *p)
+{
+    return p->saving || (p->ckpt_failing && dpr_mono_ms() < p->ckpt_retry_ms);
 }
 
 static void ckpt_done(rp_proxy *p)
@@ -804,12 +813,13 @@ static void stop_progress(rp_proxy *p)
 
     if (!p->planned || p->stopping)
         return;
-    if (!p->saving && (p->w.open_batches > 0 || p->plain_dirty)) {
+    bool dirty = p->w.open_batches > 0 || p->plain_dirty;
+    if (dirty && !save_blocked(p)) {
         ckpt_begin(p, 0);
         redis_flush(p);
         return;
     }
-    if (!p->saving && kv_finder_unacked(p->finder) == 0) {
+    if (!p->saving && !dirty && kv_finder_unacked(p->finder) == 0) {
         if (p->left || p->leave_failed) {
             log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
                      " requests answered TRYAGAIN meanwhile)",
@@ -828,7 +838,7 @@ static void stop_progress(rp_proxy *p)
         }
     }
     if (now > p->stop_deadline_ms) {
-        bool clean = !p->saving && kv_finder_unacked(p->finder) == 0;
+        bool clean = !p->saving && !dirty && kv_finder_unacked(p->finder) == 0;
         if (clean)
             log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE: the next "
                         "start is a crash restart (a rollback of the domain, nothing committed "
@@ -1313,8 +1323,9 @@ static void batch_run(rp_client *c)
     r = dpr_worker_execute(&p->w, &h, &version);
     if (r == -EAGAIN) {
         /* the open version holds batches and is below the batch's target:
-         * seal it, unless a save runs (then wait for it) */
-        if (p->saving) {
+         * seal it, unless a save runs or a failed one's retry is not due
+         * (then wait: resume_parked) */
+        if (save_blocked(p)) {
             c->parked = true;
             return;
         }
