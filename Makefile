@@ -161,7 +161,7 @@ bench-finder: $(BENCH_FINDER) $(FINDER_BIN)
 	bench/finder.sh $(BUILD)
 
 .PHONY: bench-kv
-bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN)
+bench-kv: $(DPR_BENCH) $(FINDER_BIN) $(KV_BIN) $(RP_BIN)
 	bench/kv.sh $(BUILD)
 
 # dpr-kv's plain port against its TLS port, redis-benchmark (bench/tls.sh)

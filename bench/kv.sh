@@ -11,7 +11,11 @@
 #   images as checkpoints (--checkpoint-mode full) and once with change logs
 #   (--checkpoint-mode log),
 #   dpr-kv with DPR sessions, 2 shards (one dpr-finder), strict and relaxed
-#   sessions.
+#   sessions,
+#   dpr-redis (redis-server behind the DPR proxy, docs/dpr-redis.md) driven
+#   with plain RESP commands and with DPR sessions, 1 shard (each its own
+#   dpr-finder): against redis-server alone, the proxy's cost; against
+#   dpr-kv, the other implementation under the same load.
 # The dpr-kv rows other than "full images" run in log mode.
 # Each server is prefilled with every key once, then $BUILD/dpr-bench runs
 # the same load against each configuration, ROUNDS times round-robin (the
@@ -44,9 +48,10 @@ BIG_SECONDS=${KV_BENCH_BIG_SECONDS:-90}
 LOAD=${KV_BENCH_LOAD:---connections 16 --pipeline 16 --threads 1 --read-ratio 0.5 --keys 100000 --value-size 64 --dist uniform}
 BENCH=$BUILD/dpr-bench
 KV=$BUILD/dpr-kv
+RP=$BUILD/dpr-redis
 FINDER=$BUILD/dpr-finder
 
-for bin in "$BENCH" "$KV" "$FINDER"; do
+for bin in "$BENCH" "$KV" "$RP" "$FINDER"; do
     [[ -x $bin ]] || { echo "bench/kv.sh: $bin is missing (make all, make $bin)" >&2; exit 1; }
 done
 for bin in redis-server redis-cli; do
@@ -107,9 +112,9 @@ start_finder() { # start_finder NAME
     SPORT[$name]=$port
 }
 
-start_kv() { # start_kv NAME FINDER-PORT WORKER MODE (full or log)
-    local name=$1 fport=$2 worker=$3 mode=$4
-    "$KV" --listen 127.0.0.1:0 --finder "127.0.0.1:$fport" --worker "$worker" \
+start_kv() { # start_kv NAME FINDER-PORT WORKER MODE (full or log) [PROGRAM]
+    local name=$1 fport=$2 worker=$3 mode=$4 prog=${5:-$KV}
+    "$prog" --listen 127.0.0.1:0 --finder "127.0.0.1:$fport" --worker "$worker" \
         --dir "$TMP/$name" --checkpoint-interval-ms "$CKPT_MS" --checkpoint-mode "$mode" \
         2>"$TMP/$name.log" &
     PIDS+=($!)
@@ -133,6 +138,15 @@ start_kv kv_one_log "${SPORT[finder_one_log]}" 1 log
 start_finder finder_two
 start_kv kv_two_a "${SPORT[finder_two]}" 1 log
 start_kv kv_two_b "${SPORT[finder_two]}" 2 log
+# dpr-redis: its checkpoints are full RDB images (BGSAVE); its pids are the
+# proxy's and its redis-server child's (which reaps its own BGSAVE children)
+start_finder finder_rp_plain
+start_kv rp_plain "${SPORT[finder_rp_plain]}" 1 full "$RP"
+start_finder finder_rp_one
+start_kv rp_one "${SPORT[finder_rp_one]}" 1 full "$RP"
+rp_child() { redis-cli -p "${SPORT[$1]}" info dpr | tr -d '\r' | sed -n 's/^dpr_redis_pid://p'; }
+RP_PLAIN_PIDS="${SPID[rp_plain]} $(rp_child rp_plain)"
+RP_ONE_PIDS="${SPID[rp_one]} $(rp_child rp_one)"
 
 # name | label | dpr-bench target flags | server pids | ports (memory)
 CONFIGS=(
@@ -144,6 +158,8 @@ CONFIGS=(
     "dpr_one_log|dpr-kv, DPR sessions, 1 shard, change logs|--mode dpr --finder 127.0.0.1:${SPORT[finder_one_log]} --shard 127.0.0.1:${SPORT[kv_one_log]}|${SPID[kv_one_log]}|${SPORT[kv_one_log]}"
     "dpr_two|dpr-kv, DPR sessions, 2 shards|--mode dpr --finder 127.0.0.1:${SPORT[finder_two]} --shard 127.0.0.1:${SPORT[kv_two_a]} --shard 127.0.0.1:${SPORT[kv_two_b]}|${SPID[kv_two_a]} ${SPID[kv_two_b]}|${SPORT[kv_two_a]} ${SPORT[kv_two_b]}"
     "dpr_two_relaxed|dpr-kv, DPR sessions, 2 shards, relaxed|--mode dpr --relaxed --finder 127.0.0.1:${SPORT[finder_two]} --shard 127.0.0.1:${SPORT[kv_two_a]} --shard 127.0.0.1:${SPORT[kv_two_b]}|${SPID[kv_two_a]} ${SPID[kv_two_b]}|${SPORT[kv_two_a]} ${SPORT[kv_two_b]}"
+    "rp_plain|dpr-redis, plain RESP (no sessions)|--mode plain --server 127.0.0.1:${SPORT[rp_plain]}|$RP_PLAIN_PIDS|${SPORT[rp_plain]}"
+    "rp_one|dpr-redis, DPR sessions, 1 shard|--mode dpr --finder 127.0.0.1:${SPORT[finder_rp_one]} --shard 127.0.0.1:${SPORT[rp_one]}|$RP_ONE_PIDS|${SPORT[rp_one]}"
 )
 
 RAW=$TMP/results.txt
@@ -265,9 +281,9 @@ the table shows each one's **best round** by ops/s, the one least disturbed by
 other jobs (all rounds are in the last column: the 2-CPU machine is shared, so
 rounds differ by tens of percent; the load average is noted above).
 dpr-kv checkpoints every ${CKPT_MS} ms, as full images (\`--checkpoint-mode
-full\`: a forked child writes the whole shard) in the rows that say so, else
-as change logs (\`--checkpoint-mode log\`: the writes since the previous
-checkpoint, a full image in the background when the logs reach half the
+full\`: a forked child writes the whole shard) in the rows that say so and in
+the dpr-redis rows (Redis' \`BGSAVE\`, its only mode), else as change logs
+(\`--checkpoint-mode log\`: the writes since the previous checkpoint, a full image in the background when the logs reach half the
 data; docs/dpr-kv.md, "Checkpoints"). *DPR sessions*: each connection is a
 strict DPR session of the C client (\`dpr/client.h\`); a window is one
 \`DPR.BATCH\` per shard, and with 2 shards the second batch of a window is sent

@@ -109,6 +109,18 @@ if bigs:
     big_rows.append("| redis-server, no persistence (memory only) | %s | | | | | | | | | | | %.0f "
                     "| 1.00× | | |" % ("{:,}".format(mem1["redis_big"][1]), redis_big))
 
+# dpr-redis against redis-server alone (the proxy's cost) and against dpr-kv
+rp_rows = [("rp_plain", "kv_plain"), ("rp_one", "dpr_one")]
+rp_table = ["| dpr-redis | ops/s | × redis-server alone (no persistence) | against dpr-kv "
+            "| × dpr-kv | p99 µs, dpr-redis / dpr-kv | server CPU, dpr-redis / dpr-kv |",
+            "|---|---:|---:|---|---:|---:|---:|"]
+for n, kv in [(n, kv) for n, kv in rp_rows if n in best]:
+    rp_table.append("| %s | %s | %.2f× | %s | %.2f× | %s / %s | %.0f%% / %.0f%% |" % (
+        labels[n], "{:,.0f}".format(ops(n)), ops(n) / ops("redis_none"), labels[kv],
+        ops(n) / ops(kv), best[n]["p99_us"], best[kv]["p99_us"],
+        float(best[n]["cpu_ticks"]) / CLK / seconds * 100,
+        float(best[kv]["cpu_ticks"]) / CLK / seconds * 100))
+
 goals = []
 
 
@@ -149,6 +161,11 @@ for n in bigs:
 
 with open(out, "w") as f:
     f.write("\n".join(rows) + "\n")
+    if len(rp_table) > 2:
+        f.write("\n**dpr-redis** (the rows above, side by side): redis-server behind the "
+                "DPR proxy against redis-server alone, the proxy's cost, and against dpr-kv "
+                "under the same load (docs/dpr-redis.md):\n\n")
+        f.write("\n".join(rp_table) + "\n")
     if big_rows:
         f.write("\n**{:,} keys, both checkpoint modes** (one run of {:.0f} s each, "
                 "same load with `--keys {}`; see above):\n\n".format(

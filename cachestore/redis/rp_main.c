@@ -20,6 +20,7 @@
 #include "kv_tls.h"
 #include "rp_proxy.h"
 #include "rp_redis.h"
+#include "rp_settings.h"
 
 #define LOCK_WAIT_MS 10000
 #define REDIS_START_MS 600000
@@ -34,8 +35,10 @@ static const char usage[] =
     "back as the finder says (docs/dpr-redis.md).\n"
     "\n"
     "It reads dpr-kv's settings; these are the ones it uses (each also from the\n"
-    "environment variable named with it; a flag wins). dpr-kv's other settings are\n"
-    "accepted and ignored. redis-server is the one on PATH, or $DPR_REDIS_SERVER.\n"
+    "environment variable named with it; a flag wins). Of dpr-kv's others, --tls-port\n"
+    "is refused (exit 2); --seed-dir, --replica-socket, --await-layout and\n"
+    "--checkpoint-mode log are accepted with a warning in the log and have no effect.\n"
+    "redis-server is the one on PATH, or $DPR_REDIS_SERVER.\n"
     "\n"
     "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN; default 127.0.0.1:6379;\n"
     "                              port 0 picks a free port, logged as 'listening on ...')\n"
@@ -57,6 +60,14 @@ static const char usage[] =
     "                              default 100)\n"
     "  --sync-interval-ms N        how often to ask the finder (DPR_KV_SYNC_INTERVAL_MS;\n"
     "                              default: the checkpoint interval)\n"
+    "  --max-clients N             clients served at once; more are refused\n"
+    "                              (DPR_KV_MAX_CLIENTS; default 10000)\n"
+    "  --maxmemory BYTES           redis-server's maxmemory, with the noeviction policy:\n"
+    "                              above it, writes get Redis' OOM error (DPR_KV_MAXMEMORY;\n"
+    "                              default 0 = no limit)\n"
+    "  --metrics-address ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "                              (DPR_KV_METRICS_ADDRESS; default: none)\n"
+    "  --instance NAME             the instance label of the metrics (DPR_KV_INSTANCE)\n"
     "  --max-request-bytes N       largest request or batch (DPR_KV_MAX_REQUEST_BYTES)\n"
     "  --finder-timeout-ms N       give up registering after N ms (DPR_KV_FINDER_TIMEOUT_MS;\n"
     "                              default 0 = wait forever)\n"
@@ -74,9 +85,11 @@ static const char usage[] =
     "SIGTERM takes a last checkpoint, reports it, leaves the finder (a planned\n"
     "restart: no rollback) and exits 0.\n"
     "\n"
-    "Exit status: 0 clean stop; 1 runtime failure (redis-server died, a checkpoint\n"
-    "failed, no finder within --finder-timeout-ms); 2 bad usage; 78 a failure a\n"
-    "restart cannot mend (the finder refused this worker's token, or fenced it).\n";
+    "Exit status: 0 clean stop; 1 runtime failure (redis-server died, the state\n"
+    "directory unusable, no finder within --finder-timeout-ms); 2 bad usage\n"
+    "(--tls-port included); 78 a failure a restart cannot mend (the finder refused\n"
+    "this worker's token, or fenced it). A checkpoint that cannot be written is\n"
+    "retried, writes refused meanwhile (MISCONF).\n";
 
 static int fail(const char *what, int r, int code)
 {
@@ -110,7 +123,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     log_info("starting: worker %" PRIu64 " of domain %s, dir %s, finder %s, checkpoint every "
-             "%u ms", cfg.worker, cfg.domain, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms);
+             "%u ms, at most %zu clients, maxmemory %" PRIu64 " bytes (0: no limit)", cfg.worker,
+             cfg.domain, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms, cfg.max_clients,
+             cfg.maxmemory);
+    if (rp_settings_check(&cfg) < 0)
+        return 2;
     r = dpr_mkdir_p(cfg.dir, 0700, &err);
     if (r < 0)
         return fail(dpr_err_str(&err, r), r, 1);
@@ -168,7 +185,7 @@ int main(int argc, char **argv)
     else
         snprintf(dbfile, sizeof(dbfile), "empty.rdb");
     unlink("empty.rdb");
-    r = rp_redis_start(dbfile, REDIS_START_MS, &redis, &err);
+    r = rp_redis_start(dbfile, cfg.maxmemory, REDIS_START_MS, &redis, &err);
     if (r < 0) {
         code = fail(dpr_err_str(&err, r), r, 1);
         goto out;

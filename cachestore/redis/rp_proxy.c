@@ -17,7 +17,9 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/http.h"
 #include "common/log.h"
+#include "common/msgid.h"
 #include "common/resp.h"
 #include "common/uvutil.h"
 #include "dpr/wire.h"
@@ -26,6 +28,7 @@
 #include "kv_gate.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
+#include "rp_metrics.h"
 #include "rp_redis.h"
 #include "rp_reply.h"
 
@@ -38,6 +41,11 @@
 #define POLL_MS 2
 #define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
+/* checkpoints failing (ckpt_failed): dpr-kv's text, with its name */
+#define ERR_MISCONF                                                                             \
+    "MISCONF dpr-redis cannot write checkpoints to disk. Commands that may modify the data "   \
+    "set are disabled until a checkpoint succeeds. See 'INFO dpr' "                            \
+    "(dpr_checkpoint_last_error) and the log"
 /* a planned stop: nothing of the request ran; the session sends it again
  * to the next process, which resumes the same world-line (dpr-kv's text) */
 #define ERR_STOPPING                                                                            \
@@ -107,6 +115,16 @@ struct rp_proxy {
     size_t nworkers;
     /* counters */
     uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
+    uint64_t commands, conns, conns_rejected, writes_refused_oom, writes_refused_misconf;
+    size_t nclients;
+    dpr_http_server *metrics; /* --metrics-address */
+    char bound[300];          /* the address it serves on */
+    /* failed saves (ckpt_failed): how many, the last one's reason, and
+     * whether the last save failed (writes refused meanwhile) */
+    uint64_t ckpt_failures, ckpt_failing_version;
+    uint64_t ckpt_retry_ms; /* no save before (mono ms), but the interval's */
+    bool ckpt_failing;
+    char ckpt_error[200];
     dpr_log_limit invalid_log; /* rate limit of their log lines */
     uint64_t restored, last_ckpt;
     uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
@@ -273,6 +291,17 @@ static void redis_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     dpr_uv_read_room(&p->rin, READ_CHUNK, buf);
 }
 
+/* A reply of Redis to its client, counting the writes Redis refused
+ * (the texts are dpr-kv's too: clients see the same errors). */
+static void forward_reply(rp_proxy *p, rp_slot *s, const char *reply, size_t n)
+{
+    if (n > 5 && memcmp(reply, "-OOM ", 5) == 0)
+        p->writes_refused_oom++;
+    else if (n > 9 && memcmp(reply, "-MISCONF ", 9) == 0)
+        p->writes_refused_misconf++;
+    slot_deliver(s, reply, n);
+}
+
 static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     rp_proxy *p = st->data;
@@ -298,7 +327,7 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (s->kind == SLOT_INTERNAL)
             s->cb(p, p->rin.data + pos, (size_t)n);
         else
-            slot_deliver(s, p->rin.data + pos, (size_t)n);
+            forward_reply(p, s, p->rin.data + pos, (size_t)n);
         pos += (size_t)n;
         slot_pop(p);
         if (p->stopping)
@@ -415,6 +444,64 @@ static void resume_parked(rp_proxy *p)
     flush_clients(p);
 }
 
+/* The save of p->saving_version failed (BGSAVE refused or failed: a full
+ * or unwritable disk, a failed fork). As dpr-kv's: the version is not
+ * reported, the failure is logged (once while it lasts) and counted, and
+ * the next interval tries again (save_blocked); writes are refused
+ * meanwhile (-MISCONF, run_command), reads served. Redis' state has moved
+ * past the sealed version, so no image of it can be made any more: it
+ * joins the open version (dpr_worker_checkpoint_abort), which the retry
+ * seals and which covers it. */
+static void ckpt_failed(rp_proxy *p, const char *why)
+{
+    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_FAILING), NULL};
+    int r = dpr_worker_checkpoint_abort(&p->w, p->saving_version);
+
+    if (r < 0) {
+        fatal(p, "cannot take back the failed checkpoint: %s", strerror(-r));
+        return;
+    }
+    unlink(p->saving_tmp); /* Redis removes its temporary file; in case */
+    p->ckpt_failures++;
+    snprintf(p->ckpt_error, sizeof(p->ckpt_error), "%s", why);
+    if (!p->ckpt_failing) {
+        p->ckpt_failing = true;
+        p->ckpt_failing_version = p->saving_version;
+        dpr_log_fields(DPR_LOG_ERR, fields,
+                       "checkpoints failing: %s; retrying every %u ms, writes refused "
+                       "(MISCONF) until a checkpoint is on disk, serving reads", why,
+                       p->cfg->checkpoint_interval_ms);
+        sd_notifyf(0, "STATUS=refusing writes: checkpoints failing: %s; serving reads on %s:",
+                   why, p->bound);
+    }
+    p->plain_dirty = true; /* the retry, at the next interval */
+    p->ckpt_retry_ms = dpr_mono_ms() + p->cfg->checkpoint_interval_ms;
+    p->saving = 0;
+    resume_parked(p);
+    stop_progress(p);
+}
+
+/* A save succeeded after failed ones. */
+static void ckpt_recovered(rp_proxy *p)
+{
+    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_RECOVERED), NULL};
+
+    p->ckpt_failing = false;
+    dpr_log_fields(DPR_LOG_NOTICE, fields,
+                   "checkpoints written again (checkpoint %" PRIu64 " done, it covers %" PRIu64
+                   " whose save failed); accepting writes", p->saving_version,
+                   p->ckpt_failing_version);
+    sd_notifyf(0, "STATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64, p->bound,
+               p->w.id, p->w.world_line);
+}
+
+/* Whether a seal must wait: a save runs, or the last one failed and its
+ * retry is not due (one attempt per interval, whatever asks for it). */
+static bool save_blocked(const rp_proxy *p)
+{
+    return p->saving || (p->ckpt_failing && dpr_mono_ms() < p->ckpt_retry_ms);
+}
+
 static void ckpt_done(rp_proxy *p)
 {
     char name[128];
@@ -450,6 +537,8 @@ static void ckpt_done(rp_proxy *p)
     p->last_ckpt = p->saving_version;
     p->last_ckpt_ms = dpr_mono_ms() - p->saving_ms;
     log_debug("checkpoint %" PRIu64 " on disk (%s)", p->saving_version, name);
+    if (p->ckpt_failing)
+        ckpt_recovered(p);
     p->saving = 0;
     resume_parked(p);
     stop_progress(p);
@@ -484,7 +573,8 @@ static void on_info(rp_proxy *p, const char *reply, size_t n)
             return;
         }
         free(text);
-        fatal(p, "%s", "redis-server could not write a checkpoint (BGSAVE failed; its log says why)");
+        ckpt_failed(p, "redis-server could not write the checkpoint (BGSAVE failed; its log "
+                       "above says why)");
         return;
     }
     free(text);
@@ -495,7 +585,7 @@ static void on_bgsave(rp_proxy *p, const char *reply, size_t n)
     if (!reply_is(reply, n, "+Background saving started")) {
         char msg[200];
         snprintf(msg, sizeof(msg), "BGSAVE refused: %.*s", (int)(n > 150 ? 150 : n), reply);
-        fatal(p, "%s", msg);
+        ckpt_failed(p, msg);
         return;
     }
     p->saving = 2;
@@ -602,7 +692,7 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     else
         snprintf(name, sizeof(name), "empty.rdb");
     unlink("empty.rdb");
-    r = rp_redis_start(name, 600000, &p->redis_pid, &err);
+    r = rp_redis_start(name, p->cfg->maxmemory, 600000, &p->redis_pid, &err);
     if (r < 0) {
         fatal(p, "cannot restart redis-server: %s", dpr_err_str(&err, r));
         return;
@@ -723,12 +813,13 @@ static void stop_progress(rp_proxy *p)
 
     if (!p->planned || p->stopping)
         return;
-    if (!p->saving && (p->w.open_batches > 0 || p->plain_dirty)) {
+    bool dirty = p->w.open_batches > 0 || p->plain_dirty;
+    if (dirty && !save_blocked(p)) {
         ckpt_begin(p, 0);
         redis_flush(p);
         return;
     }
-    if (!p->saving && kv_finder_unacked(p->finder) == 0) {
+    if (!p->saving && !dirty && kv_finder_unacked(p->finder) == 0) {
         if (p->left || p->leave_failed) {
             log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
                      " requests answered TRYAGAIN meanwhile)",
@@ -747,7 +838,7 @@ static void stop_progress(rp_proxy *p)
         }
     }
     if (now > p->stop_deadline_ms) {
-        bool clean = !p->saving && kv_finder_unacked(p->finder) == 0;
+        bool clean = !p->saving && !dirty && kv_finder_unacked(p->finder) == 0;
         if (clean)
             log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE: the next "
                         "start is a crash restart (a rollback of the domain, nothing committed "
@@ -798,6 +889,7 @@ static void client_free_if_done(rp_client *c)
         pp = &(*pp)->next;
     if (*pp)
         *pp = c->next;
+    p->nclients--;
     dpr_buf_free(&c->in);
     dpr_buf_free(&c->out);
     dpr_buf_free(&c->batch_hdr);
@@ -969,13 +1061,19 @@ static void info_dpr(rp_client *c)
              "dpr_batches_invalid:%" PRIu64 "\r\ndpr_rollbacks:%" PRIu64 "\r\n"
              "dpr_last_checkpoint_version:%" PRIu64 "\r\n"
              "dpr_last_checkpoint_duration_ms:%" PRIu64 "\r\ndpr_reports_unacked:%zu\r\n"
-             "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n",
+             "dpr_redis_pid:%ld\r\ndpr_run_id:%ld-%" PRIu64 "\r\n"
+             "dpr_writes_refused_oom:%" PRIu64 "\r\ndpr_writes_refused_misconf:%" PRIu64 "\r\n"
+             "dpr_connected_clients:%zu\r\ndpr_rejected_connections:%" PRIu64 "\r\n"
+             "dpr_checkpoint_failures:%" PRIu64 "\r\ndpr_checkpoint_status:%s\r\n"
+             "dpr_checkpoint_last_error:%s\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
              p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
              p->batches_invalid, p->rollbacks, p->last_ckpt, p->last_ckpt_ms,
              kv_finder_unacked(p->finder),
-             (long)p->redis_pid, (long)getpid(), p->start_ms);
+             (long)p->redis_pid, (long)getpid(), p->start_ms, p->writes_refused_oom,
+             p->writes_refused_misconf, p->nclients, p->conns_rejected, p->ckpt_failures,
+             p->ckpt_failing ? "failing" : "ok", p->ckpt_error);
     dpr_resp_bulk_str(&b, text);
     local_reply(c, &b, false);
     dpr_buf_free(&b);
@@ -1023,6 +1121,13 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         p->batches_refused_stopping++;
         return;
     }
+    if (p->ckpt_failing && !read_only(&argv[0])) {
+        /* Redis' stop-writes-on-bgsave-error needs save points: the proxy
+         * refuses them itself, as dpr-kv (a batch's other ops run) */
+        p->writes_refused_misconf++;
+        local_error(c, ERR_MISCONF);
+        return;
+    }
     if (!in_batch) {
         uint64_t v;
         (void)dpr_worker_execute(&p->w, NULL, &v); /* plain: cannot fail */
@@ -1037,6 +1142,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         c->out.failed = true;
         return;
     }
+    p->commands++;
     redis_command(p, (int)argc, av, lens);
 }
 
@@ -1217,8 +1323,9 @@ static void batch_run(rp_client *c)
     r = dpr_worker_execute(&p->w, &h, &version);
     if (r == -EAGAIN) {
         /* the open version holds batches and is below the batch's target:
-         * seal it, unless a save runs (then wait for it) */
-        if (p->saving) {
+         * seal it, unless a save runs or a failed one's retry is not due
+         * (then wait: resume_parked) */
+        if (save_blocked(p)) {
             c->parked = true;
             return;
         }
@@ -1340,11 +1447,22 @@ static void on_client(uv_stream_t *server, int status)
     c->tcp.data = c;
     c->next = p->clients;
     p->clients = c;
+    p->nclients++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         client_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    p->conns++;
+    if (p->nclients > p->cfg->max_clients) { /* dpr-kv's (and Redis') answer */
+        dpr_buf b = DPR_BUF_INIT;
+        p->conns_rejected++;
+        dpr_resp_error(&b, "ERR max number of clients reached");
+        local_reply(c, &b, true);
+        dpr_buf_free(&b);
+        flush_clients(p);
+        return;
+    }
     set_reading(c);
 }
 
@@ -1419,10 +1537,30 @@ static int listen_tcp(rp_proxy *p)
         return r;
     }
     dpr_addr_format((struct sockaddr *)&ss, bound, sizeof(bound));
+    snprintf(p->bound, sizeof(p->bound), "%s", bound);
     log_info("listening on %s", bound);
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64
                ", restored version %" PRIu64, bound, p->w.id, p->w.world_line, p->restored);
     return 0;
+}
+
+static int metrics_page(void *data, dpr_buf *b)
+{
+    const rp_proxy *p = data;
+    rp_stats st = {
+        .worker = p->w.id, .domain = p->cfg->domain, .instance = p->cfg->instance,
+        .start_ms = p->start_ms, .commands = p->commands, .connections = p->conns,
+        .connections_rejected = p->conns_rejected, .clients = p->nclients,
+        .batches = p->batches, .batches_refused = p->batches_refused,
+        .batches_refused_stopping = p->batches_refused_stopping,
+        .batches_invalid = p->batches_invalid, .writes_refused_oom = p->writes_refused_oom,
+        .writes_refused_misconf = p->writes_refused_misconf, .checkpoints = p->checkpoints,
+        .checkpoint_failures = p->ckpt_failures, .checkpoint_failing = p->ckpt_failing,
+        .last_ckpt_ms = p->last_ckpt_ms, .checkpoints_on_disk = p->nckpts,
+        .world_line = p->w.world_line, .version = p->w.version, .durable = p->w.durable,
+        .cut = p->w.cut, .rollbacks = p->rollbacks,
+        .finder_connected = kv_finder_connected(p->finder), .maxmemory = p->cfg->maxmemory};
+    return rp_metrics_page(&st, b);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -1504,8 +1642,18 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
         rp_redis_kill(p->redis_pid);
         return 1;
     }
+    if (cfg->metrics_address[0]) {
+        r = dpr_http_start(&p->metrics, p->loop, cfg->metrics_address, metrics_page, p, &err);
+        if (r < 0) {
+            log_error("--metrics-address: %s", dpr_err_str(&err, r));
+            rp_redis_kill(p->redis_pid);
+            return 1;
+        }
+        log_info("metrics on http://%s/metrics", dpr_http_bound(p->metrics));
+    }
     uv_run(p->loop, UV_RUN_DEFAULT);
     sd_notify(0, "STOPPING=1");
+    dpr_http_close(p->metrics);
     rp_redis_kill(p->redis_pid);
     p->redis_pid = 0;
     kv_finder_close(p->finder);

@@ -2,6 +2,7 @@
 #include "rp_redis.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,8 +49,10 @@ out:
     return r;
 }
 
-int rp_redis_start(const char *dbfile, int timeout_ms, pid_t *out, dpr_err *err)
+int rp_redis_start(const char *dbfile, uint64_t maxmemory, int timeout_ms, pid_t *out,
+                   dpr_err *err)
 {
+    char maxmem[24];
     const char *prog = getenv("DPR_REDIS_SERVER");
     uint64_t deadline = dpr_deadline_ms(timeout_ms);
     pid_t parent = getpid(), pid;
@@ -64,6 +67,7 @@ int rp_redis_start(const char *dbfile, int timeout_ms, pid_t *out, dpr_err *err)
         return dpr_err_set(err, -errno, "cannot chmod %s: %s", RP_REDIS_SOCKET_DIR,
                            strerror(errno));
     unlink(RP_REDIS_SOCKET);
+    snprintf(maxmem, sizeof(maxmem), "%" PRIu64, maxmemory);
     pid = fork();
     if (pid < 0)
         return dpr_err_set(err, -errno, "cannot fork: %s", strerror(errno));
@@ -73,7 +77,8 @@ int rp_redis_start(const char *dbfile, int timeout_ms, pid_t *out, dpr_err *err)
                         "--dir", ".", "--dbfilename", (char *)dbfile, "--daemonize", "no",
                         "--loglevel", "warning", "--logfile", "", "--protected-mode", "yes",
                         "--stop-writes-on-bgsave-error", "yes", "--rdbchecksum", "yes",
-                        "--enable-protected-configs", "local", NULL};
+                        "--enable-protected-configs", "local", "--maxmemory", maxmem,
+                        "--maxmemory-policy", "noeviction", NULL};
         /* systemd talks to the proxy only (NotifyAccess=main, the watchdog) */
         unsetenv("NOTIFY_SOCKET");
         unsetenv("WATCHDOG_USEC");

@@ -12,6 +12,7 @@
 #ifndef RP_REDIS_H
 #define RP_REDIS_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "dpr/err.h"
@@ -20,9 +21,11 @@
 #define RP_REDIS_SOCKET "redis/redis.sock"
 
 /* Starts redis-server loading dbfile (a file of the current directory;
- * one that does not exist: empty) and waits until it answers PING with
- * +PONG (it has loaded the file), up to timeout_ms. */
-int rp_redis_start(const char *dbfile, int timeout_ms, pid_t *pid, dpr_err *err);
+ * one that does not exist: empty), with maxmemory bytes (0: no limit) and
+ * the noeviction policy, and waits until it answers PING with +PONG (it
+ * has loaded the file), up to timeout_ms. */
+int rp_redis_start(const char *dbfile, uint64_t maxmemory, int timeout_ms, pid_t *pid,
+                   dpr_err *err);
 
 /* Kills it (SIGKILL) and reaps it. */
 void rp_redis_kill(pid_t pid);

@@ -488,9 +488,11 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
         r = val ? parse_bool(val, &c->await_layout) : (c->await_layout = true, 0);
         break;
     case OPT_CKPT_LOG:
+        c->checkpoint_mode_set = true;
         r = val ? parse_bool(val, &c->checkpoint_log) : (c->checkpoint_log = true, 0);
         break;
     case OPT_CKPT_MODE:
+        c->checkpoint_mode_set = true;
         r = 0;
         if (!strcmp(val, "log"))
             c->checkpoint_log = true;
@@ -500,6 +502,7 @@ static int apply(kv_config *c, const opt_def *o, const char *val, const char *fr
             r = -EINVAL;
         break;
     case OPT_COMPACT_BYTES:
+        c->checkpoint_mode_set = true;
         r = parse_bytes(val, &c->compact_bytes);
         break;
     case OPT_VERBOSE:

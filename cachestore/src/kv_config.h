@@ -66,6 +66,7 @@ typedef struct kv_config {
     bool await_layout;         /* no key served before a layout (kv_resize.c) */
     bool checkpoint_log;       /* checkpoints as change logs (docs/dpr-kv.md) */
     uint64_t compact_bytes;    /* change-log bytes before a full image, at least */
+    bool checkpoint_mode_set;  /* one of the three above was given (dpr-redis warns) */
     char metrics_address[300]; /* HOST:PORT of the Prometheus endpoint; "": none */
     bool verbose;
 } kv_config;

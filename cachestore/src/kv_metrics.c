@@ -11,6 +11,26 @@
 #include "common/log.h"
 #include "common/version.h"
 
+void kv_metrics_refusals(dpr_buf *b, uint64_t worldline, uint64_t stopping, uint64_t invalid,
+                         uint64_t misconf, uint64_t oom)
+{
+    dpr_metrics_head(b, "dpr_kv_batches_refused_total", DPR_METRIC_COUNTER,
+                     "DPR batches not executed, by reason: worldline (REFUSED, a session "
+                     "behind a rollback), stopping (TRYAGAIN in a planned stop), invalid");
+    dpr_metric_label why[] = {{"reason", "worldline"}};
+    dpr_metrics_sample_u64(b, "dpr_kv_batches_refused_total", why, 1, worldline);
+    why[0].value = "stopping";
+    dpr_metrics_sample_u64(b, "dpr_kv_batches_refused_total", why, 1, stopping);
+    why[0].value = "invalid";
+    dpr_metrics_sample_u64(b, "dpr_kv_batches_refused_total", why, 1, invalid);
+    dpr_metrics_head(b, "dpr_kv_writes_refused_total", DPR_METRIC_COUNTER,
+                     "writes refused: misconf (checkpoints failing), oom (--maxmemory)");
+    why[0].value = "misconf";
+    dpr_metrics_sample_u64(b, "dpr_kv_writes_refused_total", why, 1, misconf);
+    why[0].value = "oom";
+    dpr_metrics_sample_u64(b, "dpr_kv_writes_refused_total", why, 1, oom);
+}
+
 static int write_page(void *data, dpr_buf *b)
 {
     kv_server *s = data;
@@ -37,21 +57,8 @@ static int write_page(void *data, dpr_buf *b)
     dpr_metrics_gauge(b, "dpr_kv_clients", "connected clients", (double)s->nclients);
 
     dpr_metrics_counter(b, "dpr_kv_batches_total", "DPR batches executed", s->batches_total);
-    dpr_metrics_head(b, "dpr_kv_batches_refused_total", DPR_METRIC_COUNTER,
-                     "DPR batches not executed, by reason: worldline (REFUSED, a session "
-                     "behind a rollback), stopping (TRYAGAIN in a planned stop), invalid");
-    dpr_metric_label why[] = {{"reason", "worldline"}};
-    dpr_metrics_sample_u64(b, "dpr_kv_batches_refused_total", why, 1, s->batches_refused);
-    why[0].value = "stopping";
-    dpr_metrics_sample_u64(b, "dpr_kv_batches_refused_total", why, 1, s->batches_refused_stopping);
-    why[0].value = "invalid";
-    dpr_metrics_sample_u64(b, "dpr_kv_batches_refused_total", why, 1, s->batches_invalid);
-    dpr_metrics_head(b, "dpr_kv_writes_refused_total", DPR_METRIC_COUNTER,
-                     "writes refused: misconf (checkpoints failing), oom (--maxmemory)");
-    why[0].value = "misconf";
-    dpr_metrics_sample_u64(b, "dpr_kv_writes_refused_total", why, 1, s->writes_refused_misconf);
-    why[0].value = "oom";
-    dpr_metrics_sample_u64(b, "dpr_kv_writes_refused_total", why, 1, s->writes_refused_oom);
+    kv_metrics_refusals(b, s->batches_refused, s->batches_refused_stopping, s->batches_invalid,
+                        s->writes_refused_misconf, s->writes_refused_oom);
 
     dpr_metrics_counter(b, "dpr_kv_checkpoints_total", "checkpoints made durable", s->ckpts_total);
     dpr_metrics_counter(b, "dpr_kv_checkpoint_failures_total",

@@ -291,6 +291,10 @@ uint64_t kv_info_checkpoint_failures(kv_server *s, dpr_err *snap_last, dpr_err *
 /* Starts the metrics endpoint when --metrics-address is set: 0, or a
  * negative errno (logged). */
 int kv_metrics_start(kv_server *s);
+/* The families of refused batches (by reason: worldline, stopping,
+ * invalid) and refused writes (misconf, oom); dpr-redis' page has them too. */
+void kv_metrics_refusals(dpr_buf *b, uint64_t worldline, uint64_t stopping, uint64_t invalid,
+                         uint64_t misconf, uint64_t oom);
 /* Closes it (before the loop's last handles are closed). */
 void kv_metrics_stop(kv_server *s);
 void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv);

@@ -297,6 +297,35 @@ int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
     return r;
 }
 
+int dpr_worker_checkpoint_abort(dpr_worker *w, uint64_t version)
+{
+    dpr_depset merged;
+    dpr_dep d;
+    size_t it = 0;
+    int r = -EINVAL;
+
+    dpr_depset_init(&merged);
+    if (w->nsealed == 0)
+        goto out;
+    dpr_worker_version *v = &w->sealed[w->nsealed - 1];
+    if (v->version != version || v->durable)
+        goto out;
+    r = dpr_depset_copy(&merged, &w->open_deps);
+    while (r == 0 && dpr_depset_next(&v->deps, &it, &d))
+        r = dpr_depset_put_max(&merged, d.worker, d.version);
+    if (r < 0)
+        goto out;
+    dpr_depset_free(&w->open_deps);
+    w->open_deps = merged; /* moved */
+    dpr_depset_init(&merged);
+    dpr_depset_free(&v->deps);
+    w->nsealed--;
+    w->open_batches++;
+out:
+    dpr_depset_free(&merged);
+    return r;
+}
+
 /* Drops the durable versions at or below the cut (a prefix of sealed[]). */
 static void prune_sealed(dpr_worker *w)
 {

@@ -152,3 +152,16 @@ def batch(raw, world_line, batch_id, commands, version_lb=0, deps=(), domain=DEF
         raise reply
     hdr, replies = reply
     return parse_response_header(hdr), replies
+
+
+def fill_until_refused(client, size=1000, limit=100000):
+    """SETs k0, k1, ... of `size` bytes until one is refused: (how many were
+    accepted, the error's text). AssertionError if none is within limit."""
+    n = 0
+    try:
+        while n < limit:
+            client.set("k%d" % n, "x" * size)
+            n += 1
+    except Exception as e:  # redis.ResponseError; kvwire does not import redis
+        return n, str(e)
+    raise AssertionError("%d SETs of %d bytes accepted" % (limit, size))

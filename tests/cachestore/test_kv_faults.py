@@ -11,8 +11,6 @@ waits poll for a state with a generous timeout.
 import importlib.util
 import os
 import shutil
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -20,7 +18,7 @@ import redis
 
 import dprtest
 from dprtest import Kv, NotifySocket, wait_for
-from kvwire import Raw, RespError, batch, run_versioned
+from kvwire import Raw, RespError, batch, fill_until_refused, run_versioned
 
 # the DPR client (python-dpr; it finds libdpr.so as dpr/_libdpr.py says: not
 # the sanitizer build's, which Python cannot load)
@@ -78,48 +76,6 @@ def quiet(kv):
 
 
 # --- item 4: checkpoints failing -------------------------------------------------------
-
-def _mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A function mounting a tmpfs of the given size on a new directory and
-    returning its path; at the end every process started meanwhile is
-    killed and the tmpfs unmounted (also when the test failed)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounts = []
-    first = len(dprtest.started())
-
-    def mount(size):
-        path = str(tmp_path / ("tmpfs%d" % len(mounts)))
-        os.makedirs(path)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs",
-                            path], capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip("cannot mount a tmpfs: %s" % r.stderr.strip())
-        mounts.append(path)
-        return path
-
-    yield mount
-    for p in dprtest.started()[first:]:
-        p.kill(signal.SIGKILL)  # their checkpoint children die with them
-    for path in mounts:
-        def unmounted(path=path):
-            if not _mounted(path):
-                return True
-            subprocess.run(["umount", path], capture_output=True)
-            return not _mounted(path)
-        try:
-            wait_for(unmounted, timeout=10, what="umount %s" % path)
-        except AssertionError:
-            subprocess.run(["umount", "-l", path], capture_output=True)
-            raise
-
 
 def fill(path):
     """Fills the file system of path; returns the filler file."""
@@ -394,12 +350,8 @@ def test_maxmemory_noeviction(cluster, mode):
     assert c.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     mem = c.info("memory")
     assert mem["maxmemory"] == 3 * 1024 * 1024 and mem["maxmemory_policy"] == "noeviction"
-    n = 0
-    with pytest.raises(redis.ResponseError) as e:
-        while n < 100000:
-            c.set("k%d" % n, "x" * 1000)
-            n += 1
-    assert str(e.value) == OOM_TEXT
+    n, error = fill_until_refused(c)
+    assert error == OOM_TEXT
     # ~2900 keys of 1 KB fill 3 MB (it was ~1900 in log mode: a MiB too early)
     assert 2400 < n < 3200, n
     assert c.info("memory")["used_memory"] > 3 * 1024 * 1024 - 100000

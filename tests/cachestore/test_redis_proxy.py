@@ -6,15 +6,21 @@ commands refused because they would break the proxy. (The DPR behaviour
 both implementations share is tested by running the client suites with
 DPR_TEST_IMPL=dpr-redis.)"""
 import os
+import re
 import signal
 import stat
 import time
 
 import pytest
+import redis
 
 import dpr
 import dprtest
-from dprtest import REDIS_PROXY, wait_for
+from dprtest import REDIS_PROXY, Kv, NotifySocket, wait_for
+from kvwire import Raw, RespError, batch, fill_until_refused
+import promscrape
+# the helpers of dpr-kv's disk-full test (small_tmpfs: conftest.py)
+from test_kv_faults import commit, cut_of, fill, intact, load, quiet
 
 pytestmark = pytest.mark.skipif(
     bool(dprtest.missing(REDIS_PROXY)) or not any(
@@ -189,3 +195,217 @@ def test_a_client_that_does_not_read_is_not_buffered_without_bound(rp):
     finally:
         s.close()
     assert rp.alive()
+
+
+# --- dpr-kv's settings: honoured, refused or warned, never ignored silently ---------
+
+OOM_TEXT = "OOM command not allowed when used memory > 'maxmemory'."  # dpr-kv's too
+
+
+def test_maxmemory_noeviction(cluster):
+    """--maxmemory is redis-server's maxmemory with noeviction: above it,
+    writes get the OOM error dpr-kv gives (test_kv_faults.py's
+    test_maxmemory_noeviction, against dpr-redis), reads and DEL are served,
+    in a batch only the write is refused, and freed memory takes writes
+    again. The refusals are counted (INFO dpr, metrics)."""
+    rp = cluster.start_kv(1, interval_ms=50, program=REDIS_PROXY,
+                          args=["--maxmemory", "3mb", "--metrics-address", "127.0.0.1:0"])
+    c = rp.client()
+    mem = c.info("memory")  # Redis' own section, passed through
+    assert mem["maxmemory"] == 3 * 1024 * 1024 and mem["maxmemory_policy"] == "noeviction"
+    n, error = fill_until_refused(c)
+    assert error == OOM_TEXT
+    assert 1000 < n < 3200, n  # Redis counts its own overhead (about 1 MB) in used_memory
+    # at the limit, Redis' used memory wavers with its query buffer (a write
+    # may pass between two refused ones): free 100 keys and grow one string
+    # by 1 MB with a short SETRANGE, so that it is well above the limit
+    assert c.delete(*["k%d" % i for i in range(n - 100, n)]) == 100
+    n -= 100
+    assert c.setrange("big", 1 << 20, "x") == (1 << 20) + 1
+    r = Raw(rp.port)
+    for cmd in (["SET", "new", "1"], ["APPEND", "k1", "x"], ["MSET", "a", "1", "b", "2"]):
+        reply = r.call(*cmd)
+        assert isinstance(reply, RespError) and str(reply) == OOM_TEXT, cmd
+    assert c.get("k1") == b"x" * 1000 and c.exists("k2") == 1
+    hdr, replies = batch(r, int(rp.info()["dpr_world_line"]), 1,
+                         [["SET", "z", "1"], ["GET", "k3"], ["DEL", "k4"]])
+    assert hdr["status"] == 0
+    assert isinstance(replies[0], RespError) and str(replies[0]) == OOM_TEXT
+    assert replies[1:] == [b"x" * 1000, 1]
+    r.close()
+    assert c.get("z") is None
+    assert int(rp.info()["dpr_writes_refused_oom"]) >= 5
+    page = promscrape.scrape(promscrape.address(rp))
+    assert page.value("dpr_kv_writes_refused_total", reason="oom") >= 5
+    assert page.value("dpr_kv_memory_max_bytes") == 3 * 1024 * 1024
+    assert c.delete("big", *["k%d" % i for i in range(n // 2)]) == n // 2  # k4 went already
+    assert c.set("new", "1") and c.get("new") == b"1"
+
+
+def test_settings_it_cannot_honour_are_refused_or_logged(cluster, tmp_path):
+    """The agent writes dpr-kv's settings whatever the impl. A TLS client
+    port is refused (exit 2: clients would find nothing there); the ones
+    with no effect are each named in a warning at start-up."""
+    p = dprtest.Proc([REDIS_PROXY, "--finder", cluster.finder.address, "--worker", "1",
+                      "--dir", str(tmp_path / "t"), "--tls-port", "7443",
+                      "--tls-cert-file", "/dev/null", "--tls-key-file", "/dev/null",
+                      "--tls-auth-clients", "no"],
+                     str(tmp_path / "tls.log"))
+    assert p.wait_exit() == 2
+    assert "--tls-port 7443 is not supported by dpr-redis" in p.output()
+    rp = cluster.start_kv(1, program=REDIS_PROXY, env={
+        "DPR_KV_SEED_DIR": str(tmp_path / "seed"), "DPR_KV_AWAIT_LAYOUT": "1",
+        "DPR_KV_REPLICA_SOCKET": str(tmp_path / "replica.sock"),
+        "DPR_KV_CHECKPOINT_MODE": "log"})
+    out = rp.output()
+    for flag in ("--seed-dir", "--replica-socket", "--await-layout", "--checkpoint-mode log"):
+        assert re.search(r"%s.* ignored: " % re.escape(flag), out), (flag, out)
+    assert rp.client().set("a", "1")  # and it serves
+    rp.kill()
+    # given nothing of that, it warns about nothing
+    rp = cluster.start_kv(1, program=REDIS_PROXY)
+    assert "ignored" not in rp.output() and "not supported" not in rp.output()
+
+
+def test_max_clients(cluster):
+    rp = cluster.start_kv(1, program=REDIS_PROXY, args=["--max-clients", "2"])
+    a, b = Raw(rp.port), Raw(rp.port)
+    assert a.call("PING") == b"PONG" and b.call("PING") == b"PONG"
+    third = Raw(rp.port)
+    reply = third.call("PING")
+    assert isinstance(reply, RespError) and str(reply) == "ERR max number of clients reached"
+    third.close()
+    a.close()
+    # (asked on a connection it has: a new one could be refused until the
+    # proxy has seen the closes)
+    wait_for(lambda: b"dpr_connected_clients:1\r\n" in b.call("INFO", "dpr"),
+             what="only b left")
+    c = Raw(rp.port)
+    assert c.call("PING") == b"PONG"
+    assert b"dpr_rejected_connections:1\r\n" in c.call("INFO", "dpr")
+    b.close()
+    c.close()
+
+
+def test_metrics(cluster):
+    """--metrics-address: dpr-kv's metric names for the proxy's counters,
+    parsed with python3-prometheus-client, following the work."""
+    rp = cluster.start_kv(1, interval_ms=50, program=REDIS_PROXY,
+                          args=["--metrics-address", "127.0.0.1:0"])
+    addr = promscrape.address(rp)
+    first = promscrape.scrape(addr)
+    info = first.families["dpr_kv_info"].samples[0].labels
+    assert info["impl"] == "dpr-redis" and info["worker"] == "1"
+    assert first.families["dpr_kv_commands"].type == "counter"
+    c = rp.client()
+    for i in range(100):
+        c.set("k%d" % i, "v")
+    r = Raw(rp.port)
+    hdr, _ = batch(r, int(rp.info()["dpr_world_line"]), 1, [["SET", "b", "1"]])
+    assert hdr["status"] == 0
+    r.close()
+    wait_for(lambda: int(rp.info()["dpr_durable_version"]) >= 1, what="a checkpoint")
+    now = promscrape.scrape(addr)
+    assert now.value("dpr_kv_commands_total") >= first.value("dpr_kv_commands_total") + 101
+    assert now.value("dpr_kv_batches_total") == 1
+    assert now.value("dpr_kv_checkpoints_total") > first.value("dpr_kv_checkpoints_total")
+    assert now.value("dpr_kv_durable_version") >= 1
+    assert now.value("dpr_kv_finder_connected") == 1
+    assert now.value("dpr_kv_checkpoint_failures_total") == 0
+
+
+# --- a checkpoint that cannot be written ------------------------------------------
+
+def test_disk_full_refuses_writes_and_retries_until_space_returns(cluster, small_tmpfs):
+    """BGSAVE fails (ENOSPC in the state directory, a small tmpfs). Before:
+    the proxy exited 1. Now as dpr-kv: the version is not reported durable,
+    the failure is logged once and counted, writes get MISCONF (Redis'
+    stop-writes-on-bgsave-error) and reads are served, the next interval
+    retries, and everything resumes once space returns; what was committed
+    survives a kill -9 and restart."""
+    state = small_tmpfs("20m")
+    ns = NotifySocket()
+    rp = cluster.add(Kv(cluster.finder.address, 1, state, os.path.join(cluster.base, "kv1.log"),
+                        interval_ms=50, env=ns.env(), program=REDIS_PROXY))
+    rp.wait_ready()
+    c = rp.client()
+    committed = load(c, "c", 3000)  # a checkpoint of ~3 MB
+    commit(cluster, rp, c, ("SET", "marker", "1"))
+    wait_for(lambda: quiet(rp), timeout=30, what="quiet")
+    durable_before = int(rp.info()["dpr_durable_version"])
+    filler = fill(state)
+
+    c.set("after-full", "1")  # accepted: the save of its version fails
+    wait_for(lambda: int(rp.info()["dpr_checkpoint_failures"]) >= 1, what="a failure")
+    assert rp.alive()
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.set("refused", "1")
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.delete("c1")
+    assert intact(c, committed) and c.get("after-full") == b"1"  # reads are served
+    info = rp.info()
+    assert info["dpr_checkpoint_status"] == "failing"
+    assert "BGSAVE failed" in info["dpr_checkpoint_last_error"]
+    assert int(info["dpr_durable_version"]) == durable_before  # not reported
+    r = Raw(rp.port)
+    hdr, replies = batch(r, int(info["dpr_world_line"]), 1,
+                         [["SET", "b", "1"], ["GET", "marker"]])
+    assert hdr["status"] == 0
+    assert isinstance(replies[0], RespError) and str(replies[0]).startswith("MISCONF")
+    assert replies[1] == b"1"
+    r.close()
+    ns.wait_status("refusing writes: checkpoints failing: ")
+    f0 = int(rp.info()["dpr_checkpoint_failures"])
+    wait_for(lambda: int(rp.info()["dpr_checkpoint_failures"]) >= f0 + 2, what="retries")
+    assert int(rp.info()["dpr_durable_version"]) == durable_before
+    assert int(rp.info()["dpr_writes_refused_misconf"]) >= 3
+    assert not [n for n in os.listdir(state) if n.endswith(".tmp") or n.startswith("temp-")]
+    cut_before = cut_of(cluster, 1)
+
+    os.unlink(filler)
+    wait_for(lambda: rp.info()["dpr_checkpoint_status"] == "ok", timeout=30, what="ok again")
+    ns.wait_status("serving on ")
+    assert c.set("later", "1")
+    v = commit(cluster, rp, c, ("SET", "later2", "2"))
+    assert v > cut_before
+    out = rp.output()
+    assert out.count("checkpoints failing: ") == 1
+    assert out.count("checkpoints written again") == 1
+    rp.kill()
+    again = cluster.add(rp.again())
+    again.wait_ready()
+    c2 = again.client()
+    assert intact(c2, committed)
+    assert c2.get("after-full") == b"1" and c2.get("later2") == b"2"
+    ns.close()
+
+
+def test_planned_stop_while_checkpoints_fail_does_not_leave(cluster, small_tmpfs):
+    """SIGTERM while saves fail: the last checkpoint is retried (once per
+    interval, not in a loop), the finder is not told the worker left (what
+    ran is not saved), and at --shutdown-timeout-ms the proxy exits 1; the
+    next start restores the last committed checkpoint."""
+    state = small_tmpfs("20m")
+    rp = cluster.add(Kv(cluster.finder.address, 1, state, os.path.join(cluster.base, "kv1.log"),
+                        interval_ms=100, program=REDIS_PROXY,
+                        args=["--shutdown-timeout-ms", "1500"]))
+    rp.wait_ready()
+    c = rp.client()
+    committed = load(c, "c", 1000)
+    commit(cluster, rp, c, ("SET", "marker", "1"))
+    wait_for(lambda: quiet(rp), timeout=30, what="quiet")
+    filler = fill(state)
+    c.set("after-full", "1")
+    wait_for(lambda: int(rp.info()["dpr_checkpoint_failures"]) >= 1, what="a failure")
+    rp.kill(signal.SIGTERM)
+    assert rp.wait_exit() == 1
+    out = rp.output()
+    assert "shutdown timed out" in out
+    assert "left on purpose" not in out
+    # at most one attempt per 100 ms interval in the 1.5 s (and the ones before)
+    assert 1 <= out.count("Background saving error") <= 40, out
+    os.unlink(filler)
+    again = cluster.add(rp.again())
+    again.wait_ready()
+    c2 = again.client()
+    assert intact(c2, committed) and c2.get("marker") == b"1"

@@ -222,6 +222,45 @@ TEST(checkpoint_order_and_reports)
     dpr_worker_free(&w);
 }
 
+TEST(checkpoint_abort_merges_into_the_open_version)
+{
+    dpr_worker w;
+    uint64_t v, s1, s2;
+    req r;
+    dpr_worker_report rep;
+    CHECK_EQ_INT(dpr_worker_init(&w, SELF, DOM, 1, 4), 0);
+    const uint64_t d1[] = {9, 3, 8, 4};
+    make_req(&r, 1, 0, 2, d1);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 0, &s1), 0); /* seals 5: its write fails */
+    const uint64_t d2[] = {9, 5};
+    make_req(&r, 1, 0, 1, d2);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), 0);
+    CHECK_EQ_U64(s1, 5);
+    CHECK_EQ_U64(v, 6);
+    CHECK_EQ_INT(dpr_worker_checkpoint_abort(&w, 6), -EINVAL); /* still open */
+    CHECK_EQ_INT(dpr_worker_checkpoint_abort(&w, s1), 0);
+    CHECK_EQ_INT(dpr_worker_checkpoint_abort(&w, s1), -EINVAL); /* twice */
+    CHECK_EQ_U64(w.nsealed, 0);
+    CHECK_EQ_U64(w.version, 6);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, s1, &rep), -EINVAL); /* never reported */
+    /* the open version holds 5's dependencies, max-merged with its own */
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 9), 5);
+    CHECK_EQ_U64(dpr_depset_get(&w.open_deps, 8), 4);
+    /* and counts as holding batches: a newer target needs a seal */
+    make_req(&r, 1, 10, 0, NULL);
+    CHECK_EQ_INT(dpr_worker_execute(&w, &r.h, &v), -EAGAIN);
+    CHECK_EQ_INT(dpr_worker_checkpoint_begin(&w, 10, &s2), 0);
+    CHECK_EQ_U64(s2, 6);
+    CHECK_EQ_INT(dpr_worker_checkpoint_complete(&w, 6, &rep), 0);
+    CHECK_EQ_U64(rep.version, 6);
+    CHECK_EQ_U64(dpr_depset_count(rep.deps), 2);
+    CHECK_EQ_U64(w.durable, 6);
+    /* a durable version cannot be aborted */
+    CHECK_EQ_INT(dpr_worker_checkpoint_abort(&w, 6), -EINVAL);
+    dpr_worker_free(&w);
+}
+
 TEST(pruning_by_cut)
 {
     dpr_worker w;
@@ -701,6 +740,7 @@ int main(void)
     RUN(plain_operations_do_not_pin);
     RUN(dependency_folding);
     RUN(checkpoint_order_and_reports);
+    RUN(checkpoint_abort_merges_into_the_open_version);
     RUN(pruning_by_cut);
     RUN(rollback);
     RUN(version_overflow);

@@ -227,6 +227,18 @@ DPR_EXPORT int dpr_worker_checkpoint_begin(dpr_worker *w, uint64_t next_version,
 DPR_EXPORT int dpr_worker_checkpoint_complete(dpr_worker *w, uint64_t version,
                                    dpr_worker_report *out);
 
+/*
+ * The image of sealed version `version` could not be made (its write
+ * failed) and cannot be made again (the state has moved on). It must be the
+ * newest sealed version and not durable (-EINVAL otherwise). It is no longer
+ * sealed: its dependencies join the open version, which the next checkpoint
+ * seals and which then covers it (the finder takes a dependency on version
+ * x as met by the smallest reported version >= x); it is never reported.
+ * The open version keeps its number and counts as holding batches, so it is
+ * not relabelled. -ENOMEM: nothing changed.
+ */
+DPR_EXPORT int dpr_worker_checkpoint_abort(dpr_worker *w, uint64_t version);
+
 /* A newer cut names `cut_version` for this worker: forget durable versions <= it. */
 DPR_EXPORT void dpr_worker_observe_cut(dpr_worker *w, uint64_t cut_version);
 
