@@ -2,9 +2,6 @@
 #include "layout.h"
 
 #include <errno.h>
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
-#include <hiredis/adapters/libuv.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,25 +9,24 @@
 
 #include "agent_int.h"
 #include "clusterspec.h"
-#include "common/addr.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/num.h"
 #include "common/resp.h"
 #include "envfile.h"
+#include "respconn.h"
 
 #define ENDPOINT_MAX 320
 /* A round whose answers do not all come within this is given up: its
- * connections are dropped (a refused connect can leave hiredis' libuv
- * adapter waiting for ever: libuv reports the error as a poll status the
- * adapter ignores) and the next round starts afresh. */
+ * connections are dropped (a shard that takes the connection and never
+ * answers) and the next round starts afresh. */
 #define ROUND_TIMEOUT_MS 3000
 
 /* One connection to an instance (by endpoint); kept across ticks. */
 typedef struct lconn {
     struct lconn *next;
     char endpoint[ENDPOINT_MAX];
-    redisAsyncContext *ac; /* NULL: not connected (again at the next use) */
+    agent_respconn *rc; /* NULL: not connected (again at the next use) */
 } lconn;
 
 /* An instance taking part, and what its last INFO said. */
@@ -92,26 +88,8 @@ typedef struct req {
 
 /* ---- connections ------------------------------------------------------------- */
 
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    lconn *c = ac->data;
-
-    if (status != REDIS_OK && c)
-        c->ac = NULL; /* hiredis frees the context */
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    lconn *c = ac->data;
-
-    (void)status;
-    if (c)
-        c->ac = NULL;
-}
-
 static lconn *conn_get(agent_layouts *l, const char *endpoint)
 {
-    dpr_hostport hp;
     lconn *c;
 
     for (c = l->conns; c; c = c->next)
@@ -124,21 +102,15 @@ static lconn *conn_get(agent_layouts *l, const char *endpoint)
         c->next = l->conns;
         l->conns = c;
     }
-    if (c->ac)
-        return c;
-    if (dpr_hostport_parse(endpoint, 0, &hp, NULL) < 0)
-        return NULL;
-    c->ac = redisAsyncConnect(hp.host, hp.port);
-    if (!c->ac)
-        return NULL;
-    if (c->ac->err || redisLibuvAttach(c->ac, l->a->loop) != REDIS_OK) {
-        redisAsyncFree(c->ac);
-        c->ac = NULL;
-        return NULL;
+    if (c->rc && agent_respconn_failed(c->rc)) {
+        agent_respconn_close(c->rc); /* (its commands were told) */
+        c->rc = NULL;
     }
-    c->ac->data = c;
-    redisAsyncSetConnectCallback(c->ac, on_connect);
-    redisAsyncSetDisconnectCallback(c->ac, on_disconnect);
+    if (c->rc)
+        return c;
+    agent_respconn_opts o = {.endpoint = endpoint};
+    if (agent_respconn_open(l->a->loop, &o, &c->rc, NULL) < 0)
+        return NULL;
     return c;
 }
 
@@ -288,13 +260,13 @@ static void info_str(const char *text, const char *field, char *out, size_t cap)
     snprintf(out, cap, "%.*s", p ? (int)n : 0, p ? p : "");
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+/* (reply NULL: the connection failed, or was dropped) */
+static void on_reply(void *arg, int status, const redisReply *reply)
 {
-    redisReply *reply = r;
-    req *q = privdata;
+    req *q = arg;
     job *j = q->l->stopping ? NULL : job_find(q->l, q->deployment);
 
-    (void)ac;
+    (void)status;
     if (!j || j->round != q->round || q->member >= j->n) {
         free(q);
         return;
@@ -337,7 +309,7 @@ static void ask(agent_layouts *l, job *j, size_t i, bool info, const char *what,
     lconn *c = conn_get(l, j->m[i].endpoint);
     req *q = calloc(1, sizeof(*q));
 
-    if (!c || !c->ac || !q) {
+    if (!c || !c->rc || !q) {
         free(q);
         return; /* not reachable now: the next round tries again */
     }
@@ -347,7 +319,7 @@ static void ask(agent_layouts *l, job *j, size_t i, bool info, const char *what,
     q->member = i;
     q->info = info;
     snprintf(q->what, sizeof(q->what), "%s", what);
-    if (redisAsyncCommandArgv(c->ac, on_reply, q, argc, argv, NULL) != REDIS_OK) {
+    if (agent_respconn_command(c->rc, argc, argv, NULL, on_reply, q) < 0) {
         free(q);
         return;
     }
@@ -653,11 +625,10 @@ static void give_up_round(agent_layouts *l, job *j)
 {
     for (size_t i = 0; i < j->n; i++) {
         for (lconn *c = l->conns; c; c = c->next) {
-            if (c->ac && strcmp(c->endpoint, j->m[i].endpoint) == 0) {
-                redisAsyncContext *ac = c->ac;
-                c->ac = NULL;
-                ac->data = NULL;
-                redisAsyncFree(ac); /* the callbacks run now, with no reply */
+            if (c->rc && strcmp(c->endpoint, j->m[i].endpoint) == 0) {
+                agent_respconn *rc = c->rc;
+                c->rc = NULL;
+                agent_respconn_close(rc); /* the callbacks run now, with no reply */
             }
         }
     }
@@ -760,11 +731,10 @@ void agent_layouts_stop(agent_layouts *l)
         return;
     l->stopping = true;
     for (lconn *c = l->conns; c; c = c->next) {
-        if (c->ac) {
-            redisAsyncContext *ac = c->ac;
-            ac->data = NULL;
-            c->ac = NULL;
-            redisAsyncFree(ac); /* callbacks get NULL replies; the poll handle closes */
+        if (c->rc) {
+            agent_respconn *rc = c->rc;
+            c->rc = NULL;
+            agent_respconn_close(rc); /* callbacks get NULL replies; the handles close */
         }
     }
     if (l->timer_open) {

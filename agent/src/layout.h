@@ -5,8 +5,8 @@
  * A deployment's layout record (state.h, agent_layout) says which layout
  * its shards have and whether a resize is in progress. On the agent's loop,
  * every LAYOUT_TICK_MS, this module asks the shards of every deployment
- * that needs something for their state (INFO dpr, one hiredis connection
- * per instance) and sends what the next step needs:
+ * that needs something for their state (INFO dpr, one RESP connection
+ * per instance, respconn.h) and sends what the next step needs:
  *
  *   - a deployment without a layout (new, or from before layouts): once
  *     every shard answers, DPR.LAYOUT SET epoch 1 on each;

@@ -1,83 +1,48 @@
-/* peerreq.c - one request to the leader agent (see peerreq.h). */
+/* peerreq.c - one request to the leader agent (see peerreq.h): each
+ * attempt is a RESP connection of its own (respconn.h). */
 #include "peerreq.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/addr.h"
-#include "common/buf.h"
-#include "common/log.h"
-#include "common/uvutil.h"
-
-/* One attempt's connection (its connect request may end after the
- * attempt was given up: it is freed with the handle). */
-typedef struct conn {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    agent_peerreq *q;
-    bool current;            /* the attempt in progress */
-} conn;
+#include "respconn.h"
 
 struct agent_peerreq {
     uv_loop_t *loop;
     dpr_finders targets;
     uint64_t deadline;       /* uv_now after which no attempt starts */
-    char *cmd;               /* the RESP command */
-    int cmdlen;
+    int argc;
+    char **argv;             /* the command (copied) */
     agent_peerreq_done_fn done;
     void *arg;
-    conn *c;                 /* the attempt's connection; NULL between attempts */
+    agent_respconn *c;       /* the attempt's connection; NULL between attempts */
     uv_timer_t timer;        /* the attempt's timeout, or the pause after TRYAGAIN */
-    redisReader *reader;
     bool cancelled, finished;
-    int handles;             /* open: the timer and a connection */
-    char rbuf[4096];
 };
 
 static void attempt(agent_peerreq *q);
-
-static void free_if_done(agent_peerreq *q)
-{
-    if (q->handles > 0 || !(q->finished || q->cancelled))
-        return;
-    if (q->reader)
-        redisReaderFree(q->reader);
-    redisFreeCommand(q->cmd);
-    free(q);
-}
 
 static void on_timer_closed(uv_handle_t *h)
 {
     agent_peerreq *q = h->data;
 
-    q->handles--;
-    free_if_done(q);
+    for (int i = 0; i < q->argc; i++)
+        free(q->argv[i]);
+    free(q->argv);
+    free(q);
 }
 
-static void on_conn_closed(uv_handle_t *h)
-{
-    conn *c = h->data;
-    agent_peerreq *q = c->q;
-
-    free(c);
-    q->handles--;
-    free_if_done(q);
-}
-
+/* (its callback sees q->c NULL: an attempt given up) */
 static void drop_conn(agent_peerreq *q)
 {
-    if (q->c) {
-        q->c->current = false;
-        uv_close((uv_handle_t *)&q->c->tcp, on_conn_closed);
-        q->c = NULL;
-    }
-    if (q->reader) {
-        redisReaderFree(q->reader);
-        q->reader = NULL;
-    }
+    agent_respconn *c = q->c;
+
+    q->c = NULL;
+    agent_respconn_close(c);
 }
 
 static void finish(agent_peerreq *q, int status, int error, const char *text)
@@ -118,18 +83,17 @@ static void on_timeout(uv_timer_t *t)
     retry(t->data, true, 0);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_reply(void *arg, int status, const redisReply *rep)
 {
-    agent_peerreq *q = ((conn *)h->data)->q;
-
-    (void)suggested;
-    *buf = uv_buf_init(q->rbuf, sizeof(q->rbuf));
-}
-
-static void on_reply(agent_peerreq *q, redisReply *rep)
-{
+    agent_peerreq *q = arg;
     char text[512];
 
+    if (!q->c || q->finished || q->cancelled)
+        return; /* an attempt given up */
+    if (status < 0) {
+        retry(q, true, 50); /* refused, broken, not RESP */
+        return;
+    }
     snprintf(text, sizeof(text), "%.*s", (int)(rep->str ? rep->len : 0), rep->str ? rep->str : "");
     if (rep->type == REDIS_REPLY_ERROR) {
         switch (dpr_finders_on_error(&q->targets, rep->str, rep->len)) {
@@ -148,86 +112,28 @@ static void on_reply(agent_peerreq *q, redisReply *rep)
     finish(q, 0, 0, text);
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    conn *c = s->data;
-    agent_peerreq *q = c->q;
-    void *rep = NULL;
-
-    if (!c->current)
-        return;
-    if (n < 0) {
-        retry(q, true, 50);
-        return;
-    }
-    if (n == 0)
-        return;
-    if (redisReaderFeed(q->reader, buf->base, (size_t)n) != REDIS_OK ||
-        redisReaderGetReply(q->reader, &rep) != REDIS_OK) {
-        retry(q, true, 50);
-        return;
-    }
-    if (!rep)
-        return;
-    on_reply(q, rep);
-    freeReplyObject(rep);
-}
-
-static void on_written(uv_stream_t *s, int status)
-{
-    conn *c = s->data;
-
-    if (status < 0 && c->current)
-        retry(c->q, true, 0);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    conn *c = req->data;
-    agent_peerreq *q = c->q;
-    dpr_buf b = DPR_BUF_INIT;
-
-    if (!c->current)
-        return; /* an attempt given up */
-    if (status < 0) {
-        retry(q, true, 50);
-        return;
-    }
-    q->reader = redisReaderCreate();
-    if (!q->reader || dpr_buf_append(&b, q->cmd, (size_t)q->cmdlen) < 0 ||
-        dpr_uv_write((uv_stream_t *)&c->tcp, &b, on_written) < 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
-        dpr_buf_free(&b);
-        retry(q, true, 50);
-    }
-}
-
 static void attempt(agent_peerreq *q)
 {
     const dpr_hostport *hp = dpr_finders_current(&q->targets);
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
+    char endpoint[DPR_ADDR_STR_MAX];
+    agent_respconn_opts o = {.endpoint = endpoint, .connect_ms = AGENT_PEERREQ_ATTEMPT_MS};
+    int rc;
 
+    snprintf(endpoint, sizeof(endpoint), strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u",
+             hp->host, (unsigned)hp->port);
     uv_timer_start(&q->timer, on_timeout, AGENT_PEERREQ_ATTEMPT_MS, 0);
-    if (dpr_hostport_resolve(hp, false, &ss, &sslen, NULL) < 0) {
-        retry(q, true, 50);
-        return;
-    }
-    q->c = calloc(1, sizeof(*q->c));
-    if (!q->c || uv_tcp_init(q->loop, &q->c->tcp) < 0) {
-        free(q->c);
-        q->c = NULL;
+    rc = agent_respconn_open(q->loop, &o, &q->c, NULL);
+    if (rc == -ENOMEM) {
         finish(q, -ENOMEM, 0, NULL);
         return;
     }
-    q->c->q = q;
-    q->c->current = true;
-    q->c->tcp.data = q->c;
-    q->c->connect.data = q->c;
-    q->handles++;
-    if (uv_tcp_connect(&q->c->connect, &q->c->tcp, (const struct sockaddr *)&ss,
-                       on_connect) < 0)
-        retry(q, true, 50);
+    if (rc == 0)
+        rc = agent_respconn_command(q->c, q->argc, (const char *const *)q->argv, NULL,
+                                    on_reply, q);
+    if (rc == -ENOMEM)
+        finish(q, -ENOMEM, 0, NULL);
+    else if (rc < 0)
+        retry(q, true, 50); /* (an address that does not resolve) */
 }
 
 int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned timeout_ms, int argc,
@@ -237,12 +143,18 @@ int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned tim
     agent_peerreq *q = calloc(1, sizeof(*q));
 
     *out = NULL;
-    if (!q)
-        return -ENOMEM;
-    q->cmdlen = redisFormatCommandArgv(&q->cmd, argc, argv, NULL);
-    if (q->cmdlen < 0) {
+    if (!q || !(q->argv = calloc((size_t)argc, sizeof(*q->argv)))) {
         free(q);
         return -ENOMEM;
+    }
+    for (q->argc = 0; q->argc < argc; q->argc++) {
+        if (!(q->argv[q->argc] = strdup(argv[q->argc]))) {
+            for (int i = 0; i < q->argc; i++)
+                free(q->argv[i]);
+            free(q->argv);
+            free(q);
+            return -ENOMEM;
+        }
     }
     q->loop = loop;
     q->targets = *targets;
@@ -251,7 +163,6 @@ int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned tim
     q->arg = arg;
     uv_timer_init(loop, &q->timer);
     q->timer.data = q;
-    q->handles = 1;
     uv_timer_start(&q->timer, on_pause, 0, 0); /* done is never called from inside */
     *out = q;
     return 0;

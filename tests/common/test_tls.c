@@ -14,16 +14,12 @@
 #include <openssl/x509v3.h>
 
 #include "check.h"
+#include "testpki.h"
 #include "common/tls.h"
 
 static char dir[] = "/tmp/test_tls.XXXXXX";
 
-typedef struct pki {
-    EVP_PKEY *key;
-    X509 *cert;
-} pki;
-
-static pki ca, ca2;
+static testpki ca, ca2;
 
 static char *path(const char *name)
 {
@@ -32,74 +28,6 @@ static char *path(const char *name)
     char *p = buf[i++ % 8];
     snprintf(p, 128, "%s/%s", dir, name);
     return p;
-}
-
-static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX v3;
-    X509V3_set_ctx(&v3, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
-    if (!e || X509_add_ext(x, e, -1) != 1)
-        abort(); /* the test's own certificates */
-    X509_EXTENSION_free(e);
-}
-
-/* A certificate for CN cn valid from now+from_s to now+to_s, signed by
- * issuer (NULL: self-signed, a CA). san: "DNS:...,URI:..." or NULL. */
-static pki make(const char *cn, const pki *issuer, long serial, long from_s, long to_s,
-                const char *san)
-{
-    pki p = {EVP_EC_gen("P-256"), X509_new()};
-    X509_NAME *name = X509_NAME_new();
-
-    if (!p.key || !p.cert || !name)
-        abort();
-    X509_set_version(p.cert, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(p.cert), serial);
-    X509_gmtime_adj(X509_getm_notBefore(p.cert), from_s);
-    X509_gmtime_adj(X509_getm_notAfter(p.cert), to_s);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_subject_name(p.cert, name);
-    X509_set_issuer_name(p.cert, issuer ? X509_get_subject_name(issuer->cert) : name);
-    X509_set_pubkey(p.cert, p.key);
-    X509 *signer = issuer ? issuer->cert : p.cert;
-    if (!issuer) {
-        add_ext(p.cert, signer, NID_basic_constraints, "critical,CA:TRUE");
-        add_ext(p.cert, signer, NID_key_usage, "critical,keyCertSign,cRLSign");
-    } else {
-        add_ext(p.cert, signer, NID_basic_constraints, "CA:FALSE");
-    }
-    if (san)
-        add_ext(p.cert, signer, NID_subject_alt_name, san);
-    if (!X509_sign(p.cert, issuer ? issuer->key : p.key, EVP_sha256()))
-        abort();
-    X509_NAME_free(name);
-    return p;
-}
-
-static void save(const pki *p, const char *base)
-{
-    char n[64];
-    FILE *f;
-
-    snprintf(n, sizeof(n), "%s.crt", base);
-    f = fopen(path(n), "w");
-    if (!f || !PEM_write_X509(f, p->cert))
-        abort();
-    fclose(f);
-    if (!p->key)
-        return;
-    snprintf(n, sizeof(n), "%s.key", base);
-    f = fopen(path(n), "w");
-    if (!f || !PEM_write_PrivateKey(f, p->key, NULL, NULL, 0, NULL, NULL))
-        abort();
-    fclose(f);
-}
-
-static void free_pki(pki *p)
-{
-    EVP_PKEY_free(p->key);
-    X509_free(p->cert);
 }
 
 /* ca.crl: ca's CRL revoking serial `revoked`. */
@@ -137,13 +65,13 @@ static void setup(void)
 {
     if (!mkdtemp(dir))
         abort();
-    ca = make("test CA", NULL, 1, -60, 86400, NULL);
-    ca2 = make("other CA", NULL, 1, -60, 86400, NULL);
-    save(&ca, "ca");
-    save(&ca2, "ca2");
+    ca = testpki_make("test CA", NULL, 1, -60, 86400, NULL);
+    ca2 = testpki_make("other CA", NULL, 1, -60, 86400, NULL);
+    testpki_save(&ca, dir, "ca");
+    testpki_save(&ca2, dir, "ca2");
     const struct {
         const char *name, *cn, *san;
-        const pki *issuer;
+        const testpki *issuer;
         long serial, from, to;
     } certs[] = {
         {"kv1", "kv1", "DNS:kv1,DNS:kv1.example,IP:127.0.0.1,URI:dpr://c1/node/kv1", &ca, 10, -60,
@@ -158,10 +86,10 @@ static void setup(void)
         {"baduri", "bad", "URI:dpr://c1/boss/x", &ca, 26, -60, 86400},
     };
     for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
-        pki p = make(certs[i].cn, certs[i].issuer, certs[i].serial, certs[i].from, certs[i].to,
-                     certs[i].san);
-        save(&p, certs[i].name);
-        free_pki(&p);
+        testpki p = testpki_make(certs[i].cn, certs[i].issuer, certs[i].serial, certs[i].from,
+                                 certs[i].to, certs[i].san);
+        testpki_save(&p, dir, certs[i].name);
+        testpki_free(&p);
     }
     save_crl("ca.crl", 22);
 }
@@ -169,8 +97,8 @@ static void setup(void)
 static void teardown(void)
 {
     char cmd[160];
-    free_pki(&ca);
-    free_pki(&ca2);
+    testpki_free(&ca);
+    testpki_free(&ca2);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
