@@ -40,9 +40,9 @@ $(BUILD)/tests/agent/test_%: $(BUILD)/obj/tests/agent/test_%.o $(AGENT_A) $(FIND
 agent: $(AGENT_BIN)
 
 # Fuzz targets of the agent's parsers (tests/agent/fuzz_*.c): the pure
-# modules only.
+# modules only (and config.c: agent.conf through libconfig).
 AGENT_FUZZ_SRC = $(addprefix agent/src/,problems.c spec.c plan.c state.c statefile.c proto.c \
-                   cstate.c placement.c replproto.c dnssd.c rafthello.c \
+                   cstate.c placement.c replproto.c dnssd.c rafthello.c config.c netstate.c \
                    respread.c) \
                  libdpr/src/domain.c finder/src/request.c
 FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz_*.c))
@@ -50,4 +50,4 @@ FUZZ_BINS += $(patsubst tests/agent/%.c,build/fuzz/%,$(wildcard tests/agent/fuzz
 build/fuzz/fuzz_agent_%: tests/agent/fuzz_agent_%.c $(AGENT_FUZZ_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Iagent/src -Ifinder/src -Itests/lib $(FUZZ_CFLAGS) -o $@ $^ $(COMMON_LIBS) \
-		$(call pkg_libs,jansson hiredis)
+		$(call pkg_libs,jansson hiredis libconfig)

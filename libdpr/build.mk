@@ -44,10 +44,12 @@ $(BUILD)/tests/libdpr/test_%: $(BUILD)/obj/tests/libdpr/test_%.o $(LIBDPR_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBDPR_LIBS) $(COMMON_LIBS) -lm -lpthread
 
 # fuzz targets: fuzz_wire (batch headers), fuzz_endpoints (DPR.CLUSTER.ENDPOINTS
-# answers through hiredis' reader)
-FUZZ_BINS += build/fuzz/fuzz_wire build/fuzz/fuzz_endpoints
-build/fuzz/fuzz_wire build/fuzz/fuzz_endpoints: build/fuzz/%: tests/libdpr/%.c $(LIBDPR_SRC) \
-		$(COMMON_SRC)
+# answers through hiredis' reader), fuzz_client_endpoint (HOST:PORT[@WORKER]),
+# fuzz_cutreply (the cuts in DPR.SYNC and DPR.PREFIX answers)
+LIBDPR_FUZZ = build/fuzz/fuzz_wire build/fuzz/fuzz_endpoints build/fuzz/fuzz_client_endpoint \
+              build/fuzz/fuzz_cutreply
+FUZZ_BINS += $(LIBDPR_FUZZ)
+$(LIBDPR_FUZZ): build/fuzz/%: tests/libdpr/%.c $(LIBDPR_SRC) $(COMMON_SRC)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Ilibdpr/src -Itests/lib $(FUZZ_CFLAGS) -o $@ $^ $(LIBDPR_LIBS) \
 		$(COMMON_LIBS) -lm

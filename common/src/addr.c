@@ -25,7 +25,11 @@ int dpr_hostport_parse_n(const char *text, size_t n, unsigned flags, dpr_hostpor
     if (text[0] == '[') {
         host = text + 1;
         hend = memchr(host, ']', (size_t)(end - host));
-        if (!hend || hend + 1 >= end || hend[1] != ':' || hend == host)
+        /* what the brackets hold is an IPv6 literal: it has a ':' (else
+         * "[*]:1" or "[[]:1" would name a host that formats back to text
+         * meaning another address, or none) */
+        if (!hend || hend + 1 >= end || hend[1] != ':' || hend == host ||
+            !memchr(host, ':', (size_t)(hend - host)) || memchr(host, '[', (size_t)(hend - host)))
             return dpr_err_set(err, -EINVAL, "bad address '%.*s' (expected [IPv6]:PORT)",
                                (int)n, text);
         colon = hend + 1;

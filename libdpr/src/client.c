@@ -21,6 +21,7 @@
 #include "common/num.h"
 #include "common/resp.h"
 #include "conn.h"
+#include "cutreply.h"
 #include "dpr/domain.h"
 #include "dpr/route.h"
 #include "dpr/wire.h"
@@ -170,39 +171,6 @@ int dpr_cut_copy(dpr_cut *dst, const dpr_cut *src)
         dst->max_version = src->max_version;
     }
     return r;
-}
-
-/* ---- replies ------------------------------------------------------------------- */
-
-static bool reply_u64(const redisReply *r, uint64_t *out)
-{
-    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer < 0)
-        return false;
-    *out = (uint64_t)r->integer;
-    return true;
-}
-
-/* A flat [worker, version, ...] array into a depset. */
-static int parse_flat_cut(const redisReply *r, dpr_depset *out)
-{
-    int ret = 0;
-    dpr_depset_clear(out);
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
-        ret = -EPROTO;
-        goto out;
-    }
-    for (size_t i = 0; i < r->elements; i += 2) {
-        uint64_t w, v;
-        if (!reply_u64(r->element[i], &w) || !reply_u64(r->element[i + 1], &v)) {
-            ret = -EPROTO;
-            goto out;
-        }
-        ret = dpr_depset_put_max(out, w, v);
-        if (ret < 0)
-            goto out;
-    }
-out:
-    return ret;
 }
 
 /* ---- the client ---------------------------------------------------------------- */
@@ -531,12 +499,13 @@ static int client_sync(dpr_client *c, dpr_cut *out, dpr_err *err)
     if (r < 0)
         goto out;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        !reply_u64(reply->element[0], &wl) || !reply_u64(reply->element[1], &maxv)) {
+        !dpr_cutreply_u64(reply->element[0], &wl) ||
+        !dpr_cutreply_u64(reply->element[1], &maxv)) {
         r = dpr_err_set(err, -EPROTO, "finder %s: DPR.SYNC answer of the wrong shape",
                         dpr_finders_text(&c->finders));
         goto out;
     }
-    r = parse_flat_cut(reply->element[2], &out->versions);
+    r = dpr_cutreply_flat(reply->element[2], &out->versions);
     if (r < 0) {
         dpr_err_set(err, r, "finder %s: bad cut in the DPR.SYNC answer",
                     dpr_finders_text(&c->finders));
@@ -569,7 +538,7 @@ static int client_prefix(dpr_client *c, uint64_t world_line, dpr_depset *cut, dp
     r = finder_request(c, 3, argv, &reply, err);
     if (r < 0)
         goto out;
-    r = parse_flat_cut(reply, cut);
+    r = dpr_cutreply_flat(reply, cut);
     if (r < 0)
         dpr_err_set(err, r, "finder %s: DPR.PREFIX answer of the wrong shape",
                     dpr_finders_text(&c->finders));

@@ -179,6 +179,11 @@ TEST(hostport)
     CHECK(strstr(err.msg, "brackets") != NULL);
     CHECK_EQ_INT(dpr_hostport_parse("[fe80::1:7000", 0, &hp, &err), -EINVAL);
     CHECK_EQ_INT(dpr_hostport_parse("[]:7000", 0, &hp, &err), -EINVAL);
+    /* found by fuzz_common_parse: brackets hold an IPv6 literal only */
+    CHECK_EQ_INT(dpr_hostport_parse("[[]:0", DPR_HOSTPORT_PORT0, &hp, &err), -EINVAL);
+    CHECK_EQ_INT(dpr_hostport_parse("[*]:7000", DPR_HOSTPORT_ANY, &hp, &err), -EINVAL);
+    CHECK_EQ_INT(dpr_hostport_parse("[node1]:7000", 0, &hp, &err), -EINVAL);
+    CHECK_EQ_INT(dpr_hostport_parse("[[::1]:7000", 0, &hp, &err), -EINVAL);
     CHECK_EQ_INT(dpr_hostport_parse("", 0, &hp, &err), -EINVAL);
     CHECK_EQ_INT(dpr_hostport_parse_n("a\0b:1", 5, 0, &hp, NULL), -EINVAL);
     char longname[400];

@@ -6,7 +6,8 @@
  *     10.0.0.5:7400   node1.lan:7400   [fe80::1]:7400   *:7400   :7400
  *
  * An IPv6 literal must be in brackets (a bare "fe80::1:7400" is ambiguous
- * and refused). The port is decimal, 1..65535 (0 too with
+ * and refused), and brackets hold nothing else (text with a ':' and no
+ * '['). The port is decimal, 1..65535 (0 too with
  * DPR_HOSTPORT_PORT0, for listeners that let the kernel choose). An empty
  * host or "*" means every address, accepted only with DPR_HOSTPORT_ANY.
  */
