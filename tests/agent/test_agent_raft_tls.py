@@ -273,8 +273,13 @@ def test_sighup_rotates_certificates_and_a_crl_refuses_a_revoked_agent(agents, c
     for a in agents.agents:
         pki.issue(certs, "node", a.node, ips=[a.host], force=True)
     for a in agents.agents:
+        before = len(a.log())
         out = _reload(a)
         assert "SIGHUP: TLS certificates reloaded for new connections: " in out, out
+        # the agent's contexts and its finder's TLS port (finder.tls_listen)
+        wait_for(lambda a=a, before=before: a.log()[before:].count(
+            "SIGHUP: TLS certificates reloaded for new connections: ") == 2, timeout=10,
+            what="%s's finder reloaded too" % a.node)
         serials[a.node] = out.split("serial")[-1].split()[0]
     assert finder_call(agents.leader(), "DPR.WORKER.ADD", "kv2", "2")[0] == 1
     replicated(agents, "kv2")
