@@ -681,9 +681,13 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     } else if (c->finder_tls_listen && !c->tls_enabled) {
         problem_at(x, member_or(finder, "tls_listen", finder), "'finder.tls_listen' needs "
                    "'tls.enabled = true' (the certificates of the tls section)");
-    } else if (c->finder_tls_listen) {
-        check_finder_port(x, finder, "tls_listen", c->finder_tls_listen,
-                          c->raft_address != NULL, &hp);
+    } else if (c->finder_tls_listen &&
+               check_finder_port(x, finder, "tls_listen", c->finder_tls_listen,
+                                 c->raft_address != NULL, &hp) == 0 &&
+               c->finder_listen && strcmp(c->finder_tls_listen, c->finder_listen) == 0) {
+        problem_at(x, member_or(finder, "tls_listen", finder), "'finder.tls_listen' is "
+                   "'finder.listen' (%s): the TLS port needs a port of its own",
+                   c->finder_listen);
     }
     return 0;
 }

@@ -469,6 +469,14 @@ TEST(finder_tls_listen)
     CHECK(has(&p, 2, "'finder.tls_listen'"));
     agent_problems_free(&p);
     write_conf("cluster = \"demo\";\n"                                          /* 1 */
+               "finder = { listen = \"127.0.0.1:7000\";\n"                         /* 2 */
+               "  tls_listen = \"127.0.0.1:7000\"; };\n"                          /* 3 */
+               "tls = { enabled = true; };\n");                                  /* 4 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "needs a port of its own"));
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"                                          /* 1 */
                "finder = { listen = \"127.0.0.1:65535\"; };\n"                    /* 2 */
                "tls = { enabled = true; };\n");                                  /* 3 */
     agent_problems_init(&p);
