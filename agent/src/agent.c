@@ -653,6 +653,27 @@ static int on_cluster_command(void *arg, int argc, char *const *argv, const size
     return rc;
 }
 
+int agent_peer_targets(agent *a, dpr_finders *t, agent_tls *const **tls)
+{
+    const char *tls_at = a->tls ? agent_finder_tls_address(a->finder) : NULL;
+
+    *tls = tls_at ? &a->tls : NULL;
+    return dpr_finders_parse(tls_at ? tls_at : agent_finder_address(a->finder), t, NULL);
+}
+
+/* The finder's TLS port (finder.tls_listen) when TLS is on, else NULL. */
+static const agent_finder_tls *finder_tls(const agent *a, agent_finder_tls *t)
+{
+    const agent_config *c = a->cfg;
+
+    if (!a->tls || !c->finder_tls_listen)
+        return NULL;
+    *t = (agent_finder_tls){ .listen = c->finder_tls_listen, .cert = c->tls_cert,
+                             .key = c->tls_key, .ca = c->tls_ca, .crl = c->tls_crl,
+                             .cluster = c->cluster };
+    return t;
+}
+
 /* A cluster (agent.conf raft group): the Raft member, then a finder that
  * the leader serves. */
 static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
@@ -660,6 +681,7 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     agent_raft_config rc_cfg;
     agent_raft_hooks rh = { .changed = on_raft_changed, .applied = on_raft_applied, .arg = a };
     agent_finder_hooks fh = *hooks;
+    agent_finder_tls ft;
     agent_membership_config mc;
     char dir[PATH_MAX];
     int rc;
@@ -689,7 +711,8 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
         return dpr_err_set(err, rc, "state directory path too long: %.80s...",
                            a->cfg->state_dir);
     rc = agent_finder_open_cluster(a->loop, a->raft, a->cfg->finder_listen,
-                                   a->cfg->node_address, dir, &fh, &a->finder, err);
+                                   a->cfg->node_address, finder_tls(a, &ft), dir, &fh,
+                                   &a->finder, err);
     if (rc < 0)
         return rc;
     memset(&mc, 0, sizeof(mc));
@@ -697,6 +720,8 @@ static int open_cluster(agent *a, const agent_finder_hooks *hooks, dpr_err *err)
     mc.name = a->cfg->node_name;
     mc.raft_address = a->cfg->raft_address;
     mc.finder_address = agent_finder_listen(a->finder);
+    mc.finder_tls_address = agent_finder_tls_address(a->finder);
+    mc.tls = &a->tls;
     mc.peers = a->cfg->raft_peers;
     mc.npeers = a->cfg->nraft_peers;
     mc.join = a->cfg->raft_join;
@@ -716,6 +741,7 @@ static int open_finder(agent *a, const char *dir, const agent_finder_hooks *fh, 
 {
     size_t n = a->st.ninst + a->st.nretiring;
     agent_finder_member *m;
+    agent_finder_tls ft;
     int rc;
 
     if (a->cfg->raft_address)
@@ -728,8 +754,8 @@ static int open_finder(agent *a, const char *dir, const agent_finder_hooks *fh, 
     for (size_t i = 0; i < a->st.nretiring; i++)
         m[a->st.ninst + i] = (agent_finder_member){ a->st.retiring[i].worker,
                                                     a->st.retiring[i].deployment };
-    rc = agent_finder_open(a->loop, dir, a->cfg->finder_listen, a->cfg->node_address, m, n, fh,
-                           &a->finder, err);
+    rc = agent_finder_open(a->loop, dir, a->cfg->finder_listen, a->cfg->node_address,
+                           finder_tls(a, &ft), m, n, fh, &a->finder, err);
     free(m);
     return rc;
 }
@@ -934,6 +960,7 @@ void agent_reload_tls(agent *a)
     if (a->raft)
         agent_raft_set_tls(a->raft, tls);
     agent_replica_set_tls(a, tls);
+    agent_finder_reload_tls(a->finder); /* the finder's TLS port */
     agent_tls_free(a->tls); /* open connections keep their references */
     a->tls = tls;
     log_info("SIGHUP: TLS certificates reloaded for new connections: %s", tls->describe);

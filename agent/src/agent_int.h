@@ -16,6 +16,7 @@
 #include "control.h"
 #include "dpr/err.h"
 #include "agenttls.h"
+#include "common/finders.h"
 #include "finderhost.h"
 #include "health.h"
 #include "layout.h"
@@ -165,6 +166,10 @@ void agent_on_unit_props(void *arg, const char *instance, const agent_unit_props
 void agent_on_unit_done(void *arg, const char *instance, agent_unit_op op, const char *ename,
                         const char *emsg);
 void agent_retire_in_finder(agent *a);
+/* Where a peer request (peerreq.h) goes: every member's finder TLS port
+ * with TLS (*tls = &a->tls), else its plain port (*tls NULL). 0 or
+ * -EINVAL (no address yet). */
+int agent_peer_targets(agent *a, dpr_finders *t, agent_tls *const **tls);
 /* Halts deployment's roll-out with reason (recorded, logged, an event);
  * NULL lifts the halt. */
 void agent_set_halted(agent *a, const char *deployment, const char *reason);

@@ -863,6 +863,7 @@ json_t *agent_cluster_change(agent *a, agent_client *c, const agent_request *req
     json_t *canon = NULL, *rec = NULL;
     const char *argv[3];
     char *text = NULL;
+    agent_tls *const *tls;
     dpr_finders t;
     waiter *w;
     int rc;
@@ -906,7 +907,7 @@ json_t *agent_cluster_change(agent *a, agent_client *c, const agent_request *req
     text = canon ? json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(canon);
     w = calloc(1, sizeof(*w));
-    if (!text || !w || dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) < 0) {
+    if (!text || !w || agent_peer_targets(a, &t, &tls) < 0) {
         free(text);
         free(w);
         return NULL;
@@ -919,7 +920,8 @@ json_t *agent_cluster_change(agent *a, agent_client *c, const agent_request *req
     argv[2] = text;
     /* (peerreq answers on a later loop turn, never from inside the call) */
     if (!w->pending ||
-        agent_peerreq_send(a->loop, &t, SPEC_FORWARD_MS, 3, argv, on_forwarded, w, &w->req) < 0) {
+        agent_peerreq_send(a->loop, &t, tls, SPEC_FORWARD_MS, 3, argv, on_forwarded, w,
+                           &w->req) < 0) {
         agent_pending_cancel(w->pending);
         free(text);
         waiter_free(w);
@@ -1119,6 +1121,7 @@ void agent_cluster_publish(agent *a, bool changed)
     json_t *mine;
     const char *have;
     char *text;
+    agent_tls *const *tls;
     dpr_finders t;
 
     a->insts_dirty |= changed;
@@ -1154,9 +1157,9 @@ void agent_cluster_publish(agent *a, bool changed)
     if (agent_raft_role_now(a->raft) == AGENT_RAFT_LEADER) {
         agent_raft_apply(a->raft, AGENT_CSTATE_ENTRY_INSTANCES, text, strlen(text), on_insts,
                          a);
-    } else if (dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) == 0) {
+    } else if (agent_peer_targets(a, &t, &tls) == 0) {
         const char *argv[3] = { "DPR.CLUSTER.INSTANCES", a->cfg->node_name, text };
-        if (agent_peerreq_send(a->loop, &t, PUBLISH_SEND_MS, 3, argv, on_published, a,
+        if (agent_peerreq_send(a->loop, &t, tls, PUBLISH_SEND_MS, 3, argv, on_published, a,
                                &a->insts_req) < 0)
             a->insts_req = NULL;
     }

@@ -468,6 +468,30 @@ static void check_listen(ctx *x, config_setting_t *g, const char *label, const c
         problem_at(x, member_or(g, name, g), "'%s': %s", label, err.msg);
 }
 
+/* finder.NAME (listen or tls_listen): an address to bind, with a port in a
+ * cluster (every node's finder has the same ports). 0 and *hp, or -EINVAL
+ * (a problem recorded) or 1 (v NULL). */
+static int check_finder_port(ctx *x, config_setting_t *finder, const char *name,
+                             const char *v, bool cluster, dpr_hostport *hp)
+{
+    struct sockaddr_storage ss;
+    dpr_err err = DPR_ERR_INIT;
+
+    if (!v)
+        return 1;
+    if (dpr_hostport_parse(v, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, hp, &err) < 0 ||
+        dpr_hostport_resolve(hp, true, &ss, NULL, &err) < 0) {
+        problem_at(x, member_or(finder, name, finder), "'finder.%s': %s", name, err.msg);
+        return -EINVAL;
+    }
+    if (cluster && hp->port == 0) {
+        problem_at(x, member_or(finder, name, finder), "'finder.%s' needs a port (not 0) in "
+                   "a cluster: the other agents send cache-stores and requests to it", name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int read_all(ctx *x, config_setting_t *root, agent_config *c)
 {
     static const char *const top[] = { "cluster", "node", "state_directory", "control",
@@ -483,7 +507,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                                                 "root_reserved_connections", "idle_timeout_ms",
                                                 "max_input_bytes", "listen", "remote_access",
                                                 NULL };
-    static const char *const finder_keys[] = { "listen", NULL };
+    static const char *const finder_keys[] = { "listen", "tls_listen", NULL };
     static const char *const metrics_keys[] = { "address", "workers", NULL };
     static const char *const cs_keys[] = { "instance_directory", "listen_address",
                                            "port_min", "port_max", "metrics_port_min",
@@ -492,7 +516,7 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
     static const char *const log_keys[] = { "verbose", NULL };
     config_setting_t *node, *control, *finder, *cs, *log, *raft, *repl, *disc, *tls, *metrics;
     char *remote = NULL;
-    struct sockaddr_storage ss;
+    dpr_hostport hp;
     char host[256] = "localhost";
     long long pmin = 7100, pmax = 7999, interval = 100, maxc = 10000, maxinst = 0;
     long long mmin = 0, mmax = 0;
@@ -546,6 +570,8 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                   &remote);
     rc |= get_str(x, finder, "finder.listen", "listen", "127.0.0.1:7000", false,
                   &c->finder_listen);
+    rc |= get_str(x, finder, "finder.tls_listen", "tls_listen", NULL, false,
+                  &c->finder_tls_listen);
     rc |= get_str(x, metrics, "metrics.address", "address", NULL, false, &c->metrics_address);
     rc |= get_str(x, cs, "cachestores.instance_directory", "instance_directory",
                   "/run/dpr/instances", false, &c->instance_dir);
@@ -640,18 +666,28 @@ static int read_all(ctx *x, config_setting_t *root, agent_config *c)
                    "empty");
     check_listen(x, control, "control.listen", "listen", c->control_listen);
     check_listen(x, metrics, "metrics.address", "address", c->metrics_address);
-    if (c->finder_listen) {
-        dpr_hostport hp;
-        dpr_err err = DPR_ERR_INIT;
+    if (check_finder_port(x, finder, "listen", c->finder_listen, c->raft_address != NULL,
+                          &hp) == 0 && c->tls_enabled && !c->finder_tls_listen) {
+        /* the TLS port's default: finder.listen's host, the next port */
+        char def[DPR_HOST_MAX + 16];
 
-        if (dpr_hostport_parse(c->finder_listen, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp,
-                               &err) < 0 ||
-            dpr_hostport_resolve(&hp, true, &ss, NULL, &err) < 0)
-            problem_at(x, member_or(finder, "listen", finder), "'finder.listen': %s",
-                       err.msg);
-        else if (c->raft_address && hp.port == 0)
-            problem_at(x, member_or(finder, "listen", finder), "'finder.listen' needs a port "
-                       "(not 0) in a cluster: the other agents send cache-stores to it");
+        if (hp.port == UINT16_MAX)
+            problem_at(x, member_or(finder, "listen", finder), "'finder.listen' has port "
+                       "65535: set 'finder.tls_listen' (its default is the next port)");
+        snprintf(def, sizeof(def), strchr(hp.host, ':') ? "[%s]:%u" : "%s:%u",
+                 hp.host[0] ? hp.host : "*", hp.port ? hp.port + 1u : 0u);
+        if (!(c->finder_tls_listen = strdup(def)))
+            return -ENOMEM;
+    } else if (c->finder_tls_listen && !c->tls_enabled) {
+        problem_at(x, member_or(finder, "tls_listen", finder), "'finder.tls_listen' needs "
+                   "'tls.enabled = true' (the certificates of the tls section)");
+    } else if (c->finder_tls_listen &&
+               check_finder_port(x, finder, "tls_listen", c->finder_tls_listen,
+                                 c->raft_address != NULL, &hp) == 0 &&
+               c->finder_listen && strcmp(c->finder_tls_listen, c->finder_listen) == 0) {
+        problem_at(x, member_or(finder, "tls_listen", finder), "'finder.tls_listen' is "
+                   "'finder.listen' (%s): the TLS port needs a port of its own",
+                   c->finder_listen);
     }
     return 0;
 }
@@ -728,6 +764,7 @@ void agent_config_free(agent_config *c)
     free(c->control_socket);
     free(c->control_group);
     free(c->finder_listen);
+    free(c->finder_tls_listen);
     free(c->raft_address);
     free(c->repl_listen);
     free(c->repl_socket);

@@ -53,6 +53,10 @@ typedef struct agent_config {
     uint32_t control_idle_timeout_ms;     /* default 10000 */
     uint32_t control_max_input_bytes;     /* buffered by all connections; default 16 MiB */
     char *finder_listen;      /* default 127.0.0.1:7000; a wildcard host means node_address */
+    /* finder.tls_listen: the finder's TLS port beside the plain one (TLS
+     * only, docs/tls.md); default with tls.enabled: finder.listen's host,
+     * its port + 1 (0 stays 0); NULL without tls.enabled */
+    char *finder_tls_listen;
     char *instance_dir;       /* default /run/dpr/instances */
     char *cs_address;         /* cache-stores listen here; default node address */
     uint16_t port_min, port_max; /* default 7100..7999 */

@@ -37,6 +37,10 @@ struct agent_finder {
     dpr_server_config cfg;
     char *listen;
     char address[1024];
+    /* the TLS port (tls_listen NULL: none); the strings of cfg.tls */
+    char *tls_listen, *tls_files[5];
+    unsigned tls_port;
+    char tls_address[1024];
     /* a cluster (raft != NULL) */
     uv_loop_t *loop;
     agent_raft *raft;
@@ -277,10 +281,54 @@ static void make_address(agent_finder *af, const char *advertise_host, bool repl
                    replaced || wildcard_host(host) ? advertise_host : host, port);
 }
 
+static void free_tls(agent_finder *af)
+{
+    free(af->tls_listen);
+    for (size_t i = 0; i < sizeof(af->tls_files) / sizeof(af->tls_files[0]); i++)
+        free(af->tls_files[i]);
+}
+
+/* The TLS port of cfg (tls NULL: none): its address (a wildcard host means
+ * advertise_host) and copies of the files' names. */
+static int set_tls(agent_finder *af, const agent_finder_tls *tls, const char *advertise_host,
+                   dpr_err *err)
+{
+    const char *src[] = { tls ? tls->cert : NULL, tls ? tls->key : NULL, tls ? tls->ca : NULL,
+                          tls ? tls->crl : NULL, tls ? tls->cluster : NULL };
+    char where[DPR_ADDR_STR_MAX];
+    dpr_hostport hp;
+    bool replaced;
+    int rc;
+
+    if (!tls || !tls->listen)
+        return 0;
+    rc = listen_address(tls->listen, advertise_host, where, sizeof(where), &replaced, err);
+    if (rc == 0)
+        rc = dpr_hostport_parse(where, DPR_HOSTPORT_ANY | DPR_HOSTPORT_PORT0, &hp, err);
+    if (rc < 0) {
+        dpr_err_prefix(err, "finder.tls_listen");
+        return rc;
+    }
+    if (!(af->tls_listen = strdup(where)))
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    af->tls_port = hp.port;
+    snprintf(af->tls_address, sizeof(af->tls_address), "%s", where);
+    for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++)
+        if (src[i] && !(af->tls_files[i] = strdup(src[i])))
+            return dpr_err_set(err, -ENOMEM, "out of memory");
+    af->cfg.tls_listen = af->tls_listen;
+    af->cfg.tls = (dpr_tls_config){
+        .cert_file = af->tls_files[0], .key_file = af->tls_files[1], .ca_file = af->tls_files[2],
+        .crl_file = af->tls_files[3], .cluster = af->tls_files[4],
+        .verify = DPR_TLS_VERIFY_REQUIRED,
+    };
+    return 0;
+}
+
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
-                      const char *advertise_host, const agent_finder_member *members,
-                      size_t nmembers, const agent_finder_hooks *hooks, agent_finder **out,
-                      dpr_err *err)
+                      const char *advertise_host, const agent_finder_tls *tls,
+                      const agent_finder_member *members, size_t nmembers,
+                      const agent_finder_hooks *hooks, agent_finder **out, dpr_err *err)
 {
     agent_finder *af = calloc(1, sizeof(*af));
     dpr_server_hooks sh = { .arg = NULL };
@@ -301,6 +349,9 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
         free(af);
         return dpr_err_set(err, -ENOMEM, "out of memory");
     }
+    rc = set_tls(af, tls, advertise_host, err);
+    if (rc < 0)
+        goto fail;
     rc = dpr_store_file_open(dir, &af->store, err);
     if (rc < 0) {
         dpr_err_prefix(err, "finder state");
@@ -343,31 +394,52 @@ fail:
         dpr_domains_free(af->ds);
     dpr_store_close(af->store);
     free(af->listen);
+    free_tls(af);
     free(af);
     *out = NULL;
     return rc;
 }
 
-const char *agent_finder_address(agent_finder *af)
+/* Every member's finder port into out: any of them answers or names the
+ * leader. */
+static const char *members_at(agent_finder *af, unsigned port, char *out, size_t cap)
 {
     agent_raft_member m[32];
     size_t n, off = 0;
 
-    if (!af->raft)
-        return af->address;
-    /* every member's finder: any of them answers or names the leader */
     n = agent_raft_members(af->raft, m, sizeof(m) / sizeof(m[0]));
-    af->address[0] = '\0';
+    out[0] = '\0';
     for (size_t i = 0; i < n && i < sizeof(m) / sizeof(m[0]); i++) {
         const char *colon = strrchr(m[i].address, ':');
-        int w = snprintf(af->address + off, sizeof(af->address) - off, "%s%.*s:%u",
-                         off ? "," : "", colon ? (int)(colon - m[i].address) : 0,
-                         m[i].address, af->port);
-        if (w < 0 || (size_t)w >= sizeof(af->address) - off)
+        int w = snprintf(out + off, cap - off, "%s%.*s:%u", off ? "," : "",
+                         colon ? (int)(colon - m[i].address) : 0, m[i].address, port);
+        if (w < 0 || (size_t)w >= cap - off)
             break;
         off += (size_t)w;
     }
-    return af->address;
+    return out;
+}
+
+const char *agent_finder_address(agent_finder *af)
+{
+    if (!af->raft)
+        return af->address;
+    return members_at(af, af->port, af->address, sizeof(af->address));
+}
+
+const char *agent_finder_tls_address(agent_finder *af)
+{
+    if (!af || !af->tls_listen)
+        return NULL;
+    if (!af->raft)
+        return af->tls_address;
+    return members_at(af, af->tls_port, af->tls_address, sizeof(af->tls_address));
+}
+
+void agent_finder_reload_tls(agent_finder *af)
+{
+    if (af && af->tls_listen && af->srv)
+        dpr_server_reload_tls(af->srv); /* logs the outcome */
 }
 
 /* A follower's view: the finder state as the Raft log holds it here
@@ -490,6 +562,7 @@ void agent_finder_free(agent_finder *af)
         dpr_domains_free(af->view);
     free(af->legacy_dir);
     free(af->listen);
+    free_tls(af);
     free(af);
 }
 
@@ -767,9 +840,9 @@ void agent_finder_raft_changed(agent_finder *af)
 }
 
 int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *listen,
-                              const char *advertise_host, const char *legacy_dir,
-                              const agent_finder_hooks *hooks, agent_finder **out,
-                              dpr_err *err)
+                              const char *advertise_host, const agent_finder_tls *tls,
+                              const char *legacy_dir, const agent_finder_hooks *hooks,
+                              agent_finder **out, dpr_err *err)
 {
     agent_finder *af = calloc(1, sizeof(*af));
     char where[DPR_ADDR_STR_MAX];
@@ -803,6 +876,16 @@ int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *lis
         free(af);
         return dpr_err_set(err, -ENOMEM, "out of memory");
     }
+    rc = set_tls(af, tls, advertise_host, err);
+    if (rc == 0 && af->tls_listen && af->tls_port == 0)
+        rc = dpr_err_set(err, -EINVAL, "finder.tls_listen needs a port (not 0) in a cluster");
+    if (rc < 0) {
+        free(af->legacy_dir);
+        free(af->listen);
+        free_tls(af);
+        free(af);
+        return rc;
+    }
     af->cfg.listen = af->listen;
     af->cfg.max_clients = DPR_SERVER_DEFAULT_MAX_CLIENTS;
     af->cfg.max_request_bytes = DPR_SERVER_DEFAULT_MAX_REQUEST_BYTES;
@@ -814,7 +897,8 @@ int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *lis
     if (rc < 0)
         return dpr_err_set(err, rc, "the finder cannot listen on %s: %s", af->listen,
                            rc == -EINVAL ? "bad address" : uv_strerror(rc));
-    log_info("finder: listening on %s; served by the raft leader's agent (followers name it)",
-             af->listen);
+    log_info("finder: listening on %s%s%s; served by the raft leader's agent (followers name "
+             "it)", af->listen, af->tls_listen ? " and with TLS on " : "",
+             af->tls_listen ? af->tls_listen : "");
     return 0;
 }

@@ -37,6 +37,15 @@ typedef struct agent_finder_hooks {
     void *arg;
 } agent_finder_hooks;
 
+/* The finder's TLS port (agent.conf finder.tls_listen with the tls
+ * section's files, docs/tls.md), beside the plain one: node certificates
+ * of the cluster may send every command there (finder/src/authz.h). */
+typedef struct agent_finder_tls {
+    const char *listen;   /* "HOST:PORT"; a wildcard host means advertise_host */
+    const char *cert, *key, *ca, *crl; /* crl NULL: none */
+    const char *cluster;  /* certificates of another cluster are refused */
+} agent_finder_tls;
+
 /* A worker the agent owns and the domain it belongs to (its instance's
  * deployment). */
 typedef struct agent_finder_member {
@@ -58,12 +67,15 @@ typedef struct agent_finder_member {
  * A target domain that exists already is left alone (logged as an error:
  * those workers stay in the default domain).
  *
+ * tls (NULL: none): the TLS port too (strings copied; the files are read
+ * by every server started, and again by agent_finder_reload_tls).
+ *
  * 0 or a negative errno with a message in err.
  */
 int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
-                      const char *advertise_host, const agent_finder_member *members,
-                      size_t nmembers, const agent_finder_hooks *hooks, agent_finder **out,
-                      dpr_err *err);
+                      const char *advertise_host, const agent_finder_tls *tls,
+                      const agent_finder_member *members, size_t nmembers,
+                      const agent_finder_hooks *hooks, agent_finder **out, dpr_err *err);
 /*
  * A cluster's finder on this node: listens on listen (a wildcard host means
  * advertise_host; the port must not be 0: it is every node's finder port)
@@ -75,9 +87,13 @@ int agent_finder_open(uv_loop_t *loop, const char *dir, const char *listen,
  * err (*out may be set even then: stop and free it).
  */
 int agent_finder_open_cluster(uv_loop_t *loop, agent_raft *raft, const char *listen,
-                              const char *advertise_host, const char *legacy_dir,
-                              const agent_finder_hooks *hooks, agent_finder **out,
-                              dpr_err *err);
+                              const char *advertise_host, const agent_finder_tls *tls,
+                              const char *legacy_dir, const agent_finder_hooks *hooks,
+                              agent_finder **out, dpr_err *err);
+/* SIGHUP: the TLS port's files read again for new connections
+ * (dpr_server_reload_tls; a failure keeps the old ones, logged). No-op
+ * without TLS. */
+void agent_finder_reload_tls(agent_finder *af);
 /* The node's Raft role changed (raftnode.h's hook): take the finder over
  * (barrier, then serve) or stop serving it. */
 void agent_finder_raft_changed(agent_finder *af);
@@ -95,6 +111,10 @@ int agent_finder_metrics(agent_finder *af, bool per_worker, dpr_buf *out);
 /* "HOST:PORT" for cache-stores (the real port when listen asked for 0); in
  * a cluster every member's finder, comma-separated. */
 const char *agent_finder_address(agent_finder *af);
+/* With a TLS port: "HOST:PORT" of every member's TLS port (a cluster), or
+ * this node's (finder.tls_listen, a wildcard host replaced); NULL without
+ * TLS. Every node's TLS port is the same (finder.tls_listen's port). */
+const char *agent_finder_tls_address(agent_finder *af);
 /* Every domain of the finder; on a cluster's follower, the replicated
  * state as committed (read-only), NULL when there is none yet. */
 dpr_domains *agent_finder_domains(agent_finder *af);

@@ -80,7 +80,7 @@ static int check_config(const char *path)
             printf(", raft %s with %zu peer%s%s", c.raft_address, c.nraft_peers,
                    c.nraft_peers == 1 ? "" : "s", c.raft_join ? ", joining" : "");
         if (c.tls_enabled)
-            printf(", TLS %s", c.tls_cert);
+            printf(", TLS %s, finder TLS port %s", c.tls_cert, c.finder_tls_listen);
         printf(")\n");
         agent_config_free(&c);
     } else {

@@ -27,7 +27,8 @@ struct agent_membership {
     char **peers;
     size_t npeers;
     bool join;
-    unsigned finder_port;
+    unsigned finder_port;       /* the TLS port with TLS */
+    struct agent_tls *const *tls; /* NULL: plain */
     uv_timer_t timer;
     bool timer_open, stopping;
     agent_peerreq *hello;       /* a JOIN in flight to the leader */
@@ -359,7 +360,7 @@ static void hello(agent_membership *m)
     targets(m, &t);
     if (t.n == 0)
         return;
-    if (agent_peerreq_send(m->loop, &t, HELLO_MS, 5, argv, on_hello_done, m, &m->hello) < 0)
+    if (agent_peerreq_send(m->loop, &t, m->tls, HELLO_MS, 5, argv, on_hello_done, m, &m->hello) < 0)
         m->hello = NULL;
 }
 
@@ -403,6 +404,11 @@ int agent_membership_start(uv_loop_t *loop, agent_raft *raft,
     snprintf(m->self.finder, sizeof(m->self.finder), "%s", cfg->finder_address);
     snprintf(m->cluster, sizeof(m->cluster), "%s", cfg->cluster ? cfg->cluster : "");
     m->finder_port = colon ? (unsigned)atoi(colon + 1) : 0;
+    if (cfg->finder_tls_address && cfg->tls) {
+        colon = strrchr(cfg->finder_tls_address, ':');
+        m->finder_port = colon ? (unsigned)atoi(colon + 1) : 0;
+        m->tls = cfg->tls;
+    }
     m->peers = calloc(cfg->npeers ? cfg->npeers : 1, sizeof(*m->peers));
     if (!m->peers) {
         free(m);
@@ -505,7 +511,7 @@ int agent_membership_remove(agent_membership *m, const char *name, char *what, s
     targets(m, &t);
     if (t.n == 0 || !agent_raft_leader(m->raft, &(const char *){ NULL }))
         return dpr_err_set(err, -ENOTCONN, "no leader is known (no quorum?): nothing removed");
-    if (agent_peerreq_send(m->loop, &t, REMOVE_MS, 2, argv, on_remove_done, m, &m->remove) < 0)
+    if (agent_peerreq_send(m->loop, &t, m->tls, REMOVE_MS, 2, argv, on_remove_done, m, &m->remove) < 0)
         return dpr_err_set(err, -ENOMEM, "out of memory");
     snprintf(what, cap, "removal of %s (%s) sent to the leader", name, addr);
     return 0;

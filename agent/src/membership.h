@@ -40,6 +40,11 @@ typedef struct agent_membership_config {
     const char *name;            /* node.name */
     const char *raft_address;    /* raft.address */
     const char *finder_address;  /* this node's finder, "HOST:PORT" */
+    /* this node's finder TLS port, "HOST:PORT" (NULL: none): requests to
+     * the leader go to the TLS ports (the same on every node) over TLS
+     * with the agent's contexts, *tls (peerreq.h) */
+    const char *finder_tls_address;
+    struct agent_tls *const *tls;
     char *const *peers;          /* raft.peers (Raft addresses) */
     size_t npeers;
     bool join;                   /* raft.join */

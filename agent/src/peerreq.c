@@ -8,12 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agenttls.h"
 #include "common/addr.h"
 #include "respconn.h"
 
 struct agent_peerreq {
     uv_loop_t *loop;
     dpr_finders targets;
+    struct agent_tls *const *tls; /* NULL or *tls NULL: plain */
+    unsigned tls_port;       /* the finders' TLS port (a NOTLEADER names the plain one) */
     uint64_t deadline;       /* uv_now after which no attempt starts */
     int argc;
     char **argv;             /* the command (copied) */
@@ -98,6 +101,8 @@ static void on_reply(void *arg, int status, const redisReply *rep)
     if (rep->type == REDIS_REPLY_ERROR) {
         switch (dpr_finders_on_error(&q->targets, rep->str, rep->len)) {
         case DPR_FINDERS_MOVED:
+            if (q->tls && *q->tls)
+                q->targets.leader.port = (uint16_t)q->tls_port;
             retry(q, false, 0);
             return;
         case DPR_FINDERS_RETRY:
@@ -116,7 +121,8 @@ static void attempt(agent_peerreq *q)
 {
     const dpr_hostport *hp = dpr_finders_current(&q->targets);
     char endpoint[DPR_ADDR_STR_MAX];
-    agent_respconn_opts o = {.endpoint = endpoint, .connect_ms = AGENT_PEERREQ_ATTEMPT_MS};
+    agent_respconn_opts o = {.endpoint = endpoint, .connect_ms = AGENT_PEERREQ_ATTEMPT_MS,
+                             .tls = q->tls && *q->tls ? (*q->tls)->client : NULL};
     int rc;
 
     snprintf(endpoint, sizeof(endpoint), strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u",
@@ -136,7 +142,8 @@ static void attempt(agent_peerreq *q)
         retry(q, true, 50); /* (an address that does not resolve) */
 }
 
-int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned timeout_ms, int argc,
+int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets,
+                       struct agent_tls *const *tls, unsigned timeout_ms, int argc,
                        const char **argv, agent_peerreq_done_fn done, void *arg,
                        agent_peerreq **out)
 {
@@ -158,6 +165,8 @@ int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets, unsigned tim
     }
     q->loop = loop;
     q->targets = *targets;
+    q->tls = tls;
+    q->tls_port = targets->n ? targets->list[0].port : 0;
     q->deadline = uv_now(loop) + timeout_ms;
     q->done = done;
     q->arg = arg;

@@ -683,10 +683,11 @@ static void remove_remotely(agent *a, const agent_instance *r)
 {
     const char *argv[4] = { "DPR.WORKER.REMOVE", r->deployment, NULL, r->token };
     char worker[24];
+    agent_tls *const *tls;
     dpr_finders t;
 
     if (a->retire_req || !a->raft ||
-        dpr_finders_parse(agent_finder_address(a->finder), &t, NULL) < 0) {
+        agent_peer_targets(a, &t, &tls) < 0) {
         retry_soon(a);
         return;
     }
@@ -694,7 +695,7 @@ static void remove_remotely(agent *a, const agent_instance *r)
     argv[2] = worker;
     snprintf(a->retire_name, sizeof(a->retire_name), "%s", r->name);
     a->retire_worker = r->worker;
-    if (agent_peerreq_send(a->loop, &t, 5000, 4, argv, on_remote_removed, a,
+    if (agent_peerreq_send(a->loop, &t, tls, 5000, 4, argv, on_remote_removed, a,
                            &a->retire_req) < 0) {
         a->retire_req = NULL;
         retry_soon(a);

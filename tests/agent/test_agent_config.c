@@ -418,6 +418,83 @@ TEST(tls_section)
     unlink(path);
 }
 
+TEST(finder_tls_listen)
+{
+    static const struct {
+        const char *finder, *want;
+    } defaults[] = {
+        { "", "127.0.0.1:7001" },                            /* finder.listen's default */
+        { "finder = { listen = \"0.0.0.0:7500\"; };\n", "0.0.0.0:7501" },
+        { "finder = { listen = \"*:7500\"; };\n", "*:7501" },
+        { "finder = { listen = \"[::1]:7500\"; };\n", "[::1]:7501" },
+        { "finder = { listen = \"127.0.0.1:0\"; };\n", "127.0.0.1:0" },
+        { "finder = { listen = \"127.0.0.1:7000\"; tls_listen = \"127.0.0.2:7443\"; };\n",
+          "127.0.0.2:7443" },
+    };
+    agent_config c;
+    agent_problems p;
+    char text[512];
+
+    /* none without TLS */
+    write_conf("cluster = \"demo\";\n");
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+    CHECK(c.finder_tls_listen == NULL);
+    agent_config_free(&c);
+    agent_problems_free(&p);
+    /* with TLS: finder.listen's host and the next port, unless set */
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        snprintf(text, sizeof(text), "cluster = \"demo\";\n%stls = { enabled = true; };\n",
+                 defaults[i].finder);
+        write_conf(text);
+        agent_problems_init(&p);
+        CHECK_EQ_INT(agent_config_load(path, &c, &p), 0);
+        CHECK(c.finder_tls_listen && strcmp(c.finder_tls_listen, defaults[i].want) == 0);
+        if (c.finder_tls_listen && strcmp(c.finder_tls_listen, defaults[i].want) != 0)
+            fprintf(stderr, "    %s: got %s\n", defaults[i].want, c.finder_tls_listen);
+        agent_config_free(&c);
+        agent_problems_free(&p);
+    }
+    write_conf("cluster = \"demo\";\n"                                          /* 1 */
+               "finder = { tls_listen = \"127.0.0.1:7443\"; };\n");               /* 2 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 2, "'finder.tls_listen' needs 'tls.enabled = true'"));
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"                                          /* 1 */
+               "finder = { tls_listen = \"nope\"; };\n"                           /* 2 */
+               "tls = { enabled = true; };\n");                                  /* 3 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 2, "'finder.tls_listen'"));
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"                                          /* 1 */
+               "finder = { listen = \"127.0.0.1:7000\";\n"                         /* 2 */
+               "  tls_listen = \"127.0.0.1:7000\"; };\n"                          /* 3 */
+               "tls = { enabled = true; };\n");                                  /* 4 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "needs a port of its own"));
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"                                          /* 1 */
+               "finder = { listen = \"127.0.0.1:65535\"; };\n"                    /* 2 */
+               "tls = { enabled = true; };\n");                                  /* 3 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 2, "set 'finder.tls_listen'"));
+    agent_problems_free(&p);
+    write_conf("cluster = \"demo\";\n"                                          /* 1 */
+               "finder = { listen = \"127.0.0.1:7000\";\n"                         /* 2 */
+               "  tls_listen = \"127.0.0.1:0\"; };\n"                             /* 3 */
+               "raft = { address = \"127.0.0.1:7400\"; };\n"                      /* 4 */
+               "tls = { enabled = true; };\n");                                  /* 5 */
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_config_load(path, &c, &p), -EINVAL);
+    CHECK(has(&p, 3, "'finder.tls_listen' needs a port (not 0) in a cluster"));
+    agent_problems_free(&p);
+    unlink(path);
+}
+
 TEST(address_of_an_interface)
 {
     agent_config c;
@@ -549,6 +626,7 @@ int main(void)
     RUN(discovery_and_remote_control);
     RUN(address_of_an_interface);
     RUN(tls_section);
+    RUN(finder_tls_listen);
     RUN(metrics_section);
     RUN(missing_file);
     if (path[0])

@@ -273,8 +273,13 @@ def test_sighup_rotates_certificates_and_a_crl_refuses_a_revoked_agent(agents, c
     for a in agents.agents:
         pki.issue(certs, "node", a.node, ips=[a.host], force=True)
     for a in agents.agents:
+        before = len(a.log())
         out = _reload(a)
         assert "SIGHUP: TLS certificates reloaded for new connections: " in out, out
+        # the agent's contexts and its finder's TLS port (finder.tls_listen)
+        wait_for(lambda a=a, before=before: a.log()[before:].count(
+            "SIGHUP: TLS certificates reloaded for new connections: ") == 2, timeout=10,
+            what="%s's finder reloaded too" % a.node)
         serials[a.node] = out.split("serial")[-1].split()[0]
     assert finder_call(agents.leader(), "DPR.WORKER.ADD", "kv2", "2")[0] == 1
     replicated(agents, "kv2")
@@ -298,12 +303,80 @@ def test_sighup_rotates_certificates_and_a_crl_refuses_a_revoked_agent(agents, c
         assert "TLS certificates reloaded" in _reload(a)
     n3.proc.kill(signal.SIGKILL)
     n3.start()
-    wait_for(lambda: any("certificate revoked" in a.log() for a in others), timeout=30,
-             what="n3's connections refused as revoked")
-    line = [ln for a in others for ln in a.log().splitlines() if "certificate revoked" in ln][0]
-    assert "raft: TLS refused the connection" in line, line
+    def revoked(a, where):
+        return [ln for ln in a.log().splitlines() if "certificate revoked" in ln and where in ln]
+    wait_for(lambda: any(revoked(a, "raft: TLS refused the connection") for a in others),
+             timeout=30, what="n3's Raft connections refused as revoked")
+    # (and its requests to the finders' TLS port: "client ...: TLS refused")
     # n3 never hears from the cluster again; the two others go on
     assert finder_call(agents.leader(), "DPR.WORKER.ADD", "kv4", "4")[0] == 1
     for a in others:
         wait_for(lambda a=a: "kv4" in domains(a), timeout=20, what="kv4 on %s" % a.node)
     assert "kv4" not in domains(n3)
+
+
+def spec_of(*deps):
+    return {"name": "demo", "cachestores": [dict(name=n, shards=k, version="1")
+                                             for n, k in deps]}
+
+
+def test_the_finders_tls_port_carries_peer_requests_and_refuses_strangers(agents, certs):
+    """finder.tls_listen: membership and a forwarded apply go to the
+    leader's finder TLS port over TLS (never plain text there); plain text
+    and a certificate of another CA are refused there with a log line."""
+    leader = agents.leader()
+    follower = [a for a in agents.agents if a is not leader][0]
+    for a in agents.agents:
+        assert "(TLS, client certificates: yes)" in a.log(), a.log()
+        assert a.call("status")["finder"]["address"] == agents.finders
+    nodes = wait_for(lambda: leader.call("nodes") if len(leader.call("nodes")["nodes"]) == 3
+                     else None, timeout=30, what="three members")
+    assert nodes["raft"]["quorum"] is True
+    # an apply on a follower is forwarded to the leader (DPR.CLUSTER.SPEC)
+    canary = "tlscanary%d" % (os.getpid() % 100000)
+    cap = Capture() if os.geteuid() == 0 else None
+    try:
+        r = follower.call("apply", {"spec": spec_of((canary, 1))})
+        assert r["cluster_generation"] >= 1 and canary in r["placement"], r
+    finally:
+        if cap:
+            cap.stop()
+    for a in agents.agents:
+        wait_for(lambda a=a: (a.call("status").get("cluster_spec") or {}).get("generation")
+                 == r["cluster_generation"], timeout=20, what="the record on %s" % a.node)
+    if cap:
+        tls = b"".join(cap.tcp_payloads(agents.finder_tls_port))
+        assert tls, "no traffic on the finder's TLS port"
+        assert canary.encode() not in tls
+        assert b"DPR.CLUSTER" not in tls
+        # the forwarded apply went there, not to the plain port
+        plain = b"".join(cap.tcp_payloads(agents.finder_port))
+        assert b"DPR.CLUSTER.SPEC" not in plain
+    for a in agents.agents:
+        assert "TLS refused" not in a.log(), a.log()
+    # plain text to the TLS port: refused, logged, nothing served
+    before = len(leader.log())
+    c = redis.Redis(host=leader.host, port=agents.finder_tls_port, socket_timeout=10)
+    with pytest.raises(redis.exceptions.RedisError):
+        c.execute_command("DPR.WORKER.ADD", "plain", "9")
+    c.close()
+    wait_for(lambda: "TLS refused" in leader.log()[before:], timeout=10,
+             what="the plain client's refusal logged")
+    # a node certificate of another CA: refused, logged, nothing served
+    before = len(leader.log())
+    ctx = _tls_client(certs, "other/n1.crt", "other/n1.key")
+    s = socket.create_connection((leader.host, agents.finder_tls_port), timeout=10)
+    try:
+        t = ctx.wrap_socket(s)
+        t.sendall(b"*3\r\n$14\r\nDPR.WORKER.ADD\r\n$5\r\nother\r\n$1\r\n9\r\n")
+        got = t.recv(100)
+    except (ssl.SSLError, OSError) as e:
+        got = e
+    finally:
+        s.close()
+    assert not isinstance(got, bytes) or got == b"", got
+    wait_for(lambda: "certificate verify failed" in leader.log()[before:], timeout=10,
+             what="the other CA's refusal logged")
+    line = [ln for ln in leader.log()[before:].splitlines() if "verify failed" in ln][0]
+    assert "TLS refused" in line, line
+    assert "other" not in domains(leader) and "plain" not in domains(leader)

@@ -633,7 +633,7 @@ cluster = "demo";
 node = {{ name = "{node}"; address = "{host}"; }};
 state_directory = "{d}/state";
 control = {{ socket = "{d}/agent.sock"; }};
-finder = {{ listen = "{host}:{finder_port}"; }};
+finder = {{ listen = "{host}:{finder_port}";{finder_tls} }};
 cachestores = {{
   instance_directory = "{d}/run/instances";
   port_min = {port_min};
@@ -652,20 +652,26 @@ class HostAgent:
 
     def __init__(self, base: str, port_min: int = 7100, port_max: int = 7199,
                  host: str = "127.0.0.1", node: str = "node1", finder_port: int | None = None,
-                 extra: str = ""):
+                 extra: str = "", finder_tls_port: int | None = None):
+        """finder_tls_port: finder.tls_listen on host (with a tls section in
+        extra)."""
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
         self.procs = Procs()
         self.host = host
         self.node = node
         self.finder_port = finder_port or free_port()
+        self.finder_tls_port = finder_tls_port
         self.conf = os.path.join(self.base, "agent.conf")
         self.sock = os.path.join(self.base, "agent.sock")
         self.state = os.path.join(self.base, "state")
         with open(self.conf, "w") as f:
             f.write(HOST_AGENT_CONF.format(d=self.base, finder_port=self.finder_port, kv=KV,
                                            port_min=port_min, port_max=port_max, host=host,
-                                           node=node, extra=extra))
+                                           node=node, extra=extra,
+                                           finder_tls=(' tls_listen = "%s:%d";'
+                                                       % (host, finder_tls_port)
+                                                       if finder_tls_port else "")))
         self.logs: list[str] = []
         self.proc: "AgentProc | None" = None
 
@@ -898,6 +904,8 @@ class RaftAgents:
         self.tls = tls
         self.election_ms, self.heartbeat_ms = election_ms, heartbeat_ms
         self.finder_port, self.raft_port = free_port(), free_port()
+        # with TLS: every finder's TLS port (finder.tls_listen)
+        self.finder_tls_port = free_port() if tls else None
         self.raft = ["127.0.0.%d:%d" % (i + 1, self.raft_port) for i in range(n)]
         extra = ('raft = {{ address = "{me}"; peers = [%s]; election_timeout_ms = %d; '
                  'heartbeat_timeout_ms = %d; node_down_after_ms = %d; }};\n'
@@ -906,6 +914,7 @@ class RaftAgents:
         self.agents = [HostAgent(os.path.join(str(base), "n%d" % (i + 1)),
                                  host="127.0.0.%d" % (i + 1), node="n%d" % (i + 1),
                                  finder_port=self.finder_port,
+                                 finder_tls_port=self.finder_tls_port,
                                  extra=extra.format(me=self.raft[i]) +
                                  self.tls_conf("n%d" % (i + 1)) +
                                  ('metrics = { address = "127.0.0.%d:0"; };\n' % (i + 1)
@@ -930,6 +939,7 @@ class RaftAgents:
                     self.heartbeat_ms))
         a = HostAgent(os.path.join(self.base, "n%d" % (i + 1)), host="127.0.0.%d" % (i + 1),
                       node="n%d" % (i + 1), finder_port=self.finder_port,
+                      finder_tls_port=self.finder_tls_port,
                       extra=extra + self.tls_conf("n%d" % (i + 1)))
         self.agents.append(a)
         return a
