@@ -91,8 +91,8 @@ static bool has_flag(const redisReply *flags, const char *flag)
     return false;
 }
 
-/* One key spec into *ks; 1 when it is to be skipped (not_key, or a search
- * this module does not know: "unknown", which Redis itself cannot follow). */
+/* One key spec into *ks; 1 when it is to be skipped (not_key), 2 for a
+ * search of type "unknown" (its keys cannot be found). */
 static int parse_spec(const redisReply *r, rp_keyspec *ks)
 {
     const redisReply *bs = field(r, "begin_search"), *fk = field(r, "find_keys");
@@ -115,7 +115,7 @@ static int parse_spec(const redisReply *r, rp_keyspec *ks)
         if (!(ks->word = strndup(w->str, w->len)))
             return -ENOMEM;
     } else if (str_eq(type, "unknown")) {
-        return 1;
+        return 2;
     } else {
         return -EPROTO;
     }
@@ -132,7 +132,7 @@ static int parse_spec(const redisReply *r, rp_keyspec *ks)
     } else if (str_eq(type, "unknown")) {
         free(ks->word);
         ks->word = NULL;
-        return 1;
+        return 2;
     } else {
         goto bad;
     }
@@ -207,6 +207,7 @@ static int insert(rp_keys *t, const redisReply *e, dpr_err *err)
         }
         if (r == 0)
             ci.nspecs++;
+        ci.unknown |= r == 2;
     }
     if ((t->n + 1) * 2 > t->cap && (r = grow(t)) < 0) {
         spec_free(&ci);

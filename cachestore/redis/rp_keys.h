@@ -12,7 +12,9 @@
  * legacy first-key/last-key/step triple cannot describe the commands whose
  * keys move (movablekeys); `COMMAND GETKEYS` can, but costs a round trip
  * per command, on the hot path. Specs flagged not_key (arguments that look
- * like keys but are not, e.g. SORT's patterns) are skipped. Commands with
+ * like keys but are not, e.g. SPUBLISH's channel) are skipped; a spec of
+ * type "unknown" (SORT's BY, GET and STORE) marks the command `unknown`:
+ * its keys cannot all be found. Commands with
  * subcommands (OBJECT ENCODING key, XINFO STREAM key) are looked up by
  * both words.
  *
@@ -44,6 +46,7 @@ typedef struct rp_cmdinfo {
     int arity;
     bool write;        /* Redis' "write" flag */
     bool has_subs;     /* a container: look up its subcommand */
+    bool unknown;      /* a spec Redis cannot describe ("unknown": SORT's BY, GET, STORE) */
     rp_keyspec *specs;
     size_t nspecs;
 } rp_cmdinfo;

@@ -237,6 +237,12 @@ static int check(rp_proxy *p, size_t argc, const kv_arg *argv, bool in_batch, dp
         tryagain(p, out);
         return -1;
     }
+    if (ci->unknown && p->lay.st.active.epoch) {
+        dpr_resp_errorf(out, "ERR command '%s' can name keys dpr-redis cannot locate (SORT's "
+                        "BY, GET and STORE): not allowed in a deployment with a layout",
+                        ci->name);
+        return -1;
+    }
     if (p->lay.st.active.epoch == 0 ||
         (k = rp_keys_first_foreign(ci, argc, argv, owned_cb, &p->lay.st.active)) < 0)
         return 0;

@@ -189,3 +189,68 @@ def test_a_client_that_does_not_read_is_not_buffered_without_bound(rp):
     finally:
         s.close()
     assert rp.alive()
+
+
+def test_layout_keys_of_every_kind_and_a_resize_of_every_type(cluster):
+    """Under a layout the proxy finds each command's keys from Redis' own
+    command table (key specs): fixed positions, counted keys (EVAL,
+    ZUNIONSTORE, LMPOP), keys after a keyword, subcommands; the first
+    foreign key gets dpr-kv's MOVED, before anything runs. SORT, whose
+    keys Redis cannot describe, is refused. A resize moves hashes, lists,
+    sets and sorted sets with their TTLs (DUMP/RESTORE), and dpr-kv's plain
+    string values import too."""
+    import redis
+    from dpr.route import shard_of
+    shards = [cluster.start_kv(11 + i, port=dprtest.free_port(), interval_ms=50,
+                               program=REDIS_PROXY) for i in range(2)]
+    dprtest.set_layout(shards)
+    addrs = [s.address for s in shards]
+    names = ["k%d" % i for i in range(40)]
+    mine = [k for k in names if shard_of(k, 2) == 0]
+    other = [k for k in names if shard_of(k, 2) == 1]
+    c0 = shards[0].client()
+    moved = "MOVED 1 %s 1" % addrs[1]
+    for cmd in (("GET", other[0]), ("MSET", mine[0], "1", other[0], "2"),
+                ("EVAL", "return 1", "2", mine[0], other[0]),
+                ("ZUNIONSTORE", mine[0], "2", mine[1], other[0]),
+                ("LMPOP", "2", mine[0], other[0], "LEFT"),
+                ("OBJECT", "ENCODING", other[0]),
+                ("GEORADIUS", mine[0], "0", "0", "1", "m", "STORE", other[0])):
+        with pytest.raises(redis.ResponseError) as e:
+            c0.execute_command(*cmd)
+        assert str(e.value) == moved, cmd
+    assert c0.dbsize() == 0 and shards[0].info()["dpr_layout_moved"] == 7
+    # the arguments that are not keys are not checked
+    assert c0.execute_command("EVAL", "return KEYS[1]", "1", mine[0], other[0]) == \
+        mine[0].encode()
+    assert c0.execute_command("MSET", mine[0], other[0]) is True
+    with pytest.raises(redis.ResponseError, match="^command 'sort' can name keys"):
+        c0.execute_command("SORT", mine[1], "STORE", mine[2])
+
+    # one key of each type, with and without a TTL, on shard 0; a resize
+    # to one shard, shard 1, moves them all
+    k = mine
+    c0.hset(k[1], mapping={"f": "v", "g": "w"})
+    c0.rpush(k[2], "a", "b", "c")
+    c0.sadd(k[3], "x", "y")
+    c0.zadd(k[4], {"m": 1.5})
+    c0.set(k[5], "ttl", px=600000)
+    c0.hset(k[6], "f", "v")
+    c0.pexpire(k[6], 500000)
+    dprtest.resize_shards(shards, [shards[1]], 2)
+    c1 = shards[1].client()
+    assert c1.hgetall(k[1]) == {b"f": b"v", b"g": b"w"}
+    assert c1.lrange(k[2], 0, -1) == [b"a", b"b", b"c"]
+    assert c1.smembers(k[3]) == {b"x", b"y"}
+    assert c1.zrange(k[4], 0, -1, withscores=True) == [(b"m", 1.5)]
+    assert c1.get(k[0]) == other[0].encode()
+    assert 500000 < c1.pttl(k[5]) <= 600000
+    assert 400000 < c1.pttl(k[6]) <= 500000
+    assert c1.ttl(k[1]) == -1
+    assert c0.dbsize() == 0 and shards[0].info()["dpr_purged_keys"] == 7
+    assert shards[0].info()["dpr_migrate_keys"] == 7
+    # a plain string value, as dpr-kv pushes it
+    shards[1].client().execute_command("DPR.LAYOUT", "PREPARE", "3", "0", addrs[1])
+    assert c1.execute_command("DPR.IMPORT", "3", "plain", "value") == 1
+    assert c1.execute_command("DPR.LAYOUT", "COMMIT", "3") == 0
+    assert c1.get("plain") == b"value"
