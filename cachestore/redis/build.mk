@@ -22,12 +22,12 @@ build/fuzz/fuzz_rp_keys: tests/cachestore/fuzz_rp_keys.c cachestore/redis/rp_key
 	clang $(CPPFLAGS) -Icachestore/src -Icachestore/redis $(FUZZ_CFLAGS) -o $@ $^ $(KV_LIBS)
 
 # the pure module's unit suite (linking only it: it needs nothing else)
-$(BUILD)/obj/tests/cachestore/test_rp_%.o: CPPFLAGS += -Icachestore/redis
+$(BUILD)/obj/tests/cachestore/test_rp_%.o: CPPFLAGS += -Icachestore/redis -Icachestore/src
 $(BUILD)/tests/cachestore/test_rp_reply: $(BUILD)/obj/tests/cachestore/test_rp_reply.o \
 		$(BUILD)/obj/cachestore/redis/rp_reply.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
 $(BUILD)/tests/cachestore/test_rp_keys: $(BUILD)/obj/tests/cachestore/test_rp_keys.o \
-		$(BUILD)/obj/cachestore/redis/rp_keys.o $(LIBDPR_A)
+		$(BUILD)/obj/cachestore/redis/rp_keys.o $(KV_A) $(LIBDPR_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(KV_LIBS)
