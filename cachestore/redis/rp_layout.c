@@ -1,6 +1,7 @@
 /* rp_layout.c - see rp_layout.h; the rules are dpr-kv's (kv_resize.c). */
 #include "rp_layout.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -649,6 +650,7 @@ void rp_layout_reap(rp_proxy *p)
 
 void rp_layout_rolled_back(rp_proxy *p)
 {
+    p->lay.imports_in_flight = 0; /* their slots are gone with Redis' replies */
     if (p->lay.mstate == RP_MIGRATE_RUNNING) {
         migrate_kill(&p->lay);
         dpr_err_set(&p->lay.merror, -ECANCELED, "stopped by a rollback: run it again");
@@ -749,6 +751,12 @@ static void layout_abort(rp_proxy *p, uint64_t epoch, dpr_buf *out)
         dpr_resp_int(out, 0); /* nothing (or something else) prepared: nothing to undo */
         return;
     }
+    if (p->lay.imports_in_flight) {
+        /* the purge's SCAN would not see the keys those RESTOREs create */
+        dpr_resp_errorf(out, "TRYAGAIN %zu imported keys are still being written: retry "
+                        "shortly", p->lay.imports_in_flight);
+        return;
+    }
     migrate_kill(&p->lay);
     if (settle(p, &p->lay.st.active, "the resize was aborted", &dropped, out) < 0)
         return;
@@ -829,6 +837,7 @@ void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
             return;
         }
         s->count = i + 2 == argc ? (argc - 2) / 2 : 0;
+        p->lay.imports_in_flight++;
         if (val->n >= RP_IMPORT_HDR && memcmp(val->p, RP_IMPORT_MAGIC, RP_IMPORT_MAGIC_LEN) == 0) {
             char ttl[24];
             uint64_t ms = dpr_get_u64((const uint8_t *)val->p + RP_IMPORT_MAGIC_LEN);
@@ -854,6 +863,8 @@ void rp_layout_import_reply(rp_slot *s, const char *reply, size_t n)
     rp_client *c = s->c;
     dpr_buf b = DPR_BUF_INIT;
 
+    assert(c->p->lay.imports_in_flight > 0);
+    c->p->lay.imports_in_flight--;
     if (n && reply[0] == '-' && c && !c->import_err) {
         c->import_err = strndup(reply + 1, n > 3 ? n - 3 : 0);
         if (!c->import_err)

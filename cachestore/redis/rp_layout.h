@@ -62,6 +62,7 @@ typedef struct rp_layout {
     kv_layout_state st;
     bool await; /* --await-layout */
     uint64_t moved, tryagain, imported, purged;
+    size_t imports_in_flight; /* RESTOREs of DPR.IMPORT sent, not answered */
     /* the migration */
     enum rp_migrate_state mstate;
     uint64_t mepoch, mworld_line, mkeys, mbytes, mstart_ms, mend_ms;
