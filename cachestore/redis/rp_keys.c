@@ -202,8 +202,7 @@ static int insert(rp_keys *t, const redisReply *e, dpr_err *err)
         if (r < 0) {
             spec_free(&ci);
             return dpr_err_set(err, r, "COMMAND: %s of '%s'",
-                               r == -ENOMEM ? "out of memory" : "a malformed key spec",
-                               ci.name);
+                               r == -ENOMEM ? "out of memory" : "a malformed key spec", ci.name);
         }
         if (r == 0)
             ci.nspecs++;
@@ -304,7 +303,8 @@ ssize_t rp_keys_first_foreign(const rp_cmdinfo *ci, size_t argc, const kv_arg *a
         } else {
             uint64_t count;
             long at = first + ks->a;
-            if (at < 1 || at >= n || dpr_parse_u64(argv[at].p, argv[at].n, 0, (uint64_t)n, &count) < 0)
+            if (at < 1 || at >= n ||
+                dpr_parse_u64(argv[at].p, argv[at].n, 0, (uint64_t)n, &count) < 0)
                 continue; /* Redis refuses it */
             first += ks->b;
             last = first + ((long)count - 1) * ks->step;

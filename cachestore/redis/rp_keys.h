@@ -34,8 +34,8 @@
 #define RP_KEYS_NAME_MAX 64
 
 typedef struct rp_keyspec {
-    bool keyword;   /* begin_search: after `word` (else at index `index`) */
-    int index;      /* index, or keyword's startfrom (negative: from the end, backwards) */
+    bool keyword; /* begin_search: after `word` (else at index `index`) */
+    int index;    /* index, or keyword's startfrom (negative: from the end, backwards) */
     char *word;
     bool keynum;    /* find_keys: by a count argument (else a range) */
     int a, b, step; /* range: lastkey, limit; keynum: keynumidx, firstkey */
@@ -44,9 +44,9 @@ typedef struct rp_keyspec {
 typedef struct rp_cmdinfo {
     char name[RP_KEYS_NAME_MAX]; /* lower case; "object|encoding" for a subcommand */
     int arity;
-    bool write;        /* Redis' "write" flag */
-    bool has_subs;     /* a container: look up its subcommand */
-    bool unknown;      /* a spec Redis cannot describe ("unknown": SORT's BY, GET, STORE) */
+    bool write;    /* Redis' "write" flag */
+    bool has_subs; /* a container: look up its subcommand */
+    bool unknown;  /* a spec Redis cannot describe ("unknown": SORT's BY, GET, STORE) */
     rp_keyspec *specs;
     size_t nspecs;
 } rp_cmdinfo;

@@ -107,8 +107,7 @@ static int purge_where(rp_proxy *p, bool (*keep)(const kv_layout_state *, const 
             if (direct) {
                 redisReply *u = redisCommandArgv(rc, 2, argv, lens);
                 if (!u || u->type == REDIS_REPLY_ERROR) {
-                    ret = dpr_err_set(err, -EIO, "UNLINK failed: %s",
-                                      u ? u->str : rc->errstr);
+                    ret = dpr_err_set(err, -EIO, "UNLINK failed: %s", u ? u->str : rc->errstr);
                     freeReplyObject(u);
                     goto out;
                 }
@@ -206,8 +205,10 @@ static void tryagain(rp_proxy *p, dpr_buf *out)
         dpr_resp_error(out, "TRYAGAIN this shard has not been given its layout yet: retry "
                             "shortly");
     else
-        dpr_resp_errorf(out, "TRYAGAIN this deployment is being resized (layout %" PRIu64
-                        " to %" PRIu64 "): retry shortly", st->active.epoch, st->pending.epoch);
+        dpr_resp_errorf(out,
+                        "TRYAGAIN this deployment is being resized (layout %" PRIu64 " to %" PRIu64
+                        "): retry shortly",
+                        st->active.epoch, st->pending.epoch);
 }
 
 static void moved(rp_proxy *p, const kv_arg *key, dpr_buf *out)
@@ -239,7 +240,8 @@ static int check(rp_proxy *p, size_t argc, const kv_arg *argv, bool in_batch, dp
         return -1;
     }
     if (ci->unknown && p->lay.st.active.epoch) {
-        dpr_resp_errorf(out, "ERR command '%s' can name keys dpr-redis cannot locate (SORT's "
+        dpr_resp_errorf(out,
+                        "ERR command '%s' can name keys dpr-redis cannot locate (SORT's "
                         "BY, GET and STORE): not allowed in a deployment with a layout",
                         ci->name);
         return -1;
@@ -376,20 +378,23 @@ static void layout_set(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *ou
     } else if (kv_layout_equal(&next.active, &p->lay.st.active)) {
         dpr_resp_status(out, "OK"); /* said again */
     } else if (p->lay.st.pending.epoch) {
-        dpr_resp_errorf(out, "ERR a resize to layout %" PRIu64 " is prepared: COMMIT or "
-                        "ABORT it first", p->lay.st.pending.epoch);
+        dpr_resp_errorf(out,
+                        "ERR a resize to layout %" PRIu64 " is prepared: COMMIT or "
+                        "ABORT it first",
+                        p->lay.st.pending.epoch);
     } else if (next.active.epoch <= p->lay.st.active.epoch) {
-        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64
-                        ")", next.active.epoch, p->lay.st.active.epoch);
+        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64 ")",
+                        next.active.epoch, p->lay.st.active.epoch);
     } else if ((foreign = count_foreign(&next.active, out)) < 0) {
         /* the error is written */
     } else if (foreign) {
-        dpr_resp_errorf(out, "ERR layout %" PRIu64 " would strand %zd keys this shard "
+        dpr_resp_errorf(out,
+                        "ERR layout %" PRIu64 " would strand %zd keys this shard "
                         "holds and would not own: move them with PREPARE, MIGRATE and COMMIT",
                         next.active.epoch, foreign);
     } else if (adopt(p, &next, out) == 0) {
-        log_info("layout %" PRIu64 " set: shard %" PRIu32 " of %" PRIu32,
-                 p->lay.st.active.epoch, p->lay.st.active.shard, p->lay.st.active.nshards);
+        log_info("layout %" PRIu64 " set: shard %" PRIu32 " of %" PRIu32, p->lay.st.active.epoch,
+                 p->lay.st.active.shard, p->lay.st.active.nshards);
         dpr_resp_status(out, "OK");
     }
     kv_layout_state_free(&next);
@@ -407,11 +412,13 @@ static void layout_prepare(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf
         if (kv_layout_equal(&next.pending, &st->pending))
             dpr_resp_status(out, "OK"); /* said again (a driver that restarted) */
         else
-            dpr_resp_errorf(out, "ERR a resize to layout %" PRIu64 " is prepared: COMMIT "
-                            "or ABORT it first", st->pending.epoch);
+            dpr_resp_errorf(out,
+                            "ERR a resize to layout %" PRIu64 " is prepared: COMMIT "
+                            "or ABORT it first",
+                            st->pending.epoch);
     } else if (next.pending.epoch <= st->active.epoch) {
-        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64
-                        ")", next.pending.epoch, st->active.epoch);
+        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64 ")",
+                        next.pending.epoch, st->active.epoch);
     } else if (kv_layout_copy(&next.active, &st->active) < 0) {
         dpr_resp_error(out, "ERR out of memory");
     } else if (adopt(p, &next, out) == 0) {
@@ -469,8 +476,7 @@ static int target_flush(target *t, rp_migrate_shared *sh)
     return 0;
 }
 
-static int migrate_key(redisContext *src, target *t, const redisReply *key,
-                       rp_migrate_shared *sh)
+static int migrate_key(redisContext *src, target *t, const redisReply *key, rp_migrate_shared *sh)
 {
     redisReply *ttl = NULL, *dump = NULL;
     const char *argv[2] = {"PTTL", key->str};
@@ -636,15 +642,15 @@ void rp_layout_reap(rp_proxy *p)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         l->mstate = RP_MIGRATE_DONE;
         log_info("migration to layout %" PRIu64 " done: %" PRIu64 " keys, %" PRIu64 " bytes "
-                 "in %" PRIu64 " ms", l->mepoch, l->mkeys, l->mbytes, l->mend_ms - l->mstart_ms);
+                 "in %" PRIu64 " ms",
+                 l->mepoch, l->mkeys, l->mbytes, l->mend_ms - l->mstart_ms);
     } else {
         l->mstate = RP_MIGRATE_FAILED;
         l->merror = l->shared->error;
         if (!l->merror.msg[0])
-            dpr_err_set(&l->merror, -EIO, "the migration process ended with status 0x%x",
-                        status);
-        log_error("migration to layout %" PRIu64 " failed after %" PRIu64 " keys: %s",
-                  l->mepoch, l->mkeys, l->merror.msg);
+            dpr_err_set(&l->merror, -EIO, "the migration process ended with status 0x%x", status);
+        log_error("migration to layout %" PRIu64 " failed after %" PRIu64 " keys: %s", l->mepoch,
+                  l->mkeys, l->merror.msg);
     }
 }
 
@@ -668,9 +674,11 @@ static void layout_migrate(rp_proxy *p, uint64_t epoch, dpr_buf *out)
     } else if (p->lay.mstate == RP_MIGRATE_RUNNING) {
         dpr_resp_status(out, "OK"); /* already moving */
     } else if (!all_committed(p)) {
-        dpr_resp_errorf(out, "TRYAGAIN the state before the pause is not committed yet "
+        dpr_resp_errorf(out,
+                        "TRYAGAIN the state before the pause is not committed yet "
                         "(version %" PRIu64 ", cut %" PRIu64 "): wait for INFO "
-                        "dpr_layout_committed:1", p->w.version, p->w.cut);
+                        "dpr_layout_committed:1",
+                        p->w.version, p->w.cut);
     } else if (migrate_start(p, &err) < 0) {
         dpr_resp_errorf(out, "ERR cannot start the migration: %s", err.msg);
     } else {
@@ -682,8 +690,7 @@ static void layout_migrate(rp_proxy *p, uint64_t epoch, dpr_buf *out)
 /* Ends a resize on layout l (COMMIT: the pending one; ABORT: the active
  * one): saved as the only layout, then what it does not give this shard
  * is dropped. */
-static int settle(rp_proxy *p, const kv_layout *l, const char *why, size_t *dropped,
-                  dpr_buf *out)
+static int settle(rp_proxy *p, const kv_layout *l, const char *why, size_t *dropped, dpr_buf *out)
 {
     kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
     dpr_err err = DPR_ERR_INIT;
@@ -724,13 +731,14 @@ static void layout_commit(rp_proxy *p, uint64_t epoch, bool force, dpr_buf *out)
         dpr_resp_error(out, "ERR the migration is still running");
         return;
     }
-    migrated = l->mstate == RP_MIGRATE_DONE && l->mepoch == epoch &&
-               l->mworld_line == p->w.world_line;
+    migrated =
+        l->mstate == RP_MIGRATE_DONE && l->mepoch == epoch && l->mworld_line == p->w.world_line;
     if (!force && !migrated) {
         if ((leaving = count_foreign(&l->st.pending, out)) < 0)
             return;
         if (leaving > 0) {
-            dpr_resp_errorf(out, "ERR COMMIT would drop %zd keys that were not migrated on "
+            dpr_resp_errorf(out,
+                            "ERR COMMIT would drop %zd keys that were not migrated on "
                             "this world-line: run DPR.LAYOUT MIGRATE %" PRIu64 " first",
                             leaving, epoch);
             return;
@@ -739,7 +747,8 @@ static void layout_commit(rp_proxy *p, uint64_t epoch, bool force, dpr_buf *out)
     if (settle(p, &p->lay.st.pending, "the resize committed", &dropped, out) < 0)
         return;
     log_notice("layout %" PRIu64 " committed (%" PRIu32 " shards): %zu keys that left "
-               "dropped; serving", epoch, p->lay.st.active.nshards, dropped);
+               "dropped; serving",
+               epoch, p->lay.st.active.nshards, dropped);
     dpr_resp_uint(out, dropped);
 }
 
@@ -753,15 +762,17 @@ static void layout_abort(rp_proxy *p, uint64_t epoch, dpr_buf *out)
     }
     if (p->lay.imports_in_flight) {
         /* the purge's SCAN would not see the keys those RESTOREs create */
-        dpr_resp_errorf(out, "TRYAGAIN %zu imported keys are still being written: retry "
-                        "shortly", p->lay.imports_in_flight);
+        dpr_resp_errorf(out,
+                        "TRYAGAIN %zu imported keys are still being written: retry "
+                        "shortly",
+                        p->lay.imports_in_flight);
         return;
     }
     migrate_kill(&p->lay);
     if (settle(p, &p->lay.st.active, "the resize was aborted", &dropped, out) < 0)
         return;
-    log_notice("resize to layout %" PRIu64 " aborted: %zu imported keys dropped; serving",
-               epoch, dropped);
+    log_notice("resize to layout %" PRIu64 " aborted: %zu imported keys dropped; serving", epoch,
+               dropped);
     dpr_resp_uint(out, dropped);
 }
 
@@ -790,7 +801,8 @@ void rp_layout_cmd(rp_client *c, size_t argc, const kv_arg *argv)
         if (arg_epoch(&out, &argv[2], &epoch) == 0)
             layout_abort(p, epoch, &out);
     } else {
-        dpr_resp_errorf(&out, "ERR unknown subcommand or wrong number of arguments for "
+        dpr_resp_errorf(&out,
+                        "ERR unknown subcommand or wrong number of arguments for "
                         "'DPR.LAYOUT %.*s': try SET|PREPARE <epoch> <shard|-> <addr>..., "
                         "PENDING, MIGRATE|COMMIT|ABORT <epoch>, COMMIT <epoch> FORCE",
                         (int)(argv[1].n > 32 ? 32 : argv[1].n), argv[1].p);
@@ -819,9 +831,10 @@ void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
     }
     for (size_t i = 2; i < argc; i += 2) {
         if (!kv_layout_owns(to, argv[i].p, argv[i].n)) {
-            dpr_resp_errorf(&out, "ERR key %zu of DPR.IMPORT belongs to shard %" PRIu32
-                            " under layout %" PRIu64 ", not to this one", (i - 2) / 2,
-                            kv_layout_owner(to, argv[i].p, argv[i].n), epoch);
+            dpr_resp_errorf(&out,
+                            "ERR key %zu of DPR.IMPORT belongs to shard %" PRIu32
+                            " under layout %" PRIu64 ", not to this one",
+                            (i - 2) / 2, kv_layout_owner(to, argv[i].p, argv[i].n), epoch);
             goto reply;
         }
     }
@@ -873,8 +886,7 @@ void rp_layout_import_reply(rp_slot *s, const char *reply, size_t n)
     if (!s->count || !c || c->gone)
         return;
     if (c->import_err)
-        dpr_resp_errorf(&b, "ERR DPR.IMPORT: redis-server refused a key: %s",
-                        c->import_err);
+        dpr_resp_errorf(&b, "ERR DPR.IMPORT: redis-server refused a key: %s", c->import_err);
     else
         dpr_resp_uint(&b, s->count);
     free(c->import_err);
