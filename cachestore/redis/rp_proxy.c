@@ -28,7 +28,9 @@
 #include "kv_gate.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
+#include "rp_layout.h"
 #include "rp_metrics.h"
+#include "rp_proxy_int.h"
 #include "rp_redis.h"
 #include "rp_reply.h"
 
@@ -42,98 +44,11 @@
 #define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
 /* checkpoints failing (ckpt_failed): dpr-kv's text, with its name */
-#define ERR_MISCONF                                                                             \
-    "MISCONF dpr-redis cannot write checkpoints to disk. Commands that may modify the data "   \
-    "set are disabled until a checkpoint succeeds. See 'INFO dpr' "                            \
-    "(dpr_checkpoint_last_error) and the log"
 /* a planned stop: nothing of the request ran; the session sends it again
  * to the next process, which resumes the same world-line (dpr-kv's text) */
 #define ERR_STOPPING                                                                            \
     "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
     "retry (it comes back on the same world-line)"
-
-typedef struct rp_proxy rp_proxy;
-typedef struct rp_client rp_client;
-
-enum slot_kind {
-    SLOT_FORWARD,  /* Redis' reply goes to the client */
-    SLOT_LOCAL,    /* the proxy's own reply, in its place in the order */
-    SLOT_INTERNAL, /* the proxy's own command: the reply goes to cb */
-};
-
-typedef struct rp_slot {
-    enum slot_kind kind;
-    rp_client *c;
-    char *local;
-    size_t nlocal;
-    bool close_after;
-    void (*cb)(rp_proxy *p, const char *reply, size_t n);
-    struct rp_slot *next;
-} rp_slot;
-
-struct rp_client {
-    uv_tcp_t tcp;
-    rp_proxy *p;
-    dpr_buf in, out;
-    kv_parser parser;
-    bool closing, gone, quitting, parked, in_batch, dirty, reading;
-    bool throttled; /* input left unparsed: MAX_IN_FLIGHT commands in flight */
-    kv_gate gate; /* its batch waits for the finder */
-    size_t slots; /* slots still pointing here */
-    uint32_t batch_want, batch_have;
-    dpr_buf batch_hdr, batch_ops;
-    rp_client *next;
-};
-
-struct rp_proxy {
-    const kv_config *cfg;
-    uv_loop_t *loop;
-    dpr_worker w;
-    kv_finder *finder;
-    uv_tcp_t listener;
-    uv_pipe_t *redis;
-    pid_t redis_pid;
-    dpr_buf rin, rout;
-    rp_slot *head, *tail;
-    rp_client *clients;
-    rp_client **dirty;
-    size_t ndirty, dirty_cap;
-    uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer, stop_timer;
-    uv_signal_t sigchld, sigterm, sigint;
-    /* checkpoints */
-    bool plain_dirty;   /* a plain command ran since the last seal */
-    int saving;         /* 0 idle, 1 BGSAVE sent, 2 polling */
-    bool poll_out;      /* an INFO persistence in flight */
-    uint64_t saving_version, gen;
-    uint64_t saving_ms, last_ckpt_ms; /* seal time; the last one's seal-to-durable */
-    char saving_tmp[128];
-    uint64_t *ckpts;
-    size_t nckpts, ckpts_cap;
-    /* finder */
-    uint64_t cluster_max, syncs, synced_ms, finder_world_line;
-    uint64_t *workers;
-    size_t nworkers;
-    /* counters */
-    uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
-    uint64_t commands, conns, conns_rejected, writes_refused_oom, writes_refused_misconf;
-    size_t nclients;
-    dpr_http_server *metrics; /* --metrics-address */
-    char bound[300];          /* the address it serves on */
-    /* failed saves (ckpt_failed): how many, the last one's reason, and
-     * whether the last save failed (writes refused meanwhile) */
-    uint64_t ckpt_failures, ckpt_failing_version;
-    uint64_t ckpt_retry_ms; /* no save before (mono ms), but the interval's */
-    bool ckpt_failing;
-    char ckpt_error[200];
-    dpr_log_limit invalid_log; /* rate limit of their log lines */
-    uint64_t restored, last_ckpt;
-    uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
-    int exit_code;
-    bool stopping;     /* the loop ends (fatal or done) */
-    /* a planned stop (SIGTERM): last checkpoint, its report, DPR.WORKER.LEAVE */
-    bool planned, left, leave_failed;
-    uint64_t leave_next_ms, stop_deadline_ms, batches_refused_stopping;
-};
 
 static void client_process(rp_client *c);
 static void ckpt_begin(rp_proxy *p, uint64_t next);
@@ -152,7 +67,7 @@ static void fatal(rp_proxy *p, const char *fmt, const char *detail)
 
 /* --- the slot queue ----------------------------------------------------- */
 
-static rp_slot *slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
+rp_slot *slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
 {
     rp_slot *s = calloc(1, sizeof(*s));
     if (!s)
@@ -227,7 +142,7 @@ static void fire_local(rp_proxy *p)
 
 /* A reply of the proxy's own: straight into the output when nothing is
  * in flight, else queued in order. */
-static void local_reply(rp_client *c, dpr_buf *b, bool close_after)
+void local_reply(rp_client *c, dpr_buf *b, bool close_after)
 {
     rp_proxy *p = c->p;
     if (!p->head) {
@@ -246,7 +161,7 @@ static void local_reply(rp_client *c, dpr_buf *b, bool close_after)
     s->local = dpr_buf_steal(b, &s->nlocal);
 }
 
-static void local_error(rp_client *c, const char *msg)
+void local_error(rp_client *c, const char *msg)
 {
     dpr_buf b = DPR_BUF_INIT;
     dpr_resp_error(&b, msg);
@@ -256,7 +171,7 @@ static void local_error(rp_client *c, const char *msg)
 
 /* --- the Redis link ----------------------------------------------------- */
 
-static void redis_flush(rp_proxy *p)
+void redis_flush(rp_proxy *p)
 {
     if (!p->rout.len || !p->redis)
         return;
@@ -267,7 +182,7 @@ static void redis_flush(rp_proxy *p)
 
 static void flush_clients(rp_proxy *p);
 
-static void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
+void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
 {
     dpr_resp_command(&p->rout, argc, argv, lens);
 }
@@ -324,9 +239,13 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         rp_slot *s = p->head;
-        if (s->kind == SLOT_INTERNAL)
+        if (s->kind == SLOT_INTERNAL) {
             s->cb(p, p->rin.data + pos, (size_t)n);
-        else
+        } else if (s->kind == SLOT_IMPORT) {
+            rp_layout_import_reply(s, p->rin.data + pos, (size_t)n);
+            if (s->count && !s->c->gone)
+                mark_dirty(s->c);
+        } else
             forward_reply(p, s, p->rin.data + pos, (size_t)n);
         pos += (size_t)n;
         slot_pop(p);
@@ -706,8 +625,11 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     p->plain_dirty = false;
     p->rollbacks++;
     r = redis_connect(p);
-    if (r < 0)
+    if (r < 0) {
         fatal(p, "cannot connect to redis-server: %s", strerror(-r));
+        return;
+    }
+    rp_layout_rolled_back(p);
 }
 
 /* --- finder ------------------------------------------------------------- */
@@ -895,6 +817,7 @@ static void client_free_if_done(rp_client *c)
     dpr_buf_free(&c->batch_hdr);
     dpr_buf_free(&c->batch_ops);
     kv_parser_free(&c->parser);
+    free(c->import_err);
     free(c);
 }
 
@@ -1047,7 +970,7 @@ static void info_dpr(rp_client *c)
 {
     rp_proxy *p = c->p;
     char text[2048];
-    dpr_buf b = DPR_BUF_INIT;
+    dpr_buf b = DPR_BUF_INIT, lines = DPR_BUF_INIT;
 
     snprintf(text, sizeof(text),
              "# DPR\r\ndpr_impl:dpr-redis\r\ndpr_worker_id:%" PRIu64 "\r\ndpr_domain:%s\r\n"
@@ -1074,7 +997,10 @@ static void info_dpr(rp_client *c)
              (long)p->redis_pid, (long)getpid(), p->start_ms, p->writes_refused_oom,
              p->writes_refused_misconf, p->nclients, p->conns_rejected, p->ckpt_failures,
              p->ckpt_failing ? "failing" : "ok", p->ckpt_error);
-    dpr_resp_bulk_str(&b, text);
+    dpr_buf_append(&lines, text, strlen(text));
+    rp_layout_info(p, &lines);
+    dpr_resp_bulk(&b, lines.data, lines.len);
+    dpr_buf_free(&lines);
     local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
@@ -1120,6 +1046,23 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         local_error(c, ERR_STOPPING);
         p->batches_refused_stopping++;
         return;
+    }
+    if (is(&argv[0], "DPR.LAYOUT") || is(&argv[0], "DPR.IMPORT")) {
+        if (in_batch)
+            local_error(c, "ERR this command cannot run inside DPR.BATCH");
+        else if (is(&argv[0], "DPR.LAYOUT"))
+            rp_layout_cmd(c, argc, argv);
+        else
+            rp_layout_cmd_import(c, argc, argv);
+        return;
+    }
+    if (!in_batch) {
+        dpr_buf b = DPR_BUF_INIT;
+        if (!rp_layout_allows(p, argc, argv, &b)) {
+            local_reply(c, &b, false);
+            dpr_buf_free(&b);
+            return;
+        }
     }
     if (p->ckpt_failing && !read_only(&argv[0])) {
         /* Redis' stop-writes-on-bgsave-error needs save points: the proxy
@@ -1320,6 +1263,13 @@ static void batch_run(rp_client *c)
     }
     if (batch_check(c, &h) != 0)
         return;
+    dpr_buf lb = DPR_BUF_INIT;
+    if (!rp_layout_allows_batch(p, (const uint8_t *)c->batch_ops.data, h.op_count, &lb)) {
+        local_reply(c, &lb, false); /* refused whole, before any of it runs */
+        dpr_buf_free(&lb);
+        batch_end(c);
+        return;
+    }
     r = dpr_worker_execute(&p->w, &h, &version);
     if (r == -EAGAIN) {
         /* the open version holds batches and is below the batch's target:
@@ -1479,7 +1429,9 @@ static void on_sigchld(uv_signal_t *h, int signum)
         p->redis_pid = 0;
         snprintf(msg, sizeof(msg), "redis-server exited (status 0x%x)", status);
         fatal(p, "%s", msg);
+        return;
     }
+    rp_layout_reap(p);
 }
 
 /* SIGTERM: a planned stop (stop_progress); SIGINT, or a second signal:
@@ -1638,6 +1590,12 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
         rp_redis_kill(p->redis_pid);
         return 1;
     }
+    r = rp_layout_start(p, &err);
+    if (r < 0) {
+        log_error("cannot load the layout: %s", dpr_err_str(&err, r));
+        rp_redis_kill(p->redis_pid);
+        return 1;
+    }
     if (listen_tcp(p) < 0) {
         rp_redis_kill(p->redis_pid);
         return 1;
@@ -1660,6 +1618,7 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     dpr_tls_ctx_free(finder_tls);
     uv_walk(p->loop, close_walk, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
+    rp_layout_free(&p->lay);
     log_info("exiting with status %d", p->exit_code);
     return p->exit_code;
 }
