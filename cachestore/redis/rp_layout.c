@@ -113,13 +113,13 @@ static int purge_where(rp_proxy *p, bool (*keep)(const kv_layout_state *, const 
                 }
                 freeReplyObject(u);
             } else {
-                rp_slot *s = slot_push(p, SLOT_INTERNAL, NULL);
+                rp_slot *s = rp_slot_push(p, SLOT_INTERNAL, NULL);
                 if (!s) {
                     ret = dpr_err_set(err, -ENOMEM, "out of memory");
                     goto out;
                 }
                 s->cb = on_unlink;
-                redis_command(p, 2, argv, lens);
+                rp_redis_command(p, 2, argv, lens);
             }
             n++;
         }
@@ -137,7 +137,7 @@ out:
         log_info("dropped %zu keys this shard does not own under layout %" PRIu64 " (%s)", n,
                  p->lay.st.active.epoch, why);
         if (!direct)
-            redis_flush(p);
+            rp_redis_flush(p);
     }
     *dropped = n;
     return ret;
@@ -809,7 +809,7 @@ void rp_layout_cmd(rp_client *c, size_t argc, const kv_arg *argv)
                         "PENDING, MIGRATE|COMMIT|ABORT <epoch>, COMMIT <epoch> FORCE",
                         (int)(argv[1].n > 32 ? 32 : argv[1].n), argv[1].p);
     }
-    local_reply(c, &out, false);
+    rp_local_reply(c, &out, false);
     dpr_buf_free(&out);
 }
 
@@ -821,7 +821,7 @@ void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
     uint64_t epoch, v;
 
     if (argc < 4 || argc % 2) {
-        local_error(c, "ERR wrong number of arguments for 'dpr.import'");
+        rp_local_error(c, "ERR wrong number of arguments for 'dpr.import'");
         return;
     }
     if (arg_epoch(&out, &argv[1], &epoch) < 0)
@@ -851,7 +851,7 @@ void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
     c->import_err = NULL;
     for (size_t i = 2; i < argc; i += 2) {
         const kv_arg *val = &argv[i + 1];
-        rp_slot *s = slot_push(p, SLOT_IMPORT, c);
+        rp_slot *s = rp_slot_push(p, SLOT_IMPORT, c);
         if (!s) {
             c->out.failed = true; /* the replies cannot be told apart any more */
             return;
@@ -864,17 +864,17 @@ void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
             snprintf(ttl, sizeof(ttl), "%" PRIu64, ms > INT64_MAX ? (uint64_t)INT64_MAX : ms);
             const char *av[5] = {"RESTORE", argv[i].p, ttl, val->p + RP_IMPORT_HDR, "REPLACE"};
             size_t lens[5] = {7, argv[i].n, strlen(ttl), val->n - RP_IMPORT_HDR, 7};
-            redis_command(p, 5, av, lens);
+            rp_redis_command(p, 5, av, lens);
         } else { /* a plain string (dpr-kv's values) */
             const char *av[3] = {"SET", argv[i].p, val->p};
             size_t lens[3] = {3, argv[i].n, val->n};
-            redis_command(p, 3, av, lens);
+            rp_redis_command(p, 3, av, lens);
         }
     }
     p->lay.imported += (argc - 2) / 2;
     return;
 reply:
-    local_reply(c, &out, false);
+    rp_local_reply(c, &out, false);
     dpr_buf_free(&out);
 }
 

@@ -67,7 +67,7 @@ static void fatal(rp_proxy *p, const char *fmt, const char *detail)
 
 /* --- the slot queue ----------------------------------------------------- */
 
-rp_slot *slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
+rp_slot *rp_slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
 {
     rp_slot *s = calloc(1, sizeof(*s));
     if (!s)
@@ -142,7 +142,7 @@ static void fire_local(rp_proxy *p)
 
 /* A reply of the proxy's own: straight into the output when nothing is
  * in flight, else queued in order. */
-void local_reply(rp_client *c, dpr_buf *b, bool close_after)
+void rp_local_reply(rp_client *c, dpr_buf *b, bool close_after)
 {
     rp_proxy *p = c->p;
     if (!p->head) {
@@ -151,7 +151,7 @@ void local_reply(rp_client *c, dpr_buf *b, bool close_after)
         dpr_buf_reset(b);
         return;
     }
-    rp_slot *s = slot_push(p, SLOT_LOCAL, c);
+    rp_slot *s = rp_slot_push(p, SLOT_LOCAL, c);
     if (!s) {
         c->out.failed = true;
         dpr_buf_reset(b);
@@ -161,17 +161,17 @@ void local_reply(rp_client *c, dpr_buf *b, bool close_after)
     s->local = dpr_buf_steal(b, &s->nlocal);
 }
 
-void local_error(rp_client *c, const char *msg)
+void rp_local_error(rp_client *c, const char *msg)
 {
     dpr_buf b = DPR_BUF_INIT;
     dpr_resp_error(&b, msg);
-    local_reply(c, &b, false);
+    rp_local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
 
 /* --- the Redis link ----------------------------------------------------- */
 
-void redis_flush(rp_proxy *p)
+void rp_redis_flush(rp_proxy *p)
 {
     if (!p->rout.len || !p->redis)
         return;
@@ -182,7 +182,7 @@ void redis_flush(rp_proxy *p)
 
 static void flush_clients(rp_proxy *p);
 
-void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
+void rp_redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
 {
     dpr_resp_command(&p->rout, argc, argv, lens);
 }
@@ -190,13 +190,13 @@ void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t 
 static void internal(rp_proxy *p, void (*cb)(rp_proxy *, const char *, size_t), int argc,
                      const char *const *argv)
 {
-    rp_slot *s = slot_push(p, SLOT_INTERNAL, NULL);
+    rp_slot *s = rp_slot_push(p, SLOT_INTERNAL, NULL);
     if (!s) {
         fatal(p, "%s", "out of memory");
         return;
     }
     s->cb = cb;
-    redis_command(p, argc, argv, NULL);
+    rp_redis_command(p, argc, argv, NULL);
 }
 
 static void redis_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -253,7 +253,7 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
     }
     dpr_buf_consume(&p->rin, pos);
-    redis_flush(p);
+    rp_redis_flush(p);
     flush_clients(p);
 }
 
@@ -278,7 +278,7 @@ static void redis_connected(uv_connect_t *req, int status)
         fatal(p, "cannot read from redis-server: %s", uv_strerror(r));
         return;
     }
-    redis_flush(p);
+    rp_redis_flush(p);
 }
 
 /* Opens the link; commands queued meanwhile wait in rout. */
@@ -359,7 +359,7 @@ static void resume_parked(rp_proxy *p)
             c->parked = false;
             client_process(c);
         }
-    redis_flush(p);
+    rp_redis_flush(p);
     flush_clients(p);
 }
 
@@ -528,7 +528,7 @@ static void on_poll_timer(uv_timer_t *t)
     const char *argv[] = {"INFO", "persistence"};
     p->poll_out = true;
     internal(p, on_info, 2, argv);
-    redis_flush(p);
+    rp_redis_flush(p);
 }
 
 /* Seals the open version and sends the save of it at this point of Redis'
@@ -564,7 +564,7 @@ static void on_ckpt_timer(uv_timer_t *t)
     if (p->w.open_batches == 0 && !p->plain_dirty)
         return;
     ckpt_begin(p, p->cluster_max + 1);
-    redis_flush(p);
+    rp_redis_flush(p);
 }
 
 /* --- rollback ----------------------------------------------------------- */
@@ -738,7 +738,7 @@ static void stop_progress(rp_proxy *p)
     bool dirty = p->w.open_batches > 0 || p->plain_dirty;
     if (dirty && !save_blocked(p)) {
         ckpt_begin(p, 0);
-        redis_flush(p);
+        rp_redis_flush(p);
         return;
     }
     if (!p->saving && !dirty && kv_finder_unacked(p->finder) == 0) {
@@ -871,7 +871,7 @@ static void written(uv_stream_t *st, int status)
     } else if (!c->gone && c->throttled && may_send(c, MAX_IN_FLIGHT / 2)) {
         c->throttled = false;
         client_process(c);
-        redis_flush(c->p);
+        rp_redis_flush(c->p);
         flush_clients(c->p);
     } else if (!c->gone) {
         set_reading(c);
@@ -909,7 +909,7 @@ static void flush_clients(rp_proxy *p)
         if (c->throttled && !c->gone && may_send(c, MAX_IN_FLIGHT / 2)) {
             c->throttled = false;
             client_process(c); /* (marks it dirty again: flushed below in this loop) */
-            redis_flush(p);
+            rp_redis_flush(p);
             continue;
         }
         client_flush(c);
@@ -1001,7 +1001,7 @@ static void info_dpr(rp_client *c)
     rp_layout_info(p, &lines);
     dpr_resp_bulk(&b, lines.data, lines.len);
     dpr_buf_free(&lines);
-    local_reply(c, &b, false);
+    rp_local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
 
@@ -1016,7 +1016,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         if (is(&argv[0], "QUIT")) {
             dpr_buf b = DPR_BUF_INIT;
             dpr_resp_status(&b, "OK");
-            local_reply(c, &b, true);
+            rp_local_reply(c, &b, true);
             dpr_buf_free(&b);
             return;
         }
@@ -1026,7 +1026,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
                 dpr_resp_status(&b, "OK");
             else
                 dpr_resp_error(&b, "ERR dpr-redis serves database 0 only");
-            local_reply(c, &b, false);
+            rp_local_reply(c, &b, false);
             dpr_buf_free(&b);
             return;
         }
@@ -1039,17 +1039,17 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         char msg[160];
         snprintf(msg, sizeof(msg), "ERR command '%.*s' is not allowed through dpr-redis",
                  (int)(argv[0].n > 40 ? 40 : argv[0].n), argv[0].p);
-        local_error(c, msg);
+        rp_local_error(c, msg);
         return;
     }
     if (!in_batch && p->planned) {
-        local_error(c, ERR_STOPPING);
+        rp_local_error(c, ERR_STOPPING);
         p->batches_refused_stopping++;
         return;
     }
     if (is(&argv[0], "DPR.LAYOUT") || is(&argv[0], "DPR.IMPORT")) {
         if (in_batch)
-            local_error(c, "ERR this command cannot run inside DPR.BATCH");
+            rp_local_error(c, "ERR this command cannot run inside DPR.BATCH");
         else if (is(&argv[0], "DPR.LAYOUT"))
             rp_layout_cmd(c, argc, argv);
         else
@@ -1059,7 +1059,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
     if (!in_batch) {
         dpr_buf b = DPR_BUF_INIT;
         if (!rp_layout_allows(p, argc, argv, &b)) {
-            local_reply(c, &b, false);
+            rp_local_reply(c, &b, false);
             dpr_buf_free(&b);
             return;
         }
@@ -1068,7 +1068,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         /* Redis' stop-writes-on-bgsave-error needs save points: the proxy
          * refuses them itself, as dpr-kv (a batch's other ops run) */
         p->writes_refused_misconf++;
-        local_error(c, ERR_MISCONF);
+        rp_local_error(c, ERR_MISCONF);
         return;
     }
     if (!in_batch) {
@@ -1081,12 +1081,12 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         av[i] = argv[i].p;
         lens[i] = argv[i].n;
     }
-    if (!slot_push(p, SLOT_FORWARD, c)) {
+    if (!rp_slot_push(p, SLOT_FORWARD, c)) {
         c->out.failed = true;
         return;
     }
     p->commands++;
-    redis_command(p, (int)argc, av, lens);
+    rp_redis_command(p, (int)argc, av, lens);
 }
 
 static void batch_end(rp_client *c)
@@ -1115,7 +1115,7 @@ static void batch_start(rp_client *c, const kv_arg *hdr)
         dpr_resp_errorf(&b, "ERR DPR.BATCH: malformed request header (%s)",
                         r < 0 ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
                         : h.op_count == 0 ? "no operations" : "trailing bytes");
-        local_reply(c, &b, true);
+        rp_local_reply(c, &b, true);
         dpr_buf_free(&b);
         c->quitting = true; /* the commands that follow cannot be told apart */
         return;
@@ -1136,7 +1136,7 @@ static void batch_add(rp_client *c, size_t argc, const kv_arg *argv)
     for (size_t i = 0; i < argc; i++)
         need += 4 + argv[i].n;
     if (c->batch_hdr.len + c->batch_ops.len + need > c->p->cfg->max_request_bytes) {
-        local_error(c, "ERR DPR.BATCH larger than the maximum request size "
+        rp_local_error(c, "ERR DPR.BATCH larger than the maximum request size "
                        "(--max-request-bytes)");
         c->quitting = true;
         batch_end(c);
@@ -1164,7 +1164,7 @@ static void reply_header(rp_client *c, const dpr_response_hdr *rh, size_t k)
     dpr_resp_array(&b, 2);
     dpr_resp_bulk(&b, buf, (size_t)n);
     dpr_resp_array(&b, k);
-    local_reply(c, &b, false);
+    rp_local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
 
@@ -1207,7 +1207,7 @@ static int batch_check(rp_client *c, const dpr_request_hdr *h)
     default:
         p->batches_invalid++;
         log_invalid(p, msg);
-        local_error(c, msg);
+        rp_local_error(c, msg);
         batch_end(c);
         return 1;
     }
@@ -1232,7 +1232,7 @@ static void batch_run(rp_client *c)
     rh.batch_id = h.batch_id;
     rh.op_count = h.op_count;
     if (p->planned) {
-        local_error(c, ERR_STOPPING);
+        rp_local_error(c, ERR_STOPPING);
         p->batches_refused_stopping++;
         batch_end(c);
         return;
@@ -1251,7 +1251,7 @@ static void batch_run(rp_client *c)
         return;
     case KV_GATE_ERROR:
     case KV_GATE_INVALID:
-        local_error(c, msg);
+        rp_local_error(c, msg);
         batch_end(c);
         return;
     case KV_GATE_WAIT: /* the finder's rollback first */
@@ -1265,7 +1265,7 @@ static void batch_run(rp_client *c)
         return;
     dpr_buf lb = DPR_BUF_INIT;
     if (!rp_layout_allows_batch(p, (const uint8_t *)c->batch_ops.data, h.op_count, &lb)) {
-        local_reply(c, &lb, false); /* refused whole, before any of it runs */
+        rp_local_reply(c, &lb, false); /* refused whole, before any of it runs */
         dpr_buf_free(&lb);
         batch_end(c);
         return;
@@ -1286,7 +1286,7 @@ static void batch_run(rp_client *c)
     }
     if (r < 0) {
         snprintf(msg, sizeof(msg), "ERR DPR.BATCH not executed: %s", strerror(-r));
-        local_error(c, msg);
+        rp_local_error(c, msg);
         batch_end(c);
         return;
     }
@@ -1334,7 +1334,7 @@ static void client_process(rp_client *c)
         if (n < 0) {
             char msg[200];
             snprintf(msg, sizeof(msg), "ERR %s", n == -ENOMEM ? "out of memory" : err);
-            local_error(c, msg);
+            rp_local_error(c, msg);
             c->quitting = true;
             break;
         }
@@ -1373,7 +1373,7 @@ static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     c->in.len += (size_t)nread;
     if (!c->parked)
         client_process(c);
-    redis_flush(p);
+    rp_redis_flush(p);
     flush_clients(p);
 }
 
@@ -1408,7 +1408,7 @@ static void on_client(uv_stream_t *server, int status)
         dpr_buf b = DPR_BUF_INIT;
         p->conns_rejected++;
         dpr_resp_error(&b, "ERR max number of clients reached");
-        local_reply(c, &b, true);
+        rp_local_reply(c, &b, true);
         dpr_buf_free(&b);
         flush_clients(p);
         return;

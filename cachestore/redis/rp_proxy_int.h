@@ -115,11 +115,11 @@ struct rp_proxy {
 };
 
 /* What rp_proxy.c lends its modules. */
-rp_slot *slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c);
+rp_slot *rp_slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c);
 /* A reply of the proxy's own, in its place in the client's order. */
-void local_reply(rp_client *c, dpr_buf *b, bool close_after);
-void local_error(rp_client *c, const char *msg);
-void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens);
-void redis_flush(rp_proxy *p);
+void rp_local_reply(rp_client *c, dpr_buf *b, bool close_after);
+void rp_local_error(rp_client *c, const char *msg);
+void rp_redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens);
+void rp_redis_flush(rp_proxy *p);
 
 #endif
