@@ -15,9 +15,19 @@ build/fuzz/fuzz_rp_%: tests/cachestore/fuzz_rp_%.c cachestore/redis/rp_%.c
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -Icachestore/redis $(FUZZ_CFLAGS) -o $@ $^
 
+# the command table's reader: hiredis' reader, common's numbers and errors
+build/fuzz/fuzz_rp_keys: tests/cachestore/fuzz_rp_keys.c cachestore/redis/rp_keys.c \
+		$(COMMON_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -Icachestore/src -Icachestore/redis $(FUZZ_CFLAGS) -o $@ $^ $(KV_LIBS)
+
 # the pure module's unit suite (linking only it: it needs nothing else)
-$(BUILD)/obj/tests/cachestore/test_rp_%.o: CPPFLAGS += -Icachestore/redis
+$(BUILD)/obj/tests/cachestore/test_rp_%.o: CPPFLAGS += -Icachestore/redis -Icachestore/src
 $(BUILD)/tests/cachestore/test_rp_reply: $(BUILD)/obj/tests/cachestore/test_rp_reply.o \
 		$(BUILD)/obj/cachestore/redis/rp_reply.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
+$(BUILD)/tests/cachestore/test_rp_keys: $(BUILD)/obj/tests/cachestore/test_rp_keys.o \
+		$(BUILD)/obj/cachestore/redis/rp_keys.o $(KV_A) $(LIBDPR_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(KV_LIBS)

@@ -18,6 +18,7 @@
 #include "kv_config.h"
 #include "kv_finder.h"
 #include "kv_tls.h"
+#include "kv_resize.h"
 #include "rp_proxy.h"
 #include "rp_redis.h"
 #include "rp_settings.h"
@@ -36,8 +37,8 @@ static const char usage[] =
     "\n"
     "It reads dpr-kv's settings; these are the ones it uses (each also from the\n"
     "environment variable named with it; a flag wins). Of dpr-kv's others, --tls-port\n"
-    "is refused (exit 2); --seed-dir, --replica-socket, --await-layout and\n"
-    "--checkpoint-mode log are accepted with a warning in the log and have no effect.\n"
+    "is refused (exit 2); --seed-dir, --replica-socket and --checkpoint-mode log are\n"
+    "accepted with a warning in the log and have no effect.\n"
     "redis-server is the one on PATH, or $DPR_REDIS_SERVER.\n"
     "\n"
     "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN; default 127.0.0.1:6379;\n"
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
 {
     static kv_config cfg;
     dpr_err err = DPR_ERR_INIT;
+    kv_layout_state layout;
     dpr_tls_config tc;
     uint64_t *vers = NULL, *wls = NULL, world_line = 0, restore = 0, from = 0;
     size_t n = 0, k = 0;
@@ -142,6 +144,14 @@ int main(int argc, char **argv)
     if (r < 0) {
         snprintf(msg, sizeof(msg), "cannot list %s: %s", cfg.dir, strerror(-r));
         return fail(msg, r, 1);
+    }
+    /* a shard that cannot know its layout must not disturb its domain
+     * (read again by the proxy, rp_layout.c) */
+    r = kv_resize_read(".", &layout, &err);
+    kv_layout_state_free(&layout);
+    if (r < 0) {
+        code = fail(dpr_err_str(&err, r), r, r == -EBADMSG ? KV_EXIT_NO_RESTART : 1);
+        goto out;
     }
     r = kv_finder_register(cfg.finder, kv_tls_finder(&cfg, &tc), cfg.domain, cfg.worker,
                            cfg.finder_token, cfg.finder_timeout_ms, &world_line, &restore, &err);

@@ -28,7 +28,9 @@
 #include "kv_gate.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
+#include "rp_layout.h"
 #include "rp_metrics.h"
+#include "rp_proxy_int.h"
 #include "rp_redis.h"
 #include "rp_reply.h"
 
@@ -42,98 +44,11 @@
 #define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
 /* checkpoints failing (ckpt_failed): dpr-kv's text, with its name */
-#define ERR_MISCONF                                                                             \
-    "MISCONF dpr-redis cannot write checkpoints to disk. Commands that may modify the data "   \
-    "set are disabled until a checkpoint succeeds. See 'INFO dpr' "                            \
-    "(dpr_checkpoint_last_error) and the log"
 /* a planned stop: nothing of the request ran; the session sends it again
  * to the next process, which resumes the same world-line (dpr-kv's text) */
 #define ERR_STOPPING                                                                            \
     "TRYAGAIN this shard is stopping for a planned restart: nothing of the request ran; "     \
     "retry (it comes back on the same world-line)"
-
-typedef struct rp_proxy rp_proxy;
-typedef struct rp_client rp_client;
-
-enum slot_kind {
-    SLOT_FORWARD,  /* Redis' reply goes to the client */
-    SLOT_LOCAL,    /* the proxy's own reply, in its place in the order */
-    SLOT_INTERNAL, /* the proxy's own command: the reply goes to cb */
-};
-
-typedef struct rp_slot {
-    enum slot_kind kind;
-    rp_client *c;
-    char *local;
-    size_t nlocal;
-    bool close_after;
-    void (*cb)(rp_proxy *p, const char *reply, size_t n);
-    struct rp_slot *next;
-} rp_slot;
-
-struct rp_client {
-    uv_tcp_t tcp;
-    rp_proxy *p;
-    dpr_buf in, out;
-    kv_parser parser;
-    bool closing, gone, quitting, parked, in_batch, dirty, reading;
-    bool throttled; /* input left unparsed: MAX_IN_FLIGHT commands in flight */
-    kv_gate gate; /* its batch waits for the finder */
-    size_t slots; /* slots still pointing here */
-    uint32_t batch_want, batch_have;
-    dpr_buf batch_hdr, batch_ops;
-    rp_client *next;
-};
-
-struct rp_proxy {
-    const kv_config *cfg;
-    uv_loop_t *loop;
-    dpr_worker w;
-    kv_finder *finder;
-    uv_tcp_t listener;
-    uv_pipe_t *redis;
-    pid_t redis_pid;
-    dpr_buf rin, rout;
-    rp_slot *head, *tail;
-    rp_client *clients;
-    rp_client **dirty;
-    size_t ndirty, dirty_cap;
-    uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer, stop_timer;
-    uv_signal_t sigchld, sigterm, sigint;
-    /* checkpoints */
-    bool plain_dirty;   /* a plain command ran since the last seal */
-    int saving;         /* 0 idle, 1 BGSAVE sent, 2 polling */
-    bool poll_out;      /* an INFO persistence in flight */
-    uint64_t saving_version, gen;
-    uint64_t saving_ms, last_ckpt_ms; /* seal time; the last one's seal-to-durable */
-    char saving_tmp[128];
-    uint64_t *ckpts;
-    size_t nckpts, ckpts_cap;
-    /* finder */
-    uint64_t cluster_max, syncs, synced_ms, finder_world_line;
-    uint64_t *workers;
-    size_t nworkers;
-    /* counters */
-    uint64_t batches, batches_refused, batches_invalid, rollbacks, checkpoints;
-    uint64_t commands, conns, conns_rejected, writes_refused_oom, writes_refused_misconf;
-    size_t nclients;
-    dpr_http_server *metrics; /* --metrics-address */
-    char bound[300];          /* the address it serves on */
-    /* failed saves (ckpt_failed): how many, the last one's reason, and
-     * whether the last save failed (writes refused meanwhile) */
-    uint64_t ckpt_failures, ckpt_failing_version;
-    uint64_t ckpt_retry_ms; /* no save before (mono ms), but the interval's */
-    bool ckpt_failing;
-    char ckpt_error[200];
-    dpr_log_limit invalid_log; /* rate limit of their log lines */
-    uint64_t restored, last_ckpt;
-    uint64_t start_ms; /* dpr_run_id: this process (a planned restart is another) */
-    int exit_code;
-    bool stopping;     /* the loop ends (fatal or done) */
-    /* a planned stop (SIGTERM): last checkpoint, its report, DPR.WORKER.LEAVE */
-    bool planned, left, leave_failed;
-    uint64_t leave_next_ms, stop_deadline_ms, batches_refused_stopping;
-};
 
 static void client_process(rp_client *c);
 static void ckpt_begin(rp_proxy *p, uint64_t next);
@@ -152,7 +67,7 @@ static void fatal(rp_proxy *p, const char *fmt, const char *detail)
 
 /* --- the slot queue ----------------------------------------------------- */
 
-static rp_slot *slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
+rp_slot *rp_slot_push(rp_proxy *p, enum slot_kind kind, rp_client *c)
 {
     rp_slot *s = calloc(1, sizeof(*s));
     if (!s)
@@ -227,7 +142,7 @@ static void fire_local(rp_proxy *p)
 
 /* A reply of the proxy's own: straight into the output when nothing is
  * in flight, else queued in order. */
-static void local_reply(rp_client *c, dpr_buf *b, bool close_after)
+void rp_local_reply(rp_client *c, dpr_buf *b, bool close_after)
 {
     rp_proxy *p = c->p;
     if (!p->head) {
@@ -236,7 +151,7 @@ static void local_reply(rp_client *c, dpr_buf *b, bool close_after)
         dpr_buf_reset(b);
         return;
     }
-    rp_slot *s = slot_push(p, SLOT_LOCAL, c);
+    rp_slot *s = rp_slot_push(p, SLOT_LOCAL, c);
     if (!s) {
         c->out.failed = true;
         dpr_buf_reset(b);
@@ -246,17 +161,17 @@ static void local_reply(rp_client *c, dpr_buf *b, bool close_after)
     s->local = dpr_buf_steal(b, &s->nlocal);
 }
 
-static void local_error(rp_client *c, const char *msg)
+void rp_local_error(rp_client *c, const char *msg)
 {
     dpr_buf b = DPR_BUF_INIT;
     dpr_resp_error(&b, msg);
-    local_reply(c, &b, false);
+    rp_local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
 
 /* --- the Redis link ----------------------------------------------------- */
 
-static void redis_flush(rp_proxy *p)
+void rp_redis_flush(rp_proxy *p)
 {
     if (!p->rout.len || !p->redis)
         return;
@@ -267,7 +182,7 @@ static void redis_flush(rp_proxy *p)
 
 static void flush_clients(rp_proxy *p);
 
-static void redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
+void rp_redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens)
 {
     dpr_resp_command(&p->rout, argc, argv, lens);
 }
@@ -275,13 +190,13 @@ static void redis_command(rp_proxy *p, int argc, const char *const *argv, const 
 static void internal(rp_proxy *p, void (*cb)(rp_proxy *, const char *, size_t), int argc,
                      const char *const *argv)
 {
-    rp_slot *s = slot_push(p, SLOT_INTERNAL, NULL);
+    rp_slot *s = rp_slot_push(p, SLOT_INTERNAL, NULL);
     if (!s) {
         fatal(p, "%s", "out of memory");
         return;
     }
     s->cb = cb;
-    redis_command(p, argc, argv, NULL);
+    rp_redis_command(p, argc, argv, NULL);
 }
 
 static void redis_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -324,9 +239,13 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         rp_slot *s = p->head;
-        if (s->kind == SLOT_INTERNAL)
+        if (s->kind == SLOT_INTERNAL) {
             s->cb(p, p->rin.data + pos, (size_t)n);
-        else
+        } else if (s->kind == SLOT_IMPORT) {
+            rp_layout_import_reply(s, p->rin.data + pos, (size_t)n);
+            if (s->count && !s->c->gone)
+                mark_dirty(s->c);
+        } else
             forward_reply(p, s, p->rin.data + pos, (size_t)n);
         pos += (size_t)n;
         slot_pop(p);
@@ -334,7 +253,7 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
     }
     dpr_buf_consume(&p->rin, pos);
-    redis_flush(p);
+    rp_redis_flush(p);
     flush_clients(p);
 }
 
@@ -359,7 +278,7 @@ static void redis_connected(uv_connect_t *req, int status)
         fatal(p, "cannot read from redis-server: %s", uv_strerror(r));
         return;
     }
-    redis_flush(p);
+    rp_redis_flush(p);
 }
 
 /* Opens the link; commands queued meanwhile wait in rout. */
@@ -440,7 +359,7 @@ static void resume_parked(rp_proxy *p)
             c->parked = false;
             client_process(c);
         }
-    redis_flush(p);
+    rp_redis_flush(p);
     flush_clients(p);
 }
 
@@ -609,7 +528,7 @@ static void on_poll_timer(uv_timer_t *t)
     const char *argv[] = {"INFO", "persistence"};
     p->poll_out = true;
     internal(p, on_info, 2, argv);
-    redis_flush(p);
+    rp_redis_flush(p);
 }
 
 /* Seals the open version and sends the save of it at this point of Redis'
@@ -645,7 +564,7 @@ static void on_ckpt_timer(uv_timer_t *t)
     if (p->w.open_batches == 0 && !p->plain_dirty)
         return;
     ckpt_begin(p, p->cluster_max + 1);
-    redis_flush(p);
+    rp_redis_flush(p);
 }
 
 /* --- rollback ----------------------------------------------------------- */
@@ -706,8 +625,11 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     p->plain_dirty = false;
     p->rollbacks++;
     r = redis_connect(p);
-    if (r < 0)
+    if (r < 0) {
         fatal(p, "cannot connect to redis-server: %s", strerror(-r));
+        return;
+    }
+    rp_layout_rolled_back(p);
 }
 
 /* --- finder ------------------------------------------------------------- */
@@ -816,7 +738,7 @@ static void stop_progress(rp_proxy *p)
     bool dirty = p->w.open_batches > 0 || p->plain_dirty;
     if (dirty && !save_blocked(p)) {
         ckpt_begin(p, 0);
-        redis_flush(p);
+        rp_redis_flush(p);
         return;
     }
     if (!p->saving && !dirty && kv_finder_unacked(p->finder) == 0) {
@@ -895,6 +817,7 @@ static void client_free_if_done(rp_client *c)
     dpr_buf_free(&c->batch_hdr);
     dpr_buf_free(&c->batch_ops);
     kv_parser_free(&c->parser);
+    free(c->import_err);
     free(c);
 }
 
@@ -948,7 +871,7 @@ static void written(uv_stream_t *st, int status)
     } else if (!c->gone && c->throttled && may_send(c, MAX_IN_FLIGHT / 2)) {
         c->throttled = false;
         client_process(c);
-        redis_flush(c->p);
+        rp_redis_flush(c->p);
         flush_clients(c->p);
     } else if (!c->gone) {
         set_reading(c);
@@ -986,7 +909,7 @@ static void flush_clients(rp_proxy *p)
         if (c->throttled && !c->gone && may_send(c, MAX_IN_FLIGHT / 2)) {
             c->throttled = false;
             client_process(c); /* (marks it dirty again: flushed below in this loop) */
-            redis_flush(p);
+            rp_redis_flush(p);
             continue;
         }
         client_flush(c);
@@ -1047,7 +970,7 @@ static void info_dpr(rp_client *c)
 {
     rp_proxy *p = c->p;
     char text[2048];
-    dpr_buf b = DPR_BUF_INIT;
+    dpr_buf b = DPR_BUF_INIT, lines = DPR_BUF_INIT;
 
     snprintf(text, sizeof(text),
              "# DPR\r\ndpr_impl:dpr-redis\r\ndpr_worker_id:%" PRIu64 "\r\ndpr_domain:%s\r\n"
@@ -1074,8 +997,11 @@ static void info_dpr(rp_client *c)
              (long)p->redis_pid, (long)getpid(), p->start_ms, p->writes_refused_oom,
              p->writes_refused_misconf, p->nclients, p->conns_rejected, p->ckpt_failures,
              p->ckpt_failing ? "failing" : "ok", p->ckpt_error);
-    dpr_resp_bulk_str(&b, text);
-    local_reply(c, &b, false);
+    dpr_buf_append(&lines, text, strlen(text));
+    rp_layout_info(p, &lines);
+    dpr_resp_bulk(&b, lines.data, lines.len);
+    dpr_buf_free(&lines);
+    rp_local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
 
@@ -1090,7 +1016,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         if (is(&argv[0], "QUIT")) {
             dpr_buf b = DPR_BUF_INIT;
             dpr_resp_status(&b, "OK");
-            local_reply(c, &b, true);
+            rp_local_reply(c, &b, true);
             dpr_buf_free(&b);
             return;
         }
@@ -1100,7 +1026,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
                 dpr_resp_status(&b, "OK");
             else
                 dpr_resp_error(&b, "ERR dpr-redis serves database 0 only");
-            local_reply(c, &b, false);
+            rp_local_reply(c, &b, false);
             dpr_buf_free(&b);
             return;
         }
@@ -1113,19 +1039,36 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         char msg[160];
         snprintf(msg, sizeof(msg), "ERR command '%.*s' is not allowed through dpr-redis",
                  (int)(argv[0].n > 40 ? 40 : argv[0].n), argv[0].p);
-        local_error(c, msg);
+        rp_local_error(c, msg);
         return;
     }
     if (!in_batch && p->planned) {
-        local_error(c, ERR_STOPPING);
+        rp_local_error(c, ERR_STOPPING);
         p->batches_refused_stopping++;
         return;
+    }
+    if (is(&argv[0], "DPR.LAYOUT") || is(&argv[0], "DPR.IMPORT")) {
+        if (in_batch)
+            rp_local_error(c, "ERR this command cannot run inside DPR.BATCH");
+        else if (is(&argv[0], "DPR.LAYOUT"))
+            rp_layout_cmd(c, argc, argv);
+        else
+            rp_layout_cmd_import(c, argc, argv);
+        return;
+    }
+    if (!in_batch) {
+        dpr_buf b = DPR_BUF_INIT;
+        if (!rp_layout_allows(p, argc, argv, &b)) {
+            rp_local_reply(c, &b, false);
+            dpr_buf_free(&b);
+            return;
+        }
     }
     if (p->ckpt_failing && !read_only(&argv[0])) {
         /* Redis' stop-writes-on-bgsave-error needs save points: the proxy
          * refuses them itself, as dpr-kv (a batch's other ops run) */
         p->writes_refused_misconf++;
-        local_error(c, ERR_MISCONF);
+        rp_local_error(c, ERR_MISCONF);
         return;
     }
     if (!in_batch) {
@@ -1138,12 +1081,12 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         av[i] = argv[i].p;
         lens[i] = argv[i].n;
     }
-    if (!slot_push(p, SLOT_FORWARD, c)) {
+    if (!rp_slot_push(p, SLOT_FORWARD, c)) {
         c->out.failed = true;
         return;
     }
     p->commands++;
-    redis_command(p, (int)argc, av, lens);
+    rp_redis_command(p, (int)argc, av, lens);
 }
 
 static void batch_end(rp_client *c)
@@ -1172,7 +1115,7 @@ static void batch_start(rp_client *c, const kv_arg *hdr)
         dpr_resp_errorf(&b, "ERR DPR.BATCH: malformed request header (%s)",
                         r < 0 ? (r == -EAGAIN ? "truncated" : strerror((int)-r))
                         : h.op_count == 0 ? "no operations" : "trailing bytes");
-        local_reply(c, &b, true);
+        rp_local_reply(c, &b, true);
         dpr_buf_free(&b);
         c->quitting = true; /* the commands that follow cannot be told apart */
         return;
@@ -1193,7 +1136,7 @@ static void batch_add(rp_client *c, size_t argc, const kv_arg *argv)
     for (size_t i = 0; i < argc; i++)
         need += 4 + argv[i].n;
     if (c->batch_hdr.len + c->batch_ops.len + need > c->p->cfg->max_request_bytes) {
-        local_error(c, "ERR DPR.BATCH larger than the maximum request size "
+        rp_local_error(c, "ERR DPR.BATCH larger than the maximum request size "
                        "(--max-request-bytes)");
         c->quitting = true;
         batch_end(c);
@@ -1221,7 +1164,7 @@ static void reply_header(rp_client *c, const dpr_response_hdr *rh, size_t k)
     dpr_resp_array(&b, 2);
     dpr_resp_bulk(&b, buf, (size_t)n);
     dpr_resp_array(&b, k);
-    local_reply(c, &b, false);
+    rp_local_reply(c, &b, false);
     dpr_buf_free(&b);
 }
 
@@ -1264,7 +1207,7 @@ static int batch_check(rp_client *c, const dpr_request_hdr *h)
     default:
         p->batches_invalid++;
         log_invalid(p, msg);
-        local_error(c, msg);
+        rp_local_error(c, msg);
         batch_end(c);
         return 1;
     }
@@ -1289,7 +1232,7 @@ static void batch_run(rp_client *c)
     rh.batch_id = h.batch_id;
     rh.op_count = h.op_count;
     if (p->planned) {
-        local_error(c, ERR_STOPPING);
+        rp_local_error(c, ERR_STOPPING);
         p->batches_refused_stopping++;
         batch_end(c);
         return;
@@ -1308,7 +1251,7 @@ static void batch_run(rp_client *c)
         return;
     case KV_GATE_ERROR:
     case KV_GATE_INVALID:
-        local_error(c, msg);
+        rp_local_error(c, msg);
         batch_end(c);
         return;
     case KV_GATE_WAIT: /* the finder's rollback first */
@@ -1320,6 +1263,13 @@ static void batch_run(rp_client *c)
     }
     if (batch_check(c, &h) != 0)
         return;
+    dpr_buf lb = DPR_BUF_INIT;
+    if (!rp_layout_allows_batch(p, (const uint8_t *)c->batch_ops.data, h.op_count, &lb)) {
+        rp_local_reply(c, &lb, false); /* refused whole, before any of it runs */
+        dpr_buf_free(&lb);
+        batch_end(c);
+        return;
+    }
     r = dpr_worker_execute(&p->w, &h, &version);
     if (r == -EAGAIN) {
         /* the open version holds batches and is below the batch's target:
@@ -1336,7 +1286,7 @@ static void batch_run(rp_client *c)
     }
     if (r < 0) {
         snprintf(msg, sizeof(msg), "ERR DPR.BATCH not executed: %s", strerror(-r));
-        local_error(c, msg);
+        rp_local_error(c, msg);
         batch_end(c);
         return;
     }
@@ -1384,7 +1334,7 @@ static void client_process(rp_client *c)
         if (n < 0) {
             char msg[200];
             snprintf(msg, sizeof(msg), "ERR %s", n == -ENOMEM ? "out of memory" : err);
-            local_error(c, msg);
+            rp_local_error(c, msg);
             c->quitting = true;
             break;
         }
@@ -1423,7 +1373,7 @@ static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     c->in.len += (size_t)nread;
     if (!c->parked)
         client_process(c);
-    redis_flush(p);
+    rp_redis_flush(p);
     flush_clients(p);
 }
 
@@ -1458,7 +1408,7 @@ static void on_client(uv_stream_t *server, int status)
         dpr_buf b = DPR_BUF_INIT;
         p->conns_rejected++;
         dpr_resp_error(&b, "ERR max number of clients reached");
-        local_reply(c, &b, true);
+        rp_local_reply(c, &b, true);
         dpr_buf_free(&b);
         flush_clients(p);
         return;
@@ -1479,7 +1429,9 @@ static void on_sigchld(uv_signal_t *h, int signum)
         p->redis_pid = 0;
         snprintf(msg, sizeof(msg), "redis-server exited (status 0x%x)", status);
         fatal(p, "%s", msg);
+        return;
     }
+    rp_layout_reap(p);
 }
 
 /* SIGTERM: a planned stop (stop_progress); SIGINT, or a second signal:
@@ -1638,6 +1590,12 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
         rp_redis_kill(p->redis_pid);
         return 1;
     }
+    r = rp_layout_start(p, &err);
+    if (r < 0) {
+        log_error("cannot load the layout: %s", dpr_err_str(&err, r));
+        rp_redis_kill(p->redis_pid);
+        return 1;
+    }
     if (listen_tcp(p) < 0) {
         rp_redis_kill(p->redis_pid);
         return 1;
@@ -1660,6 +1618,7 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     dpr_tls_ctx_free(finder_tls);
     uv_walk(p->loop, close_walk, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
+    rp_layout_free(&p->lay);
     log_info("exiting with status %d", p->exit_code);
     return p->exit_code;
 }

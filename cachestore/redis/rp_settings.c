@@ -24,9 +24,6 @@ int rp_settings_check(const kv_config *cfg)
         log_warning("--replica-socket %s ignored: dpr-redis does not copy its checkpoints to "
                     "other nodes; they are reported as soon as they are on this node's disk",
                     cfg->replica_socket);
-    if (cfg->await_layout)
-        log_warning("--await-layout ignored: dpr-redis has no layouts yet and serves every key "
-                    "from the start");
     if (cfg->checkpoint_mode_set && cfg->checkpoint_log)
         log_warning("--checkpoint-mode log (or --checkpoint-log, --checkpoint-compact-bytes) "
                     "ignored: dpr-redis' checkpoints are full RDB images (BGSAVE)");

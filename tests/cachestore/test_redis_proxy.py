@@ -254,11 +254,11 @@ def test_settings_it_cannot_honour_are_refused_or_logged(cluster, tmp_path):
     assert p.wait_exit() == 2
     assert "--tls-port 7443 is not supported by dpr-redis" in p.output()
     rp = cluster.start_kv(1, program=REDIS_PROXY, env={
-        "DPR_KV_SEED_DIR": str(tmp_path / "seed"), "DPR_KV_AWAIT_LAYOUT": "1",
+        "DPR_KV_SEED_DIR": str(tmp_path / "seed"),
         "DPR_KV_REPLICA_SOCKET": str(tmp_path / "replica.sock"),
         "DPR_KV_CHECKPOINT_MODE": "log"})
     out = rp.output()
-    for flag in ("--seed-dir", "--replica-socket", "--await-layout", "--checkpoint-mode log"):
+    for flag in ("--seed-dir", "--replica-socket", "--checkpoint-mode log"):
         assert re.search(r"%s.* ignored: " % re.escape(flag), out), (flag, out)
     assert rp.client().set("a", "1")  # and it serves
     rp.kill()
@@ -409,3 +409,115 @@ def test_planned_stop_while_checkpoints_fail_does_not_leave(cluster, small_tmpfs
     again.wait_ready()
     c2 = again.client()
     assert intact(c2, committed) and c2.get("marker") == b"1"
+
+
+def test_moved_comes_before_misconf_and_imports_are_refused_like_writes(cluster, small_tmpfs):
+    """While saves fail, as in dpr-kv: a key another shard owns still gets
+    -MOVED (the client goes to the owner), a key of this shard -MISCONF,
+    and DPR.IMPORT is refused like a write (nothing is set)."""
+    from dpr.route import shard_of
+    state = small_tmpfs("20m")
+    rp = cluster.add(Kv(cluster.finder.address, 1, state, os.path.join(cluster.base, "kv1.log"),
+                        interval_ms=50, program=REDIS_PROXY))
+    rp.wait_ready()
+    c = rp.client()
+    other = "127.0.0.1:%d" % dprtest.free_port()  # a second shard, never asked
+    assert c.execute_command("DPR.LAYOUT", "SET", "1", "0", rp.address, other)
+    names = ["k%d" % i for i in range(40)]
+    mine = [k for k in names if shard_of(k, 2) == 0]
+    foreign = [k for k in names if shard_of(k, 2) == 1]
+    assert c.set(mine[0], "x" * (3 << 20))  # a checkpoint of 3 MB
+    wait_for(lambda: quiet(rp), timeout=30, what="quiet")
+    reserve = os.path.join(state, "reserve")  # room for a layout file, not a checkpoint
+    with open(reserve, "wb") as f:
+        f.write(b"\0" * 65536)
+    filler = fill(state)
+    c.set(mine[1], "1")  # accepted: the save of its version fails
+    wait_for(lambda: rp.info()["dpr_checkpoint_status"] == "failing", what="a failure")
+    with pytest.raises(redis.ResponseError, match="^MOVED 1 %s 1$" % re.escape(other)):
+        c.set(foreign[0], "1")
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.set(mine[2], "1")
+    os.unlink(reserve)
+
+    def prepare():  # (a failing BGSAVE's temporary file may hold the room a moment)
+        try:
+            return c.execute_command("DPR.LAYOUT", "PREPARE", "2", "0", rp.address, other)
+        except redis.ResponseError as e:
+            assert "No space left" in str(e), e
+            return False
+    wait_for(prepare, what="a resize prepared")
+    assert rp.info()["dpr_checkpoint_status"] == "failing"
+    with pytest.raises(redis.ResponseError, match="^MISCONF"):
+        c.execute_command("DPR.IMPORT", "2", mine[3], "v")
+    assert c.execute_command("DPR.LAYOUT", "ABORT", "2") == 0
+    assert c.exists(mine[3]) == 0
+    assert int(rp.info()["dpr_writes_refused_misconf"]) == 2
+    os.unlink(filler)
+    wait_for(lambda: rp.info()["dpr_checkpoint_status"] == "ok", timeout=30, what="ok again")
+    assert c.set(mine[2], "1")
+
+
+def test_layout_keys_of_every_kind_and_a_resize_of_every_type(cluster):
+    """Under a layout the proxy finds each command's keys from Redis' own
+    command table (key specs): fixed positions, counted keys (EVAL,
+    ZUNIONSTORE, LMPOP), keys after a keyword, subcommands; the first
+    foreign key gets dpr-kv's MOVED, before anything runs. SORT, whose
+    keys Redis cannot describe, is refused. A resize moves hashes, lists,
+    sets and sorted sets with their TTLs (DUMP/RESTORE), and dpr-kv's plain
+    string values import too."""
+    import redis
+    from dpr.route import shard_of
+    shards = [cluster.start_kv(11 + i, port=dprtest.free_port(), interval_ms=50,
+                               program=REDIS_PROXY) for i in range(2)]
+    dprtest.set_layout(shards)
+    addrs = [s.address for s in shards]
+    names = ["k%d" % i for i in range(40)]
+    mine = [k for k in names if shard_of(k, 2) == 0]
+    other = [k for k in names if shard_of(k, 2) == 1]
+    c0 = shards[0].client()
+    moved = "MOVED 1 %s 1" % addrs[1]
+    for cmd in (("GET", other[0]), ("MSET", mine[0], "1", other[0], "2"),
+                ("EVAL", "return 1", "2", mine[0], other[0]),
+                ("ZUNIONSTORE", mine[0], "2", mine[1], other[0]),
+                ("LMPOP", "2", mine[0], other[0], "LEFT"),
+                ("OBJECT", "ENCODING", other[0]),
+                ("GEORADIUS", mine[0], "0", "0", "1", "m", "STORE", other[0])):
+        with pytest.raises(redis.ResponseError) as e:
+            c0.execute_command(*cmd)
+        assert str(e.value) == moved, cmd
+    assert c0.dbsize() == 0 and shards[0].info()["dpr_layout_moved"] == 7
+    # the arguments that are not keys are not checked
+    assert c0.execute_command("EVAL", "return KEYS[1]", "1", mine[0], other[0]) == \
+        mine[0].encode()
+    assert c0.execute_command("MSET", mine[0], other[0]) is True
+    with pytest.raises(redis.ResponseError, match="^command 'sort' can name keys"):
+        c0.execute_command("SORT", mine[1], "STORE", mine[2])
+
+    # one key of each type, with and without a TTL, on shard 0; a resize
+    # to one shard, shard 1, moves them all
+    k = mine
+    c0.hset(k[1], mapping={"f": "v", "g": "w"})
+    c0.rpush(k[2], "a", "b", "c")
+    c0.sadd(k[3], "x", "y")
+    c0.zadd(k[4], {"m": 1.5})
+    c0.set(k[5], "ttl", px=600000)
+    c0.hset(k[6], "f", "v")
+    c0.pexpire(k[6], 500000)
+    dprtest.resize_shards(shards, [shards[1]], 2)
+    c1 = shards[1].client()
+    assert c1.hgetall(k[1]) == {b"f": b"v", b"g": b"w"}
+    assert c1.lrange(k[2], 0, -1) == [b"a", b"b", b"c"]
+    assert c1.smembers(k[3]) == {b"x", b"y"}
+    assert c1.zrange(k[4], 0, -1, withscores=True) == [(b"m", 1.5)]
+    assert c1.get(k[0]) == other[0].encode()
+    assert 500000 < c1.pttl(k[5]) <= 600000
+    assert 400000 < c1.pttl(k[6]) <= 500000
+    assert c1.ttl(k[1]) == -1
+    assert c0.dbsize() == 0 and shards[0].info()["dpr_purged_keys"] == 7
+    assert shards[0].info()["dpr_migrate_keys"] == 7
+    # a plain string value, as dpr-kv pushes it
+    shards[1].client().execute_command("DPR.LAYOUT", "PREPARE", "3", "0", addrs[1])
+    assert c1.execute_command("DPR.IMPORT", "3", "plain", "value") == 1
+    assert c1.execute_command("DPR.LAYOUT", "COMMIT", "3") == 0
+    assert c1.get("plain") == b"value"

@@ -22,6 +22,8 @@ Needs root (skipped otherwise), like every test here.
 """
 import json
 
+import pytest
+
 import cluster as harness
 from test_domains import Writers, status
 
@@ -31,6 +33,7 @@ SPEC = """\
 name: demo
 cachestores:
   - name: kv
+    impl: %s
     version: "1"
     shards: %d
     checkpoint_interval_ms: 100
@@ -52,14 +55,17 @@ with client.session() as s:
         v = s.get(k)
         if v is not None:
             found[k] = v.decode()
-sizes = []
+sizes, impls = [], []
 for a in client.shards:
     host, port = a.rsplit(":", 1)
     sizes.append(redis.Redis(host=host, port=int(port)).dbsize())
+    # (dpr-kv has no dpr_impl field)
+    impls.append(redis.Redis(host=host, port=int(port)).info("dpr").get("dpr_impl", "dpr-kv"))
 owners = [0] * len(client.shards)
 for k in found:
     owners[shard_of(k, len(client.shards))] += 1
-print(json.dumps({"found": found, "sizes": sizes, "owners": owners, "shards": client.shards}))
+print(json.dumps({"found": found, "sizes": sizes, "owners": owners, "shards": client.shards,
+                  "impls": impls}))
 '''
 
 
@@ -80,16 +86,19 @@ def resized_to(node, epoch, shards):
                             interval=0.5)
 
 
-def apply(node, shards):
+def apply(node, impl, shards):
     with open(node.path("/root/cluster.yaml"), "w") as f:
-        f.write(SPEC % shards)
+        f.write(SPEC % (impl, shards))
     return node.run("cd /root && dprctl apply -f cluster.yaml").stdout
 
 
-def test_resize_keeps_every_key(cluster):
+# dpr-redis: Redis behind the DPR proxy, with the same layout protocol
+# (docs/dpr-redis.md), under the same instance unit
+@pytest.mark.parametrize("impl", ["dpr-kv", "dpr-redis"])
+def test_resize_keeps_every_key(cluster, impl):
     node = cluster[0]
     harness.wait_for("dpr-agent", lambda: node.is_active("dpr-agent") == "active", 60)
-    apply(node, 3)
+    apply(node, impl, 3)
     resized_to(node, 1, 3)  # a new deployment gets layout 1
 
     w = Writers(node, ["kv"])
@@ -98,10 +107,10 @@ def test_resize_keeps_every_key(cluster):
 
         # (a) grow: the plan says what moves
         with open(node.path("/root/cluster.yaml"), "w") as f:
-            f.write(SPEC % 5)
+            f.write(SPEC % (impl, 5))
         plan = node.run("cd /root && dprctl plan -f cluster.yaml").stdout
         assert "kv: 3 shards -> 5: about 40% of its keys move to the new shards" in plan, plan
-        out = apply(node, 5)
+        out = apply(node, impl, 5)
         assert "2 created" in out, out
         st = resized_to(node, 2, 5)
         ev = node.run(["journalctl", "-u", "dpr-agent", "-o", "cat", "--no-pager"]).stdout
@@ -110,7 +119,7 @@ def test_resize_keeps_every_key(cluster):
 
         # (b) shrink, with a kill -9 of a shard and an agent restart meanwhile
         pid = [i for i in st["deployments"][0]["instances"] if i["name"] == "kv-1"][0]["main_pid"]
-        out = apply(node, 2)
+        out = apply(node, impl, 2)
         assert "3 deleted" in out, out
         node.run(["kill", "-9", str(pid)])
         node.systemctl("restart", "dpr-agent")
@@ -128,7 +137,7 @@ def test_resize_keeps_every_key(cluster):
     with open(node.path("/root/check.py"), "w") as f:
         f.write(CHECK)
     got = json.loads(node.run(["python3", "/root/check.py", str(last)]).stdout)
-    assert len(got["shards"]) == 2
+    assert len(got["shards"]) == 2 and got["impls"] == [impl, impl], got
     # every key the session kept is there (the writer checked each value),
     # each on its owner, and the shards hold nothing else
     kept = int(r.split("kept=")[1].split()[0])

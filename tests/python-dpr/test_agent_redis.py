@@ -38,6 +38,11 @@ def test_agent_runs_a_dpr_redis_deployment(make_agent, tmp_path):
     assert env["DPR_KV_DOMAIN"] == "rkv" and env["DPR_KV_FINDER_TOKEN"]
     # what its unit would start: the instance file's variables
     env["DPR_KV_LISTEN"] = "127.0.0.1:0"  # not the allocated port: tests run in parallel
+    # (nobody gives it a layout here: serve keys at once, as the other
+    # agent suites do; tests/libdpr/test_client_cluster.py has the agents'
+    # layout driver give dpr-redis shards theirs)
+    assert env["DPR_KV_AWAIT_LAYOUT"] == "1"
+    env["DPR_KV_AWAIT_LAYOUT"] = "0"
     env["STATE_DIRECTORY"] = str(tmp_path / "rkv-0")
     shard = a.procs.add(dprtest.Kv(env["DPR_KV_FINDER"], int(env["DPR_KV_WORKER"]),
                                    str(tmp_path / "rkv-0"), str(tmp_path / "rkv-0.log"),

@@ -1,0 +1,934 @@
+/* rp_layout.c - see rp_layout.h; the rules are dpr-kv's (kv_resize.c). */
+#include "rp_layout.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/num.h"
+#include "common/resp.h"
+#include "dpr/wire.h"
+#include "kv_resize.h"
+#include "rp_proxy_int.h"
+#include "rp_redis.h"
+
+#define LAYOUT_FILE "layout"
+#define SCAN_COUNT "1000"
+
+/* A blocking connection of its own to redis-server (a purge's SCAN, the
+ * migration child, the command table). */
+static redisContext *side_connect(dpr_err *err)
+{
+    struct timeval tv = {RP_MIGRATE_TIMEOUT_MS / 1000, 0};
+    redisContext *rc = redisConnectUnixWithTimeout(RP_REDIS_SOCKET, tv);
+
+    if (!rc || rc->err) {
+        dpr_err_set(err, -ECONNREFUSED, "cannot connect to redis-server: %s",
+                    rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return NULL;
+    }
+    if (redisSetTimeout(rc, tv) != REDIS_OK) {
+        dpr_err_set(err, -EIO, "cannot set a timeout on the redis-server connection");
+        redisFree(rc);
+        return NULL;
+    }
+    return rc;
+}
+
+static bool kept(const kv_layout_state *st, const char *key, size_t n)
+{
+    return kv_layout_owns(&st->active, key, n) ||
+           (st->pending.epoch && kv_layout_owns(&st->pending, key, n));
+}
+
+static bool active_owns(const kv_layout_state *st, const char *key, size_t n)
+{
+    return kv_layout_owns(&st->active, key, n);
+}
+
+static void on_unlink(rp_proxy *p, const char *reply, size_t n)
+{
+    (void)p;
+    if (n && reply[0] == '-')
+        log_warning("redis-server refused the UNLINK of a key that left: %.*s",
+                    (int)(n > 200 ? 200 : n), reply);
+}
+
+/* Drops every key keep() says no to. direct: at start-up, UNLINKed over
+ * the side connection before serving; else through the pipeline, in
+ * order, as an untracked write of the open version. */
+static int purge_where(rp_proxy *p, bool (*keep)(const kv_layout_state *, const char *, size_t),
+                       bool direct, const char *why, size_t *dropped, dpr_err *err)
+{
+    redisContext *rc;
+    redisReply *r = NULL;
+    char cursor[32] = "0";
+    size_t n = 0;
+    int ret = 0;
+
+    *dropped = 0;
+    if (p->lay.st.active.epoch == 0)
+        return 0; /* the active layout owns every key */
+    if (!(rc = side_connect(err)))
+        return -ECONNREFUSED;
+    do {
+        r = redisCommand(rc, "SCAN %s COUNT " SCAN_COUNT, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            ret = dpr_err_set(err, -EPROTO, "SCAN failed: %s",
+                              r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
+            goto out;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            if (k->type != REDIS_REPLY_STRING || keep(&p->lay.st, k->str, k->len))
+                continue;
+            const char *argv[2] = {"UNLINK", k->str};
+            size_t lens[2] = {6, k->len};
+            if (direct) {
+                redisReply *u = redisCommandArgv(rc, 2, argv, lens);
+                if (!u || u->type == REDIS_REPLY_ERROR) {
+                    ret = dpr_err_set(err, -EIO, "UNLINK failed: %s", u ? u->str : rc->errstr);
+                    freeReplyObject(u);
+                    goto out;
+                }
+                freeReplyObject(u);
+            } else {
+                rp_slot *s = rp_slot_push(p, SLOT_INTERNAL, NULL);
+                if (!s) {
+                    ret = dpr_err_set(err, -ENOMEM, "out of memory");
+                    goto out;
+                }
+                s->cb = on_unlink;
+                rp_redis_command(p, 2, argv, lens);
+            }
+            n++;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    } while (strcmp(cursor, "0") != 0);
+out:
+    freeReplyObject(r);
+    redisFree(rc);
+    if (n) {
+        uint64_t v;
+        (void)dpr_worker_execute(&p->w, NULL, &v); /* in the open version */
+        p->plain_dirty = true;
+        p->lay.purged += n;
+        log_info("dropped %zu keys this shard does not own under layout %" PRIu64 " (%s)", n,
+                 p->lay.st.active.epoch, why);
+        if (!direct)
+            rp_redis_flush(p);
+    }
+    *dropped = n;
+    return ret;
+}
+
+static void purge(rp_proxy *p, const char *why)
+{
+    dpr_err err = DPR_ERR_INIT;
+    size_t n;
+
+    if (purge_where(p, kept, false, why, &n, &err) < 0)
+        log_error("cannot drop the keys this shard no longer owns (%s): %s", why, err.msg);
+}
+
+int rp_layout_start(rp_proxy *p, dpr_err *err)
+{
+    redisContext *rc;
+    redisReply *r;
+    size_t n;
+    int ret;
+
+    p->lay.await = p->cfg->await_layout;
+    if (!(rc = side_connect(err)))
+        return -ECONNREFUSED;
+    r = redisCommand(rc, "COMMAND");
+    ret = rp_keys_load(&p->lay.keys, r, err);
+    freeReplyObject(r);
+    redisFree(rc);
+    if (ret < 0)
+        return ret;
+    log_debug("%zu commands in redis-server's command table", p->lay.keys.n);
+    if ((ret = kv_resize_read(".", &p->lay.st, err)) < 0)
+        return ret;
+    /* a checkpoint from before a committed resize still holds the keys
+     * that left */
+    return purge_where(p, kept, true, "after the restore", &n, err);
+}
+
+void rp_layout_free(rp_layout *l)
+{
+    if (l->mpid > 0) {
+        kill(l->mpid, SIGKILL);
+        (void)waitpid(l->mpid, NULL, 0);
+    }
+    if (l->shared)
+        munmap(l->shared, sizeof(*l->shared));
+    rp_keys_free(&l->keys);
+    kv_layout_state_free(&l->st);
+    memset(l, 0, sizeof(*l));
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+static bool paused(const rp_proxy *p)
+{
+    return p->lay.st.pending.epoch || (p->lay.await && p->lay.st.active.epoch == 0);
+}
+
+static void tryagain(rp_proxy *p, dpr_buf *out)
+{
+    const kv_layout_state *st = &p->lay.st;
+
+    p->lay.tryagain++;
+    if (!st->pending.epoch)
+        dpr_resp_error(out, "TRYAGAIN this shard has not been given its layout yet: retry "
+                            "shortly");
+    else
+        dpr_resp_errorf(out,
+                        "TRYAGAIN this deployment is being resized (layout %" PRIu64 " to %" PRIu64
+                        "): retry shortly",
+                        st->active.epoch, st->pending.epoch);
+}
+
+static void moved(rp_proxy *p, const kv_arg *key, dpr_buf *out)
+{
+    const kv_layout *l = &p->lay.st.active;
+    uint32_t owner = kv_layout_owner(l, key->p, key->n);
+
+    p->lay.moved++;
+    dpr_resp_errorf(out, "MOVED %" PRIu32 " %s %" PRIu64, owner, l->addrs[owner], l->epoch);
+}
+
+static bool owned_cb(void *ud, const char *key, size_t n)
+{
+    return kv_layout_owns(ud, key, n);
+}
+
+/* 0: may run; -1: refused (reply in out). */
+static int check(rp_proxy *p, size_t argc, const kv_arg *argv, bool in_batch, dpr_buf *out)
+{
+    const rp_cmdinfo *ci;
+    ssize_t k;
+
+    if (p->lay.st.active.epoch == 0 && (in_batch || !paused(p)))
+        return 0; /* every key is owned: no lookup (a standalone shard) */
+    if (!(ci = rp_keys_lookup(&p->lay.keys, argc, argv)))
+        return 0; /* unknown to Redis: it answers the error */
+    if (ci->nspecs == 0 && !ci->write)
+        return 0; /* PING, ECHO, DBSIZE, INFO, ... */
+    if (!in_batch && paused(p)) {
+        tryagain(p, out);
+        return -1;
+    }
+    if (ci->unknown && p->lay.st.active.epoch) {
+        dpr_resp_errorf(out,
+                        "ERR command '%s' can name keys dpr-redis cannot locate (SORT's "
+                        "BY, GET and STORE): not allowed in a deployment with a layout",
+                        ci->name);
+        return -1;
+    }
+    if (p->lay.st.active.epoch == 0 ||
+        (k = rp_keys_first_foreign(ci, argc, argv, owned_cb, &p->lay.st.active)) < 0)
+        return 0;
+    moved(p, &argv[k], out);
+    return -1;
+}
+
+bool rp_layout_allows(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out)
+{
+    return check(p, argc, argv, false, out) == 0;
+}
+
+bool rp_layout_allows_batch(rp_proxy *p, const uint8_t *ops, uint32_t count, dpr_buf *out)
+{
+    if (paused(p)) {
+        tryagain(p, out);
+        return false;
+    }
+    if (p->lay.st.active.epoch == 0)
+        return true;
+    for (uint32_t k = 0; k < count; k++) {
+        uint32_t argc = dpr_get_u32(ops);
+        kv_arg av[argc ? argc : 1];
+        ops += 4;
+        for (uint32_t i = 0; i < argc; i++) {
+            av[i].n = dpr_get_u32(ops);
+            av[i].p = (const char *)ops + 4;
+            ops += 4 + av[i].n;
+        }
+        if (argc && check(p, argc, av, true, out) < 0)
+            return false;
+    }
+    return true;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static bool arg_eq(const kv_arg *a, const char *s)
+{
+    return a->n == strlen(s) && strncasecmp(a->p, s, a->n) == 0;
+}
+
+static int arg_epoch(dpr_buf *out, const kv_arg *a, uint64_t *epoch)
+{
+    if (dpr_parse_u64(a->p, a->n, 1, INT64_MAX, epoch) == 0)
+        return 0;
+    dpr_resp_error(out, "ERR invalid layout epoch: expected 1..9223372036854775807");
+    return -1;
+}
+
+static void reply_layout(dpr_buf *out, const kv_layout *l)
+{
+    dpr_resp_array(out, 3);
+    dpr_resp_uint(out, l->epoch);
+    if (l->epoch && l->shard != KV_LAYOUT_NO_SHARD)
+        dpr_resp_uint(out, l->shard);
+    else
+        dpr_resp_int(out, -1);
+    dpr_resp_array(out, l->nshards);
+    for (uint32_t i = 0; i < l->nshards; i++)
+        dpr_resp_bulk_str(out, l->addrs[i]);
+}
+
+/* Saves next as the layout file, then swaps it in (next is emptied). */
+static int adopt(rp_proxy *p, kv_layout_state *next, dpr_buf *out)
+{
+    dpr_buf b = DPR_BUF_INIT;
+    dpr_err err = DPR_ERR_INIT;
+    int rc = kv_layout_encode(next, &b);
+
+    if (rc < 0)
+        dpr_err_set(&err, rc, "out of memory");
+    else
+        rc = dpr_replace_file(LAYOUT_FILE, b.data, b.len, 0600, true, &err);
+    dpr_buf_free(&b);
+    if (rc < 0) {
+        log_error("cannot save the layout: %s", err.msg);
+        dpr_resp_errorf(out, "ERR cannot save the layout: %s", err.msg);
+        return rc;
+    }
+    kv_layout_state_free(&p->lay.st);
+    p->lay.st = *next;
+    memset(next, 0, sizeof(*next));
+    return 0;
+}
+
+/* The keys this shard holds that l does not give it (SCAN; -1 when Redis
+ * cannot be asked, with the error reply written). */
+static ssize_t count_foreign(const kv_layout *l, dpr_buf *out)
+{
+    dpr_err err = DPR_ERR_INIT;
+    redisContext *rc = side_connect(&err);
+    char cursor[32] = "0";
+    ssize_t n = 0;
+
+    if (!rc) {
+        dpr_resp_errorf(out, "ERR %s", err.msg);
+        return -1;
+    }
+    do {
+        redisReply *r = redisCommand(rc, "SCAN %s COUNT " SCAN_COUNT, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            dpr_resp_error(out, "ERR cannot list the keys: SCAN failed");
+            freeReplyObject(r);
+            n = -1;
+            break;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            n += k->type == REDIS_REPLY_STRING && !kv_layout_owns(l, k->str, k->len);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(rc);
+    return n;
+}
+
+static void layout_set(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out)
+{
+    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
+    dpr_err err = DPR_ERR_INIT;
+    ssize_t foreign;
+
+    if (kv_layout_parse(argc, argv, &next.active, &err) < 0) {
+        dpr_resp_errorf(out, "ERR %s", err.msg);
+    } else if (kv_layout_equal(&next.active, &p->lay.st.active)) {
+        dpr_resp_status(out, "OK"); /* said again */
+    } else if (p->lay.st.pending.epoch) {
+        dpr_resp_errorf(out,
+                        "ERR a resize to layout %" PRIu64 " is prepared: COMMIT or "
+                        "ABORT it first",
+                        p->lay.st.pending.epoch);
+    } else if (next.active.epoch <= p->lay.st.active.epoch) {
+        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64 ")",
+                        next.active.epoch, p->lay.st.active.epoch);
+    } else if ((foreign = count_foreign(&next.active, out)) < 0) {
+        /* the error is written */
+    } else if (foreign) {
+        dpr_resp_errorf(out,
+                        "ERR layout %" PRIu64 " would strand %zd keys this shard "
+                        "holds and would not own: move them with PREPARE, MIGRATE and COMMIT",
+                        next.active.epoch, foreign);
+    } else if (adopt(p, &next, out) == 0) {
+        log_info("layout %" PRIu64 " set: shard %" PRIu32 " of %" PRIu32, p->lay.st.active.epoch,
+                 p->lay.st.active.shard, p->lay.st.active.nshards);
+        dpr_resp_status(out, "OK");
+    }
+    kv_layout_state_free(&next);
+}
+
+static void layout_prepare(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out)
+{
+    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
+    const kv_layout_state *st = &p->lay.st;
+    dpr_err err = DPR_ERR_INIT;
+
+    if (kv_layout_parse(argc, argv, &next.pending, &err) < 0) {
+        dpr_resp_errorf(out, "ERR %s", err.msg);
+    } else if (st->pending.epoch) {
+        if (kv_layout_equal(&next.pending, &st->pending))
+            dpr_resp_status(out, "OK"); /* said again (a driver that restarted) */
+        else
+            dpr_resp_errorf(out,
+                            "ERR a resize to layout %" PRIu64 " is prepared: COMMIT "
+                            "or ABORT it first",
+                            st->pending.epoch);
+    } else if (next.pending.epoch <= st->active.epoch) {
+        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64 ")",
+                        next.pending.epoch, st->active.epoch);
+    } else if (kv_layout_copy(&next.active, &st->active) < 0) {
+        dpr_resp_error(out, "ERR out of memory");
+    } else if (adopt(p, &next, out) == 0) {
+        log_notice("resize to layout %" PRIu64 " (%" PRIu32 " shards) prepared: paused",
+                   st->pending.epoch, st->pending.nshards);
+        dpr_resp_status(out, "OK");
+    }
+    kv_layout_state_free(&next);
+}
+
+/* Everything that ran here is in the cut (dpr-kv's kv_dpr_all_committed). */
+static bool all_committed(const rp_proxy *p)
+{
+    return !p->plain_dirty && p->w.open_batches == 0 && p->w.nsealed == 0 && !p->saving &&
+           kv_finder_unacked(p->finder) == 0;
+}
+
+/* ---- the migration child ------------------------------------------------- */
+
+typedef struct target {
+    redisContext *rc;
+    const char **argv;
+    size_t *lens;
+    size_t argc, bytes;
+    dpr_buf vals; /* each key, then its value (ttl + payload), back to back */
+} target;
+
+static int target_flush(target *t, rp_migrate_shared *sh)
+{
+    redisReply *r;
+    size_t off = 0;
+
+    if (t->argc <= 2)
+        return 0;
+    if (dpr_buf_failed(&t->vals))
+        return dpr_err_set(&sh->error, -ENOMEM, "out of memory");
+    /* keys and values live in t->vals: point at them now that it stops moving */
+    for (size_t i = 2; i < t->argc; i++) {
+        t->argv[i] = t->vals.data + off;
+        off += t->lens[i];
+    }
+    r = redisCommandArgv(t->rc, (int)t->argc, t->argv, t->lens);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        int e = dpr_err_set(&sh->error, -EREMOTEIO, "DPR.IMPORT refused: %s",
+                            r && r->type == REDIS_REPLY_ERROR ? r->str : t->rc->errstr);
+        freeReplyObject(r);
+        return e;
+    }
+    sh->keys += (uint64_t)r->integer;
+    sh->bytes += t->bytes;
+    freeReplyObject(r);
+    t->argc = 2;
+    t->bytes = 0;
+    dpr_buf_reset(&t->vals);
+    return 0;
+}
+
+static int migrate_key(redisContext *src, target *t, const redisReply *key, rp_migrate_shared *sh)
+{
+    redisReply *ttl = NULL, *dump = NULL;
+    const char *argv[2] = {"PTTL", key->str};
+    size_t lens[2] = {4, key->len};
+    uint8_t ttl8[8];
+    int rc = 0;
+
+    if (redisAppendCommandArgv(src, 2, argv, lens) != REDIS_OK)
+        return dpr_err_set(&sh->error, -ENOMEM, "out of memory");
+    argv[0] = "DUMP";
+    if (redisAppendCommandArgv(src, 2, argv, lens) != REDIS_OK ||
+        redisGetReply(src, (void **)&ttl) != REDIS_OK ||
+        redisGetReply(src, (void **)&dump) != REDIS_OK) {
+        rc = dpr_err_set(&sh->error, -EIO, "redis-server: %s", src->errstr);
+        goto out;
+    }
+    if (!ttl || ttl->type != REDIS_REPLY_INTEGER || !dump)
+        goto out; /* gone meanwhile (expired) */
+    if (dump->type != REDIS_REPLY_STRING)
+        goto out;
+    dpr_put_u64(ttl8, ttl->integer > 0 ? (uint64_t)ttl->integer : 0);
+    dpr_buf_append(&t->vals, key->str, key->len);
+    dpr_buf_append(&t->vals, RP_IMPORT_MAGIC, RP_IMPORT_MAGIC_LEN);
+    dpr_buf_append(&t->vals, ttl8, 8);
+    dpr_buf_append(&t->vals, dump->str, dump->len);
+    t->lens[t->argc++] = key->len;
+    t->lens[t->argc++] = RP_IMPORT_HDR + dump->len;
+    t->bytes += key->len + RP_IMPORT_HDR + dump->len;
+    if ((t->argc - 2) / 2 >= RP_MIGRATE_BATCH_KEYS || t->bytes >= RP_MIGRATE_BATCH_BYTES)
+        rc = target_flush(t, sh);
+out:
+    freeReplyObject(ttl);
+    freeReplyObject(dump);
+    return rc;
+}
+
+/* The child: every key the pending layout does not give this shard goes
+ * to its owner. Returns the exit status. */
+static int migrate_child(const kv_layout *to, rp_migrate_shared *sh)
+{
+    struct timeval tv = {RP_MIGRATE_TIMEOUT_MS / 1000, 0};
+    target *ts = calloc(to->nshards, sizeof(*ts));
+    redisContext *src = side_connect(&sh->error);
+    redisReply *r = NULL;
+    char cursor[32] = "0", epoch[24];
+    int rc = -ENOMEM;
+
+    if (!ts || !src)
+        goto out;
+    snprintf(epoch, sizeof(epoch), "%" PRIu64, to->epoch);
+    do {
+        r = redisCommand(src, "SCAN %s COUNT " SCAN_COUNT, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            rc = dpr_err_set(&sh->error, -EPROTO, "SCAN failed: %s",
+                             r && r->type == REDIS_REPLY_ERROR ? r->str : src->errstr);
+            goto out;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const redisReply *k = keys->element[i];
+            if (k->type != REDIS_REPLY_STRING || kv_layout_owns(to, k->str, k->len))
+                continue;
+            uint32_t o = kv_layout_owner(to, k->str, k->len);
+            target *t = &ts[o];
+            if (!t->rc) {
+                dpr_hostport hp;
+                if (dpr_hostport_parse(to->addrs[o], 0, &hp, &sh->error) < 0) {
+                    rc = -EINVAL;
+                    goto out;
+                }
+                t->rc = redisConnectWithTimeout(hp.host, hp.port, tv);
+                t->argv = calloc(2 + 2 * RP_MIGRATE_BATCH_KEYS, sizeof(*t->argv));
+                t->lens = calloc(2 + 2 * RP_MIGRATE_BATCH_KEYS, sizeof(*t->lens));
+                if (!t->rc || t->rc->err || !t->argv || !t->lens ||
+                    redisSetTimeout(t->rc, tv) != REDIS_OK) {
+                    rc = dpr_err_set(&sh->error, -ECONNREFUSED, "cannot connect to %s: %s",
+                                     to->addrs[o], t->rc ? t->rc->errstr : "out of memory");
+                    goto out;
+                }
+                t->argv[0] = "DPR.IMPORT";
+                t->lens[0] = strlen("DPR.IMPORT");
+                t->argv[1] = epoch;
+                t->lens[1] = strlen(epoch);
+                t->argc = 2;
+            }
+            rc = migrate_key(src, t, k, sh);
+            if (rc < 0)
+                goto out;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    } while (strcmp(cursor, "0") != 0);
+    for (uint32_t i = 0; i < to->nshards; i++)
+        if (ts[i].rc && (rc = target_flush(&ts[i], sh)) < 0)
+            goto out;
+    rc = 0;
+out:
+    if (rc == -ENOMEM && !sh->error.msg[0])
+        dpr_err_set(&sh->error, -ENOMEM, "out of memory");
+    freeReplyObject(r);
+    redisFree(src);
+    return rc < 0 ? 1 : 0;
+}
+
+static int migrate_start(rp_proxy *p, dpr_err *err)
+{
+    rp_layout *l = &p->lay;
+    pid_t pid;
+
+    if (!l->shared) {
+        l->shared = mmap(NULL, sizeof(*l->shared), PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (l->shared == MAP_FAILED) {
+            l->shared = NULL;
+            return dpr_err_set(err, -errno, "mmap: %s", strerror(errno));
+        }
+    }
+    memset(l->shared, 0, sizeof(*l->shared));
+    pid = fork();
+    if (pid < 0)
+        return dpr_err_set(err, -errno, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        _exit(migrate_child(&l->st.pending, l->shared));
+    }
+    l->mpid = pid;
+    l->mstate = RP_MIGRATE_RUNNING;
+    l->mepoch = l->st.pending.epoch;
+    l->mworld_line = p->w.world_line;
+    l->mkeys = l->mbytes = 0;
+    l->mstart_ms = dpr_mono_ms();
+    l->mend_ms = 0;
+    return 0;
+}
+
+static void migrate_kill(rp_layout *l)
+{
+    if (l->mstate != RP_MIGRATE_RUNNING)
+        return;
+    kill(l->mpid, SIGKILL);
+    (void)waitpid(l->mpid, NULL, 0);
+    l->mpid = 0;
+    l->mstate = RP_MIGRATE_FAILED;
+    l->mend_ms = dpr_mono_ms();
+    dpr_err_set(&l->merror, -ECANCELED, "stopped: run it again");
+}
+
+void rp_layout_reap(rp_proxy *p)
+{
+    rp_layout *l = &p->lay;
+    int status;
+
+    if (l->mstate != RP_MIGRATE_RUNNING || waitpid(l->mpid, &status, WNOHANG) != l->mpid)
+        return;
+    l->mpid = 0;
+    l->mend_ms = dpr_mono_ms();
+    l->mkeys = l->shared->keys;
+    l->mbytes = l->shared->bytes;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        l->mstate = RP_MIGRATE_DONE;
+        log_info("migration to layout %" PRIu64 " done: %" PRIu64 " keys, %" PRIu64 " bytes "
+                 "in %" PRIu64 " ms",
+                 l->mepoch, l->mkeys, l->mbytes, l->mend_ms - l->mstart_ms);
+    } else {
+        l->mstate = RP_MIGRATE_FAILED;
+        l->merror = l->shared->error;
+        if (!l->merror.msg[0])
+            dpr_err_set(&l->merror, -EIO, "the migration process ended with status 0x%x", status);
+        log_error("migration to layout %" PRIu64 " failed after %" PRIu64 " keys: %s", l->mepoch,
+                  l->mkeys, l->merror.msg);
+    }
+}
+
+void rp_layout_rolled_back(rp_proxy *p)
+{
+    p->lay.imports_in_flight = 0; /* their slots are gone with Redis' replies */
+    if (p->lay.mstate == RP_MIGRATE_RUNNING) {
+        migrate_kill(&p->lay);
+        dpr_err_set(&p->lay.merror, -ECANCELED, "stopped by a rollback: run it again");
+        log_warning("migration to layout %" PRIu64 " stopped by a rollback", p->lay.mepoch);
+    }
+    purge(p, "after a rollback");
+}
+
+static void layout_migrate(rp_proxy *p, uint64_t epoch, dpr_buf *out)
+{
+    dpr_err err = DPR_ERR_INIT;
+
+    if (p->lay.st.pending.epoch != epoch) {
+        dpr_resp_errorf(out, "ERR no resize to layout %" PRIu64 " is prepared", epoch);
+    } else if (p->lay.mstate == RP_MIGRATE_RUNNING) {
+        dpr_resp_status(out, "OK"); /* already moving */
+    } else if (!all_committed(p)) {
+        dpr_resp_errorf(out,
+                        "TRYAGAIN the state before the pause is not committed yet "
+                        "(version %" PRIu64 ", cut %" PRIu64 "): wait for INFO "
+                        "dpr_layout_committed:1",
+                        p->w.version, p->w.cut);
+    } else if (migrate_start(p, &err) < 0) {
+        dpr_resp_errorf(out, "ERR cannot start the migration: %s", err.msg);
+    } else {
+        log_info("migrating keys to layout %" PRIu64 " (process %d)", epoch, (int)p->lay.mpid);
+        dpr_resp_status(out, "OK");
+    }
+}
+
+/* Ends a resize on layout l (COMMIT: the pending one; ABORT: the active
+ * one): saved as the only layout, then what it does not give this shard
+ * is dropped. */
+static int settle(rp_proxy *p, const kv_layout *l, const char *why, size_t *dropped, dpr_buf *out)
+{
+    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
+    dpr_err err = DPR_ERR_INIT;
+
+    if (kv_layout_copy(&next.active, l) < 0) {
+        dpr_resp_error(out, "ERR out of memory");
+        return -1;
+    }
+    if (adopt(p, &next, out) < 0) {
+        kv_layout_state_free(&next);
+        return -1;
+    }
+    if (purge_where(p, active_owns, false, why, dropped, &err) < 0) {
+        log_error("cannot drop the keys that left (%s): %s", why, err.msg);
+        dpr_resp_errorf(out, "ERR layout adopted, but the keys that left were not dropped: %s",
+                        err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void layout_commit(rp_proxy *p, uint64_t epoch, bool force, dpr_buf *out)
+{
+    const rp_layout *l = &p->lay;
+    size_t dropped;
+    ssize_t leaving;
+    bool migrated;
+
+    if (l->st.active.epoch == epoch && !l->st.pending.epoch) {
+        dpr_resp_int(out, 0); /* said again */
+        return;
+    }
+    if (l->st.pending.epoch != epoch) {
+        dpr_resp_errorf(out, "ERR no resize to layout %" PRIu64 " is prepared", epoch);
+        return;
+    }
+    if (l->mstate == RP_MIGRATE_RUNNING) {
+        dpr_resp_error(out, "ERR the migration is still running");
+        return;
+    }
+    migrated =
+        l->mstate == RP_MIGRATE_DONE && l->mepoch == epoch && l->mworld_line == p->w.world_line;
+    if (!force && !migrated) {
+        if ((leaving = count_foreign(&l->st.pending, out)) < 0)
+            return;
+        if (leaving > 0) {
+            dpr_resp_errorf(out,
+                            "ERR COMMIT would drop %zd keys that were not migrated on "
+                            "this world-line: run DPR.LAYOUT MIGRATE %" PRIu64 " first",
+                            leaving, epoch);
+            return;
+        }
+    }
+    if (settle(p, &p->lay.st.pending, "the resize committed", &dropped, out) < 0)
+        return;
+    log_notice("layout %" PRIu64 " committed (%" PRIu32 " shards): %zu keys that left "
+               "dropped; serving",
+               epoch, p->lay.st.active.nshards, dropped);
+    dpr_resp_uint(out, dropped);
+}
+
+static void layout_abort(rp_proxy *p, uint64_t epoch, dpr_buf *out)
+{
+    size_t dropped;
+
+    if (p->lay.st.pending.epoch != epoch) {
+        dpr_resp_int(out, 0); /* nothing (or something else) prepared: nothing to undo */
+        return;
+    }
+    if (p->lay.imports_in_flight) {
+        /* the purge's SCAN would not see the keys those RESTOREs create */
+        dpr_resp_errorf(out,
+                        "TRYAGAIN %zu imported keys are still being written: retry "
+                        "shortly",
+                        p->lay.imports_in_flight);
+        return;
+    }
+    migrate_kill(&p->lay);
+    if (settle(p, &p->lay.st.active, "the resize was aborted", &dropped, out) < 0)
+        return;
+    log_notice("resize to layout %" PRIu64 " aborted: %zu imported keys dropped; serving", epoch,
+               dropped);
+    dpr_resp_uint(out, dropped);
+}
+
+void rp_layout_cmd(rp_client *c, size_t argc, const kv_arg *argv)
+{
+    rp_proxy *p = c->p;
+    dpr_buf out = DPR_BUF_INIT;
+    uint64_t epoch;
+
+    if (argc == 1) {
+        reply_layout(&out, &p->lay.st.active);
+    } else if (arg_eq(&argv[1], "set") && argc >= 5) {
+        layout_set(p, argc - 2, argv + 2, &out);
+    } else if (arg_eq(&argv[1], "prepare") && argc >= 5) {
+        layout_prepare(p, argc - 2, argv + 2, &out);
+    } else if (arg_eq(&argv[1], "pending") && argc == 2) {
+        reply_layout(&out, &p->lay.st.pending);
+    } else if (arg_eq(&argv[1], "commit") &&
+               (argc == 3 || (argc == 4 && arg_eq(&argv[3], "force")))) {
+        if (arg_epoch(&out, &argv[2], &epoch) == 0)
+            layout_commit(p, epoch, argc == 4, &out);
+    } else if (arg_eq(&argv[1], "migrate") && argc == 3) {
+        if (arg_epoch(&out, &argv[2], &epoch) == 0)
+            layout_migrate(p, epoch, &out);
+    } else if (arg_eq(&argv[1], "abort") && argc == 3) {
+        if (arg_epoch(&out, &argv[2], &epoch) == 0)
+            layout_abort(p, epoch, &out);
+    } else {
+        dpr_resp_errorf(&out,
+                        "ERR unknown subcommand or wrong number of arguments for "
+                        "'DPR.LAYOUT %.*s': try SET|PREPARE <epoch> <shard|-> <addr>..., "
+                        "PENDING, MIGRATE|COMMIT|ABORT <epoch>, COMMIT <epoch> FORCE",
+                        (int)(argv[1].n > 32 ? 32 : argv[1].n), argv[1].p);
+    }
+    rp_local_reply(c, &out, false);
+    dpr_buf_free(&out);
+}
+
+void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
+{
+    rp_proxy *p = c->p;
+    const kv_layout *to = &p->lay.st.pending;
+    dpr_buf out = DPR_BUF_INIT;
+    uint64_t epoch, v;
+
+    if (argc < 4 || argc % 2) {
+        rp_local_error(c, "ERR wrong number of arguments for 'dpr.import'");
+        return;
+    }
+    if (arg_epoch(&out, &argv[1], &epoch) < 0)
+        goto reply;
+    if (to->epoch != epoch) {
+        dpr_resp_errorf(&out, "ERR no resize to layout %" PRIu64 " is prepared on this shard",
+                        epoch);
+        goto reply;
+    }
+    for (size_t i = 2; i < argc; i += 2) {
+        if (!kv_layout_owns(to, argv[i].p, argv[i].n)) {
+            dpr_resp_errorf(&out,
+                            "ERR key %zu of DPR.IMPORT belongs to shard %" PRIu32
+                            " under layout %" PRIu64 ", not to this one",
+                            (i - 2) / 2, kv_layout_owner(to, argv[i].p, argv[i].n), epoch);
+            goto reply;
+        }
+    }
+    if (p->ckpt_failing) { /* as dpr-kv: an import is a write */
+        p->writes_refused_misconf++;
+        dpr_resp_error(&out, ERR_MISCONF);
+        goto reply;
+    }
+    (void)dpr_worker_execute(&p->w, NULL, &v); /* untracked, in the open version */
+    p->plain_dirty = true;
+    free(c->import_err);
+    c->import_err = NULL;
+    for (size_t i = 2; i < argc; i += 2) {
+        const kv_arg *val = &argv[i + 1];
+        rp_slot *s = rp_slot_push(p, SLOT_IMPORT, c);
+        if (!s) {
+            c->out.failed = true; /* the replies cannot be told apart any more */
+            return;
+        }
+        s->count = i + 2 == argc ? (argc - 2) / 2 : 0;
+        p->lay.imports_in_flight++;
+        if (val->n >= RP_IMPORT_HDR && memcmp(val->p, RP_IMPORT_MAGIC, RP_IMPORT_MAGIC_LEN) == 0) {
+            char ttl[24];
+            uint64_t ms = dpr_get_u64((const uint8_t *)val->p + RP_IMPORT_MAGIC_LEN);
+            snprintf(ttl, sizeof(ttl), "%" PRIu64, ms > INT64_MAX ? (uint64_t)INT64_MAX : ms);
+            const char *av[5] = {"RESTORE", argv[i].p, ttl, val->p + RP_IMPORT_HDR, "REPLACE"};
+            size_t lens[5] = {7, argv[i].n, strlen(ttl), val->n - RP_IMPORT_HDR, 7};
+            rp_redis_command(p, 5, av, lens);
+        } else { /* a plain string (dpr-kv's values) */
+            const char *av[3] = {"SET", argv[i].p, val->p};
+            size_t lens[3] = {3, argv[i].n, val->n};
+            rp_redis_command(p, 3, av, lens);
+        }
+    }
+    p->lay.imported += (argc - 2) / 2;
+    return;
+reply:
+    rp_local_reply(c, &out, false);
+    dpr_buf_free(&out);
+}
+
+void rp_layout_import_reply(rp_slot *s, const char *reply, size_t n)
+{
+    rp_client *c = s->c;
+    dpr_buf b = DPR_BUF_INIT;
+
+    assert(c->p->lay.imports_in_flight > 0);
+    c->p->lay.imports_in_flight--;
+    if (n && reply[0] == '-' && c && !c->import_err) {
+        c->import_err = strndup(reply + 1, n > 3 ? n - 3 : 0);
+        if (!c->import_err)
+            c->out.failed = true;
+    }
+    if (!s->count || !c || c->gone)
+        return;
+    if (c->import_err)
+        dpr_resp_errorf(&b, "ERR DPR.IMPORT: redis-server refused a key: %s", c->import_err);
+    else
+        dpr_resp_uint(&b, s->count);
+    free(c->import_err);
+    c->import_err = NULL;
+    dpr_buf_append(&c->out, b.data, b.len);
+    dpr_buf_free(&b);
+}
+
+/* ---- INFO ---------------------------------------------------------------- */
+
+void rp_layout_info(rp_proxy *p, dpr_buf *b)
+{
+    static const char *const states[] = {"none", "running", "done", "failed"};
+    const rp_layout *l = &p->lay;
+    uint64_t ms = l->mstart_ms ? (l->mend_ms ? l->mend_ms : dpr_mono_ms()) - l->mstart_ms : 0;
+
+    dpr_resp_info_line(b, "dpr_layout_epoch:%" PRIu64, l->st.active.epoch);
+    if (l->st.active.epoch && l->st.active.shard != KV_LAYOUT_NO_SHARD)
+        dpr_resp_info_line(b, "dpr_layout_shard:%" PRIu32, l->st.active.shard);
+    else
+        dpr_resp_info_line(b, "dpr_layout_shard:-1");
+    dpr_resp_info_line(b, "dpr_layout_shards:%" PRIu32, l->st.active.nshards);
+    dpr_resp_info_line(b, "dpr_layout_pending_epoch:%" PRIu64, l->st.pending.epoch);
+    dpr_resp_info_line(b, "dpr_layout_paused:%d", paused(p) ? 1 : 0);
+    dpr_resp_info_line(b, "dpr_layout_committed:%d", all_committed(p) ? 1 : 0);
+    dpr_resp_info_line(b, "dpr_layout_moved:%" PRIu64, l->moved);
+    dpr_resp_info_line(b, "dpr_layout_tryagain:%" PRIu64, l->tryagain);
+    dpr_resp_info_line(b, "dpr_imported_keys:%" PRIu64, l->imported);
+    dpr_resp_info_line(b, "dpr_purged_keys:%" PRIu64, l->purged);
+    dpr_resp_info_line(b, "dpr_migrate_state:%s", states[l->mstate]);
+    dpr_resp_info_line(b, "dpr_migrate_epoch:%" PRIu64, l->mepoch);
+    dpr_resp_info_line(b, "dpr_migrate_world_line:%" PRIu64, l->mworld_line);
+    dpr_resp_info_line(b, "dpr_migrate_keys:%" PRIu64, l->mkeys);
+    dpr_resp_info_line(b, "dpr_migrate_bytes:%" PRIu64, l->mbytes);
+    dpr_resp_info_line(b, "dpr_migrate_ms:%" PRIu64, ms);
+    dpr_resp_info_line(b, "dpr_migrate_error:%s",
+                       l->mstate == RP_MIGRATE_FAILED ? l->merror.msg : "");
+}
