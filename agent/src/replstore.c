@@ -14,6 +14,29 @@
 #include "common/bytes.h"
 #include "common/fs.h"
 
+static gid_t share_gid = (gid_t)-1;
+
+void agent_replstore_set_group(gid_t gid)
+{
+    share_gid = gid;
+}
+
+/* What is made in the tree gets the group of agent_replstore_set_group
+ * (a directory 0750, a file 0640: its mode when created). */
+static int share(const char *path, int fd)
+{
+    struct stat st;
+
+    if (share_gid == (gid_t)-1)
+        return 0;
+    if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
+        return -errno;
+    if (st.st_gid == share_gid)
+        return 0;
+    return (fd >= 0 ? fchown(fd, (uid_t)-1, share_gid) : chown(path, (uid_t)-1, share_gid)) < 0
+               ? -errno : 0;
+}
+
 int agent_replstore_path(char *out, size_t cap, const char *root, const char *deployment,
                          uint64_t worker, uint64_t version, bool part)
 {
@@ -111,7 +134,7 @@ int agent_replstore_put(const char *root, const char *deployment, uint64_t worke
                         uint64_t version, uint64_t offset, const void *data, size_t len,
                         uint64_t *size)
 {
-    char path[4096], dir[4096];
+    char path[4096], dir[4096], parent[4096];
     struct stat st;
     int fd = -1, rc;
 
@@ -120,12 +143,19 @@ int agent_replstore_put(const char *root, const char *deployment, uint64_t worke
     if (rc == 0)
         rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, true);
     if (rc == 0 && offset == 0)
-        rc = dpr_mkdir_p(dir, 0700, NULL);
+        rc = dpr_mkdir_p(dir, 0750, NULL);
+    if (rc == 0 && offset == 0)
+        rc = share(dir, -1);
+    if (rc == 0 && offset == 0 && dpr_dirname(dir, parent, sizeof(parent)) == 0)
+        rc = share(parent, -1); /* (the deployment's) */
     if (rc < 0)
         return rc;
-    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0), 0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0), 0640);
     if (fd < 0)
         return -errno;
+    rc = share(NULL, fd);
+    if (rc < 0)
+        goto out;
     if (fstat(fd, &st) < 0) {
         rc = -errno;
         goto out;
