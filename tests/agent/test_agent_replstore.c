@@ -104,6 +104,51 @@ TEST(prune_keeps_chains)
     remove_root();
 }
 
+/* A rollback: the worker restored version 4 (the cut) and went on at 9, a
+ * change log on 4; the copies of 5 and 7 (and a part of 8), of the line it
+ * left, go when 9 is finished (a seed is restored from these copies and
+ * must be one chain). A full image drops nothing. */
+TEST(rollback_drops_abandoned)
+{
+    static const struct { uint64_t v; bool delta; uint64_t base; } copies[] = {
+        {2, false, 0}, {4, true, 2}, {5, true, 4}, {7, true, 5}, {11, false, 0},
+    };
+    unsigned char h[80];
+    uint64_t size, *v;
+    size_t n;
+
+    make_root();
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+        header(h, copies[i].v, copies[i].delta, copies[i].base);
+        CHECK_EQ_INT(agent_replstore_put(root, "kv", 3, copies[i].v, 0, h, sizeof(h), &size), 0);
+        if (copies[i].v != 11)
+            CHECK_EQ_INT(agent_replstore_finish(root, "kv", 3, copies[i].v, sizeof(h),
+                                                dpr_crc32(h, sizeof(h))), 0);
+    }
+    header(h, 8, true, 7);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 3, 8, 0, h, 40, &size), 0); /* a part */
+    header(h, 9, true, 4);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 3, 9, 0, h, sizeof(h), &size), 0);
+    CHECK_EQ_INT(agent_replstore_finish(root, "kv", 3, 9, sizeof(h), dpr_crc32(h, sizeof(h))),
+                 0);
+    CHECK_EQ_INT(agent_replstore_list(root, "kv", 3, &v, &n), 0);
+    CHECK(n == 3 && v[0] == 2 && v[1] == 4 && v[2] == 9);
+    free(v);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 3, 8, NULL, &size, &(bool){ false }), 0);
+    CHECK_EQ_U64(size, 0); /* the part of 8 went too */
+    /* a full image (10) is not on anything: 9 stays; the part of 11 too */
+    header(h, 10, false, 0);
+    CHECK_EQ_INT(agent_replstore_put(root, "kv", 3, 10, 0, h, sizeof(h), &size), 0);
+    CHECK_EQ_INT(agent_replstore_finish(root, "kv", 3, 10, sizeof(h), dpr_crc32(h, sizeof(h))),
+                 0);
+    CHECK_EQ_INT(agent_replstore_list(root, "kv", 3, &v, &n), 0);
+    CHECK(n == 4 && v[3] == 10);
+    free(v);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 3, 11, NULL, &size, &(bool){ false }), 0);
+    CHECK_EQ_U64(size, sizeof(h));
+    remove_root();
+}
+
 TEST(receive_resume_finish)
 {
     const char data[] = "0123456789abcdefghij";
@@ -246,6 +291,7 @@ int main(void)
     RUN(prunable);
     RUN(prunable_chain);
     RUN(prune_keeps_chains);
+    RUN(rollback_drops_abandoned);
     RUN(receive_resume_finish);
     RUN(replace_compacted);
     RUN(parse_have);
