@@ -180,8 +180,12 @@ static void after_prepare(uv_work_t *w, int status)
         return;
     }
     if (status < 0 || q->prepare_rc < 0) {
-        finish(q, status < 0 ? status : q->prepare_rc, "cannot read the checkpoint %s",
-               q->path);
+        char what[4200];
+        int rc = status < 0 ? status : q->prepare_rc;
+
+        snprintf(what, sizeof(what), "%s: %s", q->path, rc == -EPERM
+                 ? "not a regular file of the cache-store that asked" : strerror(-rc));
+        finish(q, rc, "cannot read the checkpoint %s", what);
         return;
     }
     q->prepared = true;
@@ -431,6 +435,29 @@ static void on_connect(uv_connect_t *req, int status)
     pump(q);
 }
 
+/* Opens path for reading when it is a regular file of owner (any owner
+ * when owner is root): the agent reads with more rights than the
+ * cache-store (CAP_DAC_READ_SEARCH) that named it, which must not get
+ * another user's file copied (a symbolic link to one, a FIFO that blocks).
+ * The descriptor, -EPERM for a file not its own, or another negative errno. */
+static int open_owned(const char *path, uid_t owner)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        rc = -errno;
+    else if (!S_ISREG(st.st_mode) || (owner != 0 && st.st_uid != owner))
+        rc = -EPERM;
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 int agent_replclient_send(uv_loop_t *loop, const agent_replclient_job *job,
                           agent_replclient_done_fn done, void *arg, agent_replclient **out)
 {
@@ -479,9 +506,9 @@ int agent_replclient_send(uv_loop_t *loop, const agent_replclient_job *job,
     *out = q;
     uv_timer_start(&q->timer, on_timeout, job->timeout_ms, 0);
     /* what fails from here is told through done, on a later turn */
-    q->fd = open(q->path, O_RDONLY | O_CLOEXEC);
+    q->fd = open_owned(q->path, job->owner);
     if (q->fd < 0) {
-        q->prepare_rc = -errno;
+        q->prepare_rc = q->fd;
         q->pool_busy = true;
         q->work.data = q;
         uv_queue_work(loop, &q->work, nothing, after_prepare);

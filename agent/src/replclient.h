@@ -16,6 +16,7 @@
 #define AGENT_REPLCLIENT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "common/tls.h"
@@ -35,6 +36,8 @@ typedef struct agent_replclient_job {
     const char *deployment;
     uint64_t worker, version;
     const char *path;        /* the checkpoint file */
+    uid_t owner;             /* path must belong to this uid (the cache-store
+                              * that named it), unless it is 0 (root) */
     unsigned timeout_ms;     /* for the whole transfer */
     dpr_tls_ctx *tls;        /* the agent's connecting context (TLS on; the
                               * connection takes a reference), or NULL */

@@ -3,10 +3,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent_int.h"
 #include "clusterspec.h"
@@ -103,8 +107,10 @@ static void ship_end(ship *s)
     agent_replica *r = s->r;
     inst_note *n = note_of(r, s->instance, s->worker);
 
-    if (n && s->status == 0 && s->version > n->replicated) {
-        n->replicated = s->version;
+    if (n && s->status == 0) {
+        /* (the last failure is over: error is "" after any success) */
+        if (s->version > n->replicated)
+            n->replicated = s->version;
         n->error[0] = '\0';
     } else if (n && s->status < 0) {
         if (strcmp(n->error, s->error) != 0)
@@ -159,7 +165,7 @@ static const char *address_of(agent *a, const char *node, char *out, size_t cap)
 }
 
 static void on_ship(void *arg, agent_replserver_call *call, const char *instance,
-                    const char *token, uint64_t version, const char *path)
+                    const char *token, uint64_t version, const char *path, uid_t peer_uid)
 {
     agent_replica *r = arg;
     agent *a = r->a;
@@ -203,7 +209,7 @@ static void on_ship(void *arg, agent_replserver_call *call, const char *instance
     for (unsigned k = 0; k < slot->nreplicas; k++) {
         agent_replclient_job job = { .peer_name = slot->replica[k], .cluster = a->cfg->cluster,
                                      .deployment = in->deployment, .worker = in->worker,
-                                     .version = version, .path = path,
+                                     .version = version, .path = path, .owner = peer_uid,
                                      .timeout_ms = SHIP_TIMEOUT_MS,
                                      .tls = a->tls ? a->tls->client : NULL };
         job.peer = address_of(a, slot->replica[k], addr, sizeof(addr));
@@ -356,6 +362,50 @@ void agent_replica_tick(agent *a)
 
 /* ---- life cycle, status ----------------------------------------------------------------- */
 
+static gid_t cs_gid; /* (for share_entry: nftw passes no argument) */
+
+/* One entry of the replicas tree: the instances' group, directories 0750,
+ * files 0640 (what is made there later gets both from replstore.c). */
+static int share_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    mode_t mode = type == FTW_D ? 0750 : 0640;
+
+    (void)ftw;
+    if (type != FTW_D && type != FTW_F)
+        return 0; /* (nothing else is made there) */
+    if (st->st_gid != cs_gid && chown(path, (uid_t)-1, cs_gid) < 0)
+        return -errno;
+    if ((st->st_mode & 07777) != mode && chmod(path, mode) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Opens the replicas tree (also what an older agent made, root's alone)
+ * and the replication socket to the instances' group, when it exists. */
+static int share_with_instances(agent_replica *r, dpr_err *err)
+{
+    struct group *gr = getgrnam(AGENT_CS_GROUP);
+    const char *sock = r->a->cfg->repl_socket;
+    int rc;
+
+    if (!gr) {
+        log_info("replication: no group %s: the replicas and %s are root's alone (cache-stores "
+                 "that run as root)", AGENT_CS_GROUP, sock);
+        return 0;
+    }
+    cs_gid = gr->gr_gid;
+    rc = nftw(r->root, share_entry, 16, FTW_PHYS);
+    if (rc != 0)
+        return dpr_err_set(err, rc < 0 ? rc : -EIO, "replicas directory %s: cannot give it "
+                           "to group %s: %s", r->root, AGENT_CS_GROUP,
+                           strerror(rc < 0 ? -rc : EIO));
+    if (chown(sock, (uid_t)-1, cs_gid) < 0 || chmod(sock, 0660) < 0)
+        return dpr_err_set(err, -errno, "replication: cannot give %s to group %s: %s", sock,
+                           AGENT_CS_GROUP, strerror(errno));
+    agent_replstore_set_group(cs_gid);
+    return 0;
+}
+
 int agent_replica_start(agent *a, dpr_err *err)
 {
     agent_replica *r = calloc(1, sizeof(*r));
@@ -378,6 +428,8 @@ int agent_replica_start(agent *a, dpr_err *err)
         agent_replserver_set_tls(r->srv, a->tls ? a->tls->server : NULL);
         rc = agent_replserver_listen_local(r->srv, a->cfg->repl_socket, on_ship, r, err);
     }
+    if (rc == 0)
+        rc = share_with_instances(r, err);
     if (rc < 0) {
         agent_replserver_stop(r->srv);
         free(r);

@@ -29,6 +29,13 @@
 #include "dpr/err.h"
 #include "state.h"
 
+/* The cache-store instances' group (units/dpr-cachestore@.service's
+ * Group=, conf/sysusers.conf). When it exists, the replicas directory is
+ * root:dpr-cachestore mode 0750 (files 0640: an instance moved here reads
+ * its seed, DPR_KV_SEED_DIR) and replication.socket root:dpr-cachestore
+ * 0660; without it both are root's alone. */
+#define AGENT_CS_GROUP "dpr-cachestore"
+
 typedef struct agent agent;
 typedef struct agent_replica agent_replica;
 struct agent_tls;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@ typedef struct conn {
         uv_pipe_t pipe;
     } h;
     bool local;     /* a cache-store on the unix socket */
+    uid_t peer_uid; /* local: the cache-store's uid (SO_PEERCRED) */
     dpr_tls_conn *tls; /* TLS on: the connection's engine */
     bool verified;  /* TLS: the peer is a node of the cluster */
     uint64_t started; /* uv_now when accepted */
@@ -294,7 +296,7 @@ static void process(conn *c)
         if (c->cmd.op == AGENT_REPL_SHIP) {
             /* answered by agent_replserver_answer */
             c->srv->ship(c->srv->ship_arg, (agent_replserver_call *)c, c->cmd.instance,
-                         c->cmd.token, c->cmd.version, c->cmd.path);
+                         c->cmd.token, c->cmd.version, c->cmd.path, c->peer_uid);
             continue;
         }
         rc = uv_queue_work(c->srv->loop, &c->work, work, after_work);
@@ -378,7 +380,19 @@ static void accept_conn(uv_stream_t *listener, agent_replserver *s, bool local)
         conn_close(c);
         return;
     }
-    if (!local) {
+    if (local) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        uv_os_fd_t fd;
+
+        /* whose files it may name (agent_replclient_job.owner) */
+        if (uv_fileno(&c->h.handle, &fd) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->peer_uid = cred.uid;
+    } else {
         struct sockaddr_storage ss;
         int len = sizeof(ss);
         dpr_err err = DPR_ERR_INIT;

@@ -40,6 +40,7 @@
 #define AGENT_REPLSERVER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "common/tls.h"
@@ -63,9 +64,11 @@ void agent_replserver_set_tls(agent_replserver *s, dpr_tls_ctx *tls);
 typedef struct agent_replserver_call agent_replserver_call;
 typedef void (*agent_replserver_ship_fn)(void *arg, agent_replserver_call *call,
                                          const char *instance, const char *token,
-                                         uint64_t version, const char *path);
-/* Listens on the unix socket path (replaced if it exists; mode 0600) for
- * DPR.REPLICA.SHIP: ship(arg, call, ...) runs for each, and the caller
+                                         uint64_t version, const char *path, uid_t peer_uid);
+/* Listens on the unix socket path (replaced if it exists; mode 0600, the
+ * caller opens it to the cache-stores' group) for DPR.REPLICA.SHIP:
+ * ship(arg, call, ..., peer_uid) runs for each (peer_uid: the caller's uid
+ * from SO_PEERCRED, whose files alone it may name), and the caller
  * answers it with agent_replserver_answer (once; the connection takes no
  * other command until then). 0 or a negative errno with err set. */
 int agent_replserver_listen_local(agent_replserver *s, const char *path,

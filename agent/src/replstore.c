@@ -14,6 +14,29 @@
 #include "common/bytes.h"
 #include "common/fs.h"
 
+static gid_t share_gid = (gid_t)-1;
+
+void agent_replstore_set_group(gid_t gid)
+{
+    share_gid = gid;
+}
+
+/* What is made in the tree gets the group of agent_replstore_set_group
+ * (a directory 0750, a file 0640: its mode when created). */
+static int share(const char *path, int fd)
+{
+    struct stat st;
+
+    if (share_gid == (gid_t)-1)
+        return 0;
+    if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
+        return -errno;
+    if (st.st_gid == share_gid)
+        return 0;
+    return (fd >= 0 ? fchown(fd, (uid_t)-1, share_gid) : chown(path, (uid_t)-1, share_gid)) < 0
+               ? -errno : 0;
+}
+
 int agent_replstore_path(char *out, size_t cap, const char *root, const char *deployment,
                          uint64_t worker, uint64_t version, bool part)
 {
@@ -111,7 +134,7 @@ int agent_replstore_put(const char *root, const char *deployment, uint64_t worke
                         uint64_t version, uint64_t offset, const void *data, size_t len,
                         uint64_t *size)
 {
-    char path[4096], dir[4096];
+    char path[4096], dir[4096], parent[4096];
     struct stat st;
     int fd = -1, rc;
 
@@ -120,12 +143,19 @@ int agent_replstore_put(const char *root, const char *deployment, uint64_t worke
     if (rc == 0)
         rc = agent_replstore_path(path, sizeof(path), root, deployment, worker, version, true);
     if (rc == 0 && offset == 0)
-        rc = dpr_mkdir_p(dir, 0700, NULL);
+        rc = dpr_mkdir_p(dir, 0750, NULL);
+    if (rc == 0 && offset == 0)
+        rc = share(dir, -1);
+    if (rc == 0 && offset == 0 && dpr_dirname(dir, parent, sizeof(parent)) == 0)
+        rc = share(parent, -1); /* (the deployment's) */
     if (rc < 0)
         return rc;
-    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0), 0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0), 0640);
     if (fd < 0)
         return -errno;
+    rc = share(NULL, fd);
+    if (rc < 0)
+        goto out;
     if (fstat(fd, &st) < 0) {
         rc = -errno;
         goto out;
@@ -148,6 +178,9 @@ out:
     close(fd);
     return rc;
 }
+
+static void drop_abandoned(const char *root, const char *deployment, uint64_t worker,
+                           uint64_t version);
 
 int agent_replstore_finish(const char *root, const char *deployment, uint64_t worker,
                            uint64_t version, uint64_t size, uint32_t crc)
@@ -177,6 +210,8 @@ int agent_replstore_finish(const char *root, const char *deployment, uint64_t wo
         unlink(part);
     if (rc == 0 && rename(part, path) < 0)
         rc = -errno;
+    if (rc == 0)
+        drop_abandoned(root, deployment, worker, version);
     if (rc == 0)
         rc = dpr_fsync_dir(dir);
     return rc;
@@ -269,27 +304,63 @@ size_t agent_replstore_prunable_chain(const uint64_t *v, const bool *starts, siz
     return keep;
 }
 
-/* Does the copy at path start a chain? Only a dpr-kv change log on a
- * version (cachestore/src/kv_ckpt.h: magic "DPRKVCKP", format 3, flag 1,
- * base at offset 64, little-endian) does not; anything else is kept or
- * pruned on its own, as before change logs. */
-static bool starts_chain(const char *path)
+/* Is the copy at path a dpr-kv change log on a version (*base)? Only such
+ * a log (cachestore/src/kv_ckpt.h: magic "DPRKVCKP", format 3, flag 1,
+ * base at offset 64, little-endian) does not start a chain; anything else
+ * is kept or pruned on its own, as before change logs. */
+static bool change_log(const char *path, uint64_t *base)
 {
     unsigned char h[72];
-    uint64_t base = 0;
     ssize_t r;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+    *base = 0;
     if (fd < 0)
-        return true;
+        return false;
     r = pread(fd, h, sizeof(h), 0);
     close(fd);
     if (r != (ssize_t)sizeof(h) || memcmp(h, "DPRKVCKP", 8) != 0 || h[8] != 3 || h[9] ||
         h[10] || h[11] || !(h[12] & 1))
-        return true;
+        return false;
     for (int i = 7; i >= 0; i--)
-        base = base << 8 | h[64 + i];
-    return base == 0;
+        *base = *base << 8 | h[64 + i];
+    return *base != 0;
+}
+
+static bool starts_chain(const char *path)
+{
+    uint64_t base;
+
+    return !change_log(path, &base);
+}
+
+/* The copy of version just finished is a change log on base: the worker
+ * made no checkpoint between base and version on its world-line, so copies
+ * (and parts) in between are of a line it rolled back from (versions
+ * above the cut it restored). They go: a restore from these copies (a
+ * seed, DPR_KV_SEED_DIR) checks every chain and would refuse them. */
+static void drop_abandoned(const char *root, const char *deployment, uint64_t worker,
+                           uint64_t version)
+{
+    char path[4096];
+    uint64_t base, *v = NULL;
+    size_t n = 0;
+
+    if (agent_replstore_path(path, sizeof(path), root, deployment, worker, version, false) < 0 ||
+        !change_log(path, &base) || base + 1 >= version)
+        return;
+    for (int part = 0; part < 2; part++) {
+        if (agent_replstore_path(path, sizeof(path), root, deployment, worker, 0, false) < 0 ||
+            list_dir(path, part, &v, &n) < 0)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (v[i] > base && v[i] < version &&
+                agent_replstore_path(path, sizeof(path), root, deployment, worker, v[i],
+                                     part) == 0)
+                unlink(path);
+        free(v);
+        v = NULL;
+    }
 }
 
 int agent_replstore_prune(const char *root, const char *deployment, uint64_t worker,

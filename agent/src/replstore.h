@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* "<root>/<deployment>/<worker>[/ckpt-<version>.kv[.part]]": 0 or
  * -ENAMETOOLONG. version 0: the worker's directory. */
@@ -42,6 +43,11 @@ typedef struct agent_replstore_sum {
 int agent_replstore_have(const char *root, const char *deployment, uint64_t worker,
                          uint64_t version, const agent_replstore_sum *want, uint64_t *size,
                          bool *complete);
+
+/* From now on, directories and files made in the tree get group gid (the
+ * cache-store instances', replica.h; set once, before any copy arrives;
+ * the agent needs CAP_CHOWN). Default: the agent's group. */
+void agent_replstore_set_group(gid_t gid);
 
 /* Appends data at offset to the copy being received (offset 0 starts it
  * afresh): 0; -ESPIPE when offset is not the bytes received so far

@@ -285,6 +285,9 @@ def _pki_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--days", type=_days, default=825, metavar="N",
                    help="validity in days (default 825)")
     s.add_argument("--force", action="store_true", help="replace existing files")
+    s.add_argument("--group", metavar="GROUP",
+                   help="the key's group, mode 0640 (e.g. dpr-cachestore: the cache-store "
+                        "instances run as that user; default: 0600, the caller's group)")
     r = ps.add_parser("revoke", help="add a certificate to the CA's CRL (ca.crl)")
     r.add_argument("cert", metavar="CERT", help="the certificate file")
     r.add_argument("--dir", default="/etc/dpr/tls", metavar="DIR", help=dir_help)
@@ -857,7 +860,7 @@ def cmd_pki(args: argparse.Namespace) -> int:
               % (args.cluster, paths["ca.key"], paths["ca.crt"], paths["ca.crl"]))
     elif args.pki_command == "issue":
         paths = pki.issue(args.dir, args.kind, args.name, out_dir=args.out, ips=args.ip,
-                          dns=args.dns, days=args.days, force=args.force)
+                          dns=args.dns, days=args.days, force=args.force, group=args.group)
         print("%s %s: %s" % (args.kind, args.name, ", ".join(paths[k] for k in
                                                             ("key", "crt", "ca") if k in paths)))
     elif args.pki_command == "revoke":

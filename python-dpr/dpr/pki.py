@@ -16,6 +16,7 @@ Uses Debian's python3-cryptography.
 from __future__ import annotations
 
 import datetime
+import grp
 import ipaddress
 import os
 import re
@@ -57,9 +58,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _write(path: str, data: bytes, mode: int, force: bool) -> None:
-    """Writes path with mode (set before any byte is written); an existing
-    file only with force."""
+def _write(path: str, data: bytes, mode: int, force: bool, gid: int = -1) -> None:
+    """Writes path with mode and group gid (-1: the caller's; both set before
+    any byte is written); an existing file only with force."""
     if os.path.lexists(path) and not force:
         raise PkiError("%s exists (use --force to replace it)" % path)
     tmp = path + ".tmp"
@@ -69,11 +70,19 @@ def _write(path: str, data: bytes, mode: int, force: bool) -> None:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
+        if gid != -1:
+            try:
+                os.fchown(fd, -1, gid)
+            except OSError as e:
+                raise PkiError("%s: cannot give it group %d: %s" % (path, gid, e.strerror))
         os.fchmod(fd, mode)  # whatever the umask
         os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
@@ -161,11 +170,19 @@ def init(ca_dir: str, cluster: str, days: int = CA_DAYS, force: bool = False) ->
 
 def issue(ca_dir: str, kind: str, name: str, out_dir: str | None = None,
           ips: Sequence[str] = (), dns: Sequence[str] = (),
-          days: int = CERT_DAYS, force: bool = False) -> dict:
+          days: int = CERT_DAYS, force: bool = False, group: str | None = None) -> dict:
     """Issues a node or client certificate NAME of the CA in ca_dir into
-    out_dir (default ca_dir): NAME.key (0600), NAME.crt (0644), and ca.crt
-    when out_dir is another directory. Returns the paths written."""
+    out_dir (default ca_dir): NAME.key (0600; with group: 0640 and that
+    group, for a service that runs as another user, e.g. dpr-cachestore),
+    NAME.crt (0644), and ca.crt when out_dir is another directory. Returns
+    the paths written."""
     x509, hashes, _, ec, EKU, NameOID = _x509()
+    gid = -1
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise PkiError("no group %r on this machine" % group)
     if kind not in ("node", "client"):
         raise PkiError("bad kind %r: node or client" % kind)
     _check_name("%s name" % kind, name)
@@ -210,7 +227,7 @@ def issue(ca_dir: str, kind: str, name: str, out_dir: str | None = None,
              "crt": os.path.join(out_dir, name + ".crt")}
     if os.path.realpath(paths["key"]) == os.path.realpath(os.path.join(ca_dir, "ca.key")):
         raise PkiError("the name 'ca' is the CA's own")
-    _write(paths["key"], _key_pem(key), 0o600, force)
+    _write(paths["key"], _key_pem(key), 0o640 if group is not None else 0o600, force, gid)
     _write(paths["crt"], _cert_pem(cert), 0o644, force)
     if os.path.realpath(out_dir) != os.path.realpath(ca_dir):
         paths["ca"] = os.path.join(out_dir, "ca.crt")

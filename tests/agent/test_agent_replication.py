@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import zlib
 
@@ -72,6 +73,67 @@ def copies(agent, dep, worker):
         if os.path.isdir(d) else []
 
 
+def ship_as(uid, sock, name, token, version, path):
+    """DPR.REPLICA.SHIP from a process of uid (the agent takes it from
+    SO_PEERCRED): the answer, or the error's text."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # (the child: its uid, one request, the answer down the pipe)
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            c = redis.Redis(unix_socket_path=sock, socket_timeout=40)
+            try:
+                out = c.execute_command("DPR.REPLICA.SHIP", name, token, version,
+                                        path).decode()
+            except redis.ResponseError as e:
+                out = "ERR " + str(e)
+            except Exception as e:  # (told, not hidden: the parent's assert shows it)
+                out = "EXC " + repr(e)
+            os.write(w, out.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def ship_only_own_files(agent, name, base):
+    """The agent reads with more rights than a cache-store (units: the
+    instances run as dpr-cachestore, the agent keeps CAP_DAC_READ_SEARCH): it
+    copies a file only for the process that owns it. A process of uid 65534
+    with the instance's token names a checkpoint of root's: refused, nothing
+    copied; the same file once it is that uid's: copied."""
+    env = agent.env(name)
+    # (a way in for uid 65534: a link to the socket in a directory it may enter)
+    door = tempfile.mkdtemp(prefix="dprt-door-")  # (/tmp/pytest-of-root is 0700)
+    os.chmod(door, 0o755)
+    sock = os.path.join(door, "replica.sock")
+    os.link(env["DPR_KV_REPLICA_SOCKET"], sock)
+    os.chmod(sock, 0o666)
+    src = os.path.join(base, "kv-" + agent.node, name)
+    # (a checkpoint it made, under its own version: nothing the agent's
+    # status or the copies on the replica node did not have already)
+    version, ckpt = max((int(f[5:-3]), f) for f in os.listdir(src)
+                        if re.match(r"ckpt-\d+\.kv$", f))
+    mine = os.path.join(door, "ckpt.kv")
+    shutil.copy(os.path.join(src, ckpt), mine)
+    os.chmod(mine, 0o644)
+    try:
+        out = ship_as(65534, sock, name, env["DPR_FINDER_TOKEN"], version, mine)
+        assert out.startswith("ERR ") and "not a regular file of the cache-store that asked" \
+            in out, out
+        os.chown(mine, 65534, 65534)
+        out = ship_as(65534, sock, name, env["DPR_FINDER_TOKEN"], version, mine)
+        assert out == "OK", out
+    finally:
+        shutil.rmtree(door)
+
+
 def test_checkpoints_are_copied_before_they_are_reported(tmp_path):
     dprtest.need(dprtest.KV)
     agents = RaftAgents(str(tmp_path), 3).start()
@@ -107,6 +169,9 @@ def test_checkpoints_are_copied_before_they_are_reported(tmp_path):
         time.sleep(2)
         assert 1 <= len(copies(holder, "kv", i["worker"])) <= 5, copies(holder, "kv",
                                                                          i["worker"])
+
+        if os.geteuid() == 0:
+            ship_only_own_files(a, name, str(tmp_path))
 
         # a full disk on the replica node: the reports wait, nothing is lost
         if os.geteuid() != 0:

@@ -76,22 +76,33 @@ static void header(unsigned char h[80], uint64_t version, bool delta, uint64_t b
     }
 }
 
+/* A copy of version v (only its header) received whole: finished unless
+ * part (then a part file of len bytes). 0 or the first error. */
+static int copy_in(uint64_t worker, uint64_t v, bool delta, uint64_t base, bool part,
+                   size_t len)
+{
+    unsigned char h[80];
+    uint64_t size;
+    int rc;
+
+    header(h, v, delta, base);
+    rc = agent_replstore_put(root, "kv", worker, v, 0, h, len, &size);
+    if (rc == 0 && !part)
+        rc = agent_replstore_finish(root, "kv", worker, v, len, dpr_crc32(h, len));
+    return rc;
+}
+
 TEST(prune_keeps_chains)
 {
     static const struct { uint64_t v; bool delta; uint64_t base; } copies[] = {
         {2, false, 0}, {4, true, 2}, {5, true, 4}, {7, true, 5}, {9, false, 0}, {11, true, 9},
     };
-    unsigned char h[80];
-    uint64_t size, *v;
+    uint64_t *v;
     size_t n;
 
     make_root();
-    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
-        header(h, copies[i].v, copies[i].delta, copies[i].base);
-        CHECK_EQ_INT(agent_replstore_put(root, "kv", 3, copies[i].v, 0, h, sizeof(h), &size), 0);
-        CHECK_EQ_INT(agent_replstore_finish(root, "kv", 3, copies[i].v, sizeof(h),
-                                            dpr_crc32(h, sizeof(h))), 0);
-    }
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++)
+        CHECK_EQ_INT(copy_in(3, copies[i].v, copies[i].delta, copies[i].base, false, 80), 0);
     /* cut 8: 7 may be asked for, and needs 5, 4 and 2 */
     CHECK_EQ_INT(agent_replstore_prune(root, "kv", 3, 8), 0);
     /* cut 10: 9 is a full image, everything before it goes */
@@ -101,6 +112,39 @@ TEST(prune_keeps_chains)
     free(v);
     /* cut 11: 11 needs 9 */
     CHECK_EQ_INT(agent_replstore_prune(root, "kv", 3, 11), 0);
+    remove_root();
+}
+
+/* A rollback: the worker restored version 4 (the cut) and went on at 9, a
+ * change log on 4; the copies of 5 and 7 (and a part of 8), of the line it
+ * left, go when 9 is finished (a seed is restored from these copies and
+ * must be one chain). A full image drops nothing. */
+TEST(rollback_drops_abandoned)
+{
+    uint64_t size, *v;
+    size_t n;
+    bool complete;
+
+    make_root();
+    CHECK_EQ_INT(copy_in(3, 2, false, 0, false, 80), 0);
+    CHECK_EQ_INT(copy_in(3, 4, true, 2, false, 80), 0);
+    CHECK_EQ_INT(copy_in(3, 5, true, 4, false, 80), 0);
+    CHECK_EQ_INT(copy_in(3, 7, true, 5, false, 80), 0);
+    CHECK_EQ_INT(copy_in(3, 8, true, 7, true, 40), 0);   /* a part */
+    CHECK_EQ_INT(copy_in(3, 11, false, 0, true, 80), 0); /* a part above */
+    CHECK_EQ_INT(copy_in(3, 9, true, 4, false, 80), 0);
+    CHECK_EQ_INT(agent_replstore_list(root, "kv", 3, &v, &n), 0);
+    CHECK(n == 3 && v[0] == 2 && v[1] == 4 && v[2] == 9);
+    free(v);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 3, 8, NULL, &size, &complete), 0);
+    CHECK_EQ_U64(size, 0); /* the part of 8 went too */
+    /* a full image (10) is not on anything: 9 stays; the part of 11 too */
+    CHECK_EQ_INT(copy_in(3, 10, false, 0, false, 80), 0);
+    CHECK_EQ_INT(agent_replstore_list(root, "kv", 3, &v, &n), 0);
+    CHECK(n == 4 && v[3] == 10);
+    free(v);
+    CHECK_EQ_INT(agent_replstore_have(root, "kv", 3, 11, NULL, &size, &complete), 0);
+    CHECK_EQ_U64(size, 80);
     remove_root();
 }
 
@@ -246,6 +290,7 @@ int main(void)
     RUN(prunable);
     RUN(prunable_chain);
     RUN(prune_keeps_chains);
+    RUN(rollback_drops_abandoned);
     RUN(receive_resume_finish);
     RUN(replace_compacted);
     RUN(parse_have);

@@ -39,7 +39,7 @@ print(f.readline().decode().strip())
 '''
 
 def stage(dest):
-    """What `make install` puts into a node (the agent, dpr-kv, the units), from BUILD_DIR."""
+    """What `make install` puts into a node (the agent, dpr-kv, the units, the sysusers.d file), from BUILD_DIR."""
     def put(src, rel, mode):
         path = os.path.join(dest, rel.lstrip("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -53,6 +53,10 @@ def stage(dest):
     for unit in ("dpr-agent.service", "dpr-cachestore@.service"):
         put(os.path.join(ROOT, "units", unit), "/usr/local/lib/systemd/system/" + unit, 0o644)
     put(os.path.join(ROOT, "conf", "agent.conf"), "/etc/dpr/agent.conf", 0o644)
+    # the dpr group and the dpr-cachestore user the instances run as
+    # (provision.sh runs systemd-sysusers on it, as the package's postinst does)
+    put(os.path.join(ROOT, "conf", "sysusers.conf"), "/usr/local/lib/sysusers.d/dpr-cluster.conf",
+        0o644)
     for name, text in (("dpr-test-ctl", CLIENT), ("dpr-test-events", EVENTS)):
         path = os.path.join(dest, "usr/local/libexec", name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -96,6 +96,14 @@ fi
 if [ -d /usr/local/lib ]; then
     ldconfig
 fi
+# the users and groups (make install's sysusers.d file, the package's postinst
+# does the same): the dpr group, and the dpr-cachestore user the cache-store
+# instances run as
+for f in /usr/local/lib/sysusers.d/dpr-cluster.conf /usr/lib/sysusers.d/dpr-cluster.conf; do
+    if [ -f "$f" ]; then
+        systemd-sysusers "$f"
+    fi
+done
 # the journal's message catalog (make install's dpr-cluster.catalog)
 if ls /usr/local/lib/systemd/catalog/*.catalog >/dev/null 2>&1; then
     journalctl --update-catalog

@@ -199,8 +199,11 @@ def test_package_on_a_systemd_node(make_cluster, debs):
     for p in ("dpr-cluster", "libdpr0"):
         shutil.copy(debs[p], share)
     node.run("dpkg -i /root/debs/libdpr0_*.deb /root/debs/dpr-cluster_*.deb", timeout=180)
-    # the dpr group from sysusers.d; the agent is installed but not enabled
+    # the dpr group and the dpr-cachestore system user from sysusers.d (the
+    # postinst); the agent is installed but not enabled
     assert node.run("getent group dpr", check=False).returncode == 0
+    pw = node.run("getent passwd dpr-cachestore").stdout.split(":")
+    assert 0 < int(pw[2]) < 1000 and pw[6].strip().endswith("nologin"), pw
     assert node.systemctl("is-enabled", "dpr-agent", check=False) == "disabled"
     assert node.is_active("dpr-agent") == "inactive"
 
@@ -217,6 +220,9 @@ def test_package_on_a_systemd_node(make_cluster, debs):
                     ).stdout.strip() == "/usr/lib/%s/libdpr.so.0" % MULTIARCH
     # state directories are not world-readable: the agent's 0711, an instance's 0700
     assert node.run("stat -c %a /var/lib/dpr /var/lib/dpr/kv-0").stdout.split() == ["711", "700"]
+    # the instance runs as dpr-cachestore, which owns its state directory
+    assert node.run("stat -c %U /var/lib/dpr/kv-0").stdout.strip() == "dpr-cachestore"
+    assert node.run("ps -o user= -p %s" % instance_pid(node)).stdout.strip() == "dpr-cachestore"
     # the journal's catalog (systemd's trigger compiled it) explains the agent's MESSAGE_IDs
     assert "Subject: DPR domain @DPR_DOMAIN@ rolled back" in node.run(
         "journalctl --no-pager --dump-catalog 892d967b7a6c449397bf100928d6aff0").stdout

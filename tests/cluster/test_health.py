@@ -73,11 +73,15 @@ sys.stdout.write(buf.decode())
 
 
 def stage(dest):
-    """The agent, dpr-kv, the units and the example configuration of
-    BUILD_DIR, laid out as `make install` does, plus a control client."""
+    """The agent, dpr-kv, the units, the sysusers.d file and the example
+    configuration of BUILD_DIR, laid out as `make install` does, plus a
+    control client."""
     files = [(os.path.join(BUILD_DIR, "dpr-agent"), "usr/local/bin/dpr-agent", 0o755),
              (os.path.join(BUILD_DIR, "dpr-kv"), "usr/local/bin/dpr-kv", 0o755),
-             (os.path.join(ROOT, "conf", "agent.conf"), "etc/dpr/agent.conf", 0o644)]
+             (os.path.join(ROOT, "conf", "agent.conf"), "etc/dpr/agent.conf", 0o644),
+             # the dpr-cachestore user (provision.sh runs systemd-sysusers on it)
+             (os.path.join(ROOT, "conf", "sysusers.conf"),
+              "usr/local/lib/sysusers.d/dpr-cluster.conf", 0o644)]
     for unit in ("dpr-agent.service", "dpr-cachestore@.service"):
         files.append((os.path.join(ROOT, "units", unit), "usr/local/lib/systemd/system/" + unit,
                       0o644))

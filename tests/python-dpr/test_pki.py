@@ -95,6 +95,22 @@ def test_issue_client_elsewhere(ca, tmp_path):
     assert verify(out, os.path.join(out, "app1.crt"), crl=False).returncode == 0
 
 
+def test_issue_group(ca, tmp_path):
+    # a key for a service of another user (the cache-stores, dpr-cachestore):
+    # its group may read it, nobody else
+    import grp
+    group = grp.getgrgid(os.getgid()).gr_name if os.getuid() else "nogroup"
+    r = dprctl("issue", "node", "--node", "cs1", "--dir", ca, "--group", group)
+    assert r.returncode == 0, r.stderr
+    key = os.path.join(ca, "cs1.key")
+    assert mode(key) == 0o640 and os.stat(key).st_gid == grp.getgrnam(group).gr_gid
+    assert mode(os.path.join(ca, "cs1.crt")) == 0o644
+    r = dprctl("issue", "node", "--node", "cs2", "--dir", ca, "--group", "no-such-group-x")
+    assert r.returncode == 1 and "no group 'no-such-group-x'" in r.stderr
+    assert not os.path.exists(os.path.join(ca, "cs2.key"))
+    assert not os.path.exists(os.path.join(ca, "cs2.crt"))
+
+
 def test_revoke(ca):
     assert dprctl("issue", "client", "--name", "gone", "--dir", ca).returncode == 0
     assert dprctl("issue", "client", "--name", "kept", "--dir", ca).returncode == 0
