@@ -6,7 +6,6 @@ keeps the cache-stores running; remove keeps /var/lib/dpr, purge deletes it).
 Builds the packages once (`make deb BUILD=<tmp>`, about a minute), or uses
 those in $DPR_DEB_DIR. Needs root for the node (the harness skips otherwise).
 """
-import glob
 import os
 import re
 import shutil
