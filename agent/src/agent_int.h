@@ -92,6 +92,8 @@ struct agent {
     struct cluster_waiter *spec_waiters; /* callers of apply/delete waiting */
     uint64_t spec_adopted;  /* the record generation this node took */
     uint64_t spec_refused;  /* one it could not take (logged once) */
+    json_t *spec_adopted_reply; /* taking spec_adopted: its plan here (the answer to
+                                 * an apply answered after this node took it) */
     json_t *spec_proposed;  /* the leader's newest record, maybe not committed */
     agent_placement placement; /* of the record this node took (none: n == 0) */
     uint64_t lead_since_ms; /* when this node's finder began to serve (0: it does not) */

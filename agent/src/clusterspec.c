@@ -810,7 +810,8 @@ void agent_cluster_adopt(agent *a)
                                                     "message")));
     agent_cluster_publish(a, true); /* (the generation it took is in the record) */
     answer(a, reply, rec);
-    json_decref(reply);
+    json_decref(a->spec_adopted_reply);
+    a->spec_adopted_reply = reply; /* (taken) */
     json_decref(rec);
 }
 
@@ -841,9 +842,13 @@ static void on_forwarded(void *arg, int status, int error, const char *text)
     }
     w->gen = gen;
     if (gen <= a->spec_adopted) {
-        /* adopted already (nothing changed, or this node was quick) */
+        /* adopted already: this node was quick (the plan it took is the
+         * answer), or nothing changed, or a later spec came meanwhile (what
+         * taking the record now would do) */
         json_t *rec = record(a), *reply = NULL;
-        if (rec)
+        if (rec && gen == a->spec_adopted && a->spec_adopted_reply)
+            reply = json_incref(a->spec_adopted_reply);
+        else if (rec)
             reply = take_part(a, rec, NULL, true, "plan");
         answer(a, reply, rec);
         json_decref(reply);
@@ -1573,6 +1578,8 @@ void agent_cluster_stop(agent *a)
     a->spec_waiters = NULL;
     json_decref(a->spec_proposed);
     a->spec_proposed = NULL;
+    json_decref(a->spec_adopted_reply);
+    a->spec_adopted_reply = NULL;
     agent_peerreq_cancel(a->insts_req);
     a->insts_req = NULL;
     free(a->insts_sent);

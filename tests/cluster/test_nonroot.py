@@ -168,9 +168,7 @@ def test_dpr_redis_runs_as_dpr_cachestore(cluster):
     pw = n.run("getent passwd %s" % CS_USER).stdout.split(":")
     uid, gid = int(pw[2]), int(pw[3])
     n.run("cat > /root/rd.yaml", input=REDIS_SPEC)
-    # (not --wait: dpr-redis takes no layout, docs/dpr-redis.md; its unit's
-    # readiness is enough here)
-    n.run("dprctl apply -f /root/rd.yaml")
+    n.run("dprctl apply -f /root/rd.yaml --wait --timeout %d" % WAIT, timeout=WAIT + 30)
     harness.wait_for("rd-0 ready", lambda: inst(status(n), "rd-0")["ready"], WAIT)
     pid = check_instance(n, "rd-0", uid, gid)
     children = n.run("pgrep -P %s" % pid).stdout.split()
@@ -180,10 +178,14 @@ def test_dpr_redis_runs_as_dpr_cachestore(cluster):
     endpoint = inst(status(n), "rd-0")["endpoint"]
     host, port = endpoint.rsplit(":", 1)
     cli = "redis-cli -h %s -p %s " % (host, port)
-    assert n.run(cli + "SET nonroot yes").stdout.strip() == "OK"
+    # (the layout may reach the shard a moment after the apply's answer:
+    # TRYAGAIN until then)
+    harness.wait_for("SET through dpr-redis",
+                     lambda: n.run(cli + "SET nonroot yes").stdout.strip() == "OK", WAIT)
     time.sleep(1)  # (a few checkpoints: the write is in one)
     n.run("kill -9 %s" % pid)
     harness.wait_for("rd-0 restarted", lambda: main_pid(n, "rd-0") not in ("0", "", pid) and
                      inst(status(n), "rd-0")["ready"], WAIT)
     check_instance(n, "rd-0", uid, gid)
-    assert n.run(cli + "GET nonroot").stdout.strip() == "yes"
+    harness.wait_for("the write read back after the restart",
+                     lambda: n.run(cli + "GET nonroot").stdout.strip() == "yes", WAIT)

@@ -233,6 +233,7 @@ static unsigned burst = 1; /* --burst: batches to a shard before the next */
 static uint64_t nrestarted, ntryagain, nwithdrawn;
 static range *void_ops;
 static size_t nvoid, void_cap;
+static bool lost_sorted, void_sorted; /* in_ranges: cleared by each addition */
 
 static void add_lost(uint64_t from, uint64_t to)
 {
@@ -244,25 +245,58 @@ static void add_lost(uint64_t from, uint64_t to)
         if (!lost)
             FAIL("out of memory");
     }
+    lost_sorted = false;
     lost[nlost].from = from;
     lost[nlost].to = to;
     nlost++;
 }
 
+static int range_cmp(const void *a, const void *b)
+{
+    const range *x = a, *y = b;
+    return x->from < y->from ? -1 : x->from > y->from;
+}
+
+/* Whether seq is in one of r[0..*n): the ranges are sorted and merged first
+ * when *sorted is false (a read-back asks millions of times, over thousands
+ * of withdrawn batches), then found by binary search. */
+static bool in_ranges(range *r, size_t *n, bool *sorted, uint64_t seq)
+{
+    size_t lo = 0, hi;
+
+    if (!*sorted && *n) {
+        size_t m = 0;
+        qsort(r, *n, sizeof(*r), range_cmp);
+        for (size_t i = 1; i < *n; i++) {
+            if (r[i].from <= r[m].to) {
+                if (r[i].to > r[m].to)
+                    r[m].to = r[i].to;
+            } else {
+                r[++m] = r[i];
+            }
+        }
+        *n = m + 1;
+    }
+    *sorted = true;
+    hi = *n;
+    while (lo < hi) { /* the first range starting after seq */
+        size_t mid = lo + (hi - lo) / 2;
+        if (r[mid].from <= seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && seq < r[lo - 1].to;
+}
+
 static bool is_lost(uint64_t seq)
 {
-    for (size_t i = 0; i < nlost; i++)
-        if (seq >= lost[i].from && seq < lost[i].to)
-            return true;
-    return false;
+    return in_ranges(lost, &nlost, &lost_sorted, seq);
 }
 
 static bool is_void(uint64_t seq)
 {
-    for (size_t i = 0; i < nvoid; i++)
-        if (seq >= void_ops[i].from && seq < void_ops[i].to)
-            return true;
-    return false;
+    return in_ranges(void_ops, &nvoid, &void_sorted, seq);
 }
 
 /* A batch's outcome: one that never ran is counted, and its operations, if
@@ -285,6 +319,7 @@ static void note_result(dpr_client_session *s, const dpr_batch_result *res)
         if (!void_ops)
             FAIL("out of memory");
     }
+    void_sorted = false;
     void_ops[nvoid++] = (range){res->first_seq, res->first_seq + res->op_count};
 }
 
