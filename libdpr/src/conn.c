@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/num.h"
+#include "replyreader.h"
 
 void dpr_conn_init(dpr_conn *c)
 {
@@ -29,8 +30,7 @@ void dpr_conn_close(dpr_conn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    if (c->reader)
-        redisReaderFree(c->reader);
+    dpr_replyreader_free(c->reader);
     c->reader = NULL;
     dpr_buf_reset(&c->out);
     c->woff = 0;
@@ -122,7 +122,7 @@ int dpr_conn_connect(dpr_conn *c, const char *host, uint16_t port, dpr_tls_ctx *
         goto out;
     }
     c->fd = r;
-    c->reader = redisReaderCreate();
+    c->reader = dpr_replyreader_new(DPR_REPLYREADER_MAX_ELEMENTS);
     if (!c->reader) {
         dpr_conn_close(c);
         r = dpr_err_set(&c->err, -ENOMEM, "out of memory");
@@ -297,9 +297,12 @@ int dpr_conn_next_reply(dpr_conn *c, redisReply **out)
     if (!c->reader)
         return dpr_err_set(&c->err, -ENOTCONN, "not connected");
     if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
-        return dpr_err_set(&c->err, -EPROTO, "protocol error: %s", c->reader->errstr);
+        return dpr_err_set(&c->err, -EPROTO, "protocol error: %s%s", c->reader->errstr,
+                           c->reader->err == REDIS_ERR_OOM ? " (or an array of more than "
+                           "the client takes)" : "");
     if (!reply)
         return 0;
+    dpr_replyreader_reply_done(c->reader);
     *out = reply;
     return 1;
 }

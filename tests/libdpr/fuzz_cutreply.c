@@ -3,9 +3,10 @@
  * (libdpr/src/cutreply.h): DPR.PREFIX's answer and DPR.SYNC's third
  * element, as the client reads them.
  *
- * The input is RESP as a finder would send it; hiredis' reader (the one the
- * client uses) turns it into replies. Each reply is read as a flat cut, and
- * so is the third element of a reply of three. Checks: only documented
+ * The input is RESP as a finder would send it; hiredis' reader with the
+ * client's bound on array elements (replyreader.h) turns it into replies.
+ * Each reply is read as a flat cut, and so is the third element of a reply
+ * of three. Checks: only documented
  * return codes; a cut taken came from an array of an even number of
  * non-negative integers and holds, for each worker named, the highest
  * version named for it (0: absent), and no other worker.
@@ -17,6 +18,7 @@
 
 #include "cutreply.h"
 #include "fuzz_check.h"
+#include "replyreader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,7 +57,7 @@ static void check_flat(const redisReply *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    redisReader *rd = redisReaderCreate();
+    redisReader *rd = dpr_replyreader_new(DPR_REPLYREADER_MAX_ELEMENTS); /* the client's */
     void *reply = NULL;
 
     if (!rd)
@@ -72,8 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         freeReplyObject(reply);
         reply = NULL;
+        dpr_replyreader_reply_done(rd);
     }
 out:
-    redisReaderFree(rd);
+    dpr_replyreader_free(rd);
     return 0;
 }

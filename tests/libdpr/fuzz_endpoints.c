@@ -17,6 +17,7 @@
 
 #include "endpoints.h"
 #include "fuzz_check.h"
+#include "replyreader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -73,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!sizes_bounded(data, size))
         return 0;
-    redisReader *rd = redisReaderCreate();
+    redisReader *rd = dpr_replyreader_new(DPR_REPLYREADER_MAX_ELEMENTS); /* the client's */
     REQUIRE(rd != NULL);
     redisReaderFeed(rd, (const char *)data, size);
     for (int i = 0; i < 16; i++) {
@@ -82,7 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         check_one(reply);
         freeReplyObject(reply);
+        dpr_replyreader_reply_done(rd);
     }
-    redisReaderFree(rd);
+    dpr_replyreader_free(rd);
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "endpoints.h"
+#include "replyreader.h"
 
 /* The reply of RESP text (one complete reply), or NULL. */
 static redisReply *reply_of(const char *resp)
@@ -131,11 +132,41 @@ TEST(bad_shapes)
     dpr_endpoints_free(&e);
 }
 
+/* The client's reader (replyreader.h) refuses an array header above its
+ * bound before allocating for it, counts every array of one reply against
+ * it, and gives the next reply the whole bound again. */
+TEST(reader_bounds_array_elements)
+{
+    static const char five[] = "*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n";
+    static const char huge[] = "*2000000000\r\n";
+    static const char nested[] = "*2\r\n*3\r\n:1\r\n:2\r\n:3\r\n*3\r\n";
+    redisReader *rd = dpr_replyreader_new(5);
+    void *r = NULL;
+
+    CHECK(rd != NULL);
+    redisReaderFeed(rd, five, strlen(five));
+    CHECK(redisReaderGetReply(rd, &r) == REDIS_OK && r);
+    CHECK_EQ_INT((int)((redisReply *)r)->elements, 5);
+    freeReplyObject(r);
+    dpr_replyreader_reply_done(rd);
+    /* 2 + 3 of 5, then 3 more: refused */
+    redisReaderFeed(rd, nested, strlen(nested));
+    CHECK(redisReaderGetReply(rd, &r) == REDIS_ERR);
+    dpr_replyreader_free(rd);
+
+    rd = dpr_replyreader_new(DPR_REPLYREADER_MAX_ELEMENTS);
+    CHECK(rd != NULL);
+    redisReaderFeed(rd, huge, strlen(huge));
+    CHECK(redisReaderGetReply(rd, &r) == REDIS_ERR);
+    dpr_replyreader_free(rd);
+}
+
 int main(void)
 {
     RUN(three_shards);
     RUN(nil_endpoints_are_missing);
     RUN(error_replies);
     RUN(bad_shapes);
+    RUN(reader_bounds_array_elements);
     return check_summary("endpoints");
 }
