@@ -26,7 +26,7 @@ VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 DESTDIR ?=
 BUILD ?= build
 SAN ?= 0
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 PYTHON ?= /usr/bin/python3
 PY_VER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 # Where Debian's /usr/bin/python3 finds packages for this PREFIX.
