@@ -208,6 +208,12 @@ static int insert(rp_keys *t, const redisReply *e, dpr_err *err)
             ci.nspecs++;
         ci.unknown |= r == 2;
     }
+    /* Redis 7.0 flags EVAL and FCALL neither "write" nor "may_replicate":
+     * only "readonly", or no keys at all and neither flag (PING, INFO,
+     * TIME ...), is taken as not changing the data */
+    ci.may_write = !(has_flag(e->element[2], "readonly") ||
+                     (specs->elements == 0 && !ci.write &&
+                      !has_flag(e->element[2], "may_replicate")));
     if ((t->n + 1) * 2 > t->cap && (r = grow(t)) < 0) {
         spec_free(&ci);
         return dpr_err_set(err, r, "out of memory");

@@ -45,6 +45,8 @@ typedef struct rp_cmdinfo {
     char name[RP_KEYS_NAME_MAX]; /* lower case; "object|encoding" for a subcommand */
     int arity;
     bool write;    /* Redis' "write" flag */
+    bool may_write; /* it can change the data: not "readonly", and "write",
+                     * "may_replicate" (PUBLISH, SCRIPT FLUSH) or keys (EVAL) */
     bool has_subs; /* a container: look up its subcommand */
     bool unknown;  /* a spec Redis cannot describe ("unknown": SORT's BY, GET, STORE) */
     rp_keyspec *specs;

@@ -23,6 +23,7 @@
 #include "common/num.h"
 #include "common/resp.h"
 #include "dpr/wire.h"
+#include "kv_batchops.h"
 #include "kv_resize.h"
 #include "rp_proxy_int.h"
 #include "rp_redis.h"
@@ -260,7 +261,7 @@ bool rp_layout_allows(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out
     return check(p, argc, argv, false, out) == 0;
 }
 
-bool rp_layout_allows_batch(rp_proxy *p, const uint8_t *ops, uint32_t count, dpr_buf *out)
+bool rp_layout_allows_batch(rp_proxy *p, const char *ops, uint32_t count, dpr_buf *out)
 {
     if (paused(p)) {
         tryagain(p, out);
@@ -269,14 +270,9 @@ bool rp_layout_allows_batch(rp_proxy *p, const uint8_t *ops, uint32_t count, dpr
     if (p->lay.st.active.epoch == 0)
         return true;
     for (uint32_t k = 0; k < count; k++) {
-        uint32_t argc = dpr_get_u32(ops);
+        uint32_t argc = kv_batchops_argc(ops);
         kv_arg av[argc ? argc : 1];
-        ops += 4;
-        for (uint32_t i = 0; i < argc; i++) {
-            av[i].n = dpr_get_u32(ops);
-            av[i].p = (const char *)ops + 4;
-            ops += 4 + av[i].n;
-        }
+        ops = kv_batchops_args(ops, av);
         if (argc && check(p, argc, av, true, out) < 0)
             return false;
     }
@@ -284,19 +280,6 @@ bool rp_layout_allows_batch(rp_proxy *p, const uint8_t *ops, uint32_t count, dpr
 }
 
 /* ---- commands ------------------------------------------------------------ */
-
-static bool arg_eq(const kv_arg *a, const char *s)
-{
-    return a->n == strlen(s) && strncasecmp(a->p, s, a->n) == 0;
-}
-
-static int arg_epoch(dpr_buf *out, const kv_arg *a, uint64_t *epoch)
-{
-    if (dpr_parse_u64(a->p, a->n, 1, INT64_MAX, epoch) == 0)
-        return 0;
-    dpr_resp_error(out, "ERR invalid layout epoch: expected 1..9223372036854775807");
-    return -1;
-}
 
 static void reply_layout(dpr_buf *out, const kv_layout *l)
 {
@@ -786,21 +769,21 @@ void rp_layout_cmd(rp_client *c, size_t argc, const kv_arg *argv)
 
     if (argc == 1) {
         reply_layout(&out, &p->lay.st.active);
-    } else if (arg_eq(&argv[1], "set") && argc >= 5) {
+    } else if (kv_arg_is(&argv[1], "set") && argc >= 5) {
         layout_set(p, argc - 2, argv + 2, &out);
-    } else if (arg_eq(&argv[1], "prepare") && argc >= 5) {
+    } else if (kv_arg_is(&argv[1], "prepare") && argc >= 5) {
         layout_prepare(p, argc - 2, argv + 2, &out);
-    } else if (arg_eq(&argv[1], "pending") && argc == 2) {
+    } else if (kv_arg_is(&argv[1], "pending") && argc == 2) {
         reply_layout(&out, &p->lay.st.pending);
-    } else if (arg_eq(&argv[1], "commit") &&
-               (argc == 3 || (argc == 4 && arg_eq(&argv[3], "force")))) {
-        if (arg_epoch(&out, &argv[2], &epoch) == 0)
+    } else if (kv_arg_is(&argv[1], "commit") &&
+               (argc == 3 || (argc == 4 && kv_arg_is(&argv[3], "force")))) {
+        if (kv_layout_epoch_arg(&argv[2], &epoch, &out) == 0)
             layout_commit(p, epoch, argc == 4, &out);
-    } else if (arg_eq(&argv[1], "migrate") && argc == 3) {
-        if (arg_epoch(&out, &argv[2], &epoch) == 0)
+    } else if (kv_arg_is(&argv[1], "migrate") && argc == 3) {
+        if (kv_layout_epoch_arg(&argv[2], &epoch, &out) == 0)
             layout_migrate(p, epoch, &out);
-    } else if (arg_eq(&argv[1], "abort") && argc == 3) {
-        if (arg_epoch(&out, &argv[2], &epoch) == 0)
+    } else if (kv_arg_is(&argv[1], "abort") && argc == 3) {
+        if (kv_layout_epoch_arg(&argv[2], &epoch, &out) == 0)
             layout_abort(p, epoch, &out);
     } else {
         dpr_resp_errorf(&out,
@@ -824,7 +807,7 @@ void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv)
         rp_local_error(c, "ERR wrong number of arguments for 'dpr.import'");
         return;
     }
-    if (arg_epoch(&out, &argv[1], &epoch) < 0)
+    if (kv_layout_epoch_arg(&argv[1], &epoch, &out) < 0)
         goto reply;
     if (to->epoch != epoch) {
         dpr_resp_errorf(&out, "ERR no resize to layout %" PRIu64 " is prepared on this shard",

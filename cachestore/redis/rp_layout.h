@@ -85,7 +85,7 @@ void rp_layout_free(rp_layout *l);
 bool rp_layout_allows(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out);
 /* The same for a whole batch (ops: u32 argc, then u32 length and bytes of
  * each argument, count times). */
-bool rp_layout_allows_batch(rp_proxy *p, const uint8_t *ops, uint32_t count, dpr_buf *out);
+bool rp_layout_allows_batch(rp_proxy *p, const char *ops, uint32_t count, dpr_buf *out);
 
 void rp_layout_cmd(rp_client *c, size_t argc, const kv_arg *argv);
 void rp_layout_cmd_import(rp_client *c, size_t argc, const kv_arg *argv);

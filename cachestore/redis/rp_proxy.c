@@ -26,6 +26,7 @@
 #include "dpr/worker.h"
 #include "kv_finder.h"
 #include "kv_gate.h"
+#include "kv_batchops.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
 #include "rp_layout.h"
@@ -930,38 +931,21 @@ static const char *const DENIED[] = {
     "SYNC", "UNSUBSCRIBE", "UNWATCH", "WAIT", "WAITAOF", "WATCH", "XREAD", "XREADGROUP",
 };
 
-/* Commands that never write (Redis' "readonly" and connection commands):
- * a plain one does not make the open version worth a checkpoint. Any other
- * command counts as a write (an extra checkpoint at worst). */
-static const char *const READ_ONLY[] = {
-    "BITCOUNT", "BITPOS", "COMMAND", "DBSIZE", "DUMP", "ECHO", "EXISTS", "GET", "GETBIT",
-    "GETRANGE", "HEXISTS", "HGET", "HGETALL", "HKEYS", "HLEN", "HMGET", "HRANDFIELD", "HSCAN",
-    "HSTRLEN", "HVALS", "INFO", "KEYS", "LASTSAVE", "LATENCY", "LCS", "LINDEX", "LLEN", "LPOS",
-    "LRANGE", "MEMORY", "MGET", "OBJECT", "PFCOUNT", "PING", "PTTL", "RANDOMKEY", "SCAN",
-    "SCARD", "SDIFF", "SINTER", "SINTERCARD", "SISMEMBER", "SLOWLOG", "SMEMBERS", "SMISMEMBER",
-    "SRANDMEMBER", "SSCAN", "STRLEN", "SUNION", "TIME", "TTL", "TYPE", "XINFO", "XLEN",
-    "XPENDING", "XRANGE", "XREVRANGE", "ZCARD", "ZCOUNT", "ZDIFF", "ZINTER", "ZINTERCARD",
-    "ZLEXCOUNT", "ZMSCORE", "ZRANDMEMBER", "ZRANGE", "ZRANGEBYLEX", "ZRANGEBYSCORE", "ZRANK",
-    "ZREVRANGE", "ZREVRANGEBYLEX", "ZREVRANGEBYSCORE", "ZREVRANK", "ZSCAN", "ZSCORE", "ZUNION",
-};
-
-static bool is(const kv_arg *a, const char *name)
+/* A command that cannot change the data (by Redis' own command table,
+ * rp_keys.h's may_write): a plain one does not make the open version
+ * worth a checkpoint, and it runs while saves fail. A command Redis does
+ * not know counts as a write (an extra checkpoint at worst). */
+static bool read_only(const rp_proxy *p, size_t argc, const kv_arg *argv)
 {
-    return a->n == strlen(name) && strncasecmp(a->p, name, a->n) == 0;
-}
+    const rp_cmdinfo *ci = rp_keys_lookup(&p->lay.keys, argc, argv);
 
-static bool read_only(const kv_arg *cmd)
-{
-    for (size_t i = 0; i < sizeof(READ_ONLY) / sizeof(READ_ONLY[0]); i++)
-        if (is(cmd, READ_ONLY[i]))
-            return true;
-    return false;
+    return ci && !ci->may_write;
 }
 
 static bool denied(const kv_arg *cmd)
 {
     for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++)
-        if (is(cmd, DENIED[i]))
+        if (kv_arg_is(cmd, DENIED[i]))
             return true;
     return false;
 }
@@ -1013,16 +997,16 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
     size_t lens[argc ? argc : 1];
 
     if (!in_batch) {
-        if (is(&argv[0], "QUIT")) {
+        if (kv_arg_is(&argv[0], "QUIT")) {
             dpr_buf b = DPR_BUF_INIT;
             dpr_resp_status(&b, "OK");
             rp_local_reply(c, &b, true);
             dpr_buf_free(&b);
             return;
         }
-        if (is(&argv[0], "SELECT")) { /* one shared connection: database 0 only */
+        if (kv_arg_is(&argv[0], "SELECT")) { /* one shared connection: database 0 only */
             dpr_buf b = DPR_BUF_INIT;
-            if (argc == 2 && is(&argv[1], "0"))
+            if (argc == 2 && kv_arg_is(&argv[1], "0"))
                 dpr_resp_status(&b, "OK");
             else
                 dpr_resp_error(&b, "ERR dpr-redis serves database 0 only");
@@ -1030,7 +1014,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
             dpr_buf_free(&b);
             return;
         }
-        if (argc == 2 && is(&argv[0], "INFO") && is(&argv[1], "dpr")) {
+        if (argc == 2 && kv_arg_is(&argv[0], "INFO") && kv_arg_is(&argv[1], "dpr")) {
             info_dpr(c);
             return;
         }
@@ -1047,10 +1031,10 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
         p->batches_refused_stopping++;
         return;
     }
-    if (is(&argv[0], "DPR.LAYOUT") || is(&argv[0], "DPR.IMPORT")) {
+    if (kv_arg_is(&argv[0], "DPR.LAYOUT") || kv_arg_is(&argv[0], "DPR.IMPORT")) {
         if (in_batch)
             rp_local_error(c, "ERR this command cannot run inside DPR.BATCH");
-        else if (is(&argv[0], "DPR.LAYOUT"))
+        else if (kv_arg_is(&argv[0], "DPR.LAYOUT"))
             rp_layout_cmd(c, argc, argv);
         else
             rp_layout_cmd_import(c, argc, argv);
@@ -1064,7 +1048,9 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
             return;
         }
     }
-    if (p->ckpt_failing && !read_only(&argv[0])) {
+    bool reads = read_only(p, argc, argv);
+
+    if (p->ckpt_failing && !reads) {
         /* Redis' stop-writes-on-bgsave-error needs save points: the proxy
          * refuses them itself, as dpr-kv (a batch's other ops run) */
         p->writes_refused_misconf++;
@@ -1074,7 +1060,7 @@ static void run_command(rp_client *c, size_t argc, const kv_arg *argv, bool in_b
     if (!in_batch) {
         uint64_t v;
         (void)dpr_worker_execute(&p->w, NULL, &v); /* plain: cannot fail */
-        if (!read_only(&argv[0]))
+        if (!reads)
             p->plain_dirty = true;
     }
     for (size_t i = 0; i < argc; i++) {
@@ -1096,13 +1082,6 @@ static void batch_end(rp_client *c)
     c->batch_want = c->batch_have = 0;
     c->batch_hdr.len = 0;
     c->batch_ops.len = 0;
-}
-
-static void put_u32(dpr_buf *b, uint32_t v)
-{
-    uint8_t q[4];
-    dpr_put_u32(q, v);
-    dpr_buf_append(b, q, 4);
 }
 
 static void batch_start(rp_client *c, const kv_arg *hdr)
@@ -1132,9 +1111,7 @@ static void batch_run(rp_client *c);
 
 static void batch_add(rp_client *c, size_t argc, const kv_arg *argv)
 {
-    size_t need = 4;
-    for (size_t i = 0; i < argc; i++)
-        need += 4 + argv[i].n;
+    size_t need = kv_batchops_size(argc, argv);
     if (c->batch_hdr.len + c->batch_ops.len + need > c->p->cfg->max_request_bytes) {
         rp_local_error(c, "ERR DPR.BATCH larger than the maximum request size "
                        "(--max-request-bytes)");
@@ -1142,11 +1119,7 @@ static void batch_add(rp_client *c, size_t argc, const kv_arg *argv)
         batch_end(c);
         return;
     }
-    put_u32(&c->batch_ops, (uint32_t)argc);
-    for (size_t i = 0; i < argc; i++) {
-        put_u32(&c->batch_ops, (uint32_t)argv[i].n);
-        dpr_buf_append(&c->batch_ops, argv[i].p, argv[i].n);
-    }
+    kv_batchops_put(&c->batch_ops, argc, argv);
     if (++c->batch_have == c->batch_want)
         batch_run(c);
 }
@@ -1264,7 +1237,7 @@ static void batch_run(rp_client *c)
     if (batch_check(c, &h) != 0)
         return;
     dpr_buf lb = DPR_BUF_INIT;
-    if (!rp_layout_allows_batch(p, (const uint8_t *)c->batch_ops.data, h.op_count, &lb)) {
+    if (!rp_layout_allows_batch(p, c->batch_ops.data, h.op_count, &lb)) {
         rp_local_reply(c, &lb, false); /* refused whole, before any of it runs */
         dpr_buf_free(&lb);
         batch_end(c);
@@ -1295,16 +1268,11 @@ static void batch_run(rp_client *c)
     rh.version_count = 1;
     rh.versions_in = &version;
     reply_header(c, &rh, h.op_count);
-    const uint8_t *q = (const uint8_t *)c->batch_ops.data;
+    const char *q = c->batch_ops.data;
     for (uint32_t k = 0; k < h.op_count; k++) {
-        uint32_t argc = dpr_get_u32(q);
+        uint32_t argc = kv_batchops_argc(q);
         kv_arg av[argc ? argc : 1];
-        q += 4;
-        for (uint32_t i = 0; i < argc; i++) {
-            av[i].n = dpr_get_u32(q);
-            av[i].p = (const char *)q + 4;
-            q += 4 + av[i].n;
-        }
+        q = kv_batchops_args(q, av);
         run_command(c, argc, av, true);
     }
     p->batches++;
@@ -1343,7 +1311,7 @@ static void client_process(rp_client *c)
             continue;
         if (c->in_batch)
             batch_add(c, argc, argv);
-        else if (is(&argv[0], "DPR.BATCH") && argc == 2)
+        else if (kv_arg_is(&argv[0], "DPR.BATCH") && argc == 2)
             batch_start(c, &argv[1]);
         else
             run_command(c, argc, argv, false);

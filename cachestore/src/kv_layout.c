@@ -263,3 +263,11 @@ out:
     kv_parser_free(&p);
     return rc;
 }
+
+int kv_layout_epoch_arg(const kv_arg *a, uint64_t *epoch, dpr_buf *out)
+{
+    if (dpr_parse_u64(a->p, a->n, 1, INT64_MAX, epoch) == 0)
+        return 0;
+    dpr_resp_error(out, "ERR invalid layout epoch: expected 1..9223372036854775807");
+    return -1;
+}

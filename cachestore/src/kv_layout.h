@@ -65,6 +65,10 @@ bool kv_layout_equal(const kv_layout *a, const kv_layout *b);
  */
 int kv_layout_parse(size_t argc, const kv_arg *argv, kv_layout *out, dpr_err *err);
 
+/* A layout epoch argument (DPR.LAYOUT COMMIT/MIGRATE/ABORT, DPR.IMPORT):
+ * 0 and *epoch, or -1 with the error reply appended to out. */
+int kv_layout_epoch_arg(const kv_arg *a, uint64_t *epoch, dpr_buf *out);
+
 /* The shard of key under l (l->epoch > 0). */
 uint32_t kv_layout_owner(const kv_layout *l, const char *key, size_t n);
 /* Does this shard own key under l? Every key when l->epoch is 0. */

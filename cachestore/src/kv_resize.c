@@ -246,19 +246,6 @@ bool kv_resize_allows_batch(kv_server *s, const char *ops, size_t len, uint32_t 
 
 /* ---- commands ------------------------------------------------------------ */
 
-static bool arg_eq(const kv_arg *a, const char *s)
-{
-    return a->n == strlen(s) && strncasecmp(a->p, s, a->n) == 0;
-}
-
-static int arg_epoch(kv_client *c, const kv_arg *a, uint64_t *out)
-{
-    if (dpr_parse_u64(a->p, a->n, 1, INT64_MAX, out) == 0)
-        return 0;
-    dpr_resp_error(&c->out, "ERR invalid layout epoch: expected 1..9223372036854775807");
-    return -1;
-}
-
 static void reply_layout(dpr_buf *out, const kv_layout *l)
 {
     dpr_resp_array(out, 3);
@@ -495,20 +482,20 @@ void kv_resize_cmd_layout(kv_client *c, size_t argc, const kv_arg *argv)
         reply_layout(&c->out, &s->layout.active);
         return;
     }
-    if (arg_eq(&argv[1], "set") && argc >= 5) {
+    if (kv_arg_is(&argv[1], "set") && argc >= 5) {
         layout_set(c, argc - 2, argv + 2);
-    } else if (arg_eq(&argv[1], "prepare") && argc >= 5) {
+    } else if (kv_arg_is(&argv[1], "prepare") && argc >= 5) {
         layout_prepare(c, argc - 2, argv + 2);
-    } else if (arg_eq(&argv[1], "pending") && argc == 2) {
+    } else if (kv_arg_is(&argv[1], "pending") && argc == 2) {
         reply_layout(&c->out, &s->layout.pending);
-    } else if (arg_eq(&argv[1], "commit") && (argc == 3 || (argc == 4 &&
-                                                             arg_eq(&argv[3], "force")))) {
-        if (arg_epoch(c, &argv[2], &epoch) == 0)
+    } else if (kv_arg_is(&argv[1], "commit") && (argc == 3 || (argc == 4 &&
+                                                             kv_arg_is(&argv[3], "force")))) {
+        if (kv_layout_epoch_arg(&argv[2], &epoch, &c->out) == 0)
             layout_commit(c, epoch, argc == 4);
-    } else if ((arg_eq(&argv[1], "migrate") || arg_eq(&argv[1], "abort")) && argc == 3) {
-        if (arg_epoch(c, &argv[2], &epoch) < 0)
+    } else if ((kv_arg_is(&argv[1], "migrate") || kv_arg_is(&argv[1], "abort")) && argc == 3) {
+        if (kv_layout_epoch_arg(&argv[2], &epoch, &c->out) < 0)
             return;
-        if (arg_eq(&argv[1], "migrate"))
+        if (kv_arg_is(&argv[1], "migrate"))
             layout_migrate(c, epoch);
         else
             layout_abort(c, epoch);
@@ -532,7 +519,7 @@ void kv_resize_cmd_import(kv_client *c, size_t argc, const kv_arg *argv)
         dpr_resp_error(&c->out, "ERR wrong number of arguments for 'dpr.import'");
         return;
     }
-    if (arg_epoch(c, &argv[1], &epoch) < 0)
+    if (kv_layout_epoch_arg(&argv[1], &epoch, &c->out) < 0)
         return;
     if (to->epoch != epoch) {
         dpr_resp_errorf(&c->out, "ERR no resize to layout %" PRIu64 " is prepared on this "

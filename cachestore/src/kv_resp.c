@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/num.h"
 
@@ -195,4 +196,9 @@ ssize_t kv_parse(kv_parser *p, const char *buf, size_t len, size_t *argc, kv_arg
 fail:
     parser_reset(p);
     return -EPROTO;
+}
+
+bool kv_arg_is(const kv_arg *a, const char *s)
+{
+    return a->n == strlen(s) && strncasecmp(a->p, s, a->n) == 0;
 }

@@ -17,6 +17,7 @@
 #define KV_RESP_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -41,6 +42,9 @@ typedef struct kv_parser {
     size_t argv_cap;
     void *alt;       /* state of the comparison parser in cachestore/bench/ */
 } kv_parser;
+
+/* Is argument a the word s, in any case (a command or keyword)? */
+bool kv_arg_is(const kv_arg *a, const char *s);
 
 void kv_parser_init(kv_parser *p, size_t max_request, size_t max_args);
 void kv_parser_free(kv_parser *p);

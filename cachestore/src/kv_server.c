@@ -18,6 +18,7 @@
 #include "common/resp.h"
 #include "common/uvutil.h"
 #include "dpr/wire.h"
+#include "kv_batchops.h"
 #include "kv_resize.h"
 #include "kv_tls.h"
 
@@ -533,20 +534,11 @@ static void batch_start(kv_client *c, const kv_arg *hdr)
     c->batch_have = 0;
 }
 
-static void put_u32(dpr_buf *b, uint32_t v)
-{
-    uint8_t p[4];
-    dpr_put_u32(p, v);
-    dpr_buf_append(b, p, 4);
-}
-
 static void batch_add(kv_client *c, size_t argc, const kv_arg *argv)
 {
-    size_t need = 4;
+    size_t need = kv_batchops_size(argc, argv);
 
     assert(c->in_batch && c->batch_have < c->batch_want);
-    for (size_t i = 0; i < argc; i++)
-        need += 4 + argv[i].n;
     if (c->batch_hdr.len + c->batch_ops.len + need > c->srv->cfg->max_request_bytes) {
         dpr_resp_error(&c->out, "ERR DPR.BATCH larger than the maximum request size "
                                 "(--max-request-bytes)");
@@ -558,11 +550,7 @@ static void batch_add(kv_client *c, size_t argc, const kv_arg *argv)
         c->out.failed = true; /* the batch cannot be kept: close the connection */
         return;
     }
-    put_u32(&c->batch_ops, (uint32_t)argc);
-    for (size_t i = 0; i < argc; i++) {
-        put_u32(&c->batch_ops, (uint32_t)argv[i].n);
-        dpr_buf_append(&c->batch_ops, argv[i].p, argv[i].n);
-    }
+    kv_batchops_put(&c->batch_ops, argc, argv); /* (room reserved) */
     if (++c->batch_have == c->batch_want)
         batch_run(c);
 }
@@ -597,18 +585,10 @@ static void reply_batch_header(kv_client *c, const dpr_response_hdr *rh)
 
 const char *kv_server_batch_op(kv_server *s, const char *op, size_t *argc)
 {
-    const uint8_t *p = (const uint8_t *)op;
-
-    *argc = dpr_get_u32(p);
-    p += 4;
+    *argc = kv_batchops_argc(op);
     if (scratch_reserve(s, *argc) < 0)
         return NULL;
-    for (size_t i = 0; i < *argc; i++) {
-        s->scratch[i].n = dpr_get_u32(p);
-        s->scratch[i].p = (const char *)p + 4;
-        p += 4 + s->scratch[i].n;
-    }
-    return (const char *)p;
+    return kv_batchops_args(op, s->scratch);
 }
 
 static void run_ops(kv_client *c, uint32_t count)

@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/resp.h"
+#include "kv_batchops.h"
 #include "kv_cmd.h"
 #include "kv_dict.h"
 #include "kv_resp.h"
@@ -231,9 +232,32 @@ TEST(integer_arguments)
     kv_dict_free(&d);
 }
 
+/* A batch's stored operations (kv_batchops.h) read back as written, an
+ * empty argument and an operation of no arguments included. */
+TEST(batchops_round_trip)
+{
+    const kv_arg set[3] = {{"SET", 3}, {"k", 1}, {"", 0}}, none[1] = {{NULL, 0}};
+    dpr_buf b = DPR_BUF_INIT;
+    kv_arg av[3];
+    const char *p;
+
+    kv_batchops_put(&b, 3, set);
+    kv_batchops_put(&b, 0, none);
+    CHECK(!dpr_buf_failed(&b));
+    CHECK_EQ_INT((int)b.len, (int)(kv_batchops_size(3, set) + kv_batchops_size(0, none)));
+    CHECK_EQ_INT((int)kv_batchops_argc(b.data), 3);
+    p = kv_batchops_args(b.data, av);
+    CHECK(av[0].n == 3 && !memcmp(av[0].p, "SET", 3) && av[1].n == 1 && av[1].p[0] == 'k' &&
+          av[2].n == 0);
+    CHECK_EQ_INT((int)kv_batchops_argc(p), 0);
+    CHECK(kv_batchops_args(p, av) == b.data + b.len);
+    dpr_buf_free(&b);
+}
+
 int main(void)
 {
     RUN(multibulk_whole_and_pipelined);
+    RUN(batchops_round_trip);
     RUN(multibulk_byte_by_byte);
     RUN(inline_and_empty);
     RUN(malformed);

@@ -192,6 +192,12 @@ TEST(positions)
 
     CHECK(!rp_keys_lookup(&t, 1, &ping)->write);
     CHECK(rp_keys_lookup(&t, 1, &flush)->write);
+    /* what may change the data (the proxy's read-only test) */
+    const kv_arg get = {"get", 3}, eval = {"EVAL", 4};
+    CHECK(!rp_keys_lookup(&t, 1, &ping)->may_write);
+    CHECK(!rp_keys_lookup(&t, 1, &get)->may_write);
+    CHECK(rp_keys_lookup(&t, 1, &flush)->may_write);
+    CHECK(rp_keys_lookup(&t, 1, &eval)->may_write); /* neither "write" nor "readonly" */
     CHECK_EQ_INT((int)rp_keys_lookup(&t, 1, &flush)->nspecs, 0);
     rp_keys_free(&t);
     freeReplyObject(rep);
