@@ -352,10 +352,13 @@ def test_maxmemory_noeviction(cluster, mode):
     mem = c.info("memory")
     assert mem["maxmemory"] == 3 * 1024 * 1024 and mem["maxmemory_policy"] == "noeviction"
     n, error = fill_until_refused(c)
-    assert error == OOM_TEXT
+    mem = c.info("memory")
+    seen = "%s mode: %d keys accepted, then %r; INFO memory %r; INFO dpr %r" % (
+        mode, n, error, mem, kv.info())
+    assert error == OOM_TEXT, seen
     # ~2900 keys of 1 KB fill 3 MB (it was ~1900 in log mode: a MiB too early)
-    assert 2400 < n < 3200, n
-    assert c.info("memory")["used_memory"] > 3 * 1024 * 1024 - 100000
+    assert 2400 < n < 3200, seen
+    assert mem["used_memory"] > 3 * 1024 * 1024 - 100000, seen
     r = Raw(kv.port)
     for cmd in (["SET", "new", "1"], ["INCR", "ctr"], ["APPEND", "k1", "x"],
                 ["MSET", "a", "1", "b", "2"]):
