@@ -1,4 +1,5 @@
-/* rp_layout.c - see rp_layout.h; the rules are dpr-kv's (kv_resize.c). */
+/* rp_layout.c - see rp_layout.h; DPR.LAYOUT's rules are kv_layout_cmd.c's,
+ * shared with dpr-kv. */
 #include "rp_layout.h"
 
 #include <assert.h>
@@ -24,6 +25,7 @@
 #include "common/resp.h"
 #include "dpr/wire.h"
 #include "kv_batchops.h"
+#include "kv_layout_cmd.h"
 #include "kv_resize.h"
 #include "rp_proxy_int.h"
 #include "rp_redis.h"
@@ -281,61 +283,23 @@ bool rp_layout_allows_batch(rp_proxy *p, const char *ops, uint32_t count, dpr_bu
 
 /* ---- commands ------------------------------------------------------------ */
 
-static void reply_layout(dpr_buf *out, const kv_layout *l)
+/* The keys this shard holds that l does not give it (SCAN): >= 0, or -1
+ * with err set when Redis cannot be asked. */
+static ssize_t count_foreign(const rp_proxy *p, const kv_layout *l, dpr_err *err)
 {
-    dpr_resp_array(out, 3);
-    dpr_resp_uint(out, l->epoch);
-    if (l->epoch && l->shard != KV_LAYOUT_NO_SHARD)
-        dpr_resp_uint(out, l->shard);
-    else
-        dpr_resp_int(out, -1);
-    dpr_resp_array(out, l->nshards);
-    for (uint32_t i = 0; i < l->nshards; i++)
-        dpr_resp_bulk_str(out, l->addrs[i]);
-}
-
-/* Saves next as the layout file, then swaps it in (next is emptied). */
-static int adopt(rp_proxy *p, kv_layout_state *next, dpr_buf *out)
-{
-    dpr_buf b = DPR_BUF_INIT;
-    dpr_err err = DPR_ERR_INIT;
-    int rc = kv_layout_encode(next, &b);
-
-    if (rc < 0)
-        dpr_err_set(&err, rc, "out of memory");
-    else
-        rc = dpr_replace_file(LAYOUT_FILE, b.data, b.len, 0600, true, &err);
-    dpr_buf_free(&b);
-    if (rc < 0) {
-        log_error("cannot save the layout: %s", err.msg);
-        dpr_resp_errorf(out, "ERR cannot save the layout: %s", err.msg);
-        return rc;
-    }
-    kv_layout_state_free(&p->lay.st);
-    p->lay.st = *next;
-    memset(next, 0, sizeof(*next));
-    return 0;
-}
-
-/* The keys this shard holds that l does not give it (SCAN; -1 when Redis
- * cannot be asked, with the error reply written). */
-static ssize_t count_foreign(const kv_layout *l, dpr_buf *out)
-{
-    dpr_err err = DPR_ERR_INIT;
-    redisContext *rc = side_connect(&err);
+    redisContext *rc = side_connect(err);
     char cursor[32] = "0";
     ssize_t n = 0;
 
-    if (!rc) {
-        dpr_resp_errorf(out, "ERR %s", err.msg);
+    (void)p;
+    if (!rc)
         return -1;
-    }
     do {
         redisReply *r = redisCommand(rc, "SCAN %s COUNT " SCAN_COUNT, cursor);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
-            dpr_resp_error(out, "ERR cannot list the keys: SCAN failed");
+            dpr_err_set(err, -EPROTO, "cannot list the keys: SCAN failed");
             freeReplyObject(r);
             n = -1;
             break;
@@ -350,68 +314,6 @@ static ssize_t count_foreign(const kv_layout *l, dpr_buf *out)
     } while (strcmp(cursor, "0") != 0);
     redisFree(rc);
     return n;
-}
-
-static void layout_set(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out)
-{
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
-    dpr_err err = DPR_ERR_INIT;
-    ssize_t foreign;
-
-    if (kv_layout_parse(argc, argv, &next.active, &err) < 0) {
-        dpr_resp_errorf(out, "ERR %s", err.msg);
-    } else if (kv_layout_equal(&next.active, &p->lay.st.active)) {
-        dpr_resp_status(out, "OK"); /* said again */
-    } else if (p->lay.st.pending.epoch) {
-        dpr_resp_errorf(out,
-                        "ERR a resize to layout %" PRIu64 " is prepared: COMMIT or "
-                        "ABORT it first",
-                        p->lay.st.pending.epoch);
-    } else if (next.active.epoch <= p->lay.st.active.epoch) {
-        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64 ")",
-                        next.active.epoch, p->lay.st.active.epoch);
-    } else if ((foreign = count_foreign(&next.active, out)) < 0) {
-        /* the error is written */
-    } else if (foreign) {
-        dpr_resp_errorf(out,
-                        "ERR layout %" PRIu64 " would strand %zd keys this shard "
-                        "holds and would not own: move them with PREPARE, MIGRATE and COMMIT",
-                        next.active.epoch, foreign);
-    } else if (adopt(p, &next, out) == 0) {
-        log_info("layout %" PRIu64 " set: shard %" PRIu32 " of %" PRIu32, p->lay.st.active.epoch,
-                 p->lay.st.active.shard, p->lay.st.active.nshards);
-        dpr_resp_status(out, "OK");
-    }
-    kv_layout_state_free(&next);
-}
-
-static void layout_prepare(rp_proxy *p, size_t argc, const kv_arg *argv, dpr_buf *out)
-{
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
-    const kv_layout_state *st = &p->lay.st;
-    dpr_err err = DPR_ERR_INIT;
-
-    if (kv_layout_parse(argc, argv, &next.pending, &err) < 0) {
-        dpr_resp_errorf(out, "ERR %s", err.msg);
-    } else if (st->pending.epoch) {
-        if (kv_layout_equal(&next.pending, &st->pending))
-            dpr_resp_status(out, "OK"); /* said again (a driver that restarted) */
-        else
-            dpr_resp_errorf(out,
-                            "ERR a resize to layout %" PRIu64 " is prepared: COMMIT "
-                            "or ABORT it first",
-                            st->pending.epoch);
-    } else if (next.pending.epoch <= st->active.epoch) {
-        dpr_resp_errorf(out, "ERR layout %" PRIu64 " is not newer than this shard's (%" PRIu64 ")",
-                        next.pending.epoch, st->active.epoch);
-    } else if (kv_layout_copy(&next.active, &st->active) < 0) {
-        dpr_resp_error(out, "ERR out of memory");
-    } else if (adopt(p, &next, out) == 0) {
-        log_notice("resize to layout %" PRIu64 " (%" PRIu32 " shards) prepared: paused",
-                   st->pending.epoch, st->pending.nshards);
-        dpr_resp_status(out, "OK");
-    }
-    kv_layout_state_free(&next);
 }
 
 /* Everything that ran here is in the cut (dpr-kv's kv_dpr_all_committed). */
@@ -650,148 +552,90 @@ void rp_layout_rolled_back(rp_proxy *p)
     purge(p, "after a rollback");
 }
 
-static void layout_migrate(rp_proxy *p, uint64_t epoch, dpr_buf *out)
-{
-    dpr_err err = DPR_ERR_INIT;
+/* DPR.LAYOUT: kv_layout_cmd.c's rules on the keys in redis-server */
 
-    if (p->lay.st.pending.epoch != epoch) {
-        dpr_resp_errorf(out, "ERR no resize to layout %" PRIu64 " is prepared", epoch);
-    } else if (p->lay.mstate == RP_MIGRATE_RUNNING) {
-        dpr_resp_status(out, "OK"); /* already moving */
-    } else if (!all_committed(p)) {
-        dpr_resp_errorf(out,
-                        "TRYAGAIN the state before the pause is not committed yet "
-                        "(version %" PRIu64 ", cut %" PRIu64 "): wait for INFO "
-                        "dpr_layout_committed:1",
-                        p->w.version, p->w.cut);
-    } else if (migrate_start(p, &err) < 0) {
-        dpr_resp_errorf(out, "ERR cannot start the migration: %s", err.msg);
-    } else {
-        log_info("migrating keys to layout %" PRIu64 " (process %d)", epoch, (int)p->lay.mpid);
-        dpr_resp_status(out, "OK");
-    }
+static ssize_t host_count_foreign(void *ud, const kv_layout *l, dpr_err *err)
+{
+    return count_foreign(ud, l, err);
 }
 
-/* Ends a resize on layout l (COMMIT: the pending one; ABORT: the active
- * one): saved as the only layout, then what it does not give this shard
- * is dropped. */
-static int settle(rp_proxy *p, const kv_layout *l, const char *why, size_t *dropped, dpr_buf *out)
+static kv_layout_migration host_migration(void *ud, uint64_t epoch)
 {
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
-    dpr_err err = DPR_ERR_INIT;
-
-    if (kv_layout_copy(&next.active, l) < 0) {
-        dpr_resp_error(out, "ERR out of memory");
-        return -1;
-    }
-    if (adopt(p, &next, out) < 0) {
-        kv_layout_state_free(&next);
-        return -1;
-    }
-    if (purge_where(p, active_owns, false, why, dropped, &err) < 0) {
-        log_error("cannot drop the keys that left (%s): %s", why, err.msg);
-        dpr_resp_errorf(out, "ERR layout adopted, but the keys that left were not dropped: %s",
-                        err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static void layout_commit(rp_proxy *p, uint64_t epoch, bool force, dpr_buf *out)
-{
+    const rp_proxy *p = ud;
     const rp_layout *l = &p->lay;
-    size_t dropped;
-    ssize_t leaving;
-    bool migrated;
 
-    if (l->st.active.epoch == epoch && !l->st.pending.epoch) {
-        dpr_resp_int(out, 0); /* said again */
-        return;
-    }
-    if (l->st.pending.epoch != epoch) {
-        dpr_resp_errorf(out, "ERR no resize to layout %" PRIu64 " is prepared", epoch);
-        return;
-    }
-    if (l->mstate == RP_MIGRATE_RUNNING) {
-        dpr_resp_error(out, "ERR the migration is still running");
-        return;
-    }
-    migrated =
-        l->mstate == RP_MIGRATE_DONE && l->mepoch == epoch && l->mworld_line == p->w.world_line;
-    if (!force && !migrated) {
-        if ((leaving = count_foreign(&l->st.pending, out)) < 0)
-            return;
-        if (leaving > 0) {
-            dpr_resp_errorf(out,
-                            "ERR COMMIT would drop %zd keys that were not migrated on "
-                            "this world-line: run DPR.LAYOUT MIGRATE %" PRIu64 " first",
-                            leaving, epoch);
-            return;
-        }
-    }
-    if (settle(p, &p->lay.st.pending, "the resize committed", &dropped, out) < 0)
-        return;
-    log_notice("layout %" PRIu64 " committed (%" PRIu32 " shards): %zu keys that left "
-               "dropped; serving",
-               epoch, p->lay.st.active.nshards, dropped);
-    dpr_resp_uint(out, dropped);
+    if (l->mstate == RP_MIGRATE_RUNNING)
+        return KV_LAYOUT_MIGRATION_RUNNING;
+    if (l->mstate == RP_MIGRATE_DONE && l->mepoch == epoch && l->mworld_line == p->w.world_line)
+        return KV_LAYOUT_MIGRATION_DONE;
+    return KV_LAYOUT_MIGRATION_NONE;
 }
 
-static void layout_abort(rp_proxy *p, uint64_t epoch, dpr_buf *out)
+static bool host_all_committed(void *ud, uint64_t *version, uint64_t *cut)
+{
+    const rp_proxy *p = ud;
+
+    *version = p->w.version;
+    *cut = p->w.cut;
+    return all_committed(p);
+}
+
+static int host_migrate_start(void *ud, dpr_err *err)
+{
+    rp_proxy *p = ud;
+    int rc = migrate_start(p, err);
+
+    if (rc == 0)
+        log_info("migrating keys to layout %" PRIu64 " (process %d)", p->lay.mepoch,
+                 (int)p->lay.mpid);
+    return rc;
+}
+
+/* the purge's SCAN would not see the keys those RESTOREs create */
+static bool host_may_abort(void *ud, dpr_buf *out)
+{
+    const rp_proxy *p = ud;
+
+    if (!p->lay.imports_in_flight)
+        return true;
+    dpr_resp_errorf(out, "TRYAGAIN %zu imported keys are still being written: retry shortly",
+                    p->lay.imports_in_flight);
+    return false;
+}
+
+static void host_migrate_kill(void *ud)
+{
+    rp_proxy *p = ud;
+    migrate_kill(&p->lay);
+}
+
+static ssize_t host_drop_foreign(void *ud, const char *why, dpr_err *err)
 {
     size_t dropped;
 
-    if (p->lay.st.pending.epoch != epoch) {
-        dpr_resp_int(out, 0); /* nothing (or something else) prepared: nothing to undo */
-        return;
-    }
-    if (p->lay.imports_in_flight) {
-        /* the purge's SCAN would not see the keys those RESTOREs create */
-        dpr_resp_errorf(out,
-                        "TRYAGAIN %zu imported keys are still being written: retry "
-                        "shortly",
-                        p->lay.imports_in_flight);
-        return;
-    }
-    migrate_kill(&p->lay);
-    if (settle(p, &p->lay.st.active, "the resize was aborted", &dropped, out) < 0)
-        return;
-    log_notice("resize to layout %" PRIu64 " aborted: %zu imported keys dropped; serving", epoch,
-               dropped);
-    dpr_resp_uint(out, dropped);
+    if (purge_where(ud, active_owns, false, why, &dropped, err) < 0)
+        return -1;
+    return (ssize_t)dropped;
 }
 
 void rp_layout_cmd(rp_client *c, size_t argc, const kv_arg *argv)
 {
     rp_proxy *p = c->p;
     dpr_buf out = DPR_BUF_INIT;
-    uint64_t epoch;
+    const kv_layout_host h = {
+        .ud = p,
+        .st = &p->lay.st,
+        .file = LAYOUT_FILE,
+        .count_foreign = host_count_foreign,
+        .migration = host_migration,
+        .all_committed = host_all_committed,
+        .migrate_start = host_migrate_start,
+        .may_abort = host_may_abort,
+        .migrate_kill = host_migrate_kill,
+        .drop_foreign = host_drop_foreign,
+    };
 
-    if (argc == 1) {
-        reply_layout(&out, &p->lay.st.active);
-    } else if (kv_arg_is(&argv[1], "set") && argc >= 5) {
-        layout_set(p, argc - 2, argv + 2, &out);
-    } else if (kv_arg_is(&argv[1], "prepare") && argc >= 5) {
-        layout_prepare(p, argc - 2, argv + 2, &out);
-    } else if (kv_arg_is(&argv[1], "pending") && argc == 2) {
-        reply_layout(&out, &p->lay.st.pending);
-    } else if (kv_arg_is(&argv[1], "commit") &&
-               (argc == 3 || (argc == 4 && kv_arg_is(&argv[3], "force")))) {
-        if (kv_layout_epoch_arg(&argv[2], &epoch, &out) == 0)
-            layout_commit(p, epoch, argc == 4, &out);
-    } else if (kv_arg_is(&argv[1], "migrate") && argc == 3) {
-        if (kv_layout_epoch_arg(&argv[2], &epoch, &out) == 0)
-            layout_migrate(p, epoch, &out);
-    } else if (kv_arg_is(&argv[1], "abort") && argc == 3) {
-        if (kv_layout_epoch_arg(&argv[2], &epoch, &out) == 0)
-            layout_abort(p, epoch, &out);
-    } else {
-        dpr_resp_errorf(&out,
-                        "ERR unknown subcommand or wrong number of arguments for "
-                        "'DPR.LAYOUT %.*s': try SET|PREPARE <epoch> <shard|-> <addr>..., "
-                        "PENDING, MIGRATE|COMMIT|ABORT <epoch>, COMMIT <epoch> FORCE",
-                        (int)(argv[1].n > 32 ? 32 : argv[1].n), argv[1].p);
-    }
+    kv_layout_cmd(&h, argc, argv, &out);
     rp_local_reply(c, &out, false);
     dpr_buf_free(&out);
 }

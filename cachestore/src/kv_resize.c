@@ -19,6 +19,7 @@
 #include "common/num.h"
 #include "common/resp.h"
 #include "kv_layout.h"
+#include "kv_layout_cmd.h"
 #include "kv_migrate.h"
 #include "kv_server.h"
 
@@ -66,24 +67,6 @@ void kv_resize_init(kv_server *s, kv_layout_state *loaded)
     kv_migrate_init(&s->migrate);
     s->layout = *loaded;
     memset(loaded, 0, sizeof(*loaded));
-}
-
-/* Writes st as the layout file (durably) before it is adopted. */
-static int save(kv_server *s, const kv_layout_state *st, dpr_err *err)
-{
-    char path[PATH_MAX];
-    dpr_buf b = DPR_BUF_INIT;
-    int rc;
-
-    if ((rc = dpr_path_join(path, sizeof(path), s->cfg->dir, LAYOUT_FILE)) < 0)
-        return dpr_err_set(err, rc, "%s: path too long", s->cfg->dir);
-    rc = kv_layout_encode(st, &b);
-    if (rc < 0)
-        dpr_err_set(err, rc, "out of memory");
-    else
-        rc = dpr_replace_file(path, b.data, b.len, 0600, true, err);
-    dpr_buf_free(&b);
-    return rc;
 }
 
 static bool kept(const kv_server *s, const char *key, size_t n)
@@ -246,35 +229,59 @@ bool kv_resize_allows_batch(kv_server *s, const char *ops, size_t len, uint32_t 
 
 /* ---- commands ------------------------------------------------------------ */
 
-static void reply_layout(dpr_buf *out, const kv_layout *l)
+/* DPR.LAYOUT: kv_layout_cmd.c's rules on dpr-kv's dictionary */
+
+static ssize_t host_count_foreign(void *ud, const kv_layout *l, dpr_err *err)
 {
-    dpr_resp_array(out, 3);
-    dpr_resp_uint(out, l->epoch);
-    if (l->epoch && l->shard != KV_LAYOUT_NO_SHARD)
-        dpr_resp_uint(out, l->shard);
-    else
-        dpr_resp_int(out, -1);
-    dpr_resp_array(out, l->nshards);
-    for (uint32_t i = 0; i < l->nshards; i++)
-        dpr_resp_bulk_str(out, l->addrs[i]);
+    const kv_server *s = ud;
+    size_t it[2] = {0, 0};
+    ssize_t n = 0;
+    kv_entry *e = NULL;
+
+    (void)err; /* the dictionary is always there to walk */
+    while ((e = kv_dict_next(&s->dict, it, e)))
+        n += !kv_layout_owns(l, e->data, e->klen);
+    return n;
 }
 
-/* Adopts next as the state: saved first, then swapped in (next is emptied). */
-static int adopt(kv_client *c, kv_layout_state *next)
+static kv_layout_migration host_migration(void *ud, uint64_t epoch)
 {
-    kv_server *s = c->srv;
-    dpr_err err;
-    int rc = save(s, next, &err);
+    const kv_server *s = ud;
 
-    if (rc < 0) {
-        log_error("cannot save the layout: %s", err.msg);
-        dpr_resp_errorf(&c->out, "ERR cannot save the layout: %s", err.msg);
+    if (s->migrate.state == KV_MIGRATE_RUNNING)
+        return KV_LAYOUT_MIGRATION_RUNNING;
+    if (s->migrate.state == KV_MIGRATE_DONE && s->migrate.epoch == epoch &&
+        s->migrate_world_line == s->worker.world_line)
+        return KV_LAYOUT_MIGRATION_DONE;
+    return KV_LAYOUT_MIGRATION_NONE;
+}
+
+static bool host_all_committed(void *ud, uint64_t *version, uint64_t *cut)
+{
+    const kv_server *s = ud;
+
+    *version = s->worker.version;
+    *cut = s->worker.cut;
+    return kv_dpr_all_committed(s);
+}
+
+static int host_migrate_start(void *ud, dpr_err *err)
+{
+    kv_server *s = ud;
+    int rc = kv_migrate_start(&s->migrate, &s->dict, &s->layout.pending, err);
+
+    if (rc < 0)
         return rc;
-    }
-    kv_layout_state_free(&s->layout);
-    s->layout = *next;
-    memset(next, 0, sizeof(*next));
+    s->migrate_world_line = s->worker.world_line;
+    log_info("migrating keys to layout %" PRIu64 " (process %d)", s->layout.pending.epoch,
+             (int)s->migrate.pid);
     return 0;
+}
+
+static void host_migrate_kill(void *ud)
+{
+    kv_server *s = ud;
+    kv_migrate_kill(&s->migrate);
 }
 
 static bool owned_by_active(const kv_server *s, const char *key, size_t n)
@@ -282,229 +289,34 @@ static bool owned_by_active(const kv_server *s, const char *key, size_t n)
     return kv_layout_owns(&s->layout.active, key, n);
 }
 
-static size_t count_foreign(const kv_server *s, const kv_layout *l)
+static ssize_t host_drop_foreign(void *ud, const char *why, dpr_err *err)
 {
-    size_t it[2] = {0, 0}, n = 0;
-    kv_entry *e = NULL;
-    while ((e = kv_dict_next(&s->dict, it, e)))
-        n += !kv_layout_owns(l, e->data, e->klen);
-    return n;
-}
-
-static void layout_set(kv_client *c, size_t argc, const kv_arg *argv)
-{
-    kv_server *s = c->srv;
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
-    dpr_err err;
-    size_t foreign;
-
-    if (kv_layout_parse(argc, argv, &next.active, &err) < 0) {
-        dpr_resp_errorf(&c->out, "ERR %s", err.msg);
-        goto out;
-    }
-    if (kv_layout_equal(&next.active, &s->layout.active)) {
-        dpr_resp_status(&c->out, "OK"); /* said again */
-        goto out;
-    }
-    if (s->layout.pending.epoch) {
-        dpr_resp_errorf(&c->out, "ERR a resize to layout %" PRIu64 " is prepared: COMMIT or "
-                        "ABORT it first", s->layout.pending.epoch);
-        goto out;
-    }
-    if (next.active.epoch <= s->layout.active.epoch) {
-        dpr_resp_errorf(&c->out, "ERR layout %" PRIu64 " is not newer than this shard's (%"
-                        PRIu64 ")", next.active.epoch, s->layout.active.epoch);
-        goto out;
-    }
-    foreign = count_foreign(s, &next.active);
-    if (foreign) {
-        dpr_resp_errorf(&c->out, "ERR layout %" PRIu64 " would strand %zu keys this shard "
-                        "holds and would not own: move them with PREPARE, MIGRATE and COMMIT",
-                        next.active.epoch, foreign);
-        goto out;
-    }
-    if (adopt(c, &next) == 0) {
-        log_info("layout %" PRIu64 " set: shard %" PRIu32 " of %" PRIu32,
-                 s->layout.active.epoch, s->layout.active.shard, s->layout.active.nshards);
-        dpr_resp_status(&c->out, "OK");
-    }
-out:
-    kv_layout_state_free(&next);
-}
-
-static void layout_prepare(kv_client *c, size_t argc, const kv_arg *argv)
-{
-    kv_server *s = c->srv;
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
-    dpr_err err;
-
-    if (kv_layout_parse(argc, argv, &next.pending, &err) < 0) {
-        dpr_resp_errorf(&c->out, "ERR %s", err.msg);
-        goto out;
-    }
-    if (s->layout.pending.epoch) {
-        if (kv_layout_equal(&next.pending, &s->layout.pending))
-            dpr_resp_status(&c->out, "OK"); /* said again (a driver that restarted) */
-        else
-            dpr_resp_errorf(&c->out, "ERR a resize to layout %" PRIu64 " is prepared: COMMIT "
-                            "or ABORT it first", s->layout.pending.epoch);
-        goto out;
-    }
-    if (next.pending.epoch <= s->layout.active.epoch) {
-        dpr_resp_errorf(&c->out, "ERR layout %" PRIu64 " is not newer than this shard's (%"
-                        PRIu64 ")", next.pending.epoch, s->layout.active.epoch);
-        goto out;
-    }
-    if (kv_layout_copy(&next.active, &s->layout.active) < 0) {
-        dpr_resp_error(&c->out, "ERR out of memory");
-        goto out;
-    }
-    if (adopt(c, &next) == 0) {
-        log_notice("resize to layout %" PRIu64 " (shard %s%" PRIu32 " of %" PRIu32 ") prepared: "
-                   "paused", s->layout.pending.epoch,
-                   s->layout.pending.shard == KV_LAYOUT_NO_SHARD ? "none, leaving; " : "",
-                   s->layout.pending.shard == KV_LAYOUT_NO_SHARD ? 0 : s->layout.pending.shard,
-                   s->layout.pending.nshards);
-        dpr_resp_status(&c->out, "OK");
-    }
-out:
-    kv_layout_state_free(&next);
-}
-
-static void layout_migrate(kv_client *c, uint64_t epoch)
-{
-    kv_server *s = c->srv;
-    dpr_err err;
-
-    if (s->layout.pending.epoch != epoch) {
-        dpr_resp_errorf(&c->out, "ERR no resize to layout %" PRIu64 " is prepared", epoch);
-        return;
-    }
-    if (s->migrate.state == KV_MIGRATE_RUNNING) {
-        dpr_resp_status(&c->out, "OK"); /* already moving */
-        return;
-    }
-    if (!kv_dpr_all_committed(s)) {
-        /* the keys that move must be in the cut first: a rollback after
-         * the copy must not bring back on this shard what is already
-         * elsewhere, nor lose what was copied */
-        dpr_resp_errorf(&c->out, "TRYAGAIN the state before the pause is not committed yet "
-                        "(version %" PRIu64 ", cut %" PRIu64 "): wait for INFO "
-                        "dpr_layout_committed:1", s->worker.version, s->worker.cut);
-        return;
-    }
-    if (kv_migrate_start(&s->migrate, &s->dict, &s->layout.pending, &err) < 0) {
-        dpr_resp_errorf(&c->out, "ERR cannot start the migration: %s", err.msg);
-        return;
-    }
-    s->migrate_world_line = s->worker.world_line;
-    log_info("migrating keys to layout %" PRIu64 " (process %d)", epoch, (int)s->migrate.pid);
-    dpr_resp_status(&c->out, "OK");
-}
-
-/* Ends a resize on layout l (the pending one: COMMIT; the active one:
- * ABORT): saved as the only layout, then the keys it does not give this
- * shard are dropped (*dropped). 0, or -1 with the error reply written. */
-static int settle(kv_client *c, const kv_layout *l, const char *why, size_t *dropped)
-{
-    kv_layout_state next = {{0, 0, 0, NULL}, {0, 0, 0, NULL}};
-
-    if (kv_layout_copy(&next.active, l) < 0) {
-        dpr_resp_error(&c->out, "ERR out of memory");
-        return -1;
-    }
-    if (adopt(c, &next) < 0) {
-        kv_layout_state_free(&next);
-        return -1;
-    }
-    *dropped = purge_where(c->srv, owned_by_active, why);
-    return 0;
-}
-
-static void layout_commit(kv_client *c, uint64_t epoch, bool force)
-{
-    kv_server *s = c->srv;
-    size_t dropped, leaving;
-    bool migrated;
-
-    if (s->layout.active.epoch == epoch && !s->layout.pending.epoch) {
-        dpr_resp_int(&c->out, 0); /* said again */
-        return;
-    }
-    if (s->layout.pending.epoch != epoch) {
-        dpr_resp_errorf(&c->out, "ERR no resize to layout %" PRIu64 " is prepared", epoch);
-        return;
-    }
-    if (s->migrate.state == KV_MIGRATE_RUNNING) {
-        dpr_resp_error(&c->out, "ERR the migration is still running");
-        return;
-    }
-    /* the keys that leave must have reached their owners, with no rollback
-     * since (a rollback anywhere in the domain moves this world-line too) */
-    migrated = s->migrate.state == KV_MIGRATE_DONE && s->migrate.epoch == epoch &&
-               s->migrate_world_line == s->worker.world_line;
-    if (!force && !migrated && (leaving = count_foreign(s, &s->layout.pending)) > 0) {
-        dpr_resp_errorf(&c->out, "ERR COMMIT would drop %zu keys that were not migrated on "
-                        "this world-line: run DPR.LAYOUT MIGRATE %" PRIu64 " first", leaving,
-                        epoch);
-        return;
-    }
-    if (settle(c, &s->layout.pending, "the resize committed", &dropped) < 0)
-        return;
-    log_notice("layout %" PRIu64 " committed (%" PRIu32 " shards): %zu keys that left "
-               "dropped; serving", epoch, s->layout.active.nshards, dropped);
-    dpr_resp_uint(&c->out, dropped);
-}
-
-static void layout_abort(kv_client *c, uint64_t epoch)
-{
-    kv_server *s = c->srv;
-    size_t dropped;
-
-    if (s->layout.pending.epoch != epoch) {
-        dpr_resp_int(&c->out, 0); /* nothing (or something else) prepared: nothing to undo */
-        return;
-    }
-    kv_migrate_kill(&s->migrate);
-    if (settle(c, &s->layout.active, "the resize was aborted", &dropped) < 0)
-        return;
-    log_notice("resize to layout %" PRIu64 " aborted: %zu imported keys dropped; serving",
-               epoch, dropped);
-    dpr_resp_uint(&c->out, dropped);
+    (void)err; /* purge_where logs what it cannot do */
+    return (ssize_t)purge_where(ud, owned_by_active, why);
 }
 
 void kv_resize_cmd_layout(kv_client *c, size_t argc, const kv_arg *argv)
 {
     kv_server *s = c->srv;
-    uint64_t epoch;
+    char path[PATH_MAX];
+    kv_layout_host h = {
+        .ud = s,
+        .st = &s->layout,
+        .file = path,
+        .count_foreign = host_count_foreign,
+        .migration = host_migration,
+        .all_committed = host_all_committed,
+        .migrate_start = host_migrate_start,
+        .may_abort = NULL,
+        .migrate_kill = host_migrate_kill,
+        .drop_foreign = host_drop_foreign,
+    };
 
-    if (argc == 1) {
-        reply_layout(&c->out, &s->layout.active);
+    if (dpr_path_join(path, sizeof(path), s->cfg->dir, LAYOUT_FILE) < 0) {
+        dpr_resp_errorf(&c->out, "ERR cannot save the layout: %s: path too long", s->cfg->dir);
         return;
     }
-    if (kv_arg_is(&argv[1], "set") && argc >= 5) {
-        layout_set(c, argc - 2, argv + 2);
-    } else if (kv_arg_is(&argv[1], "prepare") && argc >= 5) {
-        layout_prepare(c, argc - 2, argv + 2);
-    } else if (kv_arg_is(&argv[1], "pending") && argc == 2) {
-        reply_layout(&c->out, &s->layout.pending);
-    } else if (kv_arg_is(&argv[1], "commit") && (argc == 3 || (argc == 4 &&
-                                                             kv_arg_is(&argv[3], "force")))) {
-        if (kv_layout_epoch_arg(&argv[2], &epoch, &c->out) == 0)
-            layout_commit(c, epoch, argc == 4);
-    } else if ((kv_arg_is(&argv[1], "migrate") || kv_arg_is(&argv[1], "abort")) && argc == 3) {
-        if (kv_layout_epoch_arg(&argv[2], &epoch, &c->out) < 0)
-            return;
-        if (kv_arg_is(&argv[1], "migrate"))
-            layout_migrate(c, epoch);
-        else
-            layout_abort(c, epoch);
-    } else {
-        dpr_resp_errorf(&c->out, "ERR unknown subcommand or wrong number of arguments for "
-                        "'DPR.LAYOUT %.*s': try SET|PREPARE <epoch> <shard|-> <addr>..., "
-                        "PENDING, MIGRATE|COMMIT|ABORT <epoch>, COMMIT <epoch> FORCE",
-                        (int)(argv[1].n > 32 ? 32 : argv[1].n), argv[1].p);
-    }
+    kv_layout_cmd(&h, argc, argv, &c->out);
 }
 
 void kv_resize_cmd_import(kv_client *c, size_t argc, const kv_arg *argv)
