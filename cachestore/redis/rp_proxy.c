@@ -29,11 +29,13 @@
 #include "kv_batchops.h"
 #include "kv_resp.h"
 #include "kv_tls.h"
+#include "rp_finder.h"
 #include "rp_layout.h"
 #include "rp_metrics.h"
 #include "rp_proxy_int.h"
 #include "rp_redis.h"
 #include "rp_reply.h"
+#include "rp_save.h"
 
 /* what a read asks for at least (the Redis link and each client) */
 #define READ_CHUNK 65536
@@ -42,9 +44,7 @@
  * that pipelines more waits (its input stays unparsed) */
 #define MAX_IN_FLIGHT 256
 #define POLL_MS 2
-#define LEAVE_RETRY_MS 50
 #define STOP_TICK_MS 10
-/* checkpoints failing (ckpt_failed): dpr-kv's text, with its name */
 /* a planned stop: nothing of the request ran; the session sends it again
  * to the next process, which resumes the same world-line (dpr-kv's text) */
 #define ERR_STOPPING                                                                            \
@@ -52,10 +52,8 @@
     "retry (it comes back on the same world-line)"
 
 static void client_process(rp_client *c);
-static void ckpt_begin(rp_proxy *p, uint64_t next);
-static void stop_progress(rp_proxy *p);
 
-static void fatal(rp_proxy *p, const char *fmt, const char *detail)
+void rp_fatal(rp_proxy *p, const char *fmt, const char *detail)
 {
     log_error(fmt, detail);
     sd_notifyf(0, "STATUS=failed: %s", detail);
@@ -178,7 +176,7 @@ void rp_redis_flush(rp_proxy *p)
         return;
     int r = dpr_uv_write((uv_stream_t *)p->redis, &p->rout, NULL);
     if (r < 0)
-        fatal(p, "cannot write to redis-server: %s", uv_strerror(r));
+        rp_fatal(p, "cannot write to redis-server: %s", uv_strerror(r));
 }
 
 static void flush_clients(rp_proxy *p);
@@ -188,12 +186,12 @@ void rp_redis_command(rp_proxy *p, int argc, const char *const *argv, const size
     dpr_resp_command(&p->rout, argc, argv, lens);
 }
 
-static void internal(rp_proxy *p, void (*cb)(rp_proxy *, const char *, size_t), int argc,
+void rp_internal(rp_proxy *p, void (*cb)(rp_proxy *, const char *, size_t), int argc,
                      const char *const *argv)
 {
     rp_slot *s = rp_slot_push(p, SLOT_INTERNAL, NULL);
     if (!s) {
-        fatal(p, "%s", "out of memory");
+        rp_fatal(p, "%s", "out of memory");
         return;
     }
     s->cb = cb;
@@ -225,7 +223,7 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
 
     if (nread < 0) {
-        fatal(p, "the connection to redis-server broke: %s", uv_strerror((int)nread));
+        rp_fatal(p, "the connection to redis-server broke: %s", uv_strerror((int)nread));
         return;
     }
     p->rin.len += (size_t)nread;
@@ -235,7 +233,7 @@ static void redis_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (n == 0)
             break;
         if (n < 0 || !p->head) {
-            fatal(p, "%s", n < 0 ? "redis-server sent a malformed reply"
+            rp_fatal(p, "%s", n < 0 ? "redis-server sent a malformed reply"
                                  : "redis-server sent a reply nobody asked for");
             return;
         }
@@ -271,12 +269,12 @@ static void redis_connected(uv_connect_t *req, int status)
     if (pipe != p->redis)
         return; /* replaced by a rollback */
     if (status < 0) {
-        fatal(p, "cannot connect to redis-server: %s", uv_strerror(status));
+        rp_fatal(p, "cannot connect to redis-server: %s", uv_strerror(status));
         return;
     }
     int r = uv_read_start((uv_stream_t *)pipe, redis_alloc, redis_read);
     if (r < 0) {
-        fatal(p, "cannot read from redis-server: %s", uv_strerror(r));
+        rp_fatal(p, "cannot read from redis-server: %s", uv_strerror(r));
         return;
     }
     rp_redis_flush(p);
@@ -307,53 +305,7 @@ static int redis_connect(rp_proxy *p)
     return 0;
 }
 
-/* --- checkpoints -------------------------------------------------------- */
-
-static int ckpts_add(rp_proxy *p, uint64_t v)
-{
-    if (p->nckpts == p->ckpts_cap) {
-        size_t cap = p->ckpts_cap ? p->ckpts_cap * 2 : 16;
-        uint64_t *n = realloc(p->ckpts, cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        p->ckpts = n;
-        p->ckpts_cap = cap;
-    }
-    p->ckpts[p->nckpts++] = v;
-    return 0;
-}
-
-/* Deletes the files of versions for which keep() is false. */
-static void ckpts_drop(rp_proxy *p, uint64_t lo_keep, uint64_t hi_keep)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < p->nckpts; i++) {
-        uint64_t v = p->ckpts[i];
-        if (v >= lo_keep && v <= hi_keep) {
-            p->ckpts[k++] = v;
-            continue;
-        }
-        char name[128];
-        rp_ckpt_name(v, name, sizeof(name));
-        if (name[0] && unlink(name) < 0)
-            log_warning("cannot delete %s: %s", name, strerror(errno));
-    }
-    p->nckpts = k;
-    (void)dpr_fsync_dir(".");
-}
-
-/* The cut moved to `cut`: files older than the newest one <= cut are not needed. */
-static void gc(rp_proxy *p, uint64_t cut)
-{
-    uint64_t keep = 0;
-    for (size_t i = 0; i < p->nckpts; i++)
-        if (p->ckpts[i] <= cut)
-            keep = p->ckpts[i];
-    if (keep)
-        ckpts_drop(p, keep, UINT64_MAX);
-}
-
-static void resume_parked(rp_proxy *p)
+void rp_resume_parked(rp_proxy *p)
 {
     for (rp_client *c = p->clients; c; c = c->next)
         if (c->parked && !c->gone) {
@@ -364,215 +316,11 @@ static void resume_parked(rp_proxy *p)
     flush_clients(p);
 }
 
-/* The save of p->saving_version failed (BGSAVE refused or failed: a full
- * or unwritable disk, a failed fork). As dpr-kv's: the version is not
- * reported, the failure is logged (once while it lasts) and counted, and
- * the next interval tries again (save_blocked); writes are refused
- * meanwhile (-MISCONF, run_command), reads served. Redis' state has moved
- * past the sealed version, so no image of it can be made any more: it
- * joins the open version (dpr_worker_checkpoint_abort), which the retry
- * seals and which covers it. */
-static void ckpt_failed(rp_proxy *p, const char *why)
-{
-    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_FAILING), NULL};
-    int r = dpr_worker_checkpoint_abort(&p->w, p->saving_version);
-
-    if (r < 0) {
-        fatal(p, "cannot take back the failed checkpoint: %s", strerror(-r));
-        return;
-    }
-    unlink(p->saving_tmp); /* Redis removes its temporary file; in case */
-    p->ckpt_failures++;
-    snprintf(p->ckpt_error, sizeof(p->ckpt_error), "%s", why);
-    if (!p->ckpt_failing) {
-        p->ckpt_failing = true;
-        p->ckpt_failing_version = p->saving_version;
-        dpr_log_fields(DPR_LOG_ERR, fields,
-                       "checkpoints failing: %s; retrying every %u ms, writes refused "
-                       "(MISCONF) until a checkpoint is on disk, serving reads", why,
-                       p->cfg->checkpoint_interval_ms);
-        sd_notifyf(0, "STATUS=refusing writes: checkpoints failing: %s; serving reads on %s:",
-                   why, p->bound);
-    }
-    p->plain_dirty = true; /* the retry, at the next interval */
-    p->ckpt_retry_ms = dpr_mono_ms() + p->cfg->checkpoint_interval_ms;
-    p->saving = 0;
-    resume_parked(p);
-    stop_progress(p);
-}
-
-/* A save succeeded after failed ones. */
-static void ckpt_recovered(rp_proxy *p)
-{
-    const char *fields[2] = {DPR_MSGID_FIELD(DPR_MSGID_CHECKPOINT_RECOVERED), NULL};
-
-    p->ckpt_failing = false;
-    dpr_log_fields(DPR_LOG_NOTICE, fields,
-                   "checkpoints written again (checkpoint %" PRIu64 " done, it covers %" PRIu64
-                   " whose save failed); accepting writes", p->saving_version,
-                   p->ckpt_failing_version);
-    sd_notifyf(0, "STATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64, p->bound,
-               p->w.id, p->w.world_line);
-}
-
-/* Whether a seal must wait: a save runs, or the last one failed and its
- * retry is not due (one attempt per interval, whatever asks for it). */
-static bool save_blocked(const rp_proxy *p)
-{
-    return p->saving || (p->ckpt_failing && dpr_mono_ms() < p->ckpt_retry_ms);
-}
-
-static void ckpt_done(rp_proxy *p)
-{
-    char name[128];
-    dpr_worker_report rep;
-    int r;
-
-    snprintf(name, sizeof(name), RP_CKPT_FMT, (unsigned long long)p->saving_version,
-             (unsigned long long)p->w.world_line);
-    if (rename(p->saving_tmp, name) < 0) {
-        fatal(p, "cannot rename the checkpoint file: %s", strerror(errno));
-        return;
-    }
-    r = dpr_fsync_dir(".");
-    if (r < 0) {
-        fatal(p, "cannot fsync the state directory: %s", strerror(-r));
-        return;
-    }
-    if (ckpts_add(p, p->saving_version) < 0) {
-        fatal(p, "%s", "out of memory");
-        return;
-    }
-    r = dpr_worker_checkpoint_complete(&p->w, p->saving_version, &rep);
-    if (r < 0) {
-        fatal(p, "checkpoint completion refused: %s", strerror(-r));
-        return;
-    }
-    r = kv_finder_report(p->finder, &rep);
-    if (r < 0) {
-        fatal(p, "cannot queue the report: %s", strerror(-r));
-        return;
-    }
-    p->checkpoints++;
-    p->last_ckpt = p->saving_version;
-    p->last_ckpt_ms = dpr_mono_ms() - p->saving_ms;
-    log_debug("checkpoint %" PRIu64 " on disk (%s)", p->saving_version, name);
-    if (p->ckpt_failing)
-        ckpt_recovered(p);
-    p->saving = 0;
-    resume_parked(p);
-    stop_progress(p);
-}
-
-static bool reply_is(const char *reply, size_t n, const char *want)
-{
-    size_t w = strlen(want);
-    return n >= w && memcmp(reply, want, w) == 0;
-}
-
-static void on_info(rp_proxy *p, const char *reply, size_t n)
-{
-    char *text;
-    size_t len;
-    const char *v;
-
-    p->poll_out = false;
-    if (p->saving != 2)
-        return;
-    text = strndup(reply, n);
-    if (!text) {
-        fatal(p, "%s", "out of memory");
-        return;
-    }
-    v = dpr_info_field(text, "rdb_bgsave_in_progress", &len);
-    if (v && len == 1 && v[0] == '0') {
-        v = dpr_info_field(text, "rdb_last_bgsave_status", &len);
-        if (v && len == 2 && memcmp(v, "ok", 2) == 0) {
-            free(text);
-            ckpt_done(p);
-            return;
-        }
-        free(text);
-        ckpt_failed(p, "redis-server could not write the checkpoint (BGSAVE failed; its log "
-                       "above says why)");
-        return;
-    }
-    free(text);
-}
-
-static void on_bgsave(rp_proxy *p, const char *reply, size_t n)
-{
-    if (!reply_is(reply, n, "+Background saving started")) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "BGSAVE refused: %.*s", (int)(n > 150 ? 150 : n), reply);
-        ckpt_failed(p, msg);
-        return;
-    }
-    p->saving = 2;
-}
-
-static void on_config(rp_proxy *p, const char *reply, size_t n)
-{
-    if (!reply_is(reply, n, "+OK")) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "CONFIG SET dbfilename refused: %.*s",
-                 (int)(n > 150 ? 150 : n), reply);
-        fatal(p, "%s", msg);
-    }
-}
-
-static void on_poll_timer(uv_timer_t *t)
-{
-    rp_proxy *p = t->data;
-    if (p->saving != 2 || p->poll_out)
-        return;
-    const char *argv[] = {"INFO", "persistence"};
-    p->poll_out = true;
-    internal(p, on_info, 2, argv);
-    rp_redis_flush(p);
-}
-
-/* Seals the open version and sends the save of it at this point of Redis'
- * command stream. Only when no save runs. */
-static void ckpt_begin(rp_proxy *p, uint64_t next)
-{
-    uint64_t v;
-    int r;
-
-    assert(!p->saving);
-    r = dpr_worker_checkpoint_begin(&p->w, next, &v);
-    if (r < 0) {
-        fatal(p, "cannot seal the open version: %s", strerror(-r));
-        return;
-    }
-    p->plain_dirty = false;
-    p->saving = 1;
-    p->saving_version = v;
-    p->saving_ms = dpr_mono_ms();
-    snprintf(p->saving_tmp, sizeof(p->saving_tmp), "ckpt-%llu.%ld-%llu.tmp",
-             (unsigned long long)v, (long)getpid(), (unsigned long long)++p->gen);
-    const char *cfgset[] = {"CONFIG", "SET", "dbfilename", p->saving_tmp};
-    const char *bgsave[] = {"BGSAVE"};
-    internal(p, on_config, 4, cfgset);
-    internal(p, on_bgsave, 1, bgsave);
-}
-
-static void on_ckpt_timer(uv_timer_t *t)
-{
-    rp_proxy *p = t->data;
-    if (p->saving || p->stopping)
-        return;
-    if (p->w.open_batches == 0 && !p->plain_dirty)
-        return;
-    ckpt_begin(p, p->cluster_max + 1);
-    rp_redis_flush(p);
-}
-
 /* --- rollback ----------------------------------------------------------- */
 
 static void client_close(rp_client *c);
 
-static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
+void rp_rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
 {
     char name[128] = "";
     uint64_t from = 0;
@@ -586,7 +334,7 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
         char msg[160];
         snprintf(msg, sizeof(msg), "rollback to version %" PRIu64 ": no checkpoint on disk",
                  cut);
-        fatal(p, "%s", msg);
+        rp_fatal(p, "%s", msg);
         return;
     }
     log_notice("rollback: world-line %" PRIu64 " -> %" PRIu64 ", restoring version %" PRIu64
@@ -606,7 +354,7 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     p->redis_pid = 0;
     p->saving = 0;
     p->poll_out = false;
-    ckpts_drop(p, 0, cut);
+    rp_save_drop(p, 0, cut);
     if (from)
         rp_ckpt_name(from, name, sizeof(name));
     else
@@ -614,12 +362,12 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     unlink("empty.rdb");
     r = rp_redis_start(name, p->cfg->maxmemory, 600000, &p->redis_pid, &err);
     if (r < 0) {
-        fatal(p, "cannot restart redis-server: %s", dpr_err_str(&err, r));
+        rp_fatal(p, "cannot restart redis-server: %s", dpr_err_str(&err, r));
         return;
     }
     r = dpr_worker_rollback(&p->w, world_line, cut);
     if (r < 0) {
-        fatal(p, "rollback refused: %s", strerror(-r));
+        rp_fatal(p, "rollback refused: %s", strerror(-r));
         return;
     }
     kv_finder_drop_old(p->finder, world_line);
@@ -627,157 +375,10 @@ static void rollback(rp_proxy *p, uint64_t world_line, uint64_t cut)
     p->rollbacks++;
     r = redis_connect(p);
     if (r < 0) {
-        fatal(p, "cannot connect to redis-server: %s", strerror(-r));
+        rp_fatal(p, "cannot connect to redis-server: %s", strerror(-r));
         return;
     }
     rp_layout_rolled_back(p);
-}
-
-/* --- finder ------------------------------------------------------------- */
-
-static void on_sync(void *ud, const kv_sync *sync)
-{
-    rp_proxy *p = ud;
-    uint64_t *w = NULL;
-
-    if (sync->nworkers) {
-        w = malloc(sync->nworkers * sizeof(*w));
-        if (w) {
-            memcpy(w, sync->workers, sync->nworkers * sizeof(*w));
-            free(p->workers);
-            p->workers = w;
-            p->nworkers = sync->nworkers;
-        }
-    } else {
-        p->nworkers = 0;
-    }
-    p->synced_ms = sync->at_ms;
-    p->syncs++;
-    p->finder_world_line = sync->world_line;
-    if (sync->max_version > p->cluster_max)
-        p->cluster_max = sync->max_version;
-    if (sync->world_line > p->w.world_line) {
-        if (!p->planned)
-            rollback(p, sync->world_line, sync->cut);
-    } else if (sync->world_line == p->w.world_line && sync->cut > p->w.cut) {
-        dpr_worker_observe_cut(&p->w, sync->cut);
-        gc(p, sync->cut);
-    }
-    if (!p->stopping)
-        resume_parked(p);
-}
-
-static void on_report_done(void *ud, uint64_t version, bool acked, const char *error)
-{
-    rp_proxy *p = ud;
-    if (!acked)
-        log_warning("the finder refused the report of checkpoint %" PRIu64 ": %s", version,
-                    error ? error : "?");
-    stop_progress(p);
-}
-
-static void on_sync_refused(void *ud, const char *error)
-{
-    (void)ud;
-    log_warning("the finder refused DPR.SYNC: %s", error);
-}
-
-static void on_connection(void *ud, bool up)
-{
-    rp_proxy *p = ud;
-    log_debug("finder link %s", up ? "up" : "down");
-    if (up)
-        kv_finder_sync(p->finder);
-}
-
-static void on_fenced(void *ud, const char *why)
-{
-    rp_proxy *p = ud;
-    log_error("fenced: the finder answered \"%s\"; stopping, not to be restarted", why);
-    sd_notifyf(0, "STATUS=failed: fenced: worker %" PRIu64 " was moved to another node",
-               p->w.id);
-    p->stopping = true;
-    p->exit_code = KV_EXIT_NO_RESTART;
-    uv_stop(p->loop);
-}
-
-/* The answer to DPR.WORKER.LEAVE: refused while the last checkpoint is
- * not in the cut yet (asked again), or for another reason (stop without:
- * the next start is a crash restart), as dpr-kv. */
-static void on_leave(void *ud, bool ok, const char *error)
-{
-    rp_proxy *p = ud;
-
-    if (ok) {
-        p->left = true;
-        log_info("left the finder on purpose: worker %" PRIu64 " of domain %s, last checkpoint "
-                 "%" PRIu64 " committed; the next start resumes world-line %" PRIu64
-                 " without a rollback",
-                 p->w.id, p->cfg->domain, p->w.durable, p->w.world_line);
-    } else if (error && strstr(error, "not in the cut yet")) {
-        p->leave_next_ms = dpr_mono_ms() + LEAVE_RETRY_MS;
-        kv_finder_sync(p->finder);
-        return;
-    } else {
-        p->leave_failed = true;
-        log_warning("the finder refused DPR.WORKER.LEAVE (%s): stopping without it; the next "
-                    "start is a crash restart (a rollback of the domain)",
-                    error ? error : "unexpected reply");
-    }
-    stop_progress(p);
-}
-
-/* A planned stop, one step further: seal what ran since the last
- * checkpoint, wait until every checkpoint is durable and reported, leave
- * the finder, end the loop (exit 0). */
-static void stop_progress(rp_proxy *p)
-{
-    uint64_t now = dpr_mono_ms();
-
-    if (!p->planned || p->stopping)
-        return;
-    bool dirty = p->w.open_batches > 0 || p->plain_dirty;
-    if (dirty && !save_blocked(p)) {
-        ckpt_begin(p, 0);
-        rp_redis_flush(p);
-        return;
-    }
-    if (!p->saving && !dirty && kv_finder_unacked(p->finder) == 0) {
-        if (p->left || p->leave_failed) {
-            log_info("stopped: last checkpoint %" PRIu64 " is durable and reported%s (%" PRIu64
-                     " requests answered TRYAGAIN meanwhile)",
-                     p->w.durable, p->left ? ", and the finder knows this worker left on "
-                                             "purpose" : "",
-                     p->batches_refused_stopping);
-            p->stopping = true;
-            p->exit_code = 0;
-            uv_stop(p->loop);
-            return;
-        }
-        /* every reply of what ran is out first */
-        if (now >= p->leave_next_ms && !p->head) {
-            p->leave_next_ms = now + KV_FINDER_TIMEOUT_MS;
-            kv_finder_leave(p->finder);
-        }
-    }
-    if (now > p->stop_deadline_ms) {
-        bool clean = !p->saving && !dirty && kv_finder_unacked(p->finder) == 0;
-        if (clean)
-            log_warning("shutdown timed out before the finder took DPR.WORKER.LEAVE: the next "
-                        "start is a crash restart (a rollback of the domain, nothing committed "
-                        "lost)");
-        else
-            log_error("shutdown timed out: a checkpoint in progress or %zu reports not "
-                      "acknowledged by the finder", kv_finder_unacked(p->finder));
-        p->stopping = true;
-        p->exit_code = clean ? 0 : 1;
-        uv_stop(p->loop);
-    }
-}
-
-static void on_stop_timer(uv_timer_t *t)
-{
-    stop_progress(t->data);
 }
 
 /* The unit's WatchdogSec=: pinged while the loop runs. */
@@ -785,12 +386,6 @@ static void on_watchdog_timer(uv_timer_t *t)
 {
     (void)t;
     sd_notify(0, "WATCHDOG=1");
-}
-
-static void on_sync_timer(uv_timer_t *t)
-{
-    rp_proxy *p = t->data;
-    kv_finder_sync(p->finder);
 }
 
 /* --- clients ------------------------------------------------------------ */
@@ -1248,11 +843,11 @@ static void batch_run(rp_client *c)
         /* the open version holds batches and is below the batch's target:
          * seal it, unless a save runs or a failed one's retry is not due
          * (then wait: resume_parked) */
-        if (save_blocked(p)) {
+        if (rp_save_blocked(p)) {
             c->parked = true;
             return;
         }
-        ckpt_begin(p, dpr_worker_batch_target(&h));
+        rp_save_begin(p, dpr_worker_batch_target(&h));
         if (p->stopping)
             return;
         r = dpr_worker_execute(&p->w, &h, &version);
@@ -1396,7 +991,7 @@ static void on_sigchld(uv_signal_t *h, int signum)
         char msg[100];
         p->redis_pid = 0;
         snprintf(msg, sizeof(msg), "redis-server exited (status 0x%x)", status);
-        fatal(p, "%s", msg);
+        rp_fatal(p, "%s", msg);
         return;
     }
     rp_layout_reap(p);
@@ -1416,7 +1011,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
         p->stop_deadline_ms = dpr_mono_ms() + p->cfg->shutdown_timeout_ms;
         uv_timer_init(p->loop, &p->stop_timer);
         p->stop_timer.data = p;
-        uv_timer_start(&p->stop_timer, on_stop_timer, 0, STOP_TICK_MS);
+        uv_timer_start(&p->stop_timer, rp_finder_on_stop_timer, 0, STOP_TICK_MS);
         return;
     }
     log_info("signal %d: stopping now", signum);
@@ -1495,8 +1090,7 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
 {
     static rp_proxy px;
     rp_proxy *p = &px;
-    kv_finder_cb cb = {on_sync, on_report_done, on_sync_refused, on_connection, on_fenced,
-                       on_leave};
+    kv_finder_cb cb = rp_finder_callbacks();
     dpr_tls_config tc;
     const dpr_tls_config *tls = kv_tls_finder(cfg, &tc);
     dpr_tls_ctx *finder_tls = NULL;
@@ -1510,7 +1104,7 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     p->exit_code = 1;
     p->start_ms = dpr_wall_ms();
     for (size_t i = 0; i < nckpts; i++)
-        if (ckpts_add(p, ckpts[i]) < 0)
+        if (rp_save_add(p, ckpts[i]) < 0)
             return 1;
     r = dpr_worker_init(&p->w, cfg->worker, cfg->domain_id, world_line, restored);
     if (r < 0) {
@@ -1535,10 +1129,10 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     uv_timer_init(p->loop, &p->poll_timer);
     uv_timer_init(p->loop, &p->sync_timer);
     p->ckpt_timer.data = p->poll_timer.data = p->sync_timer.data = p;
-    uv_timer_start(&p->ckpt_timer, on_ckpt_timer, cfg->checkpoint_interval_ms,
+    uv_timer_start(&p->ckpt_timer, rp_save_on_ckpt_timer, cfg->checkpoint_interval_ms,
                    cfg->checkpoint_interval_ms);
-    uv_timer_start(&p->poll_timer, on_poll_timer, POLL_MS, POLL_MS);
-    uv_timer_start(&p->sync_timer, on_sync_timer, 0, cfg->sync_interval_ms);
+    uv_timer_start(&p->poll_timer, rp_save_on_poll_timer, POLL_MS, POLL_MS);
+    uv_timer_start(&p->sync_timer, rp_finder_on_sync_timer, 0, cfg->sync_interval_ms);
     uint64_t wd_usec = 0;
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
         uv_timer_init(p->loop, &p->watchdog_timer);

@@ -1,7 +1,8 @@
 /*
  * rp_proxy_int.h - the proxy's state, shared by its modules (rp_proxy.c:
- * clients, the Redis link, batches, checkpoints; rp_layout.c: layouts and
- * resizing). Private to cachestore/redis.
+ * clients, the Redis link, batches, rollbacks; rp_save.c: checkpoints;
+ * rp_finder.c: the finder link and a planned stop; rp_layout.c: layouts
+ * and resizing). Private to cachestore/redis.
  */
 #ifndef RP_PROXY_INT_H
 #define RP_PROXY_INT_H
@@ -121,5 +122,19 @@ void rp_local_reply(rp_client *c, dpr_buf *b, bool close_after);
 void rp_local_error(rp_client *c, const char *msg);
 void rp_redis_command(rp_proxy *p, int argc, const char *const *argv, const size_t *lens);
 void rp_redis_flush(rp_proxy *p);
+/* A command of the proxy's own: Redis' reply goes to cb, in order. */
+void rp_internal(rp_proxy *p, void (*cb)(rp_proxy *, const char *, size_t), int argc,
+                 const char *const *argv);
+/* Ends the process (logged: fmt with one %s, detail). */
+void rp_fatal(rp_proxy *p, const char *fmt, const char *detail);
+/* Clients that waited for a save go on. */
+void rp_resume_parked(rp_proxy *p);
+/* A planned stop, one step further (rp_finder.c): seal what ran since the
+ * last checkpoint, wait until every checkpoint is durable and reported,
+ * leave the finder, end the loop (exit 0). Nothing without a planned stop. */
+void rp_stop_progress(rp_proxy *p);
+/* The finder's world-line moved: Redis restarts from the newest checkpoint
+ * at or below cut; every reply in flight is lost with its client. */
+void rp_rollback(rp_proxy *p, uint64_t world_line, uint64_t cut);
 
 #endif
