@@ -100,7 +100,8 @@ fi
 # implementation, redis-server behind the DPR proxy (docs/dpr-redis.md)
 if [[ -x $BUILD/dpr-redis ]]; then
     for t in tests/python-dpr/test_session.py tests/python-dpr/test_crash.py \
-             tests/cachestore/test_hostile.py; do
+             tests/cachestore/test_hostile.py tests/cachestore/test_kv_tls.py \
+             tests/python-dpr/test_tls_session.py tests/finder/test_finder_tls.py; do
         DPR_TEST_IMPL=dpr-redis run_pytest "dpr-redis/$(basename "$t" .py)" "$t"
     done
 fi

@@ -36,21 +36,28 @@ static const char usage[] =
     "back as the finder says (docs/dpr-redis.md).\n"
     "\n"
     "It reads dpr-kv's settings; these are the ones it uses (each also from the\n"
-    "environment variable named with it; a flag wins). Of dpr-kv's others, --tls-port\n"
-    "is refused (exit 2); --seed-dir, --replica-socket and --checkpoint-mode log are\n"
-    "accepted with a warning in the log and have no effect.\n"
+    "environment variable named with it; a flag wins). Of dpr-kv's others,\n"
+    "--seed-dir, --replica-socket and --checkpoint-mode log are accepted with a\n"
+    "warning in the log and have no effect.\n"
     "redis-server is the one on PATH, or $DPR_REDIS_SERVER.\n"
     "\n"
     "  --listen ADDR:PORT          where to serve RESP (DPR_KV_LISTEN; default 127.0.0.1:6379;\n"
     "                              port 0 picks a free port, logged as 'listening on ...')\n"
-    "  --port N                    the port of --listen's address (DPR_KV_PORT)\n"
+    "  --port N                    the port of --listen's address (DPR_KV_PORT); 0: no\n"
+    "                              plain port, TLS only (with --tls-port)\n"
+    "  --tls-port N                serve RESP over TLS on this port of --listen's host\n"
+    "                              too, as dpr-kv (DPR_KV_TLS_PORT; default 0: none)\n"
     "  --finder HOST:PORT[,...]    the DPR finder (DPR_KV_FINDER; required)\n"
     "  --finder-tls                talk to the finder over TLS (DPR_KV_FINDER_TLS) with\n"
     "                              --tls-cert-file, --tls-key-file and --tls-ca-cert-file\n"
     "  --tls-cert-file PATH        this node's certificate, PEM (DPR_KV_TLS_CERT_FILE)\n"
     "  --tls-key-file PATH         its private key, PEM (DPR_KV_TLS_KEY_FILE)\n"
-    "  --tls-ca-cert-file PATH     the CA the finder's certificate is checked against\n"
-    "                              (DPR_KV_TLS_CA_CERT_FILE)\n"
+    "  --tls-ca-cert-file PATH     the CA that clients' and the finder's certificates are\n"
+    "                              checked against (DPR_KV_TLS_CA_CERT_FILE)\n"
+    "  --tls-auth-clients yes|no|optional  a client certificate is required, not asked\n"
+    "                              for, or checked when shown (DPR_KV_TLS_AUTH_CLIENTS;\n"
+    "                              default yes)\n"
+    "  --tls-crl-file PATH         revoked certificates, PEM (DPR_KV_TLS_CRL_FILE)\n"
     "  --domain NAME               the shard's DPR domain (DPR_KV_DOMAIN; default 'default')\n"
     "  --finder-token-file PATH    the worker's registration token (or DPR_KV_FINDER_TOKEN)\n"
     "  --worker ID                 this shard's worker id, the same across restarts\n"
@@ -87,12 +94,13 @@ static const char usage[] =
     "Logs go to stderr (redis-server's too). Under systemd (Type=notify) it sends\n"
     "READY=1 after recovery, WATCHDOG=1 when WatchdogSec= is set, and STATUS= lines.\n"
     "SIGTERM takes a last checkpoint, reports it, leaves the finder (a planned\n"
-    "restart: no rollback) and exits 0.\n"
+    "restart: no rollback) and exits 0. SIGHUP reads the TLS files again for new\n"
+    "connections.\n"
     "\n"
     "Exit status: 0 clean stop; 1 runtime failure (redis-server died, the state\n"
-    "directory unusable, no finder within --finder-timeout-ms); 2 bad usage\n"
-    "(--tls-port included); 78 a failure a restart cannot mend (the finder refused\n"
-    "this worker's token, or fenced it). A checkpoint that cannot be written is\n"
+    "directory unusable, no finder within --finder-timeout-ms, a TLS file that\n"
+    "cannot be loaded); 2 bad usage; 78 a failure a restart cannot mend (the finder\n"
+    "refused this worker's token, or fenced it). A checkpoint that cannot be written is\n"
     "retried, writes refused meanwhile (MISCONF).\n";
 
 static int fail(const char *what, int r, int code)
@@ -108,6 +116,7 @@ int main(int argc, char **argv)
     dpr_err err = DPR_ERR_INIT;
     kv_layout_state layout;
     dpr_tls_config tc;
+    dpr_tls_ctx *tls = NULL; /* --tls-port's context */
     uint64_t *vers = NULL, *wls = NULL, world_line = 0, restore = 0, from = 0;
     size_t n = 0, k = 0;
     char dbfile[128], msg[PATH_MAX + 300];
@@ -131,8 +140,14 @@ int main(int argc, char **argv)
              "%u ms, at most %zu clients, maxmemory %" PRIu64 " bytes (0: no limit)", cfg.worker,
              cfg.domain, cfg.dir, cfg.finder, cfg.checkpoint_interval_ms, cfg.max_clients,
              cfg.maxmemory);
-    if (rp_settings_check(&cfg) < 0)
-        return 2;
+    rp_settings_check(&cfg);
+    r = rp_settings_absolute(&cfg, &err);
+    if (r == 0)
+        r = kv_tls_load(&cfg, &tls, &err); /* --tls-port: refused before registering */
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "cannot start the TLS port: %s", dpr_err_str(&err, r));
+        return fail(msg, r, 1);
+    }
     r = dpr_mkdir_p(cfg.dir, 0700, &err);
     if (r < 0)
         return fail(dpr_err_str(&err, r), r, 1);
@@ -209,10 +224,12 @@ int main(int argc, char **argv)
     else
         log_info("recovered: world-line %" PRIu64 ", version %" PRIu64 " (nothing to restore), "
                  "redis-server pid %ld", world_line, restore, (long)redis);
-    code = rp_proxy_run(&cfg, world_line, restore, redis, vers, k);
+    code = rp_proxy_run(&cfg, tls, world_line, restore, redis, vers, k);
+    tls = NULL; /* the proxy's now */
 out:
     free(vers);
     free(wls);
+    dpr_tls_ctx_free(tls);
     if (lock_fd >= 0)
         close(lock_fd);
     return code;

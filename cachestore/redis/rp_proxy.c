@@ -413,6 +413,8 @@ static void client_free_if_done(rp_client *c)
     dpr_buf_free(&c->batch_hdr);
     dpr_buf_free(&c->batch_ops);
     kv_parser_free(&c->parser);
+    dpr_tls_conn_free(c->tls);
+    dpr_buf_free(&c->raw);
     free(c->import_err);
     free(c);
 }
@@ -478,7 +480,8 @@ static void client_flush(rp_client *c)
 {
     if (c->gone)
         return;
-    if (dpr_buf_failed(&c->out)) {
+    /* (dpr_uv_write takes c->out whole: it holds plaintext only here) */
+    if (dpr_buf_failed(&c->out) || (c->tls && kv_tls_encrypt(c->tls, &c->out, c->tls_failed) < 0)) {
         client_close(c);
         return;
     }
@@ -548,7 +551,7 @@ static bool denied(const kv_arg *cmd)
 static void info_dpr(rp_client *c)
 {
     rp_proxy *p = c->p;
-    char text[2048];
+    char text[2560];
     dpr_buf b = DPR_BUF_INIT, lines = DPR_BUF_INIT;
 
     snprintf(text, sizeof(text),
@@ -567,7 +570,9 @@ static void info_dpr(rp_client *c)
              "dpr_writes_refused_oom:%" PRIu64 "\r\ndpr_writes_refused_misconf:%" PRIu64 "\r\n"
              "dpr_connected_clients:%zu\r\ndpr_rejected_connections:%" PRIu64 "\r\n"
              "dpr_checkpoint_failures:%" PRIu64 "\r\ndpr_checkpoint_status:%s\r\n"
-             "dpr_checkpoint_last_error:%s\r\n",
+             "dpr_checkpoint_last_error:%s\r\n"
+             "dpr_tcp_port:%s\r\ndpr_tls_port:%s\r\n"
+             "dpr_tls_connections_received:%" PRIu64 "\r\ndpr_tls_refused:%" PRIu64 "\r\n",
              p->w.id, p->cfg->domain, p->w.world_line, p->w.version, p->w.durable, p->w.cut,
              p->restored, p->cluster_max, kv_finder_connected(p->finder) ? 1 : 0, p->nworkers,
              p->saving ? 1 : 0, p->checkpoints, p->nckpts, p->batches, p->batches_refused,
@@ -575,7 +580,9 @@ static void info_dpr(rp_client *c)
              kv_finder_unacked(p->finder),
              (long)p->redis_pid, (long)getpid(), p->start_ms, p->writes_refused_oom,
              p->writes_refused_misconf, p->nclients, p->conns_rejected, p->ckpt_failures,
-             p->ckpt_failing ? "failing" : "ok", p->ckpt_error);
+             p->ckpt_failing ? "failing" : "ok", p->ckpt_error,
+             kv_listen_port(&p->ports, false), kv_listen_port(&p->ports, true), p->tls_conns,
+             p->tls_refused);
     dpr_buf_append(&lines, text, strlen(text));
     rp_layout_info(p, &lines);
     dpr_resp_bulk(&b, lines.data, lines.len);
@@ -920,7 +927,53 @@ static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     rp_client *c = h->data;
     (void)suggested;
-    dpr_uv_read_room(&c->in, READ_CHUNK, buf);
+    dpr_uv_read_room(c->tls ? &c->raw : &c->in, READ_CHUNK, buf); /* TLS: ciphertext first */
+}
+
+/* A refused TLS client (dpr-kv's line): its alert goes out, nothing it
+ * sent runs, and it is closed. At most 20 lines a second: anyone can
+ * connect. */
+static void tls_refuse(rp_client *c)
+{
+    rp_proxy *p = c->p;
+    char peer[DPR_ADDR_STR_MAX];
+    uint64_t held;
+
+    p->tls_refused++;
+    if (dpr_log_limit_pass(&p->tls_log, dpr_mono_ms(), 50, &held)) {
+        dpr_uv_peer_name(&c->tcp, peer, sizeof(peer));
+        log_warning("client %s: TLS refused: %s; closing the connection%s", peer,
+                    dpr_tls_conn_errstr(c->tls),
+                    held ? " (more were refused since the last line: dpr_tls_refused in INFO "
+                           "dpr counts them)" : "");
+    }
+    c->tls_failed = true;
+    c->in.len = 0;
+    c->quitting = true; /* client_flush sends the alert, then closes */
+    mark_dirty(c);
+}
+
+/* n bytes of ciphertext arrived in c->raw: the plaintext goes to c->in. */
+static bool tls_input(rp_client *c, size_t n)
+{
+    ssize_t r;
+
+    c->raw.len += n;
+    if (c->tls_failed)
+        r = -EPROTO;
+    else if (dpr_tls_conn_feed(c->tls, c->raw.data, c->raw.len) < 0)
+        r = -ENOMEM;
+    else
+        r = dpr_tls_conn_read(c->tls, &c->in);
+    c->raw.len = 0;
+    if (r < 0) {
+        tls_refuse(c);
+        return false;
+    }
+    if (dpr_tls_conn_eof(c->tls))
+        c->quitting = true; /* close_notify: the client is done, after its replies */
+    mark_dirty(c); /* what the handshake has to send */
+    return true;
 }
 
 static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -933,9 +986,13 @@ static void client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         client_close(c);
         return;
     }
-    c->in.len += (size_t)nread;
+    if (!c->tls)
+        c->in.len += (size_t)nread;
+    else if (!tls_input(c, (size_t)nread))
+        goto out;
     if (!c->parked)
         client_process(c);
+out:
     rp_redis_flush(p);
     flush_clients(p);
 }
@@ -967,6 +1024,19 @@ static void on_client(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     p->conns++;
+    if (kv_listen_is_tls(&p->ports, server)) {
+        dpr_err err = DPR_ERR_INIT;
+        p->tls_conns++;
+        if (p->nclients > p->cfg->max_clients ||
+            dpr_tls_conn_new(p->tls, NULL, &c->tls, &err) < 0) {
+            /* (a TLS client could not read the error: closed without a word) */
+            if (err.msg[0])
+                log_error("cannot start TLS on a connection: %s", err.msg);
+            p->conns_rejected++;
+            client_close(c);
+            return;
+        }
+    }
     if (p->nclients > p->cfg->max_clients) { /* dpr-kv's (and Redis') answer */
         dpr_buf b = DPR_BUF_INIT;
         p->conns_rejected++;
@@ -1020,43 +1090,30 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     uv_stop(p->loop);
 }
 
+/* The plain port unless --port 0, and the TLS one with --tls-port
+ * (dpr-kv's); then READY. */
 static int listen_tcp(rp_proxy *p)
 {
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    int len = sizeof(ss), r;
-    dpr_hostport hp;
-    dpr_err err = DPR_ERR_INIT;
-    char bound[DPR_ADDR_STR_MAX];
+    int r = kv_listen_start(&p->ports, p->loop, p->cfg, p->tls != NULL, on_client, p);
 
-    r = dpr_hostport_parse(p->cfg->listen, DPR_HOSTPORT_PORT0, &hp, &err);
-    if (r == 0 && p->cfg->port >= 0)
-        hp.port = (uint16_t)p->cfg->port;
-    if (r == 0 && dpr_hostport_resolve(&hp, true, &ss, &sslen, &err) < 0)
-        r = -EADDRNOTAVAIL;
-    if (r < 0) {
-        log_error("cannot use listen address '%s': %s", p->cfg->listen, err.msg);
-        return r;
-    }
-    r = uv_tcp_init(p->loop, &p->listener);
     if (r < 0)
         return r;
-    p->listener.data = p;
-    r = uv_tcp_bind(&p->listener, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&p->listener, 511, on_client);
-    if (r == 0)
-        r = uv_tcp_getsockname(&p->listener, (struct sockaddr *)&ss, &len);
-    if (r < 0) {
-        log_error("cannot listen on %s: %s", p->cfg->listen, uv_strerror(r));
-        return r;
-    }
-    dpr_addr_format((struct sockaddr *)&ss, bound, sizeof(bound));
-    snprintf(p->bound, sizeof(p->bound), "%s", bound);
-    log_info("listening on %s", bound);
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64
-               ", restored version %" PRIu64, bound, p->w.id, p->w.world_line, p->restored);
+               ", restored version %" PRIu64, p->ports.bound, p->w.id, p->w.world_line,
+               p->restored);
     return 0;
+}
+
+/* SIGHUP: dpr-kv's: the --tls-* files again for new connections (open ones
+ * keep theirs), and --finder-tls' for the finder link's next connection. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    rp_proxy *p = h->data;
+    (void)signum;
+
+    (void)kv_tls_reload(p->cfg, &p->tls);
+    if (p->finder_tls && kv_tls_reload_finder(p->cfg, &p->finder_tls) == 0)
+        kv_finder_set_tls(p->finder, p->finder_tls);
 }
 
 static int metrics_page(void *data, dpr_buf *b)
@@ -1085,19 +1142,19 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, h->type == UV_NAMED_PIPE ? redis_closed : NULL);
 }
 
-int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, pid_t redis_pid,
-                 const uint64_t *ckpts, size_t nckpts)
+int rp_proxy_run(const kv_config *cfg, dpr_tls_ctx *tls_port, uint64_t world_line,
+                 uint64_t restored, pid_t redis_pid, const uint64_t *ckpts, size_t nckpts)
 {
     static rp_proxy px;
     rp_proxy *p = &px;
     kv_finder_cb cb = rp_finder_callbacks();
     dpr_tls_config tc;
     const dpr_tls_config *tls = kv_tls_finder(cfg, &tc);
-    dpr_tls_ctx *finder_tls = NULL;
     dpr_err err = DPR_ERR_INIT;
     int r;
 
     p->cfg = cfg;
+    p->tls = tls_port;
     p->loop = uv_default_loop();
     p->redis_pid = redis_pid;
     p->restored = restored;
@@ -1113,13 +1170,13 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     }
     p->synced_ms = dpr_mono_ms();
     if (tls) { /* --finder-tls, as dpr-kv (docs/tls.md) */
-        r = dpr_tls_ctx_new(tls, false, &finder_tls, &err);
+        r = dpr_tls_ctx_new(tls, false, &p->finder_tls, &err);
         if (r < 0) {
             log_error("--finder-tls: %s", dpr_err_str(&err, r));
             return 1;
         }
     }
-    r = kv_finder_new(p->loop, cfg->finder, finder_tls, cfg->domain, cfg->worker, cfg->finder_token,
+    r = kv_finder_new(p->loop, cfg->finder, p->finder_tls, cfg->domain, cfg->worker, cfg->finder_token,
                       &cb, p, &p->finder);
     if (r < 0) {
         log_error("cannot start the finder link: %s", strerror(-r));
@@ -1142,10 +1199,12 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     uv_signal_init(p->loop, &p->sigchld);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
-    p->sigchld.data = p->sigterm.data = p->sigint.data = p;
+    uv_signal_init(p->loop, &p->sighup);
+    p->sigchld.data = p->sigterm.data = p->sigint.data = p->sighup.data = p;
     uv_signal_start(&p->sigchld, on_sigchld, SIGCHLD);
     uv_signal_start(&p->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&p->sighup, on_sighup, SIGHUP);
     r = redis_connect(p);
     if (r < 0) {
         log_error("cannot connect to redis-server: %s", strerror(-r));
@@ -1177,7 +1236,8 @@ int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, p
     rp_redis_kill(p->redis_pid);
     p->redis_pid = 0;
     kv_finder_close(p->finder);
-    dpr_tls_ctx_free(finder_tls);
+    dpr_tls_ctx_free(p->finder_tls);
+    dpr_tls_ctx_free(p->tls);
     uv_walk(p->loop, close_walk, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     rp_layout_free(&p->lay);

@@ -28,16 +28,18 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "common/tls.h"
 #include "kv_config.h"
 
 /* A checkpoint file's name (ckpt-<version>.w<world-line>.rdb) */
 #define RP_CKPT_FMT "ckpt-%llu.w%llu.rdb"
 
 /* Runs the proxy until it stops; returns the exit status. The current
- * directory is the state directory; redis_pid is the child already
- * started; ckpts are the checkpoint versions on disk (ascending). */
-int rp_proxy_run(const kv_config *cfg, uint64_t world_line, uint64_t restored, pid_t redis_pid,
-                 const uint64_t *ckpts, size_t nckpts);
+ * directory is the state directory; tls is the TLS port's context (NULL:
+ * none; the proxy's from now on); redis_pid is the child already started;
+ * ckpts are the checkpoint versions on disk (ascending). */
+int rp_proxy_run(const kv_config *cfg, dpr_tls_ctx *tls, uint64_t world_line, uint64_t restored,
+                 pid_t redis_pid, const uint64_t *ckpts, size_t nckpts);
 
 /* The checkpoints in the current directory: versions ascending and their
  * world-lines; removes temporary files. */

@@ -15,10 +15,12 @@
 #include "common/buf.h"
 #include "common/http.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "dpr/worker.h"
 #include "kv_config.h"
 #include "kv_finder.h"
 #include "kv_gate.h"
+#include "kv_listen.h"
 #include "kv_resp.h"
 #include "rp_layout.h"
 
@@ -61,6 +63,9 @@ struct rp_client {
     uint32_t batch_want, batch_have;
     dpr_buf batch_hdr, batch_ops;
     char *import_err; /* the first error of the DPR.IMPORT in flight */
+    dpr_tls_conn *tls; /* a client of the TLS port: its engine (c->in is plaintext) */
+    dpr_buf raw;       /* TLS: ciphertext read, before the engine */
+    bool tls_failed;   /* refused: the alert goes out, then the close */
     rp_client *next;
 };
 
@@ -70,7 +75,11 @@ struct rp_proxy {
     dpr_worker w;
     kv_finder *finder;
     rp_layout lay; /* the layout, resizes, the command table */
-    uv_tcp_t listener;
+    kv_listen ports;          /* the plain and the TLS port (ports.bound: the address served) */
+    dpr_tls_ctx *tls;         /* the TLS port's context (SIGHUP makes a new one) */
+    dpr_tls_ctx *finder_tls;  /* --finder-tls: the finder link's */
+    uint64_t tls_conns, tls_refused;
+    dpr_log_limit tls_log;    /* refused TLS clients' lines: at most 20 a second */
     uv_pipe_t *redis;
     pid_t redis_pid;
     dpr_buf rin, rout;
@@ -79,7 +88,7 @@ struct rp_proxy {
     rp_client **dirty;
     size_t ndirty, dirty_cap;
     uv_timer_t ckpt_timer, poll_timer, sync_timer, watchdog_timer, stop_timer;
-    uv_signal_t sigchld, sigterm, sigint;
+    uv_signal_t sigchld, sigterm, sigint, sighup;
     /* checkpoints */
     bool plain_dirty;   /* a plain command ran since the last seal */
     int saving;         /* 0 idle, 1 BGSAVE sent, 2 polling */
@@ -98,7 +107,6 @@ struct rp_proxy {
     uint64_t commands, conns, conns_rejected, writes_refused_oom, writes_refused_misconf;
     size_t nclients;
     dpr_http_server *metrics; /* --metrics-address */
-    char bound[300];          /* the address it serves on */
     /* failed saves (ckpt_failed): how many, the last one's reason, and
      * whether the last save failed (writes refused meanwhile) */
     uint64_t ckpt_failures, ckpt_failing_version;

@@ -90,7 +90,7 @@ static void ckpt_failed(rp_proxy *p, const char *why)
                        "(MISCONF) until a checkpoint is on disk, serving reads", why,
                        p->cfg->checkpoint_interval_ms);
         sd_notifyf(0, "STATUS=refusing writes: checkpoints failing: %s; serving reads on %s:",
-                   why, p->bound);
+                   why, p->ports.bound);
     }
     p->plain_dirty = true; /* the retry, at the next interval */
     p->ckpt_retry_ms = dpr_mono_ms() + p->cfg->checkpoint_interval_ms;
@@ -109,7 +109,7 @@ static void ckpt_recovered(rp_proxy *p)
                    "checkpoints written again (checkpoint %" PRIu64 " done, it covers %" PRIu64
                    " whose save failed); accepting writes", p->saving_version,
                    p->ckpt_failing_version);
-    sd_notifyf(0, "STATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64, p->bound,
+    sd_notifyf(0, "STATUS=serving on %s: worker %" PRIu64 ", world-line %" PRIu64, p->ports.bound,
                p->w.id, p->w.world_line);
 }
 

@@ -2,20 +2,16 @@
 #include "rp_settings.h"
 
 #include <errno.h>
-#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 
-int rp_settings_check(const kv_config *cfg)
+void rp_settings_check(const kv_config *cfg)
 {
-    int r = 0;
-
-    if (cfg->tls_port) {
-        /* clients told to use TLS would find no port: refuse, not ignore */
-        log_error("--tls-port %u is not supported by dpr-redis (no TLS listener for clients); "
-                  "serve plain RESP, or run dpr-kv", cfg->tls_port);
-        r = -EINVAL;
-    }
     if (cfg->seed_dir[0])
         log_warning("--seed-dir %s ignored: dpr-redis does not start from checkpoints copied "
                     "from another node (it starts from its own state directory, and fails if "
@@ -29,5 +25,32 @@ int rp_settings_check(const kv_config *cfg)
                     "ignored: dpr-redis' checkpoints are full RDB images (BGSAVE)");
     else if (cfg->checkpoint_mode_set)
         log_info("checkpoint mode full: full RDB images (dpr-redis' only mode)");
+}
+
+static int absolute(char *path, size_t cap, const char *cwd, dpr_err *err)
+{
+    char abs[PATH_MAX];
+
+    if (!path[0] || path[0] == '/')
+        return 0;
+    if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= sizeof(abs) ||
+        strlen(abs) >= cap)
+        return dpr_err_set(err, -ENAMETOOLONG, "%s: path too long from %s", path, cwd);
+    memcpy(path, abs, strlen(abs) + 1);
+    return 0;
+}
+
+int rp_settings_absolute(kv_config *cfg, dpr_err *err)
+{
+    char cwd[PATH_MAX];
+    char *files[] = {cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_ca_cert_file,
+                     cfg->tls_crl_file};
+    int r = 0;
+
+    if (!getcwd(cwd, sizeof(cwd)))
+        return dpr_err_set(err, -errno, "cannot read the current directory: %s",
+                           strerror(errno));
+    for (size_t i = 0; r == 0 && i < sizeof(files) / sizeof(files[0]); i++)
+        r = absolute(files[i], PATH_MAX, cwd, err);
     return r;
 }

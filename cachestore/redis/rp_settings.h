@@ -4,17 +4,22 @@
  * dpr-redis reads dpr-kv's flags and DPR_KV_* variables (kv_config), and
  * the agent writes them all into the instance file whatever the `impl`.
  * None is ignored silently: each one given that dpr-redis cannot honour is
- * refused (exit 2: a TLS client port clients would expect to reach) or
  * logged at start-up with what happens instead (docs/dpr-redis.md,
  * "Settings").
  */
 #ifndef RP_SETTINGS_H
 #define RP_SETTINGS_H
 
+#include "dpr/err.h"
 #include "kv_config.h"
 
-/* Logs a line for every setting of cfg dpr-redis does not honour: 0, or
- * -EINVAL when one must be refused (its error logged). */
-int rp_settings_check(const kv_config *cfg);
+/* Logs a line for every setting of cfg dpr-redis does not honour. */
+void rp_settings_check(const kv_config *cfg);
+
+/* dpr-redis works in its state directory (chdir): the TLS files' names
+ * (--tls-*-file, read again on SIGHUP) are made absolute against the
+ * directory it started in. 0, or -ENAMETOOLONG / the errno of getcwd with
+ * err set. */
+int rp_settings_absolute(kv_config *cfg, dpr_err *err);
 
 #endif

@@ -824,19 +824,19 @@ void kv_dpr_status(kv_server *s, bool force)
     /* the first words say the state (docs/dpr-kv.md, "systemd"): the agent
      * shows them */
     if (s->stopping) {
-        n = snprintf(p, room, "stopping on %s:", s->bound);
+        n = snprintf(p, room, "stopping on %s:", s->ports.bound);
     } else if (s->ckpt_failing) {
         kv_dpr_failing_reason(s, &last);
         n = snprintf(p, room,
                      "refusing writes: checkpoints failing: %s; serving reads on %s:", last.msg,
-                     s->bound);
+                     s->ports.bound);
     } else if (s->finder_lost) {
         n = snprintf(p, room,
                      "commits stopped: the finder does not know this worker (its state was "
                      "lost?): %s; serving on %s:",
-                     s->finder_lost_why.msg, s->bound);
+                     s->finder_lost_why.msg, s->ports.bound);
     } else {
-        n = snprintf(p, room, "serving on %s:", s->bound);
+        n = snprintf(p, room, "serving on %s:", s->ports.bound);
     }
     if (n < 0 || (size_t)n >= room)
         n = (int)room - 1;

@@ -48,11 +48,9 @@ static void sec_server(kv_server *s, dpr_buf *b)
     dpr_resp_info_line(b, "arch_bits:%d", (int)(sizeof(void *) * 8));
     dpr_resp_info_line(b, "multiplexing_api:libuv %s", uv_version_string());
     dpr_resp_info_line(b, "process_id:%d", (int)getpid());
-    dpr_resp_info_line(b, "listen:%s", s->bound);
-    const char *colon = strrchr(s->bound, ':');
-    dpr_resp_info_line(b, "tcp_port:%s", colon && s->listening ? colon + 1 : "0");
-    const char *tcolon = strrchr(s->tls_bound, ':');
-    dpr_resp_info_line(b, "tls_port:%s", tcolon && s->tls_listening ? tcolon + 1 : "0");
+    dpr_resp_info_line(b, "listen:%s", s->ports.bound);
+    dpr_resp_info_line(b, "tcp_port:%s", kv_listen_port(&s->ports, false));
+    dpr_resp_info_line(b, "tls_port:%s", kv_listen_port(&s->ports, true));
     dpr_resp_info_line(b, "uptime_in_seconds:%" PRIu64, up);
     dpr_resp_info_line(b, "uptime_in_days:%" PRIu64, up / 86400);
 }
@@ -255,8 +253,6 @@ void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv
     snprintf(maxclients, sizeof(maxclients), "%zu", s->cfg->max_clients);
     snprintf(maxreq, sizeof(maxreq), "%zu", s->cfg->max_request_bytes);
     snprintf(maxmem, sizeof(maxmem), "%" PRIu64, s->cfg->maxmemory);
-    const char *colon = s->listening ? strrchr(s->bound, ':') : NULL;
-    const char *tcolon = s->tls_listening ? strrchr(s->tls_bound, ':') : NULL;
     const char *params[][2] = {
         {"save", ""},
         {"appendonly", "no"},
@@ -266,8 +262,8 @@ void kv_config_reply(kv_server *s, dpr_buf *out, size_t argc, const kv_arg *argv
         {"maxclients", maxclients},
         {"proto-max-bulk-len", "536870912"},
         {"client-query-buffer-limit", maxreq},
-        {"port", colon ? colon + 1 : "0"},
-        {"tls-port", tcolon ? tcolon + 1 : "0"},
+        {"port", kv_listen_port(&s->ports, false)},
+        {"tls-port", kv_listen_port(&s->ports, true)},
         {"tls-auth-clients", dpr_tls_verify_name(s->cfg->tls_auth_clients)},
         {"dir", s->cfg->dir},
     };

@@ -136,24 +136,6 @@ static void write_done(uv_write_t *req, int status)
         client_flush(c);
 }
 
-/* A TLS client's replies (c->out, plaintext) into the engine, and what the
- * engine has to send (replies, handshake, alerts) back into c->out. Only
- * when no write is in flight, so c->out holds plaintext only. */
-static int tls_encrypt(kv_client *c)
-{
-    int r = 0;
-
-    if (c->out.len && !c->tls_failed)
-        r = dpr_tls_conn_write(c->tls, c->out.data, c->out.len);
-    c->out.len = 0;
-    if (r == 0 && dpr_tls_conn_take(c->tls, &c->out) < 0)
-        r = -ENOMEM;
-    if (r < 0)
-        log_warning("client: TLS: %s; closing the connection",
-                    r == -ENOMEM ? "out of memory" : dpr_tls_conn_errstr(c->tls));
-    return r;
-}
-
 static void client_flush(kv_client *c)
 {
     uv_buf_t b;
@@ -166,7 +148,7 @@ static void client_flush(kv_client *c)
         client_close(c);
         return;
     }
-    if (c->tls && tls_encrypt(c) < 0) {
+    if (c->tls && kv_tls_encrypt(c->tls, &c->out, c->tls_failed) < 0) {
         client_close(c);
         return;
     }
@@ -219,16 +201,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     dpr_uv_read_room(b, READ_CHUNK, buf);
 }
 
-static void client_peer(kv_client *c, char *out, size_t cap)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-
-    snprintf(out, cap, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-        dpr_addr_format((struct sockaddr *)&ss, out, cap);
-}
-
 /* A refused TLS client: its alert goes out, nothing it sent runs, and it is
  * closed. At most TLS_LOG_BURST lines a second: anyone can connect. */
 static void tls_refuse(kv_client *c)
@@ -246,7 +218,7 @@ static void tls_refuse(kv_client *c)
         s->tls_log_lines = s->tls_unlogged = 0;
     }
     if (s->tls_log_lines++ < TLS_LOG_BURST) {
-        client_peer(c, peer, sizeof(peer));
+        dpr_uv_peer_name(&c->tcp, peer, sizeof(peer));
         log_warning("client %s: TLS refused: %s; closing the connection", peer,
                     dpr_tls_conn_errstr(c->tls));
     } else {
@@ -282,7 +254,7 @@ static void tls_input(kv_client *c, size_t n)
     if (!was && dpr_tls_conn_established(c->tls) && c->srv->cfg->verbose) {
         const dpr_tls_peer *p = dpr_tls_conn_peer(c->tls);
         char peer[DPR_ADDR_STR_MAX], how[96];
-        client_peer(c, peer, sizeof(peer));
+        dpr_uv_peer_name(&c->tcp, peer, sizeof(peer));
         dpr_tls_conn_describe(c->tls, how, sizeof(how));
         log_debug("client %s: TLS %s, %s", peer, how, p ? p->subject : "no client certificate");
     }
@@ -629,15 +601,12 @@ int kv_server_set_workers(kv_server *s, const uint64_t *workers, size_t n, uint6
 static void log_invalid(kv_client *c, const char *why)
 {
     kv_server *s = c->srv;
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    char peer[DPR_ADDR_STR_MAX] = "?";
+    char peer[DPR_ADDR_STR_MAX];
     uint64_t held;
 
     if (!dpr_log_limit_pass(&s->invalid_log, dpr_mono_ms(), 1000, &held))
         return;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-        dpr_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
+    dpr_uv_peer_name(&c->tcp, peer, sizeof(peer));
     if (held)
         log_warning("client %s: DPR.BATCH refused: %s (and %" PRIu64 " more since the last "
                     "message; dpr_batches_invalid in INFO counts them)", peer, why, held);
@@ -861,14 +830,14 @@ static void on_connection(uv_stream_t *server, int status)
         static const char msg[] = "-ERR max number of clients reached\r\n";
         uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
         /* (a TLS client could not read it: closed without a word) */
-        if (!s->stopping && server != (uv_stream_t *)&s->tls_listener)
+        if (!s->stopping && !kv_listen_is_tls(&s->ports, server))
             (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         s->conns_rejected++;
         uv_close((uv_handle_t *)&c->tcp, reject_closed);
         return;
     }
     (void)uv_tcp_nodelay(&c->tcp, 1);
-    if (server == (uv_stream_t *)&s->tls_listener) {
+    if (kv_listen_is_tls(&s->ports, server)) {
         dpr_err err = DPR_ERR_INIT;
         if (dpr_tls_conn_new(s->tls, NULL, &c->tls, &err) < 0) {
             log_error("cannot start TLS on a connection: %s", err.msg);
@@ -891,82 +860,9 @@ static void on_connection(uv_stream_t *server, int status)
     set_reading(c, true);
 }
 
-/* A listener on --listen's host at port (-1: --listen's port) into *l,
- * its address into bound. */
-static int listen_on(kv_server *s, uv_tcp_t *l, bool *listening, int port, const char *what,
-                     char *bound, size_t cap)
-{
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    int len = sizeof(ss), r;
-    dpr_hostport hp;
-    dpr_err err;
-
-    r = dpr_hostport_parse(s->cfg->listen, DPR_HOSTPORT_PORT0, &hp, &err);
-    if (r == 0 && port >= 0)
-        hp.port = (uint16_t)port;
-    if (r == 0 && dpr_hostport_resolve(&hp, true, &ss, &sslen, &err) < 0)
-        r = -EADDRNOTAVAIL;
-    if (r < 0) {
-        log_error("cannot use listen address '%s': %s", s->cfg->listen, err.msg);
-        return r;
-    }
-    r = uv_tcp_init(s->loop, l);
-    if (r < 0)
-        return r;
-    l->data = s;
-    *listening = true;
-    r = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)l, 511, on_connection);
-    if (r < 0) {
-        dpr_addr_format((struct sockaddr *)&ss, bound, cap);
-        log_error("cannot listen on %s%s: %s", bound, what, uv_strerror(r));
-        return r;
-    }
-    r = uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
-    if (r < 0)
-        return r;
-    dpr_addr_format((struct sockaddr *)&ss, bound, cap);
-    log_info("listening on %s%s", bound, what);
-    return 0;
-}
-
-/* The plain listener unless --port 0, then the TLS one (--tls-port). */
-static int start_listening(kv_server *s)
-{
-    char tls_what[300];
-    int r;
-
-    if (s->cfg->port != 0) {
-        r = listen_on(s, &s->listener, &s->listening, s->cfg->port, "", s->bound,
-                      sizeof(s->bound));
-        if (r < 0)
-            return r;
-    }
-    if (!s->tls)
-        return 0;
-    snprintf(tls_what, sizeof(tls_what), " (TLS, client certificates: %s)",
-             dpr_tls_verify_name(s->cfg->tls_auth_clients));
-    r = listen_on(s, &s->tls_listener, &s->tls_listening, (int)s->cfg->tls_port, tls_what,
-                  s->tls_bound, sizeof(s->tls_bound));
-    if (r < 0)
-        return r;
-    if (!s->listening)
-        memcpy(s->bound, s->tls_bound, sizeof(s->bound));
-    return 0;
-}
-
 void kv_server_stop_listening(kv_server *s)
 {
-    if (s->listening) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listening = false;
-    }
-    if (s->tls_listening) {
-        uv_close((uv_handle_t *)&s->tls_listener, NULL);
-        s->tls_listening = false;
-    }
+    kv_listen_stop(&s->ports);
 }
 
 void kv_server_close_clients(kv_server *s)
@@ -1157,7 +1053,7 @@ int kv_server_init(kv_server *s, const kv_config *cfg, uv_loop_t *loop, kv_dict 
     r = kv_dpr_logw_init(s);
     if (r < 0)
         return r;
-    r = start_listening(s);
+    r = kv_listen_start(&s->ports, s->loop, s->cfg, s->tls != NULL, on_connection, s);
     if (r < 0)
         return r;
     r = kv_metrics_start(s);

@@ -32,6 +32,7 @@
 #include "kv_finder.h"
 #include "kv_replica.h"
 #include "kv_layout.h"
+#include "kv_listen.h"
 #include "kv_migrate.h"
 #include "kv_resp.h"
 #include "kv_logw.h"
@@ -86,14 +87,9 @@ typedef struct kv_client {
 struct kv_server {
     const kv_config *cfg;
     uv_loop_t *loop;
-    uv_tcp_t listener;
-    bool listening;
-    char bound[DPR_ADDR_STR_MAX];       /* actual listen address (the TLS one with --port 0) */
+    kv_listen ports; /* the plain and the TLS port (ports.bound: the address served) */
     /* the TLS port (--tls-port): its context, reloaded on SIGHUP */
     dpr_tls_ctx *tls;
-    uv_tcp_t tls_listener;
-    bool tls_listening;
-    char tls_bound[DPR_ADDR_STR_MAX];
     uint64_t tls_conns_total, tls_refused;
     uint64_t tls_log_ms, tls_log_lines, tls_unlogged; /* refusals' log lines, rate-limited */
     uv_timer_t cron, ckpt_timer, sync_timer, watchdog;

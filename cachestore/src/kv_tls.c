@@ -1,6 +1,8 @@
 /* kv_tls.c - see kv_tls.h. */
 #include "kv_tls.h"
 
+#include <errno.h>
+
 #include "common/err.h"
 #include "common/log.h"
 
@@ -79,4 +81,19 @@ const dpr_tls_config *kv_tls_finder(const kv_config *cfg, dpr_tls_config *out)
         .verify = DPR_TLS_VERIFY_REQUIRED,
     };
     return out;
+}
+
+int kv_tls_encrypt(dpr_tls_conn *t, dpr_buf *out, bool refused)
+{
+    int r = 0;
+
+    if (out->len && !refused)
+        r = dpr_tls_conn_write(t, out->data, out->len);
+    out->len = 0;
+    if (r == 0 && dpr_tls_conn_take(t, out) < 0)
+        r = -ENOMEM;
+    if (r < 0)
+        log_warning("client: TLS: %s; closing the connection",
+                    r == -ENOMEM ? "out of memory" : dpr_tls_conn_errstr(t));
+    return r;
 }

@@ -18,6 +18,13 @@ int kv_tls_load(const kv_config *cfg, dpr_tls_ctx **out, dpr_err *err);
  * context; both outcomes are logged. 0 or the failure's code. */
 int kv_tls_reload(const kv_config *cfg, dpr_tls_ctx **ctx);
 
+/* A TLS client's replies through its engine: the plaintext in *out goes
+ * in (none after a refusal: refused), and what the engine has to send
+ * (replies, handshake, alerts) replaces it in *out. Only when no write of
+ * *out is in flight. 0, or a negative errno (logged: the connection is to
+ * be closed). */
+int kv_tls_encrypt(dpr_tls_conn *t, dpr_buf *out, bool refused);
+
 /* --finder-tls: the finder link's client settings in *out (pointing into
  * cfg: this node's certificate and key, the CA the finder's certificate is
  * checked against); NULL without --finder-tls. */

@@ -1,8 +1,13 @@
 /* uvutil.c - see common/uvutil.h. */
 #include "common/uvutil.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+
+#include "common/addr.h"
+#include "common/err.h"
 
 void dpr_uv_read_room(dpr_buf *b, size_t chunk, uv_buf_t *out)
 {
@@ -68,4 +73,46 @@ int dpr_uv_write(uv_stream_t *stream, dpr_buf *b, dpr_uv_written_cb done)
         free(w);
     }
     return r;
+}
+
+void dpr_uv_peer_name(const uv_tcp_t *t, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    snprintf(out, cap, "?");
+    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0)
+        dpr_addr_format((struct sockaddr *)&ss, out, cap);
+}
+
+int dpr_uv_tcp_listen(uv_loop_t *loop, uv_tcp_t *l, bool *inited, const char *listen, int port,
+                      uv_connection_cb cb, void *data, char *bound, size_t cap, dpr_err *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int len = sizeof(ss), r;
+    dpr_hostport hp;
+    dpr_err perr = DPR_ERR_INIT;
+
+    r = dpr_hostport_parse(listen, DPR_HOSTPORT_PORT0, &hp, &perr);
+    if (r == 0 && port >= 0)
+        hp.port = (uint16_t)port;
+    if (r == 0 && dpr_hostport_resolve(&hp, true, &ss, &sslen, &perr) < 0)
+        r = -EADDRNOTAVAIL;
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot use listen address '%s': %s", listen, perr.msg);
+    r = uv_tcp_init(loop, l);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot listen on %s: %s", listen, uv_strerror(r));
+    l->data = data;
+    *inited = true;
+    r = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)l, 511, cb);
+    if (r == 0)
+        r = uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
+    dpr_addr_format((struct sockaddr *)&ss, bound, cap);
+    if (r < 0)
+        return dpr_err_set(err, r, "cannot listen on %s: %s", bound, uv_strerror(r));
+    return 0;
 }

@@ -778,8 +778,6 @@ static void on_check(uv_check_t *h)
 static void on_connection(uv_stream_t *l, int status)
 {
     server *srv = l->data;
-    struct sockaddr_storage ss;
-    int sslen = sizeof(ss);
     conn *c;
     int rc;
 
@@ -810,8 +808,7 @@ static void on_connection(uv_stream_t *l, int status)
         conn_close(c);
         return;
     }
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0)
-        dpr_addr_format((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    dpr_uv_peer_name(&c->tcp, c->peer, sizeof(c->peer));
     if (srv->stopping || srv->nconns >= srv->cfg->max_clients) {
         log_warning("client %s refused: max number of clients (%zu) reached", c->peer,
                     srv->cfg->max_clients);

@@ -243,16 +243,9 @@ def test_maxmemory_noeviction(cluster):
 
 
 def test_settings_it_cannot_honour_are_refused_or_logged(cluster, tmp_path):
-    """The agent writes dpr-kv's settings whatever the impl. A TLS client
-    port is refused (exit 2: clients would find nothing there); the ones
-    with no effect are each named in a warning at start-up."""
-    p = dprtest.Proc([REDIS_PROXY, "--finder", cluster.finder.address, "--worker", "1",
-                      "--dir", str(tmp_path / "t"), "--tls-port", "7443",
-                      "--tls-cert-file", "/dev/null", "--tls-key-file", "/dev/null",
-                      "--tls-auth-clients", "no"],
-                     str(tmp_path / "tls.log"))
-    assert p.wait_exit() == 2
-    assert "--tls-port 7443 is not supported by dpr-redis" in p.output()
+    """The agent writes dpr-kv's settings whatever the impl: the ones with
+    no effect are each named in a warning at start-up (the TLS port is
+    served as dpr-kv's: test_kv_tls.py with DPR_TEST_IMPL=dpr-redis)."""
     rp = cluster.start_kv(1, program=REDIS_PROXY, env={
         "DPR_KV_SEED_DIR": str(tmp_path / "seed"),
         "DPR_KV_REPLICA_SOCKET": str(tmp_path / "replica.sock"),

@@ -1,6 +1,6 @@
 /*
  * common/uvutil.h - libuv helpers for the daemons' servers (the finder's
- * RESP server, the agent's control socket, dpr-kv).
+ * RESP server, the agent's control socket, dpr-kv, dpr-redis).
  */
 #ifndef COMMON_UVUTIL_H
 #define COMMON_UVUTIL_H
@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "dpr/err.h"
 
 /*
  * Before closing a client that was answered with an error, drop what it has
@@ -41,5 +42,19 @@ typedef void (*dpr_uv_written_cb)(uv_stream_t *stream, int status);
  * (then nothing was queued and *b is freed).
  */
 int dpr_uv_write(uv_stream_t *stream, dpr_buf *b, dpr_uv_written_cb done);
+
+/* The peer's address of a TCP handle, "host:port" ("?" when unknown). */
+void dpr_uv_peer_name(const uv_tcp_t *t, char *out, size_t cap);
+
+/*
+ * A listener on listen's host ("HOST:PORT", common/addr.h) at port (-1:
+ * listen's own port; 0 picks a free one), calling cb for each connection.
+ * *l is initialised here with l->data = data, and *inited set once it is
+ * (close the handle then, also on failure). The address it listens on goes
+ * to bound. 0, or a negative errno / libuv error with err set ("cannot use
+ * listen address ...", "cannot listen on ADDR: ...").
+ */
+int dpr_uv_tcp_listen(uv_loop_t *loop, uv_tcp_t *l, bool *inited, const char *listen, int port,
+                      uv_connection_cb cb, void *data, char *bound, size_t cap, dpr_err *err);
 
 #endif
