@@ -29,9 +29,10 @@
 #include <uv.h>
 
 #include "kv_config.h"
+#include "kv_rdb.h"
 
 /* A checkpoint file's name (ckpt-<version>.w<world-line>.rdb) */
-#define RP_CKPT_FMT "ckpt-%llu.w%llu.rdb"
+#define RP_CKPT_FMT KV_RDB_FMT
 
 /* Runs the proxy until it stops; returns the exit status. The current
  * directory is the state directory; redis_pid is the child already

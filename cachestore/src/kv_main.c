@@ -89,9 +89,10 @@ int main(int argc, char **argv)
         kv_recovery_free(&rec);
         kv_layout_state_free(&layout);
         dpr_tls_ctx_free(tls);
-        /* restarting cannot help a refused registration or a damaged
-         * checkpoint: the unit's RestartPreventExitStatus= stops systemd */
-        return r == -EACCES || r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
+        /* restarting cannot help a refused registration, a damaged
+         * checkpoint or a dpr-redis checkpoint with data dpr-kv cannot hold
+         * (-ENOTSUP): the unit's RestartPreventExitStatus= stops systemd */
+        return r == -EACCES || r == -EBADMSG || r == -ENOTSUP ? KV_EXIT_NO_RESTART : 1;
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
                        rec.nckpts, rec.committed_max, &layout, tls);
