@@ -137,11 +137,14 @@ int kv_rdb_take(kv_dict *d, const char *file, const redisReply *key, const redis
         return 1; /* expired while it was read */
     if (strcmp(type->str, "string") != 0)
         return dpr_err_set(err, -ENOTSUP,
-                           "key '%s' in %s is a %.20s: dpr-kv holds strings only", 
+                           "key '%s' in %s is a %.20s: dpr-kv holds strings only (undo the "
+                           "switch, or delete or convert the key under dpr-redis first)",
                            shown(show, key->str, (size_t)key->len), file, type->str);
     if (pttl->integer != -1)
         return dpr_err_set(err, -ENOTSUP,
-                           "key '%s' in %s expires (TTL %lld ms): dpr-kv's keys do not expire",
+                           "key '%s' in %s expires (TTL %lld ms): dpr-kv's keys do not expire "
+                           "(undo the switch, or PERSIST or delete the key under dpr-redis "
+                           "first)",
                            shown(show, key->str, (size_t)key->len), file, pttl->integer);
     if (get->type != REDIS_REPLY_STRING)
         return dpr_err_set(err, -EPROTO, "GET of key '%s': unexpected reply",
