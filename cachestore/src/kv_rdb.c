@@ -20,17 +20,26 @@
 #define SCAN_COUNT "1000"
 #define KEY_SHOWN 60
 
+/* Decimal digits at s (no sign, no space, no overflow): their value, *end after them. */
+static bool number(const char *s, uint64_t *v, const char **end)
+{
+    size_t n = strspn(s, "0123456789");
+    char *e;
+
+    if (n == 0 || n > 20)
+        return false;
+    errno = 0;
+    *v = strtoull(s, &e, 10);
+    *end = e;
+    return errno == 0 && e == s + n;
+}
+
 bool kv_rdb_parse_name(const char *name, uint64_t *version, uint64_t *world_line)
 {
-    unsigned long long v, wl;
-    int end = 0;
+    const char *p;
 
-    if (sscanf(name, "ckpt-%llu.w%llu.rdb%n", &v, &wl, &end) != 2 || end == 0 || name[end] != 0 ||
-        name[5] < '0' || name[5] > '9')
-        return false;
-    *version = v;
-    *world_line = wl;
-    return true;
+    return strncmp(name, "ckpt-", 5) == 0 && number(name + 5, version, &p) &&
+           strncmp(p, ".w", 2) == 0 && number(p + 2, world_line, &p) && strcmp(p, ".rdb") == 0;
 }
 
 int kv_rdb_list(const char *dir, kv_rdb_file **out, size_t *n)
