@@ -1,5 +1,6 @@
 /* kv_main.c - dpr-kv: parse the configuration, recover, serve. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "common/msgid.h"
 #include "kv_config.h"
 #include "kv_recover.h"
+#include "kv_replica.h"
 #include "kv_resize.h"
 #include "kv_server.h"
 #include "kv_tls.h"
@@ -96,6 +98,11 @@ int main(int argc, char **argv)
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
                        rec.nckpts, rec.committed_max, &layout, tls);
+    /* a dpr-redis checkpoint became a full image (kv_recover.h): the replica
+     * nodes get it too, the base of the change logs that follow */
+    if (r == 0 && rec.converted && srv.replica && kv_replica_ship(srv.replica, rec.converted) < 0)
+        log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
+                  rec.converted);
     kv_recovery_free(&rec);
     kv_layout_state_free(&layout); /* empty unless kv_server_init failed early */
     if (r < 0) {

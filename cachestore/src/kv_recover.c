@@ -261,6 +261,7 @@ static int restore_rdb(const kv_config *cfg, kv_recovery *rec, size_t j, dpr_err
     rec->files[rec->nckpts] = (kv_chain_file){.version = f->version,
                                               .world_line = f->world_line};
     rec->nckpts++;
+    rec->converted = f->version;
     log_notice("restored dpr-redis' checkpoint %" PRIu64 " (world-line %" PRIu64 ", %zu keys) "
                "for version %" PRIu64 ", written as dpr-kv's checkpoint %" PRIu64
                ": the deployment switched from dpr-redis",

@@ -68,6 +68,7 @@ typedef struct kv_recovery {
     size_t nrdb;
     bool dict_rdb;          /* dict holds the newest RDB (step 3), not a dpr-kv file */
     int redis_lock_fd;      /* DIR/dpr-redis.lock */
+    uint64_t converted;     /* the version written from an RDB as a full image (0: none) */
     uint64_t committed_max; /* the highest of those */
     bool registered;        /* the finder was asked DPR.WORKER.ADD */
     kv_dict dict;

@@ -14,7 +14,7 @@ import signal
 
 import pytest
 
-from dprtest import REDIS_PROXY, missing, wait_for
+from dprtest import REDIS_PROXY, binary, missing, wait_for
 from kvwire import run_versioned
 from test_kv_faults import cut_of
 
@@ -25,14 +25,14 @@ pytestmark = pytest.mark.skipif(
     reason="needs %s (make) and redis-server (Debian's redis-server)" % REDIS_PROXY)
 
 KV_EXIT_NO_RESTART = 78
+DPR_KV = binary("dpr-kv")  # (whatever DPR_TEST_IMPL says)
 
 
 def start(cluster, program, worker=1, interval_ms=50, port=0):
     """dpr-kv (program None) or dpr-redis as worker; with a long checkpoint
     interval it still asks the finder every 50 ms."""
     return cluster.start_kv(worker, port=port, interval_ms=interval_ms,
-                            args=("--sync-interval-ms", "50"),
-                            program=program if program == REDIS_PROXY else None)
+                            args=("--sync-interval-ms", "50"), program=program or DPR_KV)
 
 
 def files(shard):
@@ -130,7 +130,8 @@ def test_kv_refuses_what_it_cannot_hold(cluster, tmp_path, what, cmd, says):
 
     tmp = tmp_path / "tmp"  # the private redis-server's directory goes here, and away
     tmp.mkdir()
-    kv = cluster.start_kv(1, interval_ms=50, wait=False, env={"TMPDIR": str(tmp)})
+    kv = cluster.start_kv(1, interval_ms=50, wait=False, env={"TMPDIR": str(tmp)},
+                          program=DPR_KV)
     assert kv.wait_exit(60) == KV_EXIT_NO_RESTART, kv.describe()
     assert os.listdir(tmp) == []
     assert re.search(says, kv.output()), kv.describe()
