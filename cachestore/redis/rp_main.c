@@ -93,8 +93,12 @@ static const char usage[] =
     "Exit status: 0 clean stop; 1 runtime failure (redis-server died, the state\n"
     "directory unusable, no finder within --finder-timeout-ms); 2 bad usage\n"
     "(--tls-port included); 78 a failure a restart cannot mend (the finder refused\n"
-    "this worker's token, or fenced it). A checkpoint that cannot be written is\n"
-    "retried, writes refused meanwhile (MISCONF).\n";
+    "this worker's token, or fenced it; a damaged checkpoint of dpr-kv). A checkpoint\n"
+    "that cannot be written is retried, writes refused meanwhile (MISCONF).\n"
+    "\n"
+    "Checkpoints of dpr-kv in --dir (ckpt-V.kv: the deployment's impl was switched)\n"
+    "are recovered from: loaded into redis-server, saved as dpr-redis' own RDB\n"
+    "checkpoint of the same version, and deleted.\n";
 
 static int fail(const char *what, int r, int code)
 {

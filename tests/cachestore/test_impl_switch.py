@@ -205,3 +205,25 @@ def test_live_rollback_to_the_switch_version(cluster):
     assert holds(rp, keys)
     assert rp.client().get("lost") is None
     assert holds(kv2b, keys2)
+
+
+def test_redis_refuses_a_damaged_kv_checkpoint(cluster):
+    """A damaged dpr-kv checkpoint: dpr-redis exits 78 before it registers
+    (the domain is not disturbed), the file is kept; dpr-kv says the same."""
+    kv = start(cluster, None)
+    write_committed(cluster, kv, "a", 100)
+    planned_stop(kv)
+    v = max(version for kind, version in files(kv) if kind == "kv")
+    path = os.path.join(kv.state_dir, "ckpt-%d.kv" % v)
+    with open(path, "r+b") as f:
+        f.seek(80)
+        b = f.read(1)
+        f.seek(80)
+        f.write(bytes([b[0] ^ 0xff]))
+    before = files(kv)
+    wl = cluster.finder.sync()[0]
+    rp = cluster.start_kv(1, interval_ms=50, wait=False, program=REDIS_PROXY)
+    assert rp.wait_exit(60) == KV_EXIT_NO_RESTART, rp.describe()
+    assert "dpr-kv's checkpoints" in rp.output() and "registered" not in rp.output()
+    assert files(rp) == before
+    assert cluster.finder.sync()[0] == wl
