@@ -75,7 +75,8 @@ int kv_redis_start(const kv_redis_opts *o, pid_t *out, dpr_err *err)
     if (pid == 0) {
         char *argv[] = {(char *)prog, "--port", "0", "--unixsocket", (char *)o->socket,
                         "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                        "--dir", (char *)o->dir, "--dbfilename", (char *)o->dbfile, "--daemonize", "no",
+                        "--dir", (char *)o->dir, "--dbfilename", (char *)o->dbfile,
+                        "--daemonize", "no",
                         "--loglevel", "warning", "--logfile", "", "--protected-mode", "yes",
                         "--stop-writes-on-bgsave-error", "yes", "--rdbchecksum", "yes",
                         "--enable-protected-configs", "local", "--maxmemory", maxmem,
