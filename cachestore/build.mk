@@ -33,4 +33,5 @@ FUZZ_BINS += $(patsubst tests/cachestore/%.c,build/fuzz/%,$(wildcard tests/cache
 build/fuzz/fuzz_kv_%: tests/cachestore/fuzz_kv_%.c $(LIBDPR_SRC) $(COMMON_SRC) \
 		$(filter-out cachestore/src/kv_main.c,$(CACHESTORE_SRC))
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -Icachestore/src -Itests/lib $(FUZZ_CFLAGS) -o $@ $^ $(KV_LIBS)
+	clang $(CPPFLAGS) -Icachestore/src -Ilibdpr/src -Itests/lib $(FUZZ_CFLAGS) -o $@ $^ $(KV_LIBS)
+$(BUILD)/obj/cachestore/src/kv_redis.o: CPPFLAGS += -Ilibdpr/src

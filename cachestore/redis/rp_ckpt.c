@@ -6,18 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_rdb.h"
 #include "rp_proxy.h"
-
-/* ckpt-<v>.w<wl>.rdb: 1 and the numbers, 0 for another name */
-static int parse_name(const char *name, unsigned long long *v, unsigned long long *wl)
-{
-    int end = 0;
-
-    if (sscanf(name, "ckpt-%llu.w%llu.rdb%n", v, wl, &end) != 2 || end == 0 ||
-        name[end] != 0)
-        return 0;
-    return 1;
-}
 
 int rp_ckpt_list(uint64_t **versions, uint64_t **world_lines, size_t *n)
 {
@@ -29,7 +19,7 @@ int rp_ckpt_list(uint64_t **versions, uint64_t **world_lines, size_t *n)
     if (!d)
         return -errno;
     while ((e = readdir(d))) {
-        unsigned long long ver, wl;
+        uint64_t ver, wl;
         size_t len = strlen(e->d_name);
         /* ours, and those of a BGSAVE child that outlived its Redis */
         if ((strncmp(e->d_name, "ckpt-", 5) == 0 && len > 4 &&
@@ -39,7 +29,7 @@ int rp_ckpt_list(uint64_t **versions, uint64_t **world_lines, size_t *n)
             unlink(e->d_name);
             continue;
         }
-        if (!parse_name(e->d_name, &ver, &wl))
+        if (!kv_rdb_parse_name(e->d_name, &ver, &wl))
             continue;
         if (count == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -82,8 +72,8 @@ void rp_ckpt_name(uint64_t version, char *out, size_t cap)
     if (!d)
         return;
     while ((e = readdir(d))) {
-        unsigned long long v, wl;
-        if (parse_name(e->d_name, &v, &wl) && v == version) {
+        uint64_t v, wl;
+        if (kv_rdb_parse_name(e->d_name, &v, &wl) && v == version) {
             snprintf(out, cap, "%s", e->d_name);
             break;
         }

@@ -19,6 +19,7 @@
 #include "kv_finder.h"
 #include "kv_tls.h"
 #include "kv_resize.h"
+#include "rp_foreign.h"
 #include "rp_proxy.h"
 #include "rp_redis.h"
 #include "rp_settings.h"
@@ -100,8 +101,12 @@ static const char usage[] =
     "Exit status: 0 clean stop; 1 runtime failure (redis-server died, the state\n"
     "directory unusable, no finder within --finder-timeout-ms, a TLS file that\n"
     "cannot be loaded); 2 bad usage; 78 a failure a restart cannot mend (the finder\n"
-    "refused this worker's token, or fenced it). A checkpoint that cannot be written is\n"
-    "retried, writes refused meanwhile (MISCONF).\n";
+    "refused this worker's token, or fenced it; a damaged checkpoint of dpr-kv). A\n"
+    "checkpoint that cannot be written is retried, writes refused meanwhile (MISCONF).\n"
+    "\n"
+    "Checkpoints of dpr-kv in --dir (ckpt-V.kv: the deployment's impl was switched)\n"
+    "are recovered from: loaded into redis-server, saved as dpr-redis' own RDB\n"
+    "checkpoint of the same version, and deleted.\n";
 
 static int fail(const char *what, int r, int code)
 {
@@ -118,10 +123,13 @@ int main(int argc, char **argv)
     dpr_tls_config tc;
     dpr_tls_ctx *tls = NULL; /* --tls-port's context */
     uint64_t *vers = NULL, *wls = NULL, world_line = 0, restore = 0, from = 0;
+    uint64_t fwl = 0, fv = 0; /* the version of dpr-kv's converted, its world-line */
+    rp_foreign fk = {0};
+    ssize_t fidx;
     size_t n = 0, k = 0;
     char dbfile[128], msg[PATH_MAX + 300];
     pid_t redis = 0;
-    int lock_fd = -1, r, code;
+    int lock_fd = -1, kv_lock_fd = -1, r, code;
 
     kv_config_program = "dpr-redis";
     kv_config_usage = usage;
@@ -155,13 +163,25 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof(msg), "cannot enter %s: %s", cfg.dir, strerror(errno));
         return fail(msg, -errno, 1);
     }
+    /* dpr-kv's lock too: no dpr-kv, nor the checkpoint process of a killed
+     * one, still writes here (a switch of impl, rp_foreign.h) */
     r = dpr_lock_file("dpr-redis.lock", LOCK_WAIT_MS, &lock_fd, &err);
-    if (r < 0)
-        return fail(dpr_err_str(&err, r), r, 1);
+    if (r == 0)
+        r = dpr_lock_file("dpr-kv.lock", LOCK_WAIT_MS, &kv_lock_fd, &err);
+    if (r < 0) {
+        code = fail(dpr_err_str(&err, r), r, 1);
+        goto out;
+    }
     r = rp_ckpt_list(&vers, &wls, &n);
     if (r < 0) {
         snprintf(msg, sizeof(msg), "cannot list %s: %s", cfg.dir, strerror(-r));
-        return fail(msg, r, 1);
+        code = fail(msg, r, 1);
+        goto out;
+    }
+    r = rp_foreign_scan(&fk, cfg.worker, n ? vers[n - 1] : 0, &err);
+    if (r < 0) {
+        code = fail(dpr_err_str(&err, r), r, r == -EBADMSG ? KV_EXIT_NO_RESTART : 1);
+        goto out;
     }
     /* a shard that cannot know its layout must not disturb its domain
      * (read again by the proxy, rp_layout.c) */
@@ -185,13 +205,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         if (vers[i] <= restore)
             from = vers[i];
-    if (restore > 0 && from == 0) {
+    fidx = rp_foreign_at_or_below(&fk, restore);
+    if (fidx >= 0 && fk.files[fidx].version <= from)
+        fidx = -1; /* dpr-redis' own is as new */
+    if (restore > 0 && from == 0 && fidx < 0) {
         snprintf(msg, sizeof(msg), "the finder asks for version %" PRIu64 " and %s holds no "
                  "checkpoint at or below it", restore, cfg.dir);
         code = fail(msg, -ENOENT, 1);
         goto out;
     }
-    if (restore == 0 && n > 0 && wls[n - 1] >= world_line && !cfg.reset) {
+    if (restore == 0 && ((n > 0 && wls[n - 1] >= world_line) ||
+                         (fk.n > 0 && fk.files[fk.n - 1].world_line >= world_line)) &&
+        !cfg.reset) {
         snprintf(msg, sizeof(msg), "the finder does not know the checkpoints in %s (a new or "
                  "reset finder?); refusing to delete them (--reset starts empty)", cfg.dir);
         code = fail(msg, -EEXIST, 1);
@@ -208,7 +233,7 @@ int main(int argc, char **argv)
             log_warning("cannot delete %s: %s", dbfile, strerror(errno));
     }
     (void)dpr_fsync_dir(".");
-    if (from)
+    if (from && fidx < 0)
         rp_ckpt_name(from, dbfile, sizeof(dbfile));
     else
         snprintf(dbfile, sizeof(dbfile), "empty.rdb");
@@ -218,7 +243,32 @@ int main(int argc, char **argv)
         code = fail(dpr_err_str(&err, r), r, 1);
         goto out;
     }
-    if (from)
+    if (fidx >= 0) {
+        r = rp_foreign_restore(&fk, cfg.worker, (size_t)fidx, &fv, &fwl, &err);
+        uint64_t *nv = r == 0 ? realloc(vers, (k + 1) * sizeof(*nv)) : NULL;
+        if (r == 0 && !nv)
+            r = dpr_err_set(&err, -ENOMEM, "out of memory");
+        if (r < 0) {
+            rp_redis_kill(redis);
+            code = fail(dpr_err_str(&err, r), r, 1);
+            goto out;
+        }
+        vers = nv;
+        vers[k++] = fv;
+        from = fv;
+    }
+    /* dpr-kv's files: older than the version restored, or lost */
+    r = rp_foreign_remove(&fk, &err);
+    if (r < 0) {
+        rp_redis_kill(redis);
+        code = fail(dpr_err_str(&err, r), r, 1);
+        goto out;
+    }
+    rp_foreign_free(&fk);
+    if (fidx >= 0)
+        log_info("recovered dpr-kv's checkpoint %" PRIu64 " for version %" PRIu64 " on world-line "
+                 "%" PRIu64 ", redis-server pid %ld", from, restore, world_line, (long)redis);
+    else if (from)
         log_info("restored checkpoint %" PRIu64 " (%s) for version %" PRIu64 " on world-line %"
                  PRIu64 ", redis-server pid %ld", from, dbfile, restore, world_line, (long)redis);
     else
@@ -227,9 +277,12 @@ int main(int argc, char **argv)
     code = rp_proxy_run(&cfg, tls, world_line, restore, redis, vers, k);
     tls = NULL; /* the proxy's now */
 out:
+    rp_foreign_free(&fk);
     free(vers);
     free(wls);
     dpr_tls_ctx_free(tls);
+    if (kv_lock_fd >= 0)
+        close(kv_lock_fd);
     if (lock_fd >= 0)
         close(lock_fd);
     return code;

@@ -30,9 +30,10 @@
 
 #include "common/tls.h"
 #include "kv_config.h"
+#include "kv_rdb.h"
 
 /* A checkpoint file's name (ckpt-<version>.w<world-line>.rdb) */
-#define RP_CKPT_FMT "ckpt-%llu.w%llu.rdb"
+#define RP_CKPT_FMT KV_RDB_FMT
 
 /* Runs the proxy until it stops; returns the exit status. The current
  * directory is the state directory; tls is the TLS port's context (NULL:

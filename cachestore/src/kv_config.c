@@ -141,9 +141,15 @@ static const char usage[] =
     "\n"
     "Exit status: 0 clean stop; 1 runtime failure (for instance a finder that cannot\n"
     "be reached within --finder-timeout-ms); 2 bad usage; 78 a failure a restart\n"
-    "cannot mend (the finder refused this worker's token, a damaged checkpoint, or\n"
-    "this incarnation was fenced: the worker moved to another node and the finder\n"
-    "answered FENCED).\n";
+    "cannot mend (the finder refused this worker's token, a damaged checkpoint, a\n"
+    "checkpoint of dpr-redis holding a key dpr-kv cannot hold: of another type than\n"
+    "string, or with a TTL, or this incarnation was fenced: the worker moved to\n"
+    "another node and the finder answered FENCED).\n"
+    "\n"
+    "Checkpoints of dpr-redis in --dir (ckpt-V.wWL.rdb: the deployment's impl was\n"
+    "switched) are recovered from: read through a private redis-server\n"
+    "($DPR_REDIS_SERVER or the one on PATH; its socket in a directory under $TMPDIR\n"
+    "or /tmp), written as dpr-kv's own checkpoint, and deleted.\n";
 
 enum {
     OPT_LISTEN = 1000,

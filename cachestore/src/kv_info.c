@@ -105,6 +105,7 @@ static void sec_dpr(kv_server *s, dpr_buf *b)
     dpr_err last, wlast;
     uint64_t failures = kv_info_checkpoint_failures(s, &last, &wlast);
     dpr_resp_info_line(b, "# DPR");
+    dpr_resp_info_line(b, "dpr_impl:dpr-kv");
     dpr_resp_info_line(b, "dpr_worker_id:%" PRIu64, s->worker.id);
     dpr_resp_info_line(b, "dpr_domain:%s", s->cfg->domain);
     dpr_resp_info_line(b, "dpr_domain_id:%" PRIu64, s->worker.domain);

@@ -1,5 +1,6 @@
 /* kv_main.c - dpr-kv: parse the configuration, recover, serve. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "common/msgid.h"
 #include "kv_config.h"
 #include "kv_recover.h"
+#include "kv_replica.h"
 #include "kv_resize.h"
 #include "kv_server.h"
 #include "kv_tls.h"
@@ -89,12 +91,18 @@ int main(int argc, char **argv)
         kv_recovery_free(&rec);
         kv_layout_state_free(&layout);
         dpr_tls_ctx_free(tls);
-        /* restarting cannot help a refused registration or a damaged
-         * checkpoint: the unit's RestartPreventExitStatus= stops systemd */
-        return r == -EACCES || r == -EBADMSG ? KV_EXIT_NO_RESTART : 1;
+        /* restarting cannot help a refused registration, a damaged
+         * checkpoint or a dpr-redis checkpoint with data dpr-kv cannot hold
+         * (-ENOTSUP): the unit's RestartPreventExitStatus= stops systemd */
+        return r == -EACCES || r == -EBADMSG || r == -ENOTSUP ? KV_EXIT_NO_RESTART : 1;
     }
     r = kv_server_init(&srv, &cfg, loop, &rec.dict, rec.world_line, rec.restored, rec.ckpts,
                        rec.nckpts, rec.committed_max, &layout, tls);
+    /* a dpr-redis checkpoint became a full image (kv_recover.h): the replica
+     * nodes get it too, the base of the change logs that follow */
+    if (r == 0 && rec.converted && srv.replica && kv_replica_ship(srv.replica, rec.converted) < 0)
+        log_error("cannot ask for the copies of checkpoint %" PRIu64 ": out of memory",
+                  rec.converted);
     kv_recovery_free(&rec);
     kv_layout_state_free(&layout); /* empty unless kv_server_init failed early */
     if (r < 0) {

@@ -9,32 +9,36 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "kv_ckpt.h"
 #include "kv_finder.h"
+#include "kv_rdb.h"
 #include "kv_tls.h"
 
 #define LOCK_WAIT_MS 10000
 
-/* Takes DIR/dpr-kv.lock; says once that it waits when another process has it. */
-static int lock_dir(const char *dir, int *fd, dpr_err *err)
+/* Takes DIR/<name> (dpr-kv.lock, dpr-redis.lock); says once that it waits
+ * when another process has it. */
+static int lock_dir(const char *dir, const char *name, int *fd, dpr_err *err)
 {
     char path[PATH_MAX];
-    int r = dpr_path_join(path, sizeof(path), dir, "dpr-kv.lock");
+    int r = dpr_path_join(path, sizeof(path), dir, name);
 
     if (r < 0)
         return dpr_err_set(err, r, "cannot lock %s: %s", dir, strerror(-r));
     r = dpr_lock_file(path, 0, fd, err);
     if (r == -EBUSY) {
-        log_warning("%s is locked (another dpr-kv, or the checkpoint process of one that was "
-                    "killed): waiting up to %d s",
-                    dir, LOCK_WAIT_MS / 1000);
+        log_warning("%s is locked (%s: another dpr-kv or dpr-redis, or the checkpoint process "
+                    "of a dpr-kv that was killed): waiting up to %d s",
+                    dir, name, LOCK_WAIT_MS / 1000);
         r = dpr_lock_file(path, LOCK_WAIT_MS, fd, err);
     }
     if (r == -EBUSY)
-        return dpr_err_set(err, r, "cannot lock %s: another dpr-kv is using it", dir);
+        return dpr_err_set(err, r, "cannot lock %s (%s): another process is using it", dir,
+                           name);
     return r;
 }
 
@@ -77,24 +81,51 @@ static int remove_above(const kv_config *cfg, kv_recovery *rec, uint64_t above, 
  * built on the way (its full image and change logs: each file is checked
  * as it is applied), so that its files are not read twice.
  */
+/* The newest checkpoint is dpr-redis' (kv_rdb.h): read it into the
+ * keyspace (before registering: a key dpr-kv cannot hold is refused here). */
+static int check_rdb(const kv_config *cfg, kv_recovery *rec, kv_ckpt_meta *newest,
+                     dpr_err *err)
+{
+    const kv_rdb_file *f = &rec->rdb[rec->nrdb - 1];
+    char path[PATH_MAX];
+    int r = kv_rdb_path(path, sizeof(path), cfg->dir, f);
+
+    if (r < 0)
+        return dpr_err_set(err, r, "state directory path too long: %s", cfg->dir);
+    r = kv_rdb_load(path, &rec->dict, err);
+    if (r < 0)
+        return r == -ENOMEM || r == -ENOTSUP ? r : -EIO;
+    rec->dict_rdb = true;
+    newest->version = f->version;
+    newest->world_line = f->world_line;
+    log_info("checked dpr-redis' checkpoint %" PRIu64 " in %s (world-line %" PRIu64
+             ", %zu keys): the deployment switched from dpr-redis",
+             f->version, cfg->dir, f->world_line, kv_dict_size(&rec->dict));
+    return 0;
+}
+
 static int check_all(const kv_config *cfg, kv_recovery *rec, kv_ckpt_meta *newest, dpr_err *err)
 {
     char path[PATH_MAX];
     kv_ckpt_meta m;
     size_t start;
     int r = 0;
+    bool rdb_newest = rec->nrdb > 0 && (rec->nckpts == 0 || rec->rdb[rec->nrdb - 1].version >
+                                                                rec->ckpts[rec->nckpts - 1]);
 
     rec->committed = calloc(rec->nckpts ? rec->nckpts : 1, sizeof(*rec->committed));
     if (!rec->committed)
         return dpr_err_set(err, -ENOMEM, "out of memory");
     if (rec->nckpts == 0)
-        return 0;
+        return rdb_newest ? check_rdb(cfg, rec, newest, err) : 0;
     r = kv_chain_scan(cfg->dir, cfg->worker, rec->ckpts, rec->nckpts, &rec->files, err);
     if (r == 0)
         r = kv_chain_check(rec->files, rec->nckpts, cfg->dir, err);
     if (r < 0)
         return r == -ENOMEM || r == -EBADMSG ? r : -EIO;
-    start = kv_chain_start(rec->files, rec->nckpts, rec->nckpts - 1);
+    /* every file is verified; the newest one's chain is built unless an
+     * RDB is newer (then that is read instead) */
+    start = rdb_newest ? rec->nckpts : kv_chain_start(rec->files, rec->nckpts, rec->nckpts - 1);
     for (size_t k = 0; k < start; k++) {
         uint64_t v = rec->ckpts[k];
         r = kv_ckpt_path(path, sizeof(path), cfg->dir, v, 0);
@@ -108,10 +139,13 @@ static int check_all(const kv_config *cfg, kv_recovery *rec, kv_ckpt_meta *newes
             return r == -EBADMSG ? r : -EIO;
         }
     }
-    r = kv_chain_restore(cfg->dir, cfg->worker, rec->files, rec->nckpts, rec->nckpts - 1,
-                         &rec->dict, newest, err);
+    if (rdb_newest)
+        r = check_rdb(cfg, rec, newest, err);
+    else
+        r = kv_chain_restore(cfg->dir, cfg->worker, rec->files, rec->nckpts, rec->nckpts - 1,
+                             &rec->dict, newest, err);
     if (r < 0)
-        return r == -ENOMEM || r == -EBADMSG ? r : -EIO;
+        return r == -ENOMEM || r == -EBADMSG || r == -ENOTSUP ? r : -EIO;
     for (size_t k = 0; k < rec->nckpts; k++) {
         rec->committed[k] = rec->files[k].committed;
         if (rec->committed[k] > rec->committed_max)
@@ -120,7 +154,7 @@ static int check_all(const kv_config *cfg, kv_recovery *rec, kv_ckpt_meta *newes
     log_info("checked %zu checkpoint(s) in %s: newest %" PRIu64 " (world-line %" PRIu64
              ", %zu keys, from %zu file(s))%s",
              rec->nckpts, cfg->dir, newest->version, newest->world_line,
-             kv_dict_size(&rec->dict), rec->nckpts - start,
+             kv_dict_size(&rec->dict), rec->nckpts - (rdb_newest ? 0 : start),
              rec->committed_max ? "" : ", none records a commit");
     return 0;
 }
@@ -155,11 +189,11 @@ static int finder_lost_data(const kv_config *cfg, const kv_recovery *rec, uint64
 static int check_fresh_start(const kv_config *cfg, kv_recovery *rec, const kv_ckpt_meta *m,
                              dpr_err *err)
 {
-    uint64_t newest = rec->ckpts[rec->nckpts - 1];
+    uint64_t newest = m->version;
 
     if (cfg->reset) {
         log_warning("--reset: deleting %zu checkpoint(s) in %s (newest: version %" PRIu64 ")",
-                    rec->nckpts, cfg->dir, newest);
+                    rec->nckpts + rec->nrdb, cfg->dir, newest);
         return 0;
     }
     if (rec->committed_max > 0)
@@ -167,7 +201,7 @@ static int check_fresh_start(const kv_config *cfg, kv_recovery *rec, const kv_ck
     if (rec->world_line > m->world_line) {
         log_warning("the finder rolled worker %" PRIu64 " back to version 0 (world-line %" PRIu64
                     "): the %zu checkpoint(s) in %s were never committed",
-                    cfg->worker, rec->world_line, rec->nckpts, cfg->dir);
+                    cfg->worker, rec->world_line, rec->nckpts + rec->nrdb, cfg->dir);
         return 0;
     }
     log_warning("start with --reset (DPR_KV_RESET=1) to delete the data in %s, or point "
@@ -180,17 +214,96 @@ static int check_fresh_start(const kv_config *cfg, kv_recovery *rec, const kv_ck
                        cfg->dir, newest, m->world_line, cfg->finder, cfg->worker, rec->world_line);
 }
 
+/* Version f of dpr-redis (rec->rdb[j]) is the one to restore: it goes
+ * into rec->dict (it may be there already) and is written as dpr-kv's
+ * full image of the same version, which is dpr-kv's from then on (the
+ * next checkpoints, a change log's base, a rollback to it). */
+static int restore_rdb(const kv_config *cfg, kv_recovery *rec, size_t j, dpr_err *err)
+{
+    const kv_rdb_file *f = &rec->rdb[j];
+    kv_ckpt_meta m = {.worker = cfg->worker, .world_line = f->world_line,
+                      .version = f->version, .created_ms = dpr_wall_ms()};
+    char path[PATH_MAX];
+    int r;
+
+    if (!rec->dict_rdb || j != rec->nrdb - 1) {
+        kv_dict_free(&rec->dict);
+        r = kv_rdb_path(path, sizeof(path), cfg->dir, f);
+        if (r < 0)
+            return dpr_err_set(err, r, "state directory path too long: %s", cfg->dir);
+        r = kv_rdb_load(path, &rec->dict, err);
+        if (r < 0)
+            return r == -ENOMEM || r == -ENOTSUP ? r : -EIO;
+    }
+    rec->dict_rdb = false;
+    /* dpr-kv's files above it are above R: lost versions */
+    r = remove_above(cfg, rec, f->version, err);
+    if (r < 0)
+        return r;
+    r = kv_ckpt_write(cfg->dir, &m, &rec->dict, err);
+    if (r < 0) {
+        dpr_err_prefix(err, "cannot write dpr-redis' checkpoint %" PRIu64 " as dpr-kv's",
+                       f->version);
+        return r;
+    }
+    uint64_t *v = realloc(rec->ckpts, (rec->nckpts + 1) * sizeof(*v));
+    if (v)
+        rec->ckpts = v;
+    uint64_t *c = v ? realloc(rec->committed, (rec->nckpts + 1) * sizeof(*c)) : NULL;
+    if (c)
+        rec->committed = c;
+    kv_chain_file *cf = c ? realloc(rec->files, (rec->nckpts + 1) * sizeof(*cf)) : NULL;
+    if (!cf)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    rec->files = cf;
+    rec->ckpts[rec->nckpts] = f->version;
+    rec->committed[rec->nckpts] = 0;
+    rec->files[rec->nckpts] = (kv_chain_file){.version = f->version,
+                                              .world_line = f->world_line};
+    rec->nckpts++;
+    rec->converted = f->version;
+    log_notice("restored dpr-redis' checkpoint %" PRIu64 " (world-line %" PRIu64 ", %zu keys) "
+               "for version %" PRIu64 ", written as dpr-kv's checkpoint %" PRIu64
+               ": the deployment switched from dpr-redis",
+               f->version, f->world_line, kv_dict_size(&rec->dict), rec->restored, f->version);
+    return 0;
+}
+
+/* Deletes every dpr-redis checkpoint (recovery succeeded: the older ones are
+ * covered by the version restored, the newer ones were lost). */
+static int remove_rdb(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
+{
+    char path[PATH_MAX];
+
+    for (size_t j = 0; j < rec->nrdb; j++) {
+        int r = kv_rdb_path(path, sizeof(path), cfg->dir, &rec->rdb[j]);
+        if (r < 0 || (unlink(path) < 0 && errno != ENOENT))
+            return dpr_err_set(err, r < 0 ? r : -errno, "cannot remove %s: %s", path,
+                               strerror(r < 0 ? -r : errno));
+    }
+    if (rec->nrdb == 0)
+        return 0;
+    log_info("removed %zu checkpoint(s) of dpr-redis from %s", rec->nrdb, cfg->dir);
+    rec->nrdb = 0;
+    int r = dpr_fsync_dir(cfg->dir);
+    return r < 0 ? dpr_err_set(err, r, "cannot fsync %s: %s", cfg->dir, strerror(-r)) : 0;
+}
+
 /* Puts the newest checkpoint <= R into rec->dict (it may be there already). */
 static int restore(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
 {
     kv_ckpt_meta m;
-    ssize_t i = (ssize_t)rec->nckpts - 1;
+    ssize_t i = (ssize_t)rec->nckpts - 1, j = (ssize_t)rec->nrdb - 1;
     int r;
 
     if (rec->restored < rec->committed_max && !cfg->reset)
         return finder_lost_data(cfg, rec, rec->restored, true, err);
     while (i >= 0 && rec->ckpts[i] > rec->restored)
         i--;
+    while (j >= 0 && rec->rdb[j].version > rec->restored)
+        j--;
+    if (j >= 0 && (i < 0 || rec->rdb[j].version > rec->ckpts[i]))
+        return restore_rdb(cfg, rec, (size_t)j, err);
     if (i < 0)
         return dpr_err_set(err, -ENOENT,
                            "the finder says worker %" PRIu64 " must restore version %" PRIu64
@@ -199,7 +312,7 @@ static int restore(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
                            cfg->worker, rec->restored, cfg->dir,
                            rec->nckpts ? "" : " (none at all)");
     uint64_t v = rec->ckpts[i];
-    if ((size_t)i == rec->nckpts - 1) {
+    if ((size_t)i == rec->nckpts - 1 && !rec->dict_rdb) {
         log_info("restored checkpoint %" PRIu64 " (%zu keys) for version %" PRIu64, v,
                  kv_dict_size(&rec->dict), rec->restored);
         return 0;
@@ -266,6 +379,7 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
     memset(rec, 0, sizeof(*rec));
     memset(&newest, 0, sizeof(newest));
     rec->lock_fd = -1;
+    rec->redis_lock_fd = -1;
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
         for (size_t i = 0; i < sizeof(seed); i++) /* cannot happen on Linux >= 3.17 */
             seed[i] = (uint8_t)(rand() ^ (int)getpid());
@@ -276,15 +390,19 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         dpr_err_prefix(err, "cannot create state directory %s", cfg->dir);
         return r;
     }
-    r = lock_dir(cfg->dir, &rec->lock_fd, err);
+    r = lock_dir(cfg->dir, "dpr-kv.lock", &rec->lock_fd, err);
+    if (r == 0)
+        r = lock_dir(cfg->dir, "dpr-redis.lock", &rec->redis_lock_fd, err);
     if (r < 0)
         return r;
     r = kv_ckpt_remove_tmp(cfg->dir);
     if (r == 0)
         r = kv_ckpt_list(cfg->dir, &rec->ckpts, &rec->nckpts);
+    if (r == 0)
+        r = kv_rdb_list(cfg->dir, &rec->rdb, &rec->nrdb);
     if (r < 0)
         return dpr_err_set(err, r, "cannot read state directory %s: %s", cfg->dir, strerror(-r));
-    if (rec->nckpts == 0 && cfg->seed_dir[0]) {
+    if (rec->nckpts == 0 && rec->nrdb == 0 && cfg->seed_dir[0]) {
         r = take_seed(cfg, rec, err);
         if (r < 0)
             return r;
@@ -316,7 +434,7 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
              "%" PRIu64,
              cfg->finder, cfg->domain, rec->world_line, rec->restored);
     if (rec->restored == 0) {
-        if (rec->nckpts > 0) {
+        if (rec->nckpts > 0 || rec->nrdb > 0) {
             r = check_fresh_start(cfg, rec, &newest, err);
             if (r < 0)
                 return r;
@@ -329,7 +447,10 @@ int kv_recover(const kv_config *cfg, kv_recovery *rec, dpr_err *err)
         if (r < 0)
             return r;
     }
-    return remove_above(cfg, rec, rec->restored, err);
+    r = remove_above(cfg, rec, rec->restored, err);
+    if (r == 0)
+        r = remove_rdb(cfg, rec, err);
+    return r;
 }
 
 void kv_recovery_free(kv_recovery *rec)
@@ -338,6 +459,9 @@ void kv_recovery_free(kv_recovery *rec)
     free(rec->ckpts);
     free(rec->committed);
     free(rec->files);
+    free(rec->rdb);
+    rec->rdb = NULL;
+    rec->nrdb = 0;
     rec->files = NULL;
     rec->ckpts = NULL;
     rec->committed = NULL;

@@ -31,6 +31,18 @@
  *     new or reset finder): refuse to start unless --reset, never wipe data
  *     silently.
  *  7. Delete checkpoints above R (lost versions), fsync DIR.
+ *
+ * dpr-redis' checkpoints (ckpt-<v>.w<w>.rdb, kv_rdb.h) in DIR are the
+ * other implementation's: a deployment switched from dpr-redis to dpr-kv
+ * (docs/operations.md, "Switching the implementation"). DIR/dpr-redis.lock
+ * is taken too (no dpr-redis on the same directory). They count as
+ * checkpoints of their versions: the newest of both kinds is checked in
+ * step 3 (an RDB newer than every dpr-kv file is read into the keyspace
+ * there, so a key dpr-kv cannot hold is refused before registering:
+ * -ENOTSUP, exit 78); when the version to restore is an RDB, it is written
+ * as a full image ckpt-<v>.kv (fsynced) and is dpr-kv's from then on. Every
+ * RDB file is deleted once recovery succeeded: older ones are covered by
+ * the restored version, newer ones are lost versions.
  * A damaged checkpoint is a clear error, never an empty store.
  */
 #ifndef KV_RECOVER_H
@@ -52,6 +64,11 @@ typedef struct kv_recovery {
     uint64_t *committed;    /* what each of them records (kv_ckpt_meta.committed) */
     kv_chain_file *files;   /* their headers (kind, base), same order */
     size_t nckpts;
+    struct kv_rdb_file *rdb; /* dpr-redis' checkpoints (kv_rdb.h), ascending */
+    size_t nrdb;
+    bool dict_rdb;          /* dict holds the newest RDB (step 3), not a dpr-kv file */
+    int redis_lock_fd;      /* DIR/dpr-redis.lock */
+    uint64_t converted;     /* the version written from an RDB as a full image (0: none) */
     uint64_t committed_max; /* the highest of those */
     bool registered;        /* the finder was asked DPR.WORKER.ADD */
     kv_dict dict;

@@ -5,7 +5,10 @@ min_ready_seconds before the next; a partition updates only the shards
 above it (a canary); pause and resume; a roll-out halts by itself when an
 updated instance fails (an impl that exits) and says why; undo goes back;
 `dprctl apply --wait` and `dprctl rollout` (python-dpr, staged into the
-node) return only when every instance runs the applied generation.
+node) return only when every instance runs the applied generation; a
+deployment's impl switched dpr-kv -> dpr-redis -> dpr-kv under a writing
+session, every instance on its own state directory (docs/operations.md,
+"Switching the implementation").
 
 Needs root and what tests/cluster/cluster.py needs (skipped otherwise).
 """
@@ -47,6 +50,9 @@ def prepare(dest):
     assert BROKEN_IMPL in text and STALL_IMPL in text
     with open(conf, "w") as f:
         f.write(text)
+    # dpr-redis (agent.conf names it), for the switch of impl
+    shutil.copy(os.path.join(dprtest.BUILD_DIR, "dpr-redis"),
+                os.path.join(dest, "usr/local/bin/dpr-redis"))
     stall = os.path.join(dest, "usr/local/bin/dpr-stall")
     with open(stall, "w") as f:
         f.write("#!/bin/sh\nexec sleep 600\n")
@@ -285,12 +291,12 @@ with dpr.connect() as c:
 
 
 @contextlib.contextmanager
-def a_session_writing(n):
-    """A DPR session (WRITER) writes while the block runs; after it, it saw
-    no RollbackError and the same world-line, and every operation reads
-    back."""
+def a_session_writing(n, deployment="kv"):
+    """A DPR session (WRITER) writes to deployment while the block runs;
+    after it, it saw no RollbackError and the same world-line, and every
+    operation reads back."""
     with open(n.path("/root/rw.py"), "w") as f:
-        f.write(WRITER)
+        f.write(WRITER.replace('c.client("kv"', 'c.client("%s"' % deployment))
     n.run("rm -f /tmp/stop-rw")
     p = n.spawn("PYTHONPATH=/usr/local/lib/dpr-python exec python3 -u /root/rw.py")
     try:
@@ -467,3 +473,47 @@ def test_checkpoint_mode_rolls_out(node):
              timeout=120, what="kv rolled back to the default mode")
     assert set(checkpoint_modes(node).values()) == {"log"}
     assert "CHECKPOINT_MODE" not in node.run("cat /run/dpr/instances/kv-2.env").stdout
+
+
+def impls_running(n, name):
+    """dpr_impl of each instance of deployment name (INFO dpr), and the
+    status' deployment."""
+    s = ok(call(n, "status", {"name": name}))
+    d = s["deployments"][0]
+    out = {}
+    for i in d["instances"]:
+        host, port = i["endpoint"].rsplit(":", 1)
+        info = n.run("redis-cli -h %s -p %s INFO dpr" % (host, port), check=False).stdout
+        out[i["name"]] = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                               if line.startswith("dpr_impl:")), None)
+    return out, d
+
+
+def test_impl_switch_under_a_session(node):
+    """A 2-shard deployment switches impl dpr-kv -> dpr-redis -> dpr-kv, each
+    a roll-out of planned restarts on the instances' own state directories
+    (dpr-redis recovers from dpr-kv's checkpoints and back): the session
+    writing meanwhile sees no RollbackError and the same world-line, every
+    operation reads back, and the roll-outs reach done."""
+    def spec(impl):
+        return {"name": "demo", "cachestores": [{"name": "sw", "impl": impl, "version": "1",
+                                                 "shards": 2,
+                                                 "rollout": {"min_ready_seconds": 2}}]}
+    out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
+                 input=json.dumps(spec("dpr-kv")))
+    assert out.returncode == 0, out.stderr
+    assert impls_running(node, "sw")[0] == {"sw-0": "dpr-kv", "sw-1": "dpr-kv"}
+    with a_session_writing(node, "sw"):
+        for impl in ("dpr-redis", "dpr-kv"):
+            out = dprctl(node, "apply", "-f", "-", "--wait", "--timeout", "150",
+                         input=json.dumps(spec(impl)))
+            if out.returncode != 0:
+                print(node.run("journalctl --no-pager -o short-monotonic | tail -80").stdout)
+            assert out.returncode == 0, out.stderr
+            running, d = impls_running(node, "sw")
+            assert running == {"sw-0": impl, "sw-1": impl}, running
+            assert d["impl"] == impl and d["rollout"]["phase"] == "done", d
+            time.sleep(1)
+    log = node.run("journalctl --no-pager -o cat -u dpr-cachestore@sw-0.service").stdout
+    assert "the deployment switched from dpr-kv" in log
+    assert "the deployment switched from dpr-redis" in log
