@@ -159,6 +159,10 @@ json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json,
 /* Saves st durably (the error is logged too). */
 int agent_save_state(agent *a, const agent_state *st, dpr_err *err);
 int agent_write_env(agent *a, const agent_instance *in);
+/* How in's port asks clients for certificates, its deployment's
+ * tls.clients ("required" when not given): NULL when the agents' TLS is
+ * off (its port is plain). */
+const char *agent_instance_tls(const agent *a, const agent_instance *in);
 void agent_update_status(agent *a);
 
 /* reconcile.c */

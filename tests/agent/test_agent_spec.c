@@ -7,7 +7,7 @@
 #include "spec.h"
 
 static const char *const impls[] = { "dpr-kv", "other-kv" };
-static const agent_spec_rules rules = { "demo", impls, 2, 0, 0 };
+static const agent_spec_rules rules = { "demo", impls, 2, 0, 0, false };
 
 /* Parses text; returns rc; problems in *p (caller frees). */
 static int parse(const char *text, agent_spec *s, agent_problems *p)
@@ -67,7 +67,7 @@ TEST(valid_with_defaults)
 
 TEST(configured_defaults)
 {
-    agent_spec_rules r = { "demo", impls, 2, 250, 77 };
+    agent_spec_rules r = { "demo", impls, 2, 250, 77, false };
     json_t *j = json_loads("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\","
                            "\"version\":\"1\",\"shards\":1}]}", 0, NULL);
     agent_problems p;

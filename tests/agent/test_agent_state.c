@@ -412,7 +412,7 @@ TEST(env_file)
 {
     agent_instance in;
     agent_env_ctx ctx = { "/usr/local/bin/dpr-kv", "127.0.0.1", "127.0.0.1:7000", "demo",
-                          "node1", NULL, NULL };
+                          "node1", NULL, NULL, NULL, false };
     char sub[128], path[160], *text, *got;
     struct stat sb;
     size_t len;
