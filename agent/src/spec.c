@@ -212,6 +212,7 @@ static void get_tls(const json_t *o, const char *prefix, const agent_spec_rules 
     const json_t *t = json_object_get(o, "tls");
     char path[160], inner[64], s[80];
     const char *v;
+    size_t before;
 
     if (!t)
         return;
@@ -221,12 +222,8 @@ static void get_tls(const json_t *o, const char *prefix, const agent_spec_rules 
                            "(got %s)", json_kind(t));
         return;
     }
-    if (r->no_tls) {
-        agent_problems_add(p, path, "the agents do not speak TLS: set tls.enabled in "
-                           "agent.conf on every node first (docs/tls.md)");
-        return;
-    }
     snprintf(inner, sizeof(inner), "%stls.", prefix);
+    before = p->n;
     check_unknown(t, inner, known, p);
     v = get_string(t, "clients", inner, false, p);
     snprintf(path, sizeof(path), "%stls.clients", prefix);
@@ -235,9 +232,13 @@ static void get_tls(const json_t *o, const char *prefix, const agent_spec_rules 
         agent_problems_add(p, path, "must be \"required\" (every client shows a certificate "
                            "of the cluster's CA), \"optional\" (checked when shown) or "
                            "\"off\" (none asked for) (got '%s')", s);
-        return;
+    } else if (p->n == before && r->no_tls) {
+        snprintf(path, sizeof(path), "%stls", prefix);
+        agent_problems_add(p, path, "the agents do not speak TLS: set tls.enabled in "
+                           "agent.conf on every node first (docs/tls.md)");
+    } else if (p->n == before) {
+        snprintf(out, AGENT_TLS_CLIENTS_MAX + 1, "%s", v ? v : "required");
     }
-    snprintf(out, AGENT_TLS_CLIENTS_MAX + 1, "%s", v ? v : "required");
 }
 
 /* maxmemory: bytes (an integer) or a Redis-style size ("512mb"); 0 = none. */

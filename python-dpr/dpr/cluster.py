@@ -109,7 +109,10 @@ class Instance:
     ``running_generation``, ``running_version``: those its process runs
     (older while a roll-out has not reached it); ``outdated``: it does not
     run its settings yet. ``metrics_endpoint``: its Prometheus endpoint
-    (agent.conf cachestores.metrics_port_min/max; None: none). ``raw``: the
+    (agent.conf cachestores.metrics_port_min/max; None: none). ``tls``:
+    its endpoint speaks TLS only (the agents' tls.enabled), asking clients
+    for certificates as this says (``required``, ``optional``, ``off``);
+    None: plain. ``raw``: the
     whole status object."""
 
     name: str
@@ -119,6 +122,7 @@ class Instance:
     shard: int | None = None
     endpoint: str | None = None
     metrics_endpoint: str | None = None
+    tls: str | None = None
     active_state: str | None = None
     sub_state: str | None = None
     ready: bool = False
@@ -188,6 +192,9 @@ class Deployment:
     max_clients: int | None = None
     maxmemory: int | None = None
     checkpoint_mode: str | None = None  # None: dpr-kv's default (log)
+    # {"clients": "required" | "optional" | "off"}: its shards speak TLS only
+    # (the agents' tls.enabled); None: plain
+    tls: dict | None = None
     ready: int = 0
     domain: str | None = None
     world_line: int | None = None
