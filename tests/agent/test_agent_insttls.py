@@ -1,0 +1,206 @@
+"""Deployments over TLS (issue 14; docs/tls.md, "Deployments over TLS"): a
+host agent with agent.conf's tls section gives every instance one port
+that speaks TLS only (DPR_KV_PORT=0, DPR_KV_TLS_PORT), the copies of the
+node's certificate, key, CA and CRL (instance_directory/tls), the spec's
+tls.clients as --tls-auth-clients, and the finder's TLS port with
+--finder-tls. The instances run by hand from their instance files (no
+systemd): they register over TLS, the layout driver gives them their
+layout over TLS, a session writes over TLS and a capture on lo never sees
+its value; a client without a certificate is refused when clients are
+required (the refusal in the instance's log) and served when they are
+off; plain text is refused. A spec with tls is refused by agents without
+TLS. Every process is killed by PID at the end.
+"""
+import os
+import socket
+import ssl
+import stat
+import sys
+
+import pytest
+import redis
+
+from capture import Capture
+import dprtest
+from dprtest import KV, HostAgent, Proc, free_port, wait_for
+
+if dprtest.PYDIR not in sys.path:
+    sys.path.insert(0, dprtest.PYDIR)
+import dpr  # noqa: E402
+from dpr import pki  # noqa: E402
+
+CLUSTER = "demo"
+
+
+class Instance(Proc):
+    """An instance's dpr-kv run from its instance file alone."""
+
+    ready_marker = "listening on "
+    stop_signal = 9
+
+
+@pytest.fixture
+def certs(tmp_path):
+    d = str(tmp_path / "tls")
+    pki.init(d, CLUSTER)
+    pki.issue(d, "node", "node1", ips=["127.0.0.1"])
+    pki.issue(d, "client", "app")
+    return d
+
+
+def tls_agent(tmp_path, certs):
+    conf = ('tls = {{ enabled = true; cert = "{d}/node1.crt"; key = "{d}/node1.key"; '
+            'ca = "{d}/ca.crt"; crl = "{d}/ca.crl"; }};\n'.format(d=certs))
+    return HostAgent(str(tmp_path / "a"), finder_tls_port=free_port(), extra=conf)
+
+
+@pytest.fixture
+def agent(tmp_path, certs):
+    a = tls_agent(tmp_path, certs)
+    try:
+        yield a.start()
+    finally:
+        a.procs.stop_all()
+
+
+def run_instance(a, tmp_path, name):
+    env = {k: v for k, v in a.env(name).items() if k.startswith("DPR_")}
+    d = str(tmp_path / ("state-" + name))
+    os.makedirs(d, exist_ok=True)
+    env["DPR_KV_DIR"] = d
+    return a.procs.add(Instance([KV], str(tmp_path / (name + ".log")), env=env)).wait_ready()
+
+
+def ctx_of(certs, client=True):
+    return dpr.tls_context(os.path.join(certs, "ca.crt"),
+                           os.path.join(certs, "app.crt") if client else None,
+                           os.path.join(certs, "app.key") if client else None)
+
+
+def tls_redis(certs, port, client=True):
+    kw = dict(ssl_certfile=os.path.join(certs, "app.crt"),
+              ssl_keyfile=os.path.join(certs, "app.key")) if client else {}
+    return redis.Redis(host="127.0.0.1", port=port, ssl=True, socket_timeout=10,
+                       ssl_ca_certs=os.path.join(certs, "ca.crt"), **kw)
+
+
+def info(certs, port):
+    c = tls_redis(certs, port)
+    try:
+        return c.info("dpr")
+    finally:
+        c.close()
+
+
+SPEC = {"name": CLUSTER, "cachestores": [
+    {"name": "kv", "version": "1", "shards": 2},                        # required (default)
+    {"name": "open", "version": "1", "shards": 1, "tls": {"clients": "off"}}]}
+
+
+def test_a_tls_deployment_end_to_end(agent, certs, tmp_path):
+    a = agent
+    a.call("apply", {"spec": SPEC})
+    deps = a.deployments()
+    assert deps["kv"]["tls"] == {"clients": "required"}
+    assert deps["open"]["tls"] == {"clients": "off"}
+    ports = {}
+    for name in ("kv-0", "kv-1", "open-0"):
+        inst = a.instance(name)
+        port = int(inst["endpoint"].rsplit(":", 1)[1])
+        ports[name] = port
+        assert inst["tls"] == ("off" if name == "open-0" else "required"), inst
+        env = a.env(name)
+        assert env["DPR_KV_PORT"] == "0" and env["DPR_KV_TLS_PORT"] == str(port), env
+        assert env["DPR_KV_TLS_AUTH_CLIENTS"] == ("no" if name == "open-0" else "yes")
+        assert env["DPR_KV_FINDER_TLS"] == "yes"
+        assert env["DPR_KV_FINDER"] == "127.0.0.1:%d" % a.finder_tls_port
+        assert env["DPR_KV_TLS_CRL_FILE"].endswith("/run/instances/tls/ca.crl")
+    # the copies: the node's files, the key never readable by others
+    tdir = os.path.join(a.base, "run", "instances", "tls")
+    with open(os.path.join(certs, "node1.key"), "rb") as f, \
+            open(os.path.join(tdir, "node.key"), "rb") as g:
+        assert f.read() == g.read()
+    assert stat.S_IMODE(os.stat(os.path.join(tdir, "node.key")).st_mode) & 0o007 == 0
+    assert stat.S_IMODE(os.stat(tdir).st_mode) & 0o007 == 0
+
+    cap = Capture() if os.geteuid() == 0 else None
+    try:
+        procs = {n: run_instance(a, tmp_path, n) for n in ports}
+        for n, p in procs.items():
+            assert "(TLS, client certificates: %s)" % ("no" if n == "open-0" else "yes") \
+                in p.output(), p.output()
+            assert "listening on 127.0.0.1:%d\n" % ports[n] not in p.output()  # no plain port
+        # the layout driver gives each deployment its layout over TLS
+        for n, p in ports.items():
+            wait_for(lambda p=p: int(info(certs, p).get("dpr_layout_epoch", 0)) >= 1,
+                     timeout=30, what="%s's layout (over TLS)" % n)
+        # a session writes over TLS (the finder's TLS port too)
+        canary = "tlsvalue%d" % (os.getpid() % 100000)
+        client = dpr.Client(["127.0.0.1:%d" % ports["kv-0"], "127.0.0.1:%d" % ports["kv-1"]],
+                            "127.0.0.1:%d" % a.finder_tls_port, domain="kv",
+                            ssl_context=ctx_of(certs))
+        with client.session() as s:
+            for i in range(20):
+                s.set("k%d" % i, canary)
+            assert s.get("k7") == canary.encode()
+        client.close()
+    finally:
+        if cap:
+            cap.stop()
+    if cap:
+        seen = b"".join(b"".join(cap.tcp_payloads(p)) for p in ports.values())
+        assert seen, "no traffic on the instances' ports"
+        assert canary.encode() not in seen and b"DPR.LAYOUT" not in seen
+        assert b"DPR.WORKER" not in b"".join(cap.tcp_payloads(a.finder_tls_port))
+    assert "TLS refused" not in a.log(), a.log()
+
+    # clients required: no certificate, refused (logged); off: served
+    c = tls_redis(certs, ports["kv-0"], client=False)
+    with pytest.raises((redis.exceptions.ConnectionError, ssl.SSLError, OSError)):
+        c.ping()
+    c.close()
+    wait_for(lambda: "peer did not return a certificate" in procs["kv-0"].output(),
+             timeout=10, what="the refusal in kv-0's log")
+    c = tls_redis(certs, ports["open-0"], client=False)
+    assert c.ping() is True
+    c.close()
+    # plain text: refused
+    s = socket.create_connection(("127.0.0.1", ports["open-0"]), timeout=10)
+    s.sendall(b"*1\r\n$4\r\nPING\r\n")
+    try:
+        got = s.recv(100)
+    except OSError:
+        got = b""
+    s.close()
+    assert b"PONG" not in got
+    wait_for(lambda: "wrong version number" in procs["open-0"].output(), timeout=10,
+             what="the plain client's refusal in open-0's log")
+
+
+def test_tls_clients_change_rolls_out(agent, certs, tmp_path):
+    """tls.clients reaches the process: a change is an update (rolled out)."""
+    a = agent
+    a.call("apply", {"spec": {"name": CLUSTER, "cachestores": [
+        {"name": "kv", "version": "1", "shards": 1}]}})
+    assert a.env("kv-0")["DPR_KV_TLS_AUTH_CLIENTS"] == "yes"
+    r = a.call("apply", {"spec": {"name": CLUSTER, "cachestores": [
+        {"name": "kv", "version": "1", "shards": 1, "tls": {"clients": "optional"}}]}})
+    assert r["plan"]["updated"] == ["kv-0"], r
+    # (no systemd here: the roll-out waits to restart it with the new file)
+    assert a.instance("kv-0")["outdated"] is True
+
+
+def test_a_spec_with_tls_is_refused_without_the_agents_tls(tmp_path):
+    a = HostAgent(str(tmp_path / "plain")).start()
+    try:
+        r = a.request("apply", {"spec": {"name": CLUSTER, "cachestores": [
+            {"name": "kv", "version": "1", "shards": 1, "tls": {"clients": "off"}}]}})
+        assert r["ok"] is False, r
+        text = str(r)
+        assert "cachestores[0].tls" in text and "the agents do not speak TLS" in text, r
+        a.call("apply", {"spec": {"name": CLUSTER, "cachestores": [
+            {"name": "kv", "version": "1", "shards": 1}]}})
+        assert "TLS" not in open(os.path.join(a.base, "run", "instances", "kv-0.env")).read()
+        assert a.instance("kv-0")["tls"] is None
+    finally:
+        a.procs.stop_all()
