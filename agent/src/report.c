@@ -396,6 +396,12 @@ json_t *agent_status_json(agent *a, const char *deployment)
                                                             : json_string(agent_units_error(
                                                                   a->units)),
                   "raft", raft_json(a));
+    if (o) {
+        /* the finders' TLS ports (finder.tls_listen), null without TLS */
+        const char *tls = agent_finder_tls_address(a->finder);
+        json_object_set_new(json_object_get(o, "finder"), "tls_address",
+                            tls ? json_string(tls) : json_null());
+    }
     if (o)
         json_object_set_new(o, "discovery", agent_discovery_json(a));
     if (o)

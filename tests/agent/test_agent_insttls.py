@@ -154,6 +154,23 @@ def test_a_tls_deployment_end_to_end(agent, certs, tmp_path):
         assert b"DPR.WORKER" not in b"".join(cap.tcp_payloads(a.finder_tls_port))
     assert "TLS refused" not in a.log(), a.log()
 
+    # found through the agent's status (the finder's TLS port); a dprs:// URL
+    with dpr.cluster.connect(a.sock) as cl:
+        assert cl.status().finder.tls_address == "127.0.0.1:%d" % a.finder_tls_port
+        with pytest.raises(ValueError, match="speaks TLS only"):
+            cl.client("kv")
+        client = cl.client("kv", ssl_context=ctx_of(certs))
+    assert client.finder == "127.0.0.1:%d" % a.finder_tls_port
+    with client.session() as s:
+        s.set("via-status", canary)
+    client.close()
+    client = dpr.Client.from_url("dprs://127.0.0.1:%d/?shards=%s&ca=%s&cert=%s&key=%s" % (
+        a.finder_tls_port, ",".join("127.0.0.1:%d" % ports[n] for n in ("kv-0", "kv-1")),
+        *(os.path.join(certs, f) for f in ("ca.crt", "app.crt", "app.key"))), domain="kv")
+    with client.session() as s:
+        assert s.get("k7") == canary.encode() and s.get("via-status") == canary.encode()
+    client.close()
+
     # clients required: no certificate, refused (logged); off: served
     c = tls_redis(certs, ports["kv-0"], client=False)
     with pytest.raises((redis.exceptions.ConnectionError, ssl.SSLError, OSError)):

@@ -401,3 +401,24 @@ def test_a_followers_tls_port_names_the_leaders_tls_port(agents, certs):
     finally:
         plain.close()
         tls.close()
+
+
+def test_an_application_asks_a_finder_tls_port_where_the_shards_are(agents, certs):
+    """DPR.CLUSTER.ENDPOINTS (dpr.Client.for_deployment, dprs:// URLs) is
+    a read an application's certificate may run on the TLS port; other
+    DPR.CLUSTER commands are refused to it."""
+    leader = agents.placeable()
+    leader.call("apply", {"spec": spec_of(("kv", 2))})
+    c = redis.Redis(host=leader.host, port=agents.finder_tls_port, socket_timeout=10,
+                    ssl=True, ssl_ca_certs=os.path.join(certs, "ca.crt"),
+                    ssl_certfile=os.path.join(certs, "app.crt"),
+                    ssl_keyfile=os.path.join(certs, "app.key"), ssl_check_hostname=False)
+    try:
+        got = wait_for(lambda: (lambda r: r if all(r[1]) else None)(
+            c.execute_command("DPR.CLUSTER.ENDPOINTS", "kv")), timeout=30,
+            what="kv's endpoints")
+        assert len(got[1]) == 2 and len(got[2]) == 2, got
+        with pytest.raises(redis.exceptions.ResponseError, match="permission denied"):
+            c.execute_command("DPR.CLUSTER.SPEC", "n9", "{}")
+    finally:
+        c.close()
