@@ -89,7 +89,11 @@ int agent_insttls_write(const agent_config *c, dpr_err *err)
     rc = dpr_mkdir_p(dir, 0700, err);
     if (rc < 0)
         return rc;
-    rc = share(dir, gid, 0750);
+    /* the instance directory (0750 root's, the instance files 0600 in it):
+     * the group may pass through it to tls/, not list it */
+    rc = share(c->instance_dir, gid, 0710);
+    if (rc == 0)
+        rc = share(dir, gid, 0750);
     if (rc < 0)
         return dpr_err_set(err, rc, "cannot give %s to group %s: %s", dir, AGENT_CS_GROUP,
                            strerror(-rc));

@@ -6,8 +6,10 @@
  * agent copies the node's certificate, key, CA and CRL into
  * DIR/tls/ (DIR: cachestores.instance_directory, /run/dpr/instances), the
  * key 0640 and the directory 0750 with group dpr-cachestore (the
- * instances' user: no other user reads them; without that group, or when
- * the agent is not root, the agent's user alone), and the instance files
+ * instances' user: no other user reads them; DIR becomes 0710 with that
+ * group, so it passes through and cannot list the instance files; without
+ * that group, or when the agent is not root, the agent's user alone), and
+ * the instance files
  * name these copies. It writes them at its start and again at a reload
  * (SIGHUP) that loaded new files, each by a rename, so an instance's own
  * reload (systemctl reload dpr-cachestore@..., SIGHUP) reads the new ones
