@@ -102,7 +102,8 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
                                                    sizeof(endpoint))
                             ? json_string(endpoint) : json_null());
     /* TLS: how its port asks clients for certificates; null: plain */
-    json_object_set_new(o, "tls", agent_instance_tls(a, in) ? json_string(agent_instance_tls(a, in)) : json_null());
+    json_object_set_new(o, "tls", agent_instance_tls(a, in)
+                                      ? json_string(agent_instance_tls(a, in)) : json_null());
     finder_fields(o, f, fs, have_fs, in->worker);
     json_object_set_new(o, "health", known ? json_string(agent_health_name(rt->health))
                                            : json_null());
