@@ -393,7 +393,11 @@ static void layout_migrate(kv_client *c, uint64_t epoch)
                         "dpr_layout_committed:1", s->worker.version, s->worker.cut);
         return;
     }
-    if (kv_migrate_start(&s->migrate, &s->dict, &s->layout.pending, &err) < 0) {
+    /* a shard that serves TLS only (--port 0) pushes to its peers, TLS only
+     * too, over TLS with the finder link's client context (--finder-tls:
+     * its certificate, the CA); otherwise in plain text */
+    if (kv_migrate_start(&s->migrate, &s->dict, &s->layout.pending,
+                         s->cfg->port == 0 ? s->finder_tls : NULL, &err) < 0) {
         dpr_resp_errorf(&c->out, "ERR cannot start the migration: %s", err.msg);
         return;
     }

@@ -221,3 +221,56 @@ def test_a_spec_with_tls_is_refused_without_the_agents_tls(tmp_path):
         assert a.instance("kv-0")["tls"] is None
     finally:
         a.procs.stop_all()
+
+
+def layout_is(a, epoch):
+    """Waits until the agent recorded kv's layout epoch, no resize going on."""
+    wait_for(lambda: (lambda lay: lay.get("epoch") == epoch and not lay.get("resize"))(
+        a.deployments()["kv"].get("layout") or {}), timeout=60,
+        what="kv's layout %d given" % epoch)
+
+
+def test_a_tls_deployment_resizes_over_tls(agent, certs, tmp_path):
+    """A resize of a TLS deployment: the layout driver over TLS, the keys
+    pushed shard to shard over TLS (DPR.IMPORT never in plain text), all
+    read back from the new layout."""
+    a = agent
+    spec = {"name": CLUSTER, "cachestores": [{"name": "kv", "version": "1", "shards": 2}]}
+    a.call("apply", {"spec": spec})
+    procs = {n: run_instance(a, tmp_path, n) for n in ("kv-0", "kv-1")}
+    ports = {n: int(a.instance(n)["endpoint"].rsplit(":", 1)[1]) for n in procs}
+    layout_is(a, 1)
+    canary = "moved%d" % (os.getpid() % 100000)
+    client = dpr.Client(["127.0.0.1:%d" % ports[n] for n in ("kv-0", "kv-1")],
+                        "127.0.0.1:%d" % a.finder_tls_port, domain="kv",
+                        ssl_context=ctx_of(certs))
+    with client.session() as s:
+        for i in range(200):
+            s.set("key%d" % i, canary)
+        s.wait_committed(timeout=30)
+    client.close()
+    spec["cachestores"][0]["shards"] = 3
+    r = a.call("apply", {"spec": spec})
+    assert r["plan"]["resizes"][0]["to"] == 3, r
+    cap = Capture() if os.geteuid() == 0 else None
+    try:
+        procs["kv-2"] = run_instance(a, tmp_path, "kv-2")
+        ports["kv-2"] = int(a.instance("kv-2")["endpoint"].rsplit(":", 1)[1])
+        layout_is(a, 2)
+    finally:
+        if cap:
+            cap.stop()
+    assert "TLS refused" not in a.log(), a.log()
+    for n, p in procs.items():
+        assert "TLS refused" not in p.output(), p.output()
+    # kv-2 took keys from the others (pushed over TLS)
+    assert int(info(certs, ports["kv-2"])["dpr_imported_keys"]) > 0
+    if cap:
+        seen = b"".join(b"".join(cap.tcp_payloads(p)) for p in ports.values())
+        assert seen and canary.encode() not in seen and b"DPR.IMPORT" not in seen
+    client = dpr.Client(["127.0.0.1:%d" % ports[n] for n in ("kv-0", "kv-1", "kv-2")],
+                        "127.0.0.1:%d" % a.finder_tls_port, domain="kv",
+                        ssl_context=ctx_of(certs))
+    with client.session() as s:
+        assert all(s.get("key%d" % i) == canary.encode() for i in range(200))
+    client.close()
