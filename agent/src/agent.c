@@ -964,6 +964,24 @@ fail:
     return rc;
 }
 
+/* The copies of the TLS files are new: every running instance is reloaded
+ * (its unit's ExecReload=, SIGHUP: dpr-kv reads them for new connections). */
+static void reload_instances(agent *a)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        inst_rt *rt = agent_rt_find(a, a->st.inst[i].name);
+        if (rt && agent_units_connected(a->units)) {
+            rt->want_reload = true;
+            n++;
+        }
+    }
+    log_info("SIGHUP: the cache-stores' copies of the TLS files replaced; reloading %zu "
+             "instance%s for their new connections", n, n == 1 ? "" : "s");
+    agent_reconcile(a);
+}
+
 void agent_reload_tls(agent *a)
 {
     dpr_err err = DPR_ERR_INIT;
@@ -990,8 +1008,7 @@ void agent_reload_tls(agent *a)
         log_error("SIGHUP: the cache-stores' copies of the TLS files were not replaced: %s",
                   dpr_err_str(&err, rc));
     else
-        log_info("SIGHUP: the cache-stores' copies of the TLS files replaced (systemctl reload "
-                 "'dpr-cachestore@*' gives them to the instances' new connections)");
+        reload_instances(a);
     agent_tls_free(a->tls); /* open connections keep their references */
     a->tls = tls;
     log_info("SIGHUP: TLS certificates reloaded for new connections: %s", tls->describe);

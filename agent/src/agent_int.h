@@ -49,6 +49,8 @@ typedef struct inst_rt {
     agent_health health;   /* derived from the unit and its StatusText; reported */
     char fail_text[AGENT_STATUS_TEXT_MAX]; /* the last "failed: ..." StatusText */
     bool want_start;       /* start it if it is not running */
+    bool want_reload;      /* reload it if it runs (the agent's TLS files were reloaded:
+                              its copies are new, insttls.h) */
     bool waits_hand_over;  /* last_error says it waits for its worker's hand-over */
     bool restart_pending;  /* restart it in rolling order although its settings are
                               those it runs (its instance file is newer) */

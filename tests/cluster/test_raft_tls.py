@@ -17,7 +17,9 @@ shard's port (node2's first instance port, 7100, which node1's session
 writes to) and never, in plain text, the deployment's name (which every
 Raft entry of the cluster spec and every key the session writes carry).
 The same without TLS is the control: there the capture sees the names,
-and reload only says there is nothing to reload. Needs root (skipped
+and reload only says there is nothing to reload. With TLS a reload of
+the agent also reloads its instances (the new certificates for their
+new connections). Needs root (skipped
 otherwise).
 """
 import json
@@ -101,6 +103,11 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
             harness.wait_for("%s's reload" % n.name,
                              lambda n=n: said in n.journal("dpr-agent", lines=2000), 30)
             assert n.is_active("dpr-agent") == "active"
+        if tls:
+            # the agent reloads its instances: they read the new copies
+            harness.wait_for("%s-0's reload" % NAME, lambda: "SIGHUP: TLS certificates "
+                             "reloaded for new connections" in
+                             n1.journal("dpr-cachestore@%s-0" % NAME, lines=500), 30)
         lead = harness.wait_for("a leader", lambda: c.raft_leader(), WAIT)
         pid = lead.run("systemctl show -P MainPID dpr-agent").stdout.strip()
         lead.run(["kill", "-9", pid])
