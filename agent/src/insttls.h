@@ -11,8 +11,8 @@
  * that group, or when the agent is not root, the agent's user alone), and
  * the instance files
  * name these copies. It writes them at its start and again at a reload
- * (SIGHUP) that loaded new files, each by a rename, so an instance's own
- * reload (systemctl reload dpr-cachestore@..., SIGHUP) reads the new ones
+ * (SIGHUP) that loaded new files, each by a rename, then reloads the
+ * running instances (their ExecReload=, SIGHUP), which read the new ones
  * whole.
  */
 #ifndef AGENT_INSTTLS_H
