@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "envfile.h"
+#include "insttls.h"
 #include "log_instance.h"
 #include "proto.h"
 #include "spec.h"
@@ -68,6 +70,13 @@ int agent_save_state(agent *a, const agent_state *st, dpr_err *err)
     return rc;
 }
 
+const char *agent_instance_tls(const agent *a, const agent_instance *in)
+{
+    if (!a->tls)
+        return NULL;
+    return in->tls_clients[0] ? in->tls_clients : "required";
+}
+
 /* The instance file has what the process is to run (in->run: a roll-out
  * moves it to the instance's settings, reconcile.c). */
 int agent_write_env(agent *a, const agent_instance *desired)
@@ -76,12 +85,19 @@ int agent_write_env(agent *a, const agent_instance *desired)
     agent_env_ctx ctx = { agent_config_impl_exec(a->cfg, desired->run.impl), a->cfg->cs_address,
                           agent_finder_address(a->finder), a->cfg->cluster,
                           a->cfg->node_name, a->replica ? a->cfg->repl_socket : NULL,
-                          agent_replica_root(a) };
+                          agent_replica_root(a), NULL, false };
     inst_rt *rt = agent_rt_find(a, desired->name);
-    char *text;
+    const char *tls_finder = a->tls ? agent_finder_tls_address(a->finder) : NULL;
+    char *text, tls_dir[PATH_MAX];
     int rc;
 
     agent_instance_running_view(desired, &view);
+    if (tls_finder && agent_insttls_dir(a->cfg, tls_dir, sizeof(tls_dir)) == 0) {
+        /* TLS only: its port, and the finders' TLS ports */
+        ctx.tls_dir = tls_dir;
+        ctx.tls_crl = a->cfg->tls_crl && a->cfg->tls_crl[0];
+        ctx.finder = tls_finder;
+    }
 
     if (!ctx.exec) {
         if (rt)
@@ -293,7 +309,7 @@ json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json,
 {
     const char *impls[64];
     agent_spec_rules rules = { a->cfg->cluster, impls, 0, a->cfg->checkpoint_interval_ms,
-                               a->cfg->max_clients };
+                               a->cfg->max_clients, !a->cfg->tls_enabled };
     agent_request req;
     agent_problems p;
     agent_spec spec;
@@ -377,6 +393,7 @@ static json_t *rollout_change(agent *a, agent_client *c, const agent_request *re
         d->max_clients = r->previous.max_clients;
         d->maxmemory = r->previous.maxmemory;
         memcpy(d->checkpoint_mode, r->previous.checkpoint_mode, sizeof(d->checkpoint_mode));
+        memcpy(d->tls_clients, r->previous.tls_clients, sizeof(d->tls_clients));
         d->rollout.paused = false;
     } else {
         d->rollout.paused = strcmp(req->action, "pause") == 0;
@@ -841,6 +858,13 @@ int agent_start(uv_loop_t *loop, agent_config *cfg, const agent_hooks *hooks,
             goto fail;
         }
         log_info("TLS on the links between agents: %s", a->tls->describe);
+        /* the instances' copies of the node's files, before any instance
+         * file names them */
+        rc = agent_insttls_write(cfg, err);
+        if (rc < 0) {
+            dpr_err_prefix(err, "tls: the cache-stores' copies");
+            goto fail;
+        }
     }
 
     uv_timer_init(loop, &a->finder_timer);
@@ -940,6 +964,24 @@ fail:
     return rc;
 }
 
+/* The copies of the TLS files are new: every running instance is reloaded
+ * (its unit's ExecReload=, SIGHUP: dpr-kv reads them for new connections). */
+static void reload_instances(agent *a)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < a->st.ninst; i++) {
+        inst_rt *rt = agent_rt_find(a, a->st.inst[i].name);
+        if (rt && agent_units_connected(a->units)) {
+            rt->want_reload = true;
+            n++;
+        }
+    }
+    log_info("SIGHUP: the cache-stores' copies of the TLS files replaced; reloading %zu "
+             "instance%s for their new connections", n, n == 1 ? "" : "s");
+    agent_reconcile(a);
+}
+
 void agent_reload_tls(agent *a)
 {
     dpr_err err = DPR_ERR_INIT;
@@ -961,6 +1003,12 @@ void agent_reload_tls(agent *a)
         agent_raft_set_tls(a->raft, tls);
     agent_replica_set_tls(a, tls);
     agent_finder_reload_tls(a->finder); /* the finder's TLS port */
+    rc = agent_insttls_write(a->cfg, &err);
+    if (rc < 0)
+        log_error("SIGHUP: the cache-stores' copies of the TLS files were not replaced: %s",
+                  dpr_err_str(&err, rc));
+    else
+        reload_instances(a);
     agent_tls_free(a->tls); /* open connections keep their references */
     a->tls = tls;
     log_info("SIGHUP: TLS certificates reloaded for new connections: %s", tls->describe);

@@ -49,6 +49,8 @@ typedef struct inst_rt {
     agent_health health;   /* derived from the unit and its StatusText; reported */
     char fail_text[AGENT_STATUS_TEXT_MAX]; /* the last "failed: ..." StatusText */
     bool want_start;       /* start it if it is not running */
+    bool want_reload;      /* reload it if it runs (the agent's TLS files were reloaded:
+                              its copies are new, insttls.h) */
     bool waits_hand_over;  /* last_error says it waits for its worker's hand-over */
     bool restart_pending;  /* restart it in rolling order although its settings are
                               those it runs (its instance file is newer) */
@@ -159,6 +161,10 @@ json_t *agent_apply_json(agent *a, json_t *id, const json_t *spec_json,
 /* Saves st durably (the error is logged too). */
 int agent_save_state(agent *a, const agent_state *st, dpr_err *err);
 int agent_write_env(agent *a, const agent_instance *in);
+/* How in's port asks clients for certificates, its deployment's
+ * tls.clients ("required" when not given): NULL when the agents' TLS is
+ * off (its port is plain). */
+const char *agent_instance_tls(const agent *a, const agent_instance *in);
 void agent_update_status(agent *a);
 
 /* reconcile.c */

@@ -65,6 +65,7 @@ static void rules_of(agent *a, agent_spec_rules *r, const char **impls, size_t c
         impls[r->nimpls++] = a->cfg->impls[i].name;
     r->default_interval_ms = a->cfg->checkpoint_interval_ms;
     r->default_max_clients = a->cfg->max_clients;
+    r->no_tls = !a->cfg->tls_enabled;
 }
 
 /* The record (cstate's spec) as JSON, or NULL when there is none. */
@@ -77,7 +78,7 @@ static json_t *record(agent *a)
 
 /* Rules for reading the record (written by the leader, checked there):
  * any implementation, any cluster name. */
-static const agent_spec_rules record_rules = { NULL, NULL, 0, 0, 0 };
+static const agent_spec_rules record_rules = { NULL, NULL, 0, 0, 0, false };
 
 /* The record's spec and placement (rec may be NULL: none). 0; -ENOENT
  * without a record; -EINVAL; -ENOMEM. */
@@ -1006,6 +1007,11 @@ static json_t *published_instance(agent *a, const agent_instance *in)
     o = json_pack("{s:s, s:I, s:I, s:s, s:b, s:b}", "name", in->name, "shard",
                   (json_int_t)in->shard, "worker", (json_int_t)in->worker, "endpoint", endpoint,
                   "ready", rt && agent_rt_ready(rt), "units", agent_units_connected(a->units));
+    if (o && agent_instance_tls(a, in) &&
+        json_object_set_new(o, "tls", json_string(agent_instance_tls(a, in))) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     if (o && known) {
         /* the unit's state as status shows it (not its pid or counters:
          * each change would be an entry) */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/fs.h"
+#include "insttls.h"
 
 static void hostport(const char *host, uint16_t port, char *out, size_t outlen)
 {
@@ -112,6 +113,19 @@ char *agent_env_render(const agent_instance *in, const agent_env_ctx *c)
     if (agent_env_metrics_endpoint(in, c->listen_host, endpoint, sizeof(endpoint)))
         text = appendf(text, "# its Prometheus endpoint (cachestores.metrics_port_min/max)\n"
                        "DPR_KV_METRICS_ADDRESS=%s\n", endpoint);
+    if (c->tls_dir)
+        /* one port, TLS only: a plain listener anyone can reach would undo it
+         * (docs/tls.md, "Deployments over TLS") */
+        text = appendf(text, "# TLS only, with this node's certificate (docs/tls.md)\n"
+                       "DPR_KV_PORT=0\nDPR_KV_TLS_PORT=%u\n"
+                       "DPR_KV_TLS_CERT_FILE=%s/" AGENT_INSTTLS_CERT "\n"
+                       "DPR_KV_TLS_KEY_FILE=%s/" AGENT_INSTTLS_KEY "\n"
+                       "DPR_KV_TLS_CA_CERT_FILE=%s/" AGENT_INSTTLS_CA "\n"
+                       "DPR_KV_TLS_AUTH_CLIENTS=%s\nDPR_KV_FINDER_TLS=yes\n",
+                       in->port, c->tls_dir, c->tls_dir, c->tls_dir,
+                       agent_tls_clients_auth(in->tls_clients));
+    if (c->tls_dir && c->tls_crl)
+        text = appendf(text, "DPR_KV_TLS_CRL_FILE=%s/" AGENT_INSTTLS_CRL "\n", c->tls_dir);
     if (in->checkpoint_mode[0])
         /* the spec's checkpoint_mode; absent: dpr-kv's default (log) */
         text = appendf(text, "DPR_KV_CHECKPOINT_MODE=%s\n", in->checkpoint_mode);

@@ -23,6 +23,13 @@ typedef struct agent_env_ctx {
     const char *replica_socket; /* a cluster: where it asks for its copies (replica.h) */
     const char *replica_root;   /* a cluster: the copies this node holds (replstore.h): an
                                    instance moved here starts from its own */
+    /* the agents' TLS (tls.enabled; NULL: off): the directory of the
+     * instances' copies of the node's files (insttls.h). The instance then
+     * serves its port over TLS only (its --tls-auth-clients from
+     * in->tls_clients) and reaches `finder`, the finders' TLS ports, over
+     * TLS; crl: a CRL is among the copies */
+    const char *tls_dir;
+    bool tls_crl;
 } agent_env_ctx;
 
 /* The file's text (malloc'd, NUL-terminated) or NULL on ENOMEM. */

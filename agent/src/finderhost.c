@@ -598,7 +598,7 @@ static void retire_server(agent_finder *af)
         uv_timer_start(&af->reaper, on_reap, REAP_MS, 0);
 }
 
-static const char *not_serving(void *arg)
+static const char *not_serving(void *arg, bool tls)
 {
     agent_finder *af = arg;
     const char *leader_addr = NULL;
@@ -609,8 +609,10 @@ static const char *not_serving(void *arg)
         snprintf(af->not_serving, sizeof(af->not_serving),
                  "TRYAGAIN the finder is starting on this node (new raft leader)");
     else if (leader && colon)
+        /* (every node's finder ports are the same: the leader's host, this
+         * node's port of the kind asked on) */
         snprintf(af->not_serving, sizeof(af->not_serving), "NOTLEADER %.*s:%u",
-                 (int)(colon - leader_addr), leader_addr, af->port);
+                 (int)(colon - leader_addr), leader_addr, tls ? af->tls_port : af->port);
     else
         snprintf(af->not_serving, sizeof(af->not_serving),
                  "TRYAGAIN no finder: no raft leader (an election, or no quorum)");

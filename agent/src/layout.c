@@ -108,7 +108,10 @@ static lconn *conn_get(agent_layouts *l, const char *endpoint)
     }
     if (c->rc)
         return c;
-    agent_respconn_opts o = {.endpoint = endpoint};
+    /* the agents' TLS: the shards serve TLS only, with a node certificate */
+    agent_respconn_opts o = {.endpoint = endpoint,
+                             .tls = l->a->tls ? l->a->tls->client : NULL,
+                             .tls_what = "and their cache-stores serve shards"};
     if (agent_respconn_open(l->a->loop, &o, &c->rc, NULL) < 0)
         return NULL;
     return c;

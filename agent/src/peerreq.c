@@ -16,7 +16,6 @@ struct agent_peerreq {
     uv_loop_t *loop;
     dpr_finders targets;
     struct agent_tls *const *tls; /* NULL or *tls NULL: plain */
-    unsigned tls_port;       /* the finders' TLS port (a NOTLEADER names the plain one) */
     uint64_t deadline;       /* uv_now after which no attempt starts */
     int argc;
     char **argv;             /* the command (copied) */
@@ -100,9 +99,7 @@ static void on_reply(void *arg, int status, const redisReply *rep)
     snprintf(text, sizeof(text), "%.*s", (int)(rep->str ? rep->len : 0), rep->str ? rep->str : "");
     if (rep->type == REDIS_REPLY_ERROR) {
         switch (dpr_finders_on_error(&q->targets, rep->str, rep->len)) {
-        case DPR_FINDERS_MOVED:
-            if (q->tls && *q->tls)
-                q->targets.leader.port = (uint16_t)q->tls_port;
+        case DPR_FINDERS_MOVED: /* (a TLS port names the leader's TLS port) */
             retry(q, false, 0);
             return;
         case DPR_FINDERS_RETRY:
@@ -166,7 +163,6 @@ int agent_peerreq_send(uv_loop_t *loop, const dpr_finders *targets,
     q->loop = loop;
     q->targets = *targets;
     q->tls = tls;
-    q->tls_port = targets->n ? targets->list[0].port : 0;
     q->deadline = uv_now(loop) + timeout_ms;
     q->done = done;
     q->arg = arg;

@@ -283,7 +283,8 @@ static bool same_process_config(const agent_instance *a, const agent_instance *b
     return strcmp(a->impl, b->impl) == 0 && strcmp(a->version, b->version) == 0 &&
            a->checkpoint_interval_ms == b->checkpoint_interval_ms &&
            a->max_clients == b->max_clients && a->maxmemory == b->maxmemory &&
-           strcmp(a->checkpoint_mode, b->checkpoint_mode) == 0;
+           strcmp(a->checkpoint_mode, b->checkpoint_mode) == 0 &&
+           strcmp(a->tls_clients, b->tls_clients) == 0;
 }
 
 /* The placement's slot of shard s of dep when it runs on this node, else
@@ -419,6 +420,7 @@ int agent_plan_make(const agent_state *cur, const agent_spec *desired, const age
             in->max_clients = dep->max_clients;
             in->maxmemory = dep->maxmemory;
             memcpy(in->checkpoint_mode, dep->checkpoint_mode, sizeof(in->checkpoint_mode));
+            memcpy(in->tls_clients, dep->tls_clients, sizeof(in->tls_clients));
         }
     }
     assert(k == ns.ninst);

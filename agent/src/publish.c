@@ -108,6 +108,9 @@ static int instance_record(agent *a, const agent_instance *in, agent_dnssd_servi
         rc = agent_dnssd_txt(s, "node", "%s", a->cfg->node_name);
     if (rc == 0)
         rc = agent_dnssd_txt(s, "addr", "%s:%u", agent_config_cs_host(a->cfg), in->port);
+    /* its port speaks TLS only (docs/tls.md): how it asks for certificates */
+    if (rc == 0 && agent_instance_tls(a, in))
+        rc = agent_dnssd_txt(s, "tls", "%s", agent_instance_tls(a, in));
     return rc;
 }
 

@@ -138,6 +138,7 @@ static int issue(agent *a, inst_rt *rt, agent_unit_op op)
                            : op == AGENT_UNIT_RESTART ? "restarting"
                            : op == AGENT_UNIT_STOP    ? "stopping"
                            : op == AGENT_UNIT_CLEAN   ? "removing the state of"
+                           : op == AGENT_UNIT_RELOAD  ? "reloading"
                                                       : "resetting the failed state of",
                            rt->name);
     rt->in_flight = true;
@@ -205,6 +206,12 @@ static void start_or_adopt(agent *a, const agent_instance *in, inst_rt *rt)
             rt->retry_resetting = true;
         }
         return; /* then start it (done) */
+    }
+    if (rt->want_reload && !rt->want_start && ready_to_act(a, rt)) {
+        /* new copies of the TLS files: its new connections take them */
+        if (!running(rt) || issue(a, rt, AGENT_UNIT_RELOAD) == 0)
+            rt->want_reload = false;
+        return;
     }
     if (!rt->want_start || !ready_to_act(a, rt))
         return;

@@ -101,6 +101,9 @@ static json_t *instance_json(agent *a, const agent_instance *in, dpr_finder *f,
                         agent_env_metrics_endpoint(in, agent_config_cs_host(a->cfg), endpoint,
                                                    sizeof(endpoint))
                             ? json_string(endpoint) : json_null());
+    /* TLS: how its port asks clients for certificates; null: plain */
+    json_object_set_new(o, "tls", agent_instance_tls(a, in)
+                                      ? json_string(agent_instance_tls(a, in)) : json_null());
     finder_fields(o, f, fs, have_fs, in->worker);
     json_object_set_new(o, "health", known ? json_string(agent_health_name(rt->health))
                                            : json_null());
@@ -199,6 +202,10 @@ static json_t *deployment_json(agent *a, const agent_deploy *d, const agent_plac
     char waiting[160] = "", why[320];
 
     if (!o || !insts || !cut)
+        goto fail;
+    /* TLS as it is (the agents' tls.enabled): the spec's, or required */
+    if (a->tls && !d->tls_clients[0] &&
+        json_object_set_new(o, "tls", json_pack("{s:s}", "clients", "required")) < 0)
         goto fail;
     for (uint32_t s = 0; s < d->shards; s++) {
         const agent_slot *slot = placed && s < placed->shards ? &placed->slot[s] : NULL;
@@ -390,6 +397,12 @@ json_t *agent_status_json(agent *a, const char *deployment)
                                                             : json_string(agent_units_error(
                                                                   a->units)),
                   "raft", raft_json(a));
+    if (o) {
+        /* the finders' TLS ports (finder.tls_listen), null without TLS */
+        const char *tls = agent_finder_tls_address(a->finder);
+        json_object_set_new(json_object_get(o, "finder"), "tls_address",
+                            tls ? json_string(tls) : json_null());
+    }
     if (o)
         json_object_set_new(o, "discovery", agent_discovery_json(a));
     if (o)

@@ -192,6 +192,55 @@ bool agent_checkpoint_mode_valid(const char *s)
     return strcmp(s, "log") == 0 || strcmp(s, "full") == 0;
 }
 
+bool agent_tls_clients_valid(const char *s)
+{
+    return strcmp(s, "required") == 0 || strcmp(s, "optional") == 0 || strcmp(s, "off") == 0;
+}
+
+const char *agent_tls_clients_auth(const char *clients)
+{
+    if (strcmp(clients, "optional") == 0)
+        return "optional";
+    return strcmp(clients, "off") == 0 ? "no" : "yes";
+}
+
+/* "tls": {"clients": "required" | "optional" | "off"} ({} : required). */
+static void get_tls(const json_t *o, const char *prefix, const agent_spec_rules *r,
+                    char *out, agent_problems *p)
+{
+    static const char *const known[] = { "clients", NULL };
+    const json_t *t = json_object_get(o, "tls");
+    char path[160], inner[64], s[80];
+    const char *v;
+    size_t before;
+
+    if (!t)
+        return;
+    snprintf(path, sizeof(path), "%stls", prefix);
+    if (!json_is_object(t)) {
+        agent_problems_add(p, path, "must be an object such as {\"clients\": \"required\"} "
+                           "(got %s)", json_kind(t));
+        return;
+    }
+    snprintf(inner, sizeof(inner), "%stls.", prefix);
+    before = p->n;
+    check_unknown(t, inner, known, p);
+    v = get_string(t, "clients", inner, false, p);
+    snprintf(path, sizeof(path), "%stls.clients", prefix);
+    if (v && !agent_tls_clients_valid(v)) {
+        shown(s, sizeof(s), v);
+        agent_problems_add(p, path, "must be \"required\" (every client shows a certificate "
+                           "of the cluster's CA), \"optional\" (checked when shown) or "
+                           "\"off\" (none asked for) (got '%s')", s);
+    } else if (p->n == before && r->no_tls) {
+        snprintf(path, sizeof(path), "%stls", prefix);
+        agent_problems_add(p, path, "the agents do not speak TLS: set tls.enabled in "
+                           "agent.conf on every node first (docs/tls.md)");
+    } else if (p->n == before) {
+        snprintf(out, AGENT_TLS_CLIENTS_MAX + 1, "%s", v ? v : "required");
+    }
+}
+
 /* maxmemory: bytes (an integer) or a Redis-style size ("512mb"); 0 = none. */
 static void get_memory(const json_t *obj, const char *key, const char *prefix, uint64_t *out,
                        agent_problems *p)
@@ -452,8 +501,8 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
 {
     static const char *const known[] = { "name", "impl", "version", "shards",
                                          "checkpoint_interval_ms", "max_clients", "maxmemory",
-                                         "checkpoint_mode", "node_selector", "replicas",
-                                         "rollout", NULL };
+                                         "checkpoint_mode", "tls", "node_selector",
+                                         "replicas", "rollout", NULL };
     char prefix[48], path[160], s[80], list[512];
     const char *v;
 
@@ -516,6 +565,7 @@ static void parse_deploy(const json_t *o, size_t idx, const agent_spec_rules *r,
     } else if (v) {
         memcpy(d->checkpoint_mode, v, strlen(v) + 1);
     }
+    get_tls(o, prefix, r, d->tls_clients, p);
     get_selector(o, prefix, &d->selector, p);
     d->replicas = AGENT_REPLICAS_AUTO;
     if (json_object_get(o, "replicas")) {
@@ -630,10 +680,15 @@ json_t *agent_deploy_to_json(const agent_deploy *d)
     json_t *s;
     bool ok;
 
-    /* (replicas, checkpoint_mode and node_selector only when given: a spec
-     * without them reads as it always did) */
+    /* (replicas, checkpoint_mode, tls and node_selector only when given: a
+     * spec without them reads as it always did) */
     if (o && d->checkpoint_mode[0] &&
         json_object_set_new(o, "checkpoint_mode", json_string(d->checkpoint_mode)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    if (o && d->tls_clients[0] &&
+        json_object_set_new(o, "tls", json_pack("{s:s}", "clients", d->tls_clients)) < 0) {
         json_decref(o);
         return NULL;
     }

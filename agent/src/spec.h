@@ -30,6 +30,10 @@
 /* checkpoint_mode: "log" or "full" (dpr-kv's --checkpoint-mode); "" when
  * the spec does not say (dpr-kv's default, log) */
 #define AGENT_CHECKPOINT_MODE_MAX 4
+/* tls.clients: "required", "optional" or "off" (dpr-kv's --tls-auth-clients
+ * yes, optional, no); "" when the spec has no "tls" (required, with the
+ * agents' tls.enabled: docs/tls.md, "Deployments over TLS") */
+#define AGENT_TLS_CLIENTS_MAX 8
 
 /* A deployment's node selector: where the leader may place its instances. */
 #define AGENT_SELECTOR_MAX 16 /* names, and labels */
@@ -67,6 +71,8 @@ typedef struct agent_deploy {
     uint32_t max_clients;
     uint64_t maxmemory;  /* bytes; 0: no limit */
     char checkpoint_mode[AGENT_CHECKPOINT_MODE_MAX + 1]; /* "", "log", "full" */
+    /* "tls": {"clients": ...}: "" (not given), "required", "optional", "off" */
+    char tls_clients[AGENT_TLS_CLIENTS_MAX + 1];
     agent_selector selector; /* "node_selector"; empty: every node */
     /* "replicas": the other nodes each instance's checkpoints are copied
      * to before they count as durable (0..AGENT_REPLICAS_MAX);
@@ -89,6 +95,8 @@ typedef struct agent_spec_rules {
     size_t nimpls;
     uint32_t default_interval_ms;   /* 0: 100 */
     uint32_t default_max_clients;   /* 0: 10000 */
+    bool no_tls;                    /* the agents' tls.enabled is false: a deployment's
+                                       "tls" is refused (false: any valid one is taken) */
 } agent_spec_rules;
 
 /*
@@ -127,6 +135,11 @@ bool agent_selector_match(const agent_selector *sel, const char *name,
 bool agent_name_valid(const char *s, size_t max);
 /* A checkpoint_mode the spec may give: "log" or "full". */
 bool agent_checkpoint_mode_valid(const char *s);
+/* A tls.clients the spec may give: "required", "optional" or "off". */
+bool agent_tls_clients_valid(const char *s);
+/* dpr-kv's --tls-auth-clients for a tls.clients ("" is "required"): "yes",
+ * "optional" or "no". */
+const char *agent_tls_clients_auth(const char *clients);
 
 /*
  * Parses and checks j. 0 and *out filled; -EINVAL with every problem in

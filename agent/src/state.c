@@ -28,7 +28,8 @@ bool agent_instance_outdated(const agent_instance *in)
     return strcmp(in->impl, in->run.impl) != 0 || strcmp(in->version, in->run.version) != 0 ||
            in->checkpoint_interval_ms != in->run.checkpoint_interval_ms ||
            in->max_clients != in->run.max_clients || in->maxmemory != in->run.maxmemory ||
-           strcmp(in->checkpoint_mode, in->run.checkpoint_mode) != 0;
+           strcmp(in->checkpoint_mode, in->run.checkpoint_mode) != 0 ||
+           strcmp(in->tls_clients, in->run.tls_clients) != 0;
 }
 
 void agent_instance_set_running(agent_instance *in)
@@ -40,6 +41,7 @@ void agent_instance_set_running(agent_instance *in)
     in->run.max_clients = in->max_clients;
     in->run.maxmemory = in->maxmemory;
     memcpy(in->run.checkpoint_mode, in->checkpoint_mode, sizeof(in->run.checkpoint_mode));
+    memcpy(in->run.tls_clients, in->tls_clients, sizeof(in->run.tls_clients));
 }
 
 void agent_instance_running_view(const agent_instance *in, agent_instance *out)
@@ -51,6 +53,7 @@ void agent_instance_running_view(const agent_instance *in, agent_instance *out)
     out->max_clients = in->run.max_clients;
     out->maxmemory = in->run.maxmemory;
     memcpy(out->checkpoint_mode, in->run.checkpoint_mode, sizeof(out->checkpoint_mode));
+    memcpy(out->tls_clients, in->run.tls_clients, sizeof(out->tls_clients));
 }
 
 bool agent_deploy_process_differs(const agent_deploy *a, const agent_deploy *b)
@@ -58,7 +61,8 @@ bool agent_deploy_process_differs(const agent_deploy *a, const agent_deploy *b)
     return strcmp(a->impl, b->impl) != 0 || strcmp(a->version, b->version) != 0 ||
            a->checkpoint_interval_ms != b->checkpoint_interval_ms ||
            a->max_clients != b->max_clients || a->maxmemory != b->maxmemory ||
-           strcmp(a->checkpoint_mode, b->checkpoint_mode) != 0;
+           strcmp(a->checkpoint_mode, b->checkpoint_mode) != 0 ||
+           strcmp(a->tls_clients, b->tls_clients) != 0;
 }
 
 agent_rollout_rec *agent_state_rollout(const agent_state *st, const char *deployment)

@@ -28,6 +28,7 @@ typedef struct agent_run {
     uint32_t max_clients;
     uint64_t maxmemory;
     char checkpoint_mode[AGENT_CHECKPOINT_MODE_MAX + 1];
+    char tls_clients[AGENT_TLS_CLIENTS_MAX + 1];
 } agent_run;
 
 typedef struct agent_instance {
@@ -51,6 +52,8 @@ typedef struct agent_instance {
     uint32_t max_clients;
     uint64_t maxmemory;    /* bytes; 0: no limit */
     char checkpoint_mode[AGENT_CHECKPOINT_MODE_MAX + 1]; /* "": dpr-kv's default */
+    /* the spec's tls.clients ("": not given; with the agents' TLS: required) */
+    char tls_clients[AGENT_TLS_CLIENTS_MAX + 1];
     uint64_t generation;   /* the generation that gave it these settings */
     agent_run run;         /* what its process runs (a roll-out in progress: older) */
     /* when (wall clock, ms) the roll-out restarted it for its settings, while
@@ -136,7 +139,7 @@ void agent_instance_set_running(agent_instance *in);
  * and its unit's MemoryMax). */
 void agent_instance_running_view(const agent_instance *in, agent_instance *out);
 /* Would a change from a to b reach the processes (impl, version,
- * checkpoint interval, max_clients, maxmemory, checkpoint_mode)? */
+ * checkpoint interval, max_clients, maxmemory, checkpoint_mode, tls)? */
 bool agent_deploy_process_differs(const agent_deploy *a, const agent_deploy *b);
 
 /* The roll-out record of deployment, or NULL: a lookup. */

@@ -12,10 +12,13 @@
 #include "common/err.h"
 #include "common/fs.h"
 
-/* checkpoint_mode into o when set (a record without one reads as before). */
-static json_t *with_mode(json_t *o, const char *mode)
+/* The optional settings (checkpoint_mode, tls_clients) into o when set (a
+ * record without them reads as before). */
+static json_t *with_opt(json_t *o, const char *mode, const char *tls_clients)
 {
-    if (o && mode[0] && json_object_set_new(o, "checkpoint_mode", json_string(mode)) < 0) {
+    if (o && ((mode[0] && json_object_set_new(o, "checkpoint_mode", json_string(mode)) < 0) ||
+              (tls_clients[0] &&
+               json_object_set_new(o, "tls_clients", json_string(tls_clients)) < 0))) {
         json_decref(o);
         return NULL;
     }
@@ -24,12 +27,12 @@ static json_t *with_mode(json_t *o, const char *mode)
 
 static json_t *run_json(const agent_run *r)
 {
-    return with_mode(json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "generation",
+    return with_opt(json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "generation",
                                (json_int_t)r->generation, "impl", r->impl, "version", r->version,
                                "checkpoint_interval_ms", (json_int_t)r->checkpoint_interval_ms,
                                "max_clients", (json_int_t)r->max_clients, "maxmemory",
                                (json_int_t)r->maxmemory),
-                     r->checkpoint_mode);
+                    r->checkpoint_mode, r->tls_clients);
 }
 
 static json_t *instance_json(const agent_instance *in)
@@ -41,7 +44,7 @@ static json_t *instance_json(const agent_instance *in)
                           (json_int_t)in->checkpoint_interval_ms, "max_clients",
                           (json_int_t)in->max_clients);
 
-    o = with_mode(o, in->checkpoint_mode);
+    o = with_opt(o, in->checkpoint_mode, in->tls_clients);
     if (o && json_object_set_new(o, "token", json_string(in->token)) < 0) {
         json_decref(o);
         return NULL;
@@ -176,21 +179,27 @@ static int get_str(const json_t *o, const char *key, char *dst, size_t cap, cons
     return 0;
 }
 
-/* The optional checkpoint_mode of o into dst ("" when absent). */
-static int get_mode(const json_t *o, const char *where, char *dst, size_t cap, dpr_err *err)
+/* The optional checkpoint_mode and tls_clients of o into r ("" when
+ * absent). */
+static int get_opt(const json_t *o, const char *where, agent_run *r, dpr_err *err)
 {
-    dst[0] = '\0';
-    if (!json_object_get(o, "checkpoint_mode"))
-        return 0;
-    if (get_str(o, "checkpoint_mode", dst, cap, where, err) < 0 ||
-        !agent_checkpoint_mode_valid(dst))
+    r->checkpoint_mode[0] = r->tls_clients[0] = '\0';
+    if (json_object_get(o, "checkpoint_mode") &&
+        (get_str(o, "checkpoint_mode", r->checkpoint_mode, sizeof(r->checkpoint_mode), where,
+                 err) < 0 ||
+         !agent_checkpoint_mode_valid(r->checkpoint_mode)))
         return dpr_err_set(err, -EBADMSG, "%s.checkpoint_mode: not \"log\" or \"full\"",
                            where);
+    if (json_object_get(o, "tls_clients") &&
+        (get_str(o, "tls_clients", r->tls_clients, sizeof(r->tls_clients), where, err) < 0 ||
+         !agent_tls_clients_valid(r->tls_clients)))
+        return dpr_err_set(err, -EBADMSG, "%s.tls_clients: not \"required\", \"optional\" "
+                           "or \"off\"", where);
     return 0;
 }
 
 /* What reaches a process: impl, version, checkpoint interval, max_clients,
- * checkpoint_mode (an instance's, or what its process runs). */
+ * checkpoint_mode, tls_clients (an instance's, or what its process runs). */
 static int parse_settings(const json_t *o, const char *where, agent_run *r, dpr_err *err)
 {
     long long v;
@@ -207,7 +216,7 @@ static int parse_settings(const json_t *o, const char *where, agent_run *r, dpr_
                       err)) < 0)
         return rc;
     r->max_clients = (uint32_t)v;
-    return get_mode(o, where, r->checkpoint_mode, sizeof(r->checkpoint_mode), err);
+    return get_opt(o, where, r, err);
 }
 
 /* "running": what an instance's process runs. */
@@ -220,7 +229,8 @@ static int parse_run(const json_t *o, const char *where, agent_run *r, dpr_err *
     memset(r, 0, sizeof(*r));
     snprintf(at, sizeof(at), "%s.running", where);
     if (!json_is_object(o) ||
-        json_object_size(o) != 6u + (json_object_get(o, "checkpoint_mode") != NULL))
+        json_object_size(o) != 6u + (json_object_get(o, "checkpoint_mode") != NULL) +
+                                   (json_object_get(o, "tls_clients") != NULL))
         return dpr_err_set(err, -EBADMSG, "%s: not a record of what the process runs", at);
     if ((rc = get_int(o, "generation", 0, INT64_MAX, &v, at, err)) < 0)
         return rc;
@@ -262,6 +272,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     want += json_object_get(o, "rolled_at_ms") != NULL;
     want += json_object_get(o, "metrics_port") != NULL;
     want += json_object_get(o, "checkpoint_mode") != NULL;
+    want += json_object_get(o, "tls_clients") != NULL;
     if (json_object_size(o) != want)
         return dpr_err_set(err, -EBADMSG, "%s: not an instance record", where);
     tok = json_object_get(o, "token");
@@ -306,6 +317,7 @@ static int parse_instance(const json_t *o, const char *where, bool retiring, age
     in->checkpoint_interval_ms = settings.checkpoint_interval_ms;
     in->max_clients = settings.max_clients;
     memcpy(in->checkpoint_mode, settings.checkpoint_mode, sizeof(in->checkpoint_mode));
+    memcpy(in->tls_clients, settings.tls_clients, sizeof(in->tls_clients));
     if ((rc = get_int(o, "shard", 0, AGENT_SHARDS_MAX - 1, &v, where, err)) < 0)
         return rc;
     in->shard = (uint32_t)v;
@@ -396,7 +408,8 @@ static int check_consistency(const agent_state *st, dpr_err *err)
             strcmp(in->version, dep->version) != 0 ||
             in->checkpoint_interval_ms != dep->checkpoint_interval_ms ||
             in->max_clients != dep->max_clients || in->maxmemory != dep->maxmemory ||
-            strcmp(in->checkpoint_mode, dep->checkpoint_mode) != 0)
+            strcmp(in->checkpoint_mode, dep->checkpoint_mode) != 0 ||
+            strcmp(in->tls_clients, dep->tls_clients) != 0)
             return dpr_err_set(err, -EBADMSG, "instance '%s' does not match the recorded spec",
                                in->name);
         if (in->worker >= st->next_worker)
@@ -490,7 +503,7 @@ static int parse_layouts(const json_t *a, agent_state *st, dpr_err *err)
  * deployment was changed): deployments of the spec, once each. */
 static int parse_rollouts(const json_t *a, agent_state *st, dpr_err *err)
 {
-    agent_spec_rules rules = { NULL, NULL, 0, 0, 0 };
+    agent_spec_rules rules = { NULL, NULL, 0, 0, 0, false };
     agent_problems probs;
     agent_rollout_rec *r;
     char where[48], name[AGENT_DEPLOY_NAME_MAX + 1];
@@ -557,7 +570,7 @@ int agent_state_from_json(const json_t *j, agent_state *out, dpr_err *err)
     static const char *const keys[] = { "format", "generation", "next_worker", "spec",
                                         "instances", "retiring", "layouts", "placed",
                                         "rollouts", NULL };
-    agent_spec_rules rules = { NULL, NULL, 0, 0, 0 };
+    agent_spec_rules rules = { NULL, NULL, 0, 0, 0, false };
     agent_problems probs;
     agent_state st;
     const char *key;

@@ -74,6 +74,7 @@ const char *agent_unit_op_name(agent_unit_op op)
     case AGENT_UNIT_CLEAN: return "clean";
     case AGENT_UNIT_RESET_FAILED: return "reset-failed";
     case AGENT_UNIT_SET_MEMORY_MAX: return "set-memory-max";
+    case AGENT_UNIT_RELOAD: return "reload";
     }
     return "?";
 }
@@ -522,6 +523,7 @@ int agent_units_request(agent_units *u, const char *instance, agent_unit_op op)
     case AGENT_UNIT_STOP: member = "StopUnit"; break;
     case AGENT_UNIT_CLEAN: member = "CleanUnit"; break;
     case AGENT_UNIT_RESET_FAILED: member = "ResetFailedUnit"; break;
+    case AGENT_UNIT_RELOAD: member = "ReloadUnit"; break;
     default: return -EINVAL; /* SET_MEMORY_MAX: agent_units_set_memory_max */
     }
     rc = sd_bus_message_new_method_call(u->bus, &m, SD_DEST, SD_PATH, SD_MANAGER, member);

@@ -30,6 +30,7 @@ typedef enum agent_unit_op {
     AGENT_UNIT_CLEAN,        /* remove the unit's StateDirectory (CleanUnit "state") */
     AGENT_UNIT_RESET_FAILED,
     AGENT_UNIT_SET_MEMORY_MAX, /* agent_units_set_memory_max */
+    AGENT_UNIT_RELOAD,       /* ExecReload=: SIGHUP (dpr-kv reads its TLS files again) */
 } agent_unit_op;
 
 enum {

@@ -9,8 +9,10 @@
  *
  * (at most KV_MIGRATE_BATCH_KEYS pairs or about KV_MIGRATE_BATCH_BYTES per
  * command, at most KV_MIGRATE_PIPELINE commands unanswered per target, so
- * memory stays bounded), over a plain blocking hiredis connection per
- * target. It exits 0 when every target answered every command with an
+ * memory stays bounded), over a blocking hiredis connection per target:
+ * plain, or with a TLS client context (kv_migrate_start's tls: a shard that
+ * serves TLS only, its peers too) common/tls.h's engine between the socket
+ * and hiredis' reader, the shard's certificate shown to the target. It exits 0 when every target answered every command with an
  * integer; otherwise it stops at the first error. Counters and the error
  * text come back through a shared mapping. The parent reaps the child from
  * its SIGCHLD handler (kv_migrate_reap). Children die with the parent.
@@ -25,6 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/tls.h"
 #include "dpr/err.h"
 #include "kv_dict.h"
 #include "kv_layout.h"
@@ -57,7 +60,8 @@ void kv_migrate_init(kv_migrate *m);
 void kv_migrate_free(kv_migrate *m);
 /* Starts the child for `pending` (this shard's index in it, or none: every
  * key leaves). -EBUSY while one runs; fork/mmap errors as -errno. */
-int kv_migrate_start(kv_migrate *m, const kv_dict *d, const kv_layout *pending, dpr_err *err);
+int kv_migrate_start(kv_migrate *m, const kv_dict *d, const kv_layout *pending,
+                     dpr_tls_ctx *tls, dpr_err *err);
 /* Reaps the child if it exited: true when it finished just now. */
 bool kv_migrate_reap(kv_migrate *m);
 /* Kills a running child (the resize was aborted or the layout changed). */

@@ -268,7 +268,11 @@ static bool host_all_committed(void *ud, uint64_t *version, uint64_t *cut)
 static int host_migrate_start(void *ud, dpr_err *err)
 {
     kv_server *s = ud;
-    int rc = kv_migrate_start(&s->migrate, &s->dict, &s->layout.pending, err);
+    /* a shard that serves TLS only (--port 0) pushes to its peers, TLS only
+     * too, over TLS with the finder link's client context (--finder-tls:
+     * its certificate, the CA); otherwise in plain text */
+    int rc = kv_migrate_start(&s->migrate, &s->dict, &s->layout.pending,
+                              s->cfg->port == 0 ? s->finder_tls : NULL, err);
 
     if (rc < 0)
         return rc;

@@ -7,9 +7,10 @@
 
 #include "cmd.h"
 
-/* What a reader (not a node) may run. */
+/* What a reader (not a node) may run (DPR.CLUSTER.ENDPOINTS: the agent's
+answer where a deployment's shards are, which a client asks for over TLS). */
 static const char *const reads[] = {
-    "DPR.SYNC", "DPR.PREFIX", "DPR.DOMAINS", "PING", "COMMAND", "QUIT",
+    "DPR.SYNC", "DPR.PREFIX", "DPR.DOMAINS", "DPR.CLUSTER.ENDPOINTS", "PING", "COMMAND", "QUIT",
 };
 
 static bool is_node(const dpr_tls_peer *peer)
@@ -46,6 +47,6 @@ int dpr_authz_refuse(const dpr_tls_peer *peer, const char *cmd, size_t n, dpr_bu
     snprintf(msg, sizeof(msg),
              "ERR permission denied: %s may not run '%s' (only node certificates of the "
              "cluster may change the finder; others may run DPR.SYNC, DPR.PREFIX, "
-             "DPR.DOMAINS, PING)", who, shown);
+             "DPR.DOMAINS, DPR.CLUSTER.ENDPOINTS, PING)", who, shown);
     return dpr_cmd_error(out, msg);
 }

@@ -210,9 +210,11 @@ static void fail_conn(conn *c, const char *msg)
 
 /* Without a finder state (a follower): QUIT and PING are answered, every
  * other request gets the host's error (where the finder is). */
-static int not_serving(server *srv, const dpr_request *req, dpr_buf *out, unsigned *flags)
+static int not_serving(server *srv, const conn *c, const dpr_request *req, dpr_buf *out,
+                       unsigned *flags)
 {
-    const char *why = srv->hooks.not_serving ? srv->hooks.not_serving(srv->hooks.arg) : NULL;
+    const char *why = srv->hooks.not_serving
+                          ? srv->hooks.not_serving(srv->hooks.arg, c->tls != NULL) : NULL;
 
     *flags = 0;
     if (req->argc >= 1 && req->argvlen[0] == 4 && strncasecmp(req->argv[0], "QUIT", 4) == 0) {
@@ -337,7 +339,7 @@ static void handle_requests(conn *c)
             rc = dpr_cmd_execute(srv->ds, c->cc, req.argc, req.argv, req.argvlen, &c->out,
                                  &flags);
         else if (rc == 0)
-            rc = not_serving(srv, &req, &c->out, &flags);
+            rc = not_serving(srv, c, &req, &c->out, &flags);
         if (rc < 0) {
             log_error("client %s: out of memory; closing", c->peer);
             conn_close(c);

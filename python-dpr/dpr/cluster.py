@@ -109,7 +109,10 @@ class Instance:
     ``running_generation``, ``running_version``: those its process runs
     (older while a roll-out has not reached it); ``outdated``: it does not
     run its settings yet. ``metrics_endpoint``: its Prometheus endpoint
-    (agent.conf cachestores.metrics_port_min/max; None: none). ``raw``: the
+    (agent.conf cachestores.metrics_port_min/max; None: none). ``tls``:
+    its endpoint speaks TLS only (the agents' tls.enabled), asking clients
+    for certificates as this says (``required``, ``optional``, ``off``);
+    None: plain. ``raw``: the
     whole status object."""
 
     name: str
@@ -119,6 +122,7 @@ class Instance:
     shard: int | None = None
     endpoint: str | None = None
     metrics_endpoint: str | None = None
+    tls: str | None = None
     active_state: str | None = None
     sub_state: str | None = None
     ready: bool = False
@@ -188,6 +192,9 @@ class Deployment:
     max_clients: int | None = None
     maxmemory: int | None = None
     checkpoint_mode: str | None = None  # None: dpr-kv's default (log)
+    # {"clients": "required" | "optional" | "off"}: its shards speak TLS only
+    # (the agents' tls.enabled); None: plain
+    tls: dict | None = None
     ready: int = 0
     domain: str | None = None
     world_line: int | None = None
@@ -316,6 +323,8 @@ class FinderStatus:
     "The finder's state was lost")."""
 
     address: str | None = None
+    # the finders' TLS ports (agent.conf finder.tls_listen); None: no TLS
+    tls_address: str | None = None
     domains: list = dataclasses.field(default_factory=list)
     served_here: bool | None = None    # this node's agent serves it (the Raft leader)
     state: str | None = None
@@ -680,7 +689,10 @@ class Cluster:
         order, its worker ids, the finder's address from the status, and the
         deployment's DPR domain (its name). Its sessions span this
         deployment only: a session's world-line, cut and rollbacks are its
-        deployment's. Extra keyword arguments go to dpr.Client."""
+        deployment's. With ``ssl_context=`` (agents with TLS: the
+        deployment's shards speak TLS only) the finder is the agents' TLS
+        ports; a deployment over TLS without it raises ValueError. Extra
+        keyword arguments go to dpr.Client."""
         from .client import Client  # lazily: the management API needs no libdpr
         st = self.status(name)
         dep = st.deployment(name)
@@ -698,13 +710,23 @@ class Cluster:
                                    % (name, len(shards) - 1,
                                       ", ".join(i.name for i in dep.instances), name),
                                    code="unavailable")
-        if not st.finder.address:
+        finder = st.finder.address
+        if kwargs.get("ssl_context") is not None:
+            finder = st.finder.tls_address
+            if not finder:
+                raise ValueError("ssl_context given, but the agents do not speak TLS (no "
+                                 "finder TLS port: agent.conf tls.enabled)")
+        elif dep.tls:
+            raise ValueError("deployment %r speaks TLS only (clients: %s): give "
+                             "ssl_context=dpr.tls_context(CA, CERT, KEY)"
+                             % (name, dep.tls.get("clients")))
+        if not finder:
             raise AgentUnavailable("the agent reports no finder address yet; retry",
                                    code="unavailable")
         if "workers" not in kwargs and all(isinstance(i.worker, int) for i in dep.instances):
             kwargs["workers"] = [i.worker for i in dep.instances]
         kwargs.setdefault("domain", dep.domain or name)
-        client = Client(shards=dep.endpoints, finder=st.finder.address, **kwargs)
+        client = Client(shards=dep.endpoints, finder=finder, **kwargs)
         # in a cluster the agents (every finder port) know where shards
         # moved: a shard that stops answering is looked up there again
         client._agents, client._deployment = list(client.finders), name

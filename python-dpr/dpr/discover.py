@@ -132,11 +132,16 @@ def finder_txt(cluster: str, node: str, finder: str, term: int = 0) -> dict[str,
 
 
 def cachestore_txt(cluster: str, deployment: str, shard: int, shards: int, worker: int,
-                   version: str, impl: str, node: str, addr: str) -> dict[str, str]:
-    """The TXT of an instance's ``_dpr-cs._tcp`` record."""
-    return {"txtvers": TXTVERS, "cluster": cluster, "deployment": deployment,
-            "shard": str(int(shard)), "shards": str(int(shards)), "worker": str(int(worker)),
-            "version": str(version), "impl": str(impl), "node": node, "addr": addr}
+                   version: str, impl: str, node: str, addr: str,
+                   tls: str | None = None) -> dict[str, str]:
+    """The TXT of an instance's ``_dpr-cs._tcp`` record (``tls``: its port
+    speaks TLS only, asking clients for certificates as it says)."""
+    txt = {"txtvers": TXTVERS, "cluster": cluster, "deployment": deployment,
+           "shard": str(int(shard)), "shards": str(int(shards)), "worker": str(int(worker)),
+           "version": str(version), "impl": str(impl), "node": node, "addr": addr}
+    if tls:
+        txt["tls"] = str(tls)
+    return txt
 
 
 def _fnv1a(data: bytes) -> int:
@@ -215,6 +220,8 @@ class Service:
     shards = property(lambda self: _int(self.txt.get("shards")))
     worker = property(lambda self: _int(self.txt.get("worker")))
     term = property(lambda self: _int(self.txt.get("term")))
+    # an instance whose port speaks TLS only: required, optional or off
+    tls = property(lambda self: self.txt.get("tls") or None)
 
     @property
     def endpoint(self) -> str | None:

@@ -260,7 +260,9 @@ def _instance_service(cluster: str, d: Mapping, i: Any, known: set,
     shards = d["shards"] if isinstance(d.get("shards"), int) else len(d.get("instances") or [])
     return Service(CACHESTORE, cachestore_instance(dep, shard, cluster), node, port or 0,
                    cachestore_txt(cluster, dep, shard, shards, worker, d.get("version") or "",
-                                  d.get("impl") or "dpr-kv", node, endpoint))
+                                  d.get("impl") or "dpr-kv", node, endpoint,
+                                  tls=i.get("tls") if isinstance(i.get("tls"), str)
+                                  else None))
 
 
 # --- records ------------------------------------------------------------------------------

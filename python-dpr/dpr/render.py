@@ -140,7 +140,7 @@ def deployment_table(deployments: Sequence[Any], wide: bool = False) -> str:
 INSTANCE_HEADERS = ["INSTANCE", "NODE", "WORKER", "ENDPOINT", "STATE", "READY", "HEALTH",
                     "RESTARTS", "PID", "DURABLE", "WORLD-LINE", "CUT"]
 INSTANCE_WIDE = ["SHARD", "UNIT", "GENERATION", "OUTDATED", "MEMORY-MAX", "REPLICAS",
-                 "REPLICATED"]
+                 "REPLICATED", "TLS"]
 
 
 def _generation(i: Any) -> Any:
@@ -159,7 +159,8 @@ def instance_row(i: Any, wide: bool = False) -> list:
     if wide:
         row += [i.shard, i.unit, _generation(i),
                 None if i.outdated is None else _yn(i.outdated), _memory(i.memory_max),
-                ",".join(str(r) for r in i.replicas) if i.replicas else None, i.replicated]
+                ",".join(str(r) for r in i.replicas) if i.replicas else None, i.replicated,
+                i.tls]
     return row + [one_line(i.last_error, None if wide else 60)]
 
 
@@ -191,6 +192,8 @@ def describe_deployment(d: Any, events: Sequence[str] = ()) -> str:
               if d.checkpoint_interval_ms else None),
              ("Max clients", d.max_clients), ("Maxmemory", _memory(d.maxmemory) or "no limit"),
              ("Replicas", raw.get("replicas", "auto")),
+             ("TLS", "clients %s" % d.tls.get("clients") if isinstance(d.tls, Mapping)
+              else "no (plain)"),
              ("Node selector", _selector(raw.get("node_selector")) or "any node"),
              ("Domain", d.domain), ("World-line", d.world_line),
              ("Max version", d.max_version), ("Cut", _cut(d.cut)),
@@ -217,7 +220,8 @@ def describe_instance(i: Any, deployment: str, events: Sequence[str] = ()) -> st
     the recent log lines given (``events``)."""
     pairs = [("Name", i.name), ("Deployment", deployment), ("Shard", i.shard),
              ("Node", i.node), ("Unit", i.unit), ("Worker", i.worker),
-             ("Endpoint", i.endpoint), ("State", i.state), ("Ready", _yn(i.ready)),
+             ("Endpoint", i.endpoint), ("TLS", i.tls or "no (plain)"), ("State", i.state),
+             ("Ready", _yn(i.ready)),
              ("Health", i.health), ("Restarts", i.restarts), ("PID", i.main_pid or None),
              ("Memory max", _memory(i.memory_max)), ("Generation", _generation(i)),
              ("Running version", i.running_version),

@@ -18,6 +18,8 @@ The same spec in YAML:
         checkpoint_interval_ms: 100
         maxmemory: 512mb          # optional: bytes, or as in Redis (k, kb, m, mb, g, gb)
         checkpoint_mode: full     # optional: log (dpr-kv's default) or full
+        tls:                      # optional, with the agents' tls.enabled (docs/tls.md)
+          clients: required       #   required (default), optional or "off" (quoted)
         node_selector:            # optional, in a cluster of agents: where it may run
           labels: [ssd]           #   nodes with every one of these labels (node.labels)
           nodes: [node1, node2]   #   and one of these names
@@ -65,13 +67,16 @@ _MEMORY_HINT = ('bytes, or a string of digits with b, k, kb, m, mb, g or gb as i
 
 SPEC_FIELDS = ("name", "cachestores")
 CACHESTORE_FIELDS = ("name", "impl", "version", "shards", "checkpoint_interval_ms",
-                     "max_clients", "maxmemory", "checkpoint_mode", "node_selector", "replicas",
-                     "rollout")
+                     "max_clients", "maxmemory", "checkpoint_mode", "tls", "node_selector",
+                     "replicas", "rollout")
 # fields of a cache-store that may be left out (the agent's default applies)
 OPTIONAL_FIELDS = ("checkpoint_interval_ms", "max_clients", "maxmemory", "checkpoint_mode",
-                   "node_selector", "replicas", "rollout")
+                   "tls", "node_selector", "replicas", "rollout")
 # checkpoint_mode: dpr-kv's --checkpoint-mode (absent: its default, log)
 CHECKPOINT_MODES = ("log", "full")
+# tls: {"clients": ...}: dpr-kv's --tls-auth-clients yes, optional, no
+TLS_FIELDS = ("clients",)
+TLS_CLIENTS = ("required", "optional", "off")
 # rollout: how a change of its settings rolls through its instances
 ROLLOUT_FIELDS = {"min_ready_seconds": (0, 86400), "max_unavailable": (1, SHARDS_MAX),
                   "partition": (0, SHARDS_MAX), "progress_deadline_seconds": (1, 86400),
@@ -225,6 +230,25 @@ def _check_selector(out: list, path: str, v: Any) -> None:
                 seen.add(e)
 
 
+def _check_tls(out: list, path: str, v: Any) -> None:
+    """tls: {"clients": "required" | "optional" | "off"} (the agent's rules
+    and messages; whether the agents speak TLS only they know)."""
+    if not isinstance(v, Mapping):
+        out.append((path, 'must be an object such as {"clients": "required"} (got %s)'
+                    % _kind(v)))
+        return
+    _unknown(out, path, v.keys(), TLS_FIELDS)
+    c = v.get("clients")
+    if "clients" in v and not isinstance(c, str):
+        # (YAML 1.1 reads a bare off as false)
+        hint = "; quote it in YAML: clients: \"off\"" if c is False else ""
+        out.append((path + ".clients", "must be a string (got %s%s)" % (_kind(c), hint)))
+    elif "clients" in v and c not in TLS_CLIENTS:
+        out.append((path + ".clients", "must be \"required\" (every client shows a "
+                    "certificate of the cluster's CA), \"optional\" (checked when shown) or "
+                    "\"off\" (none asked for) (got '%s')" % _short(c)))
+
+
 def _check_rollout(out: list, path: str, v: Any) -> None:
     """rollout: {"min_ready_seconds", "max_unavailable", "partition",
     "progress_deadline_seconds", "paused", "resumed"} (the agent's rules and
@@ -256,6 +280,10 @@ class CacheStore:
     ``"full"`` (a full image every checkpoint), dpr-kv's
     ``--checkpoint-mode``; None: dpr-kv's default (log); a change restarts
     the instances through the roll-out.
+    ``tls`` (the agents' ``tls.enabled``; docs/tls.md): ``{"clients":
+    "required" | "optional" | "off"}``: whether clients of its TLS port
+    must show a certificate of the cluster's CA (dpr-kv's
+    ``--tls-auth-clients``); None: required when the agents speak TLS.
     ``node_selector`` (a cluster of agents): ``{"nodes": [names],
     "labels": [labels]}``: its instances go only to nodes named in
     ``nodes`` (if given) that have every label of ``labels`` (agent.conf
@@ -276,6 +304,7 @@ class CacheStore:
     max_clients: int | None = None
     maxmemory: int | str | None = None
     checkpoint_mode: str | None = None
+    tls: Mapping | None = None
     node_selector: Mapping | None = None
     replicas: int | None = None
     rollout: Mapping | None = None
@@ -370,6 +399,8 @@ class CacheStore:
                 out.append((p + "checkpoint_mode", "must be \"log\" (change logs between full "
                             "images, dpr-kv's default) or \"full\" (a full image every "
                             "checkpoint) (got '%s')" % _short(v)))
+        if self.tls is not None or (given is not None and "tls" in given):
+            _check_tls(out, p + "tls", self.tls)
         if self.node_selector is not None or (given is not None and "node_selector" in given):
             _check_selector(out, p + "node_selector", self.node_selector)
         if self.rollout is not None or (given is not None and "rollout" in given):

@@ -30,7 +30,7 @@ __all__ = ["Change", "diff", "format_changes", "normalize_spec", "normalize_stat
 _SKIP = object()
 _FIELDS = (("impl", "dpr-kv"), ("version", _SKIP), ("shards", _SKIP),
            ("checkpoint_interval_ms", _SKIP), ("max_clients", _SKIP), ("maxmemory", 0),
-           ("checkpoint_mode", None), ("replicas", None), ("node_selector", None))
+           ("checkpoint_mode", None), ("tls", _SKIP), ("replicas", None), ("node_selector", None))
 _ROLLOUT = ("min_ready_seconds", "max_unavailable", "partition", "progress_deadline_seconds",
             "paused")
 
@@ -78,6 +78,13 @@ def _selector(v: Any) -> Any:
     return out or None
 
 
+def _tls(v: Any) -> Any:
+    """tls as compared: its clients ({} means required); None: plain."""
+    if not isinstance(v, Mapping):
+        return None
+    return v.get("clients") or "required"
+
+
 def normalize_spec(spec: Mapping) -> dict:
     """A spec mapping as ``{"name": ..., "deployments": {name: {field:
     value}}}`` with the fields it gives (and the defaults that mean
@@ -99,6 +106,8 @@ def normalize_spec(spec: Mapping) -> dict:
                 v = parse_memory(v)
             elif field == "node_selector":
                 v = _selector(v)
+            elif field == "tls":
+                v = _tls(v)
             d[field] = v
         ro = cs.get("rollout")
         if isinstance(ro, Mapping):
@@ -121,6 +130,8 @@ def normalize_status(status: Mapping) -> dict:
             v = dep.get(field)
             if field == "node_selector":
                 v = _selector(v)
+            elif field == "tls":
+                v = _tls(v)
             elif v is None and default is not _SKIP:
                 v = default
             if v is not None or field in ("replicas", "node_selector"):

@@ -37,7 +37,8 @@ static void check_spec(const agent_spec *s)
             s->d[i].rollout.min_ready_seconds > AGENT_ROLLOUT_SECONDS_MAX ||
             s->d[i].rollout.progress_deadline_seconds < 1 ||
             s->d[i].rollout.progress_deadline_seconds > AGENT_ROLLOUT_SECONDS_MAX ||
-            s->d[i].rollout.resumed > AGENT_ROLLOUT_RESUMED_MAX)
+            s->d[i].rollout.resumed > AGENT_ROLLOUT_RESUMED_MAX ||
+            (s->d[i].tls_clients[0] && !agent_tls_clients_valid(s->d[i].tls_clients)))
             abort();
         for (size_t k = 0; k < s->d[i].selector.nlabels; k++)
             if (!agent_label_valid(s->d[i].selector.labels[k]))
@@ -51,7 +52,7 @@ static void check_spec(const agent_spec *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const impls[] = { "dpr-kv" };
-    const agent_spec_rules rules = { "demo", impls, 1, 0, 0 };
+    const agent_spec_rules rules = { "demo", impls, 1, 0, 0, false };
     const agent_alloc alloc = { .port_min = 7100, .port_max = 7163 };
     agent_request req;
     json_t *reply = NULL, *j;

@@ -380,3 +380,45 @@ def test_the_finders_tls_port_carries_peer_requests_and_refuses_strangers(agents
     line = [ln for ln in leader.log()[before:].splitlines() if "verify failed" in ln][0]
     assert "TLS refused" in line, line
     assert "other" not in domains(leader) and "plain" not in domains(leader)
+
+
+def test_a_followers_tls_port_names_the_leaders_tls_port(agents, certs):
+    """NOTLEADER on a follower's finder TLS port names the leader's TLS
+    port (its plain port names the plain one), so dpr-kv --finder-tls and
+    the clients follow it over TLS."""
+    leader = agents.leader()
+    follower = [a for a in agents.agents if a is not leader][0]
+    plain = redis.Redis(host=follower.host, port=agents.finder_port, socket_timeout=10)
+    tls = redis.Redis(host=follower.host, port=agents.finder_tls_port, socket_timeout=10,
+                      ssl=True, ssl_ca_certs=os.path.join(certs, "ca.crt"),
+                      ssl_certfile=os.path.join(certs, "app.crt"),
+                      ssl_keyfile=os.path.join(certs, "app.key"), ssl_check_hostname=False)
+    try:
+        for c, port in ((plain, agents.finder_port), (tls, agents.finder_tls_port)):
+            with pytest.raises(redis.exceptions.ResponseError) as e:
+                c.execute_command("DPR.SYNC", "kv")
+            assert str(e.value) == "NOTLEADER %s:%d" % (leader.host, port), e.value
+    finally:
+        plain.close()
+        tls.close()
+
+
+def test_an_application_asks_a_finder_tls_port_where_the_shards_are(agents, certs):
+    """DPR.CLUSTER.ENDPOINTS (dpr.Client.for_deployment, dprs:// URLs) is
+    a read an application's certificate may run on the TLS port; other
+    DPR.CLUSTER commands are refused to it."""
+    leader = agents.placeable()
+    leader.call("apply", {"spec": spec_of(("kv", 2))})
+    c = redis.Redis(host=leader.host, port=agents.finder_tls_port, socket_timeout=10,
+                    ssl=True, ssl_ca_certs=os.path.join(certs, "ca.crt"),
+                    ssl_certfile=os.path.join(certs, "app.crt"),
+                    ssl_keyfile=os.path.join(certs, "app.key"), ssl_check_hostname=False)
+    try:
+        got = wait_for(lambda: (lambda r: r if all(r[1]) else None)(
+            c.execute_command("DPR.CLUSTER.ENDPOINTS", "kv")), timeout=30,
+            what="kv's endpoints")
+        assert len(got[1]) == 2 and len(got[2]) == 2, got
+        with pytest.raises(redis.exceptions.ResponseError, match="permission denied"):
+            c.execute_command("DPR.CLUSTER.SPEC", "n9", "{}")
+    finally:
+        c.close()

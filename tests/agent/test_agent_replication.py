@@ -35,10 +35,12 @@ def spec_of(*deps, **fields):
 
 def start_instance(agent, base, name):
     """dpr-kv from its instance file, on a free port (its layout is not
-    needed here: plain SET and GET serve without one)."""
+    needed here: plain SET and GET serve without one; with the agents' TLS
+    it still reaches the finder over TLS, but serves plain text on that
+    port instead of TLS on the allocated one)."""
     env = {k: v for k, v in agent.env(name).items() if k.startswith("DPR_")}
-    env.pop("DPR_KV_AWAIT_LAYOUT", None)
-    env.pop("DPR_KV_LISTEN", None)
+    for k in ("DPR_KV_AWAIT_LAYOUT", "DPR_KV_LISTEN", "DPR_KV_PORT", "DPR_KV_TLS_PORT"):
+        env.pop(k, None)
     d = os.path.join(base, "kv-" + agent.node, name)
     os.makedirs(os.path.dirname(d), exist_ok=True)
     kv = dprtest.Kv(env["DPR_KV_FINDER"], int(env["DPR_KV_WORKER"]), d, d + ".log",

@@ -7,7 +7,7 @@
 #include "spec.h"
 
 static const char *const impls[] = { "dpr-kv", "other-kv" };
-static const agent_spec_rules rules = { "demo", impls, 2, 0, 0 };
+static const agent_spec_rules rules = { "demo", impls, 2, 0, 0, false };
 
 /* Parses text; returns rc; problems in *p (caller frees). */
 static int parse(const char *text, agent_spec *s, agent_problems *p)
@@ -67,7 +67,7 @@ TEST(valid_with_defaults)
 
 TEST(configured_defaults)
 {
-    agent_spec_rules r = { "demo", impls, 2, 250, 77 };
+    agent_spec_rules r = { "demo", impls, 2, 250, 77, false };
     json_t *j = json_loads("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\","
                            "\"version\":\"1\",\"shards\":1}]}", 0, NULL);
     agent_problems p;
@@ -363,6 +363,83 @@ TEST(checkpoint_mode)
     agent_problems_free(&p);
 }
 
+/* tls: {"clients": "required" | "optional" | "off"} ({}: required), written
+ * back as given; refused with every problem at its path, and refused whole
+ * when the agents do not speak TLS (rules.no_tls). */
+TEST(tls)
+{
+    static const struct {
+        const char *json, *path, *needle;
+    } bad[] = {
+        { "\"yes\"", "cachestores[0].tls", "must be an object such as {\"clients\": "
+                                            "\"required\"} (got a string)" },
+        { "{\"clients\":\"yes\"}", "cachestores[0].tls.clients",
+          "must be \"required\" (every client shows a certificate of the cluster's CA), "
+          "\"optional\" (checked when shown) or \"off\" (none asked for) (got 'yes')" },
+        { "{\"clients\":\"\"}", "cachestores[0].tls.clients", "(got '')" },
+        { "{\"clients\":true}", "cachestores[0].tls.clients", "must be a string (got a boolean)" },
+        { "{\"clients\":null}", "cachestores[0].tls.clients", "must be a string (got null)" },
+        { "{\"client\":\"off\"}", "cachestores[0].tls.client", "unknown field" },
+    };
+    static const struct {
+        const char *json, *clients;
+    } ok[] = {
+        { "{\"clients\":\"required\"}", "required" }, { "{\"clients\":\"optional\"}", "optional" },
+        { "{\"clients\":\"off\"}", "off" },           { "{}", "required" },
+    };
+    agent_spec_rules plain = rules;
+    agent_spec s;
+    agent_problems p;
+    json_t *j;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        CHECK_EQ_INT(parse_field("tls", ok[i].json, &s, &p), 0);
+        CHECK(strcmp(s.d[0].tls_clients, ok[i].clients) == 0);
+        j = agent_deploy_to_json(&s.d[0]);
+        CHECK(j && strcmp(json_string_value(json_object_get(json_object_get(j, "tls"),
+                                                            "clients")), ok[i].clients) == 0);
+        json_decref(j);
+        agent_spec_free(&s);
+        agent_problems_free(&p);
+    }
+    CHECK(strcmp(agent_tls_clients_auth("required"), "yes") == 0);
+    CHECK(strcmp(agent_tls_clients_auth(""), "yes") == 0);
+    CHECK(strcmp(agent_tls_clients_auth("optional"), "optional") == 0);
+    CHECK(strcmp(agent_tls_clients_auth("off"), "no") == 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_EQ_INT(parse_field("tls", bad[i].json, &s, &p), -EINVAL);
+        CHECK(has_problem(&p, bad[i].path, bad[i].needle));
+        CHECK_EQ_INT(p.n, 1);
+        agent_problems_free(&p);
+    }
+    /* absent: not written back */
+    CHECK_EQ_INT(parse("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                       "\"shards\":1}]}", &s, &p), 0);
+    CHECK(s.d[0].tls_clients[0] == '\0');
+    j = agent_deploy_to_json(&s.d[0]);
+    CHECK(j && !json_object_get(j, "tls"));
+    json_decref(j);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    /* agents without TLS: a valid tls is refused (a bad one for its own fault) */
+    plain.no_tls = true;
+    j = json_loads("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                   "\"shards\":1,\"tls\":{\"clients\":\"off\"}}]}", 0, NULL);
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_spec_parse(j, &plain, &s, &p), -EINVAL);
+    CHECK(has_problem(&p, "cachestores[0].tls", "the agents do not speak TLS: set tls.enabled"));
+    CHECK_EQ_INT(p.n, 1);
+    agent_problems_free(&p);
+    json_decref(j);
+    j = json_loads("{\"name\":\"demo\",\"cachestores\":[{\"name\":\"kv\",\"version\":\"1\","
+                   "\"shards\":1}]}", 0, NULL);
+    agent_problems_init(&p);
+    CHECK_EQ_INT(agent_spec_parse(j, &plain, &s, &p), 0);
+    agent_spec_free(&s);
+    agent_problems_free(&p);
+    json_decref(j);
+}
+
 TEST(memory_parse)
 {
     uint64_t v = 7;
@@ -565,6 +642,7 @@ int main(void)
     RUN(long_strings_are_shortened);
     RUN(maxmemory);
     RUN(checkpoint_mode);
+    RUN(tls);
     RUN(memory_parse);
     RUN(memory_max_formula);
     RUN(node_selector);

@@ -80,6 +80,8 @@ static void sample(agent_state *st)
         d[i].maxmemory = i ? 64u << 20 : 0;
         if (i)
             snprintf(d[i].checkpoint_mode, sizeof(d[i].checkpoint_mode), "full");
+        if (i)
+            snprintf(d[i].tls_clients, sizeof(d[i].tls_clients), "optional");
     }
     agent_state_init(&a);
     agent_plan_make(&a, &s, &alloc, &b, &p);
@@ -124,6 +126,9 @@ TEST(round_trip)
     CHECK(strcmp(back.inst[0].checkpoint_mode, "full") == 0 &&
           strcmp(back.inst[0].run.checkpoint_mode, "full") == 0 &&
           back.retiring[0].checkpoint_mode[0] == '\0');
+    CHECK(strcmp(back.inst[0].tls_clients, "optional") == 0 &&
+          strcmp(back.inst[0].run.tls_clients, "optional") == 0 &&
+          back.retiring[0].tls_clients[0] == '\0');
     CHECK(!back.inst[0].committed);
     CHECK(memcmp(back.retiring, st.retiring, st.nretiring * sizeof(*st.retiring)) == 0);
     CHECK(strcmp(back.spec.name, "demo") == 0);
@@ -282,6 +287,11 @@ TEST(older_records_and_new_fields)
         }
     }
 
+    /* tls_clients: only "required", "optional" or "off" */
+    CHECK_EQ_INT(load_edited("\"tls_clients\": \"optional\"", "\"tls_clients\": \"yes\"",
+                             &err), -EBADMSG);
+    CHECK(strstr(err.msg, ".tls_clients: not \"required\", \"optional\" or \"off\"") != NULL);
+
     /* from before roll-outs: no generation, no running (runs the settings) */
     sample(&st);
     CHECK_EQ_INT(agent_statefile_save(path, &st, &err), 0);
@@ -412,7 +422,7 @@ TEST(env_file)
 {
     agent_instance in;
     agent_env_ctx ctx = { "/usr/local/bin/dpr-kv", "127.0.0.1", "127.0.0.1:7000", "demo",
-                          "node1", NULL, NULL };
+                          "node1", NULL, NULL, NULL, false };
     char sub[128], path[160], *text, *got;
     struct stat sb;
     size_t len;
@@ -452,6 +462,34 @@ TEST(env_file)
         snprintf(full.checkpoint_mode, sizeof(full.checkpoint_mode), "full");
         t = agent_env_render(&full, &ctx);
         CHECK(t && strstr(t, "\nDPR_KV_CHECKPOINT_MODE=full\n") != NULL);
+        free(t);
+    }
+    CHECK(strstr(text, "TLS") == NULL); /* the agents' TLS off: plain */
+    {
+        /* the agents' TLS: one port, TLS only, the copies of the node's
+         * files; the finders' TLS ports */
+        agent_env_ctx tc = ctx;
+        agent_instance opt = in;
+        char *t;
+        tc.tls_dir = "/run/dpr/instances/tls";
+        tc.finder = "10.0.0.1:7001,10.0.0.2:7001";
+        t = agent_env_render(&in, &tc);
+        CHECK(t && strstr(t, "\nDPR_KV_LISTEN=127.0.0.1:7102\n") != NULL);
+        CHECK(t && strstr(t, "\nDPR_KV_PORT=0\nDPR_KV_TLS_PORT=7102\n") != NULL);
+        CHECK(t && strstr(t, "\nDPR_KV_TLS_CERT_FILE=/run/dpr/instances/tls/node.crt\n"));
+        CHECK(t && strstr(t, "\nDPR_KV_TLS_KEY_FILE=/run/dpr/instances/tls/node.key\n"));
+        CHECK(t && strstr(t, "\nDPR_KV_TLS_CA_CERT_FILE=/run/dpr/instances/tls/ca.crt\n"));
+        CHECK(t && strstr(t, "\nDPR_KV_TLS_AUTH_CLIENTS=yes\n")); /* default: required */
+        CHECK(t && strstr(t, "\nDPR_KV_FINDER_TLS=yes\n"));
+        CHECK(t && strstr(t, "\nDPR_KV_FINDER=10.0.0.1:7001,10.0.0.2:7001\n"));
+        CHECK(t && !strstr(t, "CRL_FILE"));
+        free(t);
+        tc.tls_crl = true;
+        snprintf(opt.run.tls_clients, sizeof(opt.run.tls_clients), "off");
+        snprintf(opt.tls_clients, sizeof(opt.tls_clients), "off");
+        t = agent_env_render(&opt, &tc);
+        CHECK(t && strstr(t, "\nDPR_KV_TLS_AUTH_CLIENTS=no\n"));
+        CHECK(t && strstr(t, "\nDPR_KV_TLS_CRL_FILE=/run/dpr/instances/tls/ca.crl\n"));
         free(t);
     }
     {

@@ -7,12 +7,20 @@ and another leads over new TLS connections; `systemctl reload dpr-agent`
 loads new certificates on every node while the sessions write and the
 cluster goes on; node3's power is cut and its shard of the second
 deployment starts from its copies elsewhere; everything committed reads
-back. A capture on the test bridge's ports shows Raft's traffic and the
-checkpoint copies and never, in plain text, the deployment's name (which
-every Raft entry of the cluster spec and every key the session writes
-carry). The same without TLS is the control: there the capture sees the
-names, and reload only says there is nothing to reload. Needs root
-(skipped otherwise).
+back. With TLS the deployments' shards speak TLS only (docs/tls.md,
+"Deployments over TLS"): the sessions write over TLS with a node's
+certificate, the layout driver gives the layouts over TLS (`apply
+--wait`), the instances run as dpr-cachestore with the agent's copies of
+the node's files, and plain text to a shard is refused. A capture on the
+test bridge's ports shows Raft's traffic, the checkpoint copies and a
+shard's port (node2's first instance port, 7100, which node1's session
+writes to) and never, in plain text, the deployment's name (which every
+Raft entry of the cluster spec and every key the session writes carry).
+The same without TLS is the control: there the capture sees the names,
+and reload only says there is nothing to reload. With TLS a reload of
+the agent also reloads its instances (the new certificates for their
+new connections). Needs root (skipped
+otherwise).
 """
 import json
 import os
@@ -28,6 +36,7 @@ WAIT = 120
 NAME = "tlscanary7"
 REPL = "tlsrepl9"   # its keys are "tlsrepl9:SEQ": in every checkpoint copied
 REPL_PORT = 7401    # replication.listen's default port
+SHARD_PORT = 7100   # cachestores.port_min's default: node2's instance of REPL
 SPEC = """\
 name: demo
 cachestores:
@@ -52,10 +61,11 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
         harness.wait_for("dpr-agent", lambda n=n: n.is_active("dpr-agent") == "active", 60)
     c.configure_raft(tls=tls)
     stop, out = str(tmp_path / "stop"), str(tmp_path / "raft.bin")
-    repl_out = str(tmp_path / "repl.bin")
+    repl_out, shard_out = str(tmp_path / "repl.bin"), str(tmp_path / "shard.bin")
     caps = [subprocess.Popen(["ip", "netns", "exec", c.netns, sys.executable, CAPTURE,
                               ",".join(n.veth for n in c), str(port), stop, path])
-            for port, path in ((c.RAFT_PORT, out), (REPL_PORT, repl_out))]
+            for port, path in ((c.RAFT_PORT, out), (REPL_PORT, repl_out),
+                               (SHARD_PORT, shard_out))]
     w, results = None, {}
     try:
         lead = harness.wait_for("a raft leader", lambda: c.raft_leader(), WAIT)
@@ -66,7 +76,11 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
             f.write(SPEC)
         n1.run("cd /root && dprctl apply -f cluster.yaml --wait --timeout %d" % WAIT,
                timeout=WAIT + 30)
-        w = Writers(n1, [NAME, REPL])
+        if tls:
+            check_tls_shards(n1)
+        w = Writers(n1, [NAME, REPL], tls=("/etc/dpr/tls/ca.crt",
+                                           "/etc/dpr/tls/%s.crt" % n1.name,
+                                           "/etc/dpr/tls/%s.key" % n1.name) if tls else None)
         w.moves_on("warm-up", deps=(NAME, REPL), ops=200)
         harness.wait_for("%s's checkpoints copied" % REPL, lambda: all(
             i.get("replicated") for n in c for i in instances(n, REPL)
@@ -89,6 +103,11 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
             harness.wait_for("%s's reload" % n.name,
                              lambda n=n: said in n.journal("dpr-agent", lines=2000), 30)
             assert n.is_active("dpr-agent") == "active"
+        if tls:
+            # the agent reloads its instances: they read the new copies
+            harness.wait_for("%s-0's reload" % NAME, lambda: "SIGHUP: TLS certificates "
+                             "reloaded for new connections" in
+                             n1.journal("dpr-cachestore@%s-0" % NAME, lines=500), 30)
         lead = harness.wait_for("a leader", lambda: c.raft_leader(), WAIT)
         pid = lead.run("systemctl show -P MainPID dpr-agent").stdout.strip()
         lead.run(["kill", "-9", pid])
@@ -130,6 +149,41 @@ def test_raft_over_tls_applies_fails_over_reloads_and_shows_no_plaintext(cluster
         repl = f.read()
     assert len(repl) > 10000, "the capture saw %d bytes of checkpoint copies" % len(repl)
     assert (REPL.encode() + b":" in repl) is (not tls)
+    with open(shard_out, "rb") as f:
+        shard = f.read()
+    assert len(shard) > 1000, "the capture saw %d bytes of a shard's port" % len(shard)
+    assert (REPL.encode() + b":" in shard) is (not tls)
+
+
+# Inside a node: plain text to HOST:PORT, what came back (b"" for a close).
+PLAIN = r'''
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"*1\r\n$4\r\nPING\r\n")
+try:
+    got = s.recv(100)
+except OSError:
+    got = b""
+print(repr(got))
+'''
+
+
+def check_tls_shards(node):
+    """Every instance: TLS only, clients' certificates required (the
+    status, its journal), run as dpr-cachestore; plain text refused."""
+    st = json.loads(node.run(["dprctl", "status", "--json"]).stdout)
+    insts = [i for d in st["deployments"] for i in d["instances"]]
+    assert insts and all(i["tls"] == "required" for i in insts), insts
+    assert all(d["tls"] == {"clients": "required"} for d in st["deployments"])
+    mine = [i for i in insts if i["node"] == node.name]
+    j = node.journal("dpr-cachestore@%s" % mine[0]["name"], lines=200)
+    assert "(TLS, client certificates: yes)" in j, j
+    user = node.run(["systemctl", "show", "-P", "User",
+                     "dpr-cachestore@%s" % mine[0]["name"]]).stdout.strip()
+    assert user == "dpr-cachestore", user
+    host, port = insts[-1]["endpoint"].rsplit(":", 1)
+    got = node.run(["python3", "-c", PLAIN, host, port]).stdout.strip()
+    assert "PONG" not in got, got
 
 
 def instances(node, dep):

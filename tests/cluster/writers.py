@@ -31,6 +31,7 @@ import dpr
 STOP = os.environ.get("WRITERS_STOP", "/tmp/stop-writing")
 DISCOVER = os.environ.get("WRITERS_DISCOVER")  # a cluster's name: found by DNS-SD
 ADDRESS = os.environ.get("WRITERS_ADDRESS")    # an agent's control over TCP (tests/vm)
+TLS = os.environ.get("WRITERS_TLS")            # "CA,CERT,KEY": the shards speak TLS only
 lock = threading.Lock()
 
 def out(*a):
@@ -45,8 +46,9 @@ class Writer(threading.Thread):
             self.client = dpr.Client.discover(DISCOVER, dep, reply_timeout=30,
                                               reconnect_timeout=90, rollback_timeout=90)
         else:
+            tls = {"ssl_context": dpr.tls_context(*TLS.split(","))} if TLS else {}
             self.client = cluster.client(dep, timeout=30, reconnect_timeout=90,
-                                         rollback_timeout=90)
+                                         rollback_timeout=90, **tls)
         self.errors = 0            # RollbackErrors raised
         self.seen = []             # (rollbacks so far, commit point) observed
         self.result = "FAILED no result"
@@ -126,7 +128,9 @@ class Writers:
     """The writer script inside the node, its lines read on a thread."""
 
     def __init__(self, node, deps, discover=None, address=None, script="/root/writers.py",
-                 stop="/tmp/stop-writing"):
+                 stop="/tmp/stop-writing", tls=None):
+        """tls: (CA, CERT, KEY) paths in the node: the sessions speak TLS
+        (agents with tls.enabled: the shards speak TLS only)."""
         with open(node.path(script), "w") as f:
             f.write(WRITERS)
         node.run("rm -f " + stop)
@@ -137,6 +141,8 @@ class Writers:
             env["WRITERS_DISCOVER"] = discover
         if address:
             env["WRITERS_ADDRESS"] = address
+        if tls:
+            env["WRITERS_TLS"] = ",".join(tls)
         self.proc = node.spawn(["python3", "-u", script] + list(deps),
                                stderr=subprocess.STDOUT, env=env)
         self.lines = queue.Queue()

@@ -30,7 +30,8 @@ static const char *const writes[] = {
     "dpr.worker.add", "DPR.CLUSTER.STATUS", "NOSUCH", "",
 };
 static const char *const reads[] = {
-    "DPR.SYNC", "dpr.prefix", "DPR.DOMAINS", "PING", "COMMAND", "QUIT",
+    "DPR.SYNC", "dpr.prefix", "DPR.DOMAINS", "DPR.CLUSTER.ENDPOINTS", "PING", "COMMAND",
+    "QUIT",
 };
 
 TEST(node_runs_everything)

@@ -261,6 +261,11 @@ BAD_SPECS = [
                                       "checkpoint_mode": "fast"}]},
     {"name": "demo", "cachestores": [{"name": "kv", "version": "1", "shards": 1,
                                       "checkpoint_mode": 1}]},
+    # tls: {"clients": required|optional|off} (the shape is checked first)
+    {"name": "demo", "cachestores": [{"name": "kv", "version": "1", "shards": 1,
+                                      "tls": {"clients": "yes"}}]},
+    {"name": "demo", "cachestores": [{"name": "kv", "version": "1", "shards": 1,
+                                      "tls": []}]},
     {"name": "demo", "cachestores": {}},
     {"name": "demo"},
     {"name": "demo", "cachestores": [], "extra": True},

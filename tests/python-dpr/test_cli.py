@@ -146,7 +146,7 @@ def test_invalid_spec_is_reported_before_connecting(tmp_path, nosock):
     assert r.stderr.splitlines() == [
         "dprctl: %s: cachestores[0].sharts: unknown field (did you mean 'shards'? known: "
         "name, impl, version, shards, checkpoint_interval_ms, max_clients, maxmemory, "
-        "checkpoint_mode, node_selector, replicas, rollout)" % f,
+        "checkpoint_mode, tls, node_selector, replicas, rollout)" % f,
         "dprctl: %s: cachestores[0].version: must be a string (got an integer; quote it in "
         "YAML: version: \"1\")" % f,
         "dprctl: %s: cachestores[0].shards: must be >= 1 (got 0)" % f]

@@ -54,6 +54,13 @@ def test_txt_builders_carry_txtvers_first_and_optional_keys():
     assert c == {"txtvers": "1", "cluster": "demo", "deployment": "kv", "shard": "2",
                  "shards": "3", "worker": "12", "version": "1.4", "impl": "dpr-kv",
                  "node": "n3", "addr": "10.0.0.3:7102"}
+    # a TLS-only port: tls= (the agent's TXT, publish.c), read back as .tls
+    t = D.cachestore_txt("demo", "kv", 2, 3, 12, "1.4", "dpr-kv", "n3", "10.0.0.3:7102",
+                         tls="required")
+    assert t == dict(c, tls="required")
+    rec = D.Service(D.CACHESTORE, "kv-2@demo", "n3.local", 7102, txt=t)
+    assert rec.tls == "required" and rec.endpoint == "10.0.0.3:7102"
+    assert D.Service(D.CACHESTORE, "kv-2@demo", "n3.local", 7102, txt=c).tls is None
 
 
 def test_encode_txt_refuses_bad_strings():

@@ -215,6 +215,15 @@ def test_diff_checkpoint_mode():
         == ["~ deployments.kv.checkpoint_mode: full -> (none)"]
 
 
+def test_diff_tls():
+    # compared when the spec gives it ({} is required); left out: not compared
+    st = status_with(dep("kv", tls={"clients": "required"}))
+    assert specdiff.diff(spec(CacheStore("kv", version="1", shards=3)), st) == []
+    assert specdiff.diff(spec(CacheStore("kv", version="1", shards=3, tls={})), st) == []
+    s = spec(CacheStore("kv", version="1", shards=3, tls={"clients": "off"}))
+    assert [str(c) for c in specdiff.diff(s, st)] == ["~ deployments.kv.tls: required -> off"]
+
+
 def test_diff_ignores_what_it_cannot_read():
     # an older agent without rollout settings; odd entries in the status
     st = status_with({"name": "kv", "version": "1", "shards": 3}, "junk", {"no": "name"})
@@ -400,3 +409,15 @@ def test_dprctl_events_output(agent, tmp_path, output):
         assert got.startswith("---\n") and ev["plan"]["created"] == ["kv-0", "kv-1"]
     else:
         assert " apply +kv-0 +kv-1 generation=" in got
+
+
+def test_wide_and_describe_show_tls():
+    """An instance over TLS: its TLS column (-o wide) and describe's line."""
+    from dpr.cluster import Instance
+    from dpr.render import INSTANCE_HEADERS, INSTANCE_WIDE, describe_instance, instance_row
+    i = Instance.from_dict({"name": "kv-0", "endpoint": "10.0.0.1:7100", "tls": "required"})
+    row = instance_row(i, wide=True)
+    assert row[(INSTANCE_HEADERS + INSTANCE_WIDE).index("TLS")] == "required"
+    assert "TLS:             required" in describe_instance(i, "kv")
+    plain = Instance.from_dict({"name": "kv-0"})
+    assert instance_row(plain, wide=True)[(INSTANCE_HEADERS + INSTANCE_WIDE).index("TLS")] is None

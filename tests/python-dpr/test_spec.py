@@ -202,7 +202,7 @@ def test_unknown_fields_everywhere():
         ("cachestore", "unknown field (did you mean 'cachestores'? known: name, cachestores)"),
         ("cachestores[0].shard", "unknown field (did you mean 'shards'? known: name, impl, "
          "version, shards, checkpoint_interval_ms, max_clients, maxmemory, checkpoint_mode, "
-         "node_selector, replicas, rollout)")]
+         "tls, node_selector, replicas, rollout)")]
 
 
 def test_rollout_settings():
@@ -354,6 +354,33 @@ def test_replicas():
 def test_checkpoint_mode_rules(value, message):
     assert problems(spec_of(checkpoint_mode=value)) == [("cachestores[0].checkpoint_mode",
                                                          message)]
+
+
+@pytest.mark.parametrize("value, where, message", [
+    ("yes", "tls", "must be an object such as {\"clients\": \"required\"} (got a string)"),
+    ({"clients": "yes"}, "tls.clients", "must be \"required\" (every client shows a "
+     "certificate of the cluster's CA), \"optional\" (checked when shown) or \"off\" (none "
+     "asked for) (got 'yes')"),
+    ({"clients": 1}, "tls.clients", "must be a string (got an integer)"),
+    ({"clients": None}, "tls.clients", "must be a string (got null)"),
+])
+def test_tls_rules(value, where, message):
+    """tls: the agent's rules and messages (spec.c, get_tls)."""
+    assert problems(spec_of(tls=value)) == [("cachestores[0]." + where, message)]
+
+
+def test_tls_sent_only_when_given():
+    for clients in ("required", "optional", "off"):
+        spec = ClusterSpec.from_yaml("name: demo\ncachestores:\n- {name: kv, version: '1', "
+                                     "shards: 1, tls: {clients: '%s'}}\n" % clients)
+        assert spec.cachestores[0].to_dict()["tls"] == {"clients": clients}
+    ClusterSpec.from_dict(spec_of(tls={}))  # (the agent reads {} as required)
+    # YAML 1.1 reads a bare off as false
+    got = ClusterSpec.from_yaml("name: demo\ncachestores:\n- {name: kv, version: '1', "
+                                "shards: 1, tls: {clients: off}}\n", validate=False)
+    assert got.problems() == [("cachestores[0].tls.clients", "must be a string (got a "
+                               "boolean; quote it in YAML: clients: \"off\")")]
+    assert "tls" not in CacheStore("kv", version="1", shards=1).to_dict()
 
 
 def test_checkpoint_mode_sent_only_when_given():

@@ -84,8 +84,9 @@ typedef struct dpr_server_hooks {
     /* A server started without a finder state (ds NULL, a follower node):
      * the error every request but PING and QUIT gets, without its "-" and
      * line end, e.g. "NOTLEADER 10.0.0.2:7000" (NULL or no hook: "TRYAGAIN
-     * the finder is not served here"). */
-    const char *(*not_serving)(void *arg);
+     * the finder is not served here"). tls: asked on the TLS port (a
+     * NOTLEADER then names the leader's TLS port, so a client stays on TLS). */
+    const char *(*not_serving)(void *arg, bool tls);
     /* Optional: the host's own commands (the agent's DPR.CLUSTER.*), tried
      * before the finder's in both modes: 1 when the host answered (its
      * reply appended to out; it is held and released like the finder's),
