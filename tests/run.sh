@@ -101,7 +101,8 @@ fi
 if [[ -x $BUILD/dpr-redis ]]; then
     for t in tests/python-dpr/test_session.py tests/python-dpr/test_crash.py \
              tests/cachestore/test_hostile.py tests/cachestore/test_kv_tls.py \
-             tests/python-dpr/test_tls_session.py tests/finder/test_finder_tls.py; do
+             tests/python-dpr/test_tls_session.py tests/finder/test_finder_tls.py \
+             tests/agent/test_agent_insttls.py; do
         DPR_TEST_IMPL=dpr-redis run_pytest "dpr-redis/$(basename "$t" .py)" "$t"
     done
 fi

@@ -26,6 +26,7 @@
 #include "dpr/wire.h"
 #include "kv_batchops.h"
 #include "kv_layout_cmd.h"
+#include "kv_peer.h"
 #include "kv_resize.h"
 #include "rp_proxy_int.h"
 #include "rp_redis.h"
@@ -326,7 +327,8 @@ static bool all_committed(const rp_proxy *p)
 /* ---- the migration child ------------------------------------------------- */
 
 typedef struct target {
-    redisContext *rc;
+    kv_peer peer;
+    bool connected; /* peer was connected (close it) */
     const char **argv;
     size_t *lens;
     size_t argc, bytes;
@@ -347,10 +349,13 @@ static int target_flush(target *t, rp_migrate_shared *sh)
         t->argv[i] = t->vals.data + off;
         off += t->lens[i];
     }
-    r = redisCommandArgv(t->rc, (int)t->argc, t->argv, t->lens);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        int e = dpr_err_set(&sh->error, -EREMOTEIO, "DPR.IMPORT refused: %s",
-                            r && r->type == REDIS_REPLY_ERROR ? r->str : t->rc->errstr);
+    if (kv_peer_send(&t->peer, (int)t->argc, t->argv, t->lens, &sh->error) < 0 ||
+        kv_peer_reply(&t->peer, &r, &sh->error) < 0)
+        return -EIO;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        int e = dpr_err_set(&sh->error, -EREMOTEIO, "%s refused DPR.IMPORT: %.*s",
+                            t->peer.addr, r->type == REDIS_REPLY_ERROR ? (int)r->len : 20,
+                            r->type == REDIS_REPLY_ERROR ? r->str : "an answer of the wrong type");
         freeReplyObject(r);
         return e;
     }
@@ -402,9 +407,8 @@ out:
 
 /* The child: every key the pending layout does not give this shard goes
  * to its owner. Returns the exit status. */
-static int migrate_child(const kv_layout *to, rp_migrate_shared *sh)
+static int migrate_child(const kv_layout *to, dpr_tls_ctx *tls, rp_migrate_shared *sh)
 {
-    struct timeval tv = {RP_MIGRATE_TIMEOUT_MS / 1000, 0};
     target *ts = calloc(to->nshards, sizeof(*ts));
     redisContext *src = side_connect(&sh->error);
     redisReply *r = NULL;
@@ -432,19 +436,16 @@ static int migrate_child(const kv_layout *to, rp_migrate_shared *sh)
                 continue;
             uint32_t o = kv_layout_owner(to, k->str, k->len);
             target *t = &ts[o];
-            if (!t->rc) {
-                dpr_hostport hp;
-                if (dpr_hostport_parse(to->addrs[o], 0, &hp, &sh->error) < 0) {
-                    rc = -EINVAL;
+            if (!t->connected) {
+                t->connected = true;
+                rc = kv_peer_connect(&t->peer, to->addrs[o], tls, RP_MIGRATE_TIMEOUT_MS,
+                                     &sh->error);
+                if (rc < 0)
                     goto out;
-                }
-                t->rc = redisConnectWithTimeout(hp.host, hp.port, tv);
                 t->argv = calloc(2 + 2 * RP_MIGRATE_BATCH_KEYS, sizeof(*t->argv));
                 t->lens = calloc(2 + 2 * RP_MIGRATE_BATCH_KEYS, sizeof(*t->lens));
-                if (!t->rc || t->rc->err || !t->argv || !t->lens ||
-                    redisSetTimeout(t->rc, tv) != REDIS_OK) {
-                    rc = dpr_err_set(&sh->error, -ECONNREFUSED, "cannot connect to %s: %s",
-                                     to->addrs[o], t->rc ? t->rc->errstr : "out of memory");
+                if (!t->argv || !t->lens) {
+                    rc = -ENOMEM;
                     goto out;
                 }
                 t->argv[0] = "DPR.IMPORT";
@@ -461,7 +462,7 @@ static int migrate_child(const kv_layout *to, rp_migrate_shared *sh)
         r = NULL;
     } while (strcmp(cursor, "0") != 0);
     for (uint32_t i = 0; i < to->nshards; i++)
-        if (ts[i].rc && (rc = target_flush(&ts[i], sh)) < 0)
+        if (ts[i].connected && (rc = target_flush(&ts[i], sh)) < 0)
             goto out;
     rc = 0;
 out:
@@ -491,7 +492,11 @@ static int migrate_start(rp_proxy *p, dpr_err *err)
         return dpr_err_set(err, -errno, "fork: %s", strerror(errno));
     if (pid == 0) {
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        _exit(migrate_child(&l->st.pending, l->shared));
+        /* a shard that serves TLS only (--port 0) pushes to its peers, TLS
+         * only too, over TLS with the finder link's context (--finder-tls:
+         * its certificate, the CA), as dpr-kv */
+        _exit(migrate_child(&l->st.pending, p->cfg->port == 0 ? p->finder_tls : NULL,
+                            l->shared));
     }
     l->mpid = pid;
     l->mstate = RP_MIGRATE_RUNNING;

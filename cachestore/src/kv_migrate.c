@@ -10,15 +10,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/addr.h"
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "kv_peer.h"
 
 void kv_migrate_init(kv_migrate *m)
 {
@@ -51,8 +49,8 @@ void kv_migrate_free(kv_migrate *m)
 
 /* One target shard: its connection and the command being filled. */
 typedef struct target {
-    redisContext *ctx;
-    dpr_tls_conn *tls; /* TLS: the engine between ctx's socket and its reader */
+    kv_peer peer;
+    bool connected;    /* peer was connected (close it) */
     const char **argv;
     size_t *argvlen;
     size_t argc;       /* 2 + 2 * pairs */
@@ -66,7 +64,6 @@ typedef struct target {
 typedef struct child {
     const kv_layout *to;
     dpr_tls_ctx *tls;  /* NULL: plain */
-    dpr_buf io;        /* TLS: bytes through the engine */
     target *t;
     char epoch[24];
     kv_migrate_shared *out;
@@ -74,96 +71,14 @@ typedef struct child {
 
 static int connect_target(child *c, uint32_t i)
 {
-    dpr_hostport hp;
-    dpr_err why;
-    struct timeval tv = {KV_MIGRATE_TIMEOUT_MS / 1000, 0};
+    dpr_err why = DPR_ERR_INIT;
+    int rc;
 
-    if (dpr_hostport_parse(c->to->addrs[i], 0, &hp, &why) < 0)
-        return dpr_err_set(&c->out->error, -EINVAL, "shard %" PRIu32 ": %s", i, why.msg);
-    c->t[i].ctx = redisConnectWithTimeout(hp.host, hp.port, tv);
-    if (!c->t[i].ctx || c->t[i].ctx->err)
-        return dpr_err_set(&c->out->error, -ECONNREFUSED, "shard %" PRIu32 " (%s): cannot "
-                           "connect: %s", i, c->to->addrs[i],
-                           c->t[i].ctx ? c->t[i].ctx->errstr : "out of memory");
-    if (redisSetTimeout(c->t[i].ctx, tv) != REDIS_OK)
-        return dpr_err_set(&c->out->error, -EIO, "shard %" PRIu32 ": cannot set a timeout", i);
-    if (c->tls && dpr_tls_conn_new(c->tls, hp.host, &c->t[i].tls, &why) < 0)
-        return dpr_err_set(&c->out->error, -EPROTO, "shard %" PRIu32 ": TLS: %s", i, why.msg);
-    return 0;
-}
-
-/* ---- TLS: the engine between the blocking socket and hiredis' buffers ---------- */
-
-/* Sends what target i's engine has to send (the handshake, commands). */
-static int tls_flush(child *c, uint32_t i)
-{
-    target *t = &c->t[i];
-    const char *p;
-    size_t n;
-
-    c->io.len = 0;
-    if (dpr_tls_conn_take(t->tls, &c->io) < 0)
-        return dpr_err_set(&c->out->error, -ENOMEM, "out of memory");
-    for (p = c->io.data, n = c->io.len; n > 0;) {
-        ssize_t k = send(t->ctx->fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return dpr_err_set(&c->out->error, -EIO, "shard %" PRIu32 " (%s): %s", i,
-                               c->to->addrs[i], strerror(errno));
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Target i's next reply over TLS into *r: reads until the reader has one. */
-static int tls_reply(child *c, uint32_t i, redisReply **r)
-{
-    target *t = &c->t[i];
-    char chunk[16384];
-    ssize_t k;
-
-    *r = NULL;
-    while (redisReaderGetReply(t->ctx->reader, (void **)r) == REDIS_OK && !*r) {
-        k = recv(t->ctx->fd, chunk, sizeof(chunk), 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return dpr_err_set(&c->out->error, -EIO, "shard %" PRIu32 " (%s): %s", i,
-                               c->to->addrs[i], k == 0 ? "closed (TLS refused?)"
-                                                       : strerror(errno));
-        c->io.len = 0;
-        if (dpr_tls_conn_input(t->tls, chunk, (size_t)k, &c->io) < 0) {
-            dpr_err_set(&c->out->error, -EPROTO, "shard %" PRIu32 " (%s): TLS: %s", i,
-                        c->to->addrs[i], dpr_tls_conn_errstr(t->tls));
-            (void)tls_flush(c, i); /* its alert */
-            return -EPROTO;
-        }
-        if (c->io.len && redisReaderFeed(t->ctx->reader, c->io.data, c->io.len) != REDIS_OK)
-            return dpr_err_set(&c->out->error, -ENOMEM, "out of memory");
-        if (tls_flush(c, i) < 0) /* (the handshake's next step, commands it held) */
-            return -EIO;
-    }
-    return *r ? 0 : dpr_err_set(&c->out->error, -EIO, "shard %" PRIu32 " (%s): not RESP", i,
-                                c->to->addrs[i]);
-}
-
-/* Sends argv to target i over TLS. */
-static int tls_command(child *c, uint32_t i)
-{
-    target *t = &c->t[i];
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, (int)t->argc, t->argv, t->argvlen);
-    int rc = n < 0 ? -ENOMEM : dpr_tls_conn_write(t->tls, cmd, (size_t)n);
-
-    if (cmd)
-        redisFreeCommand(cmd);
+    c->t[i].connected = true;
+    rc = kv_peer_connect(&c->t[i].peer, c->to->addrs[i], c->tls, KV_MIGRATE_TIMEOUT_MS, &why);
     if (rc < 0)
-        return dpr_err_set(&c->out->error, rc, "shard %" PRIu32 " (%s): TLS: %s", i,
-                           c->to->addrs[i], rc == -ENOMEM ? "out of memory"
-                                                          : dpr_tls_conn_errstr(t->tls));
-    return tls_flush(c, i);
+        return dpr_err_set(&c->out->error, rc, "shard %" PRIu32 ": %s", i, why.msg);
+    return 0;
 }
 
 /* Reads the answer to the oldest command sent to target i. */
@@ -171,14 +86,11 @@ static int read_one(child *c, uint32_t i)
 {
     target *t = &c->t[i];
     redisReply *r = NULL;
+    dpr_err why = DPR_ERR_INIT;
     int rc = 0;
 
-    if (t->tls) {
-        if ((rc = tls_reply(c, i, &r)) < 0)
-            goto out;
-    } else if (redisGetReply(t->ctx, (void **)&r) != REDIS_OK) {
-        rc = dpr_err_set(&c->out->error, -EIO, "shard %" PRIu32 " (%s): %s", i,
-                         c->to->addrs[i], t->ctx->errstr);
+    if ((rc = kv_peer_reply(&t->peer, &r, &why)) < 0) {
+        dpr_err_set(&c->out->error, rc, "shard %" PRIu32 ": %s", i, why.msg);
         goto out;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
@@ -206,15 +118,11 @@ static int flush_target(child *c, uint32_t i, unsigned max_inflight)
 
     if (t->pairs) {
         unsigned slot = (t->head + t->inflight) % (KV_MIGRATE_PIPELINE + 1);
-        if (!t->ctx && (rc = connect_target(c, i)) < 0)
+        dpr_err why = DPR_ERR_INIT;
+        if (!t->connected && (rc = connect_target(c, i)) < 0)
             return rc;
-        if (t->tls) {
-            if ((rc = tls_command(c, i)) < 0)
-                return rc;
-        } else if (redisAppendCommandArgv(t->ctx, (int)t->argc, t->argv, t->argvlen) !=
-                   REDIS_OK) {
-            return dpr_err_set(&c->out->error, -ENOMEM, "out of memory");
-        }
+        if ((rc = kv_peer_send(&t->peer, (int)t->argc, t->argv, t->argvlen, &why)) < 0)
+            return dpr_err_set(&c->out->error, rc, "shard %" PRIu32 ": %s", i, why.msg);
         t->inflight_keys[slot] = t->pairs;
         t->inflight_bytes[slot] = t->bytes;
         t->inflight++;
@@ -277,8 +185,6 @@ static void child_main(const kv_dict *d, const kv_layout *to, dpr_tls_ctx *tls,
     struct sigaction sa;
     sigset_t none;
     child c = {.to = to, .tls = tls, .out = out};
-
-    dpr_buf_init(&c.io);
 
     /* the parent's libuv handlers would write into its signal pipe */
     memset(&sa, 0, sizeof(sa));
