@@ -238,12 +238,14 @@ def _check_tls(out: list, path: str, v: Any) -> None:
                     % _kind(v)))
         return
     _unknown(out, path, v.keys(), TLS_FIELDS)
-    c = v.get("clients")
-    if "clients" in v and not isinstance(c, str):
+    if "clients" not in v:
+        return
+    c = v["clients"]
+    if not isinstance(c, str):
         # (YAML 1.1 reads a bare off as false)
         hint = "; quote it in YAML: clients: \"off\"" if c is False else ""
         out.append((path + ".clients", "must be a string (got %s%s)" % (_kind(c), hint)))
-    elif "clients" in v and c not in TLS_CLIENTS:
+    elif c not in TLS_CLIENTS:
         out.append((path + ".clients", "must be \"required\" (every client shows a "
                     "certificate of the cluster's CA), \"optional\" (checked when shown) or "
                     "\"off\" (none asked for) (got '%s')" % _short(c)))
