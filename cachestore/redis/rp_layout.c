@@ -27,6 +27,7 @@
 #include "kv_batchops.h"
 #include "kv_layout_cmd.h"
 #include "kv_peer.h"
+#include "kv_rdb.h"
 #include "kv_resize.h"
 #include "rp_proxy_int.h"
 #include "rp_redis.h"
@@ -34,25 +35,42 @@
 #define LAYOUT_FILE "layout"
 #define SCAN_COUNT "1000"
 
+/* the elements of one reply of redis-server over a side connection (a
+ * SCAN page of SCAN_COUNT keys; the command table's ~250 commands) */
+#define SIDE_MAX_ELEMENTS ((size_t)1 << 20)
+
 /* A blocking connection of its own to redis-server (a purge's SCAN, the
- * migration child, the command table). */
+ * migration child, the command table), replies bounded (kv_redis.h). */
 static redisContext *side_connect(dpr_err *err)
 {
-    struct timeval tv = {RP_MIGRATE_TIMEOUT_MS / 1000, 0};
-    redisContext *rc = redisConnectUnixWithTimeout(RP_REDIS_SOCKET, tv);
+    return kv_redis_connect(RP_REDIS_SOCKET, RP_MIGRATE_TIMEOUT_MS, SIDE_MAX_ELEMENTS, err);
+}
 
-    if (!rc || rc->err) {
-        dpr_err_set(err, -ECONNREFUSED, "cannot connect to redis-server: %s",
-                    rc ? rc->errstr : "out of memory");
-        redisFree(rc);
-        return NULL;
-    }
-    if (redisSetTimeout(rc, tv) != REDIS_OK) {
-        dpr_err_set(err, -EIO, "cannot set a timeout on the redis-server connection");
-        redisFree(rc);
-        return NULL;
-    }
-    return rc;
+/* argv over the side connection: Redis' reply into *r (free it). 0, or a
+ * negative errno with err set. */
+static int side_call(redisContext *rc, int argc, const char **argv, const size_t *lens,
+                     redisReply **r, dpr_err *err)
+{
+    *r = NULL;
+    if (redisAppendCommandArgv(rc, argc, argv, lens) != REDIS_OK)
+        return dpr_err_set(err, -ENOMEM, "out of memory");
+    return kv_redis_reply(rc, r, err);
+}
+
+/* The next SCAN page from cursor (moved on): *r (free it) and its keys,
+ * every one a string (kv_rdb_scan_page). 0, or a negative errno with err
+ * set. */
+static int scan_page(redisContext *rc, char *cursor, size_t cap, redisReply **r,
+                     const redisReply **keys, dpr_err *err)
+{
+    const char *argv[4] = {"SCAN", cursor, "COUNT", SCAN_COUNT};
+    int ret = side_call(rc, 4, argv, NULL, r, err);
+
+    if (ret < 0)
+        return ret;
+    if ((*r)->type == REDIS_REPLY_ERROR)
+        return dpr_err_set(err, -EPROTO, "SCAN refused: %.*s", (int)(*r)->len, (*r)->str);
+    return kv_rdb_scan_page(*r, cursor, cap, keys, err);
 }
 
 static bool kept(const kv_layout_state *st, const char *key, size_t n)
@@ -92,26 +110,21 @@ static int purge_where(rp_proxy *p, bool (*keep)(const kv_layout_state *, const 
     if (!(rc = side_connect(err)))
         return -ECONNREFUSED;
     do {
-        r = redisCommand(rc, "SCAN %s COUNT " SCAN_COUNT, cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
-            r->element[1]->type != REDIS_REPLY_ARRAY) {
-            ret = dpr_err_set(err, -EPROTO, "SCAN failed: %s",
-                              r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
+        const redisReply *keys;
+        if ((ret = scan_page(rc, cursor, sizeof(cursor), &r, &keys, err)) < 0)
             goto out;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const redisReply *k = r->element[1]->element[i];
-            if (k->type != REDIS_REPLY_STRING || keep(&p->lay.st, k->str, k->len))
+        for (size_t i = 0; i < keys->elements; i++) {
+            const redisReply *k = keys->element[i];
+            if (keep(&p->lay.st, k->str, k->len))
                 continue;
             const char *argv[2] = {"UNLINK", k->str};
             size_t lens[2] = {6, k->len};
             if (direct) {
-                redisReply *u = redisCommandArgv(rc, 2, argv, lens);
-                if (!u || u->type == REDIS_REPLY_ERROR) {
-                    ret = dpr_err_set(err, -EIO, "UNLINK failed: %s", u ? u->str : rc->errstr);
+                redisReply *u;
+                if ((ret = side_call(rc, 2, argv, lens, &u, err)) < 0)
+                    goto out;
+                if (u->type == REDIS_REPLY_ERROR) {
+                    ret = dpr_err_set(err, -EIO, "UNLINK failed: %.*s", (int)u->len, u->str);
                     freeReplyObject(u);
                     goto out;
                 }
@@ -132,7 +145,7 @@ static int purge_where(rp_proxy *p, bool (*keep)(const kv_layout_state *, const 
     } while (strcmp(cursor, "0") != 0);
 out:
     freeReplyObject(r);
-    redisFree(rc);
+    kv_redis_close(rc);
     if (n) {
         uint64_t v;
         (void)dpr_worker_execute(&p->w, NULL, &v); /* in the open version */
@@ -166,10 +179,12 @@ int rp_layout_start(rp_proxy *p, dpr_err *err)
     p->lay.await = p->cfg->await_layout;
     if (!(rc = side_connect(err)))
         return -ECONNREFUSED;
-    r = redisCommand(rc, "COMMAND");
-    ret = rp_keys_load(&p->lay.keys, r, err);
+    const char *argv[1] = {"COMMAND"};
+    ret = side_call(rc, 1, argv, NULL, &r, err);
+    if (ret == 0)
+        ret = rp_keys_load(&p->lay.keys, r, err);
     freeReplyObject(r);
-    redisFree(rc);
+    kv_redis_close(rc);
     if (ret < 0)
         return ret;
     log_debug("%zu commands in redis-server's command table", p->lay.keys.n);
@@ -285,35 +300,30 @@ bool rp_layout_allows_batch(rp_proxy *p, const char *ops, uint32_t count, dpr_bu
 /* ---- commands ------------------------------------------------------------ */
 
 /* The keys this shard holds that l does not give it (SCAN): >= 0, or -1
- * with err set when Redis cannot be asked. */
-static ssize_t count_foreign(const rp_proxy *p, const kv_layout *l, dpr_err *err)
+ * with err set when Redis cannot be asked (DPR.LAYOUT's host). */
+static ssize_t host_count_foreign(void *ud, const kv_layout *l, dpr_err *err)
 {
     redisContext *rc = side_connect(err);
+    redisReply *r = NULL;
     char cursor[32] = "0";
     ssize_t n = 0;
 
-    (void)p;
+    (void)ud;
     if (!rc)
         return -1;
     do {
-        redisReply *r = redisCommand(rc, "SCAN %s COUNT " SCAN_COUNT, cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
-            r->element[1]->type != REDIS_REPLY_ARRAY) {
-            dpr_err_set(err, -EPROTO, "cannot list the keys: SCAN failed");
-            freeReplyObject(r);
+        const redisReply *keys;
+        freeReplyObject(r);
+        if (scan_page(rc, cursor, sizeof(cursor), &r, &keys, err) < 0) {
+            dpr_err_prefix(err, "cannot list the keys");
             n = -1;
             break;
         }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const redisReply *k = r->element[1]->element[i];
-            n += k->type == REDIS_REPLY_STRING && !kv_layout_owns(l, k->str, k->len);
-        }
-        freeReplyObject(r);
+        for (size_t i = 0; i < keys->elements; i++)
+            n += !kv_layout_owns(l, keys->element[i]->str, keys->element[i]->len);
     } while (strcmp(cursor, "0") != 0);
-    redisFree(rc);
+    freeReplyObject(r);
+    kv_redis_close(rc);
     return n;
 }
 
@@ -379,12 +389,13 @@ static int migrate_key(redisContext *src, target *t, const redisReply *key, rp_m
     if (redisAppendCommandArgv(src, 2, argv, lens) != REDIS_OK)
         return dpr_err_set(&sh->error, -ENOMEM, "out of memory");
     argv[0] = "DUMP";
-    if (redisAppendCommandArgv(src, 2, argv, lens) != REDIS_OK ||
-        redisGetReply(src, (void **)&ttl) != REDIS_OK ||
-        redisGetReply(src, (void **)&dump) != REDIS_OK) {
-        rc = dpr_err_set(&sh->error, -EIO, "redis-server: %s", src->errstr);
+    if (redisAppendCommandArgv(src, 2, argv, lens) != REDIS_OK) {
+        rc = dpr_err_set(&sh->error, -ENOMEM, "out of memory");
         goto out;
     }
+    if ((rc = kv_redis_reply(src, &ttl, &sh->error)) < 0 ||
+        (rc = kv_redis_reply(src, &dump, &sh->error)) < 0)
+        goto out;
     if (!ttl || ttl->type != REDIS_REPLY_INTEGER || !dump)
         goto out; /* gone meanwhile (expired) */
     if (dump->type != REDIS_REPLY_STRING)
@@ -419,20 +430,12 @@ static int migrate_child(const kv_layout *to, dpr_tls_ctx *tls, rp_migrate_share
         goto out;
     snprintf(epoch, sizeof(epoch), "%" PRIu64, to->epoch);
     do {
-        r = redisCommand(src, "SCAN %s COUNT " SCAN_COUNT, cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
-            r->element[1]->type != REDIS_REPLY_ARRAY) {
-            rc = dpr_err_set(&sh->error, -EPROTO, "SCAN failed: %s",
-                             r && r->type == REDIS_REPLY_ERROR ? r->str : src->errstr);
+        const redisReply *keys;
+        if ((rc = scan_page(src, cursor, sizeof(cursor), &r, &keys, &sh->error)) < 0)
             goto out;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-        const redisReply *keys = r->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
             const redisReply *k = keys->element[i];
-            if (k->type != REDIS_REPLY_STRING || kv_layout_owns(to, k->str, k->len))
+            if (kv_layout_owns(to, k->str, k->len))
                 continue;
             uint32_t o = kv_layout_owner(to, k->str, k->len);
             target *t = &ts[o];
@@ -469,7 +472,7 @@ out:
     if (rc == -ENOMEM && !sh->error.msg[0])
         dpr_err_set(&sh->error, -ENOMEM, "out of memory");
     freeReplyObject(r);
-    redisFree(src);
+    kv_redis_close(src);
     return rc < 0 ? 1 : 0;
 }
 
@@ -558,11 +561,6 @@ void rp_layout_rolled_back(rp_proxy *p)
 }
 
 /* DPR.LAYOUT: kv_layout_cmd.c's rules on the keys in redis-server */
-
-static ssize_t host_count_foreign(void *ud, const kv_layout *l, dpr_err *err)
-{
-    return count_foreign(ud, l, err);
-}
 
 static kv_layout_migration host_migration(void *ud, uint64_t epoch)
 {

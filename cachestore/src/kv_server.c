@@ -239,12 +239,7 @@ static void tls_input(kv_client *c, size_t n)
     ssize_t r;
 
     c->raw.len += n;
-    if (c->tls_failed)
-        r = -EPROTO;
-    else if (dpr_tls_conn_feed(c->tls, c->raw.data, c->raw.len) < 0)
-        r = -ENOMEM;
-    else
-        r = dpr_tls_conn_read(c->tls, &c->in);
+    r = c->tls_failed ? -EPROTO : dpr_tls_conn_input(c->tls, c->raw.data, c->raw.len, &c->in);
     c->raw.len = 0;
     shrink(&c->raw);
     if (r < 0) {
